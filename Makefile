@@ -1,0 +1,105 @@
+# tide: build, test and tooling. `make` builds in-tree so that bin/tide and
+# `require "tide"` work from the checkout; see README.md.
+
+LUA       ?= lua5.4
+LUA_INC   ?= /usr/include/lua5.4
+BUSTED    ?= $(LUA) /usr/bin/busted
+BUILD     ?= build
+SO_DIR    ?= lua
+OPT       ?= -O2
+SAN       ?=
+CC        ?= gcc
+
+CFLAGS_BASE = -std=gnu11 -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
+              -msse4.2 -mpclmul -Icore -I$(LUA_INC) $(SAN)
+LDLIBS    = -luv -llmdb -lcjson -lzstd -lm -lpthread
+
+CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))
+LUA_SRC   = $(wildcard core/l_*.c)
+CORE_OBJ  = $(CORE_SRC:core/%.c=$(BUILD)/core/%.o)
+LUA_OBJ   = $(LUA_SRC:core/%.c=$(BUILD)/core/%.o)
+CTEST_SRC = $(wildcard spec/c/test_*.c)
+CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/%)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+CORE_SO   = $(SO_DIR)/tide/core.so
+LIBTIDE   = $(BUILD)/libtide.a
+
+DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev libcjson-dev \
+            libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
+            lmdb-utils cppcheck valgrind tmux
+
+.PHONY: all deps test ctest spec asan lint bench demo clean install uninstall doc test-install
+
+all: $(CORE_SO) $(LIBTIDE)
+
+$(BUILD)/core/%.o: core/%.c $(wildcard core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c -o $@ $<
+
+$(LIBTIDE): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CORE_SO): $(LUA_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_%: spec/c/test_%.c spec/c/t.h $(LIBTIDE)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Ispec/c -o $@ $< $(LIBTIDE) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIBTIDE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(LIBTIDE) $(LDLIBS)
+
+# deps: install the Debian packages that are missing (as root), or say how.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	echo "deps: missing:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+	  echo "deps: run as root: apt-get update && apt-get install -y$$missing"; exit 1; \
+	fi
+
+ctest: $(CTEST_BIN)
+	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(CTEST_ENV) $$t; done
+
+spec: all
+	$(BUSTED) $(BUSTED_ARGS)
+
+# test: every C test, then every busted spec; ends with busted's summary line.
+test: all ctest spec
+
+# asan: a separate build with AddressSanitizer and UBSan; the Lua interpreter
+# is not instrumented, so the runtime is preloaded for the specs.
+asan:
+	$(MAKE) BUILD=build-asan SO_DIR=build-asan/lua OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  CTEST_ENV="ASAN_OPTIONS=detect_leaks=1" build-asan/lua/tide/core.so build-asan/libtide.a ctest
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 TIDE_CPATH="build-asan/lua/?.so" $(BUSTED)
+
+lint:
+	luacheck lua bin spec connectors examples bench
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+	  --inline-suppr -Icore --suppress=missingIncludeSystem core spec/c
+
+bench: all $(BENCH_BIN)
+	$(LUA) bench/run.lua $(BENCH_ARGS)
+
+demo: deps all
+	$(LUA) bin/tide run examples/quickstart/pipeline.lua
+
+doc:
+	ldoc -c docs/config.ld .
+
+install:
+	luarocks --lua-version=5.4 make tide-scm-1.rockspec $(if $(TREE),--tree=$(TREE))
+
+uninstall:
+	luarocks --lua-version=5.4 remove tide $(if $(TREE),--tree=$(TREE))
+
+clean:
+	rm -rf build build-asan lua/tide/core.so core/*.o

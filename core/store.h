@@ -1,0 +1,187 @@
+/*
+ * store.h: the durable topic store.
+ *
+ * A store is a directory:
+ *
+ *   <dir>/catalog/           LMDB environment: the catalog (the source of truth)
+ *   <dir>/topics/<id>/p<k>/  partition k's hot segments: <base offset:20>.seg
+ *   <dir>/cold/<id>/p<k>/    offloaded segments: <base offset:20>.seg.zst
+ *
+ * A topic has N partitions; a partition is an ordered list of segments; a
+ * segment is an append-only file of checksummed blocks (seg.h), each block
+ * one columnar batch. The catalog records, per segment, its offset range,
+ * event-time range, committed byte size and state (open, sealed,
+ * offloaded). A record exists once the catalog's committed segment covers
+ * it: bytes past the committed size are a torn tail, which the next writer
+ * truncates before writing.
+ *
+ * Concurrency. Every write (append, create, delete, retention, offload)
+ * runs inside one LMDB write transaction, which LMDB serialises across
+ * threads and processes; readers use read transactions and never block.
+ * Several processes may open the same store; one process must open a
+ * directory only once (LMDB's rule).
+ *
+ * Ownership. tide_store_open returns a store owned by the caller and closed by
+ * tide_store_close. Topic handles (tide_topic_t) are owned by the store: they
+ * stay valid until the store is closed or the topic is deleted through it.
+ * Readers (tide_reader_t) and append sessions (tide_append_t) are owned by the
+ * caller and must be closed before the store.
+ */
+#ifndef TIDE_STORE_H
+#define TIDE_STORE_H
+
+#include <stdint.h>
+
+#include "batch.h"
+#include "err.h"
+#include "schema.h"
+
+typedef struct tide_store tide_store_t;
+typedef struct tide_topic tide_topic_t;
+typedef struct tide_reader tide_reader_t;
+typedef struct tide_append tide_append_t;
+
+#define TIDE_TOPIC_NAME_MAX 200
+#define TIDE_PARTITIONS_MAX 1024
+#define TIDE_TS_NONE INT64_MIN /* "no event time" */
+
+typedef struct tide_store_opts {
+  int sync;             /* 1: segments and catalog are durable when a write returns */
+  uint64_t map_size;    /* initial LMDB map size in bytes; 0 picks 64 MiB; it grows */
+  const char *cold_dir; /* the cold tier; NULL: <dir>/cold */
+} tide_store_opts_t;
+
+/* Compatibility modes of the schema registry (values are on disk). */
+typedef enum tide_compat {
+  TIDE_COMPAT_NONE = 0,
+  TIDE_COMPAT_BACKWARD = 1,
+  TIDE_COMPAT_FORWARD = 2,
+  TIDE_COMPAT_FULL = 3,
+  TIDE_COMPAT_BACKWARD_TRANSITIVE = 4,
+  TIDE_COMPAT_FORWARD_TRANSITIVE = 5,
+  TIDE_COMPAT_FULL_TRANSITIVE = 6
+} tide_compat_t;
+
+typedef struct tide_topic_opts {
+  uint32_t partitions;     /* 1..TIDE_PARTITIONS_MAX */
+  tide_schema_t *schema;   /* borrowed; NULL: schemaless, one `value json` column */
+  int64_t retention_ms;    /* drop sealed segments last written longer ago; -1: never */
+  int64_t retention_bytes; /* keep the partition's total below this; -1: no limit */
+  int64_t segment_bytes;   /* roll the open segment at this size; 0 picks 64 MiB */
+  int64_t segment_ms;      /* roll the open segment at this age; -1: never */
+  const char *time_column; /* event-time column; NULL: the first timestamp column */
+  int ignore_unknown;      /* appends drop unknown JSON keys instead of refusing */
+  tide_compat_t compat;
+} tide_topic_opts_t;
+
+/* What a topic handle knows of itself (a snapshot; refreshed by the store). */
+typedef struct tide_topic_info {
+  const char *name;
+  uint32_t id;
+  uint32_t partitions;
+  int64_t retention_ms, retention_bytes, segment_bytes, segment_ms;
+  int time_col;            /* index in schema, or -1: event time is append time */
+  int schemaless;
+  int ignore_unknown;
+  tide_compat_t compat;
+  uint32_t schema_version; /* latest registered */
+  tide_schema_t *schema;   /* latest; borrowed, valid while the handle is */
+  int64_t created_ms;
+} tide_topic_info_t;
+
+enum { TIDE_SEG_OPEN = 0, TIDE_SEG_SEALED = 1, TIDE_SEG_OFFLOADED = 2 };
+
+typedef struct tide_seg_info {
+  uint32_t partition;
+  uint64_t base_offset, end_offset; /* [base, end) */
+  int64_t min_ts, max_ts;           /* TIDE_TS_NONE when the segment has no time */
+  uint64_t bytes;                   /* committed size of the hot file */
+  uint64_t stored_bytes;            /* size where it lives now (compressed when offloaded) */
+  int state;
+  int64_t created_ms, last_write_ms;
+} tide_seg_info_t;
+
+typedef struct tide_range {
+  uint32_t partition;
+  uint64_t first, end; /* offsets [first, end) written by one append */
+} tide_range_t;
+
+/* ---- store ---- */
+
+/* Open or create the store in dir (created if missing, with parents).
+ * Cleans what a crash left behind (orphan files of uncommitted writes).
+ * Errors: -errno (dir unusable), LMDB codes, TIDE_EFORMAT (a newer format). */
+int tide_store_open(const char *dir, const tide_store_opts_t *o, tide_store_t **out, tide_err_t *err);
+void tide_store_close(tide_store_t *s); /* closes every topic handle; NULL allowed */
+const char *tide_store_dir(const tide_store_t *s);
+
+/* Create a topic. Errors: TIDE_EEXIST, TIDE_EINVAL (name or options; err says
+ * which), -errno, LMDB codes. */
+int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_opts_t *o,
+                            tide_err_t *err);
+/* Delete a topic and its files (hot and cold). Its handle becomes invalid.
+ * TIDE_ENOTFOUND when there is no such topic. */
+int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err);
+/* The handle of a topic (owned by the store). TIDE_ENOTFOUND. */
+int tide_store_topic(tide_store_t *s, const char *name, tide_topic_t **out, tide_err_t *err);
+/* Topic names in order; *names is one malloc'd block (array + strings), free() it. */
+int tide_store_list(tide_store_t *s, char ***names, size_t *n, tide_err_t *err);
+/* 0 when name is a valid topic name, else TIDE_EINVAL with the reason. */
+int tide_topic_name_check(const char *name, tide_err_t *err);
+
+/* ---- topics ---- */
+
+/* Refresh and return the topic's metadata. The pointer stays valid until the
+ * next call on this handle. */
+int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *err);
+/* Per-partition [earliest, end) offsets; arrays of info->partitions entries. */
+int tide_topic_offsets(tide_topic_t *t, uint64_t *earliest, uint64_t *end, tide_err_t *err);
+/* All segments, by partition then offset; *segs is malloc'd, free() it. */
+int tide_topic_segments(tide_topic_t *t, tide_seg_info_t **segs, size_t *n, tide_err_t *err);
+/* Drop sealed segments past retention (age: last write older than now_ms -
+ * retention_ms; bytes: oldest first while the partition is over
+ * retention_bytes). *dropped = segments dropped. */
+int tide_topic_enforce_retention(tide_topic_t *t, int64_t now_ms, uint32_t *dropped, tide_err_t *err);
+/* Move sealed segments whose end_offset <= before_offset to the cold tier. */
+int tide_topic_offload(tide_topic_t *t, uint64_t before_offset, uint32_t *moved, tide_err_t *err);
+
+/* ---- appends ----
+ * An append session is atomic: every row given to it becomes visible at
+ * tide_append_commit, or none does (tide_append_abort, an error, a crash).
+ * It holds the store's write transaction from begin to commit/abort, so keep
+ * it short and never leave it open across a call that can longjmp. */
+int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err);
+/* Add rows [lo, hi) of b (the topic's latest schema). key_col >= 0 hashes
+ * that column to a partition per row; -1 sends all rows of the session to
+ * one partition, chosen round-robin per session. */
+int tide_append_rows(tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint32_t hi, int key_col,
+                     tide_err_t *err);
+/* Make it durable and visible. ranges (may be NULL) receives one entry per
+ * partition written, *nranges their count (ranges needs room for
+ * info->partitions entries). The session is freed whatever the result. */
+int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges, tide_err_t *err);
+/* Undo everything the session wrote and free it. NULL allowed. */
+void tide_append_abort(tide_append_t *a);
+
+/* ---- reads ---- */
+
+typedef struct tide_read_opts {
+  int64_t partition;        /* -1: every partition, in order */
+  uint64_t from, to;        /* offsets [from, to); to = UINT64_MAX: the end at open */
+  int64_t from_time, to_time; /* event time [from_time, to_time); INT64_MIN/INT64_MAX: no bound */
+} tide_read_opts_t;
+
+void tide_read_opts_init(tide_read_opts_t *o);
+
+/* A reader over a snapshot taken at open: it sees the records committed then. */
+int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err);
+/* The next batch: 1 and *b (owned by the caller, a zero-copy view kept valid
+ * by its own reference to the segment mapping) with its partition and the
+ * offset of its row 0; rows outside the requested offset and time ranges
+ * are already removed. 0 at the end. <0 on error (TIDE_ECORRUPT names the
+ * topic, partition, segment and offset). */
+int tide_reader_next(tide_reader_t *r, tide_batch_t **b, uint32_t *partition, const uint64_t **offsets,
+                     tide_err_t *err);
+void tide_reader_close(tide_reader_t *r); /* NULL allowed */
+
+#endif
