@@ -10,7 +10,7 @@ OPT       ?= -O2
 SAN       ?=
 CC        ?= gcc
 
-CFLAGS_BASE = -std=gnu11 -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
+CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
               -msse4.2 -mpclmul -Icore -I$(LUA_INC) $(SAN)
 LDLIBS    = -luv -llmdb -lcjson -lzstd -lm -lpthread
 

@@ -92,6 +92,11 @@ int tide_batch_set_str(tide_batch_t *b, uint32_t col, const char *p, size_t len)
 void tide_batch_row_commit(tide_batch_t *b);
 void tide_batch_row_abort(tide_batch_t *b);
 
+/* Drop the rows from `nrows` on of an owned batch (no-op when it has fewer):
+ * null counts, string data and validity are cut back to match. Used to roll
+ * back a multi-row append that failed part way. */
+void tide_batch_truncate(tide_batch_t *b, uint32_t nrows);
+
 /* Copy row `row` of src (same schema shape) onto the end of owned dst. */
 int tide_batch_append_row(tide_batch_t *dst, const tide_batch_t *src, uint32_t row);
 

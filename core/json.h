@@ -17,7 +17,9 @@
  *   timestamp  an integer (ms since the epoch) or an ISO-8601 string
  *              (see tide_ts_parse)
  *   json       any JSON value, stored compact
- *   null, or a missing key: NULL when the field is nullable, else an error
+ *   null: NULL when the field is nullable, else an error
+ *   a missing key: the field's DEFAULT when it has one, else NULL when the
+ *              field is nullable, else an error
  *   unknown keys: an error, unless TIDE_JSON_IGNORE_UNKNOWN
  *   duplicate keys: an error
  * Schemaless mode (TIDE_JSON_WHOLE, for a schema of one json column): the
@@ -77,5 +79,40 @@ int tide_ts_parse(const char *s, size_t len, int64_t *ms);
 /* Format ms as "2026-11-21T12:00:05.250Z" (the .mmm part only when non-zero).
  * out must hold 40 bytes; returns the length written (NUL-terminated). */
 int tide_ts_format(int64_t ms, char *out);
+
+/* ------------------------------------------------------------------------
+ * Additions used by schema.c and the Lua bindings.
+ */
+
+/* Deepest nesting of arrays and objects the scanners accept (they are
+ * iterative; the limit bounds their fixed stack). */
+#define TIDE_JSON_MAX_DEPTH 512
+
+/* Append v in the shortest form that reads back as the same double ("0.1",
+ * "1e+21"); integral values keep a ".0" ("3.0"); NaN and infinities are
+ * written as null. 0 or -ENOMEM. */
+int tide_json_number(tide_buf_t *out, double v);
+
+/* Scan one JSON value at the start of p[0..len) (leading whitespace skipped),
+ * appending its compact form to out (out may be NULL to only validate).
+ * *used is set to the offset just after the value; the rest of p is not
+ * looked at. TIDE_EPARSE with "invalid JSON at column N: ..." (N relative to
+ * p, 1-based), or -ENOMEM. */
+int tide_json_scan(const char *p, size_t len, size_t *used, tide_buf_t *out, tide_err_t *err);
+
+/* Decode the JSON string literal p[0..len) (quotes included) and append its
+ * UTF-8 bytes to out. TIDE_EPARSE when p is not exactly one valid string. */
+int tide_json_unquote(const char *p, size_t len, tide_buf_t *out, tide_err_t *err);
+
+/* Set column col of the open row of owned batch b from the JSON value text
+ * p[0..len), converting by the column's type as the decoder does (the
+ * schema's defaults go through here). Errors as tide_json_dec_line, with
+ * messages naming the field. */
+int tide_json_set_value(tide_batch_t *b, uint32_t col, const char *p, size_t len, tide_err_t *err);
+
+/* Offset of the first byte of p[0..n) that does not start a well-formed
+ * UTF-8 sequence (overlong forms, surrogates and code points above U+10FFFF
+ * are refused), or n when all of it is valid. */
+size_t tide_utf8_check(const char *p, size_t n);
 
 #endif

@@ -1,0 +1,926 @@
+/*
+ * l_batch.c: Lua <-> batch conversion, the tide.Batch userdata, and the
+ * schema/JSON helper functions of tide.core.
+ *
+ * Memory discipline. Any Lua API call may raise (out of memory), which
+ * longjmps past our C frames. So C memory that lives across Lua calls is
+ * always held by a "scratch box" userdata (tide.scratch, with a __gc that
+ * frees it) sitting on the Lua stack; it is handed over (pointer taken, box
+ * emptied) only once no Lua call remains. The JSON -> Lua decoder builds Lua
+ * values directly (no C tree), and the Lua -> JSON encoder writes into a
+ * boxed buffer.
+ *
+ * The tide.Batch userdata holds one tide_batch_t *, NULL once closed;
+ * __gc, __close and b:close() share one idempotent close.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "l_tide.h"
+
+#define SCRATCH_MT "tide.scratch"
+#define SHOW_MAX 40
+#define DEPTH_MAX TIDE_JSON_MAX_DEPTH
+
+/* ---------------------------------------------------------------- boxes */
+
+typedef struct lbox {
+  tide_buf_t buf;
+  tide_schema_t *s;
+} lbox_t;
+
+static int box_gc(lua_State *L) {
+  lbox_t *x = lua_touserdata(L, 1);
+  tide_buf_free(&x->buf);
+  tide_schema_unref(x->s);
+  x->s = NULL;
+  return 0;
+}
+
+/* Push a new empty scratch box. */
+static lbox_t *push_box(lua_State *L) {
+  lbox_t *x = lua_newuserdatauv(L, sizeof *x, 0);
+  memset(x, 0, sizeof *x);
+  if (luaL_newmetatable(L, SCRATCH_MT)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return x;
+}
+
+/* ---------------------------------------------------------------- JSON -> Lua */
+
+static const char *jl_ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+  return p;
+}
+
+static int jl_hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    else return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static void jl_utf8(luaL_Buffer *B, unsigned cp) {
+  if (cp < 0x80) {
+    luaL_addchar(B, (char)cp);
+  } else if (cp < 0x800) {
+    luaL_addchar(B, (char)(0xC0 | (cp >> 6)));
+    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    luaL_addchar(B, (char)(0xE0 | (cp >> 12)));
+    luaL_addchar(B, (char)(0x80 | ((cp >> 6) & 0x3F)));
+    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
+  } else {
+    luaL_addchar(B, (char)(0xF0 | (cp >> 18)));
+    luaL_addchar(B, (char)(0x80 | ((cp >> 12) & 0x3F)));
+    luaL_addchar(B, (char)(0x80 | ((cp >> 6) & 0x3F)));
+    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
+  }
+}
+
+/* Push the string literal at p (p[0] == '"'); returns the end or NULL. */
+static const char *jl_string(lua_State *L, const char *p, const char *e) {
+  const char *q = p + 1, *run;
+  while (q < e && *q != '"' && *q != '\\') q++;
+  if (q < e && *q == '"') {
+    lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
+    return q + 1;
+  }
+  luaL_Buffer B;
+  luaL_buffinit(L, &B);
+  q = run = p + 1;
+  for (;;) {
+    if (q >= e) return NULL;
+    if (*q == '"') break;
+    if (*q != '\\') {
+      q++;
+      continue;
+    }
+    luaL_addlstring(&B, run, (size_t)(q - run));
+    if (q + 1 >= e) return NULL;
+    char c = q[1];
+    q += 2;
+    switch (c) {
+    case '"': luaL_addchar(&B, '"'); break;
+    case '\\': luaL_addchar(&B, '\\'); break;
+    case '/': luaL_addchar(&B, '/'); break;
+    case 'b': luaL_addchar(&B, '\b'); break;
+    case 'f': luaL_addchar(&B, '\f'); break;
+    case 'n': luaL_addchar(&B, '\n'); break;
+    case 'r': luaL_addchar(&B, '\r'); break;
+    case 't': luaL_addchar(&B, '\t'); break;
+    case 'u': {
+      unsigned cp, lo;
+      if (e - q < 4 || jl_hex4(q, &cp)) return NULL;
+      q += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (e - q < 6 || q[0] != '\\' || q[1] != 'u' || jl_hex4(q + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+          return NULL;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        q += 6;
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        return NULL;
+      }
+      jl_utf8(&B, cp);
+      break;
+    }
+    default: return NULL;
+    }
+    run = q;
+  }
+  luaL_addlstring(&B, run, (size_t)(q - run));
+  luaL_pushresult(&B);
+  return q + 1;
+}
+
+/* Push the number at p; integer literals within int64 become integers. */
+static const char *jl_number(lua_State *L, const char *p, const char *e) {
+  const char *q = p;
+  int isint = 1;
+  while (q < e && ((*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
+                   *q == 'E')) {
+    if (*q == '.' || *q == 'e' || *q == 'E') isint = 0;
+    q++;
+  }
+  size_t n = (size_t)(q - p);
+  char small[64], *s = small;
+  if (n == 0) return NULL;
+  if (n >= sizeof small && !(s = malloc(n + 1))) return NULL;
+  memcpy(s, p, n);
+  s[n] = 0;
+  char *end;
+  int ok = 0;
+  if (isint) {
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!errno && end == s + n) {
+      ok = 1;
+      if (s != small) free(s);
+      lua_pushinteger(L, (lua_Integer)v);
+      return q;
+    }
+  }
+  double d = strtod(s, &end);
+  ok = end == s + n;
+  if (s != small) free(s);
+  if (!ok) return NULL;
+  lua_pushnumber(L, (lua_Number)d);
+  return q;
+}
+
+/* Push the JSON value at p. Returns the end, or NULL on malformed text (the
+ * caller resets the stack). `nil` tells the caller the value was null. */
+static const char *jl_value(lua_State *L, const char *p, const char *e, int depth, int *nil) {
+  p = jl_ws(p, e);
+  *nil = 0;
+  if (p >= e) return NULL;
+  switch (*p) {
+  case '"': return jl_string(L, p, e);
+  case 't':
+    if (e - p < 4 || memcmp(p, "true", 4)) return NULL;
+    lua_pushboolean(L, 1);
+    return p + 4;
+  case 'f':
+    if (e - p < 5 || memcmp(p, "false", 5)) return NULL;
+    lua_pushboolean(L, 0);
+    return p + 5;
+  case 'n':
+    if (e - p < 4 || memcmp(p, "null", 4)) return NULL;
+    lua_pushnil(L);
+    *nil = 1;
+    return p + 4;
+  case '[': {
+    if (depth >= DEPTH_MAX) return NULL;
+    luaL_checkstack(L, 3, "json value too deep");
+    lua_newtable(L);
+    lua_Integer i = 0;
+    p = jl_ws(p + 1, e);
+    if (p < e && *p == ']') return p + 1;
+    for (;;) {
+      int isnil;
+      if (!(p = jl_value(L, p, e, depth + 1, &isnil))) return NULL;
+      lua_rawseti(L, -2, ++i);
+      p = jl_ws(p, e);
+      if (p < e && *p == ',') {
+        p++;
+        continue;
+      }
+      if (p < e && *p == ']') return p + 1;
+      return NULL;
+    }
+  }
+  case '{': {
+    if (depth >= DEPTH_MAX) return NULL;
+    luaL_checkstack(L, 4, "json value too deep");
+    lua_newtable(L);
+    p = jl_ws(p + 1, e);
+    if (p < e && *p == '}') return p + 1;
+    for (;;) {
+      int isnil;
+      p = jl_ws(p, e);
+      if (p >= e || *p != '"' || !(p = jl_string(L, p, e))) return NULL;
+      p = jl_ws(p, e);
+      if (p >= e || *p != ':') return NULL;
+      if (!(p = jl_value(L, p + 1, e, depth + 1, &isnil))) return NULL;
+      if (isnil) lua_pop(L, 2); /* a null member is an absent key */
+      else lua_rawset(L, -3);
+      p = jl_ws(p, e);
+      if (p < e && *p == ',') {
+        p++;
+        continue;
+      }
+      if (p < e && *p == '}') return p + 1;
+      return NULL;
+    }
+  }
+  default:
+    if (*p == '-' || (*p >= '0' && *p <= '9')) return jl_number(L, p, e);
+    return NULL;
+  }
+}
+
+/* Push the Lua value of JSON text p[0..n); nil and TIDE_ECORRUPT when it
+ * does not parse. */
+static int push_json(lua_State *L, const char *p, size_t n) {
+  int top = lua_gettop(L), isnil;
+  const char *q = jl_value(L, p, p + n, 0, &isnil);
+  if (!q || jl_ws(q, p + n) != p + n) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+    return TIDE_ECORRUPT;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- batch -> Lua */
+
+int tide_l_push_value(lua_State *L, const tide_col_t *c, uint32_t row) {
+  size_t n;
+  const char *s;
+  if (tide_col_is_null(c, row)) {
+    lua_pushnil(L);
+    return 0;
+  }
+  switch (c->type) {
+  case TIDE_T_INT:
+  case TIDE_T_TIMESTAMP: lua_pushinteger(L, (lua_Integer)tide_col_i64(c, row)); return 0;
+  case TIDE_T_DOUBLE: lua_pushnumber(L, (lua_Number)tide_col_f64(c, row)); return 0;
+  case TIDE_T_BOOL: lua_pushboolean(L, tide_col_bool(c, row)); return 0;
+  case TIDE_T_STRING:
+    s = tide_col_str(c, row, &n);
+    lua_pushlstring(L, s, n);
+    return 0;
+  case TIDE_T_JSON:
+    s = tide_col_str(c, row, &n);
+    return push_json(L, s, n);
+  }
+  lua_pushnil(L);
+  return TIDE_ECORRUPT;
+}
+
+void tide_l_push_row(lua_State *L, const tide_batch_t *b, uint32_t row) {
+  const tide_schema_t *s = b->schema;
+  luaL_checkstack(L, 4, NULL);
+  lua_createtable(L, 0, (int)s->nfields);
+  for (uint32_t i = 0; i < s->nfields; i++) {
+    if (tide_col_is_null(&b->cols[i], row)) continue;
+    tide_l_push_value(L, &b->cols[i], row);
+    lua_setfield(L, -2, s->fields[i].name);
+  }
+}
+
+/* ---------------------------------------------------------------- Lua -> JSON */
+
+/* Encode the Lua value at idx (absolute) as compact JSON onto out. Returns
+ * 0, -ENOMEM, or TIDE_ESCHEMA with the reason in why. */
+static int enc_lua(lua_State *L, int idx, tide_buf_t *out, int depth, char *why, size_t wn) {
+  char num[32];
+  size_t n;
+  const char *s;
+  int rc;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: return tide_buf_append(out, "null", 4);
+  case LUA_TBOOLEAN: return tide_buf_puts(out, lua_toboolean(L, idx) ? "true" : "false");
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      int k = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+      return tide_buf_append(out, num, (size_t)k);
+    }
+    return tide_json_number(out, (double)lua_tonumber(L, idx));
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &n);
+    if (tide_utf8_check(s, n) != n) {
+      snprintf(why, wn, "invalid UTF-8 in string at byte %zu", tide_utf8_check(s, n) + 1);
+      return TIDE_ESCHEMA;
+    }
+    return tide_json_quote(out, s, n);
+  case LUA_TTABLE: break;
+  default:
+    snprintf(why, wn, "cannot encode a %s as JSON", luaL_typename(L, idx));
+    return TIDE_ESCHEMA;
+  }
+  if (depth >= DEPTH_MAX) {
+    snprintf(why, wn, "table nested deeper than %d levels (a cycle?)", DEPTH_MAX);
+    return TIDE_ESCHEMA;
+  }
+  luaL_checkstack(L, 4, "json value too deep");
+  /* what is it: count keys, find the largest positive integer key */
+  lua_Integer count = 0, max = 0;
+  int allint = 1, forced = 0; /* 1 array, 2 object */
+  if (luaL_getmetafield(L, idx, "__jsontype") != LUA_TNIL) {
+    const char *jt = lua_tostring(L, -1);
+    if (jt && !strcmp(jt, "array")) forced = 1;
+    else if (jt && !strcmp(jt, "object")) forced = 2;
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    count++;
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      lua_Integer k = lua_tointeger(L, -1);
+      if (k > max) max = k;
+      if (k < 1) allint = 0;
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+      allint = 0;
+    } else {
+      snprintf(why, wn, "cannot encode a table key of type %s as JSON", luaL_typename(L, -1));
+      lua_pop(L, 1);
+      return TIDE_ESCHEMA;
+    }
+  }
+  if (count == 0) return tide_buf_puts(out, forced == 1 ? "[]" : "{}");
+  if (forced != 2 && allint && max == count) {
+    if ((rc = tide_buf_putc(out, '['))) return rc;
+    for (lua_Integer i = 1; i <= count; i++) {
+      if (i > 1 && (rc = tide_buf_putc(out, ','))) return rc;
+      lua_rawgeti(L, idx, i);
+      rc = enc_lua(L, lua_gettop(L), out, depth + 1, why, wn);
+      lua_pop(L, 1);
+      if (rc) return rc;
+    }
+    return tide_buf_putc(out, ']');
+  }
+  if ((rc = tide_buf_putc(out, '{'))) return rc;
+  int first = 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!first && (rc = tide_buf_putc(out, ','))) goto fail;
+    first = 0;
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+      int k = snprintf(num, sizeof num, "\"%lld\"", (long long)lua_tointeger(L, -2));
+      rc = tide_buf_append(out, num, (size_t)k);
+    } else {
+      s = lua_tolstring(L, -2, &n); /* a string key: no conversion happens */
+      if (tide_utf8_check(s, n) != n) {
+        snprintf(why, wn, "invalid UTF-8 in a table key");
+        rc = TIDE_ESCHEMA;
+        goto fail;
+      }
+      rc = tide_json_quote(out, s, n);
+    }
+    if (rc || (rc = tide_buf_putc(out, ':'))) goto fail;
+    if ((rc = enc_lua(L, lua_gettop(L), out, depth + 1, why, wn))) goto fail;
+    lua_pop(L, 1);
+  }
+  return tide_buf_putc(out, '}');
+fail:
+  lua_pop(L, 2);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- Lua -> batch */
+
+/* Describe the Lua value at idx for a message: `string "abc"`, `number 3.5`,
+ * `boolean true`, `table`. */
+static void describe(lua_State *L, int idx, char *out, size_t n) {
+  size_t len;
+  const char *s;
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &len);
+    snprintf(out, n, "string \"%.*s%s\"", (int)(len > SHOW_MAX ? SHOW_MAX : len), s,
+             len > SHOW_MAX ? "..." : "");
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) snprintf(out, n, "number %lld", (long long)lua_tointeger(L, idx));
+    else snprintf(out, n, "number %.14g", (double)lua_tonumber(L, idx));
+    break;
+  case LUA_TBOOLEAN: snprintf(out, n, "boolean %s", lua_toboolean(L, idx) ? "true" : "false"); break;
+  default: snprintf(out, n, "%s", luaL_typename(L, idx));
+  }
+}
+
+static int bad_value(lua_State *L, int idx, const tide_field_t *f, const char *why, tide_err_t *err) {
+  char d[SHOW_MAX + 40];
+  describe(L, idx, d, sizeof d);
+  return tide_err_set(err, TIDE_ESCHEMA, "field '%s': expected %s, got %s%s", f->name,
+                      tide_type_name(f->type), d, why ? why : "");
+}
+
+/* Integer value of the number at idx for an int/timestamp field: integers,
+ * and floats with an integral value within int64. */
+static int to_i64(lua_State *L, int idx, const tide_field_t *f, int64_t *v, tide_err_t *err) {
+  if (lua_isinteger(L, idx)) {
+    *v = (int64_t)lua_tointeger(L, idx);
+    return 0;
+  }
+  double d = (double)lua_tonumber(L, idx);
+  if (d != floor(d)) return bad_value(L, idx, f, NULL, err);
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+    return bad_value(L, idx, f, " (out of range)", err);
+  *v = (int64_t)d;
+  return 0;
+}
+
+static int unknown_key(lua_State *L, const tide_schema_t *s, tide_err_t *err) {
+  char list[300], d[SHOW_MAX + 40];
+  size_t len = 0;
+  list[0] = 0;
+  for (uint32_t i = 0; i < s->nfields; i++) {
+    if (len + s->fields[i].name_len + 6 >= sizeof list) {
+      memcpy(list + len, ", ...", 6);
+      break;
+    }
+    len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", s->fields[i].name);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *k = lua_tolstring(L, -1, &n);
+    return tide_err_set(err, TIDE_ESCHEMA, "unknown field '%.*s%s' (fields: %s)",
+                        (int)(n > SHOW_MAX ? SHOW_MAX : n), k, n > SHOW_MAX ? "..." : "", list);
+  }
+  describe(L, -1, d, sizeof d);
+  return tide_err_set(err, TIDE_ESCHEMA, "unexpected key %s (keys must be field names: %s)", d, list);
+}
+
+/* Append the row table at ridx to b. The stack is balanced on return. */
+static int row_from_lua(lua_State *L, int ridx, tide_batch_t *b, int flags, tide_buf_t *jb,
+                        tide_err_t *err) {
+  const tide_schema_t *s = b->schema;
+  lua_Integer found = 0, keys = 0;
+  int64_t v;
+  size_t n;
+  const char *str;
+  char why[160];
+  int rc = tide_batch_row_begin(b);
+  if (rc) return tide_err_set(err, rc, "%s", tide_strerror(rc));
+  for (uint32_t i = 0; i < s->nfields; i++) {
+    const tide_field_t *f = &s->fields[i];
+    lua_pushlstring(L, f->name, f->name_len);
+    int t = lua_rawget(L, ridx);
+    if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+      if (f->default_json) {
+        if ((rc = tide_json_set_value(b, i, f->default_json, strlen(f->default_json), err))) goto fail;
+      } else if (!f->nullable) {
+        rc = tide_err_set(err, TIDE_ESCHEMA, "missing field '%s' (not nullable)", f->name);
+        goto fail;
+      }
+      continue;
+    }
+    found++;
+    int top = lua_gettop(L);
+    switch (f->type) {
+    case TIDE_T_INT:
+    case TIDE_T_TIMESTAMP:
+      if (t == LUA_TNUMBER) {
+        if ((rc = to_i64(L, top, f, &v, err))) goto failpop;
+      } else if (t == LUA_TSTRING && f->type == TIDE_T_TIMESTAMP) {
+        str = lua_tolstring(L, top, &n);
+        if (tide_ts_parse(str, n, &v)) {
+          rc = bad_value(L, top, f, NULL, err);
+          goto failpop;
+        }
+      } else {
+        rc = bad_value(L, top, f, NULL, err);
+        goto failpop;
+      }
+      tide_batch_set_i64(b, i, v);
+      break;
+    case TIDE_T_DOUBLE:
+      if (t != LUA_TNUMBER) {
+        rc = bad_value(L, top, f, NULL, err);
+        goto failpop;
+      }
+      tide_batch_set_f64(b, i, (double)lua_tonumber(L, top));
+      break;
+    case TIDE_T_BOOL:
+      if (t != LUA_TBOOLEAN) {
+        rc = bad_value(L, top, f, NULL, err);
+        goto failpop;
+      }
+      tide_batch_set_bool(b, i, lua_toboolean(L, top));
+      break;
+    case TIDE_T_STRING:
+      if (t != LUA_TSTRING) {
+        rc = bad_value(L, top, f, NULL, err);
+        goto failpop;
+      }
+      str = lua_tolstring(L, top, &n);
+      if (tide_utf8_check(str, n) != n) {
+        rc = tide_err_set(err, TIDE_ESCHEMA, "field '%s': invalid UTF-8 in string at byte %zu",
+                          f->name, tide_utf8_check(str, n) + 1);
+        goto failpop;
+      }
+      if ((rc = tide_batch_set_str(b, i, str, n))) {
+        tide_err_set(err, rc, "field '%s': %s", f->name, tide_strerror(rc));
+        goto failpop;
+      }
+      break;
+    case TIDE_T_JSON:
+      jb->len = 0;
+      if ((rc = enc_lua(L, top, jb, 0, why, sizeof why))) {
+        if (rc == TIDE_ESCHEMA) tide_err_set(err, rc, "field '%s': %s", f->name, why);
+        else tide_err_set(err, rc, "field '%s': %s", f->name, tide_strerror(rc));
+        goto failpop;
+      }
+      if ((rc = tide_batch_set_str(b, i, jb->data, jb->len))) {
+        tide_err_set(err, rc, "field '%s': %s", f->name, tide_strerror(rc));
+        goto failpop;
+      }
+      break;
+    }
+    lua_pop(L, 1);
+  }
+  if (!(flags & TIDE_JSON_IGNORE_UNKNOWN)) {
+    lua_pushnil(L);
+    while (lua_next(L, ridx)) {
+      lua_pop(L, 1);
+      keys++;
+    }
+    if (keys > found) { /* find the culprit */
+      lua_pushnil(L);
+      while (lua_next(L, ridx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) break;
+        str = lua_tolstring(L, -1, &n);
+        if (tide_schema_find(s, str, n) < 0) break;
+      }
+      rc = unknown_key(L, s, err);
+      lua_pop(L, 1);
+      goto fail;
+    }
+  }
+  tide_batch_row_commit(b);
+  return 0;
+failpop:
+  lua_pop(L, 1);
+fail:
+  tide_batch_row_abort(b);
+  return rc;
+}
+
+int tide_l_rows_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide_err_t *err) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return tide_err_set(err, TIDE_EINVAL, "rows: expected a table, got %s", luaL_typename(L, idx));
+  int top = lua_gettop(L), rc = 0;
+  uint32_t start = b->nrows;
+  lua_Unsigned n = lua_rawlen(L, idx);
+  if (n > TIDE_BATCH_MAX_ROWS)
+    return tide_err_set(err, TIDE_ETOOBIG, "too many rows (%llu)", (unsigned long long)n);
+  luaL_checkstack(L, 8, NULL);
+  lbox_t *box = push_box(L);
+  if ((rc = tide_batch_reserve(b, (uint32_t)n))) {
+    lua_settop(L, top);
+    return tide_err_set(err, rc, "%s", tide_strerror(rc));
+  }
+  for (lua_Unsigned r = 1; r <= n; r++) {
+    int t = lua_rawgeti(L, idx, (lua_Integer)r);
+    if (t != LUA_TTABLE) {
+      rc = tide_err_set(err, TIDE_ESCHEMA, "row %llu: expected a table, got %s", (unsigned long long)r,
+                        luaL_typename(L, -1));
+      break;
+    }
+    if ((rc = row_from_lua(L, lua_gettop(L), b, flags, &box->buf, err))) {
+      tide_err_prefix(err, "row %llu: ", (unsigned long long)r);
+      break;
+    }
+    lua_pop(L, 1);
+  }
+  if (rc) tide_batch_truncate(b, start);
+  lua_settop(L, top);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- schemas */
+
+/* One entry of the array form at eidx, added to s. */
+static int schema_entry(lua_State *L, int eidx, lua_Integer i, tide_schema_t *s, tide_buf_t *jb,
+                        tide_err_t *err) {
+  size_t nl = 0, tl = 0;
+  const char *name = NULL, *type = NULL;
+  int nullable = 0, rc;
+  tide_type_t t;
+  char why[160];
+  if (lua_rawgeti(L, eidx, 1) == LUA_TSTRING) name = lua_tolstring(L, -1, &nl);
+  else if (lua_getfield(L, eidx, "name") == LUA_TSTRING) name = lua_tolstring(L, -1, &nl);
+  if (lua_rawgeti(L, eidx, 2) == LUA_TSTRING) type = lua_tolstring(L, -1, &tl);
+  else if (lua_getfield(L, eidx, "type") == LUA_TSTRING) type = lua_tolstring(L, -1, &tl);
+  if (!name) return tide_err_set(err, TIDE_EINVAL, "field %lld: missing name (a string)", (long long)i);
+  if (!type)
+    return tide_err_set(err, TIDE_EINVAL, "field %lld ('%s'): missing type (a string)", (long long)i, name);
+  if (tl && type[tl - 1] == '?') nullable = 1, tl--;
+  if (tide_type_parse(type, tl, &t))
+    return tide_err_set(err, TIDE_EINVAL,
+                        "field %lld ('%s'): unknown type '%.*s' (allowed: bool, int, double, string, timestamp, json)",
+                        (long long)i, name, (int)tl, type);
+  int nt = lua_getfield(L, eidx, "nullable");
+  if (nt == LUA_TBOOLEAN) nullable = lua_toboolean(L, -1);
+  else if (nt != LUA_TNIL)
+    return tide_err_set(err, TIDE_EINVAL, "field %lld ('%s'): nullable must be a boolean", (long long)i, name);
+  const char *def = NULL;
+  if (lua_getfield(L, eidx, "default") != LUA_TNIL) {
+    jb->len = 0;
+    if ((rc = enc_lua(L, lua_gettop(L), jb, 0, why, sizeof why)) ||
+        (rc = tide_buf_cstr(jb)))
+      return tide_err_set(err, rc == -ENOMEM ? rc : TIDE_EINVAL, "field %lld ('%s'): default: %s",
+                          (long long)i, name, rc == -ENOMEM ? "out of memory" : why);
+    def = jb->data;
+  }
+  if ((rc = tide_schema_add(s, name, nl, t, nullable, def, err))) {
+    tide_err_prefix(err, "field %lld: ", (long long)i);
+    return rc;
+  }
+  return 0;
+}
+
+int tide_l_schema_from_lua(lua_State *L, int idx, tide_schema_t **out, tide_err_t *err) {
+  idx = lua_absindex(L, idx);
+  *out = NULL;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    size_t n;
+    const char *ddl = lua_tolstring(L, idx, &n);
+    return tide_schema_parse_ddl(ddl, n, out, err);
+  }
+  if (!lua_istable(L, idx))
+    return tide_err_set(err, TIDE_EINVAL, "schema: expected a DDL string or an array of fields, got %s",
+                        luaL_typename(L, idx));
+  int top = lua_gettop(L), rc = 0;
+  luaL_checkstack(L, 10, NULL);
+  lbox_t *box = push_box(L);
+  if (!(box->s = tide_schema_new())) {
+    lua_settop(L, top);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  lua_Unsigned n = lua_rawlen(L, idx);
+  if (n == 0) rc = tide_err_set(err, TIDE_EINVAL, "schema: no fields");
+  for (lua_Unsigned i = 1; !rc && i <= n; i++) {
+    int etop = lua_gettop(L);
+    if (lua_rawgeti(L, idx, (lua_Integer)i) != LUA_TTABLE)
+      rc = tide_err_set(err, TIDE_EINVAL, "field %llu: expected a table {name, type}, got %s",
+                        (unsigned long long)i, luaL_typename(L, -1));
+    else
+      rc = schema_entry(L, lua_gettop(L), (lua_Integer)i, box->s, &box->buf, err);
+    lua_settop(L, etop);
+  }
+  if (!rc) {
+    *out = box->s;
+    box->s = NULL;
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
+void tide_l_push_schema(lua_State *L, const tide_schema_t *s) {
+  luaL_checkstack(L, 5, NULL);
+  lua_createtable(L, (int)s->nfields, 0);
+  for (uint32_t i = 0; i < s->nfields; i++) {
+    const tide_field_t *f = &s->fields[i];
+    lua_createtable(L, 2, f->default_json ? 1 : 0);
+    lua_pushlstring(L, f->name, f->name_len);
+    lua_rawseti(L, -2, 1);
+    lua_pushfstring(L, "%s%s", tide_type_name(f->type), f->nullable ? "?" : "");
+    lua_rawseti(L, -2, 2);
+    if (f->default_json) {
+      push_json(L, f->default_json, strlen(f->default_json));
+      lua_setfield(L, -2, "default");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* ---------------------------------------------------------------- tide.Batch */
+
+typedef struct lbatch {
+  tide_batch_t *b;
+} lbatch_t;
+
+void tide_l_push_batch(lua_State *L, tide_batch_t *b) {
+  lbatch_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->b = NULL;
+  luaL_setmetatable(L, TIDE_L_BATCH_MT);
+  u->b = b;
+}
+
+tide_batch_t *tide_l_check_batch(lua_State *L, int idx) {
+  lbatch_t *u = luaL_checkudata(L, idx, TIDE_L_BATCH_MT);
+  if (!u->b) luaL_error(L, "attempt to use a closed tide.Batch");
+  return u->b;
+}
+
+static int batch_close(lua_State *L) {
+  lbatch_t *u = luaL_checkudata(L, 1, TIDE_L_BATCH_MT);
+  if (u->b) {
+    tide_batch_free(u->b);
+    u->b = NULL;
+  }
+  return 0;
+}
+
+static int batch_nrows(lua_State *L) {
+  lua_pushinteger(L, tide_l_check_batch(L, 1)->nrows);
+  return 1;
+}
+
+static int batch_schema(lua_State *L) {
+  tide_l_push_schema(L, tide_l_check_batch(L, 1)->schema);
+  return 1;
+}
+
+static int batch_row(lua_State *L) {
+  tide_batch_t *b = tide_l_check_batch(L, 1);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, i >= 1 && i <= (lua_Integer)b->nrows, 2, "row index out of range");
+  tide_l_push_row(L, b, (uint32_t)(i - 1));
+  return 1;
+}
+
+static int batch_rows(lua_State *L) {
+  tide_batch_t *b = tide_l_check_batch(L, 1);
+  lua_createtable(L, (int)b->nrows, 0);
+  for (uint32_t r = 0; r < b->nrows; r++) {
+    tide_l_push_row(L, b, r);
+    lua_rawseti(L, -2, (lua_Integer)r + 1);
+  }
+  return 1;
+}
+
+static int batch_column(lua_State *L) {
+  tide_batch_t *b = tide_l_check_batch(L, 1);
+  size_t n;
+  const char *name = luaL_checklstring(L, 2, &n);
+  int c = tide_schema_find(b->schema, name, n);
+  if (c < 0) return luaL_argerror(L, 2, lua_pushfstring(L, "no column '%s'", name));
+  lua_createtable(L, (int)b->nrows, 1);
+  for (uint32_t r = 0; r < b->nrows; r++) {
+    tide_l_push_value(L, &b->cols[c], r);
+    lua_rawseti(L, -2, (lua_Integer)r + 1);
+  }
+  lua_pushinteger(L, b->nrows);
+  lua_setfield(L, -2, "n");
+  return 1;
+}
+
+static int batch_tostring(lua_State *L) {
+  lbatch_t *u = luaL_checkudata(L, 1, TIDE_L_BATCH_MT);
+  if (u->b) lua_pushfstring(L, "tide.Batch (%d rows)", (int)u->b->nrows);
+  else lua_pushliteral(L, "tide.Batch (closed)");
+  return 1;
+}
+
+/* ---------------------------------------------------------------- module functions */
+
+/* schema_parse(ddl_or_array) -> array form, canonical DDL. Raises on a bad
+ * schema (it is the caller's text). */
+static int l_schema_parse(lua_State *L) {
+  tide_schema_t *s;
+  tide_err_t err;
+  luaL_checkany(L, 1);
+  if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
+  lbox_t *box = push_box(L);
+  box->s = s;
+  tide_l_push_schema(L, s);
+  if (tide_schema_to_ddl(s, &box->buf)) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, box->buf.data ? box->buf.data : "", box->buf.len);
+  return 2;
+}
+
+static int l_ts_parse(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int64_t ms;
+  if (tide_ts_parse(s, n, &ms)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid timestamp '%s' (expected ISO-8601, e.g. 2026-11-21T12:00:05Z)", s);
+    return 2;
+  }
+  lua_pushinteger(L, (lua_Integer)ms);
+  return 1;
+}
+
+static int l_ts_format(lua_State *L) {
+  char buf[40];
+  int n = tide_ts_format((int64_t)luaL_checkinteger(L, 1), buf);
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+/* Read the optional flags table at idx: { ignore_unknown=, whole=, iso8601= }. */
+static int check_flags(lua_State *L, int idx) {
+  static const char *const names[] = {"ignore_unknown", "whole", "iso8601", NULL};
+  static const int bits[] = {TIDE_JSON_IGNORE_UNKNOWN, TIDE_JSON_WHOLE, TIDE_JSON_ISO8601};
+  int flags = 0;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_argerror(L, idx, "flag names must be strings");
+    const char *k = lua_tostring(L, -2);
+    int i = 0;
+    while (names[i] && strcmp(names[i], k)) i++;
+    if (!names[i]) luaL_argerror(L, idx, lua_pushfstring(L, "unknown flag '%s'", k));
+    if (lua_toboolean(L, -1)) flags |= bits[i];
+    lua_pop(L, 1);
+  }
+  return flags;
+}
+
+/* json_batch(schema, text [, flags]) -> tide.Batch, or nil, "line N: msg",
+ * "EPARSE"|"ESCHEMA"|... Blank lines are skipped (but counted). */
+static int l_json_batch(lua_State *L) {
+  tide_schema_t *s;
+  tide_err_t err;
+  size_t len;
+  luaL_checkany(L, 1);
+  const char *text = luaL_checklstring(L, 2, &len);
+  int flags = check_flags(L, 3);
+  if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
+  lbox_t *box = push_box(L);
+  box->s = s;
+  lbatch_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->b = NULL;
+  luaL_setmetatable(L, TIDE_L_BATCH_MT);
+  if (!(u->b = tide_batch_new(s, 0))) return luaL_error(L, "out of memory");
+  tide_json_dec_t *d = tide_json_dec_new(s, flags);
+  if (!d) return luaL_error(L, "out of memory");
+  /* no Lua call from here until d is freed */
+  const char *p = text, *e = text + len;
+  int line = 0, rc = 0;
+  while (p < e && !rc) {
+    const char *nl = memchr(p, '\n', (size_t)(e - p)), *end = nl ? nl : e, *q = p;
+    line++;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+    if (q < end) rc = tide_json_dec_line(d, u->b, p, (size_t)(end - p), &err);
+    if (rc && rc != TIDE_EPARSE && rc != TIDE_ESCHEMA && rc != TIDE_EINVAL)
+      tide_err_set(&err, rc, "%s", tide_strerror(rc));
+    p = nl ? nl + 1 : e;
+  }
+  tide_json_dec_free(d);
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "line %d: %s", line, err.msg);
+    lua_pushstring(L, tide_errname(rc));
+    return 3;
+  }
+  return 1;
+}
+
+/* batch_json(batch [, flags]) -> JSON lines text (one line per row, each
+ * ending in a newline). */
+static int l_batch_json(lua_State *L) {
+  tide_batch_t *b = tide_l_check_batch(L, 1);
+  int flags = check_flags(L, 2);
+  lbox_t *box = push_box(L);
+  for (uint32_t r = 0; r < b->nrows; r++)
+    if (tide_json_enc_row(b, r, &box->buf, flags) || tide_buf_putc(&box->buf, '\n'))
+      return luaL_error(L, "out of memory");
+  lua_pushlstring(L, box->buf.data ? box->buf.data : "", box->buf.len);
+  return 1;
+}
+
+int tide_l_batch_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"nrows", batch_nrows}, {"schema", batch_schema}, {"row", batch_row},
+      {"rows", batch_rows},   {"column", batch_column}, {"close", batch_close},
+      {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", batch_close}, {"__close", batch_close}, {"__len", batch_nrows},
+      {"__tostring", batch_tostring}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"schema_parse", l_schema_parse}, {"ts_parse", l_ts_parse},     {"ts_format", l_ts_format},
+      {"json_batch", l_json_batch},     {"batch_json", l_batch_json}, {NULL, NULL}};
+  luaL_checktype(L, -1, LUA_TTABLE);
+  if (luaL_newmetatable(L, TIDE_L_BATCH_MT)) {
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+  return 0;
+}

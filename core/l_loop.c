@@ -1,0 +1,486 @@
+/*
+ * l_loop.c: the Lua binding of the event loop (loop.h).
+ *
+ *   local loop = core.loop()                       -- tide.Loop
+ *   local t = loop:timer(ms, repeat_ms, fn)        -- tide.Timer: fn()
+ *   local w = loop:watch(path, fn)                 -- tide.Watch: fn(filename, "change"|"rename")
+ *   local s = loop:signal("SIGTERM", fn)           -- tide.Signal: fn("SIGTERM")
+ *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
+ *   loop:stop(); loop:alive(); loop:now(); loop:close()
+ *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
+ *
+ * Memory and lifetimes.
+ *
+ *   tide.Loop userdata   { l_loop_t }: owns the tide_loop_t (C memory, which
+ *                        outlives the handles' close callbacks: loop.c frees
+ *                        it only after draining them).
+ *   tide.Timer/Watch/Signal userdata  { l_handle_t }: points to the C handle,
+ *                        which loop.c owns; user value 1 is the tide.Loop, so
+ *                        a loop lives as long as any of its handle objects.
+ *
+ * While a handle is open the registry holds its Lua callback (fn_ref) and its
+ * userdata (self_ref), so a timer whose object the program dropped still
+ * fires. Closing the handle (handle:close(), loop:close(), __gc or __close)
+ * runs on_release, which clears the userdata's pointer and drops both refs;
+ * from then on the userdata may be collected at any time, while the C handle
+ * still waits for its close callback: the C side never looks at the
+ * userdata again.
+ *
+ * Callbacks never longjmp through uv_run. Each runs as
+ * lua_pcall(dispatch, ...) with a traceback message handler, on the stack of
+ * the thread inside loop:run (callbacks fire only there). On error the error
+ * value stays on that stack, the loop stops, later callbacks of the run are
+ * skipped, and loop:run raises the error once uv_run has returned.
+ */
+#include <signal.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "err.h"
+#include "l_loop.h"
+#include "loop.h"
+
+#define LOOP_MT "tide.Loop"
+#define TIMER_MT "tide.Timer"
+#define WATCH_MT "tide.Watch"
+#define SIGNAL_MT "tide.Signal"
+
+typedef struct l_loop {
+  tide_loop_t *loop; /* NULL once freed */
+  lua_State *L;      /* the thread inside loop:run; NULL when not running */
+  lua_State *cur;    /* the thread of the call that may release handles */
+  int err_pending;   /* a callback failed: its error is on top of L's stack */
+  int stack_fail;    /* a callback was skipped: no room on L's stack */
+} l_loop_t;
+
+typedef struct l_handle {
+  tide_handle_t *h; /* NULL when closed */
+  l_loop_t *ll;     /* the loop's userdata (kept alive by user value 1) */
+  int fn_ref;       /* the Lua callback, LUA_NOREF when closed */
+  int self_ref;     /* this userdata, LUA_NOREF when closed */
+  int oneshot;      /* a timer that does not repeat: closed when it fires */
+} l_handle_t;
+
+/* One event on its way to Lua, passed to dispatch as a light userdata. */
+typedef struct l_event {
+  l_handle_t *u;
+  const char *filename;
+  int events, status, signum;
+} l_event_t;
+
+static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
+static const int signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+static const char *signal_name(int signum) {
+  for (int i = 0; signal_names[i]; i++)
+    if (signal_numbers[i] == signum) return signal_names[i];
+  return "?";
+}
+
+/* The failure tuple: nil, "ENAME: message", "ENAME". */
+static int push_fail(lua_State *L, int rc) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", tide_errname(rc), tide_strerror(rc));
+  lua_pushstring(L, tide_errname(rc));
+  return 3;
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+/* Message handler: a string error (or one with __tostring) gets a traceback;
+ * other error values pass through unchanged. */
+static int l_msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      return 1; /* the original value is still at index 1 */
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Runs under lua_pcall: push the callback and its arguments and call it. */
+static int l_dispatch(lua_State *L) {
+  const l_event_t *ev = lua_touserdata(L, 1);
+  l_handle_t *u = ev->u;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->fn_ref);
+  tide_handle_type_t type = tide_handle_type(u->h);
+  if (u->oneshot) { /* done: close it now, while u is surely alive; fn is on the stack */
+    u->ll->cur = L;
+    tide_handle_close(u->h);
+  }
+  int nargs = 0;
+  switch (type) {
+  case TIDE_HANDLE_WATCH:
+    if (ev->status < 0) {
+      lua_pushnil(L);
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: %s", tide_errname(ev->status), tide_strerror(ev->status));
+      nargs = 3;
+    } else {
+      if (ev->filename)
+        lua_pushstring(L, ev->filename);
+      else
+        lua_pushnil(L);
+      lua_pushstring(L, (ev->events & TIDE_WATCH_RENAME) ? "rename" : "change");
+      nargs = 2;
+    }
+    break;
+  case TIDE_HANDLE_SIGNAL:
+    lua_pushstring(L, signal_name(ev->signum));
+    nargs = 1;
+    break;
+  case TIDE_HANDLE_TIMER:
+    break;
+  }
+  lua_call(L, nargs, 0);
+  return 0;
+}
+
+/* Deliver an event to Lua. Returns 1 when delivered, 0 when skipped: after
+ * a callback error, the rest of the stopped loop's iteration is skipped.
+ * Nothing here can raise: pushing light C functions and light userdata does
+ * not allocate, and lua_checkstack and lua_pcall report failures by their
+ * results. */
+static int l_fire(l_event_t *ev) {
+  l_loop_t *ll = ev->u->ll;
+  lua_State *L = ll->L;
+  if (L == NULL || ll->err_pending || ll->stack_fail) return 0;
+  if (!lua_checkstack(L, LUA_MINSTACK)) {
+    ll->stack_fail = 1;
+    tide_loop_stop(ll->loop);
+    return 0;
+  }
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, l_msgh);
+  lua_pushcfunction(L, l_dispatch);
+  lua_pushlightuserdata(L, ev);
+  if (lua_pcall(L, 1, 0, top + 1) != LUA_OK) {
+    lua_remove(L, top + 1); /* the handler; the error stays at top + 1 */
+    ll->err_pending = 1;
+    tide_loop_stop(ll->loop);
+    return 1;
+  }
+  lua_settop(L, top);
+  return 1;
+}
+
+/* A skipped one-shot timer is re-armed (1 ms: a 0 would make libuv run it
+ * again in the same timers phase), so that the next run still fires it;
+ * skipped watch and signal events are dropped. */
+static void on_timer(tide_handle_t *h, void *data) {
+  l_event_t ev = {data, NULL, 0, 0, 0};
+  if (!l_fire(&ev) && ev.u->oneshot) tide_timer_set(h, 1, 0);
+}
+
+static void on_watch(tide_handle_t *h, void *data, const char *filename, int events, int status) {
+  l_event_t ev = {data, filename, events, status, 0};
+  (void)h;
+  l_fire(&ev);
+}
+
+static void on_signal(tide_handle_t *h, void *data, int signum) {
+  l_event_t ev = {data, NULL, 0, 0, signum};
+  (void)h;
+  l_fire(&ev);
+}
+
+static void handle_unref(lua_State *L, l_handle_t *u) {
+  luaL_unref(L, LUA_REGISTRYINDEX, u->fn_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->self_ref);
+  u->fn_ref = u->self_ref = LUA_NOREF;
+}
+
+/* The handle is closing (whoever closed it): detach the userdata. */
+static void on_release(tide_handle_t *h, void *data) {
+  l_handle_t *u = data;
+  (void)h;
+  u->h = NULL;
+  handle_unref(u->ll->cur, u);
+}
+
+/* ---- tide.Loop ------------------------------------------------------------------ */
+
+static l_loop_t *check_open_loop(lua_State *L, int idx) {
+  l_loop_t *ll = luaL_checkudata(L, idx, LOOP_MT);
+  if (ll->loop == NULL || tide_loop_closed(ll->loop)) luaL_error(L, "attempt to use a closed " LOOP_MT);
+  return ll;
+}
+
+/* core.loop() -> tide.Loop, or nil, msg, name. */
+static int l_loop_new(lua_State *L) {
+  l_loop_t *ll = lua_newuserdatauv(L, sizeof *ll, 0);
+  memset(ll, 0, sizeof *ll);
+  luaL_setmetatable(L, LOOP_MT);
+  int rc = tide_loop_open(&ll->loop);
+  if (rc) return push_fail(L, rc);
+  return 1;
+}
+
+/* loop:close(): close every handle, wait for their close callbacks and
+ * close the libuv loop. Idempotent; also __gc and __close. From a callback,
+ * the close completes when loop:run returns. */
+static int l_loop_close(lua_State *L) {
+  l_loop_t *ll = luaL_checkudata(L, 1, LOOP_MT);
+  if (ll->loop == NULL) return 0;
+  ll->cur = L;
+  if (ll->L) {
+    tide_loop_close(ll->loop); /* deferred: tide_loop_run finishes it */
+    return 0;
+  }
+  if (tide_loop_free(ll->loop) == 0) ll->loop = NULL;
+  return 0;
+}
+
+/* loop:run([mode]) -> true when handles remain active. Raises the first
+ * callback error (with its traceback). */
+static int l_loop_run(lua_State *L) {
+  static const char *const modes[] = {"default", "once", "nowait", NULL};
+  static const tide_run_mode_t mode_values[] = {TIDE_RUN_DEFAULT, TIDE_RUN_ONCE, TIDE_RUN_NOWAIT};
+  l_loop_t *ll = check_open_loop(L, 1);
+  int mode = luaL_checkoption(L, 2, "default", modes);
+  if (ll->L) return luaL_error(L, "loop:run: the loop is already running");
+  lua_settop(L, 2);
+  ll->L = L;
+  ll->err_pending = ll->stack_fail = 0;
+  int rc = tide_loop_run(ll->loop, mode_values[mode]);
+  ll->L = NULL;
+  if (tide_loop_closed(ll->loop)) { /* closed from a callback */
+    ll->cur = L;
+    if (tide_loop_free(ll->loop) == 0) ll->loop = NULL;
+  }
+  if (ll->err_pending) {
+    ll->err_pending = 0;
+    return lua_error(L); /* the callback's error, on top */
+  }
+  if (ll->stack_fail) return luaL_error(L, "loop:run: a callback was skipped: Lua stack overflow");
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+static int l_loop_stop(lua_State *L) {
+  l_loop_t *ll = luaL_checkudata(L, 1, LOOP_MT);
+  if (ll->loop) tide_loop_stop(ll->loop);
+  return 0;
+}
+
+static int l_loop_alive(lua_State *L) {
+  l_loop_t *ll = luaL_checkudata(L, 1, LOOP_MT);
+  lua_pushboolean(L, ll->loop != NULL && tide_loop_alive(ll->loop));
+  return 1;
+}
+
+static int l_loop_now(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  lua_pushinteger(L, (lua_Integer)tide_loop_now(ll->loop));
+  return 1;
+}
+
+static int l_loop_tostring(lua_State *L) {
+  l_loop_t *ll = luaL_checkudata(L, 1, LOOP_MT);
+  if (ll->loop == NULL || tide_loop_closed(ll->loop))
+    lua_pushliteral(L, LOOP_MT " (closed)");
+  else
+    lua_pushfstring(L, LOOP_MT " (%p)", (void *)ll->loop);
+  return 1;
+}
+
+/* A new handle userdata, closed, with its refs taken; pushed on the stack. */
+static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn_idx) {
+  l_handle_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->h = NULL;
+  u->ll = ll;
+  u->fn_ref = u->self_ref = LUA_NOREF;
+  u->oneshot = 0;
+  luaL_setmetatable(L, mt);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, fn_idx);
+  u->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return u;
+}
+
+/* After a failed start: drop the refs, return the failure tuple. */
+static int handle_failed(lua_State *L, l_handle_t *u, int rc) {
+  handle_unref(L, u);
+  return push_fail(L, rc);
+}
+
+/* loop:timer(ms, [repeat_ms,] fn) -> tide.Timer. fn() runs after ms, then
+ * every repeat_ms when repeat_ms > 0. A timer that does not repeat closes
+ * itself when it fires (just before fn runs). */
+static int l_loop_timer(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "must be >= 0");
+  lua_Integer rep = 0;
+  int fn_idx = 4;
+  if (lua_type(L, 3) == LUA_TFUNCTION && lua_isnoneornil(L, 4)) {
+    fn_idx = 3;
+  } else {
+    rep = luaL_optinteger(L, 3, 0);
+    luaL_argcheck(L, rep >= 0, 3, "must be >= 0");
+  }
+  luaL_checktype(L, fn_idx, LUA_TFUNCTION);
+  l_handle_t *u = handle_new(L, ll, TIMER_MT, fn_idx);
+  u->oneshot = rep == 0;
+  int rc = tide_timer_start(ll->loop, (uint64_t)ms, (uint64_t)rep, on_timer, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* loop:watch(path, fn) -> tide.Watch, or nil, msg, name (no such path...).
+ * fn(filename, events) with events "change" or "rename"; on a watch error
+ * fn(nil, nil, "ENAME: msg"). */
+static int l_loop_watch(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  l_handle_t *u = handle_new(L, ll, WATCH_MT, 3);
+  int rc = tide_watch_start(ll->loop, path, on_watch, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* loop:signal(name, fn) -> tide.Signal. fn(name) each time it arrives. */
+static int l_loop_signal(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  int sig = luaL_checkoption(L, 2, NULL, signal_names);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  l_handle_t *u = handle_new(L, ll, SIGNAL_MT, 3);
+  int rc = tide_signal_start(ll->loop, signal_numbers[sig], on_signal, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* core.raise_signal(name): raise() the signal in this process. */
+static int l_raise_signal(lua_State *L) {
+  int sig = luaL_checkoption(L, 1, NULL, signal_names);
+  if (raise(signal_numbers[sig]) != 0) return luaL_error(L, "raise_signal: raise failed");
+  return 0;
+}
+
+/* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
+
+static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT};
+
+static l_handle_t *check_handle(lua_State *L, int idx, const char **mt) {
+  for (int i = 0; i < 3; i++) {
+    l_handle_t *u = luaL_testudata(L, idx, handle_mts[i]);
+    if (u) {
+      if (mt) *mt = handle_mts[i];
+      return u;
+    }
+  }
+  luaL_typeerror(L, idx, "tide.Timer, tide.Watch or tide.Signal");
+  return NULL;
+}
+
+static l_handle_t *check_open_handle(lua_State *L, int idx) {
+  const char *mt;
+  l_handle_t *u = check_handle(L, idx, &mt);
+  if (u->h == NULL) luaL_error(L, "attempt to use a closed %s", mt);
+  return u;
+}
+
+/* handle:close(): idempotent; also __gc and __close. */
+static int l_handle_close(lua_State *L) {
+  l_handle_t *u = check_handle(L, 1, NULL);
+  if (u->h) {
+    u->ll->cur = L;
+    tide_handle_close(u->h); /* on_release clears u->h and the refs */
+  } else if (u->fn_ref != LUA_NOREF || u->self_ref != LUA_NOREF) {
+    handle_unref(L, u); /* a half-made handle */
+  }
+  return 0;
+}
+
+static int l_handle_is_active(lua_State *L) {
+  l_handle_t *u = check_handle(L, 1, NULL);
+  lua_pushboolean(L, u->h != NULL && tide_handle_active(u->h));
+  return 1;
+}
+
+static int l_handle_is_closed(lua_State *L) {
+  lua_pushboolean(L, check_handle(L, 1, NULL)->h == NULL);
+  return 1;
+}
+
+static int l_handle_tostring(lua_State *L) {
+  const char *mt;
+  l_handle_t *u = check_handle(L, 1, &mt);
+  if (u->h)
+    lua_pushfstring(L, "%s (%p)", mt, (void *)u->h);
+  else
+    lua_pushfstring(L, "%s (closed)", mt);
+  return 1;
+}
+
+/* timer:stop(): stop without closing (a no-op on a closed timer, such as
+ * a one-shot timer that fired); timer:again() restarts a repeating one. */
+static int l_timer_stop(lua_State *L) {
+  l_handle_t *u = check_handle(L, 1, NULL);
+  if (u->h) tide_timer_stop(u->h);
+  return 0;
+}
+
+static int l_timer_again(lua_State *L) {
+  l_handle_t *u = check_open_handle(L, 1);
+  int rc = tide_timer_again(u->h);
+  if (rc) return push_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- registration ------------------------------------------------------------------ */
+
+static const luaL_Reg loop_methods[] = {
+    {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal},
+    {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},
+    {"now", l_loop_now},     {"close", l_loop_close}, {NULL, NULL}};
+
+static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},         {"again", l_timer_again},
+                                        {"close", l_handle_close},       {"is_active", l_handle_is_active},
+                                        {"is_closed", l_handle_is_closed}, {NULL, NULL}};
+
+static const luaL_Reg other_methods[] = {{"close", l_handle_close},
+                                        {"is_active", l_handle_is_active},
+                                        {"is_closed", l_handle_is_closed},
+                                        {NULL, NULL}};
+
+/* Create metatable `name` with __index = methods, __gc/__close = close. */
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
+                          lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
+int tide_l_loop_open(lua_State *L) {
+  luaL_checktype(L, -1, LUA_TTABLE);
+  new_metatable(L, LOOP_MT, loop_methods, l_loop_close, l_loop_tostring);
+  new_metatable(L, TIMER_MT, timer_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, WATCH_MT, other_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, SIGNAL_MT, other_methods, l_handle_close, l_handle_tostring);
+  lua_pushcfunction(L, l_loop_new);
+  lua_setfield(L, -2, "loop");
+  lua_pushcfunction(L, l_raise_signal);
+  lua_setfield(L, -2, "raise_signal");
+  return 0;
+}

@@ -1,0 +1,157 @@
+/*
+ * loop.h: tide's event loop, a thin owner of one libuv loop and the handles
+ * tide starts on it (timers, file-system watches, signals).
+ *
+ * Ownership and lifetimes.
+ *
+ *   tide_loop_t    owned by the caller: tide_loop_open .. tide_loop_free.
+ *   tide_handle_t  owned by its loop. The caller gets a pointer that stays
+ *                  valid until the handle is closed, by tide_handle_close or by
+ *                  tide_loop_close; after that the caller must not touch it.
+ *                  The memory itself lives on until libuv's close callback,
+ *                  which frees it; nothing of the caller's is touched there.
+ *
+ * Every open handle is on the loop's list (an intrusive doubly linked list,
+ * in creation order), so that closing the loop closes them all. A handle is
+ * on the list iff it is open (not closing); `closing` handles are only
+ * counted until their close callback ran.
+ *
+ * Callbacks. Each handle has one event callback and one optional `release`
+ * callback. `release(h, data)` runs exactly once, when the handle is closed
+ * (whoever closes it), before tide_handle_close / tide_loop_close return; it
+ * is where the owner of `data` drops it. After release no callback of the
+ * handle runs again.
+ *
+ * Closing. tide_loop_close closes every handle and, when the loop is not
+ * running, runs it until all close callbacks ran and closes the libuv loop.
+ * Called from a callback (while tide_loop_run runs), it closes the handles,
+ * stops the loop and leaves the rest to tide_loop_run, which finishes the
+ * close before it returns. Either way the loop refuses new handles
+ * (TIDE_ECLOSED) from then on.
+ *
+ * Errors: functions returning int return 0 or a negative libuv code (which
+ * is -errno on Unix, so tide_strerror covers it), or TIDE_ECLOSED.
+ */
+#ifndef TIDE_LOOP_H
+#define TIDE_LOOP_H
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct tide_loop tide_loop_t;
+typedef struct tide_handle tide_handle_t;
+
+/* What a watch callback reports (a bit set). */
+enum { TIDE_WATCH_RENAME = UV_RENAME, TIDE_WATCH_CHANGE = UV_CHANGE };
+
+/* How tide_loop_run runs: until nothing is active, one iteration that may
+ * block, or one iteration that does not block (uv_run_mode). */
+typedef enum tide_run_mode {
+  TIDE_RUN_DEFAULT = UV_RUN_DEFAULT,
+  TIDE_RUN_ONCE = UV_RUN_ONCE,
+  TIDE_RUN_NOWAIT = UV_RUN_NOWAIT
+} tide_run_mode_t;
+
+typedef enum tide_handle_type {
+  TIDE_HANDLE_TIMER = 1,
+  TIDE_HANDLE_WATCH = 2,
+  TIDE_HANDLE_SIGNAL = 3
+} tide_handle_type_t;
+
+typedef void (*tide_timer_cb)(tide_handle_t *h, void *data);
+/* filename may be NULL (libuv does not always know it); status < 0 reports
+ * a watch error (a libuv code), then events is 0. */
+typedef void (*tide_watch_cb)(tide_handle_t *h, void *data, const char *filename, int events, int status);
+typedef void (*tide_signal_cb)(tide_handle_t *h, void *data, int signum);
+typedef void (*tide_release_cb)(tide_handle_t *h, void *data);
+
+/* ---- loops ---------------------------------------------------------------- */
+
+/* Create a loop with its own uv_loop_t. Returns 0 and sets *out, or
+ * -ENOMEM, or a libuv error from uv_loop_init. */
+int tide_loop_open(tide_loop_t **out);
+
+/* Close every handle, wait for their close callbacks and close the libuv
+ * loop (deferred to the end of tide_loop_run when called from a callback,
+ * see above). Idempotent. Returns 0, or UV_EBUSY when handles that tide did
+ * not start are still open on the uv loop (then it may be called again once
+ * their owner closed them). */
+int tide_loop_close(tide_loop_t *loop);
+
+/* tide_loop_close, then release the loop's memory. Must not be called from a
+ * callback of this loop (returns UV_EBUSY and does nothing then). NULL is
+ * allowed. Returns what tide_loop_close returned. */
+int tide_loop_free(tide_loop_t *loop);
+
+/* Run the loop. Returns 1 when handles remain active (more to do), 0 when
+ * not, TIDE_ECLOSED on a closed loop, UV_EBUSY when called from one of the
+ * loop's own callbacks (runs do not nest). */
+int tide_loop_run(tide_loop_t *loop, tide_run_mode_t mode);
+
+/* Make the current (or next) tide_loop_run return soon. */
+void tide_loop_stop(tide_loop_t *loop);
+
+/* 1 when handles are active or closing, 0 otherwise (0 once closed). */
+int tide_loop_alive(const tide_loop_t *loop);
+
+/* 1 between tide_loop_close (or a deferred close) and tide_loop_free. */
+int tide_loop_closed(const tide_loop_t *loop);
+
+/* 1 while tide_loop_run runs (so, inside callbacks). */
+int tide_loop_running(const tide_loop_t *loop);
+
+/* Number of open handles (not counting those closing). */
+int tide_loop_handles(const tide_loop_t *loop);
+
+/* The libuv loop, for code that adds its own handles; they must be closed
+ * before tide_loop_close (see its UV_EBUSY). NULL once closed. */
+uv_loop_t *tide_loop_uv(tide_loop_t *loop);
+
+/* The current loop time in ms (uv_now). */
+uint64_t tide_loop_now(const tide_loop_t *loop);
+
+/* ---- handles ---------------------------------------------------------------- */
+
+/* Start a timer: cb runs after timeout_ms, then every repeat_ms when
+ * repeat_ms > 0. Returns 0 and sets *out, -ENOMEM, or TIDE_ECLOSED. */
+int tide_timer_start(tide_loop_t *loop, uint64_t timeout_ms, uint64_t repeat_ms, tide_timer_cb cb,
+                     tide_release_cb release, void *data, tide_handle_t **out);
+
+/* Stop a timer without closing it (it can be restarted with
+ * tide_timer_again when it repeats). Returns 0 or UV_EINVAL for a handle
+ * that is not a timer. */
+int tide_timer_stop(tide_handle_t *h);
+
+/* (Re)start a timer that is open with a new timeout and repeat interval.
+ * Returns 0 or UV_EINVAL for a handle that is not a timer. */
+int tide_timer_set(tide_handle_t *h, uint64_t timeout_ms, uint64_t repeat_ms);
+
+/* Restart a repeating timer with its repeat interval. Returns 0, UV_EINVAL
+ * for a handle that is not a timer, or libuv's error (a timer that never
+ * repeats). */
+int tide_timer_again(tide_handle_t *h);
+
+/* Watch a file or directory: cb(h, data, filename, events, 0) on every
+ * change in it. Returns 0 and sets *out, a libuv error (-ENOENT: no such
+ * path, ...), -ENOMEM, or TIDE_ECLOSED; on error nothing is left open and
+ * release is not called. */
+int tide_watch_start(tide_loop_t *loop, const char *path, tide_watch_cb cb, tide_release_cb release,
+                     void *data, tide_handle_t **out);
+
+/* Watch a signal: cb(h, data, signum) each time it arrives. Returns 0 and
+ * sets *out, a libuv error (UV_EINVAL for a bad signal number), -ENOMEM, or
+ * TIDE_ECLOSED; on error nothing is left open and release is not called. */
+int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_release_cb release, void *data,
+                      tide_handle_t **out);
+
+/* Close a handle: it stops, release runs, and its memory is freed in the
+ * close callback during a later loop iteration (or tide_loop_close). h must
+ * be a handle that is open; after the call the caller must not use it. */
+void tide_handle_close(tide_handle_t *h);
+
+/* The handle's type, and 1 when it is active (a started timer, watch or
+ * signal; a stopped timer is not active). */
+tide_handle_type_t tide_handle_type(const tide_handle_t *h);
+int tide_handle_active(const tide_handle_t *h);
+
+#endif

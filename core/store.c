@@ -1,0 +1,1322 @@
+/*
+ * store.c: topics over segment files, with the LMDB catalog as the source of
+ * truth (see store.h for the directory layout and the rules).
+ *
+ * The write path, for every kind of write:
+ *
+ *   begin LMDB write txn          (serialises writers across processes)
+ *   read the catalog state        (fresh: another process may have written)
+ *   repair torn tails             (truncate files past their committed size)
+ *   write files                   (blocks, new segments, cold copies)
+ *   fdatasync files (+ directory) (when the store syncs)
+ *   put catalog records, commit   (the moment the write becomes real)
+ *   remove files no longer named  (dropped or offloaded segments)
+ *
+ * A failure before the commit undoes the file writes (truncate, unlink) and
+ * aborts the transaction; a crash before the commit leaves bytes and files
+ * the catalog does not name, which the next writer or the next open removes.
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "seg.h"
+#include "tier.h"
+
+#define PATH_LEN 4096
+#define FLUSH_BYTES (8u << 20)          /* write encoded blocks in chunks of this */
+#define DEFAULT_SEGMENT_BYTES (64 << 20)
+#define MIN_SEGMENT_BYTES 1024
+
+struct tide_topic {
+  tide_store_t *s;
+  tide_topic_t *next;
+  char *name;
+  int dead;                 /* deleted through this store */
+  tide_topic_rec_t rec;
+  tide_schema_t **schemas;  /* [version - 1], loaded on demand */
+  uint32_t nschemas;
+  tide_topic_info_t info;
+};
+
+struct tide_store {
+  char *dir;
+  char *cold;
+  int sync;
+  tide_catalog_t *cat;
+  tide_topic_t *topics;
+};
+
+/* ------------------------------------------------------------- helpers --- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void seg_path(char *out, const tide_store_t *s, uint32_t id, uint32_t part, uint64_t base) {
+  snprintf(out, PATH_LEN, "%s/topics/%" PRIu32 "/p%" PRIu32 "/%020" PRIu64 ".seg", s->dir, id, part, base);
+}
+
+static void cold_path(char *out, const tide_store_t *s, uint32_t id, uint32_t part, uint64_t base) {
+  snprintf(out, PATH_LEN, "%s/%" PRIu32 "/p%" PRIu32 "/%020" PRIu64 ".seg.zst", s->cold, id, part, base);
+}
+
+/* mkdir -p. */
+static int mkdirs(const char *path) {
+  char tmp[PATH_LEN];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0777) < 0 && errno != EEXIST) return -errno;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0777) < 0 && errno != EEXIST) return -errno;
+  return 0;
+}
+
+/* rm -rf, for a topic's own directories only. Errors other than ENOENT are
+ * returned but the walk goes on. */
+static int rmtree(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return errno == ENOENT ? 0 : errno == ENOTDIR ? (unlink(path) < 0 ? -errno : 0) : -errno;
+  int rc = 0;
+  struct dirent *e;
+  char sub[PATH_LEN];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
+    struct stat st;
+    if (lstat(sub, &st) < 0) continue;
+    int r = S_ISDIR(st.st_mode) ? rmtree(sub) : (unlink(sub) < 0 && errno != ENOENT ? -errno : 0);
+    if (r && !rc) rc = r;
+  }
+  closedir(d);
+  if (rmdir(path) < 0 && errno != ENOENT && !rc) rc = -errno;
+  return rc;
+}
+
+static int sync_dir(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int rc = fsync(fd) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off) {
+  while (n) {
+    ssize_t w = pwrite(fd, p, n, (off_t)off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += w;
+    n -= (size_t)w;
+    off += (uint64_t)w;
+  }
+  return 0;
+}
+
+/* Fill err with an LMDB or system failure of `what` unless already set. */
+static int fail(tide_err_t *err, int rc, const char *what) {
+  if (err && err->code == rc && err->msg[0]) return rc;
+  return tide_err_set(err, rc, "%s: %s", what, tide_strerror(rc));
+}
+
+int tide_topic_name_check(const char *name, tide_err_t *err) {
+  size_t n = strlen(name);
+  if (n == 0) return tide_err_set(err, TIDE_EINVAL, "topic name is empty");
+  if (n > TIDE_TOPIC_NAME_MAX)
+    return tide_err_set(err, TIDE_EINVAL, "topic name is %zu bytes long (at most %d)", n, TIDE_TOPIC_NAME_MAX);
+  if (!strcmp(name, ".") || !strcmp(name, ".."))
+    return tide_err_set(err, TIDE_EINVAL, "topic name '%s' is not allowed", name);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c < 0x20 || c == 0x7f)
+      return tide_err_set(err, TIDE_EINVAL, "topic name has a control character at byte %zu", i + 1);
+    if (c == '/' || c == '\\')
+      return tide_err_set(err, TIDE_EINVAL, "topic name '%s' has a '%c' (names cannot hold path separators)",
+                          name, c);
+  }
+  if (strstr(name, ".."))
+    return tide_err_set(err, TIDE_EINVAL, "topic name '%s' holds '..'", name);
+  return 0;
+}
+
+/* ---------------------------------------------------------- topic data --- */
+
+/* Load (and cache) the schema of `version`. The result is borrowed. */
+static int topic_schema(tide_topic_t *t, MDB_txn *txn, uint32_t version, tide_schema_t **out, tide_err_t *err) {
+  if (version == 0) return tide_err_set(err, TIDE_ECORRUPT, "topic '%s': schema version 0", t->name);
+  if (version > t->nschemas) {
+    tide_schema_t **p = realloc(t->schemas, version * sizeof *p);
+    if (!p) return -ENOMEM;
+    memset(p + t->nschemas, 0, (version - t->nschemas) * sizeof *p);
+    t->schemas = p;
+    t->nschemas = version;
+  }
+  if (!t->schemas[version - 1]) {
+    int rc = tide_catalog_schema_get(txn, t->s->cat, t->rec.id, version, &t->schemas[version - 1], err);
+    if (rc == MDB_NOTFOUND)
+      return tide_err_set(err, TIDE_ECORRUPT, "topic '%s': schema version %u is missing", t->name, version);
+    if (rc) return fail(err, rc, "catalog");
+  }
+  *out = t->schemas[version - 1];
+  return 0;
+}
+
+static void topic_fill_info(tide_topic_t *t) {
+  tide_topic_info_t *i = &t->info;
+  i->name = t->name;
+  i->id = t->rec.id;
+  i->partitions = t->rec.partitions;
+  i->retention_ms = t->rec.retention_ms;
+  i->retention_bytes = t->rec.retention_bytes;
+  i->segment_bytes = t->rec.segment_bytes;
+  i->segment_ms = t->rec.segment_ms;
+  i->time_col = t->rec.time_col;
+  i->schemaless = !!(t->rec.flags & TIDE_TOPIC_SCHEMALESS);
+  i->ignore_unknown = !!(t->rec.flags & TIDE_TOPIC_IGNORE_UNKNOWN);
+  i->compat = (tide_compat_t)t->rec.compat;
+  i->schema_version = t->rec.schema_version;
+  i->schema = t->rec.schema_version <= t->nschemas ? t->schemas[t->rec.schema_version - 1] : NULL;
+  i->created_ms = t->rec.created_ms;
+}
+
+/* Re-read the topic's record in txn. TIDE_ENOTFOUND when the topic is gone
+ * (or was deleted and created again: a new id is a new topic). */
+static int topic_refresh(tide_topic_t *t, MDB_txn *txn, tide_err_t *err) {
+  if (t->dead) return tide_err_set(err, TIDE_ENOTFOUND, "topic '%s' was deleted", t->name);
+  tide_topic_rec_t r;
+  int rc = tide_catalog_topic_get(txn, t->s->cat, t->name, &r);
+  if (rc == MDB_NOTFOUND || (!rc && r.id != t->rec.id)) {
+    t->dead = 1;
+    return tide_err_set(err, TIDE_ENOTFOUND, "topic '%s' was deleted", t->name);
+  }
+  if (rc) return fail(err, rc, "catalog");
+  t->rec = r;
+  tide_schema_t *s;
+  if ((rc = topic_schema(t, txn, r.schema_version, &s, err))) return rc;
+  topic_fill_info(t);
+  return 0;
+}
+
+/* ---------------------------------------------------------- store open --- */
+
+/* Parse "<20 digits>.seg" / ".seg.zst". Returns 1 and *base when it matches. */
+static int parse_seg_name(const char *name, const char *ext, uint64_t *base) {
+  size_t n = strlen(name), el = strlen(ext);
+  if (n != 20 + el || strcmp(name + 20, ext)) return 0;
+  uint64_t v = 0;
+  for (int i = 0; i < 20; i++) {
+    if (name[i] < '0' || name[i] > '9') return 0;
+    v = v * 10 + (uint64_t)(name[i] - '0');
+  }
+  *base = v;
+  return 1;
+}
+
+static int parse_uint(const char *s, uint32_t *out) {
+  if (!*s) return 0;
+  uint64_t v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9' || v > UINT32_MAX / 10) return 0;
+    v = v * 10 + (uint64_t)(*s - '0');
+  }
+  if (v > UINT32_MAX) return 0;
+  *out = (uint32_t)v;
+  return 1;
+}
+
+/* Remove, from one partition directory, the files the catalog does not
+ * name: segments of appends that never committed, hot copies of segments
+ * already offloaded or dropped, cold copies not (or no longer) offloaded,
+ * and half-written cold files. Truncate the open segment's torn tail. */
+static void clean_partition(tide_store_t *s, MDB_txn *txn, uint32_t id, uint32_t part, const char *dir, int cold) {
+  tide_seg_rec_t *segs = NULL;
+  size_t n = 0;
+  if (tide_catalog_segs(txn, s->cat, id, part, &segs, &n)) return;
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    char path[PATH_LEN];
+    while ((e = readdir(d))) {
+      uint64_t base;
+      if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+      size_t len = strlen(e->d_name);
+      if (len > 4 && !strcmp(e->d_name + len - 4, ".tmp")) {
+        unlink(path);
+        continue;
+      }
+      if (!parse_seg_name(e->d_name, cold ? ".seg.zst" : ".seg", &base)) continue;
+      const tide_seg_rec_t *r = NULL;
+      for (size_t i = 0; i < n; i++)
+        if (segs[i].base == base) r = &segs[i];
+      int keep = r && (cold ? r->state == TIDE_SEG_OFFLOADED : r->state != TIDE_SEG_OFFLOADED);
+      if (!keep) {
+        unlink(path);
+      } else if (!cold && r->state == TIDE_SEG_OPEN) {
+        struct stat st;
+        if (stat(path, &st) == 0 && (uint64_t)st.st_size > r->bytes && truncate(path, (off_t)r->bytes) == 0) {
+          /* torn tail of an append that never committed: gone */
+        }
+      }
+    }
+    closedir(d);
+  }
+  free(segs);
+}
+
+/* Walk <root>/<id>/p<k> and clean each; remove topic directories whose id
+ * the catalog does not know (a delete that crashed half way). */
+static void clean_tree(tide_store_t *s, MDB_txn *txn, const char *root, int cold) {
+  DIR *d = opendir(root);
+  if (!d) return;
+  struct dirent *e;
+  char path[PATH_LEN], pdir[PATH_LEN];
+  while ((e = readdir(d))) {
+    uint32_t id, part;
+    if (!parse_uint(e->d_name, &id)) continue;
+    if (snprintf(path, sizeof path, "%s/%s", root, e->d_name) >= (int)sizeof path) continue;
+    if (tide_catalog_topic_id_exists(txn, s->cat, id) != 1) {
+      rmtree(path);
+      continue;
+    }
+    DIR *pd = opendir(path);
+    if (!pd) continue;
+    struct dirent *pe;
+    while ((pe = readdir(pd))) {
+      if (pe->d_name[0] != 'p' || !parse_uint(pe->d_name + 1, &part)) continue;
+      if (snprintf(pdir, sizeof pdir, "%s/%s", path, pe->d_name) >= (int)sizeof pdir) continue;
+      clean_partition(s, txn, id, part, pdir, cold);
+    }
+    closedir(pd);
+  }
+  closedir(d);
+}
+
+int tide_store_open(const char *dir, const tide_store_opts_t *o, tide_store_t **out, tide_err_t *err) {
+  tide_store_opts_t defaults = {1, 0, NULL};
+  if (!o) o = &defaults;
+  tide_store_t *s = calloc(1, sizeof *s);
+  char path[PATH_LEN];
+  int rc;
+  if (!s) return -ENOMEM;
+  s->sync = o->sync;
+  if (!(s->dir = strdup(dir))) goto oom;
+  if (o->cold_dir) s->cold = strdup(o->cold_dir);
+  else if (asprintf(&s->cold, "%s/cold", dir) < 0) s->cold = NULL;
+  if (!s->cold) goto oom;
+  snprintf(path, sizeof path, "%s/topics", dir);
+  if ((rc = mkdirs(path)) || (rc = mkdirs(s->cold))) {
+    tide_err_set(err, rc, "cannot create store directory %s: %s", dir, tide_strerror(rc));
+    goto failed;
+  }
+  snprintf(path, sizeof path, "%s/catalog", dir);
+  if ((rc = tide_catalog_open(path, o->sync, o->map_size, &s->cat, err))) goto failed;
+  MDB_txn *txn;
+  if ((rc = tide_catalog_begin(s->cat, 1, &txn))) {
+    fail(err, rc, "catalog");
+    goto failed;
+  }
+  snprintf(path, sizeof path, "%s/topics", dir);
+  clean_tree(s, txn, path, 0);
+  clean_tree(s, txn, s->cold, 1);
+  mdb_txn_abort(txn); /* the clean-up changed files only */
+  *out = s;
+  return 0;
+oom:
+  rc = tide_err_set(err, -ENOMEM, "out of memory");
+failed:
+  tide_store_close(s);
+  return rc;
+}
+
+static void topic_free(tide_topic_t *t) {
+  for (uint32_t i = 0; i < t->nschemas; i++) tide_schema_unref(t->schemas[i]);
+  free(t->schemas);
+  free(t->name);
+  free(t);
+}
+
+void tide_store_close(tide_store_t *s) {
+  if (!s) return;
+  while (s->topics) {
+    tide_topic_t *t = s->topics;
+    s->topics = t->next;
+    topic_free(t);
+  }
+  tide_catalog_close(s->cat);
+  free(s->dir);
+  free(s->cold);
+  free(s);
+}
+
+const char *tide_store_dir(const tide_store_t *s) { return s->dir; }
+
+/* ---------------------------------------------------------- topic admin --- */
+
+int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_opts_t *o, tide_err_t *err) {
+  int rc = tide_topic_name_check(name, err);
+  if (rc) return rc;
+  if (o->partitions < 1 || o->partitions > TIDE_PARTITIONS_MAX)
+    return tide_err_set(err, TIDE_EINVAL, "partitions must be 1..%d, got %u", TIDE_PARTITIONS_MAX, o->partitions);
+  if (o->segment_bytes != 0 && o->segment_bytes < MIN_SEGMENT_BYTES)
+    return tide_err_set(err, TIDE_EINVAL, "segment_bytes must be at least %d", MIN_SEGMENT_BYTES);
+  if (o->compat > TIDE_COMPAT_FULL_TRANSITIVE) return tide_err_set(err, TIDE_EINVAL, "bad compatibility mode");
+  tide_schema_t *schema = o->schema;
+  if (schema) {
+    if (schema->nfields == 0) return tide_err_set(err, TIDE_EINVAL, "a topic schema needs at least one field");
+    for (uint32_t i = 0; i < schema->nfields; i++) {
+      const char *f = schema->fields[i].name;
+      if (!strcmp(f, "offset") || !strcmp(f, "partition"))
+        return tide_err_set(err, TIDE_EINVAL,
+                            "field name '%s' is reserved in topic schemas (records read from a topic carry it)", f);
+    }
+    schema = tide_schema_ref(schema);
+  } else {
+    if (!(schema = tide_schema_new())) return -ENOMEM;
+    if ((rc = tide_schema_add(schema, "value", 5, TIDE_T_JSON, 0, NULL, err))) {
+      tide_schema_unref(schema);
+      return rc;
+    }
+  }
+  int32_t time_col = -1;
+  if (o->time_column && *o->time_column) {
+    time_col = tide_schema_find(schema, o->time_column, strlen(o->time_column));
+    if (time_col < 0 || schema->fields[time_col].type != TIDE_T_TIMESTAMP) {
+      tide_schema_unref(schema);
+      return tide_err_set(err, TIDE_EINVAL, "time_column '%s' is not a timestamp field of the schema",
+                          o->time_column);
+    }
+  } else if (!o->time_column) {
+    for (uint32_t i = 0; i < schema->nfields && time_col < 0; i++)
+      if (schema->fields[i].type == TIDE_T_TIMESTAMP) time_col = (int32_t)i;
+  }
+  tide_topic_rec_t r = {0};
+  r.partitions = o->partitions;
+  r.retention_ms = o->retention_ms;
+  r.retention_bytes = o->retention_bytes;
+  r.segment_bytes = o->segment_bytes ? o->segment_bytes : DEFAULT_SEGMENT_BYTES;
+  r.segment_ms = o->segment_ms;
+  r.time_col = time_col;
+  r.flags = (o->schema ? 0 : TIDE_TOPIC_SCHEMALESS) | (o->ignore_unknown ? TIDE_TOPIC_IGNORE_UNKNOWN : 0);
+  r.schema_version = 1;
+  r.compat = o->compat;
+  r.created_ms = now_ms();
+  MDB_txn *txn;
+  if ((rc = tide_catalog_begin(s->cat, 1, &txn))) {
+    tide_schema_unref(schema);
+    return fail(err, rc, "catalog");
+  }
+  tide_topic_rec_t existing;
+  rc = tide_catalog_topic_get(txn, s->cat, name, &existing);
+  if (rc == 0) {
+    rc = tide_err_set(err, TIDE_EEXIST, "topic '%s' already exists", name);
+    goto abort;
+  }
+  if (rc != MDB_NOTFOUND || (rc = tide_catalog_next_topic_id(txn, s->cat, &r.id)) ||
+      (rc = tide_catalog_topic_put(txn, s->cat, name, &r)) ||
+      (rc = tide_catalog_schema_put(txn, s->cat, r.id, 1, schema))) {
+    fail(err, rc, "catalog");
+    goto abort;
+  }
+  char path[PATH_LEN];
+  for (uint32_t p = 0; p < r.partitions; p++) {
+    snprintf(path, sizeof path, "%s/topics/%u/p%u", s->dir, r.id, p);
+    if ((rc = mkdirs(path))) {
+      tide_err_set(err, rc, "cannot create %s: %s", path, tide_strerror(rc));
+      goto abort;
+    }
+  }
+  if ((rc = mdb_txn_commit(txn))) {
+    txn = NULL;
+    fail(err, rc, "catalog commit");
+    goto abort;
+  }
+  tide_schema_unref(schema);
+  return 0;
+abort:
+  if (txn) mdb_txn_abort(txn);
+  if (r.id) {
+    snprintf(path, sizeof path, "%s/topics/%u", s->dir, r.id);
+    rmtree(path);
+  }
+  tide_schema_unref(schema);
+  return rc;
+}
+
+int tide_store_topic(tide_store_t *s, const char *name, tide_topic_t **out, tide_err_t *err) {
+  MDB_txn *txn;
+  tide_topic_rec_t r;
+  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  rc = tide_catalog_topic_get(txn, s->cat, name, &r);
+  if (rc) {
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND) return tide_err_set(err, TIDE_ENOTFOUND, "no topic '%s'", name);
+    return fail(err, rc, "catalog");
+  }
+  tide_topic_t *t;
+  for (t = s->topics; t; t = t->next)
+    if (!t->dead && t->rec.id == r.id) break;
+  if (!t) {
+    if (!(t = calloc(1, sizeof *t)) || !(t->name = strdup(name))) {
+      free(t);
+      mdb_txn_abort(txn);
+      return tide_err_set(err, -ENOMEM, "out of memory");
+    }
+    t->s = s;
+    t->rec = r;
+    t->next = s->topics;
+    s->topics = t;
+  }
+  rc = topic_refresh(t, txn, err);
+  mdb_txn_abort(txn);
+  if (rc) return rc;
+  *out = t;
+  return 0;
+}
+
+int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err) {
+  MDB_txn *txn;
+  tide_topic_rec_t r;
+  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  rc = tide_catalog_topic_get(txn, s->cat, name, &r);
+  if (rc == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return tide_err_set(err, TIDE_ENOTFOUND, "no topic '%s'", name);
+  }
+  if (rc || (rc = tide_catalog_topic_del(txn, s->cat, name, r.id)) || (rc = tide_catalog_purge(txn, s->cat, r.id))) {
+    mdb_txn_abort(txn);
+    return fail(err, rc, "catalog");
+  }
+  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  for (tide_topic_t *t = s->topics; t; t = t->next)
+    if (t->rec.id == r.id) t->dead = 1;
+  /* The topic is gone once committed; its files are removed now, or by the
+   * next open if this process dies first. */
+  char path[PATH_LEN];
+  snprintf(path, sizeof path, "%s/topics/%u", s->dir, r.id);
+  rmtree(path);
+  snprintf(path, sizeof path, "%s/%u", s->cold, r.id);
+  rmtree(path);
+  return 0;
+}
+
+int tide_store_list(tide_store_t *s, char ***names, size_t *n, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  rc = tide_catalog_topic_names(txn, s->cat, names, n);
+  mdb_txn_abort(txn);
+  return rc ? fail(err, rc, "catalog") : 0;
+}
+
+int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = tide_catalog_begin(t->s->cat, 0, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  rc = topic_refresh(t, txn, err);
+  mdb_txn_abort(txn);
+  if (!rc) *out = &t->info;
+  return rc;
+}
+
+/* Read txn + refresh, the start of every read-only topic call. */
+static int topic_read_begin(tide_topic_t *t, MDB_txn **txn, tide_err_t *err) {
+  int rc = tide_catalog_begin(t->s->cat, 0, txn);
+  if (rc) return fail(err, rc, "catalog");
+  if ((rc = topic_refresh(t, *txn, err))) mdb_txn_abort(*txn);
+  return rc;
+}
+
+int tide_topic_offsets(tide_topic_t *t, uint64_t *earliest, uint64_t *end, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = topic_read_begin(t, &txn, err);
+  if (rc) return rc;
+  for (uint32_t p = 0; p < t->rec.partitions && !rc; p++) {
+    tide_seg_rec_t *segs;
+    size_t n;
+    if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &segs, &n))) break;
+    earliest[p] = n ? segs[0].base : 0;
+    end[p] = n ? segs[n - 1].end : 0;
+    free(segs);
+  }
+  mdb_txn_abort(txn);
+  return rc ? fail(err, rc, "catalog") : 0;
+}
+
+int tide_topic_segments(tide_topic_t *t, tide_seg_info_t **out, size_t *nout, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = topic_read_begin(t, &txn, err);
+  if (rc) return rc;
+  tide_seg_info_t *all = NULL;
+  size_t total = 0;
+  for (uint32_t p = 0; p < t->rec.partitions; p++) {
+    tide_seg_rec_t *segs;
+    size_t n;
+    if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &segs, &n))) break;
+    tide_seg_info_t *q = n ? realloc(all, (total + n) * sizeof *all) : all;
+    if (n && !q) {
+      free(segs);
+      rc = -ENOMEM;
+      break;
+    }
+    all = q;
+    for (size_t i = 0; i < n; i++) {
+      tide_seg_info_t *x = &all[total++];
+      x->partition = p;
+      x->base_offset = segs[i].base;
+      x->end_offset = segs[i].end;
+      x->min_ts = segs[i].min_ts;
+      x->max_ts = segs[i].max_ts;
+      x->bytes = segs[i].bytes;
+      x->stored_bytes = segs[i].state == TIDE_SEG_OFFLOADED ? segs[i].stored_bytes : segs[i].bytes;
+      x->state = (int)segs[i].state;
+      x->created_ms = segs[i].created_ms;
+      x->last_write_ms = segs[i].last_write_ms;
+    }
+    free(segs);
+  }
+  mdb_txn_abort(txn);
+  if (rc) {
+    free(all);
+    return fail(err, rc, "catalog");
+  }
+  *out = all;
+  *nout = total;
+  return 0;
+}
+
+/* ------------------------------------------------------------- appends --- */
+
+typedef struct part_w {
+  int touched;
+  int fd;
+  int has_orig;           /* the open segment existed before the session */
+  uint64_t orig_base;     /* its base offset */
+  uint64_t orig_bytes;    /* its committed size, to cut back to on undo */
+  tide_seg_rec_t cur;     /* the active segment as written so far */
+  uint64_t first;         /* end offset when the session began */
+  uint64_t *created;      /* bases of segment files this session created */
+  size_t ncreated, capcreated;
+  tide_buf_t buf;         /* encoded blocks not yet written */
+  tide_batch_t *scratch;  /* rows of a keyed append bound for this partition */
+} part_w;
+
+struct tide_append {
+  tide_topic_t *t;
+  MDB_txn *txn;
+  tide_schema_t *schema;
+  part_w *pw;
+  int64_t rr_part;        /* -1 until an unkeyed add picks it */
+  int64_t now;
+  tide_buf_t enc;
+};
+
+static int part_flush(tide_append_t *a, part_w *w, tide_err_t *err) {
+  if (!w->buf.len) return 0;
+  uint64_t off = w->cur.bytes - w->buf.len;
+  int rc = pwrite_all(w->fd, w->buf.data, w->buf.len, off);
+  if (rc) {
+    char path[PATH_LEN];
+    seg_path(path, a->t->s, a->t->rec.id, (uint32_t)(w - a->pw), w->cur.base);
+    return tide_err_set(err, rc, "cannot write %s: %s", path, tide_strerror(rc));
+  }
+  w->buf.len = 0;
+  return 0;
+}
+
+/* Start a new open segment at `base` in partition p. */
+static int part_new_segment(tide_append_t *a, part_w *w, uint32_t p, uint64_t base, tide_err_t *err) {
+  char path[PATH_LEN], hdr[TIDE_SEG_HEADER];
+  seg_path(path, a->t->s, a->t->rec.id, p, base);
+  if (w->ncreated == w->capcreated) {
+    size_t cap = w->capcreated ? w->capcreated * 2 : 4;
+    uint64_t *q = realloc(w->created, cap * sizeof *q);
+    if (!q) return tide_err_set(err, -ENOMEM, "out of memory");
+    w->created = q;
+    w->capcreated = cap;
+  }
+  char dir[PATH_LEN];
+  snprintf(dir, sizeof dir, "%s/topics/%u/p%u", a->t->s->dir, a->t->rec.id, p);
+  int rc = mkdirs(dir);
+  int fd = rc ? -1 : open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    rc = rc ? rc : -errno;
+    return tide_err_set(err, rc, "cannot create %s: %s", path, tide_strerror(rc));
+  }
+  w->created[w->ncreated++] = base;
+  tide_seg_header(hdr, a->t->rec.id, p, base);
+  if ((rc = pwrite_all(fd, hdr, sizeof hdr, 0))) {
+    close(fd);
+    return tide_err_set(err, rc, "cannot write %s: %s", path, tide_strerror(rc));
+  }
+  if (w->fd >= 0) close(w->fd);
+  w->fd = fd;
+  memset(&w->cur, 0, sizeof w->cur);
+  w->cur.base = w->cur.end = base;
+  w->cur.min_ts = w->cur.max_ts = TIDE_TS_NONE;
+  w->cur.bytes = TIDE_SEG_HEADER;
+  w->cur.state = TIDE_SEG_OPEN;
+  w->cur.created_ms = w->cur.last_write_ms = a->now;
+  return 0;
+}
+
+/* First use of partition p in the session: find its open segment, cut a
+ * torn tail, or start the partition's first segment. */
+static int part_touch(tide_append_t *a, uint32_t p, tide_err_t *err) {
+  part_w *w = &a->pw[p];
+  if (w->touched) return 0;
+  w->touched = 1;
+  tide_seg_rec_t last;
+  int rc = tide_catalog_seg_last(a->txn, a->t->s->cat, a->t->rec.id, p, &last);
+  if (rc == MDB_NOTFOUND) return part_new_segment(a, w, p, 0, err);
+  if (rc) return fail(err, rc, "catalog");
+  w->first = last.end;
+  if (last.state != TIDE_SEG_OPEN) return part_new_segment(a, w, p, last.end, err);
+  char path[PATH_LEN];
+  seg_path(path, a->t->s, a->t->rec.id, p, last.base);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    rc = -errno;
+    return tide_err_set(err, rc == -ENOENT ? TIDE_ECORRUPT : rc, "topic '%s' partition %u: cannot open segment %s: %s",
+                        a->t->name, p, path, tide_strerror(rc));
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < last.bytes) {
+    close(fd);
+    return tide_err_set(err, TIDE_ECORRUPT,
+                        "topic '%s' partition %u: segment %s is shorter than its committed %" PRIu64 " bytes",
+                        a->t->name, p, path, last.bytes);
+  }
+  if ((uint64_t)st.st_size > last.bytes && ftruncate(fd, (off_t)last.bytes) < 0) {
+    rc = -errno;
+    close(fd);
+    return tide_err_set(err, rc, "cannot truncate the torn tail of %s: %s", path, tide_strerror(rc));
+  }
+  w->fd = fd;
+  w->has_orig = 1;
+  w->orig_base = last.base;
+  w->orig_bytes = last.bytes;
+  w->cur = last;
+  return 0;
+}
+
+/* Seal the open segment (its record goes into the transaction) and start
+ * the next one at its end. */
+static int part_roll(tide_append_t *a, uint32_t p, tide_err_t *err) {
+  part_w *w = &a->pw[p];
+  int rc = part_flush(a, w, err);
+  if (rc) return rc;
+  w->cur.state = TIDE_SEG_SEALED;
+  if ((rc = tide_catalog_seg_put(a->txn, a->t->s->cat, a->t->rec.id, p, &w->cur))) return fail(err, rc, "catalog");
+  if (a->t->s->sync && fdatasync(w->fd) < 0) {
+    rc = -errno;
+    return tide_err_set(err, rc, "cannot sync segment: %s", tide_strerror(rc));
+  }
+  return part_new_segment(a, w, p, w->cur.end, err);
+}
+
+/* Event-time range of rows [lo, hi) of b: the topic's time column, or the
+ * append time when it has none. NULL times do not count. */
+static void time_range(const tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint32_t hi, int64_t *mn,
+                       int64_t *mx) {
+  int tc = a->t->rec.time_col;
+  if (tc < 0) {
+    *mn = *mx = a->now;
+    return;
+  }
+  const tide_col_t *c = &b->cols[tc];
+  const int64_t *v = c->values;
+  int64_t lo_v = INT64_MAX, hi_v = INT64_MIN;
+  int any = 0;
+  for (uint32_t i = lo; i < hi; i++) {
+    if (tide_col_is_null(c, i)) continue;
+    any = 1;
+    if (v[i] < lo_v) lo_v = v[i];
+    if (v[i] > hi_v) hi_v = v[i];
+  }
+  *mn = any ? lo_v : TIDE_TS_NONE;
+  *mx = any ? hi_v : TIDE_TS_NONE;
+}
+
+/* Append rows [lo, hi) of b to partition p, in blocks of at most
+ * TIDE_BLOCK_MAX_ROWS, rolling segments as they fill or age. */
+static int part_add(tide_append_t *a, uint32_t p, const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_err_t *err) {
+  int rc = part_touch(a, p, err);
+  if (rc) return rc;
+  part_w *w = &a->pw[p];
+  const tide_topic_rec_t *r = &a->t->rec;
+  while (lo < hi) {
+    uint32_t n = hi - lo < TIDE_BLOCK_MAX_ROWS ? hi - lo : TIDE_BLOCK_MAX_ROWS;
+    int full = (int64_t)w->cur.bytes >= r->segment_bytes;
+    int old = r->segment_ms >= 0 && a->now - w->cur.created_ms >= r->segment_ms;
+    if (w->cur.end > w->cur.base && (full || old) && (rc = part_roll(a, p, err))) return rc;
+    int64_t mn, mx;
+    time_range(a, b, lo, lo + n, &mn, &mx);
+    size_t before = w->buf.len;
+    rc = tide_block_encode(b, lo, lo + n, w->cur.end, r->schema_version, mn, mx, &w->buf);
+    if (rc) return tide_err_set(err, rc, "cannot encode a block: %s", tide_strerror(rc));
+    w->cur.bytes += w->buf.len - before;
+    w->cur.end += n;
+    if (mn != TIDE_TS_NONE) {
+      if (w->cur.min_ts == TIDE_TS_NONE || mn < w->cur.min_ts) w->cur.min_ts = mn;
+      if (w->cur.max_ts == TIDE_TS_NONE || mx > w->cur.max_ts) w->cur.max_ts = mx;
+    }
+    w->cur.last_write_ms = a->now;
+    if (w->buf.len >= FLUSH_BYTES && (rc = part_flush(a, w, err))) return rc;
+    lo += n;
+  }
+  return 0;
+}
+
+int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err) {
+  tide_append_t *a = calloc(1, sizeof *a);
+  if (!a) return tide_err_set(err, -ENOMEM, "out of memory");
+  a->t = t;
+  a->rr_part = -1;
+  a->now = now_ms();
+  int rc = tide_catalog_begin(t->s->cat, 1, &a->txn);
+  if (rc) {
+    free(a);
+    return fail(err, rc, "catalog");
+  }
+  if ((rc = topic_refresh(t, a->txn, err))) goto failed;
+  a->schema = t->info.schema;
+  if (!(a->pw = calloc(t->rec.partitions, sizeof *a->pw))) {
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
+    goto failed;
+  }
+  for (uint32_t p = 0; p < t->rec.partitions; p++) a->pw[p].fd = -1;
+  *out = a;
+  return 0;
+failed:
+  mdb_txn_abort(a->txn);
+  free(a);
+  return rc;
+}
+
+/* Hash of a key value (FNV-1a over its bytes). */
+static uint64_t key_hash(const tide_col_t *c, uint32_t i) {
+  const unsigned char *p;
+  size_t n;
+  uint64_t tmp;
+  if (c->type == TIDE_T_STRING || c->type == TIDE_T_JSON) {
+    p = (const unsigned char *)tide_col_str(c, i, &n);
+  } else if (c->type == TIDE_T_BOOL) {
+    tmp = (uint64_t)tide_col_bool(c, i);
+    p = (const unsigned char *)&tmp;
+    n = 8;
+  } else {
+    memcpy(&tmp, (const char *)c->values + (size_t)i * 8, 8);
+    p = (const unsigned char *)&tmp;
+    n = 8;
+  }
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t k = 0; k < n; k++) h = (h ^ p[k]) * 1099511628211ULL;
+  return h ^ (h >> 32);
+}
+
+static uint32_t rr_partition(tide_append_t *a) {
+  if (a->rr_part < 0) {
+    a->rr_part = (int64_t)(a->t->rec.rr % a->t->rec.partitions);
+    a->t->rec.rr++;
+  }
+  return (uint32_t)a->rr_part;
+}
+
+int tide_append_rows(tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint32_t hi, int key_col,
+                     tide_err_t *err) {
+  if (b->schema->nfields != a->schema->nfields)
+    return tide_err_set(err, TIDE_EINVAL, "batch has %u columns, topic '%s' %u", b->schema->nfields, a->t->name,
+                        a->schema->nfields);
+  for (uint32_t c = 0; c < b->schema->nfields; c++)
+    if (b->cols[c].type != a->schema->fields[c].type)
+      return tide_err_set(err, TIDE_EINVAL, "column %u is %s, topic '%s' wants %s", c + 1,
+                          tide_type_name(b->cols[c].type), a->t->name, tide_type_name(a->schema->fields[c].type));
+  if (lo >= hi) return 0;
+  uint32_t nparts = a->t->rec.partitions;
+  if (key_col < 0 || nparts == 1) return part_add(a, key_col < 0 ? rr_partition(a) : 0, b, lo, hi, err);
+  if ((uint32_t)key_col >= b->schema->nfields) return tide_err_set(err, TIDE_EINVAL, "bad key column");
+  /* Split rows by key into per-partition scratch batches, then append each. */
+  const tide_col_t *kc = &b->cols[key_col];
+  int rc = 0;
+  for (uint32_t i = lo; i < hi && !rc; i++) {
+    uint32_t p = tide_col_is_null(kc, i) ? rr_partition(a) : (uint32_t)(key_hash(kc, i) % nparts);
+    part_w *w = &a->pw[p];
+    if (!w->scratch && !(w->scratch = tide_batch_new(b->schema, 1024))) rc = -ENOMEM;
+    if (!rc) rc = tide_batch_append_row(w->scratch, b, i);
+  }
+  for (uint32_t p = 0; p < nparts && !rc; p++) {
+    part_w *w = &a->pw[p];
+    if (w->scratch && w->scratch->nrows) rc = part_add(a, p, w->scratch, 0, w->scratch->nrows, err);
+    if (w->scratch) tide_batch_clear(w->scratch);
+  }
+  if (rc && (!err || err->code != rc)) tide_err_set(err, rc, "append: %s", tide_strerror(rc));
+  return rc;
+}
+
+static void append_free(tide_append_t *a) {
+  for (uint32_t p = 0; a->pw && p < a->t->rec.partitions; p++) {
+    part_w *w = &a->pw[p];
+    if (w->fd >= 0) close(w->fd);
+    free(w->created);
+    tide_buf_free(&w->buf);
+    tide_batch_free(w->scratch);
+  }
+  free(a->pw);
+  tide_buf_free(&a->enc);
+  free(a);
+}
+
+/* Undo the files a session wrote: cut the segment it appended to back to its
+ * committed size and remove the segment files it created. */
+static void append_undo_files(tide_append_t *a) {
+  char path[PATH_LEN];
+  for (uint32_t p = 0; p < a->t->rec.partitions; p++) {
+    part_w *w = &a->pw[p];
+    if (!w->touched) continue;
+    if (w->has_orig) {
+      seg_path(path, a->t->s, a->t->rec.id, p, w->orig_base);
+      if (truncate(path, (off_t)w->orig_bytes) < 0) {
+        /* left for the next writer, which cuts any tail past the catalog */
+      }
+    }
+    for (size_t i = 0; i < w->ncreated; i++) {
+      seg_path(path, a->t->s, a->t->rec.id, p, w->created[i]);
+      unlink(path);
+    }
+  }
+}
+
+void tide_append_abort(tide_append_t *a) {
+  if (!a) return;
+  append_undo_files(a);
+  mdb_txn_abort(a->txn);
+  append_free(a);
+}
+
+/* tide_append_commit: flush and sync every partition written, put the open
+ * segments' records (and the round-robin counter), commit. On any failure
+ * the files are undone and nothing becomes visible. */
+int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges, tide_err_t *err) {
+  int rc = 0;
+  uint32_t nparts = a->t->rec.partitions, nr = 0;
+  char dir[PATH_LEN];
+  for (uint32_t p = 0; p < nparts && !rc; p++) {
+    part_w *w = &a->pw[p];
+    if (!w->touched) continue;
+    if ((rc = part_flush(a, w, err))) break;
+    if (a->t->s->sync && fdatasync(w->fd) < 0) {
+      rc = -errno;
+      tide_err_set(err, rc, "cannot sync segment of topic '%s' partition %u: %s", a->t->name, p, tide_strerror(rc));
+      break;
+    }
+    if (w->ncreated && a->t->s->sync) {
+      snprintf(dir, sizeof dir, "%s/topics/%u/p%u", a->t->s->dir, a->t->rec.id, p);
+      if ((rc = sync_dir(dir))) {
+        tide_err_set(err, rc, "cannot sync %s: %s", dir, tide_strerror(rc));
+        break;
+      }
+    }
+    if ((rc = tide_catalog_seg_put(a->txn, a->t->s->cat, a->t->rec.id, p, &w->cur))) {
+      fail(err, rc, "catalog");
+      break;
+    }
+    if (ranges && w->cur.end > w->first) {
+      ranges[nr].partition = p;
+      ranges[nr].first = w->first;
+      ranges[nr].end = w->cur.end;
+      nr++;
+    }
+  }
+  if (!rc && a->rr_part >= 0 && (rc = tide_catalog_topic_put(a->txn, a->t->s->cat, a->t->name, &a->t->rec)))
+    fail(err, rc, "catalog");
+  if (!rc && (rc = mdb_txn_commit(a->txn))) fail(err, rc, "catalog commit");
+  else if (rc) mdb_txn_abort(a->txn);
+  a->txn = NULL; /* committed or aborted either way */
+  if (rc) {
+    if (a->rr_part >= 0) a->t->rec.rr--;
+    append_undo_files(a);
+  }
+  if (nranges) *nranges = rc ? 0 : nr;
+  append_free(a);
+  return rc;
+}
+
+/* --------------------------------------------------------------- reads --- */
+
+typedef struct part_snap {
+  tide_seg_rec_t *segs;
+  size_t n;
+} part_snap_t;
+
+struct tide_reader {
+  tide_topic_t *t;
+  tide_read_opts_t o;
+  uint32_t part, part_end;  /* partitions [part, part_end) left to read */
+  part_snap_t *snap;        /* per partition, taken at open */
+  size_t si;                /* next segment of the current partition */
+  const tide_seg_rec_t *seg;/* the segment being read */
+  tide_map_t *map;
+  size_t pos;               /* next block in map */
+  uint64_t expect;          /* offset the next block must start at */
+  uint64_t *offs;
+  size_t offs_cap;
+  tide_schema_t **schemas;  /* by version - 1, references held */
+  uint32_t nschemas;
+};
+
+void tide_read_opts_init(tide_read_opts_t *o) {
+  o->partition = -1;
+  o->from = 0;
+  o->to = UINT64_MAX;
+  o->from_time = INT64_MIN;
+  o->to_time = INT64_MAX;
+}
+
+static int time_filtered(const tide_read_opts_t *o) { return o->from_time != INT64_MIN || o->to_time != INT64_MAX; }
+
+/* Does [mn, mx] (an event-time range, TIDE_TS_NONE when empty) meet the
+ * requested [from_time, to_time)? */
+static int time_overlaps(const tide_read_opts_t *o, int64_t mn, int64_t mx) {
+  if (!time_filtered(o)) return 1;
+  if (mn == TIDE_TS_NONE) return 0;
+  return mx >= o->from_time && mn < o->to_time;
+}
+
+int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = topic_read_begin(t, &txn, err);
+  if (rc) return rc;
+  tide_reader_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    mdb_txn_abort(txn);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  r->t = t;
+  r->o = *o;
+  if (o->partition >= 0 && (uint64_t)o->partition >= t->rec.partitions) {
+    rc = tide_err_set(err, TIDE_EINVAL, "topic '%s' has no partition %" PRId64 " (partitions: 0..%u)", t->name,
+                      o->partition, t->rec.partitions - 1);
+    goto failed;
+  }
+  r->part = o->partition >= 0 ? (uint32_t)o->partition : 0;
+  r->part_end = o->partition >= 0 ? (uint32_t)o->partition + 1 : t->rec.partitions;
+  if (!(r->snap = calloc(t->rec.partitions, sizeof *r->snap)) ||
+      !(r->schemas = calloc(t->rec.schema_version, sizeof *r->schemas))) {
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
+    goto failed;
+  }
+  r->nschemas = t->rec.schema_version;
+  for (uint32_t v = 1; v <= r->nschemas; v++) {
+    tide_schema_t *s;
+    if ((rc = topic_schema(t, txn, v, &s, err))) goto failed;
+    r->schemas[v - 1] = tide_schema_ref(s);
+  }
+  for (uint32_t p = r->part; p < r->part_end; p++)
+    if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &r->snap[p].segs, &r->snap[p].n))) {
+      fail(err, rc, "catalog");
+      goto failed;
+    }
+  mdb_txn_abort(txn);
+  *out = r;
+  return 0;
+failed:
+  mdb_txn_abort(txn);
+  tide_reader_close(r);
+  return rc;
+}
+
+void tide_reader_close(tide_reader_t *r) {
+  if (!r) return;
+  tide_map_unref(r->map);
+  if (r->snap)
+    for (uint32_t p = 0; p < r->t->rec.partitions; p++) free(r->snap[p].segs);
+  free(r->snap);
+  for (uint32_t v = 0; r->schemas && v < r->nschemas; v++) tide_schema_unref(r->schemas[v]);
+  free(r->schemas);
+  free(r->offs);
+  free(r);
+}
+
+/* Where partition p of the snapshot is, for messages. */
+static int corrupt(tide_reader_t *r, tide_err_t *err, int rc, const char *why) {
+  char msg[sizeof err->msg];
+  snprintf(msg, sizeof msg, "%s", why);
+  return tide_err_set(err, rc, "topic '%s' partition %u segment %020" PRIu64 ".seg%s offset %" PRIu64 ": %s",
+                      r->t->name, r->part, r->seg->base, r->seg->state == TIDE_SEG_OFFLOADED ? ".zst (cold)" : "",
+                      r->expect, msg);
+}
+
+/* Map the segment r->seg: its hot file, or its cold copy. A segment that
+ * retention dropped after the snapshot was taken is skipped (returns 1). */
+static int reader_map(tide_reader_t *r, tide_err_t *err) {
+  char path[PATH_LEN];
+  const tide_seg_rec_t *g = r->seg;
+  int rc;
+  if (g->state == TIDE_SEG_OFFLOADED) {
+    cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+    rc = tide_tier_get(path, g->bytes, &r->map, err);
+    if (rc == -ENOENT) return 1;
+    if (rc) return corrupt(r, err, rc == -ENOMEM ? rc : TIDE_ECORRUPT, err ? err->msg : "cannot read the cold copy");
+  } else {
+    seg_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+    rc = tide_map_file(path, g->bytes, &r->map);
+    if (rc == -ENOENT) {
+      /* offloaded or dropped since the snapshot: try the cold copy */
+      cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+      rc = tide_tier_get(path, g->bytes, &r->map, err);
+      if (rc == -ENOENT) return 1;
+    }
+    if (rc == TIDE_ECORRUPT) return corrupt(r, err, rc, "segment file is shorter than its committed size");
+    if (rc) return corrupt(r, err, rc, tide_strerror(rc));
+  }
+  rc = tide_seg_header_check(r->map->addr, r->map->len, r->t->rec.id, r->part, g->base);
+  if (rc) return corrupt(r, err, rc, rc == TIDE_EFORMAT ? "unknown segment format version" : "bad segment header");
+  r->pos = TIDE_SEG_HEADER;
+  r->expect = g->base;
+  return 0;
+}
+
+/* Advance to the next segment that can hold wanted rows, across partitions.
+ * Returns 1 when positioned, 0 at the end, <0 on error. */
+static int reader_next_segment(tide_reader_t *r, tide_err_t *err) {
+  for (;;) {
+    tide_map_unref(r->map);
+    r->map = NULL;
+    if (r->part >= r->part_end) return 0;
+    part_snap_t *ps = &r->snap[r->part];
+    if (r->si >= ps->n) {
+      r->part++;
+      r->si = 0;
+      continue;
+    }
+    r->seg = &ps->segs[r->si++];
+    const tide_seg_rec_t *g = r->seg;
+    /* prune by offsets and by event time without opening the file */
+    if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) continue;
+    if (!time_overlaps(&r->o, g->min_ts, g->max_ts)) continue;
+    int rc = reader_map(r, err);
+    if (rc == 1) continue;
+    return rc ? rc : 1;
+  }
+}
+
+int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, const uint64_t **offsets,
+                     tide_err_t *err) {
+  int rc;
+  for (;;) {
+    if (!r->map || r->pos >= r->map->len) {
+      if (r->map && r->expect != r->seg->end)
+        return corrupt(r, err, TIDE_ECORRUPT, "segment ends before its committed end offset");
+      if ((rc = reader_next_segment(r, err)) <= 0) return rc;
+      continue;
+    }
+    tide_block_hdr_t h;
+    const char *p = r->map->addr + r->pos;
+    if ((rc = tide_block_check(p, r->map->len - r->pos, &h, err))) return corrupt(r, err, rc, err ? err->msg : "bad block");
+    if (h.base_offset != r->expect) return corrupt(r, err, TIDE_ECORRUPT, "block is out of sequence");
+    r->pos += h.len;
+    r->expect += h.count;
+    uint64_t lo = h.base_offset, hi = h.base_offset + h.count;
+    uint64_t want_lo = lo > r->o.from ? lo : r->o.from, want_hi = hi < r->o.to ? hi : r->o.to;
+    if (want_lo >= want_hi || !time_overlaps(&r->o, h.min_ts, h.max_ts)) continue;
+    if (h.schema_version == 0 || h.schema_version > r->nschemas)
+      return corrupt(r, err, TIDE_ECORRUPT, "block names an unknown schema version");
+    tide_batch_t *b;
+    if ((rc = tide_block_decode(p, &h, r->schemas[h.schema_version - 1], r->map, &b, err)))
+      return corrupt(r, err, rc, err ? err->msg : "cannot decode block");
+    if (r->offs_cap < h.count) {
+      free(r->offs);
+      r->offs_cap = h.count < 1024 ? 1024 : h.count;
+      if (!(r->offs = malloc(r->offs_cap * sizeof *r->offs))) {
+        r->offs_cap = 0;
+        tide_batch_free(b);
+        return tide_err_set(err, -ENOMEM, "out of memory");
+      }
+    }
+    int tc = r->t->rec.time_col;
+    int whole_time = !time_filtered(&r->o) || tc < 0 ||
+                     (h.min_ts != TIDE_TS_NONE && h.min_ts >= r->o.from_time && h.max_ts < r->o.to_time &&
+                      b->cols[tc].null_count == 0);
+    if (want_lo == lo && want_hi == hi && whole_time) {
+      for (uint32_t i = 0; i < h.count; i++) r->offs[i] = lo + i;
+      *out = b;
+    } else {
+      /* part of the block: copy the wanted rows out */
+      tide_batch_t *c = tide_batch_new(b->schema, (uint32_t)(want_hi - want_lo));
+      uint32_t n = 0;
+      rc = c ? 0 : -ENOMEM;
+      for (uint64_t off = want_lo; off < want_hi && !rc; off++) {
+        uint32_t i = (uint32_t)(off - lo);
+        if (!whole_time) {
+          const tide_col_t *col = &b->cols[tc];
+          if (tide_col_is_null(col, i)) continue;
+          int64_t ts = tide_col_i64(col, i);
+          if (ts < r->o.from_time || ts >= r->o.to_time) continue;
+        }
+        if (!(rc = tide_batch_append_row(c, b, i))) r->offs[n++] = off;
+      }
+      tide_batch_free(b);
+      if (rc) {
+        tide_batch_free(c);
+        return tide_err_set(err, rc, "reading topic '%s': %s", r->t->name, tide_strerror(rc));
+      }
+      if (n == 0) {
+        tide_batch_free(c);
+        continue;
+      }
+      *out = c;
+    }
+    *partition = r->part;
+    *offsets = r->offs;
+    return 1;
+  }
+}
+
+/* ---------------------------------------------------- retention/offload --- */
+
+int tide_topic_enforce_retention(tide_topic_t *t, int64_t now, uint32_t *dropped, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = tide_catalog_begin(t->s->cat, 1, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  if ((rc = topic_refresh(t, txn, err))) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  /* Decide per partition, oldest first; never the open segment. */
+  typedef struct {
+    uint32_t part;
+    uint64_t base;
+    int cold;
+  } victim_t;
+  victim_t *v = NULL;
+  size_t nv = 0, cap = 0;
+  for (uint32_t p = 0; p < t->rec.partitions && !rc; p++) {
+    tide_seg_rec_t *segs;
+    size_t n;
+    if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &segs, &n))) break;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) total += segs[i].bytes;
+    for (size_t i = 0; i < n && !rc; i++) {
+      const tide_seg_rec_t *g = &segs[i];
+      if (g->state == TIDE_SEG_OPEN) break;
+      int by_age = t->rec.retention_ms >= 0 && g->last_write_ms < now - t->rec.retention_ms;
+      int by_size = t->rec.retention_bytes >= 0 && total > (uint64_t)t->rec.retention_bytes;
+      if (!by_age && !by_size) break;
+      if ((rc = tide_catalog_seg_del(txn, t->s->cat, t->rec.id, p, g->base))) break;
+      if (nv == cap) {
+        cap = cap ? cap * 2 : 16;
+        victim_t *q = realloc(v, cap * sizeof *v);
+        if (!q) {
+          rc = -ENOMEM;
+          break;
+        }
+        v = q;
+      }
+      v[nv].part = p;
+      v[nv].base = g->base;
+      v[nv].cold = g->state == TIDE_SEG_OFFLOADED;
+      nv++;
+      total -= g->bytes;
+    }
+    free(segs);
+  }
+  if (!rc) rc = mdb_txn_commit(txn);
+  else mdb_txn_abort(txn);
+  if (rc) {
+    free(v);
+    return fail(err, rc, "retention");
+  }
+  char path[PATH_LEN];
+  for (size_t i = 0; i < nv; i++) {
+    if (v[i].cold) cold_path(path, t->s, t->rec.id, v[i].part, v[i].base);
+    else seg_path(path, t->s, t->rec.id, v[i].part, v[i].base);
+    unlink(path);
+  }
+  free(v);
+  *dropped = (uint32_t)nv;
+  return 0;
+}
+
+int tide_topic_offload(tide_topic_t *t, uint64_t before, uint32_t *moved, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = tide_catalog_begin(t->s->cat, 1, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  if ((rc = topic_refresh(t, txn, err))) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  char hot[PATH_LEN], cold[PATH_LEN], dir[PATH_LEN];
+  uint64_t (*done)[2] = NULL; /* (partition, base) of moved segments */
+  size_t nd = 0, cap = 0;
+  for (uint32_t p = 0; p < t->rec.partitions && !rc; p++) {
+    tide_seg_rec_t *segs;
+    size_t n;
+    if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &segs, &n))) {
+      fail(err, rc, "catalog");
+      break;
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+      tide_seg_rec_t g = segs[i];
+      if (g.state != TIDE_SEG_SEALED || g.end > before) continue;
+      seg_path(hot, t->s, t->rec.id, p, g.base);
+      cold_path(cold, t->s, t->rec.id, p, g.base);
+      snprintf(dir, sizeof dir, "%s/%u/p%u", t->s->cold, t->rec.id, p);
+      if ((rc = mkdirs(dir))) {
+        tide_err_set(err, rc, "cannot create %s: %s", dir, tide_strerror(rc));
+        break;
+      }
+      /* The cold copy is whole (written and renamed) before the catalog
+       * names it; the hot file goes only after the commit. */
+      if ((rc = tide_tier_put(hot, g.bytes, cold, t->s->sync, &g.stored_bytes, err))) break;
+      g.state = TIDE_SEG_OFFLOADED;
+      if ((rc = tide_catalog_seg_put(txn, t->s->cat, t->rec.id, p, &g))) {
+        fail(err, rc, "catalog");
+        break;
+      }
+      if (nd == cap) {
+        cap = cap ? cap * 2 : 16;
+        void *q = realloc(done, cap * sizeof *done);
+        if (!q) {
+          rc = tide_err_set(err, -ENOMEM, "out of memory");
+          break;
+        }
+        done = q;
+      }
+      done[nd][0] = p;
+      done[nd][1] = g.base;
+      nd++;
+    }
+    free(segs);
+  }
+  if (!rc && (rc = mdb_txn_commit(txn))) fail(err, rc, "catalog commit");
+  else if (rc) mdb_txn_abort(txn);
+  for (size_t i = 0; i < nd; i++) {
+    /* committed: drop the hot copies; failed: drop the cold copies */
+    if (rc) cold_path(hot, t->s, t->rec.id, (uint32_t)done[i][0], done[i][1]);
+    else seg_path(hot, t->s, t->rec.id, (uint32_t)done[i][0], done[i][1]);
+    unlink(hot);
+  }
+  free(done);
+  if (!rc) *moved = (uint32_t)nd;
+  return rc;
+}

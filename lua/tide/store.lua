@@ -1,0 +1,421 @@
+--- Stores and topics: durable, segment-based topics with a catalog in LMDB.
+--
+-- This module wraps the C objects of `tide.core` (tide.Store, tide.Topic,
+-- tide.Reader): it checks options and raises errors that name the store or
+-- topic and what failed. A store is a directory (see docs/FORMAT.md);
+-- several processes may open it at once, but one process opens a directory
+-- only once (LMDB's rule): opening it again in the same process raises.
+--
+--    local db = store.open("data")
+--    local t = db:topic("events")
+--    for rec in t:read{ from = 0 } do print(rec.offset, rec.device) end
+--
+-- @module tide.store
+
+local core = require "tide.core"
+local util = require "tide.util"
+
+local M = {}
+
+local format, concat = string.format, table.concat
+local error, type, setmetatable, getmetatable, ipairs = error, type, setmetatable, getmetatable, ipairs
+
+--- Stores open in this process, by absolute path.
+local open_dirs = setmetatable({}, { __mode = "v" })
+
+local function abspath(dir)
+  dir = dir:gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  if dir:sub(1, 1) ~= "/" then
+    local cwd = os.getenv("PWD") or "."
+    dir = cwd .. "/" .. dir
+  end
+  -- fold "." and ".." so that two spellings of one directory compare equal
+  local parts = {}
+  for p in dir:gmatch("[^/]+") do
+    if p == ".." then parts[#parts] = nil
+    elseif p ~= "." then parts[#parts + 1] = p end
+  end
+  return "/" .. concat(parts, "/")
+end
+
+local Store = {}
+Store.__index = Store
+local Topic = {}
+Topic.__index = Topic
+
+--- Raise a runtime failure of `what` with the core's message.
+local function fail(what, msg, level)
+  error(what .. ": " .. tostring(msg), (level or 2) + 1)
+end
+
+local function check_store(self, level)
+  if getmetatable(self) ~= Store then
+    error("bad self: expected a tide store (use db:method(...), not db.method(...))", (level or 2) + 1)
+  end
+  if not self._c:is_open() then error("attempt to use a closed tide store", (level or 2) + 1) end
+  return self._c
+end
+
+local function check_topic(self, level)
+  if getmetatable(self) ~= Topic then
+    error("bad self: expected a tide topic (use t:method(...), not t.method(...))", (level or 2) + 1)
+  end
+  if not self._store._c:is_open() then
+    error(format("attempt to use topic '%s' of a closed store", self._name), (level or 2) + 1)
+  end
+  return self._c
+end
+
+---------------------------------------------------------------------------
+-- Stores
+---------------------------------------------------------------------------
+
+local open_spec = { sync = "boolean", map_size = "size", cold_dir = "string" }
+
+--- Open or create the store in directory `dir` (created with its parents).
+-- @string dir the store's directory
+-- @tab[opt] opts `sync` (default true: writes are durable when they return),
+-- `map_size` (the catalog's initial LMDB map size; it grows), `cold_dir`
+-- (the cold tier's directory; default `dir/cold`)
+-- @return a store
+-- @raise when the directory cannot be used, or is already open in this process
+function M.open(dir, opts)
+  if type(dir) ~= "string" or dir == "" then
+    error("tide.open: bad argument #1: expected a directory name, got " .. type(dir), 2)
+  end
+  local o = util.check_options(opts, open_spec, "tide.open")
+  local key = abspath(dir)
+  if open_dirs[key] and open_dirs[key]._c:is_open() then
+    error(format("tide.open: store '%s' is already open in this process (close it first, or use that handle)",
+      dir), 2)
+  end
+  local c, msg = core.open(dir, o)
+  if not c then fail(format("tide.open: store '%s'", dir), msg) end
+  local self = setmetatable({ _c = c, _dir = dir, _key = key, _topics = {} }, Store)
+  open_dirs[key] = self
+  return self
+end
+
+--- The store's directory, as given to `open`.
+function Store:path()
+  check_store(self)
+  return self._dir
+end
+
+function Store:__tostring()
+  return format("tide store '%s'%s", self._dir, self._c:is_open() and "" or " (closed)")
+end
+
+local compat_modes = { "none", "backward", "forward", "full", "backward_transitive", "forward_transitive",
+  "full_transitive" }
+
+local topic_spec = {
+  partitions = { type = "integer", min = 1, max = 1024 },
+  schema = "any",
+  retention = "duration",
+  retention_bytes = "size",
+  segment_bytes = "size",
+  segment_ms = "duration",
+  time_column = "string",
+  unknown_fields = { type = "string", values = { "reject", "ignore" } },
+  compatibility = { type = "string", values = compat_modes },
+}
+
+--- Create a topic.
+-- @string name 1..200 bytes, no `/`, `\`, `..` or control characters
+-- @tab[opt] opts `partitions` (default 1), `schema` (DDL string or array
+-- form; without one the topic stores rows of one `value json` column),
+-- `retention` (a duration: sealed segments last written longer ago are
+-- dropped), `retention_bytes` (a size per partition), `segment_bytes`
+-- (default 64MB), `segment_ms` (roll the open segment at this age),
+-- `time_column` (the event-time column; default: the first timestamp
+-- column), `unknown_fields` (`"reject"`, the default, or `"ignore"`),
+-- `compatibility` (of the schema registry; default `"backward"`)
+-- @return the topic
+function Store:create_topic(name, opts)
+  local c = check_store(self)
+  if type(name) ~= "string" then
+    error("create_topic: bad argument #1: expected a topic name, got " .. type(name), 2)
+  end
+  local o = util.check_options(opts, topic_spec, "create_topic")
+  local ok, why = core.topic_name_check(name)
+  if not ok then error("create_topic: " .. why, 2) end
+  if o.schema ~= nil then
+    if type(o.schema) ~= "string" and type(o.schema) ~= "table" then
+      error("create_topic: option 'schema' must be a DDL string or an array of fields, got " .. type(o.schema), 2)
+    end
+    local okp, err = pcall(core.schema_parse, o.schema)
+    if not okp then error("create_topic: bad schema: " .. util.strip_position(err), 2) end
+  end
+  local r, msg = c:create_topic(name, {
+    partitions = o.partitions, schema = o.schema, retention_ms = o.retention,
+    retention_bytes = o.retention_bytes, segment_bytes = o.segment_bytes, segment_ms = o.segment_ms,
+    time_column = o.time_column, ignore_unknown = o.unknown_fields == "ignore",
+    compatibility = o.compatibility,
+  })
+  if not r then fail(format("create_topic '%s'", name), msg) end
+  return self:topic(name)
+end
+
+--- True when the store has a topic `name`.
+function Store:has_topic(name)
+  local c = check_store(self)
+  for _, n in ipairs(c:topics()) do
+    if n == name then return true end
+  end
+  return false
+end
+
+--- The topic `name`.
+-- @raise `no topic 'x' in store 'data' (topics: a, b)`
+function Store:topic(name)
+  local c = check_store(self)
+  if type(name) ~= "string" then error("topic: bad argument #1: expected a topic name, got " .. type(name), 2) end
+  local t = self._topics[name]
+  if t then
+    local ok = t._c:info()
+    if ok then return t end
+    self._topics[name] = nil
+  end
+  local tc, msg, code = c:topic(name)
+  if not tc then
+    if code == "ENOTFOUND" then
+      local names = c:topics()
+      error(format("no topic '%s' in store '%s' (topics: %s)", name, self._dir,
+        #names > 0 and concat(names, ", ") or "none"), 2)
+    end
+    fail(format("topic '%s'", name), msg)
+  end
+  t = setmetatable({ _c = tc, _name = name, _store = self }, Topic)
+  self._topics[name] = t
+  return t
+end
+
+--- The names of the store's topics, sorted.
+function Store:topics()
+  local names, msg = check_store(self):topics()
+  if not names then fail("topics", msg) end
+  return names
+end
+
+--- Delete a topic and all its data.
+function Store:delete_topic(name)
+  local c = check_store(self)
+  if type(name) ~= "string" then
+    error("delete_topic: bad argument #1: expected a topic name, got " .. type(name), 2)
+  end
+  local ok, msg, code = c:delete_topic(name)
+  if not ok then
+    if code == "ENOTFOUND" then error(format("delete_topic: no topic '%s' in store '%s'", name, self._dir), 2) end
+    fail(format("delete_topic '%s'", name), msg)
+  end
+  self._topics[name] = nil
+end
+
+--- Close the store (and every reader still open on it). Idempotent.
+function Store:close()
+  if getmetatable(self) ~= Store then error("bad self: expected a tide store", 2) end
+  self._c:close()
+  if open_dirs[self._key] == self then open_dirs[self._key] = nil end
+end
+Store.__close = Store.close
+
+---------------------------------------------------------------------------
+-- Topics
+---------------------------------------------------------------------------
+
+function Topic:__tostring() return format("tide topic '%s'", self._name) end
+
+--- The topic's name.
+function Topic:name() return self._name end
+
+--- The topic's metadata: `name`, `partitions`, `schema` (array form), `ddl`,
+-- `schemaless`, `retention_ms`, `retention_bytes`, `segment_bytes`,
+-- `segment_ms`, `time_column`, `unknown_fields`, `compatibility`,
+-- `schema_version`, `created` (ms).
+function Topic:info()
+  local i, msg = check_topic(self):info()
+  if not i then fail(format("topic '%s'", self._name), msg) end
+  return i
+end
+
+--- Per partition `{ partition=, earliest=, latest= }`: the first offset
+-- still held and the next offset to be written.
+function Topic:offsets()
+  local o, msg = check_topic(self):offsets()
+  if not o then fail(format("topic '%s'", self._name), msg) end
+  return o
+end
+
+--- Every segment, by partition then offset: `{ partition=, base_offset=,
+-- end_offset=, records=, bytes=, stored_bytes=, min_ts=, max_ts=, created=,
+-- last_write=, state = "open"|"sealed"|"offloaded" }`.
+function Topic:segments()
+  local s, msg = check_topic(self):segments()
+  if not s then fail(format("topic '%s'", self._name), msg) end
+  return s
+end
+
+--- Totals: `records`, `bytes` (segments' sizes uncompressed), `stored_bytes`
+-- (what they take where they live), `segments`, `earliest_offset` (lowest
+-- over partitions), `latest_offset` (the next offset; highest over
+-- partitions), and `partitions` (as `offsets()`).
+function Topic:stats()
+  local offs, segs = self:offsets(), self:segments()
+  local st = { records = 0, bytes = 0, stored_bytes = 0, segments = #segs, partitions = offs }
+  for _, o in ipairs(offs) do
+    st.records = st.records + (o.latest - o.earliest)
+    if not st.earliest_offset or o.earliest < st.earliest_offset then st.earliest_offset = o.earliest end
+    if not st.latest_offset or o.latest > st.latest_offset then st.latest_offset = o.latest end
+  end
+  for _, s in ipairs(segs) do
+    st.bytes = st.bytes + s.bytes
+    st.stored_bytes = st.stored_bytes + s.stored_bytes
+  end
+  return st
+end
+
+local append_spec = { key = "string" }
+
+--- Append rows atomically: all become visible together or none do.
+-- @tab rows an array of tables keyed by column name
+-- @tab[opt] opts `key`: a column whose value picks the partition (hashed);
+-- without it the rows go to one partition, chosen round-robin per call
+-- @return first and last offset written (of the first partition written),
+-- and a table of `{ partition=, first=, last=, count= }`, one per partition
+-- @raise on a row that breaks the schema (naming the row and the field)
+function Topic:append(rows, opts)
+  local c = check_topic(self)
+  if type(rows) ~= "table" then error("append: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
+  local o = util.check_options(opts, append_spec, "append")
+  local first, last, ranges = c:append(rows, o.key)
+  if first == nil and last ~= nil then fail(format("append to '%s'", self._name), last) end
+  return first, last, ranges
+end
+
+local produce_spec = { key = "string", skip_bad = "boolean" }
+
+local function produce(self, what, path, text, opts)
+  local c = check_topic(self, 3)
+  local o = util.check_options(opts, produce_spec, what, 4)
+  local r, msg = c:produce(path, o.key, o.skip_bad, text)
+  if not r then fail(format("%s '%s'", what, self._name), msg, 3) end
+  return r
+end
+
+--- Append JSON lines from a file (or stdin when `path` is nil), atomically.
+-- @tparam ?string path the file
+-- @tab[opt] opts `key` (as for `append`), `skip_bad` (append the good
+-- lines and report the bad ones instead of failing)
+-- @return `{ lines=, appended=, skipped=, bad_lines = {first few}, first=, last=, ranges= }`
+-- @raise `produce 'events': line 3: field 'signal': expected int, got "x"`;
+-- then nothing of the input was appended
+function Topic:produce(path, opts)
+  if path ~= nil and type(path) ~= "string" then
+    error("produce: bad argument #1: expected a file name or nil, got " .. type(path), 2)
+  end
+  return produce(self, "produce", path, nil, opts)
+end
+
+--- Append JSON lines held in a string, atomically (as `produce`).
+function Topic:append_json(text, opts)
+  if type(text) ~= "string" then error("append_json: bad argument #1: expected a string, got " .. type(text), 2) end
+  return produce(self, "append_json", nil, text, opts)
+end
+
+local read_spec = { from = "integer", to = "integer", partition = "integer", from_time = "any",
+  to_time = "any", iso8601 = "boolean" }
+
+local function time_arg(v, name)
+  if v == nil then return nil end
+  if math.type(v) == "integer" then return v end
+  if type(v) == "string" then
+    local ms = core.ts_parse(v)
+    if ms then return ms end
+  end
+  error(format("read: option '%s' must be a timestamp (integer ms or ISO-8601 string), got %s", name,
+    type(v) == "string" and ("'" .. v .. "'") or type(v)), 4)
+end
+
+local function open_reader(self, opts, what)
+  local c = check_topic(self, 3)
+  local o = util.check_options(opts, read_spec, what, 4)
+  o.from_time = time_arg(o.from_time, "from_time")
+  o.to_time = time_arg(o.to_time, "to_time")
+  local r, msg = c:reader(o)
+  if not r then fail(format("%s '%s'", what, self._name), msg, 3) end
+  return r, o
+end
+
+--- Iterate over records: each a table keyed by column name, plus `offset`
+-- and `partition`. Sees what was committed when the iteration started.
+-- @tab[opt] opts `from` (inclusive), `to` (exclusive) offsets, per
+-- partition; `partition` (default: all, in order); `from_time` (inclusive),
+-- `to_time` (exclusive): event time, integer ms or ISO-8601 (segments
+-- outside the range are skipped without being read)
+-- @raise on corrupted data, naming topic, partition, segment and offset
+function Topic:read(opts)
+  local r = open_reader(self, opts, "read")
+  local name = self._name
+  local function iter()
+    local row, msg = r:next_row()
+    if row == nil and msg then fail(format("read '%s'", name), msg, 1) end
+    return row
+  end
+  return iter, nil, nil, r -- r is the closing value: `break` closes it
+end
+
+--- Iterate over records as JSON lines: each step yields `text` (complete
+-- lines, each ending in a newline), `partition`, and the offset after the
+-- last record of the chunk. `iso8601 = true` writes timestamps as text.
+function Topic:read_json(opts)
+  local r, o = open_reader(self, opts, "read_json")
+  local name, iso = self._name, o.iso8601
+  local function iter()
+    local text, part, nxt = r:next_json(iso)
+    if text == nil and part then fail(format("read_json '%s'", name), part, 1) end
+    return text, part, nxt
+  end
+  return iter, nil, nil, r
+end
+
+--- Iterate over columnar batches: each step yields a batch (tide.Batch:
+-- `nrows()`, `row(i)`, `rows()`, `column(name)`), its partition, and the
+-- offsets of its first and last rows.
+function Topic:batches(opts)
+  local r = open_reader(self, opts, "batches")
+  local name = self._name
+  local function iter()
+    local b, part, first, last = r:next_batch()
+    if b == nil and part then fail(format("batches '%s'", name), part, 1) end
+    return b, part, first, last
+  end
+  return iter, nil, nil, r
+end
+
+--- Drop sealed segments past the topic's retention (age or bytes), oldest
+-- first. The open segment is never dropped.
+-- @return the number of segments dropped
+function Topic:enforce_retention()
+  local n, msg = check_topic(self):enforce_retention()
+  if not n then fail(format("enforce_retention '%s'", self._name), msg) end
+  return n
+end
+
+local offload_spec = { before_offset = "integer" }
+
+--- Move sealed segments that end at or before `before_offset` to the cold
+-- tier (compressed). Reads keep working on them.
+-- @return the number of segments moved
+function Topic:offload(opts)
+  local c = check_topic(self)
+  local o = util.check_options(opts, offload_spec, "offload")
+  local n, msg = c:offload(o.before_offset or math.maxinteger)
+  if not n then fail(format("offload '%s'", self._name), msg) end
+  return n
+end
+
+M.Store, M.Topic = Store, Topic
+
+return M

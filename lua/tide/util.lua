@@ -1,0 +1,322 @@
+--- Shared helpers: durations, sizes, option tables, time formatting.
+--
+-- Everything here is pure Lua and has no state. The checking functions raise
+-- errors that blame the user's call site: `duration`, `size` and
+-- `check_options` are meant to be called by a public API function on the
+-- user's arguments, so their default error level (3) points at whoever
+-- called that API function.
+--
+--    local util = require "tide.util"
+--    util.duration("10 minutes")    --> 600000
+--    util.size("64MB")              --> 67108864
+--    util.iso8601(1795262405250)    --> "2026-11-21T12:00:05.250Z"
+--
+-- @module tide.util
+
+local M = {}
+
+local type, tostring, error, pairs, ipairs = type, tostring, error, pairs, ipairs
+local math_type, tointeger, floor = math.type, math.tointeger, math.floor
+local format, concat, sort = string.format, table.concat, table.sort
+
+-- The largest float that converts to an integer without overflow.
+local MAX_EXACT = 2 ^ 63
+
+--- Describe a value for an error message: strings and numbers quoted as
+-- they were given, other values by their type.
+local function show(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return "'" .. tostring(v) .. "'" end
+  if t == "nil" then return "nil" end
+  return "of type " .. t
+end
+
+local function prefix(what)
+  if what == nil or what == "" then return "" end
+  return tostring(what) .. ": "
+end
+
+-- Round a non-negative float to the nearest integer; nil when it does not
+-- fit a Lua integer.
+local function round(x)
+  if x ~= x or x < 0 or x >= MAX_EXACT then return nil end
+  return tointeger(floor(x + 0.5))
+end
+
+-- A number that is a non-negative integer, or a float with an integral
+-- value, as an integer; nil otherwise.
+local function natural(v)
+  if math_type(v) == "integer" then return v >= 0 and v or nil end
+  if math_type(v) == "float" and v >= 0 and v < MAX_EXACT and v == floor(v) then
+    return tointeger(v)
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- Durations
+---------------------------------------------------------------------------
+
+local MS = { ms = 1, s = 1000, m = 60000, h = 3600000, d = 86400000, w = 604800000 }
+local DURATION_UNITS = {
+  ms = MS.ms, msec = MS.ms, msecs = MS.ms, millisecond = MS.ms, milliseconds = MS.ms,
+  s = MS.s, sec = MS.s, secs = MS.s, second = MS.s, seconds = MS.s,
+  m = MS.m, min = MS.m, mins = MS.m, minute = MS.m, minutes = MS.m,
+  h = MS.h, hr = MS.h, hrs = MS.h, hour = MS.h, hours = MS.h,
+  d = MS.d, day = MS.d, days = MS.d,
+  w = MS.w, week = MS.w, weeks = MS.w,
+}
+
+local DURATION_HINT = "(use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)"
+
+--- Convert a duration to integer milliseconds.
+--
+-- Accepted: a number of milliseconds (an integer >= 0, or a float with an
+-- integral value); a string of digits (milliseconds); or a string
+-- `"<n> <unit>"` / `"<n><unit>"` where n is an integer or a decimal and the
+-- unit, in any case, is one of ms, s, sec, secs, second, seconds, m, min,
+-- mins, minute, minutes, h, hr, hour, hours, d, day, days, w, week, weeks.
+-- A decimal is rounded to the nearest millisecond (`"1.5s"` is 1500).
+-- @param v the duration
+-- @string[opt] what the prefix of the error message (the API function or option)
+-- @int[opt=3] level the error level (3: the caller of the function calling `duration`)
+-- @treturn int milliseconds
+-- @raise `what: invalid duration 'v' (use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)`
+function M.duration(v, what, level)
+  local ms
+  if type(v) == "number" then
+    ms = natural(v)
+  elseif type(v) == "string" then
+    local n, unit = v:match("^%s*(%d*%.?%d+)%s*(%a*)%s*$")
+    if n then
+      local factor = unit == "" and 1 or DURATION_UNITS[unit:lower()]
+      if factor then ms = round(tonumber(n) * factor) end
+    end
+  end
+  if ms == nil then
+    error(prefix(what) .. "invalid duration " .. show(v) .. " " .. DURATION_HINT, level or 3)
+  end
+  return ms
+end
+
+--- Format milliseconds as the shortest exact duration text: `"7d"`,
+-- `"90 min"`, `"1500 ms"`, `"0 ms"`. The result is accepted by `duration`.
+-- @int ms milliseconds (>= 0)
+-- @treturn string
+function M.format_duration(ms)
+  if ms == 0 then return "0 ms" end
+  for _, u in ipairs { { MS.w, "w" }, { MS.d, "d" }, { MS.h, "h" }, { MS.m, " min" }, { MS.s, "s" } } do
+    if ms % u[1] == 0 then return format("%d%s", ms // u[1], u[2]) end
+  end
+  return format("%d ms", ms)
+end
+
+---------------------------------------------------------------------------
+-- Sizes
+---------------------------------------------------------------------------
+
+local K = 1024
+local SIZE_UNITS = {
+  [""] = 1, b = 1,
+  k = K, kb = K, kib = K,
+  m = K ^ 2, mb = K ^ 2, mib = K ^ 2,
+  g = K ^ 3, gb = K ^ 3, gib = K ^ 3,
+  t = K ^ 4, tb = K ^ 4, tib = K ^ 4,
+}
+
+local SIZE_HINT = "(use bytes or '<n><unit>' with unit B, KB, MB, GB, TB)"
+
+--- Convert a size to integer bytes.
+--
+-- Accepted: a number of bytes (an integer >= 0, or a float with an integral
+-- value), or a string `"<n><unit>"` / `"<n> <unit>"` with n an integer or a
+-- decimal and the unit, in any case, one of B, K, KB, KiB, M, MB, MiB, G, GB,
+-- GiB, T, TB, TiB. As in Spark and Kafka, KB, MB, GB and TB are powers of
+-- 1024, the same as KiB, MiB, GiB, TiB: `"64MB"` is 67108864 bytes. A decimal
+-- is rounded to the nearest byte.
+-- @param v the size
+-- @string[opt] what the prefix of the error message
+-- @int[opt=3] level the error level
+-- @treturn int bytes
+-- @raise `what: invalid size 'v' (use bytes or '<n><unit>' with unit B, KB, MB, GB, TB)`
+function M.size(v, what, level)
+  local bytes
+  if type(v) == "number" then
+    bytes = natural(v)
+  elseif type(v) == "string" then
+    local n, unit = v:match("^%s*(%d*%.?%d+)%s*(%a*)%s*$")
+    local factor = n and SIZE_UNITS[unit:lower()]
+    if factor then bytes = round(tonumber(n) * factor) end
+  end
+  if bytes == nil then
+    error(prefix(what) .. "invalid size " .. show(v) .. " " .. SIZE_HINT, level or 3)
+  end
+  return bytes
+end
+
+--- Format bytes for people: `"64 MiB"` when exact, else `"1.5 KiB"` style
+-- with one decimal, `"512 B"` below 1 KiB.
+-- @int bytes
+-- @treturn string
+function M.format_size(bytes)
+  local units = { "KiB", "MiB", "GiB", "TiB" }
+  if bytes < K then return format("%d B", bytes) end
+  local v, i = bytes / K, 1
+  while v >= K and i < #units do v, i = v / K, i + 1 end
+  if v == floor(v) then return format("%d %s", floor(v), units[i]) end
+  return format("%.1f %s", v, units[i])
+end
+
+---------------------------------------------------------------------------
+-- Option tables
+---------------------------------------------------------------------------
+
+local ARTICLE = {
+  boolean = "a boolean", string = "a string", integer = "an integer", number = "a number",
+  table = "a table", ["function"] = "a function", duration = "a duration", size = "a size",
+}
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  return keys
+end
+
+--- Check an option table against a spec and return a converted copy.
+--
+-- `spec` maps each allowed option name to a type name ("boolean", "string",
+-- "integer", "number", "duration", "size", "table", "function", "any") or to
+-- a table `{type = ..., values = {...}, min = n, max = n, default = v}`:
+-- `values` lists the allowed strings, `min`/`max` bound numbers (after
+-- conversion, so in ms or bytes for durations and sizes), `default` fills an
+-- absent option. Durations become integer milliseconds and sizes integer
+-- bytes; an integral float given for an "integer" becomes an integer.
+-- @tab[opt] opts the user's options (nil is an empty table)
+-- @tab spec the allowed options
+-- @string what the prefix of error messages (usually the API function)
+-- @int[opt=3] level the error level
+-- @treturn tab a new table holding the checked, converted options
+-- @raise `what: options must be a table, got string`,
+-- `what: unknown option 'foo' (allowed: a, b, c)`,
+-- `what: option 'sync' must be a boolean, got string`,
+-- `what: option 'mode' must be one of append, update, complete, got 'x'`,
+-- `what: option 'n' must be >= 1, got 0`, or a duration or size error
+function M.check_options(opts, spec, what, level)
+  level = level or 3
+  local pre = prefix(what)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error(pre .. "options must be a table, got " .. type(opts), level)
+  end
+  for k in pairs(opts) do
+    if spec[k] == nil then
+      error(format("%sunknown option '%s' (allowed: %s)", pre, tostring(k),
+        concat(sorted_keys(spec), ", ")), level)
+    end
+  end
+  local out = {}
+  for name, s in pairs(spec) do
+    if type(s) == "string" then s = { type = s } end
+    local v = opts[name]
+    if v == nil then v = s.default end
+    if v ~= nil then
+      local t, opt = s.type or "any", format("option '%s'", name)
+      if t == "duration" then
+        v = M.duration(v, pre .. opt, level + 1)
+      elseif t == "size" then
+        v = M.size(v, pre .. opt, level + 1)
+      elseif t == "integer" then
+        local i = type(v) == "number" and tointeger(v)
+        if not i then
+          local got = type(v) == "number" and "number " .. tostring(v) or type(v)
+          error(format("%s%s must be an integer, got %s", pre, opt, got), level)
+        end
+        v = i
+      elseif t ~= "any" and type(v) ~= t then
+        error(format("%s%s must be %s, got %s", pre, opt, ARTICLE[t] or t, type(v)), level)
+      end
+      if s.values then
+        local ok = false
+        for _, allowed in ipairs(s.values) do
+          if v == allowed then ok = true break end
+        end
+        if not ok then
+          error(format("%s%s must be one of %s, got %s", pre, opt, concat(s.values, ", "), show(v)), level)
+        end
+      end
+      if s.min and v < s.min then
+        error(format("%s%s must be >= %s, got %s", pre, opt, tostring(s.min), tostring(v)), level)
+      end
+      if s.max and v > s.max then
+        error(format("%s%s must be <= %s, got %s", pre, opt, tostring(s.max), tostring(v)), level)
+      end
+      out[name] = v
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- Time
+---------------------------------------------------------------------------
+
+-- Days since 1970-01-01 to a proleptic Gregorian (year, month, day), for any
+-- integer day count (Howard Hinnant's civil_from_days algorithm).
+local function civil_from_days(z)
+  z = z + 719468
+  local era = z // 146097                                  -- floor division: right for z < 0
+  local doe = z - era * 146097                             -- [0, 146096]
+  local yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + yoe // 4 - yoe // 100)    -- [0, 365]
+  local mp = (5 * doy + 2) // 153                          -- [0, 11], March first
+  local d = doy - (153 * mp + 2) // 5 + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+--- Format milliseconds since the Unix epoch as ISO-8601 UTC:
+-- `"2026-11-21T12:00:05Z"`, or `"2026-11-21T12:00:05.250Z"` when the
+-- millisecond part is not zero. Negative values are before 1970. Years
+-- outside 0..9999 get a sign and six digits (`"+010000-01-01T00:00:00Z"`).
+-- @int ms milliseconds since the epoch (an integral float is accepted)
+-- @treturn string
+function M.iso8601(ms)
+  local i = tointeger(ms)
+  if not i then
+    error("bad argument #1 to 'iso8601' (integer expected, got " ..
+      (type(ms) == "number" and "non-integral number" or type(ms)) .. ")", 2)
+  end
+  local secs, frac = i // 1000, i % 1000
+  local days, sod = secs // 86400, secs % 86400
+  local y, mo, d = civil_from_days(days)
+  local year = (y >= 0 and y <= 9999) and format("%04d", y) or format("%+07d", y)
+  local s = format("%s-%02d-%02dT%02d:%02d:%02d", year, mo, d, sod // 3600, sod % 3600 // 60, sod % 60)
+  if frac ~= 0 then s = s .. format(".%03d", frac) end
+  return s .. "Z"
+end
+
+---------------------------------------------------------------------------
+-- Error messages
+---------------------------------------------------------------------------
+
+--- Remove the Lua position prefixes (`"file.lua:12: "`, `'[string "x"]:1: '`,
+-- `"[C]: "`) from an error message and keep its first line only, for
+-- messages shown to people. Non-string errors are converted with tostring.
+-- @param msg an error value
+-- @treturn string
+function M.strip_position(msg)
+  msg = tostring(msg)
+  msg = msg:match("^[^\n]*")
+  while true do
+    local rest = msg:match('^%[string ".-"%]:%d+: (.*)$')
+      or msg:match("^%[C%]:%-?%d*:? (.*)$")
+      or msg:match("^[^%s:]+:%d+: (.*)$")
+    if not rest then return msg end
+    msg = rest
+  end
+end
+
+return M
