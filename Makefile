@@ -11,7 +11,7 @@ SAN       ?=
 CC        ?= gcc
 
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
-              -msse4.2 -mpclmul -Icore -I$(LUA_INC) $(SAN)
+              -Icore -I$(LUA_INC) $(SAN)
 LDLIBS    = -luv -llmdb -lcjson -lzstd -lm -lpthread
 
 CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))

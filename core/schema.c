@@ -153,8 +153,16 @@ static int norm_default(const char *fname, tide_type_t t, int nullable, const ch
   switch (t) {
   case TIDE_T_BOOL: ok = !strcmp(v, "true") || !strcmp(v, "false"); break;
   case TIDE_T_DOUBLE: ok = v[0] == '-' || isdigit((unsigned char)v[0]); break;
-  case TIDE_T_STRING: ok = v[0] == '"'; break;
-  case TIDE_T_JSON: ok = 1; break;
+  case TIDE_T_STRING:
+  case TIDE_T_JSON:
+    ok = t == TIDE_T_JSON || v[0] == '"';
+    if (ok && v[0] == '"') { /* canonical escapes: decode, then quote again */
+      tide_buf_t u = TIDE_BUF_INIT;
+      if (!(rc = tide_json_unquote(v, c.len, &u, NULL))) rc = tide_json_quote(out, u.data ? u.data : "", u.len);
+      tide_buf_free(&u);
+      goto done;
+    }
+    break;
   case TIDE_T_INT:
   case TIDE_T_TIMESTAMP: {
     int64_t ms;
@@ -309,9 +317,11 @@ static int ddl_literal(ddl_t *d, tide_buf_t *j) {
     size_t used;
     tide_err_t e2;
     rc = tide_json_scan(d->p, (size_t)(d->e - d->p), &used, j, &e2);
-    if (rc == TIDE_EPARSE) {
+    if (rc == TIDE_EPARSE) { /* point at the bad byte inside the literal */
       const char *m = strstr(e2.msg, ": ");
-      return perr(d, at, "invalid DEFAULT literal (%s)", m ? m + 2 : e2.msg);
+      size_t col = 1;
+      if (sscanf(e2.msg, "invalid JSON at column %zu", &col) != 1 || col < 1) col = 1;
+      return perr(d, at + col - 1, "invalid DEFAULT literal (%s)", m ? m + 2 : e2.msg);
     }
     if (rc) return rc;
     d->p += used;

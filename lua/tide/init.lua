@@ -32,4 +32,24 @@ function M.default_store(opts)
   return store.open(dir, opts)
 end
 
+--- Parse a timestamp: integer ms pass through; ISO-8601 strings
+-- (`2026-11-21T12:00:05Z`, `2026-11-21 12:00:05.250`, with or without a
+-- zone) become ms since the epoch, UTC.
+-- @return ms
+-- @raise on a string that is not a timestamp
+function M.parse_time(v)
+  if math.type(v) == "integer" then return v end
+  if type(v) == "string" then
+    local ms = core.ts_parse(v)
+    if ms then return ms end
+  end
+  error("parse_time: not a timestamp: " .. tostring(v), 2)
+end
+
+--- Format ms since the epoch as ISO-8601 UTC (`2026-11-21T12:00:05.250Z`).
+function M.format_time(ms)
+  if math.type(ms) ~= "integer" then error("format_time: expected integer ms, got " .. type(ms), 2) end
+  return core.ts_format(ms)
+end
+
 return M

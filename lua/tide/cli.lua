@@ -1,0 +1,780 @@
+--- The `tide` command-line tool (API.md section 5).
+--
+--    tide [--data DIR] <command> [options]
+--
+-- `M.main(argv)` runs one command line and returns the exit status: 0 ok,
+-- 1 runtime failure, 2 bad usage. It writes through `io.stdout` and
+-- `io.stderr` and never calls `os.exit` (bin/tide does), so specs may call
+-- it in process.
+--
+-- Output discipline: stdout carries data only (topic lists, tables, JSON
+-- lines); stderr carries summaries and errors. Every error is one line,
+-- `tide: <what>: <why>`, with Lua position prefixes stripped; usage errors
+-- end with a pointer to the command's `--help`. A Lua traceback is printed
+-- only for errors of a user's script under `tide run`, or for unexpected
+-- errors when `TIDE_DEBUG` is set.
+--
+-- @module tide.cli
+
+local util = require "tide.util"
+
+local M = {}
+
+local format, concat = string.format, table.concat
+local tointeger = math.tointeger
+
+---------------------------------------------------------------------------
+-- Usage texts
+---------------------------------------------------------------------------
+
+local DATA_HELP = "  --data DIR            the store (default: $TIDE_DATA, then ./tide-data)\n"
+
+local HELP = {}
+
+HELP[""] = [[
+usage: tide [--data DIR] <command> [options]
+
+commands:
+  tide topic create NAME [options]    create a topic
+  tide topic list                     list the topics
+  tide topic describe NAME            a topic's schema, options, offsets and sizes
+  tide topic segments NAME            a topic's segments
+  tide topic delete NAME              delete a topic and its data
+  tide produce TOPIC [FILE]           append JSON lines from FILE or stdin
+  tide consume TOPIC [options]        write a topic's records as JSON lines
+  tide run SCRIPT [ARGS...]           run a pipeline script
+  tide --version                      print the version
+  tide --help                         print this help
+
+options for every command:
+]] .. DATA_HELP .. [[
+  --help                the command's usage
+
+Run 'tide <command> --help' for a command's options.
+Exit status: 0 ok, 1 runtime failure, 2 bad usage.
+]]
+
+HELP.topic = [[
+usage: tide topic <create|list|describe|segments|delete> ...
+
+  tide topic create NAME [options]    create a topic
+  tide topic list                     list the topics, one name a line
+  tide topic describe NAME            a topic's schema, options, offsets and sizes
+  tide topic segments NAME            a topic's segments as a table
+  tide topic delete NAME              delete a topic and its data
+
+options:
+]] .. DATA_HELP
+
+HELP["topic create"] = [[
+usage: tide topic create NAME [options]
+
+Create the topic NAME in the store.
+
+options:
+  --partitions N        number of partitions (default 1)
+  --schema FILE|DDL     the schema: a file holding DDL, or DDL text such as
+                        "ts timestamp, device string, signal int?"
+                        (default: schemaless, one 'value json' column)
+  --retention DUR       drop sealed segments older than DUR ("7d", "12 h")
+  --retention-bytes SIZE  keep each partition below SIZE ("10GB")
+  --segment-bytes SIZE  roll segments at SIZE (default 64MB)
+  --segment-ms DUR      roll segments at age DUR
+  --time-column COL     the event-time column (default: the first timestamp)
+  --unknown-fields MODE reject (default) or ignore JSON keys not in the schema
+]] .. DATA_HELP
+
+HELP["topic list"] = "usage: tide topic list\n\nPrint the names of the topics, one a line.\n\noptions:\n" .. DATA_HELP
+
+HELP["topic describe"] = [[
+usage: tide topic describe NAME
+
+Print the topic's schema and options, its totals, and per partition the
+earliest and latest offsets, records, bytes and segments.
+
+options:
+]] .. DATA_HELP
+
+HELP["topic segments"] = [[
+usage: tide topic segments NAME
+
+Print the topic's segments: partition, base and end offsets (end exclusive),
+records, bytes, event-time range (ISO-8601 UTC) and state.
+
+options:
+]] .. DATA_HELP
+
+HELP["topic delete"] = "usage: tide topic delete NAME\n\nDelete the topic and its data.\n\noptions:\n" .. DATA_HELP
+
+HELP.produce = [[
+usage: tide produce TOPIC [FILE] [options]
+
+Append JSON lines (one object a line) from FILE, or stdin when FILE is
+missing or '-', to TOPIC. The input is validated against the topic's schema
+and appended atomically: a bad line fails the whole input, unless --skip-bad.
+A summary goes to stderr.
+
+options:
+  --key COL             partition by the hash of column COL
+  --skip-bad            append the good lines, report the bad ones
+]] .. DATA_HELP
+
+HELP.consume = [[
+usage: tide consume TOPIC [options]
+
+Write the records of TOPIC to stdout as JSON lines, partition by partition.
+
+options:
+  --from N              start at offset N in each partition (default: earliest)
+  --partition P         only partition P
+  --follow              keep waiting for new records; Ctrl-C or SIGTERM ends
+  --timestamp-format F  ms (default: integer milliseconds) or iso8601
+]] .. DATA_HELP
+
+HELP.run = [[
+usage: tide run SCRIPT [ARGS...]
+
+Run the Lua script SCRIPT with the tide module available, ARGS in the global
+'arg' (arg[0] is SCRIPT), as lua does, until its queries end. An error in
+the script prints its traceback and exits with status 1.
+
+options (before SCRIPT):
+]] .. DATA_HELP
+
+---------------------------------------------------------------------------
+-- Errors
+---------------------------------------------------------------------------
+
+-- Error objects raised inside a command and turned into one stderr line.
+local Usage = {} -- bad usage: exit 2
+local Fail = {}  -- runtime failure: exit 1
+
+local function usage_error(cmd, msg)
+  error(setmetatable({ cmd = cmd, msg = msg }, Usage), 0)
+end
+
+local function fail(what, msg)
+  error(setmetatable({ what = what, msg = msg }, Fail), 0)
+end
+
+-- Names of API functions whose own prefix ("create_topic 'x': ",
+-- "produce 'events': ") the CLI replaces with its own.
+local API_PREFIXES = {
+  create_topic = true, delete_topic = true, topic = true, produce = true, read = true,
+  read_json = true, append = true, append_json = true, ["tide.open"] = true,
+}
+
+--- An API error message as the "why" of a CLI error line: one line, no Lua
+-- position, no API function prefix.
+-- @param msg an error value
+-- @treturn string
+function M.clean_message(msg)
+  msg = util.strip_position(msg)
+  local name, rest = msg:match("^([%w_%.]+) '[^']*': (.*)$")
+  if not (name and API_PREFIXES[name]) then name, rest = msg:match("^([%w_%.]+): (.*)$") end
+  if name and API_PREFIXES[name] then msg = rest end
+  return msg
+end
+
+---------------------------------------------------------------------------
+-- Argument parsing
+---------------------------------------------------------------------------
+
+-- Parse argv[i..] for command `cmd`. spec maps "--name" to "flag" or
+-- "value"; --data and --help are known to every command. Options and
+-- positionals may mix; "--" ends the options; "--name=value" is accepted.
+-- When stop_at_positional is set, parsing ends at the first positional and
+-- the rest is returned untouched (for `tide run SCRIPT ARGS...`).
+-- Returns opts (keyed by name without dashes, '-' becoming '_') and the
+-- array of positionals.
+local function parse_args(argv, i, spec, cmd, ctx, stop_at_positional)
+  local opts, pos = {}, {}
+  local n = #argv
+  while i <= n do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, n do pos[#pos + 1] = argv[j] end
+      break
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      local name, inline = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      if name == "--help" or name == "-h" then
+        opts.help = true
+      else
+        local kind = name == "--data" and "value" or spec[name]
+        if kind == nil then usage_error(cmd, format("unknown option '%s'", name)) end
+        local value = true
+        if kind == "value" then
+          value = inline
+          if value == nil then
+            i = i + 1
+            value = argv[i]
+            if value == nil then usage_error(cmd, format("option '%s' needs a value", name)) end
+          end
+        elseif inline ~= nil then
+          usage_error(cmd, format("option '%s' takes no value", name))
+        end
+        if name == "--data" then
+          ctx.data = value
+        else
+          opts[name:sub(3):gsub("%-", "_")] = value
+        end
+      end
+    else
+      pos[#pos + 1] = a
+      if stop_at_positional then
+        for j = i + 1, n do pos[#pos + 1] = argv[j] end
+        break
+      end
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+-- A non-negative integer option, or a usage error.
+local function int_option(cmd, opts, name, min)
+  local v = opts[name]
+  if v == nil then return nil end
+  local i = tointeger(tonumber(v))
+  if not i or i < (min or 0) then
+    usage_error(cmd, format("option '--%s' must be an integer >= %d, got '%s'", name:gsub("_", "-"), min or 0, v))
+  end
+  return i
+end
+
+local function convert_option(cmd, opts, name, conv)
+  local v = opts[name]
+  if v == nil then return nil end
+  local ok, r = pcall(conv, v, nil, 0)
+  if not ok then usage_error(cmd, format("option '--%s': %s", name:gsub("_", "-"), util.strip_position(r))) end
+  return r
+end
+
+-- Exactly `want` positionals named by `names`, or a usage error.
+local function positionals(cmd, pos, names, optional)
+  for k, name in ipairs(names) do
+    if pos[k] == nil and not (optional and optional[name]) then usage_error(cmd, "missing " .. name) end
+  end
+  if #pos > #names then usage_error(cmd, format("unexpected argument '%s'", pos[#names + 1])) end
+  return table.unpack(pos, 1, #names)
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+local function out(s) io.stdout:write(s) end
+local function note(s) io.stderr:write("tide: ", s, "\n") end
+
+local function exists(path)
+  return os.rename(path, path) ~= nil
+end
+
+-- The store's directory: --data, $TIDE_DATA, ./tide-data.
+local function data_dir(ctx)
+  if ctx.data and ctx.data ~= "" then return ctx.data end
+  local env = os.getenv("TIDE_DATA")
+  if env and env ~= "" then return env end
+  return "./tide-data"
+end
+
+local function load_tide(what)
+  local ok, tide = pcall(require, "tide")
+  if not ok then fail(what, "cannot load the tide module: " .. util.strip_position(tide)) end
+  return tide
+end
+
+-- Open the store; a missing directory is an error unless `create`.
+local function open_store(ctx, what, create)
+  local dir = data_dir(ctx)
+  if not create and not exists(dir) then
+    fail(what, format("no store at '%s' (use --data DIR or set TIDE_DATA)", dir))
+  end
+  local tide = load_tide(what)
+  local ok, db = pcall(tide.open, dir, { sync = true })
+  if not ok then fail(what, M.clean_message(db)) end
+  ctx.db = db
+  return db
+end
+
+local function get_topic(db, what, name)
+  local ok, t = pcall(db.topic, db, name)
+  if not ok then fail(what, M.clean_message(t)) end
+  return t
+end
+
+-- Run fn(...) and turn an API error into a runtime failure of `what`.
+local function api(what, fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if not r[1] then fail(what, M.clean_message(r[2])) end
+  return table.unpack(r, 2, r.n)
+end
+
+--- Format rows as an aligned text table: columns two spaces apart, numbers
+-- right-aligned, text left-aligned, nil as "-".
+-- @tab headers column titles
+-- @tab rows array of arrays of cell values
+-- @treturn string the table, a line per row, each ending in "\n"
+function M.format_table(headers, rows)
+  local ncol, width, cells = #headers, {}, {}
+  for c = 1, ncol do width[c] = #headers[c] end
+  for r, row in ipairs(rows) do
+    cells[r] = {}
+    for c = 1, ncol do
+      local v = row[c]
+      local s = v == nil and "-" or tostring(v)
+      cells[r][c] = { s, type(v) == "number" }
+      if #s > width[c] then width[c] = #s end
+    end
+  end
+  local lines = {}
+  local function line(cs)
+    local parts = {}
+    for c = 1, ncol do
+      local s, right = cs[c][1], cs[c][2]
+      local pad = string.rep(" ", width[c] - #s)
+      parts[c] = right and pad .. s or (c < ncol and s .. pad or s)
+    end
+    lines[#lines + 1] = concat(parts, "  ")
+  end
+  local head = {}
+  for c = 1, ncol do head[c] = { headers[c], false } end
+  line(head)
+  for _, cs in ipairs(cells) do line(cs) end
+  return concat(lines, "\n") .. "\n"
+end
+
+local function iso_or_dash(ms)
+  if ms == nil then return nil end
+  return util.iso8601(ms)
+end
+
+---------------------------------------------------------------------------
+-- tide topic ...
+---------------------------------------------------------------------------
+
+local topic_cmds = {}
+
+-- Read --schema: the text of FILE when it names a readable file (comment
+-- lines starting with '#' or '--' dropped), else the DDL text itself.
+local function schema_arg(v)
+  local f = io.open(v, "r")
+  if f then
+    local text = f:read("a")
+    f:close()
+    if text then
+      local keep = {}
+      for l in text:gmatch("[^\n]+") do
+        if not l:match("^%s*#") and not l:match("^%s*%-%-") then keep[#keep + 1] = l end
+      end
+      return (concat(keep, " "):gsub("^%s+", ""):gsub("%s+$", ""))
+    end
+  end
+  return v
+end
+
+topic_cmds.create = {
+  spec = {
+    ["--partitions"] = "value", ["--schema"] = "value", ["--retention"] = "value",
+    ["--retention-bytes"] = "value", ["--segment-bytes"] = "value", ["--segment-ms"] = "value",
+    ["--time-column"] = "value", ["--unknown-fields"] = "value",
+  },
+  run = function(ctx, opts, pos)
+    local cmd = "topic create"
+    local name = positionals(cmd, pos, { "NAME" })
+    local o = {
+      partitions = int_option(cmd, opts, "partitions", 1),
+      retention = convert_option(cmd, opts, "retention", util.duration),
+      retention_bytes = convert_option(cmd, opts, "retention_bytes", util.size),
+      segment_bytes = convert_option(cmd, opts, "segment_bytes", util.size),
+      segment_ms = convert_option(cmd, opts, "segment_ms", util.duration),
+      time_column = opts.time_column,
+      unknown_fields = opts.unknown_fields,
+    }
+    if o.unknown_fields and o.unknown_fields ~= "reject" and o.unknown_fields ~= "ignore" then
+      usage_error(cmd, format("option '--unknown-fields' must be reject or ignore, got '%s'", o.unknown_fields))
+    end
+    if opts.schema then o.schema = schema_arg(opts.schema) end
+    local db = open_store(ctx, cmd, true)
+    local t = api(cmd, db.create_topic, db, name, o)
+    local n = t:info().partitions
+    note(format("created topic '%s' (%d partition%s)", name, n, n == 1 and "" or "s"))
+    return 0
+  end,
+}
+
+topic_cmds.list = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "topic list"
+    positionals(cmd, pos, {})
+    local db = open_store(ctx, cmd)
+    for _, name in ipairs(api(cmd, db.topics, db)) do out(name .. "\n") end
+    return 0
+  end,
+}
+
+topic_cmds.describe = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "topic describe"
+    local name = positionals(cmd, pos, { "NAME" })
+    local db = open_store(ctx, cmd)
+    local t = get_topic(db, cmd, name)
+    local info = api(cmd, t.info, t)
+    local offsets = api(cmd, t.offsets, t)
+    local segments = api(cmd, t.segments, t)
+    local per = {}
+    for _, o in ipairs(offsets) do
+      per[o.partition] = { o.partition, o.earliest, o.latest, o.latest - o.earliest, 0, 0 }
+    end
+    local records, bytes = 0, 0
+    for _, s in ipairs(segments) do
+      local p = per[s.partition]
+      if p then
+        p[5], p[6] = p[5] + s.bytes, p[6] + 1
+      end
+      bytes = bytes + s.bytes
+    end
+    for _, o in ipairs(offsets) do records = records + (o.latest - o.earliest) end
+    local function none(v, f) return v == nil and "none" or f(v) end
+    local fields = {
+      { "name", info.name },
+      { "partitions", info.partitions },
+      { "schema", info.schemaless and "schemaless (value json)" or info.ddl },
+      { "time column", info.time_column or "none" },
+      { "retention", none(info.retention_ms, util.format_duration) },
+      { "retention bytes", none(info.retention_bytes, util.format_size) },
+      { "segment bytes", none(info.segment_bytes, util.format_size) },
+      { "segment ms", none(info.segment_ms, util.format_duration) },
+      { "unknown fields", info.unknown_fields },
+      { "compatibility", info.compatibility },
+      { "schema version", info.schema_version },
+      { "created", info.created and util.iso8601(info.created) },
+      { "records", records },
+      { "bytes", format("%d (%s)", bytes, util.format_size(bytes)) },
+      { "segments", #segments },
+    }
+    local lines = {}
+    for _, f in ipairs(fields) do
+      if f[2] ~= nil then lines[#lines + 1] = format("%-16s %s", f[1], tostring(f[2])) end
+    end
+    out(concat(lines, "\n") .. "\n\n")
+    local rows = {}
+    for _, o in ipairs(offsets) do rows[#rows + 1] = per[o.partition] end
+    out(M.format_table({ "partition", "earliest", "latest", "records", "bytes", "segments" }, rows))
+    return 0
+  end,
+}
+
+topic_cmds.segments = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "topic segments"
+    local name = positionals(cmd, pos, { "NAME" })
+    local db = open_store(ctx, cmd)
+    local t = get_topic(db, cmd, name)
+    local rows = {}
+    for _, s in ipairs(api(cmd, t.segments, t)) do
+      rows[#rows + 1] = { s.partition, s.base_offset, s.end_offset, s.records, s.bytes,
+        iso_or_dash(s.min_ts), iso_or_dash(s.max_ts), s.state }
+    end
+    out(M.format_table({ "partition", "base", "end", "records", "bytes", "min_ts", "max_ts", "state" }, rows))
+    return 0
+  end,
+}
+
+topic_cmds.delete = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "topic delete"
+    local name = positionals(cmd, pos, { "NAME" })
+    local db = open_store(ctx, cmd)
+    api(cmd, db.delete_topic, db, name)
+    note(format("deleted topic '%s'", name))
+    return 0
+  end,
+}
+
+local function cmd_topic(ctx, argv, i)
+  -- Find the subcommand, allowing --data and --help before it.
+  local j = i
+  while argv[j] and argv[j]:sub(1, 1) == "-" do
+    local a = argv[j]
+    if a == "--help" or a == "-h" then
+      out(HELP.topic)
+      return 0
+    elseif a == "--data" then
+      if argv[j + 1] == nil then usage_error("topic", "option '--data' needs a value") end
+      ctx.data, j = argv[j + 1], j + 1
+    elseif a:match("^%-%-data=") then
+      ctx.data = a:sub(8)
+    else
+      usage_error("topic", format("unknown option '%s'", a))
+    end
+    j = j + 1
+  end
+  local sub = argv[j]
+  if sub == nil then usage_error("topic", "missing subcommand (create, list, describe, segments, delete)") end
+  local c = topic_cmds[sub]
+  if not c then
+    usage_error("topic", format("unknown subcommand '%s' (create, list, describe, segments, delete)", sub))
+  end
+  local cmd = "topic " .. sub
+  local opts, pos = parse_args(argv, j + 1, c.spec, cmd, ctx)
+  if opts.help then
+    out(HELP[cmd])
+    return 0
+  end
+  return c.run(ctx, opts, pos)
+end
+
+---------------------------------------------------------------------------
+-- tide produce
+---------------------------------------------------------------------------
+
+local function plural(n, word) return format("%d %s%s", n, word, n == 1 and "" or "s") end
+
+--- The summary line of a produce: "produced 1000 records to 'events'
+-- (offsets 0..999)", with partitions named when the topic has several, and
+-- "; skipped 2 bad lines (first: 3, 17)" after --skip-bad.
+-- @string topic the topic's name
+-- @int partitions its number of partitions
+-- @tab r what `topic:produce` returned
+-- @treturn string
+function M.produce_summary(topic, partitions, r)
+  local s = format("produced %s to '%s'", plural(r.appended or 0, "record"), topic)
+  local ranges = {}
+  for _, rg in ipairs(r.ranges or {}) do
+    if partitions > 1 then
+      ranges[#ranges + 1] = format("partition %d: offsets %d..%d", rg.partition, rg.first, rg.last)
+    else
+      ranges[#ranges + 1] = format("offsets %d..%d", rg.first, rg.last)
+    end
+  end
+  if #ranges > 0 then s = s .. " (" .. concat(ranges, "; ") .. ")" end
+  if (r.skipped or 0) > 0 then
+    local first = {}
+    for k, line in ipairs(r.bad_lines or {}) do first[k] = tostring(line) end
+    if #first < r.skipped then first[#first + 1] = "..." end
+    s = s .. format("; skipped %s", plural(r.skipped, "bad line"))
+    if #first > 0 then s = s .. " (first: " .. concat(first, ", ") .. ")" end
+  end
+  return s
+end
+
+local function cmd_produce(ctx, argv, i)
+  local cmd = "produce"
+  local opts, pos = parse_args(argv, i, { ["--key"] = "value", ["--skip-bad"] = "flag" }, cmd, ctx)
+  if opts.help then
+    out(HELP.produce)
+    return 0
+  end
+  local name, file = positionals(cmd, pos, { "TOPIC", "FILE" }, { FILE = true })
+  if file == "-" then file = nil end
+  local what = format("produce '%s'", name)
+  local db = open_store(ctx, what)
+  local t = get_topic(db, what, name)
+  local r = api(what, t.produce, t, file, { key = opts.key, skip_bad = opts.skip_bad == true })
+  note(M.produce_summary(name, t:info().partitions, r))
+  return 0
+end
+
+---------------------------------------------------------------------------
+-- tide consume
+---------------------------------------------------------------------------
+
+local function cmd_consume(ctx, argv, i)
+  local cmd = "consume"
+  local opts, pos = parse_args(argv, i, {
+    ["--from"] = "value", ["--partition"] = "value", ["--follow"] = "flag", ["--timestamp-format"] = "value",
+  }, cmd, ctx)
+  if opts.help then
+    out(HELP.consume)
+    return 0
+  end
+  local name = positionals(cmd, pos, { "TOPIC" })
+  local from = int_option(cmd, opts, "from")
+  local partition = int_option(cmd, opts, "partition")
+  local tf = opts.timestamp_format or "ms"
+  if tf ~= "ms" and tf ~= "iso8601" then
+    usage_error(cmd, format("option '--timestamp-format' must be ms or iso8601, got '%s'", tf))
+  end
+  local what = format("consume '%s'", name)
+  local db = open_store(ctx, what)
+  local t = get_topic(db, what, name)
+  local iso = tf == "iso8601"
+
+  if not opts.follow then
+    api(what, function()
+      for text in t:read_json { from = from, partition = partition, iso8601 = iso } do io.stdout:write(text) end
+    end)
+    io.stdout:flush()
+    return 0
+  end
+
+  -- --follow: drain every partition from where it stopped, then wait for
+  -- the catalog to change (each commit writes it) and drain again.
+  local parts = {}
+  if partition then
+    parts[1] = partition
+  else
+    for p = 0, api(what, t.info, t).partitions - 1 do parts[#parts + 1] = p end
+  end
+  local next_offset = {}
+  for _, p in ipairs(parts) do next_offset[p] = from end
+  local function drain()
+    for _, p in ipairs(parts) do
+      for text, _, nxt in t:read_json { from = next_offset[p], partition = p, iso8601 = iso } do
+        io.stdout:write(text)
+        next_offset[p] = nxt
+      end
+    end
+    io.stdout:flush()
+  end
+  api(what, drain)
+
+  local core = require "tide.core"
+  local loop = core.loop()
+  ctx.loop = loop
+  local pending = false
+  local function changed()
+    -- A commit writes the catalog several times: drain once, shortly after
+    -- the first change (a later write re-arms it once this drain started).
+    if pending then return end
+    pending = true
+    loop:timer(5, 0, function()
+      pending = false
+      drain()
+    end)
+  end
+  local dir = db:path() .. "/catalog"
+  local w, msg = loop:watch(dir, changed)
+  if not w then fail(what, format("cannot watch '%s': %s", dir, msg)) end
+  local function stop() loop:stop() end
+  loop:signal("SIGINT", stop)
+  loop:signal("SIGTERM", stop)
+  api(what, loop.run, loop)
+  loop:close()
+  return 0
+end
+
+---------------------------------------------------------------------------
+-- tide run
+---------------------------------------------------------------------------
+
+-- The script's traceback without the frames of this module below it.
+local function script_traceback(msg)
+  local tb = debug.traceback(msg, 2)
+  local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+  if cut then tb = tb:sub(1, cut - 1) end
+  return tb
+end
+
+local function cmd_run(ctx, argv, i)
+  local cmd = "run"
+  local opts, pos = parse_args(argv, i, {}, cmd, ctx, true)
+  if opts.help then
+    out(HELP.run)
+    return 0
+  end
+  local script = pos[1]
+  if script == nil then usage_error(cmd, "missing SCRIPT") end
+  if ctx.data then
+    -- --data picks the store of tide.default_store() in the script.
+    local tide, dir = load_tide(cmd), ctx.data
+    tide.default_store = function(o) return tide.open(dir, o) end
+  end
+  local chunk, lerr = loadfile(script)
+  if not chunk then
+    ctx.raw = true -- the script's own position is useful here
+    fail(cmd, tostring(lerr))
+  end
+  local script_arg = { [0] = script, [-1] = argv[0] }
+  for k = 2, #pos do script_arg[k - 1] = pos[k] end
+  rawset(_G, "arg", script_arg)
+  local ok, err = xpcall(chunk, script_traceback, table.unpack(script_arg, 1, #script_arg))
+  if ok then
+    local tide = package.loaded.tide
+    if type(tide) == "table" and type(tide.run) == "function" then
+      ok, err = xpcall(tide.run, script_traceback)
+    end
+  end
+  if not ok then
+    io.stderr:write("tide: run: ", tostring(err), "\n")
+    return 1
+  end
+  return 0
+end
+
+---------------------------------------------------------------------------
+-- main
+---------------------------------------------------------------------------
+
+local commands = { topic = cmd_topic, produce = cmd_produce, consume = cmd_consume, run = cmd_run }
+
+local function dispatch(ctx, argv)
+  local i = 1
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      out(HELP[""])
+      return 0
+    elseif a == "--version" then
+      out("tide " .. tostring(load_tide("version").version) .. "\n")
+      return 0
+    elseif a == "--data" then
+      if argv[i + 1] == nil then usage_error("", "option '--data' needs a value") end
+      ctx.data, i = argv[i + 1], i + 1
+    elseif a:match("^%-%-data=") then
+      ctx.data = a:sub(8)
+    else
+      usage_error("", format("unknown option '%s'", a))
+    end
+    i = i + 1
+  end
+  local name = argv[i]
+  if name == nil then
+    out(HELP[""])
+    return 0
+  end
+  local c = commands[name]
+  if not c then usage_error("", format("unknown command '%s'", name)) end
+  ctx.cmd = name
+  return c(ctx, argv, i + 1)
+end
+
+--- Run one command line.
+-- @tab argv the arguments (as the global `arg`: argv[1] is the command;
+-- argv[0], when present, is the program)
+-- @treturn int the exit status: 0 ok, 1 runtime failure, 2 bad usage
+function M.main(argv)
+  argv = argv or {}
+  local ctx = {}
+  local trace
+  local ok, r = xpcall(dispatch, function(e)
+    if getmetatable(e) == Usage or getmetatable(e) == Fail then return e end
+    trace = debug.traceback(tostring(e), 2)
+    return setmetatable({ what = ctx.cmd or "error", msg = M.clean_message(e) }, Fail)
+  end, ctx, argv)
+  if ctx.loop then pcall(ctx.loop.close, ctx.loop) end
+  if ctx.db then pcall(ctx.db.close, ctx.db) end
+  if ok then
+    io.stdout:flush()
+    return r
+  end
+  if getmetatable(r) == Usage then
+    local see = r.cmd == "" and "tide --help" or "tide " .. r.cmd .. " --help"
+    local what = r.cmd == "" and "" or r.cmd .. ": "
+    io.stderr:write(format("tide: %s%s (see '%s')\n", what, r.msg, see))
+    return 2
+  end
+  local msg = ctx.raw and tostring(r.msg) or M.clean_message(r.msg)
+  io.stderr:write(format("tide: %s: %s\n", r.what, msg))
+  if trace and os.getenv("TIDE_DEBUG") then io.stderr:write(trace, "\n") end
+  io.stdout:flush()
+  return 1
+end
+
+return M
