@@ -327,9 +327,16 @@ static inline int int_fast(const char *p, const char *e, const char **endp, int6
   if (q >= e || !is_digit(*q)) return -1;
   const char *d0 = q;
   uint64_t m = 0;
-  if (*q == '0') q++;
-  else
+  if (*q == '0') {
+    q++;
+    if (q < e && is_digit(*q)) { /* "01": the number is "0", the '1' is a syntax error later */
+      *endp = q;
+      *v = 0;
+      return 1;
+    }
+  } else {
     while (q < e && is_digit(*q) && q - d0 < 19) m = m * 10 + (uint64_t)(*q++ - '0');
+  }
   int big = q < e && is_digit(*q); /* a 20th digit */
   while (q < e && is_digit(*q)) q++;
   *endp = q;

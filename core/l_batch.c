@@ -799,7 +799,7 @@ static int batch_tostring(lua_State *L) {
  * schema (it is the caller's text). */
 static int l_schema_parse(lua_State *L) {
   tide_schema_t *s;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   luaL_checkany(L, 1);
   if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
   lbox_t *box = push_box(L);
@@ -854,7 +854,7 @@ static int check_flags(lua_State *L, int idx) {
  * "EPARSE"|"ESCHEMA"|... Blank lines are skipped (but counted). */
 static int l_json_batch(lua_State *L) {
   tide_schema_t *s;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   size_t len;
   luaL_checkany(L, 1);
   const char *text = luaL_checklstring(L, 2, &len);

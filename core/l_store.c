@@ -27,6 +27,7 @@
 
 #include "json.h"
 #include "l_tide.h"
+#include "registry.h"
 #include "store.h"
 
 #define STORE_MT "tide.Store"
@@ -237,6 +238,64 @@ static int l_topic(lua_State *L) {
   return 1;
 }
 
+/* Parse the schema argument at idx (DDL or array form); raises on a
+ * malformed one: that is the caller's programming error. The result is
+ * held by a tide.Batch-free path: returned with a reference the caller must
+ * drop before any further Lua call that can raise. */
+static tide_schema_t *check_schema_arg(lua_State *L, int idx) {
+  tide_schema_t *sc = NULL;
+  tide_err_t err = {0};
+  if (tide_l_schema_from_lua(L, idx, &sc, &err)) luaL_error(L, "bad schema: %s", err.msg);
+  return sc;
+}
+
+/* store:register_schema(topic, schema [, compatibility]) -> version, created | nil, msg, ENAME */
+static int l_register_schema(lua_State *L) {
+  l_store_t *s = check_open_store(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  int compat = lua_isnoneornil(L, 4) ? -1 : luaL_checkoption(L, 4, NULL, compat_names);
+  tide_schema_t *sc = check_schema_arg(L, 3);
+  tide_err_t err = {0};
+  uint32_t version = 0;
+  int created = 0;
+  int rc = tide_store_register_schema(s->s, name, sc, compat, &version, &created, &err);
+  tide_schema_unref(sc);
+  if (rc) return push_fail(L, rc, &err);
+  lua_pushinteger(L, version);
+  lua_pushboolean(L, created);
+  return 2;
+}
+
+/* store:check_schema(topic, schema) -> true | false, reason | nil, msg, ENAME */
+static int l_check_schema(lua_State *L) {
+  l_store_t *s = check_open_store(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  tide_schema_t *sc = check_schema_arg(L, 3);
+  tide_err_t err = {0};
+  int rc = tide_store_check_schema(s->s, name, sc, &err);
+  tide_schema_unref(sc);
+  if (rc == TIDE_ESCHEMA || rc == TIDE_EINVAL) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  if (rc) return push_fail(L, rc, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* store:set_compatibility(topic, mode) -> true | nil, msg, ENAME */
+static int l_set_compat(lua_State *L) {
+  l_store_t *s = check_open_store(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  int mode = luaL_checkoption(L, 3, NULL, compat_names);
+  tide_err_t err = {0};
+  int rc = tide_store_set_compat(s->s, name, (tide_compat_t)mode, &err);
+  if (rc) return push_fail(L, rc, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_topic_name_check(lua_State *L) {
   tide_err_t err = {0};
   int rc = tide_topic_name_check(luaL_checkstring(L, 1), &err);
@@ -297,6 +356,51 @@ static int l_topic_info(lua_State *L) {
   lua_pushlstring(L, rc ? "" : ddl.data, rc ? 0 : ddl.len);
   tide_buf_free(&ddl);
   lua_setfield(L, -2, "ddl");
+  return 1;
+}
+
+#define SCHEMAREF_MT "tide.SchemaRef"
+
+/* Hand a schema reference to the GC: it is dropped when the userdata is
+ * collected, so a raise while building results cannot leak it. */
+static void gc_schema(lua_State *L, tide_schema_t *sc) {
+  tide_schema_t **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = sc;
+  luaL_setmetatable(L, SCHEMAREF_MT);
+}
+
+static int schemaref_gc(lua_State *L) {
+  tide_schema_t **box = luaL_checkudata(L, 1, SCHEMAREF_MT);
+  tide_schema_unref(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* topic:schema([version]) -> { version=, fields= (array form), ddl= } | nil, msg, ENAME */
+static int l_topic_schema(lua_State *L) {
+  l_topic_t *t = check_topic(L, 1);
+  lua_Integer v = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, v >= 0 && v <= UINT32_MAX, 2, "schema version must be >= 1");
+  tide_schema_t *sc;
+  tide_err_t err = {0};
+  int rc = tide_topic_schema(t->t, (uint32_t)v, &sc, &err);
+  if (rc) return push_fail(L, rc, &err);
+  gc_schema(L, sc);
+  tide_buf_t ddl = TIDE_BUF_INIT;
+  rc = tide_schema_to_ddl(sc, &ddl);
+  if (rc) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, ddl.data, ddl.len); /* may raise: the buffer leaks only on OOM */
+  tide_buf_free(&ddl);
+  lua_createtable(L, 0, 3);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "ddl");
+  if (v == 0) {
+    const tide_topic_info_t *i;
+    if (!tide_topic_info(t->t, &i, &err)) v = i->schema_version;
+  }
+  set_int(L, "version", v);
+  tide_l_push_schema(L, sc);
+  lua_setfield(L, -2, "fields");
   return 1;
 }
 
@@ -674,6 +778,9 @@ static int l_topic_reader(lua_State *L) {
     o.partition = opt_i64(L, 2, "partition", -1);
     o.from_time = opt_i64(L, 2, "from_time", INT64_MIN);
     o.to_time = opt_i64(L, 2, "to_time", INT64_MAX);
+    int64_t sv = opt_i64(L, 2, "schema_version", 0);
+    luaL_argcheck(L, sv >= 0 && sv <= UINT32_MAX, 2, "schema_version must be >= 1");
+    o.schema_version = (uint32_t)sv;
   }
   l_reader_t *r = lua_newuserdatauv(L, sizeof *r, 1);
   memset(r, 0, sizeof *r);
@@ -805,10 +912,11 @@ static int l_reader_close(lua_State *L) {
 static const luaL_Reg store_methods[] = {
     {"path", l_store_path},         {"is_open", l_store_is_open}, {"create_topic", l_create_topic},
     {"delete_topic", l_delete_topic}, {"topics", l_topics},       {"topic", l_topic},
+    {"register_schema", l_register_schema}, {"check_schema", l_check_schema}, {"set_compatibility", l_set_compat},
     {"close", store_close},         {NULL, NULL}};
 
 static const luaL_Reg topic_methods[] = {
-    {"info", l_topic_info},         {"offsets", l_topic_offsets},   {"segments", l_topic_segments},
+    {"info", l_topic_info},         {"schema", l_topic_schema},     {"offsets", l_topic_offsets},   {"segments", l_topic_segments},
     {"enforce_retention", l_topic_retention}, {"offload", l_topic_offload}, {"append", l_topic_append},
     {"produce", l_topic_produce},   {"reader", l_topic_reader},     {NULL, NULL}};
 
@@ -836,6 +944,10 @@ int tide_l_store_open(lua_State *L) {
   new_class(L, STORE_MT, store_methods, store_close);
   new_class(L, TOPIC_MT, topic_methods, NULL);
   new_class(L, READER_MT, reader_methods, reader_gc);
+  luaL_newmetatable(L, SCHEMAREF_MT);
+  lua_pushcfunction(L, schemaref_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   lua_pushcfunction(L, l_open);
   lua_setfield(L, -2, "open");
   lua_pushcfunction(L, l_topic_name_check);

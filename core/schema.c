@@ -131,7 +131,7 @@ static void shown(char *out, size_t cap, const char *p, size_t n) {
 static int norm_default(const char *fname, tide_type_t t, int nullable, const char *j,
                         tide_buf_t *out, tide_err_t *err) {
   tide_buf_t c = TIDE_BUF_INIT;
-  tide_err_t e2;
+  tide_err_t e2 = {0, ""};
   char show[64], num[32];
   int rc = tide_json_compact(j, strlen(j), &c, &e2);
   if (rc == -ENOMEM) return rc;
@@ -315,7 +315,7 @@ static int ddl_literal(ddl_t *d, tide_buf_t *j) {
   }
   if (*d->p == '"' || *d->p == '-' || *d->p == '{' || *d->p == '[' || isdigit((unsigned char)*d->p)) {
     size_t used;
-    tide_err_t e2;
+    tide_err_t e2 = {0, ""};
     rc = tide_json_scan(d->p, (size_t)(d->e - d->p), &used, j, &e2);
     if (rc == TIDE_EPARSE) { /* point at the bad byte inside the literal */
       const char *m = strstr(e2.msg, ": ");

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "registry.h"
 #include "seg.h"
 #include "tier.h"
 
@@ -215,6 +216,8 @@ static int topic_refresh(tide_topic_t *t, MDB_txn *txn, tide_err_t *err) {
   return 0;
 }
 
+static int topic_read_begin(tide_topic_t *t, MDB_txn **txn, tide_err_t *err);
+
 /* ---------------------------------------------------------- store open --- */
 
 /* Parse "<20 digits>.seg" / ".seg.zst". Returns 1 and *base when it matches. */
@@ -370,6 +373,18 @@ const char *tide_store_dir(const tide_store_t *s) { return s->dir; }
 
 /* ---------------------------------------------------------- topic admin --- */
 
+/* What every topic schema must satisfy, whatever its version. */
+static int topic_schema_check(const tide_schema_t *schema, tide_err_t *err) {
+  if (schema->nfields == 0) return tide_err_set(err, TIDE_EINVAL, "a topic schema needs at least one field");
+  for (uint32_t i = 0; i < schema->nfields; i++) {
+    const char *f = schema->fields[i].name;
+    if (!strcmp(f, "offset") || !strcmp(f, "partition"))
+      return tide_err_set(err, TIDE_EINVAL,
+                          "field name '%s' is reserved in topic schemas (records read from a topic carry it)", f);
+  }
+  return 0;
+}
+
 int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_opts_t *o, tide_err_t *err) {
   int rc = tide_topic_name_check(name, err);
   if (rc) return rc;
@@ -380,13 +395,7 @@ int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_
   if (o->compat > TIDE_COMPAT_FULL_TRANSITIVE) return tide_err_set(err, TIDE_EINVAL, "bad compatibility mode");
   tide_schema_t *schema = o->schema;
   if (schema) {
-    if (schema->nfields == 0) return tide_err_set(err, TIDE_EINVAL, "a topic schema needs at least one field");
-    for (uint32_t i = 0; i < schema->nfields; i++) {
-      const char *f = schema->fields[i].name;
-      if (!strcmp(f, "offset") || !strcmp(f, "partition"))
-        return tide_err_set(err, TIDE_EINVAL,
-                            "field name '%s' is reserved in topic schemas (records read from a topic carry it)", f);
-    }
+    if ((rc = topic_schema_check(schema, err))) return rc;
     schema = tide_schema_ref(schema);
   } else {
     if (!(schema = tide_schema_new())) return -ENOMEM;
@@ -526,6 +535,135 @@ int tide_store_list(tide_store_t *s, char ***names, size_t *n, tide_err_t *err) 
   rc = tide_catalog_topic_names(txn, s->cat, names, n);
   mdb_txn_abort(txn);
   return rc ? fail(err, rc, "catalog") : 0;
+}
+
+/* ------------------------------------------------------- schema registry --- */
+
+static int topic_rec(tide_store_t *s, MDB_txn *txn, const char *name, tide_topic_rec_t *r, tide_err_t *err) {
+  int rc = tide_catalog_topic_get(txn, s->cat, name, r);
+  if (rc == MDB_NOTFOUND) return tide_err_set(err, TIDE_ENOTFOUND, "no topic '%s'", name);
+  return rc ? fail(err, rc, "catalog") : 0;
+}
+
+/* May `schema` follow the versions of topic r? 0 with *existing set to the
+ * version it is identical to (0 when it is new) and *time_col to the time
+ * column's index in it; or the refusal. */
+static int registry_decide(tide_store_t *s, MDB_txn *txn, const char *name, const tide_topic_rec_t *r,
+                           tide_schema_t *schema, uint32_t *existing, int32_t *time_col, tide_err_t *err) {
+  int rc = topic_schema_check(schema, err);
+  if (rc) return rc;
+  uint32_t n = r->schema_version;
+  tide_schema_t **v = calloc(n, sizeof *v);
+  if (!v) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t k = 0; k < n && !rc; k++) {
+    rc = tide_catalog_schema_get(txn, s->cat, r->id, k + 1, &v[k], err);
+    if (rc == MDB_NOTFOUND) rc = tide_err_set(err, TIDE_ECORRUPT, "topic '%s': schema version %u is missing", name, k + 1);
+    else if (rc && rc > TIDE_EBASE) fail(err, rc, "catalog");
+  }
+  *existing = 0;
+  for (uint32_t k = 0; k < n && !rc; k++)
+    if (tide_schema_equal(v[k], schema)) *existing = k + 1;
+  *time_col = r->time_col;
+  if (!rc && !*existing && r->time_col >= 0) {
+    const tide_field_t *tf = &v[n - 1]->fields[r->time_col];
+    int j = tide_schema_find(schema, tf->name, tf->name_len);
+    if (j < 0 || schema->fields[j].type != TIDE_T_TIMESTAMP)
+      rc = tide_err_set(err, TIDE_EINVAL, "field '%s' is the topic's time column: it cannot be %s", tf->name,
+                        j < 0 ? "removed" : "changed from timestamp");
+    *time_col = j;
+  }
+  if (!rc && !*existing) rc = tide_compat_check((tide_compat_t)r->compat, v, n, schema, err);
+  for (uint32_t k = 0; k < n; k++) tide_schema_unref(v[k]);
+  free(v);
+  return rc;
+}
+
+int tide_store_register_schema(tide_store_t *s, const char *name, tide_schema_t *schema, int compat,
+                               uint32_t *version, int *created, tide_err_t *err) {
+  if (compat > TIDE_COMPAT_FULL_TRANSITIVE) return tide_err_set(err, TIDE_EINVAL, "bad compatibility mode");
+  MDB_txn *txn;
+  tide_topic_rec_t r;
+  uint32_t existing;
+  int32_t time_col;
+  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  if ((rc = topic_rec(s, txn, name, &r, err))) goto abort;
+  int mode_changed = compat >= 0 && (uint32_t)compat != r.compat;
+  if (compat >= 0) r.compat = (uint32_t)compat;
+  if ((rc = registry_decide(s, txn, name, &r, schema, &existing, &time_col, err))) goto abort;
+  if (existing) {
+    *version = existing;
+    *created = 0;
+    if (!mode_changed) {
+      mdb_txn_abort(txn);
+      return 0;
+    }
+  } else {
+    r.schema_version++;
+    r.time_col = time_col;
+    r.flags &= ~(uint32_t)TIDE_TOPIC_SCHEMALESS;
+    if ((rc = tide_catalog_schema_put(txn, s->cat, r.id, r.schema_version, schema))) {
+      fail(err, rc, "catalog");
+      goto abort;
+    }
+    *version = r.schema_version;
+    *created = 1;
+  }
+  if ((rc = tide_catalog_topic_put(txn, s->cat, name, &r))) {
+    fail(err, rc, "catalog");
+    goto abort;
+  }
+  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  return 0;
+abort:
+  mdb_txn_abort(txn);
+  return rc;
+}
+
+int tide_store_check_schema(tide_store_t *s, const char *name, tide_schema_t *schema, tide_err_t *err) {
+  MDB_txn *txn;
+  tide_topic_rec_t r;
+  uint32_t existing;
+  int32_t time_col;
+  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  if (!(rc = topic_rec(s, txn, name, &r, err))) rc = registry_decide(s, txn, name, &r, schema, &existing, &time_col, err);
+  mdb_txn_abort(txn);
+  return rc;
+}
+
+int tide_store_set_compat(tide_store_t *s, const char *name, tide_compat_t mode, tide_err_t *err) {
+  if (mode > TIDE_COMPAT_FULL_TRANSITIVE) return tide_err_set(err, TIDE_EINVAL, "bad compatibility mode");
+  MDB_txn *txn;
+  tide_topic_rec_t r;
+  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  if (rc) return fail(err, rc, "catalog");
+  if ((rc = topic_rec(s, txn, name, &r, err))) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  r.compat = mode;
+  if ((rc = tide_catalog_topic_put(txn, s->cat, name, &r))) {
+    mdb_txn_abort(txn);
+    return fail(err, rc, "catalog");
+  }
+  return (rc = mdb_txn_commit(txn)) ? fail(err, rc, "catalog commit") : 0;
+}
+
+int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = topic_read_begin(t, &txn, err);
+  if (rc) return rc;
+  if (version == 0) version = t->rec.schema_version;
+  if (version > t->rec.schema_version) {
+    rc = tide_err_set(err, TIDE_ENOTFOUND, "topic '%s' has no schema version %u (versions: 1..%u)", t->name, version,
+                      t->rec.schema_version);
+  } else {
+    tide_schema_t *sc;
+    if (!(rc = topic_schema(t, txn, version, &sc, err))) *out = tide_schema_ref(sc);
+  }
+  mdb_txn_abort(txn);
+  return rc;
 }
 
 int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *err) {
@@ -982,6 +1120,9 @@ struct tide_reader {
   size_t offs_cap;
   tide_schema_t **schemas;  /* by version - 1, references held */
   uint32_t nschemas;
+  uint32_t version;         /* the reader's schema version */
+  tide_projection_t **proj; /* by writer version - 1, made on first use */
+  int *time_cols;           /* the time column's index in each version, or -1 */
 };
 
 void tide_read_opts_init(tide_read_opts_t *o) {
@@ -990,6 +1131,7 @@ void tide_read_opts_init(tide_read_opts_t *o) {
   o->to = UINT64_MAX;
   o->from_time = INT64_MIN;
   o->to_time = INT64_MAX;
+  o->schema_version = 0;
 }
 
 static int time_filtered(const tide_read_opts_t *o) { return o->from_time != INT64_MIN || o->to_time != INT64_MAX; }
@@ -1026,10 +1168,28 @@ int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t *
     goto failed;
   }
   r->nschemas = t->rec.schema_version;
+  r->version = o->schema_version ? o->schema_version : r->nschemas;
+  if (r->version > r->nschemas) {
+    rc = tide_err_set(err, TIDE_ENOTFOUND, "topic '%s' has no schema version %u (versions: 1..%u)", t->name,
+                      r->version, r->nschemas);
+    goto failed;
+  }
+  if (!(r->proj = calloc(r->nschemas, sizeof *r->proj)) || !(r->time_cols = calloc(r->nschemas, sizeof(int)))) {
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
+    goto failed;
+  }
   for (uint32_t v = 1; v <= r->nschemas; v++) {
     tide_schema_t *s;
     if ((rc = topic_schema(t, txn, v, &s, err))) goto failed;
     r->schemas[v - 1] = tide_schema_ref(s);
+  }
+  /* the time column, by name, in every version (the registry keeps it) */
+  for (uint32_t v = 0; v < r->nschemas; v++) {
+    r->time_cols[v] = -1;
+    if (t->rec.time_col >= 0) {
+      const tide_field_t *tf = &r->schemas[r->nschemas - 1]->fields[t->rec.time_col];
+      r->time_cols[v] = tide_schema_find(r->schemas[v], tf->name, tf->name_len);
+    }
   }
   for (uint32_t p = r->part; p < r->part_end; p++)
     if ((rc = tide_catalog_segs(txn, t->s->cat, t->rec.id, p, &r->snap[p].segs, &r->snap[p].n))) {
@@ -1052,7 +1212,10 @@ void tide_reader_close(tide_reader_t *r) {
     for (uint32_t p = 0; p < r->t->rec.partitions; p++) free(r->snap[p].segs);
   free(r->snap);
   for (uint32_t v = 0; r->schemas && v < r->nschemas; v++) tide_schema_unref(r->schemas[v]);
+  for (uint32_t v = 0; r->proj && v < r->nschemas; v++) tide_projection_free(r->proj[v]);
   free(r->schemas);
+  free(r->proj);
+  free(r->time_cols);
   free(r->offs);
   free(r);
 }
@@ -1153,16 +1316,26 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
         return tide_err_set(err, -ENOMEM, "out of memory");
       }
     }
-    int tc = r->t->rec.time_col;
+    uint32_t v = h.schema_version;
+    int tc = r->time_cols[v - 1];
     int whole_time = !time_filtered(&r->o) || tc < 0 ||
                      (h.min_ts != TIDE_TS_NONE && h.min_ts >= r->o.from_time && h.max_ts < r->o.to_time &&
                       b->cols[tc].null_count == 0);
-    if (want_lo == lo && want_hi == hi && whole_time) {
+    if (want_lo == lo && want_hi == hi && whole_time && v == r->version) {
       for (uint32_t i = 0; i < h.count; i++) r->offs[i] = lo + i;
       *out = b;
     } else {
-      /* part of the block: copy the wanted rows out */
-      tide_batch_t *c = tide_batch_new(b->schema, (uint32_t)(want_hi - want_lo));
+      /* part of the block, or another schema version: copy the wanted rows
+       * out, projecting them into the reader's schema */
+      if (v != r->version && !r->proj[v - 1] &&
+          (rc = tide_projection_new(r->schemas[v - 1], r->schemas[r->version - 1], r->version < v, &r->proj[v - 1],
+                                    err))) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        tide_batch_free(b);
+        return tide_err_set(err, rc, "rows of schema version %u cannot be read as version %u: %s", v, r->version, why);
+      }
+      tide_batch_t *c = tide_batch_new(r->schemas[r->version - 1], (uint32_t)(want_hi - want_lo));
       uint32_t n = 0;
       rc = c ? 0 : -ENOMEM;
       for (uint64_t off = want_lo; off < want_hi && !rc; off++) {
@@ -1173,7 +1346,8 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
           int64_t ts = tide_col_i64(col, i);
           if (ts < r->o.from_time || ts >= r->o.to_time) continue;
         }
-        if (!(rc = tide_batch_append_row(c, b, i))) r->offs[n++] = off;
+        rc = v == r->version ? tide_batch_append_row(c, b, i) : tide_projection_apply(r->proj[v - 1], b, i, i + 1, c);
+        if (!rc) r->offs[n++] = off;
       }
       tide_batch_free(b);
       if (rc) {

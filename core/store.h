@@ -129,6 +129,24 @@ int tide_store_list(tide_store_t *s, char ***names, size_t *n, tide_err_t *err);
 /* 0 when name is a valid topic name, else TIDE_EINVAL with the reason. */
 int tide_topic_name_check(const char *name, tide_err_t *err);
 
+/* ---- schema registry (rules in registry.h) ---- */
+
+/* Register `schema` as the topic's next version, after checking it against
+ * earlier versions under the topic's compatibility mode (set first to
+ * `compat` unless it is -1). A schema identical to an existing version is
+ * not registered again: *version is that version and *created 0.
+ * Errors: TIDE_ENOTFOUND, TIDE_ESCHEMA (incompatible: err says which field
+ * and which rule), TIDE_EINVAL (reserved names, the time column removed),
+ * LMDB codes. Nothing is written on a refusal. */
+int tide_store_register_schema(tide_store_t *s, const char *topic, tide_schema_t *schema, int compat,
+                               uint32_t *version, int *created, tide_err_t *err);
+/* Would `schema` be accepted now? 0, or TIDE_ESCHEMA/TIDE_EINVAL with the reason. */
+int tide_store_check_schema(tide_store_t *s, const char *topic, tide_schema_t *schema, tide_err_t *err);
+int tide_store_set_compat(tide_store_t *s, const char *topic, tide_compat_t mode, tide_err_t *err);
+/* Version `version` of the topic's schema (0: the latest), with a new
+ * reference for the caller. TIDE_ENOTFOUND for a version that does not exist. */
+int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, tide_err_t *err);
+
 /* ---- topics ---- */
 
 /* Refresh and return the topic's metadata. The pointer stays valid until the
@@ -169,16 +187,19 @@ typedef struct tide_read_opts {
   int64_t partition;        /* -1: every partition, in order */
   uint64_t from, to;        /* offsets [from, to); to = UINT64_MAX: the end at open */
   int64_t from_time, to_time; /* event time [from_time, to_time); INT64_MIN/INT64_MAX: no bound */
+  uint32_t schema_version;  /* rows come in this version's schema; 0: the latest */
 } tide_read_opts_t;
 
 void tide_read_opts_init(tide_read_opts_t *o);
 
 /* A reader over a snapshot taken at open: it sees the records committed then. */
 int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err);
-/* The next batch: 1 and *b (owned by the caller, a zero-copy view kept valid
- * by its own reference to the segment mapping) with its partition and the
- * offset of its row 0; rows outside the requested offset and time ranges
- * are already removed. 0 at the end. <0 on error (TIDE_ECORRUPT names the
+/* The next batch: 1 and *b (owned by the caller; a zero-copy view kept valid
+ * by its own reference to the segment mapping when the block is wanted whole
+ * and was written in the reader's schema version, else a copy), with its
+ * partition and its rows' offsets (valid until the next call); rows outside
+ * the requested offset and time ranges are already removed, and rows written
+ * under another schema version are projected into the reader's. 0 at the end. <0 on error (TIDE_ECORRUPT names the
  * topic, partition, segment and offset). */
 int tide_reader_next(tide_reader_t *r, tide_batch_t **b, uint32_t *partition, const uint64_t **offsets,
                      tide_err_t *err);

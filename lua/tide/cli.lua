@@ -339,7 +339,13 @@ function M.format_table(headers, rows)
     lines[#lines + 1] = concat(parts, "  ")
   end
   local head = {}
-  for c = 1, ncol do head[c] = { headers[c], false } end
+  for c = 1, ncol do
+    local numeric = #cells > 0
+    for _, cs in ipairs(cells) do
+      if not cs[c][2] and cs[c][1] ~= "-" then numeric = false end
+    end
+    head[c] = { headers[c], numeric }
+  end
   line(head)
   for _, cs in ipairs(cells) do line(cs) end
   return concat(lines, "\n") .. "\n"
@@ -633,8 +639,9 @@ local function cmd_consume(ctx, argv, i)
     end
     io.stdout:flush()
   end
-  api(what, drain)
 
+  -- The watch starts before the first drain, so that no commit falls
+  -- between the two unseen.
   local core = require "tide.core"
   local loop = core.loop()
   ctx.loop = loop
@@ -655,6 +662,7 @@ local function cmd_consume(ctx, argv, i)
   local function stop() loop:stop() end
   loop:signal("SIGINT", stop)
   loop:signal("SIGTERM", stop)
+  api(what, drain)
   api(what, loop.run, loop)
   loop:close()
   return 0

@@ -12,6 +12,7 @@
 
 local core = require "tide.core"
 local store = require "tide.store"
+local schema = require "tide.schema"
 
 local M = {}
 
@@ -31,6 +32,11 @@ function M.default_store(opts)
   if not dir or dir == "" then dir = "./tide-data" end
   return store.open(dir, opts)
 end
+
+--- Infer a schema (DDL) from a sample of JSON lines: a file's first 1000
+-- lines, or an array of rows. See `tide.schema.infer` for the rules.
+-- @function infer_schema
+M.infer_schema = schema.infer
 
 --- Parse a timestamp: integer ms pass through; ISO-8601 strings
 -- (`2026-11-21T12:00:05Z`, `2026-11-21 12:00:05.250`, with or without a

@@ -213,6 +213,99 @@ function Store:delete_topic(name)
   self._topics[name] = nil
 end
 
+---------------------------------------------------------------------------
+-- Schema registry
+---------------------------------------------------------------------------
+
+local function check_schema_value(schema, what)
+  if type(schema) ~= "string" and type(schema) ~= "table" then
+    error(format("%s: bad argument #2: expected a DDL string or an array of fields, got %s", what, type(schema)), 3)
+  end
+  local ok, err = pcall(core.schema_parse, schema)
+  if not ok then error(format("%s: bad schema: %s", what, util.strip_position(err)), 3) end
+end
+
+local function topic_name_arg(name, what)
+  if type(name) ~= "string" then error(format("%s: bad argument #1: expected a topic name, got %s", what, type(name)), 3) end
+end
+
+local function no_topic(self, name, what, msg, code)
+  if code == "ENOTFOUND" then error(format("%s: no topic '%s' in store '%s'", what, name, self._dir), 3) end
+  error(format("%s '%s': %s", what, name, tostring(msg)), 3)
+end
+
+local register_spec = { compatibility = { type = "string", values = compat_modes } }
+
+--- Register a new version of a topic's schema.
+-- The schema is checked against earlier versions under the topic's
+-- compatibility mode (`opts.compatibility` sets that mode first). A schema
+-- identical to an existing version registers nothing and returns that version.
+-- @string topic
+-- @param schema DDL string or array form (fields may carry defaults:
+-- `"signal int DEFAULT 0"`, `{"signal", "int", default = 0}`)
+-- @tab[opt] opts `compatibility`
+-- @treturn int the version
+-- @raise when incompatible: `register_schema 'events': field 'signal': type
+-- changed from int to string, not allowed under backward`
+function Store:register_schema(topic, schema, opts)
+  local c = check_store(self)
+  topic_name_arg(topic, "register_schema")
+  check_schema_value(schema, "register_schema")
+  local o = util.check_options(opts, register_spec, "register_schema")
+  local v, msg, code = c:register_schema(topic, schema, o.compatibility)
+  if not v then no_topic(self, topic, "register_schema", msg, code) end
+  return v
+end
+
+--- A version of a topic's schema: `{ version=, fields= (array form), ddl=,
+-- compatibility= }`; the latest without `version`.
+function Store:schema(topic, version)
+  topic_name_arg(topic, "schema")
+  if version ~= nil and math.type(version) ~= "integer" then
+    error("schema: bad argument #2: expected an integer version, got " .. type(version), 2)
+  end
+  local t = self:topic(topic)
+  local sc, msg = t._c:schema(version)
+  if not sc then fail(format("schema '%s'", topic), msg) end
+  sc.compatibility = t:info().compatibility
+  return sc
+end
+
+--- The versions of a topic's schema, oldest first: `{1, 2, 3}`.
+function Store:schema_versions(topic)
+  topic_name_arg(topic, "schema_versions")
+  local n = self:topic(topic):info().schema_version
+  local out = {}
+  for v = 1, n do out[v] = v end
+  return out
+end
+
+--- Would `schema` be accepted as the topic's next version now?
+-- @return true, or false and the reason
+function Store:check_schema(topic, schema)
+  local c = check_store(self)
+  topic_name_arg(topic, "check_schema")
+  check_schema_value(schema, "check_schema")
+  local ok, why, code = c:check_schema(topic, schema)
+  if ok == nil then no_topic(self, topic, "check_schema", why, code) end
+  return ok, why
+end
+
+--- Set a topic's compatibility mode: `none`, `backward`, `forward`, `full`,
+-- or their `_transitive` forms.
+function Store:set_compatibility(topic, mode)
+  local c = check_store(self)
+  topic_name_arg(topic, "set_compatibility")
+  local okm = false
+  for _, m in ipairs(compat_modes) do okm = okm or m == mode end
+  if not okm then
+    error(format("set_compatibility: bad mode %s (allowed: %s)",
+      type(mode) == "string" and ("'" .. mode .. "'") or type(mode), concat(compat_modes, ", ")), 2)
+  end
+  local ok, msg, code = c:set_compatibility(topic, mode)
+  if not ok then no_topic(self, topic, "set_compatibility", msg, code) end
+end
+
 --- Close the store (and every reader still open on it). Idempotent.
 function Store:close()
   if getmetatable(self) ~= Store then error("bad self: expected a tide store", 2) end
@@ -238,6 +331,14 @@ function Topic:info()
   local i, msg = check_topic(self):info()
   if not i then fail(format("topic '%s'", self._name), msg) end
   return i
+end
+
+--- A version of the topic's schema (the latest without `version`):
+-- `{ version=, fields=, ddl= }`.
+function Topic:schema(version)
+  local sc, msg = check_topic(self):schema(version)
+  if not sc then fail(format("schema '%s'", self._name), msg) end
+  return sc
 end
 
 --- Per partition `{ partition=, earliest=, latest= }`: the first offset
@@ -325,7 +426,7 @@ function Topic:append_json(text, opts)
 end
 
 local read_spec = { from = "integer", to = "integer", partition = "integer", from_time = "any",
-  to_time = "any", iso8601 = "boolean" }
+  to_time = "any", iso8601 = "boolean", schema_version = { type = "integer", min = 1 } }
 
 local function time_arg(v, name)
   if v == nil then return nil end
@@ -353,7 +454,10 @@ end
 -- @tab[opt] opts `from` (inclusive), `to` (exclusive) offsets, per
 -- partition; `partition` (default: all, in order); `from_time` (inclusive),
 -- `to_time` (exclusive): event time, integer ms or ISO-8601 (segments
--- outside the range are skipped without being read)
+-- outside the range are skipped without being read); `schema_version`: the
+-- schema rows come in (default the latest; rows written under other
+-- versions are projected: added fields get their default or nil, removed
+-- fields are gone, int widened to double)
 -- @raise on corrupted data, naming topic, partition, segment and offset
 function Topic:read(opts)
   local r = open_reader(self, opts, "read")

@@ -10,7 +10,7 @@
 
 static tide_schema_t *schema(const char *ddl) {
   tide_schema_t *s = NULL;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   if (tide_schema_parse_ddl(ddl, strlen(ddl), &s, &err)) fprintf(stderr, "%s\n", err.msg);
   return s;
 }

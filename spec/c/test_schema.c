@@ -3,6 +3,7 @@
  * parse error with its exact message, to_ddl / encode / decode round trips,
  * and decoding of truncated and random bytes. Frees everything it makes.
  */
+#include <errno.h>
 #include <stdint.h>
 
 #include "schema.h"
@@ -162,7 +163,7 @@ static void test_parse_errors(void) {
 
 static void test_add(void) {
   tide_schema_t *s = tide_schema_new();
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_schema_add(s, "a", 1, TIDE_T_INT, 0, NULL, &err), 0);
   T_EQ_INT(tide_schema_add(s, "a", 1, TIDE_T_INT, 0, NULL, &err), TIDE_EINVAL);
   T_EQ_STR(err.msg, "duplicate field 'a'");
@@ -198,7 +199,7 @@ static void test_add(void) {
 static void test_encode_decode(void) {
   tide_schema_t *s = parse("ts timestamp, device string DEFAULT 'x', signal int? DEFAULT 0, meta json?, ok bool, d double?");
   tide_buf_t b = TIDE_BUF_INIT;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_schema_encode(s, &b), 0);
   T_EQ_INT((unsigned char)b.data[0], 1);
   tide_schema_t *s2 = NULL;
@@ -261,7 +262,7 @@ static void test_decode_garbage(void) {
       buf[0] = 1;
     }
     tide_schema_t *s = NULL;
-    tide_err_t err;
+    tide_err_t err = {0, ""};
     int rc = tide_schema_decode(buf, n, &s, &err);
     if (rc == 0) {
       ok++;
@@ -289,7 +290,28 @@ static void test_equal(void) {
   tide_schema_unref(d);
 }
 
+static void test_err(void) {
+  tide_err_t err = {0, ""};
+  T_EQ_STR(tide_errname(TIDE_ECORRUPT), "ECORRUPT");
+  T_EQ_STR(tide_errname(TIDE_EPOISONED), "EPOISONED");
+  T_EQ_STR(tide_errname(-ENOENT), "ENOENT");
+  T_EQ_STR(tide_errname(-EDQUOT), "EDQUOT");
+  T_EQ_STR(tide_errname(-4000), "E4000");
+  T_EQ_STR(tide_errname(-30792), "MDB_MAP_FULL");
+  T_EQ_STR(tide_errname(-30798), "MDB_NOTFOUND");
+  T_EQ_STR(tide_errname(0), "OK");
+  T_EQ_STR(tide_strerror(-ENOENT), strerror(ENOENT));
+  T_EQ_STR(tide_strerror(TIDE_ESCHEMA), "value does not fit the schema");
+  T_CHECK(tide_strerror(-30792)[0] != 0);
+  T_CHECK(tide_strerror(TIDE_ELAST) != NULL);
+  T_EQ_INT(tide_err_set(&err, TIDE_EPARSE, "x %d", 1), TIDE_EPARSE);
+  T_EQ_INT(tide_err_prefix(&err, "topic '%s': ", "t"), TIDE_EPARSE);
+  T_EQ_STR(err.msg, "topic 't': x 1");
+  T_EQ_INT(tide_err_set(NULL, TIDE_EINVAL, "dropped"), TIDE_EINVAL);
+}
+
 int main(void) {
+  T_RUN(test_err);
   T_RUN(test_types);
   T_RUN(test_parse_basic);
   T_RUN(test_parse_aliases_and_defaults);

@@ -32,7 +32,7 @@ static int count_fds(void) {
 
 static tide_schema_t *test_schema(void) {
   tide_schema_t *s;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   int rc = tide_schema_parse_ddl(TEST_DDL, strlen(TEST_DDL), &s, &err);
   T_EQ_INT(rc, 0);
   return s;
@@ -85,7 +85,7 @@ static void test_block_roundtrip(void) {
     tide_buf_t out = TIDE_BUF_INIT;
     T_EQ_INT(tide_block_encode(b, lo, hi, 500 + lo, 1, 1, 2, &out), 0);
     tide_block_hdr_t h;
-    tide_err_t err;
+    tide_err_t err = {0, ""};
     T_EQ_INT(tide_block_check(out.data, out.len, &h, &err), 0);
     T_EQ_INT(h.count, hi - lo);
     T_EQ_INT(h.base_offset, 500 + lo);
@@ -111,7 +111,7 @@ static void test_block_corruption(void) {
   tide_buf_t out = TIDE_BUF_INIT;
   T_EQ_INT(tide_block_encode(b, 0, 50, 0, 1, 0, 49, &out), 0);
   tide_block_hdr_t h;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   int caught = 0;
   for (size_t i = 0; i < out.len; i++) {
     out.data[i] ^= 0x5a;
@@ -147,7 +147,7 @@ static uint64_t read_all(tide_topic_t *t, int64_t from_time, int64_t to_time) {
   o.from_time = from_time;
   o.to_time = to_time;
   tide_reader_t *r;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_reader_open(t, &o, &r, &err), 0);
   tide_batch_t *b;
   uint32_t part;
@@ -172,7 +172,7 @@ static void test_store(void) {
   snprintf(dir, sizeof dir, "/tmp/tide-ctest-%d", (int)getpid());
   rm_rf(dir);
   tide_store_t *st;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   tide_store_opts_t so = {0, 0, NULL};
   T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
   tide_schema_t *s = test_schema();

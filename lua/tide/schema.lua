@@ -1,0 +1,242 @@
+--- Schemas: the JSON form that `tide schema get` prints and `tide schema put`
+-- reads, and schema inference from sample JSON lines.
+--
+-- The JSON form of a schema:
+--
+--    {"version":2,"compatibility":"backward","fields":[
+--      {"name":"ts","type":"timestamp","nullable":false},
+--      {"name":"signal","type":"int","nullable":true,"default":0}]}
+--
+-- `version` and `compatibility` are printed for information; `from_json`
+-- reads `fields` and ignores them.
+--
+-- @module tide.schema
+
+local core = require "tide.core"
+local cjson = require "cjson"
+
+local M = {}
+
+local format, concat = string.format, table.concat
+
+--- Encode a schema (array form, as `db:schema()` returns in `fields`) as
+-- the JSON form.
+-- @tab fields the array form: `{ {"ts","timestamp"}, {"signal","int?", default=0} }`
+-- @tab[opt] extra `version` and `compatibility` to print
+-- @treturn string one line of JSON
+function M.to_json(fields, extra)
+  local out = {}
+  for i, f in ipairs(fields) do
+    local name, ty = f[1] or f.name, f[2] or f.type
+    local nullable = ty:sub(-1) == "?"
+    local e = { format("\"name\":%s", cjson.encode(name)),
+      format("\"type\":%s", cjson.encode(nullable and ty:sub(1, -2) or ty)),
+      format("\"nullable\":%s", tostring(nullable)) }
+    if f.default ~= nil then
+      local ok, text = pcall(cjson.encode, f.default)
+      if not ok then error(format("field '%s': default cannot be written as JSON: %s", name, text), 2) end
+      e[#e + 1] = "\"default\":" .. text
+    end
+    out[i] = "{" .. concat(e, ",") .. "}"
+  end
+  local head = {}
+  if extra and extra.version then head[#head + 1] = format("\"version\":%d", extra.version) end
+  if extra and extra.compatibility then
+    head[#head + 1] = format("\"compatibility\":%s", cjson.encode(extra.compatibility))
+  end
+  head[#head + 1] = "\"fields\":[" .. concat(out, ",") .. "]"
+  return "{" .. concat(head, ",") .. "}"
+end
+
+local field_keys = { name = true, type = true, nullable = true, default = true }
+
+--- Decode the JSON form into the array form.
+-- @string text JSON
+-- @return the array form, or nil and a message naming what is wrong
+function M.from_json(text)
+  local ok, doc = pcall(cjson.decode, text)
+  if not ok then return nil, "not JSON: " .. tostring(doc):gsub("^.-: ", "") end
+  if type(doc) ~= "table" or type(doc.fields) ~= "table" then
+    return nil, "expected an object with a \"fields\" array"
+  end
+  for k in pairs(doc) do
+    if k ~= "fields" and k ~= "version" and k ~= "compatibility" then
+      return nil, format("unknown key \"%s\" (allowed: fields, version, compatibility)", tostring(k))
+    end
+  end
+  local fields = {}
+  for i, f in ipairs(doc.fields) do
+    if type(f) ~= "table" then return nil, format("field %d: expected an object", i) end
+    for k in pairs(f) do
+      if not field_keys[k] then
+        return nil, format("field %d: unknown key \"%s\" (allowed: name, type, nullable, default)", i, tostring(k))
+      end
+    end
+    if type(f.name) ~= "string" then return nil, format("field %d: \"name\" must be a string", i) end
+    if type(f.type) ~= "string" then return nil, format("field '%s': \"type\" must be a string", f.name) end
+    if f.nullable ~= nil and type(f.nullable) ~= "boolean" then
+      return nil, format("field '%s': \"nullable\" must be true or false", f.name)
+    end
+    local e = { f.name, f.type .. (f.nullable and "?" or "") }
+    if f.default ~= nil and f.default ~= cjson.null then
+      -- cjson reads every number as a float: give integral ones back as integers
+      local d = f.default
+      if math.type(d) == "float" and d == math.floor(d) and math.abs(d) < 2 ^ 53 then d = math.tointeger(d) end
+      e.default = d
+    end
+    fields[i] = e
+  end
+  if #fields == 0 then return nil, "\"fields\" is empty" end
+  return fields
+end
+
+---------------------------------------------------------------------------
+-- Inference
+---------------------------------------------------------------------------
+
+local SAMPLE = 1000
+-- epoch milliseconds between 2000-01-01 and 2100-01-01 are "plausible"
+local MS_LO, MS_HI = 946684800000, 4102444800000
+
+local function time_named(name)
+  local n = name:lower()
+  return n == "ts" or n == "time" or n == "timestamp" or n:match("_at$") ~= nil or n:match("_time$") ~= nil
+    or n:match("_ts$") ~= nil
+end
+
+-- The kind of one JSON value: "null", "bool", "int", "double", "string", "json".
+local function kind(v)
+  local t = type(v)
+  if v == nil then return "null" end
+  if t == "boolean" then return "bool" end
+  if t == "number" then return math.type(v) == "integer" and "int" or "double" end
+  if t == "string" then return "string" end
+  return "json"
+end
+
+-- The type that holds values of both kinds (Spark's JSON inference: int and
+-- double widen to double; anything else mixed becomes string, or json when
+-- an object or array is involved).
+local function merge(a, b)
+  if a == nil or a == b then return b end
+  if (a == "int" and b == "double") or (a == "double" and b == "int") then return "double" end
+  if a == "json" or b == "json" then return "json" end
+  return "string"
+end
+
+-- The top-level keys of a JSON object, in the order they appear (Lua tables
+-- forget it). The text is already known to be valid JSON.
+local function top_keys(line)
+  local keys, depth, i, n = {}, 0, 1, #line
+  while i <= n do
+    local c = line:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local q = line:find('["\\]', j)
+        if not q then return keys end
+        if line:sub(q, q) == "\\" then j = q + 2 else j = q break end
+      end
+      if depth == 1 and line:match("^%s*:", j + 1) then
+        local raw = line:sub(i + 1, j - 1)
+        local ok, k = pcall(cjson.decode, '"' .. raw .. '"')
+        keys[#keys + 1] = ok and k or raw
+      end
+      i = j + 1
+    else
+      if c == "{" or c == "[" then depth = depth + 1 elseif c == "}" or c == "]" then depth = depth - 1 end
+      i = i + 1
+    end
+  end
+  return keys
+end
+
+local function decode_sample(lines, origin)
+  local wrapped = {}
+  for i, l in ipairs(lines) do wrapped[i] = '{"value":' .. l .. '}' end
+  local b, msg = core.json_batch("value json?", concat(wrapped, "\n"), {})
+  if not b then
+    -- the decoder counts lines of the wrapped text, which are the sample's
+    local n = tonumber(msg:match("^line (%d+)"))
+    local why = msg:gsub("^line %d+: ", ""):gsub("field 'value': ", "")
+    error(format("infer_schema: %s%s: %s", origin, n and (" line " .. n) or "", why), 3)
+  end
+  local order = {}
+  for i, l in ipairs(lines) do order[i] = top_keys(l) end
+  return b:column("value"), #lines, order
+end
+
+--- Infer a schema from a sample of JSON objects, as Spark's JSON schema
+-- inference does: fields in order of first appearance; int and double widen
+-- to double; other mixes give string (json when objects or arrays are
+-- involved); a field missing from a row or null in one is nullable; integers
+-- that are all plausible epoch milliseconds (years 2000..2100) in a field
+-- named like a time (`ts`, `time`, `timestamp`, `*_at`, `*_time`, `*_ts`), and
+-- strings that all parse as ISO-8601 dates, are timestamps.
+-- @param source a file of JSON lines (its first 1000), or an array of rows
+-- @treturn string DDL
+function M.infer(source)
+  local rows, n, keys
+  if type(source) == "string" then
+    local f, err = io.open(source, "r")
+    if not f then error("infer_schema: " .. tostring(err), 2) end
+    local lines = {}
+    for line in f:lines() do
+      if line:match("%S") then lines[#lines + 1] = line end
+      if #lines >= SAMPLE then break end
+    end
+    f:close()
+    rows, n, keys = decode_sample(lines, source)
+  elseif type(source) == "table" then
+    rows, n = source, #source
+  else
+    error("infer_schema: bad argument #1: expected a file name or an array of rows, got " .. type(source), 2)
+  end
+  if n == 0 then error("infer_schema: no rows to infer from", 2) end
+  local order, info = {}, {}
+  for i = 1, n do
+    local row = rows[i]
+    if type(row) ~= "table" or row[1] ~= nil then
+      error(format("infer_schema: row %d is not a JSON object", i), 2)
+    end
+    local pos = {}
+    if keys then for j, k in ipairs(keys[i]) do pos[k] = pos[k] or j end end
+    for k, v in pairs(row) do
+      if type(k) ~= "string" then error(format("infer_schema: row %d has a non-string key", i), 2) end
+      local f = info[k]
+      if not f then
+        f = { seen = 0, ms = true, iso = true }
+        info[k] = f
+        order[#order + 1] = { name = k, first = i, pos = pos[k] or math.huge }
+      end
+      f.seen = f.seen + 1
+      local kd = kind(v)
+      if kd == "null" then
+        f.null = true
+      else
+        f.kind = merge(f.kind, kd)
+        if kd ~= "int" or v < MS_LO or v > MS_HI then f.ms = false end
+        if kd ~= "string" or not v:match("^%d%d%d%d%-%d%d%-%d%d") or not core.ts_parse(v) then f.iso = false end
+      end
+    end
+  end
+  -- fields in order of first appearance; within a row, in the JSON text's
+  -- order (for Lua rows, which have none, by name)
+  table.sort(order, function(a, b)
+    if a.first ~= b.first then return a.first < b.first end
+    if a.pos ~= b.pos then return a.pos < b.pos end
+    return a.name < b.name
+  end)
+  local out = {}
+  for _, o in ipairs(order) do
+    local f = info[o.name]
+    local ty = f.kind or "string"
+    if ty == "int" and f.ms and time_named(o.name) then ty = "timestamp"
+    elseif ty == "string" and f.iso then ty = "timestamp" end
+    local nullable = f.null or f.seen < n
+    out[#out + 1] = o.name .. " " .. ty .. (nullable and "?" or "")
+  end
+  return concat(out, ", ")
+end
+
+return M

@@ -1,0 +1,430 @@
+-- Specs for the `tide` command line (bin/tide, lua/tide/cli.lua), run as a
+-- subprocess the way users run it: exit status, stdout, stderr.
+
+local cli = require "tide.cli"
+
+local ROOT = os.getenv("PWD") or "."
+local TIDE = ROOT .. "/bin/tide"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function slurp(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+describe("tide (the command line)", function()
+  local tmp, data
+
+  -- bin/tide runs in tmp: a relative TIDE_CPATH (make asan) is made absolute.
+  local cpath = os.getenv("TIDE_CPATH")
+  local cpath_env = ""
+  if cpath then
+    cpath = cpath:gsub("[^;]+", function(p) return p:sub(1, 1) == "/" and p or ROOT .. "/" .. p end)
+    cpath_env = "TIDE_CPATH=" .. q(cpath)
+  end
+
+  local function format_cmd(parts, input)
+    return string.format("cd %s && env -u TIDE_DATA %s %s %s < %s > %s 2> %s", q(tmp), cpath_env, q(TIDE),
+      table.concat(parts, " "), q(input), q(tmp .. "/stdout"), q(tmp .. "/stderr"))
+  end
+
+  -- Run bin/tide with args (an array) and optional stdin text; returns
+  -- the exit status, stdout and stderr. TIDE_DATA is unset so that only
+  -- --data picks the store.
+  local function tide(args, stdin)
+    local parts = {}
+    for i, a in ipairs(args) do parts[i] = q(a) end
+    local input = "/dev/null"
+    if stdin then
+      input = tmp .. "/stdin"
+      spit(input, stdin)
+    end
+    local cmd = format_cmd(parts, input)
+    local _, _, code = os.execute(cmd)
+    return code, slurp(tmp .. "/stdout"), slurp(tmp .. "/stderr")
+  end
+
+  -- An expected error: exactly one line on stderr, nothing on stdout.
+  local function assert_error(code, out, err, want_code, want_err)
+    assert.equal(want_err, err)
+    assert.equal(want_code, code)
+    assert.equal("", out)
+  end
+
+  local EVENTS = table.concat({
+    '{"ts": 1795262405000, "device": "a", "signal": 1}',
+    '{"ts": 1795262406000, "device": "b", "signal": 2}',
+    '{"ts": 1795262407250, "device": "c"}',
+  }, "\n") .. "\n"
+
+  local function create_events(extra)
+    local args = { "--data", data, "topic", "create", "events", "--schema", "ts timestamp, device string, signal int?" }
+    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+    local code, _, err = tide(args)
+    assert.equal("", err:gsub("^tide: created topic [^\n]*\n", ""))
+    assert.equal(0, code)
+  end
+
+  before_each(function()
+    local p = io.popen("mktemp -d /tmp/tide-cli-spec-XXXXXX")
+    tmp = p:read("l")
+    p:close()
+    data = tmp .. "/data"
+  end)
+
+  after_each(function()
+    os.execute("rm -rf " .. q(tmp))
+  end)
+
+  describe("--version and --help", function()
+    it("prints the version", function()
+      local code, out, err = tide { "--version" }
+      assert.equal(0, code)
+      assert.matches("^tide %d+%.%d+%.%d+", out)
+      assert.equal("", err)
+    end)
+
+    it("prints the help with --help, and with no arguments", function()
+      for _, args in ipairs { { "--help" }, {} } do
+        local code, out, err = tide(args)
+        assert.equal(0, code)
+        assert.matches("^usage: tide %[%-%-data DIR%] <command>", out)
+        assert.matches("tide topic create NAME", out, 1, true)
+        assert.equal("", err)
+      end
+    end)
+
+    it("prints the usage of every command and subcommand with --help", function()
+      local cases = {
+        { { "topic", "--help" }, "usage: tide topic <create|list|describe|segments|delete>" },
+        { { "topic", "create", "--help" }, "usage: tide topic create NAME" },
+        { { "topic", "list", "--help" }, "usage: tide topic list" },
+        { { "topic", "describe", "--help" }, "usage: tide topic describe NAME" },
+        { { "topic", "segments", "--help" }, "usage: tide topic segments NAME" },
+        { { "topic", "delete", "--help" }, "usage: tide topic delete NAME" },
+        { { "produce", "--help" }, "usage: tide produce TOPIC [FILE]" },
+        { { "consume", "--help" }, "usage: tide consume TOPIC" },
+        { { "run", "--help" }, "usage: tide run SCRIPT [ARGS...]" },
+      }
+      for _, c in ipairs(cases) do
+        local code, out, err = tide(c[1])
+        assert.equal(0, code)
+        assert.equal(c[2], out:sub(1, #c[2]))
+        assert.matches("--data DIR", out, 1, true)
+        assert.equal("", err)
+      end
+    end)
+  end)
+
+  describe("bad usage", function()
+    it("exits 2 on an unknown command", function()
+      local code, out, err = tide { "frobnicate" }
+      assert_error(code, out, err, 2, "tide: unknown command 'frobnicate' (see 'tide --help')\n")
+    end)
+
+    it("exits 2 on an unknown option, naming the command", function()
+      local code, out, err = tide { "topic", "create", "x", "--colour", "red" }
+      assert_error(code, out, err, 2,
+        "tide: topic create: unknown option '--colour' (see 'tide topic create --help')\n")
+      code, out, err = tide { "--colour" }
+      assert_error(code, out, err, 2, "tide: unknown option '--colour' (see 'tide --help')\n")
+    end)
+
+    it("exits 2 on a missing argument or option value", function()
+      local code, out, err = tide { "produce" }
+      assert_error(code, out, err, 2, "tide: produce: missing TOPIC (see 'tide produce --help')\n")
+      code, out, err = tide { "topic", "describe" }
+      assert_error(code, out, err, 2, "tide: topic describe: missing NAME (see 'tide topic describe --help')\n")
+      code, out, err = tide { "consume", "events", "--from" }
+      assert_error(code, out, err, 2, "tide: consume: option '--from' needs a value (see 'tide consume --help')\n")
+      code, out, err = tide { "topic" }
+      assert_error(code, out, err, 2,
+        "tide: topic: missing subcommand (create, list, describe, segments, delete) (see 'tide topic --help')\n")
+      code, out, err = tide { "run" }
+      assert_error(code, out, err, 2, "tide: run: missing SCRIPT (see 'tide run --help')\n")
+    end)
+
+    it("exits 2 on a bad option value", function()
+      local code, out, err = tide { "--data", data, "topic", "create", "x", "--retention", "7x" }
+      assert_error(code, out, err, 2, "tide: topic create: option '--retention': invalid duration '7x' (use " ..
+        "milliseconds or '<n> <unit>' with unit ms, s, min, h, d) (see 'tide topic create --help')\n")
+      code, out, err = tide { "--data", data, "topic", "create", "x", "--partitions", "two" }
+      assert_error(code, out, err, 2,
+        "tide: topic create: option '--partitions' must be an integer >= 1, got 'two' " ..
+        "(see 'tide topic create --help')\n")
+      code, out, err = tide { "consume", "x", "--timestamp-format", "rfc822" }
+      assert_error(code, out, err, 2,
+        "tide: consume: option '--timestamp-format' must be ms or iso8601, got 'rfc822' (see 'tide consume --help')\n")
+    end)
+  end)
+
+  describe("topic", function()
+    it("creates, lists, describes and deletes topics", function()
+      create_events { "--partitions", "2", "--retention", "7d", "--segment-bytes", "1MB" }
+      local code, _, err = tide { "--data", data, "topic", "create", "other" }
+      assert.equal(0, code)
+      local out
+      assert.equal("tide: created topic 'other' (1 partition)\n", err)
+
+      code, out, err = tide { "--data", data, "topic", "list" }
+      assert.equal(0, code)
+      assert.equal("events\nother\n", out)
+      assert.equal("", err)
+
+      code, out = tide { "topic", "describe", "events", "--data", data }
+      assert.equal(0, code)
+      assert.matches("\nschema +ts timestamp, device string, signal int%?\n", out)
+      assert.matches("\npartitions +2\n", out)
+      assert.matches("\nretention +1w\n", out)
+      assert.matches("\nsegment bytes +1 MiB\n", out)
+      assert.matches("\npartition +earliest +latest +records +bytes +segments\n", out)
+
+      code, _, err = tide { "--data", data, "topic", "delete", "other" }
+      assert.equal(0, code)
+      assert.equal("tide: deleted topic 'other'\n", err)
+      _, out = tide { "--data", data, "topic", "list" }
+      assert.equal("events\n", out)
+    end)
+
+    it("reads the schema from a file", function()
+      spit(tmp .. "/schema.ddl", "# events\nts timestamp,\ndevice string\n")
+      local code = tide { "--data", data, "topic", "create", "ev", "--schema", tmp .. "/schema.ddl" }
+      assert.equal(0, code)
+      local _, out = tide { "--data", data, "topic", "describe", "ev" }
+      assert.matches("\nschema +ts timestamp, device string\n", out)
+    end)
+
+    it("refuses a topic that exists, in one line", function()
+      create_events()
+      local code, out, err = tide { "--data", data, "topic", "create", "events" }
+      assert_error(code, out, err, 1, "tide: topic create: topic 'events' already exists\n")
+    end)
+
+    it("refuses bad topic names", function()
+      local code, out, err = tide { "--data", data, "topic", "create", "../x" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: topic create: [^\n]*'%.%./x'[^\n]*\n$", err)
+    end)
+
+    it("says which topics exist when one is missing", function()
+      create_events()
+      local code, out, err = tide { "--data", data, "topic", "describe", "nope" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: topic describe: no topic 'nope' [^\n]*%(topics: events%)\n$", err)
+      code, out, err = tide { "--data", data, "topic", "delete", "nope" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: topic delete: no topic 'nope'[^\n]*\n$", err)
+    end)
+
+    it("says when there is no store", function()
+      local code, out, err = tide { "--data", tmp .. "/none", "topic", "list" }
+      assert_error(code, out, err, 1,
+        "tide: topic list: no store at '" .. tmp .. "/none' (use --data DIR or set TIDE_DATA)\n")
+    end)
+
+    it("prints the segments as an aligned table", function()
+      create_events()
+      assert.equal(0, (tide({ "--data", data, "produce", "events" }, EVENTS)))
+      local code, out, err = tide { "--data", data, "topic", "segments", "events" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      local head, row = out:match("^([^\n]*)\n([^\n]*)\n$")
+      assert.matches("^partition +base +end +records +bytes +min_ts +max_ts +state$", head)
+      assert.matches("^ +0 +0 +3 +3 +%d+  2026%-11%-21T12:00:05Z  2026%-11%-21T12:00:07%.250Z  open$", row)
+      assert.equal(head:find("state", 1, true), row:find("open", 1, true))
+    end)
+  end)
+
+  describe("produce", function()
+    before_each(function() create_events() end)
+
+    it("appends JSON lines from a file and sums up on stderr", function()
+      spit(tmp .. "/in.jsonl", EVENTS)
+      local code, out, err = tide { "--data", data, "produce", "events", tmp .. "/in.jsonl" }
+      assert.equal(0, code)
+      assert.equal("", out)
+      assert.equal("tide: produced 3 records to 'events' (offsets 0..2)\n", err)
+    end)
+
+    it("appends JSON lines from stdin", function()
+      local code, _, err = tide({ "--data", data, "produce", "events" }, EVENTS)
+      assert.equal(0, code)
+      assert.equal("tide: produced 3 records to 'events' (offsets 0..2)\n", err)
+      code, _, err = tide({ "--data", data, "produce", "events", "-" }, EVENTS)
+      assert.equal(0, code)
+      assert.equal("tide: produced 3 records to 'events' (offsets 3..5)\n", err)
+    end)
+
+    it("fails on a bad line naming it, and appends nothing", function()
+      local input = EVENTS .. '{"ts": 1, "device": "d", "signal": "abc"}\n'
+      local code, out, err = tide({ "--data", data, "produce", "events" }, input)
+      assert_error(code, out, err, 1, "tide: produce 'events': line 4: field 'signal': expected int, got \"abc\"\n")
+      code, out = tide { "--data", data, "consume", "events" }
+      assert.equal(0, code)
+      assert.equal("", out)
+    end)
+
+    it("skips bad lines with --skip-bad and says which", function()
+      local input = EVENTS .. "not json\n" .. '{"ts": 1, "device": "d", "signal": "abc"}\n'
+      local code, _, err = tide({ "--data", data, "produce", "events", "--skip-bad" }, input)
+      assert.equal(0, code)
+      assert.equal("tide: produced 3 records to 'events' (offsets 0..2); skipped 2 bad lines (first: 4, 5)\n", err)
+    end)
+
+    it("fails on a missing file or topic", function()
+      local code, out, err = tide { "--data", data, "produce", "events", tmp .. "/nope.jsonl" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: produce 'events': [^\n]*nope%.jsonl[^\n]*\n$", err)
+      code, out, err = tide({ "--data", data, "produce", "nope" }, EVENTS)
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: produce 'nope': no topic 'nope'[^\n]*\n$", err)
+    end)
+  end)
+
+  describe("consume", function()
+    before_each(function()
+      create_events()
+      assert.equal(0, (tide({ "--data", data, "produce", "events" }, EVENTS)))
+    end)
+
+    it("writes every record as a JSON line", function()
+      local code, out, err = tide { "--data", data, "consume", "events" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal('{"ts":1795262405000,"device":"a","signal":1}\n' ..
+        '{"ts":1795262406000,"device":"b","signal":2}\n' ..
+        '{"ts":1795262407250,"device":"c","signal":null}\n', out)
+    end)
+
+    it("starts at --from and picks --partition", function()
+      local code, out = tide { "--data", data, "consume", "events", "--from", "2", "--partition", "0" }
+      assert.equal(0, code)
+      assert.equal('{"ts":1795262407250,"device":"c","signal":null}\n', out)
+    end)
+
+    it("writes timestamps as ISO-8601 on request", function()
+      local _, out = tide { "--data", data, "consume", "events", "--from", "2", "--timestamp-format", "iso8601" }
+      assert.equal('{"ts":"2026-11-21T12:00:07.250Z","device":"c","signal":null}\n', out)
+    end)
+
+    it("fails on a partition that does not exist", function()
+      local code, out, err = tide { "--data", data, "consume", "events", "--partition", "3" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: consume 'events': [^\n]*partition 3[^\n]*\n$", err)
+    end)
+
+    it("follows new records until SIGTERM, then exits 0", function()
+      local out, rcfile, pidfile = tmp .. "/follow.out", tmp .. "/follow.rc", tmp .. "/follow.pid"
+      os.execute(string.format("cd %s && env %s sh -c '%s --data %s consume events --follow > %s 2> %s/follow.err " ..
+        "& echo $! > %s; wait $!; echo $? > %s' > /dev/null 2>&1 &", q(tmp), cpath_env, TIDE, data, out, tmp, pidfile,
+        rcfile))
+      local function lines()
+        local s = slurp(out) or ""
+        return select(2, s:gsub("\n", ""))
+      end
+      local function await(n)
+        for _ = 1, 100 do
+          if lines() >= n then return true end
+          sleep(0.05)
+        end
+        return false
+      end
+      assert.is_true(await(3))
+      assert.equal(0, (tide({ "--data", data, "produce", "events" }, '{"ts": 5, "device": "x"}\n')))
+      assert.is_true(await(4))
+      assert.equal(0, (tide({ "--data", data, "produce", "events" }, '{"ts": 6, "device": "y"}\n')))
+      assert.is_true(await(5))
+      assert.matches('{"ts":6,"device":"y","signal":null}\n$', slurp(out))
+      os.execute("kill -TERM $(cat " .. q(pidfile) .. ")")
+      local rc
+      for _ = 1, 100 do
+        rc = slurp(rcfile)
+        if rc and rc ~= "" then break end
+        sleep(0.05)
+      end
+      assert.equal("0\n", rc)
+      assert.equal("", slurp(tmp .. "/follow.err"))
+    end)
+  end)
+
+  describe("run", function()
+    it("runs a script with its arguments in arg", function()
+      spit(tmp .. "/s.lua", [[
+        local tide = require "tide"
+        print(arg[0], #arg, arg[1], arg[2], select("#", ...), type(tide.open))
+      ]])
+      local code, out, err = tide { "run", tmp .. "/s.lua", "one", "--two" }
+      assert.equal(0, code)
+      assert.equal(tmp .. "/s.lua\t2\tone\t--two\t2\tfunction\n", out)
+      assert.equal("", err)
+    end)
+
+    it("prints the traceback of a script error and exits 1", function()
+      spit(tmp .. "/bad.lua", "local function f() error('boom') end\nf()\n")
+      local code, out, err = tide { "run", tmp .. "/bad.lua" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: run: [^\n]*bad%.lua:1: boom\nstack traceback:\n", err)
+    end)
+
+    it("reports a script that does not load in one line", function()
+      spit(tmp .. "/syntax.lua", "local = 1\n")
+      local code, _, err = tide { "run", tmp .. "/syntax.lua" }
+      assert.equal(1, code)
+      assert.matches("^tide: run: [^\n]*syntax%.lua:1: [^\n]*\n$", err)
+      code, _, err = tide { "run", tmp .. "/missing.lua" }
+      assert.equal(1, code)
+      assert.matches("^tide: run: cannot open [^\n]*missing%.lua[^\n]*\n$", err)
+    end)
+  end)
+
+  describe("main (in process)", function()
+    it("returns the exit status instead of exiting", function()
+      local stdout = io.stdout
+      local f = assert(io.tmpfile())
+      io.stdout = f   -- luacheck: ignore
+      local ok, code = pcall(cli.main, { "--help" })
+      io.stdout = stdout   -- luacheck: ignore
+      assert.is_true(ok)
+      assert.equal(0, code)
+      f:seek("set")
+      assert.matches("^usage: tide", f:read("a"))
+      f:close()
+    end)
+
+    it("sums up a produce in one line", function()
+      assert.equal("produced 1 record to 'e' (offsets 7..7)",
+        cli.produce_summary("e", 1, { appended = 1, ranges = { { partition = 0, first = 7, last = 7 } } }))
+      assert.equal("produced 4 records to 'e' (partition 0: offsets 0..1; partition 1: offsets 5..6); " ..
+        "skipped 3 bad lines (first: 2, 9, ...)",
+        cli.produce_summary("e", 2, { appended = 4, skipped = 3, bad_lines = { 2, 9 },
+          ranges = { { partition = 0, first = 0, last = 1 }, { partition = 1, first = 5, last = 6 } } }))
+      assert.equal("produced 0 records to 'e'", cli.produce_summary("e", 1, { appended = 0, ranges = {} }))
+    end)
+
+    it("strips positions and API prefixes from error messages", function()
+      assert.equal("topic 'x' already exists",
+        cli.clean_message("lua/tide/store.lua:9: create_topic 'x': topic 'x' already exists"))
+      assert.equal("line 3: bad", cli.clean_message("produce 'e': line 3: bad"))
+      assert.equal("no topic 'x' (topics: a)", cli.clean_message("no topic 'x' (topics: a)"))
+    end)
+  end)
+end)
