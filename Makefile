@@ -82,7 +82,7 @@ asan:
 	  ASAN_OPTIONS=detect_leaks=0 TIDE_CPATH="build-asan/lua/?.so" $(BUSTED)
 
 lint:
-	luacheck lua bin spec connectors examples bench
+	luacheck lua bin/tide spec examples bench
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --inline-suppr -Icore --suppress=missingIncludeSystem core spec/c
 

@@ -1222,7 +1222,7 @@ void tide_reader_close(tide_reader_t *r) {
 
 /* Where partition p of the snapshot is, for messages. */
 static int corrupt(tide_reader_t *r, tide_err_t *err, int rc, const char *why) {
-  char msg[sizeof err->msg];
+  char msg[sizeof(tide_err_t)];
   snprintf(msg, sizeof msg, "%s", why);
   return tide_err_set(err, rc, "topic '%s' partition %u segment %020" PRIu64 ".seg%s offset %" PRIu64 ": %s",
                       r->t->name, r->part, r->seg->base, r->seg->state == TIDE_SEG_OFFLOADED ? ".zst (cold)" : "",
@@ -1330,7 +1330,7 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
       if (v != r->version && !r->proj[v - 1] &&
           (rc = tide_projection_new(r->schemas[v - 1], r->schemas[r->version - 1], r->version < v, &r->proj[v - 1],
                                     err))) {
-        char why[sizeof err->msg];
+        char why[sizeof(tide_err_t)];
         snprintf(why, sizeof why, "%s", err ? err->msg : "");
         tide_batch_free(b);
         return tide_err_set(err, rc, "rows of schema version %u cannot be read as version %u: %s", v, r->version, why);
