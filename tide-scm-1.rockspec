@@ -22,11 +22,12 @@ build = {
     ["tide"] = "lua/tide/init.lua",
     ["tide.store"] = "lua/tide/store.lua",
     ["tide.util"] = "lua/tide/util.lua",
+    ["tide.schema"] = "lua/tide/schema.lua",
     ["tide.cli"] = "lua/tide/cli.lua",
     ["tide.core"] = {
       sources = {
         "core/batch.c", "core/catalog.c", "core/crc32c.c", "core/err.c", "core/json.c", "core/loop.c",
-        "core/schema.c", "core/seg.c", "core/store.c", "core/tier.c",
+        "core/registry.c", "core/schema.c", "core/seg.c", "core/store.c", "core/tier.c",
         "core/l_batch.c", "core/l_core.c", "core/l_loop.c", "core/l_store.c",
       },
       defines = { "_GNU_SOURCE" },

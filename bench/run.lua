@@ -1,0 +1,296 @@
+-- bench/run.lua: tide's benchmark against the hand-written baseline of
+-- ../shared/bench, measured in the same run. `make bench` runs it from the
+-- repository's root; see bench/RESULTS.md.
+--
+--    lua5.4 bench/run.lua [--events N] [--rounds R]
+--
+-- Per round, interleaved so that machine noise hits every phase alike:
+--   baseline --parse-only; baseline (full workload); ingest into a typed
+--   topic; ingest into a schemaless topic; full read of each into batches.
+-- Every round uses a fresh store (sync = true), deleted at the round's end.
+--
+-- Clock: wall time from the monotonic clock of libuv (uv_now, milliseconds),
+-- read through tide.core's loop after a `run("nowait")` has refreshed it.
+-- CPU time of the process (os.clock) is shown next to it. A full read takes
+-- only tens of milliseconds, so the read phase repeats full reads until it
+-- has lasted at least READ_MIN_MS and reports the rate over all of them;
+-- every read is counted and checked.
+
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "lua/?.so;" .. package.cpath
+
+local READ_MIN_MS = 500
+local SCHEMA = "ts timestamp, device string, signal int, kind string"
+
+local format = string.format
+
+local function die(msg)
+  io.stderr:write("bench: ", msg, "\n")
+  os.exit(2)
+end
+
+---------------------------------------------------------------------------
+-- Arguments
+---------------------------------------------------------------------------
+
+local opts = { events = 5000000, rounds = 5 }
+do
+  local argv = { ... }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--help" or a == "-h" then
+      print("usage: lua5.4 bench/run.lua [--events N] [--rounds R]  (from the repository's root)")
+      os.exit(0)
+    end
+    local name, val = a:match("^%-%-(%w+)=(.*)$")
+    if not name then
+      name = a:match("^%-%-(%w+)$")
+      i = i + 1
+      val = argv[i]
+    end
+    if not name or opts[name] == nil then die("unknown argument '" .. a .. "' (try --help)") end
+    local n = math.tointeger(tonumber(val))
+    if not n or n < 1 then die(format("--%s needs a positive integer, got %s", name, tostring(val))) end
+    opts[name] = n
+    i = i + 1
+  end
+end
+local N, ROUNDS = opts.events, opts.rounds
+
+---------------------------------------------------------------------------
+-- Files and tools
+---------------------------------------------------------------------------
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function sh(cmd)
+  local ok, how, code = os.execute(cmd)
+  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
+end
+
+local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function capture(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
+  return out
+end
+
+if not exists("lua/tide/store.lua") or not exists("Makefile") then
+  die("run me from the repository's root (make bench)")
+end
+local ROOT = os.getenv("PWD")
+if not ROOT or not exists(ROOT .. "/lua/tide/store.lua") then ROOT = capture("pwd"):gsub("%s+$", "") end
+local SHARED = ROOT:gsub("/[^/]*$", "") .. "/shared/bench"
+if not exists(SHARED .. "/Makefile") then
+  die("the shared benchmark tools are missing: no " .. SHARED .. "/Makefile (expected ../shared/bench "
+    .. "next to the checkout, with gen_events.c and baseline.c)")
+end
+
+local TOOLS = "build/bench-tools"
+local DATA = "build/bench-data"
+-- the outer make's flags (jobserver, command-line variables) stay out of the tools' build
+sh(format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f %s OUT=%s", quote(SHARED .. "/Makefile"), TOOLS))
+for _, t in ipairs { "gen_events", "baseline" } do
+  if not exists(TOOLS .. "/" .. t) then die("building the shared tools did not produce " .. TOOLS .. "/" .. t) end
+end
+
+local EVENTS = format("%s/events-%d.jsonl", DATA, N)
+if not exists(EVENTS) then
+  io.write(format("generating %d events into %s ...\n", N, EVENTS))
+  io.flush()
+  sh("mkdir -p " .. DATA)
+  local tmp = EVENTS .. ".tmp"
+  sh(format("%s/gen_events %d > %s && mv %s %s", TOOLS, N, tmp, tmp, EVENTS))
+end
+local JSON_BYTES
+do
+  local f = assert(io.open(EVENTS, "rb"))
+  JSON_BYTES = f:seek("end")
+  f:close()
+end
+
+local tide = require "tide"
+local core = require "tide.core"
+
+---------------------------------------------------------------------------
+-- Clock
+---------------------------------------------------------------------------
+
+local loop = core.loop()
+local function now_ms()
+  loop:run("nowait") -- refreshes the loop's cached time
+  return loop:now()
+end
+
+-- Run fn(); return its wall seconds, CPU seconds and results.
+local function timed(fn)
+  collectgarbage()
+  collectgarbage()
+  local c0, w0 = os.clock(), now_ms()
+  local r1, r2 = fn()
+  local w1, c1 = now_ms(), os.clock()
+  return (w1 - w0) / 1000, c1 - c0, r1, r2
+end
+
+---------------------------------------------------------------------------
+-- Phases
+---------------------------------------------------------------------------
+
+local failures = {}
+
+local function baseline(parse_only)
+  local out = capture(format("%s/baseline %s%s", TOOLS, EVENTS, parse_only and " --parse-only" or ""))
+  local eps = tonumber(out:match("events_per_s=([%d.]+)"))
+  local secs = tonumber(out:match("seconds=([%d.]+)"))
+  local lines = tonumber(out:match("lines=(%d+)"))
+  if not eps or not secs then die("cannot parse the baseline's output: " .. out) end
+  if lines ~= N then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), N, out)) end
+  return { eps = eps, secs = secs, bps = JSON_BYTES / secs, out = out:gsub("%s+$", "") }
+end
+
+local function ingest(t)
+  local wall, cpu, r = timed(function() return t:produce(EVENTS) end)
+  if r.appended ~= N then
+    failures[#failures + 1] = format("ingest into '%s' appended %s events, expected %d", t:name(),
+      tostring(r.appended), N)
+  end
+  return { eps = N / wall, bps = JSON_BYTES / wall, secs = wall, cpu = cpu }
+end
+
+local function read_all(t)
+  local seg_bytes = t:stats().bytes
+  local passes = 0
+  local wall, cpu = timed(function()
+    local t0 = now_ms()
+    repeat
+      local n = 0
+      for b in t:batches() do n = n + b:nrows() end
+      if n ~= N then
+        failures[#failures + 1] = format("read of '%s' (pass %d) gave %d events, expected %d", t:name(),
+          passes + 1, n, N)
+      end
+      passes = passes + 1
+    until now_ms() - t0 >= READ_MIN_MS
+  end)
+  return { eps = N * passes / wall, bps = seg_bytes * passes / wall, secs = wall / passes, cpu = cpu / passes,
+    passes = passes }
+end
+
+local function disk_bytes(dir)
+  local out = capture("du -sk " .. quote(dir))
+  return tonumber(out:match("^(%d+)")) * 1024
+end
+
+---------------------------------------------------------------------------
+-- Rounds
+---------------------------------------------------------------------------
+
+local PHASES = {
+  { key = "parse", label = "baseline --parse-only" },
+  { key = "base", label = "baseline (full workload)" },
+  { key = "ing_typed", label = "tide ingest, typed topic" },
+  { key = "ing_free", label = "tide ingest, schemaless" },
+  { key = "read_typed", label = "tide read, typed topic" },
+  { key = "read_free", label = "tide read, schemaless" },
+}
+local res = {}
+for _, p in ipairs(PHASES) do res[p.key] = {} end
+local sizes
+
+print(format("tide %s bench: %d events, %.1f MB of JSON (%s), %d rounds", tide.version, N, JSON_BYTES / 1e6,
+  EVENTS, ROUNDS))
+local TMP = "build/bench-tmp"
+sh("rm -rf " .. TMP .. " && mkdir -p " .. TMP)
+
+for round = 1, ROUNDS do
+  local r = {}
+  r.parse = baseline(true)
+  r.base = baseline(false)
+  local dir = format("%s/store-%d", TMP, round)
+  local db = tide.open(dir, { sync = true })
+  local typed = db:create_topic("typed", { schema = SCHEMA })
+  local free = db:create_topic("schemaless")
+  r.ing_typed = ingest(typed)
+  r.ing_free = ingest(free)
+  r.read_typed = read_all(typed)
+  r.read_free = read_all(free)
+  if round == 1 then
+    sizes = {}
+    for _, t in ipairs { typed, free } do
+      local st = t:stats()
+      sizes[#sizes + 1] = { name = t:name(), stored = st.stored_bytes, segments = st.segments,
+        disk = disk_bytes(format("%s/topics/%d", dir, t:info().id)) }
+    end
+  end
+  db:close()
+  sh("rm -rf " .. quote(dir))
+  for k, v in pairs(r) do table.insert(res[k], v) end
+  print(format("round %d/%d: parse-only %.2f M/s, baseline %.2f M/s, ingest typed %.2f M/s, schemaless %.2f M/s, "
+    .. "read typed %.1f M/s, schemaless %.1f M/s", round, ROUNDS, r.parse.eps / 1e6, r.base.eps / 1e6,
+    r.ing_typed.eps / 1e6, r.ing_free.eps / 1e6, r.read_typed.eps / 1e6, r.read_free.eps / 1e6))
+  io.flush()
+end
+sh("rm -rf " .. TMP)
+
+---------------------------------------------------------------------------
+-- Report
+---------------------------------------------------------------------------
+
+local function median(list, field)
+  local v = {}
+  for i, x in ipairs(list) do v[i] = x[field] end
+  table.sort(v)
+  local m = #v
+  if m % 2 == 1 then return v[(m + 1) // 2], v[1], v[m] end
+  return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
+end
+
+local ref = median(res.parse, "eps")
+print()
+print(format("medians of %d rounds; ratio = events/s over the baseline's --parse-only median of this run", ROUNDS))
+print(format("%-26s %11s %17s %9s %9s %7s", "phase", "M events/s", "(min..max)", "MB/s", "wall ms", "ratio"))
+for _, p in ipairs(PHASES) do
+  local list = res[p.key]
+  local eps, lo, hi = median(list, "eps")
+  local bps = median(list, "bps")
+  local secs = median(list, "secs")
+  print(format("%-26s %11.2f %17s %9.1f %9.1f %6.2fx", p.label, eps / 1e6,
+    format("(%.2f..%.2f)", lo / 1e6, hi / 1e6), bps / 1e6, secs * 1000, eps / ref))
+end
+local cpu_t, cpu_f = median(res.ing_typed, "cpu"), median(res.ing_free, "cpu")
+print(format("ingest CPU seconds (os.clock), median: typed %.3f, schemaless %.3f", cpu_t, cpu_f))
+print(format("read passes per round: typed %d, schemaless %d (each a full read of %d events)",
+  median(res.read_typed, "passes"), median(res.read_free, "passes"), N))
+print("MB/s: JSON input bytes per second for the baseline and ingest; segment bytes read per second for reads")
+print("wall ms: per run (baseline: its own seconds=; reads: per full read)")
+print()
+for _, s in ipairs(sizes) do
+  print(format("on disk, %-10s: %8.1f MB in %d segments (%.1f MB by du) = %.2fx the JSON's %.1f MB", s.name,
+    s.stored / 1e6, s.segments, s.disk / 1e6, s.disk / JSON_BYTES, JSON_BYTES / 1e6))
+end
+
+local ing_t, ing_f = median(res.ing_typed, "eps"), median(res.ing_free, "eps")
+local read_t, read_f = median(res.read_typed, "eps"), median(res.read_free, "eps")
+local overhead = ing_f / ing_t - 1 -- extra time of the typed ingest over the schemaless one
+local function verdict(ok) return ok and "met" or "MISSED" end
+print()
+print("targets:")
+print(format("  ingest >= 0.7x parse-only:        typed %.2fx, schemaless %.2fx  %s", ing_t / ref, ing_f / ref,
+  verdict(ing_t / ref >= 0.7 and ing_f / ref >= 0.7)))
+print(format("  read >= 20 M events/s:            typed %.1f M, schemaless %.1f M  %s", read_t / 1e6, read_f / 1e6,
+  verdict(read_t >= 20e6 and read_f >= 20e6)))
+print(format("  schema validation cost <= 15%%:    typed ingest time vs schemaless %+.1f%%  %s",
+  overhead * 100, verdict(overhead <= 0.15)))
+
+if #failures > 0 then
+  for _, f in ipairs(failures) do io.stderr:write("bench: FAILED: ", f, "\n") end
+  os.exit(1)
+end
