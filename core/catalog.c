@@ -9,7 +9,11 @@
 #include "catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -86,6 +90,32 @@ int tide_catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog
                         v.mv_size == 4 ? (unsigned)get_le(v.mv_data, 4) : 0u, TIDE_CATALOG_VERSION);
       goto fail;
     }
+  }
+  {
+    /* The store's identity: random, made once. */
+    MDB_val k = {8, "store_id"}, v;
+    rc = mdb_get(txn, c->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      unsigned char raw[16];
+      int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+        uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+        for (int i = 0; i < 16; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL) raw[i] = (unsigned char)(x >> 56);
+      }
+      if (fd >= 0) close(fd);
+      for (int i = 0; i < 16; i++) snprintf(c->store_id + 2 * i, 3, "%02x", raw[i]);
+      v.mv_size = 32;
+      v.mv_data = c->store_id;
+      if ((rc = mdb_put(txn, c->meta, &k, &v, 0))) goto fail_lmdb;
+    } else if (rc) {
+      goto fail_lmdb;
+    } else if (v.mv_size != 32) {
+      rc = tide_err_set(err, TIDE_ECORRUPT, "catalog %s: bad store id", dir);
+      goto fail;
+    } else {
+      memcpy(c->store_id, v.mv_data, 32);
+    }
+    c->store_id[32] = 0;
   }
   if ((rc = mdb_txn_commit(txn))) {
     txn = NULL;

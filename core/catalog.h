@@ -6,6 +6,8 @@
  * order; values little-endian records starting with a record version):
  *
  *   meta      "format" -> u32 catalog format (TIDE_CATALOG_VERSION)
+ *             "store_id" -> 32 hex digits naming this store (its cold
+ *             tier lives under <cold dir>/<store id>)
  *             "next_topic_id" -> u32
  *   topics    topic name -> tide_topic_rec_t
  *   topic_ids topic id (u32 BE) -> topic name
@@ -38,6 +40,7 @@ typedef struct tide_catalog {
   MDB_env *env;
   MDB_dbi meta, topics, topic_ids, schemas, segs;
   int sync;
+  char store_id[33]; /* 32 hex digits, made when the catalog is created */
 } tide_catalog_t;
 
 enum { TIDE_TOPIC_SCHEMALESS = 1, TIDE_TOPIC_IGNORE_UNKNOWN = 2 };

@@ -144,6 +144,12 @@ static int l_store_path(lua_State *L) {
   return 1;
 }
 
+static int l_store_id(lua_State *L) {
+  l_store_t *s = check_open_store(L, 1);
+  lua_pushstring(L, tide_store_id(s->s));
+  return 1;
+}
+
 static int l_store_is_open(lua_State *L) {
   lua_pushboolean(L, check_store(L, 1)->s != NULL);
   return 1;
@@ -910,7 +916,7 @@ static int l_reader_close(lua_State *L) {
 /* ----------------------------------------------------------- registration --- */
 
 static const luaL_Reg store_methods[] = {
-    {"path", l_store_path},         {"is_open", l_store_is_open}, {"create_topic", l_create_topic},
+    {"path", l_store_path},         {"id", l_store_id},         {"is_open", l_store_is_open}, {"create_topic", l_create_topic},
     {"delete_topic", l_delete_topic}, {"topics", l_topics},       {"topic", l_topic},
     {"register_schema", l_register_schema}, {"check_schema", l_check_schema}, {"set_compatibility", l_set_compat},
     {"close", store_close},         {NULL, NULL}};

@@ -199,7 +199,7 @@ int tide_block_encode(const tide_batch_t *b, uint32_t lo, uint32_t hi, uint64_t 
       pos += pad8(((size_t)n + 1) * 4);
       put_u32(dir + 16, (uint32_t)pos);
       put_u32(dir + 20, dlen);
-      memcpy(blk + pos, col->data + first, dlen);
+      if (dlen) memcpy(blk + pos, col->data + first, dlen); /* data is NULL when every value is NULL or empty */
       pos += pad8(dlen);
     }
   }

@@ -321,16 +321,25 @@ int tide_store_open(const char *dir, const tide_store_opts_t *o, tide_store_t **
   if (!s) return -ENOMEM;
   s->sync = o->sync;
   if (!(s->dir = strdup(dir))) goto oom;
-  if (o->cold_dir) s->cold = strdup(o->cold_dir);
-  else if (asprintf(&s->cold, "%s/cold", dir) < 0) s->cold = NULL;
-  if (!s->cold) goto oom;
   snprintf(path, sizeof path, "%s/topics", dir);
-  if ((rc = mkdirs(path)) || (rc = mkdirs(s->cold))) {
+  if ((rc = mkdirs(path))) {
     tide_err_set(err, rc, "cannot create store directory %s: %s", dir, tide_strerror(rc));
     goto failed;
   }
   snprintf(path, sizeof path, "%s/catalog", dir);
   if ((rc = tide_catalog_open(path, o->sync, o->map_size, &s->cat, err))) goto failed;
+  /* The cold tier of this store is <cold dir>/<store id>: two stores may
+   * share a cold directory without ever touching each other's files. */
+  int n = o->cold_dir ? asprintf(&s->cold, "%s/%s", o->cold_dir, s->cat->store_id)
+                      : asprintf(&s->cold, "%s/cold/%s", dir, s->cat->store_id);
+  if (n < 0) {
+    s->cold = NULL;
+    goto oom;
+  }
+  if ((rc = mkdirs(s->cold))) {
+    tide_err_set(err, rc, "cannot create the cold tier %s: %s", s->cold, tide_strerror(rc));
+    goto failed;
+  }
   MDB_txn *txn;
   if ((rc = tide_catalog_begin(s->cat, 1, &txn))) {
     fail(err, rc, "catalog");
@@ -370,6 +379,7 @@ void tide_store_close(tide_store_t *s) {
 }
 
 const char *tide_store_dir(const tide_store_t *s) { return s->dir; }
+const char *tide_store_id(const tide_store_t *s) { return s->cat->store_id; }
 
 /* ---------------------------------------------------------- topic admin --- */
 
@@ -1229,33 +1239,61 @@ static int corrupt(tide_reader_t *r, tide_err_t *err, int rc, const char *why) {
                       r->expect, msg);
 }
 
-/* Map the segment r->seg: its hot file, or its cold copy. A segment that
- * retention dropped after the snapshot was taken is skipped (returns 1). */
+/* Is the segment r->seg still in the catalog, and in which state? 1 and
+ * *state when it is, 0 when retention dropped it after the snapshot. */
+static int reader_seg_state(tide_reader_t *r, uint32_t *state, tide_err_t *err) {
+  MDB_txn *txn;
+  tide_seg_rec_t *segs = NULL;
+  size_t n = 0;
+  int rc = tide_catalog_begin(r->t->s->cat, 0, &txn), found = 0;
+  if (rc) return fail(err, rc, "catalog");
+  rc = tide_catalog_segs(txn, r->t->s->cat, r->t->rec.id, r->part, &segs, &n);
+  mdb_txn_abort(txn);
+  if (rc) return fail(err, rc, "catalog");
+  for (size_t i = 0; i < n; i++)
+    if (segs[i].base == r->seg->base) {
+      found = 1;
+      *state = segs[i].state;
+    }
+  free(segs);
+  return found;
+}
+
+/* Map the segment r->seg: its hot file, or its cold copy. A file that is
+ * gone because retention dropped the segment (or offload moved it) after
+ * the snapshot was taken is expected: the segment is skipped (returns 1) or
+ * read from the cold tier. A file that is gone while the catalog still
+ * names it is corruption, never silently skipped. */
 static int reader_map(tide_reader_t *r, tide_err_t *err) {
   char path[PATH_LEN];
   const tide_seg_rec_t *g = r->seg;
-  int rc;
-  if (g->state == TIDE_SEG_OFFLOADED) {
-    cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
-    rc = tide_tier_get(path, g->bytes, &r->map, err);
-    if (rc == -ENOENT) return 1;
-    if (rc) return corrupt(r, err, rc == -ENOMEM ? rc : TIDE_ECORRUPT, err ? err->msg : "cannot read the cold copy");
-  } else {
-    seg_path(path, r->t->s, r->t->rec.id, r->part, g->base);
-    rc = tide_map_file(path, g->bytes, &r->map);
-    if (rc == -ENOENT) {
-      /* offloaded or dropped since the snapshot: try the cold copy */
+  r->expect = g->base; /* for messages from here on */
+  int rc, cold = g->state == TIDE_SEG_OFFLOADED;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (cold) {
       cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
       rc = tide_tier_get(path, g->bytes, &r->map, err);
-      if (rc == -ENOENT) return 1;
+    } else {
+      seg_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+      rc = tide_map_file(path, g->bytes, &r->map);
     }
-    if (rc == TIDE_ECORRUPT) return corrupt(r, err, rc, "segment file is shorter than its committed size");
-    if (rc) return corrupt(r, err, rc, tide_strerror(rc));
+    if (rc != -ENOENT) break;
+    uint32_t state = TIDE_SEG_OPEN;
+    int in = reader_seg_state(r, &state, err);
+    if (in < 0) return in;
+    if (!in) return 1; /* dropped by retention since the snapshot */
+    if (attempt == 0 && !cold && state == TIDE_SEG_OFFLOADED) {
+      cold = 1; /* offloaded since the snapshot */
+      continue;
+    }
+    return corrupt(r, err, TIDE_ECORRUPT, cold ? "the cold copy of the segment is missing" : "segment file is missing");
   }
+  if (rc == TIDE_ECORRUPT && !cold) return corrupt(r, err, rc, "segment file is shorter than its committed size");
+  if (rc && cold) return corrupt(r, err, rc == -ENOMEM ? rc : TIDE_ECORRUPT, err ? err->msg : "cannot read the cold copy");
+  if (rc) return corrupt(r, err, rc, tide_strerror(rc));
   rc = tide_seg_header_check(r->map->addr, r->map->len, r->t->rec.id, r->part, g->base);
   if (rc) return corrupt(r, err, rc, rc == TIDE_EFORMAT ? "unknown segment format version" : "bad segment header");
   r->pos = TIDE_SEG_HEADER;
-  r->expect = g->base;
   return 0;
 }
 

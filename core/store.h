@@ -5,7 +5,8 @@
  *
  *   <dir>/catalog/           LMDB environment: the catalog (the source of truth)
  *   <dir>/topics/<id>/p<k>/  partition k's hot segments: <base offset:20>.seg
- *   <dir>/cold/<id>/p<k>/    offloaded segments: <base offset:20>.seg.zst
+ *   <cold>/<store id>/<id>/p<k>/  offloaded segments: <base offset:20>.seg.zst
+ *                            (<cold> is the cold_dir option, default <dir>/cold)
  *
  * A topic has N partitions; a partition is an ordered list of segments; a
  * segment is an append-only file of checksummed blocks (seg.h), each block
@@ -114,6 +115,8 @@ typedef struct tide_range {
 int tide_store_open(const char *dir, const tide_store_opts_t *o, tide_store_t **out, tide_err_t *err);
 void tide_store_close(tide_store_t *s); /* closes every topic handle; NULL allowed */
 const char *tide_store_dir(const tide_store_t *s);
+/* The store's identity: 32 hex digits, fixed when the store was created. */
+const char *tide_store_id(const tide_store_t *s);
 
 /* Create a topic. Errors: TIDE_EEXIST, TIDE_EINVAL (name or options; err says
  * which), -errno, LMDB codes. */

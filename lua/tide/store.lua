@@ -103,6 +103,12 @@ function Store:path()
   return self._dir
 end
 
+--- The store's identity (32 hex digits, fixed at creation). Its cold tier
+-- is `<cold_dir>/<id>`, so stores can share a cold directory.
+function Store:id()
+  return check_store(self):id()
+end
+
 function Store:__tostring()
   return format("tide store '%s'%s", self._dir, self._c:is_open() and "" or " (closed)")
 end
@@ -226,7 +232,9 @@ local function check_schema_value(schema, what)
 end
 
 local function topic_name_arg(name, what)
-  if type(name) ~= "string" then error(format("%s: bad argument #1: expected a topic name, got %s", what, type(name)), 3) end
+  if type(name) ~= "string" then
+    error(format("%s: bad argument #1: expected a topic name, got %s", what, type(name)), 3)
+  end
 end
 
 local function no_topic(self, name, what, msg, code)
@@ -379,6 +387,19 @@ end
 
 local append_spec = { key = "string" }
 
+-- A key column must be a field of the topic's schema: a programming error
+-- otherwise, blamed on the caller of `what` (level).
+local function check_key(self, key, what, level)
+  if key == nil then return end
+  local names = {}
+  for i, f in ipairs(self:info().schema) do
+    if f[1] == key then return end
+    names[i] = f[1]
+  end
+  error(format("%s: key column '%s' is not in the schema of '%s' (fields: %s)", what, key, self._name,
+    concat(names, ", ")), level + 1)
+end
+
 --- Append rows atomically: all become visible together or none do.
 -- @tab rows an array of tables keyed by column name
 -- @tab[opt] opts `key`: a column whose value picks the partition (hashed);
@@ -390,6 +411,7 @@ function Topic:append(rows, opts)
   local c = check_topic(self)
   if type(rows) ~= "table" then error("append: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
   local o = util.check_options(opts, append_spec, "append")
+  check_key(self, o.key, "append", 2)
   local first, last, ranges = c:append(rows, o.key)
   if first == nil and last ~= nil then fail(format("append to '%s'", self._name), last) end
   return first, last, ranges
@@ -400,6 +422,7 @@ local produce_spec = { key = "string", skip_bad = "boolean" }
 local function produce(self, what, path, text, opts)
   local c = check_topic(self, 3)
   local o = util.check_options(opts, produce_spec, what, 4)
+  check_key(self, o.key, what, 3)
   local r, msg = c:produce(path, o.key, o.skip_bad, text)
   if not r then fail(format("%s '%s'", what, self._name), msg, 3) end
   return r
@@ -464,7 +487,7 @@ function Topic:read(opts)
   local name = self._name
   local function iter()
     local row, msg = r:next_row()
-    if row == nil and msg then fail(format("read '%s'", name), msg, 1) end
+    if row == nil and msg then fail(format("read '%s'", name), msg, 2) end
     return row
   end
   return iter, nil, nil, r -- r is the closing value: `break` closes it
@@ -478,7 +501,7 @@ function Topic:read_json(opts)
   local name, iso = self._name, o.iso8601
   local function iter()
     local text, part, nxt = r:next_json(iso)
-    if text == nil and part then fail(format("read_json '%s'", name), part, 1) end
+    if text == nil and part then fail(format("read_json '%s'", name), part, 2) end
     return text, part, nxt
   end
   return iter, nil, nil, r
@@ -492,7 +515,7 @@ function Topic:batches(opts)
   local name = self._name
   local function iter()
     local b, part, first, last = r:next_batch()
-    if b == nil and part then fail(format("batches '%s'", name), part, 1) end
+    if b == nil and part then fail(format("batches '%s'", name), part, 2) end
     return b, part, first, last
   end
   return iter, nil, nil, r
