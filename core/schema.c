@@ -152,7 +152,17 @@ static int norm_default(const char *fname, tide_type_t t, int nullable, const ch
   int ok = 0;
   switch (t) {
   case TIDE_T_BOOL: ok = !strcmp(v, "true") || !strcmp(v, "false"); break;
-  case TIDE_T_DOUBLE: ok = v[0] == '-' || isdigit((unsigned char)v[0]); break;
+  case TIDE_T_DOUBLE: { /* canonical: the shortest text that reads back the same ("2.0" -> "2") */
+    if (v[0] != '-' && !isdigit((unsigned char)v[0])) break;
+    double d = strtod(v, NULL);
+    if (!isfinite(d)) break;
+    for (int prec = 15; prec <= 17; prec++) {
+      snprintf(num, sizeof num, "%.*g", prec, d);
+      if (strtod(num, NULL) == d) break;
+    }
+    ok = 2;
+    break;
+  }
   case TIDE_T_STRING:
   case TIDE_T_JSON:
     ok = t == TIDE_T_JSON || v[0] == '"';

@@ -102,6 +102,7 @@ describe("tide (the command line)", function()
         assert.equal(0, code)
         assert.matches("^usage: tide %[%-%-data DIR%] <command>", out)
         assert.matches("tide topic create NAME", out, 1, true)
+        assert.matches("tide schema put TOPIC FILE|DDL", out, 1, true)
         assert.equal("", err)
       end
     end)
@@ -117,6 +118,11 @@ describe("tide (the command line)", function()
         { { "produce", "--help" }, "usage: tide produce TOPIC [FILE]" },
         { { "consume", "--help" }, "usage: tide consume TOPIC" },
         { { "run", "--help" }, "usage: tide run SCRIPT [ARGS...]" },
+        { { "schema", "--help" }, "usage: tide schema <put|get|versions|check>" },
+        { { "schema", "put", "--help" }, "usage: tide schema put TOPIC FILE|DDL" },
+        { { "schema", "get", "--help" }, "usage: tide schema get TOPIC" },
+        { { "schema", "versions", "--help" }, "usage: tide schema versions TOPIC" },
+        { { "schema", "check", "--help" }, "usage: tide schema check TOPIC FILE|DDL" },
       }
       for _, c in ipairs(cases) do
         local code, out, err = tide(c[1])
@@ -247,6 +253,195 @@ describe("tide (the command line)", function()
       assert.matches("^partition +base +end +records +bytes +min_ts +max_ts +state$", head)
       assert.matches("^ +0 +0 +3 +3 +%d+  2026%-11%-21T12:00:05Z  2026%-11%-21T12:00:07%.250Z  open$", row)
       assert.equal(head:find("state", 1, true), row:find("open", 1, true))
+    end)
+  end)
+
+  describe("schema", function()
+    local V2 = "ts timestamp, device string, signal int?, site string DEFAULT 'hq'"
+    local V1_JSON = '{"version":1,"compatibility":"backward","fields":[' ..
+      '{"name":"ts","type":"timestamp","nullable":false},{"name":"device","type":"string","nullable":false},' ..
+      '{"name":"signal","type":"int","nullable":true}]}\n'
+
+    before_each(function() create_events() end)
+
+    local function schema(args)
+      local full = { "--data", data, "schema" }
+      for _, a in ipairs(args) do full[#full + 1] = a end
+      return tide(full)
+    end
+
+    it("prints the schema as one line of JSON, the latest or --version N", function()
+      local code, out, err = schema { "get", "events" }
+      assert.equal(0, code)
+      assert.equal(V1_JSON, out)
+      assert.equal("", err)
+      assert.equal(0, (schema { "put", "events", V2 }))
+      code, out = schema { "get", "events" }
+      assert.equal(0, code)
+      assert.equal('{"version":2,"compatibility":"backward","fields":[' ..
+        '{"name":"ts","type":"timestamp","nullable":false},{"name":"device","type":"string","nullable":false},' ..
+        '{"name":"signal","type":"int","nullable":true},' ..
+        '{"name":"site","type":"string","nullable":false,"default":"hq"}]}\n', out)
+      code, out = schema { "get", "events", "--version", "1" }
+      assert.equal(0, code)
+      assert.equal(V1_JSON, out)
+    end)
+
+    it("registers DDL text and says which version it made", function()
+      local code, out, err = schema { "put", "events", "ts timestamp, device string, signal int?, note string?" }
+      assert.equal(0, code)
+      assert.equal("", out)
+      assert.equal("tide: registered version 2 of 'events'\n", err)
+      code, out, err = schema { "versions", "events" }
+      assert.equal(0, code)
+      assert.equal("1\n2\n", out)
+      assert.equal("", err)
+    end)
+
+    it("says when the schema is unchanged, and registers nothing", function()
+      local code, _, err = schema { "put", "events", "ts timestamp, device string, signal int?" }
+      assert.equal(0, code)
+      assert.equal("tide: schema of 'events' unchanged (version 1)\n", err)
+      assert.equal(0, (schema { "put", "events", "ts timestamp, device string, signal int?, note string?" }))
+      code, _, err = schema { "put", "events", "ts timestamp, device string, signal int?" }
+      assert.equal(0, code)
+      assert.equal("tide: schema of 'events' unchanged: identical to version 1 (latest: 2)\n", err)
+      local _, out = schema { "versions", "events" }
+      assert.equal("1\n2\n", out)
+    end)
+
+    it("reads the JSON form that get prints, and DDL, from a file", function()
+      local _, json = schema { "get", "events" }
+      spit(tmp .. "/v1.json", json)
+      local code, _, err = schema { "put", "events", tmp .. "/v1.json" }
+      assert.equal(0, code)
+      assert.equal("tide: schema of 'events' unchanged (version 1)\n", err)
+      spit(tmp .. "/v2.json", '{"fields":[{"name":"ts","type":"timestamp"},{"name":"device","type":"string"},' ..
+        '{"name":"signal","type":"int","nullable":true},{"name":"x","type":"double","default":2.0}]}\n')
+      code, _, err = schema { "put", "events", tmp .. "/v2.json" }
+      assert.equal(0, code)
+      assert.equal("tide: registered version 2 of 'events'\n", err)
+      spit(tmp .. "/v3.ddl",
+        "-- version 3\nts timestamp, device string,\nsignal int?, x double DEFAULT 2,\nnote string?\n")
+      code, _, err = schema { "put", "events", tmp .. "/v3.ddl" }
+      assert.equal(0, code)
+      assert.equal("tide: registered version 3 of 'events'\n", err)
+      local _, out = tide { "--data", data, "topic", "describe", "events" }
+      assert.matches("\nschema +ts timestamp, device string, signal int%?, x double DEFAULT 2, note string%?\n", out)
+    end)
+
+    it("refuses an incompatible schema with the field and the rule, and writes nothing", function()
+      local code, out, err = schema { "put", "events", "ts timestamp, device string, signal string?" }
+      assert_error(code, out, err, 1, "tide: schema put 'events': field 'signal': type changed from int to string, " ..
+        "not allowed under backward\n")
+      local _, versions = schema { "versions", "events" }
+      assert.equal("1\n", versions)
+    end)
+
+    it("sets the compatibility mode with --compatibility", function()
+      local code, _, err = schema { "put", "events", "ts timestamp, device string, signal string?",
+        "--compatibility", "none" }
+      assert.equal(0, code)
+      assert.equal("tide: registered version 2 of 'events'\n", err)
+      local _, out = schema { "get", "events" }
+      assert.matches('^{"version":2,"compatibility":"none",', out)
+      code, out, err = schema { "put", "events", "ts timestamp", "--compatibility", "sideways" }
+      assert_error(code, out, err, 2, "tide: schema put: option '--compatibility' must be one of none, backward, " ..
+        "forward, full, backward_transitive, forward_transitive, full_transitive, got 'sideways' " ..
+        "(see 'tide schema put --help')\n")
+    end)
+
+    it("checks a schema: exit 0 when compatible, 1 with the reason when not", function()
+      local code, out, err = schema { "check", "events", "ts timestamp, device string, signal int?, note string?" }
+      assert.equal(0, code)
+      assert.equal("", out)
+      assert.equal("tide: compatible with 'events' (backward)\n", err)
+      code, out, err = schema { "check", "events", "ts timestamp, device string, signal int?, site string" }
+      assert_error(code, out, err, 1, "tide: schema check 'events': field 'site' was added without a default and " ..
+        "is not nullable, not allowed under backward\n")
+      spit(tmp .. "/bad.json", '{"fields":[{"name":"ts","type":"timestamp"},{"name":"signal","type":"bool"}]}')
+      code, out, err = schema { "check", "events", tmp .. "/bad.json" }
+      assert_error(code, out, err, 1, "tide: schema check 'events': field 'signal': type changed from int to bool, " ..
+        "not allowed under backward\n")
+      local _, versions = schema { "versions", "events" }
+      assert.equal("1\n", versions)
+    end)
+
+    it("refuses a DDL that does not parse, with the position", function()
+      local code, out, err = schema { "put", "events", "ts timestamp, device strng" }
+      assert_error(code, out, err, 1, "tide: schema put 'events': bad schema: at position 22: unknown type 'strng' " ..
+        "(allowed: bool, int, double, string, timestamp, json)\n")
+      code, out, err = schema { "check", "events", "ts timestamp,, x int" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: schema check 'events': bad schema: at position %d+: [^\n]+\n$", err)
+    end)
+
+    it("refuses a JSON form that does not decode, naming the file", function()
+      spit(tmp .. "/broken.json", '{"fields": [')
+      local code, out, err = schema { "put", "events", tmp .. "/broken.json" }
+      assert_error(code, out, err, 1, "tide: schema put 'events': " .. tmp .. "/broken.json: not JSON: " ..
+        "Expected value but found T_END at character 13\n")
+      spit(tmp .. "/empty.json", '{"fields": []}')
+      code, out, err = schema { "put", "events", tmp .. "/empty.json" }
+      assert_error(code, out, err, 1, "tide: schema put 'events': " .. tmp .. "/empty.json: \"fields\" is empty\n")
+    end)
+
+    it("fails on a missing topic or version, and on bad usage", function()
+      local code, out, err = schema { "get", "nope" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: schema get 'nope': no topic 'nope' [^\n]*%(topics: events%)\n$", err)
+      code, out, err = schema { "put", "nope", "a int" }
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches("^tide: schema put 'nope': no topic 'nope' [^\n]*\n$", err)
+      code, out, err = schema { "get", "events", "--version", "5" }
+      assert_error(code, out, err, 1,
+        "tide: schema get 'events': topic 'events' has no schema version 5 (versions: 1..1)\n")
+      code, out, err = schema { "get", "events", "--version", "0" }
+      assert_error(code, out, err, 2,
+        "tide: schema get: option '--version' must be an integer >= 1, got '0' (see 'tide schema get --help')\n")
+      code, out, err = schema { "put", "events" }
+      assert_error(code, out, err, 2, "tide: schema put: missing FILE|DDL (see 'tide schema put --help')\n")
+      code, out, err = schema {}
+      assert_error(code, out, err, 2,
+        "tide: schema: missing subcommand (put, get, versions, check) (see 'tide schema --help')\n")
+      code, out, err = schema { "drop", "events" }
+      assert_error(code, out, err, 2,
+        "tide: schema: unknown subcommand 'drop' (put, get, versions, check) (see 'tide schema --help')\n")
+    end)
+
+    it("validates produced lines against the latest version", function()
+      assert.equal(0, (schema { "put", "events", V2 }))
+      local code, out, err = tide({ "--data", data, "produce", "events" },
+        '{"ts": 1, "device": "a", "site": "lab"}\n{"ts": 2, "device": "b", "site": 7}\n')
+      assert_error(code, out, err, 1, "tide: produce 'events': line 2: field 'site': expected string, got 7\n")
+      local _
+      code, _, err = tide({ "--data", data, "produce", "events", "--skip-bad" },
+        '{"ts": 1, "device": "a", "site": "lab"}\n{"ts": 2, "device": "b", "site": 7}\n{"ts": 3, "device": "c"}\n')
+      assert.equal(0, code)
+      assert.equal("tide: produced 2 records to 'events' (offsets 0..1); skipped 1 bad line (first: 2)\n", err)
+      code, out = tide { "--data", data, "consume", "events" }
+      assert.equal(0, code)
+      assert.equal('{"ts":1,"device":"a","signal":null,"site":"lab"}\n' ..
+        '{"ts":3,"device":"c","signal":null,"site":"hq"}\n', out)
+    end)
+  end)
+
+  describe("topic create --schema", function()
+    it("reads the JSON form from a file", function()
+      spit(tmp .. "/s.json", '{"fields":[{"name":"ts","type":"timestamp"},' ..
+        '{"name":"signal","type":"int","nullable":true,"default":0}]}\n')
+      local code, _, err = tide { "--data", data, "topic", "create", "ev", "--schema", tmp .. "/s.json",
+        "--compatibility", "full" }
+      assert.equal(0, code)
+      assert.equal("tide: created topic 'ev' (1 partition)\n", err)
+      local out
+      code, out = tide { "--data", data, "schema", "get", "ev" }
+      assert.equal(0, code)
+      assert.equal('{"version":1,"compatibility":"full","fields":[{"name":"ts","type":"timestamp","nullable":false},' ..
+        '{"name":"signal","type":"int","nullable":true,"default":0}]}\n', out)
     end)
   end)
 

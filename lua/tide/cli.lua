@@ -42,6 +42,10 @@ commands:
   tide topic delete NAME              delete a topic and its data
   tide produce TOPIC [FILE]           append JSON lines from FILE or stdin
   tide consume TOPIC [options]        write a topic's records as JSON lines
+  tide schema put TOPIC FILE|DDL      register a new version of a topic's schema
+  tide schema get TOPIC               print a version of the schema as JSON
+  tide schema versions TOPIC          list the schema's versions
+  tide schema check TOPIC FILE|DDL    would a schema be accepted?
   tide run SCRIPT [ARGS...]           run a pipeline script
   tide --version                      print the version
   tide --help                         print this help
@@ -73,9 +77,12 @@ Create the topic NAME in the store.
 
 options:
   --partitions N        number of partitions (default 1)
-  --schema FILE|DDL     the schema: a file holding DDL, or DDL text such as
+  --schema FILE|DDL     the schema: a file holding DDL or the JSON form that
+                        'tide schema get' prints, or DDL text such as
                         "ts timestamp, device string, signal int?"
                         (default: schemaless, one 'value json' column)
+  --compatibility MODE  the schema registry's mode (default backward; see
+                        'tide schema --help')
   --retention DUR       drop sealed segments older than DUR ("7d", "12 h")
   --retention-bytes SIZE  keep each partition below SIZE ("10GB")
   --segment-bytes SIZE  roll segments at SIZE (default 64MB)
@@ -131,6 +138,78 @@ options:
   --timestamp-format F  ms (default: integer milliseconds) or iso8601
 ]] .. DATA_HELP
 
+local SCHEMA_ARG_HELP = [[
+FILE|DDL is a file holding the JSON form (as 'tide schema get' prints it:
+{"fields":[{"name":"ts","type":"timestamp","nullable":false}, ...]}) or DDL
+text, or else DDL text itself: "ts timestamp, signal int? DEFAULT 0".
+]]
+
+local MODES_HELP = [[
+Compatibility modes (Pulsar/Confluent): none; backward (the new version can
+read data of the previous one: add a nullable or defaulted field, remove a
+field, widen int to double); forward (the previous version can read data of
+the new one); full (both); backward_transitive, forward_transitive,
+full_transitive (the same against every earlier version).
+]]
+
+HELP.schema = [[
+usage: tide schema <put|get|versions|check> ...
+
+  tide schema put TOPIC FILE|DDL      register a new version of TOPIC's schema
+  tide schema get TOPIC               print a version of the schema as JSON
+  tide schema versions TOPIC          list the versions, one a line
+  tide schema check TOPIC FILE|DDL    exit 0 if the schema would be accepted
+
+]] .. MODES_HELP .. [[
+
+options:
+]] .. DATA_HELP
+
+HELP["schema put"] = [[
+usage: tide schema put TOPIC FILE|DDL [options]
+
+Register the schema as the next version of TOPIC's schema, after checking it
+against earlier versions under the topic's compatibility mode. A schema
+identical to a registered version registers nothing. An incompatible schema
+is refused with the reason, and nothing is written.
+
+]] .. SCHEMA_ARG_HELP .. "\n" .. MODES_HELP .. [[
+
+options:
+  --compatibility MODE  set the topic's mode first, then check under it
+]] .. DATA_HELP
+
+HELP["schema get"] = [[
+usage: tide schema get TOPIC [options]
+
+Print a version of TOPIC's schema (the latest by default) as one line of
+JSON: {"version":N,"compatibility":MODE,"fields":[{"name":..,"type":..,
+"nullable":..,"default":..}, ...]}. 'tide schema put' reads it back.
+
+options:
+  --version N           print version N
+]] .. DATA_HELP
+
+HELP["schema versions"] = [[
+usage: tide schema versions TOPIC
+
+Print the versions of TOPIC's schema, oldest first, one a line.
+
+options:
+]] .. DATA_HELP
+
+HELP["schema check"] = [[
+usage: tide schema check TOPIC FILE|DDL
+
+Check whether the schema would be accepted as TOPIC's next version under its
+compatibility mode, without registering it: exit 0 if so, 1 with the reason
+on stderr if not.
+
+]] .. SCHEMA_ARG_HELP .. [[
+
+options:
+]] .. DATA_HELP
+
 HELP.run = [[
 usage: tide run SCRIPT [ARGS...]
 
@@ -162,6 +241,8 @@ end
 local API_PREFIXES = {
   create_topic = true, delete_topic = true, topic = true, produce = true, read = true,
   read_json = true, append = true, append_json = true, ["tide.open"] = true,
+  register_schema = true, check_schema = true, set_compatibility = true, schema = true,
+  schema_versions = true,
 }
 
 --- An API error message as the "why" of a CLI error line: one line, no Lua
@@ -279,10 +360,21 @@ local function data_dir(ctx)
   return "./tide-data"
 end
 
-local function load_tide(what)
-  local ok, tide = pcall(require, "tide")
+local function load_tide(what, name)
+  local ok, tide = pcall(require, name or "tide")
   if not ok then fail(what, "cannot load the tide module: " .. util.strip_position(tide)) end
   return tide
+end
+
+local COMPAT_MODES = { "none", "backward", "forward", "full", "backward_transitive", "forward_transitive",
+  "full_transitive" }
+
+-- A compatibility mode option, or a usage error listing the modes.
+local function check_mode(cmd, mode)
+  for _, m in ipairs(COMPAT_MODES) do
+    if m == mode then return mode end
+  end
+  usage_error(cmd, format("option '--compatibility' must be one of %s, got '%s'", concat(COMPAT_MODES, ", "), mode))
 end
 
 -- Open the store; a missing directory is an error unless `create`.
@@ -362,14 +454,22 @@ end
 
 local topic_cmds = {}
 
--- Read --schema: the text of FILE when it names a readable file (comment
--- lines starting with '#' or '--' dropped), else the DDL text itself.
-local function schema_arg(v)
+-- A schema argument (--schema of topic create, FILE|DDL of schema put and
+-- check): when v names a readable file, its text is the JSON form if it
+-- starts with '{' (returned as the array form), else DDL (comment lines
+-- starting with '#' or '--' dropped); otherwise v is DDL text itself.
+-- A JSON form that does not decode fails `what`, naming the file.
+local function schema_arg(what, v)
   local f = io.open(v, "r")
   if f then
     local text = f:read("a")
     f:close()
     if text then
+      if text:match("^%s*{") then
+        local fields, why = load_tide(what, "tide.schema").from_json(text)
+        if not fields then fail(what, format("%s: %s", v, why)) end
+        return fields
+      end
       local keep = {}
       for l in text:gmatch("[^\n]+") do
         if not l:match("^%s*#") and not l:match("^%s*%-%-") then keep[#keep + 1] = l end
@@ -384,7 +484,7 @@ topic_cmds.create = {
   spec = {
     ["--partitions"] = "value", ["--schema"] = "value", ["--retention"] = "value",
     ["--retention-bytes"] = "value", ["--segment-bytes"] = "value", ["--segment-ms"] = "value",
-    ["--time-column"] = "value", ["--unknown-fields"] = "value",
+    ["--time-column"] = "value", ["--unknown-fields"] = "value", ["--compatibility"] = "value",
   },
   run = function(ctx, opts, pos)
     local cmd = "topic create"
@@ -397,11 +497,13 @@ topic_cmds.create = {
       segment_ms = convert_option(cmd, opts, "segment_ms", util.duration),
       time_column = opts.time_column,
       unknown_fields = opts.unknown_fields,
+      compatibility = opts.compatibility,
     }
     if o.unknown_fields and o.unknown_fields ~= "reject" and o.unknown_fields ~= "ignore" then
       usage_error(cmd, format("option '--unknown-fields' must be reject or ignore, got '%s'", o.unknown_fields))
     end
-    if opts.schema then o.schema = schema_arg(opts.schema) end
+    if o.compatibility then check_mode(cmd, o.compatibility) end
+    if opts.schema then o.schema = schema_arg(cmd, opts.schema) end
     local db = open_store(ctx, cmd, true)
     local t = api(cmd, db.create_topic, db, name, o)
     local n = t:info().partitions
@@ -503,37 +605,115 @@ topic_cmds.delete = {
   end,
 }
 
-local function cmd_topic(ctx, argv, i)
-  -- Find the subcommand, allowing --data and --help before it.
+-- Run `tide <group> <sub> ...`: find the subcommand in cmds (names lists
+-- them for messages), allowing --data and --help before it.
+local function run_group(group, cmds, names, ctx, argv, i)
   local j = i
   while argv[j] and argv[j]:sub(1, 1) == "-" do
     local a = argv[j]
     if a == "--help" or a == "-h" then
-      out(HELP.topic)
+      out(HELP[group])
       return 0
     elseif a == "--data" then
-      if argv[j + 1] == nil then usage_error("topic", "option '--data' needs a value") end
+      if argv[j + 1] == nil then usage_error(group, "option '--data' needs a value") end
       ctx.data, j = argv[j + 1], j + 1
     elseif a:match("^%-%-data=") then
       ctx.data = a:sub(8)
     else
-      usage_error("topic", format("unknown option '%s'", a))
+      usage_error(group, format("unknown option '%s'", a))
     end
     j = j + 1
   end
   local sub = argv[j]
-  if sub == nil then usage_error("topic", "missing subcommand (create, list, describe, segments, delete)") end
-  local c = topic_cmds[sub]
-  if not c then
-    usage_error("topic", format("unknown subcommand '%s' (create, list, describe, segments, delete)", sub))
-  end
-  local cmd = "topic " .. sub
+  if sub == nil then usage_error(group, format("missing subcommand (%s)", names)) end
+  local c = cmds[sub]
+  if not c then usage_error(group, format("unknown subcommand '%s' (%s)", sub, names)) end
+  local cmd = group .. " " .. sub
   local opts, pos = parse_args(argv, j + 1, c.spec, cmd, ctx)
   if opts.help then
     out(HELP[cmd])
     return 0
   end
   return c.run(ctx, opts, pos)
+end
+
+local function cmd_topic(ctx, argv, i)
+  return run_group("topic", topic_cmds, "create, list, describe, segments, delete", ctx, argv, i)
+end
+
+---------------------------------------------------------------------------
+-- tide schema
+---------------------------------------------------------------------------
+
+local schema_cmds = {}
+
+schema_cmds.put = {
+  spec = { ["--compatibility"] = "value" },
+  run = function(ctx, opts, pos)
+    local cmd = "schema put"
+    local name, arg = positionals(cmd, pos, { "TOPIC", "FILE|DDL" })
+    local mode = opts.compatibility and check_mode(cmd, opts.compatibility)
+    local what = format("schema put '%s'", name)
+    local schema = schema_arg(what, arg)
+    local db = open_store(ctx, what)
+    local before = #api(what, db.schema_versions, db, name)
+    local v = api(what, db.register_schema, db, name, schema, { compatibility = mode })
+    if v > before then
+      note(format("registered version %d of '%s'", v, name))
+    elseif v == before then
+      note(format("schema of '%s' unchanged (version %d)", name, v))
+    else
+      note(format("schema of '%s' unchanged: identical to version %d (latest: %d)", name, v, before))
+    end
+    return 0
+  end,
+}
+
+schema_cmds.get = {
+  spec = { ["--version"] = "value" },
+  run = function(ctx, opts, pos)
+    local cmd = "schema get"
+    local name = positionals(cmd, pos, { "TOPIC" })
+    local version = int_option(cmd, opts, "version", 1)
+    local what = format("schema get '%s'", name)
+    local tschema = load_tide(what, "tide.schema")
+    local db = open_store(ctx, what)
+    local sc = api(what, db.schema, db, name, version)
+    out(api(what, tschema.to_json, sc.fields, { version = sc.version, compatibility = sc.compatibility }) .. "\n")
+    return 0
+  end,
+}
+
+schema_cmds.versions = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "schema versions"
+    local name = positionals(cmd, pos, { "TOPIC" })
+    local what = format("schema versions '%s'", name)
+    local db = open_store(ctx, what)
+    for _, v in ipairs(api(what, db.schema_versions, db, name)) do out(v .. "\n") end
+    return 0
+  end,
+}
+
+schema_cmds.check = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "schema check"
+    local name, arg = positionals(cmd, pos, { "TOPIC", "FILE|DDL" })
+    local what = format("schema check '%s'", name)
+    local schema = schema_arg(what, arg)
+    local db = open_store(ctx, what)
+    local ok, why = api(what, db.check_schema, db, name, schema)
+    if not ok then fail(what, why) end
+    local t = get_topic(db, what, name)
+    note(format("compatible with '%s' (%s)", name, api(what, t.info, t).compatibility))
+    return 0
+  end,
+}
+
+local function cmd_schema(ctx, argv, i)
+  return run_group("schema", schema_cmds, "put, get, versions, check", ctx, argv, i)
 end
 
 ---------------------------------------------------------------------------
@@ -720,7 +900,8 @@ end
 -- main
 ---------------------------------------------------------------------------
 
-local commands = { topic = cmd_topic, produce = cmd_produce, consume = cmd_consume, run = cmd_run }
+local commands = { topic = cmd_topic, schema = cmd_schema, produce = cmd_produce, consume = cmd_consume,
+  run = cmd_run }
 
 local function dispatch(ctx, argv)
   local i = 1

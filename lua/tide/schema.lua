@@ -14,10 +14,48 @@
 
 local core = require "tide.core"
 local cjson = require "cjson"
+local util = require "tide.util"
 
 local M = {}
 
 local format, concat = string.format, table.concat
+
+-- JSON text of a default value. Numbers are written exactly (lua-cjson
+-- stops at 14 significant digits, which would make a get/put round trip
+-- register a new version for a default like 0.30000000000000004).
+local function encode_value(v)
+  local t = type(v)
+  if t == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v ~= v or v == math.huge or v == -math.huge then error("not a finite number", 0) end
+    for digits = 15, 17 do
+      local s = format("%." .. digits .. "g", v)
+      if tonumber(s) == v then
+        return (s:find("[%.eEn]") and s or s .. ".0")
+      end
+    end
+  elseif t == "table" then
+    local n = #v
+    local items, is_array = {}, true
+    for k in pairs(v) do
+      if math.type(k) ~= "integer" or k < 1 or k > n then is_array = false end
+    end
+    if is_array and n > 0 then
+      for i = 1, n do items[i] = encode_value(v[i]) end
+      return "[" .. concat(items, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for i, k in ipairs(keys) do
+      local val = v[k]
+      if val == nil then val = v[tonumber(k)] end
+      items[i] = cjson.encode(k) .. ":" .. encode_value(val)
+    end
+    return "{" .. concat(items, ",") .. "}"
+  end
+  return cjson.encode(v)
+end
 
 --- Encode a schema (array form, as `db:schema()` returns in `fields`) as
 -- the JSON form.
@@ -33,8 +71,10 @@ function M.to_json(fields, extra)
       format("\"type\":%s", cjson.encode(nullable and ty:sub(1, -2) or ty)),
       format("\"nullable\":%s", tostring(nullable)) }
     if f.default ~= nil then
-      local ok, text = pcall(cjson.encode, f.default)
-      if not ok then error(format("field '%s': default cannot be written as JSON: %s", name, text), 2) end
+      local ok, text = pcall(encode_value, f.default)
+      if not ok then
+        error(format("field '%s': default cannot be written as JSON: %s", name, util.strip_position(text)), 2)
+      end
       e[#e + 1] = "\"default\":" .. text
     end
     out[i] = "{" .. concat(e, ",") .. "}"
@@ -49,6 +89,20 @@ function M.to_json(fields, extra)
 end
 
 local field_keys = { name = true, type = true, nullable = true, default = true }
+
+-- cjson reads every number as a float: give integral ones back as integers,
+-- inside objects and arrays too (a json default {"a":[1]} must come back as
+-- written, or registering it again would not be idempotent).
+local function integral(v)
+  if math.type(v) == "float" then
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return math.tointeger(v) end
+  elseif type(v) == "table" then
+    local t = setmetatable({}, getmetatable(v))
+    for k, x in pairs(v) do t[k] = integral(x) end
+    return t
+  end
+  return v
+end
 
 --- Decode the JSON form into the array form.
 -- @string text JSON
@@ -78,12 +132,7 @@ function M.from_json(text)
       return nil, format("field '%s': \"nullable\" must be true or false", f.name)
     end
     local e = { f.name, f.type .. (f.nullable and "?" or "") }
-    if f.default ~= nil and f.default ~= cjson.null then
-      -- cjson reads every number as a float: give integral ones back as integers
-      local d = f.default
-      if math.type(d) == "float" and d == math.floor(d) and math.abs(d) < 2 ^ 53 then d = math.tointeger(d) end
-      e.default = d
-    end
+    if f.default ~= nil and f.default ~= cjson.null then e.default = integral(f.default) end
     fields[i] = e
   end
   if #fields == 0 then return nil, "\"fields\" is empty" end
@@ -151,15 +200,21 @@ local function top_keys(line)
   return keys
 end
 
-local function decode_sample(lines, origin)
+-- Decode the sample's lines (each wrapped as {"value": <line>} so that one
+-- json column takes any value); linenos[i] is line i's number in the file.
+local WRAP = '{"value":'
+local function decode_sample(lines, linenos, origin)
   local wrapped = {}
-  for i, l in ipairs(lines) do wrapped[i] = '{"value":' .. l .. '}' end
+  for i, l in ipairs(lines) do wrapped[i] = WRAP .. l .. '}' end
   local b, msg = core.json_batch("value json?", concat(wrapped, "\n"), {})
   if not b then
-    -- the decoder counts lines of the wrapped text, which are the sample's
+    -- the decoder counts the wrapped lines and their columns: give the file's
     local n = tonumber(msg:match("^line (%d+)"))
     local why = msg:gsub("^line %d+: ", ""):gsub("field 'value': ", "")
-    error(format("infer_schema: %s%s: %s", origin, n and (" line " .. n) or "", why), 3)
+      :gsub("^(invalid JSON at column )(%d+)", function(head, col)
+        return head .. math.max(1, tonumber(col) - #WRAP)
+      end)
+    error(format("infer_schema: %s%s: %s", origin, n and (" line " .. (linenos[n] or n)) or "", why), 3)
   end
   local order = {}
   for i, l in ipairs(lines) do order[i] = top_keys(l) end
@@ -177,16 +232,19 @@ end
 -- @treturn string DDL
 function M.infer(source)
   local rows, n, keys
+  local where = function(i) return "row " .. i end
   if type(source) == "string" then
     local f, err = io.open(source, "r")
     if not f then error("infer_schema: " .. tostring(err), 2) end
-    local lines = {}
+    local lines, linenos, k = {}, {}, 0
     for line in f:lines() do
-      if line:match("%S") then lines[#lines + 1] = line end
+      k = k + 1
+      if line:match("%S") then lines[#lines + 1], linenos[#lines + 1] = line, k end
       if #lines >= SAMPLE then break end
     end
     f:close()
-    rows, n, keys = decode_sample(lines, source)
+    rows, n, keys = decode_sample(lines, linenos, source)
+    where = function(i) return format("%s line %d", source, linenos[i]) end
   elseif type(source) == "table" then
     rows, n = source, #source
   else
@@ -197,12 +255,20 @@ function M.infer(source)
   for i = 1, n do
     local row = rows[i]
     if type(row) ~= "table" or row[1] ~= nil then
-      error(format("infer_schema: row %d is not a JSON object", i), 2)
+      error(format("infer_schema: %s is not a JSON object", where(i)), 2)
     end
-    local pos = {}
-    if keys then for j, k in ipairs(keys[i]) do pos[k] = pos[k] or j end end
-    for k, v in pairs(row) do
-      if type(k) ~= "string" then error(format("infer_schema: row %d has a non-string key", i), 2) end
+    local pos, present = {}, {}
+    for k, v in pairs(row) do present[#present + 1] = { k, v } end
+    if keys then
+      for j, k in ipairs(keys[i]) do
+        pos[k] = pos[k] or j
+        -- a key whose value is null is in the text but not in the row
+        if row[k] == nil and pos[k] == j then present[#present + 1] = { k } end
+      end
+    end
+    for _, kv in ipairs(present) do
+      local k, v = kv[1], kv[2]
+      if type(k) ~= "string" then error(format("infer_schema: %s has a non-string key", where(i)), 2) end
       local f = info[k]
       if not f then
         f = { seen = 0, ms = true, iso = true }
@@ -232,7 +298,7 @@ function M.infer(source)
     local f = info[o.name]
     local ty = f.kind or "string"
     if ty == "int" and f.ms and time_named(o.name) then ty = "timestamp"
-    elseif ty == "string" and f.iso then ty = "timestamp" end
+    elseif f.kind == "string" and f.iso then ty = "timestamp" end
     local nullable = f.null or f.seen < n
     out[#out + 1] = o.name .. " " .. ty .. (nullable and "?" or "")
   end

@@ -86,7 +86,7 @@ static void test_parse_aliases_and_defaults(void) {
   T_EQ_INT(s->nfields, 14);
   T_EQ_STR(s->fields[0].name, "A");
   T_EQ_STR(s->fields[2].default_json, "3");
-  T_EQ_STR(s->fields[3].default_json, "-1.5e3");
+  T_EQ_STR(s->fields[3].default_json, "-1500");
   T_EQ_STR(s->fields[5].default_json, "\"it's\"");
   T_EQ_STR(s->fields[6].default_json, "\"q\\\"\xc3\xa9\"");
   T_EQ_STR(s->fields[7].default_json, "true");
@@ -96,7 +96,7 @@ static void test_parse_aliases_and_defaults(void) {
   T_EQ_STR(s->fields[11].default_json, "null");
   T_EQ_STR(s->fields[12].default_json, "\"str\"");
   const char *want =
-      "A int, b int?, c int DEFAULT 3, d double DEFAULT -1.5e3, e double?, f string DEFAULT 'it''s', "
+      "A int, b int?, c int DEFAULT 3, d double DEFAULT -1500, e double?, f string DEFAULT 'it''s', "
       "g string DEFAULT 'q\"\xc3\xa9', h bool DEFAULT true, i timestamp DEFAULT 1704067201000, "
       "j timestamp DEFAULT 1700000000000, k json DEFAULT {\"x\":[1,null]}, l json? DEFAULT null, "
       "m json DEFAULT 'str', n_1 bool? DEFAULT false";
