@@ -5,48 +5,18 @@
 -- file and offset, and must return nothing of a damaged block.
 
 local tide = require "tide"
+local support = require "support"
+local CHILD_PRELUDE = support.CHILD_PRELUDE
+local tmpname = support.tmpname
+local write_file = support.write_file
+local file_size = support.file_size
+local seg_name = support.seg_name
+local hot_path = support.hot_path
+local cold_path = support.cold_path
 
 ---------------------------------------------------------------------------
 -- Helpers
 ---------------------------------------------------------------------------
-
-local ROOT = (function()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  if src:sub(1, 1) ~= "/" then src = (os.getenv("PWD") or ".") .. "/" .. src end
-  return (src:gsub("/spec/[^/]*$", ""))
-end)()
-
-local CPATH = (function()
-  local cp = os.getenv("TIDE_CPATH") or "lua/?.so"
-  if cp:sub(1, 1) ~= "/" then cp = ROOT .. "/" .. cp end
-  return cp
-end)()
-
-local CHILD_PRELUDE = string.format([[
-package.path = %q .. ";" .. package.path
-package.cpath = %q .. ";" .. package.cpath
-local tide = require "tide"
-]], ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua", CPATH)
-
-local function tmpname()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
 
 local function read_at(path, off, n)
   local f = assert(io.open(path, "rb"))
@@ -80,16 +50,6 @@ local function blocks(path, committed)
     pos = pos + len
   end
   return out
-end
-
-local function seg_name(base) return string.format("%020d.seg", base) end
-
-local function hot_path(dir, t, part, base)
-  return string.format("%s/topics/%d/p%d/%s", dir, t:info().id, part, seg_name(base))
-end
-
-local function cold_path(dir, t, part, base)
-  return string.format("%s/cold/%s/%d/p%d/%s.zst", dir, t._store:id(), t:info().id, part, seg_name(base))
 end
 
 -- Read everything; returns the records read and the error raised (or nil).

@@ -15,48 +15,16 @@
 -- The random seed is printed; set TIDE_CRASH_SEED to replay one run.
 
 local tide = require "tide"
+local support = require "support"
+local CHILD_PRELUDE = support.CHILD_PRELUDE
+local tmpname = support.tmpname
+local write_file = support.write_file
+local read_file = support.read_file
+local sleep_ms = support.sleep_ms
 
 ---------------------------------------------------------------------------
 -- Helpers
 ---------------------------------------------------------------------------
-
-local ROOT = (function()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  if src:sub(1, 1) ~= "/" then src = (os.getenv("PWD") or ".") .. "/" .. src end
-  return (src:gsub("/spec/[^/]*$", ""))
-end)()
-
-local CPATH = (function()
-  local cp = os.getenv("TIDE_CPATH") or "lua/?.so"
-  if cp:sub(1, 1) ~= "/" then cp = ROOT .. "/" .. cp end
-  return cp
-end)()
-
-local CHILD_PRELUDE = string.format([[
-package.path = %q .. ";" .. package.path
-package.cpath = %q .. ";" .. package.cpath
-local tide = require "tide"
-]], ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua", CPATH)
-
-local function tmpname()
-  local p = os.tmpname()
-  os.remove(p)
-  return p
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 -- { name = size } of the files in dir.
 local function sizes(dir)
@@ -69,8 +37,6 @@ local function sizes(dir)
   p:close()
   return out
 end
-
-local function sleep_ms(ms) os.execute(string.format("sleep %.3f", ms / 1000)) end
 
 -- Rows per append: 1..3000, a mix of small and large.
 local function k_of(n)
