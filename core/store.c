@@ -216,7 +216,7 @@ static int topic_refresh(tide_topic_t *t, MDB_txn *txn, tide_err_t *err) {
   return 0;
 }
 
-static int topic_read_begin(tide_topic_t *t, MDB_txn **txn, tide_err_t *err);
+static int topic_begin(tide_topic_t *t, int write, MDB_txn **txn, tide_err_t *err);
 
 /* ---------------------------------------------------------- store open --- */
 
@@ -662,7 +662,7 @@ int tide_store_set_compat(tide_store_t *s, const char *name, tide_compat_t mode,
 
 int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = topic_read_begin(t, &txn, err);
+  int rc = topic_begin(t, 0, &txn, err);
   if (rc) return rc;
   if (version == 0) version = t->rec.schema_version;
   if (version > t->rec.schema_version) {
@@ -686,9 +686,10 @@ int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *
   return rc;
 }
 
-/* Read txn + refresh, the start of every read-only topic call. */
-static int topic_read_begin(tide_topic_t *t, MDB_txn **txn, tide_err_t *err) {
-  int rc = tide_catalog_begin(t->s->cat, 0, txn);
+/* A transaction (write = 1: the store's write transaction) with the topic's
+ * record refreshed in it: the start of every topic call. */
+static int topic_begin(tide_topic_t *t, int write, MDB_txn **txn, tide_err_t *err) {
+  int rc = tide_catalog_begin(t->s->cat, write, txn);
   if (rc) return fail(err, rc, "catalog");
   if ((rc = topic_refresh(t, *txn, err))) mdb_txn_abort(*txn);
   return rc;
@@ -696,7 +697,7 @@ static int topic_read_begin(tide_topic_t *t, MDB_txn **txn, tide_err_t *err) {
 
 int tide_topic_offsets(tide_topic_t *t, uint64_t *earliest, uint64_t *end, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = topic_read_begin(t, &txn, err);
+  int rc = topic_begin(t, 0, &txn, err);
   if (rc) return rc;
   for (uint32_t p = 0; p < t->rec.partitions && !rc; p++) {
     tide_seg_rec_t *segs;
@@ -712,7 +713,7 @@ int tide_topic_offsets(tide_topic_t *t, uint64_t *earliest, uint64_t *end, tide_
 
 int tide_topic_segments(tide_topic_t *t, tide_seg_info_t **out, size_t *nout, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = topic_read_begin(t, &txn, err);
+  int rc = topic_begin(t, 0, &txn, err);
   if (rc) return rc;
   tide_seg_info_t *all = NULL;
   size_t total = 0;
@@ -941,12 +942,11 @@ int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err) {
   a->t = t;
   a->rr_part = -1;
   a->now = now_ms();
-  int rc = tide_catalog_begin(t->s->cat, 1, &a->txn);
+  int rc = topic_begin(t, 1, &a->txn, err);
   if (rc) {
     free(a);
-    return fail(err, rc, "catalog");
+    return rc;
   }
-  if ((rc = topic_refresh(t, a->txn, err))) goto failed;
   a->schema = t->info.schema;
   if (!(a->pw = calloc(t->rec.partitions, sizeof *a->pw))) {
     rc = tide_err_set(err, -ENOMEM, "out of memory");
@@ -1156,7 +1156,7 @@ static int time_overlaps(const tide_read_opts_t *o, int64_t mn, int64_t mx) {
 
 int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = topic_read_begin(t, &txn, err);
+  int rc = topic_begin(t, 0, &txn, err);
   if (rc) return rc;
   tide_reader_t *r = calloc(1, sizeof *r);
   if (!r) {
@@ -1408,12 +1408,8 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
 
 int tide_topic_enforce_retention(tide_topic_t *t, int64_t now, uint32_t *dropped, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = tide_catalog_begin(t->s->cat, 1, &txn);
-  if (rc) return fail(err, rc, "catalog");
-  if ((rc = topic_refresh(t, txn, err))) {
-    mdb_txn_abort(txn);
-    return rc;
-  }
+  int rc = topic_begin(t, 1, &txn, err);
+  if (rc) return rc;
   /* Decide per partition, oldest first; never the open segment. */
   typedef struct {
     uint32_t part;
@@ -1471,12 +1467,8 @@ int tide_topic_enforce_retention(tide_topic_t *t, int64_t now, uint32_t *dropped
 
 int tide_topic_offload(tide_topic_t *t, uint64_t before, uint32_t *moved, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = tide_catalog_begin(t->s->cat, 1, &txn);
-  if (rc) return fail(err, rc, "catalog");
-  if ((rc = topic_refresh(t, txn, err))) {
-    mdb_txn_abort(txn);
-    return rc;
-  }
+  int rc = topic_begin(t, 1, &txn, err);
+  if (rc) return rc;
   char hot[PATH_LEN], cold[PATH_LEN], dir[PATH_LEN];
   uint64_t (*done)[2] = NULL; /* (partition, base) of moved segments */
   size_t nd = 0, cap = 0;
