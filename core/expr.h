@@ -1,0 +1,112 @@
+/*
+ * expr.h: SQL-like expressions, compiled once against an input schema into
+ * a typed tree, evaluated over a whole batch a column at a time.
+ *
+ * Grammar (keywords case-insensitive; identifiers case-sensitive; an
+ * identifier may be quoted with backticks or double quotes):
+ *
+ *   expr     := or [ AS name ]                      (AS only at the top)
+ *   or       := and { OR and }
+ *   and      := not { AND not }
+ *   not      := NOT not | pred
+ *   pred     := add [ cmp add
+ *                   | IS [NOT] NULL
+ *                   | [NOT] IN ( expr {, expr} )
+ *                   | [NOT] BETWEEN add AND add
+ *                   | [NOT] LIKE add ]
+ *   cmp      := = | == | != | <> | < | <= | > | >=
+ *   add      := mul { (+|-) mul }
+ *   mul      := unary { (*|/|%) unary }
+ *   unary    := - unary | + unary | primary
+ *   primary  := literal | column | ( or ) | func ( args ) | CAST ( or AS type )
+ *             | CASE [operand] WHEN or THEN or { WHEN .. THEN .. } [ELSE or] END
+ *   literal  := integer | decimal | 1e3 | 'text' (with '' for a quote) | TRUE | FALSE | NULL
+ *   func     := lower upper length substr concat coalesce abs round floor ceil
+ *
+ * Types follow Spark's non-ANSI rules:
+ *   - int (+ - * %) int -> int, 64-bit, wrapping on overflow; with a double -> double
+ *   - a / b -> double always; x / 0 and x % 0 -> NULL
+ *   - comparisons need comparable types: numbers with numbers (int and
+ *     double compare as numbers), strings, bools, timestamps; a timestamp
+ *     compares with a string literal (parsed as ISO-8601 at compile time)
+ *     or an integer (ms). Anything else is an error at compile time.
+ *   - AND / OR / NOT use three-valued logic (NULL AND false = false, NULL OR
+ *     true = true); any other operator on a NULL gives NULL.
+ *   - LIKE: % any run, _ one character, \ escapes; on strings.
+ *   - CAST(x AS type): int/double/string/bool/timestamp among themselves as
+ *     Spark does (string -> int that does not parse gives NULL; double -> int
+ *     truncates; timestamp <-> int is ms; timestamp -> string is ISO-8601).
+ *   - functions: lower(s) upper(s) length(s) (characters, UTF-8)
+ *     substr(s, pos [, len]) (1-based, negative pos counts from the end)
+ *     concat(a, b, ...) (NULL if any is NULL; non-strings are cast)
+ *     coalesce(a, b, ...) (common type) abs(n) round(n [, d]) (HALF_UP)
+ *     floor(n) ceil(n) (-> int for double input, as Spark's bigint).
+ * The output name is the alias after AS; for a bare column, its name; else
+ * the expression's canonical text (e.g. "(signal * 2)").
+ *
+ * Aggregates (only with TIDE_EXPR_AGG, only at the top, optionally with AS):
+ *   count(*) count(x) sum(x) min(x) max(x) avg(x) first(x) last(x)
+ *   count_distinct(x) (also count(DISTINCT x)); x is any non-aggregate expr.
+ *
+ * Errors are TIDE_EPARSE ("at position 7: expected ')'", 1-based position)
+ * or TIDE_EINVAL for binding: "unknown column 'sigal' (columns: ts, device,
+ * signal)", "cannot compare string with int: device = 3", "unknown function
+ * 'lowr' (functions: ...)", "aggregate function 'sum' is not allowed here".
+ */
+#ifndef TIDE_EXPR_H
+#define TIDE_EXPR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "err.h"
+#include "schema.h"
+
+typedef struct tide_expr tide_expr_t;
+
+enum { TIDE_EXPR_AGG = 1 /* allow an aggregate call at the top */ };
+
+typedef enum tide_agg_kind {
+  TIDE_AGG_NONE = 0,
+  TIDE_AGG_COUNT_STAR,
+  TIDE_AGG_COUNT,
+  TIDE_AGG_SUM,
+  TIDE_AGG_MIN,
+  TIDE_AGG_MAX,
+  TIDE_AGG_AVG,
+  TIDE_AGG_FIRST,
+  TIDE_AGG_LAST,
+  TIDE_AGG_COUNT_DISTINCT
+} tide_agg_kind_t;
+
+/* Compile text against `in` (a reference is taken). */
+int tide_expr_compile(const char *text, size_t len, tide_schema_t *in, int flags, tide_expr_t **out,
+                      tide_err_t *err);
+void tide_expr_free(tide_expr_t *e); /* NULL allowed */
+
+tide_type_t tide_expr_type(const tide_expr_t *e);
+int tide_expr_nullable(const tide_expr_t *e);
+const char *tide_expr_name(const tide_expr_t *e);   /* alias, column name, or canonical text */
+const char *tide_expr_text(const tide_expr_t *e);   /* canonical text, without the alias */
+int tide_expr_column(const tide_expr_t *e);         /* input column index for a bare column, else -1 */
+
+/* For an aggregate expression: its kind, and the argument (NULL for
+ * count(*)), which is an ordinary expression owned by e. For others:
+ * TIDE_AGG_NONE and NULL. The type of an aggregate expression is its
+ * result type: count* -> int, sum(int) -> int, sum(double) -> double,
+ * avg -> double, min/max/first/last -> the argument's type. */
+tide_agg_kind_t tide_expr_agg(const tide_expr_t *e);
+const tide_expr_t *tide_expr_agg_arg(const tide_expr_t *e);
+
+/* Evaluate over every row of in (whose schema must be the one compiled
+ * against, or have the same shape); out is initialised by the call and owned
+ * by the caller (tide_col_free), in->nrows rows, of type tide_expr_type(e).
+ * Not for aggregate expressions (evaluate their argument instead). */
+int tide_expr_eval(const tide_expr_t *e, const tide_batch_t *in, tide_col_t *out, tide_err_t *err);
+
+/* Rows of in where the bool expression e is TRUE (false and NULL are
+ * dropped), in order: rows needs in->nrows entries; *n receives the count. */
+int tide_expr_select(const tide_expr_t *e, const tide_batch_t *in, uint32_t *rows, uint32_t *n, tide_err_t *err);
+
+#endif
