@@ -617,6 +617,16 @@ int tide_l_rows_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide
   return rc;
 }
 
+int tide_l_row_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide_buf_t *scratch, tide_err_t *err) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return tide_err_set(err, TIDE_ESCHEMA, "expected a table, got %s", luaL_typename(L, idx));
+  int top = lua_gettop(L);
+  luaL_checkstack(L, 8, NULL);
+  int rc = row_from_lua(L, idx, b, flags, scratch, err);
+  lua_settop(L, top);
+  return rc;
+}
+
 /* ---------------------------------------------------------------- schemas */
 
 /* One entry of the array form at eidx, added to s. */

@@ -11,12 +11,14 @@
 #define TIDE_CORE_VERSION "0.1.0"
 
 int tide_l_store_open(lua_State *L);
+int tide_l_frame_open(lua_State *L);
 
 int luaopen_tide_core(lua_State *L) {
   lua_newtable(L);
   tide_l_batch_open(L);
   tide_l_store_open(L);
   tide_l_loop_open(L);
+  tide_l_frame_open(L);
   lua_pushliteral(L, TIDE_CORE_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

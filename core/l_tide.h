@@ -46,6 +46,13 @@ void tide_l_push_row(lua_State *L, const tide_batch_t *b, uint32_t row);
  * only when the Lua API does (out of memory). */
 int tide_l_rows_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide_err_t *err);
 
+/* Append the one row at idx (a table keyed by column name) to owned batch
+ * b, with the rules of tide_l_rows_to_batch; on a bad row nothing is added
+ * and err->msg reads "field 'signal': expected int, got ...". scratch is a
+ * buffer owned by the caller (for json values), reused across calls; keep
+ * it in memory the GC frees (a userdata) if a raise could skip its free. */
+int tide_l_row_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide_buf_t *scratch, tide_err_t *err);
+
 /* Build a schema from the DDL string or the array form at idx:
  *   { {"ts", "timestamp"}, {"signal", "int?", default = 0},
  *     {name = "kind", type = "string", nullable = true, default = "view"} }

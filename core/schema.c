@@ -104,8 +104,20 @@ int tide_schema_find(const tide_schema_t *s, const char *name, size_t len) {
 
 /* ---------------------------------------------------------------- add */
 
+/* A name is 1..TIDE_NAME_MAX bytes of UTF-8 without control characters or
+ * backticks: identifiers, but also the names Spark gives expressions
+ * ("avg(signal)"), which DDL and expressions quote with backticks. */
 static int valid_name(const char *p, size_t n) {
-  if (n < 1 || n > TIDE_NAME_MAX) return 0;
+  if (n < 1 || n > TIDE_NAME_MAX || tide_utf8_check(p, n) != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x20 || c == 0x7f || c == '`') return 0;
+  }
+  return 1;
+}
+
+/* A plain identifier, written in DDL without quotes. */
+static int plain_name(const char *p, size_t n) {
   if (!(isalpha((unsigned char)p[0]) || p[0] == '_')) return 0;
   for (size_t i = 1; i < n; i++)
     if (!(isalnum((unsigned char)p[i]) || p[i] == '_')) return 0;
@@ -216,7 +228,8 @@ int tide_schema_add(tide_schema_t *s, const char *name, size_t name_len, tide_ty
   if (!valid_name(name, name_len)) {
     shown(show, sizeof show, name, name_len);
     return tide_err_set(err, TIDE_EINVAL,
-                        "invalid field name '%s' (names are [A-Za-z_][A-Za-z0-9_]*, at most %d bytes)",
+                        "invalid field name '%s' (names are 1 to %d bytes of UTF-8, without control characters "
+                        "or backticks)",
                         show, TIDE_NAME_MAX);
   }
   if (tide_schema_find(s, name, name_len) >= 0)
@@ -349,7 +362,17 @@ static int ddl_field(ddl_t *d, tide_schema_t *s) {
   const char *defat = NULL;
   ws(d);
   const char *name = d->p;
-  size_t nn = word(d);
+  size_t nn;
+  if (d->p < d->e && *d->p == '`') { /* a quoted name: `avg(signal)` */
+    const char *q = memchr(d->p + 1, '`', (size_t)(d->e - d->p - 1));
+    if (!q) return perr(d, d->p, "%s", "unterminated `quoted` field name");
+    name = d->p + 1;
+    nn = (size_t)(q - name);
+    if (!nn) return perr(d, d->p, "%s", "empty `quoted` field name");
+    d->p = q + 1 - nn; /* so that d->p += nn below lands after the quote */
+  } else {
+    nn = word(d);
+  }
   if (!nn) {
     if (d->p >= d->e) return perr(d, d->p, "%s", "expected a field name");
     shown(show, sizeof show, d->p, 1);
@@ -448,7 +471,10 @@ int tide_schema_to_ddl(const tide_schema_t *s, tide_buf_t *out) {
   for (uint32_t i = 0; !rc && i < s->nfields; i++) {
     const tide_field_t *f = &s->fields[i];
     if (i) rc = tide_buf_puts(out, ", ");
+    int quote = !plain_name(f->name, f->name_len);
+    if (!rc && quote) rc = tide_buf_putc(out, '`');
     if (!rc) rc = tide_buf_append(out, f->name, f->name_len);
+    if (!rc && quote) rc = tide_buf_putc(out, '`');
     if (!rc) rc = tide_buf_putc(out, ' ');
     if (!rc) rc = tide_buf_puts(out, tide_type_name(f->type));
     if (!rc && f->nullable) rc = tide_buf_putc(out, '?');

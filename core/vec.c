@@ -37,7 +37,15 @@ int tide_col_set_null(tide_col_t *c, uint32_t i, uint32_t n) {
     c->valid[i >> 3] &= (uint8_t)~(1u << (i & 7));
     c->null_count++;
   }
-  if (!is_var(c->type)) memset((char *)c->values + (size_t)i * width(c->type), 0, width(c->type));
+  if (!is_var(c->type)) {
+    memset((char *)c->values + (size_t)i * width(c->type), 0, width(c->type));
+  } else { /* a NULL string row has an empty range: cut back a value just put */
+    uint32_t *o = c->values;
+    if (o[i + 1] > o[i] && o[i + 1] == c->data_len) {
+      c->data_len = o[i];
+      o[i + 1] = o[i];
+    }
+  }
   return 0;
 }
 
@@ -108,7 +116,7 @@ int tide_col_gather(const tide_col_t *in, const uint32_t *rows, uint32_t n, tide
       uint32_t r = rows[i];
       if (r != TIDE_ROW_NULL) {
         uint32_t len = o[r + 1] - o[r];
-        memcpy(out->data + pos, in->data + o[r], len);
+        if (len) memcpy(out->data + pos, in->data + o[r], len); /* data may be NULL when len is 0 */
         pos += len;
       }
       oo[i + 1] = (uint32_t)pos;
@@ -148,10 +156,15 @@ int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out) {
     memcpy(out->values, in->values, (size_t)n * width(in->type));
   }
   if (in->valid && in->null_count) {
-    size_t nb = ((size_t)n + 7) / 8;
-    if (!(out->valid = malloc(nb ? nb : 1))) goto oom;
-    memcpy(out->valid, in->valid, nb);
-    out->null_count = in->null_count;
+    /* in may have more rows than n: count the NULLs of the rows copied */
+    uint32_t nulls = 0;
+    for (uint32_t i = 0; i < n; i++) nulls += (uint32_t)tide_col_is_null(in, i);
+    if (nulls) {
+      size_t nb = ((size_t)n + 7) / 8;
+      if (!(out->valid = malloc(nb ? nb : 1))) goto oom;
+      memcpy(out->valid, in->valid, nb);
+      out->null_count = nulls;
+    }
   }
   return 0;
 oom:
@@ -161,6 +174,9 @@ oom:
 
 int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, tide_batch_t **out) {
   uint32_t nf = in->schema->nfields;
+  *out = NULL;
+  for (uint32_t i = 0; i < n; i++)
+    if (rows[i] >= in->nrows && rows[i] != TIDE_ROW_NULL) return TIDE_EINVAL;
   tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
   if (!cols) return -ENOMEM;
   int rc = 0;
@@ -176,7 +192,9 @@ int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, 
 }
 
 int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch_t **out) {
-  uint32_t n = hi > lo ? hi - lo : 0;
+  *out = NULL;
+  if (lo > hi || hi > b->nrows) return TIDE_EINVAL;
+  uint32_t n = hi - lo;
   uint32_t *rows = malloc((n ? n : 1) * sizeof *rows);
   if (!rows) return -ENOMEM;
   for (uint32_t i = 0; i < n; i++) rows[i] = lo + i;
@@ -187,7 +205,14 @@ int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch
 
 int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out) {
   uint64_t total = 0;
-  for (uint32_t i = 0; i < n; i++) total += batches[i]->nrows;
+  *out = NULL;
+  for (uint32_t i = 0; i < n; i++) { /* every batch must have s's shape */
+    const tide_schema_t *bs = batches[i]->schema;
+    if (bs->nfields != s->nfields) return TIDE_EINVAL;
+    for (uint32_t c = 0; c < s->nfields; c++)
+      if (batches[i]->cols[c].type != s->fields[c].type) return TIDE_EINVAL;
+    total += batches[i]->nrows;
+  }
   if (total > TIDE_BATCH_MAX_ROWS) return TIDE_ETOOBIG;
   uint32_t nf = s->nfields, rows = (uint32_t)total;
   tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);

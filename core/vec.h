@@ -34,7 +34,9 @@ int tide_col_init(tide_col_t *c, tide_type_t t, uint32_t n);
 /* Free what c owns and zero it. */
 void tide_col_free(tide_col_t *c);
 /* Mark row i NULL (allocating the bitmap, all valid, on the first NULL;
- * n is the column's row count). Zeroes the fixed-width value. 0 or -ENOMEM. */
+ * n is the column's row count). Zeroes the fixed-width value; for a string
+ * row that was the last one put, cuts its bytes back (a NULL string row has
+ * an empty range). 0 or -ENOMEM. */
 int tide_col_set_null(tide_col_t *c, uint32_t i, uint32_t n);
 /* Write row i of a string/json column: rows must be written in order. */
 int tide_col_put_str(tide_col_t *c, uint32_t i, const char *p, size_t len);
@@ -50,11 +52,13 @@ tide_batch_t *tide_batch_adopt(tide_schema_t *s, uint32_t nrows, tide_col_t *col
 int tide_col_gather(const tide_col_t *in, const uint32_t *rows, uint32_t n, tide_col_t *out);
 /* A copy of the first n rows of in. */
 int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out);
-/* A new batch of the given rows of in (every column gathered). */
+/* A new batch of the given rows of in (every column gathered). TIDE_EINVAL
+ * for a row past in->nrows (other than TIDE_ROW_NULL). */
 int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, tide_batch_t **out);
-/* One batch holding the rows of batches[0..n) in order (same schema shape). */
+/* One batch holding the rows of batches[0..n) in order (same schema shape:
+ * TIDE_EINVAL when a batch's column count or types differ from s). */
 int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out);
-/* Rows [lo, hi) of b as a new batch. */
+/* Rows [lo, hi) of b as a new batch. TIDE_EINVAL unless lo <= hi <= nrows. */
 int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch_t **out);
 
 #endif

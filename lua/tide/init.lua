@@ -13,6 +13,7 @@
 local core = require "tide.core"
 local store = require "tide.store"
 local schema = require "tide.schema"
+local frame = require "tide.frame"
 
 local M = {}
 
@@ -32,6 +33,21 @@ function M.default_store(opts)
   if not dir or dir == "" then dir = "./tide-data" end
   return store.open(dir, opts)
 end
+
+--- A static frame over files: `tide.read("file", { path = "in/*.jsonl",
+-- format = "json", schema = "..." })`.
+-- @function read
+-- @see tide.frame.read
+M.read = frame.read
+
+--- A static frame over Lua rows: `tide.from_rows(rows [, schema])`.
+-- @function from_rows
+M.from_rows = frame.from_rows
+
+--- An event-time window for `group_by` or `select`:
+-- `tide.window(col, size [, slide [, start]])`.
+-- @function window
+M.window = frame.window
 
 --- Infer a schema (DDL) from a sample of JSON lines: a file's first 1000
 -- lines, or an array of rows. See `tide.schema.infer` for the rules.

@@ -219,6 +219,26 @@ function Store:delete_topic(name)
   self._topics[name] = nil
 end
 
+local frame_read_spec = { from = "integer", to = "integer", partition = "integer", from_time = "any",
+  to_time = "any", schema_version = { type = "integer", min = 1 } }
+
+--- A static frame over a topic's records (in its latest schema, or
+-- `schema_version`), with the ranges of `Topic:read`.
+-- @string name the topic
+-- @tab[opt] opts `from`, `to`, `partition`, `from_time`, `to_time`, `schema_version`
+-- @return a frame
+function Store:read(name, opts)
+  check_store(self)
+  local t = self:topic(name)
+  local o = util.check_options(opts, frame_read_spec, "read")
+  local frame = require "tide.frame"
+  local sc = t:schema(o.schema_version)
+  local label = format("Topic %s", name)
+  return frame.from_batches(label, sc.fields, function()
+    return t:batches(o)
+  end)
+end
+
 ---------------------------------------------------------------------------
 -- Schema registry
 ---------------------------------------------------------------------------

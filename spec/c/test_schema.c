@@ -149,9 +149,11 @@ static void test_parse_errors(void) {
            "at position 21: field 'a': DEFAULT must be of type timestamp, got \"2024-13-01\"");
   T_EQ_STR(perr("a int DEFAULT null", &rc),
            "at position 15: field 'a': DEFAULT null on a field that is not nullable");
-  T_EQ_STR(perr("1a int", &rc),
-           "invalid field name '1a' (names are [A-Za-z_][A-Za-z0-9_]*, at most 128 bytes)");
+  T_EQ_STR(perr("`a\tb` int", &rc),
+           "invalid field name 'a?b' (names are 1 to 128 bytes of UTF-8, without control characters or backticks)");
   T_EQ_INT(rc, TIDE_EINVAL);
+  T_EQ_STR(perr("`avg(x) int", &rc), "at position 1: unterminated `quoted` field name");
+  T_EQ_STR(perr("`` int", &rc), "at position 1: empty `quoted` field name");
   T_EQ_STR(perr("a-b int", &rc), "at position 2: expected a type after 'a'");
   T_EQ_STR(perr("é int", &rc), "at position 1: expected a field name, got '?'");
   char longname[200];
@@ -159,6 +161,24 @@ static void test_parse_errors(void) {
   strcpy(longname + 129, " int");
   T_EQ_INT(strncmp(perr(longname, &rc), "invalid field name 'xxxxxxxx", 28), 0);
   T_EQ_INT(rc, TIDE_EINVAL);
+}
+
+/* Names that are not identifiers (Spark's "avg(signal)") are quoted in DDL. */
+static void test_quoted_names(void) {
+  tide_schema_t *s;
+  tide_err_t err = {0, ""};
+  const char *ddl = "`avg(signal)` double?, `count(*)` int, ok bool, `1a` string";
+  T_EQ_INT(tide_schema_parse_ddl(ddl, strlen(ddl), &s, &err), 0);
+  T_EQ_STR(s->fields[0].name, "avg(signal)");
+  T_EQ_STR(s->fields[1].name, "count(*)");
+  T_EQ_STR(s->fields[3].name, "1a");
+  tide_buf_t out = TIDE_BUF_INIT;
+  T_EQ_INT(tide_schema_to_ddl(s, &out), 0);
+  T_EQ_INT(tide_buf_cstr(&out), 0);
+  T_EQ_STR(out.data, ddl);
+  tide_buf_free(&out);
+  T_EQ_INT(tide_schema_add(s, "a`b", 3, TIDE_T_INT, 0, NULL, &err), TIDE_EINVAL);
+  tide_schema_unref(s);
 }
 
 static void test_add(void) {
@@ -224,9 +244,9 @@ static void test_encode_decode(void) {
   /* a bad name inside a record */
   b.len = 0;
   tide_schema_encode(s, &b);
-  b.data[5 + 4] = '9'; /* first name byte: "ts" -> "9s" */
+  b.data[5 + 4] = '\x01'; /* first name byte: "ts" -> "\x01s", a control character */
   T_EQ_INT(tide_schema_decode(b.data, b.len, &s2, &err), TIDE_ECORRUPT);
-  T_EQ_INT(strncmp(err.msg, "schema record: invalid field name '9s'", 38), 0);
+  T_EQ_INT(strncmp(err.msg, "schema record: invalid field name '?s'", 38), 0);
   tide_buf_free(&b);
   /* an empty schema round-trips */
   tide_schema_t *e = tide_schema_new();
@@ -317,6 +337,7 @@ int main(void) {
   T_RUN(test_parse_aliases_and_defaults);
   T_RUN(test_parse_errors);
   T_RUN(test_add);
+  T_RUN(test_quoted_names);
   T_RUN(test_encode_decode);
   T_RUN(test_decode_garbage);
   T_RUN(test_equal);

@@ -1,0 +1,828 @@
+/*
+ * agg.c: hash aggregation (rules in agg.h).
+ *
+ * Groups are numbered 0, 1, 2 ... in the order they are first seen; that
+ * number (gid) indexes every per-group array, so the result is simply the
+ * groups in gid order.
+ *
+ *   tab[tcap]     open addressing, linear probing, load <= 1/2. An entry is
+ *                 0 (empty) or (hash >> 32) << 32 | (gid + 1); the slot is
+ *                 hash & (tcap - 1), so the tag and the slot use different
+ *                 bits of the hash.
+ *   ghash[gcap]   each group's full 64-bit key hash (for rehashing).
+ *   krec          gcap key records of `krec_size` bytes, one per group, so
+ *                 that comparing a row with a group touches one cache line:
+ *
+ *                   +-- kc[0].off ... kc[k].off ----------+-- nulloff -----+
+ *                   | one value per key column            | 1 byte per key |
+ *                   +-------------------------------------+----------------+
+ *                   fixed types: 8 bytes, the value's bits (doubles
+ *                                normalised, see hash.h; bool 0/1)
+ *                   string/json: 16 bytes, uint32 len, then
+ *                                len <= 12: the bytes inline
+ *                                len > 12:  4 bytes of prefix, then the
+ *                                           uint64 offset of the bytes in
+ *                                           `arena`
+ *                   null byte:   1 when the key value is NULL (value 0/"")
+ *   states        gcap fixed-size slots of `slot` bytes; spec i's state is
+ *                 at states + g * slot + specs[i].off, one of
+ *                   int64_t              count(*), count(x)
+ *                   st_num_t             sum, avg, min/max/first/last of a
+ *                                        fixed-width type
+ *                   st_str_t             min/max/first/last of string/json:
+ *                                        one malloc'd buffer per group and
+ *                                        spec, overwritten in place when the
+ *                                        new value fits, grown otherwise
+ *                   st_dist_t            count_distinct: a per-group open
+ *                                        addressing set of (hash, value)
+ *   arena         bytes of string keys and of distinct string values;
+ *                 referenced by offset, so growth never invalidates them.
+ *
+ * tide_agg_update works a column at a time: one pass per key column folds
+ * the column into the per-row hash vector h[], one pass probes the table and
+ * writes gid[] (creating groups), then one pass per aggregate updates the
+ * states. h[] and gid[] are scratch vectors kept in the aggregation and
+ * reused, so nothing is allocated per row; memory grows with groups (and
+ * distinct values) only.
+ *
+ * Invariants: every slot of a group is zeroed when the group is created
+ * (a zero state is the state of no rows); tab holds exactly ngroups entries.
+ * A failure part way through an update leaves the states half updated, so
+ * the aggregation is then poisoned: later calls return TIDE_EPOISONED.
+ */
+#include "agg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "hash.h"
+#include "vec.h"
+
+typedef struct st_num {
+  union {
+    uint64_t u;
+    int64_t i;
+    double d;
+  } v;
+  int64_t n; /* sum/min/max: has a value; avg: count; first/last: SEEN | ISNULL */
+} st_num_t;
+
+typedef struct st_str {
+  char *p;
+  uint32_t len, cap;
+  uint32_t flags; /* SEEN (has a value for min/max) | ISNULL (first/last) */
+} st_str_t;
+
+typedef struct dent {
+  uint64_t h;
+  uint64_t v; /* the value's bits, or the arena offset of a string's bytes */
+  uint32_t len;
+  uint32_t used;
+} dent_t;
+
+typedef struct st_dist {
+  dent_t *tab;
+  uint32_t n, cap;
+} st_dist_t;
+
+enum { SEEN = 1, ISNULL = 2 };
+
+typedef struct aspec {
+  tide_agg_kind_t kind;
+  tide_type_t type; /* argument type */
+  uint32_t off;     /* of the state within a group's slot */
+  int var;          /* string/json argument */
+} aspec_t;
+
+typedef struct kcol {
+  tide_type_t type;
+  uint32_t off; /* of the value in a key record */
+} kcol_t;
+
+#define INLINE 12 /* longest string key kept inside its key record */
+
+struct tide_agg {
+  tide_schema_t *keys, *schema;
+  uint32_t nkeys, nspecs;
+  aspec_t *specs;
+  kcol_t *kc;
+  size_t krec_size, nulloff;
+  unsigned char *krec;
+  size_t slot;
+  uint32_t ngroups, gcap;
+  uint64_t *ghash;
+  unsigned char *states;
+  uint64_t *tab;
+  size_t tcap;
+  tide_buf_t arena;
+  size_t heap; /* bytes of string state buffers and distinct sets */
+  uint64_t *h; /* scratch, scap rows */
+  uint32_t *gid;
+  uint32_t scap;
+  int poisoned;
+};
+
+/* 1 for the variable-width types (bytes in data, offsets in values). */
+static int is_var(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON; }
+
+/* The aggregate's name as errors show it. */
+static const char *kind_name(tide_agg_kind_t k) {
+  switch (k) {
+  case TIDE_AGG_COUNT_STAR: return "count(*)";
+  case TIDE_AGG_COUNT: return "count";
+  case TIDE_AGG_SUM: return "sum";
+  case TIDE_AGG_MIN: return "min";
+  case TIDE_AGG_MAX: return "max";
+  case TIDE_AGG_AVG: return "avg";
+  case TIDE_AGG_FIRST: return "first";
+  case TIDE_AGG_LAST: return "last";
+  case TIDE_AGG_COUNT_DISTINCT: return "count_distinct";
+  default: return "?";
+  }
+}
+
+/* The result type of spec s (agg.h). */
+static tide_type_t result_type(const tide_agg_spec_t *s) {
+  switch (s->kind) {
+  case TIDE_AGG_COUNT_STAR:
+  case TIDE_AGG_COUNT:
+  case TIDE_AGG_COUNT_DISTINCT: return TIDE_T_INT;
+  case TIDE_AGG_AVG: return TIDE_T_DOUBLE;
+  default: return s->arg_type;
+  }
+}
+
+/* Bytes of the state of an aggregate of kind k over type t. */
+static size_t state_size(tide_agg_kind_t k, tide_type_t t) {
+  switch (k) {
+  case TIDE_AGG_COUNT_STAR:
+  case TIDE_AGG_COUNT: return sizeof(int64_t);
+  case TIDE_AGG_COUNT_DISTINCT: return sizeof(st_dist_t);
+  case TIDE_AGG_SUM:
+  case TIDE_AGG_AVG: return sizeof(st_num_t);
+  default: return is_var(t) ? sizeof(st_str_t) : sizeof(st_num_t);
+  }
+}
+
+/* Check spec i and say why it does not apply. 0 or TIDE_EINVAL. */
+static int check_spec(const tide_agg_spec_t *s, uint32_t i, tide_err_t *err) {
+  if (s->kind < TIDE_AGG_COUNT_STAR || s->kind > TIDE_AGG_COUNT_DISTINCT)
+    return tide_err_set(err, TIDE_EINVAL, "aggregate %u: unknown kind %d", i, (int)s->kind);
+  if (!s->name) return tide_err_set(err, TIDE_EINVAL, "aggregate %u: no output name", i);
+  if (s->kind == TIDE_AGG_COUNT_STAR) return 0;
+  if (s->arg_type < TIDE_T_BOOL || s->arg_type > TIDE_T_JSON)
+    return tide_err_set(err, TIDE_EINVAL, "%s: unknown argument type %d", kind_name(s->kind), (int)s->arg_type);
+  if ((s->kind == TIDE_AGG_SUM || s->kind == TIDE_AGG_AVG) && s->arg_type != TIDE_T_INT &&
+      s->arg_type != TIDE_T_DOUBLE)
+    return tide_err_set(err, TIDE_EINVAL, "%s needs a number, got %s", kind_name(s->kind),
+                        tide_type_name(s->arg_type));
+  return 0;
+}
+
+/* Build the output schema: the key fields, then one field per spec. */
+static int make_schema(tide_agg_t *a, const tide_agg_spec_t *specs, tide_err_t *err) {
+  tide_schema_t *s = tide_schema_new();
+  if (!s) return tide_err_set(err, -ENOMEM, "out of memory");
+  int rc = 0;
+  for (uint32_t i = 0; !rc && i < a->keys->nfields; i++) {
+    const tide_field_t *f = &a->keys->fields[i];
+    rc = tide_schema_add(s, f->name, f->name_len, f->type, f->nullable, NULL, err);
+  }
+  for (uint32_t i = 0; !rc && i < a->nspecs; i++) {
+    tide_agg_kind_t k = specs[i].kind;
+    int nullable = k != TIDE_AGG_COUNT_STAR && k != TIDE_AGG_COUNT && k != TIDE_AGG_COUNT_DISTINCT;
+    rc = tide_schema_add(s, specs[i].name, strlen(specs[i].name), result_type(&specs[i]), nullable, NULL, err);
+  }
+  if (rc) {
+    tide_schema_unref(s);
+    return rc;
+  }
+  a->schema = s;
+  return 0;
+}
+
+/* Create an aggregation (agg.h). Errors: TIDE_EINVAL (a spec that does not
+ * apply, or an output name the schema rejects), -ENOMEM. */
+int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nspecs, tide_agg_t **out,
+                 tide_err_t *err) {
+  *out = NULL;
+  for (uint32_t i = 0; i < nspecs; i++) {
+    int rc = check_spec(&specs[i], i, err);
+    if (rc) return rc;
+  }
+  tide_agg_t *a = calloc(1, sizeof *a);
+  if (!a) return tide_err_set(err, -ENOMEM, "out of memory");
+  a->keys = tide_schema_ref(keys);
+  a->nkeys = keys->nfields;
+  a->nspecs = nspecs;
+  a->specs = calloc(nspecs ? nspecs : 1, sizeof *a->specs);
+  a->kc = calloc(a->nkeys ? a->nkeys : 1, sizeof *a->kc);
+  a->tcap = 64;
+  a->tab = calloc(a->tcap, sizeof *a->tab);
+  if (!a->specs || !a->kc || !a->tab) {
+    tide_agg_free(a);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  size_t off = 0;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    a->kc[k].type = keys->fields[k].type;
+    a->kc[k].off = (uint32_t)off;
+    off += is_var(a->kc[k].type) ? 16 : 8;
+  }
+  a->nulloff = off;
+  a->krec_size = (off + a->nkeys + 7) & ~(size_t)7;
+  off = 0;
+  for (uint32_t i = 0; i < nspecs; i++) {
+    aspec_t *s = &a->specs[i];
+    s->kind = specs[i].kind;
+    s->type = s->kind == TIDE_AGG_COUNT_STAR ? TIDE_T_INT : specs[i].arg_type;
+    s->var = s->kind != TIDE_AGG_COUNT_STAR && is_var(s->type);
+    s->off = (uint32_t)off;
+    off += state_size(s->kind, s->type); /* every size is a multiple of 8 */
+  }
+  a->slot = off;
+  int rc = make_schema(a, specs, err);
+  if (rc) {
+    tide_agg_free(a);
+    return rc;
+  }
+  *out = a;
+  return 0;
+}
+
+/* Free the per-group buffers of every string state and distinct set. */
+static void free_states(tide_agg_t *a) {
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    int str = s->var && (s->kind == TIDE_AGG_MIN || s->kind == TIDE_AGG_MAX || s->kind == TIDE_AGG_FIRST ||
+                         s->kind == TIDE_AGG_LAST);
+    if (!str && s->kind != TIDE_AGG_COUNT_DISTINCT) continue;
+    for (uint32_t g = 0; g < a->ngroups; g++) {
+      void *st = a->states + (size_t)g * a->slot + s->off;
+      if (str) free(((st_str_t *)st)->p);
+      else free(((st_dist_t *)st)->tab);
+    }
+  }
+}
+
+/* Free the aggregation and everything it holds; NULL is a no-op. Result
+ * batches made earlier stay valid (they own copies). */
+void tide_agg_free(tide_agg_t *a) {
+  if (!a) return;
+  if (a->states) free_states(a);
+  free(a->kc);
+  free(a->krec);
+  free(a->specs);
+  free(a->ghash);
+  free(a->states);
+  free(a->tab);
+  free(a->h);
+  free(a->gid);
+  tide_buf_free(&a->arena);
+  tide_schema_unref(a->keys);
+  tide_schema_unref(a->schema);
+  free(a);
+}
+
+/* The output schema, borrowed: valid while a lives. */
+tide_schema_t *tide_agg_schema(const tide_agg_t *a) { return a->schema; }
+
+/* Groups seen so far. */
+uint64_t tide_agg_groups(const tide_agg_t *a) { return a->ngroups; }
+
+/* Bytes held: the per-group arrays at capacity, the table, the arena, the
+ * string and distinct state buffers and the scratch vectors. */
+size_t tide_agg_bytes(const tide_agg_t *a) {
+  size_t per_group = sizeof(uint64_t) + a->slot + a->krec_size;
+  return sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
+         (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t));
+}
+
+/* ------------------------------------------------------------ groups --- */
+
+/* Grow every per-group array to hold cap groups. 0 or -ENOMEM (arrays
+ * already grown stay larger, which is harmless: gcap is set last). */
+static int grow_groups(tide_agg_t *a, uint32_t cap) {
+  void *p;
+  if (!(p = realloc(a->ghash, (size_t)cap * sizeof *a->ghash))) return -ENOMEM;
+  a->ghash = p;
+  if (!(p = realloc(a->states, (size_t)cap * (a->slot ? a->slot : 1)))) return -ENOMEM;
+  a->states = p;
+  if (!(p = realloc(a->krec, (size_t)cap * (a->krec_size ? a->krec_size : 1)))) return -ENOMEM;
+  a->krec = p;
+  a->gcap = cap;
+  return 0;
+}
+
+/* Double the table and re-insert every group. 0 or -ENOMEM. */
+static int grow_table(tide_agg_t *a) {
+  size_t cap = a->tcap * 2, mask = cap - 1;
+  uint64_t *t = calloc(cap, sizeof *t);
+  if (!t) return -ENOMEM;
+  for (uint32_t g = 0; g < a->ngroups; g++) {
+    uint64_t hv = a->ghash[g];
+    size_t pos = hv & mask;
+    while (t[pos]) pos = (pos + 1) & mask;
+    t[pos] = (hv >> 32) << 32 | ((uint64_t)g + 1);
+  }
+  free(a->tab);
+  a->tab = t;
+  a->tcap = cap;
+  return 0;
+}
+
+/* The bits under which a fixed-width value of row i is stored and compared. */
+static inline uint64_t fixed_bits(const tide_col_t *c, uint32_t i) {
+  switch (c->type) {
+  case TIDE_T_BOOL: return ((const uint8_t *)c->values)[i];
+  case TIDE_T_DOUBLE: return tide__norm_f64(((const double *)c->values)[i]);
+  default: return ((const uint64_t *)c->values)[i];
+  }
+}
+
+/* 1 when a[0..len) == b[0..len), for len <= 16, without calling memcmp
+ * and without reading outside either range. */
+static inline int small_eq(const uint8_t *a, const uint8_t *b, size_t len) {
+  if (len >= 8) return tide__r8(a) == tide__r8(b) && tide__r8(a + len - 8) == tide__r8(b + len - 8);
+  if (len >= 4) return tide__r4(a) == tide__r4(b) && tide__r4(a + len - 4) == tide__r4(b + len - 4);
+  for (size_t i = 0; i < len; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+/* The bytes and length of the string key stored at v (a key record's
+ * 16-byte string value). Valid until the arena grows. */
+static inline const char *kstr(const tide_agg_t *a, const unsigned char *v, uint32_t *len) {
+  memcpy(len, v, 4);
+  if (*len <= INLINE) return (const char *)v + 4;
+  uint64_t at;
+  memcpy(&at, v + 8, 8);
+  return a->arena.data + at;
+}
+
+/* 1 when row i of the key batch has the key of group g. */
+static inline int key_eq(const tide_agg_t *a, uint32_t g, const tide_batch_t *keys, uint32_t i) {
+  const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const kcol_t *kc = &a->kc[k];
+    const tide_col_t *c = &keys->cols[k];
+    const unsigned char *v = rec + kc->off;
+    int null = tide_col_is_null(c, i);
+    if (null != rec[a->nulloff + k]) return 0;
+    if (null) continue;
+    if (is_var(kc->type)) {
+      const uint32_t *o = c->values;
+      uint32_t len = o[i + 1] - o[i], glen;
+      const uint8_t *p = (const uint8_t *)c->data + o[i];
+      memcpy(&glen, v, 4);
+      if (len != glen) return 0;
+      if (len <= INLINE) {
+        if (!small_eq(v + 4, p, len)) return 0;
+      } else {
+        uint64_t at;
+        memcpy(&at, v + 8, 8);
+        if (tide__r4(v + 4) != tide__r4(p) || memcmp(a->arena.data + at, p, len)) return 0;
+      }
+    } else {
+      uint64_t bits;
+      memcpy(&bits, v, 8);
+      if (bits != fixed_bits(c, i)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* Make row i's key the new group a->ngroups (with hash hv and zeroed
+ * states). The caller has made room in the per-group arrays. 0 or -ENOMEM. */
+static int add_group(tide_agg_t *a, const tide_batch_t *keys, uint32_t i, uint64_t hv) {
+  uint32_t g = a->ngroups;
+  unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  memset(rec, 0, a->krec_size);
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const kcol_t *kc = &a->kc[k];
+    const tide_col_t *c = &keys->cols[k];
+    unsigned char *v = rec + kc->off;
+    if ((rec[a->nulloff + k] = (uint8_t)tide_col_is_null(c, i))) continue;
+    if (is_var(kc->type)) {
+      const uint32_t *o = c->values;
+      uint32_t len = o[i + 1] - o[i];
+      memcpy(v, &len, 4);
+      if (len <= INLINE) {
+        if (len) memcpy(v + 4, c->data + o[i], len);
+      } else {
+        uint64_t at = a->arena.len;
+        memcpy(v + 4, c->data + o[i], 4);
+        memcpy(v + 8, &at, 8);
+        int rc = tide_buf_append(&a->arena, c->data + o[i], len);
+        if (rc) return rc;
+      }
+    } else {
+      uint64_t bits = fixed_bits(c, i);
+      memcpy(v, &bits, 8);
+    }
+  }
+  a->ghash[g] = hv;
+  if (a->slot) memset(a->states + (size_t)g * a->slot, 0, a->slot);
+  a->ngroups = g + 1;
+  return 0;
+}
+
+/* h[0..n) = the hash of each row's key, a column at a time. */
+static void hash_keys(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
+  uint64_t *h = a->h;
+  for (uint32_t i = 0; i < n; i++) h[i] = TIDE__HSEED;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const tide_col_t *c = &keys->cols[k];
+    int nulls = c->valid && c->null_count;
+    switch (c->type) {
+    case TIDE_T_STRING:
+    case TIDE_T_JSON: {
+      const uint32_t *o = c->values;
+      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_bytes(h[i], c->data + o[i], o[i + 1] - o[i]);
+      break;
+    }
+    case TIDE_T_DOUBLE: {
+      const double *v = c->values;
+      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64(v[i]));
+      break;
+    }
+    case TIDE_T_BOOL: {
+      const uint8_t *v = c->values;
+      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
+      break;
+    }
+    default: {
+      const uint64_t *v = c->values;
+      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
+      break;
+    }
+    }
+    /* A NULL row hashed its (zero) value above; fold in a marker too, so
+     * that NULL and 0 (or "") usually land apart. */
+    if (nulls)
+      for (uint32_t i = 0; i < n; i++)
+        if (tide_col_is_null(c, i)) h[i] = tide__hash_null(h[i]);
+  }
+}
+
+#define PREFETCH 16
+
+/* gid[0..n) = each row's group, creating the groups not seen before.
+ * 0, -ENOMEM or TIDE_ETOOBIG (more than 2^32 - 2 groups). */
+static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
+  const uint64_t *h = a->h;
+  uint32_t *gid = a->gid;
+  size_t mask = a->tcap - 1;
+  for (uint32_t i = 0; i < n; i++) {
+    /* The table is hit at random: fetch the slot of a row PREFETCH ahead
+     * while this one is probed (the hashes are all known already). */
+    if (i + PREFETCH < n) __builtin_prefetch(&a->tab[h[i + PREFETCH] & mask]);
+    if (i + PREFETCH / 2 < n) { /* its slot is cached by now: fetch the group */
+      uint64_t e2 = a->tab[h[i + PREFETCH / 2] & mask];
+      if (e2) {
+        __builtin_prefetch(a->krec + ((uint32_t)e2 - 1) * a->krec_size);
+        __builtin_prefetch(a->states + ((uint32_t)e2 - 1) * a->slot);
+      }
+    }
+    uint64_t hv = h[i], tag = hv >> 32 << 32, e;
+    size_t pos = hv & mask;
+    while ((e = a->tab[pos])) {
+      if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
+      pos = (pos + 1) & mask;
+    }
+    if (e) {
+      gid[i] = (uint32_t)e - 1;
+      continue;
+    }
+    /* a new group */
+    uint32_t g = a->ngroups;
+    if (g >= UINT32_MAX - 1) return TIDE_ETOOBIG;
+    if (g == a->gcap) {
+      uint32_t cap = a->gcap ? (a->gcap > UINT32_MAX / 2 ? UINT32_MAX - 1 : a->gcap * 2) : 64;
+      int rc = grow_groups(a, cap);
+      if (rc) return rc;
+    }
+    if (((size_t)g + 1) * 2 > a->tcap) {
+      int rc = grow_table(a);
+      if (rc) return rc;
+      mask = a->tcap - 1;
+      pos = hv & mask;
+      while (a->tab[pos]) pos = (pos + 1) & mask;
+    }
+    int rc = add_group(a, keys, i, hv);
+    if (rc) return rc;
+    a->tab[pos] = tag | ((uint64_t)g + 1);
+    gid[i] = g;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ states --- */
+
+#define STATE(a, g, off) ((void *)((a)->states + (size_t)(g) * (a)->slot + (off)))
+
+/* Store p[0..len) in string state st, reusing its buffer when it fits.
+ * 0 or -ENOMEM. */
+static int str_set(tide_agg_t *a, st_str_t *st, const char *p, uint32_t len) {
+  if (len > st->cap) {
+    uint32_t cap = len < 16 ? 16 : len;
+    char *q = realloc(st->p, cap);
+    if (!q) return -ENOMEM;
+    a->heap += cap - st->cap;
+    st->p = q;
+    st->cap = cap;
+  }
+  if (len) memcpy(st->p, p, len);
+  st->len = len;
+  return 0;
+}
+
+/* Add value (hv, bits v or bytes p[0..len)) to distinct set st. 0 or -ENOMEM. */
+static int dist_add(tide_agg_t *a, st_dist_t *st, int var, uint64_t hv, uint64_t v, const char *p, uint32_t len) {
+  if ((st->n + 1) * 2 > st->cap) {
+    uint32_t cap = st->cap ? st->cap * 2 : 8;
+    dent_t *t = calloc(cap, sizeof *t);
+    if (!t) return -ENOMEM;
+    for (uint32_t i = 0; i < st->cap; i++) {
+      if (!st->tab[i].used) continue;
+      uint32_t pos = (uint32_t)st->tab[i].h & (cap - 1);
+      while (t[pos].used) pos = (pos + 1) & (cap - 1);
+      t[pos] = st->tab[i];
+    }
+    free(st->tab);
+    a->heap += (size_t)(cap - st->cap) * sizeof *t;
+    st->tab = t;
+    st->cap = cap;
+  }
+  uint32_t mask = st->cap - 1, pos = (uint32_t)hv & mask;
+  for (dent_t *e; (e = &st->tab[pos])->used; pos = (pos + 1) & mask) {
+    if (e->h != hv) continue;
+    if (!var ? e->v == v : e->len == len && (!len || !memcmp(a->arena.data + e->v, p, len))) return 0;
+  }
+  dent_t *e = &st->tab[pos];
+  if (var) {
+    v = a->arena.len;
+    int rc = tide_buf_append(&a->arena, p, len);
+    if (rc) return rc;
+  }
+  e->h = hv;
+  e->v = v;
+  e->len = len;
+  e->used = 1;
+  st->n++;
+  return 0;
+}
+
+/* The compare of min/max over fixed-width values of type t: <0, 0, >0. */
+static inline int cmp_fixed(tide_type_t t, uint64_t x, uint64_t y) {
+  if (t == TIDE_T_DOUBLE) return tide__cmp_f64(tide__f64_of(x), tide__f64_of(y));
+  if (t == TIDE_T_BOOL) return (int)x - (int)y;
+  return (int64_t)x < (int64_t)y ? -1 : (int64_t)x > (int64_t)y;
+}
+
+/* Update the states of spec s for rows 0..n) with argument column c. */
+static int update_spec(tide_agg_t *a, const aspec_t *s, const tide_col_t *c, uint32_t n) {
+  const uint32_t *gid = a->gid;
+  uint32_t off = s->off;
+  int nulls = c && c->valid && c->null_count;
+  int rc = 0;
+  switch (s->kind) {
+  case TIDE_AGG_COUNT_STAR:
+    for (uint32_t i = 0; i < n; i++) (*(int64_t *)STATE(a, gid[i], off))++;
+    return 0;
+  case TIDE_AGG_COUNT:
+    for (uint32_t i = 0; i < n; i++)
+      if (!nulls || !tide_col_is_null(c, i)) (*(int64_t *)STATE(a, gid[i], off))++;
+    return 0;
+  case TIDE_AGG_SUM:
+    if (s->type == TIDE_T_INT) {
+      const uint64_t *v = c->values;
+      for (uint32_t i = 0; i < n; i++) {
+        if (nulls && tide_col_is_null(c, i)) continue;
+        st_num_t *st = STATE(a, gid[i], off);
+        st->v.u += v[i]; /* wraps, as Spark's long sum */
+        st->n = 1;
+      }
+    } else {
+      const double *v = c->values;
+      for (uint32_t i = 0; i < n; i++) {
+        if (nulls && tide_col_is_null(c, i)) continue;
+        st_num_t *st = STATE(a, gid[i], off);
+        st->v.d += v[i];
+        st->n = 1;
+      }
+    }
+    return 0;
+  case TIDE_AGG_AVG:
+    for (uint32_t i = 0; i < n; i++) {
+      if (nulls && tide_col_is_null(c, i)) continue;
+      st_num_t *st = STATE(a, gid[i], off);
+      st->v.d += s->type == TIDE_T_INT ? (double)tide_col_i64(c, i) : tide_col_f64(c, i);
+      st->n++;
+    }
+    return 0;
+  case TIDE_AGG_MIN:
+  case TIDE_AGG_MAX: {
+    int sign = s->kind == TIDE_AGG_MIN ? -1 : 1; /* replace when sign * cmp(new, cur) > 0 */
+    for (uint32_t i = 0; i < n; i++) {
+      if (nulls && tide_col_is_null(c, i)) continue;
+      if (s->var) {
+        st_str_t *st = STATE(a, gid[i], off);
+        size_t len;
+        const char *p = tide_col_str(c, i, &len);
+        if (!(st->flags & SEEN) || sign * tide__cmp_bytes(p, len, st->p, st->len) > 0) {
+          if ((rc = str_set(a, st, p, (uint32_t)len))) return rc;
+          st->flags = SEEN;
+        }
+      } else {
+        st_num_t *st = STATE(a, gid[i], off);
+        uint64_t v = s->type == TIDE_T_BOOL ? ((const uint8_t *)c->values)[i] : ((const uint64_t *)c->values)[i];
+        if (!st->n || sign * cmp_fixed(s->type, v, st->v.u) > 0) {
+          st->v.u = v;
+          st->n = 1;
+        }
+      }
+    }
+    return 0;
+  }
+  case TIDE_AGG_FIRST:
+  case TIDE_AGG_LAST: {
+    int last = s->kind == TIDE_AGG_LAST;
+    for (uint32_t i = 0; i < n; i++) {
+      int null = nulls && tide_col_is_null(c, i);
+      if (s->var) {
+        st_str_t *st = STATE(a, gid[i], off);
+        if (!last && (st->flags & SEEN)) continue;
+        size_t len = 0;
+        const char *p = null ? NULL : tide_col_str(c, i, &len);
+        if ((rc = str_set(a, st, p, (uint32_t)len))) return rc;
+        st->flags = SEEN | (null ? ISNULL : 0);
+      } else {
+        st_num_t *st = STATE(a, gid[i], off);
+        if (!last && (st->n & SEEN)) continue;
+        st->v.u = null ? 0 : s->type == TIDE_T_BOOL ? ((const uint8_t *)c->values)[i] : ((const uint64_t *)c->values)[i];
+        st->n = SEEN | (null ? ISNULL : 0);
+      }
+    }
+    return 0;
+  }
+  case TIDE_AGG_COUNT_DISTINCT:
+    for (uint32_t i = 0; i < n; i++) {
+      if (nulls && tide_col_is_null(c, i)) continue;
+      st_dist_t *st = STATE(a, gid[i], off);
+      if (s->var) {
+        size_t len;
+        const char *p = tide_col_str(c, i, &len);
+        rc = dist_add(a, st, 1, tide__hash_bytes(TIDE__HSEED, p, len), 0, p, (uint32_t)len);
+      } else {
+        uint64_t v = fixed_bits(c, i);
+        rc = dist_add(a, st, 0, tide__hash_u64(TIDE__HSEED, v), v, NULL, 0);
+      }
+      if (rc) return rc;
+    }
+    return 0;
+  default: return TIDE_EINVAL;
+  }
+}
+
+/* Check that keys and args fit the aggregation. 0 or TIDE_EINVAL. */
+static int check_input(const tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args,
+                       tide_err_t *err) {
+  if (keys->schema->nfields != a->nkeys)
+    return tide_err_set(err, TIDE_EINVAL, "key batch has %u columns, expected %u", keys->schema->nfields, a->nkeys);
+  for (uint32_t k = 0; k < a->nkeys; k++)
+    if (keys->cols[k].type != a->kc[k].type)
+      return tide_err_set(err, TIDE_EINVAL, "key column %u: expected %s, got %s", k, tide_type_name(a->kc[k].type),
+                          tide_type_name(keys->cols[k].type));
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    if (s->kind == TIDE_AGG_COUNT_STAR) continue;
+    if (!args || !args[i])
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): no argument column", i, kind_name(s->kind));
+    if (args[i]->type != s->type)
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): the argument is %s, expected %s", i,
+                          kind_name(s->kind), tide_type_name(args[i]->type), tide_type_name(s->type));
+  }
+  return 0;
+}
+
+/* Add keys->nrows rows (agg.h). Errors: TIDE_EINVAL (a batch or argument of
+ * the wrong shape; nothing changed), -ENOMEM or TIDE_ETOOBIG (the
+ * aggregation is poisoned), TIDE_EPOISONED after such a failure. */
+int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  int rc = check_input(a, keys, args, err);
+  if (rc) return rc;
+  uint32_t n = keys->nrows;
+  if (!n) return 0;
+  if (n > a->scap) {
+    uint64_t *h = realloc(a->h, (size_t)n * sizeof *h);
+    if (!h) return tide_err_set(err, -ENOMEM, "out of memory");
+    a->h = h;
+    uint32_t *g = realloc(a->gid, (size_t)n * sizeof *g);
+    if (!g) return tide_err_set(err, -ENOMEM, "out of memory");
+    a->gid = g;
+    a->scap = n;
+  }
+  hash_keys(a, keys, n);
+  rc = find_groups(a, keys, n);
+  for (uint32_t i = 0; !rc && i < a->nspecs; i++)
+    rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ result --- */
+
+/* Fill output column out (initialised, ngroups rows) with key column k. */
+static int key_result(const tide_agg_t *a, uint32_t k, tide_col_t *out) {
+  const kcol_t *kc = &a->kc[k];
+  uint32_t n = a->ngroups;
+  int rc = 0;
+  for (uint32_t g = 0; g < n && !rc; g++) {
+    const unsigned char *rec = a->krec + (size_t)g * a->krec_size, *v = rec + kc->off;
+    uint64_t bits;
+    uint32_t len;
+    switch (kc->type) {
+    case TIDE_T_STRING:
+    case TIDE_T_JSON: {
+      const char *p = kstr(a, v, &len);
+      rc = tide_col_put_str(out, g, p, len);
+      break;
+    }
+    case TIDE_T_BOOL: ((uint8_t *)out->values)[g] = *v; break;
+    default:
+      memcpy(&bits, v, 8);
+      ((uint64_t *)out->values)[g] = bits;
+      break;
+    }
+    if (!rc && rec[a->nulloff + k]) rc = tide_col_set_null(out, g, n);
+  }
+  return rc;
+}
+
+/* Fill output column out (initialised, ngroups rows) with spec s's result. */
+static int spec_result(const tide_agg_t *a, const aspec_t *s, tide_col_t *out) {
+  uint32_t n = a->ngroups;
+  int rc = 0;
+  for (uint32_t g = 0; g < n && !rc; g++) {
+    const void *stp = STATE(a, g, s->off);
+    int null = 0;
+    switch (s->kind) {
+    case TIDE_AGG_COUNT_STAR:
+    case TIDE_AGG_COUNT: ((int64_t *)out->values)[g] = *(const int64_t *)stp; break;
+    case TIDE_AGG_COUNT_DISTINCT: ((int64_t *)out->values)[g] = ((const st_dist_t *)stp)->n; break;
+    case TIDE_AGG_AVG: {
+      const st_num_t *st = stp;
+      if (!(null = !st->n)) ((double *)out->values)[g] = st->v.d / (double)st->n;
+      break;
+    }
+    default:
+      if (s->var) {
+        const st_str_t *st = stp;
+        null = !(st->flags & SEEN) || (st->flags & ISNULL);
+        rc = tide_col_put_str(out, g, st->p, null ? 0 : st->len);
+      } else {
+        const st_num_t *st = stp;
+        null = !(st->n & SEEN) || (st->n & ISNULL); /* SEEN == 1 == "has a value" */
+        if (null) break;
+        if (s->type == TIDE_T_BOOL) ((uint8_t *)out->values)[g] = (uint8_t)st->v.u;
+        else ((uint64_t *)out->values)[g] = st->v.u;
+      }
+      break;
+    }
+    if (!rc && null) rc = tide_col_set_null(out, g, n);
+  }
+  return rc;
+}
+
+/* One row per group in first-seen order (agg.h). The batch is new and owned
+ * by the caller. Errors: -ENOMEM, TIDE_ETOOBIG (a result column would pass
+ * the batch limits), TIDE_EPOISONED. */
+int tide_agg_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
+  *out = NULL;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (a->ngroups > TIDE_BATCH_MAX_ROWS)
+    return tide_err_set(err, TIDE_ETOOBIG, "%u groups do not fit one batch", a->ngroups);
+  uint32_t nf = a->schema->nfields, n = a->ngroups;
+  tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
+  if (!cols) return tide_err_set(err, -ENOMEM, "out of memory");
+  int rc = 0;
+  for (uint32_t f = 0; f < nf && !rc; f++) {
+    if ((rc = tide_col_init(&cols[f], a->schema->fields[f].type, n))) break;
+    rc = f < a->nkeys ? key_result(a, f, &cols[f]) : spec_result(a, &a->specs[f - a->nkeys], &cols[f]);
+  }
+  if (rc) {
+    for (uint32_t f = 0; f < nf; f++) tide_col_free(&cols[f]);
+    free(cols);
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "result strings too large" : "out of memory");
+  }
+  *out = tide_batch_adopt(a->schema, n, cols);
+  free(cols);
+  return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}

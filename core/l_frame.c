@@ -1,0 +1,920 @@
+/*
+ * l_frame.c: the Lua binding of the operators that frames are built from
+ * (tide.Schema, tide.Expr, tide.Agg, tide.Join, and batch-to-batch
+ * functions). lua/tide/frame.lua plans with them; every operator takes
+ * whole batches and returns new ones, so the per-row work stays in C.
+ *
+ *   core.schema(ddl|array)               -> Schema | nil, msg
+ *   core.expr(text, schema, allow_agg)   -> Expr | nil, msg, ENAME
+ *   core.project(batch, {Expr..}, schema)-> Batch | nil, msg
+ *   core.where(batch, Expr)              -> Batch | nil, msg
+ *   core.window_expand(batch, col, size, slide, start, schema) -> Batch
+ *   core.agg(key_schema, {spec..})       -> Agg | nil, msg
+ *   core.join(batch, {cols})             -> Join | nil, msg
+ *   core.sort(batch, {{col=, desc=, nulls_first=}..}) -> Batch
+ *   core.concat({Batch..}, schema)       -> Batch
+ *   core.slice(batch, offset, count)     -> Batch
+ *   core.udf_filter(batch, fn)           -> Batch | nil, msg
+ *   core.udf_map(batch, fn, schema, flat)-> Batch | nil, msg
+ *
+ * Column indexes are 1-based on the Lua side. Failures of the data (a UDF
+ * that raises, a row that breaks a declared schema) return nil and a
+ * message naming the row; misuse raises.
+ *
+ * C memory held across calls that can raise (scratch vectors, partial
+ * results) lives in userdata with __gc, so a Lua error frees it.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+#include "csv.h"
+#include "expr.h"
+#include "join.h"
+#include "json.h"
+#include "l_tide.h"
+#include "sort.h"
+#include "vec.h"
+#include "window.h"
+
+#define SCHEMA_MT "tide.Schema"
+#define EXPR_MT "tide.Expr"
+#define AGG_MT "tide.Agg"
+#define JOIN_MT "tide.Join"
+#define SCRATCH_MT "tide.FrameScratch"
+
+/* ------------------------------------------------------------- scratch --- */
+
+/* GC-owned scratch: arrays and columns an operator builds before it can
+ * hand them over. Freed by __gc if anything raises in between. */
+typedef struct scratch {
+  void *p[4];
+  tide_col_t *cols;
+  uint32_t ncols;
+  tide_buf_t buf;
+} scratch_t;
+
+static int scratch_gc(lua_State *L) {
+  scratch_t *s = lua_touserdata(L, 1);
+  for (int i = 0; i < 4; i++) {
+    free(s->p[i]);
+    s->p[i] = NULL;
+  }
+  for (uint32_t i = 0; s->cols && i < s->ncols; i++) tide_col_free(&s->cols[i]);
+  free(s->cols);
+  s->cols = NULL;
+  tide_buf_free(&s->buf);
+  return 0;
+}
+
+static scratch_t *push_scratch(lua_State *L) {
+  scratch_t *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SCRATCH_MT);
+  return s;
+}
+
+/* Columns for an output batch, zeroed, owned by the scratch until adopted. */
+static tide_col_t *scratch_cols(lua_State *L, scratch_t *s, uint32_t n) {
+  s->cols = calloc(n ? n : 1, sizeof *s->cols);
+  if (!s->cols) luaL_error(L, "out of memory");
+  s->ncols = n;
+  return s->cols;
+}
+
+/* Hand the scratch's columns to a new batch of schema sc and push it. */
+static void push_adopted(lua_State *L, scratch_t *s, tide_schema_t *sc, uint32_t nrows) {
+  tide_col_t *cols = s->cols;
+  s->cols = NULL;
+  s->ncols = 0;
+  tide_batch_t *b = tide_batch_adopt(sc, nrows, cols); /* frees the buffers on failure */
+  free(cols);
+  if (!b) luaL_error(L, "out of memory");
+  tide_l_push_batch(L, b);
+}
+
+static int fail(lua_State *L, int rc, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg && *msg ? msg : tide_strerror(rc));
+  lua_pushstring(L, tide_errname(rc));
+  return 3;
+}
+
+/* -------------------------------------------------------------- schema --- */
+
+typedef struct {
+  tide_schema_t *s;
+} l_schema_t;
+
+static tide_schema_t *check_schema(lua_State *L, int idx) {
+  l_schema_t *u = luaL_checkudata(L, idx, SCHEMA_MT);
+  return u->s;
+}
+
+static int schema_gc(lua_State *L) {
+  l_schema_t *u = luaL_checkudata(L, 1, SCHEMA_MT);
+  tide_schema_unref(u->s);
+  u->s = NULL;
+  return 0;
+}
+
+static int l_schema(lua_State *L) {
+  tide_schema_t *s = NULL;
+  tide_err_t err = {0, ""};
+  l_schema_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->s = NULL;
+  luaL_setmetatable(L, SCHEMA_MT);
+  int rc = tide_l_schema_from_lua(L, 1, &s, &err);
+  if (rc) return fail(L, rc, err.msg);
+  u->s = s;
+  return 1;
+}
+
+static int schema_fields(lua_State *L) {
+  tide_l_push_schema(L, check_schema(L, 1));
+  return 1;
+}
+
+static int schema_ddl(lua_State *L) {
+  tide_schema_t *s = check_schema(L, 1);
+  scratch_t *x = push_scratch(L);
+  if (tide_schema_to_ddl(s, &x->buf)) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  return 1;
+}
+
+static int schema_len(lua_State *L) {
+  lua_pushinteger(L, check_schema(L, 1)->nfields);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- expr --- */
+
+typedef struct {
+  tide_expr_t *e;
+  int owned; /* 0: a child of the Expr in the user value */
+} l_expr_t;
+
+static tide_expr_t *check_expr(lua_State *L, int idx) {
+  l_expr_t *u = luaL_checkudata(L, idx, EXPR_MT);
+  if (!u->e) luaL_error(L, "attempt to use a freed tide.Expr");
+  return u->e;
+}
+
+static int expr_gc(lua_State *L) {
+  l_expr_t *u = luaL_checkudata(L, 1, EXPR_MT);
+  if (u->owned) tide_expr_free(u->e);
+  u->e = NULL;
+  return 0;
+}
+
+/* core.expr(text, schema, allow_agg) */
+static int l_expr(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  tide_schema_t *s = check_schema(L, 2);
+  int flags = lua_toboolean(L, 3) ? TIDE_EXPR_AGG : 0;
+  l_expr_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->e = NULL;
+  u->owned = 1;
+  luaL_setmetatable(L, EXPR_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_expr_compile(text, len, s, flags, &u->e, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return 1;
+}
+
+static int expr_type(lua_State *L) {
+  lua_pushstring(L, tide_type_name(tide_expr_type(check_expr(L, 1))));
+  return 1;
+}
+
+static int expr_nullable(lua_State *L) {
+  lua_pushboolean(L, tide_expr_nullable(check_expr(L, 1)));
+  return 1;
+}
+
+static int expr_name(lua_State *L) {
+  lua_pushstring(L, tide_expr_name(check_expr(L, 1)));
+  return 1;
+}
+
+static int expr_text(lua_State *L) {
+  lua_pushstring(L, tide_expr_text(check_expr(L, 1)));
+  return 1;
+}
+
+static int expr_column(lua_State *L) {
+  int c = tide_expr_column(check_expr(L, 1));
+  if (c < 0) lua_pushnil(L);
+  else lua_pushinteger(L, c + 1);
+  return 1;
+}
+
+static const char *const agg_names[] = {NULL, "count_star", "count", "sum", "min", "max", "avg", "first", "last",
+                                        "count_distinct"};
+
+static int expr_agg(lua_State *L) {
+  tide_agg_kind_t k = tide_expr_agg(check_expr(L, 1));
+  if (k == TIDE_AGG_NONE || (unsigned)k >= sizeof agg_names / sizeof agg_names[0]) lua_pushnil(L);
+  else lua_pushstring(L, agg_names[k]);
+  return 1;
+}
+
+/* expr:arg() -> the argument of an aggregate, a child Expr kept valid by a
+ * reference to its parent; nil for count(*) and non-aggregates. */
+static int expr_arg(lua_State *L) {
+  const tide_expr_t *a = tide_expr_agg_arg(check_expr(L, 1));
+  if (!a) {
+    lua_pushnil(L);
+    return 1;
+  }
+  l_expr_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->e = (tide_expr_t *)a;
+  u->owned = 0;
+  luaL_setmetatable(L, EXPR_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* --------------------------------------------------------- project/where --- */
+
+/* core.project(batch, {Expr...}, schema) -> Batch: one column per
+ * expression, of the schema's types. */
+static int l_project(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  tide_schema_t *s = check_schema(L, 3);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  if (n != s->nfields) return luaL_error(L, "project: %u expressions for a schema of %u fields", n, s->nfields);
+  scratch_t *x = push_scratch(L);
+  tide_col_t *cols = scratch_cols(L, x, n);
+  tide_err_t err = {0, ""};
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    tide_expr_t *e = check_expr(L, -1);
+    lua_pop(L, 1);
+    if (tide_expr_type(e) != s->fields[i].type)
+      return luaL_error(L, "project: expression %u is %s, its field %s", i + 1, tide_type_name(tide_expr_type(e)),
+                        tide_type_name(s->fields[i].type));
+    int c = tide_expr_column(e), rc;
+    if (c >= 0 && (uint32_t)c < in->schema->nfields) rc = tide_col_copy(&in->cols[c], in->nrows, &cols[i]);
+    else rc = tide_expr_eval(e, in, &cols[i], &err);
+    if (rc) return fail(L, rc, err.msg);
+  }
+  push_adopted(L, x, s, in->nrows);
+  return 1;
+}
+
+/* core.where(batch, Expr) -> Batch of the rows where it is TRUE. */
+static int l_where(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  tide_expr_t *e = check_expr(L, 2);
+  scratch_t *x = push_scratch(L);
+  uint32_t *rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *rows), n = 0;
+  if (!rows) return luaL_error(L, "out of memory");
+  tide_err_t err = {0, ""};
+  int rc = tide_expr_select(e, in, rows, &n, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_batch_t *out;
+  if ((rc = tide_batch_gather(in, rows, n, &out))) return fail(L, rc, NULL);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
+/* ------------------------------------------------------------- windows --- */
+
+/* core.window_expand(batch, ts_col, size, slide, start, schema) -> Batch
+ * of window_start, window_end, then every input column, one row per (row,
+ * window). */
+static int l_window_expand(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  lua_Integer col = luaL_checkinteger(L, 2);
+  tide_window_t w = {luaL_checkinteger(L, 3), luaL_checkinteger(L, 4), luaL_checkinteger(L, 5)};
+  tide_schema_t *s = check_schema(L, 6);
+  luaL_argcheck(L, col >= 1 && (uint64_t)col <= in->schema->nfields, 2, "no such column");
+  luaL_argcheck(L, s->nfields == in->schema->nfields + 2, 6, "schema must be window_start, window_end + input");
+  tide_err_t err = {0, ""};
+  int rc = tide_window_check(&w, &err);
+  if (rc) return luaL_error(L, "%s", err.msg);
+  scratch_t *x = push_scratch(L);
+  uint32_t *rows = NULL, count = 0;
+  int64_t *starts = NULL;
+  rc = tide_window_assign(&w, &in->cols[col - 1], in->nrows, &rows, &starts, &count);
+  x->p[0] = rows;
+  x->p[1] = starts;
+  if (rc) return fail(L, rc, NULL);
+  tide_col_t *cols = scratch_cols(L, x, s->nfields);
+  if ((rc = tide_col_init(&cols[0], TIDE_T_TIMESTAMP, count)) || (rc = tide_col_init(&cols[1], TIDE_T_TIMESTAMP, count)))
+    return fail(L, rc, NULL);
+  int64_t *ws = cols[0].values, *we = cols[1].values;
+  for (uint32_t k = 0; k < count; k++) {
+    ws[k] = starts[k];
+    we[k] = starts[k] + w.size;
+  }
+  for (uint32_t c = 0; c < in->schema->nfields; c++)
+    if ((rc = tide_col_gather(&in->cols[c], rows, count, &cols[c + 2]))) return fail(L, rc, NULL);
+  push_adopted(L, x, s, count);
+  return 1;
+}
+
+/* ----------------------------------------------------------------- agg --- */
+
+typedef struct {
+  tide_agg_t *a;
+} l_agg_t;
+
+static tide_agg_t *check_agg(lua_State *L, int idx) {
+  l_agg_t *u = luaL_checkudata(L, idx, AGG_MT);
+  if (!u->a) luaL_error(L, "attempt to use a freed tide.Agg");
+  return u->a;
+}
+
+static int agg_gc(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_free(u->a);
+  u->a = NULL;
+  return 0;
+}
+
+static const char *const type_names[] = {"bool", "int", "double", "string", "timestamp", "json", NULL};
+
+/* core.agg(key_schema, { {kind=, arg_type=, name=}, ... }) -> Agg | nil, msg */
+static int l_agg(lua_State *L) {
+  tide_schema_t *keys = check_schema(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  scratch_t *x = push_scratch(L);
+  tide_agg_spec_t *specs = x->p[0] = calloc(n ? n : 1, sizeof *specs);
+  if (!specs) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    lua_getfield(L, -1, "kind");
+    int k = luaL_checkoption(L, -1, NULL, agg_names + 1);
+    specs[i].kind = (tide_agg_kind_t)(k + 1);
+    lua_getfield(L, -2, "arg_type");
+    if (specs[i].kind != TIDE_AGG_COUNT_STAR)
+      specs[i].arg_type = (tide_type_t)(luaL_checkoption(L, -1, NULL, type_names) + 1);
+    lua_getfield(L, -3, "name");
+    specs[i].name = luaL_checkstring(L, -1); /* kept alive by the specs table */
+    lua_pop(L, 4);
+  }
+  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->a = NULL;
+  luaL_setmetatable(L, AGG_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_new(keys, specs, n, &u->a, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return 1;
+}
+
+/* agg:update(keys_batch [, args_batch]): column i of args_batch is the
+ * argument of spec i (ignored for count(*)). */
+static int agg_update(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *keys = tide_l_check_batch(L, 2);
+  tide_batch_t *args = lua_isnoneornil(L, 3) ? NULL : tide_l_check_batch(L, 3);
+  tide_schema_t *out = tide_agg_schema(a);
+  uint32_t nk = keys->schema->nfields, na = out->nfields - nk;
+  scratch_t *x = push_scratch(L);
+  const tide_col_t **cols = x->p[0] = calloc(na ? na : 1, sizeof *cols);
+  if (!cols) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < na; i++) {
+    if (args && i < args->schema->nfields) {
+      if (args->nrows != keys->nrows) return luaL_error(L, "agg:update: keys and arguments differ in rows");
+      cols[i] = &args->cols[i];
+    }
+  }
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_update(a, keys, cols, &err);
+  if (rc) return fail(L, rc, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int agg_result(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *b;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_result(a, &b, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_l_push_batch(L, b);
+  return 1;
+}
+
+static int agg_groups(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)tide_agg_groups(check_agg(L, 1)));
+  return 1;
+}
+
+static int agg_bytes(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)tide_agg_bytes(check_agg(L, 1)));
+  return 1;
+}
+
+/* ---------------------------------------------------------------- join --- */
+
+typedef struct {
+  tide_join_t *j;
+  uint32_t nkeys;
+} l_join_t;
+
+static int join_gc(lua_State *L) {
+  l_join_t *u = luaL_checkudata(L, 1, JOIN_MT);
+  tide_join_free(u->j);
+  u->j = NULL;
+  return 0;
+}
+
+/* Read a Lua array of 1-based column indexes into cols (0-based). */
+static uint32_t read_cols(lua_State *L, int idx, uint32_t *cols, uint32_t max, const tide_batch_t *b) {
+  uint32_t n = (uint32_t)lua_rawlen(L, idx);
+  if (n > max) luaL_error(L, "too many key columns");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    lua_Integer c = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    if (c < 1 || (uint64_t)c > b->schema->nfields) luaL_error(L, "key column %d out of range", (int)c);
+    cols[i] = (uint32_t)c - 1;
+  }
+  return n;
+}
+
+#define MAX_KEYS 64
+
+/* core.join(right_batch, {key cols}) -> Join; keeps the batch alive. */
+static int l_join(lua_State *L) {
+  tide_batch_t *right = tide_l_check_batch(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t cols[MAX_KEYS], n = read_cols(L, 2, cols, MAX_KEYS, right);
+  l_join_t *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->j = NULL;
+  u->nkeys = n;
+  luaL_setmetatable(L, JOIN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  tide_err_t err = {0, ""};
+  int rc = tide_join_build(right, cols, n, &u->j, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return 1;
+}
+
+/* join:probe(left, {key cols}, left_outer, schema, {right cols}) -> Batch
+ * of every left column, then the listed right columns. */
+static int join_probe(lua_State *L) {
+  l_join_t *u = luaL_checkudata(L, 1, JOIN_MT);
+  if (!u->j) return luaL_error(L, "attempt to use a freed tide.Join");
+  tide_batch_t *left = tide_l_check_batch(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  int outer = lua_toboolean(L, 4);
+  tide_schema_t *s = check_schema(L, 5);
+  luaL_checktype(L, 6, LUA_TTABLE);
+  lua_getiuservalue(L, 1, 1);
+  tide_batch_t *right = tide_l_check_batch(L, -1);
+  lua_pop(L, 1);
+  uint32_t lk[MAX_KEYS], nl = read_cols(L, 3, lk, MAX_KEYS, left);
+  uint32_t rc_cols[TIDE_FIELDS_MAX], nr = read_cols(L, 6, rc_cols, TIDE_FIELDS_MAX, right);
+  if (nl != u->nkeys) return luaL_error(L, "join: %u key columns on the left, %u on the right", nl, u->nkeys);
+  if (s->nfields != left->schema->nfields + nr) return luaL_error(L, "join: schema does not match the columns");
+  scratch_t *x = push_scratch(L);
+  uint32_t *lrows = NULL, *rrows = NULL, count = 0;
+  tide_err_t err = {0, ""};
+  int rc = tide_join_probe(u->j, left, lk, outer, &lrows, &rrows, &count, &err);
+  x->p[0] = lrows;
+  x->p[1] = rrows;
+  if (rc) return fail(L, rc, err.msg);
+  tide_col_t *cols = scratch_cols(L, x, s->nfields);
+  for (uint32_t c = 0; c < left->schema->nfields; c++)
+    if ((rc = tide_col_gather(&left->cols[c], lrows, count, &cols[c]))) return fail(L, rc, NULL);
+  for (uint32_t c = 0; c < nr; c++)
+    if ((rc = tide_col_gather(&right->cols[rc_cols[c]], rrows, count, &cols[left->schema->nfields + c])))
+      return fail(L, rc, NULL);
+  push_adopted(L, x, s, count);
+  return 1;
+}
+
+/* ----------------------------------------------------------- sort, etc. --- */
+
+/* core.sort(batch, { {col=, desc=, nulls_first=}, ... }) -> Batch */
+static int l_sort(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  scratch_t *x = push_scratch(L);
+  tide_sort_key_t *keys = x->p[0] = calloc(n ? n : 1, sizeof *keys);
+  uint32_t *perm = x->p[1] = malloc((in->nrows ? in->nrows : 1) * sizeof *perm);
+  if (!keys || !perm) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    lua_getfield(L, -1, "col");
+    lua_Integer c = luaL_checkinteger(L, -1);
+    if (c < 1 || (uint64_t)c > in->schema->nfields) return luaL_error(L, "sort: column %d out of range", (int)c);
+    keys[i].col = (uint32_t)c - 1;
+    lua_getfield(L, -2, "desc");
+    keys[i].desc = lua_toboolean(L, -1);
+    lua_getfield(L, -3, "nulls_first");
+    keys[i].nulls_first = lua_toboolean(L, -1);
+    lua_pop(L, 4);
+  }
+  tide_err_t err = {0, ""};
+  int rc = tide_sort(in, keys, n, perm, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_batch_t *out;
+  if ((rc = tide_batch_gather(in, perm, in->nrows, &out))) return fail(L, rc, NULL);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
+/* core.concat({Batch...}, schema) -> Batch */
+static int l_concat(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  tide_schema_t *s = check_schema(L, 2);
+  uint32_t n = (uint32_t)lua_rawlen(L, 1);
+  scratch_t *x = push_scratch(L);
+  tide_batch_t **bs = x->p[0] = calloc(n ? n : 1, sizeof *bs);
+  if (!bs) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    bs[i] = tide_l_check_batch(L, -1); /* kept alive by the table */
+    lua_pop(L, 1);
+    if (bs[i]->schema->nfields != s->nfields) return luaL_error(L, "concat: batch %u has another shape", i + 1);
+    for (uint32_t c = 0; c < s->nfields; c++)
+      if (bs[i]->cols[c].type != s->fields[c].type) return luaL_error(L, "concat: batch %u has another shape", i + 1);
+  }
+  tide_batch_t *out;
+  int rc = tide_batch_concat(bs, n, s, &out);
+  if (rc) return fail(L, rc, NULL);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
+/* core.slice(batch, offset, count) -> Batch (0-based offset) */
+static int l_slice(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2), cnt = luaL_checkinteger(L, 3);
+  if (off < 0) off = 0;
+  if (off > in->nrows) off = in->nrows;
+  if (cnt < 0 || cnt > in->nrows - off) cnt = in->nrows - off;
+  tide_batch_t *out;
+  int rc = tide_batch_slice(in, (uint32_t)off, (uint32_t)(off + cnt), &out);
+  if (rc) return fail(L, rc, NULL);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
+/* core.with_schema(batch, schema) -> Batch: the same columns under another
+ * schema of the same types (renaming), copied. */
+static int l_with_schema(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  tide_schema_t *s = check_schema(L, 2);
+  if (s->nfields != in->schema->nfields) return luaL_error(L, "with_schema: another number of fields");
+  scratch_t *x = push_scratch(L);
+  tide_col_t *cols = scratch_cols(L, x, s->nfields);
+  for (uint32_t c = 0; c < s->nfields; c++) {
+    if (in->cols[c].type != s->fields[c].type) return luaL_error(L, "with_schema: field %u changes type", c + 1);
+    int rc = tide_col_copy(&in->cols[c], in->nrows, &cols[c]);
+    if (rc) return fail(L, rc, NULL);
+  }
+  push_adopted(L, x, s, in->nrows);
+  return 1;
+}
+
+/* ----------------------------------------------------------------- UDFs --- */
+
+/* The message handler of UDF calls: the error with a traceback. */
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Row `i` of b as JSON text, for messages (truncated). */
+static void row_text(const tide_batch_t *b, uint32_t i, tide_buf_t *out) {
+  out->len = 0;
+  if (tide_json_enc_row(b, i, out, TIDE_JSON_ISO8601) || tide_buf_cstr(out)) {
+    out->len = 0;
+    tide_buf_puts(out, "?");
+    tide_buf_cstr(out);
+  }
+  if (out->len > 300) {
+    memcpy(out->data + 296, "...}", 5);
+    out->len = 300;
+  }
+}
+
+/* Call fn(row) (or fn(row, emit)) for row i of in under the traceback
+ * handler; on error push nil, "row N {json}: error" and return 0. */
+static int call_udf(lua_State *L, int fn, int handler, const tide_batch_t *in, uint32_t i, int nargs_extra,
+                    int emit_idx, int nres, scratch_t *x) {
+  lua_pushvalue(L, fn);
+  tide_l_push_row(L, in, i);
+  if (nargs_extra) lua_pushvalue(L, emit_idx);
+  if (lua_pcall(L, 1 + nargs_extra, nres, handler) != LUA_OK) {
+    row_text(in, i, &x->buf);
+    lua_pushfstring(L, "row %d %s: %s", (int)i + 1, x->buf.data ? x->buf.data : "", lua_tostring(L, -1));
+    return 0;
+  }
+  return 1;
+}
+
+/* core.udf_filter(batch, fn) -> Batch of the rows for which fn(row) is
+ * truthy | nil, "row N {...}: error with traceback" */
+static int l_udf_filter(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  scratch_t *x = push_scratch(L);
+  uint32_t *rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *rows), n = 0;
+  if (!rows) return luaL_error(L, "out of memory");
+  lua_pushcfunction(L, traceback);
+  int handler = lua_gettop(L);
+  for (uint32_t i = 0; i < in->nrows; i++) {
+    if (!call_udf(L, 2, handler, in, i, 0, 0, 1, x)) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    if (lua_toboolean(L, -1)) rows[n++] = i;
+    lua_pop(L, 1);
+  }
+  tide_batch_t *out;
+  int rc = tide_batch_gather(in, rows, n, &out);
+  if (rc) return fail(L, rc, NULL);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
+/* emit(row) for flat_map: appends to the table in upvalue 1. */
+static int udf_emit(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* core.udf_map(batch, fn, schema, flat) -> Batch | nil, msg
+ * map: fn(row) returns a row (or nil to drop it). flat: fn(row, emit) calls
+ * emit(row) any number of times (returned values are ignored). Every row
+ * produced must fit the schema; a row that does not fails the call with the
+ * input row and the field. */
+static int l_udf_map(lua_State *L) {
+  tide_batch_t *in = tide_l_check_batch(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  tide_schema_t *s = check_schema(L, 3);
+  int flat = lua_toboolean(L, 4);
+  scratch_t *x = push_scratch(L);
+  int xi = lua_gettop(L);
+  tide_batch_t *out = tide_batch_new(s, in->nrows ? in->nrows : 1);
+  if (!out) return luaL_error(L, "out of memory");
+  tide_l_push_batch(L, out); /* owned by Lua from here */
+  int out_idx = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  int handler = lua_gettop(L);
+  lua_newtable(L);
+  int pending = lua_gettop(L);
+  lua_pushvalue(L, pending);
+  lua_pushcclosure(L, udf_emit, 1);
+  int emit = lua_gettop(L);
+  scratch_t *y = push_scratch(L); /* json scratch for row conversion */
+  tide_err_t err = {0, ""};
+  for (uint32_t i = 0; i < in->nrows; i++) {
+    if (!call_udf(L, 2, handler, in, i, flat, emit, flat ? 0 : 1, x)) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    int produced = 0;
+    if (flat) {
+      produced = (int)lua_rawlen(L, pending);
+    } else if (!lua_isnil(L, -1)) {
+      lua_rawseti(L, pending, 1);
+      produced = 1;
+    } else {
+      lua_pop(L, 1);
+    }
+    for (int k = 1; k <= produced; k++) {
+      lua_rawgeti(L, pending, k);
+      int rc = tide_l_row_to_batch(L, -1, out, 0, &y->buf, &err);
+      lua_pop(L, 1);
+      if (rc) {
+        row_text(in, i, &x->buf);
+        lua_pushnil(L);
+        lua_pushfstring(L, "row %d %s: %s returned a row that does not fit its schema: %s", (int)i + 1,
+                        x->buf.data ? x->buf.data : "", flat ? "flat_map" : "map", err.msg);
+        return 2;
+      }
+    }
+    for (int k = produced; k >= 1; k--) {
+      lua_pushnil(L);
+      lua_rawseti(L, pending, k);
+    }
+  }
+  (void)xi;
+  lua_pushvalue(L, out_idx);
+  return 1;
+}
+
+/* ------------------------------------------------------------- sources --- */
+
+/* core.rows_batch(schema, rows [, ignore_unknown]) -> Batch | nil, msg */
+static int l_rows_batch(lua_State *L) {
+  tide_schema_t *s = check_schema(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int flags = lua_toboolean(L, 3) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
+  tide_batch_t *b = tide_batch_new(s, (uint32_t)lua_rawlen(L, 2) + 1);
+  if (!b) return luaL_error(L, "out of memory");
+  tide_l_push_batch(L, b);
+  tide_err_t err = {0, ""};
+  int rc = tide_l_rows_to_batch(L, 2, b, flags, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return 1;
+}
+
+static const char *const formats[] = {"json", "csv", "text", NULL};
+static const char *const bad_modes[] = {"fail", "drop", NULL};
+
+#define BAD_KEPT 10
+
+/* core.decode(format, schema, text, final, opts) ->
+ *   batch, used, lines, bad, {bad lines} | nil, "line N: reason"
+ * Decodes the complete records of text (a chunk of a file; a record cut
+ * at the end is left for the next chunk unless final) into a batch.
+ * opts: line (the number of text's first line, default 1), bad ("fail" or
+ * "drop"), sep (CSV separator), ignore_unknown (JSON). Returns the batch,
+ * the bytes consumed, the lines consumed, the number of bad records dropped
+ * and the line numbers of the first ones. */
+static int l_decode(lua_State *L) {
+  int fmt = luaL_checkoption(L, 1, NULL, formats);
+  tide_schema_t *s = check_schema(L, 2);
+  size_t len;
+  const char *text = luaL_checklstring(L, 3, &len);
+  int final = lua_toboolean(L, 4);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  lua_getfield(L, 5, "line");
+  lua_Integer line = luaL_optinteger(L, -1, 1);
+  lua_getfield(L, 5, "bad");
+  int drop = luaL_checkoption(L, -1, "fail", bad_modes) == 1;
+  lua_getfield(L, 5, "sep");
+  const char *sep = luaL_optstring(L, -1, ",");
+  lua_getfield(L, 5, "ignore_unknown");
+  int flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
+  lua_pop(L, 4);
+  if (fmt == 2 && (s->nfields != 1 || s->fields[0].type != TIDE_T_STRING))
+    return luaL_error(L, "decode: the text format needs a schema of one string column");
+  tide_batch_t *b = tide_batch_new(s, 4096);
+  if (!b) return luaL_error(L, "out of memory");
+  tide_l_push_batch(L, b);
+  scratch_t *x = push_scratch(L);
+  tide_json_dec_t *dec = NULL;
+  if (fmt == 0 && !(dec = tide_json_dec_new(s, flags))) return luaL_error(L, "out of memory");
+  x->p[0] = NULL;
+  size_t pos = 0;
+  lua_Integer bad = 0, bad_lines[BAD_KEPT], lines = 0;
+  int nbad = 0, rc = 0;
+  lua_Integer at = line;
+  tide_err_t err = {0, ""};
+  while (pos < len) {
+    size_t used = 0, spanned = 0;
+    const char *p = text + pos;
+    if (fmt == 1) {
+      rc = tide_csv_dec_record(b, p, len - pos, final, sep[0], &used, &spanned, &x->buf, &err);
+      if (rc == TIDE_CSV_MORE) {
+        rc = 0;
+        break;
+      }
+      if (rc == TIDE_CSV_ROW || rc == TIDE_CSV_BLANK) rc = 0;
+    } else {
+      const char *nl = memchr(p, '\n', len - pos);
+      if (!nl && !final) break;
+      size_t n = nl ? (size_t)(nl - p) : len - pos;
+      used = nl ? n + 1 : n;
+      size_t m = n;
+      while (m && (p[m - 1] == '\r')) m--;
+      if (fmt == 2) {
+        rc = tide_batch_row_begin(b);
+        if (!rc && tide_utf8_check(p, m) != m) rc = tide_err_set(&err, TIDE_ESCHEMA, "invalid UTF-8");
+        if (!rc) rc = tide_batch_set_str(b, 0, p, m);
+        if (rc) tide_batch_row_abort(b);
+        else tide_batch_row_commit(b);
+      } else {
+        size_t i = 0;
+        while (i < m && (p[i] == ' ' || p[i] == '\t')) i++;
+        if (i < m) rc = tide_json_dec_line(dec, b, p + i, m - i, &err);
+      }
+    }
+    at = line + lines;
+    lines += (lua_Integer)spanned + ((used && text[pos + used - 1] == '\n') ? 1 : 0);
+    pos += used;
+    if (rc == TIDE_EPARSE || rc == TIDE_ESCHEMA) {
+      if (!drop) break;
+      if (nbad < BAD_KEPT) bad_lines[nbad++] = at;
+      bad++;
+      rc = 0;
+      err.msg[0] = 0;
+    } else if (rc) {
+      break;
+    }
+    if (b->nrows >= TIDE_BATCH_MAX_ROWS - 1) break;
+    if (used == 0) break;
+  }
+  tide_json_dec_free(dec);
+  if (rc) {
+    char msg[sizeof err.msg + 32];
+    snprintf(msg, sizeof msg, "line %lld: %s", (long long)at, err.msg[0] ? err.msg : tide_strerror(rc));
+    return fail(L, rc, msg);
+  }
+  lua_pop(L, 1); /* the scratch */
+  lua_pushinteger(L, (lua_Integer)pos);
+  lua_pushinteger(L, lines);
+  lua_pushinteger(L, bad);
+  lua_createtable(L, nbad, 0);
+  for (int i = 0; i < nbad; i++) {
+    lua_pushinteger(L, bad_lines[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 5;
+}
+
+/* core.glob(pattern) -> sorted array of the paths matching (files and
+ * directories; empty when none) | nil, msg. */
+static int l_glob(lua_State *L) {
+  const char *pat = luaL_checkstring(L, 1);
+  glob_t g;
+  memset(&g, 0, sizeof g);
+  int rc = glob(pat, GLOB_MARK, NULL, &g);
+  if (rc && rc != GLOB_NOMATCH) {
+    globfree(&g);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot list '%s'%s", pat, rc == GLOB_NOSPACE ? ": out of memory" : ": read error");
+    return 2;
+  }
+  /* copy out before anything can raise, then free */
+  size_t bytes = 0;
+  for (size_t i = 0; i < g.gl_pathc; i++) bytes += strlen(g.gl_pathv[i]) + 1;
+  char *copy = lua_newuserdatauv(L, bytes + 1, 0), *q = copy;
+  size_t n = g.gl_pathc;
+  for (size_t i = 0; i < n; i++) q = stpcpy(q, g.gl_pathv[i]) + 1;
+  globfree(&g);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0, off = 0; i < n; i++) {
+    lua_pushstring(L, copy + off);
+    off += strlen(copy + off) + 1;
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------- registration --- */
+
+static const luaL_Reg schema_methods[] = {{"fields", schema_fields}, {"ddl", schema_ddl}, {"len", schema_len}, {NULL, NULL}};
+static const luaL_Reg expr_methods[] = {{"type", expr_type},     {"nullable", expr_nullable}, {"name", expr_name},
+                                        {"text", expr_text},     {"column", expr_column},     {"agg", expr_agg},
+                                        {"arg", expr_arg},       {NULL, NULL}};
+static const luaL_Reg agg_methods[] = {{"update", agg_update}, {"result", agg_result}, {"groups", agg_groups},
+                                       {"bytes", agg_bytes},   {NULL, NULL}};
+static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+int tide_l_frame_open(lua_State *L) {
+  new_class(L, SCRATCH_MT, NULL, scratch_gc);
+  new_class(L, SCHEMA_MT, schema_methods, schema_gc);
+  new_class(L, EXPR_MT, expr_methods, expr_gc);
+  new_class(L, AGG_MT, agg_methods, agg_gc);
+  new_class(L, JOIN_MT, join_methods, join_gc);
+  static const luaL_Reg fns[] = {{"schema", l_schema},
+                                 {"expr", l_expr},
+                                 {"project", l_project},
+                                 {"where", l_where},
+                                 {"window_expand", l_window_expand},
+                                 {"agg", l_agg},
+                                 {"join", l_join},
+                                 {"sort", l_sort},
+                                 {"concat", l_concat},
+                                 {"slice", l_slice},
+                                 {"with_schema", l_with_schema},
+                                 {"udf_filter", l_udf_filter},
+                                 {"udf_map", l_udf_map},
+                                 {"rows_batch", l_rows_batch},
+                                 {"decode", l_decode},
+                                 {"glob", l_glob},
+                                 {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+  return 0;
+}

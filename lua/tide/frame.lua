@@ -1,0 +1,1016 @@
+--- Frames: plans over data, built operator by operator.
+--
+-- A frame is a plan, not data: each operator returns a new frame whose node
+-- points at its input's. Building a frame analyses it at once (as Spark's
+-- analyzer does): every expression is compiled against its input's schema,
+-- so an unknown column, a type error or a bad argument raises when the
+-- operator is called, naming the problem. Running a frame (`collect`,
+-- `show`, or a streaming query) pulls columnar batches from its sources and
+-- passes them through the operators, which are C functions over whole
+-- batches (lua/tide/core: project, where, window_expand, agg, join, sort).
+-- Only Lua UDFs (`filter(fn)`, `map`, `flat_map`, `with_column(name, fn)`)
+-- see rows.
+--
+-- Every node has: `op`, `input` (or `inputs`), `schema` (a tide.Schema),
+-- `fields` (its array form), `static` (true when every source is static),
+-- `label` (one line for `explain`), and `open()`, which returns an iterator
+-- of output batches.
+--
+-- @module tide.frame
+
+local core = require "tide.core"
+local util = require "tide.util"
+
+local M = {}
+
+local format, concat = string.format, table.concat
+local type, error, setmetatable, getmetatable, ipairs, pairs = type, error, setmetatable, getmetatable, ipairs, pairs
+
+local Frame = {}
+Frame.__index = Frame
+local Grouped = {}
+Grouped.__index = Grouped
+local Window = {}
+Window.__index = Window
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+local function field_names(fields)
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = f[1] end
+  return concat(out, ", ")
+end
+
+local function ddl_of(fields)
+  local out = {}
+  for i, f in ipairs(fields) do out[i] = f[1] .. " " .. f[2] end
+  return concat(out, ", ")
+end
+
+-- A tide.Schema from fields (array form); duplicate names raise for `what`.
+local function make_schema(fields, what, level)
+  local seen = {}
+  for _, f in ipairs(fields) do
+    if seen[f[1]] then
+      error(format("%s: duplicate column '%s' in the result (use AS to rename one)", what, f[1]), level + 1)
+    end
+    seen[f[1]] = true
+  end
+  local s, msg = core.schema(fields)
+  if not s then error(what .. ": " .. msg, level + 1) end
+  return s
+end
+
+local function field_of_expr(e, name)
+  return { name or e:name(), e:type() .. (e:nullable() and "?" or "") }
+end
+
+-- Compile `text` against node's schema; errors raise at the caller of the
+-- operator (level counts from the operator's own function).
+local function compile(node, text, what, level, agg)
+  if type(text) ~= "string" then
+    error(format("%s: expected an expression string, got %s", what, type(text)), level + 1)
+  end
+  local e, msg = core.expr(text, node.schema, agg)
+  if not e then error(what .. ": " .. msg, level + 1) end
+  return e
+end
+
+local function check_frame(self, what, level)
+  if getmetatable(self) ~= Frame then
+    error(format("%s: bad self: expected a frame (use f:%s(...), not f.%s(...))", what, what, what), (level or 2) + 1)
+  end
+  return self._node
+end
+
+local function new_frame(node)
+  node.fields = node.fields or node.schema:fields()
+  return setmetatable({ _node = node }, Frame)
+end
+
+-- A node whose every batch goes through fn(batch) -> batch.
+local function map_node(input, op, schema, label, fn, extra)
+  local node = { op = op, input = input, schema = schema, static = input.static, label = label }
+  for k, v in pairs(extra or {}) do node[k] = v end
+  function node.open()
+    local next_batch = input.open()
+    return function()
+      local b = next_batch()
+      if b == nil then return nil end
+      return fn(b)
+    end
+  end
+  return node
+end
+
+-- Raise the failure of an operator while running (data errors: a UDF that
+-- raised, a row that breaks a declared schema), naming the operator.
+local function run_fail(what, msg)
+  error(what .. ": " .. tostring(msg), 0)
+end
+
+---------------------------------------------------------------------------
+-- Windows
+---------------------------------------------------------------------------
+
+--- A tumbling or sliding event-time window, for `group_by` and `select`.
+-- A row at time t belongs to every window with start <= t < end; windows
+-- align to the epoch plus `start`. Adds the columns `window_start` and
+-- `window_end` (timestamps).
+-- @string col a timestamp column
+-- @param size a duration (`"10 seconds"`, or ms)
+-- @param[opt] slide a duration (default: `size`, a tumbling window)
+-- @param[opt] start a duration offset (default 0)
+function M.window(col, size, slide, start)
+  if type(col) ~= "string" then error("window: bad argument #1: expected a column name, got " .. type(col), 2) end
+  local w = setmetatable({
+    col = col,
+    size = util.duration(size, "window size", 3),
+    slide = slide ~= nil and util.duration(slide, "window slide", 3) or nil,
+    start = start ~= nil and util.duration(start, "window start", 3) or 0,
+  }, Window)
+  w.slide = w.slide or w.size
+  if w.size <= 0 then error("window: window size must be > 0", 2) end
+  if w.slide <= 0 or w.slide > w.size then error("window: window slide must be > 0 and <= the size", 2) end
+  if math.abs(w.start) >= w.slide then
+    error("window: window start must be smaller than the slide in absolute value", 2)
+  end
+  return w
+end
+
+function Window:__tostring()
+  if self.slide == self.size then
+    return format("window(%s, %s%s)", self.col, util.format_duration(self.size),
+      self.start ~= 0 and (", start " .. util.format_duration(self.start)) or "")
+  end
+  return format("window(%s, %s, slide %s%s)", self.col, util.format_duration(self.size),
+    util.format_duration(self.slide), self.start ~= 0 and (", start " .. util.format_duration(self.start)) or "")
+end
+
+M.is_window = function(v) return getmetatable(v) == Window end
+
+-- The node that assigns windows to the rows of `input`: window_start,
+-- window_end, then every input column, one row per (row, window).
+local function window_node(input, w, what, level)
+  local col
+  for i, f in ipairs(input.fields) do
+    if f[1] == w.col then col = i end
+  end
+  if not col then
+    error(format("%s: unknown column '%s' in %s (columns: %s)", what, w.col, tostring(w), field_names(input.fields)),
+      level + 1)
+  end
+  local ty = input.fields[col][2]:gsub("%?$", "")
+  if ty ~= "timestamp" then
+    error(format("%s: %s needs a timestamp column, '%s' is %s", what, tostring(w), w.col, ty), level + 1)
+  end
+  for _, f in ipairs(input.fields) do
+    if f[1] == "window_start" or f[1] == "window_end" then
+      error(format("%s: the input already has a column '%s'; windows add window_start and window_end", what, f[1]),
+        level + 1)
+    end
+  end
+  local fields = { { "window_start", "timestamp" }, { "window_end", "timestamp" } }
+  for _, f in ipairs(input.fields) do fields[#fields + 1] = f end
+  local schema = make_schema(fields, what, level + 1)
+  local size, slide, start = w.size, w.slide, w.start
+  return map_node(input, "window", schema, "Window " .. tostring(w), function(b)
+    return core.window_expand(b, col, size, slide, start, schema)
+  end)
+end
+
+---------------------------------------------------------------------------
+-- Sources
+---------------------------------------------------------------------------
+
+local function source_node(label, fields_or_schema, open, static)
+  local schema = getmetatable(fields_or_schema) and fields_or_schema or make_schema(fields_or_schema, "source", 2)
+  return { op = "source", schema = schema, static = static ~= false, label = label, open = open }
+end
+
+--- A static frame over Lua rows.
+-- @tab rows an array of tables keyed by column name
+-- @param[opt] schema DDL or array form; inferred from the rows when omitted
+-- @treturn frame
+function M.from_rows(rows, schema)
+  if type(rows) ~= "table" then error("from_rows: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
+  if schema == nil then schema = require("tide.schema").infer(rows) end
+  local s, msg = core.schema(schema)
+  if not s then error("from_rows: bad schema: " .. msg, 2) end
+  local b, err = core.rows_batch(s, rows)
+  if not b then error("from_rows: " .. err, 2) end
+  return new_frame(source_node(format("Rows (%d)", #rows), s, function()
+    local done = false
+    return function()
+      if done then return nil end
+      done = true
+      return b
+    end
+  end))
+end
+
+--- A static frame over batches produced by `batches()` (an iterator
+-- factory), for sources built elsewhere (topics, tables).
+function M.from_batches(label, schema, batches)
+  return new_frame(source_node(label, schema, batches))
+end
+
+local CHUNK = 4 * 1024 * 1024
+
+local read_spec = {
+  path = "string",
+  format = { type = "string", values = { "json", "csv", "text" } },
+  schema = "any",
+  header = "boolean",
+  sep = "string",
+  bad_records = { type = "string", values = { "fail", "drop" } },
+  unknown_fields = { type = "string", values = { "reject", "ignore" } },
+}
+
+-- The files a path names: a glob, or a directory's files; hidden files and
+-- files starting with '_' are skipped, as Spark does.
+local function list_files(path)
+  local out = {}
+  local matches, msg = core.glob(path)
+  if not matches then return nil, msg end
+  for _, p in ipairs(matches) do
+    if p:sub(-1) == "/" then
+      for _, q in ipairs(core.glob(p .. "*") or {}) do
+        local base = q:match("([^/]*)$")
+        if q:sub(-1) ~= "/" and not base:match("^[._]") then out[#out + 1] = q end
+      end
+    else
+      local base = p:match("([^/]*)$")
+      if not base:match("^[._]") then out[#out + 1] = p end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+M.list_files = list_files
+
+-- Iterate the batches of one file, in chunks. Errors name the file.
+local function file_batches(file, fmt, schema, o)
+  local f, err = io.open(file, "rb")
+  if not f then run_fail("read", err) end
+  local carry, line, eof, first = "", 1, false, true
+  local bad = { n = 0, lines = {} }
+  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+  return function()
+    while true do
+      if eof and carry == "" then
+        f:close()
+        return nil
+      end
+      if not eof then
+        local chunk = f:read(CHUNK)
+        if chunk == nil then eof = true else carry = carry .. chunk end
+      end
+      if first and o.header then
+        local nl = carry:find("\n", 1, true)
+        if nl or eof then
+          carry = nl and carry:sub(nl + 1) or ""
+          line = 2
+          first = false
+        end
+      else
+        first = false
+      end
+      if not first then
+        dopts.line = line
+        local b, used, lines, nbad, badl = core.decode(fmt, schema, carry, eof, dopts)
+        if not b then
+          f:close()
+          run_fail(format("read %s", file), used)
+        end
+        line = line + lines
+        carry = carry:sub(used + 1)
+        bad.n = bad.n + nbad
+        for _, l in ipairs(badl) do
+          if #bad.lines < 10 then bad.lines[#bad.lines + 1] = l end
+        end
+        if b:nrows() > 0 then return b end
+      end
+    end
+  end
+end
+
+--- A static frame over files.
+-- @string kind `"file"`
+-- @tab opts `path` (a file, a glob such as `"in/*.jsonl"`, or a directory),
+-- `format` (`json`, the default, `csv` or `text`), `schema` (DDL or array;
+-- required for json and csv; text rows are `value string`), `header` (csv:
+-- the first line of each file is a header, default false), `sep` (csv,
+-- default ","), `bad_records` (`fail`, the default: the read fails naming
+-- file and line; `drop`: bad lines are skipped), `unknown_fields` (json:
+-- `reject` or `ignore` keys not in the schema)
+-- @treturn frame
+function M.read(kind, opts)
+  if kind ~= "file" then
+    error(format("tide.read: unknown source %s (static sources: file; topics: db:read)",
+      type(kind) == "string" and ("'" .. kind .. "'") or type(kind)), 2)
+  end
+  local o = util.check_options(opts, read_spec, "tide.read")
+  if not o.path then error("tide.read: option 'path' is required", 2) end
+  local fmt = o.format or "json"
+  local schema
+  if fmt == "text" then
+    if o.schema ~= nil then error("tide.read: the text format has a fixed schema (value string)", 2) end
+    schema = "value string"
+  else
+    if o.schema == nil then
+      error(format("tide.read: option 'schema' is required for %s (tide.infer_schema(file) proposes one)", fmt), 2)
+    end
+    schema = o.schema
+  end
+  if o.sep and #o.sep ~= 1 then error("tide.read: option 'sep' must be one character", 2) end
+  if (o.header ~= nil or o.sep) and fmt ~= "csv" then error("tide.read: options 'header' and 'sep' are for csv", 2) end
+  local s, msg = core.schema(schema)
+  if not s then error("tide.read: bad schema: " .. msg, 2) end
+  local files, ferr = list_files(o.path)
+  if not files then error("tide.read: " .. ferr, 2) end
+  if #files == 0 then error(format("tide.read: no files match '%s'", o.path), 2) end
+  local node = source_node(format("Read %s (%s, %d file%s)", o.path, fmt, #files, #files == 1 and "" or "s"), s,
+    function()
+      -- the files are listed again when the frame runs: new ones are read
+      local now = list_files(o.path) or files
+      local i, cur = 0, nil
+      return function()
+        while true do
+          if cur then
+            local b = cur()
+            if b then return b end
+            cur = nil
+          end
+          i = i + 1
+          if not now[i] then return nil end
+          cur = file_batches(now[i], fmt, s, o)
+        end
+      end
+    end)
+  return new_frame(node)
+end
+
+---------------------------------------------------------------------------
+-- Operators
+---------------------------------------------------------------------------
+
+-- Project `exprs` (compiled tide.Expr) with output `names`.
+local function project_node(input, exprs, names, label, what, level)
+  local fields = {}
+  for i, e in ipairs(exprs) do fields[i] = field_of_expr(e, names and names[i]) end
+  local schema = make_schema(fields, what, level + 1)
+  return map_node(input, "project", schema, label, function(b)
+    local out, msg = core.project(b, exprs, schema)
+    if not out then run_fail(what, msg) end
+    return out
+  end)
+end
+
+--- Select columns or expressions (`"signal * 2 AS s2"`); a `tide.window`
+-- among them assigns windows (one output row per row and window, with
+-- `window_start` and `window_end`).
+function Frame:select(...)
+  local node = check_frame(self, "select")
+  local args = table.pack(...)
+  if args.n == 0 then error("select: expected at least one column or expression", 2) end
+  local input, window = node, nil
+  for i = 1, args.n do
+    if M.is_window(args[i]) then
+      if window then error("select: only one window per select", 2) end
+      window = args[i]
+    end
+  end
+  if window then input = window_node(node, window, "select", 2) end
+  local exprs, texts = {}, {}
+  for i = 1, args.n do
+    local a = args[i]
+    if M.is_window(a) then
+      exprs[#exprs + 1] = compile(input, "window_start", "select", 2)
+      exprs[#exprs + 1] = compile(input, "window_end", "select", 2)
+      texts[#texts + 1] = tostring(a)
+    else
+      exprs[#exprs + 1] = compile(input, a, "select", 2)
+      texts[#texts + 1] = exprs[#exprs]:text() ~= exprs[#exprs]:name() and
+        (exprs[#exprs]:text() .. " AS " .. exprs[#exprs]:name()) or exprs[#exprs]:name()
+    end
+  end
+  return new_frame(project_node(input, exprs, nil, "Project [" .. concat(texts, ", ") .. "]", "select", 2))
+end
+
+--- Keep the rows where the expression is true (NULL counts as false).
+function Frame:where(expr)
+  local node = check_frame(self, "where")
+  local e = compile(node, expr, "where", 2)
+  if e:type() ~= "bool" then
+    error(format("where: the condition must be a bool expression, %s is %s", e:text(), e:type()), 2)
+  end
+  return new_frame(map_node(node, "where", node.schema, "Filter " .. e:text(), function(b)
+    local out, msg = core.where(b, e)
+    if not out then run_fail("where", msg) end
+    return out
+  end))
+end
+
+--- `where` with an expression, or keep the rows for which a Lua function
+-- `fn(row)` returns a truthy value.
+function Frame:filter(cond)
+  local node = check_frame(self, "filter")
+  if type(cond) == "function" then
+    return new_frame(map_node(node, "filter", node.schema, "Filter <Lua function>", function(b)
+      local out, msg = core.udf_filter(b, cond)
+      if not out then run_fail("filter", msg) end
+      return out
+    end))
+  end
+  if type(cond) ~= "string" then
+    error("filter: expected an expression string or a function(row), got " .. type(cond), 2)
+  end
+  return Frame.where(self, cond)
+end
+
+local function udf_node(node, fn, fields, flat, what, label, level)
+  local schema = make_schema(fields, what, level + 1)
+  return map_node(node, what, schema, label, function(b)
+    local out, msg = core.udf_map(b, fn, schema, flat)
+    if not out then run_fail(what, msg) end
+    return out
+  end)
+end
+
+local function schema_arg(schema, what, level)
+  if schema == nil then error(what .. ": a schema for the function's rows is required", level + 1) end
+  local s, msg = core.schema(schema)
+  if not s then error(what .. ": bad schema: " .. msg, level + 1) end
+  return s:fields()
+end
+
+--- A Lua function of each row: `fn(row)` returns a row of `schema` (or nil
+-- to drop it). Rows that break the schema fail the run, naming the row.
+function Frame:map(fn, schema)
+  local node = check_frame(self, "map")
+  if type(fn) ~= "function" then error("map: bad argument #1: expected a function(row), got " .. type(fn), 2) end
+  local fields = schema_arg(schema, "map", 2)
+  return new_frame(udf_node(node, fn, fields, false, "map", "Map <Lua function> => " .. ddl_of(fields), 2))
+end
+
+--- A Lua function of each row that calls `emit(row)` any number of times:
+-- `fn(row, emit)`.
+function Frame:flat_map(fn, schema)
+  local node = check_frame(self, "flat_map")
+  if type(fn) ~= "function" then
+    error("flat_map: bad argument #1: expected a function(row, emit), got " .. type(fn), 2)
+  end
+  local fields = schema_arg(schema, "flat_map", 2)
+  return new_frame(udf_node(node, fn, fields, true, "flat_map", "FlatMap <Lua function> => " .. ddl_of(fields), 2))
+end
+
+--- Add a column, or replace the column of that name in place: `expr` is an
+-- expression string, or a Lua function `fn(row)` returning the value, with
+-- the column's type as third argument (`f:with_column("d", fn, "double?")`).
+function Frame:with_column(name, expr, ty)
+  local node = check_frame(self, "with_column")
+  if type(name) ~= "string" then
+    error("with_column: bad argument #1: expected a column name, got " .. type(name), 2)
+  end
+  if type(expr) == "function" then
+    if type(ty) ~= "string" then
+      error(format("with_column: a Lua function needs the column's type as third argument, e.g. " ..
+        "f:with_column('%s', fn, 'double?')", name), 2)
+    end
+    local fields, found = {}, false
+    for i, f in ipairs(node.fields) do
+      if f[1] == name then
+        fields[i] = { name, ty }
+        found = true
+      else
+        fields[i] = f
+      end
+    end
+    if not found then fields[#fields + 1] = { name, ty } end
+    local fn = expr
+    local wrapped = function(row)
+      row[name] = fn(row)
+      return row
+    end
+    return new_frame(udf_node(node, wrapped, fields, false, "with_column",
+      format("WithColumn %s = <Lua function> (%s)", name, ty), 2))
+  end
+  local exprs, names, found = {}, {}, false
+  local e = compile(node, expr, "with_column", 2)
+  for i, f in ipairs(node.fields) do
+    if f[1] == name then
+      exprs[i], found = e, true
+    else
+      exprs[i] = compile(node, "`" .. f[1] .. "`", "with_column", 2)
+    end
+    names[i] = f[1]
+  end
+  if not found then
+    exprs[#exprs + 1] = e
+    names[#names + 1] = name
+  end
+  return new_frame(project_node(node, exprs, names, format("WithColumn %s = %s", name, e:text()), "with_column", 2))
+end
+
+--- Remove columns.
+function Frame:drop(...)
+  local node = check_frame(self, "drop")
+  local cols = table.pack(...)
+  local gone = {}
+  for i = 1, cols.n do
+    local c = cols[i]
+    local ok = false
+    for _, f in ipairs(node.fields) do ok = ok or f[1] == c end
+    if not ok then
+      error(format("drop: unknown column %s (columns: %s)", type(c) == "string" and ("'" .. c .. "'") or type(c),
+        field_names(node.fields)), 2)
+    end
+    gone[c] = true
+  end
+  local exprs, names = {}, {}
+  for _, f in ipairs(node.fields) do
+    if not gone[f[1]] then
+      exprs[#exprs + 1] = compile(node, "`" .. f[1] .. "`", "drop", 2)
+      names[#names + 1] = f[1]
+    end
+  end
+  if #exprs == 0 then error("drop: cannot drop every column", 2) end
+  local list = {}
+  for i = 1, cols.n do list[i] = cols[i] end
+  return new_frame(project_node(node, exprs, names, "Drop [" .. concat(list, ", ") .. "]", "drop", 2))
+end
+
+--- Group rows by keys: column names, expressions, or a `tide.window`.
+-- @return a grouped frame: call `agg{...}` or `count()` on it
+function Frame:group_by(...)
+  local node = check_frame(self, "group_by")
+  local keys = table.pack(...)
+  if keys.n == 0 then error("group_by: expected at least one key", 2) end
+  local window
+  for i = 1, keys.n do
+    if M.is_window(keys[i]) then
+      if window then error("group_by: only one window key", 2) end
+      window = keys[i]
+    elseif type(keys[i]) ~= "string" then
+      error(format("group_by: key %d must be a column, an expression or a tide.window, got %s", i, type(keys[i])), 2)
+    end
+  end
+  local input = window and window_node(node, window, "group_by", 2) or node
+  local key_exprs, key_texts = {}, {}
+  for i = 1, keys.n do
+    if M.is_window(keys[i]) then
+      key_exprs[#key_exprs + 1] = compile(input, "window_start", "group_by", 2)
+      key_exprs[#key_exprs + 1] = compile(input, "window_end", "group_by", 2)
+      key_texts[#key_texts + 1] = tostring(keys[i])
+    else
+      local e = compile(input, keys[i], "group_by", 2)
+      if e:type() == "json" then error(format("group_by: cannot group by the json value %s", e:text()), 2) end
+      key_exprs[#key_exprs + 1] = e
+      key_texts[#key_texts + 1] = e:name()
+    end
+  end
+  return setmetatable({ _input = input, _keys = key_exprs, _texts = key_texts, _window = window }, Grouped)
+end
+
+local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
+
+--- Aggregate each group. `spec` is an array of aggregate expressions
+-- (`"count(*) AS n"`, in order), or a table of name = expression (`{ n =
+-- "count(*)", avg_s = "avg(signal)" }`, in name order), or both.
+-- @treturn frame of the key columns, then one column per aggregate
+function Grouped:agg(spec)
+  if getmetatable(self) ~= Grouped then error("agg: bad self: expected a grouped frame (f:group_by(...):agg{...})", 2) end
+  if type(spec) ~= "table" then error("agg: expected a table of aggregate expressions, got " .. type(spec), 2) end
+  local input = self._input
+  local items = {}
+  for i, text in ipairs(spec) do items[#items + 1] = { text = text, pos = i } end
+  local named = {}
+  for k in pairs(spec) do
+    if type(k) == "string" then named[#named + 1] = k
+    elseif math.type(k) ~= "integer" or k < 1 or k > #spec then
+      error("agg: keys must be names (n = \"count(*)\") or positions in an array", 2)
+    end
+  end
+  table.sort(named)
+  for _, k in ipairs(named) do items[#items + 1] = { text = spec[k], name = k } end
+  if #items == 0 then error("agg: expected at least one aggregate (" .. agg_kinds .. ")", 2) end
+  local specs, args, texts = {}, {}, {}
+  local key_fields = {}
+  for i, e in ipairs(self._keys) do key_fields[i] = field_of_expr(e) end
+  local out_fields = {}
+  for i, f in ipairs(key_fields) do out_fields[i] = f end
+  for _, it in ipairs(items) do
+    local e = compile(input, it.text, "agg", 2, true)
+    local kind = e:agg()
+    if not kind then
+      error(format("agg: %s is not an aggregate (use %s)", e:text(), agg_kinds), 2)
+    end
+    local name = it.name or e:name()
+    local arg = e:arg()
+    specs[#specs + 1] = { kind = kind, arg_type = arg and arg:type() or nil, name = name }
+    args[#args + 1] = arg or compile(input, "true", "agg", 2)
+    local counts = kind == "count" or kind == "count_star" or kind == "count_distinct"
+    out_fields[#out_fields + 1] = { name, e:type() .. (counts and "" or "?") }
+    texts[#texts + 1] = e:text() .. (name ~= e:text() and (" AS " .. name) or "")
+  end
+  local key_schema = make_schema(key_fields, "agg", 2)
+  local out_schema = make_schema(out_fields, "agg", 2)
+  local arg_fields = {}
+  for i, a in ipairs(args) do arg_fields[i] = field_of_expr(a, "_" .. i) end
+  local arg_schema = make_schema(arg_fields, "agg", 2)
+  do -- check the aggregates against their argument types now, not when running
+    local probe, msg = core.agg(key_schema, specs)
+    if not probe then error("agg: " .. msg, 2) end
+  end
+  local keys = self._keys
+  local node = {
+    op = "aggregate", input = input, schema = out_schema, static = input.static,
+    label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
+    keys = keys, key_schema = key_schema, specs = specs, args = args, arg_schema = arg_schema,
+  }
+  -- One aggregation's state: push batches, then take the result. The
+  -- streaming engine keeps one per query across micro-batches.
+  function node.state()
+    local a, msg = core.agg(key_schema, specs)
+    if not a then run_fail("agg", msg) end
+    local st = {}
+    function st.push(b)
+      local kb, err1 = core.project(b, keys, key_schema)
+      if not kb then run_fail("group_by", err1) end
+      local ab, err2 = core.project(b, args, arg_schema)
+      if not ab then run_fail("agg", err2) end
+      local ok, err3 = a:update(kb, ab)
+      if not ok then run_fail("agg", err3) end
+    end
+    function st.result()
+      local out, err4 = a:result()
+      if not out then run_fail("agg", err4) end
+      return out -- named as out_schema: key names, then the aggregates' names
+    end
+    st.groups = function() return a:groups() end
+    st.bytes = function() return a:bytes() end
+    return st
+  end
+  function node.open()
+    local next_batch, done = input.open(), false
+    return function()
+      if done then return nil end
+      done = true
+      local st = node.state()
+      for b in next_batch do st.push(b) end
+      return st.result()
+    end
+  end
+  return new_frame(node)
+end
+
+--- The number of rows of each group, in a column `count`.
+function Grouped:count()
+  if getmetatable(self) ~= Grouped then error("count: bad self: expected a grouped frame", 2) end
+  return Grouped.agg(self, { "count(*) AS count" })
+end
+
+local function collect_batches(node)
+  local list = {}
+  for b in node.open() do list[#list + 1] = b end
+  return list
+end
+
+--- Join with a static frame on columns of the same name (and comparable
+-- types) on both sides. `how` is `"inner"` (default) or `"left"` (left
+-- outer: left rows without a match get NULLs on the right). The result has
+-- the left columns, then the right ones but the keys.
+function Frame:join(other, on, how)
+  local node = check_frame(self, "join")
+  if getmetatable(other) ~= Frame then error("join: bad argument #1: expected a frame, got " .. type(other), 2) end
+  local right = other._node
+  if not right.static then
+    error("join: the right side must be a static frame (stream-stream joins are not supported)", 2)
+  end
+  if type(on) == "string" then on = { on } end
+  if type(on) ~= "table" or #on == 0 then
+    error("join: bad argument #2: expected a column name or an array of column names", 2)
+  end
+  how = how or "inner"
+  if how ~= "inner" and how ~= "left" and how ~= "left_outer" then
+    error(format("join: bad argument #3: how must be inner or left, got %s",
+      type(how) == "string" and ("'" .. how .. "'") or type(how)), 2)
+  end
+  local outer = how ~= "inner"
+  local function index(fields, name)
+    for i, f in ipairs(fields) do
+      if f[1] == name then return i, f[2]:gsub("%?$", "") end
+    end
+  end
+  local lk, rk, is_key = {}, {}, {}
+  for i, name in ipairs(on) do
+    local li, lt = index(node.fields, name)
+    local ri, rt = index(right.fields, name)
+    if not li then
+      error(format("join: unknown column '%s' on the left (columns: %s)", name, field_names(node.fields)), 2)
+    end
+    if not ri then
+      error(format("join: unknown column '%s' on the right (columns: %s)", name, field_names(right.fields)), 2)
+    end
+    if lt ~= rt then error(format("join: column '%s' is %s on the left and %s on the right", name, lt, rt), 2) end
+    if lt == "json" or lt == "double" then error(format("join: cannot join on the %s column '%s'", lt, name), 2) end
+    lk[i], rk[i], is_key[name] = li, ri, true
+  end
+  local fields, rcols = {}, {}
+  for i, f in ipairs(node.fields) do fields[i] = f end
+  local left_names = {}
+  for _, f in ipairs(node.fields) do left_names[f[1]] = true end
+  for i, f in ipairs(right.fields) do
+    if not is_key[f[1]] then
+      if left_names[f[1]] then
+        error(format("join: column '%s' is on both sides; rename one first (select ... AS ...)", f[1]), 2)
+      end
+      local ty = f[2]
+      if outer and ty:sub(-1) ~= "?" then ty = ty .. "?" end
+      fields[#fields + 1] = { f[1], ty }
+      rcols[#rcols + 1] = i
+    end
+  end
+  local schema = make_schema(fields, "join", 2)
+  local jn = {
+    op = "join", input = node, right = right, schema = schema, static = node.static,
+    label = format("Join %s on [%s]", outer and "left" or "inner", concat(on, ", ")),
+  }
+  function jn.open()
+    local all = collect_batches(right)
+    local rb = core.concat(all, right.schema)
+    local j, msg = core.join(rb, rk)
+    if not j then run_fail("join", msg) end
+    local next_batch = node.open()
+    return function()
+      local b = next_batch()
+      if b == nil then return nil end
+      local out, err = j:probe(b, lk, outer, schema, rcols)
+      if not out then run_fail("join", err) end
+      return out
+    end
+  end
+  return new_frame(jn)
+end
+
+--- The rows of both frames (same column names and types, in order).
+function Frame:union(other)
+  local node = check_frame(self, "union")
+  if getmetatable(other) ~= Frame then error("union: bad argument #1: expected a frame, got " .. type(other), 2) end
+  local o = other._node
+  local ok = #node.fields == #o.fields
+  for i = 1, #node.fields do
+    ok = ok and o.fields[i] and node.fields[i][1] == o.fields[i][1] and
+      node.fields[i][2]:gsub("%?$", "") == o.fields[i][2]:gsub("%?$", "")
+  end
+  if not ok then
+    error(format("union: the frames have different columns: (%s) and (%s)", ddl_of(node.fields), ddl_of(o.fields)), 2)
+  end
+  local fields = {}
+  for i, f in ipairs(node.fields) do
+    local nullable = f[2]:sub(-1) == "?" or o.fields[i][2]:sub(-1) == "?"
+    fields[i] = { f[1], f[2]:gsub("%?$", "") .. (nullable and "?" or "") }
+  end
+  local schema = make_schema(fields, "union", 2)
+  local un = { op = "union", inputs = { node, o }, schema = schema, static = node.static and o.static, label = "Union" }
+  function un.open()
+    local k, cur = 0, nil
+    return function()
+      while true do
+        if cur then
+          local b = cur()
+          if b then return b end -- both sides have the same names and types
+          cur = nil
+        end
+        k = k + 1
+        if k > 2 then return nil end
+        cur = un.inputs[k].open()
+      end
+    end
+  end
+  return new_frame(un)
+end
+
+local function static_only(node, what, level)
+  if not node.static then
+    error(format("%s: only for static frames (a streaming query sorts or limits in complete mode)", what), level + 1)
+  end
+end
+
+--- Sort the rows (static frames). Keys are expressions with an optional
+-- `ASC`/`DESC` and `NULLS FIRST`/`NULLS LAST` (default: ascending, NULLs
+-- first; descending, NULLs last).
+function Frame:order_by(...)
+  local node = check_frame(self, "order_by")
+  static_only(node, "order_by", 2)
+  local keys = table.pack(...)
+  if keys.n == 0 then error("order_by: expected at least one key", 2) end
+  local exprs, sk, texts = {}, {}, {}
+  for i, f in ipairs(node.fields) do exprs[i] = compile(node, "`" .. f[1] .. "`", "order_by", 2) end
+  local nf = #node.fields
+  for i = 1, keys.n do
+    local k = keys[i]
+    if type(k) ~= "string" then error(format("order_by: key %d must be an expression string", i), 2) end
+    local text, desc, nulls = k, false, nil
+    local function strip(pat)
+      local a = text:match("^(.-)%s+" .. pat .. "%s*$")
+      if a then text = a return true end
+    end
+    if strip("[Nn][Uu][Ll][Ll][Ss]%s+[Ff][Ii][Rr][Ss][Tt]") then nulls = true
+    elseif strip("[Nn][Uu][Ll][Ll][Ss]%s+[Ll][Aa][Ss][Tt]") then nulls = false end
+    if strip("[Dd][Ee][Ss][Cc]") then desc = true else strip("[Aa][Ss][Cc]") end
+    if nulls == nil then nulls = not desc end
+    local e = compile(node, text, "order_by", 2)
+    if e:type() == "json" then error(format("order_by: cannot order by the json value %s", e:text()), 2) end
+    local col = e:column()
+    if not col then
+      exprs[#exprs + 1] = e
+      col = #exprs
+    end
+    sk[i] = { col = col, desc = desc, nulls_first = nulls }
+    texts[i] = e:text() .. (desc and " DESC" or " ASC") .. (nulls and " NULLS FIRST" or " NULLS LAST")
+  end
+  local wide_fields = {}
+  for i, e in ipairs(exprs) do wide_fields[i] = field_of_expr(e, i <= nf and node.fields[i][1] or ("_sort" .. i)) end
+  local wide = make_schema(wide_fields, "order_by", 2)
+  local back = {}
+  for i = 1, nf do back[i] = compile({ schema = wide }, "`" .. node.fields[i][1] .. "`", "order_by", 2) end
+  local sn = { op = "sort", input = node, schema = node.schema, static = true,
+    label = "Sort [" .. concat(texts, ", ") .. "]" }
+  function sn.open()
+    local done = false
+    return function()
+      if done then return nil end
+      done = true
+      local parts = {}
+      for b in node.open() do parts[#parts + 1] = core.project(b, exprs, wide) end
+      local all = core.concat(parts, wide)
+      local sorted = core.sort(all, sk)
+      return core.project(sorted, back, node.schema)
+    end
+  end
+  return new_frame(sn)
+end
+
+--- The first n rows (static frames).
+function Frame:limit(n)
+  local node = check_frame(self, "limit")
+  static_only(node, "limit", 2)
+  if math.type(n) ~= "integer" or n < 0 then
+    error("limit: bad argument #1: expected an integer >= 0, got " .. tostring(n), 2)
+  end
+  local ln = { op = "limit", input = node, schema = node.schema, static = true, label = "Limit " .. n }
+  function ln.open()
+    local left, next_batch = n, nil
+    return function()
+      if left <= 0 then return nil end
+      next_batch = next_batch or node.open()
+      while true do
+        local b = next_batch()
+        if b == nil then return nil end
+        local rows = b:nrows()
+        if rows > 0 then
+          if rows > left then b = core.slice(b, 0, left) end
+          left = left - b:nrows()
+          return b
+        end
+      end
+    end
+  end
+  return new_frame(ln)
+end
+
+---------------------------------------------------------------------------
+-- Results
+---------------------------------------------------------------------------
+
+--- The frame's schema, in array form.
+function Frame:schema()
+  return check_frame(self, "schema").fields
+end
+
+--- The plan as an indented tree, each node with its output schema.
+-- @treturn string
+function Frame:explain()
+  local node = check_frame(self, "explain")
+  local lines = {}
+  local function walk(n, depth)
+    lines[#lines + 1] = string.rep("  ", depth) .. (depth > 0 and "+- " or "") .. n.label .. "  => " ..
+      ddl_of(n.fields or n.schema:fields())
+    if n.inputs then
+      for _, c in ipairs(n.inputs) do walk(c, depth + 1) end
+    else
+      if n.input then walk(n.input, depth + 1) end
+      if n.right then walk(n.right, depth + 1) end
+    end
+  end
+  walk(node, 0)
+  return concat(lines, "\n")
+end
+
+--- Iterate the batches of a static frame (tide.Batch objects).
+function Frame:batches()
+  local node = check_frame(self, "batches")
+  static_only(node, "batches", 2)
+  return node.open()
+end
+
+--- Run a static frame and return its rows, an array of tables.
+function Frame:collect()
+  local node = check_frame(self, "collect")
+  static_only(node, "collect", 2)
+  local out = {}
+  for b in node.open() do
+    for _, r in ipairs(b:rows()) do out[#out + 1] = r end
+  end
+  return out
+end
+
+-- Text of one cell, as show() prints it.
+local function cell(v, ty)
+  if v == nil then return "null" end
+  if ty == "timestamp" then return core.ts_format(v) end
+  if ty == "json" then
+    local ok, s = pcall(require("cjson").encode, v)
+    return ok and s or tostring(v)
+  end
+  if ty == "double" and math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 1e15 then
+    return format("%.1f", v)
+  end
+  return tostring(v)
+end
+
+--- Format rows as an aligned text table, as Spark's show does: cells right
+-- aligned; with `truncate` (default true) cells longer than 20 characters
+-- are cut to 17 and "...".
+-- @tab fields array form
+-- @tab rows
+-- @int[opt] shown how many there were in all (for the "only showing" line)
+function M.format_table(fields, rows, total, truncate)
+  if truncate == nil then truncate = true end
+  local width, header, body = {}, {}, {}
+  local types = {}
+  for i, f in ipairs(fields) do
+    header[i] = f[1]
+    types[i] = f[2]:gsub("%?$", "")
+    width[i] = utf8.len(f[1]) or #f[1]
+  end
+  for r, row in ipairs(rows) do
+    body[r] = {}
+    for i, f in ipairs(fields) do
+      local s = cell(row[f[1]], types[i])
+      if truncate and (utf8.len(s) or #s) > 20 then
+        s = s:sub(1, utf8.offset(s, 18) and utf8.offset(s, 18) - 1 or 17) .. "..."
+      end
+      body[r][i] = s
+      local w = utf8.len(s) or #s
+      if w > width[i] then width[i] = w end
+    end
+  end
+  local sep = {}
+  for i = 1, #fields do sep[i] = string.rep("-", width[i]) end
+  local line = "+" .. concat(sep, "+") .. "+"
+  local function row_line(cells)
+    local out = {}
+    for i, s in ipairs(cells) do out[i] = string.rep(" ", width[i] - (utf8.len(s) or #s)) .. s end
+    return "|" .. concat(out, "|") .. "|"
+  end
+  local out = { line, row_line(header), line }
+  for _, cells in ipairs(body) do out[#out + 1] = row_line(cells) end
+  out[#out + 1] = line
+  if total and total > #rows then
+    out[#out + 1] = format("only showing top %d row%s", #rows, #rows == 1 and "" or "s")
+  end
+  return concat(out, "\n") .. "\n"
+end
+
+--- Print the first n rows (default 20) of a static frame as a table.
+-- @int[opt=20] n
+-- @bool[opt=true] truncate cut cells longer than 20 characters
+function Frame:show(n, truncate)
+  local node = check_frame(self, "show")
+  static_only(node, "show", 2)
+  n = n or 20
+  if math.type(n) ~= "integer" or n < 0 then error("show: bad argument #1: expected an integer >= 0", 2) end
+  local rows, more = {}, false
+  for b in node.open() do
+    for _, r in ipairs(b:rows()) do
+      if #rows < n then rows[#rows + 1] = r else more = true end
+    end
+    if more then break end
+  end
+  io.write(M.format_table(node.fields, rows, more and (n + 1) or #rows, truncate))
+end
+
+function Frame:__tostring()
+  local node = self._node
+  return format("tide frame [%s]%s", ddl_of(node.fields), node.static and "" or " (streaming)")
+end
+
+M.Frame, M.Grouped, M.Window = Frame, Grouped, Window
+
+return M
