@@ -184,6 +184,41 @@ local function read_all(t)
     passes = passes }
 end
 
+-- The standard workload as a frame: where signal >= 15 (an expression, or a
+-- Lua function when lua_filter), then count, sum and avg of signal per
+-- (10-second window of ts, device). Returns groups, count total, signal sum.
+local function standard_query(frame, lua_filter)
+  local f = lua_filter and frame:filter(function(r) return r.signal >= 15 end) or frame:where("signal >= 15")
+  local q = f:group_by(tide.window("ts", "10 seconds"), "device")
+    :agg { "count(*) AS n", "sum(signal) AS s", "avg(signal) AS a" }
+  local groups, count, sum = 0, 0, 0
+  for b in q:batches() do
+    groups = groups + b:nrows()
+    local n, s = b:column("n"), b:column("s")
+    for i = 1, b:nrows() do
+      count = count + n[i]
+      sum = sum + s[i]
+    end
+  end
+  return groups, count, sum
+end
+
+-- The baseline's figures the query must reproduce.
+local function expected(base)
+  return tonumber(base.out:match("groups=(%d+)")), tonumber(base.out:match("count_total=(%d+)")),
+    tonumber(base.out:match("signal_sum=(%d+)"))
+end
+
+local function query(label, frame, lua_filter, base)
+  local wall, cpu, got = timed(function() return table.pack(standard_query(frame, lua_filter)) end)
+  local g, c, sm = expected(base)
+  if got[1] ~= g or got[2] ~= c or got[3] ~= sm then
+    failures[#failures + 1] = format("%s: groups=%s count_total=%s signal_sum=%s, the baseline has %s %s %s", label,
+      tostring(got[1]), tostring(got[2]), tostring(got[3]), tostring(g), tostring(c), tostring(sm))
+  end
+  return { eps = N / wall, bps = JSON_BYTES / wall, secs = wall, cpu = cpu }
+end
+
 local function disk_bytes(dir)
   local out = capture("du -sk " .. quote(dir))
   return tonumber(out:match("^(%d+)")) * 1024
@@ -200,6 +235,9 @@ local PHASES = {
   { key = "ing_free", label = "tide ingest, schemaless" },
   { key = "read_typed", label = "tide read, typed topic" },
   { key = "read_free", label = "tide read, schemaless" },
+  { key = "q_mem", label = "query, in-memory batches" },
+  { key = "q_lua", label = "query, Lua filter" },
+  { key = "q_file", label = "query over the JSON file" },
 }
 local res = {}
 for _, p in ipairs(PHASES) do res[p.key] = {} end
@@ -209,6 +247,18 @@ print(format("tide %s bench: %d events, %.1f MB of JSON (%s), %d rounds", tide.v
   EVENTS, ROUNDS))
 local TMP = "build/bench-tmp"
 sh("rm -rf " .. TMP .. " && mkdir -p " .. TMP)
+
+-- The events as columnar batches in memory, loaded once (not timed).
+local file_frame = tide.read("file", { path = EVENTS, format = "json", schema = SCHEMA })
+local mem = {}
+for b in file_frame:batches() do mem[#mem + 1] = b end
+local mem_frame = require("tide.frame").from_batches("memory", SCHEMA, function()
+  local i = 0
+  return function()
+    i = i + 1
+    return mem[i]
+  end
+end)
 
 for round = 1, ROUNDS do
   local r = {}
@@ -222,6 +272,9 @@ for round = 1, ROUNDS do
   r.ing_free = ingest(free)
   r.read_typed = read_all(typed)
   r.read_free = read_all(free)
+  r.q_mem = query("query over in-memory batches", mem_frame, false, r.base)
+  r.q_lua = query("query with a Lua filter", mem_frame, true, r.base)
+  r.q_file = query("query over the JSON file", file_frame, false, r.base)
   if round == 1 then
     sizes = {}
     for _, t in ipairs { typed, free } do
@@ -234,8 +287,9 @@ for round = 1, ROUNDS do
   sh("rm -rf " .. quote(dir))
   for k, v in pairs(r) do table.insert(res[k], v) end
   print(format("round %d/%d: parse-only %.2f M/s, baseline %.2f M/s, ingest typed %.2f M/s, schemaless %.2f M/s, "
-    .. "read typed %.1f M/s, schemaless %.1f M/s", round, ROUNDS, r.parse.eps / 1e6, r.base.eps / 1e6,
-    r.ing_typed.eps / 1e6, r.ing_free.eps / 1e6, r.read_typed.eps / 1e6, r.read_free.eps / 1e6))
+    .. "read typed %.1f M/s, schemaless %.1f M/s, query mem %.1f M/s, lua %.1f M/s, file %.2f M/s", round, ROUNDS,
+    r.parse.eps / 1e6, r.base.eps / 1e6, r.ing_typed.eps / 1e6, r.ing_free.eps / 1e6, r.read_typed.eps / 1e6,
+    r.read_free.eps / 1e6, r.q_mem.eps / 1e6, r.q_lua.eps / 1e6, r.q_file.eps / 1e6))
   io.flush()
 end
 sh("rm -rf " .. TMP)
@@ -289,6 +343,14 @@ print(format("  read >= 20 M events/s:            typed %.1f M, schemaless %.1f 
   verdict(read_t >= 20e6 and read_f >= 20e6)))
 print(format("  schema validation cost <= 15%%:    typed ingest time vs schemaless %+.1f%%  %s",
   overhead * 100, verdict(overhead <= 0.15)))
+local qm, ql, qf = median(res.q_mem, "eps"), median(res.q_lua, "eps"), median(res.q_file, "eps")
+local base_full = median(res.base, "eps")
+print(format("  query, in-memory batches >= 15 M events/s: %.1f M  %s", qm / 1e6, verdict(qm >= 15e6)))
+print(format("  query, Lua filter >= 3 M events/s:         %.2f M  %s", ql / 1e6, verdict(ql >= 3e6)))
+print(format("  query over the JSON file: %.2f M events/s = %.2fx the baseline's full workload (%.2f M)",
+  qf / 1e6, qf / base_full, base_full / 1e6))
+print("  groups, count_total and signal_sum of every query equal the baseline's: " ..
+  (#failures == 0 and "yes" or "NO (below)"))
 
 if #failures > 0 then
   for _, f in ipairs(failures) do io.stderr:write("bench: FAILED: ", f, "\n") end

@@ -147,6 +147,8 @@ static void node_free(node_t *n) {
   free(n);
 }
 
+static int is_idstart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
 static int is_num(tide_type_t t) { return t == TIDE_T_INT || t == TIDE_T_DOUBLE; }
 static int is_var(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON; }
 static const char *tname(tide_type_t t) { return t == T_NULL ? "null" : tide_type_name(t); }
@@ -1300,12 +1302,15 @@ static int pr(const node_t *n, const tide_schema_t *s, tide_buf_t *b) {
       return rc ? rc : tide_buf_putc(b, '\'');
     }
   case OP_COL: {
+    /* a name that is not a plain identifier, or is a keyword, is quoted */
     const tide_field_t *f = &s->fields[n->col];
-    if (keyword(f->name, f->name_len) != K_ID) {
-      if (!(rc = tide_buf_putc(b, '`')) && !(rc = tide_buf_append(b, f->name, f->name_len))) rc = tide_buf_putc(b, '`');
-      return rc;
-    }
-    return tide_buf_append(b, f->name, f->name_len);
+    int plain = f->name_len > 0 && is_idstart(f->name[0]) && keyword(f->name, f->name_len) == K_ID;
+    for (uint32_t j = 1; plain && j < f->name_len; j++) plain = is_idstart(f->name[j]) || is_digit(f->name[j]);
+    if (plain) return tide_buf_append(b, f->name, f->name_len);
+    rc = tide_buf_putc(b, '`');
+    for (uint32_t j = 0; j < f->name_len && !rc; j++)
+      rc = f->name[j] == '`' ? tide_buf_append(b, "``", 2) : tide_buf_putc(b, f->name[j]);
+    return rc ? rc : tide_buf_putc(b, '`');
   }
   case OP_NEG:
     if (!(rc = tide_buf_puts(b, "(- ")) && !(rc = pr(k[0], s, b))) rc = tide_buf_putc(b, ')');
@@ -1392,8 +1397,6 @@ typedef struct parser {
   tide_buf_t tb;  /* canonical text for messages */
 } parser_t;
 
-static int is_idstart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* The token at or after byte pos. */
 static tok_t lex(const parser_t *p, size_t pos) {
@@ -1713,8 +1716,7 @@ static int unify_cmp(parser_t *p, node_t *n, node_t **const *slots, uint32_t cnt
       want = first;
     }
     if (!ok) {
-      tide_type_t l = j == 0 ? want : left, r = j == 0 ? t : t;
-      if (j == 0) l = t, r = want;
+      tide_type_t l = j == 0 ? t : left, r = j == 0 ? want : t; /* the left side first */
       return einval(p, "cannot compare %s with %s: %s", tname(l), tname(r), ntext(p, n));
     }
   }

@@ -48,10 +48,23 @@
  *   count(*) count(x) sum(x) min(x) max(x) avg(x) first(x) last(x)
  *   count_distinct(x) (also count(DISTINCT x)); x is any non-aggregate expr.
  *
- * Errors are TIDE_EPARSE ("at position 7: expected ')'", 1-based position)
- * or TIDE_EINVAL for binding: "unknown column 'sigal' (columns: ts, device,
- * signal)", "cannot compare string with int: device = 3", "unknown function
- * 'lowr' (functions: ...)", "aggregate function 'sum' is not allowed here".
+ * Errors are TIDE_EPARSE ("at position 7: expected ')'", 1-based character
+ * position) or TIDE_EINVAL for binding: "unknown column 'sigal' (columns: ts,
+ * device, signal)", "cannot compare string with int: (device = 3)" (the
+ * canonical text of the offending node), "unknown function 'lowr'
+ * (functions: ...)", "function 'substr' takes 2 or 3 arguments, got 1",
+ * "sum needs a number, got string", "aggregate function 'sum' is not
+ * allowed here".
+ *
+ * Details of this implementation (expr.c):
+ *   - doubles compare as in Spark: NaN = NaN, and NaN sorts above all;
+ *   - lower/upper change ASCII letters only;
+ *   - json values allow only IS [NOT] NULL, = and != with json, CAST to
+ *     string and coalesce;
+ *   - a bare NULL has type string; elsewhere NULL takes its context's type;
+ *   - column names that are not plain identifiers print `quoted`;
+ *   - nesting is limited (256 levels of parentheses/NOT/minus, a tree 1000
+ *     deep): deeper text is a TIDE_EPARSE, never a crash.
  */
 #ifndef TIDE_EXPR_H
 #define TIDE_EXPR_H

@@ -58,8 +58,17 @@ typedef struct scratch {
   tide_buf_t buf;
 } scratch_t;
 
+/* Free what the scratch holds; it stays usable and empty. Successful calls
+ * free their scratch at once: the collector, which does not see this C
+ * memory, may run much later, and the heap would keep growing. */
+static void scratch_free(scratch_t *s);
+
 static int scratch_gc(lua_State *L) {
-  scratch_t *s = lua_touserdata(L, 1);
+  scratch_free(lua_touserdata(L, 1));
+  return 0;
+}
+
+static void scratch_free(scratch_t *s) {
   for (int i = 0; i < 4; i++) {
     free(s->p[i]);
     s->p[i] = NULL;
@@ -67,8 +76,8 @@ static int scratch_gc(lua_State *L) {
   for (uint32_t i = 0; s->cols && i < s->ncols; i++) tide_col_free(&s->cols[i]);
   free(s->cols);
   s->cols = NULL;
+  s->ncols = 0;
   tide_buf_free(&s->buf);
-  return 0;
 }
 
 static scratch_t *push_scratch(lua_State *L) {
@@ -283,6 +292,7 @@ static int l_where(lua_State *L) {
   if (rc) return fail(L, rc, err.msg);
   tide_batch_t *out;
   if ((rc = tide_batch_gather(in, rows, n, &out))) return fail(L, rc, NULL);
+  scratch_free(x);
   tide_l_push_batch(L, out);
   return 1;
 }
@@ -320,6 +330,7 @@ static int l_window_expand(lua_State *L) {
   for (uint32_t c = 0; c < in->schema->nfields; c++)
     if ((rc = tide_col_gather(&in->cols[c], rows, count, &cols[c + 2]))) return fail(L, rc, NULL);
   push_adopted(L, x, s, count);
+  scratch_free(x);
   return 1;
 }
 
@@ -393,6 +404,122 @@ static int agg_update(lua_State *L) {
   tide_err_t err = {0, ""};
   int rc = tide_agg_update(a, keys, cols, &err);
   if (rc) return fail(L, rc, err.msg);
+  scratch_free(x);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* agg:push(batch, keys, args [, window]): the whole grouping step of one
+ * input batch in C, with no intermediate batch:
+ *   keys    array, one per key column of the aggregation: an Expr over the
+ *           batch, or the string "window_start" / "window_end"
+ *   args    array, one per aggregate: an Expr, or false for count(*)
+ *   window  {col = (1-based timestamp column), size =, slide =, start =}
+ * A key or argument that is a bare column is read in place; others are
+ * evaluated into temporary columns. With a window, each row is repeated
+ * once per window it belongs to (a tumbling window needs no repeat). */
+static int agg_push(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *in = tide_l_check_batch(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  tide_schema_t *out = tide_agg_schema(a);
+  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4);
+  if (nk + na != out->nfields) return luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
+  tide_window_t w = {0, 0, 0};
+  lua_Integer wcol = 0;
+  if (!lua_isnoneornil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_getfield(L, 5, "col");
+    wcol = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "size");
+    w.size = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "slide");
+    w.slide = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "start");
+    w.start = luaL_checkinteger(L, -1);
+    lua_pop(L, 4);
+    if (wcol < 1 || (uint64_t)wcol > in->schema->nfields) return luaL_error(L, "agg:push: bad window column");
+  }
+  /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
+   * argument pointers); t owns every temporary column, the two window
+   * columns at the end. Both are freed by the GC whatever happens. */
+  scratch_t *x = push_scratch(L);
+  scratch_t *t = push_scratch(L);
+  t->cols = calloc(nk + na + 2, sizeof *t->cols);
+  tide_col_t *keycols = x->p[2] = calloc(nk ? nk : 1, sizeof *keycols);
+  const tide_col_t **argp = calloc(na ? na : 1, sizeof *argp);
+  x->p[3] = (void *)argp;
+  if (!t->cols || !keycols || !argp) return luaL_error(L, "out of memory");
+  t->ncols = nk + na + 2;
+  tide_col_t *wcols = &t->cols[nk + na];
+  tide_err_t err = {0, ""};
+  int rc = 0;
+  const tide_batch_t *src = in;
+  uint32_t count = in->nrows;
+  if (wcol) {
+    uint32_t *rows = NULL;
+    int64_t *starts = NULL;
+    if ((rc = tide_window_check(&w, &err))) return luaL_error(L, "%s", err.msg);
+    rc = tide_window_assign(&w, &in->cols[wcol - 1], in->nrows, &rows, &starts, &count);
+    x->p[0] = rows;
+    x->p[1] = starts;
+    if (rc) return fail(L, rc, NULL);
+    int identity = count == in->nrows;
+    for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;
+    if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
+      tide_batch_t *gathered;
+      if ((rc = tide_batch_gather(in, rows, count, &gathered))) return fail(L, rc, NULL);
+      tide_l_push_batch(L, gathered); /* kept until this call returns */
+      src = gathered;
+    }
+    if ((rc = tide_col_init(&wcols[0], TIDE_T_TIMESTAMP, count)) || (rc = tide_col_init(&wcols[1], TIDE_T_TIMESTAMP, count)))
+      return fail(L, rc, NULL);
+    int64_t *ws = wcols[0].values, *we = wcols[1].values;
+    for (uint32_t k = 0; k < count; k++) {
+      ws[k] = starts[k];
+      we[k] = starts[k] + w.size;
+    }
+  }
+  for (uint32_t i = 0; i < nk && !rc; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      if (!wcol) return luaL_error(L, "agg:push: a window key without a window");
+      keycols[i] = strcmp(k, "window_start") ? wcols[1] : wcols[0];
+    } else {
+      tide_expr_t *e = check_expr(L, -1);
+      int c = tide_expr_column(e);
+      if (c >= 0) keycols[i] = src->cols[c];
+      else if (!(rc = tide_expr_eval(e, src, &t->cols[i], &err))) keycols[i] = t->cols[i];
+    }
+    lua_pop(L, 1);
+  }
+  for (uint32_t i = 0; i < na && !rc; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    if (lua_toboolean(L, -1)) {
+      tide_expr_t *e = check_expr(L, -1);
+      int c = tide_expr_column(e);
+      if (c >= 0) argp[i] = &src->cols[c];
+      else if (!(rc = tide_expr_eval(e, src, &t->cols[nk + i], &err))) argp[i] = &t->cols[nk + i];
+    }
+    lua_pop(L, 1);
+  }
+  if (rc) return fail(L, rc, err.msg);
+  /* a view over the key columns: nothing owned, nothing freed */
+  tide_schema_t *ks = tide_schema_new();
+  if (!ks) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < nk && !rc; i++)
+    rc = tide_schema_add(ks, out->fields[i].name, out->fields[i].name_len, out->fields[i].type, 1, NULL, &err);
+  tide_batch_t keys = {0};
+  keys.schema = ks;
+  keys.nrows = keys.cap = count;
+  keys.cols = keycols;
+  if (!rc) rc = tide_agg_update(a, &keys, argp, &err);
+  tide_schema_unref(ks);
+  if (rc) return fail(L, rc, err.msg);
+  scratch_free(x);
+  scratch_free(t);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -495,6 +622,7 @@ static int join_probe(lua_State *L) {
     if ((rc = tide_col_gather(&right->cols[rc_cols[c]], rrows, count, &cols[left->schema->nfields + c])))
       return fail(L, rc, NULL);
   push_adopted(L, x, s, count);
+  scratch_free(x);
   return 1;
 }
 
@@ -526,6 +654,7 @@ static int l_sort(lua_State *L) {
   if (rc) return fail(L, rc, err.msg);
   tide_batch_t *out;
   if ((rc = tide_batch_gather(in, perm, in->nrows, &out))) return fail(L, rc, NULL);
+  scratch_free(x);
   tide_l_push_batch(L, out);
   return 1;
 }
@@ -549,6 +678,7 @@ static int l_concat(lua_State *L) {
   tide_batch_t *out;
   int rc = tide_batch_concat(bs, n, s, &out);
   if (rc) return fail(L, rc, NULL);
+  scratch_free(x);
   tide_l_push_batch(L, out);
   return 1;
 }
@@ -586,15 +716,32 @@ static int l_with_schema(lua_State *L) {
 
 /* ----------------------------------------------------------------- UDFs --- */
 
-/* The message handler of UDF calls: the error with a traceback. */
+/* UDFs run a whole batch inside ONE protected call: the loop below calls
+ * the function with lua_call (no setjmp per row) and keeps the current row
+ * in a udf_run_t, so that an error can still name the row. An error of the
+ * user's function reaches the message handler as a string and gets a
+ * traceback; a row the function returned that breaks the schema is raised
+ * as the run itself (a light userdata), which the handler lets through. */
+
+typedef struct udf_run {
+  const tide_batch_t *in;
+  uint32_t row;          /* the row being processed */
+  int flat, map;         /* udf_map: flat_map or map; else a filter */
+  uint32_t *rows, n;     /* filter: the rows kept */
+  tide_batch_t *out;     /* map: the output */
+  tide_buf_t *jb;        /* map: scratch for json values */
+  tide_err_t err;        /* map: why a returned row does not fit */
+} udf_run_t;
+
 static int traceback(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TLIGHTUSERDATA) return 1; /* our own: no traceback */
   const char *msg = lua_tostring(L, 1);
   if (!msg) msg = luaL_tolstring(L, 1, NULL);
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
 
-/* Row `i` of b as JSON text, for messages (truncated). */
+/* Row `i` of b as JSON text, for messages (cut at 300 bytes). */
 static void row_text(const tide_batch_t *b, uint32_t i, tide_buf_t *out) {
   out->len = 0;
   if (tide_json_enc_row(b, i, out, TIDE_JSON_ISO8601) || tide_buf_cstr(out)) {
@@ -608,19 +755,137 @@ static void row_text(const tide_batch_t *b, uint32_t i, tide_buf_t *out) {
   }
 }
 
-/* Call fn(row) (or fn(row, emit)) for row i of in under the traceback
- * handler; on error push nil, "row N {json}: error" and return 0. */
-static int call_udf(lua_State *L, int fn, int handler, const tide_batch_t *in, uint32_t i, int nargs_extra,
-                    int emit_idx, int nres, scratch_t *x) {
-  lua_pushvalue(L, fn);
-  tide_l_push_row(L, in, i);
-  if (nargs_extra) lua_pushvalue(L, emit_idx);
-  if (lua_pcall(L, 1 + nargs_extra, nres, handler) != LUA_OK) {
-    row_text(in, i, &x->buf);
-    lua_pushfstring(L, "row %d %s: %s", (int)i + 1, x->buf.data ? x->buf.data : "", lua_tostring(L, -1));
-    return 0;
+/* emit(row) for flat_map: appends to the table in upvalue 1. */
+static int udf_emit(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* Append the row at idx to the map's output, or raise the run. */
+static void udf_put(lua_State *L, udf_run_t *r, int idx) {
+  if (tide_l_row_to_batch(L, idx, r->out, 0, r->jb, &r->err)) {
+    lua_pushlightuserdata(L, r);
+    lua_error(L);
   }
-  return 1;
+}
+
+/* A direct-mapped cache of the Lua strings of a batch's string columns:
+ * string values repeat (devices, kinds), and pushing a cached Lua string
+ * costs a hash and a compare instead of Lua's interning of the bytes. The
+ * strings themselves live in a Lua table (stack index `tbl`), slot i+1. */
+#define STRCACHE 1024
+typedef struct strcache {
+  const char *p[STRCACHE];
+  uint32_t len[STRCACHE];
+} strcache_t;
+
+static void push_cached_str(lua_State *L, strcache_t *sc, int tbl, const char *p, size_t n) {
+  if (n > 40) { /* long strings are not interned by Lua anyway */
+    lua_pushlstring(L, p, n);
+    return;
+  }
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
+  h &= STRCACHE - 1;
+  if (sc->p[h] && sc->len[h] == n && !memcmp(sc->p[h], p, n)) {
+    lua_rawgeti(L, tbl, (lua_Integer)h + 1);
+    return;
+  }
+  lua_pushlstring(L, p, n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, tbl, (lua_Integer)h + 1);
+  sc->p[h] = p;
+  sc->len[h] = (uint32_t)n;
+}
+
+/* The protected loop: udf_loop(run, fn [, pending, emit]). */
+static int udf_loop(lua_State *L) {
+  udf_run_t *r = lua_touserdata(L, 1);
+  const tide_batch_t *in = r->in;
+  uint32_t nf = in->schema->nfields;
+  luaL_checkstack(L, (int)nf + 8, NULL);
+  int keys = lua_gettop(L) + 1;
+  for (uint32_t c = 0; c < nf; c++) lua_pushlstring(L, in->schema->fields[c].name, in->schema->fields[c].name_len);
+  strcache_t *sc = lua_newuserdatauv(L, sizeof *sc, 0);
+  memset(sc, 0, sizeof *sc);
+  lua_createtable(L, STRCACHE, 0);
+  int tbl = lua_gettop(L);
+  for (uint32_t i = 0; i < in->nrows; i++) {
+    r->row = i;
+    lua_pushvalue(L, 2);
+    lua_createtable(L, 0, (int)nf);
+    for (uint32_t c = 0; c < nf; c++) {
+      const tide_col_t *col = &in->cols[c];
+      if (tide_col_is_null(col, i)) continue;
+      lua_pushvalue(L, keys + (int)c);
+      if (col->type == TIDE_T_STRING) {
+        size_t n;
+        const char *p = tide_col_str(col, i, &n);
+        push_cached_str(L, sc, tbl, p, n);
+      } else {
+        tide_l_push_value(L, col, i);
+      }
+      lua_rawset(L, -3);
+    }
+    if (!r->map) {
+      lua_call(L, 1, 1);
+      if (lua_toboolean(L, -1)) r->rows[r->n++] = i;
+      lua_pop(L, 1);
+    } else if (!r->flat) {
+      lua_call(L, 1, 1);
+      if (!lua_isnil(L, -1)) udf_put(L, r, -1);
+      lua_pop(L, 1);
+    } else {
+      lua_pushvalue(L, 4);
+      lua_call(L, 2, 0);
+      lua_Integer k = (lua_Integer)lua_rawlen(L, 3);
+      for (lua_Integer j = 1; j <= k; j++) {
+        lua_rawgeti(L, 3, j);
+        udf_put(L, r, -1);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawseti(L, 3, j);
+      }
+    }
+  }
+  return 0;
+}
+
+/* Run the loop over r->in under the handler; 1 when done, else push nil and
+ * the message ("row N {json}: ...") and return 0. */
+static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch_t *x) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, udf_loop);
+  lua_pushlightuserdata(L, r);
+  lua_pushvalue(L, fn);
+  int nargs = 2;
+  if (r->flat) {
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, udf_emit, 1);
+    nargs = 4;
+  }
+  int status = lua_pcall(L, nargs, 0, top + 1);
+  if (status == LUA_OK) {
+    lua_settop(L, top);
+    return 1;
+  }
+  row_text(r->in, r->row, &x->buf);
+  const char *row = x->buf.data ? x->buf.data : "";
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+    lua_pushfstring(L, "row %d %s: %s returned a row that does not fit its schema: %s", (int)r->row + 1, row, what,
+                    r->err.msg);
+  else
+    lua_pushfstring(L, "row %d %s: %s", (int)r->row + 1, row, lua_tostring(L, -1));
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 0;
 }
 
 /* core.udf_filter(batch, fn) -> Batch of the rows for which fn(row) is
@@ -629,33 +894,18 @@ static int l_udf_filter(lua_State *L) {
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   scratch_t *x = push_scratch(L);
-  uint32_t *rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *rows), n = 0;
-  if (!rows) return luaL_error(L, "out of memory");
-  lua_pushcfunction(L, traceback);
-  int handler = lua_gettop(L);
-  for (uint32_t i = 0; i < in->nrows; i++) {
-    if (!call_udf(L, 2, handler, in, i, 0, 0, 1, x)) {
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2;
-    }
-    if (lua_toboolean(L, -1)) rows[n++] = i;
-    lua_pop(L, 1);
-  }
+  udf_run_t r;
+  memset(&r, 0, sizeof r);
+  r.in = in;
+  r.rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *r.rows);
+  if (!r.rows) return luaL_error(L, "out of memory");
+  if (!udf_run(L, &r, 2, "filter", x)) return 2;
   tide_batch_t *out;
-  int rc = tide_batch_gather(in, rows, n, &out);
+  int rc = tide_batch_gather(in, r.rows, r.n, &out);
   if (rc) return fail(L, rc, NULL);
+  scratch_free(x);
   tide_l_push_batch(L, out);
   return 1;
-}
-
-/* emit(row) for flat_map: appends to the table in upvalue 1. */
-static int udf_emit(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  return 0;
 }
 
 /* core.udf_map(batch, fn, schema, flat) -> Batch | nil, msg
@@ -667,55 +917,19 @@ static int l_udf_map(lua_State *L) {
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   tide_schema_t *s = check_schema(L, 3);
-  int flat = lua_toboolean(L, 4);
   scratch_t *x = push_scratch(L);
-  int xi = lua_gettop(L);
   tide_batch_t *out = tide_batch_new(s, in->nrows ? in->nrows : 1);
   if (!out) return luaL_error(L, "out of memory");
   tide_l_push_batch(L, out); /* owned by Lua from here */
   int out_idx = lua_gettop(L);
-  lua_pushcfunction(L, traceback);
-  int handler = lua_gettop(L);
-  lua_newtable(L);
-  int pending = lua_gettop(L);
-  lua_pushvalue(L, pending);
-  lua_pushcclosure(L, udf_emit, 1);
-  int emit = lua_gettop(L);
-  scratch_t *y = push_scratch(L); /* json scratch for row conversion */
-  tide_err_t err = {0, ""};
-  for (uint32_t i = 0; i < in->nrows; i++) {
-    if (!call_udf(L, 2, handler, in, i, flat, emit, flat ? 0 : 1, x)) {
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2;
-    }
-    int produced = 0;
-    if (flat) {
-      produced = (int)lua_rawlen(L, pending);
-    } else if (!lua_isnil(L, -1)) {
-      lua_rawseti(L, pending, 1);
-      produced = 1;
-    } else {
-      lua_pop(L, 1);
-    }
-    for (int k = 1; k <= produced; k++) {
-      lua_rawgeti(L, pending, k);
-      int rc = tide_l_row_to_batch(L, -1, out, 0, &y->buf, &err);
-      lua_pop(L, 1);
-      if (rc) {
-        row_text(in, i, &x->buf);
-        lua_pushnil(L);
-        lua_pushfstring(L, "row %d %s: %s returned a row that does not fit its schema: %s", (int)i + 1,
-                        x->buf.data ? x->buf.data : "", flat ? "flat_map" : "map", err.msg);
-        return 2;
-      }
-    }
-    for (int k = produced; k >= 1; k--) {
-      lua_pushnil(L);
-      lua_rawseti(L, pending, k);
-    }
-  }
-  (void)xi;
+  udf_run_t r;
+  memset(&r, 0, sizeof r);
+  r.in = in;
+  r.map = 1;
+  r.flat = lua_toboolean(L, 4);
+  r.out = out;
+  r.jb = &push_scratch(L)->buf;
+  if (!udf_run(L, &r, 2, r.flat ? "flat_map" : "map", x)) return 2;
   lua_pushvalue(L, out_idx);
   return 1;
 }
@@ -876,7 +1090,7 @@ static const luaL_Reg schema_methods[] = {{"fields", schema_fields}, {"ddl", sch
 static const luaL_Reg expr_methods[] = {{"type", expr_type},     {"nullable", expr_nullable}, {"name", expr_name},
                                         {"text", expr_text},     {"column", expr_column},     {"agg", expr_agg},
                                         {"arg", expr_arg},       {NULL, NULL}};
-static const luaL_Reg agg_methods[] = {{"update", agg_update}, {"result", agg_result}, {"groups", agg_groups},
+static const luaL_Reg agg_methods[] = {{"update", agg_update}, {"push", agg_push}, {"result", agg_result}, {"groups", agg_groups},
                                        {"bytes", agg_bytes},   {NULL, NULL}};
 static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 

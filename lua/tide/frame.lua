@@ -90,16 +90,28 @@ local function new_frame(node)
   return setmetatable({ _node = node }, Frame)
 end
 
+-- Batches and their owners. A node whose `owns` is true makes a fresh batch
+-- for every batch it yields, which nobody else holds: its consumer closes it
+-- as soon as it is used, so memory is reused at once instead of waiting for
+-- the garbage collector (which does not see the C memory behind a batch).
+-- Nodes that pass their input's batches through, and sources that hand out
+-- batches they keep (from_rows, from_batches), do not own them.
+local function release(node, b)
+  if node.owns then b:close() end
+end
+
 -- A node whose every batch goes through fn(batch) -> batch.
 local function map_node(input, op, schema, label, fn, extra)
-  local node = { op = op, input = input, schema = schema, static = input.static, label = label }
+  local node = { op = op, input = input, schema = schema, static = input.static, label = label, owns = true }
   for k, v in pairs(extra or {}) do node[k] = v end
   function node.open()
     local next_batch = input.open()
     return function()
       local b = next_batch()
       if b == nil then return nil end
-      return fn(b)
+      local out = fn(b)
+      release(input, b)
+      return out
     end
   end
   return node
@@ -185,36 +197,55 @@ end
 -- Sources
 ---------------------------------------------------------------------------
 
-local function source_node(label, fields_or_schema, open, static)
-  local schema = getmetatable(fields_or_schema) and fields_or_schema or make_schema(fields_or_schema, "source", 2)
-  return { op = "source", schema = schema, static = static ~= false, label = label, open = open }
+-- schema: a tide.Schema, or a DDL string or array form; owns: the source
+-- makes fresh batches that its consumer may close
+local function source_node(label, schema, open, owns)
+  if type(schema) ~= "userdata" then
+    local s, msg = core.schema(schema)
+    if not s then error("source: bad schema: " .. msg, 3) end
+    schema = s
+  end
+  return { op = "source", schema = schema, static = true, label = label, open = open, owns = owns or false }
 end
 
 --- A static frame over Lua rows.
 -- @tab rows an array of tables keyed by column name
 -- @param[opt] schema DDL or array form; inferred from the rows when omitted
+-- @tab[opt] opts `batch_rows`: cut the rows into batches of this many (the
+-- result of any query is the same whatever the cut; tests use it to show so)
 -- @treturn frame
-function M.from_rows(rows, schema)
+function M.from_rows(rows, schema, opts)
   if type(rows) ~= "table" then error("from_rows: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
+  local o = util.check_options(opts, { batch_rows = { type = "integer", min = 1 } }, "from_rows")
   if schema == nil then schema = require("tide.schema").infer(rows) end
   local s, msg = core.schema(schema)
   if not s then error("from_rows: bad schema: " .. msg, 2) end
-  local b, err = core.rows_batch(s, rows)
-  if not b then error("from_rows: " .. err, 2) end
+  local per = o.batch_rows or math.max(#rows, 1)
+  local batches = {}
+  for first = 1, math.max(#rows, 1), per do
+    local part = table.move(rows, first, math.min(first + per - 1, #rows), 1, {})
+    local b, err = core.rows_batch(s, part)
+    if not b then
+      local n, rest = err:match("^row (%d+): (.*)$")
+      error("from_rows: " .. (n and format("row %d: %s", first + tonumber(n) - 1, rest) or err), 2)
+    end
+    batches[#batches + 1] = b
+  end
   return new_frame(source_node(format("Rows (%d)", #rows), s, function()
-    local done = false
+    local i = 0
     return function()
-      if done then return nil end
-      done = true
-      return b
+      i = i + 1
+      return batches[i]
     end
   end))
 end
 
 --- A static frame over batches produced by `batches()` (an iterator
--- factory), for sources built elsewhere (topics, tables).
-function M.from_batches(label, schema, batches)
-  return new_frame(source_node(label, schema, batches))
+-- factory), for sources built elsewhere (topics, tables). With `fresh`,
+-- every batch is made anew for its consumer (which closes it when done);
+-- without, the batches are the caller's and are left alone.
+function M.from_batches(label, schema, batches, fresh)
+  return new_frame(source_node(label, schema, batches, fresh))
 end
 
 local CHUNK = 4 * 1024 * 1024
@@ -350,7 +381,7 @@ function M.read(kind, opts)
           cur = file_batches(now[i], fmt, s, o)
         end
       end
-    end)
+    end, true)
   return new_frame(node)
 end
 
@@ -559,21 +590,29 @@ function Frame:group_by(...)
       error(format("group_by: key %d must be a column, an expression or a tide.window, got %s", i, type(keys[i])), 2)
     end
   end
-  local input = window and window_node(node, window, "group_by", 2) or node
-  local key_exprs, key_texts = {}, {}
-  for i = 1, keys.n do
-    if M.is_window(keys[i]) then
-      key_exprs[#key_exprs + 1] = compile(input, "window_start", "group_by", 2)
-      key_exprs[#key_exprs + 1] = compile(input, "window_end", "group_by", 2)
-      key_texts[#key_texts + 1] = tostring(keys[i])
-    else
-      local e = compile(input, keys[i], "group_by", 2)
-      if e:type() == "json" then error(format("group_by: cannot group by the json value %s", e:text()), 2) end
-      key_exprs[#key_exprs + 1] = e
-      key_texts[#key_texts + 1] = e:name()
+  local wspec
+  if window then
+    -- the same checks as a window assignment (and the same messages)
+    window_node(node, window, "group_by", 2)
+    for i, f in ipairs(node.fields) do
+      if f[1] == window.col then wspec = { col = i, size = window.size, slide = window.slide, start = window.start } end
     end
   end
-  return setmetatable({ _input = input, _keys = key_exprs, _texts = key_texts, _window = window }, Grouped)
+  local specs, fields, texts = {}, {}, {}
+  for i = 1, keys.n do
+    if M.is_window(keys[i]) then
+      specs[#specs + 1], fields[#fields + 1] = "window_start", { "window_start", "timestamp" }
+      specs[#specs + 1], fields[#fields + 1] = "window_end", { "window_end", "timestamp" }
+      texts[#texts + 1] = tostring(keys[i])
+    else
+      local e = compile(node, keys[i], "group_by", 2)
+      if e:type() == "json" then error(format("group_by: cannot group by the json value %s", e:text()), 2) end
+      specs[#specs + 1], fields[#fields + 1] = e, field_of_expr(e)
+      texts[#texts + 1] = e:name()
+    end
+  end
+  return setmetatable({ _input = node, _keys = specs, _key_fields = fields, _texts = texts, _window = wspec },
+    Grouped)
 end
 
 local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
@@ -599,10 +638,8 @@ function Grouped:agg(spec)
   for _, k in ipairs(named) do items[#items + 1] = { text = spec[k], name = k } end
   if #items == 0 then error("agg: expected at least one aggregate (" .. agg_kinds .. ")", 2) end
   local specs, args, texts = {}, {}, {}
-  local key_fields = {}
-  for i, e in ipairs(self._keys) do key_fields[i] = field_of_expr(e) end
   local out_fields = {}
-  for i, f in ipairs(key_fields) do out_fields[i] = f end
+  for i, f in ipairs(self._key_fields) do out_fields[i] = f end
   for _, it in ipairs(items) do
     local e = compile(input, it.text, "agg", 2, true)
     local kind = e:agg()
@@ -612,25 +649,22 @@ function Grouped:agg(spec)
     local name = it.name or e:name()
     local arg = e:arg()
     specs[#specs + 1] = { kind = kind, arg_type = arg and arg:type() or nil, name = name }
-    args[#args + 1] = arg or compile(input, "true", "agg", 2)
+    args[#args + 1] = arg or false
     local counts = kind == "count" or kind == "count_star" or kind == "count_distinct"
     out_fields[#out_fields + 1] = { name, e:type() .. (counts and "" or "?") }
     texts[#texts + 1] = e:text() .. (name ~= e:text() and (" AS " .. name) or "")
   end
-  local key_schema = make_schema(key_fields, "agg", 2)
+  local key_schema = make_schema(self._key_fields, "agg", 2)
   local out_schema = make_schema(out_fields, "agg", 2)
-  local arg_fields = {}
-  for i, a in ipairs(args) do arg_fields[i] = field_of_expr(a, "_" .. i) end
-  local arg_schema = make_schema(arg_fields, "agg", 2)
   do -- check the aggregates against their argument types now, not when running
     local probe, msg = core.agg(key_schema, specs)
     if not probe then error("agg: " .. msg, 2) end
   end
-  local keys = self._keys
+  local keys, window = self._keys, self._window
   local node = {
-    op = "aggregate", input = input, schema = out_schema, static = input.static,
+    op = "aggregate", input = input, schema = out_schema, static = input.static, owns = true,
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
-    keys = keys, key_schema = key_schema, specs = specs, args = args, arg_schema = arg_schema,
+    key_schema = key_schema, specs = specs,
   }
   -- One aggregation's state: push batches, then take the result. The
   -- streaming engine keeps one per query across micro-batches.
@@ -639,17 +673,13 @@ function Grouped:agg(spec)
     if not a then run_fail("agg", msg) end
     local st = {}
     function st.push(b)
-      local kb, err1 = core.project(b, keys, key_schema)
-      if not kb then run_fail("group_by", err1) end
-      local ab, err2 = core.project(b, args, arg_schema)
-      if not ab then run_fail("agg", err2) end
-      local ok, err3 = a:update(kb, ab)
-      if not ok then run_fail("agg", err3) end
+      local ok, err = a:push(b, keys, args, window)
+      if not ok then run_fail("agg", err) end
     end
     function st.result()
-      local out, err4 = a:result()
-      if not out then run_fail("agg", err4) end
-      return out -- named as out_schema: key names, then the aggregates' names
+      local out, err = a:result()
+      if not out then run_fail("agg", err) end
+      return out -- named as out_schema: the key names, then the aggregates' names
     end
     st.groups = function() return a:groups() end
     st.bytes = function() return a:bytes() end
@@ -661,7 +691,10 @@ function Grouped:agg(spec)
       if done then return nil end
       done = true
       local st = node.state()
-      for b in next_batch do st.push(b) end
+      for b in next_batch do
+        st.push(b)
+        release(input, b)
+      end
       return st.result()
     end
   end
@@ -737,7 +770,7 @@ function Frame:join(other, on, how)
   end
   local schema = make_schema(fields, "join", 2)
   local jn = {
-    op = "join", input = node, right = right, schema = schema, static = node.static,
+    op = "join", input = node, right = right, schema = schema, static = node.static, owns = true,
     label = format("Join %s on [%s]", outer and "left" or "inner", concat(on, ", ")),
   }
   function jn.open()
@@ -751,6 +784,7 @@ function Frame:join(other, on, how)
       if b == nil then return nil end
       local out, err = j:probe(b, lk, outer, schema, rcols)
       if not out then run_fail("join", err) end
+      release(node, b)
       return out
     end
   end
@@ -839,7 +873,7 @@ function Frame:order_by(...)
   local wide = make_schema(wide_fields, "order_by", 2)
   local back = {}
   for i = 1, nf do back[i] = compile({ schema = wide }, "`" .. node.fields[i][1] .. "`", "order_by", 2) end
-  local sn = { op = "sort", input = node, schema = node.schema, static = true,
+  local sn = { op = "sort", input = node, schema = node.schema, static = true, owns = true,
     label = "Sort [" .. concat(texts, ", ") .. "]" }
   function sn.open()
     local done = false
@@ -847,10 +881,17 @@ function Frame:order_by(...)
       if done then return nil end
       done = true
       local parts = {}
-      for b in node.open() do parts[#parts + 1] = core.project(b, exprs, wide) end
+      for b in node.open() do
+        parts[#parts + 1] = core.project(b, exprs, wide)
+        release(node, b)
+      end
       local all = core.concat(parts, wide)
+      for _, p in ipairs(parts) do p:close() end
       local sorted = core.sort(all, sk)
-      return core.project(sorted, back, node.schema)
+      all:close()
+      local out = core.project(sorted, back, node.schema)
+      sorted:close()
+      return out
     end
   end
   return new_frame(sn)
