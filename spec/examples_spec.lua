@@ -29,6 +29,34 @@ describe("examples", function()
     assert.truthy(out:find("read", 1, true), out)
   end)
 
+  it("quickstart's windowed counts and averages equal those computed from the input file", function()
+    local groups = {}
+    for line in io.lines("examples/quickstart/events.jsonl") do
+      local ts = tonumber(line:match('"ts":(%-?%d+)'))
+      local dev = line:match('"device":"([^"]+)"')
+      local sig = tonumber(line:match('"signal":(%-?%d+)'))
+      if sig >= 5 then
+        local key = (ts // 10000 * 10000) .. "|" .. dev
+        local g = groups[key] or { n = 0, sum = 0 }
+        g.n, g.sum = g.n + 1, g.sum + sig
+        groups[key] = g
+      end
+    end
+    local out, code = run("lua5.4 bin/tide run examples/quickstart/pipeline.lua " .. dir)
+    assert.are.equal(0, code, out)
+    local seen = 0
+    for ws, dev, n, avg in out:gmatch("|%s*(%d%d%d%d%-[%d%-T:]+Z)|%s*(dev%-%d)|%s*(%d+)|%s*([%d.]+)|") do
+      local ms = require("tide").parse_time(ws)
+      local g = assert(groups[ms .. "|" .. dev], "unexpected group " .. ws .. " " .. dev)
+      assert.are.equal(g.n, tonumber(n))
+      assert.is_true(math.abs(g.sum / g.n - tonumber(avg)) < 0.006, ws .. " " .. dev)
+      seen = seen + 1
+    end
+    local expected = 0
+    for _ in pairs(groups) do expected = expected + 1 end
+    assert.are.equal(expected, seen)
+  end)
+
   it("quickstart's counts equal an independent count of the input file", function()
     local expect = {}
     for line in io.lines("examples/quickstart/events.jsonl") do
