@@ -174,7 +174,7 @@ int tide_csv_dec_record(tide_batch_t *b, const char *p, size_t len, int final, c
     }
   }
   if (c != nf) {
-    rc = tide_err_set(err, TIDE_ESCHEMA, "%u fields, the schema has %u", c, nf);
+    rc = tide_err_set(err, TIDE_ESCHEMA, "%u field%s, the schema has %u", c, c == 1 ? "" : "s", nf);
     goto fail;
   }
   tide_batch_row_commit(b);

@@ -726,6 +726,7 @@ static int l_with_schema(lua_State *L) {
 typedef struct udf_run {
   const tide_batch_t *in;
   uint32_t row;          /* the row being processed */
+  lua_Integer first;     /* rows of the input before this batch (messages count from the input's start) */
   int flat, map;         /* udf_map: flat_map or map; else a filter */
   uint32_t *rows, n;     /* filter: the rows kept */
   tide_batch_t *out;     /* map: the output */
@@ -877,10 +878,10 @@ static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch
   row_text(r->in, r->row, &x->buf);
   const char *row = x->buf.data ? x->buf.data : "";
   if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
-    lua_pushfstring(L, "row %d %s: %s returned a row that does not fit its schema: %s", (int)r->row + 1, row, what,
-                    r->err.msg);
+    lua_pushfstring(L, "row %I %s: %s returned a row that does not fit its schema: %s", r->first + r->row + 1, row,
+                    what, r->err.msg);
   else
-    lua_pushfstring(L, "row %d %s: %s", (int)r->row + 1, row, lua_tostring(L, -1));
+    lua_pushfstring(L, "row %I %s: %s", r->first + r->row + 1, row, lua_tostring(L, -1));
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
   lua_pushnil(L);
@@ -888,8 +889,10 @@ static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch
   return 0;
 }
 
-/* core.udf_filter(batch, fn) -> Batch of the rows for which fn(row) is
- * truthy | nil, "row N {...}: error with traceback" */
+/* core.udf_filter(batch, fn [, first]) -> Batch of the rows for which
+ * fn(row) is truthy | nil, "row N {...}: error with traceback"; first is
+ * the number of input rows before this batch, so that N counts from the
+ * input's start. */
 static int l_udf_filter(lua_State *L) {
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -897,6 +900,7 @@ static int l_udf_filter(lua_State *L) {
   udf_run_t r;
   memset(&r, 0, sizeof r);
   r.in = in;
+  r.first = luaL_optinteger(L, 3, 0);
   r.rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *r.rows);
   if (!r.rows) return luaL_error(L, "out of memory");
   if (!udf_run(L, &r, 2, "filter", x)) return 2;
@@ -908,7 +912,7 @@ static int l_udf_filter(lua_State *L) {
   return 1;
 }
 
-/* core.udf_map(batch, fn, schema, flat) -> Batch | nil, msg
+/* core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
  * map: fn(row) returns a row (or nil to drop it). flat: fn(row, emit) calls
  * emit(row) any number of times (returned values are ignored). Every row
  * produced must fit the schema; a row that does not fails the call with the
@@ -928,8 +932,10 @@ static int l_udf_map(lua_State *L) {
   r.map = 1;
   r.flat = lua_toboolean(L, 4);
   r.out = out;
+  const char *what = luaL_optstring(L, 5, r.flat ? "flat_map" : "map");
+  r.first = luaL_optinteger(L, 6, 0);
   r.jb = &push_scratch(L)->buf;
-  if (!udf_run(L, &r, 2, r.flat ? "flat_map" : "map", x)) return 2;
+  if (!udf_run(L, &r, 2, what, x)) return 2;
   lua_pushvalue(L, out_idx);
   return 1;
 }

@@ -63,8 +63,24 @@ local function make_schema(fields, what, level)
   return s
 end
 
+-- A field name for an expression's output: its alias or Spark's name for
+-- it, made valid where it is not (field names hold no backticks or control
+-- characters and are at most 128 bytes): backticks dropped, control
+-- characters blanked, long names cut (with "...").
+local function safe_name(name)
+  name = name:gsub("`", ""):gsub("%c", " ")
+  if #name > 128 then
+    local cut = 125
+    local function continuation(i) local b = name:byte(i) or 0 return b >= 0x80 and b < 0xC0 end
+    while cut > 1 and continuation(cut + 1) do cut = cut - 1 end
+    name = name:sub(1, cut) .. "..."
+  end
+  if name == "" then name = "_" end
+  return name
+end
+
 local function field_of_expr(e, name)
-  return { name or e:name(), e:type() .. (e:nullable() and "?" or "") }
+  return { name or safe_name(e:name()), e:type() .. (e:nullable() and "?" or "") }
 end
 
 -- Compile `text` against node's schema; errors raise at the caller of the
@@ -106,10 +122,12 @@ local function map_node(input, op, schema, label, fn, extra)
   for k, v in pairs(extra or {}) do node[k] = v end
   function node.open()
     local next_batch = input.open()
+    local ctx = { rows = 0 } -- rows of the input before this batch, for messages
     return function()
       local b = next_batch()
       if b == nil then return nil end
-      local out = fn(b)
+      local out = fn(b, ctx)
+      ctx.rows = ctx.rows + b:nrows()
       release(input, b)
       return out
     end
@@ -141,8 +159,17 @@ function M.window(col, size, slide, start)
     col = col,
     size = util.duration(size, "window size", 3),
     slide = slide ~= nil and util.duration(slide, "window slide", 3) or nil,
-    start = start ~= nil and util.duration(start, "window start", 3) or 0,
+    start = 0,
   }, Window)
+  if start ~= nil then -- may be negative (Spark allows it)
+    local neg = false
+    if type(start) == "string" and start:match("^%s*%-") then
+      neg, start = true, start:gsub("^%s*%-", "", 1)
+    elseif type(start) == "number" and start < 0 then
+      neg, start = true, -start
+    end
+    w.start = util.duration(start, "window start", 3) * (neg and -1 or 1)
+  end
   w.slide = w.slide or w.size
   if w.size <= 0 then error("window: window size must be > 0", 2) end
   if w.slide <= 0 or w.slide > w.size then error("window: window slide must be > 0 and <= the size", 2) end
@@ -215,7 +242,9 @@ end
 -- result of any query is the same whatever the cut; tests use it to show so)
 -- @treturn frame
 function M.from_rows(rows, schema, opts)
-  if type(rows) ~= "table" then error("from_rows: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
+  if type(rows) ~= "table" then
+    error("from_rows: bad argument #1: expected an array of rows, got " .. type(rows), 2)
+  end
   local o = util.check_options(opts, { batch_rows = { type = "integer", min = 1 } }, "from_rows")
   if schema == nil then schema = require("tide.schema").infer(rows) end
   local s, msg = core.schema(schema)
@@ -451,8 +480,8 @@ end
 function Frame:filter(cond)
   local node = check_frame(self, "filter")
   if type(cond) == "function" then
-    return new_frame(map_node(node, "filter", node.schema, "Filter <Lua function>", function(b)
-      local out, msg = core.udf_filter(b, cond)
+    return new_frame(map_node(node, "filter", node.schema, "Filter <Lua function>", function(b, ctx)
+      local out, msg = core.udf_filter(b, cond, ctx.rows)
       if not out then run_fail("filter", msg) end
       return out
     end))
@@ -465,8 +494,8 @@ end
 
 local function udf_node(node, fn, fields, flat, what, label, level)
   local schema = make_schema(fields, what, level + 1)
-  return map_node(node, what, schema, label, function(b)
-    local out, msg = core.udf_map(b, fn, schema, flat)
+  return map_node(node, what, schema, label, function(b, ctx)
+    local out, msg = core.udf_map(b, fn, schema, flat, what, ctx.rows)
     if not out then run_fail(what, msg) end
     return out
   end)
@@ -622,7 +651,9 @@ local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
 -- "count(*)", avg_s = "avg(signal)" }`, in name order), or both.
 -- @treturn frame of the key columns, then one column per aggregate
 function Grouped:agg(spec)
-  if getmetatable(self) ~= Grouped then error("agg: bad self: expected a grouped frame (f:group_by(...):agg{...})", 2) end
+  if getmetatable(self) ~= Grouped then
+    error("agg: bad self: expected a grouped frame (f:group_by(...):agg{...})", 2)
+  end
   if type(spec) ~= "table" then error("agg: expected a table of aggregate expressions, got " .. type(spec), 2) end
   local input = self._input
   local items = {}
@@ -646,7 +677,7 @@ function Grouped:agg(spec)
     if not kind then
       error(format("agg: %s is not an aggregate (use %s)", e:text(), agg_kinds), 2)
     end
-    local name = it.name or e:name()
+    local name = it.name or safe_name(e:name())
     local arg = e:arg()
     specs[#specs + 1] = { kind = kind, arg_type = arg and arg:type() or nil, name = name }
     args[#args + 1] = arg or false
@@ -985,9 +1016,10 @@ local function cell(v, ty)
   return tostring(v)
 end
 
---- Format rows as an aligned text table, as Spark's show does: cells right
--- aligned; with `truncate` (default true) cells longer than 20 characters
--- are cut to 17 and "...".
+--- Format rows as an aligned text table, as Spark's show does: columns at
+-- least 3 wide; with `truncate` (default true) cells are right aligned and
+-- cut to 17 characters and "..." when longer than 20; without, they are
+-- left aligned and whole.
 -- @tab fields array form
 -- @tab rows
 -- @int[opt] shown how many there were in all (for the "only showing" line)
@@ -998,7 +1030,7 @@ function M.format_table(fields, rows, total, truncate)
   for i, f in ipairs(fields) do
     header[i] = f[1]
     types[i] = f[2]:gsub("%?$", "")
-    width[i] = utf8.len(f[1]) or #f[1]
+    width[i] = math.max(3, utf8.len(f[1]) or #f[1])
   end
   for r, row in ipairs(rows) do
     body[r] = {}
@@ -1015,9 +1047,12 @@ function M.format_table(fields, rows, total, truncate)
   local sep = {}
   for i = 1, #fields do sep[i] = string.rep("-", width[i]) end
   local line = "+" .. concat(sep, "+") .. "+"
-  local function row_line(cells)
+  local function row_line(cells) -- right-aligned when truncating, else left (as Spark)
     local out = {}
-    for i, s in ipairs(cells) do out[i] = string.rep(" ", width[i] - (utf8.len(s) or #s)) .. s end
+    for i, s in ipairs(cells) do
+      local pad = string.rep(" ", width[i] - (utf8.len(s) or #s))
+      out[i] = truncate and (pad .. s) or (s .. pad)
+    end
     return "|" .. concat(out, "|") .. "|"
   end
   local out = { line, row_line(header), line }

@@ -228,15 +228,25 @@ local frame_read_spec = { from = "integer", to = "integer", partition = "integer
 -- @tab[opt] opts `from`, `to`, `partition`, `from_time`, `to_time`, `schema_version`
 -- @return a frame
 function Store:read(name, opts)
-  check_store(self)
+  local c = check_store(self)
+  if type(name) ~= "string" then error("read: bad argument #1: expected a topic name, got " .. type(name), 2) end
+  local ok = false
+  for _, n in ipairs(c:topics()) do ok = ok or n == name end
+  if not ok then
+    local names = c:topics()
+    error(format("read: no topic '%s' in store '%s' (topics: %s)", name, self._dir,
+      #names > 0 and concat(names, ", ") or "none"), 2)
+  end
   local t = self:topic(name)
   local o = util.check_options(opts, frame_read_spec, "read")
+  -- times are checked now, when the frame is built, not when it runs
+  if o.from_time ~= nil then o.from_time = M.time_arg(o.from_time, "from_time", 3) end
+  if o.to_time ~= nil then o.to_time = M.time_arg(o.to_time, "to_time", 3) end
   local frame = require "tide.frame"
   local sc = t:schema(o.schema_version)
-  local label = format("Topic %s", name)
-  return frame.from_batches(label, sc.fields, function()
+  return frame.from_batches(format("Topic %s", name), sc.fields, function()
     return t:batches(o)
-  end)
+  end, true)
 end
 
 ---------------------------------------------------------------------------
@@ -471,7 +481,7 @@ end
 local read_spec = { from = "integer", to = "integer", partition = "integer", from_time = "any",
   to_time = "any", iso8601 = "boolean", schema_version = { type = "integer", min = 1 } }
 
-local function time_arg(v, name)
+local function time_arg(v, name, level)
   if v == nil then return nil end
   if math.type(v) == "integer" then return v end
   if type(v) == "string" then
@@ -479,8 +489,9 @@ local function time_arg(v, name)
     if ms then return ms end
   end
   error(format("read: option '%s' must be a timestamp (integer ms or ISO-8601 string), got %s", name,
-    type(v) == "string" and ("'" .. v .. "'") or type(v)), 4)
+    type(v) == "string" and ("'" .. v .. "'") or type(v)), level or 4)
 end
+M.time_arg = time_arg
 
 local function open_reader(self, opts, what)
   local c = check_topic(self, 3)
