@@ -436,29 +436,7 @@ static void hash_keys(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
   for (uint32_t k = 0; k < a->nkeys; k++) {
     const tide_col_t *c = &keys->cols[k];
     int nulls = c->valid && c->null_count;
-    switch (c->type) {
-    case TIDE_T_STRING:
-    case TIDE_T_JSON: {
-      const uint32_t *o = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_bytes(h[i], c->data + o[i], o[i + 1] - o[i]);
-      break;
-    }
-    case TIDE_T_DOUBLE: {
-      const double *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64(v[i]));
-      break;
-    }
-    case TIDE_T_BOOL: {
-      const uint8_t *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
-      break;
-    }
-    default: {
-      const uint64_t *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
-      break;
-    }
-    }
+    tide__hash_col(c, n, h, 0);
     /* A NULL row hashed its (zero) value above; fold in a marker too, so
      * that NULL and 0 (or "") usually land apart. */
     if (nulls)

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "batch.h"
+
 #define TIDE__HSEED 0x2d358dccaa6c78a5ull
 #define TIDE__H1 0xa0761d6478bd642full
 #define TIDE__H2 0xe7037ed1a0b428dbull
@@ -111,6 +113,43 @@ static inline int tide__cmp_bytes(const char *a, size_t na, const char *b, size_
   int c = n ? memcmp(a, b, n) : 0;
   if (c) return c < 0 ? -1 : 1;
   return na < nb ? -1 : na > nb ? 1 : 0;
+}
+
+/* Fold column c (rows [0, n)) into the row hashes h[0..n), a column at a
+ * time. With ints_as_doubles, integers hash as the doubles they equal, so
+ * that an int key and a double key of the same value meet (joins). NULL
+ * rows hash their zero value; callers mark them as they need. */
+static inline void tide__hash_col(const tide_col_t *c, uint32_t n, uint64_t *h, int ints_as_doubles) {
+  switch (c->type) {
+  case TIDE_T_STRING:
+  case TIDE_T_JSON: {
+    const uint32_t *o = c->values;
+    for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_bytes(h[i], c->data + o[i], o[i + 1] - o[i]);
+    break;
+  }
+  case TIDE_T_DOUBLE: {
+    const double *v = c->values;
+    for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64(v[i]));
+    break;
+  }
+  case TIDE_T_BOOL: {
+    const uint8_t *v = c->values;
+    for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
+    break;
+  }
+  case TIDE_T_INT:
+    if (ints_as_doubles) {
+      const int64_t *v = c->values;
+      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64((double)v[i]));
+      break;
+    }
+    __attribute__((fallthrough));
+  default: {
+    const uint64_t *v = c->values;
+    for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
+    break;
+  }
+  }
 }
 
 #endif

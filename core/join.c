@@ -59,34 +59,7 @@ static void hash_rows(const tide_batch_t *b, const uint32_t *kc, uint32_t nk, ui
   }
   for (uint32_t k = 0; k < nk; k++) {
     const tide_col_t *c = &b->cols[kc[k]];
-    switch (c->type) {
-    case TIDE_T_STRING:
-    case TIDE_T_JSON: {
-      const uint32_t *o = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_bytes(h[i], c->data + o[i], o[i + 1] - o[i]);
-      break;
-    }
-    case TIDE_T_DOUBLE: {
-      const double *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64(v[i]));
-      break;
-    }
-    case TIDE_T_INT: {
-      const int64_t *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], tide__norm_f64((double)v[i]));
-      break;
-    }
-    case TIDE_T_BOOL: {
-      const uint8_t *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
-      break;
-    }
-    default: {
-      const uint64_t *v = c->values;
-      for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_u64(h[i], v[i]);
-      break;
-    }
-    }
+    tide__hash_col(c, n, h, 1);
     if (c->valid && c->null_count)
       for (uint32_t i = 0; i < n; i++) nul[i] |= (uint8_t)tide_col_is_null(c, i);
   }

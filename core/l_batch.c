@@ -803,6 +803,24 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
+void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close) {
+  luaL_newmetatable(L, name);
+  if (methods) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    if (close) {
+      lua_pushcfunction(L, gc);
+      lua_setfield(L, -2, "__close");
+    }
+  }
+  lua_pop(L, 1);
+}
+
 /* ---------------------------------------------------------------- module functions */
 
 /* schema_parse(ddl_or_array) -> array form, canonical DDL. Raises on a bad

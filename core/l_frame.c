@@ -1100,24 +1100,12 @@ static const luaL_Reg agg_methods[] = {{"update", agg_update}, {"push", agg_push
                                        {"bytes", agg_bytes},   {NULL, NULL}};
 static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-  luaL_newmetatable(L, name);
-  if (methods) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-}
-
 int tide_l_frame_open(lua_State *L) {
-  new_class(L, SCRATCH_MT, NULL, scratch_gc);
-  new_class(L, SCHEMA_MT, schema_methods, schema_gc);
-  new_class(L, EXPR_MT, expr_methods, expr_gc);
-  new_class(L, AGG_MT, agg_methods, agg_gc);
-  new_class(L, JOIN_MT, join_methods, join_gc);
+  tide_l_class(L, SCRATCH_MT, NULL, scratch_gc, 0);
+  tide_l_class(L, SCHEMA_MT, schema_methods, schema_gc, 0);
+  tide_l_class(L, EXPR_MT, expr_methods, expr_gc, 0);
+  tide_l_class(L, AGG_MT, agg_methods, agg_gc, 0);
+  tide_l_class(L, JOIN_MT, join_methods, join_gc, 0);
   static const luaL_Reg fns[] = {{"schema", l_schema},
                                  {"expr", l_expr},
                                  {"project", l_project},

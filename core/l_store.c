@@ -932,28 +932,11 @@ static const luaL_Reg reader_methods[] = {{"next_row", l_reader_next_row},
                                           {"close", l_reader_close},
                                           {NULL, NULL}};
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  if (gc) {
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
-}
-
 int tide_l_store_open(lua_State *L) {
-  new_class(L, STORE_MT, store_methods, store_close);
-  new_class(L, TOPIC_MT, topic_methods, NULL);
-  new_class(L, READER_MT, reader_methods, reader_gc);
-  luaL_newmetatable(L, SCHEMAREF_MT);
-  lua_pushcfunction(L, schemaref_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  tide_l_class(L, STORE_MT, store_methods, store_close, 1);
+  tide_l_class(L, TOPIC_MT, topic_methods, NULL, 0);
+  tide_l_class(L, READER_MT, reader_methods, reader_gc, 1);
+  tide_l_class(L, SCHEMAREF_MT, NULL, schemaref_gc, 0);
   lua_pushcfunction(L, l_open);
   lua_setfield(L, -2, "open");
   lua_pushcfunction(L, l_topic_name_check);

@@ -71,6 +71,10 @@ void tide_l_push_batch(lua_State *L, tide_batch_t *b);
  * closed. The batch stays owned by the userdata. */
 tide_batch_t *tide_l_check_batch(lua_State *L, int idx);
 
+/* Register the metatable `name` with methods as __index (may be NULL) and
+ * gc as __gc (may be NULL), and also as __close when `close` is set. */
+void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close);
+
 /* Register the tide.Batch metatable and add schema_parse, ts_parse,
  * ts_format, json_batch and batch_json to the table on top of the stack.
  * Returns 0 (lua_CFunction-compatible, nothing pushed). */
