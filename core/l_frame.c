@@ -52,7 +52,7 @@
 /* GC-owned scratch: arrays and columns an operator builds before it can
  * hand them over. Freed by __gc if anything raises in between. */
 typedef struct scratch {
-  void *p[4];
+  void *p[6];
   tide_col_t *cols;
   uint32_t ncols;
   tide_buf_t buf;
@@ -69,7 +69,7 @@ static int scratch_gc(lua_State *L) {
 }
 
 static void scratch_free(scratch_t *s) {
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 6; i++) {
     free(s->p[i]);
     s->p[i] = NULL;
   }
@@ -409,22 +409,25 @@ static int agg_update(lua_State *L) {
   return 1;
 }
 
-/* agg:push(batch, keys, args [, window]): the whole grouping step of one
- * input batch in C, with no intermediate batch:
+/* agg:push(batch, keys, args [, window [, filter]]): the whole grouping
+ * step of one input batch in C, with no intermediate batch:
  *   keys    array, one per key column of the aggregation: an Expr over the
  *           batch, or the string "window_start" / "window_end"
  *   args    array, one per aggregate: an Expr, or false for count(*)
  *   window  {col = (1-based timestamp column), size =, slide =, start =}
- * A key or argument that is a bare column is read in place; others are
- * evaluated into temporary columns. With a window, each row is repeated
- * once per window it belongs to (a tumbling window needs no repeat). */
+ *   filter  an Expr: only the rows where it is TRUE count (a `where` fused
+ *           into the aggregation)
+ * Keys and arguments that are bare columns are read in place; others are
+ * evaluated into temporary columns. A filter gathers only the columns the
+ * aggregation reads. With a window, each row is repeated once per window it
+ * belongs to (a tumbling window needs no repeat). */
 static int agg_push(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   tide_batch_t *in = tide_l_check_batch(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
   tide_schema_t *out = tide_agg_schema(a);
-  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4);
+  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4), nf = in->schema->nfields;
   if (nk + na != out->nfields) return luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
   tide_window_t w = {0, 0, 0};
   lua_Integer wcol = 0;
@@ -439,37 +442,91 @@ static int agg_push(lua_State *L) {
     lua_getfield(L, 5, "start");
     w.start = luaL_checkinteger(L, -1);
     lua_pop(L, 4);
-    if (wcol < 1 || (uint64_t)wcol > in->schema->nfields) return luaL_error(L, "agg:push: bad window column");
+    if (wcol < 1 || (uint64_t)wcol > nf) return luaL_error(L, "agg:push: bad window column");
   }
+  tide_expr_t *filter = lua_isnoneornil(L, 6) ? NULL : check_expr(L, 6);
   /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
-   * argument pointers); t owns every temporary column, the two window
-   * columns at the end. Both are freed by the GC whatever happens. */
+   * argument pointers, p[4] selected rows, p[5] the filtered view's
+   * columns); t owns every temporary column: evaluated keys and arguments,
+   * the two window columns, then the filtered columns. The GC frees both
+   * if anything raises; success frees them at once. */
   scratch_t *x = push_scratch(L);
   scratch_t *t = push_scratch(L);
-  t->cols = calloc(nk + na + 2, sizeof *t->cols);
+  t->cols = calloc(nk + na + 2 + nf, sizeof *t->cols);
   tide_col_t *keycols = x->p[2] = calloc(nk ? nk : 1, sizeof *keycols);
   const tide_col_t **argp = calloc(na ? na : 1, sizeof *argp);
   x->p[3] = (void *)argp;
   if (!t->cols || !keycols || !argp) return luaL_error(L, "out of memory");
-  t->ncols = nk + na + 2;
-  tide_col_t *wcols = &t->cols[nk + na];
+  t->ncols = nk + na + 2 + nf;
+  tide_col_t *wcols = &t->cols[nk + na], *fcols = &t->cols[nk + na + 2];
   tide_err_t err = {0, ""};
   int rc = 0;
   const tide_batch_t *src = in;
-  uint32_t count = in->nrows;
+  tide_batch_t view = {0}; /* the filtered rows: a view, owning nothing */
+  if (filter) {
+    uint32_t *sel = x->p[4] = malloc((in->nrows ? in->nrows : 1) * sizeof *sel), ns = 0;
+    tide_col_t *vcols = x->p[5] = calloc(nf ? nf : 1, sizeof *vcols);
+    if (!sel || !vcols) return luaL_error(L, "out of memory");
+    if ((rc = tide_expr_select(filter, in, sel, &ns, &err))) return fail(L, rc, err.msg);
+    if (ns < in->nrows) {
+      /* which columns will be read: bare-column keys and arguments and the
+       * window's column; any other expression may read anything */
+      uint8_t *need = calloc(nf ? nf : 1, 1);
+      int all = 0;
+      if (!need) return luaL_error(L, "out of memory");
+      if (wcol) need[wcol - 1] = 1;
+      for (uint32_t i = 0; i < nk + na; i++) {
+        lua_rawgeti(L, i < nk ? 3 : 4, i < nk ? i + 1 : i - nk + 1);
+        if (lua_type(L, -1) == LUA_TUSERDATA) {
+          int c = tide_expr_column(check_expr(L, -1));
+          if (c >= 0) need[c] = 1;
+          else all = 1;
+        }
+        lua_pop(L, 1);
+      }
+      for (uint32_t c = 0; c < nf && !rc; c++)
+        if (all || need[c]) {
+          rc = tide_col_gather(&in->cols[c], sel, ns, &fcols[c]);
+          vcols[c] = fcols[c];
+        }
+      free(need);
+      if (rc) return fail(L, rc, NULL);
+      view.schema = in->schema;
+      view.nrows = view.cap = ns;
+      view.cols = vcols;
+      src = &view;
+    }
+  }
+  uint32_t count = src->nrows;
   if (wcol) {
     uint32_t *rows = NULL;
     int64_t *starts = NULL;
     if ((rc = tide_window_check(&w, &err))) return luaL_error(L, "%s", err.msg);
-    rc = tide_window_assign(&w, &in->cols[wcol - 1], in->nrows, &rows, &starts, &count);
+    rc = tide_window_assign(&w, &src->cols[wcol - 1], src->nrows, &rows, &starts, &count);
     x->p[0] = rows;
     x->p[1] = starts;
     if (rc) return fail(L, rc, NULL);
-    int identity = count == in->nrows;
+    int identity = count == src->nrows;
     for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;
     if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
       tide_batch_t *gathered;
-      if ((rc = tide_batch_gather(in, rows, count, &gathered))) return fail(L, rc, NULL);
+      if (src != in) { /* the view: gather the columns it holds */
+        tide_col_t *gcols = calloc(nf ? nf : 1, sizeof *gcols);
+        if (!gcols) return luaL_error(L, "out of memory");
+        for (uint32_t c = 0; c < nf && !rc; c++) /* a column the view left out is never read: zeros */
+          rc = src->cols[c].values ? tide_col_gather(&src->cols[c], rows, count, &gcols[c])
+                                   : tide_col_init(&gcols[c], in->schema->fields[c].type, count);
+        if (rc) {
+          for (uint32_t c = 0; c < nf; c++) tide_col_free(&gcols[c]);
+          free(gcols);
+          return fail(L, rc, NULL);
+        }
+        gathered = tide_batch_adopt(in->schema, count, gcols);
+        free(gcols);
+        if (!gathered) return luaL_error(L, "out of memory");
+      } else if ((rc = tide_batch_gather(in, rows, count, &gathered))) {
+        return fail(L, rc, NULL);
+      }
       tide_l_push_batch(L, gathered); /* kept until this call returns */
       src = gathered;
     }

@@ -472,7 +472,7 @@ function Frame:where(expr)
     local out, msg = core.where(b, e)
     if not out then run_fail("where", msg) end
     return out
-  end))
+  end, { expr = e }))
 end
 
 --- `where` with an expression, or keep the rows for which a Lua function
@@ -692,6 +692,11 @@ function Grouped:agg(spec)
     if not probe then error("agg: " .. msg, 2) end
   end
   local keys, window = self._keys, self._window
+  -- A where right below the aggregation runs inside it: the rows it keeps
+  -- are selected there and only the columns the aggregation reads are
+  -- copied. (explain still shows the Filter, which is what it means.)
+  local feed, filter = input, nil
+  if input.op == "where" and input.expr then feed, filter = input.input, input.expr end
   local node = {
     op = "aggregate", input = input, schema = out_schema, static = input.static, owns = true,
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
@@ -703,9 +708,9 @@ function Grouped:agg(spec)
     local a, msg = core.agg(key_schema, specs)
     if not a then run_fail("agg", msg) end
     local st = {}
-    function st.push(b)
-      local ok, err = a:push(b, keys, args, window)
-      if not ok then run_fail("agg", err) end
+    function st.push(b, where)
+      local ok, err = a:push(b, keys, args, window, where)
+      if not ok then run_fail(where and "where" or "agg", err) end
     end
     function st.result()
       local out, err = a:result()
@@ -716,15 +721,16 @@ function Grouped:agg(spec)
     st.bytes = function() return a:bytes() end
     return st
   end
+  node.feed, node.filter = feed, filter
   function node.open()
-    local next_batch, done = input.open(), false
+    local next_batch, done = feed.open(), false
     return function()
       if done then return nil end
       done = true
       local st = node.state()
       for b in next_batch do
-        st.push(b)
-        release(input, b)
+        st.push(b, filter)
+        release(feed, b)
       end
       return st.result()
     end
