@@ -1039,9 +1039,9 @@ describe("tide.frame where fused into group_by", function()
     return out
   end
 
-  local function got(frame, key_of)
+  local function got(f, key_of)
     local out = {}
-    for _, r in ipairs(frame:collect()) do out[key_of(r)] = { n = r.n, s = r.s } end
+    for _, r in ipairs(f:collect()) do out[key_of(r)] = { n = r.n, s = r.s } end
     return out
   end
 
