@@ -334,6 +334,20 @@ static int l_window_expand(lua_State *L) {
   return 1;
 }
 
+/* A UDF run over one batch (the loop is in the UDF section below). */
+typedef struct udf_run {
+  const tide_batch_t *in;
+  uint32_t row;          /* the row being processed */
+  lua_Integer first;     /* rows of the input before this batch (messages count from the input's start) */
+  int flat, map;         /* udf_map: flat_map or map; else a filter */
+  uint32_t *rows, n;     /* filter: the rows kept */
+  tide_batch_t *out;     /* map: the output */
+  tide_buf_t *jb;        /* map: scratch for json values */
+  tide_err_t err;        /* map: why a returned row does not fit */
+} udf_run_t;
+
+static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch_t *x);
+
 /* ----------------------------------------------------------------- agg --- */
 
 typedef struct {
@@ -409,14 +423,15 @@ static int agg_update(lua_State *L) {
   return 1;
 }
 
-/* agg:push(batch, keys, args [, window [, filter]]): the whole grouping
+/* agg:push(batch, keys, args [, window [, filter [, first]]]): the whole grouping
  * step of one input batch in C, with no intermediate batch:
  *   keys    array, one per key column of the aggregation: an Expr over the
  *           batch, or the string "window_start" / "window_end"
  *   args    array, one per aggregate: an Expr, or false for count(*)
  *   window  {col = (1-based timestamp column), size =, slide =, start =}
- *   filter  an Expr: only the rows where it is TRUE count (a `where` fused
- *           into the aggregation)
+ *   filter  an Expr, or a Lua function(row): only the rows where it is
+ *           TRUE (truthy) count: a `where` or `filter` fused into the
+ *           aggregation; first = input rows before this batch, for messages
  * Keys and arguments that are bare columns are read in place; others are
  * evaluated into temporary columns. A filter gathers only the columns the
  * aggregation reads. With a window, each row is repeated once per window it
@@ -444,7 +459,10 @@ static int agg_push(lua_State *L) {
     lua_pop(L, 4);
     if (wcol < 1 || (uint64_t)wcol > nf) return luaL_error(L, "agg:push: bad window column");
   }
-  tide_expr_t *filter = lua_isnoneornil(L, 6) ? NULL : check_expr(L, 6);
+  int ftype = lua_type(L, 6);
+  tide_expr_t *filter = ftype == LUA_TNIL || ftype == LUA_TNONE || ftype == LUA_TFUNCTION ? NULL : check_expr(L, 6);
+  int filter_fn = ftype == LUA_TFUNCTION;
+  lua_Integer first = luaL_optinteger(L, 7, 0);
   /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
    * argument pointers, p[4] selected rows, p[5] the filtered view's
    * columns); t owns every temporary column: evaluated keys and arguments,
@@ -463,11 +481,21 @@ static int agg_push(lua_State *L) {
   int rc = 0;
   const tide_batch_t *src = in;
   tide_batch_t view = {0}; /* the filtered rows: a view, owning nothing */
-  if (filter) {
+  if (filter || filter_fn) {
     uint32_t *sel = x->p[4] = malloc((in->nrows ? in->nrows : 1) * sizeof *sel), ns = 0;
     tide_col_t *vcols = x->p[5] = calloc(nf ? nf : 1, sizeof *vcols);
     if (!sel || !vcols) return luaL_error(L, "out of memory");
-    if ((rc = tide_expr_select(filter, in, sel, &ns, &err))) return fail(L, rc, err.msg);
+    if (filter) {
+      if ((rc = tide_expr_select(filter, in, sel, &ns, &err))) return fail(L, rc, err.msg);
+    } else { /* a Lua filter: the rows for which fn(row) is truthy */
+      udf_run_t r;
+      memset(&r, 0, sizeof r);
+      r.in = in;
+      r.first = first;
+      r.rows = sel;
+      if (!udf_run(L, &r, 6, "filter", x)) return 2;
+      ns = r.n;
+    }
     if (ns < in->nrows) {
       /* which columns will be read: bare-column keys and arguments and the
        * window's column; any other expression may read anything */
@@ -780,16 +808,7 @@ static int l_with_schema(lua_State *L) {
  * traceback; a row the function returned that breaks the schema is raised
  * as the run itself (a light userdata), which the handler lets through. */
 
-typedef struct udf_run {
-  const tide_batch_t *in;
-  uint32_t row;          /* the row being processed */
-  lua_Integer first;     /* rows of the input before this batch (messages count from the input's start) */
-  int flat, map;         /* udf_map: flat_map or map; else a filter */
-  uint32_t *rows, n;     /* filter: the rows kept */
-  tide_batch_t *out;     /* map: the output */
-  tide_buf_t *jb;        /* map: scratch for json values */
-  tide_err_t err;        /* map: why a returned row does not fit */
-} udf_run_t;
+
 
 static int traceback(lua_State *L) {
   if (lua_type(L, 1) == LUA_TLIGHTUSERDATA) return 1; /* our own: no traceback */

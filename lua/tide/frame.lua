@@ -484,7 +484,7 @@ function Frame:filter(cond)
       local out, msg = core.udf_filter(b, cond, ctx.rows)
       if not out then run_fail("filter", msg) end
       return out
-    end))
+    end, { fn = cond }))
   end
   if type(cond) ~= "string" then
     error("filter: expected an expression string or a function(row), got " .. type(cond), 2)
@@ -685,18 +685,48 @@ function Grouped:agg(spec)
     out_fields[#out_fields + 1] = { name, e:type() .. (counts and "" or "?") }
     texts[#texts + 1] = e:text() .. (name ~= e:text() and (" AS " .. name) or "")
   end
-  local key_schema = make_schema(self._key_fields, "agg", 2)
+  -- window_end is window_start + size: it is left out of the group key
+  -- (one column less to hash and compare per row) and computed once on the
+  -- result
+  local agg_keys, agg_key_fields, raw_fields = {}, {}, {}
+  for i, k in ipairs(self._keys) do
+    if k ~= "window_end" then
+      agg_keys[#agg_keys + 1] = k
+      agg_key_fields[#agg_key_fields + 1] = self._key_fields[i]
+    end
+  end
+  for _, f in ipairs(agg_key_fields) do raw_fields[#raw_fields + 1] = f end
+  for i = #self._key_fields + 1, #out_fields do raw_fields[#raw_fields + 1] = out_fields[i] end
+  local key_schema = make_schema(agg_key_fields, "agg", 2)
   local out_schema = make_schema(out_fields, "agg", 2)
+  local raw_schema = make_schema(raw_fields, "agg", 2)
+  local finish -- raw result -> out_schema, when window_end is to be added
+  if #agg_keys < #self._keys then
+    local exprs = {}
+    for i, f in ipairs(out_fields) do
+      exprs[i] = compile({ schema = raw_schema }, f[1] == "window_end" and
+        format("CAST(CAST(window_start AS int) + %d AS timestamp)", self._window.size) or ("`" .. f[1] .. "`"),
+        "agg", 2)
+    end
+    finish = function(b)
+      local out, msg = core.project(b, exprs, out_schema)
+      if not out then run_fail("agg", msg) end
+      b:close()
+      return out
+    end
+  end
   do -- check the aggregates against their argument types now, not when running
     local probe, msg = core.agg(key_schema, specs)
     if not probe then error("agg: " .. msg, 2) end
   end
-  local keys, window = self._keys, self._window
-  -- A where right below the aggregation runs inside it: the rows it keeps
-  -- are selected there and only the columns the aggregation reads are
-  -- copied. (explain still shows the Filter, which is what it means.)
+  local keys, window = agg_keys, self._window
+  -- A where or Lua filter right below the aggregation runs inside it: the
+  -- rows it keeps are selected there and only the columns the aggregation
+  -- reads are copied. (explain still shows the Filter, which is what it
+  -- means.)
   local feed, filter = input, nil
   if input.op == "where" and input.expr then feed, filter = input.input, input.expr end
+  if input.op == "filter" and input.fn then feed, filter = input.input, input.fn end
   local node = {
     op = "aggregate", input = input, schema = out_schema, static = input.static, owns = true,
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
@@ -708,14 +738,16 @@ function Grouped:agg(spec)
     local a, msg = core.agg(key_schema, specs)
     if not a then run_fail("agg", msg) end
     local st = {}
-    function st.push(b, where)
-      local ok, err = a:push(b, keys, args, window, where)
-      if not ok then run_fail(where and "where" or "agg", err) end
+    function st.push(b, where, first)
+      local ok, err = a:push(b, keys, args, window, where, first)
+      if not ok then
+        run_fail(type(where) == "function" and "filter" or where and "where" or "agg", err)
+      end
     end
     function st.result()
       local out, err = a:result()
       if not out then run_fail("agg", err) end
-      return out -- named as out_schema: the key names, then the aggregates' names
+      return finish and finish(out) or out -- named as out_schema
     end
     st.groups = function() return a:groups() end
     st.bytes = function() return a:bytes() end
@@ -727,9 +759,10 @@ function Grouped:agg(spec)
     return function()
       if done then return nil end
       done = true
-      local st = node.state()
+      local st, first = node.state(), 0
       for b in next_batch do
-        st.push(b, filter)
+        st.push(b, filter, first)
+        first = first + b:nrows()
         release(feed, b)
       end
       return st.result()
