@@ -14,6 +14,7 @@
  *   core.sort(batch, {{col=, desc=, nulls_first=}..}) -> Batch
  *   core.concat({Batch..}, schema)       -> Batch
  *   core.slice(batch, offset, count)     -> Batch
+ *   agg:push(batch, keys, args, window, filter), agg:result() (see agg_push)
  *   core.udf_filter(batch, fn)           -> Batch | nil, msg
  *   core.udf_map(batch, fn, schema, flat)-> Batch | nil, msg
  *
@@ -398,31 +399,6 @@ static int l_agg(lua_State *L) {
   return 1;
 }
 
-/* agg:update(keys_batch [, args_batch]): column i of args_batch is the
- * argument of spec i (ignored for count(*)). */
-static int agg_update(lua_State *L) {
-  tide_agg_t *a = check_agg(L, 1);
-  tide_batch_t *keys = tide_l_check_batch(L, 2);
-  tide_batch_t *args = lua_isnoneornil(L, 3) ? NULL : tide_l_check_batch(L, 3);
-  tide_schema_t *out = tide_agg_schema(a);
-  uint32_t nk = keys->schema->nfields, na = out->nfields - nk;
-  scratch_t *x = push_scratch(L);
-  const tide_col_t **cols = x->p[0] = calloc(na ? na : 1, sizeof *cols);
-  if (!cols) return luaL_error(L, "out of memory");
-  for (uint32_t i = 0; i < na; i++) {
-    if (args && i < args->schema->nfields) {
-      if (args->nrows != keys->nrows) return luaL_error(L, "agg:update: keys and arguments differ in rows");
-      cols[i] = &args->cols[i];
-    }
-  }
-  tide_err_t err = {0, ""};
-  int rc = tide_agg_update(a, keys, cols, &err);
-  if (rc) return fail(L, rc, err.msg);
-  scratch_free(x);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* agg:push(batch, keys, args [, window [, filter [, first]]]): the whole grouping
  * step of one input batch in C, with no intermediate batch:
  *   keys    array, one per key column of the aggregation: an Expr over the
@@ -779,23 +755,6 @@ static int l_slice(lua_State *L) {
   int rc = tide_batch_slice(in, (uint32_t)off, (uint32_t)(off + cnt), &out);
   if (rc) return fail(L, rc, NULL);
   tide_l_push_batch(L, out);
-  return 1;
-}
-
-/* core.with_schema(batch, schema) -> Batch: the same columns under another
- * schema of the same types (renaming), copied. */
-static int l_with_schema(lua_State *L) {
-  tide_batch_t *in = tide_l_check_batch(L, 1);
-  tide_schema_t *s = check_schema(L, 2);
-  if (s->nfields != in->schema->nfields) return luaL_error(L, "with_schema: another number of fields");
-  scratch_t *x = push_scratch(L);
-  tide_col_t *cols = scratch_cols(L, x, s->nfields);
-  for (uint32_t c = 0; c < s->nfields; c++) {
-    if (in->cols[c].type != s->fields[c].type) return luaL_error(L, "with_schema: field %u changes type", c + 1);
-    int rc = tide_col_copy(&in->cols[c], in->nrows, &cols[c]);
-    if (rc) return fail(L, rc, NULL);
-  }
-  push_adopted(L, x, s, in->nrows);
   return 1;
 }
 
@@ -1172,7 +1131,7 @@ static const luaL_Reg schema_methods[] = {{"fields", schema_fields}, {"ddl", sch
 static const luaL_Reg expr_methods[] = {{"type", expr_type},     {"nullable", expr_nullable}, {"name", expr_name},
                                         {"text", expr_text},     {"column", expr_column},     {"agg", expr_agg},
                                         {"arg", expr_arg},       {NULL, NULL}};
-static const luaL_Reg agg_methods[] = {{"update", agg_update}, {"push", agg_push}, {"result", agg_result}, {"groups", agg_groups},
+static const luaL_Reg agg_methods[] = {{"push", agg_push}, {"result", agg_result}, {"groups", agg_groups},
                                        {"bytes", agg_bytes},   {NULL, NULL}};
 static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 
@@ -1192,7 +1151,6 @@ int tide_l_frame_open(lua_State *L) {
                                  {"sort", l_sort},
                                  {"concat", l_concat},
                                  {"slice", l_slice},
-                                 {"with_schema", l_with_schema},
                                  {"udf_filter", l_udf_filter},
                                  {"udf_map", l_udf_map},
                                  {"rows_batch", l_rows_batch},
