@@ -2055,6 +2055,24 @@ static node_t *p_column(parser_t *p) {
   return n;
 }
 
+/* Append a to the growing list kids[0..*n) of capacity *cap. On failure a
+ * is freed and the parser marked out of memory: returns 0, or -1. */
+static int push_kid(parser_t *p, node_t ***kids, uint32_t *n, uint32_t *cap, node_t *a) {
+  if (*n == *cap) {
+    uint32_t c = *cap ? *cap * 2 : 4;
+    node_t **k2 = realloc(*kids, c * sizeof *k2);
+    if (!k2) {
+      node_free(a);
+      enomem(p);
+      return -1;
+    }
+    *kids = k2;
+    *cap = c;
+  }
+  (*kids)[(*n)++] = a;
+  return 0;
+}
+
 /* Parse "( [or {, or}] )" after a function name (the '(' is current);
  * with allow_star, "(*)" gives *star = 1 and no arguments. */
 static int p_args(parser_t *p, node_t ***out, uint32_t *cnt, int allow_star, int *star, int *distinct) {
@@ -2071,18 +2089,7 @@ static int p_args(parser_t *p, node_t ***out, uint32_t *cnt, int allow_star, int
     }
     for (;;) {
       node_t *a = p_or(p);
-      if (!a) goto fail;
-      if (n == cap) {
-        cap = cap ? cap * 2 : 4;
-        node_t **k2 = realloc(kids, cap * sizeof *k2);
-        if (!k2) {
-          node_free(a);
-          enomem(p);
-          goto fail;
-        }
-        kids = k2;
-      }
-      kids[n++] = a;
+      if (!a || push_kid(p, &kids, &n, &cap, a)) goto fail;
       if (p->t.k != K_COMMA) break;
       advance(p);
     }
@@ -2229,18 +2236,7 @@ static node_t *p_case(parser_t *p) {
       expected(p, body == 0 ? "WHEN" : has_else ? "END" : body % 2 ? "THEN" : "WHEN, ELSE or END");
       goto fail;
     }
-    if (!(a = p_or(p))) goto fail;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 8;
-      node_t **k2 = realloc(kids, cap * sizeof *k2);
-      if (!k2) {
-        node_free(a);
-        enomem(p);
-        goto fail;
-      }
-      kids = k2;
-    }
-    kids[n++] = a;
+    if (!(a = p_or(p)) || push_kid(p, &kids, &n, &cap, a)) goto fail;
   }
   node_t *c = node_n(p, OP_CASE, pos, kids, n);
   if (!c) return NULL;
