@@ -14,9 +14,12 @@
  *   core.sort(batch, {{col=, desc=, nulls_first=}..}) -> Batch
  *   core.concat({Batch..}, schema)       -> Batch
  *   core.slice(batch, offset, count)     -> Batch
- *   agg:push(batch, keys, args, window, filter), agg:result() (see agg_push)
- *   core.udf_filter(batch, fn)           -> Batch | nil, msg
- *   core.udf_map(batch, fn, schema, flat)-> Batch | nil, msg
+ *   agg:push(batch, keys, args [, window [, filter [, first]]]), agg:result()
+ *   core.udf_filter(batch, fn [, first]) -> Batch | nil, msg
+ *   core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
+ *   core.rows_batch(schema, rows)        -> Batch | nil, msg
+ *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines}
+ *   core.glob(pattern)                   -> {paths} | nil, msg
  *
  * Column indexes are 1-based on the Lua side. Failures of the data (a UDF
  * that raises, a row that breaks a declared schema) return nil and a

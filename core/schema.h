@@ -5,8 +5,9 @@
  * immutable once built and shared by reference count: batches, decoders and
  * topics each hold a reference (tide_schema_ref / tide_schema_unref).
  *
- * Field names are identifiers: [A-Za-z_][A-Za-z0-9_]*, 1..128 bytes, unique
- * (case-sensitive). A field may carry a default, kept as JSON text
+ * Field names are 1..128 bytes of UTF-8 without control characters or
+ * backticks, unique (case-sensitive): identifiers, and also the names Spark
+ * gives expressions ("avg(signal)"), which DDL writes in backticks. A field may carry a default, kept as JSON text
  * ("0", "\"x\"", "null"); the schema registry uses it when projecting rows
  * written under an older version.
  *

@@ -1075,3 +1075,37 @@ describe("tide.frame where fused into group_by", function()
     end
   end)
 end)
+
+describe("tide.frame Lua filter fused into group_by", function()
+  local rows = {}
+  for i = 1, 50 do rows[i] = { k = ({ "x", "y", "z" })[i % 3 + 1], v = i } end
+
+  it("gives the same counts and sums as plain Lua, one batch or many", function()
+    local want = {}
+    for _, r in ipairs(rows) do
+      if r.v % 2 == 0 then
+        local g = want[r.k] or { n = 0, s = 0 }
+        g.n, g.s = g.n + 1, g.s + r.v
+        want[r.k] = g
+      end
+    end
+    for _, per in ipairs { 50, 4 } do
+      local got = {}
+      local f = tide.from_rows(rows, "k string, v int", { batch_rows = per })
+        :filter(function(r) return r.v % 2 == 0 end)
+        :group_by("k"):agg { "count(*) AS n", "sum(v) AS s" }
+      for _, r in ipairs(f:collect()) do got[r.k] = { n = r.n, s = r.s } end
+      assert.same(want, got)
+    end
+  end)
+
+  it("names the row of the whole input when the function raises", function()
+    local f = tide.from_rows(rows, "k string, v int", { batch_rows = 4 })
+      :filter(function(r) if r.v == 11 then error("eleven") end return true end)
+      :group_by("k"):count()
+    local ok, err = pcall(f.collect, f)
+    assert.is_false(ok)
+    assert.equal('filter: row 11 {"k":"z","v":11}: ', err:sub(1, #'filter: row 11 {"k":"z","v":11}: '))
+    assert.truthy(err:find("eleven", 1, true))
+  end)
+end)
