@@ -19,16 +19,21 @@ external_dependencies = {
 build = {
   type = "builtin",
   modules = {
+    ["tide.cli"] = "lua/tide/cli.lua",
+    ["tide.frame"] = "lua/tide/frame.lua",
     ["tide"] = "lua/tide/init.lua",
+    ["tide.runtime"] = "lua/tide/runtime.lua",
+    ["tide.schema"] = "lua/tide/schema.lua",
     ["tide.store"] = "lua/tide/store.lua",
     ["tide.util"] = "lua/tide/util.lua",
-    ["tide.schema"] = "lua/tide/schema.lua",
-    ["tide.cli"] = "lua/tide/cli.lua",
+    -- every lua/tide/*.lua, connectors/*.lua (as tide.connectors.<name>) and
+    -- core/*.c belongs here: spec/rockspec_spec.lua checks it
     ["tide.core"] = {
       sources = {
-        "core/batch.c", "core/catalog.c", "core/crc32c.c", "core/err.c", "core/json.c", "core/loop.c",
-        "core/registry.c", "core/schema.c", "core/seg.c", "core/store.c", "core/tier.c",
-        "core/l_batch.c", "core/l_core.c", "core/l_loop.c", "core/l_store.c",
+        "core/agg.c", "core/batch.c", "core/catalog.c", "core/crc32c.c", "core/csv.c", "core/err.c", "core/expr.c",
+        "core/join.c", "core/json.c", "core/loop.c", "core/registry.c", "core/schema.c", "core/seg.c", "core/sort.c",
+        "core/store.c", "core/tier.c", "core/vec.c", "core/window.c", "core/l_batch.c", "core/l_core.c",
+        "core/l_frame.c", "core/l_loop.c", "core/l_store.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(CJSON_INCDIR)", "$(ZSTD_INCDIR)" },

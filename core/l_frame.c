@@ -840,6 +840,12 @@ static void push_cached_str(lua_State *L, strcache_t *sc, int tbl, const char *p
   sc->len[h] = (uint32_t)n;
 }
 
+/* __newindex of a filter's row: the row is a read-only view. */
+static int udf_readonly(lua_State *L) {
+  return luaL_error(L, "filter: the row is read-only (field '%s'); use map or with_column to change rows",
+                    luaL_tolstring(L, 2, NULL));
+}
+
 /* The protected loop: udf_loop(run, fn [, pending, emit]). */
 static int udf_loop(lua_State *L) {
   udf_run_t *r = lua_touserdata(L, 1);
@@ -852,13 +858,38 @@ static int udf_loop(lua_State *L) {
   memset(sc, 0, sizeof *sc);
   lua_createtable(L, STRCACHE, 0);
   int tbl = lua_gettop(L);
+  /* A filter sees one row table per batch, refilled for every row: a
+   * fresh table per row costs half of the filter's time (bench/RESULTS.md).
+   * Its metatable makes adding a key an error, so that nothing a filter
+   * writes can leak into the next row; the guide says to copy a row that
+   * must outlive the call. map and flat_map get a fresh table per row, as
+   * they may return or emit it. */
+  int view = 0;
+  if (!r->map) {
+    lua_createtable(L, 0, (int)nf);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, udf_readonly);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    view = lua_gettop(L);
+  }
   for (uint32_t i = 0; i < in->nrows; i++) {
     r->row = i;
     lua_pushvalue(L, 2);
-    lua_createtable(L, 0, (int)nf);
+    if (view)
+      lua_pushvalue(L, view);
+    else
+      lua_createtable(L, 0, (int)nf);
     for (uint32_t c = 0; c < nf; c++) {
       const tide_col_t *col = &in->cols[c];
-      if (tide_col_is_null(col, i)) continue;
+      if (tide_col_is_null(col, i)) {
+        if (view) {
+          lua_pushvalue(L, keys + (int)c);
+          lua_pushnil(L);
+          lua_rawset(L, -3);
+        }
+        continue;
+      }
       lua_pushvalue(L, keys + (int)c);
       if (col->type == TIDE_T_STRING) {
         size_t n;
@@ -932,6 +963,7 @@ static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch
  * the number of input rows before this batch, so that N counts from the
  * input's start. */
 static int l_udf_filter(lua_State *L) {
+  lua_settop(L, 3); /* the scratch below must not take the optional slot */
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   scratch_t *x = push_scratch(L);
@@ -956,6 +988,7 @@ static int l_udf_filter(lua_State *L) {
  * produced must fit the schema; a row that does not fails the call with the
  * input row and the field. */
 static int l_udf_map(lua_State *L) {
+  lua_settop(L, 6); /* the scratch below must not take the optional slots */
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   tide_schema_t *s = check_schema(L, 3);

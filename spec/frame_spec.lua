@@ -185,6 +185,37 @@ describe("tide.frame", function()
       assert.same({ false, true, false, false, true }, seen)
     end)
 
+    it("hand the function each row whole, no field left over from the row before", function()
+      local copies = {}
+      ev { batch_rows = 3 }:filter(function(r)
+        local c = {}
+        for k, v in pairs(r) do c[k] = v end
+        copies[#copies + 1] = c
+        return true
+      end):collect()
+      assert.same(EV, copies)
+    end)
+
+    it("make the row read-only: adding a field fails the query and says what to use", function()
+      local ok, err = pcall(function()
+        return ev():filter(function(r) r.extra = 1 return true end):collect()
+      end)
+      assert.is_false(ok)
+      assert.truthy(err:find("filter: the row is read-only (field 'extra'); use map or with_column to change rows",
+        1, true), err)
+    end)
+
+    it("run through the core binding with its optional arguments left out", function()
+      local core = require "tide.core"
+      local schema = assert(core.schema("v int"))
+      local b = assert(core.rows_batch(schema, { { v = 1 }, { v = 2 }, { v = 3 } }))
+      local kept = assert(core.udf_filter(b, function(r) return r.v ~= 2 end))
+      assert.equal(2, kept:nrows())
+      local mapped = assert(core.udf_map(b, function(r) return { v = r.v * 10 } end, schema))
+      assert.same({ 10, 20, 30, n = 3 }, mapped:column("v"))
+      b:close(); kept:close(); mapped:close()
+    end)
+
     it("keep the schema", function()
       assert.same(ev():schema(), ev():where("sig > 1"):schema())
     end)

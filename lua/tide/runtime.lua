@@ -1,0 +1,46 @@
+--- The process's one event loop and the registry of connectors.
+--
+-- Every streaming query, source (socket, file watching, timers) and the REPL
+-- run on one libuv loop, so that several queries advance side by side and a
+-- REPL user can type while they run. Queries advance only while the loop
+-- runs (inside `process_all_available`, `await`, `tide.run`, or the REPL).
+--
+-- Connectors live in connectors/ (installed as `tide.connectors.<name>`);
+-- `connector(name)` loads one by name and says which exist when it does not.
+--
+-- @module tide.runtime
+
+local core = require "tide.core"
+
+local M = {}
+
+local loop
+
+--- The process's event loop (a tide.Loop), created on first use.
+function M.loop()
+  if loop == nil then loop = core.loop() end
+  return loop
+end
+
+-- The built-in connectors, by the names users give them.
+M.SOURCES = { "file", "memory", "rate", "socket", "topic" }
+M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "topic" }
+
+local MODULE = { foreach_batch = "foreach" }
+
+--- The descriptor of connector `name` for `kind` ("source" or "sink"), or
+-- raise naming the known ones.
+function M.connector(kind, name, level)
+  local list = kind == "source" and M.SOURCES or M.SINKS
+  local known = false
+  for _, n in ipairs(list) do if n == name then known = true end end
+  if not known then
+    error(string.format("unknown %s '%s' (%ss: %s)", kind, tostring(name), kind, table.concat(list, ", ")),
+      (level or 1) + 1)
+  end
+  local mod = require("tide.connectors." .. (MODULE[name] or name))
+  local d = mod[kind == "source" and "sources" or "sinks"]
+  return assert(d and d[name], "connector " .. name .. " has no " .. kind)
+end
+
+return M
