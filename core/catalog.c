@@ -21,6 +21,8 @@
 #define TOPIC_REC_SIZE 80
 #define SEG_REC_VERSION 1
 #define SEG_REC_SIZE 72
+#define WRITER_REC_VERSION 1
+#define WRITER_REC_SIZE 24
 
 /* ------------------------------------------------------------ helpers --- */
 
@@ -72,7 +74,10 @@ int tide_catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog
       (rc = mdb_dbi_open(txn, "topics", MDB_CREATE, &c->topics)) ||
       (rc = mdb_dbi_open(txn, "topic_ids", MDB_CREATE, &c->topic_ids)) ||
       (rc = mdb_dbi_open(txn, "schemas", MDB_CREATE, &c->schemas)) ||
-      (rc = mdb_dbi_open(txn, "segs", MDB_CREATE, &c->segs)))
+      (rc = mdb_dbi_open(txn, "segs", MDB_CREATE, &c->segs)) ||
+      /* added after format 1 was fixed: an older catalog simply gets the
+       * database here, empty (no writer has recorded anything yet) */
+      (rc = mdb_dbi_open(txn, "writers", MDB_CREATE, &c->writers)))
     goto fail_lmdb;
   {
     MDB_val k = {6, "format"}, v;
@@ -454,9 +459,64 @@ static int del_prefix(MDB_txn *txn, MDB_dbi db, const unsigned char *prefix, siz
   return rc;
 }
 
+/* Delete every key of db starting with prefix[0..plen), whatever its
+ * length: seek to the first such key, delete it through the cursor, seek
+ * again. Re-seeking after each delete keeps the cursor on pages that are
+ * current (one O(log n) seek per key; a topic has few writers). */
+static int del_prefix_any(MDB_txn *txn, MDB_dbi db, const unsigned char *prefix, size_t plen) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(txn, db, &cur);
+  if (rc) return rc;
+  for (;;) {
+    MDB_val k = {plen, (void *)prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc || k.mv_size < plen || memcmp(k.mv_data, prefix, plen)) break;
+    if ((rc = mdb_cursor_del(cur, 0))) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int tide_catalog_purge(MDB_txn *txn, tide_catalog_t *c, uint32_t id) {
   unsigned char p[4];
   put_be(p, id, 4);
   int rc = del_prefix(txn, c->segs, p, 4);
-  return rc ? rc : del_prefix(txn, c->schemas, p, 4);
+  if (!rc) rc = del_prefix(txn, c->schemas, p, 4);
+  return rc ? rc : del_prefix_any(txn, c->writers, p, 4);
+}
+
+/* ------------------------------------------------------------- writers --- */
+
+static int writer_key(unsigned char *k, uint32_t id, const char *writer, size_t len) {
+  if (len == 0 || len > TIDE_WRITER_MAX) return TIDE_EINVAL;
+  put_be(k, id, 4);
+  memcpy(k + 4, writer, len);
+  return 0;
+}
+
+int tide_catalog_writer_get(MDB_txn *txn, tide_catalog_t *c, uint32_t id, const char *writer, size_t len,
+                            tide_writer_rec_t *r) {
+  unsigned char key[4 + TIDE_WRITER_MAX];
+  int rc = writer_key(key, id, writer, len);
+  if (rc) return rc;
+  MDB_val k = {4 + len, key}, v;
+  if ((rc = mdb_get(txn, c->writers, &k, &v))) return rc;
+  const unsigned char *p = v.mv_data;
+  if (v.mv_size < WRITER_REC_SIZE || p[0] != WRITER_REC_VERSION) return TIDE_ECORRUPT;
+  r->seq = get_le(p + 8, 8);
+  r->updated_ms = (int64_t)get_le(p + 16, 8);
+  return 0;
+}
+
+int tide_catalog_writer_put(MDB_txn *txn, tide_catalog_t *c, uint32_t id, const char *writer, size_t len,
+                            const tide_writer_rec_t *r) {
+  unsigned char key[4 + TIDE_WRITER_MAX], val[WRITER_REC_SIZE];
+  int rc = writer_key(key, id, writer, len);
+  if (rc) return rc;
+  memset(val, 0, sizeof val);
+  val[0] = WRITER_REC_VERSION;
+  put_le(val + 8, r->seq, 8);
+  put_le(val + 16, (uint64_t)r->updated_ms, 8);
+  MDB_val k = {4 + len, key}, v = {sizeof val, val};
+  return mdb_put(txn, c->writers, &k, &v, 0);
 }

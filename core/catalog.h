@@ -14,6 +14,11 @@
  *   schemas   topic id (u32 BE) . version (u32 BE) -> tide_schema_encode bytes
  *   segs      topic id (u32 BE) . partition (u32 BE) . base offset (u64 BE)
  *             -> tide_seg_rec_t
+ *   writers   topic id (u32 BE) . writer id (1..TIDE_WRITER_MAX bytes)
+ *             -> tide_writer_rec_t: the last sequence number an idempotent
+ *             writer committed to the topic. It is put in the same write
+ *             transaction as the segment records of that append, so the
+ *             data and the record of having written it never disagree.
  *
  * A partition's earliest offset is its first segment's base, its end the last
  * segment's end; a partition without segments is empty at 0. Record layouts
@@ -38,7 +43,7 @@
 
 typedef struct tide_catalog {
   MDB_env *env;
-  MDB_dbi meta, topics, topic_ids, schemas, segs;
+  MDB_dbi meta, topics, topic_ids, schemas, segs, writers;
   int sync;
   char store_id[33]; /* 32 hex digits, made when the catalog is created */
 } tide_catalog_t;
@@ -65,6 +70,14 @@ typedef struct tide_seg_rec {
   uint32_t state;          /* TIDE_SEG_* of store.h */
   int64_t created_ms, last_write_ms;
 } tide_seg_rec_t;
+
+/* The last sequence an idempotent writer committed (see `writers`). */
+typedef struct tide_writer_rec {
+  uint64_t seq;
+  int64_t updated_ms; /* when that append committed */
+} tide_writer_rec_t;
+
+#define TIDE_WRITER_MAX 255 /* bytes of a writer id; keys stay far below LMDB's 511 */
 
 int tide_catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog_t **out, tide_err_t *err);
 void tide_catalog_close(tide_catalog_t *c);
@@ -93,7 +106,12 @@ int tide_catalog_segs(MDB_txn *txn, tide_catalog_t *c, uint32_t id, uint32_t par
                       size_t *n);
 /* The last segment of a partition, or MDB_NOTFOUND. */
 int tide_catalog_seg_last(MDB_txn *txn, tide_catalog_t *c, uint32_t id, uint32_t part, tide_seg_rec_t *r);
-/* Delete every record of topic id (segments, schemas). */
+/* A writer's record, or MDB_NOTFOUND. */
+int tide_catalog_writer_get(MDB_txn *txn, tide_catalog_t *c, uint32_t id, const char *writer, size_t len,
+                            tide_writer_rec_t *r);
+int tide_catalog_writer_put(MDB_txn *txn, tide_catalog_t *c, uint32_t id, const char *writer, size_t len,
+                            const tide_writer_rec_t *r);
+/* Delete every record of topic id (segments, schemas, writers). */
 int tide_catalog_purge(MDB_txn *txn, tide_catalog_t *c, uint32_t id);
 
 #endif

@@ -535,12 +535,53 @@ static int key_index(lua_State *L, int idx, const tide_schema_t *s) {
   return c;
 }
 
-/* topic:append(rows [, key]) -> first, last, ranges | nil, msg, ENAME
+/* The optional writer id and sequence at idx, idx + 1 (both or neither;
+ * store.lua checks them first, this guards the binding itself). */
+typedef struct {
+  const char *id;
+  size_t len;
+  uint64_t seq;
+} writer_arg_t;
+
+static void check_writer(lua_State *L, int idx, writer_arg_t *w) {
+  w->id = NULL;
+  w->len = 0;
+  w->seq = 0;
+  if (lua_isnoneornil(L, idx)) return;
+  w->id = luaL_checklstring(L, idx, &w->len);
+  luaL_argcheck(L, w->len >= 1 && w->len <= TIDE_WRITER_ID_MAX, idx, "writer id must be 1..255 bytes");
+  lua_Integer seq = luaL_checkinteger(L, idx + 1);
+  luaL_argcheck(L, seq >= 0, idx + 1, "sequence must be >= 0");
+  w->seq = (uint64_t)seq;
+}
+
+/* Begin a session, tagged with the writer when there is one. 0 and *a;
+ * or an error in err (no session left open). *skipped as tide_append_writer. */
+static int session_begin(tide_topic_t *t, const writer_arg_t *w, tide_append_t **a, int *skipped, tide_err_t *err) {
+  *skipped = 0;
+  int rc = tide_append_begin(t, a, err);
+  if (rc || !w->id) return rc;
+  if ((rc = tide_append_writer(*a, w->id, w->len, w->seq, skipped, err))) {
+    tide_append_abort(*a);
+    *a = NULL;
+  }
+  return rc;
+}
+
+static int push_skipped(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "skipped");
+  return 2;
+}
+
+/* topic:append(rows [, key [, writer, seq]]) -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
  * The rows are converted into a batch held by a tide.Batch userdata (so a
  * raise frees it), then appended in one session with no Lua call inside. */
 static int l_topic_append(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
+  writer_arg_t w;
+  check_writer(L, 4, &w);
   const tide_topic_info_t *info;
   tide_err_t err = {0};
   int rc = tide_topic_info(t->t, &info, &err);
@@ -554,13 +595,97 @@ static int l_topic_append(lua_State *L) {
   uint32_t nparts = info->partitions, nr = 0;
   tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * nparts, 0);
   tide_append_t *a;
-  if ((rc = tide_append_begin(t->t, &a, &err))) return push_fail(L, rc, &err);
+  int skipped;
+  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return push_fail(L, rc, &err);
+  if (skipped) {
+    tide_append_abort(a);
+    return push_skipped(L);
+  }
   if ((rc = tide_append_rows(a, b, 0, b->nrows, key, &err))) {
     tide_append_abort(a);
     return push_fail(L, rc, &err);
   }
   if ((rc = tide_append_commit(a, ranges, &nr, &err))) return push_fail(L, rc, &err);
   return push_ranges(L, ranges, nr);
+}
+
+/* topic:append_batches(batches [, key [, writer, seq]]) -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
+ * batches: an array of tide.Batch of any schema, converted to the topic's
+ * by field name (tide_append_batch). Every batch is checked (raising on a
+ * value that is not an open tide.Batch) before the session begins; the
+ * batches stay owned by their userdata, which the array keeps alive. */
+static int l_topic_append_batches(lua_State *L) {
+  l_topic_t *t = check_topic(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  writer_arg_t w;
+  check_writer(L, 4, &w);
+  const tide_topic_info_t *info;
+  tide_err_t err = {0};
+  int rc = tide_topic_info(t->t, &info, &err);
+  if (rc) return push_fail(L, rc, &err);
+  int key = key_index(L, 3, info->schema);
+  size_t n = lua_rawlen(L, 2);
+  const tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
+      return luaL_error(L, "bad argument #1 to 'append_batches' (entry %d is a %s, not a tide.Batch)", (int)i + 1,
+                        luaL_typename(L, -1));
+    bs[i] = tide_l_check_batch(L, -1);
+    lua_pop(L, 1);
+  }
+  uint32_t nparts = info->partitions, nr = 0;
+  tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * nparts, 0);
+  tide_append_t *a;
+  int skipped;
+  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return push_fail(L, rc, &err);
+  if (skipped) {
+    tide_append_abort(a);
+    return push_skipped(L);
+  }
+  for (size_t i = 0; i < n && !rc; i++) rc = tide_append_batch(a, bs[i], key, &err);
+  if (rc) {
+    tide_append_abort(a);
+    return push_fail(L, rc, &err);
+  }
+  if ((rc = tide_append_commit(a, ranges, &nr, &err))) return push_fail(L, rc, &err);
+  return push_ranges(L, ranges, nr);
+}
+
+/* topic:writer_seq(writer) -> seq | false | nil, msg, ENAME */
+static int l_topic_writer_seq(lua_State *L) {
+  l_topic_t *t = check_topic(L, 1);
+  writer_arg_t w;
+  lua_settop(L, 2);
+  lua_pushinteger(L, 0);
+  check_writer(L, 2, &w);
+  luaL_argcheck(L, w.id != NULL, 2, "writer id expected");
+  tide_err_t err = {0};
+  uint64_t seq = 0;
+  int found = 0;
+  int rc = tide_topic_writer_seq(t->t, w.id, w.len, &seq, &found, &err);
+  if (rc) return push_fail(L, rc, &err);
+  if (found) lua_pushinteger(L, (lua_Integer)seq);
+  else lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* topic:accepts(schema) -> true | false, reason | nil, msg, ENAME
+ * Could rows of `schema` be appended with append_batches? */
+static int l_topic_accepts(lua_State *L) {
+  l_topic_t *t = check_topic(L, 1);
+  tide_schema_t *sc = check_schema_arg(L, 2);
+  tide_err_t err = {0};
+  int rc = tide_topic_accepts(t->t, sc, &err);
+  tide_schema_unref(sc);
+  if (rc == TIDE_ESCHEMA) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  if (rc) return push_fail(L, rc, &err);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ------------------------------------------------------- JSON producing --- */
@@ -924,6 +1049,7 @@ static const luaL_Reg store_methods[] = {
 static const luaL_Reg topic_methods[] = {
     {"info", l_topic_info},         {"schema", l_topic_schema},     {"offsets", l_topic_offsets},   {"segments", l_topic_segments},
     {"enforce_retention", l_topic_retention}, {"offload", l_topic_offload}, {"append", l_topic_append},
+    {"append_batches", l_topic_append_batches}, {"writer_seq", l_topic_writer_seq}, {"accepts", l_topic_accepts},
     {"produce", l_topic_produce},   {"reader", l_topic_reader},     {NULL, NULL}};
 
 static const luaL_Reg reader_methods[] = {{"next_row", l_reader_next_row},

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "json.h"
 #include "registry.h"
 #include "seg.h"
 #include "tier.h"
@@ -39,6 +40,8 @@
 #define FLUSH_BYTES (8u << 20)          /* write encoded blocks in chunks of this */
 #define DEFAULT_SEGMENT_BYTES (64 << 20)
 #define MIN_SEGMENT_BYTES 1024
+
+_Static_assert(TIDE_WRITER_ID_MAX == TIDE_WRITER_MAX, "one limit for writer ids");
 
 struct tide_topic {
   tide_store_t *s;
@@ -777,6 +780,15 @@ struct tide_append {
   int64_t rr_part;        /* -1 until an unkeyed add picks it */
   int64_t now;
   tide_buf_t enc;
+  /* idempotent writer (tide_append_writer) */
+  int has_writer, skipped;
+  size_t wlen;
+  uint64_t seq;
+  char writer[TIDE_WRITER_ID_MAX];
+  /* tide_append_batch: rows of another schema converted into the topic's */
+  tide_schema_t *conv_from;   /* the schema `proj` was made for (a reference) */
+  tide_projection_t *proj;
+  tide_batch_t *conv;         /* scratch, topic schema */
 };
 
 static int part_flush(tide_append_t *a, part_w *w, tide_err_t *err) {
@@ -992,6 +1004,7 @@ static uint32_t rr_partition(tide_append_t *a) {
 
 int tide_append_rows(tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint32_t hi, int key_col,
                      tide_err_t *err) {
+  if (a->skipped) return 0; /* a replay: the rows are already in the topic */
   if (b->schema->nfields != a->schema->nfields)
     return tide_err_set(err, TIDE_EINVAL, "batch has %u columns, topic '%s' %u", b->schema->nfields, a->t->name,
                         a->schema->nfields);
@@ -1021,6 +1034,184 @@ int tide_append_rows(tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint3
   return rc;
 }
 
+int tide_append_writer(tide_append_t *a, const char *writer, size_t len, uint64_t seq, int *skipped,
+                       tide_err_t *err) {
+  if (len == 0 || len > TIDE_WRITER_ID_MAX)
+    return tide_err_set(err, TIDE_EINVAL, "writer id must be 1..%d bytes, got %zu", TIDE_WRITER_ID_MAX, len);
+  if (a->has_writer) return tide_err_set(err, TIDE_EINVAL, "the append session already has a writer id");
+  tide_writer_rec_t r;
+  int rc = tide_catalog_writer_get(a->txn, a->t->s->cat, a->t->rec.id, writer, len, &r);
+  if (rc == TIDE_ECORRUPT)
+    return tide_err_set(err, rc, "topic '%s': the record of writer '%.*s' is corrupt", a->t->name, (int)len, writer);
+  if (rc && rc != MDB_NOTFOUND) return fail(err, rc, "catalog");
+  a->has_writer = 1;
+  a->wlen = len;
+  memcpy(a->writer, writer, len);
+  a->seq = seq;
+  a->skipped = rc == 0 && r.seq >= seq;
+  *skipped = a->skipped;
+  return 0;
+}
+
+int tide_topic_writer_seq(tide_topic_t *t, const char *writer, size_t len, uint64_t *seq, int *found,
+                          tide_err_t *err) {
+  if (len == 0 || len > TIDE_WRITER_ID_MAX)
+    return tide_err_set(err, TIDE_EINVAL, "writer id must be 1..%d bytes, got %zu", TIDE_WRITER_ID_MAX, len);
+  MDB_txn *txn;
+  int rc = topic_begin(t, 0, &txn, err);
+  if (rc) return rc;
+  tide_writer_rec_t r;
+  rc = tide_catalog_writer_get(txn, t->s->cat, t->rec.id, writer, len, &r);
+  mdb_txn_abort(txn);
+  *found = rc == 0;
+  if (rc == 0) *seq = r.seq;
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc == TIDE_ECORRUPT)
+    return tide_err_set(err, rc, "topic '%s': the record of writer '%.*s' is corrupt", t->name, (int)len, writer);
+  return rc ? fail(err, rc, "catalog") : 0;
+}
+
+/* ------------------------------------------------- appends from batches --- */
+
+/* The topic's fields as "a, b, c", for messages. */
+static void field_list(const tide_schema_t *s, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  for (uint32_t i = 0; i < s->nfields && n + 1 < cap; i++) {
+    int w = snprintf(out + n, cap - n, "%s%s", i ? ", " : "", s->fields[i].name);
+    if (w < 0) break;
+    n += (size_t)w;
+  }
+}
+
+static int schemaless_value(const tide_schema_t *s) {
+  return s->nfields == 1 && s->fields[0].type == TIDE_T_JSON && !strcmp(s->fields[0].name, "value");
+}
+
+/* Do rows of `from` go into topic t as JSON objects (schemaless topic)? */
+static int as_json_rows(const tide_topic_t *t, const tide_schema_t *from) {
+  return (t->rec.flags & TIDE_TOPIC_SCHEMALESS) && !schemaless_value(from);
+}
+
+/* The name and type checks of tide_append_batch, against `to`, the topic's
+ * latest schema. */
+static int conform_check(const tide_topic_t *t, const tide_schema_t *from, const tide_schema_t *to, tide_err_t *err) {
+  if (as_json_rows(t, from)) return 0;
+  char fields[512];
+  if (!(t->rec.flags & TIDE_TOPIC_IGNORE_UNKNOWN))
+    for (uint32_t i = 0; i < from->nfields; i++)
+      if (tide_schema_find(to, from->fields[i].name, from->fields[i].name_len) < 0) {
+        field_list(to, fields, sizeof fields);
+        return tide_err_set(err, TIDE_ESCHEMA, "column '%s' is not a field of topic '%s' (fields: %s)",
+                            from->fields[i].name, t->name, fields);
+      }
+  for (uint32_t i = 0; i < to->nfields; i++) {
+    const tide_field_t *f = &to->fields[i];
+    int j = tide_schema_find(from, f->name, f->name_len);
+    if (j < 0) {
+      if (f->nullable || f->default_json) continue;
+      field_list(from, fields, sizeof fields);
+      return tide_err_set(err, TIDE_ESCHEMA,
+                          "field '%s' of topic '%s' is NOT NULL without a default and the rows lack it (columns: %s)",
+                          f->name, t->name, fields);
+    }
+    tide_type_t ft = from->fields[j].type;
+    if (ft != f->type && !(ft == TIDE_T_INT && f->type == TIDE_T_DOUBLE))
+      return tide_err_set(err, TIDE_ESCHEMA, "field '%s': the rows have %s, topic '%s' wants %s", f->name,
+                          tide_type_name(ft), t->name, tide_type_name(f->type));
+  }
+  return 0;
+}
+
+int tide_topic_accepts(tide_topic_t *t, const tide_schema_t *schema, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = topic_begin(t, 0, &txn, err);
+  if (rc) return rc;
+  mdb_txn_abort(txn);
+  return conform_check(t, schema, t->info.schema, err);
+}
+
+/* A NULL bound for a NOT NULL field without a default: the first such row. */
+static int null_check(const tide_topic_t *t, const tide_batch_t *b, const tide_schema_t *to, tide_err_t *err) {
+  for (uint32_t i = 0; i < to->nfields; i++) {
+    const tide_field_t *f = &to->fields[i];
+    if (f->nullable || f->default_json) continue;
+    int j = tide_schema_find(b->schema, f->name, f->name_len);
+    if (j < 0 || b->cols[j].null_count == 0) continue;
+    for (uint32_t r = 0; r < b->nrows; r++)
+      if (tide_col_is_null(&b->cols[j], r))
+        return tide_err_set(err, TIDE_ESCHEMA, "row %u: field '%s' is NULL, topic '%s' declares it NOT NULL", r + 1,
+                            f->name, t->name);
+  }
+  return 0;
+}
+
+/* Does b go in as it is: same names, types and order, and no NULL where a
+ * NOT NULL field would take its default instead? */
+static int same_shape(const tide_batch_t *b, const tide_schema_t *to) {
+  const tide_schema_t *from = b->schema;
+  if (from->nfields != to->nfields) return 0;
+  for (uint32_t i = 0; i < to->nfields; i++) {
+    const tide_field_t *f = &from->fields[i], *g = &to->fields[i];
+    if (f->type != g->type || f->name_len != g->name_len || memcmp(f->name, g->name, f->name_len)) return 0;
+    if (!g->nullable && b->cols[i].null_count) return 0;
+  }
+  return 1;
+}
+
+/* Make (or reuse) the projection from b's schema into the topic's. The
+ * registry's projection refuses a nullable field read as NOT NULL; here a
+ * NULL is judged per value (null_check, defaults), so the projection is
+ * made from a copy of `from` whose fields take the target's nullability. */
+static int conform_projection(tide_append_t *a, tide_schema_t *from, tide_err_t *err) {
+  if (a->proj && a->conv_from == from) return 0;
+  tide_projection_free(a->proj);
+  a->proj = NULL;
+  tide_schema_unref(a->conv_from);
+  a->conv_from = NULL;
+  tide_schema_t *relaxed = tide_schema_new();
+  int rc = relaxed ? 0 : -ENOMEM;
+  for (uint32_t i = 0; i < from->nfields && !rc; i++) {
+    const tide_field_t *f = &from->fields[i];
+    int j = tide_schema_find(a->schema, f->name, f->name_len);
+    if (j < 0) continue; /* dropped (the topic ignores unknown fields) */
+    int nullable = f->nullable && a->schema->fields[j].nullable;
+    rc = tide_schema_add(relaxed, f->name, f->name_len, f->type, nullable, NULL, err);
+  }
+  if (!rc) rc = tide_projection_new(relaxed, a->schema, 0, &a->proj, err);
+  tide_schema_unref(relaxed);
+  if (rc) return err && err->msg[0] ? rc : tide_err_set(err, rc, "append: %s", tide_strerror(rc));
+  a->conv_from = tide_schema_ref(from);
+  return 0;
+}
+
+int tide_append_batch(tide_append_t *a, const tide_batch_t *b, int key_col, tide_err_t *err) {
+  if (a->skipped || b->nrows == 0) return 0;
+  const tide_schema_t *to = a->schema;
+  int rc;
+  if (!a->conv && !(a->conv = tide_batch_new(a->schema, b->nrows))) return tide_err_set(err, -ENOMEM, "out of memory");
+  tide_batch_clear(a->conv);
+  if (as_json_rows(a->t, b->schema)) {
+    tide_buf_t js = TIDE_BUF_INIT;
+    rc = 0;
+    for (uint32_t r = 0; r < b->nrows && !rc; r++) {
+      js.len = 0;
+      if ((rc = tide_json_enc_row(b, r, &js, 0)) || (rc = tide_batch_row_begin(a->conv))) break;
+      if ((rc = tide_batch_set_str(a->conv, 0, js.data, js.len))) tide_batch_row_abort(a->conv);
+      else tide_batch_row_commit(a->conv);
+    }
+    tide_buf_free(&js);
+    if (rc) return tide_err_set(err, rc, "append to topic '%s': %s", a->t->name, tide_strerror(rc));
+    return tide_append_rows(a, a->conv, 0, a->conv->nrows, key_col, err);
+  }
+  if ((rc = conform_check(a->t, b->schema, to, err)) || (rc = null_check(a->t, b, to, err))) return rc;
+  if (same_shape(b, to)) return tide_append_rows(a, b, 0, b->nrows, key_col, err);
+  if ((rc = conform_projection(a, b->schema, err))) return rc;
+  if ((rc = tide_projection_apply(a->proj, b, 0, b->nrows, a->conv)))
+    return tide_err_set(err, rc, "append to topic '%s': %s", a->t->name, tide_strerror(rc));
+  return tide_append_rows(a, a->conv, 0, a->conv->nrows, key_col, err);
+}
+
 static void append_free(tide_append_t *a) {
   for (uint32_t p = 0; a->pw && p < a->t->rec.partitions; p++) {
     part_w *w = &a->pw[p];
@@ -1031,6 +1222,9 @@ static void append_free(tide_append_t *a) {
   }
   free(a->pw);
   tide_buf_free(&a->enc);
+  tide_projection_free(a->proj);
+  tide_schema_unref(a->conv_from);
+  tide_batch_free(a->conv);
   free(a);
 }
 
@@ -1065,6 +1259,14 @@ void tide_append_abort(tide_append_t *a) {
  * segments' records (and the round-robin counter), commit. On any failure
  * the files are undone and nothing becomes visible. */
 int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges, tide_err_t *err) {
+  if (a->skipped) {
+    /* a replay: nothing was written, nothing is recorded */
+    mdb_txn_abort(a->txn);
+    a->txn = NULL;
+    if (nranges) *nranges = 0;
+    append_free(a);
+    return 0;
+  }
   int rc = 0;
   uint32_t nparts = a->t->rec.partitions, nr = 0;
   char dir[PATH_LEN];
@@ -1097,6 +1299,12 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
   }
   if (!rc && a->rr_part >= 0 && (rc = tide_catalog_topic_put(a->txn, a->t->s->cat, a->t->name, &a->t->rec)))
     fail(err, rc, "catalog");
+  if (!rc && a->has_writer) {
+    /* the writer's sequence commits with the data, in this transaction */
+    tide_writer_rec_t wr = {a->seq, a->now};
+    if ((rc = tide_catalog_writer_put(a->txn, a->t->s->cat, a->t->rec.id, a->writer, a->wlen, &wr)))
+      fail(err, rc, "catalog");
+  }
   if (!rc && (rc = mdb_txn_commit(a->txn))) fail(err, rc, "catalog commit");
   else if (rc) mdb_txn_abort(a->txn);
   a->txn = NULL; /* committed or aborted either way */

@@ -45,6 +45,7 @@ typedef struct tide_append tide_append_t;
 #define TIDE_TOPIC_NAME_MAX 200
 #define TIDE_PARTITIONS_MAX 1024
 #define TIDE_TS_NONE INT64_MIN /* "no event time" */
+#define TIDE_WRITER_ID_MAX 255 /* bytes of an idempotent writer's id (catalog.h: TIDE_WRITER_MAX) */
 
 typedef struct tide_store_opts {
   int sync;             /* 1: segments and catalog are durable when a write returns */
@@ -177,6 +178,41 @@ int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err);
  * one partition, chosen round-robin per session. */
 int tide_append_rows(tide_append_t *a, const tide_batch_t *b, uint32_t lo, uint32_t hi, int key_col,
                      tide_err_t *err);
+/* Add every row of b, a batch of any schema, converted to the topic's latest
+ * schema by field name (the sink path, where rows come from a query):
+ *   - a column of b that the topic lacks is refused (TIDE_ESCHEMA naming it
+ *     and the topic's fields), unless the topic ignores unknown fields;
+ *   - a topic field b lacks takes its default, else NULL when nullable,
+ *     else TIDE_ESCHEMA naming the field;
+ *   - types must be equal, or int into double (widened);
+ *   - a NULL in a NOT NULL field takes the field's default, else the call
+ *     fails with TIDE_ESCHEMA naming the row (1-based) and the field.
+ * A schemaless topic (one `value json` column) takes each row of b as one
+ * JSON object, unless b itself is a lone `value json` column (stored as is).
+ * key_col is a column of the topic's schema, or -1 (as tide_append_rows).
+ * On failure nothing of b is added. */
+int tide_append_batch(tide_append_t *a, const tide_batch_t *b, int key_col, tide_err_t *err);
+/* Could rows of `schema` be appended with tide_append_batch (the checks on
+ * names and types; NULL values are only seen per row)? 0 or TIDE_ESCHEMA
+ * with the reason. */
+int tide_topic_accepts(tide_topic_t *t, const tide_schema_t *schema, tide_err_t *err);
+
+/* Make the session idempotent: it is writer `writer` (1..TIDE_WRITER_ID_MAX
+ * bytes, any bytes) appending its sequence number `seq`. When the catalog
+ * already records `seq` or a later one for this writer on this topic, the
+ * append was done before (a replay after a crash): *skipped = 1, and the
+ * session writes nothing (rows added are ignored, commit writes nothing
+ * and reports no range). Otherwise *skipped = 0 and the commit records
+ * (writer, seq) in the same LMDB transaction as the data, even when no row
+ * was added. Call at most once per session, before adding rows.
+ * Errors: TIDE_EINVAL (bad writer id, a second call), LMDB codes. */
+int tide_append_writer(tide_append_t *a, const char *writer, size_t len, uint64_t seq, int *skipped,
+                       tide_err_t *err);
+/* The last sequence committed by `writer` to topic t: 0 and *found = 1 with
+ * *seq, or *found = 0 when that writer never committed. */
+int tide_topic_writer_seq(tide_topic_t *t, const char *writer, size_t len, uint64_t *seq, int *found,
+                          tide_err_t *err);
+
 /* Make it durable and visible. ranges (may be NULL) receives one entry per
  * partition written, *nranges their count (ranges needs room for
  * info->partitions entries). The session is freed whatever the result. */

@@ -480,7 +480,7 @@ describe("tide.store", function()
     it("rejects bad arguments and options with pinned messages", function()
       assert.has_error(function() t:append("rows") end,
         "append: bad argument #1: expected an array of rows, got string")
-      assert.has_error(function() t:append({}, { bogus = 1 }) end, "append: unknown option 'bogus' (allowed: key)")
+      assert.has_error(function() t:append({}, { bogus = 1 }) end, "append: unknown option 'bogus' (allowed: key, seq, writer)")
       assert.has_error(function() t:append({}, { key = 1 }) end, "append: option 'key' must be a string, got number")
       assert.has_error(function() t.append({}, {}) end,
         "bad self: expected a tide topic (use t:method(...), not t.method(...))")

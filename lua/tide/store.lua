@@ -18,7 +18,7 @@ local util = require "tide.util"
 local M = {}
 
 local format, concat = string.format, table.concat
-local error, type, setmetatable, getmetatable, ipairs = error, type, setmetatable, getmetatable, ipairs
+local error, type, setmetatable, getmetatable, ipairs, pairs = error, type, setmetatable, getmetatable, ipairs, pairs
 
 --- Stores open in this process, by absolute path.
 local open_dirs = setmetatable({}, { __mode = "v" })
@@ -249,6 +249,23 @@ function Store:read(name, opts)
   end, true)
 end
 
+--- A streaming frame over a topic (the `topic` source of connectors/topic.lua).
+-- @string name the topic
+-- @tab[opt] opts `starting_offset` ("earliest", "latest", or `{ [partition] = offset }`),
+-- `max_records_per_trigger`
+-- @return a streaming frame
+function Store:read_stream(name, opts)
+  check_store(self)
+  if type(name) ~= "string" then error("read_stream: bad argument #1: expected a topic name, got " .. type(name), 2) end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("read_stream: bad argument #2: expected an option table, got " .. type(opts), 2)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.store, o.topic = self, name
+  return require("tide.query").read_stream("topic", o)
+end
+
 ---------------------------------------------------------------------------
 -- Schema registry
 ---------------------------------------------------------------------------
@@ -415,7 +432,7 @@ function Topic:stats()
   return st
 end
 
-local append_spec = { key = "string" }
+local append_spec = { key = "string", writer = "string", seq = { type = "integer", min = 0 } }
 
 -- A key column must be a field of the topic's schema: a programming error
 -- otherwise, blamed on the caller of `what` (level).
@@ -430,21 +447,91 @@ local function check_key(self, key, what, level)
     concat(names, ", ")), level + 1)
 end
 
+-- writer and seq come together; a writer id is 1..255 bytes.
+local function check_writer(o, what, level)
+  if (o.writer == nil) ~= (o.seq == nil) then
+    error(format("%s: options 'writer' and 'seq' go together (got only '%s')", what,
+      o.writer ~= nil and "writer" or "seq"), level + 1)
+  end
+  if o.writer ~= nil and (#o.writer == 0 or #o.writer > 255) then
+    error(format("%s: option 'writer' must be 1..255 bytes, got %d", what, #o.writer), level + 1)
+  end
+end
+
+-- The results of an append: first, last, ranges; nil, "skipped"; or a raise.
+local function append_result(self, what, first, last, ranges)
+  if first == nil and last ~= nil then
+    if last == "skipped" and ranges == nil then return nil, "skipped" end
+    fail(format("%s to '%s'", what, self._name), last, 3)
+  end
+  return first, last, ranges
+end
+
 --- Append rows atomically: all become visible together or none do.
+-- With `writer` and `seq` the append is idempotent: the catalog records,
+-- in the same transaction as the rows, that `writer` committed `seq`; an
+-- append whose `seq` is not above the writer's recorded one writes nothing
+-- and returns `nil, "skipped"` (a replay after a crash).
 -- @tab rows an array of tables keyed by column name
 -- @tab[opt] opts `key`: a column whose value picks the partition (hashed);
--- without it the rows go to one partition, chosen round-robin per call
+-- without it the rows go to one partition, chosen round-robin per call;
+-- `writer` (a string id, 1..255 bytes) and `seq` (an integer >= 0), together
 -- @return first and last offset written (of the first partition written),
--- and a table of `{ partition=, first=, last=, count= }`, one per partition
+-- and a table of `{ partition=, first=, last=, count= }`, one per partition;
+-- or `nil, "skipped"`
 -- @raise on a row that breaks the schema (naming the row and the field)
 function Topic:append(rows, opts)
   local c = check_topic(self)
   if type(rows) ~= "table" then error("append: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
   local o = util.check_options(opts, append_spec, "append")
   check_key(self, o.key, "append", 2)
-  local first, last, ranges = c:append(rows, o.key)
-  if first == nil and last ~= nil then fail(format("append to '%s'", self._name), last) end
-  return first, last, ranges
+  check_writer(o, "append", 2)
+  return append_result(self, "append", c:append(rows, o.key, o.writer, o.seq))
+end
+
+--- Append columnar batches (tide.Batch, of any schema) in one atomic
+-- session, as the topic sink does. Columns are matched to the topic's
+-- fields by name: a field the batches lack takes its default or NULL; int
+-- goes into double; a column the topic lacks, another type, or a NULL in a
+-- NOT NULL field without a default fails the whole call, naming the field
+-- (and the row). A schemaless topic stores each row as one JSON object.
+-- @tab batches an array of tide.Batch
+-- @tab[opt] opts `key`, `writer`, `seq` as for `append`
+-- @return as `append`
+function Topic:append_batches(batches, opts)
+  local c = check_topic(self)
+  if type(batches) ~= "table" then
+    error("append_batches: bad argument #1: expected an array of tide.Batch, got " .. type(batches), 2)
+  end
+  local o = util.check_options(opts, append_spec, "append_batches")
+  check_key(self, o.key, "append_batches", 2)
+  check_writer(o, "append_batches", 2)
+  return append_result(self, "append_batches", c:append_batches(batches, o.key, o.writer, o.seq))
+end
+
+--- The last sequence `writer` committed to this topic, or nil when it never did.
+function Topic:writer_seq(writer)
+  local c = check_topic(self)
+  if type(writer) ~= "string" or #writer == 0 or #writer > 255 then
+    error("writer_seq: bad argument #1: expected a writer id (a string of 1..255 bytes), got "
+      .. (type(writer) == "string" and format("%d bytes", #writer) or type(writer)), 2)
+  end
+  local seq, msg = c:writer_seq(writer)
+  if seq == nil then fail(format("writer_seq '%s'", self._name), msg) end
+  return seq or nil
+end
+
+--- Could rows of `schema` (DDL or array form) be appended with
+-- `append_batches`? Checks names and types; NULLs are seen per row.
+-- @return true, or false and the reason
+function Topic:accepts(schema)
+  local c = check_topic(self)
+  if type(schema) ~= "string" and type(schema) ~= "table" then
+    error("accepts: bad argument #1: expected a DDL string or an array of fields, got " .. type(schema), 2)
+  end
+  local ok, why = c:accepts(schema)
+  if ok == nil then fail(format("accepts '%s'", self._name), why) end
+  return ok, why
 end
 
 local produce_spec = { key = "string", skip_bad = "boolean" }

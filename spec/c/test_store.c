@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "json.h"
 #include "schema.h"
 #include "seg.h"
 #include "store.h"
@@ -254,9 +255,278 @@ static void test_store(void) {
   T_EQ_INT(count_fds(), fds);
 }
 
+/* ------------------------------------------------ idempotent writers --- */
+
+static tide_topic_t *fresh_topic(tide_store_t *st, const char *name, tide_schema_t *s, uint32_t parts) {
+  tide_topic_opts_t to = {0};
+  tide_err_t err = {0, ""};
+  to.partitions = parts;
+  to.schema = s;
+  to.retention_ms = -1;
+  to.retention_bytes = -1;
+  to.segment_ms = -1;
+  T_EQ_INT(tide_store_create_topic(st, name, &to, &err), 0);
+  tide_topic_t *t = NULL;
+  T_EQ_INT(tide_store_topic(st, name, &t, &err), 0);
+  return t;
+}
+
+/* One append of rows [0, n) of b as writer w, sequence seq. Returns the
+ * skipped flag. */
+static int writer_append(tide_topic_t *t, const char *w, uint64_t seq, const tide_batch_t *b, uint32_t n) {
+  tide_append_t *a;
+  tide_err_t err = {0, ""};
+  int skipped = -1;
+  uint32_t nr = 9;
+  tide_range_t rg[4];
+  T_EQ_INT(tide_append_begin(t, &a, &err), 0);
+  T_EQ_INT(tide_append_writer(a, w, strlen(w), seq, &skipped, &err), 0);
+  T_EQ_INT(tide_append_rows(a, b, 0, n, -1, &err), 0);
+  T_EQ_INT(tide_append_commit(a, rg, &nr, &err), 0);
+  if (skipped) T_EQ_INT(nr, 0);
+  return skipped;
+}
+
+static uint64_t writer_seq(tide_topic_t *t, const char *w, int *found) {
+  uint64_t seq = 0;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_topic_writer_seq(t, w, strlen(w), &seq, found, &err), 0);
+  return seq;
+}
+
+/* The writer record commits with the data, a replay is skipped, an abort
+ * records nothing, the record survives a reopen and goes with its topic. */
+static void test_writers(void) {
+  int fds = count_fds();
+  snprintf(dir, sizeof dir, "/tmp/tide-ctest-w-%d", (int)getpid());
+  rm_rf(dir);
+  tide_store_t *st;
+  tide_err_t err = {0, ""};
+  tide_store_opts_t so = {0, 0, NULL};
+  T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
+  tide_schema_t *s = test_schema();
+  tide_topic_t *t = fresh_topic(st, "w", s, 1);
+  tide_batch_t *b = make_rows(s, 10, 5000);
+  int found = -1;
+
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 0);
+  T_EQ_INT(found, 0);
+  T_EQ_INT(writer_append(t, "q/sink", 0, b, 10), 0);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 0);
+  T_EQ_INT(found, 1);
+  T_EQ_INT(writer_append(t, "q/sink", 1, b, 10), 0);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 20);
+  /* replays of 1 and of an older 0: nothing written */
+  T_EQ_INT(writer_append(t, "q/sink", 1, b, 10), 1);
+  T_EQ_INT(writer_append(t, "q/sink", 0, b, 10), 1);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 20);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 1);
+  /* another writer has its own sequence */
+  T_EQ_INT(writer_append(t, "other", 1, b, 5), 0);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 25);
+  /* an empty append still records its sequence */
+  T_EQ_INT(writer_append(t, "q/sink", 2, b, 0), 0);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 2);
+
+  /* an aborted session records nothing */
+  tide_append_t *a;
+  int skipped = -1;
+  T_EQ_INT(tide_append_begin(t, &a, &err), 0);
+  T_EQ_INT(tide_append_writer(a, "q/sink", 3, 3, &skipped, &err), 0);
+  T_EQ_INT(skipped, 0);
+  T_EQ_INT(tide_append_writer(a, "q/sink", 6, 3, &skipped, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "the append session already has a writer id");
+  T_EQ_INT(tide_append_rows(a, b, 0, 10, -1, &err), 0);
+  tide_append_abort(a);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 2);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 25);
+
+  /* bad writer ids */
+  char big[TIDE_WRITER_ID_MAX + 2];
+  memset(big, 'x', sizeof big);
+  T_EQ_INT(tide_append_begin(t, &a, &err), 0);
+  T_EQ_INT(tide_append_writer(a, "", 0, 1, &skipped, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "writer id must be 1..255 bytes, got 0");
+  T_EQ_INT(tide_append_writer(a, big, TIDE_WRITER_ID_MAX + 1, 1, &skipped, &err), TIDE_EINVAL);
+  T_EQ_INT(tide_append_writer(a, big, TIDE_WRITER_ID_MAX, 1, &skipped, &err), 0);
+  T_EQ_INT(tide_append_commit(a, NULL, NULL, &err), 0);
+  uint64_t seq = 0;
+  T_EQ_INT(tide_topic_writer_seq(t, big, TIDE_WRITER_ID_MAX, &seq, &found, &err), 0);
+  T_EQ_INT(found, 1);
+  T_EQ_INT(seq, 1);
+
+  /* survives a reopen */
+  tide_store_close(st);
+  T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
+  T_EQ_INT(tide_store_topic(st, "w", &t, &err), 0);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 2);
+  T_EQ_INT(found, 1);
+  T_EQ_INT(writer_append(t, "q/sink", 2, b, 10), 1);
+  T_EQ_INT(writer_append(t, "q/sink", 3, b, 10), 0);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 35);
+
+  /* a topic deleted and created again starts with no writers */
+  T_EQ_INT(tide_store_delete_topic(st, "w", &err), 0);
+  t = fresh_topic(st, "w", s, 1);
+  T_EQ_INT(writer_seq(t, "q/sink", &found), 0);
+  T_EQ_INT(found, 0);
+  T_EQ_INT(writer_seq(t, "other", &found), 0);
+  T_EQ_INT(found, 0);
+  T_EQ_INT(writer_append(t, "q/sink", 0, b, 10), 0);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 10);
+
+  tide_batch_free(b);
+  tide_schema_unref(s);
+  tide_store_close(st);
+  rm_rf(dir);
+  T_EQ_INT(count_fds(), fds);
+}
+
+static tide_schema_t *ddl(const char *text) {
+  tide_schema_t *s = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_schema_parse_ddl(text, strlen(text), &s, &err), 0);
+  return s;
+}
+
+/* Append b with tide_append_batch; returns its result, message in err. */
+static int batch_append(tide_topic_t *t, const tide_batch_t *b, tide_err_t *err) {
+  tide_append_t *a;
+  T_EQ_INT(tide_append_begin(t, &a, err), 0);
+  int rc = tide_append_batch(a, b, -1, err);
+  if (rc) tide_append_abort(a);
+  else T_EQ_INT(tide_append_commit(a, NULL, NULL, err), 0);
+  return rc;
+}
+
+/* Read the whole topic as JSON lines, for comparisons. */
+static void topic_json(tide_topic_t *t, tide_buf_t *out) {
+  tide_read_opts_t o;
+  tide_read_opts_init(&o);
+  tide_reader_t *r;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_reader_open(t, &o, &r, &err), 0);
+  tide_batch_t *b;
+  uint32_t part;
+  const uint64_t *offs;
+  out->len = 0;
+  while (tide_reader_next(r, &b, &part, &offs, &err) == 1) {
+    for (uint32_t i = 0; i < b->nrows; i++) {
+      tide_json_enc_row(b, i, out, 0);
+      tide_buf_putc(out, '\n');
+    }
+    tide_batch_free(b);
+  }
+  tide_reader_close(r);
+  tide_buf_putc(out, 0);
+}
+
+/* Rows of another schema are matched to the topic's by name: reordered,
+ * widened, defaulted; extra columns, wrong types and NULLs in NOT NULL
+ * fields are refused with the field named; a schemaless topic takes rows
+ * as JSON objects. */
+static void test_append_batch(void) {
+  int fds = count_fds();
+  snprintf(dir, sizeof dir, "/tmp/tide-ctest-b-%d", (int)getpid());
+  rm_rf(dir);
+  tide_store_t *st;
+  tide_err_t err = {0, ""};
+  tide_store_opts_t so = {0, 0, NULL};
+  T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
+  tide_schema_t *ts = ddl("id int, score double, tag string DEFAULT 'none', note string?");
+  tide_topic_t *t = fresh_topic(st, "conv", ts, 1);
+  tide_buf_t js = TIDE_BUF_INIT;
+
+  /* reordered, int widened to double, tag defaulted, note NULL */
+  tide_schema_t *qs = ddl("score int, id int?");
+  tide_batch_t *q = tide_batch_new(qs, 4);
+  for (int i = 0; i < 2; i++) {
+    tide_batch_row_begin(q);
+    tide_batch_set_i64(q, 0, 10 + i);
+    tide_batch_set_i64(q, 1, i);
+    tide_batch_row_commit(q);
+  }
+  T_EQ_INT(tide_topic_accepts(t, qs, &err), 0);
+  T_EQ_INT(batch_append(t, q, &err), 0);
+  topic_json(t, &js);
+  T_EQ_STR(js.data, "{\"id\":0,\"score\":10.0,\"tag\":\"none\",\"note\":null}\n"
+                    "{\"id\":1,\"score\":11.0,\"tag\":\"none\",\"note\":null}\n");
+  /* a NULL id (NOT NULL, no default) fails the whole batch, naming the row */
+  tide_batch_row_begin(q);
+  tide_batch_set_i64(q, 0, 12);
+  tide_batch_row_commit(q);
+  T_EQ_INT(batch_append(t, q, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "row 3: field 'id' is NULL, topic 'conv' declares it NOT NULL");
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 2);
+  tide_batch_free(q);
+  tide_schema_unref(qs);
+
+  /* an extra column, a missing NOT NULL field, a wrong type */
+  qs = ddl("id int, score double, extra bool");
+  T_EQ_INT(tide_topic_accepts(t, qs, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "column 'extra' is not a field of topic 'conv' (fields: id, score, tag, note)");
+  tide_schema_unref(qs);
+  qs = ddl("score double");
+  T_EQ_INT(tide_topic_accepts(t, qs, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "field 'id' of topic 'conv' is NOT NULL without a default and the rows lack it (columns: score)");
+  tide_schema_unref(qs);
+  qs = ddl("id string, score double");
+  T_EQ_INT(tide_topic_accepts(t, qs, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "field 'id': the rows have string, topic 'conv' wants int");
+  q = tide_batch_new(qs, 1);
+  tide_batch_row_begin(q);
+  T_EQ_INT(tide_batch_set_str(q, 0, "x", 1), 0);
+  tide_batch_set_f64(q, 1, 1.5);
+  tide_batch_row_commit(q);
+  T_EQ_INT(batch_append(t, q, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "field 'id': the rows have string, topic 'conv' wants int");
+  tide_batch_free(q);
+  tide_schema_unref(qs);
+
+  /* the topic's own schema goes in as it is */
+  q = tide_batch_new(ts, 1);
+  tide_batch_row_begin(q);
+  tide_batch_set_i64(q, 0, 7);
+  tide_batch_set_f64(q, 1, 0.25);
+  T_EQ_INT(tide_batch_set_str(q, 2, "t", 1), 0);
+  tide_batch_row_commit(q);
+  T_EQ_INT(batch_append(t, q, &err), 0);
+  T_EQ_INT(read_all(t, INT64_MIN, INT64_MAX), 3);
+  tide_batch_free(q);
+
+  /* schemaless: rows become JSON objects; a lone `value json` goes as is */
+  tide_topic_t *sl = fresh_topic(st, "free", NULL, 1);
+  qs = ddl("a int, b string?");
+  q = tide_batch_new(qs, 1);
+  tide_batch_row_begin(q);
+  tide_batch_set_i64(q, 0, 1);
+  tide_batch_row_commit(q);
+  T_EQ_INT(batch_append(sl, q, &err), 0);
+  tide_batch_free(q);
+  tide_schema_unref(qs);
+  qs = ddl("value json");
+  q = tide_batch_new(qs, 1);
+  tide_batch_row_begin(q);
+  T_EQ_INT(tide_batch_set_str(q, 0, "[1,2]", 5), 0);
+  tide_batch_row_commit(q);
+  T_EQ_INT(batch_append(sl, q, &err), 0);
+  tide_batch_free(q);
+  tide_schema_unref(qs);
+  topic_json(sl, &js);
+  T_EQ_STR(js.data, "{\"value\":{\"a\":1,\"b\":null}}\n{\"value\":[1,2]}\n");
+
+  tide_buf_free(&js);
+  tide_schema_unref(ts);
+  tide_store_close(st);
+  rm_rf(dir);
+  T_EQ_INT(count_fds(), fds);
+}
+
 int main(void) {
   T_RUN(test_block_roundtrip);
   T_RUN(test_block_corruption);
   T_RUN(test_store);
+  T_RUN(test_writers);
+  T_RUN(test_append_batch);
   T_DONE();
 }
