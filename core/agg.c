@@ -45,18 +45,30 @@
  * reused, so nothing is allocated per row; memory grows with groups (and
  * distinct values) only.
  *
+ *   sid[gcap]     each group's state id (agg.h), from next_sid.
+ *   dflag[gcap]   1 when the group is in the dirty list;
+ *   dirty[gcap]   the dirty gids, ascending, ndirty of them. An update
+ *                 appends its new groups (their gids are above every old
+ *                 one) and, unless every old group is dirty already, the
+ *                 old groups it touched, then re-sorts.
+ *   arena_dead    arena bytes that belonged to evicted groups; the arena is
+ *                 rebuilt from the live groups once it is half dead.
+ *
  * Invariants: every slot of a group is zeroed when the group is created
- * (a zero state is the state of no rows); tab holds exactly ngroups entries.
+ * (a zero state is the state of no rows); tab holds exactly ngroups entries;
+ * ndirty <= ngroups and dflag[g] == (g is in dirty[]).
  * A failure part way through an update leaves the states half updated, so
  * the aggregation is then poisoned: later calls return TIDE_EPOISONED.
  */
 #include "agg.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "crc32c.h"
 #include "hash.h"
 #include "vec.h"
 
@@ -121,6 +133,12 @@ struct tide_agg {
   uint64_t *h; /* scratch, scap rows */
   uint32_t *gid;
   uint32_t scap;
+  uint64_t *sid;
+  uint64_t next_sid;
+  uint8_t *dflag;
+  uint32_t *dirty;
+  uint32_t ndirty;
+  size_t arena_dead;
   int poisoned;
 };
 
@@ -221,6 +239,7 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
   a->kc = calloc(a->nkeys ? a->nkeys : 1, sizeof *a->kc);
   a->tcap = 64;
   a->tab = calloc(a->tcap, sizeof *a->tab);
+  a->next_sid = 1;
   if (!a->specs || !a->kc || !a->tab) {
     tide_agg_free(a);
     return tide_err_set(err, -ENOMEM, "out of memory");
@@ -280,6 +299,9 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->tab);
   free(a->h);
   free(a->gid);
+  free(a->sid);
+  free(a->dflag);
+  free(a->dirty);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
   tide_schema_unref(a->schema);
@@ -295,24 +317,52 @@ uint64_t tide_agg_groups(const tide_agg_t *a) { return a->ngroups; }
 /* Bytes held: the per-group arrays at capacity, the table, the arena, the
  * string and distinct state buffers and the scratch vectors. */
 size_t tide_agg_bytes(const tide_agg_t *a) {
-  size_t per_group = sizeof(uint64_t) + a->slot + a->krec_size;
+  size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + 1 + sizeof(uint32_t);
   return sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
          (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t));
 }
 
 /* ------------------------------------------------------------ groups --- */
 
-/* Grow every per-group array to hold cap groups. 0 or -ENOMEM (arrays
- * already grown stay larger, which is harmless: gcap is set last). */
-static int grow_groups(tide_agg_t *a, uint32_t cap) {
+/* Resize every per-group array to hold cap (>= ngroups) groups. 0 or
+ * -ENOMEM. When growing, arrays already grown stay larger, which is
+ * harmless: gcap is set last. When shrinking (eviction) a failed realloc
+ * leaves that array larger, so every array holds at least cap groups
+ * either way and gcap becomes cap. */
+static int resize_groups(tide_agg_t *a, uint32_t cap) {
   void *p;
-  if (!(p = realloc(a->ghash, (size_t)cap * sizeof *a->ghash))) return -ENOMEM;
-  a->ghash = p;
-  if (!(p = realloc(a->states, (size_t)cap * (a->slot ? a->slot : 1)))) return -ENOMEM;
-  a->states = p;
-  if (!(p = realloc(a->krec, (size_t)cap * (a->krec_size ? a->krec_size : 1)))) return -ENOMEM;
-  a->krec = p;
+#define RESIZE(field, size)                                  \
+  if ((p = realloc(a->field, (size_t)cap * (size)))) a->field = p; \
+  else if (cap > a->gcap) return -ENOMEM;
+  RESIZE(ghash, sizeof *a->ghash)
+  RESIZE(states, a->slot ? a->slot : 1)
+  RESIZE(krec, a->krec_size ? a->krec_size : 1)
+  RESIZE(sid, sizeof *a->sid)
+  RESIZE(dflag, 1)
+  RESIZE(dirty, sizeof *a->dirty)
+#undef RESIZE
   a->gcap = cap;
+  return 0;
+}
+
+/* Room for one more group in the per-group arrays and the table (load
+ * <= 1/2). *grew is set when the table was rebuilt. 0, -ENOMEM or
+ * TIDE_ETOOBIG. */
+static int grow_table(tide_agg_t *a);
+static int room_for_group(tide_agg_t *a, int *grew) {
+  uint32_t g = a->ngroups;
+  *grew = 0;
+  if (g >= UINT32_MAX - 1) return TIDE_ETOOBIG;
+  if (g == a->gcap) {
+    uint32_t cap = a->gcap ? (a->gcap > UINT32_MAX / 2 ? UINT32_MAX - 1 : a->gcap * 2) : 64;
+    int rc = resize_groups(a, cap);
+    if (rc) return rc;
+  }
+  if (((size_t)g + 1) * 2 > a->tcap) {
+    int rc = grow_table(a);
+    if (rc) return rc;
+    *grew = 1;
+  }
   return 0;
 }
 
@@ -425,6 +475,8 @@ static int add_group(tide_agg_t *a, const tide_batch_t *keys, uint32_t i, uint64
   }
   a->ghash[g] = hv;
   if (a->slot) memset(a->states + (size_t)g * a->slot, 0, a->slot);
+  a->sid[g] = a->next_sid++;
+  a->dflag[g] = 0;
   a->ngroups = g + 1;
   return 0;
 }
@@ -476,20 +528,14 @@ static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
     }
     /* a new group */
     uint32_t g = a->ngroups;
-    if (g >= UINT32_MAX - 1) return TIDE_ETOOBIG;
-    if (g == a->gcap) {
-      uint32_t cap = a->gcap ? (a->gcap > UINT32_MAX / 2 ? UINT32_MAX - 1 : a->gcap * 2) : 64;
-      int rc = grow_groups(a, cap);
-      if (rc) return rc;
-    }
-    if (((size_t)g + 1) * 2 > a->tcap) {
-      int rc = grow_table(a);
-      if (rc) return rc;
+    int grew, rc = room_for_group(a, &grew);
+    if (rc) return rc;
+    if (grew) {
       mask = a->tcap - 1;
       pos = hv & mask;
       while (a->tab[pos]) pos = (pos + 1) & mask;
     }
-    int rc = add_group(a, keys, i, hv);
+    rc = add_group(a, keys, i, hv);
     if (rc) return rc;
     a->tab[pos] = tag | ((uint64_t)g + 1);
     gid[i] = g;
@@ -665,6 +711,44 @@ static int update_spec(tide_agg_t *a, const aspec_t *s, const tide_col_t *c, uin
   }
 }
 
+static int cmp_u32(const void *x, const void *y) {
+  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* Add the groups of gid[0..n) to the dirty list, keeping it ascending;
+ * groups g0.. are the ones this update created. When every older group is
+ * dirty already (always so when nobody clears, as in a batch query) the
+ * rows need no pass at all. */
+static void mark_dirty(tide_agg_t *a, uint32_t n, uint32_t g0) {
+  if (a->ndirty < g0) {
+    uint32_t before = a->ndirty;
+    const uint32_t *gid = a->gid;
+    for (uint32_t i = 0; i < n; i++) {
+      uint32_t g = gid[i];
+      if (g < g0 && !a->dflag[g]) {
+        a->dflag[g] = 1;
+        a->dirty[a->ndirty++] = g;
+      }
+    }
+    if (a->ndirty > before) {
+      /* a sorted run, then touched gids in row order: when many are dirty
+       * a scan of the flags is cheaper than a sort */
+      if (a->ndirty > g0 / 8) {
+        uint32_t d = 0;
+        for (uint32_t g = 0; g < g0; g++)
+          if (a->dflag[g]) a->dirty[d++] = g;
+      } else {
+        qsort(a->dirty, a->ndirty, sizeof *a->dirty, cmp_u32);
+      }
+    }
+  }
+  for (uint32_t g = g0; g < a->ngroups; g++) {
+    a->dflag[g] = 1;
+    a->dirty[a->ndirty++] = g;
+  }
+}
+
 /* Check that keys and args fit the aggregation. 0 or TIDE_EINVAL. */
 static int check_input(const tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args,
                        tide_err_t *err) {
@@ -705,7 +789,9 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
     a->scap = n;
   }
   hash_keys(a, keys, n);
+  uint32_t g0 = a->ngroups;
   rc = find_groups(a, keys, n);
+  if (!rc) mark_dirty(a, n, g0);
   for (uint32_t i = 0; !rc && i < a->nspecs; i++)
     rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
   if (rc) {
@@ -717,12 +803,17 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
 
 /* ------------------------------------------------------------ result --- */
 
-/* Fill output column out (initialised, ngroups rows) with key column k. */
-static int key_result(const tide_agg_t *a, uint32_t k, tide_col_t *out) {
+/* The group of output row i: gids[i], or i itself when gids is NULL (all
+ * groups in gid order). */
+#define GROUP_OF(gids, i) ((gids) ? (gids)[i] : (i))
+
+/* Fill output column out (initialised, n rows) with key column k of the
+ * groups gids[0..n) (or of groups 0..n-1). */
+static int key_result(const tide_agg_t *a, uint32_t k, const uint32_t *gids, uint32_t n, tide_col_t *out) {
   const kcol_t *kc = &a->kc[k];
-  uint32_t n = a->ngroups;
   int rc = 0;
-  for (uint32_t g = 0; g < n && !rc; g++) {
+  for (uint32_t i = 0; i < n && !rc; i++) {
+    uint32_t g = GROUP_OF(gids, i);
     const unsigned char *rec = a->krec + (size_t)g * a->krec_size, *v = rec + kc->off;
     uint64_t bits;
     uint32_t len;
@@ -730,70 +821,66 @@ static int key_result(const tide_agg_t *a, uint32_t k, tide_col_t *out) {
     case TIDE_T_STRING:
     case TIDE_T_JSON: {
       const char *p = kstr(a, v, &len);
-      rc = tide_col_put_str(out, g, p, len);
+      rc = tide_col_put_str(out, i, p, len);
       break;
     }
-    case TIDE_T_BOOL: ((uint8_t *)out->values)[g] = *v; break;
+    case TIDE_T_BOOL: ((uint8_t *)out->values)[i] = *v; break;
     default:
       memcpy(&bits, v, 8);
-      ((uint64_t *)out->values)[g] = bits;
+      ((uint64_t *)out->values)[i] = bits;
       break;
     }
-    if (!rc && rec[a->nulloff + k]) rc = tide_col_set_null(out, g, n);
+    if (!rc && rec[a->nulloff + k]) rc = tide_col_set_null(out, i, n);
   }
   return rc;
 }
 
-/* Fill output column out (initialised, ngroups rows) with spec s's result. */
-static int spec_result(const tide_agg_t *a, const aspec_t *s, tide_col_t *out) {
-  uint32_t n = a->ngroups;
+/* Fill output column out (initialised, n rows) with spec s's result of the
+ * groups gids[0..n) (or of groups 0..n-1). */
+static int spec_result(const tide_agg_t *a, const aspec_t *s, const uint32_t *gids, uint32_t n, tide_col_t *out) {
   int rc = 0;
-  for (uint32_t g = 0; g < n && !rc; g++) {
-    const void *stp = STATE(a, g, s->off);
+  for (uint32_t i = 0; i < n && !rc; i++) {
+    const void *stp = STATE(a, GROUP_OF(gids, i), s->off);
     int null = 0;
     switch (s->kind) {
     case TIDE_AGG_COUNT_STAR:
-    case TIDE_AGG_COUNT: ((int64_t *)out->values)[g] = *(const int64_t *)stp; break;
-    case TIDE_AGG_COUNT_DISTINCT: ((int64_t *)out->values)[g] = ((const st_dist_t *)stp)->n; break;
+    case TIDE_AGG_COUNT: ((int64_t *)out->values)[i] = *(const int64_t *)stp; break;
+    case TIDE_AGG_COUNT_DISTINCT: ((int64_t *)out->values)[i] = ((const st_dist_t *)stp)->n; break;
     case TIDE_AGG_AVG: {
       const st_num_t *st = stp;
-      if (!(null = !st->n)) ((double *)out->values)[g] = st->v.d / (double)st->n;
+      if (!(null = !st->n)) ((double *)out->values)[i] = st->v.d / (double)st->n;
       break;
     }
     default:
       if (s->var) {
         const st_str_t *st = stp;
         null = !(st->flags & SEEN) || (st->flags & ISNULL);
-        rc = tide_col_put_str(out, g, st->p, null ? 0 : st->len);
+        rc = tide_col_put_str(out, i, st->p, null ? 0 : st->len);
       } else {
         const st_num_t *st = stp;
         null = !(st->n & SEEN) || (st->n & ISNULL); /* SEEN == 1 == "has a value" */
         if (null) break;
-        if (s->type == TIDE_T_BOOL) ((uint8_t *)out->values)[g] = (uint8_t)st->v.u;
-        else ((uint64_t *)out->values)[g] = st->v.u;
+        if (s->type == TIDE_T_BOOL) ((uint8_t *)out->values)[i] = (uint8_t)st->v.u;
+        else ((uint64_t *)out->values)[i] = st->v.u;
       }
       break;
     }
-    if (!rc && null) rc = tide_col_set_null(out, g, n);
+    if (!rc && null) rc = tide_col_set_null(out, i, n);
   }
   return rc;
 }
 
-/* One row per group in first-seen order (agg.h). The batch is new and owned
- * by the caller. Errors: -ENOMEM, TIDE_ETOOBIG (a result column would pass
- * the batch limits), TIDE_EPOISONED. */
-int tide_agg_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
+/* The rows of groups gids[0..n) (NULL: groups 0..n-1) as a new batch. */
+static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
-  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  if (a->ngroups > TIDE_BATCH_MAX_ROWS)
-    return tide_err_set(err, TIDE_ETOOBIG, "%u groups do not fit one batch", a->ngroups);
-  uint32_t nf = a->schema->nfields, n = a->ngroups;
+  if (n > TIDE_BATCH_MAX_ROWS) return tide_err_set(err, TIDE_ETOOBIG, "%u groups do not fit one batch", n);
+  uint32_t nf = a->schema->nfields;
   tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
   if (!cols) return tide_err_set(err, -ENOMEM, "out of memory");
   int rc = 0;
   for (uint32_t f = 0; f < nf && !rc; f++) {
     if ((rc = tide_col_init(&cols[f], a->schema->fields[f].type, n))) break;
-    rc = f < a->nkeys ? key_result(a, f, &cols[f]) : spec_result(a, &a->specs[f - a->nkeys], &cols[f]);
+    rc = f < a->nkeys ? key_result(a, f, gids, n, &cols[f]) : spec_result(a, &a->specs[f - a->nkeys], gids, n, &cols[f]);
   }
   if (rc) {
     for (uint32_t f = 0; f < nf; f++) tide_col_free(&cols[f]);
@@ -803,4 +890,647 @@ int tide_agg_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
   *out = tide_batch_adopt(a->schema, n, cols);
   free(cols);
   return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* One row per group in first-seen order (agg.h). The batch is new and owned
+ * by the caller. Errors: -ENOMEM, TIDE_ETOOBIG (a result column would pass
+ * the batch limits), TIDE_EPOISONED. */
+int tide_agg_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
+  *out = NULL;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  return build_result(a, NULL, a->ngroups, out, err);
+}
+
+/* The rows of the groups gids[0..n) (agg.h). */
+int tide_agg_result_of(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
+  *out = NULL;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  for (uint32_t i = 0; i < n; i++)
+    if (gids[i] >= a->ngroups)
+      return tide_err_set(err, TIDE_EINVAL, "group %u does not exist (%u groups)", gids[i], a->ngroups);
+  static const uint32_t none = 0;
+  return build_result(a, n ? gids : &none, n, out, err);
+}
+
+/* ----------------------------------------------------- streaming state --- */
+
+uint64_t tide_agg_sid(const tide_agg_t *a, uint32_t gid) { return a->sid[gid]; }
+
+uint32_t tide_agg_dirty(const tide_agg_t *a, const uint32_t **gids) {
+  *gids = a->dirty;
+  return a->ndirty;
+}
+
+void tide_agg_clear_dirty(tide_agg_t *a) {
+  for (uint32_t i = 0; i < a->ndirty; i++) a->dflag[a->dirty[i]] = 0;
+  a->ndirty = 0;
+}
+
+/* 1 for min/max/first/last over string or json: a st_str_t state. */
+static int is_str_state(const aspec_t *s) {
+  return s->var && (s->kind == TIDE_AGG_MIN || s->kind == TIDE_AGG_MAX || s->kind == TIDE_AGG_FIRST ||
+                    s->kind == TIDE_AGG_LAST);
+}
+
+/* Free group g's string state buffers and distinct sets (leaving them
+ * empty) and return how many arena bytes the group referenced (its long
+ * key strings and distinct string values), which become dead. */
+static size_t release_group(tide_agg_t *a, uint32_t g) {
+  size_t bytes = 0;
+  const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    if (!is_var(a->kc[k].type) || rec[a->nulloff + k]) continue;
+    uint32_t len;
+    memcpy(&len, rec + a->kc[k].off, 4);
+    if (len > INLINE) bytes += len;
+  }
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    if (s->kind == TIDE_AGG_COUNT_DISTINCT) {
+      st_dist_t *st = STATE(a, g, s->off);
+      for (uint32_t j = 0; s->var && j < st->cap; j++)
+        if (st->tab[j].used) bytes += st->tab[j].len;
+      a->heap -= (size_t)st->cap * sizeof *st->tab;
+      free(st->tab);
+      memset(st, 0, sizeof *st);
+    } else if (is_str_state(s)) {
+      st_str_t *st = STATE(a, g, s->off);
+      a->heap -= st->cap;
+      free(st->p);
+      memset(st, 0, sizeof *st);
+    }
+  }
+  return bytes;
+}
+
+/* Re-insert every group into the (zeroed) table. */
+static void fill_table(tide_agg_t *a) {
+  size_t mask = a->tcap - 1;
+  for (uint32_t g = 0; g < a->ngroups; g++) {
+    uint64_t hv = a->ghash[g];
+    size_t pos = hv & mask;
+    while (a->tab[pos]) pos = (pos + 1) & mask;
+    a->tab[pos] = (hv >> 32) << 32 | ((uint64_t)g + 1);
+  }
+}
+
+/* Rebuild the arena from the bytes live groups still reference, moving
+ * each key string and distinct string value and fixing its offset. On out
+ * of memory nothing changes (the dead bytes stay until the next try). */
+static void compact_arena(tide_agg_t *a) {
+  size_t live = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    tide_buf_t nb = TIDE_BUF_INIT;
+    if (pass == 1 && live && tide_buf_reserve(&nb, live)) return;
+    for (uint32_t g = 0; g < a->ngroups; g++) {
+      unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+      for (uint32_t k = 0; k < a->nkeys; k++) {
+        if (!is_var(a->kc[k].type) || rec[a->nulloff + k]) continue;
+        unsigned char *v = rec + a->kc[k].off;
+        uint32_t len;
+        memcpy(&len, v, 4);
+        if (len <= INLINE) continue;
+        if (pass == 0) {
+          live += len;
+          continue;
+        }
+        uint64_t at, to = nb.len;
+        memcpy(&at, v + 8, 8);
+        memcpy(nb.data + nb.len, a->arena.data + at, len); /* reserved above */
+        nb.len += len;
+        memcpy(v + 8, &to, 8);
+      }
+      for (uint32_t i = 0; i < a->nspecs; i++) {
+        const aspec_t *s = &a->specs[i];
+        if (s->kind != TIDE_AGG_COUNT_DISTINCT || !s->var) continue;
+        st_dist_t *st = STATE(a, g, s->off);
+        for (uint32_t j = 0; j < st->cap; j++) {
+          dent_t *e = &st->tab[j];
+          if (!e->used) continue;
+          if (pass == 0) {
+            live += e->len;
+            continue;
+          }
+          if (e->len) memcpy(nb.data + nb.len, a->arena.data + e->v, e->len);
+          e->v = nb.len;
+          nb.len += e->len;
+        }
+      }
+    }
+    if (pass == 1) {
+      tide_buf_free(&a->arena);
+      a->arena = nb;
+      a->arena_dead = 0;
+    }
+  }
+}
+
+/* Remove the groups gone[0..m) (ascending), keeping the others in order;
+ * then rebuild the dirty list, the table and maybe the arena, and shrink
+ * the arrays. Cannot fail: every allocation here is optional. */
+static void remove_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m) {
+  uint32_t j = 0, w = 0;
+  for (uint32_t g = 0; g < a->ngroups; g++) {
+    if (j < m && gone[j] == g) {
+      a->arena_dead += release_group(a, g);
+      j++;
+      continue;
+    }
+    if (w != g) {
+      memcpy(a->krec + (size_t)w * a->krec_size, a->krec + (size_t)g * a->krec_size, a->krec_size);
+      if (a->slot) memcpy(STATE(a, w, 0), STATE(a, g, 0), a->slot); /* moves the buffers' ownership */
+      a->ghash[w] = a->ghash[g];
+      a->sid[w] = a->sid[g];
+      a->dflag[w] = a->dflag[g];
+    }
+    w++;
+  }
+  a->ngroups = w;
+  a->ndirty = 0;
+  for (uint32_t g = 0; g < w; g++)
+    if (a->dflag[g]) a->dirty[a->ndirty++] = g;
+  if (a->gcap > 64 && (size_t)w * 4 <= a->gcap) {
+    uint32_t cap = 64;
+    while (cap < w * 2) cap *= 2;
+    resize_groups(a, cap); /* shrinking: never fails */
+  }
+  /* the table: smallest with load <= 1/4, so that growing back is far */
+  size_t tcap = 64;
+  while (tcap < (size_t)w * 4) tcap *= 2;
+  uint64_t *t = tcap < a->tcap ? calloc(tcap, sizeof *t) : NULL;
+  if (t) {
+    free(a->tab);
+    a->tab = t;
+    a->tcap = tcap;
+  } else {
+    memset(a->tab, 0, a->tcap * sizeof *a->tab);
+  }
+  fill_table(a);
+  if (a->arena_dead && a->arena_dead * 2 >= a->arena.len) compact_arena(a);
+}
+
+/* Remove the groups at or below bound (agg.h). */
+int tide_agg_evict(tide_agg_t *a, uint32_t key_col, int64_t bound, tide_batch_t **rows, uint64_t **sids,
+                   uint32_t *n, tide_err_t *err) {
+  *rows = NULL;
+  *sids = NULL;
+  *n = 0;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (key_col >= a->nkeys)
+    return tide_err_set(err, TIDE_EINVAL, "evict: key column %u does not exist (%u keys)", key_col, a->nkeys);
+  tide_type_t t = a->kc[key_col].type;
+  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
+    return tide_err_set(err, TIDE_EINVAL, "evict: key column '%s' is %s, expected int or timestamp",
+                        a->keys->fields[key_col].name, tide_type_name(t));
+  uint32_t *gone = malloc((a->ngroups ? a->ngroups : 1) * sizeof *gone), m = 0;
+  if (!gone) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t g = 0; g < a->ngroups; g++) {
+    const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+    int64_t v;
+    if (rec[a->nulloff + key_col]) continue;
+    memcpy(&v, rec + a->kc[key_col].off, 8);
+    if (v <= bound) gone[m++] = g;
+  }
+  int rc = build_result(a, gone, m, rows, err);
+  uint64_t *sv = NULL;
+  if (!rc && m && !(sv = malloc((size_t)m * sizeof *sv))) {
+    tide_batch_free(*rows);
+    *rows = NULL;
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  if (rc) {
+    free(gone);
+    return rc;
+  }
+  for (uint32_t i = 0; i < m; i++) sv[i] = a->sid[gone[i]];
+  if (m) remove_groups(a, gone, m);
+  free(gone);
+  *sids = sv;
+  *n = m;
+  return 0;
+}
+
+/* ---------------------------------------------------- state records --- */
+
+/* Layout of a record (docs/FORMAT.md, "Aggregation state records"):
+ *
+ *   +---------+-------+--------+-------------+-------------------+
+ *   | version | nkeys | nspecs | key types   | (kind, arg type)  |
+ *   | u8 = 1  | u16   | u16    | u8 x nkeys  | u8 u8 x nspecs    |
+ *   +---------+-------+--------+-------------+-------------------+
+ *   | key values, one per key column | states, one per aggregate |
+ *   +--------------------------------+---------------------------+
+ *   | CRC-32C of every byte before it, u32                        |
+ *   +-------------------------------------------------------------+
+ *
+ *   key value   u8 null (0/1); when 0: the value
+ *   value       bool: u8 0/1; int, timestamp, double: 8 bytes (a key's or
+ *               a distinct double is normalised: one NaN, no -0.0);
+ *               string, json: u32 length, then the bytes
+ *   count(*), count          i64 count (>= 0)
+ *   sum, min, max (fixed)    u8 has (0/1); when 1: the value
+ *   avg                      i64 count (>= 0); when > 0: f64 sum
+ *   first, last (fixed)      u8 flags: 0 none, 1 a value, 3 NULL; when 1:
+ *                            the value
+ *   min, max (string/json)   u8 flags 0/1; when 1: the value
+ *   first, last (string)     u8 flags as first/last fixed; when 1: the value
+ *   count_distinct           u32 count, then the values, each once
+ * All integers little-endian. The record carries no pointer and no sid.
+ */
+#define REC_VERSION 1
+#define REC_HEAD 5 /* version, nkeys, nspecs */
+
+typedef struct wr {
+  tide_buf_t *b;
+  int rc;
+} wr_t;
+
+static void w_bytes(wr_t *w, const void *p, size_t n) {
+  if (!w->rc) w->rc = tide_buf_append(w->b, p, n);
+}
+
+static void w_le(wr_t *w, uint64_t v, int n) {
+  uint8_t b[8];
+  for (int i = 0; i < n; i++) b[i] = (uint8_t)(v >> (8 * i));
+  w_bytes(w, b, (size_t)n);
+}
+
+static void w_str(wr_t *w, const char *p, uint32_t len) {
+  w_le(w, len, 4);
+  w_bytes(w, p, len);
+}
+
+/* A fixed-width value of type t whose bits are v. */
+static void w_fixed(wr_t *w, tide_type_t t, uint64_t v) { w_le(w, v, t == TIDE_T_BOOL ? 1 : 8); }
+
+/* The arg-type byte of spec s in a record (count(*) has none: 0). */
+static uint8_t rec_arg_type(const aspec_t *s) { return s->kind == TIDE_AGG_COUNT_STAR ? 0 : (uint8_t)s->type; }
+
+/* Append group gid's record (agg.h). */
+int tide_agg_encode(const tide_agg_t *a, uint32_t gid, tide_buf_t *out, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (gid >= a->ngroups) return tide_err_set(err, TIDE_EINVAL, "group %u does not exist (%u groups)", gid, a->ngroups);
+  size_t start = out->len;
+  wr_t w = {out, 0};
+  w_le(&w, REC_VERSION, 1);
+  w_le(&w, a->nkeys, 2);
+  w_le(&w, a->nspecs, 2);
+  for (uint32_t k = 0; k < a->nkeys; k++) w_le(&w, (uint64_t)a->kc[k].type, 1);
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    w_le(&w, (uint64_t)a->specs[i].kind, 1);
+    w_le(&w, rec_arg_type(&a->specs[i]), 1);
+  }
+  const unsigned char *rec = a->krec + (size_t)gid * a->krec_size;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const unsigned char *v = rec + a->kc[k].off;
+    int null = rec[a->nulloff + k];
+    w_le(&w, (uint64_t)null, 1);
+    if (null) continue;
+    if (is_var(a->kc[k].type)) {
+      uint32_t len;
+      const char *p = kstr(a, v, &len);
+      w_str(&w, p, len);
+    } else {
+      uint64_t bits;
+      memcpy(&bits, v, 8);
+      w_fixed(&w, a->kc[k].type, bits);
+    }
+  }
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    const void *stp = STATE(a, gid, s->off);
+    switch (s->kind) {
+    case TIDE_AGG_COUNT_STAR:
+    case TIDE_AGG_COUNT: w_le(&w, (uint64_t) * (const int64_t *)stp, 8); break;
+    case TIDE_AGG_AVG: {
+      const st_num_t *st = stp;
+      w_le(&w, (uint64_t)st->n, 8);
+      if (st->n) w_le(&w, st->v.u, 8);
+      break;
+    }
+    case TIDE_AGG_COUNT_DISTINCT: {
+      const st_dist_t *st = stp;
+      w_le(&w, st->n, 4);
+      for (uint32_t j = 0; j < st->cap; j++) {
+        const dent_t *e = &st->tab[j];
+        if (!e->used) continue;
+        if (s->var) w_str(&w, a->arena.data + e->v, e->len);
+        else w_fixed(&w, s->type, e->v);
+      }
+      break;
+    }
+    default: /* sum, min, max, first, last */
+      if (s->var) {
+        const st_str_t *st = stp;
+        w_le(&w, st->flags, 1);
+        if (st->flags == SEEN) w_str(&w, st->p, st->len);
+      } else {
+        const st_num_t *st = stp;
+        w_le(&w, (uint64_t)st->n, 1);
+        if (st->n == SEEN) w_fixed(&w, s->type, st->v.u);
+      }
+      break;
+    }
+  }
+  if (!w.rc) w_le(&w, tide_crc32c(0, out->data + start, out->len - start), 4);
+  if (w.rc) {
+    out->len = start;
+    return tide_err_set(err, w.rc, "out of memory");
+  }
+  return 0;
+}
+
+/* A reader over a record's bytes; every take is bounds-checked. */
+typedef struct rd {
+  const uint8_t *p;
+  size_t n, at;
+} rd_t;
+
+/* p = the next k bytes. 0, or -1 when fewer remain. */
+static int r_take(rd_t *r, size_t k, const uint8_t **p) {
+  if (r->n - r->at < k) return -1;
+  *p = r->p + r->at;
+  r->at += k;
+  return 0;
+}
+
+/* The next n (<= 8) bytes as a little-endian integer. 0 or -1. */
+static int r_le(rd_t *r, int n, uint64_t *v) {
+  const uint8_t *p;
+  if (r_take(r, (size_t)n, &p)) return -1;
+  *v = 0;
+  for (int i = 0; i < n; i++) *v |= (uint64_t)p[i] << (8 * i);
+  return 0;
+}
+
+/* Name of a type byte of a record, which may be anything. */
+static const char *type_byte_name(unsigned t) {
+  return t >= TIDE_T_BOOL && t <= TIDE_T_JSON ? tide_type_name((tide_type_t)t) : t ? "an unknown type" : "none";
+}
+
+/* Decoding context for messages: "key 'k' (string)" or "aggregate 2
+ * (count_distinct)". */
+typedef struct dctx {
+  tide_agg_t *a;
+  uint64_t sid;
+  tide_err_t *err;
+  char where[200];
+} dctx_t;
+
+static int bad(dctx_t *c, const char *what) {
+  return tide_err_set(c->err, TIDE_ECORRUPT, "aggregation state record %llu: %s%s%s", (unsigned long long)c->sid,
+                      c->where, *c->where ? ": " : "", what);
+}
+
+/* Read a fixed-width value of type t into *v. norm: a double must be
+ * normalised (keys and distinct values are stored so). 0 or TIDE_ECORRUPT. */
+static int r_fixed(dctx_t *c, rd_t *r, tide_type_t t, int norm, uint64_t *v) {
+  if (r_le(r, t == TIDE_T_BOOL ? 1 : 8, v)) return bad(c, "truncated");
+  if (t == TIDE_T_BOOL && *v > 1) return bad(c, "a bool that is neither 0 nor 1");
+  if (norm && t == TIDE_T_DOUBLE && tide__norm_f64(tide__f64_of(*v)) != *v) return bad(c, "an unnormalised double");
+  return 0;
+}
+
+/* Read a string value: *p, *len point into the record. 0 or TIDE_ECORRUPT. */
+static int r_str(dctx_t *c, rd_t *r, const uint8_t **p, uint32_t *len) {
+  uint64_t l;
+  if (r_le(r, 4, &l) || r_take(r, (size_t)l, p)) return bad(c, "truncated");
+  *len = (uint32_t)l;
+  return 0;
+}
+
+/* Read a flags byte allowed to be 0, SEEN or (if nullable) SEEN|ISNULL. */
+static int r_flags(dctx_t *c, rd_t *r, int nullable, uint64_t *f) {
+  if (r_le(r, 1, f)) return bad(c, "truncated");
+  if (*f != 0 && *f != SEEN && !(nullable && *f == (SEEN | ISNULL))) return bad(c, "impossible state flags");
+  return 0;
+}
+
+/* Read the key values into group g's (zeroed) key record. Long strings go
+ * to the end of the arena (the caller cuts it back on failure). */
+static int r_keys(dctx_t *c, rd_t *r, uint32_t g) {
+  tide_agg_t *a = c->a;
+  unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const kcol_t *kc = &a->kc[k];
+    unsigned char *v = rec + kc->off;
+    snprintf(c->where, sizeof c->where, "key '%s' (%s)", a->keys->fields[k].name, tide_type_name(kc->type));
+    uint64_t null;
+    if (r_le(r, 1, &null)) return bad(c, "truncated");
+    if (null > 1) return bad(c, "a NULL flag that is neither 0 nor 1");
+    rec[a->nulloff + k] = (uint8_t)null;
+    if (null) continue;
+    int rc;
+    if (is_var(kc->type)) {
+      const uint8_t *p = NULL;
+      uint32_t len = 0;
+      if ((rc = r_str(c, r, &p, &len))) return rc;
+      memcpy(v, &len, 4);
+      if (len <= INLINE) {
+        if (len) memcpy(v + 4, p, len);
+      } else {
+        uint64_t at = a->arena.len;
+        memcpy(v + 4, p, 4);
+        memcpy(v + 8, &at, 8);
+        if (tide_buf_append(&a->arena, p, len)) return tide_err_set(c->err, -ENOMEM, "out of memory");
+      }
+    } else {
+      uint64_t bits = 0;
+      if ((rc = r_fixed(c, r, kc->type, 1, &bits))) return rc;
+      memcpy(v, &bits, 8);
+    }
+  }
+  return 0;
+}
+
+/* Read every aggregate's state into group g's (zeroed) slot. */
+static int r_states(dctx_t *c, rd_t *r, uint32_t g) {
+  tide_agg_t *a = c->a;
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    void *stp = STATE(a, g, s->off);
+    snprintf(c->where, sizeof c->where, "aggregate %u (%s)", i, kind_name(s->kind));
+    uint64_t u = 0, f = 0;
+    int rc;
+    switch (s->kind) {
+    case TIDE_AGG_COUNT_STAR:
+    case TIDE_AGG_COUNT:
+      if (r_le(r, 8, &u)) return bad(c, "truncated");
+      if ((int64_t)u < 0) return bad(c, "a negative count");
+      *(int64_t *)stp = (int64_t)u;
+      break;
+    case TIDE_AGG_AVG: {
+      st_num_t *st = stp;
+      if (r_le(r, 8, &u)) return bad(c, "truncated");
+      if ((int64_t)u < 0) return bad(c, "a negative count");
+      st->n = (int64_t)u;
+      if (u && r_le(r, 8, &st->v.u)) return bad(c, "truncated");
+      break;
+    }
+    case TIDE_AGG_COUNT_DISTINCT: {
+      st_dist_t *st = stp;
+      if (r_le(r, 4, &u)) return bad(c, "truncated");
+      /* every value takes at least one byte: a count the rest cannot hold
+       * is refused before anything is allocated for it */
+      if (u > r->n - r->at) return bad(c, "truncated");
+      for (uint64_t j = 0; j < u; j++) {
+        uint32_t before = st->n;
+        if (s->var) {
+          const uint8_t *p = NULL;
+          uint32_t len = 0;
+          if ((rc = r_str(c, r, &p, &len))) return rc;
+          rc = dist_add(a, st, 1, tide__hash_bytes(TIDE__HSEED, p, len), 0, (const char *)p, len);
+        } else {
+          uint64_t v = 0;
+          if ((rc = r_fixed(c, r, s->type, 1, &v))) return rc;
+          rc = dist_add(a, st, 0, tide__hash_u64(TIDE__HSEED, v), v, NULL, 0);
+        }
+        if (rc) return tide_err_set(c->err, rc, "out of memory");
+        if (st->n == before) return bad(c, "a value listed twice");
+      }
+      break;
+    }
+    default: { /* sum, min, max, first, last */
+      int nullable = s->kind == TIDE_AGG_FIRST || s->kind == TIDE_AGG_LAST;
+      if ((rc = r_flags(c, r, nullable, &f))) return rc;
+      if (s->var) {
+        st_str_t *st = stp;
+        if (f == SEEN) {
+          const uint8_t *p = NULL;
+          uint32_t len = 0;
+          if ((rc = r_str(c, r, &p, &len))) return rc;
+          if (str_set(a, st, (const char *)p, len)) return tide_err_set(c->err, -ENOMEM, "out of memory");
+        }
+        st->flags = (uint32_t)f;
+      } else {
+        st_num_t *st = stp;
+        if (f == SEEN && (rc = r_fixed(c, r, s->type, 0, &st->v.u))) return rc;
+        st->n = (int64_t)f;
+      }
+      break;
+    }
+    }
+  }
+  *c->where = 0;
+  return 0;
+}
+
+/* The key hash of a key record, as hash_keys computes it for a row. */
+static uint64_t rec_hash(const tide_agg_t *a, const unsigned char *rec) {
+  uint64_t h = TIDE__HSEED;
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const unsigned char *v = rec + a->kc[k].off;
+    if (is_var(a->kc[k].type)) {
+      uint32_t len;
+      const char *p = kstr(a, v, &len);
+      h = tide__hash_bytes(h, p, len);
+    } else {
+      uint64_t bits;
+      memcpy(&bits, v, 8);
+      h = tide__hash_u64(h, bits);
+    }
+    if (rec[a->nulloff + k]) h = tide__hash_null(h);
+  }
+  return h;
+}
+
+/* 1 when key records x and y hold the same key. */
+static int rec_eq(const tide_agg_t *a, const unsigned char *x, const unsigned char *y) {
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    if (x[a->nulloff + k] != y[a->nulloff + k]) return 0;
+    if (x[a->nulloff + k]) continue;
+    const unsigned char *vx = x + a->kc[k].off, *vy = y + a->kc[k].off;
+    if (is_var(a->kc[k].type)) {
+      uint32_t lx, ly;
+      const char *px = kstr(a, vx, &lx), *py = kstr(a, vy, &ly);
+      if (lx != ly || (lx && memcmp(px, py, lx))) return 0;
+    } else if (memcmp(vx, vy, 8)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Insert the group of a record (agg.h). */
+int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+  const uint8_t *b = p;
+  dctx_t c = {a, sid, err, ""};
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (sid == 0 || sid == UINT64_MAX) return bad(&c, "state id out of range");
+  if (n < 1) return bad(&c, "empty");
+  if (b[0] != REC_VERSION)
+    return tide_err_set(err, TIDE_EFORMAT, "aggregation state record %llu: format version %u, this build reads %u",
+                        (unsigned long long)sid, b[0], REC_VERSION);
+  if (n < REC_HEAD + 4) return bad(&c, "truncated");
+  uint32_t crc = (uint32_t)b[n - 4] | (uint32_t)b[n - 3] << 8 | (uint32_t)b[n - 2] << 16 | (uint32_t)b[n - 1] << 24;
+  if (tide_crc32c(0, b, n - 4) != crc) return bad(&c, "checksum mismatch");
+  rd_t r = {b, n - 4, 1};
+  uint64_t nk, ns;
+  r_le(&r, 2, &nk);
+  r_le(&r, 2, &ns);
+  if (nk != a->nkeys || ns != a->nspecs)
+    return tide_err_set(err, TIDE_ESCHEMA,
+                        "aggregation state record %llu: written for %u keys and %u aggregates, this aggregation has "
+                        "%u and %u",
+                        (unsigned long long)sid, (unsigned)nk, (unsigned)ns, a->nkeys, a->nspecs);
+  const uint8_t *ty;
+  if (r_take(&r, nk + 2 * ns, &ty)) return bad(&c, "truncated");
+  for (uint32_t k = 0; k < a->nkeys; k++)
+    if (ty[k] != (uint8_t)a->kc[k].type)
+      return tide_err_set(err, TIDE_ESCHEMA, "aggregation state record %llu: key %u is %s, this aggregation's is %s",
+                          (unsigned long long)sid, k, type_byte_name(ty[k]), tide_type_name(a->kc[k].type));
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    uint8_t kind = ty[nk + 2 * i], at = ty[nk + 2 * i + 1];
+    if (kind != (uint8_t)s->kind || at != rec_arg_type(s))
+      return tide_err_set(err, TIDE_ESCHEMA,
+                          "aggregation state record %llu: aggregate %u is %s of %s, this aggregation's is %s of %s",
+                          (unsigned long long)sid, i,
+                          kind >= TIDE_AGG_COUNT_STAR && kind <= TIDE_AGG_COUNT_DISTINCT
+                              ? kind_name((tide_agg_kind_t)kind)
+                              : "an unknown aggregate",
+                          type_byte_name(at), kind_name(s->kind), type_byte_name(rec_arg_type(s)));
+  }
+  int grew, rc = room_for_group(a, &grew);
+  if (rc) return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  uint32_t g = a->ngroups;
+  unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  memset(rec, 0, a->krec_size);
+  if (a->slot) memset(STATE(a, g, 0), 0, a->slot);
+  size_t arena0 = a->arena.len;
+  rc = r_keys(&c, &r, g);
+  if (!rc) rc = r_states(&c, &r, g);
+  if (!rc && r.at != r.n) {
+    char what[64];
+    snprintf(what, sizeof what, "%zu bytes after the last aggregate", r.n - r.at);
+    rc = bad(&c, what);
+  }
+  uint64_t hv = 0;
+  size_t pos = 0;
+  if (!rc) {
+    hv = rec_hash(a, rec);
+    size_t mask = a->tcap - 1;
+    uint64_t tag = hv >> 32 << 32, e;
+    for (pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask) {
+      if ((e & 0xffffffff00000000ull) != tag || !rec_eq(a, a->krec + (size_t)((uint32_t)e - 1) * a->krec_size, rec))
+        continue;
+      char what[80];
+      snprintf(what, sizeof what, "its key already has a group (state id %llu)",
+               (unsigned long long)a->sid[(uint32_t)e - 1]);
+      rc = bad(&c, what);
+      break;
+    }
+  }
+  if (rc) {
+    release_group(a, g);
+    a->arena.len = arena0;
+    return rc;
+  }
+  a->tab[pos] = (hv >> 32) << 32 | ((uint64_t)g + 1);
+  a->ghash[g] = hv;
+  a->sid[g] = sid;
+  a->dflag[g] = 0;
+  a->ngroups = g + 1;
+  if (sid >= a->next_sid) a->next_sid = sid + 1;
+  return 0;
 }
