@@ -5,6 +5,9 @@
  *   local t = loop:timer(ms, repeat_ms, fn)        -- tide.Timer: fn()
  *   local w = loop:watch(path, fn)                 -- tide.Watch: fn(filename, "change"|"rename")
  *   local s = loop:signal("SIGTERM", fn)           -- tide.Signal: fn("SIGTERM")
+ *   local srv = loop:listen(host, port, on_lines [, {max_line =, on_error =}])
+ *                                                  -- tide.Server: on_lines({line, ...})
+ *   srv:port(); srv:stats()                        -- the bound port; counters
  *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
  *   loop:stop(); loop:alive(); loop:now(); loop:close()
  *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
@@ -14,7 +17,7 @@
  *   tide.Loop userdata   { l_loop_t }: owns the tide_loop_t (C memory, which
  *                        outlives the handles' close callbacks: loop.c frees
  *                        it only after draining them).
- *   tide.Timer/Watch/Signal userdata  { l_handle_t }: points to the C handle,
+ *   tide.Timer/Watch/Signal/Server userdata  { l_handle_t }: points to the C handle,
  *                        which loop.c owns; user value 1 is the tide.Loop, so
  *                        a loop lives as long as any of its handle objects.
  *
@@ -46,6 +49,7 @@
 #define TIMER_MT "tide.Timer"
 #define WATCH_MT "tide.Watch"
 #define SIGNAL_MT "tide.Signal"
+#define SERVER_MT "tide.Server"
 
 typedef struct l_loop {
   tide_loop_t *loop; /* NULL once freed */
@@ -61,6 +65,8 @@ typedef struct l_handle {
   int fn_ref;       /* the Lua callback, LUA_NOREF when closed */
   int self_ref;     /* this userdata, LUA_NOREF when closed */
   int oneshot;      /* a timer that does not repeat: closed when it fires */
+  int err_ref;      /* a server's on_error, LUA_NOREF when none or closed */
+  size_t max_line;  /* a server's line limit, for its error messages */
 } l_handle_t;
 
 /* One event on its way to Lua, passed to dispatch as a light userdata. */
@@ -68,6 +74,9 @@ typedef struct l_event {
   l_handle_t *u;
   const char *filename;
   int events, status, signum;
+  const tide_line_t *lines; /* a server's lines (n > 0), or its error: */
+  size_t nlines;
+  const char *peer; /* with status: the failure */
 } l_event_t;
 
 static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
@@ -136,6 +145,27 @@ static int l_dispatch(lua_State *L) {
     break;
   case TIDE_HANDLE_TIMER:
     break;
+  case TIDE_HANDLE_SERVER:
+    if (ev->nlines) { /* a fresh array: the callee may keep it */
+      lua_createtable(L, (int)ev->nlines, 0);
+      for (size_t i = 0; i < ev->nlines; i++) {
+        lua_pushlstring(L, ev->lines[i].ptr, ev->lines[i].len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      nargs = 1;
+      break;
+    }
+    lua_pop(L, 1); /* not on_lines but on_error */
+    if (u->err_ref == LUA_NOREF) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, u->err_ref);
+    if (ev->status == TIDE_ETOOBIG)
+      lua_pushfstring(L, "%s: line longer than %I bytes (skipped)", ev->peer, (lua_Integer)u->max_line);
+    else
+      lua_pushfstring(L, "%s: %s: %s", *ev->peer ? ev->peer : "accept", tide_errname(ev->status),
+                      tide_strerror(ev->status));
+    lua_pushstring(L, tide_errname(ev->status));
+    nargs = 2;
+    break;
   }
   lua_call(L, nargs, 0);
   return 0;
@@ -173,18 +203,32 @@ static int l_fire(l_event_t *ev) {
  * again in the same timers phase), so that the next run still fires it;
  * skipped watch and signal events are dropped. */
 static void on_timer(tide_handle_t *h, void *data) {
-  l_event_t ev = {data, NULL, 0, 0, 0};
+  l_event_t ev = {data, NULL, 0, 0, 0, NULL, 0, NULL};
   if (!l_fire(&ev) && ev.u->oneshot) tide_timer_set(h, 1, 0);
 }
 
 static void on_watch(tide_handle_t *h, void *data, const char *filename, int events, int status) {
-  l_event_t ev = {data, filename, events, status, 0};
+  l_event_t ev = {data, filename, events, status, 0, NULL, 0, NULL};
   (void)h;
   l_fire(&ev);
 }
 
 static void on_signal(tide_handle_t *h, void *data, int signum) {
-  l_event_t ev = {data, NULL, 0, 0, signum};
+  l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL};
+  (void)h;
+  l_fire(&ev);
+}
+
+/* Lines skipped after a callback error are lost: the error is raised by
+ * loop:run, and whoever owns the server is failing anyway. */
+static void on_server_lines(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n) {
+  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL};
+  (void)h;
+  l_fire(&ev);
+}
+
+static void on_server_error(tide_handle_t *h, void *data, int code, const char *peer) {
+  l_event_t ev = {data, NULL, 0, code, 0, NULL, 0, peer};
   (void)h;
   l_fire(&ev);
 }
@@ -192,7 +236,8 @@ static void on_signal(tide_handle_t *h, void *data, int signum) {
 static void handle_unref(lua_State *L, l_handle_t *u) {
   luaL_unref(L, LUA_REGISTRYINDEX, u->fn_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, u->self_ref);
-  u->fn_ref = u->self_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, u->err_ref);
+  u->fn_ref = u->self_ref = u->err_ref = LUA_NOREF;
 }
 
 /* The handle is closing (whoever closed it): detach the userdata. */
@@ -294,8 +339,9 @@ static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn
   l_handle_t *u = lua_newuserdatauv(L, sizeof *u, 1);
   u->h = NULL;
   u->ll = ll;
-  u->fn_ref = u->self_ref = LUA_NOREF;
+  u->fn_ref = u->self_ref = u->err_ref = LUA_NOREF;
   u->oneshot = 0;
+  u->max_line = 0;
   luaL_setmetatable(L, mt);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
@@ -359,6 +405,59 @@ static int l_loop_signal(lua_State *L) {
   return 1;
 }
 
+#define DEFAULT_MAX_LINE ((lua_Integer)1 << 20)
+
+/* loop:listen(host, port, on_lines [, opts]) -> tide.Server, or nil, msg,
+ * name ("EADDRINUSE: Address already in use", "ENOTFOUND: not found" for a
+ * host that does not resolve, ...). Binds host only (a numeric address or a
+ * name, resolved once). on_lines(lines) gets, per read of one connection, a
+ * fresh array of the lines it completed (LF cut, one CR before it
+ * stripped; a last line without LF when the peer closes). opts: max_line
+ * (bytes, default 1 MiB: longer lines are skipped and reported), on_error
+ * (fn(msg, name): a too long line, "ETOOBIG"; a failed read, after which
+ * the connection is closed; a failed accept). Without on_error, failures
+ * are only counted (srv:stats().errors). */
+static int l_loop_listen(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  const char *host = luaL_checkstring(L, 2);
+  lua_Integer port = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 3, "must be 0..65535");
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  lua_Integer max_line = DEFAULT_MAX_LINE;
+  int err_idx = 0;
+  if (!lua_isnoneornil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 5)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+      if (strcmp(k, "max_line") != 0 && strcmp(k, "on_error") != 0)
+        return luaL_error(L, "listen: unknown option '%s' (allowed: max_line, on_error)", k);
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, 5, "max_line");
+    if (!lua_isnil(L, -1)) {
+      int isint;
+      max_line = lua_tointegerx(L, -1, &isint);
+      if (!isint || max_line < 1) return luaL_error(L, "listen: option 'max_line' must be an integer >= 1");
+    }
+    lua_getfield(L, 5, "on_error");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isfunction(L, -1)) return luaL_error(L, "listen: option 'on_error' must be a function");
+      err_idx = lua_gettop(L);
+    }
+  }
+  l_handle_t *u = handle_new(L, ll, SERVER_MT, 4);
+  u->max_line = (size_t)max_line;
+  if (err_idx) {
+    lua_pushvalue(L, err_idx);
+    u->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  int rc = tide_server_start(ll->loop, host, (int)port, (size_t)max_line, on_server_lines, on_server_error,
+                             on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
 /* core.raise_signal(name): raise() the signal in this process. */
 static int l_raise_signal(lua_State *L) {
   int sig = luaL_checkoption(L, 1, NULL, signal_names);
@@ -368,17 +467,17 @@ static int l_raise_signal(lua_State *L) {
 
 /* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
 
-static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT};
+static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT};
 
 static l_handle_t *check_handle(lua_State *L, int idx, const char **mt) {
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     l_handle_t *u = luaL_testudata(L, idx, handle_mts[i]);
     if (u) {
       if (mt) *mt = handle_mts[i];
       return u;
     }
   }
-  luaL_typeerror(L, idx, "tide.Timer, tide.Watch or tide.Signal");
+  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal or tide.Server");
   return NULL;
 }
 
@@ -438,12 +537,40 @@ static int l_timer_again(lua_State *L) {
   return 1;
 }
 
+/* srv:port() -> the bound port (the one the system picked for port 0). */
+static int l_server_port(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, SERVER_MT);
+  if (u->h == NULL) return luaL_error(L, "attempt to use a closed " SERVER_MT);
+  lua_pushinteger(L, tide_server_port(u->h));
+  return 1;
+}
+
+/* srv:stats() -> { accepted, open, bytes, lines, errors } since it started. */
+static int l_server_stats(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, SERVER_MT);
+  if (u->h == NULL) return luaL_error(L, "attempt to use a closed " SERVER_MT);
+  tide_server_stats_t st;
+  tide_server_stats(u->h, &st);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)st.accepted);
+  lua_setfield(L, -2, "accepted");
+  lua_pushinteger(L, (lua_Integer)st.open);
+  lua_setfield(L, -2, "open");
+  lua_pushinteger(L, (lua_Integer)st.bytes);
+  lua_setfield(L, -2, "bytes");
+  lua_pushinteger(L, (lua_Integer)st.lines);
+  lua_setfield(L, -2, "lines");
+  lua_pushinteger(L, (lua_Integer)st.errors);
+  lua_setfield(L, -2, "errors");
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static const luaL_Reg loop_methods[] = {
-    {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal},
-    {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},
-    {"now", l_loop_now},     {"close", l_loop_close}, {NULL, NULL}};
+    {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal}, {"listen", l_loop_listen},
+    {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},   {"now", l_loop_now},
+    {"close", l_loop_close}, {NULL, NULL}};
 
 static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},         {"again", l_timer_again},
                                         {"close", l_handle_close},       {"is_active", l_handle_is_active},
@@ -453,6 +580,13 @@ static const luaL_Reg other_methods[] = {{"close", l_handle_close},
                                         {"is_active", l_handle_is_active},
                                         {"is_closed", l_handle_is_closed},
                                         {NULL, NULL}};
+
+static const luaL_Reg server_methods[] = {{"port", l_server_port},
+                                         {"stats", l_server_stats},
+                                         {"close", l_handle_close},
+                                         {"is_active", l_handle_is_active},
+                                         {"is_closed", l_handle_is_closed},
+                                         {NULL, NULL}};
 
 /* Create metatable `name` with __index = methods, __gc/__close = close. */
 static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
@@ -478,6 +612,7 @@ int tide_l_loop_open(lua_State *L) {
   new_metatable(L, TIMER_MT, timer_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, WATCH_MT, other_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, SIGNAL_MT, other_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, SERVER_MT, server_methods, l_handle_close, l_handle_tostring);
   lua_pushcfunction(L, l_loop_new);
   lua_setfield(L, -2, "loop");
   lua_pushcfunction(L, l_raise_signal);

@@ -7,6 +7,18 @@
  *   tide_loop_t { uv_loop_t uv; head -> h1 <-> h2 <-> ... <- tail; nopen; nclosing }
  *   tide_handle_t { union of uv handles (first member); loop; prev/next; cb; release; data }
  *
+ * A server handle (a listening uv_tcp_t) also owns a tide_srv_t and heads
+ * its own list of connections:
+ *
+ *   tide_srv_t { read buffer; line slices; conns: c1 <-> c2 <-> ...; stats }
+ *   tide_conn_t { uv_tcp_t (first member); loop; srv; prev/next; pending line }
+ *
+ * Connections are not tide handles (not on the loop's list): the server
+ * closes them when it closes. Like handles, a connection's memory is freed
+ * in its close callback only, and counts in the loop's nclosing meanwhile;
+ * that callback touches nothing but the loop, so connections may finish
+ * closing after their server's memory is gone.
+ *
  * Invariants:
  *   - a handle is on the list  <=>  it is open (tide_handle_close not yet called);
  *   - nopen == length of the list; nclosing == handles given to uv_close whose
@@ -18,7 +30,10 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -28,6 +43,7 @@ struct tide_handle {
     uv_timer_t timer;
     uv_fs_event_t watch;
     uv_signal_t signal;
+    uv_tcp_t tcp;
   } u;
   tide_loop_t *loop;
   tide_handle_type_t type;
@@ -37,9 +53,11 @@ struct tide_handle {
     tide_timer_cb timer;
     tide_watch_cb watch;
     tide_signal_cb signal;
+    tide_lines_cb lines;
   } cb;
   tide_release_cb release;
   void *data;
+  struct tide_srv *srv; /* servers only */
 };
 
 struct tide_loop {
@@ -181,9 +199,13 @@ static void handle_unlink(tide_handle_t *h) {
 }
 
 /* libuv's close callback: the only place a handle's memory is freed. */
+static void srv_free(struct tide_srv *srv);
+static void srv_close_conns(tide_handle_t *h);
+
 static void handle_on_closed(uv_handle_t *uvh) {
   tide_handle_t *h = uvh->data;
   h->loop->nclosing--;
+  srv_free(h->srv);
   free(h);
 }
 
@@ -200,6 +222,7 @@ void tide_handle_close(tide_handle_t *h) {
   if (!h || h->closing) return;
   h->closing = 1;
   handle_unlink(h);
+  if (h->srv) srv_close_conns(h);
   h->loop->nclosing++;
   uv_close(&h->u.handle, handle_on_closed);
   tide_release_cb release = h->release;
@@ -311,4 +334,368 @@ int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_rel
   handle_link(h);
   *out = h;
   return 0;
+}
+
+/* ---- TCP line servers --------------------------------------------------------------
+ *
+ * Reading. Every connection reads into its server's one read buffer. A read
+ * is cut at each LF: the first line may continue the connection's pending
+ * bytes (a line begun by earlier reads), which then hold the whole line; the
+ * other complete lines are slices of the read buffer; the bytes after the
+ * last LF become the new pending bytes, once the lines were delivered (the
+ * first slice may point into the pending buffer until then). A connection in
+ * `skipping` state drops bytes up to the next LF: its line was too long. */
+
+#define SRV_READ_SIZE 65536
+#define CONN_KEEP_CAP 65536 /* a pending buffer larger than this is freed once used */
+
+typedef struct tide_conn tide_conn_t;
+
+typedef struct tide_srv {
+  tide_server_error_cb on_error;
+  size_t max_line;
+  int port;
+  char *rbuf; /* SRV_READ_SIZE bytes */
+  tide_line_t *lines;
+  size_t lines_cap;
+  tide_conn_t *conns; /* open connections, newest first */
+  tide_server_stats_t stats;
+} tide_srv_t;
+
+struct tide_conn {
+  uv_tcp_t tcp; /* first member: the uv handle's data points back here */
+  tide_loop_t *loop;
+  tide_handle_t *server; /* NULL once closing */
+  tide_conn_t *prev, *next;
+  char *pend; /* the line begun by earlier reads */
+  size_t plen, pcap;
+  int skipping; /* dropping a too long line up to its LF */
+  int closing;
+  char peer[64];
+};
+
+static void srv_free(tide_srv_t *srv) {
+  if (!srv) return;
+  free(srv->rbuf);
+  free(srv->lines);
+  free(srv);
+}
+
+static void conn_on_closed(uv_handle_t *uvh) {
+  tide_conn_t *c = uvh->data;
+  c->loop->nclosing--;
+  free(c->pend);
+  free(c);
+}
+
+/* Close a connection: off its server's list, its pending bytes dropped. */
+static void conn_close(tide_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  tide_srv_t *srv = c->server->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  srv->stats.open--;
+  c->server = NULL;
+  c->loop->nclosing++;
+  uv_close((uv_handle_t *)&c->tcp, conn_on_closed);
+}
+
+static void srv_close_conns(tide_handle_t *h) {
+  while (h->srv->conns) conn_close(h->srv->conns);
+}
+
+static void srv_error(tide_handle_t *h, int code, const char *peer) {
+  h->srv->stats.errors++;
+  if (h->srv->on_error) h->srv->on_error(h, h->data, code, peer);
+}
+
+/* Make room for n line slices. 0 or -ENOMEM. */
+static int srv_reserve_lines(tide_srv_t *srv, size_t n) {
+  if (n <= srv->lines_cap) return 0;
+  size_t cap = srv->lines_cap ? srv->lines_cap : 64;
+  while (cap < n) cap *= 2;
+  tide_line_t *p = realloc(srv->lines, cap * sizeof *p);
+  if (!p) return -ENOMEM;
+  srv->lines = p;
+  srv->lines_cap = cap;
+  return 0;
+}
+
+/* Append bytes to the pending line. 0 or -ENOMEM. */
+static int conn_pend(tide_conn_t *c, const char *p, size_t n) {
+  if (n == 0) return 0;
+  if (c->plen + n > c->pcap) {
+    size_t cap = c->pcap ? c->pcap : 256;
+    while (cap < c->plen + n) cap *= 2;
+    char *q = realloc(c->pend, cap);
+    if (!q) return -ENOMEM;
+    c->pend = q;
+    c->pcap = cap;
+  }
+  memcpy(c->pend + c->plen, p, n);
+  c->plen += n;
+  return 0;
+}
+
+/* Forget the pending line, giving back a buffer that grew large. */
+static void conn_pend_reset(tide_conn_t *c) {
+  c->plen = 0;
+  if (c->pcap > CONN_KEEP_CAP) {
+    free(c->pend);
+    c->pend = NULL;
+    c->pcap = 0;
+  }
+}
+
+static void srv_on_alloc(uv_handle_t *uvh, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  tide_conn_t *c = uvh->data;
+  buf->base = c->server->srv->rbuf;
+  buf->len = SRV_READ_SIZE;
+}
+
+/* Hand n lines to the callback. Returns 1 when the connection is still
+ * open afterwards (the callback may close the server or the loop). */
+static int conn_deliver(tide_conn_t *c, size_t n) {
+  if (n == 0) return 1;
+  tide_handle_t *h = c->server;
+  for (size_t i = 0; i < n; i++) { /* strip one CR before the LF */
+    tide_line_t *l = &h->srv->lines[i];
+    if (l->len && l->ptr[l->len - 1] == '\r') l->len--;
+  }
+  h->srv->stats.lines += n;
+  h->cb.lines(h, h->data, h->srv->lines, n);
+  return !c->closing;
+}
+
+/* The bytes of one read: cut into lines, delivered, the rest kept. */
+static void conn_on_data(tide_conn_t *c, const char *p, size_t n) {
+  tide_handle_t *h = c->server;
+  tide_srv_t *srv = h->srv;
+  const char *end = p + n;
+  size_t nl = 0;
+  /* The pending bytes continue the first segment only; they are reset after
+   * delivery, as the first slice may point into them until then. */
+  size_t carried = c->plen;
+  int rc = 0, used_pend = 0;
+  /* At most one line per LF, plus none: count LFs to size the slice array. */
+  size_t lfs = 0;
+  for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) lfs++;
+  if (lfs && (rc = srv_reserve_lines(srv, lfs))) {
+    srv_error(h, rc, c->peer);
+    if (!c->closing) conn_close(c);
+    return;
+  }
+  while (p < end) {
+    const char *lf = memchr(p, '\n', (size_t)(end - p));
+    size_t seg = lf ? (size_t)(lf - p) : (size_t)(end - p);
+    if (c->skipping) {
+      if (lf) c->skipping = 0;
+    } else if (carried + seg > srv->max_line) {
+      /* Too long: report once, drop what is pending and skip to the LF. */
+      carried = 0;
+      conn_pend_reset(c);
+      c->skipping = lf == NULL;
+      srv_error(h, TIDE_ETOOBIG, c->peer);
+      if (c->closing) return;
+    } else if (!lf) {
+      break; /* the tail: kept below, after delivery */
+    } else if (carried > 0) {
+      if ((rc = conn_pend(c, p, seg))) break;
+      srv->lines[nl].ptr = c->pend;
+      srv->lines[nl++].len = c->plen;
+      carried = 0;
+      used_pend = 1;
+    } else {
+      srv->lines[nl].ptr = p;
+      srv->lines[nl++].len = seg;
+    }
+    p = lf ? lf + 1 : end;
+  }
+  if (rc) { /* ENOMEM: drop the connection */
+    srv_error(h, rc, c->peer);
+    if (!c->closing) conn_close(c);
+    return;
+  }
+  if (!conn_deliver(c, nl)) return;
+  if (used_pend) conn_pend_reset(c);
+  if (p < end && (rc = conn_pend(c, p, (size_t)(end - p)))) {
+    srv_error(h, rc, c->peer);
+    if (!c->closing) conn_close(c);
+  }
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  tide_conn_t *c = s->data;
+  if (c->closing) return;
+  tide_handle_t *h = c->server;
+  if (nread > 0) {
+    h->srv->stats.bytes += (uint64_t)nread;
+    conn_on_data(c, buf->base, (size_t)nread);
+  } else if (nread == UV_EOF) {
+    /* The peer is done: its last line counts even without an LF. */
+    if (c->plen > 0 && !c->skipping) {
+      int rc = srv_reserve_lines(h->srv, 1);
+      if (rc) {
+        srv_error(h, rc, c->peer);
+        if (!c->closing) conn_close(c);
+        return;
+      }
+      h->srv->lines[0].ptr = c->pend;
+      h->srv->lines[0].len = c->plen;
+      if (!conn_deliver(c, 1)) return;
+    }
+    conn_close(c);
+  } else if (nread < 0) {
+    srv_error(h, (int)nread, c->peer);
+    if (!c->closing) conn_close(c);
+  }
+}
+
+/* "ip:port" of an address, or "?" */
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t len) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(out, len, "%s:%d", ip, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(out, len, "[%s]:%d", ip, port);
+  } else {
+    snprintf(out, len, "?");
+  }
+}
+
+static void srv_on_connection(uv_stream_t *s, int status) {
+  tide_handle_t *h = s->data;
+  if (status < 0) {
+    srv_error(h, status, "");
+    return;
+  }
+  tide_conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    /* Accept into nothing is impossible: leave it in the backlog and say why. */
+    srv_error(h, -ENOMEM, "");
+    return;
+  }
+  c->loop = h->loop;
+  c->tcp.data = c;
+  int rc = uv_tcp_init(&h->loop->uv, &c->tcp);
+  if (rc) {
+    free(c);
+    srv_error(h, rc, "");
+    return;
+  }
+  /* On the list before anything can fail, so one close path serves all. */
+  c->server = h;
+  c->next = h->srv->conns;
+  if (c->next) c->next->prev = c;
+  h->srv->conns = c;
+  h->srv->stats.open++;
+  rc = uv_accept(s, (uv_stream_t *)&c->tcp);
+  if (rc == 0) {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+      addr_text(&ss, c->peer, sizeof c->peer);
+    else
+      snprintf(c->peer, sizeof c->peer, "?");
+    rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, conn_on_read);
+  }
+  if (rc) {
+    conn_close(c);
+    srv_error(h, rc, "");
+    return;
+  }
+  h->srv->stats.accepted++;
+}
+
+/* Resolve host:port into ss (numeric first, then getaddrinfo). */
+static int srv_resolve(const char *host, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) return TIDE_ENOTFOUND;
+  memcpy(ss, res->ai_addr, res->ai_addrlen <= sizeof *ss ? res->ai_addrlen : sizeof *ss);
+  freeaddrinfo(res);
+  if (ss->ss_family == AF_INET)
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  else if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+  else
+    return TIDE_ENOTFOUND;
+  return 0;
+}
+
+int tide_server_start(tide_loop_t *loop, const char *host, int port, size_t max_line, tide_lines_cb on_lines,
+                      tide_server_error_cb on_error, tide_release_cb release, void *data, tide_handle_t **out) {
+  *out = NULL;
+  if (loop->closed) return TIDE_ECLOSED;
+  if (port < 0 || port > 65535 || max_line == 0) return TIDE_EINVAL;
+  struct sockaddr_storage ss;
+  int rc = srv_resolve(host, port, &ss);
+  if (rc) return rc;
+  tide_handle_t *h = handle_new(loop, TIDE_HANDLE_SERVER, release, data);
+  if (!h) return -ENOMEM;
+  h->cb.lines = on_lines;
+  tide_srv_t *srv = calloc(1, sizeof *srv);
+  char *rbuf = malloc(SRV_READ_SIZE);
+  if (!srv || !rbuf) {
+    free(srv);
+    free(rbuf);
+    free(h);
+    return -ENOMEM;
+  }
+  srv->rbuf = rbuf;
+  srv->on_error = on_error;
+  srv->max_line = max_line;
+  h->srv = srv;
+  rc = uv_tcp_init(&loop->uv, &h->u.tcp);
+  if (rc) {
+    srv_free(srv);
+    free(h);
+    return rc;
+  }
+  rc = uv_tcp_bind(&h->u.tcp, (const struct sockaddr *)&ss, 0);
+  if (!rc) rc = uv_listen((uv_stream_t *)&h->u.tcp, 128, srv_on_connection);
+  if (!rc) {
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    rc = uv_tcp_getsockname(&h->u.tcp, (struct sockaddr *)&bound, &len);
+    if (!rc)
+      srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+  }
+  if (rc) {
+    handle_abandon(h); /* frees srv in the close callback */
+    return rc;
+  }
+  handle_link(h);
+  *out = h;
+  return 0;
+}
+
+int tide_server_port(const tide_handle_t *h) { return h->srv ? h->srv->port : -1; }
+
+void tide_server_stats(const tide_handle_t *h, tide_server_stats_t *out) {
+  if (h->srv)
+    *out = h->srv->stats;
+  else
+    memset(out, 0, sizeof *out);
 }

@@ -1,6 +1,7 @@
 /*
  * loop.h: tide's event loop, a thin owner of one libuv loop and the handles
- * tide starts on it (timers, file-system watches, signals).
+ * tide starts on it (timers, file-system watches, signals, TCP line
+ * servers).
  *
  * Ownership and lifetimes.
  *
@@ -35,6 +36,7 @@
 #ifndef TIDE_LOOP_H
 #define TIDE_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -55,7 +57,8 @@ typedef enum tide_run_mode {
 typedef enum tide_handle_type {
   TIDE_HANDLE_TIMER = 1,
   TIDE_HANDLE_WATCH = 2,
-  TIDE_HANDLE_SIGNAL = 3
+  TIDE_HANDLE_SIGNAL = 3,
+  TIDE_HANDLE_SERVER = 4
 } tide_handle_type_t;
 
 typedef void (*tide_timer_cb)(tide_handle_t *h, void *data);
@@ -64,6 +67,33 @@ typedef void (*tide_timer_cb)(tide_handle_t *h, void *data);
 typedef void (*tide_watch_cb)(tide_handle_t *h, void *data, const char *filename, int events, int status);
 typedef void (*tide_signal_cb)(tide_handle_t *h, void *data, int signum);
 typedef void (*tide_release_cb)(tide_handle_t *h, void *data);
+
+/* One line received by a server: the bytes before its LF, less one CR just
+ * before the LF. Valid only during the callback that receives it. */
+typedef struct tide_line {
+  const char *ptr;
+  size_t len;
+} tide_line_t;
+
+/* A server delivers the complete lines of one read (of one connection) in
+ * one call: lines[0..n-1], n >= 1, in the order they arrived. */
+typedef void (*tide_lines_cb)(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n);
+
+/* A server reports a failure that it survives: code is TIDE_ETOOBIG (a
+ * line longer than max_line; its bytes up to the next LF are skipped and
+ * the connection goes on), or a libuv code (a connection's read failed: it
+ * is closed and its partial line dropped; or an accept failed, then peer is
+ * ""). peer is "ip:port" of the connection. */
+typedef void (*tide_server_error_cb)(tide_handle_t *h, void *data, int code, const char *peer);
+
+/* A server's counters since it started. */
+typedef struct tide_server_stats {
+  uint64_t accepted; /* connections accepted */
+  uint64_t open;     /* connections open now */
+  uint64_t bytes;    /* bytes read */
+  uint64_t lines;    /* lines delivered */
+  uint64_t errors;   /* failures reported to the error callback */
+} tide_server_stats_t;
 
 /* ---- loops ---------------------------------------------------------------- */
 
@@ -144,13 +174,45 @@ int tide_watch_start(tide_loop_t *loop, const char *path, tide_watch_cb cb, tide
 int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_release_cb release, void *data,
                       tide_handle_t **out);
 
+/* Listen for TCP connections on host:port (port 0: the system picks a free
+ * one, see tide_server_port) and deliver the lines every connection sends:
+ * on_lines once per read with the lines completed by it; a connection's
+ * last line without LF is delivered when the peer closes. A line whose
+ * bytes before the LF exceed max_line (> 0) is reported to on_error
+ * (which may be NULL) as TIDE_ETOOBIG and skipped. host is a numeric IPv4
+ * or IPv6 address or a name resolved once, here, with getaddrinfo (which
+ * may block); only that address is bound.
+ *
+ * Memory: one 64 KiB read buffer per server, shared by its connections
+ * (libuv reads one connection at a time and each read is handed on before
+ * the next), and per connection only the pending partial line (<= max_line
+ * bytes; a buffer that grew past 64 KiB is given back once its line is
+ * delivered).
+ *
+ * Closing the server (tide_handle_close or tide_loop_close) closes every
+ * connection at once; their partial lines are dropped. Callbacks may close
+ * the server or the loop.
+ *
+ * Returns 0 and sets *out, TIDE_ENOTFOUND (host does not resolve), a libuv
+ * code (UV_EADDRINUSE, UV_EADDRNOTAVAIL, UV_EACCES, ...), -ENOMEM, or
+ * TIDE_ECLOSED; on error nothing is left open and release is not called. */
+int tide_server_start(tide_loop_t *loop, const char *host, int port, size_t max_line, tide_lines_cb on_lines,
+                      tide_server_error_cb on_error, tide_release_cb release, void *data, tide_handle_t **out);
+
+/* The port a server is bound to (the one picked when it was asked for 0),
+ * or -1 for a handle that is not a server. */
+int tide_server_port(const tide_handle_t *h);
+
+/* A server's counters; zeroes for a handle that is not a server. */
+void tide_server_stats(const tide_handle_t *h, tide_server_stats_t *out);
+
 /* Close a handle: it stops, release runs, and its memory is freed in the
  * close callback during a later loop iteration (or tide_loop_close). h must
  * be a handle that is open; after the call the caller must not use it. */
 void tide_handle_close(tide_handle_t *h);
 
-/* The handle's type, and 1 when it is active (a started timer, watch or
- * signal; a stopped timer is not active). */
+/* The handle's type, and 1 when it is active (a started timer, watch,
+ * signal or server; a stopped timer is not active). */
 tide_handle_type_t tide_handle_type(const tide_handle_t *h);
 int tide_handle_active(const tide_handle_t *h);
 

@@ -1,9 +1,14 @@
 /*
  * test_loop.c: the event loop (core/loop.c): timers fire in order, a watch
- * sees a write, signals arrive, closing from inside a callback works, and
- * every test ends by proving that nothing is left open on the uv loop.
+ * sees a write, signals arrive, closing from inside a callback works, TCP
+ * line servers cut lines across reads and connections, and every test ends
+ * by proving that nothing is left open on the uv loop.
  */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +290,231 @@ static void test_close_leaves_nothing_open(void) {
   T_EQ_INT(tide_loop_free(loop), 0);
 }
 
+/* ---- TCP line servers ------------------------------------------------------------ */
+
+/* What a server's callbacks saw: the lines joined by '|', errors. */
+typedef struct lines_state {
+  char text[4096];
+  size_t len;
+  int calls, errors, last_code, released;
+  char peer[64];
+  tide_handle_t *close_on_line; /* close this server when a line arrives */
+} lines_state_t;
+
+static void lines_cb(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n) {
+  lines_state_t *st = data;
+  st->calls++;
+  for (size_t i = 0; i < n; i++) {
+    int w = snprintf(st->text + st->len, sizeof st->text - st->len, "%.*s|", (int)lines[i].len, lines[i].ptr);
+    if (w > 0 && st->len + (size_t)w < sizeof st->text) st->len += (size_t)w;
+  }
+  if (st->close_on_line == h) {
+    st->close_on_line = NULL;
+    tide_handle_close(h);
+  }
+}
+
+static void lines_err_cb(tide_handle_t *h, void *data, int code, const char *peer) {
+  (void)h;
+  lines_state_t *st = data;
+  st->errors++;
+  st->last_code = code;
+  snprintf(st->peer, sizeof st->peer, "%s", peer);
+}
+
+static void lines_release(tide_handle_t *h, void *data) {
+  (void)h;
+  ((lines_state_t *)data)->released++;
+}
+
+/* A blocking client connected to 127.0.0.1:port (the kernel completes the
+ * handshake from the listen backlog, before the loop accepts). */
+static int client(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  T_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+  return fd;
+}
+
+static void send_all(int fd, const char *s) {
+  size_t n = strlen(s);
+  T_EQ_INT(write(fd, s, n), (long long)n);
+}
+
+/* Run the loop without blocking until the server has read `bytes` bytes
+ * and delivered `lines` lines (or 10 s pass: then the checks fail). */
+static void pump(tide_loop_t *loop, tide_handle_t *srv, uint64_t bytes, uint64_t lines) {
+  for (int i = 0; i < 10000; i++) {
+    tide_server_stats_t st;
+    tide_server_stats(srv, &st);
+    if (st.bytes >= bytes && st.lines >= lines) return;
+    tide_loop_run(loop, TIDE_RUN_NOWAIT);
+    usleep(1000);
+  }
+}
+
+static void test_server_cuts_lines(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  lines_state_t st;
+  memset(&st, 0, sizeof st);
+  tide_handle_t *srv;
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 1 << 20, lines_cb, lines_err_cb, lines_release, &st, &srv), 0);
+  T_EQ_INT(tide_handle_type(srv), TIDE_HANDLE_SERVER);
+  T_CHECK(tide_handle_active(srv));
+  int port = tide_server_port(srv);
+  T_CHECK(port > 0);
+  int a = client(port), b = client(port);
+  /* A line cut across three writes, each read before the next is sent. */
+  send_all(a, "hel");
+  pump(loop, srv, 3, 0);
+  T_EQ_INT(st.calls, 0);
+  send_all(a, "lo\r");
+  pump(loop, srv, 6, 0);
+  send_all(a, "\nwor");
+  pump(loop, srv, 10, 1);
+  T_EQ_STR(st.text, "hello|");
+  send_all(b, "b1\n\nb3\r\n");
+  pump(loop, srv, 18, 4);
+  T_EQ_STR(st.text, "hello|b1||b3|");
+  /* The last line without LF counts when the peer closes. */
+  close(a);
+  pump(loop, srv, 18, 5);
+  T_EQ_STR(st.text, "hello|b1||b3|wor|");
+  tide_server_stats_t s;
+  tide_server_stats(srv, &s);
+  T_EQ_INT(s.accepted, 2);
+  T_EQ_INT(s.open, 1);
+  T_EQ_INT(s.lines, 5);
+  T_EQ_INT(s.errors, 0);
+  /* Closing the server closes the connection still open: the peer reads EOF. */
+  tide_handle_close(srv);
+  T_EQ_INT(st.released, 1);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  char c;
+  T_EQ_INT(read(b, &c, 1), 0);
+  close(b);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+}
+
+static void test_server_skips_a_long_line(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  lines_state_t st;
+  memset(&st, 0, sizeof st);
+  tide_handle_t *srv;
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 8, lines_cb, lines_err_cb, NULL, &st, &srv), 0);
+  int a = client(tide_server_port(srv));
+  send_all(a, "12345678\n123456789\nok\n");
+  pump(loop, srv, 22, 2);
+  T_EQ_STR(st.text, "12345678|ok|");
+  T_EQ_INT(st.errors, 1);
+  T_EQ_INT(st.last_code, TIDE_ETOOBIG);
+  T_CHECK(strncmp(st.peer, "127.0.0.1:", 10) == 0);
+  /* Too long before its LF arrives: reported at once, skipped to the LF. */
+  send_all(a, "abcdefghij");
+  pump(loop, srv, 32, 2);
+  T_EQ_INT(st.errors, 2);
+  send_all(a, "klm\nnext\nlast-too-long");
+  close(a);
+  pump(loop, srv, 55, 3);
+  tide_loop_run(loop, TIDE_RUN_NOWAIT);
+  T_EQ_STR(st.text, "12345678|ok|next|");
+  T_EQ_INT(st.errors, 3);
+  tide_server_stats_t s;
+  tide_server_stats(srv, &s);
+  T_EQ_INT(s.errors, 3);
+  T_EQ_INT(tide_loop_free(loop), 0); /* closes the server */
+}
+
+static void test_server_closed_from_its_callback(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  lines_state_t st;
+  memset(&st, 0, sizeof st);
+  tide_handle_t *srv;
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 1024, lines_cb, lines_err_cb, lines_release, &st, &srv), 0);
+  st.close_on_line = srv;
+  int a = client(tide_server_port(srv)), b = client(tide_server_port(srv));
+  send_all(b, "partial");
+  send_all(a, "x\ny\nrest");
+  for (int i = 0; i < 10000 && st.released == 0; i++) {
+    tide_loop_run(loop, TIDE_RUN_NOWAIT);
+    usleep(1000);
+  }
+  T_EQ_INT(st.released, 1);
+  T_EQ_INT(st.calls, 1);
+  T_EQ_STR(st.text, "x|y|");
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  close(a);
+  close(b);
+  T_EQ_INT(tide_loop_free(loop), 0);
+}
+
+static void test_server_errors(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  lines_state_t st;
+  memset(&st, 0, sizeof st);
+  tide_handle_t *srv, *again = (tide_handle_t *)1;
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 1024, lines_cb, NULL, lines_release, &st, &srv), 0);
+  int port = tide_server_port(srv);
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", port, 1024, lines_cb, NULL, lines_release, &st, &again),
+           UV_EADDRINUSE);
+  T_CHECK(again == NULL);
+  T_EQ_INT(tide_server_start(loop, "no-such-host.invalid", 0, 1024, lines_cb, NULL, NULL, &st, &again),
+           TIDE_ENOTFOUND);
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 70000, 1024, lines_cb, NULL, NULL, &st, &again), TIDE_EINVAL);
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 0, lines_cb, NULL, NULL, &st, &again), TIDE_EINVAL);
+  T_EQ_INT(st.released, 0); /* failed starts release nothing */
+  T_EQ_INT(tide_loop_handles(loop), 1);
+  T_EQ_INT(tide_server_port(srv), port);
+  tide_handle_t *timer;
+  T_EQ_INT(tide_timer_start(loop, 1000, 0, never_cb, NULL, NULL, &timer), 0);
+  T_EQ_INT(tide_server_port(timer), -1);
+  T_EQ_INT(tide_loop_free(loop), 0);
+  T_EQ_INT(st.released, 1);
+}
+
+/* Many lines from many connections, more than one read buffer each. */
+static void test_server_many_lines(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  lines_state_t st;
+  memset(&st, 0, sizeof st);
+  tide_handle_t *srv;
+  T_EQ_INT(tide_server_start(loop, "127.0.0.1", 0, 1024, lines_cb, lines_err_cb, NULL, &st, &srv), 0);
+  enum { NCONN = 8, NLINES = 20000 };
+  int fds[NCONN];
+  uint64_t bytes = 0;
+  for (int c = 0; c < NCONN; c++) fds[c] = client(tide_server_port(srv));
+  char line[32];
+  for (int i = 0; i < NLINES; i++) {
+    for (int c = 0; c < NCONN; c++) {
+      int n = snprintf(line, sizeof line, "conn %d line %d\n", c, i);
+      T_EQ_INT(write(fds[c], line, (size_t)n), n);
+      bytes += (uint64_t)n;
+    }
+    if (i % 1000 == 999) tide_loop_run(loop, TIDE_RUN_NOWAIT); /* keep socket buffers from filling */
+  }
+  for (int c = 0; c < NCONN; c++) close(fds[c]);
+  pump(loop, srv, bytes, (uint64_t)NCONN * NLINES);
+  tide_server_stats_t s;
+  tide_server_stats(srv, &s);
+  T_EQ_INT(s.bytes, bytes);
+  T_EQ_INT(s.lines, (uint64_t)NCONN * NLINES);
+  T_EQ_INT(s.errors, 0);
+  if (s.errors) fprintf(stderr, "error %d (%s) from %s\n", st.last_code, tide_strerror(st.last_code), st.peer);
+  T_CHECK(st.calls < NCONN * NLINES); /* lines come in chunks */
+  T_EQ_INT(tide_loop_free(loop), 0);
+}
+
 int main(void) {
   T_RUN(test_timers_fire_in_order);
   T_RUN(test_repeating_timer);
@@ -293,5 +523,10 @@ int main(void) {
   T_RUN(test_signal_arrives);
   T_RUN(test_close_from_a_callback);
   T_RUN(test_close_leaves_nothing_open);
+  T_RUN(test_server_cuts_lines);
+  T_RUN(test_server_skips_a_long_line);
+  T_RUN(test_server_closed_from_its_callback);
+  T_RUN(test_server_errors);
+  T_RUN(test_server_many_lines);
   T_DONE();
 }
