@@ -1,0 +1,85 @@
+--- The console sink: each batch printed as an aligned table under its batch
+-- id, as Spark's console sink (API.md section 4).
+--
+--    q = f:write_stream("console", { num_rows = 20, truncate = true })
+--
+-- prints, per batch:
+--
+--    -------------------------------------------
+--    Batch: 3
+--    -------------------------------------------
+--    +-----+---+
+--    | word|  n|
+--    +-----+---+
+--    |    a|  2|
+--    +-----+---+
+--    (an empty line)
+--
+-- The table is tide.frame.format_table's, the one `show` prints: the first
+-- `num_rows` rows of the batch, with "only showing top N rows" when there
+-- were more; `truncate` cuts cells longer than 20 characters. The text goes
+-- to io.stdout, or to `out`: a function(text) or anything with a
+-- write(self, text) method (an open file). A re-run batch is printed again:
+-- a console needs no exactly-once, so no checkpoint either.
+
+local core = require "tide.core"
+
+local M = { sinks = {} }
+
+local format = string.format
+
+local RULE = string.rep("-", 43)
+
+-- The array form of a schema given as a tide.Schema, a DDL or an array.
+local function fields_of(schema, batches)
+  if type(schema) == "userdata" and schema.fields then return schema:fields() end
+  if schema ~= nil then
+    local s, msg = core.schema(schema)
+    if not s then error("console sink: bad schema: " .. tostring(msg), 0) end
+    return s:fields()
+  end
+  if batches[1] then return batches[1]:schema() end
+  return {}
+end
+
+M.sinks.console = {
+  options = {
+    num_rows = { type = "integer", min = 0, default = 20 },
+    truncate = { type = "boolean", default = true },
+    out = "any",
+  },
+
+  new = function(o)
+    local out = o.out
+    local write
+    if out == nil then
+      write = function(text) io.stdout:write(text) end
+    elseif type(out) == "function" then
+      write = out
+    elseif (type(out) == "userdata" or type(out) == "table") and out.write then
+      write = function(text) out:write(text) end
+    else
+      error(format("option 'out' must be a function(text) or a file, got %s", type(out)), 0)
+    end
+    local n, truncate = o.num_rows, o.truncate
+
+    return {
+      description = "ConsoleSink",
+      needs_checkpoint = false,
+
+      add_batch = function(_, batch_id, batches, _, schema)
+        local fields = fields_of(schema, batches)
+        local rows, total = {}, 0
+        for _, b in ipairs(batches) do
+          local m = b:nrows()
+          for i = 1, math.min(m, n - #rows) do rows[#rows + 1] = b:row(i) end
+          total = total + m
+        end
+        local table_text = require("tide.frame").format_table(fields, rows, total, truncate)
+        write(format("%s\nBatch: %d\n%s\n%s\n", RULE, batch_id, RULE, table_text))
+      end,
+    }
+  end,
+}
+
+return M
