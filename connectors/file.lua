@@ -1,0 +1,807 @@
+--- The file source and the file sink of streaming queries (API.md sections
+-- 3 and 4; the protocol is connectors/README.md).
+--
+--    local s = tide.read_stream("file", { path = "in/*.jsonl", format = "json", schema = "ts timestamp, n int" })
+--    s:write_stream("file", { path = "out", format = "json", checkpoint = "ckpt/q1" })
+--
+-- The source.
+--
+-- It follows Spark's FileStreamSource, with byte ranges in place of whole
+-- files so that files may grow. Every listing of `path` (a glob or a
+-- directory; names starting with '.' or '_' are skipped) compares each
+-- file's size with what is already known and turns new bytes into ranges
+-- `{path, from, to}` that end at a line end. The ranges are appended to the
+-- source's range log, `<checkpoint>/sources/<index>/log`, and fsynced
+-- (file and directory) BEFORE latest_offset returns an offset that reaches
+-- them. Invariant: the log only grows, and an entry never changes once
+-- written; so entry k names the same bytes for ever, whatever files appear
+-- later (with older modification times or not), and a replay reads the
+-- same rows.
+--
+-- Order: the new ranges of one listing are appended sorted by their file's
+-- modification time, then by name; what is already logged keeps its place.
+--
+-- An offset is `{entry = k, pos = p, file = path}`: everything up to byte p
+-- of log entry k (and all entries before it). `file` is there for people
+-- reading progress reports and is checked against the log on replay.
+--
+-- Growing files: a range ends at the last newline of the file, so a line
+-- being written is not read half. A last line WITHOUT a newline is read
+-- once the file has not been modified for `final_line_wait` (default 2
+-- seconds; 0 reads it at once). Bytes appended to a file later form new
+-- ranges (a file is never read twice); a file that shrinks is not re-read.
+--
+-- Limits: `max_files_per_trigger` bounds the log entries (files, or the
+-- appended parts of growing files) of one batch, `max_bytes_per_trigger` its
+-- bytes, cut at a line end (a single line longer than the limit is read
+-- whole), counted from `start`, the end of the last batch, which the engine
+-- passes to latest_offset.
+--
+-- The sink.
+--
+-- Batch N is written to `path/.part-<N>-0000.<ext>.tmp`, fsynced, and
+-- renamed to `path/part-<N>-0000.<ext>` (8 digits for N), then recorded in
+-- the manifest `path/_tide/<N>.json` (written to a temporary and renamed
+-- too), and the directories are fsynced before add_batch returns. A re-run
+-- batch renames its new file over the old one, so a batch's rows are in
+-- the directory once or not at all, never twice, never half (readers skip
+-- names starting with '.' and '_'). The rows of a batch that a crash left
+-- uncommitted stay visible until the query restarts and runs it again
+-- (with the same input, so the same rows).
+--
+-- Durability needs fsync, which plain Lua lacks: the `sync` command of
+-- coreutils (fsync of each file or directory it is given) does it, and
+-- LuaFileSystem (lfs) gives sizes, modification times and mkdir.
+--
+-- @module tide.connectors.file
+
+local core = require "tide.core"
+local lfs = require "lfs"
+local cjson = require "cjson"
+
+local M = { sources = {}, sinks = {} }
+
+local format, concat, sort = string.format, table.concat, table.sort
+local type, error, ipairs, pairs, tostring, tointeger = type, error, ipairs, pairs, tostring, math.tointeger
+local min = math.min
+
+local CHUNK = 4 * 1024 * 1024
+
+---------------------------------------------------------------------------
+-- Files
+---------------------------------------------------------------------------
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- fsync each path (files or directories). Raises `what: ...` on failure.
+local function fsync(what, ...)
+  local paths = { ... }
+  local q = {}
+  for i, p in ipairs(paths) do q[i] = shell_quote(p) end
+  local ok = os.execute("sync -- " .. concat(q, " ") .. " 2>/dev/null")
+  if not ok then error(format("%s: fsync of %s failed", what, concat(paths, ", ")), 0) end
+end
+
+-- mkdir -p; raises `what: cannot create directory 'd': reason`.
+local function mkdirs(what, dir)
+  local acc = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    acc = acc .. part
+    local mode = lfs.attributes(acc, "mode")
+    if mode == nil then
+      local ok, err = lfs.mkdir(acc)
+      if not ok and lfs.attributes(acc, "mode") ~= "directory" then
+        error(format("%s: cannot create directory '%s': %s", what, acc, tostring(err)), 0)
+      end
+    elseif mode ~= "directory" then
+      error(format("%s: cannot create directory '%s': a %s is in the way", what, acc, mode), 0)
+    end
+    acc = acc .. "/"
+  end
+end
+
+-- Write text to path (truncating); raises `what: ...` naming the file.
+local function write_whole(what, path, text)
+  local f, err = io.open(path, "wb")
+  if not f then error(format("%s: cannot write '%s': %s", what, path, err), 0) end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then error(format("%s: cannot write '%s': %s", what, path, werr or cerr), 0) end
+end
+
+local function dirname(p)
+  local d = p:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
+---------------------------------------------------------------------------
+-- JSON text (the range log, the manifest, json values in CSV cells)
+---------------------------------------------------------------------------
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
+  ["\f"] = "\\f" }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or format("\\u%04x", c:byte()) end) .. '"'
+end
+
+-- Compact JSON of a Lua value as batch rows give them (json columns):
+-- integers stay integers, floats keep every digit, a table whose keys are
+-- exactly 1..n is an array.
+local function json_value(v)
+  local t = type(v)
+  if t == "string" then return json_string(v) end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if math.type(v) == "integer" then return format("%d", v) end
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    local s = format("%.17g", v)
+    if not s:find("[%.eE]") then s = s .. ".0" end
+    return s
+  end
+  if t == "table" then
+    local n, count = #v, 0
+    for _ in pairs(v) do count = count + 1 end
+    local out = {}
+    if count == n and (n > 0 or getmetatable(v) and getmetatable(v).__jsontype == "array") then
+      for i = 1, n do out[i] = json_value(v[i]) end
+      return "[" .. concat(out, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    sort(keys)
+    for i, k in ipairs(keys) do
+      local x = v[k]
+      if x == nil then x = v[tointeger(tonumber(k)) or k] end
+      out[i] = json_string(k) .. ":" .. json_value(x)
+    end
+    return "{" .. concat(out, ",") .. "}"
+  end
+  return "null"
+end
+
+-- cjson decodes numbers as floats: integral ones back to integers.
+local function int(v) return type(v) == "number" and tointeger(v) or nil end
+
+---------------------------------------------------------------------------
+-- Option checks shared by schema() and new()
+---------------------------------------------------------------------------
+
+local SOURCE_OPTIONS = {
+  path = "string",
+  format = { type = "string", values = { "json", "csv", "text" } },
+  schema = "any",
+  header = "boolean",
+  sep = "string",
+  unknown_fields = { type = "string", values = { "reject", "ignore" } },
+  max_files_per_trigger = { type = "integer", min = 1 },
+  max_bytes_per_trigger = { type = "size", min = 1 },
+  final_line_wait = "duration",
+  bad_records = { type = "string", values = { "fail", "drop", "dead_letter" } },
+  dead_letter_topic = "string",
+  store = "any",
+}
+
+local WHAT = "read_stream(file)"
+
+-- Check the options that depend on each other; returns the format and the
+-- schema value (DDL, array form or tide.Schema).
+local function check_source(o)
+  local function fail(msg) error(WHAT .. ": " .. msg, 0) end
+  if not o.path then fail("option 'path' is required (a glob such as 'in/*.jsonl', or a directory)") end
+  local fmt = o.format or "json"
+  local schema
+  if fmt == "text" then
+    if o.schema ~= nil then fail("the text format has a fixed schema (value string)") end
+    schema = "value string"
+  else
+    if o.schema == nil then fail(format("option 'schema' is required for %s", fmt)) end
+    local t = type(o.schema)
+    if t ~= "string" and t ~= "table" and not (t == "userdata" and o.schema.ddl) then
+      fail("option 'schema' must be a DDL string, an array of fields or a tide.Schema, got " .. t)
+    end
+    schema = o.schema
+  end
+  if o.sep and #o.sep ~= 1 then fail("option 'sep' must be one character") end
+  if (o.header ~= nil or o.sep) and fmt ~= "csv" then fail("options 'header' and 'sep' are for csv") end
+  if o.unknown_fields and fmt ~= "json" then fail("option 'unknown_fields' is for json") end
+  local bad = o.bad_records or "fail"
+  if bad == "dead_letter" and not o.dead_letter_topic then
+    fail("bad_records = 'dead_letter' needs option 'dead_letter_topic'")
+  end
+  if o.dead_letter_topic and bad ~= "dead_letter" then
+    fail("option 'dead_letter_topic' goes with bad_records = 'dead_letter'")
+  end
+  if o.store ~= nil and bad ~= "dead_letter" then fail("option 'store' is for the dead-letter topic") end
+  return fmt, schema
+end
+
+local function schema_object(schema)
+  if type(schema) == "userdata" then return schema end
+  local s, msg = core.schema(schema)
+  if not s then error(WHAT .. ": bad schema: " .. tostring(msg), 0) end
+  return s
+end
+
+---------------------------------------------------------------------------
+-- The file source
+---------------------------------------------------------------------------
+
+local DEAD_LETTER_SCHEMA = "reason string, file string, line int, text string"
+
+local Source = {}
+Source.__index = Source
+
+-- The directory a watch should look at: the path itself when it is a
+-- directory, else the glob's directory when only its last component has
+-- wildcards; nil when a wildcard is in a directory part.
+local function watch_dir(path)
+  if lfs.attributes(path, "mode") == "directory" then return path end
+  local d = dirname(path)
+  if d:find("[%*%?%[]") then return nil end
+  return d
+end
+
+-- Load the range log: the entries and each file's logged end. A last line cut by a crash (no newline, or not JSON) was
+-- never acknowledged: it is dropped and the log rewritten without it.
+function Source:_load()
+  local f = io.open(self._log, "rb")
+  if not f then return end
+  local text = f:read("a")
+  f:close()
+  local good, pos = 0, 1
+  while true do
+    local nl = text:find("\n", pos, true)
+    if not nl then break end
+    local ok, e = pcall(cjson.decode, text:sub(pos, nl - 1))
+    if not ok or type(e) ~= "table" then break end
+    local ent = { path = e.path, from = int(e.from), to = int(e.to), mtime = int(e.mtime) or 0 }
+    if type(ent.path) ~= "string" or not (ent.from and ent.to) then break end
+    self._entries[#self._entries + 1] = ent
+    self._known[ent.path] = ent.to
+    good, pos = nl, nl + 1
+  end
+  if good < #text then
+    -- a torn tail: rewrite the log without it, atomically
+    local tmp = self._dir .. "/.log.tmp"
+    write_whole(self.description, tmp, text:sub(1, good))
+    fsync(self.description, tmp)
+    local ok, err = os.rename(tmp, self._log)
+    if not ok then error(format("%s: cannot rewrite '%s': %s", self.description, self._log, err), 0) end
+    fsync(self.description, self._dir)
+  end
+end
+
+-- Append lines to the log and make them durable (file, and the directory
+-- when the log was just created).
+function Source:_append_log(lines)
+  local created = lfs.attributes(self._log, "mode") == nil
+  local f, err = io.open(self._log, "ab")
+  if not f then error(format("%s: cannot write the file log '%s': %s", self.description, self._log, err), 0) end
+  local ok, werr = f:write(concat(lines))
+  local cok, cerr = f:close()
+  if not ok or not cok then
+    error(format("%s: cannot write the file log '%s': %s", self.description, self._log, werr or cerr), 0)
+  end
+  if created then fsync(self.description, self._log, self._dir) else fsync(self.description, self._log) end
+end
+
+-- The end of the complete lines of a file of `size` bytes, not before
+-- `from`: just after its last newline; the whole file when its last line
+-- has no newline but the file has been quiet for final_line_wait.
+function Source:_line_end(path, from, size, mtime, now)
+  local f = io.open(path, "rb")
+  if not f then return from end -- vanished since the listing: next time
+  local pos, found = size, nil
+  while pos > from and not found do
+    local start = math.max(from, pos - 65536)
+    f:seek("set", start)
+    local chunk = f:read(pos - start) or ""
+    local i = #chunk
+    while i > 0 do
+      if chunk:byte(i) == 10 then found = start + i break end
+      i = i - 1
+    end
+    pos = start
+  end
+  f:close()
+  local stop = found or from
+  if stop < size and (self._wait_s == 0 or now - mtime >= self._wait_s) then stop = size end
+  return stop
+end
+
+-- List the files, log their new bytes durably, update the known ends.
+function Source:_discover()
+  local files = require("tide.frame").list_files(self._path)
+  if not files then return end -- a glob error (unreadable directory): no new files this time
+  local now = os.time()
+  local fresh = {}
+  for _, p in ipairs(files) do
+    local a = lfs.attributes(p)
+    if a and a.mode == "file" then
+      local known = self._known[p] or 0
+      if a.size > known then
+        local stop = self:_line_end(p, known, a.size, a.modification, now)
+        if stop > known then
+          fresh[#fresh + 1] = { path = p, from = known, to = stop, mtime = a.modification }
+        end
+      end
+    end
+  end
+  if #fresh == 0 then return end
+  sort(fresh, function(a, b)
+    if a.mtime ~= b.mtime then return a.mtime < b.mtime end
+    if a.path ~= b.path then return a.path < b.path end
+    return a.from < b.from
+  end)
+  local lines = {}
+  for i, e in ipairs(fresh) do
+    lines[i] = format('{"from":%d,"mtime":%d,"path":%s,"to":%d}\n', e.from, e.mtime, json_string(e.path), e.to)
+  end
+  self:_append_log(lines)
+  for _, e in ipairs(fresh) do
+    self._entries[#self._entries + 1] = e
+    self._known[e.path] = e.to
+  end
+end
+
+-- Check an offset against the log; returns entry number and position.
+function Source:_position(off, what)
+  if type(off) ~= "table" or not int(off.entry) or not int(off.pos) then
+    error(format("%s: bad %s offset %s (expected {entry=, pos=, file=})", self.description, what,
+      type(off) == "table" and json_value(off) or tostring(off)), 0)
+  end
+  local k, p = int(off.entry), int(off.pos)
+  local e = self._entries[k]
+  if not e or (off.file ~= nil and off.file ~= e.path) or p < e.from or p > e.to then
+    error(format("%s: %s offset %s does not match the file log in '%s' (entry %d is %s): " ..
+      "was this checkpoint written by another source?", self.description, what, json_value(off), self._log, k,
+      e and format("%s bytes %d..%d", e.path, e.from, e.to) or "absent"), 0)
+  end
+  return k, p
+end
+
+local function offset(k, p, e) return { entry = k, pos = p, file = e.path } end
+
+-- The position of the first unread byte after `base` (nil: the start):
+-- entry k, byte p; k is #entries + 1 at the end.
+function Source:_next(base)
+  local k, p
+  if base == nil then
+    k = 1
+    p = self._entries[1] and self._entries[1].from
+  else
+    k, p = self:_position(base, "start")
+  end
+  while self._entries[k] and p >= self._entries[k].to do
+    k = k + 1
+    p = self._entries[k] and self._entries[k].from
+  end
+  return k, p
+end
+
+-- A line end in entry e between p (exclusive) and p + budget (inclusive);
+-- with `must`, the first line end after p when none is that close.
+function Source:_cut(e, p, budget, must)
+  local f, err = io.open(e.path, "rb")
+  if not f then self:_vanished(e, err) end
+  f:seek("set", p)
+  local chunk = f:read(budget) or ""
+  local i = #chunk
+  while i > 0 and chunk:byte(i) ~= 10 do i = i - 1 end
+  if i > 0 or not must then
+    f:close()
+    return i > 0 and p + i or nil
+  end
+  local pos = p + #chunk
+  while pos < e.to do
+    chunk = f:read(min(65536, e.to - pos))
+    if not chunk then break end
+    local nl = chunk:find("\n", 1, true)
+    if nl then
+      f:close()
+      return pos + nl
+    end
+    pos = pos + #chunk
+  end
+  f:close()
+  return e.to
+end
+
+-- io.open's message starts with the path, which the message names already.
+function Source:_vanished(e, err)
+  local why = tostring(err)
+  if why:sub(1, #e.path + 2) == e.path .. ": " then why = why:sub(#e.path + 3) end
+  error(format("%s: file '%s' vanished before it was read (bytes %d..%d of it are in the file log): %s",
+    self.description, e.path, e.from, e.to, why), 0)
+end
+
+--- The offset up to which data is available: the whole log without limits,
+-- else as much after `start` (the end of the last batch, which the engine
+-- passes; nil for the first) as the limits allow. Between two batches it
+-- returns the same offset unless new data arrived.
+function Source:latest_offset(start)
+  self:_discover()
+  local entries = self._entries
+  if #entries == 0 then return nil end
+  local max_files, max_bytes = self._max_files, self._max_bytes
+  if not max_files and not max_bytes then
+    local k = #entries
+    return offset(k, entries[k].to, entries[k])
+  end
+  if start == nil then start = self._base end
+  local k, p = self:_next(start)
+  if not entries[k] then return start end
+  local files, bytes, last = 0, 0, nil
+  while entries[k] do
+    local e = entries[k]
+    if max_files and files >= max_files then break end
+    local rest = e.to - p
+    if max_bytes and bytes + rest > max_bytes then
+      local cut = self:_cut(e, p, max_bytes - bytes, last == nil)
+      if cut then last = offset(k, cut, e) end
+      break
+    end
+    last = offset(k, e.to, e)
+    files, bytes = files + 1, bytes + rest
+    k = k + 1
+    p = entries[k] and entries[k].from
+  end
+  return last
+end
+
+-- The line number of byte `pos` of `path`: from the last read's end when it
+-- stopped there, else by counting newlines.
+function Source:_line_at(path, pos)
+  local c = self._lines[path]
+  if c and c.pos == pos then return c.line end
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local line, at = 1, 0
+  if c and c.pos < pos then
+    line, at = c.line, c.pos
+    f:seek("set", at)
+  end
+  while at < pos do
+    local chunk = f:read(min(CHUNK, pos - at))
+    if not chunk then break end
+    local i = 1
+    while true do
+      i = chunk:find("\n", i, true)
+      if not i then break end
+      line, i = line + 1, i + 1
+    end
+    at = at + #chunk
+  end
+  f:close()
+  return line
+end
+
+-- Decode `text` (starting at line st.line of st.path) into st.out; the bad
+-- records follow bad_records. Returns the bytes consumed (complete records
+-- only unless final).
+function Source:_decode(st, text, final)
+  local pos = 0
+  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown,
+    bad = self._bad == "drop" and "drop" or "fail" }
+  while pos < #text do
+    local rest = pos == 0 and text or text:sub(pos + 1)
+    dopts.line = st.line
+    local b, used, lines, nbad = core.decode(self._format, self._schema, rest, final, dopts)
+    if b then
+      if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
+      st.dropped = st.dropped + nbad
+      st.line = st.line + lines
+      pos = pos + used
+      if used == 0 then break end
+    else
+      local n, reason = used:match("^line (%d+): (.*)$")
+      n = tonumber(n)
+      if self._bad ~= "dead_letter" or not n then
+        error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
+      end
+      -- the records before line n are good: decode them, then set line n aside
+      local s = 1
+      for _ = st.line, n - 1 do s = rest:find("\n", s, true) + 1 end
+      if s > 1 then
+        local good = self:_decode(st, rest:sub(1, s - 1), true)
+        assert(good == s - 1 and st.line == n, "the records before a bad one decode")
+      end
+      local nl = rest:find("\n", s, true)
+      local stop = nl or #rest
+      local line_text = rest:sub(s, nl and nl - 1 or #rest):gsub("\r+$", "")
+      st.dead[#st.dead + 1] = { reason = reason, file = st.path, line = n, text = line_text }
+      st.line = n + 1
+      pos = pos + stop
+    end
+  end
+  return pos
+end
+
+-- Read bytes [from, to) of entry e's file into st.out.
+function Source:_read_range(st, e, from, to)
+  local f, err = io.open(e.path, "rb")
+  if not f then self:_vanished(e, err) end
+  st.path = e.path
+  st.line = self:_line_at(e.path, from) or 1
+  f:seek("set", from)
+  local carry, left = "", to - from
+  local header = self._header and from == 0
+  while true do
+    if left > 0 then
+      local chunk = f:read(min(CHUNK, left))
+      if not chunk or #chunk < min(CHUNK, left) then
+        f:close()
+        error(format("%s: file '%s' is shorter than the %d bytes logged for it (it was truncated or replaced)",
+          self.description, e.path, e.to), 0)
+      end
+      left = left - #chunk
+      carry = carry .. chunk
+    end
+    local final = left == 0
+    if header then
+      local nl = carry:find("\n", 1, true)
+      if nl or final then
+        carry = nl and carry:sub(nl + 1) or ""
+        st.line = st.line + 1
+        header = false
+      end
+    end
+    if not header and carry ~= "" then
+      local ok, used = pcall(self._decode, self, st, carry, final)
+      if not ok then
+        f:close()
+        error(used, 0)
+      end
+      carry = carry:sub(used + 1)
+    end
+    if final then break end
+  end
+  f:close()
+  self._lines[e.path] = { pos = to, line = st.line }
+end
+
+--- The rows after `start` up to `stop`, as batches, and the counters of
+-- bad records (`dropped`, `dead_letter`).
+function Source:get_batch(start, stop, batch_id)
+  local k, p = self:_next(start)
+  local sk, sp = self:_position(stop, "end")
+  local st = { out = {}, dropped = 0, dead = {} }
+  local ok, err = pcall(function()
+    while k < sk or (k == sk and p < sp) do
+      local e = self._entries[k]
+      local to = k == sk and sp or e.to
+      if to > p then self:_read_range(st, e, p, to) end
+      k = k + 1
+      p = self._entries[k] and self._entries[k].from
+    end
+  end)
+  if not ok then
+    for _, b in ipairs(st.out) do b:close() end
+    error(err, 0)
+  end
+  self._base = stop
+  local counts = {}
+  if st.dropped > 0 then counts.dropped = st.dropped end
+  if #st.dead > 0 then
+    local topic = self:_dead_letter_topic()
+    local aok, aerr = pcall(topic.append, topic, st.dead,
+      { writer = self._writer, seq = batch_id })
+    if not aok then
+      for _, b in ipairs(st.out) do b:close() end
+      error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #st.dead,
+        self._dl_name, tostring(aerr)), 0)
+    end
+    counts.dead_letter = #st.dead
+  end
+  return st.out, counts
+end
+
+function Source:_dead_letter_topic()
+  if self._dl then return self._dl end
+  local store = self._store or require("tide").default_store()
+  self._store = store
+  local name = self._dl_name
+  local t
+  if store:has_topic(name) then
+    t = store:topic(name)
+    local have = {}
+    for _, f in ipairs(t:info().schema) do have[f[1]] = true end
+    for _, c in ipairs { "reason", "file", "line", "text" } do
+      if not have[c] then
+        error(format("%s: dead-letter topic '%s' has no column '%s' (its schema must include %s)", self.description,
+          name, c, DEAD_LETTER_SCHEMA), 0)
+      end
+    end
+  else
+    t = store:create_topic(name, { schema = DEAD_LETTER_SCHEMA })
+  end
+  self._dl = t
+  return t
+end
+
+function Source:commit(stop)
+  if stop ~= nil then self._base = stop end
+end
+
+--- Call fn whenever the watched directory changes (new or growing files).
+-- When the directory cannot be watched (absent, or a glob with wildcards in
+-- a directory part) a 100 ms timer stands in.
+function Source:watch(fn)
+  local dir = watch_dir(self._path)
+  local h
+  if dir then h = self._loop:watch(dir, function() fn() end) end
+  if not h then h = self._loop:timer(100, 100, function() fn() end) end
+  self._handles[#self._handles + 1] = h
+end
+
+function Source:stop()
+  for _, h in ipairs(self._handles) do h:close() end
+  self._handles = {}
+end
+
+M.sources.file = {
+  options = SOURCE_OPTIONS,
+  schema = function(o)
+    local _, schema = check_source(o)
+    return schema
+  end,
+  label = function(o) return format("FileSource[%s]", o.path) end,
+  new = function(o, ctx)
+    local fmt, schema = check_source(o)
+    local description = format("FileSource[%s]", o.path)
+    if not ctx or not ctx.checkpoint then error(description .. ": needs the query's checkpoint directory", 0) end
+    local dir = format("%s/sources/%s", ctx.checkpoint, tostring(ctx.index or 1))
+    mkdirs(description, dir)
+    local self = setmetatable({
+      description = description, replayable = true,
+      _path = o.path, _format = fmt, _schema = schema_object(schema),
+      _header = o.header, _sep = o.sep, _ignore_unknown = o.unknown_fields == "ignore",
+      _bad = o.bad_records or "fail", _dl_name = o.dead_letter_topic, _store = o.store,
+      _writer = format("%s/dead_letter/%s", tostring(ctx.query_id), tostring(ctx.index or 1)),
+      _max_files = o.max_files_per_trigger, _max_bytes = o.max_bytes_per_trigger,
+      _wait_s = (o.final_line_wait or 2000) / 1000,
+      _dir = dir, _log = dir .. "/log", _entries = {}, _known = {}, _lines = {},
+      _loop = ctx.loop, _handles = {},
+    }, Source)
+    self:_load()
+    if self._bad == "dead_letter" then self:_dead_letter_topic() end
+    return self
+  end,
+}
+
+---------------------------------------------------------------------------
+-- The file sink
+---------------------------------------------------------------------------
+
+local Sink = {}
+Sink.__index = Sink
+
+-- One CSV cell: NULL is an empty field, an empty string "" (the reader's
+-- rule); text with the separator, a quote, a newline or edge spaces quoted.
+local function csv_cell(v, ty)
+  if v == nil then return "" end
+  if ty == "json" then v = json_value(v)
+  elseif ty == "double" then v = json_value(v + 0.0)
+  elseif type(v) ~= "string" then v = tostring(v) end
+  if v == "" or v:find('[,"\r\n]') or v:find("^%s") or v:find("%s$") then
+    return '"' .. v:gsub('"', '""') .. '"'
+  end
+  return v
+end
+
+local function csv_text(batches, schema)
+  local fields = type(schema) == "table" and schema or schema:fields()
+  local names, types = {}, {}
+  for i, f in ipairs(fields) do
+    names[i] = csv_cell(f[1], "string")
+    types[i] = f[2]:gsub("%?$", "")
+  end
+  local out = { concat(names, ","), "\n" }
+  local cells = {}
+  for _, b in ipairs(batches) do
+    for _, r in ipairs(b:rows()) do
+      for i, f in ipairs(fields) do cells[i] = csv_cell(r[f[1]], types[i]) end
+      out[#out + 1] = concat(cells, ",", 1, #fields)
+      out[#out + 1] = "\n"
+    end
+  end
+  return concat(out)
+end
+
+--- Write batch `batch_id` (see the file header): idempotent per batch id.
+function Sink:add_batch(batch_id, batches, mode, schema)
+  local what = self.description
+  if mode ~= nil and mode ~= "append" then
+    error(format("%s: output mode '%s' is not supported (file sinks take append only, as Spark's)", what,
+      tostring(mode)), 0)
+  end
+  local id = int(batch_id)
+  if not id or id < 0 then error(format("%s: bad batch id %s", what, tostring(batch_id)), 0) end
+  local name = format("part-%08d-0000.%s", id, self._format)
+  local final, tmp = self._path .. "/" .. name, self._path .. "/." .. name .. ".tmp"
+  local mname = format("%08d.json", id)
+  local mfinal, mtmp = self._meta .. "/" .. mname, self._meta .. "/." .. mname .. ".tmp"
+  local rows = 0
+  for _, b in ipairs(batches) do rows = rows + b:nrows() end
+  if rows == 0 then
+    -- nothing to write; a file of this id from an earlier run (whose input
+    -- differed) must not stay
+    local had = os.remove(final)
+    if os.remove(mfinal) or had then fsync(what, self._path, self._meta) end
+    return
+  end
+  local text
+  if self._format == "json" then
+    local parts = {}
+    for i, b in ipairs(batches) do parts[i] = core.batch_json(b) end
+    text = concat(parts)
+  else
+    if not schema and batches[1] then schema = batches[1]:schema() end
+    text = csv_text(batches, schema)
+  end
+  write_whole(what, tmp, text)
+  write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, #text,
+    json_string(name), rows))
+  fsync(what, tmp, mtmp)
+  local ok, err = os.rename(tmp, final)
+  if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
+  ok, err = os.rename(mtmp, mfinal)
+  if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, mtmp, mfinal, err), 0) end
+  fsync(what, self._path, self._meta)
+end
+
+--- The batches recorded in the manifest: `{ [batch_id] = {files=, rows=, bytes=} }`.
+function Sink:manifest()
+  return M.manifest(self._path)
+end
+
+--- The manifest of a file sink's directory (see Sink:manifest).
+function M.manifest(path)
+  local out = {}
+  local meta = path .. "/_tide"
+  if lfs.attributes(meta, "mode") ~= "directory" then return out end
+  for name in lfs.dir(meta) do
+    local id = name:match("^(%d+)%.json$")
+    if id then
+      local f = io.open(meta .. "/" .. name, "rb")
+      if f then
+        local ok, m = pcall(cjson.decode, f:read("a"))
+        f:close()
+        if ok and type(m) == "table" then
+          out[tointeger(tonumber(id))] = { files = m.files, rows = int(m.rows), bytes = int(m.bytes) }
+        end
+      end
+    end
+  end
+  return out
+end
+
+M.sinks.file = {
+  options = {
+    path = "string",
+    format = { type = "string", values = { "json", "csv" } },
+  },
+  label = function(o) return format("FileSink[%s]", tostring(o.path)) end,
+  new = function(o)
+    if not o.path then error("write_stream(file): option 'path' is required (the output directory)", 0) end
+    local description = format("FileSink[%s]", o.path)
+    local path = o.path:gsub("(.)/+$", "%1")
+    mkdirs(description, path .. "/_tide")
+    -- temporaries of a run that crashed: never visible to readers, and a
+    -- re-run batch writes its own
+    for _, d in ipairs { path, path .. "/_tide" } do
+      for name in lfs.dir(d) do
+        if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") then os.remove(d .. "/" .. name) end
+      end
+    end
+    return setmetatable({
+      description = description, needs_checkpoint = true, output_modes = { "append" },
+      _path = path, _meta = path .. "/_tide", _format = o.format or "json",
+    }, Sink)
+  end,
+}
+
+return M

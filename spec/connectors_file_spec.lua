@@ -1,0 +1,657 @@
+-- The file source and sink (connectors/file.lua), driven through the
+-- connector protocol directly (connectors/README.md): real files, a real
+-- checkpoint directory, a real store for the dead-letter topic, and a child
+-- process killed with SIGKILL while it writes batches.
+
+local tide = require "tide"
+local core = require "tide.core"
+local util = require "tide.util"
+local file = require "tide.connectors.file"
+local support = require "support"
+
+local tmpname, write_file, read_file, exists = support.tmpname, support.write_file, support.read_file, support.exists
+
+local function sh(cmd) assert(os.execute(cmd), cmd) end
+
+local function append_file(path, text)
+  local f = assert(io.open(path, "ab"))
+  f:write(text)
+  f:close()
+end
+
+-- Set a file's modification time (seconds since the epoch).
+local function set_mtime(path, secs) sh(string.format("touch -d @%d '%s'", secs, path)) end
+
+local function listdir(dir)
+  local out = {}
+  local p = io.popen("ls -A '" .. dir .. "' 2>/dev/null")
+  for l in p:lines() do out[#out + 1] = l end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+describe("the file source", function()
+  local dir, ckpt, n_sources
+
+  before_each(function()
+    dir, ckpt = tmpname(), tmpname()
+    sh("mkdir -p '" .. dir .. "' '" .. ckpt .. "'")
+    n_sources = 0
+  end)
+
+  after_each(function()
+    os.execute(string.format("rm -rf '%s' '%s'", dir, ckpt))
+  end)
+
+  local D = file.sources.file
+
+  -- A source as the engine makes one: options checked, then new.
+  local function source(opts, index)
+    local o = util.check_options(opts, D.options, "read_stream(file)")
+    D.schema(o)
+    n_sources = n_sources + 1
+    return D.new(o, { loop = require("tide.runtime").loop(), query_id = "test", query_name = "t",
+      checkpoint = ckpt, index = index or 1 })
+  end
+
+  -- The rows of get_batch (the batches closed), and its counters.
+  local function rows_of(src, start, stop, id)
+    local batches, counts = src:get_batch(start, stop, id or 0)
+    local rows = {}
+    for _, b in ipairs(batches) do
+      for _, r in ipairs(b:rows()) do rows[#rows + 1] = r end
+      b:close()
+    end
+    return rows, counts
+  end
+
+  local function ns(rows)
+    local out = {}
+    for i, r in ipairs(rows) do out[i] = r.n end
+    return out
+  end
+
+  local function jsonl(from, to)
+    local t = {}
+    for i = from, to do t[#t + 1] = string.format('{"n":%d,"s":"row %d"}\n', i, i) end
+    return table.concat(t)
+  end
+
+  local JSON = function(extra)
+    local o = { path = dir .. "/*.jsonl", format = "json", schema = "n int, s string" }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+
+  describe("options", function()
+    it("refuses an unknown option, naming the allowed ones", function()
+      assert.has_error(function() source { path = dir, colour = "red" } end,
+        "read_stream(file): unknown option 'colour' (allowed: bad_records, dead_letter_topic, final_line_wait, " ..
+        "format, header, max_bytes_per_trigger, max_files_per_trigger, path, schema, sep, store, unknown_fields)")
+    end)
+
+    it("refuses a bad format and a bad bad_records mode, naming the allowed values", function()
+      assert.has_error(function() source { path = dir, format = "xml" } end,
+        "read_stream(file): option 'format' must be one of json, csv, text, got 'xml'")
+      assert.has_error(function() source { path = dir, format = "text", bad_records = "skip" } end,
+        "read_stream(file): option 'bad_records' must be one of fail, drop, dead_letter, got 'skip'")
+    end)
+
+    it("needs a path, and a schema for json and csv but none for text", function()
+      assert.has_error(function() source { format = "text" } end,
+        "read_stream(file): option 'path' is required (a glob such as 'in/*.jsonl', or a directory)")
+      assert.has_error(function() source { path = dir } end, "read_stream(file): option 'schema' is required for json")
+      assert.has_error(function() source { path = dir, format = "csv" } end,
+        "read_stream(file): option 'schema' is required for csv")
+      assert.has_error(function() source { path = dir, format = "text", schema = "a int" } end,
+        "read_stream(file): the text format has a fixed schema (value string)")
+      assert.has_error(function() source { path = dir, schema = "n nosuchtype" } end)
+    end)
+
+    it("ties dead_letter and dead_letter_topic together", function()
+      assert.has_error(function() source { path = dir, format = "text", bad_records = "dead_letter" } end,
+        "read_stream(file): bad_records = 'dead_letter' needs option 'dead_letter_topic'")
+      assert.has_error(function() source { path = dir, format = "text", dead_letter_topic = "bad" } end,
+        "read_stream(file): option 'dead_letter_topic' goes with bad_records = 'dead_letter'")
+    end)
+
+    it("keeps csv options for csv", function()
+      assert.has_error(function() source(JSON { sep = ";" }) end,
+        "read_stream(file): options 'header' and 'sep' are for csv")
+      assert.has_error(function() source { path = dir, format = "csv", schema = "a int", sep = ";;" } end,
+        "read_stream(file): option 'sep' must be one character")
+      assert.has_error(
+        function() source { path = dir, format = "csv", schema = "a int", unknown_fields = "ignore" } end,
+        "read_stream(file): option 'unknown_fields' is for json")
+    end)
+
+    it("says what it is, and that it is replayable", function()
+      local src = source(JSON())
+      assert.equal("FileSource[" .. dir .. "/*.jsonl]", src.description)
+      assert.is_true(src.replayable)
+      assert.equal("value string", D.schema { path = dir, format = "text" })
+    end)
+  end)
+
+  describe("offsets", function()
+    it("has no offset before any data, then one that covers every complete line", function()
+      local src = source(JSON())
+      assert.is_nil(src:latest_offset())
+      write_file(dir .. "/a.jsonl", jsonl(1, 3))
+      local off = src:latest_offset()
+      assert.same({ entry = 1, pos = #jsonl(1, 3), file = dir .. "/a.jsonl" }, off)
+      assert.same({ 1, 2, 3 }, ns(rows_of(src, nil, off)))
+      assert.same({ entry = 1, pos = #jsonl(1, 3), file = dir .. "/a.jsonl" }, src:latest_offset())
+    end)
+
+    it("gives the same rows for the same offsets, also from a new source after a restart", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 3))
+      set_mtime(dir .. "/a.jsonl", 1000)
+      write_file(dir .. "/b.jsonl", jsonl(4, 5))
+      set_mtime(dir .. "/b.jsonl", 2000)
+      local src = source(JSON())
+      local o1 = src:latest_offset()
+      write_file(dir .. "/c.jsonl", jsonl(6, 6))
+      set_mtime(dir .. "/c.jsonl", 3000)
+      local o2 = src:latest_offset()
+      assert.same({ 1, 2, 3, 4, 5 }, ns(rows_of(src, nil, o1)))
+      assert.same({ 6 }, ns(rows_of(src, o1, o2)))
+      src:stop()
+      -- a file that appears later with an older time goes after what is logged
+      write_file(dir .. "/0-old.jsonl", jsonl(7, 8))
+      set_mtime(dir .. "/0-old.jsonl", 10)
+      local again = source(JSON())
+      assert.same({ 1, 2, 3, 4, 5 }, ns(rows_of(again, nil, o1)))
+      assert.same({ 6 }, ns(rows_of(again, o1, o2)))
+      local o3 = again:latest_offset()
+      assert.equal(dir .. "/0-old.jsonl", o3.file)
+      assert.same({ 7, 8 }, ns(rows_of(again, o2, o3)))
+      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, ns(rows_of(again, nil, o3)))
+    end)
+
+    it("orders the files of one listing by modification time, then name", function()
+      write_file(dir .. "/z.jsonl", jsonl(1, 1))
+      write_file(dir .. "/y.jsonl", jsonl(2, 2))
+      write_file(dir .. "/x.jsonl", jsonl(3, 3))
+      set_mtime(dir .. "/z.jsonl", 100)
+      set_mtime(dir .. "/y.jsonl", 200)
+      set_mtime(dir .. "/x.jsonl", 200)
+      local src = source(JSON())
+      assert.same({ 1, 3, 2 }, ns(rows_of(src, nil, src:latest_offset())))
+    end)
+
+    it("skips hidden files, files starting with '_' and files the glob does not match", function()
+      write_file(dir .. "/.hidden.jsonl", jsonl(1, 1))
+      write_file(dir .. "/_meta.jsonl", jsonl(2, 2))
+      write_file(dir .. "/other.txt", jsonl(3, 3))
+      write_file(dir .. "/ok.jsonl", jsonl(4, 4))
+      local src = source(JSON())
+      assert.same({ 4 }, ns(rows_of(src, nil, src:latest_offset())))
+    end)
+
+    it("reads a directory's files when the path is a directory", function()
+      write_file(dir .. "/a", jsonl(1, 2))
+      local src = source(JSON { path = dir })
+      assert.same({ 1, 2 }, ns(rows_of(src, nil, src:latest_offset())))
+    end)
+
+    it("refuses an offset the file log does not hold", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1))
+      local src = source(JSON())
+      src:latest_offset()
+      assert.has_error(function() src:get_batch(nil, { entry = 5, pos = 3, file = "x" }, 1) end,
+        string.format("FileSource[%s/*.jsonl]: end offset {\"entry\":5,\"file\":\"x\",\"pos\":3} does not match " ..
+          "the file log in '%s/sources/1/log' (entry 5 is absent): was this checkpoint written by another source?",
+          dir, ckpt))
+      assert.has_error(function() src:get_batch(nil, "7", 1) end,
+        string.format("FileSource[%s/*.jsonl]: bad end offset 7 (expected {entry=, pos=, file=})", dir))
+    end)
+
+    it("keeps each source's log apart by index", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1))
+      source(JSON(), 1):latest_offset()
+      source({ path = dir .. "/*.jsonl", format = "text" }, 2):latest_offset()
+      assert.is_true(exists(ckpt .. "/sources/1/log"))
+      assert.is_true(exists(ckpt .. "/sources/2/log"))
+    end)
+
+    it("drops a log line a crash cut short and goes on", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 2))
+      local src = source(JSON())
+      local o1 = src:latest_offset()
+      append_file(ckpt .. "/sources/1/log", '{"from":0,"mtime":5,"pa')
+      write_file(dir .. "/b.jsonl", jsonl(3, 3))
+      local again = source(JSON())
+      assert.same({ 1, 2 }, ns(rows_of(again, nil, o1)))
+      local o2 = again:latest_offset()
+      assert.same({ 3 }, ns(rows_of(again, o1, o2)))
+      assert.is_nil(read_file(ckpt .. "/sources/1/log"):find("pa\n", 1, true))
+    end)
+  end)
+
+  describe("growing files", function()
+    it("reads complete lines only, and later lines later", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 2) .. '{"n":3,"s":"ha')
+      local src = source(JSON { final_line_wait = "1 hour" })
+      local o1 = src:latest_offset()
+      assert.same({ 1, 2 }, ns(rows_of(src, nil, o1)))
+      assert.same(o1, src:latest_offset())
+      append_file(dir .. "/a.jsonl", 'lf"}\n' .. jsonl(4, 4))
+      local o2 = src:latest_offset()
+      assert.same({ 2, #(jsonl(1, 2) .. '{"n":3,"s":"half"}\n' .. jsonl(4, 4)) }, { o2.entry, o2.pos })
+      local rows = rows_of(src, o1, o2)
+      assert.same({ 3, 4 }, ns(rows))
+      assert.equal("half", rows[1].s)
+    end)
+
+    it("reads a last line without a newline once the file is quiet (at once with final_line_wait = 0)", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1) .. '{"n":2,"s":"x"}')
+      set_mtime(dir .. "/a.jsonl", os.time() - 10)
+      local quiet = source(JSON { final_line_wait = "5 s" })
+      assert.same({ 1, 2 }, ns(rows_of(quiet, nil, quiet:latest_offset())))
+      write_file(dir .. "/b.jsonl", '{"n":3,"s":"y"}')
+      local now = source(JSON { final_line_wait = 0 }, 2)
+      assert.same({ 1, 2, 3 }, ns(rows_of(now, nil, now:latest_offset())))
+    end)
+
+    it("counts lines across the parts of a growing file in its error messages", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 2))
+      local src = source(JSON())
+      local o1 = src:latest_offset()
+      rows_of(src, nil, o1)
+      append_file(dir .. "/a.jsonl", jsonl(3, 3) .. "{oops\n")
+      local o2 = src:latest_offset()
+      local ok, err = pcall(src.get_batch, src, o1, o2, 2)
+      assert.is_false(ok)
+      assert.matches(dir .. "/a.jsonl:4: invalid JSON", err, 1, true)
+      -- and a new source, which counts them from the file
+      local again = source(JSON())
+      ok, err = pcall(again.get_batch, again, o1, o2, 2)
+      assert.is_false(ok)
+      assert.matches(dir .. "/a.jsonl:4: invalid JSON", err, 1, true)
+    end)
+  end)
+
+  describe("limits", function()
+    it("max_files_per_trigger bounds the files of a batch", function()
+      for i = 1, 5 do
+        write_file(dir .. "/f" .. i .. ".jsonl", jsonl(i * 10, i * 10 + 1))
+        set_mtime(dir .. "/f" .. i .. ".jsonl", 1000 + i)
+      end
+      local src = source(JSON { max_files_per_trigger = 2 })
+      local got, start, batches = {}, nil, 0
+      while true do
+        local off = src:latest_offset(start)
+        if start and off.entry == start.entry and off.pos == start.pos then break end
+        local rows = rows_of(src, start, off)
+        assert.is_true(#rows <= 4)
+        for _, n in ipairs(ns(rows)) do got[#got + 1] = n end
+        src:commit(off)
+        start, batches = off, batches + 1
+      end
+      assert.equal(3, batches)
+      assert.same({ 10, 11, 20, 21, 30, 31, 40, 41, 50, 51 }, got)
+    end)
+
+    it("max_bytes_per_trigger cuts at line ends, every row once, a long line whole", function()
+      local text = jsonl(1, 40) .. '{"n":41,"s":"' .. string.rep("x", 300) .. '"}\n' .. jsonl(42, 50)
+      write_file(dir .. "/a.jsonl", text)
+      write_file(dir .. "/b.jsonl", jsonl(51, 60))
+      set_mtime(dir .. "/a.jsonl", 1000)
+      set_mtime(dir .. "/b.jsonl", 2000)
+      local src = source(JSON { max_bytes_per_trigger = 100 })
+      local got, start = {}, nil
+      for _ = 1, 100 do
+        local off = src:latest_offset(start)
+        if start and off.entry == start.entry and off.pos == start.pos then break end
+        -- the same until a batch runs
+        assert.same(off, src:latest_offset(start))
+        local rows = rows_of(src, start, off)
+        assert.is_true(#rows >= 1)
+        local bytes = 0
+        for _, r in ipairs(rows) do bytes = bytes + #string.format('{"n":%d,"s":"%s"}\n', r.n, r.s) end
+        assert.is_true(bytes <= 100 or #rows == 1, "batch of " .. bytes .. " bytes")
+        for _, n in ipairs(ns(rows)) do got[#got + 1] = n end
+        start = off
+      end
+      local want = {}
+      for i = 1, 60 do want[i] = i end
+      assert.same(want, got)
+    end)
+
+    it("counts from the start it is given, also in a new source after a restart", function()
+      for i = 1, 4 do
+        write_file(dir .. "/f" .. i .. ".jsonl", jsonl(i, i))
+        set_mtime(dir .. "/f" .. i .. ".jsonl", 1000 + i)
+      end
+      local src = source(JSON { max_files_per_trigger = 1 })
+      local o1 = src:latest_offset(nil)
+      assert.same({ 1 }, ns(rows_of(src, nil, o1)))
+      local o2 = src:latest_offset(o1)
+      assert.same({ 2 }, ns(rows_of(src, o1, o2)))
+      src:stop()
+      local again = source(JSON { max_files_per_trigger = 1 })
+      local o3 = again:latest_offset(o2)
+      assert.same({ 3 }, ns(rows_of(again, o2, o3)))
+      -- without a start it goes on from the last batch it read or was told of
+      again:commit(o3)
+      assert.same({ 4 }, ns(rows_of(again, o3, again:latest_offset())))
+    end)
+  end)
+
+  describe("formats", function()
+    it("reads csv with a header and a separator", function()
+      write_file(dir .. "/a.csv", 'n;s\n1;"a;b"\n2;\n3;""\n')
+      local src = source { path = dir .. "/*.csv", format = "csv", schema = "n int, s string?", header = true,
+        sep = ";" }
+      local rows = rows_of(src, nil, src:latest_offset())
+      assert.same({ { n = 1, s = "a;b" }, { n = 2 }, { n = 3, s = "" } }, rows)
+    end)
+
+    it("skips the header only at a file's start, also when the file grows", function()
+      write_file(dir .. "/a.csv", "n,s\n1,a\n")
+      local src = source { path = dir .. "/*.csv", format = "csv", schema = "n int, s string", header = true }
+      local o1 = src:latest_offset()
+      assert.same({ { n = 1, s = "a" } }, rows_of(src, nil, o1))
+      append_file(dir .. "/a.csv", "2,b\n")
+      assert.same({ { n = 2, s = "b" } }, rows_of(src, o1, src:latest_offset()))
+    end)
+
+    it("reads text lines as value, CRLF and all", function()
+      write_file(dir .. "/a.txt", "one\r\ntwo\n\nthree\n")
+      local src = source { path = dir .. "/*.txt", format = "text" }
+      assert.same({ { value = "one" }, { value = "two" }, { value = "" }, { value = "three" } },
+        rows_of(src, nil, src:latest_offset()))
+    end)
+
+    it("ignores unknown json fields when told to", function()
+      write_file(dir .. "/a.jsonl", '{"n":1,"s":"a","extra":true}\n')
+      local strict = source(JSON())
+      local ok, err = pcall(strict.get_batch, strict, nil, strict:latest_offset(), 1)
+      assert.is_false(ok)
+      assert.matches(dir .. "/a.jsonl:1: ", err, 1, true)
+      local loose = source(JSON { unknown_fields = "ignore" }, 2)
+      assert.same({ { n = 1, s = "a" } }, rows_of(loose, nil, loose:latest_offset()))
+    end)
+  end)
+
+  describe("bad records", function()
+    local BAD = jsonl(1, 2) .. '{"n":"three","s":"x"}\n' .. jsonl(4, 4) .. "not json\n" .. jsonl(6, 6)
+
+    it("fail: raises naming the file, the line and the reason", function()
+      write_file(dir .. "/a.jsonl", BAD)
+      local src = source(JSON())
+      local ok, err = pcall(src.get_batch, src, nil, src:latest_offset(), 1)
+      assert.is_false(ok)
+      assert.matches("^FileSource%[.-%]: " .. (dir .. "/a.jsonl"):gsub("%p", "%%%0") .. ":3: ", err)
+      assert.matches("'n'", err, 1, true)
+    end)
+
+    it("drop: skips them and counts them", function()
+      write_file(dir .. "/a.jsonl", BAD)
+      local src = source(JSON { bad_records = "drop" })
+      local rows, counts = rows_of(src, nil, src:latest_offset())
+      assert.same({ 1, 2, 4, 6 }, ns(rows))
+      assert.same({ dropped = 2 }, counts)
+    end)
+
+    it("dead_letter: writes reason, file, line and text to the topic, once per batch id", function()
+      local sdir = tmpname()
+      local db = tide.open(sdir)
+      finally(function()
+        db:close()
+        os.execute("rm -rf '" .. sdir .. "'")
+      end)
+      write_file(dir .. "/a.jsonl", BAD)
+      local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
+      local off = src:latest_offset()
+      local rows, counts = rows_of(src, nil, off, 7)
+      assert.same({ 1, 2, 4, 6 }, ns(rows))
+      assert.same({ dead_letter = 2 }, counts)
+      local function dead()
+        local out = {}
+        for r in db:topic("bad"):read() do out[#out + 1] = r end
+        return out
+      end
+      local d = dead()
+      assert.equal(2, #d)
+      assert.same({ dir .. "/a.jsonl", 3, '{"n":"three","s":"x"}' }, { d[1].file, d[1].line, d[1].text })
+      assert.same({ dir .. "/a.jsonl", 5, "not json" }, { d[2].file, d[2].line, d[2].text })
+      assert.matches("'n'", d[1].reason, 1, true)
+      assert.matches("JSON", d[2].reason, 1, true)
+      -- the batch runs again (a restart): the topic does not get them twice
+      local again = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
+      rows = rows_of(again, nil, off, 7)
+      assert.same({ 1, 2, 4, 6 }, ns(rows))
+      assert.equal(2, #dead())
+    end)
+  end)
+
+  describe("vanished files", function()
+    it("raises naming a file removed before it was read", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1))
+      local src = source(JSON())
+      local off = src:latest_offset()
+      os.remove(dir .. "/a.jsonl")
+      local ok, err = pcall(src.get_batch, src, nil, off, 1)
+      assert.is_false(ok)
+      assert.matches("FileSource[" .. dir .. "/*.jsonl]: file '" .. dir .. "/a.jsonl' vanished before it was read " ..
+        "(bytes 0.." .. #jsonl(1, 1) .. " of it are in the file log): ", err, 1, true)
+    end)
+
+    it("ignores a file removed after it was read", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1))
+      local src = source(JSON())
+      local o1 = src:latest_offset()
+      rows_of(src, nil, o1)
+      os.remove(dir .. "/a.jsonl")
+      write_file(dir .. "/b.jsonl", jsonl(2, 2))
+      local o2 = src:latest_offset()
+      assert.same({ 2 }, ns(rows_of(src, o1, o2)))
+    end)
+
+    it("raises naming a file truncated below what was logged", function()
+      write_file(dir .. "/a.jsonl", jsonl(1, 3))
+      local src = source(JSON())
+      local off = src:latest_offset()
+      write_file(dir .. "/a.jsonl", jsonl(1, 1))
+      local ok, err = pcall(src.get_batch, src, nil, off, 1)
+      assert.is_false(ok)
+      assert.matches("file '" .. dir .. "/a.jsonl' is shorter than the " .. #jsonl(1, 3) .. " bytes logged for it",
+        err, 1, true)
+    end)
+  end)
+
+  describe("watch", function()
+    it("calls back when a file appears in the watched directory", function()
+      local src = source(JSON())
+      local loop = require("tide.runtime").loop()
+      local called = 0
+      src:watch(function()
+        called = called + 1
+        loop:stop()
+      end)
+      local guard = loop:timer(0, 0, function() write_file(dir .. "/a.jsonl", jsonl(1, 1)) end)
+      local limit = loop:timer(10000, 0, function() loop:stop() end)
+      loop:run("default")
+      guard:close()
+      limit:close()
+      src:stop()
+      assert.is_true(called >= 1)
+      assert.same({ 1 }, ns(rows_of(src, nil, src:latest_offset())))
+    end)
+  end)
+end)
+
+describe("the file sink", function()
+  local out, schema
+
+  local D = file.sinks.file
+
+  local function sink(opts)
+    local o = util.check_options(opts, D.options, "write_stream(file)")
+    return D.new(o, { loop = require("tide.runtime").loop(), query_id = "test", query_name = "t" })
+  end
+
+  local function batch(rows) return assert(core.rows_batch(schema, rows)) end
+
+  local parts = listdir
+
+  before_each(function()
+    out = tmpname()
+    schema = core.schema("ts timestamp, name string?, x double?, ok bool?, j json?")
+  end)
+
+  after_each(function() os.execute("rm -rf '" .. out .. "'") end)
+
+  local ROWS = {
+    { ts = 1795262405250, name = "a,\"b\"\nc", x = 1.5, ok = true, j = { k = { 1, 2 } } },
+    { ts = 0, name = "", x = 1e300, ok = false },
+    { ts = -5 },
+  }
+
+  it("refuses unknown options and needs a path", function()
+    assert.has_error(function() sink { path = out, compress = true } end,
+      "write_stream(file): unknown option 'compress' (allowed: format, path)")
+    assert.has_error(function() sink { path = out, format = "text" } end,
+      "write_stream(file): option 'format' must be one of json, csv, got 'text'")
+    assert.has_error(function() sink {} end, "write_stream(file): option 'path' is required (the output directory)")
+  end)
+
+  it("creates its directory, needs a checkpoint and says what it is", function()
+    local s = sink { path = out .. "/deep/er" }
+    assert.equal("FileSink[" .. out .. "/deep/er]", s.description)
+    assert.is_true(s.needs_checkpoint)
+    assert.same({ "_tide" }, parts(out .. "/deep/er"))
+  end)
+
+  it("writes a batch by rename and records it in the manifest", function()
+    local s = sink { path = out }
+    s:add_batch(3, { batch(ROWS) }, "append", schema)
+    assert.same({ "_tide", "part-00000003-0000.json" }, parts(out))
+    assert.same({ "00000003.json" }, parts(out .. "/_tide"))
+    assert.same({ [3] = { files = { "part-00000003-0000.json" }, rows = 3,
+      bytes = #read_file(out .. "/part-00000003-0000.json") } }, s:manifest())
+  end)
+
+  for _, fmt in ipairs { "json", "csv" } do
+    it("writes " .. fmt .. " that tide.read reads back exactly", function()
+      local s = sink { path = out, format = fmt }
+      s:add_batch(0, { batch(ROWS), batch { { ts = 7, name = "z" } } }, "append", schema)
+      s:add_batch(1, { batch { { ts = 8, name = "y" } } }, "append", schema)
+      local opts = { path = out, format = fmt, schema = schema:ddl() }
+      if fmt == "csv" then opts.header = true end
+      local rows = tide.read("file", opts):collect()
+      assert.same({ ROWS[1], ROWS[2], ROWS[3], { ts = 7, name = "z" }, { ts = 8, name = "y" } }, rows)
+    end)
+  end
+
+  it("replaces the files of a batch that runs again, never duplicates", function()
+    local s = sink { path = out }
+    s:add_batch(1, { batch(ROWS) }, "append", schema)
+    s:add_batch(2, { batch { { ts = 1 } } }, "append", schema)
+    -- the query restarts and runs batch 2 again
+    local again = sink { path = out }
+    again:add_batch(2, { batch { { ts = 1 } } }, "append", schema)
+    assert.same({ "_tide", "part-00000001-0000.json", "part-00000002-0000.json" }, parts(out))
+    assert.equal(4, #tide.read("file", { path = out, schema = schema:ddl() }):collect())
+  end)
+
+  it("replaces a file a crash left between the rename and the manifest, and clears temporaries", function()
+    sh(string.format("mkdir -p '%s'", out))
+    write_file(out .. "/part-00000005-0000.json", '{"ts":99}\n{"ts":98}\n')
+    write_file(out .. "/.part-00000006-0000.json.tmp", '{"ts":1')
+    local s = sink { path = out }
+    assert.same({ "_tide", "part-00000005-0000.json" }, parts(out))
+    s:add_batch(5, { batch { { ts = 1 } } }, "append", schema)
+    assert.same({ { ts = 1 } }, tide.read("file", { path = out, schema = schema:ddl() }):collect())
+  end)
+
+  it("writes no file for an empty batch", function()
+    local s = sink { path = out }
+    s:add_batch(0, {}, "append", schema)
+    s:add_batch(1, { batch {} }, "append", schema)
+    assert.same({ "_tide" }, parts(out))
+    assert.same({}, parts(out .. "/_tide"))
+  end)
+
+  it("takes append mode only", function()
+    local s = sink { path = out }
+    assert.has_error(function() s:add_batch(0, { batch(ROWS) }, "complete", schema) end,
+      "FileSink[" .. out .. "]: output mode 'complete' is not supported (file sinks take append only, as Spark's)")
+  end)
+
+  it("says why it cannot create its directory", function()
+    sh("mkdir -p '" .. out .. "'")
+    write_file(out .. "/file", "x")
+    assert.has_error(function() sink { path = out .. "/file/sub" } end,
+      "FileSink[" .. out .. "/file/sub]: cannot create directory '" .. out .. "/file': a file is in the way")
+  end)
+
+  describe("killed while writing", function()
+    local CHILD = support.CHILD_PRELUDE .. [[
+local core = require "tide.core"
+local file = require "tide.connectors.file"
+local out, nbatch = arg[1], tonumber(arg[2])
+local schema = core.schema("batch int, i int, pad string")
+local s = file.sinks.file.new({ path = out }, {})
+local pad = string.rep("p", 40)
+while true do
+  for id = 1, nbatch do
+    local rows = {}
+    for i = 1, 20000 do rows[i] = { batch = id, i = i, pad = pad } end
+    s:add_batch(id, { core.rows_batch(schema, rows) }, "append", schema)
+  end
+end
+]]
+
+    it("never shows a batch twice or half, and a re-run completes it (25 kills)", function()
+      local script, errf = tmpname() .. ".lua", tmpname()
+      write_file(script, CHILD)
+      finally(function() os.execute(string.format("rm -f '%s' '%s'", script, errf)) end)
+      local seed = tonumber(os.getenv("TIDE_CRASH_SEED")) or os.time()
+      math.randomseed(seed)
+      local NB = 4
+      local ddl = "batch int, i int, pad string"
+      local function check(complete)
+        local count = {}
+        for _, name in ipairs(parts(out)) do
+          if name:sub(1, 1) ~= "." and name ~= "_tide" then
+            local id = tonumber(name:match("^part%-(%d+)%-0000%.json$"))
+            assert.is_truthy(id, "unexpected file " .. name)
+          end
+        end
+        for _, r in ipairs(tide.read("file", { path = out, schema = ddl }):collect()) do
+          count[r.batch] = (count[r.batch] or 0) + 1
+        end
+        for id = 1, NB do
+          local c = count[id] or 0
+          assert.is_true(c == 0 or c == 20000, string.format("batch %d has %d rows (seed %d)", id, c, seed))
+          if complete then assert.equal(20000, c, "batch " .. id .. " after the re-run") end
+        end
+      end
+      for _ = 1, 25 do
+        local cmd = string.format("sh -c 'lua5.4 %s %s %d >/dev/null 2>%s & echo $!; wait'", script, out, NB, errf)
+        local p = io.popen(cmd)
+        local pid = assert(tonumber(p:read("l")))
+        support.sleep_ms(math.random(50, 400))
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+        p:read("a")
+        p:close()
+        assert.equal("", read_file(errf), "the child failed on its own")
+        check(false)
+        -- the restarted query runs every batch again
+        local s = sink { path = out }
+        schema = core.schema(ddl)
+        local pad = string.rep("p", 40)
+        for id = 1, NB do
+          local rows = {}
+          for i = 1, 20000 do rows[i] = { batch = id, i = i, pad = pad } end
+          s:add_batch(id, { batch(rows) }, "append", schema)
+        end
+        check(true)
+      end
+    end)
+  end)
+end)
