@@ -1,0 +1,721 @@
+/*
+ * ckpt.c: the checkpoint store of a streaming query (layout and invariants
+ * in ckpt.h, on-disk records in docs/FORMAT.md, "Query checkpoints").
+ *
+ * Every function runs in its own transaction and ends it before returning.
+ * Read transactions end with mdb_txn_commit rather than abort, because a
+ * database handle opened in a read transaction stays in the environment
+ * only when that transaction commits; a read-only checkpoint opens its
+ * databases by name in each transaction (a writer in another process may
+ * create them later).
+ */
+#include "ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAP_INITIAL (32u << 20)
+#define MAXDBS (TIDE_CKPT_STATES_MAX + 4)
+#define STATE_PREFIX "state:"
+#define STATE_PREFIX_LEN 6
+#define LOCK_FILE "query.lock"
+
+enum { DB_META, DB_OFFSETS, DB_COMMITS, DB_FIXED };
+static const char *const fixed_names[DB_FIXED] = {"meta", "offsets", "commits"};
+
+struct tide_ckpt {
+  MDB_env *env;
+  MDB_dbi dbi[DB_FIXED]; /* valid when the checkpoint is writable */
+  int flags;
+  int lock_fd;           /* -1 when read-only */
+  int locked;            /* the flock on lock_fd is ours */
+  char *dir;
+};
+
+/* ------------------------------------------------------------ helpers --- */
+
+static void put_be64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * (7 - i)));
+}
+static uint64_t get_be64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Set err to "checkpoint <dir>: <what>: <reason of rc>" and return rc. */
+static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what, tide_err_t *err) {
+  return tide_err_set(err, rc, "checkpoint %s: %s: %s", c ? c->dir : dir, what, tide_strerror(rc));
+}
+
+/* mkdir -p: create dir and its missing parents. Returns 0, 1 when dir
+ * exists and is not a directory, or -errno. */
+static int mkdirs(const char *dir) {
+  struct stat st;
+  if (stat(dir, &st) == 0) return S_ISDIR(st.st_mode) ? 0 : 1;
+  if (errno != ENOENT) return -errno;
+  size_t n = strlen(dir);
+  char *p = malloc(n + 1);
+  if (!p) return -ENOMEM;
+  memcpy(p, dir, n + 1);
+  int rc = 0;
+  for (size_t i = 1; i <= n && !rc; i++) {
+    if (p[i] != '/' && p[i] != 0) continue;
+    char save = p[i];
+    p[i] = 0;
+    if (mkdir(p, 0777) < 0 && errno != EEXIST) rc = -errno;
+    else if (stat(p, &st) < 0) rc = -errno;
+    else if (!S_ISDIR(st.st_mode)) rc = -ENOTDIR;
+    p[i] = save;
+    while (i < n && p[i + 1] == '/') i++;
+  }
+  free(p);
+  return rc;
+}
+
+/* dir + "/" + name in a malloc'd string, or NULL. */
+static char *path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  p[a] = '/';
+  memcpy(p + a + 1, name, b + 1);
+  return p;
+}
+
+/* The pid written in the lock file, or 0. */
+static long lock_pid(const char *dir) {
+  char *path = path_join(dir, LOCK_FILE);
+  if (!path) return 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  free(path);
+  if (fd < 0) return 0;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  return strtol(buf, NULL, 10);
+}
+
+/* Begin a transaction. A map grown by another process (MDB_MAP_RESIZED)
+ * is adopted and the begin tried once more. */
+static int begin(tide_ckpt_t *c, int write, MDB_txn **txn) {
+  unsigned fl = write ? 0 : MDB_RDONLY;
+  int rc = mdb_txn_begin(c->env, NULL, fl, txn);
+  if (rc == MDB_MAP_RESIZED) {
+    mdb_env_set_mapsize(c->env, 0);
+    rc = mdb_txn_begin(c->env, NULL, fl, txn);
+  }
+  return rc;
+}
+
+/* End a read transaction, keeping the handles it opened. */
+static void end_read(MDB_txn *txn) {
+  if (mdb_txn_commit(txn)) { /* a read-only commit cannot fail; nothing to undo */
+  }
+}
+
+/* The handle of a fixed database: cached for a writable checkpoint, opened
+ * by name otherwise (MDB_NOTFOUND when a writer never created it). */
+static int fixed_dbi(tide_ckpt_t *c, MDB_txn *txn, int which, MDB_dbi *dbi) {
+  if (!(c->flags & TIDE_CKPT_READ_ONLY)) {
+    *dbi = c->dbi[which];
+    return 0;
+  }
+  return mdb_dbi_open(txn, fixed_names[which], 0, dbi);
+}
+
+/* Open state `name`'s database (created when `create`). */
+static int state_dbi(MDB_txn *txn, const char *name, size_t len, int create, MDB_dbi *dbi) {
+  char full[STATE_PREFIX_LEN + TIDE_CKPT_NAME_MAX + 1];
+  if (len == 0 || len > TIDE_CKPT_NAME_MAX || memchr(name, 0, len)) return TIDE_EINVAL;
+  memcpy(full, STATE_PREFIX, STATE_PREFIX_LEN);
+  memcpy(full + STATE_PREFIX_LEN, name, len);
+  full[STATE_PREFIX_LEN + len] = 0;
+  return mdb_dbi_open(txn, full, create ? MDB_CREATE : 0, dbi);
+}
+
+/* Make the map large enough for a write of about `need` bytes: at least
+ * twice what is in use, and room for the write twice over (a put can copy
+ * whole pages). No transaction of this process may be open. */
+static int grow_for(tide_ckpt_t *c, uint64_t need) {
+  MDB_envinfo info;
+  MDB_stat st;
+  int rc = mdb_env_info(c->env, &info);
+  if (!rc) rc = mdb_env_stat(c->env, &st);
+  if (rc) return rc;
+  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  uint64_t want = used * 2;
+  if (used + need * 2 + (1u << 20) > want) want = used + need * 2 + (1u << 20);
+  if (want <= info.me_mapsize) return 0;
+  uint64_t size = info.me_mapsize;
+  while (size < want) size *= 2;
+  return mdb_env_set_mapsize(c->env, size);
+}
+
+/* Double the map after MDB_MAP_FULL. */
+static int grow_double(tide_ckpt_t *c) {
+  MDB_envinfo info;
+  int rc = mdb_env_info(c->env, &info);
+  return rc ? rc : mdb_env_set_mapsize(c->env, info.me_mapsize * 2);
+}
+
+static int check_writable(tide_ckpt_t *c, const char *what, tide_err_t *err) {
+  if (c->flags & TIDE_CKPT_READ_ONLY)
+    return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: %s: opened read-only", c->dir, what);
+  return 0;
+}
+
+/* ---------------------------------------------------------- open/close --- */
+
+/* Read-only: refuse when this very process holds the lock (a second LMDB
+ * environment on the same files in one process breaks LMDB's locks). The
+ * holder's pid is in the lock file; close() empties it. */
+static int open_probe(const char *dir, tide_err_t *err) {
+  struct stat st;
+  if (stat(dir, &st) < 0) {
+    int rc = -errno;
+    return tide_err_set(err, rc, "checkpoint %s: %s", dir, tide_strerror(rc));
+  }
+  if (!S_ISDIR(st.st_mode)) return tide_err_set(err, -ENOTDIR, "checkpoint %s: not a directory", dir);
+  char *data = path_join(dir, "data.mdb");
+  if (!data) return -ENOMEM;
+  int rc = stat(data, &st) < 0 ? -errno : 0;
+  free(data);
+  if (rc == -ENOENT) return tide_err_set(err, -ENOENT, "checkpoint %s: no checkpoint here (no data.mdb)", dir);
+  if (rc) return tide_err_set(err, rc, "checkpoint %s: data.mdb: %s", dir, tide_strerror(rc));
+  if (lock_pid(dir) == (long)getpid())
+    return tide_err_set(err, -EBUSY, "checkpoint %s: open by a query of this process", dir);
+  return 0;
+}
+
+/* Writable: create the directory, then take the lock before LMDB sees the
+ * files, and record our pid in the lock file. */
+static int open_lock(tide_ckpt_t *c, const char *dir, tide_err_t *err) {
+  int rc = mkdirs(dir);
+  if (rc == 1) return tide_err_set(err, -ENOTDIR, "checkpoint %s: not a directory", dir);
+  if (rc) return fail(NULL, dir, rc, "cannot create the directory", err);
+  char *path = path_join(dir, LOCK_FILE);
+  if (!path) return -ENOMEM;
+  c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  free(path);
+  if (c->lock_fd < 0) return fail(NULL, dir, -errno, "cannot open " LOCK_FILE, err);
+  if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    rc = -errno;
+    if (rc == -EWOULDBLOCK) return tide_err_set(err, -EBUSY, "checkpoint %s: in use by another query", dir);
+    return fail(NULL, dir, rc, "cannot lock " LOCK_FILE, err);
+  }
+  c->locked = 1;
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
+    return fail(NULL, dir, -errno, "cannot write " LOCK_FILE, err);
+  return 0;
+}
+
+/* Refuse a data.mdb shorter than the pages its meta page names: LMDB would
+ * map past the end of the file and the process would die of SIGBUS on the
+ * first read there. */
+static int check_size(tide_ckpt_t *c, tide_err_t *err) {
+  MDB_envinfo info;
+  MDB_stat st;
+  int rc = mdb_env_info(c->env, &info);
+  if (!rc) rc = mdb_env_stat(c->env, &st);
+  if (rc) return fail(c, NULL, rc, "cannot read the environment", err);
+  char *data = path_join(c->dir, "data.mdb");
+  if (!data) return -ENOMEM;
+  struct stat fs;
+  rc = stat(data, &fs) < 0 ? -errno : 0;
+  free(data);
+  if (rc) return fail(c, NULL, rc, "data.mdb", err);
+  uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+  if ((uint64_t)fs.st_size < need)
+    return tide_err_set(err, TIDE_ECORRUPT, "checkpoint %s: data.mdb is truncated (%lld bytes, its pages need %llu)",
+                        c->dir, (long long)fs.st_size, (unsigned long long)need);
+  /* Adopt a map larger on disk than the default (grown earlier). */
+  if (info.me_mapsize > MAP_INITIAL && (rc = mdb_env_set_mapsize(c->env, info.me_mapsize)))
+    return fail(c, NULL, rc, "cannot set the map size", err);
+  return 0;
+}
+
+/* Check meta "format"; a writable checkpoint creates its databases and
+ * writes the format when new. */
+static int open_dbs(tide_ckpt_t *c, tide_err_t *err) {
+  int ro = c->flags & TIDE_CKPT_READ_ONLY;
+  MDB_txn *txn;
+  int rc = begin(c, !ro, &txn);
+  if (rc) return fail(c, NULL, rc, "cannot begin a transaction", err);
+  for (int i = 0; i < DB_FIXED; i++) {
+    MDB_dbi dbi;
+    rc = mdb_dbi_open(txn, fixed_names[i], ro ? 0 : MDB_CREATE, &dbi);
+    if (rc == MDB_NOTFOUND && ro) {
+      rc = 0;
+      continue;
+    }
+    if (rc) {
+      mdb_txn_abort(txn);
+      return fail(c, NULL, rc, "cannot open its databases", err);
+    }
+    c->dbi[i] = dbi;
+  }
+  char want[16];
+  int wn = snprintf(want, sizeof want, "%u", TIDE_CKPT_VERSION);
+  MDB_val k = {6, "format"}, v;
+  MDB_dbi meta;
+  rc = fixed_dbi(c, txn, DB_META, &meta);
+  if (!rc) rc = mdb_get(txn, meta, &k, &v);
+  if (rc == MDB_NOTFOUND && !ro) {
+    v.mv_size = (size_t)wn;
+    v.mv_data = want;
+    rc = mdb_put(txn, meta, &k, &v, 0);
+  } else if (rc == 0 && (v.mv_size != (size_t)wn || memcmp(v.mv_data, want, (size_t)wn))) {
+    char have[16];
+    size_t hn = v.mv_size < sizeof have - 1 ? v.mv_size : sizeof have - 1;
+    memcpy(have, v.mv_data, hn);
+    have[hn] = 0;
+    mdb_txn_abort(txn);
+    return tide_err_set(err, TIDE_EFORMAT, "checkpoint %s: format %s, this build reads %s", c->dir, have, want);
+  } else if (rc == MDB_NOTFOUND) {
+    rc = 0; /* read-only and never written: an empty checkpoint */
+  }
+  if (rc) {
+    mdb_txn_abort(txn);
+    return fail(c, NULL, rc, "cannot read its format", err);
+  }
+  if (ro) {
+    end_read(txn);
+    return 0;
+  }
+  rc = mdb_txn_commit(txn);
+  return rc ? fail(c, NULL, rc, "cannot create its databases", err) : 0;
+}
+
+int tide_ckpt_open(const char *dir, int flags, tide_ckpt_t **out, tide_err_t *err) {
+  int ro = flags & TIDE_CKPT_READ_ONLY;
+  tide_ckpt_t *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
+  c->lock_fd = -1;
+  c->flags = flags;
+  int rc;
+  if (!(c->dir = strdup(dir))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  if ((rc = ro ? open_probe(dir, err) : open_lock(c, dir, err))) goto fail;
+  if ((rc = mdb_env_create(&c->env))) {
+    fail(c, NULL, rc, "cannot create an LMDB environment", err);
+    goto fail;
+  }
+  mdb_env_set_maxdbs(c->env, MAXDBS);
+  mdb_env_set_maxreaders(c->env, 126);
+  mdb_env_set_mapsize(c->env, MAP_INITIAL);
+  /* MDB_NOTLS: transactions are not tied to threads (the engine's callers
+   * may come from any thread of the loop). */
+  unsigned fl = MDB_NOTLS | (ro ? MDB_RDONLY : 0) | ((flags & TIDE_CKPT_NOSYNC) ? MDB_NOSYNC : 0);
+  if ((rc = mdb_env_open(c->env, dir, fl, 0666))) {
+    fail(c, NULL, rc, "cannot open data.mdb", err);
+    goto fail;
+  }
+  if ((rc = check_size(c, err)) || (rc = open_dbs(c, err))) goto fail;
+  *out = c;
+  return 0;
+fail:
+  tide_ckpt_close(c);
+  return rc;
+}
+
+void tide_ckpt_close(tide_ckpt_t *c) {
+  if (!c) return;
+  if (c->env) mdb_env_close(c->env);
+  if (c->lock_fd >= 0 && c->locked) {
+    /* Empty the pid before the lock goes, so that a read-only open in this
+     * process later does not take the checkpoint for still in use. */
+    if (ftruncate(c->lock_fd, 0) < 0) { /* only a stale pid stays; harmless across processes */
+    }
+  }
+  if (c->lock_fd >= 0) close(c->lock_fd); /* releases the flock, if ours */
+  free(c->dir);
+  free(c);
+}
+
+const char *tide_ckpt_dir(const tide_ckpt_t *c) { return c->dir; }
+int tide_ckpt_read_only(const tide_ckpt_t *c) { return (c->flags & TIDE_CKPT_READ_ONLY) != 0; }
+
+/* -------------------------------------------------------------- reads --- */
+
+/* Copy the value at key in fixed database `which` into out. */
+static int get_fixed(tide_ckpt_t *c, int which, const void *key, size_t klen, tide_buf_t *out, const char *what,
+                     tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  out->len = 0;
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, what, err);
+  rc = fixed_dbi(c, txn, which, &dbi);
+  MDB_val k = {klen, (void *)key}, v;
+  if (!rc) rc = mdb_get(txn, dbi, &k, &v);
+  if (!rc) rc = tide_buf_append(out, v.mv_data, v.mv_size);
+  end_read(txn);
+  if (rc && rc != MDB_NOTFOUND) return fail(c, NULL, rc, what, err);
+  return rc;
+}
+
+int tide_ckpt_meta_get(tide_ckpt_t *c, const char *key, size_t klen, tide_buf_t *out, tide_err_t *err) {
+  if (klen == 0 || klen > TIDE_CKPT_KEY_MAX) return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: bad meta key", c->dir);
+  return get_fixed(c, DB_META, key, klen, out, "reading meta", err);
+}
+
+int tide_ckpt_offsets_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
+  unsigned char k[8];
+  put_be64(k, n);
+  return get_fixed(c, DB_OFFSETS, k, 8, out, "reading the offset log", err);
+}
+
+int tide_ckpt_commit_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
+  unsigned char k[8];
+  put_be64(k, n);
+  return get_fixed(c, DB_COMMITS, k, 8, out, "reading the commit log", err);
+}
+
+/* The first or last id of a log (-1 when empty), in txn. */
+static int log_end(tide_ckpt_t *c, MDB_txn *txn, int which, MDB_cursor_op op, int64_t *id) {
+  MDB_dbi dbi;
+  MDB_cursor *cur;
+  MDB_val k, v;
+  *id = -1;
+  int rc = fixed_dbi(c, txn, which, &dbi);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  if ((rc = mdb_cursor_open(txn, dbi, &cur))) return rc;
+  rc = mdb_cursor_get(cur, &k, &v, op);
+  mdb_cursor_close(cur);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  if (k.mv_size != 8) return TIDE_ECORRUPT;
+  *id = (int64_t)get_be64(k.mv_data);
+  return 0;
+}
+
+int tide_ckpt_latest(tide_ckpt_t *c, int64_t *last_offset, int64_t *last_commit, tide_err_t *err) {
+  MDB_txn *txn;
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, "reading the logs", err);
+  rc = log_end(c, txn, DB_OFFSETS, MDB_LAST, last_offset);
+  if (!rc) rc = log_end(c, txn, DB_COMMITS, MDB_LAST, last_commit);
+  end_read(txn);
+  return rc ? fail(c, NULL, rc, "reading the logs", err) : 0;
+}
+
+/* ------------------------------------------------------------- writes --- */
+
+int tide_ckpt_meta_set(tide_ckpt_t *c, const char *key, size_t klen, const void *val, size_t vlen,
+                       tide_err_t *err) {
+  int rc = check_writable(c, "set_meta", err);
+  if (rc) return rc;
+  if (klen == 0 || klen > TIDE_CKPT_KEY_MAX)
+    return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: meta key must be 1..%d bytes", c->dir, TIDE_CKPT_KEY_MAX);
+  if (klen == 6 && !memcmp(key, "format", 6))
+    return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: meta key 'format' is reserved", c->dir);
+  MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+  for (int tries = 0;; tries++) {
+    MDB_txn *txn;
+    if ((rc = grow_for(c, klen + vlen))) break;
+    if ((rc = begin(c, 1, &txn))) break;
+    rc = mdb_put(txn, c->dbi[DB_META], &k, &v, 0);
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  return rc ? fail(c, NULL, rc, "writing meta", err) : 0;
+}
+
+int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, tide_err_t *err) {
+  int rc = check_writable(c, "write_offsets", err);
+  if (rc) return rc;
+  unsigned char key[8];
+  put_be64(key, n);
+  MDB_val k = {8, key}, v;
+  for (int tries = 0;; tries++) {
+    MDB_txn *txn;
+    if ((rc = grow_for(c, len))) break;
+    if ((rc = begin(c, 1, &txn))) break;
+    rc = mdb_get(txn, c->dbi[DB_OFFSETS], &k, &v);
+    if (rc == 0) {
+      int same = v.mv_size == len && (len == 0 || !memcmp(v.mv_data, text, len));
+      mdb_txn_abort(txn);
+      if (same) return 0;
+      return tide_err_set(err, TIDE_EEXIST, "checkpoint %s: offset log %llu exists with other offsets", c->dir,
+                          (unsigned long long)n);
+    }
+    if (rc == MDB_NOTFOUND) {
+      v.mv_size = len;
+      v.mv_data = (void *)text;
+      rc = mdb_put(txn, c->dbi[DB_OFFSETS], &k, &v, 0);
+    }
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  if (rc) {
+    char what[64];
+    snprintf(what, sizeof what, "writing offset log %llu", (unsigned long long)n);
+    return fail(c, NULL, rc, what, err);
+  }
+  return 0;
+}
+
+/* One attempt at a commit: the whole write transaction. On failure *where
+ * names the state that failed (NULL: the commit log). */
+static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *ch,
+                       size_t nch, const tide_ckpt_change_t **where) {
+  MDB_txn *txn;
+  unsigned char key[8];
+  put_be64(key, n);
+  MDB_val k = {8, key}, v;
+  *where = NULL;
+  int rc = begin(c, 1, &txn);
+  if (rc) return rc;
+  rc = mdb_get(txn, c->dbi[DB_COMMITS], &k, &v);
+  if (rc == 0) rc = TIDE_EEXIST;
+  else if (rc == MDB_NOTFOUND) rc = 0;
+  for (size_t i = 0; i < nch && !rc; i++) {
+    MDB_dbi dbi;
+    *where = &ch[i];
+    if ((rc = state_dbi(txn, ch[i].state, ch[i].state_len, 1, &dbi))) break;
+    for (size_t j = 0; j < ch[i].nops && !rc; j++) {
+      const tide_ckpt_op_t *op = &ch[i].ops[j];
+      MDB_val ok = {op->klen, (void *)op->key};
+      if (op->val) {
+        MDB_val ov = {op->vlen, (void *)op->val};
+        rc = mdb_put(txn, dbi, &ok, &ov, 0);
+      } else {
+        rc = mdb_del(txn, dbi, &ok, NULL);
+        if (rc == MDB_NOTFOUND) rc = 0;
+      }
+    }
+  }
+  if (!rc) {
+    *where = NULL;
+    v.mv_size = len;
+    v.mv_data = (void *)text;
+    rc = mdb_put(txn, c->dbi[DB_COMMITS], &k, &v, 0);
+  }
+  /* On failure the abort also closes the state handles this transaction
+   * opened; on success the commit makes them the environment's. */
+  return rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+}
+
+int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *changes,
+                     size_t nchanges, tide_err_t *err) {
+  int rc = check_writable(c, "commit", err);
+  if (rc) return rc;
+  /* Check every input before any transaction, so that a bad one writes
+   * nothing and says which it is. */
+  uint64_t need = len + 64;
+  for (size_t i = 0; i < nchanges; i++) {
+    const tide_ckpt_change_t *ch = &changes[i];
+    if (ch->state_len == 0 || ch->state_len > TIDE_CKPT_NAME_MAX || memchr(ch->state, 0, ch->state_len))
+      return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: commit %llu: state name must be 1..%d bytes without NUL",
+                          c->dir, (unsigned long long)n, TIDE_CKPT_NAME_MAX);
+    for (size_t j = 0; j < ch->nops; j++) {
+      const tide_ckpt_op_t *op = &ch->ops[j];
+      if (op->klen == 0 || op->klen > TIDE_CKPT_KEY_MAX)
+        return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: commit %llu: state '%.*s': key must be 1..%d bytes, got %zu",
+                            c->dir, (unsigned long long)n, (int)ch->state_len, ch->state, TIDE_CKPT_KEY_MAX, op->klen);
+      need += op->klen + op->vlen + 64;
+    }
+  }
+  const tide_ckpt_change_t *where = NULL;
+  for (int tries = 0;; tries++) {
+    if ((rc = grow_for(c, need))) break;
+    rc = commit_once(c, n, text, len, changes, nchanges, &where);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  if (rc == TIDE_EEXIST)
+    return tide_err_set(err, rc, "checkpoint %s: commit log %llu exists", c->dir, (unsigned long long)n);
+  if (rc == MDB_DBS_FULL)
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: more than %d state stores", c->dir,
+                        (unsigned long long)n, TIDE_CKPT_STATES_MAX);
+  if (rc && where)
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: state '%.*s': %s", c->dir, (unsigned long long)n,
+                        (int)where->state_len, where->state, tide_strerror(rc));
+  if (rc)
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: %s", c->dir, (unsigned long long)n, tide_strerror(rc));
+  return 0;
+}
+
+/* Delete the keys < before of one log; adds to *removed. */
+static int purge_log(MDB_txn *txn, MDB_dbi dbi, uint64_t before, uint64_t *removed) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc) return rc;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) {
+    if (k.mv_size != 8) {
+      rc = TIDE_ECORRUPT;
+      break;
+    }
+    if (get_be64(k.mv_data) >= before) break;
+    if ((rc = mdb_cursor_del(cur, 0))) break;
+    (*removed)++;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err_t *err) {
+  int rc = check_writable(c, "purge", err);
+  if (rc) return rc;
+  uint64_t count = 0;
+  for (int tries = 0;; tries++) {
+    MDB_txn *txn;
+    count = 0;
+    /* Deleting frees pages but may copy a few first. */
+    if ((rc = grow_for(c, 1u << 16))) break;
+    if ((rc = begin(c, 1, &txn))) break;
+    rc = purge_log(txn, c->dbi[DB_OFFSETS], before, &count);
+    if (!rc) rc = purge_log(txn, c->dbi[DB_COMMITS], before, &count);
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  if (rc) return fail(c, NULL, rc, "purging the logs", err);
+  if (removed) *removed = count;
+  return 0;
+}
+
+/* --------------------------------------------------------- state scan --- */
+
+int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, const void *after, size_t after_len,
+                         size_t max_entries, size_t max_bytes, tide_buf_t *out, size_t *n, int *done,
+                         tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_cursor *cur = NULL;
+  MDB_val k, v;
+  size_t count = 0;
+  out->len = 0;
+  *n = 0;
+  *done = 1;
+  if (name_len == 0 || name_len > TIDE_CKPT_NAME_MAX || memchr(name, 0, name_len)) return 0; /* no such state */
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(txn, name, name_len, 0, &dbi);
+  if (rc == MDB_NOTFOUND) {
+    end_read(txn);
+    return 0;
+  }
+  if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+  if (!rc) {
+    if (after) {
+      k.mv_size = after_len;
+      k.mv_data = (void *)after;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+      /* SET_RANGE lands on the first key >= after: skip after itself. */
+      if (!rc && k.mv_size == after_len && !memcmp(k.mv_data, after, after_len))
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else {
+      rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (; !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      if (count == max_entries || (count > 0 && out->len >= max_bytes)) {
+        *done = 0;
+        break;
+      }
+      size_t sz[2] = {k.mv_size, v.mv_size};
+      if ((rc = tide_buf_reserve(out, sizeof sz + k.mv_size + v.mv_size))) break;
+      tide_buf_append(out, sz, sizeof sz);
+      tide_buf_append(out, k.mv_data, k.mv_size);
+      tide_buf_append(out, v.mv_data, v.mv_size);
+      count++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (cur) mdb_cursor_close(cur);
+  end_read(txn);
+  if (rc) {
+    char what[256];
+    snprintf(what, sizeof what, "reading state '%.*s'", (int)name_len, name);
+    return fail(c, NULL, rc, what, err);
+  }
+  *n = count;
+  return 0;
+}
+
+/* -------------------------------------------------------------- stats --- */
+
+static uint64_t db_bytes(const MDB_stat *s) {
+  return ((uint64_t)s->ms_branch_pages + s->ms_leaf_pages + s->ms_overflow_pages) * s->ms_psize;
+}
+
+/* The states: every key "state:<name>" of the main database. */
+static int stats_states(MDB_txn *txn, tide_ckpt_stats_t *st, tide_buf_t *states) {
+  MDB_dbi main_dbi;
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_dbi_open(txn, NULL, 0, &main_dbi);
+  if (rc) return rc;
+  if ((rc = mdb_cursor_open(txn, main_dbi, &cur))) return rc;
+  k.mv_size = STATE_PREFIX_LEN;
+  k.mv_data = STATE_PREFIX;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (k.mv_size < STATE_PREFIX_LEN || memcmp(k.mv_data, STATE_PREFIX, STATE_PREFIX_LEN)) break;
+    size_t len = k.mv_size - STATE_PREFIX_LEN;
+    if (len == 0 || len > TIDE_CKPT_NAME_MAX) continue;
+    tide_ckpt_state_stat_t s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.name, (const char *)k.mv_data + STATE_PREFIX_LEN, len);
+    MDB_dbi dbi;
+    MDB_stat ms;
+    if ((rc = state_dbi(txn, s.name, len, 0, &dbi)) || (rc = mdb_stat(txn, dbi, &ms))) break;
+    s.entries = ms.ms_entries;
+    s.bytes = db_bytes(&ms);
+    if ((rc = tide_buf_append(states, &s, sizeof s))) break;
+    st->nstates++;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int tide_ckpt_stats(tide_ckpt_t *c, tide_ckpt_stats_t *st, tide_buf_t *states, tide_err_t *err) {
+  memset(st, 0, sizeof *st);
+  states->len = 0;
+  MDB_envinfo info;
+  int rc = mdb_env_info(c->env, &info);
+  if (rc) return fail(c, NULL, rc, "reading the environment", err);
+  st->map_bytes = info.me_mapsize;
+  char *data = path_join(c->dir, "data.mdb");
+  if (!data) return -ENOMEM;
+  struct stat fs;
+  if (stat(data, &fs) == 0) st->file_bytes = (uint64_t)fs.st_size;
+  free(data);
+  MDB_txn *txn;
+  if ((rc = begin(c, 0, &txn))) return fail(c, NULL, rc, "reading stats", err);
+  uint64_t *counts[2] = {&st->offsets, &st->commits};
+  int64_t first[2] = {-1, -1};
+  for (int i = 0; i < 2 && !rc; i++) {
+    int which = i ? DB_COMMITS : DB_OFFSETS;
+    MDB_dbi dbi;
+    MDB_stat ms;
+    rc = fixed_dbi(c, txn, which, &dbi);
+    if (rc == MDB_NOTFOUND) {
+      rc = 0;
+      continue;
+    }
+    if (!rc) rc = mdb_stat(txn, dbi, &ms);
+    if (!rc) *counts[i] = ms.ms_entries;
+    if (!rc) rc = log_end(c, txn, which, MDB_FIRST, &first[i]);
+  }
+  if (!rc) rc = log_end(c, txn, DB_OFFSETS, MDB_LAST, &st->last_offset_id);
+  if (!rc) rc = log_end(c, txn, DB_COMMITS, MDB_LAST, &st->last_commit_id);
+  if (!rc) rc = stats_states(txn, st, states);
+  end_read(txn);
+  if (rc) return fail(c, NULL, rc, "reading stats", err);
+  st->first_id = first[0] < 0 ? first[1] : first[1] < 0 ? first[0] : (first[0] < first[1] ? first[0] : first[1]);
+  return 0;
+}

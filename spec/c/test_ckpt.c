@@ -1,0 +1,449 @@
+/*
+ * test_ckpt.c: the checkpoint store in C (core/ckpt.c): open and reopen,
+ * offset and commit entries, the commit transaction's atomicity (a failing
+ * commit leaves nothing), state iteration in key order across chunks,
+ * purge, map growth under a large state, the exclusive lock within one
+ * process and from a forked one, read-only opens, damaged files. Ends by
+ * proving that no file descriptor is left open.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "t.h"
+
+static char root[256];
+
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1;
+}
+
+/* A fresh path under root (not created). */
+static const char *fresh(const char *name) {
+  static char p[512];
+  snprintf(p, sizeof p, "%s/%s", root, name);
+  return p;
+}
+
+static tide_ckpt_t *open_ok(const char *dir, int flags) {
+  tide_ckpt_t *c = NULL;
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_open(dir, flags, &c, &err);
+  if (rc) fprintf(stderr, "open %s: %s\n", dir, err.msg);
+  T_EQ_INT(rc, 0);
+  return c;
+}
+
+/* Run fn in a forked child; true when it reported success through a pipe
+ * (its exit status is not used: valgrind's leak check of the child's copy
+ * of the parent's memory may change it). */
+static int in_child(int (*fn)(const char *), const char *dir) {
+  int fds[2];
+  if (pipe(fds) < 0) return 0;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    char r = fn(dir) ? 'y' : 'n';
+    if (write(fds[1], &r, 1) != 1) _exit(2);
+    _exit(0);
+  }
+  close(fds[1]);
+  char r = 0;
+  if (read(fds[0], &r, 1) != 1) r = 0;
+  close(fds[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  return r == 'y';
+}
+
+static int buf_is(const tide_buf_t *b, const char *s) { return b->len == strlen(s) && !memcmp(b->data, s, b->len); }
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_open_entries_reopen(void) {
+  const char *dir = fresh("a/b/c"); /* missing parents are created */
+  char d[512];
+  snprintf(d, sizeof d, "%s", dir);
+  tide_ckpt_t *c = open_ok(d, 0);
+  tide_err_t err = {0, ""};
+  tide_buf_t b = TIDE_BUF_INIT;
+  int64_t lo, lc;
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, -1);
+  T_EQ_INT(lc, -1);
+  T_EQ_INT(tide_ckpt_meta_get(c, "query_id", 8, &b, &err), MDB_NOTFOUND);
+  T_EQ_INT(tide_ckpt_meta_set(c, "query_id", 8, "q-1", 3, &err), 0);
+  T_EQ_INT(tide_ckpt_meta_set(c, "format", 6, "9", 1, &err), TIDE_EINVAL);
+  T_EQ_INT(tide_ckpt_meta_get(c, "format", 6, &b, &err), 0);
+  T_CHECK(buf_is(&b, "1"));
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "{\"o\":0}", 7, &err), 0);
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "{\"o\":0}", 7, &err), 0); /* same text: no-op */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "{\"o\":1}", 7, &err), TIDE_EEXIST);
+  T_CHECK(strstr(err.msg, "offset log 0 exists with other offsets") != NULL);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, 0);
+  T_EQ_INT(lc, -1);
+  T_EQ_INT(tide_ckpt_commit(c, 0, "{\"c\":0}", 7, NULL, 0, &err), 0);
+  T_EQ_INT(tide_ckpt_commit(c, 0, "{\"c\":0}", 7, NULL, 0, &err), TIDE_EEXIST);
+  T_CHECK(strstr(err.msg, "commit log 0 exists") != NULL);
+  /* ids beyond 255 keep numeric order (big-endian keys) */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 256, "x", 1, &err), 0);
+  T_EQ_INT(tide_ckpt_write_offsets(c, 3, "y", 1, &err), 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, 256);
+  T_EQ_INT(lc, 0);
+  tide_ckpt_close(c);
+
+  c = open_ok(d, TIDE_CKPT_NOSYNC);
+  T_EQ_INT(tide_ckpt_meta_get(c, "query_id", 8, &b, &err), 0);
+  T_CHECK(buf_is(&b, "q-1"));
+  T_EQ_INT(tide_ckpt_offsets_get(c, 0, &b, &err), 0);
+  T_CHECK(buf_is(&b, "{\"o\":0}"));
+  T_EQ_INT(tide_ckpt_commit_get(c, 0, &b, &err), 0);
+  T_CHECK(buf_is(&b, "{\"c\":0}"));
+  T_EQ_INT(tide_ckpt_commit_get(c, 1, &b, &err), MDB_NOTFOUND);
+  T_EQ_INT(b.len, 0);
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_stats(c, &st, &states, &err), 0);
+  T_EQ_INT(st.offsets, 3);
+  T_EQ_INT(st.commits, 1);
+  T_EQ_INT(st.first_id, 0);
+  T_EQ_INT(st.last_offset_id, 256);
+  T_EQ_INT(st.last_commit_id, 0);
+  T_EQ_INT(st.nstates, 0);
+  T_CHECK(st.file_bytes > 0 && st.map_bytes >= st.file_bytes);
+  tide_ckpt_close(c);
+  tide_buf_free(&b);
+  tide_buf_free(&states);
+}
+
+/* Scan the whole state in chunks of `chunk` entries; returns the count and
+ * checks strict key order. */
+static size_t scan_all(tide_ckpt_t *c, const char *name, size_t chunk, tide_buf_t *last) {
+  tide_buf_t out = TIDE_BUF_INIT;
+  tide_err_t err = {0, ""};
+  size_t total = 0;
+  int done = 0, have = 0;
+  last->len = 0;
+  while (!done) {
+    size_t n;
+    T_EQ_INT(tide_ckpt_state_scan(c, name, strlen(name), have ? last->data : NULL, last->len, chunk, 1u << 20, &out, &n,
+                                  &done, &err),
+             0);
+    const char *p = out.data;
+    for (size_t i = 0; i < n; i++) {
+      size_t sz[2];
+      memcpy(sz, p, sizeof sz);
+      p += sizeof sz;
+      if (have) {
+        size_t m = sz[0] < last->len ? sz[0] : last->len;
+        int cmp = memcmp(last->data, p, m);
+        T_CHECK(cmp < 0 || (cmp == 0 && last->len < sz[0]));
+      }
+      last->len = 0;
+      tide_buf_append(last, p, sz[0]);
+      have = 1;
+      p += sz[0] + sz[1];
+      total++;
+    }
+    if (n == 0) break;
+  }
+  tide_buf_free(&out);
+  return total;
+}
+
+static void test_commit_states(void) {
+  tide_ckpt_t *c = open_ok(fresh("states"), 0);
+  tide_err_t err = {0, ""};
+  char keys[300][16], vals[300][16];
+  tide_ckpt_op_t ops[300];
+  for (int i = 0; i < 300; i++) {
+    /* inserted out of order: the scan must return key order */
+    int k = (i * 7919) % 300;
+    snprintf(keys[i], sizeof keys[i], "k%05d", k);
+    snprintf(vals[i], sizeof vals[i], "v%d", k);
+    ops[i] = (tide_ckpt_op_t){keys[i], strlen(keys[i]), vals[i], strlen(vals[i])};
+  }
+  tide_ckpt_change_t ch[2] = {{"counts", 6, ops, 300}, {"other", 5, ops, 2}};
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "o0", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit(c, 0, "c0", 2, ch, 2, &err), 0);
+  tide_buf_t last = TIDE_BUF_INIT;
+  T_EQ_INT(scan_all(c, "counts", 7, &last), 300);
+  T_CHECK(buf_is(&last, "k00299"));
+  T_EQ_INT(scan_all(c, "counts", 1000, &last), 300);
+  T_EQ_INT(scan_all(c, "other", 1, &last), 2);
+  T_EQ_INT(scan_all(c, "nope", 10, &last), 0);
+
+  /* deletes (also of absent keys) and puts of batch 1 */
+  tide_ckpt_op_t ops1[3] = {{"k00000", 6, NULL, 0}, {"absent", 6, NULL, 0}, {"k00001", 6, "new", 3}};
+  tide_ckpt_change_t ch1 = {"counts", 6, ops1, 3};
+  T_EQ_INT(tide_ckpt_commit(c, 1, "c1", 2, &ch1, 1, &err), 0);
+  T_EQ_INT(scan_all(c, "counts", 50, &last), 299);
+
+  /* A failing commit writes nothing: state 'other' is changed first, then
+   * a key too long for LMDB fails the change of 'bad'. */
+  char big[600];
+  memset(big, 'x', sizeof big);
+  tide_ckpt_op_t okop = {"zzz", 3, "1", 1}, badop = {big, sizeof big, "1", 1};
+  tide_ckpt_change_t ch2[2] = {{"other", 5, &okop, 1}, {"bad", 3, &badop, 1}};
+  T_EQ_INT(tide_ckpt_commit(c, 2, "c2", 2, ch2, 2, &err), TIDE_EINVAL);
+  T_CHECK(strstr(err.msg, "state 'bad': key must be 1..511 bytes, got 600") != NULL);
+  /* the same with an error found inside the transaction: the commit entry
+   * of batch 1 exists, so the states changed before are rolled back */
+  tide_ckpt_change_t ch3 = {"other", 5, &okop, 1};
+  T_EQ_INT(tide_ckpt_commit(c, 1, "c1", 2, &ch3, 1, &err), TIDE_EEXIST);
+  T_EQ_INT(scan_all(c, "other", 10, &last), 2);
+  T_CHECK(!buf_is(&last, "zzz"));
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_stats(c, &st, &states, &err), 0);
+  T_EQ_INT(st.nstates, 2); /* 'bad' was never created */
+  const tide_ckpt_state_stat_t *ss = (const tide_ckpt_state_stat_t *)states.data;
+  T_EQ_STR(ss[0].name, "counts");
+  T_EQ_INT(ss[0].entries, 299);
+  T_CHECK(ss[0].bytes >= 4096);
+  T_EQ_STR(ss[1].name, "other");
+  T_EQ_INT(ss[1].entries, 2);
+  T_EQ_INT(st.last_commit_id, 1);
+  /* an empty state name is refused before anything is written */
+  tide_ckpt_change_t ch4 = {"", 0, &okop, 1};
+  T_EQ_INT(tide_ckpt_commit(c, 2, "c2", 2, &ch4, 1, &err), TIDE_EINVAL);
+  tide_ckpt_close(c);
+  tide_buf_free(&last);
+  tide_buf_free(&states);
+}
+
+static void test_purge(void) {
+  tide_ckpt_t *c = open_ok(fresh("purge"), TIDE_CKPT_NOSYNC);
+  tide_err_t err = {0, ""};
+  for (uint64_t n = 0; n < 120; n++) {
+    T_EQ_INT(tide_ckpt_write_offsets(c, n, "o", 1, &err), 0);
+    if (n < 119) T_EQ_INT(tide_ckpt_commit(c, n, "c", 1, NULL, 0, &err), 0);
+  }
+  uint64_t removed = 0;
+  T_EQ_INT(tide_ckpt_purge(c, 20, &removed, &err), 0);
+  T_EQ_INT(removed, 40);
+  T_EQ_INT(tide_ckpt_purge(c, 20, &removed, &err), 0);
+  T_EQ_INT(removed, 0);
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT, b = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_stats(c, &st, &states, &err), 0);
+  T_EQ_INT(st.offsets, 100);
+  T_EQ_INT(st.commits, 99);
+  T_EQ_INT(st.first_id, 20);
+  T_EQ_INT(st.last_offset_id, 119);
+  T_EQ_INT(st.last_commit_id, 118);
+  T_EQ_INT(tide_ckpt_offsets_get(c, 19, &b, &err), MDB_NOTFOUND);
+  T_EQ_INT(tide_ckpt_offsets_get(c, 20, &b, &err), 0);
+  T_EQ_INT(tide_ckpt_purge(c, 1000, &removed, &err), 0);
+  T_EQ_INT(removed, 199);
+  int64_t lo, lc;
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, -1);
+  T_EQ_INT(lc, -1);
+  tide_ckpt_close(c);
+  tide_buf_free(&states);
+  tide_buf_free(&b);
+}
+
+/* A state far larger than the initial 32 MiB map, in one commit and in
+ * many: the map grows and nothing fails. */
+static void test_map_growth(void) {
+  char d[512];
+  snprintf(d, sizeof d, "%s", fresh("big"));
+  tide_ckpt_t *c = open_ok(d, TIDE_CKPT_NOSYNC);
+  tide_err_t err = {0, ""};
+  enum { N = 20000, VAL = 4000 };
+  char *val = malloc(VAL);
+  memset(val, 'v', VAL);
+  char(*keys)[16] = malloc(N * sizeof *keys);
+  tide_ckpt_op_t *ops = malloc(N * sizeof *ops);
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], 16, "key%08d", i);
+    ops[i] = (tide_ckpt_op_t){keys[i], 11, val, VAL};
+  }
+  tide_ckpt_change_t ch = {"big", 3, ops, N}; /* ~80 MB in one transaction */
+  int rc = tide_ckpt_commit(c, 0, "c0", 2, &ch, 1, &err);
+  if (rc) fprintf(stderr, "%s\n", err.msg);
+  T_EQ_INT(rc, 0);
+  for (uint64_t n = 1; n <= 4; n++) { /* and in steps */
+    for (int i = 0; i < N; i++) keys[i][3] = (char)('a' + n);
+    T_EQ_INT(tide_ckpt_commit(c, n, "c", 1, &ch, 1, &err), 0);
+  }
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT, last = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_stats(c, &st, &states, &err), 0);
+  T_CHECK(st.map_bytes > (400u << 20));
+  T_EQ_INT(((tide_ckpt_state_stat_t *)states.data)[0].entries, 5 * N);
+  tide_ckpt_close(c);
+  /* reopened: the grown map is adopted, everything is there */
+  c = open_ok(d, TIDE_CKPT_NOSYNC);
+  T_EQ_INT(scan_all(c, "big", 4096, &last), 5 * N);
+  T_EQ_INT(tide_ckpt_commit(c, 5, "c", 1, &ch, 1, &err), 0);
+  tide_ckpt_close(c);
+  free(val);
+  free(keys);
+  free(ops);
+  tide_buf_free(&states);
+  tide_buf_free(&last);
+}
+
+/* In a child while the parent holds dir: the writable open is refused; a
+ * read-only open works beside the running query and sees its data. */
+static int child_while_held(const char *d) {
+  tide_ckpt_t *x = NULL;
+  tide_err_t e = {0, ""};
+  int rc = tide_ckpt_open(d, 0, &x, &e);
+  int ok = rc == -EBUSY && strstr(e.msg, "in use by another query") != NULL;
+  rc = tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &x, &e);
+  tide_buf_t b = TIDE_BUF_INIT;
+  ok = ok && rc == 0 && tide_ckpt_offsets_get(x, 0, &b, &e) == 0 && buf_is(&b, "o0");
+  ok = ok && tide_ckpt_write_offsets(x, 1, "o1", 2, &e) == TIDE_EINVAL;
+  if (x) tide_ckpt_close(x);
+  tide_buf_free(&b);
+  if (!ok) fprintf(stderr, "child: %s\n", e.msg);
+  return ok;
+}
+
+static int child_after_release(const char *d) {
+  tide_ckpt_t *x = NULL;
+  tide_err_t e = {0, ""};
+  int rc = tide_ckpt_open(d, 0, &x, &e);
+  if (!rc) rc = tide_ckpt_write_offsets(x, 1, "o1", 2, &e);
+  tide_ckpt_close(x);
+  if (rc) fprintf(stderr, "child: %s\n", e.msg);
+  return rc == 0;
+}
+
+static void test_lock(void) {
+  char d[512];
+  snprintf(d, sizeof d, "%s", fresh("locked"));
+  tide_ckpt_t *c = open_ok(d, 0), *c2 = NULL;
+  tide_err_t err = {0, ""};
+  /* the same process */
+  T_EQ_INT(tide_ckpt_open(d, 0, &c2, &err), -EBUSY);
+  T_CHECK(c2 == NULL);
+  char want[600];
+  snprintf(want, sizeof want, "checkpoint %s: in use by another query", d);
+  T_EQ_STR(err.msg, want);
+  /* read-only in the process that holds it: refused (LMDB must not have
+   * one environment open twice in a process) */
+  T_EQ_INT(tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &c2, &err), -EBUSY);
+  T_CHECK(strstr(err.msg, "open by a query of this process") != NULL);
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "o0", 2, &err), 0);
+  /* a forked process: refused while held; read-only works beside it */
+  T_CHECK(in_child(child_while_held, d));
+  tide_ckpt_close(c);
+  /* released: another process opens it now */
+  T_CHECK(in_child(child_after_release, d));
+  /* and so does this one, also read-only */
+  c = open_ok(d, TIDE_CKPT_READ_ONLY);
+  tide_buf_t b = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_offsets_get(c, 1, &b, &err), 0);
+  T_CHECK(buf_is(&b, "o1"));
+  T_EQ_INT(tide_ckpt_commit(c, 0, "c", 1, NULL, 0, &err), TIDE_EINVAL);
+  T_CHECK(strstr(err.msg, "opened read-only") != NULL);
+  tide_ckpt_close(c);
+  c = open_ok(d, 0);
+  tide_ckpt_close(c);
+  tide_buf_free(&b);
+}
+
+static void test_bad_dirs(void) {
+  tide_ckpt_t *c = NULL;
+  tide_err_t err = {0, ""};
+  char want[700], d[512];
+  /* a file where the directory should be */
+  snprintf(d, sizeof d, "%s", fresh("file"));
+  FILE *f = fopen(d, "w");
+  fputs("x", f);
+  fclose(f);
+  T_EQ_INT(tide_ckpt_open(d, 0, &c, &err), -ENOTDIR);
+  snprintf(want, sizeof want, "checkpoint %s: not a directory", d);
+  T_EQ_STR(err.msg, want);
+  /* ... or in its path */
+  char sub[600];
+  snprintf(sub, sizeof sub, "%s/sub", d);
+  T_EQ_INT(tide_ckpt_open(sub, 0, &c, &err), -ENOTDIR);
+  snprintf(want, sizeof want, "checkpoint %s: cannot create the directory: Not a directory", sub);
+  T_EQ_STR(err.msg, want);
+  /* read-only: nothing there */
+  snprintf(d, sizeof d, "%s", fresh("missing"));
+  T_EQ_INT(tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &c, &err), -ENOENT);
+  snprintf(want, sizeof want, "checkpoint %s: No such file or directory", d);
+  T_EQ_STR(err.msg, want);
+  T_EQ_INT(mkdir(d, 0777), 0);
+  T_EQ_INT(tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &c, &err), -ENOENT);
+  snprintf(want, sizeof want, "checkpoint %s: no checkpoint here (no data.mdb)", d);
+  T_EQ_STR(err.msg, want);
+  /* a data.mdb that is not LMDB's */
+  char data[600];
+  snprintf(data, sizeof data, "%s/data.mdb", d);
+  f = fopen(data, "w");
+  for (int i = 0; i < 3000; i++) fputs("garbage ", f);
+  fclose(f);
+  T_EQ_INT(tide_ckpt_open(d, 0, &c, &err), MDB_INVALID);
+  snprintf(want, sizeof want, "checkpoint %s: cannot open data.mdb: MDB_INVALID: File is not an LMDB file", d);
+  T_EQ_STR(err.msg, want);
+  T_EQ_INT(tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &c, &err), MDB_INVALID);
+  T_CHECK(c == NULL);
+  /* a truncated one */
+  snprintf(d, sizeof d, "%s", fresh("trunc"));
+  c = open_ok(d, 0);
+  char val[3000];
+  memset(val, 'x', sizeof val);
+  char keys[200][8];
+  tide_ckpt_op_t ops[200];
+  for (int i = 0; i < 200; i++) {
+    snprintf(keys[i], 8, "k%03d", i);
+    ops[i] = (tide_ckpt_op_t){keys[i], 4, val, sizeof val};
+  }
+  tide_ckpt_change_t ch = {"s", 1, ops, 200};
+  T_EQ_INT(tide_ckpt_commit(c, 0, "c", 1, &ch, 1, &err), 0);
+  tide_ckpt_close(c);
+  snprintf(data, sizeof data, "%s/data.mdb", d);
+  T_EQ_INT(truncate(data, 16384), 0);
+  T_EQ_INT(tide_ckpt_open(d, 0, &c, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "data.mdb is truncated (16384 bytes") != NULL);
+  /* a directory without write permission (meaningless as root) */
+  if (geteuid() != 0) {
+    snprintf(d, sizeof d, "%s", fresh("ro"));
+    T_EQ_INT(mkdir(d, 0555), 0);
+    T_EQ_INT(tide_ckpt_open(d, 0, &c, &err), -EACCES);
+    snprintf(want, sizeof want, "checkpoint %s: cannot open query.lock: Permission denied", d);
+    T_EQ_STR(err.msg, want);
+  }
+}
+
+int main(void) {
+  snprintf(root, sizeof root, "/tmp/test_ckpt.XXXXXX");
+  if (!mkdtemp(root)) return 2;
+  int fds = count_fds();
+  T_RUN(test_open_entries_reopen);
+  T_RUN(test_commit_states);
+  T_RUN(test_purge);
+  T_RUN(test_map_growth);
+  T_RUN(test_lock);
+  T_RUN(test_bad_dirs);
+  T_EQ_INT(count_fds(), fds);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd)) fprintf(stderr, "cannot remove %s\n", root);
+  T_DONE();
+}
