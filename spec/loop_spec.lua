@@ -259,3 +259,177 @@ describe("tide.Loop", function()
     end)
   end)
 end)
+
+-- A child process connected to 127.0.0.1:port that sends what is written
+-- to it (bash's /dev/tcp and cat: real TCP from another process).
+local function sender(port)
+  return assert(io.popen(string.format("exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && exec cat >&3'", port), "w"))
+end
+
+local function send(p, text)
+  p:write(text)
+  p:flush()
+end
+
+-- Run the loop until cond() holds or 10 s pass; returns cond().
+local function run_until(loop, cond)
+  local guard = loop:timer(10000, function() end)
+  while not cond() and not guard:is_closed() do loop:run("once") end
+  guard:close()
+  return cond()
+end
+
+describe("tide.Server", function()
+  local loop, got, calls
+
+  local function on_lines(lines)
+    calls = calls + 1
+    for _, l in ipairs(lines) do got[#got + 1] = l end
+  end
+
+  before_each(function()
+    loop, got, calls = core.loop(), {}, 0
+  end)
+  after_each(function() loop:close() end)
+
+  it("picks a free port for port 0 and says which", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    assert.matches("^tide%.Server %(0x%x+%)$", tostring(srv))
+    assert.is_true(srv:port() > 0)
+    assert.is_true(srv:is_active())
+    assert.same({ accepted = 0, open = 0, bytes = 0, lines = 0, errors = 0 }, srv:stats())
+  end)
+
+  it("cuts lines across writes and connections, strips a CR before the LF, and delivers a last line at close",
+    function()
+      local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+      local a, b = sender(srv:port()), sender(srv:port())
+      send(a, "hel")
+      assert.is_true(run_until(loop, function() return srv:stats().bytes == 3 end))
+      assert.same({}, got)
+      send(a, "lo\r")
+      assert.is_true(run_until(loop, function() return srv:stats().bytes == 6 end))
+      send(a, "\nwor")
+      assert.is_true(run_until(loop, function() return #got == 1 end))
+      assert.same({ "hello" }, got)
+      send(b, "b1\n\nb3 \r\n")
+      assert.is_true(run_until(loop, function() return #got == 4 end))
+      assert.same({ "hello", "b1", "", "b3 " }, got)
+      a:close()
+      assert.is_true(run_until(loop, function() return #got == 5 end))
+      assert.equal("wor", got[5])
+      b:close()
+      assert.is_true(run_until(loop, function() return srv:stats().open == 0 end))
+      assert.same({ accepted = 2, open = 0, bytes = 19, lines = 5, errors = 0 }, srv:stats())
+    end)
+
+  it("hands each read's lines over as one fresh array", function()
+    local arrays = {}
+    local srv = assert(loop:listen("127.0.0.1", 0, function(lines) arrays[#arrays + 1] = lines end))
+    local a = sender(srv:port())
+    send(a, "1\n2\n3\n")
+    a:close()
+    assert.is_true(run_until(loop, function() return srv:stats().lines == 3 end))
+    local all = {}
+    for _, arr in ipairs(arrays) do
+      for _, l in ipairs(arr) do all[#all + 1] = l end
+    end
+    assert.same({ "1", "2", "3" }, all)
+    assert.is_true(#arrays <= 3)
+  end)
+
+  it("receives many lines from several connections", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local kids = {}
+    for c = 1, 4 do
+      kids[c] = assert(io.popen(string.format(
+        "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && seq %d 4 200000 >&3'", srv:port(), c)))
+    end
+    assert.is_true(run_until(loop, function() return #got == 200000 end))
+    for _, k in ipairs(kids) do k:close() end
+    local seen = {}
+    for _, l in ipairs(got) do seen[tonumber(l)] = true end
+    for i = 1, 200000 do
+      if not seen[i] then error("line " .. i .. " is missing") end
+    end
+    assert.is_true(calls < 200000)
+  end)
+
+  it("reports a line longer than max_line through on_error, skips it and goes on", function()
+    local errors = {}
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines, {
+      max_line = 4,
+      on_error = function(msg, name) errors[#errors + 1] = { msg, name } end,
+    }))
+    local a = sender(srv:port())
+    send(a, "1234\n12345\nok\n123456")
+    a:close()
+    assert.is_true(run_until(loop, function() return srv:stats().open == 0 and srv:stats().accepted == 1 end))
+    assert.same({ "1234", "ok" }, got)
+    assert.equal(2, #errors)
+    assert.matches("^127%.0%.0%.1:%d+: line longer than 4 bytes %(skipped%)$", errors[1][1])
+    assert.equal("ETOOBIG", errors[1][2])
+    assert.equal(2, srv:stats().errors)
+  end)
+
+  it("fails with a failure tuple when the port is in use or the host does not resolve", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local s2, msg, name = loop:listen("127.0.0.1", srv:port(), on_lines)
+    assert.is_nil(s2)
+    assert.equal("EADDRINUSE: Address already in use", msg)
+    assert.equal("EADDRINUSE", name)
+    s2, msg, name = loop:listen("no-such-host.invalid", 0, on_lines)
+    assert.is_nil(s2)
+    assert.equal("ENOTFOUND: not found", msg)
+    assert.equal("ENOTFOUND", name)
+  end)
+
+  it("rejects bad arguments and options", function()
+    assert.has_error(function() loop:listen("127.0.0.1", 70000, on_lines) end,
+      "bad argument #2 to 'listen' (must be 0..65535)")
+    assert.has_error(function() loop:listen("127.0.0.1", 0) end,
+      "bad argument #3 to 'listen' (function expected, got no value)")
+    assert.has_error(function() loop:listen("127.0.0.1", 0, on_lines, { max_lines = 1 }) end,
+      "listen: unknown option 'max_lines' (allowed: max_line, on_error)")
+    assert.has_error(function() loop:listen("127.0.0.1", 0, on_lines, { max_line = 0 }) end,
+      "listen: option 'max_line' must be an integer >= 1")
+    assert.has_error(function() loop:listen("127.0.0.1", 0, on_lines, { on_error = 1 }) end,
+      "listen: option 'on_error' must be a function")
+  end)
+
+  it("closes its connections when closed, and refuses further use", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local peer = assert(io.popen(string.format(
+      "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && cat <&3; echo closed'", srv:port())))
+    assert.is_true(run_until(loop, function() return srv:stats().open == 1 end))
+    srv:close()
+    assert.is_true(srv:is_closed())
+    assert.equal("closed\n", peer:read("a"))
+    peer:close()
+    assert.has_error(function() srv:port() end, "attempt to use a closed tide.Server")
+    assert.has_error(function() srv:stats() end, "attempt to use a closed tide.Server")
+    srv:close()
+    assert.is_false(loop:run("nowait"))
+  end)
+
+  it("is closed with its loop", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local port = srv:port()
+    loop:close()
+    assert.is_true(srv:is_closed())
+    local l2 = core.loop()
+    local again = assert(l2:listen("127.0.0.1", port, on_lines)) -- the port is free again
+    again:close()
+    l2:close()
+  end)
+
+  it("raises a callback's error from loop:run", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, function() error("bad lines") end))
+    local a = sender(srv:port())
+    send(a, "x\n")
+    a:close()
+    local ok, err = pcall(run_until, loop, function() return false end)
+    assert.is_false(ok)
+    assert.matches("loop_spec%.lua:%d+: bad lines", err)
+  end)
+end)
