@@ -1,0 +1,496 @@
+/*
+ * l_ckpt.c: the Lua binding of the checkpoint store (core/ckpt.h), the
+ * tide.Checkpoint type that the stream engine (lua/tide/query.lua) and
+ * `tide checkpoint show` use.
+ *
+ *   core.checkpoint(dir [, {sync = true, read_only = false}]) -> ck | nil, msg, ENAME
+ *   ck:get_meta(key) -> text | nil          ck:set_meta(key, text) -> true
+ *   ck:latest() -> last offset id | nil, last commit id | nil
+ *   ck:offsets(n), ck:commit_entry(n) -> text | nil
+ *   ck:write_offsets(n, text) -> true       ck:commit(n, text, changes) -> true
+ *   ck:purge(before) -> number of entries removed
+ *   ck:state(name) -> iterator of key, value in key order
+ *   ck:stats() -> table                     ck:path(), ck:is_read_only(), ck:is_open()
+ *   ck:close() (also __gc, __close)
+ *
+ * Error tiers (STYLE.md): bad arguments, writes to a read-only checkpoint
+ * and use of a closed one raise. Writes that fail in the environment or on
+ * the data (disk full, "offset log N exists with other offsets", "commit
+ * log N exists") return nil, message, ENAME and write nothing. Reads, whose
+ * nil means "absent", raise when the environment fails.
+ *
+ * No Lua error can cross an open transaction: every argument is converted
+ * and checked before the C call, the C call begins and ends its
+ * transactions, and results are pushed afterwards from buffers owned by
+ * userdata (so that a raise while pushing leaks nothing).
+ */
+#include <lauxlib.h>
+#include <lmdb.h>
+#include <lua.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "l_tide.h"
+
+#define CKPT_MT "tide.Checkpoint"
+#define ITER_MT "tide.CheckpointIter"
+
+/* Entries and bytes copied per state_scan call of an iterator. */
+#define ITER_CHUNK_ENTRIES 512
+#define ITER_CHUNK_BYTES (1u << 20)
+
+typedef struct {
+  tide_ckpt_t *c;
+  tide_buf_t scratch; /* results of reads, pushed from here */
+} l_ckpt_t;
+
+typedef struct {
+  char name[TIDE_CKPT_NAME_MAX + 1];
+  size_t name_len;
+  tide_buf_t chunk;  /* records of the current chunk (ckpt.h) */
+  size_t pos, n;     /* next record, records in chunk */
+  const char *next;  /* the next record's bytes in chunk */
+  tide_buf_t last;   /* the last key of the chunk: the next scan starts after it */
+  int started, done;
+} l_iter_t;
+
+/* ---------------------------------------------------------------- helpers */
+
+static int push_fail(lua_State *L, int rc, const tide_err_t *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err->msg[0] ? err->msg : tide_strerror(rc));
+  lua_pushstring(L, tide_errname(rc));
+  return 3;
+}
+
+/* A write's result: true, a raise for misuse (TIDE_EINVAL), or the failure
+ * tuple. */
+static int write_result(lua_State *L, int rc, const tide_err_t *err) {
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (rc == TIDE_EINVAL) return luaL_error(L, "%s", err->msg);
+  return push_fail(L, rc, err);
+}
+
+static l_ckpt_t *check_ckpt(lua_State *L, int idx) { return luaL_checkudata(L, idx, CKPT_MT); }
+
+static l_ckpt_t *check_open_ckpt(lua_State *L, int idx) {
+  l_ckpt_t *k = check_ckpt(L, idx);
+  if (!k->c) luaL_error(L, "attempt to use a closed tide.Checkpoint");
+  return k;
+}
+
+/* A batch id argument: an integer >= 0. */
+static uint64_t check_id(lua_State *L, int idx) {
+  lua_Integer n = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, n >= 0, idx, "batch id must be >= 0");
+  return (uint64_t)n;
+}
+
+/* ----------------------------------------------------------- open/close */
+
+/* Idempotent close: __gc, __close and ck:close(). */
+static int ckpt_close(lua_State *L) {
+  l_ckpt_t *k = check_ckpt(L, 1);
+  tide_ckpt_close(k->c);
+  k->c = NULL;
+  tide_buf_free(&k->scratch);
+  return 0;
+}
+
+/* core.checkpoint(dir [, opts]) -> ck | nil, msg, ENAME */
+static int l_checkpoint(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  int flags = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      int is_sync = key && !strcmp(key, "sync"), is_ro = key && !strcmp(key, "read_only");
+      if (!is_sync && !is_ro) {
+        lua_pushvalue(L, -2);
+        return luaL_error(L, "checkpoint: unknown option '%s' (allowed: read_only, sync)", luaL_tolstring(L, -1, NULL));
+      }
+      if (!lua_isboolean(L, -1))
+        return luaL_error(L, "checkpoint: option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+      if (is_sync && !lua_toboolean(L, -1)) flags |= TIDE_CKPT_NOSYNC;
+      if (is_ro && lua_toboolean(L, -1)) flags |= TIDE_CKPT_READ_ONLY;
+      lua_pop(L, 1);
+    }
+  }
+  l_ckpt_t *k = lua_newuserdatauv(L, sizeof *k, 0);
+  memset(k, 0, sizeof *k); /* created closed, then opened (STYLE.md) */
+  luaL_setmetatable(L, CKPT_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_open(dir, flags, &k->c, &err);
+  if (rc) return push_fail(L, rc, &err);
+  return 1;
+}
+
+static int l_path(lua_State *L) {
+  lua_pushstring(L, tide_ckpt_dir(check_open_ckpt(L, 1)->c));
+  return 1;
+}
+
+static int l_is_read_only(lua_State *L) {
+  lua_pushboolean(L, tide_ckpt_read_only(check_open_ckpt(L, 1)->c));
+  return 1;
+}
+
+static int l_is_open(lua_State *L) {
+  lua_pushboolean(L, check_ckpt(L, 1)->c != NULL);
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  l_ckpt_t *k = check_ckpt(L, 1);
+  if (k->c) lua_pushfstring(L, "tide.Checkpoint (%s)", tide_ckpt_dir(k->c));
+  else lua_pushliteral(L, "tide.Checkpoint (closed)");
+  return 1;
+}
+
+/* ---------------------------------------------------------------- reads */
+
+/* Push the scratch buffer's text after a read: the text, nil when absent,
+ * a raise when the read failed. */
+static int read_result(lua_State *L, l_ckpt_t *k, int rc, const tide_err_t *err) {
+  if (rc == MDB_NOTFOUND) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc) return luaL_error(L, "%s", err->msg[0] ? err->msg : tide_strerror(rc));
+  lua_pushlstring(L, k->scratch.data ? k->scratch.data : "", k->scratch.len);
+  return 1;
+}
+
+static int l_get_meta(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  luaL_argcheck(L, klen > 0 && klen <= TIDE_CKPT_KEY_MAX, 2, "meta key must be 1..511 bytes");
+  tide_err_t err = {0, ""};
+  return read_result(L, k, tide_ckpt_meta_get(k->c, key, klen, &k->scratch, &err), &err);
+}
+
+static int l_offsets(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  tide_err_t err = {0, ""};
+  return read_result(L, k, tide_ckpt_offsets_get(k->c, n, &k->scratch, &err), &err);
+}
+
+static int l_commit_entry(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  tide_err_t err = {0, ""};
+  return read_result(L, k, tide_ckpt_commit_get(k->c, n, &k->scratch, &err), &err);
+}
+
+static void push_id(lua_State *L, int64_t id) {
+  if (id < 0) lua_pushnil(L);
+  else lua_pushinteger(L, (lua_Integer)id);
+}
+
+static int l_latest(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  int64_t lo, lc;
+  tide_err_t err = {0, ""};
+  if (tide_ckpt_latest(k->c, &lo, &lc, &err)) return luaL_error(L, "%s", err.msg);
+  push_id(L, lo);
+  push_id(L, lc);
+  return 2;
+}
+
+static void set_int(lua_State *L, const char *key, int64_t v) {
+  if (v < 0) return; /* -1: none, the field stays nil */
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, key);
+}
+
+/* ck:stats() -> { offsets, commits, first_id, last_offset_id,
+ * last_commit_id, states = { [name] = { entries, bytes } }, map_bytes,
+ * file_bytes } */
+static int l_stats(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  tide_ckpt_stats_t st;
+  tide_err_t err = {0, ""};
+  if (tide_ckpt_stats(k->c, &st, &k->scratch, &err)) return luaL_error(L, "%s", err.msg);
+  lua_createtable(L, 0, 8);
+  set_int(L, "offsets", (int64_t)st.offsets);
+  set_int(L, "commits", (int64_t)st.commits);
+  set_int(L, "first_id", st.first_id);
+  set_int(L, "last_offset_id", st.last_offset_id);
+  set_int(L, "last_commit_id", st.last_commit_id);
+  set_int(L, "map_bytes", (int64_t)st.map_bytes);
+  set_int(L, "file_bytes", (int64_t)st.file_bytes);
+  lua_createtable(L, 0, (int)st.nstates);
+  for (size_t i = 0; i < st.nstates; i++) {
+    tide_ckpt_state_stat_t s;
+    memcpy(&s, k->scratch.data + i * sizeof s, sizeof s);
+    lua_createtable(L, 0, 2);
+    set_int(L, "entries", (int64_t)s.entries);
+    set_int(L, "bytes", (int64_t)s.bytes);
+    lua_setfield(L, -2, s.name);
+  }
+  lua_setfield(L, -2, "states");
+  return 1;
+}
+
+/* --------------------------------------------------------------- writes */
+
+static int l_set_meta(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  size_t klen, vlen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  const char *val = luaL_checklstring(L, 3, &vlen);
+  luaL_argcheck(L, klen > 0 && klen <= TIDE_CKPT_KEY_MAX, 2, "meta key must be 1..511 bytes");
+  tide_err_t err = {0, ""};
+  return write_result(L, tide_ckpt_meta_set(k->c, key, klen, val, vlen, &err), &err);
+}
+
+static int l_write_offsets(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  size_t len;
+  const char *text = luaL_checklstring(L, 3, &len);
+  tide_err_t err = {0, ""};
+  return write_result(L, tide_ckpt_write_offsets(k->c, n, text, len, &err), &err);
+}
+
+static int l_purge(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t before = check_id(L, 2);
+  uint64_t removed = 0;
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_purge(k->c, before, &removed, &err);
+  if (rc == TIDE_EINVAL) return luaL_error(L, "%s", err.msg);
+  if (rc) return push_fail(L, rc, &err);
+  lua_pushinteger(L, (lua_Integer)removed);
+  return 1;
+}
+
+/* Push t[field] of the table on top without metamethods (no Lua code
+ * runs, and what is read is what the table holds); returns its type. */
+static int raw_field(lua_State *L, const char *field) {
+  lua_pushstring(L, field);
+  return lua_rawget(L, -2);
+}
+
+/* The array at t[field] of the table on top (absent: 0 entries); raises when it is not one. */
+static lua_Unsigned field_len(lua_State *L, const char *state, const char *field) {
+  int ty = raw_field(L, field);
+  lua_Unsigned n = 0;
+  if (ty == LUA_TTABLE) n = lua_rawlen(L, -1);
+  else if (ty != LUA_TNIL)
+    luaL_error(L, "commit: changes['%s'].%s must be an array, got %s", state, field, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return n;
+}
+
+/* The string at index i of the table on top (a string, never converted:
+ * its bytes stay referenced by the table during the commit). */
+static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const char *state, const char *what,
+                              lua_Integer at) {
+  if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+    luaL_error(L, "commit: changes['%s'].%s[%d]: %s must be a string, got %s", state, what, (int)at,
+               i == 2 ? "value" : "key", luaL_typename(L, -1));
+  const char *s = lua_tolstring(L, -1, len);
+  lua_pop(L, 1);
+  return s;
+}
+
+/* ck:commit(n, text [, changes]) -> true | nil, msg, ENAME
+ * changes = { [state name] = { put = { {key, value}, ... }, del = { key, ... } } }
+ * Pass 1 checks the shape and counts; pass 2 fills one block of
+ * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
+ * whose pointers are into the Lua strings the changes table holds. Per
+ * state, the puts apply first, then the deletes. */
+static int l_commit(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  size_t len;
+  const char *text = luaL_checklstring(L, 3, &len);
+  size_t nch = 0, nops = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 4)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return luaL_error(L, "commit: changes: state names must be strings, got %s", luaL_typename(L, -2));
+      const char *state = lua_tostring(L, -2);
+      if (!lua_istable(L, -1))
+        return luaL_error(L, "commit: changes['%s'] must be a table {put = ..., del = ...}, got %s", state,
+                          luaL_typename(L, -1));
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!f || (strcmp(f, "put") && strcmp(f, "del"))) {
+          lua_pushvalue(L, -2);
+          return luaL_error(L, "commit: changes['%s']: unknown field '%s' (allowed: del, put)", state,
+                            luaL_tolstring(L, -1, NULL));
+        }
+        lua_pop(L, 1);
+      }
+      nops += field_len(L, state, "put") + field_len(L, state, "del");
+      nch++;
+      lua_pop(L, 1);
+    }
+  }
+  tide_ckpt_change_t *ch = lua_newuserdatauv(L, nch * sizeof *ch + nops * sizeof(tide_ckpt_op_t) + 1, 0);
+  tide_ckpt_op_t *ops = (tide_ckpt_op_t *)(ch + nch);
+  size_t ci = 0, oi = 0;
+  if (nch) {
+    lua_pushnil(L);
+    while (ci < nch && lua_next(L, 4)) {
+      const char *state = lua_tolstring(L, -2, &ch[ci].state_len);
+      ch[ci].state = state;
+      ch[ci].ops = ops + oi;
+      size_t first = oi;
+      if (raw_field(L, "put") == LUA_TTABLE) {
+        lua_Unsigned m = lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= (lua_Integer)m && oi < nops; i++) {
+          if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
+            return luaL_error(L, "commit: changes['%s'].put[%d] must be a {key, value} pair, got %s", state, (int)i,
+                              luaL_typename(L, -1));
+          tide_ckpt_op_t *op = &ops[oi++];
+          op->key = raw_string(L, 1, &op->klen, state, "put", i);
+          op->val = raw_string(L, 2, &op->vlen, state, "put", i);
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+      if (raw_field(L, "del") == LUA_TTABLE) {
+        lua_Unsigned m = lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= (lua_Integer)m && oi < nops; i++) {
+          tide_ckpt_op_t *op = &ops[oi++];
+          if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+            return luaL_error(L, "commit: changes['%s'].del[%d]: key must be a string, got %s", state, (int)i,
+                              luaL_typename(L, -1));
+          op->key = lua_tolstring(L, -1, &op->klen);
+          op->val = NULL;
+          op->vlen = 0;
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 2); /* del, the change table */
+      ch[ci].nops = oi - first;
+      ci++;
+    }
+  }
+  /* From here to the result no Lua function runs. */
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit(k->c, n, text, len, ch, ci, &err);
+  return write_result(L, rc, &err);
+}
+
+/* ------------------------------------------------------------- iterator */
+
+static int iter_gc(lua_State *L) {
+  l_iter_t *it = luaL_checkudata(L, 1, ITER_MT);
+  tide_buf_free(&it->chunk);
+  tide_buf_free(&it->last);
+  return 0;
+}
+
+/* Load the next chunk after it->last; remember its last key. */
+static int iter_load(lua_State *L, l_ckpt_t *k, l_iter_t *it) {
+  tide_err_t err = {0, ""};
+  size_t n;
+  int done;
+  int rc = tide_ckpt_state_scan(k->c, it->name, it->name_len, it->started ? it->last.data : NULL, it->last.len,
+                                ITER_CHUNK_ENTRIES, ITER_CHUNK_BYTES, &it->chunk, &n, &done, &err);
+  if (rc) return luaL_error(L, "%s", err.msg);
+  it->started = 1;
+  it->done = done;
+  it->n = n;
+  it->pos = 0;
+  it->next = it->chunk.data;
+  /* the last record's key */
+  const char *p = it->chunk.data;
+  for (size_t i = 0; i < n; i++) {
+    size_t sz[2];
+    memcpy(sz, p, sizeof sz);
+    if (i + 1 == n) {
+      it->last.len = 0;
+      if (tide_buf_append(&it->last, p + sizeof sz, sz[0])) return luaL_error(L, "out of memory");
+    }
+    p += sizeof sz + sz[0] + sz[1];
+  }
+  return 0;
+}
+
+/* The iterator function: upvalue 1 the tide.Checkpoint, 2 the state. */
+static int iter_next(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, lua_upvalueindex(1));
+  l_iter_t *it = luaL_checkudata(L, lua_upvalueindex(2), ITER_MT);
+  if (it->pos == it->n) {
+    if (it->started && it->done) return 0;
+    iter_load(L, k, it);
+    if (it->n == 0) {
+      it->done = 1;
+      return 0;
+    }
+  }
+  size_t sz[2];
+  memcpy(sz, it->next, sizeof sz);
+  const char *key = it->next + sizeof sz;
+  it->next = key + sz[0] + sz[1];
+  it->pos++;
+  lua_pushlstring(L, key, sz[0]);
+  lua_pushlstring(L, key + sz[0], sz[1]);
+  return 2;
+}
+
+/* ck:state(name) -> iterator over key, value in key order. Reads in chunks
+ * of ITER_CHUNK_ENTRIES, each in its own read transaction: a write between
+ * two chunks is seen from the next chunk on. */
+static int l_state(lua_State *L) {
+  check_open_ckpt(L, 1);
+  size_t len;
+  const char *name = luaL_checklstring(L, 2, &len);
+  luaL_argcheck(L, len > 0 && len <= TIDE_CKPT_NAME_MAX && !memchr(name, 0, len), 2,
+                "state name must be 1..200 bytes without NUL");
+  lua_pushvalue(L, 1);
+  l_iter_t *it = lua_newuserdatauv(L, sizeof *it, 0);
+  memset(it, 0, sizeof *it);
+  luaL_setmetatable(L, ITER_MT);
+  memcpy(it->name, name, len);
+  it->name_len = len;
+  lua_pushcclosure(L, iter_next, 2);
+  return 1;
+}
+
+/* ----------------------------------------------------------------- open */
+
+static const luaL_Reg ckpt_methods[] = {
+    {"get_meta", l_get_meta},
+    {"set_meta", l_set_meta},
+    {"latest", l_latest},
+    {"offsets", l_offsets},
+    {"commit_entry", l_commit_entry},
+    {"write_offsets", l_write_offsets},
+    {"commit", l_commit},
+    {"state", l_state},
+    {"purge", l_purge},
+    {"stats", l_stats},
+    {"path", l_path},
+    {"is_read_only", l_is_read_only},
+    {"is_open", l_is_open},
+    {"close", ckpt_close},
+    {NULL, NULL},
+};
+
+int tide_l_ckpt_open(lua_State *L) {
+  tide_l_class(L, CKPT_MT, ckpt_methods, ckpt_close, 1);
+  luaL_getmetatable(L, CKPT_MT);
+  lua_pushcfunction(L, l_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  tide_l_class(L, ITER_MT, NULL, iter_gc, 0);
+  lua_pushcfunction(L, l_checkpoint);
+  lua_setfield(L, -2, "checkpoint");
+  return 0;
+}
