@@ -587,8 +587,10 @@ function Source:get_batch(start, stop, batch_id)
   if st.dropped > 0 then counts.dropped = st.dropped end
   if #st.dead > 0 then
     local topic = self:_dead_letter_topic()
+    -- idempotent per batch: a re-run batch (same offsets, same bad records)
+    -- is skipped by the store
     local aok, aerr = pcall(topic.append, topic, st.dead,
-      { writer = self._writer, seq = batch_id })
+      batch_id ~= nil and { writer = self._writer, seq = batch_id } or nil)
     if not aok then
       for _, b in ipairs(st.out) do b:close() end
       error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #st.dead,

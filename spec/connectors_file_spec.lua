@@ -631,6 +631,7 @@ end
           if complete then assert.equal(20000, c, "batch " .. id .. " after the re-run") end
         end
       end
+      local mid = 0
       for _ = 1, 25 do
         local cmd = string.format("sh -c 'lua5.4 %s %s %d >/dev/null 2>%s & echo $!; wait'", script, out, NB, errf)
         local p = io.popen(cmd)
@@ -640,6 +641,9 @@ end
         p:read("a")
         p:close()
         assert.equal("", read_file(errf), "the child failed on its own")
+        for _, name in ipairs(parts(out)) do
+          if name:match("^%.part%-.*%.tmp$") then mid = mid + 1 end
+        end
         check(false)
         -- the restarted query runs every batch again
         local s = sink { path = out }
@@ -651,7 +655,10 @@ end
           s:add_batch(id, { batch(rows) }, "append", schema)
         end
         check(true)
+        for _, name in ipairs(parts(out)) do assert.is_nil(name:match("%.tmp$"), "a temporary is left: " .. name) end
       end
+      io.stderr:write(string.format("\n[connectors_file_spec] seed %d: 25 kills, %d left a temporary file behind\n",
+        seed, mid))
     end)
   end)
 end)
