@@ -914,6 +914,8 @@ int tide_agg_result_of(const tide_agg_t *a, const uint32_t *gids, uint32_t n, ti
 
 /* ----------------------------------------------------- streaming state --- */
 
+uint32_t tide_agg_nkeys(const tide_agg_t *a) { return a->nkeys; }
+
 uint64_t tide_agg_sid(const tide_agg_t *a, uint32_t gid) { return a->sid[gid]; }
 
 uint32_t tide_agg_dirty(const tide_agg_t *a, const uint32_t **gids) {
@@ -1082,7 +1084,7 @@ int tide_agg_evict(tide_agg_t *a, uint32_t key_col, int64_t bound, tide_batch_t 
   if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
     return tide_err_set(err, TIDE_EINVAL, "evict: key column '%s' is %s, expected int or timestamp",
                         a->keys->fields[key_col].name, tide_type_name(t));
-  uint32_t *gone = malloc((a->ngroups ? a->ngroups : 1) * sizeof *gone), m = 0;
+  uint32_t *gone = calloc(a->ngroups ? a->ngroups : 1, sizeof *gone), m = 0; /* calloc: gcc -O1 sees no init */
   if (!gone) return tide_err_set(err, -ENOMEM, "out of memory");
   for (uint32_t g = 0; g < a->ngroups; g++) {
     const unsigned char *rec = a->krec + (size_t)g * a->krec_size;

@@ -78,6 +78,9 @@ size_t tide_agg_bytes(const tide_agg_t *a); /* memory held, approximately */
 
 /* ------------------------------------------------------ streaming state --- */
 
+/* Number of key columns (the first fields of tide_agg_schema). */
+uint32_t tide_agg_nkeys(const tide_agg_t *a);
+
 /* The state id of group gid (< tide_agg_groups). Never 0. */
 uint64_t tide_agg_sid(const tide_agg_t *a, uint32_t gid);
 

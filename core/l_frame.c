@@ -15,6 +15,22 @@
  *   core.concat({Batch..}, schema)       -> Batch
  *   core.slice(batch, offset, count)     -> Batch
  *   agg:push(batch, keys, args [, window [, filter [, first]]]), agg:result()
+ *   agg:groups(), agg:bytes()
+ *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
+ *   agg:clear_changes()
+ *   agg:restore(sid, record) -> true | nil, msg, ENAME
+ *   agg:evict(key, bound)  -> Batch, {sid..} | nil, msg, ENAME
+ *     Streaming state (agg.h): every group has a state id (sid, an integer
+ *     >= 1 that no other group of this aggregation's life gets). changes()
+ *     gives the groups that push() created or updated since the last
+ *     clear_changes(), in first-seen order: their result rows, their sids
+ *     and their state records (strings of bytes, docs/FORMAT.md), without
+ *     clearing. restore(sid, record) adds the group a record describes (not
+ *     as a change); a record that is damaged, of another format version or
+ *     of another plan gives nil, msg, "ECORRUPT" | "EFORMAT" | "ESCHEMA".
+ *     evict(key, bound) removes the groups whose key column `key` (by name;
+ *     int or timestamp) is not NULL and <= bound, returning their final
+ *     rows and sids; the same key seen later starts a fresh group.
  *   core.udf_filter(batch, fn [, first]) -> Batch | nil, msg
  *   core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
  *   core.rows_batch(schema, rows)        -> Batch | nil, msg
@@ -608,6 +624,99 @@ static int agg_bytes(lua_State *L) {
   return 1;
 }
 
+/* agg:changes() -> Batch, {sid..}, {record..}: the dirty groups' rows,
+ * state ids and state records, in the same (first-seen) order. */
+static int agg_changes(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  const uint32_t *gids;
+  uint32_t n = tide_agg_dirty(a, &gids);
+  tide_err_t err = {0, ""};
+  tide_batch_t *b;
+  int rc = tide_agg_result_of(a, gids, n, &b, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_l_push_batch(L, b);
+  /* nothing below changes the aggregation, so gids stays valid */
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)tide_agg_sid(a, gids[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  scratch_t *x = push_scratch(L); /* the record buffer, freed if a push raises */
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    x->buf.len = 0;
+    if ((rc = tide_agg_encode(a, gids[i], &x->buf, &err))) return fail(L, rc, err.msg);
+    lua_pushlstring(L, x->buf.data, x->buf.len);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  scratch_free(x);
+  lua_remove(L, -2);
+  return 3;
+}
+
+static int agg_clear_changes(lua_State *L) {
+  tide_agg_clear_dirty(check_agg(L, 1));
+  return 0;
+}
+
+/* agg:restore(sid, record) -> true | nil, msg, ENAME */
+static int agg_restore(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  lua_Integer sid = luaL_checkinteger(L, 2);
+  size_t len;
+  const char *p = luaL_checklstring(L, 3, &len);
+  luaL_argcheck(L, sid >= 1, 2, "a state id is an integer >= 1");
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_restore(a, (uint64_t)sid, p, len, &err);
+  if (rc) return fail(L, rc, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* agg:evict(key, bound) -> Batch, {sid..}: the groups whose key column
+ * `key` is not NULL and <= bound, removed. */
+static int agg_evict(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  size_t klen;
+  const char *key = luaL_checklstring(L, 2, &klen);
+  lua_Integer bound = luaL_checkinteger(L, 3);
+  const tide_schema_t *s = tide_agg_schema(a);
+  uint32_t nk = tide_agg_nkeys(a), col = nk;
+  for (uint32_t k = 0; k < nk && col == nk; k++)
+    if (s->fields[k].name_len == klen && !memcmp(s->fields[k].name, key, klen)) col = k;
+  if (col == nk) {
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    for (uint32_t k = 0; k < nk; k++) {
+      if (k) luaL_addstring(&lb, ", ");
+      luaL_addlstring(&lb, s->fields[k].name, s->fields[k].name_len);
+    }
+    luaL_pushresult(&lb);
+    return luaL_argerror(L, 2, lua_pushfstring(L, "no key column '%s' (key columns: %s)", key,
+                                              nk ? lua_tostring(L, -1) : "none"));
+  }
+  tide_type_t t = s->fields[col].type;
+  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "key column '%s' is %s, expected int or timestamp", key,
+                                              tide_type_name(t)));
+  scratch_t *x = push_scratch(L); /* owns the sids until they are pushed */
+  tide_batch_t *b;
+  uint64_t *sids;
+  uint32_t n;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_evict(a, col, (int64_t)bound, &b, &sids, &n, &err);
+  if (rc) return fail(L, rc, err.msg);
+  x->p[0] = sids;
+  tide_l_push_batch(L, b);
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)sids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  scratch_free(x);
+  return 2;
+}
+
 /* ---------------------------------------------------------------- join --- */
 
 typedef struct {
@@ -1167,8 +1276,15 @@ static const luaL_Reg schema_methods[] = {{"fields", schema_fields}, {"ddl", sch
 static const luaL_Reg expr_methods[] = {{"type", expr_type},     {"nullable", expr_nullable}, {"name", expr_name},
                                         {"text", expr_text},     {"column", expr_column},     {"agg", expr_agg},
                                         {"arg", expr_arg},       {NULL, NULL}};
-static const luaL_Reg agg_methods[] = {{"push", agg_push}, {"result", agg_result}, {"groups", agg_groups},
-                                       {"bytes", agg_bytes},   {NULL, NULL}};
+static const luaL_Reg agg_methods[] = {{"push", agg_push},
+                                       {"result", agg_result},
+                                       {"groups", agg_groups},
+                                       {"bytes", agg_bytes},
+                                       {"changes", agg_changes},
+                                       {"clear_changes", agg_clear_changes},
+                                       {"restore", agg_restore},
+                                       {"evict", agg_evict},
+                                       {NULL, NULL}};
 static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 
 int tide_l_frame_open(lua_State *L) {

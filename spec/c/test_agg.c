@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agg.h"
+#include "crc32c.h"
 #include "t.h"
 #include "vec.h"
 
@@ -745,6 +746,876 @@ static void test_random_vs_reference_and_splits(void) {
   tide_schema_unref(ks);
 }
 
+/* ------------------------------------------------- streaming state --- */
+
+/* Every key type and every aggregate over every type it applies to. */
+#define ST_IN                                                                                        \
+  "ki int?, ks string?, kd double?, kb bool?, kt timestamp?, kj json?, x int?, d double?, s string?, " \
+  "f bool?, t timestamp?, j json?"
+enum { C_KI, C_KS, C_KD, C_KB, C_KT, C_KJ, C_X, C_D, C_S, C_F, C_T, C_J };
+
+static tide_agg_spec_t st_specs[40];
+static int st_argcol[40];
+static uint32_t st_nspecs;
+
+static void st_init_specs(void) {
+  static char names[40][24];
+  static const struct {
+    int col;
+    tide_type_t t;
+    const char *n;
+  } cols[] = {{C_X, TIDE_T_INT, "x"},    {C_D, TIDE_T_DOUBLE, "d"},    {C_S, TIDE_T_STRING, "s"},
+              {C_F, TIDE_T_BOOL, "f"},   {C_T, TIDE_T_TIMESTAMP, "t"}, {C_J, TIDE_T_JSON, "j"}};
+  uint32_t n = 0;
+#define ADD(k, ty, col, nm)                                   \
+  do {                                                        \
+    snprintf(names[n], sizeof names[n], "%s", nm);            \
+    st_specs[n] = (tide_agg_spec_t){k, ty, names[n]};         \
+    st_argcol[n++] = col;                                     \
+  } while (0)
+  ADD(TIDE_AGG_COUNT_STAR, 0, -1, "n");
+  ADD(TIDE_AGG_COUNT, TIDE_T_INT, C_X, "nx");
+  ADD(TIDE_AGG_SUM, TIDE_T_INT, C_X, "sx");
+  ADD(TIDE_AGG_SUM, TIDE_T_DOUBLE, C_D, "sd");
+  ADD(TIDE_AGG_AVG, TIDE_T_INT, C_X, "ax");
+  ADD(TIDE_AGG_AVG, TIDE_T_DOUBLE, C_D, "ad");
+  static const tide_agg_kind_t kinds[] = {TIDE_AGG_MIN, TIDE_AGG_MAX, TIDE_AGG_FIRST, TIDE_AGG_LAST,
+                                          TIDE_AGG_COUNT_DISTINCT};
+  static const char *kn[] = {"min", "max", "first", "last", "dist"};
+  for (int c = 0; c < 6; c++)
+    for (int k = 0; k < 5; k++) {
+      char nm[24];
+      snprintf(nm, sizeof nm, "%s_%s", kn[k], cols[c].n);
+      ADD(kinds[k], cols[c].t, cols[c].col, nm);
+    }
+#undef ADD
+  st_nspecs = n;
+}
+
+/* Random rows of ST_IN: NULLs everywhere, inline and arena strings, NaN,
+ * -0.0, json of several shapes, extreme ints. ts0 offsets the timestamps
+ * of kt (the event-time key). */
+static tide_batch_t *st_rows(tide_schema_t *in, uint32_t n, int64_t kt_lo, int64_t kt_span) {
+  static const char *jsons[] = {"{\"a\":1}", "[1,2,3]", "\"text\"", "null", "{\"long\":\"a value past twelve bytes\"}"};
+  static const double dbl[] = {0.0, -0.0, 1.5, -2.25, 1e300, 3.0};
+  tide_batch_t *b = tide_batch_new(in, n);
+  char buf[200];
+  for (uint32_t r = 0; r < n; r++) {
+    tide_batch_row_begin(b);
+    if (rnd() % 10) tide_batch_set_i64(b, C_KI, (int64_t)(rnd() % 12) - 3);
+    if (rnd() % 10) {
+      uint64_t v = rnd() % 10;
+      int len = snprintf(buf, sizeof buf, v % 3 == 0 ? "k%llu" : v % 3 == 1 ? "a-rather-long-key-string-%llu" : "",
+                         (unsigned long long)v);
+      tide_batch_set_str(b, C_KS, buf, (size_t)len);
+    }
+    if (rnd() % 10) tide_batch_set_f64(b, C_KD, rnd() % 5 == 0 ? NAN : dbl[rnd() % 6]);
+    if (rnd() % 3) tide_batch_set_bool(b, C_KB, (int)(rnd() % 2));
+    if (rnd() % 10) tide_batch_set_i64(b, C_KT, kt_lo + (int64_t)(rnd() % (uint64_t)kt_span));
+    if (rnd() % 4) {
+      const char *j = jsons[rnd() % 5];
+      tide_batch_set_str(b, C_KJ, j, strlen(j));
+    }
+    if (rnd() % 5) tide_batch_set_i64(b, C_X, rnd() % 50 == 0 ? INT64_MAX - (int64_t)(rnd() % 3) : (int64_t)(rnd() % 40) - 10);
+    if (rnd() % 5) tide_batch_set_f64(b, C_D, rnd() % 9 == 0 ? NAN : rnd() % 9 == 0 ? -0.0 : (double)(rnd() % 100) / 4);
+    if (rnd() % 5) {
+      int len = (int)(rnd() % 40);
+      for (int i = 0; i < len; i++) buf[i] = (char)('a' + rnd() % 3);
+      tide_batch_set_str(b, C_S, buf, (size_t)len);
+    }
+    if (rnd() % 5) tide_batch_set_bool(b, C_F, (int)(rnd() % 2));
+    if (rnd() % 5) tide_batch_set_i64(b, C_T, (int64_t)(rnd() % 30) * 1000 - 5000);
+    if (rnd() % 5) {
+      const char *j = jsons[rnd() % 5];
+      tide_batch_set_str(b, C_J, j, strlen(j));
+    }
+    tide_batch_row_commit(b);
+  }
+  return b;
+}
+
+/* A key set: its schema and which input columns it takes. */
+typedef struct keyset {
+  const char *ddl;
+  int cols[6];
+  uint32_t n;
+} keyset_t;
+
+static const keyset_t keysets[] = {
+    {"ki int?, ks string?", {C_KI, C_KS}, 2},
+    {"kd double?, kb bool?, kt timestamp?, kj json?", {C_KD, C_KB, C_KT, C_KJ}, 4},
+    {"kt timestamp?, ks string?", {C_KT, C_KS}, 2},
+    {"", {0}, 0},
+};
+
+/* Feed b to a with key set ks (schema kschema). */
+static int st_feed(tide_agg_t *a, tide_schema_t *kschema, const keyset_t *ks, const tide_batch_t *b) {
+  tide_col_t kc[6];
+  for (uint32_t k = 0; k < ks->n; k++) kc[k] = b->cols[ks->cols[k]];
+  tide_batch_t *kb = tide_batch_borrowed(kschema, b->nrows, kc, NULL, NULL);
+  const tide_col_t *args[40];
+  for (uint32_t i = 0; i < st_nspecs; i++) args[i] = st_argcol[i] < 0 ? NULL : &b->cols[st_argcol[i]];
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_update(a, kb, args, &err);
+  if (rc) fprintf(stderr, "update: %s\n", err.msg);
+  tide_batch_free(kb);
+  return rc;
+}
+
+static tide_agg_t *st_new(tide_schema_t *kschema) {
+  tide_agg_t *a = NULL;
+  tide_err_t err = {0, ""};
+  if (tide_agg_new(kschema, st_specs, st_nspecs, &a, &err)) fprintf(stderr, "agg: %s\n", err.msg);
+  return a;
+}
+
+/* 1 when the results of a and b are the same rows. */
+static int st_same(const tide_agg_t *a, const tide_agg_t *b) {
+  tide_batch_t *ra = NULL, *rb = NULL;
+  tide_err_t err;
+  int ok = !tide_agg_result(a, &ra, &err) && !tide_agg_result(b, &rb, &err) && batch_same(ra, rb);
+  tide_batch_free(ra);
+  tide_batch_free(rb);
+  return ok;
+}
+
+/* Copy every group of src into a new aggregation through its records,
+ * in gid order (reverse: in reverse order). */
+static tide_agg_t *st_copy(const tide_agg_t *src, tide_schema_t *kschema, int reverse) {
+  tide_agg_t *dst = st_new(kschema);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  tide_err_t err = {0, ""};
+  uint32_t n = (uint32_t)tide_agg_groups(src);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t g = reverse ? n - 1 - i : i;
+    buf.len = 0;
+    T_EQ_INT(tide_agg_encode(src, g, &buf, &err), 0);
+    int rc = tide_agg_restore(dst, tide_agg_sid(src, g), buf.data, buf.len, &err);
+    if (rc) fprintf(stderr, "restore: %s\n", err.msg);
+    T_EQ_INT(rc, 0);
+  }
+  tide_buf_free(&buf);
+  return dst;
+}
+
+/* Encode -> restore for every key set: the copy has the same rows and
+ * sids, no dirty groups; fed the same further rows as the original, both
+ * stay equal (new groups get the same sids too); restored in reverse
+ * order, each group's row is still the one of its sid. */
+static void test_state_round_trip(void) {
+  tide_schema_t *in = schema(ST_IN);
+  for (size_t ks = 0; ks < sizeof keysets / sizeof keysets[0]; ks++) {
+    const keyset_t *set = &keysets[ks];
+    tide_schema_t *kschema = *set->ddl ? schema(set->ddl) : tide_schema_new();
+    tide_agg_t *a = st_new(kschema);
+    tide_batch_t *b1 = st_rows(in, 3000, 0, 40);
+    T_EQ_INT(st_feed(a, kschema, set, b1), 0);
+    tide_agg_t *c = st_copy(a, kschema, 0);
+    T_EQ_INT(tide_agg_groups(c), tide_agg_groups(a));
+    T_CHECK(st_same(a, c));
+    const uint32_t *gids;
+    T_EQ_INT(tide_agg_dirty(c, &gids), 0);
+    uint64_t maxsid = 0;
+    for (uint32_t g = 0; g < tide_agg_groups(a); g++) {
+      T_EQ_INT(tide_agg_sid(c, g), tide_agg_sid(a, g));
+      T_EQ_INT(tide_agg_sid(a, g), g + 1);
+      if (tide_agg_sid(a, g) > maxsid) maxsid = tide_agg_sid(a, g);
+    }
+    /* more rows, some new keys: a restored aggregation fed the rest equals
+     * the one that saw everything */
+    tide_batch_t *b2 = st_rows(in, 3000, 20, 60);
+    uint32_t n1 = (uint32_t)tide_agg_groups(a);
+    T_EQ_INT(st_feed(a, kschema, set, b2), 0);
+    T_EQ_INT(st_feed(c, kschema, set, b2), 0);
+    T_CHECK(st_same(a, c));
+    for (uint32_t g = 0; g < tide_agg_groups(a); g++) T_EQ_INT(tide_agg_sid(c, g), tide_agg_sid(a, g));
+    if (set->cols[0] == C_KT || set->cols[2] == C_KT) /* kt is new past 40: new groups */
+      T_CHECK(tide_agg_groups(a) > n1 && tide_agg_sid(a, (uint32_t)tide_agg_groups(a) - 1) > maxsid);
+    /* reverse order: gids differ, rows per sid do not */
+    tide_agg_t *r = st_copy(a, kschema, 1);
+    uint32_t n = (uint32_t)tide_agg_groups(a);
+    int bad = 0;
+    for (uint32_t g = 0; g < n; g++) {
+      uint32_t rg = n - 1 - g;
+      if (tide_agg_sid(r, rg) != tide_agg_sid(a, g)) bad++;
+      tide_batch_t *x, *y;
+      tide_err_t err;
+      T_EQ_INT(tide_agg_result_of(a, &g, 1, &x, &err), 0);
+      T_EQ_INT(tide_agg_result_of(r, &rg, 1, &y, &err), 0);
+      if (!batch_same(x, y)) bad++;
+      tide_batch_free(x);
+      tide_batch_free(y);
+    }
+    T_EQ_INT(bad, 0);
+    /* a record of a record is the same group again */
+    tide_agg_t *rr = st_copy(c, kschema, 0);
+    T_CHECK(st_same(c, rr));
+    tide_agg_free(rr);
+    tide_agg_free(r);
+    tide_batch_free(b1);
+    tide_batch_free(b2);
+    tide_agg_free(c);
+    tide_agg_free(a);
+    tide_schema_unref(kschema);
+  }
+  tide_schema_unref(in);
+}
+
+/* Long values survive exactly: a 100 kB string key, state and distinct
+ * value, and a group whose every state is empty (a count_distinct of no
+ * values, min/max of nothing, first/last of NULL). */
+static void test_state_long_and_empty(void) {
+  tide_schema_t *in = schema(ST_IN);
+  tide_schema_t *kschema = schema("ki int?, ks string?");
+  const keyset_t *set = &keysets[0];
+  tide_batch_t *b = tide_batch_new(in, 0);
+  size_t big = 100000;
+  char *s = malloc(big);
+  for (size_t i = 0; i < big; i++) s[i] = (char)('a' + i % 26);
+  tide_batch_row_begin(b);
+  tide_batch_set_str(b, C_KS, s, big);
+  tide_batch_set_str(b, C_S, s, big);
+  tide_batch_set_str(b, C_J, "\"x\"", 3);
+  tide_batch_row_commit(b);
+  tide_batch_row_begin(b); /* all NULL: the NULL key group */
+  tide_batch_row_commit(b);
+  tide_agg_t *a = st_new(kschema);
+  T_EQ_INT(st_feed(a, kschema, set, b), 0);
+  tide_agg_t *c = st_copy(a, kschema, 0);
+  T_CHECK(st_same(a, c));
+  tide_batch_t *r;
+  tide_err_t err;
+  T_EQ_INT(tide_agg_result(c, &r, &err), 0);
+  size_t len;
+  const char *p = tide_col_str(&r->cols[1], 0, &len);
+  T_CHECK(len == big && !memcmp(p, s, big));
+  T_CHECK(tide_col_is_null(&r->cols[0], 1) && tide_col_is_null(&r->cols[1], 1));
+  for (uint32_t f = 2 + 1; f < r->schema->nfields; f++) { /* the NULL group: counts 0, the rest NULL */
+    const tide_field_t *fd = &r->schema->fields[f];
+    if (fd->nullable) T_CHECK(tide_col_is_null(&r->cols[f], 1));
+    else T_CHECK(f == 2 + 0 || tide_col_i64(&r->cols[f], 1) == 0);
+  }
+  tide_batch_free(r);
+  free(s);
+  tide_agg_free(c);
+  tide_agg_free(a);
+  tide_batch_free(b);
+  tide_schema_unref(kschema);
+  tide_schema_unref(in);
+}
+
+/* The dirty set against a naive one over random updates and clears: each
+ * group once, ascending; both the sort and the scan path; new groups are
+ * dirty; restored groups are not; result_of gives their rows. */
+static void test_state_dirty(void) {
+  tide_schema_t *in = schema("k int, v int");
+  tide_schema_t *ks = schema("k int");
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"}};
+  tide_agg_t *a;
+  tide_err_t err;
+  T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
+  enum { NK = 3000 };
+  static int64_t gid_of[NK];
+  static uint8_t ref[NK + 1]; /* by gid */
+  for (int i = 0; i < NK; i++) gid_of[i] = -1;
+  uint32_t ngroups = 0;
+  int bad = 0;
+  for (int round = 0; round < 200; round++) {
+    uint32_t n = round % 10 == 0 ? 2000 : (uint32_t)(rnd() % 30);
+    uint32_t span = round < 20 ? 1000 : NK;
+    tide_batch_t *b = tide_batch_new(in, n);
+    for (uint32_t i = 0; i < n; i++) {
+      int64_t k = (int64_t)(rnd() % span);
+      tide_batch_row_begin(b);
+      tide_batch_set_i64(b, 0, k);
+      tide_batch_set_i64(b, 1, 1);
+      tide_batch_row_commit(b);
+      if (gid_of[k] < 0) gid_of[k] = ngroups++;
+      ref[gid_of[k]] = 1;
+    }
+    tide_batch_t *kb = key_view(ks, b);
+    const tide_col_t *args[] = {NULL, &b->cols[1]};
+    T_EQ_INT(tide_agg_update(a, kb, args, &err), 0);
+    const uint32_t *gids;
+    uint32_t nd = tide_agg_dirty(a, &gids), want = 0, j = 0;
+    for (uint32_t g = 0; g < ngroups; g++)
+      if (ref[g]) {
+        want++;
+        if (j >= nd || gids[j++] != g) bad++;
+      }
+    if (nd != want) bad++;
+    if (round % 7 == 3) { /* the changed rows: each dirty group's own row */
+      tide_batch_t *rows, *all;
+      T_EQ_INT(tide_agg_result_of(a, gids, nd, &rows, &err), 0);
+      T_EQ_INT(tide_agg_result(a, &all, &err), 0);
+      T_EQ_INT(rows->nrows, nd);
+      for (uint32_t i = 0; i < nd && i < rows->nrows; i++)
+        if (tide_col_i64(&rows->cols[0], i) != tide_col_i64(&all->cols[0], gids[i]) ||
+            tide_col_i64(&rows->cols[1], i) != tide_col_i64(&all->cols[1], gids[i]))
+          bad++;
+      tide_batch_free(rows);
+      tide_batch_free(all);
+    }
+    if (round % 3 == 2) {
+      tide_agg_clear_dirty(a);
+      memset(ref, 0, sizeof ref);
+      T_EQ_INT(tide_agg_dirty(a, &gids), 0);
+    }
+    tide_batch_free(kb);
+    tide_batch_free(b);
+  }
+  T_EQ_INT(bad, 0);
+  T_EQ_INT(tide_agg_groups(a), ngroups);
+  /* restored groups are not dirty; updating one makes it dirty */
+  tide_agg_t *c;
+  T_EQ_INT(tide_agg_new(ks, sp, 2, &c, &err), 0);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  for (uint32_t g = 0; g < 3; g++) {
+    buf.len = 0;
+    T_EQ_INT(tide_agg_encode(a, g, &buf, &err), 0);
+    T_EQ_INT(tide_agg_restore(c, tide_agg_sid(a, g), buf.data, buf.len, &err), 0);
+  }
+  const uint32_t *gids;
+  T_EQ_INT(tide_agg_dirty(c, &gids), 0);
+  tide_batch_t *r;
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  tide_batch_t *one;
+  T_EQ_INT(tide_batch_slice(r, 1, 2, &one), 0); /* group 1's key (and its count, as the value) */
+  const tide_col_t *args[] = {NULL, &one->cols[1]};
+  tide_batch_t *kb = key_view(ks, one);
+  T_EQ_INT(tide_agg_update(c, kb, args, &err), 0);
+  T_EQ_INT(tide_agg_dirty(c, &gids), 1);
+  T_EQ_INT(gids[0], 1);
+  T_EQ_INT(tide_agg_groups(c), 3);
+  /* result_of: any order, repeats, none; a gid out of range */
+  uint32_t pick[] = {2, 0, 2};
+  tide_batch_t *p;
+  T_EQ_INT(tide_agg_result_of(c, pick, 3, &p, &err), 0);
+  T_EQ_INT(p->nrows, 3);
+  T_EQ_INT(tide_col_i64(&p->cols[0], 0), tide_col_i64(&r->cols[0], 2));
+  T_EQ_INT(tide_col_i64(&p->cols[0], 1), tide_col_i64(&r->cols[0], 0));
+  T_EQ_INT(tide_col_i64(&p->cols[1], 2), tide_col_i64(&r->cols[1], 2));
+  tide_batch_free(p);
+  T_EQ_INT(tide_agg_result_of(c, NULL, 0, &p, &err), 0);
+  T_EQ_INT(p->nrows, 0);
+  T_EQ_INT(p->schema->nfields, 3);
+  tide_batch_free(p);
+  uint32_t out_of_range = 3;
+  T_EQ_INT(tide_agg_result_of(c, &out_of_range, 1, &p, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "group 3 does not exist (3 groups)");
+  T_CHECK(p == NULL);
+  T_EQ_INT(tide_agg_encode(c, 3, &buf, &err), TIDE_EINVAL);
+  tide_buf_free(&buf);
+  tide_batch_free(kb);
+  tide_batch_free(one);
+  tide_batch_free(r);
+  tide_agg_free(c);
+  tide_agg_free(a);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+/* Eviction by an event-time key: the evicted rows and sids are exactly the
+ * groups at or below the bound (NULL keys stay); the rest keep their order,
+ * rows, sids and dirty flags; the evicting aggregation then fed later rows
+ * equals a reference that saw every row, less the evicted groups; an
+ * evicted key that comes back is a fresh group with a new sid. */
+static void test_state_evict(void) {
+  tide_schema_t *in = schema(ST_IN);
+  const keyset_t *set = &keysets[2]; /* kt timestamp?, ks string? */
+  tide_schema_t *kschema = schema(set->ddl);
+  tide_agg_t *e = st_new(kschema), *ref = st_new(kschema);
+  tide_batch_t *b1 = st_rows(in, 4000, 0, 100);
+  T_EQ_INT(st_feed(e, kschema, set, b1), 0);
+  T_EQ_INT(st_feed(ref, kschema, set, b1), 0);
+  tide_agg_clear_dirty(e);
+  tide_batch_t *b2 = st_rows(in, 200, 0, 100); /* dirties some */
+  T_EQ_INT(st_feed(e, kschema, set, b2), 0);
+  T_EQ_INT(st_feed(ref, kschema, set, b2), 0);
+  uint32_t n0 = (uint32_t)tide_agg_groups(e);
+  const uint32_t *gids;
+  uint32_t nd0 = tide_agg_dirty(e, &gids);
+  uint8_t *was_dirty = calloc(n0, 1);
+  for (uint32_t i = 0; i < nd0; i++) was_dirty[gids[i]] = 1;
+  tide_batch_t *before;
+  tide_err_t err;
+  T_EQ_INT(tide_agg_result(e, &before, &err), 0);
+  uint64_t *sid0 = malloc(n0 * sizeof *sid0);
+  for (uint32_t g = 0; g < n0; g++) sid0[g] = tide_agg_sid(e, g);
+
+  int64_t bound = 39;
+  tide_batch_t *rows;
+  uint64_t *sids;
+  uint32_t n;
+  T_EQ_INT(tide_agg_evict(e, 0, bound, &rows, &sids, &n, &err), 0);
+  /* the split, against the rows before */
+  uint32_t *gone = malloc(n0 * sizeof *gone), *kept = malloc(n0 * sizeof *kept), ng = 0, nk = 0;
+  for (uint32_t g = 0; g < n0; g++) {
+    const tide_col_t *kt = &before->cols[0];
+    if (!tide_col_is_null(kt, g) && tide_col_i64(kt, g) <= bound) gone[ng++] = g;
+    else kept[nk++] = g;
+  }
+  T_CHECK(ng > 10 && nk > 10);
+  T_EQ_INT(n, ng);
+  T_EQ_INT(tide_agg_groups(e), nk);
+  tide_batch_t *want;
+  T_EQ_INT(tide_batch_gather(before, gone, ng, &want), 0);
+  T_CHECK(batch_same(rows, want));
+  tide_batch_free(want);
+  int bad = 0, nulls_kept = 0;
+  for (uint32_t i = 0; i < n && i < ng; i++)
+    if (sids[i] != sid0[gone[i]]) bad++;
+  tide_batch_t *after;
+  T_EQ_INT(tide_agg_result(e, &after, &err), 0);
+  T_EQ_INT(tide_batch_gather(before, kept, nk, &want), 0);
+  T_CHECK(batch_same(after, want));
+  tide_batch_free(want);
+  uint32_t nd = tide_agg_dirty(e, &gids), want_nd = 0;
+  for (uint32_t g = 0; g < nk; g++) {
+    if (tide_agg_sid(e, g) != sid0[kept[g]]) bad++;
+    if (tide_col_is_null(&after->cols[0], g)) nulls_kept++;
+    if (was_dirty[kept[g]]) {
+      if (want_nd >= nd || gids[want_nd] != g) bad++;
+      want_nd++;
+    }
+  }
+  T_EQ_INT(nd, want_nd);
+  T_EQ_INT(bad, 0);
+  T_CHECK(nulls_kept > 0);
+  /* nothing at or below the bound is left: a second eviction is empty */
+  tide_batch_t *none;
+  uint64_t *nsids;
+  uint32_t nn;
+  T_EQ_INT(tide_agg_evict(e, 0, bound, &none, &nsids, &nn, &err), 0);
+  T_EQ_INT(nn, 0);
+  T_EQ_INT(none->nrows, 0);
+  T_CHECK(nsids == NULL);
+  tide_batch_free(none);
+  /* later rows all above the bound: e equals the reference less the
+   * evicted groups, in the same order */
+  tide_batch_t *b3 = st_rows(in, 3000, bound + 1, 100);
+  T_EQ_INT(st_feed(e, kschema, set, b3), 0);
+  T_EQ_INT(st_feed(ref, kschema, set, b3), 0);
+  tide_batch_t *re, *rr;
+  T_EQ_INT(tide_agg_result(e, &re, &err), 0);
+  T_EQ_INT(tide_agg_result(ref, &rr, &err), 0);
+  uint32_t *keep2 = malloc(rr->nrows * sizeof *keep2), nk2 = 0;
+  for (uint32_t g = 0; g < rr->nrows; g++)
+    if (tide_col_is_null(&rr->cols[0], g) || tide_col_i64(&rr->cols[0], g) > bound) keep2[nk2++] = g;
+  T_EQ_INT(tide_batch_gather(rr, keep2, nk2, &want), 0);
+  T_CHECK(batch_same(re, want));
+  tide_batch_free(want);
+  /* an evicted key comes back: a new group at the end, with a new sid */
+  tide_batch_t *one;
+  T_EQ_INT(tide_batch_slice(b1, 0, 0, &one), 0);
+  tide_batch_free(one);
+  tide_batch_t *late = tide_batch_new(in, 1);
+  tide_batch_row_begin(late);
+  tide_batch_set_i64(late, C_KT, tide_col_i64(&rows->cols[0], 0));
+  if (!tide_col_is_null(&rows->cols[1], 0)) {
+    size_t len;
+    const char *p = tide_col_str(&rows->cols[1], 0, &len);
+    tide_batch_set_str(late, C_KS, p, len);
+  }
+  tide_batch_row_commit(late);
+  uint32_t ne = (uint32_t)tide_agg_groups(e);
+  uint64_t maxsid = 0;
+  for (uint32_t g = 0; g < ne; g++) maxsid = tide_agg_sid(e, g) > maxsid ? tide_agg_sid(e, g) : maxsid;
+  T_EQ_INT(st_feed(e, kschema, set, late), 0);
+  T_EQ_INT(tide_agg_groups(e), ne + 1);
+  T_CHECK(tide_agg_sid(e, ne) > maxsid && tide_agg_sid(e, ne) != sids[0]);
+  tide_batch_t *lr;
+  T_EQ_INT(tide_agg_result_of(e, &ne, 1, &lr, &err), 0);
+  T_EQ_INT(tide_col_i64(&lr->cols[2], 0), 1); /* count(*) of the fresh group */
+  tide_batch_free(lr);
+  /* errors: no such key column; a string key */
+  T_EQ_INT(tide_agg_evict(e, 2, 0, &none, &nsids, &nn, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "evict: key column 2 does not exist (2 keys)");
+  T_EQ_INT(tide_agg_evict(e, 1, 0, &none, &nsids, &nn, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "evict: key column 'ks' is string, expected int or timestamp");
+  T_CHECK(none == NULL && nsids == NULL && nn == 0);
+  /* everything goes */
+  T_EQ_INT(tide_agg_evict(e, 0, INT64_MAX, &none, &nsids, &nn, &err), 0);
+  T_CHECK(nn > 0);
+  for (uint32_t g = 0; g < tide_agg_groups(e); g++) T_CHECK(tide_col_is_null(&re->cols[0], 0) || 1);
+  T_EQ_INT(tide_agg_result(e, &lr, &err), 0);
+  for (uint32_t g = 0; g < lr->nrows; g++) T_CHECK(tide_col_is_null(&lr->cols[0], g));
+  tide_batch_free(lr);
+  tide_batch_free(none);
+  free(nsids);
+  free(keep2);
+  tide_batch_free(late);
+  tide_batch_free(re);
+  tide_batch_free(rr);
+  tide_batch_free(b3);
+  tide_batch_free(after);
+  free(gone);
+  free(kept);
+  free(sids);
+  tide_batch_free(rows);
+  free(sid0);
+  tide_batch_free(before);
+  free(was_dirty);
+  tide_batch_free(b1);
+  tide_batch_free(b2);
+  tide_agg_free(e);
+  tide_agg_free(ref);
+  tide_schema_unref(kschema);
+  tide_schema_unref(in);
+}
+
+/* A sliding event-time workload, 60 rounds: each round brings new windows
+ * (long string keys, distinct strings) and evicts the old ones. Memory
+ * stays flat: string states, distinct sets, arena, table and group arrays
+ * are released or reused. Evicting the same key in the same round it is
+ * made, then making it again, gives it new sids each time. */
+static void test_state_evict_memory(void) {
+  tide_schema_t *in = schema("w timestamp, k string, v string");
+  tide_schema_t *ks = schema("w timestamp, k string");
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_DISTINCT, TIDE_T_STRING, "dv"},
+                          {TIDE_AGG_MAX, TIDE_T_STRING, "mv"},
+                          {TIDE_AGG_COUNT_STAR, 0, "n"}};
+  tide_agg_t *a;
+  tide_err_t err;
+  T_EQ_INT(tide_agg_new(ks, sp, 3, &a, &err), 0);
+  size_t peak3 = 0, peak = 0;
+  uint64_t evicted = 0, lastsid = 0;
+  int bad = 0;
+  for (int round = 0; round < 60; round++) {
+    tide_batch_t *b = tide_batch_new(in, 0);
+    char kbuf[64], vbuf[64];
+    for (int i = 0; i < 3000; i++) {
+      int kl = snprintf(kbuf, sizeof kbuf, "a-long-device-identifier-%d", i % 500);
+      int vl = snprintf(vbuf, sizeof vbuf, "a-long-distinct-value-%d-%d", round, i % 37);
+      tide_batch_row_begin(b);
+      tide_batch_set_i64(b, 0, (int64_t)round * 10 + i % 3); /* three windows per round */
+      tide_batch_set_str(b, 1, kbuf, (size_t)kl);
+      tide_batch_set_str(b, 2, vbuf, (size_t)vl);
+      tide_batch_row_commit(b);
+    }
+    tide_batch_t *kb = key_view(ks, b);
+    const tide_col_t *args[] = {&b->cols[2], &b->cols[2], NULL};
+    T_EQ_INT(tide_agg_update(a, kb, args, &err), 0);
+    tide_agg_clear_dirty(a);
+    tide_batch_t *rows;
+    uint64_t *sids;
+    uint32_t n;
+    /* keep the last round's windows only */
+    T_EQ_INT(tide_agg_evict(a, 0, (int64_t)round * 10 - 1, &rows, &sids, &n, &err), 0);
+    if (round > 0 && n != 1500) bad++;
+    for (uint32_t i = 0; i < n; i++) {
+      if (sids[i] <= lastsid) bad++;
+      lastsid = sids[i];
+      /* two rows per (window, key), 1500 apart: two distinct values */
+      if (tide_col_i64(&rows->cols[2], i) != 2 || tide_col_i64(&rows->cols[4], i) != 2) bad++;
+    }
+    evicted += n;
+    free(sids);
+    tide_batch_free(rows);
+    if (tide_agg_groups(a) != 1500) bad++;
+    size_t bytes = tide_agg_bytes(a);
+    if (round == 3) peak3 = bytes;
+    if (bytes > peak) peak = bytes;
+    tide_batch_free(kb);
+    tide_batch_free(b);
+  }
+  T_EQ_INT(bad, 0);
+  T_EQ_INT(evicted, 59 * 1500);
+  T_CHECK(peak3 > 0 && peak <= peak3 * 3 / 2);
+  /* make and evict the same keys over and over: new sids, no growth */
+  tide_batch_t *one = tide_batch_new(in, 1);
+  tide_batch_row_begin(one);
+  tide_batch_set_i64(one, 0, -5);
+  tide_batch_set_str(one, 1, "a key longer than twelve bytes", 30);
+  tide_batch_set_str(one, 2, "a value longer than twelve bytes", 32);
+  tide_batch_row_commit(one);
+  tide_batch_t *kb = key_view(ks, one);
+  const tide_col_t *args[] = {&one->cols[2], &one->cols[2], NULL};
+  uint64_t prev = 0;
+  size_t b0 = 0;
+  for (int i = 0; i < 2000; i++) {
+    T_EQ_INT(tide_agg_update(a, kb, args, &err), 0);
+    tide_batch_t *rows;
+    uint64_t *sids;
+    uint32_t n;
+    T_EQ_INT(tide_agg_evict(a, 0, -5, &rows, &sids, &n, &err), 0);
+    if (n != 1 || sids[0] <= prev || tide_col_i64(&rows->cols[4], 0) != 1) bad++;
+    if (n) prev = sids[0];
+    free(sids);
+    tide_batch_free(rows);
+    if (i == 10) b0 = tide_agg_bytes(a);
+  }
+  T_EQ_INT(bad, 0);
+  T_EQ_INT(tide_agg_bytes(a), b0);
+  /* and all of it: the arrays and the table shrink back */
+  tide_batch_t *rows;
+  uint64_t *sids;
+  uint32_t n;
+  T_EQ_INT(tide_agg_evict(a, 0, INT64_MAX, &rows, &sids, &n, &err), 0);
+  T_EQ_INT(n, 1500);
+  T_EQ_INT(tide_agg_groups(a), 0);
+  T_CHECK(tide_agg_bytes(a) < peak3 / 4);
+  free(sids);
+  tide_batch_free(rows);
+  tide_batch_free(kb);
+  tide_batch_free(one);
+  tide_agg_free(a);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+/* ------------------------------------------------- corrupt records --- */
+
+static void put_le(tide_buf_t *b, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) tide_buf_putc(b, (char)(v >> (8 * i)));
+}
+
+/* Append the CRC-32C of b's bytes from start. */
+static void seal(tide_buf_t *b, size_t start) {
+  put_le(b, tide_crc32c(0, b->data + start, b->len - start), 4);
+}
+
+/* Restore p[0..n) into a; on success the group must be a whole one: it
+ * encodes again, and that record restores into a fresh aggregation. */
+static int try_restore(tide_agg_t *a, tide_schema_t *kschema, uint64_t sid, const char *p, size_t n,
+                       tide_err_t *err) {
+  uint64_t groups = tide_agg_groups(a);
+  int rc = tide_agg_restore(a, sid, p, n, err);
+  if (rc) {
+    T_EQ_INT(tide_agg_groups(a), groups); /* nothing kept */
+    T_CHECK(*err->msg);
+    return rc;
+  }
+  T_EQ_INT(tide_agg_groups(a), groups + 1);
+  tide_buf_t again = TIDE_BUF_INIT;
+  tide_err_t e2;
+  T_EQ_INT(tide_agg_encode(a, (uint32_t)groups, &again, &e2), 0);
+  tide_agg_t *c = st_new(kschema);
+  T_EQ_INT(tide_agg_restore(c, sid, again.data, again.len, &e2), 0);
+  tide_batch_t *x, *y;
+  uint32_t g = (uint32_t)groups, z = 0;
+  T_EQ_INT(tide_agg_result_of(a, &g, 1, &x, &e2), 0);
+  T_EQ_INT(tide_agg_result_of(c, &z, 1, &y, &e2), 0);
+  T_CHECK(batch_same(x, y));
+  tide_batch_free(x);
+  tide_batch_free(y);
+  tide_agg_free(c);
+  tide_buf_free(&again);
+  return 0;
+}
+
+/* Records cut at every length, every byte flipped (as they are, and with
+ * the checksum made right again so that the parser itself sees garbage),
+ * random garbage: a clean error or a whole group, never a crash or a read
+ * past the end (this test runs under ASan and valgrind). */
+static void test_state_corrupt_fuzz(void) {
+  tide_schema_t *in = schema(ST_IN);
+  const keyset_t *set = &keysets[0];
+  tide_schema_t *kschema = schema(set->ddl);
+  tide_agg_t *src = st_new(kschema);
+  tide_batch_t *b = st_rows(in, 400, 0, 10);
+  T_EQ_INT(st_feed(src, kschema, set, b), 0);
+  tide_err_t err;
+  tide_buf_t rec = TIDE_BUF_INIT, tmp = TIDE_BUF_INIT;
+  int fails_cut = 0, cuts = 0, flips = 0, flip_fails = 0, parsed_ok = 0, parsed_bad = 0;
+  for (uint32_t g = 0; g < 6 && g < tide_agg_groups(src); g++) {
+    rec.len = 0;
+    T_EQ_INT(tide_agg_encode(src, g, &rec, &err), 0);
+    tide_agg_t *a = st_new(kschema);
+    /* a few unrelated groups first, so that a bad restore has something to spoil */
+    for (uint32_t h = 6; h < 12; h++) {
+      tmp.len = 0;
+      T_EQ_INT(tide_agg_encode(src, h, &tmp, &err), 0);
+      T_EQ_INT(tide_agg_restore(a, tide_agg_sid(src, h), tmp.data, tmp.len, &err), 0);
+    }
+    tide_batch_t *r0;
+    T_EQ_INT(tide_agg_result(a, &r0, &err), 0);
+    for (size_t len = 0; len < rec.len; len++) { /* cut */
+      char *cut = malloc(len ? len : 1);        /* exactly len bytes: ASan sees any overread */
+      memcpy(cut, rec.data, len);
+      cuts++;
+      if (tide_agg_restore(a, 1000, cut, len, &err)) fails_cut++;
+      free(cut);
+      if (len >= 9) { /* cut the body, sealed again */
+        tmp.len = 0;
+        tide_buf_append(&tmp, rec.data, len - 4);
+        seal(&tmp, 0);
+        char *p = malloc(tmp.len);
+        memcpy(p, tmp.data, tmp.len);
+        if (try_restore(a, kschema, 2000 + len, p, tmp.len, &err)) parsed_bad++;
+        else parsed_ok++;
+        free(p);
+      }
+    }
+    for (size_t i = 0; i < rec.len; i++) { /* flip */
+      for (int bit = 0; bit < 8; bit += 3) {
+        char *p = malloc(rec.len);
+        memcpy(p, rec.data, rec.len);
+        p[i] ^= (char)(1 << bit);
+        flips++;
+        if (tide_agg_restore(a, 3000, p, rec.len, &err)) flip_fails++;
+        if (i < rec.len - 4) { /* and sealed again */
+          tmp.len = 0;
+          tide_buf_append(&tmp, p, rec.len - 4);
+          seal(&tmp, 0);
+          memcpy(p, tmp.data, rec.len);
+          int rc = try_restore(a, kschema, 4000 + i * 8 + (size_t)bit, p, rec.len, &err);
+          if (rc) parsed_bad++;
+          else parsed_ok++;
+        }
+        free(p);
+      }
+    }
+    /* the groups that were there are untouched by all of it */
+    tide_batch_t *r1, *six;
+    uint32_t firsts[6] = {0, 1, 2, 3, 4, 5};
+    T_EQ_INT(tide_agg_result_of(a, firsts, 6, &r1, &err), 0);
+    T_EQ_INT(tide_batch_slice(r0, 0, 6, &six), 0);
+    T_CHECK(batch_same(r1, six));
+    tide_batch_free(r1);
+    tide_batch_free(six);
+    tide_batch_free(r0);
+    tide_agg_free(a);
+  }
+  T_EQ_INT(fails_cut, cuts); /* a cut record never passes */
+  T_EQ_INT(flip_fails, flips); /* nor a flipped one (CRC-32C catches every 1-bit error) */
+  T_CHECK(parsed_bad > 100);
+  /* random garbage, sealed or not, of random lengths */
+  tide_agg_t *a = st_new(kschema);
+  for (int i = 0; i < 3000; i++) {
+    size_t len = (size_t)(rnd() % 200);
+    tmp.len = 0;
+    if (i % 2) put_le(&tmp, 1, 1); /* the right version */
+    if (i % 4 == 1) put_le(&tmp, 2 | (uint64_t)(st_nspecs) << 16, 4);
+    while (tmp.len < len) put_le(&tmp, rnd(), 1 + (int)(rnd() % 4));
+    if (i % 3) seal(&tmp, 0);
+    char *p = malloc(tmp.len ? tmp.len : 1);
+    memcpy(p, tmp.data, tmp.len);
+    if (!try_restore(a, kschema, 10000 + (uint64_t)i, p, tmp.len, &err)) parsed_ok++;
+    free(p);
+  }
+  T_CHECK(tide_agg_groups(a) == 0 || parsed_ok > 0);
+  tide_agg_free(a);
+  tide_buf_free(&rec);
+  tide_buf_free(&tmp);
+  tide_batch_free(b);
+  tide_agg_free(src);
+  tide_schema_unref(kschema);
+  tide_schema_unref(in);
+}
+
+/* Hand-made records: each wrong thing gets its own message. */
+static void test_state_corrupt_messages(void) {
+  tide_schema_t *ks = schema("k int?, s string?");
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_DISTINCT, TIDE_T_DOUBLE, "dd"}, {TIDE_AGG_FIRST, TIDE_T_BOOL, "fb"}};
+  tide_agg_t *a;
+  tide_err_t err;
+  T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
+  tide_buf_t b = TIDE_BUF_INIT;
+  /* head: version 1, 2 keys, 2 aggregates, key types, (kind, type) pairs */
+#define HEAD()                                                  \
+  do {                                                          \
+    b.len = 0;                                                  \
+    put_le(&b, 1, 1);                                           \
+    put_le(&b, 2, 2);                                           \
+    put_le(&b, 2, 2);                                           \
+    put_le(&b, TIDE_T_INT, 1);                                  \
+    put_le(&b, TIDE_T_STRING, 1);                               \
+    put_le(&b, TIDE_AGG_COUNT_DISTINCT, 1);                     \
+    put_le(&b, TIDE_T_DOUBLE, 1);                               \
+    put_le(&b, TIDE_AGG_FIRST, 1);                              \
+    put_le(&b, TIDE_T_BOOL, 1);                                 \
+  } while (0)
+  double one = 1.0, two = 2.0, negz = -0.0;
+  uint64_t u1, u2, unz;
+  memcpy(&u1, &one, 8);
+  memcpy(&u2, &two, 8);
+  memcpy(&unz, &negz, 8);
+  /* a good one: key (7, "abc"), distinct {1.0, 2.0}, first = true */
+  HEAD();
+  put_le(&b, 0, 1), put_le(&b, 7, 8), put_le(&b, 0, 1), put_le(&b, 3, 4), tide_buf_append(&b, "abc", 3);
+  put_le(&b, 2, 4), put_le(&b, u1, 8), put_le(&b, u2, 8);
+  put_le(&b, 1, 1), put_le(&b, 1, 1);
+  seal(&b, 0);
+  T_EQ_INT(tide_agg_restore(a, 5, b.data, b.len, &err), 0);
+  tide_batch_t *r;
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  T_EQ_INT(tide_col_i64(&r->cols[0], 0), 7);
+  T_CHECK(str_eq(&r->cols[1], 0, "abc"));
+  T_EQ_INT(tide_col_i64(&r->cols[2], 0), 2);
+  T_EQ_INT(tide_col_bool(&r->cols[3], 0), 1);
+  tide_batch_free(r);
+  T_EQ_INT(tide_agg_sid(a, 0), 5);
+  /* the same key again */
+  T_EQ_INT(tide_agg_restore(a, 6, b.data, b.len, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "aggregation state record 6: its key already has a group (state id 5)");
+  /* sid 0 */
+  T_EQ_INT(tide_agg_restore(a, 0, b.data, b.len, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "aggregation state record 0: state id out of range");
+  /* checksum */
+  b.data[b.len - 1] ^= 1;
+  T_EQ_INT(tide_agg_restore(a, 7, b.data, b.len, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "aggregation state record 7: checksum mismatch");
+  /* version */
+  b.data[0] = 9;
+  T_EQ_INT(tide_agg_restore(a, 7, b.data, b.len, &err), TIDE_EFORMAT);
+  T_EQ_STR(err.msg, "aggregation state record 7: format version 9, this build reads 1");
+  T_EQ_INT(tide_agg_restore(a, 7, b.data, 0, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "aggregation state record 7: empty");
+  struct {
+    const char *want;
+    int code;
+  } cases[] = {
+      {"aggregation state record 8: key 'k' (int): a NULL flag that is neither 0 nor 1", TIDE_ECORRUPT},
+      {"aggregation state record 8: key 's' (string): truncated", TIDE_ECORRUPT},
+      {"aggregation state record 8: aggregate 0 (count_distinct): a value listed twice", TIDE_ECORRUPT},
+      {"aggregation state record 8: aggregate 0 (count_distinct): an unnormalised double", TIDE_ECORRUPT},
+      {"aggregation state record 8: aggregate 0 (count_distinct): truncated", TIDE_ECORRUPT},
+      {"aggregation state record 8: aggregate 1 (first): impossible state flags", TIDE_ECORRUPT},
+      {"aggregation state record 8: aggregate 1 (first): a bool that is neither 0 nor 1", TIDE_ECORRUPT},
+      {"aggregation state record 8: 2 bytes after the last aggregate", TIDE_ECORRUPT},
+  };
+  for (int c = 0; c < 8; c++) {
+    HEAD();
+    put_le(&b, c == 0 ? 2 : 0, 1), put_le(&b, 8, 8);
+    put_le(&b, 0, 1), put_le(&b, c == 1 ? 1000 : 1, 4), tide_buf_append(&b, "x", 1);
+    if (c == 2) put_le(&b, 2, 4), put_le(&b, u1, 8), put_le(&b, u1, 8);
+    else if (c == 3) put_le(&b, 1, 4), put_le(&b, unz, 8);
+    else if (c == 4) put_le(&b, 0xfffffff, 4), put_le(&b, u1, 8);
+    else put_le(&b, 0, 4);
+    put_le(&b, c == 5 ? 2 : 1, 1), put_le(&b, c == 6 ? 5 : 0, 1);
+    if (c == 7) put_le(&b, 0, 2);
+    seal(&b, 0);
+    T_EQ_INT(tide_agg_restore(a, 8, b.data, b.len, &err), cases[c].code);
+    T_EQ_STR(err.msg, cases[c].want);
+  }
+  T_EQ_INT(tide_agg_groups(a), 1);
+  /* another plan's records */
+  tide_schema_t *ks2 = schema("k int?, s int?");
+  tide_agg_t *o;
+  T_EQ_INT(tide_agg_new(ks2, sp, 2, &o, &err), 0);
+  HEAD();
+  put_le(&b, 1, 1), put_le(&b, 1, 1), put_le(&b, 0, 4), put_le(&b, 0, 1);
+  seal(&b, 0);
+  T_EQ_INT(tide_agg_restore(o, 9, b.data, b.len, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "aggregation state record 9: key 1 is string, this aggregation's is int");
+  tide_agg_free(o);
+  tide_agg_spec_t sp2[] = {{TIDE_AGG_COUNT_DISTINCT, TIDE_T_DOUBLE, "dd"}, {TIDE_AGG_LAST, TIDE_T_BOOL, "fb"}};
+  T_EQ_INT(tide_agg_new(ks, sp2, 2, &o, &err), 0);
+  T_EQ_INT(tide_agg_restore(o, 9, b.data, b.len, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "aggregation state record 9: aggregate 1 is first of bool, this aggregation's is last of bool");
+  tide_agg_free(o);
+  T_EQ_INT(tide_agg_new(ks, sp2, 1, &o, &err), 0);
+  T_EQ_INT(tide_agg_restore(o, 9, b.data, b.len, &err), TIDE_ESCHEMA);
+  T_EQ_STR(err.msg, "aggregation state record 9: written for 2 keys and 2 aggregates, this aggregation has 2 and 1");
+  tide_agg_free(o);
+  tide_schema_unref(ks2);
+#undef HEAD
+  tide_buf_free(&b);
+  tide_agg_free(a);
+  tide_schema_unref(ks);
+}
+
 int main(void) {
   T_RUN(test_every_aggregate);
   T_RUN(test_errors);
@@ -755,5 +1626,13 @@ int main(void) {
   T_RUN(test_count_distinct_exact);
   T_RUN(test_growth_and_memory);
   T_RUN(test_random_vs_reference_and_splits);
+  st_init_specs();
+  T_RUN(test_state_round_trip);
+  T_RUN(test_state_long_and_empty);
+  T_RUN(test_state_dirty);
+  T_RUN(test_state_evict);
+  T_RUN(test_state_evict_memory);
+  T_RUN(test_state_corrupt_fuzz);
+  T_RUN(test_state_corrupt_messages);
   T_DONE();
 }
