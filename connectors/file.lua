@@ -308,7 +308,7 @@ function Source:_line_end(path, from, size, mtime, now)
   end
   f:close()
   local stop = found or from
-  if stop < size and (self._wait_s == 0 or now - mtime >= self._wait_s) then stop = size end
+  if stop < size and (self._wait_s == 0 or now - mtime > self._wait_s) then stop = size end
   return stop
 end
 
@@ -557,7 +557,14 @@ function Source:_read_range(st, e, from, to)
       end
       carry = carry:sub(used + 1)
     end
-    if final then break end
+    if final then
+      if carry ~= "" then
+        f:close()
+        error(format("%s: %s:%d: a record the decoder did not finish (%d bytes left)", self.description, e.path,
+          st.line, #carry), 0)
+      end
+      break
+    end
   end
   f:close()
   self._lines[e.path] = { pos = to, line = st.line }
