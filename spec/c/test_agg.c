@@ -872,7 +872,7 @@ static tide_agg_t *st_new(tide_schema_t *kschema) {
 /* 1 when the results of a and b are the same rows. */
 static int st_same(const tide_agg_t *a, const tide_agg_t *b) {
   tide_batch_t *ra = NULL, *rb = NULL;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   int ok = !tide_agg_result(a, &ra, &err) && !tide_agg_result(b, &rb, &err) && batch_same(ra, rb);
   tide_batch_free(ra);
   tide_batch_free(rb);
@@ -939,7 +939,7 @@ static void test_state_round_trip(void) {
       uint32_t rg = n - 1 - g;
       if (tide_agg_sid(r, rg) != tide_agg_sid(a, g)) bad++;
       tide_batch_t *x, *y;
-      tide_err_t err;
+      tide_err_t err = {0, ""};
       T_EQ_INT(tide_agg_result_of(a, &g, 1, &x, &err), 0);
       T_EQ_INT(tide_agg_result_of(r, &rg, 1, &y, &err), 0);
       if (!batch_same(x, y)) bad++;
@@ -984,7 +984,7 @@ static void test_state_long_and_empty(void) {
   tide_agg_t *c = st_copy(a, kschema, 0);
   T_CHECK(st_same(a, c));
   tide_batch_t *r;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_agg_result(c, &r, &err), 0);
   size_t len;
   const char *p = tide_col_str(&r->cols[1], 0, &len);
@@ -1012,7 +1012,7 @@ static void test_state_dirty(void) {
   tide_schema_t *ks = schema("k int");
   tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"}};
   tide_agg_t *a;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
   enum { NK = 3000 };
   static int64_t gid_of[NK];
@@ -1138,7 +1138,7 @@ static void test_state_evict(void) {
   uint8_t *was_dirty = calloc(n0, 1);
   for (uint32_t i = 0; i < nd0; i++) was_dirty[gids[i]] = 1;
   tide_batch_t *before;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_agg_result(e, &before, &err), 0);
   uint64_t *sid0 = malloc(n0 * sizeof *sid0);
   for (uint32_t g = 0; g < n0; g++) sid0[g] = tide_agg_sid(e, g);
@@ -1276,7 +1276,7 @@ static void test_state_evict_memory(void) {
                           {TIDE_AGG_MAX, TIDE_T_STRING, "mv"},
                           {TIDE_AGG_COUNT_STAR, 0, "n"}};
   tide_agg_t *a;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_agg_new(ks, sp, 3, &a, &err), 0);
   size_t peak3 = 0, peak = 0;
   uint64_t evicted = 0, lastsid = 0;
@@ -1388,7 +1388,7 @@ static int try_restore(tide_agg_t *a, tide_schema_t *kschema, uint64_t sid, cons
   }
   T_EQ_INT(tide_agg_groups(a), groups + 1);
   tide_buf_t again = TIDE_BUF_INIT;
-  tide_err_t e2;
+  tide_err_t e2 = {0, ""};
   T_EQ_INT(tide_agg_encode(a, (uint32_t)groups, &again, &e2), 0);
   tide_agg_t *c = st_new(kschema);
   T_EQ_INT(tide_agg_restore(c, sid, again.data, again.len, &e2), 0);
@@ -1415,7 +1415,7 @@ static void test_state_corrupt_fuzz(void) {
   tide_agg_t *src = st_new(kschema);
   tide_batch_t *b = st_rows(in, 400, 0, 10);
   T_EQ_INT(st_feed(src, kschema, set, b), 0);
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   tide_buf_t rec = TIDE_BUF_INIT, tmp = TIDE_BUF_INIT;
   int fails_cut = 0, cuts = 0, flips = 0, flip_fails = 0, parsed_ok = 0, parsed_bad = 0;
   for (uint32_t g = 0; g < 6 && g < tide_agg_groups(src); g++) {
@@ -1509,7 +1509,7 @@ static void test_state_corrupt_messages(void) {
   tide_schema_t *ks = schema("k int?, s string?");
   tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_DISTINCT, TIDE_T_DOUBLE, "dd"}, {TIDE_AGG_FIRST, TIDE_T_BOOL, "fb"}};
   tide_agg_t *a;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
   tide_buf_t b = TIDE_BUF_INIT;
   /* head: version 1, 2 keys, 2 aggregates, key types, (kind, type) pairs */
