@@ -140,4 +140,21 @@ describe("the rate source", function()
     while loop:run("once") and n < 1000 do n = n + 1 end
     assert.is_false(loop:alive())
   end)
+
+  it("feeds a streaming query that prints to the console sink", function()
+    local tide = require "tide"
+    local printed = {}
+    local q = tide.read_stream("rate", { rows_per_second = 1000, num_rows = 5 })
+      :write_stream("console", { trigger = 0, out = function(t) printed[#printed + 1] = t end })
+    local t0 = core.time_now()
+    while core.time_now() - t0 < 20 do end   -- the 5 rows are due after 5 ms
+    q:process_all_available()
+    q:stop()
+    assert.is_nil(q:exception())
+    local text = table.concat(printed)
+    assert.matches("^%-+\nBatch: 0\n%-+\n", text)
+    local values = {}
+    for v in text:gmatch("|%s*(%d+)|\n") do values[#values + 1] = tonumber(v) end
+    assert.same({ 0, 1, 2, 3, 4 }, values)
+  end)
 end)
