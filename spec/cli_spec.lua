@@ -591,6 +591,166 @@ describe("tide (the command line)", function()
     end)
   end)
 
+  describe("checkpoint show", function()
+    local core = require "tide.core"
+    local support = require "support"
+
+    -- A checkpoint as the engine leaves it: batches 0..2 in the offset
+    -- log, 0..1 committed, two state stores.
+    local function make_checkpoint(dir)
+      local ck = assert(core.checkpoint(dir))
+      assert(ck:set_meta("query_id", "6f1c0d9a"))
+      assert(ck:set_meta("name", "q1"))
+      for n = 0, 2 do
+        assert(ck:write_offsets(n, string.format('{"v":1,"batch_id":%d,"timestamp":%d,"watermark":%s,' ..
+          '"sources":[{"description":"FileSource[in/*.jsonl]","start":%s,"end":{"files":[["in/a.jsonl",%d]]}},' ..
+          '{"description":"MemoryStream[0]","end":%d}],"conf":{}}', n, 1795262405000 + n * 1000,
+          n > 0 and tostring(1795262400000 + n) or "null",
+          n > 0 and '{"files":[["in/a.jsonl",10]]}' or "null", 10 + n * 5, n)))
+      end
+      assert(ck:commit(0, '{"v":1,"batch_id":0,"next_watermark":null}',
+        { counts = { put = { { "a", "1" }, { "b", "2" } } } }))
+      assert(ck:commit(1, '{"v":1,"batch_id":1,"next_watermark":1795262401000}',
+        { ["agg 1"] = { put = { { "x", "1" } } } }))
+      return ck
+    end
+
+    local SHOWN = table.concat({
+      "checkpoint       %s",
+      "query id         6f1c0d9a",
+      "name             q1",
+      "offset log       3 entries, last batch 2",
+      "commit log       2 entries, last batch 1",
+      "last batch       2, not committed (the next start runs it again)",
+      "batch time       2026-11-21T12:00:07Z (1795262407000)",
+      "watermark        2026-11-21T12:00:00.002Z (1795262400002)",
+      "next watermark   2026-11-21T12:00:01Z (1795262401000)",
+      "size             SIZE",
+      "",
+      "source                  start                          end",
+      "FileSource[in/*.jsonl]  {\"files\":[[\"in/a.jsonl\",10]]}  {\"files\":[[\"in/a.jsonl\",20]]}",
+      "MemoryStream[0]         -                              2",
+      "",
+      "state   entries  bytes",
+      "agg 1         1   4096",
+      "counts        2   4096",
+      "",
+    }, "\n")
+
+    local function sized(out)
+      return (out:gsub("\nsize             %d+ [KM]?i?B on disk, %d+ MiB mapped\n", "\nsize             SIZE\n"))
+    end
+
+    it("prints the logs, the last batch's offsets and watermark, and the state sizes", function()
+      local dir = tmp .. "/ckpt/q1"
+      make_checkpoint(dir):close()
+      local code, out, err = tide { "checkpoint", "show", dir }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal(string.format(SHOWN, dir), sized(out))
+    end)
+
+    it("shows a committed last batch and an empty checkpoint", function()
+      local dir = tmp .. "/q2"
+      local ck = assert(core.checkpoint(dir))
+      ck:close()
+      local code, out, err = tide { "checkpoint", "show", dir }
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal(table.concat({
+        "checkpoint       " .. dir,
+        "query id         -",
+        "name             -",
+        "offset log       empty",
+        "commit log       empty",
+        "last batch       none (no batch has run)",
+        "state            none",
+        "size             SIZE", "" }, "\n"), sized(out))
+      ck = assert(core.checkpoint(dir))
+      assert(ck:write_offsets(0, '{"v":1,"batch_id":0,"timestamp":5,"watermark":null,"sources":[]}'))
+      assert(ck:commit(0, '{"v":1,"batch_id":0,"next_watermark":null}'))
+      ck:close()
+      code, out = tide { "checkpoint", "show", dir }
+      assert.equal(0, code)
+      assert.matches("\nlast batch       0, committed\nbatch time       1970-01-01T00:00:00.005Z (5)\n" ..
+        "watermark        none\nnext watermark   none\nstate            none\n", out, 1, true)
+    end)
+
+    it("works while a query of another process holds the checkpoint", function()
+      local dir, ready, script = tmp .. "/held", tmp .. "/ready", tmp .. "/hold.lua"
+      make_checkpoint(dir):close()
+      spit(script, string.format("package.cpath = %q .. ';' .. package.cpath\n", support.CPATH) .. [[
+local ck = assert(require("tide.core").checkpoint(arg[1]))
+local f = assert(io.open(arg[2], "w")); f:write("ready"); f:close()
+io.read("a")
+ck:close()
+]])
+      local child = io.popen("lua5.4 " .. q(script) .. " " .. q(dir) .. " " .. q(ready), "w")
+      for _ = 1, 500 do
+        if slurp(ready) == "ready" then break end
+        sleep(0.01)
+      end
+      assert.equal("ready", slurp(ready))
+      local ok, msg = core.checkpoint(dir)
+      assert.is_nil(ok)
+      assert.equal("checkpoint " .. dir .. ": in use by another query", msg)
+      local code, out, err = tide { "checkpoint", "show", dir }
+      child:close()
+      assert.equal("", err)
+      assert.equal(0, code)
+      assert.equal(string.format(SHOWN, dir), sized(out))
+    end)
+
+    it("fails with one line on a missing or damaged checkpoint, and on bad usage", function()
+      local code, out, err = tide { "checkpoint", "show", tmp .. "/none" }
+      assert_error(code, out, err, 1,
+        "tide: checkpoint show: checkpoint " .. tmp .. "/none: No such file or directory\n")
+      code, out, err = tide { "checkpoint", "show", tmp }
+      assert_error(code, out, err, 1,
+        "tide: checkpoint show: checkpoint " .. tmp .. ": no checkpoint here (no data.mdb)\n")
+      os.execute("mkdir -p " .. q(tmp .. "/bad"))
+      spit(tmp .. "/bad/data.mdb", string.rep("garbage ", 2000))
+      code, out, err = tide { "checkpoint", "show", tmp .. "/bad" }
+      assert_error(code, out, err, 1, "tide: checkpoint show: checkpoint " .. tmp ..
+        "/bad: cannot open data.mdb: MDB_INVALID: File is not an LMDB file\n")
+      code, out, err = tide { "checkpoint", "show" }
+      assert_error(code, out, err, 2, "tide: checkpoint show: missing DIR (see 'tide checkpoint show --help')\n")
+      code, out, err = tide { "checkpoint", "show", "a", "b" }
+      assert_error(code, out, err, 2,
+        "tide: checkpoint show: unexpected argument 'b' (see 'tide checkpoint show --help')\n")
+      code, out, err = tide { "checkpoint", "show", "--json", "a" }
+      assert_error(code, out, err, 2,
+        "tide: checkpoint show: unknown option '--json' (see 'tide checkpoint show --help')\n")
+      code, out, err = tide { "checkpoint" }
+      assert_error(code, out, err, 2, "tide: checkpoint: missing subcommand (show) (see 'tide checkpoint --help')\n")
+      code, out, err = tide { "checkpoint", "list" }
+      assert_error(code, out, err, 2,
+        "tide: checkpoint: unknown subcommand 'list' (show) (see 'tide checkpoint --help')\n")
+    end)
+
+    it("reports an entry that is not JSON, and still shows the rest", function()
+      local dir = tmp .. "/odd"
+      local ck = assert(core.checkpoint(dir))
+      assert(ck:write_offsets(0, "not json"))
+      ck:close()
+      local code, out, err = tide { "checkpoint", "show", dir }
+      assert.equal(1, code)
+      assert.matches("\nlast batch       0, not committed (the next start runs it again)\n", out, 1, true)
+      assert.matches("^tide: checkpoint show: offset log entry 0 is not a JSON object %(.*%): not json\n$", err)
+    end)
+
+    it("prints its usage with --help", function()
+      for _, args in ipairs { { "checkpoint", "--help" }, { "checkpoint", "show", "--help" } } do
+        local code, out, err = tide(args)
+        assert.equal(0, code)
+        assert.equal("usage: tide checkpoint show DIR\n", out:match("^[^\n]*\n"))
+        assert.equal("", err)
+      end
+      local _, out = tide { "--help" }
+      assert.matches("tide checkpoint show DIR", out, 1, true)
+    end)
+  end)
+
   describe("main (in process)", function()
     it("returns the exit status instead of exiting", function()
       local stdout = io.stdout

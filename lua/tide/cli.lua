@@ -47,6 +47,7 @@ commands:
   tide schema versions TOPIC          list the schema's versions
   tide schema check TOPIC FILE|DDL    would a schema be accepted?
   tide run SCRIPT [ARGS...]           run a pipeline script
+  tide checkpoint show DIR            a query checkpoint's batches, offsets, watermark and state
   tide --version                      print the version
   tide --help                         print this help
 
@@ -219,6 +220,27 @@ the script prints its traceback and exits with status 1.
 
 options (before SCRIPT):
 ]] .. DATA_HELP
+
+HELP.checkpoint = [[
+usage: tide checkpoint show DIR
+
+  tide checkpoint show DIR            a query checkpoint's batches, offsets,
+                                      watermark and state sizes
+]]
+
+HELP["checkpoint show"] = [[
+usage: tide checkpoint show DIR
+
+Print what the checkpoint directory DIR of a streaming query holds: the
+query's id and name; the entries of its offset and commit logs and their
+last batch ids; whether the last batch is committed (an uncommitted one runs
+again, with the same offsets, on the next start); the last batch's time,
+source offsets and watermark; the watermark of the next batch; each state
+store's entries and bytes; the size of the checkpoint.
+
+DIR is opened read-only and without its lock, so this works while the query
+runs (in another process) and never disturbs it.
+]]
 
 ---------------------------------------------------------------------------
 -- Errors
@@ -717,6 +739,110 @@ local function cmd_schema(ctx, argv, i)
 end
 
 ---------------------------------------------------------------------------
+-- tide checkpoint
+---------------------------------------------------------------------------
+
+local checkpoint_cmds = {}
+
+-- A log entry's JSON text decoded, or nil and a line saying why not.
+local function decode_entry(kind, id, text)
+  if text == nil then return nil, format("%s entry %d is missing", kind, id) end
+  local v, why = util.json_decode(text)
+  if type(v) ~= "table" then
+    return nil, format("%s entry %d is not a JSON object (%s): %s", kind, id, why or type(v), text:sub(1, 200))
+  end
+  return v
+end
+
+-- A watermark or batch time (ms) for people: ISO-8601, or "none".
+local function time_text(ms)
+  if math.type(ms) ~= "integer" then return "none" end
+  return format("%s (%d)", util.iso8601(ms), ms)
+end
+
+-- An offset for people: its canonical JSON, "-" when there is none.
+local function offset_text(v)
+  if v == nil then return "-" end
+  local ok, s = pcall(util.json_encode, v)
+  return ok and s or tostring(v)
+end
+
+checkpoint_cmds.show = {
+  spec = {},
+  run = function(ctx, _, pos)
+    local cmd = "checkpoint show"
+    local dir = positionals(cmd, pos, { "DIR" })
+    local core = load_tide(cmd, "tide.core")
+    local ck, msg = core.checkpoint(dir, { read_only = true })
+    if not ck then fail(cmd, msg) end
+    ctx.ckpt = ck
+    local st = api(cmd, ck.stats, ck)
+    local last_o, last_c = st.last_offset_id, st.last_commit_id
+    local function log_line(n, last)
+      if n == 0 then return "empty" end
+      return format("%d %s, last batch %d", n, n == 1 and "entry" or "entries", last)
+    end
+    local fields = {
+      { "checkpoint", dir },
+      { "query id", api(cmd, ck.get_meta, ck, "query_id") or "-" },
+      { "name", api(cmd, ck.get_meta, ck, "name") or "-" },
+      { "offset log", log_line(st.offsets, last_o) },
+      { "commit log", log_line(st.commits, last_c) },
+    }
+    local problems, sources = {}, nil
+    if last_o == nil and last_c == nil then
+      fields[#fields + 1] = { "last batch", "none (no batch has run)" }
+    else
+      local last = math.max(last_o or -1, last_c or -1)
+      local committed = last_c ~= nil and last_c >= last
+      fields[#fields + 1] = { "last batch", committed and format("%d, committed", last)
+        or format("%d, not committed (the next start runs it again)", last) }
+      local entry, why = decode_entry("offset log", last, api(cmd, ck.offsets, ck, last))
+      if entry then
+        fields[#fields + 1] = { "batch time", time_text(entry.timestamp) }
+        fields[#fields + 1] = { "watermark", time_text(entry.watermark) }
+        sources = entry.sources
+      else
+        problems[#problems + 1] = why
+      end
+      if last_c then
+        local c, cwhy = decode_entry("commit log", last_c, api(cmd, ck.commit_entry, ck, last_c))
+        if c then fields[#fields + 1] = { "next watermark", time_text(c.next_watermark) }
+        else problems[#problems + 1] = cwhy end
+      end
+    end
+    local names = {}
+    for name in pairs(st.states) do names[#names + 1] = name end
+    table.sort(names)
+    if #names == 0 then fields[#fields + 1] = { "state", "none" } end
+    fields[#fields + 1] = { "size", format("%s on disk, %s mapped", util.format_size(st.file_bytes),
+      util.format_size(st.map_bytes)) }
+    local lines = {}
+    for _, f in ipairs(fields) do lines[#lines + 1] = format("%-16s %s", f[1], tostring(f[2])) end
+    out(concat(lines, "\n") .. "\n")
+    if type(sources) == "table" and #sources > 0 then
+      local rows = {}
+      for k, src in ipairs(sources) do
+        rows[k] = { type(src) == "table" and src.description or "?", offset_text(type(src) == "table" and src.start),
+          offset_text(type(src) == "table" and src["end"]) }
+      end
+      out("\n" .. M.format_table({ "source", "start", "end" }, rows))
+    end
+    if #names > 0 then
+      local rows = {}
+      for k, name in ipairs(names) do rows[k] = { name, st.states[name].entries, st.states[name].bytes } end
+      out("\n" .. M.format_table({ "state", "entries", "bytes" }, rows))
+    end
+    for _, p in ipairs(problems) do note(format("checkpoint show: %s", p)) end
+    return #problems > 0 and 1 or 0
+  end,
+}
+
+local function cmd_checkpoint(ctx, argv, i)
+  return run_group("checkpoint", checkpoint_cmds, "show", ctx, argv, i)
+end
+
+---------------------------------------------------------------------------
 -- tide produce
 ---------------------------------------------------------------------------
 
@@ -901,7 +1027,7 @@ end
 ---------------------------------------------------------------------------
 
 local commands = { topic = cmd_topic, schema = cmd_schema, produce = cmd_produce, consume = cmd_consume,
-  run = cmd_run }
+  run = cmd_run, checkpoint = cmd_checkpoint }
 
 local function dispatch(ctx, argv)
   local i = 1
@@ -949,6 +1075,7 @@ function M.main(argv)
   end, ctx, argv)
   if ctx.loop then pcall(ctx.loop.close, ctx.loop) end
   if ctx.db then pcall(ctx.db.close, ctx.db) end
+  if ctx.ckpt then pcall(ctx.ckpt.close, ctx.ckpt) end
   if ok then
     io.stdout:flush()
     return r
