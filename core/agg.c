@@ -24,6 +24,9 @@
  *                                           uint64 offset of the bytes in
  *                                           `arena`
  *                   null byte:   1 when the key value is NULL (value 0/"")
+ *                   then one more byte at dfoff: 1 when the group is in
+ *                   the dirty list (kept here, in the line that the
+ *                   probe for the group has just read)
  *   states        gcap fixed-size slots of `slot` bytes; spec i's state is
  *                 at states + g * slot + specs[i].off, one of
  *                   int64_t              count(*), count(x)
@@ -46,17 +49,17 @@
  * distinct values) only.
  *
  *   sid[gcap]     each group's state id (agg.h), from next_sid.
- *   dflag[gcap]   1 when the group is in the dirty list;
  *   dirty[gcap]   the dirty gids, ascending, ndirty of them. An update
- *                 appends its new groups (their gids are above every old
- *                 one) and, unless every old group is dirty already, the
- *                 old groups it touched, then re-sorts.
+ *                 appends the old groups it finds (unless every old group
+ *                 is dirty already, as when nobody clears) as it finds
+ *                 them, re-sorts, then appends its new groups (their gids
+ *                 are above every old one).
  *   arena_dead    arena bytes that belonged to evicted groups; the arena is
  *                 rebuilt from the live groups once it is half dead.
  *
  * Invariants: every slot of a group is zeroed when the group is created
  * (a zero state is the state of no rows); tab holds exactly ngroups entries;
- * ndirty <= ngroups and dflag[g] == (g is in dirty[]).
+ * ndirty <= ngroups and DFLAG(a, g) == (g is in dirty[]).
  * A failure part way through an update leaves the states half updated, so
  * the aggregation is then poisoned: later calls return TIDE_EPOISONED.
  */
@@ -135,7 +138,7 @@ struct tide_agg {
   uint32_t scap;
   uint64_t *sid;
   uint64_t next_sid;
-  uint8_t *dflag;
+  size_t dfoff; /* of the dirty flag in a key record */
   uint32_t *dirty;
   uint32_t ndirty;
   size_t arena_dead;
@@ -251,7 +254,8 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
     off += is_var(a->kc[k].type) ? 16 : 8;
   }
   a->nulloff = off;
-  a->krec_size = (off + a->nkeys + 7) & ~(size_t)7;
+  a->dfoff = off + a->nkeys;
+  a->krec_size = (off + a->nkeys + 1 + 7) & ~(size_t)7;
   off = 0;
   for (uint32_t i = 0; i < nspecs; i++) {
     aspec_t *s = &a->specs[i];
@@ -300,7 +304,6 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->h);
   free(a->gid);
   free(a->sid);
-  free(a->dflag);
   free(a->dirty);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
@@ -317,7 +320,7 @@ uint64_t tide_agg_groups(const tide_agg_t *a) { return a->ngroups; }
 /* Bytes held: the per-group arrays at capacity, the table, the arena, the
  * string and distinct state buffers and the scratch vectors. */
 size_t tide_agg_bytes(const tide_agg_t *a) {
-  size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + 1 + sizeof(uint32_t);
+  size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + sizeof(uint32_t);
   return sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
          (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t));
 }
@@ -338,7 +341,6 @@ static int resize_groups(tide_agg_t *a, uint32_t cap) {
   RESIZE(states, a->slot ? a->slot : 1)
   RESIZE(krec, a->krec_size ? a->krec_size : 1)
   RESIZE(sid, sizeof *a->sid)
-  RESIZE(dflag, 1)
   RESIZE(dirty, sizeof *a->dirty)
 #undef RESIZE
   a->gcap = cap;
@@ -475,8 +477,7 @@ static int add_group(tide_agg_t *a, const tide_batch_t *keys, uint32_t i, uint64
   }
   a->ghash[g] = hv;
   if (a->slot) memset(a->states + (size_t)g * a->slot, 0, a->slot);
-  a->sid[g] = a->next_sid++;
-  a->dflag[g] = 0;
+  a->sid[g] = a->next_sid++; /* the record's memset cleared its dirty flag */
   a->ngroups = g + 1;
   return 0;
 }
@@ -499,12 +500,18 @@ static void hash_keys(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
 
 #define PREFETCH 16
 
+/* Group g's dirty flag (a byte of its key record). */
+#define DFLAG(a, g) ((a)->krec[(size_t)(g) * (a)->krec_size + (a)->dfoff])
+
 /* gid[0..n) = each row's group, creating the groups not seen before.
  * 0, -ENOMEM or TIDE_ETOOBIG (more than 2^32 - 2 groups). */
 static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
   const uint64_t *h = a->h;
   uint32_t *gid = a->gid;
   size_t mask = a->tcap - 1;
+  /* mark the old groups found dirty, unless all of them are already */
+  uint32_t g0 = a->ngroups;
+  int track = a->ndirty < g0;
   for (uint32_t i = 0; i < n; i++) {
     /* The table is hit at random: fetch the slot of a row PREFETCH ahead
      * while this one is probed (the hashes are all known already). */
@@ -523,7 +530,12 @@ static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
       pos = (pos + 1) & mask;
     }
     if (e) {
-      gid[i] = (uint32_t)e - 1;
+      uint32_t g = (uint32_t)e - 1;
+      gid[i] = g;
+      if (track && g < g0 && !DFLAG(a, g)) {
+        DFLAG(a, g) = 1;
+        a->dirty[a->ndirty++] = g;
+      }
       continue;
     }
     /* a new group */
@@ -716,35 +728,23 @@ static int cmp_u32(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-/* Add the groups of gid[0..n) to the dirty list, keeping it ascending;
- * groups g0.. are the ones this update created. When every older group is
- * dirty already (always so when nobody clears, as in a batch query) the
- * rows need no pass at all. */
-static void mark_dirty(tide_agg_t *a, uint32_t n, uint32_t g0) {
-  if (a->ndirty < g0) {
-    uint32_t before = a->ndirty;
-    const uint32_t *gid = a->gid;
-    for (uint32_t i = 0; i < n; i++) {
-      uint32_t g = gid[i];
-      if (g < g0 && !a->dflag[g]) {
-        a->dflag[g] = 1;
-        a->dirty[a->ndirty++] = g;
-      }
-    }
-    if (a->ndirty > before) {
-      /* a sorted run, then touched gids in row order: when many are dirty
-       * a scan of the flags is cheaper than a sort */
-      if (a->ndirty > g0 / 8) {
-        uint32_t d = 0;
-        for (uint32_t g = 0; g < g0; g++)
-          if (a->dflag[g]) a->dirty[d++] = g;
-      } else {
-        qsort(a->dirty, a->ndirty, sizeof *a->dirty, cmp_u32);
-      }
+/* Finish the dirty list after find_groups: it appended the old groups it
+ * found (gids < g0) after the sorted run of the d0 dirty before, in row
+ * order; sort them in, then append the groups this update created (g0..,
+ * above every old gid). */
+static void mark_dirty(tide_agg_t *a, uint32_t g0, uint32_t d0) {
+  if (a->ndirty > d0 && a->ndirty > 1) {
+    /* when many are dirty a scan of the flags is cheaper than a sort */
+    if (a->ndirty > g0 / 8) {
+      uint32_t d = 0;
+      for (uint32_t g = 0; g < g0; g++)
+        if (DFLAG(a, g)) a->dirty[d++] = g;
+    } else {
+      qsort(a->dirty, a->ndirty, sizeof *a->dirty, cmp_u32);
     }
   }
   for (uint32_t g = g0; g < a->ngroups; g++) {
-    a->dflag[g] = 1;
+    DFLAG(a, g) = 1;
     a->dirty[a->ndirty++] = g;
   }
 }
@@ -789,9 +789,9 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
     a->scap = n;
   }
   hash_keys(a, keys, n);
-  uint32_t g0 = a->ngroups;
+  uint32_t g0 = a->ngroups, d0 = a->ndirty;
   rc = find_groups(a, keys, n);
-  if (!rc) mark_dirty(a, n, g0);
+  if (!rc) mark_dirty(a, g0, d0);
   for (uint32_t i = 0; !rc && i < a->nspecs; i++)
     rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
   if (rc) {
@@ -924,7 +924,7 @@ uint32_t tide_agg_dirty(const tide_agg_t *a, const uint32_t **gids) {
 }
 
 void tide_agg_clear_dirty(tide_agg_t *a) {
-  for (uint32_t i = 0; i < a->ndirty; i++) a->dflag[a->dirty[i]] = 0;
+  for (uint32_t i = 0; i < a->ndirty; i++) DFLAG(a, a->dirty[i]) = 0;
   a->ndirty = 0;
 }
 
@@ -1042,15 +1042,14 @@ static void remove_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m) {
       memcpy(a->krec + (size_t)w * a->krec_size, a->krec + (size_t)g * a->krec_size, a->krec_size);
       if (a->slot) memcpy(STATE(a, w, 0), STATE(a, g, 0), a->slot); /* moves the buffers' ownership */
       a->ghash[w] = a->ghash[g];
-      a->sid[w] = a->sid[g];
-      a->dflag[w] = a->dflag[g];
+      a->sid[w] = a->sid[g]; /* the dirty flag moved with the key record */
     }
     w++;
   }
   a->ngroups = w;
   a->ndirty = 0;
   for (uint32_t g = 0; g < w; g++)
-    if (a->dflag[g]) a->dirty[a->ndirty++] = g;
+    if (DFLAG(a, g)) a->dirty[a->ndirty++] = g;
   if (a->gcap > 64 && (size_t)w * 4 <= a->gcap) {
     uint32_t cap = 64;
     while (cap < w * 2) cap *= 2;
@@ -1530,8 +1529,7 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
   }
   a->tab[pos] = (hv >> 32) << 32 | ((uint64_t)g + 1);
   a->ghash[g] = hv;
-  a->sid[g] = sid;
-  a->dflag[g] = 0;
+  a->sid[g] = sid; /* not dirty: the record's memset cleared the flag */
   a->ngroups = g + 1;
   if (sid >= a->next_sid) a->next_sid = sid + 1;
   return 0;
