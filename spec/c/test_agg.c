@@ -1354,7 +1354,9 @@ static void test_state_evict_memory(void) {
   T_EQ_INT(tide_agg_evict(a, 0, INT64_MAX, &rows, &sids, &n, &err), 0);
   T_EQ_INT(n, 1500);
   T_EQ_INT(tide_agg_groups(a), 0);
-  T_CHECK(tide_agg_bytes(a) < peak3 / 4);
+  /* what is left: the scratch vectors of 3000 rows (36 kB) and the group
+   * arrays, table and arena at their smallest (a few kB) */
+  T_CHECK(tide_agg_bytes(a) < 3000 * 12 + 12 * 1024);
   free(sids);
   tide_batch_free(rows);
   tide_batch_free(kb);
