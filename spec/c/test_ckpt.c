@@ -408,10 +408,10 @@ static void test_bad_dirs(void) {
   c = open_ok(d, 0);
   char val[3000];
   memset(val, 'x', sizeof val);
-  char keys[200][8];
+  char keys[200][16];
   tide_ckpt_op_t ops[200];
   for (int i = 0; i < 200; i++) {
-    snprintf(keys[i], 8, "k%03d", i);
+    snprintf(keys[i], sizeof keys[i], "k%03d", i);
     ops[i] = (tide_ckpt_op_t){keys[i], 4, val, sizeof val};
   }
   tide_ckpt_change_t ch = {"s", 1, ops, 200};
