@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "json.h"
 #include "l_tide.h"
@@ -858,6 +859,24 @@ static int l_ts_format(lua_State *L) {
   return 1;
 }
 
+/* core.time_now() -> ms since the epoch (integer): batch timestamps. */
+static int l_time_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  return 1;
+}
+
+/* core.clock_ms() -> a monotonic clock in ms (float, microsecond
+ * resolution): durations in progress reports. libuv's uv_now is cached per
+ * loop iteration and only has ms steps, too coarse for a 0.2 ms batch. */
+static int l_clock_ms(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+  return 1;
+}
+
 /* Read the optional flags table at idx: { ignore_unknown=, whole=, iso8601= }. */
 static int check_flags(lua_State *L, int idx) {
   static const char *const names[] = {"ignore_unknown", "whole", "iso8601", NULL};
@@ -941,7 +960,8 @@ int tide_l_batch_open(lua_State *L) {
       {"__tostring", batch_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"schema_parse", l_schema_parse}, {"ts_parse", l_ts_parse},     {"ts_format", l_ts_format},
-      {"json_batch", l_json_batch},     {"batch_json", l_batch_json}, {NULL, NULL}};
+      {"json_batch", l_json_batch},     {"batch_json", l_batch_json}, {"time_now", l_time_now},
+      {"clock_ms", l_clock_ms},         {NULL, NULL}};
   luaL_checktype(L, -1, LUA_TTABLE);
   if (luaL_newmetatable(L, TIDE_L_BATCH_MT)) {
     luaL_setfuncs(L, meta, 0);

@@ -319,4 +319,107 @@ function M.strip_position(msg)
   end
 end
 
+---------------------------------------------------------------------------
+-- JSON for logs (offset and commit entries)
+---------------------------------------------------------------------------
+
+-- An array: keys 1..n and nothing else (an empty table is an array).
+local function is_array(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do
+    if t[i] == nil then return false end
+  end
+  return true, n
+end
+
+local function encode(v, out, depth)
+  local t = type(v)
+  if depth > 64 then error("json: nested too deeply", 0) end
+  if v == nil then
+    out[#out + 1] = "null"
+  elseif t == "boolean" then
+    out[#out + 1] = v and "true" or "false"
+  elseif t == "number" then
+    if math_type(v) == "integer" then
+      out[#out + 1] = format("%d", v)
+    elseif v ~= v or v == math.huge or v == -math.huge then
+      error("json: cannot encode " .. tostring(v), 0)
+    elseif v == floor(v) and v > -MAX_EXACT and v < MAX_EXACT then
+      out[#out + 1] = format("%d", tointeger(v)) -- 3.0 is written 3: offsets are counts
+    else
+      out[#out + 1] = format("%.17g", v)
+    end
+  elseif t == "string" then
+    out[#out + 1] = M.json_string(v)
+  elseif t == "table" then
+    local arr, n = is_array(v)
+    if arr then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        encode(v[i], out, depth + 1)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        if type(k) ~= "string" then error("json: object keys must be strings, got " .. type(k), 0) end
+        keys[#keys + 1] = k
+      end
+      sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = M.json_string(k)
+        out[#out + 1] = ":"
+        encode(v[k], out, depth + 1)
+      end
+      out[#out + 1] = "}"
+    end
+  else
+    error("json: cannot encode a " .. t, 0)
+  end
+end
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+--- A JSON string literal for s.
+function M.json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or format("\\u%04x", c:byte()) end) .. '"'
+end
+
+--- Canonical JSON text of a Lua value: object keys sorted, integral
+-- numbers written as integers, so that equal values give equal text (the
+-- engine compares offsets by their text).
+-- @raise `json: ...` for functions, userdata, NaN, non-string keys
+function M.json_encode(v)
+  local out = {}
+  encode(v, out, 0)
+  return concat(out)
+end
+
+-- lua-cjson decodes every number as a float and null as a sentinel.
+local function normalize(v, null)
+  if type(v) == "number" then
+    return (v == floor(v) and v > -MAX_EXACT and v < MAX_EXACT) and tointeger(v) or v
+  elseif v == null then
+    return nil
+  elseif type(v) == "table" then
+    local out = {}
+    for k, x in pairs(v) do out[k] = normalize(x, null) end
+    return out
+  end
+  return v
+end
+
+--- Decode JSON text: integral numbers become integers, null becomes nil.
+-- @return value, or nil and a message
+function M.json_decode(text)
+  local cjson = require "cjson"
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then return nil, tostring(v) end
+  return normalize(v, cjson.null)
+end
+
 return M
