@@ -7,17 +7,20 @@
  *   ck:get_meta(key) -> text | nil          ck:set_meta(key, text) -> true
  *   ck:latest() -> last offset id | nil, last commit id | nil
  *   ck:offsets(n), ck:commit_entry(n) -> text | nil
- *   ck:write_offsets(n, text) -> true       ck:commit(n, text, changes) -> true
+ *   ck:write_offsets(n, text) -> true       ck:commit(n, text [, changes]) -> true
  *   ck:purge(before) -> number of entries removed
  *   ck:state(name) -> iterator of key, value in key order
  *   ck:stats() -> table                     ck:path(), ck:is_read_only(), ck:is_open()
  *   ck:close() (also __gc, __close)
  *
- * Error tiers (STYLE.md): bad arguments, writes to a read-only checkpoint
- * and use of a closed one raise. Writes that fail in the environment or on
- * the data (disk full, "offset log N exists with other offsets", "commit
- * log N exists") return nil, message, ENAME and write nothing. Reads, whose
- * nil means "absent", raise when the environment fails.
+ * Errors: opening returns nil, message, ENAME when the environment fails
+ * (STYLE.md's third tier: the engine adds the query's context). Everything
+ * else raises with a message starting "checkpoint <dir>: ": bad arguments,
+ * writes to a read-only checkpoint, use of a closed one, and also failed
+ * writes ("offset log N exists with other offsets", "commit log N exists",
+ * a full disk) and failed reads. Writes raise rather than return a
+ * failure tuple because an unchecked failed commit would silently break
+ * exactly-once; a failed write has written nothing.
  *
  * No Lua error can cross an open transaction: every argument is converted
  * and checked before the C call, the C call begins and ends its
@@ -63,15 +66,12 @@ static int push_fail(lua_State *L, int rc, const tide_err_t *err) {
   return 3;
 }
 
-/* A write's result: true, a raise for misuse (TIDE_EINVAL), or the failure
- * tuple. */
+/* A write's result: true, or a raise with the message (nothing was
+ * written; no transaction is open any more). */
 static int write_result(lua_State *L, int rc, const tide_err_t *err) {
-  if (rc == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (rc == TIDE_EINVAL) return luaL_error(L, "%s", err->msg);
-  return push_fail(L, rc, err);
+  if (rc) return luaL_error(L, "%s", err->msg[0] ? err->msg : tide_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static l_ckpt_t *check_ckpt(lua_State *L, int idx) { return luaL_checkudata(L, idx, CKPT_MT); }
@@ -266,8 +266,7 @@ static int l_purge(lua_State *L) {
   uint64_t removed = 0;
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_purge(k->c, before, &removed, &err);
-  if (rc == TIDE_EINVAL) return luaL_error(L, "%s", err.msg);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return write_result(L, rc, &err);
   lua_pushinteger(L, (lua_Integer)removed);
   return 1;
 }
@@ -302,7 +301,7 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
   return s;
 }
 
-/* ck:commit(n, text [, changes]) -> true | nil, msg, ENAME
+/* ck:commit(n, text [, changes]) -> true
  * changes = { [state name] = { put = { {key, value}, ... }, del = { key, ... } } }
  * Pass 1 checks the shape and counts; pass 2 fills one block of
  * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
