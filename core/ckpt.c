@@ -50,8 +50,13 @@ static uint64_t get_be64(const unsigned char *p) {
   return v;
 }
 
+/* LMDB returns system errors as positive errno values: make them -errno,
+ * as every core function returns them (err.h). */
+static int norm(int rc) { return rc > 0 ? -rc : rc; }
+
 /* Set err to "checkpoint <dir>: <what>: <reason of rc>" and return rc. */
 static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what, tide_err_t *err) {
+  rc = norm(rc);
   return tide_err_set(err, rc, "checkpoint %s: %s: %s", c ? c->dir : dir, what, tide_strerror(rc));
 }
 
@@ -537,6 +542,7 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
     rc = commit_once(c, n, text, len, changes, nchanges, &where);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
+  rc = norm(rc);
   if (rc == TIDE_EEXIST)
     return tide_err_set(err, rc, "checkpoint %s: commit log %llu exists", c->dir, (unsigned long long)n);
   if (rc == MDB_DBS_FULL)
