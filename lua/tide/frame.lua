@@ -269,6 +269,24 @@ function M.from_rows(rows, schema, opts)
   end))
 end
 
+--- A streaming source: a node whose batches are those the streaming engine
+-- hands it for the micro-batch being run (`node.current`, set by the
+-- engine and cleared after the batch; the engine closes them). `stream`
+-- describes the source for the engine: { kind =, opts =, descriptor = } or
+-- { lua = source table }.
+function M.stream_source(label, schema, stream)
+  local node = source_node(label, schema, nil, false)
+  node.static, node.stream = false, stream
+  function node.open()
+    local list, i = node.current or {}, 0
+    return function()
+      i = i + 1
+      return list[i]
+    end
+  end
+  return new_frame(node)
+end
+
 --- A static frame over batches produced by `batches()` (an iterator
 -- factory), for sources built elsewhere (topics, tables). With `fresh`,
 -- every batch is made anew for its consumer (which closes it when done);
@@ -751,10 +769,37 @@ function Grouped:agg(spec)
     end
     st.groups = function() return a:groups() end
     st.bytes = function() return a:bytes() end
+    -- For the streaming engine: the groups changed since the last
+    -- clear_changes (their result rows, state ids and encoded states), and
+    -- the restore of a group from the checkpoint.
+    function st.changes()
+      local rows, sids, blobs = a:changes()
+      if not rows then run_fail("agg", sids) end
+      return finish and finish(rows) or rows, sids, blobs
+    end
+    st.clear_changes = function() a:clear_changes() end
+    function st.restore(sid, blob)
+      local ok, msg = a:restore(sid, blob)
+      if not ok then run_fail("agg", msg) end
+    end
     return st
   end
   node.feed, node.filter = feed, filter
   function node.open()
+    local run = node.run -- set by the streaming engine while it runs a micro-batch
+    if run then
+      for b in feed.open() do
+        run.state.push(b, filter, run.first)
+        run.first = run.first + b:nrows()
+        release(feed, b)
+      end
+      local done = false
+      return function()
+        if done then return nil end
+        done = true
+        return run.output(run.state)
+      end
+    end
     local next_batch, done = feed.open(), false
     return function()
       if done then return nil end
@@ -1119,6 +1164,14 @@ function Frame:show(n, truncate)
     if more then break end
   end
   io.write(M.format_table(node.fields, rows, more and (n + 1) or #rows, truncate))
+end
+
+--- Start a streaming query writing this frame to `sink` (a sink name, a
+-- Lua sink from tide.sink, or a function(batch_id, rows)); see tide.query.
+-- @return a started query
+function Frame:write_stream(sink, opts)
+  check_frame(self, "write_stream")
+  return require("tide.query").start(self, sink, opts, 2)
 end
 
 function Frame:__tostring()

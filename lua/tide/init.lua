@@ -14,6 +14,7 @@ local core = require "tide.core"
 local store = require "tide.store"
 local schema = require "tide.schema"
 local frame = require "tide.frame"
+local query = require "tide.query"
 
 local M = {}
 
@@ -73,5 +74,29 @@ function M.format_time(ms)
   if math.type(ms) ~= "integer" then error("format_time: expected integer ms, got " .. type(ms), 2) end
   return core.ts_format(ms)
 end
+
+--- A streaming frame over a source: `tide.read_stream("file", { path =,
+-- format =, schema = })`, `"socket"`, `"rate"`, `"topic"`, or a Lua source
+-- made by `tide.source{...}`.
+function M.read_stream(kind, opts) return query.read_stream(kind, opts, 2) end
+
+--- A replayable in-memory stream for tests and the REPL:
+-- `local ms = tide.memory_stream(schema); ms:add(rows); ms:frame()`.
+function M.memory_stream(schema) return require("tide.connectors.memory").stream(schema, 2) end
+
+--- A static frame over the rows of a memory sink (the query's name).
+function M.table(name) return require("tide.connectors.memory").table(name, 2) end
+
+--- A source written in Lua (see tide.query.source).
+M.source = query.source
+
+--- A sink written in Lua (see tide.query.sink).
+M.sink = query.sink
+
+--- The active streaming queries.
+M.queries = query.queries
+
+--- Drive the event loop until every query has terminated.
+M.run = query.run
 
 return M

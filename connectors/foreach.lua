@@ -1,0 +1,45 @@
+--- The foreach_batch and foreach sinks: the query's output handed to Lua
+-- functions (API.md section 4).
+--
+--    f:write_stream("foreach_batch", { fn = function(batch_id, rows) ... end })
+--    f:write_stream(function(batch_id, rows) ... end)        -- the same
+--    f:write_stream("foreach", { fn = function(row) ... end })
+--
+-- The rows are the callee's to keep. Exactly-once needs the function to be
+-- idempotent per batch id: after a crash the last batch may be handed over
+-- again with the same id. A function that raises fails the batch: nothing of
+-- it is committed, and the next start runs it again.
+
+local M = { sources = {}, sinks = {} }
+
+local rows_of = function(batches) return require("tide.query").rows_of(batches) end
+
+M.sinks.foreach_batch = {
+  options = { fn = "function" },
+  new = function(o)
+    if not o.fn then error("the foreach_batch sink needs option 'fn' (a function(batch_id, rows))", 0) end
+    local fn = o.fn
+    return {
+      description = "ForeachBatchSink",
+      add_batch = function(_, id, batches) fn(id, rows_of(batches)) end,
+    }
+  end,
+}
+
+M.sinks.foreach = {
+  options = { fn = "function" },
+  new = function(o)
+    if not o.fn then error("the foreach sink needs option 'fn' (a function(row))", 0) end
+    local fn = o.fn
+    return {
+      description = "ForeachSink",
+      add_batch = function(_, _, batches)
+        for _, b in ipairs(batches) do
+          for _, r in ipairs(b:rows()) do fn(r) end
+        end
+      end,
+    }
+  end,
+}
+
+return M

@@ -1,0 +1,154 @@
+--- The memory source and sink: streams and tables that live in the
+-- process, for tests and the REPL (API.md sections 3 and 4).
+--
+--    local ms = tide.memory_stream("ts timestamp, word string")
+--    ms:add{ { ts = 1000, word = "a" } }      -- one add, one batch
+--    local q = ms:frame():write_stream("memory", { name = "words", mode = "append" })
+--    q:process_all_available()
+--    tide.table("words"):show()
+--
+-- A memory stream is replayable for as long as the process lives: its
+-- offsets are the number of add calls. The adds made since the last batch
+-- form the next batch; one add is never split. The memory sink keeps each batch's
+-- rows under its batch id (a re-run batch replaces its rows), so the table
+-- never holds a row twice; in complete mode the table is the last batch.
+
+local core = require "tide.core"
+
+local M = { sources = {}, sinks = {} }
+
+local format = string.format
+
+local Stream = {}
+Stream.__index = Stream
+
+local streams = 0
+
+--- A memory stream of the given schema.
+function M.stream(schema, level)
+  local s, msg = core.schema(schema)
+  if not s then error("memory_stream: bad schema: " .. tostring(msg), (level or 1) + 1) end
+  streams = streams + 1
+  return setmetatable({ _schema = s, _batches = {}, _watchers = {}, _id = streams }, Stream)
+end
+
+--- Add rows (an array of tables): they form one micro-batch.
+-- @return the stream's offset after the add
+function Stream:add(rows)
+  if getmetatable(self) ~= Stream then error("add: bad self: expected a memory stream (use ms:add(rows))", 2) end
+  if type(rows) ~= "table" then error("add: bad argument #1: expected an array of rows, got " .. type(rows), 2) end
+  local b, msg = core.rows_batch(self._schema, rows)
+  if not b then error("add: " .. msg, 2) end
+  local list = self._batches
+  list[#list + 1] = b
+  for fn in pairs(self._watchers) do fn() end
+  return #list
+end
+
+--- The stream as a streaming frame.
+function Stream:frame()
+  if getmetatable(self) ~= Stream then error("frame: bad self: expected a memory stream (use ms:frame())", 2) end
+  return require("tide.query").read_stream("memory", { stream = self }, 2)
+end
+
+function Stream:schema() return self._schema:fields() end
+
+function Stream:__tostring() return format("tide memory stream %d (%d batches)", self._id, #self._batches) end
+
+M.Stream = Stream
+
+M.sources.memory = {
+  options = { stream = "any" },
+  schema = function(o)
+    if getmetatable(o.stream) ~= Stream then
+      error("option 'stream' must be a memory stream (tide.memory_stream(schema))", 0)
+    end
+    return o.stream._schema
+  end,
+  label = function(o) return format("MemoryStream[%d]", o.stream._id) end,
+  new = function(o)
+    local st = o.stream
+    local src = { description = format("MemoryStream[%d]", st._id), replayable = true }
+    -- Every add not yet processed goes into the next batch (as Spark's
+    -- MemoryStream); an add is never split.
+    function src.latest_offset()
+      local n = #st._batches
+      if n == 0 then return nil end
+      return n
+    end
+    function src.get_batch(_, start, stop)
+      local out = {}
+      for i = (start or 0) + 1, stop do
+        local b = st._batches[i]
+        if b == nil then error(format("offset %d is past the stream's end (%d)", i, #st._batches), 0) end
+        out[#out + 1] = core.slice(b, 0, b:nrows()) -- a copy: the engine closes what it gets
+      end
+      return out
+    end
+    local watcher
+    function src.watch(_, fn)
+      watcher = fn
+      st._watchers[fn] = true
+    end
+    function src.stop()
+      if watcher then st._watchers[watcher] = nil end
+    end
+    return src
+  end,
+}
+
+---------------------------------------------------------------------------
+-- The sink and tide.table
+---------------------------------------------------------------------------
+
+local tables = {}
+
+M.sinks.memory = {
+  options = {},
+  new = function(_, ctx)
+    local name = ctx.query_name
+    if not name then error("the memory sink needs option 'name' (the table's name for tide.table(name))", 0) end
+    local t = tables[name]
+    if not t then
+      t = { batches = {} }
+      tables[name] = t
+    end
+    local sink = { description = format("MemorySink[%s]", name) }
+    function sink.add_batch(_, id, batches, mode, schema)
+      local rows = require("tide.query").rows_of(batches)
+      t.schema = schema
+      if mode == "complete" then
+        t.batches, t.complete = { [id] = rows }, true
+      else
+        t.batches[id] = rows
+      end
+    end
+    return sink
+  end,
+}
+
+--- The rows a memory sink holds, as a static frame.
+function M.table(name, level)
+  if type(name) ~= "string" then error("table: bad argument #1: expected a name, got " .. type(name), (level or 1) + 1) end
+  local t = tables[name]
+  if not t or not t.schema then
+    local names = {}
+    for n in pairs(tables) do names[#names + 1] = n end
+    table.sort(names)
+    error(format("table: no memory table '%s' (tables: %s)", name, #names > 0 and table.concat(names, ", ") or "none"),
+      (level or 1) + 1)
+  end
+  local ids = {}
+  for id in pairs(t.batches) do ids[#ids + 1] = id end
+  table.sort(ids)
+  local rows = {}
+  for _, id in ipairs(ids) do
+    for _, r in ipairs(t.batches[id]) do rows[#rows + 1] = r end
+  end
+  return require("tide.frame").from_rows(rows, t.schema:fields())
+end
+
+--- Forget a memory table (tests).
+function M.drop_table(name) tables[name] = nil end
+
+return M

@@ -1,0 +1,844 @@
+--- Streaming queries: the micro-batch engine (DESIGN.md "Stream execution",
+-- after Spark Structured Streaming's MicroBatchExecution).
+--
+-- A query runs its frame's plan once per micro-batch. Per trigger:
+--
+--   1. ask each source for its latest offset (from the end of the last
+--      batch); nothing new: wait for the next trigger;
+--   2. write offset-log entry N (each source's start and end offsets, the
+--      watermark in force, the batch timestamp) durably to the checkpoint;
+--   3. get the batch's rows from each source for (start, end];
+--   4. run the plan over them: the same operators as static frames; a
+--      streaming aggregation keeps its groups across batches;
+--   5. hand the result to the sink as add_batch(N, ...), which is
+--      idempotent per batch id;
+--   6. commit: the changed state, commit-log entry N and the next watermark
+--      in ONE LMDB transaction; then tell the sources commit(end).
+--
+-- On start, an offset entry without its commit entry is re-run with exactly
+-- its logged offsets and timestamp, on the state as of N-1 (the state store
+-- only ever holds committed batches); a committed N continues at N+1. So a
+-- replayable source and an idempotent sink give exactly-once output
+-- whatever instant the process dies at.
+--
+-- Everything runs on the process's one libuv loop (tide.runtime): a query
+-- is a chain of one-shot timers and source wake-ups, each running at most
+-- one micro-batch, so several queries (and the REPL) interleave. Queries
+-- advance only while the loop runs: in process_all_available, await,
+-- tide.run, or the REPL.
+--
+-- @module tide.query
+
+local core = require "tide.core"
+local util = require "tide.util"
+local frame = require "tide.frame"
+local runtime = require "tide.runtime"
+
+local M = {}
+
+local format, concat = string.format, table.concat
+local json = util.json_encode
+local clock = core.clock_ms
+
+local Query = {}
+Query.__index = Query
+
+local LuaSource = {}
+LuaSource.__index = LuaSource
+local LuaSink = {}
+LuaSink.__index = LuaSink
+
+local POLL_MS = 50        -- idle polling of sources that cannot wake the query
+local KEEP_LOGS = 100     -- offset/commit entries kept, as Spark's minBatchesToRetain
+local KEEP_PROGRESS = 100 -- reports kept for recent_progress
+
+local active = {} -- the running queries, in start order
+local signals     -- SIGINT/SIGTERM handles while a query runs
+
+---------------------------------------------------------------------------
+-- Sources
+---------------------------------------------------------------------------
+
+local source_fields = {
+  schema = "any", latest_offset = "function", get_batch = "function", commit = "function", stop = "function",
+  description = "string", replayable = "boolean",
+}
+
+--- A source written in Lua: `tide.source{ schema =, latest_offset =
+-- function(self, start) end, get_batch = function(self, start, stop) return
+-- rows end [, commit =] [, stop =] [, description =] [, replayable =] }`.
+-- Other fields are the source's own (its state). Offsets are any JSON
+-- values; `start` is nil for the first batch.
+function M.source(def)
+  if type(def) ~= "table" then error("tide.source: expected a table, got " .. type(def), 2) end
+  for name, ty in pairs(source_fields) do
+    local v = def[name]
+    if v ~= nil and ty ~= "any" and type(v) ~= ty then
+      error(format("tide.source: field '%s' must be a %s, got %s", name, ty, type(v)), 2)
+    end
+  end
+  if def.schema == nil then error("tide.source: field 'schema' is required (a DDL string or array form)", 2) end
+  if def.latest_offset == nil then error("tide.source: field 'latest_offset' is required (a function)", 2) end
+  if def.get_batch == nil then error("tide.source: field 'get_batch' is required (a function)", 2) end
+  local s, msg = core.schema(def.schema)
+  if not s then error("tide.source: bad schema: " .. msg, 2) end
+  return setmetatable({ def = def, schema = s }, LuaSource)
+end
+
+-- The engine's view of a Lua source (connectors/README.md's protocol).
+local function lua_source_instance(src)
+  local def, schema = src.def, src.schema
+  local inst = { description = def.description or "LuaSource", replayable = def.replayable ~= false }
+  function inst.latest_offset(_, start) return def:latest_offset(start) end
+  function inst.get_batch(_, start, stop)
+    local rows = def:get_batch(start, stop)
+    if rows == nil then return {} end
+    if type(rows) ~= "table" then error(format("get_batch returned a %s, expected an array of rows", type(rows)), 0) end
+    if #rows == 0 then return {} end
+    local b, msg = core.rows_batch(schema, rows)
+    if not b then error("get_batch returned a row that does not fit the source's schema: " .. msg, 0) end
+    return { b }
+  end
+  if def.commit then function inst.commit(_, stop) def:commit(stop) end end
+  if def.stop then function inst.stop() def:stop() end end
+  return inst
+end
+
+--- A streaming frame over a source: `read_stream("file", opts)` names a
+-- connector (connectors/); `read_stream(tide.source{...})` takes a Lua
+-- source.
+function M.read_stream(kind, opts, level)
+  level = (level or 1) + 1
+  if getmetatable(kind) == LuaSource then
+    if opts ~= nil then error("read_stream: a Lua source takes no options", level) end
+    return frame.stream_source("LuaSource", kind.schema, { lua = kind })
+  end
+  if type(kind) ~= "string" then
+    error("read_stream: bad argument #1: expected a source name or a tide.source, got " .. type(kind), level)
+  end
+  local d = runtime.connector("source", kind, level)
+  local what = format("read_stream(%s)", kind)
+  local ok, o = pcall(util.check_options, opts, d.options, what, 1)
+  if not ok then error(util.strip_position(o), level) end
+  local oks, schema = pcall(d.schema, o)
+  if not oks then error(what .. ": " .. util.strip_position(schema), level) end
+  local s, msg = schema, nil
+  if type(schema) ~= "userdata" then s, msg = core.schema(schema) end
+  if not s then error(what .. ": bad schema: " .. msg, level) end
+  local label = d.label and d.label(o) or format("StreamingSource %s", kind)
+  return frame.stream_source(label, s, { kind = kind, descriptor = d, opts = o })
+end
+
+---------------------------------------------------------------------------
+-- Sinks
+---------------------------------------------------------------------------
+
+--- A sink written in Lua: `tide.sink{ add_batch = function(self, batch_id,
+-- rows, mode) end [, stop =] [, description =] }`; add_batch must be
+-- idempotent per batch id (called again with the same id after a crash).
+function M.sink(def)
+  if type(def) ~= "table" then error("tide.sink: expected a table, got " .. type(def), 2) end
+  if type(def.add_batch) ~= "function" then
+    error("tide.sink: field 'add_batch' is required (a function(self, batch_id, rows, mode))", 2)
+  end
+  if def.stop ~= nil and type(def.stop) ~= "function" then error("tide.sink: field 'stop' must be a function", 2) end
+  return setmetatable({ def = def }, LuaSink)
+end
+
+-- Every row of the batches, in order, as Lua tables.
+local function rows_of(batches)
+  local rows = {}
+  for _, b in ipairs(batches) do
+    for _, r in ipairs(b:rows()) do rows[#rows + 1] = r end
+  end
+  return rows
+end
+M.rows_of = rows_of
+
+local function lua_sink_instance(sink)
+  local def = sink.def
+  local inst = { description = def.description or "LuaSink" }
+  function inst.add_batch(_, id, batches, mode) def:add_batch(id, rows_of(batches), mode) end
+  if def.stop then function inst.stop() def:stop() end end
+  return inst
+end
+
+---------------------------------------------------------------------------
+-- Options
+---------------------------------------------------------------------------
+
+local query_spec = {
+  mode = { type = "string", values = { "append", "update", "complete" }, default = "append" },
+  trigger = "any",
+  checkpoint = "string",
+  name = "string",
+  no_data_batches = { type = "boolean", default = true },
+  multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
+  sync = { type = "boolean", default = true },
+}
+
+-- trigger -> { kind = "interval", ms = n } | { kind = "once" } | { kind = "available_now" }
+local function parse_trigger(t, what, level)
+  if t == nil or t == 0 or t == "0" then return { kind = "interval", ms = 0 } end
+  if t == "once" or t == "available_now" then return { kind = t } end
+  local ok, ms = pcall(util.duration, t, what .. ": option 'trigger'", 1)
+  if not ok then
+    error(format("%s: option 'trigger' must be a duration (\"1 second\", ms), 0, \"once\" or \"available_now\", got %s",
+      what, type(t) == "string" and "'" .. t .. "'" or tostring(t)), level + 1)
+  end
+  return { kind = "interval", ms = ms }
+end
+
+-- Split the user's table into the query's options and the sink's.
+local function split_options(opts, sink_spec, what, level)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error(what .. ": options must be a table, got " .. type(opts), level + 1) end
+  local q, s = {}, {}
+  for k, v in pairs(opts) do
+    if query_spec[k] ~= nil then
+      q[k] = v
+    elseif sink_spec and sink_spec[k] ~= nil then
+      s[k] = v
+    else
+      local names = {}
+      for n in pairs(query_spec) do names[#names + 1] = n end
+      for n in pairs(sink_spec or {}) do names[#names + 1] = n end
+      table.sort(names)
+      error(format("%s: unknown option '%s' (allowed: %s)", what, tostring(k), concat(names, ", ")), level + 1)
+    end
+  end
+  local ok, qo = pcall(util.check_options, q, query_spec, what, 1)
+  if not ok then error(util.strip_position(qo), level + 1) end
+  local so = s
+  if sink_spec then
+    local ok2, r = pcall(util.check_options, s, sink_spec, what, 1)
+    if not ok2 then error(util.strip_position(r), level + 1) end
+    so = r
+  end
+  return qo, so
+end
+
+---------------------------------------------------------------------------
+-- Plans
+---------------------------------------------------------------------------
+
+-- The plan's nodes, sources first (depth-first, inputs before the node).
+local function walk(node, visit, seen)
+  seen = seen or {}
+  if seen[node] then return end
+  seen[node] = true
+  for _, c in ipairs(node.inputs or {}) do walk(c, visit, seen) end
+  if node.input then walk(node.input, visit, seen) end
+  if node.right then walk(node.right, visit, seen) end
+  visit(node)
+end
+
+-- Spark's UnsupportedOperationChecker, for what exists so far.
+local function analyze(node, mode, what, level)
+  local sources, aggs = {}, {}
+  walk(node, function(n)
+    if n.stream then sources[#sources + 1] = n end
+    if n.op == "aggregate" and not n.static then aggs[#aggs + 1] = n end
+  end)
+  if #aggs > 1 then
+    error(what .. ": multiple streaming aggregations in one query are not supported (as in Spark)", level + 1)
+  end
+  if mode == "complete" and #aggs == 0 then
+    error(what .. ": complete mode needs a streaming aggregation (it outputs the whole result table every batch)",
+      level + 1)
+  end
+  if mode == "append" and #aggs > 0 then
+    error(what .. ": append mode is not supported for a streaming aggregation without a watermark " ..
+      "(its groups are never final); use mode = \"update\" or \"complete\"", level + 1)
+  end
+  return sources, aggs
+end
+
+---------------------------------------------------------------------------
+-- Checkpoint helpers
+---------------------------------------------------------------------------
+
+local function random_id()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16) or tostring(os.time()) .. tostring({}) .. tostring(clock())
+  if f then f:close() end
+  local hex = bytes:gsub(".", function(c) return format("%02x", c:byte()) end):sub(1, 32)
+  return format("%s-%s-%s-%s-%s", hex:sub(1, 8), hex:sub(9, 12), hex:sub(13, 16), hex:sub(17, 20), hex:sub(21, 32))
+end
+
+-- A temporary checkpoint directory (for sinks that do not need one).
+local function temp_dir()
+  local name = os.tmpname()
+  os.remove(name)
+  return name .. "-tide-checkpoint"
+end
+
+local function remove_tree(dir)
+  local entries = core.glob(dir .. "/*") or {}
+  for _, p in ipairs(core.glob(dir .. "/.*") or {}) do entries[#entries + 1] = p end
+  for _, p in ipairs(entries) do
+    local base = p:match("([^/]+)/?$")
+    if base ~= "." and base ~= ".." then
+      if p:sub(-1) == "/" then remove_tree(p:sub(1, -2)) else os.remove(p) end
+    end
+  end
+  os.remove(dir)
+end
+
+local function state_name(k) return "agg" .. k end
+
+---------------------------------------------------------------------------
+-- Signals
+---------------------------------------------------------------------------
+
+local function install_signals()
+  if signals then return end
+  local loop = runtime.loop()
+  local function stop_all()
+    for _, q in ipairs({ table.unpack(active) }) do q:stop() end
+  end
+  signals = { loop:signal("SIGINT", stop_all), loop:signal("SIGTERM", stop_all) }
+end
+
+local function remove_signals()
+  if signals and #active == 0 then
+    for _, h in ipairs(signals) do h:close() end
+    signals = nil
+  end
+end
+
+---------------------------------------------------------------------------
+-- Starting a query
+---------------------------------------------------------------------------
+
+--- Start a streaming query (Frame:write_stream).
+function M.start(f, sink, opts, level)
+  level = (level or 1) + 1
+  local root = f._node
+  local sink_name = type(sink) == "string" and sink or type(sink) == "function" and "foreach_batch" or
+    getmetatable(sink) == LuaSink and "LuaSink" or nil
+  if not sink_name then
+    error("write_stream: bad argument #1: expected a sink name, a function(batch_id, rows) or a tide.sink, got " ..
+      type(sink), level)
+  end
+  local what = format("write_stream(%s)", sink_name)
+  if root.static then
+    error(what .. ": a static frame is not a stream (use collect, show or batches; streams come from read_stream)",
+      level)
+  end
+  local descriptor = type(sink) == "string" and runtime.connector("sink", sink, level) or nil
+  local o, sink_opts = split_options(opts, descriptor and descriptor.options, what, level)
+  if type(sink) == "function" then
+    descriptor, sink_opts = runtime.connector("sink", "foreach_batch", level), { fn = sink }
+  end
+  local trigger = parse_trigger(o.trigger, what, level)
+  local sources, aggs = analyze(root, o.mode, what, level)
+  if o.name then
+    for _, q in ipairs(active) do
+      if q._name == o.name then error(format("%s: a query named '%s' is already active", what, o.name), level) end
+    end
+  end
+  if descriptor and descriptor.needs_checkpoint and not o.checkpoint then
+    error(format("%s: option 'checkpoint' is required: the %s sink's exactly-once output needs a checkpoint directory",
+      what, sink_name), level)
+  end
+
+  local q = setmetatable({
+    _root = root, _mode = o.mode, _trigger = trigger, _sink_name = sink_name, _opts = o,
+    _sources = {}, _aggs = {}, _progress = {}, _idle = 0, _force = 0,
+    _active = false, _status = { message = "Initializing", is_data_available = false, is_trigger_active = false },
+  }, Query)
+
+  -- The checkpoint: one directory, one LMDB environment.
+  local dir, temp = o.checkpoint, false
+  if not dir then dir, temp = temp_dir(), true end
+  local ck, msg = core.checkpoint(dir, { sync = o.sync })
+  if not ck then error(format("%s: %s", what, msg), level) end
+  q._ck, q._dir, q._temp = ck, dir, temp
+  local ok, err = pcall(function()
+    local id = ck:get_meta("query_id")
+    if not id then
+      id = random_id()
+      ck:set_meta("query_id", id)
+    end
+    q._id = id
+    q._name = o.name or ck:get_meta("name")
+    if o.name then ck:set_meta("name", o.name) end
+    local plan = frame.Frame.explain(f)
+    local old = ck:get_meta("plan")
+    if old and old ~= plan then
+      error(format("checkpoint %s was written by a different query (its sources, operators or state layout differ)" ..
+        "; use a new checkpoint directory, or delete this one to start over", dir), 0)
+    end
+    if not old then ck:set_meta("plan", plan) end
+  end)
+  if not ok then
+    ck:close()
+    if temp then remove_tree(dir) end
+    error(format("%s: %s", what, util.strip_position(err)), level)
+  end
+  q._sink_opts = sink_opts
+
+  -- Sources, sink and state; any failure from here closes what was opened.
+  ok, err = pcall(q._open, q, sources, aggs, sink, descriptor)
+  if not ok then
+    q:_close_all()
+    error(format("%s: %s", what, util.strip_position(err)), level)
+  end
+  active[#active + 1] = q
+  q._active = true
+  install_signals()
+  q._status.message = "Waiting for next trigger"
+  q:_schedule(0)
+  return q
+end
+
+function Query:_open(sources, aggs, sink, descriptor)
+  local ck = self._ck
+  local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir }
+  for i, node in ipairs(sources) do
+    local c = setmetatable({ index = i }, { __index = ctx })
+    local inst
+    if node.stream.lua then
+      inst = lua_source_instance(node.stream.lua)
+    else
+      inst = node.stream.descriptor.new(node.stream.opts, c)
+    end
+    self._sources[i] = { node = node, inst = inst, description = inst.description or node.label }
+  end
+  if getmetatable(sink) == LuaSink then
+    self._sink = lua_sink_instance(sink)
+  else
+    self._sink = descriptor.new(self._sink_opts, ctx)
+  end
+  if self._sink.needs_checkpoint and self._temp then
+    error(format("option 'checkpoint' is required: %s needs a checkpoint directory for exactly-once output",
+      self._sink.description or self._sink_name), 0)
+  end
+  for k, node in ipairs(aggs) do
+    local st = node.state()
+    for key, blob in ck:state(state_name(k)) do
+      st.restore((string.unpack(">I8", key)), blob)
+    end
+    st.clear_changes()
+    self._aggs[k] = { node = node, state = st, name = state_name(k) }
+  end
+
+  -- Where the logs say we are.
+  local last_off, last_commit = ck:latest()
+  self._next = 0
+  self._ends = {}
+  if last_off ~= nil then
+    local entry = assert(util.json_decode(ck:offsets(last_off)), "bad offset log entry")
+    if last_commit == last_off then
+      self._next = last_off + 1
+      for i, s in ipairs(entry.sources or {}) do self._ends[i] = s["end"] end
+      local c = util.json_decode(ck:commit_entry(last_commit) or "{}") or {}
+      self._watermark = c.next_watermark
+    else
+      self._next = last_off
+      self._pending = entry
+      if last_off > 0 then
+        local prev = util.json_decode(ck:offsets(last_off - 1) or "null")
+        for i, s in ipairs(prev and prev.sources or {}) do self._ends[i] = s["end"] end
+      end
+      self._watermark = entry.watermark
+    end
+    if #(entry.sources or {}) ~= #self._sources then
+      error(format("checkpoint %s has %d sources, this query %d; use a new checkpoint directory",
+        self._dir, #(entry.sources or {}), #self._sources), 0)
+    end
+  end
+  for i, s in ipairs(self._sources) do
+    if not s.inst.replayable and (self._ends[i] ~= nil or self._pending) then
+      io.stderr:write(format("tide: query %s: %s is not replayable: rows it received before the restart are lost\n",
+        self._name or self._id, s.description))
+      self._ends[i] = nil
+      if self._pending then self._pending.sources[i].start, self._pending.sources[i]["end"] = nil, nil end
+    end
+    if self._ends[i] ~= nil and s.inst.commit then s.inst:commit(self._ends[i]) end
+    if s.inst.watch then
+      s.inst:watch(function() self:_wake() end)
+      s.watching = true
+    end
+  end
+  if self._pending and #self._pending.sources == 0 then self._pending = nil end
+end
+
+---------------------------------------------------------------------------
+-- Running
+---------------------------------------------------------------------------
+
+-- Run the next trigger as soon as the loop gets to it (a source has data).
+function Query:_wake()
+  if self._active and self._waiting then self:_schedule(0) end
+end
+
+-- Arm the one-shot timer of the next trigger in ms.
+function Query:_schedule(ms)
+  if self._timer then self._timer:close() end
+  self._waiting = false
+  self._timer = runtime.loop():timer(ms, 0, function()
+    self._timer = nil
+    self:_tick()
+  end)
+end
+
+-- Wait for data: sources that watch wake the query; others are polled.
+function Query:_idle_wait()
+  local all_watch = #self._sources > 0
+  for _, s in ipairs(self._sources) do all_watch = all_watch and s.watching end
+  if all_watch then
+    if self._timer then self._timer:close() self._timer = nil end
+    self._waiting = true
+  else
+    self:_schedule(POLL_MS)
+    self._waiting = true
+  end
+end
+
+local function traceback(e)
+  if type(e) == "table" and e.batch_error then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+function Query:_tick()
+  if not self._active then return end
+  local t = self._trigger
+  local started = clock()
+  self._status.is_trigger_active = true
+  self._in_batch = true
+  local ok, ran = xpcall(self._step, traceback, self)
+  self._in_batch = false
+  self._status.is_trigger_active = false
+  if not ok then return self:_fail(ran) end
+  if self._stop_requested then return self:_terminate() end
+  if t.kind == "once" or (t.kind == "available_now" and not ran) then return self:_terminate() end
+  if self._force > 0 or t.kind == "available_now" then
+    if ran then self:_schedule(0) else self:_idle_wait() end
+    return
+  end
+  if t.ms == 0 then
+    if ran then self:_schedule(0) else self:_idle_wait() end
+  else
+    -- Processing-time triggers fire at multiples of the interval; a batch
+    -- that overran its interval is followed at once, as in Spark.
+    local elapsed = clock() - started
+    self:_schedule(math.max(0, math.floor(t.ms - elapsed)))
+    self._status.message = "Waiting for next trigger"
+  end
+end
+
+-- Offsets equal when their canonical JSON is.
+local function same(a, b) return json(a) == json(b) end
+
+-- One trigger: returns true when a batch ran.
+function Query:_step()
+  local ck, N = self._ck, self._next
+  local t0 = clock()
+  local starts, ends, entry = {}, {}, self._pending
+  if entry then
+    for i, s in ipairs(entry.sources) do starts[i], ends[i] = s.start, s["end"] end
+  else
+    local any = false
+    for i, s in ipairs(self._sources) do
+      starts[i] = self._ends[i]
+      local ok, e = pcall(s.inst.latest_offset, s.inst, starts[i])
+      if not ok then error(format("source %s: %s", s.description, util.strip_position(e)), 0) end
+      ends[i] = e
+      if e ~= nil and not same(e, starts[i]) then any = true end
+    end
+    self._status.is_data_available = any
+    if not any then
+      self._idle = self._idle + 1
+      self._status.message = "Waiting for data to arrive"
+      return false
+    end
+    local list = {}
+    for i, s in ipairs(self._sources) do
+      list[i] = { description = s.description, start = starts[i], ["end"] = ends[i] }
+    end
+    entry = { v = 1, batch_id = N, timestamp = core.time_now(), watermark = self._watermark, sources = list,
+      conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
+    ck:write_offsets(N, json(entry))
+  end
+  self._status.message = "Processing new data"
+  local t1 = clock()
+
+  -- The batch's input.
+  local inputs, counts, total = {}, {}, 0
+  local function close_inputs()
+    for _, list in ipairs(inputs) do
+      for _, b in ipairs(list) do b:close() end
+    end
+    for _, s in ipairs(self._sources) do s.node.current = nil end
+  end
+  for i, s in ipairs(self._sources) do
+    local list = {}
+    if ends[i] ~= nil and not same(ends[i], starts[i]) then
+      local ok, got, extra = pcall(s.inst.get_batch, s.inst, starts[i], ends[i], N)
+      if not ok then
+        close_inputs()
+        error(format("batch %d: source %s: %s", N, s.description, util.strip_position(got)), 0)
+      end
+      list = got or {}
+      s.extra = extra
+    end
+    inputs[i] = list
+    local n = 0
+    for _, b in ipairs(list) do n = n + b:nrows() end
+    counts[i] = n
+    total = total + n
+    s.node.current = list
+  end
+  local t2 = clock()
+
+  -- The plan; stateful operators use the query's state.
+  local mode = self._mode
+  for _, a in ipairs(self._aggs) do
+    a.node.run = { state = a.state, first = 0, output = function(st)
+      if mode == "complete" then return st.result() end
+      local rows, sids, blobs = st.changes()
+      a.changes = { sids = sids, blobs = blobs }
+      return rows
+    end }
+  end
+  local outputs = {}
+  local ok, err = pcall(function()
+    for b in self._root.open() do outputs[#outputs + 1] = b end
+  end)
+  for _, a in ipairs(self._aggs) do a.node.run = nil end
+  if not ok then
+    close_inputs()
+    error(format("batch %d: %s", N, tostring(err)), 0)
+  end
+  local t3 = clock()
+
+  -- The sink.
+  local sok, serr = xpcall(self._sink.add_batch, debug.traceback, self._sink, N, outputs, mode, self._root.schema)
+  local out_rows = 0
+  for _, b in ipairs(outputs) do out_rows = out_rows + b:nrows() end
+  if not sok then
+    close_inputs()
+    error(format("batch %d: sink %s: %s", N, self._sink.description or self._sink_name, tostring(serr)), 0)
+  end
+  local t4 = clock()
+
+  -- Commit: state changes, commit entry and next watermark in one
+  -- transaction.
+  local changes, updated = {}, {}
+  for k, a in ipairs(self._aggs) do
+    local c = a.changes
+    if not c then
+      local rows, sids, blobs = a.state.changes()
+      rows:close()
+      c = { sids = sids, blobs = blobs }
+    end
+    local put = {}
+    for j, sid in ipairs(c.sids) do put[j] = { string.pack(">I8", sid), c.blobs[j] } end
+    changes[a.name] = { put = put }
+    updated[k] = #put
+    a.changes = nil
+  end
+  ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
+  for _, a in ipairs(self._aggs) do a.state.clear_changes() end
+  for _, b in ipairs(outputs) do b:close() end
+  close_inputs()
+  for i, s in ipairs(self._sources) do
+    if s.inst.commit and ends[i] ~= nil then
+      local cok, cerr = pcall(s.inst.commit, s.inst, ends[i])
+      if not cok then error(format("source %s: commit: %s", s.description, util.strip_position(cerr)), 0) end
+    end
+    self._ends[i] = ends[i]
+  end
+  self._pending = nil
+  self._next = N + 1
+  if N % 10 == 0 and N >= KEEP_LOGS then ck:purge(N - KEEP_LOGS + 1) end
+  local t5 = clock()
+
+  -- Progress.
+  local since = self._last_trigger and (t0 - self._last_trigger) or (t5 - t0)
+  self._last_trigger = t0
+  local srcs = {}
+  for i, s in ipairs(self._sources) do
+    srcs[i] = { description = s.description, start_offset = starts[i], end_offset = ends[i], num_input_rows = counts[i] }
+    if s.extra then
+      for k, v in pairs(s.extra) do srcs[i][k] = v end
+      s.extra = nil
+    end
+  end
+  local ops = {}
+  for k, a in ipairs(self._aggs) do
+    ops[k] = { name = "aggregate", num_rows_total = a.state.groups(), num_rows_updated = updated[k],
+      num_rows_dropped_by_watermark = 0, num_dropped_duplicates = 0, memory_bytes = a.state.bytes() }
+  end
+  local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
+  local total_ms = t5 - t0
+  local p = {
+    id = self._id, name = self._name, batch_id = N, timestamp = entry.timestamp, num_input_rows = total,
+    num_output_rows = out_rows,
+    input_rows_per_second = since > 0 and total / since * 1000 or 0,
+    processed_rows_per_second = total_ms > 0 and total / total_ms * 1000 or 0,
+    duration_ms = { get_offset = ms(t1 - t0), get_batch = ms(t2 - t1), execution = ms(t3 - t2),
+      add_batch = ms(t4 - t3), commit = ms(t5 - t4), total = ms(total_ms) },
+    event_time = { watermark = self._watermark },
+    state_operators = ops, sources = srcs, sink = { description = self._sink.description or self._sink_name },
+  }
+  local list = self._progress
+  list[#list + 1] = p
+  if #list > KEEP_PROGRESS then table.remove(list, 1) end
+  self._status.message = "Waiting for next trigger"
+  return true
+end
+
+-- Stop everything the query holds (sources, sink, timer, checkpoint).
+function Query:_close_all()
+  if self._timer then self._timer:close() self._timer = nil end
+  local first
+  for _, s in ipairs(self._sources) do
+    if s.inst.stop then
+      local ok, e = pcall(s.inst.stop, s.inst)
+      if not ok then first = first or e end
+    end
+    s.node.current = nil
+  end
+  if self._sink and self._sink.stop then
+    local ok, e = pcall(self._sink.stop, self._sink)
+    if not ok then first = first or e end
+  end
+  if self._ck then
+    self._ck:close()
+    self._ck = nil
+    if self._temp then remove_tree(self._dir) end
+  end
+  return first
+end
+
+function Query:_terminate(message)
+  if not self._active then return end
+  self._active = false
+  for i, q in ipairs(active) do
+    if q == self then table.remove(active, i) break end
+  end
+  local err = self:_close_all()
+  if err and not self._exception then self._exception = "stop: " .. tostring(err) end
+  self._status.message = message or (self._exception and "Terminated with exception: " .. self._exception or "Stopped")
+  self._status.is_trigger_active = false
+  remove_signals()
+end
+
+function Query:_fail(err)
+  self._exception = tostring(err)
+  self._unreported = true
+  self:_terminate()
+end
+
+---------------------------------------------------------------------------
+-- The public methods (API.md section 4)
+---------------------------------------------------------------------------
+
+local function check(self, what)
+  if getmetatable(self) ~= Query then
+    error(format("%s: bad self: expected a query (use q:%s(...))", what, what), 3)
+  end
+end
+
+local function raise(self, level)
+  self._unreported = false
+  error(format("query %s failed: %s", self._name or self._id, self._exception), level + 1)
+end
+
+--- Drive the loop until every source's data available now is processed.
+function Query:process_all_available()
+  check(self, "process_all_available")
+  if self._active then
+    local loop = runtime.loop()
+    self._force = self._force + 1
+    local mark = self._idle
+    if self._waiting or self._timer then self:_schedule(0) end
+    while self._active and self._idle == mark do loop:run("once") end
+    self._force = self._force - 1
+  end
+  if self._exception then raise(self, 2) end
+end
+
+--- Wait until the query terminates, or for timeout (a duration).
+-- @return true when terminated, false on timeout
+function Query:await(timeout)
+  check(self, "await")
+  local ms = timeout ~= nil and util.duration(timeout, "await: timeout") or nil
+  local loop, expired, timer = runtime.loop(), false, nil
+  if ms and self._active then timer = loop:timer(ms, 0, function() expired = true end) end
+  while self._active and not expired do loop:run("once") end
+  if timer then timer:close() end
+  if self._exception then raise(self, 2) end
+  return not self._active
+end
+
+--- Stop after the batch in flight (committed).
+function Query:stop()
+  check(self, "stop")
+  if self._in_batch then
+    self._stop_requested = true
+  else
+    self:_terminate()
+  end
+end
+
+function Query:status()
+  check(self, "status")
+  local s = self._status
+  return { message = s.message, is_data_available = s.is_data_available, is_trigger_active = s.is_trigger_active }
+end
+
+function Query:last_progress()
+  check(self, "last_progress")
+  return self._progress[#self._progress]
+end
+
+function Query:recent_progress()
+  check(self, "recent_progress")
+  return table.move(self._progress, 1, #self._progress, 1, {})
+end
+
+function Query:exception()
+  check(self, "exception")
+  return self._exception
+end
+
+function Query:watermark()
+  check(self, "watermark")
+  return self._watermark
+end
+
+function Query:id() check(self, "id") return self._id end
+function Query:name() check(self, "name") return self._name end
+function Query:is_active() check(self, "is_active") return self._active end
+function Query:explain()
+  check(self, "explain")
+  return frame.Frame.explain(setmetatable({ _node = self._root }, frame.Frame))
+end
+
+function Query:__tostring()
+  return format("tide query %s [%s]", self._name or self._id, self._active and "active" or self._status.message)
+end
+
+--- The active queries.
+function M.queries()
+  return table.move(active, 1, #active, 1, {})
+end
+
+--- Drive the loop until every query has terminated; raise the error of a
+-- query that failed.
+function M.run()
+  local loop = runtime.loop()
+  local seen = M.queries()
+  while #active > 0 do loop:run("once") end
+  for _, q in ipairs(seen) do
+    if q._exception and q._unreported then raise(q, 2) end
+  end
+  return true
+end
+
+M.Query = Query
+return M
