@@ -480,7 +480,8 @@ describe("tide.store", function()
     it("rejects bad arguments and options with pinned messages", function()
       assert.has_error(function() t:append("rows") end,
         "append: bad argument #1: expected an array of rows, got string")
-      assert.has_error(function() t:append({}, { bogus = 1 }) end, "append: unknown option 'bogus' (allowed: key, seq, writer)")
+      assert.has_error(function() t:append({}, { bogus = 1 }) end,
+        "append: unknown option 'bogus' (allowed: key, seq, writer)")
       assert.has_error(function() t:append({}, { key = 1 }) end, "append: option 'key' must be a string, got number")
       assert.has_error(function() t.append({}, {}) end,
         "bad self: expected a tide topic (use t:method(...), not t.method(...))")
@@ -590,6 +591,72 @@ describe("tide.store", function()
       assert.has_error(function() t:append_json('{"ts": 7, "device": "c"}\n{"ts": 8}\n') end,
         "append_json 'ev': line 2: missing field 'device' (not nullable)")
       assert.equal(2, t:stats().records)
+    end)
+  end)
+
+  describe("idempotent appends", function()
+    local t
+    before_each(function() t = db:create_topic("ev", { schema = "ts timestamp, device string, signal int?" }) end)
+
+    it("records the writer's sequence with the rows and skips a replay", function()
+      assert.is_nil(t:writer_seq("q/sink"))
+      assert.equal(0, (t:append({ { ts = 1, device = "a" } }, { writer = "q/sink", seq = 4 })))
+      assert.equal(4, t:writer_seq("q/sink"))
+      assert.same({ nil, "skipped" }, { t:append({ { ts = 2, device = "b" } }, { writer = "q/sink", seq = 4 }) })
+      assert.same({ nil, "skipped" }, { t:append({ { ts = 2, device = "b" } }, { writer = "q/sink", seq = 1 }) })
+      assert.equal(1, t:stats().records)
+      assert.equal(1, (t:append({ { ts = 2, device = "b" } }, { writer = "q/sink", seq = 5 })))
+      assert.equal(5, t:writer_seq("q/sink"))
+      reopen()
+      t = db:topic("ev")
+      assert.equal(5, t:writer_seq("q/sink"))
+      assert.same({ nil, "skipped" }, { t:append({ { ts = 3, device = "c" } }, { writer = "q/sink", seq = 5 }) })
+      assert.equal(2, t:stats().records)
+    end)
+
+    it("records nothing when the rows are refused", function()
+      assert.has_error(function() t:append({ { ts = 1 } }, { writer = "w", seq = 0 }) end)
+      assert.is_nil(t:writer_seq("w"))
+      assert.equal(0, t:stats().records)
+    end)
+
+    it("appends batches of another schema by field name in one session", function()
+      local core = require "tide.core"
+      local s = assert(core.schema("signal int, device string, ts timestamp"))
+      local b1 = assert(core.rows_batch(s, { { signal = 1, device = "a", ts = 10 } }))
+      local b2 = assert(core.rows_batch(s, { { signal = 2, device = "b", ts = 11 } }))
+      local first, last, ranges = t:append_batches({ b1, b2 }, { writer = "w", seq = 0 })
+      assert.same({ 0, 1, 2 }, { first, last, ranges[1].count })
+      assert.same({ nil, "skipped" }, { t:append_batches({ b1 }, { writer = "w", seq = 0 }) })
+      assert.same({ 1, 2 }, field(collect(t), "signal"))
+      assert.has_error(function() t:append_batches({ b1, "x" }) end,
+        "bad argument #1 to 'append_batches' (entry 2 is a string, not a tide.Batch)")
+      local bad = assert(core.rows_batch(assert(core.schema("device string, extra int")),
+        { { device = "x", extra = 1 } }))
+      assert.has_error(function() t:append_batches({ b1, bad }) end,
+        "append_batches to 'ev': column 'extra' is not a field of topic 'ev' (fields: ts, device, signal)")
+      assert.equal(2, t:stats().records)
+    end)
+
+    it("says whether a schema's rows would be accepted", function()
+      assert.is_true(t:accepts("device string, ts timestamp"))
+      assert.same({ false, "field 'signal': the rows have string, topic 'ev' wants int" },
+        { t:accepts("ts timestamp, device string, signal string") })
+      assert.has_error(function() t:accepts(5) end,
+        "accepts: bad argument #1: expected a DDL string or an array of fields, got number")
+    end)
+
+    it("refuses bad writer options", function()
+      assert.has_error(function() t:append({}, { writer = "w" }) end,
+        "append: options 'writer' and 'seq' go together (got only 'writer')")
+      assert.has_error(function() t:append({}, { seq = 1 }) end,
+        "append: options 'writer' and 'seq' go together (got only 'seq')")
+      assert.has_error(function() t:append({}, { writer = "", seq = 1 }) end,
+        "append: option 'writer' must be 1..255 bytes, got 0")
+      assert.has_error(function() t:append({}, { writer = "w", seq = -1 }) end,
+        "append: option 'seq' must be >= 0, got -1")
+      assert.has_error(function() t:writer_seq(string.rep("x", 256)) end,
+        "writer_seq: bad argument #1: expected a writer id (a string of 1..255 bytes), got 256 bytes")
     end)
   end)
 

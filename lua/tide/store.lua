@@ -97,6 +97,20 @@ function M.open(dir, opts)
   return self
 end
 
+--- The store open in this process at `dir`, or a new one opened there
+-- (the connectors' default store: a process opens a directory only once,
+-- so queries share the handle instead of opening it again).
+-- @string dir the store's directory
+-- @return a store
+function M.shared(dir)
+  if type(dir) ~= "string" or dir == "" then
+    error("tide.store.shared: bad argument #1: expected a directory name, got " .. type(dir), 2)
+  end
+  local s = open_dirs[abspath(dir)]
+  if s and s._c:is_open() then return s end
+  return M.open(dir)
+end
+
 --- The store's directory, as given to `open`.
 function Store:path()
   check_store(self)
