@@ -49,14 +49,12 @@
 -- uncommitted stay visible until the query restarts and runs it again
 -- (with the same input, so the same rows).
 --
--- Durability needs fsync, which plain Lua lacks: the `sync` command of
--- coreutils (fsync of each file or directory it is given) does it, and
--- LuaFileSystem (lfs) gives sizes, modification times and mkdir.
+-- Durability needs fsync, which plain Lua lacks: tide.core's fsync, stat,
+-- mkdir and listdir (core/l_fs.c) do it.
 --
 -- @module tide.connectors.file
 
 local core = require "tide.core"
-local lfs = require "lfs"
 local cjson = require "cjson"
 
 local M = { sources = {}, sinks = {} }
@@ -71,15 +69,29 @@ local CHUNK = 4 * 1024 * 1024
 -- Files
 ---------------------------------------------------------------------------
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+-- The few calls of LuaFileSystem this module needs, over tide.core.
+local lfs = {}
+function lfs.attributes(path, field)
+  local st = core.stat(path)
+  if not st then return nil end
+  local a = { mode = st.mode, size = st.size, modification = st.mtime }
+  if field then return a[field] end
+  return a
+end
+function lfs.mkdir(path) return core.mkdir(path) end
+function lfs.dir(path)
+  local names = core.listdir(path) or {}
+  local i = 0
+  return function()
+    i = i + 1
+    return names[i]
+  end
+end
 
 -- fsync each path (files or directories). Raises `what: ...` on failure.
 local function fsync(what, ...)
-  local paths = { ... }
-  local q = {}
-  for i, p in ipairs(paths) do q[i] = shell_quote(p) end
-  local ok = os.execute("sync -- " .. concat(q, " ") .. " 2>/dev/null")
-  if not ok then error(format("%s: fsync of %s failed", what, concat(paths, ", ")), 0) end
+  local ok, msg = core.fsync(...)
+  if not ok then error(format("%s: fsync failed: %s", what, msg), 0) end
 end
 
 -- mkdir -p; raises `what: cannot create directory 'd': reason`.

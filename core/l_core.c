@@ -13,6 +13,7 @@
 int tide_l_store_open(lua_State *L);
 int tide_l_frame_open(lua_State *L);
 int tide_l_ckpt_open(lua_State *L);
+int tide_l_fs_open(lua_State *L);
 
 int luaopen_tide_core(lua_State *L) {
   lua_newtable(L);
@@ -21,6 +22,7 @@ int luaopen_tide_core(lua_State *L) {
   tide_l_loop_open(L);
   tide_l_frame_open(L);
   tide_l_ckpt_open(L);
+  tide_l_fs_open(L);
   lua_pushliteral(L, TIDE_CORE_VERSION);
   lua_setfield(L, -2, "version");
   return 1;
