@@ -431,6 +431,33 @@ print("appended")
     end)
   end)
 
+  describe("in a query", function()
+    it("copies a topic to a topic, and continues after a restart on the same checkpoint", function()
+      local src = db:create_topic("in", { partitions = 2, schema = "id int, v string" })
+      db:create_topic("out", { schema = "id int, v string, note string?" })
+      for i = 1, 6 do src:append({ { id = i, v = "r" .. i } }) end
+      local ck = dir .. "-ck"
+      local function run()
+        local q = db:read_stream("in", { max_records_per_trigger = 4 }):where("id % 2 = 0")
+          :write_stream("topic", { store = db, topic = "out", checkpoint = ck })
+        q:process_all_available()
+        return q
+      end
+      local q = run()
+      assert.equal("TopicSource[in]", q:last_progress().sources[1].description)
+      assert.equal(string.format("TopicSink[%s:out]", dir), q:last_progress().sink.description)
+      q:stop()
+      for i = 7, 10 do src:append({ { id = i, v = "r" .. i } }) end
+      q = run()
+      q:stop()
+      os.execute("rm -rf '" .. ck .. "'")
+      local got = {}
+      for r in db:topic("out"):read() do got[#got + 1] = r.id end
+      table.sort(got)
+      assert.same({ 2, 4, 6, 8, 10 }, got)
+    end)
+  end)
+
   describe("an idempotent writer killed with SIGKILL", function()
     it("leaves the topic and its writer record in agreement after every kill", function()
       local ROWS = 50
