@@ -1,0 +1,242 @@
+-- Exactly-once, shown: a query runs in a child process and is killed with
+-- SIGKILL at random moments, at least 30 times per pipeline; each time it is
+-- restarted on the same checkpoint. At the end its output must equal the
+-- output of an uninterrupted run of the same query: not one row lost, not
+-- one repeated. Pipelines: file source -> where + select + a Lua filter ->
+-- file sink; topic -> topic; file source -> a Lua sink that is idempotent
+-- by batch id.
+--
+-- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
+-- many kills land between the offset-log write and the commit; after each
+-- kill the checkpoint is opened read-only to count those (the spec requires
+-- some). The seed is printed; TIDE_CRASH_SEED replays a run.
+
+local tide = require "tide"
+local core = require "tide.core"
+local support = require "support"
+
+local tmpname, write_file, sleep_ms = support.tmpname, support.write_file, support.sleep_ms
+
+local KILLS = 30
+local FILES, PER_FILE = 800, 25
+
+local CHILD = support.CHILD_PRELUDE .. [[
+local pipeline, src, out, ck, done = arg[1], arg[2], arg[3], arg[4], arg[5]
+local function spin(r)
+  if r.id % 20 == 0 then
+    local t = os.clock() + 0.002
+    while os.clock() < t do end
+  end
+  return true
+end
+local q
+if pipeline == "file" or pipeline == "lua" then
+  local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+    :where("v % 3 != 0"):select("id", "v * 2 AS v2"):filter(spin)
+  if pipeline == "file" then
+    q = f:write_stream("file", { path = out, format = "json", checkpoint = ck, trigger = "available_now" })
+  else
+    -- idempotent by batch id: batch N's rows go to one file, written to a
+    -- temporary name and renamed over whatever a crashed run left
+    q = f:write_stream(tide.sink { add_batch = function(_, id, rows)
+      local tmp = string.format("%s/.batch-%08d.tmp", out, id)
+      local fh = assert(io.open(tmp, "w"))
+      for _, r in ipairs(rows) do fh:write(string.format("%d %d\n", r.id, r.v2)) end
+      fh:close()
+      assert(os.rename(tmp, string.format("%s/batch-%08d.txt", out, id)))
+    end }, { checkpoint = ck, trigger = "available_now" })
+  end
+else
+  local db = tide.open(src)
+  q = db:read_stream("in", { max_records_per_trigger = 8 })
+    :where("v % 3 != 0"):select("id", "v * 2 AS v2"):filter(spin)
+    :write_stream("topic", { store = db, topic = "out", checkpoint = ck, trigger = "available_now" })
+end
+q:await()
+local fh = assert(io.open(done, "w"))
+fh:write("done\n")
+fh:close()
+]]
+
+local function rm(...)
+  for _, p in ipairs { ... } do os.execute("rm -rf '" .. p .. "'") end
+end
+
+-- Input files: FILES files of PER_FILE rows (id, v).
+local function make_files(dir)
+  os.execute("mkdir -p '" .. dir .. "'")
+  local id = 0
+  for f = 1, FILES do
+    local lines = {}
+    for _ = 1, PER_FILE do
+      id = id + 1
+      lines[#lines + 1] = string.format('{"id":%d,"v":%d}', id, (id * 7919) % 1000)
+    end
+    write_file(string.format("%s/in-%04d.jsonl", dir, f), table.concat(lines, "\n") .. "\n")
+  end
+  return id
+end
+
+-- The rows an uninterrupted query must produce, computed here.
+local function expected(n)
+  local out = {}
+  for id = 1, n do
+    local v = (id * 7919) % 1000
+    if v % 3 ~= 0 then out[#out + 1] = id .. " " .. (v * 2) end
+  end
+  table.sort(out)
+  return out
+end
+
+local function spawn(script, args, errf)
+  local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, table.concat(args, " "),
+    errf)
+  local p = io.popen(cmd)
+  local pid = tonumber(p:read("l"))
+  assert(pid, "child started")
+  return p, pid
+end
+
+-- true when the checkpoint's last offset entry has no commit entry.
+local function mid_batch(ck)
+  local c = core.checkpoint(ck, { read_only = true })
+  if not c then return false end
+  local off, com = c:latest()
+  c:close()
+  return off ~= nil and off ~= com
+end
+
+-- Run the child until it finishes, killing it KILLS times first.
+local function run_killed(script, args, ck, done, errf)
+  local stats = { kills = 0, mid = 0, runs = 0 }
+  while true do
+    os.remove(done)
+    local p, pid = spawn(script, args, errf)
+    stats.runs = stats.runs + 1
+    if stats.kills >= KILLS then
+      p:read("a")
+      p:close()
+      break
+    end
+    sleep_ms(math.random(60, 260))
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    p:read("a")
+    p:close()
+    local err = support.read_file(errf)
+    assert(err == "", "the child failed on its own: " .. err)
+    if support.exists(done) then
+      error(string.format("the child finished after %d kills: the workload is too small for %d", stats.kills, KILLS))
+    end
+    stats.kills = stats.kills + 1
+    if mid_batch(ck) then stats.mid = stats.mid + 1 end
+  end
+  assert.equal("", support.read_file(errf))
+  assert.is_true(support.exists(done), "the last run finished")
+  return stats
+end
+
+local function run_once(script, args, errf)
+  local p = spawn(script, args, errf)
+  p:read("a")
+  p:close()
+  assert.equal("", support.read_file(errf))
+end
+
+-- "id v2" lines of a file sink's output, sorted.
+local function file_sink_rows(dir)
+  local out = {}
+  for _, r in ipairs(tide.read("file", { path = dir, format = "json", schema = "id int, v2 int" }):collect()) do
+    out[#out + 1] = r.id .. " " .. r.v2
+  end
+  table.sort(out)
+  return out
+end
+
+local function lua_sink_rows(dir)
+  local out = {}
+  local p = io.popen("cat '" .. dir .. "'/batch-*.txt 2>/dev/null")
+  for line in p:lines() do out[#out + 1] = line end
+  p:close()
+  table.sort(out)
+  return out
+end
+
+local function topic_rows(store)
+  local db = tide.open(store)
+  local out = {}
+  for r in db:topic("out"):read() do out[#out + 1] = r.id .. " " .. r.v2 end
+  db:close()
+  table.sort(out)
+  return out
+end
+
+local function report(what, seed, stats, n)
+  io.stderr:write(string.format("\n[exactly_once_spec] %s, seed %d: %d kills (%d between offset log and commit), " ..
+    "%d runs, %d rows out\n", what, seed, stats.kills, stats.mid, stats.runs, n))
+end
+
+describe("a streaming query killed with SIGKILL and restarted on its checkpoint", function()
+  local seed, script, errf, done, input
+  local N
+
+  setup(function()
+    seed = tonumber(os.getenv("TIDE_CRASH_SEED")) or (os.time() * 1000 + math.floor(os.clock() * 1000))
+    math.randomseed(seed)
+    script, errf, done, input = tmpname() .. ".lua", tmpname(), tmpname(), tmpname()
+    write_file(script, CHILD)
+    N = make_files(input)
+  end)
+
+  teardown(function() rm(script, errf, done, input) end)
+
+  it("file -> file: the output of an uninterrupted run, no row lost or repeated", function()
+    local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    local stats = run_killed(script, { "file", input, out, ck, done }, ck, done, errf)
+    run_once(script, { "file", input, out2, ck2, done }, errf)
+    local got, ref = file_sink_rows(out), file_sink_rows(out2)
+    assert.equal(#expected(N), #got)
+    assert.same(ref, got)
+    assert.same(expected(N), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    report("file -> file", seed, stats, #got)
+    rm(out, ck, out2, ck2)
+  end)
+
+  it("file -> an idempotent Lua sink: the same", function()
+    local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    os.execute(string.format("mkdir -p '%s' '%s'", out, out2))
+    local stats = run_killed(script, { "lua", input, out, ck, done }, ck, done, errf)
+    run_once(script, { "lua", input, out2, ck2, done }, errf)
+    local got = lua_sink_rows(out)
+    assert.same(lua_sink_rows(out2), got)
+    assert.same(expected(N), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    report("file -> Lua sink", seed, stats, #got)
+    rm(out, ck, out2, ck2)
+  end)
+
+  it("topic -> topic: the same", function()
+    local store, ck, store2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    for _, dir in ipairs { store, store2 } do
+      local db = tide.open(dir)
+      local t = db:create_topic("in", { schema = "id int, v int", partitions = 3 })
+      db:create_topic("out", { schema = "id int, v2 int" })
+      local rows = {}
+      for id = 1, N do rows[#rows + 1] = { id = id, v = (id * 7919) % 1000 } end
+      -- many appends, so that partitions fill unevenly over time
+      for first = 1, N, 500 do
+        t:append(table.move(rows, first, math.min(first + 499, N), 1, {}), { key = "id" })
+      end
+      db:close()
+    end
+    local stats = run_killed(script, { "topic", store, "-", ck, done }, ck, done, errf)
+    run_once(script, { "topic", store2, "-", ck2, done }, errf)
+    local got = topic_rows(store)
+    assert.same(topic_rows(store2), got)
+    assert.same(expected(N), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    report("topic -> topic", seed, stats, #got)
+    rm(store, ck, store2, ck2)
+  end)
+end)
