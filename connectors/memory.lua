@@ -129,7 +129,9 @@ M.sinks.memory = {
 
 --- The rows a memory sink holds, as a static frame.
 function M.table(name, level)
-  if type(name) ~= "string" then error("table: bad argument #1: expected a name, got " .. type(name), (level or 1) + 1) end
+  if type(name) ~= "string" then
+    error("table: bad argument #1: expected a name, got " .. type(name), (level or 1) + 1)
+  end
   local t = tables[name]
   if not t or not t.schema then
     local names = {}

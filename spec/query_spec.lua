@@ -141,7 +141,8 @@ describe("tide streaming queries", function()
         "write_stream(memory): append mode is not supported for a streaming aggregation without a watermark " ..
         "(its groups are never final); use mode = \"update\" or \"complete\"")
       assert.has_error(function() ms:frame():write_stream("memory", { name = "x", mode = "complete" }) end,
-        "write_stream(memory): complete mode needs a streaming aggregation (it outputs the whole result table every batch)")
+        "write_stream(memory): complete mode needs a streaming aggregation (it outputs the whole result table " ..
+        "every batch)")
     end)
   end)
 
@@ -211,7 +212,7 @@ describe("tide streaming queries", function()
       ms:add { { v = 1 } }
       ms:add { { v = 2 } }
       local batches = {}
-      local q = ms:frame():write_stream(function(id, rows) batches[#batches + 1] = #rows end, { trigger = "once" })
+      local q = ms:frame():write_stream(function(_, rows) batches[#batches + 1] = #rows end, { trigger = "once" })
       assert.is_true(q:await())
       assert.same({ 2 }, batches)
       assert.is_false(q:is_active())

@@ -779,8 +779,8 @@ function Grouped:agg(spec)
     end
     st.clear_changes = function() a:clear_changes() end
     function st.restore(sid, blob)
-      local ok, msg = a:restore(sid, blob)
-      if not ok then run_fail("agg", msg) end
+      local ok, err = a:restore(sid, blob)
+      if not ok then run_fail("agg", err) end
     end
     return st
   end

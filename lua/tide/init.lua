@@ -82,7 +82,7 @@ function M.read_stream(kind, opts) return query.read_stream(kind, opts, 2) end
 
 --- A replayable in-memory stream for tests and the REPL:
 -- `local ms = tide.memory_stream(schema); ms:add(rows); ms:frame()`.
-function M.memory_stream(schema) return require("tide.connectors.memory").stream(schema, 2) end
+function M.memory_stream(ddl) return require("tide.connectors.memory").stream(ddl, 2) end
 
 --- A static frame over the rows of a memory sink (the query's name).
 function M.table(name) return require("tide.connectors.memory").table(name, 2) end

@@ -661,7 +661,8 @@ function Query:_step()
   self._last_trigger = t0
   local srcs = {}
   for i, s in ipairs(self._sources) do
-    srcs[i] = { description = s.description, start_offset = starts[i], end_offset = ends[i], num_input_rows = counts[i] }
+    srcs[i] = { description = s.description, start_offset = starts[i], end_offset = ends[i],
+      num_input_rows = counts[i] }
     if s.extra then
       for k, v in pairs(s.extra) do srcs[i][k] = v end
       s.extra = nil
