@@ -411,6 +411,15 @@ function Query:_open(sources, aggs, sink, descriptor)
   else
     self._sink = descriptor.new(self._sink_opts, ctx)
   end
+  local modes = self._sink.output_modes
+  if modes then
+    local ok = false
+    for _, m in ipairs(modes) do ok = ok or m == self._mode end
+    if not ok then
+      error(format("%s takes output mode %s, not %s", self._sink.description or self._sink_name,
+        concat(modes, " or "), self._mode), 0)
+    end
+  end
   if self._sink.needs_checkpoint and self._temp then
     error(format("option 'checkpoint' is required: %s needs a checkpoint directory for exactly-once output",
       self._sink.description or self._sink_name), 0)
