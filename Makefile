@@ -29,7 +29,7 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev libc
             libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
-.PHONY: all deps test ctest spec asan lint bench demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan lint bench bench-stream demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -86,8 +86,19 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --inline-suppr -Icore --suppress=missingIncludeSystem core spec/c
 
+# bench: the storage and query benchmark (bench/run.lua), then the streaming
+# one (bench/stream.lua); both take --events N and --rounds R, so BENCH_ARGS
+# reaches both unless BENCH_STREAM_ARGS says otherwise. See bench/RESULTS.md.
+BENCH_STREAM_ARGS ?= $(BENCH_ARGS)
+
 bench: all $(BENCH_BIN)
 	$(LUA) bench/run.lua $(BENCH_ARGS)
+	$(LUA) bench/stream.lua $(BENCH_STREAM_ARGS)
+
+# bench-stream: throughput, batch overhead and latency of streaming queries
+# (issue 5); bench/sock_sender is the latency benchmark's sender.
+bench-stream: all $(BENCH_BIN)
+	$(LUA) bench/stream.lua $(BENCH_STREAM_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua
