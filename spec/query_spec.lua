@@ -344,8 +344,8 @@ describe("tide streaming queries", function()
           :write_stream("file", { path = out, checkpoint = dir, mode = "update" })
       end)
       assert.is_false(ok)
-      assert.truthy(err:find("write_stream(file): FileSink[" .. out .. "] takes output mode append, not update", 1, true),
-        err)
+      local want = "write_stream(file): FileSink[" .. out .. "] takes output mode append, not update"
+      assert.truthy(err:find(want, 1, true), err)
       assert.same({}, tide.queries())
       rm(dir)
       rm(out)
