@@ -113,12 +113,22 @@ local function mkdirs(what, dir)
 end
 
 -- Write text to path (truncating); raises `what: ...` naming the file.
+-- Write text (a string, or an array of strings written one after the
+-- other, so that a big batch is never joined into one string) to path.
+-- Returns the bytes written.
 local function write_whole(what, path, text)
   local f, err = io.open(path, "wb")
   if not f then error(format("%s: cannot write '%s': %s", what, path, err), 0) end
-  local ok, werr = f:write(text)
+  local parts = type(text) == "table" and text or { text }
+  local ok, werr, n = true, nil, 0
+  for _, part in ipairs(parts) do
+    ok, werr = f:write(part)
+    if not ok then break end
+    n = n + #part
+  end
   local cok, cerr = f:close()
   if not ok or not cok then error(format("%s: cannot write '%s': %s", what, path, werr or cerr), 0) end
+  return n
 end
 
 local function dirname(p)
@@ -756,15 +766,14 @@ function Sink:add_batch(batch_id, batches, mode, schema)
   end
   local text
   if self._format == "json" then
-    local parts = {}
-    for i, b in ipairs(batches) do parts[i] = core.batch_json(b) end
-    text = concat(parts)
+    text = {}
+    for i, b in ipairs(batches) do text[i] = core.batch_json(b) end
   else
     if not schema and batches[1] then schema = batches[1]:schema() end
     text = csv_text(batches, schema)
   end
-  write_whole(what, tmp, text)
-  write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, #text,
+  local bytes = write_whole(what, tmp, text)
+  write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, bytes,
     json_string(name), rows))
   fsync(what, tmp, mtmp)
   local ok, err = os.rename(tmp, final)
