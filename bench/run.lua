@@ -24,98 +24,16 @@ local SCHEMA = "ts timestamp, device string, signal int, kind string"
 
 local format = string.format
 
-local function die(msg)
-  io.stderr:write("bench: ", msg, "\n")
-  os.exit(2)
-end
+local common = require "bench.common"
+local B = common.new("bench")
+local sh, quote, capture = B.sh, B.quote, B.capture
 
----------------------------------------------------------------------------
--- Arguments
----------------------------------------------------------------------------
-
-local opts = { events = 5000000, rounds = 5 }
-do
-  local argv = { ... }
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--help" or a == "-h" then
-      print("usage: lua5.4 bench/run.lua [--events N] [--rounds R]  (from the repository's root)")
-      os.exit(0)
-    end
-    local name, val = a:match("^%-%-(%w+)=(.*)$")
-    if not name then
-      name = a:match("^%-%-(%w+)$")
-      i = i + 1
-      val = argv[i]
-    end
-    if not name or opts[name] == nil then die("unknown argument '" .. a .. "' (try --help)") end
-    local n = math.tointeger(tonumber(val))
-    if not n or n < 1 then die(format("--%s needs a positive integer, got %s", name, tostring(val))) end
-    opts[name] = n
-    i = i + 1
-  end
-end
+local opts = B.args({ ... }, { events = 5000000, rounds = 5 },
+  "usage: lua5.4 bench/run.lua [--events N] [--rounds R]  (from the repository's root)")
 local N, ROUNDS = opts.events, opts.rounds
 
----------------------------------------------------------------------------
--- Files and tools
----------------------------------------------------------------------------
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function sh(cmd)
-  local ok, how, code = os.execute(cmd)
-  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
-end
-
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
-  return out
-end
-
-if not exists("lua/tide/store.lua") or not exists("Makefile") then
-  die("run me from the repository's root (make bench)")
-end
-local ROOT = os.getenv("PWD")
-if not ROOT or not exists(ROOT .. "/lua/tide/store.lua") then ROOT = capture("pwd"):gsub("%s+$", "") end
-local SHARED = ROOT:gsub("/[^/]*$", "") .. "/shared/bench"
-if not exists(SHARED .. "/Makefile") then
-  die("the shared benchmark tools are missing: no " .. SHARED .. "/Makefile (expected ../shared/bench "
-    .. "next to the checkout, with gen_events.c and baseline.c)")
-end
-
-local TOOLS = "build/bench-tools"
-local DATA = "build/bench-data"
--- the outer make's flags (jobserver, command-line variables) stay out of the tools' build
-sh(format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f %s OUT=%s", quote(SHARED .. "/Makefile"), TOOLS))
-for _, t in ipairs { "gen_events", "baseline" } do
-  if not exists(TOOLS .. "/" .. t) then die("building the shared tools did not produce " .. TOOLS .. "/" .. t) end
-end
-
-local EVENTS = format("%s/events-%d.jsonl", DATA, N)
-if not exists(EVENTS) then
-  io.write(format("generating %d events into %s ...\n", N, EVENTS))
-  io.flush()
-  sh("mkdir -p " .. DATA)
-  local tmp = EVENTS .. ".tmp"
-  sh(format("%s/gen_events %d > %s && mv %s %s", TOOLS, N, tmp, tmp, EVENTS))
-end
-local JSON_BYTES
-do
-  local f = assert(io.open(EVENTS, "rb"))
-  JSON_BYTES = f:seek("end")
-  f:close()
-end
+B.check_root("bench")
+local EVENTS, JSON_BYTES = B.events(N)
 
 local tide = require "tide"
 local core = require "tide.core"
@@ -146,15 +64,7 @@ end
 
 local failures = {}
 
-local function baseline(parse_only)
-  local out = capture(format("%s/baseline %s%s", TOOLS, EVENTS, parse_only and " --parse-only" or ""))
-  local eps = tonumber(out:match("events_per_s=([%d.]+)"))
-  local secs = tonumber(out:match("seconds=([%d.]+)"))
-  local lines = tonumber(out:match("lines=(%d+)"))
-  if not eps or not secs then die("cannot parse the baseline's output: " .. out) end
-  if lines ~= N then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), N, out)) end
-  return { eps = eps, secs = secs, bps = JSON_BYTES / secs, out = out:gsub("%s+$", "") }
-end
+local function baseline(parse_only) return B.baseline(EVENTS, N, parse_only, JSON_BYTES) end
 
 local function ingest(t)
   local wall, cpu, r = timed(function() return t:produce(EVENTS) end)
@@ -298,14 +208,7 @@ sh("rm -rf " .. TMP)
 -- Report
 ---------------------------------------------------------------------------
 
-local function median(list, field)
-  local v = {}
-  for i, x in ipairs(list) do v[i] = x[field] end
-  table.sort(v)
-  local m = #v
-  if m % 2 == 1 then return v[(m + 1) // 2], v[1], v[m] end
-  return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
-end
+local median, verdict = common.median, common.verdict
 
 local ref = median(res.parse, "eps")
 print()
@@ -334,7 +237,6 @@ end
 local ing_t, ing_f = median(res.ing_typed, "eps"), median(res.ing_free, "eps")
 local read_t, read_f = median(res.read_typed, "eps"), median(res.read_free, "eps")
 local overhead = ing_f / ing_t - 1 -- extra time of the typed ingest over the schemaless one
-local function verdict(ok) return ok and "met" or "MISSED" end
 print()
 print("targets:")
 print(format("  ingest >= 0.7x parse-only:        typed %.2fx, schemaless %.2fx  %s", ing_t / ref, ing_f / ref,

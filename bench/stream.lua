@@ -43,118 +43,24 @@ local SPLIT_BYTES = "16MB"   -- the per-trigger limit of the throughput variant
 
 local format = string.format
 
-local function die(msg)
-  io.stderr:write("bench-stream: ", msg, "\n")
-  os.exit(2)
-end
+local common = require "bench.common"
+local B = common.new("bench-stream")
+local die, exists, sh, quote, capture, read_file = B.die, B.exists, B.sh, B.quote, B.capture, B.read_file
 
----------------------------------------------------------------------------
--- Arguments
----------------------------------------------------------------------------
-
-local opts = { events = 5000000, rounds = 5, seconds = 3, rate = 50000, only = "all" }
-local ONLY = { all = true, throughput = true, overhead = true, latency = true }
-do
-  local argv = { ... }
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--help" or a == "-h" then
-      print("usage: lua5.4 bench/stream.lua [--rounds R] [--events N] [--only throughput|overhead|latency] "
-        .. "[--seconds S] [--rate L]  (from the repository's root)")
-      os.exit(0)
-    end
-    local name, val = a:match("^%-%-(%w+)=(.*)$")
-    if not name then
-      name = a:match("^%-%-(%w+)$")
-      i = i + 1
-      val = argv[i]
-    end
-    if not name or opts[name] == nil then die("unknown argument '" .. a .. "' (try --help)") end
-    if name == "only" then
-      if not ONLY[val] then
-        die(format("--only takes throughput, overhead or latency, got %s", tostring(val)))
-      end
-      opts.only = val
-    else
-      local n = math.tointeger(tonumber(val))
-      if not n or n < 1 then die(format("--%s needs a positive integer, got %s", name, tostring(val))) end
-      opts[name] = n
-    end
-    i = i + 1
-  end
-end
+local opts = B.args({ ... }, { events = 5000000, rounds = 5, seconds = 3, rate = 50000, only = "all" },
+  "usage: lua5.4 bench/stream.lua [--rounds R] [--events N] [--only throughput|overhead|latency] "
+    .. "[--seconds S] [--rate L]  (from the repository's root)",
+  { only = { all = true, throughput = true, overhead = true, latency = true } })
 local N, ROUNDS, SECONDS, RATE = opts.events, opts.rounds, opts.seconds, opts.rate
 local function wanted(which) return opts.only == "all" or opts.only == which end
 
----------------------------------------------------------------------------
--- Files and tools
----------------------------------------------------------------------------
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
-
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local ok, how, code = os.execute(cmd)
-  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
-end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-if not exists("lua/tide/query.lua") or not exists("Makefile") then
-  die("run me from the repository's root (make bench-stream)")
-end
-local ROOT = capture("pwd"):gsub("%s+$", "")
-local SHARED = ROOT:gsub("/[^/]*$", "") .. "/shared/bench"
-if not exists(SHARED .. "/Makefile") then
-  die("the shared benchmark tools are missing: no " .. SHARED .. "/Makefile (expected ../shared/bench "
-    .. "next to the checkout, with gen_events.c and baseline.c)")
-end
-
-local TOOLS = "build/bench-tools"
-local DATA = "build/bench-data"
+B.check_root("bench-stream")
 local SENDER = "build/bench/sock_sender"
 if wanted("latency") and not exists(SENDER) then
   die("no " .. SENDER .. ": build it with `make bench-stream` (or `make " .. SENDER .. "`)")
 end
-local EVENTS = format("%s/events-%d.jsonl", DATA, N)
-local JSON_BYTES
-if wanted("throughput") then
-  -- the outer make's flags (jobserver, command-line variables) stay out of the tools' build
-  sh(format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f %s OUT=%s", quote(SHARED .. "/Makefile"), TOOLS))
-  for _, t in ipairs { "gen_events", "baseline" } do
-    if not exists(TOOLS .. "/" .. t) then die("building the shared tools did not produce " .. TOOLS .. "/" .. t) end
-  end
-  if not exists(EVENTS) then
-    io.write(format("generating %d events into %s ...\n", N, EVENTS))
-    io.flush()
-    sh("mkdir -p " .. DATA)
-    local tmp = EVENTS .. ".tmp"
-    sh(format("%s/gen_events %d > %s && mv %s %s", TOOLS, N, tmp, tmp, EVENTS))
-  end
-  local f = assert(io.open(EVENTS, "rb"))
-  JSON_BYTES = f:seek("end")
-  f:close()
-end
+local EVENTS, JSON_BYTES
+if wanted("throughput") then EVENTS, JSON_BYTES = B.events(N) end
 
 local tide = require "tide"
 local core = require "tide.core"
@@ -170,14 +76,7 @@ local function fail(msg) failures[#failures + 1] = msg end
 -- Throughput
 ---------------------------------------------------------------------------
 
-local function baseline(parse_only)
-  local out = capture(format("%s/baseline %s%s", TOOLS, EVENTS, parse_only and " --parse-only" or ""))
-  local eps = tonumber(out:match("events_per_s=([%d.]+)"))
-  local lines = tonumber(out:match("lines=(%d+)"))
-  if not eps then die("cannot parse the baseline's output: " .. out) end
-  if lines ~= N then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), N, out)) end
-  return { eps = eps, out = out }
-end
+local function baseline(parse_only) return B.baseline(EVENTS, N, parse_only) end
 
 -- The events the where clause keeps, counted by the baseline (not by tide).
 local EXPECTED_ROWS
@@ -387,16 +286,7 @@ sh("rm -rf " .. TMP)
 -- Report
 ---------------------------------------------------------------------------
 
-local function median(list, field)
-  local v = {}
-  for i, x in ipairs(list) do v[i] = x[field] end
-  table.sort(v)
-  local m = #v
-  if m % 2 == 1 then return v[(m + 1) // 2], v[1], v[m] end
-  return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
-end
-
-local function verdict(ok) return ok and "met" or "MISSED" end
+local median, verdict = common.median, common.verdict
 local targets = {}
 
 print()

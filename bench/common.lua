@@ -1,0 +1,158 @@
+-- bench/common.lua: what bench/run.lua and bench/stream.lua share: their
+-- argument parsing, shell helpers, the shared tools of ../shared/bench
+-- (built into build/bench-tools), the generated events file, the
+-- baseline's run, medians and verdicts.
+--
+--    local B = require("bench.common").new("bench-stream")  -- the prefix of its errors
+--    local opts = B.args({ ... }, { events = 5000000, rounds = 5 }, usage)
+--    local events, bytes = B.events(opts.events)
+--    local base = B.baseline(events, opts.events, true)   -- { eps, secs, bps, out }
+
+local M = {}
+
+local format = string.format
+
+function M.new(prefix)
+  local B = {}
+
+  function B.die(msg)
+    io.stderr:write(prefix, ": ", msg, "\n")
+    os.exit(2)
+  end
+  local die = B.die
+
+  function B.exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() return true end
+    return false
+  end
+
+  function B.quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+  function B.sh(cmd)
+    local ok, how, code = os.execute(cmd)
+    if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
+  end
+
+  function B.capture(cmd)
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    if not ok then die(format("command failed (%s %s): %s", how, tostring(code), cmd)) end
+    return out
+  end
+
+  function B.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  -- --name N / --name=N for every key of defaults (positive integers),
+  -- plus the string options of `choices` ({ name = { allowed = true } }).
+  function B.args(argv, defaults, usage, choices)
+    choices = choices or {}
+    local opts = {}
+    for k, v in pairs(defaults) do opts[k] = v end
+    local i = 1
+    while i <= #argv do
+      local a = argv[i]
+      if a == "--help" or a == "-h" then
+        print(usage)
+        os.exit(0)
+      end
+      local name, val = a:match("^%-%-(%w+)=(.*)$")
+      if not name then
+        name = a:match("^%-%-(%w+)$")
+        i = i + 1
+        val = argv[i]
+      end
+      if not name or opts[name] == nil then die("unknown argument '" .. a .. "' (try --help)") end
+      if choices[name] then
+        if not choices[name][val] then
+          local names = {}
+          for c in pairs(choices[name]) do names[#names + 1] = c end
+          table.sort(names)
+          die(format("--%s takes %s, got %s", name, table.concat(names, ", "), tostring(val)))
+        end
+        opts[name] = val
+      else
+        local n = math.tointeger(tonumber(val))
+        if not n or n < 1 then die(format("--%s needs a positive integer, got %s", name, tostring(val))) end
+        opts[name] = n
+      end
+      i = i + 1
+    end
+    return opts
+  end
+
+  B.TOOLS, B.DATA = "build/bench-tools", "build/bench-data"
+
+  -- Refuse to run outside the repository's root (`make` targets run there).
+  function B.check_root(target)
+    if not B.exists("lua/tide/query.lua") or not B.exists("Makefile") then
+      die("run me from the repository's root (make " .. target .. ")")
+    end
+  end
+
+  -- Build the shared tools (baseline, gen_events) and generate the n-event
+  -- file when missing; return its path and size in bytes.
+  function B.events(n)
+    local root = B.capture("pwd"):gsub("%s+$", "")
+    local shared = root:gsub("/[^/]*$", "") .. "/shared/bench"
+    if not B.exists(shared .. "/Makefile") then
+      die("the shared benchmark tools are missing: no " .. shared .. "/Makefile (expected ../shared/bench "
+        .. "next to the checkout, with gen_events.c and baseline.c)")
+    end
+    -- the outer make's flags (jobserver, command-line variables) stay out of the tools' build
+    B.sh(format("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -f %s OUT=%s", B.quote(shared .. "/Makefile"),
+      B.TOOLS))
+    for _, t in ipairs { "gen_events", "baseline" } do
+      if not B.exists(B.TOOLS .. "/" .. t) then
+        die("building the shared tools did not produce " .. B.TOOLS .. "/" .. t)
+      end
+    end
+    local events = format("%s/events-%d.jsonl", B.DATA, n)
+    if not B.exists(events) then
+      io.write(format("generating %d events into %s ...\n", n, events))
+      io.flush()
+      B.sh("mkdir -p " .. B.DATA)
+      local tmp = events .. ".tmp"
+      B.sh(format("%s/gen_events %d > %s && mv %s %s", B.TOOLS, n, tmp, tmp, events))
+    end
+    local f = assert(io.open(events, "rb"))
+    local bytes = f:seek("end")
+    f:close()
+    return events, bytes
+  end
+
+  -- One run of the baseline over the n-event file (parse_only: its
+  -- --parse-only mode): { eps, secs, bps, out }.
+  function B.baseline(events, n, parse_only, bytes)
+    local out = B.capture(format("%s/baseline %s%s", B.TOOLS, events, parse_only and " --parse-only" or ""))
+    local eps = tonumber(out:match("events_per_s=([%d.]+)"))
+    local secs = tonumber(out:match("seconds=([%d.]+)"))
+    local lines = tonumber(out:match("lines=(%d+)"))
+    if not eps or not secs then die("cannot parse the baseline's output: " .. out) end
+    if lines ~= n then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), n, out)) end
+    return { eps = eps, secs = secs, bps = bytes and bytes / secs, out = out:gsub("%s+$", "") }
+  end
+
+  return B
+end
+
+-- The median of list[i][field], and the min and max.
+function M.median(list, field)
+  local v = {}
+  for i, x in ipairs(list) do v[i] = x[field] end
+  table.sort(v)
+  local m = #v
+  if m % 2 == 1 then return v[(m + 1) // 2], v[1], v[m] end
+  return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
+end
+
+function M.verdict(ok) return ok and "met" or "MISSED" end
+
+return M
