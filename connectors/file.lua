@@ -55,12 +55,13 @@
 -- @module tide.connectors.file
 
 local core = require "tide.core"
+local util = require "tide.util"
 local cjson = require "cjson"
 
 local M = { sources = {}, sinks = {} }
 
 local format, concat, sort = string.format, table.concat, table.sort
-local type, error, ipairs, pairs, tostring, tointeger = type, error, ipairs, pairs, tostring, math.tointeger
+local type, error, ipairs, tostring, tointeger = type, error, ipairs, tostring, math.tointeger
 local min = math.min
 
 local CHUNK = 4 * 1024 * 1024
@@ -142,47 +143,7 @@ end
 -- JSON text (the range log, the manifest, json values in CSV cells)
 ---------------------------------------------------------------------------
 
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
-  ["\f"] = "\\f" }
-
-local function json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or format("\\u%04x", c:byte()) end) .. '"'
-end
-
--- Compact JSON of a Lua value as batch rows give them (json columns):
--- integers stay integers, floats keep every digit, a table whose keys are
--- exactly 1..n is an array.
-local function json_value(v)
-  local t = type(v)
-  if t == "string" then return json_string(v) end
-  if t == "boolean" then return tostring(v) end
-  if t == "number" then
-    if math.type(v) == "integer" then return format("%d", v) end
-    if v ~= v or v == math.huge or v == -math.huge then return "null" end
-    local s = format("%.17g", v)
-    if not s:find("[%.eE]") then s = s .. ".0" end
-    return s
-  end
-  if t == "table" then
-    local n, count = #v, 0
-    for _ in pairs(v) do count = count + 1 end
-    local out = {}
-    if count == n and (n > 0 or getmetatable(v) and getmetatable(v).__jsontype == "array") then
-      for i = 1, n do out[i] = json_value(v[i]) end
-      return "[" .. concat(out, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    sort(keys)
-    for i, k in ipairs(keys) do
-      local x = v[k]
-      if x == nil then x = v[tointeger(tonumber(k)) or k] end
-      out[i] = json_string(k) .. ":" .. json_value(x)
-    end
-    return "{" .. concat(out, ",") .. "}"
-  end
-  return "null"
-end
+local json_string, json_value = util.json_string, util.json_encode
 
 -- cjson decodes numbers as floats: integral ones back to integers.
 local function int(v) return type(v) == "number" and tointeger(v) or nil end
@@ -715,7 +676,7 @@ Sink.__index = Sink
 local function csv_cell(v, ty)
   if v == nil then return "" end
   if ty == "json" then v = json_value(v)
-  elseif ty == "double" then v = json_value(v + 0.0)
+  elseif ty == "double" then v = (v ~= v or v == math.huge or v == -math.huge) and "null" or json_value(v + 0.0)
   elseif type(v) ~= "string" then v = tostring(v) end
   if v == "" or v:find('[,"\r\n]') or v:find("^%s") or v:find("%s$") then
     return '"' .. v:gsub('"', '""') .. '"'

@@ -188,7 +188,7 @@ describe("tide.schema", function()
 
     it("raises on a default that cannot be written as JSON", function()
       assert.has_error(function() schema.to_json { { "a", "json", default = print } } end,
-        "field 'a': default cannot be written as JSON: Cannot serialise function: type not supported")
+        "field 'a': default cannot be written as JSON: json: cannot encode a function")
     end)
   end)
 end)

@@ -20,42 +20,10 @@ local M = {}
 
 local format, concat = string.format, table.concat
 
--- JSON text of a default value. Numbers are written exactly (lua-cjson
--- stops at 14 significant digits, which would make a get/put round trip
--- register a new version for a default like 0.30000000000000004).
-local function encode_value(v)
-  local t = type(v)
-  if t == "number" then
-    if math.type(v) == "integer" then return tostring(v) end
-    if v ~= v or v == math.huge or v == -math.huge then error("not a finite number", 0) end
-    for digits = 15, 17 do
-      local s = format("%." .. digits .. "g", v)
-      if tonumber(s) == v then
-        return (s:find("[%.eEn]") and s or s .. ".0")
-      end
-    end
-  elseif t == "table" then
-    local n = #v
-    local items, is_array = {}, true
-    for k in pairs(v) do
-      if math.type(k) ~= "integer" or k < 1 or k > n then is_array = false end
-    end
-    if is_array and n > 0 then
-      for i = 1, n do items[i] = encode_value(v[i]) end
-      return "[" .. concat(items, ",") .. "]"
-    end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    for i, k in ipairs(keys) do
-      local val = v[k]
-      if val == nil then val = v[tonumber(k)] end
-      items[i] = cjson.encode(k) .. ":" .. encode_value(val)
-    end
-    return "{" .. concat(items, ",") .. "}"
-  end
-  return cjson.encode(v)
-end
+-- JSON text of a default value: exact numbers (lua-cjson stops at 14
+-- significant digits, which would make a get/put round trip register a new
+-- version for a default like 0.30000000000000004).
+local encode_value = util.json_encode
 
 --- Encode a schema (array form, as `db:schema()` returns in `fields`) as
 -- the JSON form.

@@ -323,14 +323,22 @@ end
 -- JSON for logs (offset and commit entries)
 ---------------------------------------------------------------------------
 
--- An array: keys 1..n and nothing else (an empty table is an array).
-local function is_array(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  for i = 1, n do
-    if t[i] == nil then return false end
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
+  ["\f"] = "\\f" }
+
+--- A JSON string literal for s.
+function M.json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or format("\\u%04x", c:byte()) end) .. '"'
+end
+
+-- A float's shortest text that reads back exactly; integral floats keep
+-- ".0" so that a float stays a float (lua-cjson stops at 14 digits).
+local function float_text(v)
+  if v ~= v or v == math.huge or v == -math.huge then error("json: not a finite number", 0) end
+  for digits = 15, 17 do
+    local t = format("%." .. digits .. "g", v)
+    if tonumber(t) == v then return t:find("[%.eEn]") and t or t .. ".0" end
   end
-  return true, n
 end
 
 local function encode(v, out, depth)
@@ -341,20 +349,17 @@ local function encode(v, out, depth)
   elseif t == "boolean" then
     out[#out + 1] = v and "true" or "false"
   elseif t == "number" then
-    if math_type(v) == "integer" then
-      out[#out + 1] = format("%d", v)
-    elseif v ~= v or v == math.huge or v == -math.huge then
-      error("json: cannot encode " .. tostring(v), 0)
-    elseif v == floor(v) and v > -MAX_EXACT and v < MAX_EXACT then
-      out[#out + 1] = format("%d", tointeger(v)) -- 3.0 is written 3: offsets are counts
-    else
-      out[#out + 1] = format("%.17g", v)
-    end
+    out[#out + 1] = math_type(v) == "integer" and format("%d", v) or float_text(v)
   elseif t == "string" then
     out[#out + 1] = M.json_string(v)
   elseif t == "table" then
-    local arr, n = is_array(v)
-    if arr then
+    local n, count = #v, 0
+    for _ in pairs(v) do count = count + 1 end
+    -- the project's rule for Lua -> JSON (core/l_batch.c): a metatable's
+    -- __jsontype "array" or "object" decides, else keys exactly 1..n
+    local mt = getmetatable(v)
+    local forced = type(mt) == "table" and mt.__jsontype or nil
+    if (forced == "array" and count == n) or (forced ~= "object" and n > 0 and count == n) then
       out[#out + 1] = "["
       for i = 1, n do
         if i > 1 then out[#out + 1] = "," end
@@ -362,18 +367,21 @@ local function encode(v, out, depth)
       end
       out[#out + 1] = "]"
     else
-      local keys = {}
+      local keys, key_of = {}, {}
       for k in pairs(v) do
-        if type(k) ~= "string" then error("json: object keys must be strings, got " .. type(k), 0) end
-        keys[#keys + 1] = k
+        if type(k) ~= "string" and type(k) ~= "number" then
+          error("json: object keys must be strings or numbers, got " .. type(k), 0)
+        end
+        local ks = tostring(k)
+        keys[#keys + 1], key_of[ks] = ks, k
       end
       sort(keys)
       out[#out + 1] = "{"
-      for i, k in ipairs(keys) do
+      for i, ks in ipairs(keys) do
         if i > 1 then out[#out + 1] = "," end
-        out[#out + 1] = M.json_string(k)
+        out[#out + 1] = M.json_string(ks)
         out[#out + 1] = ":"
-        encode(v[k], out, depth + 1)
+        encode(v[key_of[ks]], out, depth + 1)
       end
       out[#out + 1] = "}"
     end
@@ -382,17 +390,11 @@ local function encode(v, out, depth)
   end
 end
 
-local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-
---- A JSON string literal for s.
-function M.json_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or format("\\u%04x", c:byte()) end) .. '"'
-end
-
---- Canonical JSON text of a Lua value: object keys sorted, integral
--- numbers written as integers, so that equal values give equal text (the
--- engine compares offsets by their text).
--- @raise `json: ...` for functions, userdata, NaN, non-string keys
+--- Canonical JSON text of a Lua value: object keys sorted, integers as
+-- integers, floats exact (integral ones with ".0"), a table whose keys are
+-- exactly 1..n (n > 0, or a __jsontype "array" metafield) an array; so equal values give equal text (the
+-- engine compares offsets by their text; schemas store defaults with it).
+-- @raise `json: ...` for functions, userdata, NaN and infinities
 function M.json_encode(v)
   local out = {}
   encode(v, out, 0)
