@@ -481,7 +481,7 @@ describe("tide.frame", function()
       local f = ev()
       assert.has_error(function() f:group_by() end, "group_by: expected at least one key")
       assert.has_error(function() f:group_by(5) end,
-        "group_by: key 1 must be a column, an expression or a tide.window, got number")
+        "group_by: key 1 must be a column, an expression, a tide.window or a tide.session_window, got number")
       assert.has_error(function() f:group_by("zz") end, "group_by: unknown column 'zz' (columns: ts, dev, sig, p)")
       local g = f:group_by("dev")
       assert.has_error(function() g:agg {} end,
@@ -698,7 +698,7 @@ describe("tide.frame", function()
     it("refuses two windows in one group_by or select", function()
       local f = tide.from_rows({ { ts = 0 } }, "ts timestamp")
       assert.has_error(function() f:group_by(tide.window("ts", 10), tide.window("ts", 20)) end,
-        "group_by: only one window key")
+        "group_by: only one window key (tide.window or tide.session_window)")
       assert.has_error(function() f:select(tide.window("ts", 10), tide.window("ts", 20)) end,
         "select: only one window per select")
     end)

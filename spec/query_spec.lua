@@ -138,8 +138,9 @@ describe("tide streaming queries", function()
     it("refuse append mode without a watermark, complete mode without an aggregation", function()
       local ms, f = words()
       assert.has_error(function() f:write_stream("memory", { name = "x" }) end,
-        "write_stream(memory): append mode is not supported for a streaming aggregation without a watermark " ..
-        "(its groups are never final); use mode = \"update\" or \"complete\"")
+        "write_stream(memory): append mode on a streaming aggregation needs a watermark on its event-time column: " ..
+        "f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) or col itself " ..
+        "(or use mode = \"update\" or \"complete\")")
       assert.has_error(function() ms:frame():write_stream("memory", { name = "x", mode = "complete" }) end,
         "write_stream(memory): complete mode needs a streaming aggregation (it outputs the whole result table " ..
         "every batch)")

@@ -101,8 +101,31 @@ local function check_frame(self, what, level)
   return self._node
 end
 
+-- The type (without "?") and index of column `name` in fields, or nil.
+local function field_type(fields, name)
+  for i, f in ipairs(fields) do
+    if f[1] == name then return (f[2]:gsub("%?$", "")), i end
+  end
+end
+
+-- Event time. `node.event_time` names the column of a node's output that
+-- carries a watermark (set by with_watermark, with `node.event_delay`);
+-- an operator that keeps that column (same name, still a timestamp) keeps
+-- the mark, as Spark's attribute metadata does. Projections decide for
+-- themselves (a column may be renamed or replaced); stateful operators set
+-- their own.
+local function inherit_event_time(node)
+  if node.event_time ~= nil or node.stateful or node.op == "project" then return end
+  local from = node.input or (node.inputs and node.inputs[1])
+  local et = from and from.event_time
+  if et and field_type(node.fields, et) == "timestamp" then
+    node.event_time, node.event_delay = et, from.event_delay
+  end
+end
+
 local function new_frame(node)
   node.fields = node.fields or node.schema:fields()
+  inherit_event_time(node)
   return setmetatable({ _node = node }, Frame)
 end
 
@@ -189,6 +212,13 @@ function Window:__tostring()
 end
 
 M.is_window = function(v) return getmetatable(v) == Window end
+
+-- A tide.session_window (lua/tide/session.lua, loaded when first needed).
+local function is_session(v)
+  if type(v) ~= "table" or getmetatable(v) == nil or getmetatable(v) == Window then return false end
+  local ok, session = pcall(require, "tide.session")
+  return ok and session.is(v)
+end
 
 -- The node that assigns windows to the rows of `input`: window_start,
 -- window_end, then every input column, one row per (row, window).
@@ -441,11 +471,19 @@ local function project_node(input, exprs, names, label, what, level)
   local fields = {}
   for i, e in ipairs(exprs) do fields[i] = field_of_expr(e, names and names[i]) end
   local schema = make_schema(fields, what, level + 1)
-  return map_node(input, "project", schema, label, function(b)
+  local node = map_node(input, "project", schema, label, function(b)
     local out, msg = core.project(b, exprs, schema)
     if not out then run_fail(what, msg) end
     return out
   end)
+  -- the event-time column survives a bare reference to it, renamed or not
+  local et = input.event_time and select(2, field_type(input.fields, input.event_time))
+  for i, e in ipairs(exprs) do
+    if et and e:column() == et and fields[i][2]:gsub("%?$", "") == "timestamp" and not node.event_time then
+      node.event_time, node.event_delay = fields[i][1], input.event_delay
+    end
+  end
+  return node
 end
 
 --- Select columns or expressions (`"signal * 2 AS s2"`); a `tide.window`
@@ -508,6 +546,58 @@ function Frame:filter(cond)
     error("filter: expected an expression string or a function(row), got " .. type(cond), 2)
   end
   return Frame.where(self, cond)
+end
+
+--- Declare `col` (a timestamp column) the event time and the watermark as
+-- the largest event time seen minus `delay`: stateful operators downstream
+-- (windowed aggregations, drop_duplicates, session windows) then drop rows
+-- that come too late and finalise and forget what the watermark has passed
+-- (SEMANTICS.md). The engine computes the watermark after each micro-batch
+-- and the next batch runs with it. A no-op on static frames, as in Spark.
+-- @string col a timestamp column
+-- @param delay a duration (`"10 seconds"`, or ms) >= 0
+function Frame:with_watermark(col, delay)
+  local node = check_frame(self, "with_watermark")
+  if type(col) ~= "string" then
+    error("with_watermark: bad argument #1: expected a column name, got " .. type(col), 2)
+  end
+  local ty, c = field_type(node.fields, col)
+  if not ty then
+    error(format("with_watermark: unknown column '%s' (columns: %s)", col, field_names(node.fields)), 2)
+  end
+  if ty ~= "timestamp" then
+    error(format("with_watermark: the event-time column must be a timestamp, '%s' is %s", col, ty), 2)
+  end
+  if delay == nil then
+    error("with_watermark: bad argument #2: expected a delay (a duration such as \"10 seconds\")", 2)
+  end
+  local ms = util.duration(delay, "with_watermark: delay", 3)
+  if ms < 0 then error("with_watermark: the delay must be >= 0", 2) end
+  local wm = {
+    op = "watermark", input = node, schema = node.schema, static = node.static, owns = node.owns,
+    label = format("EventTimeWatermark %s, %s", col, util.format_duration(ms)),
+    event_time = col, event_delay = ms, watermark_col = c,
+  }
+  -- While a micro-batch runs the engine sets `wm.stats` = { count, min,
+  -- max, sum }: the event times this node passes on (before any stateful
+  -- operator drops late rows, which still move the watermark).
+  function wm.open()
+    local next_batch, stats = node.open(), wm.stats
+    if not stats then return next_batch end
+    return function()
+      local b = next_batch()
+      if b ~= nil then
+        local n, lo, hi, sum = core.time_stats(b, c)
+        if n > 0 then
+          stats.count, stats.sum = stats.count + n, stats.sum + sum
+          if not stats.min or lo < stats.min then stats.min = lo end
+          if not stats.max or hi > stats.max then stats.max = hi end
+        end
+      end
+      return b
+    end
+  end
+  return new_frame(wm)
 end
 
 local function udf_node(node, fn, fields, flat, what, label, level)
@@ -628,14 +718,32 @@ function Frame:group_by(...)
   local node = check_frame(self, "group_by")
   local keys = table.pack(...)
   if keys.n == 0 then error("group_by: expected at least one key", 2) end
-  local window
+  local window, session
   for i = 1, keys.n do
-    if M.is_window(keys[i]) then
-      if window then error("group_by: only one window key", 2) end
-      window = keys[i]
+    if M.is_window(keys[i]) or is_session(keys[i]) then
+      if window or session then error("group_by: only one window key (tide.window or tide.session_window)", 2) end
+      if M.is_window(keys[i]) then window = keys[i] else session = keys[i] end
     elseif type(keys[i]) ~= "string" then
-      error(format("group_by: key %d must be a column, an expression or a tide.window, got %s", i, type(keys[i])), 2)
+      error(format("group_by: key %d must be a column, an expression, a tide.window or a tide.session_window, got %s",
+        i, type(keys[i])), 2)
     end
+  end
+  local sspec
+  if session then
+    local ty, c = field_type(node.fields, session.col)
+    if not ty then
+      error(format("group_by: unknown column '%s' in %s (columns: %s)", session.col, tostring(session),
+        field_names(node.fields)), 2)
+    end
+    if ty ~= "timestamp" then
+      error(format("group_by: %s needs a timestamp column, '%s' is %s", tostring(session), session.col, ty), 2)
+    end
+    for _, f in ipairs(node.fields) do
+      if f[1] == "window_start" or f[1] == "window_end" then
+        error(format("group_by: the input already has a column '%s'; windows add window_start and window_end", f[1]), 2)
+      end
+    end
+    sspec = { col = c, col_name = session.col, gap = session.gap }
   end
   local wspec
   if window then
@@ -647,7 +755,7 @@ function Frame:group_by(...)
   end
   local specs, fields, texts = {}, {}, {}
   for i = 1, keys.n do
-    if M.is_window(keys[i]) then
+    if M.is_window(keys[i]) or keys[i] == session then
       specs[#specs + 1], fields[#fields + 1] = "window_start", { "window_start", "timestamp" }
       specs[#specs + 1], fields[#fields + 1] = "window_end", { "window_end", "timestamp" }
       texts[#texts + 1] = tostring(keys[i])
@@ -658,8 +766,63 @@ function Frame:group_by(...)
       texts[#texts + 1] = e:name()
     end
   end
-  return setmetatable({ _input = node, _keys = specs, _key_fields = fields, _texts = texts, _window = wspec },
-    Grouped)
+  return setmetatable({ _input = node, _keys = specs, _key_fields = fields, _texts = texts, _window = wspec,
+    _session = sspec }, Grouped)
+end
+
+-- The state of a keyed streaming operator (an aggregation, a dedup) over
+-- one core.agg, in the form the engine takes (query.lua, "Stateful
+-- operators"): records keyed by state id (8 bytes, big-endian), the
+-- changes since the last commit, evictions. `finish` turns raw result
+-- rows into the operator's output (adds window_end).
+local function keyed_state(key_schema, specs, finish)
+  local a, msg = core.agg(key_schema, specs)
+  if not a then run_fail("agg", msg) end
+  local st = { agg = a }
+  local pending, removed = nil, {} -- this batch's {sids, blobs}; evicted sid -> true
+  local function done(rows) return finish and finish(rows) or rows end
+  function st.restore(key, blob)
+    if #key ~= 8 then error(format("bad state key of %d bytes (expected 8)", #key), 0) end
+    local ok, err = a:restore((string.unpack(">I8", key)), blob)
+    if not ok then error(err, 0) end
+  end
+  function st.result()
+    local out, err = a:result()
+    if not out then run_fail("agg", err) end
+    return done(out)
+  end
+  -- The groups changed since the last commit: their rows and state ids
+  -- (their records are kept for take_changes).
+  function st.changes()
+    local rows, sids, blobs = a:changes()
+    if not rows then run_fail("agg", sids) end
+    pending = { sids = sids, blobs = blobs }
+    return done(rows), sids
+  end
+  -- Remove the groups whose column `col` is <= bound: their rows, sids.
+  function st.evict(col, bound)
+    local rows, sids = a:evict(col, bound)
+    if not rows then run_fail("agg", sids) end
+    for _, sid in ipairs(sids) do removed[sid] = true end
+    return done(rows), sids
+  end
+  function st.take_changes()
+    if not pending then st.changes():close() end
+    local puts, dels = {}, {}
+    for j, sid in ipairs(pending.sids) do
+      if not removed[sid] then puts[#puts + 1] = { string.pack(">I8", sid), pending.blobs[j] } end
+    end
+    for sid in pairs(removed) do dels[#dels + 1] = string.pack(">I8", sid) end
+    table.sort(dels)
+    return puts, dels
+  end
+  function st.clear_changes()
+    a:clear_changes()
+    pending, removed = nil, {}
+  end
+  st.rows = function() return a:groups() end
+  st.bytes = function() return a:bytes() end
+  return st
 end
 
 local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
@@ -703,6 +866,21 @@ function Grouped:agg(spec)
     out_fields[#out_fields + 1] = { name, e:type() .. (counts and "" or "?") }
     texts[#texts + 1] = e:text() .. (name ~= e:text() and (" AS " .. name) or "")
   end
+  if self._session then -- tide.session (lua/tide/session.lua) runs session windows
+    local skeys, skey_fields, window_index = {}, {}, nil
+    for i, k in ipairs(self._keys) do
+      if k == "window_start" then window_index = window_index or i
+      elseif k ~= "window_end" then
+        skeys[#skeys + 1], skey_fields[#skey_fields + 1] = k, self._key_fields[i]
+      end
+    end
+    local ss = self._session
+    return new_frame(require("tide.session").node {
+      input = input, keys = skeys, key_fields = skey_fields, col = ss.col, col_name = ss.col_name, gap = ss.gap,
+      specs = specs, args = args, schema = make_schema(out_fields, "agg", 2), window_index = window_index,
+      label = format("SessionWindowAggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
+    })
+  end
   -- window_end is window_start + size: it is left out of the group key
   -- (one column less to hash and compare per row) and computed once on the
   -- result
@@ -745,68 +923,92 @@ function Grouped:agg(spec)
   local feed, filter = input, nil
   if input.op == "where" and input.expr then feed, filter = input.input, input.expr end
   if input.op == "filter" and input.fn then feed, filter = input.input, input.fn end
+  -- The event-time key, when there is one: a window over the watermarked
+  -- column (its groups end at window_start + size) or that column itself.
+  -- It decides which groups are final and which rows are late.
+  local et = input.event_time
+  local et_key
+  if et and window and input.fields[window.col][1] == et then
+    et_key = { name = "window_start", shift = window.size }
+  elseif et then
+    local c = select(2, field_type(input.fields, et))
+    for i, k in ipairs(agg_keys) do
+      if type(k) ~= "string" and k:column() == c then et_key = { name = agg_key_fields[i][1], shift = 0 } end
+    end
+  end
+  local et_col = et and select(2, field_type(feed.fields or feed.schema:fields(), et))
   local node = {
     op = "aggregate", input = input, schema = out_schema, static = input.static, owns = true,
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
-    key_schema = key_schema, specs = specs,
+    key_schema = key_schema, specs = specs, stateful = "aggregate",
   }
-  -- One aggregation's state: push batches, then take the result. The
-  -- streaming engine keeps one per query across micro-batches.
-  function node.state()
-    local a, msg = core.agg(key_schema, specs)
-    if not a then run_fail("agg", msg) end
-    local st = {}
-    function st.push(b, where, first)
-      local ok, err = a:push(b, keys, args, window, where, first)
-      if not ok then
-        run_fail(type(where) == "function" and "filter" or where and "where" or "agg", err)
+  local function push(st, b, first, late)
+    local ok, info = st.agg:push(b, keys, args, window, filter, first, late)
+    if not ok then run_fail(type(filter) == "function" and "filter" or filter and "where" or "agg", info) end
+    return info
+  end
+  function node.new_state() return keyed_state(key_schema, specs, finish) end
+  function node.due(mode) return mode ~= "complete" end
+  function node.check(mode, has_watermark)
+    if mode == "append" and not (has_watermark and et_key) then
+      return "append mode on a streaming aggregation needs a watermark on its event-time column: " ..
+        "f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) or col itself " ..
+        "(or use mode = \"update\" or \"complete\")"
+    end
+  end
+  -- One micro-batch (SEMANTICS.md s.3, s.4): late (row, window) pairs are
+  -- dropped; then complete mode outputs the whole table, update mode the
+  -- groups this batch changed (then forgets those the watermark passed),
+  -- append mode the groups the watermark passed, once, final.
+  local function run_batch(run)
+    local st, m = run.state, run.metrics
+    local late = et_key and run.late_watermark and { col = et_col, bound = run.late_watermark } or nil
+    if run.mode == "complete" then late = nil end
+    for b in feed.open() do
+      local info = push(st, b, run.first, late)
+      run.first = run.first + b:nrows()
+      release(feed, b)
+      if type(info) == "table" then
+        m.dropped_by_watermark = m.dropped_by_watermark + (info.late_groups or 0)
+        if info.lost then
+          if run.late then run.late(info.lost) else info.lost:close() end
+        end
       end
     end
-    function st.result()
-      local out, err = a:result()
-      if not out then run_fail("agg", err) end
-      return finish and finish(out) or out -- named as out_schema
+    local changed, sids = st.changes()
+    m.updated = m.updated + #sids
+    local evict = run.mode ~= "complete" and et_key and run.watermark
+    if run.mode == "complete" then
+      changed:close()
+      return st.result()
+    elseif run.mode == "update" then
+      if evict then
+        local gone = st.evict(et_key.name, run.watermark - et_key.shift)
+        gone:close()
+      end
+      return changed
     end
-    st.groups = function() return a:groups() end
-    st.bytes = function() return a:bytes() end
-    -- For the streaming engine: the groups changed since the last
-    -- clear_changes (their result rows, state ids and encoded states), and
-    -- the restore of a group from the checkpoint.
-    function st.changes()
-      local rows, sids, blobs = a:changes()
-      if not rows then run_fail("agg", sids) end
-      return finish and finish(rows) or rows, sids, blobs
-    end
-    st.clear_changes = function() a:clear_changes() end
-    function st.restore(sid, blob)
-      local ok, err = a:restore(sid, blob)
-      if not ok then run_fail("agg", err) end
-    end
-    return st
+    changed:close()
+    if not evict then return nil end
+    return (st.evict(et_key.name, run.watermark - et_key.shift))
   end
-  node.feed, node.filter = feed, filter
   function node.open()
     local run = node.run -- set by the streaming engine while it runs a micro-batch
     if run then
-      for b in feed.open() do
-        run.state.push(b, filter, run.first)
-        run.first = run.first + b:nrows()
-        release(feed, b)
-      end
-      local done = false
+      local out = run_batch(run)
       return function()
-        if done then return nil end
-        done = true
-        return run.output(run.state)
+        local b = out
+        out = nil
+        return b
       end
     end
     local next_batch, done = feed.open(), false
     return function()
       if done then return nil end
       done = true
-      local st, first = node.state(), 0
+      local st, first = keyed_state(key_schema, specs, finish), 0
       for b in next_batch do
-        st.push(b, filter, first)
+        push(st, b, first)
         first = first + b:nrows()
         release(feed, b)
       end
@@ -826,6 +1028,134 @@ local function collect_batches(node)
   local list = {}
   for b in node.open() do list[#list + 1] = b end
   return list
+end
+
+-- drop_duplicates and drop_duplicates_within_watermark (SEMANTICS.md s.6):
+-- the first row of each key (input order) passes whole, later rows of the
+-- key are dropped. The keys are an aggregation's groups with no aggregate
+-- (or, within the watermark, first(event time) as "expires_at" - delay);
+-- the aggregation reports the rows that created a group.
+local function dedup_node(node, cols, within, what, level)
+  if cols.n == 0 then
+    cols = {}
+    for i, f in ipairs(node.fields) do cols[i] = f[1] end
+    cols.n = #cols
+  end
+  local keys, key_fields, seen = {}, {}, {}
+  for i = 1, cols.n do
+    local c = cols[i]
+    if type(c) ~= "string" then
+      error(format("%s: bad argument #%d: expected a column name, got %s", what, i, type(c)), level + 1)
+    end
+    local ty = field_type(node.fields, c)
+    if not ty then
+      error(format("%s: unknown column '%s' (columns: %s)", what, c, field_names(node.fields)), level + 1)
+    end
+    if ty == "json" then error(format("%s: cannot compare the json column '%s'", what, c), level + 1) end
+    if not seen[c] then
+      seen[c] = true
+      keys[#keys + 1] = compile(node, "`" .. c .. "`", what, level + 1)
+      key_fields[#key_fields + 1] = field_of_expr(keys[#keys], c)
+    end
+  end
+  local key_schema = make_schema(key_fields, what, level + 1)
+  local et, delay = node.event_time, node.event_delay
+  local et_col = et and select(2, field_type(node.fields, et))
+  local specs, args = {}, {}
+  if within and et then
+    specs[1] = { kind = "first", arg_type = "timestamp", name = "__tide_expires_at" }
+    args[1] = compile(node, "`" .. et .. "`", what, level + 1)
+  end
+  local et_is_key = et and seen[et]
+  local names = {}
+  for i, f in ipairs(key_fields) do names[i] = f[1] end
+  local dn = {
+    op = "dedup", input = node, schema = node.schema, static = node.static, owns = true, stateful = "dedup",
+    label = format("%s [%s]", within and "DeduplicateWithinWatermark" or "Deduplicate", concat(names, ", ")),
+    event_time = et, event_delay = delay,
+  }
+  local function push(st, b, first, late)
+    local ok, info = st.agg:push(b, keys, args, nil, nil, first, late, true)
+    if not ok then run_fail(what, info) end
+    return info
+  end
+  function dn.new_state() return keyed_state(key_schema, specs) end
+  function dn.due() return true end
+  function dn.check(_, has_watermark)
+    if within and not (has_watermark and et) then
+      return what .. " needs a watermark: call with_watermark(col, delay) before it"
+    end
+  end
+  local function run_batch(run)
+    local st, m = run.state, run.metrics
+    local late = et and run.late_watermark and { col = et_col, bound = run.late_watermark } or nil
+    local outs = {}
+    for b in node.open() do
+      local info = push(st, b, run.first, late)
+      run.first = run.first + b:nrows()
+      release(node, b)
+      local new = info.new
+      m.dropped_by_watermark = m.dropped_by_watermark + (info.late_pairs or 0)
+      m.dropped_duplicates = m.dropped_duplicates + info.pushed - new:nrows()
+      m.updated = m.updated + new:nrows()
+      if new:nrows() > 0 then outs[#outs + 1] = new else new:close() end
+      if info.lost then
+        if run.late then run.late(info.lost) else info.lost:close() end
+      end
+    end
+    st.changes():close()
+    local w = run.watermark
+    if w and within and et then
+      st.evict("__tide_expires_at", w - delay):close()
+    elseif w and et_is_key then
+      st.evict(et, w):close()
+    end
+    return outs
+  end
+  function dn.open()
+    local run = dn.run
+    local outs, i, st, first, next_batch = nil, 0, nil, 0, nil
+    if run then
+      outs = run_batch(run)
+    else
+      st, next_batch = keyed_state(key_schema, specs), node.open()
+    end
+    return function()
+      if outs then
+        i = i + 1
+        return outs[i]
+      end
+      while true do
+        local b = next_batch()
+        if b == nil then return nil end
+        local info = push(st, b, first)
+        first = first + b:nrows()
+        release(node, b)
+        if info.new:nrows() > 0 then return info.new end
+        info.new:close()
+      end
+    end
+  end
+  return new_frame(dn)
+end
+
+--- Streaming (and static) deduplication: keep the first row of each
+-- combination of `cols` (all columns when none are given); later rows
+-- with the same values, in this batch or any later one, are dropped. With
+-- a watermark and the event-time column among `cols`, a key is forgotten
+-- once the watermark passes its time; otherwise keys are kept forever.
+function Frame:drop_duplicates(...)
+  local node = check_frame(self, "drop_duplicates")
+  return dedup_node(node, table.pack(...), false, "drop_duplicates", 2)
+end
+
+--- Deduplication within the watermark: a key is a duplicate until the
+-- watermark passes the event time of its first row plus the watermark's
+-- delay; after that the same key is new again. Needs with_watermark on a
+-- stream; on a static frame it is drop_duplicates.
+function Frame:drop_duplicates_within_watermark(...)
+  local node = check_frame(self, "drop_duplicates_within_watermark")
+  return dedup_node(node, table.pack(...), true, "drop_duplicates_within_watermark", 2)
 end
 
 --- Join with a static frame on columns of the same name (and comparable

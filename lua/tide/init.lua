@@ -50,6 +50,13 @@ M.from_rows = frame.from_rows
 -- @function window
 M.window = frame.window
 
+--- A session window for `group_by`: `tide.session_window(col, gap)`; rows
+-- of a key closer than `gap` in event time form one session.
+-- @function session_window
+function M.session_window(col, gap)
+  return require("tide.session").session_window(col, gap)
+end
+
 --- Infer a schema (DDL) from a sample of JSON lines: a file's first 1000
 -- lines, or an array of rows. See `tide.schema.infer` for the rules.
 -- @function infer_schema

@@ -175,6 +175,7 @@ local query_spec = {
   no_data_batches = { type = "boolean", default = true },
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
+  late_rows = "table",
 }
 
 -- trigger -> { kind = "interval", ms = n } | { kind = "once" } | { kind = "available_now" }
@@ -233,25 +234,43 @@ local function walk(node, visit, seen)
   visit(node)
 end
 
--- Spark's UnsupportedOperationChecker, for what exists so far.
+-- Spark's UnsupportedOperationChecker: what a streaming plan may hold.
+-- Returns the sources, the stateful operators and the watermark nodes,
+-- each in plan order (sources first).
 local function analyze(node, mode, what, level)
-  local sources, aggs = {}, {}
+  local sources, stateful, marks = {}, {}, {}
+  local below = {} -- node -> the streaming aggregation under it, if any
   walk(node, function(n)
     if n.stream then sources[#sources + 1] = n end
-    if n.op == "aggregate" and not n.static then aggs[#aggs + 1] = n end
+    if n.op == "watermark" and not n.static then marks[#marks + 1] = n end
+    local under
+    for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
+    if n.stateful and not n.static then
+      if under then
+        error(format("%s: %s after a streaming aggregation is not supported (as in Spark before 3.4); " ..
+          "put it before the aggregation", what, n.label), level + 1)
+      end
+      stateful[#stateful + 1] = n
+      if n.stateful ~= "dedup" then under = n end
+    end
+    below[n] = under
   end)
-  if #aggs > 1 then
+  local aggs = 0
+  for _, n in ipairs(stateful) do
+    if n.stateful ~= "dedup" then aggs = aggs + 1 end
+  end
+  if aggs > 1 then
     error(what .. ": multiple streaming aggregations in one query are not supported (as in Spark)", level + 1)
   end
-  if mode == "complete" and #aggs == 0 then
+  if mode == "complete" and aggs == 0 then
     error(what .. ": complete mode needs a streaming aggregation (it outputs the whole result table every batch)",
       level + 1)
   end
-  if mode == "append" and #aggs > 0 then
-    error(what .. ": append mode is not supported for a streaming aggregation without a watermark " ..
-      "(its groups are never final); use mode = \"update\" or \"complete\"", level + 1)
+  for _, n in ipairs(stateful) do
+    local msg = n.check and n.check(mode, #marks > 0)
+    if msg then error(what .. ": " .. msg, level + 1) end
   end
-  return sources, aggs
+  return sources, stateful, marks
 end
 
 ---------------------------------------------------------------------------
@@ -285,7 +304,9 @@ local function remove_tree(dir)
   os.remove(dir)
 end
 
-local function state_name(k) return "agg" .. k end
+-- The checkpoint database of the k-th stateful operator (FORMAT.md).
+local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session" }
+local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stateful) .. k end
 
 ---------------------------------------------------------------------------
 -- Signals
@@ -332,7 +353,22 @@ function M.start(f, sink, opts, level)
     descriptor, sink_opts = runtime.connector("sink", "foreach_batch", level), { fn = sink }
   end
   local trigger = parse_trigger(o.trigger, what, level)
-  local sources, aggs = analyze(root, o.mode, what, level)
+  local sources, stateful, marks = analyze(root, o.mode, what, level)
+  local late
+  if o.late_rows ~= nil then
+    local okl, lo = pcall(util.check_options, o.late_rows, { topic = "string", store = "any" },
+      what .. ": late_rows", 1)
+    if not okl then error(util.strip_position(lo), level) end
+    if not lo.topic then
+      error(what .. ": late_rows: option 'topic' is required (the dead-letter topic's name)", level)
+    end
+    for _, n in ipairs(stateful) do
+      if n.event_time or (n.input and n.input.event_time) then late = late or { node = n, opts = lo } end
+    end
+    if not late or #marks == 0 then
+      error(what .. ": late_rows: no stateful operator of this query has a watermark, so no row can be late", level)
+    end
+  end
   if o.name then
     for _, q in ipairs(active) do
       if q._name == o.name then error(format("%s: a query named '%s' is already active", what, o.name), level) end
@@ -345,7 +381,7 @@ function M.start(f, sink, opts, level)
 
   local q = setmetatable({
     _root = root, _mode = o.mode, _trigger = trigger, _sink_name = sink_name, _opts = o,
-    _sources = {}, _aggs = {}, _progress = {}, _idle = 0, _force = 0,
+    _sources = {}, _ops = {}, _marks = {}, _progress = {}, _idle = 0, _force = 0,
     _active = false, _status = { message = "Initializing", is_data_available = false, is_trigger_active = false },
   }, Query)
 
@@ -378,9 +414,10 @@ function M.start(f, sink, opts, level)
     error(format("%s: %s", what, util.strip_position(err)), level)
   end
   q._sink_opts = sink_opts
+  q._late = late
 
   -- Sources, sink and state; any failure from here closes what was opened.
-  ok, err = pcall(q._open, q, sources, aggs, sink, descriptor)
+  ok, err = pcall(q._open, q, sources, stateful, marks, sink, descriptor)
   if not ok then
     q:_close_all()
     error(format("%s: %s", what, util.strip_position(err)), level)
@@ -393,7 +430,7 @@ function M.start(f, sink, opts, level)
   return q
 end
 
-function Query:_open(sources, aggs, sink, descriptor)
+function Query:_open(sources, stateful, marks, sink, descriptor)
   local ck = self._ck
   local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir }
   for i, node in ipairs(sources) do
@@ -424,14 +461,30 @@ function Query:_open(sources, aggs, sink, descriptor)
     error(format("option 'checkpoint' is required: %s needs a checkpoint directory for exactly-once output",
       self._sink.description or self._sink_name), 0)
   end
-  for k, node in ipairs(aggs) do
-    local st = node.state()
-    for key, blob in ck:state(state_name(k)) do
-      st.restore((string.unpack(">I8", key)), blob)
+  for k, node in ipairs(stateful) do
+    local st, name = node.new_state(), state_name(node, k)
+    for key, blob in ck:state(name) do
+      local ok, err = pcall(st.restore, key, blob)
+      if not ok then
+        error(format("checkpoint %s: state of %s (%s): %s", self._dir, node.label, name, util.strip_position(err)), 0)
+      end
     end
     st.clear_changes()
-    self._aggs[k] = { node = node, state = st, name = state_name(k) }
+    self._ops[k] = { node = node, state = st, name = state_name(node, k) }
   end
+  -- Late rows to a dead-letter topic: created with the input columns of
+  -- the first operator that can drop them, when it does not exist.
+  if self._late then
+    local lo, input = self._late.opts, self._late.node.input
+    local store = lo.store or require("tide").default_store()
+    local t = store:has_topic(lo.topic) and store:topic(lo.topic) or
+      store:create_topic(lo.topic, { schema = input.fields })
+    self._late_topic, self._late_writer = t, format("%s/late_rows", self._id)
+  end
+  -- Watermarks: one per with_watermark node; the global one (nil without
+  -- any) is restored from the logs below; the per-node maxima are not.
+  for i, node in ipairs(marks) do self._marks[i] = { node = node } end
+  if #marks > 0 then self._watermark, self._late_watermark = 0, 0 end
 
   -- Where the logs say we are.
   local last_off, last_commit = ck:latest()
@@ -439,19 +492,27 @@ function Query:_open(sources, aggs, sink, descriptor)
   self._ends = {}
   if last_off ~= nil then
     local entry = assert(util.json_decode(ck:offsets(last_off)), "bad offset log entry")
+    -- SEMANTICS.md s.8: after a committed N, N+1 runs with the larger of
+    -- offset N's and commit N's watermarks; an uncommitted N re-runs with
+    -- its own. Late rows are judged on the previous batch's watermark.
+    local has = self._watermark ~= nil
     if last_commit == last_off then
       self._next = last_off + 1
       for i, s in ipairs(entry.sources or {}) do self._ends[i] = s["end"] end
       local c = util.json_decode(ck:commit_entry(last_commit) or "{}") or {}
-      self._watermark = c.next_watermark
+      if has then
+        self._watermark = math.max(entry.watermark or 0, c.next_watermark or 0)
+        self._late_watermark = entry.watermark or 0
+      end
     else
       self._next = last_off
       self._pending = entry
-      if last_off > 0 then
-        local prev = util.json_decode(ck:offsets(last_off - 1) or "null")
-        for i, s in ipairs(prev and prev.sources or {}) do self._ends[i] = s["end"] end
+      local prev = last_off > 0 and util.json_decode(ck:offsets(last_off - 1) or "null") or nil
+      for i, s in ipairs(prev and prev.sources or {}) do self._ends[i] = s["end"] end
+      if has then
+        self._watermark = entry.watermark or 0
+        self._late_watermark = prev and prev.watermark or self._watermark
       end
-      self._watermark = entry.watermark
     end
     if #(entry.sources or {}) ~= #self._sources then
       error(format("checkpoint %s has %d sources, this query %d; use a new checkpoint directory",
@@ -541,6 +602,35 @@ end
 -- Offsets equal when their canonical JSON is.
 local function same(a, b) return json(a) == json(b) end
 
+-- The global watermark after a batch (SEMANTICS.md s.2, Spark's
+-- WatermarkTracker): each with_watermark node's value is the largest event
+-- time it has seen minus its delay (0 while it has seen none since the
+-- query started); the global one is their min (or max, by policy) and
+-- never moves backward.
+function Query:_advance_watermark()
+  local values = {}
+  for i, m in ipairs(self._marks) do
+    local st = m.node.stats
+    if st and st.count > 0 then
+      local w = st.max - m.node.event_delay
+      if m.value == nil or w > m.value then m.value = w end
+    elseif m.value == nil then
+      m.value = 0
+    end
+    values[i] = m.value
+  end
+  if #values == 0 then return end
+  local pick = self._opts.multiple_watermark_policy == "max" and math.max or math.min
+  local w = pick(table.unpack(values))
+  if w > self._watermark then self._watermark = w end
+end
+
+-- Append the late rows of batch N to the late_rows topic, once per batch
+-- (the writer's sequence is the batch id: a re-run is skipped).
+function Query:_write_late(N, batches)
+  self._late_topic:append_batches(batches, { writer = self._late_writer, seq = N })
+end
+
 -- One trigger: returns true when a batch ran.
 function Query:_step()
   local ck, N = self._ck, self._next
@@ -558,29 +648,38 @@ function Query:_step()
       if e ~= nil and not same(e, starts[i]) then any = true end
     end
     self._status.is_data_available = any
-    if not any then
+    -- SEMANTICS.md s.5: without new data, a batch still runs when the
+    -- watermark moved and a stateful operator has output or eviction due
+    -- (a no-data batch: its own id and log entries, no input); never under
+    -- trigger "once".
+    if not any and not (self._no_data_due and self._trigger.kind ~= "once") then
       self._idle = self._idle + 1
       self._status.message = "Waiting for data to arrive"
       return false
     end
     local list = {}
     for i, s in ipairs(self._sources) do
+      if not any then ends[i] = starts[i] end
       list[i] = { description = s.description, start = starts[i], ["end"] = ends[i] }
     end
     entry = { v = 1, batch_id = N, timestamp = core.time_now(), watermark = self._watermark, sources = list,
       conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
     ck:write_offsets(N, json(entry))
   end
+  self._no_data_due = false
   self._status.message = "Processing new data"
   local t1 = clock()
 
   -- The batch's input.
   local inputs, counts, total = {}, {}, 0
+  local late_rows = {}
   local function close_inputs()
     for _, list in ipairs(inputs) do
       for _, b in ipairs(list) do b:close() end
     end
     for _, s in ipairs(self._sources) do s.node.current = nil end
+    for _, b in ipairs(late_rows) do b:close() end
+    late_rows = {}
   end
   for i, s in ipairs(self._sources) do
     local list = {}
@@ -602,55 +701,65 @@ function Query:_step()
   end
   local t2 = clock()
 
-  -- The plan; stateful operators use the query's state.
-  local mode = self._mode
-  for _, a in ipairs(self._aggs) do
-    a.node.run = { state = a.state, first = 0, output = function(st)
-      if mode == "complete" then return st.result() end
-      local rows, sids, blobs = st.changes()
-      a.changes = { sids = sids, blobs = blobs }
-      return rows
-    end }
+  -- The plan; stateful operators use the query's state, with this batch's
+  -- watermark for eviction and the previous batch's for late rows (Spark
+  -- 3.4+, SEMANTICS.md s.2).
+  local batch_wm = entry.watermark
+  for _, m in ipairs(self._marks) do m.node.stats = { count = 0, sum = 0 } end
+  local late_fn = self._late_topic and function(b) late_rows[#late_rows + 1] = b end or nil
+  for _, op in ipairs(self._ops) do
+    op.metrics = { updated = 0, dropped_by_watermark = 0, dropped_duplicates = 0 }
+    op.node.run = { state = op.state, mode = self._mode, watermark = batch_wm,
+      late_watermark = batch_wm and self._late_watermark, metrics = op.metrics, late = late_fn, first = 0 }
   end
   local outputs = {}
   local ok, err = pcall(function()
     for b in self._root.open() do outputs[#outputs + 1] = b end
   end)
-  for _, a in ipairs(self._aggs) do a.node.run = nil end
+  for _, op in ipairs(self._ops) do op.node.run = nil end
+  local stats = {}
+  for i, m in ipairs(self._marks) do stats[i], m.node.stats = m.node.stats, nil end
   if not ok then
+    for _, b in ipairs(outputs) do b:close() end
     close_inputs()
     error(format("batch %d: %s", N, tostring(err)), 0)
   end
   local t3 = clock()
 
   -- The sink.
-  local sok, serr = xpcall(self._sink.add_batch, debug.traceback, self._sink, N, outputs, mode, self._root.schema)
+  local sok, serr = xpcall(self._sink.add_batch, debug.traceback, self._sink, N, outputs, self._mode,
+    self._root.schema)
   local out_rows = 0
   for _, b in ipairs(outputs) do out_rows = out_rows + b:nrows() end
   if not sok then
     close_inputs()
     error(format("batch %d: sink %s: %s", N, self._sink.description or self._sink_name, tostring(serr)), 0)
   end
+  if #late_rows > 0 then
+    local lok, lerr = pcall(self._write_late, self, N, late_rows)
+    if not lok then
+      close_inputs()
+      error(format("batch %d: late rows: %s", N, util.strip_position(lerr)), 0)
+    end
+  end
   local t4 = clock()
 
   -- Commit: state changes, commit entry and next watermark in one
-  -- transaction.
-  local changes, updated = {}, {}
-  for k, a in ipairs(self._aggs) do
-    local c = a.changes
-    if not c then
-      local rows, sids, blobs = a.state.changes()
-      rows:close()
-      c = { sids = sids, blobs = blobs }
-    end
-    local put = {}
-    for j, sid in ipairs(c.sids) do put[j] = { string.pack(">I8", sid), c.blobs[j] } end
-    changes[a.name] = { put = put }
-    updated[k] = #put
-    a.changes = nil
+  -- transaction. A crash before it re-runs the batch on the state as of
+  -- the last commit (the in-memory state dies with the process).
+  if batch_wm then
+    for i, m in ipairs(self._marks) do m.node.stats = stats[i] end
+    self._advance_watermark(self)
+    for _, m in ipairs(self._marks) do m.node.stats = nil end
+  end
+  local changes, totals = {}, {}
+  for k, op in ipairs(self._ops) do
+    local puts, dels = op.state.take_changes()
+    changes[op.name] = { put = puts, del = dels }
+    totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
-  for _, a in ipairs(self._aggs) do a.state.clear_changes() end
+  for _, op in ipairs(self._ops) do op.state.clear_changes() end
   for _, b in ipairs(outputs) do b:close() end
   close_inputs()
   for i, s in ipairs(self._sources) do
@@ -662,6 +771,14 @@ function Query:_step()
   end
   self._pending = nil
   self._next = N + 1
+  if batch_wm then
+    self._late_watermark = batch_wm
+    if self._opts.no_data_batches and self._watermark > batch_wm then
+      for _, op in ipairs(self._ops) do
+        if op.node.due(self._mode) then self._no_data_due = true end
+      end
+    end
+  end
   if N % 10 == 0 and N >= KEEP_LOGS then ck:purge(N - KEEP_LOGS + 1) end
   local t5 = clock()
 
@@ -678,9 +795,24 @@ function Query:_step()
     end
   end
   local ops = {}
-  for k, a in ipairs(self._aggs) do
-    ops[k] = { name = "aggregate", num_rows_total = a.state.groups(), num_rows_updated = updated[k],
-      num_rows_dropped_by_watermark = 0, num_dropped_duplicates = 0, memory_bytes = a.state.bytes() }
+  for k, op in ipairs(self._ops) do
+    local m = op.metrics
+    ops[k] = { name = op.node.stateful, num_rows_total = totals[k], num_rows_updated = m.updated,
+      num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
+      memory_bytes = op.state.bytes() }
+  end
+  local event_time = {}
+  if batch_wm then
+    event_time.watermark = batch_wm
+    local n, sum, lo, hi = 0, 0, nil, nil
+    for _, st in ipairs(stats) do
+      if st.count > 0 then
+        n, sum = n + st.count, sum + st.sum
+        lo = (lo == nil or st.min < lo) and st.min or lo
+        hi = (hi == nil or st.max > hi) and st.max or hi
+      end
+    end
+    if n > 0 then event_time.min, event_time.max, event_time.avg = lo, hi, math.floor(sum / n + 0.5) end
   end
   local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
   local total_ms = t5 - t0
@@ -691,7 +823,7 @@ function Query:_step()
     processed_rows_per_second = total_ms > 0 and total / total_ms * 1000 or 0,
     duration_ms = { get_offset = ms(t1 - t0), get_batch = ms(t2 - t1), execution = ms(t3 - t2),
       add_batch = ms(t4 - t3), commit = ms(t5 - t4), total = ms(total_ms) },
-    event_time = { watermark = self._watermark },
+    event_time = event_time,
     state_operators = ops, sources = srcs, sink = { description = self._sink.description or self._sink_name },
   }
   local list = self._progress
