@@ -369,13 +369,6 @@ end
 local function new_state(p)
   local st = { by_key = {}, by_id = {}, n = 0, next_id = 1, changed = {}, deleted = {} }
 
-  local function add(se)
-    st.by_id[se.id], st.n = se, st.n + 1
-    if se.id >= st.next_id then st.next_id = se.id + 1 end
-    local list = st.by_key[se.key]
-    if not list then list = {} st.by_key[se.key] = list end
-    return list
-  end
 
   local function drop(se)
     st.by_id[se.id], st.n = nil, st.n - 1
@@ -488,9 +481,12 @@ local function new_state(p)
     local prev, nxt = list[at - 1], list[at + 1]
     if (prev and prev.e >= se.s) or (nxt and se.e >= nxt.s) then
       table.remove(list, at)
-      error(format("session state: record %d: [%d, %d) overlaps another session of its key", id, se.s, se.e), 2)
+      error(format("session state: record %d: [%d, %d) overlaps or touches another session of its key", id, se.s,
+        se.e), 2)
     end
-    add(se)
+    st.by_key[se.key] = list
+    st.by_id[id], st.n = se, st.n + 1
+    if id >= st.next_id then st.next_id = id + 1 end
   end
 
   function st.take_changes()
