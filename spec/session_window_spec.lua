@@ -32,6 +32,13 @@ describe("session_window", function()
       assert.equal(1500, sw("ts", 1500).gap)
     end)
 
+    it("is tide.session_window", function()
+      local w = tide.session_window("ts", "10 seconds")
+      assert.is_true(session.is(w))
+      assert.equal("session_window(ts, 10s)", tostring(w))
+      assert.has_error(function() tide.session_window("ts", 0) end, "session_window: gap must be > 0, got 0 ms")
+    end)
+
     it("refuses a column that is not a name", function()
       assert.has_error(function() sw(3, "10 seconds") end,
         "session_window: bad argument #1: expected a column name, got number")

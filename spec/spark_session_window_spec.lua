@@ -8,7 +8,7 @@
 local tide = require "tide"
 local support = require "spec.support"
 
-local session_window = tide.session_window or require("tide.session").session_window
+local session_window = tide.session_window
 local S = 1000
 
 -- The rows of Spark's input lines: one row per word, all at time t (s).
@@ -298,8 +298,9 @@ describe("Spark DataFrameSessionWindowingSuite", function()
   end)
 
   it("null timestamps", function()
-    local g = tide.from_rows({ { time = at(5), value = 1 }, { time = at(32), value = 2 }, { value = 3 }, { value = 4 } },
-      "time timestamp?, value int"):group_by(session_window("time", "10 seconds")):agg { "sum(value) AS v" }
+    local rows = { { time = at(5), value = 1 }, { time = at(32), value = 2 }, { value = 3 }, { value = 4 } }
+    local g = tide.from_rows(rows, "time timestamp?, value int"):group_by(session_window("time", "10 seconds"))
+      :agg { "sum(value) AS v" }
     assert.same({ { 1 }, { 2 } }, rows_of(g, { "v" })) -- NULL times are dropped
   end)
 end)
