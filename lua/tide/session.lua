@@ -17,7 +17,8 @@
 --   * by_id[id] is every stored session; ids are unique over the state's
 --     life in this process and, after a restart, above every restored id;
 --   * changed[id] / deleted[id]: the sessions written / removed since the
---     last clear_changes (a removed session is only in deleted).
+--     last clear_changes (a removed session is only in deleted; one that
+--     never reached the checkpoint is in neither).
 --
 -- first/last follow event time, not arrival order: first is the value of
 -- the row with the smallest time (ties: the one seen first), last of the
@@ -367,12 +368,15 @@ end
 
 -- A fresh state for the node's plan (p: key types, specs, gap).
 local function new_state(p)
-  local st = { by_key = {}, by_id = {}, n = 0, next_id = 1, changed = {}, deleted = {} }
+  -- stored[id]: the session has a record in the checkpoint (restored, or
+  -- handed out by take_changes), so removing it needs a delete
+  local st = { by_key = {}, by_id = {}, n = 0, next_id = 1, changed = {}, deleted = {}, stored = {} }
 
 
   local function drop(se)
     st.by_id[se.id], st.n = nil, st.n - 1
-    st.changed[se.id], st.deleted[se.id] = nil, true
+    st.changed[se.id] = nil
+    if st.stored[se.id] then st.deleted[se.id] = true end
   end
 
   -- Remove the sessions `gone` (a set of sessions) from their key's lists.
@@ -485,7 +489,7 @@ local function new_state(p)
         se.e), 2)
     end
     st.by_key[se.key] = list
-    st.by_id[id], st.n = se, st.n + 1
+    st.by_id[id], st.n, st.stored[id] = se, st.n + 1, true
     if id >= st.next_id then st.next_id = id + 1 end
   end
 
@@ -494,11 +498,17 @@ local function new_state(p)
     local ids = {}
     for id in pairs(st.changed) do ids[#ids + 1] = id end
     sort(ids)
-    for i, id in ipairs(ids) do puts[i] = { key_of(id), encode(st.changed[id], p.key_types, p.specs) } end
+    for i, id in ipairs(ids) do
+      puts[i] = { key_of(id), encode(st.changed[id], p.key_types, p.specs) }
+      st.stored[id] = true
+    end
     ids = {}
     for id in pairs(st.deleted) do ids[#ids + 1] = id end
     sort(ids)
-    for i, id in ipairs(ids) do dels[i] = key_of(id) end
+    for i, id in ipairs(ids) do
+      dels[i] = key_of(id)
+      st.stored[id] = nil
+    end
     return puts, dels
   end
 
