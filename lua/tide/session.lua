@@ -451,17 +451,16 @@ local function new_state(p)
     st.by_key[key] = list
   end
 
-  -- The sessions in output order: by start, then id (creation order).
+  -- The sessions (those pred accepts) in output order: by id, that is by
+  -- creation (sorting plain integers keeps the comparison in C).
   function st.sessions(pred)
-    local out = {}
-    for _, se in pairs(st.by_id) do
-      if not pred or pred(se) then out[#out + 1] = se end
+    local ids = {}
+    for id, se in pairs(st.by_id) do
+      if not pred or pred(se) then ids[#ids + 1] = id end
     end
-    sort(out, function(x, y)
-      if x.s ~= y.s then return x.s < y.s end
-      return x.id < y.id
-    end)
-    return out
+    sort(ids)
+    for i, id in ipairs(ids) do ids[i] = st.by_id[id] end
+    return ids
   end
 
   function st.restore(key, blob)
