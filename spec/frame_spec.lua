@@ -896,12 +896,21 @@ describe("tide.frame", function()
   end)
 
   describe("static-only operators", function()
-    local msg = "%s: only for static frames (a streaming query sorts or limits in complete mode)"
-    for _, op in ipairs { "order_by", "limit", "collect", "show", "batches" } do
+    for _, op in ipairs { "collect", "show", "batches" } do
       it("refuses " .. op .. " on a streaming frame", function()
         local s = streaming("k int")
+        assert.has_error(function() s[op](s) end,
+          op .. ": only for static frames (a stream runs with write_stream)")
+      end)
+    end
+    for _, op in ipairs { "order_by", "limit" } do
+      it("refuses " .. op .. " on a streaming frame without an aggregation below", function()
+        local s = streaming("k int")
         local args = { order_by = "k", limit = 1 }
-        assert.has_error(function() s[op](s, args[op]) end, msg:format(op))
+        assert.has_error(function() s[op](s, args[op]) end,
+          op .. ": on a streaming frame, only after an aggregation, in complete mode (as in Spark)")
+        local g = s:group_by("k"):count()
+        assert.equal("tide frame [k int, count int] (streaming)", tostring(g[op](g, args[op])))
       end)
     end
 

@@ -245,9 +245,12 @@ local function window_node(input, w, what, level)
   for _, f in ipairs(input.fields) do fields[#fields + 1] = f end
   local schema = make_schema(fields, what, level + 1)
   local size, slide, start = w.size, w.slide, w.start
-  return map_node(input, "window", schema, "Window " .. tostring(w), function(b)
+  local node = map_node(input, "window", schema, "Window " .. tostring(w), function(b)
     return core.window_expand(b, col, size, slide, start, schema)
   end)
+  node.fields = fields
+  inherit_event_time(node)
+  return node
 end
 
 ---------------------------------------------------------------------------
@@ -514,7 +517,14 @@ function Frame:select(...)
         (exprs[#exprs]:text() .. " AS " .. exprs[#exprs]:name()) or exprs[#exprs]:name()
     end
   end
-  return new_frame(project_node(input, exprs, nil, "Project [" .. concat(texts, ", ") .. "]", "select", 2))
+  local pn = project_node(input, exprs, nil, "Project [" .. concat(texts, ", ") .. "]", "select", 2)
+  -- A window over the event-time column carries the watermark when the
+  -- column itself is not selected: its rows are late once window_end is
+  -- (Spark's window column keeps the event-time metadata).
+  if window and not pn.event_time and input.event_time == window.col then
+    pn.event_time, pn.event_delay = "window_end", input.event_delay
+  end
+  return new_frame(pn)
 end
 
 --- Keep the rows where the expression is true (NULL counts as false).
@@ -571,8 +581,10 @@ function Frame:with_watermark(col, delay)
   if delay == nil then
     error("with_watermark: bad argument #2: expected a delay (a duration such as \"10 seconds\")", 2)
   end
+  if (type(delay) == "number" and delay < 0) or (type(delay) == "string" and delay:match("^%s*%-")) then
+    error(format("with_watermark: the delay should not be negative, got %s", tostring(delay)), 2)
+  end
   local ms = util.duration(delay, "with_watermark: delay", 3)
-  if ms < 0 then error("with_watermark: the delay must be >= 0", 2) end
   local wm = {
     op = "watermark", input = node, schema = node.schema, static = node.static, owns = node.owns,
     label = format("EventTimeWatermark %s, %s", col, util.format_duration(ms)),
@@ -942,6 +954,11 @@ function Grouped:agg(spec)
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
     key_schema = key_schema, specs = specs, stateful = "aggregate",
   }
+  do -- what a checkpoint's state records depend on (query.lua's fingerprint)
+    local kinds = {}
+    for i, sp in ipairs(specs) do kinds[i] = sp.kind .. "(" .. (sp.arg_type or "") .. ")" end
+    node.state_layout = key_schema:ddl() .. " | " .. concat(kinds, ", ")
+  end
   local function push(st, b, first, late)
     local ok, info = st.agg:push(b, keys, args, window, filter, first, late)
     if not ok then run_fail(type(filter) == "function" and "filter" or filter and "where" or "agg", info) end
@@ -951,8 +968,9 @@ function Grouped:agg(spec)
   function node.due(mode) return mode ~= "complete" end
   function node.check(mode, has_watermark)
     if mode == "append" and not (has_watermark and et_key) then
-      return "append mode on a streaming aggregation needs a watermark on its event-time column: " ..
-        "f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) or col itself " ..
+      return "append output mode not supported for a streaming aggregation without a watermark on its " ..
+        "event-time column: f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) " ..
+        "or col itself " ..
         "(or use mode = \"update\" or \"complete\")"
     end
   end
@@ -1073,6 +1091,7 @@ local function dedup_node(node, cols, within, what, level)
     op = "dedup", input = node, schema = node.schema, static = node.static, owns = true, stateful = "dedup",
     label = format("%s [%s]", within and "DeduplicateWithinWatermark" or "Deduplicate", concat(names, ", ")),
     event_time = et, event_delay = delay,
+    state_layout = key_schema:ddl() .. (within and et and " | first(timestamp)" or ""),
   }
   local function push(st, b, first, late)
     local ok, info = st.agg:push(b, keys, args, nil, nil, first, late, true)
@@ -1151,10 +1170,13 @@ end
 
 --- Deduplication within the watermark: a key is a duplicate until the
 -- watermark passes the event time of its first row plus the watermark's
--- delay; after that the same key is new again. Needs with_watermark on a
--- stream; on a static frame it is drop_duplicates.
+-- delay; after that the same key is new again. Streams only, after
+-- with_watermark (as in Spark).
 function Frame:drop_duplicates_within_watermark(...)
   local node = check_frame(self, "drop_duplicates_within_watermark")
+  if node.static then
+    error("drop_duplicates_within_watermark: not supported on static frames (as in Spark); use drop_duplicates", 2)
+  end
   return dedup_node(node, table.pack(...), true, "drop_duplicates_within_watermark", 2)
 end
 
@@ -1274,9 +1296,21 @@ function Frame:union(other)
   return new_frame(un)
 end
 
-local function static_only(node, what, level)
+local function streaming_refused(node, what, level)
   if not node.static then
-    error(format("%s: only for static frames (a streaming query sorts or limits in complete mode)", what), level + 1)
+    error(format("%s: only for static frames (a stream runs with write_stream)", what), level + 1)
+  end
+end
+
+-- order_by and limit: static frames, or a streaming frame above its
+-- aggregation (complete mode only: the analyzer checks the mode).
+local function static_only(node, what, level)
+  if node.static then return end
+  local n = node
+  while n and not n.stateful do n = n.input end
+  if not (n and n.stateful ~= "dedup") then
+    error(format("%s: on a streaming frame, only after an aggregation, in complete mode (as in Spark)", what),
+      level + 1)
   end
 end
 
@@ -1318,7 +1352,7 @@ function Frame:order_by(...)
   local wide = make_schema(wide_fields, "order_by", 2)
   local back = {}
   for i = 1, nf do back[i] = compile({ schema = wide }, "`" .. node.fields[i][1] .. "`", "order_by", 2) end
-  local sn = { op = "sort", input = node, schema = node.schema, static = true, owns = true,
+  local sn = { op = "sort", input = node, schema = node.schema, static = node.static, owns = true,
     label = "Sort [" .. concat(texts, ", ") .. "]" }
   function sn.open()
     local done = false
@@ -1349,7 +1383,7 @@ function Frame:limit(n)
   if math.type(n) ~= "integer" or n < 0 then
     error("limit: bad argument #1: expected an integer >= 0, got " .. tostring(n), 2)
   end
-  local ln = { op = "limit", input = node, schema = node.schema, static = true, label = "Limit " .. n }
+  local ln = { op = "limit", input = node, schema = node.schema, static = node.static, label = "Limit " .. n }
   function ln.open()
     local left, next_batch = n, nil
     return function()
@@ -1401,14 +1435,14 @@ end
 --- Iterate the batches of a static frame (tide.Batch objects).
 function Frame:batches()
   local node = check_frame(self, "batches")
-  static_only(node, "batches", 2)
+  streaming_refused(node, "batches", 2)
   return node.open()
 end
 
 --- Run a static frame and return its rows, an array of tables.
 function Frame:collect()
   local node = check_frame(self, "collect")
-  static_only(node, "collect", 2)
+  streaming_refused(node, "collect", 2)
   local out = {}
   for b in node.open() do
     for _, r in ipairs(b:rows()) do out[#out + 1] = r end
@@ -1483,7 +1517,7 @@ end
 -- @bool[opt=true] truncate cut cells longer than 20 characters
 function Frame:show(n, truncate)
   local node = check_frame(self, "show")
-  static_only(node, "show", 2)
+  streaming_refused(node, "show", 2)
   n = n or 20
   if math.type(n) ~= "integer" or n < 0 then error("show: bad argument #1: expected an integer >= 0", 2) end
   local rows, more = {}, false

@@ -243,6 +243,10 @@ local function analyze(node, mode, what, level)
   walk(node, function(n)
     if n.stream then sources[#sources + 1] = n end
     if n.op == "watermark" and not n.static then marks[#marks + 1] = n end
+    if (n.op == "sort" or n.op == "limit") and not n.static and mode ~= "complete" then
+      error(format("%s: %s on a streaming frame is supported only after an aggregation in complete mode " ..
+        "(as in Spark), not in %s mode", what, n.op == "sort" and "order_by" or "limit", mode), level + 1)
+    end
     local under
     for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
     if n.stateful and not n.static then
@@ -276,6 +280,17 @@ end
 ---------------------------------------------------------------------------
 -- Checkpoint helpers
 ---------------------------------------------------------------------------
+
+-- The checkpoint's fingerprint of a plan: each source's kind, each
+-- stateful operator's kind, label and state layout.
+local function fingerprint(sources, stateful)
+  local parts = {}
+  for _, n in ipairs(sources) do parts[#parts + 1] = "source " .. (n.stream.kind or "lua") end
+  for _, n in ipairs(stateful) do
+    parts[#parts + 1] = format("%s %s%s", n.stateful, n.label, n.state_layout and (" => " .. n.state_layout) or "")
+  end
+  return concat(parts, "; ")
+end
 
 local function random_id()
   local f = io.open("/dev/urandom", "rb")
@@ -400,13 +415,18 @@ function M.start(f, sink, opts, level)
     q._id = id
     q._name = o.name or ck:get_meta("name")
     if o.name then ck:set_meta("name", o.name) end
-    local plan = frame.Frame.explain(f)
-    local old = ck:get_meta("plan")
-    if old and old ~= plan then
-      error(format("checkpoint %s was written by a different query (its sources, operators or state layout differ)" ..
-        "; use a new checkpoint directory, or delete this one to start over", dir), 0)
+    -- What a checkpoint binds a query to: its sources and its stateful
+    -- operators with their state layout. Stateless operators may change
+    -- between runs (as in Spark: a filter, a projection, a wider input).
+    local print_ = fingerprint(sources, stateful)
+    local old = ck:get_meta("fingerprint")
+    if old and old ~= print_ then
+      error(format("checkpoint %s was written by a different query (its sources or stateful operators differ: " ..
+        "was [%s], now [%s]); use a new checkpoint directory, or delete this one to start over",
+        dir, old, print_), 0)
     end
-    if not old then ck:set_meta("plan", plan) end
+    if not old then ck:set_meta("fingerprint", print_) end
+    ck:set_meta("plan", frame.Frame.explain(f))
   end)
   if not ok then
     ck:close()
@@ -514,6 +534,10 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
         self._late_watermark = prev and prev.watermark or self._watermark
       end
     end
+    -- the watermark policy is the checkpoint's, whatever this run's
+    -- option says (Spark: "recovery from checkpoints ignores session conf")
+    local policy = entry.conf and entry.conf.multiple_watermark_policy
+    if policy == "min" or policy == "max" then self._opts.multiple_watermark_policy = policy end
     if #(entry.sources or {}) ~= #self._sources then
       error(format("checkpoint %s has %d sources, this query %d; use a new checkpoint directory",
         self._dir, #(entry.sources or {}), #self._sources), 0)
