@@ -4,7 +4,8 @@
 -- output of an uninterrupted run of the same query: not one row lost, not
 -- one repeated. Pipelines: file source -> where + select + a Lua filter ->
 -- file sink; topic -> topic; file source -> a Lua sink that is idempotent
--- by batch id.
+-- by batch id; file source -> watermark -> windowed aggregation in append
+-- mode (state, eviction, no-data batches) -> the same Lua sink.
 --
 -- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
 -- many kills land between the offset-log write and the commit; after each
@@ -30,21 +31,39 @@ local function spin(r)
   return true
 end
 local q
-if pipeline == "file" or pipeline == "lua" then
+-- idempotent by batch id: batch N's rows go to one file, written to a
+-- temporary name and renamed over whatever a crashed run left
+local function batch_file(id, lines)
+  local tmp = string.format("%s/.batch-%08d.tmp", out, id)
+  local fh = assert(io.open(tmp, "w"))
+  for _, l in ipairs(lines) do fh:write(l, "\n") end
+  fh:close()
+  assert(os.rename(tmp, string.format("%s/batch-%08d.txt", out, id)))
+end
+if pipeline == "window" then
+  -- event time with up to 1 s of disorder, a 2 s watermark, 5 s windows
+  -- in append mode: state, eviction and the watermark survive the kills
+  q = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+    :with_column("ts", "CAST(id * 100 - v AS timestamp)")
+    :with_watermark("ts", "2 seconds"):filter(spin)
+    :group_by(tide.window("ts", "5 seconds")):agg{ "count(*) AS n", "sum(v) AS s" }
+    :write_stream(tide.sink { add_batch = function(_, id, rows)
+      local lines = {}
+      for i, r in ipairs(rows) do lines[i] = string.format("%d %d %d", r.window_start, r.n, r.s) end
+      batch_file(id, lines)
+    end }, { checkpoint = ck, trigger = "available_now", mode = "append" })
+elseif pipeline == "file" or pipeline == "lua" then
   local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
     max_files_per_trigger = 1 })
     :where("v % 3 != 0"):select("id", "v * 2 AS v2"):filter(spin)
   if pipeline == "file" then
     q = f:write_stream("file", { path = out, format = "json", checkpoint = ck, trigger = "available_now" })
   else
-    -- idempotent by batch id: batch N's rows go to one file, written to a
-    -- temporary name and renamed over whatever a crashed run left
     q = f:write_stream(tide.sink { add_batch = function(_, id, rows)
-      local tmp = string.format("%s/.batch-%08d.tmp", out, id)
-      local fh = assert(io.open(tmp, "w"))
-      for _, r in ipairs(rows) do fh:write(string.format("%d %d\n", r.id, r.v2)) end
-      fh:close()
-      assert(os.rename(tmp, string.format("%s/batch-%08d.txt", out, id)))
+      local lines = {}
+      for i, r in ipairs(rows) do lines[i] = string.format("%d %d", r.id, r.v2) end
+      batch_file(id, lines)
     end }, { checkpoint = ck, trigger = "available_now" })
   end
 else
@@ -84,6 +103,26 @@ local function expected(n)
   for id = 1, n do
     local v = (id * 7919) % 1000
     if v % 3 ~= 0 then out[#out + 1] = id .. " " .. (v * 2) end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The windows an uninterrupted event-time query emits: no row is late (the
+-- disorder is under the delay), and append mode emits the windows that
+-- end at or before the final watermark.
+local function expected_windows(n)
+  local count, sum, max_ts = {}, {}, 0
+  for id = 1, n do
+    local v = (id * 7919) % 1000
+    local ts = id * 100 - v
+    local w = ts - ts % 5000
+    count[w], sum[w] = (count[w] or 0) + 1, (sum[w] or 0) + v
+    if ts > max_ts then max_ts = ts end
+  end
+  local out = {}
+  for w, c in pairs(count) do
+    if w + 5000 <= max_ts - 2000 then out[#out + 1] = string.format("%d %d %d", w, c, sum[w]) end
   end
   table.sort(out)
   return out
@@ -213,6 +252,19 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
     assert.same(expected(N), got)
     assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
     report("file -> Lua sink", seed, stats, #got)
+    rm(out, ck, out2, ck2)
+  end)
+
+  it("file -> event-time windows in append mode -> a Lua sink: the same windows, each once", function()
+    local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    os.execute(string.format("mkdir -p '%s' '%s'", out, out2))
+    local stats = run_killed(script, { "window", input, out, ck, done }, ck, done, errf)
+    run_once(script, { "window", input, out2, ck2, done }, errf)
+    local got = lua_sink_rows(out)
+    assert.same(lua_sink_rows(out2), got)
+    assert.same(expected_windows(N), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    report("file -> windows (append)", seed, stats, #got)
     rm(out, ck, out2, ck2)
   end)
 

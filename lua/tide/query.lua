@@ -523,6 +523,14 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
       if has then
         self._watermark = math.max(entry.watermark or 0, c.next_watermark or 0)
         self._late_watermark = entry.watermark or 0
+        -- A no-data batch that was due when the process stopped runs now
+        -- (Spark forgets it until new data comes; running it makes a
+        -- restarted query's output that of an uninterrupted one).
+        if self._opts.no_data_batches and self._watermark > self._late_watermark then
+          for _, op in ipairs(self._ops) do
+            if op.node.due(self._mode) then self._no_data_due = true end
+          end
+        end
       end
     else
       self._next = last_off
@@ -750,7 +758,15 @@ function Query:_step()
   end
   local t3 = clock()
 
-  -- The sink.
+  -- The late rows, then the sink (both idempotent per batch id).
+  if #late_rows > 0 then
+    local lok, lerr = pcall(self._write_late, self, N, late_rows)
+    if not lok then
+      for _, b in ipairs(outputs) do b:close() end
+      close_inputs()
+      error(format("batch %d: late rows: %s", N, util.strip_position(lerr)), 0)
+    end
+  end
   local sok, serr = xpcall(self._sink.add_batch, debug.traceback, self._sink, N, outputs, self._mode,
     self._root.schema)
   local out_rows = 0
@@ -758,13 +774,6 @@ function Query:_step()
   if not sok then
     close_inputs()
     error(format("batch %d: sink %s: %s", N, self._sink.description or self._sink_name, tostring(serr)), 0)
-  end
-  if #late_rows > 0 then
-    local lok, lerr = pcall(self._write_late, self, N, late_rows)
-    if not lok then
-      close_inputs()
-      error(format("batch %d: late rows: %s", N, util.strip_position(lerr)), 0)
-    end
   end
   local t4 = clock()
 
