@@ -204,8 +204,10 @@ describe("event time", function()
       "before it")
     assert.has_error(function() f:with_watermark("k", 10) end,
       "with_watermark: the event-time column must be a timestamp, 'k' is string")
-    assert.has_error(function() f:with_watermark("nope", 10) end, "with_watermark: unknown column 'nope' (columns: ts, k)")
-    assert.has_error(function() f:with_watermark("ts", -1) end, "with_watermark: the delay should not be negative, got -1")
+    assert.has_error(function() f:with_watermark("nope", 10) end,
+      "with_watermark: unknown column 'nope' (columns: ts, k)")
+    assert.has_error(function() f:with_watermark("ts", -1) end,
+      "with_watermark: the delay should not be negative, got -1")
     -- a window over a column without the watermark gives append mode nothing to close
     local g = ms:frame():with_column("t2", "ts"):with_watermark("t2", 0):group_by(tide.window("ts", 5000)):count()
     assert.has_error(function() g:write_stream("memory", { name = "x" }) end)
