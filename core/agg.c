@@ -57,6 +57,11 @@
  *   arena_dead    arena bytes that belonged to evicted groups; the arena is
  *                 rebuilt from the live groups once it is half dead.
  *
+ * sid[] ascends with gid (new groups take next_sid, above every sid; evict
+ * and remove keep the order) unless records were restored out of sid
+ * order, so a sid is found by binary search, or by a scan after such a
+ * restore (sid_unsorted).
+ *
  * Invariants: every slot of a group is zeroed when the group is created
  * (a zero state is the state of no rows); tab holds exactly ngroups entries;
  * ndirty <= ngroups and DFLAG(a, g) == (g is in dirty[]).
@@ -142,6 +147,7 @@ struct tide_agg {
   uint32_t *dirty;
   uint32_t ndirty;
   size_t arena_dead;
+  int sid_unsorted; /* a restore put a sid below an older group's */
   int poisoned;
 };
 
@@ -749,15 +755,22 @@ static void mark_dirty(tide_agg_t *a, uint32_t g0, uint32_t d0) {
   }
 }
 
-/* Check that keys and args fit the aggregation. 0 or TIDE_EINVAL. */
-static int check_input(const tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args,
-                       tide_err_t *err) {
+/* Check that a key batch fits the aggregation. 0 or TIDE_EINVAL. */
+static int check_keys(const tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) {
   if (keys->schema->nfields != a->nkeys)
     return tide_err_set(err, TIDE_EINVAL, "key batch has %u columns, expected %u", keys->schema->nfields, a->nkeys);
   for (uint32_t k = 0; k < a->nkeys; k++)
     if (keys->cols[k].type != a->kc[k].type)
       return tide_err_set(err, TIDE_EINVAL, "key column %u: expected %s, got %s", k, tide_type_name(a->kc[k].type),
                           tide_type_name(keys->cols[k].type));
+  return 0;
+}
+
+/* Check that keys and args fit the aggregation. 0 or TIDE_EINVAL. */
+static int check_input(const tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args,
+                       tide_err_t *err) {
+  int rc = check_keys(a, keys, err);
+  if (rc) return rc;
   for (uint32_t i = 0; i < a->nspecs; i++) {
     const aspec_t *s = &a->specs[i];
     if (s->kind == TIDE_AGG_COUNT_STAR) continue;
@@ -770,28 +783,37 @@ static int check_input(const tide_agg_t *a, const tide_batch_t *keys, const tide
   return 0;
 }
 
-/* Add keys->nrows rows (agg.h). Errors: TIDE_EINVAL (a batch or argument of
- * the wrong shape; nothing changed), -ENOMEM or TIDE_ETOOBIG (the
- * aggregation is poisoned), TIDE_EPOISONED after such a failure. */
-int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_err_t *err) {
-  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  int rc = check_input(a, keys, args, err);
-  if (rc) return rc;
+/* Room for n rows in the scratch vectors h[] and gid[]. 0 or -ENOMEM. */
+static int ensure_scratch(tide_agg_t *a, uint32_t n) {
+  if (n <= a->scap) return 0;
+  uint64_t *h = realloc(a->h, (size_t)n * sizeof *h);
+  if (!h) return -ENOMEM;
+  a->h = h;
+  uint32_t *g = realloc(a->gid, (size_t)n * sizeof *g);
+  if (!g) return -ENOMEM;
+  a->gid = g;
+  a->scap = n;
+  return 0;
+}
+
+/* The update of checked input; created (n bytes, or NULL) gets 1 for each
+ * row that created its group. */
+static int update_rows(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint8_t *created,
+                       tide_err_t *err) {
   uint32_t n = keys->nrows;
+  if (created && n) memset(created, 0, n);
   if (!n) return 0;
-  if (n > a->scap) {
-    uint64_t *h = realloc(a->h, (size_t)n * sizeof *h);
-    if (!h) return tide_err_set(err, -ENOMEM, "out of memory");
-    a->h = h;
-    uint32_t *g = realloc(a->gid, (size_t)n * sizeof *g);
-    if (!g) return tide_err_set(err, -ENOMEM, "out of memory");
-    a->gid = g;
-    a->scap = n;
-  }
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
   hash_keys(a, keys, n);
   uint32_t g0 = a->ngroups, d0 = a->ndirty;
-  rc = find_groups(a, keys, n);
+  int rc = find_groups(a, keys, n);
   if (!rc) mark_dirty(a, g0, d0);
+  if (!rc && created) /* new groups get gids g0, g0+1 ... in the order of their first rows */
+    for (uint32_t i = 0, next = g0; i < n && next < a->ngroups; i++)
+      if (a->gid[i] == next) {
+        created[i] = 1;
+        next++;
+      }
   for (uint32_t i = 0; !rc && i < a->nspecs; i++)
     rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
   if (rc) {
@@ -799,6 +821,16 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
     return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
   }
   return 0;
+}
+
+/* Add keys->nrows rows (agg.h). Errors: TIDE_EINVAL (a batch or argument of
+ * the wrong shape; nothing changed), -ENOMEM or TIDE_ETOOBIG (the
+ * aggregation is poisoned), TIDE_EPOISONED after such a failure. */
+int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  int rc = check_input(a, keys, args, err);
+  if (rc) return rc;
+  return update_rows(a, keys, args, NULL, err);
 }
 
 /* ------------------------------------------------------------ result --- */
@@ -1047,6 +1079,7 @@ static void remove_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m) {
     w++;
   }
   a->ngroups = w;
+  if (!w) a->sid_unsorted = 0;
   a->ndirty = 0;
   for (uint32_t g = 0; g < w; g++)
     if (DFLAG(a, g)) a->dirty[a->ndirty++] = g;
@@ -1070,45 +1103,71 @@ static void remove_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m) {
   if (a->arena_dead && a->arena_dead * 2 >= a->arena.len) compact_arena(a);
 }
 
+/* The value of result column col (see tide_agg_evict) of group g as an
+ * int64: 1 and *v set, or 0 when it is NULL. */
+static int int_value(const tide_agg_t *a, uint32_t col, uint32_t g, int64_t *v) {
+  if (col < a->nkeys) {
+    const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+    if (rec[a->nulloff + col]) return 0;
+    memcpy(v, rec + a->kc[col].off, 8);
+    return 1;
+  }
+  const aspec_t *s = &a->specs[col - a->nkeys];
+  const void *stp = STATE(a, g, s->off);
+  switch (s->kind) {
+  case TIDE_AGG_COUNT_STAR:
+  case TIDE_AGG_COUNT: *v = *(const int64_t *)stp; return 1;
+  case TIDE_AGG_COUNT_DISTINCT: *v = ((const st_dist_t *)stp)->n; return 1;
+  default: { /* sum, min, max, first, last of int or timestamp */
+    const st_num_t *st = stp;
+    if (!(st->n & SEEN) || (st->n & ISNULL)) return 0;
+    *v = st->v.i;
+    return 1;
+  }
+  }
+}
+
+/* Take the groups gone[0..m) (ascending, distinct, in range) out: their
+ * rows and sids into the outputs of evict/remove, then remove_groups. */
+static int take_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m, tide_batch_t **rows, uint64_t **sids,
+                       uint32_t *n, tide_err_t *err) {
+  int rc = build_result(a, gone, m, rows, err);
+  if (rc) return rc;
+  uint64_t *sv = NULL;
+  if (m && !(sv = malloc((size_t)m * sizeof *sv))) {
+    tide_batch_free(*rows);
+    *rows = NULL;
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  for (uint32_t i = 0; i < m; i++) sv[i] = a->sid[gone[i]];
+  if (m) remove_groups(a, gone, m);
+  *sids = sv;
+  *n = m;
+  return 0;
+}
+
 /* Remove the groups at or below bound (agg.h). */
-int tide_agg_evict(tide_agg_t *a, uint32_t key_col, int64_t bound, tide_batch_t **rows, uint64_t **sids,
-                   uint32_t *n, tide_err_t *err) {
+int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
+                   tide_err_t *err) {
   *rows = NULL;
   *sids = NULL;
   *n = 0;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  if (key_col >= a->nkeys)
-    return tide_err_set(err, TIDE_EINVAL, "evict: key column %u does not exist (%u keys)", key_col, a->nkeys);
-  tide_type_t t = a->kc[key_col].type;
-  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
-    return tide_err_set(err, TIDE_EINVAL, "evict: key column '%s' is %s, expected int or timestamp",
-                        a->keys->fields[key_col].name, tide_type_name(t));
+  uint32_t nf = a->schema->nfields;
+  if (col >= nf) return tide_err_set(err, TIDE_EINVAL, "evict: column %u does not exist (%u columns)", col, nf);
+  const tide_field_t *f = &a->schema->fields[col];
+  if (f->type != TIDE_T_INT && f->type != TIDE_T_TIMESTAMP)
+    return tide_err_set(err, TIDE_EINVAL, "evict: column '%s' is %s, expected int or timestamp", f->name,
+                        tide_type_name(f->type));
   uint32_t *gone = calloc(a->ngroups ? a->ngroups : 1, sizeof *gone), m = 0; /* calloc: gcc -O1 sees no init */
   if (!gone) return tide_err_set(err, -ENOMEM, "out of memory");
   for (uint32_t g = 0; g < a->ngroups; g++) {
-    const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
     int64_t v;
-    if (rec[a->nulloff + key_col]) continue;
-    memcpy(&v, rec + a->kc[key_col].off, 8);
-    if (v <= bound) gone[m++] = g;
+    if (int_value(a, col, g, &v) && v <= bound) gone[m++] = g;
   }
-  int rc = build_result(a, gone, m, rows, err);
-  uint64_t *sv = NULL;
-  if (!rc && m && !(sv = malloc((size_t)m * sizeof *sv))) {
-    tide_batch_free(*rows);
-    *rows = NULL;
-    rc = tide_err_set(err, -ENOMEM, "out of memory");
-  }
-  if (rc) {
-    free(gone);
-    return rc;
-  }
-  for (uint32_t i = 0; i < m; i++) sv[i] = a->sid[gone[i]];
-  if (m) remove_groups(a, gone, m);
+  int rc = take_groups(a, gone, m, rows, sids, n, err);
   free(gone);
-  *sids = sv;
-  *n = m;
-  return 0;
+  return rc;
 }
 
 /* ---------------------------------------------------- state records --- */
@@ -1529,8 +1588,320 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
   }
   a->tab[pos] = (hv >> 32) << 32 | ((uint64_t)g + 1);
   a->ghash[g] = hv;
+  if (g && sid < a->sid[g - 1]) a->sid_unsorted = 1;
   a->sid[g] = sid; /* not dirty: the record's memset cleared the flag */
   a->ngroups = g + 1;
   if (sid >= a->next_sid) a->next_sid = sid + 1;
   return 0;
+}
+
+/* ---------------------------------------------------------- event time --- */
+
+/* Flag the late rows (agg.h). */
+uint32_t tide_agg_mark_late(const tide_col_t *t, const int64_t *ends, uint32_t n, int64_t bound, uint8_t *late) {
+  uint32_t m = 0;
+  if (ends) {
+    for (uint32_t i = 0; i < n; i++) m += late[i] = ends[i] <= bound;
+    return m;
+  }
+  const int64_t *v = t->values;
+  int nulls = t->valid && t->null_count;
+  for (uint32_t i = 0; i < n; i++) m += late[i] = v[i] <= bound && !(nulls && tide_col_is_null(t, i));
+  return m;
+}
+
+/* 1 when rows i and j of the key batch hold the same key. */
+static int rows_eq(const tide_agg_t *a, const tide_batch_t *keys, uint32_t i, uint32_t j) {
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const tide_col_t *c = &keys->cols[k];
+    int ni = tide_col_is_null(c, i);
+    if (ni != tide_col_is_null(c, j)) return 0;
+    if (ni) continue;
+    if (is_var(c->type)) {
+      size_t li, lj;
+      const char *pi = tide_col_str(c, i, &li), *pj = tide_col_str(c, j, &lj);
+      if (li != lj || (li && memcmp(pi, pj, li))) return 0;
+    } else if (fixed_bits(c, i) != fixed_bits(c, j)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* The number of distinct keys among the rows of keys that sel flags (m of
+ * them), with a throwaway table of row numbers; a->h holds every row's key
+ * hash. 0 and *out set, or -ENOMEM. */
+static int count_keys(const tide_agg_t *a, const tide_batch_t *keys, const uint8_t *sel, uint32_t m, uint32_t *out) {
+  size_t cap = 16, mask;
+  while (cap < (size_t)m * 2) cap *= 2;
+  mask = cap - 1;
+  uint32_t *t = calloc(cap, sizeof *t), d = 0; /* row + 1, 0 = empty */
+  if (!t) return -ENOMEM;
+  for (uint32_t i = 0; i < keys->nrows; i++) {
+    if (!sel[i]) continue;
+    size_t pos = a->h[i] & mask;
+    for (; t[pos]; pos = (pos + 1) & mask) {
+      uint32_t j = t[pos] - 1;
+      if (a->h[j] == a->h[i] && rows_eq(a, keys, i, j)) break;
+    }
+    if (!t[pos]) {
+      t[pos] = i + 1;
+      d++;
+    }
+  }
+  free(t);
+  *out = d;
+  return 0;
+}
+
+/* The rows of cols[0..nc) at rows[0..n) into out[0..nc) (zeroed); NULL
+ * entries of cols (count(*)'s argument) stay empty. 0 or -ENOMEM (out is
+ * then the caller's to free, as always). */
+static int gather_cols(const tide_col_t *const *cols, uint32_t nc, const uint32_t *rows, uint32_t n,
+                       tide_col_t *out) {
+  int rc = 0;
+  for (uint32_t c = 0; c < nc && !rc; c++)
+    if (cols[c]) rc = tide_col_gather(cols[c], rows, n, &out[c]);
+  return rc;
+}
+
+/* Update leaving the late rows out (agg.h). With some rows late, the
+ * others are gathered into a compact batch first: the update loops stay
+ * free of a per-row test, and late rows are rare in a healthy stream. */
+int tide_agg_update_ex(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_agg_feed_t *f,
+                       tide_err_t *err) {
+  f->pushed = f->late_rows = f->late_groups = 0;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  int rc = check_input(a, keys, args, err);
+  if (rc) return rc;
+  uint32_t n = keys->nrows, m = 0;
+  for (uint32_t i = 0; f->late && i < n; i++) m += f->late[i] != 0;
+  if (!m) {
+    if ((rc = update_rows(a, keys, args, f->created, err))) return rc;
+    f->pushed = n;
+    return 0;
+  }
+  if (f->created) memset(f->created, 0, n);
+  uint32_t groups = 0;
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
+  hash_keys(a, keys, n);
+  if (count_keys(a, keys, f->late, m, &groups)) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (m < n) {
+    uint32_t k = n - m, j = 0, nc = a->nkeys + a->nspecs;
+    uint32_t *rows = malloc((size_t)k * sizeof *rows);
+    tide_col_t *cols = calloc(nc ? nc : 1, sizeof *cols);
+    const tide_col_t **in = calloc(nc ? nc : 1, sizeof *in), **argv = NULL;
+    uint8_t *made = f->created ? malloc(k) : NULL;
+    rc = rows && cols && in && (made || !f->created) ? 0 : -ENOMEM;
+    if (!rc) {
+      for (uint32_t i = 0; i < n; i++)
+        if (!f->late[i]) rows[j++] = i;
+      for (uint32_t c = 0; c < a->nkeys; c++) in[c] = &keys->cols[c];
+      for (uint32_t i = 0; i < a->nspecs; i++)
+        in[a->nkeys + i] = a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i];
+      rc = gather_cols(in, nc, rows, k, cols);
+    }
+    if (rc) {
+      rc = tide_err_set(err, rc, "out of memory");
+    } else {
+      /* views: the gathered columns stay owned by cols */
+      tide_batch_t kb = {0};
+      kb.schema = keys->schema;
+      kb.nrows = kb.cap = k;
+      kb.cols = cols;
+      argv = in + a->nkeys;
+      for (uint32_t i = 0; i < a->nspecs; i++) argv[i] = argv[i] ? &cols[a->nkeys + i] : NULL;
+      rc = update_rows(a, &kb, argv, made, err);
+      for (uint32_t i = 0; !rc && made && i < k; i++) f->created[rows[i]] = made[i];
+    }
+    for (uint32_t c = 0; cols && c < nc; c++) tide_col_free(&cols[c]);
+    free(cols);
+    free(rows);
+    free(in);
+    free(made);
+    if (rc) return rc;
+  }
+  f->pushed = n - m;
+  f->late_rows = m;
+  f->late_groups = groups;
+  return 0;
+}
+
+/* The gid of a sid (agg.h). */
+int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid) {
+  if (a->sid_unsorted) {
+    for (uint32_t g = 0; g < a->ngroups; g++)
+      if (a->sid[g] == sid) {
+        *gid = g;
+        return 1;
+      }
+    return 0;
+  }
+  uint32_t lo = 0, hi = a->ngroups;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (a->sid[mid] < sid) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == a->ngroups || a->sid[lo] != sid) return 0;
+  *gid = lo;
+  return 1;
+}
+
+/* The groups of given keys (agg.h). */
+int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  int rc = check_keys(a, keys, err);
+  if (rc) return rc;
+  uint32_t n = keys->nrows;
+  if (!n) return 0;
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
+  hash_keys(a, keys, n);
+  size_t mask = a->tcap - 1;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
+    size_t pos = hv & mask;
+    while ((e = a->tab[pos])) {
+      if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
+      pos = (pos + 1) & mask;
+    }
+    gids[i] = e ? (uint32_t)e - 1 : UINT32_MAX;
+  }
+  return 0;
+}
+
+/* Fold the state of spec s of group src into dst's (agg.h's merge rules).
+ * 0 or -ENOMEM. */
+static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src) {
+  void *dp = STATE(a, dst, s->off);
+  const void *sp = STATE(a, src, s->off);
+  switch (s->kind) {
+  case TIDE_AGG_COUNT_STAR:
+  case TIDE_AGG_COUNT: *(int64_t *)dp += *(const int64_t *)sp; return 0;
+  case TIDE_AGG_COUNT_DISTINCT: {
+    st_dist_t *d = dp;
+    const st_dist_t *x = sp;
+    if (s->var) {
+      /* dist_add copies a new string into the arena, which the source
+       * bytes live in too: reserve room for all of them first so that no
+       * append moves the arena under the pointer it copies from */
+      size_t bytes = 0;
+      for (uint32_t j = 0; j < x->cap; j++)
+        if (x->tab[j].used) bytes += x->tab[j].len;
+      if (bytes && tide_buf_reserve(&a->arena, bytes)) return -ENOMEM;
+    }
+    for (uint32_t j = 0; j < x->cap; j++) {
+      const dent_t *e = &x->tab[j];
+      if (!e->used) continue;
+      int rc = s->var ? dist_add(a, d, 1, e->h, 0, a->arena.data + e->v, e->len) : dist_add(a, d, 0, e->h, e->v, NULL, 0);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  case TIDE_AGG_SUM: {
+    st_num_t *d = dp;
+    const st_num_t *x = sp;
+    if (!x->n) return 0;
+    if (s->type == TIDE_T_INT) d->v.u += x->v.u; /* wraps, as update does */
+    else d->v.d += x->v.d;
+    d->n = 1;
+    return 0;
+  }
+  case TIDE_AGG_AVG: {
+    st_num_t *d = dp;
+    const st_num_t *x = sp;
+    d->v.d += x->v.d;
+    d->n += x->n;
+    return 0;
+  }
+  default: break;
+  }
+  /* min, max, first, last: take src's value or keep dst's */
+  int take;
+  if (s->var) {
+    st_str_t *d = dp;
+    const st_str_t *x = sp;
+    switch (s->kind) {
+    case TIDE_AGG_MIN:
+    case TIDE_AGG_MAX: {
+      int sign = s->kind == TIDE_AGG_MIN ? -1 : 1;
+      take = x->flags && (!d->flags || sign * tide__cmp_bytes(x->p, x->len, d->p, d->len) > 0);
+      break;
+    }
+    case TIDE_AGG_FIRST: take = !d->flags && x->flags; break;
+    default: take = x->flags != 0; break; /* last */
+    }
+    if (!take) return 0;
+    if (str_set(a, d, x->p, (x->flags & ISNULL) ? 0 : x->len)) return -ENOMEM;
+    d->flags = x->flags;
+    return 0;
+  }
+  st_num_t *d = dp;
+  const st_num_t *x = sp;
+  switch (s->kind) {
+  case TIDE_AGG_MIN:
+  case TIDE_AGG_MAX: {
+    int sign = s->kind == TIDE_AGG_MIN ? -1 : 1;
+    take = x->n && (!d->n || sign * cmp_fixed(s->type, x->v.u, d->v.u) > 0);
+    break;
+  }
+  case TIDE_AGG_FIRST: take = !d->n && x->n; break;
+  default: take = x->n != 0; break; /* last */
+  }
+  if (take) *d = *x;
+  return 0;
+}
+
+/* Put group g in the dirty list (ascending) unless it is there. */
+static void make_dirty(tide_agg_t *a, uint32_t g) {
+  if (DFLAG(a, g)) return;
+  uint32_t lo = 0, hi = a->ndirty;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (a->dirty[mid] < g) lo = mid + 1;
+    else hi = mid;
+  }
+  memmove(a->dirty + lo + 1, a->dirty + lo, (size_t)(a->ndirty - lo) * sizeof *a->dirty);
+  a->dirty[lo] = g;
+  a->ndirty++;
+  DFLAG(a, g) = 1;
+}
+
+/* Fold one group into another (agg.h). */
+int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (dst >= a->ngroups || src >= a->ngroups)
+    return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
+                        a->ngroups);
+  if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    int rc = merge_spec(a, &a->specs[i], dst, src);
+    if (rc) { /* an earlier aggregate of dst is merged already */
+      a->poisoned = 1;
+      return tide_err_set(err, rc, "out of memory");
+    }
+  }
+  make_dirty(a, dst);
+  return 0;
+}
+
+/* Remove given groups (agg.h). */
+int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
+                    uint32_t *nout, tide_err_t *err) {
+  *rows = NULL;
+  *sids = NULL;
+  *nout = 0;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  for (uint32_t i = 0; i < n; i++)
+    if (gids[i] >= a->ngroups)
+      return tide_err_set(err, TIDE_EINVAL, "remove: group %u does not exist (%u groups)", gids[i], a->ngroups);
+  uint32_t *gone = malloc((n ? n : 1) * sizeof *gone), m = 0;
+  if (!gone) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (n) memcpy(gone, gids, (size_t)n * sizeof *gone);
+  qsort(gone, n, sizeof *gone, cmp_u32);
+  for (uint32_t i = 0; i < n; i++)
+    if (!m || gone[m - 1] != gone[i]) gone[m++] = gone[i];
+  int rc = take_groups(a, gone, m, rows, sids, nout, err);
+  free(gone);
+  return rc;
 }

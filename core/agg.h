@@ -35,8 +35,11 @@
  *               every aggregate state as portable bytes (docs/FORMAT.md,
  *               "Aggregation state records"), checked on the way back in.
  *   eviction    tide_agg_evict removes the groups whose int/timestamp key
- *               is at or below a bound (event-time windows under a
- *               watermark) and hands back their final rows and sids.
+ *               (or aggregate) is at or below a bound (event-time windows
+ *               under a watermark) and hands back their final rows and
+ *               sids; tide_agg_remove does the same for given groups.
+ * An aggregation may have no aggregate at all (streaming deduplication:
+ * the groups are the distinct keys).
  */
 #ifndef TIDE_AGG_H
 #define TIDE_AGG_H
@@ -124,18 +127,91 @@ int tide_agg_encode(const tide_agg_t *a, uint32_t gid, tide_buf_t *out, tide_err
  * database are unique by construction). */
 int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err);
 
-/* Remove every group whose key column key_col (an int or timestamp key)
- * is not NULL and <= bound. *rows gets their result rows (in gid order,
- * an empty batch when none), *sids their state ids (same order; malloc'd,
- * the caller frees it; NULL when none) and *n their number. The remaining
- * groups keep their order (their gids are renumbered 0..; the dirty set
- * follows them; evicted groups leave it). Their string and distinct-set
- * memory is freed; the key arena is compacted once half of it is dead;
- * the hash table and group arrays are rebuilt (and shrunk), so the same
- * key arriving later makes a fresh group with a new sid. Errors (nothing
- * removed): TIDE_EINVAL (key_col out of range or not int/timestamp),
+/* Remove every group whose value in column col of the result schema is
+ * not NULL and <= bound. col is a key column of type int or timestamp
+ * (event-time windows under a watermark), or an aggregate column whose
+ * result is int or timestamp: count(*), count, count_distinct, sum of int,
+ * min/max/first/last of int or timestamp (state kept until a time an
+ * aggregate computed, as dropDuplicatesWithinWatermark's expiry).
+ * *rows gets their result rows (in gid order, an empty batch when none),
+ * *sids their state ids (same order; malloc'd, the caller frees it; NULL
+ * when none) and *n their number. The remaining groups keep their order
+ * (their gids are renumbered 0..; the dirty set follows them; evicted
+ * groups leave it). Their string and distinct-set memory is freed; the key
+ * arena is compacted once half of it is dead; the hash table and group
+ * arrays are rebuilt (and shrunk), so the same key arriving later makes a
+ * fresh group with a new sid. Errors (nothing removed): TIDE_EINVAL (col
+ * out of range or of another type), -ENOMEM, TIDE_ETOOBIG, TIDE_EPOISONED. */
+int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
+                   tide_err_t *err);
+
+/* ---------------------------------------------------------- event time ---
+ *
+ * Late rows. Under a watermark a stateful operator ignores the rows whose
+ * event time is at or below it (SEMANTICS.md s.3: inclusive; for a window
+ * key the window's end counts, each (row, window) pair judged alone).
+ * tide_agg_mark_late flags such rows and tide_agg_update_ex leaves the
+ * flagged rows out of the aggregation, counting them the way Spark's
+ * numRowsDroppedByWatermark does (one per distinct key, window included).
+ * It also says which rows created a group, which is what streaming
+ * deduplication emits.
+ *
+ * Sessions. A session window is a group per (key, session start); when a
+ * new row bridges two sessions they become one. tide_agg_lookup finds the
+ * groups of given keys, tide_agg_merge folds one group's states into
+ * another and tide_agg_remove drops groups by gid, as evict does by bound.
+ */
+
+/* late[i] = 1 for each of the n rows whose event time is at or below
+ * bound, else 0. With ends (the end of each row's window) the window end
+ * decides: ends[i] <= bound. Without, column t (int or timestamp) does: a
+ * value <= bound; NULL is never late. Returns the number of late rows. */
+uint32_t tide_agg_mark_late(const tide_col_t *t, const int64_t *ends, uint32_t n, int64_t bound, uint8_t *late);
+
+/* In/out of tide_agg_update_ex. */
+typedef struct tide_agg_feed {
+  const uint8_t *late; /* in: per row of keys, nonzero = late (not
+                        * aggregated); NULL: none is */
+  uint8_t *created;    /* out, when not NULL: per row of keys, 1 when the
+                        * row created its group (the first row of a key
+                        * not seen before), else 0 */
+  uint32_t pushed;     /* out: rows aggregated */
+  uint32_t late_rows;  /* out: rows flagged late */
+  uint32_t late_groups; /* out: distinct key tuples among the late rows */
+} tide_agg_feed_t;
+
+/* tide_agg_update over the rows of keys that f->late does not flag, with
+ * the counts and created flags of f filled in. Late rows create and change
+ * no group. Errors as tide_agg_update; a shape error or -ENOMEM before any
+ * row is aggregated leaves the aggregation (and f's counts: 0) as before. */
+int tide_agg_update_ex(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_agg_feed_t *f,
+                       tide_err_t *err);
+
+/* The gid of the group whose state id is sid: 1 and *gid set, or 0 when
+ * no group has it. O(log groups) (O(groups) after restoring records out
+ * of sid order). */
+int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid);
+
+/* gids[i] = the gid of the group of row i of keys (a batch of the key
+ * schema: same column count and types), or UINT32_MAX when that key has no
+ * group. Changes nothing but scratch. Errors: TIDE_EINVAL (keys of another
+ * shape), -ENOMEM, TIDE_EPOISONED. */
+int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err);
+
+/* Fold group src's aggregate states into group dst's, as if dst had seen
+ * src's rows after its own: counts, sums and averages add, min/max
+ * compare, count_distinct sets unite, first keeps dst's unless dst has
+ * none, last takes src's unless src has none. dst becomes dirty; src is
+ * unchanged. Errors: TIDE_EINVAL (a gid out of range, or dst == src;
+ * nothing changed), -ENOMEM (the aggregation is poisoned, as after a
+ * failed update), TIDE_EPOISONED. */
+int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err);
+
+/* Remove the groups gids[0..n) (any order; a gid listed twice counts
+ * once): *rows, *sids and *nout as tide_agg_evict, which it shares the
+ * upkeep with. Errors (nothing removed): TIDE_EINVAL (a gid out of range),
  * -ENOMEM, TIDE_ETOOBIG, TIDE_EPOISONED. */
-int tide_agg_evict(tide_agg_t *a, uint32_t key_col, int64_t bound, tide_batch_t **rows, uint64_t **sids,
-                   uint32_t *n, tide_err_t *err);
+int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
+                    uint32_t *nout, tide_err_t *err);
 
 #endif

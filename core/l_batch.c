@@ -950,6 +950,46 @@ static int l_batch_json(lua_State *L) {
   return 1;
 }
 
+/* time_stats(batch, col) -> count, min, max, sum over the non-NULL values
+ * of the timestamp or int column col (1-based): what a watermark node (the
+ * largest event time) and a query's progress (event time min/max/avg)
+ * need, in one pass without building a Lua table. count 0 gives nil
+ * min/max and sum 0; the sum is a double so that it cannot overflow. */
+static int l_time_stats(lua_State *L) {
+  tide_batch_t *b = tide_l_check_batch(L, 1);
+  lua_Integer col = luaL_checkinteger(L, 2);
+  uint32_t nf = b->schema->nfields;
+  if (col < 1 || col > (lua_Integer)nf)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "column %I does not exist (the batch has %d)", col, (int)nf));
+  const tide_col_t *c = &b->cols[col - 1];
+  if (c->type != TIDE_T_TIMESTAMP && c->type != TIDE_T_INT)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "column %I ('%s') is %s, expected timestamp or int", col,
+                                              b->schema->fields[col - 1].name, tide_type_name(c->type)));
+  const int64_t *v = c->values;
+  int nulls = c->valid && c->null_count;
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  double sum = 0;
+  lua_Integer n = 0;
+  for (uint32_t i = 0; i < b->nrows; i++) {
+    if (nulls && tide_col_is_null(c, i)) continue;
+    int64_t x = v[i];
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+    sum += (double)x;
+    n++;
+  }
+  lua_pushinteger(L, n);
+  if (n) {
+    lua_pushinteger(L, (lua_Integer)lo);
+    lua_pushinteger(L, (lua_Integer)hi);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lua_pushnumber(L, sum);
+  return 4;
+}
+
 int tide_l_batch_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"nrows", batch_nrows}, {"schema", batch_schema}, {"row", batch_row},
@@ -961,7 +1001,7 @@ int tide_l_batch_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"schema_parse", l_schema_parse}, {"ts_parse", l_ts_parse},     {"ts_format", l_ts_format},
       {"json_batch", l_json_batch},     {"batch_json", l_batch_json}, {"time_now", l_time_now},
-      {"clock_ms", l_clock_ms},         {NULL, NULL}};
+      {"clock_ms", l_clock_ms},         {"time_stats", l_time_stats}, {NULL, NULL}};
   luaL_checktype(L, -1, LUA_TTABLE);
   if (luaL_newmetatable(L, TIDE_L_BATCH_MT)) {
     luaL_setfuncs(L, meta, 0);

@@ -46,6 +46,7 @@
  */
 #include <errno.h>
 #include <glob.h>
+#include <stdio.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@
 /* GC-owned scratch: arrays and columns an operator builds before it can
  * hand them over. Freed by __gc if anything raises in between. */
 typedef struct scratch {
-  void *p[6];
+  void *p[8];
   tide_col_t *cols;
   uint32_t ncols;
   tide_buf_t buf;
@@ -89,7 +90,7 @@ static int scratch_gc(lua_State *L) {
 }
 
 static void scratch_free(scratch_t *s) {
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 8; i++) {
     free(s->p[i]);
     s->p[i] = NULL;
   }
@@ -458,9 +459,28 @@ static int agg_push(lua_State *L) {
   tide_expr_t *filter = ftype == LUA_TNIL || ftype == LUA_TNONE || ftype == LUA_TFUNCTION ? NULL : check_expr(L, 6);
   int filter_fn = ftype == LUA_TFUNCTION;
   lua_Integer first = luaL_optinteger(L, 7, 0);
+  lua_Integer lcol = 0, lbound = 0;
+  if (!lua_isnoneornil(L, 8)) {
+    luaL_checktype(L, 8, LUA_TTABLE);
+    lua_getfield(L, 8, "col");
+    lua_getfield(L, 8, "bound");
+    if (!lua_isinteger(L, -2)) return luaL_argerror(L, 8, "late.col must be an integer (a 1-based column)");
+    if (!lua_isinteger(L, -1)) return luaL_argerror(L, 8, "late.bound must be an integer (milliseconds)");
+    lcol = lua_tointeger(L, -2);
+    lbound = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (lcol < 1 || lcol > (lua_Integer)nf)
+      return luaL_argerror(L, 8, lua_pushfstring(L, "late.col %I does not exist (the batch has %d columns)", lcol, (int)nf));
+    tide_type_t lt = in->schema->fields[lcol - 1].type;
+    if (lt != TIDE_T_TIMESTAMP && lt != TIDE_T_INT)
+      return luaL_argerror(L, 8, lua_pushfstring(L, "late.col %I ('%s') is %s, expected timestamp or int", lcol,
+                                                in->schema->fields[lcol - 1].name, tide_type_name(lt)));
+  }
+  int want_new = lua_toboolean(L, 9);
   /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
    * argument pointers, p[4] selected rows, p[5] the filtered view's
-   * columns); t owns every temporary column: evaluated keys and arguments,
+   * columns, p[6] per-pair late flags, p[7] per-pair created flags, then
+   * per-input-row marks); t owns every temporary column: evaluated keys and arguments,
    * the two window columns, then the filtered columns. The GC frees both
    * if anything raises; success frees them at once. */
   scratch_t *x = push_scratch(L);
@@ -476,6 +496,7 @@ static int agg_push(lua_State *L) {
   int rc = 0;
   const tide_batch_t *src = in;
   tide_batch_t view = {0}; /* the filtered rows: a view, owning nothing */
+  const uint32_t *viewrow = NULL; /* the input row of each view row, when filtered */
   if (filter || filter_fn) {
     uint32_t *sel = x->p[4] = malloc((in->nrows ? in->nrows : 1) * sizeof *sel), ns = 0;
     tide_col_t *vcols = x->p[5] = calloc(nf ? nf : 1, sizeof *vcols);
@@ -498,6 +519,7 @@ static int agg_push(lua_State *L) {
       int all = 0;
       if (!need) return luaL_error(L, "out of memory");
       if (wcol) need[wcol - 1] = 1;
+      if (lcol) need[lcol - 1] = 1;
       for (uint32_t i = 0; i < nk + na; i++) {
         lua_rawgeti(L, i < nk ? 3 : 4, i < nk ? i + 1 : i - nk + 1);
         if (lua_type(L, -1) == LUA_TUSERDATA) {
@@ -518,9 +540,11 @@ static int agg_push(lua_State *L) {
       view.nrows = view.cap = ns;
       view.cols = vcols;
       src = &view;
+      viewrow = sel;
     }
   }
   uint32_t count = src->nrows;
+  const uint32_t *pairrow = NULL; /* the view row of each pair, with a window */
   if (wcol) {
     uint32_t *rows = NULL;
     int64_t *starts = NULL;
@@ -529,6 +553,7 @@ static int agg_push(lua_State *L) {
     x->p[0] = rows;
     x->p[1] = starts;
     if (rc) return fail(L, rc, NULL);
+    pairrow = rows;
     int identity = count == src->nrows;
     for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;
     if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
@@ -595,13 +620,62 @@ static int agg_push(lua_State *L) {
   keys.schema = ks;
   keys.nrows = keys.cap = count;
   keys.cols = keycols;
-  if (!rc) rc = tide_agg_update(a, &keys, argp, &err);
+  tide_agg_feed_t feed;
+  memset(&feed, 0, sizeof feed);
+  uint8_t *late = NULL, *made = NULL;
+  if (!rc && lcol) { /* a window on the late column: its end decides; else the row's time */
+    late = x->p[6] = malloc(count ? count : 1);
+    if (!late) rc = -ENOMEM;
+    else if (wcol == lcol) tide_agg_mark_late(NULL, wcols[1].values, count, lbound, late);
+    else tide_agg_mark_late(&src->cols[lcol - 1], NULL, count, lbound, late);
+    feed.late = late;
+  }
+  if (!rc && want_new && !(made = feed.created = x->p[7] = malloc(count ? count : 1))) rc = -ENOMEM;
+  if (!rc) rc = tide_agg_update_ex(a, &keys, argp, &feed, &err);
   tide_schema_unref(ks);
   if (rc) return fail(L, rc, err.msg);
+  /* back from pairs to input rows: per input row, bit 1 = a pair was
+   * aggregated, 2 = a pair was late, 4 = a pair created a group */
+  uint8_t *mark = NULL;
+  if (late || made) {
+    uint32_t nin = in->nrows;
+    mark = calloc(nin ? nin : 1, 1);
+    if (!mark) return luaL_error(L, "out of memory");
+    free(x->p[1]); /* the window starts are read no more: the slot holds the marks */
+    x->p[1] = mark;
+    for (uint32_t k = 0; k < count; k++) {
+      uint32_t r = pairrow ? pairrow[k] : k;
+      if (viewrow) r = viewrow[r];
+      mark[r] |= late && late[k] ? 2 : 1;
+      if (made && made[k]) mark[r] |= 4;
+    }
+  }
+  lua_pushboolean(L, 1);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, feed.pushed);
+  lua_setfield(L, -2, "pushed");
+  lua_pushinteger(L, feed.late_rows);
+  lua_setfield(L, -2, "late_pairs");
+  lua_pushinteger(L, feed.late_groups);
+  lua_setfield(L, -2, "late_groups");
+  for (int pass = 0; pass < 2 && mark; pass++) { /* 0: lost rows, 1: rows that created a group */
+    if (pass == 0 && !feed.late_rows) continue;
+    if (pass == 1 && !made) continue;
+    uint32_t nin = in->nrows, m = 0;
+    free(x->p[6 + pass]); /* the pair flags are folded into mark */
+    uint32_t *pick = x->p[6 + pass] = malloc((nin ? nin : 1) * sizeof *pick);
+    if (!pick) return luaL_error(L, "out of memory");
+    for (uint32_t r = 0; r < nin; r++)
+      if (pass ? mark[r] & 4 : (mark[r] & 3) == 2) pick[m++] = r;
+    if (pass == 0 && !m) continue;
+    tide_batch_t *b;
+    if ((rc = tide_batch_gather(in, pick, m, &b))) return luaL_error(L, "agg:push: %s", tide_strerror(rc));
+    tide_l_push_batch(L, b);
+    lua_setfield(L, -2, pass ? "new" : "lost");
+  }
   scratch_free(x);
   scratch_free(t);
-  lua_pushboolean(L, 1);
-  return 1;
+  return 2;
 }
 
 static int agg_result(lua_State *L) {
@@ -673,39 +747,9 @@ static int agg_restore(lua_State *L) {
   return 1;
 }
 
-/* agg:evict(key, bound) -> Batch, {sid..}: the groups whose key column
- * `key` is not NULL and <= bound, removed. */
-static int agg_evict(lua_State *L) {
-  tide_agg_t *a = check_agg(L, 1);
-  size_t klen;
-  const char *key = luaL_checklstring(L, 2, &klen);
-  lua_Integer bound = luaL_checkinteger(L, 3);
-  const tide_schema_t *s = tide_agg_schema(a);
-  uint32_t nk = tide_agg_nkeys(a), col = nk;
-  for (uint32_t k = 0; k < nk && col == nk; k++)
-    if (s->fields[k].name_len == klen && !memcmp(s->fields[k].name, key, klen)) col = k;
-  if (col == nk) {
-    luaL_Buffer lb;
-    luaL_buffinit(L, &lb);
-    for (uint32_t k = 0; k < nk; k++) {
-      if (k) luaL_addstring(&lb, ", ");
-      luaL_addlstring(&lb, s->fields[k].name, s->fields[k].name_len);
-    }
-    luaL_pushresult(&lb);
-    return luaL_argerror(L, 2, lua_pushfstring(L, "no key column '%s' (key columns: %s)", key,
-                                              nk ? lua_tostring(L, -1) : "none"));
-  }
-  tide_type_t t = s->fields[col].type;
-  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
-    return luaL_argerror(L, 2, lua_pushfstring(L, "key column '%s' is %s, expected int or timestamp", key,
-                                              tide_type_name(t)));
-  scratch_t *x = push_scratch(L); /* owns the sids until they are pushed */
-  tide_batch_t *b;
-  uint64_t *sids;
-  uint32_t n;
-  tide_err_t err = {0, ""};
-  int rc = tide_agg_evict(a, col, (int64_t)bound, &b, &sids, &n, &err);
-  if (rc) return fail(L, rc, err.msg);
+/* Push what evict/remove hand back: the rows batch and an array of the
+ * sids (freed here: x owns them while the pushes may raise). */
+static int push_removed(lua_State *L, scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n) {
   x->p[0] = sids;
   tide_l_push_batch(L, b);
   lua_createtable(L, (int)n, 0);
@@ -715,6 +759,122 @@ static int agg_evict(lua_State *L) {
   }
   scratch_free(x);
   return 2;
+}
+
+/* agg:evict(col, bound) -> Batch, {sid..}: the groups whose value in
+ * column col (a 1-based index or a name, over the result schema: a key, or
+ * an aggregate whose result is int or timestamp) is not NULL and <= bound,
+ * removed. */
+static int agg_evict(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  const tide_schema_t *s = tide_agg_schema(a);
+  uint32_t nf = s->nfields, col = nf;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer c = luaL_checkinteger(L, 2);
+    if (c < 1 || c > (lua_Integer)nf)
+      return luaL_argerror(L, 2, lua_pushfstring(L, "column %I does not exist (%d columns)", c, (int)nf));
+    col = (uint32_t)c - 1;
+  } else {
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
+    for (uint32_t k = 0; k < nf && col == nf; k++)
+      if (s->fields[k].name_len == klen && !memcmp(s->fields[k].name, key, klen)) col = k;
+    if (col == nf) {
+      luaL_Buffer lb;
+      luaL_buffinit(L, &lb);
+      for (uint32_t k = 0; k < nf; k++) {
+        if (k) luaL_addstring(&lb, ", ");
+        luaL_addlstring(&lb, s->fields[k].name, s->fields[k].name_len);
+      }
+      luaL_pushresult(&lb);
+      return luaL_argerror(L, 2, lua_pushfstring(L, "no column '%s' (columns: %s)", key, lua_tostring(L, -1)));
+    }
+  }
+  lua_Integer bound = luaL_checkinteger(L, 3);
+  tide_type_t t = s->fields[col].type;
+  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "column '%s' is %s, expected int or timestamp",
+                                              s->fields[col].name, tide_type_name(t)));
+  scratch_t *x = push_scratch(L); /* owns the sids until they are pushed */
+  tide_batch_t *b;
+  uint64_t *sids;
+  uint32_t n;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_evict(a, col, (int64_t)bound, &b, &sids, &n, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return push_removed(L, x, b, sids, n);
+}
+
+/* The gid of the state id at stack index idx; raises naming `what` when
+ * it is not an integer or no group has it. */
+static uint32_t check_sid(lua_State *L, tide_agg_t *a, int idx, const char *fn, const char *what) {
+  if (!lua_isinteger(L, idx))
+    luaL_error(L, "agg:%s: %s must be a state id (an integer), got %s", fn, what, luaL_typename(L, idx));
+  lua_Integer sid = lua_tointeger(L, idx);
+  uint32_t gid;
+  if (sid < 1 || !tide_agg_gid_of(a, (uint64_t)sid, &gid))
+    luaL_error(L, "agg:%s: %s: no group has state id %I", fn, what, sid);
+  return gid;
+}
+
+/* agg:lookup(keys) -> {sid | false ..}: per row of keys (a batch of the
+ * key schema's types, in order), the state id of that key's group. */
+static int agg_lookup(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *keys = tide_l_check_batch(L, 2);
+  scratch_t *x = push_scratch(L);
+  uint32_t n = keys->nrows, *gids = x->p[0] = malloc((n ? n : 1) * sizeof *gids);
+  if (!gids) return luaL_error(L, "out of memory");
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_lookup(a, keys, gids, &err);
+  if (rc == TIDE_EINVAL) return luaL_argerror(L, 2, err.msg);
+  if (rc) return fail(L, rc, err.msg);
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    if (gids[i] == UINT32_MAX) lua_pushboolean(L, 0);
+    else lua_pushinteger(L, (lua_Integer)tide_agg_sid(a, gids[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  scratch_free(x);
+  return 1;
+}
+
+/* agg:merge(dst_sid, src_sid) -> true: fold src's states into dst's (dst
+ * becomes a change; src stays as it is). */
+static int agg_merge(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  uint32_t dst = check_sid(L, a, 2, "merge", "dst"), src = check_sid(L, a, 3, "merge", "src");
+  if (dst == src) return luaL_error(L, "agg:merge: dst and src are the same group (state id %I)", lua_tointeger(L, 2));
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_merge(a, dst, src, &err);
+  if (rc) return fail(L, rc, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* agg:remove({sid..}) -> Batch, {sid..}: remove the groups, handing back
+ * their result rows and state ids in gid (first-seen) order. */
+static int agg_remove(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  scratch_t *x = push_scratch(L);
+  uint32_t *gids = x->p[1] = malloc((n ? n : 1) * sizeof *gids);
+  if (!gids) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    char what[32];
+    snprintf(what, sizeof what, "sids[%u]", i + 1);
+    gids[i] = check_sid(L, a, -1, "remove", what);
+    lua_pop(L, 1);
+  }
+  tide_batch_t *b;
+  uint64_t *sids;
+  uint32_t m;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_remove(a, gids, n, &b, &sids, &m, &err);
+  if (rc) return fail(L, rc, err.msg);
+  return push_removed(L, x, b, sids, m);
 }
 
 /* ---------------------------------------------------------------- join --- */
@@ -1284,6 +1444,9 @@ static const luaL_Reg agg_methods[] = {{"push", agg_push},
                                        {"clear_changes", agg_clear_changes},
                                        {"restore", agg_restore},
                                        {"evict", agg_evict},
+                                       {"lookup", agg_lookup},
+                                       {"merge", agg_merge},
+                                       {"remove", agg_remove},
                                        {NULL, NULL}};
 static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 

@@ -225,12 +225,16 @@ describe("agg:evict", function()
     assert.is_true(sizes[40] <= sizes[5] * 1.5, string.format("%d then %d bytes", sizes[5], sizes[40]))
   end)
 
-  it("raises on a key column that does not exist or is not an int or timestamp", function()
+  it("raises on a column that does not exist or is not an int or timestamp", function()
     local a = new_agg()
     assert.has_error(function() a:evict("when", 0) end,
-      "bad argument #1 to 'evict' (no key column 'when' (key columns: w, dev))")
+      "bad argument #1 to 'evict' (no column 'when' (columns: w, dev, n, total, top, first_s, kinds, mean))")
     assert.has_error(function() a:evict("dev", 0) end,
-      "bad argument #1 to 'evict' (key column 'dev' is string, expected int or timestamp)")
+      "bad argument #1 to 'evict' (column 'dev' is string, expected int or timestamp)")
+    assert.has_error(function() a:evict("mean", 0) end,
+      "bad argument #1 to 'evict' (column 'mean' is double, expected int or timestamp)")
+    assert.has_error(function() a:evict(9, 0) end, "bad argument #1 to 'evict' (column 9 does not exist (8 columns))")
+    assert.has_error(function() a:evict(0, 0) end, "bad argument #1 to 'evict' (column 0 does not exist (8 columns))")
     assert.has_error(function() a:evict("w", "soon") end)
   end)
 end)
