@@ -25,6 +25,7 @@ build = {
     ["tide.query"] = "lua/tide/query.lua",
     ["tide.runtime"] = "lua/tide/runtime.lua",
     ["tide.schema"] = "lua/tide/schema.lua",
+    ["tide.session"] = "lua/tide/session.lua",
     ["tide.store"] = "lua/tide/store.lua",
     ["tide.util"] = "lua/tide/util.lua",
     ["tide.connectors.console"] = "connectors/console.lua",
