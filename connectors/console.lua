@@ -53,7 +53,8 @@ M.sinks.console = {
     local out = o.out
     local write
     if out == nil then
-      write = function(text) io.stdout:write(text) end
+      local runtime = require "tide.runtime"
+      write = runtime.write -- around `tide run`'s status lines and the REPL's input line
     elseif type(out) == "function" then
       write = out
     elseif (type(out) == "userdata" or type(out) == "table") and out.write then

@@ -22,6 +22,30 @@ function M.loop()
   return loop
 end
 
+-- The terminal. The console sink's tables, `tide run`'s status lines and
+-- the REPL's input line all go to stdout. Whoever keeps something drawn at
+-- the bottom of the terminal (the status lines, the line being typed)
+-- registers itself as the owner, { clear = function() end, redraw =
+-- function() end }; everything else writes through M.write, which clears
+-- the owner's lines, writes, and redraws them, so nothing garbles.
+local owner
+
+--- Set (or, with nil, remove) the terminal's owner; returns the previous one.
+function M.set_terminal_owner(o)
+  local prev = owner
+  owner = o
+  return prev
+end
+
+--- Write text to stdout around the terminal's owner.
+function M.write(text)
+  local out = io.stdout
+  if owner then owner.clear() end
+  out:write(text)
+  if owner then owner.redraw() end
+  if out.flush then out:flush() end
+end
+
 -- The built-in connectors, by the names users give them.
 M.SOURCES = { "file", "memory", "rate", "socket", "topic" }
 M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "topic" }
