@@ -53,6 +53,7 @@ local KEEP_LOGS = 100     -- offset/commit entries kept, as Spark's minBatchesTo
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 
 local active = {} -- the running queries, in start order
+local listeners = {} -- functions(query, progress) called after every batch
 local signals     -- SIGINT/SIGTERM handles while a query runs
 
 ---------------------------------------------------------------------------
@@ -327,10 +328,19 @@ local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stat
 -- Signals
 ---------------------------------------------------------------------------
 
+-- The first SIGINT or SIGTERM stops every query after its batch in
+-- flight (committed); a second one exits at once (status 130): what is
+-- committed stays, the batch in flight runs again on the next start.
 local function install_signals()
   if signals then return end
   local loop = runtime.loop()
+  local stopping = false
   local function stop_all()
+    if stopping then
+      io.stderr:write("tide: interrupted again: exiting now (the batch in flight runs again on restart)\n")
+      os.exit(130, false)
+    end
+    stopping = true
     for _, q in ipairs({ table.unpack(active) }) do q:stop() end
   end
   signals = { loop:signal("SIGINT", stop_all), loop:signal("SIGTERM", stop_all) }
@@ -862,6 +872,10 @@ function Query:_step()
   local list = self._progress
   list[#list + 1] = p
   if #list > KEEP_PROGRESS then table.remove(list, 1) end
+  for _, fn in ipairs(listeners) do
+    local lok, lerr = pcall(fn, self, p) -- the batch is committed: a listener cannot fail it
+    if not lok then io.stderr:write(format("tide: progress listener: %s\n", tostring(lerr))) end
+  end
   self._status.message = "Waiting for next trigger"
   return true
 end
@@ -996,6 +1010,18 @@ end
 
 function Query:__tostring()
   return format("tide query %s [%s]", self._name or self._id, self._active and "active" or self._status.message)
+end
+
+--- Call fn(query, progress) after every batch of every query (tide run's
+-- status lines and --log-progress); returns a function that removes it.
+function M.on_progress(fn)
+  if type(fn) ~= "function" then error("on_progress: expected a function(query, progress)", 2) end
+  listeners[#listeners + 1] = fn
+  return function()
+    for i, f in ipairs(listeners) do
+      if f == fn then table.remove(listeners, i) return end
+    end
+  end
 end
 
 --- The active queries.
