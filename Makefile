@@ -29,7 +29,7 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev libc
             libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
-.PHONY: all deps test ctest spec asan lint bench bench-stream demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -99,6 +99,18 @@ bench: all $(BENCH_BIN)
 # (issue 5); bench/sock_sender is the latency benchmark's sender.
 bench-stream: all $(BENCH_BIN)
 	$(LUA) bench/stream.lua $(BENCH_STREAM_ARGS)
+
+# bench-event-time: the standard workload as an event-time streaming query
+# (watermark, 10-second windows, update mode) from a file and from a topic,
+# against the baseline (issue 6). See bench/RESULTS.md.
+bench-event-time: all
+	$(LUA) bench/event_time.lua $(BENCH_EVENT_TIME_ARGS)
+
+# bench-soak: 10 million disordered events through a windowed count in
+# append mode; state rows, RSS and checkpoint size stay bounded, the output
+# is checked (issue 6). spec/soak_spec.lua runs the same checks, smaller.
+bench-soak: all
+	$(LUA) bench/soak.lua $(BENCH_SOAK_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua
