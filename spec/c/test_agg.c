@@ -14,6 +14,7 @@
 #include "crc32c.h"
 #include "t.h"
 #include "vec.h"
+#include "window.h"
 
 static tide_schema_t *schema(const char *ddl) {
   tide_schema_t *s = NULL;
@@ -1621,6 +1622,621 @@ static void test_state_corrupt_messages(void) {
   tide_schema_unref(ks);
 }
 
+/* ------------------------------------------------------ event time --- */
+
+/* st_feed through tide_agg_update_ex with late flags and created flags. */
+static int ev_feed(tide_agg_t *a, tide_schema_t *kschema, const keyset_t *ks, const tide_batch_t *b,
+                   const uint8_t *late, uint8_t *created, tide_agg_feed_t *f) {
+  tide_col_t kc[6];
+  for (uint32_t k = 0; k < ks->n; k++) kc[k] = b->cols[ks->cols[k]];
+  tide_batch_t *kb = tide_batch_borrowed(kschema, b->nrows, kc, NULL, NULL);
+  const tide_col_t *args[40];
+  for (uint32_t i = 0; i < st_nspecs; i++) args[i] = st_argcol[i] < 0 ? NULL : &b->cols[st_argcol[i]];
+  tide_err_t err = {0, ""};
+  memset(f, 0, sizeof *f);
+  f->late = late;
+  f->created = created;
+  int rc = tide_agg_update_ex(a, kb, args, f, &err);
+  if (rc) fprintf(stderr, "update_ex: %s\n", err.msg);
+  tide_batch_free(kb);
+  return rc;
+}
+
+/* The gids of b's keys in a (UINT32_MAX: none). */
+static uint32_t *ev_lookup(tide_agg_t *a, tide_schema_t *kschema, const keyset_t *ks, const tide_batch_t *b) {
+  tide_col_t kc[6];
+  for (uint32_t k = 0; k < ks->n; k++) kc[k] = b->cols[ks->cols[k]];
+  tide_batch_t *kb = tide_batch_borrowed(kschema, b->nrows, kc, NULL, NULL);
+  uint32_t *g = malloc((b->nrows ? b->nrows : 1) * sizeof *g);
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_lookup(a, kb, g, &err), 0);
+  tide_batch_free(kb);
+  return g;
+}
+
+/* Random batches with rows late by their t column (NULL t: never late),
+ * for every key set: the aggregation equals a reference fed only the
+ * on-time rows; the counts are right (late_groups = the groups of an
+ * aggregation fed only the late rows); created flags exactly the first
+ * on-time row of each key the aggregation did not have; late rows make no
+ * group. */
+static void test_event_late_random(void) {
+  tide_schema_t *in = schema(ST_IN);
+  for (uint32_t s = 0; s < sizeof keysets / sizeof keysets[0]; s++) {
+    const keyset_t *set = &keysets[s];
+    tide_schema_t *ks = *set->ddl ? schema(set->ddl) : tide_schema_new();
+    tide_agg_t *e = st_new(ks), *ref = st_new(ks);
+    int bad = 0;
+    for (int round = 0; round < 6; round++) {
+      tide_batch_t *b = st_rows(in, 1500, 0, 40);
+      int64_t bound = round == 0 ? -100000 : round == 5 ? INT64_MAX : (int64_t)round * 4000 - 6000;
+      uint8_t *late = malloc(b->nrows), *created = malloc(b->nrows);
+      uint32_t nl = tide_agg_mark_late(&b->cols[C_T], NULL, b->nrows, bound, late), want = 0;
+      for (uint32_t i = 0; i < b->nrows; i++) {
+        int l = !tide_col_is_null(&b->cols[C_T], i) && tide_col_i64(&b->cols[C_T], i) <= bound;
+        if (l != late[i]) bad++;
+        want += (uint32_t)l;
+      }
+      T_EQ_INT(nl, want);
+      uint32_t *before = ev_lookup(e, ks, set, b), g0 = (uint32_t)tide_agg_groups(e);
+      tide_agg_feed_t f;
+      T_EQ_INT(ev_feed(e, ks, set, b, late, created, &f), 0);
+      T_EQ_INT(f.late_rows, nl);
+      T_EQ_INT(f.pushed, b->nrows - nl);
+      /* the reference: on-time rows only; the late rows' own groups */
+      uint32_t *on = malloc(b->nrows * sizeof *on), *off = malloc(b->nrows * sizeof *off), non = 0, noff = 0;
+      for (uint32_t i = 0; i < b->nrows; i++) {
+        if (late[i]) off[noff++] = i;
+        else on[non++] = i;
+      }
+      tide_batch_t *bon, *boff;
+      T_EQ_INT(tide_batch_gather(b, on, non, &bon), 0);
+      T_EQ_INT(tide_batch_gather(b, off, noff, &boff), 0);
+      T_EQ_INT(st_feed(ref, ks, set, bon), 0);
+      tide_agg_t *lg = st_new(ks);
+      T_EQ_INT(st_feed(lg, ks, set, boff), 0);
+      T_EQ_INT(f.late_groups, tide_agg_groups(lg));
+      T_CHECK(st_same(e, ref));
+      /* created: the first on-time row of each new group, in order */
+      uint32_t *after = ev_lookup(e, ks, set, b), next = g0, ncreated = 0;
+      for (uint32_t i = 0; i < b->nrows; i++) {
+        ncreated += created[i];
+        if (late[i]) {
+          if (created[i] || (before[i] == UINT32_MAX && after[i] != UINT32_MAX && after[i] < g0)) bad++;
+          continue;
+        }
+        int first_new = after[i] == next;
+        if (first_new) next++;
+        if (created[i] != first_new || (created[i] && before[i] != UINT32_MAX)) bad++;
+      }
+      T_EQ_INT(ncreated, tide_agg_groups(e) - g0);
+      T_EQ_INT(bad, 0);
+      free(before);
+      free(after);
+      free(on);
+      free(off);
+      free(late);
+      free(created);
+      tide_agg_free(lg);
+      tide_batch_free(bon);
+      tide_batch_free(boff);
+      tide_batch_free(b);
+    }
+    T_CHECK(tide_agg_groups(e) > 0);
+    tide_agg_free(e);
+    tide_agg_free(ref);
+    tide_schema_unref(ks);
+  }
+  /* no late flags at all, and NULL created: as tide_agg_update */
+  tide_schema_t *ks = schema(keysets[0].ddl);
+  tide_agg_t *e = st_new(ks), *ref = st_new(ks);
+  tide_batch_t *b = st_rows(in, 500, 0, 10);
+  tide_agg_feed_t f;
+  T_EQ_INT(ev_feed(e, ks, &keysets[0], b, NULL, NULL, &f), 0);
+  T_EQ_INT(st_feed(ref, ks, &keysets[0], b), 0);
+  T_EQ_INT(f.pushed, 500);
+  T_EQ_INT(f.late_rows, 0);
+  T_EQ_INT(f.late_groups, 0);
+  T_CHECK(st_same(e, ref));
+  /* every row late: nothing changes */
+  uint8_t *all = malloc(500);
+  memset(all, 1, 500);
+  uint32_t g = (uint32_t)tide_agg_groups(e);
+  tide_agg_clear_dirty(e);
+  T_EQ_INT(ev_feed(e, ks, &keysets[0], b, all, NULL, &f), 0);
+  const uint32_t *gids;
+  T_EQ_INT(tide_agg_dirty(e, &gids), 0);
+  T_EQ_INT(f.pushed, 0);
+  T_EQ_INT(f.late_rows, 500);
+  T_EQ_INT(f.late_groups, g);
+  T_EQ_INT(tide_agg_groups(e), g);
+  T_CHECK(st_same(e, ref));
+  /* a shape error leaves the counts 0 */
+  tide_schema_t *wrong = schema("ki string?, ks string?");
+  tide_col_t kc[2] = {b->cols[C_KS], b->cols[C_KS]};
+  tide_batch_t *kb = tide_batch_borrowed(wrong, b->nrows, kc, NULL, NULL);
+  tide_err_t err = {0, ""};
+  f.late = all;
+  f.pushed = 7;
+  T_EQ_INT(tide_agg_update_ex(e, kb, NULL, &f, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "key column 0: expected int, got string");
+  T_EQ_INT(f.pushed, 0);
+  tide_batch_free(kb);
+  tide_schema_unref(wrong);
+  free(all);
+  tide_batch_free(b);
+  tide_agg_free(e);
+  tide_agg_free(ref);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+/* Windows by hand, as agg:push builds them: pairs from tide_window_assign,
+ * keys (window_start, k), late by the window's end, the boundary
+ * inclusive. Sliding (10, 5) and tumbling (10) over t = 1, 5, 12, NULL, 9
+ * with k = a, a, b, a, b. */
+static void ev_windows(int64_t size, int64_t slide, int64_t bound, uint32_t want_pairs, uint32_t want_late,
+                       uint32_t want_late_groups, uint32_t want_groups, const char *want_created) {
+  tide_schema_t *in = schema("t timestamp?, k string?");
+  tide_schema_t *ks = schema("window_start timestamp, k string?");
+  tide_batch_t *b = tide_batch_new(in, 5);
+  const int64_t ts[] = {1, 5, 12, -1, 9};
+  const char *k[] = {"a", "a", "b", "a", "b"};
+  for (int i = 0; i < 5; i++) {
+    tide_batch_row_begin(b);
+    if (ts[i] >= 0) tide_batch_set_i64(b, 0, ts[i]);
+    tide_batch_set_str(b, 1, k[i], 1);
+    tide_batch_row_commit(b);
+  }
+  tide_window_t w = {size, slide, 0};
+  uint32_t *rows = NULL, n = 0;
+  int64_t *starts = NULL;
+  T_EQ_INT(tide_window_assign(&w, &b->cols[0], 5, &rows, &starts, &n), 0);
+  T_EQ_INT(n, want_pairs);
+  int64_t *ends = malloc(n * sizeof *ends);
+  tide_col_t kc[2];
+  T_EQ_INT(tide_col_init(&kc[0], TIDE_T_TIMESTAMP, n), 0);
+  T_EQ_INT(tide_col_gather(&b->cols[1], rows, n, &kc[1]), 0);
+  for (uint32_t i = 0; i < n; i++) {
+    ((int64_t *)kc[0].values)[i] = starts[i];
+    ends[i] = starts[i] + size;
+  }
+  tide_batch_t *kb = tide_batch_borrowed(ks, n, kc, NULL, NULL);
+  uint8_t *late = malloc(n), *created = malloc(n);
+  T_EQ_INT(tide_agg_mark_late(NULL, ends, n, bound, late), want_late);
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}};
+  tide_agg_t *a = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, sp, 1, &a, &err), 0);
+  tide_agg_feed_t f = {late, created, 0, 0, 0};
+  T_EQ_INT(tide_agg_update_ex(a, kb, NULL, &f, &err), 0);
+  T_EQ_INT(f.pushed, n - want_late);
+  T_EQ_INT(f.late_rows, want_late);
+  T_EQ_INT(f.late_groups, want_late_groups);
+  T_EQ_INT(tide_agg_groups(a), want_groups);
+  char got[32];
+  for (uint32_t i = 0; i < n; i++) got[i] = late[i] ? 'L' : created[i] ? 'C' : '.';
+  got[n] = 0;
+  T_EQ_STR(got, want_created);
+  tide_agg_free(a);
+  tide_batch_free(kb);
+  tide_col_free(&kc[0]);
+  tide_col_free(&kc[1]);
+  free(rows);
+  free(starts);
+  free(ends);
+  free(late);
+  free(created);
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+static void test_event_late_windows(void) {
+  /* pairs: 1 -> -5, 0; 5 -> 0, 5; 12 -> 5, 10; NULL -> none; 9 -> 0, 5 */
+  ev_windows(10, 5, 10, 8, 4, 3, 3, "LLLCCCL.");  /* end 10 <= 10: late */
+  ev_windows(10, 5, 9, 8, 1, 1, 5, "LC.CCCC."); /* only [-5, 5) */
+  ev_windows(10, 5, INT64_MIN, 8, 0, 0, 6, "CC.CCCC.");
+  /* tumbling: 1 -> 0; 5 -> 0; 12 -> 10; 9 -> 0 */
+  ev_windows(10, 10, 10, 4, 3, 2, 1, "LLCL");
+  ev_windows(10, 10, 9, 4, 0, 0, 3, "C.CC");
+}
+
+/* Late by a raw event-time key: the boundary is inclusive and NULL is
+ * never late; duplicates inside one batch create one group. */
+static void test_event_late_raw_key(void) {
+  tide_schema_t *ks = schema("t timestamp?");
+  tide_batch_t *b = tide_batch_new(ks, 6);
+  const int64_t ts[] = {10, 11, -1, 10, 11, 9};
+  for (int i = 0; i < 6; i++) {
+    tide_batch_row_begin(b);
+    if (ts[i] >= 0) tide_batch_set_i64(b, 0, ts[i]);
+    tide_batch_row_commit(b);
+  }
+  uint8_t late[6], created[6];
+  T_EQ_INT(tide_agg_mark_late(&b->cols[0], NULL, 6, 10, late), 3);
+  T_CHECK(late[0] && !late[1] && !late[2] && late[3] && !late[4] && late[5]);
+  tide_agg_t *a = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, NULL, 0, &a, &err), 0); /* dedup: no aggregate */
+  tide_agg_feed_t f = {late, created, 0, 0, 0};
+  T_EQ_INT(tide_agg_update_ex(a, b, NULL, &f, &err), 0);
+  T_EQ_INT(f.pushed, 3);
+  T_EQ_INT(f.late_groups, 2); /* 10 (twice) and 9 */
+  T_EQ_INT(tide_agg_groups(a), 2);  /* 11 and NULL */
+  T_CHECK(!created[0] && created[1] && created[2] && !created[3] && !created[4] && !created[5]);
+  /* the same rows again: nothing new */
+  T_EQ_INT(tide_agg_update_ex(a, b, NULL, &f, &err), 0);
+  T_CHECK(!created[1] && !created[2] && !created[4]);
+  T_EQ_INT(tide_agg_groups(a), 2);
+  tide_agg_free(a);
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+}
+
+/* An aggregation with no aggregate (streaming dedup) through its whole
+ * life: update, result, changes, encode/restore, evict, remove, lookup,
+ * merge. */
+static void test_event_zero_specs(void) {
+  tide_schema_t *ks = schema("k string?, t timestamp?");
+  tide_batch_t *b = tide_batch_new(ks, 8);
+  const char *k[] = {"a", "b", "a", "a-key-longer-than-twelve", NULL, "b", "a-key-longer-than-twelve"};
+  const int64_t ts[] = {1, 2, 1, 3, 4, 2, 5};
+  for (int i = 0; i < 7; i++) {
+    tide_batch_row_begin(b);
+    if (k[i]) tide_batch_set_str(b, 0, k[i], strlen(k[i]));
+    tide_batch_set_i64(b, 1, ts[i]);
+    tide_batch_row_commit(b);
+  }
+  tide_agg_t *a = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, NULL, 0, &a, &err), 0);
+  T_EQ_INT(tide_agg_schema(a)->nfields, 2);
+  uint8_t created[7];
+  tide_agg_feed_t f = {NULL, created, 0, 0, 0};
+  T_EQ_INT(tide_agg_update_ex(a, b, NULL, &f, &err), 0);
+  T_EQ_INT(tide_agg_groups(a), 5);
+  T_CHECK(created[0] && created[1] && !created[2] && created[3] && created[4] && !created[5] && created[6]);
+  tide_batch_t *r;
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  T_EQ_INT(r->nrows, 5);
+  T_CHECK(str_eq(&r->cols[0], 2, "a-key-longer-than-twelve") && tide_col_is_null(&r->cols[0], 3));
+  tide_batch_free(r);
+  const uint32_t *gids;
+  T_EQ_INT(tide_agg_dirty(a, &gids), 5);
+  /* records round trip */
+  tide_agg_t *c = NULL;
+  T_EQ_INT(tide_agg_new(ks, NULL, 0, &c, &err), 0);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  for (uint32_t g = 0; g < 5; g++) {
+    buf.len = 0;
+    T_EQ_INT(tide_agg_encode(a, g, &buf, &err), 0);
+    T_EQ_INT(tide_agg_restore(c, tide_agg_sid(a, g), buf.data, buf.len, &err), 0);
+  }
+  T_CHECK(st_same(a, c));
+  /* evict by t: 1 and 2 go */
+  tide_batch_t *rows;
+  uint64_t *sids;
+  uint32_t n;
+  T_EQ_INT(tide_agg_evict(c, 1, 2, &rows, &sids, &n, &err), 0);
+  T_EQ_INT(n, 2);
+  T_CHECK(sids[0] == 1 && sids[1] == 2 && str_eq(&rows->cols[0], 0, "a") && str_eq(&rows->cols[0], 1, "b"));
+  tide_batch_free(rows);
+  free(sids);
+  /* lookup, remove, lookup again */
+  uint32_t g[7];
+  T_EQ_INT(tide_agg_lookup(c, b, g, &err), 0);
+  T_CHECK(g[0] == UINT32_MAX && g[1] == UINT32_MAX && g[3] == 0 && g[4] == 1 && g[6] == 2);
+  uint32_t gone[] = {1};
+  T_EQ_INT(tide_agg_remove(c, gone, 1, &rows, &sids, &n, &err), 0);
+  T_CHECK(n == 1 && sids[0] == 4 && rows->nrows == 1 && tide_col_is_null(&rows->cols[0], 0));
+  tide_batch_free(rows);
+  free(sids);
+  T_EQ_INT(tide_agg_lookup(c, b, g, &err), 0);
+  T_CHECK(g[3] == 0 && g[4] == UINT32_MAX);
+  /* merge of nothing into nothing: dirty, nothing else */
+  T_EQ_INT(tide_agg_merge(a, 0, 1, &err), 0);
+  T_CHECK(st_same(a, a));
+  tide_buf_free(&buf);
+  tide_agg_free(a);
+  tide_agg_free(c);
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+}
+
+/* Evict by every aggregate column of int or timestamp result (counts,
+ * sum of int, min/max/first/last of int and timestamp): exactly the groups
+ * whose value there is not NULL and <= bound go, in gid order, with their
+ * sids; the others stay in order. Other result types are refused. */
+static void test_event_evict_by_aggregate(void) {
+  tide_schema_t *in = schema(ST_IN);
+  const keyset_t *set = &keysets[0];
+  tide_schema_t *ks = schema(set->ddl);
+  tide_batch_t *b = st_rows(in, 3000, 0, 10);
+  uint32_t tried = 0;
+  tide_agg_t *probe = st_new(ks);
+  tide_schema_t *out = tide_agg_schema(probe);
+  for (uint32_t col = tide_agg_nkeys(probe); col < out->nfields; col++) {
+    tide_type_t t = out->fields[col].type;
+    tide_agg_t *e = st_new(ks);
+    T_EQ_INT(st_feed(e, ks, set, b), 0);
+    tide_batch_t *before, *rows;
+    uint64_t *sids;
+    uint32_t n;
+    tide_err_t err = {0, ""};
+    T_EQ_INT(tide_agg_result(e, &before, &err), 0);
+    if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP) {
+      T_EQ_INT(tide_agg_evict(e, col, 0, &rows, &sids, &n, &err), TIDE_EINVAL);
+      char want[120];
+      snprintf(want, sizeof want, "evict: column '%s' is %s, expected int or timestamp", out->fields[col].name,
+               tide_type_name(t));
+      T_EQ_STR(err.msg, want);
+      T_EQ_INT(tide_agg_groups(e), before->nrows);
+      tide_batch_free(before);
+      tide_agg_free(e);
+      continue;
+    }
+    tried++;
+    /* a bound in the middle of the values */
+    const tide_col_t *c = &before->cols[col];
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (uint32_t g = 0; g < before->nrows; g++)
+      if (!tide_col_is_null(c, g)) {
+        int64_t v = tide_col_i64(c, g);
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+    int64_t bound = lo + (int64_t)(((uint64_t)hi - (uint64_t)lo) / 2);
+    uint64_t *sid0 = malloc(before->nrows * sizeof *sid0);
+    uint32_t *gone = malloc(before->nrows * sizeof *gone), *kept = malloc(before->nrows * sizeof *kept), ng = 0,
+             nk = 0, nulls = 0;
+    for (uint32_t g = 0; g < before->nrows; g++) {
+      sid0[g] = tide_agg_sid(e, g);
+      nulls += (uint32_t)tide_col_is_null(c, g);
+      if (!tide_col_is_null(c, g) && tide_col_i64(c, g) <= bound) gone[ng++] = g;
+      else kept[nk++] = g;
+    }
+    T_CHECK(ng > 0);
+    T_EQ_INT(tide_agg_evict(e, col, bound, &rows, &sids, &n, &err), 0);
+    T_EQ_INT(n, ng);
+    tide_batch_t *want, *after;
+    T_EQ_INT(tide_batch_gather(before, gone, ng, &want), 0);
+    T_CHECK(batch_same(rows, want));
+    tide_batch_free(want);
+    int bad = 0;
+    for (uint32_t i = 0; i < n && i < ng; i++) bad += sids[i] != sid0[gone[i]];
+    T_EQ_INT(tide_agg_result(e, &after, &err), 0);
+    T_EQ_INT(tide_batch_gather(before, kept, nk, &want), 0);
+    T_CHECK(batch_same(after, want));
+    for (uint32_t g = 0; g < nk; g++) bad += tide_agg_sid(e, g) != sid0[kept[g]];
+    T_EQ_INT(bad, 0);
+    tide_batch_free(want);
+    tide_batch_free(after);
+    tide_batch_free(rows);
+    tide_batch_free(before);
+    free(sids);
+    free(sid0);
+    free(gone);
+    free(kept);
+    tide_agg_free(e);
+  }
+  T_EQ_INT(tried, 17); /* n, nx, sx; min/max/first/last of x and t; count_distinct of all six */
+  tide_agg_free(probe);
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+/* A key column of n rows all holding the string k. */
+static void ev_key_col(tide_col_t *c, const char *k, uint32_t n) {
+  T_EQ_INT(tide_col_init(c, TIDE_T_STRING, n), 0);
+  for (uint32_t i = 0; i < n; i++) T_EQ_INT(tide_col_put_str(c, i, k, strlen(k)), 0);
+}
+
+/* Feed all of b to a under the single key k. */
+static void ev_feed_as(tide_agg_t *a, tide_schema_t *ks, const tide_batch_t *b, const char *k) {
+  tide_col_t kc;
+  ev_key_col(&kc, k, b->nrows);
+  tide_batch_t *kb = tide_batch_borrowed(ks, b->nrows, &kc, NULL, NULL);
+  const tide_col_t *args[40];
+  for (uint32_t i = 0; i < st_nspecs; i++) args[i] = st_argcol[i] < 0 ? NULL : &b->cols[st_argcol[i]];
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_update(a, kb, args, &err), 0);
+  tide_batch_free(kb);
+  tide_col_free(&kc);
+}
+
+/* 1 when aggregate columns from..nf of row i of x and row j of y agree. */
+static int ev_row_same(const tide_batch_t *x, uint32_t i, const tide_batch_t *y, uint32_t j, uint32_t from) {
+  uint32_t rx = i, ry = j;
+  tide_batch_t *gx, *gy;
+  if (tide_batch_gather(x, &rx, 1, &gx) || tide_batch_gather(y, &ry, 1, &gy)) return 0;
+  int same = 1;
+  for (uint32_t c = from; c < x->schema->nfields && same; c++) {
+    tide_col_t cx = gx->cols[c], cy = gy->cols[c];
+    tide_schema_t *one = schema("v int?"); /* batch_same looks at types and values only */
+    tide_batch_t *bx = tide_batch_borrowed(one, 1, &cx, NULL, NULL), *by = tide_batch_borrowed(one, 1, &cy, NULL, NULL);
+    same = batch_same(bx, by);
+    if (!same) fprintf(stderr, "merge: column %s differs\n", x->schema->fields[c].name);
+    tide_batch_free(bx);
+    tide_batch_free(by);
+    tide_schema_unref(one);
+  }
+  tide_batch_free(gx);
+  tide_batch_free(gy);
+  return same;
+}
+
+/* Merge, for every aggregate kind and type at once (st_specs): rows A
+ * under key "dst" and rows B under "src", merged, equal one group fed A
+ * then B; src is unchanged; dst (only) becomes dirty. Small random A and
+ * B, so that states with no value, NULL firsts and lasts and overlapping
+ * distinct sets all occur. */
+static void test_event_merge(void) {
+  tide_schema_t *in = schema(ST_IN);
+  tide_schema_t *ks = schema("k string");
+  int bad = 0;
+  for (int round = 0; round < 300; round++) {
+    tide_batch_t *ba = st_rows(in, 1 + (uint32_t)(rnd() % 4), 0, 10);
+    tide_batch_t *bb = st_rows(in, 1 + (uint32_t)(rnd() % (round % 10 == 0 ? 60 : 4)), 0, 10);
+    tide_agg_t *m = st_new(ks), *ref = st_new(ks);
+    const char *dk = round % 2 ? "dst" : "a destination key past the inline size";
+    ev_feed_as(m, ks, ba, dk);
+    ev_feed_as(m, ks, bb, "src");
+    ev_feed_as(ref, ks, ba, "one");
+    ev_feed_as(ref, ks, bb, "one");
+    tide_err_t err = {0, ""};
+    tide_batch_t *before, *after, *want;
+    T_EQ_INT(tide_agg_result(m, &before, &err), 0);
+    tide_agg_clear_dirty(m);
+    T_EQ_INT(tide_agg_merge(m, 0, 1, &err), 0);
+    const uint32_t *gids;
+    if (tide_agg_dirty(m, &gids) != 1 || gids[0] != 0) bad++;
+    T_EQ_INT(tide_agg_result(m, &after, &err), 0);
+    T_EQ_INT(tide_agg_result(ref, &want, &err), 0);
+    if (!ev_row_same(after, 0, want, 0, 1)) bad++;
+    if (!ev_row_same(after, 1, before, 1, 0)) bad++;
+    if (!str_eq(&after->cols[0], 0, dk)) bad++;
+    tide_batch_free(before);
+    tide_batch_free(after);
+    tide_batch_free(want);
+    tide_agg_free(m);
+    tide_agg_free(ref);
+    tide_batch_free(ba);
+    tide_batch_free(bb);
+  }
+  T_EQ_INT(bad, 0);
+  /* dirty insertion keeps the list ascending; errors */
+  tide_agg_t *m = st_new(ks);
+  tide_batch_t *b = st_rows(in, 5, 0, 10);
+  ev_feed_as(m, ks, b, "a");
+  ev_feed_as(m, ks, b, "b");
+  ev_feed_as(m, ks, b, "c");
+  ev_feed_as(m, ks, b, "d");
+  tide_agg_clear_dirty(m);
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_merge(m, 3, 0, &err), 0);
+  T_EQ_INT(tide_agg_merge(m, 1, 0, &err), 0);
+  T_EQ_INT(tide_agg_merge(m, 3, 2, &err), 0);
+  const uint32_t *gids;
+  T_EQ_INT(tide_agg_dirty(m, &gids), 2);
+  T_CHECK(gids[0] == 1 && gids[1] == 3);
+  T_EQ_INT(tide_agg_merge(m, 2, 2, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "merge: group 2 into itself");
+  T_EQ_INT(tide_agg_merge(m, 4, 0, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "merge: group 4 does not exist (4 groups)");
+  T_EQ_INT(tide_agg_merge(m, 0, 9, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "merge: group 9 does not exist (4 groups)");
+  tide_agg_free(m);
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
+/* Remove given groups (unsorted, one listed twice): their rows and sids in
+ * gid order, the rest kept in order; gid_of and lookup follow the
+ * renumbered gids (also after restoring records out of sid order); a gid
+ * out of range removes nothing. */
+static void test_event_remove_lookup(void) {
+  tide_schema_t *in = schema(ST_IN);
+  const keyset_t *set = &keysets[0];
+  tide_schema_t *ks = schema(set->ddl);
+  tide_batch_t *b = st_rows(in, 3000, 0, 10);
+  for (int reverse = 0; reverse < 2; reverse++) {
+    tide_agg_t *src = st_new(ks);
+    T_EQ_INT(st_feed(src, ks, set, b), 0);
+    tide_agg_t *e = st_copy(src, ks, reverse); /* reverse: sids descend with gid */
+    uint32_t n0 = (uint32_t)tide_agg_groups(e);
+    tide_batch_t *before, *rows, *after, *want;
+    tide_err_t err = {0, ""};
+    T_EQ_INT(tide_agg_result(e, &before, &err), 0);
+    uint64_t *sid0 = malloc(n0 * sizeof *sid0);
+    for (uint32_t g = 0; g < n0; g++) sid0[g] = tide_agg_sid(e, g);
+    int bad = 0;
+    for (uint32_t g = 0; g < n0; g++) {
+      uint32_t x = UINT32_MAX;
+      if (!tide_agg_gid_of(e, sid0[g], &x) || x != g) bad++;
+    }
+    uint32_t x;
+    T_CHECK(!tide_agg_gid_of(e, 0, &x) && !tide_agg_gid_of(e, n0 + 1, &x));
+    /* out of range: nothing happens */
+    uint32_t badg[] = {0, n0};
+    uint64_t *sids;
+    uint32_t n;
+    T_EQ_INT(tide_agg_remove(e, badg, 2, &rows, &sids, &n, &err), TIDE_EINVAL);
+    T_CHECK(rows == NULL && sids == NULL && n == 0 && tide_agg_groups(e) == n0);
+    /* every third group, from the end, and group 3 twice */
+    uint32_t *pick = malloc(n0 * sizeof *pick), np = 0;
+    uint8_t *gone = calloc(n0, 1);
+    for (uint32_t g = n0; g-- > 0;)
+      if (g % 3 == 0) {
+        pick[np++] = g;
+        gone[g] = 1;
+      }
+    pick[np++] = 3;
+    T_EQ_INT(tide_agg_remove(e, pick, np, &rows, &sids, &n, &err), 0);
+    uint32_t *gl = malloc(n0 * sizeof *gl), *kl = malloc(n0 * sizeof *kl), ng = 0, nk = 0;
+    for (uint32_t g = 0; g < n0; g++) {
+      if (gone[g]) gl[ng++] = g;
+      else kl[nk++] = g;
+    }
+    T_EQ_INT(n, ng);
+    T_EQ_INT(tide_batch_gather(before, gl, ng, &want), 0);
+    T_CHECK(batch_same(rows, want));
+    tide_batch_free(want);
+    for (uint32_t i = 0; i < n && i < ng; i++) bad += sids[i] != sid0[gl[i]];
+    T_EQ_INT(tide_agg_result(e, &after, &err), 0);
+    T_EQ_INT(tide_batch_gather(before, kl, nk, &want), 0);
+    T_CHECK(batch_same(after, want));
+    tide_batch_free(want);
+    /* lookup of every input row: its group's sid is the one it had, or
+     * none when that group was removed */
+    uint32_t *g0 = ev_lookup(src, ks, set, b), *g1 = ev_lookup(e, ks, set, b);
+    for (uint32_t i = 0; i < b->nrows; i++) {
+      uint64_t s0 = tide_agg_sid(src, g0[i]);
+      uint32_t was = UINT32_MAX;
+      for (uint32_t g = 0; g < n0 && was == UINT32_MAX; g++)
+        if (sid0[g] == s0) was = g;
+      if (gone[was] ? g1[i] != UINT32_MAX : g1[i] == UINT32_MAX || tide_agg_sid(e, g1[i]) != s0) bad++;
+    }
+    for (uint32_t g = 0; g < nk; g++) {
+      uint32_t y = UINT32_MAX;
+      if (!tide_agg_gid_of(e, sid0[kl[g]], &y) || y != g) bad++;
+    }
+    for (uint32_t i = 0; i < ng; i++) bad += tide_agg_gid_of(e, sid0[gl[i]], &x);
+    T_EQ_INT(bad, 0);
+    /* nothing to remove */
+    tide_batch_t *none;
+    uint64_t *nsids;
+    T_EQ_INT(tide_agg_remove(e, NULL, 0, &none, &nsids, &n, &err), 0);
+    T_CHECK(none && none->nrows == 0 && nsids == NULL && n == 0);
+    tide_batch_free(none);
+    /* a key batch of another shape */
+    tide_schema_t *wrong = schema("ki int?");
+    tide_batch_t *kb = tide_batch_borrowed(wrong, b->nrows, b->cols, NULL, NULL);
+    T_EQ_INT(tide_agg_lookup(e, kb, g1, &err), TIDE_EINVAL);
+    T_EQ_STR(err.msg, "key batch has 1 columns, expected 2");
+    tide_batch_free(kb);
+    tide_schema_unref(wrong);
+    free(g0);
+    free(g1);
+    free(gl);
+    free(kl);
+    free(pick);
+    free(gone);
+    free(sids);
+    free(sid0);
+    tide_batch_free(rows);
+    tide_batch_free(after);
+    tide_batch_free(before);
+    tide_agg_free(e);
+    tide_agg_free(src);
+  }
+  tide_batch_free(b);
+  tide_schema_unref(ks);
+  tide_schema_unref(in);
+}
+
 int main(void) {
   T_RUN(test_every_aggregate);
   T_RUN(test_errors);
@@ -1639,5 +2255,12 @@ int main(void) {
   T_RUN(test_state_evict_memory);
   T_RUN(test_state_corrupt_fuzz);
   T_RUN(test_state_corrupt_messages);
+  T_RUN(test_event_late_random);
+  T_RUN(test_event_late_windows);
+  T_RUN(test_event_late_raw_key);
+  T_RUN(test_event_zero_specs);
+  T_RUN(test_event_evict_by_aggregate);
+  T_RUN(test_event_merge);
+  T_RUN(test_event_remove_lookup);
   T_DONE();
 }
