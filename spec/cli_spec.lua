@@ -117,7 +117,7 @@ describe("tide (the command line)", function()
         { { "topic", "delete", "--help" }, "usage: tide topic delete NAME" },
         { { "produce", "--help" }, "usage: tide produce TOPIC [FILE]" },
         { { "consume", "--help" }, "usage: tide consume TOPIC" },
-        { { "run", "--help" }, "usage: tide run SCRIPT [ARGS...]" },
+        { { "run", "--help" }, "usage: tide run [--quiet] [--log-progress FILE] SCRIPT [ARGS...]" },
         { { "schema", "--help" }, "usage: tide schema <put|get|versions|check>" },
         { { "schema", "put", "--help" }, "usage: tide schema put TOPIC FILE|DDL" },
         { { "schema", "get", "--help" }, "usage: tide schema get TOPIC" },
@@ -129,6 +129,15 @@ describe("tide (the command line)", function()
         assert.equal(0, code)
         assert.equal(c[2], out:sub(1, #c[2]))
         assert.matches("--data DIR", out, 1, true)
+        assert.equal("", err)
+      end
+    end)
+
+    it("prints the usage of checkpoint and checkpoint show with --help", function()
+      for _, args in ipairs { { "checkpoint", "--help" }, { "checkpoint", "show", "--help" } } do
+        local code, out, err = tide(args)
+        assert.equal(0, code)
+        assert.equal("usage: tide checkpoint show DIR\n", out:match("^[^\n]*\n"))
         assert.equal("", err)
       end
     end)

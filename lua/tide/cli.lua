@@ -212,13 +212,27 @@ options:
 ]] .. DATA_HELP
 
 HELP.run = [[
-usage: tide run SCRIPT [ARGS...]
+usage: tide run [--quiet] [--log-progress FILE] SCRIPT [ARGS...]
 
-Run the Lua script SCRIPT with the tide module available, ARGS in the global
-'arg' (arg[0] is SCRIPT), as lua does, until its queries end. An error in
-the script prints its traceback and exits with status 1.
+Run the Lua script SCRIPT with the tide module available and ARGS in the
+global 'arg' (arg[0] is SCRIPT, arg[1] the first of ARGS, what came before
+SCRIPT at negative indices), as lua does; then run its streaming queries
+until every one has ended.
+
+Ctrl-C or SIGTERM stops the queries after the batch in flight, which is
+committed, and exits 0; a second Ctrl-C exits at once (status 130; the
+batch in flight runs again on the next start). An error in the script
+prints its traceback; a query that fails prints 'tide: query NAME failed:
+...'; both exit with status 1.
+
+While queries run and stdout is a terminal, one status line per query shows
+its input and processed rates (rows per second), its last batch, its
+watermark and the lag behind it (now - watermark); '-' where there is none.
 
 options (before SCRIPT):
+  --quiet               no status lines
+  --log-progress FILE   append every progress report to FILE, one JSON
+                        object a line
 ]] .. DATA_HELP
 
 HELP.checkpoint = [[
@@ -288,14 +302,15 @@ end
 -- positionals may mix; "--" ends the options; "--name=value" is accepted.
 -- When stop_at_positional is set, parsing ends at the first positional and
 -- the rest is returned untouched (for `tide run SCRIPT ARGS...`).
--- Returns opts (keyed by name without dashes, '-' becoming '_') and the
--- array of positionals.
+-- Returns opts (keyed by name without dashes, '-' becoming '_'), the
+-- array of positionals and the index in argv of the first positional.
 local function parse_args(argv, i, spec, cmd, ctx, stop_at_positional)
-  local opts, pos = {}, {}
+  local opts, pos, first = {}, {}, nil
   local n = #argv
   while i <= n do
     local a = argv[i]
     if a == "--" then
+      first = i + 1
       for j = i + 1, n do pos[#pos + 1] = argv[j] end
       break
     elseif a:sub(1, 1) == "-" and a ~= "-" then
@@ -325,6 +340,7 @@ local function parse_args(argv, i, spec, cmd, ctx, stop_at_positional)
       end
     else
       pos[#pos + 1] = a
+      first = first or i
       if stop_at_positional then
         for j = i + 1, n do pos[#pos + 1] = argv[j] end
         break
@@ -332,7 +348,7 @@ local function parse_args(argv, i, spec, cmd, ctx, stop_at_positional)
     end
     i = i + 1
   end
-  return opts, pos
+  return opts, pos, first
 end
 
 -- A non-negative integer option, or a usage error.
@@ -978,26 +994,210 @@ end
 -- tide run
 ---------------------------------------------------------------------------
 
--- The script's traceback without the frames of this module below it.
-local function script_traceback(msg)
-  local tb = debug.traceback(msg, 2)
+-- A traceback without the frames below the first xpcall: those of this
+-- module (for the script's errors) or of the query's batch machinery (for
+-- a batch's error, whose traceback starts in the user's function).
+local function cut_traceback(tb)
   local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
   if cut then tb = tb:sub(1, cut - 1) end
   return tb
 end
 
+local function script_traceback(msg)
+  return cut_traceback(debug.traceback(msg, 2))
+end
+
+-- Is stdout a terminal? tide.core has no isatty binding (yet), so this asks
+-- a shell: `test -t 1` under os.execute inherits our stdout (under io.popen
+-- its stdout would be the pipe). TERM unset or "dumb" means no ANSI codes.
+local function stdout_is_terminal()
+  local core = require "tide.core"
+  if type(core.isatty) == "function" then return core.isatty(1) == true end
+  local term = os.getenv("TERM")
+  if term == nil or term == "" or term == "dumb" then return false end
+  return os.execute("test -t 1") == true
+end
+
+-- The terminal's width, asked once (a line wider than the terminal would
+-- wrap and break the cursor arithmetic of the status lines).
+local function terminal_columns()
+  local n = tointeger(tonumber(os.getenv("COLUMNS") or ""))
+  if n and n > 0 then return n end
+  local p = io.popen("stty size 2>/dev/null </dev/tty")
+  local s = p and p:read("a") or ""
+  if p then p:close() end
+  n = tointeger(tonumber(s:match("^%s*%d+%s+(%d+)") or ""))
+  return (n and n > 0) and n or 80
+end
+
+-- A rate for people: "850", "12.3k", "4.56M".
+local function rate_text(r)
+  if r < 999.5 then return format("%.0f", r) end
+  if r < 999500 then return format("%.1fk", r / 1000) end
+  return format("%.2fM", r / 1e6)
+end
+
+-- A lag for people: "850ms", "4.2s", "3m05s", "2h07m", "3d04h".
+local function lag_text(ms)
+  if ms < 0 then ms = 0 end
+  if ms < 1000 then return format("%dms", ms) end
+  local s = ms / 1000
+  if s < 60 then return format("%.1fs", s) end
+  s = math.floor(s)
+  if s < 3600 then return format("%dm%02ds", s // 60, s % 60) end
+  if s < 86400 then return format("%dh%02dm", s // 3600, s % 3600 // 60) end
+  return format("%dd%02dh", s // 86400, s % 86400 // 3600)
+end
+
+--- One query's status line, as `tide run` shows it on a terminal:
+-- "query NAME: in R rows/s, processed R rows/s, batch N, watermark ISO, lag L".
+-- @string name the query's name (or id)
+-- @tab s { input_rate =, processed_rate = (rows/s), batch_id = (nil before
+-- the first batch), watermark = (ms, nil or 0 when there is none), now = ms }
+-- @treturn string
+function M.status_line(name, s)
+  local wm = s.watermark
+  if wm == 0 then wm = nil end -- a watermark's value before any event time
+  return format("query %s: in %s rows/s, processed %s rows/s, batch %s, watermark %s, lag %s", name,
+    rate_text(s.input_rate or 0), rate_text(s.processed_rate or 0),
+    s.batch_id and tostring(s.batch_id) or "-", wm and util.iso8601(wm) or "-",
+    wm and lag_text(s.now - wm) or "-")
+end
+
+local STATUS_REFRESH_MS = 250 -- redraws at most four times a second
+local RATE_WINDOW_MS = 2000   -- rates over the batches of the last two seconds
+
+-- The status lines at the bottom of the terminal while `tide run` runs:
+-- the terminal's owner (runtime.set_terminal_owner), so that what is
+-- written through runtime.write (the console sink's tables, the script's
+-- print) goes above them. Invariant: `drawn` lines were written, each
+-- ending in "\n", and the cursor is at the start of the line below them.
+local function status_lines(query_mod, runtime, core)
+  local loop = runtime.loop()
+  local width = terminal_columns()
+  local seen = setmetatable({}, { __mode = "k" }) -- query -> { batches = {{t, rows, ms}}, batch_id, since }
+  local drawn = 0
+
+  local function info(q)
+    local s = seen[q]
+    if not s then
+      s = { batches = {}, since = core.time_now() }
+      seen[q] = s
+    end
+    return s
+  end
+
+  local function text()
+    local now, lines = core.time_now(), {}
+    for _, q in ipairs(query_mod.queries()) do
+      local s = info(q)
+      local b, rows, ms = s.batches, 0, 0
+      while b[1] and b[1].t < now - RATE_WINDOW_MS do table.remove(b, 1) end
+      for _, e in ipairs(b) do rows, ms = rows + e.rows, ms + e.ms end
+      local span = math.max(math.min(RATE_WINDOW_MS, now - s.since), STATUS_REFRESH_MS)
+      local line = M.status_line(q:name() or q:id(), {
+        input_rate = rows / span * 1000, processed_rate = ms > 0 and rows / ms * 1000 or 0,
+        batch_id = s.batch_id, watermark = q:watermark(), now = now })
+      if #line >= width then line = line:sub(1, width - 1) end
+      lines[#lines + 1] = "\27[2K" .. line .. "\n"
+    end
+    return lines
+  end
+
+  -- The escape codes that erase the drawn lines: cursor up over them, erase
+  -- to the end of the screen.
+  local function erase()
+    local n = drawn
+    drawn = 0
+    return n > 0 and format("\r\27[%dA\27[J", n) or ""
+  end
+
+  local function draw()
+    local lines = text()
+    drawn = #lines
+    return concat(lines)
+  end
+
+  local owner = {
+    clear = function() io.stdout:write(erase()) end,
+    redraw = function() io.stdout:write(draw()) end,
+  }
+  local function refresh()
+    io.stdout:write(erase() .. draw())
+    io.stdout:flush()
+  end
+
+  local remove = query_mod.on_progress(function(q, p)
+    local s = info(q)
+    local b = s.batches
+    b[#b + 1] = { t = core.time_now(), rows = p.num_input_rows or 0, ms = p.duration_ms and p.duration_ms.total or 0 }
+    s.batch_id = p.batch_id
+  end)
+  local prev_owner = runtime.set_terminal_owner(owner)
+  -- Fully buffered, so that each erase-and-redraw (and each write between
+  -- them) reaches the terminal in one piece: no flicker of half-drawn lines.
+  io.stdout:setvbuf("full")
+  local timer = loop:timer(STATUS_REFRESH_MS, STATUS_REFRESH_MS, refresh)
+
+  -- The script's print and io.write go above the lines too.
+  local print_, write_ = print, io.write
+  print = function(...) -- luacheck: ignore 121
+    local t = table.pack(...)
+    for k = 1, t.n do t[k] = tostring(t[k]) end
+    runtime.write(concat(t, "\t", 1, t.n) .. "\n")
+  end
+  io.write = function(...) -- luacheck: ignore 122
+    local t = table.pack(...)
+    for k = 1, t.n do
+      local v = t[k]
+      if type(v) ~= "string" and type(v) ~= "number" then
+        error(format("bad argument #%d to 'write' (string expected, got %s)", k, type(v)), 2)
+      end
+      t[k] = type(v) == "number" and tostring(v) or v
+    end
+    runtime.write(concat(t, "", 1, t.n))
+    return io.stdout
+  end
+
+  -- Stop: erase the lines and give everything back.
+  return function()
+    print, io.write = print_, write_ -- luacheck: ignore 121 122
+    timer:close()
+    remove()
+    runtime.set_terminal_owner(prev_owner)
+    io.stdout:write(erase())
+    io.stdout:flush()
+    io.stdout:setvbuf("line")
+  end
+end
+
+-- --log-progress FILE: every progress report as one JSON line. Returns the
+-- function that stops logging.
+local function progress_log(query_mod, path)
+  local f, msg = io.open(path, "a")
+  if not f then fail("run", format("cannot open the progress log: %s", msg)) end
+  f:setvbuf("line")
+  local remove = query_mod.on_progress(function(_, p) f:write(util.json_encode(p), "\n") end)
+  return function()
+    remove()
+    f:close()
+  end
+end
+
 local function cmd_run(ctx, argv, i)
   local cmd = "run"
-  local opts, pos = parse_args(argv, i, {}, cmd, ctx, true)
+  local opts, pos, at = parse_args(argv, i, { ["--quiet"] = "flag", ["--log-progress"] = "value" }, cmd, ctx, true)
   if opts.help then
     out(HELP.run)
     return 0
   end
   local script = pos[1]
   if script == nil then usage_error(cmd, "missing SCRIPT") end
+  if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
+  local tide = load_tide(cmd)
   if ctx.data then
     -- --data picks the store of tide.default_store() in the script.
-    local tide, dir = load_tide(cmd), ctx.data
+    local dir = ctx.data
     tide.default_store = function(o) return tide.open(dir, o) end
   end
   local chunk, lerr = loadfile(script)
@@ -1005,18 +1205,39 @@ local function cmd_run(ctx, argv, i)
     ctx.raw = true -- the script's own position is useful here
     fail(cmd, tostring(lerr))
   end
-  local script_arg = { [0] = script, [-1] = argv[0] }
-  for k = 2, #pos do script_arg[k - 1] = pos[k] end
+  -- `arg` as lua sets it: the script at 0, its arguments from 1, and what
+  -- came before it on the command line (the interpreter, bin/tide, "run",
+  -- options) at negative indices.
+  local script_arg = {}
+  local low = 0
+  while argv[low - 1] ~= nil do low = low - 1 end
+  for k = low, #argv do script_arg[k - at] = argv[k] end
+
+  local query_mod, runtime, core = require "tide.query", require "tide.runtime", require "tide.core"
+  local stops = {}
+  if opts.log_progress then stops[#stops + 1] = progress_log(query_mod, opts.log_progress) end
+  if not opts.quiet and stdout_is_terminal() then stops[#stops + 1] = status_lines(query_mod, runtime, core) end
+  local function stop_all()
+    for k = #stops, 1, -1 do stops[k]() end
+    stops = {}
+  end
+
   rawset(_G, "arg", script_arg)
   local ok, err = xpcall(chunk, script_traceback, table.unpack(script_arg, 1, #script_arg))
+  local what = "run"
   if ok then
-    local tide = package.loaded.tide
-    if type(tide) == "table" and type(tide.run) == "function" then
-      ok, err = xpcall(tide.run, script_traceback)
-    end
+    -- A failed query's error already carries its batch's traceback.
+    what = "query"
+    ok, err = xpcall(tide.run, function(e) return e end)
   end
+  stop_all()
   if not ok then
-    io.stderr:write("tide: run: ", tostring(err), "\n")
+    if what == "query" then
+      local first, rest = cut_traceback(tostring(err)):match("^([^\n]*)(.*)$")
+      io.stderr:write("tide: ", util.strip_position(first), rest, "\n")
+    else
+      io.stderr:write("tide: run: ", tostring(err), "\n")
+    end
     return 1
   end
   return 0
