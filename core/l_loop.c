@@ -8,6 +8,8 @@
  *   local srv = loop:listen(host, port, on_lines [, {max_line =, on_error =}])
  *                                                  -- tide.Server: on_lines({line, ...})
  *   srv:port(); srv:stats()                        -- the bound port; counters
+ *   local inp = loop:input(fd, fn [, {raw = true}]) -- tide.Input: fn(bytes), then fn(nil[, err])
+ *   inp:kind(); inp:set_raw(b); inp:pause(); inp:resume(); inp:winsize()
  *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
  *   loop:stop(); loop:alive(); loop:now(); loop:close()
  *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
@@ -50,6 +52,7 @@
 #define WATCH_MT "tide.Watch"
 #define SIGNAL_MT "tide.Signal"
 #define SERVER_MT "tide.Server"
+#define INPUT_MT "tide.Input"
 
 typedef struct l_loop {
   tide_loop_t *loop; /* NULL once freed */
@@ -77,6 +80,8 @@ typedef struct l_event {
   const tide_line_t *lines; /* a server's lines (n > 0), or its error: */
   size_t nlines;
   const char *peer; /* with status: the failure */
+  const char *buf;  /* an input reader's bytes (len > 0), or its end */
+  size_t len;
 } l_event_t;
 
 static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
@@ -145,6 +150,19 @@ static int l_dispatch(lua_State *L) {
     break;
   case TIDE_HANDLE_TIMER:
     break;
+  case TIDE_HANDLE_INPUT:
+    if (ev->len) {
+      lua_pushlstring(L, ev->buf, ev->len);
+      nargs = 1;
+    } else if (ev->status < 0) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: %s", tide_errname(ev->status), tide_strerror(ev->status));
+      nargs = 2;
+    } else {
+      lua_pushnil(L);
+      nargs = 1;
+    }
+    break;
   case TIDE_HANDLE_SERVER:
     if (ev->nlines) { /* a fresh array: the callee may keep it */
       lua_createtable(L, (int)ev->nlines, 0);
@@ -203,18 +221,18 @@ static int l_fire(l_event_t *ev) {
  * again in the same timers phase), so that the next run still fires it;
  * skipped watch and signal events are dropped. */
 static void on_timer(tide_handle_t *h, void *data) {
-  l_event_t ev = {data, NULL, 0, 0, 0, NULL, 0, NULL};
+  l_event_t ev = {data, NULL, 0, 0, 0, NULL, 0, NULL, NULL, 0};
   if (!l_fire(&ev) && ev.u->oneshot) tide_timer_set(h, 1, 0);
 }
 
 static void on_watch(tide_handle_t *h, void *data, const char *filename, int events, int status) {
-  l_event_t ev = {data, filename, events, status, 0, NULL, 0, NULL};
+  l_event_t ev = {data, filename, events, status, 0, NULL, 0, NULL, NULL, 0};
   (void)h;
   l_fire(&ev);
 }
 
 static void on_signal(tide_handle_t *h, void *data, int signum) {
-  l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL};
+  l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL, NULL, 0};
   (void)h;
   l_fire(&ev);
 }
@@ -222,13 +240,21 @@ static void on_signal(tide_handle_t *h, void *data, int signum) {
 /* Lines skipped after a callback error are lost: the error is raised by
  * loop:run, and whoever owns the server is failing anyway. */
 static void on_server_lines(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n) {
-  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL};
+  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL, NULL, 0};
   (void)h;
   l_fire(&ev);
 }
 
 static void on_server_error(tide_handle_t *h, void *data, int code, const char *peer) {
-  l_event_t ev = {data, NULL, 0, code, 0, NULL, 0, peer};
+  l_event_t ev = {data, NULL, 0, code, 0, NULL, 0, peer, NULL, 0};
+  (void)h;
+  l_fire(&ev);
+}
+
+/* Bytes skipped after a callback error are lost, as are a server's lines;
+ * the end is skipped too, but the reader then stays at its end. */
+static void on_input(tide_handle_t *h, void *data, const char *buf, size_t len, int status) {
+  l_event_t ev = {data, NULL, 0, status, 0, NULL, 0, NULL, buf, len};
   (void)h;
   l_fire(&ev);
 }
@@ -458,6 +484,37 @@ static int l_loop_listen(lua_State *L) {
   return 1;
 }
 
+/* loop:input(fd, fn [, opts]) -> tide.Input, or nil, msg, name (EINVAL:
+ * fd is nothing readable). Reads fd (0: stdin) on the loop: fn(bytes) per
+ * chunk as it comes (chunks may cut UTF-8 or escape sequences), then once
+ * fn(nil) at end of input or fn(nil, "ENAME: msg") when a read failed.
+ * opts: raw (boolean, default false): a terminal goes to raw mode until
+ * the reader closes (or set_raw(false)); see loop.h for what that means. */
+static int l_loop_input(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "must be a file descriptor (>= 0)");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  int raw = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 4)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+      if (strcmp(k, "raw") != 0) return luaL_error(L, "input: unknown option '%s' (allowed: raw)", k);
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, 4, "raw");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1)) return luaL_error(L, "input: option 'raw' must be a boolean");
+    raw = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  l_handle_t *u = handle_new(L, ll, INPUT_MT, 3);
+  int rc = tide_input_start(ll->loop, (int)fd, raw, on_input, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
 /* core.raise_signal(name): raise() the signal in this process. */
 static int l_raise_signal(lua_State *L) {
   int sig = luaL_checkoption(L, 1, NULL, signal_names);
@@ -467,17 +524,17 @@ static int l_raise_signal(lua_State *L) {
 
 /* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
 
-static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT};
+static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT};
 
 static l_handle_t *check_handle(lua_State *L, int idx, const char **mt) {
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     l_handle_t *u = luaL_testudata(L, idx, handle_mts[i]);
     if (u) {
       if (mt) *mt = handle_mts[i];
       return u;
     }
   }
-  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal or tide.Server");
+  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal, tide.Server or tide.Input");
   return NULL;
 }
 
@@ -565,12 +622,67 @@ static int l_server_stats(lua_State *L) {
   return 1;
 }
 
+/* ---- tide.Input ------------------------------------------------------------------------ */
+
+static l_handle_t *check_open_input(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, INPUT_MT);
+  if (u->h == NULL) luaL_error(L, "attempt to use a closed " INPUT_MT);
+  return u;
+}
+
+/* inp:kind() -> "tty", "pipe", "tcp" or "file". */
+static int l_input_kind(lua_State *L) {
+  static const char *const kinds[] = {"?", "tty", "pipe", "tcp", "file"};
+  l_handle_t *u = check_open_input(L);
+  lua_pushstring(L, kinds[tide_input_kind(u->h)]);
+  return 1;
+}
+
+/* inp:set_raw(bool) -> true, or nil, msg, name (EINVAL: not a terminal). */
+static int l_input_set_raw(lua_State *L) {
+  l_handle_t *u = check_open_input(L);
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  int rc = tide_input_set_raw(u->h, lua_toboolean(L, 2));
+  if (rc) return push_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* inp:pause() / inp:resume(): stop and restart delivering bytes (they wait
+ * in the kernel meanwhile). No-ops after the end. */
+static int l_input_pause(lua_State *L) {
+  l_handle_t *u = check_open_input(L);
+  int rc = tide_input_pause(u->h);
+  if (rc) return push_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_input_resume(lua_State *L) {
+  l_handle_t *u = check_open_input(L);
+  int rc = tide_input_resume(u->h);
+  if (rc) return push_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* inp:winsize() -> cols, rows; or nil, msg, name (EINVAL: not a terminal). */
+static int l_input_winsize(lua_State *L) {
+  l_handle_t *u = check_open_input(L);
+  int cols = 0, rows = 0;
+  int rc = tide_input_winsize(u->h, &cols, &rows);
+  if (rc) return push_fail(L, rc);
+  lua_pushinteger(L, cols);
+  lua_pushinteger(L, rows);
+  return 2;
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static const luaL_Reg loop_methods[] = {
     {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal}, {"listen", l_loop_listen},
     {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},   {"now", l_loop_now},
-    {"close", l_loop_close}, {NULL, NULL}};
+    {"close", l_loop_close}, {"input", l_loop_input}, {NULL, NULL}};
 
 static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},         {"again", l_timer_again},
                                         {"close", l_handle_close},       {"is_active", l_handle_is_active},
@@ -587,6 +699,16 @@ static const luaL_Reg server_methods[] = {{"port", l_server_port},
                                          {"is_active", l_handle_is_active},
                                          {"is_closed", l_handle_is_closed},
                                          {NULL, NULL}};
+
+static const luaL_Reg input_methods[] = {{"kind", l_input_kind},
+                                        {"set_raw", l_input_set_raw},
+                                        {"pause", l_input_pause},
+                                        {"resume", l_input_resume},
+                                        {"winsize", l_input_winsize},
+                                        {"close", l_handle_close},
+                                        {"is_active", l_handle_is_active},
+                                        {"is_closed", l_handle_is_closed},
+                                        {NULL, NULL}};
 
 /* Create metatable `name` with __index = methods, __gc/__close = close. */
 static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction close,
@@ -613,6 +735,7 @@ int tide_l_loop_open(lua_State *L) {
   new_metatable(L, WATCH_MT, other_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, SIGNAL_MT, other_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, SERVER_MT, server_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, INPUT_MT, input_methods, l_handle_close, l_handle_tostring);
   lua_pushcfunction(L, l_loop_new);
   lua_setfield(L, -2, "loop");
   lua_pushcfunction(L, l_raise_signal);

@@ -13,6 +13,10 @@
  *   tide_srv_t { read buffer; line slices; conns: c1 <-> c2 <-> ...; stats }
  *   tide_conn_t { uv_tcp_t (first member); loop; srv; prev/next; pending line }
  *
+ * An input reader (stdin) owns a tide_in_t: its kind, fd, read buffer and
+ * state (raw, paused, ended); its uv handle is a uv_tty_t, uv_pipe_t,
+ * uv_tcp_t or, for files, a uv_idle_t from which it read()s.
+ *
  * Connections are not tide handles (not on the loop's list): the server
  * closes them when it closes. Like handles, a connection's memory is freed
  * in its close callback only, and counts in the loop's nclosing meanwhile;
@@ -30,7 +34,9 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +50,9 @@ struct tide_handle {
     uv_fs_event_t watch;
     uv_signal_t signal;
     uv_tcp_t tcp;
+    uv_tty_t tty;
+    uv_pipe_t pipe;
+    uv_idle_t idle;
   } u;
   tide_loop_t *loop;
   tide_handle_type_t type;
@@ -54,10 +63,12 @@ struct tide_handle {
     tide_watch_cb watch;
     tide_signal_cb signal;
     tide_lines_cb lines;
+    tide_input_cb input;
   } cb;
   tide_release_cb release;
   void *data;
   struct tide_srv *srv; /* servers only */
+  struct tide_in *in;   /* input readers only */
 };
 
 struct tide_loop {
@@ -202,10 +213,13 @@ static void handle_unlink(tide_handle_t *h) {
 static void srv_free(struct tide_srv *srv);
 static void srv_close_conns(tide_handle_t *h);
 
+static void input_closing(tide_handle_t *h);
+
 static void handle_on_closed(uv_handle_t *uvh) {
   tide_handle_t *h = uvh->data;
   h->loop->nclosing--;
   srv_free(h->srv);
+  free(h->in);
   free(h);
 }
 
@@ -223,6 +237,7 @@ void tide_handle_close(tide_handle_t *h) {
   h->closing = 1;
   handle_unlink(h);
   if (h->srv) srv_close_conns(h);
+  if (h->in) input_closing(h);
   h->loop->nclosing++;
   uv_close(&h->u.handle, handle_on_closed);
   tide_release_cb release = h->release;
@@ -698,4 +713,192 @@ void tide_server_stats(const tide_handle_t *h, tide_server_stats_t *out) {
     *out = h->srv->stats;
   else
     memset(out, 0, sizeof *out);
+}
+
+
+/* ---- input readers ------------------------------------------------------------------
+ *
+ * One read buffer per reader; each chunk is handed on before the next read,
+ * so the bytes are valid only during the callback. `ended` is set before the
+ * end is reported, and a reader that ended ignores pause and resume. */
+
+#define IN_READ_SIZE 65536
+
+typedef struct tide_in {
+  tide_input_kind_t kind;
+  int fd;
+  int raw;    /* the terminal is in raw mode now */
+  int paused; /* tide_input_pause was called (and not resume since) */
+  int ended;  /* end of input or a read error was reported */
+  char buf[IN_READ_SIZE];
+} tide_in_t;
+
+/* Terminal modes are process-wide (libuv keeps the one from before in a
+ * static); so is this flag: the exit handler is registered once. */
+static int input_atexit_registered;
+
+static void input_atexit(void) { uv_tty_reset_mode(); }
+
+/* Closing: the terminal gets its mode from before back. */
+static void input_closing(tide_handle_t *h) {
+  tide_in_t *in = h->in;
+  if (in->kind == TIDE_INPUT_TTY && in->raw) {
+    uv_tty_set_mode(&h->u.tty, UV_TTY_MODE_NORMAL);
+    in->raw = 0;
+  }
+}
+
+static void input_end(tide_handle_t *h, int status) {
+  h->in->ended = 1;
+  if (h->in->kind == TIDE_INPUT_FILE)
+    uv_idle_stop(&h->u.idle);
+  else
+    uv_read_stop((uv_stream_t *)&h->u.handle);
+  h->cb.input(h, h->data, NULL, 0, status);
+}
+
+static void input_on_alloc(uv_handle_t *uvh, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  tide_handle_t *h = uvh->data;
+  buf->base = h->in->buf;
+  buf->len = IN_READ_SIZE;
+}
+
+static void input_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  tide_handle_t *h = s->data;
+  if (h->closing || h->in->ended) return;
+  if (nread > 0)
+    h->cb.input(h, h->data, buf->base, (size_t)nread, 0);
+  else if (nread == UV_EOF)
+    input_end(h, 0);
+  else if (nread < 0)
+    input_end(h, (int)nread);
+}
+
+/* A file: one read() per loop iteration while not paused. */
+static void input_on_idle(uv_idle_t *idle) {
+  tide_handle_t *h = idle->data;
+  tide_in_t *in = h->in;
+  if (h->closing || in->ended) return;
+  ssize_t n = read(in->fd, in->buf, IN_READ_SIZE);
+  if (n > 0)
+    h->cb.input(h, h->data, in->buf, (size_t)n, 0);
+  else if (n == 0)
+    input_end(h, 0);
+  else if (errno != EINTR && errno != EAGAIN)
+    input_end(h, -errno);
+}
+
+static int input_read_start(tide_handle_t *h) {
+  if (h->in->kind == TIDE_INPUT_FILE) return uv_idle_start(&h->u.idle, input_on_idle);
+  return uv_read_start((uv_stream_t *)&h->u.handle, input_on_alloc, input_on_read);
+}
+
+int tide_input_start(tide_loop_t *loop, int fd, int raw, tide_input_cb cb, tide_release_cb release, void *data,
+                     tide_handle_t **out) {
+  *out = NULL;
+  if (loop->closed) return TIDE_ECLOSED;
+  tide_input_kind_t kind;
+  switch (uv_guess_handle(fd)) {
+  case UV_TTY: kind = TIDE_INPUT_TTY; break;
+  case UV_NAMED_PIPE: kind = TIDE_INPUT_PIPE; break;
+  case UV_TCP: kind = TIDE_INPUT_TCP; break;
+  case UV_FILE: kind = TIDE_INPUT_FILE; break;
+  default: return UV_EINVAL;
+  }
+  tide_handle_t *h = handle_new(loop, TIDE_HANDLE_INPUT, release, data);
+  tide_in_t *in = malloc(sizeof *in);
+  if (!h || !in) {
+    free(h);
+    free(in);
+    return -ENOMEM;
+  }
+  in->kind = kind;
+  in->fd = fd;
+  in->raw = in->paused = in->ended = 0;
+  h->in = in;
+  h->cb.input = cb;
+  int rc;
+  switch (kind) {
+  case TIDE_INPUT_TTY: rc = uv_tty_init(&loop->uv, &h->u.tty, fd, 1); break;
+  case TIDE_INPUT_PIPE:
+  case TIDE_INPUT_TCP: {
+    /* libuv closes a stream's fd when the handle closes (unless it is 0..2):
+     * it gets a duplicate, so that the caller's fd stays open. */
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dfd < 0) {
+      rc = -errno;
+      break;
+    }
+    rc = kind == TIDE_INPUT_PIPE ? uv_pipe_init(&loop->uv, &h->u.pipe, 0) : uv_tcp_init(&loop->uv, &h->u.tcp);
+    if (rc) {
+      close(dfd);
+      break;
+    }
+    rc = kind == TIDE_INPUT_PIPE ? uv_pipe_open(&h->u.pipe, dfd) : uv_tcp_open(&h->u.tcp, dfd);
+    if (rc) {
+      close(dfd);        /* not taken by the handle */
+      handle_abandon(h); /* frees in and h in the close callback */
+      return rc;
+    }
+    break;
+  }
+  default: rc = uv_idle_init(&loop->uv, &h->u.idle); break;
+  }
+  if (rc) {
+    free(in);
+    free(h);
+    return rc;
+  }
+  if (kind == TIDE_INPUT_TTY && raw) {
+    rc = uv_tty_set_mode(&h->u.tty, UV_TTY_MODE_RAW);
+    if (rc == 0) {
+      in->raw = 1;
+      if (!input_atexit_registered && atexit(input_atexit) == 0) input_atexit_registered = 1;
+    }
+  }
+  if (rc == 0) rc = input_read_start(h);
+  if (rc) {
+    input_closing(h); /* back to the mode from before */
+    handle_abandon(h);
+    return rc;
+  }
+  handle_link(h);
+  *out = h;
+  return 0;
+}
+
+tide_input_kind_t tide_input_kind(const tide_handle_t *h) { return h->in ? h->in->kind : 0; }
+
+int tide_input_set_raw(tide_handle_t *h, int raw) {
+  if (!h->in || h->in->kind != TIDE_INPUT_TTY || h->closing) return UV_EINVAL;
+  raw = raw != 0;
+  if (h->in->raw == raw) return 0;
+  int rc = uv_tty_set_mode(&h->u.tty, raw ? UV_TTY_MODE_RAW : UV_TTY_MODE_NORMAL);
+  if (rc == 0) {
+    h->in->raw = raw;
+    if (raw && !input_atexit_registered && atexit(input_atexit) == 0) input_atexit_registered = 1;
+  }
+  return rc;
+}
+
+int tide_input_pause(tide_handle_t *h) {
+  if (!h->in || h->closing) return UV_EINVAL;
+  if (h->in->ended || h->in->paused) return 0;
+  h->in->paused = 1;
+  if (h->in->kind == TIDE_INPUT_FILE) return uv_idle_stop(&h->u.idle);
+  return uv_read_stop((uv_stream_t *)&h->u.handle);
+}
+
+int tide_input_resume(tide_handle_t *h) {
+  if (!h->in || h->closing) return UV_EINVAL;
+  if (h->in->ended || !h->in->paused) return 0;
+  int rc = input_read_start(h);
+  if (rc == 0) h->in->paused = 0;
+  return rc;
+}
+
+int tide_input_winsize(tide_handle_t *h, int *cols, int *rows) {
+  if (!h->in || h->in->kind != TIDE_INPUT_TTY || h->closing) return UV_EINVAL;
+  return uv_tty_get_winsize(&h->u.tty, cols, rows);
 }

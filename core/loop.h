@@ -1,7 +1,7 @@
 /*
  * loop.h: tide's event loop, a thin owner of one libuv loop and the handles
  * tide starts on it (timers, file-system watches, signals, TCP line
- * servers).
+ * servers, an input reader for stdin).
  *
  * Ownership and lifetimes.
  *
@@ -58,8 +58,17 @@ typedef enum tide_handle_type {
   TIDE_HANDLE_TIMER = 1,
   TIDE_HANDLE_WATCH = 2,
   TIDE_HANDLE_SIGNAL = 3,
-  TIDE_HANDLE_SERVER = 4
+  TIDE_HANDLE_SERVER = 4,
+  TIDE_HANDLE_INPUT = 5
 } tide_handle_type_t;
+
+/* What an input reader reads from (see tide_input_start). */
+typedef enum tide_input_kind {
+  TIDE_INPUT_TTY = 1,  /* a terminal: uv_tty_t, raw mode available */
+  TIDE_INPUT_PIPE = 2, /* a pipe or a Unix socket: uv_pipe_t */
+  TIDE_INPUT_TCP = 3,  /* a TCP socket: uv_tcp_t */
+  TIDE_INPUT_FILE = 4  /* a regular file or a character device: read() from an idle handle */
+} tide_input_kind_t;
 
 typedef void (*tide_timer_cb)(tide_handle_t *h, void *data);
 /* filename may be NULL (libuv does not always know it); status < 0 reports
@@ -94,6 +103,12 @@ typedef struct tide_server_stats {
   uint64_t lines;    /* lines delivered */
   uint64_t errors;   /* failures reported to the error callback */
 } tide_server_stats_t;
+
+/* An input reader's bytes: len > 0 bytes at buf (valid only during the
+ * call), status 0; or the end: len 0 and status 0 at end of input, or
+ * status < 0 (a libuv code) when a read failed. After the end the reader
+ * is stopped (still open: close it). */
+typedef void (*tide_input_cb)(tide_handle_t *h, void *data, const char *buf, size_t len, int status);
 
 /* ---- loops ---------------------------------------------------------------- */
 
@@ -206,13 +221,60 @@ int tide_server_port(const tide_handle_t *h);
 /* A server's counters; zeroes for a handle that is not a server. */
 void tide_server_stats(const tide_handle_t *h, tide_server_stats_t *out);
 
+/* Read a file descriptor (the process's stdin, 0, in practice) on the loop:
+ * cb gets the bytes as they come, in chunks of any size (a chunk may end
+ * inside a UTF-8 sequence or a terminal escape sequence), then the end.
+ *
+ * What is read decides how (tide_input_kind): a terminal through uv_tty_t
+ * (libuv reopens the terminal for reading, so that fd 0 and the stdout
+ * that shares its file description stay blocking); a pipe or Unix socket
+ * through uv_pipe_t and a TCP socket through uv_tcp_t (on a duplicate of
+ * fd, which shares its O_NONBLOCK); a regular file or a character device (/dev/null) by read()s of
+ * 64 KiB from an idle handle, one per loop iteration (such reads do not
+ * block for long). The reader does not own fd: closing it leaves fd open.
+ *
+ * With raw != 0 a terminal is put in raw mode (no echo, no line buffering,
+ * no signals from Ctrl-C/Ctrl-Z: they arrive as bytes; output still maps LF
+ * to CR LF). The terminal's mode from before is restored when the reader
+ * closes (whoever closes it), by tide_input_set_raw(h, 0), and at process
+ * exit (an atexit handler registered with the first raw reader: a program
+ * that calls exit() with the reader open still leaves its terminal usable).
+ * raw is ignored for other kinds.
+ *
+ * Returns 0 and sets *out, UV_EINVAL (fd is not something readable: a
+ * UDP socket, an unknown handle type, a closed fd), a libuv error, -ENOMEM,
+ * or TIDE_ECLOSED; on error nothing is left open, the terminal mode is
+ * unchanged and release is not called. */
+int tide_input_start(tide_loop_t *loop, int fd, int raw, tide_input_cb cb, tide_release_cb release, void *data,
+                     tide_handle_t **out);
+
+/* The kind of an input reader, or 0 for a handle that is not one. */
+tide_input_kind_t tide_input_kind(const tide_handle_t *h);
+
+/* Switch a terminal reader between raw (raw != 0) and the terminal's mode
+ * from before the reader started (raw == 0; the mode a program should run
+ * user code in). Returns 0, UV_EINVAL for a handle that is not a terminal
+ * reader, or libuv's error (the terminal's tcsetattr failed). */
+int tide_input_set_raw(tide_handle_t *h, int raw);
+
+/* Stop delivering bytes (they wait in the kernel) / start again. Neither
+ * is an error after the end (then they do nothing). Returns 0, UV_EINVAL
+ * for a handle that is not an input reader, or libuv's error. */
+int tide_input_pause(tide_handle_t *h);
+int tide_input_resume(tide_handle_t *h);
+
+/* The terminal's size in columns and rows. Returns 0, UV_EINVAL for a
+ * handle that is not a terminal reader, or libuv's error. */
+int tide_input_winsize(tide_handle_t *h, int *cols, int *rows);
+
 /* Close a handle: it stops, release runs, and its memory is freed in the
  * close callback during a later loop iteration (or tide_loop_close). h must
  * be a handle that is open; after the call the caller must not use it. */
 void tide_handle_close(tide_handle_t *h);
 
 /* The handle's type, and 1 when it is active (a started timer, watch,
- * signal or server; a stopped timer is not active). */
+ * signal, server or input reader; a stopped timer, a paused reader, a
+ * reader at its end are not active). */
 tide_handle_type_t tide_handle_type(const tide_handle_t *h);
 int tide_handle_active(const tide_handle_t *h);
 

@@ -433,3 +433,103 @@ describe("tide.Server", function()
     assert.matches("loop_spec%.lua:%d+: bad lines", err)
   end)
 end)
+
+describe("tide.Input", function()
+  local support = require "spec.support"
+
+  -- Run a child lua5.4 whose stdin is `redirect` (a shell fragment) and that
+  -- reads it with loop:input(0, ...), printing the kind, each chunk's bytes
+  -- in %q form and the end.
+  local function child(redirect, extra)
+    local script = support.tmpname()
+    support.write_file(script, support.CHILD_PRELUDE .. [[
+local core = require "tide.core"
+local loop = core.loop()
+local parts = {}
+local inp = assert(loop:input(0, function(bytes, err)
+  if bytes then parts[#parts + 1] = bytes else parts[#parts + 1] = "<end " .. tostring(err) .. ">" end
+end))
+io.write(inp:kind(), "\n")
+]] .. (extra or "") .. [[
+loop:run()
+io.write(string.format("%q", table.concat(parts)), "\n")
+assert(inp:is_active() == false)
+inp:close()
+loop:close()
+]])
+    local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    return out
+  end
+
+  it("reads a pipe to its end", function()
+    assert.equal('pipe\n"one\\\ntwo<end nil>"\n', child("printf 'one\\ntwo' |"))
+  end)
+
+  it("reads a file to its end, and /dev/null as empty", function()
+    local path = support.tmpname()
+    support.write_file(path, string.rep("x", 70000))
+    local out = child("<" .. path, [[
+local r, e = inp:set_raw(true)
+io.write(tostring(r), " ", e, "\n")
+io.write(tostring(select(2, inp:winsize())), "\n")
+]])
+    os.remove(path)
+    -- 70000 bytes come in two reads and whole.
+    local want = 'file\nnil EINVAL: Invalid argument\nEINVAL: Invalid argument\n"' .. string.rep("x", 70000) ..
+      '<end nil>"\n'
+    assert.is_true(out == want, "unexpected output of " .. #out .. " bytes: " .. out:sub(1, 200))
+    assert.equal('file\n"<end nil>"\n', child("</dev/null"))
+  end)
+
+  it("holds bytes back while paused", function()
+    local out = child("printf 'abc' |", [[
+inp:pause()
+assert(not inp:is_active())
+loop:timer(50, 0, function()
+  io.write("#parts=", #parts, "\n")
+  inp:resume()
+end)
+]])
+    assert.equal('pipe\n#parts=0\n"abc<end nil>"\n', out)
+  end)
+
+  it("checks its arguments and options", function()
+    local loop <close> = core.loop()
+    assert.has_error(function() loop:input(-1, print) end,
+      "bad argument #1 to 'input' (must be a file descriptor (>= 0))")
+    assert.has_error(function() loop:input(0) end, "bad argument #2 to 'input' (function expected, got no value)")
+    assert.has_error(function() loop:input(0, print, { rare = true }) end,
+      "input: unknown option 'rare' (allowed: raw)")
+    assert.has_error(function() loop:input(0, print, { raw = 1 }) end, "input: option 'raw' must be a boolean")
+  end)
+
+  it("fails with a failure tuple on a descriptor that is not open", function()
+    local loop <close> = core.loop()
+    local inp, msg, name = loop:input(987, print)
+    assert.is_nil(inp)
+    assert.equal("EINVAL: Invalid argument", msg)
+    assert.equal("EINVAL", name)
+    assert.is_false(loop:run("nowait"))
+  end)
+
+  it("refuses use once closed", function()
+    local script = support.tmpname()
+    support.write_file(script, support.CHILD_PRELUDE .. [[
+local core = require "tide.core"
+local loop = core.loop()
+local inp = assert(loop:input(0, function() end))
+inp:close()
+inp:close()
+print(tostring(inp), inp:is_closed(), select(2, pcall(inp.kind, inp)))
+loop:close()
+]])
+    local p = io.popen("lua5.4 " .. script .. " </dev/null 2>&1")
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.matches("^tide%.Input %(closed%)\ttrue\t.*attempt to use a closed tide%.Input\n$", out)
+  end)
+end)

@@ -1,7 +1,8 @@
 /*
  * test_loop.c: the event loop (core/loop.c): timers fire in order, a watch
  * sees a write, signals arrive, closing from inside a callback works, TCP
- * line servers cut lines across reads and connections, and every test ends
+ * line servers cut lines across reads and connections, input readers read
+ * a pipe, a file and a pseudo-terminal (raw mode on, then restored), and every test ends
  * by proving that nothing is left open on the uv loop.
  */
 #include <arpa/inet.h>
@@ -10,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
+#include <termios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,6 +517,201 @@ static void test_server_many_lines(void) {
   T_EQ_INT(tide_loop_free(loop), 0);
 }
 
+/* ---- input readers ---------------------------------------------------------------- */
+
+typedef struct inrec {
+  char got[256];
+  size_t n;
+  int chunks, ends, status, released;
+  int close_on_data; /* close the reader from its callback */
+} inrec_t;
+
+static void in_cb(tide_handle_t *h, void *data, const char *buf, size_t len, int status) {
+  inrec_t *r = data;
+  if (len == 0) {
+    r->ends++;
+    r->status = status;
+    return;
+  }
+  r->chunks++;
+  if (r->n + len < sizeof r->got) {
+    memcpy(r->got + r->n, buf, len);
+    r->n += len;
+    r->got[r->n] = 0;
+  }
+  if (r->close_on_data) tide_handle_close(h);
+}
+
+static void in_release(tide_handle_t *h, void *data) {
+  (void)h;
+  ((inrec_t *)data)->released++;
+}
+
+static void test_input_reads_a_pipe(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  int fds[2];
+  T_EQ_INT(pipe(fds), 0);
+  inrec_t r;
+  memset(&r, 0, sizeof r);
+  tide_handle_t *h;
+  T_EQ_INT(tide_input_start(loop, fds[0], 1, in_cb, in_release, &r, &h), 0);
+  T_EQ_INT(tide_handle_type(h), TIDE_HANDLE_INPUT);
+  T_EQ_INT(tide_input_kind(h), TIDE_INPUT_PIPE);
+  T_EQ_INT(tide_input_set_raw(h, 1), UV_EINVAL); /* not a terminal */
+  int cols, rows;
+  T_EQ_INT(tide_input_winsize(h, &cols, &rows), UV_EINVAL);
+  T_CHECK(tide_handle_active(h));
+  /* Paused, the bytes wait in the pipe; resumed, they come. */
+  T_EQ_INT(tide_input_pause(h), 0);
+  T_EQ_INT(tide_input_pause(h), 0); /* idempotent */
+  T_CHECK(!tide_handle_active(h));
+  T_EQ_INT(write(fds[1], "one\ntwo", 7), 7);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_NOWAIT), 0);
+  T_EQ_INT(r.chunks, 0);
+  T_EQ_INT(tide_input_resume(h), 0);
+  T_EQ_INT(tide_input_resume(h), 0);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_ONCE), 1);
+  T_EQ_STR(r.got, "one\ntwo");
+  T_EQ_INT(r.ends, 0);
+  T_EQ_INT(write(fds[1], "\nthree", 6), 6);
+  close(fds[1]);
+  /* The end stops the reader: the loop has nothing left to wait for. */
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_STR(r.got, "one\ntwo\nthree");
+  T_EQ_INT(r.ends, 1);
+  T_EQ_INT(r.status, 0);
+  T_CHECK(!tide_handle_active(h));
+  T_EQ_INT(tide_input_resume(h), 0); /* a no-op after the end */
+  T_EQ_INT(tide_loop_handles(loop), 1);
+  tide_handle_close(h);
+  T_EQ_INT(r.released, 1);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+  /* The reader does not own its fd: it is still open. */
+  T_CHECK(fcntl(fds[0], F_GETFD) >= 0);
+  T_EQ_INT(close(fds[0]), 0);
+}
+
+static void test_input_reads_a_file(void) {
+  char path[] = "/tmp/tide-test-input-XXXXXX";
+  int fd = mkstemp(path);
+  T_CHECK(fd >= 0);
+  if (fd < 0) return;
+  /* 150000 bytes: more than one 64 KiB read. */
+  char block[1000];
+  memset(block, 'x', sizeof block);
+  for (int i = 0; i < 150; i++) T_EQ_INT(write(fd, block, sizeof block), (long long)sizeof block);
+  T_EQ_INT(lseek(fd, 0, SEEK_SET), 0);
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  inrec_t r;
+  memset(&r, 0, sizeof r);
+  tide_handle_t *h;
+  T_EQ_INT(tide_input_start(loop, fd, 1, in_cb, in_release, &r, &h), 0);
+  T_EQ_INT(tide_input_kind(h), TIDE_INPUT_FILE);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(r.chunks, 3);
+  T_EQ_INT(r.ends, 1);
+  T_EQ_INT(r.status, 0);
+  T_EQ_INT(r.released, 0);
+  T_EQ_INT(tide_loop_free(loop), 0); /* closes the reader */
+  T_EQ_INT(r.released, 1);
+  close(fd);
+  unlink(path);
+}
+
+static void test_input_closed_from_its_callback(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  int fds[2];
+  T_EQ_INT(pipe(fds), 0);
+  inrec_t r;
+  memset(&r, 0, sizeof r);
+  r.close_on_data = 1;
+  tide_handle_t *h;
+  T_EQ_INT(tide_input_start(loop, fds[0], 0, in_cb, in_release, &r, &h), 0);
+  T_EQ_INT(write(fds[1], "x", 1), 1);
+  close(fds[1]);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(r.chunks, 1);
+  T_EQ_INT(r.ends, 0); /* closed before its end was read */
+  T_EQ_INT(r.released, 1);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+  T_EQ_INT(close(fds[0]), 0);
+}
+
+static void test_input_refuses_a_bad_fd(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  int fds[2];
+  T_EQ_INT(pipe(fds), 0);
+  close(fds[0]);
+  close(fds[1]);
+  inrec_t r;
+  memset(&r, 0, sizeof r);
+  tide_handle_t *h = (tide_handle_t *)&r;
+  T_EQ_INT(tide_input_start(loop, fds[0], 0, in_cb, in_release, &r, &h), UV_EINVAL);
+  T_CHECK(h == NULL);
+  T_EQ_INT(r.released, 0);
+  T_EQ_INT(tide_loop_handles(loop), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+}
+
+/* A pseudo-terminal: raw mode while the reader is open, the mode from
+ * before once it closes; set_raw switches in between. */
+static void test_input_terminal_raw_mode(void) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  T_CHECK(master >= 0);
+  if (master < 0) return;
+  T_EQ_INT(grantpt(master), 0);
+  T_EQ_INT(unlockpt(master), 0);
+  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+  T_CHECK(slave >= 0);
+  if (slave < 0) {
+    close(master);
+    return;
+  }
+  struct termios before, now;
+  T_EQ_INT(tcgetattr(slave, &before), 0);
+  T_CHECK((before.c_lflag & (ICANON | ECHO)) == (ICANON | ECHO));
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  inrec_t r;
+  memset(&r, 0, sizeof r);
+  tide_handle_t *h;
+  T_EQ_INT(tide_input_start(loop, slave, 1, in_cb, in_release, &r, &h), 0);
+  T_EQ_INT(tide_input_kind(h), TIDE_INPUT_TTY);
+  T_EQ_INT(tcgetattr(slave, &now), 0);
+  T_EQ_INT(now.c_lflag & (ICANON | ECHO | ISIG), 0);
+  int cols = -1, rows = -1;
+  T_EQ_INT(tide_input_winsize(h, &cols, &rows), 0);
+  T_CHECK(cols >= 0 && rows >= 0);
+  /* In raw mode a byte comes without its line being finished, Ctrl-C too. */
+  T_EQ_INT(write(master, "a\003", 2), 2);
+  while (r.n < 2 && tide_loop_run(loop, TIDE_RUN_ONCE) == 1) {}
+  T_EQ_STR(r.got, "a\003");
+  T_EQ_INT(tide_input_set_raw(h, 0), 0);
+  T_EQ_INT(tcgetattr(slave, &now), 0);
+  T_EQ_INT(now.c_lflag & (ICANON | ECHO), ICANON | ECHO);
+  T_EQ_INT(tide_input_set_raw(h, 1), 0);
+  T_EQ_INT(tcgetattr(slave, &now), 0);
+  T_EQ_INT(now.c_lflag & (ICANON | ECHO), 0);
+  tide_handle_close(h); /* restores the mode */
+  T_EQ_INT(r.released, 1);
+  T_EQ_INT(tcgetattr(slave, &now), 0);
+  T_EQ_INT(now.c_lflag, before.c_lflag);
+  T_EQ_INT(now.c_iflag, before.c_iflag);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+  close(slave);
+  close(master);
+}
+
 int main(void) {
   T_RUN(test_timers_fire_in_order);
   T_RUN(test_repeating_timer);
@@ -528,5 +725,10 @@ int main(void) {
   T_RUN(test_server_closed_from_its_callback);
   T_RUN(test_server_errors);
   T_RUN(test_server_many_lines);
+  T_RUN(test_input_reads_a_pipe);
+  T_RUN(test_input_reads_a_file);
+  T_RUN(test_input_closed_from_its_callback);
+  T_RUN(test_input_refuses_a_bad_fd);
+  T_RUN(test_input_terminal_raw_mode);
   T_DONE();
 }
