@@ -115,14 +115,53 @@ bench-soak: all
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua
 
+# doc: the HTML API reference (LDoc, docs/config.ld) in DOC_DIR. Markdown
+# formatting needs lua-markdown, in the Lua that runs ldoc (5.1 on Debian);
+# without it the comments come out as plain text (-D plain).
+DOC_DIR   ?= build/doc
+
 doc:
-	ldoc -c docs/config.ld .
+	@rm -rf "$(DOC_DIR)/index.html" "$(DOC_DIR)/modules"
+	ldoc -c docs/config.ld -d "$(abspath $(DOC_DIR))" \
+	  $$(lua5.1 -e 'require "markdown"' 2>/dev/null || echo "-D plain") .
+
+# install, uninstall: through LuaRocks and tide-scm-1.rockspec, offline
+# (--deps-mode=none: Lua is the rock's only dependency, the C libraries
+# are Debian's), into TREE or LuaRocks' default tree (/usr/local as root).
+# The rock is built in a temporary copy of the sources: LuaRocks' builtin
+# build writes its objects next to the sources and installs every file
+# under lua/ (core.so of `make`, the connectors symlink's README), so the
+# copy holds only what the rockspec names and keeps the checkout clean.
+LUAROCKS  ?= luarocks --lua-version=5.4
+ROCKSPEC   = tide-scm-1.rockspec
+ROCK_TREE  = $(if $(TREE),--tree="$(abspath $(TREE))")
 
 install:
-	luarocks --lua-version=5.4 make tide-scm-1.rockspec $(if $(TREE),--tree=$(TREE))
+	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
+	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
+	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
+	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	cp bin/tide "$$stage/bin/" && \
+	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)
 
 uninstall:
-	luarocks --lua-version=5.4 remove tide $(if $(TREE),--tree=$(TREE))
+	$(LUAROCKS) $(ROCK_TREE) remove tide
+
+# test-install: install into a temporary tree, then, with only that tree on
+# the paths and from a directory outside the checkout, require "tide" from
+# lua5.4 and run a copy of the quickstart with the installed `tide`;
+# uninstall and remove the tree. spec/install_spec.lua checks the same.
+test-install:
+	@tree=$$(mktemp -d) && trap 'rm -rf "$$tree"' EXIT && \
+	$(MAKE) --no-print-directory install TREE="$$tree" && \
+	mkdir "$$tree/run" && cp -R examples/quickstart "$$tree/run/" && \
+	( cd "$$tree/run" && unset LUA_PATH_5_4 LUA_CPATH_5_4 && eval "$$($(LUAROCKS) --tree="$$tree" path)" && \
+	  core=$$(lua5.4 -e 'require "tide"; print(package.searchpath("tide.core", package.cpath))') && \
+	  case "$$core" in "$$tree"/*) echo "test-install: require \"tide\" loads $$core" ;; \
+	    *) echo "test-install: tide.core is not the tree's: $$core" >&2; exit 1 ;; esac && \
+	  "$$tree/bin/tide" run quickstart/pipeline.lua ) && \
+	$(MAKE) --no-print-directory uninstall TREE="$$tree" && \
+	test ! -e "$$tree/bin/tide" && echo "test-install: ok"
 
 clean:
 	rm -rf build build-asan lua/tide/core.so core/*.o

@@ -47,6 +47,44 @@ describe("tide-scm-1.rockspec", function()
     assert.same({}, listed)
   end)
 
+  it("depends on Lua alone, so that `luarocks make` downloads nothing", function()
+    -- Debian's lua-cjson is not a rock: naming it would send LuaRocks to the
+    -- network (TOOLCHAIN.md)
+    assert.same({ "lua >= 5.4, < 5.5" }, spec.dependencies)
+    assert.equal("command", spec.test.type)
+  end)
+
+  it("links tide.core with the libraries the Makefile links, each found as an external dependency", function()
+    local makefile = assert(io.open("Makefile")):read("a")
+    local ldlibs = assert(makefile:match("\nLDLIBS%s*=%s*([^\n]*)"), "no LDLIBS in the Makefile")
+    local from_make = {}
+    for lib in ldlibs:gmatch("%-l(%S+)") do
+      -- libpthread is part of glibc's libc since 2.34: the Makefile names it
+      -- for older systems, the rock does not need it
+      if lib ~= "pthread" then from_make[#from_make + 1] = lib end
+    end
+    local core = modules["tide.core"]
+    assert.same(from_make, core.libraries)
+    local external = {}
+    for name, dep in pairs(spec.external_dependencies) do
+      external[dep.library] = name
+      assert.is_truthy(dep.header, name .. " has no header to look for")
+    end
+    for _, lib in ipairs(core.libraries) do
+      if lib ~= "m" then
+        local name = external[lib]
+        assert.is_truthy(name, lib .. " is not an external dependency")
+        local incdirs, libdirs = table.concat(core.incdirs, " "), table.concat(core.libdirs, " ")
+        assert.matches("$(" .. name .. "_INCDIR)", incdirs, 1, true)
+        assert.matches("$(" .. name .. "_LIBDIR)", libdirs, 1, true)
+      end
+    end
+  end)
+
+  it("installs bin/tide as the tide command", function()
+    assert.same({ tide = "bin/tide" }, spec.build.install.bin)
+  end)
+
   it("names no module file that does not exist", function()
     for mod, path in pairs(modules) do
       if type(path) == "string" then
