@@ -14,12 +14,16 @@
  *   core.sort(batch, {{col=, desc=, nulls_first=}..}) -> Batch
  *   core.concat({Batch..}, schema)       -> Batch
  *   core.slice(batch, offset, count)     -> Batch
- *   agg:push(batch, keys, args [, window [, filter [, first]]]), agg:result()
- *   agg:groups(), agg:bytes()
+ *   agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new]]]]])
+ *                          -> true, info | nil, msg, ENAME
+ *   agg:result(), agg:groups(), agg:bytes()
  *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
  *   agg:clear_changes()
  *   agg:restore(sid, record) -> true | nil, msg, ENAME
- *   agg:evict(key, bound)  -> Batch, {sid..} | nil, msg, ENAME
+ *   agg:evict(col, bound)  -> Batch, {sid..} | nil, msg, ENAME
+ *   agg:lookup(keys)       -> {sid | false ..}
+ *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
+ *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
  *     Streaming state (agg.h): every group has a state id (sid, an integer
  *     >= 1 that no other group of this aggregation's life gets). changes()
  *     gives the groups that push() created or updated since the last
@@ -28,9 +32,12 @@
  *     clearing. restore(sid, record) adds the group a record describes (not
  *     as a change); a record that is damaged, of another format version or
  *     of another plan gives nil, msg, "ECORRUPT" | "EFORMAT" | "ESCHEMA".
- *     evict(key, bound) removes the groups whose key column `key` (by name;
- *     int or timestamp) is not NULL and <= bound, returning their final
+ *     evict(col, bound) removes the groups whose column `col` (a 1-based
+ *     index or a name over the result schema; a key or an aggregate of int
+ *     or timestamp result) is not NULL and <= bound, returning their final
  *     rows and sids; the same key seen later starts a fresh group.
+ *     lookup/merge/remove work on given groups (session windows): the
+ *     sids of keys, folding one group into another, removing by sid.
  *   core.udf_filter(batch, fn [, first]) -> Batch | nil, msg
  *   core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
  *   core.rows_batch(schema, rows)        -> Batch | nil, msg
@@ -428,6 +435,16 @@ static int l_agg(lua_State *L) {
  *   filter  an Expr, or a Lua function(row): only the rows where it is
  *           TRUE (truthy) count: a `where` or `filter` fused into the
  *           aggregation; first = input rows before this batch, for messages
+ *   late    {col = (1-based timestamp/int column), bound = ms}: the
+ *           (row, window) pairs at or below the bound are left out
+ *           (SEMANTICS.md s.3): by the window's end when the window is over
+ *           col, else by the row's value there (NULL is never late)
+ *   want_new  true: report the rows that created a group
+ * Returns true and info = {pushed = pairs aggregated, late_pairs =,
+ * late_groups = distinct keys (window included) among the late pairs,
+ * lost = nil or a Batch of the input rows whose every pair was late,
+ * new = (want_new) a Batch of the input rows that created a group}; the
+ * batches have the input's schema and keep its row order.
  * Keys and arguments that are bare columns are read in place; others are
  * evaluated into temporary columns. A filter gathers only the columns the
  * aggregation reads. With a window, each row is repeated once per window it
