@@ -1,0 +1,162 @@
+-- `tide run` in a real terminal: tmux runs bin/tide in a 120x40 pane, keys
+-- go in with send-keys, the screen comes back with capture-pane. Status
+-- lines, the console sink's tables above them, Ctrl-C. Every wait is for a
+-- condition on the screen or on disk, with a deadline.
+
+local support = require "support"
+local core = require "tide.core"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- One tmux server of our own (-L: its own socket), killed after each test.
+local Tmux = {}
+Tmux.__index = Tmux
+
+local function tmux_start(command)
+  local self = setmetatable({ sock = "tide-run-" .. support.tmpname():match("[^/]*$") }, Tmux)
+  local env = ""
+  if os.getenv("TIDE_CPATH") then
+    local cp = os.getenv("TIDE_CPATH"):gsub("[^;]+", function(p)
+      return p:sub(1, 1) == "/" and p or support.ROOT .. "/" .. p
+    end)
+    env = "TIDE_CPATH=" .. q(cp) .. " "
+  end
+  -- The shell prints the exit status and stays, so the last screen can be read.
+  local inner = string.format("cd %s && %s%s; echo rc=$?; sleep 600", q(support.ROOT), env, command)
+  local out = sh(string.format("tmux -L %s new-session -d -x 120 -y 40 %s", self.sock, q(inner)))
+  assert(out == "", out)
+  return self
+end
+
+function Tmux:screen() return sh(string.format("tmux -L %s capture-pane -p", self.sock)) end
+function Tmux:keys(k) sh(string.format("tmux -L %s send-keys %s", self.sock, k)) end
+function Tmux:kill() sh(string.format("tmux -L %s kill-server", self.sock)) end
+
+-- Wait until pred(screen) returns a true value (returned with the screen),
+-- or fail after `secs` showing the last screen.
+function Tmux:wait(what, pred, secs)
+  local deadline, screen = os.time() + (secs or 20)
+  repeat
+    screen = self:screen()
+    local r = pred(screen)
+    if r then return r, screen end
+    support.sleep_ms(50)
+  until os.time() > deadline
+  error("timed out waiting for " .. what .. "; the screen:\n" .. screen, 2)
+end
+
+local function lines_of(screen)
+  local t = {}
+  for line in (screen .. "\n"):gmatch("([^\n]*)\n") do t[#t + 1] = line end
+  while t[#t] == "" do t[#t] = nil end
+  return t
+end
+
+local ISO = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[%.%d]*Z$"
+local LINE = "^query (%a+): in [%d.]+[kM]? rows/s, processed [%d.]+[kM]? rows/s, batch ([%-%d]+), " ..
+  "watermark (%S+), lag (%S+)$"
+
+-- The status lines at the bottom of a screen, checked: the screen's last
+-- lines are the status lines (one per query, "ticks" without a watermark,
+-- "late" with one), whole, and nothing else on the screen looks like one:
+-- the console's tables and the script's print() went above them.
+-- Returns the batch ids they show, by query, once both show one.
+local function status_of(screen)
+  local l = lines_of(screen)
+  local at, batch = {}, {}
+  for k, line in ipairs(l) do
+    if line:find("query ", 1, true) then
+      local name, b, wm, lag = line:match(LINE)
+      assert(name == "ticks" or name == "late", "a garbled status line: " .. line .. "\n" .. screen)
+      assert(at[name] == nil, "two status lines of one query:\n" .. screen)
+      at[name], batch[name] = k, tonumber(b)
+      if name == "late" then batch.late_watermark = wm end
+      if name == "ticks" or not batch[name] then
+        assert(wm == "-" and lag == "-", line)
+      elseif batch[name] >= 2 then
+        assert(wm:match(ISO) and lag:match("^[%d.]+[mshd%d]+$"), line)
+      end
+    end
+  end
+  if not (batch.ticks and batch.late) then return nil end
+  -- the two lines at the bottom, below every table line
+  assert(math.max(at.ticks, at.late) == #l and math.min(at.ticks, at.late) == #l - 1, screen)
+  return batch
+end
+
+describe("tide run on a terminal", function()
+  local script, ck, t
+  before_each(function()
+    script, ck = support.tmpname() .. ".lua", support.tmpname()
+  end)
+  after_each(function()
+    if t then t:kill() end
+    t = nil
+    os.execute(string.format("rm -rf %s %s", q(script), q(ck)))
+  end)
+
+  it("shows a status line per query, updated in place below the console's tables, and Ctrl-C commits and exits 0",
+    function()
+      support.write_file(script, string.format([[
+local tide = require "tide"
+tide.read_stream("rate", { rows_per_second = 200 })
+  :write_stream("console", { trigger = "300 ms", name = "ticks", num_rows = 2, checkpoint = %q })
+tide.read_stream("rate", { rows_per_second = 50 })
+  :with_watermark("timestamp", "2 seconds")
+  :write_stream(function(id) print("late wrote batch " .. id) end, { trigger = "200 ms", name = "late" })
+]], ck))
+      t = tmux_start("bin/tide run " .. q(script))
+      local first = t:wait("both status lines after a batch", function(s)
+        local st = status_of(s)
+        return st and st.ticks >= 1 and s:find("Batch: 1", 1, true) and s:find("\nlate wrote batch 1\n") and st
+      end)
+      -- the lines update in place: a later batch, still one line each, at the bottom
+      t:wait("a later batch on the status line", function(s)
+        local st = status_of(s)
+        return st and st.ticks >= first.ticks + 2 and st.late > first.late and st.late_watermark:match(ISO)
+      end)
+      -- the tables and the lines never mix: checked on every screen seen,
+      -- here a few more of them
+      local screens = 0
+      t:wait("more screens", function(s)
+        if status_of(s) then screens = screens + 1 end
+        return screens >= 10
+      end)
+      t:keys("C-c")
+      local _, screen = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end)
+      assert.equal("0", screen:match("rc=(%d+)\n"))
+      -- the status lines were erased before exiting
+      assert.is_nil(screen:find("query ticks:", 1, true), screen)
+      assert.is_nil(screen:find("query late:", 1, true), screen)
+      -- the last batch the console printed is committed
+      local shown
+      for n in screen:gmatch("Batch: (%d+)") do shown = tonumber(n) end
+      local c = assert(core.checkpoint(ck, { read_only = true }))
+      local off, com = c:latest()
+      c:close()
+      assert.equal(shown, com)
+      assert.equal(com, off)
+    end)
+
+  it("shows no status line with --quiet", function()
+    support.write_file(script, [[
+local tide = require "tide"
+tide.read_stream("rate", { rows_per_second = 100 })
+  :write_stream("console", { trigger = "200 ms", name = "ticks", num_rows = 1 })
+]])
+    t = tmux_start("bin/tide run --quiet " .. q(script))
+    t:wait("three batches", function(s) return s:find("Batch: 3", 1, true) end)
+    local screen = t:screen()
+    assert.is_nil(screen:find("query ticks", 1, true), screen)
+    t:keys("C-c")
+    local rc = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end)
+    assert.equal("0", rc)
+  end)
+end)
