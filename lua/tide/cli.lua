@@ -1007,14 +1007,15 @@ local function script_traceback(msg)
   return cut_traceback(debug.traceback(msg, 2))
 end
 
--- Is stdout a terminal? tide.core has no isatty binding (yet), so this asks
--- a shell: `test -t 1` under os.execute inherits our stdout (under io.popen
--- its stdout would be the pipe). TERM unset or "dumb" means no ANSI codes.
+-- Is stdout a terminal that understands ANSI codes? TERM unset or "dumb"
+-- means no. Then libuv's guess of fd 1 (core.guess_handle) where the core
+-- has it; otherwise a shell's `test -t 1` under os.execute, which inherits
+-- our stdout (under io.popen its stdout would be the pipe).
 local function stdout_is_terminal()
-  local core = require "tide.core"
-  if type(core.isatty) == "function" then return core.isatty(1) == true end
   local term = os.getenv("TERM")
   if term == nil or term == "" or term == "dumb" then return false end
+  local core = require "tide.core"
+  if type(core.guess_handle) == "function" then return core.guess_handle(1) == "tty" end
   return os.execute("test -t 1") == true
 end
 
