@@ -85,6 +85,13 @@ local function avg(field, from, to)
   for i = from, to do t = t + s[i][field] end
   return t / (to - from + 1)
 end
+local raw_max, raw_at = 0, nil
+for _, x in ipairs(s) do
+  if x.rss_raw > raw_max then raw_max, raw_at = x.rss_raw, x.batch_id end
+end
+if raw_at then
+  print(format("  RSS before the forced collection (not checked): max %.1f MB, at batch %d", raw_max / 2 ^ 20, raw_at))
+end
 if n >= 4 then
   print(format("  mean state memory (memory_bytes): first quarter %.2f MB, second half %.2f MB",
     avg("state_bytes", 1, n // 4) / 2 ^ 20, avg("state_bytes", n // 2 + 1, n) / 2 ^ 20))
