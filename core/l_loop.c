@@ -13,6 +13,7 @@
  *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
  *   loop:stop(); loop:alive(); loop:now(); loop:close()
  *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
+ *   core.guess_handle(fd)                          -- "tty", "pipe", "tcp", "udp", "file" or "unknown"
  *
  * Memory and lifetimes.
  *
@@ -522,6 +523,24 @@ static int l_raise_signal(lua_State *L) {
   return 0;
 }
 
+/* core.guess_handle(fd): what fd is (uv_guess_handle): "tty", "pipe" (a
+ * pipe or a Unix socket), "tcp", "udp", "file" (a regular file or a
+ * character device) or "unknown" (also a closed fd). The REPL edits lines
+ * only when both stdin and stdout are terminals. */
+static int l_guess_handle(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "must be a file descriptor (>= 0)");
+  switch (uv_guess_handle((int)fd)) {
+  case UV_TTY: lua_pushliteral(L, "tty"); break;
+  case UV_NAMED_PIPE: lua_pushliteral(L, "pipe"); break;
+  case UV_TCP: lua_pushliteral(L, "tcp"); break;
+  case UV_UDP: lua_pushliteral(L, "udp"); break;
+  case UV_FILE: lua_pushliteral(L, "file"); break;
+  default: lua_pushliteral(L, "unknown"); break;
+  }
+  return 1;
+}
+
 /* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
 
 static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT};
@@ -740,5 +759,7 @@ int tide_l_loop_open(lua_State *L) {
   lua_setfield(L, -2, "loop");
   lua_pushcfunction(L, l_raise_signal);
   lua_setfield(L, -2, "raise_signal");
+  lua_pushcfunction(L, l_guess_handle);
+  lua_setfield(L, -2, "guess_handle");
   return 0;
 }
