@@ -290,12 +290,23 @@ static lua_Unsigned field_len(lua_State *L, const char *state, const char *field
 }
 
 /* The string at index i of the table on top (a string, never converted:
- * its bytes stay referenced by the table during the commit). */
+ * its bytes stay referenced by the table during the commit). A key may
+ * also be an integer >= 0, stored as 8 bytes big-endian in `room` (the
+ * engine keys its operators' state by 64-bit state ids: packing them here
+ * saves a Lua string per changed group and batch). */
 static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const char *state, const char *what,
-                              lua_Integer at) {
-  if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-    luaL_error(L, "commit: changes['%s'].%s[%d]: %s must be a string, got %s", state, what, (int)at,
-               i == 2 ? "value" : "key", luaL_typename(L, -1));
+                              lua_Integer at, unsigned char *room) {
+  int ty = lua_rawgeti(L, -1, i);
+  if (ty == LUA_TNUMBER && room && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) {
+    uint64_t v = (uint64_t)lua_tointeger(L, -1);
+    for (int b = 7; b >= 0; b--, v >>= 8) room[b] = (unsigned char)v;
+    *len = 8;
+    lua_pop(L, 1);
+    return (const char *)room;
+  }
+  if (ty != LUA_TSTRING)
+    luaL_error(L, "commit: changes['%s'].%s[%d]: %s must be a string%s, got %s", state, what, (int)at,
+               room ? "key" : "value", room ? " or an integer >= 0" : "", luaL_typename(L, -1));
   const char *s = lua_tolstring(L, -1, len);
   lua_pop(L, 1);
   return s;
@@ -303,6 +314,7 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
 
 /* ck:commit(n, text [, changes]) -> true
  * changes = { [state name] = { put = { {key, value}, ... }, del = { key, ... } } }
+ * (a key is a string, or an integer >= 0 stored as 8 bytes big-endian)
  * Pass 1 checks the shape and counts; pass 2 fills one block of
  * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
  * whose pointers are into the Lua strings the changes table holds. Per
@@ -338,8 +350,9 @@ static int l_commit(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  tide_ckpt_change_t *ch = lua_newuserdatauv(L, nch * sizeof *ch + nops * sizeof(tide_ckpt_op_t) + 1, 0);
+  tide_ckpt_change_t *ch = lua_newuserdatauv(L, nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1, 0);
   tide_ckpt_op_t *ops = (tide_ckpt_op_t *)(ch + nch);
+  unsigned char *keys = (unsigned char *)(ops + nops); /* 8 bytes per op for integer keys */
   size_t ci = 0, oi = 0;
   if (nch) {
     lua_pushnil(L);
@@ -354,9 +367,10 @@ static int l_commit(lua_State *L) {
           if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
             return luaL_error(L, "commit: changes['%s'].put[%d] must be a {key, value} pair, got %s", state, (int)i,
                               luaL_typename(L, -1));
-          tide_ckpt_op_t *op = &ops[oi++];
-          op->key = raw_string(L, 1, &op->klen, state, "put", i);
-          op->val = raw_string(L, 2, &op->vlen, state, "put", i);
+          tide_ckpt_op_t *op = &ops[oi];
+          op->key = raw_string(L, 1, &op->klen, state, "put", i, keys + 8 * oi);
+          op->val = raw_string(L, 2, &op->vlen, state, "put", i, NULL);
+          oi++;
           lua_pop(L, 1);
         }
       }
@@ -364,14 +378,11 @@ static int l_commit(lua_State *L) {
       if (raw_field(L, "del") == LUA_TTABLE) {
         lua_Unsigned m = lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= (lua_Integer)m && oi < nops; i++) {
-          tide_ckpt_op_t *op = &ops[oi++];
-          if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
-            return luaL_error(L, "commit: changes['%s'].del[%d]: key must be a string, got %s", state, (int)i,
-                              luaL_typename(L, -1));
-          op->key = lua_tolstring(L, -1, &op->klen);
+          tide_ckpt_op_t *op = &ops[oi];
+          op->key = raw_string(L, i, &op->klen, state, "del", i, keys + 8 * oi);
           op->val = NULL;
           op->vlen = 0;
-          lua_pop(L, 1);
+          oi++;
         }
       }
       lua_pop(L, 2); /* del, the change table */

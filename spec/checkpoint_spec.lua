@@ -114,6 +114,11 @@ describe("a query checkpoint", function()
     assert.equal(1, st.states.seen.entries)
     assert.is_true(st.states.counts.bytes >= 4096)
     assert.equal(1, st.last_commit_id)
+    -- integer keys are 8 bytes big-endian, the same as string.pack(">I8", k)
+    assert.is_true(ck:write_offsets(2, "o2"))
+    assert.is_true(ck:commit(2, "c2", { ids = { put = { { 258, "x" }, { 1, "y" }, { string.pack(">I8", 7), "z" } },
+      del = { 7 } } }))
+    assert.same({ { string.pack(">I8", 1), "y" }, { string.pack(">I8", 258), "x" } }, entries(ck, "ids"))
     ck:close()
   end)
 
@@ -150,8 +155,12 @@ describe("a query checkpoint", function()
       "commit: changes['s'].put[1]: value must be a string, got number")
     err(function() ck:commit(0, "c", { s = { put = { "a" } } }) end,
       "commit: changes['s'].put[1] must be a {key, value} pair, got string")
-    err(function() ck:commit(0, "c", { s = { del = { 5 } } }) end,
-      "commit: changes['s'].del[1]: key must be a string, got number")
+    err(function() ck:commit(0, "c", { s = { del = { -5 } } }) end,
+      "commit: changes['s'].del[1]: key must be a string or an integer >= 0, got number")
+    err(function() ck:commit(0, "c", { s = { del = { 1.5 } } }) end,
+      "commit: changes['s'].del[1]: key must be a string or an integer >= 0, got number")
+    err(function() ck:commit(0, "c", { s = { put = { { true, "v" } } } }) end,
+      "commit: changes['s'].put[1]: key must be a string or an integer >= 0, got boolean")
     err(function() ck:commit(0, "c", { s = { puts = {} } }) end,
       "commit: changes['s']: unknown field 'puts' (allowed: del, put)")
     err(function() ck:commit(0, "c", { s = { put = "x" } }) end,

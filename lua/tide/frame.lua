@@ -818,14 +818,22 @@ local function keyed_state(key_schema, specs, finish)
     for _, sid in ipairs(sids) do removed[sid] = true end
     return done(rows), sids
   end
+  -- Keys are the sids as integers: the checkpoint stores them as 8 bytes
+  -- big-endian (core/l_ckpt.c), which is what restore receives.
   function st.take_changes()
     if not pending then st.changes():close() end
-    local puts, dels = {}, {}
+    local puts, dels, blobs, n = {}, {}, pending.blobs, 0
     for j, sid in ipairs(pending.sids) do
-      if not removed[sid] then puts[#puts + 1] = { string.pack(">I8", sid), pending.blobs[j] } end
+      if not removed[sid] then
+        n = n + 1
+        puts[n] = { sid, blobs[j] }
+      end
     end
-    for sid in pairs(removed) do dels[#dels + 1] = string.pack(">I8", sid) end
-    table.sort(dels)
+    n = 0
+    for sid in pairs(removed) do
+      n = n + 1
+      dels[n] = sid
+    end
     return puts, dels
   end
   function st.clear_changes()

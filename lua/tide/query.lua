@@ -279,6 +279,31 @@ local function analyze(node, mode, what, level)
 end
 
 ---------------------------------------------------------------------------
+-- Stateful operators
+---------------------------------------------------------------------------
+--
+-- A plan node with `stateful` set (aggregate, dedup, session: frame.lua,
+-- session.lua) keeps state across batches in the checkpoint database
+-- `<prefix><k>` (k: its place among the plan's stateful nodes, sources
+-- first). It provides:
+--   new_state() -> st: st.restore(key, blob) for each stored record,
+--     st.take_changes() -> puts {{key, blob}...}, dels {key...} since the
+--     last st.clear_changes() (keys: strings, or integers stored as 8
+--     bytes big-endian), st.rows(), st.bytes();
+--   due(mode): a moved watermark gives it output or eviction to do (the
+--     engine then runs a no-data batch);
+--   check(mode, has_watermark): nil, or the analysis error;
+--   state_layout (optional): what its records depend on, for the
+--     checkpoint's fingerprint.
+-- While a batch runs the engine sets node.run = { state, mode, watermark
+-- (this batch's: eviction and emission), late_watermark (the previous
+-- batch's: late rows), metrics = { updated, dropped_by_watermark,
+-- dropped_duplicates }, late = fn(batch) or nil, first = 0 }, and the
+-- node's open() consumes its input and yields that batch's output.
+-- `node.event_time` (every node) names the output column that carries
+-- the watermark.
+
+---------------------------------------------------------------------------
 -- Checkpoint helpers
 ---------------------------------------------------------------------------
 
