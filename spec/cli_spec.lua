@@ -96,15 +96,32 @@ describe("tide (the command line)", function()
       assert.equal("", err)
     end)
 
-    it("prints the help with --help, and with no arguments", function()
-      for _, args in ipairs { { "--help" }, {} } do
-        local code, out, err = tide(args)
-        assert.equal(0, code)
-        assert.matches("^usage: tide %[%-%-data DIR%] <command>", out)
-        assert.matches("tide topic create NAME", out, 1, true)
-        assert.matches("tide schema put TOPIC FILE|DDL", out, 1, true)
-        assert.equal("", err)
-      end
+    it("prints the help with --help", function()
+      local code, out, err = tide { "--help" }
+      assert.equal(0, code)
+      assert.matches("^usage: tide %[%-%-data DIR%] <command>", out)
+      assert.matches("tide topic create NAME", out, 1, true)
+      assert.matches("tide schema put TOPIC FILE|DDL", out, 1, true)
+      assert.equal("", err)
+    end)
+
+    it("runs the REPL with no command, on the store of --data", function()
+      -- stdin is not a terminal here: the REPL reads its lines, prints the
+      -- values of expressions, and exits 1 when a line failed
+      local code, out, err = tide({ "--data", data }, "print(1 + 1)\n40 + 2\nprint(db:path())\n")
+      assert.equal("", err)
+      assert.equal(0, code)
+      local path = (function()
+        local store = require("tide").open(data)
+        local p = store:path()
+        store:close()
+        return p
+      end)()
+      assert.equal("2\n42\n" .. path .. "\n", out)
+      code, out, err = tide({ "--data", data }, "error('no such thing')\n")
+      assert.equal(1, code)
+      assert.matches("^stdin:1: no such thing\n", out)
+      assert.equal("", err)
     end)
 
     it("prints the usage of every command and subcommand with --help", function()

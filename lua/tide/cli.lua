@@ -35,6 +35,7 @@ HELP[""] = [[
 usage: tide [--data DIR] <command> [options]
 
 commands:
+  tide                                the REPL ('tide' and the store 'db' as globals)
   tide topic create NAME [options]    create a topic
   tide topic list                     list the topics
   tide topic describe NAME            a topic's schema, options, offsets and sizes
@@ -1273,8 +1274,9 @@ local function dispatch(ctx, argv)
   end
   local name = argv[i]
   if name == nil then
-    out(HELP[""])
-    return 0
+    -- No command: the REPL, on the store of --data (or the default one).
+    ctx.cmd = "repl"
+    return load_tide("repl", "tide.repl").main { data = ctx.data }
   end
   local c = commands[name]
   if not c then usage_error("", format("unknown command '%s'", name)) end
