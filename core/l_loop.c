@@ -39,6 +39,7 @@
  * skipped, and loop:run raises the error once uv_run has returned.
  */
 #include <signal.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -523,6 +524,60 @@ static int l_raise_signal(lua_State *L) {
   return 0;
 }
 
+/* core.escalate_signals(on [, code]): make a second SIGINT or SIGTERM
+ * end the process at once with _exit(code) (default 130).
+ *
+ * libuv's signal handler only queues a signal; the Lua callback that stops
+ * the queries runs when the loop runs again, which is after the batch in
+ * flight. A user who presses Ctrl-C again during a long batch wants out
+ * now: this handler, installed over libuv's, passes the first signal on to
+ * it and exits on the second. Nothing committed is lost (LMDB commits are
+ * atomic; the batch in flight runs again on restart). Signal handlers are
+ * process-wide, so this is the one piece of global state here: the saved
+ * actions and an atomic count. `on = false` puts libuv's handlers back and
+ * resets the count (call it before closing libuv's signal handles). */
+static struct sigaction esc_prev[2];
+static volatile sig_atomic_t esc_count, esc_code = 130, esc_on;
+static const int esc_signals[2] = {SIGINT, SIGTERM};
+
+static void esc_handler(int sig, siginfo_t *info, void *uctx) {
+  if (++esc_count >= 2) {
+    static const char msg[] = "tide: interrupted again: exiting now (the batch in flight runs again on restart)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit((int)esc_code);
+  }
+  const struct sigaction *p = &esc_prev[sig == SIGINT ? 0 : 1];
+  if (p->sa_flags & SA_SIGINFO) {
+    if (p->sa_sigaction) p->sa_sigaction(sig, info, uctx);
+  } else if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN && p->sa_handler) {
+    p->sa_handler(sig);
+  }
+}
+
+static int l_escalate_signals(lua_State *L) {
+  int on = lua_toboolean(L, 1);
+  lua_Integer code = luaL_optinteger(L, 2, 130);
+  luaL_argcheck(L, code >= 0 && code <= 255, 2, "exit status must be 0..255");
+  if (on && !esc_on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = esc_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    esc_code = (sig_atomic_t)code;
+    esc_count = 0;
+    for (int i = 0; i < 2; i++)
+      if (sigaction(esc_signals[i], &sa, &esc_prev[i]) != 0) return luaL_error(L, "escalate_signals: sigaction failed");
+    esc_on = 1;
+  } else if (!on && esc_on) {
+    for (int i = 0; i < 2; i++) sigaction(esc_signals[i], &esc_prev[i], NULL);
+    esc_on = 0;
+    esc_count = 0;
+  }
+  return 0;
+}
+
 /* core.guess_handle(fd): what fd is (uv_guess_handle): "tty", "pipe" (a
  * pipe or a Unix socket), "tcp", "udp", "file" (a regular file or a
  * character device) or "unknown" (also a closed fd). The REPL edits lines
@@ -757,6 +812,8 @@ int tide_l_loop_open(lua_State *L) {
   new_metatable(L, INPUT_MT, input_methods, l_handle_close, l_handle_tostring);
   lua_pushcfunction(L, l_loop_new);
   lua_setfield(L, -2, "loop");
+  lua_pushcfunction(L, l_escalate_signals);
+  lua_setfield(L, -2, "escalate_signals");
   lua_pushcfunction(L, l_raise_signal);
   lua_setfield(L, -2, "raise_signal");
   lua_pushcfunction(L, l_guess_handle);

@@ -210,6 +210,23 @@ int tide_block_encode(const tide_batch_t *b, uint32_t lo, uint32_t hi, uint64_t 
 
 /* -------------------------------------------------- block check/decode --- */
 
+int tide_block_peek(const char *p, size_t avail, tide_block_hdr_t *h, tide_err_t *err) {
+  if (avail < TIDE_BLOCK_HEADER)
+    return tide_err_set(err, TIDE_ECORRUPT, "truncated block header (%zu bytes)", avail);
+  if (get_u32(p) != TIDE_BLOCK_MAGIC) return tide_err_set(err, TIDE_ECORRUPT, "bad block magic");
+  uint32_t len = get_u32(p + 4);
+  if (len < TIDE_BLOCK_HEADER || len > avail || (len & 7))
+    return tide_err_set(err, TIDE_ECORRUPT, "bad block length %u (%zu bytes left)", len, avail);
+  h->len = len;
+  h->base_offset = get_u64(p + 16);
+  h->count = get_u32(p + 24);
+  h->schema_version = get_u32(p + 28);
+  h->min_ts = (int64_t)get_u64(p + 32);
+  h->max_ts = (int64_t)get_u64(p + 40);
+  h->ncols = 0;
+  return 0;
+}
+
 /* tide_block_check: validate everything a decoder will trust, so that a
  * flipped bit anywhere is caught here (by the CRC) and a block that passes
  * the CRC but was written by a buggy or hostile writer still cannot make the

@@ -103,6 +103,12 @@ int tide_block_encode(const tide_batch_t *b, uint32_t lo, uint32_t hi, uint64_t 
  * directory bounds. Fills h. 0 or TIDE_ECORRUPT/TIDE_EFORMAT with the reason
  * in err. Does not look at the schema. */
 int tide_block_check(const char *p, size_t avail, tide_block_hdr_t *h, tide_err_t *err);
+/* Read the fixed header of the block at p without the checksum or the
+ * directory: enough to step over a block a reader does not want (rows
+ * before its start offset or outside its time range) without reading
+ * its bytes. Fills h's len, base_offset, count, schema_version, min_ts,
+ * max_ts. 0 or TIDE_ECORRUPT (truncated, bad magic, bad length). */
+int tide_block_peek(const char *p, size_t avail, tide_block_hdr_t *h, tide_err_t *err);
 /* Decode a checked block into a borrowed batch over schema s (its column
  * types must match the block's; TIDE_ECORRUPT if not). The batch holds a
  * reference to m. */

@@ -159,4 +159,34 @@ tide.read_stream("rate", { rows_per_second = 100 })
     local rc = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end)
     assert.equal("0", rc)
   end)
+  it("exits at once with 130 on a second Ctrl-C during a slow batch, which stays uncommitted", function()
+    local marker = support.tmpname()
+    -- batch 2 computes for a minute (a CPU-bound sink: it never returns to
+    -- the event loop while it runs)
+    support.write_file(script, string.format([[
+local tide = require "tide"
+tide.read_stream("rate", { rows_per_second = 100 })
+  :write_stream(function(id)
+    if id == 2 then
+      local f = assert(io.open(%q, "w"))
+      f:close()
+      local deadline = os.time() + 60
+      while os.time() < deadline do end
+    end
+  end, { trigger = "100 ms", name = "slow", checkpoint = %q })
+]], marker, ck))
+    t = tmux_start("bin/tide run " .. q(script))
+    t:wait("the slow batch", function() return support.exists(marker) end)
+    t:keys("C-c")
+    t:keys("C-c")
+    local rc = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end, 15)
+    os.remove(marker)
+    assert.equal("130", rc)
+    -- batches 0 and 1 are committed; batch 2 runs again on the next start
+    local c = assert(core.checkpoint(ck, { read_only = true }))
+    local off, com = c:latest()
+    c:close()
+    assert.equal(2, off)
+    assert.equal(1, com)
+  end)
 end)

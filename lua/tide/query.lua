@@ -354,25 +354,23 @@ local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stat
 ---------------------------------------------------------------------------
 
 -- The first SIGINT or SIGTERM stops every query after its batch in
--- flight (committed); a second one exits at once (status 130): what is
--- committed stays, the batch in flight runs again on the next start.
+-- flight (committed); a second one, even in the middle of a long batch,
+-- exits at once with status 130 (core.escalate_signals, in C: the loop
+-- does not run during a batch): what is committed stays, the batch in
+-- flight runs again on the next start.
 local function install_signals()
   if signals then return end
   local loop = runtime.loop()
-  local stopping = false
   local function stop_all()
-    if stopping then
-      io.stderr:write("tide: interrupted again: exiting now (the batch in flight runs again on restart)\n")
-      os.exit(130, false)
-    end
-    stopping = true
     for _, q in ipairs({ table.unpack(active) }) do q:stop() end
   end
   signals = { loop:signal("SIGINT", stop_all), loop:signal("SIGTERM", stop_all) }
+  core.escalate_signals(true, 130)
 end
 
 local function remove_signals()
   if signals and #active == 0 then
+    core.escalate_signals(false)
     for _, h in ipairs(signals) do h:close() end
     signals = nil
   end
