@@ -23,6 +23,7 @@ build = {
     ["tide.frame"] = "lua/tide/frame.lua",
     ["tide"] = "lua/tide/init.lua",
     ["tide.query"] = "lua/tide/query.lua",
+    ["tide.repl"] = "lua/tide/repl.lua",
     ["tide.runtime"] = "lua/tide/runtime.lua",
     ["tide.schema"] = "lua/tide/schema.lua",
     ["tide.session"] = "lua/tide/session.lua",

@@ -144,6 +144,12 @@ end
     assert.matches("device", out, 1, true)
   end)
 
+  it("starts the REPL when the installed tide has no command (stdin piped)", function()
+    local code, out = run(work, tree_env(tree) .. "printf 'x = 40 + 2\\nx\\n' | tide --data repl-data")
+    assert.equal(0, code, out)
+    assert.equal("42\n", out)
+  end)
+
   it("removes the rock from the tree with make uninstall", function()
     local code, out = run(ROOT, "make uninstall TREE=" .. q(tree))
     assert.equal(0, code, out)
