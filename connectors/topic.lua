@@ -33,9 +33,9 @@ local error, type, pairs, ipairs, pcall, getmetatable, setmetatable = error, typ
   getmetatable, setmetatable
 local tointeger, min, max = math.tointeger, math.min, math.max
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Shared
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- The store of option `store`: a tide store, or the default store
 -- ($TIDE_DATA, else ./tide-data) shared with the rest of the process.
@@ -77,9 +77,9 @@ local function topic_call(src, m, ...)
   error(msg, 0)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Source
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- The schema version a stream was defined with, by its checked option
 -- table (the engine passes that same table to schema() and new()).
@@ -339,9 +339,9 @@ M.sources.topic = {
   end,
 }
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Sink
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- A schema as topic:accepts takes it: DDL, array form, or a tide.Schema.
 local function schema_arg(s)

@@ -33,9 +33,9 @@ Grouped.__index = Grouped
 local Window = {}
 Window.__index = Window
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Helpers
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local function field_names(fields)
   local out = {}
@@ -164,9 +164,9 @@ local function run_fail(what, msg)
   error(what .. ": " .. tostring(msg), 0)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Windows
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- A tumbling or sliding event-time window, for `group_by` and `select`.
 -- A row at time t belongs to every window with start <= t < end; windows
@@ -253,9 +253,9 @@ local function window_node(input, w, what, level)
   return node
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Sources
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- schema: a tide.Schema, or a DDL string or array form; owns: the source
 -- makes fresh batches that its consumer may close
@@ -465,9 +465,9 @@ function M.read(kind, opts)
   return new_frame(node)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Operators
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Project `exprs` (compiled tide.Expr) with output `names`.
 local function project_node(input, exprs, names, label, what, level)
@@ -1412,9 +1412,9 @@ function Frame:limit(n)
   return new_frame(ln)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Results
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- The frame's schema, in array form.
 function Frame:schema()
@@ -1478,7 +1478,8 @@ end
 -- left aligned and whole.
 -- @tab fields array form
 -- @tab rows
--- @int[opt] shown how many there were in all (for the "only showing" line)
+-- @int[opt] total how many there were in all (for the "only showing" line)
+-- @bool[opt=true] truncate cut long cells
 function M.format_table(fields, rows, total, truncate)
   if truncate == nil then truncate = true end
   local width, header, body = {}, {}, {}

@@ -56,9 +56,9 @@ local active = {} -- the running queries, in start order
 local listeners = {} -- functions(query, progress) called after every batch
 local signals     -- SIGINT/SIGTERM handles while a query runs
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Sources
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local source_fields = {
   schema = "any", latest_offset = "function", get_batch = "function", commit = "function", stop = "function",
@@ -130,9 +130,9 @@ function M.read_stream(kind, opts, level)
   return frame.stream_source(label, s, { kind = kind, descriptor = d, opts = o })
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Sinks
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- A sink written in Lua: `tide.sink{ add_batch = function(self, batch_id,
 -- rows, mode) end [, stop =] [, description =] }`; add_batch must be
@@ -164,9 +164,9 @@ local function lua_sink_instance(sink)
   return inst
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Options
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local query_spec = {
   mode = { type = "string", values = { "append", "update", "complete" }, default = "append" },
@@ -220,9 +220,9 @@ local function split_options(opts, sink_spec, what, level)
   return qo, so
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Plans
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- The plan's nodes, sources first (depth-first, inputs before the node).
 local function walk(node, visit, seen)
@@ -278,9 +278,9 @@ local function analyze(node, mode, what, level)
   return sources, stateful, marks
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Stateful operators
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 --
 -- A plan node with `stateful` set (aggregate, dedup, session: frame.lua,
 -- session.lua) keeps state across batches in the checkpoint database
@@ -303,9 +303,9 @@ end
 -- `node.event_time` (every node) names the output column that carries
 -- the watermark.
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Checkpoint helpers
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- The checkpoint's fingerprint of a plan: each source's kind, each
 -- stateful operator's kind, label and state layout.
@@ -349,9 +349,9 @@ end
 local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session" }
 local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stateful) .. k end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Signals
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- The first SIGINT or SIGTERM stops every query after its batch in
 -- flight (committed); a second one, even in the middle of a long batch,
@@ -376,9 +376,9 @@ local function remove_signals()
   end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Starting a query
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- Start a streaming query (Frame:write_stream).
 function M.start(f, sink, opts, level)
@@ -600,9 +600,9 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   if self._pending and #self._pending.sources == 0 then self._pending = nil end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Running
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Run the next trigger as soon as the loop gets to it (a source has data).
 function Query:_wake()
@@ -945,9 +945,9 @@ function Query:_fail(err)
   self:_terminate()
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The public methods (API.md section 4)
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local function check(self, what)
   if getmetatable(self) ~= Query then
