@@ -232,23 +232,14 @@ int tide_block_peek(const char *p, size_t avail, tide_block_hdr_t *h, tide_err_t
  * the CRC but was written by a buggy or hostile writer still cannot make the
  * decoder read out of bounds. */
 int tide_block_check(const char *p, size_t avail, tide_block_hdr_t *h, tide_err_t *err) {
-  if (avail < TIDE_BLOCK_HEADER)
-    return tide_err_set(err, TIDE_ECORRUPT, "truncated block header (%zu bytes)", avail);
-  if (get_u32(p) != TIDE_BLOCK_MAGIC) return tide_err_set(err, TIDE_ECORRUPT, "bad block magic");
-  uint32_t len = get_u32(p + 4);
-  if (len < TIDE_BLOCK_HEADER || len > avail || (len & 7))
-    return tide_err_set(err, TIDE_ECORRUPT, "bad block length %u (%zu bytes left)", len, avail);
+  int rc = tide_block_peek(p, avail, h, err);
+  if (rc) return rc;
+  uint32_t len = h->len;
   if (get_u32(p + 8) != tide_crc32c(0, p + 12, len - 12))
     return tide_err_set(err, TIDE_ECORRUPT, "block checksum mismatch");
   if (get_u16(p + 12) != TIDE_BLOCK_VERSION)
     return tide_err_set(err, TIDE_EFORMAT, "block format version %u (this build reads %u)",
                         get_u16(p + 12), TIDE_BLOCK_VERSION);
-  h->len = len;
-  h->base_offset = get_u64(p + 16);
-  h->count = get_u32(p + 24);
-  h->schema_version = get_u32(p + 28);
-  h->min_ts = (int64_t)get_u64(p + 32);
-  h->max_ts = (int64_t)get_u64(p + 40);
   h->ncols = get_u32(p + 48);
   size_t n = h->count;
   if (h->ncols > TIDE_FIELDS_MAX || TIDE_BLOCK_HEADER + (size_t)h->ncols * TIDE_BLOCK_COLDIR > len)
