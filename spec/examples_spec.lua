@@ -19,20 +19,10 @@ local function run_example(name, args, cwd)
   cwd = cwd or ROOT
   local script = ROOT .. "/examples/" .. name .. "/pipeline.lua"
   if cwd == ROOT then script = "examples/" .. name .. "/pipeline.lua" end
-  local out, err = support.tmpname(), support.tmpname()
-  local _, _, code = os.execute(format("cd %s && %s/bin/tide run %s %s >%s 2>%s </dev/null", q(cwd), ROOT,
-    q(script), args or "", out, err))
-  local o, e = support.read_file(out), support.read_file(err)
-  os.remove(out)
-  os.remove(err)
-  return code, o, e
+  return support.run_cmd(format("cd %s && %s/bin/tide run %s %s", q(cwd), ROOT, q(script), args or ""))
 end
 
-local function lines_of(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local lines_of = support.lines_of
 
 -- The rows of the LAST table printed in `text` (console sink or show()),
 -- each an array of its trimmed cells.

@@ -20,20 +20,10 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- bin/tide with `args` (a shell-quoted string); stdout and stderr apart.
 local function tide_run(args, env)
-  local out, err = support.tmpname(), support.tmpname()
-  local _, _, code = os.execute(string.format("%s %s/bin/tide %s >%s 2>%s </dev/null", env or "", support.ROOT,
-    args, out, err))
-  local o, e = support.read_file(out), support.read_file(err)
-  os.remove(out)
-  os.remove(err)
-  return code, o, e
+  return support.run_cmd(string.format("%s %s/bin/tide %s", env or "", support.ROOT, args))
 end
 
-local function lines_of(text)
-  local t = {}
-  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
-  return t
-end
+local lines_of = support.lines_of
 
 describe("tide run", function()
   local script, log, ck

@@ -71,4 +71,22 @@ function M.cold_path(dir, t, part, base)
   return string.format("%s/cold/%s/%d/p%d/%s.zst", dir, t._store:id(), t:info().id, part, M.seg_name(base))
 end
 
+--- Run a shell command (stdin from /dev/null); its exit code, stdout and
+-- stderr apart.
+function M.run_cmd(cmd)
+  local out, err = M.tmpname(), M.tmpname()
+  local _, _, code = os.execute(string.format("%s >%s 2>%s </dev/null", cmd, out, err))
+  local o, e = M.read_file(out), M.read_file(err)
+  os.remove(out)
+  os.remove(err)
+  return code, o, e
+end
+
+--- The non-empty lines of a text.
+function M.lines_of(text)
+  local t = {}
+  for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
+  return t
+end
+
 return M
