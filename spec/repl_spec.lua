@@ -6,17 +6,11 @@ local support = require "spec.support"
 
 local ROOT = support.ROOT
 
--- How to start the REPL: bin/tide once the CLI hands `tide` without
--- arguments to tide.repl, else the module directly (same paths).
+-- How to start the REPL: bin/tide without a command.
 local function repl_command(data)
   local env = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s;;'", ROOT, ROOT,
     support.CPATH)
-  local wired = support.read_file(ROOT .. "/lua/tide/cli.lua"):find("tide.repl", 1, true)
-  if wired then
-    return string.format("%s lua5.4 %s/bin/tide%s", env, ROOT, data and (" --data " .. data) or "")
-  end
-  return string.format([[%s lua5.4 -e 'os.exit(require("tide.repl").main{%s})']], env,
-    data and string.format("data = %q", data) or "")
+  return string.format("%s lua5.4 %s/bin/tide%s", env, ROOT, data and (" --data " .. data) or "")
 end
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
