@@ -1131,12 +1131,14 @@ static int int_value(const tide_agg_t *a, uint32_t col, uint32_t g, int64_t *v) 
  * rows and sids into the outputs of evict/remove, then remove_groups. */
 static int take_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m, tide_batch_t **rows, uint64_t **sids,
                        uint32_t *n, tide_err_t *err) {
-  int rc = build_result(a, gone, m, rows, err);
+  int rc = rows ? build_result(a, gone, m, rows, err) : 0;
   if (rc) return rc;
   uint64_t *sv = NULL;
   if (m && !(sv = malloc((size_t)m * sizeof *sv))) {
-    tide_batch_free(*rows);
-    *rows = NULL;
+    if (rows) {
+      tide_batch_free(*rows);
+      *rows = NULL;
+    }
     return tide_err_set(err, -ENOMEM, "out of memory");
   }
   for (uint32_t i = 0; i < m; i++) sv[i] = a->sid[gone[i]];
@@ -1149,7 +1151,7 @@ static int take_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m, tide_bat
 /* Remove the groups at or below bound (agg.h). */
 int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
                    tide_err_t *err) {
-  *rows = NULL;
+  if (rows) *rows = NULL;
   *sids = NULL;
   *n = 0;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
@@ -1210,9 +1212,10 @@ static void w_bytes(wr_t *w, const void *p, size_t n) {
 }
 
 static void w_le(wr_t *w, uint64_t v, int n) {
-  uint8_t b[8];
-  for (int i = 0; i < n; i++) b[i] = (uint8_t)(v >> (8 * i));
-  w_bytes(w, b, (size_t)n);
+  if (w->rc || (w->rc = tide_buf_reserve(w->b, 8))) return;
+  uint8_t *p = (uint8_t *)w->b->data + w->b->len;
+  for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+  w->b->len += (size_t)n;
 }
 
 static void w_str(wr_t *w, const char *p, uint32_t len) {
@@ -1888,7 +1891,7 @@ int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err) {
 /* Remove given groups (agg.h). */
 int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
                     uint32_t *nout, tide_err_t *err) {
-  *rows = NULL;
+  if (rows) *rows = NULL;
   *sids = NULL;
   *nout = 0;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");

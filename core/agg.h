@@ -133,7 +133,8 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
  * result is int or timestamp: count(*), count, count_distinct, sum of int,
  * min/max/first/last of int or timestamp (state kept until a time an
  * aggregate computed, as dropDuplicatesWithinWatermark's expiry).
- * *rows gets their result rows (in gid order, an empty batch when none),
+ * *rows gets their result rows (in gid order, an empty batch when none;
+ * rows may be NULL: no rows are built, the groups just go),
  * *sids their state ids (same order; malloc'd, the caller frees it; NULL
  * when none) and *n their number. The remaining groups keep their order
  * (their gids are renumbered 0..; the dirty set follows them; evicted

@@ -475,6 +475,66 @@ int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t
   return 0;
 }
 
+/* LMDB's default key order: bytewise, then shorter first. */
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen) {
+  int d = memcmp(a, b, alen < blen ? alen : blen);
+  return d ? d : (alen > blen) - (alen < blen);
+}
+
+/* Apply one state's ops through one cursor. A put whose key sorts after
+ * every key of the database is an append (MDB_APPEND: no search, and
+ * pages fill up instead of splitting in half): the engine's state ids
+ * grow, so a batch's new groups all take that path. A delete positions
+ * the cursor (MDB_SET) and deletes there; an absent key is no error. */
+static int apply_ops(MDB_txn *txn, MDB_dbi dbi, const tide_ckpt_op_t *ops, size_t nops) {
+  MDB_cursor *cur;
+  MDB_val k, v;
+  int rc = mdb_cursor_open(txn, dbi, &cur);
+  if (rc) return rc;
+  unsigned char last[TIDE_CKPT_KEY_MAX];
+  size_t last_len = 0;
+  int known = 0; /* last/last_len hold the database's largest key (0 bytes: empty) */
+  for (size_t j = 0; j < nops && !rc; j++) {
+    const tide_ckpt_op_t *op = &ops[j];
+    k.mv_size = op->klen;
+    k.mv_data = (void *)op->key;
+    if (!op->val) {
+      rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+      if (!rc) {
+        rc = mdb_cursor_del(cur, 0);
+        known = 0; /* it may have been the largest */
+      } else if (rc == MDB_NOTFOUND) {
+        rc = 0;
+      }
+      continue;
+    }
+    if (!known) {
+      MDB_val lk;
+      rc = mdb_cursor_get(cur, &lk, &v, MDB_LAST);
+      if (rc == MDB_NOTFOUND) {
+        rc = 0;
+        last_len = 0;
+      } else if (rc) {
+        break;
+      } else {
+        last_len = lk.mv_size;
+        memcpy(last, lk.mv_data, lk.mv_size);
+      }
+      known = 1;
+    }
+    v.mv_size = op->vlen;
+    v.mv_data = (void *)op->val;
+    int append = last_len == 0 || key_cmp(op->key, op->klen, last, last_len) > 0;
+    rc = mdb_cursor_put(cur, &k, &v, append ? MDB_APPEND : 0);
+    if (!rc && append) {
+      memcpy(last, op->key, op->klen);
+      last_len = op->klen;
+    }
+  }
+  mdb_cursor_close(cur);
+  return rc;
+}
+
 /* One attempt at a commit: the whole write transaction. On failure *where
  * names the state that failed (NULL: the commit log). */
 static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *ch,
@@ -493,17 +553,7 @@ static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len,
     MDB_dbi dbi;
     *where = &ch[i];
     if ((rc = state_dbi(txn, ch[i].state, ch[i].state_len, 1, &dbi))) break;
-    for (size_t j = 0; j < ch[i].nops && !rc; j++) {
-      const tide_ckpt_op_t *op = &ch[i].ops[j];
-      MDB_val ok = {op->klen, (void *)op->key};
-      if (op->val) {
-        MDB_val ov = {op->vlen, (void *)op->val};
-        rc = mdb_put(txn, dbi, &ok, &ov, 0);
-      } else {
-        rc = mdb_del(txn, dbi, &ok, NULL);
-        if (rc == MDB_NOTFOUND) rc = 0;
-      }
-    }
+    rc = apply_ops(txn, dbi, ch[i].ops, ch[i].nops);
   }
   if (!rc) {
     *where = NULL;

@@ -771,11 +771,25 @@ static int batch_row(lua_State *L) {
   return 1;
 }
 
+/* The column names are pushed once and each row's fields are set with
+ * lua_rawset from those copies: lua_setfield would hash and look up the
+ * name again for every field of every row. */
 static int batch_rows(lua_State *L) {
   tide_batch_t *b = tide_l_check_batch(L, 1);
+  const tide_schema_t *s = b->schema;
+  uint32_t nf = s->nfields;
+  luaL_checkstack(L, (int)nf + 4, NULL);
+  int names = lua_gettop(L) + 1;
+  for (uint32_t i = 0; i < nf; i++) lua_pushlstring(L, s->fields[i].name, s->fields[i].name_len);
   lua_createtable(L, (int)b->nrows, 0);
   for (uint32_t r = 0; r < b->nrows; r++) {
-    tide_l_push_row(L, b, r);
+    lua_createtable(L, 0, (int)nf);
+    for (uint32_t i = 0; i < nf; i++) {
+      if (tide_col_is_null(&b->cols[i], r)) continue;
+      lua_pushvalue(L, names + (int)i);
+      tide_l_push_value(L, &b->cols[i], r);
+      lua_rawset(L, -3);
+    }
     lua_rawseti(L, -2, (lua_Integer)r + 1);
   }
   return 1;

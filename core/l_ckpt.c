@@ -12,6 +12,9 @@
  *   ck:state(name) -> iterator of key, value in key order
  *   ck:stats() -> table                     ck:path(), ck:is_read_only(), ck:is_open()
  *   ck:close() (also __gc, __close)
+ *   core.state_changes() -> cs (a change set, l_ckpt.h): cs:put(key, value),
+ *   cs:del(key), cs:count() -> puts, deletes, cs:ops() -> { {"put", key,
+ *   value} | {"del", key} ... } in order
  *
  * Errors: opening returns nil, message, ENAME when the environment fails
  * (STYLE.md's third tier: the engine adds the query's context). Everything
@@ -33,10 +36,15 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "l_ckpt.h"
 #include "l_tide.h"
 
 #define CKPT_MT "tide.Checkpoint"
 #define ITER_MT "tide.CheckpointIter"
+#define CHANGES_MT "tide.StateChanges"
+
+enum { OP_PUT = 1, OP_DEL = 2 };
+#define REC_HEAD 9 /* op, klen, vlen */
 
 /* Entries and bytes copied per state_scan call of an iterator. */
 #define ITER_CHUNK_ENTRIES 512
@@ -245,7 +253,9 @@ static int l_set_meta(lua_State *L) {
   l_ckpt_t *k = check_open_ckpt(L, 1);
   size_t klen, vlen;
   const char *key = luaL_checklstring(L, 2, &klen);
-  const char *val = luaL_checklstring(L, 3, &vlen);
+  if (lua_type(L, 3) != LUA_TSTRING)
+    return luaL_argerror(L, 3, lua_pushfstring(L, "a value is a string, got %s", luaL_typename(L, 3)));
+  const char *val = lua_tolstring(L, 3, &vlen);
   luaL_argcheck(L, klen > 0 && klen <= TIDE_CKPT_KEY_MAX, 2, "meta key must be 1..511 bytes");
   tide_err_t err = {0, ""};
   return write_result(L, tide_ckpt_meta_set(k->c, key, klen, val, vlen, &err), &err);
@@ -270,6 +280,145 @@ static int l_purge(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)removed);
   return 1;
 }
+
+/* ----------------------------------------------------------- change sets */
+
+static int changes_gc(lua_State *L) {
+  tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
+  tide_buf_free(&c->buf);
+  c->nputs = c->ndels = 0;
+  return 0;
+}
+
+tide_l_changes_t *tide_l_push_changes(lua_State *L) {
+  tide_l_changes_t *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  luaL_setmetatable(L, CHANGES_MT);
+  return c;
+}
+
+static int put_head(tide_l_changes_t *c, int op, const void *key, size_t klen) {
+  int rc = tide_buf_reserve(&c->buf, REC_HEAD + klen);
+  if (rc) return rc;
+  char *p = c->buf.data + c->buf.len;
+  uint32_t k = (uint32_t)klen, v = 0;
+  p[0] = (char)op;
+  memcpy(p + 1, &k, 4);
+  memcpy(p + 5, &v, 4);
+  if (klen) memcpy(p + REC_HEAD, key, klen);
+  c->buf.len += REC_HEAD + klen;
+  return 0;
+}
+
+int tide_l_changes_del(tide_l_changes_t *c, const void *key, size_t klen) {
+  int rc = put_head(c, OP_DEL, key, klen);
+  if (!rc) c->ndels++;
+  return rc;
+}
+
+int tide_l_changes_put_begin(tide_l_changes_t *c, const void *key, size_t klen, size_t *mark) {
+  *mark = c->buf.len;
+  return put_head(c, OP_PUT, key, klen);
+}
+
+void tide_l_changes_put_end(tide_l_changes_t *c, size_t mark) {
+  char *p = c->buf.data + mark;
+  uint32_t klen;
+  memcpy(&klen, p + 1, 4);
+  uint32_t vlen = (uint32_t)(c->buf.len - mark - REC_HEAD - klen);
+  memcpy(p + 5, &vlen, 4);
+  c->nputs++;
+}
+
+/* The record at p: its op, key and value (value NULL for a delete); returns the next record. */
+static const char *next_op(const char *p, tide_ckpt_op_t *op) {
+  uint32_t klen, vlen;
+  memcpy(&klen, p + 1, 4);
+  memcpy(&vlen, p + 5, 4);
+  op->key = p + REC_HEAD;
+  op->klen = klen;
+  op->val = p[0] == OP_PUT ? p + REC_HEAD + klen : NULL;
+  op->vlen = p[0] == OP_PUT ? vlen : 0;
+  return p + REC_HEAD + klen + (p[0] == OP_PUT ? vlen : 0);
+}
+
+/* A key argument: a string, or an integer >= 0 stored as 8 bytes big-endian in room. */
+static const char *check_key(lua_State *L, int idx, size_t *len, unsigned char room[8]) {
+  if (lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx) && lua_tointeger(L, idx) >= 0) {
+    uint64_t v = (uint64_t)lua_tointeger(L, idx);
+    for (int b = 7; b >= 0; b--, v >>= 8) room[b] = (unsigned char)v;
+    *len = 8;
+    return (const char *)room;
+  }
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_argerror(L, idx, lua_pushfstring(L, "a key is a string or an integer >= 0, got %s", luaL_typename(L, idx)));
+  const char *k = lua_tolstring(L, idx, len);
+  luaL_argcheck(L, *len >= 1 && *len <= TIDE_CKPT_KEY_MAX, idx, "a key is 1..511 bytes");
+  return k;
+}
+
+static int cs_new(lua_State *L) {
+  tide_l_push_changes(L);
+  return 1;
+}
+
+static int cs_put(lua_State *L) {
+  tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
+  unsigned char room[8];
+  size_t klen, vlen;
+  const char *key = check_key(L, 2, &klen, room);
+  if (lua_type(L, 3) != LUA_TSTRING)
+    return luaL_argerror(L, 3, lua_pushfstring(L, "a value is a string, got %s", luaL_typename(L, 3)));
+  const char *val = lua_tolstring(L, 3, &vlen);
+  size_t mark;
+  if (vlen > UINT32_MAX) return luaL_argerror(L, 3, "a value is at most 4 GiB");
+  if (tide_l_changes_put_begin(c, key, klen, &mark) || tide_buf_append(&c->buf, val, vlen)) {
+    c->buf.len = mark;
+    return luaL_error(L, "out of memory");
+  }
+  tide_l_changes_put_end(c, mark);
+  return 0;
+}
+
+static int cs_del(lua_State *L) {
+  tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
+  unsigned char room[8];
+  size_t klen;
+  const char *key = check_key(L, 2, &klen, room);
+  if (tide_l_changes_del(c, key, klen)) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+static int cs_count(lua_State *L) {
+  tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
+  lua_pushinteger(L, (lua_Integer)c->nputs);
+  lua_pushinteger(L, (lua_Integer)c->ndels);
+  return 2;
+}
+
+static int cs_ops(lua_State *L) {
+  tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
+  size_t n = c->nputs + c->ndels;
+  lua_createtable(L, (int)n, 0);
+  const char *p = c->buf.data;
+  for (size_t i = 0; i < n; i++) {
+    tide_ckpt_op_t op;
+    p = next_op(p, &op);
+    lua_createtable(L, 3, 0);
+    lua_pushstring(L, op.val ? "put" : "del");
+    lua_rawseti(L, -2, 1);
+    lua_pushlstring(L, op.key, op.klen);
+    lua_rawseti(L, -2, 2);
+    if (op.val) {
+      lua_pushlstring(L, op.val, op.vlen);
+      lua_rawseti(L, -2, 3);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- commit */
 
 /* Push t[field] of the table on top without metamethods (no Lua code
  * runs, and what is read is what the table holds); returns its type. */
@@ -313,8 +462,9 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
 }
 
 /* ck:commit(n, text [, changes]) -> true
- * changes = { [state name] = { put = { {key, value}, ... }, del = { key, ... } } }
- * (a key is a string, or an integer >= 0 stored as 8 bytes big-endian)
+ * changes = { [state name] = { put = { {key, value}, ... }, del = { key, ... } } | change set }
+ * (a key is a string, or an integer >= 0 stored as 8 bytes big-endian; a
+ * change set's ops apply in their order, its memory stays the userdata's)
  * Pass 1 checks the shape and counts; pass 2 fills one block of
  * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
  * whose pointers are into the Lua strings the changes table holds. Per
@@ -332,9 +482,16 @@ static int l_commit(lua_State *L) {
       if (lua_type(L, -2) != LUA_TSTRING)
         return luaL_error(L, "commit: changes: state names must be strings, got %s", luaL_typename(L, -2));
       const char *state = lua_tostring(L, -2);
+      tide_l_changes_t *cs = luaL_testudata(L, -1, CHANGES_MT);
+      if (cs) {
+        nops += cs->nputs + cs->ndels;
+        nch++;
+        lua_pop(L, 1);
+        continue;
+      }
       if (!lua_istable(L, -1))
-        return luaL_error(L, "commit: changes['%s'] must be a table {put = ..., del = ...}, got %s", state,
-                          luaL_typename(L, -1));
+        return luaL_error(L, "commit: changes['%s'] must be a table {put = ..., del = ...} or a change set, got %s",
+                          state, luaL_typename(L, -1));
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
@@ -361,6 +518,15 @@ static int l_commit(lua_State *L) {
       ch[ci].state = state;
       ch[ci].ops = ops + oi;
       size_t first = oi;
+      tide_l_changes_t *cs = luaL_testudata(L, -1, CHANGES_MT);
+      if (cs) {
+        const char *p = cs->buf.data;
+        for (size_t i = 0; i < cs->nputs + cs->ndels && oi < nops; i++) p = next_op(p, &ops[oi++]);
+        lua_pop(L, 1);
+        ch[ci].nops = oi - first;
+        ci++;
+        continue;
+      }
       if (raw_field(L, "put") == LUA_TTABLE) {
         lua_Unsigned m = lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= (lua_Integer)m && oi < nops; i++) {
@@ -500,7 +666,12 @@ int tide_l_ckpt_open(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   tide_l_class(L, ITER_MT, NULL, iter_gc, 0);
+  static const luaL_Reg cs_methods[] = {
+      {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {NULL, NULL}};
+  tide_l_class(L, CHANGES_MT, cs_methods, changes_gc, 0);
   lua_pushcfunction(L, l_checkpoint);
   lua_setfield(L, -2, "checkpoint");
+  lua_pushcfunction(L, cs_new);
+  lua_setfield(L, -2, "state_changes");
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "l_ckpt.h"
 #include "l_loop.h"
 #include "l_tide.h"
 
@@ -12,7 +13,6 @@
 
 int tide_l_store_open(lua_State *L);
 int tide_l_frame_open(lua_State *L);
-int tide_l_ckpt_open(lua_State *L);
 int tide_l_fs_open(lua_State *L);
 
 int luaopen_tide_core(lua_State *L) {

@@ -18,9 +18,11 @@
  *                          -> true, info | nil, msg, ENAME
  *   agg:result(), agg:groups(), agg:bytes()
  *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
+ *   agg:changed_rows()     -> Batch, n | nil, msg, ENAME
+ *   agg:take_changes()     -> change set (l_ckpt.h) | nil, msg, ENAME
  *   agg:clear_changes()
  *   agg:restore(sid, record) -> true | nil, msg, ENAME
- *   agg:evict(col, bound)  -> Batch, {sid..} | nil, msg, ENAME
+ *   agg:evict(col, bound [, want_rows]) -> Batch, {sid..} (want_rows false: n) | nil, msg, ENAME
  *   agg:lookup(keys)       -> {sid | false ..}
  *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
  *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
@@ -29,7 +31,10 @@
  *     gives the groups that push() created or updated since the last
  *     clear_changes(), in first-seen order: their result rows, their sids
  *     and their state records (strings of bytes, docs/FORMAT.md), without
- *     clearing. restore(sid, record) adds the group a record describes (not
+ *     clearing; changed_rows() just their rows; take_changes() what a
+ *     commit writes: a delete per sid evict/remove took out since the last
+ *     clear_changes(), then a put (sid -> record) per changed group.
+ *     restore(sid, record) adds the group a record describes (not
  *     as a change); a record that is damaged, of another format version or
  *     of another plan gives nil, msg, "ECORRUPT" | "EFORMAT" | "ESCHEMA".
  *     evict(col, bound) removes the groups whose column `col` (a 1-based
@@ -64,6 +69,7 @@
 #include "expr.h"
 #include "join.h"
 #include "json.h"
+#include "l_ckpt.h"
 #include "l_tide.h"
 #include "sort.h"
 #include "vec.h"
@@ -380,6 +386,10 @@ static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, scratch
 
 typedef struct {
   tide_agg_t *a;
+  /* the sids evict/remove took out since the last clear_changes: the
+   * deletes of take_changes */
+  uint64_t *gone;
+  size_t ngone, capgone;
 } l_agg_t;
 
 static tide_agg_t *check_agg(lua_State *L, int idx) {
@@ -392,6 +402,24 @@ static int agg_gc(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_free(u->a);
   u->a = NULL;
+  free(u->gone);
+  u->gone = NULL;
+  u->ngone = u->capgone = 0;
+  return 0;
+}
+
+/* Remember removed sids for take_changes; 0 or -ENOMEM (nothing kept). */
+static int note_gone(l_agg_t *u, const uint64_t *sids, uint32_t n) {
+  if (u->capgone - u->ngone < n) {
+    size_t cap = u->capgone ? u->capgone : 256;
+    while (cap - u->ngone < n) cap *= 2;
+    uint64_t *p = realloc(u->gone, cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    u->gone = p;
+    u->capgone = cap;
+  }
+  if (n) memcpy(u->gone + u->ngone, sids, (size_t)n * sizeof *sids);
+  u->ngone += n;
   return 0;
 }
 
@@ -418,7 +446,7 @@ static int l_agg(lua_State *L) {
     lua_pop(L, 4);
   }
   l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->a = NULL;
+  memset(u, 0, sizeof *u);
   luaL_setmetatable(L, AGG_MT);
   tide_err_t err = {0, ""};
   int rc = tide_agg_new(keys, specs, n, &u->a, &err);
@@ -745,8 +773,69 @@ static int agg_changes(lua_State *L) {
   return 3;
 }
 
+/* agg:changed_rows() -> Batch, n: the dirty groups' rows (as changes()
+ * gives them) and their number, without sids or records: what a batch's
+ * output needs (take_changes makes the records at commit time). */
+static int agg_changed_rows(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  const uint32_t *gids;
+  uint32_t n = tide_agg_dirty(a, &gids);
+  tide_err_t err = {0, ""};
+  tide_batch_t *b;
+  int rc = tide_agg_result_of(a, gids, n, &b, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_l_push_batch(L, b);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 2;
+}
+
+static int cmp_u64(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return (a > b) - (a < b);
+}
+
+static void put_be64(unsigned char *p, uint64_t v) {
+  for (int b = 7; b >= 0; b--, v >>= 8) p[b] = (unsigned char)v;
+}
+
+/* agg:take_changes() -> change set (core/l_ckpt.h): what a commit writes
+ * for this aggregation since the last clear_changes: a delete per sid
+ * evict/remove took out (ascending), then a put per dirty group, keyed by
+ * its sid (8 bytes big-endian), its value the group's state record. Puts
+ * come in gid order, which is sid order, so the checkpoint appends the new
+ * groups. Clears nothing. */
+static int agg_take_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  const uint32_t *gids;
+  uint32_t n = tide_agg_dirty(a, &gids);
+  tide_l_changes_t *c = tide_l_push_changes(L);
+  tide_err_t err = {0, ""};
+  unsigned char key[8];
+  if (u->ngone) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
+  for (size_t i = 0; i < u->ngone; i++) {
+    put_be64(key, u->gone[i]);
+    if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
+  }
+  if (tide_buf_reserve(&c->buf, (size_t)n * 64)) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    size_t mark;
+    put_be64(key, tide_agg_sid(a, gids[i]));
+    if (tide_l_changes_put_begin(c, key, 8, &mark)) return luaL_error(L, "out of memory");
+    int rc = tide_agg_encode(a, gids[i], &c->buf, &err);
+    if (rc) {
+      c->buf.len = mark;
+      return fail(L, rc, err.msg);
+    }
+    tide_l_changes_put_end(c, mark);
+  }
+  return 1;
+}
+
 static int agg_clear_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_clear_dirty(check_agg(L, 1));
+  u->ngone = 0;
   return 0;
 }
 
@@ -765,10 +854,18 @@ static int agg_restore(lua_State *L) {
 }
 
 /* Push what evict/remove hand back: the rows batch and an array of the
- * sids (freed here: x owns them while the pushes may raise). */
-static int push_removed(lua_State *L, scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n) {
+ * sids (freed here: x owns them while the pushes may raise), or with
+ * want_rows 0 their number; the sids are noted for take_changes. */
+static int push_removed(lua_State *L, l_agg_t *u, scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
+                        int want_rows) {
   x->p[0] = sids;
-  tide_l_push_batch(L, b);
+  if (b) tide_l_push_batch(L, b);
+  if (note_gone(u, sids, n)) return luaL_error(L, "out of memory");
+  if (!want_rows) {
+    lua_pushinteger(L, (lua_Integer)n);
+    scratch_free(x);
+    return 1;
+  }
   lua_createtable(L, (int)n, 0);
   for (uint32_t i = 0; i < n; i++) {
     lua_pushinteger(L, (lua_Integer)sids[i]);
@@ -778,11 +875,13 @@ static int push_removed(lua_State *L, scratch_t *x, tide_batch_t *b, uint64_t *s
   return 2;
 }
 
-/* agg:evict(col, bound) -> Batch, {sid..}: the groups whose value in
- * column col (a 1-based index or a name, over the result schema: a key, or
- * an aggregate whose result is int or timestamp) is not NULL and <= bound,
- * removed. */
+/* agg:evict(col, bound [, want_rows]) -> Batch, {sid..}: the groups whose
+ * value in column col (a 1-based index or a name, over the result schema:
+ * a key, or an aggregate whose result is int or timestamp) is not NULL and
+ * <= bound, removed. want_rows false: just the number removed (no rows
+ * are built). */
 static int agg_evict(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   const tide_schema_t *s = tide_agg_schema(a);
   uint32_t nf = s->nfields, col = nf;
@@ -812,14 +911,15 @@ static int agg_evict(lua_State *L) {
   if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
     return luaL_argerror(L, 2, lua_pushfstring(L, "column '%s' is %s, expected int or timestamp",
                                               s->fields[col].name, tide_type_name(t)));
+  int want_rows = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
   scratch_t *x = push_scratch(L); /* owns the sids until they are pushed */
-  tide_batch_t *b;
+  tide_batch_t *b = NULL;
   uint64_t *sids;
   uint32_t n;
   tide_err_t err = {0, ""};
-  int rc = tide_agg_evict(a, col, (int64_t)bound, &b, &sids, &n, &err);
+  int rc = tide_agg_evict(a, col, (int64_t)bound, want_rows ? &b : NULL, &sids, &n, &err);
   if (rc) return fail(L, rc, err.msg);
-  return push_removed(L, x, b, sids, n);
+  return push_removed(L, u, x, b, sids, n, want_rows);
 }
 
 /* The gid of the state id at stack index idx; raises naming `what` when
@@ -872,6 +972,7 @@ static int agg_merge(lua_State *L) {
 /* agg:remove({sid..}) -> Batch, {sid..}: remove the groups, handing back
  * their result rows and state ids in gid (first-seen) order. */
 static int agg_remove(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   uint32_t n = (uint32_t)lua_rawlen(L, 2);
@@ -891,7 +992,7 @@ static int agg_remove(lua_State *L) {
   tide_err_t err = {0, ""};
   int rc = tide_agg_remove(a, gids, n, &b, &sids, &m, &err);
   if (rc) return fail(L, rc, err.msg);
-  return push_removed(L, x, b, sids, m);
+  return push_removed(L, u, x, b, sids, m, 1);
 }
 
 /* ---------------------------------------------------------------- join --- */
@@ -1458,6 +1559,8 @@ static const luaL_Reg agg_methods[] = {{"push", agg_push},
                                        {"groups", agg_groups},
                                        {"bytes", agg_bytes},
                                        {"changes", agg_changes},
+                                       {"changed_rows", agg_changed_rows},
+                                       {"take_changes", agg_take_changes},
                                        {"clear_changes", agg_clear_changes},
                                        {"restore", agg_restore},
                                        {"evict", agg_evict},

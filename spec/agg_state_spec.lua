@@ -94,6 +94,60 @@ describe("agg:changes", function()
 end)
 
 ---------------------------------------------------------------------------
+-- changed_rows, take_changes (what the engine commits per batch)
+---------------------------------------------------------------------------
+
+describe("agg:take_changes", function()
+  local function be(n) return string.pack(">I8", n) end
+
+  it("gives the changed groups' rows alone, and a change set of deletes for the evicted then puts keyed by sid", function()
+    local a = new_agg()
+    push(a, { { w = 0, dev = "a", v = 1 }, { w = 1000, dev = "b", v = 2 }, { w = 2000, dev = "c", v = 3 } })
+    a:clear_changes()
+    assert.same({ 0, 0 }, { a:take_changes():count() })
+    push(a, { { w = 2000, dev = "c", v = 1 }, { w = 3000, dev = "d", v = 4 }, { w = 0, dev = "a", v = 5 } })
+    local rows, n = a:changed_rows()
+    assert.equal(3, n)
+    assert.same({ "0/a=2,6,nil,nil,0,3.0", "2000/c=2,4,nil,nil,0,2.0", "3000/d=1,4,nil,nil,0,4.0" }, show(rows))
+    -- evicting (without rows: just the count) takes a changed group (a, sid 1) and an unchanged one (b, sid 2)
+    assert.equal(2, a:evict("w", 1000, false))
+    local _, sids, recs = a:changes()
+    assert.same({ 3, 4 }, sids)
+    local cs = a:take_changes()
+    assert.same({ 2, 2 }, { cs:count() })
+    assert.same({ { "del", be(1) }, { "del", be(2) }, { "put", be(3), recs[1] }, { "put", be(4), recs[2] } }, cs:ops())
+    -- removed groups count too; clear_changes forgets all of it
+    a:remove({ 4 })
+    assert.same({ { "del", be(1) }, { "del", be(2) }, { "del", be(4) }, { "put", be(3), recs[1] } },
+      a:take_changes():ops())
+    a:clear_changes()
+    assert.same({}, a:take_changes():ops())
+  end)
+
+  it("commits what restore reads back into an aggregation equal to the original", function()
+    local a, dir = new_agg(), os.tmpname()
+    os.remove(dir)
+    local ck = assert(core.checkpoint(dir))
+    for round = 1, 6 do
+      push(a, random_rows(800, round, round * 2, round * 2 + 5))
+      a:evict("w", (round * 2 + 1) * 1000, false)
+      assert.is_true(ck:commit(round, "c" .. round, { agg = a:take_changes() }))
+      a:clear_changes()
+    end
+    local back = new_agg()
+    local n = 0
+    for key, rec in ck:state("agg") do
+      n = n + 1
+      assert.is_true(back:restore(string.unpack(">I8", key), rec))
+    end
+    ck:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.equal(a:groups(), n)
+    assert.same(show(a:result()), show(back:result()))
+  end)
+end)
+
+---------------------------------------------------------------------------
 -- restore
 ---------------------------------------------------------------------------
 

@@ -122,6 +122,56 @@ describe("a query checkpoint", function()
     ck:close()
   end)
 
+  it("writes change sets: their ops in order, appends past the last key and replaces below it", function()
+    local ck = assert(core.checkpoint(dir))
+    local function be(n) return string.pack(">I8", n) end
+    local cs = core.state_changes()
+    for id = 1, 2000 do cs:put(id, "v" .. id) end -- an empty state: every put appends
+    cs:del(5)
+    cs:put(5, "again") -- deleted, then put back: ops apply in order
+    cs:put("zz", "s") -- keys of other lengths sort bytewise
+    cs:put("a", "first")
+    cs:del(999999) -- absent: no error
+    assert.same({ 2003, 2 }, { cs:count() })
+    local ops = cs:ops()
+    assert.same({ "put", be(1), "v1" }, ops[1])
+    assert.same({ "del", be(5) }, ops[2001])
+    assert.same({ "put", "a", "first" }, ops[2004])
+    assert.same({ "del", be(999999) }, ops[2005])
+    assert.is_true(ck:commit(0, "c0", { s = cs, t = { put = { { "x", "1" } } } }))
+    local got = entries(ck, "s")
+    assert.equal(2002, #got)
+    assert.same({ be(1), "v1" }, got[1])
+    assert.same({ be(5), "again" }, got[5])
+    assert.same({ be(2000), "v2000" }, got[2000])
+    assert.same({ { "a", "first" }, { "zz", "s" } }, { got[2001], got[2002] })
+    assert.same({ { "x", "1" } }, entries(ck, "t"))
+    -- the next batch: deletes at the front, replacements in the middle,
+    -- new keys past the end, a put below the last key after the last key
+    -- was deleted
+    cs = core.state_changes()
+    for id = 1, 1000 do cs:del(id) end
+    cs:del("zz")
+    for id = 1500, 1510 do cs:put(id, "new" .. id) end
+    for id = 2001, 2100 do cs:put(id, "v" .. id) end
+    cs:put("b", "between") -- below "zz"'s old place, above every 8-byte key starting with 0
+    assert.is_true(ck:commit(1, "c1", { s = cs }))
+    got = entries(ck, "s")
+    assert.equal(1102, #got)
+    assert.same({ be(1001), "v1001" }, got[1])
+    assert.same({ be(1500), "new1500" }, got[500])
+    assert.same({ be(2100), "v2100" }, got[1100])
+    assert.same({ { "a", "first" }, { "b", "between" } }, { got[1101], got[1102] })
+    -- a change set that fails commits nothing, and can be committed after
+    cs = core.state_changes()
+    cs:put(1, "late")
+    assert.has_error(function() ck:commit(1, "again", { s = cs }) end, "checkpoint " .. dir .. ": commit log 1 exists")
+    assert.same({ be(1001), "v1001" }, entries(ck, "s")[1])
+    assert.is_true(ck:commit(2, "c2", { s = cs }))
+    assert.same({ be(1), "late" }, entries(ck, "s")[1])
+    ck:close()
+  end)
+
   it("writes nothing of a commit that fails", function()
     local ck = assert(core.checkpoint(dir))
     assert.is_true(ck:commit(0, "c0", { s = { put = { { "a", "1" } } } }))
@@ -166,7 +216,14 @@ describe("a query checkpoint", function()
     err(function() ck:commit(0, "c", { s = { put = "x" } }) end,
       "commit: changes['s'].put must be an array, got string")
     err(function() ck:commit(0, "c", { s = 1 }) end,
-      "commit: changes['s'] must be a table {put = ..., del = ...}, got number")
+      "commit: changes['s'] must be a table {put = ..., del = ...} or a change set, got number")
+    local cs = core.state_changes()
+    err(function() cs:put(-1, "v") end, "bad argument #1 to 'put' (a key is a string or an integer >= 0, got number)")
+    err(function() cs:put("", "v") end, "bad argument #1 to 'put' (a key is 1..511 bytes)")
+    err(function() cs:put(string.rep("k", 512), "v") end, "bad argument #1 to 'put' (a key is 1..511 bytes)")
+    err(function() cs:put("k", 5) end, "bad argument #2 to 'put' (a value is a string, got number)")
+    err(function() cs:del(true) end, "bad argument #1 to 'del' (a key is a string or an integer >= 0, got boolean)")
+    assert.same({ 0, 0 }, { cs:count() })
     err(function() ck:commit(0, "c", { [1] = {} }) end, "commit: changes: state names must be strings, got number")
     err(function() ck:state("") end, "bad argument #1 to 'state' (state name must be 1..200 bytes without NUL)")
     err(function() ck:set_meta("format", "2") end, "checkpoint " .. dir .. ": meta key 'format' is reserved")
@@ -366,7 +423,14 @@ if lo and lo >= n then assert(ck:offsets(n) == offsets_text(n), "the logged offs
 while true do
   assert(ck:write_offsets(n, offsets_text(n)))
   log:write("o ", n, "\n")
-  assert(ck:commit(n, commit_text(n), changes_for(n)))
+  -- "big" goes as a change set (what the engine's aggregations commit):
+  -- its deletes, then its puts, which append past the last key
+  local ch = changes_for(n)
+  local cs = core.state_changes()
+  for _, key in ipairs(ch.big.del) do cs:del(key) end
+  for _, kv in ipairs(ch.big.put) do cs:put(kv[1], kv[2]) end
+  ch.big = cs
+  assert(ck:commit(n, commit_text(n), ch))
   log:write("c ", n, "\n")
   if n % 10 == 9 and n > 20 then assert(ck:purge(n - 20)) end
   n = n + 1

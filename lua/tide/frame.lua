@@ -791,7 +791,6 @@ local function keyed_state(key_schema, specs, finish)
   local a, msg = core.agg(key_schema, specs)
   if not a then run_fail("agg", msg) end
   local st = { agg = a }
-  local pending, removed = nil, {} -- this batch's {sids, blobs}; evicted sid -> true
   local function done(rows) return finish and finish(rows) or rows end
   function st.restore(key, blob)
     if #key ~= 8 then error(format("bad state key of %d bytes (expected 8)", #key), 0) end
@@ -803,43 +802,29 @@ local function keyed_state(key_schema, specs, finish)
     if not out then run_fail("agg", err) end
     return done(out)
   end
-  -- The groups changed since the last commit: their rows and state ids
-  -- (their records are kept for take_changes).
+  -- The rows of the groups changed since the last commit, and their number.
   function st.changes()
-    local rows, sids, blobs = a:changes()
-    if not rows then run_fail("agg", sids) end
-    pending = { sids = sids, blobs = blobs }
-    return done(rows), sids
+    local rows, n = a:changed_rows()
+    if not rows then run_fail("agg", n) end
+    return done(rows), n
   end
-  -- Remove the groups whose column `col` is <= bound: their rows, sids.
-  function st.evict(col, bound)
-    local rows, sids = a:evict(col, bound)
-    if not rows then run_fail("agg", sids) end
-    for _, sid in ipairs(sids) do removed[sid] = true end
-    return done(rows), sids
+  -- Remove the groups whose column `col` is <= bound: their rows, or with
+  -- want_rows false just their number.
+  function st.evict(col, bound, want_rows)
+    local rows, n = a:evict(col, bound, want_rows)
+    if not rows then run_fail("agg", n) end
+    if want_rows == false then return rows end
+    return done(rows), n
   end
-  -- Keys are the sids as integers: the checkpoint stores them as 8 bytes
-  -- big-endian (core/l_ckpt.c), which is what restore receives.
+  -- A change set (core/l_ckpt.h) made in C: deletes of the evicted sids,
+  -- then the changed groups' records keyed by sid (8 bytes big-endian,
+  -- which is what restore receives).
   function st.take_changes()
-    if not pending then st.changes():close() end
-    local puts, dels, blobs, n = {}, {}, pending.blobs, 0
-    for j, sid in ipairs(pending.sids) do
-      if not removed[sid] then
-        n = n + 1
-        puts[n] = { sid, blobs[j] }
-      end
-    end
-    n = 0
-    for sid in pairs(removed) do
-      n = n + 1
-      dels[n] = sid
-    end
-    return puts, dels
+    local cs, err = a:take_changes()
+    if not cs then run_fail("agg", err) end
+    return cs
   end
-  function st.clear_changes()
-    a:clear_changes()
-    pending, removed = nil, {}
-  end
+  function st.clear_changes() a:clear_changes() end
   st.rows = function() return a:groups() end
   st.bytes = function() return a:bytes() end
   return st
@@ -1001,16 +986,15 @@ function Grouped:agg(spec)
         end
       end
     end
-    local changed, sids = st.changes()
-    m.updated = m.updated + #sids
+    local changed, nchanged = st.changes()
+    m.updated = m.updated + nchanged
     local evict = run.mode ~= "complete" and et_key and run.watermark
     if run.mode == "complete" then
       changed:close()
       return st.result()
     elseif run.mode == "update" then
       if evict then
-        local gone = st.evict(et_key.name, run.watermark - et_key.shift)
-        gone:close()
+        st.evict(et_key.name, run.watermark - et_key.shift, false)
       end
       return changed
     end
@@ -1130,12 +1114,11 @@ local function dedup_node(node, cols, within, what, level)
         if run.late then run.late(info.lost) else info.lost:close() end
       end
     end
-    st.changes():close()
     local w = run.watermark
     if w and within and et then
-      st.evict("__tide_expires_at", w - delay):close()
+      st.evict("__tide_expires_at", w - delay, false)
     elseif w and et_is_key then
-      st.evict(et, w):close()
+      st.evict(et, w, false)
     end
     return outs
   end

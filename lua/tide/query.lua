@@ -148,6 +148,7 @@ end
 
 -- Every row of the batches, in order, as Lua tables.
 local function rows_of(batches)
+  if #batches == 1 then return batches[1]:rows() end
   local rows = {}
   for _, b in ipairs(batches) do
     for _, r in ipairs(b:rows()) do rows[#rows + 1] = r end
@@ -287,9 +288,10 @@ end
 -- `<prefix><k>` (k: its place among the plan's stateful nodes, sources
 -- first). It provides:
 --   new_state() -> st: st.restore(key, blob) for each stored record,
---     st.take_changes() -> puts {{key, blob}...}, dels {key...} since the
---     last st.clear_changes() (keys: strings, or integers stored as 8
---     bytes big-endian), st.rows(), st.bytes();
+--     st.take_changes() -> the changes since the last st.clear_changes():
+--     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
+--     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
+--     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
 --   due(mode): a moved watermark gives it output or eviction to do (the
 --     engine then runs a no-data batch);
 --   check(mode, has_watermark): nil, or the analysis error;
@@ -821,7 +823,7 @@ function Query:_step()
   local changes, totals = {}, {}
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
-    changes[op.name] = { put = puts, del = dels }
+    changes[op.name] = dels == nil and puts or { put = puts, del = dels }
     totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
