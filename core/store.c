@@ -35,6 +35,7 @@
 #include "registry.h"
 #include "seg.h"
 #include "tier.h"
+#include "vec.h"
 
 #define PATH_LEN 4096
 #define FLUSH_BYTES (8u << 20)          /* write encoded blocks in chunks of this */
@@ -1592,9 +1593,10 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
         tide_batch_free(b);
         return tide_err_set(err, rc, "rows of schema version %u cannot be read as version %u: %s", v, r->version, why);
       }
-      tide_batch_t *c = tide_batch_new(r->schemas[r->version - 1], (uint32_t)(want_hi - want_lo));
-      uint32_t n = 0;
-      rc = c ? 0 : -ENOMEM;
+      tide_batch_t *c = NULL;
+      uint32_t n = 0, *keep = malloc((size_t)(want_hi - want_lo + 1) * sizeof *keep);
+      if (v != r->version && keep) c = tide_batch_new(r->schemas[r->version - 1], (uint32_t)(want_hi - want_lo));
+      rc = keep && (c || v == r->version) ? 0 : -ENOMEM;
       for (uint64_t off = want_lo; off < want_hi && !rc; off++) {
         uint32_t i = (uint32_t)(off - lo);
         if (!whole_time) {
@@ -1603,9 +1605,15 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
           int64_t ts = tide_col_i64(col, i);
           if (ts < r->o.from_time || ts >= r->o.to_time) continue;
         }
-        rc = v == r->version ? tide_batch_append_row(c, b, i) : tide_projection_apply(r->proj[v - 1], b, i, i + 1, c);
-        if (!rc) r->offs[n++] = off;
+        if (v != r->version) rc = tide_projection_apply(r->proj[v - 1], b, i, i + 1, c);
+        if (!rc) {
+          keep[n] = i;
+          r->offs[n++] = off;
+        }
       }
+      /* the same schema version: the kept rows, column by column */
+      if (!rc && v == r->version && n) rc = tide_batch_gather(b, keep, n, &c);
+      free(keep);
       tide_batch_free(b);
       if (rc) {
         tide_batch_free(c);
