@@ -1211,10 +1211,17 @@ static void w_bytes(wr_t *w, const void *p, size_t n) {
   if (!w->rc) w->rc = tide_buf_append(w->b, p, n);
 }
 
-static void w_le(wr_t *w, uint64_t v, int n) {
-  if (w->rc || (w->rc = tide_buf_reserve(w->b, 8))) return;
+/* The low n bytes of v, little-endian. Room for 8 is made so that a
+ * little-endian host stores all 8 in one move and keeps n of them: this
+ * runs for every field of every state record the engine commits. */
+static inline void w_le(wr_t *w, uint64_t v, int n) {
+  if (w->rc || (w->b->cap - w->b->len < 8 && (w->rc = tide_buf_reserve(w->b, 8)))) return;
   uint8_t *p = (uint8_t *)w->b->data + w->b->len;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  memcpy(p, &v, 8);
+#else
   for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+#endif
   w->b->len += (size_t)n;
 }
 

@@ -22,6 +22,7 @@
 
 #include "json.h"
 #include "l_tide.h"
+#include "vec.h"
 
 #define SCRATCH_MT "tide.scratch"
 #define SHOW_MAX 40
@@ -979,19 +980,10 @@ static int l_time_stats(lua_State *L) {
   if (c->type != TIDE_T_TIMESTAMP && c->type != TIDE_T_INT)
     return luaL_argerror(L, 2, lua_pushfstring(L, "column %I ('%s') is %s, expected timestamp or int", col,
                                               b->schema->fields[col - 1].name, tide_type_name(c->type)));
-  const int64_t *v = c->values;
-  int nulls = c->valid && c->null_count;
-  int64_t lo = INT64_MAX, hi = INT64_MIN;
-  double sum = 0;
-  lua_Integer n = 0;
-  for (uint32_t i = 0; i < b->nrows; i++) {
-    if (nulls && tide_col_is_null(c, i)) continue;
-    int64_t x = v[i];
-    if (x < lo) lo = x;
-    if (x > hi) hi = x;
-    sum += (double)x;
-    n++;
-  }
+  uint32_t n;
+  int64_t lo = 0, hi = 0;
+  double sum;
+  tide_col_time_stats(c, b->nrows, &n, &lo, &hi, &sum);
   lua_pushinteger(L, n);
   if (n) {
     lua_pushinteger(L, (lua_Integer)lo);

@@ -14,7 +14,7 @@
  *   core.sort(batch, {{col=, desc=, nulls_first=}..}) -> Batch
  *   core.concat({Batch..}, schema)       -> Batch
  *   core.slice(batch, offset, count)     -> Batch
- *   agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new]]]]])
+ *   agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]])
  *                          -> true, info | nil, msg, ENAME
  *   agg:result(), agg:groups(), agg:bytes()
  *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
@@ -454,7 +454,7 @@ static int l_agg(lua_State *L) {
   return 1;
 }
 
-/* agg:push(batch, keys, args [, window [, filter [, first]]]): the whole grouping
+/* agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]]): the whole grouping
  * step of one input batch in C, with no intermediate batch:
  *   keys    array, one per key column of the aggregation: an Expr over the
  *           batch, or the string "window_start" / "window_end"
@@ -468,10 +468,15 @@ static int l_agg(lua_State *L) {
  *           (SEMANTICS.md s.3): by the window's end when the window is over
  *           col, else by the row's value there (NULL is never late)
  *   want_new  true: report the rows that created a group
+ *   time_col  a 1-based timestamp/int column: also report the count, min,
+ *           max and sum of its non-NULL values over the rows the filter
+ *           kept (late ones included): a watermark between the filter and
+ *           the aggregation, fused into it, needs them
  * Returns true and info = {pushed = pairs aggregated, late_pairs =,
  * late_groups = distinct keys (window included) among the late pairs,
  * lost = nil or a Batch of the input rows whose every pair was late,
- * new = (want_new) a Batch of the input rows that created a group}; the
+ * new = (want_new) a Batch of the input rows that created a group,
+ * time_count, time_min, time_max, time_sum (with time_col)}; the
  * batches have the input's schema and keep its row order.
  * Keys and arguments that are bare columns are read in place; others are
  * evaluated into temporary columns. A filter gathers only the columns the
@@ -522,6 +527,15 @@ static int agg_push(lua_State *L) {
                                                 in->schema->fields[lcol - 1].name, tide_type_name(lt)));
   }
   int want_new = lua_toboolean(L, 9);
+  lua_Integer scol = luaL_optinteger(L, 10, 0);
+  if (scol) {
+    if (scol < 1 || scol > (lua_Integer)nf)
+      return luaL_argerror(L, 10, lua_pushfstring(L, "column %I does not exist (the batch has %d columns)", scol, (int)nf));
+    tide_type_t st = in->schema->fields[scol - 1].type;
+    if (st != TIDE_T_TIMESTAMP && st != TIDE_T_INT)
+      return luaL_argerror(L, 10, lua_pushfstring(L, "column %I ('%s') is %s, expected timestamp or int", scol,
+                                                 in->schema->fields[scol - 1].name, tide_type_name(st)));
+  }
   /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
    * argument pointers, p[4] selected rows, p[5] the filtered view's
    * columns, p[6] per-pair late flags, p[7] per-pair created flags, then
@@ -565,6 +579,7 @@ static int agg_push(lua_State *L) {
       if (!need) return luaL_error(L, "out of memory");
       if (wcol) need[wcol - 1] = 1;
       if (lcol) need[lcol - 1] = 1;
+      if (scol) need[scol - 1] = 1;
       for (uint32_t i = 0; i < nk + na; i++) {
         lua_rawgeti(L, i < nk ? 3 : 4, i < nk ? i + 1 : i - nk + 1);
         if (lua_type(L, -1) == LUA_TUSERDATA) {
@@ -588,6 +603,12 @@ static int agg_push(lua_State *L) {
       viewrow = sel;
     }
   }
+  /* the event-time statistics of the rows the filter kept (a watermark
+   * between the filter and the aggregation sees just those) */
+  uint32_t ts_n = 0;
+  int64_t ts_lo = 0, ts_hi = 0;
+  double ts_sum = 0;
+  if (scol) tide_col_time_stats(&src->cols[scol - 1], src->nrows, &ts_n, &ts_lo, &ts_hi, &ts_sum);
   uint32_t count = src->nrows;
   const uint32_t *pairrow = NULL; /* the view row of each pair, with a window */
   if (wcol) {
@@ -703,6 +724,18 @@ static int agg_push(lua_State *L) {
   lua_setfield(L, -2, "late_pairs");
   lua_pushinteger(L, feed.late_groups);
   lua_setfield(L, -2, "late_groups");
+  if (scol) {
+    lua_pushinteger(L, ts_n);
+    lua_setfield(L, -2, "time_count");
+    if (ts_n) {
+      lua_pushinteger(L, (lua_Integer)ts_lo);
+      lua_setfield(L, -2, "time_min");
+      lua_pushinteger(L, (lua_Integer)ts_hi);
+      lua_setfield(L, -2, "time_max");
+    }
+    lua_pushnumber(L, ts_sum);
+    lua_setfield(L, -2, "time_sum");
+  }
   for (int pass = 0; pass < 2 && mark; pass++) { /* 0: lost rows, 1: rows that created a group */
     if (pass == 0 && !feed.late_rows) continue;
     if (pass == 1 && !made) continue;

@@ -245,3 +245,25 @@ int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s
   free(cols);
   return *out ? 0 : -ENOMEM;
 }
+
+void tide_col_time_stats(const tide_col_t *c, uint32_t n, uint32_t *count, int64_t *lo, int64_t *hi, double *sum) {
+  const int64_t *v = c->values;
+  int nulls = c->valid && c->null_count;
+  int64_t mn = INT64_MAX, mx = INT64_MIN;
+  double total = 0;
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (nulls && tide_col_is_null(c, i)) continue;
+    int64_t x = v[i];
+    if (x < mn) mn = x;
+    if (x > mx) mx = x;
+    total += (double)x;
+    k++;
+  }
+  *count = k;
+  *sum = total;
+  if (k) {
+    *lo = mn;
+    *hi = mx;
+  }
+}

@@ -61,4 +61,11 @@ int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s
 /* Rows [lo, hi) of b as a new batch. TIDE_EINVAL unless lo <= hi <= nrows. */
 int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch_t **out);
 
+/* Over the non-NULL values of the first n rows of an int or timestamp
+ * column: their count, min, max and sum (a double, which cannot
+ * overflow); *lo and *hi are untouched when the count is 0. What a
+ * watermark needs of a batch (its largest event time) and what a query's
+ * progress reports (min, max, avg). */
+void tide_col_time_stats(const tide_col_t *c, uint32_t n, uint32_t *count, int64_t *lo, int64_t *hi, double *sum);
+
 #endif

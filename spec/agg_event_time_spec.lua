@@ -167,6 +167,28 @@ describe("agg:push with late rows", function()
     assert.same({ "1/a/1", "2/b/-1" }, tkv(info.lost))
   end)
 
+  it("reports the event times of the rows a fused filter keeps, late ones included, with time_col", function()
+    local b = batch({ { t = 1, k = "a", v = 1 }, { t = 50, k = "b", v = -1 }, { t = 20, k = "a", v = 3 },
+      { k = "n", v = 5 }, { t = 3, k = "c", v = 4 }, { t = 2, k = "d", v = -2 } })
+    local where = assert(core.expr("v > 0", IN))
+    for _, filter in ipairs({ where, function(r) return r.v > 0 end }) do
+      local a = raw_agg()
+      local _, info = a:push(b, { K, T }, { false }, nil, filter, 0, { col = 1, bound = 10 }, nil, 1)
+      assert.same({ 3, 1, 20, 24.0 }, { info.time_count, info.time_min, info.time_max, info.time_sum })
+      assert.equal(2, info.pushed) -- 20/a and the NULL-time row; 1 and 3 are late
+    end
+    local a = raw_agg()
+    local _, info = a:push(b, { K, T }, { false }, nil, where, 0, nil, nil, 4) -- u: all NULL
+    assert.same({ 0, 0.0 }, { info.time_count, info.time_sum })
+    assert.is_nil(info.time_min)
+    _, info = a:push(b, { K, T }, { false })
+    assert.is_nil(info.time_count) -- only asked for
+    assert.has_error(function() a:push(b, { K, T }, { false }, nil, nil, 0, nil, nil, 2) end,
+      "bad argument #9 to 'push' (column 2 ('k') is string, expected timestamp or int)")
+    assert.has_error(function() a:push(b, { K, T }, { false }, nil, nil, 0, nil, nil, 5) end,
+      "bad argument #9 to 'push' (column 5 does not exist (the batch has 4 columns))")
+  end)
+
   it("with a filter and sliding windows maps the pairs back to the input rows", function()
     local a = window_agg()
     local b = batch({ { t = 1000, k = "x", v = -1 }, { t = 1000, k = "a", v = 1 }, { t = 7000, k = "b", v = 2 },

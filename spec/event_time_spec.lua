@@ -141,6 +141,35 @@ describe("event time", function()
     q2:stop()
   end)
 
+  -- The aggregation runs a where (or Lua filter) below the watermark itself
+  -- (frame.lua): the watermark must still see only the rows the filter kept.
+  for _, how in ipairs { "where", "filter" } do
+    it("moves the watermark by the rows a " .. how .. " before with_watermark keeps, not the ones it drops", function()
+      local ms = tide.memory_stream("ts timestamp, k string")
+      local f = ms:frame()
+      f = how == "where" and f:where("k <> 'x'") or f:filter(function(r) return r.k ~= "x" end)
+      local out = {}
+      local q = f:with_watermark("ts", "10 seconds")
+        :group_by(tide.window("ts", "5 seconds")):agg { "count(*) AS n" }
+        :write_stream(function(_, rows)
+          for _, r in ipairs(rows) do out[#out + 1] = string.format("%d:%d", r.window_start // 1000, r.n) end
+        end, { mode = "append" })
+      local rows = at("a", 10, 20, 33)
+      for _, r in ipairs(at("x", 500, 9, 1)) do rows[#rows + 1] = r end
+      ms:add(rows)
+      q:process_all_available()
+      assert.same({ watermark = 0, min = 10000, max = 33000, avg = 21000 }, q:recent_progress()[1].event_time)
+      assert.equal(23000, q:watermark())
+      assert.same({ "10:1" }, out) -- the window ending by 23 s; x's 500 s never moved the watermark
+      ms:add(at("x", 1000))
+      q:process_all_available()
+      assert.equal(23000, q:watermark())
+      local ps = q:recent_progress()
+      assert.same({ watermark = 23000 }, ps[#ps].event_time) -- nothing passed the filter: no min, max, avg
+      q:stop()
+    end)
+  end
+
   it("drops duplicates before a windowed count (append mode), both with state bounded by the watermark", function()
     local ms = tide.memory_stream("ts timestamp, k string")
     local sink, batches = recorder()

@@ -558,6 +558,16 @@ function Frame:filter(cond)
   return Frame.where(self, cond)
 end
 
+-- Fold one batch's event-time figures (core.time_stats) into a watermark
+-- node's `stats` for the batch being run.
+local function add_time_stats(stats, n, lo, hi, sum)
+  if n > 0 then
+    stats.count, stats.sum = stats.count + n, stats.sum + sum
+    if not stats.min or lo < stats.min then stats.min = lo end
+    if not stats.max or hi > stats.max then stats.max = hi end
+  end
+end
+
 --- Declare `col` (a timestamp column) the event time and the watermark as
 -- the largest event time seen minus `delay`: stateful operators downstream
 -- (windowed aggregations, drop_duplicates, session windows) then drop rows
@@ -598,14 +608,7 @@ function Frame:with_watermark(col, delay)
     if not stats then return next_batch end
     return function()
       local b = next_batch()
-      if b ~= nil then
-        local n, lo, hi, sum = core.time_stats(b, c)
-        if n > 0 then
-          stats.count, stats.sum = stats.count + n, stats.sum + sum
-          if not stats.min or lo < stats.min then stats.min = lo end
-          if not stats.max or hi > stats.max then stats.max = hi end
-        end
-      end
+      if b ~= nil then add_time_stats(stats, core.time_stats(b, c)) end
       return b
     end
   end
@@ -923,11 +926,15 @@ function Grouped:agg(spec)
   local keys, window = agg_keys, self._window
   -- A where or Lua filter right below the aggregation runs inside it: the
   -- rows it keeps are selected there and only the columns the aggregation
-  -- reads are copied. (explain still shows the Filter, which is what it
-  -- means.)
-  local feed, filter = input, nil
-  if input.op == "where" and input.expr then feed, filter = input.input, input.expr end
-  if input.op == "filter" and input.fn then feed, filter = input.input, input.fn end
+  -- reads are copied. So does one with a watermark between them (`where`
+  -- then with_watermark): the aggregation then also reports the event
+  -- times of the rows the filter kept, which is what the watermark node
+  -- would have seen. (explain still shows both, which is what it means.)
+  local feed, filter, wm = input, nil, nil
+  local inner = input.op == "watermark" and input.input or input
+  if inner.op == "where" and inner.expr then feed, filter = inner.input, inner.expr end
+  if inner.op == "filter" and inner.fn then feed, filter = inner.input, inner.fn end
+  if filter and inner ~= input then wm = input end
   -- The event-time key, when there is one: a window over the watermarked
   -- column (its groups end at window_start + size) or that column itself.
   -- It decides which groups are final and which rows are late.
@@ -952,8 +959,8 @@ function Grouped:agg(spec)
     for i, sp in ipairs(specs) do kinds[i] = sp.kind .. "(" .. (sp.arg_type or "") .. ")" end
     node.state_layout = key_schema:ddl() .. " | " .. concat(kinds, ", ")
   end
-  local function push(st, b, first, late)
-    local ok, info = st.agg:push(b, keys, args, window, filter, first, late)
+  local function push(st, b, first, late, time_col)
+    local ok, info = st.agg:push(b, keys, args, window, filter, first, late, nil, time_col)
     if not ok then run_fail(type(filter) == "function" and "filter" or filter and "where" or "agg", info) end
     return info
   end
@@ -975,10 +982,12 @@ function Grouped:agg(spec)
     local st, m = run.state, run.metrics
     local late = et_key and run.late_watermark and { col = et_col, bound = run.late_watermark } or nil
     if run.mode == "complete" then late = nil end
+    local stats = wm and wm.stats -- set by the engine while a micro-batch runs
     for b in feed.open() do
-      local info = push(st, b, run.first, late)
+      local info = push(st, b, run.first, late, stats and wm.watermark_col)
       run.first = run.first + b:nrows()
       release(feed, b)
+      if stats then add_time_stats(stats, info.time_count, info.time_min, info.time_max, info.time_sum) end
       if type(info) == "table" then
         m.dropped_by_watermark = m.dropped_by_watermark + (info.late_groups or 0)
         if info.lost then
