@@ -1611,8 +1611,11 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
           r->offs[n++] = off;
         }
       }
-      /* the same schema version: the kept rows, column by column */
-      if (!rc && v == r->version && n) rc = tide_batch_gather(b, keep, n, &c);
+      /* the same schema version: the kept rows, column by column (a range
+       * when no time filter left rows out) */
+      if (!rc && v == r->version && n)
+        rc = n == keep[n - 1] - keep[0] + 1 ? tide_batch_slice(b, keep[0], keep[0] + n, &c)
+                                             : tide_batch_gather(b, keep, n, &c);
       free(keep);
       tide_batch_free(b);
       if (rc) {

@@ -131,9 +131,10 @@ int tide_col_gather(const tide_col_t *in, const uint32_t *rows, uint32_t n, tide
     uint8_t *w = out->values;
     for (uint32_t i = 0; i < n; i++) w[i] = rows[i] != TIDE_ROW_NULL ? v[rows[i]] : 0;
   }
+  int nulls = in->valid && in->null_count;
   for (uint32_t i = 0; i < n; i++) {
     uint32_t r = rows[i];
-    if ((r == TIDE_ROW_NULL || tide_col_is_null(in, r)) && (rc = tide_col_set_null(out, i, n))) {
+    if ((r == TIDE_ROW_NULL || (nulls && tide_col_is_null(in, r))) && (rc = tide_col_set_null(out, i, n))) {
       tide_col_free(out);
       return rc;
     }
@@ -141,11 +142,11 @@ int tide_col_gather(const tide_col_t *in, const uint32_t *rows, uint32_t n, tide
   return 0;
 }
 
-int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out) {
+int tide_col_slice(const tide_col_t *in, uint32_t lo, uint32_t n, tide_col_t *out) {
   int rc = tide_col_init(out, in->type, n);
   if (rc) return rc;
   if (is_var(in->type)) {
-    const uint32_t *o = in->values;
+    const uint32_t *o = (const uint32_t *)in->values + lo;
     size_t len = o[n] - o[0];
     if (len && !(out->data = malloc(len))) goto oom;
     if (len) memcpy(out->data, in->data + o[0], len);
@@ -153,16 +154,22 @@ int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out) {
     uint32_t *oo = out->values;
     for (uint32_t i = 0; i <= n; i++) oo[i] = o[i] - o[0];
   } else if (n) {
-    memcpy(out->values, in->values, (size_t)n * width(in->type));
+    memcpy(out->values, (const char *)in->values + (size_t)lo * width(in->type), (size_t)n * width(in->type));
   }
   if (in->valid && in->null_count) {
-    /* in may have more rows than n: count the NULLs of the rows copied */
+    /* in may have other rows: count the NULLs of the rows copied */
     uint32_t nulls = 0;
-    for (uint32_t i = 0; i < n; i++) nulls += (uint32_t)tide_col_is_null(in, i);
+    for (uint32_t i = 0; i < n; i++) nulls += (uint32_t)tide_col_is_null(in, lo + i);
     if (nulls) {
       size_t nb = ((size_t)n + 7) / 8;
       if (!(out->valid = malloc(nb ? nb : 1))) goto oom;
-      memcpy(out->valid, in->valid, nb);
+      if (lo % 8 == 0) {
+        memcpy(out->valid, in->valid + lo / 8, nb);
+      } else {
+        memset(out->valid, 0, nb);
+        for (uint32_t i = 0; i < n; i++)
+          if (!tide_col_is_null(in, lo + i)) out->valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+      }
       out->null_count = nulls;
     }
   }
@@ -171,6 +178,8 @@ oom:
   tide_col_free(out);
   return -ENOMEM;
 }
+
+int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out) { return tide_col_slice(in, 0, n, out); }
 
 int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, tide_batch_t **out) {
   uint32_t nf = in->schema->nfields;
@@ -194,13 +203,19 @@ int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, 
 int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch_t **out) {
   *out = NULL;
   if (lo > hi || hi > b->nrows) return TIDE_EINVAL;
-  uint32_t n = hi - lo;
-  uint32_t *rows = malloc((n ? n : 1) * sizeof *rows);
-  if (!rows) return -ENOMEM;
-  for (uint32_t i = 0; i < n; i++) rows[i] = lo + i;
-  int rc = tide_batch_gather(b, rows, n, out);
-  free(rows);
-  return rc;
+  uint32_t nf = b->schema->nfields, n = hi - lo;
+  tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
+  if (!cols) return -ENOMEM;
+  int rc = 0;
+  for (uint32_t c = 0; c < nf && !rc; c++) rc = tide_col_slice(&b->cols[c], lo, n, &cols[c]);
+  if (rc) {
+    for (uint32_t c = 0; c < nf; c++) tide_col_free(&cols[c]);
+    free(cols);
+    return rc;
+  }
+  *out = tide_batch_adopt(b->schema, n, cols);
+  free(cols);
+  return *out ? 0 : -ENOMEM;
 }
 
 int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out) {

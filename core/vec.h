@@ -52,6 +52,9 @@ tide_batch_t *tide_batch_adopt(tide_schema_t *s, uint32_t nrows, tide_col_t *col
 int tide_col_gather(const tide_col_t *in, const uint32_t *rows, uint32_t n, tide_col_t *out);
 /* A copy of the first n rows of in. */
 int tide_col_copy(const tide_col_t *in, uint32_t n, tide_col_t *out);
+/* A copy of rows [lo, lo + n) of in (in must have them): whole ranges
+ * copied, not row by row. */
+int tide_col_slice(const tide_col_t *in, uint32_t lo, uint32_t n, tide_col_t *out);
 /* A new batch of the given rows of in (every column gathered). TIDE_EINVAL
  * for a row past in->nrows (other than TIDE_ROW_NULL). */
 int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, tide_batch_t **out);

@@ -254,10 +254,46 @@ static void test_slice_and_concat(void) {
   tide_schema_unref(s);
 }
 
+/* tide_col_slice copies ranges (bitmaps by bytes when lo is a multiple of
+ * 8, else bit by bit): every (lo, n) of a 40-row batch equals gathering
+ * the same rows one by one. */
+static void test_slice_every_range(void) {
+  tide_schema_t *s = schema("s string?, v int?");
+  tide_batch_t *b = make_batch(s, 40, 0);
+  uint32_t rows[40];
+  int bad = 0;
+  for (uint32_t lo = 0; lo <= 40; lo++)
+    for (uint32_t n = 0; lo + n <= 40; n++) {
+      for (uint32_t i = 0; i < n; i++) rows[i] = lo + i;
+      for (int c = 0; c < 2; c++) {
+        tide_col_t sl, ga;
+        T_EQ_INT(tide_col_slice(&b->cols[c], lo, n, &sl), 0);
+        T_EQ_INT(tide_col_gather(&b->cols[c], rows, n, &ga), 0);
+        if (sl.null_count != ga.null_count || sl.null_count != count_nulls(&sl, n)) bad++;
+        for (uint32_t i = 0; i < n; i++) {
+          if (tide_col_is_null(&sl, i) != tide_col_is_null(&ga, i)) bad++;
+          if (c == 1 && tide_col_i64(&sl, i) != tide_col_i64(&ga, i)) bad++;
+          if (c == 0) {
+            size_t la, lg;
+            const char *pa = tide_col_str(&sl, i, &la), *pg = tide_col_str(&ga, i, &lg);
+            if (la != lg || (la && memcmp(pa, pg, la))) bad++;
+          }
+        }
+        if (c == 0 && !offsets_ok(&sl, n)) bad++;
+        tide_col_free(&sl);
+        tide_col_free(&ga);
+      }
+    }
+  T_EQ_INT(bad, 0);
+  tide_batch_free(b);
+  tide_schema_unref(s);
+}
+
 int main(void) {
   T_RUN(test_init_set_null_put_str);
   T_RUN(test_adopt_and_gather);
   T_RUN(test_copy_prefix);
+  T_RUN(test_slice_every_range);
   T_RUN(test_slice_and_concat);
   T_DONE();
 }
