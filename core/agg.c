@@ -1242,14 +1242,22 @@ int tide_agg_encode(const tide_agg_t *a, uint32_t gid, tide_buf_t *out, tide_err
   if (gid >= a->ngroups) return tide_err_set(err, TIDE_EINVAL, "group %u does not exist (%u groups)", gid, a->ngroups);
   size_t start = out->len;
   wr_t w = {out, 0};
-  w_le(&w, REC_VERSION, 1);
-  w_le(&w, a->nkeys, 2);
-  w_le(&w, a->nspecs, 2);
-  for (uint32_t k = 0; k < a->nkeys; k++) w_le(&w, (uint64_t)a->kc[k].type, 1);
+  /* the head: version, counts and types, the same for every record */
+  size_t head = REC_HEAD + a->nkeys + 2 * (size_t)a->nspecs;
+  if ((w.rc = tide_buf_reserve(out, head + 64))) return tide_err_set(err, w.rc, "out of memory");
+  uint8_t *hp = (uint8_t *)out->data + start;
+  hp[0] = REC_VERSION;
+  hp[1] = (uint8_t)a->nkeys;
+  hp[2] = (uint8_t)(a->nkeys >> 8);
+  hp[3] = (uint8_t)a->nspecs;
+  hp[4] = (uint8_t)(a->nspecs >> 8);
+  hp += REC_HEAD;
+  for (uint32_t k = 0; k < a->nkeys; k++) *hp++ = (uint8_t)a->kc[k].type;
   for (uint32_t i = 0; i < a->nspecs; i++) {
-    w_le(&w, (uint64_t)a->specs[i].kind, 1);
-    w_le(&w, rec_arg_type(&a->specs[i]), 1);
+    *hp++ = (uint8_t)a->specs[i].kind;
+    *hp++ = rec_arg_type(&a->specs[i]);
   }
+  out->len += head;
   const unsigned char *rec = a->krec + (size_t)gid * a->krec_size;
   for (uint32_t k = 0; k < a->nkeys; k++) {
     const unsigned char *v = rec + a->kc[k].off;

@@ -845,7 +845,9 @@ static int agg_take_changes(lua_State *L) {
   tide_l_changes_t *c = tide_l_push_changes(L);
   tide_err_t err = {0, ""};
   unsigned char key[8];
-  if (u->ngone) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
+  int sorted = 1; /* evictions hand sids back in gid order: usually sorted already */
+  for (size_t i = 1; i < u->ngone && sorted; i++) sorted = u->gone[i - 1] <= u->gone[i];
+  if (!sorted) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
   for (size_t i = 0; i < u->ngone; i++) {
     put_be64(key, u->gone[i]);
     if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
