@@ -159,12 +159,12 @@ local function run_query(label, round, make_source, want, sink_kind)
       reports[#reports + 1] = p
     end
   end
-  local sink, sink_opts = nil, { mode = "update", checkpoint = dir, trigger = 0 }
+  local sink, sink_opts = "topic", { mode = "update", checkpoint = dir, trigger = 0 }
   local out_name
   if sink_kind == "topic" then
     out_topics = out_topics + 1
     out_name = format("out-%d", out_topics)
-    sink, sink_opts.store, sink_opts.topic = "topic", db, out_name
+    sink_opts.store, sink_opts.topic = db, out_name
   else
     local add = check.add
     sink = function(_, rows)

@@ -100,7 +100,7 @@ end)
 describe("agg:take_changes", function()
   local function be(n) return string.pack(">I8", n) end
 
-  it("gives the changed groups' rows alone, and a change set of deletes for the evicted then puts keyed by sid", function()
+  it("gives the changed rows alone, and a change set: deletes of the evicted, then puts keyed by sid", function()
     local a = new_agg()
     push(a, { { w = 0, dev = "a", v = 1 }, { w = 1000, dev = "b", v = 2 }, { w = 2000, dev = "c", v = 3 } })
     a:clear_changes()

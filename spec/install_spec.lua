@@ -145,7 +145,8 @@ end
   end)
 
   it("starts the REPL when the installed tide has no command (stdin piped)", function()
-    local code, out = run(work, tree_env(tree) .. "printf 'x = 40 + 2\\nx\\n' | TIDE_HISTORY=history tide --data repl-data")
+    local code, out = run(work,
+      tree_env(tree) .. "printf 'x = 40 + 2\\nx\\n' | TIDE_HISTORY=history tide --data repl-data")
     assert.equal(0, code, out)
     assert.equal("42\n", out)
   end)
