@@ -41,7 +41,7 @@ struct tide_ckpt {
 
 /* ------------------------------------------------------------ helpers --- */
 
-static void put_be64(unsigned char *p, uint64_t v) {
+void tide_ckpt_key_u64(unsigned char p[8], uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * (7 - i)));
 }
 static uint64_t get_be64(const unsigned char *p) {
@@ -381,13 +381,13 @@ int tide_ckpt_meta_get(tide_ckpt_t *c, const char *key, size_t klen, tide_buf_t 
 
 int tide_ckpt_offsets_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
   unsigned char k[8];
-  put_be64(k, n);
+  tide_ckpt_key_u64(k, n);
   return get_fixed(c, DB_OFFSETS, k, 8, out, "reading the offset log", err);
 }
 
 int tide_ckpt_commit_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
   unsigned char k[8];
-  put_be64(k, n);
+  tide_ckpt_key_u64(k, n);
   return get_fixed(c, DB_COMMITS, k, 8, out, "reading the commit log", err);
 }
 
@@ -445,7 +445,7 @@ int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t
   int rc = check_writable(c, "write_offsets", err);
   if (rc) return rc;
   unsigned char key[8];
-  put_be64(key, n);
+  tide_ckpt_key_u64(key, n);
   MDB_val k = {8, key}, v;
   for (int tries = 0;; tries++) {
     MDB_txn *txn;
@@ -541,7 +541,7 @@ static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len,
                        size_t nch, const tide_ckpt_change_t **where) {
   MDB_txn *txn;
   unsigned char key[8];
-  put_be64(key, n);
+  tide_ckpt_key_u64(key, n);
   MDB_val k = {8, key}, v;
   *where = NULL;
   int rc = begin(c, 1, &txn);

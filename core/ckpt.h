@@ -57,6 +57,10 @@ enum {
 
 typedef struct tide_ckpt tide_ckpt_t;
 
+/* An integer key (a state id, a log id): 8 bytes big-endian, so that keys
+ * sort as the integers do. */
+void tide_ckpt_key_u64(unsigned char p[8], uint64_t v);
+
 /* One change of a state database: put key -> val, or delete key when val
  * is NULL. The memory is the caller's and must stay valid during the call. */
 typedef struct tide_ckpt_op {

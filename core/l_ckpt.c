@@ -345,8 +345,7 @@ static const char *next_op(const char *p, tide_ckpt_op_t *op) {
 /* A key argument: a string, or an integer >= 0 stored as 8 bytes big-endian in room. */
 static const char *check_key(lua_State *L, int idx, size_t *len, unsigned char room[8]) {
   if (lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx) && lua_tointeger(L, idx) >= 0) {
-    uint64_t v = (uint64_t)lua_tointeger(L, idx);
-    for (int b = 7; b >= 0; b--, v >>= 8) room[b] = (unsigned char)v;
+    tide_ckpt_key_u64(room, (uint64_t)lua_tointeger(L, idx));
     *len = 8;
     return (const char *)room;
   }
@@ -447,8 +446,7 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
                               lua_Integer at, unsigned char *room) {
   int ty = lua_rawgeti(L, -1, i);
   if (ty == LUA_TNUMBER && room && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) {
-    uint64_t v = (uint64_t)lua_tointeger(L, -1);
-    for (int b = 7; b >= 0; b--, v >>= 8) room[b] = (unsigned char)v;
+    tide_ckpt_key_u64(room, (uint64_t)lua_tointeger(L, -1));
     *len = 8;
     lua_pop(L, 1);
     return (const char *)room;

@@ -65,6 +65,7 @@
 #include <string.h>
 
 #include "agg.h"
+#include "ckpt.h"
 #include "csv.h"
 #include "expr.h"
 #include "join.h"
@@ -827,10 +828,6 @@ static int cmp_u64(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-static void put_be64(unsigned char *p, uint64_t v) {
-  for (int b = 7; b >= 0; b--, v >>= 8) p[b] = (unsigned char)v;
-}
-
 /* agg:take_changes() -> change set (core/l_ckpt.h): what a commit writes
  * for this aggregation since the last clear_changes: a delete per sid
  * evict/remove took out (ascending), then a put per dirty group, keyed by
@@ -849,13 +846,13 @@ static int agg_take_changes(lua_State *L) {
   for (size_t i = 1; i < u->ngone && sorted; i++) sorted = u->gone[i - 1] <= u->gone[i];
   if (!sorted) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
   for (size_t i = 0; i < u->ngone; i++) {
-    put_be64(key, u->gone[i]);
+    tide_ckpt_key_u64(key, u->gone[i]);
     if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
   }
   if (tide_buf_reserve(&c->buf, (size_t)n * 64)) return luaL_error(L, "out of memory");
   for (uint32_t i = 0; i < n; i++) {
     size_t mark;
-    put_be64(key, tide_agg_sid(a, gids[i]));
+    tide_ckpt_key_u64(key, tide_agg_sid(a, gids[i]));
     if (tide_l_changes_put_begin(c, key, 8, &mark)) return luaL_error(L, "out of memory");
     int rc = tide_agg_encode(a, gids[i], &c->buf, &err);
     if (rc) {
