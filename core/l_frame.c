@@ -483,6 +483,18 @@ static int l_agg(lua_State *L) {
  * evaluated into temporary columns. A filter gathers only the columns the
  * aggregation reads. With a window, each row is repeated once per window it
  * belongs to (a tumbling window needs no repeat). */
+/* Raise on argument arg unless col (1-based) is a timestamp or int column
+ * of s; `what` names it in the message. */
+static void check_time_col(lua_State *L, int arg, const tide_schema_t *s, lua_Integer col, const char *what) {
+  if (col < 1 || col > (lua_Integer)s->nfields)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s %I does not exist (the batch has %d columns)", what, col,
+                                          (int)s->nfields));
+  tide_type_t t = s->fields[col - 1].type;
+  if (t != TIDE_T_TIMESTAMP && t != TIDE_T_INT)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s %I ('%s') is %s, expected timestamp or int", what, col,
+                                          s->fields[col - 1].name, tide_type_name(t)));
+}
+
 static int agg_push(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   tide_batch_t *in = tide_l_check_batch(L, 2);
@@ -520,23 +532,11 @@ static int agg_push(lua_State *L) {
     lcol = lua_tointeger(L, -2);
     lbound = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    if (lcol < 1 || lcol > (lua_Integer)nf)
-      return luaL_argerror(L, 8, lua_pushfstring(L, "late.col %I does not exist (the batch has %d columns)", lcol, (int)nf));
-    tide_type_t lt = in->schema->fields[lcol - 1].type;
-    if (lt != TIDE_T_TIMESTAMP && lt != TIDE_T_INT)
-      return luaL_argerror(L, 8, lua_pushfstring(L, "late.col %I ('%s') is %s, expected timestamp or int", lcol,
-                                                in->schema->fields[lcol - 1].name, tide_type_name(lt)));
+    check_time_col(L, 8, in->schema, lcol, "late.col");
   }
   int want_new = lua_toboolean(L, 9);
   lua_Integer scol = luaL_optinteger(L, 10, 0);
-  if (scol) {
-    if (scol < 1 || scol > (lua_Integer)nf)
-      return luaL_argerror(L, 10, lua_pushfstring(L, "column %I does not exist (the batch has %d columns)", scol, (int)nf));
-    tide_type_t st = in->schema->fields[scol - 1].type;
-    if (st != TIDE_T_TIMESTAMP && st != TIDE_T_INT)
-      return luaL_argerror(L, 10, lua_pushfstring(L, "column %I ('%s') is %s, expected timestamp or int", scol,
-                                                 in->schema->fields[scol - 1].name, tide_type_name(st)));
-  }
+  if (scol) check_time_col(L, 10, in->schema, scol, "column");
   /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
    * argument pointers, p[4] selected rows, p[5] the filtered view's
    * columns, p[6] per-pair late flags, p[7] per-pair created flags, then
@@ -779,15 +779,27 @@ static int agg_bytes(lua_State *L) {
 
 /* agg:changes() -> Batch, {sid..}, {record..}: the dirty groups' rows,
  * state ids and state records, in the same (first-seen) order. */
+/* Push the dirty groups' rows; *gids and *n get the dirty set (valid
+ * until the aggregation changes). Returns 0, or fail()'s count of pushed
+ * failure values. */
+static int push_dirty_rows(lua_State *L, tide_agg_t *a, const uint32_t **gids, uint32_t *n) {
+  *n = tide_agg_dirty(a, gids);
+  tide_err_t err = {0, ""};
+  tide_batch_t *b;
+  int rc = tide_agg_result_of(a, *gids, *n, &b, &err);
+  if (rc) return fail(L, rc, err.msg);
+  tide_l_push_batch(L, b);
+  return 0;
+}
+
 static int agg_changes(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   const uint32_t *gids;
-  uint32_t n = tide_agg_dirty(a, &gids);
+  uint32_t n;
+  int nfail = push_dirty_rows(L, a, &gids, &n);
+  if (nfail) return nfail;
   tide_err_t err = {0, ""};
-  tide_batch_t *b;
-  int rc = tide_agg_result_of(a, gids, n, &b, &err);
-  if (rc) return fail(L, rc, err.msg);
-  tide_l_push_batch(L, b);
+  int rc;
   /* nothing below changes the aggregation, so gids stays valid */
   lua_createtable(L, (int)n, 0);
   for (uint32_t i = 0; i < n; i++) {
@@ -811,14 +823,10 @@ static int agg_changes(lua_State *L) {
  * gives them) and their number, without sids or records: what a batch's
  * output needs (take_changes makes the records at commit time). */
 static int agg_changed_rows(lua_State *L) {
-  tide_agg_t *a = check_agg(L, 1);
   const uint32_t *gids;
-  uint32_t n = tide_agg_dirty(a, &gids);
-  tide_err_t err = {0, ""};
-  tide_batch_t *b;
-  int rc = tide_agg_result_of(a, gids, n, &b, &err);
-  if (rc) return fail(L, rc, err.msg);
-  tide_l_push_batch(L, b);
+  uint32_t n;
+  int nfail = push_dirty_rows(L, check_agg(L, 1), &gids, &n);
+  if (nfail) return nfail;
   lua_pushinteger(L, (lua_Integer)n);
   return 2;
 }
