@@ -2,10 +2,21 @@ rockspec_format = "3.0"
 package = "tide"
 version = "scm-1"
 source = { url = "git+file://." }
+-- tide is not published on luarocks.org yet: the rock is built from a
+-- checkout (`make install`, offline), so it names no homepage it does not have.
 description = {
   summary = "A streaming engine for Lua: durable topics, schemas, columnar batches, exactly-once queries",
-  homepage = "https://example.invalid/tide",
+  detailed = [[
+tide is a streaming engine for people who write Lua. A C core does the heavy,
+exact work: durable segment-based topics with a schema registry, columnar
+batches, SQL-like expressions, hash aggregation with Spark's event-time windows,
+joins, state in LMDB and the micro-batch protocol that gives exactly-once
+results. Users describe sources, transformations, windows and sinks in Lua
+scripts, a REPL that keeps queries running while you type, or the `tide`
+command line. One process, one libuv event loop, on one machine.
+]],
   license = "MIT",
+  labels = { "streaming", "stream-processing", "database", "lmdb", "libuv" },
 }
 -- Only Lua itself: the C libraries come from Debian packages (see README),
 -- and lua-cjson is a Debian module, not a rock (TOOLCHAIN.md).
@@ -20,6 +31,7 @@ build = {
   type = "builtin",
   modules = {
     ["tide.cli"] = "lua/tide/cli.lua",
+    ["tide.errors"] = "lua/tide/errors.lua",
     ["tide.frame"] = "lua/tide/frame.lua",
     ["tide"] = "lua/tide/init.lua",
     ["tide.query"] = "lua/tide/query.lua",

@@ -85,6 +85,14 @@ describe("tide-scm-1.rockspec", function()
     assert.same({ tide = "bin/tide" }, spec.build.install.bin)
   end)
 
+  it("describes the project and names no placeholder homepage", function()
+    local d = spec.description
+    assert.is_nil((d.homepage or ""):find("invalid", 1, true), d.homepage)
+    assert.truthy(#d.summary > 20 and #d.summary <= 100, d.summary)
+    assert.truthy(d.detailed and d.detailed:find("streaming engine", 1, true))
+    assert.equal("MIT", d.license)
+  end)
+
   it("names no module file that does not exist", function()
     for mod, path in pairs(modules) do
       if type(path) == "string" then

@@ -1004,8 +1004,9 @@ local function cut_traceback(tb)
   return tb
 end
 
+-- The user's position and frames only (tide.errors), unless TIDE_DEBUG.
 local function script_traceback(msg)
-  return cut_traceback(debug.traceback(msg, 2))
+  return cut_traceback(require("tide.errors").traceback(msg, 2))
 end
 
 -- Is stdout a terminal that understands ANSI codes? TERM unset or "dumb"

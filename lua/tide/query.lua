@@ -252,7 +252,12 @@ local function analyze(node, mode, what, level)
     local under
     for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
     if n.stateful and not n.static then
-      if under then
+      if under and n.stateful ~= "dedup" then
+        error(format("%s: multiple streaming aggregations in one query are not supported (as in Spark): %s " ..
+          "comes after %s; to aggregate the result again, do it per batch in a foreach_batch sink, or write the " ..
+          "first aggregation to a topic and aggregate that topic in a second query", what, n.label, under.label),
+          level + 1)
+      elseif under then
         error(format("%s: %s after a streaming aggregation is not supported (as in Spark before 3.4); " ..
           "put it before the aggregation", what, n.label), level + 1)
       end
@@ -959,7 +964,10 @@ end
 
 local function raise(self, level)
   self._unreported = false
-  error(format("query %s failed: %s", self._name or self._id, self._exception), level + 1)
+  local sources = {}
+  for i, s in ipairs(self._sources) do sources[i] = s.description end
+  error(require("tide.errors").query_failed(self._name, self._id, sources,
+    self._sink and self._sink.description or self._sink_name, self._exception), level + 1)
 end
 
 --- Drive the loop until every source's data available now is processed.
