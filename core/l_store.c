@@ -693,6 +693,7 @@ static int l_topic_accepts(lua_State *L) {
 #define PRODUCE_BATCH_ROWS 65536u
 #define PRODUCE_READ (4u << 20)
 #define BAD_LINES_KEPT 10
+#define BAD_REASONS_KEPT 3 /* the reasons of the first bad lines (produce --skip-bad) */
 
 typedef struct produce {
   tide_json_dec_t *dec;
@@ -702,6 +703,7 @@ typedef struct produce {
   int skip_bad;
   uint64_t line, appended, skipped;
   uint64_t bad[BAD_LINES_KEPT];
+  char why[BAD_REASONS_KEPT][sizeof ((tide_err_t *)0)->msg];
   int nbad;
   tide_buf_t carry;      /* a partial line across reads */
   tide_err_t err;
@@ -719,6 +721,7 @@ static int produce_line(produce_t *p, const char *s, size_t n) {
   int rc = tide_json_dec_line(p->dec, p->b, s + i, n - i, &e);
   if (rc == TIDE_EPARSE || rc == TIDE_ESCHEMA) {
     if (!p->skip_bad) return tide_err_set(&p->err, rc, "line %" PRIu64 ": %s", p->line, e.msg);
+    if (p->nbad < BAD_REASONS_KEPT) snprintf(p->why[p->nbad], sizeof p->why[0], "%s", e.msg);
     if (p->nbad < BAD_LINES_KEPT) p->bad[p->nbad++] = p->line;
     p->skipped++;
     return 0;
@@ -863,6 +866,13 @@ static int l_topic_produce(lua_State *L) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "bad_lines");
+  int nwhy = p.nbad < BAD_REASONS_KEPT ? p.nbad : BAD_REASONS_KEPT;
+  lua_createtable(L, nwhy, 0);
+  for (int i = 0; i < nwhy; i++) {
+    lua_pushstring(L, p.why[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "bad_reasons");
   push_ranges(L, lr, nr);
   lua_setfield(L, -4, "ranges");
   if (!lua_isnil(L, -1)) lua_setfield(L, -3, "last");
@@ -1004,8 +1014,9 @@ static int l_reader_next_batch(lua_State *L) {
   return 4;
 }
 
-/* reader:next_json(iso8601) -> text, partition, next_offset | nil | nil, msg, ENAME
- * The next batch as JSON lines, each ending in "\n". */
+/* reader:next_json(iso8601 [, offsets]) -> text, partition, next_offset [, offsets] | nil | nil, msg, ENAME
+ * The next batch as JSON lines, each ending in "\n"; with `offsets`, also
+ * the array of the lines' offsets (a time range may leave gaps). */
 static int l_reader_next_json(lua_State *L) {
   l_reader_t *r = check_open_reader(L, 1);
   int flags = lua_toboolean(L, 2) ? TIDE_JSON_ISO8601 : 0;
@@ -1030,7 +1041,13 @@ static int l_reader_next_json(lua_State *L) {
   luaL_pushresult(&lb);
   lua_pushinteger(L, r->part);
   lua_pushinteger(L, (lua_Integer)r->offs[r->b->nrows - 1] + 1);
-  return 3;
+  if (!lua_toboolean(L, 3)) return 3;
+  lua_createtable(L, (int)r->b->nrows, 0);
+  for (uint32_t i = 0; i < r->b->nrows; i++) {
+    lua_pushinteger(L, (lua_Integer)r->offs[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 4;
 }
 
 static int l_reader_close(lua_State *L) {

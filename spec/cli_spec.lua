@@ -150,6 +150,20 @@ describe("tide (the command line)", function()
       end
     end)
 
+    it("lists each subcommand's options in the help of topic and schema", function()
+      local _, out = tide { "topic", "--help" }
+      for _, o in ipairs { "--partitions N", "--schema FILE|DDL", "--retention DUR", "--retention-bytes SIZE",
+        "--segment-bytes SIZE", "--segment-ms DUR", "--time-column COL", "--unknown-fields MODE",
+        "--compatibility MODE", "--json" } do
+        assert.matches("\n  " .. o, out, 1, true)
+      end
+      assert.matches("\noptions of 'topic create':\n", out, 1, true)
+      assert.matches("\noptions of 'topic describe':\n", out, 1, true)
+      _, out = tide { "schema", "--help" }
+      assert.matches("\noptions of 'schema put':\n  --compatibility MODE", out, 1, true)
+      assert.matches("\noptions of 'schema get':\n  --version N", out, 1, true)
+    end)
+
     it("prints the usage of checkpoint and checkpoint show with --help", function()
       for _, args in ipairs { { "checkpoint", "--help" }, { "checkpoint", "show", "--help" } } do
         local code, out, err = tide(args)
@@ -228,6 +242,47 @@ describe("tide (the command line)", function()
       assert.equal("tide: deleted topic 'other'\n", err)
       _, out = tide { "--data", data, "topic", "list" }
       assert.equal("events\n", out)
+    end)
+
+    it("says a schema file was not found when the argument looks like a path", function()
+      for _, arg in ipairs { "schema.ddl", "conf/schema", "events_schema" } do
+        local code, out, err = tide { "--data", data, "topic", "create", "bad", "--schema", arg }
+        assert_error(code, out, err, 1,
+          "tide: topic create: schema file '" .. arg .. "' cannot be read: No such file or directory\n")
+      end
+      create_events()
+      local code, out, err = tide { "--data", data, "schema", "put", "events", "v2.ddl" }
+      assert_error(code, out, err, 1,
+        "tide: schema put 'events': schema file 'v2.ddl' cannot be read: No such file or directory\n")
+      -- DDL text is still DDL
+      code, out, err = tide { "--data", data, "topic", "create", "ok", "--schema", "v int" }
+      assert.equal(0, code)
+    end)
+
+    it("describes a topic as one JSON object with --json", function()
+      create_events { "--partitions", "2", "--retention", "7d" }
+      assert.equal(0, (tide({ "--data", data, "produce", "events", "--key", "device" }, EVENTS)))
+      local code, out, err = tide { "--data", data, "topic", "describe", "events", "--json" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      local d = require("tide.util").json_decode(out)
+      assert.equal("events", d.name)
+      assert.equal(2, d.partitions)
+      assert.equal("ts timestamp, device string, signal int?", d.ddl)
+      assert.is_false(d.schemaless)
+      assert.equal("ts", d.time_column)
+      assert.equal(7 * 86400000, d.retention_ms)
+      assert.equal(3, d.records)
+      assert.equal(2, #d.partition_stats)
+      local n = 0
+      for k, p in ipairs(d.partition_stats) do
+        assert.equal(k - 1, p.partition)
+        assert.equal(p.latest - p.earliest, p.records)
+        n = n + p.records
+      end
+      assert.equal(3, n)
+      assert.equal("\n", out:sub(-1))
+      assert.equal(1, select(2, out:gsub("\n", "")))
     end)
 
     it("reads the schema from a file", function()
@@ -447,7 +502,8 @@ describe("tide (the command line)", function()
       code, _, err = tide({ "--data", data, "produce", "events", "--skip-bad" },
         '{"ts": 1, "device": "a", "site": "lab"}\n{"ts": 2, "device": "b", "site": 7}\n{"ts": 3, "device": "c"}\n')
       assert.equal(0, code)
-      assert.equal("tide: produced 2 records to 'events' (offsets 0..1); skipped 1 bad line (first: 2)\n", err)
+      assert.equal("tide: produced 2 records to 'events' (offsets 0..1); skipped 1 bad line (first: 2)\n" ..
+        "tide: line 2: field 'site': expected string, got 7\n", err)
       code, out = tide { "--data", data, "consume", "events" }
       assert.equal(0, code)
       assert.equal('{"ts":1,"device":"a","signal":null,"site":"lab"}\n' ..
@@ -504,7 +560,20 @@ describe("tide (the command line)", function()
       local input = EVENTS .. "not json\n" .. '{"ts": 1, "device": "d", "signal": "abc"}\n'
       local code, _, err = tide({ "--data", data, "produce", "events", "--skip-bad" }, input)
       assert.equal(0, code)
-      assert.equal("tide: produced 3 records to 'events' (offsets 0..2); skipped 2 bad lines (first: 4, 5)\n", err)
+      assert.equal("tide: produced 3 records to 'events' (offsets 0..2); skipped 2 bad lines (first: 4, 5)\n" ..
+        "tide: line 4: invalid JSON at column 1: expected '{'\n" ..
+        "tide: line 5: field 'signal': expected int, got \"abc\"\n", err)
+    end)
+
+    it("gives the reasons of the first three bad lines only", function()
+      local bad = {}
+      for k = 1, 5 do bad[k] = '{"ts": 1, "device": "d", "signal": "s' .. k .. '"}' end
+      local code, _, err = tide({ "--data", data, "produce", "events", "--skip-bad" }, table.concat(bad, "\n") .. "\n")
+      assert.equal(0, code)
+      assert.equal("tide: produced 0 records to 'events'; skipped 5 bad lines (first: 1, 2, 3, 4, 5)\n" ..
+        "tide: line 1: field 'signal': expected int, got \"s1\"\n" ..
+        "tide: line 2: field 'signal': expected int, got \"s2\"\n" ..
+        "tide: line 3: field 'signal': expected int, got \"s3\"\n", err)
     end)
 
     it("fails on a missing file or topic", function()
@@ -543,6 +612,72 @@ describe("tide (the command line)", function()
     it("writes timestamps as ISO-8601 on request", function()
       local _, out = tide { "--data", data, "consume", "events", "--from", "2", "--timestamp-format", "iso8601" }
       assert.equal('{"ts":"2026-11-21T12:00:07.250Z","device":"c","signal":null}\n', out)
+    end)
+
+    it("gives back a schemaless topic's lines as they were produced", function()
+      assert.equal(0, (tide { "--data", data, "topic", "create", "raw" }))
+      local input = '{"a":1}\n{"b":[1,2.5,"x"],"c":{"d":null}}\n[1,2]\n"text"\n7\n'
+      assert.equal(0, (tide({ "--data", data, "produce", "raw" }, input)))
+      local code, out, err = tide { "--data", data, "consume", "raw" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal(input, out)
+      -- and what consume gives back produces the same again
+      assert.equal(0, (tide({ "--data", data, "produce", "raw" }, out)))
+      local _, twice = tide { "--data", data, "consume", "raw" }
+      assert.equal(input .. input, twice)
+    end)
+
+    it("gives the last N records of each partition with --from -N, and stops after --max N", function()
+      local _, out = tide { "--data", data, "consume", "events", "--from", "-1" }
+      assert.equal('{"ts":1795262407250,"device":"c","signal":null}\n', out)
+      _, out = tide { "--data", data, "consume", "events", "--from", "-10" }
+      assert.equal(3, select(2, out:gsub("\n", "")))
+      _, out = tide { "--data", data, "consume", "events", "--max", "2" }
+      assert.equal('{"ts":1795262405000,"device":"a","signal":1}\n{"ts":1795262406000,"device":"b","signal":2}\n', out)
+      _, out = tide { "--data", data, "consume", "events", "--from", "end" }
+      assert.equal("", out)
+      _, out = tide { "--data", data, "consume", "events", "--from", "beginning", "--max", "1" }
+      assert.equal('{"ts":1795262405000,"device":"a","signal":1}\n', out)
+    end)
+
+    it("starts at an event time with --from-time", function()
+      local code, out = tide { "--data", data, "consume", "events", "--from-time", "2026-11-21T12:00:06Z" }
+      assert.equal(0, code)
+      assert.equal('{"ts":1795262406000,"device":"b","signal":2}\n{"ts":1795262407250,"device":"c","signal":null}\n',
+        out)
+      _, out = tide { "--data", data, "consume", "events", "--from-time", "1795262407000" }
+      assert.equal('{"ts":1795262407250,"device":"c","signal":null}\n', out)
+      local err
+      code, out, err = tide { "--data", data, "consume", "events", "--from-time", "yesterday" }
+      assert_error(code, out, err, 2, "tide: consume: option '--from-time' must be a timestamp (ISO-8601 or ms), " ..
+        "got 'yesterday' (see 'tide consume --help')\n")
+    end)
+
+    it("formats each record with --format, as kcat's -f", function()
+      local code, out, err = tide { "--data", data, "consume", "events", "--from", "1",
+        "--format", "%t %p:%o %k %T %S %s\\n", "--key", "device" }
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal('events 0:1 b 1795262406000 44 {"ts":1795262406000,"device":"b","signal":2}\n' ..
+        'events 0:2 c 1795262407250 47 {"ts":1795262407250,"device":"c","signal":null}\n', out)
+      _, out = tide { "--data", data, "consume", "events", "--max", "1", "--timestamp-format", "iso8601",
+        "--format", "%T\\t100%%\\n" }
+      assert.equal("2026-11-21T12:00:05Z\t100%\n", out)
+      code, out, err = tide { "--data", data, "consume", "events", "--format", "%x" }
+      assert_error(code, out, err, 2, "tide: consume: option '--format': unknown field '%x' (allowed: %t, %p, %o, " ..
+        "%k, %T, %s, %S, %%) (see 'tide consume --help')\n")
+      code, out, err = tide { "--data", data, "consume", "events", "--format", "%k\\n" }
+      assert_error(code, out, err, 2, "tide: consume: option '--format': %k needs --key COL (a record's key is one " ..
+        "of its columns) (see 'tide consume --help')\n")
+    end)
+
+    it("says when --from is past the end", function()
+      local code, out, err = tide { "--data", data, "consume", "events", "--from", "9" }
+      assert_error(code, out, err, 1, "tide: consume 'events': --from 9 is past the end (partition 0 ends at offset 3)\n")
+      code, out = tide { "--data", data, "consume", "events", "--from", "3" }
+      assert.equal(0, code)
+      assert.equal("", out)
     end)
 
     it("fails on a partition that does not exist", function()

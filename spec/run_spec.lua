@@ -115,11 +115,76 @@ ms:frame():write_stream(function() error("sink is down") end, { trigger = "once"
     assert.equal(1, code)
     assert.equal("", out)
     local l = lines_of(err)
-    assert.equal(string.format("tide: query loader failed: batch 0: sink ForeachBatchSink: %s:4: sink is down",
-      script), l[1])
+    assert.equal(string.format("tide: query loader (MemoryStream[1] -> ForeachBatchSink) failed: batch 0: " ..
+      "sink ForeachBatchSink: %s:4: sink is down", script), l[1])
     assert.equal("stack traceback:", l[2])
     assert.truthy(err:find(string.format("\n\t%s:4: in ", script), 1, true), err)
     assert.is_nil(err:find("cli.lua", 1, true), err)
+  end)
+
+  it("shows the script's line, not tide's, for an error raised inside tide, and tide's frames only with TIDE_DEBUG",
+    function()
+    support.write_file(script, [[
+local tide = require "tide"
+local ms = tide.memory_stream("k string")
+local counts = ms:frame():group_by("k"):agg { "count(*) AS n" }
+counts:group_by("n"):count():write_stream("memory", { mode = "complete" })
+]])
+    local code, out, err = tide_run("run " .. q(script))
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.equal(string.format("tide: run: %s:4: write_stream(memory): multiple streaming aggregations in one query " ..
+      "are not supported (as in Spark): Aggregate [n] [count(*) AS count] comes after Aggregate [k] [count(*) AS n]; " ..
+      "to aggregate the result again, do it per batch in a foreach_batch sink, or write the first aggregation to a " ..
+      "topic and aggregate that topic in a second query\n", script), err)
+    code, out, err = tide_run("run " .. q(script), "TIDE_DEBUG=1")
+    assert.equal(1, code)
+    assert.truthy(err:find("lua/tide/query.lua:", 1, true), err)
+  end)
+
+  it("shows a UDF's error with the script's frames only", function()
+    support.write_file(script, [[
+local tide = require "tide"
+local function check(r)
+  if r.v > 1 then error("bad value " .. r.v) end
+  return true
+end
+local ms = tide.memory_stream("v int")
+ms:add { { v = 1 }, { v = 2 } }
+ms:frame():filter(check):write_stream(function() end, { trigger = "once" })
+]])
+    local code, out, err = tide_run("run " .. q(script))
+    assert.equal(1, code)
+    assert.equal("", out)
+    local l = lines_of(err)
+    assert.matches("^tide: query %x%x%x%x%x%x%x%x %(MemoryStream%[1%] %-> ForeachBatchSink%) failed: batch 0: filter: row 2 " ..
+      '{"v":2}: ', l[1])
+    assert.equal(string.format("%s:3: bad value 2", script), l[1]:match("{\"v\":2}: (.*)$"))
+    assert.equal("stack traceback:", l[2])
+    assert.equal(string.format("\t%s:3: in function <%s:2>", script, script), l[3])
+    assert.equal(3, #l)
+    assert.is_nil(err:find("tide/", 1, true), err)
+  end)
+
+  it("names a failed query by a short id, its source and sink, says each prefix once and hints at bad_records",
+    function()
+    local dir = support.tmpname()
+    os.execute("mkdir -p " .. q(dir))
+    support.write_file(dir .. "/a.jsonl", '{"v":1}\n{"v":"x"}\n')
+    support.write_file(script, string.format([[
+local tide = require "tide"
+tide.read_stream("file", { path = %q, format = "json", schema = "v int" })
+  :write_stream("console", { trigger = "available_now" })
+]], dir .. "/*.jsonl"))
+    local code, out, err = tide_run("run " .. q(script))
+    os.execute("rm -rf " .. q(dir))
+    assert.equal(1, code)
+    assert.equal("", out)
+    local src = string.format("FileSource[%s/*.jsonl]", dir)
+    local want = string.format("query %%x+ %%(%s %%-> ConsoleSink%%) failed: batch 0: source %s: %s/a.jsonl:2: " ..
+      "field 'v': expected int, got \"x\" %%(bad_records = \"drop\" skips bad records%%)\n$",
+      src:gsub("%p", "%%%0"), src:gsub("%p", "%%%0"), dir:gsub("%p", "%%%0"))
+    assert.matches("^tide: " .. want, err)
   end)
 
   it("refuses bad usage with one line and exit 2", function()

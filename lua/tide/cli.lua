@@ -65,12 +65,10 @@ usage: tide topic <create|list|describe|segments|delete> ...
 
   tide topic create NAME [options]    create a topic
   tide topic list                     list the topics, one name a line
-  tide topic describe NAME            a topic's schema, options, offsets and sizes
+  tide topic describe NAME [--json]   a topic's schema, options, offsets and sizes
   tide topic segments NAME            a topic's segments as a table
   tide topic delete NAME              delete a topic and its data
-
-options:
-]] .. DATA_HELP
+]]
 
 HELP["topic create"] = [[
 usage: tide topic create NAME [options]
@@ -96,12 +94,19 @@ options:
 HELP["topic list"] = "usage: tide topic list\n\nPrint the names of the topics, one a line.\n\noptions:\n" .. DATA_HELP
 
 HELP["topic describe"] = [[
-usage: tide topic describe NAME
+usage: tide topic describe NAME [--json]
 
 Print the topic's schema and options, its totals, and per partition the
 earliest and latest offsets, records, bytes and segments.
 
 options:
+  --json                one JSON object instead: name, partitions, ddl,
+                        schemaless, time_column, retention_ms,
+                        retention_bytes, segment_bytes, segment_ms,
+                        unknown_fields, compatibility, schema_version,
+                        created, records, bytes, segments, and
+                        partition_stats (partition, earliest, latest,
+                        records, bytes, segments)
 ]] .. DATA_HELP
 
 HELP["topic segments"] = [[
@@ -132,12 +137,23 @@ HELP.consume = [[
 usage: tide consume TOPIC [options]
 
 Write the records of TOPIC to stdout as JSON lines, partition by partition.
+A schemaless topic gives back each JSON value as it was produced.
 
 options:
-  --from N              start at offset N in each partition (default: earliest)
+  --from N              start at offset N in each partition; -N: the last N
+                        records of each partition (kcat's -o -N); beginning
+                        (the default) or end
+  --from-time TS        start at the first record at or after event time TS
+                        (ISO-8601 or ms)
   --partition P         only partition P
+  --max N               stop after N records
   --follow              keep waiting for new records; Ctrl-C or SIGTERM ends
   --timestamp-format F  ms (default: integer milliseconds) or iso8601
+  --format FMT          each record as FMT (kcat's -f): %t topic, %p partition,
+                        %o offset, %k key (the column of --key), %T event
+                        time, %s the record's JSON, %S its size, %% a percent
+                        sign; \n, \t escapes. Example: '%p:%o %s\n'
+  --key COL             the key column that %k prints
 ]] .. DATA_HELP
 
 local SCHEMA_ARG_HELP = [[
@@ -162,10 +178,7 @@ usage: tide schema <put|get|versions|check> ...
   tide schema versions TOPIC          list the versions, one a line
   tide schema check TOPIC FILE|DDL    exit 0 if the schema would be accepted
 
-]] .. MODES_HELP .. [[
-
-options:
-]] .. DATA_HELP
+]] .. MODES_HELP
 
 HELP["schema put"] = [[
 usage: tide schema put TOPIC FILE|DDL [options]
@@ -256,6 +269,23 @@ store's entries and bytes; the size of the checkpoint.
 DIR is opened read-only and without its lock, so this works while the query
 runs (in another process) and never disturbs it.
 ]]
+
+-- A group's help ends with each subcommand's own options, as its help
+-- states them, then the options every subcommand takes.
+local function group_options(group, subs)
+  local parts = { HELP[group] }
+  for _, sub in ipairs(subs) do
+    local text = HELP[group .. " " .. sub]
+    local opts = text:match("\noptions[^\n]*:\n(.*)$") or ""
+    local at = opts:find(DATA_HELP, 1, true)
+    if at then opts = opts:sub(1, at - 1) end
+    if opts ~= "" then parts[#parts + 1] = format("\noptions of '%s %s':\n%s", group, sub, opts) end
+  end
+  parts[#parts + 1] = "\noptions of every subcommand:\n" .. DATA_HELP .. "  --help                the subcommand's usage\n"
+  HELP[group] = concat(parts)
+end
+group_options("topic", { "create", "list", "describe", "segments", "delete" })
+group_options("schema", { "put", "get", "versions", "check" })
 
 -- ------------------------------------------------------------------------
 -- Errors
@@ -499,7 +529,12 @@ local topic_cmds = {}
 -- starting with '#' or '--' dropped); otherwise v is DDL text itself.
 -- A JSON form that does not decode fails `what`, naming the file.
 local function schema_arg(what, v)
-  local f = io.open(v, "r")
+  local f, why = io.open(v, "r")
+  -- DDL has a space between a name and its type: a single word, or text
+  -- with a '/' or ending in an extension, is a path that does not open
+  if not f and (not v:find("%s") or v:find("/", 1, true) or v:match("%.%a+$")) then
+    fail(what, format("schema file '%s' cannot be read: %s", v, why:match(": ([^:]*)$") or why))
+  end
   if f then
     local text = f:read("a")
     f:close()
@@ -563,8 +598,8 @@ topic_cmds.list = {
 }
 
 topic_cmds.describe = {
-  spec = {},
-  run = function(ctx, _, pos)
+  spec = { ["--json"] = "flag" },
+  run = function(ctx, opts, pos)
     local cmd = "topic describe"
     local name = positionals(cmd, pos, { "NAME" })
     local db = open_store(ctx, cmd)
@@ -585,6 +620,22 @@ topic_cmds.describe = {
       bytes = bytes + s.bytes
     end
     for _, o in ipairs(offsets) do records = records + (o.latest - o.earliest) end
+    if opts.json then
+      local list = {}
+      for k, o in ipairs(offsets) do
+        local p = per[o.partition]
+        list[k] = { partition = p[1], earliest = p[2], latest = p[3], records = p[4], bytes = p[5], segments = p[6] }
+      end
+      out(util.json_encode {
+        name = info.name, partitions = info.partitions, schemaless = info.schemaless == true,
+        ddl = info.ddl, time_column = info.time_column, retention_ms = info.retention_ms,
+        retention_bytes = info.retention_bytes, segment_bytes = info.segment_bytes, segment_ms = info.segment_ms,
+        unknown_fields = info.unknown_fields, compatibility = info.compatibility,
+        schema_version = info.schema_version, created = info.created, records = records, bytes = bytes,
+        segments = #segments, partition_stats = list,
+      } .. "\n")
+      return 0
+    end
     local function none(v, f) return v == nil and "none" or f(v) end
     local fields = {
       { "name", info.name },
@@ -867,7 +918,8 @@ local function plural(n, word) return format("%d %s%s", n, word, n == 1 and "" o
 
 --- The summary line of a produce: "produced 1000 records to 'events'
 -- (offsets 0..999)", with partitions named when the topic has several, and
--- "; skipped 2 bad lines (first: 3, 17)" after --skip-bad.
+-- "; skipped 2 bad lines (first: 3, 17)" after --skip-bad, followed by a
+-- line "tide: line 3: <reason>" for each of the first bad lines.
 -- @string topic the topic's name
 -- @int partitions its number of partitions
 -- @tab r what `topic:produce` returned
@@ -889,6 +941,10 @@ function M.produce_summary(topic, partitions, r)
     if #first < r.skipped then first[#first + 1] = "..." end
     s = s .. format("; skipped %s", plural(r.skipped, "bad line"))
     if #first > 0 then s = s .. " (first: " .. concat(first, ", ") .. ")" end
+    -- the reasons of the first bad lines, one line each
+    for k, why in ipairs(r.bad_reasons or {}) do
+      if r.bad_lines and r.bad_lines[k] then s = s .. format("\ntide: line %d: %s", r.bad_lines[k], why) end
+    end
   end
   return s
 end
@@ -914,55 +970,211 @@ end
 -- tide consume
 -- ------------------------------------------------------------------------
 
+-- The fields of consume --format, as kcat's -f.
+local FORMAT_FIELDS = {
+  t = "the topic", p = "the partition", o = "the offset", k = "the key (the column of --key)",
+  T = "the event time (ms, or ISO-8601 with --timestamp-format iso8601)", s = "the record as JSON",
+  S = "the size of %s in bytes", ["%"] = "a %",
+}
+local FORMAT_ESCAPES = { n = "\n", t = "\t", r = "\r", ["\\"] = "\\" }
+
+--- Parse a consume --format string: kcat's fields (%t topic, %p partition,
+-- %o offset, %k key, %T timestamp, %s record, %S its size, %% a percent
+-- sign) and escapes (\n, \t, \r, \\).
+-- @string fmt
+-- @return an array of literal strings and one-letter field names ({ f = "o" }),
+-- or nil and why not
+function M.parse_format(fmt)
+  local parts, lit, i = {}, {}, 1
+  while i <= #fmt do
+    local c = fmt:sub(i, i)
+    if c == "%" or c == "\\" then
+      local n = fmt:sub(i + 1, i + 1)
+      if c == "\\" then
+        if not FORMAT_ESCAPES[n] then return nil, format("unknown escape '\\%s' (allowed: \\n, \\t, \\r, \\\\)", n) end
+        lit[#lit + 1] = FORMAT_ESCAPES[n]
+      elseif n == "%" then
+        lit[#lit + 1] = "%"
+      elseif FORMAT_FIELDS[n] then
+        if #lit > 0 then parts[#parts + 1], lit = concat(lit), {} end
+        parts[#parts + 1] = { f = n }
+      else
+        return nil, format("unknown field '%%%s' (allowed: %%t, %%p, %%o, %%k, %%T, %%s, %%S, %%%%)", n)
+      end
+      i = i + 2
+    else
+      lit[#lit + 1] = c
+      i = i + 1
+    end
+  end
+  if #lit > 0 then parts[#parts + 1] = concat(lit) end
+  return parts
+end
+
+-- Where consume starts in partition p (offsets: { earliest, latest }):
+-- `from` is nil (the earliest), "beginning", "end", N, or -N (the last N).
+local function start_offset(from, o)
+  if from == nil or from == "beginning" then return o.earliest end
+  if from == "end" then return o.latest end
+  if from < 0 then return math.max(o.earliest, o.latest + from) end
+  return from
+end
+
 local function cmd_consume(ctx, argv, i)
   local cmd = "consume"
   local opts, pos = parse_args(argv, i, {
-    ["--from"] = "value", ["--partition"] = "value", ["--follow"] = "flag", ["--timestamp-format"] = "value",
+    ["--from"] = "value", ["--from-time"] = "value", ["--partition"] = "value", ["--follow"] = "flag",
+    ["--timestamp-format"] = "value", ["--max"] = "value", ["--format"] = "value", ["--key"] = "value",
   }, cmd, ctx)
   if opts.help then
     out(HELP.consume)
     return 0
   end
   local name = positionals(cmd, pos, { "TOPIC" })
-  local from = int_option(cmd, opts, "from")
+  local from = opts.from
+  if from ~= nil and from ~= "beginning" and from ~= "end" then
+    from = tointeger(tonumber(from))
+    if not from then
+      usage_error(cmd, format("option '--from' must be an offset, -N (the last N records), beginning or end, got '%s'",
+        opts.from))
+    end
+  end
+  local max = int_option(cmd, opts, "max", 1)
   local partition = int_option(cmd, opts, "partition")
   local tf = opts.timestamp_format or "ms"
   if tf ~= "ms" and tf ~= "iso8601" then
     usage_error(cmd, format("option '--timestamp-format' must be ms or iso8601, got '%s'", tf))
   end
+  local iso = tf == "iso8601"
+  local from_time
+  if opts.from_time then
+    from_time = tointeger(tonumber(opts.from_time)) or require("tide.core").ts_parse(opts.from_time)
+    if not from_time then
+      usage_error(cmd, format("option '--from-time' must be a timestamp (ISO-8601 or ms), got '%s'", opts.from_time))
+    end
+  end
+  local fields
+  if opts.format then
+    local why
+    fields, why = M.parse_format(opts.format)
+    if not fields then usage_error(cmd, "option '--format': " .. why) end
+  end
   local what = format("consume '%s'", name)
   local db = open_store(ctx, what)
   local t = get_topic(db, what, name)
-  local iso = tf == "iso8601"
+  local info = api(what, t.info, t)
+  local needs = {}
+  for _, f in ipairs(fields or {}) do
+    if type(f) == "table" then needs[f.f] = true end
+  end
+  if needs.k and not opts.key then
+    usage_error(cmd, "option '--format': %k needs --key COL (a record's key is one of its columns)")
+  end
+  if needs.T and not info.time_column then
+    fail(what, format("%%T: topic '%s' has no time column", name))
+  end
+  if opts.key then
+    local found = false
+    for _, f in ipairs(info.schema) do found = found or f[1] == opts.key end
+    if not found then fail(what, format("--key: no column '%s' in topic '%s' (columns: %s)", opts.key, name, info.ddl)) end
+  end
+
+  -- The partitions and where each starts.
+  local offsets = {}
+  for _, o in ipairs(api(what, t.offsets, t)) do offsets[o.partition] = o end
+  local parts = {}
+  if partition then
+    if not offsets[partition] then
+      fail(what, format("no partition %d (topic '%s' has %d partition%s: 0..%d)", partition, name, info.partitions,
+        info.partitions == 1 and "" or "s", info.partitions - 1))
+    end
+    parts[1] = partition
+  else
+    for p = 0, info.partitions - 1 do parts[#parts + 1] = p end
+  end
+  local next_offset = {}
+  for _, p in ipairs(parts) do next_offset[p] = start_offset(from, offsets[p]) end
+  if not opts.follow and math.type(from) == "integer" and from > 0 then
+    local past = {}
+    for _, p in ipairs(parts) do
+      if from > offsets[p].latest then
+        past[#past + 1] = format("partition %d ends at offset %d", p, offsets[p].latest)
+      end
+    end
+    if #past == #parts then
+      fail(what, format("--from %d is past the end (%s)", from, concat(past, ", ")))
+    end
+  end
+
+  -- One record: its JSON text (without "\n"), partition and offset.
+  local schemaless, time_col, key_col = info.schemaless, info.time_column, opts.key
+  local count = 0
+  local function emit(text, p, off)
+    -- a schemaless topic gives back the JSON value it was given
+    if schemaless then text = text:sub(10, -2) end
+    if not fields then
+      io.stdout:write(text, "\n")
+    else
+      local rec
+      local buf = {}
+      for k, f in ipairs(fields) do
+        if type(f) == "string" then
+          buf[k] = f
+        else
+          local c = f.f
+          if (c == "T" or c == "k") and not rec then rec = util.json_decode(text) or {} end
+          if c == "t" then buf[k] = name
+          elseif c == "p" then buf[k] = tostring(p)
+          elseif c == "o" then buf[k] = tostring(off)
+          elseif c == "s" then buf[k] = text
+          elseif c == "S" then buf[k] = tostring(#text)
+          elseif c == "T" then buf[k] = tostring(rec[time_col] or "")
+          elseif c == "k" then
+            local v = rec[key_col]
+            buf[k] = type(v) == "table" and util.json_encode(v) or v == nil and "" or tostring(v)
+          end
+        end
+      end
+      io.stdout:write(concat(buf))
+    end
+    count = count + 1
+    return max ~= nil and count >= max
+  end
+
+  -- Read every partition from where it stopped; true when --max is reached.
+  local function drain()
+    for _, p in ipairs(parts) do
+      local _, _, _, r = t:read_json { from = next_offset[p], partition = p, iso8601 = iso, from_time = from_time }
+      while true do
+        local text, part, nxt, offs = r:next_json(iso, true)
+        if text == nil then
+          if part then fail(what, M.clean_message(part)) end
+          break
+        end
+        local k = 0
+        for line in text:gmatch("([^\n]*)\n") do
+          k = k + 1
+          next_offset[p] = offs[k] + 1
+          if emit(line, p, offs[k]) then
+            r:close()
+            io.stdout:flush()
+            return true
+          end
+        end
+        next_offset[p] = nxt
+      end
+    end
+    io.stdout:flush()
+    return false
+  end
 
   if not opts.follow then
-    api(what, function()
-      for text in t:read_json { from = from, partition = partition, iso8601 = iso } do io.stdout:write(text) end
-    end)
-    io.stdout:flush()
+    api(what, drain)
     return 0
   end
 
   -- --follow: drain every partition from where it stopped, then wait for
   -- the catalog to change (each commit writes it) and drain again.
-  local parts = {}
-  if partition then
-    parts[1] = partition
-  else
-    for p = 0, api(what, t.info, t).partitions - 1 do parts[#parts + 1] = p end
-  end
-  local next_offset = {}
-  for _, p in ipairs(parts) do next_offset[p] = from end
-  local function drain()
-    for _, p in ipairs(parts) do
-      for text, _, nxt in t:read_json { from = next_offset[p], partition = p, iso8601 = iso } do
-        io.stdout:write(text)
-        next_offset[p] = nxt
-      end
-    end
-    io.stdout:flush()
-  end
-
   -- The watch starts before the first drain, so that no commit falls
   -- between the two unseen.
   local core = require "tide.core"
@@ -976,7 +1188,7 @@ local function cmd_consume(ctx, argv, i)
     pending = true
     loop:timer(5, 0, function()
       pending = false
-      drain()
+      if drain() then loop:stop() end
     end)
   end
   local dir = db:path() .. "/catalog"
@@ -985,7 +1197,7 @@ local function cmd_consume(ctx, argv, i)
   local function stop() loop:stop() end
   loop:signal("SIGINT", stop)
   loop:signal("SIGTERM", stop)
-  api(what, drain)
+  if api(what, drain) then return 0 end
   api(what, loop.run, loop)
   loop:close()
   return 0

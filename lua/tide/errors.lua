@@ -97,7 +97,8 @@ end
 
 --- A message for people: a position inside tide at its start is replaced
 -- by the user's position on the current stack (from `level`, default 2),
--- or dropped when the user has no frame there. Other messages pass
+-- or dropped when the user has no frame there; a message without a
+-- position that tide raised gets the user's. Other messages pass
 -- unchanged; so does everything with TIDE_DEBUG.
 -- @param msg the error value (non-strings go through tostring)
 -- @int[opt=2] level where to start looking for the user's frame
@@ -105,10 +106,23 @@ end
 function M.message(msg, level)
   msg = tostring(msg)
   if M.debug() then return msg end
+  level = (level or 2) + 1
   local file, _, rest = split_position(msg)
   if file and tide_file(file) then
-    local pos = M.user_position((level or 2) + 1)
+    local pos = M.user_position(level)
     return pos and (pos .. ": " .. rest) or rest
+  end
+  if not file then
+    -- raised inside tide without a position (level 0): the user's
+    local info = debug.getinfo(level, "S")
+    while info and info.what == "C" do
+      level = level + 1
+      info = debug.getinfo(level, "S")
+    end
+    if info and tide_file(info.short_src) then
+      local pos = M.user_position(level)
+      if pos then return pos .. ": " .. msg end
+    end
   end
   return msg
 end
