@@ -204,13 +204,18 @@ describe("tide.read", function()
   describe("options", function()
     before_each(function() write_file(dir .. "/a.json", '{"a":1}\n') end)
 
-    it("requires a path, and a schema for json and csv", function()
+    it("requires a path, and infers the schema of json and csv from the first file when it is absent", function()
       assert.has_error(function() tide.read("file", { schema = "a int" }) end, "tide.read: option 'path' is required")
       assert.has_error(function() tide.read("file") end, "tide.read: option 'path' is required")
-      assert.has_error(function() read { path = "a.json" } end,
-        "tide.read: option 'schema' is required for json (tide.infer_schema(file) proposes one)")
-      assert.has_error(function() read { path = "a.json", format = "csv" } end,
-        "tide.read: option 'schema' is required for csv (tide.infer_schema(file) proposes one)")
+      assert.same({ { "a", "int" } }, read { path = "a.json" }:schema())
+      assert.same({ { a = 1 } }, read { path = "a.json" }:collect())
+      write_file(dir .. "/b.csv", 'ts,n,x\n2026-11-21T12:00:05Z,1,"a, b"\n2026-11-21T12:00:06Z,,c\n')
+      local f = read { path = "b.csv", format = "csv", header = true }
+      assert.same({ { "ts", "timestamp" }, { "n", "int?" }, { "x", "string" } }, f:schema())
+      assert.same({ { ts = 1795262405000, n = 1, x = "a, b" }, { ts = 1795262406000, x = "c" } }, f:collect())
+      write_file(dir .. "/c.json", '{"a":\n')
+      assert.has_error(function() read { path = "c.json" } end, "tide.read: cannot infer a schema (give option " ..
+        "'schema'): " .. dir .. "/c.json line 1: invalid JSON at column 6: unexpected character")
     end)
 
     it("refuses a path that matches no file", function()

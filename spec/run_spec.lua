@@ -187,6 +187,29 @@ tide.read_stream("file", { path = %q, format = "json", schema = "v int" })
     assert.matches("^tide: " .. want, err)
   end)
 
+  it("prints timestamps whole, with their milliseconds, in show() and the console sink", function()
+    support.write_file(script, [[
+local tide = require "tide"
+local rows = { { ts = 1795262399250, n = 1 }, { ts = 1795262400000, n = 2 } }
+tide.from_rows(rows, "ts timestamp, n int"):show()
+local ms = tide.memory_stream("ts timestamp, n int")
+ms:add(rows)
+ms:frame():write_stream("console", { trigger = "once" })
+]])
+    local code, out, err = tide_run("run " .. q(script))
+    assert.equal("", err)
+    assert.equal(0, code)
+    local show = table.concat({
+      "+------------------------+---+",
+      "|                      ts|  n|",
+      "+------------------------+---+",
+      "|2026-11-21T11:59:59.250Z|  1|",
+      "|    2026-11-21T12:00:00Z|  2|",
+      "+------------------------+---+",
+    }, "\n") .. "\n"
+    assert.equal(show .. string.rep("-", 43) .. "\nBatch: 0\n" .. string.rep("-", 43) .. "\n" .. show .. "\n", out)
+  end)
+
   it("refuses bad usage with one line and exit 2", function()
     local code, out, err = tide_run("run --bogus " .. q(script))
     assert.equal(2, code)

@@ -126,6 +126,54 @@ describe("tide.schema", function()
     end)
   end)
 
+  describe("infer_schema of CSV", function()
+    it("names the columns from the header and infers each column's type", function()
+      local path = sample('ts,device,signal,ok,ratio,note,seen_at\n' ..
+        '2026-11-21T12:00:05Z,a,3,true,0.5,"x, ""y""",1795262405000\n' ..
+        '2026-11-21T12:00:06.250Z,b,,FALSE,1,,1795262406000\n', "s.csv")
+      assert.equal("ts timestamp, device string, signal int?, ok bool, ratio double, note string?, seen_at timestamp",
+        tide.infer_schema(path, { header = true }))
+    end)
+
+    it("names the columns _c0, _c1, ... without a header, as Spark does", function()
+      local path = sample("1,x\n2,y\n", "s.csv")
+      assert.equal("_c0 int, _c1 string", tide.infer_schema(path))
+      assert.equal("_c0 int, _c1 string", tide.infer_schema(path, { format = "csv", header = false }))
+    end)
+
+    it("takes the separator, quotes the names that are not identifiers, and mixes types as JSON does", function()
+      local path = sample('avg(x);n\n1;a\n2.5;7\ntrue;8\n', "data.txt")
+      assert.equal("`avg(x)` string, n string", tide.infer_schema(path, { format = "csv", header = true, sep = ";" }))
+      path = sample("v\n1\n2.5\n", "w.csv")
+      assert.equal("v double", tide.infer_schema(path, { header = true }))
+    end)
+
+    it("gives a DDL with which tide.read reads the file back", function()
+      local path = sample('ts,device,signal\n2026-11-21T12:00:05Z,a,3\n2026-11-21T12:00:06Z,b,\n', "e.csv")
+      local ddl = tide.infer_schema(path, { header = true })
+      local rows = tide.read("file", { path = path, format = "csv", header = true, schema = ddl }):collect()
+      assert.same({ { ts = 1795262405000, device = "a", signal = 3 }, { ts = 1795262406000, device = "b" } }, rows)
+    end)
+
+    it("raises on bad options, a header without records and a bad record", function()
+      local path = sample("a,b\n", "h.csv")
+      assert.has_error(function() tide.infer_schema(path, { header = true }) end,
+        "infer_schema: " .. path .. " holds no records after its header")
+      assert.has_error(function() tide.infer_schema(path, { format = "xml" }) end,
+        "infer_schema: option 'format' must be json or csv, got 'xml'")
+      assert.has_error(function() tide.infer_schema(path, { headers = true }) end,
+        "infer_schema: unknown option 'headers' (allowed: format, header, sep)")
+      assert.has_error(function() tide.infer_schema({ { a = 1 } }, { format = "csv" }) end,
+        "infer_schema: bad argument #1: CSV is inferred from a file name, got table")
+      path = sample("a,b\n1,2\n3\n", "bad.csv")
+      assert.has_error(function() tide.infer_schema(path, { header = true }) end,
+        "infer_schema: " .. path .. " line 3: 1 field, the schema has 2")
+      path = sample("a,a\n1,2\n", "dup.csv")
+      assert.has_error(function() tide.infer_schema(path, { header = true }) end,
+        "infer_schema: " .. path .. " line 1: the header names 'a' twice")
+    end)
+  end)
+
   describe("the JSON form", function()
     local FIELDS = {
       { "ts", "timestamp" }, { "device", "string", default = "x" }, { "signal", "int?", default = 0 },

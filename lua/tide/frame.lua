@@ -413,7 +413,8 @@ end
 -- @string kind `"file"`
 -- @tab opts `path` (a file, a glob such as `"in/*.jsonl"`, or a directory),
 -- `format` (`json`, the default, `csv` or `text`), `schema` (DDL or array;
--- required for json and csv; text rows are `value string`), `header` (csv:
+-- json and csv; when absent, `tide.infer_schema` infers it from the first
+-- file; text rows are `value string`), `header` (csv:
 -- the first line of each file is a header, default false), `sep` (csv,
 -- default ","), `bad_records` (`fail`, the default: the read fails naming
 -- file and line; `drop`: bad lines are skipped), `unknown_fields` (json:
@@ -432,18 +433,23 @@ function M.read(kind, opts)
     if o.schema ~= nil then error("tide.read: the text format has a fixed schema (value string)", 2) end
     schema = "value string"
   else
-    if o.schema == nil then
-      error(format("tide.read: option 'schema' is required for %s (tide.infer_schema(file) proposes one)", fmt), 2)
-    end
-    schema = o.schema
+    schema = o.schema -- nil: inferred from the first file below (Spark's inferSchema)
   end
   if o.sep and #o.sep ~= 1 then error("tide.read: option 'sep' must be one character", 2) end
   if (o.header ~= nil or o.sep) and fmt ~= "csv" then error("tide.read: options 'header' and 'sep' are for csv", 2) end
-  local s, msg = core.schema(schema)
-  if not s then error("tide.read: bad schema: " .. msg, 2) end
   local files, ferr = list_files(o.path)
   if not files then error("tide.read: " .. ferr, 2) end
   if #files == 0 then error(format("tide.read: no files match '%s'", o.path), 2) end
+  if schema == nil then
+    local ok, ddl = pcall(require("tide.schema").infer, files[1], { format = fmt, header = o.header, sep = o.sep })
+    if not ok then
+      error(format("tide.read: cannot infer a schema (give option 'schema'): %s",
+        util.strip_position(ddl):gsub("^infer_schema: ", "")), 2)
+    end
+    schema = ddl
+  end
+  local s, msg = core.schema(schema)
+  if not s then error("tide.read: bad schema: " .. msg, 2) end
   local node = source_node(format("Read %s (%s, %d file%s)", o.path, fmt, #files, #files == 1 and "" or "s"), s,
     function()
       -- the files are listed again when the frame runs: new ones are read
@@ -1466,8 +1472,8 @@ end
 
 --- Format rows as an aligned text table, as Spark's show does: columns at
 -- least 3 wide; with `truncate` (default true) cells are right aligned and
--- cut to 17 characters and "..." when longer than 20; without, they are
--- left aligned and whole.
+-- cut to 17 characters and "..." when longer than 20 (timestamps, in full
+-- ISO-8601, never are); without, they are left aligned and whole.
 -- @tab fields array form
 -- @tab rows
 -- @int[opt] total how many there were in all (for the "only showing" line)
@@ -1485,7 +1491,8 @@ function M.format_table(fields, rows, total, truncate)
     body[r] = {}
     for i, f in ipairs(fields) do
       local s = cell(row[f[1]], types[i])
-      if truncate and (utf8.len(s) or #s) > 20 then
+      -- a timestamp is never cut: 2026-11-21T12:00:05.250Z is 24 characters
+      if truncate and types[i] ~= "timestamp" and (utf8.len(s) or #s) > 20 then
         s = s:sub(1, utf8.offset(s, 18) and utf8.offset(s, 18) - 1 or 17) .. "..."
       end
       body[r][i] = s

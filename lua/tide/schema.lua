@@ -1,5 +1,5 @@
 --- Schemas: the JSON form that `tide schema get` prints and `tide schema put`
--- reads, and schema inference from sample JSON lines.
+-- reads, and schema inference from sample JSON lines and CSV files.
 --
 -- The JSON form of a schema:
 --
@@ -189,16 +189,184 @@ local function decode_sample(lines, linenos, origin)
   return b:column("value"), #lines, order
 end
 
---- Infer a schema from a sample of JSON objects, as Spark's JSON schema
--- inference does: fields in order of first appearance; int and double widen
--- to double; other mixes give string (json when objects or arrays are
--- involved); a field missing from a row or null in one is nullable; integers
--- that are all plausible epoch milliseconds (years 2000..2100) in a field
--- named like a time (`ts`, `time`, `timestamp`, `*_at`, `*_time`, `*_ts`), and
--- strings that all parse as ISO-8601 dates, are timestamps.
--- @param source a file of JSON lines (its first 1000), or an array of rows
+-- The DDL of the inferred fields: `order` in order, `info[name]` holding
+-- what the sample showed (`kind`, `null`, `seen`, `ms`, `iso`), `n` rows.
+local function inferred_ddl(order, info, n)
+  local out = {}
+  for _, o in ipairs(order) do
+    local f = info[o.name]
+    local ty = f.kind or "string"
+    if ty == "int" and f.ms and time_named(o.name) then ty = "timestamp"
+    elseif f.kind == "string" and f.iso then ty = "timestamp" end
+    local nullable = f.null or f.seen < n
+    local name = o.name:match("^[%a_][%w_]*$") and o.name or ("`" .. o.name .. "`")
+    out[#out + 1] = name .. " " .. ty .. (nullable and "?" or "")
+  end
+  return concat(out, ", ")
+end
+
+-- Record one value of kind `kd` (value v) in a field's info.
+local function observe(f, kd, v)
+  f.seen = f.seen + 1
+  if kd == "null" then
+    f.null = true
+    return
+  end
+  f.kind = merge(f.kind, kd)
+  if kd ~= "int" or v < MS_LO or v > MS_HI then f.ms = false end
+  if kd ~= "string" or not v:match("^%d%d%d%d%-%d%d%-%d%d") or not core.ts_parse(v) then f.iso = false end
+end
+
+-- The fields of the first CSV record of `text` (RFC 4180 quotes; a quoted
+-- field may hold the separator), and the number of lines it spans.
+local function csv_header(text, sep)
+  local fields, i, n, lines = {}, 1, #text, 1
+  while true do
+    local field
+    if text:sub(i, i) == '"' then
+      local parts, j = {}, i + 1
+      while true do
+        local q = text:find('"', j, true)
+        if not q then return nil, "an unterminated quoted field" end
+        parts[#parts + 1] = text:sub(j, q - 1)
+        if text:sub(q + 1, q + 1) == '"' then
+          parts[#parts + 1] = '"'
+          j = q + 2
+        else
+          i = q + 1
+          break
+        end
+      end
+      field = concat(parts)
+      lines = lines + select(2, field:gsub("\n", ""))
+    else
+      local e = i
+      while e <= n and text:sub(e, e) ~= sep and text:sub(e, e) ~= "\n" do e = e + 1 end
+      field = text:sub(i, e - 1):gsub("\r$", "")
+      i = e
+    end
+    fields[#fields + 1] = field
+    local c = text:sub(i, i)
+    if c == sep then
+      i = i + 1
+    else
+      return fields, lines
+    end
+  end
+end
+
+-- The kind of one CSV cell (a string, or nil for an empty unquoted field).
+local function csv_kind(v)
+  if v == nil then return "null" end
+  local lower = v:lower()
+  if lower == "true" or lower == "false" then return "bool" end
+  if v:match("^[+-]?%d+$") and math.tointeger(tonumber(v)) then return "int", math.tointeger(tonumber(v)) end
+  if (v:match("^[+-]?%d+%.?%d*[eE][+-]?%d+$") or v:match("^[+-]?%d*%.%d+[eE][+-]?%d+$") or v:match("^[+-]?%d*%.?%d+$")
+    or v:match("^[+-]?%d+%.$")) and tonumber(v) then
+    return "double"
+  end
+  return "string"
+end
+
+-- Infer the DDL of a CSV file from its first SAMPLE records: names from
+-- the header (o.header) or _c0, _c1, ... as Spark names them.
+local function infer_csv(path, o)
+  local sep = o.sep or ","
+  if #sep ~= 1 then error("infer_schema: option 'sep' must be one character", 3) end
+  local f, err = io.open(path, "r")
+  if not f then error("infer_schema: " .. tostring(err), 3) end
+  local lines = {}
+  for line in f:lines("L") do
+    lines[#lines + 1] = line
+    if #lines > SAMPLE then break end
+  end
+  f:close()
+  local text = concat(lines)
+  if not text:find("%S") then error("infer_schema: no rows to infer from", 3) end
+  local first, spanned = csv_header(text, sep)
+  if not first then error(format("infer_schema: %s line 1: %s", path, spanned), 3) end
+  local names, start_line = {}, 1
+  if o.header then
+    local seen = {}
+    for k, name in ipairs(first) do
+      if name == "" then name = "_c" .. (k - 1) end
+      if seen[name] then error(format("infer_schema: %s line 1: the header names '%s' twice", path, name), 3) end
+      seen[name], names[k] = true, name
+    end
+    -- the records after the header
+    local skip = 0
+    for _ = 1, spanned do skip = text:find("\n", skip + 1, true) or #text end
+    text, start_line = text:sub(skip + 1), spanned + 1
+  else
+    for k = 1, #first do names[k] = "_c" .. (k - 1) end
+  end
+  local fields = {}
+  for k, name in ipairs(names) do fields[k] = { name, "string?" } end
+  local schema, why = core.schema(fields)
+  if not schema then error("infer_schema: " .. tostring(why), 3) end
+  local b, used = core.decode("csv", schema, text, true, { line = start_line, sep = sep })
+  if not b then error(format("infer_schema: %s %s", path, used), 3) end
+  local n = b:nrows()
+  if n == 0 then
+    b:close()
+    error(format("infer_schema: %s holds no records%s", path, o.header and " after its header" or ""), 3)
+  end
+  local order, info = {}, {}
+  for k, name in ipairs(names) do
+    order[k] = { name = name }
+    local fi = { seen = 0, ms = true, iso = true }
+    info[name] = fi
+    local col = b:column(name)
+    for i = 1, n do
+      local v = col[i]
+      local kd, int = csv_kind(v)
+      observe(fi, kd, kd == "int" and int or v)
+    end
+  end
+  b:close()
+  return inferred_ddl(order, info, n)
+end
+
+--- Infer a schema from a sample: JSON lines as Spark's JSON schema
+-- inference does, or a CSV file as Spark's CSV `inferSchema` does.
+--
+-- JSON: fields in order of first appearance; int and double widen to
+-- double; other mixes give string (json when objects or arrays are
+-- involved); a field missing from a row or null in one is nullable.
+-- CSV: the columns in order, named by the header (`header = true`) or
+-- `_c0`, `_c1`, ...; a column is bool, int, double (int and double widen),
+-- timestamp or string by the values it holds; an empty unquoted field is
+-- NULL and makes its column nullable.
+-- Both: integers that are all plausible epoch milliseconds (years
+-- 2000..2100) in a field named like a time (`ts`, `time`, `timestamp`,
+-- `*_at`, `*_time`, `*_ts`), and strings that all parse as ISO-8601 dates,
+-- are timestamps.
+-- @param source a file (its first 1000 lines or records), or an array of
+-- rows (JSON objects as Lua tables)
+-- @tab[opt] opts `format` (`json` or `csv`; default: `csv` for a file
+-- named `*.csv`, else `json`), `header` and `sep` (csv, as `tide.read`)
 -- @treturn string DDL
-function M.infer(source)
+function M.infer(source, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("infer_schema: bad argument #2: expected an options table, got " .. type(opts), 2)
+  end
+  local o = opts or {}
+  for k in pairs(o) do
+    if k ~= "format" and k ~= "header" and k ~= "sep" then
+      error(format("infer_schema: unknown option '%s' (allowed: format, header, sep)", tostring(k)), 2)
+    end
+  end
+  local fmt = o.format
+  if fmt == nil then fmt = type(source) == "string" and source:lower():match("%.csv$") and "csv" or "json" end
+  if fmt ~= "json" and fmt ~= "csv" then
+    error(format("infer_schema: option 'format' must be json or csv, got '%s'", tostring(fmt)), 2)
+  end
+  if fmt == "csv" then
+    if type(source) ~= "string" then
+      error("infer_schema: bad argument #1: CSV is inferred from a file name, got " .. type(source), 2)
+    end
+    return infer_csv(source, o)
+  end
   local rows, n, keys
   local where = function(i) return "row " .. i end
   if type(source) == "string" then
@@ -243,15 +411,7 @@ function M.infer(source)
         info[k] = f
         order[#order + 1] = { name = k, first = i, pos = pos[k] or math.huge }
       end
-      f.seen = f.seen + 1
-      local kd = kind(v)
-      if kd == "null" then
-        f.null = true
-      else
-        f.kind = merge(f.kind, kd)
-        if kd ~= "int" or v < MS_LO or v > MS_HI then f.ms = false end
-        if kd ~= "string" or not v:match("^%d%d%d%d%-%d%d%-%d%d") or not core.ts_parse(v) then f.iso = false end
-      end
+      observe(f, kind(v), v)
     end
   end
   -- fields in order of first appearance; within a row, in the JSON text's
@@ -261,16 +421,7 @@ function M.infer(source)
     if a.pos ~= b.pos then return a.pos < b.pos end
     return a.name < b.name
   end)
-  local out = {}
-  for _, o in ipairs(order) do
-    local f = info[o.name]
-    local ty = f.kind or "string"
-    if ty == "int" and f.ms and time_named(o.name) then ty = "timestamp"
-    elseif f.kind == "string" and f.iso then ty = "timestamp" end
-    local nullable = f.null or f.seen < n
-    out[#out + 1] = o.name .. " " .. ty .. (nullable and "?" or "")
-  end
-  return concat(out, ", ")
+  return inferred_ddl(order, info, n)
 end
 
 return M
