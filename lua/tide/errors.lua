@@ -142,7 +142,7 @@ function M.user_frames(text)
   local keep = {}
   for l in (tb .. "\n"):gmatch("(.-)\n") do
     local where = l:match("^%s*(.-):%d+: in ") or l:match("^%s*(.-): in ")
-    if where and where ~= "[C]" and not tide_file(where) then keep[#keep + 1] = l end
+    if where and where ~= "[C]" and not tide_file(where) and keep[#keep] ~= l then keep[#keep + 1] = l end
   end
   if #keep == 0 then return head end
   -- one frame, the one the message starts with: the traceback adds nothing
@@ -194,7 +194,11 @@ end
 -- @treturn string
 function M.query_failed(name, id, sources, sink, failure)
   local label = name or (id and id:sub(1, 8)) or "?"
-  local first, rest = once(tostring(failure)):match("^([^\n]*)(.*)$")
+  -- the frames below the batch's xpcall are the loop's, not the failure's
+  failure = tostring(failure)
+  local cut = failure:find("\n%s*%[C%]: in function 'xpcall'")
+  if cut then failure = failure:sub(1, cut - 1) end
+  local first, rest = once(failure):match("^([^\n]*)(.*)$")
   if first:match("^batch %d+: source FileSource%[[^%]]*%]: .-:%d+: ") then
     first = first .. " (" .. M.BAD_RECORDS_HINT .. ")"
   end
