@@ -255,7 +255,7 @@ describe("tide (the command line)", function()
       assert_error(code, out, err, 1,
         "tide: schema put 'events': schema file 'v2.ddl' cannot be read: No such file or directory\n")
       -- DDL text is still DDL
-      code, out, err = tide { "--data", data, "topic", "create", "ok", "--schema", "v int" }
+      code = tide { "--data", data, "topic", "create", "ok", "--schema", "v int" }
       assert.equal(0, code)
     end)
 
@@ -646,7 +646,8 @@ describe("tide (the command line)", function()
       assert.equal(0, code)
       assert.equal('{"ts":1795262406000,"device":"b","signal":2}\n{"ts":1795262407250,"device":"c","signal":null}\n',
         out)
-      _, out = tide { "--data", data, "consume", "events", "--from-time", "1795262407000" }
+      code, out = tide { "--data", data, "consume", "events", "--from-time", "1795262407000" }
+      assert.equal(0, code)
       assert.equal('{"ts":1795262407250,"device":"c","signal":null}\n', out)
       local err
       code, out, err = tide { "--data", data, "consume", "events", "--from-time", "yesterday" }
@@ -661,8 +662,9 @@ describe("tide (the command line)", function()
       assert.equal("", err)
       assert.equal('events 0:1 b 1795262406000 44 {"ts":1795262406000,"device":"b","signal":2}\n' ..
         'events 0:2 c 1795262407250 47 {"ts":1795262407250,"device":"c","signal":null}\n', out)
-      _, out = tide { "--data", data, "consume", "events", "--max", "1", "--timestamp-format", "iso8601",
+      code, out = tide { "--data", data, "consume", "events", "--max", "1", "--timestamp-format", "iso8601",
         "--format", "%T\\t100%%\\n" }
+      assert.equal(0, code)
       assert.equal("2026-11-21T12:00:05Z\t100%\n", out)
       code, out, err = tide { "--data", data, "consume", "events", "--format", "%x" }
       assert_error(code, out, err, 2, "tide: consume: option '--format': unknown field '%x' (allowed: %t, %p, %o, " ..
@@ -674,7 +676,8 @@ describe("tide (the command line)", function()
 
     it("says when --from is past the end", function()
       local code, out, err = tide { "--data", data, "consume", "events", "--from", "9" }
-      assert_error(code, out, err, 1, "tide: consume 'events': --from 9 is past the end (partition 0 ends at offset 3)\n")
+      assert_error(code, out, err, 1,
+        "tide: consume 'events': --from 9 is past the end (partition 0 ends at offset 3)\n")
       code, out = tide { "--data", data, "consume", "events", "--from", "3" }
       assert.equal(0, code)
       assert.equal("", out)

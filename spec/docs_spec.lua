@@ -20,7 +20,7 @@ local DOCS = { "README.md", "docs/guide.md" }
 local RUNS = { lua = true, sh = true }
 local TIMEOUT_S = 120 -- per block: a query that never ends is a failing block
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 --- The fenced code blocks of a markdown text: { line = (the fence's line),
 -- lang = "lua"|"sh"|..., text =, skip = (the not-run reason, or nil) }, and
@@ -62,8 +62,9 @@ end
 -- The environment of a new user in `dir`: bin/ on PATH, no TIDE_DATA (and
 -- the sanitizer build's C module when the suite runs under `make asan`).
 local function env_prefix()
-  local parts = { "env", "-u", "TIDE_DATA", "-u", "TIDE_DEBUG", "PATH=" .. q(support.ROOT .. "/bin") .. ":\"$PATH\"" }
-  if os.getenv("TIDE_CPATH") then parts[#parts + 1] = "TIDE_CPATH=" .. q(support.CPATH) end
+  local parts = { "env", "-u", "TIDE_DATA", "-u", "TIDE_DEBUG",
+    "PATH=" .. quote(support.ROOT .. "/bin") .. ":\"$PATH\"" }
+  if os.getenv("TIDE_CPATH") then parts[#parts + 1] = "TIDE_CPATH=" .. quote(support.CPATH) end
   return table.concat(parts, " ")
 end
 
@@ -73,7 +74,8 @@ describe("the docs", function()
       local blocks, problems = blocks_of(table.concat({
         "# t", "```lua", "print(1)", "```", "<!-- not run: needs a terminal -->", "", "```sh", "tide", "```",
         "  ```text", "  out", "  ```", "```", "x", "```" }, "\n"))
-      assert.same({ "line 13: a fence without a language (```lua and ```sh run; ```text, ```json, ... are shown only)" },
+      assert.same(
+        { "line 13: a fence without a language (```lua and ```sh run; ```text, ```json, ... are shown only)" },
         problems)
       assert.same({ line = 2, lang = "lua", text = "print(1)\n" }, blocks[1])
       assert.same({ line = 7, lang = "sh", text = "tide\n", skip = "needs a terminal" }, blocks[2])
@@ -89,9 +91,9 @@ describe("the docs", function()
     local dir
     before_each(function()
       dir = support.tmpname()
-      assert(os.execute("mkdir -p " .. q(dir)))
+      assert(os.execute("mkdir -p " .. quote(dir)))
     end)
-    after_each(function() os.execute("rm -rf " .. q(dir)) end)
+    after_each(function() os.execute("rm -rf " .. quote(dir)) end)
 
     it("are taken with a unit by every call the guide lists", function()
       local db = tide.open(dir .. "/data")
@@ -131,15 +133,15 @@ describe("the docs", function()
 
       it("runs every Lua block and shell command as written, in order, in a fresh directory", function()
         local dir, scripts = support.tmpname(), support.tmpname()
-        assert(os.execute("mkdir -p " .. q(dir) .. " " .. q(scripts)))
+        assert(os.execute("mkdir -p " .. quote(dir) .. " " .. quote(scripts)))
         local ran = 0
         local ok, err = pcall(function()
           for k, b in ipairs(blocks) do
             if RUNS[b.lang] and not b.skip then
               local script = string.format("%s/block-%d.%s", scripts, k, b.lang)
               support.write_file(script, b.text)
-              local run = b.lang == "lua" and ("tide run " .. q(script)) or ("sh -e " .. q(script))
-              local code, out, stderr = support.run_cmd(string.format("cd %s && %s timeout %d %s", q(dir),
+              local run = b.lang == "lua" and ("tide run " .. quote(script)) or ("sh -e " .. quote(script))
+              local code, out, stderr = support.run_cmd(string.format("cd %s && %s timeout %d %s", quote(dir),
                 env_prefix(), TIMEOUT_S, run))
               if code ~= 0 then
                 error(string.format("%s:%d: this %s block failed (exit %d%s):\n%s\n--- stdout:\n%s--- stderr:\n%s",
@@ -152,7 +154,7 @@ describe("the docs", function()
             end
           end
         end)
-        os.execute("rm -rf " .. q(dir) .. " " .. q(scripts))
+        os.execute("rm -rf " .. quote(dir) .. " " .. quote(scripts))
         assert(ok, err)
         assert.truthy(ran > 0)
       end)

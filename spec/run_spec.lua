@@ -134,10 +134,12 @@ counts:group_by("n"):count():write_stream("memory", { mode = "complete" })
     assert.equal(1, code)
     assert.equal("", out)
     assert.equal(string.format("tide: run: %s:4: write_stream(memory): multiple streaming aggregations in one query " ..
-      "are not supported (as in Spark): Aggregate [n] [count(*) AS count] comes after Aggregate [k] [count(*) AS n]; " ..
+      "are not supported (as in Spark): Aggregate [n] [count(*) AS count] comes after " ..
+      "Aggregate [k] [count(*) AS n]; " ..
       "to aggregate the result again, do it per batch in a foreach_batch sink, or write the first aggregation to a " ..
       "topic and aggregate that topic in a second query\n", script), err)
     code, out, err = tide_run("run " .. q(script), "TIDE_DEBUG=1")
+    assert.equal("", out)
     assert.equal(1, code)
     assert.truthy(err:find("lua/tide/query.lua:", 1, true), err)
   end)
@@ -157,7 +159,8 @@ ms:frame():filter(check):write_stream(function() end, { trigger = "once" })
     assert.equal(1, code)
     assert.equal("", out)
     local l = lines_of(err)
-    assert.matches("^tide: query %x%x%x%x%x%x%x%x %(MemoryStream%[1%] %-> ForeachBatchSink%) failed: batch 0: filter: row 2 " ..
+    assert.matches("^tide: query %x%x%x%x%x%x%x%x %(MemoryStream%[1%] %-> ForeachBatchSink%) failed: batch 0: " ..
+      "filter: row 2 " ..
       '{"v":2}: ', l[1])
     assert.equal(string.format("%s:3: bad value 2", script), l[1]:match("{\"v\":2}: (.*)$"))
     assert.equal("stack traceback:", l[2])

@@ -281,7 +281,8 @@ local function group_options(group, subs)
     if at then opts = opts:sub(1, at - 1) end
     if opts ~= "" then parts[#parts + 1] = format("\noptions of '%s %s':\n%s", group, sub, opts) end
   end
-  parts[#parts + 1] = "\noptions of every subcommand:\n" .. DATA_HELP .. "  --help                the subcommand's usage\n"
+  parts[#parts + 1] = "\noptions of every subcommand:\n" .. DATA_HELP ..
+    "  --help                the subcommand's usage\n"
   HELP[group] = concat(parts)
 end
 group_options("topic", { "create", "list", "describe", "segments", "delete" })
@@ -529,11 +530,11 @@ local topic_cmds = {}
 -- starting with '#' or '--' dropped); otherwise v is DDL text itself.
 -- A JSON form that does not decode fails `what`, naming the file.
 local function schema_arg(what, v)
-  local f, why = io.open(v, "r")
+  local f, open_why = io.open(v, "r")
   -- DDL has a space between a name and its type: a single word, or text
   -- with a '/' or ending in an extension, is a path that does not open
   if not f and (not v:find("%s") or v:find("/", 1, true) or v:match("%.%a+$")) then
-    fail(what, format("schema file '%s' cannot be read: %s", v, why:match(": ([^:]*)$") or why))
+    fail(what, format("schema file '%s' cannot be read: %s", v, open_why:match(": ([^:]*)$") or open_why))
   end
   if f then
     local text = f:read("a")
@@ -1076,7 +1077,9 @@ local function cmd_consume(ctx, argv, i)
   if opts.key then
     local found = false
     for _, f in ipairs(info.schema) do found = found or f[1] == opts.key end
-    if not found then fail(what, format("--key: no column '%s' in topic '%s' (columns: %s)", opts.key, name, info.ddl)) end
+    if not found then
+      fail(what, format("--key: no column '%s' in topic '%s' (columns: %s)", opts.key, name, info.ddl))
+    end
   end
 
   -- The partitions and where each starts.
