@@ -137,7 +137,7 @@ counts:group_by("n"):count():write_stream("memory", { mode = "complete" })
       "are not supported (as in Spark): Aggregate [n] [count(*) AS count] comes after " ..
       "Aggregate [k] [count(*) AS n]; " ..
       "to aggregate the result again, do it per batch in a foreach_batch sink, or write the first aggregation to a " ..
-      "topic and aggregate that topic in a second query\n", script), err)
+      "topic and aggregate that topic in a second query\nstack traceback:\n\t%s:4: in main chunk\n", script, script), err)
     code, out, err = tide_run("run " .. q(script), "TIDE_DEBUG=1")
     assert.equal("", out)
     assert.equal(1, code)
@@ -164,8 +164,9 @@ ms:frame():filter(check):write_stream(function() end, { trigger = "once" })
       '{"v":2}: ', l[1])
     assert.equal(string.format("%s:3: bad value 2", script), l[1]:match("{\"v\":2}: (.*)$"))
     assert.equal("stack traceback:", l[2])
-    assert.equal(string.format("\t%s:3: in function <%s:2>", script, script), l[3])
-    assert.equal(3, #l)
+    assert.equal("\t[C]: in function 'error'", l[3])
+    assert.equal(string.format("\t%s:3: in function <%s:2>", script, script), l[4])
+    assert.equal(4, #l)
     assert.is_nil(err:find("tide/", 1, true), err)
   end)
 

@@ -128,8 +128,9 @@ function M.message(msg, level)
 end
 
 --- The lines of a traceback text that are the user's: "stack traceback:"
--- and the frames of user chunks; tide's frames, C functions and the
--- "(...tail calls...)" markers between them go. With TIDE_DEBUG the text
+-- and the frames of user chunks, with the C functions they called
+-- (`error`); tide's frames, the C functions tide called and the
+-- "(...tail calls...)" markers go. With TIDE_DEBUG the text
 -- is returned whole.
 -- @string text a traceback as debug.traceback makes it (message first)
 -- @treturn string the message, then "stack traceback:" and the user's
@@ -139,15 +140,19 @@ function M.user_frames(text)
   if M.debug() then return text end
   local head, tb = text:match("^(.-)\nstack traceback:\n(.*)$")
   if not head then return text end
-  local keep = {}
+  local lines, user = {}, {}
   for l in (tb .. "\n"):gmatch("(.-)\n") do
     local where = l:match("^%s*(.-):%d+: in ") or l:match("^%s*(.-): in ")
-    if where and where ~= "[C]" and not tide_file(where) and keep[#keep] ~= l then keep[#keep + 1] = l end
+    lines[#lines + 1] = l
+    user[#lines] = where ~= nil and where ~= "[C]" and not tide_file(where)
+  end
+  local keep = {}
+  for k, l in ipairs(lines) do
+    -- a C function the user called (`error`) stays, as lua shows it
+    local c_of_user = l:match("^%s*%[C%]: in ") and user[k + 1]
+    if (user[k] or c_of_user) and keep[#keep] ~= l then keep[#keep + 1] = l end
   end
   if #keep == 0 then return head end
-  -- one frame, the one the message starts with: the traceback adds nothing
-  local pos = keep[1]:match("^%s*(.-:%d+): in ")
-  if #keep == 1 and pos and head:sub(1, #pos + 2) == pos .. ": " then return head end
   return head .. "\nstack traceback:\n" .. concat(keep, "\n")
 end
 

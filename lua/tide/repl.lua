@@ -192,7 +192,7 @@ local function user_traceback(msg)
       return format("(error object is a %s value)", type(msg))
     end
   end
-  local tb = debug.traceback(msg, 2)
+  local tb = require("tide.errors").traceback(msg, 2) -- the user's position and frames, not tide's
   local lines, out = {}, {}
   for l in (tb .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
   for _, l in ipairs(lines) do
