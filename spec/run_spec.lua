@@ -137,7 +137,8 @@ counts:group_by("n"):count():write_stream("memory", { mode = "complete" })
       "are not supported (as in Spark): Aggregate [n] [count(*) AS count] comes after " ..
       "Aggregate [k] [count(*) AS n]; " ..
       "to aggregate the result again, do it per batch in a foreach_batch sink, or write the first aggregation to a " ..
-      "topic and aggregate that topic in a second query\nstack traceback:\n\t%s:4: in main chunk\n", script, script), err)
+      "topic and aggregate that topic in a second query\nstack traceback:\n\t%s:4: in main chunk\n",
+      script, script), err)
     code, out, err = tide_run("run " .. q(script), "TIDE_DEBUG=1")
     assert.equal("", out)
     assert.equal(1, code)
