@@ -931,29 +931,30 @@ describe("tide.frame", function()
     local function sf() return tide.from_rows(SHOW,
       "ts timestamp?, device string?, signal int?, price double?, note string") end
 
-    it("prints an aligned table with null, ISO-8601 times, truncated cells and the 'only showing' line", function()
+    it("prints an aligned table with null, whole ISO-8601 times, truncated cells and the 'only showing' line",
+      function()
       assert.equal([[
-+--------------------+--------+------+-----+--------------------+
-|                  ts|  device|signal|price|                note|
-+--------------------+--------+------+-----+--------------------+
-|2026-11-21T12:00:05Z|sensor-α|     3|  1.5|               short|
-|2026-11-21T12:00:...|    null|  null|  2.0|a note that is mu...|
-|                null|     bbb|   -12| null|ééééééééééééééééé...|
-+--------------------+--------+------+-----+--------------------+
++------------------------+--------+------+-----+--------------------+
+|                      ts|  device|signal|price|                note|
++------------------------+--------+------+-----+--------------------+
+|    2026-11-21T12:00:05Z|sensor-α|     3|  1.5|               short|
+|2026-11-21T12:00:05.250Z|    null|  null|  2.0|a note that is mu...|
+|                    null|     bbb|   -12| null|ééééééééééééééééé...|
++------------------------+--------+------+-----+--------------------+
 only showing top 3 rows
 ]], shown(sf(), 3))
     end)
 
     it("prints every row (up to 20) without the 'only showing' line", function()
       assert.equal([[
-+--------------------+--------+------+-----+--------------------+
-|                  ts|  device|signal|price|                note|
-+--------------------+--------+------+-----+--------------------+
-|2026-11-21T12:00:05Z|sensor-α|     3|  1.5|               short|
-|2026-11-21T12:00:...|    null|  null|  2.0|a note that is mu...|
-|                null|     bbb|   -12| null|ééééééééééééééééé...|
-|1970-01-01T00:00:00Z|     ccc|     1|  0.1|                    |
-+--------------------+--------+------+-----+--------------------+
++------------------------+--------+------+-----+--------------------+
+|                      ts|  device|signal|price|                note|
++------------------------+--------+------+-----+--------------------+
+|    2026-11-21T12:00:05Z|sensor-α|     3|  1.5|               short|
+|2026-11-21T12:00:05.250Z|    null|  null|  2.0|a note that is mu...|
+|                    null|     bbb|   -12| null|ééééééééééééééééé...|
+|    1970-01-01T00:00:00Z|     ccc|     1|  0.1|                    |
++------------------------+--------+------+-----+--------------------+
 ]], shown(sf()))
       assert.equal(shown(sf()), shown(sf(), 4))
     end)

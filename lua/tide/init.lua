@@ -57,8 +57,9 @@ function M.session_window(col, gap)
   return require("tide.session").session_window(col, gap)
 end
 
---- Infer a schema (DDL) from a sample of JSON lines: a file's first 1000
--- lines, or an array of rows. See `tide.schema.infer` for the rules.
+--- Infer a schema (DDL) from a sample: a file of JSON lines or a CSV file
+-- (its first 1000 lines; `opts`: `format`, `header`, `sep`), or an array
+-- of rows. See `tide.schema.infer` for the rules.
 -- @function infer_schema
 M.infer_schema = schema.infer
 
