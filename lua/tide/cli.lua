@@ -236,8 +236,10 @@ until every one has ended.
 Ctrl-C or SIGTERM stops the queries after the batch in flight, which is
 committed, and exits 0; a second Ctrl-C exits at once (status 130; the
 batch in flight runs again on the next start). An error in the script
-prints its traceback; a query that fails prints 'tide: query NAME failed:
-...'; both exit with status 1.
+prints its traceback; a query that fails prints 'tide: query NAME (SOURCE
+-> SINK) failed: ...' (NAME: its name, or the first 8 characters of its
+id); both exit with status 1. Positions and tracebacks are the script's:
+tide's own frames are left out unless TIDE_DEBUG=1 is in the environment.
 
 While queries run and stdout is a terminal, one status line per query shows
 its input and processed rates (rows per second), its last batch, its
@@ -1269,7 +1271,7 @@ end
 
 --- One query's status line, as `tide run` shows it on a terminal:
 -- "query NAME: in R rows/s, processed R rows/s, batch N, watermark ISO, lag L".
--- @string name the query's name (or id)
+-- @string name the query's name (or the first 8 characters of its id)
 -- @tab s { input_rate =, processed_rate = (rows/s), batch_id = (nil before
 -- the first batch), watermark = (ms, nil or 0 when there is none), now = ms }
 -- @treturn string
@@ -1313,7 +1315,7 @@ local function status_lines(query_mod, runtime, core)
       while b[1] and b[1].t < now - RATE_WINDOW_MS do table.remove(b, 1) end
       for _, e in ipairs(b) do rows, ms = rows + e.rows, ms + e.ms end
       local span = math.max(math.min(RATE_WINDOW_MS, now - s.since), STATUS_REFRESH_MS)
-      local line = M.status_line(q:name() or q:id(), {
+      local line = M.status_line(q:name() or q:id():sub(1, 8), {
         input_rate = rows / span * 1000, processed_rate = ms > 0 and rows / ms * 1000 or 0,
         batch_id = s.batch_id, watermark = q:watermark(), now = now })
       if #line >= width then line = line:sub(1, width - 1) end
