@@ -690,6 +690,29 @@ describe("tide (the command line)", function()
       assert.matches("^tide: consume 'events': [^\n]*partition 3[^\n]*\n$", err)
     end)
 
+    it("follows new records until --max N of them are out, then exits 0", function()
+      -- enough records already: no waiting at all
+      local code, out = tide { "--data", data, "consume", "events", "--follow", "--max", "2" }
+      assert.equal(0, code)
+      assert.equal(2, select(2, out:gsub("\n", "")))
+      -- one record short: it waits for it
+      local outf, rcfile = tmp .. "/max.out", tmp .. "/max.rc"
+      os.execute(string.format("cd %s && (env %s timeout 60 %s --data %s consume events --follow --max 4 > %s " ..
+        "2>&1; echo $? > %s) > /dev/null 2>&1 &", q(tmp), cpath_env, q(TIDE), q(data), q(outf), q(rcfile)))
+      for _ = 1, 200 do
+        if select(2, (slurp(outf) or ""):gsub("\n", "")) >= 3 then break end
+        sleep(0.05)
+      end
+      assert.equal(0, (tide({ "--data", data, "produce", "events" }, '{"ts": 5, "device": "x"}\n')))
+      for _ = 1, 400 do
+        if slurp(rcfile) then break end
+        sleep(0.05)
+      end
+      assert.equal("0\n", slurp(rcfile))
+      assert.matches('{"ts":5,"device":"x","signal":null}\n$', slurp(outf))
+      assert.equal(4, select(2, slurp(outf):gsub("\n", "")))
+    end)
+
     it("follows new records until SIGTERM, then exits 0", function()
       local out, rcfile, pidfile = tmp .. "/follow.out", tmp .. "/follow.rc", tmp .. "/follow.pid"
       os.execute(string.format("cd %s && env %s sh -c '%s --data %s consume events --follow > %s 2> %s/follow.err " ..
