@@ -1788,9 +1788,9 @@ int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
   return 0;
 }
 
-/* Fold the state of spec s of group src into dst's (agg.h's merge rules).
- * 0 or -ENOMEM. */
-static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src) {
+/* Fold the state of spec s of group src into dst's (agg.h's merge rules;
+ * flags: tide_agg_merge_ex's). 0 or -ENOMEM. */
+static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src, unsigned flags) {
   void *dp = STATE(a, dst, s->off);
   const void *sp = STATE(a, src, s->off);
   switch (s->kind) {
@@ -1846,8 +1846,8 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
       take = x->flags && (!d->flags || sign * tide__cmp_bytes(x->p, x->len, d->p, d->len) > 0);
       break;
     }
-    case TIDE_AGG_FIRST: take = !d->flags && x->flags; break;
-    default: take = x->flags != 0; break; /* last */
+    case TIDE_AGG_FIRST: take = x->flags && (!d->flags || (flags & TIDE_AGG_MERGE_FIRST_SRC)); break;
+    default: take = x->flags && (!d->flags || !(flags & TIDE_AGG_MERGE_LAST_DST)); break; /* last */
     }
     if (!take) return 0;
     if (str_set(a, d, x->p, (x->flags & ISNULL) ? 0 : x->len)) return -ENOMEM;
@@ -1863,8 +1863,8 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
     take = x->n && (!d->n || sign * cmp_fixed(s->type, x->v.u, d->v.u) > 0);
     break;
   }
-  case TIDE_AGG_FIRST: take = !d->n && x->n; break;
-  default: take = x->n != 0; break; /* last */
+  case TIDE_AGG_FIRST: take = x->n && (!d->n || (flags & TIDE_AGG_MERGE_FIRST_SRC)); break;
+  default: take = x->n && (!d->n || !(flags & TIDE_AGG_MERGE_LAST_DST)); break; /* last */
   }
   if (take) *d = *x;
   return 0;
@@ -1887,20 +1887,7 @@ static void make_dirty(tide_agg_t *a, uint32_t g) {
 
 /* Fold one group into another (agg.h). */
 int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err) {
-  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  if (dst >= a->ngroups || src >= a->ngroups)
-    return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
-                        a->ngroups);
-  if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
-  for (uint32_t i = 0; i < a->nspecs; i++) {
-    int rc = merge_spec(a, &a->specs[i], dst, src);
-    if (rc) { /* an earlier aggregate of dst is merged already */
-      a->poisoned = 1;
-      return tide_err_set(err, rc, "out of memory");
-    }
-  }
-  make_dirty(a, dst);
-  return 0;
+  return tide_agg_merge_ex(a, dst, src, 0, err);
 }
 
 /* Remove given groups (agg.h). */
@@ -1921,5 +1908,33 @@ int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_
     if (!m || gone[m - 1] != gone[i]) gone[m++] = gone[i];
   int rc = take_groups(a, gone, m, rows, sids, nout, err);
   free(gone);
+  return rc;
+}
+
+/* ------------------------------------------------- session windows --- */
+
+/* Fold one group into another, first/last as flags say (agg.h). */
+int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (dst >= a->ngroups || src >= a->ngroups)
+    return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
+                        a->ngroups);
+  if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    int rc = merge_spec(a, &a->specs[i], dst, src, flags);
+    if (rc) { /* an earlier aggregate of dst is merged already */
+      a->poisoned = 1;
+      return tide_err_set(err, rc, "out of memory");
+    }
+  }
+  make_dirty(a, dst);
+  return 0;
+}
+
+/* Update and say each row's group (agg.h). */
+int tide_agg_update_gids(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint32_t *gids,
+                         tide_err_t *err) {
+  int rc = tide_agg_update(a, keys, args, err);
+  if (!rc && keys->nrows) memcpy(gids, a->gid, (size_t)keys->nrows * sizeof *gids);
   return rc;
 }

@@ -215,4 +215,25 @@ int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err);
 int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
                     uint32_t *nout, tide_err_t *err);
 
+/* ------------------------------------------------- session windows ---
+ *
+ * A session window (core/session.h) orders first/last by event time, not
+ * by arrival: when two sessions fold into one, first must come from
+ * whichever holds the earliest row and last from whichever holds the
+ * latest, and either may be dst or src. */
+
+enum {
+  TIDE_AGG_MERGE_FIRST_SRC = 1, /* first takes src's value when src has one */
+  TIDE_AGG_MERGE_LAST_DST = 2   /* last keeps dst's value when dst has one */
+};
+
+/* tide_agg_merge with first/last following flags (0: tide_agg_merge's
+ * rules, as if src's rows came after dst's). Errors as tide_agg_merge. */
+int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err);
+
+/* tide_agg_update, and gids[i] = the gid of row i's group (gids has
+ * keys->nrows entries; untouched on failure). Errors as tide_agg_update. */
+int tide_agg_update_gids(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint32_t *gids,
+                         tide_err_t *err);
+
 #endif
