@@ -13,6 +13,7 @@
  *   l_ops.c     batch -> batch operators: project, where, window_expand,
  *               tide.Join, sort, concat, slice
  *   l_agg.c     tide.Agg (core/agg): grouping, streaming state
+ *   l_session.c tide.Session (core/session): session windows
  *   l_udf.c     Lua functions over batches: udf_filter, udf_map, rows_batch
  *   l_decode.c  decode (file chunks -> batches), glob
  *   l_store.c, l_ckpt.c, l_loop.c, l_fs.c: the store, checkpoints, the
@@ -63,7 +64,7 @@
 /* The binding files, in registration order (tide_l_tide_open registers the
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
-  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs)
+  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)

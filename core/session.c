@@ -677,6 +677,24 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   return 0;
 }
 
+/* Push one batch of keys, time, arguments (session.h). */
+int tide_session_push_batch(tide_session_t *s, const tide_batch_t *b, tide_session_feed_t *f, tide_err_t *err) {
+  uint32_t nargs = 0, nf = b->schema->nfields;
+  for (uint32_t i = 0; i < s->nspecs; i++) nargs += s->specs[i].kind != TIDE_AGG_COUNT_STAR;
+  if (nf != s->nkeys + 1 + nargs)
+    return tide_err_set(err, TIDE_EINVAL, "session window: the batch has %u columns, expected %u (keys, time, arguments)",
+                        nf, s->nkeys + 1 + nargs);
+  const tide_col_t **args = calloc(s->nspecs ? s->nspecs : 1, sizeof *args);
+  if (!args) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0, c = s->nkeys + 1; i < s->nspecs; i++)
+    if (s->specs[i].kind != TIDE_AGG_COUNT_STAR) args[i] = &b->cols[c++];
+  tide_batch_t kb = *b;
+  kb.schema = s->keys;
+  int rc = tide_session_push(s, &kb, &b->cols[s->nkeys], args, f, err);
+  free(args);
+  return rc;
+}
+
 /* ----------------------------------------------------------- output --- */
 
 static void free_batch(void *b) { tide_batch_free(b); }
@@ -796,7 +814,7 @@ int tide_session_change(const tide_session_t *s, uint32_t i, uint64_t *sid, tide
   uint32_t n = tide_agg_dirty(s->a, &g);
   if (i >= n) return tide_err_set(err, TIDE_EINVAL, "change %u does not exist (%u changes)", i, n);
   *sid = tide_agg_sid(s->a, g[i]);
-  return tide_agg_encode(s->a, g[i], out, err);
+  return out ? tide_agg_encode(s->a, g[i], out, err) : 0;
 }
 
 size_t tide_session_deleted(tide_session_t *s, const uint64_t **sids) {
@@ -851,15 +869,35 @@ static int start_restore(tide_session_t *s) {
   return 0;
 }
 
-/* err->msg names the record as a session state record. */
+/* err->msg, from tide_agg_restore, in the session's terms: "session
+ * state: record N: ..." (its key is the session's key and number). */
 static int restate(tide_err_t *err, int rc) {
-  static const char agg[] = "aggregation state record ";
+  static const char agg[] = "aggregation state record ", dup[] = "its key already has a group";
   if (err && !strncmp(err->msg, agg, sizeof agg - 1)) {
     char tmp[sizeof err->msg];
-    snprintf(tmp, sizeof tmp, "session state record %s", err->msg + sizeof agg - 1);
+    const char *rest = err->msg + sizeof agg - 1, *d = strstr(rest, dup);
+    if (d)
+      snprintf(tmp, sizeof tmp, "session state: record %.*sanother record has its key and session number%s",
+               (int)(d - rest), rest, d + sizeof dup - 1);
+    else
+      snprintf(tmp, sizeof tmp, "session state: record %s", rest);
     memcpy(err->msg, tmp, sizeof tmp);
   }
   return rc;
+}
+
+/* A record of another plan, told in the plan's terms before the
+ * aggregation would count the session's own key and aggregates too. */
+static int other_plan(const tide_session_t *s, uint64_t sid, const uint8_t *p, size_t n, tide_err_t *err) {
+  if (n < 5 || p[0] != 1) return 0;
+  unsigned nk = (unsigned)(p[1] | p[2] << 8), ns = (unsigned)(p[3] | p[4] << 8);
+  if (nk != s->nkeys + 1 || nk == 0)
+    return tide_err_set(err, TIDE_ESCHEMA, "session state: record %llu: %u key values, the plan has %u keys",
+                        (unsigned long long)sid, nk ? nk - 1 : 0, s->nkeys);
+  if (ns != s->nspecs + 2 || ns < 2)
+    return tide_err_set(err, TIDE_ESCHEMA, "session state: record %llu: %u aggregates, the plan has %u",
+                        (unsigned long long)sid, ns >= 2 ? ns - 2 : 0, s->nspecs);
+  return 0;
 }
 
 /* Insert a restored session (session.h). */
@@ -867,13 +905,20 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
   if (s->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier push failed");
   if (old_format(p, n))
     return tide_err_set(err, TIDE_EFORMAT,
-                        "session state record %llu: written in the session record format of earlier versions "
-                        "(before session windows kept aggregation records), which this version does not read",
+                        "session state: record %llu: written in the session record format of earlier versions "
+                        "(before session windows kept aggregation records), which this version does not read; run the "
+                        "query on a new checkpoint directory (or delete this one) to start its state over",
                         (unsigned long long)sid);
+  uint32_t had;
+  if (tide_agg_gid_of(s->a, sid, &had))
+    return tide_err_set(err, TIDE_ECORRUPT, "session state: record %llu: a duplicate session id",
+                        (unsigned long long)sid);
+  int rc = other_plan(s, sid, p, n, err);
+  if (rc) return rc;
   if (start_restore(s) || reserve_sess(&s->v, &s->capv, (size_t)s->nv + 1))
     return tide_err_set(err, -ENOMEM, "out of memory");
   uint32_t g = (uint32_t)tide_agg_groups(s->a), nk0 = (uint32_t)tide_agg_groups(s->k), kid = NONE;
-  int rc = tide_agg_restore(s->a, sid, p, n, err);
+  rc = tide_agg_restore(s->a, sid, p, n, err);
   if (rc) return restate(err, rc);
   tide_batch_t *b = NULL;
   rc = tide_agg_result_of(s->a, &g, 1, &b, err);
@@ -882,10 +927,10 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
   if (!rc) {
     const tide_col_t *num = &b->cols[nk], *st = &b->cols[nk + 1 + ns], *la = &b->cols[nk + 2 + ns];
     if (tide_col_is_null(st, 0) || tide_col_is_null(la, 0) || tide_col_i64(st, 0) > tide_col_i64(la, 0))
-      rc = tide_err_set(err, TIDE_ECORRUPT, "session state record %llu: a session without a time span",
+      rc = tide_err_set(err, TIDE_ECORRUPT, "session state: record %llu: a session without a time span",
                         (unsigned long long)sid);
     else if (tide_col_is_null(num, 0) || tide_col_i64(num, 0) < 1)
-      rc = tide_err_set(err, TIDE_ECORRUPT, "session state record %llu: session number below 1",
+      rc = tide_err_set(err, TIDE_ECORRUPT, "session state: record %llu: session number below 1",
                         (unsigned long long)sid);
     e = (sess_t){tide_col_i64(st, 0), tide_col_i64(la, 0), sid, tide_col_i64(num, 0), 0, NONE};
   }
@@ -911,8 +956,8 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
     const sess_t *o = &s->v[i];
     if (end_of(s, e.last) < o->start || end_of(s, o->last) < e.start) continue;
     rc = tide_err_set(err, TIDE_ECORRUPT,
-                      "session state record %llu: [%lld, %lld) overlaps or touches session [%lld, %lld) of its key "
-                      "(record %llu)",
+                      "session state: record %llu: [%lld, %lld) overlaps or touches another session of its key "
+                      "([%lld, %lld), record %llu)",
                       (unsigned long long)sid, (long long)e.start, (long long)end_of(s, e.last), (long long)o->start,
                       (long long)end_of(s, o->last), (unsigned long long)o->sid);
     break;
@@ -928,6 +973,8 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
     free(sids);
     return rc;
   }
+  /* a restored session is in the checkpoint, and so is any older one */
+  if (sid >= s->mark) s->mark = sid + 1;
   e.kid = kid;
   e.rnext = s->rhead[kid];
   s->rhead[kid] = s->nv;

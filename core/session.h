@@ -43,8 +43,9 @@
  * merged session keeps the sid of its earliest stored part. The changes
  * since the last tide_session_clear_changes are the created or changed
  * sessions (their records) and the sids of removed sessions that had
- * reached the checkpoint (a session created and removed between two
- * clears needs no delete). Clearing says the changes were committed.
+ * reached the checkpoint (restored, or there at the last clear; a
+ * session created and removed between two clears needs no delete).
+ * Clearing says the changes were committed.
  */
 #ifndef TIDE_SESSION_H
 #define TIDE_SESSION_H
@@ -97,6 +98,12 @@ typedef struct tide_session_feed {
 int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_col_t *t, const tide_col_t *const *args,
                       tide_session_feed_t *f, tide_err_t *err);
 
+/* tide_session_push over one batch laid out as: the key columns, the
+ * event time, then one argument column per aggregate other than count(*),
+ * in order (what the planner projects). Errors as tide_session_push;
+ * TIDE_EINVAL for another column count. */
+int tide_session_push_batch(tide_session_t *s, const tide_batch_t *b, tide_session_feed_t *f, tide_err_t *err);
+
 /* Every session's output row, in creation order (a merged session takes
  * the place of its earliest stored part). *out is new, the caller's.
  * Errors: -ENOMEM, TIDE_ETOOBIG, TIDE_EPOISONED. */
@@ -119,7 +126,7 @@ uint32_t tide_session_nchanged(const tide_session_t *s);
 
 /* The i-th (< tide_session_nchanged) of them, in creation order: *sid
  * gets its state id and its record is appended to out (the buffer is not
- * reset). Errors: TIDE_EINVAL (i out of range), -ENOMEM, TIDE_EPOISONED. */
+ * reset; out NULL: the sid only). Errors: TIDE_EINVAL (i out of range), -ENOMEM, TIDE_EPOISONED. */
 int tide_session_change(const tide_session_t *s, uint32_t i, uint64_t *sid, tide_buf_t *out, tide_err_t *err);
 
 /* The state ids of the sessions removed since the last clear that had a

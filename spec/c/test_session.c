@@ -424,17 +424,21 @@ static void test_records(void) {
   bad[rec->len / 2] ^= 1;
   T_EQ_INT(tide_session_restore(f, sid, bad, rec->len, &err), TIDE_ECORRUPT);
   char msg[200];
-  snprintf(msg, sizeof msg, "session state record %llu: checksum mismatch", (unsigned long long)sid);
+  snprintf(msg, sizeof msg, "session state: record %llu: checksum mismatch", (unsigned long long)sid);
   T_EQ_STR(err.msg, msg);
   bad[0] = 9;
   T_EQ_INT(tide_session_restore(f, sid, bad, rec->len, &err), TIDE_EFORMAT);
-  snprintf(msg, sizeof msg, "session state record %llu: format version 9, this build reads 1", (unsigned long long)sid);
+  snprintf(msg, sizeof msg, "session state: record %llu: format version 9, this build reads 1", (unsigned long long)sid);
   T_EQ_STR(err.msg, msg);
   free(bad);
   T_EQ_INT(tide_session_restore(f, sid, rec->data, rec->len, &err), 0);
   /* the same session again under another sid: its key and session
    * number have a group already */
   T_EQ_INT(tide_session_restore(f, 99, rec->data, rec->len, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "session state: record 99: another record has its key and session number (state id 1)");
+  T_EQ_INT(tide_session_restore(f, sid, rec->data, rec->len, &err), TIDE_ECORRUPT);
+  snprintf(msg, sizeof msg, "session state: record %llu: a duplicate session id", (unsigned long long)sid);
+  T_EQ_STR(err.msg, msg);
   T_EQ_INT(tide_session_count(f), 1);
   /* a session of another state that overlaps one restored: [30, 40)
    * (session number 2 there) against a's [25, 35) */
@@ -452,8 +456,8 @@ static void test_records(void) {
     tide_session_t *k = new_session(10 * S);
     T_EQ_INT(tide_session_restore(k, 1, rg.data, rg.len, &err), 0);
     T_EQ_INT(tide_session_restore(k, 2, rh.data, rh.len, &err), TIDE_ECORRUPT);
-    T_EQ_STR(err.msg, "session state record 2: [30000, 40000) overlaps or touches session [25000, 35000) of its key "
-                      "(record 1)");
+    T_EQ_STR(err.msg, "session state: record 2: [30000, 40000) overlaps or touches another session of its key "
+                      "([25000, 35000), record 1)");
     T_EQ_INT(tide_session_count(k), 1);
     /* what was refused left nothing behind: the next push sees one session */
     row_t x4[] = {{"a", 33 * S, 0, 2, 0}};
@@ -479,8 +483,9 @@ static void test_records(void) {
   crc = ~crc;
   memcpy(old + sizeof old - 4, &crc, 4);
   T_EQ_INT(tide_session_restore(f, 7, old, sizeof old, &err), TIDE_EFORMAT);
-  T_EQ_STR(err.msg, "session state record 7: written in the session record format of earlier versions (before "
-                    "session windows kept aggregation records), which this version does not read");
+  T_EQ_STR(err.msg, "session state: record 7: written in the session record format of earlier versions (before "
+                    "session windows kept aggregation records), which this version does not read; run the query on a new "
+                    "checkpoint directory (or delete this one) to start its state over");
   T_EQ_INT(tide_session_count(f), 1);
   /* another plan's record */
   tide_schema_t *ks = schema("k string?");
@@ -489,7 +494,9 @@ static void test_records(void) {
   tide_session_t *o = NULL;
   T_EQ_INT(tide_session_new(ks, one, 1, 10 * S, out, 1, &o, &err), 0);
   T_EQ_INT(tide_session_restore(o, sid, rec->data, rec->len, &err), TIDE_ESCHEMA);
-  T_CHECK(strstr(err.msg, "session state record") == err.msg);
+  snprintf(msg, sizeof msg, "session state: record %llu: 6 aggregates, the plan has 1", (unsigned long long)sid);
+  T_EQ_STR(err.msg, msg);
+  T_EQ_INT(tide_session_restore(o, 1000, rec->data, rec->len, &err), TIDE_ESCHEMA);
   tide_session_free(o);
   tide_schema_unref(ks);
   tide_schema_unref(out);
