@@ -419,3 +419,45 @@ describe("session_window", function()
     end)
   end)
 end)
+
+describe("a checkpoint of the old session record format", function()
+  local support = require "spec.support"
+  local dir
+  before_each(function() dir = support.tmpname() end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("is refused when the query starts, naming the checkpoint and what to do", function()
+    local ms = tide.memory_stream("ts timestamp, id string")
+    local function start()
+      return ms:frame():group_by("id", sw("ts", "10 seconds")):count()
+        :write_stream("memory", { name = "sess_old", mode = "complete", checkpoint = dir })
+    end
+    local q = start()
+    ms:add { { ts = 25 * S, id = "a" } }
+    q:process_all_available()
+    q:stop()
+    -- replace the state with a record as the session format before
+    -- aggregation records wrote it (version 1, start, end, key, count(*),
+    -- CRC-32), in a commit of its own
+    local body = string.pack("<Bi8i8I4", 1, 25 * S, 35 * S, 1) .. string.pack("<Bs4", 5, "a") ..
+      string.pack("<I4Bi8", 1, 1, 1)
+    local crc = 0xFFFFFFFF
+    for i = 1, #body do
+      crc = crc ~ body:byte(i)
+      for _ = 1, 8 do crc = (crc & 1) ~= 0 and (0xEDB88320 ~ (crc >> 1)) or (crc >> 1) end
+    end
+    local ck = assert(core.checkpoint(dir))
+    local _, last = ck:latest()
+    local cs = core.state_changes()
+    for k in ck:state("session1") do cs:del(k) end
+    cs:put(string.pack(">I8", 7), body .. string.pack("<I4", crc ~ 0xFFFFFFFF))
+    ck:commit(last + 1, ck:commit_entry(last), { session1 = cs })
+    ck:close()
+    local ok, err = pcall(start)
+    assert.is_false(ok)
+    assert.matches("checkpoint " .. dir .. ": state of SessionWindowAggregate [id, session_window(ts, 10s)] " ..
+      "[count(*) AS count] (session1): session state: record 7: written in the session record format of earlier " ..
+      "versions (before session windows kept aggregation records), which this version does not read; run the " ..
+      "query on a new checkpoint directory (or delete this one) to start its state over", err, 1, true)
+  end)
+end)
