@@ -1938,3 +1938,61 @@ int tide_agg_update_gids(tide_agg_t *a, const tide_batch_t *keys, const tide_col
   if (!rc && keys->nrows) memcpy(gids, a->gid, (size_t)keys->nrows * sizeof *gids);
   return rc;
 }
+
+/* Find or create the groups of the rows of keys, aggregating nothing
+ * (agg.h). */
+int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  int rc = check_keys(a, keys, err);
+  if (rc) return rc;
+  uint32_t n = keys->nrows;
+  if (!n) return 0;
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
+  hash_keys(a, keys, n);
+  uint32_t g0 = a->ngroups, d0 = a->ndirty;
+  if ((rc = find_groups(a, keys, n))) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  mark_dirty(a, g0, d0);
+  memcpy(gids, a->gid, (size_t)n * sizeof *gids);
+  return 0;
+}
+
+/* Aggregate rows into given groups (agg.h). */
+int tide_agg_update_groups(tide_agg_t *a, const uint32_t *gids, uint32_t n, const tide_col_t *const *args,
+                           const uint8_t *only, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    if (s->kind == TIDE_AGG_COUNT_STAR || (only && !only[i])) continue;
+    if (!args || !args[i])
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): no argument column", i, kind_name(s->kind));
+    if (args[i]->type != s->type)
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): the argument is %s, expected %s", i,
+                          kind_name(s->kind), tide_type_name(args[i]->type), tide_type_name(s->type));
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (gids[i] >= a->ngroups)
+      return tide_err_set(err, TIDE_EINVAL, "group %u does not exist (%u groups)", gids[i], a->ngroups);
+  if (!n) return 0;
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
+  memcpy(a->gid, gids, (size_t)n * sizeof *gids);
+  /* the groups become dirty, as find_groups marks those it finds */
+  uint32_t d0 = a->ndirty;
+  if (a->ndirty < a->ngroups)
+    for (uint32_t i = 0; i < n; i++)
+      if (!DFLAG(a, gids[i])) {
+        DFLAG(a, gids[i]) = 1;
+        a->dirty[a->ndirty++] = gids[i];
+      }
+  mark_dirty(a, a->ngroups, d0);
+  int rc = 0;
+  for (uint32_t i = 0; !rc && i < a->nspecs; i++)
+    if (!only || only[i]) rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "out of memory");
+  }
+  return 0;
+}

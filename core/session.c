@@ -54,8 +54,14 @@ struct tide_session {
   uint64_t max_sid, mark; /* sessions with sid < mark are in the checkpoint */
   uint64_t *gone;         /* their sids once removed: the deletes */
   size_t ngone, capgone;
+  struct push *scr;       /* the pushes' scratch */
+  sess_t *spare;          /* the other index buffer: a push builds the new index in it */
+  uint32_t capspare;
   int poisoned;
 };
+
+static struct push *push_new(void);
+static void push_free(struct push *p);
 
 /* x + y, saturated to the int64 range. */
 static int64_t sat_add(int64_t x, int64_t y) {
@@ -126,7 +132,9 @@ int tide_session_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t
     if (!rc) rc = tide_schema_add(ak, name, (size_t)len, f->type, f->nullable, NULL, err);
   }
   if (!rc) rc = tide_schema_add(ak, "session", 7, TIDE_T_INT, 0, NULL, err);
-  if (!(s->specs = calloc(nspecs ? nspecs : 1, sizeof *s->specs))) rc = tide_err_set(err, -ENOMEM, "out of memory");
+  if (!rc && !(s->scr = push_new())) rc = tide_err_set(err, -ENOMEM, "out of memory");
+  if (!rc && !(s->specs = calloc(nspecs ? nspecs : 1, sizeof *s->specs)))
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
   for (uint32_t i = 0; !rc && i < nspecs; i++) {
     as[i] = specs[i];
     s->specs[i] = specs[i];
@@ -160,6 +168,8 @@ void tide_session_free(tide_session_t *s) {
   tide_schema_unref(s->akeys);
   tide_schema_unref(s->out);
   free(s->specs);
+  push_free(s->scr);
+  free(s->spare);
   free(s->v);
   free(s->rhead);
   free(s->gone);
@@ -171,7 +181,7 @@ tide_schema_t *tide_session_schema(const tide_session_t *s) { return s->out; }
 uint64_t tide_session_count(const tide_session_t *s) { return s->nv; }
 
 size_t tide_session_bytes(const tide_session_t *s) {
-  return sizeof *s + tide_agg_bytes(s->a) + tide_agg_bytes(s->k) + (size_t)s->capv * sizeof *s->v +
+  return sizeof *s + tide_agg_bytes(s->a) + tide_agg_bytes(s->k) + ((size_t)s->capv + s->capspare) * sizeof *s->v +
          (size_t)s->caprhead * sizeof *s->rhead + s->capgone * sizeof *s->gone;
 }
 
@@ -242,16 +252,48 @@ static int cmp_item(const void *x, const void *y) {
   return (a->j > b->j) - (a->j < b->j);
 }
 
-static int cmp_item_t(const void *x, const void *y) {
-  const item_t *a = x, *b = y;
-  if (a->t != b->t) return a->t < b->t ? -1 : 1;
-  return (a->j > b->j) - (a->j < b->j);
+/* a before b by time (the sorts are stable: j stays ascending on ties) */
+static inline int item_lt(const item_t *a, const item_t *b) { return a->t < b->t; }
+
+/* Sort it[0..n), in ascending j, by (t, j): a stable insertion sort of
+ * runs of 32 (rows of a key come nearly in time order in a stream, where
+ * it does least), then stable bottom-up merges through tmp. */
+static void sort_by_time(item_t *it, item_t *tmp, uint32_t n) {
+  enum { RUN = 32 };
+  for (uint32_t lo = 0; lo < n; lo += RUN) {
+    uint32_t hi = lo + RUN < n ? lo + RUN : n;
+    for (uint32_t i = lo + 1; i < hi; i++) {
+      item_t x = it[i];
+      uint32_t k = i;
+      for (; k > lo && item_lt(&x, &it[k - 1]); k--) it[k] = it[k - 1];
+      it[k] = x;
+    }
+  }
+  item_t *src = it, *dst = tmp;
+  for (uint32_t width = RUN; width < n; width *= 2) {
+    for (uint32_t lo = 0; lo < n; lo += 2 * width) {
+      uint32_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+      uint32_t a = lo, b = mid, o = lo;
+      if (mid == hi || !item_lt(&src[mid], &src[mid - 1])) { /* already in order */
+        memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *src);
+        continue;
+      }
+      while (a < mid && b < hi) dst[o++] = item_lt(&src[b], &src[a]) ? src[b++] : src[a++];
+      while (a < mid) dst[o++] = src[a++];
+      while (b < hi) dst[o++] = src[b++];
+    }
+    item_t *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != it) memcpy(it, src, (size_t)n * sizeof *it);
 }
 
 /* Sort it[0..m) by (kid, t, j); nk kids. tmp has m entries. A counting
- * sort by kid (stable, so j ascends within a kid) when the kids are not
- * many more than the rows; then each kid's run by (t, j) unless it is in
- * time order already, as in-order streams are. */
+ * sort by kid (stable, so j ascends within a kid) when count is given
+ * (kids not many more than rows), else a comparison sort; then each
+ * kid's run by (t, j) unless it is in time order already, as in-order
+ * streams are. */
 static void sort_items(item_t *it, item_t *tmp, uint32_t m, uint32_t nk, uint32_t *count) {
   if (!count) {
     qsort(it, m, sizeof *it, cmp_item);
@@ -263,77 +305,158 @@ static void sort_items(item_t *it, item_t *tmp, uint32_t m, uint32_t nk, uint32_
   for (uint32_t i = 0; i < m; i++) tmp[count[it[i].kid]++] = it[i];
   memcpy(it, tmp, (size_t)m * sizeof *it);
   for (uint32_t p = 0, q; p < m; p = q) {
-    int sorted = 1;
-    for (q = p + 1; q < m && it[q].kid == it[p].kid; q++)
-      if (it[q].t < it[q - 1].t) sorted = 0;
-    if (!sorted) qsort(it + p, q - p, sizeof *it, cmp_item_t);
+    for (q = p + 1; q < m && it[q].kid == it[p].kid; q++) {
+    }
+    if (q - p > 1) sort_by_time(it + p, tmp + p, q - p);
   }
 }
 
+/* Where the rows of one run go: a group of a (gid), which is a new
+ * session's, a new group the rows fold from into a stored session
+ * (temp), or the survivor's own (the rows go straight in). */
+typedef struct target {
+  int64_t num;        /* the group's session number */
+  int64_t tmin, tmax; /* the rows' earliest and latest times */
+  uint32_t q0;        /* the run's first row (sorted position) */
+  uint32_t gid;       /* the group: a new one's is known before it is made
+                       * (tide_agg_insert numbers them in order) */
+  int isnew;          /* the group is made for this push */
+} target_t;
+
 /* A run with stored sessions, to settle after the update. */
 typedef struct fixup {
-  uint32_t w;      /* its entry in the new index */
   uint32_t s0, s1; /* its stored sessions: old index [s0, s1); s0 survives */
-  uint32_t p0;     /* its first row (sorted position), or NONE */
+  uint32_t tg;     /* its rows' target, or NONE */
   int direct;      /* the rows went straight into s0's group */
   int64_t rmin, rmax;
 } fixup_t;
 
-/* A new session, whose sid the update gives. */
+/* A new session: its entry in the new index and its target. */
 typedef struct fresh {
-  uint32_t w, p0;
+  uint32_t w, tg;
 } fresh_t;
 
-
-/* The scratch of one push, freed at its end. */
+/* The scratch of the pushes, kept by the session and grown as batches
+ * need: no allocation per push once the largest batch has been seen. */
 typedef struct push {
+  size_t mcap;      /* room of the per-row arrays */
   uint32_t m;       /* valid rows */
-  uint32_t *rows;   /* m: their row numbers in the input */
-  item_t *it, *tmp; /* m each */
-  uint32_t *kid;    /* m: per valid row its kid; then per fed row its gid in a */
-  uint32_t *count;  /* kids + 1, for the counting sort (or NULL) */
-  int64_t *num;     /* m: per sorted position, the session number it goes to */
-  uint32_t *perm;   /* m: fed row -> input row */
-  sess_t *nv;       /* the new index */
-  uint32_t nnv, capnv;
+  uint32_t *rows;   /* their row numbers in the input (room for every row) */
+  item_t *it, *tmp;
+  uint32_t *kid;    /* per valid row its kid */
+  uint32_t *gid;    /* per fed row its group in a */
+  uint32_t *perm;   /* fed row -> input row */
+  target_t *tg;     /* one per run with rows */
+  uint32_t ntg;
   fixup_t *fx;
   uint32_t nfx;
   fresh_t *fr;
   uint32_t nfr;
-  uint32_t *drop; /* gids leaving a */
+  uint32_t *rep;    /* per new target: its first row in the input */
+  int64_t *num, *tmax; /* per new target its session number; then per
+                        * target its rows' earliest and latest times */
+  uint32_t *count;  /* kids + 1, for the counting sort */
+  size_t capcount;
+  uint32_t *drop;   /* gids leaving a */
   uint32_t ndrop;
-  uint64_t *before; /* sids that were changes before the push */
-  uint32_t nbefore;
-  tide_col_t *cols; /* gathered columns */
-  uint32_t ncols;
-  int sorted_feed; /* rows go into a in sorted order (else in input order) */
+  size_t capdrop;
+  uint32_t dropped_dirty; /* of those, the ones that were changes before the push */
+  tide_col_t *cols; /* gathered columns, ncols of them (room: capcols) */
+  uint32_t ncols, capcols;
+  int sorted_feed;  /* rows go into a in sorted order (else in input order) */
+  uint32_t g0;      /* the groups of a before the push: new ones follow */
+  uint32_t nnew;    /* new groups (targets) so far */
 } push_t;
 
+static push_t *push_new(void) { return calloc(1, sizeof(push_t)); }
+
+/* Free the gathered columns. */
+static void push_reset_cols(push_t *p) {
+  for (uint32_t i = 0; i < p->ncols; i++) tide_col_free(&p->cols[i]);
+  p->ncols = 0;
+}
+
+/* Free the gathered columns and forget the last push's counts. */
+static void push_reset(push_t *p) {
+  for (uint32_t i = 0; i < p->ncols; i++) tide_col_free(&p->cols[i]);
+  p->m = p->ntg = p->nfx = p->nfr = p->ndrop = p->dropped_dirty = p->ncols = p->nnew = 0;
+  p->sorted_feed = 0;
+}
+
 static void push_free(push_t *p) {
+  if (!p) return;
+  push_reset(p);
   free(p->rows);
   free(p->it);
   free(p->tmp);
   free(p->kid);
-  free(p->count);
-  free(p->num);
+  free(p->gid);
   free(p->perm);
-  free(p->nv);
+  free(p->tg);
   free(p->fx);
   free(p->fr);
+  free(p->rep);
+  free(p->num);
+  free(p->tmax);
+  free(p->count);
   free(p->drop);
-  free(p->before);
-  for (uint32_t i = 0; p->cols && i < p->ncols; i++) tide_col_free(&p->cols[i]);
   free(p->cols);
+  free(p);
 }
 
-/* The place among the fed rows of the row at sorted position q. */
-static inline uint32_t fed_at(const push_t *p, uint32_t q) { return p->sorted_feed ? q : p->it[q].j; }
+/* *pp holds at least n items of size bytes (*cap: its room). 0 or -ENOMEM. */
+static int grow(void *pp, size_t *cap, size_t n, size_t size) {
+  void **p = pp;
+  if (n <= *cap) return 0;
+  size_t c = *cap ? *cap : 64;
+  while (c < n) c *= 2;
+  void *q = realloc(*p, c * size);
+  if (!q) return -ENOMEM;
+  *p = q;
+  *cap = c;
+  return 0;
+}
+
+/* Room for a push of n rows and ncols gathered columns. 0 or -ENOMEM. */
+static int push_reserve(push_t *p, uint32_t n, uint32_t ncols) {
+  if (n > p->mcap) {
+    size_t cap = 0;
+#define ROOM(f) (cap = p->mcap, grow(&p->f, &cap, n, sizeof *p->f))
+    if (ROOM(rows) || ROOM(it) || ROOM(tmp) || ROOM(kid) || ROOM(gid) || ROOM(perm) || ROOM(tg) ||
+        ROOM(fx) || ROOM(fr) || ROOM(rep) || ROOM(num) || ROOM(tmax))
+      return -ENOMEM;
+#undef ROOM
+    p->mcap = cap;
+  }
+  if (ncols > p->capcols) {
+    tide_col_t *c = realloc(p->cols, ncols * sizeof *c);
+    if (!c) return -ENOMEM;
+    p->cols = c;
+    p->capcols = ncols;
+  }
+  return 0;
+}
+
+/* A target for the rows [q0, q1) (sorted positions): a new group, or
+ * (gid not NONE) that one; each row's group is noted where it is fed. */
+static uint32_t add_target(push_t *p, uint32_t q0, uint32_t q1, int64_t num, uint32_t gid) {
+  uint32_t t = p->ntg++;
+  int isnew = gid == NONE;
+  if (isnew) gid = p->g0 + p->nnew++;
+  p->tg[t] = (target_t){num, p->it[q0].t, p->it[q1 - 1].t, q0, gid, isnew};
+  if (p->sorted_feed)
+    for (uint32_t q = q0; q < q1; q++) p->gid[q] = gid;
+  else
+    for (uint32_t q = q0; q < q1; q++) p->gid[p->it[q].j] = gid;
+  return t;
+}
 
 /* Sweep one key: its stored sessions s->v[l0, l1) and its rows
  * p->it[r0, r1) (by time), in start order (a stored session first on a
- * tie), into runs; append one entry per run to the new index and note
- * what the update (each row's session number) and the fix-ups must do. */
-static void sweep_key(tide_session_t *s, push_t *p, uint32_t l0, uint32_t l1, uint32_t r0, uint32_t r1) {
+ * tie), into runs; append one entry per run to the new index nv (at *w)
+ * and note where the rows go and what the fix-ups must do. */
+static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uint32_t l0, uint32_t l1, uint32_t r0,
+                      uint32_t r1) {
   const sess_t *L = s->v;
   const item_t *it = p->it;
   uint32_t kid = it[r0].kid, i = l0, r = r0;
@@ -353,33 +476,33 @@ static void sweep_key(tide_session_t *s, push_t *p, uint32_t l0, uint32_t l1, ui
     sess_t ent;
     if (s0 == i) { /* rows only: a new session */
       ent = (sess_t){it[q0].t, it[r - 1].t, 0, s->next_num++, kid, NONE};
-      for (uint32_t q = q0; q < r; q++) p->num[q] = ent.num;
-      p->fr[p->nfr++] = (fresh_t){p->nnv, q0};
+      p->fr[p->nfr++] = (fresh_t){*w, add_target(p, q0, r, ent.num, NONE)};
     } else if (q0 == r && i - s0 == 1) { /* a stored session no row touched */
       ent = L[s0];
     } else { /* stored sessions (and rows) that fold into the first one */
       ent = L[s0];
       ent.kid = kid;
-      fixup_t fx = {p->nnv, s0, i, NONE, 0, 0, 0};
+      fixup_t fx = {s0, i, NONE, 0, 0, 0};
       if (L[i - 1].last > ent.last) ent.last = L[i - 1].last;
       if (r > q0) {
-        fx.p0 = q0;
         fx.rmin = it[q0].t;
         fx.rmax = it[r - 1].t;
-        /* first keeps the stored value on a tie, last takes the rows'
-         * (they arrived later): the rows can go straight into the
-         * survivor's group when they neither start before it nor end
-         * before its latest row */
-        fx.direct = fx.rmin >= L[s0].start && fx.rmax >= L[s0].last;
-        int64_t num = fx.direct ? L[s0].num : s->next_num++;
-        for (uint32_t q = q0; q < r; q++) p->num[q] = num;
+        /* the rows go straight into the survivor's group unless a
+         * first/last could then come out wrong: first keeps the stored
+         * value on a tie, last takes the rows' (they arrived later), so
+         * that is when the rows neither start before the survivor nor
+         * end before its latest row; else they fold in from a group of
+         * their own */
+        fx.direct = !s->firstlast || (fx.rmin >= L[s0].start && fx.rmax >= L[s0].last);
+        fx.tg = fx.direct ? add_target(p, q0, r, L[s0].num, gid_of(s, L[s0].sid))
+                          : add_target(p, q0, r, s->next_num++, NONE);
         if (fx.rmin < ent.start) ent.start = fx.rmin;
         if (fx.rmax > ent.last) ent.last = fx.rmax;
       }
       p->fx[p->nfx++] = fx;
     }
     ent.rnext = NONE;
-    p->nv[p->nnv++] = ent;
+    nv[(*w)++] = ent;
   }
 }
 
@@ -412,32 +535,8 @@ static int cmp_u64(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-/* The sids of the changes, sorted, into p->before. 0 or -ENOMEM. */
-static int note_before(const tide_session_t *s, push_t *p) {
-  const uint32_t *g;
-  uint32_t n = tide_agg_dirty(s->a, &g);
-  if (!n) return 0;
-  if (!(p->before = malloc((size_t)n * sizeof *p->before))) return -ENOMEM;
-  for (uint32_t i = 0; i < n; i++) p->before[i] = tide_agg_sid(s->a, g[i]);
-  qsort(p->before, n, sizeof *p->before, cmp_u64);
-  p->nbefore = n;
-  return 0;
-}
-
-/* The changes that were not changes before the push. */
-static uint32_t count_updated(const tide_session_t *s, const push_t *p) {
-  const uint32_t *g;
-  uint32_t n = tide_agg_dirty(s->a, &g), m = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    uint64_t sid = tide_agg_sid(s->a, g[i]);
-    if (!p->nbefore || !bsearch(&sid, p->before, p->nbefore, sizeof sid, cmp_u64)) m++;
-  }
-  return m;
-}
-
 /* Pick the valid rows (time not NULL, not late) into p->rows. */
-static int pick_rows(tide_session_t *s, const tide_col_t *t, uint32_t n, push_t *p, tide_session_feed_t *f) {
-  if (!(p->rows = malloc((n ? n : 1) * sizeof *p->rows))) return -ENOMEM;
+static void pick_rows(tide_session_t *s, const tide_col_t *t, uint32_t n, push_t *p, tide_session_feed_t *f) {
   if (f->late) memset(f->late, 0, n);
   /* late: t + gap <= bound, that is t <= bound - gap (none when that is
    * below every time) */
@@ -446,6 +545,10 @@ static int pick_rows(tide_session_t *s, const tide_col_t *t, uint32_t n, push_t 
   const int64_t *tv = t->values;
   int nulls = t->valid && t->null_count;
   uint32_t m = 0;
+  if (!nulls && !late) { /* every row: p->rows is not filled (ROW) */
+    p->m = n;
+    return;
+  }
   for (uint32_t i = 0; i < n; i++) {
     if (nulls && tide_col_is_null(t, i)) {
       f->null_times++;
@@ -457,14 +560,15 @@ static int pick_rows(tide_session_t *s, const tide_col_t *t, uint32_t n, push_t 
     }
   }
   p->m = m;
-  return 0;
 }
 
-/* The gathered rows perm[0..n) of column c, kept in p->cols. 0 or an
- * error code. */
-static int gather(push_t *p, const tide_col_t *c, uint32_t n, const tide_col_t **out) {
+/* The input row of valid row j. */
+#define ROW(p, n, j) ((p)->m == (n) ? (j) : (p)->rows[j])
+
+/* Column c gathered at rows[0..n), kept in p->cols. 0 or an error code. */
+static int gather(push_t *p, const tide_col_t *c, const uint32_t *rows, uint32_t n, const tide_col_t **out) {
   tide_col_t *g = &p->cols[p->ncols];
-  int rc = tide_col_gather(c, p->perm, n, g);
+  int rc = tide_col_gather(c, rows, n, g);
   if (rc) return rc;
   p->ncols++;
   *out = g;
@@ -475,14 +579,21 @@ static int gather(push_t *p, const tide_col_t *c, uint32_t n, const tide_col_t *
  * other stored sessions and its rows' own group into its survivor, first
  * and last by event time (ties: stored before rows), and list the folded
  * groups in p->drop. */
-static int fix_runs(tide_session_t *s, push_t *p, const uint32_t *gid, tide_err_t *err) {
+static int cmp_u32(const void *x, const void *y) {
+  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+  return (a > b) - (a < b);
+}
+
+static int fix_runs(tide_session_t *s, push_t *p, tide_err_t *err) {
   const sess_t *L = s->v;
+  const uint32_t *dirty;
+  uint32_t nd = tide_agg_dirty(s->a, &dirty); /* no stored part of a run is one of this push's changes */
   for (uint32_t x = 0; x < p->nfx; x++) {
     const fixup_t *fx = &p->fx[x];
     uint32_t g1 = gid_of(s, L[fx->s0].sid);
     int64_t dmin = L[fx->s0].start, dmax = L[fx->s0].last;
     int drows = 0; /* dst's latest row is one of this push's */
-    if (fx->p0 != NONE && fx->direct) {
+    if (fx->tg != NONE && fx->direct) {
       dmax = fx->rmax;
       drows = 1;
     }
@@ -495,13 +606,15 @@ static int fix_runs(tide_session_t *s, push_t *p, const uint32_t *gid, tide_err_
         dmax = L[k].last;
         drows = 0;
       }
+      p->dropped_dirty += bsearch(&gk, dirty, nd, sizeof gk, cmp_u32) != NULL;
       int rc = tide_agg_merge_ex(s->a, g1, gk, fl, err);
       if (rc) return rc;
+      nd = tide_agg_dirty(s->a, &dirty); /* the merge may have added g1 */
       p->drop[p->ndrop++] = gk;
       if (note_gone(s, L[k].sid)) return tide_err_set(err, -ENOMEM, "out of memory");
     }
-    if (fx->p0 != NONE && !fx->direct) {
-      uint32_t gt = gid[fed_at(p, fx->p0)];
+    if (fx->tg != NONE && !fx->direct) {
+      uint32_t gt = p->tg[fx->tg].gid;
       unsigned fl = (fx->rmin < dmin ? TIDE_AGG_MERGE_FIRST_SRC : 0) | (fx->rmax < dmax ? TIDE_AGG_MERGE_LAST_DST : 0);
       int rc = tide_agg_merge_ex(s->a, g1, gt, fl, err);
       if (rc) return rc;
@@ -511,65 +624,87 @@ static int fix_runs(tide_session_t *s, push_t *p, const uint32_t *gid, tide_err_
   return 0;
 }
 
-/* Feed the valid rows into a (each with its session number), then give
- * the new sessions their sids and settle the runs. Every failure here
- * poisons the state (a half-applied push). */
-static int feed(tide_session_t *s, push_t *p, const tide_batch_t *keys, const tide_col_t *t,
-                const tide_col_t *const *args, tide_err_t *err) {
-  uint32_t m = p->m, n = keys->nrows, nk = s->nkeys, ns = s->nspecs;
-  int64_t *nums = malloc((size_t)m * sizeof *nums);
+/* Make the new groups (one key row per new target: its first row's key
+ * and its session number), aggregate every valid row into its target's
+ * group (the user's aggregates a row at a time; start and last a target
+ * at a time, from its rows' earliest and latest times), give the new
+ * sessions their sids and settle the runs. Every failure here poisons
+ * the state. */
+static int feed(tide_session_t *s, push_t *p, sess_t *nv, const tide_batch_t *keys, const tide_col_t *const *args,
+                tide_err_t *err) {
+  uint32_t m = p->m, n = keys->nrows, nk = s->nkeys, ns = s->nspecs, nnew = p->nnew, ntg = p->ntg;
+  uint32_t *rep = p->rep, *ng = p->kid; /* kid is free again */
+  int64_t *tmin = p->num, *tmax = p->tmax;
   const tide_col_t **av = calloc(ns + 2, sizeof *av);
   tide_col_t *kc = calloc(nk + 1, sizeof *kc);
-  p->cols = calloc(nk + ns + 1, sizeof *p->cols);
-  p->perm = malloc((size_t)m * sizeof *p->perm);
-  int rc = nums && av && kc && p->cols && p->perm ? 0 : -ENOMEM;
-  if (!rc) {
-    if (p->sorted_feed) {
-      for (uint32_t q = 0; q < m; q++) {
-        p->perm[q] = p->rows[p->it[q].j];
-        nums[q] = p->num[q];
+  uint8_t *only = calloc(ns + 2, 1);
+  int rc = av && kc && only ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+  /* the new groups */
+  if (!rc && nnew) {
+    uint32_t j = 0;
+    for (uint32_t x = 0; x < ntg; x++)
+      if (p->tg[x].isnew) {
+        rep[j] = ROW(p, n, p->it[p->tg[x].q0].j);
+        tmin[j++] = p->tg[x].num;
       }
-    } else {
-      memcpy(p->perm, p->rows, (size_t)m * sizeof *p->perm);
-      for (uint32_t q = 0; q < m; q++) nums[p->it[q].j] = p->num[q];
-    }
-    int view = !p->sorted_feed && m == n; /* the input's columns as they are */
-    const tide_col_t *tc = t;
     for (uint32_t k = 0; !rc && k < nk; k++) {
-      const tide_col_t *c = &keys->cols[k];
-      if (!view) rc = gather(p, c, m, &c);
+      const tide_col_t *c;
+      rc = gather(p, &keys->cols[k], rep, nnew, &c);
       if (!rc) kc[k] = *c;
     }
-    for (uint32_t i = 0; !rc && i < ns; i++) {
-      av[i] = s->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i];
-      if (av[i] && !view) rc = gather(p, av[i], m, &av[i]);
-    }
-    if (!rc && !view) rc = gather(p, t, m, &tc);
-    if (!rc) {
-      av[ns] = av[ns + 1] = tc;
-      kc[nk] = (tide_col_t){.type = TIDE_T_INT, .values = nums};
+    if (rc) {
+      rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
+    } else {
+      kc[nk] = (tide_col_t){.type = TIDE_T_INT, .values = tmin};
       tide_batch_t kb = {0};
       kb.schema = s->akeys;
-      kb.nrows = kb.cap = m;
+      kb.nrows = kb.cap = nnew;
       kb.cols = kc;
-      /* p->kid is free again: it takes the gid of each fed row */
-      rc = tide_agg_update_gids(s->a, &kb, av, p->kid, err);
-    } else {
-      rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
+      rc = tide_agg_insert(s->a, &kb, ng, err);
     }
-  } else {
-    rc = tide_err_set(err, rc, "out of memory");
+    for (uint32_t y = 0; !rc && y < nnew; y++)
+      if (ng[y] != p->g0 + y) /* the sweep numbered them so */
+        rc = tide_err_set(err, TIDE_ECORRUPT, "session window: new group %u is %u, expected %u", y, ng[y], p->g0 + y);
   }
-  free(nums);
+  /* every row into its group: the user's aggregates */
+  if (!rc && ns) {
+    if (p->sorted_feed)
+      for (uint32_t q = 0; q < m; q++) p->perm[q] = ROW(p, n, p->it[q].j);
+    else if (m < n)
+      memcpy(p->perm, p->rows, (size_t)m * sizeof *p->perm);
+    int view = !p->sorted_feed && m == n; /* the input's columns as they are */
+    for (uint32_t i = 0; !rc && i < ns; i++) {
+      only[i] = 1;
+      av[i] = s->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i];
+      if (av[i] && !view) rc = gather(p, av[i], p->perm, m, &av[i]);
+    }
+    if (rc) rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
+    else rc = tide_agg_update_groups(s->a, p->gid, m, av, only, err);
+  }
+  /* start and last: min and max of each target's rows */
+  if (!rc) {
+    for (uint32_t x = 0; x < ntg; x++) {
+      rep[x] = p->tg[x].gid;
+      tmin[x] = p->tg[x].tmin;
+      tmax[x] = p->tg[x].tmax;
+    }
+    tide_col_t cmin = {.type = TIDE_T_TIMESTAMP, .values = tmin}, cmax = {.type = TIDE_T_TIMESTAMP, .values = tmax};
+    memset(only, 0, ns);
+    only[ns] = only[ns + 1] = 1;
+    av[ns] = &cmin;
+    av[ns + 1] = &cmax;
+    rc = tide_agg_update_groups(s->a, rep, ntg, av, only, err);
+  }
   free(av);
   free(kc);
+  free(only);
   if (rc) return rc;
   for (uint32_t x = 0; x < p->nfr; x++) {
-    uint64_t sid = tide_agg_sid(s->a, p->kid[fed_at(p, p->fr[x].p0)]);
-    p->nv[p->fr[x].w].sid = sid;
+    uint64_t sid = tide_agg_sid(s->a, p->tg[p->fr[x].tg].gid);
+    nv[p->fr[x].w].sid = sid;
     if (sid > s->max_sid) s->max_sid = sid;
   }
-  if ((rc = fix_runs(s, p, p->kid, err))) return rc;
+  if ((rc = fix_runs(s, p, err))) return rc;
   if (p->ndrop) {
     uint64_t *sids = NULL;
     uint32_t nout = 0;
@@ -587,93 +722,93 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   int rc = check_push(s, keys, t, args, err);
   if (rc) return rc;
   finish_restore(s);
-  push_t p = {0};
+  push_t *p = s->scr;
+  push_reset(p);
   uint32_t n = keys->nrows;
-  if (pick_rows(s, t, n, &p, f) || note_before(s, &p)) {
-    push_free(&p);
-    return tide_err_set(err, -ENOMEM, "out of memory");
-  }
-  uint32_t m = p.m;
-  if (!m) {
-    push_free(&p);
-    return 0;
-  }
+  if (push_reserve(p, n, 2 * s->nkeys + s->nspecs + 1)) return tide_err_set(err, -ENOMEM, "out of memory");
+  pick_rows(s, t, n, p, f);
+  uint32_t m = p->m;
+  if (!m) return 0;
+  const uint32_t *dg;
+  uint32_t nd0 = tide_agg_dirty(s->a, &dg);
   /* from here on a failure leaves the state half changed */
-  p.it = malloc((size_t)m * sizeof *p.it);
-  p.tmp = malloc((size_t)m * sizeof *p.tmp);
-  p.kid = malloc((size_t)m * sizeof *p.kid);
-  p.num = malloc((size_t)m * sizeof *p.num);
-  rc = p.it && p.tmp && p.kid && p.num ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
   /* the keys' kids: the valid rows' keys into k */
-  if (!rc) {
-    tide_batch_t kb = *keys;
-    tide_col_t *kc = NULL;
-    if (m < n) {
-      kc = calloc(s->nkeys ? s->nkeys : 1, sizeof *kc);
-      rc = kc ? 0 : -ENOMEM;
-      for (uint32_t k = 0; !rc && k < s->nkeys; k++) rc = tide_col_gather(&keys->cols[k], p.rows, m, &kc[k]);
-      kb.cols = kc;
-      kb.nrows = kb.cap = m;
-      if (rc) rc = tide_err_set(err, rc, "out of memory");
+  tide_batch_t kb = *keys;
+  kb.schema = s->keys;
+  if (m < n) {
+    kb.nrows = kb.cap = m;
+    kb.cols = p->cols;
+    for (uint32_t k = 0; !rc && k < s->nkeys; k++) {
+      const tide_col_t *c;
+      rc = gather(p, &keys->cols[k], p->rows, m, &c);
     }
-    kb.schema = s->keys;
-    if (!rc) rc = tide_agg_update_gids(s->k, &kb, NULL, p.kid, err);
-    tide_agg_clear_dirty(s->k);
-    for (uint32_t k = 0; kc && k < s->nkeys; k++) tide_col_free(&kc[k]);
-    free(kc);
+    if (rc) rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
   }
+  if (!rc) rc = tide_agg_insert(s->k, &kb, p->kid, err);
+  tide_agg_clear_dirty(s->k);
+  push_reset_cols(p);
   /* sort by (kid, t, row) */
   if (!rc) {
     const int64_t *tv = t->values;
-    for (uint32_t j = 0; j < m; j++) p.it[j] = (item_t){tv[p.rows[j]], p.kid[j], j};
+    if (m == n)
+      for (uint32_t j = 0; j < m; j++) p->it[j] = (item_t){tv[j], p->kid[j], j};
+    else
+      for (uint32_t j = 0; j < m; j++) p->it[j] = (item_t){tv[p->rows[j]], p->kid[j], j};
     uint32_t nk = (uint32_t)tide_agg_groups(s->k);
-    if ((size_t)nk <= 4 * (size_t)m + 1024) p.count = malloc(((size_t)nk + 1) * sizeof *p.count);
-    sort_items(p.it, p.tmp, m, nk, p.count);
+    int counting = (size_t)nk <= 4 * (size_t)m + 1024 && !grow(&p->count, &p->capcount, (size_t)nk + 1, sizeof *p->count);
+    sort_items(p->it, p->tmp, m, nk, counting ? p->count : NULL);
     /* with first/last, rows go in in event-time order unless, within
      * every key, the input order is that order already */
-    for (uint32_t q = 1; s->firstlast && q < m && !p.sorted_feed; q++)
-      p.sorted_feed = p.it[q].kid == p.it[q - 1].kid && p.it[q].j < p.it[q - 1].j;
+    for (uint32_t q = 1; s->firstlast && q < m && !p->sorted_feed; q++)
+      p->sorted_feed = p->it[q].kid == p->it[q - 1].kid && p->it[q].j < p->it[q - 1].j;
   }
-  /* sweep every key with rows; copy the others' entries */
+  /* sweep every key with rows into the spare index; copy the others' entries */
+  uint32_t w = 0;
   if (!rc) {
-    p.fx = malloc((size_t)m * sizeof *p.fx);
-    p.fr = malloc((size_t)m * sizeof *p.fr);
-    p.drop = malloc(((size_t)m + s->nv) * sizeof *p.drop);
-    rc = p.fx && p.fr && p.drop ? reserve_sess(&p.nv, &p.capnv, (size_t)s->nv + m) : -ENOMEM;
-    if (rc) rc = tide_err_set(err, rc, "out of memory");
+    size_t cap = s->capspare;
+    rc = grow(&p->drop, &p->capdrop, (size_t)m + s->nv, sizeof *p->drop) ||
+                 grow(&s->spare, &cap, (size_t)s->nv + m, sizeof *s->spare)
+             ? tide_err_set(err, -ENOMEM, "out of memory")
+             : 0;
+    s->capspare = (uint32_t)cap;
   }
   if (!rc) {
+    sess_t *nv = s->spare;
     uint32_t vi = 0;
+    p->g0 = (uint32_t)tide_agg_groups(s->a);
     for (uint32_t q0 = 0, q1; q0 < m; q0 = q1) {
-      uint32_t kid = p.it[q0].kid;
-      for (q1 = q0 + 1; q1 < m && p.it[q1].kid == kid; q1++) {
+      uint32_t kid = p->it[q0].kid;
+      for (q1 = q0 + 1; q1 < m && p->it[q1].kid == kid; q1++) {
       }
       uint32_t l0 = vi;
       while (l0 < s->nv && s->v[l0].kid < kid) l0++;
-      if (l0 > vi) memcpy(p.nv + p.nnv, s->v + vi, (size_t)(l0 - vi) * sizeof *p.nv);
-      p.nnv += l0 - vi;
+      if (l0 > vi) memcpy(nv + w, s->v + vi, (size_t)(l0 - vi) * sizeof *nv);
+      w += l0 - vi;
       uint32_t l1 = l0;
       while (l1 < s->nv && s->v[l1].kid == kid) l1++;
-      sweep_key(s, &p, l0, l1, q0, q1);
+      sweep_key(s, p, nv, &w, l0, l1, q0, q1);
       vi = l1;
     }
-    if (vi < s->nv) memcpy(p.nv + p.nnv, s->v + vi, (size_t)(s->nv - vi) * sizeof *p.nv);
-    p.nnv += s->nv - vi;
-    rc = feed(s, &p, keys, t, args, err);
+    if (vi < s->nv) memcpy(nv + w, s->v + vi, (size_t)(s->nv - vi) * sizeof *nv);
+    w += s->nv - vi;
+    rc = feed(s, p, nv, keys, args, err);
   }
+  uint32_t dropped_dirty = p->dropped_dirty;
+  push_reset(p);
   if (rc) {
     s->poisoned = 1;
-    push_free(&p);
     return rc;
   }
   sess_t *old = s->v;
-  s->v = p.nv;
-  s->nv = p.nnv;
-  s->capv = p.capnv;
-  p.nv = old;
+  uint32_t oldcap = s->capv;
+  s->v = s->spare;
+  s->nv = w;
+  s->capv = s->capspare;
+  s->spare = old;
+  s->capspare = oldcap;
   f->pushed = m;
-  f->updated = count_updated(s, &p);
-  push_free(&p);
+  /* the changes now less those before that are still changes */
+  f->updated = tide_agg_dirty(s->a, &dg) - (nd0 - dropped_dirty);
   return 0;
 }
 
