@@ -80,7 +80,7 @@ end
 
 local failures = {}
 local results = {}
-for wi, w in ipairs(WORKLOADS) do results[wi] = { window = {}, session = {} } end
+for wi in ipairs(WORKLOADS) do results[wi] = { window = {}, session = {} } end
 for round = 1, ROUNDS do
   for wi, w in ipairs(WORKLOADS) do
     local order = round % 2 == 1 and { "window", "session" } or { "session", "window" }
@@ -107,8 +107,8 @@ for wi, w in ipairs(WORKLOADS) do
   local r = results[wi]
   local wm, wlo, whi = C.median(r.window, "ms")
   local sm, slo, shi = C.median(r.session, "ms")
-  print(format("| %-24s | %6.0f (%5.0f..%5.0f)  | %6.0f (%5.0f..%5.0f)  | %8d | %8d | %5.2fx |", w.name, wm, wlo, whi, sm,
-    slo, shi, r.window[1].groups, r.session[1].groups, wm / sm))
+  print(format("| %-24s | %6.0f (%5.0f..%5.0f)  | %6.0f (%5.0f..%5.0f)  | %8d | %8d | %5.2fx |", w.name, wm, wlo,
+    whi, sm, slo, shi, r.window[1].groups, r.session[1].groups, wm / sm))
 end
 for _, f in ipairs(failures) do io.stderr:write("bench-session: ", f, "\n") end
 for _, b in ipairs(batches) do b:close() end

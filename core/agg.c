@@ -1931,14 +1931,6 @@ int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags,
   return 0;
 }
 
-/* Update and say each row's group (agg.h). */
-int tide_agg_update_gids(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint32_t *gids,
-                         tide_err_t *err) {
-  int rc = tide_agg_update(a, keys, args, err);
-  if (!rc && keys->nrows) memcpy(gids, a->gid, (size_t)keys->nrows * sizeof *gids);
-  return rc;
-}
-
 /* Find or create the groups of the rows of keys, aggregating nothing
  * (agg.h). */
 int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {

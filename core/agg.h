@@ -231,11 +231,6 @@ enum {
  * rules, as if src's rows came after dst's). Errors as tide_agg_merge. */
 int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err);
 
-/* tide_agg_update, and gids[i] = the gid of row i's group (gids has
- * keys->nrows entries; untouched on failure). Errors as tide_agg_update. */
-int tide_agg_update_gids(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint32_t *gids,
-                         tide_err_t *err);
-
 /* The groups of the rows of keys, as tide_agg_update would find or create
  * them, but aggregating nothing: gids[i] = row i's group; new groups
  * have the state of no rows and take the gids tide_agg_groups(),

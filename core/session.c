@@ -1073,7 +1073,7 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
     tide_batch_t kb = *b;
     kb.schema = s->keys;
     kb.nrows = 1;
-    rc = tide_agg_update_gids(s->k, &kb, NULL, &kid, err);
+    rc = tide_agg_insert(s->k, &kb, &kid, err);
     tide_agg_clear_dirty(s->k);
   }
   if (!rc && kid >= s->caprhead) {

@@ -113,8 +113,8 @@ function M.node(spec)
     if a then exprs[#exprs + 1], pfields[#pfields + 1] = a, { "a" .. i, a:type() .. "?" } end
   end
   local pschema = assert(core.schema(pfields))
-  local p = { key_schema = nk > 0 and assert(core.schema(kfields)) or nil, specs = specs, gap = spec.gap, schema = spec.schema,
-    window_index = spec.window_index }
+  local p = { key_schema = nk > 0 and assert(core.schema(kfields)) or nil, specs = specs, gap = spec.gap,
+    schema = spec.schema, window_index = spec.window_index }
   do -- the aggregates are checked now, not when running
     local probe, err = core.session(p.key_schema, specs, p.gap, p.schema, p.window_index)
     if not probe then error("session_window: " .. tostring(err), 3) end
