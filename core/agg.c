@@ -1766,15 +1766,22 @@ int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid) {
   return 1;
 }
 
-/* The groups of given keys (agg.h). */
-int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+/* Check keys and hash its rows into a->h (room made): what a probe of
+ * the table by a batch of keys needs first. 0 or an error code. */
+static int hash_input(tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) {
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   int rc = check_keys(a, keys, err);
-  if (rc) return rc;
+  if (rc || !keys->nrows) return rc;
+  if (ensure_scratch(a, keys->nrows)) return tide_err_set(err, -ENOMEM, "out of memory");
+  hash_keys(a, keys, keys->nrows);
+  return 0;
+}
+
+/* The groups of given keys (agg.h). */
+int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
-  if (!n) return 0;
-  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
-  hash_keys(a, keys, n);
+  if (rc || !n) return rc;
   size_t mask = a->tcap - 1;
   for (uint32_t i = 0; i < n; i++) {
     uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
@@ -1934,13 +1941,9 @@ int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags,
 /* Find or create the groups of the rows of keys, aggregating nothing
  * (agg.h). */
 int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
-  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  int rc = check_keys(a, keys, err);
-  if (rc) return rc;
+  int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
-  if (!n) return 0;
-  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
-  hash_keys(a, keys, n);
+  if (rc || !n) return rc;
   uint32_t g0 = a->ngroups, d0 = a->ndirty;
   if ((rc = find_groups(a, keys, n))) {
     a->poisoned = 1;

@@ -56,33 +56,18 @@ static int session_gc(lua_State *L) {
   return 0;
 }
 
-static const char *const type_names[] = {"bool", "int", "double", "string", "timestamp", "json", NULL};
-
 /* core.session(key_schema, specs, gap, out_schema, window_pos) */
 static int l_session(lua_State *L) {
   tide_l_scratch_t *x = tide_l_push_scratch(L);
   /* no keys (a static global session window): an empty key schema */
   tide_schema_t *keys = lua_isnil(L, 1) ? (x->schema = tide_schema_new()) : tide_l_check_schema(L, 1);
   if (!keys) return luaL_error(L, "out of memory");
-  luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer gap = luaL_checkinteger(L, 3);
   tide_schema_t *out = tide_l_check_schema(L, 4);
   lua_Integer wpos = luaL_checkinteger(L, 5);
   luaL_argcheck(L, wpos >= 1 && wpos <= (lua_Integer)keys->nfields + 1, 5, "window position out of range");
-  uint32_t n = (uint32_t)lua_rawlen(L, 2);
-  tide_agg_spec_t *specs = x->p[0] = calloc(n ? n : 1, sizeof *specs);
-  if (!specs) return luaL_error(L, "out of memory");
-  for (uint32_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, i + 1);
-    lua_getfield(L, -1, "kind");
-    specs[i].kind = (tide_agg_kind_t)(luaL_checkoption(L, -1, NULL, tide_l_agg_names + 1) + 1);
-    lua_getfield(L, -2, "arg_type");
-    if (specs[i].kind != TIDE_AGG_COUNT_STAR)
-      specs[i].arg_type = (tide_type_t)(luaL_checkoption(L, -1, NULL, type_names) + 1);
-    lua_getfield(L, -3, "name");
-    specs[i].name = luaL_checkstring(L, -1); /* kept alive by the specs table */
-    lua_pop(L, 4);
-  }
+  uint32_t n;
+  tide_agg_spec_t *specs = tide_l_check_agg_specs(L, 2, x, &n);
   l_session_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->s = NULL;
   luaL_setmetatable(L, SESSION_MT);

@@ -51,6 +51,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "agg.h"
 #include "batch.h"
 #include "err.h"
 #include "expr.h"
@@ -120,6 +121,12 @@ tide_expr_t *tide_l_check_expr(lua_State *L, int idx);
 /* The names of the aggregate kinds, indexed by tide_agg_kind_t (index 0,
  * TIDE_AGG_NONE, is NULL), NULL-terminated after the last. */
 extern const char *const tide_l_agg_names[];
+
+/* The aggregate specs of the Lua array at idx ({kind =, arg_type =,
+ * name =} ..., as frame.lua plans them) in an array held by x->p[0];
+ * *n gets their number. Raises on a bad entry. The names point into the
+ * Lua strings: valid while the array at idx is (l_agg.c). */
+tide_agg_spec_t *tide_l_check_agg_specs(lua_State *L, int idx, tide_l_scratch_t *x, uint32_t *n);
 
 /* A Lua function run over the rows of one batch (l_udf.c), for udf_filter,
  * udf_map and a filter fused into agg:push. */

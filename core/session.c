@@ -46,7 +46,8 @@ struct tide_session {
   tide_agg_spec_t *specs; /* kinds and argument types (names not kept) */
   int firstlast; /* a first or last aggregate: rows go in in event-time order */
   sess_t *v;
-  uint32_t nv, capv;
+  uint32_t nv;
+  size_t capv;
   int restoring;  /* v is in restore order; rhead/rnext list each key's */
   uint32_t *rhead; /* per kid while restoring */
   uint32_t caprhead;
@@ -56,7 +57,7 @@ struct tide_session {
   size_t ngone, capgone;
   struct push *scr;       /* the pushes' scratch */
   sess_t *spare;          /* the other index buffer: a push builds the new index in it */
-  uint32_t capspare;
+  size_t capspare;
   int poisoned;
 };
 
@@ -181,7 +182,7 @@ tide_schema_t *tide_session_schema(const tide_session_t *s) { return s->out; }
 uint64_t tide_session_count(const tide_session_t *s) { return s->nv; }
 
 size_t tide_session_bytes(const tide_session_t *s) {
-  return sizeof *s + tide_agg_bytes(s->a) + tide_agg_bytes(s->k) + ((size_t)s->capv + s->capspare) * sizeof *s->v +
+  return sizeof *s + tide_agg_bytes(s->a) + tide_agg_bytes(s->k) + (s->capv + s->capspare) * sizeof *s->v +
          (size_t)s->caprhead * sizeof *s->rhead + s->capgone * sizeof *s->gone;
 }
 
@@ -203,30 +204,23 @@ static void finish_restore(tide_session_t *s) {
   s->restoring = 0;
 }
 
-/* Room for n entries in *v (capacity *cap). 0 or -ENOMEM. */
-static int reserve_sess(sess_t **v, uint32_t *cap, size_t n) {
+/* *pp holds at least n items of size bytes (*cap: its room). 0 or -ENOMEM. */
+static int grow(void *pp, size_t *cap, size_t n, size_t size) {
+  void **p = pp;
   if (n <= *cap) return 0;
-  if (n > UINT32_MAX - 1) return TIDE_ETOOBIG;
   size_t c = *cap ? *cap : 64;
   while (c < n) c *= 2;
-  if (c > UINT32_MAX - 1) c = UINT32_MAX - 1;
-  sess_t *p = realloc(*v, c * sizeof *p);
-  if (!p) return -ENOMEM;
-  *v = p;
-  *cap = (uint32_t)c;
+  void *q = realloc(*p, c * size);
+  if (!q) return -ENOMEM;
+  *p = q;
+  *cap = c;
   return 0;
 }
 
 /* Note the sids[0..n) of removed sessions that are in the checkpoint. */
 static int note_gone(tide_session_t *s, uint64_t sid) {
   if (sid >= s->mark) return 0;
-  if (s->ngone == s->capgone) {
-    size_t cap = s->capgone ? s->capgone * 2 : 64;
-    uint64_t *p = realloc(s->gone, cap * sizeof *p);
-    if (!p) return -ENOMEM;
-    s->gone = p;
-    s->capgone = cap;
-  }
+  if (grow(&s->gone, &s->capgone, s->ngone + 1, sizeof *s->gone)) return -ENOMEM;
   s->gone[s->ngone++] = sid;
   return 0;
 }
@@ -402,19 +396,6 @@ static void push_free(push_t *p) {
   free(p->drop);
   free(p->cols);
   free(p);
-}
-
-/* *pp holds at least n items of size bytes (*cap: its room). 0 or -ENOMEM. */
-static int grow(void *pp, size_t *cap, size_t n, size_t size) {
-  void **p = pp;
-  if (n <= *cap) return 0;
-  size_t c = *cap ? *cap : 64;
-  while (c < n) c *= 2;
-  void *q = realloc(*p, c * size);
-  if (!q) return -ENOMEM;
-  *p = q;
-  *cap = c;
-  return 0;
 }
 
 /* Room for a push of n rows and ncols gathered columns. 0 or -ENOMEM. */
@@ -765,12 +746,10 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   /* sweep every key with rows into the spare index; copy the others' entries */
   uint32_t w = 0;
   if (!rc) {
-    size_t cap = s->capspare;
     rc = grow(&p->drop, &p->capdrop, (size_t)m + s->nv, sizeof *p->drop) ||
-                 grow(&s->spare, &cap, (size_t)s->nv + m, sizeof *s->spare)
+                 grow(&s->spare, &s->capspare, (size_t)s->nv + m, sizeof *s->spare)
              ? tide_err_set(err, -ENOMEM, "out of memory")
              : 0;
-    s->capspare = (uint32_t)cap;
   }
   if (!rc) {
     sess_t *nv = s->spare;
@@ -800,7 +779,7 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
     return rc;
   }
   sess_t *old = s->v;
-  uint32_t oldcap = s->capv;
+  size_t oldcap = s->capv;
   s->v = s->spare;
   s->nv = w;
   s->capv = s->capspare;
@@ -1050,7 +1029,7 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
                         (unsigned long long)sid);
   int rc = other_plan(s, sid, p, n, err);
   if (rc) return rc;
-  if (start_restore(s) || reserve_sess(&s->v, &s->capv, (size_t)s->nv + 1))
+  if (start_restore(s) || grow(&s->v, &s->capv, (size_t)s->nv + 1, sizeof *s->v))
     return tide_err_set(err, -ENOMEM, "out of memory");
   uint32_t g = (uint32_t)tide_agg_groups(s->a), nk0 = (uint32_t)tide_agg_groups(s->k), kid = NONE;
   rc = tide_agg_restore(s->a, sid, p, n, err);

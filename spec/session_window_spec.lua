@@ -21,6 +21,20 @@ end
 
 local S = 1000 -- ms per second
 
+-- A record as the session format before aggregation records wrote it
+-- (docs/FORMAT.md): version 1, start, end, the key "a", count(*) = 1,
+-- closed by a CRC-32 (IEEE 802.3) of it all.
+local function old_record()
+  local body = string.pack("<Bi8i8I4", 1, 25 * S, 35 * S, 1) .. string.pack("<Bs4", 5, "a") ..
+    string.pack("<I4Bi8", 1, 1, 1)
+  local crc = 0xFFFFFFFF
+  for i = 1, #body do
+    crc = crc ~ body:byte(i)
+    for _ = 1, 8 do crc = (crc & 1) ~= 0 and (0xEDB88320 ~ (crc >> 1)) or (crc >> 1) end
+  end
+  return body .. string.pack("<I4", crc ~ 0xFFFFFFFF)
+end
+
 describe("session_window", function()
   describe("the spec", function()
     it("prints as session_window(col, gap) and is recognised", function()
@@ -402,17 +416,7 @@ describe("session_window", function()
 
     it("refuses a checkpoint of the old session record format, saying what to do", function()
       local n = node_of(tide.from_rows(rows, schema):group_by("id", sw("ts", "10 seconds")):count())
-      -- a record as the session format before aggregation records wrote
-      -- it: version 1, start, end, the keys, the aggregates, a CRC-32
-      local body = string.pack("<Bi8i8I4", 1, 25 * S, 35 * S, 1) .. string.pack("<Bs4", 5, "a") ..
-        string.pack("<I4Bi8", 1, 1, 1)
-      local crc = 0xFFFFFFFF
-      for i = 1, #body do
-        crc = crc ~ body:byte(i)
-        for _ = 1, 8 do crc = (crc & 1) ~= 0 and (0xEDB88320 ~ (crc >> 1)) or (crc >> 1) end
-      end
-      local old = body .. string.pack("<I4", crc ~ 0xFFFFFFFF)
-      assert.has_error(function() n.new_state().restore(string.pack(">I8", 1), old) end,
+      assert.has_error(function() n.new_state().restore(string.pack(">I8", 1), old_record()) end,
         "session state: record 1: written in the session record format of earlier versions (before session " ..
         "windows kept aggregation records), which this version does not read; run the query on a new checkpoint " ..
         "directory (or delete this one) to start its state over")
@@ -436,21 +440,13 @@ describe("a checkpoint of the old session record format", function()
     ms:add { { ts = 25 * S, id = "a" } }
     q:process_all_available()
     q:stop()
-    -- replace the state with a record as the session format before
-    -- aggregation records wrote it (version 1, start, end, key, count(*),
-    -- CRC-32), in a commit of its own
-    local body = string.pack("<Bi8i8I4", 1, 25 * S, 35 * S, 1) .. string.pack("<Bs4", 5, "a") ..
-      string.pack("<I4Bi8", 1, 1, 1)
-    local crc = 0xFFFFFFFF
-    for i = 1, #body do
-      crc = crc ~ body:byte(i)
-      for _ = 1, 8 do crc = (crc & 1) ~= 0 and (0xEDB88320 ~ (crc >> 1)) or (crc >> 1) end
-    end
+    -- replace the state with a record of the old format, in a commit of
+    -- its own
     local ck = assert(core.checkpoint(dir))
     local _, last = ck:latest()
     local cs = core.state_changes()
     for k in ck:state("session1") do cs:del(k) end
-    cs:put(string.pack(">I8", 7), body .. string.pack("<I4", crc ~ 0xFFFFFFFF))
+    cs:put(string.pack(">I8", 7), old_record())
     ck:commit(last + 1, ck:commit_entry(last), { session1 = cs })
     ck:close()
     local ok, err = pcall(start)
