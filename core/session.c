@@ -197,7 +197,7 @@ static int cmp_sess(const void *x, const void *y) {
 /* Leave the restore phase: sort the index by (kid, start). */
 static void finish_restore(tide_session_t *s) {
   if (!s->restoring) return;
-  qsort(s->v, s->nv, sizeof *s->v, cmp_sess);
+  if (s->nv > 1) qsort(s->v, s->nv, sizeof *s->v, cmp_sess);
   free(s->rhead);
   s->rhead = NULL;
   s->caprhead = 0;
@@ -932,7 +932,7 @@ int tide_session_change(const tide_session_t *s, uint32_t i, uint64_t *sid, tide
 }
 
 size_t tide_session_deleted(tide_session_t *s, const uint64_t **sids) {
-  qsort(s->gone, s->ngone, sizeof *s->gone, cmp_u64);
+  if (s->ngone > 1) qsort(s->gone, s->ngone, sizeof *s->gone, cmp_u64);
   *sids = s->gone;
   return s->ngone;
 }
