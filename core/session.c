@@ -12,12 +12,19 @@
  *   v[nv]    one entry per session: start, last, sid, session number,
  *            kid; sorted by (kid, start)
  *
- * A push sorts the valid rows by (kid, t, row), then walks the keys in
- * kid order, copying the entries of keys without rows and sweeping the
- * others into a new index. The rows then go into `a` in one update: in
- * their input order, or in event-time order when a first/last aggregate
- * needs it and the input order differs. Then the fix-ups: the parts of a
- * run fold into its survivor, and the folded groups leave in one remove.
+ * A push finds each valid row's kid (the one hash probe a row costs),
+ * sorts the rows by (kid, t, row), then walks the keys in kid order,
+ * copying the entries of keys without rows and sweeping the others into
+ * the new index. Each run's rows have a target group: a new session's,
+ * the survivor's own, or (when a first/last could otherwise come out
+ * wrong) a group of their own that folds into the survivor afterwards.
+ * New groups are made with one key row each (tide_agg_insert), then
+ * every row goes into its known group without hashing
+ * (tide_agg_update_groups): in input order, or in event-time order when
+ * a first/last needs it and the input order differs; start and last go
+ * in a run at a time. Then the fix-ups: the parts of a run fold into its
+ * survivor (tide_agg_merge_ex), and the folded groups leave in one
+ * remove.
  */
 #include "session.h"
 
@@ -75,8 +82,8 @@ static inline int64_t end_of(const tide_session_t *s, int64_t last) { return sat
 
 /* ----------------------------------------------------------- create --- */
 
-/* Check that out is keys with window_start/window_end at wpos, then one
- * field per result column of the aggregation `probe` after its keys. */
+/* Check that s->out is the keys with window_start/window_end at wpos,
+ * then the user's aggregates as res (a's result schema) has them. */
 static int check_out(const tide_session_t *s, const tide_schema_t *res, tide_err_t *err) {
   const tide_schema_t *o = s->out;
   uint32_t want = s->nkeys + 2 + s->nspecs;
