@@ -160,8 +160,10 @@ static int session_take_changes(lua_State *L) {
     tide_ckpt_key_u64(key, gone[i]);
     if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
   }
-  uint32_t n = tide_session_nchanged(s);
+  uint32_t n;
   tide_err_t err = {0, ""};
+  int frc = tide_session_changes(s, &n, &err);
+  if (frc) return tide_l_fail(L, frc, NULL, err.msg);
   for (uint32_t i = 0; i < n; i++) {
     size_t mark;
     uint64_t sid = 0;

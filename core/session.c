@@ -9,8 +9,12 @@
  *            session afterwards
  *   k        the keys that have sessions: an aggregation keyed by
  *            (k1..kK) with no aggregate; its gid is the key's kid
- *   v[nv]    one entry per session: start, last, sid, session number,
- *            kid; sorted by (kid, start)
+ *   v[nv]    one entry per session: start, last, sid, kid; sorted by
+ *            (kid, start)
+ *   dead     groups of a that folded into others in earlier pushes and
+ *            wait for one remove (a remove moves every group after them):
+ *            before anything reads a's groups as a whole (results,
+ *            eviction, changes, restore) and once they are many
  *
  * A push finds each valid row's kid (the one hash probe a row costs),
  * sorts the rows by (kid, t, row), then walks the keys in kid order,
@@ -40,7 +44,6 @@
 typedef struct sess {
   int64_t start, last; /* earliest and latest event time */
   uint64_t sid;        /* the group's state id in a (0 until the push's update) */
-  int64_t num;         /* session number: the last key of a */
   uint32_t kid;        /* the key's gid in k */
   uint32_t rnext;      /* while restoring: the key's next entry, or NONE */
 } sess_t;
@@ -62,6 +65,8 @@ struct tide_session {
   uint64_t max_sid, mark; /* sessions with sid < mark are in the checkpoint */
   uint64_t *gone;         /* their sids once removed: the deletes */
   size_t ngone, capgone;
+  uint32_t *dead;         /* gids of folded groups still in a */
+  size_t ndead, capdead;
   struct push *scr;       /* the pushes' scratch */
   sess_t *spare;          /* the other index buffer: a push builds the new index in it */
   size_t capspare;
@@ -181,6 +186,7 @@ void tide_session_free(tide_session_t *s) {
   free(s->v);
   free(s->rhead);
   free(s->gone);
+  free(s->dead);
   free(s);
 }
 
@@ -237,6 +243,29 @@ static uint32_t gid_of(const tide_session_t *s, uint64_t sid) {
   uint32_t g = NONE;
   tide_agg_gid_of(s->a, sid, &g);
   return g;
+}
+
+/* The first of v[lo, hi) (sorted by kid) whose kid is >= kid. */
+static uint32_t kid_bound(const sess_t *v, uint32_t lo, uint32_t hi, uint32_t kid) {
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (v[mid].kid < kid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Remove the dead groups from a. 0, or the error (the state is then
+ * poisoned). */
+static int flush_dead(tide_session_t *s, tide_err_t *err) {
+  if (!s->ndead) return 0;
+  uint64_t *sids = NULL;
+  uint32_t n = 0;
+  int rc = tide_agg_remove(s->a, s->dead, (uint32_t)s->ndead, NULL, &sids, &n, err);
+  free(sids);
+  s->ndead = 0;
+  if (rc) s->poisoned = 1;
+  return rc;
 }
 
 /* ------------------------------------------------------------- push --- */
@@ -361,7 +390,9 @@ typedef struct push {
   uint32_t *drop;   /* gids leaving a */
   uint32_t ndrop;
   size_t capdrop;
-  uint32_t dropped_dirty; /* of those, the ones that were changes before the push */
+  const uint32_t *dirty0; /* a's changes before the push (sorted gids) */
+  uint32_t ndirty0;
+  uint32_t updated; /* survivors that were not changes before */
   tide_col_t *cols; /* gathered columns, ncols of them (room: capcols) */
   uint32_t ncols, capcols;
   int sorted_feed;  /* rows go into a in sorted order (else in input order) */
@@ -380,7 +411,7 @@ static void push_reset_cols(push_t *p) {
 /* Free the gathered columns and forget the last push's counts. */
 static void push_reset(push_t *p) {
   for (uint32_t i = 0; i < p->ncols; i++) tide_col_free(&p->cols[i]);
-  p->m = p->ntg = p->nfx = p->nfr = p->ndrop = p->dropped_dirty = p->ncols = p->nnew = 0;
+  p->m = p->ntg = p->nfx = p->nfr = p->ndrop = p->updated = p->ncols = p->nnew = 0;
   p->sorted_feed = 0;
 }
 
@@ -425,12 +456,17 @@ static int push_reserve(push_t *p, uint32_t n, uint32_t ncols) {
   return 0;
 }
 
-/* A target for the rows [q0, q1) (sorted positions): a new group, or
- * (gid not NONE) that one; each row's group is noted where it is fed. */
-static uint32_t add_target(push_t *p, uint32_t q0, uint32_t q1, int64_t num, uint32_t gid) {
+/* A target for the rows [q0, q1) (sorted positions): a new group (with
+ * the next session number), or (gid not NONE) that one; each row's group
+ * is noted where it is fed. */
+static uint32_t add_target(tide_session_t *s, push_t *p, uint32_t q0, uint32_t q1, uint32_t gid) {
   uint32_t t = p->ntg++;
   int isnew = gid == NONE;
-  if (isnew) gid = p->g0 + p->nnew++;
+  int64_t num = 0;
+  if (isnew) {
+    gid = p->g0 + p->nnew++;
+    num = s->next_num++;
+  }
   p->tg[t] = (target_t){num, p->it[q0].t, p->it[q1 - 1].t, q0, gid, isnew};
   if (p->sorted_feed)
     for (uint32_t q = q0; q < q1; q++) p->gid[q] = gid;
@@ -439,16 +475,36 @@ static uint32_t add_target(push_t *p, uint32_t q0, uint32_t q1, int64_t num, uin
   return t;
 }
 
+static int cmp_u32(const void *x, const void *y) {
+  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* The first of L[lo, hi) (sorted by start, apart) that ends at or after
+ * t: the first that a row at t can touch. */
+static uint32_t first_reaching(const tide_session_t *s, const sess_t *L, uint32_t lo, uint32_t hi, int64_t t) {
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (end_of(s, L[mid].last) < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /* Sweep one key: its stored sessions s->v[l0, l1) and its rows
  * p->it[r0, r1) (by time), in start order (a stored session first on a
  * tie), into runs; append one entry per run to the new index nv (at *w)
- * and note where the rows go and what the fix-ups must do. */
+ * and note where the rows go and what the fix-ups must do. The stored
+ * sessions before the first that the rows reach, and those after the
+ * last run, are copied as they are. */
 static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uint32_t l0, uint32_t l1, uint32_t r0,
                       uint32_t r1) {
   const sess_t *L = s->v;
   const item_t *it = p->it;
-  uint32_t kid = it[r0].kid, i = l0, r = r0;
-  while (i < l1 || r < r1) {
+  uint32_t kid = it[r0].kid, i = first_reaching(s, L, l0, l1, it[r0].t), r = r0;
+  memcpy(nv + *w, L + l0, (size_t)(i - l0) * sizeof *nv);
+  *w += i - l0;
+  while (r < r1) {
     /* one run: its stored sessions [s0, i), its rows [q0, r) */
     uint32_t s0 = i, q0 = r;
     int64_t end = INT64_MIN;
@@ -463,35 +519,37 @@ static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uin
     }
     sess_t ent;
     if (s0 == i) { /* rows only: a new session */
-      ent = (sess_t){it[q0].t, it[r - 1].t, 0, s->next_num++, kid, NONE};
-      p->fr[p->nfr++] = (fresh_t){*w, add_target(p, q0, r, ent.num, NONE)};
-    } else if (q0 == r && i - s0 == 1) { /* a stored session no row touched */
+      ent = (sess_t){it[q0].t, it[r - 1].t, 0, kid, NONE};
+      p->fr[p->nfr++] = (fresh_t){*w, add_target(s, p, q0, r, NONE)};
+    } else if (q0 == r) { /* a stored session no row touched */
       ent = L[s0];
     } else { /* stored sessions (and rows) that fold into the first one */
       ent = L[s0];
       ent.kid = kid;
       fixup_t fx = {s0, i, NONE, 0, 0, 0};
       if (L[i - 1].last > ent.last) ent.last = L[i - 1].last;
-      if (r > q0) {
-        fx.rmin = it[q0].t;
-        fx.rmax = it[r - 1].t;
-        /* the rows go straight into the survivor's group unless a
-         * first/last could then come out wrong: first keeps the stored
-         * value on a tie, last takes the rows' (they arrived later), so
-         * that is when the rows neither start before the survivor nor
-         * end before its latest row; else they fold in from a group of
-         * their own */
-        fx.direct = !s->firstlast || (fx.rmin >= L[s0].start && fx.rmax >= L[s0].last);
-        fx.tg = fx.direct ? add_target(p, q0, r, L[s0].num, gid_of(s, L[s0].sid))
-                          : add_target(p, q0, r, s->next_num++, NONE);
-        if (fx.rmin < ent.start) ent.start = fx.rmin;
-        if (fx.rmax > ent.last) ent.last = fx.rmax;
-      }
+      fx.rmin = it[q0].t;
+      fx.rmax = it[r - 1].t;
+      /* the rows go straight into the survivor's group unless a
+       * first/last could then come out wrong: first keeps the stored
+       * value on a tie, last takes the rows' (they arrived later), so
+       * that is when the rows neither start before the survivor nor end
+       * before its latest row; else they fold in from a group of their
+       * own */
+      fx.direct = !s->firstlast || (fx.rmin >= L[s0].start && fx.rmax >= L[s0].last);
+      fx.tg = add_target(s, p, q0, r, fx.direct ? gid_of(s, L[s0].sid) : NONE);
+      if (fx.rmin < ent.start) ent.start = fx.rmin;
+      if (fx.rmax > ent.last) ent.last = fx.rmax;
       p->fx[p->nfx++] = fx;
+      /* a change now; was it one before? */
+      uint32_t g = fx.direct ? p->tg[fx.tg].gid : gid_of(s, L[s0].sid);
+      p->updated += !bsearch(&g, p->dirty0, p->ndirty0, sizeof g, cmp_u32);
     }
     ent.rnext = NONE;
     nv[(*w)++] = ent;
   }
+  memcpy(nv + *w, L + i, (size_t)(l1 - i) * sizeof *nv);
+  *w += l1 - i;
 }
 
 /* Check the shape of a push's input. 0 or TIDE_EINVAL. */
@@ -567,15 +625,8 @@ static int gather(push_t *p, const tide_col_t *c, const uint32_t *rows, uint32_t
  * other stored sessions and its rows' own group into its survivor, first
  * and last by event time (ties: stored before rows), and list the folded
  * groups in p->drop. */
-static int cmp_u32(const void *x, const void *y) {
-  uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-  return (a > b) - (a < b);
-}
-
 static int fix_runs(tide_session_t *s, push_t *p, tide_err_t *err) {
   const sess_t *L = s->v;
-  const uint32_t *dirty;
-  uint32_t nd = tide_agg_dirty(s->a, &dirty); /* no stored part of a run is one of this push's changes */
   for (uint32_t x = 0; x < p->nfx; x++) {
     const fixup_t *fx = &p->fx[x];
     uint32_t g1 = gid_of(s, L[fx->s0].sid);
@@ -594,10 +645,8 @@ static int fix_runs(tide_session_t *s, push_t *p, tide_err_t *err) {
         dmax = L[k].last;
         drows = 0;
       }
-      p->dropped_dirty += bsearch(&gk, dirty, nd, sizeof gk, cmp_u32) != NULL;
       int rc = tide_agg_merge_ex(s->a, g1, gk, fl, err);
       if (rc) return rc;
-      nd = tide_agg_dirty(s->a, &dirty); /* the merge may have added g1 */
       p->drop[p->ndrop++] = gk;
       if (note_gone(s, L[k].sid)) return tide_err_set(err, -ENOMEM, "out of memory");
     }
@@ -693,13 +742,10 @@ static int feed(tide_session_t *s, push_t *p, sess_t *nv, const tide_batch_t *ke
     if (sid > s->max_sid) s->max_sid = sid;
   }
   if ((rc = fix_runs(s, p, err))) return rc;
-  if (p->ndrop) {
-    uint64_t *sids = NULL;
-    uint32_t nout = 0;
-    rc = tide_agg_remove(s->a, p->drop, p->ndrop, NULL, &sids, &nout, err);
-    free(sids);
-  }
-  return rc;
+  if (grow(&s->dead, &s->capdead, s->ndead + p->ndrop, sizeof *s->dead)) return tide_err_set(err, -ENOMEM, "out of memory");
+  memcpy(s->dead + s->ndead, p->drop, (size_t)p->ndrop * sizeof *p->drop);
+  s->ndead += p->ndrop;
+  return 0;
 }
 
 /* Add a batch of rows (session.h). */
@@ -717,8 +763,7 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   pick_rows(s, t, n, p, f);
   uint32_t m = p->m;
   if (!m) return 0;
-  const uint32_t *dg;
-  uint32_t nd0 = tide_agg_dirty(s->a, &dg);
+  p->ndirty0 = tide_agg_dirty(s->a, &p->dirty0);
   /* from here on a failure leaves the state half changed */
   /* the keys' kids: the valid rows' keys into k */
   tide_batch_t kb = *keys;
@@ -766,12 +811,9 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
       uint32_t kid = p->it[q0].kid;
       for (q1 = q0 + 1; q1 < m && p->it[q1].kid == kid; q1++) {
       }
-      uint32_t l0 = vi;
-      while (l0 < s->nv && s->v[l0].kid < kid) l0++;
-      if (l0 > vi) memcpy(nv + w, s->v + vi, (size_t)(l0 - vi) * sizeof *nv);
+      uint32_t l0 = kid_bound(s->v, vi, s->nv, kid), l1 = kid_bound(s->v, l0, s->nv, kid + 1);
+      memcpy(nv + w, s->v + vi, (size_t)(l0 - vi) * sizeof *nv);
       w += l0 - vi;
-      uint32_t l1 = l0;
-      while (l1 < s->nv && s->v[l1].kid == kid) l1++;
       sweep_key(s, p, nv, &w, l0, l1, q0, q1);
       vi = l1;
     }
@@ -779,7 +821,7 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
     w += s->nv - vi;
     rc = feed(s, p, nv, keys, args, err);
   }
-  uint32_t dropped_dirty = p->dropped_dirty;
+  uint32_t updated = p->updated + p->nfr;
   push_reset(p);
   if (rc) {
     s->poisoned = 1;
@@ -793,9 +835,10 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   s->spare = old;
   s->capspare = oldcap;
   f->pushed = m;
-  /* the changes now less those before that are still changes */
-  f->updated = tide_agg_dirty(s->a, &dg) - (nd0 - dropped_dirty);
-  return 0;
+  f->updated = updated;
+  /* the folded groups leave once they are many (or before a's groups
+   * are read as a whole) */
+  return s->ndead > s->nv / 4 + 1024 ? flush_dead(s, err) : 0;
 }
 
 /* Push one batch of keys, time, arguments (session.h). */
@@ -855,7 +898,8 @@ int tide_session_result(tide_session_t *s, tide_batch_t **out, tide_err_t *err) 
   *out = NULL;
   if (s->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier push failed");
   tide_batch_t *b;
-  int rc = tide_agg_result(s->a, &b, err);
+  int rc = flush_dead(s, err);
+  if (!rc) rc = tide_agg_result(s->a, &b, err);
   return rc ? rc : to_output(s, b, out, err);
 }
 
@@ -863,6 +907,8 @@ int tide_session_result(tide_session_t *s, tide_batch_t **out, tide_err_t *err) 
 int tide_session_evict(tide_session_t *s, int64_t watermark, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
   if (s->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier push failed");
+  int rc = flush_dead(s, err);
+  if (rc) return rc;
   finish_restore(s);
   /* due: last + gap <= watermark, that is last <= watermark - gap */
   int64_t bound = 0;
@@ -871,7 +917,7 @@ int tide_session_evict(tide_session_t *s, int64_t watermark, tide_batch_t **out,
   for (uint32_t i = 0; any && i < s->nv; i++) nd += s->v[i].last <= bound;
   tide_batch_t *b = NULL;
   if (!nd) {
-    int rc = tide_agg_result_of(s->a, NULL, 0, &b, err);
+    rc = tide_agg_result_of(s->a, NULL, 0, &b, err);
     return rc ? rc : to_output(s, b, out, err);
   }
   uint32_t *gids = malloc((size_t)nd * sizeof *gids), *kgone = malloc((size_t)nd * sizeof *kgone), m = 0, nkg = 0;
@@ -884,7 +930,7 @@ int tide_session_evict(tide_session_t *s, int64_t watermark, tide_batch_t **out,
     if (s->v[i].last <= bound) gids[m++] = gid_of(s, s->v[i].sid);
   uint64_t *sids = NULL;
   uint32_t nout = 0;
-  int rc = tide_agg_remove(s->a, gids, nd, &b, &sids, &nout, err);
+  rc = tide_agg_remove(s->a, gids, nd, &b, &sids, &nout, err);
   free(gids);
   if (rc) {
     free(kgone);
@@ -925,9 +971,14 @@ int tide_session_evict(tide_session_t *s, int64_t watermark, tide_batch_t **out,
 
 /* -------------------------------------------------- streaming state --- */
 
-uint32_t tide_session_nchanged(const tide_session_t *s) {
+int tide_session_changes(tide_session_t *s, uint32_t *n, tide_err_t *err) {
+  *n = 0;
+  if (s->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier push failed");
+  int rc = flush_dead(s, err);
+  if (rc) return rc;
   const uint32_t *g;
-  return tide_agg_dirty(s->a, &g);
+  *n = tide_agg_dirty(s->a, &g);
+  return 0;
 }
 
 int tide_session_change(const tide_session_t *s, uint32_t i, uint64_t *sid, tide_buf_t *out, tide_err_t *err) {
@@ -1024,6 +1075,8 @@ static int other_plan(const tide_session_t *s, uint64_t sid, const uint8_t *p, s
 /* Insert a restored session (session.h). */
 int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
   if (s->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier push failed");
+  int frc = flush_dead(s, err);
+  if (frc) return frc;
   if (old_format(p, n))
     return tide_err_set(err, TIDE_EFORMAT,
                         "session state: record %llu: written in the session record format of earlier versions "
@@ -1044,6 +1097,7 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
   tide_batch_t *b = NULL;
   rc = tide_agg_result_of(s->a, &g, 1, &b, err);
   sess_t e = {0};
+  int64_t e_num = 0;
   uint32_t nk = s->nkeys, ns = s->nspecs;
   if (!rc) {
     const tide_col_t *num = &b->cols[nk], *st = &b->cols[nk + 1 + ns], *la = &b->cols[nk + 2 + ns];
@@ -1053,7 +1107,8 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
     else if (tide_col_is_null(num, 0) || tide_col_i64(num, 0) < 1)
       rc = tide_err_set(err, TIDE_ECORRUPT, "session state: record %llu: session number below 1",
                         (unsigned long long)sid);
-    e = (sess_t){tide_col_i64(st, 0), tide_col_i64(la, 0), sid, tide_col_i64(num, 0), 0, NONE};
+    e = (sess_t){tide_col_i64(st, 0), tide_col_i64(la, 0), sid, 0, NONE};
+    e_num = tide_col_i64(num, 0);
   }
   if (!rc) { /* its key's kid */
     tide_batch_t kb = *b;
@@ -1100,7 +1155,7 @@ int tide_session_restore(tide_session_t *s, uint64_t sid, const void *p, size_t 
   e.rnext = s->rhead[kid];
   s->rhead[kid] = s->nv;
   s->v[s->nv++] = e;
-  if (e.num >= s->next_num) s->next_num = e.num + 1;
+  if (e_num >= s->next_num) s->next_num = e_num + 1;
   if (sid > s->max_sid) s->max_sid = sid;
   return 0;
 }

@@ -121,10 +121,12 @@ size_t tide_session_bytes(const tide_session_t *s);   /* memory held, approximat
 
 /* --------------------------------------------------- streaming state --- */
 
-/* The number of sessions created or changed since the last clear. */
-uint32_t tide_session_nchanged(const tide_session_t *s);
+/* *n = the number of sessions created or changed since the last clear.
+ * Sessions that folded into others leave the aggregation here if they
+ * have not yet. Errors: -ENOMEM, TIDE_ETOOBIG, TIDE_EPOISONED. */
+int tide_session_changes(tide_session_t *s, uint32_t *n, tide_err_t *err);
 
-/* The i-th (< tide_session_nchanged) of them, in creation order: *sid
+/* The i-th (< tide_session_changes' n) of them, in creation order: *sid
  * gets its state id and its record is appended to out (the buffer is not
  * reset; out NULL: the sid only). Errors: TIDE_EINVAL (i out of range), -ENOMEM, TIDE_EPOISONED. */
 int tide_session_change(const tide_session_t *s, uint32_t i, uint64_t *sid, tide_buf_t *out, tide_err_t *err);

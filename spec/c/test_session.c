@@ -142,6 +142,14 @@ static char *result_text(tide_session_t *s) {
     free(t_got);                   \
   } while (0)
 
+/* The number of changes of s (tide_session_changes). */
+static uint32_t nchanged(tide_session_t *s) {
+  uint32_t n = 0;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_session_changes(s, &n, &err), 0);
+  return n;
+}
+
 /* --------------------------------------------------------------- tests --- */
 
 static void test_static_values(void) {
@@ -168,7 +176,7 @@ static void test_merge_across_batches(void) {
   row_t b1[] = {{"s", 25 * S, 0, 1, 0}, {"s", 40 * S, 0, 2, 0}, {"s", 90 * S, 0, 3, 0}};
   T_EQ_INT(push(s, b1, 3, 0, 0, NULL, NULL), 0);
   T_EQ_INT(tide_session_count(s), 3);
-  T_EQ_INT(tide_session_nchanged(s), 3);
+  T_EQ_INT(nchanged(s), 3);
   uint64_t sids[3];
   tide_buf_t buf = TIDE_BUF_INIT;
   tide_err_t err = {0, ""};
@@ -177,7 +185,7 @@ static void test_merge_across_batches(void) {
   T_EQ_INT(sids[1], 2);
   T_EQ_INT(sids[2], 3);
   tide_session_clear_changes(s);
-  T_EQ_INT(tide_session_nchanged(s), 0);
+  T_EQ_INT(nchanged(s), 0);
   /* 30 bridges [25, 35) and [40, 50) */
   row_t b2[] = {{"s", 30 * S, 0, 4, 0}};
   tide_session_feed_t f = {0};
@@ -185,7 +193,7 @@ static void test_merge_across_batches(void) {
   T_EQ_INT(f.updated, 1);
   T_EQ_INT(tide_session_count(s), 2);
   T_TEXT(s, "s 25000 50000 3 7 1 2 1 3 | s 90000 100000 1 3 3 3 3 1");
-  T_EQ_INT(tide_session_nchanged(s), 1);
+  T_EQ_INT(nchanged(s), 1);
   uint64_t sid = 0;
   buf.len = 0;
   T_EQ_INT(tide_session_change(s, 0, &sid, &buf, &err), 0);
@@ -259,7 +267,7 @@ static void test_late_and_evict(void) {
   /* the evicted session never reached a checkpoint: no delete */
   const uint64_t *del;
   T_EQ_INT(tide_session_deleted(s, &del), 0);
-  T_EQ_INT(tide_session_nchanged(s), 2);
+  T_EQ_INT(nchanged(s), 2);
   tide_session_clear_changes(s);
   /* nothing due: an empty batch of the output schema */
   T_EQ_INT(tide_session_evict(s, 40 * S, &b, &err), 0);
@@ -337,7 +345,7 @@ static void ck_commit(ck_t *c, tide_session_t *s) {
     c->rec[j] = c->rec[c->n - 1];
     c->n--;
   }
-  uint32_t nc = tide_session_nchanged(s);
+  uint32_t nc = nchanged(s);
   for (uint32_t i = 0; i < nc; i++) {
     tide_buf_t b = TIDE_BUF_INIT;
     uint64_t sid = 0;
@@ -397,7 +405,7 @@ static void test_records(void) {
   T_EQ_STR(got, want);
   free(want);
   free(got);
-  T_EQ_INT(tide_session_nchanged(r), 0);
+  T_EQ_INT(nchanged(r), 0);
   /* the same next batch gives the same state */
   row_t b2[] = {{"a", 30 * S, 0, 9, 0}, {"b", 45 * S, 0, 8, 0}};
   T_EQ_INT(push(s, b2, 2, 0, 0, NULL, NULL), 0);
