@@ -245,6 +245,12 @@ static uint32_t gid_of(const tide_session_t *s, uint64_t sid) {
   return g;
 }
 
+/* Copy n entries (src may be NULL when n is 0); returns n. */
+static uint32_t copy_sess(sess_t *dst, const sess_t *src, uint32_t n) {
+  if (n) memcpy(dst, src, (size_t)n * sizeof *dst);
+  return n;
+}
+
 /* The first of v[lo, hi) (sorted by kid) whose kid is >= kid. */
 static uint32_t kid_bound(const sess_t *v, uint32_t lo, uint32_t hi, uint32_t kid) {
   while (lo < hi) {
@@ -502,8 +508,7 @@ static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uin
   const sess_t *L = s->v;
   const item_t *it = p->it;
   uint32_t kid = it[r0].kid, i = first_reaching(s, L, l0, l1, it[r0].t), r = r0;
-  memcpy(nv + *w, L + l0, (size_t)(i - l0) * sizeof *nv);
-  *w += i - l0;
+  *w += copy_sess(nv + *w, L + l0, i - l0);
   while (r < r1) {
     /* one run: its stored sessions [s0, i), its rows [q0, r) */
     uint32_t s0 = i, q0 = r;
@@ -548,8 +553,7 @@ static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uin
     ent.rnext = NONE;
     nv[(*w)++] = ent;
   }
-  memcpy(nv + *w, L + i, (size_t)(l1 - i) * sizeof *nv);
-  *w += l1 - i;
+  *w += copy_sess(nv + *w, L + i, l1 - i);
 }
 
 /* Check the shape of a push's input. 0 or TIDE_EINVAL. */
@@ -742,7 +746,9 @@ static int feed(tide_session_t *s, push_t *p, sess_t *nv, const tide_batch_t *ke
     if (sid > s->max_sid) s->max_sid = sid;
   }
   if ((rc = fix_runs(s, p, err))) return rc;
-  if (grow(&s->dead, &s->capdead, s->ndead + p->ndrop, sizeof *s->dead)) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (!p->ndrop) return 0;
+  if (grow(&s->dead, &s->capdead, s->ndead + p->ndrop, sizeof *s->dead))
+    return tide_err_set(err, -ENOMEM, "out of memory");
   memcpy(s->dead + s->ndead, p->drop, (size_t)p->ndrop * sizeof *p->drop);
   s->ndead += p->ndrop;
   return 0;
@@ -812,13 +818,11 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
       for (q1 = q0 + 1; q1 < m && p->it[q1].kid == kid; q1++) {
       }
       uint32_t l0 = kid_bound(s->v, vi, s->nv, kid), l1 = kid_bound(s->v, l0, s->nv, kid + 1);
-      memcpy(nv + w, s->v + vi, (size_t)(l0 - vi) * sizeof *nv);
-      w += l0 - vi;
+      w += copy_sess(nv + w, s->v + vi, l0 - vi);
       sweep_key(s, p, nv, &w, l0, l1, q0, q1);
       vi = l1;
     }
-    if (vi < s->nv) memcpy(nv + w, s->v + vi, (size_t)(s->nv - vi) * sizeof *nv);
-    w += s->nv - vi;
+    w += copy_sess(nv + w, s->v + vi, s->nv - vi);
     rc = feed(s, p, nv, keys, args, err);
   }
   uint32_t updated = p->updated + p->nfr;
