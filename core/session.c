@@ -24,11 +24,11 @@
  * wrong) a group of their own that folds into the survivor afterwards.
  * New groups are made with one key row each (tide_agg_insert), then
  * every row goes into its known group without hashing
- * (tide_agg_update_groups): in input order, or in event-time order when
- * a first/last needs it and the input order differs; start and last go
- * in a run at a time. Then the fix-ups: the parts of a run fold into its
- * survivor (tide_agg_merge_ex), and the folded groups leave in one
- * remove.
+ * (tide_agg_update_groups), in input order, for the aggregates that take
+ * rows in any order; first, last, start and last time go in a run at a
+ * time (first from the run's earliest row, last from its latest). Then
+ * the fix-ups: the parts of a run fold into its survivor
+ * (tide_agg_merge_ex), and the folded groups leave in one remove.
  */
 #include "session.h"
 
@@ -54,7 +54,7 @@ struct tide_session {
   uint32_t nkeys, nspecs, wpos;
   int64_t gap;
   tide_agg_spec_t *specs; /* kinds and argument types (names not kept) */
-  int firstlast; /* a first or last aggregate: rows go in in event-time order */
+  int firstlast; /* a first or last aggregate: merges must mind the order */
   sess_t *v;
   uint32_t nv;
   size_t capv;
@@ -353,7 +353,7 @@ static void sort_items(item_t *it, item_t *tmp, uint32_t m, uint32_t nk, uint32_
 typedef struct target {
   int64_t num;        /* the group's session number */
   int64_t tmin, tmax; /* the rows' earliest and latest times */
-  uint32_t q0;        /* the run's first row (sorted position) */
+  uint32_t q0, q1;    /* the run's rows (sorted positions [q0, q1)) */
   uint32_t gid;       /* the group: a new one's is known before it is made
                        * (tide_agg_insert numbers them in order) */
   int isnew;          /* the group is made for this push */
@@ -381,7 +381,8 @@ typedef struct push {
   item_t *it, *tmp;
   uint32_t *kid;    /* per valid row its kid */
   uint32_t *gid;    /* per fed row its group in a */
-  uint32_t *perm;   /* fed row -> input row */
+  uint32_t *first, *last; /* per target: the input rows of its earliest
+                           * and of its latest row */
   target_t *tg;     /* one per run with rows */
   uint32_t ntg;
   fixup_t *fx;
@@ -401,7 +402,6 @@ typedef struct push {
   uint32_t updated; /* survivors that were not changes before */
   tide_col_t *cols; /* gathered columns, ncols of them (room: capcols) */
   uint32_t ncols, capcols;
-  int sorted_feed;  /* rows go into a in sorted order (else in input order) */
   uint32_t g0;      /* the groups of a before the push: new ones follow */
   uint32_t nnew;    /* new groups (targets) so far */
 } push_t;
@@ -418,7 +418,6 @@ static void push_reset_cols(push_t *p) {
 static void push_reset(push_t *p) {
   for (uint32_t i = 0; i < p->ncols; i++) tide_col_free(&p->cols[i]);
   p->m = p->ntg = p->nfx = p->nfr = p->ndrop = p->updated = p->ncols = p->nnew = 0;
-  p->sorted_feed = 0;
 }
 
 static void push_free(push_t *p) {
@@ -429,7 +428,8 @@ static void push_free(push_t *p) {
   free(p->tmp);
   free(p->kid);
   free(p->gid);
-  free(p->perm);
+  free(p->first);
+  free(p->last);
   free(p->tg);
   free(p->fx);
   free(p->fr);
@@ -447,7 +447,7 @@ static int push_reserve(push_t *p, uint32_t n, uint32_t ncols) {
   if (n > p->mcap) {
     size_t cap = 0;
 #define ROOM(f) (cap = p->mcap, grow(&p->f, &cap, n, sizeof *p->f))
-    if (ROOM(rows) || ROOM(it) || ROOM(tmp) || ROOM(kid) || ROOM(gid) || ROOM(perm) || ROOM(tg) ||
+    if (ROOM(rows) || ROOM(it) || ROOM(tmp) || ROOM(kid) || ROOM(gid) || ROOM(first) || ROOM(last) || ROOM(tg) ||
         ROOM(fx) || ROOM(fr) || ROOM(rep) || ROOM(num) || ROOM(tmax))
       return -ENOMEM;
 #undef ROOM
@@ -473,11 +473,8 @@ static uint32_t add_target(tide_session_t *s, push_t *p, uint32_t q0, uint32_t q
     gid = p->g0 + p->nnew++;
     num = s->next_num++;
   }
-  p->tg[t] = (target_t){num, p->it[q0].t, p->it[q1 - 1].t, q0, gid, isnew};
-  if (p->sorted_feed)
-    for (uint32_t q = q0; q < q1; q++) p->gid[q] = gid;
-  else
-    for (uint32_t q = q0; q < q1; q++) p->gid[p->it[q].j] = gid;
+  p->tg[t] = (target_t){num, p->it[q0].t, p->it[q1 - 1].t, q0, q1, gid, isnew};
+  for (uint32_t q = q0; q < q1; q++) p->gid[p->it[q].j] = gid;
   return t;
 }
 
@@ -665,6 +662,28 @@ static int fix_runs(tide_session_t *s, push_t *p, tide_err_t *err) {
   return 0;
 }
 
+/* av[i] = the argument column of each flagged spec i at rows[0..n) (rows
+ * NULL: the input's column itself, all its rows), gathered into p->cols;
+ * specs with the same column share one gather. 0 or an error code (err
+ * set). */
+static int args_at(const tide_session_t *s, push_t *p, const tide_col_t *const *args, const uint8_t *only,
+                   const uint32_t *rows, uint32_t n, const tide_col_t **av, tide_err_t *err) {
+  for (uint32_t i = 0; i < s->nspecs; i++) {
+    if (!only[i]) continue;
+    av[i] = s->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i];
+    if (!av[i] || !rows) continue;
+    uint32_t k = 0;
+    while (k < i && !(only[k] && args[k] == args[i])) k++;
+    if (k < i) {
+      av[i] = av[k];
+      continue;
+    }
+    int rc = gather(p, args[i], rows, n, &av[i]);
+    if (rc) return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
+  }
+  return 0;
+}
+
 /* Make the new groups (one key row per new target: its first row's key
  * and its session number), aggregate every valid row into its target's
  * group (the user's aggregates a row at a time; start and last a target
@@ -707,34 +726,40 @@ static int feed(tide_session_t *s, push_t *p, sess_t *nv, const tide_batch_t *ke
       if (ng[y] != p->g0 + y) /* the sweep numbered them so */
         rc = tide_err_set(err, TIDE_ECORRUPT, "session window: new group %u is %u, expected %u", y, ng[y], p->g0 + y);
   }
-  /* every row into its group: the user's aggregates */
-  if (!rc && ns) {
-    if (p->sorted_feed)
-      for (uint32_t q = 0; q < m; q++) p->perm[q] = ROW(p, n, p->it[q].j);
-    else if (m < n)
-      memcpy(p->perm, p->rows, (size_t)m * sizeof *p->perm);
-    int view = !p->sorted_feed && m == n; /* the input's columns as they are */
-    for (uint32_t i = 0; !rc && i < ns; i++) {
-      only[i] = 1;
-      av[i] = s->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i];
-      if (av[i] && !view) rc = gather(p, av[i], p->perm, m, &av[i]);
-    }
-    if (rc) rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "gathered strings too large" : "out of memory");
-    else rc = tide_agg_update_groups(s->a, p->gid, m, av, only, err);
+  /* every row into its group: the aggregates that take rows in any order */
+  int any = 0;
+  for (uint32_t i = 0; i < ns; i++) {
+    only[i] = s->specs[i].kind != TIDE_AGG_FIRST && s->specs[i].kind != TIDE_AGG_LAST;
+    any |= only[i];
   }
-  /* start and last: min and max of each target's rows */
+  if (!rc && any) {
+    rc = args_at(s, p, args, only, m < n ? p->rows : NULL, m, av, err);
+    if (!rc) rc = tide_agg_update_groups(s->a, p->gid, m, av, only, err);
+  }
+  /* a target at a time: first from its earliest row (ties: the first to
+   * arrive), last from its latest (ties: the last to arrive), start and
+   * last time from its times */
   if (!rc) {
     for (uint32_t x = 0; x < ntg; x++) {
-      rep[x] = p->tg[x].gid;
-      tmin[x] = p->tg[x].tmin;
-      tmax[x] = p->tg[x].tmax;
+      const target_t *g = &p->tg[x];
+      rep[x] = g->gid;
+      p->first[x] = ROW(p, n, p->it[g->q0].j);
+      p->last[x] = ROW(p, n, p->it[g->q1 - 1].j);
+      tmin[x] = g->tmin;
+      tmax[x] = g->tmax;
     }
     tide_col_t cmin = {.type = TIDE_T_TIMESTAMP, .values = tmin}, cmax = {.type = TIDE_T_TIMESTAMP, .values = tmax};
-    memset(only, 0, ns);
+    for (uint32_t i = 0; i < ns; i++) only[i] = s->specs[i].kind == TIDE_AGG_FIRST;
     only[ns] = only[ns + 1] = 1;
     av[ns] = &cmin;
     av[ns + 1] = &cmax;
-    rc = tide_agg_update_groups(s->a, rep, ntg, av, only, err);
+    rc = args_at(s, p, args, only, p->first, ntg, av, err);
+    if (!rc) rc = tide_agg_update_groups(s->a, rep, ntg, av, only, err);
+    int lasts = 0;
+    for (uint32_t i = 0; i < ns; i++) lasts |= only[i] = s->specs[i].kind == TIDE_AGG_LAST;
+    only[ns] = only[ns + 1] = 0;
+    if (!rc && lasts) rc = args_at(s, p, args, only, p->last, ntg, av, err);
+    if (!rc && lasts) rc = tide_agg_update_groups(s->a, rep, ntg, av, only, err);
   }
   free(av);
   free(kc);
@@ -765,7 +790,7 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
   push_t *p = s->scr;
   push_reset(p);
   uint32_t n = keys->nrows;
-  if (push_reserve(p, n, 2 * s->nkeys + s->nspecs + 1)) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (push_reserve(p, n, 2 * s->nkeys + 3 * s->nspecs + 1)) return tide_err_set(err, -ENOMEM, "out of memory");
   pick_rows(s, t, n, p, f);
   uint32_t m = p->m;
   if (!m) return 0;
@@ -796,10 +821,6 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
     uint32_t nk = (uint32_t)tide_agg_groups(s->k);
     int counting = (size_t)nk <= 4 * (size_t)m + 1024 && !grow(&p->count, &p->capcount, (size_t)nk + 1, sizeof *p->count);
     sort_items(p->it, p->tmp, m, nk, counting ? p->count : NULL);
-    /* with first/last, rows go in in event-time order unless, within
-     * every key, the input order is that order already */
-    for (uint32_t q = 1; s->firstlast && q < m && !p->sorted_feed; q++)
-      p->sorted_feed = p->it[q].kid == p->it[q - 1].kid && p->it[q].j < p->it[q - 1].j;
   }
   /* sweep every key with rows into the spare index; copy the others' entries */
   uint32_t w = 0;
