@@ -290,6 +290,46 @@ static void test_late_and_evict(void) {
   tide_session_free(s);
 }
 
+/* Many runs fold stored sessions at once: the folded groups leave in the
+ * push itself (past the threshold) and the state stays right. */
+static void test_many_merges(void) {
+  enum { K = 3000 };
+  tide_session_t *s = new_session(10 * S);
+  static row_t rows[2 * K];
+  static char keys[K][8];
+  for (int k = 0; k < K; k++) {
+    snprintf(keys[k], sizeof keys[k], "k%d", k);
+    rows[2 * k] = (row_t){keys[k], 10 * S, 0, k, 0};
+    rows[2 * k + 1] = (row_t){keys[k], 30 * S, 0, 1, 0};
+  }
+  T_EQ_INT(push(s, rows, 2 * K, 0, 0, NULL, NULL), 0);
+  T_EQ_INT(tide_session_count(s), 2 * K);
+  T_EQ_INT(nchanged(s), 2 * K);
+  tide_session_clear_changes(s);
+  for (int k = 0; k < K; k++) rows[k] = (row_t){keys[k], 20 * S, 0, 2, 0}; /* bridges each key's two */
+  tide_session_feed_t f = {0};
+  T_EQ_INT(push(s, rows, K, 0, 0, &f, NULL), 0);
+  T_EQ_INT(f.updated, K);
+  T_EQ_INT(tide_session_count(s), K);
+  T_EQ_INT(tide_session_bytes(s) > 0, 1);
+  T_EQ_INT(nchanged(s), K);
+  const uint64_t *del;
+  T_EQ_INT(tide_session_deleted(s, &del), K);
+  T_EQ_INT(del[0], 2);
+  T_EQ_INT(del[K - 1], 2 * K);
+  tide_batch_t *b = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_session_result(s, &b, &err), 0);
+  T_EQ_INT(b->nrows, K);
+  int ok = 1;
+  for (uint32_t r = 0; r < b->nrows; r++) /* k, start, end, n, s, f, l, mn, cd */
+    ok &= tide_col_i64(&b->cols[1], r) == 10 * S && tide_col_i64(&b->cols[2], r) == 40 * S &&
+          tide_col_i64(&b->cols[3], r) == 3 && tide_col_i64(&b->cols[6], r) == 1;
+  T_CHECK(ok);
+  tide_batch_free(b);
+  tide_session_free(s);
+}
+
 static void test_errors(void) {
   tide_schema_t *ks = schema("k string?");
   tide_schema_t *out = schema("k string?, window_start timestamp, window_end timestamp, n int");
@@ -646,6 +686,7 @@ int main(void) {
   T_RUN(test_merge_across_batches);
   T_RUN(test_first_last_event_time);
   T_RUN(test_late_and_evict);
+  T_RUN(test_many_merges);
   T_RUN(test_errors);
   T_RUN(test_records);
   T_RUN(test_random);
