@@ -296,7 +296,7 @@ static void test_many_merges(void) {
   enum { K = 3000 };
   tide_session_t *s = new_session(10 * S);
   static row_t rows[2 * K];
-  static char keys[K][8];
+  static char keys[K][16];
   for (int k = 0; k < K; k++) {
     snprintf(keys[k], sizeof keys[k], "k%d", k);
     rows[2 * k] = (row_t){keys[k], 10 * S, 0, k, 0};
