@@ -1185,16 +1185,21 @@ local function cmd_consume(ctx, argv, i)
   local core = require "tide.core"
   local loop = core.loop()
   ctx.loop = loop
-  local pending = false
+  -- A commit writes the catalog several times, and the write that makes
+  -- it visible need not send the last event (LMDB writes through its map):
+  -- drain at each change, and once more when the changes have settled.
+  local settle
+  local function drain_or_stop()
+    if drain() then loop:stop() end
+  end
   local function changed()
-    -- A commit writes the catalog several times: drain once, shortly after
-    -- the first change (a later write re-arms it once this drain started).
-    if pending then return end
-    pending = true
-    loop:timer(5, 0, function()
-      pending = false
-      if drain() then loop:stop() end
+    if settle then settle:close() end
+    settle = loop:timer(10, 0, function()
+      settle:close()
+      settle = nil
+      drain_or_stop()
     end)
+    drain_or_stop()
   end
   local dir = db:path() .. "/catalog"
   local w, msg = loop:watch(dir, changed)
