@@ -56,6 +56,7 @@
 
 local core = require "tide.core"
 local util = require "tide.util"
+local connector = require "tide.connector"
 local cjson = require "cjson"
 
 local M = { sources = {}, sinks = {} }
@@ -297,7 +298,7 @@ end
 
 -- List the files, log their new bytes durably, update the known ends.
 function Source:_discover()
-  local files = require("tide.frame").list_files(self._path)
+  local files = connector.list_files(self._path)
   if not files then return end -- a glob error (unreadable directory): no new files this time
   local now = os.time()
   local fresh = {}
@@ -593,7 +594,7 @@ end
 
 function Source:_dead_letter_topic()
   if self._dl then return self._dl end
-  local store = self._store or require("tide").default_store()
+  local store = self._store or connector.default_store()
   self._store = store
   local name = self._dl_name
   local t

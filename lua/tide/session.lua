@@ -569,6 +569,7 @@ function M.node(spec)
     end
   end
   local pschema = assert(core.schema(pfields))
+  local input_schema = input.schema
 
   -- output position -> what goes there
   local out_fields = spec.schema:fields()
@@ -677,51 +678,57 @@ function M.node(spec)
     end
   end
 
-  function node.open()
-    local run = node.run -- set by the streaming engine while a micro-batch runs
-    if not run then
-      local st = new_state(p)
-      for b in input.open() do
-        push(st, b)
-        if input.owns then b:close() end
-      end
-      return one(output(st.sessions()))
-    end
-    local st, append = run.state, run.mode == "append"
-    if run.mode ~= "append" and run.mode ~= "complete" then
-      error("session_window: output mode " .. tostring(run.mode) .. " (append and complete only)", 0)
-    end
-    local late_bound = append and run.late_watermark or nil
-    local before = {}
-    for id in pairs(st.changed) do before[id] = true end
-    for b in input.open() do
-      local late = push(st, b, late_bound)
-      if late then
-        run.metrics.dropped_by_watermark = run.metrics.dropped_by_watermark + #late
-        if run.late then
-          local rows = {}
-          for i, r in ipairs(late) do rows[i] = b:row(r) end
-          local lb, err = core.rows_batch(input.schema, rows)
-          if not lb then error("session_window: " .. tostring(err), 0) end
-          run.late(lb)
+  -- The operator (tide.exec's interface): run(input, ctx) with ctx nil for
+  -- a static run, else the micro-batch's context (state, mode, watermark,
+  -- late_watermark, metrics, late).
+  function node.physical()
+    local op = { owns = true, new_state = node.new_state }
+    function op.run(self, batches, run)
+      if not run then
+        local st = new_state(p)
+        for b in batches do
+          push(st, b)
+          self:release(b)
         end
+        return one(output(st.sessions()))
       end
-      if input.owns then b:close() end
+      local st, append = run.state, run.mode == "append"
+      if run.mode ~= "append" and run.mode ~= "complete" then
+        error("session_window: output mode " .. tostring(run.mode) .. " (append and complete only)", 0)
+      end
+      local late_bound = append and run.late_watermark or nil
+      local before = {}
+      for id in pairs(st.changed) do before[id] = true end
+      for b in batches do
+        local late = push(st, b, late_bound)
+        if late then
+          run.metrics.dropped_by_watermark = run.metrics.dropped_by_watermark + #late
+          if run.late then
+            local rows = {}
+            for i, r in ipairs(late) do rows[i] = b:row(r) end
+            local lb, err = core.rows_batch(input_schema, rows)
+            if not lb then error("session_window: " .. tostring(err), 0) end
+            run.late(lb)
+          end
+        end
+        self:release(b)
+      end
+      local written = 0
+      for id in pairs(st.changed) do
+        if not before[id] then written = written + 1 end
+      end
+      run.metrics.updated = run.metrics.updated + written
+      if not append then return one(output(st.sessions())) end
+      local wm = run.watermark
+      if wm == nil then return one(output({})) end
+      local due = st.sessions(function(se) return se.e <= wm end)
+      local out = output(due)
+      local gone = {}
+      for _, se in ipairs(due) do gone[se] = true end
+      st.remove(gone)
+      return one(out)
     end
-    local written = 0
-    for id in pairs(st.changed) do
-      if not before[id] then written = written + 1 end
-    end
-    run.metrics.updated = run.metrics.updated + written
-    if not append then return one(output(st.sessions())) end
-    local wm = run.watermark
-    if wm == nil then return one(output({})) end
-    local due = st.sessions(function(se) return se.e <= wm end)
-    local out = output(due)
-    local gone = {}
-    for _, se in ipairs(due) do gone[se] = true end
-    st.remove(gone)
-    return one(out)
+    return op
   end
   return node
 end

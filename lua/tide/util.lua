@@ -13,6 +13,8 @@
 --
 -- @module tide.util
 
+local cjson = require "cjson"
+
 local M = {}
 
 local type, tostring, error, pairs, ipairs = type, tostring, error, pairs, ipairs
@@ -418,7 +420,6 @@ end
 --- Decode JSON text: integral numbers become integers, null becomes nil.
 -- @return value, or nil and a message
 function M.json_decode(text)
-  local cjson = require "cjson"
   local ok, v = pcall(cjson.decode, text)
   if not ok then return nil, tostring(v) end
   return normalize(v, cjson.null)
