@@ -37,7 +37,7 @@ describe("tide.plan", function()
       assert.equal(base._node, p.root.children[1].node)
     end)
 
-    it("fuses a Lua filter, and one with a watermark between them, whose event times the aggregation reports", function()
+    it("fuses a Lua filter, and a where with a watermark between it and the aggregation", function()
       local fn = function(r) return r.v > 3 end
       local fl = base:filter(fn)
       local f = fl:group_by("k"):count()
