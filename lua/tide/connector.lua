@@ -67,6 +67,10 @@ M.format_table = frame.format_table
 -- @function list_files
 M.list_files = frame.list_files
 
+--- Decode an open file chunk by chunk (tide.frame.decode_chunks).
+-- @function decode_chunks
+M.decode_chunks = frame.decode_chunks
+
 --- The default store (tide.store.default_store).
 -- @function default_store
 M.default_store = store.default_store

@@ -364,49 +364,82 @@ end
 
 M.list_files = list_files
 
--- Iterate the batches of one file, in chunks. Errors name the file.
-local function file_batches(file, fmt, schema, o)
-  local f, err = io.open(file, "rb")
-  if not f then run_fail("read", err) end
-  local carry, line, eof, first = "", 1, false, true
-  local bad = { n = 0, lines = {} }
-  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+--- Decode an open file from its current position, chunk by chunk (at most
+-- `CHUNK` bytes read at a time), for the file readers (tide.read and the
+-- file source). Each call of the returned iterator reads and decodes until
+-- the decoder gives a value, and returns it; nil at the end.
+-- @tparam file f an open file
+-- @tab o `decode(text, final)`: text is the bytes not consumed yet (the
+-- rest of the last chunk, then the new one), final true when they reach
+-- the end; returns the bytes it consumed (whole records only, unless
+-- final) and a value or nil; `limit`: read that many bytes (nil: to the
+-- end of the file); `header`: drop the first line first, then call
+-- `on_header()`; `short(got)`: called (to raise) when the file ends
+-- before `limit`; `unfinished(n)`: called (to raise) when the decoder left
+-- n bytes at the end
+function M.decode_chunks(f, o)
+  local carry, left, eof, header = "", o.limit, false, o.header
   return function()
     while true do
-      if eof and carry == "" then
-        f:close()
-        return nil
-      end
+      if eof and carry == "" then return nil end
       if not eof then
-        local chunk = f:read(CHUNK)
-        if chunk == nil then eof = true else carry = carry .. chunk end
+        local want = left and math.min(CHUNK, left) or CHUNK
+        local chunk = f:read(want)
+        if left then
+          if not chunk or #chunk < want then o.short(o.limit - left + (chunk and #chunk or 0)) end
+          left = left - want
+          eof = left == 0
+        else
+          eof = chunk == nil
+        end
+        if chunk then carry = carry .. chunk end
       end
-      if first and o.header then
+      if header then
         local nl = carry:find("\n", 1, true)
         if nl or eof then
           carry = nl and carry:sub(nl + 1) or ""
-          line = 2
-          first = false
+          header = false
+          if o.on_header then o.on_header() end
         end
-      else
-        first = false
       end
-      if not first then
-        dopts.line = line
-        local b, used, lines, nbad, badl = core.decode(fmt, schema, carry, eof, dopts)
-        if not b then
-          f:close()
-          run_fail(format("read %s", file), used)
-        end
-        line = line + lines
+      if not header and carry ~= "" then
+        local used, value = o.decode(carry, eof)
         carry = carry:sub(used + 1)
-        bad.n = bad.n + nbad
-        for _, l in ipairs(badl) do
-          if #bad.lines < 10 then bad.lines[#bad.lines + 1] = l end
-        end
-        if b:nrows() > 0 then return b end
+        if eof and carry ~= "" then o.unfinished(#carry) end
+        if value ~= nil then return value end
       end
     end
+  end
+end
+
+-- Iterate the batches of one file. Errors name the file.
+local function file_batches(file, fmt, schema, o)
+  local f, err = io.open(file, "rb")
+  if not f then run_fail("read", err) end
+  local line = 1
+  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+  local function fail(msg)
+    f:close()
+    run_fail(format("read %s", file), msg)
+  end
+  local next_batch = M.decode_chunks(f, {
+    header = o.header,
+    on_header = function() line = 2 end,
+    decode = function(text, final)
+      dopts.line = line
+      local b, used, lines = core.decode(fmt, schema, text, final, dopts)
+      if not b then fail(used) end
+      line = line + lines
+      if b:nrows() > 0 then return used, b end
+      b:close()
+      return used
+    end,
+    unfinished = function(n) fail(format("line %d: a record the decoder did not finish (%d bytes left)", line, n)) end,
+  })
+  return function()
+    local b = next_batch()
+    if b == nil then f:close() end
+    return b
   end
 end
 
