@@ -42,6 +42,7 @@
 -- @module tide.exec
 
 local core = require "tide.core"
+local util = require "tide.util"
 local plan = require "tide.plan"
 local frame = require "tide.frame"
 
@@ -69,15 +70,7 @@ local function each(list)
   end
 end
 
--- An iterator of one batch (or none).
-local function once(b)
-  local done = false
-  return function()
-    if done then return nil end
-    done = true
-    return b
-  end
-end
+local once = util.once
 
 -- Fold one batch's event-time figures (core.time_stats) into `stats`.
 local function add_time_stats(stats, n, lo, hi, sum)
@@ -365,19 +358,7 @@ function OPS.union()
   return {
     owns = false, nary = true,
     run = function(_, input)
-      local k, cur = 0, nil
-      return function()
-        while true do
-          if cur then
-            local b = cur()
-            if b then return b end
-            cur = nil
-          end
-          k = k + 1
-          if not input[k] then return nil end
-          cur = input[k]()
-        end
-      end
+      return util.chain(function(k) return input[k] and input[k]() end)
     end,
   }
 end

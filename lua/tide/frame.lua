@@ -482,19 +482,7 @@ function M.read(kind, opts)
     function()
       -- the files are listed again when the frame runs: new ones are read
       local now = list_files(o.path) or files
-      local i, cur = 0, nil
-      return function()
-        while true do
-          if cur then
-            local b = cur()
-            if b then return b end
-            cur = nil
-          end
-          i = i + 1
-          if not now[i] then return nil end
-          cur = file_batches(now[i], fmt, s, o)
-        end
-      end
+      return util.chain(function(i) return now[i] and file_batches(now[i], fmt, s, o) end)
     end, true)
   return new_frame(node)
 end

@@ -669,14 +669,7 @@ function M.node(spec)
     return b
   end
 
-  local function one(b)
-    local done = false
-    return function()
-      if done then return nil end
-      done = true
-      return b
-    end
-  end
+  local one = util.once
 
   -- The operator (tide.exec's interface): run(input, ctx) with ctx nil for
   -- a static run, else the micro-batch's context (state, mode, watermark,

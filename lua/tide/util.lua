@@ -301,6 +301,38 @@ function M.iso8601(ms)
 end
 
 -- ------------------------------------------------------------------------
+-- Iterators
+-- ------------------------------------------------------------------------
+
+--- An iterator of one value (none when v is nil).
+function M.once(v)
+  local done = false
+  return function()
+    if done then return nil end
+    done = true
+    return v
+  end
+end
+
+--- The values of iterators one after the other: open(1), open(2), ...
+-- until open(k) returns nil (each is opened when the one before ends).
+function M.chain(open)
+  local k, cur = 0, nil
+  return function()
+    while true do
+      if cur then
+        local v = cur()
+        if v ~= nil then return v end
+        cur = nil
+      end
+      k = k + 1
+      cur = open(k)
+      if cur == nil then return nil end
+    end
+  end
+end
+
+-- ------------------------------------------------------------------------
 -- Error messages
 -- ------------------------------------------------------------------------
 
