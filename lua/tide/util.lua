@@ -356,6 +356,18 @@ end
 -- ------------------------------------------------------------------------
 -- JSON for logs (offset and commit entries)
 -- ------------------------------------------------------------------------
+--
+-- One codec per job on the Lua side: lua-cjson decodes every Lua-side
+-- document (json_decode below) and encodes text that is only shown. This
+-- canonical encoder stays for what the engine writes, reads back and
+-- compares, where lua-cjson's output would be wrong: lua-cjson 2.1 prints
+-- numbers with 14 significant digits (an offset, a byte position or a
+-- timestamp in microseconds past 10^14 would change on the way through the
+-- log) and writes object keys in hash order (the engine decides "is there
+-- new data" by comparing offsets as text, which needs equal values to give
+-- equal text). Its users: the offset and commit logs (tide.query), the
+-- file source's range log and the file sink's manifest, schema defaults
+-- (tide.schema) and the keys of session-window state (tide.session).
 
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
   ["\f"] = "\\f" }
