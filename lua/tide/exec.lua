@@ -81,6 +81,13 @@ local function add_time_stats(stats, n, lo, hi, sum)
   end
 end
 
+-- Hand the late rows a stateful operator dropped (a batch, or nil) to the
+-- micro-batch's late-row sink, or close them when there is none.
+local function hand_late(ctx, lost)
+  if not lost then return end
+  if ctx.late then ctx.late(lost) else lost:close() end
+end
+
 local Op = {}
 Op.__index = Op
 
@@ -236,9 +243,7 @@ function OPS.aggregate(node, fuse)
       if stats then add_time_stats(stats, info.time_count, info.time_min, info.time_max, info.time_sum) end
       if type(info) == "table" then
         m.dropped_by_watermark = m.dropped_by_watermark + (info.late_groups or 0)
-        if info.lost then
-          if ctx.late then ctx.late(info.lost) else info.lost:close() end
-        end
+        hand_late(ctx, info.lost)
       end
     end
     local changed, nchanged = st.changes()
@@ -300,9 +305,7 @@ function OPS.dedup(node)
       m.dropped_duplicates = m.dropped_duplicates + info.pushed - new:nrows()
       m.updated = m.updated + new:nrows()
       if new:nrows() > 0 then outs[#outs + 1] = new else new:close() end
-      if info.lost then
-        if ctx.late then ctx.late(info.lost) else info.lost:close() end
-      end
+      hand_late(ctx, info.lost)
     end
     local w = ctx.watermark
     if w and within and et then
