@@ -135,7 +135,9 @@ end
 -- @tab[opt] opts `starting_offset` ("earliest", "latest", or `{ [partition] = offset }`),
 -- `max_records_per_trigger`
 -- @return a streaming frame
-function store.Store:read_stream(name, opts)
+local Store = store.Store
+
+function Store:read_stream(name, opts)
   store.check(self, 2)
   if type(name) ~= "string" then error("read_stream: bad argument #1: expected a topic name, got " .. type(name), 2) end
   if opts ~= nil and type(opts) ~= "table" then
@@ -164,7 +166,6 @@ function M.sink(def)
 end
 
 local rows_of = connector.rows_of
-M.rows_of = rows_of
 
 local function lua_sink_instance(sink)
   local def = sink.def
