@@ -81,6 +81,22 @@ local function add_time_stats(stats, n, lo, hi, sum)
   end
 end
 
+-- Push batch b into keyed state st (core.agg:push with the operator's
+-- push parameters q: keys, args, window, filter, dedup); raises naming
+-- q.what. first: the rows before b in this run; late: the late bound or
+-- nil; time_col: the column whose event times to report, or nil.
+local function push(q, st, b, first, late, time_col)
+  local ok, info = st.agg:push(b, q.keys, q.args, q.window, q.filter, first, late, q.dedup, time_col)
+  if not ok then run_fail(q.what, info) end
+  return info
+end
+
+-- The late bound of a micro-batch for the event-time column col (its
+-- index in the input), or nil when no row can be late.
+local function late_bound(ctx, col)
+  return col and ctx.late_watermark and { col = col, bound = ctx.late_watermark } or nil
+end
+
 -- Hand the late rows a stateful operator dropped (a batch, or nil) to the
 -- micro-batch's late-row sink, or close them when there is none.
 local function hand_late(ctx, lost)
@@ -205,10 +221,9 @@ end
 -- A hash aggregation (frame.lua's Grouped:agg describes it; fuse is the
 -- planner's filter fusion, or nil).
 function OPS.aggregate(node, fuse)
-  local keys, args, window, specs, key_schema = node.keys, node.args, node.window, node.specs, node.key_schema
-  local et_key, et_col = node.et_key, node.et_col
-  local filter = fuse and fuse.filter
-  local fail_as = fuse and fuse.filter_kind or "agg"
+  local specs, key_schema, et_key = node.specs, node.key_schema, node.et_key
+  local q = { keys = node.keys, args = node.args, window = node.window, filter = fuse and fuse.filter,
+    what = fuse and fuse.filter_kind or "agg" }
   local mark_col = fuse and fuse.mark and fuse.mark.watermark_col
   local finish
   if node.finish_exprs then -- raw result -> the node's schema (adds window_end)
@@ -222,22 +237,16 @@ function OPS.aggregate(node, fuse)
   end
   local op = { owns = true }
   function op.new_state() return keyed_state(key_schema, specs, finish) end
-  local function push(st, b, first, late, time_col)
-    local ok, info = st.agg:push(b, keys, args, window, filter, first, late, nil, time_col)
-    if not ok then run_fail(fail_as, info) end
-    return info
-  end
   -- One micro-batch (SEMANTICS.md s.3, s.4): late (row, window) pairs are
   -- dropped; then complete mode outputs the whole table, update mode the
   -- groups this batch changed (then forgets those the watermark passed),
   -- append mode the groups the watermark passed, once, final.
   local function run_batch(self, input, ctx)
     local st, m, first = ctx.state, ctx.metrics, 0
-    local late = et_key and ctx.late_watermark and { col = et_col, bound = ctx.late_watermark } or nil
-    if ctx.mode == "complete" then late = nil end
+    local late = et_key and ctx.mode ~= "complete" and late_bound(ctx, node.et_col) or nil
     local stats = mark_col and ctx.time_stats
     for b in input do
-      local info = push(st, b, first, late, stats and mark_col)
+      local info = push(q, st, b, first, late, stats and mark_col)
       first = first + b:nrows()
       self:release(b)
       if stats then add_time_stats(stats, info.time_count, info.time_min, info.time_max, info.time_sum) end
@@ -268,7 +277,7 @@ function OPS.aggregate(node, fuse)
       done = true
       local st, first = op.new_state(), 0
       for b in input do
-        push(st, b, first)
+        push(q, st, b, first)
         first = first + b:nrows()
         self:release(b)
       end
@@ -282,22 +291,17 @@ end
 -- s.6): the first row of each key passes whole, later rows of the key are
 -- dropped; the aggregation reports the rows that created a group.
 function OPS.dedup(node)
-  local keys, args, specs, key_schema, what = node.keys, node.args, node.specs, node.key_schema, node.what
-  local et, delay, et_col, within, et_is_key = node.event_time, node.event_delay, node.et_col, node.within,
-    node.et_is_key
+  local specs, key_schema = node.specs, node.key_schema
+  local et, delay, within, et_is_key = node.event_time, node.event_delay, node.within, node.et_is_key
+  local q = { keys = node.keys, args = node.args, dedup = true, what = node.what }
   local op = { owns = true }
   function op.new_state() return keyed_state(key_schema, specs) end
-  local function push(st, b, first, late)
-    local ok, info = st.agg:push(b, keys, args, nil, nil, first, late, true)
-    if not ok then run_fail(what, info) end
-    return info
-  end
   local function run_batch(self, input, ctx)
     local st, m, first = ctx.state, ctx.metrics, 0
-    local late = et and ctx.late_watermark and { col = et_col, bound = ctx.late_watermark } or nil
+    local late = et and late_bound(ctx, node.et_col)
     local outs = {}
     for b in input do
-      local info = push(st, b, first, late)
+      local info = push(q, st, b, first, late)
       first = first + b:nrows()
       self:release(b)
       local new = info.new
@@ -322,7 +326,7 @@ function OPS.dedup(node)
       while true do
         local b = input()
         if b == nil then return nil end
-        local info = push(st, b, first)
+        local info = push(q, st, b, first)
         first = first + b:nrows()
         self:release(b)
         if info.new:nrows() > 0 then return info.new end
