@@ -58,6 +58,10 @@ end
 -- @function from_rows
 M.from_rows = frame.from_rows
 
+--- A static frame over batches made by a function (tide.frame.from_batches).
+-- @function from_batches
+M.from_batches = frame.from_batches
+
 --- The rows as show() prints them (tide.frame.format_table).
 -- @function format_table
 M.format_table = frame.format_table
