@@ -50,16 +50,6 @@ tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n) {
   return x->cols;
 }
 
-void tide_l_push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows) {
-  tide_col_t *cols = x->cols;
-  x->cols = NULL;
-  x->ncols = 0;
-  tide_batch_t *b = tide_batch_adopt(s, nrows, cols); /* frees the buffers on failure */
-  free(cols);
-  if (!b) luaL_error(L, "out of memory");
-  tide_l_push_batch(L, b);
-}
-
 void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close) {
   luaL_newmetatable(L, name);
   if (methods) {

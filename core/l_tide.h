@@ -103,10 +103,6 @@ void tide_l_scratch_free(tide_l_scratch_t *x);
  * memory. */
 tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n);
 
-/* Hand x's columns to a new batch of schema s with nrows rows and push it
- * (a tide.Batch). Raises when out of memory (the columns are freed). */
-void tide_l_push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows);
-
 /* ----------------------------------------------------- shared userdata --- */
 
 /* The schema of the tide.Schema at idx (raises when it is not one). */
@@ -174,6 +170,9 @@ int tide_l_schema_from_lua(lua_State *L, int idx, tide_schema_t **out, tide_err_
 
 /* Push the array form of s: { {name, "type[?]", default = value}, ... }. */
 void tide_l_push_schema(lua_State *L, const tide_schema_t *s);
+
+/* Push the canonical DDL text of s (tide_schema_to_ddl). */
+void tide_l_push_ddl(lua_State *L, const tide_schema_t *s);
 
 /* Push a tide.Batch userdata that takes ownership of b (freed by __gc or
  * __close). */

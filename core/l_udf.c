@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "jsonl.h"
 #include "l_tide.h"
 #include "vec.h"
 

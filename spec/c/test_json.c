@@ -1,5 +1,6 @@
 /*
- * test_json.c: the JSON lines decoder (every type, escapes, UTF-8, NULLs,
+ * test_json.c: the JSON scanner (json.h), the JSON lines codec (jsonl.h)
+ * and timestamps (ts.h): the decoder (every type, escapes, UTF-8, NULLs,
  * missing / unknown / duplicate keys, exact error texts, WHOLE mode), the
  * encoder and its round trip, compact/quote/number, timestamps, and seeded
  * random garbage that must never crash nor leave a row behind.
@@ -8,6 +9,8 @@
 #include <stdint.h>
 
 #include "json.h"
+#include "jsonl.h"
+#include "ts.h"
 #include "t.h"
 
 static tide_schema_t *schema(const char *ddl) {
