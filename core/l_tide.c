@@ -34,6 +34,10 @@ void tide_l_scratch_free(tide_l_scratch_t *x) {
   tide_buf_free(&x->buf);
   tide_schema_unref(x->schema);
   x->schema = NULL;
+  for (int i = 0; i < 2; i++) {
+    tide_batch_free(x->batch[i]);
+    x->batch[i] = NULL;
+  }
 }
 
 tide_l_scratch_t *tide_l_push_scratch(lua_State *L) {

@@ -81,7 +81,7 @@ int tide_l_fail(lua_State *L, int rc, const char *what, const char *msg);
 /* ------------------------------------------------------------- scratch --- */
 
 /* GC-owned scratch: C memory a binding builds before it can hand it over
- * (arrays, columns of an output batch, a buffer, a schema). It sits on the
+ * (arrays, columns of an output batch, a buffer, a schema, batches). It sits on the
  * Lua stack, so its __gc frees it when anything raises in between.
  * Successful calls free it at once with tide_l_scratch_free: the collector
  * does not see this C memory and may run much later. */
@@ -91,6 +91,7 @@ typedef struct tide_l_scratch {
   uint32_t ncols;
   tide_buf_t buf;        /* freed */
   tide_schema_t *schema; /* one reference, dropped */
+  tide_batch_t *batch[2]; /* freed */
 } tide_l_scratch_t;
 
 /* Push a new, empty scratch. */
