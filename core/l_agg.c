@@ -228,15 +228,8 @@ static int agg_push(lua_State *L) {
     in.time_col = (int)scol - 1;
   }
   if (lua_type(L, 6) == LUA_TFUNCTION) { /* a Lua filter: the rows for which fn(row) is truthy */
-    tide_l_udf_run_t r;
-    memset(&r, 0, sizeof r);
-    r.in = batch;
-    r.first = luaL_optinteger(L, 7, 0);
-    r.rows = x->p[2] = malloc((batch->nrows ? batch->nrows : 1) * sizeof *r.rows);
-    if (!r.rows) return luaL_error(L, "out of memory");
-    if (!tide_l_udf_run(L, &r, 6, "filter", x)) return 2;
-    in.select = r.rows;
-    in.nselect = r.n;
+    if (!tide_l_udf_select(L, batch, 6, luaL_optinteger(L, 7, 0), x, 2, &in.nselect)) return 2;
+    in.select = x->p[2];
   } else if (!lua_isnil(L, 6)) {
     in.filter = tide_l_check_expr(L, 6);
   }

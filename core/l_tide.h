@@ -117,24 +117,15 @@ tide_expr_t *tide_l_check_expr(lua_State *L, int idx);
  * TIDE_AGG_NONE, is NULL), NULL-terminated after the last. */
 extern const char *const tide_l_agg_names[];
 
-/* A Lua function run over the rows of one batch (l_udf.c), for udf_filter,
- * udf_map and a filter fused into agg:push. */
-typedef struct tide_l_udf_run {
-  const tide_batch_t *in;
-  uint32_t row;      /* the row being processed */
-  lua_Integer first; /* rows of the input before this batch (messages count from the input's start) */
-  int flat, map;     /* udf_map: flat_map or map; else a filter */
-  uint32_t *rows, n; /* filter: the rows kept (room for in->nrows) */
-  tide_batch_t *out; /* map: the output */
-  tide_buf_t *jb;    /* map: scratch for json values */
-  tide_err_t err;    /* map: why a returned row does not fit */
-} tide_l_udf_run_t;
-
-/* Call the function at stack index fn for every row of r->in in one
- * protected call. Returns 1 when done; else pushes nil and the message
- * ("row N {json}: <what>: ...", with a traceback for the function's own
- * errors) and returns 0. x->buf is used for the message. */
-int tide_l_udf_run(lua_State *L, tide_l_udf_run_t *r, int fn, const char *what, tide_l_scratch_t *x);
+/* Run the Lua function at stack index fn as a filter over the rows of in,
+ * in one protected call (l_udf.c): x->p[slot] gets the array of the rows
+ * for which fn(row) is truthy, *n their number; first is the number of
+ * input rows before this batch (messages count rows from the input's
+ * start). Returns 1; or, when fn raises, pushes nil and the message
+ * ("row N {json}: ..." with a traceback) and returns 0. x->buf is used for
+ * the message. */
+int tide_l_udf_select(lua_State *L, const tide_batch_t *in, int fn, lua_Integer first, tide_l_scratch_t *x, int slot,
+                      uint32_t *n);
 
 /* --------------------------------------------------------------- batches --- */
 
