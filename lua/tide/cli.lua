@@ -1181,29 +1181,16 @@ local function cmd_consume(ctx, argv, i)
   -- --follow: drain every partition from where it stopped, then wait for
   -- the catalog to change (each commit writes it) and drain again.
   -- The watch starts before the first drain, so that no commit falls
-  -- between the two unseen.
+  -- between the two unseen; it drains on each change of the catalog and
+  -- once more a moment later (tide.connector.watch_catalog says why).
   local core = require "tide.core"
   local loop = core.loop()
   ctx.loop = loop
-  -- A commit writes the catalog several times, and the write that makes
-  -- it visible need not send the last event (LMDB writes through its map):
-  -- drain at each change, and once more when the changes have settled.
-  local settle
-  local function drain_or_stop()
+  -- --max N: the drain that reaches it ends the loop
+  local w, msg = require("tide.connector").watch_catalog(loop, db, function()
     if drain() then loop:stop() end
-  end
-  local function changed()
-    if settle then settle:close() end
-    settle = loop:timer(10, 0, function()
-      settle:close()
-      settle = nil
-      drain_or_stop()
-    end)
-    drain_or_stop()
-  end
-  local dir = db:path() .. "/catalog"
-  local w, msg = loop:watch(dir, changed)
-  if not w then fail(what, format("cannot watch '%s': %s", dir, msg)) end
+  end)
+  if not w then fail(what, msg) end
   local function stop() loop:stop() end
   loop:signal("SIGINT", stop)
   loop:signal("SIGTERM", stop)
@@ -1421,9 +1408,9 @@ local function cmd_run(ctx, argv, i)
   if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
   local tide = load_tide(cmd)
   if ctx.data then
-    -- --data picks the store of tide.default_store() in the script.
-    local dir = ctx.data
-    tide.default_store = function(o) return tide.open(dir, o) end
+    -- --data picks the store of tide.default_store() in the script (and
+    -- of the connectors' default store).
+    require("tide.store").set_default_dir(ctx.data)
   end
   local chunk, lerr = loadfile(script)
   if not chunk then
