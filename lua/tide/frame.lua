@@ -475,7 +475,7 @@ function M.read(kind, opts)
   if not files then error("tide.read: " .. ferr, 2) end
   if #files == 0 then error(format("tide.read: no files match '%s'", o.path), 2) end
   if schema == nil then
-    local ok, ddl = pcall(require("tide.schema").infer, files[1], { format = fmt, header = o.header, sep = o.sep })
+    local ok, ddl = pcall(schema_mod.infer, files[1], { format = fmt, header = o.header, sep = o.sep })
     if not ok then
       error(format("tide.read: cannot infer a schema (give option 'schema'): %s",
         util.strip_position(ddl):gsub("^infer_schema: ", "")), 2)

@@ -36,6 +36,7 @@
 
 local core = require "tide.core"
 local util = require "tide.util"
+local errors = require "tide.errors"
 local frame = require "tide.frame"
 local plan = require "tide.plan"
 local exec = require "tide.exec"
@@ -992,7 +993,7 @@ local function raise(self, level)
   self._unreported = false
   local sources = {}
   for i, s in ipairs(self._sources) do sources[i] = s.description end
-  error(require("tide.errors").query_failed(self._name, self._id, sources,
+  error(errors.query_failed(self._name, self._id, sources,
     self._sink and self._sink.description or self._sink_name, self._exception), level + 1)
 end
 
