@@ -14,6 +14,7 @@
 int tide_l_store_open(lua_State *L);
 int tide_l_frame_open(lua_State *L);
 int tide_l_fs_open(lua_State *L);
+int tide_l_readline_open(lua_State *L);
 
 int luaopen_tide_core(lua_State *L) {
   lua_newtable(L);
@@ -23,6 +24,7 @@ int luaopen_tide_core(lua_State *L) {
   tide_l_frame_open(L);
   tide_l_ckpt_open(L);
   tide_l_fs_open(L);
+  tide_l_readline_open(L);
   lua_pushliteral(L, TIDE_CORE_VERSION);
   lua_setfield(L, -2, "version");
   return 1;
