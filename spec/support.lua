@@ -119,13 +119,16 @@ local terms = 0
 -- runs it in a pane of 120x40 in directory opts.dir (default: the
 -- checkout). When it ends the shell prints "EXITED <status>", then runs
 -- opts.after (shell text) and stays, so that the last screen can be read.
+-- t:screen() includes 200 lines of scrollback unless opts.scrollback is
+-- false (the visible pane only).
 -- The shell ignores Ctrl-C (a trap, not SIG_IGN, which the command would
 -- inherit): a SIGINT to the foreground group must not end the shell,
 -- whatever the command makes of it.
 function M.term(command, opts)
   opts = opts or {}
   terms = terms + 1
-  local self = setmetatable({ sock = string.format("tide-spec-%d-%d", math.random(1e9), terms) }, Term)
+  local self = setmetatable({ sock = string.format("tide-spec-%d-%d", math.random(1e9), terms),
+    scrollback = opts.scrollback ~= false }, Term)
   local script = string.format("trap : INT; cd %s && %s; echo EXITED $?; %s sleep 600", M.sh_quote(opts.dir or M.ROOT),
     command, opts.after and (opts.after .. ";") or "")
   local out = sh(string.format("tmux -L %s new-session -d -x 120 -y 40 %s", self.sock, M.sh_quote(script)))
@@ -133,9 +136,9 @@ function M.term(command, opts)
   return self
 end
 
---- The screen with up to 200 lines of scrollback above it.
+--- The screen, with up to 200 lines of scrollback above it (see M.term).
 function Term:screen()
-  return sh(string.format("tmux -L %s capture-pane -p -S -200", self.sock))
+  return sh(string.format("tmux -L %s capture-pane -p%s", self.sock, self.scrollback and " -S -200" or ""))
 end
 
 --- Wait until the screen holds `cond` (plain text) or `cond(screen)` returns
