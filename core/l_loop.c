@@ -50,6 +50,7 @@
 
 #include "err.h"
 #include "l_loop.h"
+#include "l_tide.h"
 #include "loop.h"
 
 #define LOOP_MT "tide.Loop"
@@ -98,14 +99,6 @@ static const char *signal_name(int signum) {
   for (int i = 0; signal_names[i]; i++)
     if (signal_numbers[i] == signum) return signal_names[i];
   return "?";
-}
-
-/* The failure tuple: nil, "ENAME: message", "ENAME". */
-static int push_fail(lua_State *L, int rc) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", tide_errname(rc), tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
 }
 
 /* ---- callbacks ---------------------------------------------------------------- */
@@ -370,7 +363,7 @@ static int l_loop_new(lua_State *L) {
   memset(ll, 0, sizeof *ll);
   luaL_setmetatable(L, LOOP_MT);
   int rc = tide_loop_open(&ll->loop);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   return 1;
 }
 
@@ -464,7 +457,7 @@ static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn
 /* After a failed start: drop the refs, return the failure tuple. */
 static int handle_failed(lua_State *L, l_handle_t *u, int rc) {
   handle_unref(L, u);
-  return push_fail(L, rc);
+  return tide_l_fail(L, rc, tide_errname(rc), NULL);
 }
 
 /* loop:timer(ms, [repeat_ms,] fn) -> tide.Timer. fn() runs after ms, then
@@ -790,7 +783,7 @@ static int l_timer_stop(lua_State *L) {
 static int l_timer_again(lua_State *L) {
   l_handle_t *u = check_open_handle(L, 1);
   int rc = tide_timer_again(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -844,7 +837,7 @@ static int l_input_set_raw(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   int rc = tide_input_set_raw(u->h, lua_toboolean(L, 2));
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -854,7 +847,7 @@ static int l_input_set_raw(lua_State *L) {
 static int l_input_pause(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int rc = tide_input_pause(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -862,7 +855,7 @@ static int l_input_pause(lua_State *L) {
 static int l_input_resume(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int rc = tide_input_resume(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -872,7 +865,7 @@ static int l_input_winsize(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int cols = 0, rows = 0;
   int rc = tide_input_winsize(u->h, &cols, &rows);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushinteger(L, cols);
   lua_pushinteger(L, rows);
   return 2;
@@ -892,7 +885,7 @@ static int l_poll_again(lua_State *L) {
   l_handle_t *u = luaL_checkudata(L, 1, POLL_MT);
   if (u->h == NULL) return luaL_error(L, "attempt to use a closed " POLL_MT);
   int rc = tide_poll_again(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }

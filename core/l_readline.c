@@ -141,13 +141,6 @@ static void on_line(char *line) {
   if (rl_open_obj) rl_open_obj->installed = 0;
 }
 
-static int push_fail(lua_State *L, int rc) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", tide_errname(rc), tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
-}
-
 static l_rl_t *check_open_rl(lua_State *L) {
   l_rl_t *r = luaL_checkudata(L, 1, RL_MT);
   if (r->in == NULL) luaL_error(L, "attempt to use a closed " RL_MT);
@@ -170,17 +163,20 @@ static int l_rl_open(lua_State *L) {
   r->installed = 0;
   r->comp_ref = LUA_NOREF;
   luaL_setmetatable(L, RL_MT);
-  if (rl_open_obj) return push_fail(L, -EBUSY);
+  if (rl_open_obj) return tide_l_fail(L, -EBUSY, tide_errname(-EBUSY), "a tide.Readline is open already");
   char path[256];
   int rc = ttyname_r(0, path, sizeof path);
-  if (rc) return push_fail(L, -rc);
+  if (rc) return tide_l_fail(L, -rc, tide_errname(-rc), NULL);
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return push_fail(L, -errno);
+  if (fd < 0) {
+    int e = errno;
+    return tide_l_fail(L, -e, path, NULL);
+  }
   r->in = fdopen(fd, "r");
   if (!r->in) {
     int e = errno;
     close(fd);
-    return push_fail(L, -e);
+    return tide_l_fail(L, -e, tide_errname(-e), NULL);
   }
   rl_open_obj = r;
   rl_readline_name = "tide";
