@@ -344,9 +344,13 @@ static void int_handler(int sig, siginfo_t *info, void *uctx) {
   }
 }
 
-/* libuv delivered a signal to a tide.Signal callback: the loop is not stuck. */
+/* libuv delivered a signal to a tide.Signal callback: the loop is not
+ * stuck. In eval mode, loop:run returns at the end of this iteration to
+ * raise the interrupt (a "default" run would go on waiting). */
 static void interrupt_seen(int signum) {
-  if (signum == SIGINT && int_unseen > 0) int_unseen--;
+  if (signum != SIGINT) return;
+  if (int_unseen > 0) int_unseen--;
+  if (int_mode == INT_EVAL && int_pending && int_loop) tide_loop_stop(int_loop);
 }
 
 /* ---- tide.Loop ------------------------------------------------------------------ */

@@ -60,6 +60,7 @@ typedef struct l_rl {
 enum { GOT_NONE = 0, GOT_LINE = 1, GOT_EOF = 2 };
 
 static l_rl_t *rl_open_obj; /* the open tide.Readline, NULL when none */
+static int rl_atexit_registered;
 static lua_State *rl_L;     /* the thread inside rl:read, for the completer */
 static int rl_got;          /* what the line handler got */
 static char *rl_line;       /* its line (readline's malloc) */
@@ -154,6 +155,15 @@ static void rl_uninstall(l_rl_t *r) {
   }
 }
 
+/* A process that exits with a line being edited (os.exit from a query's
+ * callback) leaves its terminal in its mode from before. */
+static void rl_atexit(void) {
+  if (rl_open_obj && rl_open_obj->installed) {
+    rl_callback_handler_remove();
+    rl_open_obj->installed = 0;
+  }
+}
+
 /* core.readline_open() -> tide.Readline, or nil, msg, name: ENOTTY when
  * stdin is not a terminal, EBUSY when one is open already, or why the
  * terminal did not open. */
@@ -179,6 +189,7 @@ static int l_rl_open(lua_State *L) {
     return tide_l_fail(L, -e, tide_errname(-e), NULL);
   }
   rl_open_obj = r;
+  if (!rl_atexit_registered && atexit(rl_atexit) == 0) rl_atexit_registered = 1;
   rl_readline_name = "tide";
   rl_instream = r->in;
   rl_outstream = stdout;
