@@ -200,7 +200,11 @@ static int l_rl_open(lua_State *L) {
   rl_completer_quote_characters = NULL;
   rl_attempted_completion_function = on_complete;
   rl_sort_completion_matches = 1;
-  rl_initialize(); /* reads ~/.inputrc ($INPUTRC) */
+  /* Tab completes the common part; Tab again lists the candidates (by
+   * default readline wants a third). ~/.inputrc, read next, may say
+   * otherwise. */
+  rl_variable_bind("show-all-if-unmodified", "on");
+  rl_initialize(); /* reads ~/.inputrc ($INPUTRC) the first time */
   clear_history();
   return 1;
 }

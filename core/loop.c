@@ -17,6 +17,9 @@
  * state (raw, paused, ended); its uv handle is a uv_tty_t, uv_pipe_t,
  * uv_tcp_t or, for files, a uv_idle_t from which it read()s.
  *
+ * A poll is a uv_poll_t and nothing more: it says when its descriptor is
+ * readable; the caller reads.
+ *
  * Connections are not tide handles (not on the loop's list): the server
  * closes them when it closes. Like handles, a connection's memory is freed
  * in its close callback only, and counts in the loop's nclosing meanwhile;

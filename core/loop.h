@@ -1,7 +1,8 @@
 /*
  * loop.h: tide's event loop, a thin owner of one libuv loop and the handles
  * tide starts on it (timers, file-system watches, signals, TCP line
- * servers, an input reader for stdin).
+ * servers, an input reader for stdin, polls of a descriptor that someone
+ * else reads: the REPL's terminal, read by readline).
  *
  * Ownership and lifetimes.
  *

@@ -115,7 +115,14 @@ describe("the REPL", function()
     t:type(nil, "Enter")
     t:line("y = x * 10")
     t:line("y", "\n420\n")
-    assert.equal("|x = 40 + 2\n|x\n|y = x\n|x = 40 + 2\n|y = x * 10\n|y\n", entries(history))
+    -- Ctrl-R searches the history backwards.
+    t:type(nil, "C-r")
+    t:type("* 1")
+    t:wait("(reverse-i-search)`* 1': y = x * 10")
+    t:type(nil, "Enter")
+    t:line("y", "\n420\n")
+    assert.equal("|x = 40 + 2\n|x\n|y = x\n|x = 40 + 2\n|y = x * 10\n|y\n|y = x * 10\n|y\n",
+      entries(history))
   end)
 
   it("recalls a chunk of several lines whole, from the session and from the file", function()
@@ -344,12 +351,9 @@ describe("the REPL", function()
     t:wait("tide memory stream")
     t:type("x = tide.re", "Tab")
     t:wait("> x = tide.read")
-    -- As in bash: after a partial completion, Tab until the list shows.
-    t:wait(function(s)
-      if s:find("tide.read         tide.read_stream", 1, true) then return true end
-      t:type(nil, "Tab")
-      return false
-    end, 10, "the list of candidates")
+    -- Tab again lists the candidates.
+    t:type(nil, "Tab")
+    t:wait("> x = tide.read\ntide.read         tide.read_stream\n> x = tide.read")
     t:type(nil, "C-u")
     t:type("db:create_t", "Tab")
     t:wait("> db:create_topic(")
