@@ -434,6 +434,19 @@ describe("tide.Server", function()
   end)
 end)
 
+-- Run a child lua5.4 whose stdin is `redirect` (a shell fragment): `body`
+-- after the prelude and `local core = require "tide.core"`; its output.
+local function run_child(redirect, body)
+  local support = require "spec.support"
+  local script = support.tmpname()
+  support.write_file(script, support.CHILD_PRELUDE .. "local core = require 'tide.core'\n" .. body)
+  local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
 describe("tide.Input", function()
   local support = require "spec.support"
 
@@ -441,9 +454,7 @@ describe("tide.Input", function()
   -- reads it with loop:input(0, ...), printing the kind, each chunk's bytes
   -- in %q form and the end.
   local function child(redirect, extra)
-    local script = support.tmpname()
-    support.write_file(script, support.CHILD_PRELUDE .. [[
-local core = require "tide.core"
+    return run_child(redirect, [[
 local loop = core.loop()
 local parts = {}
 local inp = assert(loop:input(0, function(bytes, err)
@@ -457,11 +468,6 @@ assert(inp:is_active() == false)
 inp:close()
 loop:close()
 ]])
-    local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
-    return out
   end
 
   it("reads a pipe to its end", function()
@@ -537,15 +543,7 @@ end)
 describe("tide.Poll", function()
   local support = require "spec.support"
 
-  local function child(redirect, body)
-    local script = support.tmpname()
-    support.write_file(script, support.CHILD_PRELUDE .. "local core = require 'tide.core'\n" .. body)
-    local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
-    return out
-  end
+  local child = run_child
 
   it("calls back while the descriptor is readable, until stopped; again starts it", function()
     local out = child("printf 'abc' |", [[
@@ -671,13 +669,7 @@ end)
 
 describe("core.readline_open", function()
   it("fails with ENOTTY when stdin is not a terminal", function()
-    local support = require "spec.support"
-    local script = support.tmpname()
-    support.write_file(script, support.CHILD_PRELUDE .. "print(require('tide.core').readline_open())\n")
-    local p = io.popen("lua5.4 " .. script .. " </dev/null 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
+    local out = run_child("</dev/null", "print(core.readline_open())\n")
     assert.equal("nil\tENOTTY: Inappropriate ioctl for device\tENOTTY\n", out)
   end)
 end)

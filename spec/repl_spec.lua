@@ -6,12 +6,7 @@ local support = require "spec.support"
 
 local sh_quote = support.sh_quote
 
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local run = support.sh
 
 -- A terminal with the REPL in it, in a fresh directory, with its own
 -- history file and no ~/.inputrc (readline's defaults).

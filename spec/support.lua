@@ -97,8 +97,8 @@ end
 --- Quote a string for sh.
 function M.sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- A command's output, stdout and stderr together.
-local function sh(cmd)
+--- A shell command's output, stdout and stderr together.
+function M.sh(cmd)
   local p = io.popen(cmd .. " 2>&1")
   local out = p:read("a")
   p:close()
@@ -110,6 +110,8 @@ end
 function M.tide_command(args)
   return string.format("TIDE_CPATH=%s lua5.4 %s/bin/tide %s", M.sh_quote(M.CPATH), M.ROOT, args or "")
 end
+
+local sh = M.sh
 
 local Term = {}
 Term.__index = Term
