@@ -204,6 +204,13 @@ describe("the REPL", function()
     t:line("1 + 1", "\n2\n")
   end)
 
+  it("reports the error of a callback that fails on the loop and goes on", function()
+    t = start()
+    t:line('require("tide.runtime").loop():timer(1, 0, function() error("the timer broke") end)')
+    t:wait("the timer broke")
+    t:line("1 + 1", "\n2\n")
+  end)
+
   it("prints values: tables readably, several values with tabs, a schema as DDL", function()
     t = start()
     t:line("{3, 2, b = {c = true}, a = 'x'}", '{ 3, 2, a = "x", b = { c = true } }')

@@ -701,6 +701,21 @@ function M.main(opts)
     end
   end
 
+  -- Run the loop as the REPL does between chunks: a callback's error (a
+  -- user's timer that fails) is reported, around the prompt, and the
+  -- session goes on.
+  local function run_loop(mode)
+    local lok, lerr = pcall(loop.run, loop, mode)
+    if lok then return end
+    failed = true
+    if interactive then
+      write("error: " .. tostring(lerr) .. "\n")
+    else
+      out:flush()
+      io.stderr:write("error: ", tostring(lerr), "\n")
+    end
+  end
+
   -- Run a compiled chunk and print its values, with Ctrl-C interrupting
   -- it. The mode goes back to "prompt" inside the protected call (at its
   -- end, or in the message handler), so that no interrupt can hit the
@@ -746,7 +761,7 @@ function M.main(opts)
     local ok, e = xpcall(run_chunk, on_error, fn)
     -- The SIGINT that interrupted the chunk reaches the loop's callback
     -- now, while `evaluating` still says it is not the prompt's.
-    if interactive then loop:run("nowait") end
+    if interactive then run_loop("nowait") end
     evaluating = false
     out:flush()
     if ok then return end
@@ -762,7 +777,7 @@ function M.main(opts)
     -- A query stopped in a batch ends after it: let the loop finish those.
     local guard = 0
     while #tide.queries() > 0 and guard < 1000 do
-      loop:run("once")
+      run_loop("once")
       guard = guard + 1
     end
     if interactive then
@@ -783,15 +798,7 @@ function M.main(opts)
     end
     start_reading()
     while true do
-      if #queue == 0 and not ended and not terminate then
-        -- A callback's error (a user's timer) is reported; the session goes on.
-        local lok, lerr = pcall(loop.run, loop, "once")
-        if not lok and interactive then
-          write("error: " .. tostring(lerr) .. "\n") -- around the prompt
-        elseif not lok then
-          report("error: " .. tostring(lerr))
-        end
-      end
+      if #queue == 0 and not ended and not terminate then run_loop("once") end
       if terminate then
         stop_reading()
         if interactive then out:write("\n") end
