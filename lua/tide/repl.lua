@@ -601,6 +601,7 @@ function M.main(opts)
   local err
   if interactive then
     poll, err = loop:poll(rl:fd(), on_keys)
+    if poll then poll:stop() end -- until the first prompt
   else
     input, err = loop:input(0, on_bytes)
   end
