@@ -210,7 +210,8 @@ static int l_rl_open(lua_State *L) {
 }
 
 /* rl:close(): leave a line being edited, give the terminal its mode back,
- * close the descriptor. Idempotent; also __gc and __close. */
+ * drop the history, close the descriptor. Idempotent; also __gc and
+ * __close. */
 static int l_rl_close(lua_State *L) {
   l_rl_t *r = luaL_checkudata(L, 1, RL_MT);
   if (r->in == NULL) return 0;
@@ -218,6 +219,7 @@ static int l_rl_close(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, r->comp_ref);
   r->comp_ref = LUA_NOREF;
   rl_instream = stdin;
+  clear_history();
   fclose(r->in);
   r->in = NULL;
   if (rl_open_obj == r) rl_open_obj = NULL;
