@@ -147,6 +147,10 @@ static int l_dispatch(lua_State *L) {
   case TIDE_HANDLE_SIGNAL:
     lua_pushstring(L, signal_name(ev->signum));
     nargs = 1;
+    if (ev->events) { /* a SIGINT that interrupted a chunk (catch_interrupt) */
+      lua_pushboolean(L, 1);
+      nargs = 2;
+    }
     break;
   case TIDE_HANDLE_TIMER:
     break;
@@ -237,12 +241,12 @@ static void on_watch(tide_handle_t *h, void *data, const char *filename, int eve
   l_fire(&ev);
 }
 
-static void interrupt_seen(int signum);
+static int interrupt_seen(int signum);
 
 static void on_signal(tide_handle_t *h, void *data, int signum) {
   l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL, NULL, 0};
   (void)h;
-  interrupt_seen(signum);
+  ev.events = interrupt_seen(signum);
   l_fire(&ev);
 }
 
@@ -311,7 +315,7 @@ static void on_release(tide_handle_t *h, void *data) {
  * not be on at the same time): the mode, the main thread, the loop, and
  * the counts the handler writes. */
 enum { INT_OFF = 0, INT_PROMPT = 1, INT_EVAL = 2 };
-static volatile sig_atomic_t int_mode, int_pending, int_force, int_unseen;
+static volatile sig_atomic_t int_mode, int_pending, int_force, int_unseen, int_eval_unseen;
 static lua_State *int_L;          /* the main thread: where the hook is set */
 static tide_loop_t *int_loop;     /* the loop whose callbacks are not cut */
 static struct sigaction int_prev; /* libuv's handler, called after ours */
@@ -334,7 +338,10 @@ static void int_hook(lua_State *L, lua_Debug *ar) {
 static void int_handler(int sig, siginfo_t *info, void *uctx) {
   if (int_unseen > 0) int_force = 1;
   int_unseen++;
-  if (int_mode == INT_EVAL) int_pending = 1;
+  if (int_mode == INT_EVAL) {
+    int_pending = 1;
+    int_eval_unseen++;
+  }
   if ((int_mode == INT_EVAL || int_force) && int_L)
     lua_sethook(int_L, int_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   if (int_prev.sa_flags & SA_SIGINFO) {
@@ -344,13 +351,21 @@ static void int_handler(int sig, siginfo_t *info, void *uctx) {
   }
 }
 
-/* libuv delivered a signal to a tide.Signal callback: the loop is not
+/* libuv delivers a signal to a tide.Signal callback: the loop is not
  * stuck. In eval mode, loop:run returns at the end of this iteration to
- * raise the interrupt (a "default" run would go on waiting). */
-static void interrupt_seen(int signum) {
-  if (signum != SIGINT) return;
+ * raise the interrupt (a "default" run would go on waiting). Returns 1 for
+ * a SIGINT that arrived in eval mode (libuv delivers signals in order):
+ * the callback gets fn("SIGINT", true) and knows that it was the chunk's,
+ * not the prompt's. */
+static int interrupt_seen(int signum) {
+  if (signum != SIGINT) return 0;
   if (int_unseen > 0) int_unseen--;
   if (int_mode == INT_EVAL && int_pending && int_loop) tide_loop_stop(int_loop);
+  if (int_eval_unseen > 0) {
+    int_eval_unseen--;
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- tide.Loop ------------------------------------------------------------------ */
@@ -611,7 +626,8 @@ static int l_loop_poll(lua_State *L) {
 }
 
 /* loop:catch_interrupt(mode): "eval", "prompt" or "off" (see the
- * interrupts section above). The first mode other than "off" installs the
+ * interrupts section above). A SIGINT that arrived in eval mode reaches the
+ * tide.Signal callbacks as fn("SIGINT", true). The first mode other than "off" installs the
  * handler over libuv's, so a loop:signal("SIGINT", fn) must be open then
  * (and closed only after "off": libuv would put SIG_DFL back over ours). */
 static int l_loop_catch_interrupt(lua_State *L) {
@@ -623,7 +639,7 @@ static int l_loop_catch_interrupt(lua_State *L) {
     int_L = lua_tothread(L, -1);
     lua_pop(L, 1);
     int_loop = ll->loop;
-    int_pending = int_force = int_unseen = 0;
+    int_pending = int_force = int_unseen = int_eval_unseen = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = int_handler;

@@ -624,7 +624,10 @@ describe("loop:catch_interrupt", function()
     assert.equal(3, (function() return 1 + 2 end)())
   end)
 
-  it("in eval mode, lets a callback finish and raises from loop:run", function()
+  it("in eval mode, lets a callback finish and raises from loop:run; the signal's callback knows", function()
+    sig:close()
+    local got
+    sig = loop:signal("SIGINT", function(...) got = table.pack(...) end)
     loop:catch_interrupt("eval")
     local finished = false
     loop:timer(1, 0, function()
@@ -637,16 +640,20 @@ describe("loop:catch_interrupt", function()
     assert.is_false(ok)
     assert.equal("interrupted!", err)
     assert.is_true(finished)
+    assert.same({ "SIGINT", true, n = 2 }, got)
   end)
 
   it("in prompt mode, only passes SIGINT on to the tide.Signal", function()
     sig:close()
     local got = 0
-    sig = loop:signal("SIGINT", function() got = got + 1 loop:stop() end)
+    sig = loop:signal("SIGINT", function(...)
+      got = got + select("#", ...)
+      loop:stop()
+    end)
     loop:catch_interrupt("prompt")
     loop:timer(1, 0, function() core.raise_signal("SIGINT") end)
     assert.is_true(loop:run())
-    assert.equal(1, got)
+    assert.equal(1, got) -- fn("SIGINT") alone
   end)
 
   it("in prompt mode, interrupts a callback that does not return on a second SIGINT", function()

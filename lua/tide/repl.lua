@@ -403,7 +403,8 @@ end
 
 --- The completions of `text`, the word before the cursor: a global name
 -- (keywords included), or a path of names to a value followed by `.` or `:`
--- and the start of a field (a method after `:`). A value on the path is
+-- and the start of a field (a method after `:`); names that begin with `_`
+-- only when `text` does too. A value on the path is
 -- looked up as the chunk would (so `db` opens the default store); a lookup
 -- that fails completes nothing. One candidate gets `(` after a function
 -- and `.` after a table, so that Tab goes on.
@@ -437,9 +438,11 @@ function M.complete(env, text)
     set.db = true
     for w in pairs(WORDS) do set[w] = true end
   end
+  -- Names that begin with "_" (internals, metamethods) only when asked for.
+  local private = start:sub(1, 1) == "_"
   local out = {}
   for k in pairs(set) do
-    if k:sub(1, #start) == start then out[#out + 1] = k end
+    if k:sub(1, #start) == start and (private or k:sub(1, 1) ~= "_") then out[#out + 1] = k end
   end
   table.sort(out)
   local prefix = path and (path .. sep) or ""
@@ -551,7 +554,6 @@ function M.main(opts)
   local queue = {}          -- events from the input callbacks: { "line", text } ...
   local ended = false       -- stdin ended
   local terminate = nil     -- a signal asked to leave
-  local evaluating = false  -- a chunk runs (or just ran: its SIGINT is not the prompt's)
   local reading = false     -- the prompt is up
   local input, poll
   local partial = ""        -- non-interactive: the line begun by earlier chunks
@@ -622,8 +624,8 @@ function M.main(opts)
     -- Ctrl-C belongs to the REPL: it drops the line or interrupts the
     -- chunk; queries do not stop on it, and a second one does not exit.
     query.handle_signals = false
-    signals[#signals + 1] = loop:signal("SIGINT", function()
-      if evaluating or not reading then return end
+    signals[#signals + 1] = loop:signal("SIGINT", function(_, chunks)
+      if chunks or not reading then return end -- (it interrupted a chunk)
       push({ "interrupt", rl:cancel() })
     end)
     signals[#signals + 1] = loop:signal("SIGWINCH", function() rl:resize() end)
@@ -758,12 +760,7 @@ function M.main(opts)
       report(cerr)
       return
     end
-    evaluating = true
     local ok, e = xpcall(run_chunk, on_error, fn)
-    -- The SIGINT that interrupted the chunk reaches the loop's callback
-    -- now, while `evaluating` still says it is not the prompt's.
-    if interactive then run_loop("nowait") end
-    evaluating = false
     out:flush()
     if ok then return end
     if e == EXIT then return "exit" end
