@@ -625,9 +625,11 @@ static int l_loop_poll(lua_State *L) {
   return 1;
 }
 
-/* loop:catch_interrupt(mode): "eval", "prompt" or "off" (see the
- * interrupts section above). A SIGINT that arrived in eval mode reaches the
- * tide.Signal callbacks as fn("SIGINT", true). The first mode other than "off" installs the
+/* loop:catch_interrupt(mode) -> the number of SIGINTs that arrived and
+ * that the tide.Signal callbacks did not get yet (a REPL that shows a new
+ * prompt knows that they are not for it). mode: "eval", "prompt" or "off"
+ * (see the interrupts section above). A SIGINT that arrived in eval mode
+ * reaches the tide.Signal callbacks as fn("SIGINT", true). The first mode other than "off" installs the
  * handler over libuv's, so a loop:signal("SIGINT", fn) must be open then
  * (and closed only after "off": libuv would put SIG_DFL back over ours). */
 static int l_loop_catch_interrupt(lua_State *L) {
@@ -654,7 +656,8 @@ static int l_loop_catch_interrupt(lua_State *L) {
   }
   if (mode == INT_EVAL && int_mode != INT_EVAL) int_pending = 0; /* a new chunk: nothing to raise yet */
   int_mode = mode;
-  return 0;
+  lua_pushinteger(L, int_unseen);
+  return 1;
 }
 
 /* core.raise_signal(name): raise() the signal in this process. */

@@ -622,6 +622,10 @@ describe("loop:catch_interrupt", function()
     assert.equal("interrupted!", err)
     -- The next chunk runs unhindered.
     assert.equal(3, (function() return 1 + 2 end)())
+    -- The signal's callback has not had it yet: it comes with the next run.
+    assert.equal(1, loop:catch_interrupt("prompt"))
+    loop:run("nowait")
+    assert.equal(0, loop:catch_interrupt("prompt"))
   end)
 
   it("in eval mode, lets a callback finish and raises from loop:run; the signal's callback knows", function()

@@ -555,6 +555,7 @@ function M.main(opts)
   local ended = false       -- stdin ended
   local terminate = nil     -- a signal asked to leave
   local reading = false     -- the prompt is up
+  local stale = 0           -- SIGINTs from before the prompt, still on their way
   local input, poll
   local partial = ""        -- non-interactive: the line begun by earlier chunks
 
@@ -625,6 +626,10 @@ function M.main(opts)
     -- chunk; queries do not stop on it, and a second one does not exit.
     query.handle_signals = false
     signals[#signals + 1] = loop:signal("SIGINT", function(_, chunks)
+      if stale > 0 then
+        stale = stale - 1
+        return
+      end
       if chunks or not reading then return end -- (it interrupted a chunk)
       push({ "interrupt", rl:cancel() })
     end)
@@ -640,6 +645,7 @@ function M.main(opts)
 
   local function start_reading()
     if rl then
+      stale = loop:catch_interrupt("prompt")
       rl:start(prompt(), complete)
       runtime.set_terminal_owner({ clear = function() rl:clear() end, redraw = function() rl:redraw() end })
       poll:again()
