@@ -46,7 +46,7 @@
  *   core.udf_filter(batch, fn [, first]) -> Batch | nil, msg
  *   core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
  *   core.rows_batch(schema, rows)        -> Batch | nil, msg
- *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines}
+ *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines} [, {dead}]
  *   core.glob(pattern)                   -> {paths} | nil, msg
  *
  * Column indexes are 1-based on the Lua side. Failures of the data (a UDF
@@ -66,7 +66,7 @@
 
 #include "agg.h"
 #include "ckpt.h"
-#include "csv.h"
+#include "decode.h"
 #include "expr.h"
 #include "join.h"
 #include "json.h"
@@ -81,6 +81,7 @@
 #define AGG_MT "tide.Agg"
 #define JOIN_MT "tide.Join"
 #define SCRATCH_MT "tide.FrameScratch"
+#define DECODER_MT "tide.Decoder"
 
 /* ------------------------------------------------------------- scratch --- */
 
@@ -1455,20 +1456,29 @@ static int l_rows_batch(lua_State *L) {
 }
 
 static const char *const formats[] = {"json", "csv", "text", NULL};
-static const char *const bad_modes[] = {"fail", "drop", NULL};
+static const char *const bad_modes[] = {"fail", "drop", "dead_letter", NULL};
 
-#define BAD_KEPT 10
+/* GC-owned decoder, closed by __gc if anything raises while it is open. */
+static int decoder_gc(lua_State *L) {
+  tide_decoder_t **d = lua_touserdata(L, 1);
+  tide_decoder_close(*d);
+  *d = NULL;
+  return 0;
+}
 
 /* core.decode(format, schema, text, final, opts) ->
- *   batch, used, lines, bad, {bad lines} | nil, "line N: reason"
+ *   batch, used, lines, dropped, {dropped lines} [, {dead records}] | nil, "line N: reason", ENAME
  * Decodes the complete records of text (a chunk of a file; a record cut
- * at the end is left for the next chunk unless final) into a batch.
- * opts: line (the number of text's first line, default 1), bad ("fail" or
- * "drop"), sep (CSV separator), ignore_unknown (JSON). Returns the batch,
- * the bytes consumed, the lines consumed, the number of bad records dropped
- * and the line numbers of the first ones. */
+ * at the end is left for the next chunk unless final) into a batch
+ * (decode.h). opts: line (the number of text's first line, default 1),
+ * bad ("fail", "drop" or "dead_letter"), sep (CSV separator),
+ * ignore_unknown (JSON). Returns the batch, the bytes consumed, the lines
+ * consumed, the number of bad records dropped, the line numbers of the
+ * first ones, and with "dead_letter" the bad records set aside, as
+ * {line =, reason =, text =} tables. */
 static int l_decode(lua_State *L) {
-  int fmt = luaL_checkoption(L, 1, NULL, formats);
+  tide_decode_opts_t o = {0, 0, ',', 0};
+  o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);
   tide_schema_t *s = check_schema(L, 2);
   size_t len;
   const char *text = luaL_checklstring(L, 3, &len);
@@ -1477,86 +1487,56 @@ static int l_decode(lua_State *L) {
   lua_getfield(L, 5, "line");
   lua_Integer line = luaL_optinteger(L, -1, 1);
   lua_getfield(L, 5, "bad");
-  int drop = luaL_checkoption(L, -1, "fail", bad_modes) == 1;
+  o.bad = (tide_bad_policy_t)luaL_checkoption(L, -1, "fail", bad_modes);
   lua_getfield(L, 5, "sep");
-  const char *sep = luaL_optstring(L, -1, ",");
+  o.sep = luaL_optstring(L, -1, ",")[0];
   lua_getfield(L, 5, "ignore_unknown");
-  int flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
+  o.json_flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
   lua_pop(L, 4);
-  if (fmt == 2 && (s->nfields != 1 || s->fields[0].type != TIDE_T_STRING))
-    return luaL_error(L, "decode: the text format needs a schema of one string column");
+  tide_decoder_t **d = lua_newuserdatauv(L, sizeof *d, 0);
+  *d = NULL;
+  luaL_setmetatable(L, DECODER_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_decoder_open(s, &o, d, &err);
+  if (rc == TIDE_EINVAL) return luaL_error(L, "decode: %s", err.msg);
+  if (rc) return luaL_error(L, "out of memory");
   tide_batch_t *b = tide_batch_new(s, 4096);
   if (!b) return luaL_error(L, "out of memory");
   tide_l_push_batch(L, b);
-  scratch_t *x = push_scratch(L);
-  tide_json_dec_t *dec = NULL;
-  if (fmt == 0 && !(dec = tide_json_dec_new(s, flags))) return luaL_error(L, "out of memory");
-  x->p[0] = NULL;
-  size_t pos = 0;
-  lua_Integer bad = 0, bad_lines[BAD_KEPT], lines = 0;
-  int nbad = 0, rc = 0;
-  lua_Integer at = line;
-  tide_err_t err = {0, ""};
-  while (pos < len) {
-    size_t used = 0, spanned = 0;
-    const char *p = text + pos;
-    if (fmt == 1) {
-      rc = tide_csv_dec_record(b, p, len - pos, final, sep[0], &used, &spanned, &x->buf, &err);
-      if (rc == TIDE_CSV_MORE) {
-        rc = 0;
-        break;
-      }
-      if (rc == TIDE_CSV_ROW || rc == TIDE_CSV_BLANK) rc = 0;
-    } else {
-      const char *nl = memchr(p, '\n', len - pos);
-      if (!nl && !final) break;
-      size_t n = nl ? (size_t)(nl - p) : len - pos;
-      used = nl ? n + 1 : n;
-      size_t m = n;
-      while (m && (p[m - 1] == '\r')) m--;
-      if (fmt == 2) {
-        rc = tide_batch_row_begin(b);
-        if (!rc && tide_utf8_check(p, m) != m) rc = tide_err_set(&err, TIDE_ESCHEMA, "invalid UTF-8");
-        if (!rc) rc = tide_batch_set_str(b, 0, p, m);
-        if (rc) tide_batch_row_abort(b);
-        else tide_batch_row_commit(b);
-      } else {
-        size_t i = 0;
-        while (i < m && (p[i] == ' ' || p[i] == '\t')) i++;
-        if (i < m) rc = tide_json_dec_line(dec, b, p + i, m - i, &err);
-      }
-    }
-    at = line + lines;
-    lines += (lua_Integer)spanned + ((used && text[pos + used - 1] == '\n') ? 1 : 0);
-    pos += used;
-    if (rc == TIDE_EPARSE || rc == TIDE_ESCHEMA) {
-      if (!drop) break;
-      if (nbad < BAD_KEPT) bad_lines[nbad++] = at;
-      bad++;
-      rc = 0;
-      err.msg[0] = 0;
-    } else if (rc) {
-      break;
-    }
-    if (b->nrows >= TIDE_BATCH_MAX_ROWS - 1) break;
-    if (used == 0) break;
-  }
-  tide_json_dec_free(dec);
+  tide_decode_result_t r;
+  rc = tide_decode(*d, b, text, len, final, line, &r, &err);
   if (rc) {
-    char msg[sizeof err.msg + 32];
-    snprintf(msg, sizeof msg, "line %lld: %s", (long long)at, err.msg[0] ? err.msg : tide_strerror(rc));
-    return fail(L, rc, msg);
+    tide_decoder_close(*d);
+    *d = NULL;
+    return fail(L, rc, err.msg);
   }
-  lua_pop(L, 1); /* the scratch */
-  lua_pushinteger(L, (lua_Integer)pos);
-  lua_pushinteger(L, lines);
-  lua_pushinteger(L, bad);
-  lua_createtable(L, nbad, 0);
-  for (int i = 0; i < nbad; i++) {
-    lua_pushinteger(L, bad_lines[i]);
-    lua_rawseti(L, -2, i + 1);
+  lua_pushinteger(L, (lua_Integer)r.used);
+  lua_pushinteger(L, r.lines);
+  lua_pushinteger(L, (lua_Integer)r.dropped);
+  lua_createtable(L, (int)r.ndropped_lines, 0);
+  for (uint32_t i = 0; i < r.ndropped_lines; i++) {
+    lua_pushinteger(L, r.dropped_lines[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  return 5;
+  if (o.bad != TIDE_BAD_DEAD_LETTER) {
+    tide_decoder_close(*d);
+    *d = NULL;
+    return 5;
+  }
+  lua_createtable(L, (int)r.ndead, 0);
+  for (size_t i = 0; i < r.ndead; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, r.dead[i].line);
+    lua_setfield(L, -2, "line");
+    lua_pushstring(L, r.dead[i].reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushlstring(L, r.dead[i].text, r.dead[i].len);
+    lua_setfield(L, -2, "text");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_decoder_close(*d);
+  *d = NULL;
+  return 6;
 }
 
 /* core.glob(pattern) -> sorted array of the paths matching (files and
@@ -1612,6 +1592,7 @@ static const luaL_Reg join_methods[] = {{"probe", join_probe}, {NULL, NULL}};
 
 int tide_l_frame_open(lua_State *L) {
   tide_l_class(L, SCRATCH_MT, NULL, scratch_gc, 0);
+  tide_l_class(L, DECODER_MT, NULL, decoder_gc, 0);
   tide_l_class(L, SCHEMA_MT, schema_methods, schema_gc, 0);
   tide_l_class(L, EXPR_MT, expr_methods, expr_gc, 0);
   tide_l_class(L, AGG_MT, agg_methods, agg_gc, 0);
