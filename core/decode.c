@@ -214,3 +214,72 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
   if (rc) return tide_err_set(err, rc, "line %lld: %s", (long long)(line + lines), e.msg);
   return 0;
 }
+
+/* ---- kept lines ---------------------------------------------------------- */
+
+#define LINES_KEEP_CAP (1u << 20) /* a drained text buffer larger than this is given back */
+
+int tide_lines_add(tide_lines_t *l, const char *p, size_t n) {
+  if (l->cap - l->len < n + 1) {
+    if (l->head > 0 && l->head >= l->len / 2) { /* mostly forgotten: slide down before growing */
+      memmove(l->text, l->text + l->head, l->len - l->head);
+      l->len -= l->head;
+      l->head = 0;
+    }
+    if (l->cap - l->len < n + 1) {
+      size_t cap = l->cap ? l->cap : 4096;
+      while (cap - l->len < n + 1) {
+        if (cap > SIZE_MAX / 2) return -ENOMEM;
+        cap *= 2;
+      }
+      char *q = realloc(l->text, cap);
+      if (!q) return -ENOMEM;
+      l->text = q;
+      l->cap = cap;
+    }
+  }
+  memcpy(l->text + l->len, p, n);
+  l->text[l->len + n] = '\n';
+  l->len += n + 1;
+  l->count++;
+  return 0;
+}
+
+/* The offset in text of line k, scanning from line i at offset off
+ * (i <= k <= count). */
+static size_t line_at(const tide_lines_t *l, uint64_t i, size_t off, uint64_t k) {
+  if (k == l->count) return l->len;
+  for (; i < k; i++) {
+    const char *lf = memchr(l->text + off, '\n', l->len - off);
+    off = (size_t)(lf - l->text) + 1;
+  }
+  return off;
+}
+
+int tide_lines_text(const tide_lines_t *l, uint64_t from, uint64_t to, const char **p, size_t *n) {
+  if (from < l->base || from > to || to > l->count) return TIDE_EINVAL;
+  size_t a = line_at(l, l->base, l->head, from), b = line_at(l, from, a, to);
+  *p = l->text ? l->text + a : "";
+  *n = b - a;
+  return 0;
+}
+
+void tide_lines_forget(tide_lines_t *l, uint64_t upto) {
+  if (upto > l->count) upto = l->count;
+  if (upto <= l->base) return;
+  l->head = line_at(l, l->base, l->head, upto);
+  l->base = upto;
+  if (l->head == l->len) { /* drained */
+    l->head = l->len = 0;
+    if (l->cap > LINES_KEEP_CAP) {
+      free(l->text);
+      l->text = NULL;
+      l->cap = 0;
+    }
+  }
+}
+
+void tide_lines_free(tide_lines_t *l) {
+  free(l->text);
+  memset(l, 0, sizeof *l);
+}

@@ -112,4 +112,33 @@ void tide_decoder_close(tide_decoder_t *d); /* NULL is allowed */
 int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len, int final, int64_t line,
                 tide_decode_result_t *r, tide_err_t *err);
 
+/* ---- kept lines ---------------------------------------------------------- */
+
+/* Lines kept as text until they are decoded and no longer needed (the
+ * socket source keeps what it received until its query commits it). Lines
+ * are numbered from 0 in the order they were added; those in [base, count)
+ * are held, each followed by an LF, in text[head..len): decoding a range
+ * with tide_decode frames them back into the same lines. */
+typedef struct tide_lines {
+  char *text;
+  size_t head, len, cap;
+  uint64_t base, count;
+} tide_lines_t;
+
+#define TIDE_LINES_INIT {NULL, 0, 0, 0, 0, 0}
+
+/* Add line p[0..n) (without its LF; it must hold none). 0 or -ENOMEM. */
+int tide_lines_add(tide_lines_t *l, const char *p, size_t n);
+
+/* The text of lines [from, to) (with their LFs): *p, *n, valid until the
+ * next add, forget or free. 0, or TIDE_EINVAL unless base <= from <= to <=
+ * count. */
+int tide_lines_text(const tide_lines_t *l, uint64_t from, uint64_t to, const char **p, size_t *n);
+
+/* Forget the lines before `upto` (no-op for those already forgotten;
+ * upto is capped at count). Memory is given back as the text drains. */
+void tide_lines_forget(tide_lines_t *l, uint64_t upto);
+
+void tide_lines_free(tide_lines_t *l); /* leaves an empty log (TIDE_LINES_INIT) */
+
 #endif

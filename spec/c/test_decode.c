@@ -339,7 +339,58 @@ static void test_full_batch(void) {
   free(t);
 }
 
+/* Kept lines: added, read back by range, decoded, forgotten. */
+static void test_lines(void) {
+  tide_lines_t l = TIDE_LINES_INIT;
+  const char *p;
+  size_t n;
+  T_EQ_INT(tide_lines_text(&l, 0, 0, &p, &n), 0);
+  T_EQ_INT(n, 0);
+  T_EQ_INT(tide_lines_add(&l, "one", 3), 0);
+  T_EQ_INT(tide_lines_add(&l, "", 0), 0);
+  T_EQ_INT(tide_lines_add(&l, "three\r", 6), 0);
+  T_EQ_INT(l.count, 3);
+  T_EQ_INT(tide_lines_text(&l, 1, 3, &p, &n), 0);
+  T_CHECK(n == 8 && memcmp(p, "\nthree\r\n", 8) == 0);
+  T_EQ_INT(tide_lines_text(&l, 2, 4, &p, &n), TIDE_EINVAL);
+  T_EQ_INT(tide_lines_text(&l, 2, 1, &p, &n), TIDE_EINVAL);
+  tide_lines_forget(&l, 1);
+  T_EQ_INT(l.base, 1);
+  T_EQ_INT(tide_lines_text(&l, 0, 1, &p, &n), TIDE_EINVAL); /* forgotten */
+  T_EQ_INT(tide_lines_text(&l, 1, 2, &p, &n), 0);
+  T_CHECK(n == 1 && p[0] == '\n');
+  /* decoded, they are the lines added */
+  tide_schema_t *s = schema("value string");
+  tide_batch_t *b = tide_batch_new(s, 0);
+  tide_decoder_t *d = decoder(s, TIDE_FMT_TEXT, TIDE_BAD_FAIL);
+  tide_err_t err = {0, ""};
+  tide_decode_result_t r;
+  T_EQ_INT(tide_lines_text(&l, 1, 3, &p, &n), 0);
+  T_EQ_INT(tide_decode(d, b, p, n, 1, 2, &r, &err), 0);
+  T_EQ_STR(rows(b), "{\"value\":\"\"}\n{\"value\":\"three\"}\n");
+  T_EQ_INT(r.lines, 2);
+  tide_decoder_close(d);
+  tide_batch_free(b);
+  tide_schema_unref(s);
+  /* many lines, forgotten as they come: the text slides down, never grows without bound */
+  char line[32];
+  for (int i = 0; i < 100000; i++) {
+    int k = snprintf(line, sizeof line, "line %d", i);
+    T_CHECK(tide_lines_add(&l, line, (size_t)k) == 0);
+    if (i % 100 == 99) tide_lines_forget(&l, l.count - 10);
+  }
+  T_CHECK(l.cap <= 8192);
+  T_EQ_INT(tide_lines_text(&l, l.count - 1, l.count, &p, &n), 0);
+  T_CHECK(n == 11 && memcmp(p, "line 99999\n", 11) == 0);
+  tide_lines_forget(&l, UINT64_MAX);
+  T_EQ_INT(l.base, l.count);
+  T_EQ_INT(l.len, 0);
+  tide_lines_free(&l);
+  T_EQ_INT(l.count, 0);
+}
+
 int main(void) {
+  T_RUN(test_lines);
   T_RUN(test_frame_line);
   T_RUN(test_frame_csv);
   T_RUN(test_formats);
