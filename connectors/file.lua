@@ -671,38 +671,6 @@ M.sources.file = {
 local Sink = {}
 Sink.__index = Sink
 
--- One CSV cell: NULL is an empty field, an empty string "" (the reader's
--- rule); text with the separator, a quote, a newline or edge spaces quoted.
-local function csv_cell(v, ty)
-  if v == nil then return "" end
-  if ty == "json" then v = json_value(v)
-  elseif ty == "double" then v = (v ~= v or v == math.huge or v == -math.huge) and "null" or json_value(v + 0.0)
-  elseif type(v) ~= "string" then v = tostring(v) end
-  if v == "" or v:find('[,"\r\n]') or v:find("^%s") or v:find("%s$") then
-    return '"' .. v:gsub('"', '""') .. '"'
-  end
-  return v
-end
-
-local function csv_text(batches, schema)
-  local fields = type(schema) == "table" and schema or schema:fields()
-  local names, types = {}, {}
-  for i, f in ipairs(fields) do
-    names[i] = csv_cell(f[1], "string")
-    types[i] = f[2]:gsub("%?$", "")
-  end
-  local out = { concat(names, ","), "\n" }
-  local cells = {}
-  for _, b in ipairs(batches) do
-    for _, r in ipairs(b:rows()) do
-      for i, f in ipairs(fields) do cells[i] = csv_cell(r[f[1]], types[i]) end
-      out[#out + 1] = concat(cells, ",", 1, #fields)
-      out[#out + 1] = "\n"
-    end
-  end
-  return concat(out)
-end
-
 --- Write batch `batch_id` (see the file header): idempotent per batch id.
 function Sink:add_batch(batch_id, batches, mode, schema)
   local what = self.description
@@ -730,8 +698,8 @@ function Sink:add_batch(batch_id, batches, mode, schema)
     text = {}
     for i, b in ipairs(batches) do text[i] = core.batch_json(b) end
   else
-    if not schema and batches[1] then schema = batches[1]:schema() end
-    text = csv_text(batches, schema)
+    -- encoded in C straight from the columns (core/csv.c), with a header
+    text = core.csv_encode(batches, { header = true })
   end
   local bytes = write_whole(what, tmp, text)
   write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, bytes,

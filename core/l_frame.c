@@ -47,6 +47,7 @@
  *   core.udf_map(batch, fn, schema, flat [, what [, first]]) -> Batch | nil, msg
  *   core.rows_batch(schema, rows)        -> Batch | nil, msg
  *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines} [, {dead}]
+ *   core.csv_encode({Batch..} [, {header =, sep =}]) -> string
  *   core.glob(pattern)                   -> {paths} | nil, msg
  *
  * Column indexes are 1-based on the Lua side. Failures of the data (a UDF
@@ -66,6 +67,7 @@
 
 #include "agg.h"
 #include "ckpt.h"
+#include "csv.h"
 #include "decode.h"
 #include "expr.h"
 #include "join.h"
@@ -1539,6 +1541,50 @@ static int l_decode(lua_State *L) {
   return 6;
 }
 
+/* core.csv_encode({Batch..} [, opts]) -> string
+ * The batches' rows as CSV records (csv.h's encoding), after a header
+ * record of the field names (of the first batch's schema) when
+ * opts.header is true. opts.sep: the separator (one character, default
+ * ","). The batches must have as many columns as the first. */
+static int l_csv_encode(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int header = 0;
+  const char *sep = ",";
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "header");
+    header = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "sep");
+    sep = luaL_optstring(L, -1, ",");
+    lua_pop(L, 2);
+  }
+  if (strlen(sep) != 1 || *sep == '"' || *sep == '\n' || *sep == '\r')
+    return luaL_error(L, "csv_encode: the separator must be one character other than a quote, CR or LF");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  const tide_schema_t *s = NULL;
+  for (lua_Integer i = 1; i <= n; i++) { /* check them all before building anything */
+    lua_rawgeti(L, 1, i);
+    tide_batch_t *b = tide_l_check_batch(L, -1);
+    if (!s) s = b->schema;
+    if (b->schema->nfields != s->nfields)
+      return luaL_error(L, "csv_encode: batch %I has %d columns, batch 1 has %d", i, (int)b->schema->nfields,
+                        (int)s->nfields);
+    lua_pop(L, 1);
+  }
+  scratch_t *x = push_scratch(L);
+  int rc = header && s ? tide_csv_enc_header(s, *sep, &x->buf) : 0;
+  for (lua_Integer i = 1; !rc && i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    tide_batch_t *b = tide_l_check_batch(L, -1);
+    rc = tide_csv_enc_rows(b, 0, b->nrows, *sep, &x->buf);
+    lua_pop(L, 1);
+  }
+  if (rc) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  scratch_free(x);
+  return 1;
+}
+
 /* core.glob(pattern) -> sorted array of the paths matching (files and
  * directories; empty when none) | nil, msg. */
 static int l_glob(lua_State *L) {
@@ -1611,6 +1657,7 @@ int tide_l_frame_open(lua_State *L) {
                                  {"udf_map", l_udf_map},
                                  {"rows_batch", l_rows_batch},
                                  {"decode", l_decode},
+                                 {"csv_encode", l_csv_encode},
                                  {"glob", l_glob},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
