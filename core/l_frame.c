@@ -48,6 +48,7 @@
  *   core.rows_batch(schema, rows)        -> Batch | nil, msg
  *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines} [, {dead}]
  *   core.csv_encode({Batch..} [, {header =, sep =}]) -> string
+ *   core.rate_batch(schema, start, rows_per_second, lo, hi) -> Batch | nil, msg
  *   core.glob(pattern)                   -> {paths} | nil, msg
  *
  * Column indexes are 1-based on the Lua side. Failures of the data (a UDF
@@ -69,6 +70,7 @@
 #include "ckpt.h"
 #include "csv.h"
 #include "decode.h"
+#include "rate.h"
 #include "expr.h"
 #include "join.h"
 #include "json.h"
@@ -1585,6 +1587,21 @@ static int l_csv_encode(lua_State *L) {
   return 1;
 }
 
+/* core.rate_batch(schema, start, rows_per_second, lo, hi) -> Batch | nil, msg, ENAME
+ * Rows [lo, hi) of the rate source (rate.h), made in C a column at a time. */
+static int l_rate_batch(lua_State *L) {
+  tide_schema_t *s = check_schema(L, 1);
+  lua_Integer start = luaL_checkinteger(L, 2), rps = luaL_checkinteger(L, 3);
+  lua_Integer lo = luaL_checkinteger(L, 4), hi = luaL_checkinteger(L, 5);
+  tide_batch_t *b = NULL;
+  int rc = tide_rate_batch(s, start, rps, lo, hi, &b);
+  if (rc == TIDE_EINVAL)
+    return luaL_error(L, "rate_batch: needs a schema (timestamp, int), rows_per_second >= 1 and 0 <= lo <= hi");
+  if (rc) return fail(L, rc, NULL);
+  tide_l_push_batch(L, b);
+  return 1;
+}
+
 /* core.glob(pattern) -> sorted array of the paths matching (files and
  * directories; empty when none) | nil, msg. */
 static int l_glob(lua_State *L) {
@@ -1658,6 +1675,7 @@ int tide_l_frame_open(lua_State *L) {
                                  {"rows_batch", l_rows_batch},
                                  {"decode", l_decode},
                                  {"csv_encode", l_csv_encode},
+                                 {"rate_batch", l_rate_batch},
                                  {"glob", l_glob},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
