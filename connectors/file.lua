@@ -463,42 +463,28 @@ function Source:_line_at(path, pos)
 end
 
 -- Decode `text` (starting at line st.line of st.path) into st.out; the bad
--- records follow bad_records. Returns the bytes consumed (complete records
--- only unless final).
+-- records follow bad_records (core/decode.c applies the policy: fail, drop
+-- and count, or set aside with the reason for the dead-letter topic).
+-- Returns the bytes consumed (complete records only unless final).
 function Source:_decode(st, text, final)
   local pos = 0
-  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown,
-    bad = self._bad == "drop" and "drop" or "fail" }
+  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown, bad = self._bad }
   while pos < #text do
     local rest = pos == 0 and text or text:sub(pos + 1)
     dopts.line = st.line
-    local b, used, lines, nbad = core.decode(self._format, self._schema, rest, final, dopts)
-    if b then
-      if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
-      st.dropped = st.dropped + nbad
-      st.line = st.line + lines
-      pos = pos + used
-      if used == 0 then break end
-    else
+    local b, used, lines, nbad, _, dead = core.decode(self._format, self._schema, rest, final, dopts)
+    if not b then
       local n, reason = used:match("^line (%d+): (.*)$")
-      n = tonumber(n)
-      if self._bad ~= "dead_letter" or not n then
-        error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
-      end
-      -- the records before line n are good: decode them, then set line n aside
-      local s = 1
-      for _ = st.line, n - 1 do s = rest:find("\n", s, true) + 1 end
-      if s > 1 then
-        local good = self:_decode(st, rest:sub(1, s - 1), true)
-        assert(good == s - 1 and st.line == n, "the records before a bad one decode")
-      end
-      local nl = rest:find("\n", s, true)
-      local stop = nl or #rest
-      local line_text = rest:sub(s, nl and nl - 1 or #rest):gsub("\r+$", "")
-      st.dead[#st.dead + 1] = { reason = reason, file = st.path, line = n, text = line_text }
-      st.line = n + 1
-      pos = pos + stop
+      error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
     end
+    if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
+    st.dropped = st.dropped + nbad
+    for _, r in ipairs(dead or {}) do
+      st.dead[#st.dead + 1] = { reason = r.reason, file = st.path, line = r.line, text = r.text }
+    end
+    st.line = st.line + lines
+    pos = pos + used
+    if used == 0 then break end
   end
   return pos
 end
