@@ -4,11 +4,11 @@
  *
  * Memory discipline. Any Lua API call may raise (out of memory), which
  * longjmps past our C frames. So C memory that lives across Lua calls is
- * always held by a "scratch box" userdata (tide.scratch, with a __gc that
- * frees it) sitting on the Lua stack; it is handed over (pointer taken, box
- * emptied) only once no Lua call remains. The JSON -> Lua decoder builds Lua
- * values directly (no C tree), and the Lua -> JSON encoder writes into a
- * boxed buffer.
+ * always held by a scratch userdata (tide_l_scratch_t, l_tide.h, with a
+ * __gc that frees it) sitting on the Lua stack; it is handed over (pointer
+ * taken, scratch emptied) only once no Lua call remains. The JSON -> Lua
+ * decoder builds Lua values directly (no C tree), and the Lua -> JSON
+ * encoder writes into a scratch buffer.
  *
  * The tide.Batch userdata holds one tide_batch_t *, NULL once closed;
  * __gc, __close and b:close() share one idempotent close.
@@ -24,36 +24,8 @@
 #include "l_tide.h"
 #include "vec.h"
 
-#define SCRATCH_MT "tide.scratch"
 #define SHOW_MAX 40
 #define DEPTH_MAX TIDE_JSON_MAX_DEPTH
-
-/* ---------------------------------------------------------------- boxes */
-
-typedef struct lbox {
-  tide_buf_t buf;
-  tide_schema_t *s;
-} lbox_t;
-
-static int box_gc(lua_State *L) {
-  lbox_t *x = lua_touserdata(L, 1);
-  tide_buf_free(&x->buf);
-  tide_schema_unref(x->s);
-  x->s = NULL;
-  return 0;
-}
-
-/* Push a new empty scratch box. */
-static lbox_t *push_box(lua_State *L) {
-  lbox_t *x = lua_newuserdatauv(L, sizeof *x, 0);
-  memset(x, 0, sizeof *x);
-  if (luaL_newmetatable(L, SCRATCH_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  return x;
-}
 
 /* ---------------------------------------------------------------- JSON -> Lua */
 
@@ -596,7 +568,7 @@ int tide_l_rows_to_batch(lua_State *L, int idx, tide_batch_t *b, int flags, tide
   if (n > TIDE_BATCH_MAX_ROWS)
     return tide_err_set(err, TIDE_ETOOBIG, "too many rows (%llu)", (unsigned long long)n);
   luaL_checkstack(L, 8, NULL);
-  lbox_t *box = push_box(L);
+  tide_l_scratch_t *box = tide_l_push_scratch(L);
   if ((rc = tide_batch_reserve(b, (uint32_t)n))) {
     lua_settop(L, top);
     return tide_err_set(err, rc, "%s", tide_strerror(rc));
@@ -684,8 +656,8 @@ int tide_l_schema_from_lua(lua_State *L, int idx, tide_schema_t **out, tide_err_
                         luaL_typename(L, idx));
   int top = lua_gettop(L), rc = 0;
   luaL_checkstack(L, 10, NULL);
-  lbox_t *box = push_box(L);
-  if (!(box->s = tide_schema_new())) {
+  tide_l_scratch_t *box = tide_l_push_scratch(L);
+  if (!(box->schema = tide_schema_new())) {
     lua_settop(L, top);
     return tide_err_set(err, -ENOMEM, "out of memory");
   }
@@ -697,12 +669,12 @@ int tide_l_schema_from_lua(lua_State *L, int idx, tide_schema_t **out, tide_err_
       rc = tide_err_set(err, TIDE_EINVAL, "field %llu: expected a table {name, type}, got %s",
                         (unsigned long long)i, luaL_typename(L, -1));
     else
-      rc = schema_entry(L, lua_gettop(L), (lua_Integer)i, box->s, &box->buf, err);
+      rc = schema_entry(L, lua_gettop(L), (lua_Integer)i, box->schema, &box->buf, err);
     lua_settop(L, etop);
   }
   if (!rc) {
-    *out = box->s;
-    box->s = NULL;
+    *out = box->schema;
+    box->schema = NULL;
   }
   lua_settop(L, top);
   return rc;
@@ -819,24 +791,6 @@ static int batch_tostring(lua_State *L) {
   return 1;
 }
 
-void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close) {
-  luaL_newmetatable(L, name);
-  if (methods) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-  }
-  if (gc) {
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-    if (close) {
-      lua_pushcfunction(L, gc);
-      lua_setfield(L, -2, "__close");
-    }
-  }
-  lua_pop(L, 1);
-}
-
 /* ---------------------------------------------------------------- module functions */
 
 /* schema_parse(ddl_or_array) -> array form, canonical DDL. Raises on a bad
@@ -846,8 +800,8 @@ static int l_schema_parse(lua_State *L) {
   tide_err_t err = {0, ""};
   luaL_checkany(L, 1);
   if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
-  lbox_t *box = push_box(L);
-  box->s = s;
+  tide_l_scratch_t *box = tide_l_push_scratch(L);
+  box->schema = s;
   tide_l_push_schema(L, s);
   if (tide_schema_to_ddl(s, &box->buf)) return luaL_error(L, "out of memory");
   lua_pushlstring(L, box->buf.data ? box->buf.data : "", box->buf.len);
@@ -922,8 +876,8 @@ static int l_json_batch(lua_State *L) {
   const char *text = luaL_checklstring(L, 2, &len);
   int flags = check_flags(L, 3);
   if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
-  lbox_t *box = push_box(L);
-  box->s = s;
+  tide_l_scratch_t *box = tide_l_push_scratch(L);
+  box->schema = s;
   lbatch_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->b = NULL;
   luaL_setmetatable(L, TIDE_L_BATCH_MT);
@@ -943,12 +897,7 @@ static int l_json_batch(lua_State *L) {
     p = nl ? nl + 1 : e;
   }
   tide_json_dec_free(d);
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "line %d: %s", line, err.msg);
-    lua_pushstring(L, tide_errname(rc));
-    return 3;
-  }
+  if (rc) return tide_l_fail(L, rc, lua_pushfstring(L, "line %d", line), err.msg);
   return 1;
 }
 
@@ -957,7 +906,7 @@ static int l_json_batch(lua_State *L) {
 static int l_batch_json(lua_State *L) {
   tide_batch_t *b = tide_l_check_batch(L, 1);
   int flags = check_flags(L, 2);
-  lbox_t *box = push_box(L);
+  tide_l_scratch_t *box = tide_l_push_scratch(L);
   for (uint32_t r = 0; r < b->nrows; r++)
     if (tide_json_enc_row(b, r, &box->buf, flags) || tide_buf_putc(&box->buf, '\n'))
       return luaL_error(L, "out of memory");

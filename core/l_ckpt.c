@@ -67,13 +67,6 @@ typedef struct {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int push_fail(lua_State *L, int rc, const tide_err_t *err) {
-  lua_pushnil(L);
-  lua_pushstring(L, err->msg[0] ? err->msg : tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
-}
-
 /* A write's result: true, or a raise with the message (nothing was
  * written; no transaction is open any more). */
 static int write_result(lua_State *L, int rc, const tide_err_t *err) {
@@ -134,7 +127,7 @@ static int l_checkpoint(lua_State *L) {
   luaL_setmetatable(L, CKPT_MT);
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_open(dir, flags, &k->c, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   return 1;
 }
 

@@ -5,7 +5,7 @@
  * A change set (tide.StateChanges) is one state database's changes for a
  * commit, packed in one buffer: what an operator's state hands to
  * ck:commit without a Lua value per change. The engine's aggregations fill
- * theirs in C (agg:take_changes, core/l_frame.c); Lua code builds one with
+ * theirs in C (agg:take_changes, core/l_agg.c); Lua code builds one with
  * core.state_changes() and cs:put(key, value) / cs:del(key). A commit
  * applies the ops in the order they were added. Records, host byte order:
  *   u8 op (1 put, 2 delete) | u32 klen | u32 vlen | key | value

@@ -24,13 +24,7 @@
 #include <lua.h>
 
 #include "err.h"
-
-static int fs_fail(lua_State *L, const char *path, int rc) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", path, tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
-}
+#include "l_tide.h"
 
 static int l_fsync(lua_State *L) {
   int n = lua_gettop(L);
@@ -39,10 +33,10 @@ static int l_fsync(lua_State *L) {
   for (int i = 1; i <= n; i++) {
     const char *p = lua_tostring(L, i);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fs_fail(L, p, -errno);
+    if (fd < 0) return tide_l_fail(L, -errno, p, NULL);
     int rc = fsync(fd) < 0 ? -errno : 0;
     close(fd);
-    if (rc) return fs_fail(L, p, rc);
+    if (rc) return tide_l_fail(L, rc, p, NULL);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -51,7 +45,7 @@ static int l_fsync(lua_State *L) {
 static int l_stat(lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   struct stat st;
-  if (stat(p, &st) < 0) return fs_fail(L, p, -errno);
+  if (stat(p, &st) < 0) return tide_l_fail(L, -errno, p, NULL);
   lua_createtable(L, 0, 4);
   lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
   lua_setfield(L, -2, "mode");
@@ -67,7 +61,7 @@ static int l_stat(lua_State *L) {
 static int l_mkdir(lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
-  if (mkdir(p, (mode_t)mode) < 0) return fs_fail(L, p, -errno);
+  if (mkdir(p, (mode_t)mode) < 0) return tide_l_fail(L, -errno, p, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -77,7 +71,7 @@ static int l_mkdir(lua_State *L) {
 static int l_listdir(lua_State *L) {
   const char *p = luaL_checkstring(L, 1);
   DIR *d = opendir(p);
-  if (!d) return fs_fail(L, p, -errno);
+  if (!d) return tide_l_fail(L, -errno, p, NULL);
   lua_newtable(L);
   lua_Integer n = 0;
   struct dirent *e;
@@ -89,7 +83,7 @@ static int l_listdir(lua_State *L) {
   }
   int rc = errno ? -errno : 0;
   closedir(d);
-  if (rc) return fs_fail(L, p, rc);
+  if (rc) return tide_l_fail(L, rc, p, NULL);
   return 1;
 }
 

@@ -101,14 +101,6 @@ static const char *signal_name(int signum) {
   return "?";
 }
 
-/* The failure tuple: nil, "ENAME: message", "ENAME". */
-static int push_fail(lua_State *L, int rc) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s", tide_errname(rc), tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
-}
-
 /* ---- callbacks ---------------------------------------------------------------- */
 
 /* Message handler: a string error (or one with __tostring) gets a traceback;
@@ -298,7 +290,7 @@ static int l_loop_new(lua_State *L) {
   memset(ll, 0, sizeof *ll);
   luaL_setmetatable(L, LOOP_MT);
   int rc = tide_loop_open(&ll->loop);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   return 1;
 }
 
@@ -393,7 +385,7 @@ static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn
 /* After a failed start: drop the refs, return the failure tuple. */
 static int handle_failed(lua_State *L, l_handle_t *u, int rc) {
   handle_unref(L, u);
-  return push_fail(L, rc);
+  return tide_l_fail(L, rc, tide_errname(rc), NULL);
 }
 
 /* loop:timer(ms, [repeat_ms,] fn) -> tide.Timer. fn() runs after ms, then
@@ -674,7 +666,7 @@ static int l_timer_stop(lua_State *L) {
 static int l_timer_again(lua_State *L) {
   l_handle_t *u = check_open_handle(L, 1);
   int rc = tide_timer_again(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -731,29 +723,24 @@ static int l_server_batch(lua_State *L) {
   if (from < 0 || to < 0 || tide_lines_text(&u->kept, (uint64_t)from, (uint64_t)to, &text, &len))
     return luaL_error(L, "srv:batch: lines [%I, %I) are not kept (kept: [%I, %I))", from, to,
                       (lua_Integer)u->kept.base, (lua_Integer)u->kept.count);
-  if (u->lost) return push_fail(L, -ENOMEM);
+  if (u->lost) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), "lines were lost (out of memory)");
   tide_schema_t *s = NULL;
   tide_err_t err = {0, ""};
   int rc = tide_schema_parse_ddl("value string", 12, &s, &err);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   tide_batch_t *b = tide_batch_new(s, 0);
   tide_schema_unref(s); /* the batch holds it */
-  if (!b) return push_fail(L, -ENOMEM);
+  if (!b) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), NULL);
   tide_l_push_batch(L, b); /* owned by Lua from here: a raise frees it */
   tide_decoder_t *d = NULL;
-  if ((rc = tide_decoder_open(b->schema, &o, &d, &err))) return push_fail(L, rc);
+  if ((rc = tide_decoder_open(b->schema, &o, &d, &err))) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   tide_decode_result_t r;
   rc = tide_decode(d, b, text, len, 1, from + 1, &r, &err);
   int64_t lines[TIDE_DECODE_KEEP];
   uint32_t nl = r.ndropped_lines;
   memcpy(lines, r.dropped_lines, sizeof lines);
   tide_decoder_close(d); /* before anything can raise */
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
-    lua_pushstring(L, tide_errname(rc));
-    return 3;
-  }
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushinteger(L, r.lines);
   lua_pushinteger(L, (lua_Integer)r.dropped);
   lua_createtable(L, (int)nl, 0);
@@ -793,7 +780,7 @@ static int l_input_set_raw(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   int rc = tide_input_set_raw(u->h, lua_toboolean(L, 2));
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -803,7 +790,7 @@ static int l_input_set_raw(lua_State *L) {
 static int l_input_pause(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int rc = tide_input_pause(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -811,7 +798,7 @@ static int l_input_pause(lua_State *L) {
 static int l_input_resume(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int rc = tide_input_resume(u->h);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -821,7 +808,7 @@ static int l_input_winsize(lua_State *L) {
   l_handle_t *u = check_open_input(L);
   int cols = 0, rows = 0;
   int rc = tide_input_winsize(u->h, &cols, &rows);
-  if (rc) return push_fail(L, rc);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
   lua_pushinteger(L, cols);
   lua_pushinteger(L, rows);
   return 2;

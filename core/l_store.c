@@ -51,17 +51,6 @@ typedef struct {
   uint32_t part, row;
 } l_reader_t;
 
-/* --------------------------------------------------------------- errors --- */
-
-/* Push nil, message, ENAME: the failure tuple. */
-static int push_fail(lua_State *L, int rc, const tide_err_t *err) {
-  lua_pushnil(L);
-  if (err && err->msg[0]) lua_pushstring(L, err->msg);
-  else lua_pushstring(L, tide_strerror(rc));
-  lua_pushstring(L, tide_errname(rc));
-  return 3;
-}
-
 /* ---------------------------------------------------------------- store --- */
 
 static l_store_t *check_store(lua_State *L, int idx) { return luaL_checkudata(L, idx, STORE_MT); }
@@ -134,7 +123,7 @@ static int l_open(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
   tide_err_t err = {0};
   int rc = tide_store_open(dir, &o, &s->s, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   return 1;
 }
 
@@ -193,7 +182,7 @@ static int l_create_topic(lua_State *L) {
   o.schema = schema;
   int rc = tide_store_create_topic(s->s, name, &o, &err);
   tide_schema_unref(schema);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -202,7 +191,7 @@ static int l_delete_topic(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
   tide_err_t err = {0};
   int rc = tide_store_delete_topic(s->s, luaL_checkstring(L, 2), &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -213,7 +202,7 @@ static int l_topics(lua_State *L) {
   char **names;
   size_t n;
   int rc = tide_store_list(s->s, &names, &n, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   /* copy into GC-owned memory first, so a raise cannot leak the list */
   size_t bytes = 0;
   for (size_t i = 0; i < n; i++) bytes += strlen(names[i]) + 1;
@@ -240,7 +229,7 @@ static int l_topic(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   int rc = tide_store_topic(s->s, name, &t->t, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   return 1;
 }
 
@@ -266,7 +255,7 @@ static int l_register_schema(lua_State *L) {
   int created = 0;
   int rc = tide_store_register_schema(s->s, name, sc, compat, &version, &created, &err);
   tide_schema_unref(sc);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushinteger(L, version);
   lua_pushboolean(L, created);
   return 2;
@@ -285,7 +274,7 @@ static int l_check_schema(lua_State *L) {
     lua_pushstring(L, err.msg);
     return 2;
   }
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -297,7 +286,7 @@ static int l_set_compat(lua_State *L) {
   int mode = luaL_checkoption(L, 3, NULL, compat_names);
   tide_err_t err = {0};
   int rc = tide_store_set_compat(s->s, name, (tide_compat_t)mode, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -305,7 +294,7 @@ static int l_set_compat(lua_State *L) {
 static int l_topic_name_check(lua_State *L) {
   tide_err_t err = {0};
   int rc = tide_topic_name_check(luaL_checkstring(L, 1), &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -333,7 +322,7 @@ static int l_topic_info(lua_State *L) {
   const tide_topic_info_t *i;
   tide_err_t err = {0};
   int rc = tide_topic_info(t->t, &i, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_createtable(L, 0, 16);
   lua_pushstring(L, i->name);
   lua_setfield(L, -2, "name");
@@ -390,7 +379,7 @@ static int l_topic_schema(lua_State *L) {
   tide_schema_t *sc;
   tide_err_t err = {0};
   int rc = tide_topic_schema(t->t, (uint32_t)v, &sc, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   gc_schema(L, sc);
   tide_buf_t ddl = TIDE_BUF_INIT;
   rc = tide_schema_to_ddl(sc, &ddl);
@@ -415,10 +404,10 @@ static int l_topic_offsets(lua_State *L) {
   const tide_topic_info_t *i;
   tide_err_t err = {0};
   int rc = tide_topic_info(t->t, &i, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   uint32_t n = i->partitions;
   uint64_t *e = lua_newuserdatauv(L, sizeof(uint64_t) * 2 * n, 0); /* GC-owned scratch */
-  if ((rc = tide_topic_offsets(t->t, e, e + n, &err))) return push_fail(L, rc, &err);
+  if ((rc = tide_topic_offsets(t->t, e, e + n, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   lua_createtable(L, (int)n, 0);
   for (uint32_t p = 0; p < n; p++) {
     lua_createtable(L, 0, 3);
@@ -438,7 +427,7 @@ static int l_topic_segments(lua_State *L) {
   tide_seg_info_t *segs;
   size_t n;
   int rc = tide_topic_segments(t->t, &segs, &n, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   /* copy into a GC-owned buffer first, so a raise cannot leak segs */
   tide_seg_info_t *copy = lua_newuserdatauv(L, n * sizeof *segs + 1, 0);
   if (n) memcpy(copy, segs, n * sizeof *segs);
@@ -477,7 +466,7 @@ static int l_topic_retention(lua_State *L) {
   uint32_t n = 0;
   tide_err_t err = {0};
   int rc = tide_topic_enforce_retention(t->t, now, &n, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -489,7 +478,7 @@ static int l_topic_offload(lua_State *L) {
   uint32_t n = 0;
   tide_err_t err = {0};
   int rc = tide_topic_offload(t->t, before < 0 ? 0 : (uint64_t)before, &n, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushinteger(L, n);
   return 1;
 }
@@ -585,27 +574,27 @@ static int l_topic_append(lua_State *L) {
   const tide_topic_info_t *info;
   tide_err_t err = {0};
   int rc = tide_topic_info(t->t, &info, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   int key = key_index(L, 3, info->schema);
   tide_batch_t *b = tide_batch_new(info->schema, (uint32_t)lua_rawlen(L, 2) + 1);
   if (!b) return luaL_error(L, "out of memory");
   tide_l_push_batch(L, b); /* owned by Lua from here */
   rc = tide_l_rows_to_batch(L, 2, b, info->ignore_unknown ? TIDE_JSON_IGNORE_UNKNOWN : 0, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   uint32_t nparts = info->partitions, nr = 0;
   tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * nparts, 0);
   tide_append_t *a;
   int skipped;
-  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return push_fail(L, rc, &err);
+  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   if (skipped) {
     tide_append_abort(a);
     return push_skipped(L);
   }
   if ((rc = tide_append_rows(a, b, 0, b->nrows, key, &err))) {
     tide_append_abort(a);
-    return push_fail(L, rc, &err);
+    return tide_l_fail(L, rc, NULL, err.msg);
   }
-  if ((rc = tide_append_commit(a, ranges, &nr, &err))) return push_fail(L, rc, &err);
+  if ((rc = tide_append_commit(a, ranges, &nr, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   return push_ranges(L, ranges, nr);
 }
 
@@ -622,7 +611,7 @@ static int l_topic_append_batches(lua_State *L) {
   const tide_topic_info_t *info;
   tide_err_t err = {0};
   int rc = tide_topic_info(t->t, &info, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   int key = key_index(L, 3, info->schema);
   size_t n = lua_rawlen(L, 2);
   const tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
@@ -638,7 +627,7 @@ static int l_topic_append_batches(lua_State *L) {
   tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * nparts, 0);
   tide_append_t *a;
   int skipped;
-  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return push_fail(L, rc, &err);
+  if ((rc = session_begin(t->t, &w, &a, &skipped, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   if (skipped) {
     tide_append_abort(a);
     return push_skipped(L);
@@ -646,9 +635,9 @@ static int l_topic_append_batches(lua_State *L) {
   for (size_t i = 0; i < n && !rc; i++) rc = tide_append_batch(a, bs[i], key, &err);
   if (rc) {
     tide_append_abort(a);
-    return push_fail(L, rc, &err);
+    return tide_l_fail(L, rc, NULL, err.msg);
   }
-  if ((rc = tide_append_commit(a, ranges, &nr, &err))) return push_fail(L, rc, &err);
+  if ((rc = tide_append_commit(a, ranges, &nr, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   return push_ranges(L, ranges, nr);
 }
 
@@ -664,7 +653,7 @@ static int l_topic_writer_seq(lua_State *L) {
   uint64_t seq = 0;
   int found = 0;
   int rc = tide_topic_writer_seq(t->t, w.id, w.len, &seq, &found, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   if (found) lua_pushinteger(L, (lua_Integer)seq);
   else lua_pushboolean(L, 0);
   return 1;
@@ -683,7 +672,7 @@ static int l_topic_accepts(lua_State *L) {
     lua_pushstring(L, err.msg);
     return 2;
   }
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -793,7 +782,7 @@ static int l_topic_produce(lua_State *L) {
   produce_t p;
   memset(&p, 0, sizeof p);
   int rc = tide_topic_info(t->t, &info, &p.err);
-  if (rc) return push_fail(L, rc, &p.err);
+  if (rc) return tide_l_fail(L, rc, NULL, p.err.msg);
   p.key = key_index(L, 3, info->schema);
   p.skip_bad = skip_bad;
   int fd = -1;
@@ -802,7 +791,7 @@ static int l_topic_produce(lua_State *L) {
     if (fd < 0) {
       rc = -errno;
       tide_err_set(&p.err, rc, "cannot open %s: %s", path, tide_strerror(rc));
-      return push_fail(L, rc, &p.err);
+      return tide_l_fail(L, rc, NULL, p.err.msg);
     }
   }
   char *buf = text ? NULL : malloc(PRODUCE_READ);
@@ -847,7 +836,7 @@ static int l_topic_produce(lua_State *L) {
   produce_free(&p);
   if (rc) {
     free(ranges);
-    return push_fail(L, rc, &p.err);
+    return tide_l_fail(L, rc, NULL, p.err.msg);
   }
   /* copy ranges into Lua-owned memory before building tables */
   tide_range_t *lr = lua_newuserdatauv(L, sizeof *lr * (nr ? nr : 1), 0);
@@ -874,7 +863,7 @@ done:
   free(buf);
   if (fd > 0) close(fd);
   produce_free(&p);
-  return push_fail(L, rc, &p.err);
+  return tide_l_fail(L, rc, NULL, p.err.msg);
 }
 
 /* --------------------------------------------------------------- reader --- */
@@ -921,7 +910,7 @@ static int l_topic_reader(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
   tide_err_t err = {0};
   int rc = tide_reader_open(t->t, &o, &r->r, &err);
-  if (rc) return push_fail(L, rc, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   /* register with the store so closing the store closes the reader */
   lua_getiuservalue(L, 1, 1); /* the store userdata */
   lua_getiuservalue(L, -1, 1); /* its weak table */
@@ -967,7 +956,7 @@ static int l_reader_next_row(lua_State *L) {
   tide_err_t err = {0};
   while (!r->b || r->row >= r->b->nrows) {
     int rc = reader_advance(r, &err);
-    if (rc < 0) return push_fail(L, rc, &err);
+    if (rc < 0) return tide_l_fail(L, rc, NULL, err.msg);
     if (rc == 0) {
       reader_close(r);
       lua_pushnil(L);
@@ -989,7 +978,7 @@ static int l_reader_next_batch(lua_State *L) {
   l_reader_t *r = check_open_reader(L, 1);
   tide_err_t err = {0};
   int rc = reader_advance(r, &err);
-  if (rc < 0) return push_fail(L, rc, &err);
+  if (rc < 0) return tide_l_fail(L, rc, NULL, err.msg);
   if (rc == 0) {
     reader_close(r);
     lua_pushnil(L);
@@ -1011,7 +1000,7 @@ static int l_reader_next_json(lua_State *L) {
   int flags = lua_toboolean(L, 2) ? TIDE_JSON_ISO8601 : 0;
   tide_err_t err = {0};
   int rc = reader_advance(r, &err);
-  if (rc < 0) return push_fail(L, rc, &err);
+  if (rc < 0) return tide_l_fail(L, rc, NULL, err.msg);
   if (rc == 0) {
     reader_close(r);
     lua_pushnil(L);

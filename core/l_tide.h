@@ -1,5 +1,32 @@
 /*
- * l_tide.h: the Lua side of batches and schemas, shared by the bindings.
+ * l_tide.h: what the Lua bindings share.
+ *
+ * Layout. Only core/l_*.c include lua.h; each binding file wraps one
+ * subsystem and registers its types and functions into the module table
+ * `tide.core` from its open function, listed once in TIDE_L_BINDINGS below:
+ *   l_tide.c    this header's helpers: the failure triple, the GC'd scratch,
+ *               metatable registration
+ *   l_batch.c   tide.Batch, Lua <-> batch rows, schema conversions, JSON
+ *               lines, timestamps
+ *   l_schema.c  tide.Schema
+ *   l_expr.c    tide.Expr (core/expr)
+ *   l_ops.c     batch -> batch operators: project, where, window_expand,
+ *               tide.Join, sort, concat, slice
+ *   l_agg.c     tide.Agg (core/agg): grouping, streaming state
+ *   l_udf.c     Lua functions over batches: udf_filter, udf_map, rows_batch
+ *   l_decode.c  decode (file chunks -> batches), glob
+ *   l_store.c, l_ckpt.c, l_loop.c, l_fs.c: the store, checkpoints, the
+ *               event loop, file system calls
+ *   l_core.c    luaopen_tide_core: calls every open function of the list
+ * To add a binding file: write its `int tide_l_NAME_open(lua_State *L)`
+ * (module table on top of the stack, leaves the stack as it found it,
+ * returns 0) and add X(NAME) to TIDE_L_BINDINGS.
+ *
+ * Conventions. Misuse (a wrong argument type, an unknown option) raises.
+ * A failure of the data or the system returns the failure triple
+ * nil, message, ENAME (tide_l_fail). C memory held across Lua calls that
+ * can raise lives in a tide_l_scratch_t on the Lua stack, so that a Lua
+ * error frees it.
  *
  * Conversions between Lua values and batch rows:
  *   int, timestamp  Lua integer (a float with an integral value is accepted
@@ -25,9 +52,94 @@
 
 #include "batch.h"
 #include "err.h"
+#include "expr.h"
 #include "schema.h"
 
 #define TIDE_L_BATCH_MT "tide.Batch"
+#define TIDE_L_SCHEMA_MT "tide.Schema"
+#define TIDE_L_EXPR_MT "tide.Expr"
+#define TIDE_L_SCRATCH_MT "tide.Scratch"
+
+/* The binding files, in registration order (tide_l_tide_open registers the
+ * scratch type everything else uses, so it comes first). */
+#define TIDE_L_BINDINGS(X) \
+  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs)
+
+#define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
+TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)
+#undef TIDE_L_DECLARE_OPEN
+
+/* ------------------------------------------------------------ failures --- */
+
+/* The failure triple of the bindings, as luaL_fileresult is lauxlib's:
+ * push nil, the message and the name of rc (tide_errname: "ESCHEMA",
+ * "ENOENT" ...) and return 3, for `return tide_l_fail(...)`. The message
+ * is msg, or tide_strerror(rc) when msg is NULL or empty, prefixed with
+ * "what: " when what is not NULL (a path, or the error's name). */
+int tide_l_fail(lua_State *L, int rc, const char *what, const char *msg);
+
+/* ------------------------------------------------------------- scratch --- */
+
+/* GC-owned scratch: C memory a binding builds before it can hand it over
+ * (arrays, columns of an output batch, a buffer, a schema). It sits on the
+ * Lua stack, so its __gc frees it when anything raises in between.
+ * Successful calls free it at once with tide_l_scratch_free: the collector
+ * does not see this C memory and may run much later. */
+typedef struct tide_l_scratch {
+  void *p[8];            /* malloc'd arrays, freed */
+  tide_col_t *cols;      /* ncols columns, each freed, then the array */
+  uint32_t ncols;
+  tide_buf_t buf;        /* freed */
+  tide_schema_t *schema; /* one reference, dropped */
+} tide_l_scratch_t;
+
+/* Push a new, empty scratch. */
+tide_l_scratch_t *tide_l_push_scratch(lua_State *L);
+
+/* Free what the scratch holds; it stays usable and empty. */
+void tide_l_scratch_free(tide_l_scratch_t *x);
+
+/* n zeroed columns owned by x (x->cols, x->ncols); raises when out of
+ * memory. */
+tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n);
+
+/* Hand x's columns to a new batch of schema s with nrows rows and push it
+ * (a tide.Batch). Raises when out of memory (the columns are freed). */
+void tide_l_push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows);
+
+/* ----------------------------------------------------- shared userdata --- */
+
+/* The schema of the tide.Schema at idx (raises when it is not one). */
+tide_schema_t *tide_l_check_schema(lua_State *L, int idx);
+
+/* The expression of the tide.Expr at idx (raises when it is not one or was
+ * freed). */
+tide_expr_t *tide_l_check_expr(lua_State *L, int idx);
+
+/* The names of the aggregate kinds, indexed by tide_agg_kind_t (index 0,
+ * TIDE_AGG_NONE, is NULL), NULL-terminated after the last. */
+extern const char *const tide_l_agg_names[];
+
+/* A Lua function run over the rows of one batch (l_udf.c), for udf_filter,
+ * udf_map and a filter fused into agg:push. */
+typedef struct tide_l_udf_run {
+  const tide_batch_t *in;
+  uint32_t row;      /* the row being processed */
+  lua_Integer first; /* rows of the input before this batch (messages count from the input's start) */
+  int flat, map;     /* udf_map: flat_map or map; else a filter */
+  uint32_t *rows, n; /* filter: the rows kept (room for in->nrows) */
+  tide_batch_t *out; /* map: the output */
+  tide_buf_t *jb;    /* map: scratch for json values */
+  tide_err_t err;    /* map: why a returned row does not fit */
+} tide_l_udf_run_t;
+
+/* Call the function at stack index fn for every row of r->in in one
+ * protected call. Returns 1 when done; else pushes nil and the message
+ * ("row N {json}: <what>: ...", with a traceback for the function's own
+ * errors) and returns 0. x->buf is used for the message. */
+int tide_l_udf_run(lua_State *L, tide_l_udf_run_t *r, int fn, const char *what, tide_l_scratch_t *x);
+
+/* --------------------------------------------------------------- batches --- */
 
 /* Push the value of row `row` of column c: nil for NULL. A json value is
  * decoded to Lua (objects -> tables without the null members, arrays ->
@@ -74,10 +186,5 @@ tide_batch_t *tide_l_check_batch(lua_State *L, int idx);
 /* Register the metatable `name` with methods as __index (may be NULL) and
  * gc as __gc (may be NULL), and also as __close when `close` is set. */
 void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close);
-
-/* Register the tide.Batch metatable and add schema_parse, ts_parse,
- * ts_format, json_batch and batch_json to the table on top of the stack.
- * Returns 0 (lua_CFunction-compatible, nothing pushed). */
-int tide_l_batch_open(lua_State *L);
 
 #endif

@@ -1,0 +1,718 @@
+/*
+ * l_agg.c: the tide.Agg userdata (a grouping aggregation, core/agg.h).
+ *
+ *   core.agg(key_schema, {spec..})       -> Agg | nil, msg, ENAME
+ *   agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]])
+ *                          -> true, info | nil, msg, ENAME
+ *   agg:result(), agg:groups(), agg:bytes()
+ *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
+ *   agg:changed_rows()     -> Batch, n | nil, msg, ENAME
+ *   agg:take_changes()     -> change set (l_ckpt.h) | nil, msg, ENAME
+ *   agg:clear_changes()
+ *   agg:restore(sid, record) -> true | nil, msg, ENAME
+ *   agg:evict(col, bound [, want_rows]) -> Batch, {sid..} (want_rows false: n) | nil, msg, ENAME
+ *   agg:lookup(keys)       -> {sid | false ..}
+ *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
+ *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
+ *     Streaming state (agg.h): every group has a state id (sid, an integer
+ *     >= 1 that no other group of this aggregation's life gets). changes()
+ *     gives the groups that push() created or updated since the last
+ *     clear_changes(), in first-seen order: their result rows, their sids
+ *     and their state records (strings of bytes, docs/FORMAT.md), without
+ *     clearing; changed_rows() just their rows; take_changes() what a
+ *     commit writes: a delete per sid evict/remove took out since the last
+ *     clear_changes(), then a put (sid -> record) per changed group.
+ *     restore(sid, record) adds the group a record describes (not
+ *     as a change); a record that is damaged, of another format version or
+ *     of another plan gives nil, msg, "ECORRUPT" | "EFORMAT" | "ESCHEMA".
+ *     evict(col, bound) removes the groups whose column `col` (a 1-based
+ *     index or a name over the result schema; a key or an aggregate of int
+ *     or timestamp result) is not NULL and <= bound, returning their final
+ *     rows and sids; the same key seen later starts a fresh group.
+ *     lookup/merge/remove work on given groups (session windows): the
+ *     sids of keys, folding one group into another, removing by sid.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agg.h"
+#include "ckpt.h"
+#include "l_ckpt.h"
+#include "l_tide.h"
+#include "vec.h"
+#include "window.h"
+
+#define AGG_MT "tide.Agg"
+
+typedef struct {
+  tide_agg_t *a;
+  /* the sids evict/remove took out since the last clear_changes: the
+   * deletes of take_changes */
+  uint64_t *gone;
+  size_t ngone, capgone;
+} l_agg_t;
+
+static tide_agg_t *check_agg(lua_State *L, int idx) {
+  l_agg_t *u = luaL_checkudata(L, idx, AGG_MT);
+  if (!u->a) luaL_error(L, "attempt to use a freed tide.Agg");
+  return u->a;
+}
+
+static int agg_gc(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_free(u->a);
+  u->a = NULL;
+  free(u->gone);
+  u->gone = NULL;
+  u->ngone = u->capgone = 0;
+  return 0;
+}
+
+/* Remember removed sids for take_changes; 0 or -ENOMEM (nothing kept). */
+static int note_gone(l_agg_t *u, const uint64_t *sids, uint32_t n) {
+  if (u->capgone - u->ngone < n) {
+    size_t cap = u->capgone ? u->capgone : 256;
+    while (cap - u->ngone < n) cap *= 2;
+    uint64_t *p = realloc(u->gone, cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    u->gone = p;
+    u->capgone = cap;
+  }
+  if (n) memcpy(u->gone + u->ngone, sids, (size_t)n * sizeof *sids);
+  u->ngone += n;
+  return 0;
+}
+
+static const char *const type_names[] = {"bool", "int", "double", "string", "timestamp", "json", NULL};
+
+/* core.agg(key_schema, { {kind=, arg_type=, name=}, ... }) -> Agg | nil, msg */
+static int l_agg(lua_State *L) {
+  tide_schema_t *keys = tide_l_check_schema(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_agg_spec_t *specs = x->p[0] = calloc(n ? n : 1, sizeof *specs);
+  if (!specs) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    lua_getfield(L, -1, "kind");
+    int k = luaL_checkoption(L, -1, NULL, tide_l_agg_names + 1);
+    specs[i].kind = (tide_agg_kind_t)(k + 1);
+    lua_getfield(L, -2, "arg_type");
+    if (specs[i].kind != TIDE_AGG_COUNT_STAR)
+      specs[i].arg_type = (tide_type_t)(luaL_checkoption(L, -1, NULL, type_names) + 1);
+    lua_getfield(L, -3, "name");
+    specs[i].name = luaL_checkstring(L, -1); /* kept alive by the specs table */
+    lua_pop(L, 4);
+  }
+  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  memset(u, 0, sizeof *u);
+  luaL_setmetatable(L, AGG_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_new(keys, specs, n, &u->a, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  return 1;
+}
+
+/* agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]]): the whole grouping
+ * step of one input batch in C, with no intermediate batch:
+ *   keys    array, one per key column of the aggregation: an Expr over the
+ *           batch, or the string "window_start" / "window_end"
+ *   args    array, one per aggregate: an Expr, or false for count(*)
+ *   window  {col = (1-based timestamp column), size =, slide =, start =}
+ *   filter  an Expr, or a Lua function(row): only the rows where it is
+ *           TRUE (truthy) count: a `where` or `filter` fused into the
+ *           aggregation; first = input rows before this batch, for messages
+ *   late    {col = (1-based timestamp/int column), bound = ms}: the
+ *           (row, window) pairs at or below the bound are left out
+ *           (SEMANTICS.md s.3): by the window's end when the window is over
+ *           col, else by the row's value there (NULL is never late)
+ *   want_new  true: report the rows that created a group
+ *   time_col  a 1-based timestamp/int column: also report the count, min,
+ *           max and sum of its non-NULL values over the rows the filter
+ *           kept (late ones included): a watermark between the filter and
+ *           the aggregation, fused into it, needs them
+ * Returns true and info = {pushed = pairs aggregated, late_pairs =,
+ * late_groups = distinct keys (window included) among the late pairs,
+ * lost = nil or a Batch of the input rows whose every pair was late,
+ * new = (want_new) a Batch of the input rows that created a group,
+ * time_count, time_min, time_max, time_sum (with time_col)}; the
+ * batches have the input's schema and keep its row order.
+ * Keys and arguments that are bare columns are read in place; others are
+ * evaluated into temporary columns. A filter gathers only the columns the
+ * aggregation reads. With a window, each row is repeated once per window it
+ * belongs to (a tumbling window needs no repeat). */
+/* Raise on argument arg unless col (1-based) is a timestamp or int column
+ * of s; `what` names it in the message. */
+static void check_time_col(lua_State *L, int arg, const tide_schema_t *s, lua_Integer col, const char *what) {
+  if (col < 1 || col > (lua_Integer)s->nfields)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s %I does not exist (the batch has %d columns)", what, col,
+                                          (int)s->nfields));
+  tide_type_t t = s->fields[col - 1].type;
+  if (t != TIDE_T_TIMESTAMP && t != TIDE_T_INT)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s %I ('%s') is %s, expected timestamp or int", what, col,
+                                          s->fields[col - 1].name, tide_type_name(t)));
+}
+
+static int agg_push(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *in = tide_l_check_batch(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  tide_schema_t *out = tide_agg_schema(a);
+  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4), nf = in->schema->nfields;
+  if (nk + na != out->nfields) return luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
+  tide_window_t w = {0, 0, 0};
+  lua_Integer wcol = 0;
+  if (!lua_isnoneornil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_getfield(L, 5, "col");
+    wcol = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "size");
+    w.size = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "slide");
+    w.slide = luaL_checkinteger(L, -1);
+    lua_getfield(L, 5, "start");
+    w.start = luaL_checkinteger(L, -1);
+    lua_pop(L, 4);
+    if (wcol < 1 || (uint64_t)wcol > nf) return luaL_error(L, "agg:push: bad window column");
+  }
+  int ftype = lua_type(L, 6);
+  tide_expr_t *filter = ftype == LUA_TNIL || ftype == LUA_TNONE || ftype == LUA_TFUNCTION ? NULL : tide_l_check_expr(L, 6);
+  int filter_fn = ftype == LUA_TFUNCTION;
+  lua_Integer first = luaL_optinteger(L, 7, 0);
+  lua_Integer lcol = 0, lbound = 0;
+  if (!lua_isnoneornil(L, 8)) {
+    luaL_checktype(L, 8, LUA_TTABLE);
+    lua_getfield(L, 8, "col");
+    lua_getfield(L, 8, "bound");
+    if (!lua_isinteger(L, -2)) return luaL_argerror(L, 8, "late.col must be an integer (a 1-based column)");
+    if (!lua_isinteger(L, -1)) return luaL_argerror(L, 8, "late.bound must be an integer (milliseconds)");
+    lcol = lua_tointeger(L, -2);
+    lbound = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    check_time_col(L, 8, in->schema, lcol, "late.col");
+  }
+  int want_new = lua_toboolean(L, 9);
+  lua_Integer scol = luaL_optinteger(L, 10, 0);
+  if (scol) check_time_col(L, 10, in->schema, scol, "column");
+  /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
+   * argument pointers, p[4] selected rows, p[5] the filtered view's
+   * columns, p[6] per-pair late flags, p[7] per-pair created flags, then
+   * per-input-row marks); t owns every temporary column: evaluated keys and arguments,
+   * the two window columns, then the filtered columns. The GC frees both
+   * if anything raises; success frees them at once. */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_l_scratch_t *t = tide_l_push_scratch(L);
+  t->cols = calloc(nk + na + 2 + nf, sizeof *t->cols);
+  tide_col_t *keycols = x->p[2] = calloc(nk ? nk : 1, sizeof *keycols);
+  const tide_col_t **argp = calloc(na ? na : 1, sizeof *argp);
+  x->p[3] = (void *)argp;
+  if (!t->cols || !keycols || !argp) return luaL_error(L, "out of memory");
+  t->ncols = nk + na + 2 + nf;
+  tide_col_t *wcols = &t->cols[nk + na], *fcols = &t->cols[nk + na + 2];
+  tide_err_t err = {0, ""};
+  int rc = 0;
+  const tide_batch_t *src = in;
+  tide_batch_t view = {0}; /* the filtered rows: a view, owning nothing */
+  const uint32_t *viewrow = NULL; /* the input row of each view row, when filtered */
+  if (filter || filter_fn) {
+    uint32_t *sel = x->p[4] = malloc((in->nrows ? in->nrows : 1) * sizeof *sel), ns = 0;
+    tide_col_t *vcols = x->p[5] = calloc(nf ? nf : 1, sizeof *vcols);
+    if (!sel || !vcols) return luaL_error(L, "out of memory");
+    if (filter) {
+      if ((rc = tide_expr_select(filter, in, sel, &ns, &err))) return tide_l_fail(L, rc, NULL, err.msg);
+    } else { /* a Lua filter: the rows for which fn(row) is truthy */
+      tide_l_udf_run_t r;
+      memset(&r, 0, sizeof r);
+      r.in = in;
+      r.first = first;
+      r.rows = sel;
+      if (!tide_l_udf_run(L, &r, 6, "filter", x)) return 2;
+      ns = r.n;
+    }
+    if (ns < in->nrows) {
+      /* which columns will be read: bare-column keys and arguments and the
+       * window's column; any other expression may read anything */
+      uint8_t *need = calloc(nf ? nf : 1, 1);
+      int all = 0;
+      if (!need) return luaL_error(L, "out of memory");
+      if (wcol) need[wcol - 1] = 1;
+      if (lcol) need[lcol - 1] = 1;
+      if (scol) need[scol - 1] = 1;
+      for (uint32_t i = 0; i < nk + na; i++) {
+        lua_rawgeti(L, i < nk ? 3 : 4, i < nk ? i + 1 : i - nk + 1);
+        if (lua_type(L, -1) == LUA_TUSERDATA) {
+          int c = tide_expr_column(tide_l_check_expr(L, -1));
+          if (c >= 0) need[c] = 1;
+          else all = 1;
+        }
+        lua_pop(L, 1);
+      }
+      for (uint32_t c = 0; c < nf && !rc; c++)
+        if (all || need[c]) {
+          rc = tide_col_gather(&in->cols[c], sel, ns, &fcols[c]);
+          vcols[c] = fcols[c];
+        }
+      free(need);
+      if (rc) return tide_l_fail(L, rc, NULL, NULL);
+      view.schema = in->schema;
+      view.nrows = view.cap = ns;
+      view.cols = vcols;
+      src = &view;
+      viewrow = sel;
+    }
+  }
+  /* the event-time statistics of the rows the filter kept (a watermark
+   * between the filter and the aggregation sees just those) */
+  uint32_t ts_n = 0;
+  int64_t ts_lo = 0, ts_hi = 0;
+  double ts_sum = 0;
+  if (scol) tide_col_time_stats(&src->cols[scol - 1], src->nrows, &ts_n, &ts_lo, &ts_hi, &ts_sum);
+  uint32_t count = src->nrows;
+  const uint32_t *pairrow = NULL; /* the view row of each pair, with a window */
+  if (wcol) {
+    uint32_t *rows = NULL;
+    int64_t *starts = NULL;
+    if ((rc = tide_window_check(&w, &err))) return luaL_error(L, "%s", err.msg);
+    rc = tide_window_assign(&w, &src->cols[wcol - 1], src->nrows, &rows, &starts, &count);
+    x->p[0] = rows;
+    x->p[1] = starts;
+    if (rc) return tide_l_fail(L, rc, NULL, NULL);
+    pairrow = rows;
+    int identity = count == src->nrows;
+    for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;
+    if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
+      tide_batch_t *gathered;
+      if (src != in) { /* the view: gather the columns it holds */
+        tide_col_t *gcols = calloc(nf ? nf : 1, sizeof *gcols);
+        if (!gcols) return luaL_error(L, "out of memory");
+        for (uint32_t c = 0; c < nf && !rc; c++) /* a column the view left out is never read: zeros */
+          rc = src->cols[c].values ? tide_col_gather(&src->cols[c], rows, count, &gcols[c])
+                                   : tide_col_init(&gcols[c], in->schema->fields[c].type, count);
+        if (rc) {
+          for (uint32_t c = 0; c < nf; c++) tide_col_free(&gcols[c]);
+          free(gcols);
+          return tide_l_fail(L, rc, NULL, NULL);
+        }
+        gathered = tide_batch_adopt(in->schema, count, gcols);
+        free(gcols);
+        if (!gathered) return luaL_error(L, "out of memory");
+      } else if ((rc = tide_batch_gather(in, rows, count, &gathered))) {
+        return tide_l_fail(L, rc, NULL, NULL);
+      }
+      tide_l_push_batch(L, gathered); /* kept until this call returns */
+      src = gathered;
+    }
+    if ((rc = tide_col_init(&wcols[0], TIDE_T_TIMESTAMP, count)) || (rc = tide_col_init(&wcols[1], TIDE_T_TIMESTAMP, count)))
+      return tide_l_fail(L, rc, NULL, NULL);
+    int64_t *ws = wcols[0].values, *we = wcols[1].values;
+    for (uint32_t k = 0; k < count; k++) {
+      ws[k] = starts[k];
+      we[k] = starts[k] + w.size;
+    }
+  }
+  for (uint32_t i = 0; i < nk && !rc; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      if (!wcol) return luaL_error(L, "agg:push: a window key without a window");
+      keycols[i] = strcmp(k, "window_start") ? wcols[1] : wcols[0];
+    } else {
+      tide_expr_t *e = tide_l_check_expr(L, -1);
+      int c = tide_expr_column(e);
+      if (c >= 0) keycols[i] = src->cols[c];
+      else if (!(rc = tide_expr_eval(e, src, &t->cols[i], &err))) keycols[i] = t->cols[i];
+    }
+    lua_pop(L, 1);
+  }
+  for (uint32_t i = 0; i < na && !rc; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    if (lua_toboolean(L, -1)) {
+      tide_expr_t *e = tide_l_check_expr(L, -1);
+      int c = tide_expr_column(e);
+      if (c >= 0) argp[i] = &src->cols[c];
+      else if (!(rc = tide_expr_eval(e, src, &t->cols[nk + i], &err))) argp[i] = &t->cols[nk + i];
+    }
+    lua_pop(L, 1);
+  }
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  /* a view over the key columns: nothing owned, nothing freed */
+  tide_schema_t *ks = tide_schema_new();
+  if (!ks) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < nk && !rc; i++)
+    rc = tide_schema_add(ks, out->fields[i].name, out->fields[i].name_len, out->fields[i].type, 1, NULL, &err);
+  tide_batch_t keys = {0};
+  keys.schema = ks;
+  keys.nrows = keys.cap = count;
+  keys.cols = keycols;
+  tide_agg_feed_t feed;
+  memset(&feed, 0, sizeof feed);
+  uint8_t *late = NULL, *made = NULL;
+  if (!rc && lcol) { /* a window on the late column: its end decides; else the row's time */
+    late = x->p[6] = malloc(count ? count : 1);
+    if (!late) rc = -ENOMEM;
+    else if (wcol == lcol) tide_agg_mark_late(NULL, wcols[1].values, count, lbound, late);
+    else tide_agg_mark_late(&src->cols[lcol - 1], NULL, count, lbound, late);
+    feed.late = late;
+  }
+  if (!rc && want_new && !(made = feed.created = x->p[7] = malloc(count ? count : 1))) rc = -ENOMEM;
+  if (!rc) rc = tide_agg_update_ex(a, &keys, argp, &feed, &err);
+  tide_schema_unref(ks);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  /* back from pairs to input rows: per input row, bit 1 = a pair was
+   * aggregated, 2 = a pair was late, 4 = a pair created a group */
+  uint8_t *mark = NULL;
+  if (late || made) {
+    uint32_t nin = in->nrows;
+    mark = calloc(nin ? nin : 1, 1);
+    if (!mark) return luaL_error(L, "out of memory");
+    free(x->p[1]); /* the window starts are read no more: the slot holds the marks */
+    x->p[1] = mark;
+    for (uint32_t k = 0; k < count; k++) {
+      uint32_t r = pairrow ? pairrow[k] : k;
+      if (viewrow) r = viewrow[r];
+      mark[r] |= late && late[k] ? 2 : 1;
+      if (made && made[k]) mark[r] |= 4;
+    }
+  }
+  lua_pushboolean(L, 1);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, feed.pushed);
+  lua_setfield(L, -2, "pushed");
+  lua_pushinteger(L, feed.late_rows);
+  lua_setfield(L, -2, "late_pairs");
+  lua_pushinteger(L, feed.late_groups);
+  lua_setfield(L, -2, "late_groups");
+  if (scol) {
+    lua_pushinteger(L, ts_n);
+    lua_setfield(L, -2, "time_count");
+    if (ts_n) {
+      lua_pushinteger(L, (lua_Integer)ts_lo);
+      lua_setfield(L, -2, "time_min");
+      lua_pushinteger(L, (lua_Integer)ts_hi);
+      lua_setfield(L, -2, "time_max");
+    }
+    lua_pushnumber(L, ts_sum);
+    lua_setfield(L, -2, "time_sum");
+  }
+  for (int pass = 0; pass < 2 && mark; pass++) { /* 0: lost rows, 1: rows that created a group */
+    if (pass == 0 && !feed.late_rows) continue;
+    if (pass == 1 && !made) continue;
+    uint32_t nin = in->nrows, m = 0;
+    free(x->p[6 + pass]); /* the pair flags are folded into mark */
+    uint32_t *pick = x->p[6 + pass] = malloc((nin ? nin : 1) * sizeof *pick);
+    if (!pick) return luaL_error(L, "out of memory");
+    for (uint32_t r = 0; r < nin; r++)
+      if (pass ? mark[r] & 4 : (mark[r] & 3) == 2) pick[m++] = r;
+    if (pass == 0 && !m) continue;
+    tide_batch_t *b;
+    if ((rc = tide_batch_gather(in, pick, m, &b))) return luaL_error(L, "agg:push: %s", tide_strerror(rc));
+    tide_l_push_batch(L, b);
+    lua_setfield(L, -2, pass ? "new" : "lost");
+  }
+  tide_l_scratch_free(x);
+  tide_l_scratch_free(t);
+  return 2;
+}
+
+static int agg_result(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *b;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_result(a, &b, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_l_push_batch(L, b);
+  return 1;
+}
+
+static int agg_groups(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)tide_agg_groups(check_agg(L, 1)));
+  return 1;
+}
+
+static int agg_bytes(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)tide_agg_bytes(check_agg(L, 1)));
+  return 1;
+}
+
+/* agg:changes() -> Batch, {sid..}, {record..}: the dirty groups' rows,
+ * state ids and state records, in the same (first-seen) order. */
+/* Push the dirty groups' rows; *gids and *n get the dirty set (valid
+ * until the aggregation changes). Returns 0, or fail()'s count of pushed
+ * failure values. */
+static int push_dirty_rows(lua_State *L, tide_agg_t *a, const uint32_t **gids, uint32_t *n) {
+  *n = tide_agg_dirty(a, gids);
+  tide_err_t err = {0, ""};
+  tide_batch_t *b;
+  int rc = tide_agg_result_of(a, *gids, *n, &b, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_l_push_batch(L, b);
+  return 0;
+}
+
+static int agg_changes(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  const uint32_t *gids;
+  uint32_t n;
+  int nfail = push_dirty_rows(L, a, &gids, &n);
+  if (nfail) return nfail;
+  tide_err_t err = {0, ""};
+  int rc;
+  /* nothing below changes the aggregation, so gids stays valid */
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)tide_agg_sid(a, gids[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* the record buffer, freed if a push raises */
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    x->buf.len = 0;
+    if ((rc = tide_agg_encode(a, gids[i], &x->buf, &err))) return tide_l_fail(L, rc, NULL, err.msg);
+    lua_pushlstring(L, x->buf.data, x->buf.len);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_l_scratch_free(x);
+  lua_remove(L, -2);
+  return 3;
+}
+
+/* agg:changed_rows() -> Batch, n: the dirty groups' rows (as changes()
+ * gives them) and their number, without sids or records: what a batch's
+ * output needs (take_changes makes the records at commit time). */
+static int agg_changed_rows(lua_State *L) {
+  const uint32_t *gids;
+  uint32_t n;
+  int nfail = push_dirty_rows(L, check_agg(L, 1), &gids, &n);
+  if (nfail) return nfail;
+  lua_pushinteger(L, (lua_Integer)n);
+  return 2;
+}
+
+static int cmp_u64(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* agg:take_changes() -> change set (core/l_ckpt.h): what a commit writes
+ * for this aggregation since the last clear_changes: a delete per sid
+ * evict/remove took out (ascending), then a put per dirty group, keyed by
+ * its sid (8 bytes big-endian), its value the group's state record. Puts
+ * come in gid order, which is sid order, so the checkpoint appends the new
+ * groups. Clears nothing. */
+static int agg_take_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  const uint32_t *gids;
+  uint32_t n = tide_agg_dirty(a, &gids);
+  tide_l_changes_t *c = tide_l_push_changes(L);
+  tide_err_t err = {0, ""};
+  unsigned char key[8];
+  int sorted = 1; /* evictions hand sids back in gid order: usually sorted already */
+  for (size_t i = 1; i < u->ngone && sorted; i++) sorted = u->gone[i - 1] <= u->gone[i];
+  if (!sorted) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
+  for (size_t i = 0; i < u->ngone; i++) {
+    tide_ckpt_key_u64(key, u->gone[i]);
+    if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
+  }
+  if (tide_buf_reserve(&c->buf, (size_t)n * 64)) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    size_t mark;
+    tide_ckpt_key_u64(key, tide_agg_sid(a, gids[i]));
+    if (tide_l_changes_put_begin(c, key, 8, &mark)) return luaL_error(L, "out of memory");
+    int rc = tide_agg_encode(a, gids[i], &c->buf, &err);
+    if (rc) {
+      c->buf.len = mark;
+      return tide_l_fail(L, rc, NULL, err.msg);
+    }
+    tide_l_changes_put_end(c, mark);
+  }
+  return 1;
+}
+
+static int agg_clear_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_clear_dirty(check_agg(L, 1));
+  u->ngone = 0;
+  return 0;
+}
+
+/* agg:restore(sid, record) -> true | nil, msg, ENAME */
+static int agg_restore(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  lua_Integer sid = luaL_checkinteger(L, 2);
+  size_t len;
+  const char *p = luaL_checklstring(L, 3, &len);
+  luaL_argcheck(L, sid >= 1, 2, "a state id is an integer >= 1");
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_restore(a, (uint64_t)sid, p, len, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Push what evict/remove hand back: the rows batch and an array of the
+ * sids (freed here: x owns them while the pushes may raise), or with
+ * want_rows 0 their number; the sids are noted for take_changes. */
+static int push_removed(lua_State *L, l_agg_t *u, tide_l_scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
+                        int want_rows) {
+  x->p[0] = sids;
+  if (b) tide_l_push_batch(L, b);
+  if (note_gone(u, sids, n)) return luaL_error(L, "out of memory");
+  if (!want_rows) {
+    lua_pushinteger(L, (lua_Integer)n);
+    tide_l_scratch_free(x);
+    return 1;
+  }
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)sids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_l_scratch_free(x);
+  return 2;
+}
+
+/* agg:evict(col, bound [, want_rows]) -> Batch, {sid..}: the groups whose
+ * value in column col (a 1-based index or a name, over the result schema:
+ * a key, or an aggregate whose result is int or timestamp) is not NULL and
+ * <= bound, removed. want_rows false: just the number removed (no rows
+ * are built). */
+static int agg_evict(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  const tide_schema_t *s = tide_agg_schema(a);
+  uint32_t nf = s->nfields, col = nf;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer c = luaL_checkinteger(L, 2);
+    if (c < 1 || c > (lua_Integer)nf)
+      return luaL_argerror(L, 2, lua_pushfstring(L, "column %I does not exist (%d columns)", c, (int)nf));
+    col = (uint32_t)c - 1;
+  } else {
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen);
+    for (uint32_t k = 0; k < nf && col == nf; k++)
+      if (s->fields[k].name_len == klen && !memcmp(s->fields[k].name, key, klen)) col = k;
+    if (col == nf) {
+      luaL_Buffer lb;
+      luaL_buffinit(L, &lb);
+      for (uint32_t k = 0; k < nf; k++) {
+        if (k) luaL_addstring(&lb, ", ");
+        luaL_addlstring(&lb, s->fields[k].name, s->fields[k].name_len);
+      }
+      luaL_pushresult(&lb);
+      return luaL_argerror(L, 2, lua_pushfstring(L, "no column '%s' (columns: %s)", key, lua_tostring(L, -1)));
+    }
+  }
+  lua_Integer bound = luaL_checkinteger(L, 3);
+  tide_type_t t = s->fields[col].type;
+  if (t != TIDE_T_INT && t != TIDE_T_TIMESTAMP)
+    return luaL_argerror(L, 2, lua_pushfstring(L, "column '%s' is %s, expected int or timestamp",
+                                              s->fields[col].name, tide_type_name(t)));
+  int want_rows = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* owns the sids until they are pushed */
+  tide_batch_t *b = NULL;
+  uint64_t *sids;
+  uint32_t n;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_evict(a, col, (int64_t)bound, want_rows ? &b : NULL, &sids, &n, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  return push_removed(L, u, x, b, sids, n, want_rows);
+}
+
+/* The gid of the state id at stack index idx; raises naming `what` when
+ * it is not an integer or no group has it. */
+static uint32_t check_sid(lua_State *L, tide_agg_t *a, int idx, const char *fn, const char *what) {
+  if (!lua_isinteger(L, idx))
+    luaL_error(L, "agg:%s: %s must be a state id (an integer), got %s", fn, what, luaL_typename(L, idx));
+  lua_Integer sid = lua_tointeger(L, idx);
+  uint32_t gid;
+  if (sid < 1 || !tide_agg_gid_of(a, (uint64_t)sid, &gid))
+    luaL_error(L, "agg:%s: %s: no group has state id %I", fn, what, sid);
+  return gid;
+}
+
+/* agg:lookup(keys) -> {sid | false ..}: per row of keys (a batch of the
+ * key schema's types, in order), the state id of that key's group. */
+static int agg_lookup(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *keys = tide_l_check_batch(L, 2);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  uint32_t n = keys->nrows, *gids = x->p[0] = malloc((n ? n : 1) * sizeof *gids);
+  if (!gids) return luaL_error(L, "out of memory");
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_lookup(a, keys, gids, &err);
+  if (rc == TIDE_EINVAL) return luaL_argerror(L, 2, err.msg);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t i = 0; i < n; i++) {
+    if (gids[i] == UINT32_MAX) lua_pushboolean(L, 0);
+    else lua_pushinteger(L, (lua_Integer)tide_agg_sid(a, gids[i]));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_l_scratch_free(x);
+  return 1;
+}
+
+/* agg:merge(dst_sid, src_sid) -> true: fold src's states into dst's (dst
+ * becomes a change; src stays as it is). */
+static int agg_merge(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  uint32_t dst = check_sid(L, a, 2, "merge", "dst"), src = check_sid(L, a, 3, "merge", "src");
+  if (dst == src) return luaL_error(L, "agg:merge: dst and src are the same group (state id %I)", lua_tointeger(L, 2));
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_merge(a, dst, src, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* agg:remove({sid..}) -> Batch, {sid..}: remove the groups, handing back
+ * their result rows and state ids in gid (first-seen) order. */
+static int agg_remove(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint32_t n = (uint32_t)lua_rawlen(L, 2);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  uint32_t *gids = x->p[1] = malloc((n ? n : 1) * sizeof *gids);
+  if (!gids) return luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    char what[32];
+    snprintf(what, sizeof what, "sids[%u]", i + 1);
+    gids[i] = check_sid(L, a, -1, "remove", what);
+    lua_pop(L, 1);
+  }
+  tide_batch_t *b;
+  uint64_t *sids;
+  uint32_t m;
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_remove(a, gids, n, &b, &sids, &m, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  return push_removed(L, u, x, b, sids, m, 1);
+}
+
+int tide_l_agg_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"push", agg_push},
+                                     {"result", agg_result},
+                                     {"groups", agg_groups},
+                                     {"bytes", agg_bytes},
+                                     {"changes", agg_changes},
+                                     {"changed_rows", agg_changed_rows},
+                                     {"take_changes", agg_take_changes},
+                                     {"clear_changes", agg_clear_changes},
+                                     {"restore", agg_restore},
+                                     {"evict", agg_evict},
+                                     {"lookup", agg_lookup},
+                                     {"merge", agg_merge},
+                                     {"remove", agg_remove},
+                                     {NULL, NULL}};
+  tide_l_class(L, AGG_MT, methods, agg_gc, 0);
+  lua_pushcfunction(L, l_agg);
+  lua_setfield(L, -2, "agg");
+  return 0;
+}
