@@ -658,7 +658,7 @@ local Sink = {}
 Sink.__index = Sink
 
 --- Write batch `batch_id` (see the file header): idempotent per batch id.
-function Sink:add_batch(batch_id, batches, mode, schema)
+function Sink:add_batch(batch_id, batches, mode)
   local what = self.description
   if mode ~= nil and mode ~= "append" then
     error(format("%s: output mode '%s' is not supported (file sinks take append only, as Spark's)", what,
