@@ -219,28 +219,20 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
 
 #define LINES_KEEP_CAP (1u << 20) /* a drained text buffer larger than this is given back */
 
+
 int tide_lines_add(tide_lines_t *l, const char *p, size_t n) {
-  if (l->cap - l->len < n + 1) {
-    if (l->head > 0 && l->head >= l->len / 2) { /* mostly forgotten: slide down before growing */
-      memmove(l->text, l->text + l->head, l->len - l->head);
-      l->len -= l->head;
-      l->head = 0;
-    }
-    if (l->cap - l->len < n + 1) {
-      size_t cap = l->cap ? l->cap : 4096;
-      while (cap - l->len < n + 1) {
-        if (cap > SIZE_MAX / 2) return -ENOMEM;
-        cap *= 2;
-      }
-      char *q = realloc(l->text, cap);
-      if (!q) return -ENOMEM;
-      l->text = q;
-      l->cap = cap;
-    }
+  tide_buf_t *t = &l->text;
+  if (t->cap - t->len < n + 1 && l->head > 0 && l->head >= t->len / 2) {
+    /* mostly forgotten: slide down before growing */
+    memmove(t->data, t->data + l->head, t->len - l->head);
+    t->len -= l->head;
+    l->head = 0;
   }
-  memcpy(l->text + l->len, p, n);
-  l->text[l->len + n] = '\n';
-  l->len += n + 1;
+  int rc = tide_buf_reserve(t, n + 1);
+  if (rc) return rc;
+  memcpy(t->data + t->len, p, n);
+  t->data[t->len + n] = '\n';
+  t->len += n + 1;
   l->count++;
   return 0;
 }
@@ -248,10 +240,11 @@ int tide_lines_add(tide_lines_t *l, const char *p, size_t n) {
 /* The offset in text of line k, scanning from line i at offset off
  * (i <= k <= count). */
 static size_t line_at(const tide_lines_t *l, uint64_t i, size_t off, uint64_t k) {
-  if (k == l->count) return l->len;
+  const tide_buf_t *t = &l->text;
+  if (k == l->count) return t->len;
   for (; i < k; i++) {
-    const char *lf = memchr(l->text + off, '\n', l->len - off);
-    off = (size_t)(lf - l->text) + 1;
+    const char *lf = memchr(t->data + off, '\n', t->len - off);
+    off = (size_t)(lf - t->data) + 1;
   }
   return off;
 }
@@ -259,7 +252,7 @@ static size_t line_at(const tide_lines_t *l, uint64_t i, size_t off, uint64_t k)
 int tide_lines_text(const tide_lines_t *l, uint64_t from, uint64_t to, const char **p, size_t *n) {
   if (from < l->base || from > to || to > l->count) return TIDE_EINVAL;
   size_t a = line_at(l, l->base, l->head, from), b = line_at(l, from, a, to);
-  *p = l->text ? l->text + a : "";
+  *p = l->text.data ? l->text.data + a : "";
   *n = b - a;
   return 0;
 }
@@ -269,17 +262,13 @@ void tide_lines_forget(tide_lines_t *l, uint64_t upto) {
   if (upto <= l->base) return;
   l->head = line_at(l, l->base, l->head, upto);
   l->base = upto;
-  if (l->head == l->len) { /* drained */
-    l->head = l->len = 0;
-    if (l->cap > LINES_KEEP_CAP) {
-      free(l->text);
-      l->text = NULL;
-      l->cap = 0;
-    }
+  if (l->head == l->text.len) { /* drained */
+    l->head = l->text.len = 0;
+    if (l->text.cap > LINES_KEEP_CAP) tide_buf_free(&l->text);
   }
 }
 
 void tide_lines_free(tide_lines_t *l) {
-  free(l->text);
+  tide_buf_free(&l->text);
   memset(l, 0, sizeof *l);
 }

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "batch.h"
+#include "buf.h"
 #include "err.h"
 
 typedef enum tide_format { TIDE_FMT_JSON = 0, TIDE_FMT_CSV = 1, TIDE_FMT_TEXT = 2 } tide_format_t;
@@ -117,15 +118,15 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
 /* Lines kept as text until they are decoded and no longer needed (the
  * socket source keeps what it received until its query commits it). Lines
  * are numbered from 0 in the order they were added; those in [base, count)
- * are held, each followed by an LF, in text[head..len): decoding a range
+ * are held, each followed by an LF, in text.data[head..text.len): decoding a range
  * with tide_decode frames them back into the same lines. */
 typedef struct tide_lines {
-  char *text;
-  size_t head, len, cap;
+  tide_buf_t text;
+  size_t head;
   uint64_t base, count;
 } tide_lines_t;
 
-#define TIDE_LINES_INIT {NULL, 0, 0, 0, 0, 0}
+#define TIDE_LINES_INIT {TIDE_BUF_INIT, 0, 0, 0}
 
 /* Add line p[0..n) (without its LF; it must hold none). 0 or -ENOMEM. */
 int tide_lines_add(tide_lines_t *l, const char *p, size_t n);

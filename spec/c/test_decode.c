@@ -379,12 +379,12 @@ static void test_lines(void) {
     T_CHECK(tide_lines_add(&l, line, (size_t)k) == 0);
     if (i % 100 == 99) tide_lines_forget(&l, l.count - 10);
   }
-  T_CHECK(l.cap <= 8192);
+  T_CHECK(l.text.cap <= 8192);
   T_EQ_INT(tide_lines_text(&l, l.count - 1, l.count, &p, &n), 0);
   T_CHECK(n == 11 && memcmp(p, "line 99999\n", 11) == 0);
   tide_lines_forget(&l, UINT64_MAX);
   T_EQ_INT(l.base, l.count);
-  T_EQ_INT(l.len, 0);
+  T_EQ_INT(l.text.len, 0);
   tide_lines_free(&l);
   T_EQ_INT(l.count, 0);
 }
