@@ -355,12 +355,14 @@ int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_rel
 /* ---- TCP line servers --------------------------------------------------------------
  *
  * Reading. Every connection reads into its server's one read buffer. A read
- * is cut at each LF: the first line may continue the connection's pending
- * bytes (a line begun by earlier reads), which then hold the whole line; the
- * other complete lines are slices of the read buffer; the bytes after the
- * last LF become the new pending bytes, once the lines were delivered (the
- * first slice may point into the pending buffer until then). A connection in
- * `skipping` state drops bytes up to the next LF: its line was too long. */
+ * is cut into lines by decode.h's line rule (tide_frame_line: LF, one CR
+ * before it stripped; the socket source decodes by the same rule): the
+ * first line may continue the connection's pending bytes (a line begun by
+ * earlier reads), which then hold the whole line; the other complete lines
+ * are slices of the read buffer; the bytes after the last LF become the new
+ * pending bytes, once the lines were delivered (the first slice may point
+ * into the pending buffer until then). A connection in `skipping` state
+ * drops bytes up to the next LF: its line was too long. */
 
 #define SRV_READ_SIZE 65536
 #define CONN_KEEP_CAP 65536 /* a pending buffer larger than this is freed once used */
