@@ -18,6 +18,7 @@
 -- of the frame reads copies of the batches the table holds then.
 
 local core = require "tide.core"
+local connector = require "tide.connector"
 
 local M = { sources = {}, sinks = {} }
 
@@ -52,7 +53,7 @@ end
 --- The stream as a streaming frame.
 function Stream:frame()
   if getmetatable(self) ~= Stream then error("frame: bad self: expected a memory stream (use ms:frame())", 2) end
-  return require("tide.query").read_stream("memory", { stream = self }, 2)
+  return connector.stream_frame("memory", M.sources.memory, { stream = self }, 2)
 end
 
 function Stream:schema() return self._schema:fields() end
@@ -164,7 +165,7 @@ function M.table(name, level)
   end
   -- every run gets fresh copies, which its consumer closes; the table's own
   -- batches stay the table's (a later batch may replace them)
-  return require("tide.frame").from_batches(format("MemoryTable[%s]", name), t.schema, function()
+  return connector.from_batches(format("MemoryTable[%s]", name), t.schema, function()
     local list, i = table_batches(t), 0
     return function()
       i = i + 1

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "json.h"
+#include "jsonl.h"
+#include "ts.h"
 
 static int set_value(tide_batch_t *b, uint32_t c, const char *v, size_t n, int quoted, tide_err_t *err) {
   const tide_field_t *f = &b->schema->fields[c];

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "csv.h"
 #include "json.h"
+#include "jsonl.h"
 
 struct tide_decoder {
   tide_schema_t *schema; /* one reference */

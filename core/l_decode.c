@@ -19,6 +19,7 @@
 #include "csv.h"
 #include "decode.h"
 #include "json.h"
+#include "jsonl.h"
 #include "l_tide.h"
 #include "rate.h"
 

@@ -10,6 +10,7 @@
 #include "csv.h"
 #include "decode.h"
 #include "json.h"
+#include "jsonl.h"
 #include "t.h"
 
 static tide_schema_t *schema(const char *ddl) {

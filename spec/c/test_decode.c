@@ -9,6 +9,7 @@
 
 #include "decode.h"
 #include "json.h"
+#include "jsonl.h"
 #include "t.h"
 
 static tide_schema_t *schema(const char *ddl) {
