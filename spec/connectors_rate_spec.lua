@@ -208,6 +208,7 @@ describe("the rate source", function()
       assert.is_true(q:await("60 s"))
       assert.is_false(q:is_active())
       assert.is_nil(q:exception())
+      assert.equal("Finished", q:status().message)
       assert.same(upto(40), values())
     end)
 
