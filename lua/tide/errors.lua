@@ -113,13 +113,12 @@ function M.message(msg, level)
     return pos and (pos .. ": " .. rest) or rest
   end
   if not file then
-    -- raised inside tide without a position (level 0): the user's
-    local info = debug.getinfo(level, "S")
-    while info and info.what == "C" do
-      level = level + 1
-      info = debug.getinfo(level, "S")
-    end
+    -- raised by tide's `error(msg, 0)`: the user's position (only then:
+    -- not what a C function raised, such as a signal's interrupt)
+    local raiser = debug.getinfo(level, "f")
+    local info = raiser and raiser.func == error and debug.getinfo(level + 1, "S")
     if info and tide_file(info.short_src) then
+      level = level + 1
       local pos = M.user_position(level)
       if pos then return pos .. ": " .. msg end
     end
