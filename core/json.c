@@ -568,6 +568,7 @@ static inline __attribute__((always_inline)) int put_value(const jctx *x, tide_b
   case TIDE_T_TIMESTAMP:
     switch (int_fast(p, e, &q, &v)) {
     case 1:
+      if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid(v)) return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, v);
       *endp = q;
       return 0;
@@ -578,6 +579,8 @@ static inline __attribute__((always_inline)) int put_value(const jctx *x, tide_b
       if (d != floor(d)) return mismatch(x, f->name, f->type, p, NULL);
       if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
         return mismatch(x, f->name, f->type, p, " (out of range)");
+      if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid((int64_t)d))
+        return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, (int64_t)d);
       *endp = q;
       return 0;
@@ -587,6 +590,7 @@ static inline __attribute__((always_inline)) int put_value(const jctx *x, tide_b
     if (f->type == TIDE_T_TIMESTAMP && *p == '"') {
       if ((rc = str_scan(x, p, &q, &s, &n))) return rc;
       if (tide_ts_parse(s, n, &v)) return mismatch(x, f->name, f->type, p, NULL);
+      if (!tide_ts_valid(v)) return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, v);
       *endp = q;
       return 0;

@@ -284,10 +284,10 @@ static int agg_push(lua_State *L) {
     uint32_t *rows = NULL;
     int64_t *starts = NULL;
     if ((rc = tide_window_check(&w, &err))) return luaL_error(L, "%s", err.msg);
-    rc = tide_window_assign(&w, &src->cols[wcol - 1], src->nrows, &rows, &starts, &count);
+    rc = tide_window_assign(&w, &src->cols[wcol - 1], src->nrows, &rows, &starts, &count, &err);
     x->p[0] = rows;
     x->p[1] = starts;
-    if (rc) return tide_l_fail(L, rc, NULL, NULL);
+    if (rc) return tide_l_fail(L, rc, NULL, err.msg);
     pairrow = rows;
     int identity = count == src->nrows;
     for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;

@@ -180,6 +180,10 @@ end
 -- Windows
 -- ------------------------------------------------------------------------
 
+--- The most windows one row may fall into: a window's size / slide is at
+-- most this (core/window.h's TIDE_WINDOW_MAX_PER_ROW).
+M.WINDOWS_PER_ROW_MAX = 10000
+
 --- A tumbling or sliding event-time window, for `group_by` and `select`.
 -- A row at time t belongs to every window with start <= t < end; windows
 -- align to the epoch plus `start`. Adds the columns `window_start` and
@@ -210,6 +214,12 @@ function M.window(col, size, slide, start)
   if w.slide <= 0 or w.slide > w.size then error("window: window slide must be > 0 and <= the size", 2) end
   if math.abs(w.start) >= w.slide then
     error("window: window start must be smaller than the slide in absolute value", 2)
+  end
+  -- each row is copied into ceil(size / slide) windows (core/window.h)
+  local per_row = (w.size + w.slide - 1) // w.slide
+  if per_row > M.WINDOWS_PER_ROW_MAX then
+    error(format("window: %s puts each row into %d windows, at most %d are allowed: use a larger slide",
+      tostring(w), per_row, M.WINDOWS_PER_ROW_MAX), 2)
   end
   return w
 end
@@ -253,8 +263,11 @@ local function window_node(input, w, what, level)
   for _, f in ipairs(input.fields) do fields[#fields + 1] = f end
   local schema = make_schema(fields, what, level + 1)
   local size, slide, start = w.size, w.slide, w.start
-  local node = map_node(input, "window", schema, "Window " .. tostring(w), function(b)
-    return core.window_expand(b, col, size, slide, start, schema)
+  local label = "Window " .. tostring(w)
+  local node = map_node(input, "window", schema, label, function(b)
+    local out, msg = core.window_expand(b, col, size, slide, start, schema)
+    if not out then run_fail(label, msg) end -- never nil as the end of the stream
+    return out
   end)
   node.fields = fields
   inherit_event_time(node)

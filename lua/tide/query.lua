@@ -555,13 +555,25 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
     -- offset N's and commit N's watermarks; an uncommitted N re-runs with
     -- its own. Late rows are judged on the previous batch's watermark.
     local has = self._watermark ~= nil
+    -- A logged watermark is an integer in the valid timestamp range (its
+    -- JSON number reads back exactly); anything else is a damaged entry.
+    local function logged(e, key, log, n)
+      local w = e and e[key]
+      if w == nil then return 0 end
+      if math.type(w) ~= "integer" or w < util.TS_MIN or w > util.TS_MAX then
+        error(format("checkpoint %s: %s %d: watermark %s is not a timestamp in the valid range", self._dir, log, n,
+          tostring(w)), 0)
+      end
+      return w
+    end
     if last_commit == last_off then
       self._next = last_off + 1
       for i, s in ipairs(entry.sources or {}) do self._ends[i] = s["end"] end
       local c = util.json_decode(ck:commit_entry(last_commit) or "{}") or {}
       if has then
-        self._watermark = math.max(entry.watermark or 0, c.next_watermark or 0)
-        self._late_watermark = entry.watermark or 0
+        self._watermark = math.max(logged(entry, "watermark", "offset log", last_off),
+          logged(c, "next_watermark", "commit log", last_commit))
+        self._late_watermark = logged(entry, "watermark", "offset log", last_off)
         -- A no-data batch that was due when the process stopped runs now
         -- (Spark forgets it until new data comes; running it makes a
         -- restarted query's output that of an uninterrupted one).
@@ -577,8 +589,9 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
       local prev = last_off > 0 and util.json_decode(ck:offsets(last_off - 1) or "null") or nil
       for i, s in ipairs(prev and prev.sources or {}) do self._ends[i] = s["end"] end
       if has then
-        self._watermark = entry.watermark or 0
-        self._late_watermark = prev and prev.watermark or self._watermark
+        self._watermark = logged(entry, "watermark", "offset log", last_off)
+        self._late_watermark = prev and prev.watermark ~= nil and logged(prev, "watermark", "offset log", last_off - 1)
+          or self._watermark
       end
     end
     -- the watermark policy is the checkpoint's, whatever this run's
@@ -682,7 +695,9 @@ function Query:_advance_watermark(stats)
   for i, m in ipairs(self._marks) do
     local st = stats[i]
     if st and st.count > 0 then
-      local w = st.max - m.node.event_delay
+      -- saturating: a max near the int64 limits (an int column, a computed
+      -- time) must not wrap around into the far future (issue 18)
+      local w = util.ts_minus(st.max, m.node.event_delay)
       if m.value == nil or w > m.value then m.value = w end
     elseif m.value == nil then
       m.value = 0
