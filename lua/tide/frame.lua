@@ -187,11 +187,14 @@ M.WINDOWS_PER_ROW_MAX = 10000
 --- A tumbling or sliding event-time window, for `group_by` and `select`.
 -- A row at time t belongs to every window with start <= t < end; windows
 -- align to the epoch plus `start`. Adds the columns `window_start` and
--- `window_end` (timestamps).
+-- `window_end` (timestamps). A row falls into ceil(size / slide) windows,
+-- at most `WINDOWS_PER_ROW_MAX`; a row whose time lies outside the valid
+-- timestamp range (`tide.util.TS_MIN` .. `TS_MAX`) fails its batch.
 -- @string col a timestamp column
 -- @param size a duration (`"10 seconds"`, or ms)
 -- @param[opt] slide a duration (default: `size`, a tumbling window)
 -- @param[opt] start a duration offset (default 0)
+-- @raise `window: ... puts each row into N windows, at most 10000 are allowed: use a larger slide`
 function M.window(col, size, slide, start)
   if type(col) ~= "string" then error("window: bad argument #1: expected a column name, got " .. type(col), 2) end
   local w = setmetatable({
@@ -599,6 +602,8 @@ end
 -- that come too late and finalise and forget what the watermark has passed
 -- (SEMANTICS.md). The engine computes the watermark after each micro-batch
 -- and the next batch runs with it. A no-op on static frames, as in Spark.
+-- The watermark is an integer within the valid timestamp range
+-- (`tide.util.TS_MIN` .. `TS_MAX`): largest - delay saturates at its ends.
 -- @string col a timestamp column
 -- @param delay a duration (`"10 seconds"`, or ms) >= 0
 function Frame:with_watermark(col, delay)

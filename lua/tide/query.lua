@@ -328,13 +328,6 @@ local function random_id()
   return format("%s-%s-%s-%s-%s", hex:sub(1, 8), hex:sub(9, 12), hex:sub(13, 16), hex:sub(17, 20), hex:sub(21, 32))
 end
 
--- A temporary checkpoint directory (for sinks that do not need one).
-local function temp_dir()
-  local name = os.tmpname()
-  os.remove(name)
-  return name .. "-tide-checkpoint"
-end
-
 local function remove_tree(dir)
   local entries = core.glob(dir .. "/*") or {}
   for _, p in ipairs(core.glob(dir .. "/.*") or {}) do entries[#entries + 1] = p end
@@ -345,6 +338,33 @@ local function remove_tree(dir)
     end
   end
   os.remove(dir)
+end
+
+local TEMP_SUFFIX = "-tide-checkpoint"
+
+-- Remove the temporary checkpoints that processes which ended without
+-- removing theirs (SIGKILL, a second Ctrl-C, os.exit) left in `base`: those
+-- whose query.lock names a process that no longer exists. A checkpoint being
+-- created (no pid yet) or in use (a live pid) is left alone.
+local function sweep_temp_dirs(base)
+  for _, p in ipairs(core.glob(base .. "/*" .. TEMP_SUFFIX) or {}) do
+    p = p:gsub("/$", "")
+    local f = io.open(p .. "/query.lock", "r")
+    local pid = f and math.tointeger(tonumber(f:read("l") or ""))
+    if f then f:close() end
+    if pid and pid > 0 then
+      local alive = io.open("/proc/" .. pid .. "/stat", "r")
+      if alive then alive:close() else remove_tree(p) end
+    end
+  end
+end
+
+-- A temporary checkpoint directory (for sinks that do not need one).
+local function temp_dir()
+  local name = os.tmpname()
+  os.remove(name)
+  sweep_temp_dirs(name:match("^(.*)/[^/]*$") or ".")
+  return name .. TEMP_SUFFIX
 end
 
 -- The checkpoint database of the k-th stateful operator (FORMAT.md).

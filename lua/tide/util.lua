@@ -106,7 +106,10 @@ end
 -- @string[opt] what the prefix of the error message (the API function or option)
 -- @int[opt=3] level the error level (3: the caller of the function calling `duration`)
 -- @treturn int milliseconds
--- @raise `what: invalid duration 'v' (use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)`
+-- At most `DURATION_MAX` (about 10000 years): a longer one is refused, never
+-- wrapped around.
+-- @raise `what: invalid duration 'v' (use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)`,
+-- `what: duration 'v' is too long (at most 315569519999999 ms, about 10000 years)`
 function M.duration(v, what, level)
   local ms
   if type(v) == "number" then
