@@ -42,7 +42,8 @@ log:setvbuf("no")
 tide.read_stream("rate", { rows_per_second = 100000 })
   :write_stream(function(id, rows) %s log:write(id, " ", #rows, "\n") end, { trigger = %s, checkpoint = %q })
 ]], log, c.sleep, c.trigger, ck))
-      local cmd = string.format("sh -c 'timeout -s KILL 60 %s/bin/tide run %s >/dev/null 2>&1 & echo $!; wait $!; echo rc=$?'",
+      local cmd = string.format(
+        "sh -c 'timeout -s KILL 60 %s/bin/tide run %s >/dev/null 2>&1 & echo $!; wait $!; echo rc=$?'",
         support.ROOT, script)
       local p = io.popen(cmd)
       local pid = tonumber(p:read("l"))

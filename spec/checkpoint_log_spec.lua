@@ -52,7 +52,8 @@ describe("a query's logs", function()
         local at = text:find("0", 1, true) -- a digit of the entry: still valid JSON once flipped
         assert.is_true(flip(ck .. "/data.mdb", text, at) > 0)
         assert.has_error(function() start(ms, out) end,
-          string.format("write_stream(foreach_batch): checkpoint %s: %s, batch 0: damaged entry (checksum mismatch)", ck, case.log))
+          string.format("write_stream(foreach_batch): checkpoint %s: %s, batch 0: damaged entry (checksum mismatch)",
+            ck, case.log))
         assert.same({ 1, 2 }, out)
       end)
   end
