@@ -653,7 +653,10 @@ function Query:_wake()
   if self._active and self._waiting then self:_schedule(0) end
 end
 
--- Arm the one-shot timer of the next trigger in ms.
+-- Arm the one-shot timer of the next trigger in ms. A 0 ms timer runs in
+-- the loop's next iteration, after a poll (core/loop.h): batches back to
+-- back still let signals, await's timeout, sockets and the REPL have their
+-- turn between two batches.
 function Query:_schedule(ms)
   if self._timer then self._timer:close() end
   self._waiting = false
