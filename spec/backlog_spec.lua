@@ -44,12 +44,13 @@ tide.read_stream("rate", { rows_per_second = 100000 })
   :write_stream(function(id, rows) %s log:write(id, " ", #rows, "\n") end, { trigger = %s, checkpoint = %q })
 ]], log, c.sleep, c.trigger, ck))
       local cmd = string.format(
-        "sh -c 'timeout -s KILL 60 %s/bin/tide run %s >/dev/null 2>&1 & echo $!; wait $!; echo rc=$?'",
+        "sh -c 'timeout --foreground -s KILL 60 %s/bin/tide run %s >/dev/null 2>&1 & echo $!; wait $!; echo rc=$?'",
         support.ROOT, script)
       local p = io.popen(cmd)
       local pid = tonumber(p:read("l"))
       assert.is_true(wait_for(log, function(t) return count_lines(t) >= 20 end), "batches ran")
-      -- the pid is timeout's: it hands the signal on to tide
+      -- the pid is timeout's: it hands the signal on to tide, once (--foreground:
+      -- not again to the process group, which a second Ctrl-C would be)
       os.execute("kill -" .. c.sig .. " " .. pid)
       local rest = p:read("a")
       p:close()
