@@ -42,7 +42,7 @@ int tide_window_assign(const tide_window_t *w, const tide_col_t *ts, uint32_t n,
   int rc = tide_window_check(w, err);
   if (rc) return rc;
   if (ts->type != TIDE_T_TIMESTAMP && ts->type != TIDE_T_INT)
-    return tide_err_set(err, TIDE_EINVAL, "window column must be a timestamp");
+    return tide_err_set(err, TIDE_EINVAL, "window column must be a timestamp or int");
   int64_t size = w->size, slide = w->slide, start = w->start;
   uint64_t k = (uint64_t)(size / slide) + (size % slide != 0);
   int filter = size % slide != 0;
