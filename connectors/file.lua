@@ -181,10 +181,7 @@ local function check_source(o)
     if o.schema ~= nil then fail("the text format has a fixed schema (value string)") end
     schema = "value string"
   else
-    if o.schema == nil then
-      fail(format("option 'schema' is required for %s (a stream is not inferred, unlike tide.read: " ..
-        "tide.infer_schema(file) proposes one)", fmt))
-    end
+    if o.schema == nil then fail(format("option 'schema' is required for %s", fmt)) end
     local t = type(o.schema)
     if t ~= "string" and t ~= "table" and not (t == "userdata" and o.schema.ddl) then
       fail("option 'schema' must be a DDL string, an array of fields or a tide.Schema, got " .. t)
