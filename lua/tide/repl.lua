@@ -231,6 +231,7 @@ M.COMMANDS = {
   { ".topics", "the default store's topics, with their records" },
   { ".schema TOPIC", "a topic's schema (DDL), version and compatibility" },
   { ".queries", "the streaming queries that run, one status line each" },
+  { ".ui [[HOST:]PORT]", "serve the dashboard and /metrics (default 127.0.0.1:4040); prints its URL" },
   { ".exit", "stop the queries (each committed) and leave (or Ctrl-D)" },
 }
 
@@ -669,6 +670,8 @@ function M.main(opts)
     out:flush()
   end
 
+  local ui_server -- the UI started by .ui
+
   local function command(line)
     local name, arg = line:match("^(%.%S+)%s*(.-)%s*$")
     if name == ".help" then
@@ -691,6 +694,14 @@ function M.main(opts)
         out:write(format("%s (version %d, compatibility %s): %s\n", arg, sc.version, tostring(sc.compatibility),
           sc.ddl))
       end
+    elseif name == ".ui" then
+      if ui_server == nil or ui_server:is_closed() then
+        ui_server = require("tide.ui").start({ listen = arg ~= "" and arg or nil, store = env.db })
+      elseif arg ~= "" then
+        report(format("the ui already runs at %s", ui_server:url()))
+        return
+      end
+      out:write("ui at ", ui_server:url(), "\n")
     elseif name == ".queries" then
       local qs = tide.queries()
       if #qs == 0 then out:write("no queries running\n") end
@@ -739,6 +750,7 @@ function M.main(opts)
       loop:run("once")
       guard = guard + 1
     end
+    if ui_server then ui_server:close() end
     for _, h in ipairs(signals) do h:close() end
     input:close()
     if db then pcall(db.close, db) end

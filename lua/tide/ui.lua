@@ -307,7 +307,7 @@ local JSON = "application/json; charset=utf-8"
 
 local function not_found(what) return 404, JSON, json({ error = what }) end
 
-local function route(self, method, url)
+local function route(self, _method, url)
   local path = url:match("^[^?#]*")
   local a = self._assets[path]
   if a then return 200, a.type, a.body end
@@ -342,6 +342,9 @@ end
 
 --- The server's counters: accepted, open, requests, rejected, timeouts, errors.
 function UI:stats() return self._srv:stats() end
+
+--- true once closed.
+function UI:is_closed() return self._srv:is_closed() end
 
 --- Stop serving (idempotent).
 function UI:close()

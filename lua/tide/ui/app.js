@@ -116,7 +116,7 @@ function renderQueries(data) {
           { name: 'processed rows/s', points: points(rp, p => p.processed_rows_per_second) }]),
         chart('Batch duration', [{ name: 'total', points: points(rp, p => p.duration_ms.total) }], 'ms'),
         chart('Watermark delay (batch time - watermark)', [{ name: 'delay',
-          points: points(rp, p => p.event_time && p.event_time.watermark !== undefined ?
+          points: points(rp, p => p.event_time && p.event_time.watermark > 0 ?
             (p.timestamp - p.event_time.watermark) / 1000 : null) }], 's'),
         chart('State rows', [{ name: 'rows', points: points(rp, p => p.state_operators.length ?
           p.state_operators.reduce((a, o) => a + (o.num_rows_total || 0), 0) : null) }])));
