@@ -8,7 +8,8 @@ local util = require "tide.util"
 -- Neither gets the sanitizer runtime `make asan` preloads for lua5.4 (a
 -- preloaded ASan makes Chromium spin); a browser that hangs is killed.
 local PY = "env -u LD_PRELOAD /usr/bin/python3 " .. support.ROOT .. "/spec/ui_http.py"
-local CHROMIUM = "env -u LD_PRELOAD timeout 60 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,860"
+local CHROMIUM = "env -u LD_PRELOAD timeout 60 chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars" ..
+  " --window-size=1280,860"
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -279,6 +280,28 @@ describe("tide.ui", function()
     end
   end)
 
+  it("shows in the browser when the process is gone, keeping the last data it received", function()
+    ms:add{ { k = "a", v = 1 } }
+    q:process_all_available()
+    local profile, out = support.tmpname(), support.tmpname()
+    os.execute(string.format("(%s --user-data-dir=%s --virtual-time-budget=5000 --dump-dom %s > %s.part 2>/dev/null;" ..
+      " mv %s.part %s) &", CHROMIUM, profile, url, out, out, out))
+    local loop = process.loop()
+    local tick = loop:timer(10, 10, function() end)
+    local deadline = os.time() + 60
+    -- the page, its two files and the first poll (/api/queries, /api/topics; or a favicon in between)
+    while ui:stats().requests < 5 and os.time() <= deadline do loop:run("once") end
+    ui:close()
+    while not support.exists(out) and os.time() <= deadline do loop:run("once") end
+    tick:close()
+    local dom = support.read_file(out)
+    os.remove(out)
+    os.execute("rm -rf " .. profile)
+    assert.matches('<span id="state" class="state gone">process gone</span>', dom, 1, true)
+    assert.matches('<div id="gone" class="banner">The tide process is not answering since ', dom, 1, true)
+    assert.matches("<td>ui_counts</td>", dom, 1, true)
+  end)
+
   it("refuses bad options and a port in use, naming them", function()
     assert.has_error(function() tide.ui{ listen = "nope" } end,
       "tide.ui: option 'listen': expected [HOST:]PORT with PORT 0..65535, got 'nope'")
@@ -303,3 +326,40 @@ describe("tide.ui", function()
     assert.has_error(function() tide.on_progress(1) end, "on_progress: expected a function(query, progress)")
   end)
 end)
+
+describe("tide run --ui and .ui", function()
+  local dir
+  before_each(function()
+    dir = support.tmpname()
+    os.execute("mkdir -p " .. dir)
+  end)
+  after_each(function() os.execute("rm -rf " .. dir) end)
+
+  -- bin/tide in dir with args, stdin from the text `stdin` (or nothing).
+  local function tide_cmd(args, stdin)
+    support.write_file(dir .. "/stdin", stdin or "")
+    return run(string.format("(cd %s && %s/bin/tide --data %s/data %s < %s/stdin)", dir, support.ROOT, dir, args, dir))
+  end
+
+  it("refuses a bad address as bad usage, and a port in use as a failure", function()
+    support.write_file(dir .. "/s.lua", "print('ran')\n")
+    local r = tide_cmd("run --ui nope s.lua")
+    assert.equal("tide: run: option '--ui': expected [HOST:]PORT with PORT 0..65535, got 'nope' " ..
+      "(see 'tide run --help')\n", r.stderr)
+    assert.equal("", r.stdout)
+    local tide = require "tide"
+    local ui = tide.ui{ listen = "127.0.0.1:0" }
+    r = tide_cmd("run --ui " .. ui:port() .. " s.lua")
+    ui:close()
+    assert.matches("^tide: run: cannot listen on 127.0.0.1:%d+: EADDRINUSE: [^\n]+\n$", r.stderr)
+    assert.equal("", r.stdout)
+  end)
+
+  it("starts the ui from the REPL with .ui, once, and prints its URL", function()
+    local r = tide_cmd("", ".ui 127.0.0.1:0\n.ui\n")
+    local a, b = r.stdout:match("^ui at (http://127.0.0.1:%d+/)\nui at (http://127.0.0.1:%d+/)\n$")
+    assert.is_truthy(a, r.stdout .. r.stderr)
+    assert.equal(a, b)
+  end)
+end)
+

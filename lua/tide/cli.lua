@@ -1189,6 +1189,10 @@ local function cmd_run(ctx, argv, i)
   if script == nil then usage_error(cmd, "missing SCRIPT") end
   if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
   local tide = load_tide(cmd)
+  if opts.ui then
+    local host, msg = require("tide.ui").parse_listen(opts.ui)
+    if not host then usage_error(cmd, "option '--ui': " .. msg) end
+  end
   if ctx.data then
     -- --data picks the store of tide.default_store() in the script (and
     -- of the connectors' default store).
@@ -1211,10 +1215,7 @@ local function cmd_run(ctx, argv, i)
   local stops = {}
   if opts.log_progress then stops[#stops + 1] = progress_log(query_mod, opts.log_progress) end
   if opts.ui then
-    local ui_mod = require "tide.ui"
-    local host, msg = ui_mod.parse_listen(opts.ui)
-    if not host then usage_error(cmd, "option '--ui': " .. msg) end
-    local uok, ui = pcall(ui_mod.start, { listen = opts.ui })
+    local uok, ui = pcall(require("tide.ui").start, { listen = opts.ui })
     if not uok then fail(cmd, (util.strip_position(tostring(ui)):gsub("^tide%.ui: ", ""))) end
     note("ui at " .. ui:url())
     stops[#stops + 1] = function() ui:close() end
