@@ -10,6 +10,9 @@
  *   srv:port(); srv:stats()                        -- the bound port; counters
  *   local inp = loop:input(fd, fn [, {raw = true}]) -- tide.Input: fn(bytes), then fn(nil[, err])
  *   inp:kind(); inp:set_raw(b); inp:pause(); inp:resume(); inp:winsize()
+ *   local p = loop:poll(fd, fn)                    -- tide.Poll: fn() when fd is readable
+ *   p:stop(); p:again()
+ *   loop:catch_interrupt("eval"|"prompt"|"off")    -- SIGINT interrupts Lua code (a REPL)
  *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
  *   loop:stop(); loop:alive(); loop:now(); loop:close()
  *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
@@ -56,6 +59,7 @@
 #define SIGNAL_MT "tide.Signal"
 #define SERVER_MT "tide.Server"
 #define INPUT_MT "tide.Input"
+#define POLL_MT "tide.Poll"
 
 typedef struct l_loop {
   tide_loop_t *loop; /* NULL once freed */
@@ -87,8 +91,9 @@ typedef struct l_event {
   size_t len;
 } l_event_t;
 
-static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
-static const int signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+                                           NULL};
+static const int signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
 static const char *signal_name(int signum) {
   for (int i = 0; signal_names[i]; i++)
@@ -142,8 +147,18 @@ static int l_dispatch(lua_State *L) {
   case TIDE_HANDLE_SIGNAL:
     lua_pushstring(L, signal_name(ev->signum));
     nargs = 1;
+    if (ev->events) { /* a SIGINT that interrupted a chunk (catch_interrupt) */
+      lua_pushboolean(L, 1);
+      nargs = 2;
+    }
     break;
   case TIDE_HANDLE_TIMER:
+    break;
+  case TIDE_HANDLE_POLL:
+    if (ev->status < 0) {
+      lua_pushfstring(L, "%s: %s", tide_errname(ev->status), tide_strerror(ev->status));
+      nargs = 1;
+    }
     break;
   case TIDE_HANDLE_INPUT:
     if (ev->len) {
@@ -226,8 +241,18 @@ static void on_watch(tide_handle_t *h, void *data, const char *filename, int eve
   l_fire(&ev);
 }
 
+static int interrupt_seen(int signum);
+
 static void on_signal(tide_handle_t *h, void *data, int signum) {
   l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL, NULL, 0};
+  (void)h;
+  ev.events = interrupt_seen(signum);
+  l_fire(&ev);
+}
+
+/* A skipped readable event comes again: the bytes are still there. */
+static void on_poll(tide_handle_t *h, void *data, int status) {
+  l_event_t ev = {data, NULL, 0, status, 0, NULL, 0, NULL, NULL, 0};
   (void)h;
   l_fire(&ev);
 }
@@ -267,6 +292,80 @@ static void on_release(tide_handle_t *h, void *data) {
   (void)h;
   u->h = NULL;
   handle_unref(u->ll->cur, u);
+}
+
+/* ---- interrupts (a REPL's Ctrl-C) ------------------------------------------------
+ *
+ * lua.c interrupts a running chunk on SIGINT by setting a debug hook from
+ * the signal handler (lua_sethook may be called there); the hook raises
+ * "interrupted!" at the next Lua instruction. A REPL on the loop needs the
+ * same, with one difference: the loop's callbacks (a query's batch) must
+ * not be cut by a Ctrl-C that was meant for the user's chunk, or the query
+ * would fail. So the hook raises only in Lua code that runs outside the
+ * loop's callbacks; a SIGINT that arrives while the loop runs is raised by
+ * loop:run once its callbacks returned ("eval" mode). While the REPL waits
+ * for input ("prompt" mode) the signal only goes on to libuv's handler, so
+ * that the REPL's tide.Signal callback clears the line. In either mode, a
+ * second SIGINT that arrives before libuv delivered the first (the loop is
+ * stuck in a callback that does not return) raises in that callback: its
+ * query fails, the session lives.
+ *
+ * Signal handlers are process-wide and the hook needs the state it
+ * interrupts, so this is global state, like escalate_signals' (which must
+ * not be on at the same time): the mode, the main thread, the loop, and
+ * the counts the handler writes. */
+enum { INT_OFF = 0, INT_PROMPT = 1, INT_EVAL = 2 };
+static volatile sig_atomic_t int_mode, int_pending, int_force, int_unseen, int_eval_unseen;
+static lua_State *int_L;          /* the main thread: where the hook is set */
+static tide_loop_t *int_loop;     /* the loop whose callbacks are not cut */
+static struct sigaction int_prev; /* libuv's handler, called after ours */
+
+static void int_raise(lua_State *L) {
+  lua_sethook(L, NULL, 0, 0);
+  int_pending = int_force = 0;
+  lua_pushliteral(L, "interrupted!");
+  lua_error(L);
+}
+
+static void int_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  int in_callback = int_loop != NULL && tide_loop_running(int_loop);
+  if (int_force && in_callback) int_raise(L);
+  if (int_mode == INT_EVAL && int_pending && !in_callback) int_raise(L);
+}
+
+static void int_handler(int sig, siginfo_t *info, void *uctx) {
+  if (int_unseen > 0) int_force = 1;
+  int_unseen++;
+  if (int_mode == INT_EVAL) {
+    int_pending = 1;
+    int_eval_unseen++;
+  }
+  if ((int_mode == INT_EVAL || int_force) && int_L)
+    lua_sethook(int_L, int_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (int_prev.sa_flags & SA_SIGINFO) {
+    if (int_prev.sa_sigaction) int_prev.sa_sigaction(sig, info, uctx);
+  } else if (int_prev.sa_handler != SIG_DFL && int_prev.sa_handler != SIG_IGN && int_prev.sa_handler) {
+    int_prev.sa_handler(sig);
+  }
+}
+
+/* libuv delivers a signal to a tide.Signal callback: the loop is not
+ * stuck. In eval mode, loop:run returns at the end of this iteration to
+ * raise the interrupt (a "default" run would go on waiting). Returns 1 for
+ * a SIGINT that arrived in eval mode (libuv delivers signals in order):
+ * the callback gets fn("SIGINT", true) and knows that it was the chunk's,
+ * not the prompt's. */
+static int interrupt_seen(int signum) {
+  if (signum != SIGINT) return 0;
+  if (int_unseen > 0) int_unseen--;
+  if (int_mode == INT_EVAL && int_pending && int_loop) tide_loop_stop(int_loop);
+  if (int_eval_unseen > 0) {
+    int_eval_unseen--;
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- tide.Loop ------------------------------------------------------------------ */
@@ -326,6 +425,7 @@ static int l_loop_run(lua_State *L) {
     return lua_error(L); /* the callback's error, on top */
   }
   if (ll->stack_fail) return luaL_error(L, "loop:run: a callback was skipped: Lua stack overflow");
+  if (int_mode == INT_EVAL && int_pending && int_loop == ll->loop) int_raise(L);
   lua_pushboolean(L, rc > 0);
   return 1;
 }
@@ -512,6 +612,56 @@ static int l_loop_input(lua_State *L) {
   return 1;
 }
 
+/* loop:poll(fd, fn) -> tide.Poll, or nil, msg, name. fn() each loop
+ * iteration in which fd is readable, until p:stop() (p:again() starts it
+ * again); fn("ENAME: msg") when polling failed (then it is stopped). fd is
+ * put in non-blocking mode (see tide_poll_start): not stdin itself. */
+static int l_loop_poll(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "must be a file descriptor (>= 0)");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  l_handle_t *u = handle_new(L, ll, POLL_MT, 3);
+  int rc = tide_poll_start(ll->loop, (int)fd, on_poll, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* loop:catch_interrupt(mode) -> the number of SIGINTs that arrived and
+ * that the tide.Signal callbacks did not get yet (a REPL that shows a new
+ * prompt knows that they are not for it). mode: "eval", "prompt" or "off"
+ * (see the interrupts section above). A SIGINT that arrived in eval mode
+ * reaches the tide.Signal callbacks as fn("SIGINT", true). The first mode other than "off" installs the
+ * handler over libuv's, so a loop:signal("SIGINT", fn) must be open then
+ * (and closed only after "off": libuv would put SIG_DFL back over ours). */
+static int l_loop_catch_interrupt(lua_State *L) {
+  static const char *const modes[] = {"off", "prompt", "eval", NULL};
+  l_loop_t *ll = check_open_loop(L, 1);
+  int mode = luaL_checkoption(L, 2, NULL, modes);
+  if (mode != INT_OFF && int_mode == INT_OFF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    int_L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    int_loop = ll->loop;
+    int_pending = int_force = int_unseen = int_eval_unseen = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = int_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &int_prev) != 0) return luaL_error(L, "catch_interrupt: sigaction failed");
+  } else if (mode == INT_OFF && int_mode != INT_OFF) {
+    sigaction(SIGINT, &int_prev, NULL);
+    if (int_L) lua_sethook(int_L, NULL, 0, 0);
+    int_L = NULL;
+    int_loop = NULL;
+  }
+  if (mode == INT_EVAL && int_mode != INT_EVAL) int_pending = 0; /* a new chunk: nothing to raise yet */
+  int_mode = mode;
+  lua_pushinteger(L, int_unseen);
+  return 1;
+}
+
 /* core.raise_signal(name): raise() the signal in this process. */
 static int l_raise_signal(lua_State *L) {
   int sig = luaL_checkoption(L, 1, NULL, signal_names);
@@ -593,17 +743,17 @@ static int l_guess_handle(lua_State *L) {
 
 /* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
 
-static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT};
+static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT, POLL_MT};
 
 static l_handle_t *check_handle(lua_State *L, int idx, const char **mt) {
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 6; i++) {
     l_handle_t *u = luaL_testudata(L, idx, handle_mts[i]);
     if (u) {
       if (mt) *mt = handle_mts[i];
       return u;
     }
   }
-  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal, tide.Server or tide.Input");
+  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal, tide.Server, tide.Input or tide.Poll");
   return NULL;
 }
 
@@ -746,12 +896,32 @@ static int l_input_winsize(lua_State *L) {
   return 2;
 }
 
+/* ---- tide.Poll ------------------------------------------------------------------------- */
+
+/* p:stop() / p:again(): stop and restart watching. stop is a no-op on a
+ * closed poll; again raises there. */
+static int l_poll_stop(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, POLL_MT);
+  if (u->h) tide_poll_stop(u->h);
+  return 0;
+}
+
+static int l_poll_again(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, POLL_MT);
+  if (u->h == NULL) return luaL_error(L, "attempt to use a closed " POLL_MT);
+  int rc = tide_poll_again(u->h);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static const luaL_Reg loop_methods[] = {
     {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal}, {"listen", l_loop_listen},
     {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},   {"now", l_loop_now},
-    {"close", l_loop_close}, {"input", l_loop_input}, {NULL, NULL}};
+    {"close", l_loop_close}, {"input", l_loop_input}, {"poll", l_loop_poll},
+    {"catch_interrupt", l_loop_catch_interrupt}, {NULL, NULL}};
 
 static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},         {"again", l_timer_again},
                                         {"close", l_handle_close},       {"is_active", l_handle_is_active},
@@ -768,6 +938,10 @@ static const luaL_Reg server_methods[] = {{"port", l_server_port},
                                          {"is_active", l_handle_is_active},
                                          {"is_closed", l_handle_is_closed},
                                          {NULL, NULL}};
+
+static const luaL_Reg poll_methods[] = {{"stop", l_poll_stop},         {"again", l_poll_again},
+                                       {"close", l_handle_close},       {"is_active", l_handle_is_active},
+                                       {"is_closed", l_handle_is_closed}, {NULL, NULL}};
 
 static const luaL_Reg input_methods[] = {{"kind", l_input_kind},
                                         {"set_raw", l_input_set_raw},
@@ -805,6 +979,7 @@ int tide_l_loop_open(lua_State *L) {
   new_metatable(L, SIGNAL_MT, other_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, SERVER_MT, server_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, INPUT_MT, input_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, POLL_MT, poll_methods, l_handle_close, l_handle_tostring);
   lua_pushcfunction(L, l_loop_new);
   lua_setfield(L, -2, "loop");
   lua_pushcfunction(L, l_escalate_signals);

@@ -17,6 +17,9 @@
  * state (raw, paused, ended); its uv handle is a uv_tty_t, uv_pipe_t,
  * uv_tcp_t or, for files, a uv_idle_t from which it read()s.
  *
+ * A poll is a uv_poll_t and nothing more: it says when its descriptor is
+ * readable; the caller reads.
+ *
  * Connections are not tide handles (not on the loop's list): the server
  * closes them when it closes. Like handles, a connection's memory is freed
  * in its close callback only, and counts in the loop's nclosing meanwhile;
@@ -53,6 +56,7 @@ struct tide_handle {
     uv_tty_t tty;
     uv_pipe_t pipe;
     uv_idle_t idle;
+    uv_poll_t poll;
   } u;
   tide_loop_t *loop;
   tide_handle_type_t type;
@@ -64,6 +68,7 @@ struct tide_handle {
     tide_signal_cb signal;
     tide_lines_cb lines;
     tide_input_cb input;
+    tide_poll_cb poll;
   } cb;
   tide_release_cb release;
   void *data;
@@ -349,6 +354,48 @@ int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_rel
   handle_link(h);
   *out = h;
   return 0;
+}
+
+/* ---- polls ------------------------------------------------------------------------ */
+
+static void poll_on_event(uv_poll_t *p, int status, int events) {
+  tide_handle_t *h = p->data;
+  (void)events;
+  if (h->closing) return;
+  if (status < 0) uv_poll_stop(p);
+  h->cb.poll(h, h->data, status < 0 ? status : 0);
+}
+
+int tide_poll_start(tide_loop_t *loop, int fd, tide_poll_cb cb, tide_release_cb release, void *data,
+                    tide_handle_t **out) {
+  *out = NULL;
+  if (loop->closed) return TIDE_ECLOSED;
+  tide_handle_t *h = handle_new(loop, TIDE_HANDLE_POLL, release, data);
+  if (!h) return -ENOMEM;
+  h->cb.poll = cb;
+  int rc = uv_poll_init(&loop->uv, &h->u.poll, fd);
+  if (rc) {
+    free(h);
+    return rc;
+  }
+  rc = uv_poll_start(&h->u.poll, UV_READABLE, poll_on_event);
+  if (rc) {
+    handle_abandon(h);
+    return rc;
+  }
+  handle_link(h);
+  *out = h;
+  return 0;
+}
+
+int tide_poll_stop(tide_handle_t *h) {
+  if (h->type != TIDE_HANDLE_POLL || h->closing) return UV_EINVAL;
+  return uv_poll_stop(&h->u.poll);
+}
+
+int tide_poll_again(tide_handle_t *h) {
+  if (h->type != TIDE_HANDLE_POLL || h->closing) return UV_EINVAL;
+  return uv_poll_start(&h->u.poll, UV_READABLE, poll_on_event);
 }
 
 /* ---- TCP line servers --------------------------------------------------------------

@@ -434,6 +434,19 @@ describe("tide.Server", function()
   end)
 end)
 
+-- Run a child lua5.4 whose stdin is `redirect` (a shell fragment): `body`
+-- after the prelude and `local core = require "tide.core"`; its output.
+local function run_child(redirect, body)
+  local support = require "spec.support"
+  local script = support.tmpname()
+  support.write_file(script, support.CHILD_PRELUDE .. "local core = require 'tide.core'\n" .. body)
+  local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
 describe("tide.Input", function()
   local support = require "spec.support"
 
@@ -441,9 +454,7 @@ describe("tide.Input", function()
   -- reads it with loop:input(0, ...), printing the kind, each chunk's bytes
   -- in %q form and the end.
   local function child(redirect, extra)
-    local script = support.tmpname()
-    support.write_file(script, support.CHILD_PRELUDE .. [[
-local core = require "tide.core"
+    return run_child(redirect, [[
 local loop = core.loop()
 local parts = {}
 local inp = assert(loop:input(0, function(bytes, err)
@@ -457,11 +468,6 @@ assert(inp:is_active() == false)
 inp:close()
 loop:close()
 ]])
-    local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
-    return out
   end
 
   it("reads a pipe to its end", function()
@@ -531,5 +537,150 @@ loop:close()
     p:close()
     os.remove(script)
     assert.matches("^tide%.Input %(closed%)\ttrue\t.*attempt to use a closed tide%.Input\n$", out)
+  end)
+end)
+
+describe("tide.Poll", function()
+  local support = require "spec.support"
+
+  local child = run_child
+
+  it("calls back while the descriptor is readable, until stopped; again starts it", function()
+    local out = child("printf 'abc' |", [[
+local loop = core.loop()
+local got = {}
+local p
+p = assert(loop:poll(0, function(err)
+  assert(err == nil, err)
+  got[#got + 1] = io.read(1) or "<eof>"
+  if #got == 2 then
+    p:stop()
+    loop:timer(20, 0, function() got[#got + 1] = "|" assert(p:again()) end)
+  elseif #got == 5 then
+    p:close()
+  end
+end))
+print(tostring(p):match("^tide%.Poll"), p:is_active())
+loop:run()
+print(table.concat(got), p:is_closed())
+loop:close()
+]])
+    assert.equal("tide.Poll\ttrue\nab|c<eof>\ttrue\n", out)
+  end)
+
+  it("checks its arguments, fails with a failure tuple on what epoll refuses, and refuses use once closed", function()
+    local loop <close> = core.loop()
+    assert.has_error(function() loop:poll(-1, print) end,
+      "bad argument #1 to 'poll' (must be a file descriptor (>= 0))")
+    assert.has_error(function() loop:poll(0) end, "bad argument #2 to 'poll' (function expected, got no value)")
+    local p, msg, name = loop:poll(987, print)
+    assert.is_nil(p)
+    assert.equal("EBADF: Bad file descriptor", msg)
+    assert.equal("EBADF", name)
+    local path = support.tmpname()
+    support.write_file(path, "x")
+    local out = child("<" .. path, [[
+local loop = core.loop()
+print(loop:poll(0, print))
+loop:close()
+]])
+    os.remove(path)
+    assert.equal("nil\tEPERM: Operation not permitted\tEPERM\n", out)
+    out = child("printf x |", [[
+local loop = core.loop()
+local p = assert(loop:poll(0, print))
+p:close()
+p:stop()
+print(p:is_closed(), select(2, pcall(p.again, p)))
+loop:close()
+]])
+    assert.matches("^true\t.*attempt to use a closed tide%.Poll\n$", out)
+  end)
+end)
+
+describe("loop:catch_interrupt", function()
+  local loop, sig
+
+  before_each(function()
+    loop = core.loop()
+    sig = loop:signal("SIGINT", function() end)
+  end)
+  after_each(function()
+    loop:catch_interrupt("off")
+    sig:close()
+    loop:close()
+  end)
+
+  it("in eval mode, interrupts Lua code that runs outside the loop on SIGINT", function()
+    loop:catch_interrupt("eval")
+    local n = 0
+    local ok, err = pcall(function()
+      core.raise_signal("SIGINT")
+      while true do n = n + 1 end
+    end)
+    assert.is_false(ok)
+    assert.equal("interrupted!", err)
+    -- The next chunk runs unhindered.
+    assert.equal(3, (function() return 1 + 2 end)())
+    -- The signal's callback has not had it yet: it comes with the next run.
+    assert.equal(1, loop:catch_interrupt("prompt"))
+    loop:run("nowait")
+    assert.equal(0, loop:catch_interrupt("prompt"))
+  end)
+
+  it("in eval mode, lets a callback finish and raises from loop:run; the signal's callback knows", function()
+    sig:close()
+    local got
+    sig = loop:signal("SIGINT", function(...) got = table.pack(...) end)
+    loop:catch_interrupt("eval")
+    local finished = false
+    loop:timer(1, 0, function()
+      core.raise_signal("SIGINT")
+      local x = 0
+      for i = 1, 10000 do x = x + i end
+      finished = x == 50005000
+    end)
+    local ok, err = pcall(loop.run, loop)
+    assert.is_false(ok)
+    assert.equal("interrupted!", err)
+    assert.is_true(finished)
+    assert.same({ "SIGINT", true, n = 2 }, got)
+  end)
+
+  it("in prompt mode, only passes SIGINT on to the tide.Signal", function()
+    sig:close()
+    local got = 0
+    sig = loop:signal("SIGINT", function(...)
+      got = got + select("#", ...)
+      loop:stop()
+    end)
+    loop:catch_interrupt("prompt")
+    loop:timer(1, 0, function() core.raise_signal("SIGINT") end)
+    assert.is_true(loop:run())
+    assert.equal(1, got) -- fn("SIGINT") alone
+  end)
+
+  it("in prompt mode, interrupts a callback that does not return on a second SIGINT", function()
+    loop:catch_interrupt("prompt")
+    loop:timer(1, 0, function()
+      core.raise_signal("SIGINT")
+      core.raise_signal("SIGINT")
+      while true do end
+    end)
+    local ok, err = pcall(loop.run, loop)
+    assert.is_false(ok)
+    assert.matches("^interrupted!\nstack traceback:", err)
+  end)
+
+  it("rejects an unknown mode", function()
+    assert.has_error(function() loop:catch_interrupt("on") end,
+      "bad argument #1 to 'catch_interrupt' (invalid option 'on')")
+  end)
+end)
+
+describe("core.readline_open", function()
+  it("fails with ENOTTY when stdin is not a terminal", function()
+    local out = run_child("</dev/null", "print(core.readline_open())\n")
+    assert.equal("nil\tENOTTY: Inappropriate ioctl for device\tENOTTY\n", out)
   end)
 end)

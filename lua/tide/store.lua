@@ -207,7 +207,7 @@ function Store:create_topic(name, opts)
     if type(o.schema) ~= "string" and type(o.schema) ~= "table" then
       error("create_topic: option 'schema' must be a DDL string or an array of fields, got " .. type(o.schema), 2)
     end
-    local okp, err = pcall(core.schema_parse, o.schema)
+    local okp, err = core.schema(o.schema)
     if not okp then error("create_topic: bad schema: " .. util.strip_position(err), 2) end
   end
   local r, msg = c:create_topic(name, {
@@ -315,7 +315,7 @@ local function check_schema_value(schema, what)
   if type(schema) ~= "string" and type(schema) ~= "table" then
     error(format("%s: bad argument #2: expected a DDL string or an array of fields, got %s", what, type(schema)), 3)
   end
-  local ok, err = pcall(core.schema_parse, schema)
+  local ok, err = core.schema(schema)
   if not ok then error(format("%s: bad schema: %s", what, util.strip_position(err)), 3) end
 end
 
