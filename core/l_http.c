@@ -193,19 +193,13 @@ static int l_http_stats(lua_State *L) {
   l_http_t *u = check_open_http(L, 1);
   tide_http_stats_t st;
   tide_http_stats(u->s, &st);
+  const char *const names[] = {"accepted", "open", "requests", "rejected", "timeouts", "errors"};
+  const uint64_t values[] = {st.accepted, st.open, st.requests, st.rejected, st.timeouts, u->errors};
   lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)st.accepted);
-  lua_setfield(L, -2, "accepted");
-  lua_pushinteger(L, (lua_Integer)st.open);
-  lua_setfield(L, -2, "open");
-  lua_pushinteger(L, (lua_Integer)st.requests);
-  lua_setfield(L, -2, "requests");
-  lua_pushinteger(L, (lua_Integer)st.rejected);
-  lua_setfield(L, -2, "rejected");
-  lua_pushinteger(L, (lua_Integer)st.timeouts);
-  lua_setfield(L, -2, "timeouts");
-  lua_pushinteger(L, (lua_Integer)u->errors);
-  lua_setfield(L, -2, "errors");
+  for (int i = 0; i < 6; i++) {
+    lua_pushinteger(L, (lua_Integer)values[i]);
+    lua_setfield(L, -2, names[i]);
+  }
   return 1;
 }
 

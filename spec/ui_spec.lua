@@ -298,7 +298,7 @@ describe("tide.ui", function()
     os.remove(out)
     os.execute("rm -rf " .. profile)
     assert.matches('<span id="state" class="state gone">process gone</span>', dom, 1, true)
-    assert.matches('<div id="gone" class="banner">The tide process is not answering since ', dom, 1, true)
+    assert.matches('<div id="gone" class="banner">The tide process is not answering', dom, 1, true)
     assert.matches("<td>ui_counts</td>", dom, 1, true)
   end)
 

@@ -261,7 +261,7 @@ M.COMMANDS = {
   { ".topics", "the default store's topics, with their records" },
   { ".schema TOPIC", "a topic's schema (DDL), version and compatibility" },
   { ".queries", "the streaming queries that run, one status line each" },
-  { ".ui [[HOST:]PORT]", "serve the dashboard and /metrics (default 127.0.0.1:4040); prints its URL" },
+  { ".ui [ADDR]", "serve the dashboard and /metrics on [HOST:]PORT (default 127.0.0.1:4040)" },
   { ".exit", "stop the queries (each committed) and leave (also exit, quit, Ctrl-D)" },
 }
 
