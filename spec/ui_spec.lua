@@ -302,6 +302,30 @@ describe("tide.ui", function()
     assert.matches("<td>ui_counts</td>", dom, 1, true)
   end)
 
+  it("answers 500 with the message when the handler fails, and serves on", function()
+    local core = require "tide.core"
+    local srv = assert(core.http_listen(process.loop(), "127.0.0.1", 0, function(_, path)
+      if path == "/boom" then error("boom") end
+      if path == "/bad" then return 200 end
+      return 200, "text/plain", "fine"
+    end))
+    local base = "http://127.0.0.1:" .. srv:port()
+    local boom = util.json_decode(client("get " .. base .. "/boom")())
+    local bad = util.json_decode(client("get " .. base .. "/bad")())
+    local fine = util.json_decode(client("get " .. base .. "/")())
+    local st = srv:stats()
+    srv:close()
+    assert.equal(500, boom.status)
+    assert.matches("^internal error: spec/ui_spec.lua:%d+: boom\nstack traceback:", boom.body)
+    assert.same({ 500, "internal error: the handler must return status (100..599), content type (< 128 bytes), " ..
+      "body (string)" }, { bad.status, bad.body })
+    assert.same({ 200, "text/plain", "fine" }, { fine.status, fine.type, fine.body })
+    assert.equal(2, st.errors)
+    assert.equal(3, st.requests)
+    assert.is_true(srv:is_closed())
+    assert.has_error(function() srv:port() end, "attempt to use a closed tide.HttpServer")
+  end)
+
   it("refuses bad options and a port in use, naming them", function()
     assert.has_error(function() tide.ui{ listen = "nope" } end,
       "tide.ui: option 'listen': expected [HOST:]PORT with PORT 0..65535, got 'nope'")
