@@ -6,8 +6,9 @@
  *   local w = loop:watch(path, fn)                 -- tide.Watch: fn(filename, "change"|"rename")
  *   local s = loop:signal("SIGTERM", fn)           -- tide.Signal: fn("SIGTERM")
  *   local srv = loop:listen(host, port, on_lines [, {max_line =, on_error =}])
- *                                                  -- tide.Server: on_lines({line, ...})
+ *                                                  -- tide.Server: on_lines(n), n new lines kept
  *   srv:port(); srv:stats()                        -- the bound port; counters
+ *   srv:batch(from, to [, bad]); srv:forget(upto)  -- kept lines as a tide.Batch; dropped
  *   local inp = loop:input(fd, fn [, {raw = true}]) -- tide.Input: fn(bytes), then fn(nil[, err])
  *   inp:kind(); inp:set_raw(b); inp:pause(); inp:resume(); inp:winsize()
  *   local p = loop:poll(fd, fn)                    -- tide.Poll: fn() when fd is readable
@@ -41,6 +42,7 @@
  * value stays on that stack, the loop stops, later callbacks of the run are
  * skipped, and loop:run raises the error once uv_run has returned.
  */
+#include <errno.h>
 #include <signal.h>
 #include <unistd.h>
 #include <string.h>
@@ -48,6 +50,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "decode.h"
 #include "err.h"
 #include "l_loop.h"
 #include "l_tide.h"
@@ -77,6 +80,8 @@ typedef struct l_handle {
   int oneshot;      /* a timer that does not repeat: closed when it fires */
   int err_ref;      /* a server's on_error, LUA_NOREF when none or closed */
   size_t max_line;  /* a server's line limit, for its error messages */
+  tide_lines_t kept; /* a server's lines, until srv:forget (freed on release) */
+  int lost;          /* a server could not keep lines (out of memory) */
 } l_handle_t;
 
 /* One event on its way to Lua, passed to dispatch as a light userdata. */
@@ -174,12 +179,8 @@ static int l_dispatch(lua_State *L) {
     }
     break;
   case TIDE_HANDLE_SERVER:
-    if (ev->nlines) { /* a fresh array: the callee may keep it */
-      lua_createtable(L, (int)ev->nlines, 0);
-      for (size_t i = 0; i < ev->nlines; i++) {
-        lua_pushlstring(L, ev->lines[i].ptr, ev->lines[i].len);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-      }
+    if (ev->nlines) { /* kept already: say how many */
+      lua_pushinteger(L, (lua_Integer)ev->nlines);
       nargs = 1;
       break;
     }
@@ -257,11 +258,16 @@ static void on_poll(tide_handle_t *h, void *data, int status) {
   l_fire(&ev);
 }
 
-/* Lines skipped after a callback error are lost: the error is raised by
- * loop:run, and whoever owns the server is failing anyway. */
+/* The lines go to the server's kept lines in C, never one Lua string
+ * each; Lua is told how many came (also after a callback error: the lines
+ * are kept all the same). Out of memory, the server marks itself: lines
+ * were lost, and srv:batch says so from then on. */
 static void on_server_lines(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n) {
-  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL, NULL, 0};
+  l_handle_t *u = data;
   (void)h;
+  for (size_t i = 0; i < n && !u->lost; i++)
+    if (tide_lines_add(&u->kept, lines[i].ptr, lines[i].len)) u->lost = 1;
+  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL, NULL, 0};
   l_fire(&ev);
 }
 
@@ -291,6 +297,7 @@ static void on_release(tide_handle_t *h, void *data) {
   l_handle_t *u = data;
   (void)h;
   u->h = NULL;
+  tide_lines_free(&u->kept);
   handle_unref(u->ll->cur, u);
 }
 
@@ -465,6 +472,8 @@ static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn
   u->fn_ref = u->self_ref = u->err_ref = LUA_NOREF;
   u->oneshot = 0;
   u->max_line = 0;
+  u->kept = (tide_lines_t)TIDE_LINES_INIT;
+  u->lost = 0;
   luaL_setmetatable(L, mt);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
@@ -533,9 +542,10 @@ static int l_loop_signal(lua_State *L) {
 /* loop:listen(host, port, on_lines [, opts]) -> tide.Server, or nil, msg,
  * name ("EADDRINUSE: Address already in use", "ENOTFOUND: not found" for a
  * host that does not resolve, ...). Binds host only (a numeric address or a
- * name, resolved once). on_lines(lines) gets, per read of one connection, a
- * fresh array of the lines it completed (LF cut, one CR before it
- * stripped; a last line without LF when the peer closes). opts: max_line
+ * name, resolved once). The server keeps the lines every connection sends
+ * (LF cut, one CR before it stripped; a last line without LF when the peer
+ * closes), numbered from 0 in arrival order, until srv:forget; on_lines(n)
+ * is told, per read of one connection, how many it completed. opts: max_line
  * (bytes, default 1 MiB: longer lines are skipped and reported), on_error
  * (fn(msg, name): a too long line, "ETOOBIG"; a failed read, after which
  * the connection is closed; a failed accept). Without on_error, failures
@@ -841,6 +851,66 @@ static int l_server_stats(lua_State *L) {
   return 1;
 }
 
+static l_handle_t *check_open_server(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, SERVER_MT);
+  if (u->h == NULL) luaL_error(L, "attempt to use a closed " SERVER_MT);
+  return u;
+}
+
+/* srv:batch(from, to [, bad]) -> batch, lines, dropped, {dropped line numbers}
+ *                              | nil, "line N: reason", ENAME
+ * The kept lines [from, to) as a tide.Batch of "value string" (decode.h's
+ * text format; line N of messages is line N - 1 of the server). bad is
+ * "fail" (default: an invalid UTF-8 line fails) or "drop" (it is skipped
+ * and counted). A batch holds at most TIDE_BATCH_MAX_ROWS rows: `lines`
+ * says how many of the range it covers; ask again for the rest. Lines
+ * already forgotten, or not received yet, are a programming error. */
+static int l_server_batch(lua_State *L) {
+  static const char *const bad_modes[] = {"fail", "drop", NULL};
+  l_handle_t *u = check_open_server(L);
+  lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
+  tide_decode_opts_t o = {TIDE_FMT_TEXT, (tide_bad_policy_t)luaL_checkoption(L, 4, "fail", bad_modes), 0, 0};
+  const char *text;
+  size_t len;
+  if (from < 0 || to < 0 || tide_lines_text(&u->kept, (uint64_t)from, (uint64_t)to, &text, &len))
+    return luaL_error(L, "srv:batch: lines [%I, %I) are not kept (kept: [%I, %I))", from, to,
+                      (lua_Integer)u->kept.base, (lua_Integer)u->kept.count);
+  if (u->lost) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), "lines were lost (out of memory)");
+  tide_schema_t *s = NULL;
+  tide_err_t err = {0, ""};
+  int rc = tide_schema_parse_ddl("value string", 12, &s, &err);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  tide_batch_t *b = tide_batch_new(s, 0);
+  tide_schema_unref(s); /* the batch holds it */
+  if (!b) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), NULL);
+  tide_l_push_batch(L, b); /* owned by Lua from here: a raise frees it */
+  tide_decoder_t *d = NULL;
+  if ((rc = tide_decoder_open(b->schema, &o, &d, &err))) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  tide_decode_result_t r;
+  rc = tide_decode(d, b, text, len, 1, from + 1, &r, &err);
+  int64_t lines[TIDE_DECODE_KEEP];
+  uint32_t nl = r.ndropped_lines;
+  memcpy(lines, r.dropped_lines, sizeof lines);
+  tide_decoder_close(d); /* before anything can raise */
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushinteger(L, r.lines);
+  lua_pushinteger(L, (lua_Integer)r.dropped);
+  lua_createtable(L, (int)nl, 0);
+  for (uint32_t i = 0; i < nl; i++) {
+    lua_pushinteger(L, lines[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 4;
+}
+
+/* srv:forget(upto): the kept lines before upto are no longer needed. */
+static int l_server_forget(lua_State *L) {
+  l_handle_t *u = check_open_server(L);
+  lua_Integer upto = luaL_checkinteger(L, 2);
+  if (upto > 0) tide_lines_forget(&u->kept, (uint64_t)upto);
+  return 0;
+}
+
 /* ---- tide.Input ------------------------------------------------------------------------ */
 
 static l_handle_t *check_open_input(lua_State *L) {
@@ -934,6 +1004,8 @@ static const luaL_Reg other_methods[] = {{"close", l_handle_close},
 
 static const luaL_Reg server_methods[] = {{"port", l_server_port},
                                          {"stats", l_server_stats},
+                                         {"batch", l_server_batch},
+                                         {"forget", l_server_forget},
                                          {"close", l_handle_close},
                                          {"is_active", l_handle_is_active},
                                          {"is_closed", l_handle_is_closed},

@@ -83,7 +83,8 @@ typedef void (*tide_release_cb)(tide_handle_t *h, void *data);
 typedef void (*tide_poll_cb)(tide_handle_t *h, void *data, int status);
 
 /* One line received by a server: the bytes before its LF, less one CR just
- * before the LF. Valid only during the callback that receives it. */
+ * before the LF (decode.h's line rule, tide_frame_line). Valid only during
+ * the callback that receives it. */
 typedef struct tide_line {
   const char *ptr;
   size_t len;

@@ -282,13 +282,22 @@ end
 describe("tide.Server", function()
   local loop, got, calls
 
-  local function on_lines(lines)
+  local function on_lines(n)
     calls = calls + 1
-    for _, l in ipairs(lines) do got[#got + 1] = l end
+    got = got + n
+  end
+
+  -- The values of the kept lines [from, to) (default: all received).
+  local function values(srv, from, to)
+    local b = assert(srv:batch(from or 0, to or srv:stats().lines))
+    local v = {}
+    for i, x in ipairs(b:column("value")) do v[i] = x end
+    b:close()
+    return v
   end
 
   before_each(function()
-    loop, got, calls = core.loop(), {}, 0
+    loop, got, calls = core.loop(), 0, 0
   end)
   after_each(function() loop:close() end)
 
@@ -306,36 +315,55 @@ describe("tide.Server", function()
       local a, b = sender(srv:port()), sender(srv:port())
       send(a, "hel")
       assert.is_true(run_until(loop, function() return srv:stats().bytes == 3 end))
-      assert.same({}, got)
+      assert.equal(0, got)
       send(a, "lo\r")
       assert.is_true(run_until(loop, function() return srv:stats().bytes == 6 end))
       send(a, "\nwor")
-      assert.is_true(run_until(loop, function() return #got == 1 end))
-      assert.same({ "hello" }, got)
+      assert.is_true(run_until(loop, function() return got == 1 end))
+      assert.same({ "hello" }, values(srv))
       send(b, "b1\n\nb3 \r\n")
-      assert.is_true(run_until(loop, function() return #got == 4 end))
-      assert.same({ "hello", "b1", "", "b3 " }, got)
+      assert.is_true(run_until(loop, function() return got == 4 end))
+      assert.same({ "hello", "b1", "", "b3 " }, values(srv))
       a:close()
-      assert.is_true(run_until(loop, function() return #got == 5 end))
-      assert.equal("wor", got[5])
+      assert.is_true(run_until(loop, function() return got == 5 end))
+      assert.same({ "wor" }, values(srv, 4, 5))
       b:close()
       assert.is_true(run_until(loop, function() return srv:stats().open == 0 end))
       assert.same({ accepted = 2, open = 0, bytes = 19, lines = 5, errors = 0 }, srv:stats())
     end)
 
-  it("hands each read's lines over as one fresh array", function()
-    local arrays = {}
-    local srv = assert(loop:listen("127.0.0.1", 0, function(lines) arrays[#arrays + 1] = lines end))
+  it("tells on_lines how many lines each read completed, and keeps them until forgotten", function()
+    local counts = {}
+    local srv = assert(loop:listen("127.0.0.1", 0, function(n) counts[#counts + 1] = n end))
     local a = sender(srv:port())
     send(a, "1\n2\n3\n")
     a:close()
     assert.is_true(run_until(loop, function() return srv:stats().lines == 3 end))
-    local all = {}
-    for _, arr in ipairs(arrays) do
-      for _, l in ipairs(arr) do all[#all + 1] = l end
-    end
-    assert.same({ "1", "2", "3" }, all)
-    assert.is_true(#arrays <= 3)
+    local total = 0
+    for _, n in ipairs(counts) do total = total + n end
+    assert.equal(3, total)
+    assert.is_true(#counts <= 3)
+    assert.same({ "2", "3" }, values(srv, 1, 3))
+    local b, lines, dropped, at = srv:batch(0, 3)
+    assert.same({ 3, 0, {} }, { lines, dropped, at })
+    b:close()
+    srv:forget(2)
+    assert.same({ "3" }, values(srv, 2, 3))
+    assert.has_error(function() srv:batch(1, 3) end, "srv:batch: lines [1, 3) are not kept (kept: [2, 3))")
+    assert.has_error(function() srv:batch(2, 4) end, "srv:batch: lines [2, 4) are not kept (kept: [2, 3))")
+  end)
+
+  it("fails on a line that is not UTF-8, or drops it and counts it", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local a = sender(srv:port())
+    send(a, "ok\nbad \xff\nfine\n")
+    a:close()
+    assert.is_true(run_until(loop, function() return got == 3 end))
+    assert.same({ nil, "line 2: invalid UTF-8 at byte 5", "ESCHEMA" }, { srv:batch(0, 3) })
+    local b, lines, dropped, at = srv:batch(0, 3, "drop")
+    assert.same({ "ok", "fine", n = 2 }, b:column("value"))
+    assert.same({ 3, 1, { 2 } }, { lines, dropped, at })
+    b:close()
   end)
 
   it("receives many lines from several connections", function()
@@ -345,10 +373,10 @@ describe("tide.Server", function()
       kids[c] = assert(io.popen(string.format(
         "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && seq %d 4 200000 >&3'", srv:port(), c)))
     end
-    assert.is_true(run_until(loop, function() return #got == 200000 end))
+    assert.is_true(run_until(loop, function() return got == 200000 end))
     for _, k in ipairs(kids) do k:close() end
     local seen = {}
-    for _, l in ipairs(got) do seen[tonumber(l)] = true end
+    for _, l in ipairs(values(srv)) do seen[tonumber(l)] = true end
     for i = 1, 200000 do
       if not seen[i] then error("line " .. i .. " is missing") end
     end
@@ -365,7 +393,7 @@ describe("tide.Server", function()
     send(a, "1234\n12345\nok\n123456")
     a:close()
     assert.is_true(run_until(loop, function() return srv:stats().open == 0 and srv:stats().accepted == 1 end))
-    assert.same({ "1234", "ok" }, got)
+    assert.same({ "1234", "ok" }, values(srv))
     assert.equal(2, #errors)
     assert.matches("^127%.0%.0%.1:%d+: line longer than 4 bytes %(skipped%)$", errors[1][1])
     assert.equal("ETOOBIG", errors[1][2])

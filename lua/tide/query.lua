@@ -495,7 +495,8 @@ end
 
 function Query:_open(sources, stateful, marks, sink, descriptor)
   local ck = self._ck
-  local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir }
+  local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir,
+    trigger = self._trigger.kind }
   for i, node in ipairs(sources) do
     local c = setmetatable({ index = i }, { __index = ctx })
     local inst
@@ -658,6 +659,7 @@ function Query:_tick()
   self._status.is_trigger_active = false
   if not ok then return self:_fail(ran) end
   if self._stop_requested then return self:_terminate() end
+  if not ran and self:_exhausted() then return self:_terminate("Finished") end
   if t.kind == "once" or (t.kind == "available_now" and not ran) then return self:_terminate("Finished") end
   if self._force > 0 or t.kind == "available_now" then
     if ran then self:_schedule(0) else self:_idle_wait() end
@@ -672,6 +674,16 @@ function Query:_tick()
     self:_schedule(math.max(0, math.floor(t.ms - elapsed)))
     self._status.message = "Waiting for next trigger"
   end
+end
+
+-- True when every source is finite and has nothing after what this query
+-- processed (connectors/README.md: `exhausted`): the query is finished.
+function Query:_exhausted()
+  if #self._sources == 0 then return false end
+  for i, s in ipairs(self._sources) do
+    if not (s.inst.exhausted and s.inst:exhausted(self._ends[i])) then return false end
+  end
+  return true
 end
 
 -- Offsets equal when their canonical JSON is.
