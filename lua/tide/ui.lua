@@ -250,8 +250,8 @@ local function metrics_text(self)
   end
   local st = self._srv:stats()
   E.add("tide_ui_requests_total", "counter", "Requests answered by the UI's handler", {}, st.requests)
-  E.add("tide_ui_rejected_requests_total", "counter", "Bad, oversized or slow requests refused", {},
-    st.rejected + st.timeouts)
+  E.add("tide_ui_rejected_requests_total", "counter", "Bad, oversized or slow requests the UI answered 4xx/503", {},
+    st.rejected)
   return E.text()
 end
 
