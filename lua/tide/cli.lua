@@ -483,37 +483,21 @@ end
 -- @tab rows array of arrays of cell values
 -- @treturn string the table, a line per row, each ending in "\n"
 function M.format_table(headers, rows)
-  local ncol, width, cells = #headers, {}, {}
-  for c = 1, ncol do width[c] = #headers[c] end
+  local ncol, cells, numeric = #headers, {}, {}
+  for c = 1, ncol do numeric[c] = #rows > 0 end
   for r, row in ipairs(rows) do
     cells[r] = {}
     for c = 1, ncol do
       local v = row[c]
-      local s = v == nil and "-" or tostring(v)
-      cells[r][c] = { s, type(v) == "number" }
-      if #s > width[c] then width[c] = #s end
+      cells[r][c] = v == nil and "-" or tostring(v)
+      if v ~= nil and type(v) ~= "number" then numeric[c] = false end
     end
   end
-  local lines = {}
-  local function line(cs)
-    local parts = {}
-    for c = 1, ncol do
-      local s, right = cs[c][1], cs[c][2]
-      local pad = string.rep(" ", width[c] - #s)
-      parts[c] = right and pad .. s or (c < ncol and s .. pad or s)
-    end
-    lines[#lines + 1] = concat(parts, "  ")
-  end
-  local head = {}
-  for c = 1, ncol do
-    local numeric = #cells > 0
-    for _, cs in ipairs(cells) do
-      if not cs[c][2] and cs[c][1] ~= "-" then numeric = false end
-    end
-    head[c] = { headers[c], numeric }
-  end
-  line(head)
-  for _, cs in ipairs(cells) do line(cs) end
+  -- numbers right-aligned, and a header over a column of numbers (or "-")
+  local lines = util.text_table(headers, cells, { right = function(c, r)
+    if r == 0 then return numeric[c] end
+    return type(rows[r][c]) == "number"
+  end })
   return concat(lines, "\n") .. "\n"
 end
 

@@ -1249,12 +1249,10 @@ end
 -- @bool[opt=true] truncate cut long cells
 function M.format_table(fields, rows, total, truncate)
   if truncate == nil then truncate = true end
-  local width, header, body = {}, {}, {}
-  local types = {}
+  local header, body, types = {}, {}, {}
   for i, f in ipairs(fields) do
     header[i] = f[1]
     types[i] = f[2]:gsub("%?$", "")
-    width[i] = math.max(3, utf8.len(f[1]) or #f[1])
   end
   for r, row in ipairs(rows) do
     body[r] = {}
@@ -1265,24 +1263,10 @@ function M.format_table(fields, rows, total, truncate)
         s = s:sub(1, utf8.offset(s, 18) and utf8.offset(s, 18) - 1 or 17) .. "..."
       end
       body[r][i] = s
-      local w = utf8.len(s) or #s
-      if w > width[i] then width[i] = w end
     end
   end
-  local sep = {}
-  for i = 1, #fields do sep[i] = string.rep("-", width[i]) end
-  local line = "+" .. concat(sep, "+") .. "+"
-  local function row_line(cells) -- right-aligned when truncating, else left (as Spark)
-    local out = {}
-    for i, s in ipairs(cells) do
-      local pad = string.rep(" ", width[i] - (utf8.len(s) or #s))
-      out[i] = truncate and (pad .. s) or (s .. pad)
-    end
-    return "|" .. concat(out, "|") .. "|"
-  end
-  local out = { line, row_line(header), line }
-  for _, cells in ipairs(body) do out[#out + 1] = row_line(cells) end
-  out[#out + 1] = line
+  -- right-aligned when truncating, else left (as Spark)
+  local out = util.text_table(header, body, { border = true, min_width = 3, right = function() return truncate end })
   if total and total > #rows then
     out[#out + 1] = format("only showing top %d row%s", #rows, #rows == 1 and "" or "s")
   end

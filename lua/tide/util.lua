@@ -386,6 +386,58 @@ function M.strip_position(msg)
 end
 
 -- ------------------------------------------------------------------------
+-- Text tables
+-- ------------------------------------------------------------------------
+
+local function text_width(s) return utf8.len(s) or #s end
+
+--- Lay out cells as an aligned text table, one string per line. The one
+-- layout behind `show()` (Spark's bordered table) and the CLI's listings
+-- (plain columns, numbers right-aligned, as `kubectl get` prints them);
+-- the callers only turn their values into cell text.
+-- @tab header the header's cells (strings)
+-- @tab body an array of rows, each an array of cell strings
+-- @tab[opt] opts `border` (draw `+---+` rules and `|` bars; else columns
+-- are joined by two spaces and the last one is not padded), `min_width`
+-- (default 0), `right` (`function(col, row)`: whether that cell is right
+-- aligned; `row` is 0 for the header; default left)
+-- @return an array of lines
+function M.text_table(header, body, opts)
+  opts = opts or {}
+  local border, right = opts.border, opts.right or function() return false end
+  local ncol, width = #header, {}
+  for c = 1, ncol do width[c] = math.max(opts.min_width or 0, text_width(header[c])) end
+  for _, cells in ipairs(body) do
+    for c = 1, ncol do
+      local w = text_width(cells[c])
+      if w > width[c] then width[c] = w end
+    end
+  end
+  local function line(cells, r)
+    local out = {}
+    for c = 1, ncol do
+      local s = cells[c]
+      local pad = string.rep(" ", width[c] - text_width(s))
+      if right(c, r) then out[c] = pad .. s
+      elseif border or c < ncol then out[c] = s .. pad
+      else out[c] = s end
+    end
+    return border and ("|" .. concat(out, "|") .. "|") or concat(out, "  ")
+  end
+  local rule
+  if border then
+    local dashes = {}
+    for c = 1, ncol do dashes[c] = string.rep("-", width[c]) end
+    rule = "+" .. concat(dashes, "+") .. "+"
+  end
+  local lines = { rule, line(header, 0), rule }
+  if not border then lines = { line(header, 0) } end
+  for r, cells in ipairs(body) do lines[#lines + 1] = line(cells, r) end
+  if border then lines[#lines + 1] = rule end
+  return lines
+end
+
+-- ------------------------------------------------------------------------
 -- JSON for logs (offset and commit entries)
 -- ------------------------------------------------------------------------
 --
