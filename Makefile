@@ -29,6 +29,13 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
             libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
+# PostgreSQL connector (issue 17): libpq to build, the server for its specs
+# and benchmark (spec/connectors_postgres_spec.lua, bench/postgres.lua).
+DEB_PKGS += libpq-dev postgresql-15
+PG_INC    ?= /usr/include/postgresql
+CFLAGS_BASE += -I$(PG_INC)
+LDLIBS    += -lpq
+
 .PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
