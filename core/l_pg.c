@@ -1,7 +1,8 @@
 /*
  * l_pg.c: PostgreSQL connections for the postgres connector (core/pg.h).
  *
- *   core.pg_connect(conninfo)          -> tide.PG | nil, msg, ENAME
+ *   core.pg_connect(conninfo [, attempts, delay_ms])
+ *                                      -> tide.PG | nil, msg, ENAME
  *   pg:exec(sql [, {params...}])        -> rows, names | nil, msg, ENAME
  *        rows: an array of arrays of the values' text (nil for NULL);
  *        params: strings, numbers or booleans (sent as text), `n` = count
@@ -35,11 +36,14 @@ static tide_pg_t *check_pg(lua_State *L) {
 
 static int l_connect(lua_State *L) {
   const char *info = luaL_checkstring(L, 1);
+  int attempts = (int)luaL_optinteger(L, 2, 1), delay = (int)luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, attempts >= 1, 2, "expected at least 1 attempt");
+  luaL_argcheck(L, delay >= 0, 3, "expected a delay >= 0 ms");
   l_pg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->c = NULL;
   luaL_setmetatable(L, PG_MT);
   tide_err_t err = {0};
-  int rc = tide_pg_connect(info, &u->c, &err);
+  int rc = tide_pg_connect(info, attempts, delay, &u->c, &err);
   if (rc) return tide_l_fail(L, rc, "postgres", err.msg);
   return 1;
 }

@@ -29,7 +29,7 @@ static void one_line(char *s) {
   size_t n = strlen(s);
   while (n && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = 0;
   for (char *p = s; *p; p++)
-    if (*p == '\n') *p = ' ';
+    if (*p == '\n' || *p == '\t') *p = ' ';
 }
 
 /* The failure of a statement: the connection's loss, or the server's refusal
@@ -54,24 +54,43 @@ static int fail(tide_pg_t *c, PGresult *r, tide_err_t *err) {
   return TIDE_EINVAL;
 }
 
+/* The server's notices ("relation ... already exists, skipping") are not
+ * failures: they are dropped rather than printed on stderr. */
+static void quiet(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 static int setup(tide_pg_t *c, tide_err_t *err) {
+  PQsetNoticeProcessor(c->conn, quiet, NULL);
   PGresult *r = PQexec(c->conn, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET client_encoding = 'UTF8'");
   if (PQresultStatus(r) != PGRES_COMMAND_OK) return fail(c, r, err);
   PQclear(r);
   return 0;
 }
 
-int tide_pg_connect(const char *conninfo, tide_pg_t **out, tide_err_t *err) {
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+int tide_pg_connect(const char *conninfo, int attempts, int delay_ms, tide_pg_t **out, tide_err_t *err) {
   *out = NULL;
   tide_pg_t *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
-  c->conn = PQconnectdb(conninfo);
-  if (!c->conn) {
-    free(c);
-    return -ENOMEM;
+  for (int i = 0; i < attempts; i++) {
+    if (i > 0) sleep_ms(delay_ms);
+    if (c->conn) PQfinish(c->conn);
+    c->conn = PQconnectdb(conninfo);
+    if (!c->conn) {
+      free(c);
+      return -ENOMEM;
+    }
+    if (PQstatus(c->conn) == CONNECTION_OK) break;
   }
   if (PQstatus(c->conn) != CONNECTION_OK) {
-    tide_err_set(err, -ECONNREFUSED, "cannot connect: %s", PQerrorMessage(c->conn));
+    tide_err_set(err, -ECONNREFUSED, "cannot connect (%d attempt%s): %s", attempts, attempts == 1 ? "" : "s",
+                 PQerrorMessage(c->conn));
     if (err) one_line(err->msg);
     tide_pg_close(c);
     return -ECONNREFUSED;
@@ -93,10 +112,7 @@ void tide_pg_close(tide_pg_t *c) {
 
 int tide_pg_reset(tide_pg_t *c, int attempts, int delay_ms, tide_err_t *err) {
   for (int i = 0; i < attempts; i++) {
-    if (i > 0) {
-      struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
-      nanosleep(&ts, NULL);
-    }
+    if (i > 0) sleep_ms(delay_ms);
     PQreset(c->conn);
     if (PQstatus(c->conn) == CONNECTION_OK) return setup(c, err);
   }

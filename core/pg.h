@@ -31,8 +31,9 @@
 typedef struct tide_pg tide_pg_t;
 typedef struct tide_pg_res tide_pg_res_t;
 
-/* Connect with a libpq conninfo string. *out owns the connection. */
-int tide_pg_connect(const char *conninfo, tide_pg_t **out, tide_err_t *err);
+/* Connect with a libpq conninfo string: up to `attempts` tries, `delay_ms`
+ * apart, while the server cannot be reached. *out owns the connection. */
+int tide_pg_connect(const char *conninfo, int attempts, int delay_ms, tide_pg_t **out, tide_err_t *err);
 void tide_pg_close(tide_pg_t *c); /* NULL is allowed */
 
 /* Reconnect a lost connection: up to `attempts` tries, `delay_ms` apart. */

@@ -4,7 +4,7 @@
 -- server runs as `nobody` (setpriv); the superuser role is `tide`, trusted
 -- on the socket.
 --
---    local pg = require("spec.pg_server").start()
+--    local pg = require("pg_server").start()   -- (spec/ is on the specs' path)
 --    ... pg.conninfo ...          -- "host=/tmp/.../sock dbname=postgres user=tide"
 --    pg:restart()                 -- stop and start (connections are cut)
 --    pg:stop()                    -- stop the server and remove the directory
