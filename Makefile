@@ -12,7 +12,7 @@ CC        ?= gcc
 
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
               -Icore -I$(LUA_INC) $(SAN)
-LDLIBS    = -luv -llmdb -lzstd -lm -lpthread
+LDLIBS    = -luv -llmdb -lzstd -lpq -lm -lpthread
 
 CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))
 LUA_SRC   = $(wildcard core/l_*.c)
@@ -34,7 +34,6 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
 DEB_PKGS += libpq-dev postgresql-15
 PG_INC    ?= /usr/include/postgresql
 CFLAGS_BASE += -I$(PG_INC)
-LDLIBS    += -lpq
 
 .PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
 
