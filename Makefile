@@ -35,7 +35,7 @@ DEB_PKGS += libpq-dev postgresql-15
 PG_INC    ?= /usr/include/postgresql
 CFLAGS_BASE += -I$(PG_INC)
 
-.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -123,6 +123,12 @@ bench-soak: all
 # (issue 13). See bench/RESULTS.md.
 bench-session: all
 	$(LUA) bench/session.lua $(BENCH_SESSION_ARGS)
+
+# bench-postgres: the postgres sink's append (COPY) against `psql \copy` of
+# the same rows into the same throwaway server, and update mode's upserts;
+# medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
+bench-postgres: all
+	$(LUA) bench/postgres.lua $(BENCH_POSTGRES_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua
