@@ -44,9 +44,11 @@ static int fail(tide_pg_t *c, PGresult *r, tide_err_t *err) {
   const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+  /* where: "COPY small, line 2: \"50\"" names the row of a batch */
+  const char *where = r ? PQresultErrorField(r, PG_DIAG_CONTEXT) : NULL;
   if (msg)
-    tide_err_set(err, TIDE_EINVAL, "%s (SQLSTATE %s)%s%s", msg, state ? state : "?", detail ? ": " : "",
-                 detail ? detail : "");
+    tide_err_set(err, TIDE_EINVAL, "%s (SQLSTATE %s)%s%s%s%s", msg, state ? state : "?", detail ? ": " : "",
+                 detail ? detail : "", where ? "; " : "", where ? where : "");
   else
     tide_err_set(err, TIDE_EINVAL, "%s", PQerrorMessage(c->conn));
   if (err) one_line(err->msg);
