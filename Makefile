@@ -12,7 +12,7 @@ CC        ?= gcc
 
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
               -Icore -I$(LUA_INC) $(SAN)
-LDLIBS    = -luv -llmdb -lzstd -lreadline -lpq -lm -lpthread
+LDLIBS    = -luv -llmdb -lzstd -lreadline -lm -lpthread
 
 CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))
 LUA_SRC   = $(wildcard core/l_*.c)
@@ -34,6 +34,12 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
 DEB_PKGS += libpq-dev postgresql-15
 PG_INC    ?= /usr/include/postgresql
 CFLAGS_BASE += -I$(PG_INC)
+LDLIBS    += -lpq
+
+# The UI (issue 16): http-parser for its server, a Prometheus parser and a
+# browser for its tests.
+LDLIBS   += -lhttp_parser
+DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
 .PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
 
@@ -159,6 +165,7 @@ install:
 	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
 	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)
 
