@@ -29,12 +29,19 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
             libzstd-dev libreadline-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
+# PostgreSQL connector (issue 17): libpq to build, the server for its specs
+# and benchmark (spec/connectors_postgres_spec.lua, bench/postgres.lua).
+DEB_PKGS += libpq-dev postgresql-15
+PG_INC    ?= /usr/include/postgresql
+CFLAGS_BASE += -I$(PG_INC)
+LDLIBS    += -lpq
+
 # The UI (issue 16): http-parser for its server, a Prometheus parser and a
 # browser for its tests.
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -122,6 +129,12 @@ bench-soak: all
 # (issue 13). See bench/RESULTS.md.
 bench-session: all
 	$(LUA) bench/session.lua $(BENCH_SESSION_ARGS)
+
+# bench-postgres: the postgres sink's append (COPY) against `psql \copy` of
+# the same rows into the same throwaway server, and update mode's upserts;
+# medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
+bench-postgres: all
+	$(LUA) bench/postgres.lua $(BENCH_POSTGRES_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

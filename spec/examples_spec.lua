@@ -69,7 +69,7 @@ describe("examples", function()
   after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
   it("each example has a README and bundled input", function()
-    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "ad_campaigns", "etl" } do
+    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "ad_campaigns", "etl", "postgres" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -287,6 +287,29 @@ the last window stays open in append mode until later readings move the watermar
       assert.are.equal(4, #sorted_keys(appended))
       for win, vals in pairs(appended) do assert.are.equal(final_update[win], vals, win) end
       assert.are.equal(5, #sorted_keys(final_update))
+    end)
+  end)
+
+  describe("postgres", function()
+    it("counts views and distinct users per section and minute into PostgreSQL and reads them back", function()
+      local section = { ["/"] = "home", ["/pricing"] = "home", ["/docs"] = "docs", ["/docs/guide"] = "docs",
+        ["/blog"] = "blog", ["/blog/pg"] = "blog" }
+      local views, users = {}, {}
+      for _, r in ipairs(json_lines(ROOT .. "/examples/postgres/views.jsonl")) do
+        local ts = tide.parse_time(r.ts)
+        local key = os.date("!%H:%M", ts // 60000 * 60) .. " " .. section[r.page]
+        views[key] = (views[key] or 0) + 1
+        users[key] = users[key] or {}
+        users[key][r.user] = true
+      end
+      local want = {}
+      for _, key in ipairs(sorted_keys(views)) do
+        local minute, sec = key:match("^(%S+) (%S+)$")
+        want[#want + 1] = { minute, sec, tostring(views[key]), tostring(#sorted_keys(users[key])) }
+      end
+      local code, out, err = run_example("postgres")
+      assert.are.equal(0, code, err)
+      assert.are.same(want, last_table(out))
     end)
   end)
 

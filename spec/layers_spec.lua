@@ -10,7 +10,7 @@ local LAYERS = {
   { "tide.exec", "tide.store" },
   { "tide.connector" },
   { "tide.connectors.console", "tide.connectors.file", "tide.connectors.foreach", "tide.connectors.memory",
-    "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic" },
+    "tide.connectors.postgres", "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic" },
   { "tide.runtime" },
   { "tide.query" },
   { "tide.ui" },

@@ -255,9 +255,9 @@ describe("tide.read", function()
 
     it("refuses other sources", function()
       assert.has_error(function() tide.read("socket", {}) end,
-        "tide.read: unknown source 'socket' (static sources: file; topics: db:read)")
+        "tide.read: unknown source 'socket' (static sources: file, postgres; topics: db:read)")
       assert.has_error(function() tide.read(5, {}) end,
-        "tide.read: unknown source number (static sources: file; topics: db:read)")
+        "tide.read: unknown source number (static sources: file, postgres; topics: db:read)")
     end)
   end)
 end)

@@ -472,7 +472,7 @@ end
 -- @treturn frame
 function M.read(kind, opts)
   if kind ~= "file" then
-    error(format("tide.read: unknown source %s (static sources: file; topics: db:read)",
+    error(format("tide.read: unknown source %s (static sources: file, postgres; topics: db:read)",
       type(kind) == "string" and ("'" .. kind .. "'") or type(kind)), 2)
   end
   local o = util.check_options(opts, read_spec, "tide.read")
@@ -1289,6 +1289,17 @@ function Frame:show(n, truncate)
     if more then break end
   end
   io.write(M.format_table(node.fields, rows, more and (n + 1) or #rows, truncate))
+end
+
+--- Write this static frame's rows to a sink that takes static frames:
+-- `f:write("postgres", { conninfo =, table =, mode = })`, in one
+-- transaction.
+-- @return the number of rows written
+function Frame:write(sink, opts)
+  local node = check_frame(self, "write")
+  streaming_refused(node, "write", 2)
+  if not engine.write then error("write: tide is not loaded (require \"tide\")", 2) end
+  return engine.write(self, sink, opts, 2)
 end
 
 --- Start a streaming query writing this frame to `sink` (a sink name, a

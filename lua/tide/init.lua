@@ -17,6 +17,8 @@ local frame = require "tide.frame"
 local session = require "tide.session"
 local query = require "tide.query"
 local memory = require "tide.connectors.memory"
+local postgres = require "tide.connectors.postgres"
+local runtime = require "tide.runtime"
 local ui = require "tide.ui"
 
 local M = {}
@@ -39,10 +41,24 @@ M.open = store.open
 M.default_store = store.default_store
 
 --- A static frame over files: `tide.read("file", { path = "in/*.jsonl",
--- format = "json", schema = "..." })`.
--- @function read
+-- format = "json", schema = "..." })`, or over a PostgreSQL query's result:
+-- `tide.read("postgres", { conninfo = "...", query = "SELECT ..." [, refresh = "1 minute"] })`.
 -- @see tide.frame.read
-M.read = frame.read
+function M.read(kind, opts)
+  -- tail calls: their errors' level 2 is the user's line
+  if kind == "postgres" then return postgres.read(opts, 1) end
+  return frame.read(kind, opts)
+end
+
+-- f:write(sink, opts): a static frame into a sink that takes them (postgres)
+frame.set_engine("write", function(f, kind, opts, level)
+  level = level + 1
+  local d = runtime.connector("sink", kind, level)
+  if not d.write then
+    error(string.format("write: the %s sink takes streams (write_stream); static frames go to: postgres", kind), level)
+  end
+  return d.write(f, opts, level)
+end)
 
 --- A static frame over Lua rows: `tide.from_rows(rows [, schema])`.
 -- @function from_rows

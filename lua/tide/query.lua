@@ -519,10 +519,22 @@ function M.start(f, sink, opts, level)
   return q
 end
 
+-- The output's key columns (an aggregation's groups, window_start for a
+-- window), for sinks that upsert on them (postgres); nil without.
+local function output_keys(node)
+  if node.op ~= "aggregate" then return nil end
+  local keys = {}
+  for i, f in ipairs(node.key_schema:fields()) do keys[i] = f[1] end
+  return keys
+end
+
 function Query:_open(sources, stateful, marks, sink, descriptor)
   local ck = self._ck
   local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir,
     trigger = self._trigger.kind }
+  -- the sink's ctx also says what it will get: the output mode, schema and key columns
+  local sink_ctx = setmetatable({ mode = self._mode, schema = self._root.schema, keys = output_keys(self._root) },
+    { __index = ctx })
   for i, node in ipairs(sources) do
     local c = setmetatable({ index = i }, { __index = ctx })
     local inst
@@ -536,7 +548,7 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   if getmetatable(sink) == LuaSink then
     self._sink = lua_sink_instance(sink)
   else
-    self._sink = descriptor.new(self._sink_opts, ctx)
+    self._sink = descriptor.new(self._sink_opts, sink_ctx)
   end
   local modes = self._sink.output_modes
   if modes then

@@ -13,6 +13,7 @@ local console = require "tide.connectors.console"
 local file = require "tide.connectors.file"
 local foreach = require "tide.connectors.foreach"
 local memory = require "tide.connectors.memory"
+local postgres = require "tide.connectors.postgres"
 local rate = require "tide.connectors.rate"
 local socket = require "tide.connectors.socket"
 local topic = require "tide.connectors.topic"
@@ -33,10 +34,10 @@ M.write = process.write
 
 -- The built-in connectors, by the names users give them.
 M.SOURCES = { "file", "memory", "rate", "socket", "topic" }
-M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "topic" }
+M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "postgres", "topic" }
 
 local MODULE = { console = console, file = file, foreach = foreach, foreach_batch = foreach, memory = memory,
-  rate = rate, socket = socket, topic = topic }
+  postgres = postgres, rate = rate, socket = socket, topic = topic }
 
 --- The descriptor of connector `name` for `kind` ("source" or "sink"), or
 -- raise naming the known ones.

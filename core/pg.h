@@ -1,0 +1,63 @@
+/*
+ * pg.h: the PostgreSQL connector's C side, over libpq: a connection, plain
+ * statements with text parameters, COPY ... FROM STDIN fed from batches
+ * (the rows are encoded in C, no per-row Lua), and a query's result as a
+ * batch typed from its column types.
+ *
+ * Errors. A statement the server refuses returns TIDE_EINVAL with the
+ * server's message (and its SQLSTATE) in err; a connection that is lost or
+ * cannot be made returns -ECONNRESET / -ECONNREFUSED with libpq's message,
+ * so that callers can tell a retryable failure from a refused batch.
+ *
+ * Types, both ways (docs/guide.md, "PostgreSQL"):
+ *   tide        COPY text written            read from PostgreSQL types
+ *   int         decimal                      int2, int4, int8, oid
+ *   double      %.17g, NaN, [-]Infinity       float4, float8, numeric
+ *   bool        t / f                         bool
+ *   string      the bytes, COPY-escaped       text, varchar, bpchar, name, and any other type (its text)
+ *   timestamp   ISO 8601 UTC (ms)             timestamptz, timestamp (as UTC), date (midnight UTC)
+ *   json        the JSON text, COPY-escaped   json, jsonb
+ * The session runs with TimeZone UTC and DateStyle ISO (set on connect).
+ */
+#ifndef TIDE_PG_H
+#define TIDE_PG_H
+
+#include <stddef.h>
+
+#include "batch.h"
+#include "buf.h"
+#include "err.h"
+
+typedef struct tide_pg tide_pg_t;
+typedef struct tide_pg_res tide_pg_res_t;
+
+/* Connect with a libpq conninfo string: up to `attempts` tries, `delay_ms`
+ * apart, while the server cannot be reached. *out owns the connection. */
+int tide_pg_connect(const char *conninfo, int attempts, int delay_ms, tide_pg_t **out, tide_err_t *err);
+void tide_pg_close(tide_pg_t *c); /* NULL is allowed */
+
+/* Reconnect a lost connection: up to `attempts` tries, `delay_ms` apart. */
+int tide_pg_reset(tide_pg_t *c, int attempts, int delay_ms, tide_err_t *err);
+
+/* Run one statement with n text parameters (NULL entries are SQL NULL).
+ * On success *out (when not NULL) holds the result rows, else the result is
+ * dropped. */
+int tide_pg_exec(tide_pg_t *c, const char *sql, int n, const char *const *params, tide_pg_res_t **out,
+                 tide_err_t *err);
+int tide_pg_res_nrows(const tide_pg_res_t *r);
+int tide_pg_res_ncols(const tide_pg_res_t *r);
+const char *tide_pg_res_name(const tide_pg_res_t *r, int col);
+/* The text of a value, or NULL for SQL NULL; *len gets its length. */
+const char *tide_pg_res_value(const tide_pg_res_t *r, int row, int col, size_t *len);
+void tide_pg_res_free(tide_pg_res_t *r); /* NULL is allowed */
+
+/* Run `copy_sql` (a COPY ... FROM STDIN in text format) and send the rows
+ * of the n batches, each column in schema order. *rows gets their number. */
+int tide_pg_copy(tide_pg_t *c, const char *copy_sql, const tide_batch_t *const *batches, size_t n, uint64_t *rows,
+                 tide_err_t *err);
+
+/* Run a query and return its rows as one new owned batch, with a schema of
+ * its columns (all nullable) typed as in the table above. */
+int tide_pg_query_batch(tide_pg_t *c, const char *sql, tide_batch_t **out, tide_err_t *err);
+
+#endif

@@ -1,0 +1,355 @@
+-- The postgres connector (connectors/postgres.lua, core/pg.c) against a
+-- real, throwaway PostgreSQL 15 server started here (spec/pg_server.lua:
+-- initdb and pg_ctl in a temporary directory, unix socket only) and
+-- stopped at the end: the sink's three modes with create_table and the
+-- column check, exactly-once under 30 SIGKILLs, a server restarted
+-- mid-run, the server's refusals, tide.read("postgres") in a stream-static
+-- join, f:write.
+local tide = require "tide"
+local core = require "tide.core"
+local support = require "support"
+local pg_server = require "pg_server"
+
+local tmpname, write_file, sleep_ms = support.tmpname, support.write_file, support.sleep_ms
+
+local server, pg
+
+local function sql(text, params)
+  local rows, msg = pg:exec(text, params)
+  assert(rows, msg)
+  return rows
+end
+
+-- The table's rows as sorted "a|b|c" lines (NULL as \N).
+local function lines(text)
+  local out = {}
+  local rows, names = pg:exec(text)
+  assert(rows, names)
+  for _, r in ipairs(rows) do
+    local n = #names
+    local parts = {}
+    for i = 1, n do parts[i] = r[i] or "\\N" end
+    out[#out + 1] = table.concat(parts, "|")
+  end
+  table.sort(out)
+  return out
+end
+
+local function start_query(f, opts)
+  opts.conninfo = server.conninfo
+  return f:write_stream("postgres", opts)
+end
+
+lazy_setup(function()
+  server = pg_server.start()
+  pg = assert(core.pg_connect(server.conninfo))
+end)
+
+lazy_teardown(function()
+  if pg then pg:close() end
+  if server then server:stop() end
+end)
+
+describe("the postgres sink", function()
+  it("appends with COPY into a table it creates, types mapped (timestamp -> timestamptz, json -> jsonb)", function()
+    local ms = tide.memory_stream("id int, name string?, at timestamp, doc json, x double, ok bool")
+    local q = start_query(ms:frame(), { table = "public.events", create_table = true, mode = "append" })
+    ms:add { { id = 1, name = "tab\there", at = 1700000000123, doc = { k = "a\\b" }, x = 0.5, ok = true },
+      { id = 2, at = 0, doc = { 1, 2 }, x = -1.25, ok = false } }
+    q:process_all_available()
+    ms:add { { id = 3, name = "line\nbreak", at = 86400000, doc = "s", x = 1e300, ok = true } }
+    q:process_all_available()
+    q:stop()
+    assert.same({
+      "1|tab\there|2023-11-14 22:13:20.123+00|{\"k\": \"a\\\\b\"}|0.5|t",
+      "2|\\N|1970-01-01 00:00:00+00|[1, 2]|-1.25|f",
+      "3|line\nbreak|1970-01-02 00:00:00+00|\"s\"|1e+300|t",
+    }, lines("SELECT * FROM public.events"))
+    assert.same({ { "id", "bigint", "t" }, { "name", "text", "f" }, { "at", "timestamp with time zone", "t" },
+      { "doc", "jsonb", "t" }, { "x", "double precision", "t" }, { "ok", "boolean", "t" } },
+      sql("SELECT attname, format_type(atttypid, atttypmod), CASE WHEN attnotnull THEN 't' ELSE 'f' END " ..
+        "FROM pg_attribute WHERE attrelid = 'public.events'::regclass AND attnum > 0 ORDER BY attnum"))
+    -- one progress row for the query and table, at the last batch
+    assert.same({ { "public.events", "1" } },
+      sql("SELECT sink, batch_id FROM tide_progress WHERE sink = 'public.events'"))
+  end)
+
+  it("upserts in update mode on the aggregation's keys, the primary key of the table it creates", function()
+    local ms = tide.memory_stream("ts timestamp, word string")
+    local f = ms:frame():group_by(tide.window("ts", "10 seconds"), "word"):agg { "count(*) AS n" }
+    local q = start_query(f, { table = "counts", create_table = true, mode = "update" })
+    ms:add { { ts = 1000, word = "a" }, { ts = 2000, word = "b" }, { ts = 12000, word = "a" } }
+    q:process_all_available()
+    ms:add { { ts = 3000, word = "a" }, { ts = 4000, word = "a" } }
+    q:process_all_available()
+    q:stop()
+    assert.same({ "1970-01-01 00:00:00+00|1970-01-01 00:00:10+00|a|3",
+      "1970-01-01 00:00:00+00|1970-01-01 00:00:10+00|b|1",
+      "1970-01-01 00:00:10+00|1970-01-01 00:00:20+00|a|1" },
+      lines("SELECT * FROM counts"))
+    assert.same({ { "window_start" }, { "word" } }, sql("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON " ..
+      "a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) " ..
+      "WHERE i.indrelid = 'counts'::regclass AND i.indisprimary " ..
+      "ORDER BY a.attnum"))
+  end)
+
+  it("replaces the table's rows in complete mode, in one transaction", function()
+    sql("CREATE TABLE totals (word text PRIMARY KEY, n bigint NOT NULL)")
+    sql("INSERT INTO totals VALUES ('stale', 99)")
+    local ms = tide.memory_stream("word string")
+    local q = start_query(ms:frame():group_by("word"):agg { "count(*) AS n" }, { table = "totals", mode = "complete" })
+    ms:add { { word = "a" }, { word = "b" } }
+    q:process_all_available()
+    assert.same({ "a|1", "b|1" }, lines("SELECT * FROM totals"))
+    ms:add { { word = "a" } }
+    q:process_all_available()
+    q:stop()
+    assert.same({ "a|2", "b|1" }, lines("SELECT * FROM totals"))
+  end)
+
+  it("checks an existing table's columns at start and names the mismatch", function()
+    sql("CREATE TABLE typed (word text, n text)")
+    local ms = tide.memory_stream("word string")
+    local ok, err = pcall(start_query, ms:frame():group_by("word"):agg { "count(*) AS n" },
+      { table = "typed", mode = "update" })
+    assert.is_false(ok)
+    assert.matches("table typed: column 'n' is text, but the query's n is int %(for int: bigint, integer, numeric, " ..
+      "smallint%)", err)
+    ok, err = pcall(start_query, ms:frame(), { table = "nosuch", mode = "append" })
+    assert.is_false(ok)
+    assert.matches("table nosuch does not exist %(create it, or give create_table = true%)", err)
+  end)
+
+  it("fails the batch with the server's message and the batch id on a constraint violation", function()
+    sql("CREATE TABLE small (v bigint CHECK (v < 10))")
+    local ms = tide.memory_stream("v int")
+    local q = start_query(ms:frame(), { table = "small", mode = "append" })
+    ms:add { { v = 1 } }
+    q:process_all_available()
+    ms:add { { v = 2 }, { v = 50 } }
+    local ok, err = pcall(q.process_all_available, q)
+    assert.is_false(ok)
+    assert.matches("batch 1: sink PostgresSink%[small%]: postgres table small: postgres: new row for relation " ..
+      "\"small\" violates check constraint \"small_v_check\" %(SQLSTATE 23514%)", tostring(err))
+    pcall(q.stop, q)
+    -- nothing of the failed batch is in the table
+    assert.same({ "1" }, lines("SELECT * FROM small"))
+  end)
+
+  it("reconnects to a server restarted mid-run and loses nothing", function()
+    local ms = tide.memory_stream("v int")
+    local q = start_query(ms:frame(), { table = "restarted", create_table = true, mode = "append",
+      retry_delay = "100 ms" })
+    ms:add { { v = 1 } }
+    q:process_all_available()
+    server:restart()
+    assert(pg:reset(20, 100))
+    ms:add { { v = 2 } }
+    q:process_all_available()
+    q:stop()
+    assert.same({ "1", "2" }, lines("SELECT * FROM restarted"))
+  end)
+
+  it("gives up on a lost server after its retries, failing the query", function()
+    local ms = tide.memory_stream("v int")
+    local q = start_query(ms:frame(), { table = "gone", create_table = true, mode = "append",
+      retries = 2, retry_delay = "50 ms" })
+    ms:add { { v = 1 } }
+    q:process_all_available()
+    server:ctl("stop -m fast")
+    ms:add { { v = 2 } }
+    local ok, err = pcall(q.process_all_available, q)
+    server:ctl("start")
+    pg:reset(20, 100)
+    assert.is_false(ok)
+    assert.matches("batch 1: sink PostgresSink%[gone%]: postgres table gone: connection lost", tostring(err))
+    pcall(q.stop, q)
+    assert.same({ "1" }, lines("SELECT * FROM gone"))
+  end)
+end)
+
+describe("tide.read(\"postgres\")", function()
+  it("types a query's result from its column types", function()
+    local f = tide.read("postgres", { conninfo = server.conninfo, query =
+      "SELECT 1::int2 AS a, 2::int8 AS b, 1.5::numeric AS c, 2.5::float4 AS d, true AS e, " ..
+      "'2026-11-21 12:00:05.25+00'::timestamptz AS f, '2026-11-21'::date AS g, '{\"k\":1}'::jsonb AS h, " ..
+      "'x'::varchar AS i, NULL::text AS j, '10.0.0.1'::inet AS k" })
+    assert.equal("a int?, b int?, c double?, d double?, e bool?, f timestamp?, g timestamp?, h json?, i string?, " ..
+      "j string?, k string?", core.schema(f:schema()):ddl())
+    local r = f:collect()[1]
+    assert.same({ a = 1, b = 2, c = 1.5, d = 2.5, e = true, f = core.ts_parse("2026-11-21T12:00:05.250Z"),
+      g = core.ts_parse("2026-11-21"), h = { k = 1 }, i = "x", k = "10.0.0.1" }, r)
+  end)
+
+  it("joins a stream with a table re-read each batch, and with refresh at most once per period", function()
+    sql("CREATE TABLE names (id bigint PRIMARY KEY, name text)")
+    sql("INSERT INTO names VALUES (1, 'one'), (2, 'two')")
+    local names = tide.read("postgres", { conninfo = server.conninfo, query = "SELECT id, name FROM names" })
+    local cached = tide.read("postgres", { conninfo = server.conninfo, query = "SELECT id, name AS cname FROM names",
+      refresh = "1 hour" })
+    local ms = tide.memory_stream("id int")
+    local got = {}
+    local q = ms:frame():join(names, "id"):join(cached, "id"):write_stream(function(id, rows)
+      for _, r in ipairs(rows) do got[#got + 1] = string.format("%d %d %s %s", id, r.id, r.name, r.cname) end
+    end)
+    ms:add { { id = 1 }, { id = 2 } }
+    q:process_all_available()
+    sql("UPDATE names SET name = 'uno' WHERE id = 1")
+    ms:add { { id = 1 } }
+    q:process_all_available()
+    q:stop()
+    table.sort(got)
+    assert.same({ "0 1 one one", "0 2 two two", "1 1 uno one" }, got)
+  end)
+
+  it("says what is wrong with a bad query", function()
+    local ok, err = pcall(tide.read, "postgres", { conninfo = server.conninfo, query = "SELECT nosuch FROM nowhere" })
+    assert.is_false(ok)
+    assert.matches("tide.read%(postgres%): postgres: relation \"nowhere\" does not exist %(SQLSTATE 42P01%)", err)
+    ok, err = pcall(tide.read, "postgres", { query = "SELECT 1" })
+    assert.is_false(ok)
+    assert.matches("tide.read%(postgres%): option 'conninfo' is required", err)
+  end)
+end)
+
+describe("f:write(\"postgres\")", function()
+  it("writes a static frame in append, update and complete mode", function()
+    local opts = { conninfo = server.conninfo, table = "static", create_table = true, keys = { "k" } }
+    local two = tide.from_rows({ { k = "a", v = 1 }, { k = "b", v = 2 } }, "k string, v int")
+    assert.equal(2, two:write("postgres", opts))
+    assert.same({ "a|1", "b|2" }, lines("SELECT * FROM static"))
+    opts.mode = "update"
+    tide.from_rows({ { k = "a", v = 10 }, { k = "c", v = 3 } }, "k string, v int"):write("postgres", opts)
+    assert.same({ "a|10", "b|2", "c|3" }, lines("SELECT * FROM static"))
+    opts.mode = "complete"
+    tide.from_rows({ { k = "z", v = 0 } }, "k string, v int"):write("postgres", opts)
+    assert.same({ "z|0" }, lines("SELECT * FROM static"))
+    local ok, err = pcall(function() return tide.from_rows({ { k = "z", v = 0 } }):write("console") end)
+    assert.is_false(ok)
+    assert.matches("write: the console sink takes streams %(write_stream%); static frames go to: postgres", err)
+  end)
+end)
+
+-- Exactly-once: a windowed update-mode aggregation into PostgreSQL, killed
+-- with SIGKILL 30 times at random moments and restarted on its checkpoint;
+-- the table then equals that of an uninterrupted run of the same query.
+local KILLS = 30
+-- Each file is one batch; the killed run spends SPIN_MS of CPU on each, so
+-- that its whole work (FILES * SPIN_MS) outlasts 30 runs killed after at
+-- most 200 ms each, on any machine: it cannot finish before the last kill.
+local FILES, PER_FILE, SPIN_MS = 400, 25, 16
+
+local CHILD = support.CHILD_PRELUDE .. [[
+local src, ck, sock, tbl, done, spin_ms = arg[1], arg[2], arg[3], arg[4], arg[5], tonumber(arg[6])
+local conninfo = "host=" .. sock .. " dbname=postgres user=tide"
+local function spin(r)
+  if spin_ms > 0 and r.id % 25 == 0 then
+    local t = os.clock() + spin_ms / 1000
+    while os.clock() < t do end
+  end
+  return true
+end
+local q = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+  :with_column("ts", "CAST(id * 100 AS timestamp)"):with_column("k", "v % 3"):filter(spin)
+  :group_by(tide.window("ts", "5 seconds"), "k"):agg { "count(*) AS n", "sum(v) AS s" }
+  :write_stream("postgres", { conninfo = conninfo, table = tbl, create_table = true, mode = "update",
+    checkpoint = ck, trigger = "available_now" })
+q:await()
+local fh = assert(io.open(done, "w"))
+fh:write("done\n")
+fh:close()
+]]
+
+local function spawn(script, args, errf)
+  local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, table.concat(args, " "),
+    errf)
+  local p = io.popen(cmd)
+  local pid = tonumber(p:read("l"))
+  assert(pid, "child started")
+  return p, pid
+end
+
+describe("a windowed update-mode query into PostgreSQL", function()
+  it("killed with SIGKILL 30 times leaves the table an uninterrupted run leaves", function()
+    local dir = tmpname()
+    os.execute("mkdir -p '" .. dir .. "/in'")
+    local id = 0
+    for f = 1, FILES do
+      local ls = {}
+      for _ = 1, PER_FILE do
+        id = id + 1
+        ls[#ls + 1] = string.format('{"id":%d,"v":%d}', id, (id * 7919) % 1000)
+      end
+      write_file(string.format("%s/in/in-%04d.jsonl", dir, f), table.concat(ls, "\n") .. "\n")
+    end
+    local script, errf, done = dir .. "/child.lua", dir .. "/err", dir .. "/done"
+    write_file(script, CHILD)
+    local conninfo = server.sock
+    -- the uninterrupted run
+    local t0 = os.time()
+    local p = spawn(script, { dir .. "/in", dir .. "/ck0", conninfo, "whole", done, 0 }, errf)
+    p:read("a")
+    p:close()
+    assert.equal("", support.read_file(errf))
+    local t1 = os.time()
+    -- the killed one
+    local kills, runs, mid, ahead = 0, 0, 0, 0
+    while true do
+      os.remove(done)
+      local pk, pid = spawn(script, { dir .. "/in", dir .. "/ck1", conninfo, "killed", done, SPIN_MS }, errf)
+      runs = runs + 1
+      if kills >= KILLS then
+        pk:read("a")
+        pk:close()
+        break
+      end
+      sleep_ms(math.random(60, 200))
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      pk:read("a")
+      pk:close()
+      local err = support.read_file(errf)
+      assert(err == "", "the child failed on its own: " .. err)
+      assert(not support.exists(done), string.format("the child finished after %d kills: the workload is too small",
+        kills))
+      kills = kills + 1
+      -- where the kill landed: between the offset log and the checkpoint's
+      -- commit (mid), and of those after PostgreSQL's commit (ahead: the
+      -- re-run batch is the one the progress row skips)
+      local c = core.checkpoint(dir .. "/ck1", { read_only = true })
+      if c then
+        local off, com = c:latest()
+        c:close()
+        if off ~= nil and off ~= com then
+          mid = mid + 1
+          local r = sql("SELECT batch_id FROM tide_progress WHERE sink = 'killed'")[1]
+          if r and tonumber(r[1]) == off then ahead = ahead + 1 end
+        end
+      end
+    end
+    assert.equal("", support.read_file(errf))
+    assert.is_true(support.exists(done), "the last run finished")
+    assert.is_true(mid > 0, "no kill landed between the offset log and the commit")
+    -- the windows computed here
+    local count, sum = {}, {}
+    for i = 1, FILES * PER_FILE do
+      local v = (i * 7919) % 1000
+      local key = string.format("%d|%d", (i * 100) // 5000 * 5000, v % 3)
+      count[key], sum[key] = (count[key] or 0) + 1, (sum[key] or 0) + v
+    end
+    local want = {}
+    for key, n in pairs(count) do want[#want + 1] = string.format("%s|%d|%d", key, n, sum[key]) end
+    table.sort(want)
+    assert.same(want, lines("SELECT (extract(epoch FROM window_start) * 1000)::bigint, k, n, s FROM whole"))
+    local whole = lines("SELECT * FROM whole")
+    assert.same(whole, lines("SELECT * FROM killed"))
+    -- the progress row is at the last batch of both
+    local prog = sql("SELECT sink, batch_id FROM tide_progress WHERE sink IN ('whole', 'killed') ORDER BY sink")
+    assert.same({ { "killed", tostring(FILES - 1) }, { "whole", tostring(FILES - 1) } }, prog)
+    io.stderr:write(string.format("\n[connectors_postgres_spec] uninterrupted run %d s; " ..
+      "%d kills (%d between offset log and " ..
+      "commit, %d of them after PostgreSQL's commit), %d runs, %d s; %d rows\n",
+      t1 - t0, kills, mid, ahead, runs, os.time() - t1, #whole))
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
