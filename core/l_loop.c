@@ -407,7 +407,7 @@ static int l_loop_timer(lua_State *L) {
  * fn(nil, nil, "ENAME: msg"). */
 static int l_loop_watch(lua_State *L) {
   l_loop_t *ll = check_open_loop(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = tide_l_check_cname(L, 2, "watch: path", TIDE_L_PATH);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   l_handle_t *u = handle_new(L, ll, WATCH_MT, 3);
   int rc = tide_watch_start(ll->loop, path, on_watch, on_release, u, &u->h);

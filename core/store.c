@@ -93,26 +93,41 @@ static int mkdirs(const char *path) {
   return 0;
 }
 
-/* rm -rf, for a topic's own directories only. Errors other than ENOENT are
- * returned but the walk goes on. */
-static int rmtree(const char *path) {
-  DIR *d = opendir(path);
-  if (!d) return errno == ENOENT ? 0 : errno == ENOTDIR ? (unlink(path) < 0 ? -errno : 0) : -errno;
+/* rm -rf, for a topic's own directories only. Symbolic links are never
+ * followed, at the top as below: a link is removed, not what it points at
+ * (a topic directory replaced by a link must not empty the link's target).
+ * Each level is opened relative to its parent's descriptor with O_NOFOLLOW,
+ * so a directory swapped for a link during the walk is not followed either.
+ * Errors other than ENOENT are returned but the walk goes on. */
+static int rmtree_at(int dirfd, const char *name) {
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return 0;
+    /* not a directory (ENOTDIR), or a link (ELOOP): remove the entry itself */
+    if (errno == ENOTDIR || errno == ELOOP) return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+    return -errno;
+  }
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
   int rc = 0;
   struct dirent *e;
-  char sub[PATH_LEN];
   while ((e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
-    struct stat st;
-    if (lstat(sub, &st) < 0) continue;
-    int r = S_ISDIR(st.st_mode) ? rmtree(sub) : (unlink(sub) < 0 && errno != ENOENT ? -errno : 0);
+    int r = e->d_type == DT_DIR || e->d_type == DT_UNKNOWN
+                ? rmtree_at(fd, e->d_name)
+                : (unlinkat(fd, e->d_name, 0) < 0 && errno != ENOENT ? -errno : 0);
     if (r && !rc) rc = r;
   }
-  closedir(d);
-  if (rmdir(path) < 0 && errno != ENOENT && !rc) rc = -errno;
+  closedir(d); /* closes fd */
+  if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && !rc) rc = -errno;
   return rc;
 }
+
+static int rmtree(const char *path) { return rmtree_at(AT_FDCWD, path); }
 
 static int sync_dir(const char *path) {
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1449,8 +1464,9 @@ static int corrupt(tide_reader_t *r, tide_err_t *err, int rc, const char *why) {
 }
 
 /* Is the segment r->seg still in the catalog, and in which state? 1 and
- * *state when it is, 0 when retention dropped it after the snapshot. */
-static int reader_seg_state(tide_reader_t *r, uint32_t *state, tide_err_t *err) {
+ * *state when it is, 0 when retention dropped it after the snapshot, with
+ * *first the partition's first offset still held. */
+static int reader_seg_state(tide_reader_t *r, uint32_t *state, uint64_t *first, tide_err_t *err) {
   MDB_txn *txn;
   tide_seg_rec_t *segs = NULL;
   size_t n = 0;
@@ -1464,15 +1480,18 @@ static int reader_seg_state(tide_reader_t *r, uint32_t *state, tide_err_t *err) 
       found = 1;
       *state = segs[i].state;
     }
+  *first = n ? segs[0].base : r->seg->end;
   free(segs);
   return found;
 }
 
-/* Map the segment r->seg: its hot file, or its cold copy. A file that is
- * gone because retention dropped the segment (or offload moved it) after
- * the snapshot was taken is expected: the segment is skipped (returns 1) or
- * read from the cold tier. A file that is gone while the catalog still
- * names it is corruption, never silently skipped. */
+/* Map the segment r->seg: its hot file, or its cold copy. A segment that
+ * offload moved to the cold tier after the snapshot was taken is read from
+ * there. One that retention dropped after the snapshot fails the read
+ * (TIDE_ENOTFOUND, "offset N is no longer held", as the streaming topic
+ * source says): the read promised what was committed when it started, and
+ * skipping the records would hide a gap. A file that is gone while the
+ * catalog still names it is corruption, never silently skipped. */
 static int reader_map(tide_reader_t *r, tide_err_t *err) {
   char path[PATH_LEN];
   const tide_seg_rec_t *g = r->seg;
@@ -1488,9 +1507,16 @@ static int reader_map(tide_reader_t *r, tide_err_t *err) {
     }
     if (rc != -ENOENT) break;
     uint32_t state = TIDE_SEG_OPEN;
-    int in = reader_seg_state(r, &state, err);
+    uint64_t first = 0;
+    int in = reader_seg_state(r, &state, &first, err);
     if (in < 0) return in;
-    if (!in) return 1; /* dropped by retention since the snapshot */
+    if (!in) {
+      uint64_t off = g->base > r->o.from ? g->base : r->o.from;
+      return tide_err_set(err, TIDE_ENOTFOUND,
+                          "topic '%s' partition %u: offset %" PRIu64 " is no longer held (deleted by retention "
+                          "while the read ran); the first offset still available is %" PRIu64,
+                          r->t->name, r->part, off, first);
+    }
     if (attempt == 0 && !cold && state == TIDE_SEG_OFFLOADED) {
       cold = 1; /* offloaded since the snapshot */
       continue;
@@ -1525,7 +1551,6 @@ static int reader_next_segment(tide_reader_t *r, tide_err_t *err) {
     if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) continue;
     if (!time_overlaps(&r->o, g->min_ts, g->max_ts)) continue;
     int rc = reader_map(r, err);
-    if (rc == 1) continue;
     return rc ? rc : 1;
   }
 }

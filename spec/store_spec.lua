@@ -885,6 +885,37 @@ describe("tide.store", function()
       assert.equal(0, t:enforce_retention())
     end)
 
+    it("fails a read that reaches records retention deleted while it ran, instead of skipping them", function()
+      local t = db:create_topic("ev", { segment_bytes = 1024, retention_bytes = 3000 })
+      for i = 1, 30 do
+        local rows = {}
+        for j = 1, 10 do rows[j] = { value = string.rep("x", 10) .. i } end
+        t:append(rows)
+      end
+      local segs = t:segments()
+      assert.is_true(#segs > 4)
+      local iter, _, _, r = t:read {}
+      local first = iter()
+      assert.equal(0, first.offset) -- the first segment is open in the reader
+      local dropped = t:enforce_retention()
+      assert.is_true(dropped >= 2)
+      local last = 0
+      local ok, err = pcall(function()
+        for rec in iter do last = rec.offset end
+      end)
+      -- The rest of the first segment is still read; the second one is gone.
+      assert.is_false(ok, err)
+      assert.equal(segs[1].end_offset - 1, last)
+      assert.equal(string.format("read 'ev': topic 'ev' partition 0: offset %d is no longer held (deleted by " ..
+        "retention while the read ran); the first offset still available is %d",
+        segs[2].base_offset, segs[dropped + 1].base_offset), (err:gsub("^[^:]*:%d+: ", "")))
+      r:close()
+      -- a read that starts now sees the records still held, without a gap
+      local recs = collect(t, {})
+      assert.equal(segs[dropped + 1].base_offset, recs[1].offset)
+      assert.equal(300 - segs[dropped + 1].base_offset, #recs)
+    end)
+
     it("drops sealed segments older than the retention time, never the open one", function()
       local t = db:create_topic("ev", { segment_ms = 1, retention = 1 })
       for i = 1, 4 do
