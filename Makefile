@@ -52,6 +52,17 @@ $(BUILD)/bench/%: bench/%.c $(LIBTIDE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(LIBTIDE) $(LDLIBS)
 
+# The fault-injection shim of spec/fault_spec.lua (spec/fault/shim.c): an
+# LD_PRELOAD library, never sanitized (it is a test tool, loaded into
+# children of the ASan run as well), so always at build/.
+FAULT_SO  = build/libtidefault.so
+
+$(FAULT_SO): spec/fault/shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -fPIC -shared -Wall -Wextra -Wshadow -o $@ $< -ldl
+
+spec asan: $(FAULT_SO)
+
 # deps: install the Debian packages that are missing (as root), or say how.
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

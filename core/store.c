@@ -151,10 +151,20 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off) {
   return 0;
 }
 
-/* Fill err with an LMDB or system failure of `what` unless already set. */
+/* Fill err with an LMDB or system failure of `what` unless already set;
+ * returns the code as ours (LMDB's positive errno values negated). */
 static int fail(tide_err_t *err, int rc, const char *what) {
+  rc = tide_err_lmdb(rc, NULL);
   if (err && err->code == rc && err->msg[0]) return rc;
   return tide_err_set(err, rc, "%s: %s", what, tide_strerror(rc));
+}
+
+/* A failed commit of the catalog (rc from mdb_txn_commit): a full disk
+ * shows as LMDB's EIO of a short write, and is said as ENOSPC. */
+static int commit_fail(const tide_store_t *s, tide_err_t *err, int rc) {
+  char what[PATH_LEN + 32];
+  snprintf(what, sizeof what, "catalog commit (%s)", s->dir);
+  return fail(err, tide_err_lmdb(rc, s->dir), what);
 }
 
 int tide_topic_name_check(const char *name, tide_err_t *err) {
@@ -483,7 +493,7 @@ int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_
   }
   if ((rc = mdb_txn_commit(txn))) {
     txn = NULL;
-    fail(err, rc, "catalog commit");
+    rc = commit_fail(s, err, rc);
     goto abort;
   }
   tide_schema_unref(schema);
@@ -544,7 +554,7 @@ int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err) 
     mdb_txn_abort(txn);
     return fail(err, rc, "catalog");
   }
-  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  if ((rc = mdb_txn_commit(txn))) return commit_fail(s, err, rc);
   for (tide_topic_t *t = s->topics; t; t = t->next)
     if (t->rec.id == r.id) t->dead = 1;
   /* The topic is gone once committed; its files are removed now, or by the
@@ -642,7 +652,7 @@ int tide_store_register_schema(tide_store_t *s, const char *name, tide_schema_t 
     fail(err, rc, "catalog");
     goto abort;
   }
-  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  if ((rc = mdb_txn_commit(txn))) return commit_fail(s, err, rc);
   return 0;
 abort:
   mdb_txn_abort(txn);
@@ -676,7 +686,7 @@ int tide_store_set_compat(tide_store_t *s, const char *name, tide_compat_t mode,
     mdb_txn_abort(txn);
     return fail(err, rc, "catalog");
   }
-  return (rc = mdb_txn_commit(txn)) ? fail(err, rc, "catalog commit") : 0;
+  return (rc = mdb_txn_commit(txn)) ? commit_fail(s, err, rc) : 0;
 }
 
 int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, tide_err_t *err) {
@@ -1321,7 +1331,7 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
     if ((rc = tide_catalog_writer_put(a->txn, a->t->s->cat, a->t->rec.id, a->writer, a->wlen, &wr)))
       fail(err, rc, "catalog");
   }
-  if (!rc && (rc = mdb_txn_commit(a->txn))) fail(err, rc, "catalog commit");
+  if (!rc && (rc = mdb_txn_commit(a->txn))) rc = commit_fail(a->t->s, err, rc);
   else if (rc) mdb_txn_abort(a->txn);
   a->txn = NULL; /* committed or aborted either way */
   if (rc) {
@@ -1767,7 +1777,7 @@ int tide_topic_offload(tide_topic_t *t, uint64_t before, uint32_t *moved, tide_e
     }
     free(segs);
   }
-  if (!rc && (rc = mdb_txn_commit(txn))) fail(err, rc, "catalog commit");
+  if (!rc && (rc = mdb_txn_commit(txn))) rc = commit_fail(t->s, err, rc);
   else if (rc) mdb_txn_abort(txn);
   for (size_t i = 0; i < nd; i++) {
     /* committed: drop the hot copies; failed: drop the cold copies */
