@@ -76,6 +76,24 @@ describe("names and paths", function()
     end)
   end)
 
+  describe("inside expressions", function()
+    -- found by fuzz_expr: the literal compiled, its canonical text (a C
+    -- string: output column names, the plan's fingerprint) was cut there
+    it("refuse a NUL byte in a string literal or a quoted name", function()
+      local s = core.schema("s string")
+      assert.same({ nil, "at position 5: NUL byte in a string", "EPARSE" }, { core.expr("s = 'a\0b'", s) })
+      assert.same({ nil, "at position 1: NUL byte in a quoted name", "EPARSE" }, { core.expr("`s\0x`", s) })
+    end)
+
+    -- found by fuzz_expr: 5e535 became Infinity, whose canonical text is a
+    -- column name
+    it("refuse a number literal beyond the range of a double", function()
+      local s = core.schema("x double")
+      assert.same({ nil, "at position 5: number out of range: '5e535'", "EPARSE" }, { core.expr("x + 5e535", s) })
+      assert.equal("double", core.expr("x + 1e308", s):type())
+    end)
+  end)
+
   describe("when empty", function()
     -- Before, "" + "/data.mdb" opened a checkpoint at the file-system root.
     it("are refused as a checkpoint, a file sink's path and a cold tier", function()

@@ -1,0 +1,70 @@
+/*
+ * fuzz.h: what the libFuzzer harnesses of spec/fuzz/ share (`make fuzz`,
+ * spec/fuzz/README.md): the schema the decoders and the expression parser
+ * work against, a small batch of edge values, and a check that stops the
+ * run when a property the core promises does not hold.
+ */
+#ifndef TIDE_FUZZ_H
+#define TIDE_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "err.h"
+#include "json.h"
+#include "schema.h"
+
+/* Every column type, nullable and not. */
+#define FUZZ_DDL "ts timestamp, id int, v double?, s string?, b bool?, j json?, n int?"
+
+/* A broken promise is a crash, so that libFuzzer keeps the input. */
+#define FUZZ_CHECK(cond, ...)                                  \
+  do {                                                         \
+    if (!(cond)) {                                             \
+      fprintf(stderr, "fuzz check failed: %s: ", #cond);       \
+      fprintf(stderr, __VA_ARGS__);                            \
+      fputc('\n', stderr);                                     \
+      abort();                                                 \
+    }                                                          \
+  } while (0)
+
+/* The schema of FUZZ_DDL, made once (the process keeps it). */
+static inline tide_schema_t *fuzz_schema(void) {
+  static tide_schema_t *s;
+  if (!s) {
+    tide_err_t err = {0, ""};
+    FUZZ_CHECK(tide_schema_parse_ddl(FUZZ_DDL, strlen(FUZZ_DDL), &s, &err) == 0, "%s", err.msg);
+  }
+  return s;
+}
+
+/* A batch of fuzz_schema() with edge values: the extremes of int64, NaN,
+ * -0.0, empty and non-ASCII strings, NULLs, nested json. Made once. */
+static inline const tide_batch_t *fuzz_batch(void) {
+  static tide_batch_t *b;
+  if (b) return b;
+  static const char *const lines[] = {
+      "{\"ts\":0,\"id\":0,\"v\":0.0,\"s\":\"\",\"b\":false,\"j\":{},\"n\":0}",
+      "{\"ts\":-9223372036854775808,\"id\":-9223372036854775808,\"v\":-1e308,\"s\":\"\\u00e9t\\u00e9\","
+      "\"b\":true,\"j\":[1,[2,{\"a\":null}]],\"n\":null}",
+      "{\"ts\":9223372036854775807,\"id\":9223372036854775807,\"v\":1e308,\"s\":\"a,b\\\"c\\n\",\"j\":\"x\","
+      "\"n\":-1}",
+      "{\"ts\":1700000000000,\"id\":-1,\"v\":-0.0,\"s\":null,\"b\":null,\"j\":null,\"n\":3}",
+      "{\"ts\":86400000,\"id\":7,\"s\":\"2024-01-01T00:00:00Z\",\"j\":123456789012345678901234567890}",
+  };
+  tide_json_dec_t *d = tide_json_dec_new(fuzz_schema(), 0);
+  b = tide_batch_new(fuzz_schema(), 8);
+  FUZZ_CHECK(d && b, "out of memory");
+  for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+    tide_err_t err = {0, ""};
+    FUZZ_CHECK(tide_json_dec_line(d, b, lines[i], strlen(lines[i]), &err) == 0, "line %zu: %s", i, err.msg);
+  }
+  tide_json_dec_free(d);
+  return b;
+}
+
+#endif
