@@ -859,13 +859,19 @@ describe("tide.store", function()
   end)
 
   describe("retention", function()
-    it("drops the oldest sealed segments until a partition is under retention_bytes", function()
+    -- Topic "ev" with 300 records in about ten 1 KB segments, to keep 3000 bytes.
+    local function segmented_topic()
       local t = db:create_topic("ev", { segment_bytes = 1024, retention_bytes = 3000 })
       for i = 1, 30 do
         local rows = {}
         for j = 1, 10 do rows[j] = { value = string.rep("x", 10) .. i } end
         t:append(rows)
       end
+      return t
+    end
+
+    it("drops the oldest sealed segments until a partition is under retention_bytes", function()
+      local t = segmented_topic()
       local before = t:segments()
       local dropped = t:enforce_retention()
       assert.is_true(dropped > 0)
@@ -886,12 +892,7 @@ describe("tide.store", function()
     end)
 
     it("fails a read that reaches records retention deleted while it ran, instead of skipping them", function()
-      local t = db:create_topic("ev", { segment_bytes = 1024, retention_bytes = 3000 })
-      for i = 1, 30 do
-        local rows = {}
-        for j = 1, 10 do rows[j] = { value = string.rep("x", 10) .. i } end
-        t:append(rows)
-      end
+      local t = segmented_topic()
       local segs = t:segments()
       assert.is_true(#segs > 4)
       local iter, _, _, r = t:read {}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agg.h"
 #include "batch.h"
 #include "err.h"
 #include "json.h"
@@ -65,6 +66,27 @@ static inline const tide_batch_t *fuzz_batch(void) {
   }
   tide_json_dec_free(d);
   return b;
+}
+
+/* The aggregation whose state records fuzz_state.c reads and seeds.c
+ * writes: a key of every type, every aggregate kind. */
+#define FUZZ_STATE_KEYS "k string?, i int?, t timestamp?, d double?, o bool?, j json?"
+
+static inline tide_agg_t *fuzz_state_agg(void) {
+  static const tide_agg_spec_t specs[] = {
+      {TIDE_AGG_COUNT_STAR, TIDE_T_INT, "n"},       {TIDE_AGG_COUNT, TIDE_T_STRING, "c"},
+      {TIDE_AGG_SUM, TIDE_T_INT, "si"},             {TIDE_AGG_SUM, TIDE_T_DOUBLE, "sd"},
+      {TIDE_AGG_MIN, TIDE_T_STRING, "mins"},        {TIDE_AGG_MAX, TIDE_T_DOUBLE, "maxd"},
+      {TIDE_AGG_AVG, TIDE_T_INT, "a"},              {TIDE_AGG_FIRST, TIDE_T_STRING, "f"},
+      {TIDE_AGG_LAST, TIDE_T_TIMESTAMP, "l"},       {TIDE_AGG_COUNT_DISTINCT, TIDE_T_STRING, "cd"},
+      {TIDE_AGG_COUNT_DISTINCT, TIDE_T_INT, "cdi"}, {TIDE_AGG_MIN, TIDE_T_BOOL, "minb"},
+  };
+  static tide_schema_t *ks;
+  tide_err_t err = {0, ""};
+  if (!ks) FUZZ_CHECK(tide_schema_parse_ddl(FUZZ_STATE_KEYS, strlen(FUZZ_STATE_KEYS), &ks, &err) == 0, "%s", err.msg);
+  tide_agg_t *a = NULL;
+  FUZZ_CHECK(tide_agg_new(ks, specs, sizeof specs / sizeof *specs, &a, &err) == 0, "%s", err.msg);
+  return a;
 }
 
 #endif

@@ -5,7 +5,6 @@
  * each with the leading byte that asks the harness to set checksums right
  * (1) or not (0). The text corpora are written by hand.
  */
-#include "agg.h"
 #include "buf.h"
 #include "fuzz.h"
 #include "seg.h"
@@ -45,20 +44,10 @@ int main(int argc, char **argv) {
   tide_buf_free(&seg);
   /* state records: the groups of fuzz_state.c's aggregation over rows
    * built from the batch's columns */
-  static const char *const keys = "k string?, i int?, t timestamp?, d double?, o bool?, j json?";
-  static const tide_agg_spec_t specs[] = {
-      {TIDE_AGG_COUNT_STAR, TIDE_T_INT, "n"},         {TIDE_AGG_COUNT, TIDE_T_STRING, "c"},
-      {TIDE_AGG_SUM, TIDE_T_INT, "si"},               {TIDE_AGG_SUM, TIDE_T_DOUBLE, "sd"},
-      {TIDE_AGG_MIN, TIDE_T_STRING, "mins"},          {TIDE_AGG_MAX, TIDE_T_DOUBLE, "maxd"},
-      {TIDE_AGG_AVG, TIDE_T_INT, "a"},                {TIDE_AGG_FIRST, TIDE_T_STRING, "f"},
-      {TIDE_AGG_LAST, TIDE_T_TIMESTAMP, "l"},         {TIDE_AGG_COUNT_DISTINCT, TIDE_T_STRING, "cd"},
-      {TIDE_AGG_COUNT_DISTINCT, TIDE_T_INT, "cdi"},   {TIDE_AGG_MIN, TIDE_T_BOOL, "minb"},
-  };
+  tide_agg_t *a = fuzz_state_agg();
   tide_schema_t *ks = NULL;
   tide_err_t err = {0, ""};
-  FUZZ_CHECK(tide_schema_parse_ddl(keys, strlen(keys), &ks, &err) == 0, "%s", err.msg);
-  tide_agg_t *a = NULL;
-  FUZZ_CHECK(tide_agg_new(ks, specs, sizeof specs / sizeof *specs, &a, &err) == 0, "%s", err.msg);
+  FUZZ_CHECK(tide_schema_parse_ddl(FUZZ_STATE_KEYS, strlen(FUZZ_STATE_KEYS), &ks, &err) == 0, "%s", err.msg);
   /* batch columns: ts 0, id 1, v 2, s 3, b 4, j 5, n 6 */
   const tide_col_t kcols[] = {b->cols[3], b->cols[6], b->cols[0], b->cols[2], b->cols[4], b->cols[5]};
   tide_batch_t *kb = tide_batch_borrowed(ks, b->nrows, kcols, NULL, NULL);
