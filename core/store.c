@@ -1347,8 +1347,14 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
 
 typedef struct part_snap {
   tide_seg_rec_t *segs;
+  int *fds;   /* per segment: its file, open since the snapshot, or -1 */
   size_t n;
 } part_snap_t;
+
+/* How many segment files one reader holds open from its snapshot on
+ * (reader_hold); a read of more segments holds the first ones. Bounded so
+ * that readers do not use up the process's descriptors. */
+#define READER_HOLD_MAX 64
 
 struct tide_reader {
   tide_topic_t *t;
@@ -1357,6 +1363,7 @@ struct tide_reader {
   part_snap_t *snap;        /* per partition, taken at open */
   size_t si;                /* next segment of the current partition */
   const tide_seg_rec_t *seg;/* the segment being read */
+  int *seg_fd;              /* its entry in the snapshot's fds */
   tide_map_t *map;
   size_t pos;               /* next block in map */
   uint64_t expect;          /* offset the next block must start at */
@@ -1386,6 +1393,43 @@ static int time_overlaps(const tide_read_opts_t *o, int64_t mn, int64_t mx) {
   if (!time_filtered(o)) return 1;
   if (mn == TIDE_TS_NONE) return 0;
   return mx >= o->from_time && mn < o->to_time;
+}
+
+/* Can segment g hold rows the read wants? Pruned by offsets and by event
+ * time without opening its file. */
+static int seg_wanted(const tide_reader_t *r, const tide_seg_rec_t *g) {
+  if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) return 0;
+  return time_overlaps(&r->o, g->min_ts, g->max_ts);
+}
+
+/* Open the files of the snapshot's wanted segments (up to READER_HOLD_MAX,
+ * oldest partition and segment first) and keep them open until each is
+ * read or the reader closes: retention may then delete a segment, and
+ * offload move it, while the read runs, and the read still sees every
+ * record committed when it started (an open file outlives its name). A
+ * file already gone (retention or offload between the snapshot and here)
+ * is left to reader_map, which looks again; so are the segments past
+ * READER_HOLD_MAX, or past the process's descriptor limit. */
+static int reader_hold(tide_reader_t *r, tide_err_t *err) {
+  char path[PATH_LEN];
+  size_t held = 0;
+  for (uint32_t p = r->part; p < r->part_end; p++) {
+    part_snap_t *ps = &r->snap[p];
+    if (!(ps->fds = malloc((ps->n ? ps->n : 1) * sizeof *ps->fds)))
+      return tide_err_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < ps->n; i++) ps->fds[i] = -1;
+    for (size_t i = 0; i < ps->n && held < READER_HOLD_MAX; i++) {
+      const tide_seg_rec_t *g = &ps->segs[i];
+      if (!seg_wanted(r, g) || g->bytes == 0) continue;
+      if (g->state == TIDE_SEG_OFFLOADED) cold_path(path, r->t->s, r->t->rec.id, p, g->base);
+      else seg_path(path, r->t->s, r->t->rec.id, p, g->base);
+      if ((ps->fds[i] = open(path, O_RDONLY | O_CLOEXEC)) >= 0) held++;
+      else if (errno == EMFILE || errno == ENFILE) return 0; /* hold no more; the rest is read by name */
+      else if (errno != ENOENT)
+        return tide_err_set(err, -errno, "cannot open %s: %s", path, tide_strerror(-errno));
+    }
+  }
+  return 0;
 }
 
 int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err) {
@@ -1441,10 +1485,12 @@ int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t *
       goto failed;
     }
   mdb_txn_abort(txn);
+  if ((rc = reader_hold(r, err))) goto failed_closed;
   *out = r;
   return 0;
 failed:
   mdb_txn_abort(txn);
+failed_closed:
   tide_reader_close(r);
   return rc;
 }
@@ -1453,7 +1499,12 @@ void tide_reader_close(tide_reader_t *r) {
   if (!r) return;
   tide_map_unref(r->map);
   if (r->snap)
-    for (uint32_t p = 0; p < r->t->rec.partitions; p++) free(r->snap[p].segs);
+    for (uint32_t p = 0; p < r->t->rec.partitions; p++) {
+      for (size_t i = 0; r->snap[p].fds && i < r->snap[p].n; i++)
+        if (r->snap[p].fds[i] >= 0) close(r->snap[p].fds[i]);
+      free(r->snap[p].fds);
+      free(r->snap[p].segs);
+    }
   free(r->snap);
   for (uint32_t v = 0; r->schemas && v < r->nschemas; v++) tide_schema_unref(r->schemas[v]);
   for (uint32_t v = 0; r->proj && v < r->nschemas; v++) tide_projection_free(r->proj[v]);
@@ -1495,18 +1546,33 @@ static int reader_seg_state(tide_reader_t *r, uint32_t *state, uint64_t *first, 
   return found;
 }
 
-/* Map the segment r->seg: its hot file, or its cold copy. A segment that
- * offload moved to the cold tier after the snapshot was taken is read from
- * there. One that retention dropped after the snapshot fails the read
- * (TIDE_ENOTFOUND, "offset N is no longer held", as the streaming topic
- * source says): the read promised what was committed when it started, and
- * skipping the records would hide a gap. A file that is gone while the
- * catalog still names it is corruption, never silently skipped. */
+/* Map the segment r->seg: from the file held open since the snapshot
+ * (reader_hold), else its hot file or its cold copy by name. A segment
+ * that offload moved to the cold tier after the snapshot was taken is read
+ * from there. One that retention dropped after the snapshot, and that the
+ * reader did not hold, fails the read (TIDE_ENOTFOUND, "offset N is no
+ * longer held", as the streaming topic source says): the read promised
+ * what was committed when it started, and skipping the records would hide
+ * a gap. A file that is gone while the catalog still names it is
+ * corruption, never silently skipped. */
+static int reader_mapped(tide_reader_t *r, int rc, int cold, tide_err_t *err);
+
 static int reader_map(tide_reader_t *r, tide_err_t *err) {
   char path[PATH_LEN];
   const tide_seg_rec_t *g = r->seg;
   r->expect = g->base; /* for messages from here on */
   int rc, cold = g->state == TIDE_SEG_OFFLOADED;
+  if (*r->seg_fd >= 0) { /* held since the snapshot: retention or offload cannot take it */
+    if (cold) {
+      cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+      rc = tide_tier_get_fd(*r->seg_fd, path, g->bytes, &r->map, err);
+    } else {
+      rc = tide_map_fd(*r->seg_fd, g->bytes, &r->map);
+    }
+    close(*r->seg_fd);
+    *r->seg_fd = -1;
+    return reader_mapped(r, rc, cold, err);
+  }
   for (int attempt = 0; attempt < 2; attempt++) {
     if (cold) {
       cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
@@ -1533,6 +1599,12 @@ static int reader_map(tide_reader_t *r, tide_err_t *err) {
     }
     return corrupt(r, err, TIDE_ECORRUPT, cold ? "the cold copy of the segment is missing" : "segment file is missing");
   }
+  return reader_mapped(r, rc, cold, err);
+}
+
+/* After reader_map mapped r->seg (rc): the errors, else the header check. */
+static int reader_mapped(tide_reader_t *r, int rc, int cold, tide_err_t *err) {
+  const tide_seg_rec_t *g = r->seg;
   if (rc == TIDE_ECORRUPT && !cold) return corrupt(r, err, rc, "segment file is shorter than its committed size");
   if (rc && cold) return corrupt(r, err, rc == -ENOMEM ? rc : TIDE_ECORRUPT, err ? err->msg : "cannot read the cold copy");
   if (rc) return corrupt(r, err, rc, tide_strerror(rc));
@@ -1555,11 +1627,9 @@ static int reader_next_segment(tide_reader_t *r, tide_err_t *err) {
       r->si = 0;
       continue;
     }
+    r->seg_fd = &ps->fds[r->si];
     r->seg = &ps->segs[r->si++];
-    const tide_seg_rec_t *g = r->seg;
-    /* prune by offsets and by event time without opening the file */
-    if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) continue;
-    if (!time_overlaps(&r->o, g->min_ts, g->max_ts)) continue;
+    if (!seg_wanted(r, r->seg)) continue;
     int rc = reader_map(r, err);
     return rc ? rc : 1;
   }
