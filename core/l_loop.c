@@ -440,7 +440,7 @@ static int l_loop_signal(lua_State *L) {
  * are only counted (srv:stats().errors). */
 static int l_loop_listen(lua_State *L) {
   l_loop_t *ll = check_open_loop(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = tide_l_check_cname(L, 2, "listen: host", TIDE_L_PATH);
   lua_Integer port = luaL_checkinteger(L, 3);
   luaL_argcheck(L, port >= 0 && port <= 65535, 3, "must be 0..65535");
   luaL_checktype(L, 4, LUA_TFUNCTION);
