@@ -211,4 +211,4 @@ test-install:
 	test ! -e "$$tree/bin/tide" && echo "test-install: ok"
 
 clean:
-	rm -rf build build-asan lua/tide/core.so core/*.o
+	rm -rf build build-asan build-fuzz lua/tide/core.so core/*.o
