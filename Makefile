@@ -29,7 +29,7 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev libc
             libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
-.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -158,6 +158,12 @@ bench-event-time: all
 # is checked (issue 6). spec/soak_spec.lua runs the same checks, smaller.
 bench-soak: all
 	$(LUA) bench/soak.lua $(BENCH_SOAK_ARGS)
+
+# bench-session: a session window aggregation against the same one with
+# tide.window over the same rows, medians of 5 rounds and their ratio
+# (issue 13). See bench/RESULTS.md.
+bench-session: all
+	$(LUA) bench/session.lua $(BENCH_SESSION_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

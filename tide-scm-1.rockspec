@@ -42,9 +42,10 @@ build = {
       sources = {
         "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/err.c",
         "core/expr.c", "core/join.c", "core/json.c", "core/loop.c", "core/registry.c", "core/schema.c", "core/seg.c",
-        "core/sort.c", "core/store.c", "core/tier.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c",
-        "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_loop.c",
-        "core/l_ops.c", "core/l_schema.c", "core/l_store.c", "core/l_tide.c", "core/l_udf.c",
+        "core/session.c", "core/sort.c", "core/store.c", "core/tier.c", "core/vec.c", "core/window.c",
+        "core/l_agg.c", "core/l_batch.c", "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c", "core/l_expr.c",
+        "core/l_fs.c", "core/l_loop.c", "core/l_ops.c", "core/l_schema.c", "core/l_session.c", "core/l_store.c",
+        "core/l_tide.c", "core/l_udf.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(CJSON_INCDIR)", "$(ZSTD_INCDIR)" },

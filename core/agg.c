@@ -1772,15 +1772,22 @@ int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid) {
   return 1;
 }
 
-/* The groups of given keys (agg.h). */
-int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+/* Check keys and hash its rows into a->h (room made): what a probe of
+ * the table by a batch of keys needs first. 0 or an error code. */
+static int hash_input(tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) {
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   int rc = check_keys(a, keys, err);
-  if (rc) return rc;
+  if (rc || !keys->nrows) return rc;
+  if (ensure_scratch(a, keys->nrows)) return tide_err_set(err, -ENOMEM, "out of memory");
+  hash_keys(a, keys, keys->nrows);
+  return 0;
+}
+
+/* The groups of given keys (agg.h). */
+int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
-  if (!n) return 0;
-  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
-  hash_keys(a, keys, n);
+  if (rc || !n) return rc;
   size_t mask = a->tcap - 1;
   for (uint32_t i = 0; i < n; i++) {
     uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
@@ -1794,9 +1801,9 @@ int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
   return 0;
 }
 
-/* Fold the state of spec s of group src into dst's (agg.h's merge rules).
- * 0 or -ENOMEM. */
-static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src) {
+/* Fold the state of spec s of group src into dst's (agg.h's merge rules;
+ * flags: tide_agg_merge_ex's). 0 or -ENOMEM. */
+static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src, unsigned flags) {
   void *dp = STATE(a, dst, s->off);
   const void *sp = STATE(a, src, s->off);
   switch (s->kind) {
@@ -1852,8 +1859,8 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
       take = x->flags && (!d->flags || sign * tide__cmp_bytes(x->p, x->len, d->p, d->len) > 0);
       break;
     }
-    case TIDE_AGG_FIRST: take = !d->flags && x->flags; break;
-    default: take = x->flags != 0; break; /* last */
+    case TIDE_AGG_FIRST: take = x->flags && (!d->flags || (flags & TIDE_AGG_MERGE_FIRST_SRC)); break;
+    default: take = x->flags && (!d->flags || !(flags & TIDE_AGG_MERGE_LAST_DST)); break; /* last */
     }
     if (!take) return 0;
     if (str_set(a, d, x->p, (x->flags & ISNULL) ? 0 : x->len)) return -ENOMEM;
@@ -1869,8 +1876,8 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
     take = x->n && (!d->n || sign * cmp_fixed(s->type, x->v.u, d->v.u) > 0);
     break;
   }
-  case TIDE_AGG_FIRST: take = !d->n && x->n; break;
-  default: take = x->n != 0; break; /* last */
+  case TIDE_AGG_FIRST: take = x->n && (!d->n || (flags & TIDE_AGG_MERGE_FIRST_SRC)); break;
+  default: take = x->n && (!d->n || !(flags & TIDE_AGG_MERGE_LAST_DST)); break; /* last */
   }
   if (take) *d = *x;
   return 0;
@@ -1893,20 +1900,7 @@ static void make_dirty(tide_agg_t *a, uint32_t g) {
 
 /* Fold one group into another (agg.h). */
 int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err) {
-  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
-  if (dst >= a->ngroups || src >= a->ngroups)
-    return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
-                        a->ngroups);
-  if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
-  for (uint32_t i = 0; i < a->nspecs; i++) {
-    int rc = merge_spec(a, &a->specs[i], dst, src);
-    if (rc) { /* an earlier aggregate of dst is merged already */
-      a->poisoned = 1;
-      return tide_err_set(err, rc, "out of memory");
-    }
-  }
-  make_dirty(a, dst);
-  return 0;
+  return tide_agg_merge_ex(a, dst, src, 0, err);
 }
 
 /* Remove given groups (agg.h). */
@@ -1928,4 +1922,78 @@ int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_
   int rc = take_groups(a, gone, m, rows, sids, nout, err);
   free(gone);
   return rc;
+}
+
+/* ------------------------------------------------- session windows --- */
+
+/* Fold one group into another, first/last as flags say (agg.h). */
+int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (dst >= a->ngroups || src >= a->ngroups)
+    return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
+                        a->ngroups);
+  if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    int rc = merge_spec(a, &a->specs[i], dst, src, flags);
+    if (rc) { /* an earlier aggregate of dst is merged already */
+      a->poisoned = 1;
+      return tide_err_set(err, rc, "out of memory");
+    }
+  }
+  make_dirty(a, dst);
+  return 0;
+}
+
+/* Find or create the groups of the rows of keys, aggregating nothing
+ * (agg.h). */
+int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  int rc = hash_input(a, keys, err);
+  uint32_t n = keys->nrows;
+  if (rc || !n) return rc;
+  uint32_t g0 = a->ngroups, d0 = a->ndirty;
+  if ((rc = find_groups(a, keys, n))) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  mark_dirty(a, g0, d0);
+  memcpy(gids, a->gid, (size_t)n * sizeof *gids);
+  return 0;
+}
+
+/* Aggregate rows into given groups (agg.h). */
+int tide_agg_update_groups(tide_agg_t *a, const uint32_t *gids, uint32_t n, const tide_col_t *const *args,
+                           const uint8_t *only, tide_err_t *err) {
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    const aspec_t *s = &a->specs[i];
+    if (s->kind == TIDE_AGG_COUNT_STAR || (only && !only[i])) continue;
+    if (!args || !args[i])
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): no argument column", i, kind_name(s->kind));
+    if (args[i]->type != s->type)
+      return tide_err_set(err, TIDE_EINVAL, "aggregate %u (%s): the argument is %s, expected %s", i,
+                          kind_name(s->kind), tide_type_name(args[i]->type), tide_type_name(s->type));
+  }
+  for (uint32_t i = 0; i < n; i++)
+    if (gids[i] >= a->ngroups)
+      return tide_err_set(err, TIDE_EINVAL, "group %u does not exist (%u groups)", gids[i], a->ngroups);
+  if (!n) return 0;
+  if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
+  memcpy(a->gid, gids, (size_t)n * sizeof *gids);
+  /* the groups become dirty, as find_groups marks those it finds */
+  uint32_t d0 = a->ndirty;
+  if (a->ndirty < a->ngroups)
+    for (uint32_t i = 0; i < n; i++)
+      if (!DFLAG(a, gids[i])) {
+        DFLAG(a, gids[i]) = 1;
+        a->dirty[a->ndirty++] = gids[i];
+      }
+  mark_dirty(a, a->ngroups, d0);
+  int rc = 0;
+  for (uint32_t i = 0; !rc && i < a->nspecs; i++)
+    if (!only || only[i]) rc = update_spec(a, &a->specs[i], a->specs[i].kind == TIDE_AGG_COUNT_STAR ? NULL : args[i], n);
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "out of memory");
+  }
+  return 0;
 }

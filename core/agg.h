@@ -215,4 +215,36 @@ int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err);
 int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
                     uint32_t *nout, tide_err_t *err);
 
+/* ------------------------------------------------- session windows ---
+ *
+ * A session window (core/session.h) orders first/last by event time, not
+ * by arrival: when two sessions fold into one, first must come from
+ * whichever holds the earliest row and last from whichever holds the
+ * latest, and either may be dst or src. */
+
+enum {
+  TIDE_AGG_MERGE_FIRST_SRC = 1, /* first takes src's value when src has one */
+  TIDE_AGG_MERGE_LAST_DST = 2   /* last keeps dst's value when dst has one */
+};
+
+/* tide_agg_merge with first/last following flags (0: tide_agg_merge's
+ * rules, as if src's rows came after dst's). Errors as tide_agg_merge. */
+int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err);
+
+/* The groups of the rows of keys, as tide_agg_update would find or create
+ * them, but aggregating nothing: gids[i] = row i's group; new groups
+ * have the state of no rows and take the gids tide_agg_groups(),
+ * tide_agg_groups() + 1 ... in the order of their rows. Found and new
+ * groups become dirty. Errors as tide_agg_update. */
+int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err);
+
+/* Aggregate n rows into the groups gids[0..n) (args as tide_agg_update,
+ * n rows each), hashing no key: the rows of groups already found. With
+ * only (nspecs flags, or NULL for all), just the aggregates flagged take
+ * the rows (the others' args are not read). The groups become dirty.
+ * Errors: TIDE_EINVAL (a gid out of range, an argument of the wrong
+ * type; nothing changed), -ENOMEM (poisoned), TIDE_EPOISONED. */
+int tide_agg_update_groups(tide_agg_t *a, const uint32_t *gids, uint32_t n, const tide_col_t *const *args,
+                           const uint8_t *only, tide_err_t *err);
+
 #endif

@@ -87,16 +87,14 @@ static int note_gone(l_agg_t *u, const uint64_t *sids, uint32_t n) {
 
 static const char *const type_names[] = {"bool", "int", "double", "string", "timestamp", "json", NULL};
 
-/* core.agg(key_schema, { {kind=, arg_type=, name=}, ... }) -> Agg | nil, msg */
-static int l_agg(lua_State *L) {
-  tide_schema_t *keys = tide_l_check_schema(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  uint32_t n = (uint32_t)lua_rawlen(L, 2);
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_agg_spec_t *specs = x->p[0] = calloc(n ? n : 1, sizeof *specs);
-  if (!specs) return luaL_error(L, "out of memory");
-  for (uint32_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, i + 1);
+/* The specs of the array at idx (l_tide.h). */
+tide_agg_spec_t *tide_l_check_agg_specs(lua_State *L, int idx, tide_l_scratch_t *x, uint32_t *n) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  *n = (uint32_t)lua_rawlen(L, idx);
+  tide_agg_spec_t *specs = x->p[0] = calloc(*n ? *n : 1, sizeof *specs);
+  if (!specs) luaL_error(L, "out of memory");
+  for (uint32_t i = 0; i < *n; i++) {
+    lua_rawgeti(L, idx, i + 1);
     lua_getfield(L, -1, "kind");
     int k = luaL_checkoption(L, -1, NULL, tide_l_agg_names + 1);
     specs[i].kind = (tide_agg_kind_t)(k + 1);
@@ -107,6 +105,15 @@ static int l_agg(lua_State *L) {
     specs[i].name = luaL_checkstring(L, -1); /* kept alive by the specs table */
     lua_pop(L, 4);
   }
+  return specs;
+}
+
+/* core.agg(key_schema, { {kind=, arg_type=, name=}, ... }) -> Agg | nil, msg */
+static int l_agg(lua_State *L) {
+  tide_schema_t *keys = tide_l_check_schema(L, 1);
+  uint32_t n;
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_agg_spec_t *specs = tide_l_check_agg_specs(L, 2, x, &n);
   l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   memset(u, 0, sizeof *u);
   luaL_setmetatable(L, AGG_MT);

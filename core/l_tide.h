@@ -13,6 +13,7 @@
  *   l_ops.c     batch -> batch operators: project, where, window_expand,
  *               tide.Join, sort, concat, slice
  *   l_agg.c     tide.Agg (core/agg): grouping, streaming state
+ *   l_session.c tide.Session (core/session): session windows
  *   l_udf.c     Lua functions over batches: udf_filter, udf_map, rows_batch
  *   l_decode.c  decode (file chunks -> batches), glob
  *   l_store.c, l_ckpt.c, l_loop.c, l_fs.c: the store, checkpoints, the
@@ -50,6 +51,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "agg.h"
 #include "batch.h"
 #include "err.h"
 #include "expr.h"
@@ -63,7 +65,7 @@
 /* The binding files, in registration order (tide_l_tide_open registers the
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
-  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs)
+  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)
@@ -135,6 +137,12 @@ tide_expr_t *tide_l_check_expr(lua_State *L, int idx);
 /* The names of the aggregate kinds, indexed by tide_agg_kind_t (index 0,
  * TIDE_AGG_NONE, is NULL), NULL-terminated after the last. */
 extern const char *const tide_l_agg_names[];
+
+/* The aggregate specs of the Lua array at idx ({kind =, arg_type =,
+ * name =} ..., as frame.lua plans them) in an array held by x->p[0];
+ * *n gets their number. Raises on a bad entry. The names point into the
+ * Lua strings: valid while the array at idx is (l_agg.c). */
+tide_agg_spec_t *tide_l_check_agg_specs(lua_State *L, int idx, tide_l_scratch_t *x, uint32_t *n);
 
 /* A Lua function run over the rows of one batch (l_udf.c), for udf_filter,
  * udf_map and a filter fused into agg:push. */
