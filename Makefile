@@ -97,7 +97,8 @@ fuzz:
 # fuzz-seeds: rewrite the binary seeds of spec/fuzz/corpus/ (spec/fuzz/seeds.c).
 fuzz-seeds: $(LIBTIDE)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $(BUILD)/fuzz_seeds spec/fuzz/seeds.c $(LIBTIDE) $(LDLIBS)
-	mkdir -p spec/fuzz/corpus/block spec/fuzz/corpus/state && $(BUILD)/fuzz_seeds spec/fuzz/corpus
+	mkdir -p spec/fuzz/corpus/block spec/fuzz/corpus/state spec/fuzz/corpus/session && \
+	  $(BUILD)/fuzz_seeds spec/fuzz/corpus
 
 # deps: install the Debian packages that are missing (as root), or say how.
 deps:

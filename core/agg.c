@@ -437,9 +437,9 @@ static inline int key_eq(const tide_agg_t *a, uint32_t g, const tide_batch_t *ke
     if (null != rec[a->nulloff + k]) return 0;
     if (null) continue;
     if (is_var(kc->type)) {
-      const uint32_t *o = c->values;
-      uint32_t len = o[i + 1] - o[i], glen;
-      const uint8_t *p = (const uint8_t *)c->data + o[i];
+      size_t slen;
+      const uint8_t *p = (const uint8_t *)tide_col_str(c, i, &slen); /* data may be NULL */
+      uint32_t len = (uint32_t)slen, glen;
       memcpy(&glen, v, 4);
       if (len != glen) return 0;
       if (len <= INLINE) {

@@ -18,6 +18,7 @@
 #include "err.h"
 #include "json.h"
 #include "schema.h"
+#include "session.h"
 
 /* Every column type, nullable and not. */
 #define FUZZ_DDL "ts timestamp, id int, v double?, s string?, b bool?, j json?, n int?"
@@ -87,6 +88,54 @@ static inline tide_agg_t *fuzz_state_agg(void) {
   tide_agg_t *a = NULL;
   FUZZ_CHECK(tide_agg_new(ks, specs, sizeof specs / sizeof *specs, &a, &err) == 0, "%s", err.msg);
   return a;
+}
+
+/* The session windows whose state records fuzz_session.c reads and
+ * seeds.c writes: keyed by (k string?), gap 10 ms, count(*), sum, first,
+ * last, min and count_distinct of an int. Its input batches are
+ * (k string?, t timestamp?, v int?). */
+#define FUZZ_SESSION_IN "k string?, t timestamp?, v int?"
+
+static inline tide_session_t *fuzz_session(void) {
+  static const tide_agg_spec_t specs[] = {
+      {TIDE_AGG_COUNT_STAR, TIDE_T_INT, "n"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"}, {TIDE_AGG_FIRST, TIDE_T_INT, "f"},
+      {TIDE_AGG_LAST, TIDE_T_INT, "l"},       {TIDE_AGG_MIN, TIDE_T_INT, "mn"}, {TIDE_AGG_COUNT_DISTINCT, TIDE_T_INT, "cd"}};
+  static const char *const out_ddl = "k string?, window_start timestamp, window_end timestamp, n int, s int?, "
+                                     "f int?, l int?, mn int?, cd int";
+  static tide_schema_t *ks, *out;
+  tide_err_t err = {0, ""};
+  if (!ks) FUZZ_CHECK(tide_schema_parse_ddl("k string?", 9, &ks, &err) == 0, "%s", err.msg);
+  if (!out) FUZZ_CHECK(tide_schema_parse_ddl(out_ddl, strlen(out_ddl), &out, &err) == 0, "%s", err.msg);
+  tide_session_t *s = NULL;
+  FUZZ_CHECK(tide_session_new(ks, specs, 6, 10, out, 1, &s, &err) == 0, "%s", err.msg);
+  return s;
+}
+
+/* Rows of FUZZ_SESSION_IN from JSON lines (the process keeps the schema). */
+static inline tide_batch_t *fuzz_session_rows(const char *const *lines, size_t n) {
+  static tide_schema_t *in;
+  tide_err_t err = {0, ""};
+  if (!in) FUZZ_CHECK(tide_schema_parse_ddl(FUZZ_SESSION_IN, strlen(FUZZ_SESSION_IN), &in, &err) == 0, "%s", err.msg);
+  tide_json_dec_t *d = tide_json_dec_new(in, 0);
+  tide_batch_t *b = tide_batch_new(in, (uint32_t)n);
+  FUZZ_CHECK(d && b, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    FUZZ_CHECK(tide_json_dec_line(d, b, lines[i], strlen(lines[i]), &err) == 0, "%s", err.msg);
+  tide_json_dec_free(d);
+  return b;
+}
+
+/* Push a batch of FUZZ_SESSION_IN into s: v is every aggregate's argument. */
+static inline int fuzz_session_push(tide_session_t *s, const tide_batch_t *b, tide_session_feed_t *f,
+                                    tide_err_t *err) {
+  static tide_schema_t *ks;
+  if (!ks) FUZZ_CHECK(tide_schema_parse_ddl("k string?", 9, &ks, err) == 0, "%s", err->msg);
+  tide_batch_t *keys = tide_batch_borrowed(ks, b->nrows, b->cols, NULL, NULL);
+  FUZZ_CHECK(keys, "out of memory");
+  const tide_col_t *v = &b->cols[2], *args[] = {NULL, v, v, v, v, v};
+  int rc = tide_session_push(s, keys, &b->cols[1], args, f, err);
+  tide_batch_free(keys);
+  return rc;
 }
 
 #endif

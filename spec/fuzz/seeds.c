@@ -1,7 +1,8 @@
 /*
  * seeds.c: writes the binary seeds of the fuzz corpora (`make fuzz-seeds`;
  * the output is committed under spec/fuzz/corpus/): segments of real
- * blocks (fuzz_block) and real aggregation state records (fuzz_state),
+ * blocks (fuzz_block), real aggregation state records (fuzz_state) and
+ * session records (fuzz_session),
  * each with the leading byte that asks the harness to set checksums right
  * (1) or not (0). The text corpora are written by hand.
  */
@@ -65,6 +66,37 @@ int main(int argc, char **argv) {
     put(dir, name, 1, rec.data, rec.len);
   }
   tide_buf_free(&rec);
+  /* session records: the sessions of a few pushes, all in one input (each
+   * after its 2-byte length), and each on its own */
+  static const char *const rows[] = {
+      "{\"k\":\"a\",\"t\":0,\"v\":1}",   "{\"k\":\"a\",\"t\":8,\"v\":2}",  "{\"k\":\"a\",\"t\":30,\"v\":3}",
+      "{\"k\":null,\"t\":3,\"v\":null}", "{\"k\":\"\",\"t\":-50,\"v\":9}", "{\"k\":\"b\",\"t\":7,\"v\":7}"};
+  tide_session_t *ss = fuzz_session();
+  tide_batch_t *sb = fuzz_session_rows(rows, sizeof rows / sizeof *rows);
+  tide_session_feed_t f = {0};
+  uint32_t nch = 0;
+  FUZZ_CHECK(fuzz_session_push(ss, sb, &f, &err) == 0 && tide_session_changes(ss, &nch, &err) == 0, "%s",
+             err.msg);
+  snprintf(dir, sizeof dir, "%s/session", argv[1]);
+  tide_buf_t all = {0}, one = {0};
+  for (uint32_t i = 0; i < nch; i++) {
+    uint64_t id;
+    char name[32];
+    one.len = 0;
+    FUZZ_CHECK(tide_buf_reserve(&one, 2) == 0, "oom");
+    one.len = 2; /* the length, set below */
+    FUZZ_CHECK(tide_session_change(ss, i, &id, &one, &err) == 0, "%s", err.msg);
+    one.data[0] = (char)((one.len - 2) & 0xff);
+    one.data[1] = (char)((one.len - 2) >> 8);
+    FUZZ_CHECK(tide_buf_append(&all, one.data, one.len) == 0, "oom");
+    snprintf(name, sizeof name, "session-%u", i);
+    put(dir, name, 1, one.data, one.len);
+  }
+  put(dir, "sessions", 1, all.data, all.len);
+  tide_buf_free(&all);
+  tide_buf_free(&one);
+  tide_batch_free(sb);
+  tide_session_free(ss);
   tide_batch_free(kb);
   tide_agg_free(a);
   tide_schema_unref(ks);
