@@ -12,7 +12,7 @@ CC        ?= gcc
 
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
               -Icore -I$(LUA_INC) $(SAN)
-LDLIBS    = -luv -llmdb -lcjson -lzstd -lm -lpthread
+LDLIBS    = -luv -llmdb -lzstd -lm -lpthread
 
 CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))
 LUA_SRC   = $(wildcard core/l_*.c)
@@ -25,7 +25,7 @@ BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 CORE_SO   = $(SO_DIR)/tide/core.so
 LIBTIDE   = $(BUILD)/libtide.a
 
-DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev libcjson-dev \
+DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
             libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 

@@ -15,7 +15,7 @@
 --    +-----+---+
 --    (an empty line)
 --
--- The table is tide.frame.format_table's, the one `show` prints: the first
+-- The table is tide.connector.format_table's, the one `show` prints: the first
 -- `num_rows` rows of the batch, with "only showing top N rows" when there
 -- were more; `truncate` cuts cells longer than 20 characters. The text goes
 -- to io.stdout, or to `out`: a function(text) or anything with a
@@ -23,6 +23,7 @@
 -- a console needs no exactly-once, so no checkpoint either.
 
 local core = require "tide.core"
+local connector = require "tide.connector"
 
 local M = { sinks = {} }
 
@@ -53,8 +54,7 @@ M.sinks.console = {
     local out = o.out
     local write
     if out == nil then
-      local runtime = require "tide.runtime"
-      write = runtime.write -- around `tide run`'s status lines and the REPL's input line
+      write = connector.write -- around `tide run`'s status lines and the REPL's input line
     elseif type(out) == "function" then
       write = out
     elseif (type(out) == "userdata" or type(out) == "table") and out.write then
@@ -76,7 +76,7 @@ M.sinks.console = {
           for i = 1, math.min(m, n - #rows) do rows[#rows + 1] = b:row(i) end
           total = total + m
         end
-        local table_text = require("tide.frame").format_table(fields, rows, total, truncate)
+        local table_text = connector.format_table(fields, rows, total, truncate)
         write(format("%s\nBatch: %d\n%s\n%s\n", RULE, batch_id, RULE, table_text))
       end,
     }

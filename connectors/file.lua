@@ -56,6 +56,7 @@
 
 local core = require "tide.core"
 local util = require "tide.util"
+local connector = require "tide.connector"
 local cjson = require "cjson"
 
 local M = { sources = {}, sinks = {} }
@@ -297,7 +298,7 @@ end
 
 -- List the files, log their new bytes durably, update the known ends.
 function Source:_discover()
-  local files = require("tide.frame").list_files(self._path)
+  local files = connector.list_files(self._path)
   if not files then return end -- a glob error (unreadable directory): no new files this time
   local now = os.time()
   local fresh = {}
@@ -321,7 +322,7 @@ function Source:_discover()
   end)
   local lines = {}
   for i, e in ipairs(fresh) do
-    lines[i] = format('{"from":%d,"mtime":%d,"path":%s,"to":%d}\n', e.from, e.mtime, json_string(e.path), e.to)
+    lines[i] = json_value { from = e.from, mtime = e.mtime, path = e.path, to = e.to } .. "\n"
   end
   self:_append_log(lines)
   for _, e in ipairs(fresh) do
@@ -510,45 +511,29 @@ function Source:_read_range(st, e, from, to)
   st.path = e.path
   st.line = self:_line_at(e.path, from) or 1
   f:seek("set", from)
-  local carry, left = "", to - from
-  local header = self._header and from == 0
-  while true do
-    if left > 0 then
-      local chunk = f:read(min(CHUNK, left))
-      if not chunk or #chunk < min(CHUNK, left) then
-        f:close()
-        error(format("%s: file '%s' is shorter than the %d bytes logged for it (it was truncated or replaced)",
-          self.description, e.path, e.to), 0)
-      end
-      left = left - #chunk
-      carry = carry .. chunk
-    end
-    local final = left == 0
-    if header then
-      local nl = carry:find("\n", 1, true)
-      if nl or final then
-        carry = nl and carry:sub(nl + 1) or ""
-        st.line = st.line + 1
-        header = false
-      end
-    end
-    if not header and carry ~= "" then
-      local ok, used = pcall(self._decode, self, st, carry, final)
-      if not ok then
-        f:close()
-        error(used, 0)
-      end
-      carry = carry:sub(used + 1)
-    end
-    if final then
-      if carry ~= "" then
-        f:close()
-        error(format("%s: %s:%d: a record the decoder did not finish (%d bytes left)", self.description, e.path,
-          st.line, #carry), 0)
-      end
-      break
-    end
+  local function fail(msg)
+    f:close()
+    error(msg, 0)
   end
+  local read = connector.decode_chunks(f, {
+    limit = to - from,
+    header = self._header and from == 0,
+    on_header = function() st.line = st.line + 1 end,
+    decode = function(text, final)
+      local ok, used = pcall(self._decode, self, st, text, final)
+      if not ok then fail(used) end
+      return used
+    end,
+    short = function()
+      fail(format("%s: file '%s' is shorter than the %d bytes logged for it (it was truncated or replaced)",
+        self.description, e.path, e.to))
+    end,
+    unfinished = function(n)
+      fail(format("%s: %s:%d: a record the decoder did not finish (%d bytes left)", self.description, e.path,
+        st.line, n))
+    end,
+  })
+  read()
   f:close()
   self._lines[e.path] = { pos = to, line = st.line }
 end
@@ -593,7 +578,7 @@ end
 
 function Source:_dead_letter_topic()
   if self._dl then return self._dl end
-  local store = self._store or require("tide").default_store()
+  local store = self._store or connector.default_store()
   self._store = store
   local name = self._dl_name
   local t

@@ -10,9 +10,11 @@
 -- again with the same id. A function that raises fails the batch: nothing of
 -- it is committed, and the next start runs it again.
 
+local connector = require "tide.connector"
+
 local M = { sources = {}, sinks = {} }
 
-local rows_of = function(batches) return require("tide.query").rows_of(batches) end
+local rows_of = connector.rows_of
 
 M.sinks.foreach_batch = {
   options = { fn = "function" },

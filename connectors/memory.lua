@@ -14,6 +14,7 @@
 -- never holds a row twice; in complete mode the table is the last batch.
 
 local core = require "tide.core"
+local connector = require "tide.connector"
 
 local M = { sources = {}, sinks = {} }
 
@@ -48,7 +49,7 @@ end
 --- The stream as a streaming frame.
 function Stream:frame()
   if getmetatable(self) ~= Stream then error("frame: bad self: expected a memory stream (use ms:frame())", 2) end
-  return require("tide.query").read_stream("memory", { stream = self }, 2)
+  return connector.stream_frame("memory", M.sources.memory, { stream = self }, 2)
 end
 
 function Stream:schema() return self._schema:fields() end
@@ -115,7 +116,7 @@ M.sinks.memory = {
     end
     local sink = { description = format("MemorySink[%s]", name) }
     function sink.add_batch(_, id, batches, mode, schema)
-      local rows = require("tide.query").rows_of(batches)
+      local rows = connector.rows_of(batches)
       t.schema = schema
       if mode == "complete" then
         t.batches, t.complete = { [id] = rows }, true
@@ -147,7 +148,7 @@ function M.table(name, level)
   for _, id in ipairs(ids) do
     for _, r in ipairs(t.batches[id]) do rows[#rows + 1] = r end
   end
-  return require("tide.frame").from_rows(rows, t.schema:fields())
+  return connector.from_rows(rows, t.schema:fields())
 end
 
 --- Forget a memory table (tests).

@@ -24,13 +24,13 @@
 --
 -- @module tide.connectors.topic
 
-local store = require "tide.store"
+local util = require "tide.util"
+local connector = require "tide.connector"
 
 local M = { sources = {}, sinks = {} }
 
 local format, concat = string.format, table.concat
-local error, type, pairs, ipairs, pcall, getmetatable, setmetatable = error, type, pairs, ipairs, pcall,
-  getmetatable, setmetatable
+local error, type, pairs, ipairs, pcall, setmetatable = error, type, pairs, ipairs, pcall, setmetatable
 local tointeger, min, max = math.tointeger, math.min, math.max
 
 -- ------------------------------------------------------------------------
@@ -39,18 +39,7 @@ local tointeger, min, max = math.tointeger, math.min, math.max
 
 --- The store of option `store`: a tide store, or the default store
 -- ($TIDE_DATA, else ./tide-data) shared with the rest of the process.
-local function resolve_store(v)
-  if v == nil then
-    local dir = os.getenv("TIDE_DATA")
-    if not dir or dir == "" then dir = "./tide-data" end
-    return store.shared(dir)
-  end
-  if getmetatable(v) ~= store.Store then
-    error("option 'store' must be a tide store (tide.open(dir)), got " .. type(v), 0)
-  end
-  if not v._c:is_open() then error(format("option 'store': store '%s' is closed", v._dir), 0) end
-  return v
-end
+local resolve_store = connector.store_option
 
 local function need_topic(o)
   if o.topic == nil then error("option 'topic' is required (the topic's name)", 0) end
@@ -125,7 +114,7 @@ local function decode(src, v, what)
   end
   if not ok then
     error(format("%s offset %s does not fit topic '%s' (%d partitions): expected an array of %d offsets",
-      what, require("tide.util").json_encode(v), src.name, src.nparts, src.nparts), 0)
+      what, util.json_encode(v), src.name, src.nparts, src.nparts), 0)
   end
   return out
 end
@@ -294,44 +283,18 @@ M.sources.topic = {
     end
 
     --- Wake the query when the store's catalog changes: each append
-    -- commits there, from this process or any other. The event of LMDB's
-    -- last write (the meta page) can come a moment before readers see the
-    -- new transaction (LMDB publishes it in its lock file right after that
-    -- write, which makes no event), so each event also gets a second look
-    -- SETTLE_MS later; events that come meanwhile are covered by one more.
-    local SETTLE_MS = 10
-    local settle_timer, dirty
-    local function settle()
-      settle_timer:close()
-      settle_timer = nil
-      if dirty then
-        dirty = false
-        settle_timer = ctx.loop:timer(SETTLE_MS, 0, settle)
-      end
-      src._wake()
-    end
+    -- commits there, from this process or any other
+    -- (tide.connector.watch_catalog, which also looks again a moment later).
     function src.watch(_, fn)
-      local dir = db:path() .. "/catalog"
-      src._wake = fn
-      local w, msg = ctx.loop:watch(dir, function()
-        if settle_timer then dirty = true
-        else settle_timer = ctx.loop:timer(SETTLE_MS, 0, settle) end
-        fn()
-      end)
-      if not w then
-        error(format("cannot watch '%s' for new records of topic '%s': %s", dir, o.topic, tostring(msg)), 0)
-      end
+      local w, msg = connector.watch_catalog(ctx.loop, db, fn)
+      if not w then error(format("%s for new records of topic '%s'", msg, o.topic), 0) end
       watch = w
     end
 
     function src.stop()
       if watch then
-        watch:close()
+        watch.close()
         watch = nil
-      end
-      if settle_timer then
-        settle_timer:close()
-        settle_timer = nil
       end
     end
 

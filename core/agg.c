@@ -79,6 +79,7 @@
 #include "crc32c.h"
 #include "hash.h"
 #include "vec.h"
+#include "window.h"
 
 typedef struct st_num {
   union {
@@ -1921,6 +1922,278 @@ int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_
     if (!m || gone[m - 1] != gone[i]) gone[m++] = gone[i];
   int rc = take_groups(a, gone, m, rows, sids, nout, err);
   free(gone);
+  return rc;
+}
+
+/* ------------------------------------------------------------ the operator */
+
+/* What one push holds until it returns; push_tmp_free frees it on every
+ * path. Columns marked "view" borrow their buffers. */
+typedef struct push_tmp {
+  uint32_t *sel;          /* the filter's rows, when filter is an expression */
+  tide_col_t *vcols;      /* the filtered view's columns (owned; unread ones zero) */
+  uint32_t nv;
+  uint32_t *rows;         /* window assignment: the view row of each pair */
+  int64_t *starts;        /* and its window's start */
+  tide_batch_t *repeated; /* sliding windows or NULL times: the view's rows per pair */
+  tide_col_t wcols[2];    /* window_start, window_end per pair (owned) */
+  tide_col_t *evals;      /* evaluated keys, then arguments (owned) */
+  uint32_t nevals;
+  tide_col_t *keycols;    /* the key batch's columns (views) */
+  const tide_col_t **argp;
+  uint8_t *late, *made, *mark;
+  uint32_t *pick;
+} push_tmp_t;
+
+static void push_tmp_free(push_tmp_t *t) {
+  free(t->sel);
+  for (uint32_t c = 0; t->vcols && c < t->nv; c++) tide_col_free(&t->vcols[c]);
+  free(t->vcols);
+  free(t->rows);
+  free(t->starts);
+  tide_batch_free(t->repeated);
+  tide_col_free(&t->wcols[0]);
+  tide_col_free(&t->wcols[1]);
+  for (uint32_t i = 0; t->evals && i < t->nevals; i++) tide_col_free(&t->evals[i]);
+  free(t->evals);
+  free(t->keycols);
+  free((void *)t->argp);
+  free(t->late);
+  free(t->made);
+  free(t->mark);
+  free(t->pick);
+}
+
+/* 0 when column col of s exists and is a timestamp or int, else
+ * TIDE_EINVAL naming it as `what`. */
+static int check_time_col(const tide_schema_t *s, int col, const char *what, tide_err_t *err) {
+  if (col < 0 || (uint32_t)col >= s->nfields)
+    return tide_err_set(err, TIDE_EINVAL, "%s %d does not exist (the batch has %u columns)", what, col, s->nfields);
+  tide_type_t t = s->fields[col].type;
+  if (t != TIDE_T_TIMESTAMP && t != TIDE_T_INT)
+    return tide_err_set(err, TIDE_EINVAL, "%s %d ('%s') is %s, expected timestamp or int", what, col,
+                        s->fields[col].name, tide_type_name(t));
+  return 0;
+}
+
+/* Every check of tide_agg_push's input that needs no data. */
+static int push_check(const tide_agg_t *a, const tide_agg_input_t *in, tide_err_t *err) {
+  const tide_batch_t *b = in->batch;
+  if (!b) return tide_err_set(err, TIDE_EINVAL, "no input batch");
+  const tide_schema_t *s = b->schema;
+  int rc;
+  if (in->window) {
+    if ((rc = tide_window_check(in->window, err))) return rc;
+    if ((rc = check_time_col(s, in->window_col, "window column", err))) return rc;
+  }
+  if (in->late_col >= 0 && (rc = check_time_col(s, in->late_col, "late column", err))) return rc;
+  if (in->time_col >= 0 && (rc = check_time_col(s, in->time_col, "time column", err))) return rc;
+  if (in->filter && in->select) return tide_err_set(err, TIDE_EINVAL, "both a filter and a selection");
+  if (in->select) {
+    if (in->nselect > b->nrows)
+      return tide_err_set(err, TIDE_EINVAL, "a selection of %u rows out of %u", in->nselect, b->nrows);
+    for (uint32_t i = 0; i < in->nselect; i++)
+      if (in->select[i] >= b->nrows || (i && in->select[i] <= in->select[i - 1]))
+        return tide_err_set(err, TIDE_EINVAL, "selection entry %u (row %u) is out of order or range", i,
+                            in->select[i]);
+  }
+  for (uint32_t i = 0; i < a->nkeys; i++) {
+    const tide_agg_key_src_t *k = &in->keys[i];
+    if (k->kind == TIDE_AGG_KEY_WINDOW_START || k->kind == TIDE_AGG_KEY_WINDOW_END) {
+      if (!in->window) return tide_err_set(err, TIDE_EINVAL, "key %u: a window key without a window", i);
+    } else if (k->kind != TIDE_AGG_KEY_EXPR || !k->expr) {
+      return tide_err_set(err, TIDE_EINVAL, "key %u: no expression", i);
+    }
+  }
+  return 0;
+}
+
+/* The filter: *src becomes a view of the kept rows holding just the
+ * columns the rest reads, and *viewrow the input row of each view row;
+ * both stay as they are when every row is kept. */
+static int push_filter(const tide_agg_t *a, const tide_agg_input_t *in, push_tmp_t *t, tide_batch_t *view,
+                       const tide_batch_t **src, const uint32_t **viewrow, tide_err_t *err) {
+  const tide_batch_t *b = in->batch;
+  uint32_t nf = b->schema->nfields, ns = in->nselect;
+  const uint32_t *sel = in->select;
+  int rc;
+  if (in->filter) {
+    if (!(t->sel = malloc((b->nrows ? b->nrows : 1) * sizeof *t->sel))) return -ENOMEM;
+    if ((rc = tide_expr_select(in->filter, b, t->sel, &ns, err))) return rc;
+    sel = t->sel;
+  }
+  if (ns == b->nrows) return 0;
+  /* which columns will be read: bare-column keys and arguments and the
+   * window, late and time columns; any other expression may read anything */
+  uint8_t need[TIDE_FIELDS_MAX];
+  int all = 0;
+  memset(need, 0, nf);
+  if (in->window) need[in->window_col] = 1;
+  if (in->late_col >= 0) need[in->late_col] = 1;
+  if (in->time_col >= 0) need[in->time_col] = 1;
+  for (uint32_t i = 0; i < a->nkeys + a->nspecs; i++) {
+    const tide_expr_t *e = i < a->nkeys ? in->keys[i].expr : in->args[i - a->nkeys];
+    if (i < a->nkeys && in->keys[i].kind != TIDE_AGG_KEY_EXPR) continue;
+    if (!e) continue;
+    int c = tide_expr_column(e);
+    if (c >= 0 && (uint32_t)c < nf) need[c] = 1;
+    else all = 1;
+  }
+  if (!(t->vcols = calloc(nf ? nf : 1, sizeof *t->vcols))) return -ENOMEM;
+  t->nv = nf;
+  for (uint32_t c = 0; c < nf; c++)
+    if ((all || need[c]) && (rc = tide_col_gather(&b->cols[c], sel, ns, &t->vcols[c]))) return rc;
+  view->schema = b->schema;
+  view->nrows = view->cap = ns;
+  view->cols = t->vcols;
+  *src = view;
+  *viewrow = sel;
+  return 0;
+}
+
+/* Window assignment over *src: the pairs' window columns in t->wcols, and
+ * *src repeated per pair unless every row has exactly one window. *count
+ * gets the number of pairs, *pairrow the view row of each. */
+static int push_window(const tide_agg_input_t *in, push_tmp_t *t, const tide_batch_t **src, uint32_t *count,
+                       const uint32_t **pairrow) {
+  const tide_window_t *w = in->window;
+  const tide_batch_t *s = *src;
+  uint32_t nf = s->schema->nfields;
+  int rc = tide_window_assign(w, &s->cols[in->window_col], s->nrows, &t->rows, &t->starts, count);
+  if (rc) return rc;
+  *pairrow = t->rows;
+  int identity = *count == s->nrows;
+  for (uint32_t i = 0; identity && i < *count; i++) identity = t->rows[i] == i;
+  if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
+    tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
+    if (!cols) return -ENOMEM;
+    for (uint32_t c = 0; c < nf && !rc; c++) /* a column the view left out is never read: zeros */
+      rc = s->cols[c].values ? tide_col_gather(&s->cols[c], t->rows, *count, &cols[c])
+                             : tide_col_init(&cols[c], s->schema->fields[c].type, *count);
+    if (rc) {
+      for (uint32_t c = 0; c < nf; c++) tide_col_free(&cols[c]);
+      free(cols);
+      return rc;
+    }
+    t->repeated = tide_batch_adopt(s->schema, *count, cols); /* frees the buffers on failure */
+    free(cols);
+    if (!t->repeated) return -ENOMEM;
+    *src = t->repeated;
+  }
+  if ((rc = tide_col_init(&t->wcols[0], TIDE_T_TIMESTAMP, *count)) ||
+      (rc = tide_col_init(&t->wcols[1], TIDE_T_TIMESTAMP, *count)))
+    return rc;
+  int64_t *ws = t->wcols[0].values, *we = t->wcols[1].values;
+  for (uint32_t k = 0; k < *count; k++) {
+    ws[k] = t->starts[k];
+    we[k] = t->starts[k] + w->size;
+  }
+  return 0;
+}
+
+/* The key and argument columns over the pairs of src: bare columns in
+ * place, other expressions evaluated into t->evals. */
+static int push_columns(const tide_agg_t *a, const tide_agg_input_t *in, push_tmp_t *t, const tide_batch_t *src,
+                        tide_err_t *err) {
+  uint32_t nk = a->nkeys, na = a->nspecs, nf = src->schema->nfields;
+  t->keycols = calloc(nk ? nk : 1, sizeof *t->keycols);
+  t->argp = calloc(na ? na : 1, sizeof *t->argp);
+  t->evals = calloc(nk + na ? nk + na : 1, sizeof *t->evals);
+  if (!t->keycols || !t->argp || !t->evals) return -ENOMEM;
+  t->nevals = nk + na;
+  int rc = 0;
+  for (uint32_t i = 0; i < nk + na && !rc; i++) {
+    const tide_expr_t *e = i < nk ? in->keys[i].expr : in->args[i - nk];
+    const tide_col_t *c = NULL;
+    if (i < nk && in->keys[i].kind != TIDE_AGG_KEY_EXPR) {
+      c = &t->wcols[in->keys[i].kind == TIDE_AGG_KEY_WINDOW_END];
+    } else if (e) {
+      int col = tide_expr_column(e);
+      if (col >= 0 && (uint32_t)col < nf) c = &src->cols[col];
+      else if (!(rc = tide_expr_eval(e, src, &t->evals[i], err))) c = &t->evals[i];
+    }
+    if (i < nk && c) t->keycols[i] = *c;
+    else if (i >= nk) t->argp[i - nk] = c;
+  }
+  return rc;
+}
+
+/* A batch of the rows of b whose mark passes: (mark & 3) == 2 for the lost
+ * rows (every pair late), mark & 4 for the rows that created a group. */
+static int push_pick(const tide_batch_t *b, const uint8_t *mark, int created, push_tmp_t *t, tide_batch_t **out) {
+  uint32_t m = 0;
+  if (!t->pick && !(t->pick = malloc((b->nrows ? b->nrows : 1) * sizeof *t->pick))) return -ENOMEM;
+  for (uint32_t r = 0; r < b->nrows; r++)
+    if (created ? mark[r] & 4 : (mark[r] & 3) == 2) t->pick[m++] = r;
+  if (!created && !m) return 0;
+  return tide_batch_gather(b, t->pick, m, out);
+}
+
+int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  memset(out, 0, sizeof *out);
+  int rc = push_check(a, in, err);
+  if (rc) return rc;
+  const tide_batch_t *b = in->batch, *src = b;
+  push_tmp_t t;
+  memset(&t, 0, sizeof t);
+  tide_batch_t view = {0}; /* the filtered rows: a view over t.vcols */
+  const uint32_t *viewrow = NULL, *pairrow = NULL;
+  uint32_t count;
+  if ((in->filter || in->select) && (rc = push_filter(a, in, &t, &view, &src, &viewrow, err))) goto done;
+  /* the event-time statistics of the rows the filter kept */
+  if (in->time_col >= 0)
+    tide_col_time_stats(&src->cols[in->time_col], src->nrows, &out->time_count, &out->time_min, &out->time_max,
+                        &out->time_sum);
+  count = src->nrows;
+  if (in->window && (rc = push_window(in, &t, &src, &count, &pairrow))) goto done;
+  if ((rc = push_columns(a, in, &t, src, err))) goto done;
+  tide_batch_t keys = {0}; /* a view over the key columns: nothing owned */
+  keys.schema = a->keys;
+  keys.nrows = keys.cap = count;
+  keys.cols = t.keycols;
+  tide_agg_feed_t feed;
+  memset(&feed, 0, sizeof feed);
+  if (in->late_col >= 0) { /* a window on the late column: its end decides; else the row's time */
+    if (!(t.late = malloc(count ? count : 1))) {
+      rc = -ENOMEM;
+      goto done;
+    }
+    if (in->window && in->window_col == in->late_col)
+      tide_agg_mark_late(&t.wcols[1], t.wcols[1].values, count, in->late_bound, t.late);
+    else
+      tide_agg_mark_late(&src->cols[in->late_col], NULL, count, in->late_bound, t.late);
+    feed.late = t.late;
+  }
+  if (in->want_created && !(feed.created = t.made = malloc(count ? count : 1))) {
+    rc = -ENOMEM;
+    goto done;
+  }
+  if ((rc = tide_agg_update_ex(a, &keys, t.argp, &feed, err))) goto done;
+  out->pushed = feed.pushed;
+  out->late_pairs = feed.late_rows;
+  out->late_groups = feed.late_groups;
+  if (!t.late && !t.made) goto done;
+  /* back from pairs to input rows: per input row, bit 1 = a pair was
+   * aggregated, 2 = a pair was late, 4 = a pair created a group */
+  if (!(t.mark = calloc(b->nrows ? b->nrows : 1, 1))) {
+    rc = -ENOMEM;
+    goto done;
+  }
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t r = pairrow ? pairrow[k] : k;
+    if (viewrow) r = viewrow[r];
+    t.mark[r] |= t.late && t.late[k] ? 2 : 1;
+    if (t.made && t.made[k]) t.mark[r] |= 4;
+  }
+  if (feed.late_rows && (rc = push_pick(b, t.mark, 0, &t, &out->lost))) goto done;
+  if (t.made && (rc = push_pick(b, t.mark, 1, &t, &out->created))) goto done;
+done:
+  push_tmp_free(&t);
+  if (rc) {
+    tide_batch_free(out->lost);
+    tide_batch_free(out->created);
+    out->lost = out->created = NULL;
+  }
   return rc;
 }
 

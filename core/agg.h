@@ -51,6 +51,7 @@
 #include "err.h"
 #include "expr.h"
 #include "schema.h"
+#include "window.h"
 
 typedef struct tide_agg tide_agg_t;
 
@@ -214,6 +215,87 @@ int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err);
  * -ENOMEM, TIDE_ETOOBIG, TIDE_EPOISONED. */
 int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
                     uint32_t *nout, tide_err_t *err);
+
+/* ------------------------------------------------------------ the operator ---
+ *
+ * tide_agg_push is the whole grouping step of a group_by():agg() over one
+ * input batch, with no intermediate batch: an optional filter (a `where`
+ * fused into the aggregation), window assignment (each row repeated once
+ * per window it falls in; a tumbling window repeats nothing), the key and
+ * argument columns (bare columns read in place, other expressions
+ * evaluated), late (row, window) pairs left out under a watermark, and the
+ * event-time statistics a watermark between the filter and the
+ * aggregation needs. The engine's Lua side (agg:push, l_agg.c) only
+ * converts its arguments into a tide_agg_input_t.
+ */
+
+/* Where a key column comes from. */
+typedef enum tide_agg_key_kind {
+  TIDE_AGG_KEY_EXPR = 0,     /* an expression over the batch */
+  TIDE_AGG_KEY_WINDOW_START, /* the window's start (needs a window) */
+  TIDE_AGG_KEY_WINDOW_END    /* the window's end */
+} tide_agg_key_kind_t;
+
+typedef struct tide_agg_key_src {
+  tide_agg_key_kind_t kind;
+  const tide_expr_t *expr; /* TIDE_AGG_KEY_EXPR: of the key column's type */
+} tide_agg_key_src_t;
+
+/* One push. Everything is borrowed for the call; nothing is kept. Column
+ * numbers are 0-based over batch's schema; -1 means "none". */
+typedef struct tide_agg_input {
+  const tide_batch_t *batch;      /* the input rows */
+  const tide_agg_key_src_t *keys; /* tide_agg_nkeys(a) entries, in order */
+  const tide_expr_t *const *args; /* one per aggregate, in order; NULL for count(*) */
+  const tide_window_t *window;     /* NULL: no window */
+  int window_col;                  /* with a window: its timestamp or int column */
+  /* The filter: only the rows it keeps are aggregated. At most one of
+   * filter (a bool expression: the rows where it is TRUE) and select (the
+   * rows kept, ascending, nselect of them, chosen by the caller, e.g. by a
+   * Lua function); neither: every row. */
+  const tide_expr_t *filter;
+  const uint32_t *select;
+  uint32_t nselect;
+  /* Late pairs (agg.h "Late rows"): with late_col >= 0 (a timestamp or int
+   * column), the (row, window) pairs at or below late_bound are left out:
+   * judged by the window's end when late_col is the window's column, else
+   * by the row's value there (NULL is never late). */
+  int late_col;
+  int64_t late_bound;
+  int want_created; /* report the input rows that created a group */
+  int time_col;     /* >= 0: report the statistics of this timestamp or int
+                     * column over the rows the filter kept (late ones
+                     * included) */
+} tide_agg_input_t;
+
+typedef struct tide_agg_output {
+  uint32_t pushed;      /* (row, window) pairs aggregated */
+  uint32_t late_pairs;  /* pairs left out as late */
+  uint32_t late_groups; /* distinct keys (window included) among them */
+  /* The input rows whose every pair was late (NULL when there are none),
+   * and with want_created the input rows that created a group (possibly
+   * empty): batches of the input's schema, in input order, owned by the
+   * caller (tide_batch_free). */
+  tide_batch_t *lost, *created;
+  /* With time_col: the count, minimum, maximum and sum (a double: it
+   * cannot overflow) of its non-NULL values; min and max are 0 when the
+   * count is. */
+  uint32_t time_count;
+  int64_t time_min, time_max;
+  double time_sum;
+} tide_agg_output_t;
+
+/* Push one input batch into a: *out is set (zeroed first). Errors:
+ *   TIDE_EINVAL   an input that does not fit (columns out of range or of
+ *                 the wrong type, a window key without a window, a bad
+ *                 window, both filter and select, a selection out of
+ *                 order): err says which; nothing is aggregated
+ *   what tide_expr_select, tide_expr_eval and tide_agg_update_ex return
+ *                 (the aggregation is then as tide_agg_update_ex leaves it)
+ *   -ENOMEM       also after the rows were aggregated, when building lost
+ *                 or created fails (they are then NULL)
+ * Memory the call needs is freed before it returns. */
+int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err);
 
 /* ------------------------------------------------- session windows ---
  *

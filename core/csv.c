@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "json.h"
+#include "jsonl.h"
+#include "ts.h"
 
 /* Find the end of the record at p: the offset of its terminating newline
  * (outside quotes), or len when there is none. *lines counts newlines. */

@@ -56,7 +56,7 @@
 #include <strings.h>
 
 #include "expr.h"
-#include "json.h"
+#include "ts.h"
 #include "vec.h"
 
 #define T_NULL ((tide_type_t)0)

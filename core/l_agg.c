@@ -123,8 +123,9 @@ static int l_agg(lua_State *L) {
   return 1;
 }
 
-/* agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]]): the whole grouping
- * step of one input batch in C, with no intermediate batch:
+/* agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]]):
+ * the whole grouping step of one input batch (tide_agg_push, agg.h); this
+ * converts the Lua arguments into a tide_agg_input_t and the output back:
  *   keys    array, one per key column of the aggregation: an Expr over the
  *           batch, or the string "window_start" / "window_end"
  *   args    array, one per aggregate: an Expr, or false for count(*)
@@ -146,11 +147,9 @@ static int l_agg(lua_State *L) {
  * lost = nil or a Batch of the input rows whose every pair was late,
  * new = (want_new) a Batch of the input rows that created a group,
  * time_count, time_min, time_max, time_sum (with time_col)}; the
- * batches have the input's schema and keep its row order.
- * Keys and arguments that are bare columns are read in place; others are
- * evaluated into temporary columns. A filter gathers only the columns the
- * aggregation reads. With a window, each row is repeated once per window it
- * belongs to (a tumbling window needs no repeat). */
+ * batches have the input's schema and keep its row order. A Lua filter
+ * runs here (tide_l_udf_select) and hands its rows over as the selection. */
+
 /* Raise on argument arg unless col (1-based) is a timestamp or int column
  * of s; `what` names it in the message. */
 static void check_time_col(lua_State *L, int arg, const tide_schema_t *s, lua_Integer col, const char *what) {
@@ -165,18 +164,30 @@ static void check_time_col(lua_State *L, int arg, const tide_schema_t *s, lua_In
 
 static int agg_push(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
-  tide_batch_t *in = tide_l_check_batch(L, 2);
+  tide_batch_t *batch = tide_l_check_batch(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
-  tide_schema_t *out = tide_agg_schema(a);
-  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4), nf = in->schema->nfields;
+  lua_settop(L, 10); /* the scratch below must not take an optional slot */
+  const tide_schema_t *out = tide_agg_schema(a), *bs = batch->schema;
+  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4), nf = bs->nfields;
   if (nk + na != out->nfields) return luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
+  /* x owns the arrays: p[0] keys, p[1] args, p[2] the rows a Lua filter
+   * kept; batch[0..1] the lost and created rows until they are pushed */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_agg_key_src_t *keys = x->p[0] = calloc(nk ? nk : 1, sizeof *keys);
+  const tide_expr_t **args = x->p[1] = calloc(na ? na : 1, sizeof *args);
+  if (!keys || !args) return luaL_error(L, "out of memory");
+  tide_agg_input_t in;
+  memset(&in, 0, sizeof in);
+  in.batch = batch;
+  in.keys = keys;
+  in.args = args;
+  in.window_col = in.late_col = in.time_col = -1;
   tide_window_t w = {0, 0, 0};
-  lua_Integer wcol = 0;
-  if (!lua_isnoneornil(L, 5)) {
+  if (!lua_isnil(L, 5)) {
     luaL_checktype(L, 5, LUA_TTABLE);
     lua_getfield(L, 5, "col");
-    wcol = luaL_checkinteger(L, -1);
+    lua_Integer wcol = luaL_checkinteger(L, -1);
     lua_getfield(L, 5, "size");
     w.size = luaL_checkinteger(L, -1);
     lua_getfield(L, 5, "slide");
@@ -185,243 +196,84 @@ static int agg_push(lua_State *L) {
     w.start = luaL_checkinteger(L, -1);
     lua_pop(L, 4);
     if (wcol < 1 || (uint64_t)wcol > nf) return luaL_error(L, "agg:push: bad window column");
+    tide_err_t werr = {0, ""};
+    if (tide_window_check(&w, &werr)) return luaL_error(L, "%s", werr.msg);
+    in.window = &w;
+    in.window_col = (int)wcol - 1;
   }
-  int ftype = lua_type(L, 6);
-  tide_expr_t *filter = ftype == LUA_TNIL || ftype == LUA_TNONE || ftype == LUA_TFUNCTION ? NULL : tide_l_check_expr(L, 6);
-  int filter_fn = ftype == LUA_TFUNCTION;
-  lua_Integer first = luaL_optinteger(L, 7, 0);
-  lua_Integer lcol = 0, lbound = 0;
-  if (!lua_isnoneornil(L, 8)) {
+  for (uint32_t i = 0; i < nk; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      if (!in.window) return luaL_error(L, "agg:push: a window key without a window");
+      keys[i].kind = strcmp(lua_tostring(L, -1), "window_start") ? TIDE_AGG_KEY_WINDOW_END : TIDE_AGG_KEY_WINDOW_START;
+    } else {
+      keys[i].expr = tide_l_check_expr(L, -1); /* kept alive by the keys table */
+    }
+    lua_pop(L, 1);
+  }
+  for (uint32_t i = 0; i < na; i++) {
+    lua_rawgeti(L, 4, i + 1);
+    if (lua_toboolean(L, -1)) args[i] = tide_l_check_expr(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!lua_isnil(L, 8)) {
     luaL_checktype(L, 8, LUA_TTABLE);
     lua_getfield(L, 8, "col");
     lua_getfield(L, 8, "bound");
     if (!lua_isinteger(L, -2)) return luaL_argerror(L, 8, "late.col must be an integer (a 1-based column)");
     if (!lua_isinteger(L, -1)) return luaL_argerror(L, 8, "late.bound must be an integer (milliseconds)");
-    lcol = lua_tointeger(L, -2);
-    lbound = lua_tointeger(L, -1);
+    lua_Integer lcol = lua_tointeger(L, -2);
+    in.late_bound = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    check_time_col(L, 8, in->schema, lcol, "late.col");
+    check_time_col(L, 8, bs, lcol, "late.col");
+    in.late_col = (int)lcol - 1;
   }
-  int want_new = lua_toboolean(L, 9);
+  in.want_created = lua_toboolean(L, 9);
   lua_Integer scol = luaL_optinteger(L, 10, 0);
-  if (scol) check_time_col(L, 10, in->schema, scol, "column");
-  /* x owns the arrays (p[0] rows, p[1] starts, p[2] key columns, p[3]
-   * argument pointers, p[4] selected rows, p[5] the filtered view's
-   * columns, p[6] per-pair late flags, p[7] per-pair created flags, then
-   * per-input-row marks); t owns every temporary column: evaluated keys and arguments,
-   * the two window columns, then the filtered columns. The GC frees both
-   * if anything raises; success frees them at once. */
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_l_scratch_t *t = tide_l_push_scratch(L);
-  t->cols = calloc(nk + na + 2 + nf, sizeof *t->cols);
-  tide_col_t *keycols = x->p[2] = calloc(nk ? nk : 1, sizeof *keycols);
-  const tide_col_t **argp = calloc(na ? na : 1, sizeof *argp);
-  x->p[3] = (void *)argp;
-  if (!t->cols || !keycols || !argp) return luaL_error(L, "out of memory");
-  t->ncols = nk + na + 2 + nf;
-  tide_col_t *wcols = &t->cols[nk + na], *fcols = &t->cols[nk + na + 2];
+  if (scol) {
+    check_time_col(L, 10, bs, scol, "column");
+    in.time_col = (int)scol - 1;
+  }
+  if (lua_type(L, 6) == LUA_TFUNCTION) { /* a Lua filter: the rows for which fn(row) is truthy */
+    if (!tide_l_udf_select(L, batch, 6, luaL_optinteger(L, 7, 0), x, 2, &in.nselect)) return 2;
+    in.select = x->p[2];
+  } else if (!lua_isnil(L, 6)) {
+    in.filter = tide_l_check_expr(L, 6);
+  }
+  tide_agg_output_t res;
   tide_err_t err = {0, ""};
-  int rc = 0;
-  const tide_batch_t *src = in;
-  tide_batch_t view = {0}; /* the filtered rows: a view, owning nothing */
-  const uint32_t *viewrow = NULL; /* the input row of each view row, when filtered */
-  if (filter || filter_fn) {
-    uint32_t *sel = x->p[4] = malloc((in->nrows ? in->nrows : 1) * sizeof *sel), ns = 0;
-    tide_col_t *vcols = x->p[5] = calloc(nf ? nf : 1, sizeof *vcols);
-    if (!sel || !vcols) return luaL_error(L, "out of memory");
-    if (filter) {
-      if ((rc = tide_expr_select(filter, in, sel, &ns, &err))) return tide_l_fail(L, rc, NULL, err.msg);
-    } else { /* a Lua filter: the rows for which fn(row) is truthy */
-      tide_l_udf_run_t r;
-      memset(&r, 0, sizeof r);
-      r.in = in;
-      r.first = first;
-      r.rows = sel;
-      if (!tide_l_udf_run(L, &r, 6, "filter", x)) return 2;
-      ns = r.n;
-    }
-    if (ns < in->nrows) {
-      /* which columns will be read: bare-column keys and arguments and the
-       * window's column; any other expression may read anything */
-      uint8_t *need = calloc(nf ? nf : 1, 1);
-      int all = 0;
-      if (!need) return luaL_error(L, "out of memory");
-      if (wcol) need[wcol - 1] = 1;
-      if (lcol) need[lcol - 1] = 1;
-      if (scol) need[scol - 1] = 1;
-      for (uint32_t i = 0; i < nk + na; i++) {
-        lua_rawgeti(L, i < nk ? 3 : 4, i < nk ? i + 1 : i - nk + 1);
-        if (lua_type(L, -1) == LUA_TUSERDATA) {
-          int c = tide_expr_column(tide_l_check_expr(L, -1));
-          if (c >= 0) need[c] = 1;
-          else all = 1;
-        }
-        lua_pop(L, 1);
-      }
-      for (uint32_t c = 0; c < nf && !rc; c++)
-        if (all || need[c]) {
-          rc = tide_col_gather(&in->cols[c], sel, ns, &fcols[c]);
-          vcols[c] = fcols[c];
-        }
-      free(need);
-      if (rc) return tide_l_fail(L, rc, NULL, NULL);
-      view.schema = in->schema;
-      view.nrows = view.cap = ns;
-      view.cols = vcols;
-      src = &view;
-      viewrow = sel;
-    }
-  }
-  /* the event-time statistics of the rows the filter kept (a watermark
-   * between the filter and the aggregation sees just those) */
-  uint32_t ts_n = 0;
-  int64_t ts_lo = 0, ts_hi = 0;
-  double ts_sum = 0;
-  if (scol) tide_col_time_stats(&src->cols[scol - 1], src->nrows, &ts_n, &ts_lo, &ts_hi, &ts_sum);
-  uint32_t count = src->nrows;
-  const uint32_t *pairrow = NULL; /* the view row of each pair, with a window */
-  if (wcol) {
-    uint32_t *rows = NULL;
-    int64_t *starts = NULL;
-    if ((rc = tide_window_check(&w, &err))) return luaL_error(L, "%s", err.msg);
-    rc = tide_window_assign(&w, &src->cols[wcol - 1], src->nrows, &rows, &starts, &count);
-    x->p[0] = rows;
-    x->p[1] = starts;
-    if (rc) return tide_l_fail(L, rc, NULL, NULL);
-    pairrow = rows;
-    int identity = count == src->nrows;
-    for (uint32_t i = 0; identity && i < count; i++) identity = rows[i] == i;
-    if (!identity) { /* sliding windows, or NULL times: repeat or drop rows */
-      tide_batch_t *gathered;
-      if (src != in) { /* the view: gather the columns it holds */
-        tide_col_t *gcols = calloc(nf ? nf : 1, sizeof *gcols);
-        if (!gcols) return luaL_error(L, "out of memory");
-        for (uint32_t c = 0; c < nf && !rc; c++) /* a column the view left out is never read: zeros */
-          rc = src->cols[c].values ? tide_col_gather(&src->cols[c], rows, count, &gcols[c])
-                                   : tide_col_init(&gcols[c], in->schema->fields[c].type, count);
-        if (rc) {
-          for (uint32_t c = 0; c < nf; c++) tide_col_free(&gcols[c]);
-          free(gcols);
-          return tide_l_fail(L, rc, NULL, NULL);
-        }
-        gathered = tide_batch_adopt(in->schema, count, gcols);
-        free(gcols);
-        if (!gathered) return luaL_error(L, "out of memory");
-      } else if ((rc = tide_batch_gather(in, rows, count, &gathered))) {
-        return tide_l_fail(L, rc, NULL, NULL);
-      }
-      tide_l_push_batch(L, gathered); /* kept until this call returns */
-      src = gathered;
-    }
-    if ((rc = tide_col_init(&wcols[0], TIDE_T_TIMESTAMP, count)) || (rc = tide_col_init(&wcols[1], TIDE_T_TIMESTAMP, count)))
-      return tide_l_fail(L, rc, NULL, NULL);
-    int64_t *ws = wcols[0].values, *we = wcols[1].values;
-    for (uint32_t k = 0; k < count; k++) {
-      ws[k] = starts[k];
-      we[k] = starts[k] + w.size;
-    }
-  }
-  for (uint32_t i = 0; i < nk && !rc; i++) {
-    lua_rawgeti(L, 3, i + 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-      if (!wcol) return luaL_error(L, "agg:push: a window key without a window");
-      keycols[i] = strcmp(k, "window_start") ? wcols[1] : wcols[0];
-    } else {
-      tide_expr_t *e = tide_l_check_expr(L, -1);
-      int c = tide_expr_column(e);
-      if (c >= 0) keycols[i] = src->cols[c];
-      else if (!(rc = tide_expr_eval(e, src, &t->cols[i], &err))) keycols[i] = t->cols[i];
-    }
-    lua_pop(L, 1);
-  }
-  for (uint32_t i = 0; i < na && !rc; i++) {
-    lua_rawgeti(L, 4, i + 1);
-    if (lua_toboolean(L, -1)) {
-      tide_expr_t *e = tide_l_check_expr(L, -1);
-      int c = tide_expr_column(e);
-      if (c >= 0) argp[i] = &src->cols[c];
-      else if (!(rc = tide_expr_eval(e, src, &t->cols[nk + i], &err))) argp[i] = &t->cols[nk + i];
-    }
-    lua_pop(L, 1);
-  }
+  int rc = tide_agg_push(a, &in, &res, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  /* a view over the key columns: nothing owned, nothing freed */
-  tide_schema_t *ks = tide_schema_new();
-  if (!ks) return luaL_error(L, "out of memory");
-  for (uint32_t i = 0; i < nk && !rc; i++)
-    rc = tide_schema_add(ks, out->fields[i].name, out->fields[i].name_len, out->fields[i].type, 1, NULL, &err);
-  tide_batch_t keys = {0};
-  keys.schema = ks;
-  keys.nrows = keys.cap = count;
-  keys.cols = keycols;
-  tide_agg_feed_t feed;
-  memset(&feed, 0, sizeof feed);
-  uint8_t *late = NULL, *made = NULL;
-  if (!rc && lcol) { /* a window on the late column: its end decides; else the row's time */
-    late = x->p[6] = malloc(count ? count : 1);
-    if (!late) rc = -ENOMEM;
-    else if (wcol == lcol) tide_agg_mark_late(NULL, wcols[1].values, count, lbound, late);
-    else tide_agg_mark_late(&src->cols[lcol - 1], NULL, count, lbound, late);
-    feed.late = late;
-  }
-  if (!rc && want_new && !(made = feed.created = x->p[7] = malloc(count ? count : 1))) rc = -ENOMEM;
-  if (!rc) rc = tide_agg_update_ex(a, &keys, argp, &feed, &err);
-  tide_schema_unref(ks);
-  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  /* back from pairs to input rows: per input row, bit 1 = a pair was
-   * aggregated, 2 = a pair was late, 4 = a pair created a group */
-  uint8_t *mark = NULL;
-  if (late || made) {
-    uint32_t nin = in->nrows;
-    mark = calloc(nin ? nin : 1, 1);
-    if (!mark) return luaL_error(L, "out of memory");
-    free(x->p[1]); /* the window starts are read no more: the slot holds the marks */
-    x->p[1] = mark;
-    for (uint32_t k = 0; k < count; k++) {
-      uint32_t r = pairrow ? pairrow[k] : k;
-      if (viewrow) r = viewrow[r];
-      mark[r] |= late && late[k] ? 2 : 1;
-      if (made && made[k]) mark[r] |= 4;
-    }
-  }
+  x->batch[0] = res.lost;
+  x->batch[1] = res.created;
   lua_pushboolean(L, 1);
   lua_createtable(L, 0, 5);
-  lua_pushinteger(L, feed.pushed);
+  lua_pushinteger(L, res.pushed);
   lua_setfield(L, -2, "pushed");
-  lua_pushinteger(L, feed.late_rows);
+  lua_pushinteger(L, res.late_pairs);
   lua_setfield(L, -2, "late_pairs");
-  lua_pushinteger(L, feed.late_groups);
+  lua_pushinteger(L, res.late_groups);
   lua_setfield(L, -2, "late_groups");
-  if (scol) {
-    lua_pushinteger(L, ts_n);
+  if (in.time_col >= 0) {
+    lua_pushinteger(L, res.time_count);
     lua_setfield(L, -2, "time_count");
-    if (ts_n) {
-      lua_pushinteger(L, (lua_Integer)ts_lo);
+    if (res.time_count) {
+      lua_pushinteger(L, (lua_Integer)res.time_min);
       lua_setfield(L, -2, "time_min");
-      lua_pushinteger(L, (lua_Integer)ts_hi);
+      lua_pushinteger(L, (lua_Integer)res.time_max);
       lua_setfield(L, -2, "time_max");
     }
-    lua_pushnumber(L, ts_sum);
+    lua_pushnumber(L, res.time_sum);
     lua_setfield(L, -2, "time_sum");
   }
-  for (int pass = 0; pass < 2 && mark; pass++) { /* 0: lost rows, 1: rows that created a group */
-    if (pass == 0 && !feed.late_rows) continue;
-    if (pass == 1 && !made) continue;
-    uint32_t nin = in->nrows, m = 0;
-    free(x->p[6 + pass]); /* the pair flags are folded into mark */
-    uint32_t *pick = x->p[6 + pass] = malloc((nin ? nin : 1) * sizeof *pick);
-    if (!pick) return luaL_error(L, "out of memory");
-    for (uint32_t r = 0; r < nin; r++)
-      if (pass ? mark[r] & 4 : (mark[r] & 3) == 2) pick[m++] = r;
-    if (pass == 0 && !m) continue;
-    tide_batch_t *b;
-    if ((rc = tide_batch_gather(in, pick, m, &b))) return luaL_error(L, "agg:push: %s", tide_strerror(rc));
-    tide_l_push_batch(L, b);
-    lua_setfield(L, -2, pass ? "new" : "lost");
+  static const char *const names[2] = {"lost", "new"};
+  for (int i = 0; i < 2; i++) {
+    if (!x->batch[i]) continue;
+    tide_l_push_batch(L, x->batch[i]); /* owned by Lua from here */
+    x->batch[i] = NULL;
+    lua_setfield(L, -2, names[i]);
   }
   tide_l_scratch_free(x);
-  tide_l_scratch_free(t);
   return 2;
 }
 

@@ -21,6 +21,8 @@
 #include <time.h>
 
 #include "json.h"
+#include "jsonl.h"
+#include "ts.h"
 #include "l_tide.h"
 #include "vec.h"
 
@@ -29,141 +31,25 @@
 
 /* ---------------------------------------------------------------- JSON -> Lua */
 
-static const char *jl_ws(const char *p, const char *e) {
-  while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
-  return p;
-}
-
-static int jl_hex4(const char *p, unsigned *out) {
-  unsigned v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-    else return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static void jl_utf8(luaL_Buffer *B, unsigned cp) {
-  if (cp < 0x80) {
-    luaL_addchar(B, (char)cp);
-  } else if (cp < 0x800) {
-    luaL_addchar(B, (char)(0xC0 | (cp >> 6)));
-    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    luaL_addchar(B, (char)(0xE0 | (cp >> 12)));
-    luaL_addchar(B, (char)(0x80 | ((cp >> 6) & 0x3F)));
-    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
-  } else {
-    luaL_addchar(B, (char)(0xF0 | (cp >> 18)));
-    luaL_addchar(B, (char)(0x80 | ((cp >> 12) & 0x3F)));
-    luaL_addchar(B, (char)(0x80 | ((cp >> 6) & 0x3F)));
-    luaL_addchar(B, (char)(0x80 | (cp & 0x3F)));
-  }
-}
-
-/* Push the string literal at p (p[0] == '"'); returns the end or NULL. */
-static const char *jl_string(lua_State *L, const char *p, const char *e) {
-  const char *q = p + 1, *run;
-  while (q < e && *q != '"' && *q != '\\') q++;
-  if (q < e && *q == '"') {
-    lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
-    return q + 1;
-  }
-  luaL_Buffer B;
-  luaL_buffinit(L, &B);
-  q = run = p + 1;
-  for (;;) {
-    if (q >= e) return NULL;
-    if (*q == '"') break;
-    if (*q != '\\') {
-      q++;
-      continue;
-    }
-    luaL_addlstring(&B, run, (size_t)(q - run));
-    if (q + 1 >= e) return NULL;
-    char c = q[1];
-    q += 2;
-    switch (c) {
-    case '"': luaL_addchar(&B, '"'); break;
-    case '\\': luaL_addchar(&B, '\\'); break;
-    case '/': luaL_addchar(&B, '/'); break;
-    case 'b': luaL_addchar(&B, '\b'); break;
-    case 'f': luaL_addchar(&B, '\f'); break;
-    case 'n': luaL_addchar(&B, '\n'); break;
-    case 'r': luaL_addchar(&B, '\r'); break;
-    case 't': luaL_addchar(&B, '\t'); break;
-    case 'u': {
-      unsigned cp, lo;
-      if (e - q < 4 || jl_hex4(q, &cp)) return NULL;
-      q += 4;
-      if (cp >= 0xD800 && cp <= 0xDBFF) {
-        if (e - q < 6 || q[0] != '\\' || q[1] != 'u' || jl_hex4(q + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-          return NULL;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        q += 6;
-      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        return NULL;
-      }
-      jl_utf8(&B, cp);
-      break;
-    }
-    default: return NULL;
-    }
-    run = q;
-  }
-  luaL_addlstring(&B, run, (size_t)(q - run));
-  luaL_pushresult(&B);
-  return q + 1;
-}
-
-/* Push the number at p; integer literals within int64 become integers. */
-static const char *jl_number(lua_State *L, const char *p, const char *e) {
-  const char *q = p;
-  int isint = 1;
-  while (q < e && ((*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
-                   *q == 'E')) {
-    if (*q == '.' || *q == 'e' || *q == 'E') isint = 0;
-    q++;
-  }
-  size_t n = (size_t)(q - p);
-  char small[64], *s = small;
-  if (n == 0) return NULL;
-  if (n >= sizeof small && !(s = malloc(n + 1))) return NULL;
-  memcpy(s, p, n);
-  s[n] = 0;
-  char *end;
-  int ok = 0;
-  if (isint) {
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!errno && end == s + n) {
-      ok = 1;
-      if (s != small) free(s);
-      lua_pushinteger(L, (lua_Integer)v);
-      return q;
-    }
-  }
-  double d = strtod(s, &end);
-  ok = end == s + n;
-  if (s != small) free(s);
-  if (!ok) return NULL;
-  lua_pushnumber(L, (lua_Number)d);
-  return q;
-}
-
-/* Push the JSON value at p. Returns the end, or NULL on malformed text (the
- * caller resets the stack). `nil` tells the caller the value was null. */
-static const char *jl_value(lua_State *L, const char *p, const char *e, int depth, int *nil) {
-  p = jl_ws(p, e);
+/* The value of a json column as Lua values, built as the text is read (no
+ * C tree): the core's scanner (json.h) reads the strings and numbers, this
+ * only makes tables of them. The text was written by the core, valid and
+ * compact, so a failure means damaged data. Objects lose their null
+ * members (an absent key); integer literals within int64 become integers.
+ * Returns the end of the value, or NULL when the text does not parse. */
+static const char *jl_value(lua_State *L, const tide_json_cur_t *x, const char *p, int depth, int *nil) {
+  const char *e = x->end, *q, *s;
+  size_t n;
+  int64_t v;
+  int isint;
+  p = tide_json_ws(p, e);
   *nil = 0;
   if (p >= e) return NULL;
   switch (*p) {
-  case '"': return jl_string(L, p, e);
+  case '"':
+    if (tide_json_str(x, p, &q, &s, &n)) return NULL;
+    lua_pushlstring(L, s, n);
+    return q;
   case 't':
     if (e - p < 4 || memcmp(p, "true", 4)) return NULL;
     lua_pushboolean(L, 1);
@@ -177,53 +63,47 @@ static const char *jl_value(lua_State *L, const char *p, const char *e, int dept
     lua_pushnil(L);
     *nil = 1;
     return p + 4;
-  case '[': {
-    if (depth >= DEPTH_MAX) return NULL;
-    luaL_checkstack(L, 3, "json value too deep");
-    lua_newtable(L);
-    lua_Integer i = 0;
-    p = jl_ws(p + 1, e);
-    if (p < e && *p == ']') return p + 1;
-    for (;;) {
-      int isnil;
-      if (!(p = jl_value(L, p, e, depth + 1, &isnil))) return NULL;
-      lua_rawseti(L, -2, ++i);
-      p = jl_ws(p, e);
-      if (p < e && *p == ',') {
-        p++;
-        continue;
-      }
-      if (p < e && *p == ']') return p + 1;
-      return NULL;
-    }
-  }
+  case '[':
   case '{': {
+    char close = *p == '[' ? ']' : '}';
+    lua_Integer i = 0;
     if (depth >= DEPTH_MAX) return NULL;
     luaL_checkstack(L, 4, "json value too deep");
     lua_newtable(L);
-    p = jl_ws(p + 1, e);
-    if (p < e && *p == '}') return p + 1;
+    p = tide_json_ws(p + 1, e);
+    if (p < e && *p == close) return p + 1;
     for (;;) {
       int isnil;
-      p = jl_ws(p, e);
-      if (p >= e || *p != '"' || !(p = jl_string(L, p, e))) return NULL;
-      p = jl_ws(p, e);
-      if (p >= e || *p != ':') return NULL;
-      if (!(p = jl_value(L, p + 1, e, depth + 1, &isnil))) return NULL;
-      if (isnil) lua_pop(L, 2); /* a null member is an absent key */
-      else lua_rawset(L, -3);
-      p = jl_ws(p, e);
-      if (p < e && *p == ',') {
+      if (close == '}') { /* a key, then ':' */
+        if (p >= e || *p != '"' || !(p = jl_value(L, x, p, depth + 1, &isnil))) return NULL;
+        p = tide_json_ws(p, e);
+        if (p >= e || *p != ':') return NULL;
         p++;
+      }
+      if (!(p = jl_value(L, x, p, depth + 1, &isnil))) return NULL;
+      if (close == ']') lua_rawseti(L, -2, ++i);
+      else if (isnil) lua_pop(L, 2); /* a null member is an absent key */
+      else lua_rawset(L, -3);
+      p = tide_json_ws(p, e);
+      if (p < e && *p == ',') {
+        p = tide_json_ws(p + 1, e);
         continue;
       }
-      if (p < e && *p == '}') return p + 1;
+      if (p < e && *p == close) return p + 1;
       return NULL;
     }
   }
   default:
-    if (*p == '-' || (*p >= '0' && *p <= '9')) return jl_number(L, p, e);
-    return NULL;
+    switch (tide_json_int(p, e, &q, &v)) {
+    case 1:
+      lua_pushinteger(L, (lua_Integer)v);
+      return q;
+    case -1: return NULL;
+    default: /* a fraction, an exponent, or beyond int64 */
+      if (tide_json_num(x, p, &q, &isint)) return NULL;
+      lua_pushnumber(L, (lua_Number)tide_json_num_value(p, (size_t)(q - p)));
+      return q;
+    }
   }
 }
 
@@ -231,11 +111,22 @@ static const char *jl_value(lua_State *L, const char *p, const char *e, int dept
  * does not parse. */
 static int push_json(lua_State *L, const char *p, size_t n) {
   int top = lua_gettop(L), isnil;
-  const char *q = jl_value(L, p, p + n, 0, &isnil);
-  if (!q || jl_ws(q, p + n) != p + n) {
+  tide_err_t err;
+  tide_json_cur_t x = {p, p + n, &err, NULL};
+  tide_l_scratch_t *scratch = NULL;
+  if (memchr(p, '\\', n)) { /* escaped strings are decoded into a buffer */
+    scratch = tide_l_push_scratch(L);
+    x.tmp = &scratch->buf;
+  }
+  const char *q = jl_value(L, &x, p, 0, &isnil);
+  if (!q || tide_json_ws(q, x.end) != x.end) {
     lua_settop(L, top);
     lua_pushnil(L);
     return TIDE_ECORRUPT;
+  }
+  if (scratch) {
+    tide_l_scratch_free(scratch);
+    lua_remove(L, top + 1);
   }
   return 0;
 }
@@ -784,6 +675,14 @@ static int batch_column(lua_State *L) {
   return 1;
 }
 
+void tide_l_push_ddl(lua_State *L, const tide_schema_t *s) {
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  if (tide_schema_to_ddl(s, &x->buf)) luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  tide_l_scratch_free(x);
+  lua_remove(L, -2);
+}
+
 static int batch_tostring(lua_State *L) {
   lbatch_t *u = luaL_checkudata(L, 1, TIDE_L_BATCH_MT);
   if (u->b) lua_pushfstring(L, "tide.Batch (%d rows)", (int)u->b->nrows);
@@ -792,21 +691,6 @@ static int batch_tostring(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- module functions */
-
-/* schema_parse(ddl_or_array) -> array form, canonical DDL. Raises on a bad
- * schema (it is the caller's text). */
-static int l_schema_parse(lua_State *L) {
-  tide_schema_t *s;
-  tide_err_t err = {0, ""};
-  luaL_checkany(L, 1);
-  if (tide_l_schema_from_lua(L, 1, &s, &err)) return luaL_error(L, "%s", err.msg);
-  tide_l_scratch_t *box = tide_l_push_scratch(L);
-  box->schema = s;
-  tide_l_push_schema(L, s);
-  if (tide_schema_to_ddl(s, &box->buf)) return luaL_error(L, "out of memory");
-  lua_pushlstring(L, box->buf.data ? box->buf.data : "", box->buf.len);
-  return 2;
-}
 
 static int l_ts_parse(lua_State *L) {
   size_t n;
@@ -954,9 +838,9 @@ int tide_l_batch_open(lua_State *L) {
       {"__gc", batch_close}, {"__close", batch_close}, {"__len", batch_nrows},
       {"__tostring", batch_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-      {"schema_parse", l_schema_parse}, {"ts_parse", l_ts_parse},     {"ts_format", l_ts_format},
-      {"json_batch", l_json_batch},     {"batch_json", l_batch_json}, {"time_now", l_time_now},
-      {"clock_ms", l_clock_ms},         {"time_stats", l_time_stats}, {NULL, NULL}};
+      {"ts_parse", l_ts_parse},   {"ts_format", l_ts_format}, {"json_batch", l_json_batch},
+      {"batch_json", l_batch_json}, {"time_now", l_time_now},   {"clock_ms", l_clock_ms},
+      {"time_stats", l_time_stats}, {NULL, NULL}};
   luaL_checktype(L, -1, LUA_TTABLE);
   if (luaL_newmetatable(L, TIDE_L_BATCH_MT)) {
     luaL_setfuncs(L, meta, 0);

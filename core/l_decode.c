@@ -11,6 +11,7 @@
 
 #include "csv.h"
 #include "json.h"
+#include "jsonl.h"
 #include "l_tide.h"
 
 static const char *const formats[] = {"json", "csv", "text", NULL};

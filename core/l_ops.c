@@ -25,6 +25,18 @@
 
 #define JOIN_MT "tide.Join"
 
+/* Hand x's columns to a new batch of schema s with nrows rows and push it.
+ * Raises when out of memory (the columns are freed). */
+static void push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows) {
+  tide_col_t *cols = x->cols;
+  x->cols = NULL;
+  x->ncols = 0;
+  tide_batch_t *b = tide_batch_adopt(s, nrows, cols); /* frees the buffers on failure */
+  free(cols);
+  if (!b) luaL_error(L, "out of memory");
+  tide_l_push_batch(L, b);
+}
+
 /* --------------------------------------------------------- project/where --- */
 
 /* core.project(batch, {Expr...}, schema) -> Batch: one column per
@@ -50,7 +62,7 @@ static int l_project(lua_State *L) {
     else rc = tide_expr_eval(e, in, &cols[i], &err);
     if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   }
-  tide_l_push_adopted(L, x, s, in->nrows);
+  push_adopted(L, x, s, in->nrows);
   return 1;
 }
 
@@ -103,7 +115,7 @@ static int l_window_expand(lua_State *L) {
   }
   for (uint32_t c = 0; c < in->schema->nfields; c++)
     if ((rc = tide_col_gather(&in->cols[c], rows, count, &cols[c + 2]))) return tide_l_fail(L, rc, NULL, NULL);
-  tide_l_push_adopted(L, x, s, count);
+  push_adopted(L, x, s, count);
   tide_l_scratch_free(x);
   return 1;
 }
@@ -186,7 +198,7 @@ static int join_probe(lua_State *L) {
   for (uint32_t c = 0; c < nr; c++)
     if ((rc = tide_col_gather(&right->cols[rc_cols[c]], rrows, count, &cols[left->schema->nfields + c])))
       return tide_l_fail(L, rc, NULL, NULL);
-  tide_l_push_adopted(L, x, s, count);
+  push_adopted(L, x, s, count);
   tide_l_scratch_free(x);
   return 1;
 }

@@ -45,10 +45,7 @@ static int schema_fields(lua_State *L) {
 }
 
 static int schema_ddl(lua_State *L) {
-  tide_schema_t *s = tide_l_check_schema(L, 1);
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  if (tide_schema_to_ddl(s, &x->buf)) return luaL_error(L, "out of memory");
-  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  tide_l_push_ddl(L, tide_l_check_schema(L, 1));
   return 1;
 }
 

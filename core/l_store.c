@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "jsonl.h"
 #include "l_tide.h"
 #include "registry.h"
 #include "store.h"
@@ -346,29 +346,9 @@ static int l_topic_info(lua_State *L) {
   set_int(L, "created", i->created_ms);
   tide_l_push_schema(L, i->schema);
   lua_setfield(L, -2, "schema");
-  tide_buf_t ddl = TIDE_BUF_INIT;
-  rc = tide_schema_to_ddl(i->schema, &ddl);
-  lua_pushlstring(L, rc ? "" : ddl.data, rc ? 0 : ddl.len);
-  tide_buf_free(&ddl);
+  tide_l_push_ddl(L, i->schema);
   lua_setfield(L, -2, "ddl");
   return 1;
-}
-
-#define SCHEMAREF_MT "tide.SchemaRef"
-
-/* Hand a schema reference to the GC: it is dropped when the userdata is
- * collected, so a raise while building results cannot leak it. */
-static void gc_schema(lua_State *L, tide_schema_t *sc) {
-  tide_schema_t **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = sc;
-  luaL_setmetatable(L, SCHEMAREF_MT);
-}
-
-static int schemaref_gc(lua_State *L) {
-  tide_schema_t **box = luaL_checkudata(L, 1, SCHEMAREF_MT);
-  tide_schema_unref(*box);
-  *box = NULL;
-  return 0;
 }
 
 /* topic:schema([version]) -> { version=, fields= (array form), ddl= } | nil, msg, ENAME */
@@ -376,16 +356,12 @@ static int l_topic_schema(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
   lua_Integer v = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, v >= 0 && v <= UINT32_MAX, 2, "schema version must be >= 1");
-  tide_schema_t *sc;
   tide_err_t err = {0};
-  int rc = tide_topic_schema(t->t, (uint32_t)v, &sc, &err);
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* holds the schema, dropped even if a push raises */
+  int rc = tide_topic_schema(t->t, (uint32_t)v, &x->schema, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  gc_schema(L, sc);
-  tide_buf_t ddl = TIDE_BUF_INIT;
-  rc = tide_schema_to_ddl(sc, &ddl);
-  if (rc) return luaL_error(L, "out of memory");
-  lua_pushlstring(L, ddl.data, ddl.len); /* may raise: the buffer leaks only on OOM */
-  tide_buf_free(&ddl);
+  tide_schema_t *sc = x->schema;
+  tide_l_push_ddl(L, sc);
   lua_createtable(L, 0, 3);
   lua_insert(L, -2);
   lua_setfield(L, -2, "ddl");
@@ -1052,7 +1028,6 @@ int tide_l_store_open(lua_State *L) {
   tide_l_class(L, STORE_MT, store_methods, store_close, 1);
   tide_l_class(L, TOPIC_MT, topic_methods, NULL, 0);
   tide_l_class(L, READER_MT, reader_methods, reader_gc, 1);
-  tide_l_class(L, SCHEMAREF_MT, NULL, schemaref_gc, 0);
   lua_pushcfunction(L, l_open);
   lua_setfield(L, -2, "open");
   lua_pushcfunction(L, l_topic_name_check);

@@ -65,6 +65,10 @@ void tide_l_scratch_free(tide_l_scratch_t *x) {
   tide_buf_free(&x->buf);
   tide_schema_unref(x->schema);
   x->schema = NULL;
+  for (int i = 0; i < 2; i++) {
+    tide_batch_free(x->batch[i]);
+    x->batch[i] = NULL;
+  }
 }
 
 tide_l_scratch_t *tide_l_push_scratch(lua_State *L) {
@@ -79,16 +83,6 @@ tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n) {
   if (!x->cols) luaL_error(L, "out of memory");
   x->ncols = n;
   return x->cols;
-}
-
-void tide_l_push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows) {
-  tide_col_t *cols = x->cols;
-  x->cols = NULL;
-  x->ncols = 0;
-  tide_batch_t *b = tide_batch_adopt(s, nrows, cols); /* frees the buffers on failure */
-  free(cols);
-  if (!b) luaL_error(L, "out of memory");
-  tide_l_push_batch(L, b);
 }
 
 void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close) {

@@ -99,7 +99,7 @@ const char *tide_l_opt_cname(lua_State *L, int idx, const char *what, int flags)
 /* ------------------------------------------------------------- scratch --- */
 
 /* GC-owned scratch: C memory a binding builds before it can hand it over
- * (arrays, columns of an output batch, a buffer, a schema). It sits on the
+ * (arrays, columns of an output batch, a buffer, a schema, batches). It sits on the
  * Lua stack, so its __gc frees it when anything raises in between.
  * Successful calls free it at once with tide_l_scratch_free: the collector
  * does not see this C memory and may run much later. */
@@ -109,6 +109,7 @@ typedef struct tide_l_scratch {
   uint32_t ncols;
   tide_buf_t buf;        /* freed */
   tide_schema_t *schema; /* one reference, dropped */
+  tide_batch_t *batch[2]; /* freed */
 } tide_l_scratch_t;
 
 /* Push a new, empty scratch. */
@@ -120,10 +121,6 @@ void tide_l_scratch_free(tide_l_scratch_t *x);
 /* n zeroed columns owned by x (x->cols, x->ncols); raises when out of
  * memory. */
 tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n);
-
-/* Hand x's columns to a new batch of schema s with nrows rows and push it
- * (a tide.Batch). Raises when out of memory (the columns are freed). */
-void tide_l_push_adopted(lua_State *L, tide_l_scratch_t *x, tide_schema_t *s, uint32_t nrows);
 
 /* ----------------------------------------------------- shared userdata --- */
 
@@ -144,24 +141,15 @@ extern const char *const tide_l_agg_names[];
  * Lua strings: valid while the array at idx is (l_agg.c). */
 tide_agg_spec_t *tide_l_check_agg_specs(lua_State *L, int idx, tide_l_scratch_t *x, uint32_t *n);
 
-/* A Lua function run over the rows of one batch (l_udf.c), for udf_filter,
- * udf_map and a filter fused into agg:push. */
-typedef struct tide_l_udf_run {
-  const tide_batch_t *in;
-  uint32_t row;      /* the row being processed */
-  lua_Integer first; /* rows of the input before this batch (messages count from the input's start) */
-  int flat, map;     /* udf_map: flat_map or map; else a filter */
-  uint32_t *rows, n; /* filter: the rows kept (room for in->nrows) */
-  tide_batch_t *out; /* map: the output */
-  tide_buf_t *jb;    /* map: scratch for json values */
-  tide_err_t err;    /* map: why a returned row does not fit */
-} tide_l_udf_run_t;
-
-/* Call the function at stack index fn for every row of r->in in one
- * protected call. Returns 1 when done; else pushes nil and the message
- * ("row N {json}: <what>: ...", with a traceback for the function's own
- * errors) and returns 0. x->buf is used for the message. */
-int tide_l_udf_run(lua_State *L, tide_l_udf_run_t *r, int fn, const char *what, tide_l_scratch_t *x);
+/* Run the Lua function at stack index fn as a filter over the rows of in,
+ * in one protected call (l_udf.c): x->p[slot] gets the array of the rows
+ * for which fn(row) is truthy, *n their number; first is the number of
+ * input rows before this batch (messages count rows from the input's
+ * start). Returns 1; or, when fn raises, pushes nil and the message
+ * ("row N {json}: ..." with a traceback) and returns 0. x->buf is used for
+ * the message. */
+int tide_l_udf_select(lua_State *L, const tide_batch_t *in, int fn, lua_Integer first, tide_l_scratch_t *x, int slot,
+                      uint32_t *n);
 
 /* --------------------------------------------------------------- batches --- */
 
@@ -198,6 +186,9 @@ int tide_l_schema_from_lua(lua_State *L, int idx, tide_schema_t **out, tide_err_
 
 /* Push the array form of s: { {name, "type[?]", default = value}, ... }. */
 void tide_l_push_schema(lua_State *L, const tide_schema_t *s);
+
+/* Push the canonical DDL text of s (tide_schema_to_ddl). */
+void tide_l_push_ddl(lua_State *L, const tide_schema_t *s);
 
 /* Push a tide.Batch userdata that takes ownership of b (freed by __gc or
  * __close). */

@@ -11,16 +11,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "jsonl.h"
 #include "l_tide.h"
 #include "vec.h"
 
 /* UDFs run a whole batch inside ONE protected call: the loop below calls
  * the function with lua_call (no setjmp per row) and keeps the current row
- * in a tide_l_udf_run_t, so that an error can still name the row. An error
+ * in a udf_run_t, so that an error can still name the row. An error
  * of the user's function reaches the message handler as a string and gets a
  * traceback; a row the function returned that breaks the schema is raised
  * as the run itself (a light userdata), which the handler lets through. */
+
+/* A UDF run over one batch (the loop is below). */
+typedef struct udf_run {
+  const tide_batch_t *in;
+  uint32_t row;      /* the row being processed */
+  lua_Integer first; /* rows of the input before this batch (messages count from the input's start) */
+  int flat, map;     /* udf_map: flat_map or map; else a filter */
+  uint32_t *rows, n; /* filter: the rows kept (room for in->nrows) */
+  tide_batch_t *out; /* map: the output */
+  tide_buf_t *jb;    /* map: scratch for json values */
+  tide_err_t err;    /* map: why a returned row does not fit */
+} udf_run_t;
 
 static int traceback(lua_State *L) {
   if (lua_type(L, 1) == LUA_TLIGHTUSERDATA) return 1; /* our own: no traceback */
@@ -54,7 +66,7 @@ static int udf_emit(lua_State *L) {
 }
 
 /* Append the row at idx to the map's output, or raise the run. */
-static void udf_put(lua_State *L, tide_l_udf_run_t *r, int idx) {
+static void udf_put(lua_State *L, udf_run_t *r, int idx) {
   if (tide_l_row_to_batch(L, idx, r->out, 0, r->jb, &r->err)) {
     lua_pushlightuserdata(L, r);
     lua_error(L);
@@ -98,7 +110,7 @@ static int udf_readonly(lua_State *L) {
 
 /* The protected loop: udf_loop(run, fn [, pending, emit]). */
 static int udf_loop(lua_State *L) {
-  tide_l_udf_run_t *r = lua_touserdata(L, 1);
+  udf_run_t *r = lua_touserdata(L, 1);
   const tide_batch_t *in = r->in;
   uint32_t nf = in->schema->nfields;
   luaL_checkstack(L, (int)nf + 8, NULL);
@@ -174,9 +186,10 @@ static int udf_loop(lua_State *L) {
   return 0;
 }
 
-/* Run the loop over r->in under the handler; 1 when done, else push nil and
- * the message ("row N {json}: ...") and return 0. */
-int tide_l_udf_run(lua_State *L, tide_l_udf_run_t *r, int fn, const char *what, tide_l_scratch_t *x) {
+/* Run the loop over r->in under the handler (fn: the function's stack
+ * index); 1 when done, else push nil and the message ("row N {json}: ...")
+ * and return 0. x->buf is used for the message. */
+static int udf_run(lua_State *L, udf_run_t *r, int fn, const char *what, tide_l_scratch_t *x) {
   int top = lua_gettop(L);
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, udf_loop);
@@ -208,6 +221,19 @@ int tide_l_udf_run(lua_State *L, tide_l_udf_run_t *r, int fn, const char *what, 
   return 0;
 }
 
+int tide_l_udf_select(lua_State *L, const tide_batch_t *in, int fn, lua_Integer first, tide_l_scratch_t *x, int slot,
+                      uint32_t *n) {
+  udf_run_t r;
+  memset(&r, 0, sizeof r);
+  r.in = in;
+  r.first = first;
+  r.rows = x->p[slot] = malloc((in->nrows ? in->nrows : 1) * sizeof *r.rows);
+  if (!r.rows) return luaL_error(L, "out of memory");
+  if (!udf_run(L, &r, fn, "filter", x)) return 0;
+  *n = r.n;
+  return 1;
+}
+
 /* core.udf_filter(batch, fn [, first]) -> Batch of the rows for which
  * fn(row) is truthy | nil, "row N {...}: error with traceback"; first is
  * the number of input rows before this batch, so that N counts from the
@@ -217,15 +243,10 @@ static int l_udf_filter(lua_State *L) {
   tide_batch_t *in = tide_l_check_batch(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_l_udf_run_t r;
-  memset(&r, 0, sizeof r);
-  r.in = in;
-  r.first = luaL_optinteger(L, 3, 0);
-  r.rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *r.rows);
-  if (!r.rows) return luaL_error(L, "out of memory");
-  if (!tide_l_udf_run(L, &r, 2, "filter", x)) return 2;
+  uint32_t n;
+  if (!tide_l_udf_select(L, in, 2, luaL_optinteger(L, 3, 0), x, 0, &n)) return 2;
   tide_batch_t *out;
-  int rc = tide_batch_gather(in, r.rows, r.n, &out);
+  int rc = tide_batch_gather(in, x->p[0], n, &out);
   if (rc) return tide_l_fail(L, rc, NULL, NULL);
   tide_l_scratch_free(x);
   tide_l_push_batch(L, out);
@@ -247,7 +268,7 @@ static int l_udf_map(lua_State *L) {
   if (!out) return luaL_error(L, "out of memory");
   tide_l_push_batch(L, out); /* owned by Lua from here */
   int out_idx = lua_gettop(L);
-  tide_l_udf_run_t r;
+  udf_run_t r;
   memset(&r, 0, sizeof r);
   r.in = in;
   r.map = 1;
@@ -256,7 +277,7 @@ static int l_udf_map(lua_State *L) {
   const char *what = luaL_optstring(L, 5, r.flat ? "flat_map" : "map");
   r.first = luaL_optinteger(L, 6, 0);
   r.jb = &tide_l_push_scratch(L)->buf;
-  if (!tide_l_udf_run(L, &r, 2, what, x)) return 2;
+  if (!udf_run(L, &r, 2, what, x)) return 2;
   lua_pushvalue(L, out_idx);
   return 1;
 }

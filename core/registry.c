@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "jsonl.h"
 
 static const char *const compat_names[] = {"none", "backward", "forward", "full", "backward_transitive",
                                            "forward_transitive", "full_transitive"};

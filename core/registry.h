@@ -16,7 +16,7 @@
  *   *_transitive         the same against every earlier version
  *   none                 anything goes
  *
- * Storage keeps the modes' numbers (store.h, tide_compat_t).
+ * The store keeps a topic's mode as its number (tide_compat_t).
  */
 #ifndef TIDE_REGISTRY_H
 #define TIDE_REGISTRY_H
@@ -26,7 +26,17 @@
 #include "batch.h"
 #include "err.h"
 #include "schema.h"
-#include "store.h"
+
+/* The compatibility modes (the values are on disk: the store's catalog). */
+typedef enum tide_compat {
+  TIDE_COMPAT_NONE = 0,
+  TIDE_COMPAT_BACKWARD = 1,
+  TIDE_COMPAT_FORWARD = 2,
+  TIDE_COMPAT_FULL = 3,
+  TIDE_COMPAT_BACKWARD_TRANSITIVE = 4,
+  TIDE_COMPAT_FORWARD_TRANSITIVE = 5,
+  TIDE_COMPAT_FULL_TRANSITIVE = 6
+} tide_compat_t;
 
 /* "backward", ...; never NULL. */
 const char *tide_compat_name(tide_compat_t m);

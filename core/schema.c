@@ -36,6 +36,7 @@
 #include <strings.h>
 
 #include "json.h"
+#include "ts.h"
 #include "schema.h"
 
 #define SCHEMA_FORMAT 1

@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
-#include "json.h"
+#include "jsonl.h"
 #include "registry.h"
 #include "seg.h"
 #include "tier.h"

@@ -35,6 +35,7 @@
 
 #include "batch.h"
 #include "err.h"
+#include "registry.h"
 #include "schema.h"
 
 typedef struct tide_store tide_store_t;
@@ -52,17 +53,6 @@ typedef struct tide_store_opts {
   uint64_t map_size;    /* initial LMDB map size in bytes; 0 picks 64 MiB; it grows */
   const char *cold_dir; /* the cold tier; NULL: <dir>/cold */
 } tide_store_opts_t;
-
-/* Compatibility modes of the schema registry (values are on disk). */
-typedef enum tide_compat {
-  TIDE_COMPAT_NONE = 0,
-  TIDE_COMPAT_BACKWARD = 1,
-  TIDE_COMPAT_FORWARD = 2,
-  TIDE_COMPAT_FULL = 3,
-  TIDE_COMPAT_BACKWARD_TRANSITIVE = 4,
-  TIDE_COMPAT_FORWARD_TRANSITIVE = 5,
-  TIDE_COMPAT_FULL_TRANSITIVE = 6
-} tide_compat_t;
 
 typedef struct tide_topic_opts {
   uint32_t partitions;     /* 1..TIDE_PARTITIONS_MAX */

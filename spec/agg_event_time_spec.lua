@@ -1,5 +1,5 @@
 -- Specs for what event time needs from an aggregation (tide.Agg in
--- core/l_frame.c over core/agg.c) and core.time_stats (core/l_batch.c):
+-- core/l_agg.c over core/agg.c) and core.time_stats (core/l_batch.c):
 -- late (row, window) pairs left out of agg:push and reported, the first
 -- rows of new groups (streaming dedup), aggregations without aggregates,
 -- eviction by an aggregate column, lookup/merge/remove by state id (session

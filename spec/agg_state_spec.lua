@@ -1,5 +1,5 @@
 -- Specs for the streaming state of an aggregation (tide.Agg in
--- core/l_frame.c over core/agg.c): the changed groups of each push with
+-- core/l_agg.c over core/agg.c): the changed groups of each push with
 -- their state ids and records, restoring an aggregation from its records,
 -- eviction by an event-time key, and the errors of each.
 

@@ -615,13 +615,16 @@ end
       local NB = 4
       local ddl = "batch int, i int, pad string"
       local function check(complete)
-        local count = {}
+        local count, found = {}, false
         for _, name in ipairs(parts(out)) do
           if name:sub(1, 1) ~= "." and name ~= "_tide" then
             local id = tonumber(name:match("^part%-(%d+)%-0000%.json$"))
             assert.is_truthy(id, "unexpected file " .. name)
+            found = true
           end
         end
+        -- killed before its first batch (a slow start, as under ASan): nothing to read yet
+        if not found and not complete then return end
         for _, r in ipairs(tide.read("file", { path = out, schema = ddl }):collect()) do
           count[r.batch] = (count[r.batch] or 0) + 1
         end

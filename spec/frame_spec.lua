@@ -1,4 +1,4 @@
--- Specs for tide.frame (lua/tide/frame.lua over core/l_frame.c): every
+-- Specs for tide.frame (lua/tide/frame.lua over the bindings core/l_*.c): every
 -- operator of API.md s.3 on static frames, its errors (the analyzer raises
 -- when the frame is built), NULL handling, windows (SEMANTICS.md s.1 and
 -- Spark's DataFrameTimeWindowingSuite), joins, sorting, show and explain,

@@ -249,20 +249,19 @@ describe("session_window", function()
       return puts, dels
     end
 
-    -- Run node over frame f as one micro-batch with state st.
+    -- Run node's operator (tide.exec) over its input as one micro-batch with state st.
     local function run_batch(n, st, mode, wm, late_wm)
       local late = {}
-      n.run = { state = st, mode = mode, watermark = wm, late_watermark = late_wm, first = 0,
+      local ctx = { state = st, mode = mode, watermark = wm, late_watermark = late_wm,
         metrics = { updated = 0, dropped_by_watermark = 0, dropped_duplicates = 0 },
         late = function(b) late[#late + 1] = b:rows() b:close() end }
+      local op = require("tide.exec").compile(n).root
       local out = {}
-      for b in n.open() do
+      for b in op:run(op.children[1]:run(nil, nil), ctx) do
         for _, r in ipairs(b:rows()) do out[#out + 1] = r end
         b:close()
       end
-      local m = n.run.metrics
-      n.run = nil
-      return out, m, late
+      return out, ctx.metrics, late
     end
 
     local rows = {

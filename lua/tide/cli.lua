@@ -964,24 +964,13 @@ local function cmd_consume(ctx, argv, i)
   end
 
   -- The watch starts before the first drain, so that no commit falls
-  -- between the two unseen.
+  -- between the two unseen; it drains on each change of the catalog and
+  -- once more a moment later (tide.connector.watch_catalog says why).
   local core = require "tide.core"
   local loop = core.loop()
   ctx.loop = loop
-  local pending = false
-  local function changed()
-    -- A commit writes the catalog several times: drain once, shortly after
-    -- the first change (a later write re-arms it once this drain started).
-    if pending then return end
-    pending = true
-    loop:timer(5, 0, function()
-      pending = false
-      drain()
-    end)
-  end
-  local dir = db:path() .. "/catalog"
-  local w, msg = loop:watch(dir, changed)
-  if not w then fail(what, format("cannot watch '%s': %s", dir, msg)) end
+  local w, msg = require("tide.connector").watch_catalog(loop, db, drain)
+  if not w then fail(what, msg) end
   local function stop() loop:stop() end
   loop:signal("SIGINT", stop)
   loop:signal("SIGTERM", stop)
@@ -1198,9 +1187,9 @@ local function cmd_run(ctx, argv, i)
   if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
   local tide = load_tide(cmd)
   if ctx.data then
-    -- --data picks the store of tide.default_store() in the script.
-    local dir = ctx.data
-    tide.default_store = function(o) return tide.open(dir, o) end
+    -- --data picks the store of tide.default_store() in the script (and
+    -- of the connectors' default store).
+    require("tide.store").set_default_dir(ctx.data)
   end
   local chunk, lerr = loadfile(script)
   if not chunk then

@@ -11,15 +11,26 @@
 -- Only Lua UDFs (`filter(fn)`, `map`, `flat_map`, `with_column(name, fn)`)
 -- see rows.
 --
--- Every node has: `op`, `input` (or `inputs`), `schema` (a tide.Schema),
--- `fields` (its array form), `static` (true when every source is static),
--- `label` (one line for `explain`), and `open()`, which returns an iterator
--- of output batches.
+-- A frame's nodes are its logical plan: a description that nothing
+-- changes once built, so one frame can back any number of runs at once.
+-- Every node has: `op`, `input` (or `inputs`, or a join's `right`),
+-- `schema` (a tide.Schema), `fields` (its array form), `static` (true when
+-- every source is static), `label` (one line for `explain`), and what its
+-- operator needs: `map(batch, rows_before)` for the operators that turn
+-- each batch into one (project, where, filter, window, the UDFs),
+-- `batches()` for static sources, `stream` for streaming ones, and the
+-- analysed parameters of the others (aggregate, dedup, join, sort,
+-- limit). tide.plan decides how to run a plan and tide.exec compiles it
+-- into operators; running methods here (`collect`, `show`, `batches`,
+-- `write_stream`) go through them.
 --
 -- @module tide.frame
 
 local core = require "tide.core"
+local cjson = require "cjson"
 local util = require "tide.util"
+local schema_mod = require "tide.schema"
+local session_mod = require "tide.session"
 
 local M = {}
 
@@ -129,32 +140,33 @@ local function new_frame(node)
   return setmetatable({ _node = node }, Frame)
 end
 
--- Batches and their owners. A node whose `owns` is true makes a fresh batch
--- for every batch it yields, which nobody else holds: its consumer closes it
--- as soon as it is used, so memory is reused at once instead of waiting for
--- the garbage collector (which does not see the C memory behind a batch).
--- Nodes that pass their input's batches through, and sources that hand out
--- batches they keep (from_rows, from_batches), do not own them.
-local function release(node, b)
-  if node.owns then b:close() end
+--- The root node of a frame's logical plan (for tide.plan and tide.exec);
+-- a node is returned as it is.
+function M.plan_of(f)
+  if getmetatable(f) == Frame then return f._node end
+  if type(f) == "table" and f.op and f.schema then return f end
+  error("expected a frame or a plan node, got " .. type(f), 3)
 end
 
--- A node whose every batch goes through fn(batch) -> batch.
-local function map_node(input, op, schema, label, fn, extra)
-  local node = { op = op, input = input, schema = schema, static = input.static, label = label, owns = true }
+-- The execution layer and the streaming engine sit above this module
+-- (frame -> plan -> exec -> ... -> query), so this module cannot require
+-- them; they hand in their entry points when they load (require "tide"
+-- loads them all): `open(node)` -> an iterator of a static plan's batches
+-- (tide.exec), `start(frame, sink, opts, level)` -> a query (tide.query).
+local engine = {}
+
+--- Set an entry point of the layers that run frames (`open`, `start`).
+function M.set_engine(name, fn) engine[name] = fn end
+
+local function run(node)
+  if not engine.open then error("tide.exec is not loaded (require \"tide\")", 3) end
+  return engine.open(node)
+end
+
+-- A node whose every batch goes through kernel(batch, rows before it) -> batch.
+local function map_node(input, op, schema, label, kernel, extra)
+  local node = { op = op, input = input, schema = schema, static = input.static, label = label, map = kernel }
   for k, v in pairs(extra or {}) do node[k] = v end
-  function node.open()
-    local next_batch = input.open()
-    local ctx = { rows = 0 } -- rows of the input before this batch, for messages
-    return function()
-      local b = next_batch()
-      if b == nil then return nil end
-      local out = fn(b, ctx)
-      ctx.rows = ctx.rows + b:nrows()
-      release(input, b)
-      return out
-    end
-  end
   return node
 end
 
@@ -213,12 +225,8 @@ end
 
 M.is_window = function(v) return getmetatable(v) == Window end
 
--- A tide.session_window (lua/tide/session.lua, loaded when first needed).
-local function is_session(v)
-  if type(v) ~= "table" or getmetatable(v) == nil or getmetatable(v) == Window then return false end
-  local ok, session = pcall(require, "tide.session")
-  return ok and session.is(v)
-end
+-- A tide.session_window (lua/tide/session.lua).
+local function is_session(v) return session_mod.is(v) end
 
 -- The node that assigns windows to the rows of `input`: window_start,
 -- window_end, then every input column, one row per (row, window).
@@ -257,15 +265,16 @@ end
 -- Sources
 -- ------------------------------------------------------------------------
 
--- schema: a tide.Schema, or a DDL string or array form; owns: the source
--- makes fresh batches that its consumer may close
-local function source_node(label, schema, open, owns)
+-- schema: a tide.Schema, or a DDL string or array form; batches: a
+-- function returning an iterator of the source's batches (nil for a
+-- stream); owns: the source makes fresh batches that its consumer may close
+local function source_node(label, schema, batches, owns)
   if type(schema) ~= "userdata" then
     local s, msg = core.schema(schema)
     if not s then error("source: bad schema: " .. msg, 3) end
     schema = s
   end
-  return { op = "source", schema = schema, static = true, label = label, open = open, owns = owns or false }
+  return { op = "source", schema = schema, static = true, label = label, batches = batches, owns = owns or false }
 end
 
 --- A static frame over Lua rows.
@@ -279,7 +288,7 @@ function M.from_rows(rows, schema, opts)
     error("from_rows: bad argument #1: expected an array of rows, got " .. type(rows), 2)
   end
   local o = util.check_options(opts, { batch_rows = { type = "integer", min = 1 } }, "from_rows")
-  if schema == nil then schema = require("tide.schema").infer(rows) end
+  if schema == nil then schema = schema_mod.infer(rows) end
   local s, msg = core.schema(schema)
   if not s then error("from_rows: bad schema: " .. msg, 2) end
   local per = o.batch_rows or math.max(#rows, 1)
@@ -303,20 +312,12 @@ function M.from_rows(rows, schema, opts)
 end
 
 --- A streaming source: a node whose batches are those the streaming engine
--- hands it for the micro-batch being run (`node.current`, set by the
--- engine and cleared after the batch; the engine closes them). `stream`
--- describes the source for the engine: { kind =, opts =, descriptor = } or
--- { lua = source table }.
+-- fetches for the micro-batch being run (tide.exec hands them to its
+-- operator). `stream` describes the source for the engine: { kind =, opts
+-- =, descriptor = } or { lua = source table }.
 function M.stream_source(label, schema, stream)
   local node = source_node(label, schema, nil, false)
   node.static, node.stream = false, stream
-  function node.open()
-    local list, i = node.current or {}, 0
-    return function()
-      i = i + 1
-      return list[i]
-    end
-  end
   return new_frame(node)
 end
 
@@ -363,49 +364,82 @@ end
 
 M.list_files = list_files
 
--- Iterate the batches of one file, in chunks. Errors name the file.
-local function file_batches(file, fmt, schema, o)
-  local f, err = io.open(file, "rb")
-  if not f then run_fail("read", err) end
-  local carry, line, eof, first = "", 1, false, true
-  local bad = { n = 0, lines = {} }
-  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+--- Decode an open file from its current position, chunk by chunk (at most
+-- `CHUNK` bytes read at a time), for the file readers (tide.read and the
+-- file source). Each call of the returned iterator reads and decodes until
+-- the decoder gives a value, and returns it; nil at the end.
+-- @tparam file f an open file
+-- @tab o `decode(text, final)`: text is the bytes not consumed yet (the
+-- rest of the last chunk, then the new one), final true when they reach
+-- the end; returns the bytes it consumed (whole records only, unless
+-- final) and a value or nil; `limit`: read that many bytes (nil: to the
+-- end of the file); `header`: drop the first line first, then call
+-- `on_header()`; `short(got)`: called (to raise) when the file ends
+-- before `limit`; `unfinished(n)`: called (to raise) when the decoder left
+-- n bytes at the end
+function M.decode_chunks(f, o)
+  local carry, left, eof, header = "", o.limit, false, o.header
   return function()
     while true do
-      if eof and carry == "" then
-        f:close()
-        return nil
-      end
+      if eof and carry == "" then return nil end
       if not eof then
-        local chunk = f:read(CHUNK)
-        if chunk == nil then eof = true else carry = carry .. chunk end
+        local want = left and math.min(CHUNK, left) or CHUNK
+        local chunk = f:read(want)
+        if left then
+          if not chunk or #chunk < want then o.short(o.limit - left + (chunk and #chunk or 0)) end
+          left = left - want
+          eof = left == 0
+        else
+          eof = chunk == nil
+        end
+        if chunk then carry = carry .. chunk end
       end
-      if first and o.header then
+      if header then
         local nl = carry:find("\n", 1, true)
         if nl or eof then
           carry = nl and carry:sub(nl + 1) or ""
-          line = 2
-          first = false
+          header = false
+          if o.on_header then o.on_header() end
         end
-      else
-        first = false
       end
-      if not first then
-        dopts.line = line
-        local b, used, lines, nbad, badl = core.decode(fmt, schema, carry, eof, dopts)
-        if not b then
-          f:close()
-          run_fail(format("read %s", file), used)
-        end
-        line = line + lines
+      if not header and carry ~= "" then
+        local used, value = o.decode(carry, eof)
         carry = carry:sub(used + 1)
-        bad.n = bad.n + nbad
-        for _, l in ipairs(badl) do
-          if #bad.lines < 10 then bad.lines[#bad.lines + 1] = l end
-        end
-        if b:nrows() > 0 then return b end
+        if eof and carry ~= "" then o.unfinished(#carry) end
+        if value ~= nil then return value end
       end
     end
+  end
+end
+
+-- Iterate the batches of one file. Errors name the file.
+local function file_batches(file, fmt, schema, o)
+  local f, err = io.open(file, "rb")
+  if not f then run_fail("read", err) end
+  local line = 1
+  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+  local function fail(msg)
+    f:close()
+    run_fail(format("read %s", file), msg)
+  end
+  local next_batch = M.decode_chunks(f, {
+    header = o.header,
+    on_header = function() line = 2 end,
+    decode = function(text, final)
+      dopts.line = line
+      local b, used, lines = core.decode(fmt, schema, text, final, dopts)
+      if not b then fail(used) end
+      line = line + lines
+      if b:nrows() > 0 then return used, b end
+      b:close()
+      return used
+    end,
+    unfinished = function(n) fail(format("line %d: a record the decoder did not finish (%d bytes left)", line, n)) end,
+  })
+  return function()
+    local b = next_batch()
+    if b == nil then f:close() end
+    return b
   end
 end
 
@@ -448,19 +482,7 @@ function M.read(kind, opts)
     function()
       -- the files are listed again when the frame runs: new ones are read
       local now = list_files(o.path) or files
-      local i, cur = 0, nil
-      return function()
-        while true do
-          if cur then
-            local b = cur()
-            if b then return b end
-            cur = nil
-          end
-          i = i + 1
-          if not now[i] then return nil end
-          cur = file_batches(now[i], fmt, s, o)
-        end
-      end
+      return util.chain(function(i) return now[i] and file_batches(now[i], fmt, s, o) end)
     end, true)
   return new_frame(node)
 end
@@ -546,8 +568,8 @@ end
 function Frame:filter(cond)
   local node = check_frame(self, "filter")
   if type(cond) == "function" then
-    return new_frame(map_node(node, "filter", node.schema, "Filter <Lua function>", function(b, ctx)
-      local out, msg = core.udf_filter(b, cond, ctx.rows)
+    return new_frame(map_node(node, "filter", node.schema, "Filter <Lua function>", function(b, rows)
+      local out, msg = core.udf_filter(b, cond, rows)
       if not out then run_fail("filter", msg) end
       return out
     end, { fn = cond }))
@@ -556,16 +578,6 @@ function Frame:filter(cond)
     error("filter: expected an expression string or a function(row), got " .. type(cond), 2)
   end
   return Frame.where(self, cond)
-end
-
--- Fold one batch's event-time figures (core.time_stats) into a watermark
--- node's `stats` for the batch being run.
-local function add_time_stats(stats, n, lo, hi, sum)
-  if n > 0 then
-    stats.count, stats.sum = stats.count + n, stats.sum + sum
-    if not stats.min or lo < stats.min then stats.min = lo end
-    if not stats.max or hi > stats.max then stats.max = hi end
-  end
 end
 
 --- Declare `col` (a timestamp column) the event time and the watermark as
@@ -595,30 +607,19 @@ function Frame:with_watermark(col, delay)
     error(format("with_watermark: the delay should not be negative, got %s", tostring(delay)), 2)
   end
   local ms = util.duration(delay, "with_watermark: delay", 3)
-  local wm = {
-    op = "watermark", input = node, schema = node.schema, static = node.static, owns = node.owns,
+  -- in a micro-batch its operator counts the event times it passes on
+  -- (tide.exec); the engine makes the watermark of them
+  return new_frame({
+    op = "watermark", input = node, schema = node.schema, static = node.static,
     label = format("EventTimeWatermark %s, %s", col, util.format_duration(ms)),
     event_time = col, event_delay = ms, watermark_col = c,
-  }
-  -- While a micro-batch runs the engine sets `wm.stats` = { count, min,
-  -- max, sum }: the event times this node passes on (before any stateful
-  -- operator drops late rows, which still move the watermark).
-  function wm.open()
-    local next_batch, stats = node.open(), wm.stats
-    if not stats then return next_batch end
-    return function()
-      local b = next_batch()
-      if b ~= nil then add_time_stats(stats, core.time_stats(b, c)) end
-      return b
-    end
-  end
-  return new_frame(wm)
+  })
 end
 
 local function udf_node(node, fn, fields, flat, what, label, level)
   local schema = make_schema(fields, what, level + 1)
-  return map_node(node, what, schema, label, function(b, ctx)
-    local out, msg = core.udf_map(b, fn, schema, flat, what, ctx.rows)
+  return map_node(node, what, schema, label, function(b, rows)
+    local out, msg = core.udf_map(b, fn, schema, flat, what, rows)
     if not out then run_fail(what, msg) end
     return out
   end)
@@ -785,54 +786,6 @@ function Frame:group_by(...)
     _session = sspec }, Grouped)
 end
 
--- The state of a keyed streaming operator (an aggregation, a dedup) over
--- one core.agg, in the form the engine takes (query.lua, "Stateful
--- operators"): records keyed by state id (8 bytes, big-endian), the
--- changes since the last commit, evictions. `finish` turns raw result
--- rows into the operator's output (adds window_end).
-local function keyed_state(key_schema, specs, finish)
-  local a, msg = core.agg(key_schema, specs)
-  if not a then run_fail("agg", msg) end
-  local st = { agg = a }
-  local function done(rows) return finish and finish(rows) or rows end
-  function st.restore(key, blob)
-    if #key ~= 8 then error(format("bad state key of %d bytes (expected 8)", #key), 0) end
-    local ok, err = a:restore((string.unpack(">I8", key)), blob)
-    if not ok then error(err, 0) end
-  end
-  function st.result()
-    local out, err = a:result()
-    if not out then run_fail("agg", err) end
-    return done(out)
-  end
-  -- The rows of the groups changed since the last commit, and their number.
-  function st.changes()
-    local rows, n = a:changed_rows()
-    if not rows then run_fail("agg", n) end
-    return done(rows), n
-  end
-  -- Remove the groups whose column `col` is <= bound: their rows, or with
-  -- want_rows false just their number.
-  function st.evict(col, bound, want_rows)
-    local rows, n = a:evict(col, bound, want_rows)
-    if not rows then run_fail("agg", n) end
-    if want_rows == false then return rows end
-    return done(rows), n
-  end
-  -- A change set (core/l_ckpt.h) made in C: deletes of the evicted sids,
-  -- then the changed groups' records keyed by sid (8 bytes big-endian,
-  -- which is what restore receives).
-  function st.take_changes()
-    local cs, err = a:take_changes()
-    if not cs then run_fail("agg", err) end
-    return cs
-  end
-  function st.clear_changes() a:clear_changes() end
-  st.rows = function() return a:groups() end
-  st.bytes = function() return a:bytes() end
-  return st
-end
-
 local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
 
 --- Aggregate each group. `spec` is an array of aggregate expressions
@@ -883,7 +836,7 @@ function Grouped:agg(spec)
       end
     end
     local ss = self._session
-    return new_frame(require("tide.session").node {
+    return new_frame(session_mod.node {
       input = input, keys = skeys, key_fields = skey_fields, col = ss.col, col_name = ss.col_name, gap = ss.gap,
       specs = specs, args = args, schema = make_schema(out_fields, "agg", 2), window_index = window_index,
       label = format("SessionWindowAggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
@@ -904,37 +857,22 @@ function Grouped:agg(spec)
   local key_schema = make_schema(agg_key_fields, "agg", 2)
   local out_schema = make_schema(out_fields, "agg", 2)
   local raw_schema = make_schema(raw_fields, "agg", 2)
-  local finish -- raw result -> out_schema, when window_end is to be added
+  local finish_exprs -- raw result -> out_schema, when window_end is to be added
   if #agg_keys < #self._keys then
-    local exprs = {}
+    finish_exprs = {}
     for i, f in ipairs(out_fields) do
-      exprs[i] = compile({ schema = raw_schema }, f[1] == "window_end" and
+      finish_exprs[i] = compile({ schema = raw_schema }, f[1] == "window_end" and
         format("CAST(CAST(window_start AS int) + %d AS timestamp)", self._window.size) or ("`" .. f[1] .. "`"),
         "agg", 2)
-    end
-    finish = function(b)
-      local out, msg = core.project(b, exprs, out_schema)
-      if not out then run_fail("agg", msg) end
-      b:close()
-      return out
     end
   end
   do -- check the aggregates against their argument types now, not when running
     local probe, msg = core.agg(key_schema, specs)
     if not probe then error("agg: " .. msg, 2) end
   end
-  local keys, window = agg_keys, self._window
-  -- A where or Lua filter right below the aggregation runs inside it: the
-  -- rows it keeps are selected there and only the columns the aggregation
-  -- reads are copied. So does one with a watermark between them (`where`
-  -- then with_watermark): the aggregation then also reports the event
-  -- times of the rows the filter kept, which is what the watermark node
-  -- would have seen. (explain still shows both, which is what it means.)
-  local feed, filter, wm = input, nil, nil
-  local inner = input.op == "watermark" and input.input or input
-  if inner.op == "where" and inner.expr then feed, filter = inner.input, inner.expr end
-  if inner.op == "filter" and inner.fn then feed, filter = inner.input, inner.fn end
-  if filter and inner ~= input then wm = input end
+  local window = self._window
+  -- (A where or Lua filter right below runs inside the aggregation: the
+  -- planner's filter fusion, tide.plan.)
   -- The event-time key, when there is one: a window over the watermarked
   -- column (its groups end at window_start + size) or that column itself.
   -- It decides which groups are final and which rows are late.
@@ -948,23 +886,20 @@ function Grouped:agg(spec)
       if type(k) ~= "string" and k:column() == c then et_key = { name = agg_key_fields[i][1], shift = 0 } end
     end
   end
-  local et_col = et and select(2, field_type(feed.fields or feed.schema:fields(), et))
+  -- the event-time column of the input (a fused filter's input has the
+  -- same columns), for late rows
+  local et_col = et and select(2, field_type(input.fields, et))
   local node = {
-    op = "aggregate", input = input, schema = out_schema, static = input.static, owns = true,
+    op = "aggregate", input = input, schema = out_schema, static = input.static,
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
     key_schema = key_schema, specs = specs, stateful = "aggregate",
+    keys = agg_keys, args = args, window = window, finish_exprs = finish_exprs, et_key = et_key, et_col = et_col,
   }
   do -- what a checkpoint's state records depend on (query.lua's fingerprint)
     local kinds = {}
     for i, sp in ipairs(specs) do kinds[i] = sp.kind .. "(" .. (sp.arg_type or "") .. ")" end
     node.state_layout = key_schema:ddl() .. " | " .. concat(kinds, ", ")
   end
-  local function push(st, b, first, late, time_col)
-    local ok, info = st.agg:push(b, keys, args, window, filter, first, late, nil, time_col)
-    if not ok then run_fail(type(filter) == "function" and "filter" or filter and "where" or "agg", info) end
-    return info
-  end
-  function node.new_state() return keyed_state(key_schema, specs, finish) end
   function node.due(mode) return mode ~= "complete" end
   function node.check(mode, has_watermark)
     if mode == "append" and not (has_watermark and et_key) then
@@ -974,66 +909,6 @@ function Grouped:agg(spec)
         "(or use mode = \"update\" or \"complete\")"
     end
   end
-  -- One micro-batch (SEMANTICS.md s.3, s.4): late (row, window) pairs are
-  -- dropped; then complete mode outputs the whole table, update mode the
-  -- groups this batch changed (then forgets those the watermark passed),
-  -- append mode the groups the watermark passed, once, final.
-  local function run_batch(run)
-    local st, m = run.state, run.metrics
-    local late = et_key and run.late_watermark and { col = et_col, bound = run.late_watermark } or nil
-    if run.mode == "complete" then late = nil end
-    local stats = wm and wm.stats -- set by the engine while a micro-batch runs
-    for b in feed.open() do
-      local info = push(st, b, run.first, late, stats and wm.watermark_col)
-      run.first = run.first + b:nrows()
-      release(feed, b)
-      if stats then add_time_stats(stats, info.time_count, info.time_min, info.time_max, info.time_sum) end
-      if type(info) == "table" then
-        m.dropped_by_watermark = m.dropped_by_watermark + (info.late_groups or 0)
-        if info.lost then
-          if run.late then run.late(info.lost) else info.lost:close() end
-        end
-      end
-    end
-    local changed, nchanged = st.changes()
-    m.updated = m.updated + nchanged
-    local evict = run.mode ~= "complete" and et_key and run.watermark
-    if run.mode == "complete" then
-      changed:close()
-      return st.result()
-    elseif run.mode == "update" then
-      if evict then
-        st.evict(et_key.name, run.watermark - et_key.shift, false)
-      end
-      return changed
-    end
-    changed:close()
-    if not evict then return nil end
-    return (st.evict(et_key.name, run.watermark - et_key.shift))
-  end
-  function node.open()
-    local run = node.run -- set by the streaming engine while it runs a micro-batch
-    if run then
-      local out = run_batch(run)
-      return function()
-        local b = out
-        out = nil
-        return b
-      end
-    end
-    local next_batch, done = feed.open(), false
-    return function()
-      if done then return nil end
-      done = true
-      local st, first = keyed_state(key_schema, specs, finish), 0
-      for b in next_batch do
-        push(st, b, first)
-        first = first + b:nrows()
-        release(feed, b)
-      end
-      return st.result()
-    end
-  end
   return new_frame(node)
 end
 
@@ -1041,12 +916,6 @@ end
 function Grouped:count()
   if getmetatable(self) ~= Grouped then error("count: bad self: expected a grouped frame", 2) end
   return Grouped.agg(self, { "count(*) AS count" })
-end
-
-local function collect_batches(node)
-  local list = {}
-  for b in node.open() do list[#list + 1] = b end
-  return list
 end
 
 -- drop_duplicates and drop_duplicates_within_watermark (SEMANTICS.md s.6):
@@ -1089,70 +958,17 @@ local function dedup_node(node, cols, within, what, level)
   local names = {}
   for i, f in ipairs(key_fields) do names[i] = f[1] end
   local dn = {
-    op = "dedup", input = node, schema = node.schema, static = node.static, owns = true, stateful = "dedup",
+    op = "dedup", input = node, schema = node.schema, static = node.static, stateful = "dedup",
     label = format("%s [%s]", within and "DeduplicateWithinWatermark" or "Deduplicate", concat(names, ", ")),
     event_time = et, event_delay = delay,
     state_layout = key_schema:ddl() .. (within and et and " | first(timestamp)" or ""),
+    keys = keys, args = args, specs = specs, key_schema = key_schema, what = what, within = within,
+    et_col = et_col, et_is_key = et_is_key,
   }
-  local function push(st, b, first, late)
-    local ok, info = st.agg:push(b, keys, args, nil, nil, first, late, true)
-    if not ok then run_fail(what, info) end
-    return info
-  end
-  function dn.new_state() return keyed_state(key_schema, specs) end
   function dn.due() return true end
   function dn.check(_, has_watermark)
     if within and not (has_watermark and et) then
       return what .. " needs a watermark: call with_watermark(col, delay) before it"
-    end
-  end
-  local function run_batch(run)
-    local st, m = run.state, run.metrics
-    local late = et and run.late_watermark and { col = et_col, bound = run.late_watermark } or nil
-    local outs = {}
-    for b in node.open() do
-      local info = push(st, b, run.first, late)
-      run.first = run.first + b:nrows()
-      release(node, b)
-      local new = info.new
-      m.dropped_by_watermark = m.dropped_by_watermark + (info.late_pairs or 0)
-      m.dropped_duplicates = m.dropped_duplicates + info.pushed - new:nrows()
-      m.updated = m.updated + new:nrows()
-      if new:nrows() > 0 then outs[#outs + 1] = new else new:close() end
-      if info.lost then
-        if run.late then run.late(info.lost) else info.lost:close() end
-      end
-    end
-    local w = run.watermark
-    if w and within and et then
-      st.evict("__tide_expires_at", w - delay, false)
-    elseif w and et_is_key then
-      st.evict(et, w, false)
-    end
-    return outs
-  end
-  function dn.open()
-    local run = dn.run
-    local outs, i, st, first, next_batch = nil, 0, nil, 0, nil
-    if run then
-      outs = run_batch(run)
-    else
-      st, next_batch = keyed_state(key_schema, specs), node.open()
-    end
-    return function()
-      if outs then
-        i = i + 1
-        return outs[i]
-      end
-      while true do
-        local b = next_batch()
-        if b == nil then return nil end
-        local info = push(st, b, first)
-        first = first + b:nrows()
-        release(node, b)
-        if info.new:nrows() > 0 then return info.new end
-        info.new:close()
-      end
     end
   end
   return new_frame(dn)
@@ -1237,24 +1053,10 @@ function Frame:join(other, on, how)
   end
   local schema = make_schema(fields, "join", 2)
   local jn = {
-    op = "join", input = node, right = right, schema = schema, static = node.static, owns = true,
+    op = "join", input = node, right = right, schema = schema, static = node.static,
     label = format("Join %s on [%s]", outer and "left" or "inner", concat(on, ", ")),
+    lk = lk, rk = rk, outer = outer, rcols = rcols,
   }
-  function jn.open()
-    local all = collect_batches(right)
-    local rb = core.concat(all, right.schema)
-    local j, msg = core.join(rb, rk)
-    if not j then run_fail("join", msg) end
-    local next_batch = node.open()
-    return function()
-      local b = next_batch()
-      if b == nil then return nil end
-      local out, err = j:probe(b, lk, outer, schema, rcols)
-      if not out then run_fail("join", err) end
-      release(node, b)
-      return out
-    end
-  end
   return new_frame(jn)
 end
 
@@ -1278,21 +1080,6 @@ function Frame:union(other)
   end
   local schema = make_schema(fields, "union", 2)
   local un = { op = "union", inputs = { node, o }, schema = schema, static = node.static and o.static, label = "Union" }
-  function un.open()
-    local k, cur = 0, nil
-    return function()
-      while true do
-        if cur then
-          local b = cur()
-          if b then return b end -- both sides have the same names and types
-          cur = nil
-        end
-        k = k + 1
-        if k > 2 then return nil end
-        cur = un.inputs[k].open()
-      end
-    end
-  end
   return new_frame(un)
 end
 
@@ -1352,27 +1139,8 @@ function Frame:order_by(...)
   local wide = make_schema(wide_fields, "order_by", 2)
   local back = {}
   for i = 1, nf do back[i] = compile({ schema = wide }, "`" .. node.fields[i][1] .. "`", "order_by", 2) end
-  local sn = { op = "sort", input = node, schema = node.schema, static = node.static, owns = true,
-    label = "Sort [" .. concat(texts, ", ") .. "]" }
-  function sn.open()
-    local done = false
-    return function()
-      if done then return nil end
-      done = true
-      local parts = {}
-      for b in node.open() do
-        parts[#parts + 1] = core.project(b, exprs, wide)
-        release(node, b)
-      end
-      local all = core.concat(parts, wide)
-      for _, p in ipairs(parts) do p:close() end
-      local sorted = core.sort(all, sk)
-      all:close()
-      local out = core.project(sorted, back, node.schema)
-      sorted:close()
-      return out
-    end
-  end
+  local sn = { op = "sort", input = node, schema = node.schema, static = node.static,
+    label = "Sort [" .. concat(texts, ", ") .. "]", sort_exprs = exprs, wide = wide, sort_keys = sk, back = back }
   return new_frame(sn)
 end
 
@@ -1383,24 +1151,7 @@ function Frame:limit(n)
   if math.type(n) ~= "integer" or n < 0 then
     error("limit: bad argument #1: expected an integer >= 0, got " .. tostring(n), 2)
   end
-  local ln = { op = "limit", input = node, schema = node.schema, static = node.static, label = "Limit " .. n }
-  function ln.open()
-    local left, next_batch = n, nil
-    return function()
-      if left <= 0 then return nil end
-      next_batch = next_batch or node.open()
-      while true do
-        local b = next_batch()
-        if b == nil then return nil end
-        local rows = b:nrows()
-        if rows > 0 then
-          if rows > left then b = core.slice(b, 0, left) end
-          left = left - b:nrows()
-          return b
-        end
-      end
-    end
-  end
+  local ln = { op = "limit", input = node, schema = node.schema, static = node.static, label = "Limit " .. n, n = n }
   return new_frame(ln)
 end
 
@@ -1436,7 +1187,7 @@ end
 function Frame:batches()
   local node = check_frame(self, "batches")
   streaming_refused(node, "batches", 2)
-  return node.open()
+  return run(node)
 end
 
 --- Run a static frame and return its rows, an array of tables.
@@ -1444,7 +1195,7 @@ function Frame:collect()
   local node = check_frame(self, "collect")
   streaming_refused(node, "collect", 2)
   local out = {}
-  for b in node.open() do
+  for b in run(node) do
     for _, r in ipairs(b:rows()) do out[#out + 1] = r end
   end
   return out
@@ -1455,7 +1206,7 @@ local function cell(v, ty)
   if v == nil then return "null" end
   if ty == "timestamp" then return core.ts_format(v) end
   if ty == "json" then
-    local ok, s = pcall(require("cjson").encode, v)
+    local ok, s = pcall(cjson.encode, v)
     return ok and s or tostring(v)
   end
   if ty == "double" and math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 1e15 then
@@ -1522,7 +1273,7 @@ function Frame:show(n, truncate)
   n = n or 20
   if math.type(n) ~= "integer" or n < 0 then error("show: bad argument #1: expected an integer >= 0", 2) end
   local rows, more = {}, false
-  for b in node.open() do
+  for b in run(node) do
     for _, r in ipairs(b:rows()) do
       if #rows < n then rows[#rows + 1] = r else more = true end
     end
@@ -1536,7 +1287,8 @@ end
 -- @return a started query
 function Frame:write_stream(sink, opts)
   check_frame(self, "write_stream")
-  return require("tide.query").start(self, sink, opts, 2)
+  if not engine.start then error("write_stream: tide.query is not loaded (require \"tide\")", 2) end
+  return engine.start(self, sink, opts, 2)
 end
 
 function Frame:__tostring()

@@ -14,7 +14,9 @@ local core = require "tide.core"
 local store = require "tide.store"
 local schema = require "tide.schema"
 local frame = require "tide.frame"
+local session = require "tide.session"
 local query = require "tide.query"
+local memory = require "tide.connectors.memory"
 
 local M = {}
 
@@ -26,14 +28,14 @@ M.version = core.version
 -- @see tide.store.open
 M.open = store.open
 
---- Open the default store: `$TIDE_DATA`, else `./tide-data`.
+--- The default store: `$TIDE_DATA`, else `./tide-data` (`tide run --data
+-- DIR` picks another), the handle this process has open there, or opened
+-- now; with `opts`, a new handle opened with them.
 -- @tab[opt] opts as for `open`
 -- @return a store
-function M.default_store(opts)
-  local dir = os.getenv("TIDE_DATA")
-  if not dir or dir == "" then dir = "./tide-data" end
-  return store.open(dir, opts)
-end
+-- @function default_store
+-- @see tide.store.default_store
+M.default_store = store.default_store
 
 --- A static frame over files: `tide.read("file", { path = "in/*.jsonl",
 -- format = "json", schema = "..." })`.
@@ -54,7 +56,7 @@ M.window = frame.window
 -- of a key closer than `gap` in event time form one session.
 -- @function session_window
 function M.session_window(col, gap)
-  return require("tide.session").session_window(col, gap)
+  return session.session_window(col, gap)
 end
 
 --- Infer a schema (DDL) from a sample of JSON lines: a file's first 1000
@@ -89,10 +91,10 @@ function M.read_stream(kind, opts) return query.read_stream(kind, opts, 2) end
 
 --- A replayable in-memory stream for tests and the REPL:
 -- `local ms = tide.memory_stream(schema); ms:add(rows); ms:frame()`.
-function M.memory_stream(ddl) return require("tide.connectors.memory").stream(ddl, 2) end
+function M.memory_stream(ddl) return memory.stream(ddl, 2) end
 
 --- A static frame over the rows of a memory sink (the query's name).
-function M.table(name) return require("tide.connectors.memory").table(name, 2) end
+function M.table(name) return memory.table(name, 2) end
 
 --- A source written in Lua (see tide.query.source).
 M.source = query.source

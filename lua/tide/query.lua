@@ -27,11 +27,20 @@
 -- advance only while the loop runs: in process_all_available, await,
 -- tide.run, or the REPL.
 --
+-- A query compiles its frame into its own plan instance (tide.exec): the
+-- frame is never changed, so several queries may run one frame at once.
+-- One trigger is a sequence of named phases (Query:_step): plan offsets,
+-- fetch, execute, deliver, commit, then the progress report.
+--
 -- @module tide.query
 
 local core = require "tide.core"
 local util = require "tide.util"
 local frame = require "tide.frame"
+local plan = require "tide.plan"
+local exec = require "tide.exec"
+local store = require "tide.store"
+local connector = require "tide.connector"
 local runtime = require "tide.runtime"
 
 local M = {}
@@ -117,17 +126,27 @@ function M.read_stream(kind, opts, level)
   if type(kind) ~= "string" then
     error("read_stream: bad argument #1: expected a source name or a tide.source, got " .. type(kind), level)
   end
-  local d = runtime.connector("source", kind, level)
-  local what = format("read_stream(%s)", kind)
-  local ok, o = pcall(util.check_options, opts, d.options, what, 1)
-  if not ok then error(util.strip_position(o), level) end
-  local oks, schema = pcall(d.schema, o)
-  if not oks then error(what .. ": " .. util.strip_position(schema), level) end
-  local s, msg = schema, nil
-  if type(schema) ~= "userdata" then s, msg = core.schema(schema) end
-  if not s then error(what .. ": bad schema: " .. msg, level) end
-  local label = d.label and d.label(o) or format("StreamingSource %s", kind)
-  return frame.stream_source(label, s, { kind = kind, descriptor = d, opts = o })
+  return connector.stream_frame(kind, runtime.connector("source", kind, level), opts, level)
+end
+
+--- A streaming frame over a topic (the `topic` source of connectors/topic.lua).
+-- (A method of tide stores, given here: a stream is this layer's.)
+-- @string name the topic
+-- @tab[opt] opts `starting_offset` ("earliest", "latest", or `{ [partition] = offset }`),
+-- `max_records_per_trigger`
+-- @return a streaming frame
+local Store = store.Store
+
+function Store:read_stream(name, opts)
+  store.check(self, 2)
+  if type(name) ~= "string" then error("read_stream: bad argument #1: expected a topic name, got " .. type(name), 2) end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("read_stream: bad argument #2: expected an option table, got " .. type(opts), 2)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.store, o.topic = self, name
+  return M.read_stream("topic", o, 2)
 end
 
 -- ------------------------------------------------------------------------
@@ -146,16 +165,7 @@ function M.sink(def)
   return setmetatable({ def = def }, LuaSink)
 end
 
--- Every row of the batches, in order, as Lua tables.
-local function rows_of(batches)
-  if #batches == 1 then return batches[1]:rows() end
-  local rows = {}
-  for _, b in ipairs(batches) do
-    for _, r in ipairs(b:rows()) do rows[#rows + 1] = r end
-  end
-  return rows
-end
-M.rows_of = rows_of
+local rows_of = connector.rows_of
 
 local function lua_sink_instance(sink)
   local def = sink.def
@@ -225,16 +235,7 @@ end
 -- Plans
 -- ------------------------------------------------------------------------
 
--- The plan's nodes, sources first (depth-first, inputs before the node).
-local function walk(node, visit, seen)
-  seen = seen or {}
-  if seen[node] then return end
-  seen[node] = true
-  for _, c in ipairs(node.inputs or {}) do walk(c, visit, seen) end
-  if node.input then walk(node.input, visit, seen) end
-  if node.right then walk(node.right, visit, seen) end
-  visit(node)
-end
+local walk = plan.walk
 
 -- Spark's UnsupportedOperationChecker: what a streaming plan may hold.
 -- Returns the sources, the stateful operators and the watermark nodes,
@@ -286,22 +287,21 @@ end
 -- A plan node with `stateful` set (aggregate, dedup, session: frame.lua,
 -- session.lua) keeps state across batches in the checkpoint database
 -- `<prefix><k>` (k: its place among the plan's stateful nodes, sources
--- first). It provides:
---   new_state() -> st: st.restore(key, blob) for each stored record,
---     st.take_changes() -> the changes since the last st.clear_changes():
---     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
---     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
---     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+-- first). The node describes it:
 --   due(mode): a moved watermark gives it output or eviction to do (the
 --     engine then runs a no-data batch);
 --   check(mode, has_watermark): nil, or the analysis error;
 --   state_layout (optional): what its records depend on, for the
 --     checkpoint's fingerprint.
--- While a batch runs the engine sets node.run = { state, mode, watermark
--- (this batch's: eviction and emission), late_watermark (the previous
--- batch's: late rows), metrics = { updated, dropped_by_watermark,
--- dropped_duplicates }, late = fn(batch) or nil, first = 0 }, and the
--- node's open() consumes its input and yields that batch's output.
+-- Its operator (tide.exec) makes the state this query keeps for it:
+--   new_state() -> st: st.restore(key, blob) for each stored record,
+--     st.take_changes() -> the changes since the last st.clear_changes():
+--     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
+--     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
+--     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+-- and runs with the context of the micro-batch (exec.lua's header): the
+-- state, the mode, this batch's watermark (eviction and emission), the
+-- previous batch's (late rows), the metrics and the late-row sink.
 -- `node.event_time` (every node) names the output column that carries
 -- the watermark.
 
@@ -429,9 +429,12 @@ function M.start(f, sink, opts, level)
       what, sink_name), level)
   end
 
+  -- This query's own plan instance: its operators, never the frame's.
+  local p = exec.compile(root)
+  assert(#p.sources == #sources and #p.stateful == #stateful and #p.marks == #marks, "plan and analysis disagree")
   local q = setmetatable({
-    _root = root, _mode = o.mode, _trigger = trigger, _sink_name = sink_name, _opts = o,
-    _sources = {}, _ops = {}, _marks = {}, _progress = {}, _idle = 0, _force = 0,
+    _root = root, _plan = p, _mode = o.mode, _trigger = trigger, _sink_name = sink_name, _opts = o,
+    _sources = {}, _ops = {}, _states = {}, _marks = {}, _progress = {}, _idle = 0, _force = 0,
     _active = false, _status = { message = "Initializing", is_data_available = false, is_trigger_active = false },
   }, Query)
 
@@ -517,7 +520,7 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
       self._sink.description or self._sink_name), 0)
   end
   for k, node in ipairs(stateful) do
-    local st, name = node.new_state(), state_name(node, k)
+    local st, name = self._plan:new_state(k), state_name(node, k)
     for key, blob in ck:state(name) do
       local ok, err = pcall(st.restore, key, blob)
       if not ok then
@@ -526,14 +529,15 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
     end
     st.clear_changes()
     self._ops[k] = { node = node, state = st, name = state_name(node, k) }
+    self._states[k] = st
   end
   -- Late rows to a dead-letter topic: created with the input columns of
   -- the first operator that can drop them, when it does not exist.
   if self._late then
     local lo, input = self._late.opts, self._late.node.input
-    local store = lo.store or require("tide").default_store()
-    local t = store:has_topic(lo.topic) and store:topic(lo.topic) or
-      store:create_topic(lo.topic, { schema = input.fields })
+    local db = lo.store or store.default_store()
+    local t = db:has_topic(lo.topic) and db:topic(lo.topic) or
+      db:create_topic(lo.topic, { schema = input.fields })
     self._late_topic, self._late_writer = t, format("%s/late_rows", self._id)
   end
   -- Watermarks: one per with_watermark node; the global one (nil without
@@ -635,7 +639,6 @@ function Query:_idle_wait()
 end
 
 local function traceback(e)
-  if type(e) == "table" and e.batch_error then return e end
   return debug.traceback(tostring(e), 2)
 end
 
@@ -674,10 +677,10 @@ local function same(a, b) return json(a) == json(b) end
 -- time it has seen minus its delay (0 while it has seen none since the
 -- query started); the global one is their min (or max, by policy) and
 -- never moves backward.
-function Query:_advance_watermark()
+function Query:_advance_watermark(stats)
   local values = {}
   for i, m in ipairs(self._marks) do
-    local st = m.node.stats
+    local st = stats[i]
     if st and st.count > 0 then
       local w = st.max - m.node.event_delay
       if m.value == nil or w > m.value then m.value = w end
@@ -698,10 +701,34 @@ function Query:_write_late(N, batches)
   self._late_topic:append_batches(batches, { writer = self._late_writer, seq = N })
 end
 
--- One trigger: returns true when a batch ran.
-function Query:_step()
-  local ck, N = self._ck, self._next
-  local t0 = clock()
+-- ------------------------------------------------------------------------
+-- The phases of one micro-batch
+-- ------------------------------------------------------------------------
+--
+-- A batch `b` carries what the phases hand on: its id N, its offset-log
+-- entry, per source the start and end offsets, the fetched input batches,
+-- the output batches, the late rows, the operators' metrics and event-time
+-- figures, and the clock at each phase's end (for the progress report).
+-- b:release() closes every batch it still holds, whatever phase failed.
+
+local Batch = {}
+Batch.__index = Batch
+
+function Batch:release()
+  for _, list in ipairs(self.inputs) do
+    for _, x in ipairs(list) do x:close() end
+  end
+  for _, x in ipairs(self.outputs) do x:close() end
+  for _, x in ipairs(self.late_rows) do x:close() end
+  self.inputs, self.outputs, self.late_rows = {}, {}, {}
+end
+
+-- Phase 1, plan offsets: the logged entry of a batch to re-run, or each
+-- source's latest offset after the last batch's end, logged durably as
+-- entry N before anything is read. Returns the batch, or nil when there is
+-- nothing to run (no new data and no no-data batch due).
+function Query:_plan_offsets()
+  local N = self._next
   local starts, ends, entry = {}, {}, self._pending
   if entry then
     for i, s in ipairs(entry.sources) do starts[i], ends[i] = s.start, s["end"] end
@@ -722,7 +749,7 @@ function Query:_step()
     if not any and not (self._no_data_due and self._trigger.kind ~= "once") then
       self._idle = self._idle + 1
       self._status.message = "Waiting for data to arrive"
-      return false
+      return nil
     end
     local list = {}
     for i, s in ipairs(self._sources) do
@@ -731,111 +758,86 @@ function Query:_step()
     end
     entry = { v = 1, batch_id = N, timestamp = core.time_now(), watermark = self._watermark, sources = list,
       conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
-    ck:write_offsets(N, json(entry))
+    self._ck:write_offsets(N, json(entry))
   end
   self._no_data_due = false
   self._status.message = "Processing new data"
-  local t1 = clock()
+  return setmetatable({ id = N, entry = entry, watermark = entry.watermark, starts = starts, ends = ends,
+    inputs = {}, counts = {}, extra = {}, total = 0, outputs = {}, late_rows = {}, t = {} }, Batch)
+end
 
-  -- The batch's input.
-  local inputs, counts, total = {}, {}, 0
-  local late_rows = {}
-  local function close_inputs()
-    for _, list in ipairs(inputs) do
-      for _, b in ipairs(list) do b:close() end
-    end
-    for _, s in ipairs(self._sources) do s.node.current = nil end
-    for _, b in ipairs(late_rows) do b:close() end
-    late_rows = {}
-  end
+-- Phase 2, fetch: each source's batches for (start, end].
+function Query:_fetch(b)
   for i, s in ipairs(self._sources) do
     local list = {}
-    if ends[i] ~= nil and not same(ends[i], starts[i]) then
-      local ok, got, extra = pcall(s.inst.get_batch, s.inst, starts[i], ends[i], N)
-      if not ok then
-        close_inputs()
-        error(format("batch %d: source %s: %s", N, s.description, util.strip_position(got)), 0)
-      end
+    if b.ends[i] ~= nil and not same(b.ends[i], b.starts[i]) then
+      local ok, got, extra = pcall(s.inst.get_batch, s.inst, b.starts[i], b.ends[i], b.id)
+      if not ok then error(format("batch %d: source %s: %s", b.id, s.description, util.strip_position(got)), 0) end
       list = got or {}
-      s.extra = extra
+      b.extra[i] = extra
     end
-    inputs[i] = list
+    b.inputs[i] = list
     local n = 0
-    for _, b in ipairs(list) do n = n + b:nrows() end
-    counts[i] = n
-    total = total + n
-    s.node.current = list
+    for _, x in ipairs(list) do n = n + x:nrows() end
+    b.counts[i] = n
+    b.total = b.total + n
   end
-  local t2 = clock()
+end
 
-  -- The plan; stateful operators use the query's state, with this batch's
-  -- watermark for eviction and the previous batch's for late rows (Spark
-  -- 3.4+, SEMANTICS.md s.2).
-  local batch_wm = entry.watermark
-  for _, m in ipairs(self._marks) do m.node.stats = { count = 0, sum = 0 } end
-  local late_fn = self._late_topic and function(b) late_rows[#late_rows + 1] = b end or nil
-  for _, op in ipairs(self._ops) do
-    op.metrics = { updated = 0, dropped_by_watermark = 0, dropped_duplicates = 0 }
-    op.node.run = { state = op.state, mode = self._mode, watermark = batch_wm,
-      late_watermark = batch_wm and self._late_watermark, metrics = op.metrics, late = late_fn, first = 0 }
-  end
-  local outputs = {}
-  local ok, err = pcall(function()
-    for b in self._root.open() do outputs[#outputs + 1] = b end
-  end)
-  for _, op in ipairs(self._ops) do op.node.run = nil end
-  local stats = {}
-  for i, m in ipairs(self._marks) do stats[i], m.node.stats = m.node.stats, nil end
-  if not ok then
-    for _, b in ipairs(outputs) do b:close() end
-    close_inputs()
-    error(format("batch %d: %s", N, tostring(err)), 0)
-  end
-  local t3 = clock()
+-- Phase 3, execute: the plan instance over the inputs. Stateful operators
+-- use the query's state, with this batch's watermark for eviction and the
+-- previous batch's for late rows (Spark 3.4+, SEMANTICS.md s.2).
+function Query:_execute(b)
+  local late = b.late_rows
+  local ok, outputs, info = pcall(self._plan.execute, self._plan, b.inputs, {
+    mode = self._mode, watermark = b.watermark, late_watermark = b.watermark and self._late_watermark,
+    late = self._late_topic and function(x) late[#late + 1] = x end or nil, states = self._states,
+  })
+  if not ok then error(format("batch %d: %s", b.id, tostring(outputs)), 0) end
+  b.outputs, b.metrics, b.stats = outputs, info.metrics, info.stats
+end
 
-  -- The late rows, then the sink (both idempotent per batch id).
-  if #late_rows > 0 then
-    local lok, lerr = pcall(self._write_late, self, N, late_rows)
-    if not lok then
-      for _, b in ipairs(outputs) do b:close() end
-      close_inputs()
-      error(format("batch %d: late rows: %s", N, util.strip_position(lerr)), 0)
-    end
+-- Phase 4, deliver: the late rows, then the sink (both idempotent per
+-- batch id).
+function Query:_deliver(b)
+  if #b.late_rows > 0 then
+    local ok, err = pcall(self._write_late, self, b.id, b.late_rows)
+    if not ok then error(format("batch %d: late rows: %s", b.id, util.strip_position(err)), 0) end
   end
-  local sok, serr = xpcall(self._sink.add_batch, debug.traceback, self._sink, N, outputs, self._mode,
+  local outputs = b.outputs
+  local ok, err = xpcall(self._sink.add_batch, debug.traceback, self._sink, b.id, outputs, self._mode,
     self._root.schema)
-  local out_rows = 0
-  for _, b in ipairs(outputs) do out_rows = out_rows + b:nrows() end
-  if not sok then
-    close_inputs()
-    error(format("batch %d: sink %s: %s", N, self._sink.description or self._sink_name, tostring(serr)), 0)
+  b.out_rows = 0
+  for _, x in ipairs(outputs) do b.out_rows = b.out_rows + x:nrows() end
+  if not ok then
+    b.outputs = {} -- a sink that failed may hold them: left to the collector
+    error(format("batch %d: sink %s: %s", b.id, self._sink.description or self._sink_name, tostring(err)), 0)
   end
-  local t4 = clock()
+end
 
-  -- Commit: state changes, commit entry and next watermark in one
-  -- transaction. A crash before it re-runs the batch on the state as of
-  -- the last commit (the in-memory state dies with the process).
-  if batch_wm then
-    for i, m in ipairs(self._marks) do m.node.stats = stats[i] end
-    self._advance_watermark(self)
-    for _, m in ipairs(self._marks) do m.node.stats = nil end
-  end
-  local changes, totals = {}, {}
+-- Phase 5, commit: state changes, commit entry and next watermark in one
+-- transaction; then the sources learn their committed end. A crash before
+-- it re-runs the batch on the state as of the last commit (the in-memory
+-- state dies with the process).
+function Query:_commit(b)
+  local ck, N, batch_wm = self._ck, b.id, b.watermark
+  if batch_wm then self:_advance_watermark(b.stats) end
+  local changes = {}
+  b.totals = {}
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
     changes[op.name] = dels == nil and puts or { put = puts, del = dels }
-    totals[k] = op.state.rows()
+    b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
-  for _, b in ipairs(outputs) do b:close() end
-  close_inputs()
+  b:release()
   for i, s in ipairs(self._sources) do
-    if s.inst.commit and ends[i] ~= nil then
-      local cok, cerr = pcall(s.inst.commit, s.inst, ends[i])
-      if not cok then error(format("source %s: commit: %s", s.description, util.strip_position(cerr)), 0) end
+    if s.inst.commit and b.ends[i] ~= nil then
+      local ok, err = pcall(s.inst.commit, s.inst, b.ends[i])
+      if not ok then error(format("source %s: commit: %s", s.description, util.strip_position(err)), 0) end
     end
-    self._ends[i] = ends[i]
+    self._ends[i] = b.ends[i]
   end
   self._pending = nil
   self._next = N + 1
@@ -848,32 +850,33 @@ function Query:_step()
     end
   end
   if N % 10 == 0 and N >= KEEP_LOGS then ck:purge(N - KEEP_LOGS + 1) end
-  local t5 = clock()
+end
 
-  -- Progress.
+-- The progress report of a committed batch, to recent_progress and the
+-- listeners.
+function Query:_report(b)
+  local t = b.t
+  local t0, t5 = t[0], t[5]
   local since = self._last_trigger and (t0 - self._last_trigger) or (t5 - t0)
   self._last_trigger = t0
   local srcs = {}
   for i, s in ipairs(self._sources) do
-    srcs[i] = { description = s.description, start_offset = starts[i], end_offset = ends[i],
-      num_input_rows = counts[i] }
-    if s.extra then
-      for k, v in pairs(s.extra) do srcs[i][k] = v end
-      s.extra = nil
-    end
+    srcs[i] = { description = s.description, start_offset = b.starts[i], end_offset = b.ends[i],
+      num_input_rows = b.counts[i] }
+    for k, v in pairs(b.extra[i] or {}) do srcs[i][k] = v end
   end
   local ops = {}
   for k, op in ipairs(self._ops) do
-    local m = op.metrics
-    ops[k] = { name = op.node.stateful, num_rows_total = totals[k], num_rows_updated = m.updated,
+    local m = b.metrics[k]
+    ops[k] = { name = op.node.stateful, num_rows_total = b.totals[k], num_rows_updated = m.updated,
       num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
       memory_bytes = op.state.bytes() }
   end
   local event_time = {}
-  if batch_wm then
-    event_time.watermark = batch_wm
+  if b.watermark then
+    event_time.watermark = b.watermark
     local n, sum, lo, hi = 0, 0, nil, nil
-    for _, st in ipairs(stats) do
+    for _, st in ipairs(b.stats) do
       if st.count > 0 then
         n, sum = n + st.count, sum + st.sum
         lo = (lo == nil or st.min < lo) and st.min or lo
@@ -883,14 +886,14 @@ function Query:_step()
     if n > 0 then event_time.min, event_time.max, event_time.avg = lo, hi, math.floor(sum / n + 0.5) end
   end
   local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
-  local total_ms = t5 - t0
+  local total, total_ms = b.total, t5 - t0
   local p = {
-    id = self._id, name = self._name, batch_id = N, timestamp = entry.timestamp, num_input_rows = total,
-    num_output_rows = out_rows,
+    id = self._id, name = self._name, batch_id = b.id, timestamp = b.entry.timestamp, num_input_rows = total,
+    num_output_rows = b.out_rows,
     input_rows_per_second = since > 0 and total / since * 1000 or 0,
     processed_rows_per_second = total_ms > 0 and total / total_ms * 1000 or 0,
-    duration_ms = { get_offset = ms(t1 - t0), get_batch = ms(t2 - t1), execution = ms(t3 - t2),
-      add_batch = ms(t4 - t3), commit = ms(t5 - t4), total = ms(total_ms) },
+    duration_ms = { get_offset = ms(t[1] - t0), get_batch = ms(t[2] - t[1]), execution = ms(t[3] - t[2]),
+      add_batch = ms(t[4] - t[3]), commit = ms(t5 - t[4]), total = ms(total_ms) },
     event_time = event_time,
     state_operators = ops, sources = srcs, sink = { description = self._sink.description or self._sink_name },
   }
@@ -901,6 +904,30 @@ function Query:_step()
     local lok, lerr = pcall(fn, self, p) -- the batch is committed: a listener cannot fail it
     if not lok then io.stderr:write(format("tide: progress listener: %s\n", tostring(lerr))) end
   end
+end
+
+-- One trigger: the phases of one micro-batch; returns true when a batch
+-- ran. A phase that fails raises its error (naming the batch and what
+-- failed) after the batch's batches are closed; nothing of it is
+-- committed.
+function Query:_step()
+  local t0 = clock()
+  local b = self:_plan_offsets()
+  if not b then return false end
+  b.t[0], b.t[1] = t0, clock()
+  local ok, err = pcall(function()
+    self:_fetch(b)
+    b.t[2] = clock()
+    self:_execute(b)
+    b.t[3] = clock()
+    self:_deliver(b)
+    b.t[4] = clock()
+    self:_commit(b)
+    b.t[5] = clock()
+  end)
+  b:release()
+  if not ok then error(err, 0) end
+  self:_report(b)
   self._status.message = "Waiting for next trigger"
   return true
 end
@@ -914,7 +941,6 @@ function Query:_close_all()
       local ok, e = pcall(s.inst.stop, s.inst)
       if not ok then first = first or e end
     end
-    s.node.current = nil
   end
   if self._sink and self._sink.stop then
     local ok, e = pcall(self._sink.stop, self._sink)
@@ -1065,6 +1091,9 @@ function M.run()
   end
   return true
 end
+
+-- Frame:write_stream starts a query (frame.lua cannot require this module).
+frame.set_engine("start", M.start)
 
 M.Query = Query
 return M

@@ -15,7 +15,8 @@
 --
 -- This module plans: the spec object, the node's analysis and output
 -- schema, the projection of the columns the operator reads, and the glue
--- to the streaming engine (lua/tide/query.lua). The operator itself is
+-- to the execution layer (lua/tide/exec.lua: the node brings its operator
+-- as node.physical, run(batches, ctx)). The computation itself is
 -- core/session.c (tide.Session): sort by key and time, sweep, merge, over
 -- a core/agg aggregation whose records are the session state
 -- (docs/FORMAT.md, "Session window state").
@@ -87,7 +88,7 @@ local function new_state(p)
 end
 
 --- The plan node of a session window aggregation (see the module header
--- and the engine interface in lua/tide/query.lua).
+-- and the operator interface in lua/tide/exec.lua).
 -- @tab spec `{ input, keys, key_fields, col, col_name, gap, specs, args,
 -- schema, window_index, label }`, from frame.lua's Grouped:agg
 function M.node(spec)
@@ -163,41 +164,40 @@ function M.node(spec)
     return b
   end
 
-  local function one(b)
-    local done = false
-    return function()
-      if done then return nil end
-      done = true
-      return b
-    end
-  end
+  local one = util.once
 
-  function node.open()
-    local run = node.run -- set by the streaming engine while a micro-batch runs
-    if not run then
-      local s = new_state(p).session
-      for b in input.open() do
-        push(s, b)
-        if input.owns then b:close() end
+  -- The operator (tide.exec's interface): run(batches, ctx) with ctx nil
+  -- for a static run, else the micro-batch's context (state, mode,
+  -- watermark, late_watermark, metrics, late).
+  function node.physical()
+    local op = { owns = true, new_state = node.new_state }
+    function op.run(self, batches, run)
+      if not run then
+        local s = new_state(p).session
+        for b in batches do
+          push(s, b)
+          self:release(b)
+        end
+        return one(ok_batch(s:result()))
       end
-      return one(ok_batch(s:result()))
+      local s, append = run.state.session, run.mode == "append"
+      if run.mode ~= "append" and run.mode ~= "complete" then
+        error("session_window: output mode " .. tostring(run.mode) .. " (append and complete only)", 0)
+      end
+      local late_bound = append and run.late_watermark or nil
+      for b in batches do
+        local info = push(s, b, late_bound, run.late ~= nil)
+        run.metrics.dropped_by_watermark = run.metrics.dropped_by_watermark + info.late
+        run.metrics.updated = run.metrics.updated + info.updated
+        if info.lost then run.late(info.lost) end
+        self:release(b)
+      end
+      if not append then return one(ok_batch(s:result())) end
+      local wm = run.watermark
+      if wm == nil then return one(ok_batch(core.rows_batch(spec.schema, {}))) end
+      return one(ok_batch(s:evict(wm)))
     end
-    local s, append = run.state.session, run.mode == "append"
-    if run.mode ~= "append" and run.mode ~= "complete" then
-      error("session_window: output mode " .. tostring(run.mode) .. " (append and complete only)", 0)
-    end
-    local late_bound = append and run.late_watermark or nil
-    for b in input.open() do
-      local info = push(s, b, late_bound, run.late ~= nil)
-      run.metrics.dropped_by_watermark = run.metrics.dropped_by_watermark + info.late
-      run.metrics.updated = run.metrics.updated + info.updated
-      if info.lost then run.late(info.lost) end
-      if input.owns then b:close() end
-    end
-    if not append then return one(ok_batch(s:result())) end
-    local wm = run.watermark
-    if wm == nil then return one(ok_batch(core.rows_batch(spec.schema, {}))) end
-    return one(ok_batch(s:evict(wm)))
+    return op
   end
   return node
 end

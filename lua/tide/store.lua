@@ -14,11 +14,12 @@
 
 local core = require "tide.core"
 local util = require "tide.util"
+local frame = require "tide.frame"
 
 local M = {}
 
 local format, concat = string.format, table.concat
-local error, type, setmetatable, getmetatable, ipairs, pairs = error, type, setmetatable, getmetatable, ipairs, pairs
+local error, type, setmetatable, getmetatable, ipairs = error, type, setmetatable, getmetatable, ipairs
 
 --- Stores open in this process, by absolute path.
 local open_dirs = setmetatable({}, { __mode = "v" })
@@ -111,6 +112,47 @@ function M.shared(dir)
   return M.open(dir)
 end
 
+--- The default store: the one open in this process at `$TIDE_DATA`
+-- (else `./tide-data`, or the directory given to set_default_dir), or,
+-- with `opts`, a new handle opened there with them.
+-- @tab[opt] opts as for `open`
+-- @return a store
+function M.default_store(opts)
+  local dir = M.default_dir()
+  if opts == nil then return M.shared(dir) end
+  return M.open(dir, opts)
+end
+
+local default_dir
+
+--- The directory of the default store.
+function M.default_dir()
+  if default_dir then return default_dir end
+  local dir = os.getenv("TIDE_DATA")
+  if not dir or dir == "" then dir = "./tide-data" end
+  return dir
+end
+
+--- Make `dir` the default store's directory in this process (`tide run
+-- --data`); nil goes back to `$TIDE_DATA`, else `./tide-data`.
+function M.set_default_dir(dir) default_dir = dir end
+
+--- Raise when `v` is not an open tide store (argument checks of the
+-- layers above: tide.query, the connectors' helper).
+-- @int[opt=1] level the error level, as for error
+function M.check(v, level)
+  return check_store(v, (level or 1) + 1)
+end
+
+--- True when `v` is a tide store (open or not).
+function M.is_store(v) return getmetatable(v) == Store end
+
+--- True when store `s` is open.
+function M.is_open(s) return s._c:is_open() end
+
+--- The directory store `s` was opened at, even once closed.
+function M.directory(s) return s._dir end
+
 --- The store's directory, as given to `open`.
 function Store:path()
   check_store(self)
@@ -165,7 +207,7 @@ function Store:create_topic(name, opts)
     if type(o.schema) ~= "string" and type(o.schema) ~= "table" then
       error("create_topic: option 'schema' must be a DDL string or an array of fields, got " .. type(o.schema), 2)
     end
-    local okp, err = pcall(core.schema_parse, o.schema)
+    local okp, err = core.schema(o.schema)
     if not okp then error("create_topic: bad schema: " .. util.strip_position(err), 2) end
   end
   local r, msg = c:create_topic(name, {
@@ -256,29 +298,14 @@ function Store:read(name, opts)
   -- times are checked now, when the frame is built, not when it runs
   if o.from_time ~= nil then o.from_time = M.time_arg(o.from_time, "from_time", 3) end
   if o.to_time ~= nil then o.to_time = M.time_arg(o.to_time, "to_time", 3) end
-  local frame = require "tide.frame"
   local sc = t:schema(o.schema_version)
   return frame.from_batches(format("Topic %s", name), sc.fields, function()
     return t:batches(o)
   end, true)
 end
 
---- A streaming frame over a topic (the `topic` source of connectors/topic.lua).
--- @string name the topic
--- @tab[opt] opts `starting_offset` ("earliest", "latest", or `{ [partition] = offset }`),
--- `max_records_per_trigger`
--- @return a streaming frame
-function Store:read_stream(name, opts)
-  check_store(self)
-  if type(name) ~= "string" then error("read_stream: bad argument #1: expected a topic name, got " .. type(name), 2) end
-  if opts ~= nil and type(opts) ~= "table" then
-    error("read_stream: bad argument #2: expected an option table, got " .. type(opts), 2)
-  end
-  local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  o.store, o.topic = self, name
-  return require("tide.query").read_stream("topic", o)
-end
+-- (Store:read_stream, a streaming frame over a topic, is given by tide.query:
+-- a stream belongs to the layers above this one.)
 
 -- ------------------------------------------------------------------------
 -- Schema registry
@@ -288,7 +315,7 @@ local function check_schema_value(schema, what)
   if type(schema) ~= "string" and type(schema) ~= "table" then
     error(format("%s: bad argument #2: expected a DDL string or an array of fields, got %s", what, type(schema)), 3)
   end
-  local ok, err = pcall(core.schema_parse, schema)
+  local ok, err = core.schema(schema)
   if not ok then error(format("%s: bad schema: %s", what, util.strip_position(err)), 3) end
 end
 

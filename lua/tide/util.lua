@@ -13,6 +13,8 @@
 --
 -- @module tide.util
 
+local cjson = require "cjson"
+
 local M = {}
 
 local type, tostring, error, pairs, ipairs = type, tostring, error, pairs, ipairs
@@ -299,6 +301,38 @@ function M.iso8601(ms)
 end
 
 -- ------------------------------------------------------------------------
+-- Iterators
+-- ------------------------------------------------------------------------
+
+--- An iterator of one value (none when v is nil).
+function M.once(v)
+  local done = false
+  return function()
+    if done then return nil end
+    done = true
+    return v
+  end
+end
+
+--- The values of iterators one after the other: open(1), open(2), ...
+-- until open(k) returns nil (each is opened when the one before ends).
+function M.chain(open)
+  local k, cur = 0, nil
+  return function()
+    while true do
+      if cur then
+        local v = cur()
+        if v ~= nil then return v end
+        cur = nil
+      end
+      k = k + 1
+      cur = open(k)
+      if cur == nil then return nil end
+    end
+  end
+end
+
+-- ------------------------------------------------------------------------
 -- Error messages
 -- ------------------------------------------------------------------------
 
@@ -322,6 +356,18 @@ end
 -- ------------------------------------------------------------------------
 -- JSON for logs (offset and commit entries)
 -- ------------------------------------------------------------------------
+--
+-- One codec per job on the Lua side: lua-cjson decodes every Lua-side
+-- document (json_decode below) and encodes text that is only shown. This
+-- canonical encoder stays for what the engine writes, reads back and
+-- compares, where lua-cjson's output would be wrong: lua-cjson 2.1 prints
+-- numbers with 14 significant digits (an offset, a byte position or a
+-- timestamp in microseconds past 10^14 would change on the way through the
+-- log) and writes object keys in hash order (the engine decides "is there
+-- new data" by comparing offsets as text, which needs equal values to give
+-- equal text). Its users: the offset and commit logs (tide.query), the
+-- file source's range log and the file sink's manifest, schema defaults
+-- (tide.schema) and the keys of session-window state (tide.session).
 
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
   ["\f"] = "\\f" }
@@ -418,7 +464,6 @@ end
 --- Decode JSON text: integral numbers become integers, null becomes nil.
 -- @return value, or nil and a message
 function M.json_decode(text)
-  local cjson = require "cjson"
   local ok, v = pcall(cjson.decode, text)
   if not ok then return nil, tostring(v) end
   return normalize(v, cjson.null)

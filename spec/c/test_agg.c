@@ -1,8 +1,9 @@
 /*
- * test_agg.c: hash aggregation. Every aggregate with NULLs (all-NULL groups,
- * NULL keys as a group of their own), key types (inline and arena strings,
- * NaN and -0.0, bool, json, no keys at all), wrapping sums, min/max of
- * strings, first/last order, count_distinct exactness, table growth,
+ * test_agg.c: hash aggregation, and the aggregation operator (tide_agg_push:
+ * filters, windows, late pairs, time statistics). Every aggregate with
+ * NULLs (all-NULL groups, NULL keys as a group of their own), key types
+ * (inline and arena strings, NaN and -0.0, bool, json, no keys at all),
+ * wrapping sums, min/max of strings, first/last order, count_distinct exactness, table growth,
  * memory that grows with groups only, the errors, and 100k random rows
  * checked against a naive reference and fed whole or in random slices.
  * Frees everything it makes.
@@ -2237,6 +2238,262 @@ static void test_event_remove_lookup(void) {
   tide_schema_unref(in);
 }
 
+/* ----------------------------------------------------------- tide_agg_push --- */
+
+/* Rows of (t timestamp?, k string?, v int?); t < 0 and k NULL are NULL. */
+static tide_batch_t *tkv_rows(tide_schema_t *in, const int64_t *t, const char *const *k, const int64_t *v, uint32_t n) {
+  tide_batch_t *b = tide_batch_new(in, n);
+  for (uint32_t i = 0; b && i < n; i++) {
+    if (tide_batch_row_begin(b)) break;
+    if (t[i] < 0) tide_batch_set_null(b, 0);
+    else tide_batch_set_i64(b, 0, t[i]);
+    if (k[i]) tide_batch_set_str(b, 1, k[i], strlen(k[i]));
+    else tide_batch_set_null(b, 1);
+    tide_batch_set_i64(b, 2, v[i]);
+    tide_batch_row_commit(b);
+  }
+  return b;
+}
+
+static tide_expr_t *compile(const char *text, tide_schema_t *s) {
+  tide_expr_t *e = NULL;
+  tide_err_t err = {0, ""};
+  if (tide_expr_compile(text, strlen(text), s, 0, &e, &err)) fprintf(stderr, "%s: %s\n", text, err.msg);
+  return e;
+}
+
+static tide_agg_input_t push_input(const tide_batch_t *b, const tide_agg_key_src_t *keys, const tide_expr_t *const *args) {
+  tide_agg_input_t in;
+  memset(&in, 0, sizeof in);
+  in.batch = b;
+  in.keys = keys;
+  in.args = args;
+  in.window_col = in.late_col = in.time_col = -1;
+  return in;
+}
+
+/* A filter expression, a tumbling window on t (the repeated path: a NULL
+ * time has no window), late pairs judged by the window's end, an
+ * evaluated argument, the rows that were lost and that created a group,
+ * and the time statistics of the rows the filter kept. */
+static void test_push_filter_window_late(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?");
+  tide_schema_t *ks = schema("window_start timestamp, k string?");
+  int64_t t[] = {1000, 5000, 12000, -1, 15000, 3000};
+  const char *k[] = {"a", "b", "a", "a", "b", "a"};
+  int64_t v[] = {1, 2, 3, 4, -1, 5};
+  tide_batch_t *b = tkv_rows(in, t, k, v, 6);
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"}};
+  tide_agg_t *a;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
+  tide_expr_t *kexpr = compile("k", in), *arg = compile("v * 10", in), *filter = compile("v > 0", in);
+  tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_START, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
+  const tide_expr_t *args[] = {NULL, arg};
+  tide_window_t w = {10000, 10000, 0};
+  tide_agg_input_t pin = push_input(b, keys, args);
+  pin.window = &w;
+  pin.window_col = 0;
+  pin.filter = filter;
+  pin.late_col = 0;
+  pin.late_bound = 10000; /* the window [0, 10000) ends at the bound: late */
+  pin.want_created = 1;
+  pin.time_col = 0;
+  tide_agg_output_t out;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), 0);
+  /* kept: rows 0, 1, 2, 3, 5; pairs: 0, 1, 2, 5 (row 3 has no time) */
+  T_EQ_INT(out.pushed, 1);
+  T_EQ_INT(out.late_pairs, 3);
+  T_EQ_INT(out.late_groups, 2); /* (0, a) and (0, b) */
+  T_EQ_INT(out.time_count, 4);
+  T_EQ_INT(out.time_min, 1000);
+  T_EQ_INT(out.time_max, 12000);
+  T_CHECK(out.time_sum == 21000.0);
+  T_CHECK(out.lost != NULL && out.created != NULL);
+  if (out.lost && out.created) {
+    T_EQ_INT(out.lost->nrows, 3); /* rows 0, 1, 5: every pair late */
+    T_EQ_INT(out.lost->schema->nfields, 3);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[0], 0), 1000);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[0], 1), 5000);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[0], 2), 3000);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[2], 2), 5);
+    T_EQ_INT(out.created->nrows, 1); /* row 2 made (10000, a) */
+    T_EQ_INT(tide_col_i64(&out.created->cols[0], 0), 12000);
+    T_CHECK(str_eq(&out.created->cols[1], 0, "a"));
+  }
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  tide_batch_t *r;
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  T_EQ_INT(r->nrows, 1);
+  T_EQ_INT(tide_col_i64(&r->cols[0], 0), 10000);
+  T_CHECK(str_eq(&r->cols[1], 0, "a"));
+  T_EQ_INT(tide_col_i64(&r->cols[2], 0), 1);
+  T_EQ_INT(tide_col_i64(&r->cols[3], 0), 30);
+  tide_batch_free(r);
+  /* no late pair: no lost batch; a filter that keeps every row */
+  tide_expr_t *all = compile("v > -100", in);
+  pin.filter = all;
+  pin.late_bound = -1;
+  pin.want_created = 0;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), 0);
+  T_EQ_INT(out.pushed, 5); /* every row with a time */
+  T_EQ_INT(out.late_pairs, 0);
+  T_CHECK(out.lost == NULL && out.created == NULL);
+  T_EQ_INT(out.time_count, 5);
+  T_EQ_INT(tide_agg_groups(a), 4); /* (10000, a), then (0, a), (0, b), (10000, b) */
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  T_EQ_INT(r->nrows, 4);
+  T_EQ_INT(tide_col_i64(&r->cols[2], 0), 2); /* (10000, a): row 2 twice */
+  T_EQ_INT(tide_col_i64(&r->cols[3], 0), 60);
+  T_EQ_INT(tide_col_i64(&r->cols[0], 3), 10000); /* row 4, kept now */
+  T_CHECK(str_eq(&r->cols[1], 3, "b"));
+  T_EQ_INT(tide_col_i64(&r->cols[3], 3), -10);
+  T_EQ_INT(tide_col_i64(&r->cols[2], 1), 2); /* (0, a): rows 0 and 5 */
+  T_EQ_INT(tide_col_i64(&r->cols[3], 1), 60);
+  tide_batch_free(r);
+  tide_expr_free(all);
+  tide_expr_free(kexpr);
+  tide_expr_free(arg);
+  tide_expr_free(filter);
+  tide_batch_free(b);
+  tide_agg_free(a);
+  tide_schema_unref(in);
+  tide_schema_unref(ks);
+}
+
+/* Sliding windows over the caller's selection (a Lua filter's rows), the
+ * window's end as a key, late rows judged by another column (each row's
+ * pairs all late or all not), and a row that creates two groups. */
+static void test_push_select_sliding(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, u int?");
+  tide_schema_t *ks = schema("window_end timestamp, k string?");
+  int64_t t[] = {7000, 2000, 12000, 8000};
+  const char *k[] = {"a", "b", "a", "b"};
+  int64_t u[] = {1, 100, 50, 5};
+  tide_batch_t *b = tkv_rows(in, t, k, u, 4);
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_MAX, TIDE_T_INT, "top"}};
+  tide_agg_t *a;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, sp, 2, &a, &err), 0);
+  tide_expr_t *kexpr = compile("k", in), *uexpr = compile("u", in);
+  tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_END, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
+  const tide_expr_t *args[] = {NULL, uexpr};
+  tide_window_t w = {10000, 5000, 0};
+  uint32_t sel[] = {0, 2, 3};
+  tide_agg_input_t pin = push_input(b, keys, args);
+  pin.window = &w;
+  pin.window_col = 0;
+  pin.select = sel;
+  pin.nselect = 3;
+  pin.late_col = 2;
+  pin.late_bound = 5; /* u <= 5: rows 0 and 3 */
+  pin.want_created = 1;
+  pin.time_col = 2;
+  tide_agg_output_t out;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), 0);
+  T_EQ_INT(out.pushed, 2);      /* row 2's windows [5000, 15000) and [10000, 20000) */
+  T_EQ_INT(out.late_pairs, 4);  /* two windows each of rows 0 and 3 */
+  T_EQ_INT(out.late_groups, 4); /* (10000, a), (15000, a), (10000, b), (15000, b) */
+  T_EQ_INT(out.time_count, 3);
+  T_EQ_INT(out.time_min, 1);
+  T_EQ_INT(out.time_max, 50);
+  T_CHECK(out.time_sum == 56.0);
+  T_CHECK(out.lost != NULL && out.created != NULL);
+  if (out.lost && out.created) {
+    T_EQ_INT(out.lost->nrows, 2);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[2], 0), 1);
+    T_EQ_INT(tide_col_i64(&out.lost->cols[2], 1), 5);
+    T_EQ_INT(out.created->nrows, 1); /* row 2, once for its two groups */
+    T_EQ_INT(tide_col_i64(&out.created->cols[0], 0), 12000);
+  }
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  tide_batch_t *r;
+  T_EQ_INT(tide_agg_result(a, &r, &err), 0);
+  T_EQ_INT(r->nrows, 2);
+  T_EQ_INT(tide_col_i64(&r->cols[0], 0), 15000);
+  T_EQ_INT(tide_col_i64(&r->cols[0], 1), 20000);
+  T_CHECK(str_eq(&r->cols[1], 0, "a") && str_eq(&r->cols[1], 1, "a"));
+  T_EQ_INT(tide_col_i64(&r->cols[2], 0), 1);
+  T_EQ_INT(tide_col_i64(&r->cols[3], 1), 50);
+  tide_batch_free(r);
+  /* the same rows again: no group is new */
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), 0);
+  T_CHECK(out.created != NULL && out.created->nrows == 0);
+  T_EQ_INT(out.pushed, 2);
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  tide_expr_free(kexpr);
+  tide_expr_free(uexpr);
+  tide_batch_free(b);
+  tide_agg_free(a);
+  tide_schema_unref(in);
+  tide_schema_unref(ks);
+}
+
+/* Inputs that do not fit: nothing is aggregated and err says why. */
+static void test_push_errors(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?");
+  tide_schema_t *ks = schema("window_start timestamp, k string?");
+  int64_t t[] = {1000}, v[] = {1};
+  const char *k[] = {"a"};
+  tide_batch_t *b = tkv_rows(in, t, k, v, 1);
+  tide_agg_spec_t sp[] = {{TIDE_AGG_COUNT_STAR, 0, "n"}};
+  tide_agg_t *a;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(ks, sp, 1, &a, &err), 0);
+  tide_expr_t *kexpr = compile("k", in), *filter = compile("v > 0", in);
+  tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_START, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
+  const tide_expr_t *args[] = {NULL};
+  tide_window_t w = {1000, 1000, 0}, bad = {1000, 2000, 0};
+  uint32_t sel[] = {0}, unordered[] = {0, 0};
+  tide_agg_output_t out;
+  tide_agg_input_t pin = push_input(b, keys, args);
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "key 0: a window key without a window");
+  pin.window = &bad;
+  pin.window_col = 0;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  pin.window = &w;
+  pin.window_col = 1;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "window column 1 ('k') is string, expected timestamp or int");
+  pin.window_col = 0;
+  pin.late_col = 3;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "late column 3 does not exist (the batch has 3 columns)");
+  pin.late_col = -1;
+  pin.filter = filter;
+  pin.select = sel;
+  pin.nselect = 1;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_EQ_STR(err.msg, "both a filter and a selection");
+  pin.filter = NULL;
+  pin.select = unordered;
+  pin.nselect = 2;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_CHECK(out.lost == NULL && out.created == NULL);
+  T_EQ_INT(tide_agg_groups(a), 0);
+  /* a filter that is not bool: tide_expr_select's error */
+  tide_expr_t *notbool = compile("v", in);
+  pin.select = NULL;
+  pin.nselect = 0;
+  pin.filter = notbool;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_EINVAL);
+  T_EQ_INT(tide_agg_groups(a), 0);
+  pin.filter = NULL;
+  T_EQ_INT(tide_agg_push(a, &pin, &out, &err), 0);
+  T_EQ_INT(tide_agg_groups(a), 1);
+  tide_expr_free(notbool);
+  tide_expr_free(kexpr);
+  tide_expr_free(filter);
+  tide_batch_free(b);
+  tide_agg_free(a);
+  tide_schema_unref(in);
+  tide_schema_unref(ks);
+}
+
 int main(void) {
   T_RUN(test_every_aggregate);
   T_RUN(test_errors);
@@ -2262,5 +2519,8 @@ int main(void) {
   T_RUN(test_event_evict_by_aggregate);
   T_RUN(test_event_merge);
   T_RUN(test_event_remove_lookup);
+  T_RUN(test_push_filter_window_late);
+  T_RUN(test_push_select_sliding);
+  T_RUN(test_push_errors);
   T_DONE();
 }

@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "expr.h"
-#include "json.h"
 #include "vec.h"
 #include "t.h"
 

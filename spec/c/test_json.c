@@ -1,5 +1,6 @@
 /*
- * test_json.c: the JSON lines decoder (every type, escapes, UTF-8, NULLs,
+ * test_json.c: the JSON scanner (json.h), the JSON lines codec (jsonl.h)
+ * and timestamps (ts.h): the decoder (every type, escapes, UTF-8, NULLs,
  * missing / unknown / duplicate keys, exact error texts, WHOLE mode), the
  * encoder and its round trip, compact/quote/number, timestamps, and seeded
  * random garbage that must never crash nor leave a row behind.
@@ -8,6 +9,8 @@
 #include <stdint.h>
 
 #include "json.h"
+#include "jsonl.h"
+#include "ts.h"
 #include "t.h"
 
 static tide_schema_t *schema(const char *ddl) {
@@ -331,6 +334,50 @@ static int64_t ts(const char *s, int *rc) {
   return ms;
 }
 
+/* The scanner's pieces, as the codecs use them: strings in place or
+ * unescaped into the cursor's buffer, integers and their bounds, numbers,
+ * any value compacted, and error columns counted from the cursor's start. */
+static void test_scanner_pieces(void) {
+  tide_err_t err = {0, ""};
+  tide_buf_t tmp = TIDE_BUF_INIT, val = TIDE_BUF_INIT;
+  const char *text = "  \"plain\" \"a\\u00e9\\n\" [1, {\"k\" : null}] -12 9223372036854775808 1.5e3 \"bad";
+  tide_json_cur_t x = {text, text + strlen(text), &err, &tmp};
+  const char *p = tide_json_ws(text, x.end), *q, *sp;
+  size_t n;
+  T_EQ_INT(p - text, 2);
+  T_EQ_INT(tide_json_str(&x, p, &q, &sp, &n), 0);
+  T_CHECK(n == 5 && !memcmp(sp, "plain", 5) && sp == p + 1); /* no escapes: in place */
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_str(&x, p, &q, &sp, &n), 0);
+  T_CHECK(n == 4 && !memcmp(sp, "a\xc3\xa9\n", 4) && sp == tmp.data); /* unescaped into tmp */
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_value(&x, p, &q, &val), 0);
+  T_CHECK(val.len == 14 && !memcmp(val.data, "[1,{\"k\":null}]", 14));
+  int64_t v;
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_int(p, x.end, &q, &v), 1);
+  T_EQ_INT(v, -12);
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_int(p, x.end, &q, &v), 2); /* beyond int64 */
+  int isint;
+  T_EQ_INT(tide_json_num(&x, p, &q, &isint), 0);
+  T_EQ_INT(isint, 1);
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_int(p, x.end, &q, &v), 0); /* a fraction or exponent: rescan */
+  T_EQ_INT(tide_json_num(&x, p, &q, &isint), 0);
+  T_EQ_INT(isint, 0);
+  T_CHECK(tide_json_num_value(p, (size_t)(q - p)) == 1500.0);
+  p = tide_json_ws(q, x.end);
+  T_EQ_INT(tide_json_str(&x, p, &q, NULL, NULL), TIDE_EPARSE);
+  T_EQ_STR(err.msg, "invalid JSON at column 71: unterminated string");
+  T_EQ_INT(tide_json_int("x", x.end, &q, &v), -1);
+  char shown[TIDE_JSON_SHOW_MAX + 4];
+  tide_json_show(shown, "0123456789012345678901234567890123456789\xc3\xa9tail", 46);
+  T_EQ_STR(shown, "0123456789012345678901234567890123456789...");
+  tide_buf_free(&tmp);
+  tide_buf_free(&val);
+}
+
 static void test_ts(void) {
   int rc;
   char buf[40];
@@ -471,6 +518,7 @@ int main(void) {
   T_RUN(test_whole);
   T_RUN(test_prediction_and_round_trip);
   T_RUN(test_number_quote_compact);
+  T_RUN(test_scanner_pieces);
   T_RUN(test_ts);
   T_RUN(test_fuzz);
   T_DONE();

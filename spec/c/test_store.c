@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "batch.h"
-#include "json.h"
+#include "jsonl.h"
 #include "schema.h"
 #include "seg.h"
 #include "store.h"
