@@ -17,6 +17,7 @@
 #include "batch.h"
 #include "err.h"
 #include "json.h"
+#include "jsonl.h"
 #include "schema.h"
 #include "session.h"
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c: the JSON-lines decoder (core/json.c). Each line of the input
+ * fuzz_json.c: the JSON-lines decoder (core/jsonl.c). Each line of the input
  * is decoded into FUZZ_DDL rows (strict and ignoring unknown fields) and
  * as a whole-line json column; every accepted row is encoded back and
  * must decode again to the same JSON. The JSON value scanner must give a
