@@ -12,7 +12,7 @@ CC        ?= gcc
 
 CFLAGS_BASE = -std=gnu11 -D_GNU_SOURCE -g $(OPT) -fPIC -Wall -Wextra -Wshadow -Wno-unused-parameter \
               -Icore -I$(LUA_INC) $(SAN)
-LDLIBS    = -luv -llmdb -lzstd -lm -lpthread
+LDLIBS    = -luv -llmdb -lzstd -lreadline -lm -lpthread
 
 CORE_SRC  = $(filter-out core/l_%.c,$(wildcard core/*.c))
 LUA_SRC   = $(wildcard core/l_*.c)
@@ -26,7 +26,7 @@ CORE_SO   = $(SO_DIR)/tide/core.so
 LIBTIDE   = $(BUILD)/libtide.a
 
 DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
-            libzstd-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
+            libzstd-dev libreadline-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
 .PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install

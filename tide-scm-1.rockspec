@@ -14,6 +14,7 @@ external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   LMDB = { header = "lmdb.h", library = "lmdb" },
   ZSTD = { header = "zstd.h", library = "zstd" },
+  READLINE = { header = "readline/readline.h", library = "readline" },
 }
 build = {
   type = "builtin",
@@ -43,17 +44,17 @@ build = {
     -- core/*.c belongs here: spec/rockspec_spec.lua checks it
     ["tide.core"] = {
       sources = {
-        "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/err.c",
-        "core/expr.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/loop.c", "core/registry.c",
-        "core/schema.c", "core/seg.c", "core/session.c", "core/sort.c", "core/store.c", "core/tier.c", "core/ts.c",
-        "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c", "core/l_ckpt.c", "core/l_core.c",
-        "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_loop.c", "core/l_ops.c", "core/l_schema.c",
-        "core/l_session.c", "core/l_store.c", "core/l_tide.c", "core/l_udf.c",
+        "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/decode.c",
+        "core/err.c", "core/expr.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/loop.c", "core/rate.c",
+        "core/registry.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sort.c", "core/store.c",
+        "core/tier.c", "core/ts.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c", "core/l_ckpt.c",
+        "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_loop.c", "core/l_ops.c",
+        "core/l_readline.c", "core/l_schema.c", "core/l_session.c", "core/l_store.c", "core/l_tide.c", "core/l_udf.c",
       },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(ZSTD_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(LMDB_LIBDIR)", "$(ZSTD_LIBDIR)" },
-      libraries = { "uv", "lmdb", "zstd", "m" },
+      incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(ZSTD_INCDIR)", "$(READLINE_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(LMDB_LIBDIR)", "$(ZSTD_LIBDIR)", "$(READLINE_LIBDIR)" },
+      libraries = { "uv", "lmdb", "zstd", "readline", "m" },
     },
   },
   install = { bin = { tide = "bin/tide" } },

@@ -464,42 +464,28 @@ function Source:_line_at(path, pos)
 end
 
 -- Decode `text` (starting at line st.line of st.path) into st.out; the bad
--- records follow bad_records. Returns the bytes consumed (complete records
--- only unless final).
+-- records follow bad_records (core/decode.c applies the policy: fail, drop
+-- and count, or set aside with the reason for the dead-letter topic).
+-- Returns the bytes consumed (complete records only unless final).
 function Source:_decode(st, text, final)
   local pos = 0
-  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown,
-    bad = self._bad == "drop" and "drop" or "fail" }
+  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown, bad = self._bad }
   while pos < #text do
     local rest = pos == 0 and text or text:sub(pos + 1)
     dopts.line = st.line
-    local b, used, lines, nbad = core.decode(self._format, self._schema, rest, final, dopts)
-    if b then
-      if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
-      st.dropped = st.dropped + nbad
-      st.line = st.line + lines
-      pos = pos + used
-      if used == 0 then break end
-    else
+    local b, used, lines, nbad, _, dead = core.decode(self._format, self._schema, rest, final, dopts)
+    if not b then
       local n, reason = used:match("^line (%d+): (.*)$")
-      n = tonumber(n)
-      if self._bad ~= "dead_letter" or not n then
-        error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
-      end
-      -- the records before line n are good: decode them, then set line n aside
-      local s = 1
-      for _ = st.line, n - 1 do s = rest:find("\n", s, true) + 1 end
-      if s > 1 then
-        local good = self:_decode(st, rest:sub(1, s - 1), true)
-        assert(good == s - 1 and st.line == n, "the records before a bad one decode")
-      end
-      local nl = rest:find("\n", s, true)
-      local stop = nl or #rest
-      local line_text = rest:sub(s, nl and nl - 1 or #rest):gsub("\r+$", "")
-      st.dead[#st.dead + 1] = { reason = reason, file = st.path, line = n, text = line_text }
-      st.line = n + 1
-      pos = pos + stop
+      error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
     end
+    if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
+    st.dropped = st.dropped + nbad
+    for _, r in ipairs(dead or {}) do
+      st.dead[#st.dead + 1] = { reason = r.reason, file = st.path, line = r.line, text = r.text }
+    end
+    st.line = st.line + lines
+    pos = pos + used
+    if used == 0 then break end
   end
   return pos
 end
@@ -656,40 +642,8 @@ M.sources.file = {
 local Sink = {}
 Sink.__index = Sink
 
--- One CSV cell: NULL is an empty field, an empty string "" (the reader's
--- rule); text with the separator, a quote, a newline or edge spaces quoted.
-local function csv_cell(v, ty)
-  if v == nil then return "" end
-  if ty == "json" then v = json_value(v)
-  elseif ty == "double" then v = (v ~= v or v == math.huge or v == -math.huge) and "null" or json_value(v + 0.0)
-  elseif type(v) ~= "string" then v = tostring(v) end
-  if v == "" or v:find('[,"\r\n]') or v:find("^%s") or v:find("%s$") then
-    return '"' .. v:gsub('"', '""') .. '"'
-  end
-  return v
-end
-
-local function csv_text(batches, schema)
-  local fields = type(schema) == "table" and schema or schema:fields()
-  local names, types = {}, {}
-  for i, f in ipairs(fields) do
-    names[i] = csv_cell(f[1], "string")
-    types[i] = f[2]:gsub("%?$", "")
-  end
-  local out = { concat(names, ","), "\n" }
-  local cells = {}
-  for _, b in ipairs(batches) do
-    for _, r in ipairs(b:rows()) do
-      for i, f in ipairs(fields) do cells[i] = csv_cell(r[f[1]], types[i]) end
-      out[#out + 1] = concat(cells, ",", 1, #fields)
-      out[#out + 1] = "\n"
-    end
-  end
-  return concat(out)
-end
-
 --- Write batch `batch_id` (see the file header): idempotent per batch id.
-function Sink:add_batch(batch_id, batches, mode, schema)
+function Sink:add_batch(batch_id, batches, mode)
   local what = self.description
   if mode ~= nil and mode ~= "append" then
     error(format("%s: output mode '%s' is not supported (file sinks take append only, as Spark's)", what,
@@ -715,8 +669,8 @@ function Sink:add_batch(batch_id, batches, mode, schema)
     text = {}
     for i, b in ipairs(batches) do text[i] = core.batch_json(b) end
   else
-    if not schema and batches[1] then schema = batches[1]:schema() end
-    text = csv_text(batches, schema)
+    -- encoded in C straight from the columns (core/csv.c), with a header
+    text = core.csv_encode(batches, { header = true })
   end
   local bytes = write_whole(what, tmp, text)
   write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, bytes,

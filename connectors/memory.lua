@@ -10,8 +10,12 @@
 -- A memory stream is replayable for as long as the process lives: its
 -- offsets are the number of add calls. The adds made since the last batch
 -- form the next batch; one add is never split. The memory sink keeps each batch's
--- rows under its batch id (a re-run batch replaces its rows), so the table
+-- output under its batch id (a re-run batch replaces it), so the table
 -- never holds a row twice; in complete mode the table is the last batch.
+-- It keeps batches, never Lua rows: copies of the tide.Batch objects it is
+-- handed (the engine closes those), which it owns and closes when they are
+-- replaced. tide.table(name) is a view, as Spark's memory table: each run
+-- of the frame reads copies of the batches the table holds then.
 
 local core = require "tide.core"
 local connector = require "tide.connector"
@@ -116,19 +120,37 @@ M.sinks.memory = {
     end
     local sink = { description = format("MemorySink[%s]", name) }
     function sink.add_batch(_, id, batches, mode, schema)
-      local rows = connector.rows_of(batches)
+      local kept = {}
+      for i, b in ipairs(batches) do kept[i] = core.slice(b, 0, b:nrows()) end
+      local replaced = mode == "complete" and t.batches or { t.batches[id] }
       t.schema = schema
       if mode == "complete" then
-        t.batches, t.complete = { [id] = rows }, true
+        t.batches, t.complete = { [id] = kept }, true
       else
-        t.batches[id] = rows
+        t.batches[id] = kept
+      end
+      for _, list in pairs(replaced) do
+        for _, b in ipairs(list) do b:close() end
       end
     end
     return sink
   end,
 }
 
---- The rows a memory sink holds, as a static frame.
+-- The batches of table t in batch id order.
+local function table_batches(t)
+  local ids = {}
+  for id in pairs(t.batches) do ids[#ids + 1] = id end
+  table.sort(ids)
+  local list = {}
+  for _, id in ipairs(ids) do
+    for _, b in ipairs(t.batches[id]) do list[#list + 1] = b end
+  end
+  return list
+end
+
+--- The rows a memory sink holds, as a static frame: a view that reads what
+-- the table holds whenever the frame runs.
 function M.table(name, level)
   if type(name) ~= "string" then
     error("table: bad argument #1: expected a name, got " .. type(name), (level or 1) + 1)
@@ -141,17 +163,27 @@ function M.table(name, level)
     error(format("table: no memory table '%s' (tables: %s)", name, #names > 0 and table.concat(names, ", ") or "none"),
       (level or 1) + 1)
   end
-  local ids = {}
-  for id in pairs(t.batches) do ids[#ids + 1] = id end
-  table.sort(ids)
-  local rows = {}
-  for _, id in ipairs(ids) do
-    for _, r in ipairs(t.batches[id]) do rows[#rows + 1] = r end
-  end
-  return connector.from_rows(rows, t.schema:fields())
+  -- every run gets fresh copies, which its consumer closes; the table's own
+  -- batches stay the table's (a later batch may replace them)
+  return connector.from_batches(format("MemoryTable[%s]", name), t.schema, function()
+    local list, i = table_batches(t), 0
+    return function()
+      i = i + 1
+      local b = list[i]
+      return b and core.slice(b, 0, b:nrows())
+    end
+  end, true)
 end
 
---- Forget a memory table (tests).
-function M.drop_table(name) tables[name] = nil end
+--- Forget a memory table (tests), closing its batches.
+function M.drop_table(name)
+  local t = tables[name]
+  if not t then return end
+  tables[name] = nil
+  for _, list in pairs(t.batches) do
+    for _, b in ipairs(list) do b:close() end
+  end
+  t.batches = {}
+end
 
 return M

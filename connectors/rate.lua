@@ -6,10 +6,15 @@
 --
 -- Row i (from 0) has `value` i and `timestamp` start + i * 1000 //
 -- rows_per_second, where start is the time (ms since the epoch) the source
--- first started. At time now, floor((now - start) * rows_per_second / 1000)
--- rows are available (at most `num_rows` when it is given: then the source
--- stops producing after that many, which makes runs finite for tests and the
--- REPL).
+-- first started; the rows are made in C, a column at a time (core/rate.c).
+-- At time now, floor((now - start) * rows_per_second / 1000) rows are
+-- available.
+--
+-- `num_rows` makes a run finite (tests, the REPL): the source stops after
+-- that many rows and says so (`exhausted`), and a query whose sources are
+-- all exhausted ends by itself once it has processed them. Under the
+-- triggers "available_now" and "once" all num_rows rows are available at
+-- once, so that the one run outputs them all.
 --
 -- Offsets are `{ start = ms, rows = n }`: the start time and the number of
 -- rows available when the offset was taken. Rows depend only on the offsets,
@@ -26,7 +31,7 @@ local format = string.format
 
 local SCHEMA = "timestamp timestamp, value int"
 local CHUNK = 1000000 -- rows per tide.Batch
-local schema_obj
+local schema_obj -- a tide.Schema of SCHEMA, made once
 
 local now_ms = core.time_now or function() return os.time() * 1000 end
 
@@ -43,6 +48,8 @@ M.sources.rate = {
   new = function(o, ctx)
     if not schema_obj then schema_obj = assert(core.schema(SCHEMA)) end
     local rps, limit = o.rows_per_second, o.num_rows
+    -- a run that processes what is there and ends: all num_rows are there
+    local all_now = limit ~= nil and (ctx.trigger == "available_now" or ctx.trigger == "once")
     -- start is provisional until an offset of a previous run is seen or
     -- this run hands out its first offset; then it is fixed.
     local start, fixed = now_ms(), false
@@ -60,6 +67,7 @@ M.sources.rate = {
     end
 
     local function available()
+      if all_now then return limit end
       local n = (now_ms() - start) * rps // 1000
       if n < 0 then n = 0 end
       if limit and n > limit then n = limit end
@@ -87,9 +95,7 @@ M.sources.rate = {
       local i = lo
       while i < hi do
         local j = math.min(hi, i + CHUNK)
-        local rows = {}
-        for k = i, j - 1 do rows[k - i + 1] = { timestamp = s + k * 1000 // rps, value = k } end
-        local b, msg = core.rows_batch(schema_obj, rows)
+        local b, msg = core.rate_batch(schema_obj, s, rps, i, j)
         if not b then
           for _, x in ipairs(out) do x:close() end
           error("rate source: " .. tostring(msg), 0)
@@ -101,6 +107,13 @@ M.sources.rate = {
     end
 
     function src.commit(_, stop) adopt(stop) end
+
+    --- True when no row will come after offset `off` (num_rows are out).
+    function src.exhausted(_, off)
+      if limit == nil then return false end
+      local n = type(off) == "table" and math.tointeger(off.rows) or 0
+      return n >= limit
+    end
 
     --- Wake the query as rows become available: every 1000 / rows_per_second
     -- ms (at least 10 ms), until num_rows are out.

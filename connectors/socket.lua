@@ -11,10 +11,12 @@
 -- row whose `value` is the line.
 --
 -- Offsets are the number of lines received since the source started. The
--- lines stay in memory until the query commits them. The source is not
--- replayable (`replayable = false`): the lines only ever exist in this
--- process, so a restarted query starts counting again and what was received
--- but not committed before the restart is lost.
+-- lines stay in memory until the query commits them, in C: the server cuts
+-- them and keeps them as text, and get_batch decodes a range straight into
+-- a batch (core/decode.c, the file source's decoder), with no Lua string
+-- per line. The source is not replayable (`replayable = false`): the lines
+-- only ever exist in this process, so a restarted query starts counting
+-- again and what was received but not committed before the restart is lost.
 --
 -- Bad input: a line longer than `max_line` bytes, or one that is not valid
 -- UTF-8, fails the query with `bad_records = "fail"` (the default; the
@@ -22,15 +24,11 @@
 -- with `bad_records = "drop"`. A sender whose connection fails is closed; the
 -- others go on.
 
-local core = require "tide.core"
-
 local M = { sources = {} }
 
 local format = string.format
-local concat, move = table.concat, table.move
 
 local SCHEMA = "value string"
-local schema_obj -- a tide.Schema of SCHEMA, made once
 
 local function host_port(host, port)
   if host:find(":", 1, true) then return format("[%s]:%d", host, port) end
@@ -65,17 +63,15 @@ M.sources.socket = {
 
   new = function(o, ctx)
     check_port(o)
-    if not schema_obj then schema_obj = assert(core.schema(SCHEMA)) end
     local drop = o.bad_records == "drop"
-    -- lines[i] is line number base + i; count is the number received.
-    local lines, base, count = {}, 0, 0
+    -- The server keeps the lines in C (numbered from 0, as offsets count);
+    -- count is the number received, base the first not yet forgotten.
+    local base, count = 0, 0
     local failure, dropped = nil, 0
     local watcher
 
-    local function on_lines(chunk)
-      local n = #lines
-      move(chunk, 1, #chunk, n + 1, lines)
-      count = count + #chunk
+    local function on_lines(n)
+      count = count + n
       if watcher then watcher() end
     end
 
@@ -110,24 +106,21 @@ M.sources.socket = {
     end
 
     --- The lines after `start` up to `stop`, of those still held, as
-    -- tide.Batch objects (value string), and `{ dropped = n }` counting the
-    -- bad lines dropped since the last call.
+    -- tide.Batch objects (value string) framed and decoded in C, and
+    -- `{ dropped = n }` counting the bad lines dropped since the last call.
     function src.get_batch(_, start, stop)
       check_failure()
-      local from, to = math.max(start or 0, base) + 1, math.min(stop, count)
+      local from, to = math.max(start or 0, base), math.min(stop, count)
       local out = {}
-      if from <= to then
-        local text = concat(lines, "\n", from - base, to - base) .. "\n"
-        local pos, line = 0, from
-        while pos < #text do
-          local b, used, nlines, bad = core.decode("text", schema_obj, pos == 0 and text or text:sub(pos + 1), true,
-            { line = line, bad = o.bad_records })
-          if not b then error(format("socket source %s: %s", where, used), 0) end
-          out[#out + 1] = b
-          dropped = dropped + bad
-          pos, line = pos + used, line + nlines
-          if used == 0 then break end
+      while from < to do
+        local b, lines, bad = server:batch(from, to, o.bad_records)
+        if not b then
+          for _, x in ipairs(out) do x:close() end
+          error(format("socket source %s: %s", where, lines), 0)
         end
+        out[#out + 1] = b
+        dropped = dropped + bad
+        from = from + lines
       end
       local counters
       if dropped > 0 then counters, dropped = { dropped = dropped }, 0 end
@@ -136,12 +129,10 @@ M.sources.socket = {
 
     --- Forget the lines up to `stop`: the query committed them.
     function src.commit(_, stop)
-      local k = math.min(stop, count) - base
-      if k <= 0 then return end
-      local n = #lines
-      move(lines, k + 1, n, 1)
-      for i = n - k + 1, n do lines[i] = nil end
-      base = base + k
+      local upto = math.min(stop, count)
+      if upto <= base then return end
+      server:forget(upto)
+      base = upto
     end
 
     function src.watch(_, fn) watcher = fn end

@@ -1,38 +1,22 @@
 /*
- * csv.c: CSV records into batch rows (rules in csv.h).
+ * csv.c: CSV records <-> batch rows (rules in csv.h).
  *
- * A record is scanned once to find its end (respecting quotes), then its
- * fields are cut and converted one by one into the open row. Quoted fields
- * are unquoted into a scratch buffer; unquoted ones are used in place.
+ * Decoding: a framed record's fields are cut and converted one by one into
+ * the open row. Quoted fields are unquoted into a scratch buffer; unquoted
+ * ones are used in place. Encoding writes each row's fields in turn,
+ * straight from the column vectors, quoting only what must be quoted.
  */
 #include "csv.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
 #include "jsonl.h"
 #include "ts.h"
-
-/* Find the end of the record at p: the offset of its terminating newline
- * (outside quotes), or len when there is none. *lines counts newlines. */
-static size_t record_end(const char *p, size_t len, size_t *lines, int *unterminated_quote) {
-  int q = 0;
-  size_t i;
-  *lines = 0;
-  for (i = 0; i < len; i++) {
-    char c = p[i];
-    if (c == '"') q = !q;
-    else if (c == '\n') {
-      if (!q) return i;
-      ++*lines;
-    }
-  }
-  *unterminated_quote = q;
-  return len;
-}
 
 static int set_value(tide_batch_t *b, uint32_t c, const char *v, size_t n, int quoted, tide_err_t *err) {
   const tide_field_t *f = &b->schema->fields[c];
@@ -101,19 +85,7 @@ bad:
                       (int)(n > 40 ? 40 : n), v, n > 40 ? "..." : "");
 }
 
-int tide_csv_dec_record(tide_batch_t *b, const char *p, size_t len, int final, char sep, size_t *used,
-                        size_t *lines, tide_buf_t *scratch, tide_err_t *err) {
-  int open_quote = 0;
-  size_t end = record_end(p, len, lines, &open_quote);
-  if (end == len && !final) {
-    *used = 0;
-    return TIDE_CSV_MORE;
-  }
-  *used = end < len ? end + 1 : len;
-  size_t rlen = end;
-  if (rlen && p[rlen - 1] == '\r') rlen--;
-  if (open_quote) return tide_err_set(err, TIDE_EPARSE, "unterminated quoted field");
-  if (rlen == 0) return TIDE_CSV_BLANK;
+int tide_csv_dec_fields(tide_batch_t *b, const char *p, size_t rlen, char sep, tide_buf_t *scratch, tide_err_t *err) {
   uint32_t nf = b->schema->nfields;
   int rc = tide_batch_row_begin(b);
   if (rc) return rc;
@@ -180,8 +152,75 @@ int tide_csv_dec_record(tide_batch_t *b, const char *p, size_t len, int final, c
     goto fail;
   }
   tide_batch_row_commit(b);
-  return TIDE_CSV_ROW;
+  return 0;
 fail:
   tide_batch_row_abort(b);
+  return rc;
+}
+
+/* ------------------------------------------------------------- encoding --- */
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+
+/* Append v[0..n) as one field, quoted when csv.h says it must be. */
+static int put_field(tide_buf_t *out, const char *v, size_t n, char sep) {
+  int quote = n == 0 || is_space(v[0]) || is_space(v[n - 1]);
+  for (size_t i = 0; !quote && i < n; i++) quote = v[i] == sep || v[i] == '"' || v[i] == '\n' || v[i] == '\r';
+  if (!quote) return tide_buf_append(out, v, n);
+  int rc = tide_buf_reserve(out, n + 2);
+  if (rc) return rc;
+  out->data[out->len++] = '"';
+  for (const char *q = v, *end = v + n; q < end;) {
+    const char *dq = memchr(q, '"', (size_t)(end - q));
+    size_t k = dq ? (size_t)(dq + 1 - q) : (size_t)(end - q);
+    if ((rc = tide_buf_append(out, q, k))) return rc;
+    if (dq && (rc = tide_buf_putc(out, '"'))) return rc; /* "" */
+    q += k;
+  }
+  return tide_buf_putc(out, '"');
+}
+
+int tide_csv_enc_header(const tide_schema_t *s, char sep, tide_buf_t *out) {
+  int rc = 0;
+  for (uint32_t c = 0; !rc && c < s->nfields; c++) {
+    if (c) rc = tide_buf_putc(out, sep);
+    if (!rc) rc = put_field(out, s->fields[c].name, strlen(s->fields[c].name), sep);
+  }
+  return rc ? rc : tide_buf_putc(out, '\n');
+}
+
+int tide_csv_enc_rows(const tide_batch_t *b, uint32_t lo, uint32_t hi, char sep, tide_buf_t *out) {
+  uint32_t nf = b->schema->nfields;
+  char num[40];
+  int rc = 0;
+  for (uint32_t i = lo; i < hi && !rc; i++) {
+    for (uint32_t c = 0; c < nf && !rc; c++) {
+      if (c && (rc = tide_buf_putc(out, sep))) break;
+      const tide_col_t *col = &b->cols[c];
+      if (tide_col_is_null(col, i)) continue;
+      switch (col->type) {
+      case TIDE_T_INT:
+      case TIDE_T_TIMESTAMP:
+        rc = tide_buf_append(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)tide_col_i64(col, i)));
+        break;
+      case TIDE_T_BOOL:
+        rc = tide_buf_puts(out, tide_col_bool(col, i) ? "true" : "false");
+        break;
+      case TIDE_T_DOUBLE: {
+        double v = tide_col_f64(col, i);
+        if (!isnan(v) && !isinf(v)) rc = tide_json_number(out, v);
+        break;
+      }
+      case TIDE_T_STRING:
+      case TIDE_T_JSON: {
+        size_t n;
+        const char *v = tide_col_str(col, i, &n);
+        rc = put_field(out, v, n, sep);
+        break;
+      }
+      }
+    }
+    if (!rc) rc = tide_buf_putc(out, '\n');
+  }
   return rc;
 }

@@ -63,7 +63,7 @@ static const struct { int no; const char *name; } errno_names[] = {
     {ENOTSUP, "ENOTSUP"}, {EADDRINUSE, "EADDRINUSE"}, {ECONNREFUSED, "ECONNREFUSED"},
     {ECONNRESET, "ECONNRESET"}, {ETIMEDOUT, "ETIMEDOUT"}, {EDQUOT, "EDQUOT"},
     {ESTALE, "ESTALE"},   {ECANCELED, "ECANCELED"}, {EALREADY, "EALREADY"},
-    {EINPROGRESS, "EINPROGRESS"},
+    {EINPROGRESS, "EINPROGRESS"}, {ENOTTY, "ENOTTY"},
 };
 
 /* ---------------------------------------------------------------- lookups */

@@ -1,34 +1,67 @@
 /*
- * l_decode.c: file chunks into batches, and file name patterns.
+ * l_decode.c: the bindings of the sources' and sinks' text and rows:
+ * file chunks into batches (decode.h: framing, formats, the bad-record
+ * policy), batches into CSV (csv.h), the rate source's rows (rate.h), and
+ * file name patterns. Each is a thin shell over the core function.
  *
- *   core.decode(format, schema, text, final, opts) -> Batch, used, lines, bad, {lines}
+ *   core.decode(format, schema, text, final, opts)
+ *                     -> Batch, used, lines, dropped, {lines} [, {dead}] | nil, msg, ENAME
+ *   core.csv_encode({Batch..} [, {header =, sep =}]) -> string
+ *   core.rate_batch(schema, start, rows_per_second, lo, hi) -> Batch | nil, msg, ENAME
  *   core.glob(pattern)                   -> {paths} | nil, msg
  */
+#include <errno.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "csv.h"
+#include "decode.h"
 #include "json.h"
 #include "jsonl.h"
 #include "l_tide.h"
+#include "rate.h"
 
 static const char *const formats[] = {"json", "csv", "text", NULL};
-static const char *const bad_modes[] = {"fail", "drop", NULL};
+static const char *const bad_modes[] = {"fail", "drop", "dead_letter", NULL};
 
-#define BAD_KEPT 10
+/* Copy the dead records into one block (records, then their strings) held
+ * by x->p[0], so that the decoder can close before anything can raise.
+ * Returns the copies, or NULL when out of memory. */
+static tide_bad_record_t *keep_dead(tide_l_scratch_t *x, const tide_decode_result_t *r) {
+  size_t bytes = r->ndead * sizeof(tide_bad_record_t) + 1;
+  for (size_t i = 0; i < r->ndead; i++) bytes += strlen(r->dead[i].reason) + 1 + r->dead[i].len + 1;
+  tide_bad_record_t *out = malloc(bytes);
+  if (!out) return NULL;
+  x->p[0] = out;
+  char *q = (char *)(out + r->ndead);
+  for (size_t i = 0; i < r->ndead; i++) {
+    const tide_bad_record_t *d = &r->dead[i];
+    size_t rl = strlen(d->reason) + 1;
+    out[i] = *d;
+    out[i].reason = memcpy(q, d->reason, rl);
+    q += rl;
+    out[i].text = memcpy(q, d->text, d->len + 1);
+    q += d->len + 1;
+  }
+  return out;
+}
 
 /* core.decode(format, schema, text, final, opts) ->
- *   batch, used, lines, bad, {bad lines} | nil, "line N: reason"
+ *   batch, used, lines, dropped, {dropped lines} [, {dead records}]
+ *   | nil, "line N: reason", ENAME
  * Decodes the complete records of text (a chunk of a file; a record cut
- * at the end is left for the next chunk unless final) into a batch.
- * opts: line (the number of text's first line, default 1), bad ("fail" or
- * "drop"), sep (CSV separator), ignore_unknown (JSON). Returns the batch,
- * the bytes consumed, the lines consumed, the number of bad records dropped
- * and the line numbers of the first ones. */
+ * at the end is left for the next chunk unless final) into a batch, by
+ * decode.h's rules. opts: line (the number of text's first line, default
+ * 1), bad ("fail", "drop" or "dead_letter"), sep (CSV separator),
+ * ignore_unknown (JSON). Returns the batch, the bytes consumed, the lines
+ * consumed, the number of bad records dropped, the line numbers of the
+ * first ones, and with "dead_letter" the bad records set aside, as
+ * {line =, reason =, text =} tables. */
 static int l_decode(lua_State *L) {
-  int fmt = luaL_checkoption(L, 1, NULL, formats);
+  tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0};
+  o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);
   tide_schema_t *s = tide_l_check_schema(L, 2);
   size_t len;
   const char *text = luaL_checklstring(L, 3, &len);
@@ -37,86 +70,110 @@ static int l_decode(lua_State *L) {
   lua_getfield(L, 5, "line");
   lua_Integer line = luaL_optinteger(L, -1, 1);
   lua_getfield(L, 5, "bad");
-  int drop = luaL_checkoption(L, -1, "fail", bad_modes) == 1;
+  o.bad = (tide_bad_policy_t)luaL_checkoption(L, -1, "fail", bad_modes);
   lua_getfield(L, 5, "sep");
-  const char *sep = luaL_optstring(L, -1, ",");
+  o.sep = luaL_optstring(L, -1, ",")[0];
   lua_getfield(L, 5, "ignore_unknown");
-  int flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
+  o.json_flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
   lua_pop(L, 4);
-  if (fmt == 2 && (s->nfields != 1 || s->fields[0].type != TIDE_T_STRING))
-    return luaL_error(L, "decode: the text format needs a schema of one string column");
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* below the results */
   tide_batch_t *b = tide_batch_new(s, 4096);
   if (!b) return luaL_error(L, "out of memory");
   tide_l_push_batch(L, b);
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_json_dec_t *dec = NULL;
-  if (fmt == 0 && !(dec = tide_json_dec_new(s, flags))) return luaL_error(L, "out of memory");
-  x->p[0] = NULL;
-  size_t pos = 0;
-  lua_Integer bad = 0, bad_lines[BAD_KEPT], lines = 0;
-  int nbad = 0, rc = 0;
-  lua_Integer at = line;
+  /* from here to the decoder's close nothing may raise */
+  tide_decoder_t *d = NULL;
   tide_err_t err = {0, ""};
-  while (pos < len) {
-    size_t used = 0, spanned = 0;
-    const char *p = text + pos;
-    if (fmt == 1) {
-      rc = tide_csv_dec_record(b, p, len - pos, final, sep[0], &used, &spanned, &x->buf, &err);
-      if (rc == TIDE_CSV_MORE) {
-        rc = 0;
-        break;
-      }
-      if (rc == TIDE_CSV_ROW || rc == TIDE_CSV_BLANK) rc = 0;
-    } else {
-      const char *nl = memchr(p, '\n', len - pos);
-      if (!nl && !final) break;
-      size_t n = nl ? (size_t)(nl - p) : len - pos;
-      used = nl ? n + 1 : n;
-      size_t m = n;
-      while (m && (p[m - 1] == '\r')) m--;
-      if (fmt == 2) {
-        rc = tide_batch_row_begin(b);
-        if (!rc && tide_utf8_check(p, m) != m) rc = tide_err_set(&err, TIDE_ESCHEMA, "invalid UTF-8");
-        if (!rc) rc = tide_batch_set_str(b, 0, p, m);
-        if (rc) tide_batch_row_abort(b);
-        else tide_batch_row_commit(b);
-      } else {
-        size_t i = 0;
-        while (i < m && (p[i] == ' ' || p[i] == '\t')) i++;
-        if (i < m) rc = tide_json_dec_line(dec, b, p + i, m - i, &err);
-      }
-    }
-    at = line + lines;
-    lines += (lua_Integer)spanned + ((used && text[pos + used - 1] == '\n') ? 1 : 0);
-    pos += used;
-    if (rc == TIDE_EPARSE || rc == TIDE_ESCHEMA) {
-      if (!drop) break;
-      if (nbad < BAD_KEPT) bad_lines[nbad++] = at;
-      bad++;
-      rc = 0;
-      err.msg[0] = 0;
-    } else if (rc) {
-      break;
-    }
-    if (b->nrows >= TIDE_BATCH_MAX_ROWS - 1) break;
-    if (used == 0) break;
+  int rc = tide_decoder_open(s, &o, &d, &err);
+  if (rc == TIDE_EINVAL) return luaL_error(L, "decode: %s", err.msg);
+  if (rc) return luaL_error(L, "out of memory");
+  tide_decode_result_t r;
+  rc = tide_decode(d, b, text, len, final, line, &r, &err);
+  tide_bad_record_t *dead = NULL;
+  if (!rc && r.ndead && !(dead = keep_dead(x, &r))) rc = -ENOMEM;
+  tide_decoder_close(d);
+  if (rc == -ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushinteger(L, (lua_Integer)r.used);
+  lua_pushinteger(L, r.lines);
+  lua_pushinteger(L, (lua_Integer)r.dropped);
+  lua_createtable(L, (int)r.ndropped_lines, 0);
+  for (uint32_t i = 0; i < r.ndropped_lines; i++) {
+    lua_pushinteger(L, r.dropped_lines[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  tide_json_dec_free(dec);
-  if (rc) {
-    char msg[sizeof err.msg + 32];
-    snprintf(msg, sizeof msg, "line %lld: %s", (long long)at, err.msg[0] ? err.msg : tide_strerror(rc));
-    return tide_l_fail(L, rc, NULL, msg);
+  if (o.bad != TIDE_BAD_DEAD_LETTER) return 5; /* x holds nothing */
+  lua_createtable(L, (int)r.ndead, 0);
+  for (size_t i = 0; i < r.ndead; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, dead[i].line);
+    lua_setfield(L, -2, "line");
+    lua_pushstring(L, dead[i].reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushlstring(L, dead[i].text, dead[i].len);
+    lua_setfield(L, -2, "text");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lua_pop(L, 1); /* the scratch */
-  lua_pushinteger(L, (lua_Integer)pos);
-  lua_pushinteger(L, lines);
-  lua_pushinteger(L, bad);
-  lua_createtable(L, nbad, 0);
-  for (int i = 0; i < nbad; i++) {
-    lua_pushinteger(L, bad_lines[i]);
-    lua_rawseti(L, -2, i + 1);
+  tide_l_scratch_free(x);
+  return 6;
+}
+
+/* core.csv_encode({Batch..} [, opts]) -> string
+ * The batches' rows as CSV records (csv.h's encoding), after a header
+ * record of the field names (of the first batch's schema) when
+ * opts.header is true. opts.sep: the separator (one character, default
+ * ","). The batches must have as many columns as the first. */
+static int l_csv_encode(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int header = 0;
+  const char *sep = ",";
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "header");
+    header = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "sep");
+    sep = luaL_optstring(L, -1, ",");
+    lua_pop(L, 2);
   }
-  return 5;
+  if (strlen(sep) != 1 || *sep == '"' || *sep == '\n' || *sep == '\r')
+    return luaL_error(L, "csv_encode: the separator must be one character other than a quote, CR or LF");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  const tide_schema_t *s = NULL;
+  for (lua_Integer i = 1; i <= n; i++) { /* check them all before building anything */
+    lua_rawgeti(L, 1, i);
+    tide_batch_t *b = tide_l_check_batch(L, -1);
+    if (!s) s = b->schema;
+    if (b->schema->nfields != s->nfields)
+      return luaL_error(L, "csv_encode: batch %I has %d columns, batch 1 has %d", i, (int)b->schema->nfields,
+                        (int)s->nfields);
+    lua_pop(L, 1);
+  }
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  int rc = header && s ? tide_csv_enc_header(s, *sep, &x->buf) : 0;
+  for (lua_Integer i = 1; !rc && i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    tide_batch_t *b = tide_l_check_batch(L, -1);
+    rc = tide_csv_enc_rows(b, 0, b->nrows, *sep, &x->buf);
+    lua_pop(L, 1);
+  }
+  if (rc) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  tide_l_scratch_free(x);
+  return 1;
+}
+
+/* core.rate_batch(schema, start, rows_per_second, lo, hi) -> Batch | nil, msg, ENAME
+ * Rows [lo, hi) of the rate source (rate.h), made in C a column at a time. */
+static int l_rate_batch(lua_State *L) {
+  tide_schema_t *s = tide_l_check_schema(L, 1);
+  lua_Integer start = luaL_checkinteger(L, 2), rps = luaL_checkinteger(L, 3);
+  lua_Integer lo = luaL_checkinteger(L, 4), hi = luaL_checkinteger(L, 5);
+  tide_batch_t *b = NULL;
+  int rc = tide_rate_batch(s, start, rps, lo, hi, &b);
+  if (rc == TIDE_EINVAL)
+    return luaL_error(L, "rate_batch: needs a schema (timestamp, int), rows_per_second >= 1 and 0 <= lo <= hi");
+  if (rc) return tide_l_fail(L, rc, NULL, NULL);
+  tide_l_push_batch(L, b);
+  return 1;
 }
 
 /* core.glob(pattern) -> sorted array of the paths matching (files and
@@ -149,7 +206,11 @@ static int l_glob(lua_State *L) {
 }
 
 int tide_l_decode_open(lua_State *L) {
-  static const luaL_Reg fns[] = {{"decode", l_decode}, {"glob", l_glob}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"decode", l_decode},
+                                 {"csv_encode", l_csv_encode},
+                                 {"rate_batch", l_rate_batch},
+                                 {"glob", l_glob},
+                                 {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

@@ -6,10 +6,14 @@
  *   local w = loop:watch(path, fn)                 -- tide.Watch: fn(filename, "change"|"rename")
  *   local s = loop:signal("SIGTERM", fn)           -- tide.Signal: fn("SIGTERM")
  *   local srv = loop:listen(host, port, on_lines [, {max_line =, on_error =}])
- *                                                  -- tide.Server: on_lines({line, ...})
+ *                                                  -- tide.Server: on_lines(n), n new lines kept
  *   srv:port(); srv:stats()                        -- the bound port; counters
+ *   srv:batch(from, to [, bad]); srv:forget(upto)  -- kept lines as a tide.Batch; dropped
  *   local inp = loop:input(fd, fn [, {raw = true}]) -- tide.Input: fn(bytes), then fn(nil[, err])
  *   inp:kind(); inp:set_raw(b); inp:pause(); inp:resume(); inp:winsize()
+ *   local p = loop:poll(fd, fn)                    -- tide.Poll: fn() when fd is readable
+ *   p:stop(); p:again()
+ *   loop:catch_interrupt("eval"|"prompt"|"off")    -- SIGINT interrupts Lua code (a REPL)
  *   loop:run("default"|"once"|"nowait")           -- true when handles remain active
  *   loop:stop(); loop:alive(); loop:now(); loop:close()
  *   core.raise_signal("SIGHUP")                    -- raise() in this process (tests)
@@ -38,6 +42,7 @@
  * value stays on that stack, the loop stops, later callbacks of the run are
  * skipped, and loop:run raises the error once uv_run has returned.
  */
+#include <errno.h>
 #include <signal.h>
 #include <unistd.h>
 #include <string.h>
@@ -45,6 +50,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "decode.h"
 #include "err.h"
 #include "l_loop.h"
 #include "l_tide.h"
@@ -56,6 +62,7 @@
 #define SIGNAL_MT "tide.Signal"
 #define SERVER_MT "tide.Server"
 #define INPUT_MT "tide.Input"
+#define POLL_MT "tide.Poll"
 
 typedef struct l_loop {
   tide_loop_t *loop; /* NULL once freed */
@@ -73,6 +80,8 @@ typedef struct l_handle {
   int oneshot;      /* a timer that does not repeat: closed when it fires */
   int err_ref;      /* a server's on_error, LUA_NOREF when none or closed */
   size_t max_line;  /* a server's line limit, for its error messages */
+  tide_lines_t kept; /* a server's lines, until srv:forget (freed on release) */
+  int lost;          /* a server could not keep lines (out of memory) */
 } l_handle_t;
 
 /* One event on its way to Lua, passed to dispatch as a light userdata. */
@@ -87,8 +96,9 @@ typedef struct l_event {
   size_t len;
 } l_event_t;
 
-static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", NULL};
-static const int signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+static const char *const signal_names[] = {"SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+                                           NULL};
+static const int signal_numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
 static const char *signal_name(int signum) {
   for (int i = 0; signal_names[i]; i++)
@@ -142,8 +152,18 @@ static int l_dispatch(lua_State *L) {
   case TIDE_HANDLE_SIGNAL:
     lua_pushstring(L, signal_name(ev->signum));
     nargs = 1;
+    if (ev->events) { /* a SIGINT that interrupted a chunk (catch_interrupt) */
+      lua_pushboolean(L, 1);
+      nargs = 2;
+    }
     break;
   case TIDE_HANDLE_TIMER:
+    break;
+  case TIDE_HANDLE_POLL:
+    if (ev->status < 0) {
+      lua_pushfstring(L, "%s: %s", tide_errname(ev->status), tide_strerror(ev->status));
+      nargs = 1;
+    }
     break;
   case TIDE_HANDLE_INPUT:
     if (ev->len) {
@@ -159,12 +179,8 @@ static int l_dispatch(lua_State *L) {
     }
     break;
   case TIDE_HANDLE_SERVER:
-    if (ev->nlines) { /* a fresh array: the callee may keep it */
-      lua_createtable(L, (int)ev->nlines, 0);
-      for (size_t i = 0; i < ev->nlines; i++) {
-        lua_pushlstring(L, ev->lines[i].ptr, ev->lines[i].len);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-      }
+    if (ev->nlines) { /* kept already: say how many */
+      lua_pushinteger(L, (lua_Integer)ev->nlines);
       nargs = 1;
       break;
     }
@@ -226,17 +242,32 @@ static void on_watch(tide_handle_t *h, void *data, const char *filename, int eve
   l_fire(&ev);
 }
 
+static int interrupt_seen(int signum);
+
 static void on_signal(tide_handle_t *h, void *data, int signum) {
   l_event_t ev = {data, NULL, 0, 0, signum, NULL, 0, NULL, NULL, 0};
+  (void)h;
+  ev.events = interrupt_seen(signum);
+  l_fire(&ev);
+}
+
+/* A skipped readable event comes again: the bytes are still there. */
+static void on_poll(tide_handle_t *h, void *data, int status) {
+  l_event_t ev = {data, NULL, 0, status, 0, NULL, 0, NULL, NULL, 0};
   (void)h;
   l_fire(&ev);
 }
 
-/* Lines skipped after a callback error are lost: the error is raised by
- * loop:run, and whoever owns the server is failing anyway. */
+/* The lines go to the server's kept lines in C, never one Lua string
+ * each; Lua is told how many came (also after a callback error: the lines
+ * are kept all the same). Out of memory, the server marks itself: lines
+ * were lost, and srv:batch says so from then on. */
 static void on_server_lines(tide_handle_t *h, void *data, const tide_line_t *lines, size_t n) {
-  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL, NULL, 0};
+  l_handle_t *u = data;
   (void)h;
+  for (size_t i = 0; i < n && !u->lost; i++)
+    if (tide_lines_add(&u->kept, lines[i].ptr, lines[i].len)) u->lost = 1;
+  l_event_t ev = {data, NULL, 0, 0, 0, lines, n, NULL, NULL, 0};
   l_fire(&ev);
 }
 
@@ -266,7 +297,82 @@ static void on_release(tide_handle_t *h, void *data) {
   l_handle_t *u = data;
   (void)h;
   u->h = NULL;
+  tide_lines_free(&u->kept);
   handle_unref(u->ll->cur, u);
+}
+
+/* ---- interrupts (a REPL's Ctrl-C) ------------------------------------------------
+ *
+ * lua.c interrupts a running chunk on SIGINT by setting a debug hook from
+ * the signal handler (lua_sethook may be called there); the hook raises
+ * "interrupted!" at the next Lua instruction. A REPL on the loop needs the
+ * same, with one difference: the loop's callbacks (a query's batch) must
+ * not be cut by a Ctrl-C that was meant for the user's chunk, or the query
+ * would fail. So the hook raises only in Lua code that runs outside the
+ * loop's callbacks; a SIGINT that arrives while the loop runs is raised by
+ * loop:run once its callbacks returned ("eval" mode). While the REPL waits
+ * for input ("prompt" mode) the signal only goes on to libuv's handler, so
+ * that the REPL's tide.Signal callback clears the line. In either mode, a
+ * second SIGINT that arrives before libuv delivered the first (the loop is
+ * stuck in a callback that does not return) raises in that callback: its
+ * query fails, the session lives.
+ *
+ * Signal handlers are process-wide and the hook needs the state it
+ * interrupts, so this is global state, like escalate_signals' (which must
+ * not be on at the same time): the mode, the main thread, the loop, and
+ * the counts the handler writes. */
+enum { INT_OFF = 0, INT_PROMPT = 1, INT_EVAL = 2 };
+static volatile sig_atomic_t int_mode, int_pending, int_force, int_unseen, int_eval_unseen;
+static lua_State *int_L;          /* the main thread: where the hook is set */
+static tide_loop_t *int_loop;     /* the loop whose callbacks are not cut */
+static struct sigaction int_prev; /* libuv's handler, called after ours */
+
+static void int_raise(lua_State *L) {
+  lua_sethook(L, NULL, 0, 0);
+  int_pending = int_force = 0;
+  lua_pushliteral(L, "interrupted!");
+  lua_error(L);
+}
+
+static void int_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  int in_callback = int_loop != NULL && tide_loop_running(int_loop);
+  if (int_force && in_callback) int_raise(L);
+  if (int_mode == INT_EVAL && int_pending && !in_callback) int_raise(L);
+}
+
+static void int_handler(int sig, siginfo_t *info, void *uctx) {
+  if (int_unseen > 0) int_force = 1;
+  int_unseen++;
+  if (int_mode == INT_EVAL) {
+    int_pending = 1;
+    int_eval_unseen++;
+  }
+  if ((int_mode == INT_EVAL || int_force) && int_L)
+    lua_sethook(int_L, int_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (int_prev.sa_flags & SA_SIGINFO) {
+    if (int_prev.sa_sigaction) int_prev.sa_sigaction(sig, info, uctx);
+  } else if (int_prev.sa_handler != SIG_DFL && int_prev.sa_handler != SIG_IGN && int_prev.sa_handler) {
+    int_prev.sa_handler(sig);
+  }
+}
+
+/* libuv delivers a signal to a tide.Signal callback: the loop is not
+ * stuck. In eval mode, loop:run returns at the end of this iteration to
+ * raise the interrupt (a "default" run would go on waiting). Returns 1 for
+ * a SIGINT that arrived in eval mode (libuv delivers signals in order):
+ * the callback gets fn("SIGINT", true) and knows that it was the chunk's,
+ * not the prompt's. */
+static int interrupt_seen(int signum) {
+  if (signum != SIGINT) return 0;
+  if (int_unseen > 0) int_unseen--;
+  if (int_mode == INT_EVAL && int_pending && int_loop) tide_loop_stop(int_loop);
+  if (int_eval_unseen > 0) {
+    int_eval_unseen--;
+    return 1;
+  }
+  return 0;
 }
 
 /* ---- tide.Loop ------------------------------------------------------------------ */
@@ -324,6 +430,7 @@ static int l_loop_run(lua_State *L) {
     return lua_error(L); /* the callback's error, on top */
   }
   if (ll->stack_fail) return luaL_error(L, "loop:run: a callback was skipped: Lua stack overflow");
+  if (int_mode == INT_EVAL && int_pending && int_loop == ll->loop) int_raise(L);
   lua_pushboolean(L, rc > 0);
   return 1;
 }
@@ -363,6 +470,8 @@ static l_handle_t *handle_new(lua_State *L, l_loop_t *ll, const char *mt, int fn
   u->fn_ref = u->self_ref = u->err_ref = LUA_NOREF;
   u->oneshot = 0;
   u->max_line = 0;
+  u->kept = (tide_lines_t)TIDE_LINES_INIT;
+  u->lost = 0;
   luaL_setmetatable(L, mt);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
@@ -431,9 +540,10 @@ static int l_loop_signal(lua_State *L) {
 /* loop:listen(host, port, on_lines [, opts]) -> tide.Server, or nil, msg,
  * name ("EADDRINUSE: Address already in use", "ENOTFOUND: not found" for a
  * host that does not resolve, ...). Binds host only (a numeric address or a
- * name, resolved once). on_lines(lines) gets, per read of one connection, a
- * fresh array of the lines it completed (LF cut, one CR before it
- * stripped; a last line without LF when the peer closes). opts: max_line
+ * name, resolved once). The server keeps the lines every connection sends
+ * (LF cut, one CR before it stripped; a last line without LF when the peer
+ * closes), numbered from 0 in arrival order, until srv:forget; on_lines(n)
+ * is told, per read of one connection, how many it completed. opts: max_line
  * (bytes, default 1 MiB: longer lines are skipped and reported), on_error
  * (fn(msg, name): a too long line, "ETOOBIG"; a failed read, after which
  * the connection is closed; a failed accept). Without on_error, failures
@@ -507,6 +617,56 @@ static int l_loop_input(lua_State *L) {
   l_handle_t *u = handle_new(L, ll, INPUT_MT, 3);
   int rc = tide_input_start(ll->loop, (int)fd, raw, on_input, on_release, u, &u->h);
   if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* loop:poll(fd, fn) -> tide.Poll, or nil, msg, name. fn() each loop
+ * iteration in which fd is readable, until p:stop() (p:again() starts it
+ * again); fn("ENAME: msg") when polling failed (then it is stopped). fd is
+ * put in non-blocking mode (see tide_poll_start): not stdin itself. */
+static int l_loop_poll(lua_State *L) {
+  l_loop_t *ll = check_open_loop(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 2, "must be a file descriptor (>= 0)");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  l_handle_t *u = handle_new(L, ll, POLL_MT, 3);
+  int rc = tide_poll_start(ll->loop, (int)fd, on_poll, on_release, u, &u->h);
+  if (rc) return handle_failed(L, u, rc);
+  return 1;
+}
+
+/* loop:catch_interrupt(mode) -> the number of SIGINTs that arrived and
+ * that the tide.Signal callbacks did not get yet (a REPL that shows a new
+ * prompt knows that they are not for it). mode: "eval", "prompt" or "off"
+ * (see the interrupts section above). A SIGINT that arrived in eval mode
+ * reaches the tide.Signal callbacks as fn("SIGINT", true). The first mode other than "off" installs the
+ * handler over libuv's, so a loop:signal("SIGINT", fn) must be open then
+ * (and closed only after "off": libuv would put SIG_DFL back over ours). */
+static int l_loop_catch_interrupt(lua_State *L) {
+  static const char *const modes[] = {"off", "prompt", "eval", NULL};
+  l_loop_t *ll = check_open_loop(L, 1);
+  int mode = luaL_checkoption(L, 2, NULL, modes);
+  if (mode != INT_OFF && int_mode == INT_OFF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    int_L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    int_loop = ll->loop;
+    int_pending = int_force = int_unseen = int_eval_unseen = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = int_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, &int_prev) != 0) return luaL_error(L, "catch_interrupt: sigaction failed");
+  } else if (mode == INT_OFF && int_mode != INT_OFF) {
+    sigaction(SIGINT, &int_prev, NULL);
+    if (int_L) lua_sethook(int_L, NULL, 0, 0);
+    int_L = NULL;
+    int_loop = NULL;
+  }
+  if (mode == INT_EVAL && int_mode != INT_EVAL) int_pending = 0; /* a new chunk: nothing to raise yet */
+  int_mode = mode;
+  lua_pushinteger(L, int_unseen);
   return 1;
 }
 
@@ -591,17 +751,17 @@ static int l_guess_handle(lua_State *L) {
 
 /* ---- tide.Timer, tide.Watch, tide.Signal ------------------------------------------ */
 
-static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT};
+static const char *const handle_mts[] = {TIMER_MT, WATCH_MT, SIGNAL_MT, SERVER_MT, INPUT_MT, POLL_MT};
 
 static l_handle_t *check_handle(lua_State *L, int idx, const char **mt) {
-  for (int i = 0; i < 5; i++) {
+  for (int i = 0; i < 6; i++) {
     l_handle_t *u = luaL_testudata(L, idx, handle_mts[i]);
     if (u) {
       if (mt) *mt = handle_mts[i];
       return u;
     }
   }
-  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal, tide.Server or tide.Input");
+  luaL_typeerror(L, idx, "tide.Timer, tide.Watch, tide.Signal, tide.Server, tide.Input or tide.Poll");
   return NULL;
 }
 
@@ -689,6 +849,66 @@ static int l_server_stats(lua_State *L) {
   return 1;
 }
 
+static l_handle_t *check_open_server(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, SERVER_MT);
+  if (u->h == NULL) luaL_error(L, "attempt to use a closed " SERVER_MT);
+  return u;
+}
+
+/* srv:batch(from, to [, bad]) -> batch, lines, dropped, {dropped line numbers}
+ *                              | nil, "line N: reason", ENAME
+ * The kept lines [from, to) as a tide.Batch of "value string" (decode.h's
+ * text format; line N of messages is line N - 1 of the server). bad is
+ * "fail" (default: an invalid UTF-8 line fails) or "drop" (it is skipped
+ * and counted). A batch holds at most TIDE_BATCH_MAX_ROWS rows: `lines`
+ * says how many of the range it covers; ask again for the rest. Lines
+ * already forgotten, or not received yet, are a programming error. */
+static int l_server_batch(lua_State *L) {
+  static const char *const bad_modes[] = {"fail", "drop", NULL};
+  l_handle_t *u = check_open_server(L);
+  lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
+  tide_decode_opts_t o = {TIDE_FMT_TEXT, (tide_bad_policy_t)luaL_checkoption(L, 4, "fail", bad_modes), 0, 0};
+  const char *text;
+  size_t len;
+  if (from < 0 || to < 0 || tide_lines_text(&u->kept, (uint64_t)from, (uint64_t)to, &text, &len))
+    return luaL_error(L, "srv:batch: lines [%I, %I) are not kept (kept: [%I, %I))", from, to,
+                      (lua_Integer)u->kept.base, (lua_Integer)u->kept.count);
+  if (u->lost) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), "lines were lost (out of memory)");
+  tide_schema_t *s = NULL;
+  tide_err_t err = {0, ""};
+  int rc = tide_schema_parse_ddl("value string", 12, &s, &err);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  tide_batch_t *b = tide_batch_new(s, 0);
+  tide_schema_unref(s); /* the batch holds it */
+  if (!b) return tide_l_fail(L, -ENOMEM, tide_errname(-ENOMEM), NULL);
+  tide_l_push_batch(L, b); /* owned by Lua from here: a raise frees it */
+  tide_decoder_t *d = NULL;
+  if ((rc = tide_decoder_open(b->schema, &o, &d, &err))) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  tide_decode_result_t r;
+  rc = tide_decode(d, b, text, len, 1, from + 1, &r, &err);
+  int64_t lines[TIDE_DECODE_KEEP];
+  uint32_t nl = r.ndropped_lines;
+  memcpy(lines, r.dropped_lines, sizeof lines);
+  tide_decoder_close(d); /* before anything can raise */
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushinteger(L, r.lines);
+  lua_pushinteger(L, (lua_Integer)r.dropped);
+  lua_createtable(L, (int)nl, 0);
+  for (uint32_t i = 0; i < nl; i++) {
+    lua_pushinteger(L, lines[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 4;
+}
+
+/* srv:forget(upto): the kept lines before upto are no longer needed. */
+static int l_server_forget(lua_State *L) {
+  l_handle_t *u = check_open_server(L);
+  lua_Integer upto = luaL_checkinteger(L, 2);
+  if (upto > 0) tide_lines_forget(&u->kept, (uint64_t)upto);
+  return 0;
+}
+
 /* ---- tide.Input ------------------------------------------------------------------------ */
 
 static l_handle_t *check_open_input(lua_State *L) {
@@ -744,12 +964,32 @@ static int l_input_winsize(lua_State *L) {
   return 2;
 }
 
+/* ---- tide.Poll ------------------------------------------------------------------------- */
+
+/* p:stop() / p:again(): stop and restart watching. stop is a no-op on a
+ * closed poll; again raises there. */
+static int l_poll_stop(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, POLL_MT);
+  if (u->h) tide_poll_stop(u->h);
+  return 0;
+}
+
+static int l_poll_again(lua_State *L) {
+  l_handle_t *u = luaL_checkudata(L, 1, POLL_MT);
+  if (u->h == NULL) return luaL_error(L, "attempt to use a closed " POLL_MT);
+  int rc = tide_poll_again(u->h);
+  if (rc) return tide_l_fail(L, rc, tide_errname(rc), NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static const luaL_Reg loop_methods[] = {
     {"timer", l_loop_timer}, {"watch", l_loop_watch}, {"signal", l_loop_signal}, {"listen", l_loop_listen},
     {"run", l_loop_run},     {"stop", l_loop_stop},   {"alive", l_loop_alive},   {"now", l_loop_now},
-    {"close", l_loop_close}, {"input", l_loop_input}, {NULL, NULL}};
+    {"close", l_loop_close}, {"input", l_loop_input}, {"poll", l_loop_poll},
+    {"catch_interrupt", l_loop_catch_interrupt}, {NULL, NULL}};
 
 static const luaL_Reg timer_methods[] = {{"stop", l_timer_stop},         {"again", l_timer_again},
                                         {"close", l_handle_close},       {"is_active", l_handle_is_active},
@@ -762,10 +1002,16 @@ static const luaL_Reg other_methods[] = {{"close", l_handle_close},
 
 static const luaL_Reg server_methods[] = {{"port", l_server_port},
                                          {"stats", l_server_stats},
+                                         {"batch", l_server_batch},
+                                         {"forget", l_server_forget},
                                          {"close", l_handle_close},
                                          {"is_active", l_handle_is_active},
                                          {"is_closed", l_handle_is_closed},
                                          {NULL, NULL}};
+
+static const luaL_Reg poll_methods[] = {{"stop", l_poll_stop},         {"again", l_poll_again},
+                                       {"close", l_handle_close},       {"is_active", l_handle_is_active},
+                                       {"is_closed", l_handle_is_closed}, {NULL, NULL}};
 
 static const luaL_Reg input_methods[] = {{"kind", l_input_kind},
                                         {"set_raw", l_input_set_raw},
@@ -803,6 +1049,7 @@ int tide_l_loop_open(lua_State *L) {
   new_metatable(L, SIGNAL_MT, other_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, SERVER_MT, server_methods, l_handle_close, l_handle_tostring);
   new_metatable(L, INPUT_MT, input_methods, l_handle_close, l_handle_tostring);
+  new_metatable(L, POLL_MT, poll_methods, l_handle_close, l_handle_tostring);
   lua_pushcfunction(L, l_loop_new);
   lua_setfield(L, -2, "loop");
   lua_pushcfunction(L, l_escalate_signals);

@@ -3,7 +3,7 @@
  *
  * tide_l_loop_open(L) expects the module table (tide.core) on top of the
  * stack; it registers the metatables tide.Loop, tide.Timer, tide.Watch,
- * tide.Signal, tide.Server and tide.Input and adds to the table the functions `loop()` (a new
+ * tide.Signal, tide.Server, tide.Input and tide.Poll and adds to the table the functions `loop()` (a new
  * tide.Loop) `raise_signal(name)` (raise() in this process, for tests) and
  * `guess_handle(fd)` (what a file descriptor is).
  * It leaves the stack as it found it and returns 0. luaopen_tide_core calls

@@ -17,6 +17,9 @@
  * state (raw, paused, ended); its uv handle is a uv_tty_t, uv_pipe_t,
  * uv_tcp_t or, for files, a uv_idle_t from which it read()s.
  *
+ * A poll is a uv_poll_t and nothing more: it says when its descriptor is
+ * readable; the caller reads.
+ *
  * Connections are not tide handles (not on the loop's list): the server
  * closes them when it closes. Like handles, a connection's memory is freed
  * in its close callback only, and counts in the loop's nclosing meanwhile;
@@ -41,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
 #include "err.h"
 
 struct tide_handle {
@@ -53,6 +57,7 @@ struct tide_handle {
     uv_tty_t tty;
     uv_pipe_t pipe;
     uv_idle_t idle;
+    uv_poll_t poll;
   } u;
   tide_loop_t *loop;
   tide_handle_type_t type;
@@ -64,6 +69,7 @@ struct tide_handle {
     tide_signal_cb signal;
     tide_lines_cb lines;
     tide_input_cb input;
+    tide_poll_cb poll;
   } cb;
   tide_release_cb release;
   void *data;
@@ -351,15 +357,59 @@ int tide_signal_start(tide_loop_t *loop, int signum, tide_signal_cb cb, tide_rel
   return 0;
 }
 
+/* ---- polls ------------------------------------------------------------------------ */
+
+static void poll_on_event(uv_poll_t *p, int status, int events) {
+  tide_handle_t *h = p->data;
+  (void)events;
+  if (h->closing) return;
+  if (status < 0) uv_poll_stop(p);
+  h->cb.poll(h, h->data, status < 0 ? status : 0);
+}
+
+int tide_poll_start(tide_loop_t *loop, int fd, tide_poll_cb cb, tide_release_cb release, void *data,
+                    tide_handle_t **out) {
+  *out = NULL;
+  if (loop->closed) return TIDE_ECLOSED;
+  tide_handle_t *h = handle_new(loop, TIDE_HANDLE_POLL, release, data);
+  if (!h) return -ENOMEM;
+  h->cb.poll = cb;
+  int rc = uv_poll_init(&loop->uv, &h->u.poll, fd);
+  if (rc) {
+    free(h);
+    return rc;
+  }
+  rc = uv_poll_start(&h->u.poll, UV_READABLE, poll_on_event);
+  if (rc) {
+    handle_abandon(h);
+    return rc;
+  }
+  handle_link(h);
+  *out = h;
+  return 0;
+}
+
+int tide_poll_stop(tide_handle_t *h) {
+  if (h->type != TIDE_HANDLE_POLL || h->closing) return UV_EINVAL;
+  return uv_poll_stop(&h->u.poll);
+}
+
+int tide_poll_again(tide_handle_t *h) {
+  if (h->type != TIDE_HANDLE_POLL || h->closing) return UV_EINVAL;
+  return uv_poll_start(&h->u.poll, UV_READABLE, poll_on_event);
+}
+
 /* ---- TCP line servers --------------------------------------------------------------
  *
  * Reading. Every connection reads into its server's one read buffer. A read
- * is cut at each LF: the first line may continue the connection's pending
- * bytes (a line begun by earlier reads), which then hold the whole line; the
- * other complete lines are slices of the read buffer; the bytes after the
- * last LF become the new pending bytes, once the lines were delivered (the
- * first slice may point into the pending buffer until then). A connection in
- * `skipping` state drops bytes up to the next LF: its line was too long. */
+ * is cut into lines by decode.h's line rule (tide_frame_line: LF, one CR
+ * before it stripped; the socket source decodes by the same rule): the
+ * first line may continue the connection's pending bytes (a line begun by
+ * earlier reads), which then hold the whole line; the other complete lines
+ * are slices of the read buffer; the bytes after the last LF become the new
+ * pending bytes, once the lines were delivered (the first slice may point
+ * into the pending buffer until then). A connection in `skipping` state
+ * drops bytes up to the next LF: its line was too long. */
 
 #define SRV_READ_SIZE 65536
 #define CONN_KEEP_CAP 65536 /* a pending buffer larger than this is freed once used */
@@ -479,16 +529,13 @@ static void srv_on_alloc(uv_handle_t *uvh, size_t suggested, uv_buf_t *buf) {
 static int conn_deliver(tide_conn_t *c, size_t n) {
   if (n == 0) return 1;
   tide_handle_t *h = c->server;
-  for (size_t i = 0; i < n; i++) { /* strip one CR before the LF */
-    tide_line_t *l = &h->srv->lines[i];
-    if (l->len && l->ptr[l->len - 1] == '\r') l->len--;
-  }
   h->srv->stats.lines += n;
   h->cb.lines(h, h->data, h->srv->lines, n);
   return !c->closing;
 }
 
-/* The bytes of one read: cut into lines, delivered, the rest kept. */
+/* The bytes of one read: cut into lines (decode.h's line rule), delivered,
+ * the rest kept. */
 static void conn_on_data(tide_conn_t *c, const char *p, size_t n) {
   tide_handle_t *h = c->server;
   tide_srv_t *srv = h->srv;
@@ -507,30 +554,35 @@ static void conn_on_data(tide_conn_t *c, const char *p, size_t n) {
     return;
   }
   while (p < end) {
-    const char *lf = memchr(p, '\n', (size_t)(end - p));
-    size_t seg = lf ? (size_t)(lf - p) : (size_t)(end - p);
+    size_t len, used;
+    int lf = tide_frame_line(p, (size_t)(end - p), 0, &len, &used) == TIDE_FRAME_RECORD;
+    if (!lf) used = (size_t)(end - p);
+    size_t raw = lf ? used - 1 : used; /* the bytes before the LF */
     if (c->skipping) {
       if (lf) c->skipping = 0;
-    } else if (carried + seg > srv->max_line) {
+    } else if (carried + raw > srv->max_line) {
       /* Too long: report once, drop what is pending and skip to the LF. */
       carried = 0;
       conn_pend_reset(c);
-      c->skipping = lf == NULL;
+      c->skipping = !lf;
       srv_error(h, TIDE_ETOOBIG, c->peer);
       if (c->closing) return;
     } else if (!lf) {
       break; /* the tail: kept below, after delivery */
     } else if (carried > 0) {
-      if ((rc = conn_pend(c, p, seg))) break;
+      /* the line begun by earlier reads, framed whole (its CR may be pending) */
+      if ((rc = conn_pend(c, p, used))) break;
+      tide_frame_line(c->pend, c->plen, 0, &len, &used);
+      used = raw + 1;
       srv->lines[nl].ptr = c->pend;
-      srv->lines[nl++].len = c->plen;
+      srv->lines[nl++].len = len;
       carried = 0;
       used_pend = 1;
     } else {
       srv->lines[nl].ptr = p;
-      srv->lines[nl++].len = seg;
+      srv->lines[nl++].len = len;
     }
-    p = lf ? lf + 1 : end;
+    p += used;
   }
   if (rc) { /* ENOMEM: drop the connection */
     srv_error(h, rc, c->peer);
@@ -561,8 +613,10 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         if (!c->closing) conn_close(c);
         return;
       }
+      size_t len, used;
+      tide_frame_line(c->pend, c->plen, 1, &len, &used);
       h->srv->lines[0].ptr = c->pend;
-      h->srv->lines[0].len = c->plen;
+      h->srv->lines[0].len = len;
       if (!conn_deliver(c, 1)) return;
     }
     conn_close(c);

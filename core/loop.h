@@ -1,7 +1,8 @@
 /*
  * loop.h: tide's event loop, a thin owner of one libuv loop and the handles
  * tide starts on it (timers, file-system watches, signals, TCP line
- * servers, an input reader for stdin).
+ * servers, an input reader for stdin, polls of a descriptor that someone
+ * else reads: the REPL's terminal, read by readline).
  *
  * Ownership and lifetimes.
  *
@@ -59,7 +60,8 @@ typedef enum tide_handle_type {
   TIDE_HANDLE_WATCH = 2,
   TIDE_HANDLE_SIGNAL = 3,
   TIDE_HANDLE_SERVER = 4,
-  TIDE_HANDLE_INPUT = 5
+  TIDE_HANDLE_INPUT = 5,
+  TIDE_HANDLE_POLL = 6
 } tide_handle_type_t;
 
 /* What an input reader reads from (see tide_input_start). */
@@ -76,9 +78,13 @@ typedef void (*tide_timer_cb)(tide_handle_t *h, void *data);
 typedef void (*tide_watch_cb)(tide_handle_t *h, void *data, const char *filename, int events, int status);
 typedef void (*tide_signal_cb)(tide_handle_t *h, void *data, int signum);
 typedef void (*tide_release_cb)(tide_handle_t *h, void *data);
+/* fd is readable (status 0), or polling it failed (status < 0, a libuv
+ * code; the poll is then stopped). */
+typedef void (*tide_poll_cb)(tide_handle_t *h, void *data, int status);
 
 /* One line received by a server: the bytes before its LF, less one CR just
- * before the LF. Valid only during the callback that receives it. */
+ * before the LF (decode.h's line rule, tide_frame_line). Valid only during
+ * the callback that receives it. */
 typedef struct tide_line {
   const char *ptr;
   size_t len;
@@ -267,13 +273,31 @@ int tide_input_resume(tide_handle_t *h);
  * handle that is not a terminal reader, or libuv's error. */
 int tide_input_winsize(tide_handle_t *h, int *cols, int *rows);
 
+/* Watch a file descriptor for readability: cb runs in each loop iteration
+ * in which fd has bytes to read (or its end, or an error), until stopped;
+ * whoever reads them is the caller (a line editor that does its own
+ * reads). libuv puts fd in non-blocking mode, which is shared by every
+ * descriptor of the same open file: give it a descriptor of its own (a
+ * terminal opened again by name, not a dup of stdin, whose file stdout
+ * shares). The poll does not own fd. Returns 0 and sets *out, UV_EEXIST (fd
+ * is already watched on this loop), a libuv error (UV_ENOTSOCK... for an
+ * fd epoll refuses, such as a regular file), -ENOMEM, or TIDE_ECLOSED; on
+ * error nothing is left open and release is not called. */
+int tide_poll_start(tide_loop_t *loop, int fd, tide_poll_cb cb, tide_release_cb release, void *data,
+                    tide_handle_t **out);
+
+/* Stop watching without closing / watch again. Return 0, UV_EINVAL for a
+ * handle that is not a poll, or libuv's error. */
+int tide_poll_stop(tide_handle_t *h);
+int tide_poll_again(tide_handle_t *h);
+
 /* Close a handle: it stops, release runs, and its memory is freed in the
  * close callback during a later loop iteration (or tide_loop_close). h must
  * be a handle that is open; after the call the caller must not use it. */
 void tide_handle_close(tide_handle_t *h);
 
 /* The handle's type, and 1 when it is active (a started timer, watch,
- * signal, server or input reader; a stopped timer, a paused reader, a
+ * signal, server, input reader or poll; a stopped timer, a paused reader, a
  * reader at its end are not active). */
 tide_handle_type_t tide_handle_type(const tide_handle_t *h);
 int tide_handle_active(const tide_handle_t *h);

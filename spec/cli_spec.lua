@@ -120,8 +120,8 @@ describe("tide (the command line)", function()
       assert.equal("2\n42\n" .. path .. "\n", out)
       code, out, err = tide({ "--data", data }, "error('no such thing')\n")
       assert.equal(1, code)
-      assert.matches("^stdin:1: no such thing\n", out)
-      assert.equal("", err)
+      assert.equal("", out)
+      assert.matches("^stdin:1: no such thing\n", err) -- a script's errors go to stderr
     end)
 
     it("prints the usage of every command and subcommand with --help", function()

@@ -547,6 +547,16 @@ describe("the file sink", function()
     end)
   end
 
+  it("writes csv with a header, quoting only what it must, NaN and NULL as empty fields", function()
+    local s = sink { path = out, format = "csv" }
+    s:add_batch(4, { batch(ROWS), batch { { ts = 9, name = " x", x = 0 / 0, j = "s" } } }, "append", schema)
+    assert.equal('ts,name,x,ok,j\n' ..
+      '1795262405250,"a,""b""\nc",1.5,true,"{""k"":[1,2]}"\n' ..
+      '0,"",1e+300,false,\n' ..
+      '-5,,,,\n' ..
+      '9," x",,,"""s"""\n', read_file(out .. "/part-00000004-0000.csv"))
+  end)
+
   it("replaces the files of a batch that runs again, never duplicates", function()
     local s = sink { path = out }
     s:add_batch(1, { batch(ROWS) }, "append", schema)

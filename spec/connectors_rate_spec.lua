@@ -157,4 +157,65 @@ describe("the rate source", function()
     for v in text:gmatch("|%s*(%d+)|\n") do values[#values + 1] = tonumber(v) end
     assert.same({ 0, 1, 2, 3, 4 }, values)
   end)
+
+  it("says when num_rows are out", function()
+    src = d.new(opts { rows_per_second = 10, num_rows = 4 }, ctx)
+    assert.is_false(src:exhausted(nil))
+    assert.is_false(src:exhausted({ start = 1, rows = 3 }))
+    assert.is_true(src:exhausted({ start = 1, rows = 4 }))
+    src:stop()
+    src = d.new(opts { num_rows = 0 }, ctx)
+    assert.is_true(src:exhausted(nil))
+    src:stop()
+    src = d.new(opts { rows_per_second = 10 }, ctx)
+    assert.is_false(src:exhausted({ start = 1, rows = 1000000 }))
+  end)
+
+  describe("with num_rows, a query", function()
+    local tide = require "tide"
+    local memory = require "tide.connectors.memory"
+    after_each(function() memory.drop_table("rate_rows") end)
+
+    local function values()
+      local out = {}
+      for _, r in ipairs(tide.table("rate_rows"):collect()) do out[#out + 1] = r.value end
+      table.sort(out)
+      return out
+    end
+
+    local function upto(n)
+      local out = {}
+      for i = 0, n - 1 do out[#out + 1] = i end
+      return out
+    end
+
+    it("outputs all num_rows rows in one batch and ends under trigger available_now", function()
+      local batches = 0
+      local q = tide.read_stream("rate", { rows_per_second = 1, num_rows = 7 })
+        :write_stream("memory", { name = "rate_rows", trigger = "available_now" })
+      local stop_progress = require("tide.query").on_progress(function(p) if p == q then batches = batches + 1 end end)
+      assert.is_true(q:await("60 s"))
+      stop_progress()
+      assert.is_false(q:is_active())
+      assert.is_nil(q:exception())
+      assert.same(upto(7), values())
+      assert.equal(1, batches)
+    end)
+
+    it("ends after num_rows rows under the default trigger", function()
+      local q = tide.read_stream("rate", { rows_per_second = 500, num_rows = 40 })
+        :write_stream("memory", { name = "rate_rows" })
+      assert.is_true(q:await("60 s"))
+      assert.is_false(q:is_active())
+      assert.is_nil(q:exception())
+      assert.equal("Finished", q:status().message)
+      assert.same(upto(40), values())
+    end)
+
+    it("ends at once with num_rows = 0, having output nothing", function()
+      local q = tide.read_stream("rate", { num_rows = 0 }):write_stream("memory", { name = "rate_rows" })
+      assert.is_true(q:await("60 s"))
+      assert.is_false(q:is_active())
+    end)
+  end)
 end)

@@ -169,7 +169,7 @@ describe("the socket source", function()
     src = d.new(opts { port = 0 }, ctx)
     send_once(src.port, "good\n\xff\xfe\n")
     assert.is_true(run_until(loop, offset_at_least(2)))
-    assert.equal(format("socket source 127.0.0.1:%d: line 2: invalid UTF-8", src.port),
+    assert.equal(format("socket source 127.0.0.1:%d: line 2: invalid UTF-8 at byte 1", src.port),
       err_of(function() src:get_batch(nil, 2) end))
     src:stop()
     src = d.new(opts { port = 0, bad_records = "drop" }, ctx)

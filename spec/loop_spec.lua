@@ -282,13 +282,22 @@ end
 describe("tide.Server", function()
   local loop, got, calls
 
-  local function on_lines(lines)
+  local function on_lines(n)
     calls = calls + 1
-    for _, l in ipairs(lines) do got[#got + 1] = l end
+    got = got + n
+  end
+
+  -- The values of the kept lines [from, to) (default: all received).
+  local function values(srv, from, to)
+    local b = assert(srv:batch(from or 0, to or srv:stats().lines))
+    local v = {}
+    for i, x in ipairs(b:column("value")) do v[i] = x end
+    b:close()
+    return v
   end
 
   before_each(function()
-    loop, got, calls = core.loop(), {}, 0
+    loop, got, calls = core.loop(), 0, 0
   end)
   after_each(function() loop:close() end)
 
@@ -306,36 +315,55 @@ describe("tide.Server", function()
       local a, b = sender(srv:port()), sender(srv:port())
       send(a, "hel")
       assert.is_true(run_until(loop, function() return srv:stats().bytes == 3 end))
-      assert.same({}, got)
+      assert.equal(0, got)
       send(a, "lo\r")
       assert.is_true(run_until(loop, function() return srv:stats().bytes == 6 end))
       send(a, "\nwor")
-      assert.is_true(run_until(loop, function() return #got == 1 end))
-      assert.same({ "hello" }, got)
+      assert.is_true(run_until(loop, function() return got == 1 end))
+      assert.same({ "hello" }, values(srv))
       send(b, "b1\n\nb3 \r\n")
-      assert.is_true(run_until(loop, function() return #got == 4 end))
-      assert.same({ "hello", "b1", "", "b3 " }, got)
+      assert.is_true(run_until(loop, function() return got == 4 end))
+      assert.same({ "hello", "b1", "", "b3 " }, values(srv))
       a:close()
-      assert.is_true(run_until(loop, function() return #got == 5 end))
-      assert.equal("wor", got[5])
+      assert.is_true(run_until(loop, function() return got == 5 end))
+      assert.same({ "wor" }, values(srv, 4, 5))
       b:close()
       assert.is_true(run_until(loop, function() return srv:stats().open == 0 end))
       assert.same({ accepted = 2, open = 0, bytes = 19, lines = 5, errors = 0 }, srv:stats())
     end)
 
-  it("hands each read's lines over as one fresh array", function()
-    local arrays = {}
-    local srv = assert(loop:listen("127.0.0.1", 0, function(lines) arrays[#arrays + 1] = lines end))
+  it("tells on_lines how many lines each read completed, and keeps them until forgotten", function()
+    local counts = {}
+    local srv = assert(loop:listen("127.0.0.1", 0, function(n) counts[#counts + 1] = n end))
     local a = sender(srv:port())
     send(a, "1\n2\n3\n")
     a:close()
     assert.is_true(run_until(loop, function() return srv:stats().lines == 3 end))
-    local all = {}
-    for _, arr in ipairs(arrays) do
-      for _, l in ipairs(arr) do all[#all + 1] = l end
-    end
-    assert.same({ "1", "2", "3" }, all)
-    assert.is_true(#arrays <= 3)
+    local total = 0
+    for _, n in ipairs(counts) do total = total + n end
+    assert.equal(3, total)
+    assert.is_true(#counts <= 3)
+    assert.same({ "2", "3" }, values(srv, 1, 3))
+    local b, lines, dropped, at = srv:batch(0, 3)
+    assert.same({ 3, 0, {} }, { lines, dropped, at })
+    b:close()
+    srv:forget(2)
+    assert.same({ "3" }, values(srv, 2, 3))
+    assert.has_error(function() srv:batch(1, 3) end, "srv:batch: lines [1, 3) are not kept (kept: [2, 3))")
+    assert.has_error(function() srv:batch(2, 4) end, "srv:batch: lines [2, 4) are not kept (kept: [2, 3))")
+  end)
+
+  it("fails on a line that is not UTF-8, or drops it and counts it", function()
+    local srv = assert(loop:listen("127.0.0.1", 0, on_lines))
+    local a = sender(srv:port())
+    send(a, "ok\nbad \xff\nfine\n")
+    a:close()
+    assert.is_true(run_until(loop, function() return got == 3 end))
+    assert.same({ nil, "line 2: invalid UTF-8 at byte 5", "ESCHEMA" }, { srv:batch(0, 3) })
+    local b, lines, dropped, at = srv:batch(0, 3, "drop")
+    assert.same({ "ok", "fine", n = 2 }, b:column("value"))
+    assert.same({ 3, 1, { 2 } }, { lines, dropped, at })
+    b:close()
   end)
 
   it("receives many lines from several connections", function()
@@ -345,10 +373,10 @@ describe("tide.Server", function()
       kids[c] = assert(io.popen(string.format(
         "exec bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d && seq %d 4 200000 >&3'", srv:port(), c)))
     end
-    assert.is_true(run_until(loop, function() return #got == 200000 end))
+    assert.is_true(run_until(loop, function() return got == 200000 end))
     for _, k in ipairs(kids) do k:close() end
     local seen = {}
-    for _, l in ipairs(got) do seen[tonumber(l)] = true end
+    for _, l in ipairs(values(srv)) do seen[tonumber(l)] = true end
     for i = 1, 200000 do
       if not seen[i] then error("line " .. i .. " is missing") end
     end
@@ -365,7 +393,7 @@ describe("tide.Server", function()
     send(a, "1234\n12345\nok\n123456")
     a:close()
     assert.is_true(run_until(loop, function() return srv:stats().open == 0 and srv:stats().accepted == 1 end))
-    assert.same({ "1234", "ok" }, got)
+    assert.same({ "1234", "ok" }, values(srv))
     assert.equal(2, #errors)
     assert.matches("^127%.0%.0%.1:%d+: line longer than 4 bytes %(skipped%)$", errors[1][1])
     assert.equal("ETOOBIG", errors[1][2])
@@ -434,6 +462,19 @@ describe("tide.Server", function()
   end)
 end)
 
+-- Run a child lua5.4 whose stdin is `redirect` (a shell fragment): `body`
+-- after the prelude and `local core = require "tide.core"`; its output.
+local function run_child(redirect, body)
+  local support = require "spec.support"
+  local script = support.tmpname()
+  support.write_file(script, support.CHILD_PRELUDE .. "local core = require 'tide.core'\n" .. body)
+  local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  return out
+end
+
 describe("tide.Input", function()
   local support = require "spec.support"
 
@@ -441,9 +482,7 @@ describe("tide.Input", function()
   -- reads it with loop:input(0, ...), printing the kind, each chunk's bytes
   -- in %q form and the end.
   local function child(redirect, extra)
-    local script = support.tmpname()
-    support.write_file(script, support.CHILD_PRELUDE .. [[
-local core = require "tide.core"
+    return run_child(redirect, [[
 local loop = core.loop()
 local parts = {}
 local inp = assert(loop:input(0, function(bytes, err)
@@ -457,11 +496,6 @@ assert(inp:is_active() == false)
 inp:close()
 loop:close()
 ]])
-    local p = io.popen(redirect .. " lua5.4 " .. script .. " 2>&1")
-    local out = p:read("a")
-    p:close()
-    os.remove(script)
-    return out
   end
 
   it("reads a pipe to its end", function()
@@ -531,5 +565,150 @@ loop:close()
     p:close()
     os.remove(script)
     assert.matches("^tide%.Input %(closed%)\ttrue\t.*attempt to use a closed tide%.Input\n$", out)
+  end)
+end)
+
+describe("tide.Poll", function()
+  local support = require "spec.support"
+
+  local child = run_child
+
+  it("calls back while the descriptor is readable, until stopped; again starts it", function()
+    local out = child("printf 'abc' |", [[
+local loop = core.loop()
+local got = {}
+local p
+p = assert(loop:poll(0, function(err)
+  assert(err == nil, err)
+  got[#got + 1] = io.read(1) or "<eof>"
+  if #got == 2 then
+    p:stop()
+    loop:timer(20, 0, function() got[#got + 1] = "|" assert(p:again()) end)
+  elseif #got == 5 then
+    p:close()
+  end
+end))
+print(tostring(p):match("^tide%.Poll"), p:is_active())
+loop:run()
+print(table.concat(got), p:is_closed())
+loop:close()
+]])
+    assert.equal("tide.Poll\ttrue\nab|c<eof>\ttrue\n", out)
+  end)
+
+  it("checks its arguments, fails with a failure tuple on what epoll refuses, and refuses use once closed", function()
+    local loop <close> = core.loop()
+    assert.has_error(function() loop:poll(-1, print) end,
+      "bad argument #1 to 'poll' (must be a file descriptor (>= 0))")
+    assert.has_error(function() loop:poll(0) end, "bad argument #2 to 'poll' (function expected, got no value)")
+    local p, msg, name = loop:poll(987, print)
+    assert.is_nil(p)
+    assert.equal("EBADF: Bad file descriptor", msg)
+    assert.equal("EBADF", name)
+    local path = support.tmpname()
+    support.write_file(path, "x")
+    local out = child("<" .. path, [[
+local loop = core.loop()
+print(loop:poll(0, print))
+loop:close()
+]])
+    os.remove(path)
+    assert.equal("nil\tEPERM: Operation not permitted\tEPERM\n", out)
+    out = child("printf x |", [[
+local loop = core.loop()
+local p = assert(loop:poll(0, print))
+p:close()
+p:stop()
+print(p:is_closed(), select(2, pcall(p.again, p)))
+loop:close()
+]])
+    assert.matches("^true\t.*attempt to use a closed tide%.Poll\n$", out)
+  end)
+end)
+
+describe("loop:catch_interrupt", function()
+  local loop, sig
+
+  before_each(function()
+    loop = core.loop()
+    sig = loop:signal("SIGINT", function() end)
+  end)
+  after_each(function()
+    loop:catch_interrupt("off")
+    sig:close()
+    loop:close()
+  end)
+
+  it("in eval mode, interrupts Lua code that runs outside the loop on SIGINT", function()
+    loop:catch_interrupt("eval")
+    local n = 0
+    local ok, err = pcall(function()
+      core.raise_signal("SIGINT")
+      while true do n = n + 1 end
+    end)
+    assert.is_false(ok)
+    assert.equal("interrupted!", err)
+    -- The next chunk runs unhindered.
+    assert.equal(3, (function() return 1 + 2 end)())
+    -- The signal's callback has not had it yet: it comes with the next run.
+    assert.equal(1, loop:catch_interrupt("prompt"))
+    loop:run("nowait")
+    assert.equal(0, loop:catch_interrupt("prompt"))
+  end)
+
+  it("in eval mode, lets a callback finish and raises from loop:run; the signal's callback knows", function()
+    sig:close()
+    local got
+    sig = loop:signal("SIGINT", function(...) got = table.pack(...) end)
+    loop:catch_interrupt("eval")
+    local finished = false
+    loop:timer(1, 0, function()
+      core.raise_signal("SIGINT")
+      local x = 0
+      for i = 1, 10000 do x = x + i end
+      finished = x == 50005000
+    end)
+    local ok, err = pcall(loop.run, loop)
+    assert.is_false(ok)
+    assert.equal("interrupted!", err)
+    assert.is_true(finished)
+    assert.same({ "SIGINT", true, n = 2 }, got)
+  end)
+
+  it("in prompt mode, only passes SIGINT on to the tide.Signal", function()
+    sig:close()
+    local got = 0
+    sig = loop:signal("SIGINT", function(...)
+      got = got + select("#", ...)
+      loop:stop()
+    end)
+    loop:catch_interrupt("prompt")
+    loop:timer(1, 0, function() core.raise_signal("SIGINT") end)
+    assert.is_true(loop:run())
+    assert.equal(1, got) -- fn("SIGINT") alone
+  end)
+
+  it("in prompt mode, interrupts a callback that does not return on a second SIGINT", function()
+    loop:catch_interrupt("prompt")
+    loop:timer(1, 0, function()
+      core.raise_signal("SIGINT")
+      core.raise_signal("SIGINT")
+      while true do end
+    end)
+    local ok, err = pcall(loop.run, loop)
+    assert.is_false(ok)
+    assert.matches("^interrupted!\nstack traceback:", err)
+  end)
+
+  it("rejects an unknown mode", function()
+    assert.has_error(function() loop:catch_interrupt("on") end,
+      "bad argument #1 to 'catch_interrupt' (invalid option 'on')")
+  end)
+end)
+
+describe("core.readline_open", function()
+  it("fails with ENOTTY when stdin is not a terminal", function()
+    local out = run_child("</dev/null", "print(core.readline_open())\n")
+    assert.equal("nil\tENOTTY: Inappropriate ioctl for device\tENOTTY\n", out)
   end)
 end)

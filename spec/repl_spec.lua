@@ -1,99 +1,42 @@
 -- Specs for the REPL (lua/tide/repl.lua), driven in a real terminal: tmux
--- runs `tide` (the REPL) in a pane of 120x40; keys go in with send-keys and
--- the screen comes back with capture-pane. Every wait is for a condition
--- on the screen, with a deadline.
+-- runs `tide` (the REPL) in a pane of 120x40 (support.term); keys go in with
+-- send-keys and the screen comes back with capture-pane. Every wait is for
+-- a condition on the screen, with a deadline.
 local support = require "spec.support"
 
-local ROOT = support.ROOT
+local sh_quote = support.sh_quote
 
--- How to start the REPL: bin/tide without a command.
-local function repl_command(data)
-  local env = string.format("LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua;;' LUA_CPATH='%s;;'", ROOT, ROOT,
-    support.CPATH)
-  return string.format("%s lua5.4 %s/bin/tide%s", env, ROOT, data and (" --data " .. data) or "")
-end
+local run = support.sh
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
--- A terminal with the REPL in it.
-local Term = {}
-Term.__index = Term
-
-local counter = 0
-
+-- A terminal with the REPL in it, in a fresh directory, with its own
+-- history file and no ~/.inputrc (readline's defaults).
 local function start(opts)
   opts = opts or {}
-  counter = counter + 1
-  local self = setmetatable({ sock = string.format("tide-repl-spec-%d-%d", math.random(1e9), counter) }, Term)
-  self.dir = opts.dir or support.tmpname()
-  os.execute("mkdir -p " .. sh_quote(self.dir))
-  self.history = opts.history or (self.dir .. "/history")
-  -- After the REPL: its status and the terminal's mode, then wait to be seen.
-  local script = string.format("cd %s && TIDE_HISTORY=%s %s; echo EXITED $?; stty -a | tr ' ' '\\n' | " ..
-    "grep -x -e '-\\?icanon' -e '-\\?echo' | tr '\\n' ' '; echo; sleep 600", sh_quote(self.dir),
-    sh_quote(self.history), repl_command(opts.data))
-  run(string.format("tmux -L %s new-session -d -x 120 -y 40 %s", self.sock, sh_quote(script)))
-  self:wait("Ctrl-D to leave")
-  return self
+  local dir = opts.dir or support.tmpname()
+  os.execute("mkdir -p " .. sh_quote(dir))
+  local history = opts.history or (dir .. "/history")
+  -- After the REPL: the terminal's mode (stty says "-icanon -echo" for a
+  -- raw terminal).
+  local t = support.term(string.format("TIDE_HISTORY=%s INPUTRC=/dev/null %s", sh_quote(history),
+    support.tide_command(opts.data and ("--data " .. sh_quote(opts.data)) or "")), {
+    dir = dir,
+    after = "stty -a | tr ' ' '\\n' | grep -x -e '-\\?icanon' -e '-\\?echo' | tr '\\n' ' '; echo",
+  })
+  t.dir, t.history = dir, history
+  t:wait("Ctrl-D leaves")
+  return t
 end
 
-function Term:screen()
-  return run(string.format("tmux -L %s capture-pane -p -S -200", self.sock))
-end
-
--- Wait until the screen holds text (plain), or fail showing the screen.
-function Term:wait(text, timeout)
-  local deadline = os.time() + (timeout or 10)
-  local screen
-  repeat
-    screen = self:screen()
-    if screen:find(text, 1, true) then return screen end
-    support.sleep_ms(50)
-  until os.time() > deadline
-  error(string.format("timed out waiting for %q on the screen:\n%s", text, screen), 2)
-end
-
--- The number of times text is on the screen.
-function Term:count(text)
-  local n, i, s = 0, 1, self:screen()
-  while true do
-    local a, b = s:find(text, i, true)
-    if not a then return n end
-    n, i = n + 1, b + 1
-  end
-end
-
--- Type text literally (no key names), then the named keys.
-function Term:type(text, ...)
-  if text and text ~= "" then
-    run(string.format("tmux -L %s send-keys -l %s", self.sock, sh_quote(text)))
-  end
-  for _, k in ipairs({ ... }) do run(string.format("tmux -L %s send-keys %s", self.sock, k)) end
-end
-
--- A line and Enter; then wait for what it should print.
-function Term:line(text, expect)
-  self:type(text, "Enter")
-  if expect then return self:wait(expect) end
-end
-
-function Term:close()
-  run(string.format("tmux -L %s kill-server", self.sock))
-  os.execute("rm -rf " .. sh_quote(self.dir))
+local function close(t)
+  t:kill()
+  os.execute("rm -rf " .. sh_quote(t.dir))
 end
 
 describe("the REPL", function()
   local t
 
   after_each(function()
-    if t then t:close() end
+    if t then close(t) end
     t = nil
   end)
 
@@ -130,7 +73,7 @@ describe("the REPL", function()
     t:line('q = ms:frame():write_stream("memory", {name = "left_running"})')
     t:line("q", "active")
     t:type(nil, "C-d")
-    local screen = t:wait("EXITED 0")
+    local _, screen = t:wait("EXITED 0")
     assert.truthy(screen:find("stopped query left_running\n", 1, true), screen)
   end)
 
@@ -143,8 +86,7 @@ describe("the REPL", function()
     t:type("half a line")
     t:wait("> half a line")
     run("kill -TERM " .. pid)
-    screen = t:wait("EXITED 0\n")
-    -- (The queries' own SIGTERM handler may have stopped them first.)
+    screen = select(2, t:wait("EXITED 0\n"))
     assert.truthy(screen:find("> half a line\ntide: SIGTERM: stopping the queries\n", 1, true), screen)
     t:wait("EXITED 0\nicanon echo\n")
   end)
@@ -155,9 +97,12 @@ describe("the REPL", function()
     t:line("x", "\n42\n")
     t:type(nil, "C-d")
     t:wait("EXITED 0")
-    assert.equal("x = 40 + 2\nx\n", support.read_file(t.history))
+    local function entries(path)
+      return (support.read_file(path):gsub("#%d+\n", "|"))
+    end
+    assert.equal("|x = 40 + 2\n|x\n", entries(t.history))
     local dir, history = t.dir, t.history
-    run(string.format("tmux -L %s kill-server", t.sock))
+    t:kill()
     t = start({ dir = dir, history = history })
     t:line("y = x") -- x is gone with the first process: y is nil
     t:type(nil, "Up", "Up", "Up")
@@ -165,7 +110,48 @@ describe("the REPL", function()
     t:type(nil, "Enter")
     t:line("y = x * 10")
     t:line("y", "\n420\n")
-    assert.equal("x = 40 + 2\nx\ny = x\nx = 40 + 2\ny = x * 10\ny\n", support.read_file(history))
+    -- Ctrl-R searches the history backwards.
+    t:type(nil, "C-r")
+    t:type("* 1")
+    t:wait("(reverse-i-search)`* 1': y = x * 10")
+    t:type(nil, "Enter")
+    t:line("y", "\n420\n")
+    assert.equal("|x = 40 + 2\n|x\n|y = x\n|x = 40 + 2\n|y = x * 10\n|y\n|y = x * 10\n|y\n",
+      entries(history))
+  end)
+
+  it("recalls a chunk of several lines whole, from the session and from the file", function()
+    t = start()
+    t:line("function f(x)", "\n>>")
+    t:line("  return x * 3")
+    t:line("end")
+    t:line("f = nil")
+    t:type(nil, "Up", "Up")
+    t:wait("> function f(x)\n  return x * 3\nend")
+    t:type(nil, "Enter")
+    t:line("f(5)", "\n15\n")
+    t:type(nil, "C-d")
+    t:wait("EXITED 0")
+    -- One entry of three lines in the file (after its #time line).
+    assert.truthy(support.read_file(t.history):find("#%d+\nfunction f%(x%)\n  return x %* 3\nend\n#%d+\nf = nil\n"))
+    local dir, history = t.dir, t.history
+    t:kill()
+    t = start({ dir = dir, history = history })
+    t:type(nil, "Up", "Up") -- f(5), then the function (recalled and run again)
+    t:wait("> function f(x)\n  return x * 3\nend")
+    t:type(nil, "Enter")
+    t:line("f(2)", "\n6\n")
+  end)
+
+  it("wraps a long line, so that the screen keeps all of it", function()
+    t = start()
+    local terms = {}
+    for i = 1, 60 do terms[i] = tostring(i) end
+    local long = "return " .. table.concat(terms, " + ") -- 179 characters: two rows of 120
+    t:line(long, "\n1830\n")
+    -- The pane's rows joined where they wrapped: the whole line, once.
+    local joined = run(string.format("tmux -L %s capture-pane -p -J -S -200", t.sock))
+    assert.truthy(joined:find("> " .. long .. "\n1830\n", 1, true), joined)
   end)
 
   it("edits the line: move and insert, Home/End, kill to the end, words, UTF-8", function()
@@ -209,12 +195,19 @@ describe("the REPL", function()
     t = start()
     t:line("function boom() error('it broke') end")
     t:line("boom()", "stdin:1: it broke")
-    local screen = t:wait("stdin:1: in function <stdin:1>\n")
+    local _, screen = t:wait("stdin:1: in function <stdin:1>\n")
     assert.truthy(screen:find("stdin:1: it broke\nstack traceback:\n        [C]: in function 'error'\n" ..
       "        stdin:1: in function <stdin:1>\n>", 1, true), screen)
     assert.falsy(screen:find("repl.lua", 1, true))
     t:line("x = 1 +", "1 +\n>>")
     t:line(")", "unexpected symbol near ')'")
+    t:line("1 + 1", "\n2\n")
+  end)
+
+  it("reports the error of a callback that fails on the loop and goes on", function()
+    t = start()
+    t:line('require("tide.runtime").loop():timer(1, 0, function() error("the timer broke") end)')
+    t:wait("the timer broke")
     t:line("1 + 1", "\n2\n")
   end)
 
@@ -268,18 +261,171 @@ describe("the REPL", function()
   it("clears the line on Ctrl-C and says how to leave at an empty prompt", function()
     t = start()
     t:type("this is dropped", "C-c")
-    t:wait("> this is dropped^C")
+    t:wait("> this is dropped^C\n>")
     t:type(nil, "C-c")
-    t:wait("(to leave, press Ctrl-D on an empty line or type .exit)")
+    t:wait("(to leave, press Ctrl-D on an empty line or type exit)")
     t:line("1 + 2", "\n3\n")
     assert.equal(0, t:count("dropped\n3"))
   end)
 
-  it("reads a script from a pipe without prompts, failing with status 1 on an error", function()
-    local cmd = repl_command()
+  it("interrupts a running chunk on Ctrl-C while a query runs, keeping the query and the session", function()
+    t = start()
+    t:line("kept = 41")
+    t:line('q = tide.read_stream("rate", {rows_per_second = 10}):write_stream("memory", ' ..
+      '{name = "ticks", trigger = "100 ms"})')
+    -- The query runs while the prompt waits: its status line shows a batch.
+    t:wait(function(s)
+      if s:find("active  batch %d") then return true end
+      t:line("q")
+      return false
+    end, 20, "a batch")
+    t:line("while true do end", "> while true do end\n")
+    -- Ctrl-C until the chunk is interrupted (a Ctrl-C sent before the
+    -- loop began is taken as one for the prompt's empty line: none is lost).
+    t:wait(function(s)
+      if s:find("\ninterrupted!\n> ", 1, true) then return true end
+      t:type(nil, "C-c")
+      return false
+    end, 20, "interrupted!")
+    t:line("kept + 1", "\n42\n")
+    local before = t:line("q:last_progress().batch_id", "\n")
+    -- A second loop, a second Ctrl-C: the REPL is still there.
+    t:line("n = 0 while true do n = n + 1 end", "> n = 0 while true do n = n + 1 end\n")
+    t:wait(function(s)
+      local _, k = s:gsub("\ninterrupted!\n", "")
+      if k >= 2 then return true end
+      t:type(nil, "C-c")
+      return false
+    end, 20, "a second interrupted!")
+    t:line("n > 0", "\ntrue\n")
+    -- The query ran on meanwhile: later batches, still active.
+    t:line("q:is_active()", "\ntrue\n")
+    local first = tonumber(before:match("batch_id\n(%d+)\n"))
+    t:wait(function(s)
+      t:line("q:last_progress().batch_id")
+      local last
+      for n in s:gmatch("batch_id\n(%d+)\n") do last = tonumber(n) end
+      return last and first and last > first
+    end, 20, "a later batch")
+  end)
+
+  it("returns the prompt on Ctrl-C during q:await(), the query still running", function()
+    t = start()
+    t:line('q = tide.read_stream("rate", {rows_per_second = 10}):write_stream("memory", ' ..
+      '{name = "waited", trigger = "100 ms"})')
+    t:line("q", "active")
+    t:line("q:await()", "> q:await()\n")
+    t:wait(function(s)
+      if s:find("q:await()\n^C\ninterrupted!\n> ", 1, true) or s:find("q:await()\n\ninterrupted!\n> ", 1, true)
+        or s:find("q:await()\ninterrupted!\n> ", 1, true) then
+        return true
+      end
+      t:type(nil, "C-c")
+      return false
+    end, 20, "the interrupted wait")
+    t:line("q:is_active()", "\ntrue\n")
+    t:line("#tide.queries()", "\n1\n")
+    t:line("q:stop()")
+    t:line("q", "  stopped  ")
+  end)
+
+  it("survives a query's callback that never returns: a second Ctrl-C fails that query", function()
+    t = start()
+    local marker = t.dir .. "/stuck"
+    t:line(string.format('q = tide.read_stream("rate", {rows_per_second = 10}):write_stream(function(id) ' ..
+      'if id == 1 then io.open(%q, "w"):close() while true do end end end, {trigger = "100 ms"})', marker), "\n>")
+    t:wait(function() return support.exists(marker) end, 20, "the stuck batch")
+    -- Ctrl-C until the prompt answers again.
+    t:wait(function(s)
+      if s:find("(to leave", 1, true) then return true end
+      t:type(nil, "C-c")
+      return false
+    end, 20, "the prompt back")
+    t:line("q:is_active()", "\nfalse\n")
+    t:line("q:exception()", "interrupted!")
+  end)
+
+  it("completes globals, fields and methods with Tab", function()
+    t = start()
+    t:type("tide.memory_s", "Tab")
+    t:wait("> tide.memory_stream(")
+    t:type('"n int")', "Enter")
+    t:wait("tide memory stream")
+    t:type("x = tide.re", "Tab")
+    t:wait("> x = tide.read")
+    -- Tab again lists the candidates.
+    t:type(nil, "Tab")
+    t:wait("> x = tide.read\ntide.read         tide.read_stream\n> x = tide.read")
+    t:type(nil, "C-u")
+    t:type("db:create_t", "Tab")
+    t:wait("> db:create_topic(")
+    t:type('"t1")', "Enter")
+    t:line("db:topics()", '{ "t1" }')
+    -- Names that begin with "_" only when asked for.
+    t:line("obj = {_hidden = 1, shown = 2}")
+    t:type("obj.", "Tab")
+    t:wait("> obj.shown")
+    t:type(nil, "C-u")
+    t:type("obj._", "Tab")
+    t:wait("> obj._hidden")
+    t:type(nil, "C-u")
+    t:type("pri", "Tab")
+    t:wait("> print(")
+    t:type("1)", "Enter")
+    t:wait("print(1)\n1\n")
+    -- Tab after nothing but blanks indents.
+    t:type("if true then", "Enter")
+    t:type(nil, "Tab")
+    t:type("x = 5", "Enter")
+    t:wait(">>   x = 5")
+    t:line("end")
+    t:line("x", "\n5\n")
+  end)
+
+  it("answers help, exit and quit as bare words and as functions", function()
+    t = start()
+    t:line("help", "Ctrl-D on an empty line leaves.")
+    t:line("help = 3")
+    t:line("help", "\n3\n") -- a name the user gave a value is theirs
+    t:line("quit")
+    t:wait("EXITED 0")
+    t:kill()
+    t = start()
+    t:line("exit()")
+    t:wait("EXITED 0")
+    t:kill()
+    t = start()
+    t:line('ms = tide.memory_stream("n int")')
+    t:line('q = ms:frame():write_stream("memory", {name = "left"})')
+    t:line("exit")
+    local _, screen = t:wait("EXITED 0")
+    assert.truthy(screen:find("stopped query left\n", 1, true), screen)
+  end)
+
+  it("reads a script from a pipe without prompts, its errors on stderr, failing with status 1", function()
+    local cmd = support.tide_command()
     local out = run("printf 'x = 6 * 7\\nx\\nfunction f()\\nreturn 1 end\\nf()\\n' | " .. cmd .. "; echo status $?")
     assert.equal("42\n1\nstatus 0\n", out)
-    out = run("printf 'error(\"bad\")\\n1\\n' | " .. cmd .. "; echo status $?")
-    assert.matches("^stdin:1: bad\nstack traceback:\n.*\n1\nstatus 1\n$", out)
+    local err = support.tmpname()
+    out = run("printf 'error(\"bad\")\\n1\\n' | " .. cmd .. " 2>" .. err .. "; echo status $?")
+    assert.equal("1\nstatus 1\n", out)
+    assert.matches("^stdin:1: bad\nstack traceback:\n", support.read_file(err))
+    os.remove(err)
+  end)
+end)
+
+describe("repl.query_line", function()
+  local tide = require "tide"
+  local repl = require "tide.repl"
+
+  it("says a query with trigger once finished, and one stopped by q:stop() stopped", function()
+    local ms = tide.memory_stream("n int")
+    ms:add { { n = 1 } }
+    local once = ms:frame():write_stream(function() end, { trigger = "once", name = "one_shot" })
+    assert.is_true(once:await())
+    assert.matches("^query one_shot  %(id [^)]+%)  finished  batch 0  ", repl.query_line(once))
+    local q = ms:frame():write_stream(function() end, { name = "stopped_one" })
+    q:stop()
+    assert.matches("^query stopped_one  %(id [^)]+%)  stopped  no batch yet$", repl.query_line(q))
   end)
 end)

@@ -1,56 +1,17 @@
--- `tide run` in a real terminal: tmux runs bin/tide in a 120x40 pane, keys
--- go in with send-keys, the screen comes back with capture-pane. Status
+-- `tide run` in a real terminal: tmux runs bin/tide in a 120x40 pane
+-- (support.term), keys go in with send-keys, the screen comes back with
+-- capture-pane. Status
 -- lines, the console sink's tables above them, Ctrl-C. Every wait is for a
 -- condition on the screen or on disk, with a deadline.
 
 local support = require "support"
 local core = require "tide.core"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = support.sh_quote
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
--- One tmux server of our own (-L: its own socket), killed after each test.
-local Tmux = {}
-Tmux.__index = Tmux
-
-local function tmux_start(command)
-  local self = setmetatable({ sock = "tide-run-" .. support.tmpname():match("[^/]*$") }, Tmux)
-  local env = ""
-  if os.getenv("TIDE_CPATH") then
-    local cp = os.getenv("TIDE_CPATH"):gsub("[^;]+", function(p)
-      return p:sub(1, 1) == "/" and p or support.ROOT .. "/" .. p
-    end)
-    env = "TIDE_CPATH=" .. q(cp) .. " "
-  end
-  -- The shell prints the exit status and stays, so the last screen can be read.
-  local inner = string.format("cd %s && %s%s; echo rc=$?; sleep 600", q(support.ROOT), env, command)
-  local out = sh(string.format("tmux -L %s new-session -d -x 120 -y 40 %s", self.sock, q(inner)))
-  assert(out == "", out)
-  return self
-end
-
-function Tmux:screen() return sh(string.format("tmux -L %s capture-pane -p", self.sock)) end
-function Tmux:keys(k) sh(string.format("tmux -L %s send-keys %s", self.sock, k)) end
-function Tmux:kill() sh(string.format("tmux -L %s kill-server", self.sock)) end
-
--- Wait until pred(screen) returns a true value (returned with the screen),
--- or fail after `secs` showing the last screen.
-function Tmux:wait(what, pred, secs)
-  local deadline, screen = os.time() + (secs or 20)
-  repeat
-    screen = self:screen()
-    local r = pred(screen)
-    if r then return r, screen end
-    support.sleep_ms(50)
-  until os.time() > deadline
-  error("timed out waiting for " .. what .. "; the screen:\n" .. screen, 2)
-end
+-- tide in a terminal of its own (support.term); `args` for bin/tide. The
+-- screen is the visible pane only: status lines are checked on it whole.
+local function tmux_start(args) return support.term(support.tide_command(args), { scrollback = false }) end
 
 local function lines_of(screen)
   local t = {}
@@ -112,26 +73,26 @@ tide.read_stream("rate", { rows_per_second = 50 })
   :with_watermark("timestamp", "2 seconds")
   :write_stream(function(id) print("late wrote batch " .. id) end, { trigger = "200 ms", name = "late" })
 ]], ck))
-      t = tmux_start("bin/tide run " .. q(script))
-      local first = t:wait("both status lines after a batch", function(s)
+      t = tmux_start("run " .. q(script))
+      local first = t:wait(function(s)
         local st = status_of(s)
         return st and st.ticks >= 1 and s:find("Batch: 1", 1, true) and s:find("\nlate wrote batch 1\n") and st
-      end)
+      end, 20, "both status lines after a batch")
       -- the lines update in place: a later batch, still one line each, at the bottom
-      t:wait("a later batch on the status line", function(s)
+      t:wait(function(s)
         local st = status_of(s)
         return st and st.ticks >= first.ticks + 2 and st.late > first.late and st.late_watermark:match(ISO)
-      end)
+      end, 20, "a later batch on the status line")
       -- the tables and the lines never mix: checked on every screen seen,
       -- here a few more of them
       local screens = 0
-      t:wait("more screens", function(s)
+      t:wait(function(s)
         if status_of(s) then screens = screens + 1 end
         return screens >= 10
-      end)
-      t:keys("C-c")
-      local _, screen = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end)
-      assert.equal("0", screen:match("rc=(%d+)\n"))
+      end, 20, "more screens")
+      t:type(nil, "C-c")
+      local _, screen = t:wait(function(s) return s:match("EXITED (%d+)\n") end, 20, "the exit status")
+      assert.equal("0", screen:match("EXITED (%d+)\n"))
       -- the status lines were erased before exiting
       assert.is_nil(screen:find("query ticks:", 1, true), screen)
       assert.is_nil(screen:find("query late:", 1, true), screen)
@@ -151,12 +112,12 @@ local tide = require "tide"
 tide.read_stream("rate", { rows_per_second = 100 })
   :write_stream("console", { trigger = "200 ms", name = "ticks", num_rows = 1 })
 ]])
-    t = tmux_start("bin/tide run --quiet " .. q(script))
-    t:wait("three batches", function(s) return s:find("Batch: 3", 1, true) end)
+    t = tmux_start("run --quiet " .. q(script))
+    t:wait("Batch: 3", 20)
     local screen = t:screen()
     assert.is_nil(screen:find("query ticks", 1, true), screen)
-    t:keys("C-c")
-    local rc = t:wait("the exit status", function(s) return s:match("rc=(%d+)\n") end)
+    t:type(nil, "C-c")
+    local rc = t:wait(function(s) return s:match("EXITED (%d+)\n") end, 20, "the exit status")
     assert.equal("0", rc)
   end)
   it("exits at once with 130 on a second Ctrl-C during a slow batch, which stays uncommitted", function()
@@ -175,22 +136,22 @@ tide.read_stream("rate", { rows_per_second = 100 })
     end
   end, { trigger = "100 ms", name = "slow", checkpoint = %q })
 ]], marker, ck))
-    t = tmux_start("bin/tide run " .. q(script))
-    t:wait("the slow batch", function() return support.exists(marker) end)
+    t = tmux_start("run " .. q(script))
+    t:wait(function() return support.exists(marker) end, 20, "the slow batch")
     -- Two signals sent before the process takes the first merge into one
     -- (standard signals do not queue), which a loaded machine makes
     -- likely: press Ctrl-C again each second until the process is gone.
     -- Any second one delivered must end it, in the middle of the batch.
-    t:keys("C-c")
+    t:type(nil, "C-c")
     local last = os.time()
-    local rc = t:wait("the exit status", function(s)
-      local got = s:match("rc=(%d+)\n")
+    local rc = t:wait(function(s)
+      local got = s:match("EXITED (%d+)\n")
       if not got and os.time() > last then
-        t:keys("C-c")
+        t:type(nil, "C-c")
         last = os.time()
       end
       return got
-    end, 15)
+    end, 15, "the exit status")
     os.remove(marker)
     assert.equal("130", rc)
     -- batches 0 and 1 are committed; batch 2 runs again on the next start

@@ -1,6 +1,7 @@
 -- Shared helpers of the specs: the checkout's paths, a prelude for child
--- `lua5.4` processes, temporary names, small file utilities, and where a
--- topic's segment files live (docs/FORMAT.md).
+-- `lua5.4` processes, temporary names, small file utilities, where a
+-- topic's segment files live (docs/FORMAT.md), and a real terminal (tmux)
+-- for the specs of the REPL and of `tide run`.
 local M = {}
 
 -- The checkout's root, from this file's path (busted runs from the root).
@@ -88,5 +89,104 @@ function M.lines_of(text)
   for line in text:gmatch("[^\n]+") do t[#t + 1] = line end
   return t
 end
+
+-- ------------------------------------------------------------------------
+-- A real terminal
+-- ------------------------------------------------------------------------
+
+--- Quote a string for sh.
+function M.sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- A shell command's output, stdout and stderr together.
+function M.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+--- The shell command that runs this checkout's bin/tide with `args` (the
+-- C module of TIDE_CPATH: the ASan build under `make asan`).
+function M.tide_command(args)
+  return string.format("TIDE_CPATH=%s lua5.4 %s/bin/tide %s", M.sh_quote(M.CPATH), M.ROOT, args or "")
+end
+
+local sh = M.sh
+
+local Term = {}
+Term.__index = Term
+local terms = 0
+
+--- Run a shell command in a terminal of its own: tmux (its own server, -L)
+-- runs it in a pane of 120x40 in directory opts.dir (default: the
+-- checkout). When it ends the shell prints "EXITED <status>", then runs
+-- opts.after (shell text) and stays, so that the last screen can be read.
+-- t:screen() includes 200 lines of scrollback unless opts.scrollback is
+-- false (the visible pane only).
+-- The shell ignores Ctrl-C (a trap, not SIG_IGN, which the command would
+-- inherit): a SIGINT to the foreground group must not end the shell,
+-- whatever the command makes of it.
+function M.term(command, opts)
+  opts = opts or {}
+  terms = terms + 1
+  local self = setmetatable({ sock = string.format("tide-spec-%d-%d", math.random(1e9), terms),
+    scrollback = opts.scrollback ~= false }, Term)
+  local script = string.format("trap : INT; cd %s && %s; echo EXITED $?; %s sleep 600", M.sh_quote(opts.dir or M.ROOT),
+    command, opts.after and (opts.after .. ";") or "")
+  local out = sh(string.format("tmux -L %s new-session -d -x 120 -y 40 %s", self.sock, M.sh_quote(script)))
+  assert(out == "", out)
+  return self
+end
+
+--- The screen, with up to 200 lines of scrollback above it (see M.term).
+function Term:screen()
+  return sh(string.format("tmux -L %s capture-pane -p%s", self.sock, self.scrollback and " -S -200" or ""))
+end
+
+--- Wait until the screen holds `cond` (plain text) or `cond(screen)` returns
+-- a true value; returns that value (the text) and the screen. Fails after
+-- `secs` seconds (default 10) showing the last screen. Each look is a
+-- bounded poll: nothing here depends on how fast the machine is.
+function Term:wait(cond, secs, what)
+  local deadline, screen = os.time() + (secs or 10)
+  repeat
+    screen = self:screen()
+    local r
+    if type(cond) == "string" then
+      r = screen:find(cond, 1, true) and cond
+    else
+      r = cond(screen)
+    end
+    if r then return r, screen end
+    M.sleep_ms(50)
+  until os.time() > deadline
+  error(string.format("timed out waiting for %s on the screen:\n%s", what or string.format("%q", tostring(cond)),
+    screen), 2)
+end
+
+--- The number of times text is on the screen.
+function Term:count(text)
+  local n, i, s = 0, 1, self:screen()
+  while true do
+    local a, b = s:find(text, i, true)
+    if not a then return n end
+    n, i = n + 1, b + 1
+  end
+end
+
+--- Type text literally (no key names), then the named keys ("Enter",
+-- "C-c", "Up", ...).
+function Term:type(text, ...)
+  if text and text ~= "" then sh(string.format("tmux -L %s send-keys -l %s", self.sock, M.sh_quote(text))) end
+  for _, k in ipairs({ ... }) do sh(string.format("tmux -L %s send-keys %s", self.sock, k)) end
+end
+
+--- A line and Enter; then wait for what it should print.
+function Term:line(text, expect)
+  self:type(text, "Enter")
+  if expect then return (select(2, self:wait(expect))) end
+end
+
+function Term:kill() sh(string.format("tmux -L %s kill-server", self.sock)) end
 
 return M

@@ -355,13 +355,18 @@ local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stat
 -- Signals
 -- ------------------------------------------------------------------------
 
+--- Whether running queries handle SIGINT and SIGTERM (below). The REPL
+-- sets it to false: there Ctrl-C interrupts the chunk at the prompt, not
+-- the queries.
+M.handle_signals = true
+
 -- The first SIGINT or SIGTERM stops every query after its batch in
 -- flight (committed); a second one, even in the middle of a long batch,
 -- exits at once with status 130 (core.escalate_signals, in C: the loop
 -- does not run during a batch): what is committed stays, the batch in
 -- flight runs again on the next start.
 local function install_signals()
-  if signals then return end
+  if signals or not M.handle_signals then return end
   local loop = runtime.loop()
   local function stop_all()
     for _, q in ipairs({ table.unpack(active) }) do q:stop() end
@@ -490,7 +495,8 @@ end
 
 function Query:_open(sources, stateful, marks, sink, descriptor)
   local ck = self._ck
-  local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir }
+  local ctx = { loop = runtime.loop(), query_id = self._id, query_name = self._name, checkpoint = self._dir,
+    trigger = self._trigger.kind }
   for i, node in ipairs(sources) do
     local c = setmetatable({ index = i }, { __index = ctx })
     local inst
@@ -653,7 +659,8 @@ function Query:_tick()
   self._status.is_trigger_active = false
   if not ok then return self:_fail(ran) end
   if self._stop_requested then return self:_terminate() end
-  if t.kind == "once" or (t.kind == "available_now" and not ran) then return self:_terminate() end
+  if not ran and self:_exhausted() then return self:_terminate("Finished") end
+  if t.kind == "once" or (t.kind == "available_now" and not ran) then return self:_terminate("Finished") end
   if self._force > 0 or t.kind == "available_now" then
     if ran then self:_schedule(0) else self:_idle_wait() end
     return
@@ -667,6 +674,16 @@ function Query:_tick()
     self:_schedule(math.max(0, math.floor(t.ms - elapsed)))
     self._status.message = "Waiting for next trigger"
   end
+end
+
+-- True when every source is finite and has nothing after what this query
+-- processed (connectors/README.md: `exhausted`): the query is finished.
+function Query:_exhausted()
+  if #self._sources == 0 then return false end
+  for i, s in ipairs(self._sources) do
+    if not (s.inst.exhausted and s.inst:exhausted(self._ends[i])) then return false end
+  end
+  return true
 end
 
 -- Offsets equal when their canonical JSON is.
@@ -996,8 +1013,12 @@ function Query:process_all_available()
     self._force = self._force + 1
     local mark = self._idle
     if self._waiting or self._timer then self:_schedule(0) end
-    while self._active and self._idle == mark do loop:run("once") end
+    -- (A Ctrl-C at the REPL raises from loop:run: the query goes on as before.)
+    local ok, err = pcall(function()
+      while self._active and self._idle == mark do loop:run("once") end
+    end)
     self._force = self._force - 1
+    if not ok then error(err, 0) end
   end
   if self._exception then raise(self, 2) end
 end
@@ -1009,8 +1030,11 @@ function Query:await(timeout)
   local ms = timeout ~= nil and util.duration(timeout, "await: timeout") or nil
   local loop, expired, timer = runtime.loop(), false, nil
   if ms and self._active then timer = loop:timer(ms, 0, function() expired = true end) end
-  while self._active and not expired do loop:run("once") end
+  local ok, err = pcall(function()
+    while self._active and not expired do loop:run("once") end
+  end)
   if timer then timer:close() end
+  if not ok then error(err, 0) end -- a Ctrl-C at the REPL: the wait ends, the query goes on
   if self._exception then raise(self, 2) end
   return not self._active
 end

@@ -4,25 +4,34 @@
 -- that streaming queries started at the prompt keep running while the user
 -- types. Structure:
 --
---  * Input: a tide.Input on stdin. On a terminal (stdin and stdout both
---    terminals) it is in raw mode and a line editor (below) turns keys into
---    lines; otherwise stdin's lines are read as they come, no prompt drawn.
+--  * Input: on a terminal (stdin and stdout both terminals) GNU readline
+--    edits the line (tide.core's readline binding: its callback interface,
+--    fed by a tide.Poll on the terminal), with completion of names, fields
+--    and methods (M.complete), history (multi-line chunks as one entry) and
+--    Ctrl-R search; otherwise a tide.Input reads stdin's lines as they come,
+--    no prompt drawn, errors to stderr.
 --  * The loop: `main` alternates between running the libuv loop (one
 --    iteration at a time, while waiting for a line) and evaluating the
---    lines the input callback queued. User code never runs inside a loop
+--    lines the input callbacks queued. User code never runs inside a loop
 --    callback, so it may itself run the loop (`q:await()`,
 --    `q:process_all_available()`, `tide.run()`).
 --  * While reading, the prompt and the line being typed are the terminal's
 --    owner (runtime.set_terminal_owner): the console sink and `print` write
 --    through runtime.write, which clears the line, writes, and draws it
---    again. While a line is evaluated, the terminal is back in its normal
---    mode, stdin is paused (type-ahead waits in the kernel) and there is no
---    owner, so user code writes as in any program.
+--    again. While a chunk is evaluated, readline has given the terminal its
+--    mode back, the terminal is not polled (type-ahead waits in the kernel)
+--    and there is no owner, so user code writes as in any program.
+--  * Ctrl-C (SIGINT; the REPL owns it, queries do not install their
+--    handler): at the prompt it drops the line; during an evaluation it
+--    interrupts the chunk ("interrupted!", as `lua` does, by a debug hook
+--    set from the signal: loop:catch_interrupt), never a query's batch, so
+--    the queries and the session go on. `q:await()` interrupted returns the
+--    prompt; the query runs on.
 --
--- Invariant: the terminal is in raw mode only while `main` waits for input;
--- every way out of `main` (Ctrl-D, `.exit`, end of input, SIGTERM, SIGHUP,
--- an error of the REPL itself) closes the input reader, which restores the
--- terminal's mode (and loop.c restores it at exit() too).
+-- Invariant: the terminal is in readline's mode only while `main` waits for
+-- input; every way out of `main` (Ctrl-D, `.exit`, `exit`, end of input,
+-- SIGTERM, SIGHUP, an error of the REPL itself) closes the readline object,
+-- which gives the terminal its mode back.
 --
 -- @module tide.repl
 
@@ -121,13 +130,26 @@ local function fields_ddl(fields)
   return concat(out, ", ")
 end
 
+--- How a query is: "active", "finished" (a run with trigger "once" or
+-- "available_now" that processed its data), "stopped" (by q:stop(), Ctrl-C
+-- outside the REPL, SIGTERM), or "failed: <error>".
+function M.query_state(q)
+  if q:is_active() then return "active" end
+  local exc = q:exception()
+  if exc then return "failed: " .. tostring(exc) end
+  local msg = tostring(q:status().message)
+  if msg == "Stopped" then return "stopped" end
+  if msg:find("^Finished") then return "finished" end
+  return "stopped: " .. msg
+end
+
 --- The status line of a query: name (or id), active or how it ended, the
 -- last batch, input rate and watermark.
 function M.query_line(q)
   local p = q:last_progress()
   local parts = { format("query %s", q:name() or q:id()) }
   if q:name() then parts[#parts + 1] = format("(id %s)", q:id()) end
-  parts[#parts + 1] = q:is_active() and "active" or ("stopped: " .. tostring(q:status().message))
+  parts[#parts + 1] = M.query_state(q)
   if p then
     parts[#parts + 1] = format("batch %d", p.batch_id)
     parts[#parts + 1] = format("%.1f rows/s in", p.input_rows_per_second or 0)
@@ -182,8 +204,16 @@ end
 -- Evaluating
 -- ------------------------------------------------------------------------
 
--- The traceback of an error in user code, without the REPL's frames.
+-- What `exit()` and `quit()` raise to leave the REPL from inside a chunk.
+local EXIT = setmetatable({}, { __tostring = function() return "exit" end })
+
+-- What a Ctrl-C raises in the chunk being evaluated (core/l_loop.c).
+M.INTERRUPTED = "interrupted!"
+
+-- The traceback of an error in user code, without the REPL's frames; an
+-- interrupt and `exit()` pass as they are.
 local function user_traceback(msg)
+  if msg == EXIT or msg == M.INTERRUPTED then return msg end
   if type(msg) ~= "string" then
     local mt = getmetatable(msg)
     if mt and mt.__tostring then
@@ -231,8 +261,12 @@ M.COMMANDS = {
   { ".topics", "the default store's topics, with their records" },
   { ".schema TOPIC", "a topic's schema (DDL), version and compatibility" },
   { ".queries", "the streaming queries that run, one status line each" },
-  { ".exit", "stop the queries (each committed) and leave (or Ctrl-D)" },
+  { ".exit", "stop the queries (each committed) and leave (also exit, quit, Ctrl-D)" },
 }
+
+-- Bare words that act as commands while the user has not given the name a
+-- value of their own; as functions (help(), exit(), quit()) they work too.
+local WORDS = { help = ".help", exit = ".exit", quit = ".exit" }
 
 M.HELP = [[
 The tide REPL: Lua 5.4 with `tide` loaded and `db`, the default store.
@@ -257,9 +291,12 @@ API (see the guide and `make doc` for the rest):
   db:topics(), db:topic(name)       the store's topics; db:create_topic(name, opts)
   db:read(topic), db:read_stream(t) frames over a topic
 
-Keys: Left/Right, Home/End, Ctrl-A/E/B/F move; Backspace/Delete, Ctrl-K/U/W
-delete; Up/Down history; Ctrl-L clears the screen; Ctrl-C clears the line;
-Ctrl-D on an empty line leaves.
+Keys (GNU readline, as in bash; ~/.inputrc applies): Tab completes names,
+fields and methods (tide.re<Tab>, db:cr<Tab>; again lists them); Up/Down
+recall history (a chunk of several lines as one), Ctrl-R searches it;
+Left/Right, Home/End, Ctrl-A/E/B/F move; Ctrl-K/U/W delete; Ctrl-L clears
+the screen. Ctrl-C drops the line, or interrupts the chunk that runs
+(queries go on); Ctrl-D on an empty line leaves.
 ]]
 
 local function help_text()
@@ -278,6 +315,11 @@ end
 -- History
 -- ------------------------------------------------------------------------
 
+-- The file holds one entry per line, the format readline and bash use with
+-- timestamps: each entry follows a line `#<unix time>`, so an entry may
+-- span lines (a function typed over several). A file without those lines
+-- (tide before multi-line entries) is one entry per line.
+
 local function history_path()
   local p = os.getenv("TIDE_HISTORY")
   if p and p ~= "" then return p end
@@ -286,232 +328,141 @@ local function history_path()
   return nil
 end
 
-local function history_load(path)
-  local list = {}
-  local f = path and io.open(path, "r")
-  if not f then return list end
-  for l in f:lines() do
-    if l ~= "" then list[#list + 1] = l end
+--- The entries of a history file's text, the last HISTORY_MAX of them.
+function M.history_parse(text)
+  local list, cur, stamped = {}, nil, false
+  local function flush()
+    if cur and cur ~= "" then list[#list + 1] = cur end
+    cur = nil
   end
-  f:close()
+  for l in text:gmatch("([^\n]*)\n?") do
+    if l:find("^#%d+$") then
+      flush()
+      stamped, cur = true, ""
+    elseif stamped and cur then
+      cur = cur == "" and l or (cur .. "\n" .. l)
+    elseif l ~= "" then
+      list[#list + 1] = l
+    end
+  end
+  flush()
   if #list > M.HISTORY_MAX then list = table.move(list, #list - M.HISTORY_MAX + 1, #list, 1, {}) end
   return list
 end
 
--- The file is appended to line by line (nothing is lost if the process is
--- killed) and rewritten with the last HISTORY_MAX lines when it grew
--- past twice that.
-local function history_add(h, line)
-  if line == "" or line:find("^%s+$") or h.list[#h.list] == line then return end
-  h.list[#h.list + 1] = line
+local function history_entry(e) return format("#%d\n%s\n", os.time(), e) end
+
+-- The file is appended to entry by entry (nothing is lost if the process
+-- is killed) and rewritten with the last HISTORY_MAX entries when it grew
+-- past twice that. Returns true when the entry is new (not blank, not the
+-- last one again).
+local function history_add(h, entry)
+  if entry:find("^%s*$") or h.list[#h.list] == entry then return false end
+  h.list[#h.list + 1] = entry
   if #h.list > M.HISTORY_MAX then table.remove(h.list, 1) end
-  if not h.path then return end
+  if not h.path then return true end
   local f = io.open(h.path, "a")
-  if not f then return end
-  f:write(line, "\n")
+  if not f then return true end
+  f:write(history_entry(entry))
   f:close()
   h.appended = h.appended + 1
   if h.appended > M.HISTORY_MAX then
     f = io.open(h.path, "w")
     if f then
-      f:write(concat(h.list, "\n"), "\n")
+      for _, e in ipairs(h.list) do f:write(history_entry(e)) end
       f:close()
     end
     h.appended = 0
   end
+  return true
 end
 
 -- ------------------------------------------------------------------------
--- The line editor
+-- Completion
 -- ------------------------------------------------------------------------
 
--- An editor holds the line as an array of UTF-8 characters and the cursor
--- as the number of characters before it; it draws prompt and line on one
--- terminal row, scrolled sideways when longer than the terminal is wide.
-local Editor = {}
-Editor.__index = Editor
+local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
+  "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
 
-local function new_editor(out, width, history)
-  return setmetatable({ out = out, width = width, history = history, chars = {}, pos = 0, prompt = "> ",
-    hidx = nil, saved = nil, pending = "" }, Editor)
-end
-
-function Editor:text() return concat(self.chars) end
-
-function Editor:set_text(s)
-  self.chars = {}
-  for _, c in utf8.codes(s, true) do self.chars[#self.chars + 1] = utf8.char(c) end
-  self.pos = #self.chars
-end
-
-function Editor:clear_line() self.out("\r\27[K") end
-
-function Editor:draw()
-  local cols = math.max(self.width() or 80, 10)
-  local plen = utf8.len(self.prompt) or #self.prompt
-  local room = math.max(cols - plen - 1, 1)
-  -- The visible slice keeps the cursor on screen.
-  local first = 1
-  if self.pos >= room then first = self.pos - room + 2 end
-  local last = math.min(#self.chars, first + room - 1)
-  local shown = concat(self.chars, "", first, last)
-  local col = plen + (self.pos - first + 1)
-  self.out("\r" .. self.prompt .. shown .. "\27[K\r" .. (col > 0 and format("\27[%dC", col) or ""))
-end
-
-function Editor:reset(prompt)
-  self.chars, self.pos, self.hidx, self.saved = {}, 0, nil, nil
-  self.prompt = prompt
-end
-
-function Editor:insert(s)
-  for _, c in utf8.codes(s, true) do
-    self.pos = self.pos + 1
-    table.insert(self.chars, self.pos, utf8.char(c))
+-- The string keys of v that are identifiers, with those its metatable's
+-- __index tables offer (methods), into set.
+local function add_keys(set, v)
+  for _ = 1, 8 do -- a bounded walk up __index chains
+    if type(v) == "table" then
+      for k in next, v do
+        if type(k) == "string" and k:find("^[%a_][%w_]*$") then set[k] = rawget(v, k) end
+      end
+    end
+    local mt = (type(v) == "table" or type(v) == "userdata" or type(v) == "string") and getmetatable(v)
+    if type(mt) ~= "table" then return end
+    local idx = rawget(mt, "__index")
+    if type(idx) ~= "table" then return end
+    v = idx
   end
 end
 
-function Editor:delete_range(from, to) -- characters from..to (1-based), cursor to from-1
-  for _ = from, to do table.remove(self.chars, from) end
-  self.pos = from - 1
-end
-
-function Editor:history_move(d)
-  local list = self.history.list
-  if #list == 0 then return end
-  local i = self.hidx or (#list + 1)
-  local j = i + d
-  if j < 1 or j > #list + 1 then return end
-  if self.hidx == nil then self.saved = self:text() end
-  self.hidx = j
-  if j == #list + 1 then
-    self:set_text(self.saved or "")
-    self.hidx = nil
+--- The completions of `text`, the word before the cursor: a global name
+-- (keywords included), or a path of names to a value followed by `.` or `:`
+-- and the start of a field (a method after `:`); names that begin with `_`
+-- only when `text` does too. A value on the path is
+-- looked up as the chunk would (so `db` opens the default store); a lookup
+-- that fails completes nothing. One candidate gets `(` after a function
+-- and `.` after a table, so that Tab goes on.
+-- @tab env the environment chunks run in
+-- @string text
+-- @treturn {string,...} sorted
+function M.complete(env, text)
+  local path, sep, start = text:match("^([%a_][%w_%.]*)([%.:])([%a_]?[%w_]*)$")
+  local set = {}
+  if path then
+    if path:find("%.%.") or path:sub(-1) == "." then return {} end
+    local ok, v = pcall(function()
+      local x = env
+      for name in path:gmatch("[^%.]+") do x = x[name] end
+      return x
+    end)
+    if not ok or v == nil then return {} end
+    add_keys(set, v)
+    if sep == ":" then
+      for k in pairs(set) do
+        local ok2, f = pcall(function() return v[k] end)
+        if not (ok2 and type(f) == "function") then set[k] = nil end
+      end
+    end
   else
-    self:set_text(list[j])
+    if not text:find("^[%a_]*[%w_]*$") then return {} end
+    start = text
+    add_keys(set, env)
+    add_keys(set, _G)
+    for _, k in ipairs(KEYWORDS) do set[k] = true end
+    set.db = true
+    for w in pairs(WORDS) do set[w] = true end
   end
+  -- Names that begin with "_" (internals, metamethods) only when asked for.
+  local private = start:sub(1, 1) == "_"
+  local out = {}
+  for k in pairs(set) do
+    if k:sub(1, #start) == start and (private or k:sub(1, 1) ~= "_") then out[#out + 1] = k end
+  end
+  table.sort(out)
+  local prefix = path and (path .. sep) or ""
+  for i, k in ipairs(out) do out[i] = prefix .. k end
+  if #out == 1 then
+    local ok, v = pcall(M.lookup, env, out[1])
+    if ok and type(v) == "function" then
+      out[1] = out[1] .. "("
+    elseif ok and type(v) == "table" and not getmetatable(v) then
+      out[1] = out[1] .. "."
+    end
+  end
+  return out
 end
 
-local function is_space(c) return c == " " or c == "\t" end
-
--- Keys by their byte sequences.
-local KEYS = {
-  ["\1"] = "home", ["\5"] = "end", ["\2"] = "left", ["\6"] = "right", ["\8"] = "backspace",
-  ["\127"] = "backspace", ["\4"] = "ctrl-d", ["\3"] = "ctrl-c", ["\11"] = "kill-end", ["\21"] = "kill-start",
-  ["\23"] = "kill-word", ["\12"] = "clear-screen", ["\r"] = "enter", ["\n"] = "enter", ["\16"] = "up",
-  ["\14"] = "down", ["\t"] = "tab",
-  ["\27[A"] = "up", ["\27[B"] = "down", ["\27[C"] = "right", ["\27[D"] = "left", ["\27[H"] = "home",
-  ["\27[F"] = "end", ["\27OH"] = "home", ["\27OF"] = "end", ["\27OA"] = "up", ["\27OB"] = "down",
-  ["\27OC"] = "right", ["\27OD"] = "left", ["\27[1~"] = "home", ["\27[7~"] = "home", ["\27[4~"] = "end",
-  ["\27[8~"] = "end", ["\27[3~"] = "delete",
-}
-
--- The next key of s: its name (or "text"), its bytes, and how many bytes
--- it took; nil when s ends inside a key (wait for more bytes).
-local function next_key(s)
-  local b = s:byte(1)
-  if b == 27 then
-    if #s == 1 then return nil end
-    local c = s:sub(2, 2)
-    if c == "[" or c == "O" then
-      local seq = s:match("^\27[%[O][%d;]*[%a~]")
-      if not seq then
-        if s:match("^\27[%[O][%d;]*$") then return nil end
-        return "unknown", s:sub(1, 2), 2
-      end
-      return KEYS[seq] or "unknown", seq, #seq
-    end
-    return "unknown", s:sub(1, 2), 2 -- Alt-<key>: ignored
-  end
-  if b < 32 or b == 127 then return KEYS[s:sub(1, 1)] or "unknown", s:sub(1, 1), 1 end
-  -- Text: a run of printable bytes, whole UTF-8 sequences only.
-  local n = 1
-  while n < #s do
-    local nb = s:byte(n + 1)
-    if nb < 32 or nb == 127 then break end
-    n = n + 1
-  end
-  local text = s:sub(1, n)
-  -- A UTF-8 sequence cut at the end of the chunk waits for its rest.
-  local cut = #text
-  local k = cut
-  while k > 0 and k > cut - 3 and text:byte(k) >= 0x80 and text:byte(k) < 0xC0 do k = k - 1 end
-  if k > 0 and text:byte(k) >= 0xC0 then
-    local need = text:byte(k) >= 0xF0 and 4 or text:byte(k) >= 0xE0 and 3 or 2
-    if cut - k + 1 < need then
-      if k == 1 then return nil end
-      text = text:sub(1, k - 1)
-    end
-  end
-  return "text", text, #text
-end
-
---- Feed bytes to the editor. Returns an event when one ends the feeding:
--- "line" (with the text), "eof" (Ctrl-D on an empty line), "interrupt"
--- (Ctrl-C: the line was dropped); nil when all bytes were used. Bytes
--- after the event stay pending for the next feed.
-function Editor:feed(bytes)
-  local s = self.pending .. (bytes or "")
-  self.pending = ""
-  local i = 1
-  while i <= #s do
-    local key, text, n = next_key(s:sub(i))
-    if not key then
-      self.pending = s:sub(i)
-      break
-    end
-    i = i + n
-    local redraw = true
-    if key == "text" then
-      if not utf8.len(text) then text = text:gsub("[\128-\255]", "?") end
-      self:insert(text)
-    elseif key == "tab" then
-      self:insert("  ")
-    elseif key == "enter" then
-      self.pending = s:sub(i)
-      return "line", self:text()
-    elseif key == "ctrl-d" then
-      if #self.chars == 0 then
-        self.pending = s:sub(i)
-        return "eof"
-      end
-      if self.pos < #self.chars then table.remove(self.chars, self.pos + 1) end
-    elseif key == "ctrl-c" then
-      self.pending = s:sub(i)
-      return "interrupt", self:text()
-    elseif key == "left" then
-      if self.pos > 0 then self.pos = self.pos - 1 end
-    elseif key == "right" then
-      if self.pos < #self.chars then self.pos = self.pos + 1 end
-    elseif key == "home" then
-      self.pos = 0
-    elseif key == "end" then
-      self.pos = #self.chars
-    elseif key == "backspace" then
-      if self.pos > 0 then self:delete_range(self.pos, self.pos) end
-    elseif key == "delete" then
-      if self.pos < #self.chars then table.remove(self.chars, self.pos + 1) end
-    elseif key == "kill-end" then
-      for _ = self.pos + 1, #self.chars do table.remove(self.chars) end
-    elseif key == "kill-start" then
-      self:delete_range(1, self.pos)
-    elseif key == "kill-word" then
-      local j = self.pos
-      while j > 0 and is_space(self.chars[j]) do j = j - 1 end
-      while j > 0 and not is_space(self.chars[j]) do j = j - 1 end
-      self:delete_range(j + 1, self.pos)
-    elseif key == "clear-screen" then
-      self.out("\27[H\27[2J")
-    elseif key == "up" then
-      self:history_move(-1)
-    elseif key == "down" then
-      self:history_move(1)
-    else
-      redraw = false
-    end
-    if redraw then self:draw() end
-  end
-  return nil
+-- The value at a path of names ("tide.read", "db:topics") in env.
+function M.lookup(env, path)
+  local x = env
+  for name in path:gmatch("[^%.:]+") do x = x[name] end
+  return x
 end
 
 -- ------------------------------------------------------------------------
@@ -546,6 +497,7 @@ function M.main(opts)
     if k ~= "data" then error(format("repl.main: unknown option '%s' (allowed: data)", tostring(k)), 2) end
   end
   local tide = require "tide"
+  local query = require "tide.query"
   local db
   if opts.data ~= nil then
     local ok, s = pcall(tide.open, opts.data)
@@ -558,7 +510,13 @@ function M.main(opts)
 
   local loop = runtime.loop()
   local out = io.stdout
-  local interactive = core.guess_handle(0) == "tty" and core.guess_handle(1) == "tty"
+  local rl
+  if core.guess_handle(0) == "tty" and core.guess_handle(1) == "tty" then
+    local err
+    rl, err = core.readline_open()
+    if not rl then io.stderr:write("tide: terminal: ", tostring(err), " (reading lines without editing)\n") end
+  end
+  local interactive = rl ~= nil
   local failed = false
 
   -- Writes from user code and sinks: around the line being typed.
@@ -578,15 +536,35 @@ function M.main(opts)
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     write(concat(parts, "\t") .. "\n")
   end
+  env.help = function() out:write(help_text()) end
+  env.exit = function() error(EXIT, 0) end
+  env.quit = env.exit
+  local builtin = { help = env.help, exit = env.exit, quit = env.quit }
 
   local history = { path = interactive and history_path() or nil, list = {}, appended = 0 }
-  if history.path then history.list = history_load(history.path) end
+  if history.path then
+    local f = io.open(history.path, "r")
+    if f then
+      history.list = M.history_parse(f:read("a"))
+      f:close()
+    end
+    for _, e in ipairs(history.list) do rl:add_history(e) end
+  end
 
-  local queue = {}       -- events from the input callback: { "line", text } ...
-  local ended = false    -- stdin ended
-  local terminate = nil  -- a signal asked to leave
-  local input, editor
-  local partial = ""     -- non-interactive: the line begun by earlier chunks
+  local queue = {}          -- events from the input callbacks: { "line", text } ...
+  local ended = false       -- stdin ended
+  local terminate = nil     -- a signal asked to leave
+  local reading = false     -- the prompt is up
+  local stale = 0           -- SIGINTs from before the prompt, still on their way
+  local input, poll
+  local partial = ""        -- non-interactive: the line begun by earlier chunks
+
+  local function push(ev)
+    queue[#queue + 1] = ev
+    if poll then poll:stop() else input:pause() end -- the rest waits in the kernel until evaluated
+    reading = false
+    loop:stop()
+  end
 
   local function on_bytes(bytes, err)
     if bytes == nil then
@@ -594,15 +572,6 @@ function M.main(opts)
       if err then io.stderr:write("tide: stdin: ", err, "\n") end
       ended = true
       loop:stop()
-      return
-    end
-    if editor then
-      local ev, text = editor:feed(bytes)
-      if ev then
-        queue[#queue + 1] = { ev, text }
-        input:pause() -- the rest waits in the editor and the kernel until evaluated
-        loop:stop()
-      end
       return
     end
     local s = partial .. bytes
@@ -620,17 +589,29 @@ function M.main(opts)
     end
   end
 
-  local err
-  input, err = loop:input(0, on_bytes, { raw = interactive })
-  if not input then
-    io.stderr:write("tide: stdin: ", tostring(err), "\n")
-    return 1
+  local function on_keys(err)
+    if err then
+      io.stderr:write("tide: terminal: ", err, "\n")
+      ended = true
+      poll:stop()
+      loop:stop()
+      return
+    end
+    local ev, text = rl:read()
+    if ev then push({ ev, text }) end
   end
+
+  local err
   if interactive then
-    editor = new_editor(function(s) out:write(s) out:flush() end, function()
-      local cols = input:winsize()
-      return cols
-    end, history)
+    poll, err = loop:poll(rl:fd(), on_keys)
+    if poll then poll:stop() end -- until the first prompt
+  else
+    input, err = loop:input(0, on_bytes)
+  end
+  if not (poll or input) then
+    io.stderr:write("tide: stdin: ", tostring(err), "\n")
+    if rl then rl:close() end
+    return 1
   end
 
   local signals = {}
@@ -640,32 +621,61 @@ function M.main(opts)
       loop:stop()
     end)
   end
+  if interactive then
+    -- Ctrl-C belongs to the REPL: it drops the line or interrupts the
+    -- chunk; queries do not stop on it, and a second one does not exit.
+    query.handle_signals = false
+    signals[#signals + 1] = loop:signal("SIGINT", function(_, chunks)
+      if stale > 0 then
+        stale = stale - 1
+        return
+      end
+      if chunks or not reading then return end -- (it interrupted a chunk)
+      push({ "interrupt", rl:cancel() })
+    end)
+    signals[#signals + 1] = loop:signal("SIGWINCH", function() rl:resize() end)
+    loop:catch_interrupt("prompt")
+  end
 
   local buffer = nil -- the lines of an unfinished chunk
 
   local function prompt() return buffer and ">> " or "> " end
 
+  local function complete(text) return M.complete(env, text) end
+
   local function start_reading()
-    if editor then
-      input:set_raw(true)
-      editor:reset(prompt())
-      runtime.set_terminal_owner({ clear = function() editor:clear_line() end, redraw = function() editor:draw() end })
-      editor:draw()
+    if rl then
+      stale = loop:catch_interrupt("prompt")
+      rl:start(prompt(), complete)
+      runtime.set_terminal_owner({ clear = function() rl:clear() end, redraw = function() rl:redraw() end })
+      poll:again()
+    else
+      input:resume()
     end
-    input:resume()
+    reading = true
   end
 
   local function stop_reading()
-    input:pause()
-    if editor then
+    reading = false
+    if rl then
+      poll:stop()
       runtime.set_terminal_owner(nil)
-      input:set_raw(false)
+      rl:stop()
+    else
+      input:pause()
     end
   end
 
+  -- A failure: on stdout at the prompt, on stderr for a script (with
+  -- stdout flushed first, so that the two keep their order).
   local function report(msg)
     failed = true
-    out:write(msg, "\n")
+    if interactive then
+      out:write(msg, "\n")
+    else
+      out:flush()
+      io.stderr:write(msg, "\n")
+    end
     out:flush()
   end
 
@@ -700,10 +710,45 @@ function M.main(opts)
     end
   end
 
+  -- Run the loop as the REPL does between chunks: a callback's error (a
+  -- user's timer that fails) is reported, around the prompt, and the
+  -- session goes on.
+  local function run_loop(mode)
+    local lok, lerr = pcall(loop.run, loop, mode)
+    if lok then return end
+    failed = true
+    if interactive then
+      write("error: " .. tostring(lerr) .. "\n")
+    else
+      out:flush()
+      io.stderr:write("error: ", tostring(lerr), "\n")
+    end
+  end
+
+  -- Run a compiled chunk and print its values, with Ctrl-C interrupting
+  -- it. The mode goes back to "prompt" inside the protected call (at its
+  -- end, or in the message handler), so that no interrupt can hit the
+  -- REPL's own code.
+  local function run_chunk(fn)
+    if interactive then loop:catch_interrupt("eval") end
+    local res = table.pack(fn())
+    M.print_values(function(s) out:write(s) end, res.n, table.unpack(res, 1, res.n))
+    if interactive then loop:catch_interrupt("prompt") end
+  end
+  local function on_error(e)
+    if interactive then loop:catch_interrupt("prompt") end
+    return user_traceback(e)
+  end
+
   -- Evaluate one line (or add it to the unfinished chunk). Returns "exit"
   -- when the user asked to leave.
   local function evaluate(line)
+    if buffer == nil then
+      local word = line:match("^%s*(%a+)%s*$")
+      if WORDS[word] and env[word] == builtin[word] then line = WORDS[word] end
+    end
     if buffer == nil and line:match("^%.%a") then
+      if rl then history_add(history, line) end
       local ok, res = xpcall(command, debug.traceback, line)
       if not ok then report("error: " .. tostring(res):gsub("\nstack traceback:.*", ""):gsub("^[^\n]-:%d+: ", "")) end
       out:flush()
@@ -716,18 +761,18 @@ function M.main(opts)
       return
     end
     buffer = nil
+    if rl and history_add(history, chunk) then rl:add_history(chunk) end
     if not fn then
       report(cerr)
       return
     end
-    local res = table.pack(xpcall(fn, user_traceback))
-    if not res[1] then
-      report(tostring(res[2]))
-    else
-      local ok, perr = pcall(M.print_values, function(s) out:write(s) end, res.n - 1, table.unpack(res, 2, res.n))
-      if not ok then report("error: printing the result: " .. tostring(perr)) end
-    end
-    io.stdout:flush()
+    local ok, e = xpcall(run_chunk, on_error, fn)
+    out:flush()
+    if ok then return end
+    if e == EXIT then return "exit" end
+    -- (The terminal echoed ^C where the output was: the message goes below.)
+    if e == M.INTERRUPTED and interactive then out:write("\n") end
+    report(tostring(e))
   end
 
   local function finish()
@@ -736,24 +781,31 @@ function M.main(opts)
     -- A query stopped in a batch ends after it: let the loop finish those.
     local guard = 0
     while #tide.queries() > 0 and guard < 1000 do
-      loop:run("once")
+      run_loop("once")
       guard = guard + 1
     end
+    if interactive then
+      loop:catch_interrupt("off")
+      query.handle_signals = true
+    end
     for _, h in ipairs(signals) do h:close() end
-    input:close()
+    if poll then poll:close() end
+    if input then input:close() end
+    if rl then rl:close() end
     if db then pcall(db.close, db) end
   end
 
   local ok, rerr = xpcall(function()
     if interactive then
-      out:write(format("tide %s REPL (Lua 5.4). .help for help, Ctrl-D to leave.\n", tostring(tide.version)))
+      out:write(format("tide %s REPL (Lua 5.4). help for help, Tab completes, Ctrl-D leaves.\n",
+        tostring(tide.version)))
     end
     start_reading()
     while true do
-      if #queue == 0 and not ended and not terminate then loop:run("once") end
+      if #queue == 0 and not ended and not terminate then run_loop("once") end
       if terminate then
         stop_reading()
-        if editor then out:write("\n") end
+        if interactive then out:write("\n") end
         io.stderr:write("tide: ", terminate, ": stopping the queries\n")
         return
       end
@@ -765,24 +817,17 @@ function M.main(opts)
           out:write("\n")
           return
         elseif kind == "interrupt" then
-          out:write("^C\n")
           if text == "" and buffer == nil then
-            out:write("(to leave, press Ctrl-D on an empty line or type .exit)\n")
+            out:write("(to leave, press Ctrl-D on an empty line or type exit)\n")
           end
           buffer = nil
         else
-          if editor then
-            out:write("\n")
-            history_add(history, text)
-          end
           out:flush()
           if evaluate(text) == "exit" then return end
         end
         if #queue == 0 then
           if ended then return end
           start_reading()
-          -- Keys typed ahead of the evaluation.
-          if editor and editor.pending ~= "" then on_bytes("") end
         end
       elseif ended then
         stop_reading()

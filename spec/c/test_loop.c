@@ -712,6 +712,79 @@ static void test_input_terminal_raw_mode(void) {
   close(master);
 }
 
+/* ---- polls ------------------------------------------------------------------------ */
+
+typedef struct pollrec {
+  int calls, released, status;
+  char got[8];
+  int n;
+  int fd;
+  int close_at; /* close the poll from its callback at this call (0: never) */
+} pollrec_t;
+
+static void poll_cb(tide_handle_t *h, void *data, int status) {
+  pollrec_t *r = data;
+  r->calls++;
+  r->status = status;
+  if (status == 0 && r->n < 7 && read(r->fd, r->got + r->n, 1) == 1) r->n++;
+  if (r->close_at && r->calls == r->close_at) tide_handle_close(h);
+}
+
+static void poll_release(tide_handle_t *h, void *data) {
+  (void)h;
+  ((pollrec_t *)data)->released++;
+}
+
+/* The caller reads: one byte per call, so a readable pipe calls back in
+ * every iteration until stopped; again starts it; a bad fd fails with
+ * nothing left open. */
+static void test_poll_calls_back_while_readable(void) {
+  tide_loop_t *loop;
+  T_EQ_INT(tide_loop_open(&loop), 0);
+  int fds[2];
+  T_EQ_INT(pipe(fds), 0);
+  pollrec_t r;
+  memset(&r, 0, sizeof r);
+  r.fd = fds[0];
+  r.close_at = 3;
+  tide_handle_t *h;
+  T_EQ_INT(tide_poll_start(loop, fds[0], poll_cb, poll_release, &r, &h), 0);
+  T_EQ_INT(tide_handle_type(h), TIDE_HANDLE_POLL);
+  T_EQ_INT(tide_handle_active(h), 1);
+  T_EQ_INT(write(fds[1], "abc", 3), 3);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_ONCE), 1);
+  T_EQ_INT(r.calls, 1);
+  T_EQ_INT(tide_poll_stop(h), 0);
+  T_EQ_INT(tide_handle_active(h), 0);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_NOWAIT), 0);
+  T_EQ_INT(r.calls, 1);
+  T_EQ_INT(tide_poll_again(h), 0);
+  while (r.released == 0 && tide_loop_run(loop, TIDE_RUN_ONCE) == 1) {}
+  T_EQ_INT(r.calls, 3); /* closed from its third call */
+  T_EQ_STR(r.got, "abc");
+  T_EQ_INT(r.released, 1);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  /* A closed descriptor, a regular file: refused, nothing left. */
+  tide_handle_t *bad = (tide_handle_t *)&r;
+  T_EQ_INT(tide_poll_start(loop, 987, poll_cb, poll_release, &r, &bad), UV_EBADF);
+  T_CHECK(bad == NULL);
+  char path[] = "/tmp/tide-test-poll-XXXXXX";
+  int ffd = mkstemp(path);
+  T_CHECK(ffd >= 0);
+  T_EQ_INT(tide_poll_start(loop, ffd, poll_cb, poll_release, &r, &bad), UV_EPERM);
+  T_CHECK(bad == NULL);
+  close(ffd);
+  unlink(path);
+  T_EQ_INT(r.released, 1);
+  T_EQ_INT(tide_loop_handles(loop), 0);
+  T_EQ_INT(tide_loop_run(loop, TIDE_RUN_DEFAULT), 0);
+  T_EQ_INT(uv_handles_left(loop), 0);
+  T_EQ_INT(tide_loop_free(loop), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 int main(void) {
   T_RUN(test_timers_fire_in_order);
   T_RUN(test_repeating_timer);
@@ -730,5 +803,6 @@ int main(void) {
   T_RUN(test_input_closed_from_its_callback);
   T_RUN(test_input_refuses_a_bad_fd);
   T_RUN(test_input_terminal_raw_mode);
+  T_RUN(test_poll_calls_back_while_readable);
   T_DONE();
 }
