@@ -2055,11 +2055,11 @@ static int push_filter(const tide_agg_t *a, const tide_agg_input_t *in, push_tmp
  * *src repeated per pair unless every row has exactly one window. *count
  * gets the number of pairs, *pairrow the view row of each. */
 static int push_window(const tide_agg_input_t *in, push_tmp_t *t, const tide_batch_t **src, uint32_t *count,
-                       const uint32_t **pairrow) {
+                       const uint32_t **pairrow, tide_err_t *err) {
   const tide_window_t *w = in->window;
   const tide_batch_t *s = *src;
   uint32_t nf = s->schema->nfields;
-  int rc = tide_window_assign(w, &s->cols[in->window_col], s->nrows, &t->rows, &t->starts, count);
+  int rc = tide_window_assign(w, &s->cols[in->window_col], s->nrows, &t->rows, &t->starts, count, err);
   if (rc) return rc;
   *pairrow = t->rows;
   int identity = *count == s->nrows;
@@ -2145,7 +2145,7 @@ int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *
     tide_col_time_stats(&src->cols[in->time_col], src->nrows, &out->time_count, &out->time_min, &out->time_max,
                         &out->time_sum);
   count = src->nrows;
-  if (in->window && (rc = push_window(in, &t, &src, &count, &pairrow))) goto done;
+  if (in->window && (rc = push_window(in, &t, &src, &count, &pairrow, err))) goto done;
   if ((rc = push_columns(a, in, &t, src, err))) goto done;
   tide_batch_t keys = {0}; /* a view over the key columns: nothing owned */
   keys.schema = a->keys;

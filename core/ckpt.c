@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
+
 #define MAP_INITIAL (32u << 20)
 #define MAXDBS (TIDE_CKPT_STATES_MAX + 4)
 #define STATE_PREFIX "state:"
@@ -423,6 +425,59 @@ void tide_ckpt_close(tide_ckpt_t *c) {
 const char *tide_ckpt_dir(const tide_ckpt_t *c) { return c->dir; }
 int tide_ckpt_read_only(const tide_ckpt_t *c) { return (c->flags & TIDE_CKPT_READ_ONLY) != 0; }
 
+/* -------------------------------------------------------- log entries ---
+ *
+ * An offset- or commit-log entry is stored as (docs/FORMAT.md):
+ *
+ *   +------+-----------------+------------------+
+ *   | 0x01 | CRC-32C of text | text (JSON)      |
+ *   | u8   | u32 LE          | the rest         |
+ *   +------+-----------------+------------------+
+ *
+ * An entry whose first byte is '{' was written before entries had a
+ * checksum: its value is the text alone, accepted as it is (a new entry is
+ * never written that way, and purges drop old ones as batches run). Any
+ * other value is damaged, and refused naming the checkpoint, the log and
+ * the batch. */
+#define LOG_V1 0x01
+#define LOG_HDR 5
+
+static const char *const log_names[DB_FIXED] = {"meta", "offset log", "commit log"};
+
+/* The stored value of an entry with this text, in *out (reset first). */
+static int log_frame(tide_buf_t *out, const void *text, size_t len) {
+  uint32_t crc = tide_crc32c(0, text, len);
+  unsigned char hdr[LOG_HDR] = {LOG_V1, (unsigned char)crc, (unsigned char)(crc >> 8), (unsigned char)(crc >> 16),
+                                (unsigned char)(crc >> 24)};
+  out->len = 0;
+  int rc = tide_buf_append(out, hdr, LOG_HDR);
+  return rc ? rc : tide_buf_append(out, text, len);
+}
+
+/* The text of a stored entry of log `which`, batch n: *text and *len point
+ * into v. 0, or TIDE_ECORRUPT with err set. */
+static int log_text(const tide_ckpt_t *c, int which, uint64_t n, const unsigned char *v, size_t vlen,
+                    const unsigned char **text, size_t *len, tide_err_t *err) {
+  const char *why = NULL;
+  if (vlen == 0 || v[0] == '{') { /* written before checksums */
+    *text = v;
+    *len = vlen;
+    return 0;
+  }
+  if (vlen < LOG_HDR || v[0] != LOG_V1) {
+    why = "unknown entry format";
+  } else {
+    uint32_t crc = (uint32_t)v[1] | (uint32_t)v[2] << 8 | (uint32_t)v[3] << 16 | (uint32_t)v[4] << 24;
+    if (tide_crc32c(0, v + LOG_HDR, vlen - LOG_HDR) != crc) why = "checksum mismatch";
+  }
+  if (why)
+    return tide_err_set(err, TIDE_ECORRUPT, "checkpoint %s: %s, batch %llu: damaged entry (%s)", c->dir,
+                        log_names[which], (unsigned long long)n, why);
+  *text = v + LOG_HDR;
+  *len = vlen - LOG_HDR;
+  return 0;
+}
+
 /* -------------------------------------------------------------- reads --- */
 
 /* Copy the value at key in fixed database `which` into out. */
@@ -447,16 +502,26 @@ int tide_ckpt_meta_get(tide_ckpt_t *c, const char *key, size_t klen, tide_buf_t 
   return get_fixed(c, DB_META, key, klen, out, "reading meta", err);
 }
 
-int tide_ckpt_offsets_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
+/* Entry n of log `which` into out, its text only (checked). */
+static int get_entry(tide_ckpt_t *c, int which, uint64_t n, tide_buf_t *out, const char *what, tide_err_t *err) {
   unsigned char k[8];
+  const unsigned char *text;
+  size_t len;
   tide_ckpt_key_u64(k, n);
-  return get_fixed(c, DB_OFFSETS, k, 8, out, "reading the offset log", err);
+  int rc = get_fixed(c, which, k, 8, out, what, err);
+  if (rc) return rc;
+  if ((rc = log_text(c, which, n, (const unsigned char *)out->data, out->len, &text, &len, err))) return rc;
+  if (len) memmove(out->data, text, len);
+  out->len = len;
+  return 0;
+}
+
+int tide_ckpt_offsets_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
+  return get_entry(c, DB_OFFSETS, n, out, "reading the offset log", err);
 }
 
 int tide_ckpt_commit_get(tide_ckpt_t *c, uint64_t n, tide_buf_t *out, tide_err_t *err) {
-  unsigned char k[8];
-  tide_ckpt_key_u64(k, n);
-  return get_fixed(c, DB_COMMITS, k, 8, out, "reading the commit log", err);
+  return get_entry(c, DB_COMMITS, n, out, "reading the commit log", err);
 }
 
 /* The first or last id of a log (-1 when empty), in txn. */
@@ -515,26 +580,33 @@ int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t
   unsigned char key[8];
   tide_ckpt_key_u64(key, n);
   MDB_val k = {8, key}, v;
+  tide_buf_t framed = {0};
+  if ((rc = log_frame(&framed, text, len))) return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
   for (int tries = 0;; tries++) {
     MDB_txn *txn;
-    if ((rc = grow_for(c, len))) break;
+    if ((rc = grow_for(c, framed.len))) break;
     if ((rc = begin(c, 1, &txn))) break;
     rc = mdb_get(txn, c->dbi[DB_OFFSETS], &k, &v);
-    if (rc == 0) {
-      int same = v.mv_size == len && (len == 0 || !memcmp(v.mv_data, text, len));
+    if (rc == 0) { /* the same text again (a re-run batch) is no error */
+      const unsigned char *old;
+      size_t olen;
+      rc = log_text(c, DB_OFFSETS, n, v.mv_data, v.mv_size, &old, &olen, err);
+      int same = !rc && olen == len && (len == 0 || !memcmp(old, text, len));
       mdb_txn_abort(txn);
-      if (same) return 0;
+      tide_buf_free(&framed);
+      if (rc || same) return rc;
       return tide_err_set(err, TIDE_EEXIST, "checkpoint %s: offset log %llu exists with other offsets", c->dir,
                           (unsigned long long)n);
     }
     if (rc == MDB_NOTFOUND) {
-      v.mv_size = len;
-      v.mv_data = (void *)text;
+      v.mv_size = framed.len;
+      v.mv_data = framed.data;
       rc = mdb_put(txn, c->dbi[DB_OFFSETS], &k, &v, 0);
     }
     rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
+  tide_buf_free(&framed);
   if (rc) {
     char what[64];
     snprintf(what, sizeof what, "writing offset log %llu", (unsigned long long)n);
@@ -655,11 +727,14 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
     }
   }
   const tide_ckpt_change_t *where = NULL;
+  tide_buf_t framed = {0};
+  if ((rc = log_frame(&framed, text, len))) return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
   for (int tries = 0;; tries++) {
-    if ((rc = grow_for(c, need))) break;
-    rc = commit_once(c, n, text, len, changes, nchanges, &where);
+    if ((rc = grow_for(c, need + LOG_HDR))) break;
+    rc = commit_once(c, n, framed.data, framed.len, changes, nchanges, &where);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
+  tide_buf_free(&framed);
   rc = tide_err_lmdb(rc, c->dir);
   if (rc == TIDE_EEXIST)
     return tide_err_set(err, rc, "checkpoint %s: commit log %llu exists", c->dir, (unsigned long long)n);

@@ -53,6 +53,7 @@ static int set_value(tide_batch_t *b, uint32_t c, const char *v, size_t n, int q
   case TIDE_T_TIMESTAMP: {
     int64_t ms;
     if (tide_ts_parse(v, n, &ms) == 0) {
+      if (!tide_ts_valid(ms)) goto out_of_range;
       tide_batch_set_i64(b, c, ms);
       return 0;
     }
@@ -66,6 +67,7 @@ static int set_value(tide_batch_t *b, uint32_t c, const char *v, size_t n, int q
     errno = 0;
     long long x = strtoll(tmp, &end, 10);
     if (end == tmp || *end || errno) goto bad;
+    if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid(x)) goto out_of_range;
     tide_batch_set_i64(b, c, x);
     return 0;
   }
@@ -83,6 +85,9 @@ static int set_value(tide_batch_t *b, uint32_t c, const char *v, size_t n, int q
 bad:
   return tide_err_set(err, TIDE_ESCHEMA, "field '%s': expected %s, got \"%.*s%s\"", f->name, tide_type_name(f->type),
                       (int)(n > 40 ? 40 : n), v, n > 40 ? "..." : "");
+out_of_range:
+  return tide_err_set(err, TIDE_ESCHEMA, "field '%s': expected %s, got \"%.*s%s\"%s", f->name,
+                      tide_type_name(f->type), (int)(n > 40 ? 40 : n), v, n > 40 ? "..." : "", TIDE_TS_RANGE_WHY);
 }
 
 int tide_csv_dec_fields(tide_batch_t *b, const char *p, size_t rlen, char sep, tide_buf_t *scratch, tide_err_t *err) {

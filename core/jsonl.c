@@ -68,6 +68,7 @@ static inline __attribute__((always_inline)) int put_value(const tide_json_cur_t
   case TIDE_T_TIMESTAMP:
     switch (tide_json_int(p, e, &q, &v)) {
     case 1:
+      if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid(v)) return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, v);
       *endp = q;
       return 0;
@@ -78,6 +79,8 @@ static inline __attribute__((always_inline)) int put_value(const tide_json_cur_t
       if (d != floor(d)) return mismatch(x, f->name, f->type, p, NULL);
       if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
         return mismatch(x, f->name, f->type, p, " (out of range)");
+      if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid((int64_t)d))
+        return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, (int64_t)d);
       *endp = q;
       return 0;
@@ -87,6 +90,7 @@ static inline __attribute__((always_inline)) int put_value(const tide_json_cur_t
     if (f->type == TIDE_T_TIMESTAMP && *p == '"') {
       if ((rc = tide_json_str(x, p, &q, &s, &n))) return rc;
       if (tide_ts_parse(s, n, &v)) return mismatch(x, f->name, f->type, p, NULL);
+      if (!tide_ts_valid(v)) return mismatch(x, f->name, f->type, p, TIDE_TS_RANGE_WHY);
       tide_batch_set_i64(b, col, v);
       *endp = q;
       return 0;

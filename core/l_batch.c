@@ -375,6 +375,10 @@ static int row_from_lua(lua_State *L, int ridx, tide_batch_t *b, int flags, tide
         rc = bad_value(L, top, f, NULL, err);
         goto failpop;
       }
+      if (f->type == TIDE_T_TIMESTAMP && !tide_ts_valid(v)) {
+        rc = bad_value(L, top, f, TIDE_TS_RANGE_WHY, err);
+        goto failpop;
+      }
       tide_batch_set_i64(b, i, v);
       break;
     case TIDE_T_DOUBLE:

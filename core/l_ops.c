@@ -101,10 +101,10 @@ static int l_window_expand(lua_State *L) {
   tide_l_scratch_t *x = tide_l_push_scratch(L);
   uint32_t *rows = NULL, count = 0;
   int64_t *starts = NULL;
-  rc = tide_window_assign(&w, &in->cols[col - 1], in->nrows, &rows, &starts, &count);
+  rc = tide_window_assign(&w, &in->cols[col - 1], in->nrows, &rows, &starts, &count, &err);
   x->p[0] = rows;
   x->p[1] = starts;
-  if (rc) return tide_l_fail(L, rc, NULL, NULL);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   tide_col_t *cols = tide_l_scratch_cols(L, x, s->nfields);
   if ((rc = tide_col_init(&cols[0], TIDE_T_TIMESTAMP, count)) || (rc = tide_col_init(&cols[1], TIDE_T_TIMESTAMP, count)))
     return tide_l_fail(L, rc, NULL, NULL);

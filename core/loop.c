@@ -62,6 +62,7 @@ struct tide_handle {
   tide_loop_t *loop;
   tide_handle_type_t type;
   int closing;
+  int soon; /* a timer of 0 ms that never repeats: a uv_idle_t (see timers) */
   tide_handle_t *prev, *next;
   union {
     tide_timer_cb timer;
@@ -255,10 +256,25 @@ tide_handle_type_t tide_handle_type(const tide_handle_t *h) { return h->type; }
 
 int tide_handle_active(const tide_handle_t *h) { return !h->closing && uv_is_active(&h->u.handle); }
 
-/* ---- timers --------------------------------------------------------------------- */
+/* ---- timers ---------------------------------------------------------------------
+ *
+ * A timer of 0 ms that never repeats ("run soon") is a uv_idle_t, not a
+ * uv_timer_t. libuv 1.44 runs a timer started with 0 ms from inside a timer
+ * callback in the same timers phase, so a client that re-arms such a timer
+ * from its callback (a query with a backlog, batch after batch) would keep
+ * the loop there for ever: no poll, so no signal, socket, terminal input or
+ * later timer would get its turn. An idle callback started from a callback
+ * runs in the next loop iteration, and an active idle handle makes the poll
+ * before it non-blocking: every other client gets its turn in between. */
 
 static void timer_on_fire(uv_timer_t *t) {
   tide_handle_t *h = t->data;
+  h->cb.timer(h, h->data);
+}
+
+static void soon_on_fire(uv_idle_t *i) {
+  tide_handle_t *h = i->data;
+  uv_idle_stop(i);
   h->cb.timer(h, h->data);
 }
 
@@ -269,12 +285,14 @@ int tide_timer_start(tide_loop_t *loop, uint64_t timeout_ms, uint64_t repeat_ms,
   tide_handle_t *h = handle_new(loop, TIDE_HANDLE_TIMER, release, data);
   if (!h) return -ENOMEM;
   h->cb.timer = cb;
-  int rc = uv_timer_init(&loop->uv, &h->u.timer);
+  h->soon = timeout_ms == 0 && repeat_ms == 0;
+  int rc = h->soon ? uv_idle_init(&loop->uv, &h->u.idle) : uv_timer_init(&loop->uv, &h->u.timer);
   if (rc) {
     free(h);
     return rc;
   }
-  rc = uv_timer_start(&h->u.timer, timer_on_fire, timeout_ms, repeat_ms);
+  rc = h->soon ? uv_idle_start(&h->u.idle, soon_on_fire)
+               : uv_timer_start(&h->u.timer, timer_on_fire, timeout_ms, repeat_ms);
   if (rc) {
     handle_abandon(h);
     return rc;
@@ -286,16 +304,17 @@ int tide_timer_start(tide_loop_t *loop, uint64_t timeout_ms, uint64_t repeat_ms,
 
 int tide_timer_stop(tide_handle_t *h) {
   if (h->type != TIDE_HANDLE_TIMER || h->closing) return UV_EINVAL;
-  return uv_timer_stop(&h->u.timer);
+  return h->soon ? uv_idle_stop(&h->u.idle) : uv_timer_stop(&h->u.timer);
 }
 
 int tide_timer_set(tide_handle_t *h, uint64_t timeout_ms, uint64_t repeat_ms) {
   if (h->type != TIDE_HANDLE_TIMER || h->closing) return UV_EINVAL;
+  if (h->soon) return repeat_ms == 0 && timeout_ms <= 1 ? uv_idle_start(&h->u.idle, soon_on_fire) : UV_EINVAL;
   return uv_timer_start(&h->u.timer, timer_on_fire, timeout_ms, repeat_ms);
 }
 
 int tide_timer_again(tide_handle_t *h) {
-  if (h->type != TIDE_HANDLE_TIMER || h->closing) return UV_EINVAL;
+  if (h->type != TIDE_HANDLE_TIMER || h->closing || h->soon) return UV_EINVAL;
   return uv_timer_again(&h->u.timer);
 }
 

@@ -164,7 +164,11 @@ uint64_t tide_loop_now(const tide_loop_t *loop);
 /* ---- handles ---------------------------------------------------------------- */
 
 /* Start a timer: cb runs after timeout_ms, then every repeat_ms when
- * repeat_ms > 0. Returns 0 and sets *out, -ENOMEM, or TIDE_ECLOSED. */
+ * repeat_ms > 0. A timer of 0 ms that never repeats runs in the next loop
+ * iteration, after a poll that does not block: started again from its own
+ * callback, batch after batch, it still lets every other handle (signals,
+ * sockets, terminal input, other timers) have its turn in between.
+ * Returns 0 and sets *out, -ENOMEM, or TIDE_ECLOSED. */
 int tide_timer_start(tide_loop_t *loop, uint64_t timeout_ms, uint64_t repeat_ms, tide_timer_cb cb,
                      tide_release_cb release, void *data, tide_handle_t **out);
 
@@ -174,7 +178,9 @@ int tide_timer_start(tide_loop_t *loop, uint64_t timeout_ms, uint64_t repeat_ms,
 int tide_timer_stop(tide_handle_t *h);
 
 /* (Re)start a timer that is open with a new timeout and repeat interval.
- * Returns 0 or UV_EINVAL for a handle that is not a timer. */
+ * A timer started with 0 ms and no repeat takes only 0 or 1 ms and no
+ * repeat (it runs in the next loop iteration again). Returns 0 or UV_EINVAL
+ * for a handle that is not a timer (or such a timer given other values). */
 int tide_timer_set(tide_handle_t *h, uint64_t timeout_ms, uint64_t repeat_ms);
 
 /* Restart a repeating timer with its repeat interval. Returns 0, UV_EINVAL

@@ -36,6 +36,19 @@ typedef enum tide_type {
   TIDE_T_JSON = 6       /* any JSON value, stored as its compact JSON text */
 } tide_type_t;
 
+/* The valid timestamp range: 0000-01-01T00:00:00.000Z through
+ * 9999-12-31T23:59:59.999Z, the instants ISO-8601's four-digit years name
+ * (so every valid timestamp prints and reads back). Input outside it is
+ * refused at ingest (decoders, Lua rows); durations are at most the span
+ * (TIDE_DURATION_MAX). Within these bounds, time arithmetic (t - delay,
+ * window start + size) never leaves int64. docs/guide.md says the same. */
+#define TIDE_TS_MIN INT64_C(-62167219200000)
+#define TIDE_TS_MAX INT64_C(253402300799999)
+#define TIDE_DURATION_MAX (TIDE_TS_MAX - TIDE_TS_MIN)
+#define TIDE_TS_RANGE_TEXT "0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z"
+#define TIDE_TS_RANGE_WHY " (outside the valid timestamp range " TIDE_TS_RANGE_TEXT ")"
+static inline int tide_ts_valid(int64_t ms) { return ms >= TIDE_TS_MIN && ms <= TIDE_TS_MAX; }
+
 #define TIDE_NAME_MAX 128
 #define TIDE_FIELDS_MAX 4096
 

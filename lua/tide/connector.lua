@@ -36,7 +36,12 @@ function M.stream_frame(kind, d, opts, level)
   local ok, o = pcall(util.check_options, opts, d.options, what, 1)
   if not ok then error(util.strip_position(o), level) end
   local oks, schema = pcall(d.schema, o)
-  if not oks then error(what .. ": " .. util.strip_position(schema), level) end
+  if not oks then
+    local msg = util.strip_position(schema)
+    -- a connector may name itself already: say it once
+    if msg:sub(1, #what + 2) ~= what .. ": " then msg = what .. ": " .. msg end
+    error(msg, level)
+  end
   local s, msg = schema, nil
   if type(schema) ~= "userdata" then s, msg = core.schema(schema) end
   if not s then error(what .. ": bad schema: " .. msg, level) end

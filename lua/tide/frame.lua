@@ -180,14 +180,21 @@ end
 -- Windows
 -- ------------------------------------------------------------------------
 
+--- The most windows one row may fall into: a window's size / slide is at
+-- most this (core/window.h's TIDE_WINDOW_MAX_PER_ROW).
+M.WINDOWS_PER_ROW_MAX = 10000
+
 --- A tumbling or sliding event-time window, for `group_by` and `select`.
 -- A row at time t belongs to every window with start <= t < end; windows
 -- align to the epoch plus `start`. Adds the columns `window_start` and
--- `window_end` (timestamps).
+-- `window_end` (timestamps). A row falls into ceil(size / slide) windows,
+-- at most `WINDOWS_PER_ROW_MAX`; a row whose time lies outside the valid
+-- timestamp range (`tide.util.TS_MIN` .. `TS_MAX`) fails its batch.
 -- @string col a timestamp column
 -- @param size a duration (`"10 seconds"`, or ms)
 -- @param[opt] slide a duration (default: `size`, a tumbling window)
 -- @param[opt] start a duration offset (default 0)
+-- @raise `window: ... puts each row into N windows, at most 10000 are allowed: use a larger slide`
 function M.window(col, size, slide, start)
   if type(col) ~= "string" then error("window: bad argument #1: expected a column name, got " .. type(col), 2) end
   local w = setmetatable({
@@ -210,6 +217,12 @@ function M.window(col, size, slide, start)
   if w.slide <= 0 or w.slide > w.size then error("window: window slide must be > 0 and <= the size", 2) end
   if math.abs(w.start) >= w.slide then
     error("window: window start must be smaller than the slide in absolute value", 2)
+  end
+  -- each row is copied into ceil(size / slide) windows (core/window.h)
+  local per_row = (w.size + w.slide - 1) // w.slide
+  if per_row > M.WINDOWS_PER_ROW_MAX then
+    error(format("window: %s puts each row into %d windows, at most %d are allowed: use a larger slide",
+      tostring(w), per_row, M.WINDOWS_PER_ROW_MAX), 2)
   end
   return w
 end
@@ -253,8 +266,11 @@ local function window_node(input, w, what, level)
   for _, f in ipairs(input.fields) do fields[#fields + 1] = f end
   local schema = make_schema(fields, what, level + 1)
   local size, slide, start = w.size, w.slide, w.start
-  local node = map_node(input, "window", schema, "Window " .. tostring(w), function(b)
-    return core.window_expand(b, col, size, slide, start, schema)
+  local label = "Window " .. tostring(w)
+  local node = map_node(input, "window", schema, label, function(b)
+    local out, msg = core.window_expand(b, col, size, slide, start, schema)
+    if not out then run_fail(label, msg) end -- never nil as the end of the stream
+    return out
   end)
   node.fields = fields
   inherit_event_time(node)
@@ -586,6 +602,8 @@ end
 -- that come too late and finalise and forget what the watermark has passed
 -- (SEMANTICS.md). The engine computes the watermark after each micro-batch
 -- and the next batch runs with it. A no-op on static frames, as in Spark.
+-- The watermark is an integer within the valid timestamp range
+-- (`tide.util.TS_MIN` .. `TS_MAX`): largest - delay saturates at its ends.
 -- @string col a timestamp column
 -- @param delay a duration (`"10 seconds"`, or ms) >= 0
 function Frame:with_watermark(col, delay)

@@ -328,13 +328,6 @@ local function random_id()
   return format("%s-%s-%s-%s-%s", hex:sub(1, 8), hex:sub(9, 12), hex:sub(13, 16), hex:sub(17, 20), hex:sub(21, 32))
 end
 
--- A temporary checkpoint directory (for sinks that do not need one).
-local function temp_dir()
-  local name = os.tmpname()
-  os.remove(name)
-  return name .. "-tide-checkpoint"
-end
-
 local function remove_tree(dir)
   local entries = core.glob(dir .. "/*") or {}
   for _, p in ipairs(core.glob(dir .. "/.*") or {}) do entries[#entries + 1] = p end
@@ -345,6 +338,33 @@ local function remove_tree(dir)
     end
   end
   os.remove(dir)
+end
+
+local TEMP_SUFFIX = "-tide-checkpoint"
+
+-- Remove the temporary checkpoints that processes which ended without
+-- removing theirs (SIGKILL, a second Ctrl-C, os.exit) left in `base`: those
+-- whose query.lock names a process that no longer exists. A checkpoint being
+-- created (no pid yet) or in use (a live pid) is left alone.
+local function sweep_temp_dirs(base)
+  for _, p in ipairs(core.glob(base .. "/*" .. TEMP_SUFFIX) or {}) do
+    p = p:gsub("/$", "")
+    local f = io.open(p .. "/query.lock", "r")
+    local pid = f and math.tointeger(tonumber(f:read("l") or ""))
+    if f then f:close() end
+    if pid and pid > 0 then
+      local alive = io.open("/proc/" .. pid .. "/stat", "r")
+      if alive then alive:close() else remove_tree(p) end
+    end
+  end
+end
+
+-- A temporary checkpoint directory (for sinks that do not need one).
+local function temp_dir()
+  local name = os.tmpname()
+  os.remove(name)
+  sweep_temp_dirs(name:match("^(.*)/[^/]*$") or ".")
+  return name .. TEMP_SUFFIX
 end
 
 -- The checkpoint database of the k-th stateful operator (FORMAT.md).
@@ -561,13 +581,25 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
     -- offset N's and commit N's watermarks; an uncommitted N re-runs with
     -- its own. Late rows are judged on the previous batch's watermark.
     local has = self._watermark ~= nil
+    -- A logged watermark is an integer in the valid timestamp range (its
+    -- JSON number reads back exactly); anything else is a damaged entry.
+    local function logged(e, key, log, n)
+      local w = e and e[key]
+      if w == nil then return 0 end
+      if math.type(w) ~= "integer" or w < util.TS_MIN or w > util.TS_MAX then
+        error(format("checkpoint %s: %s %d: watermark %s is not a timestamp in the valid range", self._dir, log, n,
+          tostring(w)), 0)
+      end
+      return w
+    end
     if last_commit == last_off then
       self._next = last_off + 1
       for i, s in ipairs(entry.sources or {}) do self._ends[i] = s["end"] end
       local c = util.json_decode(ck:commit_entry(last_commit) or "{}") or {}
       if has then
-        self._watermark = math.max(entry.watermark or 0, c.next_watermark or 0)
-        self._late_watermark = entry.watermark or 0
+        self._watermark = math.max(logged(entry, "watermark", "offset log", last_off),
+          logged(c, "next_watermark", "commit log", last_commit))
+        self._late_watermark = logged(entry, "watermark", "offset log", last_off)
         -- A no-data batch that was due when the process stopped runs now
         -- (Spark forgets it until new data comes; running it makes a
         -- restarted query's output that of an uninterrupted one).
@@ -583,8 +615,9 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
       local prev = last_off > 0 and util.json_decode(ck:offsets(last_off - 1) or "null") or nil
       for i, s in ipairs(prev and prev.sources or {}) do self._ends[i] = s["end"] end
       if has then
-        self._watermark = entry.watermark or 0
-        self._late_watermark = prev and prev.watermark or self._watermark
+        self._watermark = logged(entry, "watermark", "offset log", last_off)
+        self._late_watermark = prev and prev.watermark ~= nil and logged(prev, "watermark", "offset log", last_off - 1)
+          or self._watermark
       end
     end
     -- the watermark policy is the checkpoint's, whatever this run's
@@ -621,7 +654,10 @@ function Query:_wake()
   if self._active and self._waiting then self:_schedule(0) end
 end
 
--- Arm the one-shot timer of the next trigger in ms.
+-- Arm the one-shot timer of the next trigger in ms. A 0 ms timer runs in
+-- the loop's next iteration, after a poll (core/loop.h): batches back to
+-- back still let signals, await's timeout, sockets and the REPL have their
+-- turn between two batches.
 function Query:_schedule(ms)
   if self._timer then self._timer:close() end
   self._waiting = false
@@ -699,7 +735,9 @@ function Query:_advance_watermark(stats)
   for i, m in ipairs(self._marks) do
     local st = stats[i]
     if st and st.count > 0 then
-      local w = st.max - m.node.event_delay
+      -- saturating: a max near the int64 limits (an int column, a computed
+      -- time) must not wrap around into the far future (issue 18)
+      local w = util.ts_minus(st.max, m.node.event_delay)
       if m.value == nil or w > m.value then m.value = w end
     elseif m.value == nil then
       m.value = 0

@@ -71,6 +71,29 @@ local DURATION_UNITS = {
 
 local DURATION_HINT = "(use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)"
 
+--- The valid timestamp range (ms since the epoch, as core/schema.h's
+-- TIDE_TS_MIN and TIDE_TS_MAX): 0000-01-01T00:00:00Z through
+-- 9999-12-31T23:59:59.999Z, the instants four-digit ISO-8601 years name.
+-- Input timestamps outside it are refused at ingest; watermarks stay in it.
+M.TS_MIN, M.TS_MAX = -62167219200000, 253402300799999
+--- The largest duration (ms): the span of the valid timestamp range (about
+-- 10000 years). With both bounds, `t - delay` and `start + size` never
+-- leave the integers.
+M.DURATION_MAX = M.TS_MAX - M.TS_MIN
+
+--- Clamp an integer into the valid timestamp range.
+function M.clamp_ts(t)
+  if t < M.TS_MIN then return M.TS_MIN end
+  if t > M.TS_MAX then return M.TS_MAX end
+  return t
+end
+
+--- `t - d` for any integer t and a duration d (0 <= d <= DURATION_MAX),
+-- clamped into the valid timestamp range: no wrap-around whatever t is.
+function M.ts_minus(t, d)
+  return M.clamp_ts(M.clamp_ts(t) - d)
+end
+
 --- Convert a duration to integer milliseconds.
 --
 -- Accepted: a number of milliseconds (an integer >= 0, or a float with an
@@ -83,7 +106,10 @@ local DURATION_HINT = "(use milliseconds or '<n> <unit>' with unit ms, s, min, h
 -- @string[opt] what the prefix of the error message (the API function or option)
 -- @int[opt=3] level the error level (3: the caller of the function calling `duration`)
 -- @treturn int milliseconds
--- @raise `what: invalid duration 'v' (use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)`
+-- At most `DURATION_MAX` (about 10000 years): a longer one is refused, never
+-- wrapped around.
+-- @raise `what: invalid duration 'v' (use milliseconds or '<n> <unit>' with unit ms, s, min, h, d)`,
+-- `what: duration 'v' is too long (at most 315569519999999 ms, about 10000 years)`
 function M.duration(v, what, level)
   local ms
   if type(v) == "number" then
@@ -92,13 +118,18 @@ function M.duration(v, what, level)
     local n, unit = v:match("^%s*(%d*%.?%d+)%s*(%a*)%s*$")
     if n then
       local factor = unit == "" and 1 or DURATION_UNITS[unit:lower()]
-      if factor then ms = round(tonumber(n) * factor) end
+      -- in floats: an integer product could wrap around (issue 18)
+      if factor then ms = tonumber(n) * 1.0 * factor end
     end
   end
   if ms == nil then
     error(prefix(what) .. "invalid duration " .. show(v) .. " " .. DURATION_HINT, level or 3)
   end
-  return ms
+  if ms > M.DURATION_MAX then
+    error(format("%sduration %s is too long (at most %d ms, about 10000 years)", prefix(what), show(v),
+      M.DURATION_MAX), level or 3)
+  end
+  return math_type(ms) == "integer" and ms or round(ms)
 end
 
 --- Format milliseconds as the shortest exact duration text: `"7d"`,
@@ -148,7 +179,8 @@ function M.size(v, what, level)
   elseif type(v) == "string" then
     local n, unit = v:match("^%s*(%d*%.?%d+)%s*(%a*)%s*$")
     local factor = n and SIZE_UNITS[unit:lower()]
-    if factor then bytes = round(tonumber(n) * factor) end
+    -- in floats: an integer product could wrap around (issue 18)
+    if factor then bytes = round(tonumber(n) * 1.0 * factor) end
   end
   if bytes == nil then
     error(prefix(what) .. "invalid size " .. show(v) .. " " .. SIZE_HINT, level or 3)

@@ -1792,7 +1792,7 @@ static void ev_windows(int64_t size, int64_t slide, int64_t bound, uint32_t want
   tide_window_t w = {size, slide, 0};
   uint32_t *rows = NULL, n = 0;
   int64_t *starts = NULL;
-  T_EQ_INT(tide_window_assign(&w, &b->cols[0], 5, &rows, &starts, &n), 0);
+  T_EQ_INT(tide_window_assign(&w, &b->cols[0], 5, &rows, &starts, &n, NULL), 0);
   T_EQ_INT(n, want_pairs);
   int64_t *ends = malloc(n * sizeof *ends);
   tide_col_t kc[2];

@@ -5,6 +5,7 @@
  * windows and times (negative ones, start offsets, size % slide != 0)
  * against a brute-force enumeration of every aligned window containing t.
  */
+#include <string.h>
 #include <stdint.h>
 
 #include "t.h"
@@ -66,7 +67,7 @@ static void test_spark_sliding_example(void) {
   tide_window_t w = {10 * S, 3 * S, 0};
   uint32_t *rows, count;
   int64_t *starts;
-  T_EQ_INT(tide_window_assign(&w, &c, 4, &rows, &starts, &count), 0);
+  T_EQ_INT(tide_window_assign(&w, &c, 4, &rows, &starts, &count, NULL), 0);
   T_EQ_INT(count, 13); /* 10 % 3 != 0: four candidates, one dropped but for 19:39:27 */
   T_EQ_INT(rows[0], 0);
   T_EQ_INT(starts[0], t34 - 7 * S); /* 19:39:27 */
@@ -94,7 +95,7 @@ static void test_spark_negative_example(void) {
   tide_window_t w = {10000, 10000, 5000};
   uint32_t *rows, count;
   int64_t *starts;
-  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count), 0);
+  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count, NULL), 0);
   T_EQ_INT(count, 5);
   T_EQ_INT(starts[0], -5000); /* 1969-12-31 23:59:55 */
   T_EQ_INT(starts[1], 5000);
@@ -104,7 +105,7 @@ static void test_spark_negative_example(void) {
   free(rows);
   free(starts);
   w.start = -3000; /* negative start */
-  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count), 0);
+  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count, NULL), 0);
   T_EQ_INT(starts[0], -3000);
   T_EQ_INT(starts[1], 7000);
   T_EQ_INT(starts[2], -3000);
@@ -123,7 +124,7 @@ static void test_nulls_and_errors(void) {
   tide_window_t w = {10, 5, 0};
   uint32_t *rows, count;
   int64_t *starts;
-  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count), 0);
+  T_EQ_INT(tide_window_assign(&w, &c, 5, &rows, &starts, &count, NULL), 0);
   T_EQ_INT(count, 6);
   uint32_t want_rows[] = {0, 0, 2, 2, 4, 4};
   int64_t want_starts[] = {0, 5, 10, 15, 20, 25};
@@ -133,21 +134,21 @@ static void test_nulls_and_errors(void) {
   }
   free(rows);
   free(starts);
-  T_EQ_INT(tide_window_assign(&w, &c, 0, &rows, &starts, &count), 0); /* no rows */
+  T_EQ_INT(tide_window_assign(&w, &c, 0, &rows, &starts, &count, NULL), 0); /* no rows */
   T_EQ_INT(count, 0);
   free(rows);
   free(starts);
   tide_window_t bad = {10, 20, 0};
-  T_EQ_INT(tide_window_assign(&bad, &c, 5, &rows, &starts, &count), TIDE_EINVAL);
+  T_EQ_INT(tide_window_assign(&bad, &c, 5, &rows, &starts, &count, NULL), TIDE_EINVAL);
   T_CHECK(rows == NULL && starts == NULL && count == 0);
   tide_col_t d;
   tide_col_init(&d, TIDE_T_DOUBLE, 3);
-  T_EQ_INT(tide_window_assign(&w, &d, 3, &rows, &starts, &count), TIDE_EINVAL);
+  T_EQ_INT(tide_window_assign(&w, &d, 3, &rows, &starts, &count, NULL), TIDE_EINVAL);
   tide_col_free(&d);
   tide_col_t i;
   tide_col_init(&i, TIDE_T_INT, 1); /* int columns are ms too */
   ((int64_t *)i.values)[0] = 7;
-  T_EQ_INT(tide_window_assign(&w, &i, 1, &rows, &starts, &count), 0);
+  T_EQ_INT(tide_window_assign(&w, &i, 1, &rows, &starts, &count, NULL), 0);
   T_EQ_INT(count, 2);
   T_EQ_INT(starts[0], 0);
   T_EQ_INT(starts[1], 5);
@@ -155,15 +156,31 @@ static void test_nulls_and_errors(void) {
   free(starts);
   tide_col_free(&i);
   tide_col_free(&c);
-  /* extreme times wrap as Java's longs do, without undefined behaviour */
-  int64_t ext[] = {INT64_MIN, INT64_MAX, INT64_MIN + 1};
-  tide_col_t e = ts_col(ext, NULL, 3);
-  tide_window_t we = {7, 3, -2};
-  T_EQ_INT(tide_window_assign(&we, &e, 3, &rows, &starts, &count), 0);
-  T_CHECK(count <= 9);
+  /* times outside the valid range are refused (no wrap, no undefined
+   * behaviour); its bounds get whole windows, end after start */
+  int64_t ext[] = {TIDE_TS_MIN, TIDE_TS_MAX, INT64_MIN, INT64_MAX, TIDE_TS_MAX + 1};
+  tide_col_t e = ts_col(ext, NULL, 5);
+  tide_window_t we = {TIDE_DURATION_MAX, TIDE_DURATION_MAX / 3, -2};
+  T_EQ_INT(tide_window_assign(&we, &e, 2, &rows, &starts, &count, NULL), 0);
+  T_EQ_INT(count, 6);
+  for (uint32_t k = 0; k < count; k++)
+    T_CHECK(starts[k] <= ext[rows[k]] && ext[rows[k]] < starts[k] + we.size && starts[k] < starts[k] + we.size);
   free(rows);
   free(starts);
+  tide_err_t err = {0, ""};
+  for (uint32_t k = 2; k < 5; k++) {
+    ((int64_t *)e.values)[0] = ext[k];
+    T_EQ_INT(tide_window_assign(&we, &e, 1, &rows, &starts, &count, &err), TIDE_EINVAL);
+    T_CHECK(strstr(err.msg, "outside the valid timestamp range") != NULL);
+    T_CHECK(rows == NULL && starts == NULL && count == 0);
+  }
   tide_col_free(&e);
+  /* at most TIDE_WINDOW_MAX_PER_ROW windows a row; sizes at most the span */
+  tide_window_t many = {86400000, 1, 0}, ok = {10000, 1, 0}, huge = {TIDE_DURATION_MAX + 1, 1000, 0};
+  T_EQ_INT(tide_window_check(&many, &err), TIDE_EINVAL);
+  T_CHECK(strstr(err.msg, "at most 10000") != NULL);
+  T_EQ_INT(tide_window_check(&ok, NULL), 0);
+  T_EQ_INT(tide_window_check(&huge, &err), TIDE_EINVAL);
 }
 
 static uint64_t rng_state = 7;
@@ -202,7 +219,7 @@ static void test_random_vs_brute_force(void) {
     tide_col_t c = ts_col(v, nul, n);
     uint32_t *rows, count;
     int64_t *starts;
-    T_EQ_INT(tide_window_assign(&w, &c, n, &rows, &starts, &count), 0);
+    T_EQ_INT(tide_window_assign(&w, &c, n, &rows, &starts, &count, NULL), 0);
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
       if (nul[i]) continue;
