@@ -45,16 +45,17 @@ static inline tide_schema_t *fuzz_schema(void) {
   return s;
 }
 
-/* A batch of fuzz_schema() with edge values: the extremes of int64, NaN,
+/* A batch of fuzz_schema() with edge values: the extremes of int64 and of
+ * the valid timestamps (years 0000 to 9999), NaN,
  * -0.0, empty and non-ASCII strings, NULLs, nested json. Made once. */
 static inline const tide_batch_t *fuzz_batch(void) {
   static tide_batch_t *b;
   if (b) return b;
   static const char *const lines[] = {
       "{\"ts\":0,\"id\":0,\"v\":0.0,\"s\":\"\",\"b\":false,\"j\":{},\"n\":0}",
-      "{\"ts\":-9223372036854775808,\"id\":-9223372036854775808,\"v\":-1e308,\"s\":\"\\u00e9t\\u00e9\","
+      "{\"ts\":-62167219200000,\"id\":-9223372036854775808,\"v\":-1e308,\"s\":\"\\u00e9t\\u00e9\","
       "\"b\":true,\"j\":[1,[2,{\"a\":null}]],\"n\":null}",
-      "{\"ts\":9223372036854775807,\"id\":9223372036854775807,\"v\":1e308,\"s\":\"a,b\\\"c\\n\",\"j\":\"x\","
+      "{\"ts\":253402300799999,\"id\":9223372036854775807,\"v\":1e308,\"s\":\"a,b\\\"c\\n\",\"j\":\"x\","
       "\"n\":-1}",
       "{\"ts\":1700000000000,\"id\":-1,\"v\":-0.0,\"s\":null,\"b\":null,\"j\":null,\"n\":3}",
       "{\"ts\":86400000,\"id\":7,\"s\":\"2024-01-01T00:00:00Z\",\"j\":123456789012345678901234567890}",
