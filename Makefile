@@ -29,6 +29,11 @@ DEB_PKGS  = gcc make pkg-config lua5.4 liblua5.4-dev libuv1-dev liblmdb-dev \
             libzstd-dev libreadline-dev lua-cjson lua-busted luarocks lua-check lua-ldoc lua-markdown \
             lmdb-utils cppcheck valgrind tmux
 
+# The UI (issue 16): http-parser for its server, a Prometheus parser and a
+# browser for its tests.
+LDLIBS   += -lhttp_parser
+DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
+
 .PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
@@ -195,6 +200,7 @@ install:
 	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
 	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)
 

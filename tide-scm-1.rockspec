@@ -15,6 +15,7 @@ external_dependencies = {
   LMDB = { header = "lmdb.h", library = "lmdb" },
   ZSTD = { header = "zstd.h", library = "zstd" },
   READLINE = { header = "readline/readline.h", library = "readline" },
+  HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
   type = "builtin",
@@ -31,6 +32,7 @@ build = {
     ["tide.runtime"] = "lua/tide/runtime.lua",
     ["tide.schema"] = "lua/tide/schema.lua",
     ["tide.session"] = "lua/tide/session.lua",
+    ["tide.ui"] = "lua/tide/ui.lua",
     ["tide.store"] = "lua/tide/store.lua",
     ["tide.util"] = "lua/tide/util.lua",
     ["tide.connectors.console"] = "connectors/console.lua",
@@ -45,18 +47,23 @@ build = {
     ["tide.core"] = {
       sources = {
         "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/decode.c",
-        "core/err.c", "core/expr.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/loop.c", "core/rate.c",
-        "core/registry.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sort.c", "core/store.c",
-        "core/tier.c", "core/ts.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c", "core/l_ckpt.c",
-        "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_loop.c", "core/l_ops.c",
-        "core/l_readline.c", "core/l_schema.c", "core/l_session.c", "core/l_store.c", "core/l_tide.c", "core/l_udf.c",
+        "core/err.c", "core/expr.c", "core/http.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/loop.c",
+        "core/rate.c", "core/registry.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sort.c",
+        "core/store.c", "core/tier.c", "core/ts.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c",
+        "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_http.c",
+        "core/l_loop.c", "core/l_ops.c", "core/l_readline.c", "core/l_schema.c", "core/l_session.c", "core/l_store.c",
+        "core/l_tide.c", "core/l_udf.c",
       },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(ZSTD_INCDIR)", "$(READLINE_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(LMDB_LIBDIR)", "$(ZSTD_LIBDIR)", "$(READLINE_LIBDIR)" },
-      libraries = { "uv", "lmdb", "zstd", "readline", "m" },
+      incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(ZSTD_INCDIR)", "$(READLINE_INCDIR)",
+        "$(HTTP_PARSER_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(LMDB_LIBDIR)", "$(ZSTD_LIBDIR)", "$(READLINE_LIBDIR)",
+        "$(HTTP_PARSER_LIBDIR)" },
+      libraries = { "uv", "lmdb", "zstd", "readline", "m", "http_parser" },
     },
   },
-  install = { bin = { tide = "bin/tide" } },
+  -- the dashboard's files, next to tide/ui.lua (tide.ui serves them)
+  install = { bin = { tide = "bin/tide" }, lua = { ["tide.ui.index"] = "lua/tide/ui/index.html",
+    ["tide.ui.app"] = "lua/tide/ui/app.js", ["tide.ui.style"] = "lua/tide/ui/style.css" } },
 }
 test = { type = "command", command = "make test" }

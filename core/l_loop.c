@@ -383,6 +383,8 @@ static l_loop_t *check_open_loop(lua_State *L, int idx) {
   return ll;
 }
 
+tide_loop_t *tide_l_check_loop(lua_State *L, int idx) { return check_open_loop(L, idx)->loop; }
+
 /* core.loop() -> tide.Loop, or nil, msg, name. */
 static int l_loop_new(lua_State *L) {
   l_loop_t *ll = lua_newuserdatauv(L, sizeof *ll, 0);

@@ -14,6 +14,12 @@
 
 #include <lua.h>
 
+#include "loop.h"
+
 int tide_l_loop_open(lua_State *L);
+
+/* The loop of the open tide.Loop at idx, for bindings that add their own
+ * handles to it (l_http.c); raises when it is not one or is closed. */
+tide_loop_t *tide_l_check_loop(lua_State *L, int idx);
 
 #endif

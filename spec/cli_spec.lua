@@ -134,7 +134,7 @@ describe("tide (the command line)", function()
         { { "topic", "delete", "--help" }, "usage: tide topic delete NAME" },
         { { "produce", "--help" }, "usage: tide produce TOPIC [FILE]" },
         { { "consume", "--help" }, "usage: tide consume TOPIC" },
-        { { "run", "--help" }, "usage: tide run [--quiet] [--log-progress FILE] SCRIPT [ARGS...]" },
+        { { "run", "--help" }, "usage: tide run [--quiet] [--log-progress FILE] [--ui [HOST:]PORT] SCRIPT [ARGS...]" },
         { { "schema", "--help" }, "usage: tide schema <put|get|versions|check>" },
         { { "schema", "put", "--help" }, "usage: tide schema put TOPIC FILE|DDL" },
         { { "schema", "get", "--help" }, "usage: tide schema get TOPIC" },

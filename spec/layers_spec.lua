@@ -13,6 +13,7 @@ local LAYERS = {
     "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic" },
   { "tide.runtime" },
   { "tide.query" },
+  { "tide.ui" },
   { "tide" },
   { "tide.repl", "tide.cli" },
 }

@@ -57,6 +57,7 @@ describe("tide-scm-1.rockspec", function()
   it("links tide.core with the libraries the Makefile links, each found as an external dependency", function()
     local makefile = assert(io.open("Makefile")):read("a")
     local ldlibs = assert(makefile:match("\nLDLIBS%s*=%s*([^\n]*)"), "no LDLIBS in the Makefile")
+    for more in makefile:gmatch("\nLDLIBS%s*%+=%s*([^\n]*)") do ldlibs = ldlibs .. " " .. more end
     local from_make = {}
     for lib in ldlibs:gmatch("%-l(%S+)") do
       -- libpthread is part of glibc's libc since 2.34: the Makefile names it

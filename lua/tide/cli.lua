@@ -213,7 +213,7 @@ options:
 ]] .. DATA_HELP
 
 HELP.run = [[
-usage: tide run [--quiet] [--log-progress FILE] SCRIPT [ARGS...]
+usage: tide run [--quiet] [--log-progress FILE] [--ui [HOST:]PORT] SCRIPT [ARGS...]
 
 Run the Lua script SCRIPT with the tide module available and ARGS in the
 global 'arg' (arg[0] is SCRIPT, arg[1] the first of ARGS, what came before
@@ -234,6 +234,8 @@ options (before SCRIPT):
   --quiet               no status lines
   --log-progress FILE   append every progress report to FILE, one JSON
                         object a line
+  --ui [HOST:]PORT      serve the dashboard, /metrics (Prometheus) and the
+                        JSON API on HOST:PORT (default host 127.0.0.1)
 ]] .. DATA_HELP
 
 HELP.checkpoint = [[
@@ -1177,7 +1179,8 @@ end
 
 local function cmd_run(ctx, argv, i)
   local cmd = "run"
-  local opts, pos, at = parse_args(argv, i, { ["--quiet"] = "flag", ["--log-progress"] = "value" }, cmd, ctx, true)
+  local opts, pos, at = parse_args(argv, i, { ["--quiet"] = "flag", ["--log-progress"] = "value",
+    ["--ui"] = "value" }, cmd, ctx, true)
   if opts.help then
     out(HELP.run)
     return 0
@@ -1186,6 +1189,10 @@ local function cmd_run(ctx, argv, i)
   if script == nil then usage_error(cmd, "missing SCRIPT") end
   if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
   local tide = load_tide(cmd)
+  if opts.ui then
+    local host, msg = require("tide.ui").parse_listen(opts.ui)
+    if not host then usage_error(cmd, "option '--ui': " .. msg) end
+  end
   if ctx.data then
     -- --data picks the store of tide.default_store() in the script (and
     -- of the connectors' default store).
@@ -1207,6 +1214,12 @@ local function cmd_run(ctx, argv, i)
   local query_mod, runtime, core = require "tide.query", require "tide.runtime", require "tide.core"
   local stops = {}
   if opts.log_progress then stops[#stops + 1] = progress_log(query_mod, opts.log_progress) end
+  if opts.ui then
+    local uok, ui = pcall(require("tide.ui").start, { listen = opts.ui })
+    if not uok then fail(cmd, (util.strip_position(tostring(ui)):gsub("^tide%.ui: ", ""))) end
+    note("ui at " .. ui:url())
+    stops[#stops + 1] = function() ui:close() end
+  end
   if not opts.quiet and stdout_is_terminal() then stops[#stops + 1] = status_lines(query_mod, runtime, core) end
   local function stop_all()
     for k = #stops, 1, -1 do stops[k]() end

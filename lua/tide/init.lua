@@ -17,6 +17,7 @@ local frame = require "tide.frame"
 local session = require "tide.session"
 local query = require "tide.query"
 local memory = require "tide.connectors.memory"
+local ui = require "tide.ui"
 
 local M = {}
 
@@ -107,5 +108,16 @@ M.queries = query.queries
 
 --- Drive the event loop until every query has terminated.
 M.run = query.run
+
+--- Call `fn(query, progress)` after every batch of every query; returns a
+-- function that removes it. A listener's error is reported on stderr and
+-- does not fail the batch (it is committed).
+-- @function on_progress
+M.on_progress = query.on_progress
+
+--- Serve the metrics endpoint, the JSON API and the dashboard:
+-- `tide.ui{ listen = "127.0.0.1:4040" }` (see tide.ui.start).
+-- @function ui
+M.ui = ui.start
 
 return M

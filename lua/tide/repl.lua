@@ -261,6 +261,7 @@ M.COMMANDS = {
   { ".topics", "the default store's topics, with their records" },
   { ".schema TOPIC", "a topic's schema (DDL), version and compatibility" },
   { ".queries", "the streaming queries that run, one status line each" },
+  { ".ui [ADDR]", "serve the dashboard and /metrics on [HOST:]PORT (default 127.0.0.1:4040)" },
   { ".exit", "stop the queries (each committed) and leave (also exit, quit, Ctrl-D)" },
 }
 
@@ -679,6 +680,8 @@ function M.main(opts)
     out:flush()
   end
 
+  local ui_server -- the UI started by .ui
+
   local function command(line)
     local name, arg = line:match("^(%.%S+)%s*(.-)%s*$")
     if name == ".help" then
@@ -701,6 +704,14 @@ function M.main(opts)
         out:write(format("%s (version %d, compatibility %s): %s\n", arg, sc.version, tostring(sc.compatibility),
           sc.ddl))
       end
+    elseif name == ".ui" then
+      if ui_server == nil or ui_server:is_closed() then
+        ui_server = require("tide.ui").start({ listen = arg ~= "" and arg or nil, store = env.db })
+      elseif arg ~= "" then
+        report(format("the ui already runs at %s", ui_server:url()))
+        return
+      end
+      out:write("ui at ", ui_server:url(), "\n")
     elseif name == ".queries" then
       local qs = tide.queries()
       if #qs == 0 then out:write("no queries running\n") end
@@ -784,6 +795,7 @@ function M.main(opts)
       run_loop("once")
       guard = guard + 1
     end
+    if ui_server then ui_server:close() end
     if interactive then
       loop:catch_interrupt("off")
       query.handle_signals = true
