@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -63,6 +63,54 @@ $(BUILD)/test_%: spec/c/test_%.c spec/c/t.h $(LIBTIDE)
 $(BUILD)/bench/%: bench/%.c $(LIBTIDE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $< $(LIBTIDE) $(LDLIBS)
+
+# The fault-injection shim of spec/fault_spec.lua (spec/fault/shim.c): an
+# LD_PRELOAD library, never sanitized (it is a test tool, loaded into
+# children of the ASan run as well), so always at build/.
+FAULT_SO  = build/libtidefault.so
+
+$(FAULT_SO): spec/fault/shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -fPIC -shared -Wall -Wextra -Wshadow -o $@ $< -ldl
+
+spec asan: $(FAULT_SO)
+
+# fuzz: the libFuzzer harnesses of spec/fuzz/ (README.md there), built with
+# clang against a core built with ASan and UBSan in build-fuzz/. Each first
+# replays its regression inputs (spec/fuzz/regress/<name>/), then runs for
+# FUZZ_SECONDS from its committed corpus (spec/fuzz/corpus/<name>/; what it
+# finds goes to build-fuzz/corpus/<name>/), one harness at a time, on one
+# core. A crash stops the target; the input is in build-fuzz/crash-<name>-*.
+FUZZ_SECONDS ?= 20
+FUZZ_CC   ?= clang
+FUZZ_SAN   = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_NAMES = $(patsubst spec/fuzz/fuzz_%.c,%,$(wildcard spec/fuzz/fuzz_*.c))
+DEB_PKGS  += clang libclang-rt-14-dev
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz SO_DIR=build-fuzz/lua CC=$(FUZZ_CC) OPT=-O1 \
+	  SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build-fuzz/libtide.a
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  echo "$(FUZZ_CC) ... -o build-fuzz/fuzz_$$n spec/fuzz/fuzz_$$n.c"; \
+	  $(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Icore $(FUZZ_SAN) -fsanitize=fuzzer \
+	    -o build-fuzz/fuzz_$$n spec/fuzz/fuzz_$$n.c build-fuzz/libtide.a $(LDLIBS); \
+	done
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  echo "== fuzz_$$n: regression inputs, then $(FUZZ_SECONDS) s"; log=build-fuzz/fuzz_$$n.log; \
+	  if [ -n "$$(ls spec/fuzz/regress/$$n 2>/dev/null)" ]; then \
+	    build-fuzz/fuzz_$$n spec/fuzz/regress/$$n/* >$$log 2>&1 || { tail -n 40 $$log; exit 1; }; fi; \
+	  mkdir -p build-fuzz/corpus/$$n; \
+	  build-fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+	    -artifact_prefix=build-fuzz/crash-$$n- build-fuzz/corpus/$$n spec/fuzz/corpus/$$n >$$log 2>&1 || \
+	    { tail -n 40 $$log; echo "fuzz_$$n: failed (the input: build-fuzz/crash-$$n-*)"; exit 1; }; \
+	  grep -E "^#[0-9]+[[:space:]]+DONE" $$log || true; \
+	done
+
+# fuzz-seeds: rewrite the binary seeds of spec/fuzz/corpus/ (spec/fuzz/seeds.c).
+fuzz-seeds: $(LIBTIDE)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $(BUILD)/fuzz_seeds spec/fuzz/seeds.c $(LIBTIDE) $(LDLIBS)
+	mkdir -p spec/fuzz/corpus/block spec/fuzz/corpus/state spec/fuzz/corpus/session && \
+	  $(BUILD)/fuzz_seeds spec/fuzz/corpus
 
 # deps: install the Debian packages that are missing (as root), or say how.
 deps:
@@ -189,4 +237,4 @@ test-install:
 	test ! -e "$$tree/bin/tide" && echo "test-install: ok"
 
 clean:
-	rm -rf build build-asan lua/tide/core.so core/*.o
+	rm -rf build build-asan build-fuzz lua/tide/core.so core/*.o

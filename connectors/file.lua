@@ -717,6 +717,11 @@ M.sinks.file = {
   label = function(o) return format("FileSink[%s]", tostring(o.path)) end,
   new = function(o)
     if not o.path then error("write_stream(file): option 'path' is required (the output directory)", 0) end
+    -- "" would make the metadata directory "/_tide", at the file-system root
+    if o.path == "" then error("write_stream(file): option 'path' is empty (the output directory)", 0) end
+    if o.path:find("\0", 1, true) then
+      error(format("write_stream(file): option 'path' %q holds a NUL byte", o.path), 0)
+    end
     local description = format("FileSink[%s]", o.path)
     local path = o.path:gsub("(.)/+$", "%1")
     mkdirs(description, path .. "/_tide")

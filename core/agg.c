@@ -413,6 +413,12 @@ static inline int small_eq(const uint8_t *a, const uint8_t *b, size_t len) {
 
 /* The bytes and length of the string key stored at v (a key record's
  * 16-byte string value). Valid until the arena grows. */
+/* The arena's bytes at `at`: "" while the arena holds nothing (only empty
+ * strings so far: its data is NULL, and NULL + 0 is undefined). */
+static inline const char *arena_at(const tide_agg_t *a, uint64_t at) {
+  return a->arena.data ? a->arena.data + at : "";
+}
+
 static inline const char *kstr(const tide_agg_t *a, const unsigned char *v, uint32_t *len) {
   memcpy(len, v, 4);
   if (*len <= INLINE) return (const char *)v + 4;
@@ -432,9 +438,9 @@ static inline int key_eq(const tide_agg_t *a, uint32_t g, const tide_batch_t *ke
     if (null != rec[a->nulloff + k]) return 0;
     if (null) continue;
     if (is_var(kc->type)) {
-      const uint32_t *o = c->values;
-      uint32_t len = o[i + 1] - o[i], glen;
-      const uint8_t *p = (const uint8_t *)c->data + o[i];
+      size_t slen;
+      const uint8_t *p = (const uint8_t *)tide_col_str(c, i, &slen); /* data may be NULL */
+      uint32_t len = (uint32_t)slen, glen;
       memcpy(&glen, v, 4);
       if (len != glen) return 0;
       if (len <= INLINE) {
@@ -1293,7 +1299,7 @@ int tide_agg_encode(const tide_agg_t *a, uint32_t gid, tide_buf_t *out, tide_err
       for (uint32_t j = 0; j < st->cap; j++) {
         const dent_t *e = &st->tab[j];
         if (!e->used) continue;
-        if (s->var) w_str(&w, a->arena.data + e->v, e->len);
+        if (s->var) w_str(&w, arena_at(a, e->v), e->len);
         else w_fixed(&w, s->type, e->v);
       }
       break;
@@ -1819,7 +1825,7 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
     for (uint32_t j = 0; j < x->cap; j++) {
       const dent_t *e = &x->tab[j];
       if (!e->used) continue;
-      int rc = s->var ? dist_add(a, d, 1, e->h, 0, a->arena.data + e->v, e->len) : dist_add(a, d, 0, e->h, e->v, NULL, 0);
+      int rc = s->var ? dist_add(a, d, 1, e->h, 0, arena_at(a, e->v), e->len) : dist_add(a, d, 0, e->h, e->v, NULL, 0);
       if (rc) return rc;
     }
     return 0;

@@ -110,7 +110,7 @@ static inline int tide_col_bool(const tide_col_t *c, uint32_t i) { return ((cons
 static inline const char *tide_col_str(const tide_col_t *c, uint32_t i, size_t *len) {
   const uint32_t *o = (const uint32_t *)c->values;
   *len = o[i + 1] - o[i];
-  return c->data + o[i];
+  return c->data ? c->data + o[i] : ""; /* no bytes at all: data may be NULL (NULL + 0 is undefined) */
 }
 
 #endif

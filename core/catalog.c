@@ -45,17 +45,66 @@ static uint64_t get_be(const unsigned char *p, int n) {
 
 /* ---------------------------------------------------------- open/close --- */
 
+static int catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog_t **out, tide_err_t *err);
+
+/* A new catalog's data.mdb is made whole (databases, format, store id
+ * committed and synced) in its own directory, NEW_PREFIX<pid>, and linked
+ * into place: a write that fails while LMDB lays out a new file (its two
+ * meta pages) would otherwise leave a data.mdb that LMDB refuses for ever
+ * ("File is not an LMDB file"); this way a failed creation leaves no
+ * data.mdb and the next open starts again. link(), not rename(): when two
+ * processes create one store at once, the first link wins and the other
+ * process opens the winner's catalog (rename would replace a catalog that
+ * the first may already use). Nothing to do when data.mdb exists. */
+#define NEW_PREFIX ".new-"
+static int create_data(const char *dir, uint64_t map_size, tide_err_t *err) {
+  char data[4096], tmp[4096], tdata[4096 + 16], tlock[4096 + 16];
+  struct stat st;
+  int rc = 0;
+  if (snprintf(data, sizeof data, "%s/data.mdb", dir) >= (int)sizeof data ||
+      snprintf(tmp, sizeof tmp, "%s/" NEW_PREFIX "%ld", dir, (long)getpid()) >= (int)sizeof tmp)
+    return tide_err_set(err, -ENAMETOOLONG, "catalog %s: %s", dir, tide_strerror(-ENAMETOOLONG));
+  snprintf(tdata, sizeof tdata, "%s/data.mdb", tmp);
+  snprintf(tlock, sizeof tlock, "%s/lock.mdb", tmp);
+  if (stat(data, &st) == 0) return 0;
+  if (errno != ENOENT) return tide_err_set(err, -errno, "catalog %s: data.mdb: %s", dir, tide_strerror(-errno));
+  unlink(tdata); /* what a failed creation of a process with our pid left */
+  unlink(tlock);
+  if (mkdir(tmp, 0777) < 0 && errno != EEXIST)
+    return tide_err_set(err, -errno, "cannot create %s: %s", tmp, tide_strerror(-errno));
+  tide_catalog_t *c;
+  if (!(rc = catalog_open(tmp, 1, map_size, &c, err))) {
+    tide_catalog_close(c);
+    if (link(tdata, data) < 0 && errno != EEXIST) {
+      rc = tide_err_set(err, -errno, "catalog %s: cannot link data.mdb: %s", dir, tide_strerror(-errno));
+    } else {
+      int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0 || fsync(fd) < 0)
+        rc = tide_err_set(err, -errno, "catalog %s: cannot sync the directory: %s", dir, tide_strerror(-errno));
+      if (fd >= 0) close(fd);
+    }
+  }
+  unlink(tdata);
+  unlink(tlock);
+  rmdir(tmp);
+  return rc;
+}
+
 int tide_catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog_t **out, tide_err_t *err) {
+  if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
+    int rc = -errno;
+    return tide_err_set(err, rc, "cannot create %s: %s", dir, tide_strerror(rc));
+  }
+  int rc = create_data(dir, map_size, err);
+  return rc ? rc : catalog_open(dir, sync, map_size, out, err);
+}
+
+static int catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog_t **out, tide_err_t *err) {
   tide_catalog_t *c = calloc(1, sizeof *c);
   if (!c) return -ENOMEM;
   c->sync = sync;
   MDB_txn *txn = NULL;
   int rc;
-  if (mkdir(dir, 0777) < 0 && errno != EEXIST) {
-    rc = -errno;
-    tide_err_set(err, rc, "cannot create %s: %s", dir, tide_strerror(rc));
-    goto fail;
-  }
   if ((rc = mdb_env_create(&c->env))) goto fail_lmdb;
   mdb_env_set_maxdbs(c->env, 8);
   mdb_env_set_maxreaders(c->env, 254);
@@ -129,6 +178,7 @@ int tide_catalog_open(const char *dir, int sync, uint64_t map_size, tide_catalog
   *out = c;
   return 0;
 fail_lmdb:
+  rc = tide_err_lmdb(rc, dir);
   tide_err_set(err, rc, "catalog %s: %s", dir, tide_strerror(rc));
 fail:
   if (txn) mdb_txn_abort(txn);

@@ -54,11 +54,10 @@ static uint64_t get_be64(const unsigned char *p) {
 
 /* LMDB returns system errors as positive errno values: make them -errno,
  * as every core function returns them (err.h). */
-static int norm(int rc) { return rc > 0 ? -rc : rc; }
 
 /* Set err to "checkpoint <dir>: <what>: <reason of rc>" and return rc. */
 static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what, tide_err_t *err) {
-  rc = norm(rc);
+  rc = tide_err_lmdb(rc, c ? c->dir : dir);
   return tide_err_set(err, rc, "checkpoint %s: %s: %s", c ? c->dir : dir, what, tide_strerror(rc));
 }
 
@@ -224,8 +223,9 @@ static int open_lock(tide_ckpt_t *c, const char *dir, tide_err_t *err) {
   c->locked = 1;
   char pid[32];
   int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-  if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n)
-    return fail(NULL, dir, -errno, "cannot write " LOCK_FILE, err);
+  ssize_t w = -1;
+  if (ftruncate(c->lock_fd, 0) < 0 || (w = pwrite(c->lock_fd, pid, (size_t)n, 0)) != n)
+    return fail(NULL, dir, w >= 0 ? -ENOSPC : -errno, "cannot write " LOCK_FILE, err); /* short: the disk is full */
   return 0;
 }
 
@@ -306,6 +306,73 @@ static int open_dbs(tide_ckpt_t *c, tide_err_t *err) {
   return rc ? fail(c, NULL, rc, "cannot create its databases", err) : 0;
 }
 
+/* A new checkpoint's data.mdb is made whole in NEW_DIR (its databases and
+ * format committed and synced) and only then renamed into place, with the
+ * directory synced. A write that fails while LMDB lays out a new file (its
+ * two meta pages) would otherwise leave a data.mdb that LMDB refuses for
+ * ever ("File is not an LMDB file"); this way a failed creation leaves no
+ * data.mdb, and the next open starts again. Nothing to do when data.mdb
+ * exists. Runs under the checkpoint's lock. */
+#define NEW_DIR ".new"
+static int create_data(tide_ckpt_t *c, tide_err_t *err) {
+  char *data = path_join(c->dir, "data.mdb"), *tmp = path_join(c->dir, NEW_DIR);
+  char *tdata = tmp ? path_join(tmp, "data.mdb") : NULL, *tlock = tmp ? path_join(tmp, "lock.mdb") : NULL;
+  struct stat st;
+  MDB_env *env = NULL;
+  int rc = 0, fd;
+  if (!data || !tmp || !tdata || !tlock) {
+    rc = -ENOMEM;
+    goto done;
+  }
+  if (stat(data, &st) == 0) goto done;
+  if (errno != ENOENT) {
+    rc = fail(c, NULL, -errno, "data.mdb", err);
+    goto done;
+  }
+  /* what an earlier failed creation left */
+  unlink(tdata);
+  unlink(tlock);
+  if (mkdir(tmp, 0777) < 0 && errno != EEXIST) {
+    rc = fail(c, NULL, -errno, "cannot create " NEW_DIR, err);
+    goto done;
+  }
+  if ((rc = mdb_env_create(&env))) {
+    rc = fail(c, NULL, rc, "cannot create an LMDB environment", err);
+    goto done;
+  }
+  mdb_env_set_maxdbs(env, MAXDBS);
+  mdb_env_set_mapsize(env, MAP_INITIAL);
+  if ((rc = mdb_env_open(env, tmp, MDB_NOTLS, 0666))) {
+    rc = fail(c, NULL, rc, "cannot create data.mdb", err);
+    goto done;
+  }
+  c->env = env; /* open_dbs works on c->env; its handles are made again by the real open */
+  rc = open_dbs(c, err);
+  c->env = NULL;
+  if (rc) goto done;
+  mdb_env_close(env);
+  env = NULL;
+  if (rename(tdata, data) < 0) {
+    rc = fail(c, NULL, -errno, "cannot rename " NEW_DIR "/data.mdb", err);
+    goto done;
+  }
+  if ((fd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(fd) < 0) {
+    rc = fail(c, NULL, -errno, "cannot sync the directory", err);
+    if (fd >= 0) close(fd);
+    goto done;
+  }
+  close(fd);
+  unlink(tlock);
+  rmdir(tmp);
+done:
+  if (env) mdb_env_close(env);
+  free(data);
+  free(tmp);
+  free(tdata);
+  free(tlock);
+  return rc;
+}
+
 int tide_ckpt_open(const char *dir, int flags, tide_ckpt_t **out, tide_err_t *err) {
   int ro = flags & TIDE_CKPT_READ_ONLY;
   tide_ckpt_t *c = calloc(1, sizeof *c);
@@ -318,6 +385,7 @@ int tide_ckpt_open(const char *dir, int flags, tide_ckpt_t **out, tide_err_t *er
     goto fail;
   }
   if ((rc = ro ? open_probe(dir, err) : open_lock(c, dir, err))) goto fail;
+  if (!ro && (rc = create_data(c, err))) goto fail;
   if ((rc = mdb_env_create(&c->env))) {
     fail(c, NULL, rc, "cannot create an LMDB environment", err);
     goto fail;
@@ -667,7 +735,7 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
   tide_buf_free(&framed);
-  rc = norm(rc);
+  rc = tide_err_lmdb(rc, c->dir);
   if (rc == TIDE_EEXIST)
     return tide_err_set(err, rc, "checkpoint %s: commit log %llu exists", c->dir, (unsigned long long)n);
   if (rc == MDB_DBS_FULL)

@@ -14,6 +14,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "err.h"
 
@@ -124,4 +126,14 @@ int tide_err_prefix(tide_err_t *err, const char *fmt, ...) {
   memcpy(err->msg + np, old, no);
   err->msg[np + no] = 0;
   return err->code;
+}
+
+int tide_err_lmdb(int rc, const char *dir) {
+  if (rc > 0) rc = -rc;
+  struct statvfs st;
+  if (rc == -EIO && dir && statvfs(dir, &st) == 0) {
+    unsigned long long blocks = geteuid() == 0 ? st.f_bfree : st.f_bavail; /* root may use the reserve */
+    if (blocks * (unsigned long long)st.f_frsize < TIDE_LOW_SPACE) rc = -ENOSPC;
+  }
+  return rc;
 }

@@ -45,6 +45,16 @@ const char *tide_strerror(int rc);
 /* Symbolic name for any code this library returns ("ENOENT", "ECORRUPT"). */
 const char *tide_errname(int rc);
 
+/* An LMDB return code as one of ours. LMDB returns system errors as
+ * positive errno values: they become -errno. LMDB also reports a short
+ * write as EIO, and a short write is what a file system that fills up
+ * during the write gives: EIO becomes -ENOSPC when the file system holding
+ * `dir` has less than TIDE_LOW_SPACE bytes left for this process, so the
+ * message says what happened ("No space left on device", as the store's
+ * own writes say). dir may be NULL (no such check). */
+#define TIDE_LOW_SPACE (1 << 20)
+int tide_err_lmdb(int rc, const char *dir);
+
 /* Fill err (if not NULL) with code and a printf-formatted message; returns
  * code, so that `return tide_err_set(err, TIDE_EPARSE, "...")` reads well. */
 int tide_err_set(tide_err_t *err, int code, const char *fmt, ...)

@@ -1429,6 +1429,11 @@ static tok_t lex(const parser_t *p, size_t pos) {
         t.bad = c == '\'' ? "unterminated string" : "unterminated quoted name";
         break;
       }
+      if (s[e] == 0) { /* C text (names, canonical text) would end there */
+        t.k = K_BAD;
+        t.bad = c == '\'' ? "NUL byte in a string" : "NUL byte in a quoted name";
+        break;
+      }
       if (s[e] == c) {
         if (e + 1 < n && s[e + 1] == c) {
           e += 2;
@@ -2017,6 +2022,12 @@ static node_t *p_number(parser_t *p) {
     buf[len] = 0;
     n->d = strtod(buf, NULL);
     free(buf);
+    /* a literal that overflows a double would print as a name (Infinity)
+     * in the canonical text, which then means another thing */
+    if (isinf(n->d)) {
+      node_free(n);
+      return perr(p, p->t.s, "number out of range: '%.*s'", (int)(len > 40 ? 40 : len), s);
+    }
   }
   advance(p);
   return n;

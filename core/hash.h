@@ -123,8 +123,11 @@ static inline void tide__hash_col(const tide_col_t *c, uint32_t n, uint64_t *h, 
   switch (c->type) {
   case TIDE_T_STRING:
   case TIDE_T_JSON: {
-    const uint32_t *o = c->values;
-    for (uint32_t i = 0; i < n; i++) h[i] = tide__hash_bytes(h[i], c->data + o[i], o[i + 1] - o[i]);
+    for (uint32_t i = 0; i < n; i++) {
+      size_t len;
+      const char *p = tide_col_str(c, i, &len); /* data may be NULL when every string is empty */
+      h[i] = tide__hash_bytes(h[i], p, len);
+    }
     break;
   }
   case TIDE_T_DOUBLE: {

@@ -103,7 +103,7 @@ static int ckpt_close(lua_State *L) {
 
 /* core.checkpoint(dir [, opts]) -> ck | nil, msg, ENAME */
 static int l_checkpoint(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = tide_l_check_cname(L, 1, "checkpoint path", TIDE_L_PATH);
   int flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);

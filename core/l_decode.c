@@ -179,7 +179,7 @@ static int l_rate_batch(lua_State *L) {
 /* core.glob(pattern) -> sorted array of the paths matching (files and
  * directories; empty when none) | nil, msg. */
 static int l_glob(lua_State *L) {
-  const char *pat = luaL_checkstring(L, 1);
+  const char *pat = tide_l_check_cname(L, 1, "glob: pattern", TIDE_L_PATH);
   glob_t g;
   memset(&g, 0, sizeof g);
   int rc = glob(pat, GLOB_MARK, NULL, &g);

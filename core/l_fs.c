@@ -10,7 +10,8 @@
  *   core.listdir(path)         -> { names... } (without . and ..) | nil, msg, ENAME
  *
  * Failures are returned, not raised: the callers name the file and what
- * they were doing. Nothing here holds a resource across a Lua call that can
+ * they were doing. An empty path or one with a NUL byte raises
+ * (tide_l_check_cname). Nothing here holds a resource across a Lua call that can
  * raise: each function finishes with its descriptor or DIR before pushing.
  */
 #include <dirent.h>
@@ -29,7 +30,7 @@
 static int l_fsync(lua_State *L) {
   int n = lua_gettop(L);
   if (n == 0) return luaL_error(L, "fsync: expected at least one path");
-  for (int i = 1; i <= n; i++) luaL_checkstring(L, i);
+  for (int i = 1; i <= n; i++) tide_l_check_cname(L, i, "fsync: path", TIDE_L_PATH);
   for (int i = 1; i <= n; i++) {
     const char *p = lua_tostring(L, i);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
@@ -43,7 +44,7 @@ static int l_fsync(lua_State *L) {
 }
 
 static int l_stat(lua_State *L) {
-  const char *p = luaL_checkstring(L, 1);
+  const char *p = tide_l_check_cname(L, 1, "stat: path", TIDE_L_PATH);
   struct stat st;
   if (stat(p, &st) < 0) return tide_l_fail(L, -errno, p, NULL);
   lua_createtable(L, 0, 4);
@@ -59,7 +60,7 @@ static int l_stat(lua_State *L) {
 }
 
 static int l_mkdir(lua_State *L) {
-  const char *p = luaL_checkstring(L, 1);
+  const char *p = tide_l_check_cname(L, 1, "mkdir: path", TIDE_L_PATH);
   lua_Integer mode = luaL_optinteger(L, 2, 0777);
   if (mkdir(p, (mode_t)mode) < 0) return tide_l_fail(L, -errno, p, NULL);
   lua_pushboolean(L, 1);
@@ -69,7 +70,7 @@ static int l_mkdir(lua_State *L) {
 /* The DIR stays open while names are pushed; only an out-of-memory error
  * of Lua could skip closedir, and then one DIR leaks. */
 static int l_listdir(lua_State *L) {
-  const char *p = luaL_checkstring(L, 1);
+  const char *p = tide_l_check_cname(L, 1, "listdir: path", TIDE_L_PATH);
   DIR *d = opendir(p);
   if (!d) return tide_l_fail(L, -errno, p, NULL);
   lua_newtable(L);

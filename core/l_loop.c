@@ -518,7 +518,7 @@ static int l_loop_timer(lua_State *L) {
  * fn(nil, nil, "ENAME: msg"). */
 static int l_loop_watch(lua_State *L) {
   l_loop_t *ll = check_open_loop(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = tide_l_check_cname(L, 2, "watch: path", TIDE_L_PATH);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   l_handle_t *u = handle_new(L, ll, WATCH_MT, 3);
   int rc = tide_watch_start(ll->loop, path, on_watch, on_release, u, &u->h);
@@ -552,7 +552,7 @@ static int l_loop_signal(lua_State *L) {
  * are only counted (srv:stats().errors). */
 static int l_loop_listen(lua_State *L) {
   l_loop_t *ll = check_open_loop(L, 1);
-  const char *host = luaL_checkstring(L, 2);
+  const char *host = tide_l_check_cname(L, 2, "listen: host", TIDE_L_PATH);
   lua_Integer port = luaL_checkinteger(L, 3);
   luaL_argcheck(L, port >= 0 && port <= 65535, 3, "must be 0..65535");
   luaL_checktype(L, 4, LUA_TFUNCTION);

@@ -98,7 +98,7 @@ static int opt_int_field(lua_State *L, int idx, const char *k, lua_Integer dflt)
 
 /* core.open(dir [, {sync=, map_size=, cold_dir=}]) -> store | nil, msg, ENAME */
 static int l_open(lua_State *L) {
-  const char *dir = luaL_checkstring(L, 1);
+  const char *dir = tide_l_check_cname(L, 1, "store directory", TIDE_L_PATH);
   tide_store_opts_t o = {1, 0, NULL};
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -109,7 +109,7 @@ static int l_open(lua_State *L) {
     o.map_size = (uint64_t)luaL_optinteger(L, -1, 0);
     lua_pop(L, 1);
     lua_getfield(L, 2, "cold_dir");
-    o.cold_dir = luaL_optstring(L, -1, NULL); /* stays referenced by the table */
+    o.cold_dir = tide_l_opt_cname(L, -1, "cold_dir", TIDE_L_PATH); /* stays referenced by the table */
     lua_pop(L, 1);
   }
   l_store_t *s = lua_newuserdatauv(L, sizeof *s, 1);
@@ -152,7 +152,7 @@ static const char *const compat_names[] = {"none", "backward", "forward", "full"
  * Values arrive already checked and converted by store.lua. */
 static int l_create_topic(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = tide_l_check_cname(L, 2, "topic name", 0);
   luaL_checktype(L, 3, LUA_TTABLE);
   tide_topic_opts_t o = {0};
   tide_err_t err = {0};
@@ -166,7 +166,7 @@ static int l_create_topic(lua_State *L) {
   lua_getfield(L, 3, "segment_ms");
   o.segment_ms = luaL_optinteger(L, -1, -1);
   lua_getfield(L, 3, "time_column");
-  o.time_column = luaL_optstring(L, -1, NULL);
+  o.time_column = tide_l_opt_cname(L, -1, "time_column", 0);
   lua_getfield(L, 3, "ignore_unknown");
   o.ignore_unknown = lua_toboolean(L, -1);
   lua_getfield(L, 3, "compatibility");
@@ -190,7 +190,7 @@ static int l_create_topic(lua_State *L) {
 static int l_delete_topic(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
   tide_err_t err = {0};
-  int rc = tide_store_delete_topic(s->s, luaL_checkstring(L, 2), &err);
+  int rc = tide_store_delete_topic(s->s, tide_l_check_cname(L, 2, "topic name", 0), &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
@@ -220,7 +220,7 @@ static int l_topics(lua_State *L) {
 
 static int l_topic(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = tide_l_check_cname(L, 2, "topic name", 0);
   tide_err_t err = {0};
   l_topic_t *t = lua_newuserdatauv(L, sizeof *t, 1);
   t->t = NULL;
@@ -247,7 +247,7 @@ static tide_schema_t *check_schema_arg(lua_State *L, int idx) {
 /* store:register_schema(topic, schema [, compatibility]) -> version, created | nil, msg, ENAME */
 static int l_register_schema(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = tide_l_check_cname(L, 2, "topic name", 0);
   int compat = lua_isnoneornil(L, 4) ? -1 : luaL_checkoption(L, 4, NULL, compat_names);
   tide_schema_t *sc = check_schema_arg(L, 3);
   tide_err_t err = {0};
@@ -264,7 +264,7 @@ static int l_register_schema(lua_State *L) {
 /* store:check_schema(topic, schema) -> true | false, reason | nil, msg, ENAME */
 static int l_check_schema(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = tide_l_check_cname(L, 2, "topic name", 0);
   tide_schema_t *sc = check_schema_arg(L, 3);
   tide_err_t err = {0};
   int rc = tide_store_check_schema(s->s, name, sc, &err);
@@ -282,7 +282,7 @@ static int l_check_schema(lua_State *L) {
 /* store:set_compatibility(topic, mode) -> true | nil, msg, ENAME */
 static int l_set_compat(lua_State *L) {
   l_store_t *s = check_open_store(L, 1);
-  const char *name = luaL_checkstring(L, 2);
+  const char *name = tide_l_check_cname(L, 2, "topic name", 0);
   int mode = luaL_checkoption(L, 3, NULL, compat_names);
   tide_err_t err = {0};
   int rc = tide_store_set_compat(s->s, name, (tide_compat_t)mode, &err);
@@ -293,7 +293,7 @@ static int l_set_compat(lua_State *L) {
 
 static int l_topic_name_check(lua_State *L) {
   tide_err_t err = {0};
-  int rc = tide_topic_name_check(luaL_checkstring(L, 1), &err);
+  int rc = tide_topic_name_check(tide_l_check_cname(L, 1, "topic name", 0), &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, 1);
   return 1;
@@ -485,7 +485,8 @@ static int push_ranges(lua_State *L, const tide_range_t *r, uint32_t n) {
 static int key_index(lua_State *L, int idx, const tide_schema_t *s) {
   if (lua_isnoneornil(L, idx)) return -1;
   size_t len;
-  const char *k = luaL_checklstring(L, idx, &len);
+  const char *k = tide_l_check_cname(L, idx, "key column", 0);
+  len = strlen(k);
   int c = tide_schema_find(s, k, len);
   if (c < 0) {
     luaL_Buffer b;
@@ -753,7 +754,7 @@ static void produce_free(produce_t *p) {
  * after the session ended. */
 static int l_topic_produce(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
-  const char *path = luaL_optstring(L, 2, NULL);
+  const char *path = tide_l_opt_cname(L, 2, "produce: path", TIDE_L_PATH);
   int skip_bad = lua_toboolean(L, 4);
   size_t tlen = 0;
   const char *text = luaL_optlstring(L, 5, NULL, &tlen);

@@ -1,6 +1,6 @@
 /*
  * l_tide.c: the helpers every binding shares (l_tide.h): the failure
- * triple, the GC'd scratch, metatable registration.
+ * triple, names and paths for C, the GC'd scratch, metatable registration.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,37 @@ int tide_l_fail(lua_State *L, int rc, const char *what, const char *msg) {
   else lua_pushstring(L, msg);
   lua_pushstring(L, tide_errname(rc));
   return 3;
+}
+
+const char *tide_l_check_cname(lua_State *L, int idx, const char *what, int flags) {
+  size_t len;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "%s: expected a string, got %s", what, luaL_typename(L, idx));
+  const char *s = lua_tolstring(L, idx, &len);
+  /* raised without a position: the message names the value, and the
+   * position would be the Lua layer's, not the caller's */
+  if ((flags & TIDE_L_PATH) && len == 0) {
+    lua_pushfstring(L, "%s is empty", what);
+    lua_error(L);
+  }
+  const char *nul = memchr(s, 0, len);
+  if (nul) {
+    /* show the whole value, the NUL bytes written as \0 */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < len && i < 200; i++) {
+      if (s[i]) luaL_addchar(&b, s[i]);
+      else luaL_addstring(&b, "\\0");
+    }
+    luaL_pushresult(&b);
+    lua_pushfstring(L, "%s '%s' holds a NUL byte (at byte %d)", what, lua_tostring(L, -1), (int)(nul - s) + 1);
+    lua_error(L);
+  }
+  return s;
+}
+
+const char *tide_l_opt_cname(lua_State *L, int idx, const char *what, int flags) {
+  return lua_isnoneornil(L, idx) ? NULL : tide_l_check_cname(L, idx, what, flags);
 }
 
 static int scratch_gc(lua_State *L) {

@@ -83,6 +83,22 @@ TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)
  * "what: " when what is not NULL (a path, or the error's name). */
 int tide_l_fail(lua_State *L, int rc, const char *what, const char *msg);
 
+/* ------------------------------------------------- names and paths --- */
+
+/* A name or a path that crosses into C, where a string ends at its first
+ * NUL byte: the string at idx, or a raise (the caller's mistake, like a bad
+ * argument) when it is not a string, holds a NUL byte (C would cut it there:
+ * "a\0b" would name "a"), or, with TIDE_L_PATH, is empty (C would make it
+ * the current directory or, joined with "/x", the file-system root). what
+ * names the value in the message: "topic name", "checkpoint path"; idx may
+ * be relative (an option read with lua_getfield). Every binding that hands
+ * a name or a path to C takes it through here. */
+#define TIDE_L_PATH 1
+const char *tide_l_check_cname(lua_State *L, int idx, const char *what, int flags);
+
+/* tide_l_check_cname for an optional value: NULL when it is nil or none. */
+const char *tide_l_opt_cname(lua_State *L, int idx, const char *what, int flags);
+
 /* ------------------------------------------------------------- scratch --- */
 
 /* GC-owned scratch: C memory a binding builds before it can hand it over

@@ -25,29 +25,21 @@
 
 /* ---------------------------------------------------------------- maps --- */
 
-int tide_map_file(const char *path, size_t len, tide_map_t **out) {
+int tide_map_fd(int fd, size_t len, tide_map_t **out) {
   tide_map_t *m = calloc(1, sizeof *m);
   if (!m) return -ENOMEM;
   m->refs = 1;
   if (len > 0) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      free(m);
-      return -e;
-    }
     struct stat st;
     if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < len) {
       /* The catalog says more bytes are committed than the file holds: the
        * file was cut behind our back. Report it as corruption. */
-      close(fd);
       free(m);
       return TIDE_ECORRUPT;
     }
     void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-    int e = errno;
-    close(fd);
     if (p == MAP_FAILED) {
+      int e = errno;
       free(m);
       return -e;
     }
@@ -57,6 +49,15 @@ int tide_map_file(const char *path, size_t len, tide_map_t **out) {
   m->len = len;
   *out = m;
   return 0;
+}
+
+int tide_map_file(const char *path, size_t len, tide_map_t **out) {
+  if (len == 0) return tide_map_fd(-1, 0, out);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int rc = tide_map_fd(fd, len, out);
+  close(fd);
+  return rc;
 }
 
 int tide_map_buffer(char *buf, size_t len, tide_map_t **out) {

@@ -85,6 +85,9 @@ typedef struct tide_map {
 /* Map the first len bytes of the file at path (len 0 gives an empty map).
  * -errno on failure. */
 int tide_map_file(const char *path, size_t len, tide_map_t **out);
+/* The same for the file open as fd (the caller keeps and closes fd; the
+ * map does not need it afterwards). */
+int tide_map_fd(int fd, size_t len, tide_map_t **out);
 /* Wrap a malloc'd buffer; the map frees it. */
 int tide_map_buffer(char *buf, size_t len, tide_map_t **out);
 tide_map_t *tide_map_ref(tide_map_t *m);

@@ -245,9 +245,11 @@ static uint32_t gid_of(const tide_session_t *s, uint64_t sid) {
   return g;
 }
 
-/* Copy n entries (src may be NULL when n is 0); returns n. */
-static uint32_t copy_sess(sess_t *dst, const sess_t *src, uint32_t n) {
-  if (n) memcpy(dst, src, (size_t)n * sizeof *dst);
+/* Copy src[from, from + n) to dst[at, at + n); returns n. Both arrays
+ * are NULL while empty, so the offsets are added only when n > 0 (NULL +
+ * 0 is undefined). */
+static uint32_t copy_sess(sess_t *dst, uint32_t at, const sess_t *src, uint32_t from, uint32_t n) {
+  if (n) memcpy(dst + at, src + from, (size_t)n * sizeof *dst);
   return n;
 }
 
@@ -505,7 +507,7 @@ static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uin
   const sess_t *L = s->v;
   const item_t *it = p->it;
   uint32_t kid = it[r0].kid, i = first_reaching(s, L, l0, l1, it[r0].t), r = r0;
-  *w += copy_sess(nv + *w, L + l0, i - l0);
+  *w += copy_sess(nv, *w, L, l0, i - l0);
   while (r < r1) {
     /* one run: its stored sessions [s0, i), its rows [q0, r) */
     uint32_t s0 = i, q0 = r;
@@ -550,7 +552,7 @@ static void sweep_key(tide_session_t *s, push_t *p, sess_t *nv, uint32_t *w, uin
     ent.rnext = NONE;
     nv[(*w)++] = ent;
   }
-  *w += copy_sess(nv + *w, L + i, l1 - i);
+  *w += copy_sess(nv, *w, L, i, l1 - i);
 }
 
 /* Check the shape of a push's input. 0 or TIDE_EINVAL. */
@@ -839,11 +841,11 @@ int tide_session_push(tide_session_t *s, const tide_batch_t *keys, const tide_co
       for (q1 = q0 + 1; q1 < m && p->it[q1].kid == kid; q1++) {
       }
       uint32_t l0 = kid_bound(s->v, vi, s->nv, kid), l1 = kid_bound(s->v, l0, s->nv, kid + 1);
-      w += copy_sess(nv + w, s->v + vi, l0 - vi);
+      w += copy_sess(nv, w, s->v, vi, l0 - vi);
       sweep_key(s, p, nv, &w, l0, l1, q0, q1);
       vi = l1;
     }
-    w += copy_sess(nv + w, s->v + vi, s->nv - vi);
+    w += copy_sess(nv, w, s->v, vi, s->nv - vi);
     rc = feed(s, p, nv, keys, args, err);
   }
   uint32_t updated = p->updated + p->nfr;

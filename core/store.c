@@ -93,26 +93,41 @@ static int mkdirs(const char *path) {
   return 0;
 }
 
-/* rm -rf, for a topic's own directories only. Errors other than ENOENT are
- * returned but the walk goes on. */
-static int rmtree(const char *path) {
-  DIR *d = opendir(path);
-  if (!d) return errno == ENOENT ? 0 : errno == ENOTDIR ? (unlink(path) < 0 ? -errno : 0) : -errno;
+/* rm -rf, for a topic's own directories only. Symbolic links are never
+ * followed, at the top as below: a link is removed, not what it points at
+ * (a topic directory replaced by a link must not empty the link's target).
+ * Each level is opened relative to its parent's descriptor with O_NOFOLLOW,
+ * so a directory swapped for a link during the walk is not followed either.
+ * Errors other than ENOENT are returned but the walk goes on. */
+static int rmtree_at(int dirfd, const char *name) {
+  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return 0;
+    /* not a directory (ENOTDIR), or a link (ELOOP): remove the entry itself */
+    if (errno == ENOTDIR || errno == ELOOP) return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+    return -errno;
+  }
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
   int rc = 0;
   struct dirent *e;
-  char sub[PATH_LEN];
   while ((e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
-    struct stat st;
-    if (lstat(sub, &st) < 0) continue;
-    int r = S_ISDIR(st.st_mode) ? rmtree(sub) : (unlink(sub) < 0 && errno != ENOENT ? -errno : 0);
+    int r = e->d_type == DT_DIR || e->d_type == DT_UNKNOWN
+                ? rmtree_at(fd, e->d_name)
+                : (unlinkat(fd, e->d_name, 0) < 0 && errno != ENOENT ? -errno : 0);
     if (r && !rc) rc = r;
   }
-  closedir(d);
-  if (rmdir(path) < 0 && errno != ENOENT && !rc) rc = -errno;
+  closedir(d); /* closes fd */
+  if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && !rc) rc = -errno;
   return rc;
 }
+
+static int rmtree(const char *path) { return rmtree_at(AT_FDCWD, path); }
 
 static int sync_dir(const char *path) {
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -136,10 +151,20 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off) {
   return 0;
 }
 
-/* Fill err with an LMDB or system failure of `what` unless already set. */
+/* Fill err with an LMDB or system failure of `what` unless already set;
+ * returns the code as ours (LMDB's positive errno values negated). */
 static int fail(tide_err_t *err, int rc, const char *what) {
+  rc = tide_err_lmdb(rc, NULL);
   if (err && err->code == rc && err->msg[0]) return rc;
   return tide_err_set(err, rc, "%s: %s", what, tide_strerror(rc));
+}
+
+/* A failed commit of the catalog (rc from mdb_txn_commit): a full disk
+ * shows as LMDB's EIO of a short write, and is said as ENOSPC. */
+static int commit_fail(const tide_store_t *s, tide_err_t *err, int rc) {
+  char what[PATH_LEN + 32];
+  snprintf(what, sizeof what, "catalog commit (%s)", s->dir);
+  return fail(err, tide_err_lmdb(rc, s->dir), what);
 }
 
 int tide_topic_name_check(const char *name, tide_err_t *err) {
@@ -468,7 +493,7 @@ int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_
   }
   if ((rc = mdb_txn_commit(txn))) {
     txn = NULL;
-    fail(err, rc, "catalog commit");
+    rc = commit_fail(s, err, rc);
     goto abort;
   }
   tide_schema_unref(schema);
@@ -529,7 +554,7 @@ int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err) 
     mdb_txn_abort(txn);
     return fail(err, rc, "catalog");
   }
-  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  if ((rc = mdb_txn_commit(txn))) return commit_fail(s, err, rc);
   for (tide_topic_t *t = s->topics; t; t = t->next)
     if (t->rec.id == r.id) t->dead = 1;
   /* The topic is gone once committed; its files are removed now, or by the
@@ -627,7 +652,7 @@ int tide_store_register_schema(tide_store_t *s, const char *name, tide_schema_t 
     fail(err, rc, "catalog");
     goto abort;
   }
-  if ((rc = mdb_txn_commit(txn))) return fail(err, rc, "catalog commit");
+  if ((rc = mdb_txn_commit(txn))) return commit_fail(s, err, rc);
   return 0;
 abort:
   mdb_txn_abort(txn);
@@ -661,7 +686,7 @@ int tide_store_set_compat(tide_store_t *s, const char *name, tide_compat_t mode,
     mdb_txn_abort(txn);
     return fail(err, rc, "catalog");
   }
-  return (rc = mdb_txn_commit(txn)) ? fail(err, rc, "catalog commit") : 0;
+  return (rc = mdb_txn_commit(txn)) ? commit_fail(s, err, rc) : 0;
 }
 
 int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, tide_err_t *err) {
@@ -1306,7 +1331,7 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
     if ((rc = tide_catalog_writer_put(a->txn, a->t->s->cat, a->t->rec.id, a->writer, a->wlen, &wr)))
       fail(err, rc, "catalog");
   }
-  if (!rc && (rc = mdb_txn_commit(a->txn))) fail(err, rc, "catalog commit");
+  if (!rc && (rc = mdb_txn_commit(a->txn))) rc = commit_fail(a->t->s, err, rc);
   else if (rc) mdb_txn_abort(a->txn);
   a->txn = NULL; /* committed or aborted either way */
   if (rc) {
@@ -1322,8 +1347,14 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
 
 typedef struct part_snap {
   tide_seg_rec_t *segs;
+  int *fds;   /* per segment: its file, open since the snapshot, or -1 */
   size_t n;
 } part_snap_t;
+
+/* How many segment files one reader holds open from its snapshot on
+ * (reader_hold); a read of more segments holds the first ones. Bounded so
+ * that readers do not use up the process's descriptors. */
+#define READER_HOLD_MAX 64
 
 struct tide_reader {
   tide_topic_t *t;
@@ -1332,6 +1363,7 @@ struct tide_reader {
   part_snap_t *snap;        /* per partition, taken at open */
   size_t si;                /* next segment of the current partition */
   const tide_seg_rec_t *seg;/* the segment being read */
+  int *seg_fd;              /* its entry in the snapshot's fds */
   tide_map_t *map;
   size_t pos;               /* next block in map */
   uint64_t expect;          /* offset the next block must start at */
@@ -1361,6 +1393,43 @@ static int time_overlaps(const tide_read_opts_t *o, int64_t mn, int64_t mx) {
   if (!time_filtered(o)) return 1;
   if (mn == TIDE_TS_NONE) return 0;
   return mx >= o->from_time && mn < o->to_time;
+}
+
+/* Can segment g hold rows the read wants? Pruned by offsets and by event
+ * time without opening its file. */
+static int seg_wanted(const tide_reader_t *r, const tide_seg_rec_t *g) {
+  if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) return 0;
+  return time_overlaps(&r->o, g->min_ts, g->max_ts);
+}
+
+/* Open the files of the snapshot's wanted segments (up to READER_HOLD_MAX,
+ * oldest partition and segment first) and keep them open until each is
+ * read or the reader closes: retention may then delete a segment, and
+ * offload move it, while the read runs, and the read still sees every
+ * record committed when it started (an open file outlives its name). A
+ * file already gone (retention or offload between the snapshot and here)
+ * is left to reader_map, which looks again; so are the segments past
+ * READER_HOLD_MAX, or past the process's descriptor limit. */
+static int reader_hold(tide_reader_t *r, tide_err_t *err) {
+  char path[PATH_LEN];
+  size_t held = 0;
+  for (uint32_t p = r->part; p < r->part_end; p++) {
+    part_snap_t *ps = &r->snap[p];
+    if (!(ps->fds = malloc((ps->n ? ps->n : 1) * sizeof *ps->fds)))
+      return tide_err_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < ps->n; i++) ps->fds[i] = -1;
+    for (size_t i = 0; i < ps->n && held < READER_HOLD_MAX; i++) {
+      const tide_seg_rec_t *g = &ps->segs[i];
+      if (!seg_wanted(r, g) || g->bytes == 0) continue;
+      if (g->state == TIDE_SEG_OFFLOADED) cold_path(path, r->t->s, r->t->rec.id, p, g->base);
+      else seg_path(path, r->t->s, r->t->rec.id, p, g->base);
+      if ((ps->fds[i] = open(path, O_RDONLY | O_CLOEXEC)) >= 0) held++;
+      else if (errno == EMFILE || errno == ENFILE) return 0; /* hold no more; the rest is read by name */
+      else if (errno != ENOENT)
+        return tide_err_set(err, -errno, "cannot open %s: %s", path, tide_strerror(-errno));
+    }
+  }
+  return 0;
 }
 
 int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t **out, tide_err_t *err) {
@@ -1416,10 +1485,12 @@ int tide_reader_open(tide_topic_t *t, const tide_read_opts_t *o, tide_reader_t *
       goto failed;
     }
   mdb_txn_abort(txn);
+  if ((rc = reader_hold(r, err))) goto failed_closed;
   *out = r;
   return 0;
 failed:
   mdb_txn_abort(txn);
+failed_closed:
   tide_reader_close(r);
   return rc;
 }
@@ -1428,7 +1499,12 @@ void tide_reader_close(tide_reader_t *r) {
   if (!r) return;
   tide_map_unref(r->map);
   if (r->snap)
-    for (uint32_t p = 0; p < r->t->rec.partitions; p++) free(r->snap[p].segs);
+    for (uint32_t p = 0; p < r->t->rec.partitions; p++) {
+      for (size_t i = 0; r->snap[p].fds && i < r->snap[p].n; i++)
+        if (r->snap[p].fds[i] >= 0) close(r->snap[p].fds[i]);
+      free(r->snap[p].fds);
+      free(r->snap[p].segs);
+    }
   free(r->snap);
   for (uint32_t v = 0; r->schemas && v < r->nschemas; v++) tide_schema_unref(r->schemas[v]);
   for (uint32_t v = 0; r->proj && v < r->nschemas; v++) tide_projection_free(r->proj[v]);
@@ -1449,8 +1525,9 @@ static int corrupt(tide_reader_t *r, tide_err_t *err, int rc, const char *why) {
 }
 
 /* Is the segment r->seg still in the catalog, and in which state? 1 and
- * *state when it is, 0 when retention dropped it after the snapshot. */
-static int reader_seg_state(tide_reader_t *r, uint32_t *state, tide_err_t *err) {
+ * *state when it is, 0 when retention dropped it after the snapshot, with
+ * *first the partition's first offset still held. */
+static int reader_seg_state(tide_reader_t *r, uint32_t *state, uint64_t *first, tide_err_t *err) {
   MDB_txn *txn;
   tide_seg_rec_t *segs = NULL;
   size_t n = 0;
@@ -1464,20 +1541,38 @@ static int reader_seg_state(tide_reader_t *r, uint32_t *state, tide_err_t *err) 
       found = 1;
       *state = segs[i].state;
     }
+  *first = n ? segs[0].base : r->seg->end;
   free(segs);
   return found;
 }
 
-/* Map the segment r->seg: its hot file, or its cold copy. A file that is
- * gone because retention dropped the segment (or offload moved it) after
- * the snapshot was taken is expected: the segment is skipped (returns 1) or
- * read from the cold tier. A file that is gone while the catalog still
- * names it is corruption, never silently skipped. */
+/* Map the segment r->seg: from the file held open since the snapshot
+ * (reader_hold), else its hot file or its cold copy by name. A segment
+ * that offload moved to the cold tier after the snapshot was taken is read
+ * from there. One that retention dropped after the snapshot, and that the
+ * reader did not hold, fails the read (TIDE_ENOTFOUND, "offset N is no
+ * longer held", as the streaming topic source says): the read promised
+ * what was committed when it started, and skipping the records would hide
+ * a gap. A file that is gone while the catalog still names it is
+ * corruption, never silently skipped. */
+static int reader_mapped(tide_reader_t *r, int rc, int cold, tide_err_t *err);
+
 static int reader_map(tide_reader_t *r, tide_err_t *err) {
   char path[PATH_LEN];
   const tide_seg_rec_t *g = r->seg;
   r->expect = g->base; /* for messages from here on */
   int rc, cold = g->state == TIDE_SEG_OFFLOADED;
+  if (*r->seg_fd >= 0) { /* held since the snapshot: retention or offload cannot take it */
+    if (cold) {
+      cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
+      rc = tide_tier_get_fd(*r->seg_fd, path, g->bytes, &r->map, err);
+    } else {
+      rc = tide_map_fd(*r->seg_fd, g->bytes, &r->map);
+    }
+    close(*r->seg_fd);
+    *r->seg_fd = -1;
+    return reader_mapped(r, rc, cold, err);
+  }
   for (int attempt = 0; attempt < 2; attempt++) {
     if (cold) {
       cold_path(path, r->t->s, r->t->rec.id, r->part, g->base);
@@ -1488,15 +1583,28 @@ static int reader_map(tide_reader_t *r, tide_err_t *err) {
     }
     if (rc != -ENOENT) break;
     uint32_t state = TIDE_SEG_OPEN;
-    int in = reader_seg_state(r, &state, err);
+    uint64_t first = 0;
+    int in = reader_seg_state(r, &state, &first, err);
     if (in < 0) return in;
-    if (!in) return 1; /* dropped by retention since the snapshot */
+    if (!in) {
+      uint64_t off = g->base > r->o.from ? g->base : r->o.from;
+      return tide_err_set(err, TIDE_ENOTFOUND,
+                          "topic '%s' partition %u: offset %" PRIu64 " is no longer held (deleted by retention "
+                          "while the read ran); the first offset still available is %" PRIu64,
+                          r->t->name, r->part, off, first);
+    }
     if (attempt == 0 && !cold && state == TIDE_SEG_OFFLOADED) {
       cold = 1; /* offloaded since the snapshot */
       continue;
     }
     return corrupt(r, err, TIDE_ECORRUPT, cold ? "the cold copy of the segment is missing" : "segment file is missing");
   }
+  return reader_mapped(r, rc, cold, err);
+}
+
+/* After reader_map mapped r->seg (rc): the errors, else the header check. */
+static int reader_mapped(tide_reader_t *r, int rc, int cold, tide_err_t *err) {
+  const tide_seg_rec_t *g = r->seg;
   if (rc == TIDE_ECORRUPT && !cold) return corrupt(r, err, rc, "segment file is shorter than its committed size");
   if (rc && cold) return corrupt(r, err, rc == -ENOMEM ? rc : TIDE_ECORRUPT, err ? err->msg : "cannot read the cold copy");
   if (rc) return corrupt(r, err, rc, tide_strerror(rc));
@@ -1519,13 +1627,10 @@ static int reader_next_segment(tide_reader_t *r, tide_err_t *err) {
       r->si = 0;
       continue;
     }
+    r->seg_fd = &ps->fds[r->si];
     r->seg = &ps->segs[r->si++];
-    const tide_seg_rec_t *g = r->seg;
-    /* prune by offsets and by event time without opening the file */
-    if (g->end <= r->o.from || g->base >= r->o.to || g->end == g->base) continue;
-    if (!time_overlaps(&r->o, g->min_ts, g->max_ts)) continue;
+    if (!seg_wanted(r, r->seg)) continue;
     int rc = reader_map(r, err);
-    if (rc == 1) continue;
     return rc ? rc : 1;
   }
 }
@@ -1742,7 +1847,7 @@ int tide_topic_offload(tide_topic_t *t, uint64_t before, uint32_t *moved, tide_e
     }
     free(segs);
   }
-  if (!rc && (rc = mdb_txn_commit(txn))) fail(err, rc, "catalog commit");
+  if (!rc && (rc = mdb_txn_commit(txn))) rc = commit_fail(t->s, err, rc);
   else if (rc) mdb_txn_abort(txn);
   for (size_t i = 0; i < nd; i++) {
     /* committed: drop the hot copies; failed: drop the cold copies */

@@ -113,12 +113,19 @@ done:
 }
 
 int tide_tier_get(const char *dst, uint64_t len, tide_map_t **out, tide_err_t *err) {
-  int fd = open(dst, O_RDONLY | O_CLOEXEC), rc;
-  char *z = NULL, *raw = NULL;
+  int fd = open(dst, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    rc = -errno;
+    int rc = -errno;
     return tide_err_set(err, rc, "cannot open %s: %s", dst, tide_strerror(rc));
   }
+  int rc = tide_tier_get_fd(fd, dst, len, out, err);
+  close(fd);
+  return rc;
+}
+
+int tide_tier_get_fd(int fd, const char *dst, uint64_t len, tide_map_t **out, tide_err_t *err) {
+  int rc;
+  char *z = NULL, *raw = NULL;
   struct stat st;
   if (fstat(fd, &st) < 0) {
     rc = -errno;
@@ -148,7 +155,6 @@ int tide_tier_get(const char *dst, uint64_t len, tide_map_t **out, tide_err_t *e
   if ((rc = tide_map_buffer(raw, len, out))) goto done;
   raw = NULL;
 done:
-  close(fd);
   free(z);
   free(raw);
   return rc;

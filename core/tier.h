@@ -22,5 +22,8 @@ int tide_tier_put(const char *src, uint64_t len, const char *dst, int sync, uint
 /* Load and decompress dst; its content must be exactly len bytes.
  * -errno, TIDE_ECORRUPT (bad frame, checksum, size). */
 int tide_tier_get(const char *dst, uint64_t len, tide_map_t **out, tide_err_t *err);
+/* The same for the cold file open as fd, named dst in messages (the caller
+ * keeps and closes fd). */
+int tide_tier_get_fd(int fd, const char *dst, uint64_t len, tide_map_t **out, tide_err_t *err);
 
 #endif

@@ -241,8 +241,11 @@ int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s
       const tide_col_t *ic = &batches[k]->cols[c];
       uint32_t m = batches[k]->nrows;
       if (is_var(oc->type)) {
-        const uint32_t *o = ic->values;
-        for (uint32_t i = 0; i < m && !rc; i++) rc = tide_col_put_str(oc, at + i, ic->data + o[i], o[i + 1] - o[i]);
+        for (uint32_t i = 0; i < m && !rc; i++) {
+          size_t len;
+          const char *p = tide_col_str(ic, i, &len); /* data may be NULL when every string is empty */
+          rc = tide_col_put_str(oc, at + i, p, len);
+        }
       } else if (m) {
         memcpy((char *)oc->values + (size_t)at * width(oc->type), ic->values, (size_t)m * width(oc->type));
       }

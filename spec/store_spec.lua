@@ -859,13 +859,19 @@ describe("tide.store", function()
   end)
 
   describe("retention", function()
-    it("drops the oldest sealed segments until a partition is under retention_bytes", function()
+    -- Topic "ev" with 300 records in about ten 1 KB segments, to keep 3000 bytes.
+    local function segmented_topic()
       local t = db:create_topic("ev", { segment_bytes = 1024, retention_bytes = 3000 })
       for i = 1, 30 do
         local rows = {}
         for j = 1, 10 do rows[j] = { value = string.rep("x", 10) .. i } end
         t:append(rows)
       end
+      return t
+    end
+
+    it("drops the oldest sealed segments until a partition is under retention_bytes", function()
+      local t = segmented_topic()
       local before = t:segments()
       local dropped = t:enforce_retention()
       assert.is_true(dropped > 0)
@@ -883,6 +889,54 @@ describe("tide.store", function()
       assert.equal(after[1].base_offset, recs[1].offset)
       assert.equal(300 - after[1].base_offset, #recs)
       assert.equal(0, t:enforce_retention())
+    end)
+
+    it("lets a read that started before retention ran see every record it deleted", function()
+      local t = segmented_topic()
+      local segs = t:segments()
+      assert.is_true(#segs > 4)
+      local iter, _, _, r = t:read {}
+      assert.equal(0, iter().offset)
+      local dropped = t:enforce_retention()
+      assert.is_true(dropped >= 2)
+      assert.is_false(exists(hot_path(dir, t, 0, segs[2].base_offset)))
+      -- offload the rest too: the read holds the hot files it started with
+      t:offload { before_offset = segs[#segs - 1].end_offset }
+      local n = 1
+      for rec in iter do
+        assert.equal(n, rec.offset)
+        n = n + 1
+      end
+      r:close()
+      assert.equal(300, n)
+      -- a read that starts now sees the records still held
+      local recs = collect(t, {})
+      assert.equal(segs[dropped + 1].base_offset, recs[1].offset)
+      assert.equal(300 - segs[dropped + 1].base_offset, #recs)
+    end)
+
+    it("fails a read of more segments than it holds when retention deletes one it did not hold", function()
+      -- 80 one-append segments: a read holds the first 64 (READER_HOLD_MAX)
+      local t = db:create_topic("ev", { schema = "n int", segment_bytes = 1024, retention_bytes = 4096 })
+      local big = {}
+      for j = 1, 200 do big[j] = { n = j } end
+      for _ = 1, 80 do t:append(big) end
+      local segs = t:segments()
+      assert.equal(80, #segs)
+      local iter, _, _, r = t:read {}
+      assert.equal(0, iter().offset)
+      assert.is_true(t:enforce_retention() > 64)
+      local last = 0
+      local ok, err = pcall(function()
+        for rec in iter do last = rec.offset end
+      end)
+      r:close()
+      assert.is_false(ok)
+      assert.equal(segs[64].end_offset - 1, last)
+      local first = t:segments()[1].base_offset
+      assert.equal(string.format("read 'ev': topic 'ev' partition 0: offset %d is no longer held (deleted by " ..
+        "retention while the read ran); the first offset still available is %d",
+        segs[65].base_offset, first), (err:gsub("^[^:]*:%d+: ", "")))
     end)
 
     it("drops sealed segments older than the retention time, never the open one", function()
