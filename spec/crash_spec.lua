@@ -225,11 +225,7 @@ end
 
 -- Start the child; returns a handle whose close() waits for it, and its pid.
 local function spawn(script, dir, log, mode, errf)
-  local cmd = string.format("sh -c 'lua5.4 %s %s %s %s >/dev/null 2>%s & echo $!; wait'", script, dir, log, mode, errf)
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("l"))
-  assert(pid, "child started")
-  return p, pid
+  return support.spawn_lua(script, { dir, log, mode }, errf)
 end
 
 ---------------------------------------------------------------------------

@@ -83,19 +83,7 @@ local function rm(...)
 end
 
 -- Input files: FILES files of PER_FILE rows (id, v).
-local function make_files(dir)
-  os.execute("mkdir -p '" .. dir .. "'")
-  local id = 0
-  for f = 1, FILES do
-    local lines = {}
-    for _ = 1, PER_FILE do
-      id = id + 1
-      lines[#lines + 1] = string.format('{"id":%d,"v":%d}', id, (id * 7919) % 1000)
-    end
-    write_file(string.format("%s/in-%04d.jsonl", dir, f), table.concat(lines, "\n") .. "\n")
-  end
-  return id
-end
+local function make_files(dir) return support.id_files(dir, FILES, PER_FILE) end
 
 -- The rows an uninterrupted query must produce, computed here.
 local function expected(n)
@@ -130,14 +118,7 @@ local function expected_windows(n)
   return out
 end
 
-local function spawn(script, args, errf)
-  local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, table.concat(args, " "),
-    errf)
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("l"))
-  assert(pid, "child started")
-  return p, pid
-end
+local spawn = support.spawn_lua
 
 -- true when the checkpoint's last offset entry has no commit entry.
 local function mid_batch(ck)
@@ -148,8 +129,23 @@ local function mid_batch(ck)
   return off ~= nil and off ~= com
 end
 
--- Run the child until it finishes, killing it KILLS times first.
-local function run_killed(script, args, ck, done, errf)
+-- Run the child whole; returns how long it took (ms).
+local function run_once(script, args, errf)
+  local t0 = core.clock_ms()
+  local p = spawn(script, args, errf)
+  p:read("a")
+  p:close()
+  assert.equal("", support.read_file(errf))
+  return core.clock_ms() - t0
+end
+
+-- Run the child until it finishes, killing it KILLS times first. whole_ms
+-- is how long an uninterrupted run took: each run gets at most about 1.5x
+-- its share of that before the kill, so KILLS kills fit in the workload
+-- however fast the machine runs it (a run also spends time starting,
+-- which makes no progress).
+local function run_killed(script, args, ck, done, errf, whole_ms)
+  local hi = math.max(80, math.min(260, math.floor(1.5 * whole_ms / KILLS)))
   local stats = { kills = 0, mid = 0, runs = 0 }
   while true do
     os.remove(done)
@@ -160,7 +156,7 @@ local function run_killed(script, args, ck, done, errf)
       p:close()
       break
     end
-    sleep_ms(math.random(60, 260))
+    sleep_ms(math.random(60, hi))
     os.execute("kill -9 " .. pid .. " 2>/dev/null")
     p:read("a")
     p:close()
@@ -175,13 +171,6 @@ local function run_killed(script, args, ck, done, errf)
   assert.equal("", support.read_file(errf))
   assert.is_true(support.exists(done), "the last run finished")
   return stats
-end
-
-local function run_once(script, args, errf)
-  local p = spawn(script, args, errf)
-  p:read("a")
-  p:close()
-  assert.equal("", support.read_file(errf))
 end
 
 -- "id v2" lines of a file sink's output, sorted.
@@ -233,8 +222,8 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
 
   it("file -> file: the output of an uninterrupted run, no row lost or repeated", function()
     local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
-    local stats = run_killed(script, { "file", input, out, ck, done }, ck, done, errf)
-    run_once(script, { "file", input, out2, ck2, done }, errf)
+    local whole = run_once(script, { "file", input, out2, ck2, done }, errf)
+    local stats = run_killed(script, { "file", input, out, ck, done }, ck, done, errf, whole)
     local got, ref = file_sink_rows(out), file_sink_rows(out2)
     assert.equal(#expected(N), #got)
     assert.same(ref, got)
@@ -249,8 +238,8 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
   local function lua_sink_case(pipeline, want, label)
     local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
     os.execute(string.format("mkdir -p '%s' '%s'", out, out2))
-    local stats = run_killed(script, { pipeline, input, out, ck, done }, ck, done, errf)
-    run_once(script, { pipeline, input, out2, ck2, done }, errf)
+    local whole = run_once(script, { pipeline, input, out2, ck2, done }, errf)
+    local stats = run_killed(script, { pipeline, input, out, ck, done }, ck, done, errf, whole)
     local got = lua_sink_rows(out)
     assert.same(lua_sink_rows(out2), got)
     assert.same(want, got)
@@ -281,8 +270,8 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
       end
       db:close()
     end
-    local stats = run_killed(script, { "topic", store, "-", ck, done }, ck, done, errf)
-    run_once(script, { "topic", store2, "-", ck2, done }, errf)
+    local whole = run_once(script, { "topic", store2, "-", ck2, done }, errf)
+    local stats = run_killed(script, { "topic", store, "-", ck, done }, ck, done, errf, whole)
     local got = topic_rows(store)
     assert.same(topic_rows(store2), got)
     assert.same(expected(N), got)

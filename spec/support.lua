@@ -117,6 +117,35 @@ local Term = {}
 Term.__index = Term
 local terms = 0
 
+-- Start `lua5.4 script args...` in the background (stdout dropped, stderr
+-- to errf) for a kill test: returns the pipe (read it whole to wait for
+-- the child) and the child's pid (to kill it).
+function M.spawn_lua(script, args, errf)
+  local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, table.concat(args, " "),
+    errf)
+  local p = io.popen(cmd)
+  local pid = tonumber(p:read("l"))
+  assert(pid, "child started")
+  return p, pid
+end
+
+-- The kill tests' input: `files` JSON-lines files in dir, `per_file` rows
+-- each, `{"id": i, "v": (i * 7919) % 1000}` with ids 1, 2, ... in order.
+-- Returns the number of rows.
+function M.id_files(dir, files, per_file)
+  os.execute("mkdir -p '" .. dir .. "'")
+  local id = 0
+  for f = 1, files do
+    local lines = {}
+    for _ = 1, per_file do
+      id = id + 1
+      lines[#lines + 1] = string.format('{"id":%d,"v":%d}', id, (id * 7919) % 1000)
+    end
+    M.write_file(string.format("%s/in-%04d.jsonl", dir, f), table.concat(lines, "\n") .. "\n")
+  end
+  return id
+end
+
 --- Run a shell command in a terminal of its own: tmux (its own server, -L)
 -- runs it in a pane of 120x40 in directory opts.dir (default: the
 -- checkout). When it ends the shell prints "EXITED <status>", then runs
