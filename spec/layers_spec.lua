@@ -17,10 +17,11 @@ local LAYERS = {
   { "tide" },
   { "tide.repl", "tide.cli" },
 }
--- The entry points load parts of tide when a command needs them (a CLI
--- that reports a broken install, a REPL that starts fast); nothing
--- requires them but bin/tide.
-local LAZY_OK = { ["tide.repl"] = true, ["tide.cli"] = true }
+-- The CLI loads tide when a command needs it, through its load_tide, so
+-- that `tide --help` works and a broken install is one line on stderr
+-- (`tide: <what>: cannot load the tide module: ...`), not a traceback;
+-- nothing requires it but bin/tide.
+local LAZY_OK = { ["tide.cli"] = true }
 local EXTERNAL = { ["tide.core"] = true, cjson = true }
 
 local function path_of(mod)

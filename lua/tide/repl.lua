@@ -35,8 +35,13 @@
 --
 -- @module tide.repl
 
+local tide = require "tide"
 local core = require "tide.core"
 local runtime = require "tide.runtime"
+local frame = require "tide.frame"
+local query = require "tide.query"
+local errors = require "tide.errors"
+local ui = require "tide.ui"
 
 local M = {}
 
@@ -164,8 +169,6 @@ end
 -- Text of one value at the prompt; frames print themselves (show) and
 -- return nil.
 local function render(v)
-  local frame = require "tide.frame"
-  local query = require "tide.query"
   local mt = getmetatable(v)
   if mt == frame.Frame then
     local static = v._node and v._node.static
@@ -222,7 +225,7 @@ local function user_traceback(msg)
       return format("(error object is a %s value)", type(msg))
     end
   end
-  local tb = require("tide.errors").traceback(msg, 2) -- the user's position and frames, not tide's
+  local tb = errors.traceback(msg, 2) -- the user's position and frames, not tide's
   local lines, out = {}, {}
   for l in (tb .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
   for _, l in ipairs(lines) do
@@ -472,7 +475,6 @@ end
 
 -- Stop every query (each after its batch in flight, committed), saying so.
 local function stop_queries(out)
-  local query = require "tide.query"
   for _, q in ipairs(query.queries()) do
     local ok, err = pcall(q.stop, q)
     local name = tostring(q:name() or q:id())
@@ -497,8 +499,6 @@ function M.main(opts)
   for k in pairs(opts) do
     if k ~= "data" then error(format("repl.main: unknown option '%s' (allowed: data)", tostring(k)), 2) end
   end
-  local tide = require "tide"
-  local query = require "tide.query"
   local db
   if opts.data ~= nil then
     local ok, s = pcall(tide.open, opts.data)
@@ -706,7 +706,7 @@ function M.main(opts)
       end
     elseif name == ".ui" then
       if ui_server == nil or ui_server:is_closed() then
-        ui_server = require("tide.ui").start({ listen = arg ~= "" and arg or nil, store = env.db })
+        ui_server = ui.start({ listen = arg ~= "" and arg or nil, store = env.db })
       elseif arg ~= "" then
         report(format("the ui already runs at %s", ui_server:url()))
         return
