@@ -244,12 +244,13 @@ local walk = plan.walk
 local function analyze(node, mode, what, level)
   local sources, stateful, marks = {}, {}, {}
   local below = {} -- node -> the streaming aggregation under it, if any
-  walk(node, function(n)
+  -- the walk's errors carry no position: analyze raises them at its caller's
+  local ok, err = pcall(walk, node, function(n)
     if n.stream then sources[#sources + 1] = n end
     if n.op == "watermark" and not n.static then marks[#marks + 1] = n end
     if (n.op == "sort" or n.op == "limit") and not n.static and mode ~= "complete" then
       error(format("%s: %s on a streaming frame is supported only after an aggregation in complete mode " ..
-        "(as in Spark), not in %s mode", what, n.op == "sort" and "order_by" or "limit", mode), level + 1)
+        "(as in Spark), not in %s mode", what, n.op == "sort" and "order_by" or "limit", mode), 0)
     end
     local under
     for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
@@ -258,16 +259,17 @@ local function analyze(node, mode, what, level)
         error(format("%s: multiple streaming aggregations in one query are not supported (as in Spark): %s " ..
           "comes after %s; to aggregate the result again, do it per batch in a foreach_batch sink, or write the " ..
           "first aggregation to a topic and aggregate that topic in a second query", what, n.label, under.label),
-          level + 1)
+          0)
       elseif under then
         error(format("%s: %s after a streaming aggregation is not supported (as in Spark before 3.4); " ..
-          "put it before the aggregation", what, n.label), level + 1)
+          "put it before the aggregation", what, n.label), 0)
       end
       stateful[#stateful + 1] = n
       if n.stateful ~= "dedup" then under = n end
     end
     below[n] = under
   end)
+  if not ok then error(err, level + 1) end
   local aggs = 0
   for _, n in ipairs(stateful) do
     if n.stateful ~= "dedup" then aggs = aggs + 1 end
