@@ -68,7 +68,7 @@ elseif pipeline == "file" or pipeline == "lua" then
   end
 else
   local db = tide.open(src)
-  q = db:read_stream("in", { max_records_per_trigger = 8 })
+  q = db:read_stream("in", { max_records_per_trigger = 4 })
     :where("v % 3 != 0"):select("id", "v * 2 AS v2"):filter(spin)
     :write_stream("topic", { store = db, topic = "out", checkpoint = ck, trigger = "available_now" })
 end
