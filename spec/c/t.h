@@ -7,6 +7,7 @@
 #ifndef TIDE_T_H
 #define TIDE_T_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,5 +56,17 @@ static int t_fails, t_checks, t_tests;
     printf("%s: %d tests, %d checks, %d failed\n", __FILE__, t_tests, t_checks, t_fails); \
     return t_fails ? 1 : 0;                                                            \
   } while (0)
+
+/* How many file descriptors the process has open (not counting the one
+ * this count opens): tests compare it before and after, to prove that
+ * nothing is left open. */
+static inline int t_count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1;
+}
 
 #endif

@@ -23,15 +23,6 @@
 
 static char root[256];
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1;
-}
-
 /* A fresh path under root (not created). */
 static const char *fresh(const char *name) {
   static char p[512];
@@ -435,14 +426,14 @@ static void test_bad_dirs(void) {
 int main(void) {
   snprintf(root, sizeof root, "/tmp/test_ckpt.XXXXXX");
   if (!mkdtemp(root)) return 2;
-  int fds = count_fds();
+  int fds = t_count_fds();
   T_RUN(test_open_entries_reopen);
   T_RUN(test_commit_states);
   T_RUN(test_purge);
   T_RUN(test_map_growth);
   T_RUN(test_lock);
   T_RUN(test_bad_dirs);
-  T_EQ_INT(count_fds(), fds);
+  T_EQ_INT(t_count_fds(), fds);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
   if (system(cmd)) fprintf(stderr, "cannot remove %s\n", root);

@@ -19,15 +19,6 @@
 
 static char root[256];
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1;
-}
-
 /* Read (new == NULL) or replace the stored value of entry n of database
  * db ("offsets" or "commits"), through LMDB directly. Returns its length. */
 static size_t raw(const char *dir, const char *db, uint64_t n, unsigned char *out, size_t cap,
@@ -145,10 +136,10 @@ static void test_old_entries(void) {
 int main(void) {
   snprintf(root, sizeof root, "/tmp/test_ckpt_log.XXXXXX");
   if (!mkdtemp(root)) return 2;
-  int fds = count_fds();
+  int fds = t_count_fds();
   T_RUN(test_framed_and_flipped);
   T_RUN(test_old_entries);
-  T_EQ_INT(count_fds(), fds);
+  T_EQ_INT(t_count_fds(), fds);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
   if (system(cmd)) fprintf(stderr, "cannot remove %s\n", root);

@@ -20,15 +20,6 @@
 #include "store.h"
 #include "t.h"
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1; /* the DIR's own descriptor */
-}
-
 #define TEST_DDL "ts timestamp, device string, signal int?, ok bool, x double"
 
 static tide_schema_t *test_schema(void) {
@@ -169,7 +160,7 @@ static uint64_t read_all(tide_topic_t *t, int64_t from_time, int64_t to_time) {
 }
 
 static void test_store(void) {
-  int fds = count_fds();
+  int fds = t_count_fds();
   snprintf(dir, sizeof dir, "/tmp/tide-ctest-%d", (int)getpid());
   rm_rf(dir);
   tide_store_t *st;
@@ -252,7 +243,7 @@ static void test_store(void) {
   tide_schema_unref(s);
   tide_store_close(st);
   rm_rf(dir);
-  T_EQ_INT(count_fds(), fds);
+  T_EQ_INT(t_count_fds(), fds);
 }
 
 /* ------------------------------------------------ idempotent writers --- */
@@ -297,7 +288,7 @@ static uint64_t writer_seq(tide_topic_t *t, const char *w, int *found) {
 /* The writer record commits with the data, a replay is skipped, an abort
  * records nothing, the record survives a reopen and goes with its topic. */
 static void test_writers(void) {
-  int fds = count_fds();
+  int fds = t_count_fds();
   snprintf(dir, sizeof dir, "/tmp/tide-ctest-w-%d", (int)getpid());
   rm_rf(dir);
   tide_store_t *st;
@@ -379,7 +370,7 @@ static void test_writers(void) {
   tide_schema_unref(s);
   tide_store_close(st);
   rm_rf(dir);
-  T_EQ_INT(count_fds(), fds);
+  T_EQ_INT(t_count_fds(), fds);
 }
 
 static tide_schema_t *ddl(const char *text) {
@@ -426,7 +417,7 @@ static void topic_json(tide_topic_t *t, tide_buf_t *out) {
  * fields are refused with the field named; a schemaless topic takes rows
  * as JSON objects. */
 static void test_append_batch(void) {
-  int fds = count_fds();
+  int fds = t_count_fds();
   snprintf(dir, sizeof dir, "/tmp/tide-ctest-b-%d", (int)getpid());
   rm_rf(dir);
   tide_store_t *st;
@@ -519,7 +510,7 @@ static void test_append_batch(void) {
   tide_schema_unref(ts);
   tide_store_close(st);
   rm_rf(dir);
-  T_EQ_INT(count_fds(), fds);
+  T_EQ_INT(t_count_fds(), fds);
 }
 
 int main(void) {
