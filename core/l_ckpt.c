@@ -652,10 +652,7 @@ static const luaL_Reg ckpt_methods[] = {
 
 int tide_l_ckpt_open(lua_State *L) {
   tide_l_class(L, CKPT_MT, ckpt_methods, ckpt_close, 1);
-  luaL_getmetatable(L, CKPT_MT);
-  lua_pushcfunction(L, l_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  tide_l_class_tostring(L, CKPT_MT, l_tostring);
   tide_l_class(L, ITER_MT, NULL, iter_gc, 0);
   static const luaL_Reg cs_methods[] = {
       {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {NULL, NULL}};

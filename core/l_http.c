@@ -223,10 +223,7 @@ static const luaL_Reg http_methods[] = {{"port", l_http_port},
 
 int tide_l_http_open(lua_State *L) {
   tide_l_class(L, HTTP_MT, http_methods, l_http_close, 1);
-  luaL_getmetatable(L, HTTP_MT);
-  lua_pushcfunction(L, l_http_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  tide_l_class_tostring(L, HTTP_MT, l_http_tostring);
   lua_pushcfunction(L, l_http_listen);
   lua_setfield(L, -2, "http_listen");
   return 0;

@@ -369,10 +369,7 @@ static const luaL_Reg rl_methods[] = {{"fd", l_rl_fd},           {"start", l_rl_
 /* Register tide.Readline and add readline_open to the table on top. */
 int tide_l_readline_open(lua_State *L) {
   tide_l_class(L, RL_MT, rl_methods, l_rl_close, 1);
-  luaL_getmetatable(L, RL_MT);
-  lua_pushcfunction(L, l_rl_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  tide_l_class_tostring(L, RL_MT, l_rl_tostring);
   lua_pushcfunction(L, l_rl_open);
   lua_setfield(L, -2, "readline_open");
   return 0;

@@ -103,6 +103,13 @@ void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_C
   lua_pop(L, 1);
 }
 
+void tide_l_class_tostring(lua_State *L, const char *name, lua_CFunction fn) {
+  luaL_getmetatable(L, name);
+  lua_pushcfunction(L, fn);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
 int tide_l_tide_open(lua_State *L) {
   tide_l_class(L, TIDE_L_SCRATCH_MT, NULL, scratch_gc, 0);
   return 0;

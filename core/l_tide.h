@@ -205,4 +205,7 @@ tide_batch_t *tide_l_check_batch(lua_State *L, int idx);
  * gc as __gc (may be NULL), and also as __close when `close` is set. */
 void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close);
 
+/* Set fn as the __tostring of the metatable `name` (registered before). */
+void tide_l_class_tostring(lua_State *L, const char *name, lua_CFunction fn);
+
 #endif
