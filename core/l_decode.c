@@ -176,6 +176,8 @@ static int l_rate_batch(lua_State *L) {
   return 1;
 }
 
+static void glob_release(void *g) { globfree(g); }
+
 /* core.glob(pattern) -> sorted array of the paths matching (files and
  * directories; empty when none) | nil, msg. */
 static int l_glob(lua_State *L) {
@@ -189,19 +191,7 @@ static int l_glob(lua_State *L) {
     lua_pushfstring(L, "cannot list '%s'%s", pat, rc == GLOB_NOSPACE ? ": out of memory" : ": read error");
     return 2;
   }
-  /* copy out before anything can raise, then free */
-  size_t bytes = 0;
-  for (size_t i = 0; i < g.gl_pathc; i++) bytes += strlen(g.gl_pathv[i]) + 1;
-  char *copy = lua_newuserdatauv(L, bytes + 1, 0), *q = copy;
-  size_t n = g.gl_pathc;
-  for (size_t i = 0; i < n; i++) q = stpcpy(q, g.gl_pathv[i]) + 1;
-  globfree(&g);
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0, off = 0; i < n; i++) {
-    lua_pushstring(L, copy + off);
-    off += strlen(copy + off) + 1;
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  tide_l_push_strings(L, g.gl_pathv, g.gl_pathc, glob_release, &g);
   return 1;
 }
 

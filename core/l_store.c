@@ -203,18 +203,7 @@ static int l_topics(lua_State *L) {
   size_t n;
   int rc = tide_store_list(s->s, &names, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  /* copy into GC-owned memory first, so a raise cannot leak the list */
-  size_t bytes = 0;
-  for (size_t i = 0; i < n; i++) bytes += strlen(names[i]) + 1;
-  char *copy = lua_newuserdatauv(L, bytes + 1, 0), *q = copy;
-  for (size_t i = 0; i < n; i++) q = stpcpy(q, names[i]) + 1;
-  free(names);
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0, off = 0; i < n; i++) {
-    lua_pushstring(L, copy + off);
-    off += strlen(copy + off) + 1;
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  tide_l_push_strings(L, names, n, free, names);
   return 1;
 }
 

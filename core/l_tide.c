@@ -103,6 +103,21 @@ void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_C
   lua_pop(L, 1);
 }
 
+void tide_l_push_strings(lua_State *L, char *const *v, size_t n, void (*release)(void *), void *ctx) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++) bytes += strlen(v[i]) + 1;
+  char *copy = lua_newuserdatauv(L, bytes + 1, 0), *q = copy;
+  for (size_t i = 0; i < n; i++) q = stpcpy(q, v[i]) + 1;
+  release(ctx);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0, off = 0; i < n; i++) {
+    lua_pushstring(L, copy + off);
+    off += strlen(copy + off) + 1;
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_remove(L, -2);
+}
+
 void tide_l_class_tostring(lua_State *L, const char *name, lua_CFunction fn) {
   luaL_getmetatable(L, name);
   lua_pushcfunction(L, fn);
