@@ -1413,18 +1413,19 @@ static int seg_wanted(const tide_reader_t *r, const tide_seg_rec_t *g) {
 static int reader_hold(tide_reader_t *r, tide_err_t *err) {
   char path[PATH_LEN];
   size_t held = 0;
+  int full = 0; /* the descriptor limit was met: every partition still gets its fds, all -1 */
   for (uint32_t p = r->part; p < r->part_end; p++) {
     part_snap_t *ps = &r->snap[p];
     if (!(ps->fds = malloc((ps->n ? ps->n : 1) * sizeof *ps->fds)))
       return tide_err_set(err, -ENOMEM, "out of memory");
     for (size_t i = 0; i < ps->n; i++) ps->fds[i] = -1;
-    for (size_t i = 0; i < ps->n && held < READER_HOLD_MAX; i++) {
+    for (size_t i = 0; i < ps->n && held < READER_HOLD_MAX && !full; i++) {
       const tide_seg_rec_t *g = &ps->segs[i];
       if (!seg_wanted(r, g) || g->bytes == 0) continue;
       if (g->state == TIDE_SEG_OFFLOADED) cold_path(path, r->t->s, r->t->rec.id, p, g->base);
       else seg_path(path, r->t->s, r->t->rec.id, p, g->base);
       if ((ps->fds[i] = open(path, O_RDONLY | O_CLOEXEC)) >= 0) held++;
-      else if (errno == EMFILE || errno == ENFILE) return 0; /* hold no more; the rest is read by name */
+      else if (errno == EMFILE || errno == ENFILE) full = 1; /* hold no more; the rest is read by name */
       else if (errno != ENOENT)
         return tide_err_set(err, -errno, "cannot open %s: %s", path, tide_strerror(-errno));
     }

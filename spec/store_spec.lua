@@ -939,6 +939,35 @@ describe("tide.store", function()
         segs[65].base_offset, first), (err:gsub("^[^:]*:%d+: ", "")))
     end)
 
+    it("reads every partition whole when the descriptor limit stops it holding their files", function()
+      -- 2 partitions of 40 one-append segments each, read by a child that
+      -- may open 32 files: holding stops inside partition 0, and both
+      -- partitions are then read by name
+      local t = db:create_topic("ev", { schema = "n int", partitions = 2, segment_bytes = 1024 })
+      local big = {}
+      for j = 1, 400 do big[j] = { n = j } end
+      for _ = 1, 40 do t:append(big, { key = "n" }) end -- each append: one block in each partition
+      local per = { [0] = 0, [1] = 0 }
+      for _, g in ipairs(t:segments()) do per[g.partition] = per[g.partition] + 1 end
+      assert.is_true(per[0] >= 30 and per[1] >= 30)
+      db:close()
+      local script = tmpname() .. ".lua"
+      write_file(script, CHILD_PRELUDE .. [[
+local db = tide.open(arg[1])
+local n = 0
+for _ in db:topic("ev"):read {} do n = n + 1 end
+db:close()
+print(n)
+]])
+      local p = io.popen(string.format("sh -c 'ulimit -n 32; lua5.4 %s %s' 2>&1", script, dir))
+      local out = p:read("a")
+      local ok = p:close()
+      os.remove(script)
+      assert.equal("16000\n", out)
+      assert.is_true(ok)
+      db = tide.open(dir)
+    end)
+
     it("drops sealed segments older than the retention time, never the open one", function()
       local t = db:create_topic("ev", { segment_ms = 1, retention = 1 })
       for i = 1, 4 do
