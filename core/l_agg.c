@@ -205,7 +205,11 @@ static int agg_push(lua_State *L) {
     lua_rawgeti(L, 3, i + 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
       if (!in.window) return luaL_error(L, "agg:push: a window key without a window");
-      keys[i].kind = strcmp(lua_tostring(L, -1), "window_start") ? TIDE_AGG_KEY_WINDOW_END : TIDE_AGG_KEY_WINDOW_START;
+      const char *wk = lua_tostring(L, -1);
+      if (!strcmp(wk, "window_start")) keys[i].kind = TIDE_AGG_KEY_WINDOW_START;
+      else if (!strcmp(wk, "window_end")) keys[i].kind = TIDE_AGG_KEY_WINDOW_END;
+      else return luaL_error(L, "agg:push: key %d: expected 'window_start', 'window_end' or an expression, got '%s'",
+                             (int)i + 1, wk);
     } else {
       keys[i].expr = tide_l_check_expr(L, -1); /* kept alive by the keys table */
     }

@@ -107,6 +107,15 @@ describe("agg:push with late rows", function()
     assert.same({ "a/11/1", "a/nil/1", "b/12/1" }, show(a:result(), "k", "t", "n"))
   end)
 
+  it("refuses a window key that names neither end of the window", function()
+    local a = window_agg()
+    local b = batch({ { t = 1000, k = "a", v = 1 } })
+    local w = { col = 1, size = 10000, slide = 5000, start = 0 }
+    local ok, err = pcall(a.push, a, b, { "window_begin", K }, { false, V }, w)
+    assert.is_false(ok)
+    assert.equal("agg:push: key 1: expected 'window_start', 'window_end' or an expression, got 'window_begin'", err)
+  end)
+
   it("judges each (row, window) pair by its window's end with a window on the late column", function()
     local a = window_agg()
     -- size 10 s, slide 5 s; bound 10 s: windows ending at or before 10 s are closed
