@@ -103,19 +103,26 @@ void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_C
   lua_pop(L, 1);
 }
 
-void tide_l_push_strings(lua_State *L, char *const *v, size_t n, void (*release)(void *), void *ctx) {
-  size_t bytes = 0;
-  for (size_t i = 0; i < n; i++) bytes += strlen(v[i]) + 1;
-  char *copy = lua_newuserdatauv(L, bytes + 1, 0), *q = copy;
-  for (size_t i = 0; i < n; i++) q = stpcpy(q, v[i]) + 1;
-  release(ctx);
+/* The protected part of tide_l_push_strings: the array of v[0..n-1]. */
+static int push_strings_p(lua_State *L) {
+  char *const *v = lua_touserdata(L, 1);
+  lua_Integer n = lua_tointeger(L, 2);
   lua_createtable(L, (int)n, 0);
-  for (size_t i = 0, off = 0; i < n; i++) {
-    lua_pushstring(L, copy + off);
-    off += strlen(copy + off) + 1;
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_pushstring(L, v[i]);
+    lua_rawseti(L, -2, i + 1);
   }
-  lua_remove(L, -2);
+  return 1;
+}
+
+void tide_l_push_strings(lua_State *L, char *const *v, size_t n, void (*release)(void *), void *ctx) {
+  /* pushing a light C function, a pointer and an integer cannot raise */
+  lua_pushcfunction(L, push_strings_p);
+  lua_pushlightuserdata(L, (void *)v);
+  lua_pushinteger(L, (lua_Integer)n);
+  int rc = lua_pcall(L, 2, 1, 0);
+  release(ctx);
+  if (rc != LUA_OK) lua_error(L);
 }
 
 void tide_l_class_tostring(lua_State *L, const char *name, lua_CFunction fn) {

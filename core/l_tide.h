@@ -205,9 +205,9 @@ tide_batch_t *tide_l_check_batch(lua_State *L, int idx);
  * gc as __gc (may be NULL), and also as __close when `close` is set. */
 void tide_l_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc, int close);
 
-/* Push an array of the n strings v[0..n-1]. They are copied into memory
- * the GC owns first; then release(ctx) frees the caller's list, so a raise
- * (out of memory) while the table is built cannot leak it. */
+/* Push an array of the n strings v[0..n-1], then release(ctx) (the
+ * caller's list): the table is built under lua_pcall, so a raise (out of
+ * memory) frees the list before it goes on. */
 void tide_l_push_strings(lua_State *L, char *const *v, size_t n, void (*release)(void *), void *ctx);
 
 /* Set fn as the __tostring of the metatable `name` (registered before). */
