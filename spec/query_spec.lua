@@ -41,6 +41,20 @@ describe("tide streaming queries", function()
       assert.is_false(q:is_active())
     end)
 
+    it("union a static frame into every batch, and the static frame stays whole for the next", function()
+      local ms = tide.memory_stream("v int")
+      local q = ms:frame():union(tide.from_rows({ { v = 100 } }, "v int"))
+        :write_stream("memory", { name = "with_static" })
+      ms:add { { v = 1 } }
+      q:process_all_available()
+      ms:add { { v = 2 } }
+      q:process_all_available()
+      assert.is_nil(q:exception())
+      assert.same({ { v = 100 }, { v = 100 }, { v = 1 }, { v = 2 } },
+        sorted(tide.table("with_static"):collect()))
+      q:stop()
+    end)
+
     it("report every progress field of the contract", function()
       local ms = tide.memory_stream("v int")
       local q = ms:frame():write_stream("memory", { name = "progress" })

@@ -363,7 +363,7 @@ end
 -- The batches of each input in turn (both have the same names and types).
 function OPS.union()
   return {
-    owns = false, nary = true,
+    nary = true, -- owns what it hands on when every input owns its batches (compile)
     run = function(_, input)
       return util.chain(function(k) return input[k] and input[k]() end)
     end,
@@ -450,7 +450,11 @@ function M.compile(f, opts)
     op.node, op.children = n, {}
     local kids = fuse and { fuse.feed } or n.inputs or { n.input, n.right }
     for i, c in pairs(kids) do op.children[i] = build(c) end
-    if op.owns == nil then op.owns = op.children[1] ~= nil and op.children[1].owns or false end
+    if op.owns == nil then
+      local owns = op.children[1] ~= nil
+      for _, c in pairs(op.children) do owns = owns and c.owns end
+      op.owns = owns
+    end
     ops[n] = op
     return op
   end
@@ -525,10 +529,12 @@ function Plan:execute(inputs, b)
     for out in open(self.root, { inputs = inputs, ctx = ctx }) do outputs[#outputs + 1] = out end
   end)
   if not ok then
-    for _, out in ipairs(outputs) do out:close() end
+    if self.root.owns then
+      for _, out in ipairs(outputs) do out:close() end
+    end
     error(err, 0)
   end
-  return outputs, { metrics = metrics, stats = stats }
+  return outputs, { metrics = metrics, stats = stats, owned = self.root.owns }
 end
 
 -- Static frames run through here (frame.lua cannot require this module).

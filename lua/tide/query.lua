@@ -793,7 +793,11 @@ function Batch:release()
   for _, list in ipairs(self.inputs) do
     for _, x in ipairs(list) do x:close() end
   end
-  for _, x in ipairs(self.outputs) do x:close() end
+  -- outputs the plan does not own are the inputs' (closed above) or a
+  -- static frame's, which later batches read again
+  if self.owned then
+    for _, x in ipairs(self.outputs) do x:close() end
+  end
   for _, x in ipairs(self.late_rows) do x:close() end
   self.inputs, self.outputs, self.late_rows = {}, {}, {}
 end
@@ -869,7 +873,7 @@ function Query:_execute(b)
     late = self._late_topic and function(x) late[#late + 1] = x end or nil, states = self._states,
   })
   if not ok then error(format("batch %d: %s", b.id, tostring(outputs)), 0) end
-  b.outputs, b.metrics, b.stats = outputs, info.metrics, info.stats
+  b.outputs, b.owned, b.metrics, b.stats = outputs, info.owned, info.metrics, info.stats
 end
 
 -- Phase 4, deliver: the late rows, then the sink (both idempotent per
