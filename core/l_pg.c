@@ -76,6 +76,7 @@ static int l_exec(lua_State *L) {
     if (n < 0 || n > 256) return luaL_error(L, "exec: expected at most 256 parameters, got %d", n);
   }
   const char *params[256];
+  luaL_checkstack(L, n + 4, "exec: too many parameters"); /* each one stays on the stack until the call returns */
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, 3, i + 1);
     if (lua_isnil(L, -1)) params[i] = NULL;

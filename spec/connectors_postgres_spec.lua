@@ -168,6 +168,20 @@ describe("the postgres sink", function()
   end)
 end)
 
+describe("core.pg_connect's exec", function()
+  it("takes up to 256 parameters (more than the Lua stack's 20 free slots)", function()
+    local cols, params = {}, {}
+    for i = 1, 256 do cols[i], params[i] = "$" .. i .. "::int", i end
+    local rows = sql("SELECT " .. table.concat(cols, ", "), params)
+    assert.equal("1", rows[1][1])
+    assert.equal("256", rows[1][256])
+    params[257] = 257
+    local ok, err = pcall(pg.exec, pg, "SELECT 1", params)
+    assert.is_false(ok)
+    assert.matches("exec: expected at most 256 parameters, got 257", err)
+  end)
+end)
+
 describe("tide.read(\"postgres\")", function()
   it("types a query's result from its column types", function()
     local f = tide.read("postgres", { conninfo = server.conninfo, query =
