@@ -141,7 +141,7 @@ local function dirname(p)
 end
 
 -- ------------------------------------------------------------------------
--- JSON text (the range log, the manifest, json values in CSV cells)
+-- JSON text (the range log, the manifest)
 -- ------------------------------------------------------------------------
 
 local json_string, json_value = util.json_string, util.json_encode

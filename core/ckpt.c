@@ -52,9 +52,6 @@ static uint64_t get_be64(const unsigned char *p) {
   return v;
 }
 
-/* LMDB returns system errors as positive errno values: make them -errno,
- * as every core function returns them (err.h). */
-
 /* Set err to "checkpoint <dir>: <what>: <reason of rc>" and return rc. */
 static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what, tide_err_t *err) {
   rc = tide_err_lmdb(rc, c ? c->dir : dir);

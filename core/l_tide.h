@@ -15,7 +15,7 @@
  *   l_agg.c     tide.Agg (core/agg): grouping, streaming state
  *   l_session.c tide.Session (core/session): session windows
  *   l_udf.c     Lua functions over batches: udf_filter, udf_map, rows_batch
- *   l_decode.c  decode (file chunks -> batches), glob
+ *   l_decode.c  decode (file chunks -> batches), glob, csv_encode, rate_batch
  *   l_store.c, l_ckpt.c, l_loop.c, l_fs.c: the store, checkpoints, the
  *               event loop, file system calls
  *   l_readline.c  tide.Readline: the REPL's line editor (GNU readline)

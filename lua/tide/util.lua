@@ -450,8 +450,8 @@ end
 -- log) and writes object keys in hash order (the engine decides "is there
 -- new data" by comparing offsets as text, which needs equal values to give
 -- equal text). Its users: the offset and commit logs (tide.query), the
--- file source's range log and the file sink's manifest, schema defaults
--- (tide.schema) and the keys of session-window state (tide.session).
+-- file source's range log and the file sink's manifest, and schema defaults
+-- (tide.schema).
 
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ["\b"] = "\\b",
   ["\f"] = "\\f" }
