@@ -352,8 +352,9 @@ local TEMP_SUFFIX = "-tide-checkpoint"
 
 -- Remove the temporary checkpoints that processes which ended without
 -- removing theirs (SIGKILL, a second Ctrl-C, os.exit) left in `base`: those
--- whose query.lock names a process that no longer exists. A checkpoint being
--- created (no pid yet) or in use (a live pid) is left alone.
+-- whose query.lock names a process and is no longer locked (the lock goes
+-- with the process that held it). A checkpoint being created (no pid yet)
+-- or in use (locked) is left alone.
 local function sweep_temp_dirs(base)
   for _, p in ipairs(core.glob(base .. "/*" .. TEMP_SUFFIX) or {}) do
     p = p:gsub("/$", "")
@@ -361,8 +362,12 @@ local function sweep_temp_dirs(base)
     local pid = f and math.tointeger(tonumber(f:read("l") or ""))
     if f then f:close() end
     if pid and pid > 0 then
-      local alive = io.open("/proc/" .. pid .. "/stat", "r")
-      if alive then alive:close() else remove_tree(p) end
+      -- a live query holds the checkpoint's lock: opening it fails (EBUSY)
+      local c = core.checkpoint(p)
+      if c then
+        c:close()
+        remove_tree(p)
+      end
     end
   end
 end
