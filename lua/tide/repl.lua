@@ -706,7 +706,8 @@ function M.main(opts)
       end
     elseif name == ".ui" then
       if ui_server == nil or ui_server:is_closed() then
-        ui_server = ui.start({ listen = arg ~= "" and arg or nil, store = env.db })
+        -- db nil: the UI shows the default store when it exists (it creates none)
+        ui_server = ui.start({ listen = arg ~= "" and arg or nil, store = db })
       elseif arg ~= "" then
         report(format("the ui already runs at %s", ui_server:url()))
         return
