@@ -85,7 +85,9 @@ local ok, err = pcall(function()
   end
   local append = sink("events", "append", schema)
   local upsert = sink("windows", "update", agg_schema, { "device", "window_start" })
+  local base_rate = {} -- the shared baseline's parse-only rate, once per round (the run's reference)
   for round = 1, ROUNDS do
+    base_rate[round] = { eps = B.baseline(EVENTS, N, true).eps }
     sql("TRUNCATE events")
     local t0 = clock()
     append:add_batch(round, batches, "append", schema)
@@ -115,15 +117,20 @@ local ok, err = pcall(function()
   pg:close()
   print(format("\npostgres sink vs psql \\copy, %d events (%d aggregated rows), %d rounds (medians, min..max)\n", N,
     AGG_ROWS, ROUNDS))
-  print(format("| %-14s | %-24s | %12s |", "step", "ms", "rows/s"))
-  print("|" .. string.rep("-", 16) .. "|" .. string.rep("-", 26) .. "|" .. string.rep("-", 14) .. "|")
+  local base_eps = C.median(base_rate, "eps")
+  print(format("| %-14s | %-24s | %12s | %11s |", "step", "ms", "rows/s", "x baseline"))
+  print("|" .. string.rep("-", 16) .. "|" .. string.rep("-", 26) .. "|" .. string.rep("-", 14) .. "|" ..
+    string.rep("-", 13) .. "|")
   local rate = {}
   for _, step in ipairs { { "tide append", "tide", N }, { "psql \\copy", "psql", N }, { "upsert new", "new", AGG_ROWS },
     { "upsert again", "again", AGG_ROWS } } do
     local m, lo, hi = C.median(res[step[2]], "ms")
     rate[step[2]] = step[3] / (m / 1000)
-    print(format("| %-14s | %7.0f (%6.0f..%6.0f) | %12.0f |", step[1], m, lo, hi, rate[step[2]]))
+    print(format("| %-14s | %7.0f (%6.0f..%6.0f) | %12.0f | %10.2fx |", step[1], m, lo, hi, rate[step[2]],
+      rate[step[2]] / base_eps))
   end
+  print(format("\n(x baseline: rows/s over the shared baseline's parse-only rate in the same rounds, %.2f M events/s)",
+    base_eps / 1e6))
   local ratio = rate.tide / rate.psql
   print(format("\nappend ratio tide / psql \\copy: %.2fx (target >= 0.8x: %s)", ratio, C.verdict(ratio >= 0.8)))
   for _, f in ipairs(failures) do io.stderr:write("bench-postgres: ", f, "\n") end
