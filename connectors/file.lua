@@ -555,7 +555,7 @@ function Source:get_batch(start, stop, batch_id)
     if not aok then
       for _, b in ipairs(st.out) do b:close() end
       error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #st.dead,
-        self._dl_name, tostring(aerr)), 0)
+        self._dl_name, util.strip_position(aerr)), 0)
     end
     counts.dead_letter = #st.dead
   end
