@@ -9,6 +9,7 @@ local tide = require "tide"
 local core = require "tide.core"
 local support = require "support"
 local pg_server = require "pg_server"
+local postgres = require "tide.connectors.postgres"
 
 local tmpname, write_file, sleep_ms = support.tmpname, support.write_file, support.sleep_ms
 
@@ -72,6 +73,24 @@ describe("the postgres sink", function()
     -- one progress row for the query and table, at the last batch
     assert.same({ { "public.events", "1" } },
       sql("SELECT sink, batch_id FROM tide_progress WHERE sink = 'public.events'"))
+  end)
+
+  it("skips a batch id it has committed, and any below it, in append mode (exactly-once on re-runs)", function()
+    local schema = assert(core.schema("id int"))
+    local sink = postgres.sinks.postgres.new({ conninfo = server.conninfo, table = "public.once", create_table = true,
+      progress_table = "tide_progress", retries = 0, retry_delay = 0 },
+      { query_id = "spec-once", mode = "append", schema = schema })
+    local function batch(ids)
+      local rows = {}
+      for i, id in ipairs(ids) do rows[i] = { id = id } end
+      return { assert(core.rows_batch(schema, rows)) }
+    end
+    sink:add_batch(0, batch { 1, 2 }, "append", schema)
+    sink:add_batch(1, batch { 3 }, "append", schema)
+    sink:add_batch(1, batch { 3 }, "append", schema) -- batch 1 again (a restart after PostgreSQL's commit)
+    sink:add_batch(0, batch { 1, 2 }, "append", schema) -- an older one
+    sink.stop()
+    assert.same({ "1", "2", "3" }, lines("SELECT id FROM public.once ORDER BY id"))
   end)
 
   it("upserts in update mode on the aggregation's keys, the primary key of the table it creates", function()
