@@ -760,7 +760,7 @@ function M.main(opts)
       if WORDS[word] and env[word] == builtin[word] then line = WORDS[word] end
     end
     if buffer == nil and line:match("^%.%a") then
-      if rl then history_add(history, line) end
+      if rl and history_add(history, line) then rl:add_history(line) end
       local ok, res = xpcall(command, debug.traceback, line)
       if not ok then report("error: " .. tostring(res):gsub("\nstack traceback:.*", ""):gsub("^[^\n]-:%d+: ", "")) end
       out:flush()
