@@ -235,6 +235,21 @@ function OPS.aggregate(node, fuse)
       return out
     end
   end
+  -- A global aggregation (no key) always has its one row, as Spark's: over
+  -- no rows it is count 0 and NULL for the other aggregates (their
+  -- columns are nullable); in update mode it is output every batch, since
+  -- Spark's aggregation hands its one row to the state store every batch.
+  local function one_row(out)
+    if not node.global or out:nrows() > 0 then return out end
+    out:close()
+    local row = {}
+    for _, sp in ipairs(specs) do
+      if sp.kind == "count" or sp.kind == "count_star" or sp.kind == "count_distinct" then row[sp.name] = 0 end
+    end
+    local b, msg = core.rows_batch(node.schema, { row })
+    if not b then run_fail("agg", msg) end
+    return b
+  end
   local op = { owns = true }
   function op.new_state() return keyed_state(key_schema, specs, finish) end
   -- One micro-batch (SEMANTICS.md s.3, s.4): late (row, window) pairs are
@@ -258,9 +273,9 @@ function OPS.aggregate(node, fuse)
     local changed, nchanged = st.changes()
     m.updated = m.updated + nchanged
     local evict = ctx.mode ~= "complete" and et_key and ctx.watermark
-    if ctx.mode == "complete" then
+    if ctx.mode == "complete" or (node.global and ctx.mode == "update") then
       changed:close()
-      return st.result()
+      return one_row(st.result())
     elseif ctx.mode == "update" then
       if evict then st.evict(et_key.name, ctx.watermark - et_key.shift, false) end
       return changed
@@ -281,7 +296,7 @@ function OPS.aggregate(node, fuse)
         first = first + b:nrows()
         self:release(b)
       end
-      return st.result()
+      return one_row(st.result())
     end
   end
   return op

@@ -753,11 +753,16 @@ function Frame:drop(...)
 end
 
 --- Group rows by keys: column names, expressions, or a `tide.window`.
+-- With no key, every row is in one group (a global aggregation: Spark's
+-- `groupBy().agg(...)`, Flink's non-keyed aggregation): the result is one
+-- row, also over no rows at all (count 0, the other aggregates NULL).
 -- @return a grouped frame: call `agg{...}` or `count()` on it
 function Frame:group_by(...)
   local node = check_frame(self, "group_by")
   local keys = table.pack(...)
-  if keys.n == 0 then error("group_by: expected at least one key", 2) end
+  if keys.n == 0 then
+    return setmetatable({ _input = node, _keys = {}, _key_fields = {}, _texts = {}, _global = true }, Grouped)
+  end
   local window, session
   for i = 1, keys.n do
     if M.is_window(keys[i]) or is_session(keys[i]) then
@@ -811,6 +816,9 @@ function Frame:group_by(...)
 end
 
 local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
+
+-- The constant key column of a global aggregation's groups (never output).
+local GLOBAL_KEY = "__tide_global"
 
 --- Aggregate each group. `spec` is an array of aggregate expressions
 -- (`"count(*) AS n"`, in order), or a table of name = expression (`{ n =
@@ -870,6 +878,11 @@ function Grouped:agg(spec)
   -- (one column less to hash and compare per row) and computed once on the
   -- result
   local agg_keys, agg_key_fields, raw_fields = {}, {}, {}
+  if self._global then
+    -- no key: every row goes into one group under a constant key, which
+    -- the result leaves out
+    agg_keys[1], agg_key_fields[1] = compile(input, "0", "agg", 2), { GLOBAL_KEY, "int" }
+  end
   for i, k in ipairs(self._keys) do
     if k ~= "window_end" then
       agg_keys[#agg_keys + 1] = k
@@ -881,8 +894,8 @@ function Grouped:agg(spec)
   local key_schema = make_schema(agg_key_fields, "agg", 2)
   local out_schema = make_schema(out_fields, "agg", 2)
   local raw_schema = make_schema(raw_fields, "agg", 2)
-  local finish_exprs -- raw result -> out_schema, when window_end is to be added
-  if #agg_keys < #self._keys then
+  local finish_exprs -- raw result -> out_schema, when window_end is to be added or the global key dropped
+  if self._global or #agg_keys < #self._keys then
     finish_exprs = {}
     for i, f in ipairs(out_fields) do
       finish_exprs[i] = compile({ schema = raw_schema }, f[1] == "window_end" and
@@ -918,6 +931,7 @@ function Grouped:agg(spec)
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
     key_schema = key_schema, specs = specs, stateful = "aggregate",
     keys = agg_keys, args = args, window = window, finish_exprs = finish_exprs, et_key = et_key, et_col = et_col,
+    global = self._global or nil,
   }
   do -- what a checkpoint's state records depend on (query.lua's fingerprint)
     local kinds = {}
@@ -926,6 +940,11 @@ function Grouped:agg(spec)
   end
   function node.due(mode) return mode ~= "complete" end
   function node.check(mode, has_watermark)
+    if mode == "append" and self._global then
+      return "append output mode not supported for a streaming global aggregation (no grouping key) " ..
+        "(as in Spark): its one group never ends, so no row of it would ever be final; group by " ..
+        "tide.window(col, ...) after f:with_watermark(col, delay), or use mode = \"update\" or \"complete\""
+    end
     if mode == "append" and not (has_watermark and et_key) then
       return "append output mode not supported for a streaming aggregation without a watermark on its " ..
         "event-time column: f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) " ..
@@ -940,6 +959,17 @@ end
 function Grouped:count()
   if getmetatable(self) ~= Grouped then error("count: bad self: expected a grouped frame", 2) end
   return Grouped.agg(self, { "count(*) AS count" })
+end
+
+--- A global aggregation: `f:agg{...}` is `f:group_by():agg{...}`, one
+-- row over all the rows (count 0 and NULL for the other aggregates when
+-- there are none). On a stream: complete and update modes (the row every
+-- batch); append mode needs a window key, `group_by(tide.window(...))`.
+-- @tab spec as for `Grouped:agg`
+-- @treturn frame one column per aggregate
+function Frame:agg(spec)
+  check_frame(self, "agg")
+  return Grouped.agg(Frame.group_by(self), spec)
 end
 
 -- drop_duplicates and drop_duplicates_within_watermark (SEMANTICS.md s.6):
