@@ -90,7 +90,8 @@ describe("global aggregation", function()
     it("outputs count 0 and NULL sums for a batch whose rows are all filtered out, as Spark", function()
       local ms = tide.memory_stream("x int")
       local f = ms:frame():where("x > 100"):agg { n = "count(*)", s = "sum(x)" }
-      local t = S.test_stream(f, { mode = "complete", out = function(r) return { r.n, r.s == nil and "null" or r.s } end })
+      local t = S.test_stream(f, { mode = "complete",
+        out = function(r) return { r.n, r.s == nil and "null" or r.s } end })
       t:add(ms, { { x = 1 } })
       t:check_last_batch({ 0, "null" })
       t:state_rows(0, 0)

@@ -264,7 +264,8 @@ describe("Spark StreamingAggregationSuite", function()
   -- complete mode keeps its value across empty triggers and, added here, a restart.
   it("SPARK-21977: coalesce(1) with 0 partition RDD should be repartitioned to 1", function()
     local ms = tide.memory_stream("value int")
-    local t = S.test_stream(ms:frame():group_by():count(), { mode = "complete", out = function(r) return { r.count } end })
+    local t = S.test_stream(ms:frame():group_by():count(),
+      { mode = "complete", out = function(r) return { r.count } end })
     t:add(ms, S.ints(1))
     t:check_last_batch({ 1 })
     t:add(ms, {}) -- an empty trigger
