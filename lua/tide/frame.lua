@@ -752,6 +752,43 @@ function Frame:drop(...)
   return new_frame(project_node(node, exprs, names, "Drop [" .. concat(list, ", ") .. "]", "drop", 2))
 end
 
+--- Rename columns: `f:rename{ old = "new", ... }` (Spark's
+-- withColumnsRenamed). The other columns keep their names and places; the
+-- event-time column keeps its watermark under its new name.
+-- @tab names old name = new name
+-- @raise for an unknown column (naming the columns) or a new name that
+-- another column keeps
+function Frame:rename(names)
+  local node = check_frame(self, "rename")
+  if type(names) ~= "table" then
+    error("rename: bad argument #1: expected a table of old = \"new\" names, got " .. type(names), 2)
+  end
+  local old = {}
+  for k, v in pairs(names) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      error(format("rename: expected old = \"new\" with column names as strings, got [%s] = %s",
+        type(k) == "string" and format("%q", k) or tostring(k), type(v) == "string" and format("%q", v) or type(v)), 2)
+    end
+    if not field_type(node.fields, k) then
+      error(format("rename: unknown column '%s' (columns: %s)", k, field_names(node.fields)), 2)
+    end
+    old[#old + 1] = k
+  end
+  table.sort(old)
+  local exprs, out, taken, texts = {}, {}, {}, {}
+  for i, f in ipairs(node.fields) do
+    exprs[i] = compile(node, "`" .. f[1] .. "`", "rename", 2)
+    out[i] = names[f[1]] or f[1]
+    if taken[out[i]] then
+      error(format("rename: two columns would be named '%s' (%s and %s); rename or drop one of them", out[i],
+        taken[out[i]], f[1]), 2)
+    end
+    taken[out[i]] = f[1]
+  end
+  for i, k in ipairs(old) do texts[i] = k .. " AS " .. names[k] end
+  return new_frame(project_node(node, exprs, out, "Rename [" .. concat(texts, ", ") .. "]", "rename", 2))
+end
+
 --- Group rows by keys: column names, expressions, or a `tide.window`.
 -- With no key, every row is in one group (a global aggregation: Spark's
 -- `groupBy().agg(...)`, Flink's non-keyed aggregation): the result is one
@@ -1050,6 +1087,15 @@ function Frame:drop_duplicates_within_watermark(...)
   return dedup_node(node, table.pack(...), true, "drop_duplicates_within_watermark", 2)
 end
 
+--- The distinct rows: `drop_duplicates()` over every column, as Spark's
+-- `distinct()` is. On a stream it is a streaming deduplication: with a
+-- watermark its keys (the event-time column among them) are forgotten
+-- once the watermark passes their time; without one, kept forever.
+function Frame:distinct()
+  local node = check_frame(self, "distinct")
+  return dedup_node(node, { n = 0 }, false, "distinct", 2)
+end
+
 --- Join with a static frame on columns of the same name (and comparable
 -- types) on both sides. `how` is `"inner"` (default) or `"left"` (left
 -- outer: left rows without a match get NULLs on the right). The result has
@@ -1253,6 +1299,178 @@ function Frame:collect()
     for _, r in ipairs(b:rows()) do out[#out + 1] = r end
   end
   return out
+end
+
+-- Refuse a result method on a streaming frame, saying what to use.
+local function rows_refused(node, what, instead, level)
+  if not node.static then
+    error(format("%s: a streaming frame has no %s to return (it does not end): %s", what,
+      what == "count" and "count" or "rows", instead), level + 1)
+  end
+end
+
+local STREAM_ROWS = "write it to a sink with write_stream (the memory sink's rows are then a static frame, " ..
+  "tide.table(name); the console sink prints each batch)"
+
+--- The number of rows of a static frame (Spark's `count()`). A stream
+-- has none: its running count is the aggregation `f:group_by():count()`,
+-- written with write_stream in complete or update mode.
+-- @treturn int
+function Frame:count()
+  local node = check_frame(self, "count")
+  rows_refused(node, "count", "for a running count, write f:group_by():count() (or f:agg{ n = \"count(*)\" }) " ..
+    "with write_stream in complete or update mode", 2)
+  return Frame.agg(self, { "count(*) AS count" }):collect()[1].count
+end
+
+--- The first n rows of a static frame, an array (Spark's `head(n)`); with
+-- no n, the first row, or nil when there is none (Spark's `head()`).
+-- @int[opt] n >= 0
+function Frame:head(n)
+  local node = check_frame(self, "head")
+  rows_refused(node, "head", STREAM_ROWS, 2)
+  if n == nil then return Frame.limit(self, 1):collect()[1] end
+  if math.type(n) ~= "integer" or n < 0 then
+    error("head: bad argument #1: expected an integer >= 0, got " .. (math.type(n) and tostring(n) or type(n)), 2)
+  end
+  return Frame.limit(self, n):collect()
+end
+
+--- The column names, in order.
+-- @treturn {string,...}
+function Frame:columns()
+  local node = check_frame(self, "columns")
+  local out = {}
+  for i, f in ipairs(node.fields) do out[i] = f[1] end
+  return out
+end
+
+--- Print the schema as Spark's printSchema does, a tree:
+--
+--    root
+--     |-- ts: timestamp (nullable = false)
+--     |-- signal: int (nullable = true)
+--
+-- with tide's type names (API.md s.1).
+function Frame:print_schema()
+  local node = check_frame(self, "print_schema")
+  local lines = { "root" }
+  for _, f in ipairs(node.fields) do
+    local ty = f[2]:gsub("%?$", "")
+    lines[#lines + 1] = format(" |-- %s: %s (nullable = %s)", f[1], ty, tostring(f[2]:sub(-1) == "?"))
+  end
+  io.write(concat(lines, "\n"), "\n")
+end
+
+-- A double as Java's Double.toString writes it (Spark's cast to string):
+-- the shortest digits that read back the same, "2.0" for integral values,
+-- "1.0E7" style outside [1e-3, 1e7).
+local function java_double(x)
+  if x ~= x then return "NaN" end
+  if x == math.huge then return "Infinity" elseif x == -math.huge then return "-Infinity" end
+  local ax = math.abs(x)
+  if x == 0 or (ax >= 1e-3 and ax < 1e7) then
+    local s
+    for p = 15, 17 do
+      s = format("%." .. p .. "g", x)
+      if tonumber(s) == x then break end
+    end
+    if not s:find(".", 1, true) then s = s .. ".0" end
+    return s
+  end
+  local s
+  for p = 14, 16 do
+    s = format("%." .. p .. "e", x)
+    if tonumber(s) == x then break end
+  end
+  local mant, exp = s:match("^(-?[%d.]+)e([-+]%d+)$")
+  mant = mant:gsub("0+$", ""):gsub("%.$", ".0")
+  return mant .. "E" .. tostring(math.tointeger(tonumber(exp)))
+end
+
+-- A value of type ty as describe's string cell.
+local function describe_cell(v, ty)
+  if v == nil then return nil end
+  if ty == "double" then return java_double(v) end
+  if ty == "timestamp" then return core.ts_format(v) end
+  return tostring(v)
+end
+
+local DESCRIBE_TYPES = { int = true, double = true, string = true, bool = true, timestamp = true }
+
+--- Summary statistics of a static frame's columns, as Spark's
+-- `describe(cols...)`: a static frame with a `summary` column (count,
+-- mean, stddev, min, max) and one string column per described column.
+-- count counts the non-NULL values; mean and stddev (the sample standard
+-- deviation, NULL for fewer than two values) are for numbers only; min
+-- and max for every described type. With no columns named: every number
+-- and string column (Spark's default).
+-- @param ... column names
+-- @treturn frame `summary string, <col> string?, ...`
+function Frame:describe(...)
+  local node = check_frame(self, "describe")
+  rows_refused(node, "describe", STREAM_ROWS, 2)
+  local cols = table.pack(...)
+  local chosen = {}
+  if cols.n == 0 then
+    for _, f in ipairs(node.fields) do
+      local ty = f[2]:gsub("%?$", "")
+      if ty == "int" or ty == "double" or ty == "string" then chosen[#chosen + 1] = { f[1], ty } end
+    end
+  else
+    for i = 1, cols.n do
+      local c = cols[i]
+      if type(c) ~= "string" then
+        error(format("describe: bad argument #%d: expected a column name, got %s", i, type(c)), 2)
+      end
+      local ty = field_type(node.fields, c)
+      if not ty then error(format("describe: unknown column '%s' (columns: %s)", c, field_names(node.fields)), 2) end
+      if not DESCRIBE_TYPES[ty] then
+        error(format("describe: cannot describe the %s column '%s' (types: int, double, string, bool, timestamp)",
+          ty, c), 2)
+      end
+      chosen[#chosen + 1] = { c, ty }
+    end
+  end
+  local out_fields = { { "summary", "string" } }
+  for _, c in ipairs(chosen) do
+    if c[1] == "summary" then
+      error("describe: the result's first column is 'summary'; rename the column 'summary' first " ..
+        "(f:rename{ summary = \"...\" })", 2)
+    end
+    out_fields[#out_fields + 1] = { c[1], "string?" }
+  end
+  -- pass 1: count, mean, min, max; pass 2: the squared deviations from the mean
+  local spec = { "count(*) AS __n" }
+  for i, c in ipairs(chosen) do
+    local q = "`" .. c[1] .. "`"
+    spec[#spec + 1] = format("count(%s) AS c%d", q, i)
+    spec[#spec + 1] = format("min(%s) AS lo%d", q, i)
+    spec[#spec + 1] = format("max(%s) AS hi%d", q, i)
+    if c[2] == "int" or c[2] == "double" then spec[#spec + 1] = format("avg(%s) AS m%d", q, i) end
+  end
+  local first = Frame.agg(self, spec):collect()[1]
+  local spec2 = {}
+  for i, c in ipairs(chosen) do
+    local m = first["m" .. i]
+    if m and first["c" .. i] >= 2 and m == m and math.abs(m) ~= math.huge then
+      spec2[#spec2 + 1] = format("sum((CAST(`%s` AS double) - %.17g) * (CAST(`%s` AS double) - %.17g)) AS v%d",
+        c[1], m, c[1], m, i)
+    end
+  end
+  local second = #spec2 > 0 and Frame.agg(self, spec2):collect()[1] or {}
+  local rows = { { summary = "count" }, { summary = "mean" }, { summary = "stddev" }, { summary = "min" },
+    { summary = "max" } }
+  for i, c in ipairs(chosen) do
+    local name, n = c[1], first["c" .. i]
+    rows[1][name] = tostring(n)
+    rows[2][name] = first["m" .. i] and java_double(first["m" .. i]) or nil
+    local v = second["v" .. i]
+    rows[3][name] = v and java_double(math.sqrt(v / (n - 1))) or nil
+    rows[4][name] = describe_cell(first["lo" .. i], c[2])
+    rows[5][name] = describe_cell(first["hi" .. i], c[2])
+  end
+  return M.from_rows(rows, out_fields)
 end
 
 -- Text of one cell, as show() prints it.
