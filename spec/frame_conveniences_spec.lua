@@ -105,7 +105,8 @@ describe("frame conveniences", function()
     it("refuses bad arguments and streams", function()
       local f = people()
       assert.equal("head: bad argument #1: expected an integer >= 0, got -1", err_of(function() return f:head(-1) end))
-      assert.equal("head: bad argument #1: expected an integer >= 0, got 1.5", err_of(function() return f:head(1.5) end))
+      assert.equal("head: bad argument #1: expected an integer >= 0, got 1.5",
+        err_of(function() return f:head(1.5) end))
       assert.equal("head: bad argument #1: expected an integer >= 0, got string",
         err_of(function() return f:head("2") end))
       local _, s = stream()
