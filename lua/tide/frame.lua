@@ -1540,14 +1540,19 @@ function Frame:show(n, truncate)
 end
 
 --- Write this static frame's rows to a sink that takes static frames:
--- `f:write("postgres", { conninfo =, table =, mode = })`, in one
--- transaction.
+-- `file` (one new file in a directory), `topic` (one atomic append),
+-- `memory` (a table for tide.table), `console` (printed as show does),
+-- `foreach` (a function per row), `postgres` (one transaction); see each
+-- connector's `write`.
+-- @string sink the sink's name
+-- @tab opts the sink's options
 -- @return the number of rows written
 function Frame:write(sink, opts)
   local node = check_frame(self, "write")
   streaming_refused(node, "write", 2)
   if not engine.write then error("write: tide is not loaded (require \"tide\")", 2) end
-  return engine.write(self, sink, opts, 2)
+  local n = engine.write(self, sink, opts, 2)
+  return n
 end
 
 --- Start a streaming query writing this frame to `sink` (a sink name, a
