@@ -527,9 +527,10 @@ function M.start(f, sink, opts, level)
 end
 
 -- The output's key columns (an aggregation's groups, window_start for a
--- window), for sinks that upsert on them (postgres); nil without.
+-- window), for sinks that upsert on them (postgres); nil without (a global
+-- aggregation's one group has no key column).
 local function output_keys(node)
-  if node.op ~= "aggregate" then return nil end
+  if node.op ~= "aggregate" or node.global then return nil end
   local keys = {}
   for i, f in ipairs(node.key_schema:fields()) do keys[i] = f[1] end
   return keys
