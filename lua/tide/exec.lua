@@ -13,7 +13,8 @@
 --     its whole input from an empty state) and, while a streaming query
 --     runs a micro-batch, the operator's context: `mode` (output mode),
 --     `watermark` (this batch's, for eviction and output), `late_watermark`
---     (the previous batch's, for late rows), `state` (the state handle
+--     (the previous batch's, for late rows), `timestamp` (the batch's
+--     processing time, ms: a re-run batch has its logged one), `state` (the state handle
 --     this plan instance keeps for the operator), `metrics` ({ updated,
 --     dropped_by_watermark, dropped_duplicates }), `late` (a function
 --     taking a batch of late input rows, or nil), and for a watermark node
@@ -520,7 +521,8 @@ end
 --- Run one micro-batch through the plan.
 -- @tab inputs the batches of each streaming source (`inputs[i]` for
 -- `sources[i]`; the caller keeps and closes them)
--- @tab b the batch: `mode`, `watermark`, `late_watermark`, `late`
+-- @tab b the batch: `mode`, `watermark`, `late_watermark`, `timestamp`
+-- (the batch's processing time, ms), `late`
 -- (function(batch) or nil) and `states` (`states[k]` for `stateful[k]`,
 -- from new_state; this plan instance's)
 -- @return the output batches (the caller's to close), and `{ metrics =
@@ -532,7 +534,7 @@ function Plan:execute(inputs, b)
   for k, s in ipairs(self.stateful) do
     metrics[k] = { updated = 0, dropped_by_watermark = 0, dropped_duplicates = 0 }
     ctx[s.op] = { mode = b.mode, watermark = b.watermark, late_watermark = b.late_watermark, late = b.late,
-      state = b.states[k], metrics = metrics[k] }
+      state = b.states[k], metrics = metrics[k], timestamp = b.timestamp }
   end
   for i, m in ipairs(self.marks) do
     stats[i] = { count = 0, sum = 0 }

@@ -31,6 +31,7 @@ local cjson = require "cjson"
 local util = require "tide.util"
 local schema_mod = require "tide.schema"
 local session_mod = require "tide.session"
+local stateful_mod = require "tide.stateful"
 
 local M = {}
 
@@ -996,6 +997,49 @@ end
 function Grouped:count()
   if getmetatable(self) ~= Grouped then error("count: bad self: expected a grouped frame", 2) end
   return Grouped.agg(self, { "count(*) AS count" })
+end
+
+local process_spec = {
+  schema = "any",
+  timeout = { type = "string", values = { "none", "processing", "event_time" }, default = "none" },
+  ttl = "duration",
+}
+
+--- Arbitrary stateful processing in Lua (Spark's flatMapGroupsWithState,
+-- Flink's KeyedProcessFunction): per micro-batch, `fn(key, rows, state)` for
+-- each key with new rows, and, after its timeout, once more with no rows;
+-- it returns an array of rows of `opts.schema` (or nil). `key` is the key's
+-- value (a table of column = value for several keys). See tide.stateful for
+-- the state handle. Streams: append and update modes; static frames: each
+-- key once, from no state.
+-- @func fn function(key, rows, state) -> rows or nil
+-- @tab opts `schema` (the output rows', required), `timeout` ("none", the
+-- default, "processing" or "event_time"), `ttl` (a duration: a value not
+-- set for that long is gone)
+-- @treturn frame
+function Grouped:process(fn, opts)
+  if getmetatable(self) ~= Grouped then
+    error("process: bad self: expected a grouped frame (f:group_by(...):process(fn, opts))", 2)
+  end
+  if type(fn) ~= "function" then
+    error("process: bad argument #1: expected a function(key, rows, state), got " .. type(fn), 2)
+  end
+  local ok, o = pcall(util.check_options, opts, process_spec, "process", 1)
+  if not ok then error(util.strip_position(o), 2) end
+  if self._global then error("process: needs at least one key: f:group_by(col, ...):process(fn, opts)", 2) end
+  if self._window or self._session then
+    error("process: group by columns or expressions, not a window (keep event time in the state instead)", 2)
+  end
+  if o.schema == nil then error("process: option 'schema' is required (the schema of the rows fn returns)", 2) end
+  local s, msg = core.schema(o.schema)
+  if not s then error("process: bad schema: " .. msg, 2) end
+  if o.ttl ~= nil and o.ttl <= 0 then error("process: option 'ttl' must be > 0", 2) end
+  local label = format("Process [%s] <Lua function> => %s (timeout %s%s)", concat(self._texts, ", "),
+    ddl_of(s:fields()), o.timeout, o.ttl and (", ttl " .. util.format_duration(o.ttl)) or "")
+  return new_frame(stateful_mod.node {
+    input = self._input, keys = self._keys, key_fields = self._key_fields, fn = fn, schema = s,
+    timeout = o.timeout, ttl = o.ttl, label = label,
+  })
 end
 
 --- A global aggregation: `f:agg{...}` is `f:group_by():agg{...}`, one
