@@ -180,7 +180,9 @@ local function new_state(nkeys)
   end
   function st.restore(key, blob)
     local ok, rec = pcall(M.decode, blob)
-    if not ok or type(rec) ~= "table" then error("process state: a record that does not decode: " .. tostring(rec), 0) end
+    if not ok or type(rec) ~= "table" then
+      error("process state: a record that does not decode: " .. tostring(rec), 0)
+    end
     local okk, kv = pcall(decode_key, key, nkeys)
     if not okk then error("process state: a record key that does not decode: " .. tostring(kv), 0) end
     local r = { kv = kv, v = rec.v, t = rec.t, u = rec.u, blob = blob }
@@ -305,7 +307,7 @@ function Handle:set_timer(t)
   self._t = ms
 end
 
-function Handle:__tostring() return "tide process state" end
+Handle.__tostring = function() return "tide process state" end
 
 -- ------------------------------------------------------------------------
 -- The plan node
