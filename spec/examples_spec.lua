@@ -69,7 +69,8 @@ describe("examples", function()
   after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
   it("each example has a README and bundled input", function()
-    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "ad_campaigns", "etl", "postgres" } do
+    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "click_sessions", "ad_campaigns",
+                            "etl", "postgres" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -348,6 +349,44 @@ the last window stays open in append mode until later readings move the watermar
       assert.is_true(open > 0 and #closed > 10)
 
       local code, out, err = run_example("sessions")
+      assert.are.equal(0, code, err)
+      assert.are.same(closed, last_table(out))
+      assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)
+    end)
+  end)
+
+  describe("click_sessions", function()
+    it("closes each session when the next click comes after the gap or the watermark passes its end", function()
+      local GAP, DELAY = 5 * 60000, 10 * 60000
+      local by_user, max_ts = {}, 0
+      for _, r in ipairs(json_lines(ROOT .. "/examples/click_sessions/clicks.jsonl")) do
+        local ts = tide.parse_time(r.ts)
+        by_user[r.user_id] = by_user[r.user_id] or {}
+        table.insert(by_user[r.user_id], { ts = ts, page = r.page })
+        if ts > max_ts then max_ts = ts end
+      end
+      -- one batch of every click, then a no-data batch with watermark
+      -- max - delay: a session is closed by a later click more than GAP
+      -- after its last, or by its timer (last + GAP < watermark)
+      local closed, open = {}, 0
+      local watermark = max_ts - DELAY
+      for _, user in ipairs(sorted_keys(by_user)) do
+        local clicks = by_user[user]
+        table.sort(clicks, function(a, b) return a.ts < b.ts end)
+        local s
+        local function emit()
+          closed[#closed + 1] = { user, iso(s.start), iso(s.last_ts + GAP), tostring(s.n), s.first, s.last }
+        end
+        for _, c in ipairs(clicks) do
+          if s and c.ts > s.last_ts + GAP then emit() s = nil end
+          if not s then s = { start = c.ts, n = 0, first = c.page } end
+          s.n, s.last_ts, s.last = s.n + 1, c.ts, c.page
+        end
+        if s.last_ts + GAP < watermark then emit() else open = open + 1 end
+      end
+      assert.is_true(open > 0 and #closed > 10)
+
+      local code, out, err = run_example("click_sessions")
       assert.are.equal(0, code, err)
       assert.are.same(closed, last_table(out))
       assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)

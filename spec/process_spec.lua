@@ -77,6 +77,24 @@ describe("process", function()
       assert.is_true(ops[1].memory_bytes > 0)
     end)
 
+    it("keeps what set stores: a table changed without set, or after it, is not the state", function()
+      local ms = tide.memory_stream(STREAM)
+      local f = ms:frame():group_by("user"):process(function(user, rows, state)
+        local s = state:get()
+        local before = s and s.n or 0
+        if s then s.n = 999 end -- changed without set: this call's copy only
+        local v = { n = before + #rows }
+        state:set(v)
+        v.n = -1 -- after set: not stored
+        return { { user = user, n = before } }
+      end, { schema = STREAM })
+      local t = S.test_stream(f, { mode = "update", out = function(r) return { r.user, r.n } end })
+      t:add(ms, words("a", "a"))
+      t:add(ms, words("a"))
+      t:add(ms, words("a"))
+      t:check_answer({ "a", 0 }, { "a", 2 }, { "a", 3 })
+    end)
+
     it("gives several keys as a table of column = value, and the rows in input order", function()
       local ms = tide.memory_stream("a string, b int, x int")
       local f = ms:frame():group_by("a", "b % 2 AS odd"):process(function(key, rows)

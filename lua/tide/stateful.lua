@@ -27,9 +27,10 @@
 -- records of the last commit plus this batch's changes, `changed` and
 -- `removed` name the keys changed since the last commit.
 --
--- Record layout (the value encoding below, FORMAT.md "process state"): the
--- key is the encoded array of key values; the blob the encoded table
--- `{ v = value or nil, t = timeout ms or nil, u = last set ms or nil }`.
+-- Record layout (the value encoding below, FORMAT.md "Process state
+-- records"): the key is the key values encoded one after the other; the
+-- blob the encoded table `{ b = the value's encoding or nil, t = timeout ms
+-- or nil, u = last set ms or nil }`.
 --
 -- @module tide.stateful
 
@@ -151,9 +152,11 @@ local MAX_KEY_BYTES = 500
 -- The state the engine keeps
 -- ------------------------------------------------------------------------
 
--- A record: { kv = key values, v = value or nil, t = timeout or nil,
--- u = last set or nil, blob = its encoding }.
-local function blob_of(r) return M.encode({ v = r.v, t = r.t, u = r.u }, "state:set") end
+-- A record: { kv = key values, b = the value's encoding or nil, t =
+-- timeout or nil, u = last set or nil, blob = the record's encoding }. The
+-- value is kept encoded: each call decodes its own copy, so a table a
+-- call changes without set() changes nothing.
+local function blob_of(r) return M.encode({ b = r.b, t = r.t, u = r.u }, "state") end
 
 local function new_state(nkeys)
   local st = { map = {}, changed = {}, removed = {}, n = 0, nbytes = 0 }
@@ -185,7 +188,8 @@ local function new_state(nkeys)
     end
     local okk, kv = pcall(decode_key, key, nkeys)
     if not okk then error("process state: a record key that does not decode: " .. tostring(kv), 0) end
-    local r = { kv = kv, v = rec.v, t = rec.t, u = rec.u, blob = blob }
+    if rec.b ~= nil and type(rec.b) ~= "string" then error("process state: a record without an encoded value", 0) end
+    local r = { kv = kv, b = rec.b, t = rec.t, u = rec.u, blob = blob }
     if st.map[key] then account(key, st.map[key], -1) end
     st.map[key] = r
     account(key, r, 1)
@@ -231,30 +235,35 @@ local function live(h, what)
   return h
 end
 
---- The key's value, or nil.
+--- The key's value (this call's own copy), or nil.
 function Handle:get()
-  return live(self, "get")._v
+  live(self, "get")
+  if not self._set and self._v == nil and self._b ~= nil then self._v = M.decode(self._b) end
+  return self._v
 end
 
 --- Whether the key has a value.
 function Handle:exists()
-  return live(self, "exists")._v ~= nil
+  return live(self, "exists")._b ~= nil
 end
 
---- Set the key's value (nil removes it); checked at once.
+--- Set the key's value (nil removes it): a copy of v as it is now is
+-- stored; v is checked at once.
 function Handle:set(v)
   live(self, "set")
+  local b
   if v ~= nil then
-    local ok, err = pcall(M.encode, v, "state:set")
-    if not ok then error(err, 2) end
+    local ok, enc = pcall(M.encode, v, "state:set")
+    if not ok then error(enc, 2) end
+    b = enc
   end
-  self._v, self._set = v, true
+  self._v, self._b, self._set = v, b, true
 end
 
 --- Remove the key's value (its timeout too).
 function Handle:remove()
   live(self, "remove")
-  self._v, self._set, self._t = nil, true, nil
+  self._v, self._b, self._set, self._t = nil, nil, true, nil
 end
 
 --- True in the call made because the key's timeout passed.
@@ -367,7 +376,7 @@ function M.node(spec)
   -- key's record was written (an updated state row).
   local function call(st, key, kv, rows, timed_out, ctx, out)
     local r = st and st.map[key]
-    local h = setmetatable({ _v = r and r.v, _t = nil, _ctx = ctx, _timed_out = timed_out }, Handle)
+    local h = setmetatable({ _b = r and r.b, _t = nil, _ctx = ctx, _timed_out = timed_out }, Handle)
     local keyval = nkeys == 1 and kv[1] or nil
     if nkeys > 1 then
       keyval = {}
@@ -390,15 +399,14 @@ function M.node(spec)
       end
     end
     if not st then return false end
-    local v = h._v
-    local u = r and r.u
+    local b, u = h._b, r and r.u
     if h._set then u = ctx.timestamp end
-    if v == nil and h._t == nil then -- a removal is not an update (Spark counts it apart)
+    if b == nil and h._t == nil then -- a removal is not an update (Spark counts it apart)
       if r then st.delete(key) end
       return false
     end
     if r and not h._set and r.t == h._t then return false end
-    st.put(key, { kv = kv, v = v, t = h._t, u = u })
+    st.put(key, { kv = kv, b = b, t = h._t, u = u })
     return true
   end
 
