@@ -14,8 +14,9 @@
 --     runs a micro-batch, the operator's context: `mode` (output mode),
 --     `watermark` (this batch's, for eviction and output), `late_watermark`
 --     (the previous batch's, for late rows), `timestamp` (the batch's
---     processing time, ms: a re-run batch has its logged one), `state` (the state handle
---     this plan instance keeps for the operator), `metrics` ({ updated,
+--     processing time, ms: a re-run batch has its logged one), `state`
+--     (the state handle this plan instance keeps for the operator),
+--     `metrics` ({ updated,
 --     dropped_by_watermark, dropped_duplicates }), `late` (a function
 --     taking a batch of late input rows, or nil), and for a watermark node
 --     `stats` ({ count, sum, min, max } of the event times it passes on).

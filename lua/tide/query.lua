@@ -298,13 +298,15 @@ end
 -- Stateful operators
 -- ------------------------------------------------------------------------
 --
--- A plan node with `stateful` set (aggregate, dedup, session: frame.lua,
--- session.lua) keeps state across batches in the checkpoint database
--- `<prefix><k>` (k: its place among the plan's stateful nodes, sources
--- first). The node describes it:
+-- A plan node with `stateful` set (aggregate, dedup, session, process:
+-- frame.lua, session.lua, stateful.lua) keeps state across batches in the
+-- checkpoint database `<prefix><k>` (k: its place among the plan's
+-- stateful nodes, sources first). The node describes it:
 --   due(mode): a moved watermark gives it output or eviction to do (the
 --     engine then runs a no-data batch);
 --   check(mode, has_watermark): nil, or the analysis error;
+--   due_at(state) (optional): the processing time (ms) at which it needs a
+--     batch even without data (process's processing-time timeouts);
 --   state_layout (optional): what its records depend on, for the
 --     checkpoint's fingerprint.
 -- Its operator (tide.exec) makes the state this query keeps for it:
