@@ -178,15 +178,17 @@ describe("Spark EventTimeWatermarkSuite", function()
     t:check_new_answer({ 25, 2 })
   end)
 
-  -- EventTimeWatermarkSuite: test("watermark with 2 streams")
-  it("watermark with 2 streams", function()
+  -- A global sum over two unioned streams (watermark delays 10 and 5
+  -- seconds) in complete mode, and Spark's getWatermarkAfterData: add the
+  -- rows, run, and return the watermark of a dummy batch run after them.
+  local function two_streams(opts)
     local first, second = tide.memory_stream("value int"), tide.memory_stream("value int")
     local first_df = S.event_time(first:frame()):with_watermark("eventTime", "10 seconds"):select("value")
     local second_df = S.event_time(second:frame()):with_watermark("eventTime", "5 seconds"):select("value")
     local union = first_df:union(second_df):agg { s = "sum(value)" }
-    local t = S.test_stream(union, { mode = "complete" })
-
-    local function watermark_after_data(first_data, second_data)
+    opts.mode = "complete"
+    local t = S.test_stream(union, opts)
+    return t, function(first_data, second_data)
       if first_data then t:add_only(first, S.ints(table.unpack(first_data))) end
       if second_data then t:add_only(second, S.ints(table.unpack(second_data))) end
       t:process()
@@ -194,6 +196,11 @@ describe("Spark EventTimeWatermarkSuite", function()
       t:add(first, S.ints(0))
       return t.q:last_progress().event_time.watermark
     end
+  end
+
+  -- EventTimeWatermarkSuite: test("watermark with 2 streams")
+  it("watermark with 2 streams", function()
+    local t, watermark_after_data = two_streams {}
 
     -- Global watermark starts at 0 until we get data from both sides
     assert.equal(0, watermark_after_data({ 11 }))
@@ -239,19 +246,7 @@ describe("Spark EventTimeWatermarkSuite", function()
   -- spark.sql.streaming.multipleWatermarkPolicy), the global watermark being
   -- the larger of the two streams' (first: max - 10 s, second: max - 5 s).
   it("watermark with 2 streams, max policy", function()
-    local first, second = tide.memory_stream("value int"), tide.memory_stream("value int")
-    local first_df = S.event_time(first:frame()):with_watermark("eventTime", "10 seconds"):select("value")
-    local second_df = S.event_time(second:frame()):with_watermark("eventTime", "5 seconds"):select("value")
-    local union = first_df:union(second_df):agg { s = "sum(value)" }
-    local t = S.test_stream(union, { mode = "complete", multiple_watermark_policy = "max" })
-
-    local function watermark_after_data(first_data, second_data)
-      if first_data then t:add_only(first, S.ints(table.unpack(first_data))) end
-      if second_data then t:add_only(second, S.ints(table.unpack(second_data))) end
-      t:process()
-      t:add(first, S.ints(0))
-      return t.q:last_progress().event_time.watermark
-    end
+    local t, watermark_after_data = two_streams { multiple_watermark_policy = "max" }
 
     assert.equal(1000, watermark_after_data({ 11 }))             -- one stream is enough: 11 - 10
     assert.equal(1000, watermark_after_data(nil, { 6 }))         -- 6 - 5 is not larger
