@@ -277,7 +277,7 @@ function Handle:watermark()
 end
 
 --- The batch's processing time (ms since the epoch; a re-run batch has its
--- first run's).
+-- first run's; a static run's start).
 function Handle:processing_time()
   return live(self, "processing_time")._ctx.timestamp
 end
@@ -455,7 +455,7 @@ function M.node(spec)
       local release = function(b) self:release(b) end
       if not run then -- static: each key once, with all its rows, from no state
         local order, by = group(batches, release)
-        local out, ctx = {}, { timeout = timeout }
+        local out, ctx = {}, { timeout = timeout, timestamp = core.time_now() }
         for _, key in ipairs(order) do call(nil, key, by[key].kv, by[key].rows, false, ctx, out) end
         return util.once(output(out))
       end
