@@ -2346,7 +2346,7 @@ static int ival_of(const char *t, size_t n, int64_t unit, int64_t *ms) {
 /* Add "num unit" (num: text of n bytes, negated with neg; unit: text of
  * un bytes) to *total; errors at byte `at`. */
 static int ival_part(parser_t *p, const char *num, size_t n, int neg, const char *unit, size_t un, size_t at,
-                     int64_t *total) {
+                     size_t num_at, int64_t *total) {
   int64_t u = unit_ms(unit, un), ms = 0;
   if (!u) {
     perr(p, at, "unknown interval unit '%.*s' (units: week, day, hour, minute, second, millisecond; months and "
@@ -2355,7 +2355,7 @@ static int ival_part(parser_t *p, const char *num, size_t n, int neg, const char
   }
   int rc = ival_of(num, n, u, &ms);
   if (rc) {
-    perr(p, at, rc < 0 ? "expected a number in the interval, got '%.*s'"
+    perr(p, num_at, rc < 0 ? "expected a number in the interval, got '%.*s'"
                        : "interval '%.*s' is not a whole number of milliseconds in range", (int)(n > 40 ? 40 : n), num);
     return p->rc;
   }
@@ -2401,7 +2401,7 @@ static node_t *p_interval(parser_t *p) {
         while (j < n && !is_space(num[j])) j++;
         w[nw][0] = b, w[nw][1] = j - b;
         if (++nw == 2) {
-          rc = ival_part(p, num + w[0][0], w[0][1], 0, num + w[1][0], w[1][1], at, &total);
+          rc = ival_part(p, num + w[0][0], w[0][1], 0, num + w[1][0], w[1][1], at, at, &total);
           nw = 0;
           done++;
         }
@@ -2412,7 +2412,7 @@ static node_t *p_interval(parser_t *p) {
           free(str);
           return expected(p, "an interval unit (week, day, hour, minute, second, millisecond)");
         }
-        rc = ival_part(p, num + w[0][0], w[0][1], 0, p->s + p->t.s, p->t.e - p->t.s, p->t.s, &total);
+        rc = ival_part(p, num + w[0][0], w[0][1], 0, p->s + p->t.s, p->t.e - p->t.s, p->t.s, at, &total);
       } else if (!rc && (nw == 1 || done == 0)) {
         perr(p, at, "expected 'n unit' parts in the quoted interval");
         rc = p->rc;
@@ -2422,7 +2422,7 @@ static node_t *p_interval(parser_t *p) {
     } else {
       advance(p);
       if (p->t.k != K_ID) return expected(p, "an interval unit (week, day, hour, minute, second, millisecond)");
-      if (ival_part(p, num, n, neg, p->s + p->t.s, p->t.e - p->t.s, p->t.s, &total)) return NULL;
+      if (ival_part(p, num, n, neg, p->s + p->t.s, p->t.e - p->t.s, p->t.s, at, &total)) return NULL;
     }
     advance(p);
     parts++;
