@@ -202,9 +202,13 @@ static int compact(side_t *s) {
   if (!keep) return -ENOMEM;
   for (uint32_t r = 0; r < n; r++)
     if (s->flags[r] & F_KEPT) keep[m++] = r;
-  tide_batch_t *nb = NULL;
-  int rc = tide_batch_gather(s->rows, keep, m, &nb);
-  if (!rc) {
+  /* an owned batch (a gather's is not), so that rows can be appended */
+  tide_batch_t *nb = tide_batch_new(s->schema, m);
+  int rc = nb ? tide_batch_reserve(nb, m) : -ENOMEM;
+  for (uint32_t i = 0; i < m && !rc; i++) rc = tide_batch_append_row(nb, s->rows, keep[i]);
+  if (rc) {
+    tide_batch_free(nb);
+  } else {
     for (uint32_t i = 0; i < m; i++) {
       uint32_t r = keep[i];
       s->flags[i] = s->flags[r];
@@ -474,7 +478,7 @@ static int run_side(tide_sjoin_t *j, int si, const tide_batch_t *in, const tide_
   st->updated += adds;
   goto done;
 oom:
-  rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many join rows in one batch" : "out of memory");
+  rc = tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many join rows in one batch" : tide_strerror(rc));
 done:
   free(pass);
   free(nul);
