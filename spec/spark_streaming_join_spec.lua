@@ -651,7 +651,8 @@ describe("Spark StreamingOuterJoinSuite", function()
     end })
     local b = 1577923200000 -- 2020-01-02T00:00:00Z
     local m, h = 60000, 3600000
-    t:multi_add({ in1, S.tuples({ b, "abc", "left in batch 1" }) }, { in2, S.tuples({ b + m, "abc", "right in batch 1" }) })
+    t:multi_add({ in1, S.tuples({ b, "abc", "left in batch 1" }) },
+      { in2, S.tuples({ b + m, "abc", "right in batch 1" }) })
     t:check_new_answer()
     t:multi_add({ in1, S.tuples({ b + h, "abc", "left in batch 2" }) },
       { in2, S.tuples({ b + h + m, "abc", "right in batch 2" }) })

@@ -176,7 +176,8 @@ describe("stream-stream joins", function()
     local imps, clicks = ad_streams()
     local i, c = watermarked(imps, clicks)
     local f = i:join(c, RANGE):group_by(tide.window("imp_ts", "1 hour")):count()
-    assert.equal("write_stream(foreach_batch): Aggregate [window(imp_ts, 1h)] [count(*) AS count] after StreamingSymmetricHashJoin " ..
+    assert.equal("write_stream(foreach_batch): Aggregate [window(imp_ts, 1h)] [count(*) AS count] after " ..
+      "StreamingSymmetricHashJoin " ..
       "inner [" .. RANGE .. "] is not supported (as in Spark before 3.4): a join with a time range condition can " ..
       "emit rows older than the watermark, which the later stateful operator would drop as late; run it per " ..
       "batch in a foreach_batch sink, or write the join to a topic and read that in a second query",

@@ -1034,7 +1034,8 @@ function Frame:join(other, on, how)
     return new_frame(stream_join.node(node, right, on, how, 2))
   end
   if not right.static then
-    error("join: a stream joins a static frame as its left side: put the stream on the left (stream:join(static, on, how))", 2)
+    error("join: a stream joins a static frame as its left side: put the stream on the left " ..
+      "(stream:join(static, on, how))", 2)
   end
   if type(on) == "string" and on:find("[%s=<>]") then
     error("join: a condition for on is for joins of two streams; with a static side, join on columns named alike", 2)

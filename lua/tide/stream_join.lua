@@ -135,7 +135,9 @@ function M.node(left, right, on, how, level)
       end
       local lt, rt = base(lf[li][2]), base(rf[ri][2])
       if lt ~= rt then error(format("join: column '%s' is %s on the left and %s on the right", name, lt, rt), level) end
-      if lt == "json" or lt == "double" then error(format("join: cannot join on the %s column '%s'", lt, name), level) end
+      if lt == "json" or lt == "double" then
+        error(format("join: cannot join on the %s column '%s'", lt, name), level)
+      end
       lk[i], rk[i], is_key[name] = li, ri, true
     end
     for i, f in ipairs(rf) do
