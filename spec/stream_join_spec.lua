@@ -201,6 +201,8 @@ describe("stream-stream joins", function()
     local i, c = imps:frame(), clicks:frame()
     assert.equal("join: bad argument #3: how must be inner, left, right, full or left_semi, got 'cross'",
       refusal(i.join, i, c, "click_ad = imp_ad", "cross"))
+    assert.equal("join: bad argument #3: how must be inner, left, right, full or left_semi, got number",
+      refusal(i.join, i, c, "click_ad = imp_ad", 1))
     assert.equal("join: a stream-stream join without an equality predicate is not supported (as in Spark): the " ..
       "condition needs a column of one side = a column of the other, got (click_ts > imp_ts)",
       refusal(i.join, i, c, "click_ts > imp_ts"))

@@ -104,8 +104,8 @@ end
 -- @return the node (frame.lua makes it a frame)
 function M.node(left, right, on, how, level)
   level = level + 1
-  local kind = HOWS[type(how) == "string" and how:lower() or "inner"]
-  if how ~= nil and not kind then
+  local kind = how == nil and "inner" or type(how) == "string" and HOWS[how:lower()]
+  if not kind then
     error(format("join: bad argument #3: how must be inner, left, right, full or left_semi, got %s",
       type(how) == "string" and ("'" .. how .. "'") or type(how)), level)
   end
