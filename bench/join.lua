@@ -91,7 +91,7 @@ for first = 1, N, CHUNK do
   end
   clicks:append(rows)
 end
-order, delay = nil, nil
+order, delay = nil, nil -- luacheck: ignore (frees them for the collector)
 collectgarbage()
 
 local COND = "click_ad = imp_ad AND click_ts BETWEEN imp_ts AND imp_ts + interval 10 minutes"
