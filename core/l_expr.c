@@ -120,16 +120,20 @@ static int expr_conjuncts(lua_State *L) {
     tide_expr_conjuncts_free(list, n);
     return luaL_error(L, "out of memory");
   }
+  /* the structs, then every column list (aligned), then the texts */
   tide_expr_conj_t *copy = (tide_expr_conj_t *)mem;
-  char *tail = mem + n * sizeof *list;
+  uint32_t *cols = (uint32_t *)(mem + n * sizeof *list);
   for (uint32_t j = 0; j < n; j++) {
     copy[j] = list[j];
-    copy[j].cols = (uint32_t *)tail;
-    memcpy(tail, list[j].cols, list[j].ncols * sizeof(uint32_t));
-    tail += list[j].ncols * sizeof(uint32_t);
-    copy[j].text = tail;
+    copy[j].cols = cols;
+    memcpy(cols, list[j].cols, list[j].ncols * sizeof(uint32_t));
+    cols += list[j].ncols;
+  }
+  char *tail = (char *)cols;
+  for (uint32_t j = 0; j < n; j++) {
     size_t tl = strlen(list[j].text) + 1;
     memcpy(tail, list[j].text, tl);
+    copy[j].text = tail;
     tail += tl;
   }
   tide_expr_conjuncts_free(list, n);
