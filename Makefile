@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
+.PHONY: all deps kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -74,6 +74,22 @@ $(FAULT_SO): spec/fault/shim.c
 	$(CC) -std=gnu11 -g -O2 -fPIC -shared -Wall -Wextra -Wshadow -o $@ $< -ldl
 
 spec asan: $(FAULT_SO)
+
+# The Kafka test broker (issue 14, tools/kafka-broker/README.md): a
+# librdkafka mock cluster with a control channel on stdin, for the Kafka
+# specs (spec/kafka_broker.lua starts it). A test tool, never sanitized,
+# always at build/ (like the fault shim). kcat talks to it in the specs.
+DEB_PKGS += librdkafka-dev kcat dpkg-dev
+KAFKA_BROKER = build/tide-kafka-broker
+
+kafka-broker: $(KAFKA_BROKER)
+
+$(KAFKA_BROKER): tools/kafka-broker/broker.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+	  -DTIDE_STOCK_RDKAFKA -o $@ $< -lrdkafka -lpthread
+
+spec asan: $(KAFKA_BROKER)
 
 # fuzz: the libFuzzer harnesses of spec/fuzz/ (README.md there), built with
 # clang against a core built with ASan and UBSan in build-fuzz/. Each first
