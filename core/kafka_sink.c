@@ -38,7 +38,7 @@ struct tide_ksink {
   rd_kafka_resp_err_t fail_err;
   char fail_msg[256];
   char last_log[256]; /* librdkafka's last warning or error event */
-  tide_buf_t key, val, name, tmp;
+  tide_buf_t key, val, name, hval, tmp;
 };
 
 static int64_t now_ms(void) {
@@ -129,6 +129,7 @@ void tide_ksink_free(tide_ksink_t *s) {
   tide_buf_free(&s->key);
   tide_buf_free(&s->val);
   tide_buf_free(&s->name);
+  tide_buf_free(&s->hval);
   tide_buf_free(&s->tmp);
   free(s);
 }
@@ -212,16 +213,36 @@ static const char *last_log(tide_ksink_t *s, char *out, size_t cap) {
     e_;                                                                                        \
   })
 
-/* Fail with a transactional error: its text, and the first failed message. */
+/* Fail the messages still waiting (a leader down past the timeout), so
+ * that their reports name topic and partition. */
+static void purge_waiting(tide_ksink_t *s) {
+  if (rd_kafka_outq_len(s->rk) == 0) return;
+  rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  for (int i = 0; i < 20 && rd_kafka_outq_len(s->rk) > 0; i++) rd_kafka_poll(s->rk, 50);
+}
+
+/* The batch's first failed message: "topic 'x' partition 2: <error>
+ * (n messages of the batch not delivered)". */
+static int delivery_fail(tide_ksink_t *s, int rc, tide_err_t *err) {
+  char lb[300];
+  const char *pl = s->failed_batch == 1 ? "" : "s";
+  if (s->fail_err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || s->fail_err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+      s->fail_err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT || s->fail_err == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    return tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %" PRIu64 " message%s of the batch not delivered "
+                        "within %d ms%s", s->fail_topic, s->fail_partition, s->failed_batch, pl, s->timeout_ms,
+                        last_log(s, lb, sizeof lb));
+  return tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %s (%" PRIu64 " message%s of the batch not delivered)",
+                      s->fail_topic, s->fail_partition, s->fail_msg, s->failed_batch, pl);
+}
+
+/* Fail with a transactional error: the first failed message when there is
+ * one, else the error's text. */
 static int txn_fail(tide_ksink_t *s, rd_kafka_error_t *e, const char *step, tide_err_t *err) {
   char lb[300];
   int rc = rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
-  if (s->failed_batch)
-    tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %s (%" PRIu64 " message%s of the batch not delivered); %s: %s",
-                 s->fail_topic, s->fail_partition, s->fail_msg, s->failed_batch, s->failed_batch == 1 ? "" : "s", step,
-                 rd_kafka_error_string(e));
-  else
-    tide_err_set(err, rc, "%s: %s%s", step, rd_kafka_error_string(e), last_log(s, lb, sizeof lb));
+  if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT) purge_waiting(s);
+  if (s->failed_batch) delivery_fail(s, rc, err);
+  else tide_err_set(err, rc, "%s: %s%s", step, rd_kafka_error_string(e), last_log(s, lb, sizeof lb));
   rd_kafka_error_destroy(e);
   return rc;
 }
@@ -311,11 +332,12 @@ static int add_header(tide_ksink_t *s, rd_kafka_headers_t *h, const tide_json_cu
     rd_kafka_header_add(h, s->name.data, (ssize_t)s->name.len, sp, (ssize_t)sn);
     return 0;
   }
-  s->val.len = 0;
-  int rc = tide_json_value(x, p, endp, &s->val);
+  s->hval.len = 0;
+  int rc = tide_json_value(x, p, endp, &s->hval);
   if (rc) return rc;
-  if (s->val.len == 4 && !memcmp(s->val.data, "null", 4)) rd_kafka_header_add(h, s->name.data, (ssize_t)s->name.len, NULL, 0);
-  else rd_kafka_header_add(h, s->name.data, (ssize_t)s->name.len, s->val.data, (ssize_t)s->val.len);
+  if (s->hval.len == 4 && !memcmp(s->hval.data, "null", 4))
+    rd_kafka_header_add(h, s->name.data, (ssize_t)s->name.len, NULL, 0);
+  else rd_kafka_header_add(h, s->name.data, (ssize_t)s->name.len, s->hval.data, (ssize_t)s->hval.len);
   return 0;
 }
 
@@ -496,13 +518,14 @@ int tide_ksink_produce(tide_ksink_t *s, const tide_batch_t *b, const tide_ksink_
   return 0;
 }
 
-/* A non-transactional batch: wait for every message's report. */
+/* A non-transactional batch: wait for every message's report (each one
+ * comes within message.timeout.ms, so the slack only covers the reports'
+ * own way back). */
 static int flush_all(tide_ksink_t *s, tide_err_t *err) {
   char lb[300];
-  rd_kafka_resp_err_t ke = rd_kafka_flush(s->rk, s->timeout_ms);
-  if (s->failed_batch)
-    return tide_err_set(err, -EIO, "topic '%s' partition %" PRId32 ": %s (%" PRIu64 " message%s of the batch not delivered)",
-                        s->fail_topic, s->fail_partition, s->fail_msg, s->failed_batch, s->failed_batch == 1 ? "" : "s");
+  rd_kafka_resp_err_t ke = rd_kafka_flush(s->rk, s->timeout_ms + 2000);
+  if (ke) purge_waiting(s);
+  if (s->failed_batch) return delivery_fail(s, -EIO, err);
   if (ke)
     return tide_err_set(err, -ETIMEDOUT, "%d message%s not delivered within %d ms%s", rd_kafka_outq_len(s->rk),
                         rd_kafka_outq_len(s->rk) == 1 ? "" : "s", s->timeout_ms, last_log(s, lb, sizeof lb));
@@ -515,7 +538,10 @@ int tide_ksink_commit(tide_ksink_t *s, const char *topic, int32_t partition, int
     if (rc) tide_ksink_abort(s);
     return rc;
   }
-  int64_t deadline = now_ms() + s->timeout_ms;
+  /* every message was queued before now, so each is delivered or failed
+   * (message.timeout.ms) before this deadline: the commit then reports a
+   * failed message, not its own timeout */
+  int64_t deadline = now_ms() + s->timeout_ms + 2000;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, topic, partition);
   tp->offset = batch_id + 1;
