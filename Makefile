@@ -75,6 +75,9 @@ $(FAULT_SO): spec/fault/shim.c
 
 spec asan: $(FAULT_SO)
 
+# Kafka (issue 14): the source and sink connectors link librdkafka.
+LDLIBS   += -lrdkafka
+
 # The Kafka test broker (issue 14, tools/kafka-broker/README.md): a
 # librdkafka mock cluster with a control channel on stdin, for the Kafka
 # specs (spec/kafka_broker.lua starts it). A test tool, never sanitized,
