@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,12 @@
 #include "buf.h"
 #include "json.h"
 #include "jsonl.h"
+#include "kafka.h"
 
 struct tide_ksink {
+  /* first: the clients' opaque points here, and is both the log that
+   * core/kafka.c's log callback writes and this sink (dr_cb) */
+  tide_kafka_log_t log;
   rd_kafka_t *rk;
   int eos, in_txn, timeout_ms;
   char *bootstrap, *group;
@@ -37,7 +40,6 @@ struct tide_ksink {
   int32_t fail_partition;
   rd_kafka_resp_err_t fail_err;
   char fail_msg[256];
-  char last_log[256]; /* librdkafka's last warning or error event */
   tide_buf_t key, val, name, hval, tmp;
 };
 
@@ -51,9 +53,10 @@ static void keep(char *dst, size_t cap, const char *src) {
   snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* Delivery reports, on the thread that polls (this one). */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   (void)rk;
-  tide_ksink_t *s = opaque;
+  tide_ksink_t *s = (tide_ksink_t *)opaque; /* &s->log, the first member */
   if (!m->err) {
     s->delivered++;
     return;
@@ -63,48 +66,25 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     keep(s->fail_topic, sizeof s->fail_topic, m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
     s->fail_partition = m->partition;
     s->fail_err = m->err;
-    keep(s->fail_msg, sizeof s->fail_msg, rd_kafka_err2str(m->err));
+    tide_kafka_errtext(m->err, s->fail_msg, sizeof s->fail_msg);
   }
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  tide_ksink_t *s = rd_kafka_opaque(rk);
-  (void)fac;
-  if (s && level <= 4) keep(s->last_log, sizeof s->last_log, buf);
-}
-
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-  (void)rk;
-  (void)err;
-  tide_ksink_t *s = opaque;
-  keep(s->last_log, sizeof s->last_log, reason);
-}
-
-/* Set one setting, or fail naming it. */
-static int set(rd_kafka_conf_t *conf, const char *k, const char *v, tide_err_t *err) {
-  char why[512];
-  if (rd_kafka_conf_set(conf, k, v, why, sizeof why) != RD_KAFKA_CONF_OK)
-    return tide_err_set(err, TIDE_EINVAL, "kafka setting '%s' = '%s': %s", k, v, why);
-  return 0;
-}
-
-/* A configuration with bootstrap, tide's settings (pairs, NULL-ended), then
- * the user's; *out is NULL on failure. */
+/* A configuration: tide's settings (pairs, NULL-ended), then the user's
+ * (which may override them: the options the sink owns are refused before
+ * this, in connectors/kafka/sink.lua). *out is NULL on failure. */
 static int make_conf(tide_ksink_t *s, const char *const *own, rd_kafka_conf_t **out, tide_err_t *err) {
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  int rc = set(conf, "bootstrap.servers", s->bootstrap, err);
-  for (size_t i = 0; !rc && own[i]; i += 2) rc = set(conf, own[i], own[i + 1], err);
-  for (size_t i = 0; !rc && i < s->nkv; i++) rc = set(conf, s->kv[2 * i], s->kv[2 * i + 1], err);
-  if (rc) {
-    rd_kafka_conf_destroy(conf);
-    *out = NULL;
-    return rc;
-  }
-  rd_kafka_conf_set_opaque(conf, s);
-  rd_kafka_conf_set_log_cb(conf, log_cb);
-  rd_kafka_conf_set_error_cb(conf, error_cb);
-  *out = conf;
-  return 0;
+  size_t n = 0;
+  while (own[2 * n]) n++;
+  const char **keys = calloc(n + s->nkv + 1, sizeof *keys), **values = calloc(n + s->nkv + 1, sizeof *values);
+  int rc = keys && values ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; !rc && i < n; i++) keys[i] = own[2 * i], values[i] = own[2 * i + 1];
+  for (size_t i = 0; !rc && i < s->nkv; i++) keys[n + i] = s->kv[2 * i], values[n + i] = s->kv[2 * i + 1];
+  *out = NULL;
+  if (!rc) rc = tide_kafka_conf(s->bootstrap, keys, values, n + s->nkv, &s->log, out, err);
+  free(keys);
+  free(values);
+  return rc;
 }
 
 static char *dup(const char *p) {
@@ -126,6 +106,7 @@ void tide_ksink_free(tide_ksink_t *s) {
   free(s->bootstrap);
   free(s->group);
   free(s->rkt_name);
+  tide_kafka_log_free(&s->log);
   tide_buf_free(&s->key);
   tide_buf_free(&s->val);
   tide_buf_free(&s->name);
@@ -140,6 +121,7 @@ int tide_ksink_new(const char *bootstrap, const tide_ksink_conf_t *c, tide_ksink
     return tide_err_set(err, TIDE_EINVAL, "exactly-once needs a transactional id and a progress group");
   tide_ksink_t *s = calloc(1, sizeof *s);
   if (!s) return tide_err_set(err, -ENOMEM, "out of memory");
+  tide_kafka_log_init(&s->log);
   s->eos = c->exactly_once;
   s->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 30000;
   s->bootstrap = dup(bootstrap);
@@ -164,10 +146,11 @@ int tide_ksink_new(const char *bootstrap, const tide_ksink_conf_t *c, tide_ksink
                        /* the key's partition as Java clients (and so Spark and Kafka Streams) choose it */
                        "partitioner", "murmur2_random",
                        "message.timeout.ms", tmo,
-                       "transaction.timeout.ms", s->eos ? txn_tmo : NULL,
-                       "transactional.id", s->eos ? c->txn_id : NULL,
+                       /* exactly-once only, from here */
+                       "transaction.timeout.ms", txn_tmo,
+                       "transactional.id", c->txn_id,
                        NULL, NULL};
-  if (!s->eos) own[8] = NULL; /* no transaction settings */
+  if (!s->eos) own[8] = NULL;
   rd_kafka_conf_t *conf;
   if ((rc = make_conf(s, own, &conf, err))) {
     tide_ksink_free(s);
@@ -177,12 +160,9 @@ int tide_ksink_new(const char *bootstrap, const tide_ksink_conf_t *c, tide_ksink
   char mb[32];
   size_t mbn = sizeof mb;
   s->max_bytes = rd_kafka_conf_get(conf, "message.max.bytes", mb, &mbn) == RD_KAFKA_CONF_OK ? atoll(mb) : 1000000;
-  char why[512];
-  s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-  if (!s->rk) {
-    rd_kafka_conf_destroy(conf);
+  if ((rc = tide_kafka_new(RD_KAFKA_PRODUCER, conf, &s->rk, err))) {
     tide_ksink_free(s);
-    return tide_err_set(err, TIDE_EINVAL, "kafka producer: %s", why);
+    return rc;
   }
   *out = s;
   return 0;
@@ -193,10 +173,13 @@ void tide_ksink_stats(const tide_ksink_t *s, uint64_t *delivered, uint64_t *fail
   *failed = s->failed;
 }
 
-/* " (librdkafka: <last log line>)" when there is one, for messages. */
+/* " (last client message: <line>)" when librdkafka logged a warning or an
+ * error, for messages. */
 static const char *last_log(tide_ksink_t *s, char *out, size_t cap) {
-  if (!s->last_log[0]) return "";
-  snprintf(out, cap, " (last client message: %s)", s->last_log);
+  char line[512];
+  tide_kafka_last_log(&s->log, line, sizeof line);
+  if (!line[0]) return "";
+  snprintf(out, cap, " (last client message: %s)", line);
   return out;
 }
 
@@ -224,7 +207,7 @@ static void purge_waiting(tide_ksink_t *s) {
 /* The batch's first failed message: "topic 'x' partition 2: <error>
  * (n messages of the batch not delivered)". */
 static int delivery_fail(tide_ksink_t *s, int rc, tide_err_t *err) {
-  char lb[300];
+  char lb[600];
   const char *pl = s->failed_batch == 1 ? "" : "s";
   if (s->fail_err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || s->fail_err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
       s->fail_err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT || s->fail_err == RD_KAFKA_RESP_ERR__TIMED_OUT)
@@ -238,7 +221,7 @@ static int delivery_fail(tide_ksink_t *s, int rc, tide_err_t *err) {
 /* Fail with a transactional error: the first failed message when there is
  * one, else the error's text. */
 static int txn_fail(tide_ksink_t *s, rd_kafka_error_t *e, const char *step, tide_err_t *err) {
-  char lb[300];
+  char lb[600];
   int rc = rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
   if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT) purge_waiting(s);
   if (s->failed_batch) delivery_fail(s, rc, err);
@@ -259,12 +242,8 @@ int tide_ksink_recover(tide_ksink_t *s, const char *topic, int32_t partition, in
   rd_kafka_conf_t *conf;
   int rc = make_conf(s, own, &conf, err);
   if (rc) return rc;
-  char why[512];
-  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  if (!c) {
-    rd_kafka_conf_destroy(conf);
-    return tide_err_set(err, TIDE_EINVAL, "kafka consumer of group '%s': %s", s->group, why);
-  }
+  rd_kafka_t *c;
+  if ((rc = tide_kafka_new(RD_KAFKA_CONSUMER, conf, &c, err))) return rc;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, topic, partition);
   rd_kafka_resp_err_t ke;
@@ -276,8 +255,9 @@ int tide_ksink_recover(tide_ksink_t *s, const char *topic, int32_t partition, in
            now_ms() < deadline);
   if (!ke) ke = tp->err;
   if (ke) {
+    char et[256];
     rc = tide_err_set(err, -EIO, "reading the committed offset of group '%s' on topic '%s' partition %" PRId32 ": %s",
-                      s->group, topic, partition, rd_kafka_err2str(ke));
+                      s->group, topic, partition, tide_kafka_errtext(ke, et, sizeof et));
   } else if (tp->offset >= 1) {
     *last = tp->offset - 1;
   }
@@ -289,7 +269,9 @@ int tide_ksink_recover(tide_ksink_t *s, const char *topic, int32_t partition, in
 
 int tide_ksink_begin(tide_ksink_t *s, tide_err_t *err) {
   s->failed_batch = 0;
-  s->last_log[0] = 0;
+  pthread_mutex_lock(&s->log.mu); /* a failure quotes what this batch logged */
+  s->log.last[0] = 0;
+  pthread_mutex_unlock(&s->log.mu);
   if (!s->eos) return 0;
   rd_kafka_error_t *e = rd_kafka_begin_transaction(s->rk);
   if (e) return txn_fail(s, e, "beginning a transaction", err);
@@ -510,7 +492,8 @@ int tide_ksink_produce(tide_ksink_t *s, const tide_batch_t *b, const tide_ksink_
       if (ke == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
         return tide_err_set(err, TIDE_EINVAL, "topic '%s': row %u: partition %" PRId32 " does not exist", topic,
                             r + 1, part);
-      return tide_err_set(err, -EIO, "topic '%s': row %u: %s", topic, r + 1, rd_kafka_err2str(ke));
+      char et[256];
+      return tide_err_set(err, -EIO, "topic '%s': row %u: %s", topic, r + 1, tide_kafka_errtext(ke, et, sizeof et));
     }
     (*n)++;
     if ((r & 1023) == 1023) rd_kafka_poll(s->rk, 0); /* serve delivery reports as we go */
@@ -522,7 +505,7 @@ int tide_ksink_produce(tide_ksink_t *s, const tide_batch_t *b, const tide_ksink_
  * comes within message.timeout.ms, so the slack only covers the reports'
  * own way back). */
 static int flush_all(tide_ksink_t *s, tide_err_t *err) {
-  char lb[300];
+  char lb[600];
   rd_kafka_resp_err_t ke = rd_kafka_flush(s->rk, s->timeout_ms + 2000);
   if (ke) purge_waiting(s);
   if (s->failed_batch) return delivery_fail(s, -EIO, err);

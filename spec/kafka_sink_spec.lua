@@ -12,7 +12,7 @@ local tide = require "tide"
 local core = require "tide.core"
 local support = require "support"
 local kafka_broker = require "kafka_broker"
-local ksink = require "tide.connectors.kafka.sink"
+local ksink = require("tide.connectors.kafka.sink").sinks.kafka
 
 local tmpname, sh_quote = support.tmpname, support.sh_quote
 
@@ -141,7 +141,7 @@ describe("the kafka sink", function()
       err_of { bootstrap = b.bootstrap, topic = "x", headers = "t", checkpoint = tmpname() })
     assert.matches("option 'key': 'nope %+ 1' is neither a column", err_of { bootstrap = b.bootstrap, topic = "x",
       key = "nope + 1", checkpoint = tmpname() })
-    assert.matches("kafka setting 'linger.ms' = 'soon'", err_of { bootstrap = b.bootstrap, topic = "x",
+    assert.matches("kafka option 'linger.ms': ", err_of { bootstrap = b.bootstrap, topic = "x",
       kafka = { ["linger.ms"] = "soon" }, checkpoint = tmpname() })
     assert.matches("needs a checkpoint directory", err_of { bootstrap = b.bootstrap, topic = "x" })
   end)

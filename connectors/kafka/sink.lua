@@ -168,7 +168,7 @@ local function producer(o, kv, eos, id)
   return p
 end
 
-local M = { options = OPTIONS }
+local M = { options = OPTIONS } -- the sink's descriptor
 
 function M.label(o)
   return format("KafkaSink[%s@%s]", o.topic or ("column " .. tostring(o.topic_column)), tostring(o.bootstrap))
@@ -254,4 +254,4 @@ function M.write(f, opts, level)
   return n
 end
 
-return M
+return { sinks = { kafka = M } }
