@@ -236,6 +236,13 @@ int tide_ksink_recover(tide_ksink_t *s, const char *topic, int32_t partition, in
   int64_t deadline = now_ms() + s->timeout_ms;
   rd_kafka_error_t *e = TXN_RETRY(s, deadline, rd_kafka_init_transactions(s->rk, s->timeout_ms));
   if (e) return txn_fail(s, e, "initialising transactions", err);
+  return tide_ksink_committed(s, topic, partition, last, err);
+}
+
+int tide_ksink_committed(tide_ksink_t *s, const char *topic, int32_t partition, int64_t *last, tide_err_t *err) {
+  *last = -1;
+  if (!s->group) return tide_err_set(err, TIDE_EINVAL, "no progress group");
+  int64_t deadline = now_ms() + s->timeout_ms;
   /* the committed offset, through a consumer of the progress group that
    * never joins it (no subscribe): read_committed asks for stable offsets */
   const char *own[] = {"group.id", s->group, "enable.auto.commit", "false", "isolation.level", "read_committed", NULL, NULL};

@@ -55,7 +55,7 @@ typedef struct tide_ksink_conf {
   size_t nkv;
   int exactly_once;      /* 1: transactions (txn_id and group required); 0: idempotent producer */
   const char *txn_id;    /* transactional.id */
-  const char *group;     /* the progress group (its committed offset records the last batch) */
+  const char *group;     /* the progress group (its committed offset records the last batch), or NULL */
   int timeout_ms;        /* the bound for delivery and for each transactional step */
 } tide_ksink_conf_t;
 
@@ -69,6 +69,10 @@ void tide_ksink_free(tide_ksink_t *s); /* NULL is allowed */
  * the progress group's committed offset on (topic, partition): *last gets
  * the batch id it records, or -1 when there is none. */
 int tide_ksink_recover(tide_ksink_t *s, const char *topic, int32_t partition, int64_t *last, tide_err_t *err);
+
+/* Only the committed offset's batch id, as tide_ksink_recover reads it
+ * (for tools and tests; it fences nothing). The group must be set. */
+int tide_ksink_committed(tide_ksink_t *s, const char *topic, int32_t partition, int64_t *last, tide_err_t *err);
 
 typedef struct tide_ksink_map {
   const char *topic;          /* the fixed topic, or NULL with topic_col */

@@ -6,6 +6,7 @@
  *                                kafka = { ["key"] = "value", ... } })
  *                                        -> tide.KafkaSink | nil, msg, ENAME
  *   ks:recover(topic, partition)         -> last batch id (-1: none) | nil, msg, ENAME
+ *   ks:committed(topic, partition)       -> the same, read only (no fencing)
  *   ks:begin()                           -> true | nil, msg, ENAME
  *   ks:produce(batch, map)               -> rows queued | nil, msg, ENAME
  *        map: { topic = name | topic_col = i, key_batch = Batch, key_col = i,
@@ -99,18 +100,23 @@ static int l_new(lua_State *L) {
   return 1;
 }
 
-static int l_recover(lua_State *L) {
+static int recover(lua_State *L, int fence) {
   tide_ksink_t *s = check(L);
   const char *topic = tide_l_check_cname(L, 2, "topic name", 0);
   lua_Integer p = luaL_checkinteger(L, 3);
   luaL_argcheck(L, p >= 0 && p <= INT32_MAX, 3, "partition out of range");
   int64_t last;
   tide_err_t err = {0, ""};
-  int rc = tide_ksink_recover(s, topic, (int32_t)p, &last, &err);
+  int rc = fence ? tide_ksink_recover(s, topic, (int32_t)p, &last, &err)
+                 : tide_ksink_committed(s, topic, (int32_t)p, &last, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushinteger(L, last);
   return 1;
 }
+
+static int l_recover(lua_State *L) { return recover(L, 1); }
+
+static int l_committed(lua_State *L) { return recover(L, 0); }
 
 static int l_begin(lua_State *L) {
   tide_ksink_t *s = check(L);
@@ -196,7 +202,7 @@ static int l_stats(lua_State *L) {
 }
 
 int tide_l_kafka_sink_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"recover", l_recover}, {"begin", l_begin}, {"produce", l_produce},
+  static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin}, {"produce", l_produce},
                                      {"commit", l_commit},   {"abort", l_abort}, {"stats", l_stats},
                                      {"close", l_close},     {NULL, NULL}};
   tide_l_class(L, KSINK_MT, methods, l_close, 1);
