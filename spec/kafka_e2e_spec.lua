@@ -23,7 +23,6 @@
 -- aborted and open transactions to read_committed readers and drops the
 -- transactional offset commits, and this spec then fails.
 
-local tide = require "tide"
 local core = require "tide.core"
 local support = require "support"
 local kafka_broker = require "kafka_broker"

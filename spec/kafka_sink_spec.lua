@@ -284,8 +284,8 @@ q:await()
       checkpoint = ck, timeout = "2 seconds" })
     local ok, err = pcall(q.process_all_available, q)
     assert.is_false(ok)
-    assert.matches("batch 0: sink KafkaSink%[gone@.-%]: topic 'gone' partition %d: 3 messages of the batch not delivered " ..
-      "within 2000 ms %(last client message: .*Connection refused", err)
+    assert.matches("batch 0: sink KafkaSink%[gone@.-%]: topic 'gone' partition %d: 3 messages of the batch not " ..
+      "delivered within 2000 ms %(last client message: .*Connection refused", err)
     assert.is_false(q:is_active())
     c = core.checkpoint(ck, { read_only = true })
     local off, com = c:latest()
