@@ -179,6 +179,26 @@ describe("the kafka sink", function()
       assert.same({ 1, 2, 3, 4 }, ids)
     end)
 
+    it("aborts the open transaction of a run that died inside it, and fences that run's producer", function()
+      b:create_topic("open", 2)
+      -- the dead run: a batch's messages produced, its transaction never ended
+      local dead = assert(core.kafka_sink(b.bootstrap, { exactly_once = true, txn_id = "tide-q-open",
+        group = "tide-q-open", timeout = 10000 }))
+      assert.equal(-1, dead:recover("open", 0))
+      assert(dead:begin())
+      assert.equal(2, dead:produce(batch { 1, 2 }, { topic = "open", key_col = 1 }))
+      -- the restarted run writes the batch again
+      local s = sink("open", "q-open", true)
+      assert.equal(2, s:add_batch(0, { batch { 1, 2 } }, "append", schema))
+      s:stop()
+      -- the dead run's producer is fenced: its commit fails
+      local ok, msg = dead:commit("open", 0, 0)
+      assert.is_nil(ok)
+      assert.matches("fenced", msg:lower())
+      dead:close()
+      assert.same({ "1", "2" }, consume(b, "open", "%k\\n"))
+    end)
+
     it("writes it again with exactly_once = false (the idempotent producer: at-least-once)", function()
       b:create_topic("twice", 1)
       local s = sink("twice", "q-twice", false)

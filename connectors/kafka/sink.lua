@@ -182,7 +182,10 @@ function M.new(o, ctx)
   local map, key
   if ctx.schema then map, key = plan(o, ctx.schema) end
   local p = producer(o, kv, eos, eos and id or nil)
-  local last -- the last batch id committed, once read
+  -- the last batch id committed, read at the first batch: that step also
+  -- fences the crashed run's producer and aborts its open transaction (a
+  -- crash inside a transaction leaves its batch to run again, first thing)
+  local last
   local sink = {
     description = M.label(o),
     needs_checkpoint = eos,
