@@ -94,7 +94,10 @@ static char *dup(const char *p) {
 void tide_ksink_free(tide_ksink_t *s) {
   if (!s) return;
   if (s->rk) {
-    if (s->in_txn) rd_kafka_error_destroy(rd_kafka_abort_transaction(s->rk, s->timeout_ms));
+    /* best effort, briefly: the next run's init_transactions (or the
+     * broker's transaction timeout) aborts it anyway */
+    if (s->in_txn)
+      rd_kafka_error_destroy(rd_kafka_abort_transaction(s->rk, s->timeout_ms < 2000 ? s->timeout_ms : 2000));
     if (s->rkt) rd_kafka_topic_destroy(s->rkt);
     /* what is still queued is not wanted: the batch failed or was aborted */
     rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -214,8 +217,8 @@ static int delivery_fail(tide_ksink_t *s, int rc, tide_err_t *err) {
     return tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %" PRIu64 " message%s of the batch not delivered "
                         "within %d ms%s", s->fail_topic, s->fail_partition, s->failed_batch, pl, s->timeout_ms,
                         last_log(s, lb, sizeof lb));
-  return tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %s (%" PRIu64 " message%s of the batch not delivered)",
-                      s->fail_topic, s->fail_partition, s->fail_msg, s->failed_batch, pl);
+  return tide_err_set(err, rc, "topic '%s' partition %" PRId32 ": %s (%" PRIu64 " message%s of the batch not "
+                      "delivered)", s->fail_topic, s->fail_partition, s->fail_msg, s->failed_batch, pl);
 }
 
 /* Fail with a transactional error: the first failed message when there is
@@ -245,7 +248,8 @@ int tide_ksink_committed(tide_ksink_t *s, const char *topic, int32_t partition, 
   int64_t deadline = now_ms() + s->timeout_ms;
   /* the committed offset, through a consumer of the progress group that
    * never joins it (no subscribe): read_committed asks for stable offsets */
-  const char *own[] = {"group.id", s->group, "enable.auto.commit", "false", "isolation.level", "read_committed", NULL, NULL};
+  const char *own[] = {"group.id", s->group, "enable.auto.commit", "false", "isolation.level", "read_committed",
+                       NULL, NULL};
   rd_kafka_conf_t *conf;
   int rc = make_conf(s, own, &conf, err);
   if (rc) return rc;

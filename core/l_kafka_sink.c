@@ -32,7 +32,7 @@ typedef struct {
 
 static tide_ksink_t *check(lua_State *L) {
   l_ksink_t *u = luaL_checkudata(L, 1, KSINK_MT);
-  if (!u->s) luaL_error(L, "kafka sink is closed");
+  if (!u->s) luaL_error(L, "attempt to use a closed tide.KafkaSink");
   return u->s;
 }
 
@@ -154,7 +154,8 @@ static int l_produce(lua_State *L) {
   m.kb = lua_isnil(L, -1) ? b : tide_l_check_batch(L, -1);
   lua_pop(L, 1);
   m.key_col = col_field(L, 3, "key_col", m.kb);
-  if (m.kb->nrows != b->nrows) return luaL_error(L, "produce: the key batch has %u rows, the batch %u", m.kb->nrows, b->nrows);
+  if (m.kb->nrows != b->nrows)
+    return luaL_error(L, "produce: the key batch has %u rows, the batch %u", m.kb->nrows, b->nrows);
   m.value_col = col_field(L, 3, "value_col", b);
   m.headers_col = col_field(L, 3, "headers_col", b);
   m.partition_col = col_field(L, 3, "partition_col", b);
@@ -202,9 +203,9 @@ static int l_stats(lua_State *L) {
 }
 
 int tide_l_kafka_sink_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin}, {"produce", l_produce},
-                                     {"commit", l_commit},   {"abort", l_abort}, {"stats", l_stats},
-                                     {"close", l_close},     {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin},
+                                     {"produce", l_produce}, {"commit", l_commit},       {"abort", l_abort},
+                                     {"stats", l_stats},     {"close", l_close},         {NULL, NULL}};
   tide_l_class(L, KSINK_MT, methods, l_close, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "kafka_sink");
