@@ -33,7 +33,33 @@ local KILLS = 30
 local N, PARTS, PER_TRIGGER = 6000, 3, 150
 
 local CHILD = support.CHILD_PRELUDE .. [[
-local pipeline, bs, out, ck, done = arg[1], arg[2], arg[3], arg[4], arg[5]
+local pipeline, bs, out, ck, done, crash, crash_batch = arg[1], arg[2], arg[3], arg[4], arg[5], arg[6],
+  tonumber(arg[7])
+-- A kill at a chosen instant of batch crash_batch: "before" its transaction
+-- begins, "inside" it (messages produced, the commit not sent), "after" the
+-- Kafka commit (before the checkpoint's). The producer's methods are
+-- wrapped (tide.KafkaSink's metatable), and the process kills itself.
+if crash then
+  local function die()
+    local pid = io.open("/proc/self/stat"):read("a"):match("^(%d+)")
+    os.execute("kill -9 " .. pid)
+    while true do end
+  end
+  local m = debug.getregistry()["tide.KafkaSink"].__index
+  local begin, commit = m.begin, m.commit
+  local begins = 0 -- on a new checkpoint every batch here begins one transaction: call k is batch k - 1
+  function m.begin(self)
+    begins = begins + 1
+    if crash == "before" and begins == crash_batch + 1 then die() end
+    return begin(self)
+  end
+  function m.commit(self, topic, partition, id)
+    if crash == "inside" and id == crash_batch then die() end
+    local ok, err = commit(self, topic, partition, id)
+    if crash == "after" and id == crash_batch then die() end
+    return ok, err
+  end
+end
 -- ~2 ms on one row in 20, so that a batch takes a while and kills land
 -- inside its transaction and between its commits
 local function spin(r)
@@ -227,7 +253,7 @@ end
 local function report(what, seed, stats, n, whole_ms)
   io.stderr:write(string.format("\n[kafka_e2e_spec] %s, seed %d: %d kills (%d between offset log and commit, %d of " ..
     "them after the Kafka commit), %d runs, %d messages out (an uninterrupted run: %d ms)\n", what, seed, stats.kills,
-    stats.mid, stats.after_kafka, stats.runs, n, whole_ms))
+    stats.mid, stats.after_kafka, stats.runs, n, math.floor(whole_ms)))
 end
 
 describe("Kafka -> tide -> Kafka, killed with SIGKILL and restarted on its checkpoint", function()
@@ -263,6 +289,29 @@ describe("Kafka -> tide -> Kafka, killed with SIGKILL and restarted on its check
     assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
     rm(ck, ck2)
   end
+
+  -- One kill at each instant of batch 5 that matters, then a restart: the
+  -- output is exactly the expected rows each time.
+  it("killed before a batch's transaction, inside it, and between the Kafka commit and the checkpoint's: " ..
+    "each time, exactly the rows", function()
+    local K = 5
+    for _, instant in ipairs { "before", "inside", "after" } do
+      local ck, out = tmpname(), "at_" .. instant
+      b:create_topic(out, PARTS)
+      local p = spawn(script, { "select", sh_quote(b.bootstrap), out, ck, done, instant, K }, errf)
+      p:read("a")
+      p:close()
+      assert.equal("", support.read_file(errf))
+      assert.is_false(support.exists(done), instant .. ": the run was not killed")
+      local n, qid = pending(ck)
+      assert.equal(K, n, instant .. ": batch " .. K .. " is logged, not committed")
+      -- the Kafka side of the instant: batch K committed there only "after"
+      assert.equal(instant == "after" and K or K - 1, progress(b, qid, out), instant)
+      run_once(script, { "select", sh_quote(b.bootstrap), out, ck, done }, errf)
+      assert.same(expected_select(), select_rows(b, out), instant)
+      rm(ck)
+    end
+  end)
 
   it("where + select: the messages of an uninterrupted run, none lost or repeated", function()
     case("select", select_rows, expected_select(), "Kafka -> where/select -> Kafka")
