@@ -298,6 +298,7 @@ describe("Kafka -> tide -> Kafka, killed with SIGKILL and restarted on its check
     for _, instant in ipairs { "before", "inside", "after" } do
       local ck, out = tmpname(), "at_" .. instant
       b:create_topic(out, PARTS)
+      os.remove(done)
       local p = spawn(script, { "select", sh_quote(b.bootstrap), out, ck, done, instant, K }, errf)
       p:read("a")
       p:close()
