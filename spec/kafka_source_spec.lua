@@ -20,7 +20,6 @@ local kafka_broker = require "kafka_broker"
 local kafka = require "tide.connectors.kafka"
 
 local SRC = kafka.sources.kafka
-local json = util.json_encode
 local sh_quote, tmpname = support.sh_quote, support.tmpname
 
 local function opts(o) return util.check_options(o, SRC.options, "read_stream(kafka)") end
@@ -131,7 +130,8 @@ describe("the Kafka source", function()
       assert.matches("option 'include_metadata' needs option 'format'",
         schema_err { bootstrap = "h:1", subscribe = "a", include_metadata = true })
       assert.matches("needs option 'dead_letter_topic'",
-        schema_err { bootstrap = "h:1", subscribe = "a", format = "json", schema = "id int", bad_records = "dead_letter" })
+        schema_err { bootstrap = "h:1", subscribe = "a", format = "json", schema = "id int",
+          bad_records = "dead_letter" })
       assert.matches("'starting_offsets' and 'starting_timestamp' exclude each other",
         schema_err { bootstrap = "h:1", subscribe = "a", starting_offsets = "earliest", starting_timestamp = 5 })
       assert.matches("unknown option 'subscribePattern'",
@@ -150,7 +150,8 @@ describe("the Kafka source", function()
     it("give the message columns, or the schema and the kafka_ columns", function()
       assert.equal("key string?, value string?, topic string, partition int, offset int, timestamp timestamp?, " ..
         "timestamp_type int, headers json?", SRC.schema(opts { bootstrap = "h:1", subscribe = "a" }))
-      assert.equal("id int", SRC.schema(opts { bootstrap = "h:1", subscribe = "a", format = "json", schema = "id int" }))
+      assert.equal("id int",
+        SRC.schema(opts { bootstrap = "h:1", subscribe = "a", format = "json", schema = "id int" }))
       assert.equal("id int, kafka_key string?, kafka_topic string, kafka_partition int, kafka_offset int, " ..
         "kafka_timestamp timestamp?, kafka_timestamp_type int, kafka_headers json?",
         SRC.schema(opts { bootstrap = "h:1", subscribe = "a", format = "json", schema = "id int",
@@ -166,7 +167,8 @@ describe("the Kafka source", function()
       b:create_topic(t, 3)
       produce(b, t, 0, ids(1, 3), { "h1=v1", "h2=v2" })
       produce(b, t, 2, { '{"id":4}' })
-      local src = new_source { bootstrap = b.bootstrap, subscribe = t .. ", nosuchtopic", starting_offsets = "earliest" }
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t .. ", nosuchtopic",
+        starting_offsets = "earliest" }
       local stop, rows = step(src, nil, 0)
       assert.same({ [t] = { ["0"] = 3, ["1"] = 0, ["2"] = 1 } }, stop)
       assert.same({ t .. "/0/0", t .. "/0/1", t .. "/0/2", t .. "/2/0" }, where(rows))
@@ -194,7 +196,8 @@ describe("the Kafka source", function()
         b:create_topic(base .. s, 1)
         produce(b, base .. s, 0, { "v" .. s })
       end
-      local src = new_source { bootstrap = b.bootstrap, subscribe_pattern = base .. "-.*", starting_offsets = "earliest" }
+      local src = new_source { bootstrap = b.bootstrap, subscribe_pattern = base .. "-.*",
+        starting_offsets = "earliest" }
       local stop, rows = step(src, nil, 0)
       assert.same({ [base .. "-eu"] = { ["0"] = 1 }, [base .. "-us"] = { ["0"] = 1 } }, stop)
       assert.same({ base .. "-eu/0/0", base .. "-us/0/0" }, where(rows))
@@ -476,6 +479,9 @@ describe("the Kafka source", function()
         out[id] = #rows
       end }, { checkpoint = ck, trigger = "available_now" })
       q:await()
+      local total = 0
+      for _, k in pairs(out) do total = total + k end
+      assert.equal(8, total)
       local progress = q:recent_progress()
       assert.same({ [t] = { ["0"] = 4, ["1"] = 0 } }, progress[1].sources[1].lag)
       assert.same({ [t] = { ["0"] = 0, ["1"] = 0 } }, progress[#progress].sources[1].lag)

@@ -569,7 +569,8 @@ M.sources.kafka = {
     local self = setmetatable({
       description = description, replayable = true,
       _reader = reader, _subscribe = o.subscribe and split_list(o.subscribe), _pattern = o.subscribe_pattern,
-      _assign = assign, _starting = o.starting_offsets or (ts == nil and "latest" or nil), _timestamp = ts, _limit = o.max_offsets_per_trigger,
+      _assign = assign, _starting = o.starting_offsets or (ts == nil and "latest" or nil), _timestamp = ts,
+      _limit = o.max_offsets_per_trigger,
       _fail_on_loss = o.fail_on_data_loss ~= false, _group = o.group_id, _lost = 0,
       _dl_name = o.dead_letter_topic, _store = o.store,
       _writer = format("%s/dead_letter/%s", tostring(ctx and ctx.query_id), tostring(ctx and ctx.index or 1)),
