@@ -22,10 +22,29 @@
 --    b:command("ping")                             -- any command line; the text after "ok"
 --    b:stop()                                      -- quit; safe to call twice
 --
--- A command the broker refuses raises `kafka_broker: <command>: <why>`. The
--- broker also exits when its stdin closes and when this process dies, so a
--- spec that errors never leaves it running; stop() (or the object being
--- collected) ends it at once.
+-- Clients (tools/kafka-broker/txclient.c), for what kcat cannot do:
+--
+--    local p = b:client("my-txn-id", { ["transaction.timeout.ms"] = 5000 })  -- a transactional producer
+--    p:init(); p:begin(); p:produce("orders", 0, "k", "v")  -- returns partition, offset
+--    p:produce_at("orders", 0, 1700000000000, "k", "v")  -- with that timestamp (ms)
+--    p:produce_n("orders", 0, 100, "row")          -- row-0 .. row-99
+--    p:send_offsets("group", "in", 0, 42, "meta")  -- committed with the transaction
+--    p:commit() / p:abort()
+--    p:committed("group", "in", 0)                 -- the group's committed offset, metadata
+--    p:create_topic("t", 3); p:create_partitions("t", 5); p:delete_records("t", 0, 10)  -- admin requests
+--    p:try("commit")                               -- nil, "error text" instead of raising
+--    p:stop()
+--
+-- Reading with kcat (Debian's, a standard client):
+--
+--    b:read("orders", { isolation = "read_committed", partition = 0 })
+--      -- every message up to the end (the last stable offset for read_committed, the default),
+--      -- as { topic =, partition =, offset =, key =, value = } in partition and offset order
+--
+-- A command the broker or the client refuses raises `kafka_broker: <command>: <why>`.
+-- Both exit when their stdin closes and when this process dies, so a spec that
+-- errors never leaves them running; stop() (or the object being collected) ends
+-- them at once.
 local M = {}
 
 local ROOT = (function()
@@ -34,8 +53,9 @@ local ROOT = (function()
   return (src:gsub("/spec/[^/]*$", ""))
 end)()
 
--- Always build/ (not the ASan build): it is a test tool, like build/libtidefault.so.
+-- Always build/ (not the ASan build): test tools, like build/libtidefault.so.
 M.BIN = os.getenv("TIDE_KAFKA_BROKER") or (ROOT .. "/build/tide-kafka-broker")
+M.CLIENT = os.getenv("TIDE_KAFKA_TXCLIENT") or (ROOT .. "/build/tide-kafka-txclient")
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -47,11 +67,13 @@ local function sh(cmd)
   return (out:gsub("%s+$", ""))
 end
 
-local Broker = {}
-Broker.__index = Broker
+-- A child process driven by lines: commands on its stdin (a pipe), answers
+-- on its stdout (a FIFO), its stderr in a file.
+local Proc = {}
+Proc.__index = Proc
 
--- Whether the broker still runs (an exited child stays a zombie until
--- reaped, and a write to its pipe would kill this process with SIGPIPE).
+-- Whether it still runs (an exited child stays a zombie until reaped, and a
+-- write to its pipe would kill this process with SIGPIPE).
 local function alive(self)
   local f = self.pid and io.open("/proc/" .. self.pid .. "/stat", "r")
   if not f then return false end
@@ -70,58 +92,31 @@ local function read_log(self)
 end
 
 --- Send one command line; return the text after "ok" ("" when none).
-function Broker:command(line)
-  if self.stopped then error("kafka_broker: " .. line .. ": the broker is stopped", 2) end
+function Proc:command(line)
+  local ok, res = self:try(line)
+  if ok == nil then error("kafka_broker: " .. line .. ": " .. res, 2) end
+  return ok
+end
+
+--- Like command, but a refusal returns nil and the reason.
+function Proc:try(line)
+  if self.stopped then error("kafka_broker: " .. line .. ": the " .. self.what .. " is stopped", 2) end
   if self.pid and not alive(self) then
-    error("kafka_broker: " .. line .. ": the broker is gone (" .. read_log(self) .. ")", 2)
+    error("kafka_broker: " .. line .. ": the " .. self.what .. " is gone (" .. read_log(self) .. ")", 2)
   end
   self.stdin:write(line, "\n")
   self.stdin:flush()
   local answer = self.stdout:read("l")
   if not answer then
-    error("kafka_broker: " .. line .. ": the broker exited (" .. read_log(self) .. ")", 2)
+    error("kafka_broker: " .. line .. ": the " .. self.what .. " exited (" .. read_log(self) .. ")", 2)
   end
   local rest = answer:match("^ok ?(.*)$")
   if rest then return rest end
-  error("kafka_broker: " .. line .. ": " .. (answer:match("^error (.*)$") or answer), 2)
+  return nil, (answer:match("^error (.*)$") or answer)
 end
 
-local function cmd(name, n)
-  return function(self, ...)
-    local args = table.pack(...)
-    if args.n < n then error(string.format("kafka_broker: %s needs %d arguments, got %d", name, n, args.n), 2) end
-    local parts = { name }
-    for i = 1, args.n do parts[#parts + 1] = tostring(args[i]) end
-    local ok, res = pcall(self.command, self, table.concat(parts, " "))
-    if not ok then error(res, 2) end
-    return res
-  end
-end
-
-Broker.create_topic = cmd("create_topic", 2)
-Broker.add_partitions = cmd("add_partitions", 2)
-Broker.broker_down = cmd("broker_down", 1)
-Broker.broker_up = cmd("broker_up", 1)
-Broker.push_errors = cmd("push_errors", 3)
-Broker.broker_errors = cmd("broker_errors", 3)
-Broker.clear_errors = cmd("clear_errors", 1)
-Broker.rtt = cmd("rtt", 2)
-Broker.log_start = cmd("log_start", 3)
-Broker.topic_error = cmd("topic_error", 2)
-Broker.leader = cmd("leader", 3)
-Broker.coordinator = cmd("coordinator", 3)
-
-local offsets = cmd("offsets", 2)
---- The partition's log start offset, log end offset and last stable offset.
-function Broker:offsets(topic, partition)
-  local ok, res = pcall(offsets, self, topic, partition)
-  if not ok then error(res, 2) end
-  local a, b, c = res:match("^(%-?%d+) (%-?%d+) (%-?%d+)$")
-  return tonumber(a), tonumber(b), tonumber(c)
-end
-
---- Stop the broker and remove its directory; safe to call twice.
-function Broker:stop()
+--- Stop it and remove its directory; safe to call twice.
+function Proc:stop()
   if self.stopped then return end
   self.stopped = true
   if alive(self) then
@@ -131,13 +126,163 @@ function Broker:stop()
       self.stdout:read("l")
     end)
   end
-  pcall(self.stdin.close, self.stdin) -- waits for the broker to exit
+  pcall(self.stdin.close, self.stdin) -- waits for it to exit
   pcall(self.stdout.close, self.stdout)
   os.execute("rm -rf " .. q(self.dir))
 end
 
-Broker.__gc = Broker.stop
-Broker.__close = Broker.stop
+Proc.__gc = Proc.stop
+Proc.__close = Proc.stop
+
+-- Start `bin args...`; its first line must match `first`. Returns the object
+-- (of metatable `mt`, whose __index chain reaches Proc) and that line.
+local function spawn(mt, what, bin, args, first)
+  local f = io.open(bin, "rb")
+  if not f then error("kafka_broker: " .. bin .. " is missing (run `make kafka-broker`)", 3) end
+  f:close()
+  local dir = sh("mktemp -d /tmp/tide-kafka.XXXXXX")
+  sh("mkfifo " .. q(dir .. "/out"))
+  local argv = {}
+  for i, a in ipairs(args) do argv[i] = q(a) end
+  -- exec: the program is this process's child, so it dies with it
+  -- (PR_SET_PDEATHSIG). Never under the sanitizer runtime that `make asan`
+  -- preloads into the specs.
+  local stdin = io.popen(string.format("exec env -u LD_PRELOAD %s %s >%s 2>%s", q(bin), table.concat(argv, " "),
+    q(dir .. "/out"), q(dir .. "/log")), "w")
+  local stdout = io.open(dir .. "/out", "r")
+  local p = setmetatable({ dir = dir, stdin = stdin, stdout = stdout, what = what }, mt)
+  local line = stdout:read("l")
+  if not line or not line:match(first) then
+    local log = read_log(p)
+    p.stopped = true
+    pcall(stdin.close, stdin)
+    stdout:close()
+    os.execute("rm -rf " .. q(dir))
+    error("kafka_broker: " .. bin .. " did not start: " .. (line or "") .. " " .. log, 3)
+  end
+  p.pid = tonumber(p:command("pid"))
+  return p, line
+end
+
+-- Methods that send `name arg1 arg2 ...` with at least n arguments.
+local function commands(class, names)
+  for name, n in pairs(names) do
+    class[name] = function(self, ...)
+      local args = table.pack(...)
+      if args.n < n then error(string.format("kafka_broker: %s needs %d arguments, got %d", name, n, args.n), 2) end
+      local parts = { name }
+      for i = 1, args.n do parts[#parts + 1] = tostring(args[i]) end
+      local ok, res = pcall(self.command, self, table.concat(parts, " "))
+      if not ok then error(res, 2) end
+      return res
+    end
+  end
+end
+
+local Broker = setmetatable({}, { __index = Proc })
+Broker.__index = Broker
+Broker.__gc = Proc.stop
+Broker.__close = Proc.stop
+
+commands(Broker, {
+  create_topic = 2, add_partitions = 2, broker_down = 1, broker_up = 1, push_errors = 3, broker_errors = 3,
+  clear_errors = 1, rtt = 2, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
+})
+
+commands(Broker, { offsets = 2 })
+local offsets = Broker.offsets
+--- The partition's log start offset, log end offset and last stable offset.
+function Broker:offsets(topic, partition)
+  local ok, res = pcall(offsets, self, topic, partition)
+  if not ok then error(res, 2) end
+  local a, b, c = res:match("^(%-?%d+) (%-?%d+) (%-?%d+)$")
+  return tonumber(a), tonumber(b), tonumber(c)
+end
+
+local Client = setmetatable({}, { __index = Proc })
+Client.__index = Client
+Client.__gc = Proc.stop
+Client.__close = Proc.stop
+
+commands(Client, {
+  init = 0, begin = 0, commit = 0, abort = 0, produce_n = 4, send_offsets = 4,
+  create_topic = 2, create_partitions = 2,
+})
+
+--- Produce one message and wait for it: its partition and offset.
+function Client:produce(topic, partition, key, value)
+  local ok, res = pcall(self.command, self, string.format("produce %s %d %s %s", topic, partition, key, value))
+  if not ok then error(res, 2) end
+  local p, o = res:match("^(%-?%d+) (%-?%d+)$")
+  return tonumber(p), tonumber(o)
+end
+
+--- The same with the message's timestamp (ms).
+function Client:produce_at(topic, partition, ts, key, value)
+  local ok, res = pcall(self.command, self, string.format("produce_at %s %d %d %s %s", topic, partition, ts, key,
+    value))
+  if not ok then error(res, 2) end
+  local p, o = res:match("^(%-?%d+) (%-?%d+)$")
+  return tonumber(p), tonumber(o)
+end
+
+--- The group's committed offset of a partition (-1001: none) and its metadata.
+function Client:committed(group, topic, partition)
+  local ok, res = pcall(self.command, self, string.format("committed %s %s %d", group, topic, partition))
+  if not ok then error(res, 2) end
+  local o, meta = res:match("^(%-?%d+) ?(.*)$")
+  return tonumber(o), meta ~= "" and meta or nil
+end
+
+--- DeleteRecords: move the log start; returns the new low watermark.
+function Client:delete_records(topic, partition, offset)
+  local ok, res = pcall(self.command, self, string.format("delete_records %s %d %d", topic, partition, offset))
+  if not ok then error(res, 2) end
+  return tonumber(res)
+end
+
+--- A client of this broker: `client(transactional_id, conf)`, both optional
+--- (conf: librdkafka producer settings).
+function Broker:client(txid, conf)
+  local args = { self.bootstrap }
+  if txid then args[#args + 1] = txid end
+  local keys = {}
+  for k in pairs(conf or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do args[#args + 1] = k .. "=" .. tostring(conf[k]) end
+  local c = spawn(Client, "client", M.CLIENT, args, "^ok ready$")
+  return c
+end
+
+--- Every message of a topic (or of one partition) up to the end, read with
+--- kcat: read_committed by default (librdkafka's default too), where the end
+--- is the last stable offset. opts: isolation, partition, from (an offset,
+--- default the beginning).
+function Broker:read(topic, opts)
+  opts = opts or {}
+  local cjson = require "cjson"
+  local cmd = string.format("env -u LD_PRELOAD timeout 60 kcat -C -b %s -t %s %s -o %s -e -q -J -X isolation.level=%s",
+    q(self.bootstrap), q(topic), opts.partition and ("-p " .. opts.partition) or "", opts.from or "beginning",
+    opts.isolation or "read_committed")
+  local p = io.popen(cmd .. " 2>&1")
+  local rows, bad = {}, {}
+  for line in p:lines() do
+    local ok, m = pcall(cjson.decode, line)
+    if ok and type(m) == "table" then
+      rows[#rows + 1] = { topic = m.topic, partition = math.tointeger(m.partition), offset = math.tointeger(m.offset),
+        key = m.key ~= cjson.null and m.key or nil, value = m.payload ~= cjson.null and m.payload or nil }
+    else
+      bad[#bad + 1] = line
+    end
+  end
+  local ok = p:close()
+  if not ok then error("kafka_broker: kcat: " .. table.concat(bad, "\n"), 2) end
+  table.sort(rows, function(a, b)
+    if a.partition ~= b.partition then return a.partition < b.partition end
+    return a.offset < b.offset
+  end)
+  return rows
+end
 
 --- Start a broker: `start(n)` or `start { brokers = n }` (1 to 16).
 function M.start(opts)
@@ -147,27 +292,9 @@ function M.start(opts)
   if math.type(n) ~= "integer" or n < 1 or n > 16 then
     error("kafka_broker.start: brokers must be an integer 1 to 16, got " .. tostring(n), 2)
   end
-  local f = io.open(M.BIN, "rb")
-  if not f then error("kafka_broker.start: " .. M.BIN .. " is missing (run `make kafka-broker`)", 2) end
-  f:close()
-  local dir = sh("mktemp -d /tmp/tide-kafka.XXXXXX")
-  sh("mkfifo " .. q(dir .. "/out"))
-  -- exec: the broker is this process's child, so it dies with it (PR_SET_PDEATHSIG).
-  -- Never under the sanitizer runtime `make asan` preloads into the specs.
-  local stdin = io.popen(string.format("exec env -u LD_PRELOAD %s %d >%s 2>%s", q(M.BIN), n,
-    q(dir .. "/out"), q(dir .. "/log")), "w")
-  local stdout = io.open(dir .. "/out", "r")
-  local b = setmetatable({ dir = dir, stdin = stdin, stdout = stdout, brokers = n }, Broker)
-  b.bootstrap = stdout:read("l")
-  if not b.bootstrap or not b.bootstrap:match("^127%.0%.0%.1:%d+") then
-    local log = read_log(b)
-    b.stopped = true
-    pcall(stdin.close, stdin)
-    stdout:close()
-    os.execute("rm -rf " .. q(dir))
-    error("kafka_broker.start: " .. M.BIN .. " did not start: " .. (b.bootstrap or log), 2)
-  end
-  b.pid = tonumber(b:command("pid"))
+  local b, first = spawn(Broker, "broker", M.BIN, { tostring(n) }, "^127%.0%.0%.1:%d+")
+  b.bootstrap = first
+  b.brokers = n
   return b
 end
 

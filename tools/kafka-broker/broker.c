@@ -22,12 +22,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
-#ifndef TIDE_STOCK_RDKAFKA
-#include "tide_mock.h"
-#endif
+/* The patched source's headers (Makefile: -I build/librdkafka/src). */
+#include "rdkafka.h"
+#include "rdkafka_mock.h"
 
 #define MAX_ARGS 16
 
@@ -198,13 +195,8 @@ static void command(int argc, char **argv) {
                         reply("error add_partitions: total must be 1 to 10000, not '%s'", argv[2]);
                         return;
                 }
-#ifdef TIDE_STOCK_RDKAFKA
-                reply("error add_partitions: this build links Debian's stock librdkafka "
-                      "(run make deps for the patched one)");
-#else
-                CHECK_ERR(tide_mock_partitions_add(mcluster, argv[1], (int)a));
+                CHECK_ERR(rd_kafka_mock_topic_add_partitions(mcluster, argv[1], (int)a));
                 reply("ok");
-#endif
 
         } else if (!strcmp(c, "broker_down") || !strcmp(c, "broker_up")) {
                 NEED(2, c[7] == 'd' ? "broker_down ID" : "broker_up ID");
@@ -299,13 +291,8 @@ static void command(int argc, char **argv) {
                         reply("error log_start: partition and offset must be integers >= 0");
                         return;
                 }
-#ifdef TIDE_STOCK_RDKAFKA
-                reply("error log_start: this build links Debian's stock librdkafka "
-                      "(run make deps for the patched one)");
-#else
-                CHECK_ERR(tide_mock_partition_log_start(mcluster, argv[1], (int32_t)a, b));
+                CHECK_ERR(rd_kafka_mock_partition_set_log_start(mcluster, argv[1], (int32_t)a, b));
                 reply("ok");
-#endif
 
         } else if (!strcmp(c, "offsets")) {
                 NEED(3, "offsets TOPIC PARTITION");
@@ -313,18 +300,13 @@ static void command(int argc, char **argv) {
                         reply("error offsets: partition must be an integer >= 0");
                         return;
                 }
-#ifdef TIDE_STOCK_RDKAFKA
-                reply("error offsets: this build links Debian's stock librdkafka "
-                      "(run make deps for the patched one)");
-#else
                 {
                         int64_t start, end, stable;
-                        CHECK_ERR(tide_mock_partition_offsets(mcluster, argv[1], (int32_t)a, &start,
-                                                              &end, &stable));
+                        CHECK_ERR(rd_kafka_mock_partition_get_offsets(mcluster, argv[1], (int32_t)a,
+                                                                      &start, &end, &stable));
                         reply("ok %lld %lld %lld", (long long)start, (long long)end,
                               (long long)stable);
                 }
-#endif
 
         } else if (!strcmp(c, "topic_error")) {
                 NEED(3, "topic_error TOPIC ERROR");
