@@ -167,10 +167,56 @@ void tide_kafka_meta_free(tide_kafka_meta_t *m) {
 
 /* ---- offsets ------------------------------------------------------------- */
 
+/* Errors a later try may not have: leadership moving, a broker restarting,
+ * a request timing out. */
+static int retriable(rd_kafka_resp_err_t e) {
+  switch (e) {
+  case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+  case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+  case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+  case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+  case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+  case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+  case RD_KAFKA_RESP_ERR__TIMED_OUT:
+  case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN: return 1;
+  default: return 0;
+  }
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int tide_kafka_list_offsets(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list, int timeout_ms,
                             tide_err_t *err) {
   if (list->cnt == 0) return 0;
-  rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, list, timeout_ms);
+  int64_t *query = malloc((size_t)list->cnt * sizeof *query);
+  if (!query) return -ENOMEM;
+  for (int i = 0; i < list->cnt; i++) query[i] = list->elems[i].offset;
+  int64_t deadline = mono_ms() + timeout_ms;
+  rd_kafka_resp_err_t e;
+  while (1) {
+    int64_t left = deadline - mono_ms();
+    e = rd_kafka_offsets_for_times(rk, list, left > 100 ? (int)left : 100);
+    int again = retriable(e);
+    for (int i = 0; !e && i < list->cnt; i++)
+      if (retriable(list->elems[i].err)) again = 1;
+    if (!again || mono_ms() + 100 >= deadline) break;
+    /* retriable: wait a moment and ask again, for the whole list */
+    struct timespec pause = {0, 100 * 1000000};
+    nanosleep(&pause, NULL);
+    for (int i = 0; i < list->cnt; i++) {
+      list->elems[i].offset = query[i];
+      list->elems[i].err = 0;
+    }
+  }
+  free(query);
   char t[256];
   if (e) return tide_err_set(err, -EIO, "offsets: %s", tide_kafka_errtext(e, t, sizeof t));
   return 0;
@@ -356,12 +402,6 @@ typedef struct read_state {
   size_t nbad, capbad;
   tide_err_t *err;
 } read_state_t;
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The headers of m as a JSON array of {"key":..,"value":..} (value null
  * for a header without one) into r->headers; *none when m has none.
@@ -731,7 +771,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
     }
   }
 
-  int64_t deadline = now_ms() + r->o.timeout_ms;
+  int64_t deadline = mono_ms() + r->o.timeout_ms;
   rd_kafka_message_t *msgs[1024];
   part_t *last = NULL;
   while (pending > 0 && !rc) {
@@ -797,7 +837,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       }
     }
     for (; k < got; k++) rd_kafka_message_destroy(msgs[k]);
-    if (!rc && pending > 0 && now_ms() > deadline) {
+    if (!rc && pending > 0 && mono_ms() > deadline) {
       tide_buf_t w = TIDE_BUF_INIT;
       for (size_t i = 0; i < r->nparts; i++) {
         part_t *p = &r->parts[i];

@@ -20,6 +20,8 @@
  *                                   rows = { per range: messages read } }
  *   reader:commit(list)             list: { {topic, partition, offset}, ... }:
  *                                   commit to the consumer group (async)
+ *   reader:committed(list)          list: { {topic, partition}, ... }: the
+ *                                   group's committed offsets (-1: none)
  *   reader:close()
  *   core.kafka_match(pattern, names), core.kafka_check_bootstrap(s),
  *   core.kafka_raw_ddl, core.kafka_meta_ddl (the message columns)
@@ -340,6 +342,24 @@ static int l_reader_commit(lua_State *L) {
   return 1;
 }
 
+/* reader:committed(list) -> the group's committed offsets (-1: none) */
+static int l_reader_committed(lua_State *L) {
+  tide_kafka_reader_t *r = check_reader(L);
+  hold_t *h = push_hold(L);
+  rd_kafka_topic_partition_list_t *l = check_list(L, 2, h, RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_resp_err_t e = rd_kafka_committed(tide_kafka_reader_client(r), l, 10000);
+  if (e) {
+    char t[256];
+    return tide_l_fail(L, -EIO, "committed", tide_kafka_errtext(e, t, sizeof t));
+  }
+  lua_createtable(L, l->cnt, 0);
+  for (int i = 0; i < l->cnt; i++) {
+    lua_pushinteger(L, l->elems[i].offset < 0 ? -1 : l->elems[i].offset);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static int l_reader_close(lua_State *L) {
   l_reader_t *u = luaL_checkudata(L, 1, READER_MT);
   tide_kafka_reader_close(u->r);
@@ -400,7 +420,8 @@ static int l_kafka_match(lua_State *L) {
 int tide_l_kafka_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"schema", l_reader_schema},   {"metadata", l_reader_metadata},
                                      {"offsets", l_reader_offsets}, {"read", l_reader_read},
-                                     {"commit", l_reader_commit},   {"close", l_reader_close},
+                                     {"commit", l_reader_commit},   {"committed", l_reader_committed},
+                                     {"close", l_reader_close},
                                      {NULL, NULL}};
   tide_l_class(L, READER_MT, methods, l_reader_close, 1);
   tide_l_class(L, HOLD_MT, NULL, hold_gc, 0);

@@ -81,7 +81,8 @@ local OWNED = {
   ["enable.partition.eof"] = "the source (it finds the end of a range with it)",
 }
 
-local DEAD_LETTER_SCHEMA = "reason string, topic string, partition int, offset int, text string"
+-- (partition and offset name the store topic's own record: the message's are kafka_ columns)
+local DEAD_LETTER_SCHEMA = "reason string, kafka_topic string, kafka_partition int, kafka_offset int, text string"
 
 local function fail(msg) error(WHAT .. ": " .. msg, 0) end
 
@@ -440,7 +441,7 @@ function Source:get_batch(start, stop, batch_id)
       for _, tp in ipairs(order) do
         local t, p = tp[1], tp[2]
         local f = get(first, t, p)
-        if self._starting == nil or self._starting == "earliest" then f = max(f, get(earliest, t, p)) end
+        if self._starting == "earliest" then f = max(f, get(earliest, t, p)) end
         put(from, t, p, math.min(f, get(to, t, p)))
       end
     end
@@ -491,7 +492,12 @@ function Source:_dead_letter(bad, batch_id)
   else
     t = store:create_topic(name, { schema = DEAD_LETTER_SCHEMA })
   end
-  local ok, err = pcall(t.append, t, bad, batch_id ~= nil and { writer = self._writer, seq = batch_id } or nil)
+  local rows = {}
+  for i, x in ipairs(bad) do
+    rows[i] = { reason = x.reason, kafka_topic = x.topic, kafka_partition = x.partition, kafka_offset = x.offset,
+      text = x.text }
+  end
+  local ok, err = pcall(t.append, t, rows, batch_id ~= nil and { writer = self._writer, seq = batch_id } or nil)
   if not ok then
     error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #bad, name,
       util.strip_position(err)), 0)
@@ -563,7 +569,8 @@ M.sources.kafka = {
     local self = setmetatable({
       description = description, replayable = true,
       _reader = reader, _subscribe = o.subscribe and split_list(o.subscribe), _pattern = o.subscribe_pattern,
-      _assign = assign, _starting = o.starting_offsets, _timestamp = ts, _limit = o.max_offsets_per_trigger,
+      _assign = assign, _starting = o.starting_offsets or (ts == nil and "latest" or nil), _timestamp = ts,
+      _limit = o.max_offsets_per_trigger,
       _fail_on_loss = o.fail_on_data_loss ~= false, _group = o.group_id, _lost = 0,
       _dl_name = o.dead_letter_topic, _store = o.store,
       _writer = format("%s/dead_letter/%s", tostring(ctx and ctx.query_id), tostring(ctx and ctx.index or 1)),
