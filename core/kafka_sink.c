@@ -265,7 +265,10 @@ int tide_ksink_committed(tide_ksink_t *s, const char *topic, int32_t partition, 
             ke == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS) &&
            now_ms() < deadline);
   if (!ke) ke = tp->err;
-  if (ke) {
+  if (ke == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    rc = tide_err_set(err, TIDE_ENOTFOUND, "the progress topic '%s' (partition %" PRId32 ") does not exist: create "
+                      "it, or name an existing topic with option 'progress_topic'", topic, partition);
+  } else if (ke) {
     char et[256];
     rc = tide_err_set(err, -EIO, "reading the committed offset of group '%s' on topic '%s' partition %" PRId32 ": %s",
                       s->group, topic, partition, tide_kafka_errtext(ke, et, sizeof et));

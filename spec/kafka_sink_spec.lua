@@ -126,6 +126,11 @@ describe("the kafka sink", function()
   it("refuses options that cannot work, naming what is allowed", function()
     local ms = tide.memory_stream("id int, t string")
     local f = ms:frame()
+    local dirs = {}
+    local function tmpck()
+      dirs[#dirs + 1] = tmpname()
+      return dirs[#dirs]
+    end
     local function err_of(opts)
       local ok, e = pcall(f.write_stream, f, "kafka", opts)
       assert.is_false(ok)
@@ -134,16 +139,24 @@ describe("the kafka sink", function()
     assert.matches("option 'bootstrap' is required", err_of { topic = "x" })
     assert.matches("give one of option 'topic'", err_of { bootstrap = b.bootstrap })
     assert.matches("'progress_topic' is required", err_of { bootstrap = b.bootstrap, topic_column = "t",
-      checkpoint = tmpname() })
+      checkpoint = tmpck() })
     assert.matches("'transactional.id' is set by the query id", err_of { bootstrap = b.bootstrap, topic = "x",
-      kafka = { ["transactional.id"] = "mine" }, checkpoint = tmpname() })
+      kafka = { ["transactional.id"] = "mine" }, checkpoint = tmpck() })
     assert.matches("option 'headers': column 't' is string; it must be json",
-      err_of { bootstrap = b.bootstrap, topic = "x", headers = "t", checkpoint = tmpname() })
+      err_of { bootstrap = b.bootstrap, topic = "x", headers = "t", checkpoint = tmpck() })
     assert.matches("option 'key': 'nope %+ 1' is neither a column", err_of { bootstrap = b.bootstrap, topic = "x",
-      key = "nope + 1", checkpoint = tmpname() })
+      key = "nope + 1", checkpoint = tmpck() })
     assert.matches("kafka option 'linger.ms': ", err_of { bootstrap = b.bootstrap, topic = "x",
-      kafka = { ["linger.ms"] = "soon" }, checkpoint = tmpname() })
+      kafka = { ["linger.ms"] = "soon" }, checkpoint = tmpck() })
     assert.matches("needs a checkpoint directory", err_of { bootstrap = b.bootstrap, topic = "x" })
+    -- the first batch finds no progress topic
+    ms:add { { id = 1, t = "a" } }
+    local q = f:write_stream("kafka", { bootstrap = b.bootstrap, topic = "nosuch", checkpoint = tmpck() })
+    local ok, e = pcall(q.process_all_available, q)
+    assert.is_false(ok)
+    assert.matches("the progress topic 'nosuch' %(partition 0%) does not exist: create it, or name an existing " ..
+      "topic with option 'progress_topic'", e)
+    rm(table.unpack(dirs))
   end)
 
   -- The sink's protocol driven directly: batch ids as the engine gives them
