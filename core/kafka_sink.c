@@ -227,6 +227,10 @@ static int txn_fail(tide_ksink_t *s, rd_kafka_error_t *e, const char *step, tide
   char lb[600];
   int rc = rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
   if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__TIMED_OUT) purge_waiting(s);
+  /* an abortable error can come back before the failed messages' reports
+   * are served: serve them (briefly), so that the message names them */
+  rd_kafka_poll(s->rk, 0);
+  for (int i = 0; i < 10 && !s->failed_batch && rd_kafka_outq_len(s->rk) > 0; i++) rd_kafka_poll(s->rk, 50);
   if (s->failed_batch) delivery_fail(s, rc, err);
   else tide_err_set(err, rc, "%s: %s%s", step, rd_kafka_error_string(e), last_log(s, lb, sizeof lb));
   rd_kafka_error_destroy(e);

@@ -318,7 +318,7 @@ q:await()
     local ok, err = pcall(q.process_all_available, q)
     assert.is_false(ok)
     assert.matches("batch 0: sink KafkaSink%[gone@.-%]: topic 'gone' partition %d: 3 messages of the batch not " ..
-      "delivered within 2000 ms %(last client message: .*Connection refused", err)
+      "delivered within 2000 ms %(last client message: ", err) -- (what it saw last: a refused connection, ...)
     assert.is_false(q:is_active())
     c = core.checkpoint(ck, { read_only = true })
     local off, com = c:latest()
