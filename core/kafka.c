@@ -629,8 +629,9 @@ static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
     int inside = 0;
     for (size_t i = 0; i < len; i++) {
       char c = r->scratch.data[i];
-      if (c == '"' && (i == 0 || r->scratch.data[i - 1] != '\\')) inside = !inside;
-      if ((c == '\n' || c == '\r') && !inside) r->scratch.data[i] = ' ';
+      if (inside && c == '\\') i++; /* an escape: the next byte is not a quote */
+      else if (c == '"') inside = !inside;
+      else if ((c == '\n' || c == '\r') && !inside) r->scratch.data[i] = ' ';
     }
     text = r->scratch.data;
   }
@@ -784,6 +785,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
     ssize_t k = 0;
     for (; k < got && !rc; k++) {
       rd_kafka_message_t *m = msgs[k];
+      msgs[k] = NULL; /* m is this iteration's to destroy or keep */
       part_t *p = NULL;
       if (m->rkt) {
         const char *topic = rd_kafka_topic_name(m->rkt);
@@ -836,7 +838,8 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
         pending--;
       }
     }
-    for (; k < got; k++) rd_kafka_message_destroy(msgs[k]);
+    for (; k < got; k++)
+      if (msgs[k]) rd_kafka_message_destroy(msgs[k]);
     if (!rc && pending > 0 && mono_ms() > deadline) {
       tide_buf_t w = TIDE_BUF_INIT;
       for (size_t i = 0; i < r->nparts; i++) {
@@ -854,7 +857,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       }
       char lg[512];
       tide_kafka_last_log(r->log, lg, sizeof lg);
-      rc = tide_err_set(err, -EIO, "offsets not received within %d ms: %s%s%s", r->o.timeout_ms,
+      rc = tide_err_set(err, -EIO, "offsets not received within %d ms: %.*s%s%s", r->o.timeout_ms, (int)w.len,
                         w.data ? w.data : "", lg[0] ? "; the client's last error: " : "", lg);
       tide_buf_free(&w);
     }

@@ -454,7 +454,14 @@ function Source:get_batch(start, stop, batch_id)
     if b > a then ranges[#ranges + 1] = { t, p, a, b } end
   end
   local batches, info = {}, { dropped = 0, bad = {}, lost = {} }
-  if #ranges > 0 then batches, info = call(self, "read", self._reader:read(ranges)) end
+  if #ranges > 0 then
+    local got, extra, code = self._reader:read(ranges)
+    if not got and code == "ENOTFOUND" then
+      -- offsets deleted by retention (or a partition gone) under fail_on_data_loss
+      self:_data_loss(extra)
+    end
+    batches, info = call(self, "read", got, extra)
+  end
   local counts = {}
   for _, l in ipairs(info.lost) do
     self:_data_loss(format("topic '%s' partition %d: offsets %d..%d were deleted by retention before they were read",
