@@ -297,6 +297,47 @@ describe("the Kafka source", function()
     end)
   end)
 
+  describe("isolation", function()
+    it("is read_committed: aborted rows are never read, an open transaction holds the batch's end back", function()
+      local t = topic_name()
+      b:create_topic(t, 1)
+      local p = b:client("tx-" .. t)
+      finally(function() p:stop() end)
+      p:init()
+      p:begin()
+      p:produce(t, 0, "k", '{"id":1}')
+      p:commit()
+      p:begin()
+      p:produce(t, 0, "k", '{"id":2}')
+      p:abort()
+      p:begin()
+      p:produce(t, 0, "k", '{"id":3}')
+      -- 3 is in an open transaction: the end stops before it
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        format = "json", schema = "id int" }
+      local stop, rows = step(src, nil, 0)
+      assert.same({ 1 }, sorted_ids(rows))
+      local _, _, lso = b:offsets(t, 0)
+      assert.same({ [t] = { ["0"] = lso } }, stop)
+      p:commit()
+      p:begin()
+      p:produce(t, 0, "k", '{"id":4}')
+      p:commit()
+      local stop2, rows2 = step(src, stop, 1)
+      assert.same({ 3, 4 }, sorted_ids(rows2))
+      -- the end steps over the transaction markers
+      local _, hi = b:offsets(t, 0)
+      assert.same({ [t] = { ["0"] = hi } }, stop2)
+      src:stop()
+      -- read_uncommitted on request: the aborted row too
+      local all = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        format = "json", schema = "id int", kafka = { ["isolation.level"] = "read_uncommitted" } }
+      local _, rows3 = step(all, nil, 0)
+      assert.same({ 1, 2, 3, 4 }, sorted_ids(rows3))
+      all:stop()
+    end)
+  end)
+
   describe("values", function()
     local function bad_input(t)
       b:create_topic(t, 1)
