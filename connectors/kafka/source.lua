@@ -406,11 +406,16 @@ function Source:latest_offset(start)
     b[i] = max(a[i], get(latest, tp[1], tp[2]) or a[i])
   end
   if self._limit then b = util.fair_limit(a, b, self._limit) end
-  local stop, any = {}, false
+  local stop, any, ranges = {}, false, {}
   for i, tp in ipairs(order) do
     put(stop, tp[1], tp[2], b[i])
-    any = any or b[i] > a[i]
+    if b[i] > a[i] then
+      any = true
+      ranges[#ranges + 1] = { tp[1], tp[2], a[i], b[i] }
+    end
   end
+  -- the messages start coming while the engine logs the offsets
+  call(self, "prefetch", self._reader:prefetch(ranges))
   if start == nil and self._starting ~= "latest" and not any then return nil end
   return stop
 end
@@ -536,7 +541,13 @@ M.sources.kafka = {
   new = function(o, ctx)
     local schema = check(o)
     local description = label(o)
-    local settings = { ["isolation.level"] = "read_committed", ["client.id"] = "tide" }
+    -- queued.min.messages: librdkafka stops prefetching a partition whose
+    -- local queue holds this many messages, and then waits
+    -- fetch.error.backoff.ms (500 ms) before it looks again; a micro-batch
+    -- drains a whole batch's worth at once, so the default (100000) would
+    -- stall each batch; the queue stays bounded by queued.max.messages.kbytes
+    local settings = { ["isolation.level"] = "read_committed", ["client.id"] = "tide",
+      ["queued.min.messages"] = "1000000" }
     for k, v in pairs(o.kafka or {}) do settings[k] = tostring(v) end
     settings["enable.auto.commit"] = "false"
     settings["enable.auto.offset.store"] = "false"
