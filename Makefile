@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-kafka demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -247,6 +247,12 @@ bench-session: all
 # medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
 bench-postgres: all
 	$(LUA) bench/postgres.lua $(BENCH_POSTGRES_ARGS)
+
+# bench-kafka: the Kafka source through the standard workload against a
+# plain librdkafka consumer loop (bench/kafka_consume.c) reading the same
+# messages of the test broker, and the shared baseline (bench/kafka.lua).
+bench-kafka: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER)
+	$(LUA) bench/kafka.lua $(BENCH_KAFKA_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

@@ -153,6 +153,39 @@ function M.median(list, field)
   return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
 end
 
+-- The output check of the standard workload's windowed aggregation in
+-- update mode (bench/event_time.lua, bench/kafka.lua): it emits, per batch, the groups the batch
+-- changed with their values so far; keep the last (count, sum) per
+-- (device, window_start) and the totals by deltas (two integers per
+-- group, not the rows). add(row) per output row, in output order.
+function M.update_checker()
+  local cnt, sum = {}, {}
+  local groups, count_total, signal_sum, bad_avg = 0, 0, 0, nil
+  local abs = math.abs
+  local c = {}
+  function c.add(r)
+    local dev, ws, n, s = r.device, r.window_start, r.n, r.s
+    local cd, sd = cnt[dev], sum[dev]
+    if not cd then
+      cd, sd = {}, {}
+      cnt[dev], sum[dev] = cd, sd
+    end
+    local old = cd[ws]
+    if old then
+      count_total, signal_sum = count_total - old + n, signal_sum - sd[ws] + s
+    else
+      groups, count_total, signal_sum = groups + 1, count_total + n, signal_sum + s
+    end
+    cd[ws], sd[ws] = n, s
+    local a = r.a
+    if abs(a - s / n) > 1e-9 * abs(a) and not bad_avg then
+      bad_avg = format("device %s window %d: avg %s, sum/count %s", dev, ws, a, s / n)
+    end
+  end
+  function c.result() return groups, count_total, signal_sum, bad_avg end
+  return c
+end
+
 function M.verdict(ok) return ok and "met" or "MISSED" end
 
 return M

@@ -237,7 +237,8 @@ typedef struct part {
 } part_t;
 
 struct tide_kafka_reader {
-  rd_kafka_t *rk;
+  rd_kafka_t *rk;  /* fetches */
+  rd_kafka_t *ask; /* metadata, offsets, commits: never behind a fetch the broker holds back */
   rd_kafka_queue_t *q;
   tide_kafka_log_t *log;
   tide_kafka_reader_opts_t o;
@@ -297,11 +298,12 @@ static int schema_of(const char *ddl, tide_schema_t **out, tide_err_t *err) {
   return tide_schema_parse_ddl(ddl, strlen(ddl), out, err);
 }
 
-int tide_kafka_reader_open(rd_kafka_t *rk, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
+int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
                            tide_kafka_reader_t **out, tide_err_t *err) {
   tide_kafka_reader_t *r = calloc(1, sizeof *r);
   if (!r) {
     rd_kafka_destroy(rk);
+    rd_kafka_destroy(ask);
     if (log) {
       tide_kafka_log_free(log);
       free(log);
@@ -309,6 +311,7 @@ int tide_kafka_reader_open(rd_kafka_t *rk, tide_kafka_log_t *log, const tide_kaf
     return -ENOMEM;
   }
   r->rk = rk;
+  r->ask = ask;
   r->log = log;
   r->o = *o;
   r->o.schema = o->schema ? tide_schema_ref(o->schema) : NULL; /* the value's: the reader holds a reference */
@@ -364,6 +367,10 @@ void tide_kafka_reader_close(tide_kafka_reader_t *r) {
     rd_kafka_consumer_close(r->rk);
     rd_kafka_destroy(r->rk);
   }
+  if (r->ask) {
+    rd_kafka_consumer_close(r->ask);
+    rd_kafka_destroy(r->ask);
+  }
   if (r->log) {
     tide_kafka_log_free(r->log);
     free(r->log);
@@ -378,7 +385,7 @@ void tide_kafka_reader_close(tide_kafka_reader_t *r) {
   free(r);
 }
 
-rd_kafka_t *tide_kafka_reader_client(tide_kafka_reader_t *r) { return r->rk; }
+rd_kafka_t *tide_kafka_reader_client(tide_kafka_reader_t *r) { return r->ask; }
 tide_kafka_log_t *tide_kafka_reader_log(tide_kafka_reader_t *r) { return r->log; }
 tide_schema_t *tide_kafka_reader_schema(tide_kafka_reader_t *r) { return r->schema; }
 
@@ -629,8 +636,9 @@ static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
     int inside = 0;
     for (size_t i = 0; i < len; i++) {
       char c = r->scratch.data[i];
-      if (c == '"' && (i == 0 || r->scratch.data[i - 1] != '\\')) inside = !inside;
-      if ((c == '\n' || c == '\r') && !inside) r->scratch.data[i] = ' ';
+      if (inside && c == '\\') i++; /* an escape: the next byte is not a quote */
+      else if (c == '"') inside = !inside;
+      else if ((c == '\n' || c == '\r') && !inside) r->scratch.data[i] = ' ';
     }
     text = r->scratch.data;
   }
@@ -690,7 +698,7 @@ static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
 /* The first offset the broker still holds for p (-1 when it cannot say). */
 static int64_t log_start(tide_kafka_reader_t *r, part_t *p) {
   int64_t lo = -1, hi = -1;
-  if (rd_kafka_query_watermark_offsets(r->rk, p->topic, p->partition, &lo, &hi, 5000)) return -1;
+  if (rd_kafka_query_watermark_offsets(r->ask, p->topic, p->partition, &lo, &hi, 5000)) return -1;
   return lo;
 }
 
@@ -717,6 +725,27 @@ static int lost(tide_kafka_reader_t *r, part_t *p, int64_t first, const char *wh
   return 0;
 }
 
+/* Make p fetch from `start` on: 1 when it must be assigned again (it
+ * cannot go on from where it is), else 0. */
+static int place(part_t *p, int64_t start) {
+  if (p->assigned && start >= p->cover) return 0;
+  held_clear(p);
+  p->assigned = 1;
+  p->cover = p->next = start;
+  return 1;
+}
+
+int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, tide_err_t *err) {
+  int need_assign = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (ranges[i].stop <= ranges[i].start) continue;
+    part_t *p = find_part(r, ranges[i].topic, ranges[i].partition, 1);
+    if (!p) return -ENOMEM;
+    need_assign |= place(p, ranges[i].start);
+  }
+  return need_assign ? reassign(r, err) : 0;
+}
+
 int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n, tide_batch_t ***out, size_t *nout,
                     uint64_t *dropped, tide_kafka_bad_t **bad, size_t *nbad, tide_err_t *err) {
   read_state_t st = {r, NULL, 0, 0, NULL, NULL, dropped, NULL, 0, 0, err};
@@ -738,12 +767,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
     if (!p) return -ENOMEM;
     p->range = g;
     p->pos = g->start;
-    if (!p->assigned || g->start < p->cover) { /* cannot go on from where it is */
-      held_clear(p);
-      p->assigned = 1;
-      p->cover = p->next = g->start;
-      need_assign = 1;
-    }
+    need_assign |= place(p, g->start);
     pending++;
   }
   if (need_assign && (rc = reassign(r, err))) return rc;
@@ -776,7 +800,10 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
   part_t *last = NULL;
   while (pending > 0 && !rc) {
     rd_kafka_poll(r->rk, 0);
-    ssize_t got = rd_kafka_consume_batch_queue(r->q, 100, msgs, sizeof msgs / sizeof *msgs);
+    /* what is there now; only when nothing is, wait (up to 100 ms) for
+     * one message: a batch call with a timeout would wait for a full array */
+    ssize_t got = rd_kafka_consume_batch_queue(r->q, 0, msgs, sizeof msgs / sizeof *msgs);
+    if (got == 0 && (msgs[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
     if (got < 0) {
       rc = tide_err_set(err, -EIO, "consume: %s", tide_kafka_errtext(rd_kafka_last_error(), t, sizeof t));
       break;
@@ -784,6 +811,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
     ssize_t k = 0;
     for (; k < got && !rc; k++) {
       rd_kafka_message_t *m = msgs[k];
+      msgs[k] = NULL; /* m is this iteration's to destroy or keep */
       part_t *p = NULL;
       if (m->rkt) {
         const char *topic = rd_kafka_topic_name(m->rkt);
@@ -836,7 +864,8 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
         pending--;
       }
     }
-    for (; k < got; k++) rd_kafka_message_destroy(msgs[k]);
+    for (; k < got; k++)
+      if (msgs[k]) rd_kafka_message_destroy(msgs[k]);
     if (!rc && pending > 0 && mono_ms() > deadline) {
       tide_buf_t w = TIDE_BUF_INIT;
       for (size_t i = 0; i < r->nparts; i++) {
@@ -854,7 +883,7 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       }
       char lg[512];
       tide_kafka_last_log(r->log, lg, sizeof lg);
-      rc = tide_err_set(err, -EIO, "offsets not received within %d ms: %s%s%s", r->o.timeout_ms,
+      rc = tide_err_set(err, -EIO, "offsets not received within %d ms: %.*s%s%s", r->o.timeout_ms, (int)w.len,
                         w.data ? w.data : "", lg[0] ? "; the client's last error: " : "", lg);
       tide_buf_free(&w);
     }

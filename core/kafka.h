@@ -144,12 +144,17 @@ typedef struct tide_kafka_reader_opts {
   int timeout_ms;            /* how long a fetch may wait for its offsets */
 } tide_kafka_reader_opts_t;
 
-/* A reader over the client rk (a consumer; the reader takes it and
- * destroys it on close) and the log its conf writes to (the reader takes
- * it too). 0 and *out, -ENOMEM, TIDE_EINVAL with err. */
-int tide_kafka_reader_open(rd_kafka_t *rk, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
+/* A reader over two consumers of the same conf: rk fetches, ask asks for
+ * metadata and offsets and commits (on a connection of its own, so that
+ * no answer waits behind a fetch the broker holds up to fetch.wait.max.ms
+ * at the end of a partition: brokers answer a connection's requests in
+ * order), and the log their conf writes to. The reader takes all three
+ * and frees them on close, also when it fails. 0 and *out, -ENOMEM,
+ * TIDE_EINVAL with err. */
+int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
                            tide_kafka_reader_t **out, tide_err_t *err);
 void tide_kafka_reader_close(tide_kafka_reader_t *r); /* NULL is allowed */
+/* The client for metadata, offsets and commits (owned by the reader). */
 rd_kafka_t *tide_kafka_reader_client(tide_kafka_reader_t *r);
 tide_kafka_log_t *tide_kafka_reader_log(tide_kafka_reader_t *r);
 /* The schema of the reader's rows (owned by the reader). */
@@ -168,5 +173,11 @@ tide_schema_t *tide_kafka_reader_schema(tide_kafka_reader_t *r);
 int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n, tide_batch_t ***out, size_t *nout,
                     uint64_t *dropped, tide_kafka_bad_t **bad, size_t *nbad, tide_err_t *err);
 void tide_kafka_bad_free(tide_kafka_bad_t *bad, size_t n);
+
+/* Start fetching the ranges that a later tide_kafka_read will ask for
+ * (partitions not fetching from their start yet are assigned there), so
+ * that the messages are on their way while the offsets are logged. 0,
+ * -ENOMEM, -EIO with err. */
+int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, tide_err_t *err);
 
 #endif

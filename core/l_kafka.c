@@ -18,6 +18,7 @@
  *                                   partition=, offset=, reason=, text=}... },
  *                                   lost = { {topic, partition, from, to}... },
  *                                   rows = { per range: messages read } }
+ *   reader:prefetch(ranges)         start fetching ranges a read will ask for
  *   reader:commit(list)             list: { {topic, partition, offset}, ... }:
  *                                   commit to the consumer group (async)
  *   reader:committed(list)          list: { {topic, partition}, ... }: the
@@ -148,16 +149,21 @@ static int l_kafka_reader(lua_State *L) {
   tide_kafka_log_t *log = malloc(sizeof *log);
   if (!log) return tide_l_fail(L, -ENOMEM, "kafka", NULL);
   tide_kafka_log_init(log);
-  rd_kafka_conf_t *conf;
+  rd_kafka_conf_t *conf, *conf2 = NULL;
   int rc = tide_kafka_conf(bootstrap, h->keys, h->values, n, log, &conf, &err);
-  rd_kafka_t *rk = NULL;
-  if (!rc) rc = tide_kafka_new(RD_KAFKA_CONSUMER, conf, &rk, &err);
+  if (!rc && !(conf2 = rd_kafka_conf_dup(conf))) {
+    rd_kafka_conf_destroy(conf);
+    rc = -ENOMEM;
+  }
+  rd_kafka_t *rk = NULL, *ask = NULL;
+  if (!rc && (rc = tide_kafka_new(RD_KAFKA_CONSUMER, conf, &rk, &err))) rd_kafka_conf_destroy(conf2);
+  if (!rc && (rc = tide_kafka_new(RD_KAFKA_CONSUMER, conf2, &ask, &err))) rd_kafka_destroy(rk);
   if (rc) {
     tide_kafka_log_free(log);
     free(log);
     return tide_l_fail(L, rc, NULL, err.msg);
   }
-  rc = tide_kafka_reader_open(rk, log, &o, &u->r, &err);
+  rc = tide_kafka_reader_open(rk, ask, log, &o, &u->r, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   return 1;
 }
@@ -252,16 +258,16 @@ static int l_reader_offsets(lua_State *L) {
   return 1;
 }
 
-static int l_reader_read(lua_State *L) {
-  tide_kafka_reader_t *r = check_reader(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_Integer n = luaL_len(L, 2);
-  hold_t *h = push_hold(L);
+/* The ranges at idx ({ {topic, partition, start, stop}, ... }) into
+ * h->ranges; their count. */
+static lua_Integer check_ranges(lua_State *L, int idx, hold_t *h) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, idx);
   h->ranges = calloc(n > 0 ? (size_t)n : 1, sizeof *h->ranges);
-  if (!h->ranges) return luaL_error(L, "read: out of memory");
+  if (!h->ranges) luaL_error(L, "read: out of memory");
   for (lua_Integer i = 1; i <= n; i++) {
     tide_kafka_range_t *g = &h->ranges[i - 1];
-    lua_geti(L, 2, i);
+    lua_geti(L, idx, i);
     luaL_checktype(L, -1, LUA_TTABLE);
     lua_geti(L, -1, 1);
     g->topic = tide_l_check_cname(L, -1, "topic", 0); /* held by the ranges table */
@@ -273,6 +279,24 @@ static int l_reader_read(lua_State *L) {
     g->stop = luaL_checkinteger(L, -1);
     lua_pop(L, 5);
   }
+  return n;
+}
+
+static int l_reader_prefetch(lua_State *L) {
+  tide_kafka_reader_t *r = check_reader(L);
+  hold_t *h = push_hold(L);
+  lua_Integer n = check_ranges(L, 2, h);
+  tide_err_t err = {0, ""};
+  int rc = tide_kafka_prefetch(r, h->ranges, (size_t)n, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_reader_read(lua_State *L) {
+  tide_kafka_reader_t *r = check_reader(L);
+  hold_t *h = push_hold(L);
+  lua_Integer n = check_ranges(L, 2, h);
   tide_err_t err = {0, ""};
   uint64_t dropped = 0;
   int rc = tide_kafka_read(r, h->ranges, (size_t)n, &h->batches, &h->nbatches, &dropped, &h->bad, &h->nbad, &err);
@@ -420,6 +444,7 @@ static int l_kafka_match(lua_State *L) {
 int tide_l_kafka_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"schema", l_reader_schema},   {"metadata", l_reader_metadata},
                                      {"offsets", l_reader_offsets}, {"read", l_reader_read},
+                                     {"prefetch", l_reader_prefetch},
                                      {"commit", l_reader_commit},   {"committed", l_reader_committed},
                                      {"close", l_reader_close},
                                      {NULL, NULL}};

@@ -406,11 +406,16 @@ function Source:latest_offset(start)
     b[i] = max(a[i], get(latest, tp[1], tp[2]) or a[i])
   end
   if self._limit then b = util.fair_limit(a, b, self._limit) end
-  local stop, any = {}, false
+  local stop, any, ranges = {}, false, {}
   for i, tp in ipairs(order) do
     put(stop, tp[1], tp[2], b[i])
-    any = any or b[i] > a[i]
+    if b[i] > a[i] then
+      any = true
+      ranges[#ranges + 1] = { tp[1], tp[2], a[i], b[i] }
+    end
   end
+  -- the messages start coming while the engine logs the offsets
+  call(self, "prefetch", self._reader:prefetch(ranges))
   if start == nil and self._starting ~= "latest" and not any then return nil end
   return stop
 end
@@ -454,7 +459,14 @@ function Source:get_batch(start, stop, batch_id)
     if b > a then ranges[#ranges + 1] = { t, p, a, b } end
   end
   local batches, info = {}, { dropped = 0, bad = {}, lost = {} }
-  if #ranges > 0 then batches, info = call(self, "read", self._reader:read(ranges)) end
+  if #ranges > 0 then
+    local got, extra, code = self._reader:read(ranges)
+    if not got and code == "ENOTFOUND" then
+      -- offsets deleted by retention (or a partition gone) under fail_on_data_loss
+      self:_data_loss(extra)
+    end
+    batches, info = call(self, "read", got, extra)
+  end
   local counts = {}
   for _, l in ipairs(info.lost) do
     self:_data_loss(format("topic '%s' partition %d: offsets %d..%d were deleted by retention before they were read",
@@ -529,7 +541,13 @@ M.sources.kafka = {
   new = function(o, ctx)
     local schema = check(o)
     local description = label(o)
-    local settings = { ["isolation.level"] = "read_committed", ["client.id"] = "tide" }
+    -- queued.min.messages: librdkafka stops prefetching a partition whose
+    -- local queue holds this many messages, and then waits
+    -- fetch.error.backoff.ms (500 ms) before it looks again; a micro-batch
+    -- drains a whole batch's worth at once, so the default (100000) would
+    -- stall each batch; the queue stays bounded by queued.max.messages.kbytes
+    local settings = { ["isolation.level"] = "read_committed", ["client.id"] = "tide",
+      ["queued.min.messages"] = "1000000" }
     for k, v in pairs(o.kafka or {}) do settings[k] = tostring(v) end
     settings["enable.auto.commit"] = "false"
     settings["enable.auto.offset.store"] = "false"
