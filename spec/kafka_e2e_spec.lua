@@ -70,10 +70,7 @@ local function spin(r)
   return true
 end
 local s = tide.read_stream("kafka", { bootstrap = bs, subscribe = "in", starting_offsets = "earliest",
-  format = "json", schema = "id int, v int", max_offsets_per_trigger = ]] .. PER_TRIGGER .. [[,
-  -- the broker answers a consumer's requests in order, so a fetch waiting
-  -- for data (500 ms by default) would hold each trigger's offset request
-  kafka = { ["fetch.wait.max.ms"] = "10" } })
+  format = "json", schema = "id int, v int", max_offsets_per_trigger = ]] .. PER_TRIGGER .. [[ })
 local q
 if pipeline == "select" then
   q = s:where("v % 3 != 0"):select("id", "v * 2 AS v2"):filter(spin)
