@@ -280,9 +280,9 @@ ROCK_TREE  = $(if $(TREE),--tree="$(abspath $(TREE))")
 
 install:
 	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
-	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
+	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
-	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	cp lua/tide/*.lua "$$stage/lua/tide/" && cp -R connectors "$$stage/" && \
 	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)
