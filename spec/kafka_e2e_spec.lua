@@ -27,7 +27,7 @@ local core = require "tide.core"
 local support = require "support"
 local kafka_broker = require "kafka_broker"
 
-local tmpname, write_file, sleep_ms, sh_quote = support.tmpname, support.write_file, support.sleep_ms, support.sh_quote
+local tmpname, write_file, sh_quote = support.tmpname, support.write_file, support.sh_quote
 
 local KILLS = 30
 local N, PARTS, PER_TRIGGER = 6000, 3, 150
@@ -92,7 +92,7 @@ local function rm(...)
   for _, p in ipairs { ... } do os.execute("rm -rf " .. sh_quote(p)) end
 end
 
-local function value(id) return (id * 7919) % 1000 end
+local value = support.id_value
 
 -- The input: rows 1..N as JSON, keyed by id, row i in partition i % PARTS
 -- (so that every partition's offsets follow the ids, evenly), by kcat.
@@ -144,37 +144,10 @@ local function window_rows(b, topic)
   return out
 end
 
--- What an uninterrupted query must produce, computed here.
-local function expected_select()
-  local out = {}
-  for id = 1, N do
-    local v = value(id)
-    if v % 3 ~= 0 then out[#out + 1] = id .. " " .. (v * 2) end
-  end
-  table.sort(out)
-  return out
-end
-
--- No row is late (every partition advances through the ids alike and the
--- disorder is under the delay) but those of windows that end at or before
--- 0 (the first batch runs with watermark 0); append mode emits the windows
--- that end at or before the final watermark.
-local function expected_windows()
-  local count, sum, max_ts = {}, {}, 0
-  for id = 1, N do
-    local v = value(id)
-    local ts = id * 100 - v
-    local w = ts - ts % 5000
-    count[w], sum[w] = (count[w] or 0) + 1, (sum[w] or 0) + v
-    if ts > max_ts then max_ts = ts end
-  end
-  local out = {}
-  for w, c in pairs(count) do
-    if w + 5000 > 0 and w + 5000 <= max_ts - 2000 then out[#out + 1] = string.format("%d %d %d", w, c, sum[w]) end
-  end
-  table.sort(out)
-  return out
-end
+-- What an uninterrupted query must produce (every partition advances
+-- through the ids alike, so no row is late in the window pipeline either).
+local function expected_select() return support.id_selected(N) end
+local function expected_windows() return support.id_windows(N) end
 
 local spawn = support.spawn_lua
 
@@ -200,50 +173,24 @@ local function progress(b, qid, out)
   return last
 end
 
-local function run_once(script, args, errf)
-  local t0 = core.clock_ms()
-  local p = spawn(script, args, errf)
-  p:read("a")
-  p:close()
-  assert.equal("", support.read_file(errf))
-  return core.clock_ms() - t0
-end
+local run_once = support.run_child
 
--- Run the child until it finishes, killing it KILLS times first; each run
--- gets a random share of about 1.5x an uninterrupted run's time / KILLS
--- (whole_ms) before the kill. After each kill, where it landed: between
--- the offset log and the commit log (`mid`), and of those after the Kafka
--- commit (`after_kafka`: the progress offset has the pending batch).
+-- Run the child until it finishes, killing it KILLS times first (each run
+-- 100 ms .. 1.5x its share of an uninterrupted run's whole_ms, within 150
+-- .. 400). After each kill, where it landed: between the offset log and
+-- the commit log (`mid`), and of those after the Kafka commit
+-- (`after_kafka`: the progress offset has the pending batch).
 local function run_killed(b, script, args, ck, out, done, errf, whole_ms)
-  local hi = math.max(150, math.min(400, math.floor(1.5 * whole_ms / KILLS)))
-  local stats = { kills = 0, mid = 0, after_kafka = 0, runs = 0 }
-  while true do
-    os.remove(done)
-    local p, pid = spawn(script, args, errf)
-    stats.runs = stats.runs + 1
-    if stats.kills >= KILLS then
-      p:read("a")
-      p:close()
-      break
-    end
-    sleep_ms(math.random(100, hi))
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
-    p:read("a")
-    p:close()
-    local err = support.read_file(errf)
-    assert(err == "", "the child failed on its own: " .. err)
-    if support.exists(done) then
-      error(string.format("the child finished after %d kills: the workload is too small for %d", stats.kills, KILLS))
-    end
-    stats.kills = stats.kills + 1
-    local n, qid = pending(ck)
-    if n then
-      stats.mid = stats.mid + 1
-      if progress(b, qid, out) >= n then stats.after_kafka = stats.after_kafka + 1 end
-    end
-  end
-  assert.equal("", support.read_file(errf))
-  assert.is_true(support.exists(done), "the last run finished")
+  local mid, after_kafka = 0, 0
+  local stats = support.run_killed { script = script, args = args, done = done, errf = errf, kills = KILLS,
+    whole_ms = whole_ms, lo = 100, hi = { 150, 400 }, after_kill = function()
+      local n, qid = pending(ck)
+      if n then
+        mid = mid + 1
+        if progress(b, qid, out) >= n then after_kafka = after_kafka + 1 end
+      end
+    end }
+  stats.mid, stats.after_kafka = mid, after_kafka
   return stats
 end
 
