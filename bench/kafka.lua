@@ -66,14 +66,7 @@ sh("rm -rf " .. TMP .. " && mkdir -p " .. TMP)
 local failures = {}
 local function fail(msg) failures[#failures + 1] = msg end
 
-local function baseline()
-  local r = B.baseline(EVENTS, N, false, JSON_BYTES)
-  r.groups = tonumber(r.out:match("groups=(%d+)"))
-  r.count_total = tonumber(r.out:match("count_total=(%d+)"))
-  r.signal_sum = tonumber(r.out:match("signal_sum=(%d+)"))
-  if not (r.groups and r.count_total and r.signal_sum) then B.die("cannot parse the baseline's output: " .. r.out) end
-  return r
-end
+local function baseline() return B.baseline(EVENTS, N, false, JSON_BYTES) end
 
 local broker = kafka_broker.start(1)
 local ok, err = pcall(function()
@@ -126,8 +119,11 @@ local ok, err = pcall(function()
     q:process_all_available()
     q:stop()
     local secs, cpu = (clock() - t0r) / 1000, os.clock() - c0
-    local input = 0
-    for _, p in ipairs(q:recent_progress()) do input = input + p.num_input_rows end
+    local input, phases = 0, {}
+    for _, p in ipairs(q:recent_progress()) do
+      input = input + p.num_input_rows
+      for k, v in pairs(p.duration_ms) do phases[k] = (phases[k] or 0) + v end
+    end
     local what = format("round %d", round)
     if #q:recent_progress() == q:last_progress().batch_id + 1 and input ~= N then
       fail(format("%s: the query read %d events, expected %d", what, input, N))
@@ -141,7 +137,8 @@ local ok, err = pcall(function()
     end
     if bad_avg then fail(what .. ": " .. bad_avg) end
     sh("rm -rf " .. quote(dir))
-    res.tide[round] = { eps = N / secs, secs = secs, cpu = cpu, batches = q:last_progress().batch_id + 1 }
+    res.tide[round] = { eps = N / secs, secs = secs, cpu = cpu, batches = q:last_progress().batch_id + 1,
+      phases = phases }
     io.write(format("round %d/%d: baseline %.2f M/s, consumer loop %.2f M/s, tide %.2f M/s (%.1f s, %d batches)\n",
       round, ROUNDS, base.eps / 1e6, ceps / 1e6, N / secs / 1e6, secs, res.tide[round].batches))
     io.flush()
@@ -163,6 +160,14 @@ local ok, err = pcall(function()
     blo / 1e6, bhi / 1e6))
   print(format("\n  CPU of the tide query: %.1f s of %.1f s wall (median)", median(res.tide, "cpu"),
     median(res.tide, "secs")))
+  -- where the time goes: each phase's sum over the batches, medians of the rounds
+  local shares = {}
+  for _, ph in ipairs { "get_offset", "get_batch", "execution", "add_batch", "commit" } do
+    local l = {}
+    for i, x in ipairs(res.tide) do l[i] = { ms = x.phases[ph] or 0 } end
+    shares[#shares + 1] = format("%s %.0f", ph, median(l, "ms"))
+  end
+  print("  phases of the tide query (ms): " .. table.concat(shares, ", "))
   -- the ratios within each round
   local per_c, per_b = {}, {}
   for i, x in ipairs(res.tide) do
