@@ -217,6 +217,16 @@ describe("kafka test broker: admin requests and the log", function()
     assert.same({ 7, 10, 10 }, { b:offsets("ret", 0) })
     assert.same({ "row-7", "row-8", "row-9" }, values(b:read("ret")))
     assert.error_matches(function() b:log_start("ret", 0, 11) end, "out of range")
+    -- A reader at a deleted offset is told so (no silent skip unless it asks for a reset).
+    local p = io.popen(string.format("env -u LD_PRELOAD timeout 60 kcat -C -b %s -t ret -p 0 -o 2 -e " ..
+      "-X auto.offset.reset=error 2>&1", q(b.bootstrap)))
+    local out = p:read("a")
+    assert.is_nil(p:close())
+    assert.matches("Offset out of range", out)
+    -- -1: everything is gone.
+    b:log_start("ret", 0, -1)
+    assert.same({ 10, 10, 10 }, { b:offsets("ret", 0) })
+    assert.same({}, b:read("ret"))
   end)
 
   it("answers ListOffsets by timestamp (kcat -Q)", function()

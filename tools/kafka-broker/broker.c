@@ -287,8 +287,9 @@ static void command(int argc, char **argv) {
 
         } else if (!strcmp(c, "log_start")) {
                 NEED(4, "log_start TOPIC PARTITION OFFSET");
-                if (parse_int(argv[2], 0, INT32_MAX, &a) || parse_int(argv[3], 0, INT64_MAX, &b)) {
-                        reply("error log_start: partition and offset must be integers >= 0");
+                if (parse_int(argv[2], 0, INT32_MAX, &a) || parse_int(argv[3], -1, INT64_MAX, &b)) {
+                        reply("error log_start: partition must be an integer >= 0, offset one >= -1 "
+                              "(-1: the log end)");
                         return;
                 }
                 CHECK_ERR(rd_kafka_mock_partition_set_log_start(mcluster, argv[1], (int32_t)a, b));
