@@ -283,6 +283,7 @@ install:
 	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
 	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	for d in connectors/*/; do mkdir -p "$$stage/$$d" && cp "$$d"*.lua "$$stage/$$d"; done && \
 	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)
