@@ -280,9 +280,10 @@ ROCK_TREE  = $(if $(TREE),--tree="$(abspath $(TREE))")
 
 install:
 	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
-	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/bin" && \
+	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
-	cp lua/tide/*.lua "$$stage/lua/tide/" && cp -R connectors "$$stage/" && \
+	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	for d in connectors/*/; do mkdir -p "$$stage/$$d" && cp "$$d"*.lua "$$stage/$$d"; done && \
 	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)

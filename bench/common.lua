@@ -129,7 +129,8 @@ function M.new(prefix)
   end
 
   -- One run of the baseline over the n-event file (parse_only: its
-  -- --parse-only mode): { eps, secs, bps, out }.
+  -- --parse-only mode): { eps, secs, bps, out }, and without parse_only
+  -- the workload's groups, count_total and signal_sum.
   function B.baseline(events, n, parse_only, bytes)
     local out = B.capture(format("%s/baseline %s%s", B.TOOLS, events, parse_only and " --parse-only" or ""))
     local eps = tonumber(out:match("events_per_s=([%d.]+)"))
@@ -137,7 +138,15 @@ function M.new(prefix)
     local lines = tonumber(out:match("lines=(%d+)"))
     if not eps or not secs then die("cannot parse the baseline's output: " .. out) end
     if lines ~= n then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), n, out)) end
-    return { eps = eps, secs = secs, bps = bytes and bytes / secs, out = out:gsub("%s+$", "") }
+    local r = { eps = eps, secs = secs, bps = bytes and bytes / secs, out = out:gsub("%s+$", "") }
+    if not parse_only then
+      -- the workload's result, which a tide query of it must reproduce
+      r.groups = tonumber(out:match("groups=(%d+)"))
+      r.count_total = tonumber(out:match("count_total=(%d+)"))
+      r.signal_sum = tonumber(out:match("signal_sum=(%d+)"))
+      if not (r.groups and r.count_total and r.signal_sum) then die("cannot parse the baseline's output: " .. out) end
+    end
+    return r
   end
 
   return B

@@ -66,13 +66,15 @@ sh("rm -rf " .. TMP .. " && mkdir -p " .. TMP)
 local failures = {}
 local function fail(msg) failures[#failures + 1] = msg end
 
-local function baseline()
-  local r = B.baseline(EVENTS, N, false, JSON_BYTES)
-  r.groups = tonumber(r.out:match("groups=(%d+)"))
-  r.count_total = tonumber(r.out:match("count_total=(%d+)"))
-  r.signal_sum = tonumber(r.out:match("signal_sum=(%d+)"))
-  if not (r.groups and r.count_total and r.signal_sum) then B.die("cannot parse the baseline's output: " .. r.out) end
-  return r
+local function baseline() return B.baseline(EVENTS, N, false, JSON_BYTES) end
+
+-- CPU seconds the broker process has used so far (user + system).
+local TICKS = tonumber(B.capture("getconf CLK_TCK")) or 100
+local function broker_cpu(pid)
+  local stat = B.read_file("/proc/" .. pid .. "/stat") or ""
+  local fields = {}
+  for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / TICKS
 end
 
 local broker = kafka_broker.start(1)
@@ -104,17 +106,19 @@ local ok, err = pcall(function()
     local base = baseline()
     res.base[round] = base
     -- the client library alone
+    local bc0 = broker_cpu(broker.pid)
     local out = B.capture(format("%s %s events %d", CONSUME, quote(broker.bootstrap), N))
     local ceps = tonumber(out:match("messages_per_s=([%d.]+)"))
     if not ceps or tonumber(out:match("messages=(%d+)")) ~= N then B.die("kafka_consume: " .. out) end
-    res.consumer[round] = { eps = ceps }
+    res.consumer[round] = { eps = ceps, cpu = tonumber(out:match("cpu_seconds=([%d.]+)")),
+      broker = broker_cpu(broker.pid) - bc0 }
     -- tide
     local dir = format("%s/ckpt-%d", TMP, round)
     local out_name = format("out-%d", round)
     local check = common.update_checker()
     collectgarbage()
     collectgarbage()
-    local c0, t0r = os.clock(), clock()
+    local c0, t0r, bt0 = os.clock(), clock(), broker_cpu(broker.pid)
     local f = tide.read_stream("kafka", { bootstrap = broker.bootstrap, subscribe = "events",
         starting_offsets = "earliest", format = "json", schema = SCHEMA, max_offsets_per_trigger = BATCH })
       :where("signal >= 15")
@@ -125,9 +129,12 @@ local ok, err = pcall(function()
     local q = f:write_stream("topic", { store = db, topic = out_name, mode = "update", checkpoint = dir, trigger = 0 })
     q:process_all_available()
     q:stop()
-    local secs, cpu = (clock() - t0r) / 1000, os.clock() - c0
-    local input = 0
-    for _, p in ipairs(q:recent_progress()) do input = input + p.num_input_rows end
+    local secs, cpu, bcpu = (clock() - t0r) / 1000, os.clock() - c0, broker_cpu(broker.pid) - bt0
+    local input, phases = 0, {}
+    for _, p in ipairs(q:recent_progress()) do
+      input = input + p.num_input_rows
+      for k, v in pairs(p.duration_ms) do phases[k] = (phases[k] or 0) + v end
+    end
     local what = format("round %d", round)
     if #q:recent_progress() == q:last_progress().batch_id + 1 and input ~= N then
       fail(format("%s: the query read %d events, expected %d", what, input, N))
@@ -141,7 +148,8 @@ local ok, err = pcall(function()
     end
     if bad_avg then fail(what .. ": " .. bad_avg) end
     sh("rm -rf " .. quote(dir))
-    res.tide[round] = { eps = N / secs, secs = secs, cpu = cpu, batches = q:last_progress().batch_id + 1 }
+    res.tide[round] = { eps = N / secs, secs = secs, cpu = cpu, broker = bcpu,
+      batches = q:last_progress().batch_id + 1, phases = phases }
     io.write(format("round %d/%d: baseline %.2f M/s, consumer loop %.2f M/s, tide %.2f M/s (%.1f s, %d batches)\n",
       round, ROUNDS, base.eps / 1e6, ceps / 1e6, N / secs / 1e6, secs, res.tide[round].batches))
     io.flush()
@@ -161,8 +169,17 @@ local ok, err = pcall(function()
     tlo / 1e6, thi / 1e6))
   print(format("| %-46s | %6.2f (%5.2f..%5.2f)     |", "shared baseline (file, hand-written C)", base_eps / 1e6,
     blo / 1e6, bhi / 1e6))
-  print(format("\n  CPU of the tide query: %.1f s of %.1f s wall (median)", median(res.tide, "cpu"),
-    median(res.tide, "secs")))
+  print(format("\n  CPU (medians): tide query %.1f s of %.1f s wall, the broker meanwhile %.1f s; consumer loop " ..
+    "%.1f s, the broker meanwhile %.1f s", median(res.tide, "cpu"), median(res.tide, "secs"),
+    median(res.tide, "broker"), median(res.consumer, "cpu"), median(res.consumer, "broker")))
+  -- where the time goes: each phase's sum over the batches, medians of the rounds
+  local shares = {}
+  for _, ph in ipairs { "get_offset", "get_batch", "execution", "add_batch", "commit" } do
+    local l = {}
+    for i, x in ipairs(res.tide) do l[i] = { ms = x.phases[ph] or 0 } end
+    shares[#shares + 1] = format("%s %.0f", ph, median(l, "ms"))
+  end
+  print("  phases of the tide query (ms): " .. table.concat(shares, ", "))
   -- the ratios within each round
   local per_c, per_b = {}, {}
   for i, x in ipairs(res.tide) do

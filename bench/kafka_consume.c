@@ -8,8 +8,9 @@
  * tide's source reads), polls batches of messages off the consumer queue
  * (rd_kafka_consume_batch_queue, as tide's reader does) until N messages
  * have come, touching each payload (a byte sum, so nothing is optimised
- * away). Prints `messages= bytes= checksum= seconds= messages_per_s=` on one
- * line; the clock runs from the assign to the last message. Exit 1 on a
+ * away). Prints `messages= bytes= checksum= seconds= cpu_seconds=
+ * messages_per_s=` on one line; the clock runs from the assign to the last
+ * message, cpu_seconds is the process's (all its threads). Exit 1 on a
  * broker error or when fewer than N messages came within 120 s.
  */
 #include <librdkafka/rdkafka.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now_s(void) {
@@ -98,8 +100,11 @@ int main(int argc, char **argv) {
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
-  printf("messages=%lld bytes=%lld checksum=%llu seconds=%.3f messages_per_s=%.0f\n", got, bytes,
-         (unsigned long long)sum, secs, secs > 0 ? got / secs : 0.0);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+  printf("messages=%lld bytes=%lld checksum=%llu seconds=%.3f cpu_seconds=%.3f messages_per_s=%.0f\n", got, bytes,
+         (unsigned long long)sum, secs, cpu, secs > 0 ? got / secs : 0.0);
   if (got < want) {
     fprintf(stderr, "kafka_consume: %lld messages of %lld\n", got, want);
     return 1;

@@ -682,6 +682,33 @@ tide.read_stream("kafka", { bootstrap = arg[1], subscribe = arg[2], starting_off
       src:stop()
     end)
 
+    it("a topic that disappears follows fail_on_data_loss", function()
+      local t, t2 = topic_name(), topic_name()
+      b:create_topic(t, 1)
+      b:create_topic(t2, 1)
+      produce(b, t, 0, ids(1, 2))
+      produce(b, t2, 0, ids(3, 1))
+      local function src_of(lenient)
+        return new_source { bootstrap = b.bootstrap, subscribe = t .. "," .. t2, starting_offsets = "earliest",
+          format = "json", schema = "id int", fail_on_data_loss = not lenient }
+      end
+      local strict, lenient = src_of(false), src_of(true)
+      local stop = step(strict, nil, 0)
+      local stop_l = step(lenient, nil, 0)
+      assert.same({ [t] = { ["0"] = 2 }, [t2] = { ["0"] = 1 } }, stop)
+      -- the broker now says the topic does not exist
+      b:topic_error(t, "UNKNOWN_TOPIC_OR_PART")
+      finally(function() b:topic_error(t, "NO_ERROR") end)
+      assert.matches("topic '" .. t .. "' partition 0 no longer exists %(offsets from 2 on were not read%)",
+        err_of(strict.latest_offset, strict, stop))
+      produce(b, t2, 0, ids(4, 1))
+      local stop2, rows = step(lenient, stop_l, 1)
+      assert.same({ [t2] = { ["0"] = 2 } }, stop2)
+      assert.same({ 4 }, sorted_ids(rows))
+      strict:stop()
+      lenient:stop()
+    end)
+
     it("partitions added mid-run are read from their earliest offset", function()
       local t = topic_name()
       b:create_topic(t, 1)

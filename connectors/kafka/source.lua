@@ -527,7 +527,19 @@ function Source:commit(stop)
   self._reader:commit(list)
 end
 
+--- While idle, look for new messages every 200 ms (each look is a
+-- metadata and two offsets requests to the cluster; the engine's own idle
+-- polling would ask every 50 ms).
+function Source:watch(fn)
+  if not self._loop then return end
+  self._timer = self._loop:timer(200, 200, function() fn() end)
+end
+
 function Source:stop()
+  if self._timer then
+    self._timer:close()
+    self._timer = nil
+  end
   if self._reader then
     self._reader:close()
     self._reader = nil
@@ -590,7 +602,7 @@ M.sources.kafka = {
       _assign = assign, _starting = o.starting_offsets or (ts == nil and "latest" or nil), _timestamp = ts,
       _limit = o.max_offsets_per_trigger,
       _fail_on_loss = o.fail_on_data_loss ~= false, _group = o.group_id, _lost = 0,
-      _dl_name = o.dead_letter_topic, _store = o.store,
+      _dl_name = o.dead_letter_topic, _store = o.store, _loop = ctx and ctx.loop,
       _writer = format("%s/dead_letter/%s", tostring(ctx and ctx.query_id), tostring(ctx and ctx.index or 1)),
     }, Source)
     return self
