@@ -112,10 +112,10 @@ $(RDKAFKA_A): $(RDKAFKA_PATCHES)
 	$(MAKE) -C $(RDKAFKA_BUILD)/src librdkafka.a >build/librdkafka-make.out 2>&1 || \
 	  { tail -n 30 build/librdkafka-make.out; exit 1; }
 
-$(KAFKA_BROKER): tools/kafka-broker/broker.c $(RDKAFKA_A)
+$(KAFKA_BROKER): tools/kafka-broker/broker.c tools/kafka-broker/lines.h $(RDKAFKA_A)
 	$(CC) $(KAFKA_TOOL_CFLAGS) -o $@ $< $(RDKAFKA_A) $(RDKAFKA_LIBS)
 
-$(KAFKA_TXCLIENT): tools/kafka-broker/txclient.c $(RDKAFKA_A)
+$(KAFKA_TXCLIENT): tools/kafka-broker/txclient.c tools/kafka-broker/lines.h $(RDKAFKA_A)
 	$(CC) $(KAFKA_TOOL_CFLAGS) -o $@ $< $(RDKAFKA_A) $(RDKAFKA_LIBS)
 
 spec asan: $(KAFKA_BROKER) $(KAFKA_TXCLIENT)

@@ -164,9 +164,13 @@ local function spawn(mt, what, bin, args, first)
   return p, line
 end
 
--- Methods that send `name arg1 arg2 ...` with at least n arguments.
+-- Methods that send `name arg1 arg2 ...`: names maps each name to its
+-- least number of arguments, or to { n, parse } where parse turns the
+-- answer's text into the method's results.
 local function commands(class, names)
-  for name, n in pairs(names) do
+  for name, spec in pairs(names) do
+    local n, parse = spec, nil
+    if type(spec) == "table" then n, parse = spec[1], spec[2] end
     class[name] = function(self, ...)
       local args = table.pack(...)
       if args.n < n then error(string.format("kafka_broker: %s needs %d arguments, got %d", name, n, args.n), 2) end
@@ -174,72 +178,48 @@ local function commands(class, names)
       for i = 1, args.n do parts[#parts + 1] = tostring(args[i]) end
       local ok, res = pcall(self.command, self, table.concat(parts, " "))
       if not ok then error(res, 2) end
+      if parse then return parse(res) end
       return res
     end
   end
 end
 
-local Broker = setmetatable({}, { __index = Proc })
-Broker.__index = Broker
-Broker.__gc = Proc.stop
-Broker.__close = Proc.stop
+-- Answers of several integers: "1 2 3" -> 1, 2, 3.
+local function integers(res)
+  local t = {}
+  for w in res:gmatch("%-?%d+") do t[#t + 1] = math.tointeger(tonumber(w)) end
+  return table.unpack(t)
+end
+
+-- A kind of Proc: its own methods, Proc's for the rest.
+local function subclass()
+  local class = setmetatable({}, { __index = Proc })
+  class.__index, class.__gc, class.__close = class, Proc.stop, Proc.stop
+  return class
+end
+
+local Broker = subclass()
 
 commands(Broker, {
   create_topic = 2, add_partitions = 2, broker_down = 1, broker_up = 1, push_errors = 3, broker_errors = 3,
   clear_errors = 1, rtt = 2, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
+  offsets = { 2, integers }, -- log start offset, log end offset, last stable offset
 })
 
-commands(Broker, { offsets = 2 })
-local offsets = Broker.offsets
---- The partition's log start offset, log end offset and last stable offset.
-function Broker:offsets(topic, partition)
-  local ok, res = pcall(offsets, self, topic, partition)
-  if not ok then error(res, 2) end
-  local a, b, c = res:match("^(%-?%d+) (%-?%d+) (%-?%d+)$")
-  return tonumber(a), tonumber(b), tonumber(c)
-end
-
-local Client = setmetatable({}, { __index = Proc })
-Client.__index = Client
-Client.__gc = Proc.stop
-Client.__close = Proc.stop
+local Client = subclass()
 
 commands(Client, {
   init = 0, begin = 0, commit = 0, abort = 0, produce_n = 4, send_offsets = 4,
   create_topic = 2, create_partitions = 2,
+  produce = { 4, integers },         -- (topic, partition, key, value) -> partition, offset
+  produce_at = { 5, integers },      -- (topic, partition, ts, key, value) -> partition, offset
+  delete_records = { 3, integers },  -- (topic, partition, offset) -> the new low watermark
+  -- (group, topic, partition) -> the committed offset (-1001: none), its metadata or nil
+  committed = { 3, function(res)
+    local o, meta = res:match("^(%-?%d+) ?(.*)$")
+    return math.tointeger(tonumber(o)), meta ~= "" and meta or nil
+  end },
 })
-
---- Produce one message and wait for it: its partition and offset.
-function Client:produce(topic, partition, key, value)
-  local ok, res = pcall(self.command, self, string.format("produce %s %d %s %s", topic, partition, key, value))
-  if not ok then error(res, 2) end
-  local p, o = res:match("^(%-?%d+) (%-?%d+)$")
-  return tonumber(p), tonumber(o)
-end
-
---- The same with the message's timestamp (ms).
-function Client:produce_at(topic, partition, ts, key, value)
-  local ok, res = pcall(self.command, self, string.format("produce_at %s %d %d %s %s", topic, partition, ts, key,
-    value))
-  if not ok then error(res, 2) end
-  local p, o = res:match("^(%-?%d+) (%-?%d+)$")
-  return tonumber(p), tonumber(o)
-end
-
---- The group's committed offset of a partition (-1001: none) and its metadata.
-function Client:committed(group, topic, partition)
-  local ok, res = pcall(self.command, self, string.format("committed %s %s %d", group, topic, partition))
-  if not ok then error(res, 2) end
-  local o, meta = res:match("^(%-?%d+) ?(.*)$")
-  return tonumber(o), meta ~= "" and meta or nil
-end
-
---- DeleteRecords: move the log start; returns the new low watermark.
-function Client:delete_records(topic, partition, offset)
-  local ok, res = pcall(self.command, self, string.format("delete_records %s %d %d", topic, partition, offset))
-  if not ok then error(res, 2) end
-  return tonumber(res)
-end
 
 --- A client of this broker: `client(transactional_id, conf)`, both optional
 --- (conf: librdkafka producer settings).

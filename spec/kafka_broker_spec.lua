@@ -173,7 +173,7 @@ describe("kafka test broker: transactions", function()
   end)
 end)
 
-describe("kafka test broker: admin requests and the log", function()
+describe("kafka test broker: admin requests, the log and faults", function()
   local b
   before_each(function() b = kafka_broker.start(3) end)
   after_each(function() b:stop() end)
@@ -278,12 +278,6 @@ describe("kafka test broker: admin requests and the log", function()
     os.execute("rm -rf " .. q(dir))
     assert.same({ true, "exit", 0 }, { ok, how, code }, second)
   end)
-end)
-
-describe("kafka test broker: faults", function()
-  local b
-  before_each(function() b = kafka_broker.start(3) end)
-  after_each(function() b:stop() end)
 
   it("takes a broker down and up: its partitions cannot be written meanwhile", function()
     b:create_topic("f", 1)

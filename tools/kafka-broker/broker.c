@@ -14,19 +14,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
+#include <stdint.h>
 
 /* The patched source's headers (Makefile: -I build/librdkafka/src). */
 #include "rdkafka.h"
 #include "rdkafka_mock.h"
 
-#define MAX_ARGS 16
+#include "lines.h"
 
 static rd_kafka_mock_cluster_t *mcluster;
 static int broker_cnt;
@@ -50,17 +44,6 @@ static const struct {
     {"TxnOffsetCommit", 28}, {"DescribeConfigs", 32},
     {"CreatePartitions", 37}, {"DeleteGroups", 42},
 };
-
-static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void reply(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        if (fflush(stdout) != 0) /* the reader is gone */
-                exit(0);
-}
 
 /* A decimal integer in [lo, hi], the whole string. */
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -347,8 +330,6 @@ static void command(int argc, char **argv) {
 
         } else if (!strcmp(c, "bootstrap")) {
                 reply("ok %s", rd_kafka_mock_cluster_bootstraps(mcluster));
-        } else if (!strcmp(c, "pid")) {
-                reply("ok %ld", (long)getpid());
         } else if (!strcmp(c, "ping")) {
                 reply("ok");
         } else if (!strcmp(c, "help")) {
@@ -362,8 +343,6 @@ int main(int argc, char **argv) {
         char errstr[512];
         rd_kafka_conf_t *conf;
         rd_kafka_t *rk;
-        char *line = NULL;
-        size_t cap = 0;
         long long n = 1;
 
         if (argc > 2 || (argc == 2 && parse_int(argv[1], 1, 16, &n))) {
@@ -372,11 +351,8 @@ int main(int argc, char **argv) {
         }
         broker_cnt = (int)n;
 
-        /* Gone with the process that started us, even if it is killed. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() == 1)
+        if (lines_init())
                 return 0;
-        signal(SIGPIPE, SIG_IGN);
 
         conf = rd_kafka_conf_new();
         /* The handle only hosts the cluster; it connects nowhere. */
@@ -397,28 +373,7 @@ int main(int argc, char **argv) {
         }
         reply("%s", rd_kafka_mock_cluster_bootstraps(mcluster));
 
-        for (;;) {
-                char *args[MAX_ARGS], *p, *save = NULL;
-                int nargs = 0;
-                ssize_t len = getline(&line, &cap, stdin);
-                if (len < 0)
-                        break; /* end of input: the test is gone */
-                for (p = strtok_r(line, " \t\r\n", &save); p && nargs < MAX_ARGS;
-                     p = strtok_r(NULL, " \t\r\n", &save))
-                        args[nargs++] = p;
-                if (nargs == 0)
-                        continue;
-                if (p) {
-                        reply("error too many arguments (at most %d)", MAX_ARGS - 1);
-                        continue;
-                }
-                if (!strcmp(args[0], "quit")) {
-                        reply("ok bye");
-                        break;
-                }
-                command(nargs, args);
-        }
-        free(line);
+        lines_serve(command, "error");
         rd_kafka_mock_cluster_destroy(mcluster);
         rd_kafka_destroy(rk);
         return 0;

@@ -30,35 +30,18 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #include "rdkafka.h"
 
+#include "lines.h"
+
 #define TIMEOUT_MS 30000
-#define MAX_ARGS   16
 
 static rd_kafka_t *rk;
 static const char *bootstrap;
 static rd_kafka_resp_err_t last_dr_err;
 static int32_t last_dr_partition;
 static int64_t last_dr_offset;
-
-static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void reply(const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        if (fflush(stdout) != 0)
-                exit(0);
-}
 
 /* An rd_kafka_error_t as an answer line; destroys it. */
 static void reply_error(rd_kafka_error_t *error) {
@@ -325,8 +308,6 @@ static void command(int argc, char **argv) {
                 if (error)
                         return reply_error(error);
                 reply("ok");
-        } else if (!strcmp(c, "pid") && argc == 1) {
-                reply("ok %ld", (long)getpid());
         } else if (!strcmp(c, "committed") && argc == 4) {
                 cmd_committed(argv);
         } else if ((!strcmp(c, "create_topic") && (argc == 3 || argc == 4)) ||
@@ -341,8 +322,6 @@ static void command(int argc, char **argv) {
 int main(int argc, char **argv) {
         char errstr[512];
         rd_kafka_conf_t *conf;
-        char *line = NULL;
-        size_t cap = 0;
         int i;
 
         if (argc < 2) {
@@ -350,8 +329,8 @@ int main(int argc, char **argv) {
                                 "[TRANSACTIONAL_ID] [KEY=VALUE ...]\n");
                 return 2;
         }
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        signal(SIGPIPE, SIG_IGN);
+        if (lines_init())
+                return 0;
         bootstrap = argv[1];
 
         conf = rd_kafka_conf_new();
@@ -379,27 +358,7 @@ int main(int argc, char **argv) {
         }
         reply("ok ready");
 
-        for (;;) {
-                char *args[MAX_ARGS], *p, *save = NULL;
-                int nargs = 0;
-                if (getline(&line, &cap, stdin) < 0)
-                        break;
-                for (p = strtok_r(line, " \t\r\n", &save); p && nargs < MAX_ARGS;
-                     p = strtok_r(NULL, " \t\r\n", &save))
-                        args[nargs++] = p;
-                if (nargs == 0)
-                        continue;
-                if (p) {
-                        reply("error _INVALID_ARG: too many arguments");
-                        continue;
-                }
-                if (!strcmp(args[0], "quit")) {
-                        reply("ok bye");
-                        break;
-                }
-                command(nargs, args);
-        }
-        free(line);
+        lines_serve(command, "error _INVALID_ARG:");
         /* A producer with an open transaction is closed without waiting:
          * the test decides what happens to it (timeout, fencing). */
         rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
