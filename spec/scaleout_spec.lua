@@ -20,7 +20,7 @@ local core = require "tide.core"
 local tmpname, sh_quote, read_file = support.tmpname, support.sh_quote, support.read_file
 
 local MEMBER = [==[
-package.cpath = "lua/?.so;" .. package.cpath
+package.cpath = (os.getenv("TIDE_CPATH") or "lua/?.so") .. ";" .. package.cpath
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 local core = require "tide.core"
 local bootstrap, log_path, stop_path, group, topic = arg[1], arg[2], arg[3], arg[4], arg[5]
