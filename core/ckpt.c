@@ -843,6 +843,88 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
   return 0;
 }
 
+/* -------------------------------------------------------- state index --- */
+
+int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, const char *index, size_t index_len,
+                           const uint64_t *prefixes, size_t n, tide_ckpt_val_fn fn, void *arg, tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi vdbi, idbi;
+  MDB_cursor *cur = NULL;
+  if (!n) return 0;
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(txn, index, index_len, 0, &idbi);
+  if (!rc) rc = state_dbi(txn, name, name_len, 0, &vdbi);
+  if (rc == MDB_NOTFOUND) { /* nothing stored yet */
+    end_read(txn);
+    return 0;
+  }
+  if (!rc) rc = mdb_cursor_open(txn, idbi, &cur);
+  int frc = 0; /* fn's failure: err is set already */
+  for (size_t i = 0; i < n && !rc && !frc; i++) {
+    unsigned char start[16];
+    tide_ckpt_key_u64(start, prefixes[i]);
+    memset(start + 8, 0, 8);
+    MDB_val k = {16, start}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc && !frc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      if (k.mv_size != 16 || memcmp(k.mv_data, start, 8)) break;
+      unsigned char vk[8];
+      memcpy(vk, (const unsigned char *)k.mv_data + 8, 8);
+      MDB_val key = {8, vk}, val;
+      int g = mdb_get(txn, vdbi, &key, &val);
+      if (g == MDB_NOTFOUND) continue;
+      if (g) {
+        rc = g;
+        break;
+      }
+      frc = fn(arg, get_be64(vk), val.mv_data, val.mv_size, err);
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (cur) mdb_cursor_close(cur);
+  end_read(txn);
+  if (frc) return frc;
+  if (rc) {
+    char what[256];
+    snprintf(what, sizeof what, "reading state '%.*s'", (int)index_len, index);
+    return fail(c, NULL, rc, what, err);
+  }
+  return 0;
+}
+
+int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
+                         tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_cursor *cur = NULL;
+  MDB_stat ms;
+  *entries = *last = 0;
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(txn, name, name_len, 0, &dbi);
+  if (rc == MDB_NOTFOUND) {
+    end_read(txn);
+    return 0;
+  }
+  if (!rc) rc = mdb_stat(txn, dbi, &ms);
+  if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+  if (!rc) {
+    MDB_val k, v;
+    *entries = ms.ms_entries;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (!rc && k.mv_size == 8) *last = get_be64(k.mv_data);
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (cur) mdb_cursor_close(cur);
+  end_read(txn);
+  if (rc) {
+    char what[256];
+    snprintf(what, sizeof what, "reading state '%.*s'", (int)name_len, name);
+    return fail(c, NULL, rc, what, err);
+  }
+  return 0;
+}
+
 /* -------------------------------------------------------------- stats --- */
 
 static uint64_t db_bytes(const MDB_stat *s) {

@@ -153,6 +153,27 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
                          size_t max_entries, size_t max_bytes, tide_buf_t *out, size_t *n, int *done,
                          tide_err_t *err);
 
+/* Called with one stored value while a read transaction is open: fn must
+ * not longjmp (no Lua), and the value is valid during the call only.
+ * Returns 0, or an error code (err set) that stops the walk. */
+typedef int (*tide_ckpt_val_fn)(void *arg, uint64_t id, const void *val, size_t len, tide_err_t *err);
+
+/* Look values up through an index, in ONE read transaction (bounded
+ * memory for aggregation state, docs/FORMAT.md "State index"): for each
+ * p of prefixes[0..n) (ascending), every key of state `index` that is p
+ * (8 bytes big-endian) followed by an id (8 bytes big-endian), then that
+ * id's value in state `name` (its key the id, 8 bytes big-endian), handed
+ * to fn. Index entries whose id has no value are skipped; absent states
+ * are empty. Errors: LMDB codes with err naming the state, or fn's. */
+int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, const char *index, size_t index_len,
+                           const uint64_t *prefixes, size_t n, tide_ckpt_val_fn fn, void *arg, tide_err_t *err);
+
+/* The number of entries of state `name` and its largest key read as a
+ * u64 (8 bytes big-endian; 0 when the state is empty, absent, or its
+ * largest key is not 8 bytes). */
+int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
+                         tide_err_t *err);
+
 /* Fill st, and append st->nstates tide_ckpt_state_stat_t records (by name
  * order) to states (its previous contents dropped). */
 int tide_ckpt_stats(tide_ckpt_t *c, tide_ckpt_stats_t *st, tide_buf_t *states, tide_err_t *err);

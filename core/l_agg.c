@@ -46,12 +46,24 @@
 
 #define AGG_MT "tide.Agg"
 
+/* Bounded memory (agg:attach): the aggregation spills to its state in
+ * the query's checkpoint, `name` (records by sid) with the index `index`
+ * (key hash and sid -> "", docs/FORMAT.md "State index"). */
+typedef struct {
+  struct tide_ckpt **ck;  /* into the tide.Checkpoint (user value 1); NULL: not attached */
+  char name[TIDE_CKPT_NAME_MAX + 1], index[TIDE_CKPT_NAME_MAX + 1];
+  size_t name_len, index_len;
+  size_t limit;           /* bytes */
+  int indexed;            /* the index holds every committed group */
+  int indexing;           /* the changes taken index every group: indexed once committed */
+  uint64_t records, last; /* at attach: stored groups, the largest sid */
+  tide_agg_store_t store;
+  tide_buf_t scan;        /* the store's scan chunks */
+} l_spill_t;
+
 typedef struct {
   tide_agg_t *a;
-  /* the sids evict/remove took out since the last clear_changes: the
-   * deletes of take_changes */
-  uint64_t *gone;
-  size_t ngone, capgone;
+  l_spill_t *sp; /* NULL unless attached */
 } l_agg_t;
 
 static tide_agg_t *check_agg(lua_State *L, int idx) {
@@ -64,24 +76,9 @@ static int agg_gc(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_free(u->a);
   u->a = NULL;
-  free(u->gone);
-  u->gone = NULL;
-  u->ngone = u->capgone = 0;
-  return 0;
-}
-
-/* Remember removed sids for take_changes; 0 or -ENOMEM (nothing kept). */
-static int note_gone(l_agg_t *u, const uint64_t *sids, uint32_t n) {
-  if (u->capgone - u->ngone < n) {
-    size_t cap = u->capgone ? u->capgone : 256;
-    while (cap - u->ngone < n) cap *= 2;
-    uint64_t *p = realloc(u->gone, cap * sizeof *p);
-    if (!p) return -ENOMEM;
-    u->gone = p;
-    u->capgone = cap;
-  }
-  if (n) memcpy(u->gone + u->ngone, sids, (size_t)n * sizeof *sids);
-  u->ngone += n;
+  if (u->sp) tide_buf_free(&u->sp->scan);
+  free(u->sp);
+  u->sp = NULL;
   return 0;
 }
 
@@ -114,12 +111,13 @@ static int l_agg(lua_State *L) {
   uint32_t n;
   tide_l_scratch_t *x = tide_l_push_scratch(L);
   tide_agg_spec_t *specs = tide_l_check_agg_specs(L, 2, x, &n);
-  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 1); /* user value: the checkpoint of attach */
   memset(u, 0, sizeof *u);
   luaL_setmetatable(L, AGG_MT);
   tide_err_t err = {0, ""};
   int rc = tide_agg_new(keys, specs, n, &u->a, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_agg_log_gone(u->a, 1); /* the deletes of take_changes */
   return 1;
 }
 
@@ -285,15 +283,19 @@ static int agg_result(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   tide_batch_t *b;
   tide_err_t err = {0, ""};
-  int rc = tide_agg_result(a, &b, &err);
+  int rc = tide_agg_result_all(a, &b, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   tide_l_push_batch(L, b);
   return 1;
 }
 
+/* agg:groups() -> the groups in memory and those only in the store,
+ * the groups in memory */
 static int agg_groups(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)tide_agg_groups(check_agg(L, 1)));
-  return 1;
+  tide_agg_t *a = check_agg(L, 1);
+  lua_pushinteger(L, (lua_Integer)(tide_agg_groups(a) + tide_agg_spilled(a)));
+  lua_pushinteger(L, (lua_Integer)tide_agg_groups(a));
+  return 2;
 }
 
 static int agg_bytes(lua_State *L) {
@@ -367,18 +369,21 @@ static int cmp_u64(const void *x, const void *y) {
  * come in gid order, which is sid order, so the checkpoint appends the new
  * groups. Clears nothing. */
 static int agg_take_changes(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   const uint32_t *gids;
   uint32_t n = tide_agg_dirty(a, &gids);
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* the sorted sids */
   tide_l_changes_t *c = tide_l_push_changes(L);
   tide_err_t err = {0, ""};
   unsigned char key[8];
-  int sorted = 1; /* evictions hand sids back in gid order: usually sorted already */
-  for (size_t i = 1; i < u->ngone && sorted; i++) sorted = u->gone[i - 1] <= u->gone[i];
-  if (!sorted) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
-  for (size_t i = 0; i < u->ngone; i++) {
-    tide_ckpt_key_u64(key, u->gone[i]);
+  const uint64_t *gone, *hashes;
+  size_t ngone = tide_agg_gone(a, &gone, &hashes);
+  uint64_t *sorted = x->p[0] = malloc((ngone ? ngone : 1) * sizeof *sorted);
+  if (!sorted) return luaL_error(L, "out of memory");
+  if (ngone) memcpy(sorted, gone, ngone * sizeof *sorted);
+  qsort(sorted, ngone, sizeof *sorted, cmp_u64); /* evictions hand sids back in gid order: sorted already, mostly */
+  for (size_t i = 0; i < ngone; i++) {
+    tide_ckpt_key_u64(key, sorted[i]);
     if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
   }
   if (tide_buf_reserve(&c->buf, (size_t)n * 64)) return luaL_error(L, "out of memory");
@@ -393,15 +398,224 @@ static int agg_take_changes(lua_State *L) {
     }
     tide_l_changes_put_end(c, mark);
   }
+  tide_l_scratch_free(x);
+  lua_remove(L, -2);
   return 1;
 }
 
-static int agg_clear_changes(lua_State *L) {
+/* ------------------------------------------------------ bounded memory --- */
+
+/* The attached checkpoint's handle, or an error when it is closed. */
+static struct tide_ckpt *spill_ck(l_spill_t *sp, tide_err_t *err) {
+  if (!*sp->ck) tide_err_set(err, TIDE_EINVAL, "state %s: the checkpoint is closed", sp->name);
+  return *sp->ck;
+}
+
+/* The store's lookup (agg.h): through the index, in one read transaction. */
+static int store_lookup(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_fn fn, void *arg, tide_err_t *err) {
+  l_spill_t *sp = ctx;
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  return tide_ckpt_state_lookup(c, sp->name, sp->name_len, sp->index, sp->index_len, h, n, fn, arg, err);
+}
+
+/* The store's scan (agg.h): a chunk copied out of a read transaction,
+ * then handed to fn record by record. */
+static int store_scan(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn fn, void *arg, uint64_t *last,
+                      int *done, tide_err_t *err) {
+  l_spill_t *sp = ctx;
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  unsigned char k[8];
+  tide_ckpt_key_u64(k, after);
+  size_t n;
+  int rc = tide_ckpt_state_scan(c, sp->name, sp->name_len, after ? k : NULL, 8, max, (size_t)64 << 20, &sp->scan, &n,
+                                done, err);
+  const char *p = sp->scan.data;
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t sz[2];
+    memcpy(sz, p, sizeof sz);
+    const unsigned char *key = (const unsigned char *)p + sizeof sz;
+    p += sizeof sz + sz[0] + sz[1];
+    if (sz[0] != 8) continue; /* not a state id: not a record */
+    uint64_t sid = 0;
+    for (int b = 0; b < 8; b++) sid = sid << 8 | key[b];
+    *last = sid;
+    rc = fn(arg, sid, key + 8, sz[1], err);
+  }
+  if (sp->scan.cap > ((size_t)4 << 20)) tide_buf_free(&sp->scan); /* a big chunk is not kept */
+  return rc;
+}
+
+/* agg:attach(ck, name, index, limit): bound this aggregation's memory to
+ * limit bytes (state_memory_limit), spilling to its state `name` in the
+ * checkpoint ck and the index `index` beside it. Call before restoring:
+ * agg:full() then says when to stop, agg:restored() after. */
+static int agg_attach(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
-  tide_agg_clear_dirty(check_agg(L, 1));
-  u->ngone = 0;
+  check_agg(L, 1);
+  struct tide_ckpt **ck = tide_l_check_ckpt(L, 2);
+  size_t nl, il;
+  const char *name = luaL_checklstring(L, 3, &nl), *index = luaL_checklstring(L, 4, &il);
+  lua_Integer limit = luaL_checkinteger(L, 5);
+  luaL_argcheck(L, nl > 0 && nl <= TIDE_CKPT_NAME_MAX && !memchr(name, 0, nl), 3, "a state name is 1..200 bytes");
+  luaL_argcheck(L, il > 0 && il <= TIDE_CKPT_NAME_MAX && !memchr(index, 0, il), 4, "a state name is 1..200 bytes");
+  luaL_argcheck(L, limit > 0, 5, "a memory limit is > 0 bytes");
+  if (u->sp) return luaL_error(L, "agg:attach: attached already");
+  l_spill_t *sp = calloc(1, sizeof *sp);
+  if (!sp) return luaL_error(L, "out of memory");
+  u->sp = sp;
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  sp->ck = ck;
+  memcpy(sp->name, name, nl);
+  memcpy(sp->index, index, il);
+  sp->name_len = nl;
+  sp->index_len = il;
+  sp->limit = (size_t)limit;
+  sp->store.ctx = sp;
+  sp->store.lookup = store_lookup;
+  sp->store.scan = store_scan;
+  tide_err_t err = {0, ""};
+  uint64_t ientries, ilast;
+  int rc = tide_ckpt_state_tail(*ck, name, nl, &sp->records, &sp->last, &err);
+  if (!rc) rc = tide_ckpt_state_tail(*ck, index, il, &ientries, &ilast, &err);
+  if (rc) return luaL_error(L, "%s", err.msg);
+  sp->indexed = ientries > 0;
   return 0;
 }
+
+static l_spill_t *check_attached(lua_State *L, const char *fn) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  check_agg(L, 1);
+  if (!u->sp) luaL_error(L, "agg:%s: not attached (agg:attach)", fn);
+  return u->sp;
+}
+
+/* agg:full() -> true when restoring must stop: the index holds every
+ * stored group and the groups in memory have passed the limit. */
+static int agg_full(lua_State *L) {
+  l_spill_t *sp = check_attached(L, "full");
+  lua_pushboolean(L, sp->indexed && tide_agg_bytes(check_agg(L, 1)) > sp->limit);
+  return 1;
+}
+
+/* agg:restored(): the restore is over; the stored groups it left out are
+ * served from the checkpoint from now on. */
+static int agg_restored(lua_State *L) {
+  l_spill_t *sp = check_attached(L, "restored");
+  tide_agg_t *a = check_agg(L, 1);
+  uint64_t mem = tide_agg_groups(a);
+  tide_agg_set_store(a, &sp->store, sp->records > mem ? sp->records - mem : 0, sp->last + 1);
+  return 0;
+}
+
+/* The index key of a group: its key hash, then its sid (8 + 8 bytes
+ * big-endian): entries of one hash are neighbours, found by prefix. */
+static void index_key(unsigned char k[16], uint64_t hash, uint64_t sid) {
+  tide_ckpt_key_u64(k, hash);
+  tide_ckpt_key_u64(k + 8, sid);
+}
+
+static int cmp_pair(const void *x, const void *y) {
+  const uint64_t *a = x, *b = y;
+  return a[0] != b[0] ? (a[0] > b[0]) - (a[0] < b[0]) : (a[1] > b[1]) - (a[1] < b[1]);
+}
+
+/* agg:take_index() -> change set of the index | nil: what the commit
+ * that take_changes is for writes to the index: nothing until the groups
+ * first pass the limit; then, in that commit, an entry for every group;
+ * from then on a delete for each group taken out and an entry for each
+ * new group. Entries in key order (one cursor walks them). */
+static int agg_take_index(lua_State *L) {
+  l_spill_t *sp = check_attached(L, "take_index");
+  tide_agg_t *a = check_agg(L, 1);
+  if (!sp->indexed) sp->indexing = tide_agg_bytes(a) > sp->limit;
+  if (!sp->indexed && !sp->indexing) {
+    lua_pushnil(L);
+    return 1;
+  }
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_l_changes_t *c = tide_l_push_changes(L);
+  const uint64_t *gone, *hashes;
+  size_t ngone = tide_agg_gone(a, &gone, &hashes);
+  const uint32_t *gids;
+  uint32_t nd = tide_agg_dirty(a, &gids), ng = (uint32_t)tide_agg_groups(a);
+  size_t most = ngone > (size_t)(sp->indexed ? nd : ng) ? ngone : (size_t)(sp->indexed ? nd : ng);
+  uint64_t *pairs = x->p[0] = malloc((most ? most : 1) * 2 * sizeof *pairs);
+  if (!pairs) return luaL_error(L, "out of memory");
+  unsigned char key[16];
+  for (size_t i = 0; i < ngone; i++) {
+    pairs[2 * i] = hashes[i];
+    pairs[2 * i + 1] = gone[i];
+  }
+  qsort(pairs, ngone, 2 * sizeof *pairs, cmp_pair);
+  for (size_t i = 0; i < ngone; i++) {
+    index_key(key, pairs[2 * i], pairs[2 * i + 1]);
+    if (tide_l_changes_del(c, key, 16)) return luaL_error(L, "out of memory");
+  }
+  size_t m = 0;
+  if (sp->indexed) { /* the new groups (dirty, sids from the mark on) */
+    uint64_t from = tide_agg_new_sids_from(a);
+    for (uint32_t i = 0; i < nd; i++) {
+      uint64_t sid = tide_agg_sid(a, gids[i]);
+      if (sid < from) continue;
+      pairs[2 * m] = tide_agg_hash(a, gids[i]);
+      pairs[2 * m++ + 1] = sid;
+    }
+  } else { /* every group */
+    for (uint32_t g = 0; g < ng; g++) {
+      pairs[2 * m] = tide_agg_hash(a, g);
+      pairs[2 * m++ + 1] = tide_agg_sid(a, g);
+    }
+  }
+  qsort(pairs, m, 2 * sizeof *pairs, cmp_pair);
+  for (size_t i = 0; i < m; i++) {
+    size_t mark;
+    index_key(key, pairs[2 * i], pairs[2 * i + 1]);
+    if (tide_l_changes_put_begin(c, key, 16, &mark)) return luaL_error(L, "out of memory");
+    tide_l_changes_put_end(c, mark);
+  }
+  tide_l_scratch_free(x);
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* agg:clear_changes(): after a commit. Attached, it then spills the
+ * least recently touched groups while the groups in memory pass the
+ * limit, down to 3/4 of it (so that the next batches do not spill again
+ * at once). Returns the number of groups spilled. */
+static int agg_clear_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  tide_agg_clear_dirty(a);
+  uint32_t n = 0;
+  l_spill_t *sp = u->sp;
+  if (sp && sp->indexing) {
+    sp->indexed = 1;
+    sp->indexing = 0;
+  }
+  if (sp && sp->indexed && tide_agg_bytes(a) > sp->limit) {
+    tide_err_t err = {0, ""};
+    int rc = tide_agg_spill(a, sp->limit / 4 * 3, &n, &err);
+    if (rc) return luaL_error(L, "state %s: %s", sp->name, err.msg);
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* agg:spill_counts() -> groups only in the store, groups spilled and
+ * groups loaded back since the aggregation was made */
+static int agg_spill_counts(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  uint64_t s, l;
+  tide_agg_spill_counts(a, &s, &l);
+  lua_pushinteger(L, (lua_Integer)tide_agg_spilled(a));
+  lua_pushinteger(L, (lua_Integer)s);
+  lua_pushinteger(L, (lua_Integer)l);
+  return 3;
+}
+
 
 /* agg:restore(sid, record) -> true | nil, msg, ENAME */
 static int agg_restore(lua_State *L) {
@@ -420,11 +634,10 @@ static int agg_restore(lua_State *L) {
 /* Push what evict/remove hand back: the rows batch and an array of the
  * sids (freed here: x owns them while the pushes may raise), or with
  * want_rows 0 their number; the sids are noted for take_changes. */
-static int push_removed(lua_State *L, l_agg_t *u, tide_l_scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
+static int push_removed(lua_State *L, tide_l_scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
                         int want_rows) {
   x->p[0] = sids;
   if (b) tide_l_push_batch(L, b);
-  if (note_gone(u, sids, n)) return luaL_error(L, "out of memory");
   if (!want_rows) {
     lua_pushinteger(L, (lua_Integer)n);
     tide_l_scratch_free(x);
@@ -445,7 +658,6 @@ static int push_removed(lua_State *L, l_agg_t *u, tide_l_scratch_t *x, tide_batc
  * <= bound, removed. want_rows false: just the number removed (no rows
  * are built). */
 static int agg_evict(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   const tide_schema_t *s = tide_agg_schema(a);
   uint32_t nf = s->nfields, col = nf;
@@ -483,7 +695,7 @@ static int agg_evict(lua_State *L) {
   tide_err_t err = {0, ""};
   int rc = tide_agg_evict(a, col, (int64_t)bound, want_rows ? &b : NULL, &sids, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  return push_removed(L, u, x, b, sids, n, want_rows);
+  return push_removed(L, x, b, sids, n, want_rows);
 }
 
 /* The gid of the state id at stack index idx; raises naming `what` when
@@ -536,7 +748,6 @@ static int agg_merge(lua_State *L) {
 /* agg:remove({sid..}) -> Batch, {sid..}: remove the groups, handing back
  * their result rows and state ids in gid (first-seen) order. */
 static int agg_remove(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   uint32_t n = (uint32_t)lua_rawlen(L, 2);
@@ -556,7 +767,7 @@ static int agg_remove(lua_State *L) {
   tide_err_t err = {0, ""};
   int rc = tide_agg_remove(a, gids, n, &b, &sids, &m, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  return push_removed(L, u, x, b, sids, m, 1);
+  return push_removed(L, x, b, sids, m, 1);
 }
 
 int tide_l_agg_open(lua_State *L) {
@@ -573,6 +784,11 @@ int tide_l_agg_open(lua_State *L) {
                                      {"lookup", agg_lookup},
                                      {"merge", agg_merge},
                                      {"remove", agg_remove},
+                                     {"attach", agg_attach},
+                                     {"full", agg_full},
+                                     {"restored", agg_restored},
+                                     {"take_index", agg_take_index},
+                                     {"spill_counts", agg_spill_counts},
                                      {NULL, NULL}};
   tide_l_class(L, AGG_MT, methods, agg_gc, 0);
   lua_pushcfunction(L, l_agg);

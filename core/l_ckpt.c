@@ -83,6 +83,8 @@ static l_ckpt_t *check_open_ckpt(lua_State *L, int idx) {
   return k;
 }
 
+struct tide_ckpt **tide_l_check_ckpt(lua_State *L, int idx) { return &check_open_ckpt(L, idx)->c; }
+
 /* A batch id argument: an integer >= 0. */
 static uint64_t check_id(lua_State *L, int idx) {
   lua_Integer n = luaL_checkinteger(L, idx);

@@ -159,11 +159,41 @@ local function keyed_state(key_schema, specs, finish)
     if not cs then run_fail("agg", err) end
     return cs
   end
-  function st.clear_changes() a:clear_changes() end
-  st.rows = function() return a:groups() end
+  -- Bounded memory (state_memory_limit): the groups spill to the
+  -- checkpoint's state `name` and come back from it, through the index
+  -- `name .. INDEX_SUFFIX` (FORMAT.md, "State index"). Call before the
+  -- restore: st.full() then says when to stop restoring, st.restored()
+  -- ends it.
+  local index, loaded, evicted_now = nil, 0, 0
+  function st.attach(ck, name, limit)
+    index = name .. M.INDEX_SUFFIX
+    a:attach(ck, name, index, limit)
+  end
+  function st.full() return a:full() end
+  function st.restored() a:restored() end
+  -- The index changes of the commit take_changes is for: name, change set (or nil).
+  function st.take_index()
+    if not index then return nil end
+    return index, a:take_index()
+  end
+  function st.clear_changes() evicted_now = a:clear_changes() end
+  st.rows = function() return (a:groups()) end
   st.bytes = function() return a:bytes() end
+  -- Figures of the last batch: groups in memory, groups spilled at its
+  -- commit, groups loaded back while it ran.
+  function st.memory()
+    local _, mem = a:groups()
+    local _, _, l = a:spill_counts()
+    local out = { groups_in_memory = mem, groups_evicted = evicted_now, groups_loaded = l - loaded }
+    loaded = l
+    return out
+  end
   return st
 end
+
+--- The suffix of the checkpoint database that indexes a keyed state by
+-- key hash (FORMAT.md, "State index").
+M.INDEX_SUFFIX = ".keys"
 
 -- ------------------------------------------------------------------------
 -- Operators, by plan node op

@@ -189,6 +189,7 @@ local query_spec = {
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
   late_rows = "table",
+  state_memory_limit = { type = "size", min = 1, default = "256MB" },
 }
 
 -- trigger -> { kind = "interval", ms = n } | { kind = "once" } | { kind = "available_now" }
@@ -572,12 +573,17 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   end
   for k, node in ipairs(stateful) do
     local st, name = self._plan:new_state(k), state_name(node, k)
+    -- bounded memory: a keyed state restores up to its limit, the rest
+    -- stays in the checkpoint (st.full)
+    if st.attach then st.attach(ck, name, self._opts.state_memory_limit) end
     for key, blob in ck:state(name) do
       local ok, err = pcall(st.restore, key, blob)
       if not ok then
         error(format("checkpoint %s: state of %s (%s): %s", self._dir, node.label, name, util.strip_position(err)), 0)
       end
+      if st.full and st.full() then break end
     end
+    if st.restored then st.restored() end
     st.clear_changes()
     self._ops[k] = { node = node, state = st, name = state_name(node, k) }
     self._states[k] = st
@@ -911,6 +917,10 @@ function Query:_commit(b)
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
     changes[op.name] = dels == nil and puts or { put = puts, del = dels }
+    if op.state.take_index then
+      local index, ix = op.state.take_index()
+      if ix then changes[index] = ix end
+    end
     b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
@@ -955,6 +965,13 @@ function Query:_report(b)
     ops[k] = { name = op.node.stateful, num_rows_total = b.totals[k], num_rows_updated = m.updated,
       num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
       memory_bytes = op.state.bytes() }
+    if op.state.memory then -- bounded memory (state_memory_limit)
+      local mem = op.state.memory()
+      ops[k].memory_limit_bytes = self._opts.state_memory_limit
+      ops[k].num_rows_in_memory = mem.groups_in_memory
+      ops[k].num_rows_evicted_to_checkpoint = mem.groups_evicted
+      ops[k].num_rows_loaded_from_checkpoint = mem.groups_loaded
+    end
   end
   local event_time = {}
   if b.watermark then
