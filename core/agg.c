@@ -1003,6 +1003,12 @@ void tide_agg_clear_dirty(tide_agg_t *a) {
   for (uint32_t i = 0; i < a->ndirty; i++) DFLAG(a, a->dirty[i]) = 0;
   a->ndirty = 0;
   a->ngone = 0;
+  if (a->capgone > 256) { /* a large eviction's log is not kept: it counts as memory */
+    free(a->gone_sid);
+    free(a->gone_hash);
+    a->gone_sid = a->gone_hash = NULL;
+    a->capgone = 0;
+  }
   a->sid0 = a->next_sid;
   a->epoch++;
 }
