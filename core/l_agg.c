@@ -14,6 +14,15 @@
  *   agg:lookup(keys)       -> {sid | false ..}
  *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
  *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
+ *   agg:attach(ck, name, index, limit), agg:full(), agg:restored(),
+ *   agg:take_index() -> change set | nil, agg:spill_counts()
+ *     Bounded memory (state_memory_limit; core/agg.h "spilling"): past
+ *     `limit` bytes, clear_changes() (after a commit) drops the least
+ *     recently touched groups, which stay in the checkpoint's state `name`
+ *     and are found again through its index `index` (docs/FORMAT.md,
+ *     "State index"); push() loads them back, result() and evict() see
+ *     them. groups() then gives the groups in memory and in the
+ *     checkpoint, and those in memory.
  *     Streaming state (agg.h): every group has a state id (sid, an integer
  *     >= 1 that no other group of this aggregation's life gets). changes()
  *     gives the groups that push() created or updated since the last

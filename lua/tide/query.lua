@@ -308,6 +308,11 @@ end
 --     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
 --     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
 --     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+--     a keyed state (aggregate, dedup) also bounds its memory
+--     (state_memory_limit): st.attach(ck, name, limit) before the restore,
+--     st.full() (stop restoring), st.restored(), st.take_index() -> the
+--     name and change set of its index (or nil) for the commit, and
+--     st.memory() -> this batch's figures for the progress report;
 -- and runs with the context of the micro-batch (exec.lua's header): the
 -- state, the mode, this batch's watermark (eviction and emission), the
 -- previous batch's (late rows), the metrics and the late-row sink.
