@@ -1015,6 +1015,8 @@ void tide_agg_clear_dirty(tide_agg_t *a) {
 
 uint64_t tide_agg_new_sids_from(const tide_agg_t *a) { return a->sid0; }
 
+uint64_t tide_agg_next_sid(const tide_agg_t *a) { return a->next_sid; }
+
 uint64_t tide_agg_hash(const tide_agg_t *a, uint32_t gid) { return a->ghash[gid]; }
 
 void tide_agg_log_gone(tide_agg_t *a, int on) { a->log_gone = on; }

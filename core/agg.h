@@ -230,6 +230,8 @@ size_t tide_agg_gone(const tide_agg_t *a, const uint64_t **sids, const uint64_t 
 /* The groups created since the last tide_agg_clear_dirty are those
  * whose sid is at or above this. */
 uint64_t tide_agg_new_sids_from(const tide_agg_t *a);
+/* The sid the next new group gets. */
+uint64_t tide_agg_next_sid(const tide_agg_t *a);
 
 /* ---------------------------------------------------------- event time ---
  *

@@ -892,6 +892,97 @@ int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, co
   return 0;
 }
 
+/* One attempt at tide_ckpt_index_merge. */
+static int merge_once(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                      const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
+                      uint64_t *count) {
+  MDB_txn *txn;
+  MDB_dbi rdbi, ddbi, sdbi[64];
+  MDB_cursor *cur[64];
+  MDB_val key[64], v;
+  int live[64], has[64];
+  *count = 0;
+  if (nsrc > 64) return TIDE_EINVAL;
+  for (size_t i = 0; i < nsrc; i++) {
+    cur[i] = NULL;
+    live[i] = has[i] = 0;
+  }
+  int rc = begin(c, 1, &txn);
+  if (rc) return rc;
+  rc = state_dbi(txn, rec, rec_len, 1, &rdbi);
+  if (!rc) rc = state_dbi(txn, dst, dst_len, 1, &ddbi);
+  for (size_t i = 0; i < nsrc && !rc; i++) {
+    int o = state_dbi(txn, srcs[i], src_lens[i], 0, &sdbi[i]);
+    if (o == MDB_NOTFOUND) continue; /* never written: empty */
+    if ((rc = o)) break;
+    has[i] = 1;
+    if ((rc = mdb_cursor_open(txn, sdbi[i], &cur[i]))) break;
+    o = mdb_cursor_get(cur[i], &key[i], &v, MDB_FIRST);
+    if (o && o != MDB_NOTFOUND) rc = o;
+    live[i] = !o;
+  }
+  while (!rc) { /* the k-way merge: k is small (the runs of one index) */
+    size_t best = nsrc;
+    for (size_t i = 0; i < nsrc; i++)
+      if (live[i] && (best == nsrc || key_cmp(key[i].mv_data, key[i].mv_size, key[best].mv_data,
+                                              key[best].mv_size) < 0))
+        best = i;
+    if (best == nsrc) break;
+    MDB_val k = key[best];
+    if (k.mv_size == 16) {
+      MDB_val id = {8, (unsigned char *)k.mv_data + 8}, val;
+      int g = gc ? mdb_get(txn, rdbi, &id, &val) : 0;
+      if (!g) {
+        MDB_val empty = {0, NULL};
+        if ((rc = mdb_put(txn, ddbi, &k, &empty, MDB_APPEND))) break;
+        (*count)++;
+      } else if (g != MDB_NOTFOUND) {
+        rc = g;
+        break;
+      }
+    }
+    int o = mdb_cursor_get(cur[best], &key[best], &v, MDB_NEXT);
+    if (o && o != MDB_NOTFOUND) rc = o;
+    live[best] = !o;
+  }
+  for (size_t i = 0; i < nsrc; i++)
+    if (cur[i]) mdb_cursor_close(cur[i]);
+  for (size_t i = 0; i < nsrc && !rc; i++)
+    if (has[i]) rc = mdb_drop(txn, sdbi[i], 1);
+  if (!rc && !*count) rc = mdb_drop(txn, ddbi, 1);
+  return rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+}
+
+int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                          const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
+                          uint64_t *count, tide_err_t *err) {
+  int rc = check_writable(c, "index merge", err);
+  if (rc) return rc;
+  /* room for the merged run: the sources' pages, once more */
+  uint64_t need = (uint64_t)1 << 20;
+  MDB_txn *txn;
+  if (!(rc = begin(c, 0, &txn))) {
+    for (size_t i = 0; i < nsrc; i++) {
+      MDB_dbi dbi;
+      MDB_stat ms;
+      if (!state_dbi(txn, srcs[i], src_lens[i], 0, &dbi) && !mdb_stat(txn, dbi, &ms))
+        need += ((uint64_t)ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize;
+    }
+    end_read(txn);
+  }
+  for (int tries = 0;; tries++) {
+    if ((rc = grow_for(c, need))) break;
+    rc = merge_once(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, count);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  if (rc) {
+    char what[256];
+    snprintf(what, sizeof what, "merging the index runs of state '%.*s'", (int)rec_len, rec);
+    return fail(c, NULL, rc, what, err);
+  }
+  return 0;
+}
+
 int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
                          tide_err_t *err) {
   MDB_txn *txn;

@@ -168,6 +168,18 @@ typedef int (*tide_ckpt_val_fn)(void *arg, uint64_t id, const void *val, size_t 
 int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, const char *index, size_t index_len,
                            const uint64_t *prefixes, size_t n, tide_ckpt_val_fn fn, void *arg, tide_err_t *err);
 
+/* Merge the index runs srcs[0..nsrc) (at most 64 states whose keys are a
+ * u64 hash and a u64 id, 16 bytes big-endian, values empty) into the new
+ * state dst, in ONE write transaction: every entry, in key order (with
+ * gc: only those whose id still has a value in state `rec`; entries of
+ * deleted ids are dropped), appended to dst; then the sources are
+ * deleted (their databases dropped). dst is dropped too when no entry is
+ * left. *count gets the entries of dst. Grows the map as needed; on
+ * failure nothing changes. */
+int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                          const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
+                          uint64_t *count, tide_err_t *err);
+
 /* The number of entries of state `name` and its largest key read as a
  * u64 (8 bytes big-endian; 0 when the state is empty, absent, or its
  * largest key is not 8 bytes). */

@@ -14,13 +14,13 @@
  *   agg:lookup(keys)       -> {sid | false ..}
  *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
  *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
- *   agg:attach(ck, name, index, limit), agg:full(), agg:restored(),
- *   agg:take_index() -> change set | nil, agg:spill_counts()
+ *   agg:attach(ck, name, limit), agg:full(), agg:restored(),
+ *   agg:take_index() -> name, change set | nil, agg:spill_counts()
  *     Bounded memory (state_memory_limit; core/agg.h "spilling"): past
  *     `limit` bytes, clear_changes() (after a commit) drops the least
  *     recently touched groups, which stay in the checkpoint's state `name`
- *     and are found again through its index `index` (docs/FORMAT.md,
- *     "State index"); push() loads them back, result() and evict() see
+ *     and are found again through its index (runs `<name>.keys.<lo>-<hi>`,
+ *     docs/FORMAT.md "State index"); push() loads them back, result() and evict() see
  *     them. groups() then gives the groups in memory and in the
  *     checkpoint, and those in memory.
  *     Streaming state (agg.h): every group has a state id (sid, an integer
@@ -56,15 +56,44 @@
 #define AGG_MT "tide.Agg"
 
 /* Bounded memory (agg:attach): the aggregation spills to its state in
- * the query's checkpoint, `name` (records by sid) with the index `index`
- * (key hash and sid -> "", docs/FORMAT.md "State index"). */
+ * the query's checkpoint, `name` (records by sid), found again by key
+ * through its index: runs, each a state `<name>.keys.<lo>-<hi>` holding
+ * the key hash and sid (16 bytes big-endian, value empty) of groups with
+ * sids in [lo, hi) (docs/FORMAT.md "State index"). A commit adds a run
+ * of the groups it created, written in key order (appends: pages fill,
+ * nothing is rewritten, where inserting into one big index ordered by
+ * hash would rewrite most of its pages at every commit); every RUNS_FAN
+ * runs of one size class merge into one, as an LSM tree's tiers do, so
+ * an entry is rewritten O(log groups) times and there are O(log groups)
+ * runs. A Bloom filter over every run's hashes (in memory, about 10 bits
+ * a group, counted in the limit) answers most lookups of keys seen for
+ * the first time without reading the checkpoint. */
+#define RUNS_MAX 48  /* never reached: merges keep about RUNS_FAN per size class */
+#define RUNS_FAN 4   /* runs of one size class merged together */
+#define RUNS_BASE 4096 /* entries of the smallest size class */
+#define BLOOM_K 6    /* bits per hash, in one 512-bit block (9 bits of the hash each) */
+
+typedef struct run {
+  uint64_t lo, hi;  /* its groups' sids: [lo, hi) */
+  uint64_t n;       /* entries */
+} run_t;
+
 typedef struct {
   struct tide_ckpt **ck;  /* into the tide.Checkpoint (user value 1); NULL: not attached */
-  char name[TIDE_CKPT_NAME_MAX + 1], index[TIDE_CKPT_NAME_MAX + 1];
-  size_t name_len, index_len;
+  char name[TIDE_CKPT_NAME_MAX + 1];
+  size_t name_len;
   size_t limit;           /* bytes */
-  int indexed;            /* the index holds every committed group */
-  int indexing;           /* the changes taken index every group: indexed once committed */
+  run_t runs[RUNS_MAX];   /* by lo */
+  size_t nruns;
+  uint64_t *bloom;        /* nbits bits over the hashes of every run */
+  uint64_t nbits;         /* a power of two */
+  uint64_t bloom_cap;     /* entries it was sized for: rebuilt larger past them */
+  size_t bloom_bytes;
+  int indexing;           /* take_index wrote every group: indexed once committed */
+  run_t pend;             /* the run take_index wrote, added at clear_changes */
+  uint64_t *pend_h;       /* its hashes, for its filter */
+  uint64_t dead;          /* index entries of deleted groups (merges drop them) */
+  uint64_t pend_dead;
   uint64_t records, last; /* at attach: stored groups, the largest sid */
   tide_agg_store_t store;
   tide_buf_t scan;        /* the store's scan chunks */
@@ -85,7 +114,11 @@ static int agg_gc(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_free(u->a);
   u->a = NULL;
-  if (u->sp) tide_buf_free(&u->sp->scan);
+  if (u->sp) {
+    tide_buf_free(&u->sp->scan);
+    free(u->sp->bloom);
+    free(u->sp->pend_h);
+  }
   free(u->sp);
   u->sp = NULL;
   return 0;
@@ -307,8 +340,13 @@ static int agg_groups(lua_State *L) {
   return 2;
 }
 
+/* The bytes held: the aggregation's and, attached, the index's filters. */
+static size_t held(const l_agg_t *u) { return tide_agg_bytes(u->a) + (u->sp ? u->sp->bloom_bytes : 0); }
+
 static int agg_bytes(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)tide_agg_bytes(check_agg(L, 1)));
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  check_agg(L, 1);
+  lua_pushinteger(L, (lua_Integer)held(u));
   return 1;
 }
 
@@ -420,12 +458,105 @@ static struct tide_ckpt *spill_ck(l_spill_t *sp, tide_err_t *err) {
   return *sp->ck;
 }
 
-/* The store's lookup (agg.h): through the index, in one read transaction. */
+/* The state name of run r: "<name>.keys.<lo>-<hi>"; its length. */
+#define INDEX_INFIX ".keys."
+static size_t run_name(const l_spill_t *sp, const run_t *r, char out[TIDE_CKPT_NAME_MAX + 1]) {
+  int n = snprintf(out, TIDE_CKPT_NAME_MAX + 1, "%s" INDEX_INFIX "%llu-%llu", sp->name, (unsigned long long)r->lo,
+                   (unsigned long long)r->hi);
+  return n < 0 ? 0 : (size_t)n > TIDE_CKPT_NAME_MAX ? TIDE_CKPT_NAME_MAX : (size_t)n;
+}
+
+/* ---- The Bloom filter, blocked: a hash picks one 512-bit block (a cache
+ * line) and sets or tests BLOOM_K bits in it, so a test costs one cache
+ * miss. */
+static inline const uint64_t *bloom_block(const l_spill_t *sp, uint64_t h) {
+  return sp->bloom + 8 * (uint64_t)(((unsigned __int128)h * (sp->nbits / 512)) >> 64);
+}
+
+static void bloom_add(l_spill_t *sp, uint64_t h) {
+  uint64_t *b = (uint64_t *)bloom_block(sp, h), x = h >> 32 | h << 32;
+  for (int i = 0; i < BLOOM_K; i++, x >>= 9) b[(x >> 6) & 7] |= 1ull << (x & 63);
+}
+
+static int bloom_has(const l_spill_t *sp, uint64_t h) {
+  const uint64_t *b = bloom_block(sp, h);
+  uint64_t x = h >> 32 | h << 32;
+  for (int i = 0; i < BLOOM_K; i++, x >>= 9)
+    if (!(b[(x >> 6) & 7] & (1ull << (x & 63)))) return 0;
+  return 1;
+}
+
+/* Add the hashes of run r's entries in the checkpoint to the filter. */
+static int bloom_load(l_spill_t *sp, struct tide_ckpt *c, const run_t *r, tide_err_t *err) {
+  char rn[TIDE_CKPT_NAME_MAX + 1];
+  size_t rl = run_name(sp, r, rn), n;
+  unsigned char after[16];
+  int started = 0, done = 0;
+  while (!done) {
+    int rc = tide_ckpt_state_scan(c, rn, rl, started ? after : NULL, 16, 65536, (size_t)8 << 20, &sp->scan, &n,
+                                  &done, err);
+    if (rc) return rc;
+    const char *p = sp->scan.data;
+    for (size_t i = 0; i < n; i++) {
+      size_t sz[2];
+      memcpy(sz, p, sizeof sz);
+      const unsigned char *k = (const unsigned char *)p + sizeof sz;
+      if (sz[0] == 16) {
+        uint64_t h = 0;
+        for (int b = 0; b < 8; b++) h = h << 8 | k[b];
+        bloom_add(sp, h);
+        memcpy(after, k, 16);
+        started = 1;
+      }
+      p += sizeof sz + sz[0] + sz[1];
+    }
+    if (!n) break;
+  }
+  return 0;
+}
+
+/* A new filter of 12 bits per entry of every run, filled from the runs
+ * in the checkpoint: at attach, and when the runs outgrow it (past 8
+ * bits an entry: a false positive rate of about 2%; so a group's hash is
+ * read back about once per 1.5 times more groups). 0 or an error. */
+static int bloom_rebuild(l_spill_t *sp, struct tide_ckpt *c, tide_err_t *err) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+  uint64_t bits = ((total < 4096 ? 4096 : total) * 12 + 511) / 512 * 512;
+  uint64_t *f = calloc(bits / 64, sizeof *f);
+  if (!f) return tide_err_set(err, -ENOMEM, "out of memory");
+  free(sp->bloom);
+  sp->bloom = f;
+  sp->nbits = bits;
+  sp->bloom_cap = bits / 8;
+  sp->bloom_bytes = bits / 8;
+  for (size_t i = 0; i < sp->nruns; i++) {
+    int rc = bloom_load(sp, c, &sp->runs[i], err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* The store's lookup (agg.h): the hashes the filter may hold, looked up
+ * in each run of the index (one read transaction per run). */
 static int store_lookup(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_fn fn, void *arg, tide_err_t *err) {
   l_spill_t *sp = ctx;
   struct tide_ckpt *c = spill_ck(sp, err);
   if (!c) return TIDE_EINVAL;
-  return tide_ckpt_state_lookup(c, sp->name, sp->name_len, sp->index, sp->index_len, h, n, fn, arg, err);
+  if (!sp->bloom) return 0; /* no run yet */
+  uint64_t *maybe = malloc((n ? n : 1) * sizeof *maybe);
+  if (!maybe) return tide_err_set(err, -ENOMEM, "out of memory");
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (bloom_has(sp, h[i])) maybe[m++] = h[i];
+  int rc = 0;
+  for (size_t r = 0; r < sp->nruns && m && !rc; r++) {
+    char rn[TIDE_CKPT_NAME_MAX + 1];
+    size_t rl = run_name(sp, &sp->runs[r], rn);
+    rc = tide_ckpt_state_lookup(c, sp->name, sp->name_len, rn, rl, maybe, m, fn, arg, err);
+  }
+  free(maybe);
+  return rc;
 }
 
 /* The store's scan (agg.h): a chunk copied out of a read transaction,
@@ -456,20 +587,26 @@ static int store_scan(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn f
   return rc;
 }
 
-/* agg:attach(ck, name, index, limit): bound this aggregation's memory to
- * limit bytes (state_memory_limit), spilling to its state `name` in the
- * checkpoint ck and the index `index` beside it. Call before restoring:
- * agg:full() then says when to stop, agg:restored() after. */
+static int cmp_run(const void *x, const void *y) {
+  const run_t *a = x, *b = y;
+  return (a->lo > b->lo) - (a->lo < b->lo);
+}
+
+/* agg:attach(ck, name, limit): bound this aggregation's memory to limit
+ * bytes (state_memory_limit), spilling to its state `name` in the
+ * checkpoint ck, with the index runs beside it (their filters are loaded
+ * here). Call before restoring: agg:full() then says when to stop,
+ * agg:restored() after. */
 static int agg_attach(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   check_agg(L, 1);
   struct tide_ckpt **ck = tide_l_check_ckpt(L, 2);
-  size_t nl, il;
-  const char *name = luaL_checklstring(L, 3, &nl), *index = luaL_checklstring(L, 4, &il);
-  lua_Integer limit = luaL_checkinteger(L, 5);
-  luaL_argcheck(L, nl > 0 && nl <= TIDE_CKPT_NAME_MAX && !memchr(name, 0, nl), 3, "a state name is 1..200 bytes");
-  luaL_argcheck(L, il > 0 && il <= TIDE_CKPT_NAME_MAX && !memchr(index, 0, il), 4, "a state name is 1..200 bytes");
-  luaL_argcheck(L, limit > 0, 5, "a memory limit is > 0 bytes");
+  size_t nl;
+  const char *name = luaL_checklstring(L, 3, &nl);
+  lua_Integer limit = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, nl > 0 && nl <= TIDE_CKPT_NAME_MAX - 48 && !memchr(name, 0, nl), 3,
+                "a state name is 1..152 bytes without NUL");
+  luaL_argcheck(L, limit > 0, 4, "a memory limit is > 0 bytes");
   if (u->sp) return luaL_error(L, "agg:attach: attached already");
   l_spill_t *sp = calloc(1, sizeof *sp);
   if (!sp) return luaL_error(L, "out of memory");
@@ -478,19 +615,39 @@ static int agg_attach(lua_State *L) {
   lua_setiuservalue(L, 1, 1);
   sp->ck = ck;
   memcpy(sp->name, name, nl);
-  memcpy(sp->index, index, il);
   sp->name_len = nl;
-  sp->index_len = il;
   sp->limit = (size_t)limit;
   sp->store.ctx = sp;
   sp->store.lookup = store_lookup;
   sp->store.scan = store_scan;
   tide_err_t err = {0, ""};
-  uint64_t ientries, ilast;
   int rc = tide_ckpt_state_tail(*ck, name, nl, &sp->records, &sp->last, &err);
-  if (!rc) rc = tide_ckpt_state_tail(*ck, index, il, &ientries, &ilast, &err);
+  /* the runs: every state "<name>.keys.<lo>-<hi>" */
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT;
+  if (!rc) rc = tide_ckpt_stats(*ck, &st, &states, &err);
+  for (size_t i = 0; !rc && i < st.nstates; i++) {
+    tide_ckpt_state_stat_t s;
+    memcpy(&s, states.data + i * sizeof s, sizeof s);
+    size_t pl = nl + sizeof INDEX_INFIX - 1;
+    unsigned long long lo, hi;
+    char tail;
+    if (strncmp(s.name, name, nl) || strncmp(s.name + nl, INDEX_INFIX, sizeof INDEX_INFIX - 1) ||
+        sscanf(s.name + pl, "%llu-%llu%c", &lo, &hi, &tail) != 2)
+      continue;
+    if (sp->nruns == RUNS_MAX) {
+      rc = tide_err_set(&err, TIDE_ECORRUPT, "checkpoint state %s: more than %d index runs", name, RUNS_MAX);
+      break;
+    }
+    run_t *r = &sp->runs[sp->nruns++];
+    r->lo = lo;
+    r->hi = hi;
+    r->n = s.entries;
+  }
+  tide_buf_free(&states);
+  if (!rc) qsort(sp->runs, sp->nruns, sizeof *sp->runs, cmp_run);
+  if (!rc && sp->nruns) rc = bloom_rebuild(sp, *ck, &err);
   if (rc) return luaL_error(L, "%s", err.msg);
-  sp->indexed = ientries > 0;
   return 0;
 }
 
@@ -505,7 +662,7 @@ static l_spill_t *check_attached(lua_State *L, const char *fn) {
  * stored group and the groups in memory have passed the limit. */
 static int agg_full(lua_State *L) {
   l_spill_t *sp = check_attached(L, "full");
-  lua_pushboolean(L, sp->indexed && tide_agg_bytes(check_agg(L, 1)) > sp->limit);
+  lua_pushboolean(L, sp->nruns > 0 && held(luaL_checkudata(L, 1, AGG_MT)) > sp->limit);
   return 1;
 }
 
@@ -519,96 +676,174 @@ static int agg_restored(lua_State *L) {
   return 0;
 }
 
-/* The index key of a group: its key hash, then its sid (8 + 8 bytes
- * big-endian): entries of one hash are neighbours, found by prefix. */
-static void index_key(unsigned char k[16], uint64_t hash, uint64_t sid) {
-  tide_ckpt_key_u64(k, hash);
-  tide_ckpt_key_u64(k + 8, sid);
-}
-
 static int cmp_pair(const void *x, const void *y) {
   const uint64_t *a = x, *b = y;
   return a[0] != b[0] ? (a[0] > b[0]) - (a[0] < b[0]) : (a[1] > b[1]) - (a[1] < b[1]);
 }
 
-/* agg:take_index() -> change set of the index | nil: what the commit
- * that take_changes is for writes to the index: nothing until the groups
- * first pass the limit; then, in that commit, an entry for every group;
- * from then on a delete for each group taken out and an entry for each
- * new group. Entries in key order (one cursor walks them). */
+/* agg:take_index() -> run name, change set | nil: what the commit that
+ * take_changes is for writes to the index: nothing until the groups
+ * first pass the limit; then, in that commit, a run of every group; from
+ * then on a run of the groups the batch created. Entries in key order:
+ * a new database filled by appends. (Index entries of deleted groups are
+ * left to the merges, which drop them.) */
 static int agg_take_index(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   l_spill_t *sp = check_attached(L, "take_index");
   tide_agg_t *a = check_agg(L, 1);
-  if (!sp->indexed) sp->indexing = tide_agg_bytes(a) > sp->limit;
-  if (!sp->indexed && !sp->indexing) {
+  free(sp->pend_h);
+  sp->pend_h = NULL;
+  memset(&sp->pend, 0, sizeof sp->pend);
+  const uint64_t *gone, *hashes;
+  sp->pend_dead = tide_agg_gone(a, &gone, &hashes);
+  if (!sp->nruns) sp->indexing = held(u) > sp->limit;
+  if (!sp->nruns && !sp->indexing) {
     lua_pushnil(L);
     return 1;
   }
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_l_changes_t *c = tide_l_push_changes(L);
-  const uint64_t *gone, *hashes;
-  size_t ngone = tide_agg_gone(a, &gone, &hashes);
   const uint32_t *gids;
   uint32_t nd = tide_agg_dirty(a, &gids), ng = (uint32_t)tide_agg_groups(a);
-  size_t most = ngone > (size_t)(sp->indexed ? nd : ng) ? ngone : (size_t)(sp->indexed ? nd : ng);
-  uint64_t *pairs = x->p[0] = malloc((most ? most : 1) * 2 * sizeof *pairs);
+  uint64_t from = sp->nruns ? tide_agg_new_sids_from(a) : 1, to = tide_agg_next_sid(a);
+  uint32_t most = sp->nruns ? nd : ng;
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  uint64_t *pairs = x->p[0] = malloc(((size_t)most + 1) * 2 * sizeof *pairs);
   if (!pairs) return luaL_error(L, "out of memory");
-  unsigned char key[16];
-  for (size_t i = 0; i < ngone; i++) {
-    pairs[2 * i] = hashes[i];
-    pairs[2 * i + 1] = gone[i];
-  }
-  qsort(pairs, ngone, 2 * sizeof *pairs, cmp_pair);
-  for (size_t i = 0; i < ngone; i++) {
-    index_key(key, pairs[2 * i], pairs[2 * i + 1]);
-    if (tide_l_changes_del(c, key, 16)) return luaL_error(L, "out of memory");
-  }
   size_t m = 0;
-  if (sp->indexed) { /* the new groups (dirty, sids from the mark on) */
-    uint64_t from = tide_agg_new_sids_from(a);
-    for (uint32_t i = 0; i < nd; i++) {
-      uint64_t sid = tide_agg_sid(a, gids[i]);
-      if (sid < from) continue;
-      pairs[2 * m] = tide_agg_hash(a, gids[i]);
-      pairs[2 * m++ + 1] = sid;
-    }
-  } else { /* every group */
-    for (uint32_t g = 0; g < ng; g++) {
-      pairs[2 * m] = tide_agg_hash(a, g);
-      pairs[2 * m++ + 1] = tide_agg_sid(a, g);
-    }
+  for (uint32_t i = 0; i < most; i++) {
+    uint32_t g = sp->nruns ? gids[i] : i;
+    uint64_t sid = tide_agg_sid(a, g);
+    if (sid < from) continue; /* an older group: in an earlier run */
+    pairs[2 * m] = tide_agg_hash(a, g);
+    pairs[2 * m++ + 1] = sid;
+  }
+  if (!m) {
+    lua_pushnil(L);
+    return 1;
   }
   qsort(pairs, m, 2 * sizeof *pairs, cmp_pair);
+  uint64_t *hs = malloc(m * sizeof *hs);
+  if (!hs) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < m; i++) hs[i] = pairs[2 * i];
+  sp->pend_h = hs;
+  sp->pend.lo = from;
+  sp->pend.hi = to;
+  sp->pend.n = m;
+  char rn[TIDE_CKPT_NAME_MAX + 1];
+  size_t rl = run_name(sp, &sp->pend, rn);
+  lua_pushlstring(L, rn, rl);
+  tide_l_changes_t *c = tide_l_push_changes(L);
+  if (tide_buf_reserve(&c->buf, m * 32)) return luaL_error(L, "out of memory");
   for (size_t i = 0; i < m; i++) {
+    unsigned char key[16];
     size_t mark;
-    index_key(key, pairs[2 * i], pairs[2 * i + 1]);
+    tide_ckpt_key_u64(key, pairs[2 * i]);
+    tide_ckpt_key_u64(key + 8, pairs[2 * i + 1]);
     if (tide_l_changes_put_begin(c, key, 16, &mark)) return luaL_error(L, "out of memory");
     tide_l_changes_put_end(c, mark);
   }
   tide_l_scratch_free(x);
-  lua_remove(L, -2);
-  return 1;
+  lua_remove(L, -3);
+  return 2;
 }
 
-/* agg:clear_changes(): after a commit. Attached, it then spills the
- * least recently touched groups while the groups in memory pass the
- * limit, down to 3/4 of it (so that the next batches do not spill again
- * at once). Returns the number of groups spilled. */
+/* Merge runs [i, j) of the index into one (ckpt.h's index merge; with
+ * gc, entries of deleted groups are dropped). 0 or an error (err set). */
+static int merge_runs(l_spill_t *sp, struct tide_ckpt *c, size_t i, size_t j, int gc, tide_err_t *err) {
+  char names[RUNS_MAX][TIDE_CKPT_NAME_MAX + 1];
+  const char *srcs[RUNS_MAX];
+  size_t lens[RUNS_MAX];
+  for (size_t k = i; k < j; k++) {
+    lens[k - i] = run_name(sp, &sp->runs[k], names[k - i]);
+    srcs[k - i] = names[k - i];
+  }
+  run_t r = {sp->runs[i].lo, sp->runs[j - 1].hi, 0};
+  char dn[TIDE_CKPT_NAME_MAX + 1];
+  size_t dl = run_name(sp, &r, dn);
+  for (size_t k = 0; k < j - i; k++) /* a run merged alone (to drop dead entries) needs another name */
+    if (lens[k] == dl && !memcmp(names[k], dn, dl)) {
+      r.hi++;
+      dl = run_name(sp, &r, dn);
+      k = (size_t)-1;
+    }
+  int rc = tide_ckpt_index_merge(c, sp->name, sp->name_len, srcs, lens, j - i, dn, dl, gc, &r.n, err);
+  if (rc) return rc;
+  memmove(&sp->runs[i + 1], &sp->runs[j], (sp->nruns - j) * sizeof *sp->runs);
+  sp->nruns -= j - i - 1;
+  sp->runs[i] = r;
+  if (!r.n) { /* nothing left: the merge dropped it */
+    memmove(&sp->runs[i], &sp->runs[i + 1], (sp->nruns - i - 1) * sizeof *sp->runs);
+    sp->nruns--;
+  }
+  return 0;
+}
+
+/* The size class of a run: 0 up to RUNS_BASE entries, then one more per
+ * RUNS_FAN times as many. */
+static int run_class(const run_t *r) {
+  int c = 0;
+  for (uint64_t n = RUNS_BASE; r->n > n && c < 40; n *= RUNS_FAN) c++;
+  return c;
+}
+
+/* After a commit: the run it wrote joins the index (and the filter);
+ * the newest RUNS_FAN runs merge while they are of one size class, and
+ * every run merges (dropping dead entries) when most entries are dead. */
+static int index_commit(l_spill_t *sp, tide_err_t *err) {
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  int rc = 0;
+  if (sp->pend_h) {
+    if (sp->nruns == RUNS_MAX) return tide_err_set(err, TIDE_ETOOBIG, "state %s: too many index runs", sp->name);
+    sp->runs[sp->nruns++] = sp->pend;
+    uint64_t total = 0;
+    for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+    if (!sp->bloom || total > sp->bloom_cap) {
+      rc = bloom_rebuild(sp, c, err);
+    } else {
+      for (uint64_t i = 0; i < sp->pend.n; i++) bloom_add(sp, sp->pend_h[i]);
+    }
+    free(sp->pend_h);
+    sp->pend_h = NULL;
+    if (rc) return rc;
+  }
+  if (sp->nruns) sp->dead += sp->pend_dead;
+  sp->pend_dead = 0;
+  uint64_t total = 0;
+  for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+  if (sp->nruns && sp->dead * 2 > total) {
+    sp->dead = 0;
+    if ((rc = merge_runs(sp, c, 0, sp->nruns, 1, err))) return rc;
+    return bloom_rebuild(sp, c, err); /* without the dead hashes */
+  }
+  while (sp->nruns >= RUNS_FAN && (run_class(&sp->runs[sp->nruns - RUNS_FAN]) == run_class(&sp->runs[sp->nruns - 1]) ||
+                                   sp->nruns > RUNS_MAX - 4))
+    if ((rc = merge_runs(sp, c, sp->nruns - RUNS_FAN, sp->nruns, 0, err))) return rc;
+  return 0;
+}
+
+/* agg:clear_changes(): after a commit. Attached, it then adds the run
+ * the commit wrote to the index (merging runs), and spills the least
+ * recently touched groups while memory passes the limit, down to 3/4 of
+ * it (so that the next batches do not spill again at once). Returns the
+ * number of groups spilled. */
 static int agg_clear_changes(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   tide_agg_clear_dirty(a);
   uint32_t n = 0;
   l_spill_t *sp = u->sp;
-  if (sp && sp->indexing) {
-    sp->indexed = 1;
-    sp->indexing = 0;
+  if (!sp) {
+    lua_pushinteger(L, 0);
+    return 1;
   }
-  if (sp && sp->indexed && tide_agg_bytes(a) > sp->limit) {
-    tide_err_t err = {0, ""};
-    int rc = tide_agg_spill(a, sp->limit / 4 * 3, &n, &err);
-    if (rc) return luaL_error(L, "state %s: %s", sp->name, err.msg);
+  tide_err_t err = {0, ""};
+  int rc = index_commit(sp, &err);
+  sp->indexing = 0;
+  if (!rc && sp->nruns && held(u) > sp->limit) {
+    size_t target = sp->limit / 4 * 3;
+    rc = tide_agg_spill(a, target > sp->bloom_bytes ? target - sp->bloom_bytes : 0, &n, &err);
   }
+  if (rc) return luaL_error(L, "state %s: %s", sp->name, err.msg);
   lua_pushinteger(L, n);
   return 1;
 }

@@ -14,7 +14,7 @@
  *   ck:close() (also __gc, __close)
  *   core.state_changes() -> cs (a change set, l_ckpt.h): cs:put(key, value),
  *   cs:del(key), cs:count() -> puts, deletes, cs:ops() -> { {"put", key,
- *   value} | {"del", key} ... } in order
+ *   value} | {"del", key} ... } in order, cs:free() (empties it now)
  *
  * Errors: opening returns nil, message, ENAME when the environment fails
  * (STYLE.md's third tier: the engine adds the query's context). Everything
@@ -383,6 +383,11 @@ static int cs_del(lua_State *L) {
   return 0;
 }
 
+/* cs:free(): drop the buffer now (a commit is done with it); the set is
+ * empty after. The collector does not see this memory, so waiting for
+ * __gc could keep a batch's changes alive for many batches. */
+static int cs_free(lua_State *L) { return changes_gc(L); }
+
 static int cs_count(lua_State *L) {
   tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
   lua_pushinteger(L, (lua_Integer)c->nputs);
@@ -657,7 +662,7 @@ int tide_l_ckpt_open(lua_State *L) {
   tide_l_class_tostring(L, CKPT_MT, l_tostring);
   tide_l_class(L, ITER_MT, NULL, iter_gc, 0);
   static const luaL_Reg cs_methods[] = {
-      {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {NULL, NULL}};
+      {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {"free", cs_free}, {NULL, NULL}};
   tide_l_class(L, CHANGES_MT, cs_methods, changes_gc, 0);
   lua_pushcfunction(L, l_checkpoint);
   lua_setfield(L, -2, "checkpoint");

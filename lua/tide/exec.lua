@@ -160,21 +160,21 @@ local function keyed_state(key_schema, specs, finish)
     return cs
   end
   -- Bounded memory (state_memory_limit): the groups spill to the
-  -- checkpoint's state `name` and come back from it, through the index
-  -- `name .. INDEX_SUFFIX` (FORMAT.md, "State index"). Call before the
-  -- restore: st.full() then says when to stop restoring, st.restored()
-  -- ends it.
-  local index, loaded, evicted_now = nil, 0, 0
+  -- checkpoint's state `name` and come back from it, through its index
+  -- (FORMAT.md, "State index"). Call before the restore: st.full() then
+  -- says when to stop restoring, st.restored() ends it.
+  local attached, loaded, evicted_now = false, 0, 0
   function st.attach(ck, name, limit)
-    index = name .. M.INDEX_SUFFIX
-    a:attach(ck, name, index, limit)
+    a:attach(ck, name, limit)
+    attached = true
   end
   function st.full() return a:full() end
   function st.restored() a:restored() end
-  -- The index changes of the commit take_changes is for: name, change set (or nil).
+  -- The index changes of the commit take_changes is for: a state name
+  -- and its change set, or nil.
   function st.take_index()
-    if not index then return nil end
-    return index, a:take_index()
+    if not attached then return nil end
+    return a:take_index()
   end
   function st.clear_changes() evicted_now = a:clear_changes() end
   st.rows = function() return (a:groups()) end
@@ -191,9 +191,6 @@ local function keyed_state(key_schema, specs, finish)
   return st
 end
 
---- The suffix of the checkpoint database that indexes a keyed state by
--- key hash (FORMAT.md, "State index").
-M.INDEX_SUFFIX = ".keys"
 
 -- ------------------------------------------------------------------------
 -- Operators, by plan node op

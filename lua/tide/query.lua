@@ -929,6 +929,11 @@ function Query:_commit(b)
     b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
+  -- change sets made in C hold a batch's records: free them now, not
+  -- when the collector (which does not see that memory) gets to them
+  for _, cs in pairs(changes) do
+    if type(cs) == "userdata" then cs:free() end
+  end
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   b:release()
   for i, s in ipairs(self._sources) do
