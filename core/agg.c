@@ -1906,6 +1906,16 @@ int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid) {
   return 1;
 }
 
+/* The table entry of the group of row i of keys (its hash in a->h[i]),
+ * or 0 when the key has no group in memory. */
+static uint64_t probe(const tide_agg_t *a, const tide_batch_t *keys, uint32_t i) {
+  size_t mask = a->tcap - 1;
+  uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
+  for (size_t pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask)
+    if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
+  return e;
+}
+
 /* Check keys and hash its rows into a->h (room made): what a probe of
  * the table by a batch of keys needs first. 0 or an error code. */
 static int hash_input(tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) {
@@ -1922,14 +1932,8 @@ int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
   int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
   if (rc || !n) return rc;
-  size_t mask = a->tcap - 1;
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
-    size_t pos = hv & mask;
-    while ((e = a->tab[pos])) {
-      if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
-      pos = (pos + 1) & mask;
-    }
+    uint64_t e = probe(a, keys, i);
     gids[i] = e ? (uint32_t)e - 1 : UINT32_MAX;
   }
   return 0;
@@ -2690,16 +2694,9 @@ static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tid
   if (!a->store || !a->spilled) return 0;
   uint64_t *miss = malloc((size_t)n * sizeof *miss);
   if (!miss) return tide_err_set(err, -ENOMEM, "out of memory");
-  size_t mask = a->tcap - 1;
   uint32_t m = 0;
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
-    size_t pos = hv & mask;
-    while ((e = a->tab[pos])) {
-      if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
-      pos = (pos + 1) & mask;
-    }
-    if (!e) miss[m++] = hv;
+    if (!probe(a, keys, i)) miss[m++] = a->h[i];
   }
   int rc = 0;
   if (m) {

@@ -58,6 +58,14 @@ static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what,
   return tide_err_set(err, rc, "checkpoint %s: %s: %s", c ? c->dir : dir, what, tide_strerror(rc));
 }
 
+/* fail() for state `name`: "<verb> state 'name'". */
+static int state_fail(const tide_ckpt_t *c, int rc, const char *verb, const char *name, size_t len,
+                      tide_err_t *err) {
+  char what[256];
+  snprintf(what, sizeof what, "%s state '%.*s'", verb, (int)len, name);
+  return fail(c, NULL, rc, what, err);
+}
+
 /* mkdir -p: create dir and its missing parents. Returns 0, 1 when dir
  * exists and is not a directory, or -errno. */
 static int mkdirs(const char *dir) {
@@ -787,6 +795,25 @@ int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err
 
 /* --------------------------------------------------------- state scan --- */
 
+/* Begin a read of state `name`: 0 with *txn open on it, MDB_NOTFOUND (no
+ * transaction left open) when the state does not exist, or an error with
+ * err set. */
+static int read_state(tide_ckpt_t *c, const char *name, size_t name_len, MDB_txn **txn, MDB_dbi *dbi,
+                      tide_err_t *err) {
+  int rc = begin(c, 0, txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(*txn, name, name_len, 0, dbi);
+  if (rc == MDB_NOTFOUND) {
+    end_read(*txn);
+    return rc;
+  }
+  if (rc) {
+    mdb_txn_abort(*txn);
+    return state_fail(c, rc, "reading", name, name_len, err);
+  }
+  return 0;
+}
+
 int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, const void *after, size_t after_len,
                          size_t max_entries, size_t max_bytes, tide_buf_t *out, size_t *n, int *done,
                          tide_err_t *err) {
@@ -799,14 +826,9 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
   *n = 0;
   *done = 1;
   if (name_len == 0 || name_len > TIDE_CKPT_NAME_MAX || memchr(name, 0, name_len)) return 0; /* no such state */
-  int rc = begin(c, 0, &txn);
-  if (rc) return fail(c, NULL, rc, "reading a state", err);
-  rc = state_dbi(txn, name, name_len, 0, &dbi);
-  if (rc == MDB_NOTFOUND) {
-    end_read(txn);
-    return 0;
-  }
-  if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+  int rc = read_state(c, name, name_len, &txn, &dbi, err);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  rc = mdb_cursor_open(txn, dbi, &cur);
   if (!rc) {
     if (after) {
       k.mv_size = after_len;
@@ -834,11 +856,7 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
   }
   if (cur) mdb_cursor_close(cur);
   end_read(txn);
-  if (rc) {
-    char what[256];
-    snprintf(what, sizeof what, "reading state '%.*s'", (int)name_len, name);
-    return fail(c, NULL, rc, what, err);
-  }
+  if (rc) return state_fail(c, rc, "reading", name, name_len, err);
   *n = count;
   return 0;
 }
@@ -884,11 +902,7 @@ int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, co
   if (cur) mdb_cursor_close(cur);
   end_read(txn);
   if (frc) return frc;
-  if (rc) {
-    char what[256];
-    snprintf(what, sizeof what, "reading state '%.*s'", (int)index_len, index);
-    return fail(c, NULL, rc, what, err);
-  }
+  if (rc) return state_fail(c, rc, "reading", index, index_len, err);
   return 0;
 }
 
@@ -975,11 +989,7 @@ int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const
     rc = merge_once(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, count);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
-  if (rc) {
-    char what[256];
-    snprintf(what, sizeof what, "merging the index runs of state '%.*s'", (int)rec_len, rec);
-    return fail(c, NULL, rc, what, err);
-  }
+  if (rc) return state_fail(c, rc, "merging the index runs of", rec, rec_len, err);
   return 0;
 }
 
@@ -990,14 +1000,9 @@ int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint
   MDB_cursor *cur = NULL;
   MDB_stat ms;
   *entries = *last = 0;
-  int rc = begin(c, 0, &txn);
-  if (rc) return fail(c, NULL, rc, "reading a state", err);
-  rc = state_dbi(txn, name, name_len, 0, &dbi);
-  if (rc == MDB_NOTFOUND) {
-    end_read(txn);
-    return 0;
-  }
-  if (!rc) rc = mdb_stat(txn, dbi, &ms);
+  int rc = read_state(c, name, name_len, &txn, &dbi, err);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  rc = mdb_stat(txn, dbi, &ms);
   if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
   if (!rc) {
     MDB_val k, v;
@@ -1008,11 +1013,7 @@ int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint
   }
   if (cur) mdb_cursor_close(cur);
   end_read(txn);
-  if (rc) {
-    char what[256];
-    snprintf(what, sizeof what, "reading state '%.*s'", (int)name_len, name);
-    return fail(c, NULL, rc, what, err);
-  }
+  if (rc) return state_fail(c, rc, "reading", name, name_len, err);
   return 0;
 }
 

@@ -751,7 +751,7 @@ static int agg_take_index(lua_State *L) {
 static int merge_runs(l_spill_t *sp, struct tide_ckpt *c, size_t i, size_t j, int gc, tide_err_t *err) {
   char names[RUNS_MAX][TIDE_CKPT_NAME_MAX + 1];
   const char *srcs[RUNS_MAX];
-  size_t lens[RUNS_MAX];
+  size_t lens[RUNS_MAX] = {0};
   for (size_t k = i; k < j; k++) {
     lens[k - i] = run_name(sp, &sp->runs[k], names[k - i]);
     srcs[k - i] = names[k - i];
