@@ -456,7 +456,7 @@ static void test_state_index(void) {
   tide_ckpt_t *c = open_ok(fresh("index"), 0);
   tide_err_t err = {0, ""};
   unsigned char rk[40][8], ik[40][16];
-  char rv[40][8];
+  char rv[40][16];
   tide_ckpt_op_t rec[40], run1[20], run2[20];
   for (int i = 0; i < 40; i++) {
     uint64_t id = (uint64_t)i + 1, hash = (uint64_t)(i % 13) * 1000; /* hashes shared by up to 4 ids */
