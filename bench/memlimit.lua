@@ -145,9 +145,11 @@ local peps = (base.eps + base2.eps) / 2
 
 print()
 print(format("baseline --parse-only (1 M events, mean of before and after): %.2f M events/s", peps / 1e6))
-print("| run | keys | M rows/s | ratio to parse-only | peak RSS (VmHWM) | max RssAnon | state in memory at the end | checkpoint | wall |")
+print("| run | keys | M rows/s | ratio to parse-only | peak RSS (VmHWM) | max RssAnon | state in memory at the end " ..
+  "| checkpoint | wall |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for _, x in ipairs { { "limit " .. opts.limit .. " MB", opts.keys, limited }, { "no limit", opts.unlimited, unlimited } } do
+local runs = { { "limit " .. opts.limit .. " MB", opts.keys, limited }, { "no limit", opts.unlimited, unlimited } }
+for _, x in ipairs(runs) do
   local r = x[3]
   print(format("| %s | %d | %.3f | %.2fx | %.0f MB | %.0f MB | %.1f MB, %d groups | %.0f MB | %.1f s |", x[1], x[2],
     r.rps / 1e6, r.rps / peps, r.hwm_kb / 1024, r.anon_max_kb / 1024, r.memory_bytes / 1048576, r.in_memory,

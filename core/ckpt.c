@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -906,16 +907,22 @@ int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, co
   return 0;
 }
 
-/* One attempt at tide_ckpt_index_merge. */
-static int merge_once(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
-                      const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
-                      uint64_t *count) {
+/* One transaction of tide_ckpt_index_merge: up to `chunk` more entries
+ * after dst's last key (from the start when dst is empty), in key order,
+ * appended to dst; *done when the sources have no more, and then (in this
+ * same transaction) the sources are dropped, and dst too when empty.
+ * *count gets dst's entries. */
+static int merge_step(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                      const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc, size_t chunk,
+                      uint64_t *count, int *done) {
   MDB_txn *txn;
   MDB_dbi rdbi, ddbi, sdbi[64];
-  MDB_cursor *cur[64];
-  MDB_val key[64], v;
+  MDB_cursor *cur[64], *dcur = NULL;
+  MDB_val key[64], v, last = {0, NULL};
   int live[64], has[64];
-  *count = 0;
+  unsigned char lastk[16];
+  size_t moved = 0;
+  *done = 0;
   if (nsrc > 64) return TIDE_EINVAL;
   for (size_t i = 0; i < nsrc; i++) {
     cur[i] = NULL;
@@ -925,31 +932,53 @@ static int merge_once(tide_ckpt_t *c, const char *rec, size_t rec_len, const cha
   if (rc) return rc;
   rc = state_dbi(txn, rec, rec_len, 1, &rdbi);
   if (!rc) rc = state_dbi(txn, dst, dst_len, 1, &ddbi);
+  if (!rc) rc = mdb_cursor_open(txn, ddbi, &dcur);
+  if (!rc) { /* where the last step stopped */
+    MDB_val lk;
+    int o = mdb_cursor_get(dcur, &lk, &v, MDB_LAST);
+    if (!o && lk.mv_size == 16) {
+      memcpy(lastk, lk.mv_data, 16);
+      last.mv_size = 16;
+      last.mv_data = lastk;
+    } else if (o && o != MDB_NOTFOUND) {
+      rc = o;
+    }
+  }
   for (size_t i = 0; i < nsrc && !rc; i++) {
     int o = state_dbi(txn, srcs[i], src_lens[i], 0, &sdbi[i]);
     if (o == MDB_NOTFOUND) continue; /* never written: empty */
     if ((rc = o)) break;
     has[i] = 1;
     if ((rc = mdb_cursor_open(txn, sdbi[i], &cur[i]))) break;
-    o = mdb_cursor_get(cur[i], &key[i], &v, MDB_FIRST);
+    if (last.mv_size) {
+      key[i] = last;
+      o = mdb_cursor_get(cur[i], &key[i], &v, MDB_SET_RANGE);
+      if (!o && key_cmp(key[i].mv_data, key[i].mv_size, lastk, 16) == 0)
+        o = mdb_cursor_get(cur[i], &key[i], &v, MDB_NEXT);
+    } else {
+      o = mdb_cursor_get(cur[i], &key[i], &v, MDB_FIRST);
+    }
     if (o && o != MDB_NOTFOUND) rc = o;
     live[i] = !o;
   }
-  while (!rc) { /* the k-way merge: k is small (the runs of one index) */
+  while (!rc && moved < chunk) { /* the k-way merge: k is small (the runs of one index) */
     size_t best = nsrc;
     for (size_t i = 0; i < nsrc; i++)
       if (live[i] && (best == nsrc || key_cmp(key[i].mv_data, key[i].mv_size, key[best].mv_data,
                                               key[best].mv_size) < 0))
         best = i;
-    if (best == nsrc) break;
+    if (best == nsrc) {
+      *done = 1;
+      break;
+    }
     MDB_val k = key[best];
     if (k.mv_size == 16) {
       MDB_val id = {8, (unsigned char *)k.mv_data + 8}, val;
       int g = gc ? mdb_get(txn, rdbi, &id, &val) : 0;
       if (!g) {
         MDB_val empty = {0, NULL};
-        if ((rc = mdb_put(txn, ddbi, &k, &empty, MDB_APPEND))) break;
-        (*count)++;
+        if ((rc = mdb_cursor_put(dcur, &k, &empty, MDB_APPEND))) break;
+        moved++;
       } else if (g != MDB_NOTFOUND) {
         rc = g;
         break;
@@ -959,38 +988,69 @@ static int merge_once(tide_ckpt_t *c, const char *rec, size_t rec_len, const cha
     if (o && o != MDB_NOTFOUND) rc = o;
     live[best] = !o;
   }
+  if (!rc && !*done) { /* a full chunk: is anything left? */
+    int any = 0;
+    for (size_t i = 0; i < nsrc; i++) any |= live[i];
+    *done = !any;
+  }
   for (size_t i = 0; i < nsrc; i++)
     if (cur[i]) mdb_cursor_close(cur[i]);
-  for (size_t i = 0; i < nsrc && !rc; i++)
+  MDB_stat ms;
+  if (!rc) rc = mdb_stat(txn, ddbi, &ms);
+  if (dcur) mdb_cursor_close(dcur);
+  if (!rc) *count = ms.ms_entries;
+  for (size_t i = 0; i < nsrc && !rc && *done; i++)
     if (has[i]) rc = mdb_drop(txn, sdbi[i], 1);
-  if (!rc && !*count) rc = mdb_drop(txn, ddbi, 1);
+  if (!rc && *done && !*count) rc = mdb_drop(txn, ddbi, 1);
   return rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
 }
+
+/* Entries a merge moves per write transaction: what LMDB holds in memory
+ * until a commit stays small (about 26 bytes an entry). */
+#define MERGE_CHUNK (1u << 20)
 
 int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
                           const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
                           uint64_t *count, tide_err_t *err) {
-  int rc = check_writable(c, "index merge", err);
-  if (rc) return rc;
-  /* room for the merged run: the sources' pages, once more */
-  uint64_t need = (uint64_t)1 << 20;
-  MDB_txn *txn;
-  if (!(rc = begin(c, 0, &txn))) {
-    for (size_t i = 0; i < nsrc; i++) {
-      MDB_dbi dbi;
-      MDB_stat ms;
-      if (!state_dbi(txn, srcs[i], src_lens[i], 0, &dbi) && !mdb_stat(txn, dbi, &ms))
-        need += ((uint64_t)ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages) * ms.ms_psize;
+  int rc = check_writable(c, "index merge", err), done = 0;
+  while (!rc && !done) {
+    for (int tries = 0;; tries++) {
+      if ((rc = grow_for(c, (uint64_t)MERGE_CHUNK * 64))) break;
+      rc = merge_step(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, MERGE_CHUNK, count, &done);
+      if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
     }
-    end_read(txn);
-  }
-  for (int tries = 0;; tries++) {
-    if ((rc = grow_for(c, need))) break;
-    rc = merge_once(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, count);
-    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
   if (rc) return state_fail(c, rc, "merging the index runs of", rec, rec_len, err);
   return 0;
+}
+
+int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide_err_t *err) {
+  int rc = check_writable(c, "drop", err);
+  if (rc) return rc;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  for (int tries = 0;; tries++) {
+    if ((rc = grow_for(c, 1u << 16))) break;
+    if ((rc = begin(c, 1, &txn))) break;
+    rc = state_dbi(txn, name, name_len, 0, &dbi);
+    if (rc == MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      return 0;
+    }
+    if (!rc) rc = mdb_drop(txn, dbi, 1);
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  return rc ? state_fail(c, rc, "dropping", name, name_len, err) : 0;
+}
+
+void tide_ckpt_release_pages(tide_ckpt_t *c) {
+  MDB_envinfo info;
+  if (mdb_env_info(c->env, &info) || !info.me_mapaddr) return;
+  /* a read-only shared map of the file: the pages stay in the page cache
+   * and fault back in from it when read again */
+  if (madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED)) { /* advice only: nothing to undo */
+  }
 }
 
 int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,

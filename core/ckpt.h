@@ -170,15 +170,28 @@ int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, co
 
 /* Merge the index runs srcs[0..nsrc) (at most 64 states whose keys are a
  * u64 hash and a u64 id, 16 bytes big-endian, values empty) into the new
- * state dst, in ONE write transaction: every entry, in key order (with
- * gc: only those whose id still has a value in state `rec`; entries of
- * deleted ids are dropped), appended to dst; then the sources are
- * deleted (their databases dropped). dst is dropped too when no entry is
- * left. *count gets the entries of dst. Grows the map as needed; on
- * failure nothing changes. */
+ * state dst: every entry, in key order (with gc: only those whose id
+ * still has a value in state `rec`; entries of deleted ids are dropped),
+ * appended to dst, about a million per write transaction (so that what
+ * LMDB keeps in memory until a commit stays small); the transaction that
+ * appends the last ones also drops the sources, and dst when it is empty.
+ * A dst left by a failure or a crash part way holds a prefix of the
+ * merge, beside its sources: it may be merged into again (it goes on
+ * from its last key), or dropped. *count gets the entries of dst. Grows
+ * the map as needed. */
 int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
                           const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
                           uint64_t *count, tide_err_t *err);
+
+/* Drop state `name` (its database and entries) in one transaction;
+ * absent: nothing to do. */
+int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide_err_t *err);
+
+/* Drop this process's mapping of the file's pages (they stay in the page
+ * cache and come back on the next read): after reading much of a large
+ * state at once, the process's resident size goes back down. Never
+ * fails; no transaction needs to be closed. */
+void tide_ckpt_release_pages(tide_ckpt_t *c);
 
 /* The number of entries of state `name` and its largest key read as a
  * u64 (8 bytes big-endian; 0 when the state is empty, absent, or its

@@ -321,11 +321,19 @@ static int agg_push(lua_State *L) {
   return 2;
 }
 
+/* After a call that may have walked the groups only in the checkpoint
+ * (result, evict): drop the mapping of the pages it read. */
+static void release_walk(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  if (u->sp && *u->sp->ck && tide_agg_spilled(u->a)) tide_ckpt_release_pages(*u->sp->ck);
+}
+
 static int agg_result(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   tide_batch_t *b;
   tide_err_t err = {0, ""};
   int rc = tide_agg_result_all(a, &b, &err);
+  release_walk(L);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   tide_l_push_batch(L, b);
   return 1;
@@ -646,7 +654,24 @@ static int agg_attach(lua_State *L) {
   }
   tide_buf_free(&states);
   if (!rc) qsort(sp->runs, sp->nruns, sizeof *sp->runs, cmp_run);
+  /* a run whose range holds another's is what a merge left part way (its
+   * sources are whole): dropped */
+  for (size_t i = 0; !rc && i < sp->nruns; i++) {
+    int partial = 0;
+    for (size_t j = 0; j < sp->nruns; j++)
+      if (j != i && sp->runs[i].lo <= sp->runs[j].lo && sp->runs[j].hi <= sp->runs[i].hi &&
+          (sp->runs[i].lo != sp->runs[j].lo || sp->runs[i].hi != sp->runs[j].hi))
+        partial = 1;
+    if (!partial) continue;
+    char rn[TIDE_CKPT_NAME_MAX + 1];
+    size_t rl = run_name(sp, &sp->runs[i], rn);
+    rc = tide_ckpt_state_drop(*ck, rn, rl, &err);
+    memmove(&sp->runs[i], &sp->runs[i + 1], (sp->nruns - i - 1) * sizeof *sp->runs);
+    sp->nruns--;
+    i = (size_t)-1;
+  }
   if (!rc && sp->nruns) rc = bloom_rebuild(sp, *ck, &err);
+  tide_ckpt_release_pages(*ck);
   if (rc) return luaL_error(L, "%s", err.msg);
   return 0;
 }
@@ -843,6 +868,9 @@ static int agg_clear_changes(lua_State *L) {
     size_t target = sp->limit / 4 * 3;
     rc = tide_agg_spill(a, target > sp->bloom_bytes ? target - sp->bloom_bytes : 0, &n, &err);
   }
+  /* what this batch read of the checkpoint (lookups, merges, walks) is in
+   * the page cache: the process need not keep it mapped */
+  if (*sp->ck) tide_ckpt_release_pages(*sp->ck);
   if (rc) return luaL_error(L, "state %s: %s", sp->name, err.msg);
   lua_pushinteger(L, n);
   return 1;
@@ -938,6 +966,7 @@ static int agg_evict(lua_State *L) {
   uint32_t n;
   tide_err_t err = {0, ""};
   int rc = tide_agg_evict(a, col, (int64_t)bound, want_rows ? &b : NULL, &sids, &n, &err);
+  release_walk(L);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   return push_removed(L, x, b, sids, n, want_rows);
 }

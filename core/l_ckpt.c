@@ -33,6 +33,7 @@
 #include <lauxlib.h>
 #include <lmdb.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckpt.h"
@@ -464,7 +465,7 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
  * (a key is a string, or an integer >= 0 stored as 8 bytes big-endian; a
  * change set's ops apply in their order, its memory stays the userdata's)
  * Pass 1 checks the shape and counts; pass 2 fills one block of
- * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
+ * tide_ckpt_change_t and tide_ckpt_op_t (in a scratch, so a raise frees it)
  * whose pointers are into the Lua strings the changes table holds. Per
  * state, the puts apply first, then the deletes. */
 static int l_commit(lua_State *L) {
@@ -505,7 +506,12 @@ static int l_commit(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  tide_ckpt_change_t *ch = lua_newuserdatauv(L, nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1, 0);
+  /* in a scratch (freed right after the commit), not in a userdata: the
+   * collector would keep a large commit's ops (40 bytes each) for many
+   * batches, as it sees only its own heap grow */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_ckpt_change_t *ch = x->p[0] = malloc(nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1);
+  if (!ch) return luaL_error(L, "out of memory");
   tide_ckpt_op_t *ops = (tide_ckpt_op_t *)(ch + nch);
   unsigned char *keys = (unsigned char *)(ops + nops); /* 8 bytes per op for integer keys */
   size_t ci = 0, oi = 0;
@@ -557,6 +563,7 @@ static int l_commit(lua_State *L) {
   /* From here to the result no Lua function runs. */
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_commit(k->c, n, text, len, ch, ci, &err);
+  tide_l_scratch_free(x);
   return write_result(L, rc, &err);
 }
 
