@@ -1019,6 +1019,7 @@ int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const
       rc = merge_step(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, MERGE_CHUNK, count, &done);
       if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
     }
+    tide_ckpt_release_pages(c); /* what the step read: the sources are read once */
   }
   if (rc) return state_fail(c, rc, "merging the index runs of", rec, rec_len, err);
   return 0;

@@ -71,7 +71,7 @@
 #define RUNS_MAX 48  /* never reached: merges keep about RUNS_FAN per size class */
 #define RUNS_FAN 4   /* runs of one size class merged together */
 #define RUNS_BASE 4096 /* entries of the smallest size class */
-#define BLOOM_K 6    /* bits per hash, in one 512-bit block (9 bits of the hash each) */
+#define BLOOM_K 7    /* bits per hash, in one 512-bit block (9 bits of the hash each) */
 
 typedef struct run {
   uint64_t lo, hi;  /* its groups' sids: [lo, hi) */
@@ -518,25 +518,27 @@ static int bloom_load(l_spill_t *sp, struct tide_ckpt *c, const run_t *r, tide_e
       }
       p += sizeof sz + sz[0] + sz[1];
     }
+    tide_ckpt_release_pages(c); /* read once */
     if (!n) break;
   }
   return 0;
 }
 
-/* A new filter of 12 bits per entry of every run, filled from the runs
- * in the checkpoint: at attach, and when the runs outgrow it (past 8
- * bits an entry: a false positive rate of about 2%; so a group's hash is
- * read back about once per 1.5 times more groups). 0 or an error. */
+/* A new filter of 16 bits per entry of every run, filled from the runs
+ * in the checkpoint: at attach, and when the runs outgrow it (past 12
+ * bits an entry: still under 1% false positives, each of which seeks
+ * every run; so a group's hash is read back about once per 1.33 times
+ * more groups). 0 or an error. */
 static int bloom_rebuild(l_spill_t *sp, struct tide_ckpt *c, tide_err_t *err) {
   uint64_t total = 0;
   for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
-  uint64_t bits = ((total < 4096 ? 4096 : total) * 12 + 511) / 512 * 512;
+  uint64_t bits = ((total < 4096 ? 4096 : total) * 16 + 511) / 512 * 512;
   uint64_t *f = calloc(bits / 64, sizeof *f);
   if (!f) return tide_err_set(err, -ENOMEM, "out of memory");
   free(sp->bloom);
   sp->bloom = f;
   sp->nbits = bits;
-  sp->bloom_cap = bits / 8;
+  sp->bloom_cap = bits / 12;
   sp->bloom_bytes = bits / 8;
   for (size_t i = 0; i < sp->nruns; i++) {
     int rc = bloom_load(sp, c, &sp->runs[i], err);
@@ -564,6 +566,7 @@ static int store_lookup(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_f
     rc = tide_ckpt_state_lookup(c, sp->name, sp->name_len, rn, rl, maybe, m, fn, arg, err);
   }
   free(maybe);
+  if (m) tide_ckpt_release_pages(c);
   return rc;
 }
 
@@ -592,6 +595,7 @@ static int store_scan(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn f
     rc = fn(arg, sid, key + 8, sz[1], err);
   }
   if (sp->scan.cap > ((size_t)4 << 20)) tide_buf_free(&sp->scan); /* a big chunk is not kept */
+  tide_ckpt_release_pages(c); /* a walk reads every stored group once */
   return rc;
 }
 
