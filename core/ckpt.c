@@ -1045,13 +1045,28 @@ int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide
   return rc ? state_fail(c, rc, "dropping", name, name_len, err) : 0;
 }
 
+/* LMDB does not say where it mapped data.mdb (mdb_env_info's address is
+ * that of MDB_FIXEDMAP only): the process's maps do, by the file's
+ * canonical path. */
 void tide_ckpt_release_pages(tide_ckpt_t *c) {
-  MDB_envinfo info;
-  if (mdb_env_info(c->env, &info) || !info.me_mapaddr) return;
-  /* a read-only shared map of the file: the pages stay in the page cache
-   * and fault back in from it when read again */
-  if (madvise(info.me_mapaddr, info.me_mapsize, MADV_DONTNEED)) { /* advice only: nothing to undo */
+  char *data = path_join(c->dir, "data.mdb"), *real = data ? realpath(data, NULL) : NULL;
+  FILE *f = real ? fopen("/proc/self/maps", "re") : NULL;
+  char line[4352];
+  size_t rl = real ? strlen(real) : 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    int at = 0;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &at) != 2 || !at) continue;
+    const char *p = line + at;
+    if (strncmp(p, real, rl) || (p[rl] != '\n' && p[rl] != 0)) continue;
+    /* a read-only shared map of the file: the pages stay in the page cache
+     * and fault back in from it when read again */
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED)) { /* advice only: nothing to undo */
+    }
   }
+  if (f) fclose(f);
+  free(real);
+  free(data);
 }
 
 int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
