@@ -319,8 +319,8 @@ describe("the postgres sink's COPY", function()
     sql("ALTER DATABASE retrydb ALLOW_CONNECTIONS true")
     sink.stop()
     assert.is_false(ok)
-    assert.matches("^postgres table r: connection lost %(.*%), then postgres: cannot reconnect after 3 attempts 0 ms " ..
-      "apart: .*" .. refused, err)
+    assert.matches("^postgres table r: connection lost %(.*%), then postgres: cannot reconnect after 3 " ..
+      "attempts 0 ms apart: .*" .. refused, err)
     assert.equal(3, refusals() - before)
     sql("DROP DATABASE retrydb")
   end)
