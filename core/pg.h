@@ -16,7 +16,7 @@
  *               NaN, [-]Infinity
  *   bool        t / f                        bool
  *   string      the bytes, COPY-escaped      text, varchar, bpchar, name, and any other type (its text)
- *   timestamp   ISO 8601 UTC (ms)            timestamptz, timestamp (as UTC), date (midnight UTC)
+ *   timestamp   2026-11-21 12:00:05.25+00    timestamptz, timestamp (as UTC), date (midnight UTC)
  *   json        the JSON text, COPY-escaped  json, jsonb
  * and COPY's binary format for the target types of tide_pg_bin_t.
  * The session runs with TimeZone UTC and DateStyle ISO (set on connect).
@@ -85,7 +85,7 @@ const char *tide_pg_bin_name(tide_pg_bin_t how);
  * column f as bin[f] (one entry per field; a form that does not fit the
  * column's type is TIDE_EINVAL before anything is sent). *rows gets the
  * number of rows. The text format writes doubles in their shortest
- * round-tripping digits, timestamps in ISO 8601 UTC. */
+ * round-tripping digits, timestamps as "2026-11-21 12:00:05.25+00". */
 int tide_pg_copy(tide_pg_t *c, const char *copy_sql, const tide_pg_bin_t *bin, const tide_batch_t *const *batches,
                  size_t n, uint64_t *rows, tide_err_t *err);
 
