@@ -350,10 +350,8 @@ const char *tide_pg_bin_name(tide_pg_bin_t how) {
   return how >= TIDE_PG_INT8 && how <= TIDE_PG_JSONB ? names[how - TIDE_PG_INT8] : "?";
 }
 
-/* How much COPY data is gathered before it goes to libpq: the server reads
- * a whole CopyData message before it parses any of it, so small messages
- * keep it parsing while the next ones are encoded (psql sends 8 KB). */
-#define COPY_CHUNK (32 * 1024)
+/* How much COPY data is gathered before it goes to libpq. */
+#define COPY_CHUNK (256 * 1024)
 
 /* Send every row; 0, or the first failure (the COPY is then ended with an
  * error so that the server rolls it back). */
