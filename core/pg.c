@@ -13,7 +13,7 @@
 
 #include <libpq-fe.h>
 
-#include "json.h"
+#include "json.h" /* tide_double_shortest */
 #include "ts.h"
 
 struct tide_pg {
@@ -206,7 +206,8 @@ static int put_value(tide_buf_t *o, const tide_col_t *c, uint32_t i) {
     double v = tide_col_f64(c, i);
     if (isnan(v)) return tide_buf_puts(o, "NaN");
     if (isinf(v)) return tide_buf_puts(o, v > 0 ? "Infinity" : "-Infinity");
-    return tide_json_number(o, v); /* the shortest digits that read back as v */
+    n = tide_double_shortest(v, tmp); /* not %.17g: 0.1, not 0.10000000000000001 (kept so by numeric) */
+    return tide_buf_append(o, tmp, (size_t)n);
   }
   case TIDE_T_BOOL:
     return tide_buf_putc(o, tide_col_bool(c, i) ? 't' : 'f');

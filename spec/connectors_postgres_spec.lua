@@ -254,7 +254,8 @@ describe("the postgres sink's COPY", function()
       local q = start_query(ms:frame(), { table = "narrow", mode = "append" })
       ms:add { { n = 1, x = 0.1, d = 0.1, t = 1700000000123, s = "a\tb\\c" },
         { n = 2, x = 1 / 3, d = -0.0, t = -1 },
-        { n = 3, x = 1e21, d = 5e-324, t = 0, s = "\\N" } }
+        { n = 3, x = 1e21, d = 5e-324, t = 0, s = "\\N" },
+        { n = 4, x = 3.0, d = 2.5, t = 1700000000500 } }
       q:process_all_available()
       q:stop()
     end)
@@ -262,7 +263,8 @@ describe("the postgres sink's COPY", function()
     -- numeric keeps the digits it is given: the shortest that read back as the double
     assert.same({ "1|0.1|0.1|2023-11-14 22:13:20.123+00|a\tb\\c",
       "2|0.3333333333333333|-0|1969-12-31 23:59:59.999+00|\\N",
-      "3|1000000000000000000000|5e-324|1970-01-01 00:00:00+00|\\N" },
+      "3|1000000000000000000000|5e-324|1970-01-01 00:00:00+00|\\N",
+      "4|3|2.5|2023-11-14 22:13:20.5+00|\\N" },
       lines("SELECT n, x, d, t, coalesce(s, '\\N') FROM narrow"))
   end)
 
