@@ -61,6 +61,10 @@ local function accepted(ty)
   return concat(names, ", ")
 end
 
+--- A string literal that reads the same whatever standard_conforming_strings
+-- says: E'...' with backslashes and quotes doubled.
+local function literal(s) return "E'" .. s:gsub("\\", "\\\\"):gsub("'", "''") .. "'" end
+
 --- A quoted identifier: "name" (double quotes doubled).
 local function ident(name) return '"' .. name:gsub('"', '""') .. '"' end
 
@@ -302,23 +306,28 @@ M.sinks.postgres = {
       c:close()
       error(type(err) == "table" and (what .. ": connection lost: " .. err.lost) or err, 0)
     end
-    local progress_get = format("SELECT batch_id FROM %s WHERE query_id = $1 AND sink = $2 FOR UPDATE", psql)
-    local progress_set = format("INSERT INTO %s (query_id, sink, batch_id) VALUES ($1, $2, $3) " ..
-      "ON CONFLICT (query_id, sink) DO UPDATE SET batch_id = EXCLUDED.batch_id, updated_at = now()", psql)
+    -- The transaction's statements go in two round trips besides the rows
+    -- (BEGIN with the progress check, the progress row with COMMIT: one
+    -- simple query each, so the values are literals), not four: a one-row
+    -- micro-batch took 0.5 ms instead of 1.1 (bench/RESULTS.md).
+    local key = format("query_id = %s AND sink = %s", literal(ctx.query_id), literal(o.table))
+    local begin_get = format("BEGIN; SELECT batch_id FROM %s WHERE %s FOR UPDATE", psql, key)
+    local set_head = format("INSERT INTO %s (query_id, sink, batch_id) VALUES (%s, %s, ", psql, literal(ctx.query_id),
+      literal(o.table))
+    local set_tail = ") ON CONFLICT (query_id, sink) DO UPDATE SET batch_id = EXCLUDED.batch_id, " ..
+      "updated_at = now(); COMMIT"
     local sink = { description = format("PostgresSink[%s]", o.table) }
     function sink.add_batch(_, id, batches, mode, schema)
       if not w then w = c:run(function() return writer(c, o, schema, keys, mode) end) end
       if mode ~= "complete" and nrows(batches) == 0 then return end
       c:run(function(conn)
-        conn:exec("BEGIN")
-        local r = conn:exec(progress_get, { ctx.query_id, o.table })
+        local r = conn:exec(begin_get)
         if r[1] and math.tointeger(tonumber(r[1][1])) >= id then
           conn:exec("ROLLBACK") -- committed before a crash: the engine runs it again, the table has it
           return
         end
         w.write(conn, batches)
-        conn:exec(progress_set, { ctx.query_id, o.table, id })
-        conn:exec("COMMIT")
+        conn:exec(set_head .. format("%d", id) .. set_tail)
       end)
     end
     function sink.stop() c:close() end

@@ -93,6 +93,20 @@ describe("the postgres sink", function()
     assert.same({ "1", "2", "3" }, lines("SELECT id FROM public.once ORDER BY id"))
   end)
 
+  it("keeps the progress row of a table named with quotes and backslashes (literals escaped)", function()
+    local schema = assert(core.schema("id int"))
+    local name = [[it's a\table]]
+    local sink = postgres.sinks.postgres.new({ conninfo = server.conninfo, table = name, create_table = true,
+      progress_table = "tide_progress", retries = 0, retry_delay = 0 },
+      { query_id = [[q'\id]], mode = "append", schema = schema })
+    local b = { assert(core.rows_batch(schema, { { id = 7 } })) }
+    sink:add_batch(4, b, "append", schema)
+    sink:add_batch(4, b, "append", schema) -- skipped: its progress row is found
+    sink.stop()
+    assert.same({ "7" }, lines([[SELECT id FROM "it's a\table"]]))
+    assert.same({ { [[q'\id]], "4" } }, sql("SELECT query_id, batch_id FROM tide_progress WHERE sink = $1", { name }))
+  end)
+
   it("upserts in update mode on the aggregation's keys, the primary key of the table it creates", function()
     local ms = tide.memory_stream("ts timestamp, word string")
     local f = ms:frame():group_by(tide.window("ts", "10 seconds"), "word"):agg { "count(*) AS n" }
