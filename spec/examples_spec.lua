@@ -69,7 +69,8 @@ describe("examples", function()
   after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
   it("each example has a README and bundled input", function()
-    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "ad_campaigns", "etl", "postgres" } do
+    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "click_sessions", "ad_campaigns",
+                            "etl", "postgres", "joins" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -313,44 +314,127 @@ the last window stays open in append mode until later readings move the watermar
     end)
   end)
 
+  -- The sessions of a clicks file (examples/sessions and click_sessions):
+  -- per user in time order, a click more than GAP after the last one starts
+  -- a new session (windows [t, t + gap) that touch merge). Returns them,
+  -- each { user, start, last_ts, n, first, last, final = the user's last },
+  -- users in order, and the final watermark (latest click - DELAY).
+  local GAP, DELAY = 5 * 60000, 10 * 60000
+  local function sessions_of(path)
+    local by_user, max_ts = {}, 0
+    for _, r in ipairs(json_lines(path)) do
+      local ts = tide.parse_time(r.ts)
+      by_user[r.user_id] = by_user[r.user_id] or {}
+      table.insert(by_user[r.user_id], { ts = ts, page = r.page })
+      if ts > max_ts then max_ts = ts end
+    end
+    local out = {}
+    for _, user in ipairs(sorted_keys(by_user)) do
+      local clicks = by_user[user]
+      table.sort(clicks, function(a, b) return a.ts < b.ts end)
+      local s
+      for _, c in ipairs(clicks) do
+        if s and c.ts > s.last_ts + GAP then s = nil end
+        if not s then
+          s = { user = user, start = c.ts, n = 0, first = c.page }
+          out[#out + 1] = s
+        end
+        s.n, s.last_ts, s.last = s.n + 1, c.ts, c.page
+      end
+      s.final = true
+    end
+    return out, max_ts - DELAY
+  end
+
+  -- Run a sessions example: its last table must be the sessions `closes`
+  -- accepts, and it must count the others as open.
+  local function check_sessions(name, closes)
+    local sessions, watermark = sessions_of(ROOT .. "/examples/" .. name .. "/clicks.jsonl")
+    local closed, open = {}, 0
+    for _, s in ipairs(sessions) do
+      if closes(s, watermark) then
+        closed[#closed + 1] = { s.user, iso(s.start), iso(s.last_ts + GAP), tostring(s.n), s.first, s.last }
+      else
+        open = open + 1
+      end
+    end
+    assert.is_true(open > 0 and #closed > 10)
+    local code, out, err = run_example(name)
+    assert.are.equal(0, code, err)
+    assert.are.same(closed, last_table(out))
+    assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)
+  end
+
   describe("sessions", function()
     it("outputs each closed session with its start, end, clicks and first and last page", function()
-      local GAP, DELAY = 5 * 60000, 10 * 60000
-      local by_user, max_ts = {}, 0
-      for _, r in ipairs(json_lines(ROOT .. "/examples/sessions/clicks.jsonl")) do
-        local ts = tide.parse_time(r.ts)
-        by_user[r.user_id] = by_user[r.user_id] or {}
-        table.insert(by_user[r.user_id], { ts = ts, page = r.page })
-        if ts > max_ts then max_ts = ts end
+      -- a session closes when the watermark reaches its end
+      check_sessions("sessions", function(s, watermark) return s.last_ts + GAP <= watermark end)
+    end)
+  end)
+
+  describe("click_sessions", function()
+    it("closes each session when the next click comes after the gap or the watermark passes its end", function()
+      -- one batch of every click, then a no-data batch with the final
+      -- watermark: a session is closed by a later click more than GAP after
+      -- its last, or by its timer (last + GAP < watermark)
+      check_sessions("click_sessions", function(s, watermark)
+        return not s.final or s.last_ts + GAP < watermark
+      end)
+    end)
+  end)
+
+  describe("joins", function()
+    it("joins each impression with its clicks of the hour after it, and emits the unclicked ones once the " ..
+      "watermark passes their hour", function()
+      local HOUR = 3600000
+      local imps = json_lines(ROOT .. "/examples/joins/impressions.jsonl")
+      local clicks = json_lines(ROOT .. "/examples/joins/clicks.jsonl")
+      local max_imp, max_click = 0, 0
+      for _, i in ipairs(imps) do
+        i.ts = tide.parse_time(i.imp_ts)
+        max_imp = math.max(max_imp, i.ts)
       end
-      -- sessions: a click more than GAP after the last one starts a new one
-      -- (windows [t, t + gap) that touch merge)
-      local closed, open = {}, 0
-      local watermark = max_ts - DELAY
-      for _, user in ipairs(sorted_keys(by_user)) do
-        local clicks = by_user[user]
-        table.sort(clicks, function(a, b) return a.ts < b.ts end)
-        local s
-        local function finish()
-          if s.last_ts + GAP <= watermark then
-            closed[#closed + 1] = { user, iso(s.start), iso(s.last_ts + GAP), tostring(s.n), s.first, s.last }
-          else
-            open = open + 1
+      for _, c in ipairs(clicks) do
+        c.ts = tide.parse_time(c.click_ts)
+        max_click = math.max(max_click, c.ts)
+      end
+      -- the watermark at the end: the smaller of the two streams' (delays 10 and 20 minutes);
+      -- an impression goes when imp_ts <= watermark - 1 hour - 1 ms (click_ts <= imp_ts + 1 hour)
+      local wm = math.min(max_imp - 10 * 60000, max_click - 20 * 60000)
+      local rows, pairs_, unclicked, waiting = {}, 0, 0, 0
+      for _, i in ipairs(imps) do
+        local matched = false
+        for _, c in ipairs(clicks) do
+          if c.click_ad == i.imp_ad and c.ts >= i.ts and c.ts <= i.ts + HOUR then
+            matched = true
+            pairs_ = pairs_ + 1
+            rows[#rows + 1] = { i.imp_id, i.imp_ad, i.campaign, iso(i.ts), c.click_id, iso(c.ts), c.user }
           end
         end
-        for _, c in ipairs(clicks) do
-          if s and c.ts > s.last_ts + GAP then finish() s = nil end
-          if not s then s = { start = c.ts, n = 0, first = c.page } end
-          s.n, s.last_ts, s.last = s.n + 1, c.ts, c.page
+        if i.ts <= wm - HOUR - 1 then
+          if not matched then
+            unclicked = unclicked + 1
+            rows[#rows + 1] = { i.imp_id, i.imp_ad, i.campaign, iso(i.ts), "null", "null", "null" }
+          end
+        else
+          waiting = waiting + 1
         end
-        finish()
       end
-      assert.is_true(open > 0 and #closed > 10)
-
-      local code, out, err = run_example("sessions")
+      -- a click goes when click_ts <= watermark - 1 ms (click_ts >= imp_ts, and impressions
+      -- after the watermark are all that can still come)
+      for _, c in ipairs(clicks) do
+        if c.ts > wm - 1 then waiting = waiting + 1 end
+      end
+      table.sort(rows, function(a, b)
+        if a[1] ~= b[1] then return a[1] < b[1] end
+        return a[5] == "null" or (b[5] ~= "null" and a[5] < b[5])
+      end)
+      assert.is_true(unclicked > 0 and pairs_ > 10)
+      local code, out, err = run_example("joins")
       assert.are.equal(0, code, err)
-      assert.are.same(closed, last_table(out))
-      assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)
+      assert.are.same(rows, last_table(out))
+      assert.truthy(out:find(format("%d impression-click pairs; %d impressions without a click; %d rows still " ..
+        "in the join's state", pairs_, unclicked, waiting), 1, true), out)
     end)
   end)
 
