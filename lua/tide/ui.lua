@@ -119,8 +119,21 @@ local function topics_of(db)
 end
 
 -- Per partition lag of a topic source: the topic's end offsets (in the
--- UI's store) minus the offsets processed. nil for other sources.
+-- UI's store) minus the offsets processed; of a source that reports its
+-- own (`lag`, topic -> partition -> offsets: Kafka), that, with the topic.
+-- nil for other sources.
 local function source_lag(topics, src)
+  if type(src.lag) == "table" then
+    local lag = {}
+    for t, parts in pairs(src.lag) do
+      for p, n in pairs(parts) do lag[#lag + 1] = { topic = t, partition = tonumber(p), lag = n } end
+    end
+    table.sort(lag, function(a, b)
+      if a.topic ~= b.topic then return a.topic < b.topic end
+      return a.partition < b.partition
+    end)
+    return lag
+  end
   local name = type(src.description) == "string" and src.description:match("^TopicSource%[(.+)%]$")
   local t = name and topics[name]
   if not t or type(src.end_offset) ~= "table" then return nil end
@@ -230,8 +243,10 @@ local function metrics_text(self)
       for k, s in ipairs(p.sources or {}) do
         local lag = source_lag(topics, s)
         for _, pl in ipairs(lag or {}) do
+          local SL = with(L, "source", format("%d:%s", k, s.description))
+          if pl.topic then SL = with(SL, "topic", pl.topic) end
           E.add("tide_source_lag_records", "gauge", "Records written to a source's topic and not yet processed",
-            with(with(L, "source", format("%d:%s", k, s.description)), "partition", pl.partition), pl.lag)
+            with(SL, "partition", pl.partition), pl.lag)
         end
       end
     end
