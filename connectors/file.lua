@@ -159,6 +159,7 @@ local SOURCE_OPTIONS = {
   schema = "any",
   header = "boolean",
   sep = "string",
+  multi_line = "boolean",
   unknown_fields = { type = "string", values = { "reject", "ignore" } },
   max_files_per_trigger = { type = "integer", min = 1 },
   max_bytes_per_trigger = { type = "size", min = 1 },
@@ -190,6 +191,7 @@ local function check_source(o)
   end
   if o.sep and #o.sep ~= 1 then fail("option 'sep' must be one character") end
   if (o.header ~= nil or o.sep) and fmt ~= "csv" then fail("options 'header' and 'sep' are for csv") end
+  if o.multi_line ~= nil and fmt ~= "csv" then fail("option 'multi_line' is for csv") end
   if o.unknown_fields and fmt ~= "json" then fail("option 'unknown_fields' is for json") end
   local bad = o.bad_records or "fail"
   if bad == "dead_letter" and not o.dead_letter_topic then
@@ -213,7 +215,11 @@ end
 -- The file source
 -- ------------------------------------------------------------------------
 
-local DEAD_LETTER_SCHEMA = "reason string, file string, line int, text string"
+-- A dead letter keeps its record byte for byte, whatever the bytes are:
+-- `text` is readable (the record when it is UTF-8; else each invalid byte
+-- as U+FFFD) and `raw_base64` holds the exact bytes (core/decode.h).
+local DEAD_LETTER_SCHEMA = "reason string, file string, line int, text string, raw_base64 string"
+local DEAD_LETTER_COLUMNS = { "reason", "file", "line", "text", "raw_base64" }
 
 local Source = {}
 Source.__index = Source
@@ -469,7 +475,7 @@ end
 -- Returns the bytes consumed (complete records only unless final).
 function Source:_decode(st, text, final)
   local pos = 0
-  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown, bad = self._bad }
+  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown, bad = self._bad }
   while pos < #text do
     local rest = pos == 0 and text or text:sub(pos + 1)
     dopts.line = st.line
@@ -481,7 +487,9 @@ function Source:_decode(st, text, final)
     if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
     st.dropped = st.dropped + nbad
     for _, r in ipairs(dead or {}) do
-      st.dead[#st.dead + 1] = { reason = r.reason, file = st.path, line = r.line, text = r.text }
+      local text, raw = core.dead_letter_text(r.text)
+      st.dead[#st.dead + 1] = { reason = r.reason, file = (core.dead_letter_text(st.path)), line = r.line, text = text,
+        raw_base64 = raw }
     end
     st.line = st.line + lines
     pos = pos + used
@@ -570,12 +578,22 @@ function Source:_dead_letter_topic()
   local t
   if store:has_topic(name) then
     t = store:topic(name)
-    local have = {}
-    for _, f in ipairs(t:info().schema) do have[f[1]] = true end
-    for _, c in ipairs { "reason", "file", "line", "text" } do
-      if not have[c] then
+    local have, fields = {}, t:info().schema
+    for _, f in ipairs(fields) do have[f[1]] = true end
+    for _, c in ipairs(DEAD_LETTER_COLUMNS) do
+      if not have[c] and not (c == "raw_base64" and have.text) then
         error(format("%s: dead-letter topic '%s' has no column '%s' (its schema must include %s)", self.description,
           name, c, DEAD_LETTER_SCHEMA), 0)
+      end
+    end
+    if not have.raw_base64 then
+      -- a topic made before dead letters kept their bytes: its next schema
+      -- version adds the column (nullable, so its older records read as null)
+      fields[#fields + 1] = { "raw_base64", "string?" }
+      local ok, err = pcall(store.register_schema, store, name, fields)
+      if not ok then
+        error(format("%s: dead-letter topic '%s' needs column 'raw_base64 string': %s", self.description, name,
+          util.strip_position(err)), 0)
       end
     end
   else
@@ -621,7 +639,7 @@ M.sources.file = {
     local self = setmetatable({
       description = description, replayable = true,
       _path = o.path, _format = fmt, _schema = schema_object(schema),
-      _header = o.header, _sep = o.sep, _ignore_unknown = o.unknown_fields == "ignore",
+      _header = o.header, _sep = o.sep, _multi_line = o.multi_line, _ignore_unknown = o.unknown_fields == "ignore",
       _bad = o.bad_records or "fail", _dl_name = o.dead_letter_topic, _store = o.store,
       _writer = format("%s/dead_letter/%s", tostring(ctx.query_id), tostring(ctx.index or 1)),
       _max_files = o.max_files_per_trigger, _max_bytes = o.max_bytes_per_trigger,
