@@ -49,6 +49,22 @@
 -- uncommitted stay visible until the query restarts and runs it again
 -- (with the same input, so the same rows).
 --
+-- The manifest binds the directory to one query: every entry holds the
+-- query id, and a sink whose query id differs from the directory's is
+-- refused when it opens (and a batch whose manifest entry is another
+-- query's is never overwritten), since a second query, or the same one on
+-- a fresh checkpoint, numbers its batches from 0 again and would replace
+-- the first one's files.
+--
+-- Compaction, as Spark's CompactibleFileStreamLog: once COMPACT_INTERVAL
+-- per-batch entries of committed batches (ids below the one being
+-- written: a batch only runs once the one before it committed) pile up,
+-- they and the last compact file are merged into `path/_tide/<N>.compact`
+-- (N the highest id it covers; temporary, fsync, rename), and only then
+-- are the files it covers removed. A reader takes the newest compact file
+-- and lets the per-batch files override it, so every crash point reads
+-- the same manifest.
+--
 -- Durability needs fsync, which plain Lua lacks: tide.core's fsync, stat,
 -- mkdir and listdir (core/l_fs.c) do it.
 --
@@ -62,7 +78,7 @@ local cjson = require "cjson"
 local M = { sources = {}, sinks = {} }
 
 local format, concat, sort = string.format, table.concat, table.sort
-local type, error, ipairs, tostring, tointeger = type, error, ipairs, tostring, math.tointeger
+local type, error, ipairs, pairs, tostring, tointeger = type, error, ipairs, pairs, tostring, math.tointeger
 local min = math.min
 
 local CHUNK = 4 * 1024 * 1024
@@ -660,6 +676,117 @@ M.sources.file = {
 local Sink = {}
 Sink.__index = Sink
 
+--- Per-batch manifest entries of committed batches kept before they are
+-- compacted into one file (see the file header).
+M.COMPACT_INTERVAL = 100
+
+local COMPACT_VERSION = 1
+
+-- The manifest files of directory meta: the newest compact file (name and
+-- id, or nil), every compact file's name, and the per-batch files as
+-- { [id] = name }.
+local function manifest_files(meta)
+  local newest, newest_id, compacts, deltas = nil, nil, {}, {}
+  for name in lfs.dir(meta) do
+    local c = name:match("^(%d+)%.compact$")
+    local d = name:match("^(%d+)%.json$")
+    if c then
+      compacts[#compacts + 1] = name
+      c = tointeger(tonumber(c))
+      if not newest_id or c > newest_id then newest, newest_id = name, c end
+    elseif d then
+      deltas[tointeger(tonumber(d))] = name
+    end
+  end
+  return newest, newest_id, compacts, deltas
+end
+
+-- The JSON object that text holds, or nil.
+local function json_object(text)
+  local ok, m = pcall(cjson.decode, text)
+  if ok and type(m) == "table" then return m end
+  return nil
+end
+
+local function read_text(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- Every manifest entry of directory meta, as { [id] = decoded object }, and
+-- the query id of the newest compact file's header (nil without one).
+local function manifest_entries(meta)
+  local out, qid = {}, nil
+  if lfs.attributes(meta, "mode") ~= "directory" then return out end
+  local newest, _, _, deltas = manifest_files(meta)
+  if newest then
+    local text = read_text(meta .. "/" .. newest) or ""
+    for line in text:gmatch("[^\n]+") do
+      local m = json_object(line)
+      if m and m.compact ~= nil then
+        qid = m.query_id
+      elseif m and int(m.batch_id) then
+        out[int(m.batch_id)] = m
+      end
+    end
+  end
+  for id, name in pairs(deltas) do
+    local m = json_object(read_text(meta .. "/" .. name) or "")
+    if m then out[id] = m end
+  end
+  return out, qid
+end
+
+-- The manifest line of batch entry m (keys sorted, as the deltas are written).
+local function entry_line(id, m)
+  local files = {}
+  for i, f in ipairs(m.files or {}) do files[i] = json_string(f) end
+  local q = m.query_id ~= nil and format(',"query_id":%s', json_string(tostring(m.query_id))) or ""
+  return format('{"batch_id":%d,"bytes":%d,"files":[%s]%s,"rows":%d}\n', id, int(m.bytes) or 0, concat(files, ","),
+    q, int(m.rows) or 0)
+end
+
+-- Merge the newest compact file and the per-batch entries below `below`
+-- into one compact file; then remove what it covers.
+function Sink:_compact(below)
+  local what, meta = self.description, self._meta
+  local _, _, compacts, deltas = manifest_files(meta)
+  local entries = manifest_entries(meta)
+  local top
+  for id in pairs(deltas) do
+    if id < below and (not top or id > top) then top = id end
+  end
+  if not top then return end
+  local ids = {}
+  for id in pairs(entries) do
+    if id <= top then ids[#ids + 1] = id end
+  end
+  sort(ids)
+  local text = { format('{"compact":%d,"query_id":%s,"version":%d}\n', top, json_string(self._query_id or ""),
+    COMPACT_VERSION) }
+  for _, id in ipairs(ids) do text[#text + 1] = entry_line(id, entries[id]) end
+  local name = format("%08d.compact", top)
+  local final, tmp = meta .. "/" .. name, meta .. "/." .. name .. ".tmp"
+  write_whole(what, tmp, text)
+  fsync(what, tmp)
+  local ok, err = os.rename(tmp, final)
+  if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
+  fsync(what, meta)
+  -- the compact file is durable: what it covers can go
+  local left = 0
+  for id, dname in pairs(deltas) do
+    if id <= top then os.remove(meta .. "/" .. dname) else left = left + 1 end
+  end
+  for _, c in ipairs(compacts) do
+    if c ~= name then os.remove(meta .. "/" .. c) end
+  end
+  fsync(what, meta)
+  self._pending = left
+end
+
 --- Write batch `batch_id` (see the file header): idempotent per batch id.
 function Sink:add_batch(batch_id, batches, mode)
   local what = self.description
@@ -673,6 +800,12 @@ function Sink:add_batch(batch_id, batches, mode)
   local final, tmp = self._path .. "/" .. name, self._path .. "/." .. name .. ".tmp"
   local mname = format("%08d.json", id)
   local mfinal, mtmp = self._meta .. "/" .. mname, self._meta .. "/." .. mname .. ".tmp"
+  -- another query's batch of this id is never replaced (two queries that
+  -- opened the directory at once)
+  local old = json_object(read_text(mfinal) or "")
+  if old and old.query_id ~= nil and self._query_id and old.query_id ~= self._query_id then
+    error(self:_taken(old.query_id), 0)
+  end
   local rows = 0
   for _, b in ipairs(batches) do rows = rows + b:nrows() end
   if rows == 0 then
@@ -691,14 +824,22 @@ function Sink:add_batch(batch_id, batches, mode)
     text = core.csv_encode(batches, { header = true })
   end
   local bytes = write_whole(what, tmp, text)
-  write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, bytes,
-    json_string(name), rows))
+  write_whole(what, mtmp, entry_line(id, { bytes = bytes, files = { name }, query_id = self._query_id, rows = rows }))
   fsync(what, tmp, mtmp)
   local ok, err = os.rename(tmp, final)
   if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
   ok, err = os.rename(mtmp, mfinal)
   if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, mtmp, mfinal, err), 0) end
   fsync(what, self._path, self._meta)
+  if not old then self._pending = self._pending + 1 end
+  if self._pending > M.COMPACT_INTERVAL then self:_compact(id) end
+end
+
+-- The message refusing a directory that holds query qid's output.
+function Sink:_taken(qid)
+  return format("%s: '%s' holds the output of another query (id %s, in its manifest %s/_tide): a second query, " ..
+    "or this one on a new checkpoint, would overwrite its files; write to another directory", self.description,
+    self._path, tostring(qid), self._path)
 end
 
 --- The batches recorded in the manifest: `{ [batch_id] = {files=, rows=, bytes=} }`.
@@ -709,20 +850,8 @@ end
 --- The manifest of a file sink's directory (see Sink:manifest).
 function M.manifest(path)
   local out = {}
-  local meta = path .. "/_tide"
-  if lfs.attributes(meta, "mode") ~= "directory" then return out end
-  for name in lfs.dir(meta) do
-    local id = name:match("^(%d+)%.json$")
-    if id then
-      local f = io.open(meta .. "/" .. name, "rb")
-      if f then
-        local ok, m = pcall(cjson.decode, f:read("a"))
-        f:close()
-        if ok and type(m) == "table" then
-          out[tointeger(tonumber(id))] = { files = m.files, rows = int(m.rows), bytes = int(m.bytes) }
-        end
-      end
-    end
+  for id, m in pairs(manifest_entries(path .. "/_tide")) do
+    out[id] = { files = m.files, rows = int(m.rows), bytes = int(m.bytes) }
   end
   return out
 end
@@ -733,7 +862,7 @@ M.sinks.file = {
     format = { type = "string", values = { "json", "csv" } },
   },
   label = function(o) return format("FileSink[%s]", tostring(o.path)) end,
-  new = function(o)
+  new = function(o, ctx)
     if not o.path then error("write_stream(file): option 'path' is required (the output directory)", 0) end
     -- "" would make the metadata directory "/_tide", at the file-system root
     if o.path == "" then error("write_stream(file): option 'path' is empty (the output directory)", 0) end
@@ -747,13 +876,28 @@ M.sinks.file = {
     -- re-run batch writes its own
     for _, d in ipairs { path, path .. "/_tide" } do
       for name in lfs.dir(d) do
-        if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") then os.remove(d .. "/" .. name) end
+        if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") or name:match("^%.%d+%.compact%.tmp$")
+        then
+          os.remove(d .. "/" .. name)
+        end
       end
     end
-    return setmetatable({
+    local self = setmetatable({
       description = description, needs_checkpoint = true, output_modes = { "append" },
       _path = path, _meta = path .. "/_tide", _format = o.format or "json",
+      _query_id = ctx and ctx.query_id ~= nil and tostring(ctx.query_id) or nil, _pending = 0,
     }, Sink)
+    -- the directory is one query's: refuse another's (see the file header)
+    local entries, qid = manifest_entries(self._meta)
+    local _, _, _, deltas = manifest_files(self._meta)
+    for _ in pairs(deltas) do self._pending = self._pending + 1 end
+    if self._query_id then
+      if qid ~= nil and qid ~= "" and qid ~= self._query_id then error(self:_taken(qid), 0) end
+      for _, m in pairs(entries) do
+        if m.query_id ~= nil and m.query_id ~= self._query_id then error(self:_taken(m.query_id), 0) end
+      end
+    end
+    return self
   end,
 }
 

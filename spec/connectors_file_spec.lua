@@ -738,13 +738,144 @@ describe("the file sink", function()
       "FileSink[" .. out .. "/file/sub]: cannot create directory '" .. out .. "/file': a file is in the way")
   end)
 
+  describe("one query's directory", function()
+    local function sink_of(qid)
+      return D.new(util.check_options({ path = out }, D.options, "write_stream(file)"),
+        { loop = require("tide.runtime").loop(), query_id = qid, query_name = "t" })
+    end
+
+    it("refuses a second query, naming the first, and lets the first go on", function()
+      local s = sink_of("q-1")
+      s:add_batch(0, { batch(ROWS) }, "append", schema)
+      local ok, err = pcall(sink_of, "q-2")
+      assert.is_false(ok)
+      assert.equal("FileSink[" .. out .. "]: '" .. out .. "' holds the output of another query (id q-1, in its " ..
+        "manifest " .. out .. "/_tide): a second query, or this one on a new checkpoint, would overwrite its files; " ..
+        "write to another directory", err)
+      local again = sink_of("q-1")
+      again:add_batch(1, { batch(ROWS) }, "append", schema)
+      assert.same({ 0, 1 }, (function()
+        local ids = {}
+        for id in pairs(again:manifest()) do ids[#ids + 1] = id end
+        table.sort(ids)
+        return ids
+      end)())
+    end)
+
+    it("never overwrites a batch of another query that opened the directory at the same time", function()
+      local a, b = sink_of("q-1"), sink_of("q-2")
+      a:add_batch(0, { batch(ROWS) }, "append", schema)
+      local before = read_file(out .. "/part-00000000-0000.json")
+      local ok, err = pcall(b.add_batch, b, 0, { batch { { ts = 1 } } }, "append", schema)
+      assert.is_false(ok)
+      assert.matches("holds the output of another query (id q-1,", err, 1, true)
+      assert.equal(before, read_file(out .. "/part-00000000-0000.json"))
+    end)
+
+    it("takes over a directory whose manifest holds no query id (written before they were recorded)", function()
+      sh("mkdir -p '" .. out .. "/_tide'")
+      write_file(out .. "/_tide/00000000.json", '{"batch_id":0,"bytes":1,"files":["part-00000000-0000.json"],"rows":1}\n')
+      local s = sink_of("q-1")
+      s:add_batch(1, { batch(ROWS) }, "append", schema)
+      assert.has_error(function() sink_of("q-2") end)
+    end)
+
+    it("refuses a query on a fresh checkpoint writing into the same path", function()
+      local src, ck1, ck2 = tmpname(), tmpname(), tmpname()
+      finally(function() os.execute(string.format("rm -rf '%s' '%s' '%s'", src, ck1, ck2)) end)
+      sh("mkdir -p '" .. src .. "'")
+      write_file(src .. "/a.jsonl", '{"n":1}\n')
+      local function run(ck)
+        local q = tide.read_stream("file", { path = src .. "/*.jsonl", schema = "n int" })
+          :write_stream("file", { path = out, checkpoint = ck, trigger = "available_now" })
+        q:await()
+        return q:exception()
+      end
+      assert.is_nil(run(ck1))
+      local ok, err = pcall(run, ck2)
+      assert.is_false(ok)
+      assert.matches("^write_stream%(file%): FileSink%[.-%]: '.-' holds the output of another query %(id ", err)
+      assert.equal('{"n":1}\n', read_file(out .. "/part-00000000-0000.json"))
+    end)
+  end)
+
+  describe("manifest compaction", function()
+    local function ids_of(m)
+      local ids = {}
+      for id in pairs(m) do ids[#ids + 1] = id end
+      table.sort(ids)
+      return ids
+    end
+
+    it("keeps the manifest of many batches in a bounded number of files", function()
+      -- 1000 batches: without compaction, 1000 manifest files
+      local s = sink { path = out }
+      local one = batch { { ts = 1 } }
+      for id = 0, 999 do s:add_batch(id, { one }, "append", schema) end
+      one:close()
+      local meta = parts(out .. "/_tide")
+      assert.is_true(#meta <= file.COMPACT_INTERVAL + 2, #meta .. " manifest files")
+      assert.equal(1, #(function()
+        local c = {}
+        for _, n in ipairs(meta) do if n:match("%.compact$") then c[#c + 1] = n end end
+        return c
+      end)())
+      local m = s:manifest()
+      local ids = ids_of(m)
+      assert.equal(1000, #ids)
+      assert.same({ 0, 999 }, { ids[1], ids[1000] })
+      assert.same({ files = { "part-00000123-0000.json" }, rows = 1, bytes = #read_file(out ..
+        "/part-00000123-0000.json") }, m[123])
+      -- a new sink (a restart) reads it and goes on
+      local again = sink { path = out }
+      again:add_batch(1000, { batch { { ts = 2 } } }, "append", schema)
+      assert.equal(1001, #ids_of(again:manifest()))
+    end)
+
+    it("reads the same manifest at every point a crash can leave compaction in", function()
+      local saved = file.COMPACT_INTERVAL
+      file.COMPACT_INTERVAL = 3
+      finally(function() file.COMPACT_INTERVAL = saved end)
+      local s = sink { path = out }
+      for id = 0, 9 do s:add_batch(id, { batch { { ts = id } } }, "append", schema) end
+      local want = s:manifest()
+      assert.equal(10, #ids_of(want))
+      local meta = out .. "/_tide"
+      local names = parts(meta)
+      local compact
+      for _, n in ipairs(names) do compact = n:match("%.compact$") and n or compact end
+      assert.truthy(compact)
+      local top = tonumber(compact:match("^(%d+)"))
+      -- killed before the temporary was renamed: a new sink removes it
+      write_file(meta .. "/.00000099.compact.tmp", "half")
+      -- killed after the rename, before the per-batch files it covers went
+      write_file(meta .. string.format("/%08d.json", top),
+        string.format('{"batch_id":%d,"bytes":%d,"files":["part-%08d-0000.json"],"query_id":"test","rows":1}\n',
+          top, want[top].bytes, top))
+      -- and before the compact file it replaces went
+      write_file(meta .. "/00000000.compact", '{"compact":0,"query_id":"test","version":1}\n' ..
+        '{"batch_id":0,"bytes":1,"files":["stale"],"query_id":"test","rows":1}\n')
+      local again = sink { path = out }
+      assert.is_false(exists(meta .. "/.00000099.compact.tmp"))
+      assert.same(want, again:manifest())
+      -- the next compaction clears what the crash left
+      for id = 10, 14 do again:add_batch(id, { batch { { ts = id } } }, "append", schema) end
+      local left = parts(meta)
+      local compacts = 0
+      for _, n in ipairs(left) do if n:match("%.compact$") then compacts = compacts + 1 end end
+      assert.equal(1, compacts)
+      assert.is_true(#left <= 5, table.concat(left, " "))
+      assert.equal(15, #ids_of(again:manifest()))
+    end)
+  end)
+
   describe("killed while writing", function()
     local CHILD = support.CHILD_PRELUDE .. [[
 local core = require "tide.core"
 local file = require "tide.connectors.file"
 local out, nbatch = arg[1], tonumber(arg[2])
 local schema = core.schema("batch int, i int, pad string")
-local s = file.sinks.file.new({ path = out }, {})
+local s = file.sinks.file.new({ path = out }, { query_id = "test" })
 local pad = string.rep("p", 40)
 while true do
   for id = 1, nbatch do
@@ -811,6 +942,63 @@ end
       end
       io.stderr:write(string.format("\n[connectors_file_spec] seed %d: 25 kills, %d left a temporary file behind\n",
         seed, mid))
+    end)
+
+    -- batches one after the other from where the manifest ends (the last
+    -- one again, as a restarted query re-runs its uncommitted batch),
+    -- compacting every 3
+    local COMPACTING = support.CHILD_PRELUDE .. [[
+local core = require "tide.core"
+local file = require "tide.connectors.file"
+file.COMPACT_INTERVAL = 3
+local out = arg[1]
+local schema = core.schema("batch int, i int")
+local s = file.sinks.file.new({ path = out }, { query_id = "test" })
+local id = -1
+for k in pairs(s:manifest()) do id = math.max(id, k) end
+id = math.max(id, 0)
+while true do
+  local rows = {}
+  for i = 1, 50 do rows[i] = { batch = id, i = i } end
+  s:add_batch(id, { core.rows_batch(schema, rows) }, "append", schema)
+  id = id + 1
+end
+]]
+
+    it("keeps every batch in the manifest once when killed while compacting (20 kills)", function()
+      local script, errf = tmpname() .. ".lua", tmpname()
+      write_file(script, COMPACTING)
+      finally(function() os.execute(string.format("rm -f '%s' '%s'", script, errf)) end)
+      local seed = tonumber(os.getenv("TIDE_CRASH_SEED")) or os.time()
+      math.randomseed(seed)
+      local last = -1
+      for _ = 1, 20 do
+        local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, out, errf)
+        local p = io.popen(cmd)
+        local pid = assert(tonumber(p:read("l")))
+        support.sleep_ms(math.random(30, 300))
+        os.execute("kill -9 " .. pid .. " 2>/dev/null")
+        p:read("a")
+        p:close()
+        assert.equal("", read_file(errf), "the child failed on its own")
+        -- every batch from 0 to the highest is listed once, with its file whole
+        local s = sink { path = out }
+        local m, top = s:manifest(), -1
+        for id in pairs(m) do top = math.max(top, id) end
+        assert.is_true(top >= last, string.format("batch %d went missing (seed %d)", last, seed))
+        for id = 0, top do
+          local e = m[id]
+          assert.truthy(e, string.format("batch %d is not in the manifest (seed %d)", id, seed))
+          assert.equal(50, e.rows)
+          assert.equal(e.bytes, #read_file(out .. "/" .. e.files[1]))
+        end
+        last = top
+      end
+      local compacts = 0
+      for _, n in ipairs(parts(out .. "/_tide")) do if n:match("%.compact$") then compacts = compacts + 1 end end
+      assert.is_true(compacts <= 2)
+      io.stderr:write(string.format("\n[connectors_file_spec] seed %d: 20 kills while compacting, %d batches\n",
+        seed, last + 1))
     end)
   end)
 end)
