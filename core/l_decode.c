@@ -175,6 +175,12 @@ static int l_rate_batch(lua_State *L) {
   int rc = tide_rate_batch(s, start, rps, lo, hi, &b);
   if (rc == TIDE_EINVAL)
     return luaL_error(L, "rate_batch: needs a schema (timestamp, int), rows_per_second >= 1 and 0 <= lo <= hi");
+  if (rc == TIDE_ESCHEMA) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "rows %lld..%lld from start %lld at %lld a second: timestamps outside the valid range "
+             TIDE_TS_RANGE_TEXT, (long long)lo, (long long)hi - 1, (long long)start, (long long)rps);
+    return tide_l_fail(L, rc, NULL, msg);
+  }
   if (rc) return tide_l_fail(L, rc, NULL, NULL);
   tide_l_push_batch(L, b);
   return 1;

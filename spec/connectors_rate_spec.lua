@@ -113,6 +113,15 @@ describe("the rate source", function()
     assert.same({ start = future.start, rows = 42 }, off)
   end)
 
+  it("makes rows up to the end of the valid timestamp range and refuses those past it", function()
+    src = d.new(opts {}, ctx)
+    local start = util.TS_MAX - 1000
+    assert.same({ { start, 0 }, { util.TS_MAX, 1 } }, rows(src:get_batch(nil, { start = start, rows = 2 })))
+    assert.has_error(function() src:get_batch(nil, { start = start, rows = 3 }) end,
+      "rate source: rows 0..2 from start " .. start .. " at 1 a second: timestamps outside the valid range " ..
+      "0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z")
+  end)
+
   it("rejects an offset that is not its own", function()
     src = d.new(opts {}, ctx)
     assert.has_error(function() src:get_batch(nil, 12) end,
