@@ -121,7 +121,10 @@ local function mkdirs(what, dir)
     if mode == nil then
       local ok, err = lfs.mkdir(acc)
       if not ok and lfs.attributes(acc, "mode") ~= "directory" then
-        error(format("%s: cannot create directory '%s': %s", what, acc, tostring(err)), 0)
+        -- core.mkdir's message names the path: said once
+        local why = tostring(err)
+        if why:sub(1, #acc + 2) == acc .. ": " then why = why:sub(#acc + 3) end
+        error(format("%s: cannot create directory '%s': %s", what, acc, why), 0)
       end
     elseif mode ~= "directory" then
       error(format("%s: cannot create directory '%s': a %s is in the way", what, acc, mode), 0)

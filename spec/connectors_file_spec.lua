@@ -736,6 +736,10 @@ describe("the file sink", function()
     write_file(out .. "/file", "x")
     assert.has_error(function() sink { path = out .. "/file/sub" } end,
       "FileSink[" .. out .. "/file/sub]: cannot create directory '" .. out .. "/file': a file is in the way")
+    -- the system's reason once, without the path it names again
+    assert.has_error(function() sink { path = "/proc/tide-nonexistent/sub" } end,
+      "FileSink[/proc/tide-nonexistent/sub]: cannot create directory '/proc/tide-nonexistent': " ..
+      "No such file or directory")
   end)
 
   describe("one query's directory", function()

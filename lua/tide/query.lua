@@ -516,7 +516,10 @@ function M.start(f, sink, opts, level)
   ok, err = pcall(q._open, q, sources, stateful, marks, sink, descriptor)
   if not ok then
     q:_close_all()
-    error(format("%s: %s", what, util.strip_position(err)), level)
+    err = util.strip_position(err)
+    -- a connector that names itself as the call does is not named twice
+    if err:sub(1, #what + 2) == what .. ": " then err = err:sub(#what + 3) end
+    error(format("%s: %s", what, err), level)
   end
   active[#active + 1] = q
   q._active = true
