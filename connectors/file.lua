@@ -461,6 +461,34 @@ function Source:latest_offset(start)
   return last
 end
 
+--- The bytes not yet read after offset `off` (nil: none read yet), and
+-- the files holding them: those logged past it, and those the files have
+-- beyond what the log knows (read from a listing; nothing is logged).
+function Source:lag(off)
+  local bytes, files = 0, {}
+  local k, p = self:_next(off)
+  while self._entries[k] do
+    local e = self._entries[k]
+    if e.to > p then
+      bytes = bytes + (e.to - p)
+      files[e.path] = true
+    end
+    k = k + 1
+    p = self._entries[k] and self._entries[k].from
+  end
+  for _, path in ipairs(connector.list_files(self._path) or {}) do
+    local a = lfs.attributes(path)
+    local known = self._known[path] or 0
+    if a and a.mode == "file" and a.size > known then
+      bytes = bytes + (a.size - known)
+      files[path] = true
+    end
+  end
+  local n = 0
+  for _ in pairs(files) do n = n + 1 end
+  return { bytes = bytes, files = n }
+end
+
 -- The line number of byte `pos` of `path`: from the last read's end when it
 -- stopped there, else by counting newlines.
 function Source:_line_at(path, pos)

@@ -256,6 +256,61 @@ describe("tide.ui", function()
     assert.equal(0, st.open)
   end)
 
+  it("exports the lag of memory and file sources, now while they run, as the parser reads it", function()
+    local qs = {}
+    finally(function() for _, x in ipairs(qs) do x:stop() end end)
+    local function m_of()
+      local text = client("metrics " .. url .. "metrics")()
+      assert(text:sub(1, 1) == "[", "the Prometheus parser failed: " .. text)
+      local out = {}
+      for _, smp in ipairs(util.json_decode(text)) do
+        local labels = smp[2]
+        if labels.source then out[smp[1] .. " " .. labels.query .. " " .. labels.source] = smp[3] end
+      end
+      return out
+    end
+    -- every query runs its first batch, then waits an hour for the next
+    -- trigger: the loop the scrapes run does not process what comes after
+    local function start(f, name)
+      local x = f:write_stream(function() end, { name = name, checkpoint = dir .. "/ck-" .. name, trigger = "1 hour" })
+      qs[#qs + 1] = x
+      local loop = process.loop()
+      while not x:last_progress() do loop:run("once") end
+      return x
+    end
+    -- memory: 2 rows processed, then 3 added and not yet processed
+    local mem = tide.memory_stream("k string")
+    mem:add{ { k = "a" }, { k = "b" } }
+    local mq = start(mem:frame(), "ui_mem")
+    mem:add{ { k = "c" }, { k = "d" }, { k = "e" } }
+    -- file: one file read, then another written and one grown
+    local src = dir .. "/in"
+    os.execute("mkdir -p " .. src)
+    support.write_file(src .. "/a.jsonl", '{"n":1}\n')
+    local fq = start(tide.read_stream("file", { path = src .. "/*.jsonl", schema = "n int" }), "ui_files")
+    support.write_file(src .. "/b.jsonl", '{"n":2}\n{"n":3}\n')
+    local f = io.open(src .. "/a.jsonl", "ab")
+    f:write('{"n":4}\n')
+    f:close()
+    local m = m_of()
+    assert.equal(3, m["tide_source_lag_records ui_mem 1:MemoryStream[" .. mem._id .. "]"])
+    assert.equal(8 + 16, m["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(2, m["tide_source_lag_files ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    -- processed, the lag is 0, and each progress report carries it
+    mq:process_all_available()
+    fq:process_all_available()
+    m = m_of()
+    assert.equal(0, m["tide_source_lag_records ui_mem 1:MemoryStream[" .. mem._id .. "]"])
+    assert.equal(0, m["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(0, m["tide_source_lag_files ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.same({ records = 0 }, mq:last_progress().sources[1].lag)
+    assert.same({ bytes = 0, files = 0 }, fq:last_progress().sources[1].lag)
+    -- a stopped query's lag is that of its last report
+    fq:stop()
+    support.write_file(src .. "/c.jsonl", '{"n":5}\n')
+    assert.equal(0, m_of()["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+  end)
+
   it("answers 404 with a JSON error for what it does not serve", function()
     local r = util.json_decode(client("get " .. url .. "nothing/here")())
     assert.equal(404, r.status)

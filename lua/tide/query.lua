@@ -951,6 +951,7 @@ function Query:_report(b)
     srcs[i] = { description = s.description, start_offset = b.starts[i], end_offset = b.ends[i],
       num_input_rows = b.counts[i] }
     for k, v in pairs(b.extra[i] or {}) do srcs[i][k] = v end
+    srcs[i].lag = self:_source_lag(i, b.ends[i])
   end
   local ops = {}
   for k, op in ipairs(self._ops) do
@@ -991,6 +992,25 @@ function Query:_report(b)
     local lok, lerr = pcall(fn, self, p) -- the batch is committed: a listener cannot fail it
     if not lok then io.stderr:write(format("tide: progress listener: %s\n", tostring(lerr))) end
   end
+end
+
+-- Source i's lag past offset `off` (connectors/README.md: lag), or nil
+-- when the source cannot tell or fails to (a report never fails a batch).
+function Query:_source_lag(i, off)
+  local inst = self._sources[i].inst
+  if not inst.lag then return nil end
+  local ok, lag = pcall(inst.lag, inst, off)
+  if ok and type(lag) == "table" then return lag end
+  return nil
+end
+
+--- Each source's lag now, past the last committed batch (for tide.ui):
+-- an array by source index of `{ records = n }` or `{ bytes =, files = }`
+-- tables, nil where a source cannot tell.
+function Query:_source_lags()
+  local out = {}
+  for i = 1, #self._sources do out[i] = self:_source_lag(i, self._ends[i]) end
+  return out
 end
 
 -- One trigger: the phases of one micro-batch; returns true when a batch

@@ -133,6 +133,13 @@ local function source_lag(topics, src)
   return lag
 end
 
+-- The lag counts a source may report, and their metrics.
+local LAG_METRICS = {
+  { "records", "tide_source_lag_records", "Records a source could give and has not processed yet" },
+  { "bytes", "tide_source_lag_bytes", "Bytes a source could read and has not processed yet" },
+  { "files", "tide_source_lag_files", "Files holding bytes a source has not processed yet" },
+}
+
 -- ------------------------------------------------------------------------
 -- /metrics: Prometheus text exposition format 0.0.4
 -- ------------------------------------------------------------------------
@@ -227,11 +234,22 @@ local function metrics_text(self)
         E.add("tide_query_state_bytes", "gauge", "Bytes held in the state of a stateful operator", OL,
           op.memory_bytes or 0)
       end
+      -- other sources say their lag themselves (connectors/README.md: lag):
+      -- now while the query runs, else as of its last batch
+      local live = q:is_active() and q:_source_lags() or {}
       for k, s in ipairs(p.sources or {}) do
+        local SL = with(L, "source", format("%d:%s", k, s.description))
         local lag = source_lag(topics, s)
         for _, pl in ipairs(lag or {}) do
-          E.add("tide_source_lag_records", "gauge", "Records written to a source's topic and not yet processed",
-            with(with(L, "source", format("%d:%s", k, s.description)), "partition", pl.partition), pl.lag)
+          E.add("tide_source_lag_records", "gauge", "Records a source could give and has not processed yet",
+            with(SL, "partition", pl.partition), pl.lag)
+        end
+        local own = not lag and (live[k] or s.lag)
+        if type(own) == "table" then
+          for _, m in ipairs(LAG_METRICS) do
+            local v = math.tointeger(own[m[1]])
+            if v then E.add(m[2], "gauge", m[3], SL, v) end
+          end
         end
       end
     end
