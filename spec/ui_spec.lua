@@ -283,6 +283,17 @@ describe("tide.ui", function()
     mem:add{ { k = "a" }, { k = "b" } }
     local mq = start(mem:frame(), "ui_mem")
     mem:add{ { k = "c" }, { k = "d" }, { k = "e" } }
+    -- a Lua source that says its lag
+    local lua_src = tide.source { schema = "n int", description = "Counter", n = 2,
+      latest_offset = function(self) return self.n end,
+      get_batch = function(_, start, stop)
+        local rows = {}
+        for i = (start or 0) + 1, stop do rows[#rows + 1] = { n = i } end
+        return rows
+      end,
+      lag = function(self, off) return { records = self.n - (off or 0) } end }
+    start(tide.read_stream(lua_src), "ui_lua")
+    lua_src.def.n = 7
     -- file: one file read, then another written and one grown
     local src = dir .. "/in"
     os.execute("mkdir -p " .. src)
@@ -296,6 +307,7 @@ describe("tide.ui", function()
     assert.equal(3, m["tide_source_lag_records ui_mem 1:MemoryStream[" .. mem._id .. "]"])
     assert.equal(8 + 16, m["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
     assert.equal(2, m["tide_source_lag_files ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(5, m["tide_source_lag_records ui_lua 1:Counter"])
     -- processed, the lag is 0, and each progress report carries it
     mq:process_all_available()
     fq:process_all_available()

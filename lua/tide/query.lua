@@ -72,12 +72,13 @@ local signals     -- SIGINT/SIGTERM handles while a query runs
 
 local source_fields = {
   schema = "any", latest_offset = "function", get_batch = "function", commit = "function", stop = "function",
-  description = "string", replayable = "boolean",
+  lag = "function", description = "string", replayable = "boolean",
 }
 
 --- A source written in Lua: `tide.source{ schema =, latest_offset =
 -- function(self, start) end, get_batch = function(self, start, stop) return
--- rows end [, commit =] [, stop =] [, description =] [, replayable =] }`.
+-- rows end [, commit =] [, stop =] [, lag =] [, description =] [, replayable =] }`
+-- (`lag(self, offset)`: connectors/README.md).
 -- Other fields are the source's own (its state). Offsets are any JSON
 -- values; `start` is nil for the first batch.
 function M.source(def)
@@ -112,6 +113,7 @@ local function lua_source_instance(src)
   end
   if def.commit then function inst.commit(_, stop) def:commit(stop) end end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
@@ -173,6 +175,7 @@ local function lua_sink_instance(sink)
   local inst = { description = def.description or "LuaSink" }
   function inst.add_batch(_, id, batches, mode) def:add_batch(id, rows_of(batches), mode) end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
