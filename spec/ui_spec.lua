@@ -369,26 +369,55 @@ describe("tide.ui", function()
     assert.matches("<td>ui_counts</td>", dom, 1, true)
   end)
 
-  it("answers 500 with the message when the handler fails, and serves on", function()
-    local core = require "tide.core"
-    local srv = assert(core.http_listen(process.loop(), "127.0.0.1", 0, function(_, path)
-      if path == "/boom" then error("boom") end
-      if path == "/bad" then return 200 end
-      return 200, "text/plain", "fine"
-    end))
-    local base = "http://127.0.0.1:" .. srv:port()
-    local boom = util.json_decode(client("get " .. base .. "/boom")())
-    local bad = util.json_decode(client("get " .. base .. "/bad")())
-    local fine = util.json_decode(client("get " .. base .. "/")())
-    local st = srv:stats()
-    srv:close()
-    assert.equal(500, boom.status)
-    assert.matches("^internal error: spec/ui_spec.lua:%d+: boom\nstack traceback:", boom.body)
-    assert.same({ 500, "internal error: the handler must return status (100..599), content type (< 128 bytes), " ..
-      "body (string)" }, { bad.status, bad.body })
+  it("answers 500 with a short page when the handler fails, logs what failed on stderr, and serves on", function()
+    -- a child process, so that its stderr can be read
+    local script, errf, portf = support.tmpname() .. ".lua", support.tmpname(), support.tmpname()
+    finally(function() os.execute(string.format("rm -f '%s' '%s' '%s'", script, errf, portf)) end)
+    support.write_file(script, support.CHILD_PRELUDE .. [=[
+local core = require "tide.core"
+local loop = require("tide.process").loop()
+local srv = assert(core.http_listen(loop, "127.0.0.1", 0, function(_, path)
+  if path == "/boom" then error("boom") end
+  if path == "/bad" then return 200 end
+  return 200, "text/plain", "fine"
+end))
+local f = io.open(arg[1] .. ".part", "w")
+f:write(srv:port())
+f:close()
+os.rename(arg[1] .. ".part", arg[1])
+while srv:stats().requests < 3 do loop:run("once") end
+local st = srv:stats()
+io.stderr:write(string.format("errors %d requests %d\n", st.errors, st.requests))
+srv:close()
+loop:run("nowait")
+]=])
+    local p = io.popen(string.format("lua5.4 %s %s 2>%s & echo $!", script, portf, errf))
+    local pid = p:read("l")
+    p:close()
+    finally(function() os.execute("kill " .. pid .. " 2>/dev/null") end)
+    local port = until_true("the child's port", function() return support.exists(portf) and support.read_file(portf) end)
+    local base = "http://127.0.0.1:" .. port
+    local boom = get(base .. "/boom")
+    local bad = get(base .. "/bad")
+    local fine = get(base .. "/")
+    local log = until_true("the child's end", function()
+      local t = support.read_file(errf)
+      return t:find("errors %d+ requests %d+\n") and t
+    end)
+    local page = "internal error (the server's log says what failed)\n"
+    assert.same({ 500, page }, { boom.status, boom.body })
+    assert.same({ 500, page }, { bad.status, bad.body })
     assert.same({ 200, "text/plain", "fine" }, { fine.status, fine.type, fine.body })
-    assert.equal(2, st.errors)
-    assert.equal(3, st.requests)
+    assert.matches("tide: http: GET /boom failed: [^\n]*: boom\nstack traceback:\n", log)
+    assert.matches("tide: http: GET /bad failed: the handler must return status (100..599), content type " ..
+      "(< 128 bytes), body (string)\n", log, 1, true)
+    assert.matches("errors 2 requests 3\n", log, 1, true)
+  end)
+
+  it("closes a closed server's methods", function()
+    local core = require "tide.core"
+    local srv = assert(core.http_listen(process.loop(), "127.0.0.1", 0, function() return 200, "text/plain", "" end))
+    srv:close()
     assert.is_true(srv:is_closed())
     assert.has_error(function() srv:port() end, "attempt to use a closed tide.HttpServer")
   end)
