@@ -522,7 +522,8 @@ end
 -- Returns the bytes consumed (complete records only unless final).
 function Source:_decode(st, text, final)
   local pos = 0
-  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown, bad = self._bad }
+  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown,
+    bad = self._bad }
   while pos < #text do
     local rest = pos == 0 and text or text:sub(pos + 1)
     dopts.line = st.line
@@ -534,9 +535,9 @@ function Source:_decode(st, text, final)
     if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
     st.dropped = st.dropped + nbad
     for _, r in ipairs(dead or {}) do
-      local text, raw = core.dead_letter_text(r.text)
-      st.dead[#st.dead + 1] = { reason = r.reason, file = (core.dead_letter_text(st.path)), line = r.line, text = text,
-        raw_base64 = raw }
+      local readable, raw = core.dead_letter_text(r.text)
+      st.dead[#st.dead + 1] = { reason = r.reason, file = (core.dead_letter_text(st.path)), line = r.line,
+        text = readable, raw_base64 = raw }
     end
     st.line = st.line + lines
     pos = pos + used

@@ -370,7 +370,8 @@ describe("the file source", function()
     local function stray_quote_csv()
       local t = {}
       for i = 1, 1000 do
-        t[i] = i == 2 and '1,"abc,2.0\n' or i == 500 and '500,"q""uote",1.5\n' or string.format("%d,s%d,%d.5\n", i, i, i)
+        t[i] = i == 2 and '1,"abc,2.0\n' or i == 500 and '500,"q""uote",1.5\n'
+          or string.format("%d,s%d,%d.5\n", i, i, i)
       end
       return table.concat(t)
     end
@@ -394,7 +395,8 @@ describe("the file source", function()
       write_file(dir .. "/a.csv", '1,"a\nb",1.5\n2,"c",2.5\n')
       local o = { path = dir .. "/*.csv", format = "csv", schema = "n int, s string, x double", multi_line = true }
       local src = source(o)
-      assert.same({ { n = 1, s = "a\nb", x = 1.5 }, { n = 2, s = "c", x = 2.5 } }, rows_of(src, nil, src:latest_offset()))
+      assert.same({ { n = 1, s = "a\nb", x = 1.5 }, { n = 2, s = "c", x = 2.5 } },
+        rows_of(src, nil, src:latest_offset()))
       -- and without it, the first record is two bad lines
       o.multi_line, o.bad_records = nil, "drop"
       local lines = source(o, 2)
@@ -778,7 +780,8 @@ describe("the file sink", function()
 
     it("takes over a directory whose manifest holds no query id (written before they were recorded)", function()
       sh("mkdir -p '" .. out .. "/_tide'")
-      write_file(out .. "/_tide/00000000.json", '{"batch_id":0,"bytes":1,"files":["part-00000000-0000.json"],"rows":1}\n')
+      write_file(out .. "/_tide/00000000.json",
+        '{"batch_id":0,"bytes":1,"files":["part-00000000-0000.json"],"rows":1}\n')
       local s = sink_of("q-1")
       s:add_batch(1, { batch(ROWS) }, "append", schema)
       assert.has_error(function() sink_of("q-2") end)

@@ -286,9 +286,9 @@ describe("tide.ui", function()
     -- a Lua source that says its lag
     local lua_src = tide.source { schema = "n int", description = "Counter", n = 2,
       latest_offset = function(self) return self.n end,
-      get_batch = function(_, start, stop)
+      get_batch = function(_, from, stop)
         local rows = {}
-        for i = (start or 0) + 1, stop do rows[#rows + 1] = { n = i } end
+        for i = (from or 0) + 1, stop do rows[#rows + 1] = { n = i } end
         return rows
       end,
       lag = function(self, off) return { records = self.n - (off or 0) } end }
@@ -395,7 +395,8 @@ loop:run("nowait")
     local pid = p:read("l")
     p:close()
     finally(function() os.execute("kill " .. pid .. " 2>/dev/null") end)
-    local port = until_true("the child's port", function() return support.exists(portf) and support.read_file(portf) end)
+    local port = until_true("the child's port",
+      function() return support.exists(portf) and support.read_file(portf) end)
     local base = "http://127.0.0.1:" .. port
     local boom = get(base .. "/boom")
     local bad = get(base .. "/bad")
