@@ -152,6 +152,15 @@ local function write_whole(what, path, text)
   return n
 end
 
+-- The whole text of a file, or nil when it cannot be opened.
+local function read_text(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
 local function dirname(p)
   local d = p:match("^(.*)/[^/]*$")
   if d == nil then return "." end
@@ -256,10 +265,8 @@ end
 -- Load the range log: the entries and each file's logged end. A last line cut by a crash (no newline, or not JSON) was
 -- never acknowledged: it is dropped and the log rewritten without it.
 function Source:_load()
-  local f = io.open(self._log, "rb")
-  if not f then return end
-  local text = f:read("a")
-  f:close()
+  local text = read_text(self._log)
+  if not text then return end
   local good, pos = 0, 1
   while true do
     local nl = text:find("\n", pos, true)
@@ -738,14 +745,6 @@ local function json_object(text)
   local ok, m = pcall(cjson.decode, text)
   if ok and type(m) == "table" then return m end
   return nil
-end
-
-local function read_text(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read("a")
-  f:close()
-  return text
 end
 
 -- Every manifest entry of directory meta, as { [id] = decoded object }, and

@@ -435,6 +435,23 @@ describe("the file source", function()
   describe("bad records", function()
     local BAD = jsonl(1, 2) .. '{"n":"three","s":"x"}\n' .. jsonl(4, 4) .. "not json\n" .. jsonl(6, 6)
 
+    -- A store in a temporary directory, closed and removed after the test.
+    local function temp_store()
+      local sdir = tmpname()
+      local db = tide.open(sdir)
+      finally(function()
+        db:close()
+        os.execute("rm -rf '" .. sdir .. "'")
+      end)
+      return db
+    end
+
+    local function topic_rows(db, name)
+      local out = {}
+      for r in db:topic(name):read() do out[#out + 1] = r end
+      return out
+    end
+
     it("fail: raises naming the file, the line and the reason", function()
       write_file(dir .. "/a.jsonl", BAD)
       local src = source(JSON())
@@ -453,12 +470,7 @@ describe("the file source", function()
     end)
 
     it("dead_letter: writes reason, file, line and text to the topic, once per batch id", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db = temp_store()
       write_file(dir .. "/a.jsonl", BAD)
       local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
       local off = src:latest_offset()
@@ -484,12 +496,7 @@ describe("the file source", function()
     end)
 
     it("dead_letter: a topic that refuses them fails the batch with the store's reason and no tide position", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db = temp_store()
       -- the topic has the columns, but its text is an int: the append is refused
       db:create_topic("bad", { schema = "reason string, file string, line int, text int, raw_base64 string" })
       write_file(dir .. "/a.jsonl", jsonl(1, 1) .. "not json\n")
@@ -502,20 +509,14 @@ describe("the file source", function()
     end)
 
     it("dead_letter: keeps lines that are not UTF-8 byte for byte (raw_base64) and readable (text)", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db = temp_store()
       local bad1, bad2 = "\xff not json \xc3\x28", '{"n":"\xfe","s":"x"}'
       write_file(dir .. "/a.jsonl", jsonl(1, 1) .. bad1 .. "\n" .. bad2 .. "\r\n" .. jsonl(4, 4))
       local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
       local rows, counts = rows_of(src, nil, src:latest_offset(), 1)
       assert.same({ 1, 4 }, ns(rows))
       assert.same({ dead_letter = 2 }, counts)
-      local d = {}
-      for r in db:topic("bad"):read() do d[#d + 1] = r end
+      local d = topic_rows(db, "bad")
       assert.equal(2, #d)
       assert.same({ 2, 3 }, { d[1].line, d[2].line })
       assert.equal(bad1, base64_decode(d[1].raw_base64))
@@ -526,29 +527,17 @@ describe("the file source", function()
     end)
 
     it("dead_letter: a topic of the four older columns gets raw_base64 as its next schema version", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db = temp_store()
       db:create_topic("bad", { schema = "reason string, file string, line int, text string" })
       write_file(dir .. "/a.jsonl", "\xff\n")
       local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
       assert.same({ dead_letter = 1 }, select(2, rows_of(src, nil, src:latest_offset(), 1)))
       assert.equal(2, db:topic("bad"):info().schema_version)
-      local d = {}
-      for r in db:topic("bad"):read() do d[#d + 1] = r end
-      assert.equal("\xff", base64_decode(d[1].raw_base64))
+      assert.equal("\xff", base64_decode(topic_rows(db, "bad")[1].raw_base64))
     end)
 
     it("dead_letter: a query with lines that are not UTF-8 runs on, and again after a restart", function()
-      local sdir, out = tmpname(), {}
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db, out = temp_store(), {}
       local function run()
         local q = tide.read_stream("file", JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
           :write_stream(tide.sink { add_batch = function(_, _, rows)
@@ -563,7 +552,7 @@ describe("the file source", function()
       run()
       assert.same({ 1, 3, 5 }, out)
       local raw = {}
-      for r in db:topic("bad"):read() do raw[#raw + 1] = base64_decode(r.raw_base64) end
+      for i, r in ipairs(topic_rows(db, "bad")) do raw[i] = base64_decode(r.raw_base64) end
       assert.same({ "\x80\x81", "\xc0\xaf" }, raw)
     end)
   end)
@@ -877,6 +866,17 @@ describe("the file sink", function()
   end)
 
   describe("killed while writing", function()
+    -- Run `lua5.4 script args...` and SIGKILL it after lo..hi ms; it must not
+    -- have failed on its own.
+    local function run_killed(script, args, errf, lo, hi)
+      local p, pid = support.spawn_lua(script, args, errf)
+      support.sleep_ms(math.random(lo, hi))
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      p:read("a")
+      p:close()
+      assert.equal("", read_file(errf), "the child failed on its own")
+    end
+
     local CHILD = support.CHILD_PRELUDE .. [[
 local core = require "tide.core"
 local file = require "tide.connectors.file"
@@ -923,14 +923,7 @@ end
       end
       local mid = 0
       for _ = 1, 25 do
-        local cmd = string.format("sh -c 'lua5.4 %s %s %d >/dev/null 2>%s & echo $!; wait'", script, out, NB, errf)
-        local p = io.popen(cmd)
-        local pid = assert(tonumber(p:read("l")))
-        support.sleep_ms(math.random(50, 400))
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-        p:read("a")
-        p:close()
-        assert.equal("", read_file(errf), "the child failed on its own")
+        run_killed(script, { out, NB }, errf, 50, 400)
         for _, name in ipairs(parts(out)) do
           if name:match("^%.part%-.*%.tmp$") then mid = mid + 1 end
         end
@@ -980,14 +973,7 @@ end
       math.randomseed(seed)
       local last = -1
       for _ = 1, 20 do
-        local cmd = string.format("sh -c 'lua5.4 %s %s >/dev/null 2>%s & echo $!; wait'", script, out, errf)
-        local p = io.popen(cmd)
-        local pid = assert(tonumber(p:read("l")))
-        support.sleep_ms(math.random(30, 300))
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-        p:read("a")
-        p:close()
-        assert.equal("", read_file(errf), "the child failed on its own")
+        run_killed(script, { out }, errf, 30, 300)
         -- every batch from 0 to the highest is listed once, with its file whole
         local s = sink { path = out }
         local m, top = s:manifest(), -1
