@@ -46,6 +46,7 @@ build = {
     ["tide.runtime"] = "lua/tide/runtime.lua",
     ["tide.schema"] = "lua/tide/schema.lua",
     ["tide.session"] = "lua/tide/session.lua",
+    ["tide.stateful"] = "lua/tide/stateful.lua",
     ["tide.ui"] = "lua/tide/ui.lua",
     ["tide.store"] = "lua/tide/store.lua",
     ["tide.util"] = "lua/tide/util.lua",

@@ -43,6 +43,30 @@ local function fields_of(schema, batches)
   return {}
 end
 
+-- The function that prints for option `out`: stdout (around `tide run`'s
+-- status lines and the REPL's input line), a function(text), or a file.
+local function writer(out)
+  if out == nil then
+    return connector.write
+  elseif type(out) == "function" then
+    return out
+  elseif (type(out) == "userdata" or type(out) == "table") and out.write then
+    return function(text) out:write(text) end
+  end
+  error(format("option 'out' must be a function(text) or a file, got %s", type(out)), 0)
+end
+
+-- The first n rows of batches as the table show() prints.
+local function table_text(fields, batches, n, truncate)
+  local rows, total = {}, 0
+  for _, b in ipairs(batches) do
+    local m = b:nrows()
+    for i = 1, math.min(m, n - #rows) do rows[#rows + 1] = b:row(i) end
+    total = total + m
+  end
+  return connector.format_table(fields, rows, total, truncate), total
+end
+
 M.sinks.console = {
   options = {
     num_rows = { type = "integer", min = 0, default = 20 },
@@ -51,17 +75,7 @@ M.sinks.console = {
   },
 
   new = function(o)
-    local out = o.out
-    local write
-    if out == nil then
-      write = connector.write -- around `tide run`'s status lines and the REPL's input line
-    elseif type(out) == "function" then
-      write = out
-    elseif (type(out) == "userdata" or type(out) == "table") and out.write then
-      write = function(text) out:write(text) end
-    else
-      error(format("option 'out' must be a function(text) or a file, got %s", type(out)), 0)
-    end
+    local write = writer(o.out)
     local n, truncate = o.num_rows, o.truncate
 
     return {
@@ -69,18 +83,24 @@ M.sinks.console = {
       needs_checkpoint = false,
 
       add_batch = function(_, batch_id, batches, _, schema)
-        local fields = fields_of(schema, batches)
-        local rows, total = {}, 0
-        for _, b in ipairs(batches) do
-          local m = b:nrows()
-          for i = 1, math.min(m, n - #rows) do rows[#rows + 1] = b:row(i) end
-          total = total + m
-        end
-        local table_text = connector.format_table(fields, rows, total, truncate)
-        write(format("%s\nBatch: %d\n%s\n%s\n", RULE, batch_id, RULE, table_text))
+        local text = table_text(fields_of(schema, batches), batches, n, truncate)
+        write(format("%s\nBatch: %d\n%s\n%s\n", RULE, batch_id, RULE, text))
       end,
     }
   end,
 }
+
+--- f:write("console", opts): print a static frame as show() does (Spark's
+-- df.write.format("console")): its first `num_rows` rows, to `out`.
+-- @return the number of rows the frame has
+function M.sinks.console.write(f, opts, level)
+  level = (level or 1) + 1
+  local o = connector.write_options("console", opts, M.sinks.console.options, level)
+  local ok, write = pcall(writer, o.out)
+  if not ok then error("write(console): " .. write, level) end
+  local text, total = table_text(f:schema(), (connector.frame_batches(f)), o.num_rows, o.truncate)
+  write(text)
+  return total
+end
 
 return M

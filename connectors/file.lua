@@ -932,4 +932,78 @@ M.sinks.file = {
   end,
 }
 
+--- f:write("file", { path =, format =, mode = }): a static frame's rows
+-- into ONE new file of the directory `path` (made when missing), as
+-- Spark's df.write does: `part-<time>-<random>.json|csv`, written under a
+-- hidden name and renamed into place, so readers see all of it or none.
+-- `mode` is a save mode (connector.SAVE_MODES) for a directory that already
+-- holds files: refuse (`error`, the default), add a file (`append`),
+-- replace its part files (`overwrite`: the new file is complete before the
+-- old part files, and a streaming file sink's manifest, are removed), or
+-- write nothing (`ignore`). No rows: no file.
+-- @return the number of rows written
+function M.sinks.file.write(f, opts, level)
+  level = (level or 1) + 1
+  local spec = { mode = connector.SAVE_MODES }
+  for k, v in pairs(M.sinks.file.options) do spec[k] = v end
+  local o = connector.write_options("file", opts, spec, level)
+  if not o.path or o.path == "" then error("write(file): option 'path' is required (the output directory)", level) end
+  if o.path:find("\0", 1, true) then error(format("write(file): option 'path' %q holds a NUL byte", o.path), level) end
+  local what, fmt = "write(file)", o.format or "json"
+  local path = o.path:gsub("(.)/+$", "%1")
+  local mode = lfs.attributes(path, "mode")
+  if mode and mode ~= "directory" then
+    error(format("write(file): '%s' is a %s, not a directory", path, mode), level)
+  end
+  local old = {}
+  if mode then
+    for name in lfs.dir(path) do
+      if not name:match("^[._]") then old[#old + 1] = name end
+    end
+    sort(old)
+  end
+  if #old > 0 and o.mode == "error" then
+    error(format("write(file): '%s' already holds files (%s); mode = \"append\" adds one, \"overwrite\" " ..
+      "replaces them, \"ignore\" writes nothing", path, concat(old, ", ", 1, min(#old, 3)) ..
+      (#old > 3 and ", ..." or "")), level)
+  end
+  if #old > 0 and o.mode == "ignore" then return 0 end
+  local batches, rows = connector.frame_batches(f)
+  mkdirs(what, path)
+  local final, tmp
+  if rows > 0 then
+    local u = io.open("/dev/urandom", "rb")
+    local rnd = u and u:read(6) or tostring(os.clock())
+    if u then u:close() end
+    local name = format("part-%s-%s.%s", os.date("!%Y%m%dT%H%M%S"),
+      rnd:gsub(".", function(c) return format("%02x", c:byte()) end):sub(1, 12), fmt)
+    final, tmp = path .. "/" .. name, path .. "/." .. name .. ".tmp"
+    local text
+    if fmt == "json" then
+      text = {}
+      for i, b in ipairs(batches) do text[i] = core.batch_json(b) end
+    else
+      text = core.csv_encode(batches, { header = true })
+    end
+    write_whole(what, tmp, text)
+    fsync(what, tmp)
+  end
+  if o.mode == "overwrite" then
+    for _, name in ipairs(old) do
+      if name:match("^part%-") then os.remove(path .. "/" .. name) end
+    end
+    if lfs.attributes(path .. "/_tide", "mode") == "directory" then
+      for name in lfs.dir(path .. "/_tide") do
+        if name:match("^%d+%.json$") then os.remove(path .. "/_tide/" .. name) end
+      end
+    end
+  end
+  if tmp then
+    local ok, err = os.rename(tmp, final)
+    if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
+  end
+  fsync(what, path)
+  return rows
+end
+
 return M

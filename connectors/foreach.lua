@@ -4,6 +4,7 @@
 --    f:write_stream("foreach_batch", { fn = function(batch_id, rows) ... end })
 --    f:write_stream(function(batch_id, rows) ... end)        -- the same
 --    f:write_stream("foreach", { fn = function(row) ... end })
+--    f:write("foreach", { fn = function(row) ... end })      -- a static frame
 --
 -- The rows are the callee's to keep. Exactly-once needs the function to be
 -- idempotent per batch id: after a crash the last batch may be handed over
@@ -43,5 +44,22 @@ M.sinks.foreach = {
     }
   end,
 }
+
+--- f:write("foreach", { fn = function(row) end }): fn on every row of a
+-- static frame, in order. An error of fn stops the write and is raised.
+-- @return the number of rows
+function M.sinks.foreach.write(f, opts, level)
+  level = (level or 1) + 1
+  local o = connector.write_options("foreach", opts, M.sinks.foreach.options, level)
+  if not o.fn then error("write(foreach): option 'fn' is required (a function(row))", level) end
+  local n = 0
+  for _, b in ipairs((connector.frame_batches(f))) do
+    for _, r in ipairs(b:rows()) do
+      o.fn(r)
+      n = n + 1
+    end
+  end
+  return n
+end
 
 return M

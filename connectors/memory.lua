@@ -143,6 +143,63 @@ M.sinks.memory = {
   end,
 }
 
+--- f:write("memory", { name =, mode = }): a static frame's rows into the
+-- memory table `name` (then tide.table(name)). `mode` is a save mode
+-- (connector.SAVE_MODES): a table that exists is refused (`error`, the
+-- default), added to (`append`: same column names and types), replaced
+-- (`overwrite`) or left alone (`ignore`).
+-- @return the number of rows written
+function M.sinks.memory.write(f, opts, level)
+  level = (level or 1) + 1
+  local o = connector.write_options("memory", opts, { name = "string", mode = connector.SAVE_MODES }, level)
+  local name = o.name
+  if not name then error("write(memory): option 'name' is required (the table's name for tide.table(name))", level) end
+  local fields = table.move(f:schema(), 1, #f:schema(), 1, {}) -- the frame's own array is not ours to change
+  local t = tables[name]
+  if t and t.schema then
+    if o.mode == "error" then
+      error(format("write(memory): table '%s' exists already; mode = \"append\" adds to it, \"overwrite\" " ..
+        "replaces it, \"ignore\" leaves it", name), level)
+    elseif o.mode == "ignore" then
+      return 0
+    elseif o.mode == "append" then
+      local have, ok = t.schema:fields(), #t.schema:fields() == #fields
+      for i, fd in ipairs(fields) do
+        local h = have[i]
+        ok = ok and h and h[1] == fd[1] and h[2]:gsub("%?$", "") == fd[2]:gsub("%?$", "")
+      end
+      if not ok then
+        error(format("write(memory): table '%s' has the columns (%s), the frame (%s)", name, t.schema:ddl(),
+          (core.schema(fields)):ddl()), level)
+      end
+      for i, fd in ipairs(fields) do -- a column is nullable when the table's or the new rows' is
+        if have[i][2]:sub(-1) == "?" then fields[i] = have[i] else fields[i] = fd end
+      end
+    end
+  end
+  local kept, rows = {}, 0
+  for i, b in ipairs((connector.frame_batches(f))) do
+    kept[i] = core.slice(b, 0, b:nrows()) -- the table's own copy
+    rows = rows + b:nrows()
+  end
+  if not t then
+    t = { batches = {} }
+    tables[name] = t
+  end
+  if o.mode == "append" and t.schema then
+    local id = -1
+    for k in pairs(t.batches) do id = math.max(id, k) end
+    t.batches[id + 1] = kept
+  else
+    for _, list in pairs(t.batches) do
+      for _, b in ipairs(list) do b:close() end
+    end
+    t.batches, t.complete = { [0] = kept }, nil
+  end
+  t.schema = core.schema(fields)
+  return rows
+end
+
 -- The batches of table t in batch id order.
 local function table_batches(t)
   local ids = {}

@@ -312,6 +312,21 @@ local function schema_arg(s)
   return s
 end
 
+-- Option `key` names a field of topic t, or raise naming its fields.
+local function check_key(t, o)
+  if o.key == nil then return end
+  local names = {}
+  local found = false
+  for i, f in ipairs(t:info().schema) do
+    names[i] = f[1]
+    found = found or f[1] == o.key
+  end
+  if not found then
+    error(format("option 'key': column '%s' is not a field of topic '%s' (fields: %s)", o.key, o.topic,
+      concat(names, ", ")), 0)
+  end
+end
+
 M.sinks.topic = {
   options = { store = "any", topic = "string", key = "string" },
 
@@ -319,18 +334,7 @@ M.sinks.topic = {
     need_topic(o)
     local db = resolve_store(o.store)
     local t = open_topic(db, o.topic)
-    if o.key ~= nil then
-      local names = {}
-      local found = false
-      for i, f in ipairs(t:info().schema) do
-        names[i] = f[1]
-        found = found or f[1] == o.key
-      end
-      if not found then
-        error(format("option 'key': column '%s' is not a field of topic '%s' (fields: %s)", o.key, o.topic,
-          concat(names, ", ")), 0)
-      end
-    end
+    check_key(t, o)
     local writer = tostring(ctx.query_id) .. "/sink"
     local sink = {
       description = format("TopicSink[%s:%s]", db:path(), o.topic),
@@ -359,5 +363,27 @@ M.sinks.topic = {
     return sink
   end,
 }
+
+--- f:write("topic", { topic =, store =, key = }): a static frame's rows
+-- appended to a topic in one atomic append (all rows become visible
+-- together, or none do), validated as the topic sink's are.
+-- @return the number of rows appended
+function M.sinks.topic.write(f, opts, level)
+  level = (level or 1) + 1
+  local o = connector.write_options("topic", opts, M.sinks.topic.options, level)
+  local ok, t = pcall(function()
+    need_topic(o)
+    local topic = open_topic(resolve_store(o.store), o.topic)
+    check_key(topic, o)
+    return topic
+  end)
+  if not ok then error("write(topic): " .. t, level) end
+  local fits, why = t:accepts(f:schema())
+  if not fits then error(format("write(topic): the frame's rows do not fit topic '%s': %s", o.topic, why), level) end
+  local batches, rows = connector.frame_batches(f)
+  if rows == 0 then return 0 end
+  t:append_batches(batches, { key = o.key })
+  return rows
+end
 
 return M

@@ -257,9 +257,10 @@ describe("f:write(\"postgres\")", function()
     opts.mode = "complete"
     tide.from_rows({ { k = "z", v = 0 } }, "k string, v int"):write("postgres", opts)
     assert.same({ "z|0" }, lines("SELECT * FROM static"))
-    local ok, err = pcall(function() return tide.from_rows({ { k = "z", v = 0 } }):write("console") end)
+    local ok, err = pcall(function() return tide.from_rows({ { k = "z", v = 0 } }):write("foreach_batch") end)
     assert.is_false(ok)
-    assert.matches("write: the console sink takes streams %(write_stream%); static frames go to: postgres", err)
+    assert.matches("write: the foreach_batch sink takes streams only %(write_stream%); static frames go to: " ..
+      "console, file, foreach, memory, postgres, topic", err)
   end)
 end)
 

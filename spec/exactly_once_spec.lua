@@ -5,7 +5,8 @@
 -- one repeated. Pipelines: file source -> where + select + a Lua filter ->
 -- file sink; topic -> topic; file source -> a Lua sink that is idempotent
 -- by batch id; file source -> watermark -> windowed aggregation in append
--- mode (state, eviction, no-data batches) -> the same Lua sink.
+-- mode (state, eviction, no-data batches) -> the same Lua sink; file
+-- source -> a Lua state machine per key (process) -> the same Lua sink.
 --
 -- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
 -- many kills land between the offset-log write and the commit; after each
@@ -53,6 +54,24 @@ if pipeline == "window" then
       for i, r in ipairs(rows) do lines[i] = string.format("%d %d %d", r.window_start, r.n, r.s) end
       batch_file(id, lines)
     end }, { checkpoint = ck, trigger = "available_now", mode = "append" })
+elseif pipeline == "process" then
+  -- a Lua state machine per key (process): each key's running count and
+  -- sum in its state, one row per key and batch in update mode; the state
+  -- survives the kills
+  q = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+    :filter(spin)
+    :group_by("id % 7 AS k"):process(function(k, rows, state)
+      local s = state:get() or { n = 0, sum = 0 }
+      for _, r in ipairs(rows) do s.n, s.sum = s.n + 1, s.sum + r.v end
+      state:set(s)
+      return { { k = k, n = s.n, sum = s.sum, last = rows[#rows].id } }
+    end, { schema = "k int, n int, sum int, last int" })
+    :write_stream(tide.sink { add_batch = function(_, id, rows)
+      local lines = {}
+      for i, r in ipairs(rows) do lines[i] = string.format("%d %d %d %d", r.k, r.n, r.sum, r.last) end
+      batch_file(id, lines)
+    end }, { checkpoint = ck, trigger = "available_now", mode = "update" })
 elseif pipeline == "file" or pipeline == "lua" then
   local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
     max_files_per_trigger = 1 })
@@ -113,6 +132,23 @@ local function expected_windows(n)
   local out = {}
   for w, c in pairs(count) do
     if w + 5000 > 0 and w + 5000 <= max_ts - 2000 then out[#out + 1] = string.format("%d %d %d", w, c, sum[w]) end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The rows of the process pipeline: one file per batch; per batch, each
+-- key (id % 7) with its running count and sum and its last id.
+local function expected_process()
+  local out, n, sum, id = {}, {}, {}, 0
+  for _ = 1, FILES do
+    local last = {}
+    for _ = 1, PER_FILE do
+      id = id + 1
+      local v, k = (id * 7919) % 1000, id % 7
+      n[k], sum[k], last[k] = (n[k] or 0) + 1, (sum[k] or 0) + v, id
+    end
+    for k, l in pairs(last) do out[#out + 1] = string.format("%d %d %d %d", k, n[k], sum[k], l) end
   end
   table.sort(out)
   return out
@@ -254,6 +290,10 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
 
   it("file -> event-time windows in append mode -> a Lua sink: the same windows, each once", function()
     lua_sink_case("window", expected_windows(N), "file -> windows (append)")
+  end)
+
+  it("file -> a Lua state machine per key (process) -> a Lua sink: the same rows, each once", function()
+    lua_sink_case("process", expected_process(), "file -> process (update)")
   end)
 
   it("topic -> topic: the same", function()

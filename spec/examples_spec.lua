@@ -69,7 +69,8 @@ describe("examples", function()
   after_each(function() os.execute("rm -rf " .. q(dir)) end)
 
   it("each example has a README and bundled input", function()
-    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "ad_campaigns", "etl", "postgres" } do
+    for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "click_sessions", "ad_campaigns",
+                            "etl", "postgres" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -313,44 +314,72 @@ the last window stays open in append mode until later readings move the watermar
     end)
   end)
 
+  -- The sessions of a clicks file (examples/sessions and click_sessions):
+  -- per user in time order, a click more than GAP after the last one starts
+  -- a new session (windows [t, t + gap) that touch merge). Returns them,
+  -- each { user, start, last_ts, n, first, last, final = the user's last },
+  -- users in order, and the final watermark (latest click - DELAY).
+  local GAP, DELAY = 5 * 60000, 10 * 60000
+  local function sessions_of(path)
+    local by_user, max_ts = {}, 0
+    for _, r in ipairs(json_lines(path)) do
+      local ts = tide.parse_time(r.ts)
+      by_user[r.user_id] = by_user[r.user_id] or {}
+      table.insert(by_user[r.user_id], { ts = ts, page = r.page })
+      if ts > max_ts then max_ts = ts end
+    end
+    local out = {}
+    for _, user in ipairs(sorted_keys(by_user)) do
+      local clicks = by_user[user]
+      table.sort(clicks, function(a, b) return a.ts < b.ts end)
+      local s
+      for _, c in ipairs(clicks) do
+        if s and c.ts > s.last_ts + GAP then s = nil end
+        if not s then
+          s = { user = user, start = c.ts, n = 0, first = c.page }
+          out[#out + 1] = s
+        end
+        s.n, s.last_ts, s.last = s.n + 1, c.ts, c.page
+      end
+      s.final = true
+    end
+    return out, max_ts - DELAY
+  end
+
+  -- Run a sessions example: its last table must be the sessions `closes`
+  -- accepts, and it must count the others as open.
+  local function check_sessions(name, closes)
+    local sessions, watermark = sessions_of(ROOT .. "/examples/" .. name .. "/clicks.jsonl")
+    local closed, open = {}, 0
+    for _, s in ipairs(sessions) do
+      if closes(s, watermark) then
+        closed[#closed + 1] = { s.user, iso(s.start), iso(s.last_ts + GAP), tostring(s.n), s.first, s.last }
+      else
+        open = open + 1
+      end
+    end
+    assert.is_true(open > 0 and #closed > 10)
+    local code, out, err = run_example(name)
+    assert.are.equal(0, code, err)
+    assert.are.same(closed, last_table(out))
+    assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)
+  end
+
   describe("sessions", function()
     it("outputs each closed session with its start, end, clicks and first and last page", function()
-      local GAP, DELAY = 5 * 60000, 10 * 60000
-      local by_user, max_ts = {}, 0
-      for _, r in ipairs(json_lines(ROOT .. "/examples/sessions/clicks.jsonl")) do
-        local ts = tide.parse_time(r.ts)
-        by_user[r.user_id] = by_user[r.user_id] or {}
-        table.insert(by_user[r.user_id], { ts = ts, page = r.page })
-        if ts > max_ts then max_ts = ts end
-      end
-      -- sessions: a click more than GAP after the last one starts a new one
-      -- (windows [t, t + gap) that touch merge)
-      local closed, open = {}, 0
-      local watermark = max_ts - DELAY
-      for _, user in ipairs(sorted_keys(by_user)) do
-        local clicks = by_user[user]
-        table.sort(clicks, function(a, b) return a.ts < b.ts end)
-        local s
-        local function finish()
-          if s.last_ts + GAP <= watermark then
-            closed[#closed + 1] = { user, iso(s.start), iso(s.last_ts + GAP), tostring(s.n), s.first, s.last }
-          else
-            open = open + 1
-          end
-        end
-        for _, c in ipairs(clicks) do
-          if s and c.ts > s.last_ts + GAP then finish() s = nil end
-          if not s then s = { start = c.ts, n = 0, first = c.page } end
-          s.n, s.last_ts, s.last = s.n + 1, c.ts, c.page
-        end
-        finish()
-      end
-      assert.is_true(open > 0 and #closed > 10)
+      -- a session closes when the watermark reaches its end
+      check_sessions("sessions", function(s, watermark) return s.last_ts + GAP <= watermark end)
+    end)
+  end)
 
-      local code, out, err = run_example("sessions")
-      assert.are.equal(0, code, err)
-      assert.are.same(closed, last_table(out))
-      assert.truthy(out:find(format("%d sessions closed; %d still open", #closed, open), 1, true), out)
+  describe("click_sessions", function()
+    it("closes each session when the next click comes after the gap or the watermark passes its end", function()
+      -- one batch of every click, then a no-data batch with the final
+      -- watermark: a session is closed by a later click more than GAP after
+      -- its last, or by its timer (last + GAP < watermark)
+      check_sessions("click_sessions", function(s, watermark)
+        return not s.final or s.last_ts + GAP < watermark
+      end)
     end)
   end)
 

@@ -344,7 +344,7 @@ describe("tide streaming queries", function()
     it("name the unknown option and the allowed ones", function()
       local ms = tide.memory_stream("v int")
       assert.has_error(function() ms:frame():write_stream("memory", { name = "x", colour = 1 }) end,
-        "write_stream(memory): unknown option 'colour' (allowed: checkpoint, late_rows, mode, " ..
+        "write_stream(memory): unknown option 'colour' (allowed: checkpoint, clock, late_rows, mode, " ..
         "multiple_watermark_policy, name, no_data_batches, sync, trigger)")
     end)
 

@@ -178,17 +178,17 @@ describe("Spark EventTimeWatermarkSuite", function()
     t:check_new_answer({ 25, 2 })
   end)
 
-  -- EventTimeWatermarkSuite: test("watermark with 2 streams")
-  it("watermark with 2 streams", function()
+  -- A global sum over two unioned streams (watermark delays 10 and 5
+  -- seconds) in complete mode, and Spark's getWatermarkAfterData: add the
+  -- rows, run, and return the watermark of a dummy batch run after them.
+  local function two_streams(opts)
     local first, second = tide.memory_stream("value int"), tide.memory_stream("value int")
     local first_df = S.event_time(first:frame()):with_watermark("eventTime", "10 seconds"):select("value")
     local second_df = S.event_time(second:frame()):with_watermark("eventTime", "5 seconds"):select("value")
-    -- Spark's global .agg(sum($"value")): tide groups by at least one key, a
-    -- constant one here.
-    local union = first_df:union(second_df):with_column("k", "1"):group_by("k"):agg { s = "sum(value)" }
-    local t = S.test_stream(union, { mode = "complete" })
-
-    local function watermark_after_data(first_data, second_data)
+    local union = first_df:union(second_df):agg { s = "sum(value)" }
+    opts.mode = "complete"
+    local t = S.test_stream(union, opts)
+    return t, function(first_data, second_data)
       if first_data then t:add_only(first, S.ints(table.unpack(first_data))) end
       if second_data then t:add_only(second, S.ints(table.unpack(second_data))) end
       t:process()
@@ -196,6 +196,11 @@ describe("Spark EventTimeWatermarkSuite", function()
       t:add(first, S.ints(0))
       return t.q:last_progress().event_time.watermark
     end
+  end
+
+  -- EventTimeWatermarkSuite: test("watermark with 2 streams")
+  it("watermark with 2 streams", function()
+    local t, watermark_after_data = two_streams {}
 
     -- Global watermark starts at 0 until we get data from both sides
     assert.equal(0, watermark_after_data({ 11 }))
@@ -231,6 +236,30 @@ describe("Spark EventTimeWatermarkSuite", function()
     -- increment until it gets past it in this execution.
     assert.equal(185000, watermark_after_data(nil, { 200 }))
     assert.equal(190000, watermark_after_data({ 200 }))
+    -- the global sum saw every row, late or not: nothing is late to an aggregation without an event-time key
+    t:check_last_batch({ s = 11 + 6 + 8 + 21 + 17 + 28 + 39 + 31 + 41 + 51 + 100 * 2 + 120 + 110 + 130 + 125 +
+      100 + 100 + 140 + 100 + 100 + 135 + 200 + 190 + 200 + 200 })
+  end)
+
+  -- Not in Spark's suite: "watermark with 2 streams" under the max policy
+  -- (multiple_watermark_policy = "max", Spark's
+  -- spark.sql.streaming.multipleWatermarkPolicy), the global watermark being
+  -- the larger of the two streams' (first: max - 10 s, second: max - 5 s).
+  it("watermark with 2 streams, max policy", function()
+    local t, watermark_after_data = two_streams { multiple_watermark_policy = "max" }
+
+    assert.equal(1000, watermark_after_data({ 11 }))             -- one stream is enough: 11 - 10
+    assert.equal(1000, watermark_after_data(nil, { 6 }))         -- 6 - 5 is not larger
+    assert.equal(3000, watermark_after_data(nil, { 8 }))         -- 8 - 5
+    assert.equal(11000, watermark_after_data({ 21 }))            -- 21 - 10
+    assert.equal(34000, watermark_after_data(nil, { 17, 28, 39 })) -- 39 - 5
+    assert.equal(34000, watermark_after_data({ 31 }))            -- 31 - 10 is not larger
+    assert.equal(95000, watermark_after_data({ 100 }, { 100 }))  -- max(90, 95)
+    t:stop()
+    t:start { multiple_watermark_policy = "max" }
+    assert.equal(95000, watermark_after_data({ 50 }))            -- never backward, also across a restart
+    assert.equal(105000, watermark_after_data(nil, { 110 }))     -- 110 - 5
+    t:check_last_batch({ s = 11 + 6 + 8 + 21 + 17 + 28 + 39 + 31 + 100 + 100 + 50 + 110 })
   end)
 
   -- EventTimeWatermarkSuite: test("complete mode")

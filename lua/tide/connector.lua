@@ -49,6 +49,35 @@ function M.stream_frame(kind, d, opts, level)
   return frame.stream_source(label, s, { kind = kind, descriptor = d, opts = o })
 end
 
+--- The save modes of a static write into a place that may already hold
+-- data (`f:write("file" | "memory", { mode = })`), Spark's SaveMode:
+-- `error` (the default: refuse), `append`, `overwrite`, `ignore` (write
+-- nothing).
+M.SAVE_MODES = { type = "string", values = { "error", "append", "overwrite", "ignore" }, default = "error" }
+
+--- Check the options of a static write, `f:write(kind, opts)` (a sink
+-- descriptor's `write`): as util.check_options, raising "write(kind): ..."
+-- at `level` (the caller's caller, as for error).
+-- @return the checked options
+function M.write_options(kind, opts, spec, level)
+  local ok, o = pcall(util.check_options, opts, spec, format("write(%s)", kind), 1)
+  if not ok then error(util.strip_position(o), (level or 1) + 1) end
+  return o
+end
+
+--- The batches of a static frame and their number of rows. They are the
+-- frame's run's: use them, do not keep them (copy what you keep).
+-- @treturn {tide.Batch,...}
+-- @treturn int
+function M.frame_batches(f)
+  local list, rows = {}, 0
+  for b in f:batches() do
+    list[#list + 1] = b
+    rows = rows + b:nrows()
+  end
+  return list, rows
+end
+
 --- Every row of the batches, in order, as Lua tables.
 function M.rows_of(batches)
   if #batches == 1 then return batches[1]:rows() end

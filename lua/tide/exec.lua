@@ -13,8 +13,10 @@
 --     its whole input from an empty state) and, while a streaming query
 --     runs a micro-batch, the operator's context: `mode` (output mode),
 --     `watermark` (this batch's, for eviction and output), `late_watermark`
---     (the previous batch's, for late rows), `state` (the state handle
---     this plan instance keeps for the operator), `metrics` ({ updated,
+--     (the previous batch's, for late rows), `timestamp` (the batch's
+--     processing time, ms: a re-run batch has its logged one), `state`
+--     (the state handle this plan instance keeps for the operator),
+--     `metrics` ({ updated,
 --     dropped_by_watermark, dropped_duplicates }), `late` (a function
 --     taking a batch of late input rows, or nil), and for a watermark node
 --     `stats` ({ count, sum, min, max } of the event times it passes on).
@@ -235,6 +237,21 @@ function OPS.aggregate(node, fuse)
       return out
     end
   end
+  -- A global aggregation (no key) always has its one row, as Spark's: over
+  -- no rows it is count 0 and NULL for the other aggregates (their
+  -- columns are nullable); in update mode it is output every batch, since
+  -- Spark's aggregation hands its one row to the state store every batch.
+  local function one_row(out)
+    if not node.global or out:nrows() > 0 then return out end
+    out:close()
+    local row = {}
+    for _, sp in ipairs(specs) do
+      if sp.kind == "count" or sp.kind == "count_star" or sp.kind == "count_distinct" then row[sp.name] = 0 end
+    end
+    local b, msg = core.rows_batch(node.schema, { row })
+    if not b then run_fail("agg", msg) end
+    return b
+  end
   local op = { owns = true }
   function op.new_state() return keyed_state(key_schema, specs, finish) end
   -- One micro-batch (SEMANTICS.md s.3, s.4): late (row, window) pairs are
@@ -258,9 +275,9 @@ function OPS.aggregate(node, fuse)
     local changed, nchanged = st.changes()
     m.updated = m.updated + nchanged
     local evict = ctx.mode ~= "complete" and et_key and ctx.watermark
-    if ctx.mode == "complete" then
+    if ctx.mode == "complete" or (node.global and ctx.mode == "update") then
       changed:close()
-      return st.result()
+      return one_row(st.result())
     elseif ctx.mode == "update" then
       if evict then st.evict(et_key.name, ctx.watermark - et_key.shift, false) end
       return changed
@@ -281,7 +298,7 @@ function OPS.aggregate(node, fuse)
         first = first + b:nrows()
         self:release(b)
       end
-      return st.result()
+      return one_row(st.result())
     end
   end
   return op
@@ -505,7 +522,8 @@ end
 --- Run one micro-batch through the plan.
 -- @tab inputs the batches of each streaming source (`inputs[i]` for
 -- `sources[i]`; the caller keeps and closes them)
--- @tab b the batch: `mode`, `watermark`, `late_watermark`, `late`
+-- @tab b the batch: `mode`, `watermark`, `late_watermark`, `timestamp`
+-- (the batch's processing time, ms), `late`
 -- (function(batch) or nil) and `states` (`states[k]` for `stateful[k]`,
 -- from new_state; this plan instance's)
 -- @return the output batches (the caller's to close), and `{ metrics =
@@ -517,7 +535,7 @@ function Plan:execute(inputs, b)
   for k, s in ipairs(self.stateful) do
     metrics[k] = { updated = 0, dropped_by_watermark = 0, dropped_duplicates = 0 }
     ctx[s.op] = { mode = b.mode, watermark = b.watermark, late_watermark = b.late_watermark, late = b.late,
-      state = b.states[k], metrics = metrics[k] }
+      state = b.states[k], metrics = metrics[k], timestamp = b.timestamp }
   end
   for i, m in ipairs(self.marks) do
     stats[i] = { count = 0, sum = 0 }

@@ -31,6 +31,7 @@ local cjson = require "cjson"
 local util = require "tide.util"
 local schema_mod = require "tide.schema"
 local session_mod = require "tide.session"
+local stateful_mod = require "tide.stateful"
 
 local M = {}
 
@@ -757,12 +758,54 @@ function Frame:drop(...)
   return new_frame(project_node(node, exprs, names, "Drop [" .. concat(list, ", ") .. "]", "drop", 2))
 end
 
+--- Rename columns: `f:rename{ old = "new", ... }` (Spark's
+-- withColumnsRenamed). The other columns keep their names and places; the
+-- event-time column keeps its watermark under its new name.
+-- @tab names old name = new name
+-- @raise for an unknown column (naming the columns) or a new name that
+-- another column keeps
+function Frame:rename(names)
+  local node = check_frame(self, "rename")
+  if type(names) ~= "table" then
+    error("rename: bad argument #1: expected a table of old = \"new\" names, got " .. type(names), 2)
+  end
+  local old = {}
+  for k, v in pairs(names) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      error(format("rename: expected old = \"new\" with column names as strings, got [%s] = %s",
+        type(k) == "string" and format("%q", k) or tostring(k), type(v) == "string" and format("%q", v) or type(v)), 2)
+    end
+    if not field_type(node.fields, k) then
+      error(format("rename: unknown column '%s' (columns: %s)", k, field_names(node.fields)), 2)
+    end
+    old[#old + 1] = k
+  end
+  table.sort(old)
+  local exprs, out, taken, texts = {}, {}, {}, {}
+  for i, f in ipairs(node.fields) do
+    exprs[i] = compile(node, "`" .. f[1] .. "`", "rename", 2)
+    out[i] = names[f[1]] or f[1]
+    if taken[out[i]] then
+      error(format("rename: two columns would be named '%s' (%s and %s); rename or drop one of them", out[i],
+        taken[out[i]], f[1]), 2)
+    end
+    taken[out[i]] = f[1]
+  end
+  for i, k in ipairs(old) do texts[i] = k .. " AS " .. names[k] end
+  return new_frame(project_node(node, exprs, out, "Rename [" .. concat(texts, ", ") .. "]", "rename", 2))
+end
+
 --- Group rows by keys: column names, expressions, or a `tide.window`.
+-- With no key, every row is in one group (a global aggregation: Spark's
+-- `groupBy().agg(...)`, Flink's non-keyed aggregation): the result is one
+-- row, also over no rows at all (count 0, the other aggregates NULL).
 -- @return a grouped frame: call `agg{...}` or `count()` on it
 function Frame:group_by(...)
   local node = check_frame(self, "group_by")
   local keys = table.pack(...)
-  if keys.n == 0 then error("group_by: expected at least one key", 2) end
+  if keys.n == 0 then
+    return setmetatable({ _input = node, _keys = {}, _key_fields = {}, _texts = {}, _global = true }, Grouped)
+  end
   local window, session
   for i = 1, keys.n do
     if M.is_window(keys[i]) or is_session(keys[i]) then
@@ -816,6 +859,9 @@ function Frame:group_by(...)
 end
 
 local agg_kinds = "count, sum, min, max, avg, first, last, count_distinct"
+
+-- The constant key column of a global aggregation's groups (never output).
+local GLOBAL_KEY = "__tide_global"
 
 --- Aggregate each group. `spec` is an array of aggregate expressions
 -- (`"count(*) AS n"`, in order), or a table of name = expression (`{ n =
@@ -875,6 +921,11 @@ function Grouped:agg(spec)
   -- (one column less to hash and compare per row) and computed once on the
   -- result
   local agg_keys, agg_key_fields, raw_fields = {}, {}, {}
+  if self._global then
+    -- no key: every row goes into one group under a constant key, which
+    -- the result leaves out
+    agg_keys[1], agg_key_fields[1] = compile(input, "0", "agg", 2), { GLOBAL_KEY, "int" }
+  end
   for i, k in ipairs(self._keys) do
     if k ~= "window_end" then
       agg_keys[#agg_keys + 1] = k
@@ -886,8 +937,8 @@ function Grouped:agg(spec)
   local key_schema = make_schema(agg_key_fields, "agg", 2)
   local out_schema = make_schema(out_fields, "agg", 2)
   local raw_schema = make_schema(raw_fields, "agg", 2)
-  local finish_exprs -- raw result -> out_schema, when window_end is to be added
-  if #agg_keys < #self._keys then
+  local finish_exprs -- raw result -> out_schema, when window_end is to be added or the global key dropped
+  if self._global or #agg_keys < #self._keys then
     finish_exprs = {}
     for i, f in ipairs(out_fields) do
       finish_exprs[i] = compile({ schema = raw_schema }, f[1] == "window_end" and
@@ -923,6 +974,7 @@ function Grouped:agg(spec)
     label = format("Aggregate [%s] [%s]", concat(self._texts, ", "), concat(texts, ", ")),
     key_schema = key_schema, specs = specs, stateful = "aggregate",
     keys = agg_keys, args = args, window = window, finish_exprs = finish_exprs, et_key = et_key, et_col = et_col,
+    global = self._global or nil,
   }
   do -- what a checkpoint's state records depend on (query.lua's fingerprint)
     local kinds = {}
@@ -931,6 +983,11 @@ function Grouped:agg(spec)
   end
   function node.due(mode) return mode ~= "complete" end
   function node.check(mode, has_watermark)
+    if mode == "append" and self._global then
+      return "append output mode not supported for a streaming global aggregation (no grouping key) " ..
+        "(as in Spark): its one group never ends, so no row of it would ever be final; group by " ..
+        "tide.window(col, ...) after f:with_watermark(col, delay), or use mode = \"update\" or \"complete\""
+    end
     if mode == "append" and not (has_watermark and et_key) then
       return "append output mode not supported for a streaming aggregation without a watermark on its " ..
         "event-time column: f:with_watermark(col, delay) before group_by, and group by tide.window(col, ...) " ..
@@ -945,6 +1002,60 @@ end
 function Grouped:count()
   if getmetatable(self) ~= Grouped then error("count: bad self: expected a grouped frame", 2) end
   return Grouped.agg(self, { "count(*) AS count" })
+end
+
+local process_spec = {
+  schema = "any",
+  timeout = { type = "string", values = { "none", "processing", "event_time" }, default = "none" },
+  ttl = "duration",
+}
+
+--- Arbitrary stateful processing in Lua (Spark's flatMapGroupsWithState,
+-- Flink's KeyedProcessFunction): per micro-batch, `fn(key, rows, state)` for
+-- each key with new rows, and, after its timeout, once more with no rows;
+-- it returns an array of rows of `opts.schema` (or nil). `key` is the key's
+-- value (a table of column = value for several keys). See tide.stateful for
+-- the state handle. Streams: append and update modes; static frames: each
+-- key once, from no state.
+-- @func fn function(key, rows, state) -> rows or nil
+-- @tab opts `schema` (the output rows', required), `timeout` ("none", the
+-- default, "processing" or "event_time"), `ttl` (a duration: a value not
+-- set for that long is gone)
+-- @treturn frame
+function Grouped:process(fn, opts)
+  if getmetatable(self) ~= Grouped then
+    error("process: bad self: expected a grouped frame (f:group_by(...):process(fn, opts))", 2)
+  end
+  if type(fn) ~= "function" then
+    error("process: bad argument #1: expected a function(key, rows, state), got " .. type(fn), 2)
+  end
+  local ok, o = pcall(util.check_options, opts, process_spec, "process", 1)
+  if not ok then error(util.strip_position(o), 2) end
+  if self._global then error("process: needs at least one key: f:group_by(col, ...):process(fn, opts)", 2) end
+  if self._window or self._session then
+    error("process: group by columns or expressions, not a window (keep event time in the state instead)", 2)
+  end
+  if o.schema == nil then error("process: option 'schema' is required (the schema of the rows fn returns)", 2) end
+  local s, msg = core.schema(o.schema)
+  if not s then error("process: bad schema: " .. msg, 2) end
+  if o.ttl ~= nil and o.ttl <= 0 then error("process: option 'ttl' must be > 0", 2) end
+  local label = format("Process [%s] <Lua function> => %s (timeout %s%s)", concat(self._texts, ", "),
+    ddl_of(s:fields()), o.timeout, o.ttl and (", ttl " .. util.format_duration(o.ttl)) or "")
+  return new_frame(stateful_mod.node {
+    input = self._input, keys = self._keys, key_fields = self._key_fields, fn = fn, schema = s,
+    timeout = o.timeout, ttl = o.ttl, label = label,
+  })
+end
+
+--- A global aggregation: `f:agg{...}` is `f:group_by():agg{...}`, one
+-- row over all the rows (count 0 and NULL for the other aggregates when
+-- there are none). On a stream: complete and update modes (the row every
+-- batch); append mode needs a window key, `group_by(tide.window(...))`.
+-- @tab spec as for `Grouped:agg`
+-- @treturn frame one column per aggregate
+function Frame:agg(spec)
+  check_frame(self, "agg")
+  return Grouped.agg(Frame.group_by(self), spec)
 end
 
 -- drop_duplicates and drop_duplicates_within_watermark (SEMANTICS.md s.6):
@@ -1023,6 +1134,15 @@ function Frame:drop_duplicates_within_watermark(...)
     error("drop_duplicates_within_watermark: not supported on static frames (as in Spark); use drop_duplicates", 2)
   end
   return dedup_node(node, table.pack(...), true, "drop_duplicates_within_watermark", 2)
+end
+
+--- The distinct rows: `drop_duplicates()` over every column, as Spark's
+-- `distinct()` is. On a stream it is a streaming deduplication: with a
+-- watermark its keys (the event-time column among them) are forgotten
+-- once the watermark passes their time; without one, kept forever.
+function Frame:distinct()
+  local node = check_frame(self, "distinct")
+  return dedup_node(node, { n = 0 }, false, "distinct", 2)
 end
 
 --- Join with a static frame on columns of the same name (and comparable
@@ -1230,6 +1350,178 @@ function Frame:collect()
   return out
 end
 
+-- Refuse a result method on a streaming frame, saying what to use.
+local function rows_refused(node, what, instead, level)
+  if not node.static then
+    error(format("%s: a streaming frame has no %s to return (it does not end): %s", what,
+      what == "count" and "count" or "rows", instead), level + 1)
+  end
+end
+
+local STREAM_ROWS = "write it to a sink with write_stream (the memory sink's rows are then a static frame, " ..
+  "tide.table(name); the console sink prints each batch)"
+
+--- The number of rows of a static frame (Spark's `count()`). A stream
+-- has none: its running count is the aggregation `f:group_by():count()`,
+-- written with write_stream in complete or update mode.
+-- @treturn int
+function Frame:count()
+  local node = check_frame(self, "count")
+  rows_refused(node, "count", "for a running count, write f:group_by():count() (or f:agg{ n = \"count(*)\" }) " ..
+    "with write_stream in complete or update mode", 2)
+  return Frame.agg(self, { "count(*) AS count" }):collect()[1].count
+end
+
+--- The first n rows of a static frame, an array (Spark's `head(n)`); with
+-- no n, the first row, or nil when there is none (Spark's `head()`).
+-- @int[opt] n >= 0
+function Frame:head(n)
+  local node = check_frame(self, "head")
+  rows_refused(node, "head", STREAM_ROWS, 2)
+  if n == nil then return Frame.limit(self, 1):collect()[1] end
+  if math.type(n) ~= "integer" or n < 0 then
+    error("head: bad argument #1: expected an integer >= 0, got " .. (math.type(n) and tostring(n) or type(n)), 2)
+  end
+  return Frame.limit(self, n):collect()
+end
+
+--- The column names, in order.
+-- @treturn {string,...}
+function Frame:columns()
+  local node = check_frame(self, "columns")
+  local out = {}
+  for i, f in ipairs(node.fields) do out[i] = f[1] end
+  return out
+end
+
+--- Print the schema as Spark's printSchema does, a tree:
+--
+--    root
+--     |-- ts: timestamp (nullable = false)
+--     |-- signal: int (nullable = true)
+--
+-- with tide's type names (API.md s.1).
+function Frame:print_schema()
+  local node = check_frame(self, "print_schema")
+  local lines = { "root" }
+  for _, f in ipairs(node.fields) do
+    local ty = f[2]:gsub("%?$", "")
+    lines[#lines + 1] = format(" |-- %s: %s (nullable = %s)", f[1], ty, tostring(f[2]:sub(-1) == "?"))
+  end
+  io.write(concat(lines, "\n"), "\n")
+end
+
+-- A double as Java's Double.toString writes it (Spark's cast to string):
+-- the shortest digits that read back the same, "2.0" for integral values,
+-- "1.0E7" style outside [1e-3, 1e7).
+local function java_double(x)
+  if x ~= x then return "NaN" end
+  if x == math.huge then return "Infinity" elseif x == -math.huge then return "-Infinity" end
+  local ax = math.abs(x)
+  if x == 0 or (ax >= 1e-3 and ax < 1e7) then
+    local s
+    for p = 15, 17 do
+      s = format("%." .. p .. "g", x)
+      if tonumber(s) == x then break end
+    end
+    if not s:find(".", 1, true) then s = s .. ".0" end
+    return s
+  end
+  local s
+  for p = 14, 16 do
+    s = format("%." .. p .. "e", x)
+    if tonumber(s) == x then break end
+  end
+  local mant, exp = s:match("^(-?[%d.]+)e([-+]%d+)$")
+  mant = mant:gsub("0+$", ""):gsub("%.$", ".0")
+  return mant .. "E" .. tostring(math.tointeger(tonumber(exp)))
+end
+
+-- A value of type ty as describe's string cell.
+local function describe_cell(v, ty)
+  if v == nil then return nil end
+  if ty == "double" then return java_double(v) end
+  if ty == "timestamp" then return core.ts_format(v) end
+  return tostring(v)
+end
+
+local DESCRIBE_TYPES = { int = true, double = true, string = true, bool = true, timestamp = true }
+
+--- Summary statistics of a static frame's columns, as Spark's
+-- `describe(cols...)`: a static frame with a `summary` column (count,
+-- mean, stddev, min, max) and one string column per described column.
+-- count counts the non-NULL values; mean and stddev (the sample standard
+-- deviation, NULL for fewer than two values) are for numbers only; min
+-- and max for every described type. With no columns named: every number
+-- and string column (Spark's default).
+-- @param ... column names
+-- @treturn frame `summary string, <col> string?, ...`
+function Frame:describe(...)
+  local node = check_frame(self, "describe")
+  rows_refused(node, "describe", STREAM_ROWS, 2)
+  local cols = table.pack(...)
+  local chosen = {}
+  if cols.n == 0 then
+    for _, f in ipairs(node.fields) do
+      local ty = f[2]:gsub("%?$", "")
+      if ty == "int" or ty == "double" or ty == "string" then chosen[#chosen + 1] = { f[1], ty } end
+    end
+  else
+    for i = 1, cols.n do
+      local c = cols[i]
+      if type(c) ~= "string" then
+        error(format("describe: bad argument #%d: expected a column name, got %s", i, type(c)), 2)
+      end
+      local ty = field_type(node.fields, c)
+      if not ty then error(format("describe: unknown column '%s' (columns: %s)", c, field_names(node.fields)), 2) end
+      if not DESCRIBE_TYPES[ty] then
+        error(format("describe: cannot describe the %s column '%s' (types: int, double, string, bool, timestamp)",
+          ty, c), 2)
+      end
+      chosen[#chosen + 1] = { c, ty }
+    end
+  end
+  local out_fields = { { "summary", "string" } }
+  for _, c in ipairs(chosen) do
+    if c[1] == "summary" then
+      error("describe: the result's first column is 'summary'; rename the column 'summary' first " ..
+        "(f:rename{ summary = \"...\" })", 2)
+    end
+    out_fields[#out_fields + 1] = { c[1], "string?" }
+  end
+  -- pass 1: count, mean, min, max; pass 2: the squared deviations from the mean
+  local spec = { "count(*) AS __n" }
+  for i, c in ipairs(chosen) do
+    local q = "`" .. c[1] .. "`"
+    spec[#spec + 1] = format("count(%s) AS c%d", q, i)
+    spec[#spec + 1] = format("min(%s) AS lo%d", q, i)
+    spec[#spec + 1] = format("max(%s) AS hi%d", q, i)
+    if c[2] == "int" or c[2] == "double" then spec[#spec + 1] = format("avg(%s) AS m%d", q, i) end
+  end
+  local first = Frame.agg(self, spec):collect()[1]
+  local spec2 = {}
+  for i, c in ipairs(chosen) do
+    local m = first["m" .. i]
+    if m and first["c" .. i] >= 2 and m == m and math.abs(m) ~= math.huge then
+      spec2[#spec2 + 1] = format("sum((CAST(`%s` AS double) - %.17g) * (CAST(`%s` AS double) - %.17g)) AS v%d",
+        c[1], m, c[1], m, i)
+    end
+  end
+  local second = #spec2 > 0 and Frame.agg(self, spec2):collect()[1] or {}
+  local rows = { { summary = "count" }, { summary = "mean" }, { summary = "stddev" }, { summary = "min" },
+    { summary = "max" } }
+  for i, c in ipairs(chosen) do
+    local name, n = c[1], first["c" .. i]
+    rows[1][name] = tostring(n)
+    rows[2][name] = first["m" .. i] and java_double(first["m" .. i]) or nil
+    local v = second["v" .. i]
+    rows[3][name] = v and java_double(math.sqrt(v / (n - 1))) or nil
+    rows[4][name] = describe_cell(first["lo" .. i], c[2])
+    rows[5][name] = describe_cell(first["hi" .. i], c[2])
+  end
+  return M.from_rows(rows, out_fields)
+end
+
 -- Text of one cell, as show() prints it.
 local function cell(v, ty)
   if v == nil then return "null" end
@@ -1297,14 +1589,19 @@ function Frame:show(n, truncate)
 end
 
 --- Write this static frame's rows to a sink that takes static frames:
--- `f:write("postgres", { conninfo =, table =, mode = })`, in one
--- transaction.
+-- `file` (one new file in a directory), `topic` (one atomic append),
+-- `memory` (a table for tide.table), `console` (printed as show does),
+-- `foreach` (a function per row), `postgres` (one transaction); see each
+-- connector's `write`.
+-- @string sink the sink's name
+-- @tab opts the sink's options
 -- @return the number of rows written
 function Frame:write(sink, opts)
   local node = check_frame(self, "write")
   streaming_refused(node, "write", 2)
   if not engine.write then error("write: tide is not loaded (require \"tide\")", 2) end
-  return engine.write(self, sink, opts, 2)
+  local n = engine.write(self, sink, opts, 2)
+  return n
 end
 
 --- Start a streaming query writing this frame to `sink` (a sink name, a

@@ -50,14 +50,24 @@ function M.read(kind, opts)
   return frame.read(kind, opts)
 end
 
--- f:write(sink, opts): a static frame into a sink that takes them (postgres)
+-- f:write(sink, opts): a static frame into a sink whose connector takes
+-- them (its descriptor's `write`, connectors/README.md)
 frame.set_engine("write", function(f, kind, opts, level)
   level = level + 1
+  if type(kind) ~= "string" then
+    error("write: bad argument #1: expected a sink name, got " .. type(kind), level)
+  end
   local d = runtime.connector("sink", kind, level)
   if not d.write then
-    error(string.format("write: the %s sink takes streams (write_stream); static frames go to: postgres", kind), level)
+    local static = {}
+    for _, name in ipairs(runtime.SINKS) do
+      if runtime.connector("sink", name).write then static[#static + 1] = name end
+    end
+    error(string.format("write: the %s sink takes streams only (write_stream); static frames go to: %s", kind,
+      table.concat(static, ", ")), level)
   end
-  return d.write(f, opts, level)
+  local n = d.write(f, opts, level)
+  return n
 end)
 
 --- A static frame over Lua rows: `tide.from_rows(rows [, schema])`.

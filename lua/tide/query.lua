@@ -192,6 +192,9 @@ local query_spec = {
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
   late_rows = "table",
+  -- the processing-time clock (ms since the epoch) of batch timestamps and
+  -- processing-time timeouts; for tests, as Spark's StreamManualClock
+  clock = "function",
 }
 
 -- trigger -> { kind = "interval", ms = n } | { kind = "once" } | { kind = "available_now" }
@@ -258,7 +261,10 @@ local function analyze(node, mode, what, level)
     local under
     for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
     if n.stateful and not n.static then
-      if under and n.stateful ~= "dedup" then
+      if under and (under.stateful == "process" or n.stateful == "process") then
+        error(format("%s: %s after %s is not supported: one of them per query (write the first one's output " ..
+          "to a topic and read that in a second query)", what, n.label, under.label), 0)
+      elseif under and n.stateful ~= "dedup" then
         error(format("%s: multiple streaming aggregations in one query are not supported (as in Spark): %s " ..
           "comes after %s; to aggregate the result again, do it per batch in a foreach_batch sink, or write the " ..
           "first aggregation to a topic and aggregate that topic in a second query", what, n.label, under.label),
@@ -295,13 +301,15 @@ end
 -- Stateful operators
 -- ------------------------------------------------------------------------
 --
--- A plan node with `stateful` set (aggregate, dedup, session: frame.lua,
--- session.lua) keeps state across batches in the checkpoint database
--- `<prefix><k>` (k: its place among the plan's stateful nodes, sources
--- first). The node describes it:
+-- A plan node with `stateful` set (aggregate, dedup, session, process:
+-- frame.lua, session.lua, stateful.lua) keeps state across batches in the
+-- checkpoint database `<prefix><k>` (k: its place among the plan's
+-- stateful nodes, sources first). The node describes it:
 --   due(mode): a moved watermark gives it output or eviction to do (the
 --     engine then runs a no-data batch);
 --   check(mode, has_watermark): nil, or the analysis error;
+--   due_at(state) (optional): the processing time (ms) at which it needs a
+--     batch even without data (process's processing-time timeouts);
 --   state_layout (optional): what its records depend on, for the
 --     checkpoint's fingerprint.
 -- Its operator (tide.exec) makes the state this query keeps for it:
@@ -475,6 +483,11 @@ function M.start(f, sink, opts, level)
   assert(#p.sources == #sources and #p.stateful == #stateful and #p.marks == #marks, "plan and analysis disagree")
   local q = setmetatable({
     _root = root, _plan = p, _mode = o.mode, _trigger = trigger, _sink_name = sink_name, _opts = o,
+    _clock = o.clock and function()
+      local t = o.clock()
+      if math.type(t) ~= "integer" then error("option 'clock' returned " .. tostring(t) .. ", not integer ms", 0) end
+      return t
+    end or core.time_now,
     _sources = {}, _ops = {}, _states = {}, _marks = {}, _progress = {}, _idle = 0, _force = 0,
     _active = false, _status = { message = "Initializing", is_data_available = false, is_trigger_active = false },
   }, Query)
@@ -533,9 +546,10 @@ function M.start(f, sink, opts, level)
 end
 
 -- The output's key columns (an aggregation's groups, window_start for a
--- window), for sinks that upsert on them (postgres); nil without.
+-- window), for sinks that upsert on them (postgres); nil without (a global
+-- aggregation's one group has no key column).
 local function output_keys(node)
-  if node.op ~= "aggregate" then return nil end
+  if node.op ~= "aggregate" or node.global then return nil end
   local keys = {}
   for i, f in ipairs(node.key_schema:fields()) do keys[i] = f[1] end
   return keys
@@ -698,17 +712,37 @@ function Query:_schedule(ms)
   end)
 end
 
--- Wait for data: sources that watch wake the query; others are polled.
+-- The earliest processing time (ms) at which a stateful operator needs a
+-- batch even without data (process() with processing-time timeouts:
+-- node.due_at(state)), or nil; never under trigger "once".
+function Query:_due_at()
+  if self._trigger.kind == "once" then return nil end
+  local at
+  for _, op in ipairs(self._ops) do
+    local t = op.node.due_at and op.node.due_at(op.state)
+    if t and (not at or t < at) then at = t end
+  end
+  return at
+end
+
+-- Wait for data: sources that watch wake the query; others are polled; a
+-- processing-time timeout due later wakes it then.
 function Query:_idle_wait()
   local all_watch = #self._sources > 0
   for _, s in ipairs(self._sources) do all_watch = all_watch and s.watching end
-  if all_watch then
-    if self._timer then self._timer:close() self._timer = nil end
-    self._waiting = true
-  else
-    self:_schedule(POLL_MS)
-    self._waiting = true
+  local wait = not all_watch and POLL_MS or nil
+  local at = self:_due_at()
+  if at then
+    local ms = math.max(0, at - self._clock() + 1) -- a timeout fires once the batch time is past it
+    wait = wait and math.min(wait, ms) or ms
   end
+  if wait then
+    self:_schedule(wait)
+  elseif self._timer then
+    self._timer:close()
+    self._timer = nil
+  end
+  self._waiting = true
 end
 
 local function traceback(e)
@@ -834,9 +868,12 @@ function Query:_plan_offsets()
     self._status.is_data_available = any
     -- SEMANTICS.md s.5: without new data, a batch still runs when the
     -- watermark moved and a stateful operator has output or eviction due
-    -- (a no-data batch: its own id and log entries, no input); never under
-    -- trigger "once".
-    if not any and not (self._no_data_due and self._trigger.kind ~= "once") then
+    -- (a no-data batch: its own id and log entries, no input), or when a
+    -- processing-time timeout has passed (as Spark's flatMapGroupsWithState
+    -- runs batches for them); never under trigger "once".
+    local at = self:_due_at()
+    local timed_out = at ~= nil and at < self._clock()
+    if not any and not timed_out and not (self._no_data_due and self._trigger.kind ~= "once") then
       self._idle = self._idle + 1
       self._status.message = "Waiting for data to arrive"
       return nil
@@ -846,7 +883,7 @@ function Query:_plan_offsets()
       if not any then ends[i] = starts[i] end
       list[i] = { description = s.description, start = starts[i], ["end"] = ends[i] }
     end
-    entry = { v = 1, batch_id = N, timestamp = core.time_now(), watermark = self._watermark, sources = list,
+    entry = { v = 1, batch_id = N, timestamp = self._clock(), watermark = self._watermark, sources = list,
       conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
     self._ck:write_offsets(N, json(entry))
   end
@@ -881,6 +918,7 @@ function Query:_execute(b)
   local late = b.late_rows
   local ok, outputs, info = pcall(self._plan.execute, self._plan, b.inputs, {
     mode = self._mode, watermark = b.watermark, late_watermark = b.watermark and self._late_watermark,
+    timestamp = b.entry.timestamp,
     late = self._late_topic and function(x) late[#late + 1] = x end or nil, states = self._states,
   })
   if not ok then error(format("batch %d: %s", b.id, tostring(outputs)), 0) end
