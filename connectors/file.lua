@@ -939,7 +939,8 @@ M.sinks.file = {
 -- `mode` is a save mode (connector.SAVE_MODES) for a directory that already
 -- holds files: refuse (`error`, the default), add a file (`append`),
 -- replace its part files (`overwrite`: the new file is complete before the
--- old part files, and a streaming file sink's manifest, are removed), or
+-- old part files, and a streaming file sink's manifest, compacted or not,
+-- are removed, which frees the directory for any query), or
 -- write nothing (`ignore`). No rows: no file.
 -- @return the number of rows written
 function M.sinks.file.write(f, opts, level)
@@ -994,7 +995,7 @@ function M.sinks.file.write(f, opts, level)
     end
     if lfs.attributes(path .. "/_tide", "mode") == "directory" then
       for name in lfs.dir(path .. "/_tide") do
-        if name:match("^%d+%.json$") then os.remove(path .. "/_tide/" .. name) end
+        if name:match("^%d+%.json$") or name:match("^%d+%.compact$") then os.remove(path .. "/_tide/" .. name) end
       end
     end
   end
