@@ -953,6 +953,23 @@ static int ts_range(ectx_t *x, int64_t v, double dv, int from_int) {
   return TIDE_ESCHEMA;
 }
 
+/* Timestamp arithmetic (timestamp +/- interval) must stay in the valid
+ * range: a sum past it (also one that wrapped around int64, which lands far
+ * outside it) is TIDE_ESCHEMA with the value in x, as a CAST's is. */
+static int ts_result(ectx_t *x, const val_t *r, uint32_t n) {
+  const tide_col_t *c = r->owned ? &r->own : r->c;
+  if (!c) return r->cnull ? 0 : ts_range(x, r->i, 0, 1);
+  for (uint32_t i = 0; i < n; i++) {
+    if (tide_col_is_null(c, i)) continue;
+    int64_t v = tide_col_i64(c, i);
+    int rc = ts_range(x, v, 0, 1);
+    /* a timestamp (|t| < 2^48) plus an interval that wrapped lands beyond +-2^62 */
+    if (rc && (v > INT64_MAX / 2 || v < INT64_MIN / 2)) snprintf(x->bad_ts, sizeof x->bad_ts, "a sum past int64");
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 /* CAST(a AS to), the matrix of expr.h; unparseable strings give NULL, a
  * number outside the timestamp range cast to timestamp is an error. */
 static int k_cast(ectx_t *x, const val_t *a, tide_type_t to, uint32_t n, val_t *r) {
@@ -1239,7 +1256,10 @@ static int ev(const node_t *nd, ectx_t *x, val_t *r) {
     case OP_SUB:
     case OP_MUL:
     case OP_DIV:
-    case OP_MOD: rc = k_arith(nd->op, nd->type, &kv[0], &kv[1], x->n, r); break; /* may take a kid's buffer */
+    case OP_MOD:
+      rc = k_arith(nd->op, nd->type, &kv[0], &kv[1], x->n, r); /* may take a kid's buffer */
+      if (!rc && nd->type == TIDE_T_TIMESTAMP) rc = ts_result(x, r, x->n);
+      break;
     case OP_EQ:
     case OP_NE:
     case OP_LT:

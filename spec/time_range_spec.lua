@@ -59,7 +59,7 @@ describe("the valid timestamp range", function()
     b:close()
   end)
 
-  it("refuses them when computed: a CAST to timestamp outside the range raises, naming the value", function()
+  it("refuses them when computed: a CAST or a sum outside the range raises, naming the value", function()
     local f = tide.from_rows({ { n = TS_MAX, d = 1.5 }, { n = MIN64, d = 1e300 } }, "n int, d double")
     local R = " is outside the valid timestamp range 0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z"
     assert.has_error(function() f:select("CAST(n AS timestamp) AS t"):collect() end,
@@ -81,6 +81,17 @@ describe("the valid timestamp range", function()
     assert.equal("+010000-01-01T00:00:00Z", core.ts_format(TS_MAX + 1))
     assert.equal("-000001-12-31T23:59:59.999Z", core.ts_format(TS_MIN - 1))
     assert.has_error(function() f:select("CAST('+010000-01-01' AS timestamp)") end)
+    -- timestamp arithmetic too: past either end, or wrapping around int64
+    local ts = tide.from_rows({ { t = 1000 }, { t = TS_MAX } }, "t timestamp")
+    assert.has_error(function() ts:select("t + interval 1 millisecond AS u"):collect() end,
+      "select: (t + INTERVAL '1' MILLISECOND): " .. (TS_MAX + 1) .. R)
+    assert.has_error(function() ts:select("t + interval '" .. MAX64 .. "' millisecond AS u"):collect() end,
+      "select: (t + INTERVAL '" .. MAX64 .. "' MILLISECOND): a sum past int64" .. R)
+    assert.has_error(function()
+      tide.from_rows({ { t = TS_MIN } }, "t timestamp"):select("t - interval 1 millisecond AS u"):collect()
+    end, "select: (t - INTERVAL '1' MILLISECOND): " .. (TS_MIN - 1) .. R)
+    assert.same({ { u = 1000 - 86400000 }, { u = TS_MAX - 86400000 } },
+      ts:select("t - interval 1 day AS u"):collect())
     -- NaN and infinities stay NULL, as before
     assert.same({ {} }, tide.from_rows({ { d = 0 / 0 } }, "d double"):select("CAST(d AS timestamp) AS t"):collect())
   end)
