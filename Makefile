@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-kafka demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-kafka demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -242,6 +242,12 @@ bench-soak: all
 bench-session: all
 	$(LUA) bench/session.lua $(BENCH_SESSION_ARGS)
 
+# bench-join: a stream-stream inner join of 2M + 2M rows with a 10-minute
+# range condition, topics -> topic, against the shared baseline's
+# parse-only rate in the same rounds (issue 19). See bench/RESULTS.md.
+bench-join: all
+	$(LUA) bench/join.lua $(BENCH_JOIN_ARGS)
+
 # bench-postgres: the postgres sink's append (COPY) against `psql \copy` of
 # the same rows into the same throwaway server, and update mode's upserts;
 # medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
@@ -253,6 +259,12 @@ bench-postgres: all
 # messages of the test broker, and the shared baseline (bench/kafka.lua).
 bench-kafka: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER)
 	$(LUA) bench/kafka.lua $(BENCH_KAFKA_ARGS)
+
+# bench-memlimit: a no-watermark aggregation over 50 million distinct keys
+# with state_memory_limit, and a smaller one without, in child processes:
+# peak RSS and throughput (issue 18). See bench/RESULTS.md.
+bench-memlimit: all
+	$(LUA) bench/memlimit.lua $(BENCH_MEMLIMIT_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

@@ -189,6 +189,7 @@ local query_spec = {
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
   late_rows = "table",
+  state_memory_limit = { type = "size", min = 1, default = "256MB" },
   -- the processing-time clock (ms since the epoch) of batch timestamps and
   -- processing-time timeouts; for tests, as Spark's StreamManualClock
   clock = "function",
@@ -247,6 +248,7 @@ local walk = plan.walk
 local function analyze(node, mode, what, level)
   local sources, stateful, marks = {}, {}, {}
   local below = {} -- node -> the streaming aggregation under it, if any
+  local below_join = {} -- node -> the stream-stream join with a time range under it, if any
   -- the walk's errors carry no position: analyze raises them at its caller's
   local ok, err = pcall(walk, node, function(n)
     if n.stream then sources[#sources + 1] = n end
@@ -255,13 +257,27 @@ local function analyze(node, mode, what, level)
       error(format("%s: %s on a streaming frame is supported only after an aggregation in complete mode " ..
         "(as in Spark), not in %s mode", what, n.op == "sort" and "order_by" or "limit", mode), 0)
     end
-    local under
-    for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
+    local under, join
+    for _, c in ipairs(n.inputs or { n.input, n.right }) do
+      under = under or below[c]
+      join = join or below_join[c]
+    end
+    if n.stateful and not n.static and join then
+      -- Spark's checkStreamingQueryGlobalWatermarkLimit (before 3.4)
+      error(format("%s: %s after %s is not supported (as in Spark before 3.4): a join with a time range " ..
+        "condition can emit rows older than the watermark, which the later stateful operator would drop as late; " ..
+        "run it per batch in a foreach_batch sink, or write the join to a topic and read that in a second query",
+        what, n.label, join.label), 0)
+    end
+    if n.stateful == "join" and not n.static and mode ~= "append" then
+      error(format("%s: a join between two streams is supported only in append mode (as in Spark), not in %s mode",
+        what, mode), 0)
+    end
     if n.stateful and not n.static then
       if under and (under.stateful == "process" or n.stateful == "process") then
         error(format("%s: %s after %s is not supported: one of them per query (write the first one's output " ..
           "to a topic and read that in a second query)", what, n.label, under.label), 0)
-      elseif under and n.stateful ~= "dedup" then
+      elseif under and n.stateful ~= "dedup" and n.stateful ~= "join" then
         error(format("%s: multiple streaming aggregations in one query are not supported (as in Spark): %s " ..
           "comes after %s; to aggregate the result again, do it per batch in a foreach_batch sink, or write the " ..
           "first aggregation to a topic and aggregate that topic in a second query", what, n.label, under.label),
@@ -271,14 +287,19 @@ local function analyze(node, mode, what, level)
           "put it before the aggregation", what, n.label), 0)
       end
       stateful[#stateful + 1] = n
-      if n.stateful ~= "dedup" then under = n end
+      if n.stateful == "join" then
+        if n.join_has_range then join = n end
+      elseif n.stateful ~= "dedup" then
+        under = n
+      end
     end
     below[n] = under
+    below_join[n] = join
   end)
   if not ok then error(err, level + 1) end
   local aggs = 0
   for _, n in ipairs(stateful) do
-    if n.stateful ~= "dedup" then aggs = aggs + 1 end
+    if n.stateful ~= "dedup" and n.stateful ~= "join" then aggs = aggs + 1 end
   end
   if aggs > 1 then
     error(what .. ": multiple streaming aggregations in one query are not supported (as in Spark)", level + 1)
@@ -315,6 +336,11 @@ end
 --     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
 --     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
 --     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+--     a keyed state (aggregate, dedup) also bounds its memory
+--     (state_memory_limit): st.attach(ck, name, limit) before the restore,
+--     st.full() (stop restoring), st.restored(), st.take_index() -> the
+--     name and change set of its index (or nil) for the commit, and
+--     st.memory() -> this batch's figures for the progress report;
 -- and runs with the context of the micro-batch (exec.lua's header): the
 -- state, the mode, this batch's watermark (eviction and emission), the
 -- previous batch's (late rows), the metrics and the late-row sink.
@@ -389,7 +415,7 @@ local function temp_dir()
 end
 
 -- The checkpoint database of the k-th stateful operator (FORMAT.md).
-local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session" }
+local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session", join = "join" }
 local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stateful) .. k end
 
 -- ------------------------------------------------------------------------
@@ -460,6 +486,10 @@ function M.start(f, sink, opts, level)
     end
     for _, n in ipairs(stateful) do
       if n.event_time or (n.input and n.input.event_time) then late = late or { node = n, opts = lo } end
+    end
+    if late and late.node.stateful == "join" then
+      error(what .. ": late_rows: a stream-stream join drops its late rows and counts them, but does not hand " ..
+        "them on (its two sides have different columns)", level)
     end
     if not late or #marks == 0 then
       error(what .. ": late_rows: no stateful operator of this query has a watermark, so no row can be late", level)
@@ -586,12 +616,17 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   end
   for k, node in ipairs(stateful) do
     local st, name = self._plan:new_state(k), state_name(node, k)
+    -- bounded memory: a keyed state restores up to its limit, the rest
+    -- stays in the checkpoint (st.full)
+    if st.attach then st.attach(ck, name, self._opts.state_memory_limit) end
     for key, blob in ck:state(name) do
       local ok, err = pcall(st.restore, key, blob)
       if not ok then
         error(format("checkpoint %s: state of %s (%s): %s", self._dir, node.label, name, util.strip_position(err)), 0)
       end
+      if st.full and st.full() then break end
     end
+    if st.restored then st.restored() end
     st.clear_changes()
     self._ops[k] = { node = node, state = st, name = state_name(node, k) }
     self._states[k] = st
@@ -949,9 +984,18 @@ function Query:_commit(b)
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
     changes[op.name] = dels == nil and puts or { put = puts, del = dels }
+    if op.state.take_index then
+      local index, ix = op.state.take_index()
+      if ix then changes[index] = ix end
+    end
     b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
+  -- change sets made in C hold a batch's records: free them now, not
+  -- when the collector (which does not see that memory) gets to them
+  for _, cs in pairs(changes) do
+    if type(cs) == "userdata" then cs:free() end
+  end
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   b:release()
   for i, s in ipairs(self._sources) do
@@ -993,6 +1037,13 @@ function Query:_report(b)
     ops[k] = { name = op.node.stateful, num_rows_total = b.totals[k], num_rows_updated = m.updated,
       num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
       memory_bytes = op.state.bytes() }
+    if op.state.memory then -- bounded memory (state_memory_limit)
+      local mem = op.state.memory()
+      ops[k].memory_limit_bytes = self._opts.state_memory_limit
+      ops[k].num_rows_in_memory = mem.groups_in_memory
+      ops[k].num_rows_evicted_to_checkpoint = mem.groups_evicted
+      ops[k].num_rows_loaded_from_checkpoint = mem.groups_loaded
+    end
   end
   local event_time = {}
   if b.watermark then
