@@ -415,7 +415,7 @@ describe("f:write(\"postgres\")", function()
     local ok, err = pcall(function() return tide.from_rows({ { k = "z", v = 0 } }):write("foreach_batch") end)
     assert.is_false(ok)
     assert.matches("write: the foreach_batch sink takes streams only %(write_stream%); static frames go to: " ..
-      "console, file, foreach, memory, postgres, topic", err)
+      "console, file, foreach, kafka, memory, postgres, topic", err)
   end)
 end)
 

@@ -19,7 +19,7 @@ local tide = require "tide"
 local core = require "tide.core"
 local support = require "support"
 
-local tmpname, write_file, sleep_ms = support.tmpname, support.write_file, support.sleep_ms
+local tmpname, write_file = support.tmpname, support.write_file
 
 local KILLS = 30
 local FILES, PER_FILE = 800, 25
@@ -121,38 +121,7 @@ end
 -- Input files: FILES files of PER_FILE rows (id, v).
 local function make_files(dir) return support.id_files(dir, FILES, PER_FILE) end
 
--- The rows an uninterrupted query must produce, computed here.
-local function expected(n)
-  local out = {}
-  for id = 1, n do
-    local v = (id * 7919) % 1000
-    if v % 3 ~= 0 then out[#out + 1] = id .. " " .. (v * 2) end
-  end
-  table.sort(out)
-  return out
-end
-
--- The windows an uninterrupted event-time query emits: no row is late (the
--- disorder is under the delay) but those of windows that end at or before
--- 0 (the first batches run with watermark 0: a window ending there is
--- closed), and append mode emits the windows that end at or before the
--- final watermark.
-local function expected_windows(n)
-  local count, sum, max_ts = {}, {}, 0
-  for id = 1, n do
-    local v = (id * 7919) % 1000
-    local ts = id * 100 - v
-    local w = ts - ts % 5000
-    count[w], sum[w] = (count[w] or 0) + 1, (sum[w] or 0) + v
-    if ts > max_ts then max_ts = ts end
-  end
-  local out = {}
-  for w, c in pairs(count) do
-    if w + 5000 > 0 and w + 5000 <= max_ts - 2000 then out[#out + 1] = string.format("%d %d %d", w, c, sum[w]) end
-  end
-  table.sort(out)
-  return out
-end
+local expected, expected_windows = support.id_selected, support.id_windows
 
 -- The rows of the process pipeline: one file per batch; per batch, each
 -- key (id % 7) with its running count and sum and its last id.
@@ -162,7 +131,7 @@ local function expected_process()
     local last = {}
     for _ = 1, PER_FILE do
       id = id + 1
-      local v, k = (id * 7919) % 1000, id % 7
+      local v, k = support.id_value(id), id % 7
       n[k], sum[k], last[k] = (n[k] or 0) + 1, (sum[k] or 0) + v, id
     end
     for k, l in pairs(last) do out[#out + 1] = string.format("%d %d %d %d", k, n[k], sum[k], l) end
@@ -180,7 +149,7 @@ end
 local function expected_join(n)
   local lefts, rights, max_l, max_r = {}, {}, 0, 0
   for id = 1, n do
-    local v = (id * 7919) % 1000
+    local v = support.id_value(id)
     if id * 100 - v > 0 then lefts[#lefts + 1] = { id = id, k = id % 50, ts = id * 100 - v } end
     max_l = math.max(max_l, id * 100 - v)
     if v % 3 == 0 then
@@ -209,7 +178,6 @@ local function expected_join(n)
   return out
 end
 
-local spawn = support.spawn_lua
 
 -- true when the checkpoint's last offset entry has no commit entry.
 local function mid_batch(ck)
@@ -220,47 +188,19 @@ local function mid_batch(ck)
   return off ~= nil and off ~= com
 end
 
--- Run the child whole; returns how long it took (ms).
-local function run_once(script, args, errf)
-  local t0 = core.clock_ms()
-  local p = spawn(script, args, errf)
-  p:read("a")
-  p:close()
-  assert.equal("", support.read_file(errf))
-  return core.clock_ms() - t0
-end
+local run_once = support.run_child
 
--- Run the child until it finishes, killing it KILLS times first. whole_ms
--- is how long an uninterrupted run took: each run gets at most about 1.5x
--- its share of that before the kill, so KILLS kills fit in the workload
--- however fast the machine runs it (a run also spends time starting,
--- which makes no progress).
+-- Run the child until it finishes, killing it KILLS times first (each run
+-- 60 ms .. 1.5x its share of an uninterrupted run's whole_ms, within 80 ..
+-- 260), counting the kills that land between the offset log and the
+-- commit log.
 local function run_killed(script, args, ck, done, errf, whole_ms)
-  local hi = math.max(80, math.min(260, math.floor(1.5 * whole_ms / KILLS)))
-  local stats = { kills = 0, mid = 0, runs = 0 }
-  while true do
-    os.remove(done)
-    local p, pid = spawn(script, args, errf)
-    stats.runs = stats.runs + 1
-    if stats.kills >= KILLS then
-      p:read("a")
-      p:close()
-      break
-    end
-    sleep_ms(math.random(60, hi))
-    os.execute("kill -9 " .. pid .. " 2>/dev/null")
-    p:read("a")
-    p:close()
-    local err = support.read_file(errf)
-    assert(err == "", "the child failed on its own: " .. err)
-    if support.exists(done) then
-      error(string.format("the child finished after %d kills: the workload is too small for %d", stats.kills, KILLS))
-    end
-    stats.kills = stats.kills + 1
-    if mid_batch(ck) then stats.mid = stats.mid + 1 end
-  end
-  assert.equal("", support.read_file(errf))
-  assert.is_true(support.exists(done), "the last run finished")
+  local mid = 0
+  local stats = support.run_killed { script = script, args = args, done = done, errf = errf, kills = KILLS,
+    whole_ms = whole_ms, lo = 60, hi = { 80, 260 }, after_kill = function()
+      if mid_batch(ck) then mid = mid + 1 end
+    end }
+  stats.mid = mid
   return stats
 end
 

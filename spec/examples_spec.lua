@@ -70,7 +70,7 @@ describe("examples", function()
 
   it("each example has a README and bundled input", function()
     for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "click_sessions", "ad_campaigns",
-                            "etl", "postgres", "joins" } do
+                            "etl", "postgres", "joins", "kafka" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -311,6 +311,35 @@ the last window stays open in append mode until later readings move the watermar
       local code, out, err = run_example("postgres")
       assert.are.equal(0, code, err)
       assert.are.same(want, last_table(out))
+    end)
+  end)
+
+  describe("kafka", function()
+    it("totals orders per customer and minute from Kafka into Kafka and reads them back", function()
+      -- windows closed by the final watermark (the last order's time - 30 s)
+      local groups, max_ts = {}, 0
+      for _, r in ipairs(json_lines(ROOT .. "/examples/kafka/orders.jsonl")) do
+        local ts = tide.parse_time(r.ts)
+        local key = iso(ts // 60000 * 60000) .. " " .. r.customer
+        local g = groups[key] or { n = 0, sum = 0 }
+        g.n, g.sum, g.ws = g.n + 1, g.sum + r.amount, ts // 60000 * 60000
+        groups[key] = g
+        if ts > max_ts then max_ts = ts end
+      end
+      local want = {}
+      for _, key in ipairs(sorted_keys(groups)) do
+        local g = groups[key]
+        if g.ws + 60000 <= max_ts - 30000 then
+          local ws, customer = key:match("^(%S+) (%S+)$")
+          want[#want + 1] = { ws, customer, tostring(g.n), round2(g.sum) }
+        end
+      end
+      local code, out, err = run_example("kafka")
+      assert.are.equal(0, code, err)
+      assert.matches("kafka %-> kafka: 4 batches", out)
+      local got = last_table(out)
+      for _, row in ipairs(got) do row[4] = tonumber(row[4]) end
+      assert.are.same(want, got)
     end)
   end)
 

@@ -215,8 +215,9 @@ describe("f:write", function()
     assert.equal("write: only for static frames (a stream runs with write_stream)",
       err_of(function() ms:frame():write("console") end))
     assert.equal("write: the foreach_batch sink takes streams only (write_stream); static frames go to: console, " ..
-      "file, foreach, memory, postgres, topic", err_of(function() two():write("foreach_batch", { fn = print }) end))
-    assert.equal("unknown sink 'nope' (sinks: console, file, foreach, foreach_batch, memory, postgres, topic)",
+      "file, foreach, kafka, memory, postgres, topic",
+      err_of(function() two():write("foreach_batch", { fn = print }) end))
+    assert.equal("unknown sink 'nope' (sinks: console, file, foreach, foreach_batch, kafka, memory, postgres, topic)",
       err_of(function() two():write("nope") end))
     assert.equal("write: bad argument #1: expected a sink name, got table",
       err_of(function() two():write({}) end))

@@ -11,7 +11,7 @@ local LAYERS = {
   { "tide.connector" },
   { "tide.connectors.console", "tide.connectors.file", "tide.connectors.foreach", "tide.connectors.memory",
     "tide.connectors.postgres", "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic",
-    "tide.connectors.kafka.source" },
+    "tide.connectors.kafka.source", "tide.connectors.kafka.sink" },
   -- a connector made of parts (connectors/<name>/init.lua gathers them)
   { "tide.connectors.kafka" },
   { "tide.runtime" },

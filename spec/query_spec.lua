@@ -354,7 +354,7 @@ describe("tide streaming queries", function()
         "from read_stream)")
       local ms = tide.memory_stream("v int")
       assert.has_error(function() ms:frame():write_stream("nowhere") end,
-        "unknown sink 'nowhere' (sinks: console, file, foreach, foreach_batch, memory, postgres, topic)")
+        "unknown sink 'nowhere' (sinks: console, file, foreach, foreach_batch, kafka, memory, postgres, topic)")
       assert.has_error(function() ms:frame():write_stream("memory") end,
         "write_stream(memory): the memory sink needs option 'name' (the table's name for tide.table(name))")
     end)

@@ -173,6 +173,102 @@ function M.id_files(dir, files, per_file)
   return id
 end
 
+-- ------------------------------------------------------------------------
+-- Kill tests (exactly_once_spec, kafka_e2e_spec)
+-- ------------------------------------------------------------------------
+
+--- The value `v` of row `id` of the kill tests' input (id_files).
+function M.id_value(id) return (id * 7919) % 1000 end
+
+--- What `where("v % 3 != 0"):select("id", "v * 2 AS v2")` gives of rows
+-- 1..n of that input: "id v2" lines, sorted.
+function M.id_selected(n)
+  local out = {}
+  for id = 1, n do
+    local v = M.id_value(id)
+    if v % 3 ~= 0 then out[#out + 1] = id .. " " .. (v * 2) end
+  end
+  table.sort(out)
+  return out
+end
+
+--- The windows an uninterrupted event-time query emits over rows 1..n
+-- with ts = id * 100 - v (up to 1 s of disorder), a 2 s watermark and 5 s
+-- windows counted (count, sum of v) in append mode: "window_start n sum"
+-- lines, sorted. No row is late (the disorder is under the delay) but those
+-- of windows that end at or before 0 (the first batches run with
+-- watermark 0: a window ending there is closed), and append mode emits the
+-- windows that end at or before the final watermark.
+function M.id_windows(n)
+  local count, sum, max_ts = {}, {}, 0
+  for id = 1, n do
+    local v = M.id_value(id)
+    local ts = id * 100 - v
+    local w = ts - ts % 5000
+    count[w], sum[w] = (count[w] or 0) + 1, (sum[w] or 0) + v
+    if ts > max_ts then max_ts = ts end
+  end
+  local out = {}
+  for w, c in pairs(count) do
+    if w + 5000 > 0 and w + 5000 <= max_ts - 2000 then out[#out + 1] = string.format("%d %d %d", w, c, sum[w]) end
+  end
+  table.sort(out)
+  return out
+end
+
+--- Run a child (spawn_lua) whole; returns how long it took (ms). Its
+-- stderr must stay empty.
+function M.run_child(script, args, errf)
+  local clock_ms = require("tide.core").clock_ms -- (here, not at the top: not every spec loads the C module)
+  local t0 = clock_ms()
+  local p = M.spawn_lua(script, args, errf)
+  p:read("a")
+  p:close()
+  local err = M.read_file(errf)
+  if err ~= "" then error("the child failed: " .. err, 2) end
+  return clock_ms() - t0
+end
+
+--- Run a child until it finishes, killing it with SIGKILL `o.kills` times
+-- first: o = { script, args, done (the file the child writes when it
+-- finishes), errf, kills, whole_ms (how long an uninterrupted run took),
+-- lo, hi = { min, max } (ms), after_kill = function(stats) }. Each run gets
+-- a random lo .. hi ms before the kill, hi being 1.5x its share of whole_ms
+-- within [min, max], so the kills fit in the workload however fast the
+-- machine runs it (a run also spends time starting, which makes no
+-- progress). after_kill looks at where the kill landed. Returns the stats
+-- ({ kills, runs } and what after_kill added).
+function M.run_killed(o)
+  local hi = math.max(o.hi[1], math.min(o.hi[2], math.floor(1.5 * o.whole_ms / o.kills)))
+  local stats = { kills = 0, runs = 0 }
+  while true do
+    os.remove(o.done)
+    local p, pid = M.spawn_lua(o.script, o.args, o.errf)
+    stats.runs = stats.runs + 1
+    if stats.kills >= o.kills then
+      p:read("a")
+      p:close()
+      break
+    end
+    M.sleep_ms(math.random(o.lo, hi))
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    p:read("a")
+    p:close()
+    local err = M.read_file(o.errf)
+    if err ~= "" then error("the child failed on its own: " .. err, 2) end
+    if M.exists(o.done) then
+      error(string.format("the child finished after %d kills: the workload is too small for %d", stats.kills,
+        o.kills), 2)
+    end
+    stats.kills = stats.kills + 1
+    if o.after_kill then o.after_kill(stats) end
+  end
+  local err = M.read_file(o.errf)
+  if err ~= "" then error("the last run failed: " .. err, 2) end
+  if not M.exists(o.done) then error("the last run did not finish", 2) end
+  return stats
+end
+
 --- Run a shell command in a terminal of its own: tmux (its own server, -L)
 -- runs it in a pane of 120x40 in directory opts.dir (default: the
 -- checkout). When it ends the shell prints "EXITED <status>", then runs

@@ -8,8 +8,6 @@
 -- @module tide.connectors.kafka
 
 local source = require "tide.connectors.kafka.source"
--- The sink (connectors/kafka/sink.lua) is added here by its own change,
--- with `local sink = require "tide.connectors.kafka.sink"` and
--- `sinks = sink.sinks` below.
+local sink = require "tide.connectors.kafka.sink"
 
-return { sources = source.sources, sinks = {} }
+return { sources = source.sources, sinks = sink.sinks }

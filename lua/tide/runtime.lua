@@ -35,7 +35,7 @@ M.write = process.write
 
 -- The built-in connectors, by the names users give them.
 M.SOURCES = { "file", "kafka", "memory", "rate", "socket", "topic" }
-M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "postgres", "topic" }
+M.SINKS = { "console", "file", "foreach", "foreach_batch", "kafka", "memory", "postgres", "topic" }
 
 local MODULE = { console = console, file = file, foreach = foreach, foreach_batch = foreach, kafka = kafka,
   memory = memory,

@@ -1,0 +1,213 @@
+/*
+ * l_kafka_sink.c: the Kafka sink's producer for connectors/kafka/sink.lua
+ * (core/kafka_sink.h).
+ *
+ *   core.kafka_sink(bootstrap, { exactly_once =, txn_id =, group =, timeout = ms,
+ *                                kafka = { ["key"] = "value", ... } })
+ *                                        -> tide.KafkaSink | nil, msg, ENAME
+ *   ks:recover(topic, partition)         -> last batch id (-1: none) | nil, msg, ENAME
+ *   ks:committed(topic, partition)       -> the same, read only (no fencing)
+ *   ks:begin()                           -> true | nil, msg, ENAME
+ *   ks:produce(batch, map)               -> rows queued | nil, msg, ENAME
+ *        map: { topic = name | topic_col = i, key_batch = Batch, key_col = i,
+ *               value_col = i, headers_col = i, partition_col = i, timestamp_col = i }
+ *        (columns 1-based; key_batch defaults to batch)
+ *   ks:commit(topic, partition, batch_id) -> true | nil, msg, ENAME
+ *   ks:abort()
+ *   ks:stats()                           -> delivered, failed
+ *   ks:close()                           (also __gc and __close)
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+
+#include "kafka_sink.h"
+#include "l_tide.h"
+
+#define KSINK_MT "tide.KafkaSink"
+
+typedef struct {
+  tide_ksink_t *s;
+} l_ksink_t;
+
+static tide_ksink_t *check(lua_State *L) {
+  l_ksink_t *u = luaL_checkudata(L, 1, KSINK_MT);
+  if (!u->s) luaL_error(L, "attempt to use a closed tide.KafkaSink");
+  return u->s;
+}
+
+static int l_close(lua_State *L) {
+  l_ksink_t *u = luaL_checkudata(L, 1, KSINK_MT);
+  tide_ksink_free(u->s);
+  u->s = NULL;
+  return 0;
+}
+
+/* core.kafka_sink(bootstrap, opts) */
+static int l_new(lua_State *L) {
+  const char *bootstrap = tide_l_check_cname(L, 1, "bootstrap servers", 0);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  tide_ksink_conf_t c = {0};
+  lua_getfield(L, 2, "exactly_once");
+  c.exactly_once = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "txn_id");
+  c.txn_id = tide_l_opt_cname(L, -1, "transactional id", 0);
+  lua_getfield(L, 2, "group");
+  c.group = tide_l_opt_cname(L, -1, "progress group", 0);
+  lua_getfield(L, 2, "timeout");
+  c.timeout_ms = (int)luaL_optinteger(L, -1, 30000);
+  lua_pop(L, 1);
+  /* the settings, as string pairs held by a scratch array */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  int sx = lua_gettop(L);
+  lua_getfield(L, 2, "kafka");
+  int kt = lua_gettop(L);
+  size_t n = 0;
+  if (!lua_isnil(L, kt)) {
+    luaL_checktype(L, kt, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, kt)) {
+      n++;
+      lua_pop(L, 1);
+    }
+  }
+  const char **kv = x->p[0] = calloc(2 * n + 1, sizeof *kv);
+  if (!kv) return luaL_error(L, "out of memory");
+  size_t i = 0;
+  if (n) {
+    lua_pushnil(L);
+    while (lua_next(L, kt)) {
+      /* the strings stay alive in the options table */
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "kafka settings must be string = string");
+      kv[2 * i] = tide_l_check_cname(L, -2, "kafka setting name", 0);
+      kv[2 * i + 1] = tide_l_check_cname(L, -1, "kafka setting value", 0);
+      i++;
+      lua_pop(L, 1);
+    }
+  }
+  c.kv = kv;
+  c.nkv = i;
+  l_ksink_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->s = NULL;
+  luaL_setmetatable(L, KSINK_MT);
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_new(bootstrap, &c, &u->s, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_l_scratch_free(x);
+  lua_replace(L, sx);
+  lua_settop(L, sx);
+  return 1;
+}
+
+static int recover(lua_State *L, int fence) {
+  tide_ksink_t *s = check(L);
+  const char *topic = tide_l_check_cname(L, 2, "topic name", 0);
+  lua_Integer p = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, p >= 0 && p <= INT32_MAX, 3, "partition out of range");
+  int64_t last;
+  tide_err_t err = {0, ""};
+  int rc = fence ? tide_ksink_recover(s, topic, (int32_t)p, &last, &err)
+                 : tide_ksink_committed(s, topic, (int32_t)p, &last, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushinteger(L, last);
+  return 1;
+}
+
+static int l_recover(lua_State *L) { return recover(L, 1); }
+
+static int l_committed(lua_State *L) { return recover(L, 0); }
+
+static int l_begin(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_begin(s, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* map field `name`: a 1-based column of b (returned 0-based), or -1. */
+static int col_field(lua_State *L, int idx, const char *name, const tide_batch_t *b) {
+  lua_getfield(L, idx, name);
+  int c = -1;
+  if (!lua_isnil(L, -1)) {
+    lua_Integer v = luaL_checkinteger(L, -1);
+    if (v < 1 || (uint64_t)v > b->schema->nfields) luaL_error(L, "produce: %s %d: no such column", name, (int)v);
+    c = (int)v - 1;
+  }
+  lua_pop(L, 1);
+  return c;
+}
+
+static int l_produce(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  tide_batch_t *b = tide_l_check_batch(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  tide_ksink_map_t m;
+  lua_getfield(L, 3, "topic");
+  m.topic = tide_l_opt_cname(L, -1, "topic name", 0); /* kept alive by the map */
+  lua_pop(L, 1);
+  m.topic_col = col_field(L, 3, "topic_col", b);
+  if (!m.topic == (m.topic_col < 0)) return luaL_error(L, "produce: give one of topic and topic_col");
+  lua_getfield(L, 3, "key_batch");
+  m.kb = lua_isnil(L, -1) ? b : tide_l_check_batch(L, -1);
+  lua_pop(L, 1);
+  m.key_col = col_field(L, 3, "key_col", m.kb);
+  if (m.kb->nrows != b->nrows)
+    return luaL_error(L, "produce: the key batch has %u rows, the batch %u", m.kb->nrows, b->nrows);
+  m.value_col = col_field(L, 3, "value_col", b);
+  m.headers_col = col_field(L, 3, "headers_col", b);
+  m.partition_col = col_field(L, 3, "partition_col", b);
+  m.timestamp_col = col_field(L, 3, "timestamp_col", b);
+  if (m.topic_col >= 0 && b->schema->fields[m.topic_col].type != TIDE_T_STRING)
+    return luaL_error(L, "produce: the topic column must be a string");
+  if (m.headers_col >= 0 && b->schema->fields[m.headers_col].type != TIDE_T_JSON)
+    return luaL_error(L, "produce: the headers column must be json");
+  if (m.partition_col >= 0 && b->schema->fields[m.partition_col].type != TIDE_T_INT)
+    return luaL_error(L, "produce: the partition column must be an int");
+  if (m.timestamp_col >= 0 && b->schema->fields[m.timestamp_col].type != TIDE_T_TIMESTAMP)
+    return luaL_error(L, "produce: the timestamp column must be a timestamp");
+  uint64_t n = 0;
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_produce(s, b, &m, &n, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+static int l_commit(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  const char *topic = tide_l_opt_cname(L, 2, "topic name", 0);
+  lua_Integer p = luaL_optinteger(L, 3, 0), id = luaL_optinteger(L, 4, 0);
+  luaL_argcheck(L, p >= 0 && p <= INT32_MAX, 3, "partition out of range");
+  luaL_argcheck(L, id >= 0, 4, "batch id must be >= 0");
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_commit(s, topic ? topic : "", (int32_t)p, id, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_abort(lua_State *L) {
+  tide_ksink_abort(check(L));
+  return 0;
+}
+
+static int l_stats(lua_State *L) {
+  uint64_t d, f;
+  tide_ksink_stats(check(L), &d, &f);
+  lua_pushinteger(L, (lua_Integer)d);
+  lua_pushinteger(L, (lua_Integer)f);
+  return 2;
+}
+
+int tide_l_kafka_sink_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin},
+                                     {"produce", l_produce}, {"commit", l_commit},       {"abort", l_abort},
+                                     {"stats", l_stats},     {"close", l_close},         {NULL, NULL}};
+  tide_l_class(L, KSINK_MT, methods, l_close, 1);
+  lua_pushcfunction(L, l_new);
+  lua_setfield(L, -2, "kafka_sink");
+  return 0;
+}
