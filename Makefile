@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-kafka demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-kafka demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -253,6 +253,12 @@ bench-join: all
 # medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
 bench-postgres: all
 	$(LUA) bench/postgres.lua $(BENCH_POSTGRES_ARGS)
+
+# bench-memlimit: a no-watermark aggregation over 50 million distinct keys
+# with state_memory_limit, and a smaller one without, in child processes:
+# peak RSS and throughput (issue 18). See bench/RESULTS.md.
+bench-memlimit: all
+	$(LUA) bench/memlimit.lua $(BENCH_MEMLIMIT_ARGS)
 
 # bench-kafka: the Kafka source through the standard workload against a
 # plain librdkafka consumer loop (bench/kafka_consume.c) reading the same

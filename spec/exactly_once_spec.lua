@@ -149,7 +149,7 @@ end
 local function expected_join(n)
   local lefts, rights, max_l, max_r = {}, {}, 0, 0
   for id = 1, n do
-    local v = (id * 7919) % 1000
+    local v = support.id_value(id)
     if id * 100 - v > 0 then lefts[#lefts + 1] = { id = id, k = id % 50, ts = id * 100 - v } end
     max_l = math.max(max_l, id * 100 - v)
     if v % 3 == 0 then
@@ -178,7 +178,6 @@ local function expected_join(n)
   return out
 end
 
-local spawn = support.spawn_lua
 
 -- true when the checkpoint's last offset entry has no commit entry.
 local function mid_batch(ck)

@@ -30,7 +30,7 @@ local kafka_broker = require "kafka_broker"
 local tmpname, write_file, sh_quote = support.tmpname, support.write_file, support.sh_quote
 
 local KILLS = 30
-local N, PARTS, PER_TRIGGER = 6000, 3, 150
+local N, PARTS, PER_TRIGGER = 9000, 3, 150
 
 local CHILD = support.CHILD_PRELUDE .. [[
 local pipeline, bs, out, ck, done, crash, crash_batch = arg[1], arg[2], arg[3], arg[4], arg[5], arg[6],
@@ -60,11 +60,11 @@ if crash then
     return ok, err
   end
 end
--- ~2 ms on one row in 20, so that a batch takes a while and kills land
+-- ~4 ms on one row in 20, so that a batch takes a while and kills land
 -- inside its transaction and between its commits
 local function spin(r)
   if r.id % 20 == 0 then
-    local t = os.clock() + 0.002
+    local t = os.clock() + 0.004
     while os.clock() < t do end
   end
   return true
@@ -176,14 +176,14 @@ end
 local run_once = support.run_child
 
 -- Run the child until it finishes, killing it KILLS times first (each run
--- 100 ms .. 1.5x its share of an uninterrupted run's whole_ms, within 150
--- .. 400). After each kill, where it landed: between the offset log and
+-- 60 ms .. 1.5x its share of an uninterrupted run's whole_ms, within 100
+-- .. 300). After each kill, where it landed: between the offset log and
 -- the commit log (`mid`), and of those after the Kafka commit
 -- (`after_kafka`: the progress offset has the pending batch).
 local function run_killed(b, script, args, ck, out, done, errf, whole_ms)
   local mid, after_kafka = 0, 0
   local stats = support.run_killed { script = script, args = args, done = done, errf = errf, kills = KILLS,
-    whole_ms = whole_ms, lo = 100, hi = { 150, 400 }, after_kill = function()
+    whole_ms = whole_ms, lo = 60, hi = { 100, 300 }, after_kill = function()
       local n, qid = pending(ck)
       if n then
         mid = mid + 1

@@ -72,12 +72,13 @@ local signals     -- SIGINT/SIGTERM handles while a query runs
 
 local source_fields = {
   schema = "any", latest_offset = "function", get_batch = "function", commit = "function", stop = "function",
-  description = "string", replayable = "boolean",
+  lag = "function", description = "string", replayable = "boolean",
 }
 
 --- A source written in Lua: `tide.source{ schema =, latest_offset =
 -- function(self, start) end, get_batch = function(self, start, stop) return
--- rows end [, commit =] [, stop =] [, description =] [, replayable =] }`.
+-- rows end [, commit =] [, stop =] [, lag =] [, description =] [, replayable =] }`
+-- (`lag(self, offset)`: connectors/README.md).
 -- Other fields are the source's own (its state). Offsets are any JSON
 -- values; `start` is nil for the first batch.
 function M.source(def)
@@ -112,6 +113,7 @@ local function lua_source_instance(src)
   end
   if def.commit then function inst.commit(_, stop) def:commit(stop) end end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
@@ -173,6 +175,7 @@ local function lua_sink_instance(sink)
   local inst = { description = def.description or "LuaSink" }
   function inst.add_batch(_, id, batches, mode) def:add_batch(id, rows_of(batches), mode) end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
@@ -189,6 +192,7 @@ local query_spec = {
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
   late_rows = "table",
+  state_memory_limit = { type = "size", min = 1, default = "256MB" },
   -- the processing-time clock (ms since the epoch) of batch timestamps and
   -- processing-time timeouts; for tests, as Spark's StreamManualClock
   clock = "function",
@@ -335,6 +339,11 @@ end
 --     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
 --     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
 --     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+--     a keyed state (aggregate, dedup) also bounds its memory
+--     (state_memory_limit): st.attach(ck, name, limit) before the restore,
+--     st.full() (stop restoring), st.restored(), st.take_index() -> the
+--     name and change set of its index (or nil) for the commit, and
+--     st.memory() -> this batch's figures for the progress report;
 -- and runs with the context of the micro-batch (exec.lua's header): the
 -- state, the mode, this batch's watermark (eviction and emission), the
 -- previous batch's (late rows), the metrics and the late-row sink.
@@ -553,7 +562,10 @@ function M.start(f, sink, opts, level)
   ok, err = pcall(q._open, q, sources, stateful, marks, sink, descriptor)
   if not ok then
     q:_close_all()
-    error(format("%s: %s", what, util.strip_position(err)), level)
+    err = util.strip_position(err)
+    -- a connector that names itself as the call does is not named twice
+    if err:sub(1, #what + 2) == what .. ": " then err = err:sub(#what + 3) end
+    error(format("%s: %s", what, err), level)
   end
   active[#active + 1] = q
   q._active = true
@@ -610,12 +622,17 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   end
   for k, node in ipairs(stateful) do
     local st, name = self._plan:new_state(k), state_name(node, k)
+    -- bounded memory: a keyed state restores up to its limit, the rest
+    -- stays in the checkpoint (st.full)
+    if st.attach then st.attach(ck, name, self._opts.state_memory_limit) end
     for key, blob in ck:state(name) do
       local ok, err = pcall(st.restore, key, blob)
       if not ok then
         error(format("checkpoint %s: state of %s (%s): %s", self._dir, node.label, name, util.strip_position(err)), 0)
       end
+      if st.full and st.full() then break end
     end
+    if st.restored then st.restored() end
     st.clear_changes()
     self._ops[k] = { node = node, state = st, name = state_name(node, k) }
     self._states[k] = st
@@ -973,9 +990,18 @@ function Query:_commit(b)
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
     changes[op.name] = dels == nil and puts or { put = puts, del = dels }
+    if op.state.take_index then
+      local index, ix = op.state.take_index()
+      if ix then changes[index] = ix end
+    end
     b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
+  -- change sets made in C hold a batch's records: free them now, not
+  -- when the collector (which does not see that memory) gets to them
+  for _, cs in pairs(changes) do
+    if type(cs) == "userdata" then cs:free() end
+  end
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   b:release()
   for i, s in ipairs(self._sources) do
@@ -1010,6 +1036,8 @@ function Query:_report(b)
     srcs[i] = { description = s.description, start_offset = b.starts[i], end_offset = b.ends[i],
       num_input_rows = b.counts[i] }
     for k, v in pairs(b.extra[i] or {}) do srcs[i][k] = v end
+    -- a source's own lag(offset), else what its batch reported (Kafka: per partition)
+    srcs[i].lag = self:_source_lag(i, b.ends[i]) or srcs[i].lag
   end
   local ops = {}
   for k, op in ipairs(self._ops) do
@@ -1017,6 +1045,13 @@ function Query:_report(b)
     ops[k] = { name = op.node.stateful, num_rows_total = b.totals[k], num_rows_updated = m.updated,
       num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
       memory_bytes = op.state.bytes() }
+    if op.state.memory then -- bounded memory (state_memory_limit)
+      local mem = op.state.memory()
+      ops[k].memory_limit_bytes = self._opts.state_memory_limit
+      ops[k].num_rows_in_memory = mem.groups_in_memory
+      ops[k].num_rows_evicted_to_checkpoint = mem.groups_evicted
+      ops[k].num_rows_loaded_from_checkpoint = mem.groups_loaded
+    end
   end
   local event_time = {}
   if b.watermark then
@@ -1050,6 +1085,25 @@ function Query:_report(b)
     local lok, lerr = pcall(fn, self, p) -- the batch is committed: a listener cannot fail it
     if not lok then io.stderr:write(format("tide: progress listener: %s\n", tostring(lerr))) end
   end
+end
+
+-- Source i's lag past offset `off` (connectors/README.md: lag), or nil
+-- when the source cannot tell or fails to (a report never fails a batch).
+function Query:_source_lag(i, off)
+  local inst = self._sources[i].inst
+  if not inst.lag then return nil end
+  local ok, lag = pcall(inst.lag, inst, off)
+  if ok and type(lag) == "table" then return lag end
+  return nil
+end
+
+--- Each source's lag now, past the last committed batch (for tide.ui):
+-- an array by source index of `{ records = n }` or `{ bytes =, files = }`
+-- tables, nil where a source cannot tell.
+function Query:_source_lags()
+  local out = {}
+  for i = 1, #self._sources do out[i] = self:_source_lag(i, self._ends[i]) end
+  return out
 end
 
 -- One trigger: the phases of one micro-batch; returns true when a batch
