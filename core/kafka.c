@@ -324,7 +324,9 @@ int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *lo
   if (!o->schema) {
     r->schema = tide_schema_ref(r->raw);
   } else {
-    tide_decode_opts_t d = {o->format, TIDE_BAD_FAIL, o->sep ? o->sep : ',', o->json_flags};
+    /* a Kafka value is one record: a CSV value is one line (multi_line 0) */
+    tide_decode_opts_t d = {.format = o->format, .bad = TIDE_BAD_FAIL, .sep = o->sep ? o->sep : ',',
+                            .json_flags = o->json_flags};
     if ((rc = tide_decoder_open(o->schema, &d, &r->dec, err))) goto fail;
     if (o->metadata) {
       if ((rc = schema_of(TIDE_KAFKA_META_DDL, &r->meta, err))) goto fail;

@@ -1256,7 +1256,8 @@ function M.offset_lag(p)
   for _, src in ipairs(p and p.sources or {}) do
     if type(src.lag) == "table" then
       for t, parts in pairs(src.lag) do
-        for part, n in pairs(parts) do
+        -- other sources' own counts ({ records = n, ... }) are not per partition
+        for part, n in pairs(type(parts) == "table" and parts or {}) do
           any = true
           total = total + n
           local name = t .. "/" .. tostring(part)
