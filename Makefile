@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-kafka demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-process bench-memlimit bench-kafka demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -247,6 +247,11 @@ bench-session: all
 # parse-only rate in the same rounds (issue 19). See bench/RESULTS.md.
 bench-join: all
 	$(LUA) bench/join.lua $(BENCH_JOIN_ARGS)
+
+# bench-process: the Lua stateful operator (group_by():process) over 5M rows with
+# 100k keys, against the baseline's parse-only rate (issue 19). See bench/RESULTS.md.
+bench-process: all
+	$(LUA) bench/process.lua $(BENCH_PROCESS_ARGS)
 
 # bench-postgres: the postgres sink's append (COPY) against `psql \copy` of
 # the same rows into the same throwaway server, and update mode's upserts;

@@ -56,6 +56,21 @@ local type, error, ipairs, pairs, setmetatable, tostring = type, error, ipairs, 
 
 local MAX_DEPTH = 100
 
+-- The encoding of a boolean, number or string; nil for anything else (the
+-- fast path of encode_into, and of keys and records without tables).
+local function encode_scalar(v)
+  local t = type(v)
+  if t == "number" then
+    if math.type(v) == "integer" then return pack("<c1i8", "i", v) end
+    return pack("<c1d", "d", v)
+  elseif t == "string" then return pack("<c1s4", "s", v)
+  elseif t == "boolean" then return v and "t" or "f"
+  end
+  return nil
+end
+
+local function by_first(a, b) return a[1] < b[1] end
+
 local function encode_into(v, out, seen, depth, what)
   local t = type(v)
   if t == "boolean" then
@@ -71,13 +86,21 @@ local function encode_into(v, out, seen, depth, what)
     seen[v] = true
     local items = {}
     for k, x in pairs(v) do
-      local kb, xb = {}, {}
-      encode_into(k, kb, seen, depth + 1, what)
-      encode_into(x, xb, seen, depth + 1, what)
-      items[#items + 1] = { concat(kb), concat(xb) }
+      local ke, xe = encode_scalar(k), encode_scalar(x)
+      if not ke then
+        local kb = {}
+        encode_into(k, kb, seen, depth + 1, what)
+        ke = concat(kb)
+      end
+      if not xe then
+        local xb = {}
+        encode_into(x, xb, seen, depth + 1, what)
+        xe = concat(xb)
+      end
+      items[#items + 1] = { ke, xe }
     end
     seen[v] = nil
-    table.sort(items, function(a, b) return a[1] < b[1] end)
+    table.sort(items, by_first)
     out[#out + 1] = pack("<c1I4", "T", #items)
     for _, it in ipairs(items) do
       out[#out + 1] = it[1]
@@ -133,6 +156,10 @@ end
 
 -- The encoded key of key values kv[1..n] (nil allowed).
 local function encode_key(kv, n)
+  if n == 1 then -- one key column (the common case): no tables
+    local e = encode_scalar(kv[1])
+    if e then return e end
+  end
   local out = {}
   for i = 1, n do encode_into(kv[i], out, {}, 0, "process key") end
   return concat(out)
@@ -156,7 +183,24 @@ local MAX_KEY_BYTES = 500
 -- timeout or nil, u = last set or nil, blob = the record's encoding }. The
 -- value is kept encoded: each call decodes its own copy, so a table a
 -- call changes without set() changes nothing.
-local function blob_of(r) return M.encode({ b = r.b, t = r.t, u = r.u }, "state") end
+-- Written out (the bytes of M.encode{ b = r.b, t = r.t, u = r.u }: the
+-- fields that are not nil, in the order of their names' encodings) as
+-- this runs once per updated key and batch.
+local BLOB_FIELDS = { { "b", pack("<c1s4", "s", "b") }, { "t", pack("<c1s4", "s", "t") },
+  { "u", pack("<c1s4", "s", "u") } }
+local function blob_of(r)
+  local out, n = { "" }, 0
+  for _, f in ipairs(BLOB_FIELDS) do
+    local v = r[f[1]]
+    if v ~= nil then
+      n = n + 1
+      out[#out + 1] = f[2]
+      out[#out + 1] = encode_scalar(v) or error("state: a record field " .. f[1] .. " is a " .. type(v), 0)
+    end
+  end
+  out[1] = pack("<c1I4", "T", n)
+  return concat(out)
+end
 
 local function new_state(nkeys)
   local st = { map = {}, changed = {}, removed = {}, n = 0, nbytes = 0 }
@@ -196,11 +240,12 @@ local function new_state(nkeys)
     st.next_due = nil
   end
   function st.take_changes()
-    local puts, dels = {}, {}
-    for key in pairs(st.changed) do puts[#puts + 1] = { key, st.map[key].blob } end
+    local keys, puts, dels = {}, {}, {}
+    for key in pairs(st.changed) do keys[#keys + 1] = key end
     for key in pairs(st.removed) do dels[#dels + 1] = key end
-    table.sort(puts, function(a, b) return a[1] < b[1] end)
+    table.sort(keys) -- strings with the built-in order: no Lua comparator per step
     table.sort(dels)
+    for i, key in ipairs(keys) do puts[i] = { key, st.map[key].blob } end
     return puts, dels
   end
   function st.clear_changes() st.changed, st.removed = {}, {} end
