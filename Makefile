@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-parallel tsan helgrind demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -140,6 +140,17 @@ asan:
 	  CTEST_ENV="ASAN_OPTIONS=detect_leaks=1" build-asan/lua/tide/core.so build-asan/libtide.a ctest
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 TIDE_CPATH="build-asan/lua/?.so" $(BUSTED)
+
+# tsan: the worker pool's C test (spec/c/test_pool.c: the pool and decoding
+# on it) built with ThreadSanitizer in build-tsan and run; helgrind: the
+# same test of the normal build under valgrind's thread checker.
+tsan:
+	$(MAKE) BUILD=build-tsan SO_DIR=build-tsan/lua OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
+	  build-tsan/test_pool
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_pool
+
+helgrind: $(BUILD)/test_pool
+	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_pool
 
 lint:
 	luacheck lua bin/tide spec examples bench
