@@ -177,6 +177,12 @@ bench-stream: all $(BENCH_BIN)
 bench-event-time: all
 	$(LUA) bench/event_time.lua $(BENCH_EVENT_TIME_ARGS)
 
+# bench-parallel: the streaming query into a topic sink and the static file
+# query with workers = 1 and 2, beside the baseline, with peak memory
+# (issue 21). See bench/RESULTS.md.
+bench-parallel: all
+	$(LUA) bench/parallel.lua $(BENCH_PARALLEL_ARGS)
+
 # bench-soak: 10 million disordered events through a windowed count in
 # append mode; state rows, RSS and checkpoint size stay bounded, the output
 # is checked (issue 6). spec/soak_spec.lua runs the same checks, smaller.
