@@ -37,7 +37,8 @@ if argv[1] == "--child" then
   local core = require "tide.core"
   tide.config { workers = workers }
   local groups, count, sum = 0, 0, 0
-  local t0, t1, batches = core.clock_ms(), nil, 0
+  local t1
+  local t0, batches = core.clock_ms(), 0
   if which == "stream" then
     local dir = argv[6]
     local db = tide.open(dir .. "/store")

@@ -164,7 +164,9 @@ function M.config(opts)
   if opts ~= nil then
     if type(opts) ~= "table" then error("tide.config: expected a table of settings, got " .. type(opts), 2) end
     for k in pairs(opts) do
-      if k ~= "workers" then error(string.format("tide.config: unknown setting '%s' (allowed: workers)", tostring(k)), 2) end
+      if k ~= "workers" then
+        error(string.format("tide.config: unknown setting '%s' (allowed: workers)", tostring(k)), 2)
+      end
     end
     local w = opts.workers
     if w ~= nil then
