@@ -236,16 +236,27 @@ int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s
   for (uint32_t c = 0; c < nf && !rc; c++) {
     tide_col_t *oc = &cols[c];
     if ((rc = tide_col_init(oc, s->fields[c].type, rows))) break;
+    if (is_var(oc->type)) { /* the string bytes in one block, each batch's with one copy */
+      size_t bytes = 0;
+      for (uint32_t k = 0; k < n; k++) {
+        const uint32_t *o = batches[k]->cols[c].values;
+        bytes += o[batches[k]->nrows] - o[0];
+      }
+      if (bytes > TIDE_BATCH_MAX_DATA) rc = TIDE_ETOOBIG;
+      else if (bytes && !(oc->data = malloc(bytes))) rc = -ENOMEM;
+      oc->data_cap = rc ? 0 : bytes;
+    }
     uint32_t at = 0;
     for (uint32_t k = 0; k < n && !rc; k++) {
       const tide_col_t *ic = &batches[k]->cols[c];
       uint32_t m = batches[k]->nrows;
       if (is_var(oc->type)) {
-        for (uint32_t i = 0; i < m && !rc; i++) {
-          size_t len;
-          const char *p = tide_col_str(ic, i, &len); /* data may be NULL when every string is empty */
-          rc = tide_col_put_str(oc, at + i, p, len);
-        }
+        const uint32_t *o = ic->values;
+        uint32_t *oo = oc->values;
+        size_t len = o[m] - o[0], base = oc->data_len;
+        if (len) memcpy(oc->data + base, ic->data + o[0], len);
+        for (uint32_t i = 1; i <= m; i++) oo[at + i] = (uint32_t)(o[i] - o[0] + base);
+        oc->data_len = base + len;
       } else if (m) {
         memcpy((char *)oc->values + (size_t)at * width(oc->type), ic->values, (size_t)m * width(oc->type));
       }
