@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-parallel tsan helgrind demo clean install uninstall doc test-install
+.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-parallel tsan helgrind demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -194,6 +194,12 @@ bench-soak: all
 # (issue 13). See bench/RESULTS.md.
 bench-session: all
 	$(LUA) bench/session.lua $(BENCH_SESSION_ARGS)
+
+# bench-join: a stream-stream inner join of 2M + 2M rows with a 10-minute
+# range condition, topics -> topic, against the shared baseline's
+# parse-only rate in the same rounds (issue 19). See bench/RESULTS.md.
+bench-join: all
+	$(LUA) bench/join.lua $(BENCH_JOIN_ARGS)
 
 # bench-postgres: the postgres sink's append (COPY) against `psql \copy` of
 # the same rows into the same throwaway server, and update mode's upserts;

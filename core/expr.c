@@ -71,7 +71,7 @@ enum {
 };
 
 /* How a literal was written (for the canonical text). */
-enum { LK_INT, LK_DOUBLE, LK_STR, LK_BOOL, LK_NULL };
+enum { LK_INT, LK_DOUBLE, LK_STR, LK_BOOL, LK_NULL, LK_INTERVAL };
 
 /* Scalar functions, in the order of the table below. */
 enum { F_ABS, F_CEIL, F_COALESCE, F_CONCAT, F_FLOOR, F_LENGTH, F_LOWER, F_ROUND, F_SUBSTR, F_UPPER };
@@ -89,6 +89,14 @@ static const struct { const char *name; tide_agg_kind_t kind; } aggs[] = {
 };
 #define NAGGS (sizeof aggs / sizeof aggs[0])
 
+/* Interval units (Spark's day-time interval units, singular and plural),
+ * largest first: the canonical text uses the largest that divides. */
+static const struct { const char *name; int64_t ms; } iunits[] = {
+    {"week", 604800000}, {"day", 86400000}, {"hour", 3600000}, {"minute", 60000}, {"second", 1000},
+    {"millisecond", 1},
+};
+#define NIUNITS (sizeof iunits / sizeof iunits[0])
+
 /* A LIKE pattern compiled once. Fast modes cover the common shapes; the
  * general one is a token string: a byte (0..255), ONE ('_') or STAR ('%'). */
 enum { LM_GENERAL, LM_EXACT, LM_PREFIX, LM_SUFFIX, LM_CONTAINS, LM_ANY };
@@ -105,6 +113,7 @@ typedef struct like {
 
 typedef struct node {
   uint8_t op, neg, fn, implicit, simple, has_else, is_const, cnull, nullable, distinct, lit;
+  uint8_t ival;     /* an interval (int ms): a literal, or a sum of them; only ever added to a timestamp */
   tide_type_t type;
   int col;          /* OP_COL: input column; OP_AGG: tide_agg_kind_t */
   uint32_t pos;     /* byte offset in the text, for messages */
@@ -620,7 +629,7 @@ static int k_arith(int op, tide_type_t t, val_t *a, val_t *b, uint32_t n, val_t 
   if ((!a->c && a->cnull) || (!b->c && b->cnull)) goto done;
   const void *av = steal == a ? r->own.values : a->c ? a->c->values : NULL;
   const void *bv = steal == b ? r->own.values : b->c ? b->c->values : NULL;
-  if (t == TIDE_T_INT) {
+  if (t == TIDE_T_INT || t == TIDE_T_TIMESTAMP) { /* timestamp +/- interval: ms */
     const int64_t *A = av, *B = bv;
     int64_t as = a->i, bs = b->i, *o = r->own.values;
     switch (op) {
@@ -1295,6 +1304,18 @@ static int pr(const node_t *n, const tide_schema_t *s, tide_buf_t *b) {
     case LK_DOUBLE: fmt_double(n->d, num); return tide_buf_puts(b, num);
     case LK_BOOL: return tide_buf_puts(b, n->i ? "TRUE" : "FALSE");
     case LK_NULL: return tide_buf_puts(b, "NULL");
+    case LK_INTERVAL: {
+      size_t u = NIUNITS - 1;
+      for (size_t j = 0; j < NIUNITS; j++)
+        if (n->i % iunits[j].ms == 0) {
+          u = j;
+          break;
+        }
+      snprintf(num, sizeof num, "INTERVAL '%" PRId64 "' ", n->i / iunits[u].ms);
+      if ((rc = tide_buf_puts(b, num))) return rc;
+      for (const char *c = iunits[u].name; *c && !rc; c++) rc = tide_buf_putc(b, (char)(*c - 'a' + 'A'));
+      return rc;
+    }
     default:
       rc = tide_buf_putc(b, '\'');
       for (size_t j = 0; j < n->slen && !rc; j++)
@@ -1780,10 +1801,20 @@ static int want_num(node_t *k) {
 static int check(parser_t *p, node_t *n) {
   node_t **k = n->kids;
   uint32_t nk = n->nkids;
-  for (uint32_t j = 0; j < nk; j++)
+  int ivals = 0;
+  for (uint32_t j = 0; j < nk; j++) {
     if (k[j]->op == OP_AGG) return einval(p, "aggregate function '%s' is not allowed here", aggs[k[j]->fn].name);
+    ivals += k[j]->ival;
+  }
+  if (ivals && n->op != OP_ADD && n->op != OP_SUB && n->op != OP_NEG)
+    return einval(p, "an interval can only be added to or subtracted from a timestamp: %s", ntext(p, n));
   switch (n->op) {
   case OP_NEG:
+    if (k[0]->ival) {
+      n->type = TIDE_T_INT;
+      n->ival = 1;
+      return 0;
+    }
     if (!want_num(k[0])) return einval(p, "cannot negate %s: %s", tname(k[0]->type), ntext(p, n));
     n->type = k[0]->type;
     return 0;
@@ -1793,6 +1824,20 @@ static int check(parser_t *p, node_t *n) {
   case OP_DIV:
   case OP_MOD: {
     tide_type_t a = k[0]->type, b = k[1]->type;
+    if (ivals) { /* interval +/- interval, timestamp +/- interval, interval + timestamp */
+      tide_type_t other = k[0]->ival ? b : a;
+      if (ivals == 2) {
+        n->type = TIDE_T_INT;
+        n->ival = 1;
+        return 0;
+      }
+      if (other == T_NULL) k[k[0]->ival ? 1 : 0]->type = other = TIDE_T_TIMESTAMP;
+      if (other == TIDE_T_TIMESTAMP && (k[1]->ival || n->op == OP_ADD)) {
+        n->type = TIDE_T_TIMESTAMP;
+        return 0;
+      }
+      return einval(p, "an interval can only be added to or subtracted from a timestamp: %s", ntext(p, n));
+    }
     if ((a == TIDE_T_TIMESTAMP || b == TIDE_T_TIMESTAMP) && (n->op == OP_ADD || n->op == OP_SUB))
       return einval(p, "timestamp arithmetic is not supported: %s (compare timestamps, or CAST(ts AS int) for ms)",
                     ntext(p, n));
@@ -2260,6 +2305,137 @@ fail:
   return NULL;
 }
 
+/* The ms of a unit name (singular or plural, any case), or 0. */
+static int64_t unit_ms(const char *u, size_t n) {
+  for (size_t j = 0; j < NIUNITS; j++) {
+    size_t m = strlen(iunits[j].name);
+    if ((n == m || (n == m + 1 && (u[m] == 's' || u[m] == 'S'))) && !strncasecmp(u, iunits[j].name, m))
+      return iunits[j].ms;
+  }
+  return 0;
+}
+
+/* *ms = the decimal number t[0..n) (sign, digits, optional fraction) times
+ * unit ms. 0; -1 when t is not a number; 1 when the result is not a whole
+ * number of ms or is out of range. */
+static int ival_of(const char *t, size_t n, int64_t unit, int64_t *ms) {
+  size_t j = 0;
+  int neg = 0, frac = 0, digits = 0;
+  __int128 v = 0, scale = 1;
+  if (j < n && (t[j] == '-' || t[j] == '+')) neg = t[j++] == '-';
+  for (; j < n; j++) {
+    if (t[j] == '.' && !frac) {
+      frac = 1;
+      continue;
+    }
+    if (!is_digit(t[j])) return -1;
+    if (++digits > 19) return 1;
+    v = v * 10 + (t[j] - '0');
+    if (frac) scale *= 10;
+  }
+  if (!digits) return -1;
+  __int128 x = v * unit;
+  if (x % scale) return 1;
+  x /= scale;
+  if (neg) x = -x;
+  if (x > INT64_MAX || x < -INT64_MAX) return 1;
+  *ms = (int64_t)x;
+  return 0;
+}
+
+/* Add "num unit" (num: text of n bytes, negated with neg; unit: text of
+ * un bytes) to *total; errors at byte `at`. */
+static int ival_part(parser_t *p, const char *num, size_t n, int neg, const char *unit, size_t un, size_t at,
+                     size_t num_at, int64_t *total) {
+  int64_t u = unit_ms(unit, un), ms = 0;
+  if (!u) {
+    perr(p, at, "unknown interval unit '%.*s' (units: week, day, hour, minute, second, millisecond; months and "
+                "years are not supported, their length varies)", (int)(un > 40 ? 40 : un), unit);
+    return p->rc;
+  }
+  int rc = ival_of(num, n, u, &ms);
+  if (rc) {
+    perr(p, num_at, rc < 0 ? "expected a number in the interval, got '%.*s'"
+                       : "interval '%.*s' is not a whole number of milliseconds in range", (int)(n > 40 ? 40 : n), num);
+    return p->rc;
+  }
+  if (neg) ms = -ms;
+  if ((ms > 0 && *total > INT64_MAX - ms) || (ms < 0 && *total < -INT64_MAX - ms)) {
+    perr(p, at, "interval out of range");
+    return p->rc;
+  }
+  *total += ms;
+  return 0;
+}
+
+/* INTERVAL n unit [n unit ...], the number also quoted ('10' minute), or a
+ * quoted list of parts (interval '1 hour 30 minutes'), as Spark writes
+ * day-time intervals. An interval literal is its length in ms (int) and
+ * may only be added to or subtracted from a timestamp. */
+static node_t *p_interval(parser_t *p) {
+  size_t pos = p->t.s;
+  int64_t total = 0;
+  int parts = 0;
+  advance(p);
+  while (p->t.k == K_NUM || p->t.k == K_STR || (parts == 0 && p->t.k == K_MINUS)) {
+    int neg = 0;
+    if (p->t.k == K_MINUS) {
+      neg = 1;
+      advance(p);
+      if (p->t.k != K_NUM) return expected(p, "a number after '-' in the interval");
+    }
+    size_t at = p->t.s;
+    const char *num = p->s + p->t.s;
+    size_t n = p->t.e - p->t.s;
+    char *str = NULL;
+    if (p->t.k == K_STR) {
+      if (!(str = unquote(num, n, &n))) return enomem(p), NULL;
+      num = str;
+      /* a quoted list of "n unit" parts, or a quoted number before a unit */
+      size_t j = 0, w[2][2], nw = 0, done = 0;
+      int rc = 0;
+      while (!rc) {
+        while (j < n && is_space(num[j])) j++;
+        if (j >= n) break;
+        size_t b = j;
+        while (j < n && !is_space(num[j])) j++;
+        w[nw][0] = b, w[nw][1] = j - b;
+        if (++nw == 2) {
+          rc = ival_part(p, num + w[0][0], w[0][1], 0, num + w[1][0], w[1][1], at, at, &total);
+          nw = 0;
+          done++;
+        }
+      }
+      if (!rc && nw == 1 && done == 0) {
+        advance(p);
+        if (p->t.k != K_ID) {
+          free(str);
+          return expected(p, "an interval unit (week, day, hour, minute, second, millisecond)");
+        }
+        rc = ival_part(p, num + w[0][0], w[0][1], 0, p->s + p->t.s, p->t.e - p->t.s, p->t.s, at, &total);
+      } else if (!rc && (nw == 1 || done == 0)) {
+        perr(p, at, "expected 'n unit' parts in the quoted interval");
+        rc = p->rc;
+      }
+      free(str);
+      if (rc) return NULL;
+    } else {
+      advance(p);
+      if (p->t.k != K_ID) return expected(p, "an interval unit (week, day, hour, minute, second, millisecond)");
+      if (ival_part(p, num, n, neg, p->s + p->t.s, p->t.e - p->t.s, p->t.s, at, &total)) return NULL;
+    }
+    advance(p);
+    parts++;
+  }
+  if (!parts) return expected(p, "a number after INTERVAL (as in interval 1 hour)");
+  node_t *nd = lit(p, LK_INTERVAL, TIDE_T_INT);
+  if (!nd) return NULL;
+  nd->pos = (uint32_t)pos;
+  nd->i = total;
+  nd->ival = 1;
+  return nd;
+}
+
 static node_t *p_primary(parser_t *p) {
   node_t *n;
   switch (p->t.k) {
@@ -2296,9 +2472,14 @@ static node_t *p_primary(parser_t *p) {
     return n;
   case K_CASE: return p_case(p);
   case K_CAST: return p_cast(p);
-  case K_ID:
-    if (lex(p, p->t.e).k == K_LP) return p_call(p);
+  case K_ID: {
+    int next = lex(p, p->t.e).k;
+    if (next == K_LP) return p_call(p);
+    if (p->t.e - p->t.s == 8 && !strncasecmp(p->s + p->t.s, "interval", 8) &&
+        (next == K_NUM || next == K_STR || next == K_MINUS))
+      return p_interval(p);
     return p_column(p);
+  }
   case K_QID: return p_column(p);
   default: return unexpected(p);
   }
@@ -2545,6 +2726,10 @@ int tide_expr_compile(const char *text, size_t len, tide_schema_t *in, int flags
   e->alias = alias;
   alias = NULL;
   if (root->type == T_NULL) root->type = TIDE_T_STRING;
+  if (root->ival) {
+    einval(&p, "an interval can only be added to or subtracted from a timestamp: %s", ntext(&p, root));
+    goto fail;
+  }
   if (root->op == OP_AGG) {
     tide_buf_t b = TIDE_BUF_INIT;
     e->agg = (tide_agg_kind_t)root->col;
@@ -2686,5 +2871,110 @@ int tide_expr_select(const tide_expr_t *e, const tide_batch_t *in, uint32_t *row
   }
   val_free(&v);
   *n = k;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- conjuncts */
+
+/* n as `column + c` (expr.h, tide_expr_conjuncts): 1 and *col, *c, or 0. */
+static int term(const node_t *n, uint32_t *col, int64_t *c) {
+  if (n->op == OP_COL) {
+    *col = (uint32_t)n->col;
+    *c = 0;
+    return 1;
+  }
+  if ((n->op == OP_ADD || n->op == OP_SUB) && n->type == TIDE_T_TIMESTAMP) {
+    const node_t *a = n->kids[0], *b = n->kids[1];
+    if (b->ival && b->is_const && !b->cnull && term(a, col, c)) {
+      *c = (int64_t)(n->op == OP_ADD ? (uint64_t)*c + (uint64_t)b->i : (uint64_t)*c - (uint64_t)b->i);
+      return 1;
+    }
+    if (a->ival && a->is_const && !a->cnull && n->op == OP_ADD && term(b, col, c)) {
+      *c = (int64_t)((uint64_t)*c + (uint64_t)a->i);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Add `x op y` (nodes) to cj's comparisons when it has the form. */
+static void add_cmp(tide_expr_conj_t *cj, int op, const node_t *x, const node_t *y) {
+  uint32_t a, b;
+  int64_t ca, cb;
+  if (cj->ncmp >= 2 || !term(x, &a, &ca) || !term(y, &b, &cb)) return;
+  if (op == TIDE_CMP_EQ) {
+    if (x->op != OP_COL || y->op != OP_COL || x->type != y->type) return;
+  } else if (x->type != TIDE_T_TIMESTAMP || y->type != TIDE_T_TIMESTAMP) {
+    return;
+  }
+  tide_expr_cmp_t *m = &cj->cmp[cj->ncmp++];
+  m->op = op, m->a = a, m->b = b;
+  m->c = (int64_t)((uint64_t)cb - (uint64_t)ca);
+}
+
+static void conj_cols(const node_t *n, tide_expr_conj_t *cj) {
+  if (n->op == OP_COL) {
+    for (uint32_t j = 0; j < cj->ncols; j++)
+      if (cj->cols[j] == (uint32_t)n->col) return;
+    cj->cols[cj->ncols++] = (uint32_t)n->col;
+  }
+  for (uint32_t k = 0; k < n->nkids; k++) conj_cols(n->kids[k], cj);
+}
+
+/* Collect the AND terms under n into list (grown as needed). */
+static int conj_walk(const node_t *n, const tide_schema_t *s, tide_expr_conj_t **list, uint32_t *cnt, uint32_t *cap) {
+  if (n->op == OP_AND && !n->is_const) {
+    int rc = conj_walk(n->kids[0], s, list, cnt, cap);
+    return rc ? rc : conj_walk(n->kids[1], s, list, cnt, cap);
+  }
+  if (*cnt == *cap) {
+    uint32_t c = *cap ? *cap * 2 : 4;
+    tide_expr_conj_t *l = realloc(*list, c * sizeof *l);
+    if (!l) return -ENOMEM;
+    *list = l, *cap = c;
+  }
+  tide_expr_conj_t *cj = &(*list)[*cnt];
+  memset(cj, 0, sizeof *cj);
+  (*cnt)++;
+  tide_buf_t b = TIDE_BUF_INIT;
+  if (pr(n, s, &b) || tide_buf_cstr(&b)) return tide_buf_free(&b), -ENOMEM;
+  cj->text = b.data;
+  if (!(cj->cols = malloc((s->nfields ? s->nfields : 1) * sizeof *cj->cols))) return -ENOMEM;
+  conj_cols(n, cj);
+  static const int ops[] = {[OP_EQ] = TIDE_CMP_EQ, [OP_LT] = TIDE_CMP_LT, [OP_LE] = TIDE_CMP_LE,
+                            [OP_GT] = TIDE_CMP_GT, [OP_GE] = TIDE_CMP_GE};
+  if (n->is_const) return 0;
+  if (n->op == OP_EQ || n->op == OP_LT || n->op == OP_LE || n->op == OP_GT || n->op == OP_GE)
+    add_cmp(cj, ops[n->op], n->kids[0], n->kids[1]);
+  else if (n->op == OP_BETWEEN && !n->neg) {
+    add_cmp(cj, TIDE_CMP_GE, n->kids[0], n->kids[1]);
+    add_cmp(cj, TIDE_CMP_LE, n->kids[0], n->kids[2]);
+  }
+  return 0;
+}
+
+void tide_expr_conjuncts_free(tide_expr_conj_t *c, uint32_t n) {
+  if (!c) return;
+  for (uint32_t j = 0; j < n; j++) {
+    free(c[j].text);
+    free(c[j].cols);
+  }
+  free(c);
+}
+
+/* The conjuncts of e (expr.h). */
+int tide_expr_conjuncts(const tide_expr_t *e, tide_expr_conj_t **out, uint32_t *n) {
+  *out = NULL;
+  *n = 0;
+  if (!e->root) return TIDE_EINVAL;
+  tide_expr_conj_t *list = NULL;
+  uint32_t cnt = 0, cap = 0;
+  int rc = conj_walk(e->root, e->schema, &list, &cnt, &cap);
+  if (rc) {
+    tide_expr_conjuncts_free(list, cnt);
+    return rc;
+  }
+  *out = list;
+  *n = cnt;
   return 0;
 }

@@ -21,11 +21,19 @@
  *   primary  := literal | column | ( or ) | func ( args ) | CAST ( or AS type )
  *             | CASE [operand] WHEN or THEN or { WHEN .. THEN .. } [ELSE or] END
  *   literal  := integer | decimal | 1e3 | 'text' (with '' for a quote) | TRUE | FALSE | NULL
+ *             | INTERVAL n unit { n unit }            (n: a number, also quoted: '10')
+ *             | INTERVAL 'n unit { n unit }'
+ *   unit     := week | day | hour | minute | second | millisecond  (or plural)
  *   func     := lower upper length substr concat coalesce abs round floor ceil
  *
  * Types follow Spark's non-ANSI rules:
  *   - int (+ - * %) int -> int, 64-bit, wrapping on overflow; with a double -> double
  *   - a / b -> double always; x / 0 and x % 0 -> NULL
+ *   - an interval literal is a length of time (ms; a fraction of a unit is
+ *     allowed when the result is whole ms); it may only be added to or
+ *     subtracted from a timestamp (-> timestamp), or to another interval;
+ *     its canonical text is INTERVAL 'n' UNIT with the largest exact unit.
+ *     A word "interval" not followed by a number or a quoted text is a column;
  *   - comparisons need comparable types: numbers with numbers (int and
  *     double compare as numbers), strings, bools, timestamps; a timestamp
  *     compares with a string literal (parsed as ISO-8601 at compile time)
@@ -121,5 +129,34 @@ int tide_expr_eval(const tide_expr_t *e, const tide_batch_t *in, tide_col_t *out
 /* Rows of in where the bool expression e is TRUE (false and NULL are
  * dropped), in order: rows needs in->nrows entries; *n receives the count. */
 int tide_expr_select(const tide_expr_t *e, const tide_batch_t *in, uint32_t *rows, uint32_t *n, tide_err_t *err);
+
+/* Join planning (stream-stream joins) reads the structure of a condition:
+ * its top-level conjuncts (the terms of its outermost ANDs) and, for each,
+ * the comparisons between two columns that it states, each in the form
+ * `column a  op  column b + c`. A side of a comparison counts when it is a
+ * bare column, or a timestamp column plus or minus interval literals (c
+ * is then their sum in ms); `x BETWEEN lo AND hi` states x >= lo and
+ * x <= hi. Equalities are reported between any two bare columns of one
+ * type (c = 0); <, <=, >, >= only between timestamps. */
+enum { TIDE_CMP_EQ = 1, TIDE_CMP_LT, TIDE_CMP_LE, TIDE_CMP_GT, TIDE_CMP_GE };
+
+typedef struct tide_expr_cmp {
+  int op;        /* TIDE_CMP_* */
+  uint32_t a, b; /* input columns */
+  int64_t c;
+} tide_expr_cmp_t;
+
+typedef struct tide_expr_conj {
+  char *text;             /* the conjunct's canonical text: an expression that compiles again */
+  uint32_t *cols, ncols;  /* the input columns it reads, each once */
+  tide_expr_cmp_t cmp[2]; /* the comparisons it states */
+  uint32_t ncmp;
+} tide_expr_conj_t;
+
+/* The conjuncts of e in order (*out malloc'd, *n entries; free with
+ * tide_expr_conjuncts_free). A bool expression without a top-level AND is
+ * one conjunct. Errors: TIDE_EINVAL (e is an aggregate), -ENOMEM. */
+int tide_expr_conjuncts(const tide_expr_t *e, tide_expr_conj_t **out, uint32_t *n);
+void tide_expr_conjuncts_free(tide_expr_conj_t *c, uint32_t n);
 
 #endif

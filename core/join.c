@@ -50,8 +50,8 @@ static int is_var(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON
 static int is_num(tide_type_t t) { return t == TIDE_T_INT || t == TIDE_T_DOUBLE; }
 
 /* h[0..n) = the key hash of each row of b (key columns kc[0..nk)); nul[i]
- * = 1 when a key of row i is NULL. */
-static void hash_rows(const tide_batch_t *b, const uint32_t *kc, uint32_t nk, uint64_t *h, uint8_t *nul) {
+ * = 1 when a key of row i is NULL (join.h; also sjoin.c's). */
+void tide__join_hash_rows(const tide_batch_t *b, const uint32_t *kc, uint32_t nk, uint64_t *h, uint8_t *nul) {
   uint32_t n = b->nrows;
   for (uint32_t i = 0; i < n; i++) {
     h[i] = TIDE__HSEED;
@@ -85,7 +85,7 @@ static inline int val_eq(const tide_col_t *a, uint32_t i, const tide_col_t *b, u
 }
 
 /* 1 when row i of a (keys ka) and row j of b (keys kb) have equal keys. */
-static inline int keys_eq(const tide_batch_t *a, const uint32_t *ka, uint32_t i, const tide_batch_t *b,
+int tide__join_keys_eq(const tide_batch_t *a, const uint32_t *ka, uint32_t i, const tide_batch_t *b,
                           const uint32_t *kb, uint32_t j, uint32_t nk) {
   for (uint32_t k = 0; k < nk; k++)
     if (!val_eq(&a->cols[ka[k]], i, &b->cols[kb[k]], j)) return 0;
@@ -121,7 +121,7 @@ int tide_join_build(const tide_batch_t *right, const uint32_t *key_cols, uint32_
     return tide_err_set(err, -ENOMEM, "out of memory");
   }
   if (nkeys) memcpy(j->kcols, key_cols, nkeys * sizeof *key_cols);
-  hash_rows(right, key_cols, nkeys, h, nul);
+  tide__join_hash_rows(right, key_cols, nkeys, h, nul);
   size_t mask = j->tcap - 1;
   for (uint32_t r = m; r-- > 0;) {
     j->next[r] = NONE;
@@ -129,7 +129,7 @@ int tide_join_build(const tide_batch_t *right, const uint32_t *key_cols, uint32_
     size_t pos = h[r] & mask;
     jent_t *e;
     for (; (e = &j->tab[pos])->used; pos = (pos + 1) & mask)
-      if (e->h == h[r] && keys_eq(right, key_cols, e->head, right, key_cols, r, nkeys)) break;
+      if (e->h == h[r] && tide__join_keys_eq(right, key_cols, e->head, right, key_cols, r, nkeys)) break;
     if (e->used) {
       j->next[r] = e->head;
     } else {
@@ -201,14 +201,14 @@ int tide_join_probe(const tide_join_t *j, const tide_batch_t *left, const uint32
     rc = -ENOMEM;
     goto done;
   }
-  hash_rows(left, key_cols, j->nkeys, h, nul);
+  tide__join_hash_rows(left, key_cols, j->nkeys, h, nul);
   size_t mask = j->tcap - 1;
   for (uint32_t i = 0; i < n && !rc; i++) {
     uint32_t head = NONE;
     if (!nul[i]) {
       for (size_t pos = h[i] & mask; j->tab[pos].used; pos = (pos + 1) & mask) {
         const jent_t *e = &j->tab[pos];
-        if (e->h == h[i] && keys_eq(left, key_cols, i, right, j->kcols, e->head, j->nkeys)) {
+        if (e->h == h[i] && tide__join_keys_eq(left, key_cols, i, right, j->kcols, e->head, j->nkeys)) {
           head = e->head;
           break;
         }

@@ -29,4 +29,13 @@ int tide_join_probe(const tide_join_t *j, const tide_batch_t *left, const uint32
                     uint32_t **lrows, uint32_t **rrows, uint32_t *count, tide_err_t *err);
 void tide_join_free(tide_join_t *j); /* NULL allowed */
 
+/* Internals shared with the stream-stream join (sjoin.c). h[0..b->nrows)
+ * receives each row's hash of the key columns kc[0..nk) (int and double
+ * keys hash as numbers); nul[i] = 1 when a key of row i is NULL. */
+void tide__join_hash_rows(const tide_batch_t *b, const uint32_t *kc, uint32_t nk, uint64_t *h, uint8_t *nul);
+/* 1 when the keys ka of row i of a equal the keys kb of row j of b (no
+ * NULLs; types equal or both numeric). */
+int tide__join_keys_eq(const tide_batch_t *a, const uint32_t *ka, uint32_t i, const tide_batch_t *b,
+                       const uint32_t *kb, uint32_t j, uint32_t nk);
+
 #endif

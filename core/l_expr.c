@@ -6,7 +6,13 @@
  *   expr:column()  -> the 1-based input column of a bare column, else nil
  *   expr:agg()     -> the aggregate's kind ("count", "sum" ...), else nil
  *   expr:arg()     -> the aggregate's argument (an Expr), else nil
+ *   expr:conjuncts() -> { {text =, cols = {1-based..}, cmps = { {op =, a =,
+ *                    b =, c =}.. }}.. } (expr.h's tide_expr_conjuncts;
+ *                    op is "=", "<", "<=", ">" or ">=", a and b 1-based)
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "l_tide.h"
 
 typedef struct {
@@ -97,10 +103,78 @@ static int expr_arg(lua_State *L) {
   return 1;
 }
 
+/* expr:conjuncts(): the C list is copied into a userdata on the stack and
+ * freed before anything is pushed, so that a raise while pushing leaks
+ * nothing. */
+static int expr_conjuncts(lua_State *L) {
+  static const char *const ops[] = {NULL, "=", "<", "<=", ">", ">="};
+  tide_expr_t *e = tide_l_check_expr(L, 1);
+  tide_expr_conj_t *list;
+  uint32_t n;
+  int rc = tide_expr_conjuncts(e, &list, &n);
+  if (rc) return luaL_error(L, "conjuncts: %s", tide_strerror(rc));
+  size_t bytes = n * sizeof *list;
+  for (uint32_t j = 0; j < n; j++) bytes += list[j].ncols * sizeof(uint32_t) + strlen(list[j].text) + 1;
+  char *mem = NULL;
+  if (!lua_checkstack(L, 8) || !(mem = malloc(bytes ? bytes : 1))) {
+    tide_expr_conjuncts_free(list, n);
+    return luaL_error(L, "out of memory");
+  }
+  /* the structs, then every column list (aligned), then the texts */
+  tide_expr_conj_t *copy = (tide_expr_conj_t *)mem;
+  uint32_t *cols = (uint32_t *)(mem + n * sizeof *list);
+  for (uint32_t j = 0; j < n; j++) {
+    copy[j] = list[j];
+    copy[j].cols = cols;
+    memcpy(cols, list[j].cols, list[j].ncols * sizeof(uint32_t));
+    cols += list[j].ncols;
+  }
+  char *tail = (char *)cols;
+  for (uint32_t j = 0; j < n; j++) {
+    size_t tl = strlen(list[j].text) + 1;
+    memcpy(tail, list[j].text, tl);
+    copy[j].text = tail;
+    tail += tl;
+  }
+  tide_expr_conjuncts_free(list, n);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  x->p[0] = mem;
+  lua_createtable(L, (int)n, 0);
+  for (uint32_t j = 0; j < n; j++) {
+    const tide_expr_conj_t *c = &copy[j];
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, c->text);
+    lua_setfield(L, -2, "text");
+    lua_createtable(L, (int)c->ncols, 0);
+    for (uint32_t k = 0; k < c->ncols; k++) {
+      lua_pushinteger(L, (lua_Integer)c->cols[k] + 1);
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, "cols");
+    lua_createtable(L, (int)c->ncmp, 0);
+    for (uint32_t k = 0; k < c->ncmp; k++) {
+      lua_createtable(L, 0, 4);
+      lua_pushstring(L, ops[c->cmp[k].op]);
+      lua_setfield(L, -2, "op");
+      lua_pushinteger(L, (lua_Integer)c->cmp[k].a + 1);
+      lua_setfield(L, -2, "a");
+      lua_pushinteger(L, (lua_Integer)c->cmp[k].b + 1);
+      lua_setfield(L, -2, "b");
+      lua_pushinteger(L, (lua_Integer)c->cmp[k].c);
+      lua_setfield(L, -2, "c");
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, "cmps");
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
+  }
+  tide_l_scratch_free(x);
+  return 1;
+}
+
 int tide_l_expr_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"type", expr_type}, {"nullable", expr_nullable}, {"name", expr_name},
                                      {"text", expr_text}, {"column", expr_column},     {"agg", expr_agg},
-                                     {"arg", expr_arg},   {NULL, NULL}};
+                                     {"arg", expr_arg},   {"conjuncts", expr_conjuncts}, {NULL, NULL}};
   tide_l_class(L, TIDE_L_EXPR_MT, methods, expr_gc, 0);
   lua_pushcfunction(L, l_expr);
   lua_setfield(L, -2, "expr");

@@ -68,8 +68,8 @@
 /* The binding files, in registration order (tide_l_tide_open registers the
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
-  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(pool) X(decode) X(store) X(loop) X(ckpt) X(fs) \
-  X(readline) X(http) X(pg)
+  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(pool) X(decode) X(store) X(loop) X(ckpt) \
+  X(fs) X(readline) X(http) X(pg) X(sjoin)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)

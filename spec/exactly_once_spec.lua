@@ -6,7 +6,9 @@
 -- file sink; topic -> topic; file source -> a Lua sink that is idempotent
 -- by batch id; file source -> watermark -> windowed aggregation in append
 -- mode (state, eviction, no-data batches) -> the same Lua sink; file
--- source -> a Lua state machine per key (process) -> the same Lua sink.
+-- source -> a Lua state machine per key (process) -> the same Lua sink; file
+-- source -> a left outer stream-stream join of it with itself -> the same
+-- Lua sink.
 --
 -- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
 -- many kills land between the offset-log write and the commit; after each
@@ -72,6 +74,21 @@ elseif pipeline == "process" then
       for i, r in ipairs(rows) do lines[i] = string.format("%d %d %d %d", r.k, r.n, r.sum, r.last) end
       batch_file(id, lines)
     end }, { checkpoint = ck, trigger = "available_now", mode = "update" })
+elseif pipeline == "join" then
+  -- a left outer stream-stream join of the source with itself: both
+  -- sides' state, matched flags and eviction survive the kills
+  local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 }):filter(spin)
+  local left = f:select("id AS lid", "id % 50 AS lk", "CAST(id * 100 - v AS timestamp) AS lts")
+    :with_watermark("lts", "2 seconds")
+  local right = f:where("v % 3 = 0"):select("id AS rid", "(id + 7) % 50 AS rk", "CAST(id * 100 AS timestamp) AS rts")
+    :with_watermark("rts", "2 seconds")
+  q = left:join(right, "lk = rk AND rts BETWEEN lts AND lts + interval 3 seconds", "left")
+    :write_stream(tide.sink { add_batch = function(_, id, rows)
+      local lines = {}
+      for i, r in ipairs(rows) do lines[i] = string.format("%d %s", r.lid, r.rid or "-") end
+      batch_file(id, lines)
+    end }, { checkpoint = ck, trigger = "available_now" })
 elseif pipeline == "file" or pipeline == "lua" then
   local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
     max_files_per_trigger = 1 })
@@ -149,6 +166,44 @@ local function expected_process()
       n[k], sum[k], last[k] = (n[k] or 0) + 1, (sum[k] or 0) + v, id
     end
     for k, l in pairs(last) do out[#out + 1] = string.format("%d %d %d %d", k, n[k], sum[k], l) end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The rows an uninterrupted join emits: every matching pair, and the left
+-- rows without one that the final watermark drops (lts <= W - 3 s - 1 ms,
+-- from rts <= lts + 3 s; W: the smaller side's largest time - 2 s). The
+-- left rows with a time at or before 0 are late (the first batch runs with
+-- watermark 0); no other row is: the disorder (under 1 s) is within the
+-- delay.
+local function expected_join(n)
+  local lefts, rights, max_l, max_r = {}, {}, 0, 0
+  for id = 1, n do
+    local v = (id * 7919) % 1000
+    if id * 100 - v > 0 then lefts[#lefts + 1] = { id = id, k = id % 50, ts = id * 100 - v } end
+    max_l = math.max(max_l, id * 100 - v)
+    if v % 3 == 0 then
+      rights[#rights + 1] = { id = id, k = (id + 7) % 50, ts = id * 100 }
+      max_r = math.max(max_r, id * 100)
+    end
+  end
+  local by_key = {}
+  for _, r in ipairs(rights) do
+    by_key[r.k] = by_key[r.k] or {}
+    table.insert(by_key[r.k], r)
+  end
+  local w = math.min(max_l, max_r) - 2000
+  local out = {}
+  for _, l in ipairs(lefts) do
+    local matched = false
+    for _, r in ipairs(by_key[l.k] or {}) do
+      if r.ts >= l.ts and r.ts <= l.ts + 3000 then
+        matched = true
+        out[#out + 1] = l.id .. " " .. r.id
+      end
+    end
+    if not matched and l.ts <= w - 3001 then out[#out + 1] = l.id .. " -" end
   end
   table.sort(out)
   return out
@@ -294,6 +349,10 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
 
   it("file -> a Lua state machine per key (process) -> a Lua sink: the same rows, each once", function()
     lua_sink_case("process", expected_process(), "file -> process (update)")
+  end)
+
+  it("file -> a left outer stream-stream join -> a Lua sink: the same pairs and outer rows, each once", function()
+    lua_sink_case("join", expected_join(N), "file -> stream-stream join (left outer)")
   end)
 
   it("topic -> topic: the same", function()

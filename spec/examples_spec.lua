@@ -70,7 +70,7 @@ describe("examples", function()
 
   it("each example has a README and bundled input", function()
     for _, name in ipairs { "quickstart", "wordcount", "late_data", "sessions", "click_sessions", "ad_campaigns",
-                            "etl", "postgres" } do
+                            "etl", "postgres", "joins" } do
       assert.truthy(support.exists(ROOT .. "/examples/" .. name .. "/pipeline.lua"), name)
       local readme = support.read_file(ROOT .. "/examples/" .. name .. "/README.md")
       assert.truthy(readme:find("bin/tide run examples/" .. name .. "/pipeline.lua", 1, true), name)
@@ -380,6 +380,61 @@ the last window stays open in append mode until later readings move the watermar
       check_sessions("click_sessions", function(s, watermark)
         return not s.final or s.last_ts + GAP < watermark
       end)
+    end)
+  end)
+
+  describe("joins", function()
+    it("joins each impression with its clicks of the hour after it, and emits the unclicked ones once the " ..
+      "watermark passes their hour", function()
+      local HOUR = 3600000
+      local imps = json_lines(ROOT .. "/examples/joins/impressions.jsonl")
+      local clicks = json_lines(ROOT .. "/examples/joins/clicks.jsonl")
+      local max_imp, max_click = 0, 0
+      for _, i in ipairs(imps) do
+        i.ts = tide.parse_time(i.imp_ts)
+        max_imp = math.max(max_imp, i.ts)
+      end
+      for _, c in ipairs(clicks) do
+        c.ts = tide.parse_time(c.click_ts)
+        max_click = math.max(max_click, c.ts)
+      end
+      -- the watermark at the end: the smaller of the two streams' (delays 10 and 20 minutes);
+      -- an impression goes when imp_ts <= watermark - 1 hour - 1 ms (click_ts <= imp_ts + 1 hour)
+      local wm = math.min(max_imp - 10 * 60000, max_click - 20 * 60000)
+      local rows, pairs_, unclicked, waiting = {}, 0, 0, 0
+      for _, i in ipairs(imps) do
+        local matched = false
+        for _, c in ipairs(clicks) do
+          if c.click_ad == i.imp_ad and c.ts >= i.ts and c.ts <= i.ts + HOUR then
+            matched = true
+            pairs_ = pairs_ + 1
+            rows[#rows + 1] = { i.imp_id, i.imp_ad, i.campaign, iso(i.ts), c.click_id, iso(c.ts), c.user }
+          end
+        end
+        if i.ts <= wm - HOUR - 1 then
+          if not matched then
+            unclicked = unclicked + 1
+            rows[#rows + 1] = { i.imp_id, i.imp_ad, i.campaign, iso(i.ts), "null", "null", "null" }
+          end
+        else
+          waiting = waiting + 1
+        end
+      end
+      -- a click goes when click_ts <= watermark - 1 ms (click_ts >= imp_ts, and impressions
+      -- after the watermark are all that can still come)
+      for _, c in ipairs(clicks) do
+        if c.ts > wm - 1 then waiting = waiting + 1 end
+      end
+      table.sort(rows, function(a, b)
+        if a[1] ~= b[1] then return a[1] < b[1] end
+        return a[5] == "null" or (b[5] ~= "null" and a[5] < b[5])
+      end)
+      assert.is_true(unclicked > 0 and pairs_ > 10)
+      local code, out, err = run_example("joins")
+      assert.are.equal(0, code, err)
+      assert.are.same(rows, last_table(out))
+      assert.truthy(out:find(format("%d impression-click pairs; %d impressions without a click; %d rows still " ..
+        "in the join's state", pairs_, unclicked, waiting), 1, true), out)
     end)
   end)
 

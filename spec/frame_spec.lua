@@ -777,9 +777,10 @@ describe("tide.frame", function()
       assert.has_error(function() d:join(d, "k") end, "join: cannot join on the double column 'k'")
     end)
 
-    it("refuses a streaming right side", function()
+    it("refuses a streaming right side for a static left side", function()
       assert.has_error(function() left():join(streaming("k int?, name string"), "k") end,
-        "join: the right side must be a static frame (stream-stream joins are not supported)")
+        "join: a stream joins a static frame as its left side: put the stream on the left " ..
+        "(stream:join(static, on, how))")
     end)
   end)
 

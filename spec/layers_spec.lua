@@ -5,7 +5,7 @@
 -- Lower layers first; a module may require modules of lower layers only.
 local LAYERS = {
   { "tide.util", "tide.process", "tide.errors" },
-  { "tide.schema", "tide.session", "tide.stateful" },
+  { "tide.schema", "tide.session", "tide.stateful", "tide.stream_join" },
   { "tide.frame", "tide.plan" },
   { "tide.exec", "tide.store" },
   { "tide.connector" },

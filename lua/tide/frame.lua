@@ -32,6 +32,7 @@ local util = require "tide.util"
 local schema_mod = require "tide.schema"
 local session_mod = require "tide.session"
 local stateful_mod = require "tide.stateful"
+local stream_join = require "tide.stream_join"
 
 local M = {}
 
@@ -1141,15 +1142,23 @@ function Frame:distinct()
 end
 
 --- Join with a static frame on columns of the same name (and comparable
--- types) on both sides. `how` is `"inner"` (default) or `"left"` (left
+-- types) on both sides; two streams join as tide.stream_join describes
+-- (`on` also a condition, `how` also right, full and left_semi). `how` is `"inner"` (default) or `"left"` (left
 -- outer: left rows without a match get NULLs on the right). The result has
 -- the left columns, then the right ones but the keys.
 function Frame:join(other, on, how)
   local node = check_frame(self, "join")
   if getmetatable(other) ~= Frame then error("join: bad argument #1: expected a frame, got " .. type(other), 2) end
   local right = other._node
+  if not right.static and not node.static then -- both streams: tide.stream_join
+    return new_frame(stream_join.node(node, right, on, how, 2))
+  end
   if not right.static then
-    error("join: the right side must be a static frame (stream-stream joins are not supported)", 2)
+    error("join: a stream joins a static frame as its left side: put the stream on the left " ..
+      "(stream:join(static, on, how))", 2)
+  end
+  if type(on) == "string" and on:find("[%s=<>]") then
+    error("join: a condition for on is for joins of two streams; with a static side, join on columns named alike", 2)
   end
   if type(on) == "string" then on = { on } end
   if type(on) ~= "table" or #on == 0 then

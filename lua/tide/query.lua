@@ -254,6 +254,7 @@ local walk = plan.walk
 local function analyze(node, mode, what, level)
   local sources, stateful, marks = {}, {}, {}
   local below = {} -- node -> the streaming aggregation under it, if any
+  local below_join = {} -- node -> the stream-stream join with a time range under it, if any
   -- the walk's errors carry no position: analyze raises them at its caller's
   local ok, err = pcall(walk, node, function(n)
     if n.stream then sources[#sources + 1] = n end
@@ -262,13 +263,27 @@ local function analyze(node, mode, what, level)
       error(format("%s: %s on a streaming frame is supported only after an aggregation in complete mode " ..
         "(as in Spark), not in %s mode", what, n.op == "sort" and "order_by" or "limit", mode), 0)
     end
-    local under
-    for _, c in ipairs(n.inputs or { n.input, n.right }) do under = under or below[c] end
+    local under, join
+    for _, c in ipairs(n.inputs or { n.input, n.right }) do
+      under = under or below[c]
+      join = join or below_join[c]
+    end
+    if n.stateful and not n.static and join then
+      -- Spark's checkStreamingQueryGlobalWatermarkLimit (before 3.4)
+      error(format("%s: %s after %s is not supported (as in Spark before 3.4): a join with a time range " ..
+        "condition can emit rows older than the watermark, which the later stateful operator would drop as late; " ..
+        "run it per batch in a foreach_batch sink, or write the join to a topic and read that in a second query",
+        what, n.label, join.label), 0)
+    end
+    if n.stateful == "join" and not n.static and mode ~= "append" then
+      error(format("%s: a join between two streams is supported only in append mode (as in Spark), not in %s mode",
+        what, mode), 0)
+    end
     if n.stateful and not n.static then
       if under and (under.stateful == "process" or n.stateful == "process") then
         error(format("%s: %s after %s is not supported: one of them per query (write the first one's output " ..
           "to a topic and read that in a second query)", what, n.label, under.label), 0)
-      elseif under and n.stateful ~= "dedup" then
+      elseif under and n.stateful ~= "dedup" and n.stateful ~= "join" then
         error(format("%s: multiple streaming aggregations in one query are not supported (as in Spark): %s " ..
           "comes after %s; to aggregate the result again, do it per batch in a foreach_batch sink, or write the " ..
           "first aggregation to a topic and aggregate that topic in a second query", what, n.label, under.label),
@@ -278,14 +293,19 @@ local function analyze(node, mode, what, level)
           "put it before the aggregation", what, n.label), 0)
       end
       stateful[#stateful + 1] = n
-      if n.stateful ~= "dedup" then under = n end
+      if n.stateful == "join" then
+        if n.join_has_range then join = n end
+      elseif n.stateful ~= "dedup" then
+        under = n
+      end
     end
     below[n] = under
+    below_join[n] = join
   end)
   if not ok then error(err, level + 1) end
   local aggs = 0
   for _, n in ipairs(stateful) do
-    if n.stateful ~= "dedup" then aggs = aggs + 1 end
+    if n.stateful ~= "dedup" and n.stateful ~= "join" then aggs = aggs + 1 end
   end
   if aggs > 1 then
     error(what .. ": multiple streaming aggregations in one query are not supported (as in Spark)", level + 1)
@@ -396,7 +416,7 @@ local function temp_dir()
 end
 
 -- The checkpoint database of the k-th stateful operator (FORMAT.md).
-local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session" }
+local DB_PREFIX = { aggregate = "agg", dedup = "dedup", session = "session", join = "join" }
 local function state_name(node, k) return (DB_PREFIX[node.stateful] or node.stateful) .. k end
 
 -- ------------------------------------------------------------------------
@@ -467,6 +487,10 @@ function M.start(f, sink, opts, level)
     end
     for _, n in ipairs(stateful) do
       if n.event_time or (n.input and n.input.event_time) then late = late or { node = n, opts = lo } end
+    end
+    if late and late.node.stateful == "join" then
+      error(what .. ": late_rows: a stream-stream join drops its late rows and counts them, but does not hand " ..
+        "them on (its two sides have different columns)", level)
     end
     if not late or #marks == 0 then
       error(what .. ": late_rows: no stateful operator of this query has a watermark, so no row can be late", level)
