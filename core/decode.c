@@ -359,7 +359,7 @@ int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, con
     } else if (!rc) {
       tide_batch_t *bs[TIDE_POOL_MAX];
       for (size_t i = 0; i < n; i++) bs[i] = parts[i].b;
-      rc = tide_batch_concat(bs, (uint32_t)n, s, out);
+      rc = tide_batch_concat_on(pool, bs, (uint32_t)n, s, out);
       if (rc) {
         free((void *)r->dead);
         r->dead = NULL;

@@ -144,9 +144,9 @@ static void reference(tide_schema_t *s, const tide_decode_opts_t *o, const char 
 }
 
 /* Decode text in 1..8 parts on pools of 1..4 threads and compare. */
-static void same_as_one_call(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad, const char *text,
-                             size_t len, int final) {
-  tide_decode_opts_t o = {fmt, bad, ',', 0};
+static void same_as_one_call_opts(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad, int json_flags,
+                                  const char *text, size_t len, int final) {
+  tide_decode_opts_t o = {fmt, bad, ',', json_flags};
   want_t w;
   memset(&w, 0, sizeof w);
   reference(s, &o, text, len, final, &w);
@@ -185,6 +185,11 @@ static void same_as_one_call(tide_schema_t *s, tide_format_t fmt, tide_bad_polic
     tide_pool_close(p);
   }
   free(w.rows);
+}
+
+static void same_as_one_call(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad, const char *text,
+                             size_t len, int final) {
+  same_as_one_call_opts(s, fmt, bad, 0, text, len, final);
 }
 
 /* About 700 KB of JSON lines (enough for 8 parts of TIDE_DECODE_PAR_MIN),
@@ -226,6 +231,24 @@ static void test_decode_par_json(void) {
   t = events(14000, 41, 0, &len); /* more bad records than TIDE_DECODE_KEEP */
   same_as_one_call(s, TIDE_FMT_JSON, TIDE_BAD_DROP, t, len, 1);
   free(t);
+  tide_schema_unref(s);
+}
+
+/* NULLs at row numbers that are not multiples of 8 in every part: the
+ * joined batch's validity bitmaps are set bit by bit across the parts'
+ * boundaries. */
+static void test_decode_par_nulls(void) {
+  tide_schema_t *s = schema("ts timestamp, device string?, signal int?");
+  tide_buf_t o = TIDE_BUF_INIT;
+  for (int i = 0; i < 20000; i++) {
+    char line[128];
+    int n = i % 5 == 3 ? snprintf(line, sizeof line, "{\"ts\": %d, \"pad\": \"%040d\"}\n", i, i)
+                       : snprintf(line, sizeof line, "{\"ts\": %d, \"device\": \"d%d\", \"signal\": %d}\n", i,
+                                  i % 13, i);
+    tide_buf_append(&o, line, (size_t)n);
+  }
+  same_as_one_call_opts(s, TIDE_FMT_JSON, TIDE_BAD_FAIL, TIDE_JSON_IGNORE_UNKNOWN, (const char *)o.data, o.len, 1);
+  tide_buf_free(&o);
   tide_schema_unref(s);
 }
 
@@ -275,6 +298,7 @@ int main(void) {
   T_RUN(test_pool_bad_size);
   T_RUN(test_pool_after_fork);
   T_RUN(test_decode_par_json);
+  T_RUN(test_decode_par_nulls);
   T_RUN(test_decode_par_text_and_csv);
   T_RUN(test_decode_par_bad_schema);
   T_DONE();
