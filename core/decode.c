@@ -323,12 +323,13 @@ int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, con
   int rc = 0;
   /* decoders and batches are made on this thread: schema references are
    * not atomic */
-  for (size_t i = 0; i < k && !rc; i++) {
-    rc = tide_decoder_open(s, o, &parts[i].d, err);
-    if (!rc && !(parts[i].b = tide_batch_new(s, 4096))) rc = -ENOMEM;
+  for (size_t i = 0; i < k && !rc; i++) rc = tide_decoder_open(s, o, &parts[i].d, err);
+  if (!rc && k > 1) tide_pool_run(pool, k, count_task, parts);
+  for (size_t i = 0; i < k && !rc; i++) { /* a part's LFs bound its rows: room for them up front */
+    uint32_t hint = k > 1 && parts[i].nl < TIDE_BATCH_MAX_ROWS ? (uint32_t)parts[i].nl + 1 : 4096;
+    if (!(parts[i].b = tide_batch_new(s, hint))) rc = -ENOMEM;
   }
   if (!rc) {
-    if (k > 1) tide_pool_run(pool, k - 1, count_task, parts); /* the last part's count is not needed */
     parts[0].line = line;
     for (size_t i = 1; i < k; i++) parts[i].line = parts[i - 1].line + parts[i - 1].nl;
     tide_pool_run(pool, k, decode_task, parts);
