@@ -25,19 +25,7 @@ local M = { sources = {}, sinks = {} }
 
 local rows_of = connector.rows_of
 
---- A static frame over a micro-batch's output batches (of `schema`), which
--- stay the engine's (the frame never closes them): what a sink asking for
--- frames gets.
-function M.batch_frame(batches, schema)
-  return connector.from_batches("batch", schema, function()
-    local i = 0
-    return function()
-      i = i + 1
-      return batches[i]
-    end
-  end)
-end
-local batch_frame = M.batch_frame
+local batch_frame = connector.batch_frame
 
 M.sinks.foreach_batch = {
   options = { fn = "function", as = { type = "string", values = { "rows", "frame" }, default = "rows" } },

@@ -175,8 +175,8 @@ local function lua_sink_instance(sink)
   local def = sink.def
   local inst = { description = def.description or "LuaSink" }
   function inst.add_batch(_, id, batches, mode) def:add_batch(id, rows_of(batches), mode) end
-  if def.as == "frame" then -- the batch as a static frame (connectors/foreach.lua)
-    local batch_frame = require("tide.connectors.foreach").batch_frame
+  if def.as == "frame" then -- the batch as a static frame
+    local batch_frame = connector.batch_frame
     function inst.add_batch(_, id, batches, mode, schema) def:add_batch(id, batch_frame(batches, schema), mode) end
   end
   if def.stop then function inst.stop() def:stop() end end
