@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-parallel tsan helgrind demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-parallel tsan helgrind demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -74,6 +74,66 @@ $(FAULT_SO): spec/fault/shim.c
 	$(CC) -std=gnu11 -g -O2 -fPIC -shared -Wall -Wextra -Wshadow -o $@ $< -ldl
 
 spec asan: $(FAULT_SO)
+
+# The Kafka test broker (issue 14, tools/kafka-broker/README.md): a
+# librdkafka mock cluster with Kafka's transaction semantics added, and a
+# control channel on stdin, for the Kafka specs (spec/kafka_broker.lua
+# starts it); tide-kafka-txclient is the specs' transactional client. Both
+# link a static librdkafka built from Debian's source of librdkafka
+# (fetched into deps/ by `make deps`, never at build time) with the
+# patches of tools/kafka-broker/patches/ applied to a copy in build/.
+# Test tools, never sanitized, always at build/ (like the fault shim).
+DEB_PKGS += librdkafka-dev kcat dpkg-dev zlib1g-dev patch
+RDKAFKA_DEB     = librdkafka=2.0.2-1
+RDKAFKA_SRC     = deps/librdkafka-2.0.2
+RDKAFKA_BUILD   = build/librdkafka
+RDKAFKA_A       = $(RDKAFKA_BUILD)/src/librdkafka.a
+RDKAFKA_PATCHES = $(sort $(wildcard tools/kafka-broker/patches/*.patch))
+RDKAFKA_LIBS    = -lm -lz -ldl -lpthread -lrt
+KAFKA_BROKER    = build/tide-kafka-broker
+KAFKA_TXCLIENT  = build/tide-kafka-txclient
+KAFKA_TOOL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -g -O2 -Wall -Wextra -Wshadow -Wno-unused-parameter \
+                    -I$(RDKAFKA_BUILD)/src
+
+kafka-broker: $(KAFKA_BROKER) $(KAFKA_TXCLIENT)
+
+$(RDKAFKA_A): $(RDKAFKA_PATCHES)
+	@test -f $(RDKAFKA_SRC)/src/rdkafka_mock.c || \
+	  { echo "kafka-broker: $(RDKAFKA_SRC) is missing: run make deps (it fetches Debian's librdkafka source)" >&2; exit 1; }
+	rm -rf $(RDKAFKA_BUILD) && mkdir -p $(dir $(RDKAFKA_BUILD)) && cp -R $(RDKAFKA_SRC) $(RDKAFKA_BUILD)
+	@set -e; for p in $(RDKAFKA_PATCHES); do echo "patch $$p"; patch -s -p1 -d $(RDKAFKA_BUILD) < $$p; done
+	@# (the log is kept out of the tree: mklove loads every configure.* there as a module)
+	cd $(RDKAFKA_BUILD) && ./configure --disable-ssl --disable-gssapi --disable-sasl --disable-zstd \
+	  --disable-lz4-ext --disable-curl >../librdkafka-configure.out 2>&1 || \
+	  { tail -n 20 ../librdkafka-configure.out; exit 1; }
+	$(MAKE) -C $(RDKAFKA_BUILD)/src librdkafka.a >build/librdkafka-make.out 2>&1 || \
+	  { tail -n 30 build/librdkafka-make.out; exit 1; }
+
+$(KAFKA_BROKER): tools/kafka-broker/broker.c tools/kafka-broker/lines.h $(RDKAFKA_A)
+	$(CC) $(KAFKA_TOOL_CFLAGS) -o $@ $< $(RDKAFKA_A) $(RDKAFKA_LIBS)
+
+$(KAFKA_TXCLIENT): tools/kafka-broker/txclient.c tools/kafka-broker/lines.h $(RDKAFKA_A)
+	$(CC) $(KAFKA_TOOL_CFLAGS) -o $@ $< $(RDKAFKA_A) $(RDKAFKA_LIBS)
+
+spec asan: $(KAFKA_BROKER) $(KAFKA_TXCLIENT)
+
+# deps-kafka-src: Debian's source package of librdkafka into deps/ (kept by
+# `make clean`), through deb-src entries made from the machine's own
+# /etc/apt/sources.list.d/debian.sources, with apt's lists and cache in a
+# private directory (the system's apt state is not touched).
+deps-kafka-src:
+	@if [ -f $(RDKAFKA_SRC)/src/rdkafka_mock.c ]; then echo "deps: $(RDKAFKA_SRC) present"; exit 0; fi; \
+	set -e; src=/etc/apt/sources.list.d/debian.sources; \
+	test -f $$src || { echo "deps: $$src is missing: cannot make deb-src entries for librdkafka's source" >&2; exit 1; }; \
+	apt=$$(pwd)/deps/apt; rm -rf $$apt; mkdir -p $$apt/sources.list.d $$apt/lists/partial $$apt/cache/archives/partial; \
+	sed 's/^Types:.*/Types: deb-src/' $$src >$$apt/sources.list.d/deb-src.sources; \
+	opts="-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=$$apt/sources.list.d \
+	  -o Dir::State::Lists=$$apt/lists -o Dir::Cache=$$apt/cache -o APT::Sandbox::User=$$(id -un)"; \
+	echo "deps: apt-get source $(RDKAFKA_DEB) into deps/"; \
+	apt-get $$opts update -qq && \
+	( cd deps && apt-get $$opts source -qq $(RDKAFKA_DEB) ) && \
+	test -f $(RDKAFKA_SRC)/src/rdkafka_mock.c && rm -rf $$apt
+
 
 # fuzz: the libFuzzer harnesses of spec/fuzz/ (README.md there), built with
 # clang against a core built with ASan and UBSan in build-fuzz/. Each first
@@ -122,6 +182,7 @@ deps:
 	else \
 	  echo "deps: run as root: apt-get update && apt-get install -y$$missing"; exit 1; \
 	fi
+	@$(MAKE) --no-print-directory deps-kafka-src
 
 ctest: $(CTEST_BIN)
 	@set -e; for t in $(CTEST_BIN); do echo "== $$t"; $(CTEST_ENV) $$t; done
@@ -206,6 +267,12 @@ bench-join: all
 # medians of 5 rounds and the ratio (issue 17). See bench/RESULTS.md.
 bench-postgres: all
 	$(LUA) bench/postgres.lua $(BENCH_POSTGRES_ARGS)
+
+# bench-memlimit: a no-watermark aggregation over 50 million distinct keys
+# with state_memory_limit, and a smaller one without, in child processes:
+# peak RSS and throughput (issue 18). See bench/RESULTS.md.
+bench-memlimit: all
+	$(LUA) bench/memlimit.lua $(BENCH_MEMLIMIT_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

@@ -26,7 +26,9 @@
  *                   null byte:   1 when the key value is NULL (value 0/"")
  *                   then one more byte at dfoff: 1 when the group is in
  *                   the dirty list (kept here, in the line that the
- *                   probe for the group has just read)
+ *                   probe for the group has just read), and at toff
+ *                   (4-aligned) the u32 epoch the group was last touched
+ *                   in (least recently touched groups spill first)
  *   states        gcap fixed-size slots of `slot` bytes; spec i's state is
  *                 at states + g * slot + specs[i].off, one of
  *                   int64_t              count(*), count(x)
@@ -150,6 +152,17 @@ struct tide_agg {
   size_t arena_dead;
   int sid_unsorted; /* a restore put a sid below an older group's */
   int poisoned;
+  /* spilling (agg.h) */
+  size_t toff;           /* of the touch epoch (u32) in a key record */
+  uint32_t epoch;        /* advances at every clear_dirty */
+  uint64_t sid0;         /* next_sid at the last clear_dirty */
+  int log_gone;
+  uint64_t *gone_sid, *gone_hash; /* the log of removed groups */
+  size_t ngone, capgone;
+  uint64_t *taken_hash;  /* scratch of take_groups */
+  const tide_agg_store_t *store;
+  uint64_t spilled, spilled_total, loaded_total;
+  int64_t *dmin;         /* per result column: <= the value of every group only in the store */
 };
 
 /* 1 for the variable-width types (bytes in data, offsets in values). */
@@ -249,8 +262,9 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
   a->kc = calloc(a->nkeys ? a->nkeys : 1, sizeof *a->kc);
   a->tcap = 64;
   a->tab = calloc(a->tcap, sizeof *a->tab);
-  a->next_sid = 1;
-  if (!a->specs || !a->kc || !a->tab) {
+  a->next_sid = a->sid0 = 1;
+  a->dmin = malloc((keys->nfields + nspecs) * sizeof *a->dmin + 1);
+  if (!a->specs || !a->kc || !a->tab || !a->dmin) {
     tide_agg_free(a);
     return tide_err_set(err, -ENOMEM, "out of memory");
   }
@@ -262,7 +276,8 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
   }
   a->nulloff = off;
   a->dfoff = off + a->nkeys;
-  a->krec_size = (off + a->nkeys + 1 + 7) & ~(size_t)7;
+  a->toff = (a->dfoff + 1 + 3) & ~(size_t)3;
+  a->krec_size = (a->toff + 4 + 7) & ~(size_t)7;
   off = 0;
   for (uint32_t i = 0; i < nspecs; i++) {
     aspec_t *s = &a->specs[i];
@@ -273,6 +288,7 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
     off += state_size(s->kind, s->type); /* every size is a multiple of 8 */
   }
   a->slot = off;
+  for (uint32_t c = 0; c < a->nkeys + nspecs; c++) a->dmin[c] = INT64_MAX;
   int rc = make_schema(a, specs, err);
   if (rc) {
     tide_agg_free(a);
@@ -312,6 +328,10 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->gid);
   free(a->sid);
   free(a->dirty);
+  free(a->gone_sid);
+  free(a->gone_hash);
+  free(a->taken_hash);
+  free(a->dmin);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
   tide_schema_unref(a->schema);
@@ -329,7 +349,7 @@ uint64_t tide_agg_groups(const tide_agg_t *a) { return a->ngroups; }
 size_t tide_agg_bytes(const tide_agg_t *a) {
   size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + sizeof(uint32_t);
   return sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
-         (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t));
+         (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t)) + a->capgone * 2 * sizeof(uint64_t);
 }
 
 /* ------------------------------------------------------------ groups --- */
@@ -516,6 +536,16 @@ static void hash_keys(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
 /* Group g's dirty flag (a byte of its key record). */
 #define DFLAG(a, g) ((a)->krec[(size_t)(g) * (a)->krec_size + (a)->dfoff])
 
+/* Group g's touch epoch (in its key record, next to the dirty flag). */
+static inline void touch(tide_agg_t *a, uint32_t g) {
+  memcpy(a->krec + (size_t)g * a->krec_size + a->toff, &a->epoch, 4);
+}
+static inline uint32_t touched(const tide_agg_t *a, uint32_t g) {
+  uint32_t e;
+  memcpy(&e, a->krec + (size_t)g * a->krec_size + a->toff, 4);
+  return e;
+}
+
 /* gid[0..n) = each row's group, creating the groups not seen before.
  * 0, -ENOMEM or TIDE_ETOOBIG (more than 2^32 - 2 groups). */
 static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
@@ -545,6 +575,7 @@ static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
     if (e) {
       uint32_t g = (uint32_t)e - 1;
       gid[i] = g;
+      touch(a, g);
       if (track && g < g0 && !DFLAG(a, g)) {
         DFLAG(a, g) = 1;
         a->dirty[a->ndirty++] = g;
@@ -562,6 +593,7 @@ static int find_groups(tide_agg_t *a, const tide_batch_t *keys, uint32_t n) {
     }
     rc = add_group(a, keys, i, hv);
     if (rc) return rc;
+    touch(a, g);
     a->tab[pos] = tag | ((uint64_t)g + 1);
     gid[i] = g;
   }
@@ -803,8 +835,11 @@ static int ensure_scratch(tide_agg_t *a, uint32_t n) {
   return 0;
 }
 
+static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tide_err_t *err);
+
 /* The update of checked input; created (n bytes, or NULL) gets 1 for each
- * row that created its group. */
+ * row that created its group. Groups only in the store are loaded first
+ * (nothing is aggregated when that fails). */
 static int update_rows(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, uint8_t *created,
                        tide_err_t *err) {
   uint32_t n = keys->nrows;
@@ -812,8 +847,10 @@ static int update_rows(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t
   if (!n) return 0;
   if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
   hash_keys(a, keys, n);
+  int rc = load_missing(a, keys, n, err);
+  if (rc) return rc;
   uint32_t g0 = a->ngroups, d0 = a->ndirty;
-  int rc = find_groups(a, keys, n);
+  rc = find_groups(a, keys, n);
   if (!rc) mark_dirty(a, g0, d0);
   if (!rc && created) /* new groups get gids g0, g0+1 ... in the order of their first rows */
     for (uint32_t i = 0, next = g0; i < n && next < a->ngroups; i++)
@@ -965,6 +1002,44 @@ uint32_t tide_agg_dirty(const tide_agg_t *a, const uint32_t **gids) {
 void tide_agg_clear_dirty(tide_agg_t *a) {
   for (uint32_t i = 0; i < a->ndirty; i++) DFLAG(a, a->dirty[i]) = 0;
   a->ndirty = 0;
+  a->ngone = 0;
+  if (a->capgone > 256) { /* a large eviction's log is not kept: it counts as memory */
+    free(a->gone_sid);
+    free(a->gone_hash);
+    a->gone_sid = a->gone_hash = NULL;
+    a->capgone = 0;
+  }
+  a->sid0 = a->next_sid;
+  a->epoch++;
+}
+
+uint64_t tide_agg_new_sids_from(const tide_agg_t *a) { return a->sid0; }
+
+uint64_t tide_agg_next_sid(const tide_agg_t *a) { return a->next_sid; }
+
+uint64_t tide_agg_hash(const tide_agg_t *a, uint32_t gid) { return a->ghash[gid]; }
+
+void tide_agg_log_gone(tide_agg_t *a, int on) { a->log_gone = on; }
+
+size_t tide_agg_gone(const tide_agg_t *a, const uint64_t **sids, const uint64_t **hashes) {
+  *sids = a->gone_sid;
+  *hashes = a->gone_hash;
+  return a->ngone;
+}
+
+/* Room for m more entries in the log of removed groups. 0 or -ENOMEM. */
+static int gone_room(tide_agg_t *a, size_t m) {
+  if (a->capgone - a->ngone >= m) return 0;
+  size_t cap = a->capgone ? a->capgone : 256;
+  while (cap - a->ngone < m) cap *= 2;
+  uint64_t *s = realloc(a->gone_sid, cap * sizeof *s);
+  if (!s) return -ENOMEM;
+  a->gone_sid = s;
+  uint64_t *h = realloc(a->gone_hash, cap * sizeof *h);
+  if (!h) return -ENOMEM;
+  a->gone_hash = h;
+  a->capgone = cap;
+  return 0;
 }
 
 /* 1 for min/max/first/last over string or json: a st_str_t state. */
@@ -1135,13 +1210,15 @@ static int int_value(const tide_agg_t *a, uint32_t col, uint32_t g, int64_t *v) 
 }
 
 /* Take the groups gone[0..m) (ascending, distinct, in range) out: their
- * rows and sids into the outputs of evict/remove, then remove_groups. */
+ * rows and sids into the outputs of evict/remove (and with log_gone their
+ * sids and hashes into the log), then remove_groups. */
 static int take_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m, tide_batch_t **rows, uint64_t **sids,
                        uint32_t *n, tide_err_t *err) {
   int rc = rows ? build_result(a, gone, m, rows, err) : 0;
   if (rc) return rc;
   uint64_t *sv = NULL;
-  if (m && !(sv = malloc((size_t)m * sizeof *sv))) {
+  if ((m && !(sv = malloc((size_t)m * sizeof *sv))) || (a->log_gone && gone_room(a, m))) {
+    free(sv);
     if (rows) {
       tide_batch_free(*rows);
       *rows = NULL;
@@ -1149,13 +1226,36 @@ static int take_groups(tide_agg_t *a, const uint32_t *gone, uint32_t m, tide_bat
     return tide_err_set(err, -ENOMEM, "out of memory");
   }
   for (uint32_t i = 0; i < m; i++) sv[i] = a->sid[gone[i]];
+  if (a->log_gone)
+    for (uint32_t i = 0; i < m; i++) {
+      a->gone_sid[a->ngone] = sv[i];
+      a->gone_hash[a->ngone++] = a->ghash[gone[i]];
+    }
   if (m) remove_groups(a, gone, m);
   *sids = sv;
   *n = m;
   return 0;
 }
 
-/* Remove the groups at or below bound (agg.h). */
+/* The groups only in the store that an eviction takes (spilling, below). */
+typedef struct stored_evict {
+  int scanned;          /* the store was walked */
+  uint32_t col;
+  int64_t bound;
+  int want_rows;
+  tide_batch_t *rows;   /* their result rows (want_rows), or NULL */
+  uint64_t *sids, *hashes;
+  size_t n, cap;
+  int64_t *dmin;        /* the lower bounds over the stored groups that stay */
+} stored_evict_t;
+static int evict_stored(tide_agg_t *a, uint32_t col, int64_t bound, int want_rows, stored_evict_t *se,
+                        tide_err_t *err);
+static int stored_evict_finish(tide_agg_t *a, stored_evict_t *se, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
+                               tide_err_t *err);
+static void stored_evict_free(stored_evict_t *se);
+
+/* Remove the groups at or below bound (agg.h), also those only in the
+ * store. */
 int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
                    tide_err_t *err) {
   if (rows) *rows = NULL;
@@ -1168,14 +1268,23 @@ int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **ro
   if (f->type != TIDE_T_INT && f->type != TIDE_T_TIMESTAMP)
     return tide_err_set(err, TIDE_EINVAL, "evict: column '%s' is %s, expected int or timestamp", f->name,
                         tide_type_name(f->type));
+  /* the groups only in the store first: on failure nothing has changed */
+  stored_evict_t se;
+  int rc = evict_stored(a, col, bound, rows != NULL, &se, err);
+  if (rc) return rc;
   uint32_t *gone = calloc(a->ngroups ? a->ngroups : 1, sizeof *gone), m = 0; /* calloc: gcc -O1 sees no init */
-  if (!gone) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (!gone) {
+    stored_evict_free(&se);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
   for (uint32_t g = 0; g < a->ngroups; g++) {
     int64_t v;
     if (int_value(a, col, g, &v) && v <= bound) gone[m++] = g;
   }
-  int rc = take_groups(a, gone, m, rows, sids, n, err);
+  rc = take_groups(a, gone, m, rows, sids, n, err);
   free(gone);
+  if (!rc && se.scanned) rc = stored_evict_finish(a, &se, rows, sids, n, err);
+  stored_evict_free(&se);
   return rc;
 }
 
@@ -1536,8 +1645,10 @@ static int rec_eq(const tide_agg_t *a, const unsigned char *x, const unsigned ch
   return 1;
 }
 
-/* Insert the group of a record (agg.h). */
-int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+/* Insert the group of a record (tide_agg_restore); with load, a key
+ * that has a group already is no error (0, nothing changes: *loaded 0). */
+static int restore_rec(tide_agg_t *a, uint64_t sid, const void *p, size_t n, int load, int *loaded,
+                       tide_err_t *err) {
   const uint8_t *b = p;
   dctx_t c = {a, sid, err, ""};
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
@@ -1599,6 +1710,11 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
     for (pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask) {
       if ((e & 0xffffffff00000000ull) != tag || !rec_eq(a, a->krec + (size_t)((uint32_t)e - 1) * a->krec_size, rec))
         continue;
+      if (load) { /* in memory already: that group is the newer one */
+        release_group(a, g);
+        a->arena.len = arena0;
+        return 0;
+      }
       char what[80];
       snprintf(what, sizeof what, "its key already has a group (state id %llu)",
                (unsigned long long)a->sid[(uint32_t)e - 1]);
@@ -1617,7 +1733,24 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
   a->sid[g] = sid; /* not dirty: the record's memset cleared the flag */
   a->ngroups = g + 1;
   if (sid >= a->next_sid) a->next_sid = sid + 1;
+  if (load) touch(a, g);
+  *loaded = 1;
   return 0;
+}
+
+int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+  int loaded = 0;
+  return restore_rec(a, sid, p, n, 0, &loaded, err);
+}
+
+int tide_agg_load(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+  int loaded = 0;
+  int rc = restore_rec(a, sid, p, n, 1, &loaded, err);
+  if (!rc && loaded) {
+    if (a->spilled) a->spilled--;
+    a->loaded_total++;
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------- event time --- */
@@ -1773,6 +1906,16 @@ int tide_agg_gid_of(const tide_agg_t *a, uint64_t sid, uint32_t *gid) {
   return 1;
 }
 
+/* The table entry of the group of row i of keys (its hash in a->h[i]),
+ * or 0 when the key has no group in memory. */
+static uint64_t probe(const tide_agg_t *a, const tide_batch_t *keys, uint32_t i) {
+  size_t mask = a->tcap - 1;
+  uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
+  for (size_t pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask)
+    if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
+  return e;
+}
+
 /* Check keys and hash its rows into a->h (room made): what a probe of
  * the table by a batch of keys needs first. 0 or an error code. */
 static int hash_input(tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) {
@@ -1789,14 +1932,8 @@ int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
   int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
   if (rc || !n) return rc;
-  size_t mask = a->tcap - 1;
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t hv = a->h[i], tag = hv >> 32 << 32, e;
-    size_t pos = hv & mask;
-    while ((e = a->tab[pos])) {
-      if ((e & 0xffffffff00000000ull) == tag && key_eq(a, (uint32_t)e - 1, keys, i)) break;
-      pos = (pos + 1) & mask;
-    }
+    uint64_t e = probe(a, keys, i);
     gids[i] = e ? (uint32_t)e - 1 : UINT32_MAX;
   }
   return 0;
@@ -2269,4 +2406,306 @@ int tide_agg_update_groups(tide_agg_t *a, const uint32_t *gids, uint32_t n, cons
     return tide_err_set(err, rc, "out of memory");
   }
   return 0;
+}
+
+/* ------------------------------------------------------------ spilling --- */
+
+/* Groups of one walk of the store restored per temporary aggregation. */
+#define WALK_CHUNK 4096
+
+void tide_agg_set_store(tide_agg_t *a, const tide_agg_store_t *s, uint64_t spilled, uint64_t next_sid) {
+  a->store = s;
+  a->spilled = s ? spilled : 0;
+  if (next_sid > a->next_sid) a->next_sid = next_sid;
+  if (!a->ndirty && a->sid0 < a->next_sid) a->sid0 = a->next_sid;
+  /* groups never seen in memory: no bound on their values is known */
+  for (uint32_t c = 0; c < a->schema->nfields; c++) a->dmin[c] = a->spilled ? INT64_MIN : INT64_MAX;
+}
+
+uint64_t tide_agg_spilled(const tide_agg_t *a) { return a->spilled; }
+
+void tide_agg_spill_counts(const tide_agg_t *a, uint64_t *spilled_total, uint64_t *loaded_total) {
+  *spilled_total = a->spilled_total;
+  *loaded_total = a->loaded_total;
+}
+
+/* 1 when result column c holds int or timestamp values (int_value reads it). */
+static int int_col(const tide_agg_t *a, uint32_t c) {
+  tide_type_t t = a->schema->fields[c].type;
+  return t == TIDE_T_INT || t == TIDE_T_TIMESTAMP;
+}
+
+/* Lower the bounds dmin[] by group g's int values. */
+static void lower_bounds(const tide_agg_t *a, uint32_t g, int64_t *dmin) {
+  for (uint32_t c = 0; c < a->schema->nfields; c++) {
+    int64_t v;
+    if (int_col(a, c) && int_value(a, c, g, &v) && v < dmin[c]) dmin[c] = v;
+  }
+}
+
+static int cmp_u64(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* Drop the least recently touched groups (agg.h). The number to drop is
+ * estimated from the bytes over the target as a share of all bytes, and
+ * estimated again until the target is met: groups differ in size (long
+ * keys, strings, distinct sets), so a few rounds may be needed. */
+int tide_agg_spill(tide_agg_t *a, size_t target, uint32_t *n, tide_err_t *err) {
+  *n = 0;
+  if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (!a->store) return tide_err_set(err, TIDE_EINVAL, "spill: no store is attached");
+  if (a->ndirty) return tide_err_set(err, TIDE_EINVAL, "spill: %u groups are not committed", a->ndirty);
+  for (int round = 0; round < 16 && a->ngroups; round++) {
+    size_t bytes = tide_agg_bytes(a);
+    if (bytes <= target) break;
+    uint32_t ng = a->ngroups;
+    uint64_t m = (uint64_t)((double)(bytes - target) / (double)bytes * ng) + 1;
+    if (m > ng) m = ng;
+    uint64_t *ord = malloc((size_t)ng * sizeof *ord);
+    uint32_t *gone = malloc((size_t)m * sizeof *gone);
+    if (!ord || !gone) {
+      free(ord);
+      free(gone);
+      return tide_err_set(err, -ENOMEM, "out of memory");
+    }
+    for (uint32_t g = 0; g < ng; g++) ord[g] = (uint64_t)touched(a, g) << 32 | g;
+    qsort(ord, ng, sizeof *ord, cmp_u64);
+    for (uint64_t i = 0; i < m; i++) gone[i] = (uint32_t)ord[i];
+    free(ord);
+    qsort(gone, (size_t)m, sizeof *gone, cmp_u32);
+    for (uint64_t i = 0; i < m; i++) lower_bounds(a, gone[i], a->dmin);
+    remove_groups(a, gone, (uint32_t)m);
+    free(gone);
+    /* give the arrays back: remove_groups keeps them until 3/4 are free */
+    uint32_t cap = a->ngroups + a->ngroups / 4 + 64;
+    if (a->gcap > cap) resize_groups(a, cap); /* shrinking: never fails */
+    a->spilled += m;
+    a->spilled_total += m;
+    *n += (uint32_t)m;
+  }
+  return 0;
+}
+
+/* A clone of a's layout with no group (a temporary aggregation to decode
+ * stored groups into). */
+static int clone_empty(const tide_agg_t *a, tide_agg_t **out, tide_err_t *err) {
+  tide_agg_spec_t *sp = calloc(a->nspecs ? a->nspecs : 1, sizeof *sp);
+  if (!sp) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < a->nspecs; i++) {
+    sp[i].kind = a->specs[i].kind;
+    sp[i].arg_type = a->specs[i].type;
+    sp[i].name = a->schema->fields[a->nkeys + i].name;
+  }
+  int rc = tide_agg_new(a->keys, sp, a->nspecs, out, err);
+  free(sp);
+  return rc;
+}
+
+/* A walk over the groups only in the store. */
+typedef struct walk {
+  tide_agg_t *tmp;
+  const uint64_t *skip; /* sorted: the sids in memory or taken out since the last commit */
+  size_t nskip;
+} walk_t;
+
+static int walk_rec(void *arg, uint64_t sid, const void *rec, size_t len, tide_err_t *err) {
+  walk_t *w = arg;
+  if (w->nskip && bsearch(&sid, w->skip, w->nskip, sizeof sid, cmp_u64)) return 0;
+  return tide_agg_restore(w->tmp, sid, rec, len, err);
+}
+
+/* Call fn(a, tmp, arg, err) for the groups only in the store, WALK_CHUNK
+ * stored records at a time (in sid order), restored into a temporary
+ * aggregation tmp. A stored record of a group in memory is older than
+ * the group, and one taken out since the last commit is about to be
+ * deleted: both are skipped. 0 or the first error. */
+static int walk_stored(tide_agg_t *a, int (*fn)(tide_agg_t *, tide_agg_t *, void *, tide_err_t *), void *arg,
+                       tide_err_t *err) {
+  size_t nskip = (size_t)a->ngroups + a->ngone;
+  uint64_t *skip = malloc((nskip ? nskip : 1) * sizeof *skip);
+  if (!skip) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (a->ngroups) memcpy(skip, a->sid, (size_t)a->ngroups * sizeof *skip);
+  if (a->ngone) memcpy(skip + a->ngroups, a->gone_sid, a->ngone * sizeof *skip);
+  qsort(skip, nskip, sizeof *skip, cmp_u64);
+  walk_t w = {NULL, skip, nskip};
+  uint64_t after = 0;
+  int done = 0, rc = 0;
+  while (!done && !rc) {
+    if ((rc = clone_empty(a, &w.tmp, err))) break;
+    uint64_t last = after;
+    rc = a->store->scan(a->store->ctx, after, WALK_CHUNK, walk_rec, &w, &last, &done, err);
+    if (!rc && w.tmp->ngroups) rc = fn(a, w.tmp, arg, err);
+    tide_agg_free(w.tmp);
+    w.tmp = NULL;
+    if (last == after) done = 1; /* nothing handed: the end */
+    after = last;
+  }
+  free(skip);
+  return rc;
+}
+
+/* Append every row of b to *acc (b is consumed; *acc NULL: b becomes it). */
+static int append_rows(tide_batch_t **acc, tide_batch_t *b, tide_err_t *err) {
+  if (!*acc) {
+    *acc = b;
+    return 0;
+  }
+  int rc = 0;
+  if (!(*acc)->owned) { /* a result batch is a view (tide_batch_adopt): copy it into one that grows */
+    tide_batch_t *o = tide_batch_new((*acc)->schema, (*acc)->nrows + b->nrows);
+    if (!o) rc = -ENOMEM;
+    for (uint32_t r = 0; o && r < (*acc)->nrows && !rc; r++) rc = tide_batch_append_row(o, *acc, r);
+    if (rc) {
+      tide_batch_free(o);
+    } else {
+      tide_batch_free(*acc);
+      *acc = o;
+    }
+  }
+  for (uint32_t r = 0; r < b->nrows && !rc; r++) rc = tide_batch_append_row(*acc, b, r);
+  tide_batch_free(b);
+  if (rc) return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the groups do not fit one batch" : "out of memory");
+  return 0;
+}
+
+static int evict_chunk(tide_agg_t *a, tide_agg_t *tmp, void *arg, tide_err_t *err) {
+  (void)a;
+  stored_evict_t *se = arg;
+  uint32_t *gids = malloc(tmp->ngroups * sizeof *gids), m = 0;
+  if (!gids) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t g = 0; g < tmp->ngroups; g++) {
+    int64_t v;
+    if (int_value(tmp, se->col, g, &v) && v <= se->bound) gids[m++] = g;
+    else lower_bounds(tmp, g, se->dmin);
+  }
+  int rc = 0;
+  if (m && se->cap - se->n < m) {
+    size_t cap = se->cap ? se->cap : 256;
+    while (cap - se->n < m) cap *= 2;
+    uint64_t *s = realloc(se->sids, cap * sizeof *s);
+    if (s) se->sids = s;
+    uint64_t *h = s ? realloc(se->hashes, cap * sizeof *h) : NULL;
+    if (h) se->hashes = h;
+    if (!s || !h) rc = tide_err_set(err, -ENOMEM, "out of memory");
+    else se->cap = cap;
+  }
+  for (uint32_t i = 0; !rc && i < m; i++) {
+    se->sids[se->n] = tmp->sid[gids[i]];
+    se->hashes[se->n++] = tmp->ghash[gids[i]];
+  }
+  if (!rc && m && se->want_rows) {
+    tide_batch_t *b;
+    if (!(rc = build_result(tmp, gids, m, &b, err))) rc = append_rows(&se->rows, b, err);
+  }
+  free(gids);
+  return rc;
+}
+
+static void stored_evict_free(stored_evict_t *se) {
+  tide_batch_free(se->rows);
+  free(se->sids);
+  free(se->hashes);
+  free(se->dmin);
+  memset(se, 0, sizeof *se);
+}
+
+/* Find the groups only in the store whose column col is <= bound, into
+ * se (nothing in a changes). Skipped while dmin says none can be. */
+static int evict_stored(tide_agg_t *a, uint32_t col, int64_t bound, int want_rows, stored_evict_t *se,
+                        tide_err_t *err) {
+  memset(se, 0, sizeof *se);
+  if (!a->store || !a->spilled || a->dmin[col] > bound) return 0;
+  se->col = col;
+  se->bound = bound;
+  se->want_rows = want_rows;
+  if (!(se->dmin = malloc(a->schema->nfields * sizeof *se->dmin))) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t c = 0; c < a->schema->nfields; c++) se->dmin[c] = INT64_MAX;
+  int rc = walk_stored(a, evict_chunk, se, err);
+  if (rc) {
+    stored_evict_free(se);
+    return rc;
+  }
+  se->scanned = 1;
+  return 0;
+}
+
+/* Add the stored groups se found to what the eviction of the groups in
+ * memory gave (*rows, *sids, *n), log them as gone, and take the exact
+ * bounds of the stored groups that stay. */
+static int stored_evict_finish(tide_agg_t *a, stored_evict_t *se, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
+                               tide_err_t *err) {
+  memcpy(a->dmin, se->dmin, a->schema->nfields * sizeof *a->dmin);
+  if (!se->n) return 0;
+  uint64_t *sv = realloc(*sids, (*n + se->n) * sizeof *sv);
+  if (!sv || (a->log_gone && gone_room(a, se->n))) {
+    if (sv) *sids = sv;
+    a->poisoned = 1; /* the groups in memory are gone already */
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  *sids = sv;
+  memcpy(sv + *n, se->sids, se->n * sizeof *sv);
+  if (a->log_gone) {
+    memcpy(a->gone_sid + a->ngone, se->sids, se->n * sizeof *sv);
+    memcpy(a->gone_hash + a->ngone, se->hashes, se->n * sizeof *sv);
+    a->ngone += se->n;
+  }
+  *n += (uint32_t)se->n;
+  a->spilled = a->spilled > se->n ? a->spilled - se->n : 0;
+  if (rows && se->rows) {
+    tide_batch_t *b = se->rows;
+    se->rows = NULL;
+    int rc = append_rows(rows, b, err);
+    if (rc) {
+      a->poisoned = 1;
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int result_chunk(tide_agg_t *a, tide_agg_t *tmp, void *arg, tide_err_t *err) {
+  (void)a;
+  tide_batch_t *b;
+  int rc = build_result(tmp, NULL, tmp->ngroups, &b, err);
+  return rc ? rc : append_rows(arg, b, err);
+}
+
+int tide_agg_result_all(tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
+  int rc = tide_agg_result(a, out, err);
+  if (rc || !a->store || !a->spilled) return rc;
+  if ((rc = walk_stored(a, result_chunk, out, err))) {
+    tide_batch_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+static int load_rec(void *arg, uint64_t sid, const void *rec, size_t len, tide_err_t *err) {
+  return tide_agg_load(arg, sid, rec, len, err);
+}
+
+/* Before an update: load the groups of the rows' keys that are not in
+ * memory but may be in the store (a->h holds the rows' hashes), with one
+ * lookup for the distinct hashes, ascending (the store reads its index
+ * in order). */
+static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tide_err_t *err) {
+  if (!a->store || !a->spilled) return 0;
+  uint64_t *miss = malloc((size_t)n * sizeof *miss);
+  if (!miss) return tide_err_set(err, -ENOMEM, "out of memory");
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (!probe(a, keys, i)) miss[m++] = a->h[i];
+  }
+  int rc = 0;
+  if (m) {
+    qsort(miss, m, sizeof *miss, cmp_u64);
+    uint32_t u = 1;
+    for (uint32_t i = 1; i < m; i++)
+      if (miss[i] != miss[u - 1]) miss[u++] = miss[i];
+    rc = a->store->lookup(a->store->ctx, miss, u, load_rec, a, err);
+  }
+  free(miss);
+  return rc;
 }

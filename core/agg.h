@@ -147,6 +147,92 @@ int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_
 int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
                    tide_err_t *err);
 
+/* ------------------------------------------------------------ spilling ---
+ *
+ * Bounded memory (state_memory_limit). A streaming aggregation whose
+ * committed groups are all in a store (the checkpoint's state database,
+ * keyed by sid, with an index by key hash) may drop clean groups from
+ * memory and load them back when their key comes again:
+ *   tide_agg_set_store   attaches the store (callbacks below);
+ *   tide_agg_spill       drops the least recently touched groups (only
+ *                        when none is dirty: right after a commit) until
+ *                        tide_agg_bytes is at most a target;
+ *   updates              a key not in memory is first looked up in the
+ *                        store (one lookup call per update, for the
+ *                        distinct hashes of the missing keys, ascending),
+ *                        and a found group is loaded (tide_agg_load)
+ *                        before the rows are aggregated, so it is not
+ *                        "created" and keeps its sid;
+ *   tide_agg_evict       also scans the store for groups only there
+ *                        (skipped while a lower bound of their values in
+ *                        that column is above the bound);
+ *   tide_agg_result_all  the groups in memory, then those only in the
+ *                        store (complete output mode).
+ * "Touched" means found, created or loaded by an update; the epoch
+ * advances at every tide_agg_clear_dirty (one per micro-batch). */
+
+/* Called for one stored group: its sid and state record (the memory is
+ * the store's: valid during the call only). Returns 0 or an error code
+ * (err set), which stops the walk and is returned. */
+typedef int (*tide_agg_rec_fn)(void *arg, uint64_t sid, const void *rec, size_t len, tide_err_t *err);
+
+typedef struct tide_agg_store {
+  void *ctx;
+  /* Hand fn every stored group whose key hash is one of h[0..n)
+   * (ascending, distinct); groups of other keys with the same hash may
+   * come too. In one read of the store. */
+  int (*lookup)(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_fn fn, void *arg, tide_err_t *err);
+  /* Hand fn up to max stored groups with sid > after, in sid order; *last
+   * gets the last sid handed, *done is set when no group follows it. */
+  int (*scan)(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn fn, void *arg, uint64_t *last, int *done,
+              tide_err_t *err);
+} tide_agg_store_t;
+
+/* Attach s (borrowed: it must outlive the aggregation or be detached
+ * with NULL first), with `spilled` groups already only in the store (a
+ * restore that stopped early) and next_sid raised to at least `next_sid`
+ * (past the largest sid stored). */
+void tide_agg_set_store(tide_agg_t *a, const tide_agg_store_t *s, uint64_t spilled, uint64_t next_sid);
+
+/* Groups only in the store; groups dropped by spills and loaded back,
+ * since the aggregation was made. */
+uint64_t tide_agg_spilled(const tide_agg_t *a);
+void tide_agg_spill_counts(const tide_agg_t *a, uint64_t *spilled_total, uint64_t *loaded_total);
+
+/* Drop the least recently touched groups until tide_agg_bytes(a) <=
+ * target (or no group is left in memory); *n gets how many. They stay in
+ * the store and are not changes. Errors: TIDE_EINVAL (no store, or a
+ * dirty group: spill right after a commit), -ENOMEM (nothing dropped),
+ * TIDE_EPOISONED. */
+int tide_agg_spill(tide_agg_t *a, size_t target, uint32_t *n, tide_err_t *err);
+
+/* Load a stored group back: as tide_agg_restore, but a key that already
+ * has a group in memory is no error (nothing changes, returns 0), and the
+ * group counts as touched now and as no longer spilled. */
+int tide_agg_load(tide_agg_t *a, uint64_t sid, const void *rec, size_t n, tide_err_t *err);
+
+/* The result of every group, those in memory (first-seen order) then
+ * those only in the store (sid order). Errors as tide_agg_result, and the
+ * store's. */
+int tide_agg_result_all(tide_agg_t *a, tide_batch_t **out, tide_err_t *err);
+
+/* The key hash of group gid (the index key of the store). */
+uint64_t tide_agg_hash(const tide_agg_t *a, uint32_t gid);
+
+/* Keep a log of the groups evict/remove take out (their sids and key
+ * hashes) until the next tide_agg_clear_dirty: what a commit deletes.
+ * Off by default (session windows keep their own). */
+void tide_agg_log_gone(tide_agg_t *a, int on);
+/* The log: *sids and *hashes point at n entries (borrowed, valid until
+ * the aggregation changes). */
+size_t tide_agg_gone(const tide_agg_t *a, const uint64_t **sids, const uint64_t **hashes);
+
+/* The groups created since the last tide_agg_clear_dirty are those
+ * whose sid is at or above this. */
+uint64_t tide_agg_new_sids_from(const tide_agg_t *a);
+/* The sid the next new group gets. */
+uint64_t tide_agg_next_sid(const tide_agg_t *a);
+
 /* ---------------------------------------------------------- event time ---
  *
  * Late rows. Under a watermark a stateful operator ignores the rows whose

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,14 @@ static uint64_t get_be64(const unsigned char *p) {
 static int fail(const tide_ckpt_t *c, const char *dir, int rc, const char *what, tide_err_t *err) {
   rc = tide_err_lmdb(rc, c ? c->dir : dir);
   return tide_err_set(err, rc, "checkpoint %s: %s: %s", c ? c->dir : dir, what, tide_strerror(rc));
+}
+
+/* fail() for state `name`: "<verb> state 'name'". */
+static int state_fail(const tide_ckpt_t *c, int rc, const char *verb, const char *name, size_t len,
+                      tide_err_t *err) {
+  char what[256];
+  snprintf(what, sizeof what, "%s state '%.*s'", verb, (int)len, name);
+  return fail(c, NULL, rc, what, err);
 }
 
 /* mkdir -p: create dir and its missing parents. Returns 0, 1 when dir
@@ -787,6 +796,25 @@ int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err
 
 /* --------------------------------------------------------- state scan --- */
 
+/* Begin a read of state `name`: 0 with *txn open on it, MDB_NOTFOUND (no
+ * transaction left open) when the state does not exist, or an error with
+ * err set. */
+static int read_state(tide_ckpt_t *c, const char *name, size_t name_len, MDB_txn **txn, MDB_dbi *dbi,
+                      tide_err_t *err) {
+  int rc = begin(c, 0, txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(*txn, name, name_len, 0, dbi);
+  if (rc == MDB_NOTFOUND) {
+    end_read(*txn);
+    return rc;
+  }
+  if (rc) {
+    mdb_txn_abort(*txn);
+    return state_fail(c, rc, "reading", name, name_len, err);
+  }
+  return 0;
+}
+
 int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, const void *after, size_t after_len,
                          size_t max_entries, size_t max_bytes, tide_buf_t *out, size_t *n, int *done,
                          tide_err_t *err) {
@@ -799,14 +827,9 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
   *n = 0;
   *done = 1;
   if (name_len == 0 || name_len > TIDE_CKPT_NAME_MAX || memchr(name, 0, name_len)) return 0; /* no such state */
-  int rc = begin(c, 0, &txn);
-  if (rc) return fail(c, NULL, rc, "reading a state", err);
-  rc = state_dbi(txn, name, name_len, 0, &dbi);
-  if (rc == MDB_NOTFOUND) {
-    end_read(txn);
-    return 0;
-  }
-  if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+  int rc = read_state(c, name, name_len, &txn, &dbi, err);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  rc = mdb_cursor_open(txn, dbi, &cur);
   if (!rc) {
     if (after) {
       k.mv_size = after_len;
@@ -834,12 +857,239 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
   }
   if (cur) mdb_cursor_close(cur);
   end_read(txn);
-  if (rc) {
-    char what[256];
-    snprintf(what, sizeof what, "reading state '%.*s'", (int)name_len, name);
-    return fail(c, NULL, rc, what, err);
-  }
+  if (rc) return state_fail(c, rc, "reading", name, name_len, err);
   *n = count;
+  return 0;
+}
+
+/* -------------------------------------------------------- state index --- */
+
+int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, const char *index, size_t index_len,
+                           const uint64_t *prefixes, size_t n, tide_ckpt_val_fn fn, void *arg, tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi vdbi, idbi;
+  MDB_cursor *cur = NULL;
+  if (!n) return 0;
+  int rc = begin(c, 0, &txn);
+  if (rc) return fail(c, NULL, rc, "reading a state", err);
+  rc = state_dbi(txn, index, index_len, 0, &idbi);
+  if (!rc) rc = state_dbi(txn, name, name_len, 0, &vdbi);
+  if (rc == MDB_NOTFOUND) { /* nothing stored yet */
+    end_read(txn);
+    return 0;
+  }
+  if (!rc) rc = mdb_cursor_open(txn, idbi, &cur);
+  int frc = 0; /* fn's failure: err is set already */
+  for (size_t i = 0; i < n && !rc && !frc; i++) {
+    unsigned char start[16];
+    tide_ckpt_key_u64(start, prefixes[i]);
+    memset(start + 8, 0, 8);
+    MDB_val k = {16, start}, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); !rc && !frc; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      if (k.mv_size != 16 || memcmp(k.mv_data, start, 8)) break;
+      unsigned char vk[8];
+      memcpy(vk, (const unsigned char *)k.mv_data + 8, 8);
+      MDB_val key = {8, vk}, val;
+      int g = mdb_get(txn, vdbi, &key, &val);
+      if (g == MDB_NOTFOUND) continue;
+      if (g) {
+        rc = g;
+        break;
+      }
+      frc = fn(arg, get_be64(vk), val.mv_data, val.mv_size, err);
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (cur) mdb_cursor_close(cur);
+  end_read(txn);
+  if (frc) return frc;
+  if (rc) return state_fail(c, rc, "reading", index, index_len, err);
+  return 0;
+}
+
+/* One transaction of tide_ckpt_index_merge: up to `chunk` more entries
+ * after dst's last key (from the start when dst is empty), in key order,
+ * appended to dst; *done when the sources have no more, and then (in this
+ * same transaction) the sources are dropped, and dst too when empty.
+ * *count gets dst's entries. */
+static int merge_step(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                      const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc, size_t chunk,
+                      uint64_t *count, int *done) {
+  MDB_txn *txn;
+  MDB_dbi rdbi, ddbi, sdbi[64];
+  MDB_cursor *cur[64], *dcur = NULL;
+  MDB_val key[64], v, last = {0, NULL};
+  int live[64], has[64];
+  unsigned char lastk[16];
+  size_t moved = 0;
+  *done = 0;
+  if (nsrc > 64) return TIDE_EINVAL;
+  for (size_t i = 0; i < nsrc; i++) {
+    cur[i] = NULL;
+    live[i] = has[i] = 0;
+  }
+  int rc = begin(c, 1, &txn);
+  if (rc) return rc;
+  rc = state_dbi(txn, rec, rec_len, 1, &rdbi);
+  if (!rc) rc = state_dbi(txn, dst, dst_len, 1, &ddbi);
+  if (!rc) rc = mdb_cursor_open(txn, ddbi, &dcur);
+  if (!rc) { /* where the last step stopped */
+    MDB_val lk;
+    int o = mdb_cursor_get(dcur, &lk, &v, MDB_LAST);
+    if (!o && lk.mv_size == 16) {
+      memcpy(lastk, lk.mv_data, 16);
+      last.mv_size = 16;
+      last.mv_data = lastk;
+    } else if (o && o != MDB_NOTFOUND) {
+      rc = o;
+    }
+  }
+  for (size_t i = 0; i < nsrc && !rc; i++) {
+    int o = state_dbi(txn, srcs[i], src_lens[i], 0, &sdbi[i]);
+    if (o == MDB_NOTFOUND) continue; /* never written: empty */
+    if ((rc = o)) break;
+    has[i] = 1;
+    if ((rc = mdb_cursor_open(txn, sdbi[i], &cur[i]))) break;
+    if (last.mv_size) {
+      key[i] = last;
+      o = mdb_cursor_get(cur[i], &key[i], &v, MDB_SET_RANGE);
+      if (!o && key_cmp(key[i].mv_data, key[i].mv_size, lastk, 16) == 0)
+        o = mdb_cursor_get(cur[i], &key[i], &v, MDB_NEXT);
+    } else {
+      o = mdb_cursor_get(cur[i], &key[i], &v, MDB_FIRST);
+    }
+    if (o && o != MDB_NOTFOUND) rc = o;
+    live[i] = !o;
+  }
+  while (!rc && moved < chunk) { /* the k-way merge: k is small (the runs of one index) */
+    size_t best = nsrc;
+    for (size_t i = 0; i < nsrc; i++)
+      if (live[i] && (best == nsrc || key_cmp(key[i].mv_data, key[i].mv_size, key[best].mv_data,
+                                              key[best].mv_size) < 0))
+        best = i;
+    if (best == nsrc) {
+      *done = 1;
+      break;
+    }
+    MDB_val k = key[best];
+    if (k.mv_size == 16) {
+      MDB_val id = {8, (unsigned char *)k.mv_data + 8}, val;
+      int g = gc ? mdb_get(txn, rdbi, &id, &val) : 0;
+      if (!g) {
+        MDB_val empty = {0, NULL};
+        if ((rc = mdb_cursor_put(dcur, &k, &empty, MDB_APPEND))) break;
+        moved++;
+      } else if (g != MDB_NOTFOUND) {
+        rc = g;
+        break;
+      }
+    }
+    int o = mdb_cursor_get(cur[best], &key[best], &v, MDB_NEXT);
+    if (o && o != MDB_NOTFOUND) rc = o;
+    live[best] = !o;
+  }
+  if (!rc && !*done) { /* a full chunk: is anything left? */
+    int any = 0;
+    for (size_t i = 0; i < nsrc; i++) any |= live[i];
+    *done = !any;
+  }
+  for (size_t i = 0; i < nsrc; i++)
+    if (cur[i]) mdb_cursor_close(cur[i]);
+  MDB_stat ms;
+  if (!rc) rc = mdb_stat(txn, ddbi, &ms);
+  if (dcur) mdb_cursor_close(dcur);
+  if (!rc) *count = ms.ms_entries;
+  for (size_t i = 0; i < nsrc && !rc && *done; i++)
+    if (has[i]) rc = mdb_drop(txn, sdbi[i], 1);
+  if (!rc && *done && !*count) rc = mdb_drop(txn, ddbi, 1);
+  return rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+}
+
+/* Entries a merge moves per write transaction: what LMDB holds in memory
+ * until a commit stays small (about 26 bytes an entry). */
+#define MERGE_CHUNK (1u << 20)
+
+int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                          const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
+                          uint64_t *count, tide_err_t *err) {
+  int rc = check_writable(c, "index merge", err), done = 0;
+  while (!rc && !done) {
+    for (int tries = 0;; tries++) {
+      if ((rc = grow_for(c, (uint64_t)MERGE_CHUNK * 64))) break;
+      rc = merge_step(c, rec, rec_len, srcs, src_lens, nsrc, dst, dst_len, gc, MERGE_CHUNK, count, &done);
+      if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+    }
+    tide_ckpt_release_pages(c); /* what the step read: the sources are read once */
+  }
+  if (rc) return state_fail(c, rc, "merging the index runs of", rec, rec_len, err);
+  return 0;
+}
+
+int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide_err_t *err) {
+  int rc = check_writable(c, "drop", err);
+  if (rc) return rc;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  for (int tries = 0;; tries++) {
+    if ((rc = grow_for(c, 1u << 16))) break;
+    if ((rc = begin(c, 1, &txn))) break;
+    rc = state_dbi(txn, name, name_len, 0, &dbi);
+    if (rc == MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      return 0;
+    }
+    if (!rc) rc = mdb_drop(txn, dbi, 1);
+    rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  return rc ? state_fail(c, rc, "dropping", name, name_len, err) : 0;
+}
+
+/* LMDB does not say where it mapped data.mdb (mdb_env_info's address is
+ * that of MDB_FIXEDMAP only): the process's maps do, by the file's
+ * canonical path. */
+void tide_ckpt_release_pages(tide_ckpt_t *c) {
+  char *data = path_join(c->dir, "data.mdb"), *real = data ? realpath(data, NULL) : NULL;
+  FILE *f = real ? fopen("/proc/self/maps", "re") : NULL;
+  char line[4352];
+  size_t rl = real ? strlen(real) : 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    int at = 0;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &at) != 2 || !at) continue;
+    const char *p = line + at;
+    if (strncmp(p, real, rl) || (p[rl] != '\n' && p[rl] != 0)) continue;
+    /* a read-only shared map of the file: the pages stay in the page cache
+     * and fault back in from it when read again */
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED)) { /* advice only: nothing to undo */
+    }
+  }
+  if (f) fclose(f);
+  free(real);
+  free(data);
+}
+
+int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
+                         tide_err_t *err) {
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  MDB_cursor *cur = NULL;
+  MDB_stat ms;
+  *entries = *last = 0;
+  int rc = read_state(c, name, name_len, &txn, &dbi, err);
+  if (rc) return rc == MDB_NOTFOUND ? 0 : rc;
+  rc = mdb_stat(txn, dbi, &ms);
+  if (!rc) rc = mdb_cursor_open(txn, dbi, &cur);
+  if (!rc) {
+    MDB_val k, v;
+    *entries = ms.ms_entries;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (!rc && k.mv_size == 8) *last = get_be64(k.mv_data);
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
+  if (cur) mdb_cursor_close(cur);
+  end_read(txn);
+  if (rc) return state_fail(c, rc, "reading", name, name_len, err);
   return 0;
 }
 

@@ -153,6 +153,52 @@ int tide_ckpt_state_scan(tide_ckpt_t *c, const char *name, size_t name_len, cons
                          size_t max_entries, size_t max_bytes, tide_buf_t *out, size_t *n, int *done,
                          tide_err_t *err);
 
+/* Called with one stored value while a read transaction is open: fn must
+ * not longjmp (no Lua), and the value is valid during the call only.
+ * Returns 0, or an error code (err set) that stops the walk. */
+typedef int (*tide_ckpt_val_fn)(void *arg, uint64_t id, const void *val, size_t len, tide_err_t *err);
+
+/* Look values up through an index, in ONE read transaction (bounded
+ * memory for aggregation state, docs/FORMAT.md "State index"): for each
+ * p of prefixes[0..n) (ascending), every key of state `index` that is p
+ * (8 bytes big-endian) followed by an id (8 bytes big-endian), then that
+ * id's value in state `name` (its key the id, 8 bytes big-endian), handed
+ * to fn. Index entries whose id has no value are skipped; absent states
+ * are empty. Errors: LMDB codes with err naming the state, or fn's. */
+int tide_ckpt_state_lookup(tide_ckpt_t *c, const char *name, size_t name_len, const char *index, size_t index_len,
+                           const uint64_t *prefixes, size_t n, tide_ckpt_val_fn fn, void *arg, tide_err_t *err);
+
+/* Merge the index runs srcs[0..nsrc) (at most 64 states whose keys are a
+ * u64 hash and a u64 id, 16 bytes big-endian, values empty) into the new
+ * state dst: every entry, in key order (with gc: only those whose id
+ * still has a value in state `rec`; entries of deleted ids are dropped),
+ * appended to dst, about a million per write transaction (so that what
+ * LMDB keeps in memory until a commit stays small); the transaction that
+ * appends the last ones also drops the sources, and dst when it is empty.
+ * A dst left by a failure or a crash part way holds a prefix of the
+ * merge, beside its sources: it may be merged into again (it goes on
+ * from its last key), or dropped. *count gets the entries of dst. Grows
+ * the map as needed. */
+int tide_ckpt_index_merge(tide_ckpt_t *c, const char *rec, size_t rec_len, const char *const *srcs,
+                          const size_t *src_lens, size_t nsrc, const char *dst, size_t dst_len, int gc,
+                          uint64_t *count, tide_err_t *err);
+
+/* Drop state `name` (its database and entries) in one transaction;
+ * absent: nothing to do. */
+int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide_err_t *err);
+
+/* Drop this process's mapping of the file's pages (they stay in the page
+ * cache and come back on the next read): after reading much of a large
+ * state at once, the process's resident size goes back down. Never
+ * fails; no transaction needs to be closed. */
+void tide_ckpt_release_pages(tide_ckpt_t *c);
+
+/* The number of entries of state `name` and its largest key read as a
+ * u64 (8 bytes big-endian; 0 when the state is empty, absent, or its
+ * largest key is not 8 bytes). */
+int tide_ckpt_state_tail(tide_ckpt_t *c, const char *name, size_t name_len, uint64_t *entries, uint64_t *last,
+                         tide_err_t *err);
+
 /* Fill st, and append st->nstates tide_ckpt_state_stat_t records (by name
  * order) to states (its previous contents dropped). */
 int tide_ckpt_stats(tide_ckpt_t *c, tide_ckpt_stats_t *st, tide_buf_t *states, tide_err_t *err);

@@ -227,15 +227,24 @@ double tide_json_num_value(const char *p, size_t n) {
   return d;
 }
 
+/* The shortest digits: a value whose shortest form has k <= 15 digits is
+ * printed exactly so by %.15g (rounding to 15 digits lands on it, and %g
+ * drops the trailing zeros); else the nearest 16-digit decimal reads back
+ * when any 16-digit one does; else 17 digits always do. See json.h. */
+int tide_double_shortest(double v, char out[40]) {
+  int n = snprintf(out, 40, "%.15g", v);
+  if (strtod(out, NULL) != v) {
+    n = snprintf(out, 40, "%.16g", v);
+    if (strtod(out, NULL) != v) n = snprintf(out, 40, "%.17g", v);
+  }
+  return n;
+}
+
 /* Append v in the shortest round-tripping form; see json.h. */
 int tide_json_number(tide_buf_t *out, double v) {
   char buf[40];
   if (!isfinite(v)) return tide_buf_append(out, "null", 4);
-  int n = snprintf(buf, sizeof buf, "%.15g", v);
-  if (strtod(buf, NULL) != v) {
-    n = snprintf(buf, sizeof buf, "%.16g", v);
-    if (strtod(buf, NULL) != v) n = snprintf(buf, sizeof buf, "%.17g", v);
-  }
+  int n = tide_double_shortest(v, buf);
   if (!strpbrk(buf, ".eE")) {
     memcpy(buf + n, ".0", 3);
     n += 2;

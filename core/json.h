@@ -50,6 +50,11 @@ int tide_json_quote(tide_buf_t *out, const char *s, size_t len);
  * UTF-8 bytes to out. TIDE_EPARSE when p is not exactly one valid string. */
 int tide_json_unquote(const char *p, size_t len, tide_buf_t *out, tide_err_t *err);
 
+/* Write finite v in the shortest %g form that reads back as the same
+ * double ("0.1", "3", "1e+21", "5e-324"), NUL-terminated; returns the
+ * length. */
+int tide_double_shortest(double v, char out[40]);
+
 /* Append v in the shortest form that reads back as the same double ("0.1",
  * "1e+21"); integral values keep a ".0" ("3.0"); NaN and infinities are
  * written as null. 0 or -ENOMEM. */

@@ -14,6 +14,15 @@
  *   agg:lookup(keys)       -> {sid | false ..}
  *   agg:merge(dst_sid, src_sid) -> true | nil, msg, ENAME
  *   agg:remove({sid..})    -> Batch, {sid..} | nil, msg, ENAME
+ *   agg:attach(ck, name, limit), agg:full(), agg:restored(),
+ *   agg:take_index() -> name, change set | nil, agg:spill_counts()
+ *     Bounded memory (state_memory_limit; core/agg.h "spilling"): past
+ *     `limit` bytes, clear_changes() (after a commit) drops the least
+ *     recently touched groups, which stay in the checkpoint's state `name`
+ *     and are found again through its index (runs `<name>.keys.<lo>-<hi>`,
+ *     docs/FORMAT.md "State index"); push() loads them back, result() and evict() see
+ *     them. groups() then gives the groups in memory and in the
+ *     checkpoint, and those in memory.
  *     Streaming state (agg.h): every group has a state id (sid, an integer
  *     >= 1 that no other group of this aggregation's life gets). changes()
  *     gives the groups that push() created or updated since the last
@@ -46,12 +55,53 @@
 
 #define AGG_MT "tide.Agg"
 
+/* Bounded memory (agg:attach): the aggregation spills to its state in
+ * the query's checkpoint, `name` (records by sid), found again by key
+ * through its index: runs, each a state `<name>.keys.<lo>-<hi>` holding
+ * the key hash and sid (16 bytes big-endian, value empty) of groups with
+ * sids in [lo, hi) (docs/FORMAT.md "State index"). A commit adds a run
+ * of the groups it created, written in key order (appends: pages fill,
+ * nothing is rewritten, where inserting into one big index ordered by
+ * hash would rewrite most of its pages at every commit); every RUNS_FAN
+ * runs of one size class merge into one, as an LSM tree's tiers do, so
+ * an entry is rewritten O(log groups) times and there are O(log groups)
+ * runs. A Bloom filter over every run's hashes (in memory, about 10 bits
+ * a group, counted in the limit) answers most lookups of keys seen for
+ * the first time without reading the checkpoint. */
+#define RUNS_MAX 48  /* never reached: merges keep about RUNS_FAN per size class */
+#define RUNS_FAN 4   /* runs of one size class merged together */
+#define RUNS_BASE 4096 /* entries of the smallest size class */
+#define BLOOM_K 7    /* bits per hash, in one 512-bit block (9 bits of the hash each) */
+
+typedef struct run {
+  uint64_t lo, hi;  /* its groups' sids: [lo, hi) */
+  uint64_t n;       /* entries */
+} run_t;
+
+typedef struct {
+  struct tide_ckpt **ck;  /* into the tide.Checkpoint (user value 1); NULL: not attached */
+  char name[TIDE_CKPT_NAME_MAX + 1];
+  size_t name_len;
+  size_t limit;           /* bytes */
+  run_t runs[RUNS_MAX];   /* by lo */
+  size_t nruns;
+  uint64_t *bloom;        /* nbits bits over the hashes of every run */
+  uint64_t nbits;         /* a power of two */
+  uint64_t bloom_cap;     /* entries it was sized for: rebuilt larger past them */
+  size_t bloom_bytes;
+  int indexing;           /* take_index wrote every group: indexed once committed */
+  run_t pend;             /* the run take_index wrote, added at clear_changes */
+  uint64_t *pend_h;       /* its hashes, for its filter */
+  uint64_t dead;          /* index entries of deleted groups (merges drop them) */
+  uint64_t pend_dead;
+  uint64_t records, last; /* at attach: stored groups, the largest sid */
+  tide_agg_store_t store;
+  tide_buf_t scan;        /* the store's scan chunks */
+} l_spill_t;
+
 typedef struct {
   tide_agg_t *a;
-  /* the sids evict/remove took out since the last clear_changes: the
-   * deletes of take_changes */
-  uint64_t *gone;
-  size_t ngone, capgone;
+  l_spill_t *sp; /* NULL unless attached */
 } l_agg_t;
 
 static tide_agg_t *check_agg(lua_State *L, int idx) {
@@ -64,24 +114,13 @@ static int agg_gc(lua_State *L) {
   l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_free(u->a);
   u->a = NULL;
-  free(u->gone);
-  u->gone = NULL;
-  u->ngone = u->capgone = 0;
-  return 0;
-}
-
-/* Remember removed sids for take_changes; 0 or -ENOMEM (nothing kept). */
-static int note_gone(l_agg_t *u, const uint64_t *sids, uint32_t n) {
-  if (u->capgone - u->ngone < n) {
-    size_t cap = u->capgone ? u->capgone : 256;
-    while (cap - u->ngone < n) cap *= 2;
-    uint64_t *p = realloc(u->gone, cap * sizeof *p);
-    if (!p) return -ENOMEM;
-    u->gone = p;
-    u->capgone = cap;
+  if (u->sp) {
+    tide_buf_free(&u->sp->scan);
+    free(u->sp->bloom);
+    free(u->sp->pend_h);
   }
-  if (n) memcpy(u->gone + u->ngone, sids, (size_t)n * sizeof *sids);
-  u->ngone += n;
+  free(u->sp);
+  u->sp = NULL;
   return 0;
 }
 
@@ -114,12 +153,13 @@ static int l_agg(lua_State *L) {
   uint32_t n;
   tide_l_scratch_t *x = tide_l_push_scratch(L);
   tide_agg_spec_t *specs = tide_l_check_agg_specs(L, 2, x, &n);
-  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  l_agg_t *u = lua_newuserdatauv(L, sizeof *u, 1); /* user value: the checkpoint of attach */
   memset(u, 0, sizeof *u);
   luaL_setmetatable(L, AGG_MT);
   tide_err_t err = {0, ""};
   int rc = tide_agg_new(keys, specs, n, &u->a, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_agg_log_gone(u->a, 1); /* the deletes of take_changes */
   return 1;
 }
 
@@ -281,23 +321,40 @@ static int agg_push(lua_State *L) {
   return 2;
 }
 
+/* After a call that may have walked the groups only in the checkpoint
+ * (result, evict): drop the mapping of the pages it read. */
+static void release_walk(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  if (u->sp && *u->sp->ck && tide_agg_spilled(u->a)) tide_ckpt_release_pages(*u->sp->ck);
+}
+
 static int agg_result(lua_State *L) {
   tide_agg_t *a = check_agg(L, 1);
   tide_batch_t *b;
   tide_err_t err = {0, ""};
-  int rc = tide_agg_result(a, &b, &err);
+  int rc = tide_agg_result_all(a, &b, &err);
+  release_walk(L);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   tide_l_push_batch(L, b);
   return 1;
 }
 
+/* agg:groups() -> the groups in memory and those only in the store,
+ * the groups in memory */
 static int agg_groups(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)tide_agg_groups(check_agg(L, 1)));
-  return 1;
+  tide_agg_t *a = check_agg(L, 1);
+  lua_pushinteger(L, (lua_Integer)(tide_agg_groups(a) + tide_agg_spilled(a)));
+  lua_pushinteger(L, (lua_Integer)tide_agg_groups(a));
+  return 2;
 }
 
+/* The bytes held: the aggregation's and, attached, the index's filters. */
+static size_t held(const l_agg_t *u) { return tide_agg_bytes(u->a) + (u->sp ? u->sp->bloom_bytes : 0); }
+
 static int agg_bytes(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)tide_agg_bytes(check_agg(L, 1)));
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  check_agg(L, 1);
+  lua_pushinteger(L, (lua_Integer)held(u));
   return 1;
 }
 
@@ -367,18 +424,21 @@ static int cmp_u64(const void *x, const void *y) {
  * come in gid order, which is sid order, so the checkpoint appends the new
  * groups. Clears nothing. */
 static int agg_take_changes(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   const uint32_t *gids;
   uint32_t n = tide_agg_dirty(a, &gids);
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* the sorted sids */
   tide_l_changes_t *c = tide_l_push_changes(L);
   tide_err_t err = {0, ""};
   unsigned char key[8];
-  int sorted = 1; /* evictions hand sids back in gid order: usually sorted already */
-  for (size_t i = 1; i < u->ngone && sorted; i++) sorted = u->gone[i - 1] <= u->gone[i];
-  if (!sorted) qsort(u->gone, u->ngone, sizeof *u->gone, cmp_u64);
-  for (size_t i = 0; i < u->ngone; i++) {
-    tide_ckpt_key_u64(key, u->gone[i]);
+  const uint64_t *gone, *hashes;
+  size_t ngone = tide_agg_gone(a, &gone, &hashes);
+  uint64_t *sorted = x->p[0] = malloc((ngone ? ngone : 1) * sizeof *sorted);
+  if (!sorted) return luaL_error(L, "out of memory");
+  if (ngone) memcpy(sorted, gone, ngone * sizeof *sorted);
+  qsort(sorted, ngone, sizeof *sorted, cmp_u64); /* evictions hand sids back in gid order: sorted already, mostly */
+  for (size_t i = 0; i < ngone; i++) {
+    tide_ckpt_key_u64(key, sorted[i]);
     if (tide_l_changes_del(c, key, 8)) return luaL_error(L, "out of memory");
   }
   if (tide_buf_reserve(&c->buf, (size_t)n * 64)) return luaL_error(L, "out of memory");
@@ -393,15 +453,445 @@ static int agg_take_changes(lua_State *L) {
     }
     tide_l_changes_put_end(c, mark);
   }
+  tide_l_scratch_free(x);
+  lua_remove(L, -2);
   return 1;
 }
 
-static int agg_clear_changes(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
-  tide_agg_clear_dirty(check_agg(L, 1));
-  u->ngone = 0;
+/* ------------------------------------------------------ bounded memory --- */
+
+/* The attached checkpoint's handle, or an error when it is closed. */
+static struct tide_ckpt *spill_ck(l_spill_t *sp, tide_err_t *err) {
+  if (!*sp->ck) tide_err_set(err, TIDE_EINVAL, "state %s: the checkpoint is closed", sp->name);
+  return *sp->ck;
+}
+
+/* The state name of run r: "<name>.keys.<lo>-<hi>"; its length. */
+#define INDEX_INFIX ".keys."
+static size_t run_name(const l_spill_t *sp, const run_t *r, char out[TIDE_CKPT_NAME_MAX + 1]) {
+  int n = snprintf(out, TIDE_CKPT_NAME_MAX + 1, "%s" INDEX_INFIX "%llu-%llu", sp->name, (unsigned long long)r->lo,
+                   (unsigned long long)r->hi);
+  return n < 0 ? 0 : (size_t)n > TIDE_CKPT_NAME_MAX ? TIDE_CKPT_NAME_MAX : (size_t)n;
+}
+
+/* ---- The Bloom filter, blocked: a hash picks one 512-bit block (a cache
+ * line) and sets or tests BLOOM_K bits in it, so a test costs one cache
+ * miss. */
+static inline const uint64_t *bloom_block(const l_spill_t *sp, uint64_t h) {
+  return sp->bloom + 8 * (uint64_t)(((unsigned __int128)h * (sp->nbits / 512)) >> 64);
+}
+
+static void bloom_add(l_spill_t *sp, uint64_t h) {
+  uint64_t *b = (uint64_t *)bloom_block(sp, h), x = h >> 32 | h << 32;
+  for (int i = 0; i < BLOOM_K; i++, x >>= 9) b[(x >> 6) & 7] |= 1ull << (x & 63);
+}
+
+static int bloom_has(const l_spill_t *sp, uint64_t h) {
+  const uint64_t *b = bloom_block(sp, h);
+  uint64_t x = h >> 32 | h << 32;
+  for (int i = 0; i < BLOOM_K; i++, x >>= 9)
+    if (!(b[(x >> 6) & 7] & (1ull << (x & 63)))) return 0;
+  return 1;
+}
+
+/* Add the hashes of run r's entries in the checkpoint to the filter. */
+static int bloom_load(l_spill_t *sp, struct tide_ckpt *c, const run_t *r, tide_err_t *err) {
+  char rn[TIDE_CKPT_NAME_MAX + 1];
+  size_t rl = run_name(sp, r, rn), n;
+  unsigned char after[16];
+  int started = 0, done = 0;
+  while (!done) {
+    int rc = tide_ckpt_state_scan(c, rn, rl, started ? after : NULL, 16, 65536, (size_t)8 << 20, &sp->scan, &n,
+                                  &done, err);
+    if (rc) return rc;
+    const char *p = sp->scan.data;
+    for (size_t i = 0; i < n; i++) {
+      size_t sz[2];
+      memcpy(sz, p, sizeof sz);
+      const unsigned char *k = (const unsigned char *)p + sizeof sz;
+      if (sz[0] == 16) {
+        uint64_t h = 0;
+        for (int b = 0; b < 8; b++) h = h << 8 | k[b];
+        bloom_add(sp, h);
+        memcpy(after, k, 16);
+        started = 1;
+      }
+      p += sizeof sz + sz[0] + sz[1];
+    }
+    tide_ckpt_release_pages(c); /* read once */
+    if (!n) break;
+  }
   return 0;
 }
+
+/* A new filter of 16 bits per entry of every run, filled from the runs
+ * in the checkpoint: at attach, and when the runs outgrow it (past 12
+ * bits an entry: still under 1% false positives, each of which seeks
+ * every run; so a group's hash is read back about once per 1.33 times
+ * more groups). 0 or an error. */
+static int bloom_rebuild(l_spill_t *sp, struct tide_ckpt *c, tide_err_t *err) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+  uint64_t bits = ((total < 4096 ? 4096 : total) * 16 + 511) / 512 * 512;
+  uint64_t *f = calloc(bits / 64, sizeof *f);
+  if (!f) return tide_err_set(err, -ENOMEM, "out of memory");
+  free(sp->bloom);
+  sp->bloom = f;
+  sp->nbits = bits;
+  sp->bloom_cap = bits / 12;
+  sp->bloom_bytes = bits / 8;
+  for (size_t i = 0; i < sp->nruns; i++) {
+    int rc = bloom_load(sp, c, &sp->runs[i], err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* The store's lookup (agg.h): the hashes the filter may hold, looked up
+ * in each run of the index (one read transaction per run). */
+static int store_lookup(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_fn fn, void *arg, tide_err_t *err) {
+  l_spill_t *sp = ctx;
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  if (!sp->bloom) return 0; /* no run yet */
+  uint64_t *maybe = malloc((n ? n : 1) * sizeof *maybe);
+  if (!maybe) return tide_err_set(err, -ENOMEM, "out of memory");
+  uint32_t m = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (bloom_has(sp, h[i])) maybe[m++] = h[i];
+  int rc = 0;
+  for (size_t r = 0; r < sp->nruns && m && !rc; r++) {
+    char rn[TIDE_CKPT_NAME_MAX + 1];
+    size_t rl = run_name(sp, &sp->runs[r], rn);
+    rc = tide_ckpt_state_lookup(c, sp->name, sp->name_len, rn, rl, maybe, m, fn, arg, err);
+  }
+  free(maybe);
+  if (m) tide_ckpt_release_pages(c);
+  return rc;
+}
+
+/* The store's scan (agg.h): a chunk copied out of a read transaction,
+ * then handed to fn record by record. */
+static int store_scan(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn fn, void *arg, uint64_t *last,
+                      int *done, tide_err_t *err) {
+  l_spill_t *sp = ctx;
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  unsigned char k[8];
+  tide_ckpt_key_u64(k, after);
+  size_t n;
+  int rc = tide_ckpt_state_scan(c, sp->name, sp->name_len, after ? k : NULL, 8, max, (size_t)64 << 20, &sp->scan, &n,
+                                done, err);
+  const char *p = sp->scan.data;
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t sz[2];
+    memcpy(sz, p, sizeof sz);
+    const unsigned char *key = (const unsigned char *)p + sizeof sz;
+    p += sizeof sz + sz[0] + sz[1];
+    if (sz[0] != 8) continue; /* not a state id: not a record */
+    uint64_t sid = 0;
+    for (int b = 0; b < 8; b++) sid = sid << 8 | key[b];
+    *last = sid;
+    rc = fn(arg, sid, key + 8, sz[1], err);
+  }
+  if (sp->scan.cap > ((size_t)4 << 20)) tide_buf_free(&sp->scan); /* a big chunk is not kept */
+  tide_ckpt_release_pages(c); /* a walk reads every stored group once */
+  return rc;
+}
+
+static int cmp_run(const void *x, const void *y) {
+  const run_t *a = x, *b = y;
+  return (a->lo > b->lo) - (a->lo < b->lo);
+}
+
+/* agg:attach(ck, name, limit): bound this aggregation's memory to limit
+ * bytes (state_memory_limit), spilling to its state `name` in the
+ * checkpoint ck, with the index runs beside it (their filters are loaded
+ * here). Call before restoring: agg:full() then says when to stop,
+ * agg:restored() after. */
+static int agg_attach(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  check_agg(L, 1);
+  struct tide_ckpt **ck = tide_l_check_ckpt(L, 2);
+  size_t nl;
+  const char *name = luaL_checklstring(L, 3, &nl);
+  lua_Integer limit = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, nl > 0 && nl <= TIDE_CKPT_NAME_MAX - 48 && !memchr(name, 0, nl), 3,
+                "a state name is 1..152 bytes without NUL");
+  luaL_argcheck(L, limit > 0, 4, "a memory limit is > 0 bytes");
+  if (u->sp) return luaL_error(L, "agg:attach: attached already");
+  l_spill_t *sp = calloc(1, sizeof *sp);
+  if (!sp) return luaL_error(L, "out of memory");
+  u->sp = sp;
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  sp->ck = ck;
+  memcpy(sp->name, name, nl);
+  sp->name_len = nl;
+  sp->limit = (size_t)limit;
+  sp->store.ctx = sp;
+  sp->store.lookup = store_lookup;
+  sp->store.scan = store_scan;
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_state_tail(*ck, name, nl, &sp->records, &sp->last, &err);
+  /* the runs: every state "<name>.keys.<lo>-<hi>" */
+  tide_ckpt_stats_t st;
+  tide_buf_t states = TIDE_BUF_INIT;
+  if (!rc) rc = tide_ckpt_stats(*ck, &st, &states, &err);
+  for (size_t i = 0; !rc && i < st.nstates; i++) {
+    tide_ckpt_state_stat_t s;
+    memcpy(&s, states.data + i * sizeof s, sizeof s);
+    size_t pl = nl + sizeof INDEX_INFIX - 1;
+    unsigned long long lo, hi;
+    char tail;
+    if (strncmp(s.name, name, nl) || strncmp(s.name + nl, INDEX_INFIX, sizeof INDEX_INFIX - 1) ||
+        sscanf(s.name + pl, "%llu-%llu%c", &lo, &hi, &tail) != 2)
+      continue;
+    if (sp->nruns == RUNS_MAX) {
+      rc = tide_err_set(&err, TIDE_ECORRUPT, "checkpoint state %s: more than %d index runs", name, RUNS_MAX);
+      break;
+    }
+    run_t *r = &sp->runs[sp->nruns++];
+    r->lo = lo;
+    r->hi = hi;
+    r->n = s.entries;
+  }
+  tide_buf_free(&states);
+  if (!rc) qsort(sp->runs, sp->nruns, sizeof *sp->runs, cmp_run);
+  /* a run whose range holds another's is what a merge left part way (its
+   * sources are whole): dropped */
+  for (size_t i = 0; !rc && i < sp->nruns; i++) {
+    int partial = 0;
+    for (size_t j = 0; j < sp->nruns; j++)
+      if (j != i && sp->runs[i].lo <= sp->runs[j].lo && sp->runs[j].hi <= sp->runs[i].hi &&
+          (sp->runs[i].lo != sp->runs[j].lo || sp->runs[i].hi != sp->runs[j].hi))
+        partial = 1;
+    if (!partial) continue;
+    char rn[TIDE_CKPT_NAME_MAX + 1];
+    size_t rl = run_name(sp, &sp->runs[i], rn);
+    rc = tide_ckpt_state_drop(*ck, rn, rl, &err);
+    memmove(&sp->runs[i], &sp->runs[i + 1], (sp->nruns - i - 1) * sizeof *sp->runs);
+    sp->nruns--;
+    i = (size_t)-1;
+  }
+  if (!rc && sp->nruns) rc = bloom_rebuild(sp, *ck, &err);
+  tide_ckpt_release_pages(*ck);
+  if (rc) return luaL_error(L, "%s", err.msg);
+  return 0;
+}
+
+static l_spill_t *check_attached(lua_State *L, const char *fn) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  check_agg(L, 1);
+  if (!u->sp) luaL_error(L, "agg:%s: not attached (agg:attach)", fn);
+  return u->sp;
+}
+
+/* agg:full() -> true when restoring must stop: the index holds every
+ * stored group and the groups in memory have passed the limit. */
+static int agg_full(lua_State *L) {
+  l_spill_t *sp = check_attached(L, "full");
+  lua_pushboolean(L, sp->nruns > 0 && held(luaL_checkudata(L, 1, AGG_MT)) > sp->limit);
+  return 1;
+}
+
+/* agg:restored(): the restore is over; the stored groups it left out are
+ * served from the checkpoint from now on. */
+static int agg_restored(lua_State *L) {
+  l_spill_t *sp = check_attached(L, "restored");
+  tide_agg_t *a = check_agg(L, 1);
+  uint64_t mem = tide_agg_groups(a);
+  tide_agg_set_store(a, &sp->store, sp->records > mem ? sp->records - mem : 0, sp->last + 1);
+  return 0;
+}
+
+static int cmp_pair(const void *x, const void *y) {
+  const uint64_t *a = x, *b = y;
+  return a[0] != b[0] ? (a[0] > b[0]) - (a[0] < b[0]) : (a[1] > b[1]) - (a[1] < b[1]);
+}
+
+/* agg:take_index() -> run name, change set | nil: what the commit that
+ * take_changes is for writes to the index: nothing until the groups
+ * first pass the limit; then, in that commit, a run of every group; from
+ * then on a run of the groups the batch created. Entries in key order:
+ * a new database filled by appends. (Index entries of deleted groups are
+ * left to the merges, which drop them.) */
+static int agg_take_index(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  l_spill_t *sp = check_attached(L, "take_index");
+  tide_agg_t *a = check_agg(L, 1);
+  free(sp->pend_h);
+  sp->pend_h = NULL;
+  memset(&sp->pend, 0, sizeof sp->pend);
+  const uint64_t *gone, *hashes;
+  sp->pend_dead = tide_agg_gone(a, &gone, &hashes);
+  if (!sp->nruns) sp->indexing = held(u) > sp->limit;
+  if (!sp->nruns && !sp->indexing) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const uint32_t *gids;
+  uint32_t nd = tide_agg_dirty(a, &gids), ng = (uint32_t)tide_agg_groups(a);
+  uint64_t from = sp->nruns ? tide_agg_new_sids_from(a) : 1, to = tide_agg_next_sid(a);
+  uint32_t most = sp->nruns ? nd : ng;
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  uint64_t *pairs = x->p[0] = malloc(((size_t)most + 1) * 2 * sizeof *pairs);
+  if (!pairs) return luaL_error(L, "out of memory");
+  size_t m = 0;
+  for (uint32_t i = 0; i < most; i++) {
+    uint32_t g = sp->nruns ? gids[i] : i;
+    uint64_t sid = tide_agg_sid(a, g);
+    if (sid < from) continue; /* an older group: in an earlier run */
+    pairs[2 * m] = tide_agg_hash(a, g);
+    pairs[2 * m++ + 1] = sid;
+  }
+  if (!m) {
+    lua_pushnil(L);
+    return 1;
+  }
+  qsort(pairs, m, 2 * sizeof *pairs, cmp_pair);
+  uint64_t *hs = malloc(m * sizeof *hs);
+  if (!hs) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < m; i++) hs[i] = pairs[2 * i];
+  sp->pend_h = hs;
+  sp->pend.lo = from;
+  sp->pend.hi = to;
+  sp->pend.n = m;
+  char rn[TIDE_CKPT_NAME_MAX + 1];
+  size_t rl = run_name(sp, &sp->pend, rn);
+  lua_pushlstring(L, rn, rl);
+  tide_l_changes_t *c = tide_l_push_changes(L);
+  if (tide_buf_reserve(&c->buf, m * 32)) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < m; i++) {
+    unsigned char key[16];
+    size_t mark;
+    tide_ckpt_key_u64(key, pairs[2 * i]);
+    tide_ckpt_key_u64(key + 8, pairs[2 * i + 1]);
+    if (tide_l_changes_put_begin(c, key, 16, &mark)) return luaL_error(L, "out of memory");
+    tide_l_changes_put_end(c, mark);
+  }
+  tide_l_scratch_free(x);
+  lua_remove(L, -3);
+  return 2;
+}
+
+/* Merge runs [i, j) of the index into one (ckpt.h's index merge; with
+ * gc, entries of deleted groups are dropped). 0 or an error (err set). */
+static int merge_runs(l_spill_t *sp, struct tide_ckpt *c, size_t i, size_t j, int gc, tide_err_t *err) {
+  char names[RUNS_MAX][TIDE_CKPT_NAME_MAX + 1];
+  const char *srcs[RUNS_MAX];
+  size_t lens[RUNS_MAX] = {0};
+  for (size_t k = i; k < j; k++) {
+    lens[k - i] = run_name(sp, &sp->runs[k], names[k - i]);
+    srcs[k - i] = names[k - i];
+  }
+  run_t r = {sp->runs[i].lo, sp->runs[j - 1].hi, 0};
+  char dn[TIDE_CKPT_NAME_MAX + 1];
+  size_t dl = run_name(sp, &r, dn);
+  for (size_t k = 0; k < j - i; k++) /* a run merged alone (to drop dead entries) needs another name */
+    if (lens[k] == dl && !memcmp(names[k], dn, dl)) {
+      r.hi++;
+      dl = run_name(sp, &r, dn);
+      k = (size_t)-1;
+    }
+  int rc = tide_ckpt_index_merge(c, sp->name, sp->name_len, srcs, lens, j - i, dn, dl, gc, &r.n, err);
+  if (rc) return rc;
+  memmove(&sp->runs[i + 1], &sp->runs[j], (sp->nruns - j) * sizeof *sp->runs);
+  sp->nruns -= j - i - 1;
+  sp->runs[i] = r;
+  if (!r.n) { /* nothing left: the merge dropped it */
+    memmove(&sp->runs[i], &sp->runs[i + 1], (sp->nruns - i - 1) * sizeof *sp->runs);
+    sp->nruns--;
+  }
+  return 0;
+}
+
+/* The size class of a run: 0 up to RUNS_BASE entries, then one more per
+ * RUNS_FAN times as many. */
+static int run_class(const run_t *r) {
+  int c = 0;
+  for (uint64_t n = RUNS_BASE; r->n > n && c < 40; n *= RUNS_FAN) c++;
+  return c;
+}
+
+/* After a commit: the run it wrote joins the index (and the filter);
+ * the newest RUNS_FAN runs merge while they are of one size class, and
+ * every run merges (dropping dead entries) when most entries are dead. */
+static int index_commit(l_spill_t *sp, tide_err_t *err) {
+  struct tide_ckpt *c = spill_ck(sp, err);
+  if (!c) return TIDE_EINVAL;
+  int rc = 0;
+  if (sp->pend_h) {
+    if (sp->nruns == RUNS_MAX) return tide_err_set(err, TIDE_ETOOBIG, "state %s: too many index runs", sp->name);
+    sp->runs[sp->nruns++] = sp->pend;
+    uint64_t total = 0;
+    for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+    if (!sp->bloom || total > sp->bloom_cap) {
+      rc = bloom_rebuild(sp, c, err);
+    } else {
+      for (uint64_t i = 0; i < sp->pend.n; i++) bloom_add(sp, sp->pend_h[i]);
+    }
+    free(sp->pend_h);
+    sp->pend_h = NULL;
+    if (rc) return rc;
+  }
+  if (sp->nruns) sp->dead += sp->pend_dead;
+  sp->pend_dead = 0;
+  uint64_t total = 0;
+  for (size_t i = 0; i < sp->nruns; i++) total += sp->runs[i].n;
+  if (sp->nruns && sp->dead * 2 > total) {
+    sp->dead = 0;
+    if ((rc = merge_runs(sp, c, 0, sp->nruns, 1, err))) return rc;
+    return bloom_rebuild(sp, c, err); /* without the dead hashes */
+  }
+  while (sp->nruns >= RUNS_FAN && (run_class(&sp->runs[sp->nruns - RUNS_FAN]) == run_class(&sp->runs[sp->nruns - 1]) ||
+                                   sp->nruns > RUNS_MAX - 4))
+    if ((rc = merge_runs(sp, c, sp->nruns - RUNS_FAN, sp->nruns, 0, err))) return rc;
+  return 0;
+}
+
+/* agg:clear_changes(): after a commit. Attached, it then adds the run
+ * the commit wrote to the index (merging runs), and spills the least
+ * recently touched groups while memory passes the limit, down to 3/4 of
+ * it (so that the next batches do not spill again at once). Returns the
+ * number of groups spilled. */
+static int agg_clear_changes(lua_State *L) {
+  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
+  tide_agg_t *a = check_agg(L, 1);
+  tide_agg_clear_dirty(a);
+  uint32_t n = 0;
+  l_spill_t *sp = u->sp;
+  if (!sp) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  tide_err_t err = {0, ""};
+  int rc = index_commit(sp, &err);
+  sp->indexing = 0;
+  if (!rc && sp->nruns && held(u) > sp->limit) {
+    size_t target = sp->limit / 4 * 3;
+    rc = tide_agg_spill(a, target > sp->bloom_bytes ? target - sp->bloom_bytes : 0, &n, &err);
+  }
+  /* what this batch read of the checkpoint (lookups, merges, walks) is in
+   * the page cache: the process need not keep it mapped */
+  if (*sp->ck) tide_ckpt_release_pages(*sp->ck);
+  if (rc) return luaL_error(L, "state %s: %s", sp->name, err.msg);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* agg:spill_counts() -> groups only in the store, groups spilled and
+ * groups loaded back since the aggregation was made */
+static int agg_spill_counts(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  uint64_t s, l;
+  tide_agg_spill_counts(a, &s, &l);
+  lua_pushinteger(L, (lua_Integer)tide_agg_spilled(a));
+  lua_pushinteger(L, (lua_Integer)s);
+  lua_pushinteger(L, (lua_Integer)l);
+  return 3;
+}
+
 
 /* agg:restore(sid, record) -> true | nil, msg, ENAME */
 static int agg_restore(lua_State *L) {
@@ -420,11 +910,10 @@ static int agg_restore(lua_State *L) {
 /* Push what evict/remove hand back: the rows batch and an array of the
  * sids (freed here: x owns them while the pushes may raise), or with
  * want_rows 0 their number; the sids are noted for take_changes. */
-static int push_removed(lua_State *L, l_agg_t *u, tide_l_scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
+static int push_removed(lua_State *L, tide_l_scratch_t *x, tide_batch_t *b, uint64_t *sids, uint32_t n,
                         int want_rows) {
   x->p[0] = sids;
   if (b) tide_l_push_batch(L, b);
-  if (note_gone(u, sids, n)) return luaL_error(L, "out of memory");
   if (!want_rows) {
     lua_pushinteger(L, (lua_Integer)n);
     tide_l_scratch_free(x);
@@ -445,7 +934,6 @@ static int push_removed(lua_State *L, l_agg_t *u, tide_l_scratch_t *x, tide_batc
  * <= bound, removed. want_rows false: just the number removed (no rows
  * are built). */
 static int agg_evict(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   const tide_schema_t *s = tide_agg_schema(a);
   uint32_t nf = s->nfields, col = nf;
@@ -482,8 +970,9 @@ static int agg_evict(lua_State *L) {
   uint32_t n;
   tide_err_t err = {0, ""};
   int rc = tide_agg_evict(a, col, (int64_t)bound, want_rows ? &b : NULL, &sids, &n, &err);
+  release_walk(L);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  return push_removed(L, u, x, b, sids, n, want_rows);
+  return push_removed(L, x, b, sids, n, want_rows);
 }
 
 /* The gid of the state id at stack index idx; raises naming `what` when
@@ -536,7 +1025,6 @@ static int agg_merge(lua_State *L) {
 /* agg:remove({sid..}) -> Batch, {sid..}: remove the groups, handing back
  * their result rows and state ids in gid (first-seen) order. */
 static int agg_remove(lua_State *L) {
-  l_agg_t *u = luaL_checkudata(L, 1, AGG_MT);
   tide_agg_t *a = check_agg(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   uint32_t n = (uint32_t)lua_rawlen(L, 2);
@@ -556,7 +1044,7 @@ static int agg_remove(lua_State *L) {
   tide_err_t err = {0, ""};
   int rc = tide_agg_remove(a, gids, n, &b, &sids, &m, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  return push_removed(L, u, x, b, sids, m, 1);
+  return push_removed(L, x, b, sids, m, 1);
 }
 
 int tide_l_agg_open(lua_State *L) {
@@ -573,6 +1061,11 @@ int tide_l_agg_open(lua_State *L) {
                                      {"lookup", agg_lookup},
                                      {"merge", agg_merge},
                                      {"remove", agg_remove},
+                                     {"attach", agg_attach},
+                                     {"full", agg_full},
+                                     {"restored", agg_restored},
+                                     {"take_index", agg_take_index},
+                                     {"spill_counts", agg_spill_counts},
                                      {NULL, NULL}};
   tide_l_class(L, AGG_MT, methods, agg_gc, 0);
   lua_pushcfunction(L, l_agg);

@@ -14,7 +14,7 @@
  *   ck:close() (also __gc, __close)
  *   core.state_changes() -> cs (a change set, l_ckpt.h): cs:put(key, value),
  *   cs:del(key), cs:count() -> puts, deletes, cs:ops() -> { {"put", key,
- *   value} | {"del", key} ... } in order
+ *   value} | {"del", key} ... } in order, cs:free() (empties it now)
  *
  * Errors: opening returns nil, message, ENAME when the environment fails
  * (STYLE.md's third tier: the engine adds the query's context). Everything
@@ -33,6 +33,7 @@
 #include <lauxlib.h>
 #include <lmdb.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckpt.h"
@@ -82,6 +83,8 @@ static l_ckpt_t *check_open_ckpt(lua_State *L, int idx) {
   if (!k->c) luaL_error(L, "attempt to use a closed tide.Checkpoint");
   return k;
 }
+
+struct tide_ckpt **tide_l_check_ckpt(lua_State *L, int idx) { return &check_open_ckpt(L, idx)->c; }
 
 /* A batch id argument: an integer >= 0. */
 static uint64_t check_id(lua_State *L, int idx) {
@@ -381,6 +384,11 @@ static int cs_del(lua_State *L) {
   return 0;
 }
 
+/* cs:free(): drop the buffer now (a commit is done with it); the set is
+ * empty after. The collector does not see this memory, so waiting for
+ * __gc could keep a batch's changes alive for many batches. */
+static int cs_free(lua_State *L) { return changes_gc(L); }
+
 static int cs_count(lua_State *L) {
   tide_l_changes_t *c = luaL_checkudata(L, 1, CHANGES_MT);
   lua_pushinteger(L, (lua_Integer)c->nputs);
@@ -457,7 +465,7 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
  * (a key is a string, or an integer >= 0 stored as 8 bytes big-endian; a
  * change set's ops apply in their order, its memory stays the userdata's)
  * Pass 1 checks the shape and counts; pass 2 fills one block of
- * tide_ckpt_change_t and tide_ckpt_op_t (a userdata, so a raise frees it)
+ * tide_ckpt_change_t and tide_ckpt_op_t (in a scratch, so a raise frees it)
  * whose pointers are into the Lua strings the changes table holds. Per
  * state, the puts apply first, then the deletes. */
 static int l_commit(lua_State *L) {
@@ -498,7 +506,12 @@ static int l_commit(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  tide_ckpt_change_t *ch = lua_newuserdatauv(L, nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1, 0);
+  /* in a scratch (freed right after the commit), not in a userdata: the
+   * collector would keep a large commit's ops (40 bytes each) for many
+   * batches, as it sees only its own heap grow */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_ckpt_change_t *ch = x->p[0] = malloc(nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1);
+  if (!ch) return luaL_error(L, "out of memory");
   tide_ckpt_op_t *ops = (tide_ckpt_op_t *)(ch + nch);
   unsigned char *keys = (unsigned char *)(ops + nops); /* 8 bytes per op for integer keys */
   size_t ci = 0, oi = 0;
@@ -550,6 +563,7 @@ static int l_commit(lua_State *L) {
   /* From here to the result no Lua function runs. */
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_commit(k->c, n, text, len, ch, ci, &err);
+  tide_l_scratch_free(x);
   return write_result(L, rc, &err);
 }
 
@@ -655,7 +669,7 @@ int tide_l_ckpt_open(lua_State *L) {
   tide_l_class_tostring(L, CKPT_MT, l_tostring);
   tide_l_class(L, ITER_MT, NULL, iter_gc, 0);
   static const luaL_Reg cs_methods[] = {
-      {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {NULL, NULL}};
+      {"put", cs_put}, {"del", cs_del}, {"count", cs_count}, {"ops", cs_ops}, {"free", cs_free}, {NULL, NULL}};
   tide_l_class(L, CHANGES_MT, cs_methods, changes_gc, 0);
   lua_pushcfunction(L, l_checkpoint);
   lua_setfield(L, -2, "checkpoint");

@@ -29,6 +29,13 @@ typedef struct tide_l_changes {
 
 int tide_l_ckpt_open(lua_State *L);
 
+/* The open tide.Checkpoint at idx (raises otherwise): a pointer to its
+ * handle, which the userdata owns and which becomes NULL when it is
+ * closed. A holder keeps the userdata alive (a user value) and checks
+ * the handle before each use. */
+struct tide_ckpt;
+struct tide_ckpt **tide_l_check_ckpt(lua_State *L, int idx);
+
 /* Push a new, empty change set (freed by __gc). */
 tide_l_changes_t *tide_l_push_changes(lua_State *L);
 

@@ -7,14 +7,20 @@
  *        rows: an array of arrays of the values' text (nil for NULL);
  *        params: strings, numbers or booleans (sent as text), `n` = count
  *        when some are nil
- *   pg:copy(copy_sql, {batches...})     -> rows sent | nil, msg, ENAME
+ *   pg:copy(copy_sql, {batches...} [, {forms...}])
+ *                                       -> rows sent | nil, msg, ENAME
+ *        without forms, COPY's text format; with them, its binary format,
+ *        one form per column: "int8", "float8", "bool", "timestamp",
+ *        "text" or "jsonb" (core/pg.h, tide_pg_bin_t)
  *   pg:query_batch(sql)                 -> tide.Batch | nil, msg, ENAME
- *   pg:reset(attempts, delay_ms)        -> true | nil, msg, ENAME
+ *   pg:reset(attempts, delay_ms)        -> tries made | nil, msg, ENAME
  *   pg:close()                          (also __gc and __close)
  *
  * ENAME tells a lost connection (ECONNRESET, ECONNREFUSED) from a statement
  * the server refused (EINVAL, with the server's message and SQLSTATE).
  */
+#include <string.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -117,25 +123,52 @@ static int l_exec(lua_State *L) {
 }
 
 static int l_copy(lua_State *L) {
+  static const char *const forms[] = {"int8", "float8", "bool", "timestamp", "text", "jsonb", NULL};
   tide_pg_t *c = check_pg(L);
   const char *sql = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
-  lua_Integer n = luaL_len(L, 3);
+  lua_Integer n = luaL_len(L, 3), nf = 0;
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    nf = luaL_len(L, 4);
+    luaL_argcheck(L, nf > 0 && nf <= 65535, 4, "expected one binary form per column");
+  }
   tide_l_scratch_t *x = tide_l_push_scratch(L);
   const tide_batch_t **bs = NULL;
+  tide_pg_bin_t *bin = NULL;
   if (n > 0) {
     bs = malloc((size_t)n * sizeof *bs);
     if (!bs) return luaL_error(L, "copy: out of memory");
     x->p[0] = bs;
   }
+  if (nf > 0) {
+    bin = malloc((size_t)nf * sizeof *bin);
+    if (!bin) return luaL_error(L, "copy: out of memory");
+    x->p[1] = bin;
+    for (lua_Integer f = 0; f < nf; f++) {
+      lua_rawgeti(L, 4, f + 1);
+      const char *name = lua_tostring(L, -1);
+      int k = -1;
+      for (int j = 0; name && forms[j]; j++)
+        if (!strcmp(name, forms[j])) k = j;
+      if (k < 0)
+        return luaL_error(L, "copy: binary form %d: expected int8, float8, bool, timestamp, text or jsonb, got %s",
+                          (int)f + 1, name ? name : luaL_typename(L, -1));
+      bin[f] = (tide_pg_bin_t)(TIDE_PG_INT8 + k);
+      lua_pop(L, 1);
+    }
+  }
   for (lua_Integer i = 0; i < n; i++) {
     lua_rawgeti(L, 3, i + 1);
     bs[i] = tide_l_check_batch(L, -1); /* the array keeps it alive */
     lua_pop(L, 1);
+    if (bin && bs[i]->schema->nfields != (uint32_t)nf)
+      return luaL_error(L, "copy: batch %d has %d columns, but %d binary forms are given", (int)i + 1,
+                        (int)bs[i]->schema->nfields, (int)nf);
   }
   tide_err_t err = {0};
   uint64_t rows = 0;
-  int rc = tide_pg_copy(c, sql, bs, (size_t)n, &rows, &err);
+  int rc = tide_pg_copy(c, sql, bin, bs, (size_t)n, &rows, &err);
   tide_l_scratch_free(x);
   if (rc) return tide_l_fail(L, rc, "postgres", err.msg);
   lua_pushinteger(L, (lua_Integer)rows);
@@ -159,9 +192,10 @@ static int l_reset(lua_State *L) {
   luaL_argcheck(L, attempts >= 1, 2, "expected at least 1 attempt");
   luaL_argcheck(L, delay >= 0, 3, "expected a delay >= 0 ms");
   tide_err_t err = {0};
-  int rc = tide_pg_reset(c, attempts, delay, &err);
+  int used = 0;
+  int rc = tide_pg_reset(c, attempts, delay, &used, &err);
   if (rc) return tide_l_fail(L, rc, "postgres", err.msg);
-  lua_pushboolean(L, 1);
+  lua_pushinteger(L, used);
   return 1;
 }
 

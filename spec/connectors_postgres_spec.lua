@@ -93,6 +93,20 @@ describe("the postgres sink", function()
     assert.same({ "1", "2", "3" }, lines("SELECT id FROM public.once ORDER BY id"))
   end)
 
+  it("keeps the progress row of a table named with quotes and backslashes (literals escaped)", function()
+    local schema = assert(core.schema("id int"))
+    local name = [[it's a\table]]
+    local sink = postgres.sinks.postgres.new({ conninfo = server.conninfo, table = name, create_table = true,
+      progress_table = "tide_progress", retries = 0, retry_delay = 0 },
+      { query_id = [[q'\id]], mode = "append", schema = schema })
+    local b = { assert(core.rows_batch(schema, { { id = 7 } })) }
+    sink:add_batch(4, b, "append", schema)
+    sink:add_batch(4, b, "append", schema) -- skipped: its progress row is found
+    sink.stop()
+    assert.same({ "7" }, lines([[SELECT id FROM "it's a\table"]]))
+    assert.same({ { [[q'\id]], "4" } }, sql("SELECT query_id, batch_id FROM tide_progress WHERE sink = $1", { name }))
+  end)
+
   it("upserts in update mode on the aggregation's keys, the primary key of the table it creates", function()
     local ms = tide.memory_stream("ts timestamp, word string")
     local f = ms:frame():group_by(tide.window("ts", "10 seconds"), "word"):agg { "count(*) AS n" }
@@ -184,6 +198,147 @@ describe("the postgres sink", function()
     assert.matches("batch 1: sink PostgresSink%[gone%]: postgres table gone: connection lost", tostring(err))
     pcall(q.stop, q)
     assert.same({ "1" }, lines("SELECT * FROM gone"))
+  end)
+end)
+
+-- The server's log (log_statement = 'all' for the role while fn runs):
+-- what a spec sent, as the server saw it.
+local function logged(fn)
+  local log = server.dir .. "/log"
+  local before = support.file_size(log) or 0
+  sql("ALTER ROLE tide SET log_statement = 'all'")
+  local ok, err = pcall(fn)
+  sql("ALTER ROLE tide RESET log_statement")
+  assert(ok, err)
+  local fh = assert(io.open(log, "rb"))
+  fh:seek("set", before)
+  local text = fh:read("a")
+  fh:close()
+  return text
+end
+
+-- A double exactly: %q gives its hex digits (and 0/0, 1e9999, -0x0p+0).
+local function exact(v) return type(v) == "number" and string.format("%q", v) or v end
+
+describe("the postgres sink's COPY", function()
+  it("sends every column type in COPY's binary format and reads back each value exactly, NULLs included", function()
+    sql("CREATE TABLE rt (n bigint, i bigint, d double precision, b boolean, s text, v varchar(20), c char(3), " ..
+      "t timestamptz, tl timestamp, j jsonb, jt json)")
+    local ddl = "n int, i int?, d double?, b bool?, s string?, v string?, c string?, t timestamp?, tl timestamp?, " ..
+      "j json?, jt json?"
+    local rows = {
+      { n = 1, i = math.maxinteger, d = 0.1, b = true, s = "tab\there\nnew\\line\r", v = "ünïcödé €", c = "abc",
+        t = 1700000000123, tl = -1, j = { k = "a\\b\"q", n = { 1, 2.5, false } }, jt = { x = 1 } },
+      { n = 2 },
+      { n = 3, i = math.mininteger, d = -0.0, b = false, s = "", v = "", c = "xyz", t = 253402300799999,
+        tl = -62135596800000, j = "s", jt = {} },
+      { n = 4, i = 0, d = 5e-324, t = 0, tl = 946684800000, j = 1.5 },
+      { n = 5, i = -1, d = 1 / 3, t = 946684799999, j = { "x\ty" } },
+      { n = 6, d = 1.7976931348623157e308 },
+      { n = 7, d = 0 / 0 },
+      { n = 8, d = math.huge },
+      { n = 9, d = -math.huge },
+    }
+    local ms = tide.memory_stream(ddl)
+    local log = logged(function()
+      local q = start_query(ms:frame(), { table = "rt", mode = "append" })
+      ms:add(rows)
+      q:process_all_available()
+      q:stop()
+    end)
+    assert.matches('COPY "rt" %("n", "i", "d", "b", "s", "v", "c", "t", "tl", "j", "jt"%) FROM STDIN %(FORMAT binary%)',
+      log)
+    local got = tide.read("postgres", { conninfo = server.conninfo, query = "SELECT * FROM rt ORDER BY n" }):collect()
+    assert.equal(#rows, #got)
+    for k, want in ipairs(rows) do
+      for _, name in ipairs { "n", "i", "d", "b", "s", "v", "c", "t", "tl", "j", "jt" } do
+        assert.same(exact(want[name]), exact(got[k][name]), string.format("row %d, column %s", k, name))
+      end
+    end
+    -- NULLs are SQL NULLs, not empty values
+    assert.same({ { "10" } }, sql("SELECT count(*) FROM rt, LATERAL (VALUES (i), (d), (b::int), (length(s)), " ..
+      "(length(v)), (length(c)), (extract(epoch FROM t)), (extract(epoch FROM tl)), (length(j::text)), " ..
+      "(length(jt::text))) AS x(a) WHERE n = 2 AND a IS NULL"))
+  end)
+
+  it("takes COPY's text format for an integer or numeric column, doubles in their shortest digits", function()
+    sql("CREATE TABLE narrow (n integer, x numeric, d double precision, t timestamptz, s text)")
+    local ms = tide.memory_stream("n int, x double, d double, t timestamp, s string?")
+    local log = logged(function()
+      local q = start_query(ms:frame(), { table = "narrow", mode = "append" })
+      ms:add { { n = 1, x = 0.1, d = 0.1, t = 1700000000123, s = "a\tb\\c" },
+        { n = 2, x = 1 / 3, d = -0.0, t = -1 },
+        { n = 3, x = 1e21, d = 5e-324, t = 0, s = "\\N" },
+        { n = 4, x = 3.0, d = 2.5, t = 1700000000500 } }
+      q:process_all_available()
+      q:stop()
+    end)
+    assert.matches('COPY "narrow" %("n", "x", "d", "t", "s"%) FROM STDIN\n', log)
+    -- numeric keeps the digits it is given: the shortest that read back as the double
+    assert.same({ "1|0.1|0.1|2023-11-14 22:13:20.123+00|a\tb\\c",
+      "2|0.3333333333333333|-0|1969-12-31 23:59:59.999+00|\\N",
+      "3|1000000000000000000000|5e-324|1970-01-01 00:00:00+00|\\N",
+      "4|3|2.5|2023-11-14 22:13:20.5+00|\\N" },
+      lines("SELECT n, x, d, t, coalesce(s, '\\N') FROM narrow"))
+  end)
+
+  it("refuses a binary form that does not fit a column's type, before sending anything", function()
+    local b = assert(core.rows_batch(assert(core.schema("s string")), { { s = "x" } }))
+    local ok, msg, ename = pg:copy("COPY nosuch FROM STDIN (FORMAT binary)", { b }, { "int8" })
+    assert.same({ nil, "postgres: column 's' (string) has no binary form int8", "EINVAL" }, { ok, msg, ename })
+    local okc, err = pcall(pg.copy, pg, "COPY nosuch FROM STDIN (FORMAT binary)", { b }, { "int4" })
+    assert.is_false(okc)
+    assert.matches("copy: binary form 1: expected int8, float8, bool, timestamp, text or jsonb, got int4", err)
+    okc, err = pcall(pg.copy, pg, "COPY nosuch FROM STDIN (FORMAT binary)", { b }, { "text", "text" })
+    assert.is_false(okc)
+    assert.matches("copy: batch 1 has 1 columns, but 2 binary forms are given", err)
+    b:close()
+  end)
+
+  it("checks update mode's keys against the output before it creates the table", function()
+    local schema = assert(core.schema("k string, v int"))
+    local function new(keys)
+      return pcall(postgres.sinks.postgres.new, { conninfo = server.conninfo, table = "keyed", create_table = true,
+        progress_table = "tide_progress", retries = 0, retry_delay = 0 },
+        { query_id = "spec-keys", mode = "update", schema = schema, keys = keys })
+    end
+    local ok, err = new { "k", "nosuch" }
+    assert.is_false(ok)
+    assert.equal("option 'keys': 'nosuch' is not a column of the output", err)
+    ok, err = new(nil)
+    assert.is_false(ok)
+    assert.matches("^update mode upserts on the output's key columns", err)
+    assert.same({ {} }, sql("SELECT to_regclass('keyed')::text"))
+  end)
+
+  it("spends one budget of `retries` reconnect attempts per batch, not `retries` per loss", function()
+    sql("CREATE DATABASE retrydb")
+    local conninfo = "host=" .. server.sock .. " dbname=retrydb user=tide"
+    local schema = assert(core.schema("v int"))
+    local sink = postgres.sinks.postgres.new({ conninfo = conninfo, table = "r", create_table = true,
+      progress_table = "tide_progress", retries = 3, retry_delay = 0 },
+      { query_id = "spec-retry", mode = "append", schema = schema })
+    local function batch(v) return { assert(core.rows_batch(schema, { { v = v } })) } end
+    sink:add_batch(0, batch(1), "append", schema)
+    -- the connection is cut, and every new one refused (each refusal is a
+    -- FATAL line in the server's log: one per attempt)
+    local refused = 'database "retrydb" is not currently accepting connections'
+    local function refusals()
+      local n = 0
+      for _ in support.read_file(server.dir .. "/log"):gmatch(refused) do n = n + 1 end
+      return n
+    end
+    local before = refusals()
+    sql("ALTER DATABASE retrydb ALLOW_CONNECTIONS false")
+    sql("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = 'retrydb'")
+    local ok, err = pcall(sink.add_batch, sink, 1, batch(2), "append", schema)
+    sql("ALTER DATABASE retrydb ALLOW_CONNECTIONS true")
+    sink.stop()
+    assert.is_false(ok)
+    assert.matches("^postgres table r: connection lost %(.*%), then postgres: cannot reconnect after 3 " ..
+      "attempts 0 ms apart: .*" .. refused, err)
+    assert.equal(3, refusals() - before)
+    sql("DROP DATABASE retrydb")
   end)
 end)
 

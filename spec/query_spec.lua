@@ -345,7 +345,7 @@ describe("tide streaming queries", function()
       local ms = tide.memory_stream("v int")
       assert.has_error(function() ms:frame():write_stream("memory", { name = "x", colour = 1 }) end,
         "write_stream(memory): unknown option 'colour' (allowed: checkpoint, clock, late_rows, mode, " ..
-        "multiple_watermark_policy, name, no_data_batches, sync, trigger)")
+        "multiple_watermark_policy, name, no_data_batches, state_memory_limit, sync, trigger)")
     end)
 
     it("refuse a static frame, an unknown sink, a memory sink without a name", function()

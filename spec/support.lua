@@ -129,6 +129,33 @@ function M.spawn_lua(script, args, errf)
   return p, pid
 end
 
+-- Run `lua5.4 script args...` until it finishes, killing it with SIGKILL
+-- `kills` times first, each after a random lo_ms..hi_ms; the child writes
+-- the file `done` when it finished its work (a kill after that is an
+-- error: the workload was too small for the kills). Raises when the child
+-- wrote anything to stderr. Returns the number of runs.
+function M.run_with_kills(script, args, done, errf, kills, lo_ms, hi_ms)
+  local runs = 0
+  for k = 0, kills do
+    os.remove(done)
+    local p, pid = M.spawn_lua(script, args, errf)
+    runs = runs + 1
+    if k < kills then
+      M.sleep_ms(math.random(lo_ms, hi_ms))
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    end
+    p:read("a")
+    p:close()
+    local err = M.read_file(errf)
+    assert(err == "", "the child failed: " .. err)
+    if k < kills and M.exists(done) then
+      error(string.format("the child finished after %d kills: the workload is too small for %d", k, kills))
+    end
+  end
+  assert(M.exists(done), "the last run finished")
+  return runs
+end
+
 -- The kill tests' input: `files` JSON-lines files in dir, `per_file` rows
 -- each, `{"id": i, "v": (i * 7919) % 1000}` with ids 1, 2, ... in order.
 -- Returns the number of rows.

@@ -161,11 +161,38 @@ local function keyed_state(key_schema, specs, finish)
     if not cs then run_fail("agg", err) end
     return cs
   end
-  function st.clear_changes() a:clear_changes() end
-  st.rows = function() return a:groups() end
+  -- Bounded memory (state_memory_limit): the groups spill to the
+  -- checkpoint's state `name` and come back from it, through its index
+  -- (FORMAT.md, "State index"). Call before the restore: st.full() then
+  -- says when to stop restoring, st.restored() ends it.
+  local attached, loaded, evicted_now = false, 0, 0
+  function st.attach(ck, name, limit)
+    a:attach(ck, name, limit)
+    attached = true
+  end
+  function st.full() return a:full() end
+  function st.restored() a:restored() end
+  -- The index changes of the commit take_changes is for: a state name
+  -- and its change set, or nil.
+  function st.take_index()
+    if not attached then return nil end
+    return a:take_index()
+  end
+  function st.clear_changes() evicted_now = a:clear_changes() end
+  st.rows = function() return (a:groups()) end
   st.bytes = function() return a:bytes() end
+  -- Figures of the last batch: groups in memory, groups spilled at its
+  -- commit, groups loaded back while it ran.
+  function st.memory()
+    local _, mem = a:groups()
+    local _, _, l = a:spill_counts()
+    local out = { groups_in_memory = mem, groups_evicted = evicted_now, groups_loaded = l - loaded }
+    loaded = l
+    return out
+  end
   return st
 end
+
 
 -- ------------------------------------------------------------------------
 -- Operators, by plan node op

@@ -196,6 +196,7 @@ local query_spec = {
   multiple_watermark_policy = { type = "string", values = { "min", "max" }, default = "min" },
   sync = { type = "boolean", default = true },
   late_rows = "table",
+  state_memory_limit = { type = "size", min = 1, default = "256MB" },
   -- the processing-time clock (ms since the epoch) of batch timestamps and
   -- processing-time timeouts; for tests, as Spark's StreamManualClock
   clock = "function",
@@ -342,6 +343,11 @@ end
 --     a change set (core.state_changes(), core/l_ckpt.h; aggregations make
 --     theirs in C) or puts {{key, blob}...}, dels {key...} (keys: strings,
 --     or integers stored as 8 bytes big-endian), st.rows(), st.bytes();
+--     a keyed state (aggregate, dedup) also bounds its memory
+--     (state_memory_limit): st.attach(ck, name, limit) before the restore,
+--     st.full() (stop restoring), st.restored(), st.take_index() -> the
+--     name and change set of its index (or nil) for the commit, and
+--     st.memory() -> this batch's figures for the progress report;
 -- and runs with the context of the micro-batch (exec.lua's header): the
 -- state, the mode, this batch's watermark (eviction and emission), the
 -- previous batch's (late rows), the metrics and the late-row sink.
@@ -617,12 +623,17 @@ function Query:_open(sources, stateful, marks, sink, descriptor)
   end
   for k, node in ipairs(stateful) do
     local st, name = self._plan:new_state(k), state_name(node, k)
+    -- bounded memory: a keyed state restores up to its limit, the rest
+    -- stays in the checkpoint (st.full)
+    if st.attach then st.attach(ck, name, self._opts.state_memory_limit) end
     for key, blob in ck:state(name) do
       local ok, err = pcall(st.restore, key, blob)
       if not ok then
         error(format("checkpoint %s: state of %s (%s): %s", self._dir, node.label, name, util.strip_position(err)), 0)
       end
+      if st.full and st.full() then break end
     end
+    if st.restored then st.restored() end
     st.clear_changes()
     self._ops[k] = { node = node, state = st, name = state_name(node, k) }
     self._states[k] = st
@@ -980,9 +991,18 @@ function Query:_commit(b)
   for k, op in ipairs(self._ops) do
     local puts, dels = op.state.take_changes()
     changes[op.name] = dels == nil and puts or { put = puts, del = dels }
+    if op.state.take_index then
+      local index, ix = op.state.take_index()
+      if ix then changes[index] = ix end
+    end
     b.totals[k] = op.state.rows()
   end
   ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
+  -- change sets made in C hold a batch's records: free them now, not
+  -- when the collector (which does not see that memory) gets to them
+  for _, cs in pairs(changes) do
+    if type(cs) == "userdata" then cs:free() end
+  end
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   b:release()
   for i, s in ipairs(self._sources) do
@@ -1024,6 +1044,13 @@ function Query:_report(b)
     ops[k] = { name = op.node.stateful, num_rows_total = b.totals[k], num_rows_updated = m.updated,
       num_rows_dropped_by_watermark = m.dropped_by_watermark, num_dropped_duplicates = m.dropped_duplicates,
       memory_bytes = op.state.bytes() }
+    if op.state.memory then -- bounded memory (state_memory_limit)
+      local mem = op.state.memory()
+      ops[k].memory_limit_bytes = self._opts.state_memory_limit
+      ops[k].num_rows_in_memory = mem.groups_in_memory
+      ops[k].num_rows_evicted_to_checkpoint = mem.groups_evicted
+      ops[k].num_rows_loaded_from_checkpoint = mem.groups_loaded
+    end
   end
   local event_time = {}
   if b.watermark then

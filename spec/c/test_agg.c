@@ -2494,6 +2494,279 @@ static void test_push_errors(void) {
   tide_schema_unref(ks);
 }
 
+
+/* ------------------------------------------------------------ spilling --- */
+
+/* A store in memory with what the engine keeps in the checkpoint: a
+ * record per committed group, keyed by sid, and the index by key hash. */
+typedef struct mstore {
+  uint64_t *sid, *hash;
+  tide_buf_t *rec;
+  size_t n, cap;
+  int lookups, scans; /* calls */
+} mstore_t;
+
+static int cmp_sid(const void *x, const void *y) {
+  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+  return (a > b) - (a < b);
+}
+
+static size_t ms_find(const mstore_t *m, uint64_t sid) {
+  size_t lo = 0, hi = m->n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (m->sid[mid] < sid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static void ms_put(mstore_t *m, uint64_t sid, uint64_t hash, const char *p, size_t len) {
+  size_t i = ms_find(m, sid);
+  if (i == m->n || m->sid[i] != sid) {
+    if (m->n == m->cap) {
+      m->cap = m->cap ? m->cap * 2 : 64;
+      m->sid = realloc(m->sid, m->cap * sizeof *m->sid);
+      m->hash = realloc(m->hash, m->cap * sizeof *m->hash);
+      m->rec = realloc(m->rec, m->cap * sizeof *m->rec);
+    }
+    memmove(m->sid + i + 1, m->sid + i, (m->n - i) * sizeof *m->sid);
+    memmove(m->hash + i + 1, m->hash + i, (m->n - i) * sizeof *m->hash);
+    memmove(m->rec + i + 1, m->rec + i, (m->n - i) * sizeof *m->rec);
+    m->n++;
+    m->sid[i] = sid;
+    m->rec[i] = (tide_buf_t)TIDE_BUF_INIT;
+  }
+  m->hash[i] = hash;
+  m->rec[i].len = 0;
+  tide_buf_append(&m->rec[i], p, len);
+}
+
+static void ms_del(mstore_t *m, uint64_t sid) {
+  size_t i = ms_find(m, sid);
+  if (i == m->n || m->sid[i] != sid) return;
+  tide_buf_free(&m->rec[i]);
+  memmove(m->sid + i, m->sid + i + 1, (m->n - i - 1) * sizeof *m->sid);
+  memmove(m->hash + i, m->hash + i + 1, (m->n - i - 1) * sizeof *m->hash);
+  memmove(m->rec + i, m->rec + i + 1, (m->n - i - 1) * sizeof *m->rec);
+  m->n--;
+}
+
+static void ms_free(mstore_t *m) {
+  for (size_t i = 0; i < m->n; i++) tide_buf_free(&m->rec[i]);
+  free(m->sid);
+  free(m->hash);
+  free(m->rec);
+}
+
+static int ms_lookup(void *ctx, const uint64_t *h, uint32_t n, tide_agg_rec_fn fn, void *arg, tide_err_t *err) {
+  mstore_t *m = ctx;
+  m->lookups++;
+  for (uint32_t j = 1; j < n; j++) T_CHECK(h[j - 1] < h[j]); /* ascending, distinct */
+  for (size_t i = 0; i < m->n; i++)
+    for (uint32_t j = 0; j < n; j++)
+      if (m->hash[i] == h[j]) {
+        int rc = fn(arg, m->sid[i], m->rec[i].data, m->rec[i].len, err);
+        if (rc) return rc;
+      }
+  return 0;
+}
+
+static int ms_scan(void *ctx, uint64_t after, uint32_t max, tide_agg_rec_fn fn, void *arg, uint64_t *last, int *done,
+                   tide_err_t *err) {
+  mstore_t *m = ctx;
+  m->scans++;
+  size_t i = ms_find(m, after + 1);
+  uint32_t k = 0;
+  for (; i < m->n && k < max; i++, k++) {
+    *last = m->sid[i];
+    int rc = fn(arg, m->sid[i], m->rec[i].data, m->rec[i].len, err);
+    if (rc) return rc;
+  }
+  *done = i == m->n;
+  return 0;
+}
+
+/* A commit: the dirty groups' records and hashes put, the removed ones
+ * deleted, then clear_dirty. */
+static void ms_commit(mstore_t *m, tide_agg_t *a) {
+  tide_err_t err = {0, ""};
+  const uint64_t *gone, *hashes;
+  size_t ng = tide_agg_gone(a, &gone, &hashes);
+  for (size_t i = 0; i < ng; i++) ms_del(m, gone[i]);
+  const uint32_t *gids;
+  uint32_t nd = tide_agg_dirty(a, &gids);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  for (uint32_t i = 0; i < nd; i++) {
+    buf.len = 0;
+    T_EQ_INT(tide_agg_encode(a, gids[i], &buf, &err), 0);
+    ms_put(m, tide_agg_sid(a, gids[i]), tide_agg_hash(a, gids[i]), buf.data, buf.len);
+  }
+  tide_buf_free(&buf);
+  tide_agg_clear_dirty(a);
+}
+
+/* Every group of a, in memory or only in the store, restored into a new
+ * aggregation in sid order (the order of an aggregation that never
+ * spilled). */
+static tide_agg_t *ms_whole(const tide_agg_t *a, const mstore_t *m, tide_schema_t *kschema) {
+  tide_agg_t *w = st_new(kschema);
+  uint32_t n = (uint32_t)tide_agg_groups(a);
+  uint64_t *order = malloc((n + 1) * sizeof *order);
+  for (uint32_t g = 0; g < n; g++) order[g] = tide_agg_sid(a, g);
+  qsort(order, n, sizeof *order, cmp_sid);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  tide_err_t err = {0, ""};
+  size_t i = 0;
+  uint32_t j = 0;
+  while (i < m->n || j < n) {
+    uint64_t sid;
+    if (j < n && (i == m->n || order[j] <= m->sid[i])) { /* in memory: the newer state */
+      sid = order[j++];
+      if (i < m->n && m->sid[i] == sid) i++;
+      uint32_t g = 0;
+      T_CHECK(tide_agg_gid_of(a, sid, &g));
+      buf.len = 0;
+      T_EQ_INT(tide_agg_encode(a, g, &buf, &err), 0);
+      T_EQ_INT(tide_agg_restore(w, sid, buf.data, buf.len, &err), 0);
+    } else {
+      sid = m->sid[i];
+      T_EQ_INT(tide_agg_restore(w, sid, m->rec[i].data, m->rec[i].len, &err), 0);
+      i++;
+    }
+  }
+  tide_buf_free(&buf);
+  free(order);
+  return w;
+}
+
+/* Batches into an aggregation that spills after every commit and into one
+ * that never does: after each batch, the groups in memory and in the
+ * store are exactly the other's groups (same sids, same states), memory
+ * stays under the target after a spill, groups come back from the store
+ * (not created again: the sid is kept), and result_all has every group. */
+static void test_spill_reload(void) {
+  tide_schema_t *in = schema(ST_IN);
+  for (size_t ks = 0; ks < 3; ks++) {
+    const keyset_t *set = &keysets[ks];
+    tide_schema_t *kschema = schema(set->ddl);
+    tide_agg_t *e = st_new(kschema), *ref = st_new(kschema);
+    mstore_t m;
+    memset(&m, 0, sizeof m);
+    tide_agg_store_t store = {&m, ms_lookup, ms_scan};
+    tide_agg_log_gone(e, 1);
+    tide_agg_set_store(e, &store, 0, 0);
+    tide_err_t err = {0, ""};
+    uint32_t n;
+    T_EQ_INT(tide_agg_spill(e, 0, &n, &err), 0); /* nothing yet */
+    for (int b = 0; b < 8; b++) {
+      tide_batch_t *rows = st_rows(in, 300, 0, 100);
+      T_EQ_INT(st_feed(e, kschema, set, rows), 0);
+      T_EQ_INT(st_feed(ref, kschema, set, rows), 0);
+      tide_batch_free(rows);
+      if (b == 0) { /* dirty groups cannot go */
+        const uint32_t *dg;
+        char want[64];
+        snprintf(want, sizeof want, "spill: %u groups are not committed", tide_agg_dirty(e, &dg));
+        T_EQ_INT(tide_agg_spill(e, 0, &n, &err), TIDE_EINVAL);
+        T_EQ_STR(err.msg, want);
+      }
+      ms_commit(&m, e);
+      tide_agg_clear_dirty(ref);
+      size_t target = tide_agg_bytes(e) / 3;
+      T_EQ_INT(tide_agg_spill(e, target, &n, &err), 0);
+      T_CHECK(tide_agg_groups(e) == 0 || tide_agg_bytes(e) <= target);
+      T_EQ_INT(tide_agg_groups(e) + tide_agg_spilled(e), tide_agg_groups(ref));
+      tide_agg_t *w = ms_whole(e, &m, kschema);
+      T_CHECK(st_same(w, ref));
+      tide_agg_free(w);
+      tide_batch_t *all, *want;
+      T_EQ_INT(tide_agg_result_all(e, &all, &err), 0);
+      T_EQ_INT(tide_agg_result(ref, &want, &err), 0);
+      T_EQ_INT(all->nrows, want->nrows);
+      tide_batch_free(all);
+      tide_batch_free(want);
+    }
+    uint64_t sp, ld;
+    tide_agg_spill_counts(e, &sp, &ld);
+    if (ks < 3) T_CHECK(sp > 0 && ld > 0 && m.lookups > 0);
+    tide_agg_free(e);
+    tide_agg_free(ref);
+    ms_free(&m);
+    tide_schema_unref(kschema);
+  }
+  tide_schema_unref(in);
+}
+
+/* An eviction by an event-time key takes the groups only in the store
+ * too (their rows and sids, logged as gone), skipping the store while no
+ * stored group can be at or below the bound; what stays equals an
+ * aggregation that never spilled. A stored record whose key is in
+ * memory loads as nothing. */
+static void test_spill_evict(void) {
+  tide_schema_t *in = schema(ST_IN);
+  const keyset_t *set = &keysets[2]; /* kt timestamp?, ks string? */
+  tide_schema_t *kschema = schema(set->ddl);
+  tide_agg_t *e = st_new(kschema), *ref = st_new(kschema);
+  mstore_t m;
+  memset(&m, 0, sizeof m);
+  tide_agg_store_t store = {&m, ms_lookup, ms_scan};
+  tide_agg_log_gone(e, 1);
+  tide_agg_set_store(e, &store, 0, 0);
+  tide_err_t err = {0, ""};
+  uint32_t n;
+  for (int b = 0; b < 6; b++) {
+    tide_batch_t *rows = st_rows(in, 400, b * 20, 60);
+    T_EQ_INT(st_feed(e, kschema, set, rows), 0);
+    T_EQ_INT(st_feed(ref, kschema, set, rows), 0);
+    tide_batch_free(rows);
+    int64_t bound = b * 20 - 10;
+    tide_batch_t *re, *rr;
+    uint64_t *se, *sr;
+    uint32_t ne, nr;
+    int scans = m.scans;
+    T_EQ_INT(tide_agg_evict(e, 0, bound, &re, &se, &ne, &err), 0);
+    T_EQ_INT(tide_agg_evict(ref, 0, bound, &rr, &sr, &nr, &err), 0);
+    if (b == 0) T_EQ_INT(m.scans, scans); /* nothing stored yet */
+    T_EQ_INT(ne, nr);
+    T_EQ_INT(re->nrows, rr->nrows);
+    if (ne) qsort(se, ne, sizeof *se, cmp_sid);
+    int bad = 0;
+    for (uint32_t i = 0; i < ne && i < nr; i++) bad += se[i] != sr[i];
+    T_EQ_INT(bad, 0);
+    const uint64_t *gone, *hashes;
+    T_EQ_INT(tide_agg_gone(e, &gone, &hashes), ne);
+    free(se);
+    free(sr);
+    tide_batch_free(re);
+    tide_batch_free(rr);
+    ms_commit(&m, e);
+    tide_agg_clear_dirty(ref);
+    T_EQ_INT(tide_agg_spill(e, tide_agg_bytes(e) / 2, &n, &err), 0);
+    tide_agg_t *w = ms_whole(e, &m, kschema);
+    T_CHECK(st_same(w, ref));
+    tide_agg_free(w);
+  }
+  T_CHECK(m.scans > 0); /* the store was walked for stored groups at or below a bound */
+  /* a record of a group in memory: loading it changes nothing */
+  T_CHECK(tide_agg_groups(e) > 0);
+  tide_buf_t buf = TIDE_BUF_INIT;
+  T_EQ_INT(tide_agg_encode(e, 0, &buf, &err), 0);
+  uint64_t groups = tide_agg_groups(e), spilled = tide_agg_spilled(e);
+  T_EQ_INT(tide_agg_load(e, tide_agg_sid(e, 0), buf.data, buf.len, &err), 0);
+  T_EQ_INT(tide_agg_groups(e), groups);
+  T_EQ_INT(tide_agg_spilled(e), spilled);
+  /* a damaged one is refused, as restore refuses it */
+  buf.data[buf.len - 1] ^= 1;
+  T_EQ_INT(tide_agg_load(e, 999999, buf.data, buf.len, &err), TIDE_ECORRUPT);
+  tide_buf_free(&buf);
+  tide_agg_free(e);
+  tide_agg_free(ref);
+  ms_free(&m);
+  tide_schema_unref(kschema);
+  tide_schema_unref(in);
+}
+
 int main(void) {
   T_RUN(test_every_aggregate);
   T_RUN(test_errors);
@@ -2522,5 +2795,7 @@ int main(void) {
   T_RUN(test_push_filter_window_late);
   T_RUN(test_push_select_sliding);
   T_RUN(test_push_errors);
+  T_RUN(test_spill_reload);
+  T_RUN(test_spill_evict);
   T_DONE();
 }

@@ -423,6 +423,111 @@ static void test_bad_dirs(void) {
   T_CHECK(c == NULL);
 }
 
+
+/* ------------------------------------------------------- state index --- */
+
+typedef struct seen {
+  uint64_t ids[64];
+  char vals[64][16];
+  int n;
+} seen_t;
+
+static int note_val(void *arg, uint64_t id, const void *val, size_t len, tide_err_t *err) {
+  (void)err;
+  seen_t *s = arg;
+  if (s->n < 64) {
+    s->ids[s->n] = id;
+    snprintf(s->vals[s->n], sizeof s->vals[0], "%.*s", (int)len, (const char *)val);
+  }
+  s->n++;
+  return 0;
+}
+
+static int stop_at_first(void *arg, uint64_t id, const void *val, size_t len, tide_err_t *err) {
+  (void)arg, (void)id, (void)val, (void)len;
+  return tide_err_set(err, TIDE_ECORRUPT, "stopped");
+}
+
+/* Records by id and index runs of (hash, id) -> "": lookups through the
+ * runs by hash prefix (a hash may name several ids; an entry whose id has
+ * no record is skipped), the tail of a state, merging runs in key order
+ * (dropping entries of deleted ids with gc) with the sources dropped. */
+static void test_state_index(void) {
+  tide_ckpt_t *c = open_ok(fresh("index"), 0);
+  tide_err_t err = {0, ""};
+  unsigned char rk[40][8], ik[40][16];
+  char rv[40][16];
+  tide_ckpt_op_t rec[40], run1[20], run2[20];
+  for (int i = 0; i < 40; i++) {
+    uint64_t id = (uint64_t)i + 1, hash = (uint64_t)(i % 13) * 1000; /* hashes shared by up to 4 ids */
+    tide_ckpt_key_u64(rk[i], id);
+    snprintf(rv[i], sizeof rv[i], "r%d", i + 1);
+    rec[i] = (tide_ckpt_op_t){rk[i], 8, rv[i], strlen(rv[i])};
+    tide_ckpt_key_u64(ik[i], hash);
+    tide_ckpt_key_u64(ik[i] + 8, id);
+  }
+  /* each run in key order: ids 1..20 and 21..40 sorted by (hash, id) */
+  int n1 = 0, n2 = 0;
+  for (int h = 0; h < 13; h++)
+    for (int i = 0; i < 40; i++)
+      if (i % 13 == h) {
+        if (i < 20) run1[n1++] = (tide_ckpt_op_t){ik[i], 16, "", 0};
+        else run2[n2++] = (tide_ckpt_op_t){ik[i], 16, "", 0};
+      }
+  tide_ckpt_change_t ch[3] = {{"r", 1, rec, 39}, {"r.keys.1-21", 11, run1, 20}, {"r.keys.21-41", 12, run2, 20}};
+  T_EQ_INT(tide_ckpt_commit(c, 0, "c0", 2, ch, 3, &err), 0); /* id 40 has no record */
+  uint64_t entries, last;
+  T_EQ_INT(tide_ckpt_state_tail(c, "r", 1, &entries, &last, &err), 0);
+  T_EQ_INT(entries, 39);
+  T_EQ_INT(last, 39);
+  T_EQ_INT(tide_ckpt_state_tail(c, "none", 4, &entries, &last, &err), 0);
+  T_EQ_INT(entries, 0);
+  /* hash 0: ids 1, 14 in run 1; 27, 40 in run 2 (40: no record) */
+  uint64_t want[2] = {0, 12000};
+  seen_t s;
+  memset(&s, 0, sizeof s);
+  T_EQ_INT(tide_ckpt_state_lookup(c, "r", 1, "r.keys.1-21", 11, want, 2, note_val, &s, &err), 0);
+  T_EQ_INT(s.n, 3); /* 1, 14; 13 */
+  T_EQ_INT(s.ids[0], 1);
+  T_EQ_INT(s.ids[1], 14);
+  T_EQ_INT(s.ids[2], 13);
+  T_EQ_STR(s.vals[1], "r14");
+  memset(&s, 0, sizeof s);
+  T_EQ_INT(tide_ckpt_state_lookup(c, "r", 1, "r.keys.21-41", 12, want, 1, note_val, &s, &err), 0);
+  T_EQ_INT(s.n, 1);
+  T_EQ_INT(s.ids[0], 27);
+  T_EQ_INT(tide_ckpt_state_lookup(c, "r", 1, "r.keys.21-41", 12, want, 1, stop_at_first, NULL, &err), TIDE_ECORRUPT);
+  T_EQ_STR(err.msg, "stopped");
+  T_EQ_INT(tide_ckpt_state_lookup(c, "r", 1, "absent", 6, want, 2, note_val, &s, &err), 0);
+  /* merge both runs: 40 entries, in key order; with gc, 39 */
+  const char *srcs[2] = {"r.keys.1-21", "r.keys.21-41"};
+  size_t lens[2] = {11, 12};
+  uint64_t count = 0;
+  T_EQ_INT(tide_ckpt_index_merge(c, "r", 1, srcs, lens, 2, "r.keys.1-41", 11, 1, &count, &err), 0);
+  T_EQ_INT(count, 39);
+  T_EQ_INT(tide_ckpt_state_tail(c, "r.keys.21-41", 12, &entries, &last, &err), 0);
+  T_EQ_INT(entries, 0); /* dropped */
+  tide_buf_t lastk = TIDE_BUF_INIT;
+  T_EQ_INT(scan_all(c, "r.keys.1-41", 5, &lastk), 39);
+  T_CHECK(lastk.len == 16 && !memcmp(lastk.data, ik[38], 16)); /* hash 12000, id 39: the largest */
+  memset(&s, 0, sizeof s);
+  T_EQ_INT(tide_ckpt_state_lookup(c, "r", 1, "r.keys.1-41", 11, want, 1, note_val, &s, &err), 0);
+  T_EQ_INT(s.n, 3); /* 1, 14, 27 */
+  /* a merge with nothing left drops its output too */
+  tide_ckpt_op_t dels[39];
+  for (int i = 0; i < 39; i++) dels[i] = (tide_ckpt_op_t){rk[i], 8, NULL, 0};
+  tide_ckpt_change_t ch2[1] = {{"r", 1, dels, 39}};
+  T_EQ_INT(tide_ckpt_commit(c, 1, "c1", 2, ch2, 1, &err), 0);
+  const char *one[1] = {"r.keys.1-41"};
+  size_t onel[1] = {11};
+  T_EQ_INT(tide_ckpt_index_merge(c, "r", 1, one, onel, 1, "r.keys.1-42", 11, 1, &count, &err), 0);
+  T_EQ_INT(count, 0);
+  T_EQ_INT(tide_ckpt_state_tail(c, "r.keys.1-42", 11, &entries, &last, &err), 0);
+  T_EQ_INT(entries, 0);
+  tide_buf_free(&lastk);
+  tide_ckpt_close(c);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/test_ckpt.XXXXXX");
   if (!mkdtemp(root)) return 2;
@@ -433,6 +538,7 @@ int main(void) {
   T_RUN(test_map_growth);
   T_RUN(test_lock);
   T_RUN(test_bad_dirs);
+  T_RUN(test_state_index);
   T_EQ_INT(t_count_fds(), fds);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -1,0 +1,327 @@
+-- The Kafka test broker (tools/kafka-broker/, issue 14): each semantic it
+-- adds to librdkafka's mock cluster, proved with real clients over
+-- loopback (tide-kafka-txclient, a librdkafka transactional producer, and
+-- Debian's kcat as the consumer), and each command of its control channel.
+local kafka_broker = require "kafka_broker"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function values(rows)
+  local t = {}
+  for i, r in ipairs(rows) do t[i] = r.value end
+  return t
+end
+
+-- Whether process `pid` still runs (not gone, not a zombie).
+local function running(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local state = (f:read("a") or ""):match("^%d+ %b() (%a)")
+  f:close()
+  return state ~= nil and state ~= "Z"
+end
+
+-- Wait (up to 20 s) for `pred()`; its last value.
+local function eventually(pred)
+  for _ = 1, 200 do
+    local v = pred()
+    if v then return v end
+    os.execute("sleep 0.1")
+  end
+  return pred()
+end
+
+describe("kafka test broker: process and control channel", function()
+  it("prints its bootstrap first, answers each command on one line, refuses bad ones with a reason", function()
+    local b <close> = kafka_broker.start(3)
+    assert.matches("^127%.0%.0%.1:%d+,127%.0%.0%.1:%d+,127%.0%.0%.1:%d+$", b.bootstrap)
+    assert.equal(b.bootstrap, b:command("bootstrap"))
+    assert.equal("", b:create_topic("t", 2))
+    assert.error_matches(function() b:create_topic("t", 2) end, "create_topic t 2: create_topic: .*already exists")
+    assert.error_matches(function() b:create_topic("bad/name", 1) end, "bad topic name")
+    assert.error_matches(function() b:rtt(4, 10) end, "broker id must be 1 to 3, not '4'")
+    assert.error_matches(function() b:push_errors("NoSuchApi", 1, "NOT_LEADER_FOR_PARTITION") end, "unknown API")
+    assert.error_matches(function() b:push_errors("Produce", 1, "NO_SUCH_ERROR") end, "unknown error")
+    assert.error_matches(function() b:command("frobnicate") end, "unknown command 'frobnicate'")
+    assert.error_matches(function() b:offsets("nope", 0) end, "offsets nope 0: offsets: .*Unknown topic")
+    assert.same({ 0, 0, 0 }, { b:offsets("t", 1) })
+    assert.matches("create_topic", b:command("help"))
+  end)
+
+  it("exits cleanly at the end of its input", function()
+    local ok, how, code = os.execute(string.format("timeout 20 %s 1 </dev/null >/dev/null", q(kafka_broker.BIN)))
+    assert.same({ true, "exit", 0 }, { ok, how, code })
+  end)
+
+  it("exits when the process that started it dies, even with its input still open", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. q(dir) .. " && mkfifo " .. q(dir .. "/in")))
+    -- The parent: a shell that starts the broker and waits; the FIFO stays
+    -- open for writing here, so the broker never sees the end of its input.
+    local parent = io.popen(string.format("exec sh -c %s", q(string.format(
+      "echo $$; %s 1 <%s >/dev/null 2>&1 & echo $!; wait", kafka_broker.BIN, dir .. "/in"))))
+    local keep = assert(io.open(dir .. "/in", "w"))
+    local sh_pid, broker_pid = tonumber(parent:read("l")), tonumber(parent:read("l"))
+    assert.truthy(eventually(function() return running(broker_pid) end))
+    os.execute("kill -9 " .. sh_pid)
+    parent:close()
+    assert.is_false(eventually(function() return not running(broker_pid) end) and running(broker_pid))
+    keep:close()
+    os.execute("rm -rf " .. q(dir))
+  end)
+
+  it("interoperates with kcat: produced and consumed through a standard client", function()
+    local b <close> = kafka_broker.start()
+    b:create_topic("plain", 1)
+    local ok = os.execute(string.format("printf 'a\\nb\\nc\\n' | env -u LD_PRELOAD kcat -P -b %s -t plain -p 0",
+      q(b.bootstrap)))
+    assert.truthy(ok)
+    assert.same({ "a", "b", "c" }, values(b:read("plain", { isolation = "read_uncommitted" })))
+    assert.same({ 0, 3, 3 }, { b:offsets("plain", 0) })
+  end)
+end)
+
+describe("kafka test broker: transactions", function()
+  local b
+  before_each(function() b = kafka_broker.start() end)
+  after_each(function() b:stop() end)
+
+  it("hides an aborted transaction's rows from read_committed readers, not from read_uncommitted ones", function()
+    b:create_topic("t", 2)
+    local p <close> = b:client("tx-abort")
+    p:init()
+    p:begin(); p:produce("t", 0, "k", "kept-1"); p:produce("t", 1, "k", "kept-2"); p:commit()
+    p:begin(); p:produce("t", 0, "k", "dropped-1"); p:produce("t", 1, "k", "dropped-2"); p:abort()
+    p:begin(); p:produce("t", 0, "k", "kept-3"); p:commit()
+    assert.same({ "kept-1", "kept-3", "kept-2" }, values(b:read("t")))
+    assert.same({ "kept-1", "dropped-1", "kept-3", "kept-2", "dropped-2" },
+      values(b:read("t", { isolation = "read_uncommitted" })))
+    -- Each transaction ended with a control batch (one offset) in each of its partitions.
+    assert.same({ 0, 6, 6 }, { b:offsets("t", 0) })
+    assert.same({ 0, 4, 4 }, { b:offsets("t", 1) })
+    -- A reader that starts inside the aborted range still skips it.
+    assert.same({ "kept-3" }, values(b:read("t", { partition = 0, from = 2 })))
+  end)
+
+  it("holds read_committed readers at the last stable offset while a transaction is open", function()
+    b:create_topic("t", 1)
+    local p <close> = b:client("tx-open")
+    local other <close> = b:client()
+    p:init()
+    p:begin(); p:produce("t", 0, "k", "first"); p:commit()
+    p:begin(); p:produce("t", 0, "k", "pending")
+    -- A non-transactional write after the open transaction is held back too.
+    other:produce("t", 0, "k", "plain")
+    assert.same({ 0, 4, 2 }, { b:offsets("t", 0) })
+    assert.same({ "first" }, values(b:read("t")))
+    assert.same({ "first", "pending", "plain" }, values(b:read("t", { isolation = "read_uncommitted" })))
+    p:commit()
+    assert.same({ 0, 5, 5 }, { b:offsets("t", 0) })
+    assert.same({ "first", "pending", "plain" }, values(b:read("t")))
+  end)
+
+  it("fences a zombie: a new producer with the same transactional.id aborts its transaction", function()
+    b:create_topic("t", 1)
+    local zombie <close> = b:client("tx-fence")
+    zombie:init()
+    zombie:begin(); zombie:produce("t", 0, "k", "zombie-open")
+    local p <close> = b:client("tx-fence")
+    p:init()
+    -- The zombie's open transaction was aborted: no longer holding readers back, and hidden.
+    local _, stop, stable = b:offsets("t", 0)
+    assert.equal(stop, stable)
+    assert.same({}, values(b:read("t")))
+    -- Everything the zombie does now is refused as fenced.
+    local ok, err = zombie:try("commit")
+    assert.is_nil(ok)
+    assert.matches("_FENCED", err)
+    -- The new producer works.
+    p:begin(); p:produce("t", 0, "k", "new"); p:commit()
+    assert.same({ "new" }, values(b:read("t")))
+  end)
+
+  it("commits TxnOffsetCommit offsets only with their transaction", function()
+    b:create_topic("in", 1)
+    b:create_topic("out", 1)
+    local p <close> = b:client("tx-offsets")
+    p:init()
+    p:begin(); p:produce("out", 0, "k", "a"); p:send_offsets("g1", "in", 0, 10, "batch-1")
+    -- Not visible while the transaction is open.
+    assert.same({ -1001 }, { p:committed("g1", "in", 0) })
+    p:abort()
+    assert.same({ -1001 }, { p:committed("g1", "in", 0) })
+    p:begin(); p:produce("out", 0, "k", "b"); p:send_offsets("g1", "in", 0, 20, "batch-2"); p:commit()
+    assert.same({ 20, "batch-2" }, { p:committed("g1", "in", 0) })
+    assert.same({ "b" }, values(b:read("out")))
+  end)
+
+  it("aborts a transaction open longer than transaction.timeout.ms and fences its producer", function()
+    b:create_topic("t", 1)
+    local p <close> = b:client("tx-timeout", { ["transaction.timeout.ms"] = 5000 })
+    p:init()
+    p:begin(); p:produce("t", 0, "k", "stale")
+    -- The broker ends it (after about 5 s): the stable offset moves past the marker.
+    assert.truthy(eventually(function()
+      local _, stop, stable = b:offsets("t", 0)
+      return stop == 2 and stable == 2
+    end))
+    assert.same({}, values(b:read("t")))
+    local ok, err = p:try("commit")
+    assert.is_nil(ok)
+    assert.matches("_FENCED", err)
+  end)
+end)
+
+describe("kafka test broker: admin requests, the log and faults", function()
+  local b
+  before_each(function() b = kafka_broker.start(3) end)
+  after_each(function() b:stop() end)
+
+  it("answers CreateTopics and CreatePartitions from a client (the controller is a broker)", function()
+    local c <close> = b:client()
+    c:create_topic("made", 2)
+    assert.error_matches(function() c:create_topic("made", 2) end, "TOPIC_ALREADY_EXISTS")
+    assert.same({ 1, 0 }, { c:produce("made", 1, "k", "v") })
+    c:create_partitions("made", 4)
+    -- (a client that knows the topic sees new partitions at its next metadata refresh)
+    local c2 <close> = b:client()
+    assert.same({ 3, 0 }, { c2:produce("made", 3, "k", "v3") })
+    assert.error_matches(function() c:create_partitions("made", 2) end, "INVALID_PARTITIONS")
+  end)
+
+  it("adds partitions on command, keeping the old ones' records", function()
+    b:create_topic("grow", 1)
+    local c <close> = b:client()
+    c:produce("grow", 0, "k", "old")
+    local ok, err = c:try("produce grow 2 k early")
+    assert.is_nil(ok)
+    assert.matches("UNKNOWN_PARTITION", err)
+    b:add_partitions("grow", 3)
+    assert.error_matches(function() b:add_partitions("grow", 2) end, "add_partitions grow 2")
+    local c2 <close> = b:client()
+    c2:produce("grow", 2, "k", "new")
+    assert.same({ "old", "new" }, values(b:read("grow")))
+  end)
+
+  it("moves the log start offset on command and by DeleteRecords; readers start there", function()
+    b:create_topic("ret", 1)
+    local c <close> = b:client()
+    c:produce_n("ret", 0, 10, "row")
+    b:log_start("ret", 0, 4)
+    assert.same({ 4, 10, 10 }, { b:offsets("ret", 0) })
+    local rows = b:read("ret")
+    assert.equal("row-4", rows[1].value)
+    assert.equal(6, #rows)
+    assert.equal(7, c:delete_records("ret", 0, 7))
+    assert.same({ 7, 10, 10 }, { b:offsets("ret", 0) })
+    assert.same({ "row-7", "row-8", "row-9" }, values(b:read("ret")))
+    assert.error_matches(function() b:log_start("ret", 0, 11) end, "out of range")
+    -- A reader at a deleted offset is told so (no silent skip unless it asks for a reset).
+    local p = io.popen(string.format("env -u LD_PRELOAD timeout 60 kcat -C -b %s -t ret -p 0 -o 2 -e " ..
+      "-X auto.offset.reset=error 2>&1", q(b.bootstrap)))
+    local out = p:read("a")
+    assert.is_nil(p:close())
+    assert.matches("Offset out of range", out)
+    -- -1: everything is gone.
+    b:log_start("ret", 0, -1)
+    assert.same({ 10, 10, 10 }, { b:offsets("ret", 0) })
+    assert.same({}, b:read("ret"))
+  end)
+
+  it("answers ListOffsets by timestamp (kcat -Q)", function()
+    b:create_topic("ts", 1)
+    local c <close> = b:client()
+    c:produce_at("ts", 0, 1000, "k", "a")
+    c:produce_at("ts", 0, 2000, "k", "b")
+    c:produce_at("ts", 0, 3000, "k", "c")
+    local function offset_for(ts)
+      local p = io.popen(string.format("env -u LD_PRELOAD timeout 30 kcat -Q -b %s -t ts:0:%d 2>&1", q(b.bootstrap),
+        ts))
+      local out = p:read("a")
+      p:close()
+      return tonumber(out:match("offset (%-?%d+)")), out
+    end
+    assert.equal(0, offset_for(500))
+    assert.equal(1, offset_for(1500))
+    assert.equal(2, offset_for(3000))
+    assert.equal(3, offset_for(9000)) -- past the last: the end
+  end)
+
+  it("rebalances a group as soon as every member has rejoined (no session.timeout.ms wait)", function()
+    b:create_topic("grp", 2)
+    local c <close> = b:client()
+    c:produce("grp", 0, "k", "p0")
+    c:produce("grp", 1, "k", "p1")
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir " .. q(dir))
+    local kcat = string.format("env -u LD_PRELOAD kcat -b %s -G g -q -u -f '%%s\\n' -X session.timeout.ms=290000 " ..
+      "-X max.poll.interval.ms=300000 -X auto.offset.reset=earliest", q(b.bootstrap))
+    -- A first member, running until killed, takes both partitions and reads them.
+    local first = io.popen(string.format("%s grp >%s 2>&1 & echo $!", kcat, q(dir .. "/first")))
+    local first_pid = tonumber(first:read("l"))
+    first:close()
+    assert.truthy(eventually(function()
+      local f = io.open(dir .. "/first")
+      local n = f and select(2, f:read("a"):gsub("\n", "")) or 0
+      if f then f:close() end
+      return n == 2
+    end))
+    -- A second member joins: the group rebalances (the first member rejoins),
+    -- and the second gets its partition at the committed offset, at the end,
+    -- so it exits (-e). With the stock mock the election waited
+    -- session.timeout.ms - 1 s (289 s) and the 60 s bound below would fail.
+    local ok, how, code = os.execute(string.format("timeout 60 %s -e grp >%s 2>&1", kcat, q(dir .. "/second")))
+    os.execute("kill " .. first_pid)
+    local second = io.open(dir .. "/second"):read("a")
+    os.execute("rm -rf " .. q(dir))
+    assert.same({ true, "exit", 0 }, { ok, how, code }, second)
+  end)
+
+  it("takes a broker down and up: its partitions cannot be written meanwhile", function()
+    b:create_topic("f", 1)
+    b:leader("f", 0, 2)
+    local c <close> = b:client(nil, { ["message.timeout.ms"] = 1500 })
+    c:produce("f", 0, "k", "before")
+    b:broker_down(2)
+    local ok, err = c:try("produce f 0 k during")
+    assert.is_nil(ok)
+    assert.matches("_MSG_TIMED_OUT", err)
+    b:broker_up(2)
+    -- (a fresh client: the first one backs off reconnecting for up to 10 s)
+    local c2 <close> = b:client()
+    c2:produce("f", 0, "k", "after")
+    assert.same({ "before", "after" }, values(b:read("f")))
+  end)
+
+  it("pushes request errors that the clients see, then serves normally", function()
+    b:create_topic("e", 1)
+    local c <close> = b:client()
+    b:push_errors("Produce", 1, "MSG_SIZE_TOO_LARGE")
+    local ok, err = c:try("produce e 0 k refused")
+    assert.is_nil(ok)
+    assert.matches("MSG_SIZE_TOO_LARGE", err)
+    c:produce("e", 0, "k", "accepted")
+    -- A retriable error is retried by the client: the write succeeds.
+    b:push_errors(0, 2, "NOT_ENOUGH_REPLICAS")
+    c:produce("e", 0, "k", "retried")
+    assert.same({ "accepted", "retried" }, values(b:read("e")))
+  end)
+
+  it("delays a broker's answers (rtt) past a client's request timeout, then not", function()
+    b:create_topic("r", 1)
+    b:leader("r", 0, 1)
+    local c <close> = b:client(nil, { ["request.timeout.ms"] = 500, ["message.timeout.ms"] = 1500,
+      ["retries"] = 0 })
+    c:produce("r", 0, "k", "fast")
+    b:rtt(1, 3000)
+    local ok, err = c:try("produce r 0 k slow")
+    assert.is_nil(ok)
+    assert.matches("TIMED_OUT", err)
+    b:rtt(1, 0)
+    local p2 <close> = b:client()
+    p2:produce("r", 0, "k", "again")
+    assert.equal("again", b:read("r")[#b:read("r")].value)
+  end)
+end)

@@ -1,0 +1,372 @@
+/*
+ * tide-kafka-txclient: a Kafka client for the test broker's specs
+ * (spec/kafka_broker_spec.lua), for what kcat cannot do: a transactional
+ * producer that a test steps through (begin, produce, send offsets,
+ * commit or abort, a second instance fencing the first), committed group
+ * offsets, and the admin requests (CreateTopics, CreatePartitions,
+ * DeleteRecords).
+ *
+ *   usage: tide-kafka-txclient BOOTSTRAP [TRANSACTIONAL_ID] [KEY=VALUE ...]
+ *
+ * KEY=VALUE pairs are librdkafka producer settings. The first line on
+ * stdout is `ok ready`; then one command a line on stdin, one answer a
+ * line on stdout: `ok [...]` or `error <ERROR_NAME>[ fatal]: <message>`.
+ *
+ *   init                         init_transactions (needs TRANSACTIONAL_ID)
+ *   begin | commit | abort       the transaction
+ *   produce TOPIC PARTITION KEY VALUE...   one message, waits for it:
+ *                                `ok <partition> <offset>`; PARTITION -1
+ *                                lets the partitioner choose
+ *   produce_at TOPIC PARTITION TIMESTAMP_MS KEY VALUE...   the same, with that timestamp
+ *   produce_n TOPIC PARTITION N PREFIX     N messages PREFIX-0 .. PREFIX-(N-1)
+ *   send_offsets GROUP TOPIC PARTITION OFFSET [METADATA]
+ *                                send_offsets_to_transaction
+ *   committed GROUP TOPIC PARTITION        `ok <offset> [<metadata>]`
+ *                                (offset -1001: none)
+ *   create_topic TOPIC PARTITIONS [REPLICAS]  CreateTopics
+ *   create_partitions TOPIC TOTAL            CreatePartitions
+ *   delete_records TOPIC PARTITION OFFSET    DeleteRecords: `ok <low watermark>`
+ *   pid | quit
+ */
+#include <errno.h>
+#include <inttypes.h>
+
+#include "rdkafka.h"
+
+#include "lines.h"
+
+#define TIMEOUT_MS 30000
+
+static rd_kafka_t *rk;
+static const char *bootstrap;
+static rd_kafka_resp_err_t last_dr_err;
+static int32_t last_dr_partition;
+static int64_t last_dr_offset;
+
+/* An rd_kafka_error_t as an answer line; destroys it. */
+static void reply_error(rd_kafka_error_t *error) {
+        reply("error %s%s: %s", rd_kafka_error_name(error),
+              rd_kafka_error_is_fatal(error) ? " fatal" : "", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+}
+
+static void reply_err(rd_kafka_resp_err_t err, const char *what) {
+        reply("error %s: %s: %s", rd_kafka_err2name(err), what, rd_kafka_err2str(err));
+}
+
+static void dr_cb(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque) {
+        last_dr_err       = m->err;
+        last_dr_partition = m->partition;
+        last_dr_offset    = m->offset;
+}
+
+static int parse_i64(const char *s, int64_t *out) {
+        char *end;
+        errno = 0;
+        *out  = strtoll(s, &end, 10);
+        return (!*s || *end || errno) ? -1 : 0;
+}
+
+/* Produce one message and wait for its delivery report. */
+static int produce_one(const char *topic, int32_t partition, int64_t ts, const char *key,
+                       const char *value) {
+        rd_kafka_resp_err_t err;
+        last_dr_err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+        err         = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                                        RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_KEY(key, strlen(key)),
+                                        RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err) {
+                reply_err(err, "produce");
+                return -1;
+        }
+        rd_kafka_flush(rk, TIMEOUT_MS);
+        if (last_dr_err) {
+                if (last_dr_err == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+                        reply("error _TIMED_OUT: produce: no delivery report in %d ms", TIMEOUT_MS);
+                else
+                        reply_err(last_dr_err, "delivery");
+                return -1;
+        }
+        return 0;
+}
+
+/* An admin request's single result: its error, or 0. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
+        return ev;
+}
+
+static void cmd_committed(char **argv) {
+        char errstr[512];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *c;
+        rd_kafka_topic_partition_list_t *parts;
+        rd_kafka_topic_partition_t *p;
+        rd_kafka_resp_err_t err;
+        int64_t partition;
+
+        if (parse_i64(argv[3], &partition)) {
+                reply("error _INVALID_ARG: committed: bad partition '%s'", argv[3]);
+                rd_kafka_conf_destroy(conf);
+                return;
+        }
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "group.id", argv[1], errstr, sizeof(errstr)) ||
+            !(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
+                reply("error _INVALID_ARG: committed: %s", errstr);
+                return;
+        }
+        parts = rd_kafka_topic_partition_list_new(1);
+        p     = rd_kafka_topic_partition_list_add(parts, argv[2], (int32_t)partition);
+        err   = rd_kafka_committed(c, parts, TIMEOUT_MS);
+        if (!err)
+                err = p->err;
+        if (err)
+                reply_err(err, "committed");
+        else if (p->metadata_size > 0)
+                reply("ok %" PRId64 " %.*s", p->offset, (int)p->metadata_size, (const char *)p->metadata);
+        else
+                reply("ok %" PRId64, p->offset);
+        rd_kafka_topic_partition_list_destroy(parts);
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+}
+
+static void cmd_admin(int argc, char **argv) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+        rd_kafka_event_t *ev = NULL;
+        char errstr[512];
+        int64_t a, b = -1;
+
+        rd_kafka_AdminOptions_set_request_timeout(opts, TIMEOUT_MS, errstr, sizeof(errstr));
+        if (parse_i64(argv[2], &a) || (argc > 3 && parse_i64(argv[3], &b))) {
+                reply("error _INVALID_ARG: %s: bad number", argv[0]);
+                goto done;
+        }
+
+        if (!strcmp(argv[0], "create_topic")) {
+                rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[1], (int)a, (int)b, errstr, sizeof(errstr));
+                const rd_kafka_topic_result_t **res;
+                size_t cnt;
+                if (!nt) {
+                        reply("error _INVALID_ARG: create_topic: %s", errstr);
+                        goto done;
+                }
+                rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+                rd_kafka_NewTopic_destroy(nt);
+                if (!(ev = admin_wait(q)) || rd_kafka_event_error(ev)) {
+                        reply("error %s: create_topic: %s", ev ? rd_kafka_err2name(rd_kafka_event_error(ev)) : "_TIMED_OUT",
+                              ev ? rd_kafka_event_error_string(ev) : "no answer");
+                        goto done;
+                }
+                res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+                if (cnt != 1)
+                        reply("error _FAIL: create_topic: %zu results", cnt);
+                else if (rd_kafka_topic_result_error(res[0]))
+                        reply("error %s: create_topic: %s", rd_kafka_err2name(rd_kafka_topic_result_error(res[0])),
+                              rd_kafka_topic_result_error_string(res[0]));
+                else
+                        reply("ok");
+
+        } else if (!strcmp(argv[0], "create_partitions")) {
+                rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(argv[1], (size_t)a, errstr, sizeof(errstr));
+                const rd_kafka_topic_result_t **res;
+                size_t cnt;
+                if (!np) {
+                        reply("error _INVALID_ARG: create_partitions: %s", errstr);
+                        goto done;
+                }
+                rd_kafka_CreatePartitions(rk, &np, 1, opts, q);
+                rd_kafka_NewPartitions_destroy(np);
+                if (!(ev = admin_wait(q)) || rd_kafka_event_error(ev)) {
+                        reply("error %s: create_partitions: %s",
+                              ev ? rd_kafka_err2name(rd_kafka_event_error(ev)) : "_TIMED_OUT",
+                              ev ? rd_kafka_event_error_string(ev) : "no answer");
+                        goto done;
+                }
+                res = rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(ev), &cnt);
+                if (cnt != 1)
+                        reply("error _FAIL: create_partitions: %zu results", cnt);
+                else if (rd_kafka_topic_result_error(res[0]))
+                        reply("error %s: create_partitions: %s",
+                              rd_kafka_err2name(rd_kafka_topic_result_error(res[0])),
+                              rd_kafka_topic_result_error_string(res[0]));
+                else
+                        reply("ok");
+
+        } else { /* delete_records */
+                rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_DeleteRecords_t *dr;
+                const rd_kafka_topic_partition_list_t *out;
+                rd_kafka_topic_partition_list_add(parts, argv[1], (int32_t)a)->offset = b;
+                dr = rd_kafka_DeleteRecords_new(parts);
+                rd_kafka_topic_partition_list_destroy(parts);
+                rd_kafka_DeleteRecords(rk, &dr, 1, opts, q);
+                rd_kafka_DeleteRecords_destroy(dr);
+                if (!(ev = admin_wait(q)) || rd_kafka_event_error(ev)) {
+                        reply("error %s: delete_records: %s",
+                              ev ? rd_kafka_err2name(rd_kafka_event_error(ev)) : "_TIMED_OUT",
+                              ev ? rd_kafka_event_error_string(ev) : "no answer");
+                        goto done;
+                }
+                out = rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+                if (!out || out->cnt != 1)
+                        reply("error _FAIL: delete_records: no result");
+                else if (out->elems[0].err)
+                        reply_err(out->elems[0].err, "delete_records");
+                else
+                        reply("ok %" PRId64, out->elems[0].offset);
+        }
+done:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+}
+
+static void command(int argc, char **argv) {
+        const char *c = argv[0];
+        rd_kafka_error_t *error;
+        int64_t partition, n, offset;
+
+        if (!strcmp(c, "init") && argc == 1) {
+                if ((error = rd_kafka_init_transactions(rk, TIMEOUT_MS)))
+                        return reply_error(error);
+                reply("ok");
+        } else if (!strcmp(c, "begin") && argc == 1) {
+                if ((error = rd_kafka_begin_transaction(rk)))
+                        return reply_error(error);
+                reply("ok");
+        } else if (!strcmp(c, "commit") && argc == 1) {
+                if ((error = rd_kafka_commit_transaction(rk, TIMEOUT_MS)))
+                        return reply_error(error);
+                reply("ok");
+        } else if (!strcmp(c, "abort") && argc == 1) {
+                if ((error = rd_kafka_abort_transaction(rk, TIMEOUT_MS)))
+                        return reply_error(error);
+                reply("ok");
+        } else if ((!strcmp(c, "produce") && argc >= 5) || (!strcmp(c, "produce_at") && argc >= 6)) {
+                /* The value is the rest of the line's words, joined by one space. */
+                int at           = c[7] == '_';
+                int64_t ts       = 0;
+                char value[4096] = "";
+                size_t len       = 0;
+                int i;
+                if (parse_i64(argv[2], &partition) || (at && (parse_i64(argv[3], &ts) || ts < 0)))
+                        return reply("error _INVALID_ARG: %s: bad partition or timestamp", c);
+                for (i = 4 + at; i < argc && len < sizeof(value); i++)
+                        len += (size_t)snprintf(value + len, sizeof(value) - len, "%s%s", i > 4 + at ? " " : "",
+                                                argv[i]);
+                if (produce_one(argv[1], (int32_t)partition, ts, argv[3 + at], value) == 0)
+                        reply("ok %" PRId32 " %" PRId64, last_dr_partition, last_dr_offset);
+        } else if (!strcmp(c, "produce_n") && argc == 5) {
+                int64_t i;
+                rd_kafka_resp_err_t err = 0;
+                if (parse_i64(argv[2], &partition) || parse_i64(argv[3], &n) || n < 1)
+                        return reply("error _INVALID_ARG: produce_n: bad partition or count");
+                last_dr_err = 0;
+                for (i = 0; i < n && !err; i++) {
+                        char v[256];
+                        snprintf(v, sizeof(v), "%s-%" PRId64, argv[4], i);
+                        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(argv[1]),
+                                                RD_KAFKA_V_PARTITION((int32_t)partition),
+                                                RD_KAFKA_V_KEY(v, strlen(v)), RD_KAFKA_V_VALUE(v, strlen(v)),
+                                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                                rd_kafka_poll(rk, 100);
+                                err = 0;
+                                i--;
+                        }
+                }
+                if (err)
+                        return reply_err(err, "produce_n");
+                rd_kafka_flush(rk, TIMEOUT_MS);
+                if (rd_kafka_outq_len(rk) > 0)
+                        return reply("error _TIMED_OUT: produce_n: %d messages undelivered", rd_kafka_outq_len(rk));
+                if (last_dr_err)
+                        return reply_err(last_dr_err, "delivery");
+                reply("ok");
+        } else if (!strcmp(c, "send_offsets") && (argc == 5 || argc == 6)) {
+                rd_kafka_topic_partition_list_t *offsets;
+                rd_kafka_topic_partition_t *p;
+                rd_kafka_consumer_group_metadata_t *cgmd;
+                if (parse_i64(argv[3], &partition) || parse_i64(argv[4], &offset))
+                        return reply("error _INVALID_ARG: send_offsets: bad partition or offset");
+                offsets   = rd_kafka_topic_partition_list_new(1);
+                p         = rd_kafka_topic_partition_list_add(offsets, argv[2], (int32_t)partition);
+                p->offset = offset;
+                if (argc == 6) {
+                        p->metadata      = strdup(argv[5]);
+                        p->metadata_size = strlen(argv[5]);
+                }
+                cgmd  = rd_kafka_consumer_group_metadata_new(argv[1]);
+                error = rd_kafka_send_offsets_to_transaction(rk, offsets, cgmd, TIMEOUT_MS);
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                rd_kafka_topic_partition_list_destroy(offsets);
+                if (error)
+                        return reply_error(error);
+                reply("ok");
+        } else if (!strcmp(c, "committed") && argc == 4) {
+                cmd_committed(argv);
+        } else if ((!strcmp(c, "create_topic") && (argc == 3 || argc == 4)) ||
+                   (!strcmp(c, "create_partitions") && argc == 3) ||
+                   (!strcmp(c, "delete_records") && argc == 4)) {
+                cmd_admin(argc, argv);
+        } else {
+                reply("error _INVALID_ARG: unknown command or wrong arguments: %s", c);
+        }
+}
+
+int main(int argc, char **argv) {
+        char errstr[512];
+        rd_kafka_conf_t *conf;
+        int i;
+
+        if (argc < 2) {
+                fprintf(stderr, "tide-kafka-txclient: usage: tide-kafka-txclient BOOTSTRAP "
+                                "[TRANSACTIONAL_ID] [KEY=VALUE ...]\n");
+                return 2;
+        }
+        if (lines_init())
+                return 0;
+        bootstrap = argv[1];
+
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr)))
+                goto bad_conf;
+        for (i = 2; i < argc; i++) {
+                char *eq = strchr(argv[i], '=');
+                if (!eq && i == 2) {
+                        if (rd_kafka_conf_set(conf, "transactional.id", argv[i], errstr, sizeof(errstr)))
+                                goto bad_conf;
+                        continue;
+                }
+                if (!eq) {
+                        snprintf(errstr, sizeof(errstr), "'%s' is not KEY=VALUE", argv[i]);
+                        goto bad_conf;
+                }
+                *eq = '\0';
+                if (rd_kafka_conf_set(conf, argv[i], eq + 1, errstr, sizeof(errstr)))
+                        goto bad_conf;
+        }
+        if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
+                fprintf(stderr, "tide-kafka-txclient: %s\n", errstr);
+                return 1;
+        }
+        reply("ok ready");
+
+        lines_serve(command, "error _INVALID_ARG:");
+        /* A producer with an open transaction is closed without waiting:
+         * the test decides what happens to it (timeout, fencing). */
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_destroy(rk);
+        return 0;
+
+bad_conf:
+        fprintf(stderr, "tide-kafka-txclient: %s\n", errstr);
+        rd_kafka_conf_destroy(conf);
+        return 2;
+}
