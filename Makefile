@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-parallel tsan helgrind demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-memlimit bench-kafka bench-parallel tsan helgrind demo clean install uninstall doc test-install
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -74,6 +74,9 @@ $(FAULT_SO): spec/fault/shim.c
 	$(CC) -std=gnu11 -g -O2 -fPIC -shared -Wall -Wextra -Wshadow -o $@ $< -ldl
 
 spec asan: $(FAULT_SO)
+
+# Kafka (issue 14): the source and sink connectors link librdkafka.
+LDLIBS   += -lrdkafka
 
 # The Kafka test broker (issue 14, tools/kafka-broker/README.md): a
 # librdkafka mock cluster with Kafka's transaction semantics added, and a
@@ -274,6 +277,12 @@ bench-postgres: all
 bench-memlimit: all
 	$(LUA) bench/memlimit.lua $(BENCH_MEMLIMIT_ARGS)
 
+# bench-kafka: the Kafka source through the standard workload against a
+# plain librdkafka consumer loop (bench/kafka_consume.c) reading the same
+# messages of the test broker, and the shared baseline (bench/kafka.lua).
+bench-kafka: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER)
+	$(LUA) bench/kafka.lua $(BENCH_KAFKA_ARGS)
+
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua
 
@@ -303,6 +312,7 @@ install:
 	mkdir -p "$$stage/core" "$$stage/lua/tide" "$$stage/connectors" "$$stage/bin" && \
 	cp $(ROCKSPEC) README.md "$$stage/" && cp core/*.c core/*.h "$$stage/core/" && \
 	cp lua/tide/*.lua "$$stage/lua/tide/" && cp connectors/*.lua "$$stage/connectors/" && \
+	for d in connectors/*/; do mkdir -p "$$stage/$$d" && cp "$$d"*.lua "$$stage/$$d"; done && \
 	mkdir -p "$$stage/lua/tide/ui" && cp lua/tide/ui/* "$$stage/lua/tide/ui/" && \
 	cp bin/tide "$$stage/bin/" && \
 	cd "$$stage" && $(LUAROCKS) $(ROCK_TREE) make --deps-mode=none $(ROCKSPEC)

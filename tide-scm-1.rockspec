@@ -29,6 +29,8 @@ external_dependencies = {
   -- the postgres connector (Debian libpq-dev: the header is under postgresql/)
   LIBPQ = { header = "postgresql/libpq-fe.h", library = "pq" },
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
+  -- the Kafka connectors (Debian librdkafka-dev)
+  RDKAFKA = { header = "librdkafka/rdkafka.h", library = "rdkafka" },
 }
 build = {
   type = "builtin",
@@ -54,6 +56,8 @@ build = {
     ["tide.connectors.console"] = "connectors/console.lua",
     ["tide.connectors.file"] = "connectors/file.lua",
     ["tide.connectors.foreach"] = "connectors/foreach.lua",
+    ["tide.connectors.kafka"] = "connectors/kafka/init.lua",
+    ["tide.connectors.kafka.source"] = "connectors/kafka/source.lua",
     ["tide.connectors.memory"] = "connectors/memory.lua",
     ["tide.connectors.postgres"] = "connectors/postgres.lua",
     ["tide.connectors.rate"] = "connectors/rate.lua",
@@ -64,23 +68,21 @@ build = {
     ["tide.core"] = {
       sources = {
         "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/decode.c",
-        "core/err.c", "core/expr.c", "core/http.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/loop.c",
-        "core/pg.c", "core/pool.c", "core/rate.c", "core/registry.c", "core/schema.c", "core/seg.c", "core/session.c",
-        "core/sjoin.c",
-        "core/sort.c",
-        "core/store.c", "core/tier.c", "core/ts.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c",
-        "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_http.c",
-        "core/l_loop.c", "core/l_ops.c", "core/l_pg.c", "core/l_pool.c", "core/l_readline.c", "core/l_schema.c",
-        "core/l_session.c",
-        "core/l_sjoin.c", "core/l_store.c",
+        "core/err.c", "core/expr.c", "core/http.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/kafka.c",
+        "core/loop.c", "core/pg.c", "core/pool.c", "core/rate.c", "core/registry.c", "core/schema.c", "core/seg.c",
+        "core/session.c", "core/sjoin.c", "core/sort.c", "core/store.c", "core/tier.c", "core/ts.c", "core/vec.c",
+        "core/window.c", "core/l_agg.c", "core/l_batch.c", "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c",
+        "core/l_expr.c", "core/l_fs.c", "core/l_http.c", "core/l_kafka.c", "core/l_loop.c", "core/l_ops.c",
+        "core/l_pg.c", "core/l_pool.c", "core/l_readline.c", "core/l_schema.c", "core/l_session.c", "core/l_sjoin.c",
+        "core/l_store.c",
         "core/l_tide.c", "core/l_udf.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "core", "$(LIBUV_INCDIR)", "$(LMDB_INCDIR)", "$(ZSTD_INCDIR)", "$(READLINE_INCDIR)",
-        "$(HTTP_PARSER_INCDIR)", "$(LIBPQ_INCDIR)/postgresql" },
+        "$(HTTP_PARSER_INCDIR)", "$(LIBPQ_INCDIR)/postgresql", "$(RDKAFKA_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)", "$(LMDB_LIBDIR)", "$(ZSTD_LIBDIR)", "$(READLINE_LIBDIR)",
-        "$(HTTP_PARSER_LIBDIR)", "$(LIBPQ_LIBDIR)" },
-      libraries = { "uv", "lmdb", "zstd", "readline", "m", "pq", "http_parser" },
+        "$(HTTP_PARSER_LIBDIR)", "$(LIBPQ_LIBDIR)", "$(RDKAFKA_LIBDIR)" },
+      libraries = { "uv", "lmdb", "zstd", "readline", "m", "pq", "http_parser", "rdkafka" },
     },
   },
   -- the dashboard's files, next to tide/ui.lua (tide.ui serves them)

@@ -129,7 +129,8 @@ function M.new(prefix)
   end
 
   -- One run of the baseline over the n-event file (parse_only: its
-  -- --parse-only mode): { eps, secs, bps, out }.
+  -- --parse-only mode): { eps, secs, bps, out }, and without parse_only
+  -- the workload's groups, count_total and signal_sum.
   function B.baseline(events, n, parse_only, bytes)
     local out = B.capture(format("%s/baseline %s%s", B.TOOLS, events, parse_only and " --parse-only" or ""))
     local eps = tonumber(out:match("events_per_s=([%d.]+)"))
@@ -137,7 +138,15 @@ function M.new(prefix)
     local lines = tonumber(out:match("lines=(%d+)"))
     if not eps or not secs then die("cannot parse the baseline's output: " .. out) end
     if lines ~= n then die(format("the baseline read %s lines, expected %d: %s", tostring(lines), n, out)) end
-    return { eps = eps, secs = secs, bps = bytes and bytes / secs, out = out:gsub("%s+$", "") }
+    local r = { eps = eps, secs = secs, bps = bytes and bytes / secs, out = out:gsub("%s+$", "") }
+    if not parse_only then
+      -- the workload's result, which a tide query of it must reproduce
+      r.groups = tonumber(out:match("groups=(%d+)"))
+      r.count_total = tonumber(out:match("count_total=(%d+)"))
+      r.signal_sum = tonumber(out:match("signal_sum=(%d+)"))
+      if not (r.groups and r.count_total and r.signal_sum) then die("cannot parse the baseline's output: " .. out) end
+    end
+    return r
   end
 
   return B
@@ -151,6 +160,39 @@ function M.median(list, field)
   local m = #v
   if m % 2 == 1 then return v[(m + 1) // 2], v[1], v[m] end
   return (v[m // 2] + v[m // 2 + 1]) / 2, v[1], v[m]
+end
+
+-- The output check of the standard workload's windowed aggregation in
+-- update mode (bench/event_time.lua, bench/kafka.lua): it emits, per batch, the groups the batch
+-- changed with their values so far; keep the last (count, sum) per
+-- (device, window_start) and the totals by deltas (two integers per
+-- group, not the rows). add(row) per output row, in output order.
+function M.update_checker()
+  local cnt, sum = {}, {}
+  local groups, count_total, signal_sum, bad_avg = 0, 0, 0, nil
+  local abs = math.abs
+  local c = {}
+  function c.add(r)
+    local dev, ws, n, s = r.device, r.window_start, r.n, r.s
+    local cd, sd = cnt[dev], sum[dev]
+    if not cd then
+      cd, sd = {}, {}
+      cnt[dev], sum[dev] = cd, sd
+    end
+    local old = cd[ws]
+    if old then
+      count_total, signal_sum = count_total - old + n, signal_sum - sd[ws] + s
+    else
+      groups, count_total, signal_sum = groups + 1, count_total + n, signal_sum + s
+    end
+    cd[ws], sd[ws] = n, s
+    local a = r.a
+    if abs(a - s / n) > 1e-9 * abs(a) and not bad_avg then
+      bad_avg = format("device %s window %d: avg %s, sum/count %s", dev, ws, a, s / n)
+    end
+  end
+  function c.result() return groups, count_total, signal_sum, bad_avg end
+  return c
 end
 
 function M.verdict(ok) return ok and "met" or "MISSED" end

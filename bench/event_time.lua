@@ -78,14 +78,7 @@ local failures = {}
 local function fail(msg) failures[#failures + 1] = msg end
 
 -- The baseline's figures every query must reproduce (checked each round).
-local function baseline()
-  local r = B.baseline(EVENTS, N, false, JSON_BYTES)
-  r.groups = tonumber(r.out:match("groups=(%d+)"))
-  r.count_total = tonumber(r.out:match("count_total=(%d+)"))
-  r.signal_sum = tonumber(r.out:match("signal_sum=(%d+)"))
-  if not (r.groups and r.count_total and r.signal_sum) then B.die("cannot parse the baseline's output: " .. r.out) end
-  return r
-end
+local function baseline() return B.baseline(EVENTS, N, false, JSON_BYTES) end
 
 ---------------------------------------------------------------------------
 -- The topic (produced once, not timed)
@@ -109,37 +102,7 @@ end
 
 local PHASES = { "get_offset", "get_batch", "execution", "add_batch", "commit" }
 
--- The output check: update mode emits, per batch, the groups the batch
--- changed with their values so far; keep the last (count, sum) per
--- (device, window_start) and the totals by deltas (two integers per
--- group, not the rows). add(row) per output row, in output order.
-local function checker()
-  local cnt, sum = {}, {}
-  local groups, count_total, signal_sum, bad_avg = 0, 0, 0, nil
-  local abs = math.abs
-  local c = {}
-  function c.add(r)
-    local dev, ws, n, s = r.device, r.window_start, r.n, r.s
-    local cd, sd = cnt[dev], sum[dev]
-    if not cd then
-      cd, sd = {}, {}
-      cnt[dev], sum[dev] = cd, sd
-    end
-    local old = cd[ws]
-    if old then
-      count_total, signal_sum = count_total - old + n, signal_sum - sd[ws] + s
-    else
-      groups, count_total, signal_sum = groups + 1, count_total + n, signal_sum + s
-    end
-    cd[ws], sd[ws] = n, s
-    local a = r.a
-    if abs(a - s / n) > 1e-9 * abs(a) and not bad_avg then
-      bad_avg = format("device %s window %d: avg %s, sum/count %s", dev, ws, a, s / n)
-    end
-  end
-  function c.result() return groups, count_total, signal_sum, bad_avg end
-  return c
-end
+local checker = common.update_checker
 
 -- Run the workload over `make_source()` (a streaming frame) into `sink`:
 -- "lua" (a foreach_batch function that checks every row as it comes) or

@@ -49,6 +49,22 @@
 -- uncommitted stay visible until the query restarts and runs it again
 -- (with the same input, so the same rows).
 --
+-- The manifest binds the directory to one query: every entry holds the
+-- query id, and a sink whose query id differs from the directory's is
+-- refused when it opens (and a batch whose manifest entry is another
+-- query's is never overwritten), since a second query, or the same one on
+-- a fresh checkpoint, numbers its batches from 0 again and would replace
+-- the first one's files.
+--
+-- Compaction, as Spark's CompactibleFileStreamLog: once COMPACT_INTERVAL
+-- per-batch entries of committed batches (ids below the one being
+-- written: a batch only runs once the one before it committed) pile up,
+-- they and the last compact file are merged into `path/_tide/<N>.compact`
+-- (N the highest id it covers; temporary, fsync, rename), and only then
+-- are the files it covers removed. A reader takes the newest compact file
+-- and lets the per-batch files override it, so every crash point reads
+-- the same manifest.
+--
 -- Durability needs fsync, which plain Lua lacks: tide.core's fsync, stat,
 -- mkdir and listdir (core/l_fs.c) do it.
 --
@@ -62,7 +78,7 @@ local cjson = require "cjson"
 local M = { sources = {}, sinks = {} }
 
 local format, concat, sort = string.format, table.concat, table.sort
-local type, error, ipairs, tostring, tointeger = type, error, ipairs, tostring, math.tointeger
+local type, error, ipairs, pairs, tostring, tointeger = type, error, ipairs, pairs, tostring, math.tointeger
 local min = math.min
 
 local CHUNK = 4 * 1024 * 1024
@@ -105,7 +121,10 @@ local function mkdirs(what, dir)
     if mode == nil then
       local ok, err = lfs.mkdir(acc)
       if not ok and lfs.attributes(acc, "mode") ~= "directory" then
-        error(format("%s: cannot create directory '%s': %s", what, acc, tostring(err)), 0)
+        -- core.mkdir's message names the path: said once
+        local why = tostring(err)
+        if why:sub(1, #acc + 2) == acc .. ": " then why = why:sub(#acc + 3) end
+        error(format("%s: cannot create directory '%s': %s", what, acc, why), 0)
       end
     elseif mode ~= "directory" then
       error(format("%s: cannot create directory '%s': a %s is in the way", what, acc, mode), 0)
@@ -131,6 +150,15 @@ local function write_whole(what, path, text)
   local cok, cerr = f:close()
   if not ok or not cok then error(format("%s: cannot write '%s': %s", what, path, werr or cerr), 0) end
   return n
+end
+
+-- The whole text of a file, or nil when it cannot be opened.
+local function read_text(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
 end
 
 local function dirname(p)
@@ -159,6 +187,7 @@ local SOURCE_OPTIONS = {
   schema = "any",
   header = "boolean",
   sep = "string",
+  multi_line = "boolean",
   unknown_fields = { type = "string", values = { "reject", "ignore" } },
   max_files_per_trigger = { type = "integer", min = 1 },
   max_bytes_per_trigger = { type = "size", min = 1 },
@@ -190,6 +219,7 @@ local function check_source(o)
   end
   if o.sep and #o.sep ~= 1 then fail("option 'sep' must be one character") end
   if (o.header ~= nil or o.sep) and fmt ~= "csv" then fail("options 'header' and 'sep' are for csv") end
+  if o.multi_line ~= nil and fmt ~= "csv" then fail("option 'multi_line' is for csv") end
   if o.unknown_fields and fmt ~= "json" then fail("option 'unknown_fields' is for json") end
   local bad = o.bad_records or "fail"
   if bad == "dead_letter" and not o.dead_letter_topic then
@@ -213,7 +243,11 @@ end
 -- The file source
 -- ------------------------------------------------------------------------
 
-local DEAD_LETTER_SCHEMA = "reason string, file string, line int, text string"
+-- A dead letter keeps its record byte for byte, whatever the bytes are:
+-- `text` is readable (the record when it is UTF-8; else each invalid byte
+-- as U+FFFD) and `raw_base64` holds the exact bytes (core/decode.h).
+local DEAD_LETTER_SCHEMA = "reason string, file string, line int, text string, raw_base64 string"
+local DEAD_LETTER_COLUMNS = { "reason", "file", "line", "text", "raw_base64" }
 
 local Source = {}
 Source.__index = Source
@@ -231,10 +265,8 @@ end
 -- Load the range log: the entries and each file's logged end. A last line cut by a crash (no newline, or not JSON) was
 -- never acknowledged: it is dropped and the log rewritten without it.
 function Source:_load()
-  local f = io.open(self._log, "rb")
-  if not f then return end
-  local text = f:read("a")
-  f:close()
+  local text = read_text(self._log)
+  if not text then return end
   local good, pos = 0, 1
   while true do
     local nl = text:find("\n", pos, true)
@@ -436,6 +468,34 @@ function Source:latest_offset(start)
   return last
 end
 
+--- The bytes not yet read after offset `off` (nil: none read yet), and
+-- the files holding them: those logged past it, and those the files have
+-- beyond what the log knows (read from a listing; nothing is logged).
+function Source:lag(off)
+  local bytes, files = 0, {}
+  local k, p = self:_next(off)
+  while self._entries[k] do
+    local e = self._entries[k]
+    if e.to > p then
+      bytes = bytes + (e.to - p)
+      files[e.path] = true
+    end
+    k = k + 1
+    p = self._entries[k] and self._entries[k].from
+  end
+  for _, path in ipairs(connector.list_files(self._path) or {}) do
+    local a = lfs.attributes(path)
+    local known = self._known[path] or 0
+    if a and a.mode == "file" and a.size > known then
+      bytes = bytes + (a.size - known)
+      files[path] = true
+    end
+  end
+  local n = 0
+  for _ in pairs(files) do n = n + 1 end
+  return { bytes = bytes, files = n }
+end
+
 -- The line number of byte `pos` of `path`: from the last read's end when it
 -- stopped there, else by counting newlines.
 function Source:_line_at(path, pos)
@@ -469,7 +529,8 @@ end
 -- Returns the bytes consumed (complete records only unless final).
 function Source:_decode(st, text, final)
   local pos = 0
-  local dopts = { sep = self._sep, ignore_unknown = self._ignore_unknown, bad = self._bad }
+  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown,
+    bad = self._bad }
   while pos < #text do
     local rest = pos == 0 and text or text:sub(pos + 1)
     dopts.line = st.line
@@ -481,7 +542,9 @@ function Source:_decode(st, text, final)
     if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
     st.dropped = st.dropped + nbad
     for _, r in ipairs(dead or {}) do
-      st.dead[#st.dead + 1] = { reason = r.reason, file = st.path, line = r.line, text = r.text }
+      local readable, raw = core.dead_letter_text(r.text)
+      st.dead[#st.dead + 1] = { reason = r.reason, file = (core.dead_letter_text(st.path)), line = r.line,
+        text = readable, raw_base64 = raw }
     end
     st.line = st.line + lines
     pos = pos + used
@@ -570,12 +633,22 @@ function Source:_dead_letter_topic()
   local t
   if store:has_topic(name) then
     t = store:topic(name)
-    local have = {}
-    for _, f in ipairs(t:info().schema) do have[f[1]] = true end
-    for _, c in ipairs { "reason", "file", "line", "text" } do
-      if not have[c] then
+    local have, fields = {}, t:info().schema
+    for _, f in ipairs(fields) do have[f[1]] = true end
+    for _, c in ipairs(DEAD_LETTER_COLUMNS) do
+      if not have[c] and not (c == "raw_base64" and have.text) then
         error(format("%s: dead-letter topic '%s' has no column '%s' (its schema must include %s)", self.description,
           name, c, DEAD_LETTER_SCHEMA), 0)
+      end
+    end
+    if not have.raw_base64 then
+      -- a topic made before dead letters kept their bytes: its next schema
+      -- version adds the column (nullable, so its older records read as null)
+      fields[#fields + 1] = { "raw_base64", "string?" }
+      local ok, err = pcall(store.register_schema, store, name, fields)
+      if not ok then
+        error(format("%s: dead-letter topic '%s' needs column 'raw_base64 string': %s", self.description, name,
+          util.strip_position(err)), 0)
       end
     end
   else
@@ -621,7 +694,7 @@ M.sources.file = {
     local self = setmetatable({
       description = description, replayable = true,
       _path = o.path, _format = fmt, _schema = schema_object(schema),
-      _header = o.header, _sep = o.sep, _ignore_unknown = o.unknown_fields == "ignore",
+      _header = o.header, _sep = o.sep, _multi_line = o.multi_line, _ignore_unknown = o.unknown_fields == "ignore",
       _bad = o.bad_records or "fail", _dl_name = o.dead_letter_topic, _store = o.store,
       _writer = format("%s/dead_letter/%s", tostring(ctx.query_id), tostring(ctx.index or 1)),
       _max_files = o.max_files_per_trigger, _max_bytes = o.max_bytes_per_trigger,
@@ -642,6 +715,109 @@ M.sources.file = {
 local Sink = {}
 Sink.__index = Sink
 
+--- Per-batch manifest entries of committed batches kept before they are
+-- compacted into one file (see the file header).
+M.COMPACT_INTERVAL = 100
+
+local COMPACT_VERSION = 1
+
+-- The manifest files of directory meta: the newest compact file (name and
+-- id, or nil), every compact file's name, and the per-batch files as
+-- { [id] = name }.
+local function manifest_files(meta)
+  local newest, newest_id, compacts, deltas = nil, nil, {}, {}
+  for name in lfs.dir(meta) do
+    local c = name:match("^(%d+)%.compact$")
+    local d = name:match("^(%d+)%.json$")
+    if c then
+      compacts[#compacts + 1] = name
+      c = tointeger(tonumber(c))
+      if not newest_id or c > newest_id then newest, newest_id = name, c end
+    elseif d then
+      deltas[tointeger(tonumber(d))] = name
+    end
+  end
+  return newest, newest_id, compacts, deltas
+end
+
+-- The JSON object that text holds, or nil.
+local function json_object(text)
+  local ok, m = pcall(cjson.decode, text)
+  if ok and type(m) == "table" then return m end
+  return nil
+end
+
+-- Every manifest entry of directory meta, as { [id] = decoded object }, and
+-- the query id of the newest compact file's header (nil without one).
+local function manifest_entries(meta)
+  local out, qid = {}, nil
+  if lfs.attributes(meta, "mode") ~= "directory" then return out end
+  local newest, _, _, deltas = manifest_files(meta)
+  if newest then
+    local text = read_text(meta .. "/" .. newest) or ""
+    for line in text:gmatch("[^\n]+") do
+      local m = json_object(line)
+      if m and m.compact ~= nil then
+        qid = m.query_id
+      elseif m and int(m.batch_id) then
+        out[int(m.batch_id)] = m
+      end
+    end
+  end
+  for id, name in pairs(deltas) do
+    local m = json_object(read_text(meta .. "/" .. name) or "")
+    if m then out[id] = m end
+  end
+  return out, qid
+end
+
+-- The manifest line of batch entry m (keys sorted, as the deltas are written).
+local function entry_line(id, m)
+  local files = {}
+  for i, f in ipairs(m.files or {}) do files[i] = json_string(f) end
+  local q = m.query_id ~= nil and format(',"query_id":%s', json_string(tostring(m.query_id))) or ""
+  return format('{"batch_id":%d,"bytes":%d,"files":[%s]%s,"rows":%d}\n', id, int(m.bytes) or 0, concat(files, ","),
+    q, int(m.rows) or 0)
+end
+
+-- Merge the newest compact file and the per-batch entries below `below`
+-- into one compact file; then remove what it covers.
+function Sink:_compact(below)
+  local what, meta = self.description, self._meta
+  local _, _, compacts, deltas = manifest_files(meta)
+  local entries = manifest_entries(meta)
+  local top
+  for id in pairs(deltas) do
+    if id < below and (not top or id > top) then top = id end
+  end
+  if not top then return end
+  local ids = {}
+  for id in pairs(entries) do
+    if id <= top then ids[#ids + 1] = id end
+  end
+  sort(ids)
+  local text = { format('{"compact":%d,"query_id":%s,"version":%d}\n', top, json_string(self._query_id or ""),
+    COMPACT_VERSION) }
+  for _, id in ipairs(ids) do text[#text + 1] = entry_line(id, entries[id]) end
+  local name = format("%08d.compact", top)
+  local final, tmp = meta .. "/" .. name, meta .. "/." .. name .. ".tmp"
+  write_whole(what, tmp, text)
+  fsync(what, tmp)
+  local ok, err = os.rename(tmp, final)
+  if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
+  fsync(what, meta)
+  -- the compact file is durable: what it covers can go
+  local left = 0
+  for id, dname in pairs(deltas) do
+    if id <= top then os.remove(meta .. "/" .. dname) else left = left + 1 end
+  end
+  for _, c in ipairs(compacts) do
+    if c ~= name then os.remove(meta .. "/" .. c) end
+  end
+  fsync(what, meta)
+  self._pending = left
+end
+
 --- Write batch `batch_id` (see the file header): idempotent per batch id.
 function Sink:add_batch(batch_id, batches, mode)
   local what = self.description
@@ -655,6 +831,12 @@ function Sink:add_batch(batch_id, batches, mode)
   local final, tmp = self._path .. "/" .. name, self._path .. "/." .. name .. ".tmp"
   local mname = format("%08d.json", id)
   local mfinal, mtmp = self._meta .. "/" .. mname, self._meta .. "/." .. mname .. ".tmp"
+  -- another query's batch of this id is never replaced (two queries that
+  -- opened the directory at once)
+  local old = json_object(read_text(mfinal) or "")
+  if old and old.query_id ~= nil and self._query_id and old.query_id ~= self._query_id then
+    error(self:_taken(old.query_id), 0)
+  end
   local rows = 0
   for _, b in ipairs(batches) do rows = rows + b:nrows() end
   if rows == 0 then
@@ -673,14 +855,22 @@ function Sink:add_batch(batch_id, batches, mode)
     text = core.csv_encode(batches, { header = true })
   end
   local bytes = write_whole(what, tmp, text)
-  write_whole(what, mtmp, format('{"batch_id":%d,"bytes":%d,"files":[%s],"rows":%d}\n', id, bytes,
-    json_string(name), rows))
+  write_whole(what, mtmp, entry_line(id, { bytes = bytes, files = { name }, query_id = self._query_id, rows = rows }))
   fsync(what, tmp, mtmp)
   local ok, err = os.rename(tmp, final)
   if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, tmp, final, err), 0) end
   ok, err = os.rename(mtmp, mfinal)
   if not ok then error(format("%s: cannot rename '%s' to '%s': %s", what, mtmp, mfinal, err), 0) end
   fsync(what, self._path, self._meta)
+  if not old then self._pending = self._pending + 1 end
+  if self._pending > M.COMPACT_INTERVAL then self:_compact(id) end
+end
+
+-- The message refusing a directory that holds query qid's output.
+function Sink:_taken(qid)
+  return format("%s: '%s' holds the output of another query (id %s, in its manifest %s/_tide): a second query, " ..
+    "or this one on a new checkpoint, would overwrite its files; write to another directory", self.description,
+    self._path, tostring(qid), self._path)
 end
 
 --- The batches recorded in the manifest: `{ [batch_id] = {files=, rows=, bytes=} }`.
@@ -691,20 +881,8 @@ end
 --- The manifest of a file sink's directory (see Sink:manifest).
 function M.manifest(path)
   local out = {}
-  local meta = path .. "/_tide"
-  if lfs.attributes(meta, "mode") ~= "directory" then return out end
-  for name in lfs.dir(meta) do
-    local id = name:match("^(%d+)%.json$")
-    if id then
-      local f = io.open(meta .. "/" .. name, "rb")
-      if f then
-        local ok, m = pcall(cjson.decode, f:read("a"))
-        f:close()
-        if ok and type(m) == "table" then
-          out[tointeger(tonumber(id))] = { files = m.files, rows = int(m.rows), bytes = int(m.bytes) }
-        end
-      end
-    end
+  for id, m in pairs(manifest_entries(path .. "/_tide")) do
+    out[id] = { files = m.files, rows = int(m.rows), bytes = int(m.bytes) }
   end
   return out
 end
@@ -715,7 +893,7 @@ M.sinks.file = {
     format = { type = "string", values = { "json", "csv" } },
   },
   label = function(o) return format("FileSink[%s]", tostring(o.path)) end,
-  new = function(o)
+  new = function(o, ctx)
     if not o.path then error("write_stream(file): option 'path' is required (the output directory)", 0) end
     -- "" would make the metadata directory "/_tide", at the file-system root
     if o.path == "" then error("write_stream(file): option 'path' is empty (the output directory)", 0) end
@@ -729,13 +907,28 @@ M.sinks.file = {
     -- re-run batch writes its own
     for _, d in ipairs { path, path .. "/_tide" } do
       for name in lfs.dir(d) do
-        if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") then os.remove(d .. "/" .. name) end
+        if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") or name:match("^%.%d+%.compact%.tmp$")
+        then
+          os.remove(d .. "/" .. name)
+        end
       end
     end
-    return setmetatable({
+    local self = setmetatable({
       description = description, needs_checkpoint = true, output_modes = { "append" },
       _path = path, _meta = path .. "/_tide", _format = o.format or "json",
+      _query_id = ctx and ctx.query_id ~= nil and tostring(ctx.query_id) or nil, _pending = 0,
     }, Sink)
+    -- the directory is one query's: refuse another's (see the file header)
+    local entries, qid = manifest_entries(self._meta)
+    local _, _, _, deltas = manifest_files(self._meta)
+    for _ in pairs(deltas) do self._pending = self._pending + 1 end
+    if self._query_id then
+      if qid ~= nil and qid ~= "" and qid ~= self._query_id then error(self:_taken(qid), 0) end
+      for _, m in pairs(entries) do
+        if m.query_id ~= nil and m.query_id ~= self._query_id then error(self:_taken(m.query_id), 0) end
+      end
+    end
+    return self
   end,
 }
 
@@ -746,7 +939,8 @@ M.sinks.file = {
 -- `mode` is a save mode (connector.SAVE_MODES) for a directory that already
 -- holds files: refuse (`error`, the default), add a file (`append`),
 -- replace its part files (`overwrite`: the new file is complete before the
--- old part files, and a streaming file sink's manifest, are removed), or
+-- old part files, and a streaming file sink's manifest, compacted or not,
+-- are removed, which frees the directory for any query), or
 -- write nothing (`ignore`). No rows: no file.
 -- @return the number of rows written
 function M.sinks.file.write(f, opts, level)
@@ -801,7 +995,7 @@ function M.sinks.file.write(f, opts, level)
     end
     if lfs.attributes(path .. "/_tide", "mode") == "directory" then
       for name in lfs.dir(path .. "/_tide") do
-        if name:match("^%d+%.json$") then os.remove(path .. "/_tide/" .. name) end
+        if name:match("^%d+%.json$") or name:match("^%d+%.compact$") then os.remove(path .. "/_tide/" .. name) end
       end
     end
   end

@@ -90,6 +90,12 @@ M.sources.memory = {
       end
       return out
     end
+    --- The rows added after `off` (an add's count), not yet processed.
+    function src.lag(_, off)
+      local n = 0
+      for i = (off or 0) + 1, #st._batches do n = n + st._batches[i]:nrows() end
+      return { records = n }
+    end
     local watcher
     function src.watch(_, fn)
       watcher = fn

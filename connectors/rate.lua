@@ -108,6 +108,13 @@ M.sources.rate = {
 
     function src.commit(_, stop) adopt(stop) end
 
+    --- The rows due by now (capped by num_rows) after offset `off`, not
+    -- yet made.
+    function src.lag(_, off)
+      local done = type(off) == "table" and math.tointeger(off.rows) or 0
+      return { records = math.max(0, math.max(available(), last) - done) }
+    end
+
     --- True when no row will come after offset `off` (num_rows are out).
     function src.exhausted(_, off)
       if limit == nil then return false end

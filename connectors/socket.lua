@@ -135,6 +135,13 @@ M.sources.socket = {
       base = upto
     end
 
+    --- The lines received after `off` and not yet processed. (Bytes a
+    -- sender has written that are still in its or the kernel's socket
+    -- buffers, or a line not yet ended, the source cannot see.)
+    function src.lag(_, off)
+      return { records = math.max(0, count - math.max(off or 0, 0)) }
+    end
+
     function src.watch(_, fn) watcher = fn end
 
     function src.stop()

@@ -140,46 +140,6 @@ local function initial(src, earliest, stop)
   return from
 end
 
--- Cut [from, stop) to at most `limit` records in all, shared fairly: every
--- partition with records gets an equal share, a partition that needs less
--- leaves the rest to the others; records that do not divide evenly go
--- one each to partitions taken in a rotating order (from the sum of the
--- start offsets), so that no partition waits for ever behind another.
-local function cap(from, stop, limit)
-  local n, total, avail, alloc, active = #from, 0, {}, {}, {}
-  for i = 1, n do
-    avail[i], alloc[i] = stop[i] - from[i], 0
-    total = total + avail[i]
-    if avail[i] > 0 then active[#active + 1] = i end
-  end
-  if total <= limit then return stop end
-  local left = limit
-  while left > 0 and #active > 0 do
-    local share = left // #active
-    if share == 0 then
-      local rot = 0
-      for i = 1, n do rot = rot + from[i] end
-      for k = 0, left - 1 do
-        local i = active[(rot + k) % #active + 1]
-        alloc[i] = alloc[i] + 1
-      end
-      left = 0
-    else
-      local still = {}
-      for _, i in ipairs(active) do
-        local give = min(share, avail[i] - alloc[i])
-        alloc[i] = alloc[i] + give
-        left = left - give
-        if alloc[i] < avail[i] then still[#still + 1] = i end
-      end
-      active = still
-    end
-  end
-  local out = {}
-  for i = 1, n do out[i] = from[i] + alloc[i] end
-  return out
-end
-
 local function retention_error(src, p, off, first)
   return format("topic '%s' partition %d: offset %d is no longer held (deleted by retention); " ..
     "the first offset still available is %d", src.name, p, off, first)
@@ -230,7 +190,7 @@ M.sources.topic = {
       local from = start ~= nil and decode(src, start, "start") or initial(src, earliest, ends)
       local stop = {}
       for i = 1, src.nparts do stop[i] = max(from[i], ends[i]) end
-      if src.limit then stop = cap(from, stop, src.limit) end
+      if src.limit then stop = util.fair_limit(from, stop, src.limit) end
       if start == nil and src.mode ~= "latest" then
         local any = false
         for i = 1, src.nparts do any = any or stop[i] > from[i] end

@@ -96,9 +96,13 @@ static int dead_add(tide_decoder_t *d, int64_t line, const char *reason, const c
   tide_bad_record_t *r = &d->dead[d->ndead];
   r->line = line;
   r->len = n;
-  r->reason = strdup(reason);
+  /* a reason may quote the record's bytes (cut at any byte): kept as UTF-8 */
+  tide_buf_t why = TIDE_BUF_INIT;
+  int rc = tide_utf8_repair(reason, strlen(reason), &why);
+  if (!rc) rc = tide_buf_cstr(&why);
+  r->reason = why.data;
   r->text = malloc(n + 1);
-  if (!r->reason || !r->text) {
+  if (rc || !r->text) {
     free(r->reason);
     free(r->text);
     return -ENOMEM;
@@ -176,8 +180,9 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
     const char *p = text + pos;
     size_t n = len - pos, rlen, used, inner = 0;
     int open = 0;
-    int f = d->o.format == TIDE_FMT_CSV ? tide_frame_csv(p, n, d->o.sep, final, &rlen, &used, &inner, &open)
-                                        : tide_frame_line(p, n, final, &rlen, &used);
+    int f = d->o.format == TIDE_FMT_CSV && d->o.multi_line
+                ? tide_frame_csv(p, n, d->o.sep, final, &rlen, &used, &inner, &open)
+                : tide_frame_line(p, n, final, &rlen, &used);
     if (f == TIDE_FRAME_MORE) break;
     int64_t at = line + lines;
     e.msg[0] = 0;
@@ -315,7 +320,7 @@ int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, con
   *out = NULL;
   memset(r, 0, sizeof *r);
   size_t k = nparts < 1 ? 1 : nparts > TIDE_POOL_MAX ? TIDE_POOL_MAX : nparts;
-  if (o->format == TIDE_FMT_CSV || len > TIDE_BATCH_MAX_DATA / 2) k = 1; /* see decode.h */
+  if ((o->format == TIDE_FMT_CSV && o->multi_line) || len > TIDE_BATCH_MAX_DATA / 2) k = 1; /* see decode.h */
   if (k > len / TIDE_DECODE_PAR_MIN) k = len / TIDE_DECODE_PAR_MIN ? len / TIDE_DECODE_PAR_MIN : 1;
   part_t *parts = calloc(k, sizeof *parts);
   if (!parts) return -ENOMEM;
@@ -375,6 +380,47 @@ int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, con
   }
   free(parts);
   return rc;
+}
+
+/* ---- dead letters ------------------------------------------------------- */
+
+int tide_utf8_repair(const char *p, size_t n, tide_buf_t *out) {
+  static const char fffd[] = "\xEF\xBF\xBD";
+  int rc = 0;
+  while (!rc && n) {
+    size_t ok = tide_utf8_check(p, n);
+    rc = tide_buf_append(out, p, ok);
+    if (rc || ok == n) break;
+    rc = tide_buf_append(out, fffd, 3);
+    p += ok + 1;
+    n -= ok + 1;
+  }
+  return rc;
+}
+
+int tide_base64_enc(const char *p, size_t n, tide_buf_t *out) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  int rc = tide_buf_reserve(out, (n + 2) / 3 * 4);
+  if (rc) return rc;
+  const unsigned char *q = (const unsigned char *)p;
+  char *o = out->data + out->len;
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t)q[i] << 16 | (uint32_t)q[i + 1] << 8 | q[i + 2];
+    *o++ = abc[v >> 18];
+    *o++ = abc[(v >> 12) & 63];
+    *o++ = abc[(v >> 6) & 63];
+    *o++ = abc[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = (uint32_t)q[i] << 16 | (i + 1 < n ? (uint32_t)q[i + 1] << 8 : 0);
+    *o++ = abc[v >> 18];
+    *o++ = abc[(v >> 12) & 63];
+    *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+    *o++ = '=';
+  }
+  out->len = (size_t)(o - out->data);
+  return 0;
 }
 
 /* ---- kept lines ---------------------------------------------------------- */

@@ -27,9 +27,15 @@
  *                         the first TIDE_DECODE_KEEP
  *   TIDE_BAD_DEAD_LETTER  skip it and keep it whole (line, reason, text)
  *                         for the caller to write to a dead-letter topic
- * A CSV record whose quoted field is still open at the end of final text
- * is bad from its first line only; decoding goes on at the next line (a
- * stray quote costs one record, not the rest of the input).
+ * CSV records are lines by default, as Spark's multiLine = false: a quoted
+ * field cannot span lines, and an unterminated quote makes its line bad.
+ * With multi_line set, quoted fields hold LFs (tide_frame_csv); a record
+ * whose quoted field is still open at the end of final text is then bad
+ * from its first line only and decoding goes on at the next line.
+ *
+ * Dead letters hold any bytes: a record's text is kept byte for byte, and
+ * tide_utf8_repair and tide_base64_enc make the two string columns a
+ * dead-letter topic stores (readable text, and the exact bytes).
  */
 #ifndef TIDE_DECODE_H
 #define TIDE_DECODE_H
@@ -71,10 +77,12 @@ typedef struct tide_decode_opts {
   tide_bad_policy_t bad;
   char sep;       /* csv: the field separator (0: ',') */
   int json_flags; /* json: TIDE_JSON_IGNORE_UNKNOWN */
+  int multi_line; /* csv: quoted fields may span lines (0: a record is a line) */
 } tide_decode_opts_t;
 
-/* A record set aside by TIDE_BAD_DEAD_LETTER: its first line, why, and its
- * text (without the LF that ends it; NUL-terminated). */
+/* A record set aside by TIDE_BAD_DEAD_LETTER: its first line, why (valid
+ * UTF-8 always), and its text byte for byte, which need not be UTF-8
+ * (without the LF that ends it; NUL-terminated). */
 typedef struct tide_bad_record {
   int64_t line;
   char *reason;
@@ -129,9 +137,10 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
  * dead records, error and line number. A part counts while every part
  * before it consumed its whole text without failure (a part stops early
  * only on a failure, or a full batch: the caller then calls again with
- * the rest, as for tide_decode). The csv format is decoded in one part
- * (an LF inside a quoted field cannot be told from a record's end without
- * reading from the start), as is text shorter than two minimum parts;
+ * the rest, as for tide_decode). The csv format with multi_line is
+ * decoded in one part (an LF inside a quoted field cannot be told from a
+ * record's end without reading from the start), as is text shorter than
+ * two minimum parts;
  * with one part nothing runs on the pool. A NULL pool is allowed.
  *
  * Returns 0, *out the batch (the caller frees it) and r; r->dead, when
@@ -144,6 +153,17 @@ struct tide_pool;
 int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, const tide_decode_opts_t *o,
                     const char *text, size_t len, int final, int64_t line, tide_batch_t **out,
                     tide_decode_result_t *r, tide_err_t *err);
+
+/* ---- dead letters ------------------------------------------------------- */
+
+/* Append p[0..n) to out as valid UTF-8: every byte that does not begin a
+ * valid sequence (json.h's tide_utf8_check) becomes U+FFFD. Text that is
+ * valid UTF-8 is appended unchanged. 0 or -ENOMEM. */
+int tide_utf8_repair(const char *p, size_t n, tide_buf_t *out);
+
+/* Append p[0..n) to out in base64 (RFC 4648 section 4, with '=' padding).
+ * 0 or -ENOMEM. */
+int tide_base64_enc(const char *p, size_t n, tide_buf_t *out);
 
 /* ---- kept lines ---------------------------------------------------------- */
 

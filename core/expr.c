@@ -452,6 +452,7 @@ typedef struct ectx {
   uint32_t n;             /* rows */
   uint16_t *tok;          /* scratch for per-row LIKE patterns */
   size_t tokcap;
+  char bad_ts[40];        /* a CAST to timestamp out of range (TIDE_ESCHEMA): the value */
 } ectx_t;
 
 static void val_free(val_t *v) {
@@ -943,8 +944,35 @@ static int gather_sel(tide_type_t t, val_t *const *src, uint32_t nsrc, const uin
   return 0;
 }
 
-/* CAST(a AS to), the matrix of expr.h; unparseable strings give NULL. */
-static int k_cast(const val_t *a, tide_type_t to, uint32_t n, val_t *r) {
+/* A number cast to timestamp must be in the valid range (schema.h), as
+ * every timestamp that enters tide is: else TIDE_ESCHEMA, the value in x. */
+static int ts_range(ectx_t *x, int64_t v, double dv, int from_int) {
+  if (from_int ? tide_ts_valid(v) : (dv >= (double)TIDE_TS_MIN && dv <= (double)TIDE_TS_MAX)) return 0;
+  if (from_int) snprintf(x->bad_ts, sizeof x->bad_ts, "%lld", (long long)v);
+  else snprintf(x->bad_ts, sizeof x->bad_ts, "%.15g", dv);
+  return TIDE_ESCHEMA;
+}
+
+/* Timestamp arithmetic (timestamp +/- interval) must stay in the valid
+ * range: a sum past it (also one that wrapped around int64, which lands far
+ * outside it) is TIDE_ESCHEMA with the value in x, as a CAST's is. */
+static int ts_result(ectx_t *x, const val_t *r, uint32_t n) {
+  const tide_col_t *c = r->owned ? &r->own : r->c;
+  if (!c) return r->cnull ? 0 : ts_range(x, r->i, 0, 1);
+  for (uint32_t i = 0; i < n; i++) {
+    if (tide_col_is_null(c, i)) continue;
+    int64_t v = tide_col_i64(c, i);
+    int rc = ts_range(x, v, 0, 1);
+    /* a timestamp (|t| < 2^48) plus an interval that wrapped lands beyond +-2^62 */
+    if (rc && (v > INT64_MAX / 2 || v < INT64_MIN / 2)) snprintf(x->bad_ts, sizeof x->bad_ts, "a sum past int64");
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* CAST(a AS to), the matrix of expr.h; unparseable strings give NULL, a
+ * number outside the timestamp range cast to timestamp is an error. */
+static int k_cast(ectx_t *x, const val_t *a, tide_type_t to, uint32_t n, val_t *r) {
   tide_type_t from = a->type;
   int rc;
   if ((rc = val_out(r, to, n)) || (rc = valid_and(&r->own, a, NULL, n))) return val_free(r), rc;
@@ -965,7 +993,10 @@ static int k_cast(const val_t *a, tide_type_t to, uint32_t n, val_t *r) {
       int bad, bv;
       switch (to) {
       case TIDE_T_INT: bad = str2i(s, sn, &((int64_t *)o->values)[i]); break;
-      case TIDE_T_TIMESTAMP: bad = str2ts(s, sn, &((int64_t *)o->values)[i]); break;
+      case TIDE_T_TIMESTAMP:
+        bad = str2ts(s, sn, &((int64_t *)o->values)[i]);
+        if (!bad && (rc = ts_range(x, ((int64_t *)o->values)[i], 0, 1))) return val_free(r), rc;
+        break;
       case TIDE_T_DOUBLE: bad = str2d(s, sn, &((double *)o->values)[i]); break;
       default:
         bad = str2b(s, sn, &bv);
@@ -992,10 +1023,13 @@ static int k_cast(const val_t *a, tide_type_t to, uint32_t n, val_t *r) {
         w[i] = vb(a, i);
       } else if (from != TIDE_T_DOUBLE) {
         w[i] = vi(a, i);
+        if (to == TIDE_T_TIMESTAMP && !ISNUL(i) && (rc = ts_range(x, w[i], 0, 1))) return val_free(r), rc;
       } else {
         double dv = vd(a, i);
         w[i] = d2i(dv);
         if (to == TIDE_T_TIMESTAMP && !isfinite(dv) && !ISNUL(i) && (rc = tide_col_set_null(o, i, n)))
+          return val_free(r), rc;
+        if (to == TIDE_T_TIMESTAMP && isfinite(dv) && !ISNUL(i) && (rc = ts_range(x, 0, dv, 0)))
           return val_free(r), rc;
       }
     }
@@ -1222,7 +1256,10 @@ static int ev(const node_t *nd, ectx_t *x, val_t *r) {
     case OP_SUB:
     case OP_MUL:
     case OP_DIV:
-    case OP_MOD: rc = k_arith(nd->op, nd->type, &kv[0], &kv[1], x->n, r); break; /* may take a kid's buffer */
+    case OP_MOD:
+      rc = k_arith(nd->op, nd->type, &kv[0], &kv[1], x->n, r); /* may take a kid's buffer */
+      if (!rc && nd->type == TIDE_T_TIMESTAMP) rc = ts_result(x, r, x->n);
+      break;
     case OP_EQ:
     case OP_NE:
     case OP_LT:
@@ -1242,7 +1279,7 @@ static int ev(const node_t *nd, ectx_t *x, val_t *r) {
         val_move(r, &kv[0]);
         break;
       }
-      rc = k_cast(&kv[0], nd->type, x->n, r);
+      rc = k_cast(x, &kv[0], nd->type, x->n, r);
       break;
     default: rc = nd->fn == F_COALESCE ? ev_select(nd, x, kv, r) : k_fn(nd, kv, x->n, r);
     }
@@ -1592,10 +1629,12 @@ static int strict_in(const node_t *n, uint32_t k) {
 
 /* Evaluate the constant node n once and keep its value. */
 static int fold(parser_t *p, node_t *n) {
-  ectx_t x = {NULL, 1, NULL, 0};
+  ectx_t x = {NULL, 1, NULL, 0, ""};
   val_t v;
   int rc = ev(n, &x, &v);
   free(x.tok);
+  if (rc == TIDE_ESCHEMA)
+    return einval(p, "%s: %s is outside the valid timestamp range " TIDE_TS_RANGE_TEXT, ntext(p, n), x.bad_ts);
   if (rc) return rc == -ENOMEM ? enomem(p) : einval(p, "cannot evaluate %s", ntext(p, n));
   const tide_col_t *c = v.c;
   n->is_const = 1;
@@ -2817,9 +2856,13 @@ static int eval_val(const tide_expr_t *e, const tide_batch_t *in, val_t *v, tide
     return tide_err_set(err, TIDE_EINVAL, "%s is an aggregate: evaluate its argument instead", e->text);
   int rc = check_shape(e, in, err);
   if (rc) return rc;
-  ectx_t x = {in->cols, in->nrows, NULL, 0};
+  ectx_t x = {in->cols, in->nrows, NULL, 0, ""};
   rc = ev(e->root, &x, v);
   free(x.tok);
+  if (rc == TIDE_ESCHEMA) {
+    val_free(v);
+    return tide_err_set(err, rc, "%s: %s is outside the valid timestamp range " TIDE_TS_RANGE_TEXT, e->text, x.bad_ts);
+  }
   if (rc) {
     val_free(v);
     return tide_err_set(err, rc, "%s: %s", e->text, tide_strerror(rc));

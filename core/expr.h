@@ -44,6 +44,11 @@
  *   - CAST(x AS type): int/double/string/bool/timestamp among themselves as
  *     Spark does (string -> int that does not parse gives NULL; double -> int
  *     truncates; timestamp <-> int is ms; timestamp -> string is ISO-8601).
+ *     A cast to timestamp, or a timestamp +/- interval, that gives a time
+ *     outside the valid range (schema.h: TIDE_TS_MIN..TIDE_TS_MAX) fails the
+ *     evaluation with TIDE_ESCHEMA, naming the value, as ingest refuses such
+ *     times (a NaN or infinite double, like an unparseable string, gives
+ *     NULL).
  *   - functions: lower(s) upper(s) length(s) (characters, UTF-8)
  *     substr(s, pos [, len]) (1-based, negative pos counts from the end)
  *     concat(a, b, ...) (NULL if any is NULL; non-strings are cast)

@@ -11,10 +11,18 @@
  *
  * A connection is READING (bytes go to the parser; the timer runs from the
  * accept), then WRITING (its one answer queued; the timer restarted for the
- * write), then CLOSING (handles closing; nothing happens to it any more).
- * All server reads share one buffer: libuv hands each read to its callback
- * before the next allocation, and the parser copies nothing out of it but
- * the URL (bounded).
+ * write), then LINGER (the answer is written and the write side shut down;
+ * what the client still sends is read and dropped until it closes, or the
+ * timer, restarted once more, fires), then CLOSING (handles closing;
+ * nothing happens to it any more). A connection stays in the server's list
+ * until it is CLOSING. All server reads share one buffer: libuv hands each
+ * read to its callback before the next allocation, and the parser copies
+ * nothing out of it but the URL (bounded).
+ *
+ * Out of memory at an accept, the connection is accepted into the server's
+ * one spare handle and closed at once: libuv stops watching a listener whose
+ * pending connection was not accepted, so leaving it in the backlog would
+ * leave the server deaf for good.
  */
 #include <stdio.h>
 #include <string.h>
@@ -37,8 +45,11 @@ struct tide_http_server {
   tide_http_limits_t lim;
   tide_http_handler handler;
   void *data;
-  conn_t *head;          /* open connections (READING or WRITING) */
-  uint64_t live;         /* connections whose memory is not yet freed */
+  conn_t *head;          /* connections not yet CLOSING (READING, WRITING or LINGER) */
+  uint64_t live;         /* connections whose memory is not yet freed, and the spare while closing */
+  uv_tcp_t spare;        /* accepts a connection there was no memory for, to close it */
+  int spare_busy;        /* the spare's close callback has not run */
+  int spare_wanted;      /* a connection came while the spare was busy: accept it once it is free */
   int listener_open;     /* the listener's close callback has not run */
   int closed;            /* tide_http_close was called */
   int port;
@@ -118,9 +129,11 @@ static void on_timer(uv_timer_t *t);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-/* Lingering: what the client still sends after its answer is read and
+/* LINGER: what the client still sends after its answer is read and
  * dropped until it closes (or the timer fires), so that a client still
- * sending (an oversized request) reads its 4xx instead of a reset. */
+ * sending (an oversized request) reads its 4xx: closing a socket with
+ * unread bytes would send a reset, which can destroy the answer before the
+ * client reads it. */
 static void on_linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   (void)buf;
   if (nread < 0) conn_close(st->data);
@@ -273,11 +286,44 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 
 /* ---- listening ---------------------------------------------------------------- */
 
+static void on_connection(uv_stream_t *ls, int status);
+
+static void on_spare_closed(uv_handle_t *h) {
+  tide_http_server_t *s = h->data;
+  s->spare_busy = 0;
+  s->live--;
+  if (s->spare_wanted && !s->closed) {
+    s->spare_wanted = 0;
+    on_connection((uv_stream_t *)&s->listener, 0); /* the connection that waited */
+  }
+  server_maybe_free(s);
+}
+
+/* No memory for connection state: accept the connection into the spare
+ * handle and close it (the client sees the connection closed), so that
+ * the listener goes on accepting (see the file header). */
+static void refuse_for_memory(tide_http_server_t *s) {
+  s->stats.dropped++;
+  if (s->spare_busy) { /* one at a time: this one is accepted once the spare is free */
+    s->spare_wanted = 1;
+    return;
+  }
+  uv_tcp_init(s->loop, &s->spare);
+  s->spare.data = s;
+  s->spare_busy = 1;
+  s->live++;
+  uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->spare);
+  uv_close((uv_handle_t *)&s->spare, on_spare_closed);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   tide_http_server_t *s = ls->data;
   if (status < 0 || s->closed) return;
   conn_t *c = calloc(1, sizeof *c);
-  if (c == NULL) return; /* the connection waits in the backlog */
+  if (c == NULL) {
+    refuse_for_memory(s);
+    return;
+  }
   c->srv = s;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);

@@ -77,6 +77,7 @@ typedef struct tide_http_stats {
   uint64_t requests; /* requests handed to the handler */
   uint64_t rejected; /* requests answered 4xx/503 by the server itself */
   uint64_t timeouts; /* connections closed by timeout_ms */
+  uint64_t dropped;  /* connections closed unanswered: no memory for them at the accept */
 } tide_http_stats_t;
 
 /* Listen on host:port (port 0: the system picks one, see tide_http_port).

@@ -9,6 +9,7 @@
  *   core.csv_encode({Batch..} [, {header =, sep =}]) -> string
  *   core.rate_batch(schema, start, rows_per_second, lo, hi) -> Batch | nil, msg, ENAME
  *   core.glob(pattern)                   -> {paths} | nil, msg
+ *   core.dead_letter_text(bytes)         -> text, base64
  */
 #include <errno.h>
 #include <glob.h>
@@ -34,12 +35,13 @@ static const char *const bad_modes[] = {"fail", "drop", "dead_letter", NULL};
  * at the end is left for the next chunk unless final) into a batch, by
  * decode.h's rules. opts: line (the number of text's first line, default
  * 1), bad ("fail", "drop" or "dead_letter"), sep (CSV separator),
- * ignore_unknown (JSON). Returns the batch, the bytes consumed, the lines
+ * multi_line (CSV: quoted fields may span lines), ignore_unknown (JSON). Returns the batch, the bytes consumed, the lines
  * consumed, the number of bad records dropped, the line numbers of the
  * first ones, and with "dead_letter" the bad records set aside, as
- * {line =, reason =, text =} tables. */
+ * {line =, reason =, text =} tables (text: the record's bytes, which need
+ * not be UTF-8). */
 static int l_decode(lua_State *L) {
-  tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0};
+  tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
   o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);
   tide_schema_t *s = tide_l_check_schema(L, 2);
   size_t len;
@@ -54,7 +56,9 @@ static int l_decode(lua_State *L) {
   o.sep = luaL_optstring(L, -1, ",")[0];
   lua_getfield(L, 5, "ignore_unknown");
   o.json_flags = lua_toboolean(L, -1) ? TIDE_JSON_IGNORE_UNKNOWN : 0;
-  lua_pop(L, 4);
+  lua_getfield(L, 5, "multi_line");
+  o.multi_line = lua_toboolean(L, -1);
+  lua_pop(L, 5);
   tide_pool_t *pool = tide_l_pool(L);
   tide_l_scratch_t *x = tide_l_push_scratch(L); /* holds the batch and the dead records until pushed */
   tide_batch_t *b = NULL;
@@ -147,9 +151,32 @@ static int l_rate_batch(lua_State *L) {
   int rc = tide_rate_batch(s, start, rps, lo, hi, &b);
   if (rc == TIDE_EINVAL)
     return luaL_error(L, "rate_batch: needs a schema (timestamp, int), rows_per_second >= 1 and 0 <= lo <= hi");
+  if (rc == TIDE_ESCHEMA) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "rows %lld..%lld from start %lld at %lld a second: timestamps outside the valid range "
+             TIDE_TS_RANGE_TEXT, (long long)lo, (long long)hi - 1, (long long)start, (long long)rps);
+    return tide_l_fail(L, rc, NULL, msg);
+  }
   if (rc) return tide_l_fail(L, rc, NULL, NULL);
   tide_l_push_batch(L, b);
   return 1;
+}
+
+/* core.dead_letter_text(bytes) -> text, base64
+ * What a dead-letter topic stores of bytes that need not be UTF-8: the text
+ * with each invalid byte as U+FFFD (the bytes themselves when they are
+ * UTF-8), and the exact bytes in base64 (decode.h). */
+static int l_dead_letter_text(lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  if (tide_utf8_repair(p, n, &x->buf)) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  x->buf.len = 0;
+  if (tide_base64_enc(p, n, &x->buf)) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, x->buf.data ? x->buf.data : "", x->buf.len);
+  tide_l_scratch_free(x);
+  return 2;
 }
 
 static void glob_release(void *g) { globfree(g); }
@@ -176,6 +203,7 @@ int tide_l_decode_open(lua_State *L) {
                                  {"csv_encode", l_csv_encode},
                                  {"rate_batch", l_rate_batch},
                                  {"glob", l_glob},
+                                 {"dead_letter_text", l_dead_letter_text},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

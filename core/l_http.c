@@ -13,9 +13,9 @@
  * The handler runs on the loop, inside loop:run, for every request that
  * parsed (http.h answers the bad ones itself). It runs on a Lua thread of
  * the server's own (user value 1), under lua_pcall with a traceback: an
- * error in it becomes a 500 whose body is the message, counted in
- * stats().errors, and never stops the loop or the queries on it. It must
- * not yield.
+ * error in it becomes a 500 with a short page, its message and traceback
+ * go to stderr (never to the client), it is counted in stats().errors, and
+ * it never stops the loop or the queries on it. It must not yield.
  *
  * Memory. The userdata { l_http_t } points to the C server; user value 2
  * is the tide.Loop (so the loop outlives it). While open, the registry
@@ -24,6 +24,7 @@
  * the server, drops both refs, and the C memory goes with libuv's close
  * callbacks.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -60,12 +61,18 @@ static int l_call(lua_State *T) {
   return 3;
 }
 
-static void answer_error(l_http_t *u, tide_http_response_t *res, const char *msg) {
+/* A 500: the failure, with its traceback, goes to stderr, naming the
+ * request; the client gets a short page without it (a traceback shows the
+ * server's code and paths to whoever asks). */
+static void answer_error(l_http_t *u, const tide_http_request_t *req, tide_http_response_t *res, const char *msg) {
   u->errors++;
+  fprintf(stderr, "tide: http: %s %.*s failed: %s\n", req->method, (int)(req->url_len > 200 ? 200 : req->url_len),
+          req->url, msg);
+  fflush(stderr);
   res->status = 500;
   res->type = NULL;
   res->body.len = 0;
-  if (tide_buf_puts(&res->body, "internal error: ") || tide_buf_puts(&res->body, msg)) res->body.len = 0;
+  if (tide_buf_puts(&res->body, "internal error (the server's log says what failed)\n")) res->body.len = 0;
 }
 
 static void on_request(void *data, const tide_http_request_t *req, tide_http_response_t *res) {
@@ -73,7 +80,7 @@ static void on_request(void *data, const tide_http_request_t *req, tide_http_res
   lua_State *T = u->T;
   lua_settop(T, 0);
   if (!lua_checkstack(T, 8)) {
-    answer_error(u, res, "no room on the Lua stack");
+    answer_error(u, req, res, "no room on the Lua stack");
     return;
   }
   lua_pushcfunction(T, l_msgh);
@@ -82,7 +89,7 @@ static void on_request(void *data, const tide_http_request_t *req, tide_http_res
   lua_rawgeti(T, LUA_REGISTRYINDEX, u->fn_ref);
   if (lua_pcall(T, 2, 3, 1) != LUA_OK) {
     const char *msg = lua_tostring(T, -1);
-    answer_error(u, res, msg ? msg : "?");
+    answer_error(u, req, res, msg ? msg : "?");
     lua_settop(T, 0);
     return;
   }
@@ -92,12 +99,12 @@ static void on_request(void *data, const tide_http_request_t *req, tide_http_res
   const char *body = lua_type(T, 4) == LUA_TSTRING ? lua_tolstring(T, 4, &blen) : NULL;
   const char *type = lua_type(T, 3) == LUA_TSTRING ? lua_tostring(T, 3) : NULL;
   if (!isint || status < 100 || status > 599 || body == NULL || type == NULL || strlen(type) >= sizeof u->type) {
-    answer_error(u, res, "the handler must return status (100..599), content type (< 128 bytes), body (string)");
+    answer_error(u, req, res, "the handler must return status (100..599), content type (< 128 bytes), body (string)");
   } else {
     memcpy(u->type, type, strlen(type) + 1);
     res->status = (int)status;
     res->type = u->type;
-    if (tide_buf_append(&res->body, body, blen)) answer_error(u, res, "out of memory");
+    if (tide_buf_append(&res->body, body, blen)) answer_error(u, req, res, "out of memory");
   }
   lua_settop(T, 0);
 }
@@ -188,15 +195,15 @@ static int l_http_port(lua_State *L) {
   return 1;
 }
 
-/* srv:stats() -> { accepted, open, requests, rejected, timeouts, errors } */
+/* srv:stats() -> { accepted, open, requests, rejected, timeouts, dropped, errors } */
 static int l_http_stats(lua_State *L) {
   l_http_t *u = check_open_http(L, 1);
   tide_http_stats_t st;
   tide_http_stats(u->s, &st);
-  const char *const names[] = {"accepted", "open", "requests", "rejected", "timeouts", "errors"};
-  const uint64_t values[] = {st.accepted, st.open, st.requests, st.rejected, st.timeouts, u->errors};
-  lua_createtable(L, 0, 6);
-  for (int i = 0; i < 6; i++) {
+  const char *const names[] = {"accepted", "open", "requests", "rejected", "timeouts", "dropped", "errors"};
+  const uint64_t values[] = {st.accepted, st.open, st.requests, st.rejected, st.timeouts, st.dropped, u->errors};
+  lua_createtable(L, 0, 7);
+  for (int i = 0; i < 7; i++) {
     lua_pushinteger(L, (lua_Integer)values[i]);
     lua_setfield(L, -2, names[i]);
   }

@@ -869,7 +869,7 @@ static int l_server_batch(lua_State *L) {
   static const char *const bad_modes[] = {"fail", "drop", NULL};
   l_handle_t *u = check_open_server(L);
   lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
-  tide_decode_opts_t o = {TIDE_FMT_TEXT, (tide_bad_policy_t)luaL_checkoption(L, 4, "fail", bad_modes), 0, 0};
+  tide_decode_opts_t o = {TIDE_FMT_TEXT, (tide_bad_policy_t)luaL_checkoption(L, 4, "fail", bad_modes), 0, 0, 0};
   const char *text;
   size_t len;
   if (from < 0 || to < 0 || tide_lines_text(&u->kept, (uint64_t)from, (uint64_t)to, &text, &len))

@@ -21,6 +21,7 @@
  *               event loop, file system calls
  *   l_readline.c  tide.Readline: the REPL's line editor (GNU readline)
  *   l_http.c    tide.HttpServer (core/http): the UI's read-only HTTP server
+ *   l_kafka.c   tide.KafkaReader (core/kafka): the Kafka source's client
  *   l_core.c    luaopen_tide_core: calls every open function of the list
  * To add a binding file: write its `int tide_l_NAME_open(lua_State *L)`
  * (module table on top of the stack, leaves the stack as it found it,
@@ -69,7 +70,7 @@
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
   X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(pool) X(decode) X(store) X(loop) X(ckpt) \
-  X(fs) X(readline) X(http) X(pg) X(sjoin)
+  X(fs) X(readline) X(http) X(pg) X(sjoin) X(kafka)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)

@@ -14,10 +14,11 @@ int tide_rate_batch(tide_schema_t *s, int64_t start, int64_t rps, int64_t lo, in
   if (s->nfields != 2 || s->fields[0].type != TIDE_T_TIMESTAMP || s->fields[1].type != TIDE_T_INT) return TIDE_EINVAL;
   if (rps < 1 || lo < 0 || hi < lo) return TIDE_EINVAL;
   if (hi - lo > (int64_t)TIDE_BATCH_MAX_ROWS) return TIDE_ETOOBIG;
-  /* the largest timestamp must fit: start + (hi - 1) * 1000 / rps */
-  if (hi > INT64_MAX / 1000) return TIDE_ETOOBIG;
+  /* every timestamp must be a valid one (schema.h), as those that enter
+   * any other way: start, and the largest, start + (hi - 1) * 1000 / rps */
+  if (!tide_ts_valid(start) || hi > INT64_MAX / 1000) return TIDE_ESCHEMA;
   int64_t last = hi > 0 ? (hi - 1) * 1000 / rps : 0;
-  if (start > 0 && last > INT64_MAX - start) return TIDE_ETOOBIG;
+  if (last > TIDE_TS_MAX - start) return TIDE_ESCHEMA;
   uint32_t n = (uint32_t)(hi - lo);
   tide_col_t cols[2];
   int rc = tide_col_init(&cols[0], TIDE_T_TIMESTAMP, n);

@@ -17,7 +17,8 @@
  * a timestamp then an int (the rate source's "timestamp timestamp, value
  * int"). Returns 0 and sets *out (the caller frees it); TIDE_EINVAL for
  * another schema, rps < 1 or lo < 0 or hi < lo; TIDE_ETOOBIG for more than
- * TIDE_BATCH_MAX_ROWS rows or a timestamp past int64; -ENOMEM. */
+ * TIDE_BATCH_MAX_ROWS rows; TIDE_ESCHEMA when start or a row's timestamp
+ * is outside the valid timestamp range (TIDE_TS_MIN..TIDE_TS_MAX); -ENOMEM. */
 int tide_rate_batch(tide_schema_t *s, int64_t start, int64_t rps, int64_t lo, int64_t hi, tide_batch_t **out);
 
 #endif

@@ -44,7 +44,7 @@ static int digits(const char *p, const char *e, int n, int *out) {
   return 0;
 }
 
-static int days_in_month(int y, int m) {
+static int days_in_month(int64_t y, int m) {
   static const unsigned char dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
   return dim[m - 1];
@@ -52,11 +52,22 @@ static int days_in_month(int y, int m) {
 
 int tide_ts_parse(const char *s, size_t len, int64_t *ms) {
   const char *p = s, *e = s + len;
-  int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
-  if (len < 10 || digits(p, e, 4, &y) || p[4] != '-' || digits(p + 5, e, 2, &mo) || p[7] != '-' ||
-      digits(p + 8, e, 2, &d))
+  int64_t y = 0;
+  int mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
+  if (p < e && (*p == '+' || *p == '-')) { /* an expanded year: a sign and 4 to 9 digits */
+    int neg = *p++ == '-', nd = 0;
+    for (; p < e && is_digit(*p) && nd < 10; p++, nd++) y = y * 10 + (*p - '0');
+    if (nd < 4 || nd > 9) return TIDE_EPARSE;
+    if (neg) y = -y;
+  } else {
+    int y4;
+    if (digits(p, e, 4, &y4)) return TIDE_EPARSE;
+    y = y4;
+    p += 4;
+  }
+  if (e - p < 6 || p[0] != '-' || digits(p + 1, e, 2, &mo) || p[3] != '-' || digits(p + 4, e, 2, &d))
     return TIDE_EPARSE;
-  p += 10;
+  p += 6;
   if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return TIDE_EPARSE;
   if (p < e) {
     if (*p != 'T' && *p != 't' && *p != ' ') return TIDE_EPARSE;
@@ -95,8 +106,12 @@ int tide_ts_parse(const char *s, size_t len, int64_t *ms) {
     }
     if (p != e) return TIDE_EPARSE;
   }
-  *ms = (((days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h) * 60 + mi - off) * 60 + sec) *
-            1000 + frac;
+  /* in 128 bits: the days of an int64 time's year times 86400000 may pass
+   * int64 before the time of day brings the sum back (INT64_MIN's year) */
+  __int128 v = ((((__int128)days_from_civil(y, (unsigned)mo, (unsigned)d) * 24 + h) * 60 + mi - off) * 60 + sec) *
+                   1000 + frac;
+  if (v < INT64_MIN || v > INT64_MAX) return TIDE_EPARSE;
+  *ms = (int64_t)v;
   return 0;
 }
 
@@ -107,7 +122,8 @@ int tide_ts_format(int64_t ms, char *out) {
   civil_from_days(days, &y, &m, &d);
   int h = (int)(rem / 3600000), mi = (int)(rem / 60000 % 60), s = (int)(rem / 1000 % 60),
       f = (int)(rem % 1000);
-  if (f)
-    return snprintf(out, 40, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, h, mi, s, f);
-  return snprintf(out, 40, "%04lld-%02u-%02uT%02d:%02d:%02dZ", (long long)y, m, d, h, mi, s);
+  char year[16]; /* four digits, or a sign and at least six outside 0000..9999 (ISO-8601's expanded form) */
+  snprintf(year, sizeof year, y >= 0 && y <= 9999 ? "%04lld" : "%+07lld", (long long)y);
+  if (f) return snprintf(out, 40, "%s-%02u-%02uT%02d:%02d:%02d.%03dZ", year, m, d, h, mi, s, f);
+  return snprintf(out, 40, "%s-%02u-%02uT%02d:%02d:%02dZ", year, m, d, h, mi, s);
 }

@@ -13,6 +13,20 @@ local tmpname, write_file, read_file, exists = support.tmpname, support.write_fi
 
 local function sh(cmd) assert(os.execute(cmd), cmd) end
 
+-- RFC 4648 base64, decoded (the dead-letter topic's raw_base64).
+local function base64_decode(s)
+  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local bits = s:gsub("=", ""):gsub(".", function(c)
+    local v = abc:find(c, 1, true) - 1
+    local t = {}
+    for i = 5, 0, -1 do t[#t + 1] = (v >> i) & 1 end
+    return table.concat(t)
+  end)
+  local out = {}
+  for i = 1, #bits - 7, 8 do out[#out + 1] = string.char(tonumber(bits:sub(i, i + 7), 2)) end
+  return table.concat(out)
+end
+
 local function append_file(path, text)
   local f = assert(io.open(path, "ab"))
   f:write(text)
@@ -88,7 +102,8 @@ describe("the file source", function()
     it("refuses an unknown option, naming the allowed ones", function()
       assert.has_error(function() source { path = dir, colour = "red" } end,
         "read_stream(file): unknown option 'colour' (allowed: bad_records, dead_letter_topic, final_line_wait, " ..
-        "format, header, max_bytes_per_trigger, max_files_per_trigger, path, schema, sep, store, unknown_fields)")
+        "format, header, max_bytes_per_trigger, max_files_per_trigger, multi_line, path, schema, sep, store, " ..
+        "unknown_fields)")
     end)
 
     it("refuses a bad format and a bad bad_records mode, naming the allowed values", function()
@@ -124,6 +139,8 @@ describe("the file source", function()
       assert.has_error(
         function() source { path = dir, format = "csv", schema = "a int", unknown_fields = "ignore" } end,
         "read_stream(file): option 'unknown_fields' is for json")
+      assert.has_error(function() source(JSON { multi_line = true }) end,
+        "read_stream(file): option 'multi_line' is for csv")
     end)
 
     it("says what it is, and that it is replayable", function()
@@ -349,6 +366,45 @@ describe("the file source", function()
       assert.same({ { n = 1, s = "a;b" }, { n = 2 }, { n = 3, s = "" } }, rows)
     end)
 
+    -- 1000 lines, line 2 opening a quote that never closes, line 500 holding quotes
+    local function stray_quote_csv()
+      local t = {}
+      for i = 1, 1000 do
+        t[i] = i == 2 and '1,"abc,2.0\n' or i == 500 and '500,"q""uote",1.5\n'
+          or string.format("%d,s%d,%d.5\n", i, i, i)
+      end
+      return table.concat(t)
+    end
+
+    it("reads csv a line a record: a stray quote on line 2 of 1000 costs that line only", function()
+      write_file(dir .. "/a.csv", stray_quote_csv())
+      local o = { path = dir .. "/*.csv", format = "csv", schema = "n int, s string, x double", bad_records = "drop" }
+      local src = source(o)
+      local rows, counts = rows_of(src, nil, src:latest_offset())
+      assert.equal(999, #rows)
+      assert.same({ dropped = 1 }, counts)
+      assert.same({ n = 500, s = 'q"uote', x = 1.5 }, rows[499])
+      o.bad_records = nil
+      local strict = source(o, 2)
+      local ok, err = pcall(strict.get_batch, strict, nil, strict:latest_offset(), 1)
+      assert.is_false(ok)
+      assert.equal("FileSource[" .. dir .. "/*.csv]: " .. dir .. "/a.csv:2: field 2: unterminated quoted field", err)
+    end)
+
+    it("reads quoted fields across lines with multi_line", function()
+      write_file(dir .. "/a.csv", '1,"a\nb",1.5\n2,"c",2.5\n')
+      local o = { path = dir .. "/*.csv", format = "csv", schema = "n int, s string, x double", multi_line = true }
+      local src = source(o)
+      assert.same({ { n = 1, s = "a\nb", x = 1.5 }, { n = 2, s = "c", x = 2.5 } },
+        rows_of(src, nil, src:latest_offset()))
+      -- and without it, the first record is two bad lines
+      o.multi_line, o.bad_records = nil, "drop"
+      local lines = source(o, 2)
+      local rows, counts = rows_of(lines, nil, lines:latest_offset())
+      assert.same({ { n = 2, s = "c", x = 2.5 } }, rows)
+      assert.same({ dropped = 2 }, counts)
+    end)
+
     it("skips the header only at a file's start, also when the file grows", function()
       write_file(dir .. "/a.csv", "n,s\n1,a\n")
       local src = source { path = dir .. "/*.csv", format = "csv", schema = "n int, s string", header = true }
@@ -379,6 +435,23 @@ describe("the file source", function()
   describe("bad records", function()
     local BAD = jsonl(1, 2) .. '{"n":"three","s":"x"}\n' .. jsonl(4, 4) .. "not json\n" .. jsonl(6, 6)
 
+    -- A store in a temporary directory, closed and removed after the test.
+    local function temp_store()
+      local sdir = tmpname()
+      local db = tide.open(sdir)
+      finally(function()
+        db:close()
+        os.execute("rm -rf '" .. sdir .. "'")
+      end)
+      return db
+    end
+
+    local function topic_rows(db, name)
+      local out = {}
+      for r in db:topic(name):read() do out[#out + 1] = r end
+      return out
+    end
+
     it("fail: raises naming the file, the line and the reason", function()
       write_file(dir .. "/a.jsonl", BAD)
       local src = source(JSON())
@@ -397,12 +470,7 @@ describe("the file source", function()
     end)
 
     it("dead_letter: writes reason, file, line and text to the topic, once per batch id", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
+      local db = temp_store()
       write_file(dir .. "/a.jsonl", BAD)
       local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
       local off = src:latest_offset()
@@ -428,20 +496,64 @@ describe("the file source", function()
     end)
 
     it("dead_letter: a topic that refuses them fails the batch with the store's reason and no tide position", function()
-      local sdir = tmpname()
-      local db = tide.open(sdir)
-      finally(function()
-        db:close()
-        os.execute("rm -rf '" .. sdir .. "'")
-      end)
-      -- the topic's text column refuses invalid UTF-8 (issue 18 item 4 is to
-      -- keep such lines: this case then needs another refusal)
-      write_file(dir .. "/a.jsonl", jsonl(1, 1) .. "\xff not json\n")
+      local db = temp_store()
+      -- the topic has the columns, but its text is an int: the append is refused
+      db:create_topic("bad", { schema = "reason string, file string, line int, text int, raw_base64 string" })
+      write_file(dir .. "/a.jsonl", jsonl(1, 1) .. "not json\n")
       local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
       local ok, err = pcall(src.get_batch, src, nil, src:latest_offset(), 1)
       assert.is_false(ok)
       assert.matches("cannot write 1 bad records to dead-letter topic 'bad': append to 'bad': ", err, 1, true)
+      assert.matches("'text'", err, 1, true)
       assert.is_nil(err:find("%.lua:%d+:"), err)
+    end)
+
+    it("dead_letter: keeps lines that are not UTF-8 byte for byte (raw_base64) and readable (text)", function()
+      local db = temp_store()
+      local bad1, bad2 = "\xff not json \xc3\x28", '{"n":"\xfe","s":"x"}'
+      write_file(dir .. "/a.jsonl", jsonl(1, 1) .. bad1 .. "\n" .. bad2 .. "\r\n" .. jsonl(4, 4))
+      local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
+      local rows, counts = rows_of(src, nil, src:latest_offset(), 1)
+      assert.same({ 1, 4 }, ns(rows))
+      assert.same({ dead_letter = 2 }, counts)
+      local d = topic_rows(db, "bad")
+      assert.equal(2, #d)
+      assert.same({ 2, 3 }, { d[1].line, d[2].line })
+      assert.equal(bad1, base64_decode(d[1].raw_base64))
+      assert.equal(bad2, base64_decode(d[2].raw_base64))
+      assert.equal("\u{FFFD} not json \u{FFFD}(", d[1].text)
+      assert.equal('{"n":"\u{FFFD}","s":"x"}', d[2].text)
+      assert.truthy(utf8.len(d[2].reason), d[2].reason)
+    end)
+
+    it("dead_letter: a topic of the four older columns gets raw_base64 as its next schema version", function()
+      local db = temp_store()
+      db:create_topic("bad", { schema = "reason string, file string, line int, text string" })
+      write_file(dir .. "/a.jsonl", "\xff\n")
+      local src = source(JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
+      assert.same({ dead_letter = 1 }, select(2, rows_of(src, nil, src:latest_offset(), 1)))
+      assert.equal(2, db:topic("bad"):info().schema_version)
+      assert.equal("\xff", base64_decode(topic_rows(db, "bad")[1].raw_base64))
+    end)
+
+    it("dead_letter: a query with lines that are not UTF-8 runs on, and again after a restart", function()
+      local db, out = temp_store(), {}
+      local function run()
+        local q = tide.read_stream("file", JSON { bad_records = "dead_letter", dead_letter_topic = "bad", store = db })
+          :write_stream(tide.sink { add_batch = function(_, _, rows)
+            for _, r in ipairs(rows) do out[#out + 1] = r.n end
+          end }, { checkpoint = ckpt .. "/q", trigger = "available_now" })
+        q:await()
+        assert.is_nil(q:exception())
+      end
+      write_file(dir .. "/a.jsonl", jsonl(1, 1) .. "\x80\x81\n" .. jsonl(3, 3))
+      run()
+      write_file(dir .. "/b.jsonl", "\xc0\xaf\n" .. jsonl(5, 5))
+      run()
+      assert.same({ 1, 3, 5 }, out)
+      local raw = {}
+      for i, r in ipairs(topic_rows(db, "bad")) do raw[i] = base64_decode(r.raw_base64) end
+      assert.same({ "\x80\x81", "\xc0\xaf" }, raw)
     end)
   end)
 
@@ -558,7 +670,8 @@ describe("the file sink", function()
       s:add_batch(0, { batch(ROWS), batch { { ts = 7, name = "z" } } }, "append", schema)
       s:add_batch(1, { batch { { ts = 8, name = "y" } } }, "append", schema)
       local opts = { path = out, format = fmt, schema = schema:ddl() }
-      if fmt == "csv" then opts.header = true end
+      -- a value holds an LF, quoted: CSV reads it back as Spark does, with multi_line
+      if fmt == "csv" then opts.header, opts.multi_line = true, true end
       local rows = tide.read("file", opts):collect()
       assert.same({ ROWS[1], ROWS[2], ROWS[3], { ts = 7, name = "z" }, { ts = 8, name = "y" } }, rows)
     end)
@@ -614,15 +727,162 @@ describe("the file sink", function()
     write_file(out .. "/file", "x")
     assert.has_error(function() sink { path = out .. "/file/sub" } end,
       "FileSink[" .. out .. "/file/sub]: cannot create directory '" .. out .. "/file': a file is in the way")
+    -- the system's reason once, without the path it names again
+    assert.has_error(function() sink { path = "/proc/tide-nonexistent/sub" } end,
+      "FileSink[/proc/tide-nonexistent/sub]: cannot create directory '/proc/tide-nonexistent': " ..
+      "No such file or directory")
+  end)
+
+  describe("one query's directory", function()
+    local function sink_of(qid)
+      return D.new(util.check_options({ path = out }, D.options, "write_stream(file)"),
+        { loop = require("tide.runtime").loop(), query_id = qid, query_name = "t" })
+    end
+
+    it("refuses a second query, naming the first, and lets the first go on", function()
+      local s = sink_of("q-1")
+      s:add_batch(0, { batch(ROWS) }, "append", schema)
+      local ok, err = pcall(sink_of, "q-2")
+      assert.is_false(ok)
+      assert.equal("FileSink[" .. out .. "]: '" .. out .. "' holds the output of another query (id q-1, in its " ..
+        "manifest " .. out .. "/_tide): a second query, or this one on a new checkpoint, would overwrite its files; " ..
+        "write to another directory", err)
+      local again = sink_of("q-1")
+      again:add_batch(1, { batch(ROWS) }, "append", schema)
+      assert.same({ 0, 1 }, (function()
+        local ids = {}
+        for id in pairs(again:manifest()) do ids[#ids + 1] = id end
+        table.sort(ids)
+        return ids
+      end)())
+    end)
+
+    it("never overwrites a batch of another query that opened the directory at the same time", function()
+      local a, b = sink_of("q-1"), sink_of("q-2")
+      a:add_batch(0, { batch(ROWS) }, "append", schema)
+      local before = read_file(out .. "/part-00000000-0000.json")
+      local ok, err = pcall(b.add_batch, b, 0, { batch { { ts = 1 } } }, "append", schema)
+      assert.is_false(ok)
+      assert.matches("holds the output of another query (id q-1,", err, 1, true)
+      assert.equal(before, read_file(out .. "/part-00000000-0000.json"))
+    end)
+
+    it("takes over a directory whose manifest holds no query id (written before they were recorded)", function()
+      sh("mkdir -p '" .. out .. "/_tide'")
+      write_file(out .. "/_tide/00000000.json",
+        '{"batch_id":0,"bytes":1,"files":["part-00000000-0000.json"],"rows":1}\n')
+      local s = sink_of("q-1")
+      s:add_batch(1, { batch(ROWS) }, "append", schema)
+      assert.has_error(function() sink_of("q-2") end)
+    end)
+
+    it("refuses a query on a fresh checkpoint writing into the same path", function()
+      local src, ck1, ck2 = tmpname(), tmpname(), tmpname()
+      finally(function() os.execute(string.format("rm -rf '%s' '%s' '%s'", src, ck1, ck2)) end)
+      sh("mkdir -p '" .. src .. "'")
+      write_file(src .. "/a.jsonl", '{"n":1}\n')
+      local function run(ck)
+        local q = tide.read_stream("file", { path = src .. "/*.jsonl", schema = "n int" })
+          :write_stream("file", { path = out, checkpoint = ck, trigger = "available_now" })
+        q:await()
+        return q:exception()
+      end
+      assert.is_nil(run(ck1))
+      local ok, err = pcall(run, ck2)
+      assert.is_false(ok)
+      assert.matches("^write_stream%(file%): FileSink%[.-%]: '.-' holds the output of another query %(id ", err)
+      assert.equal('{"n":1}\n', read_file(out .. "/part-00000000-0000.json"))
+    end)
+  end)
+
+  describe("manifest compaction", function()
+    local function ids_of(m)
+      local ids = {}
+      for id in pairs(m) do ids[#ids + 1] = id end
+      table.sort(ids)
+      return ids
+    end
+
+    it("keeps the manifest of many batches in a bounded number of files", function()
+      -- 1000 batches: without compaction, 1000 manifest files
+      local s = sink { path = out }
+      local one = batch { { ts = 1 } }
+      for id = 0, 999 do s:add_batch(id, { one }, "append", schema) end
+      one:close()
+      local meta = parts(out .. "/_tide")
+      assert.is_true(#meta <= file.COMPACT_INTERVAL + 2, #meta .. " manifest files")
+      assert.equal(1, #(function()
+        local c = {}
+        for _, n in ipairs(meta) do if n:match("%.compact$") then c[#c + 1] = n end end
+        return c
+      end)())
+      local m = s:manifest()
+      local ids = ids_of(m)
+      assert.equal(1000, #ids)
+      assert.same({ 0, 999 }, { ids[1], ids[1000] })
+      assert.same({ files = { "part-00000123-0000.json" }, rows = 1, bytes = #read_file(out ..
+        "/part-00000123-0000.json") }, m[123])
+      -- a new sink (a restart) reads it and goes on
+      local again = sink { path = out }
+      again:add_batch(1000, { batch { { ts = 2 } } }, "append", schema)
+      assert.equal(1001, #ids_of(again:manifest()))
+    end)
+
+    it("reads the same manifest at every point a crash can leave compaction in", function()
+      local saved = file.COMPACT_INTERVAL
+      file.COMPACT_INTERVAL = 3
+      finally(function() file.COMPACT_INTERVAL = saved end)
+      local s = sink { path = out }
+      for id = 0, 9 do s:add_batch(id, { batch { { ts = id } } }, "append", schema) end
+      local want = s:manifest()
+      assert.equal(10, #ids_of(want))
+      local meta = out .. "/_tide"
+      local names = parts(meta)
+      local compact
+      for _, n in ipairs(names) do compact = n:match("%.compact$") and n or compact end
+      assert.truthy(compact)
+      local top = tonumber(compact:match("^(%d+)"))
+      -- killed before the temporary was renamed: a new sink removes it
+      write_file(meta .. "/.00000099.compact.tmp", "half")
+      -- killed after the rename, before the per-batch files it covers went
+      write_file(meta .. string.format("/%08d.json", top),
+        string.format('{"batch_id":%d,"bytes":%d,"files":["part-%08d-0000.json"],"query_id":"test","rows":1}\n',
+          top, want[top].bytes, top))
+      -- and before the compact file it replaces went
+      write_file(meta .. "/00000000.compact", '{"compact":0,"query_id":"test","version":1}\n' ..
+        '{"batch_id":0,"bytes":1,"files":["stale"],"query_id":"test","rows":1}\n')
+      local again = sink { path = out }
+      assert.is_false(exists(meta .. "/.00000099.compact.tmp"))
+      assert.same(want, again:manifest())
+      -- the next compaction clears what the crash left
+      for id = 10, 14 do again:add_batch(id, { batch { { ts = id } } }, "append", schema) end
+      local left = parts(meta)
+      local compacts = 0
+      for _, n in ipairs(left) do if n:match("%.compact$") then compacts = compacts + 1 end end
+      assert.equal(1, compacts)
+      assert.is_true(#left <= 5, table.concat(left, " "))
+      assert.equal(15, #ids_of(again:manifest()))
+    end)
   end)
 
   describe("killed while writing", function()
+    -- Run `lua5.4 script args...` and SIGKILL it after lo..hi ms; it must not
+    -- have failed on its own.
+    local function run_killed(script, args, errf, lo, hi)
+      local p, pid = support.spawn_lua(script, args, errf)
+      support.sleep_ms(math.random(lo, hi))
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      p:read("a")
+      p:close()
+      assert.equal("", read_file(errf), "the child failed on its own")
+    end
+
     local CHILD = support.CHILD_PRELUDE .. [[
 local core = require "tide.core"
 local file = require "tide.connectors.file"
 local out, nbatch = arg[1], tonumber(arg[2])
 local schema = core.schema("batch int, i int, pad string")
-local s = file.sinks.file.new({ path = out }, {})
+local s = file.sinks.file.new({ path = out }, { query_id = "test" })
 local pad = string.rep("p", 40)
 while true do
   for id = 1, nbatch do
@@ -663,14 +923,7 @@ end
       end
       local mid = 0
       for _ = 1, 25 do
-        local cmd = string.format("sh -c 'lua5.4 %s %s %d >/dev/null 2>%s & echo $!; wait'", script, out, NB, errf)
-        local p = io.popen(cmd)
-        local pid = assert(tonumber(p:read("l")))
-        support.sleep_ms(math.random(50, 400))
-        os.execute("kill -9 " .. pid .. " 2>/dev/null")
-        p:read("a")
-        p:close()
-        assert.equal("", read_file(errf), "the child failed on its own")
+        run_killed(script, { out, NB }, errf, 50, 400)
         for _, name in ipairs(parts(out)) do
           if name:match("^%.part%-.*%.tmp$") then mid = mid + 1 end
         end
@@ -689,6 +942,56 @@ end
       end
       io.stderr:write(string.format("\n[connectors_file_spec] seed %d: 25 kills, %d left a temporary file behind\n",
         seed, mid))
+    end)
+
+    -- batches one after the other from where the manifest ends (the last
+    -- one again, as a restarted query re-runs its uncommitted batch),
+    -- compacting every 3
+    local COMPACTING = support.CHILD_PRELUDE .. [[
+local core = require "tide.core"
+local file = require "tide.connectors.file"
+file.COMPACT_INTERVAL = 3
+local out = arg[1]
+local schema = core.schema("batch int, i int")
+local s = file.sinks.file.new({ path = out }, { query_id = "test" })
+local id = -1
+for k in pairs(s:manifest()) do id = math.max(id, k) end
+id = math.max(id, 0)
+while true do
+  local rows = {}
+  for i = 1, 50 do rows[i] = { batch = id, i = i } end
+  s:add_batch(id, { core.rows_batch(schema, rows) }, "append", schema)
+  id = id + 1
+end
+]]
+
+    it("keeps every batch in the manifest once when killed while compacting (20 kills)", function()
+      local script, errf = tmpname() .. ".lua", tmpname()
+      write_file(script, COMPACTING)
+      finally(function() os.execute(string.format("rm -f '%s' '%s'", script, errf)) end)
+      local seed = tonumber(os.getenv("TIDE_CRASH_SEED")) or os.time()
+      math.randomseed(seed)
+      local last = -1
+      for _ = 1, 20 do
+        run_killed(script, { out }, errf, 30, 300)
+        -- every batch from 0 to the highest is listed once, with its file whole
+        local s = sink { path = out }
+        local m, top = s:manifest(), -1
+        for id in pairs(m) do top = math.max(top, id) end
+        assert.is_true(top >= last, string.format("batch %d went missing (seed %d)", last, seed))
+        for id = 0, top do
+          local e = m[id]
+          assert.truthy(e, string.format("batch %d is not in the manifest (seed %d)", id, seed))
+          assert.equal(50, e.rows)
+          assert.equal(e.bytes, #read_file(out .. "/" .. e.files[1]))
+        end
+        last = top
+      end
+      local compacts = 0
+      for _, n in ipairs(parts(out .. "/_tide")) do if n:match("%.compact$") then compacts = compacts + 1 end end
+      assert.is_true(compacts <= 2)
+      io.stderr:write(string.format("\n[connectors_file_spec] seed %d: 20 kills while compacting, %d batches\n",
+        seed, last + 1))
     end)
   end)
 end)

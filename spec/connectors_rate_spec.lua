@@ -113,6 +113,30 @@ describe("the rate source", function()
     assert.same({ start = future.start, rows = 42 }, off)
   end)
 
+  it("makes rows up to the end of the valid timestamp range and refuses those past it", function()
+    src = d.new(opts {}, ctx)
+    local start = util.TS_MAX - 1000
+    assert.same({ { start, 0 }, { util.TS_MAX, 1 } }, rows(src:get_batch(nil, { start = start, rows = 2 })))
+    assert.has_error(function() src:get_batch(nil, { start = start, rows = 3 }) end,
+      "rate source: rows 0..2 from start " .. start .. " at 1 a second: timestamps outside the valid range " ..
+      "0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z")
+  end)
+
+  it("says its lag: the rows due by now after an offset, capped by num_rows", function()
+    src = d.new(opts { rows_per_second = 1000 }, ctx)
+    -- a run that started 10 s ago: at least 10000 rows are due
+    local start = core.time_now() - 10000
+    src:commit({ start = start, rows = 4000 })
+    local lag = src:lag({ start = start, rows = 4000 }).records
+    assert.is_true(lag >= 6000, tostring(lag))
+    assert.is_true(lag <= 6000 + (core.time_now() - start - 10000), tostring(lag)) -- no more than were due
+    local capped = d.new(opts { rows_per_second = 1000, num_rows = 5000 }, ctx)
+    capped:commit({ start = start, rows = 4000 })
+    assert.same({ records = 1000 }, capped:lag({ start = start, rows = 4000 }))
+    assert.same({ records = 0 }, capped:lag({ start = start, rows = 5000 }))
+    capped:stop()
+  end)
+
   it("rejects an offset that is not its own", function()
     src = d.new(opts {}, ctx)
     assert.has_error(function() src:get_batch(nil, 12) end,

@@ -701,9 +701,13 @@ describe("expressions", function()
           if ok then
             compiled = compiled + 1
             local ran, rows = pcall(out.collect, out)
-            assert(ran, "evaluating " .. string.format("%q", text) .. " raised: " .. tostring(rows))
-            assert.equal(2, #rows)
-            if out:schema()[1][2]:match("^bool") then
+            -- the one error a compiled expression may raise: a timestamp, cast
+            -- or summed, outside the valid range (the columns hold int64's ends)
+            local range = not ran
+              and tostring(rows):match("^select: .*: [^:]+ is outside the valid timestamp range")
+            assert(ran or range, "evaluating " .. string.format("%q", text) .. " raised: " .. tostring(rows))
+            if ran then assert.equal(2, #rows) end
+            if ran and out:schema()[1][2]:match("^bool") then
               local wok, werr = pcall(function() return G:where(text):collect() end)
               assert(wok, "where " .. string.format("%q", text) .. " raised: " .. tostring(werr))
             end

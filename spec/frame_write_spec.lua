@@ -78,6 +78,23 @@ describe("f:write", function()
       assert.same(two():collect(), tide.read("file", { path = dir, schema = "a int, s string" }):collect())
     end)
 
+    it("overwrites a compacted manifest too, and frees the directory for another query", function()
+      local saved = file.COMPACT_INTERVAL
+      file.COMPACT_INTERVAL = 1
+      finally(function() file.COMPACT_INTERVAL = saved end)
+      local core = require "tide.core"
+      local schema = core.schema("a int, s string")
+      local s = file.sinks.file.new({ path = dir }, { query_id = "q-1" })
+      for id = 0, 3 do s:add_batch(id, { core.rows_batch(schema, { { a = id, s = "old" } }) }, "append") end
+      local compacted = false
+      for _, name in ipairs(files_in(dir .. "/_tide")) do compacted = compacted or name:match("%.compact$") ~= nil end
+      assert.is_true(compacted)
+      two():write("file", { path = dir, mode = "overwrite" })
+      assert.same({}, file.manifest(dir))
+      assert.same(two():collect(), tide.read("file", { path = dir, schema = "a int, s string" }):collect())
+      file.sinks.file.new({ path = dir }, { query_id = "q-2" }) -- not refused
+    end)
+
     it("writes no file for no rows", function()
       assert.equal(0, two():where("a > 5"):write("file", { path = dir }))
       assert.same({}, files_in(dir))

@@ -10,7 +10,10 @@ local LAYERS = {
   { "tide.exec", "tide.store" },
   { "tide.connector" },
   { "tide.connectors.console", "tide.connectors.file", "tide.connectors.foreach", "tide.connectors.memory",
-    "tide.connectors.postgres", "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic" },
+    "tide.connectors.postgres", "tide.connectors.rate", "tide.connectors.socket", "tide.connectors.topic",
+    "tide.connectors.kafka.source" },
+  -- a connector made of parts (connectors/<name>/init.lua gathers them)
+  { "tide.connectors.kafka" },
   { "tide.runtime" },
   { "tide.query" },
   { "tide.ui" },
@@ -27,7 +30,15 @@ local EXTERNAL = { ["tide.core"] = true, cjson = true }
 local function path_of(mod)
   if mod == "tide" then return "lua/tide/init.lua" end
   local c = mod:match("^tide%.connectors%.(.+)$")
-  if c then return "connectors/" .. c .. ".lua" end
+  if c then
+    local file = "connectors/" .. c:gsub("%.", "/")
+    local f = io.open(file .. ".lua")
+    if f then
+      f:close()
+      return file .. ".lua"
+    end
+    return file .. "/init.lua"
+  end
   return "lua/" .. mod:gsub("%.", "/") .. ".lua"
 end
 
@@ -51,12 +62,12 @@ describe("the Lua modules", function()
   end
 
   it("are all in a layer", function()
-    local p = assert(io.popen("ls lua/tide/*.lua connectors/*.lua"))
+    local p = assert(io.popen("ls lua/tide/*.lua connectors/*.lua connectors/*/*.lua"))
     local missing = {}
     for path in p:lines() do
       local name = path:match("^lua/tide/(.+)%.lua$")
       local mod = name and (name == "init" and "tide" or "tide." .. name) or
-        ("tide.connectors." .. path:match("^connectors/(.+)%.lua$"))
+        ("tide.connectors." .. path:match("^connectors/(.+)%.lua$"):gsub("/init$", ""):gsub("/", "."))
       if not rank[mod] then missing[#missing + 1] = mod end
     end
     p:close()

@@ -69,7 +69,7 @@ describe("names and paths", function()
       local f = tide.read_stream("rate", { rows_per_second = 1 })
       assert.equal("checkpoint path '" .. root .. "/q\\0x' holds a NUL byte (at byte " .. (#root + 3) .. ")",
         raised(function() return f:write_stream("console", { checkpoint = root .. "/q\0x" }) end))
-      assert.equal("write_stream(file): write_stream(file): option 'path' \"" .. root .. "/o\\0x\" holds a NUL byte",
+      assert.equal("write_stream(file): option 'path' \"" .. root .. "/o\\0x\" holds a NUL byte",
         raised(function() return f:write_stream("file", { path = root .. "/o\0x", checkpoint = root .. "/q2" }) end))
       assert.is_false(exists(root .. "/q/data.mdb"))
       assert.is_false(exists(root .. "/o/_tide"))
@@ -101,7 +101,7 @@ describe("names and paths", function()
       local f = tide.read_stream("rate", { rows_per_second = 1 })
       assert.equal("checkpoint path is empty",
         raised(function() return f:write_stream("console", { checkpoint = "" }) end))
-      assert.equal("write_stream(file): write_stream(file): option 'path' is empty (the output directory)",
+      assert.equal("write_stream(file): option 'path' is empty (the output directory)",
         raised(function() return f:write_stream("file", { path = "", checkpoint = root .. "/q" }) end))
       assert.equal("cold_dir is empty", raised(tide.open, root .. "/s2", { cold_dir = "" }))
       assert.equal("mkdir: path is empty", raised(core.mkdir, ""))

@@ -131,13 +131,24 @@ describe("tide.read", function()
   end)
 
   describe("csv", function()
-    it("reads a header line, quoted separators and newlines, \"\" escapes, empty fields as NULL and \"\" as ''",
-      function()
+    it("reads a header line, quoted separators and newlines (multi_line), \"\" escapes, empty fields as NULL " ..
+      "and \"\" as ''", function()
         write_file(dir .. "/a.csv", 'a,s,d\n1,"x,y",2.5\n2,"multi\nline",\n3,"say ""hi""",1e2\n4,,\n5,"",\n')
         assert.same({ { a = 1, s = "x,y", d = 2.5 }, { a = 2, s = "multi\nline" }, { a = 3, s = 'say "hi"', d = 100.0 },
           { a = 4 }, { a = 5, s = "" } },
-          read { path = "a.csv", format = "csv", header = true, schema = "a int, s string?, d double?" }:collect())
+          read { path = "a.csv", format = "csv", header = true, multi_line = true,
+            schema = "a int, s string?, d double?" }:collect())
       end)
+
+    it("reads a record a line by default: a stray quote is a bad line, the next line the next record", function()
+      write_file(dir .. "/a.csv", '1,x\n2,"open\n3,"y"\n')
+      assert.equal("read " .. dir .. "/a.csv: line 2: field 2: unterminated quoted field",
+        run_error(read { path = "a.csv", format = "csv", schema = "a int, s string" }))
+      assert.same({ { a = 1, s = "x" }, { a = 3, s = "y" } },
+        read { path = "a.csv", format = "csv", schema = "a int, s string", bad_records = "drop" }:collect())
+      assert.has_error(function() read { path = "a.csv", format = "json", schema = "a int", multi_line = true } end,
+        "tide.read: option 'multi_line' is for csv")
+    end)
 
     it("reads the first line as data without header", function()
       write_file(dir .. "/a.csv", "1,x\n2,y\n")
@@ -166,7 +177,7 @@ describe("tide.read", function()
     it("refuses a record with another number of fields, naming its line after a multi-line record", function()
       write_file(dir .. "/a.csv", '1,"a\nb"\n2,x\n3\n')
       assert.equal("read " .. dir .. "/a.csv: line 4: 1 field, the schema has 2",
-        run_error(read { path = "a.csv", format = "csv", schema = "a int, s string" }))
+        run_error(read { path = "a.csv", format = "csv", schema = "a int, s string", multi_line = true }))
       write_file(dir .. "/b.csv", "1;x\n2;y;z\n")
       assert.equal("read " .. dir .. "/b.csv: line 2: more than 2 fields",
         run_error(read { path = "b.csv", format = "csv", sep = ";", schema = "a int, s string?" }))
@@ -227,7 +238,8 @@ describe("tide.read", function()
 
     it("refuses unknown options and bad values", function()
       assert.has_error(function() read { path = "a.json", schema = "a int", bogus = 1 } end,
-        "tide.read: unknown option 'bogus' (allowed: bad_records, format, header, path, schema, sep, unknown_fields)")
+        "tide.read: unknown option 'bogus' (allowed: bad_records, format, header, multi_line, path, schema, sep, " ..
+          "unknown_fields)")
       assert.has_error(function() read { path = "a.json", format = "xml", schema = "a int" } end,
         "tide.read: option 'format' must be one of json, csv, text, got 'xml'")
       assert.has_error(function() read { path = "a.json", schema = "a int", bad_records = "dead_letter" } end,

@@ -29,8 +29,12 @@ describe("tide-scm-1.rockspec", function()
   end)
 
   it("installs every connector as tide.connectors.<name>", function()
-    for _, path in ipairs(glob("connectors/*.lua")) do
-      local mod = "tide.connectors." .. path:match("connectors/(.-)%.lua$")
+    local paths = glob("connectors/*.lua")
+    -- a connector made of parts: connectors/<name>/init.lua is tide.connectors.<name>
+    for _, path in ipairs(glob("connectors/*/*.lua")) do paths[#paths + 1] = path end
+    assert.is_true(#paths > 8)
+    for _, path in ipairs(paths) do
+      local mod = "tide.connectors." .. path:match("connectors/(.-)%.lua$"):gsub("/init$", ""):gsub("/", ".")
       assert.equal(path, modules[mod], mod .. " missing from the rockspec")
     end
   end)

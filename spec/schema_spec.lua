@@ -162,7 +162,7 @@ describe("tide.schema", function()
       assert.has_error(function() tide.infer_schema(path, { format = "xml" }) end,
         "infer_schema: option 'format' must be json or csv, got 'xml'")
       assert.has_error(function() tide.infer_schema(path, { headers = true }) end,
-        "infer_schema: unknown option 'headers' (allowed: format, header, sep)")
+        "infer_schema: unknown option 'headers' (allowed: format, header, multi_line, sep)")
       assert.has_error(function() tide.infer_schema({ { a = 1 } }, { format = "csv" }) end,
         "infer_schema: bad argument #1: CSV is inferred from a file name, got table")
       path = sample("a,b\n1,2\n3\n", "bad.csv")

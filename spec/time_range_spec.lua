@@ -58,6 +58,43 @@ describe("the valid timestamp range", function()
     assert.equal(2, b:nrows())
     b:close()
   end)
+
+  it("refuses them when computed: a CAST or a sum outside the range raises, naming the value", function()
+    local f = tide.from_rows({ { n = TS_MAX, d = 1.5 }, { n = MIN64, d = 1e300 } }, "n int, d double")
+    local R = " is outside the valid timestamp range 0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z"
+    assert.has_error(function() f:select("CAST(n AS timestamp) AS t"):collect() end,
+      "select: CAST(n AS timestamp): " .. MIN64 .. R)
+    assert.has_error(function() f:select("CAST(d AS timestamp) AS t"):collect() end,
+      "select: CAST(d AS timestamp): 1e+300" .. R)
+    assert.has_error(function() f:select("CAST(" .. MAX64 .. " AS timestamp)") end,
+      "select: CAST(" .. MAX64 .. " AS timestamp): " .. MAX64 .. R)
+    -- the range's ends are timestamps, and print as ISO-8601 that reads back
+    local ends = tide.from_rows({ { n = TS_MIN }, { n = TS_MAX } }, "n int")
+      :select("CAST(n AS timestamp) AS t", "CAST(CAST(CAST(n AS timestamp) AS string) AS timestamp) AS back"):collect()
+    assert.same({ { t = TS_MIN, back = TS_MIN }, { t = TS_MAX, back = TS_MAX } }, ends)
+    -- and so does every int64 (a window's end can pass 9999-12-31), in the
+    -- expanded year form the Lua and the C formatters share
+    for _, v in ipairs { TS_MIN, TS_MAX, TS_MIN - 1, TS_MAX + 1, MIN64, MAX64, 0, -1 } do
+      assert.equal(util.iso8601(v), core.ts_format(v))
+      assert.equal(v, core.ts_parse(core.ts_format(v)))
+    end
+    assert.equal("+010000-01-01T00:00:00Z", core.ts_format(TS_MAX + 1))
+    assert.equal("-000001-12-31T23:59:59.999Z", core.ts_format(TS_MIN - 1))
+    assert.has_error(function() f:select("CAST('+010000-01-01' AS timestamp)") end)
+    -- timestamp arithmetic too: past either end, or wrapping around int64
+    local ts = tide.from_rows({ { t = 1000 }, { t = TS_MAX } }, "t timestamp")
+    assert.has_error(function() ts:select("t + interval 1 millisecond AS u"):collect() end,
+      "select: (t + INTERVAL '1' MILLISECOND): " .. (TS_MAX + 1) .. R)
+    assert.has_error(function() ts:select("t + interval '" .. MAX64 .. "' millisecond AS u"):collect() end,
+      "select: (t + INTERVAL '" .. MAX64 .. "' MILLISECOND): a sum past int64" .. R)
+    assert.has_error(function()
+      tide.from_rows({ { t = TS_MIN } }, "t timestamp"):select("t - interval 1 millisecond AS u"):collect()
+    end, "select: (t - INTERVAL '1' MILLISECOND): " .. (TS_MIN - 1) .. R)
+    assert.same({ { u = 1000 - 86400000 }, { u = TS_MAX - 86400000 } },
+      ts:select("t - interval 1 day AS u"):collect())
+    -- NaN and infinities stay NULL, as before
+    assert.same({ {} }, tide.from_rows({ { d = 0 / 0 } }, "d double"):select("CAST(d AS timestamp) AS t"):collect())
+  end)
 end)
 
 describe("a watermark", function()
@@ -65,25 +102,22 @@ describe("a watermark", function()
   before_each(function() ck = support.tmpname() .. "-ck" end)
   after_each(function() stop_all() rm(ck) end)
 
-  -- A computed event time (an int column cast to timestamp) can hold any
-  -- int64: the watermark saturates instead of wrapping into the far future.
-  local function query(ms, out)
-    return ms:frame():select("CAST(v AS timestamp) AS ts", "k"):with_watermark("ts", "10 seconds")
+  -- A computed event time cannot leave the range: a CAST outside it fails
+  -- the batch (naming the value) before a watermark or a window sees it.
+  it("refuses a computed time near INT64_MIN, naming it, and keeps the watermark", function()
+    local ms, out = tide.memory_stream("v int, k string"), {}
+    local q = ms:frame():select("CAST(v AS timestamp) AS ts", "k"):with_watermark("ts", "10 seconds")
       :group_by(tide.window("ts", "5 seconds"), "k"):agg { "count(*) AS n" }
       :write_stream(function(_, rows) for _, r in ipairs(rows) do out[#out + 1] = r.k end end,
         { checkpoint = ck, mode = "append" })
-  end
-
-  it("refuses a computed time near INT64_MIN in a window, naming it, instead of wrapping", function()
-    local ms, out = tide.memory_stream("v int, k string"), {}
-    local q = query(ms, out)
     ms:add { { v = 1000, k = "a" } }
     q:process_all_available()
     assert.equal(0, q:watermark())
     ms:add { { v = MIN64, k = "sentinel" } }
     local ok, msg = pcall(q.process_all_available, q)
     assert.is_false(ok)
-    assert.truthy(tostring(msg):find("failed: batch 1: agg: row 1: time -9223372036854775808" .. RANGE, 1, true), msg)
+    assert.truthy(tostring(msg):find("failed: batch 1: select: CAST(v AS timestamp): -9223372036854775808 " ..
+      "is outside the valid timestamp range 0000-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z", 1, true), msg)
     assert.equal(0, q:watermark())
   end)
 
@@ -105,21 +139,29 @@ describe("a watermark", function()
     q:stop()
   end)
 
-  it("saturates at the range's low end from an int column", function()
-    local ms, out = tide.memory_stream("t int, k string"), {}
-    local q = ms:frame():select("CAST(t AS timestamp) AS t", "k"):with_watermark("t", "10 seconds")
-      :drop_duplicates("k", "t")
+  it("saturates at the range's ends", function()
+    local ms, out = tide.memory_stream("t timestamp, k string"), {}
+    local q = ms:frame():with_watermark("t", "10 seconds"):drop_duplicates("k", "t")
       :write_stream(function(_, rows) for _, r in ipairs(rows) do out[#out + 1] = r.k end end, { checkpoint = ck })
-    ms:add { { t = MIN64, k = "x" } }
+    ms:add { { t = TS_MIN, k = "x" } }
     q:process_all_available()
     assert.equal(0, q:watermark())
-    ms:add { { t = MAX64, k = "y" } }
+    ms:add { { t = TS_MAX, k = "y" } }
     q:process_all_available()
     assert.equal(TS_MAX - 10000, q:watermark())
     ms:add { { t = 5, k = "z" } }
     q:process_all_available()
     assert.equal(TS_MAX - 10000, q:watermark())
-    assert.same({ "y" }, out) -- x was late: below the watermark 0 of batch 0
+    assert.same({ "y" }, out) -- x and z are late (x: below batch 0's watermark 0)
+  end)
+
+  it("saturates at the range's high end over a window bound past it", function()
+    local ms = tide.memory_stream("t timestamp")
+    local q = ms:frame():select(tide.window("t", "10 s"), "t"):with_watermark("window_end", "1 ms")
+      :write_stream(function() end, { checkpoint = ck })
+    ms:add { { t = TS_MAX } } -- its window ends at +010000-01-01T00:00:00Z
+    q:process_all_available()
+    assert.equal(TS_MAX - 1, q:watermark()) -- the end taken as TS_MAX, less the 1 ms delay
   end)
 end)
 
@@ -135,18 +177,23 @@ describe("windows", function()
     assert.equal(10000, tide.window("ts", "10 s", "1 ms").size // tide.window("ts", "10 s", "1 ms").slide)
   end)
 
+  -- the one time outside the range a plan can make: a window's end past
+  -- 9999-12-31T23:59:59.999Z, windowed again
+  local function windowed_twice(f)
+    return f:select(tide.window("ts", "10 s"), "ts"):select("window_end AS e"):select(tide.window("e", "10 s"), "e")
+  end
+
   it("make a windowed select raise when expansion fails, as group_by does, in a static run", function()
-    local f = tide.from_rows({ { v = 1 }, { v = MAX64 } }, "v int")
-      :select("CAST(v AS timestamp) AS ts"):select(tide.window("ts", "10 s"), "ts")
+    local f = windowed_twice(tide.from_rows({ { ts = 1 }, { ts = TS_MAX } }, "ts timestamp"))
     assert.has_error(function() f:collect() end,
-      "Window window(ts, 10s): row 2: time 9223372036854775807" .. RANGE)
+      "Window window(e, 10s): row 2: time 253402300800000" .. RANGE)
   end)
 
   it("make a windowed select fail a streaming batch instead of committing it empty", function()
-    local ms, got = tide.memory_stream("v int"), {}
-    local q = ms:frame():select("CAST(v AS timestamp) AS ts"):select(tide.window("ts", "10 s"), "ts")
+    local ms, got = tide.memory_stream("ts timestamp"), {}
+    local q = windowed_twice(ms:frame())
       :write_stream(function(id, rows) got[#got + 1] = id .. ":" .. #rows end, { checkpoint = ck })
-    ms:add { { v = 1 }, { v = MAX64 } }
+    ms:add { { ts = 1 }, { ts = TS_MAX } }
     assert.has_error(function() q:process_all_available() end)
     assert.same({}, got)
     local c = core.checkpoint(ck, { read_only = true })

@@ -256,6 +256,73 @@ describe("tide.ui", function()
     assert.equal(0, st.open)
   end)
 
+  it("exports the lag of memory and file sources, now while they run, as the parser reads it", function()
+    local qs = {}
+    finally(function() for _, x in ipairs(qs) do x:stop() end end)
+    local function m_of()
+      local text = client("metrics " .. url .. "metrics")()
+      assert(text:sub(1, 1) == "[", "the Prometheus parser failed: " .. text)
+      local out = {}
+      for _, smp in ipairs(util.json_decode(text)) do
+        local labels = smp[2]
+        if labels.source then out[smp[1] .. " " .. labels.query .. " " .. labels.source] = smp[3] end
+      end
+      return out
+    end
+    -- every query runs its first batch, then waits an hour for the next
+    -- trigger: the loop the scrapes run does not process what comes after
+    local function start(f, name)
+      local x = f:write_stream(function() end, { name = name, checkpoint = dir .. "/ck-" .. name, trigger = "1 hour" })
+      qs[#qs + 1] = x
+      local loop = process.loop()
+      while not x:last_progress() do loop:run("once") end
+      return x
+    end
+    -- memory: 2 rows processed, then 3 added and not yet processed
+    local mem = tide.memory_stream("k string")
+    mem:add{ { k = "a" }, { k = "b" } }
+    local mq = start(mem:frame(), "ui_mem")
+    mem:add{ { k = "c" }, { k = "d" }, { k = "e" } }
+    -- a Lua source that says its lag
+    local lua_src = tide.source { schema = "n int", description = "Counter", n = 2,
+      latest_offset = function(self) return self.n end,
+      get_batch = function(_, from, stop)
+        local rows = {}
+        for i = (from or 0) + 1, stop do rows[#rows + 1] = { n = i } end
+        return rows
+      end,
+      lag = function(self, off) return { records = self.n - (off or 0) } end }
+    start(tide.read_stream(lua_src), "ui_lua")
+    lua_src.def.n = 7
+    -- file: one file read, then another written and one grown
+    local src = dir .. "/in"
+    os.execute("mkdir -p " .. src)
+    support.write_file(src .. "/a.jsonl", '{"n":1}\n')
+    local fq = start(tide.read_stream("file", { path = src .. "/*.jsonl", schema = "n int" }), "ui_files")
+    support.write_file(src .. "/b.jsonl", '{"n":2}\n{"n":3}\n')
+    local f = io.open(src .. "/a.jsonl", "ab")
+    f:write('{"n":4}\n')
+    f:close()
+    local m = m_of()
+    assert.equal(3, m["tide_source_lag_records ui_mem 1:MemoryStream[" .. mem._id .. "]"])
+    assert.equal(8 + 16, m["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(2, m["tide_source_lag_files ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(5, m["tide_source_lag_records ui_lua 1:Counter"])
+    -- processed, the lag is 0, and each progress report carries it
+    mq:process_all_available()
+    fq:process_all_available()
+    m = m_of()
+    assert.equal(0, m["tide_source_lag_records ui_mem 1:MemoryStream[" .. mem._id .. "]"])
+    assert.equal(0, m["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.equal(0, m["tide_source_lag_files ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+    assert.same({ records = 0 }, mq:last_progress().sources[1].lag)
+    assert.same({ bytes = 0, files = 0 }, fq:last_progress().sources[1].lag)
+    -- a stopped query's lag is that of its last report
+    fq:stop()
+    support.write_file(src .. "/c.jsonl", '{"n":5}\n')
+    assert.equal(0, m_of()["tide_source_lag_bytes ui_files 1:FileSource[" .. src .. "/*.jsonl]"])
+  end)
+
   it("answers 404 with a JSON error for what it does not serve", function()
     local r = util.json_decode(client("get " .. url .. "nothing/here")())
     assert.equal(404, r.status)
@@ -302,26 +369,56 @@ describe("tide.ui", function()
     assert.matches("<td>ui_counts</td>", dom, 1, true)
   end)
 
-  it("answers 500 with the message when the handler fails, and serves on", function()
-    local core = require "tide.core"
-    local srv = assert(core.http_listen(process.loop(), "127.0.0.1", 0, function(_, path)
-      if path == "/boom" then error("boom") end
-      if path == "/bad" then return 200 end
-      return 200, "text/plain", "fine"
-    end))
-    local base = "http://127.0.0.1:" .. srv:port()
-    local boom = util.json_decode(client("get " .. base .. "/boom")())
-    local bad = util.json_decode(client("get " .. base .. "/bad")())
-    local fine = util.json_decode(client("get " .. base .. "/")())
-    local st = srv:stats()
-    srv:close()
-    assert.equal(500, boom.status)
-    assert.matches("^internal error: spec/ui_spec.lua:%d+: boom\nstack traceback:", boom.body)
-    assert.same({ 500, "internal error: the handler must return status (100..599), content type (< 128 bytes), " ..
-      "body (string)" }, { bad.status, bad.body })
+  it("answers 500 with a short page when the handler fails, logs what failed on stderr, and serves on", function()
+    -- a child process, so that its stderr can be read
+    local script, errf, portf = support.tmpname() .. ".lua", support.tmpname(), support.tmpname()
+    finally(function() os.execute(string.format("rm -f '%s' '%s' '%s'", script, errf, portf)) end)
+    support.write_file(script, support.CHILD_PRELUDE .. [=[
+local core = require "tide.core"
+local loop = require("tide.process").loop()
+local srv = assert(core.http_listen(loop, "127.0.0.1", 0, function(_, path)
+  if path == "/boom" then error("boom") end
+  if path == "/bad" then return 200 end
+  return 200, "text/plain", "fine"
+end))
+local f = io.open(arg[1] .. ".part", "w")
+f:write(srv:port())
+f:close()
+os.rename(arg[1] .. ".part", arg[1])
+while srv:stats().requests < 3 do loop:run("once") end
+local st = srv:stats()
+io.stderr:write(string.format("errors %d requests %d\n", st.errors, st.requests))
+srv:close()
+loop:run("nowait")
+]=])
+    local p = io.popen(string.format("lua5.4 %s %s 2>%s & echo $!", script, portf, errf))
+    local pid = p:read("l")
+    p:close()
+    finally(function() os.execute("kill " .. pid .. " 2>/dev/null") end)
+    local port = until_true("the child's port",
+      function() return support.exists(portf) and support.read_file(portf) end)
+    local base = "http://127.0.0.1:" .. port
+    local boom = get(base .. "/boom")
+    local bad = get(base .. "/bad")
+    local fine = get(base .. "/")
+    local log = until_true("the child's end", function()
+      local t = support.read_file(errf)
+      return t:find("errors %d+ requests %d+\n") and t
+    end)
+    local page = "internal error (the server's log says what failed)\n"
+    assert.same({ 500, page }, { boom.status, boom.body })
+    assert.same({ 500, page }, { bad.status, bad.body })
     assert.same({ 200, "text/plain", "fine" }, { fine.status, fine.type, fine.body })
-    assert.equal(2, st.errors)
-    assert.equal(3, st.requests)
+    assert.matches("tide: http: GET /boom failed: [^\n]*: boom\nstack traceback:\n", log)
+    assert.matches("tide: http: GET /bad failed: the handler must return status (100..599), content type " ..
+      "(< 128 bytes), body (string)\n", log, 1, true)
+    assert.matches("errors 2 requests 3\n", log, 1, true)
+  end)
+
+  it("closes a closed server's methods", function()
+    local core = require "tide.core"
+    local srv = assert(core.http_listen(process.loop(), "127.0.0.1", 0, function() return 200, "text/plain", "" end))
+    srv:close()
     assert.is_true(srv:is_closed())
     assert.has_error(function() srv:port() end, "attempt to use a closed tide.HttpServer")
   end)

@@ -1247,11 +1247,36 @@ local function lag_text(ms)
   return format("%dd%02dh", s // 86400, s % 86400 // 3600)
 end
 
+-- The offsets a progress report's sources are behind their partitions'
+-- ends (a source that reports `lag`, topic -> partition -> offsets: the
+-- Kafka source): { total =, worst = "topic/partition", worst_lag = } or nil.
+function M.offset_lag(p)
+  local total, worst, worst_lag = 0, nil, -1
+  local any = false
+  for _, src in ipairs(p and p.sources or {}) do
+    if type(src.lag) == "table" then
+      for t, parts in pairs(src.lag) do
+        -- other sources' own counts ({ records = n, ... }) are not per partition
+        for part, n in pairs(type(parts) == "table" and parts or {}) do
+          any = true
+          total = total + n
+          local name = t .. "/" .. tostring(part)
+          if n > worst_lag or (n == worst_lag and name < worst) then worst, worst_lag = name, n end
+        end
+      end
+    end
+  end
+  if not any then return nil end
+  return { total = total, worst = worst, worst_lag = worst_lag }
+end
+
 --- One query's status line, as `tide run` shows it on a terminal:
--- "query NAME: in R rows/s, processed R rows/s, batch N, watermark ISO, lag L".
+-- "query NAME: in R rows/s, processed R rows/s, batch N, watermark ISO, lag L",
+-- and, for a source with partitions (Kafka), ", behind N offsets (most: topic/p M)".
 -- @string name the query's name (or the first 8 characters of its id)
 -- @tab s { input_rate =, processed_rate = (rows/s), batch_id = (nil before
--- the first batch), watermark = (ms, nil or 0 when there is none), now = ms }
+-- the first batch), watermark = (ms, nil or 0 when there is none), now = ms,
+-- behind = M.offset_lag's result or nil }
 -- @treturn string
 function M.status_line(name, s)
   local wm = s.watermark
@@ -1259,7 +1284,8 @@ function M.status_line(name, s)
   return format("query %s: in %s rows/s, processed %s rows/s, batch %s, watermark %s, lag %s", name,
     rate_text(s.input_rate or 0), rate_text(s.processed_rate or 0),
     s.batch_id and tostring(s.batch_id) or "-", wm and util.iso8601(wm) or "-",
-    wm and lag_text(s.now - wm) or "-")
+    wm and lag_text(s.now - wm) or "-") .. (s.behind and format(", behind %s offsets (most: %s %s)",
+    rate_text(s.behind.total), s.behind.worst, rate_text(s.behind.worst_lag)) or "")
 end
 
 local STATUS_REFRESH_MS = 250 -- redraws at most four times a second
@@ -1295,7 +1321,7 @@ local function status_lines(query_mod, runtime, core)
       local span = math.max(math.min(RATE_WINDOW_MS, now - s.since), STATUS_REFRESH_MS)
       local line = M.status_line(q:name() or q:id():sub(1, 8), {
         input_rate = rows / span * 1000, processed_rate = ms > 0 and rows / ms * 1000 or 0,
-        batch_id = s.batch_id, watermark = q:watermark(), now = now })
+        batch_id = s.batch_id, watermark = q:watermark(), now = now, behind = M.offset_lag(q:last_progress()) })
       if #line >= width then line = line:sub(1, width - 1) end
       lines[#lines + 1] = "\27[2K" .. line .. "\n"
     end

@@ -355,6 +355,7 @@ local read_spec = {
   schema = "any",
   header = "boolean",
   sep = "string",
+  multi_line = "boolean",
   bad_records = { type = "string", values = { "fail", "drop" } },
   unknown_fields = { type = "string", values = { "reject", "ignore" } },
 }
@@ -435,7 +436,8 @@ local function file_batches(file, fmt, schema, o)
   local f, err = io.open(file, "rb")
   if not f then run_fail("read", err) end
   local line = 1
-  local dopts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" }
+  local dopts = { bad = o.bad_records or "fail", sep = o.sep, multi_line = o.multi_line,
+    ignore_unknown = o.unknown_fields == "ignore" }
   local function fail(msg)
     f:close()
     run_fail(format("read %s", file), msg)
@@ -468,7 +470,8 @@ end
 -- json and csv; when absent, `tide.infer_schema` infers it from the first
 -- file; text rows are `value string`), `header` (csv:
 -- the first line of each file is a header, default false), `sep` (csv,
--- default ","), `bad_records` (`fail`, the default: the read fails naming
+-- default ","), `multi_line` (csv: quoted fields may span lines; default
+-- false, a record is one line), `bad_records` (`fail`, the default: the read fails naming
 -- file and line; `drop`: bad lines are skipped), `unknown_fields` (json:
 -- `reject` or `ignore` keys not in the schema)
 -- @treturn frame
@@ -489,11 +492,13 @@ function M.read(kind, opts)
   end
   if o.sep and #o.sep ~= 1 then error("tide.read: option 'sep' must be one character", 2) end
   if (o.header ~= nil or o.sep) and fmt ~= "csv" then error("tide.read: options 'header' and 'sep' are for csv", 2) end
+  if o.multi_line ~= nil and fmt ~= "csv" then error("tide.read: option 'multi_line' is for csv", 2) end
   local files, ferr = list_files(o.path)
   if not files then error("tide.read: " .. ferr, 2) end
   if #files == 0 then error(format("tide.read: no files match '%s'", o.path), 2) end
   if schema == nil then
-    local ok, ddl = pcall(schema_mod.infer, files[1], { format = fmt, header = o.header, sep = o.sep })
+    local ok, ddl = pcall(schema_mod.infer, files[1],
+      { format = fmt, header = o.header, sep = o.sep, multi_line = o.multi_line })
     if not ok then
       error(format("tide.read: cannot infer a schema (give option 'schema'): %s",
         util.strip_position(ddl):gsub("^infer_schema: ", "")), 2)

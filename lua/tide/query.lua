@@ -72,12 +72,13 @@ local signals     -- SIGINT/SIGTERM handles while a query runs
 
 local source_fields = {
   schema = "any", latest_offset = "function", get_batch = "function", commit = "function", stop = "function",
-  description = "string", replayable = "boolean",
+  lag = "function", description = "string", replayable = "boolean",
 }
 
 --- A source written in Lua: `tide.source{ schema =, latest_offset =
 -- function(self, start) end, get_batch = function(self, start, stop) return
--- rows end [, commit =] [, stop =] [, description =] [, replayable =] }`.
+-- rows end [, commit =] [, stop =] [, lag =] [, description =] [, replayable =] }`
+-- (`lag(self, offset)`: connectors/README.md).
 -- Other fields are the source's own (its state). Offsets are any JSON
 -- values; `start` is nil for the first batch.
 function M.source(def)
@@ -112,6 +113,7 @@ local function lua_source_instance(src)
   end
   if def.commit then function inst.commit(_, stop) def:commit(stop) end end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
@@ -180,6 +182,7 @@ local function lua_sink_instance(sink)
     function inst.add_batch(_, id, batches, mode, schema) def:add_batch(id, batch_frame(batches, schema), mode) end
   end
   if def.stop then function inst.stop() def:stop() end end
+  if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst
 end
 
@@ -566,7 +569,10 @@ function M.start(f, sink, opts, level)
   ok, err = pcall(q._open, q, sources, stateful, marks, sink, descriptor)
   if not ok then
     q:_close_all()
-    error(format("%s: %s", what, util.strip_position(err)), level)
+    err = util.strip_position(err)
+    -- a connector that names itself as the call does is not named twice
+    if err:sub(1, #what + 2) == what .. ": " then err = err:sub(#what + 3) end
+    error(format("%s: %s", what, err), level)
   end
   active[#active + 1] = q
   q._active = true
@@ -1037,6 +1043,8 @@ function Query:_report(b)
     srcs[i] = { description = s.description, start_offset = b.starts[i], end_offset = b.ends[i],
       num_input_rows = b.counts[i] }
     for k, v in pairs(b.extra[i] or {}) do srcs[i][k] = v end
+    -- a source's own lag(offset), else what its batch reported (Kafka: per partition)
+    srcs[i].lag = self:_source_lag(i, b.ends[i]) or srcs[i].lag
   end
   local ops = {}
   for k, op in ipairs(self._ops) do
@@ -1084,6 +1092,25 @@ function Query:_report(b)
     local lok, lerr = pcall(fn, self, p) -- the batch is committed: a listener cannot fail it
     if not lok then io.stderr:write(format("tide: progress listener: %s\n", tostring(lerr))) end
   end
+end
+
+-- Source i's lag past offset `off` (connectors/README.md: lag), or nil
+-- when the source cannot tell or fails to (a report never fails a batch).
+function Query:_source_lag(i, off)
+  local inst = self._sources[i].inst
+  if not inst.lag then return nil end
+  local ok, lag = pcall(inst.lag, inst, off)
+  if ok and type(lag) == "table" then return lag end
+  return nil
+end
+
+--- Each source's lag now, past the last committed batch (for tide.ui):
+-- an array by source index of `{ records = n }` or `{ bytes =, files = }`
+-- tables, nil where a source cannot tell.
+function Query:_source_lags()
+  local out = {}
+  for i = 1, #self._sources do out[i] = self:_source_lag(i, self._ends[i]) end
+  return out
 end
 
 -- One trigger: the phases of one micro-batch; returns true when a batch

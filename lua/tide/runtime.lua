@@ -12,6 +12,7 @@ local process = require "tide.process"
 local console = require "tide.connectors.console"
 local file = require "tide.connectors.file"
 local foreach = require "tide.connectors.foreach"
+local kafka = require "tide.connectors.kafka"
 local memory = require "tide.connectors.memory"
 local postgres = require "tide.connectors.postgres"
 local rate = require "tide.connectors.rate"
@@ -33,10 +34,11 @@ M.set_terminal_owner = process.set_terminal_owner
 M.write = process.write
 
 -- The built-in connectors, by the names users give them.
-M.SOURCES = { "file", "memory", "rate", "socket", "topic" }
+M.SOURCES = { "file", "kafka", "memory", "rate", "socket", "topic" }
 M.SINKS = { "console", "file", "foreach", "foreach_batch", "memory", "postgres", "topic" }
 
-local MODULE = { console = console, file = file, foreach = foreach, foreach_batch = foreach, memory = memory,
+local MODULE = { console = console, file = file, foreach = foreach, foreach_batch = foreach, kafka = kafka,
+  memory = memory,
   postgres = postgres, rate = rate, socket = socket, topic = topic }
 
 --- The descriptor of connector `name` for `kind` ("source" or "sink"), or

@@ -304,7 +304,7 @@ local function infer_csv(path, o)
   for k, name in ipairs(names) do fields[k] = { name, "string?" } end
   local schema, why = core.schema(fields)
   if not schema then error("infer_schema: " .. tostring(why), 3) end
-  local b, used = core.decode("csv", schema, text, true, { line = start_line, sep = sep })
+  local b, used = core.decode("csv", schema, text, true, { line = start_line, sep = sep, multi_line = o.multi_line })
   if not b then error(format("infer_schema: %s %s", path, used), 3) end
   local n = b:nrows()
   if n == 0 then
@@ -344,7 +344,8 @@ end
 -- @param source a file (its first 1000 lines or records), or an array of
 -- rows (JSON objects as Lua tables)
 -- @tab[opt] opts `format` (`json` or `csv`; default: `csv` for a file
--- named `*.csv`, else `json`), `header` and `sep` (csv, as `tide.read`)
+-- named `*.csv`, else `json`), `header`, `sep` and `multi_line` (csv, as
+-- `tide.read`)
 -- @treturn string DDL
 function M.infer(source, opts)
   if opts ~= nil and type(opts) ~= "table" then
@@ -352,8 +353,8 @@ function M.infer(source, opts)
   end
   local o = opts or {}
   for k in pairs(o) do
-    if k ~= "format" and k ~= "header" and k ~= "sep" then
-      error(format("infer_schema: unknown option '%s' (allowed: format, header, sep)", tostring(k)), 2)
+    if k ~= "format" and k ~= "header" and k ~= "sep" and k ~= "multi_line" then
+      error(format("infer_schema: unknown option '%s' (allowed: format, header, multi_line, sep)", tostring(k)), 2)
     end
   end
   local fmt = o.format

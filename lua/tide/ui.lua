@@ -119,8 +119,24 @@ local function topics_of(db)
 end
 
 -- Per partition lag of a topic source: the topic's end offsets (in the
--- UI's store) minus the offsets processed. nil for other sources.
+-- UI's store) minus the offsets processed; of a source that reports its
+-- own (`lag`, topic -> partition -> offsets: Kafka), that, with the topic.
+-- nil for other sources.
 local function source_lag(topics, src)
+  -- a Kafka source's lag is per topic and partition ({ topic = { ["0"] = n } });
+  -- other sources' own counts ({ records = n, bytes = n, files = n }) are
+  -- read by the caller
+  if type(src.lag) == "table" and type(select(2, next(src.lag))) == "table" then
+    local lag = {}
+    for t, parts in pairs(src.lag) do
+      for p, n in pairs(parts) do lag[#lag + 1] = { topic = t, partition = tonumber(p), lag = n } end
+    end
+    table.sort(lag, function(a, b)
+      if a.topic ~= b.topic then return a.topic < b.topic end
+      return a.partition < b.partition
+    end)
+    return lag
+  end
   local name = type(src.description) == "string" and src.description:match("^TopicSource%[(.+)%]$")
   local t = name and topics[name]
   if not t or type(src.end_offset) ~= "table" then return nil end
@@ -132,6 +148,13 @@ local function source_lag(topics, src)
   end
   return lag
 end
+
+-- The lag counts a source may report, and their metrics.
+local LAG_METRICS = {
+  { "records", "tide_source_lag_records", "Records a source could give and has not processed yet" },
+  { "bytes", "tide_source_lag_bytes", "Bytes a source could read and has not processed yet" },
+  { "files", "tide_source_lag_files", "Files holding bytes a source has not processed yet" },
+}
 
 -- ------------------------------------------------------------------------
 -- /metrics: Prometheus text exposition format 0.0.4
@@ -227,11 +250,23 @@ local function metrics_text(self)
         E.add("tide_query_state_bytes", "gauge", "Bytes held in the state of a stateful operator", OL,
           op.memory_bytes or 0)
       end
+      -- other sources say their lag themselves (connectors/README.md: lag):
+      -- now while the query runs, else as of its last batch
+      local live = q:is_active() and q:_source_lags() or {}
       for k, s in ipairs(p.sources or {}) do
+        local SL = with(L, "source", format("%d:%s", k, s.description))
         local lag = source_lag(topics, s)
         for _, pl in ipairs(lag or {}) do
-          E.add("tide_source_lag_records", "gauge", "Records written to a source's topic and not yet processed",
-            with(with(L, "source", format("%d:%s", k, s.description)), "partition", pl.partition), pl.lag)
+          local PL = pl.topic and with(SL, "topic", pl.topic) or SL
+          E.add("tide_source_lag_records", "gauge", "Records a source could give and has not processed yet",
+            with(PL, "partition", pl.partition), pl.lag)
+        end
+        local own = not lag and (live[k] or s.lag)
+        if type(own) == "table" then
+          for _, m in ipairs(LAG_METRICS) do
+            local v = math.tointeger(own[m[1]])
+            if v then E.add(m[2], "gauge", m[3], SL, v) end
+          end
         end
       end
     end

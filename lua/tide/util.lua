@@ -368,6 +368,48 @@ end
 -- Error messages
 -- ------------------------------------------------------------------------
 
+--- Cut [from, stop) (arrays of per-partition offsets) to at most `limit` records in all, shared fairly: every
+-- partition with records gets an equal share, a partition that needs less
+-- leaves the rest to the others; records that do not divide evenly go
+-- one each to partitions taken in a rotating order (from the sum of the
+-- start offsets), so that no partition waits for ever behind another.
+-- Used by the sources' max_*_per_trigger (topic, kafka); returns the new
+-- stop array (stop itself when everything fits).
+function M.fair_limit(from, stop, limit)
+  local n, total, avail, alloc, active = #from, 0, {}, {}, {}
+  for i = 1, n do
+    avail[i], alloc[i] = stop[i] - from[i], 0
+    total = total + avail[i]
+    if avail[i] > 0 then active[#active + 1] = i end
+  end
+  if total <= limit then return stop end
+  local left = limit
+  while left > 0 and #active > 0 do
+    local share = left // #active
+    if share == 0 then
+      local rot = 0
+      for i = 1, n do rot = rot + from[i] end
+      for k = 0, left - 1 do
+        local i = active[(rot + k) % #active + 1]
+        alloc[i] = alloc[i] + 1
+      end
+      left = 0
+    else
+      local still = {}
+      for _, i in ipairs(active) do
+        local give = math.min(share, avail[i] - alloc[i])
+        alloc[i] = alloc[i] + give
+        left = left - give
+        if alloc[i] < avail[i] then still[#still + 1] = i end
+      end
+      active = still
+    end
+  end
+  local out = {}
+  for i = 1, n do out[i] = from[i] + alloc[i] end
+  return out
+end
+
 --- Remove the Lua position prefixes (`"file.lua:12: "`, `'[string "x"]:1: '`,
 -- `"[C]: "`) from an error message and keep its first line only, for
 -- messages shown to people. Non-string errors are converted with tostring.

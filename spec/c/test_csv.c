@@ -100,7 +100,7 @@ static void test_encode(void) {
                    "2,plain text,,,[],\n");
 
   /* the round trip: what was written reads back the same */
-  tide_decode_opts_t opts = {TIDE_FMT_CSV, TIDE_BAD_FAIL, ',', 0};
+  tide_decode_opts_t opts = {TIDE_FMT_CSV, TIDE_BAD_FAIL, ',', 0, 1}; /* multi_line: a field holds an LF */
   tide_decoder_t *d = NULL;
   tide_err_t err = {0, ""};
   T_EQ_INT(tide_decoder_open(s, &opts, &d, &err), 0);

@@ -19,12 +19,16 @@ static tide_schema_t *schema(const char *ddl) {
   return s;
 }
 
-static tide_decoder_t *decoder(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad) {
-  tide_decode_opts_t o = {fmt, bad, ',', 0};
+static tide_decoder_t *open_decoder(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad, int multi_line) {
+  tide_decode_opts_t o = {fmt, bad, ',', 0, multi_line};
   tide_decoder_t *d = NULL;
   tide_err_t err = {0, ""};
   T_EQ_INT(tide_decoder_open(s, &o, &d, &err), 0);
   return d;
+}
+
+static tide_decoder_t *decoder(tide_schema_t *s, tide_format_t fmt, tide_bad_policy_t bad) {
+  return open_decoder(s, fmt, bad, 0);
 }
 
 /* The batch's rows as JSON lines, for comparing. */
@@ -107,17 +111,23 @@ static void test_formats(void) {
   tide_decoder_close(d);
   tide_batch_clear(b);
 
-  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL);
+  d = open_decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL, 1); /* multi_line: the quoted field spans two lines */
   t = "1,\"x,\"\"y\"\"\nz\"\r\n\n2,\n3,\"\"\n";
   T_EQ_INT(tide_decode(d, b, t, strlen(t), 1, 1, &r, &err), 0);
   T_EQ_STR(rows(b), "{\"n\":1,\"s\":\"x,\\\"y\\\"\\nz\"}\n{\"n\":2,\"s\":null}\n{\"n\":3,\"s\":\"\"}\n");
   T_EQ_INT(r.lines, 5);
   T_EQ_INT(r.used, strlen(t));
   tide_decoder_close(d);
+  tide_batch_clear(b);
+  /* by default a record is a line: the same text has a bad first record */
+  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL);
+  T_EQ_INT(tide_decode(d, b, t, strlen(t), 1, 1, &r, &err), TIDE_EPARSE);
+  T_EQ_STR(err.msg, "line 1: field 2: unterminated quoted field");
+  tide_decoder_close(d);
   tide_batch_free(b);
 
   /* text: every line is a row, blank ones too; one string column only */
-  tide_decode_opts_t o = {TIDE_FMT_TEXT, TIDE_BAD_FAIL, 0, 0};
+  tide_decode_opts_t o = {TIDE_FMT_TEXT, TIDE_BAD_FAIL, 0, 0, 0};
   T_EQ_INT(tide_decoder_open(s, &o, &d, &err), TIDE_EINVAL);
   T_EQ_STR(err.msg, "the text format needs a schema of one string column");
   T_CHECK(d == NULL);
@@ -239,13 +249,61 @@ static void test_invalid_utf8(void) {
   tide_schema_unref(s);
 }
 
+/* By default a record is a line (Spark's multiLine = false): a stray quote
+ * makes its own line bad, whatever follows, and nothing waits for it to close. */
 static void test_stray_quote(void) {
+  tide_err_t err = {0, ""};
+  tide_decode_result_t r;
+  tide_schema_t *s = schema("n int, s string, x double");
+  /* line 2 of 1000 opens a quote that never closes; line 500 holds quotes */
+  tide_buf_t t = TIDE_BUF_INIT;
+  char line[64];
+  for (int i = 1; i <= 1000; i++) {
+    int k = i == 2 ? snprintf(line, sizeof line, "1,\"abc,2.0\n")
+            : i == 500 ? snprintf(line, sizeof line, "%d,\"q\"\"uote\",1.5\n", i)
+                       : snprintf(line, sizeof line, "%d,s%d,%d.5\n", i, i, i);
+    tide_buf_append(&t, line, (size_t)k);
+  }
+  tide_batch_t *b = tide_batch_new(s, 0);
+  tide_decoder_t *d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_DROP);
+  /* not final: the text ends with an LF, so every record is complete */
+  T_EQ_INT(tide_decode(d, b, t.data, t.len, 0, 1, &r, &err), 0);
+  T_EQ_INT(b->nrows, 999);
+  T_EQ_INT(r.dropped, 1);
+  T_EQ_INT(r.dropped_lines[0], 2);
+  T_EQ_INT(r.used, t.len);
+  T_EQ_INT(r.lines, 1000);
+  tide_decoder_close(d);
+  tide_batch_clear(b);
+  /* failing, it names that line */
+  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL);
+  T_EQ_INT(tide_decode(d, b, t.data, t.len, 0, 1, &r, &err), TIDE_EPARSE);
+  T_EQ_STR(err.msg, "line 2: field 2: unterminated quoted field");
+  T_EQ_INT(b->nrows, 1);
+  tide_decoder_close(d);
+  tide_batch_clear(b);
+  /* dead-lettered: that line, byte for byte */
+  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_DEAD_LETTER);
+  T_EQ_INT(tide_decode(d, b, t.data, t.len, 1, 1, &r, &err), 0);
+  T_EQ_INT(b->nrows, 999);
+  T_EQ_INT(r.ndead, 1);
+  T_EQ_INT(r.dead[0].line, 2);
+  T_EQ_STR(r.dead[0].text, "1,\"abc,2.0");
+  T_EQ_STR(r.dead[0].reason, "field 2: unterminated quoted field");
+  tide_decoder_close(d);
+  tide_batch_free(b);
+  tide_buf_free(&t);
+  tide_schema_unref(s);
+}
+
+/* multi_line: quoted fields span lines; an open quote costs its first line only. */
+static void test_stray_quote_multi_line(void) {
   tide_err_t err = {0, ""};
   tide_decode_result_t r;
   tide_schema_t *s = schema("n int, s string");
   const char *t = "1,a\n2,d\"x\n3,\"e\"f\n4,\"open\n5,c\n6,g";
   tide_batch_t *b = tide_batch_new(s, 0);
-  tide_decoder_t *d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_DROP);
+  tide_decoder_t *d = open_decoder(s, TIDE_FMT_CSV, TIDE_BAD_DROP, 1);
   /* not final: the quote opened on line 4 may close in text still to come */
   T_EQ_INT(tide_decode(d, b, t, strlen(t), 0, 1, &r, &err), 0);
   T_EQ_INT(b->nrows, 2);
@@ -254,14 +312,14 @@ static void test_stray_quote(void) {
   T_EQ_INT(r.lines, 3);
   tide_decoder_close(d);
   /* final, failing: the record of line 4 is bad */
-  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL);
+  d = open_decoder(s, TIDE_FMT_CSV, TIDE_BAD_FAIL, 1);
   T_EQ_INT(tide_decode(d, b, t + 17, strlen(t) - 17, 1, 4, &r, &err), TIDE_EPARSE);
   T_EQ_STR(err.msg, "line 4: unterminated quoted field");
   tide_decoder_close(d);
   tide_batch_clear(b);
   /* dead-lettered, it costs its first line only; a quote inside an
    * unquoted field is a character; text after a closing quote is bad */
-  d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_DEAD_LETTER);
+  d = open_decoder(s, TIDE_FMT_CSV, TIDE_BAD_DEAD_LETTER, 1);
   T_EQ_INT(tide_decode(d, b, t, strlen(t), 1, 1, &r, &err), 0);
   T_EQ_STR(rows(b), "{\"n\":1,\"s\":\"a\"}\n{\"n\":2,\"s\":\"d\\\"x\"}\n{\"n\":5,\"s\":\"c\"}\n{\"n\":6,\"s\":\"g\"}\n");
   T_EQ_INT(r.ndead, 2);
@@ -340,6 +398,42 @@ static void test_full_batch(void) {
   free(t);
 }
 
+/* Dead letters keep any bytes: the reason stays UTF-8 even when it quotes
+ * bytes that are not, and the two texts a dead-letter topic stores. */
+static void test_dead_letter_text(void) {
+  tide_err_t err = {0, ""};
+  tide_decode_result_t r;
+  tide_schema_t *s = schema("n int, s string");
+  const char *t = "\xff\xfe,x\n2,ok\n";
+  tide_batch_t *b = tide_batch_new(s, 0);
+  tide_decoder_t *d = decoder(s, TIDE_FMT_CSV, TIDE_BAD_DEAD_LETTER);
+  T_EQ_INT(tide_decode(d, b, t, strlen(t), 1, 1, &r, &err), 0);
+  T_EQ_INT(b->nrows, 1);
+  T_EQ_INT(r.ndead, 1);
+  T_CHECK(r.dead[0].len == 4 && memcmp(r.dead[0].text, "\xff\xfe,x", 4) == 0);
+  T_EQ_STR(r.dead[0].reason, "field 'n': expected int, got \"\xef\xbf\xbd\xef\xbf\xbd\"");
+  tide_decoder_close(d);
+  tide_batch_free(b);
+  tide_schema_unref(s);
+
+  tide_buf_t o = TIDE_BUF_INIT;
+  T_EQ_INT(tide_utf8_repair("caf\xc3\xa9 \xc3\x28 \xed\xa0\x80", 12, &o), 0);
+  tide_buf_cstr(&o);
+  T_EQ_STR(o.data, "caf\xc3\xa9 \xef\xbf\xbd( \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  o.len = 0;
+  T_EQ_INT(tide_utf8_repair("", 0, &o), 0);
+  T_EQ_INT(o.len, 0);
+  const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\x00\x80"};
+  const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy", "/wCA"};
+  for (int i = 0; i < 8; i++) {
+    o.len = 0;
+    T_EQ_INT(tide_base64_enc(in[i], i == 7 ? 3 : strlen(in[i]), &o), 0);
+    tide_buf_cstr(&o);
+    T_EQ_STR(o.data, out[i]);
+  }
+  tide_buf_free(&o);
+}
+
 /* Kept lines: added, read back by range, decoded, forgotten. */
 static void test_lines(void) {
   tide_lines_t l = TIDE_LINES_INIT;
@@ -398,6 +492,8 @@ int main(void) {
   T_RUN(test_policies);
   T_RUN(test_invalid_utf8);
   T_RUN(test_stray_quote);
+  T_RUN(test_stray_quote_multi_line);
+  T_RUN(test_dead_letter_text);
   T_RUN(test_huge_lines);
   T_RUN(test_full_batch);
   T_DONE();

@@ -8,6 +8,28 @@
 #include "http.h"
 #include "t.h"
 
+/* ---- allocation failure on demand ----------------------------------------------
+ * This program's calloc stands in for the C library's (or the sanitizer's,
+ * under make asan) for every caller in the process, http.c's included: while
+ * calloc_fail is set, calls fail with ENOMEM. */
+static int calloc_fail;
+static uint64_t calloc_failed;
+#if defined(__SANITIZE_ADDRESS__)
+void *__interceptor_calloc(size_t n, size_t size);
+#define NEXT_CALLOC __interceptor_calloc
+#else
+void *__libc_calloc(size_t n, size_t size);
+#define NEXT_CALLOC __libc_calloc
+#endif
+void *calloc(size_t n, size_t size) {
+  if (calloc_fail) {
+    calloc_failed++;
+    errno = ENOMEM;
+    return NULL;
+  }
+  return NEXT_CALLOC(n, size);
+}
+
 /* ---- a client: connect, send bytes, read the answer until EOF -------------- */
 
 typedef struct client {
@@ -238,11 +260,61 @@ static void test_errors(void) {
   T_EQ_STR(tide_http_reason(404), "Not Found");
 }
 
+static int guard_fired;
+
+static void on_guard(uv_timer_t *t) {
+  guard_fired = 1;
+  tide_http_close(t->data);
+}
+
+/* No memory for a connection: it is closed unanswered, counted, and the
+ * server goes on accepting and answering (it used to leave the connection in
+ * the backlog, and libuv then stops watching the listener for good). A
+ * guard closes the server after 10 s: a deaf server fails the test, never
+ * hangs it. */
+static void test_no_memory_at_accept(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  seen_t seen = {0};
+  tide_http_server_t *s = NULL;
+  T_EQ_INT(tide_http_start(&loop, "127.0.0.1", 0, NULL, handler, &seen, &s), 0);
+  uv_timer_t guard;
+  uv_timer_init(&loop, &guard);
+  guard.data = s;
+  uv_timer_start(&guard, on_guard, 10000, 0);
+  uv_unref((uv_handle_t *)&guard);
+  int pending = 2; /* the first client's, then the second's */
+  client_t a = {.pending = &pending}, b = {.pending = &pending, .srv = s};
+  const char *get = "GET /x HTTP/1.1\r\n\r\n";
+  client_start(&loop, &a, tide_http_port(s), get, strlen(get));
+  calloc_fail = 1;
+  while (calloc_failed == 0 && !guard_fired) uv_run(&loop, UV_RUN_ONCE); /* the server's accept: no memory */
+  calloc_fail = 0;
+  tide_http_stats_t st = {0};
+  if (!guard_fired) tide_http_stats(s, &st);
+  T_EQ_INT(st.dropped, 1);
+  T_EQ_INT(st.accepted, 0);
+  while (!a.done && !guard_fired) uv_run(&loop, UV_RUN_ONCE); /* closed on the client, unanswered */
+  T_EQ_INT(a.resp.len, 0);
+  /* the server still listens, and answers the next one */
+  if (!guard_fired) client_start(&loop, &b, tide_http_port(s), get, strlen(get));
+  else pending--;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&guard, NULL);
+  finish(&loop);
+  T_CHECK(!guard_fired);
+  T_EQ_STR(status_line(&b), "HTTP/1.1 200 OK");
+  T_EQ_INT(seen.calls, 1);
+  tide_buf_free(&a.resp);
+  tide_buf_free(&b.resp);
+}
+
 int main(void) {
   T_RUN(test_get);
   T_RUN(test_refused);
   T_RUN(test_max_connections);
   T_RUN(test_close_in_handler);
   T_RUN(test_errors);
+  T_RUN(test_no_memory_at_accept);
   T_DONE();
 }

@@ -31,7 +31,14 @@ static void test_rows(void) {
   T_EQ_INT(tide_rate_batch(s, 0, 1, 7, 7, &b), 0);
   T_EQ_INT(b->nrows, 0);
   tide_batch_free(b);
-  /* refused: another schema, bad ranges, too many rows, timestamps past int64 */
+  /* the ends of the valid timestamp range are rows */
+  T_EQ_INT(tide_rate_batch(s, TIDE_TS_MAX - 1000, 1, 0, 2, &b), 0);
+  T_EQ_INT(tide_col_i64(&b->cols[0], 1), TIDE_TS_MAX);
+  tide_batch_free(b);
+  T_EQ_INT(tide_rate_batch(s, TIDE_TS_MIN, 1000, 0, 1, &b), 0);
+  T_EQ_INT(tide_col_i64(&b->cols[0], 0), TIDE_TS_MIN);
+  tide_batch_free(b);
+  /* refused: another schema, bad ranges, too many rows, timestamps outside the valid range */
   tide_schema_t *other = schema("value int, timestamp timestamp");
   T_EQ_INT(tide_rate_batch(other, 0, 1, 0, 1, &b), TIDE_EINVAL);
   T_CHECK(b == NULL);
@@ -39,8 +46,11 @@ static void test_rows(void) {
   T_EQ_INT(tide_rate_batch(s, 0, 1, 5, 4, &b), TIDE_EINVAL);
   T_EQ_INT(tide_rate_batch(s, 0, 1, -1, 4, &b), TIDE_EINVAL);
   T_EQ_INT(tide_rate_batch(s, 0, 1, 0, (int64_t)TIDE_BATCH_MAX_ROWS + 1, &b), TIDE_ETOOBIG);
-  T_EQ_INT(tide_rate_batch(s, INT64_MAX - 10, 1, 0, 2, &b), TIDE_ETOOBIG);
-  T_EQ_INT(tide_rate_batch(s, 0, 1, INT64_MAX / 100, INT64_MAX / 100 + 1, &b), TIDE_ETOOBIG);
+  T_EQ_INT(tide_rate_batch(s, INT64_MAX - 10, 1, 0, 2, &b), TIDE_ESCHEMA);
+  T_EQ_INT(tide_rate_batch(s, 0, 1, INT64_MAX / 100, INT64_MAX / 100 + 1, &b), TIDE_ESCHEMA);
+  T_EQ_INT(tide_rate_batch(s, TIDE_TS_MAX - 1000, 1, 0, 3, &b), TIDE_ESCHEMA); /* row 2: TIDE_TS_MAX + 1 */
+  T_EQ_INT(tide_rate_batch(s, TIDE_TS_MIN - 1, 1, 0, 1, &b), TIDE_ESCHEMA);
+  T_CHECK(b == NULL);
   tide_schema_unref(other);
   tide_schema_unref(s);
 }

@@ -4,7 +4,7 @@
  * source: framing, decoding and the bad-record policies. The first input
  * byte picks: bit 0 the CSV separator (',' or ';'), bit 1 dropping or
  * setting aside (dead letters) bad records, bit 2 JSON lines instead of
- * CSV; the rest is the text, fed as a stream is (not final, then final).
+ * CSV, bit 3 CSV's multi_line; the rest is the text, fed as a stream is (not final, then final).
  * Every call must consume only whole records, all of the text once it is
  * final, and say why of every record it sets aside; under the fail policy
  * a bad record stops decoding with a reason.
@@ -16,7 +16,8 @@
 static void run(const uint8_t *data, size_t size, tide_bad_policy_t bad) {
   const char *text = (const char *)data + 1;
   size_t n = size - 1, off = 0;
-  tide_decode_opts_t o = {(data[0] & 4) ? TIDE_FMT_JSON : TIDE_FMT_CSV, bad, (data[0] & 1) ? ';' : ',', 0};
+  tide_decode_opts_t o = {(data[0] & 4) ? TIDE_FMT_JSON : TIDE_FMT_CSV, bad, (data[0] & 1) ? ';' : ',', 0,
+                          (data[0] & 8) != 0};
   tide_decoder_t *d = NULL;
   tide_err_t err = {0, ""};
   FUZZ_CHECK(tide_decoder_open(fuzz_schema(), &o, &d, &err) == 0, "%s", err.msg);
