@@ -207,6 +207,28 @@ describe("workers", function()
     assert.are.same(one, run(4))
   end)
 
+  it("decodes csv (a record a line) in parts with the same rows, quotes and NULLs included", function()
+    local path = base .. "/rows.csv"
+    local parts = { "id,name,v" }
+    for i = 1, 60000 do
+      parts[#parts + 1] = string.format(i % 7 == 0 and '%d,"x, %d",' or '%d,y%d,%d', i, i % 300, i % 11)
+    end
+    write_file(path, table.concat(parts, "\n") .. "\n")
+    local function run(workers)
+      tide.config { workers = workers }
+      local out = {}
+      for i, r in ipairs(tide.read("file", { path = path, format = "csv", header = true,
+        schema = "id int, name string, v int?" }):collect()) do
+        out[i] = string.format("%d|%s|%s", r.id, r.name, tostring(r.v))
+      end
+      return out
+    end
+    local one = run(1)
+    assert.are.equal(60000, #one)
+    assert.are.equal("7|x, 7|nil", one[7])
+    assert.are.same(one, run(4))
+  end)
+
   it("decodes the text format in parts with the same rows, blank lines included", function()
     local path = base .. "/lines.txt"
     local parts = {}
