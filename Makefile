@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-process bench-memlimit bench-kafka demo clean install uninstall doc test-install
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-process bench-memlimit bench-kafka demo clean install uninstall doc test-install bench-parallel tsan helgrind
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -205,6 +205,17 @@ asan:
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 TIDE_CPATH="build-asan/lua/?.so" $(BUSTED)
 
+# tsan: the worker pool's C test (spec/c/test_pool.c: the pool and decoding
+# on it) built with ThreadSanitizer in build-tsan and run; helgrind: the
+# same test of the normal build under valgrind's thread checker.
+tsan:
+	$(MAKE) BUILD=build-tsan SO_DIR=build-tsan/lua OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
+	  build-tsan/test_pool
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_pool
+
+helgrind: $(BUILD)/test_pool
+	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_pool
+
 lint:
 	luacheck lua bin/tide spec examples bench
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
@@ -229,6 +240,12 @@ bench-stream: all $(BENCH_BIN)
 # against the baseline (issue 6). See bench/RESULTS.md.
 bench-event-time: all
 	$(LUA) bench/event_time.lua $(BENCH_EVENT_TIME_ARGS)
+
+# bench-parallel: the streaming query into a topic sink and the static file
+# query with workers = 1 and 2, beside the baseline, with peak memory
+# (issue 21). See bench/RESULTS.md.
+bench-parallel: all
+	$(LUA) bench/parallel.lua $(BENCH_PARALLEL_ARGS)
 
 # bench-soak: 10 million disordered events through a windowed count in
 # append mode; state rows, RSS and checkpoint size stay bounded, the output

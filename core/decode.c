@@ -16,6 +16,8 @@
 #include "csv.h"
 #include "json.h"
 #include "jsonl.h"
+#include "pool.h"
+#include "vec.h"
 
 struct tide_decoder {
   tide_schema_t *schema; /* one reference */
@@ -219,6 +221,165 @@ int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len
   r->ndead = d->ndead;
   if (rc) return tide_err_set(err, rc, "line %lld: %s", (long long)(line + lines), e.msg);
   return 0;
+}
+
+/* ---- decoding on a worker pool -------------------------------------------- */
+
+/* One part of tide_decode_par's text: its bytes, its first line (filled
+ * once the parts before it are counted), its LFs, and what decoding it
+ * did. Each task writes only its own part. */
+typedef struct part {
+  const char *p;
+  size_t len;
+  int final;
+  int64_t line, nl;
+  tide_decoder_t *d;
+  tide_batch_t *b;
+  tide_decode_result_t r;
+  tide_err_t err;
+  int rc;
+} part_t;
+
+static void count_task(void *arg, size_t i) {
+  part_t *q = &((part_t *)arg)[i];
+  const char *p = q->p, *end = q->p + q->len;
+  int64_t nl = 0;
+  while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+    nl++;
+    p++;
+  }
+  q->nl = nl;
+}
+
+static void decode_task(void *arg, size_t i) {
+  part_t *q = &((part_t *)arg)[i];
+  q->rc = tide_decode(q->d, q->b, q->p, q->len, q->final, q->line, &q->r, &q->err);
+}
+
+/* Cut text into at most k parts after LFs; returns the number made. */
+static size_t cut_parts(part_t *parts, size_t k, const char *text, size_t len, int final) {
+  size_t at = 0, n = 0;
+  for (size_t i = 0; i < k && at < len; i++) {
+    size_t end = len;
+    if (i + 1 < k) {
+      size_t want = (size_t)((unsigned long long)len * (i + 1) / k);
+      if (want < at) want = at;
+      const char *lf = memchr(text + want, '\n', len - want);
+      if (lf) end = (size_t)(lf - text) + 1;
+    }
+    parts[n].p = text + at;
+    parts[n].len = end - at;
+    n++;
+    at = end;
+  }
+  if (n == 0) { /* empty text: one empty part, as tide_decode would see it */
+    parts[0].p = text;
+    parts[0].len = 0;
+    n = 1;
+  }
+  for (size_t i = 0; i < n; i++) parts[i].final = i + 1 == n ? final : 0; /* the others end at an LF */
+  return n;
+}
+
+/* The dead records of parts[0..n) copied into one block (records, then
+ * their strings). 0 with r->dead / r->ndead set (NULL / 0 when none), or
+ * -ENOMEM. */
+static int keep_dead(const part_t *parts, size_t n, tide_decode_result_t *r) {
+  size_t count = 0, bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < parts[i].r.ndead; j++) {
+      const tide_bad_record_t *d = &parts[i].r.dead[j];
+      count++;
+      bytes += strlen(d->reason) + 1 + d->len + 1;
+    }
+  r->dead = NULL;
+  r->ndead = 0;
+  if (!count) return 0;
+  tide_bad_record_t *out = malloc(count * sizeof *out + bytes);
+  if (!out) return -ENOMEM;
+  char *q = (char *)(out + count);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < parts[i].r.ndead; j++, k++) {
+      const tide_bad_record_t *d = &parts[i].r.dead[j];
+      size_t rl = strlen(d->reason) + 1;
+      out[k] = *d;
+      out[k].reason = memcpy(q, d->reason, rl);
+      q += rl;
+      out[k].text = memcpy(q, d->text, d->len + 1);
+      q += d->len + 1;
+    }
+  r->dead = out;
+  r->ndead = count;
+  return 0;
+}
+
+int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, const tide_decode_opts_t *o,
+                    const char *text, size_t len, int final, int64_t line, tide_batch_t **out,
+                    tide_decode_result_t *r, tide_err_t *err) {
+  *out = NULL;
+  memset(r, 0, sizeof *r);
+  size_t k = nparts < 1 ? 1 : nparts > TIDE_POOL_MAX ? TIDE_POOL_MAX : nparts;
+  if ((o->format == TIDE_FMT_CSV && o->multi_line) || len > TIDE_BATCH_MAX_DATA / 2) k = 1; /* see decode.h */
+  if (k > len / TIDE_DECODE_PAR_MIN) k = len / TIDE_DECODE_PAR_MIN ? len / TIDE_DECODE_PAR_MIN : 1;
+  part_t *parts = calloc(k, sizeof *parts);
+  if (!parts) return -ENOMEM;
+  k = cut_parts(parts, k, text, len, final);
+  int rc = 0;
+  /* decoders and batches are made on this thread: schema references are
+   * not atomic */
+  for (size_t i = 0; i < k && !rc; i++) rc = tide_decoder_open(s, o, &parts[i].d, err);
+  if (!rc && k > 1) tide_pool_run(pool, k, count_task, parts);
+  for (size_t i = 0; i < k && !rc; i++) { /* a part's LFs bound its rows: room for them up front */
+    uint32_t hint = k > 1 && parts[i].nl < TIDE_BATCH_MAX_ROWS ? (uint32_t)parts[i].nl + 1 : 4096;
+    if (!(parts[i].b = tide_batch_new(s, hint))) rc = -ENOMEM;
+  }
+  if (!rc) {
+    parts[0].line = line;
+    for (size_t i = 1; i < k; i++) parts[i].line = parts[i - 1].line + parts[i - 1].nl;
+    tide_pool_run(pool, k, decode_task, parts);
+    /* merge the parts that count, in order */
+    uint64_t rows = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) {
+      part_t *q = &parts[i];
+      if (i > 0 && rows + q->b->nrows > TIDE_BATCH_MAX_ROWS - 1) break; /* the rest goes in the next call */
+      n++;
+      rows += q->b->nrows;
+      r->used += q->r.used;
+      r->lines += q->r.lines;
+      r->dropped += q->r.dropped;
+      for (uint32_t j = 0; j < q->r.ndropped_lines && r->ndropped_lines < TIDE_DECODE_KEEP; j++)
+        r->dropped_lines[r->ndropped_lines++] = q->r.dropped_lines[j];
+      if (q->rc) {
+        rc = q->rc;
+        *err = q->err;
+        break;
+      }
+      if (q->r.used < q->len) break;
+    }
+    if (!rc) rc = keep_dead(parts, n, r);
+    if (!rc && n == 1) {
+      *out = parts[0].b;
+      parts[0].b = NULL;
+    } else if (!rc) {
+      tide_batch_t *bs[TIDE_POOL_MAX];
+      for (size_t i = 0; i < n; i++) bs[i] = parts[i].b;
+      rc = tide_batch_concat_on(pool, bs, (uint32_t)n, s, out);
+      if (rc) {
+        free((void *)r->dead);
+        r->dead = NULL;
+        r->ndead = 0;
+        tide_err_set(err, rc, "%s", tide_strerror(rc));
+      }
+    }
+  }
+  for (size_t i = 0; i < k; i++) {
+    tide_decoder_close(parts[i].d);
+    tide_batch_free(parts[i].b);
+  }
+  free(parts);
+  return rc;
 }
 
 /* ---- dead letters ------------------------------------------------------- */

@@ -121,6 +121,39 @@ void tide_decoder_close(tide_decoder_t *d); /* NULL is allowed */
 int tide_decode(tide_decoder_t *d, tide_batch_t *b, const char *text, size_t len, int final, int64_t line,
                 tide_decode_result_t *r, tide_err_t *err);
 
+/* ---- decoding on a worker pool -------------------------------------------- */
+
+#define TIDE_DECODE_PAR_MIN (64u << 10) /* the least bytes worth a part of their own */
+
+/* Decode text[0..len) like tide_decode does into one new owned batch of s,
+ * splitting the work over pool (pool.h) in up to nparts parts: the text is
+ * cut after LFs into parts of about len / nparts bytes (at least
+ * TIDE_DECODE_PAR_MIN each), every part's LFs are counted on the pool (the
+ * line numbers of part i start after the LFs of parts before it), then each
+ * part is decoded by a decoder of its own into a batch of its own on the
+ * pool, and the leading parts that count are concatenated in order. The
+ * result is the one a single tide_decode call over the whole text gives:
+ * the same rows in the same order, used, lines, dropped, dropped_lines,
+ * dead records, error and line number. A part counts while every part
+ * before it consumed its whole text without failure (a part stops early
+ * only on a failure, or a full batch: the caller then calls again with
+ * the rest, as for tide_decode). The csv format with multi_line is
+ * decoded in one part (an LF inside a quoted field cannot be told from a
+ * record's end without reading from the start), as is text shorter than
+ * two minimum parts;
+ * with one part nothing runs on the pool. A NULL pool is allowed.
+ *
+ * Returns 0, *out the batch (the caller frees it) and r; r->dead, when
+ * r->ndead > 0, is one malloc'd block holding the records and their
+ * strings, which the caller frees with free(). On failure *out is NULL,
+ * nothing is left to free, and the return and err are tide_decode's
+ * (TIDE_EPARSE / TIDE_ESCHEMA under TIDE_BAD_FAIL with "line N: reason";
+ * TIDE_EINVAL from tide_decoder_open; -ENOMEM). */
+struct tide_pool;
+int tide_decode_par(struct tide_pool *pool, size_t nparts, tide_schema_t *s, const tide_decode_opts_t *o,
+                    const char *text, size_t len, int final, int64_t line, tide_batch_t **out,
+                    tide_decode_result_t *r, tide_err_t *err);
+
 /* ---- dead letters ------------------------------------------------------- */
 
 /* Append p[0..n) to out as valid UTF-8: every byte that does not begin a

@@ -22,32 +22,11 @@
 #include "json.h"
 #include "jsonl.h"
 #include "l_tide.h"
+#include "pool.h"
 #include "rate.h"
 
 static const char *const formats[] = {"json", "csv", "text", NULL};
 static const char *const bad_modes[] = {"fail", "drop", "dead_letter", NULL};
-
-/* Copy the dead records into one block (records, then their strings) held
- * by x->p[0], so that the decoder can close before anything can raise.
- * Returns the copies, or NULL when out of memory. */
-static tide_bad_record_t *keep_dead(tide_l_scratch_t *x, const tide_decode_result_t *r) {
-  size_t bytes = r->ndead * sizeof(tide_bad_record_t) + 1;
-  for (size_t i = 0; i < r->ndead; i++) bytes += strlen(r->dead[i].reason) + 1 + r->dead[i].len + 1;
-  tide_bad_record_t *out = malloc(bytes);
-  if (!out) return NULL;
-  x->p[0] = out;
-  char *q = (char *)(out + r->ndead);
-  for (size_t i = 0; i < r->ndead; i++) {
-    const tide_bad_record_t *d = &r->dead[i];
-    size_t rl = strlen(d->reason) + 1;
-    out[i] = *d;
-    out[i].reason = memcpy(q, d->reason, rl);
-    q += rl;
-    out[i].text = memcpy(q, d->text, d->len + 1);
-    q += d->len + 1;
-  }
-  return out;
-}
 
 /* core.decode(format, schema, text, final, opts) ->
  *   batch, used, lines, dropped, {dropped lines} [, {dead records}]
@@ -80,23 +59,20 @@ static int l_decode(lua_State *L) {
   lua_getfield(L, 5, "multi_line");
   o.multi_line = lua_toboolean(L, -1);
   lua_pop(L, 5);
-  tide_l_scratch_t *x = tide_l_push_scratch(L); /* below the results */
-  tide_batch_t *b = tide_batch_new(s, 4096);
-  if (!b) return luaL_error(L, "out of memory");
-  tide_l_push_batch(L, b);
-  /* from here to the decoder's close nothing may raise */
-  tide_decoder_t *d = NULL;
+  tide_pool_t *pool = tide_l_pool(L);
+  tide_l_scratch_t *x = tide_l_push_scratch(L); /* holds the batch and the dead records until pushed */
+  tide_batch_t *b = NULL;
   tide_err_t err = {0, ""};
-  int rc = tide_decoder_open(s, &o, &d, &err);
-  if (rc == TIDE_EINVAL) return luaL_error(L, "decode: %s", err.msg);
-  if (rc) return luaL_error(L, "out of memory");
   tide_decode_result_t r;
-  rc = tide_decode(d, b, text, len, final, line, &r, &err);
-  tide_bad_record_t *dead = NULL;
-  if (!rc && r.ndead && !(dead = keep_dead(x, &r))) rc = -ENOMEM;
-  tide_decoder_close(d);
+  int rc = tide_decode_par(pool, (size_t)tide_pool_threads(pool) * 2, s, &o, text, len, final, line, &b, &r, &err);
   if (rc == -ENOMEM) return luaL_error(L, "out of memory");
+  if (rc == TIDE_EINVAL) return luaL_error(L, "decode: %s", err.msg);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  x->batch[0] = b;
+  x->p[0] = (void *)r.dead;
+  const tide_bad_record_t *dead = r.dead;
+  tide_l_push_batch(L, b);
+  x->batch[0] = NULL; /* the userdata owns it */
   lua_pushinteger(L, (lua_Integer)r.used);
   lua_pushinteger(L, r.lines);
   lua_pushinteger(L, (lua_Integer)r.dropped);

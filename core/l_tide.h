@@ -16,6 +16,7 @@
  *   l_session.c tide.Session (core/session): session windows
  *   l_udf.c     Lua functions over batches: udf_filter, udf_map, rows_batch
  *   l_decode.c  decode (file chunks -> batches), glob, csv_encode, rate_batch
+ *   l_pool.c    tide.Pool: the worker threads of the state (core/pool)
  *   l_store.c, l_ckpt.c, l_loop.c, l_fs.c: the store, checkpoints, the
  *               event loop, file system calls
  *   l_readline.c  tide.Readline: the REPL's line editor (GNU readline)
@@ -69,8 +70,8 @@
 /* The binding files, in registration order (tide_l_tide_open registers the
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
-  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(decode) X(store) X(loop) X(ckpt) X(fs) \
-  X(readline) X(http) X(pg) X(sjoin) X(kafka) X(kafka_sink) X(kgroup)
+  X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(pool) X(decode) X(store) X(loop) X(ckpt) \
+  X(fs) X(readline) X(http) X(pg) X(sjoin) X(kafka) X(kafka_sink) X(kgroup)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)
@@ -131,6 +132,11 @@ tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n);
 
 /* The schema of the tide.Schema at idx (raises when it is not one). */
 tide_schema_t *tide_l_check_schema(lua_State *L, int idx);
+
+/* The state's worker pool (l_pool.c), made on first use with TIDE_WORKERS
+ * or the CPU count threads; raises when its threads cannot start or
+ * TIDE_WORKERS is bad. Valid until the next core.workers(n). */
+struct tide_pool *tide_l_pool(lua_State *L);
 
 /* The expression of the tide.Expr at idx (raises when it is not one or was
  * freed). */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool.h"
+
 static int is_var(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON; }
 
 static size_t width(tide_type_t t) { return t == TIDE_T_BOOL ? 1 : 8; }
@@ -218,7 +220,39 @@ int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch
   return *out ? 0 : -ENOMEM;
 }
 
-int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out) {
+/* One tide_batch_concat: the inputs, the output columns, and where each
+ * input's rows and string bytes start in them (row[k], bytes[k * nf + c]). */
+typedef struct concat {
+  tide_batch_t *const *in;
+  uint32_t nf;
+  tide_col_t *cols;
+  uint32_t *row;
+  size_t *bytes;
+} concat_t;
+
+/* Copy input k's values and string bytes into its ranges of the output
+ * (the ranges of different k are disjoint: tasks may run at once). */
+static void concat_copy(void *arg, size_t k) {
+  const concat_t *x = arg;
+  const tide_batch_t *b = x->in[k];
+  uint32_t m = b->nrows, at = x->row[k];
+  for (uint32_t c = 0; c < x->nf; c++) {
+    const tide_col_t *ic = &b->cols[c];
+    tide_col_t *oc = &x->cols[c];
+    if (is_var(oc->type)) {
+      const uint32_t *o = ic->values;
+      uint32_t *oo = oc->values;
+      size_t len = o[m] - o[0], base = x->bytes[k * x->nf + c];
+      if (len) memcpy(oc->data + base, ic->data + o[0], len);
+      for (uint32_t i = 1; i <= m; i++) oo[at + i] = (uint32_t)(o[i] - o[0] + base);
+    } else if (m) {
+      memcpy((char *)oc->values + (size_t)at * width(oc->type), ic->values, (size_t)m * width(oc->type));
+    }
+  }
+}
+
+int tide_batch_concat_on(tide_pool_t *pool, tide_batch_t *const *batches, uint32_t n, tide_schema_t *s,
+                         tide_batch_t **out) {
   uint64_t total = 0;
   *out = NULL;
   for (uint32_t i = 0; i < n; i++) { /* every batch must have s's shape */
@@ -230,38 +264,47 @@ int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s
   }
   if (total > TIDE_BATCH_MAX_ROWS) return TIDE_ETOOBIG;
   uint32_t nf = s->nfields, rows = (uint32_t)total;
-  tide_col_t *cols = calloc(nf ? nf : 1, sizeof *cols);
-  if (!cols) return -ENOMEM;
-  int rc = 0;
+  size_t nb = (size_t)n * nf;
+  concat_t x = {batches, nf, calloc(nf ? nf : 1, sizeof *x.cols), malloc((n ? n : 1) * sizeof *x.row),
+                malloc((nb ? nb : 1) * sizeof *x.bytes)};
+  int rc = x.cols && x.row && x.bytes ? 0 : -ENOMEM;
+  for (uint32_t k = 0, at = 0; !rc && k < n; at += batches[k]->nrows, k++) x.row[k] = at;
   for (uint32_t c = 0; c < nf && !rc; c++) {
-    tide_col_t *oc = &cols[c];
+    tide_col_t *oc = &x.cols[c];
     if ((rc = tide_col_init(oc, s->fields[c].type, rows))) break;
-    uint32_t at = 0;
+    if (!is_var(oc->type)) continue;
+    size_t bytes = 0; /* the string bytes in one block; each input's range of it */
+    for (uint32_t k = 0; k < n; k++) {
+      const uint32_t *o = batches[k]->cols[c].values;
+      x.bytes[(size_t)k * nf + c] = bytes;
+      bytes += o[batches[k]->nrows] - o[0];
+    }
+    if (bytes > TIDE_BATCH_MAX_DATA) rc = TIDE_ETOOBIG;
+    else if (bytes && !(oc->data = malloc(bytes))) rc = -ENOMEM;
+    else oc->data_len = oc->data_cap = bytes;
+  }
+  if (!rc) tide_pool_run(pool, n, concat_copy, &x);
+  /* NULLs on this thread: inputs' bitmaps meet inside shared bytes */
+  for (uint32_t c = 0; c < nf && !rc; c++)
     for (uint32_t k = 0; k < n && !rc; k++) {
       const tide_col_t *ic = &batches[k]->cols[c];
-      uint32_t m = batches[k]->nrows;
-      if (is_var(oc->type)) {
-        for (uint32_t i = 0; i < m && !rc; i++) {
-          size_t len;
-          const char *p = tide_col_str(ic, i, &len); /* data may be NULL when every string is empty */
-          rc = tide_col_put_str(oc, at + i, p, len);
-        }
-      } else if (m) {
-        memcpy((char *)oc->values + (size_t)at * width(oc->type), ic->values, (size_t)m * width(oc->type));
-      }
-      for (uint32_t i = 0; i < m && !rc && ic->null_count; i++)
-        if (tide_col_is_null(ic, i)) rc = tide_col_set_null(oc, at + i, rows);
-      at += m;
+      for (uint32_t i = 0; i < batches[k]->nrows && !rc && ic->null_count; i++)
+        if (tide_col_is_null(ic, i)) rc = tide_col_set_null(&x.cols[c], x.row[k] + i, rows);
     }
-  }
+  free(x.row);
+  free(x.bytes);
   if (rc) {
-    for (uint32_t c = 0; c < nf; c++) tide_col_free(&cols[c]);
-    free(cols);
+    for (uint32_t c = 0; x.cols && c < nf; c++) tide_col_free(&x.cols[c]);
+    free(x.cols);
     return rc;
   }
-  *out = tide_batch_adopt(s, rows, cols);
-  free(cols);
+  *out = tide_batch_adopt(s, rows, x.cols);
+  free(x.cols);
   return *out ? 0 : -ENOMEM;
+}
+
+int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out) {
+  return tide_batch_concat_on(NULL, batches, n, s, out);
 }
 
 void tide_col_time_stats(const tide_col_t *c, uint32_t n, uint32_t *count, int64_t *lo, int64_t *hi, double *sum) {

@@ -61,6 +61,11 @@ int tide_batch_gather(const tide_batch_t *in, const uint32_t *rows, uint32_t n, 
 /* One batch holding the rows of batches[0..n) in order (same schema shape:
  * TIDE_EINVAL when a batch's column count or types differ from s). */
 int tide_batch_concat(tide_batch_t *const *batches, uint32_t n, tide_schema_t *s, tide_batch_t **out);
+/* The same, each batch's values and string bytes copied by a task of pool
+ * (pool.h; NULL: on the caller); NULL markers are set on the caller. */
+struct tide_pool;
+int tide_batch_concat_on(struct tide_pool *pool, tide_batch_t *const *batches, uint32_t n, tide_schema_t *s,
+                         tide_batch_t **out);
 /* Rows [lo, hi) of b as a new batch. TIDE_EINVAL unless lo <= hi <= nrows. */
 int tide_batch_slice(const tide_batch_t *b, uint32_t lo, uint32_t hi, tide_batch_t **out);
 

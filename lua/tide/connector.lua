@@ -88,6 +88,19 @@ function M.rows_of(batches)
   return rows
 end
 
+--- A static frame over a micro-batch's output batches (of `schema`), which
+-- stay the engine's (the frame never closes them): what a sink asking for
+-- frames gets (foreach_batch's `as = "frame"`, tide.sink's `as`).
+function M.batch_frame(batches, schema)
+  return frame.from_batches("batch", schema, function()
+    local i = 0
+    return function()
+      i = i + 1
+      return batches[i]
+    end
+  end)
+end
+
 --- A static frame over Lua rows (tide.from_rows).
 -- @function from_rows
 M.from_rows = frame.from_rows

@@ -147,4 +147,36 @@ M.on_progress = query.on_progress
 -- @function ui
 M.ui = ui.start
 
+--- Engine settings, for the whole process: `tide.config{ workers = N }`
+-- sets them, `tide.config()` returns them as a table.
+--
+-- `workers` (an integer from 1 to 256): the threads that decode text
+-- records (the file source and `tide.read`; csv with `multi_line` is
+-- decoded on one thread) in parallel parts of each chunk, the
+-- calling thread being one of them. Its default is the `TIDE_WORKERS`
+-- environment variable, else the number of CPUs. Results never depend on
+-- it: the parts are joined in order into the batch one thread would have
+-- made. Everything else (operators, aggregation, state, sinks, Lua
+-- functions) runs on the calling thread.
+-- @tparam[opt] table opts `{ workers = N }`
+-- @treturn table the settings, `{ workers = N }`
+function M.config(opts)
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("tide.config: expected a table of settings, got " .. type(opts), 2) end
+    for k in pairs(opts) do
+      if k ~= "workers" then
+        error(string.format("tide.config: unknown setting '%s' (allowed: workers)", tostring(k)), 2)
+      end
+    end
+    local w = opts.workers
+    if w ~= nil then
+      if math.type(w) ~= "integer" or w < 1 or w > 256 then
+        error(string.format("tide.config: 'workers' must be an integer from 1 to 256, got %s", tostring(w)), 2)
+      end
+      core.workers(w)
+    end
+  end
+  return { workers = core.workers() }
+end
+
 return M

@@ -165,6 +165,9 @@ function M.sink(def)
     error("tide.sink: field 'add_batch' is required (a function(self, batch_id, rows, mode))", 2)
   end
   if def.stop ~= nil and type(def.stop) ~= "function" then error("tide.sink: field 'stop' must be a function", 2) end
+  if def.as ~= nil and def.as ~= "rows" and def.as ~= "frame" then
+    error(format("tide.sink: field 'as' must be one of rows, frame, got %s", tostring(def.as)), 2)
+  end
   return setmetatable({ def = def }, LuaSink)
 end
 
@@ -174,6 +177,10 @@ local function lua_sink_instance(sink)
   local def = sink.def
   local inst = { description = def.description or "LuaSink" }
   function inst.add_batch(_, id, batches, mode) def:add_batch(id, rows_of(batches), mode) end
+  if def.as == "frame" then -- the batch as a static frame
+    local batch_frame = connector.batch_frame
+    function inst.add_batch(_, id, batches, mode, schema) def:add_batch(id, batch_frame(batches, schema), mode) end
+  end
   if def.stop then function inst.stop() def:stop() end end
   if def.lag then function inst.lag(_, off) return def:lag(off) end end
   return inst

@@ -1,0 +1,248 @@
+-- Worker threads (tide.config{ workers = N }, issue 21): what a query
+-- produces must not depend on them. Each pipeline runs twice on the same
+-- input, with workers = 1 and workers = 4, in fresh stores and checkpoint
+-- directories, and everything it leaves is compared: the sink topic's
+-- records in offset order, the checkpoint's state records byte for byte,
+-- its commit entries, and its offset-log entries (less their `timestamp`,
+-- the wall clock of planning). The inputs are large enough (several 4 MiB
+-- chunks of JSON) that decoding splits into parts on the workers; bad
+-- records sit in different parts, so their counting and dead-letter order
+-- are compared too.
+
+local tide = require "tide"
+local core = require "tide.core"
+local cjson = require "cjson"
+local support = require "support"
+
+local tmpname, write_file = support.tmpname, support.write_file
+
+local function rm(dir) os.execute("rm -rf '" .. dir .. "'") end
+
+-- n lines of events from line `first` on; every `bad_every`th line (when
+-- given) is bad JSON or breaks the schema.
+local function events(first, n, bad_every)
+  local out = {}
+  for i = first, first + n - 1 do
+    if bad_every and i % bad_every == 0 then
+      out[#out + 1] = i % 2 == 0 and '{"ts": "not a time", "device": "d", "signal": 1, "kind": "x"}'
+        or '{"ts": 1700000000000, "device": '
+    else
+      -- up to 8 s of disorder, 400 devices, signals 0..40
+      local ts = 1700000000000 + i * 7 - (i * 7919 % 8000)
+      out[#out + 1] = string.format('{"ts": %d, "device": "dev-%03d", "signal": %d, "kind": "%s"}', ts,
+        i * 31 % 400, i * 13 % 41, i % 3 == 0 and "temp" or "hum")
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local SCHEMA = "ts timestamp, device string, signal int, kind string"
+
+-- The files of one input directory: 3 files of 90,000 lines (about 6.7 MB
+-- each), bad records every 10,007 lines.
+local function make_input(dir)
+  os.execute("mkdir -p '" .. dir .. "'")
+  for k = 0, 2 do write_file(string.format("%s/part-%d.jsonl", dir, k), events(k * 90000, 90000, 10007)) end
+end
+
+-- Every record of a topic as JSON text, in offset order.
+local function topic_lines(db, name)
+  local out = {}
+  for rec in db:topic(name):read { from = 0 } do
+    local keys = {}
+    for k in pairs(rec) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = string.format("%q=%s", k, tostring(rec[k])) end
+    out[#out + 1] = table.concat(parts, ",")
+  end
+  return out
+end
+
+-- What the checkpoint holds: state records (hex, key order), commit
+-- entries, offset entries without their timestamp.
+local function checkpoint_contents(dir)
+  local ck = assert(core.checkpoint(dir, { read_only = true }))
+  local out = { state = {}, commits = {}, offsets = {} }
+  for k, v in ck:state("agg1") do out.state[#out.state + 1] = (k:gsub(".", function(c)
+    return string.format("%02x", c:byte()) end)) .. "=" .. (v:gsub(".", function(c)
+    return string.format("%02x", c:byte()) end)) end
+  local last = ck:latest()
+  for n = 0, last do
+    out.commits[#out.commits + 1] = ck:commit_entry(n) or "-"
+    local e = ck:offsets(n)
+    if e then
+      e = cjson.decode(e)
+      e.timestamp = nil
+      out.offsets[#out.offsets + 1] = cjson.encode(e.sources) .. " wm=" .. tostring(e.watermark)
+    end
+  end
+  ck:close()
+  return out
+end
+
+describe("workers", function()
+  local base, input
+  local saved
+
+  setup(function()
+    saved = tide.config().workers
+    base = tmpname()
+    input = base .. "/in"
+    make_input(input)
+  end)
+  teardown(function()
+    tide.config { workers = saved }
+    rm(base)
+  end)
+
+  -- The event-time query of bench/event_time.lua, into a topic sink, with
+  -- dropped and dead-lettered bad records; batches of ~2 MB.
+  local function streaming(workers, bad)
+    tide.config { workers = workers }
+    local dir = string.format("%s/run-%s-%d", base, bad, workers)
+    local db = tide.open(dir .. "/store")
+    local opts = { path = input .. "/*.jsonl", format = "json", schema = SCHEMA, final_line_wait = 0,
+      max_bytes_per_trigger = 2000000, bad_records = bad }
+    if bad == "dead_letter" then
+      opts.dead_letter_topic, opts.store = "bad", db
+      db:create_topic("bad", { schema = "reason string, file string, line int, text string" })
+    end
+    local f = tide.read_stream("file", opts)
+      :where("signal >= 15")
+      :with_watermark("ts", "5 seconds")
+      :group_by(tide.window("ts", "10 seconds"), "device")
+      :agg { n = "count(*)", s = "sum(signal)", a = "avg(signal)" }
+    db:create_topic("out", { schema = f:schema() })
+    local q = f:write_stream("topic", { store = db, topic = "out", mode = "update", trigger = 0,
+      checkpoint = dir .. "/ck" })
+    q:process_all_available()
+    local progress = q:recent_progress()
+    q:stop()
+    local result = { out = topic_lines(db, "out"), ck = checkpoint_contents(dir .. "/ck"), batches = #progress }
+    if bad == "dead_letter" then
+      result.bad = topic_lines(db, "bad")
+      for i, l in ipairs(result.bad) do result.bad[i] = l:gsub(input, "IN") end
+    end
+    db:close()
+    return result
+  end
+
+  it("is 1 up to 256, set by tide.config, with its errors named", function()
+    assert.same({ workers = 3 }, tide.config { workers = 3 })
+    assert.same({ workers = 3 }, tide.config())
+    assert.has_error(function() tide.config { workers = 0 } end,
+      "tide.config: 'workers' must be an integer from 1 to 256, got 0")
+    assert.has_error(function() tide.config { workers = 2.5 } end,
+      "tide.config: 'workers' must be an integer from 1 to 256, got 2.5")
+    assert.has_error(function() tide.config { threads = 2 } end,
+      "tide.config: unknown setting 'threads' (allowed: workers)")
+    assert.has_error(function() tide.config(4) end, "tide.config: expected a table of settings, got number")
+  end)
+
+  it("takes its default from TIDE_WORKERS, and names a bad one", function()
+    local script = "package.path = 'lua/?.lua;lua/?/init.lua;' .. package.path; " ..
+      "package.cpath = 'lua/?.so;' .. package.cpath; local ok, e = pcall(require('tide').config); " ..
+      "io.write(ok and tostring(e.workers) or e)"
+    local function run(env)
+      local p = io.popen(env .. " lua5.4 -e " .. support.sh_quote(script) .. " 2>&1")
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    assert.are.equal("3", run("TIDE_WORKERS=3"))
+    assert.matches("TIDE_WORKERS must be an integer from 1 to 256, got 'many'$", run("TIDE_WORKERS=many"))
+  end)
+
+  it("leaves the streaming aggregation's output topic and checkpoint as one worker does (drop)", function()
+    local one, four = streaming(1, "drop"), streaming(4, "drop")
+    assert.is_true(#one.out > 10000)
+    assert.is_true(#one.ck.state > 100)
+    assert.is_true(one.batches > 10)
+    assert.are.equal(one.batches, four.batches)
+    assert.are.same(one.out, four.out)
+    assert.are.same(one.ck, four.ck)
+  end)
+
+  it("writes the same dead letters in the same order as one worker does", function()
+    local one, four = streaming(1, "dead_letter"), streaming(4, "dead_letter")
+    assert.are.equal(27, #one.bad) -- events 0..269,999: every 10,007th is bad, event 0 too
+    assert.are.same(one.bad, four.bad)
+    assert.are.same(one.out, four.out)
+    assert.are.same(one.ck, four.ck)
+  end)
+
+  it("fails on the same bad record, with the same file and line, as one worker does", function()
+    -- one bad record, at line 45,001 of about 60,000: in a later part
+    local path = base .. "/one-bad.jsonl"
+    write_file(path, events(0, 45000) .. '{"ts": oops}\n' .. events(45001, 15000))
+    local function run(workers)
+      tide.config { workers = workers }
+      local ok, err = pcall(function()
+        return tide.read("file", { path = path, format = "json", schema = SCHEMA }):count()
+      end)
+      assert.is_false(ok)
+      return tostring(err)
+    end
+    local one = run(1)
+    assert.matches("one%-bad%.jsonl: line 45001: invalid JSON", one)
+    assert.are.equal(one, run(4))
+  end)
+
+  it("gives the static file query the same rows as one worker does", function()
+    local function run(workers)
+      tide.config { workers = workers }
+      local rows = tide.read("file", { path = input .. "/*.jsonl", format = "json", schema = SCHEMA,
+        bad_records = "drop" })
+        :where("signal >= 15")
+        :group_by(tide.window("ts", "10 seconds"), "device")
+        :agg { n = "count(*)", s = "sum(signal)" }
+        :collect()
+      local out = {}
+      for i, r in ipairs(rows) do out[i] = string.format("%d %s %d %d", r.window_start, r.device, r.n, r.s) end
+      return out
+    end
+    local one = run(1)
+    assert.is_true(#one > 10000)
+    assert.are.same(one, run(4))
+  end)
+
+  it("decodes csv (a record a line) in parts with the same rows, quotes and NULLs included", function()
+    local path = base .. "/rows.csv"
+    local parts = { "id,name,v" }
+    for i = 1, 60000 do
+      parts[#parts + 1] = string.format(i % 7 == 0 and '%d,"x, %d",' or '%d,y%d,%d', i, i % 300, i % 11)
+    end
+    write_file(path, table.concat(parts, "\n") .. "\n")
+    local function run(workers)
+      tide.config { workers = workers }
+      local out = {}
+      for i, r in ipairs(tide.read("file", { path = path, format = "csv", header = true,
+        schema = "id int, name string, v int?" }):collect()) do
+        out[i] = string.format("%d|%s|%s", r.id, r.name, tostring(r.v))
+      end
+      return out
+    end
+    local one = run(1)
+    assert.are.equal(60000, #one)
+    assert.are.equal("7|x, 7|nil", one[7])
+    assert.are.same(one, run(4))
+  end)
+
+  it("decodes the text format in parts with the same rows, blank lines included", function()
+    local path = base .. "/lines.txt"
+    local parts = {}
+    for i = 1, 60000 do parts[i] = i % 17 == 0 and "" or ("line " .. i .. string.rep("x", i % 50)) end
+    write_file(path, table.concat(parts, "\r\n") .. "\r\n")
+    local function run(workers)
+      tide.config { workers = workers }
+      local out = {}
+      for i, r in ipairs(tide.read("file", { path = path, format = "text" }):collect()) do out[i] = r.value end
+      return out
+    end
+    local one = run(1)
+    assert.are.equal(60000, #one)
+    assert.are.equal("", one[17])
+    assert.are.same(one, run(4))
+  end)
+end)
