@@ -587,16 +587,11 @@ static int bad_record(read_state_t *st, const rd_kafka_message_t *m, int code, c
     free(x->text);
     return -ENOMEM;
   }
-  /* the dead-letter text column is a string: bytes that are not UTF-8 become '?' */
-  const char *p = m->payload;
-  size_t i = 0;
-  while (i < n) {
-    size_t ok = tide_utf8_check(p + i, n - i);
-    memcpy(x->text + i, p + i, ok);
-    i += ok;
-    if (i < n) x->text[i++] = '?';
-  }
+  /* the exact bytes: the source makes the dead letter's readable text and
+   * raw_base64 of them (core.dead_letter_text) */
+  if (n) memcpy(x->text, m->payload, n);
   x->text[n] = 0;
+  x->len = n;
   st->nbad++;
   return 0;
 }

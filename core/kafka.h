@@ -128,7 +128,8 @@ typedef struct tide_kafka_bad {
   int32_t partition;
   int64_t offset;
   char *reason;
-  char *text; /* the value's bytes, NUL-terminated (invalid UTF-8 replaced by '?') */
+  char *text; /* the value's exact bytes (any, NUL-terminated as well) */
+  size_t len; /* their length */
 } tide_kafka_bad_t;
 
 typedef struct tide_kafka_reader tide_kafka_reader_t;

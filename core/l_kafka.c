@@ -15,7 +15,7 @@
  *                                   at or after the timestamp)
  *   reader:read(ranges)             ranges: { {topic, partition, start, stop}, ... }
  *                                   -> batches, { dropped = n, bad = { {topic=,
- *                                   partition=, offset=, reason=, text=}... },
+ *                                   partition=, offset=, reason=, text= (exact bytes)}... },
  *                                   lost = { {topic, partition, from, to}... },
  *                                   rows = { per range: messages read } }
  *   reader:prefetch(ranges)         start fetching ranges a read will ask for
@@ -322,7 +322,7 @@ static int l_reader_read(lua_State *L) {
     lua_setfield(L, -2, "offset");
     lua_pushstring(L, x->reason);
     lua_setfield(L, -2, "reason");
-    lua_pushstring(L, x->text);
+    lua_pushlstring(L, x->text, x->len);
     lua_setfield(L, -2, "text");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }

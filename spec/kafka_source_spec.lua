@@ -440,6 +440,28 @@ describe("the Kafka source", function()
       assert.equal(1, counts.dropped)
       drop:stop()
     end)
+
+    it("that are not UTF-8 land in the dead-letter topic byte for byte (raw_base64)", function()
+      local t = topic_name()
+      b:create_topic(t, 1)
+      produce(b, t, 0, { "ok", "\255\254x" })
+      local dir = tmpname()
+      local db = tide.open(dir)
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        bad_records = "dead_letter", dead_letter_topic = "bad", store = db }
+      local _, rows, counts = step(src, nil, 3)
+      assert.equal(1, #rows)
+      assert.equal(1, counts.dead_letter)
+      local dead = {}
+      for r in db:topic("bad"):read() do dead[#dead + 1] = r end
+      assert.equal(1, #dead)
+      assert.equal(1, dead[1].kafka_offset)
+      assert.equal("//54", dead[1].raw_base64)
+      assert.equal("\u{FFFD}\u{FFFD}x", dead[1].text)
+      src:stop()
+      db:close()
+      os.execute("rm -rf " .. sh_quote(dir))
+    end)
   end)
 
   describe("in a query", function()

@@ -82,7 +82,10 @@ local OWNED = {
 }
 
 -- (partition and offset name the store topic's own record: the message's are kafka_ columns)
-local DEAD_LETTER_SCHEMA = "reason string, kafka_topic string, kafka_partition int, kafka_offset int, text string"
+-- text: the message readable (invalid UTF-8 bytes as U+FFFD); raw_base64:
+-- its exact bytes (as the file source's dead letters, core/decode.h)
+local DEAD_LETTER_SCHEMA = "reason string, kafka_topic string, kafka_partition int, kafka_offset int, text string, " ..
+  "raw_base64 string"
 
 local function fail(msg) error(WHAT .. ": " .. msg, 0) end
 
@@ -506,8 +509,10 @@ function Source:_dead_letter(bad, batch_id)
   end
   local rows = {}
   for i, x in ipairs(bad) do
+    local text, raw
+    if x.text ~= nil then text, raw = core.dead_letter_text(x.text) end
     rows[i] = { reason = x.reason, kafka_topic = x.topic, kafka_partition = x.partition, kafka_offset = x.offset,
-      text = x.text }
+      text = text, raw_base64 = raw }
   end
   local ok, err = pcall(t.append, t, rows, batch_id ~= nil and { writer = self._writer, seq = batch_id } or nil)
   if not ok then
