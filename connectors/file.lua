@@ -221,14 +221,7 @@ local function check_source(o)
   if (o.header ~= nil or o.sep) and fmt ~= "csv" then fail("options 'header' and 'sep' are for csv") end
   if o.multi_line ~= nil and fmt ~= "csv" then fail("option 'multi_line' is for csv") end
   if o.unknown_fields and fmt ~= "json" then fail("option 'unknown_fields' is for json") end
-  local bad = o.bad_records or "fail"
-  if bad == "dead_letter" and not o.dead_letter_topic then
-    fail("bad_records = 'dead_letter' needs option 'dead_letter_topic'")
-  end
-  if o.dead_letter_topic and bad ~= "dead_letter" then
-    fail("option 'dead_letter_topic' goes with bad_records = 'dead_letter'")
-  end
-  if o.store ~= nil and bad ~= "dead_letter" then fail("option 'store' is for the dead-letter topic") end
+  connector.check_bad_records(o, fail)
   return fmt, schema
 end
 

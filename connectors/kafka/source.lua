@@ -175,14 +175,7 @@ local function check(o)
   end
   if o.sep and (#o.sep ~= 1 or o.format ~= "csv") then fail("option 'sep' is one character, for csv") end
   if o.unknown_fields and o.format ~= "json" then fail("option 'unknown_fields' is for json") end
-  local bad = o.bad_records or "fail"
-  if bad == "dead_letter" and not o.dead_letter_topic then
-    fail("bad_records = 'dead_letter' needs option 'dead_letter_topic'")
-  end
-  if o.dead_letter_topic and bad ~= "dead_letter" then
-    fail("option 'dead_letter_topic' goes with bad_records = 'dead_letter'")
-  end
-  if o.store ~= nil and bad ~= "dead_letter" then fail("option 'store' is for the dead-letter topic") end
+  connector.check_bad_records(o, fail)
   return schema
 end
 

@@ -126,6 +126,21 @@ M.decode_chunks = frame.decode_chunks
 -- @function default_store
 M.default_store = store.default_store
 
+--- Check a decoding source's bad-record options (file, kafka): `bad_records`
+-- with `dead_letter_topic` and `store`, which go only with "dead_letter".
+-- `fail(msg)` raises the source's error; returns the policy ("fail" default).
+function M.check_bad_records(o, fail)
+  local bad = o.bad_records or "fail"
+  if bad == "dead_letter" and not o.dead_letter_topic then
+    fail("bad_records = 'dead_letter' needs option 'dead_letter_topic'")
+  end
+  if o.dead_letter_topic and bad ~= "dead_letter" then
+    fail("option 'dead_letter_topic' goes with bad_records = 'dead_letter'")
+  end
+  if o.store ~= nil and bad ~= "dead_letter" then fail("option 'store' is for the dead-letter topic") end
+  return bad
+end
+
 --- The store of a connector's option `store`: a tide store, or the
 -- default store when nil; raises (level 0) naming the option otherwise.
 function M.store_option(v)
