@@ -392,31 +392,13 @@ function Source:_next(base)
 end
 
 -- A line end in entry e between p (exclusive) and p + budget (inclusive);
--- with `must`, the first line end after p when none is that close.
+-- with `must`, the first line end after p when none is that close
+-- (core/fileread.c reads backwards from p + budget: the line end is
+-- usually near, so a trigger's budget is not read to find it).
 function Source:_cut(e, p, budget, must)
-  local f, err = io.open(e.path, "rb")
-  if not f then self:_vanished(e, err) end
-  f:seek("set", p)
-  local chunk = f:read(budget) or ""
-  local i = #chunk
-  while i > 0 and chunk:byte(i) ~= 10 do i = i - 1 end
-  if i > 0 or not must then
-    f:close()
-    return i > 0 and p + i or nil
-  end
-  local pos = p + #chunk
-  while pos < e.to do
-    chunk = f:read(min(65536, e.to - pos))
-    if not chunk then break end
-    local nl = chunk:find("\n", 1, true)
-    if nl then
-      f:close()
-      return pos + nl
-    end
-    pos = pos + #chunk
-  end
-  f:close()
-  return e.to
+  local cut, err = core.file_cut(e.path, p, budget, must, e.to)
+  if cut == nil then self:_vanished(e, err) end
+  return cut or nil
 end
 
 -- io.open's message starts with the path, which the message names already.
@@ -427,12 +409,9 @@ function Source:_vanished(e, err)
     self.description, e.path, e.from, e.to, why), 0)
 end
 
---- The offset up to which data is available: the whole log without limits,
--- else as much after `start` (the end of the last batch, which the engine
--- passes; nil for the first) as the limits allow. Between two batches it
--- returns the same offset unless new data arrived.
-function Source:latest_offset(start)
-  self:_discover()
+-- The end of the next batch after `start` (nil: the first) over the
+-- entries logged so far, as the limits allow; nil when there is nothing.
+function Source:_plan(start)
   local entries = self._entries
   if #entries == 0 then return nil end
   local max_files, max_bytes = self._max_files, self._max_bytes
@@ -459,6 +438,15 @@ function Source:latest_offset(start)
     p = entries[k] and entries[k].from
   end
   return last
+end
+
+--- The offset up to which data is available: the whole log without limits,
+-- else as much after `start` (the end of the last batch, which the engine
+-- passes; nil for the first) as the limits allow. Between two batches it
+-- returns the same offset unless new data arrived.
+function Source:latest_offset(start)
+  self:_discover()
+  return self:_plan(start)
 end
 
 --- The bytes not yet read after offset `off` (nil: none read yet), and
@@ -516,108 +504,117 @@ function Source:_line_at(path, pos)
   return line
 end
 
--- Decode `text` (starting at line st.line of st.path) into st.out; the bad
--- records follow bad_records (core/decode.c applies the policy: fail, drop
--- and count, or set aside with the reason for the dead-letter topic).
--- Returns the bytes consumed (complete records only unless final).
-function Source:_decode(st, text, final)
-  local pos = 0
-  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown,
-    bad = self._bad }
-  while pos < #text do
-    local rest = pos == 0 and text or text:sub(pos + 1)
-    dopts.line = st.line
-    local b, used, lines, nbad, _, dead = core.decode(self._format, self._schema, rest, final, dopts)
-    if not b then
-      local n, reason = used:match("^line (%d+): (.*)$")
-      error(format("%s: %s:%s", self.description, st.path, n and (n .. ": " .. reason) or (" " .. used)), 0)
-    end
-    if b:nrows() > 0 then st.out[#st.out + 1] = b else b:close() end
-    st.dropped = st.dropped + nbad
-    for _, r in ipairs(dead or {}) do
-      local readable, raw = core.dead_letter_text(r.text)
-      st.dead[#st.dead + 1] = { reason = r.reason, file = (core.dead_letter_text(st.path)), line = r.line,
-        text = readable, raw_base64 = raw }
-    end
-    st.line = st.line + lines
-    pos = pos + used
-    if used == 0 then break end
-  end
-  return pos
+local function same(a, b)
+  return a ~= nil and b ~= nil and a.entry == b.entry and a.pos == b.pos
 end
 
--- Read bytes [from, to) of entry e's file into st.out.
-function Source:_read_range(st, e, from, to)
-  local f, err = io.open(e.path, "rb")
-  if not f then self:_vanished(e, err) end
-  st.path = e.path
-  st.line = self:_line_at(e.path, from) or 1
-  f:seek("set", from)
-  local function fail(msg)
-    f:close()
-    error(msg, 0)
+-- A read (core.file_read) of the bytes after `start` up to `stop`, on a
+-- thread of its own when `ahead` (the next batch's, read while this one
+-- runs), else when its result is asked for, here and on the worker pool.
+-- Line numbers come from the last read's end (self._lines) when it stopped
+-- where this one starts.
+function Source:_reader(start, stop, ahead)
+  local k, p = self:_next(start)
+  local sk, sp = self:_position(stop, "end")
+  local ranges = {}
+  while k < sk or (k == sk and p < sp) do
+    local e = self._entries[k]
+    local to = k == sk and sp or e.to
+    if to > p then
+      ranges[#ranges + 1] = { path = e.path, from = p, to = to, line = self:_line_at(e.path, p) or 1,
+        header = self._header and p == 0, entry = e }
+    end
+    k = k + 1
+    p = self._entries[k] and self._entries[k].from
   end
-  local read = connector.decode_chunks(f, {
-    limit = to - from,
-    header = self._header and from == 0,
-    on_header = function() st.line = st.line + 1 end,
-    decode = function(text, final)
-      local ok, used = pcall(self._decode, self, st, text, final)
-      if not ok then fail(used) end
-      return used
-    end,
-    short = function()
-      fail(format("%s: file '%s' is shorter than the %d bytes logged for it (it was truncated or replaced)",
-        self.description, e.path, e.to))
-    end,
-    unfinished = function(n)
-      fail(format("%s: %s:%d: a record the decoder did not finish (%d bytes left)", self.description, e.path,
-        st.line, n))
-    end,
-  })
-  read()
-  f:close()
-  self._lines[e.path] = { pos = to, line = st.line }
+  local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown,
+    bad = self._bad }
+  return { start = start, stop = stop, ranges = ranges,
+    read = core.file_read(self._format, self._schema, ranges, dopts, ahead) }
+end
+
+-- Drop the read ahead, if any (its thread is joined).
+function Source:_drop_ahead()
+  if self._ahead then
+    self._ahead.read:close()
+    self._ahead = nil
+  end
+end
+
+-- The result of reader r: its batches, the records dropped and the dead
+-- records (as the dead-letter topic's rows); raises what failed, naming
+-- the file and line.
+function Source:_result(r)
+  local batches, dropped, dead, ends, n, line = r.read:result()
+  r.read:close()
+  if not batches then
+    local kind, g, msg = dropped, r.ranges[dead], ends
+    if kind == "open" then self:_vanished(g.entry, msg) end
+    if kind == "short" then
+      error(format("%s: file '%s' is shorter than the %d bytes logged for it (it was truncated or replaced)",
+        self.description, g.path, g.entry.to), 0)
+    end
+    if kind == "unfinished" then
+      error(format("%s: %s:%d: a record the decoder did not finish (%d bytes left)", self.description, g.path,
+        line, n), 0)
+    end
+    if kind == "decode" then
+      local at, reason = msg:match("^line (%d+): (.*)$")
+      error(format("%s: %s:%s", self.description, g.path, at and (at .. ": " .. reason) or (" " .. msg)), 0)
+    end
+    error(format("%s: cannot read '%s': %s", self.description, g.path, msg), 0)
+  end
+  for i, g in ipairs(r.ranges) do self._lines[g.path] = { pos = g.to, line = ends[i] } end
+  local rows = {}
+  for i, x in ipairs(dead) do
+    local readable, raw = core.dead_letter_text(x.text)
+    rows[i] = { reason = x.reason, file = (core.dead_letter_text(r.ranges[x.range].path)), line = x.line,
+      text = readable, raw_base64 = raw }
+  end
+  return batches, dropped, rows
 end
 
 --- The rows after `start` up to `stop`, as batches, and the counters of
--- bad records (`dropped`, `dead_letter`).
+-- bad records (`dropped`, `dead_letter`). The read ahead is used when it
+-- covers exactly these bytes (else dropped); then the next batch's bytes,
+-- as latest_offset would plan them from `stop` over the entries logged
+-- now, are read ahead on a thread while the engine executes, delivers
+-- and commits this batch. Reading has no effect but on memory, so a read
+-- ahead that the next plan does not match (new files, a restart) is just
+-- dropped; the offset log is still written before any batch runs.
 function Source:get_batch(start, stop, batch_id)
-  local k, p = self:_next(start)
-  local sk, sp = self:_position(stop, "end")
-  local st = { out = {}, dropped = 0, dead = {} }
-  local ok, err = pcall(function()
-    while k < sk or (k == sk and p < sp) do
-      local e = self._entries[k]
-      local to = k == sk and sp or e.to
-      if to > p then self:_read_range(st, e, p, to) end
-      k = k + 1
-      p = self._entries[k] and self._entries[k].from
-    end
-  end)
-  if not ok then
-    for _, b in ipairs(st.out) do b:close() end
-    error(err, 0)
+  local r = self._ahead
+  self._ahead = nil
+  if not (r and same(r.start, start == nil and self._base or start) and same(r.stop, stop)) then
+    if r then r.read:close() end
+    r = self:_reader(start, stop, false)
   end
+  local batches, dropped, dead = self:_result(r)
   self._base = stop
+  if core.workers() > 1 then
+    local ok, nxt = pcall(self._plan, self, stop)
+    if ok and nxt ~= nil and not same(nxt, stop) then
+      ok, nxt = pcall(self._reader, self, stop, nxt, true)
+      if ok then self._ahead = nxt end
+    end
+  end
   local counts = {}
-  if st.dropped > 0 then counts.dropped = st.dropped end
-  if #st.dead > 0 then
+  if dropped > 0 then counts.dropped = dropped end
+  if #dead > 0 then
     local topic = self:_dead_letter_topic()
     -- idempotent per batch: a re-run batch (same offsets, same bad records)
     -- is skipped by the store
-    local aok, aerr = pcall(topic.append, topic, st.dead,
+    local aok, aerr = pcall(topic.append, topic, dead,
       batch_id ~= nil and { writer = self._writer, seq = batch_id } or nil)
     if not aok then
-      for _, b in ipairs(st.out) do b:close() end
-      error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #st.dead,
+      for _, b in ipairs(batches) do b:close() end
+      error(format("%s: cannot write %d bad records to dead-letter topic '%s': %s", self.description, #dead,
         self._dl_name, util.strip_position(aerr)), 0)
     end
-    counts.dead_letter = #st.dead
+    counts.dead_letter = #dead
   end
-  return st.out, counts
+  return batches, counts
 end
-
 function Source:_dead_letter_topic()
   if self._dl then return self._dl end
   local store = self._store or connector.default_store()
@@ -667,6 +664,7 @@ function Source:watch(fn)
 end
 
 function Source:stop()
+  self:_drop_ahead()
   for _, h in ipairs(self._handles) do h:close() end
   self._handles = {}
 end

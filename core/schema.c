@@ -83,12 +83,14 @@ tide_schema_t *tide_schema_new(void) {
 }
 
 tide_schema_t *tide_schema_ref(tide_schema_t *s) {
-  if (s) s->refs++;
+  /* atomic: a file source's read-ahead thread (fileread.h) makes and frees
+   * batches of the schema while the loop thread does */
+  if (s) __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
   return s;
 }
 
 void tide_schema_unref(tide_schema_t *s) {
-  if (!s || --s->refs) return;
+  if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL)) return;
   for (uint32_t i = 0; i < s->nfields; i++) {
     free(s->fields[i].name);
     free(s->fields[i].default_json);
