@@ -44,6 +44,23 @@
 
 _Static_assert(TIDE_WRITER_ID_MAX == TIDE_WRITER_MAX, "one limit for writer ids");
 
+/* A block a read ended inside of (its rows past the read's `to` are the
+ * next read's first), checked (CRC and layout) by that read: where it is,
+ * its length, its stored CRC and column count. Later reads of the topic
+ * (the next one starts in it) do not check it again while the block at
+ * that place has that length and stored CRC: a streaming source whose
+ * batches cut blocks checks each block once, as one long read does (which
+ * also trusts the page cache for bytes it checked once). One slot per
+ * partition modulo SEEN_BLOCKS; readers run on the loop thread only. */
+typedef struct tide_seen_block {
+  int used;
+  uint32_t part, ncols, len, crc;
+  uint64_t seg_base;
+  size_t pos;
+} tide_seen_block_t;
+
+#define SEEN_BLOCKS 4 /* slots, by partition modulo */
+
 struct tide_topic {
   tide_store_t *s;
   tide_topic_t *next;
@@ -53,6 +70,7 @@ struct tide_topic {
   tide_schema_t **schemas;  /* [version - 1], loaded on demand */
   uint32_t nschemas;
   tide_topic_info_t info;
+  tide_seen_block_t seen[SEEN_BLOCKS];
 };
 
 struct tide_store {
@@ -1663,7 +1681,17 @@ int tide_reader_next(tide_reader_t *r, tide_batch_t **out, uint32_t *partition, 
       r->expect += h.count;
       continue;
     }
-    if ((rc = tide_block_check(p, r->map->len - r->pos, &h, err))) return corrupt(r, err, rc, err ? err->msg : "bad block");
+    tide_seen_block_t *sb = &r->t->seen[r->part % SEEN_BLOCKS];
+    uint32_t crc; /* the stored CRC, compared as it is (its byte order does not matter) */
+    memcpy(&crc, p + 8, 4);
+    if (sb->used && sb->part == r->part && sb->seg_base == r->seg->base && sb->pos == r->pos && sb->len == h.len &&
+        sb->crc == crc) {
+      h.ncols = sb->ncols; /* checked by the read that cut it (see tide_seen_block_t) */
+    } else {
+      if ((rc = tide_block_check(p, r->map->len - r->pos, &h, err))) return corrupt(r, err, rc, err ? err->msg : "bad block");
+      if (want_hi < hi) /* the next read starts in this block */
+        *sb = (tide_seen_block_t){1, r->part, h.ncols, h.len, crc, r->seg->base, r->pos};
+    }
     r->pos += h.len;
     r->expect += h.count;
     if (h.schema_version == 0 || h.schema_version > r->nschemas)

@@ -513,11 +513,91 @@ static void test_append_batch(void) {
   T_EQ_INT(t_count_fds(), fds);
 }
 
+/* Rows [from, to) of partition 0 read into *rows (each compared with
+ * make_rows' row at its offset); returns tide_reader_next's last code. */
+static int read_range(tide_topic_t *t, const tide_batch_t *want, uint64_t from, uint64_t to, tide_err_t *err) {
+  tide_read_opts_t o;
+  tide_read_opts_init(&o);
+  o.from = from;
+  o.to = to;
+  tide_reader_t *r;
+  T_EQ_INT(tide_reader_open(t, &o, &r, err), 0);
+  tide_batch_t *b;
+  uint32_t part;
+  const uint64_t *offs;
+  uint64_t next = from;
+  int rc;
+  while ((rc = tide_reader_next(r, &b, &part, &offs, err)) == 1) {
+    for (uint32_t i = 0; i < b->nrows; i++) {
+      T_EQ_INT(offs[i], next++);
+      rows_equal(b, i, want, (uint32_t)offs[i]);
+    }
+    tide_batch_free(b);
+  }
+  if (rc == 0) T_EQ_INT(next, to);
+  tide_reader_close(r);
+  return rc;
+}
+
+/* Reads that cut one block (a streaming source's batches) give the rows of
+ * one read; the block is checked once, but only while its stored CRC is
+ * the one checked: a block changed since is checked again. */
+static void test_cut_blocks(void) {
+  int fds = t_count_fds();
+  snprintf(dir, sizeof dir, "/tmp/tide-ctest-cut-%d", (int)getpid());
+  rm_rf(dir);
+  tide_store_t *st;
+  tide_err_t err = {0, ""};
+  tide_store_opts_t so = {0, 0, NULL};
+  T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
+  tide_schema_t *s = test_schema();
+  tide_topic_opts_t to = {0};
+  to.partitions = 1;
+  to.schema = s;
+  to.retention_ms = -1;
+  to.retention_bytes = -1;
+  to.segment_bytes = 1 << 20;
+  to.segment_ms = -1;
+  T_EQ_INT(tide_store_create_topic(st, "c", &to, &err), 0);
+  tide_topic_t *t;
+  T_EQ_INT(tide_store_topic(st, "c", &t, &err), 0);
+  tide_batch_t *b = make_rows(s, 100, 1000);
+  tide_append_t *a;
+  tide_range_t rg[1];
+  uint32_t nr;
+  T_EQ_INT(tide_append_begin(t, &a, &err), 0);
+  T_EQ_INT(tide_append_rows(a, b, 0, 100, -1, &err), 0);
+  T_EQ_INT(tide_append_commit(a, rg, &nr, &err), 0);
+  T_EQ_INT(read_range(t, b, 0, 37, &err), 0);
+  T_EQ_INT(read_range(t, b, 37, 61, &err), 0);
+  T_EQ_INT(read_range(t, b, 61, 100, &err), 0);
+  T_EQ_INT(read_range(t, b, 0, 100, &err), 0);
+  T_EQ_INT(read_range(t, b, 0, 50, &err), 0);
+  /* the block's stored CRC changes on disk: the next read checks it again */
+  char path[512];
+  snprintf(path, sizeof path, "%s/topics/1/p0/%020llu.seg", dir, 0ULL);
+  int fd = open(path, O_RDWR);
+  T_CHECK(fd >= 0);
+  unsigned char c;
+  T_EQ_INT(pread(fd, &c, 1, TIDE_SEG_HEADER + 8), 1);
+  c ^= 0x40;
+  T_EQ_INT(pwrite(fd, &c, 1, TIDE_SEG_HEADER + 8), 1);
+  close(fd);
+  T_EQ_INT(read_range(t, b, 50, 100, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "block checksum mismatch") != NULL);
+  tide_batch_free(b);
+  tide_schema_unref(s);
+  tide_store_close(st);
+  rm_rf(dir);
+  T_EQ_INT(t_count_fds(), fds);
+}
+
 int main(void) {
   T_RUN(test_block_roundtrip);
   T_RUN(test_block_corruption);
   T_RUN(test_store);
   T_RUN(test_writers);
   T_RUN(test_append_batch);
+  T_RUN(test_cut_blocks);
   T_DONE();
 }
