@@ -37,6 +37,17 @@
 -- whole), counted from `start`, the end of the last batch, which the engine
 -- passes to latest_offset.
 --
+-- Reading: get_batch hands the batch's ranges to core.file_read
+-- (core/fileread.c: pread in 4 MiB chunks, decoded in C), and a cut for
+-- max_bytes_per_trigger is found by core.file_cut reading backwards from
+-- the budget's end. With workers > 1 the next batch is read ahead: once a
+-- batch is read, the source plans the next one from its end over the
+-- entries logged so far (_plan, what latest_offset returns when nothing
+-- new is logged meanwhile) and starts its read on a thread; get_batch
+-- takes it when the engine asks for exactly those offsets, and drops it
+-- otherwise. It has no effect but memory: the engine still logs each
+-- batch's offsets before running it, and a restart reads afresh.
+--
 -- The sink.
 --
 -- Batch N is written to `path/.part-<N>-0000.<ext>.tmp`, fsynced, and
