@@ -1,8 +1,10 @@
 /*
  * test_crc32c.c: CRC-32C check values, chaining, and agreement of the
- * hardware and table paths over every length and alignment.
+ * hardware and table paths over every length and alignment, and over
+ * random buffers and lengths up to 256 KiB chained in random pieces.
  */
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "crc32c.h"
 #include "t.h"
@@ -35,8 +37,36 @@ static void test_chaining_and_paths(void) {
   T_EQ_INT(bad_sw, 0);
 }
 
+/* Random buffers of random lengths (up to 256 KiB) at random alignments,
+ * in random pieces: the hardware path (when the CPU has SSE4.2) and the
+ * table give the same CRC. */
+static void test_random_buffers(void) {
+  enum { MAX = 256 * 1024 };
+  unsigned char *buf = malloc(MAX + 8);
+  uint32_t x = 99991;
+  int bad = 0;
+  for (int round = 0; round < 300; round++) {
+    size_t off = (x = x * 1103515245u + 12345u) >> 16 & 7;
+    size_t n = round < 100 ? ((x = x * 1103515245u + 12345u) >> 8) % 4096
+                           : ((x = x * 1103515245u + 12345u) >> 4) % MAX;
+    for (size_t i = 0; i < n; i++) buf[off + i] = (unsigned char)((x = x * 1103515245u + 12345u) >> 16);
+    uint32_t sw = tide_crc32c_sw(0, buf + off, n), hw = 0;
+    size_t at = 0;
+    while (at < n) { /* the hardware path, chained over random pieces */
+      size_t k = ((x = x * 1103515245u + 12345u) >> 8) % (n - at + 1);
+      if (k == 0) k = 1;
+      hw = tide_crc32c(hw, buf + off + at, k);
+      at += k;
+    }
+    bad += hw != sw || tide_crc32c(0, buf + off, n) != sw;
+  }
+  free(buf);
+  T_EQ_INT(bad, 0);
+}
+
 int main(void) {
   T_RUN(test_check_value);
   T_RUN(test_chaining_and_paths);
+  T_RUN(test_random_buffers);
   T_DONE();
 }
