@@ -172,6 +172,35 @@ describe("workers", function()
     assert.are.same(one.ck, four.ck)
   end)
 
+  it("drops a read ahead that a file arriving meanwhile makes wrong, and gives one worker's batches", function()
+    -- batch 0 reads 2 MB of a.jsonl (3.6 MB); the rest of it is read
+    -- ahead (with workers > 1); the sink of batch 0 then writes b.jsonl, so
+    -- batch 1 is planned over both files and the read ahead is not its bytes
+    local function run(workers)
+      tide.config { workers = workers }
+      local dir = string.format("%s/ahead-%d", base, workers)
+      os.execute("mkdir -p '" .. dir .. "/in'")
+      write_file(dir .. "/in/a.jsonl", events(0, 50000))
+      local seen = {}
+      local q = tide.read_stream("file", { path = dir .. "/in/*.jsonl", format = "json", schema = SCHEMA,
+        final_line_wait = 0, max_bytes_per_trigger = 2000000 })
+        :select("device", "signal")
+        :write_stream(function(id, rows)
+          local sum = 0
+          for _, r in ipairs(rows) do sum = sum + r.signal end
+          seen[#seen + 1] = string.format("%d: %d rows, %s..%s, sum %d", id, #rows, rows[1].device,
+            rows[#rows].device, sum)
+          if id == 0 then write_file(dir .. "/in/b.jsonl", events(50000, 20000)) end
+        end, { checkpoint = dir .. "/ck", trigger = "available_now" })
+      q:process_all_available()
+      q:stop()
+      return seen
+    end
+    local one = run(1)
+    assert.are.equal(3, #one) -- 2 MB, then the rest of a.jsonl and the start of b.jsonl, then the rest
+    assert.are.same(one, run(4))
+  end)
+
   it("fails on the same bad record, with the same file and line, as one worker does", function()
     -- one bad record, at line 45,001 of about 60,000: in a later part
     local path = base .. "/one-bad.jsonl"
