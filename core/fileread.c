@@ -204,12 +204,19 @@ static void run(tide_fread_t *r, struct tide_pool *pool) {
 }
 
 static void *thread_main(void *arg) {
-  run(arg, NULL); /* the pool is the loop thread's: this thread decodes alone */
+  tide_fread_t *r = arg;
+  /* the loop thread's pool is its own: a read of its own pool (when it
+   * cannot start one, this thread decodes alone) */
+  tide_pool_t *pool = NULL;
+  if (r->threads > 1 && tide_pool_open(r->threads, &pool)) pool = NULL;
+  run(r, pool);
+  tide_pool_close(pool);
   return NULL;
 }
 
-int tide_fread_start(tide_fread_t *r) {
+int tide_fread_start(tide_fread_t *r, int threads) {
   if (r->state != 0) return 0;
+  r->threads = threads < 1 ? 1 : threads > TIDE_POOL_MAX ? TIDE_POOL_MAX : threads;
   int rc = pthread_create(&r->thread, NULL, thread_main, r);
   if (rc) return -rc;
   r->state = 1;

@@ -14,8 +14,9 @@
  * gives: the batches (empty ones dropped), the records dropped, the dead
  * records (with their range), and each range's line number after its end.
  *
- * Threads. tide_fread_start runs the read on a new thread; the caller may
- * then do anything but touch the read until tide_fread_wait has joined it.
+ * Threads. tide_fread_start runs the read on a new thread (with a pool of
+ * its own: the caller's pool stays the caller's); the caller may then do
+ * anything but touch the read until tide_fread_wait has joined it.
  * A read that was not started runs in tide_fread_wait, on the caller, over
  * the pool given there (NULL: one thread). The reading thread touches only
  * the read's own memory and the schema's reference count (atomic): it
@@ -85,7 +86,8 @@ typedef struct tide_fread {
   int64_t left;  /* TIDE_FREAD_UNFINISHED: its bytes; TIDE_FREAD_SHORT: the bytes read */
   tide_err_t err;
   /* the thread */
-  int state; /* 0 new, 1 started, 2 done */
+  int state;   /* 0 new, 1 started, 2 done */
+  int threads; /* of the started read's pool */
   pthread_t thread;
 } tide_fread_t;
 
@@ -97,9 +99,11 @@ tide_fread_t *tide_fread_new(tide_schema_t *s, const tide_decode_opts_t *o);
  * first line is a CSV header. Only before start / wait. 0 or -ENOMEM. */
 int tide_fread_add(tide_fread_t *r, const char *path, int64_t from, int64_t to, int64_t line, int header);
 
-/* Run the read on a thread of its own. 0, or the -errno of pthread_create
- * (the read then runs in tide_fread_wait). Once only. */
-int tide_fread_start(tide_fread_t *r);
+/* Run the read on a thread of its own, decoding over a pool of its own of
+ * `threads` threads (that thread and threads - 1 workers; 1: alone). 0, or
+ * the -errno of pthread_create (the read then runs in tide_fread_wait).
+ * Once only. */
+int tide_fread_start(tide_fread_t *r, int threads);
 
 /* Wait for a started read to finish, or run one not started here, over
  * pool (NULL: on this thread alone). Afterwards r->kind says how it went.

@@ -228,8 +228,9 @@ static int fread_close(lua_State *L) {
  *   -> tide.FileRead
  * A read of the ranges (fileread.h), decoded with opts as core.decode's
  * (bad, sep, ignore_unknown, multi_line). With thread true it starts on a
- * thread of its own at once (when the thread cannot start it runs in
- * result()); else it runs in result(), on the caller and the worker pool. */
+ * thread of its own at once, decoding over as many threads as the worker
+ * pool has (when the thread cannot start it runs in result()); else it
+ * runs in result(), on the caller and the worker pool. */
 static int l_file_read(lua_State *L) {
   tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
   o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);
@@ -256,7 +257,7 @@ static int l_file_read(lua_State *L) {
     if (tide_fread_add(u->r, path, from, to, line, lua_toboolean(L, -1))) return luaL_error(L, "out of memory");
     lua_pop(L, 6);
   }
-  if (thread) tide_fread_start(u->r); /* on failure it runs in result() */
+  if (thread) tide_fread_start(u->r, tide_pool_threads(tide_l_pool(L))); /* on failure it runs in result() */
   return 1;
 }
 

@@ -135,7 +135,7 @@ static void test_threaded_and_inline_agree(void) {
       T_EQ_INT(tide_fread_add(r, path, (int64_t)from, (int64_t)mid, line, 0), 0);
       T_EQ_INT(tide_fread_add(r, path, (int64_t)mid, (int64_t)to, e1.end_line, 0), 0);
       if (way == 3) {
-        T_EQ_INT(tide_fread_start(r), 0);
+        T_EQ_INT(tide_fread_start(r, 1 + round % 3), 0);
         /* meanwhile this thread makes and frees batches of the same schema,
          * as the loop thread does while a read runs ahead */
         for (int i = 0; i < 2000; i++) tide_batch_free(tide_batch_new(s, 16));
@@ -153,7 +153,7 @@ static void test_threaded_and_inline_agree(void) {
   tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_DROP, ',', 0, 0};
   tide_fread_t *r = tide_fread_new(s, &o);
   T_EQ_INT(tide_fread_add(r, path, 0, (int64_t)len, 1, 0), 0);
-  T_EQ_INT(tide_fread_start(r), 0);
+  T_EQ_INT(tide_fread_start(r, 2), 0);
   tide_fread_free(r);
   for (int i = 0; i < 3; i++) tide_pool_close(pools[i]);
   tide_schema_unref(s);
@@ -171,7 +171,7 @@ static void test_header_and_failures(void) {
   tide_decode_opts_t o = {TIDE_FMT_CSV, TIDE_BAD_FAIL, ',', 0, 0};
   tide_fread_t *r = tide_fread_new(s, &o);
   T_EQ_INT(tide_fread_add(r, path, 0, (int64_t)sizeof csv - 1, 1, 1), 0);
-  T_EQ_INT(tide_fread_start(r), 0);
+  T_EQ_INT(tide_fread_start(r, 2), 0);
   tide_fread_wait(r, NULL);
   T_EQ_INT(r->kind, TIDE_FREAD_OK);
   T_EQ_INT(r->nbatches, 1);
@@ -193,7 +193,7 @@ static void test_header_and_failures(void) {
   /* a file shorter than its range */
   r = tide_fread_new(s, &o);
   T_EQ_INT(tide_fread_add(r, path, 4, 100, 2, 0), 0);
-  T_EQ_INT(tide_fread_start(r), 0);
+  T_EQ_INT(tide_fread_start(r, 2), 0);
   tide_fread_wait(r, NULL);
   T_EQ_INT(r->kind, TIDE_FREAD_SHORT);
   T_EQ_INT(r->left, (long)(sizeof csv - 1 - 4));
