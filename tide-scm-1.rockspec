@@ -69,6 +69,7 @@ build = {
     ["tide.core"] = {
       sources = {
         "core/agg.c", "core/batch.c", "core/catalog.c", "core/ckpt.c", "core/crc32c.c", "core/csv.c", "core/decode.c",
+        "core/fileread.c",
         "core/err.c", "core/expr.c", "core/http.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/kafka.c",
         "core/kafka_sink.c", "core/kgroup.c", "core/loop.c", "core/pg.c", "core/pool.c", "core/rate.c",
         "core/registry.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sjoin.c", "core/sort.c",
