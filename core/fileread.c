@@ -37,7 +37,12 @@ int tide_fread_add(tide_fread_t *r, const char *path, int64_t from, int64_t to, 
   }
   char *p = strdup(path);
   if (!p) return -ENOMEM;
-  r->ranges[r->nranges++] = (tide_fread_range_t){p, from, to, line, header, line};
+  tide_fread_range_t *g = &r->ranges[r->nranges++];
+  g->path = p; /* the read's now */
+  g->from = from;
+  g->to = to;
+  g->line = g->end_line = line;
+  g->header = header;
   return 0;
 }
 

@@ -24,7 +24,7 @@
 
 static tide_schema_t *schema(const char *ddl) {
   tide_schema_t *s = NULL;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   if (tide_schema_parse_ddl(ddl, strlen(ddl), &s, &err)) fprintf(stderr, "%s\n", err.msg);
   return s;
 }
@@ -68,7 +68,7 @@ static void reference(tide_schema_t *s, const tide_decode_opts_t *o, const char 
                       expect_t *e) {
   memset(e, 0, sizeof *e);
   tide_decoder_t *d = NULL;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   tide_decoder_open(s, o, &d, &err);
   size_t pos = 0;
   e->end_line = line;
@@ -243,13 +243,13 @@ static void test_cut(void) {
     if (p + budget >= to) budget = to - p; /* the source asks for a cut only inside an entry */
     int must = i % 2;
     int64_t cut;
-    tide_err_t err;
+    tide_err_t err = {0, ""};
     T_EQ_INT(tide_file_cut(path, p, budget, must, to, &cut, &err), 0);
     bad += cut != slow_cut(b.data, p, budget, must, to);
   }
   T_EQ_INT(bad, 0);
   int64_t cut;
-  tide_err_t err;
+  tide_err_t err = {0, ""};
   T_EQ_INT(tide_file_cut("/nonexistent/tide-cut", 0, 10, 1, 20, &cut, &err), -ENOENT);
   T_EQ_STR(err.msg, strerror(ENOENT));
   tide_buf_free(&b);
