@@ -551,16 +551,7 @@ static void test_cut_blocks(void) {
   tide_store_opts_t so = {0, 0, NULL};
   T_EQ_INT(tide_store_open(dir, &so, &st, &err), 0);
   tide_schema_t *s = test_schema();
-  tide_topic_opts_t to = {0};
-  to.partitions = 1;
-  to.schema = s;
-  to.retention_ms = -1;
-  to.retention_bytes = -1;
-  to.segment_bytes = 1 << 20;
-  to.segment_ms = -1;
-  T_EQ_INT(tide_store_create_topic(st, "c", &to, &err), 0);
-  tide_topic_t *t;
-  T_EQ_INT(tide_store_topic(st, "c", &t, &err), 0);
+  tide_topic_t *t = fresh_topic(st, "c", s, 1);
   tide_batch_t *b = make_rows(s, 100, 1000);
   tide_append_t *a;
   tide_range_t rg[1];
