@@ -2478,6 +2478,9 @@ typedef struct par_task {
   tide_col_t *cols;  /* the view's columns */
   uint32_t *offs;    /* the view's string offsets, rebased to 0 */
   uint8_t **bits;    /* a range starting inside a byte: the view's NULL bitmaps */
+  tide_schema_t *schema; /* the view's: a copy of the input's, since the
+                          * batches a task makes count references to it
+                          * (not atomically) */
   uint32_t *sel;     /* with in->select: its entries in the range, rebased */
   uint32_t nsel;
   tide_agg_output_t out;
@@ -2531,7 +2534,7 @@ static int make_view(par_task_t *t) {
       d->values = (char *)s->values + (size_t)t->r0 * (s->type == TIDE_T_BOOL ? 1 : 8);
     }
   }
-  t->view.schema = b->schema;
+  t->view.schema = t->schema;
   t->view.nrows = t->view.cap = len;
   t->view.cols = t->cols;
   if (t->in->select) { /* the entries in [r0, r1): the selection ascends */
@@ -2707,7 +2710,15 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
     if (in->late_col >= 0 && !a->parts[i]->late_keys && tide_agg_new(a->keys, NULL, 0, &a->parts[i]->late_keys, err))
       return 1;
   par_task_t *t = calloc(nt, sizeof *t);
-  if (!t) return 1;
+  tide_buf_t sb = TIDE_BUF_INIT;
+  int bad = !t || tide_schema_encode(in->batch->schema, &sb);
+  for (uint32_t i = 0; !bad && i < nt; i++) bad = tide_schema_decode(sb.data, sb.len, &t[i].schema, err) != 0;
+  tide_buf_free(&sb);
+  if (bad) {
+    for (uint32_t i = 0; t && i < nt; i++) tide_schema_unref(t[i].schema);
+    free(t);
+    return 1;
+  }
   for (uint32_t i = 0; i < nt; i++) {
     t[i].in = in;
     t[i].part = a->parts[i];
@@ -2751,8 +2762,10 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
     if (!rc && !lost) rc = tide_err_set(err, -ENOMEM, "out of memory");
     for (uint32_t i = 0; !rc && i < nt; i++)
       if (t[i].out.lost) lost[nl++] = t[i].out.lost;
-    if (!rc && nl == 1) {
+    if (!rc && nl == 1) { /* on the input's schema, not the task's copy */
       out->lost = lost[0];
+      tide_schema_unref(out->lost->schema);
+      out->lost->schema = tide_schema_ref(in->batch->schema);
       for (uint32_t i = 0; i < nt; i++)
         if (t[i].out.lost == out->lost) t[i].out.lost = NULL;
     } else if (!rc && nl > 1 && (rc = tide_batch_concat(lost, nl, in->batch->schema, &out->lost))) {
@@ -2767,6 +2780,7 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
     free(t[i].bits);
     free(t[i].cols);
     free(t[i].offs);
+    tide_schema_unref(t[i].schema);
     free(t[i].sel);
   }
   free(t);
