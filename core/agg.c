@@ -169,6 +169,7 @@ struct tide_agg {
   double avg_abs;        /* sum of |x| over every int x averaged, plus |sum| of every restored average */
   int no_par;            /* avg_abs passed AVG_EXACT: pushes stay on one thread */
   uint64_t par_pushes;   /* pushes that ran on the pool */
+  uint32_t nvar;         /* string/json key columns */
   tide_agg_t **parts;    /* one partial aggregation per task, kept between pushes */
   uint32_t nparts;
   tide_agg_t *late_keys; /* in a partial: the keys of its late rows (no aggregate) */
@@ -281,6 +282,7 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
   for (uint32_t k = 0; k < a->nkeys; k++) {
     a->kc[k].type = keys->fields[k].type;
     a->kc[k].off = (uint32_t)off;
+    a->nvar += is_var(a->kc[k].type);
     off += is_var(a->kc[k].type) ? 16 : 8;
   }
   a->nulloff = off;
@@ -861,6 +863,7 @@ static int ensure_scratch(tide_agg_t *a, uint32_t n) {
 }
 
 static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tide_err_t *err);
+static int lookup_missing(tide_agg_t *a, uint64_t *miss, uint32_t m, tide_err_t *err);
 
 /* The update of checked input; created (n bytes, or NULL) gets 1 for each
  * row that created its group. Groups only in the store are loaded first
@@ -2657,10 +2660,138 @@ static int count_late(const tide_agg_t *a, tide_agg_t *const *parts, uint32_t np
   return rc;
 }
 
+/* 1 when group g of a has the key of partial s's record prec (s has a's
+ * layout; its long strings live in its own arena). */
+static inline int rec_key_eq(const tide_agg_t *a, uint32_t g, const tide_agg_t *s, const unsigned char *prec) {
+  const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  if (!a->nvar) return !memcmp(rec, prec, a->nulloff + a->nkeys); /* canonical bytes: zeroed, then filled */
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const kcol_t *kc = &a->kc[k];
+    const unsigned char *v = rec + kc->off, *w = prec + kc->off;
+    if (rec[a->nulloff + k] != prec[a->nulloff + k]) return 0;
+    if (rec[a->nulloff + k]) continue;
+    if (!is_var(kc->type)) {
+      if (memcmp(v, w, 8)) return 0;
+      continue;
+    }
+    uint32_t len;
+    memcpy(&len, v, 4);
+    if (len <= INLINE) {
+      if (memcmp(v, w, 16)) return 0; /* length and inline bytes, zero padded */
+      continue;
+    }
+    uint64_t at, atw;
+    memcpy(&at, v + 8, 8);
+    memcpy(&atw, w + 8, 8);
+    if (memcmp(v, w, 8) || memcmp(a->arena.data + at, s->arena.data + atw, len)) return 0;
+  }
+  return 1;
+}
+
+/* Make partial s's key record prec the new group a->ngroups (hash hv),
+ * as add_group does for a row; room is made. 0 or -ENOMEM. */
+static int add_group_rec(tide_agg_t *a, const tide_agg_t *s, const unsigned char *prec, uint64_t hv) {
+  uint32_t g = a->ngroups;
+  unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  memset(rec, 0, a->krec_size);
+  memcpy(rec, prec, a->nulloff + a->nkeys);
+  for (uint32_t k = 0; a->nvar && k < a->nkeys; k++) { /* long strings: into a's arena */
+    unsigned char *v = rec + a->kc[k].off;
+    uint32_t len;
+    if (!is_var(a->kc[k].type) || rec[a->nulloff + k] || (memcpy(&len, v, 4), len <= INLINE)) continue;
+    uint64_t at = a->arena.len, atw;
+    memcpy(&atw, v + 8, 8);
+    int rc = tide_buf_append(&a->arena, s->arena.data + atw, len);
+    if (rc) return rc;
+    memcpy(v + 8, &at, 8);
+  }
+  a->ghash[g] = hv;
+  if (a->slot) memset(a->states + (size_t)g * a->slot, 0, a->slot);
+  a->sid[g] = a->next_sid++;
+  a->ngroups = g + 1;
+  return 0;
+}
+
+/* The groups of partials parts[0..np), in order, found or created in a
+ * as find_groups finds or creates them for rows (touched; old ones put
+ * on the dirty list for mark_dirty), each partial group's states folded
+ * into its group as it is found. 0, -ENOMEM or TIDE_ETOOBIG. */
+static int fold_groups(tide_agg_t *a, tide_agg_t *const *parts, uint32_t np) {
+  size_t mask = a->tcap - 1;
+  uint32_t g0 = a->ngroups;
+  int track = a->ndirty < g0, rc = 0;
+  for (uint32_t p = 0; p < np; p++) {
+    const tide_agg_t *s = parts[p];
+    const uint64_t *h = s->ghash;
+    for (uint32_t pg = 0, n = s->ngroups; pg < n; pg++) {
+      if (pg + PREFETCH < n) __builtin_prefetch(&a->tab[h[pg + PREFETCH] & mask]);
+      if (pg + PREFETCH / 2 < n) {
+        uint64_t e2 = a->tab[h[pg + PREFETCH / 2] & mask];
+        if (e2) {
+          __builtin_prefetch(a->krec + ((uint32_t)e2 - 1) * a->krec_size);
+          __builtin_prefetch(a->states + ((uint32_t)e2 - 1) * a->slot);
+        }
+      }
+      const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
+      uint64_t hv = h[pg], tag = hv >> 32 << 32, e;
+      size_t pos = hv & mask;
+      while ((e = a->tab[pos])) {
+        if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
+        pos = (pos + 1) & mask;
+      }
+      uint32_t g;
+      if (e) {
+        g = (uint32_t)e - 1;
+        if (track && g < g0 && !DFLAG(a, g)) {
+          DFLAG(a, g) = 1;
+          a->dirty[a->ndirty++] = g;
+        }
+      } else {
+        int grew;
+        g = a->ngroups;
+        if ((rc = room_for_group(a, &grew))) return rc;
+        if (grew) {
+          mask = a->tcap - 1;
+          pos = hv & mask;
+          while (a->tab[pos]) pos = (pos + 1) & mask;
+        }
+        if ((rc = add_group_rec(a, s, prec, hv))) return rc;
+        a->tab[pos] = tag | ((uint64_t)g + 1);
+      }
+      touch(a, g);
+      for (uint32_t i = 0; i < a->nspecs && !rc; i++) rc = merge_spec(a, &a->specs[i], g, s, pg, 0);
+      if (rc) return rc;
+    }
+  }
+  return 0;
+}
+
+/* Before folding: load the stored groups of the partials' keys that are
+ * not in memory, with one lookup (load_missing's, for key records). */
+static int load_missing_parts(tide_agg_t *a, tide_agg_t *const *parts, uint32_t np, uint32_t m, tide_err_t *err) {
+  if (!a->store || !a->spilled) return 0;
+  uint64_t *miss = malloc((size_t)m * sizeof *miss);
+  if (!miss) return tide_err_set(err, -ENOMEM, "out of memory");
+  uint32_t k = 0;
+  size_t mask = a->tcap - 1;
+  for (uint32_t p = 0; p < np; p++) {
+    const tide_agg_t *s = parts[p];
+    for (uint32_t pg = 0; pg < s->ngroups; pg++) {
+      uint64_t hv = s->ghash[pg], tag = hv >> 32 << 32, e;
+      const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
+      for (size_t pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask)
+        if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
+      if (!e) miss[k++] = hv;
+    }
+  }
+  int rc = lookup_missing(a, miss, k, err);
+  free(miss);
+  return rc;
+}
+
 /* Fold the partials of tasks t[0..nt) into a (the file comment above). */
 static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t *out, tide_err_t *err) {
   uint32_t pairs = 0, m = 0;
-  tide_batch_t *keys = NULL;
   for (uint32_t i = 0; i < nt; i++) {
     pairs += t[i].out.pushed + t[i].out.late_pairs;
     m += a->parts[i]->ngroups;
@@ -2668,22 +2799,12 @@ static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t
   /* as one thread: scratch for every pair, the spilled groups loaded, then the groups */
   if (pairs && ensure_scratch(a, pairs)) return tide_err_set(err, -ENOMEM, "out of memory");
   if (!m) return 0;
-  if (parts_keys(a, a->parts, nt, m, &keys)) return tide_err_set(err, -ENOMEM, "out of memory");
-  int rc = load_missing(a, keys, m, err);
-  if (rc) {
-    tide_batch_free(keys);
-    return rc;
-  }
+  int rc = load_missing_parts(a, a->parts, nt, m, err);
+  if (rc) return rc;
   uint32_t g0 = a->ngroups, d0 = a->ndirty;
-  rc = find_groups(a, keys, m);
-  tide_batch_free(keys);
+  rc = fold_groups(a, a->parts, nt);
   if (!rc) mark_dirty(a, g0, d0);
-  for (uint32_t i = 0, j = 0; !rc && i < nt; i++) {
-    const tide_agg_t *p = a->parts[i];
-    for (uint32_t g = 0; g < p->ngroups && !rc; g++, j++)
-      for (uint32_t s = 0; s < a->nspecs && !rc; s++) rc = merge_spec(a, &a->specs[s], a->gid[j], p, g, 0);
-    a->avg_abs += p->avg_abs;
-  }
+  for (uint32_t i = 0; !rc && i < nt; i++) a->avg_abs += a->parts[i]->avg_abs;
   if (rc) {
     a->poisoned = 1;
     return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
@@ -3165,14 +3286,18 @@ static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tid
   for (uint32_t i = 0; i < n; i++) {
     if (!probe(a, keys, i)) miss[m++] = a->h[i];
   }
-  int rc = 0;
-  if (m) {
-    qsort(miss, m, sizeof *miss, cmp_u64);
-    uint32_t u = 1;
-    for (uint32_t i = 1; i < m; i++)
-      if (miss[i] != miss[u - 1]) miss[u++] = miss[i];
-    rc = a->store->lookup(a->store->ctx, miss, u, load_rec, a, err);
-  }
+  int rc = lookup_missing(a, miss, m, err);
   free(miss);
   return rc;
+}
+
+/* Load the stored groups of the hashes miss[0..m) (sorted and made
+ * distinct here, in place), with one lookup. */
+static int lookup_missing(tide_agg_t *a, uint64_t *miss, uint32_t m, tide_err_t *err) {
+  if (!m) return 0;
+  qsort(miss, m, sizeof *miss, cmp_u64);
+  uint32_t u = 1;
+  for (uint32_t i = 1; i < m; i++)
+    if (miss[i] != miss[u - 1]) miss[u++] = miss[i];
+  return a->store->lookup(a->store->ctx, miss, u, load_rec, a, err);
 }
