@@ -2477,10 +2477,7 @@ typedef struct par_task {
   const tide_agg_input_t *in;
   tide_agg_t *part;
   uint32_t r0, r1;
-  tide_batch_t view; /* rows [r0, r1) of in->batch, borrowing its vectors */
-  tide_col_t *cols;  /* the view's columns */
-  uint32_t *offs;    /* the view's string offsets, rebased to 0 */
-  uint8_t **bits;    /* a range starting inside a byte: the view's NULL bitmaps */
+  tide_expr_range_t range; /* rows [r0, r1) of in->batch, borrowing its vectors */
   tide_schema_t *schema; /* the view's: a copy of the input's, since the
                           * batches a task makes count references to it
                           * (not atomically) */
@@ -2491,55 +2488,12 @@ typedef struct par_task {
   int rc;
 } par_task_t;
 
-/* NULLs among the first n bits of a validity bitmap. */
-static uint32_t count_nulls(const uint8_t *valid, uint32_t n) {
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < n / 8; i++) k += 8 - (uint32_t)__builtin_popcount(valid[i]);
-  for (uint32_t i = n & ~7u; i < n; i++) k += !((valid[i >> 3] >> (i & 7)) & 1);
-  return k;
-}
-
-/* t->view: rows [r0, r1) of the input as a batch that borrows its vectors
- * (NULL bitmaps copied when r0 is not a multiple of 8), with string
- * offsets rebased so that the view keeps batch.h's invariants. 0 or
+/* t->view: rows [r0, r1) of the input on the task's copy of its schema
+ * (tide_expr_range_open), and the selection's entries in the range. 0 or
  * -ENOMEM. */
 static int make_view(par_task_t *t) {
-  const tide_batch_t *b = t->in->batch;
-  uint32_t nf = b->schema->nfields, len = t->r1 - t->r0, nvar = 0;
-  for (uint32_t c = 0; c < nf; c++) nvar += is_var(b->cols[c].type) && b->cols[c].values;
-  if (!(t->cols = calloc(nf ? nf : 1, sizeof *t->cols))) return -ENOMEM;
-  if ((t->r0 & 7) && !(t->bits = calloc(nf ? nf : 1, sizeof *t->bits))) return -ENOMEM;
-  if (nvar && !(t->offs = malloc((size_t)nvar * (len + 1) * sizeof *t->offs))) return -ENOMEM;
-  uint32_t *o = t->offs;
-  for (uint32_t c = 0; c < nf; c++) {
-    const tide_col_t *s = &b->cols[c];
-    tide_col_t *d = &t->cols[c];
-    d->type = s->type;
-    if (s->valid && !(t->r0 & 7)) {
-      d->valid = s->valid + t->r0 / 8;
-    } else if (s->valid) { /* a range that starts inside a byte: its bits, shifted */
-      uint8_t *v = calloc(len / 8 + 1, 1);
-      if (!v) return -ENOMEM;
-      t->bits[c] = v;
-      for (uint32_t i = 0; i < len; i++) v[i >> 3] |= (uint8_t)(((s->valid[(t->r0 + i) >> 3] >> ((t->r0 + i) & 7)) & 1) << (i & 7));
-      d->valid = v;
-    }
-    if (d->valid) d->null_count = s->null_count ? count_nulls(d->valid, len) : 0;
-    if (!s->values) continue;
-    if (is_var(s->type)) {
-      const uint32_t *so = (const uint32_t *)s->values + t->r0;
-      for (uint32_t i = 0; i <= len; i++) o[i] = so[i] - so[0];
-      d->values = o;
-      d->data = s->data ? s->data + so[0] : NULL;
-      d->data_len = d->data_cap = o[len];
-      o += len + 1;
-    } else {
-      d->values = (char *)s->values + (size_t)t->r0 * (s->type == TIDE_T_BOOL ? 1 : 8);
-    }
-  }
-  t->view.schema = t->schema;
-  t->view.nrows = t->view.cap = len;
-  t->view.cols = t->cols;
+  int rc = tide_expr_range_open(&t->range, t->in->batch, t->schema, t->r0, t->r1);
+  if (rc) return rc;
   if (t->in->select) { /* the entries in [r0, r1): the selection ascends */
     const uint32_t *s = t->in->select;
     uint32_t lo = 0, hi = t->in->nselect, k;
@@ -2582,7 +2536,7 @@ static void par_run(void *arg, size_t i) {
     return;
   }
   tide_agg_input_t in = *t->in;
-  in.batch = &t->view;
+  in.batch = &t->range.view;
   in.pool = NULL;
   if (t->in->select) {
     in.select = t->sel;
@@ -2897,10 +2851,7 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
   for (uint32_t i = 0; i < nt; i++) {
     tide_batch_free(t[i].out.lost);
     tide_batch_free(t[i].out.created);
-    for (uint32_t c = 0; t[i].bits && c < in->batch->schema->nfields; c++) free(t[i].bits[c]);
-    free(t[i].bits);
-    free(t[i].cols);
-    free(t[i].offs);
+    tide_expr_range_close(&t[i].range);
     tide_schema_unref(t[i].schema);
     free(t[i].sel);
   }

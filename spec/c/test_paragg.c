@@ -11,7 +11,7 @@
  * pairs in several ranges, every aggregate that folds, the ones that stay
  * on one thread (sum of double, string min), avg of int past 2^52 (back to
  * one thread for good) and a failing expression (the error of one
- * thread). Run under ASan, TSan (make tsan) and helgrind (make helgrind);
+ * thread); and core.project / core.where over ranges. Run under ASan, TSan (make tsan) and helgrind (make helgrind);
  * every pool, aggregation and batch is closed at the end.
  */
 #include <stdint.h>
@@ -279,6 +279,44 @@ static void test_error_is_one_threads(void) {
   tide_schema_unref(ks);
 }
 
+/* core.project and core.where over ranges (expr.h, "on workers"): the
+ * same batch as one thread, and a failing range gives one thread's error. */
+static void test_project_where(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?, d double");
+  tide_schema_t *os = schema("k string?, x int?, y double, u string?, t timestamp?");
+  tide_batch_t *b = rows(in, 0, 40000, 0);
+  const char *texts[] = {"k", "v * 2 + 1", "d / 3", "upper(k)", "t"};
+  tide_expr_t *ex[5];
+  for (int i = 0; i < 5; i++) ex[i] = compile(texts[i], in);
+  tide_expr_t *cond = compile("v IS NULL OR v % 3 = 1", in), *bad = compile("CAST(v AS timestamp) IS NULL", in);
+  tide_err_t err = {0, ""};
+  tide_batch_t *one = NULL, *many = NULL;
+  for (int p = 0; p < 2; p++) {
+    T_EQ_INT(tide_expr_project_on(NULL, (const tide_expr_t *const *)ex, os, b, &one, &err), 0);
+    T_EQ_INT(tide_expr_project_on(pools[p], (const tide_expr_t *const *)ex, os, b, &many, &err), 0);
+    T_CHECK(one && one->nrows == 40000 && batch_eq(one, many));
+    tide_batch_free(one);
+    tide_batch_free(many);
+    T_EQ_INT(tide_expr_where_on(NULL, cond, b, &one, &err), 0);
+    T_EQ_INT(tide_expr_where_on(pools[p], cond, b, &many, &err), 0);
+    T_CHECK(one && one->nrows > 10000 && one->nrows < 30000 && batch_eq(one, many));
+    tide_batch_free(one);
+    tide_batch_free(many);
+  }
+  ((int64_t *)b->cols[2].values)[39990] = INT64_MAX / 2; /* not a valid time: in the last range */
+  tide_err_t e1 = {0, ""}, e2 = {0, ""};
+  T_EQ_INT(tide_expr_where_on(NULL, bad, b, &one, &e1), TIDE_ESCHEMA);
+  T_EQ_INT(tide_expr_where_on(pools[1], bad, b, &many, &e2), TIDE_ESCHEMA);
+  T_EQ_STR(e1.msg, e2.msg);
+  T_CHECK(!one && !many);
+  for (int i = 0; i < 5; i++) tide_expr_free(ex[i]);
+  tide_expr_free(cond);
+  tide_expr_free(bad);
+  tide_batch_free(b);
+  tide_schema_unref(in);
+  tide_schema_unref(os);
+}
+
 int main(void) {
   T_EQ_INT(tide_pool_open(2, &pools[0]), 0);
   T_EQ_INT(tide_pool_open(3, &pools[1]), 0);
@@ -287,6 +325,7 @@ int main(void) {
   T_RUN(test_tiny_ranges);
   T_RUN(test_one_thread_aggregates);
   T_RUN(test_error_is_one_threads);
+  T_RUN(test_project_where);
   tide_pool_close(pools[0]);
   tide_pool_close(pools[1]);
   T_DONE();
