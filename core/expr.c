@@ -2996,6 +2996,12 @@ typedef struct etask {
   int rc;
 } etask_t;
 
+/* 1 when e is a bare column of in (a projection copies it). */
+static int is_bare(const tide_expr_t *e, const tide_batch_t *in) {
+  int c = tide_expr_column(e);
+  return c >= 0 && (uint32_t)c < in->schema->nfields;
+}
+
 /* Column i of a projection of in: a copy of a bare column, else the
  * expression's value. */
 static int project_col(const tide_expr_t *e, const tide_batch_t *in, tide_col_t *out, tide_err_t *err) {
@@ -3025,7 +3031,8 @@ static void etask_run(void *arg, size_t i) {
     t->rc = -ENOMEM;
     return;
   }
-  for (uint32_t k = 0; k < t->ne && !t->rc; k++) t->rc = project_col(t->exprs[k], v, &t->cols[k], &t->err);
+  for (uint32_t k = 0; k < t->ne && !t->rc; k++) /* bare columns are copied whole by the caller */
+    if (!is_bare(t->exprs[k], v)) t->rc = tide_expr_eval(t->exprs[k], v, &t->cols[k], &t->err);
 }
 
 /* Tasks over ranges of in (nt of them, or 0: one thread does it). */
@@ -3061,6 +3068,38 @@ static void etasks_free(etask_t *t, uint32_t nt) {
   free(t);
 }
 
+/* out = column k of the ranges of tasks t[0..nt), in order (n rows of
+ * type ty). 0 or -ENOMEM. */
+static int join_cols(const etask_t *t, uint32_t nt, uint32_t k, tide_type_t ty, uint32_t n, tide_col_t *out) {
+  int rc = tide_col_init(out, ty, n);
+  if (rc) return rc;
+  if (var_type(ty)) {
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < nt; i++) bytes += t[i].cols[k].data_len;
+    if (bytes > TIDE_BATCH_MAX_DATA) return TIDE_ETOOBIG;
+    if (bytes && !(out->data = malloc(bytes))) return -ENOMEM;
+    out->data_cap = bytes;
+  }
+  size_t w = ty == TIDE_T_BOOL ? 1 : 8;
+  for (uint32_t i = 0, at = 0; i < nt; i++) {
+    const tide_col_t *c = &t[i].cols[k];
+    uint32_t len = t[i].hi - t[i].lo;
+    if (var_type(ty)) {
+      uint32_t *o = out->values, base = (uint32_t)out->data_len;
+      const uint32_t *co = c->values;
+      for (uint32_t r = 1; r <= len; r++) o[at + r] = base + co[r];
+      if (c->data_len) memcpy(out->data + base, c->data, c->data_len);
+      out->data_len += c->data_len;
+    } else if (len) {
+      memcpy((char *)out->values + (size_t)at * w, c->values, (size_t)len * w);
+    }
+    for (uint32_t r = 0; c->valid && c->null_count && r < len && !rc; r++)
+      if (tide_col_is_null(c, r)) rc = tide_col_set_null(out, at + r, n);
+    at += len;
+  }
+  return rc;
+}
+
 int tide_expr_project_on(tide_pool_t *pool, const tide_expr_t *const *exprs, tide_schema_t *s,
                          const tide_batch_t *in, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
@@ -3072,20 +3111,21 @@ int tide_expr_project_on(tide_pool_t *pool, const tide_expr_t *const *exprs, tid
       t[i].exprs = exprs;
       t[i].ne = ne;
     }
-    if (!etasks_run(pool, t, nt, in)) { /* the ranges' columns as batches, joined in order */
-      tide_batch_t **parts = calloc(nt, sizeof *parts);
-      for (uint32_t i = 0; parts && i < nt && !rc; i++) {
-        parts[i] = tide_batch_adopt(s, t[i].hi - t[i].lo, t[i].cols); /* frees them on failure */
-        free(t[i].cols);
-        t[i].cols = NULL;
-        if (!parts[i]) rc = -ENOMEM;
-      }
-      if (!parts) rc = -ENOMEM;
-      if (!rc) rc = tide_batch_concat_on(pool, parts, nt, s, out);
-      for (uint32_t i = 0; parts && i < nt; i++) tide_batch_free(parts[i]);
-      free(parts);
+    if (!etasks_run(pool, t, nt, in)) { /* the ranges' columns joined in order, bare columns copied */
+      tide_col_t *cols = calloc(ne ? ne : 1, sizeof *cols);
+      rc = cols ? 0 : -ENOMEM;
+      for (uint32_t k = 0; k < ne && !rc; k++)
+        rc = is_bare(exprs[k], in) ? tide_col_copy(&in->cols[tide_expr_column(exprs[k])], in->nrows, &cols[k])
+                                   : join_cols(t, nt, k, s->fields[k].type, in->nrows, &cols[k]);
       etasks_free(t, nt);
-      return rc ? tide_err_set(err, rc, "%s", rc == -ENOMEM ? "out of memory" : tide_strerror(rc)) : 0;
+      if (rc) {
+        for (uint32_t k = 0; cols && k < ne; k++) tide_col_free(&cols[k]);
+        free(cols);
+        return tide_err_set(err, rc, "out of memory");
+      }
+      *out = tide_batch_adopt(s, in->nrows, cols); /* frees the columns on failure */
+      free(cols);
+      return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
     }
     etasks_free(t, nt);
   }
