@@ -228,6 +228,7 @@ typedef struct part {
   char *topic;
   int32_t partition;
   int assigned;
+  int leader_known; /* the fetching client has asked for its topic's metadata */
   int64_t cover, next;
   rd_kafka_message_t **held; /* held[head..n) */
   size_t head, n, cap;
@@ -680,6 +681,26 @@ static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
 static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)r->nparts);
   if (!l) return -ENOMEM;
+  /* A partition of a topic the fetching client has no metadata for yet
+   * starts fetching only when librdkafka's topic scan (once a second) asks
+   * for its leader, unless the client's connection came up after the
+   * assign: so ask for it first, once per topic (a second of the first
+   * batch, measured; bench/RESULTS.md, Kafka). The handles live until the
+   * assign has the partitions. */
+  rd_kafka_topic_t *known[16];
+  size_t nknown = 0;
+  for (size_t i = 0; i < r->nparts; i++) {
+    part_t *p = &r->parts[i];
+    if (!p->assigned || p->leader_known || nknown == sizeof known / sizeof *known) continue;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, p->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    /* a failure here is no error: librdkafka then finds the leader itself */
+    if (rkt && !rd_kafka_metadata(r->rk, 0, rkt, &md, r->o.timeout_ms < 5000 ? r->o.timeout_ms : 5000))
+      rd_kafka_metadata_destroy(md);
+    if (rkt) known[nknown++] = rkt;
+    for (size_t j = i; j < r->nparts; j++)
+      if (!strcmp(r->parts[j].topic, p->topic)) r->parts[j].leader_known = 1;
+  }
   for (size_t i = 0; i < r->nparts; i++) {
     part_t *p = &r->parts[i];
     if (!p->assigned) continue;
@@ -687,6 +708,7 @@ static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
   }
   rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
+  for (size_t i = 0; i < nknown; i++) rd_kafka_topic_destroy(known[i]);
   char t[256];
   if (e) return tide_err_set(err, -EIO, "assign: %s", tide_kafka_errtext(e, t, sizeof t));
   return 0;
