@@ -465,7 +465,8 @@ describe("the Kafka source", function()
       local src2 = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest", format = "json",
         schema = "id int" }
       local stop = src2:latest_offset(nil)
-      assert.matches("topic '" .. t .. "' partition 0 offset 5000: ", err_of(src2.get_batch, src2, nil, stop, 0), 1, true)
+      local msg = err_of(src2.get_batch, src2, nil, stop, 0)
+      assert.matches("topic '" .. t .. "' partition 0 offset 5000: ", msg, 1, true)
       src2:stop()
       core.workers(before)
     end)
