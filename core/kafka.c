@@ -970,9 +970,9 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       if (m->offset >= p->range->stop) break;
       p->head++;
       if (m->offset >= p->pos) {
-        rc = take(&st, m);
+        p->pos = m->offset + 1; /* before take: m is its from there on */
         p->range->rows++;
-        p->pos = m->offset + 1;
+        rc = take(&st, m);
       } else {
         rd_kafka_message_destroy(m);
       }
@@ -1036,9 +1036,9 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       } else {
         if (m->offset + 1 > p->next) p->next = m->offset + 1;
         if (p->range && m->offset >= p->pos && m->offset < p->range->stop) {
-          rc = take(&st, m);
+          p->pos = m->offset + 1; /* before take: m is its from there on */
           p->range->rows++;
-          p->pos = m->offset + 1;
+          rc = take(&st, m);
         } else if (p->range && m->offset < p->pos) {
           rd_kafka_message_destroy(m);
         } else if ((rc = held_push(p, m))) {
