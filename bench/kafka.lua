@@ -162,7 +162,8 @@ local ok, err = pcall(function()
   local tide_eps, tlo, thi = median(res.tide, "eps")
   local cons_eps, clo, chi = median(res.consumer, "eps")
   local base_eps, blo, bhi = median(res.base, "eps")
-  print(format("\nKafka bench (source -> query -> exactly-once sink): %d events (%.1f MB of JSON) in %d partitions, batches of %d offsets, " ..
+  print(format("\nKafka bench (source -> query -> exactly-once sink): %d events (%.1f MB of JSON) in %d " ..
+    "partitions, batches of %d offsets, " ..
     "%d rounds (medians, min..max)\n", N, JSON_BYTES / 1e6, PARTS, BATCH, ROUNDS))
   print(format("| %-46s | %-24s |", "run", "M events/s"))
   print("|" .. string.rep("-", 48) .. "|" .. string.rep("-", 26) .. "|")
