@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,11 +228,47 @@ double tide_json_num_value(const char *p, size_t n) {
   return d;
 }
 
+/* The decimal m * 10^-k (m < 10^15, k < 20) as %g writes it, into out. */
+static int fixed_decimal(int neg, uint64_t m, int k, char out[40]) {
+  char d[20];
+  int nd = 0, n = 0;
+  do d[nd++] = (char)('0' + m % 10), m /= 10; while (m);
+  if (neg) out[n++] = '-';
+  if (nd <= k) { /* 0.00ddd */
+    out[n++] = '0';
+    out[n++] = '.';
+    for (int i = nd; i < k; i++) out[n++] = '0';
+  }
+  for (int i = nd - 1; i >= 0; i--) {
+    out[n++] = d[i];
+    if (i == k && k > 0 && nd > k) out[n++] = '.';
+  }
+  out[n] = 0;
+  return n;
+}
+
 /* The shortest digits: a value whose shortest form has k <= 15 digits is
  * printed exactly so by %.15g (rounding to 15 digits lands on it, and %g
  * drops the trailing zeros); else the nearest 16-digit decimal reads back
  * when any 16-digit one does; else 17 digits always do. See json.h. */
 int tide_double_shortest(double v, char out[40]) {
+  /* The common case without printf: v is within %g's fixed notation
+   * (1e-4 <= |v| < 1e15) and some decimal of at most 15 significant digits
+   * reads back as v, i.e. m / 10^k == v (both exact doubles, so the
+   * division rounds as strtod does). The smallest such k gives the digits
+   * "%.15g" writes (v is within half an ulp of them, far less than half a
+   * unit of their 15th digit), which is what the general path returns
+   * first. A sink writes every double of every row this way. */
+  static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                               1e15, 1e16, 1e17, 1e18, 1e19};
+  double a = fabs(v);
+  if (a >= 1e-4 && a < 1e15) {
+    for (int k = 0; k < 20; k++) {
+      double m = nearbyint(a * p10[k]);
+      if (m >= 1e15) break;
+      if (m / p10[k] == a) return fixed_decimal(v < 0, (uint64_t)m, k, out);
+    }
+  }
   int n = snprintf(out, 40, "%.15g", v);
   if (strtod(out, NULL) != v) {
     n = snprintf(out, 40, "%.16g", v);

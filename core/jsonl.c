@@ -397,9 +397,13 @@ int tide_json_enc_row(const tide_batch_t *b, uint32_t row, tide_buf_t *out, int 
         break;
       }
       /* fall through */
-    case TIDE_T_INT: {
-      int tn = snprintf(tb, sizeof tb, "%lld", (long long)tide_col_i64(c, row));
-      rc = tide_buf_append(out, tb, (size_t)tn);
+    case TIDE_T_INT: { /* digits from the end, without snprintf (a sink encodes every row) */
+      int64_t v = tide_col_i64(c, row);
+      uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+      char *e = tb + sizeof tb, *q = e;
+      do *--q = (char)('0' + u % 10), u /= 10; while (u);
+      if (v < 0) *--q = '-';
+      rc = tide_buf_append(out, q, (size_t)(e - q));
       break;
     }
     case TIDE_T_DOUBLE: rc = tide_json_number(out, tide_col_f64(c, row)); break;

@@ -30,6 +30,7 @@
 
 #include "json.h"
 #include "kafka.h"
+#include "pool.h"
 
 /* ---- configuration ------------------------------------------------------- */
 
@@ -228,6 +229,7 @@ typedef struct part {
   char *topic;
   int32_t partition;
   int assigned;
+  int leader_known; /* the fetching client has asked for its topic's metadata */
   int64_t cover, next;
   rd_kafka_message_t **held; /* held[head..n) */
   size_t head, n, cap;
@@ -248,6 +250,10 @@ struct tide_kafka_reader {
   part_t *parts;
   size_t nparts, capparts;
   tide_buf_t scratch, headers;
+  struct tide_pool *pool;     /* decodes chunks of messages (NULL: on the caller) */
+  tide_decoder_t **decs;      /* per chunk of a pool run: its decoder and scratch */
+  tide_buf_t *scratches;
+  size_t ndecs;
 };
 
 #define BATCH_ROWS 65536u
@@ -298,6 +304,14 @@ static int schema_of(const char *ddl, tide_schema_t **out, tide_err_t *err) {
   return tide_schema_parse_ddl(ddl, strlen(ddl), out, err);
 }
 
+/* A decoder of the values (a Kafka value is one record: a CSV value is one
+ * line, multi_line 0). */
+static int open_decoder(tide_kafka_reader_t *r, tide_decoder_t **out, tide_err_t *err) {
+  tide_decode_opts_t d = {.format = r->o.format, .bad = TIDE_BAD_FAIL, .sep = r->o.sep ? r->o.sep : ',',
+                          .json_flags = r->o.json_flags};
+  return tide_decoder_open(r->o.schema, &d, out, err);
+}
+
 int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
                            tide_kafka_reader_t **out, tide_err_t *err) {
   tide_kafka_reader_t *r = calloc(1, sizeof *r);
@@ -325,9 +339,7 @@ int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *lo
     r->schema = tide_schema_ref(r->raw);
   } else {
     /* a Kafka value is one record: a CSV value is one line (multi_line 0) */
-    tide_decode_opts_t d = {.format = o->format, .bad = TIDE_BAD_FAIL, .sep = o->sep ? o->sep : ',',
-                            .json_flags = o->json_flags};
-    if ((rc = tide_decoder_open(o->schema, &d, &r->dec, err))) goto fail;
+    if ((rc = open_decoder(r, &r->dec, err))) goto fail;
     if (o->metadata) {
       if ((rc = schema_of(TIDE_KAFKA_META_DDL, &r->meta, err))) goto fail;
       if (!(r->schema = tide_schema_new())) {
@@ -378,6 +390,12 @@ void tide_kafka_reader_close(tide_kafka_reader_t *r) {
     free(r->log);
   }
   tide_decoder_close(r->dec);
+  for (size_t i = 0; i < r->ndecs; i++) {
+    tide_decoder_close(r->decs[i]);
+    tide_buf_free(&r->scratches[i]);
+  }
+  free(r->decs);
+  free(r->scratches);
   tide_schema_unref(r->schema);
   tide_schema_unref(r->o.schema);
   tide_schema_unref(r->raw);
@@ -387,6 +405,7 @@ void tide_kafka_reader_close(tide_kafka_reader_t *r) {
   free(r);
 }
 
+void tide_kafka_reader_set_pool(tide_kafka_reader_t *r, struct tide_pool *pool) { r->pool = pool; }
 rd_kafka_t *tide_kafka_reader_client(tide_kafka_reader_t *r) { return r->ask; }
 tide_kafka_log_t *tide_kafka_reader_log(tide_kafka_reader_t *r) { return r->log; }
 tide_schema_t *tide_kafka_reader_schema(tide_kafka_reader_t *r) { return r->schema; }
@@ -410,6 +429,12 @@ typedef struct read_state {
   tide_kafka_bad_t *bad;
   size_t nbad, capbad;
   tide_err_t *err;
+  tide_decoder_t *dec; /* DECODED: the decoder and scratch this state uses */
+  tide_buf_t *scratch;
+  int chunk;           /* a chunk of a pool run: one batch made before, never flushed */
+  /* the messages taken and not yet decoded (pool decoding) */
+  rd_kafka_message_t **todo;
+  size_t ntodo, captodo, todo_bytes;
 } read_state_t;
 
 /* The headers of m as a JSON array of {"key":..,"value":..} (value null
@@ -600,7 +625,8 @@ static int bad_record(read_state_t *st, const rd_kafka_message_t *m, int code, c
 static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
   tide_kafka_reader_t *r = st->r;
   int rc;
-  if (st->b && (st->b->nrows >= BATCH_ROWS || tide_batch_bytes(st->b) >= BATCH_BYTES) && (rc = flush_batch(st)))
+  if (!st->chunk && st->b && (st->b->nrows >= BATCH_ROWS || tide_batch_bytes(st->b) >= BATCH_BYTES) &&
+      (rc = flush_batch(st)))
     return rc;
   if (!st->b) {
     if (r->dec) {
@@ -628,21 +654,22 @@ static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
   if (r->o.format == TIDE_FMT_JSON && (memchr(text, '\n', len) || memchr(text, '\r', len))) {
     /* a line break between JSON tokens is white space; one inside a string
      * is invalid JSON either way (a raw control character) */
-    r->scratch.len = 0;
-    if ((rc = tide_buf_append(&r->scratch, text, len))) return rc;
+    tide_buf_t *sc = st->scratch;
+    sc->len = 0;
+    if ((rc = tide_buf_append(sc, text, len))) return rc;
     int inside = 0;
     for (size_t i = 0; i < len; i++) {
-      char c = r->scratch.data[i];
+      char c = sc->data[i];
       if (inside && c == '\\') i++; /* an escape: the next byte is not a quote */
       else if (c == '"') inside = !inside;
-      else if ((c == '\n' || c == '\r') && !inside) r->scratch.data[i] = ' ';
+      else if ((c == '\n' || c == '\r') && !inside) sc->data[i] = ' ';
     }
-    text = r->scratch.data;
+    text = sc->data;
   }
   uint32_t before = st->b->nrows;
   tide_decode_result_t res;
   tide_err_t e = {0, ""};
-  rc = tide_decode(r->dec, st->b, text, len, 1, 1, &res, &e);
+  rc = tide_decode(st->dec, st->b, text, len, 1, 1, &res, &e);
   if (rc == TIDE_EPARSE || rc == TIDE_ESCHEMA) {
     const char *msg = e.msg;
     if (strncmp(msg, "line ", 5) == 0 && strstr(msg, ": ")) msg = strstr(msg, ": ") + 2;
@@ -675,11 +702,175 @@ static int add_message(read_state_t *st, const rd_kafka_message_t *m) {
   return 0;
 }
 
+/* ---- decoding on the pool ----
+ *
+ * DECODED rows without metadata columns are decoded on the query's worker
+ * pool: the read takes the messages of its ranges in order (todo), and
+ * every CHUNK_ROWS messages per thread (or CHUNK_BYTES of values) cuts them
+ * into chunks, one batch each, decoded by the pool's threads while
+ * librdkafka goes on fetching; the chunks' batches, bad records and counts
+ * are then put together in the messages' order, so the rows, the dead
+ * letters and a failure (the first bad record under "fail") are those of
+ * one-by-one decoding. Decoders and batches are made and freed on the
+ * calling thread (schema references are not atomic); a task only fills its
+ * own chunk. The profile this answers: decoding was most of the loop
+ * thread's time in a Kafka query (bench/RESULTS.md, Kafka). */
+#define CHUNK_ROWS 32768u
+#define CHUNK_BYTES (32u << 20)
+
+typedef struct chunk {
+  read_state_t st;
+  rd_kafka_message_t **msgs;
+  size_t n;
+  uint64_t dropped;
+  tide_err_t err;
+  int rc;
+} chunk_t;
+
+static void chunk_task(void *arg, size_t i) {
+  chunk_t *c = &((chunk_t *)arg)[i];
+  for (size_t k = 0; k < c->n && !c->rc; k++) c->rc = add_message(&c->st, c->msgs[k]);
+}
+
+/* At least n decoders with their scratch buffers in r->decs. */
+static int ensure_decoders(tide_kafka_reader_t *r, size_t n, tide_err_t *err) {
+  if (n <= r->ndecs) return 0;
+  tide_decoder_t **d = realloc(r->decs, n * sizeof *d);
+  if (!d) return -ENOMEM;
+  r->decs = d;
+  tide_buf_t *b = realloc(r->scratches, n * sizeof *b);
+  if (!b) return -ENOMEM;
+  r->scratches = b;
+  for (int rc; r->ndecs < n; r->ndecs++) {
+    if ((rc = open_decoder(r, &r->decs[r->ndecs], err))) return rc;
+    r->scratches[r->ndecs] = (tide_buf_t)TIDE_BUF_INIT;
+  }
+  return 0;
+}
+
+/* Append chunk x's bad records to st's (x keeps none). */
+static int move_bad(read_state_t *st, read_state_t *x) {
+  if (!x->nbad) return 0;
+  if (st->nbad + x->nbad > st->capbad) {
+    size_t cap = st->capbad ? st->capbad : 16;
+    while (cap < st->nbad + x->nbad) cap *= 2;
+    tide_kafka_bad_t *nb = realloc(st->bad, cap * sizeof *nb);
+    if (!nb) return -ENOMEM;
+    st->bad = nb;
+    st->capbad = cap;
+  }
+  memcpy(st->bad + st->nbad, x->bad, x->nbad * sizeof *x->bad);
+  st->nbad += x->nbad;
+  free(x->bad);
+  x->bad = NULL;
+  x->nbad = x->capbad = 0;
+  return 0;
+}
+
+/* Decode the messages taken so far on the pool and destroy them. */
+static int decode_todo(read_state_t *st) {
+  tide_kafka_reader_t *r = st->r;
+  size_t total = st->ntodo;
+  if (!total) return 0;
+  size_t threads = r->pool ? (size_t)tide_pool_threads(r->pool) : 1;
+  size_t per = (total + threads - 1) / threads;
+  if (per > CHUNK_ROWS) per = CHUNK_ROWS;
+  /* chunks of `per` messages, cut short at CHUNK_BYTES of values */
+  size_t k = 0;
+  for (size_t i = 0; i < total; k++)
+    for (size_t n = 0, bytes = 0; i < total && n < per && (n == 0 || bytes < CHUNK_BYTES); n++, i++)
+      bytes += st->todo[i]->len;
+  chunk_t *c = calloc(k, sizeof *c);
+  int rc = c ? ensure_decoders(r, k, st->err) : -ENOMEM;
+  for (size_t j = 0, at = 0; !rc && j < k; j++) {
+    chunk_t *x = &c[j];
+    x->msgs = st->todo + at;
+    for (size_t bytes = 0; at < total && x->n < per && (x->n == 0 || bytes < CHUNK_BYTES); x->n++, at++)
+      bytes += st->todo[at]->len;
+    x->st.r = r;
+    x->st.dropped = &x->dropped;
+    x->st.err = &x->err;
+    x->st.dec = r->decs[j];
+    x->st.scratch = &r->scratches[j];
+    x->st.chunk = 1;
+    if (!(x->st.b = tide_batch_new(r->o.schema, (uint32_t)x->n))) rc = -ENOMEM;
+  }
+  if (!rc) tide_pool_run(r->pool, k, chunk_task, c);
+  for (size_t j = 0; c && j < k; j++) {
+    chunk_t *x = &c[j];
+    if (!rc && x->rc) {
+      rc = x->rc;
+      *st->err = x->err;
+    }
+    if (!rc) {
+      *st->dropped += x->dropped;
+      rc = move_bad(st, &x->st);
+    }
+    if (!rc) { /* the chunk's batch goes out as the one being filled would */
+      st->b = x->st.b;
+      x->st.b = NULL;
+      rc = flush_batch(st);
+    }
+    tide_batch_free(x->st.b);
+    tide_kafka_bad_free(x->st.bad, x->st.nbad);
+  }
+  free(c);
+  for (size_t i = 0; i < total; i++) rd_kafka_message_destroy(st->todo[i]);
+  st->ntodo = st->todo_bytes = 0;
+  return rc;
+}
+
+/* Take message m (owned from here) into the read's rows: decoded now, or
+ * kept for the pool. */
+static int take(read_state_t *st, rd_kafka_message_t *m) {
+  tide_kafka_reader_t *r = st->r;
+  if (!r->dec || r->meta) {
+    int rc = add_message(st, m);
+    rd_kafka_message_destroy(m);
+    return rc;
+  }
+  if (st->ntodo == st->captodo) {
+    size_t cap = st->captodo ? st->captodo * 2 : 1024;
+    rd_kafka_message_t **t = realloc(st->todo, cap * sizeof *t);
+    if (!t) {
+      rd_kafka_message_destroy(m);
+      return -ENOMEM;
+    }
+    st->todo = t;
+    st->captodo = cap;
+  }
+  st->todo[st->ntodo++] = m;
+  st->todo_bytes += m->len;
+  size_t threads = r->pool ? (size_t)tide_pool_threads(r->pool) : 1;
+  if (st->ntodo >= threads * CHUNK_ROWS || st->todo_bytes >= threads * (size_t)CHUNK_BYTES) return decode_todo(st);
+  return 0;
+}
+
 /* Assign every partition the read needs (at its start when it cannot go on
  * from where it is) and keep the others that are assigned where they are. */
 static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)r->nparts);
   if (!l) return -ENOMEM;
+  /* A partition of a topic the fetching client has no metadata for yet
+   * starts fetching only when librdkafka's topic scan (once a second) asks
+   * for its leader, unless the client's connection came up after the
+   * assign: so ask for it first, once per topic (a second of the first
+   * batch, measured; bench/RESULTS.md, Kafka). The handles live until the
+   * assign has the partitions. */
+  rd_kafka_topic_t *known[16];
+  size_t nknown = 0;
+  for (size_t i = 0; i < r->nparts; i++) {
+    part_t *p = &r->parts[i];
+    if (!p->assigned || p->leader_known || nknown == sizeof known / sizeof *known) continue;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, p->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    /* a failure here is no error: librdkafka then finds the leader itself */
+    if (rkt && !rd_kafka_metadata(r->rk, 0, rkt, &md, r->o.timeout_ms < 5000 ? r->o.timeout_ms : 5000))
+      rd_kafka_metadata_destroy(md);
+    if (rkt) known[nknown++] = rkt;
+    for (size_t j = i; j < r->nparts; j++)
+      if (!strcmp(r->parts[j].topic, p->topic)) r->parts[j].leader_known = 1;
+  }
   for (size_t i = 0; i < r->nparts; i++) {
     part_t *p = &r->parts[i];
     if (!p->assigned) continue;
@@ -687,6 +878,7 @@ static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
   }
   rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
+  for (size_t i = 0; i < nknown; i++) rd_kafka_topic_destroy(known[i]);
   char t[256];
   if (e) return tide_err_set(err, -EIO, "assign: %s", tide_kafka_errtext(e, t, sizeof t));
   return 0;
@@ -745,7 +937,7 @@ int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges
 
 int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n, tide_batch_t ***out, size_t *nout,
                     uint64_t *dropped, tide_kafka_bad_t **bad, size_t *nbad, tide_err_t *err) {
-  read_state_t st = {r, NULL, 0, 0, NULL, NULL, dropped, NULL, 0, 0, err};
+  read_state_t st = {.r = r, .dropped = dropped, .err = err, .dec = r->dec, .scratch = &r->scratch};
   *out = NULL;
   *nout = 0;
   *dropped = 0;
@@ -778,11 +970,12 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       if (m->offset >= p->range->stop) break;
       p->head++;
       if (m->offset >= p->pos) {
-        rc = add_message(&st, m);
+        p->pos = m->offset + 1; /* before take: m is its from there on */
         p->range->rows++;
-        p->pos = m->offset + 1;
+        rc = take(&st, m);
+      } else {
+        rd_kafka_message_destroy(m);
       }
-      rd_kafka_message_destroy(m);
     }
     if (p->head == p->n) p->head = p->n = 0;
     if (p->next > p->pos && p->head == p->n) p->pos = p->next;
@@ -843,10 +1036,9 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       } else {
         if (m->offset + 1 > p->next) p->next = m->offset + 1;
         if (p->range && m->offset >= p->pos && m->offset < p->range->stop) {
-          rc = add_message(&st, m);
+          p->pos = m->offset + 1; /* before take: m is its from there on */
           p->range->rows++;
-          p->pos = m->offset + 1;
-          rd_kafka_message_destroy(m);
+          rc = take(&st, m);
         } else if (p->range && m->offset < p->pos) {
           rd_kafka_message_destroy(m);
         } else if ((rc = held_push(p, m))) {
@@ -885,6 +1077,9 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       tide_buf_free(&w);
     }
   }
+  if (!rc) rc = decode_todo(&st);
+  for (size_t i = 0; i < st.ntodo; i++) rd_kafka_message_destroy(st.todo[i]); /* left by a failure */
+  free(st.todo);
   if (!rc) rc = flush_batch(&st);
   if (!rc) /* everything before pos is taken: later reads may go on from there */
     for (size_t i = 0; i < n; i++) {

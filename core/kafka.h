@@ -155,6 +155,11 @@ typedef struct tide_kafka_reader_opts {
 int tide_kafka_reader_open(rd_kafka_t *rk, rd_kafka_t *ask, tide_kafka_log_t *log, const tide_kafka_reader_opts_t *o,
                            tide_kafka_reader_t **out, tide_err_t *err);
 void tide_kafka_reader_close(tide_kafka_reader_t *r); /* NULL is allowed */
+/* The worker pool that decodes the values (core/pool.h; not owned; NULL:
+ * decode on the calling thread). Set before each read: the pool may change
+ * between reads. */
+struct tide_pool;
+void tide_kafka_reader_set_pool(tide_kafka_reader_t *r, struct tide_pool *pool);
 /* The client for metadata, offsets and commits (owned by the reader). */
 rd_kafka_t *tide_kafka_reader_client(tide_kafka_reader_t *r);
 tide_kafka_log_t *tide_kafka_reader_log(tide_kafka_reader_t *r);

@@ -299,6 +299,7 @@ static int l_reader_read(lua_State *L) {
   lua_Integer n = check_ranges(L, 2, h);
   tide_err_t err = {0, ""};
   uint64_t dropped = 0;
+  tide_kafka_reader_set_pool(r, tide_l_pool(L));
   int rc = tide_kafka_read(r, h->ranges, (size_t)n, &h->batches, &h->nbatches, &dropped, &h->bad, &h->nbad, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   lua_createtable(L, (int)h->nbatches, 0);

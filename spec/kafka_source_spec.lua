@@ -424,6 +424,53 @@ describe("the Kafka source", function()
       os.execute("rm -rf " .. sh_quote(dir))
     end)
 
+    it("decoded in chunks on the worker pool keep the messages' order, and the bad ones theirs", function()
+      -- 100000 messages: a full pool run of two chunks, then a shorter one
+      -- (core/kafka.c, CHUNK_ROWS); a bad value every 9999 offsets
+      local core = require "tide.core"
+      local before = core.workers()
+      core.workers(2)
+      local t = topic_name()
+      b:create_topic(t, 1)
+      local lines, bad = {}, {}
+      for i = 0, 99999 do
+        if i % 9999 == 5000 then
+          lines[#lines + 1] = '{"id":"bad' .. i .. '"}'
+          bad[#bad + 1] = i
+        else
+          lines[#lines + 1] = '{"id":' .. i .. '}'
+        end
+      end
+      produce(b, t, 0, lines)
+      local dir = tmpname()
+      local db = tide.open(dir)
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest", format = "json",
+        schema = "id int", bad_records = "dead_letter", dead_letter_topic = "bad", store = db }
+      local _, rows, counts = step(src, nil, 0)
+      src:stop()
+      local want = {}
+      for i = 0, 99999 do
+        if i % 9999 ~= 5000 then want[#want + 1] = i end
+      end
+      local got = {}
+      for i, r in ipairs(rows) do got[i] = r.id end
+      assert.same(want, got) -- in offset order, none lost
+      assert.equal(#bad, counts.dead_letter)
+      local dead = {}
+      for r in db:topic("bad"):read() do dead[#dead + 1] = r.kafka_offset end
+      assert.same(bad, dead)
+      db:close()
+      os.execute("rm -rf " .. sh_quote(dir))
+      -- under "fail", the first bad message is the one named
+      local src2 = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest", format = "json",
+        schema = "id int" }
+      local stop = src2:latest_offset(nil)
+      local msg = err_of(src2.get_batch, src2, nil, stop, 0)
+      assert.matches("topic '" .. t .. "' partition 0 offset 5000: ", msg, 1, true)
+      src2:stop()
+      core.workers(before)
+    end)
+
     it("that are not UTF-8 are bad records of the message columns too", function()
       local t = topic_name()
       b:create_topic(t, 1)

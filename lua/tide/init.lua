@@ -151,8 +151,8 @@ M.ui = ui.start
 -- sets them, `tide.config()` returns them as a table.
 --
 -- `workers` (an integer from 1 to 256): the threads that decode text
--- records (the file source and `tide.read`; csv with `multi_line` is
--- decoded on one thread) in parallel parts of each chunk, the
+-- records (the file source, `tide.read` and the Kafka source's values;
+-- csv with `multi_line` is decoded on one thread) in parallel parts, the
 -- calling thread being one of them. Its default is the `TIDE_WORKERS`
 -- environment variable, else the number of CPUs. Results never depend on
 -- it: the parts are joined in order into the batch one thread would have
