@@ -64,7 +64,7 @@ local format = string.format
 
 local common = require "bench.common"
 local B = common.new("bench-scaleout")
-local sh, quote, median, capture = B.sh, B.quote, common.median, B.capture
+local sh, quote, median = B.sh, B.quote, common.median
 
 local opts = B.args({ ... }, { events = 5000000, rounds = 3, partitions = 4, workers = 1, timeout = 900 },
   "usage: lua5.4 bench/scaleout.lua [--rounds R] [--events N] [--partitions P] [--workers W] [--timeout S]" ..
@@ -95,14 +95,7 @@ local function loadavg()
   return (B.read_file("/proc/loadavg") or ""):match("^(%S+ %S+ %S+)") or "?"
 end
 
--- CPU seconds a process has used so far (user + system), 0 once it is gone.
-local TICKS = tonumber(capture("getconf CLK_TCK")) or 100
-local function cpu_of(pid)
-  local stat = B.read_file("/proc/" .. pid .. "/stat") or ""
-  local fields = {}
-  for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
-  return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / TICKS
-end
+local cpu_of = B.cpu_seconds
 
 local function tail(path, n)
   local s = B.read_file(path) or ""
@@ -148,11 +141,7 @@ local function produce_input(topic, n)
   io.write(format("producing %d events into topic '%s' (%d partitions) with kcat (not timed) ...\n", n, topic, PARTS))
   io.flush()
   local t0 = clock()
-  for p = 0, PARTS - 1 do
-    sh(format("awk 'NR %% %d == %d' %s | env -u LD_PRELOAD kcat -P -b %s -t %s -p %d -X linger.ms=20 " ..
-      "-X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 -X log_level=3", PARTS, (p + 1) % PARTS,
-      quote(file), quote(broker.bootstrap), quote(topic), p))
-  end
+  B.kcat_round_robin(broker.bootstrap, topic, file, PARTS)
   local flush_ts = START_TS + n + 3600 * 1000
   for p = 0, PARTS - 1 do
     admin:produce(topic, p, "flush", format('{"ts":%d,"device":"flush","signal":100,"kind":"flush"}', flush_ts))

@@ -338,13 +338,20 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
   -- Short sessions: a paused member is out of the group within seconds.
   local member_conf = { ["session.timeout.ms"] = 4000, ["heartbeat.interval.ms"] = 500 }
 
+  -- Topics "in" (of `partitions`) and "out" (1), and two initialised
+  -- transactional producers, stopped at the end of the test.
+  local function producers(partitions, id1, id2)
+    b:create_topic("in", partitions)
+    b:create_topic("out", 1)
+    local p1, p2 = b:client(id1), b:client(id2)
+    finally(function() p1:stop(); p2:stop() end)
+    p1:init(); p2:init()
+    return p1, p2
+  end
+
   it("refuses offsets of a member of an old generation; the current members commit; the zombie's rows stay hidden",
     function()
-      b:create_topic("in", 2)
-      b:create_topic("out", 1)
-      local zombie <close> = b:client("app-zombie")
-      local current <close> = b:client("app-current")
-      zombie:init(); current:init()
+      local zombie, current = producers(2, "app-zombie", "app-current")
       local _, parts = zombie:join("app", "in", member_conf)
       assert.same({ 0, 1 }, parts)
       zombie:begin(); zombie:produce("out", 0, "k", "zombie-row")
@@ -382,11 +389,7 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
     end)
 
   it("refuses offsets of a member whose session timed out (a paused process) as UNKNOWN_MEMBER_ID", function()
-    b:create_topic("in", 2)
-    b:create_topic("out", 1)
-    local zombie <close> = b:client("app-paused")
-    local current <close> = b:client("app-alive")
-    zombie:init(); current:init()
+    local zombie, current = producers(2, "app-paused", "app-alive")
     zombie:join("app", "in", member_conf)
     zombie:begin(); zombie:produce("out", 0, "k", "zombie-row")
     -- The process stops (GC pause, SIGSTOP): no heartbeats. The other member
@@ -419,11 +422,7 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
 
   it("refuses offsets of a static member (group.instance.id) replaced by a new instance as FENCED_INSTANCE_ID",
     function()
-      b:create_topic("in", 1)
-      b:create_topic("out", 1)
-      local old <close> = b:client("app-old")
-      local new <close> = b:client("app-new")
-      old:init(); new:init()
+      local old, new = producers(1, "app-old", "app-new")
       local conf = { ["group.instance.id"] = "instance-1" }
       for k, v in pairs(member_conf) do conf[k] = v end
       local old_member = old:join("app", "in", conf)
@@ -441,11 +440,7 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
     end)
 
   it("does not check a producer that sends no group metadata (generation -1, no member id), as Kafka", function()
-    b:create_topic("in", 1)
-    b:create_topic("out", 1)
-    local member <close> = b:client("app-member")
-    local plain <close> = b:client("app-plain")
-    member:init(); plain:init()
+    local member, plain = producers(1, "app-member", "app-plain")
     member:join("app", "in", member_conf)
     plain:begin(); plain:produce("out", 0, "k", "row"); plain:send_offsets("app", "in", 0, 3); plain:commit()
     assert.same({ 3 }, { plain:committed("app", "in", 0) })
