@@ -23,15 +23,31 @@ local PARTS, KEYS = 4, 8
 
 -- The application's script: args bootstrap, input topic, output topic, [a checkpoint
 -- directory: the plain single-process engine instead of an application].
--- A row spends ~1 ms in a Lua filter and a cycle takes at most 40 offsets
+-- A row spends ~1 ms in a Lua filter (see SCALEOUT_STOP_FILE below) and a cycle takes at most 40 offsets
 -- per partition, so that the run lasts long enough for a SIGKILL to land
 -- in the middle of it.
 local APP = [==[
 local tide = require "tide"
 local bs, input, out, plain = arg[1], arg[2], arg[3], arg[4]
+-- SCALEOUT_STOP_FILE: when that file appears, the process removes it and
+-- stops itself (SIGSTOP) in the middle of a cycle, as a process that
+-- hangs (a zombie once its session times out)
+local stop_file, seen = os.getenv("SCALEOUT_STOP_FILE"), 0
 local function spin()
   local t = os.clock() + 0.001
   while os.clock() < t do end
+  seen = seen + 1
+  if stop_file and seen % 10 == 0 then
+    local f = io.open(stop_file)
+    if f then
+      f:close()
+      os.remove(stop_file)
+      local st = io.open("/proc/self/stat")
+      local pid = st:read("l"):match("^%d+")
+      st:close()
+      os.execute("kill -STOP " .. pid)
+    end
+  end
   return true
 end
 local s = tide.read_stream("kafka", { bootstrap = bs, subscribe = input, starting_offsets = "earliest",
@@ -139,9 +155,9 @@ describe("scale-out: an application of several tide run processes", function()
   end)
 
   -- A process of application app (reading app-in, writing app-out).
-  local function run(name, app, state)
+  local function run(name, app, state, env)
     return so.start(dir, name, app, dir .. "/" .. state, script,
-      string.format("%s %s-in %s-out", sh_quote(b.bootstrap), app, app))
+      string.format("%s %s-in %s-out", sh_quote(b.bootstrap), app, app), env)
   end
 
   -- SIGTERM (Ctrl-C's twin): the process leaves the group and exits 0.
@@ -223,5 +239,43 @@ describe("scale-out: an application of several tide run processes", function()
         tell)
       stop(ps.p3)
       assert.same(expected(800), output(b, "app2-out"))
+    end)
+
+  it("fences a zombie: a process stopped past its session timeout cannot commit, and stops with the reason",
+    function()
+      topics("app3")
+      produce(b, "app3-in", 0, 300)
+      local ps = {}
+      finally(function()
+        if ps.z then os.execute("kill -CONT " .. ps.z.pid .. " 2>/dev/null") end
+        so.kill_all(ps)
+      end)
+      local tell = so.tell(ps)
+      local stop_file = dir .. "/stop-z"
+      ps.z = run("z", "app3", "state-z", "SCALEOUT_STOP_FILE=" .. sh_quote(stop_file))
+      ps.y = run("y", "app3", "state-y")
+      so.wait_for("both processes to run tasks", function()
+        return #so.tasks_of(ps.z) > 0 and #so.tasks_of(ps.y) > 0
+      end, 60, tell)
+      produce(b, "app3-in", 300, 600)
+      -- z stops itself in the middle of a cycle; its session times out and
+      -- y takes over every task from what z committed
+      write_file(stop_file, "")
+      so.wait_for("the zombie to stop", function() return so.state_of(ps.z) == "T" end, 30, tell)
+      so.wait_for("the other process to take every task over", function() return caught_up({ ps.y }, 1200) end, 90,
+        tell)
+      -- z wakes up and finishes its cycle: the group no longer knows it, so
+      -- its transaction is refused and aborted, and it stops with the reason
+      os.execute("kill -CONT " .. ps.z.pid)
+      assert.equal(1, so.wait(ps.z))
+      local err = read_file(ps.z.err)
+      assert.matches("application app3: this process was fenced (", err, 1, true)
+      assert.matches("): another process owns its tasks now", err, 1, true)
+      produce(b, "app3-in", 600, 800)
+      produce_end(b, "app3-in")
+      so.wait_for("every window in the output", function() return #output(b, "app3-out") >= #expected(800) end, 90,
+        tell)
+      stop(ps.y)
+      assert.same(expected(800), output(b, "app3-out"))
     end)
 end)

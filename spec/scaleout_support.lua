@@ -22,11 +22,13 @@ local M = {}
 
 --- Start `tide run --application-id app --state-dir state_dir --log-progress
 -- <dir>/<name>.progress script args` in the background (stderr to
--- <dir>/<name>.err). Returns { pid =, err =, log = }.
-function M.start(dir, name, app, state_dir, script, args)
+-- <dir>/<name>.err; env: "NAME=value ..." for its environment, or nil).
+-- Returns { pid =, err =, log = }.
+function M.start(dir, name, app, state_dir, script, args, env)
   local p = { name = name, err = dir .. "/" .. name .. ".err", log = dir .. "/" .. name .. ".progress" }
   local cmd = support.tide_command(string.format("run --application-id %s --state-dir %s --log-progress %s %s %s",
     app, sh_quote(state_dir), sh_quote(p.log), sh_quote(script), args or ""))
+  if env then cmd = env .. " " .. cmd end
   p.ph = io.popen(string.format("sh -c %s", sh_quote(cmd .. " >/dev/null 2>" .. sh_quote(p.err) ..
     " & echo $!; wait $!; echo rc=$?")))
   p.pid = tonumber(p.ph:read("l"))
@@ -50,6 +52,15 @@ function M.kill_all(ps)
       M.wait(p)
     end
   end
+end
+
+--- Process p's state letter in /proc ("T": stopped), or nil when gone.
+function M.state_of(p)
+  local f = io.open("/proc/" .. p.pid .. "/stat")
+  if not f then return nil end
+  local st = f:read("a")
+  f:close()
+  return st:match("^%d+ %b() (%a)")
 end
 
 --- The last progress report of process p, or nil.
