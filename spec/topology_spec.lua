@@ -245,7 +245,8 @@ local function codec(schema, key_cols, partitions, upstreams)
   end
   local out = { kind = "repartition", topic = "t-r", key = key_cols, key_exprs = exprs,
     key_schema = #fields > 0 and assert(core.schema(fields)) or nil }
-  local node = { op = "source", schema = s, stream = { kind = "repartition", topic = "t-r" } }
+  local node = { op = "source", schema = s, stream = { kind = "repartition", topic = "t-r",
+    repartition = { topic = "t-r" } } }
   return topology.writer(out, partitions), topology.reader(node, upstreams or 1), s
 end
 
@@ -274,9 +275,9 @@ describe("repartition messages", function()
       assert.equal("a\0b", got[3].s)
       assert.same(b:schema(), back:schema())
     end
-    same_rows(r:decode(as_messages(mb)))
+    same_rows(r:decode(as_messages(mb))[1])
     -- from the messages batch directly as well
-    same_rows(r:decode(mb))
+    same_rows(r:decode(mb)[1])
   end)
 
   it("are partitioned by Kafka's murmur2 of the key, equal keys together", function()
@@ -320,7 +321,7 @@ describe("repartition messages", function()
     bad3(good:sub(1, -4) .. "\255bc", "field 's' is not valid UTF-8")
     bad3("W\1\0\0\0", "a watermark marker of 5 bytes (expected 14)")
     -- nothing was kept from the bad messages: a good one decodes alone
-    assert.equal(1, r3:decode({ { partition = 0, offset = 8, value = good } }):nrows())
+    assert.equal(1, r3:decode({ { partition = 0, offset = 8, value = good } })[1]:nrows())
   end)
 end)
 
@@ -334,7 +335,7 @@ describe("watermark markers", function()
       assert.is_nil(row.key)
       assert.same({ ["tide-watermark"] = "1:5000" }, row.headers)
     end
-    assert.is_nil(r:decode(as_messages(m))) -- markers only: no rows
+    assert.same({}, r:decode(as_messages(m))) -- markers only: no rows
     assert.equal(0, r:watermark()) -- upstream 0 has sent none yet
     r:decode(as_messages(w:markers(0, 7000)))
     assert.equal(5000, r:watermark())
@@ -347,6 +348,13 @@ describe("watermark markers", function()
     local _, r2 = codec("x int", { "x" }, 3, 2)
     r2:restore(r:marks())
     assert.equal(7000, r2:watermark())
+    -- as a string, for the task's offsets
+    assert.equal("0:7000,1:9000", r:save())
+    local _, r3 = codec("x int", { "x" }, 3, 2)
+    r3:load(r:save())
+    assert.equal(7000, r3:watermark())
+    assert.same(r:marks(), r3:marks())
+    assert.matches('load: bad saved watermarks of t-r: "0:x"', err_of(function() r3:load("0:x") end), 1, true)
   end)
 end)
 
@@ -431,6 +439,7 @@ describe("a split windowed count", function()
     assert.equal(P, counts.upstreams["app-agg1-repartition"])
     local ups, downs, readers = {}, {}, {}
     local w = topology.writer(t.subs[1].output, R)
+    assert.equal(P, t.subs[2].inputs[1].node.stream.repartition.upstream_partitions)
     for p = 0, P - 1 do ups[p] = task(exec.compile(t.subs[1].root)) end
     for q = 0, R - 1 do
       downs[q] = task(exec.compile(t.subs[2].root))
@@ -455,8 +464,7 @@ describe("a split windowed count", function()
         if ups[p].w ~= before then send(w:markers(p, ups[p].w)) end
       end
       for q = 0, R - 1 do
-        local b = readers[q]:decode(queued[q])
-        collect(got, downs[q].run({ b and { b } or {} }, readers[q]:watermark()))
+        collect(got, downs[q].run({ readers[q]:decode(queued[q]) }, readers[q]:watermark()))
       end
     end
     for c = 1, 7 do cycle(c) end
@@ -498,5 +506,61 @@ describe("the repartition partitioner", function()
     local n = 0
     for _ in pairs(spread) do n = n + 1 end
     assert.equal(7, n)
+  end)
+end)
+
+describe("a sub-topology's writer and reader on the test broker", function()
+  it("write rows and markers through a producer and read them back through a consumer group", function()
+    local b = kafka_broker.start()
+    finally(function() b:stop() end)
+    local f = orders():with_watermark("ts", "10 seconds"):group_by(tide.window("ts", "1 minute"), "user")
+      :agg { "count(*) AS n" }
+    local t = split(f, "wr")
+    local counts = topology.partition_counts(t, { orders = 2 })
+    assert.equal(2, counts.topics["wr-agg1-repartition"])
+    b:create_topic("wr-agg1-repartition", 2)
+    local ks = assert(core.kafka_sink(b.bootstrap, { exactly_once = false, timeout = 20000 }))
+    finally(function() ks:close() end)
+    local w = topology.writer(t.subs[1], ks)
+    local schema = t.subs[1].root.schema
+    local rows = {}
+    for i = 1, 50 do
+      rows[i] = { ts = 1700000000000 + i, user = "u" .. (i % 7), amount = i / 3, id = i }
+    end
+    local batch = assert(core.rows_batch(schema, rows))
+    assert(ks:begin())
+    assert.equal(50, w:write({ batch }, 1))
+    assert.equal(2, w:marker(1, 1700000000040))
+    assert(ks:commit())
+    -- the runtime's side: a group member's messages, per partition
+    local g = assert(core.kafka_group(b.bootstrap, "wr-test", { "wr-agg1-repartition" }))
+    finally(function() g:close() end)
+    local by, n, deadline = { [0] = {}, [1] = {} }, 0, os.time() + 30
+    while n < 52 and os.time() < deadline do
+      local kind, items = g:poll(200, 1000)
+      if kind == "messages" then
+        for _, m in ipairs(items) do
+          table.insert(by[m.partition], m)
+          n = n + 1
+        end
+      end
+    end
+    assert.equal(52, n)
+    local back, where = {}, {}
+    for p = 0, 1 do
+      local r = topology.reader(t.subs[2], 1)
+      assert.equal(2, r.upstreams)
+      for _, out in ipairs(r:decode(by[p])) do
+        for _, row in ipairs(out:rows()) do
+          back[#back + 1] = row
+          if where[row.user] then assert.equal(where[row.user], p) end -- a group lands in one partition
+          where[row.user] = p
+        end
+      end
+      assert.same({ [1] = 1700000000040 }, r:marks())
+      assert.equal(0, r:watermark()) -- upstream task 0 has sent no marker
+    end
+    table.sort(back, function(x, y) return x.ts < y.ts end)
+    assert.same(batch:rows(), back)
   end)
 end)

@@ -256,7 +256,9 @@ function M.split(root, application_id)
     end
     return {
       op = "source", schema = child.schema, fields = child.fields or child.schema:fields(), static = false,
-      owns = false, label = "RepartitionSource " .. topic, stream = { kind = "repartition", topic = topic },
+      owns = false, label = "RepartitionSource " .. topic,
+      -- upstream_partitions: set by partition_counts
+      stream = { kind = "repartition", topic = topic, repartition = { topic = topic } },
       partitioned_by = by, event_time = child.event_time, event_delay = child.event_delay,
     }
   end
@@ -327,6 +329,7 @@ function M.split(root, application_id)
     plan.walk(sub.root, function(n)
       if n.stream then
         local topics = n.stream.kind == "repartition" and { n.stream.topic } or split_list(n.stream.opts.subscribe)
+        sub.inputs[#sub.inputs + 1] = { kind = n.stream.kind, topics = topics, topic = topics[1], node = n }
         for _, t in ipairs(topics) do
           if owner[t] and owner[t] ~= sub then
             fail(format("topic '%s' is read by two sub-topologies (%d and %d): a task owns partition p of every " ..
@@ -335,7 +338,6 @@ function M.split(root, application_id)
           end
           owner[t] = sub
           sub.sources[#sub.sources + 1] = t
-          sub.inputs[#sub.inputs + 1] = { kind = n.stream.kind, topic = t, node = n }
           if n.stream.kind == "repartition" then sub.watermark = "repartition" end
         end
       end
@@ -368,26 +370,29 @@ function M.partition_counts(topo, counts)
   for _, sub in ipairs(topo.subs) do
     local n, first
     for _, inp in ipairs(sub.inputs) do
-      if inp.kind == "kafka" then
-        local c = counts[inp.topic]
+      for _, t in ipairs(inp.kind == "kafka" and inp.topics or {}) do
+        local c = counts[t]
         if math_type(c) ~= "integer" or c < 1 then
-          error(format("topology.partition_counts: no partition count for input topic '%s'", inp.topic), 2)
+          error(format("topology.partition_counts: no partition count for input topic '%s'", t), 2)
         end
         if n and c ~= n then
           fail(format("the topics of one sub-topology must have the same number of partitions (a task reads " ..
-            "partition p of each): '%s' has %d, '%s' has %d", first, n, inp.topic, c))
+            "partition p of each): '%s' has %d, '%s' has %d", first, n, t, c))
         end
-        n, first = c, inp.topic
+        n, first = c, t
       end
     end
     if not n then
       for _, inp in ipairs(sub.inputs) do n = max(n or 0, tasks[writer[inp.topic].id]) end
     end
     tasks[sub.id] = n
+    sub.tasks = n
     for _, inp in ipairs(sub.inputs) do
       if inp.kind == "repartition" then
         topics[inp.topic] = n
         upstreams[inp.topic] = tasks[writer[inp.topic].id]
+        inp.node.stream.repartition.upstream_partitions = upstreams[inp.topic]
+        writer[inp.topic].output.partitions = n
       end
     end
   end
@@ -401,27 +406,36 @@ end
 local Writer = {}
 Writer.__index = Writer
 
---- The writer of an upstream task: rows and watermark markers as messages
--- for the repartition topic. `w.map` is the column map of a messages
--- batch for a tide.KafkaSink's produce.
--- @tab output a sub's output (kind "repartition")
--- @int partitions the topic's partition count
-function M.writer(output, partitions)
+-- The column map of a messages batch for a tide.KafkaSink's produce.
+local function messages_map(topic)
+  return { topic = topic, partition_col = 1, key_col = 2, value_col = 3, headers_col = 4 }
+end
+
+--- The writer of a sub-topology's repartition output, one per process.
+-- @tab sub a sub-topology of split (or its `output`) whose output is a
+-- repartition, after partition_counts (which sets the topic's partition
+-- count)
+-- @param[opt] producer the process's tide.KafkaSink (for write and
+-- marker), or the topic's partition count (encode and markers only)
+function M.writer(sub, producer)
+  local output = type(sub) == "table" and (sub.output or sub) or nil
   if type(output) ~= "table" or output.kind ~= "repartition" then
-    error("topology.writer: bad argument #1: expected a repartition output (a sub-topology's output)", 2)
+    error("topology.writer: bad argument #1: expected a sub-topology whose output is a repartition", 2)
   end
+  local partitions = output.partitions
+  if math_type(producer) == "integer" then partitions, producer = producer, nil end
   if math_type(partitions) ~= "integer" or partitions < 1 then
-    error("topology.writer: bad argument #2: expected the topic's partition count (an integer >= 1), got " ..
-      tostring(partitions), 2)
+    error(format("topology.writer: the partition count of %s is not known: call topology.partition_counts(topo, " ..
+      "counts) first", output.topic), 2)
   end
   return setmetatable({
     topic = output.topic, partitions = partitions, key_exprs = output.key_exprs, key_schema = output.key_schema,
-    map = { topic = output.topic, partition_col = 1, key_col = 2, value_col = 3, headers_col = 4 },
+    producer = producer, map = messages_map(output.topic),
   }, Writer)
 end
 
 --- The messages of a batch's rows: a messages batch (partition, key,
--- value, headers), partitions by murmur2 of the key. The caller closes it.
+-- value, headers) partitioned by murmur2 of the key. The caller closes it.
 function Writer:encode(b)
   local kb
   if #self.key_exprs > 0 then
@@ -436,34 +450,85 @@ function Writer:encode(b)
 end
 
 --- The markers saying upstream task `upstream` (its partition) has
--- watermark `ms`: one message per partition of the topic.
+-- watermark `ms`: a messages batch of one marker per partition of the topic.
 function Writer:markers(upstream, ms)
   local out, msg = core.repart_markers(self.partitions, upstream, ms)
   if not out then error(format("repartition topic %s: %s", self.topic, msg), 0) end
   return out
 end
 
+-- Produce a messages batch through the producer (in its open
+-- transaction), then close it; raise naming the task.
+local function produce(self, mb, p)
+  if not self.producer then
+    mb:close()
+    error("topology writer: no producer (made with a partition count: use encode and markers)", 3)
+  end
+  local n, msg = self.producer:produce(mb, self.map)
+  mb:close()
+  if not n then error(format("repartition topic %s: task partition %d: %s", self.topic, p, msg), 0) end
+  return n
+end
+
+--- Queue the rows of a task's output batches (left open: the caller's).
+-- @tab batches tide.Batch array
+-- @int p the task's partition (for messages)
+-- @treturn int the messages queued
+function Writer:write(batches, p)
+  local n = 0
+  for _, b in ipairs(batches) do
+    if b:nrows() > 0 then n = n + produce(self, self:encode(b), p) end
+  end
+  return n
+end
+
+--- Queue the watermark marker of task partition p to every partition
+-- of the topic (call it in each cycle in which the task's watermark moved).
+function Writer:marker(p, ms)
+  return produce(self, self:markers(p, ms), p)
+end
+
 local Reader = {}
 Reader.__index = Reader
 
---- The reader of a downstream task for one repartition topic.
--- @tab node the sub's source node for the topic (`sub.inputs[i].node`)
--- @int upstreams the number of upstream tasks (partition_counts' `upstreams[topic]`)
-function M.reader(node, upstreams)
-  if type(node) ~= "table" or not (node.stream and node.stream.kind == "repartition") then
-    error("topology.reader: bad argument #1: expected a repartition source node (a sub-topology input's node)", 2)
-  end
-  if math_type(upstreams) ~= "integer" or upstreams < 1 then
-    error("topology.reader: bad argument #2: expected the upstream task count (an integer >= 1), got " ..
-      tostring(upstreams), 2)
+--- The reader of one repartition source of a downstream task.
+-- @param sub a sub-topology (after partition_counts), or a repartition
+-- source node
+-- @int k the source's index in `exec.compile(sub.root).sources` (with a
+-- node: the number of upstream tasks)
+function M.reader(sub, k)
+  local node, upstreams
+  if type(sub) == "table" and sub.inputs then
+    local inp = sub.inputs[k]
+    node = inp and inp.node
+    if not (node and node.stream.repartition) then
+      error(format("topology.reader: source %s of sub-topology %s does not read a repartition topic",
+        tostring(k), tostring(sub.id)), 2)
+    end
+    upstreams = node.stream.repartition.upstream_partitions
+    if not upstreams then
+      error(format("topology.reader: the upstream task count of %s is not known: call topology.partition_counts" ..
+        "(topo, counts) first", node.stream.topic), 2)
+    end
+  else
+    node, upstreams = sub, k
+    if type(node) ~= "table" or not (node.stream and node.stream.repartition) then
+      error("topology.reader: bad argument #1: expected a sub-topology or a repartition source node", 2)
+    end
+    if math_type(upstreams) ~= "integer" or upstreams < 1 then
+      error("topology.reader: bad argument #2: expected the upstream task count (an integer >= 1), got " ..
+        tostring(upstreams), 2)
+    end
   end
   return setmetatable({ topic = node.stream.topic, schema = node.schema, upstreams = upstreams, _marks = {} }, Reader)
 end
 
---- Decode messages of the topic: an array of { partition, offset, value }
--- (a kafka_group poll's messages) or a messages batch. Markers update
--- the watermarks; rows make a batch of the upstream output's schema.
--- @return the batch (the caller closes it), or nil when no row came
+--- Decode the messages polled for the task's partition of the topic, in
+-- offset order: an array of { partition =, offset =, value = } (other
+-- fields are ignored), or a messages batch. Markers move the upstream
+-- watermarks; rows come out in one batch of the upstream output's schema.
+-- @treturn table an array of batches (the caller closes them; empty when
+-- only markers came)
 -- @raise "repartition topic T partition P offset O: why" for a message
 -- that does not decode
 function Reader:decode(msgs)
@@ -477,9 +542,9 @@ function Reader:decode(msgs)
   end
   if b:nrows() == 0 then
     b:close()
-    return nil
+    return {}
   end
-  return b
+  return { b }
 end
 
 --- The watermark of the topic's rows: the minimum over the upstream
@@ -495,14 +560,15 @@ function Reader:watermark()
 end
 
 --- The latest marker of each upstream task: `{ [upstream partition] = ms }`
--- (a copy, to keep with the task's offsets).
+-- (a copy).
 function Reader:marks()
   local out = {}
   for p, ms in pairs(self._marks) do out[p] = ms end
   return out
 end
 
---- Take back what marks() returned (a task restored on another process).
+--- Take markers back (the greater of each and what the reader has).
+-- @tab marks `{ [upstream partition] = ms }`, as marks() returns
 function Reader:restore(marks)
   if type(marks) ~= "table" then
     error("restore: bad argument #1: expected the table marks() returned, got " .. type(marks), 2)
@@ -515,6 +581,29 @@ function Reader:restore(marks)
     if not old or ms > old then self._marks[p] = ms end
     if p >= self.upstreams then self.upstreams = p + 1 end
   end
+end
+
+--- The markers as a string, to keep with the task's offsets:
+-- "partition:ms,partition:ms" in partition order ("" when none).
+function Reader:save()
+  local ps = {}
+  for p in pairs(self._marks) do ps[#ps + 1] = p end
+  table.sort(ps)
+  for i, p in ipairs(ps) do ps[i] = format("%d:%d", p, self._marks[p]) end
+  return concat(ps, ",")
+end
+
+--- Take back what save() returned (a task restored on another process).
+-- @raise for a string save() did not make, quoting it
+function Reader:load(s)
+  if type(s) ~= "string" then error("load: bad argument #1: expected the string save() returned, got " .. type(s), 2) end
+  local marks = {}
+  for part in s:gmatch("[^,]+") do
+    local p, ms = part:match("^(%d+):(%-?%d+)$")
+    if not p then error(format("load: bad saved watermarks of %s: %q", self.topic, s), 2) end
+    marks[math.tointeger(tonumber(p))] = math.tointeger(tonumber(ms))
+  end
+  self:restore(marks)
 end
 
 return M
