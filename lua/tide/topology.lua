@@ -596,7 +596,9 @@ end
 --- Take back what save() returned (a task restored on another process).
 -- @raise for a string save() did not make, quoting it
 function Reader:load(s)
-  if type(s) ~= "string" then error("load: bad argument #1: expected the string save() returned, got " .. type(s), 2) end
+  if type(s) ~= "string" then
+    error("load: bad argument #1: expected the string save() returned, got " .. type(s), 2)
+  end
   local marks = {}
   for part in s:gmatch("[^,]+") do
     local p, ms = part:match("^(%d+):(%-?%d+)$")
