@@ -50,15 +50,8 @@ local SAME_COLUMNS = { where = true, filter = true, watermark = true, dedup = tr
 
 local function fail(msg) error("topology: " .. msg, 0) end
 
--- "a, b" -> { "a", "b" }
-local function split_list(s)
-  local out = {}
-  for t in s:gmatch("[^,]+") do
-    t = t:match("^%s*(.-)%s*$")
-    if t ~= "" then out[#out + 1] = t end
-  end
-  return out
-end
+-- "a, b" -> { "a", "b" }, as the Kafka source reads its option 'subscribe'
+local split_list = require("tide.connectors.kafka.source").split_list
 
 local function children(n)
   if n.inputs then return n.inputs end
