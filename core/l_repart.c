@@ -10,11 +10,13 @@
  *                                            -> messages batch | nil, msg, ENAME
  *   core.repart_decode(schema, msgs, topic)  -> batch, markers | nil, msg, ENAME
  *       msgs: an array of { partition =, offset =, value = } (kafka_group:poll's
- *       messages), or a messages batch (offsets are then its row numbers);
+ *       messages), or a batch with the columns value (string), partition
+ *       (int) and offset (int; without it, row numbers): the Kafka source's
+ *       message columns, or a messages batch;
  *       markers: { { partition =, offset =, upstream =, ms = }, ... } in order;
  *       a failure names "repartition topic T partition P offset O".
  * A messages batch is `partition int, key string?, value string?, headers
- * json?`: its string columns hold encoded bytes, for a producer only.
+ * json?`: key and value are the ASCII texts of core/repart.h.
  */
 #include <inttypes.h>
 #include <lauxlib.h>
@@ -90,14 +92,25 @@ static void push_marker(lua_State *L, lua_Integer partition, lua_Integer offset,
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
 
+/* The column of b named name with type t, or -1. */
+static int column(const tide_batch_t *b, const char *name, tide_type_t t) {
+  int c = tide_schema_find(b->schema, name, strlen(name));
+  return c >= 0 && b->schema->fields[c].type == t ? c : -1;
+}
+
 static int l_decode(lua_State *L) {
   tide_schema_t *s = tide_l_check_schema(L, 1);
-  int is_batch = luaL_testudata(L, 2, TIDE_L_BATCH_MT) != NULL;
-  const tide_batch_t *mb = is_batch ? tide_l_check_batch(L, 2) : NULL;
-  if (!is_batch) luaL_checktype(L, 2, LUA_TTABLE);
+  const tide_batch_t *mb = luaL_testudata(L, 2, TIDE_L_BATCH_MT) ? tide_l_check_batch(L, 2) : NULL;
+  if (!mb) luaL_checktype(L, 2, LUA_TTABLE);
   const char *topic = luaL_checkstring(L, 3);
-  if (mb && (mb->schema->nfields != 4 || mb->cols[0].type != TIDE_T_INT || mb->cols[2].type != TIDE_T_STRING))
-    return luaL_argerror(L, 2, "expected a messages batch (partition int, key, value, headers)");
+  int vcol = -1, pcol = -1, ocol = -1;
+  if (mb) {
+    vcol = column(mb, "value", TIDE_T_STRING);
+    pcol = column(mb, "partition", TIDE_T_INT);
+    ocol = column(mb, "offset", TIDE_T_INT);
+    if (vcol < 0 || pcol < 0)
+      return luaL_argerror(L, 2, "expected a batch of messages (string value and int partition columns)");
+  }
   uint32_t sid;
   if (tide_repart_schema_id(s, &sid)) return luaL_error(L, "not enough memory");
   tide_l_scratch_t *x = tide_l_push_scratch(L);
@@ -112,13 +125,13 @@ static int l_decode(lua_State *L) {
     size_t len = 0;
     if (mb) {
       uint32_t r = (uint32_t)(i - 1);
-      partition = tide_col_i64(&mb->cols[0], r);
-      offset = i - 1;
-      if (!tide_col_is_null(&mb->cols[2], r)) p = tide_col_str(&mb->cols[2], r, &len);
+      partition = tide_col_i64(&mb->cols[pcol], r);
+      offset = ocol >= 0 ? tide_col_i64(&mb->cols[ocol], r) : i - 1;
+      if (!tide_col_is_null(&mb->cols[vcol], r)) p = tide_col_str(&mb->cols[vcol], r, &len);
     } else {
       lua_rawgeti(L, 2, i);
-      if (!lua_istable(L, -1)) return luaL_error(L, "repart_decode: message %d is a %s, not a table", (int)i,
-                                                 luaL_typename(L, -1));
+      if (!lua_istable(L, -1))
+        return luaL_error(L, "repart_decode: message %d is a %s, not a table", (int)i, luaL_typename(L, -1));
       lua_getfield(L, -1, "partition");
       lua_getfield(L, -2, "offset");
       lua_getfield(L, -3, "value");
@@ -129,7 +142,7 @@ static int l_decode(lua_State *L) {
     int32_t up;
     int64_t ms;
     tide_err_t err = {0, ""};
-    int rc = tide_repart_decode(x->batch[0], sid, p, len, &up, &ms, &err);
+    int rc = tide_repart_decode(x->batch[0], sid, p, len, &x->buf, &up, &ms, &err);
     if (!mb) lua_pop(L, 4); /* p stays valid: the message table in msgs holds the string */
     if (rc < 0) {
       lua_pushfstring(L, "repartition topic %s partition %I offset %I: %s", topic, partition, offset, err.msg);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "decode.h"
 #include "hash.h"
 #include "json.h"
 
@@ -68,6 +69,47 @@ static uint64_t get_u64(const unsigned char *p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
   return v;
+}
+
+/* The value of a base64 digit, or -1. */
+static int b64(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode the base64 text p[0..n) (RFC 4648, padding required, nothing
+ * else) into out (emptied first): 0, -1 when it is not base64, -ENOMEM. */
+static int unbase64(const char *p, size_t n, tide_buf_t *out) {
+  out->len = 0;
+  if (n % 4) return -1;
+  int rc = tide_buf_reserve(out, n / 4 * 3);
+  if (rc) return rc;
+  unsigned char *o = (unsigned char *)out->data;
+  const unsigned char *q = (const unsigned char *)p;
+  for (size_t i = 0; i < n; i += 4) {
+    int pad = (i + 4 == n) ? (q[i + 3] == '=') + (q[i + 2] == '=') : 0;
+    if (pad == 1 && q[i + 2] == '=') return -1; /* "x=y=" */
+    int a = b64(q[i]), b = b64(q[i + 1]), c = pad >= 2 ? 0 : b64(q[i + 2]), d = pad >= 1 ? 0 : b64(q[i + 3]);
+    if (a < 0 || b < 0 || c < 0 || d < 0) return -1;
+    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+    /* the bits a padded end leaves out must be 0: one text per byte string */
+    if ((pad == 2 && (v & 0xffff)) || (pad == 1 && (v & 0xff))) return -1;
+    *o++ = (unsigned char)(v >> 16);
+    if (pad < 2) *o++ = (unsigned char)(v >> 8);
+    if (pad < 1) *o++ = (unsigned char)v;
+  }
+  out->len = (size_t)(o - (unsigned char *)out->data);
+  return 0;
+}
+
+/* Append the header of a message (letter, version) and the base64 of
+ * body to out. */
+static int frame(tide_buf_t *out, char letter, const tide_buf_t *body) {
+  char hdr[2] = {letter, TIDE_REPART_VERSION};
+  int rc = tide_buf_append(out, hdr, 2);
+  return rc ? rc : tide_base64_enc(body->data, body->len, out);
 }
 
 int tide_repart_schema_id(const tide_schema_t *s, uint32_t *id) {
@@ -148,14 +190,16 @@ int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t pa
   tide_batch_t *o = ms ? tide_batch_new(ms, b->nrows) : NULL;
   tide_schema_unref(ms);
   if (!o) return tide_err_set(err, -ENOMEM, "out of memory");
-  tide_buf_t kbuf = TIDE_BUF_INIT, vbuf = TIDE_BUF_INIT;
+  /* body: the binary form; kbuf, vbuf: the texts */
+  tide_buf_t body = TIDE_BUF_INIT, kbuf = TIDE_BUF_INIT, vbuf = TIDE_BUF_INIT;
+  unsigned char sidb[4];
+  put_u32(sidb, sid);
   for (uint32_t r = 0; r < b->nrows && rc == 0; r++) {
-    kbuf.len = vbuf.len = 0;
-    unsigned char hdr[6] = {TIDE_REPART_ROW, TIDE_REPART_VERSION};
-    put_u32(hdr + 2, sid);
-    unsigned char khdr[2] = {TIDE_REPART_KEY, TIDE_REPART_VERSION};
-    if ((rc = tide_buf_append(&vbuf, hdr, sizeof hdr)) || (rc = put_row(&vbuf, b, r, 0)) ||
-        (rc = tide_buf_append(&kbuf, khdr, sizeof khdr)) || (kb && (rc = put_row(&kbuf, kb, r, 1))))
+    kbuf.len = vbuf.len = body.len = 0;
+    if ((kb && (rc = put_row(&body, kb, r, 1))) || (rc = frame(&kbuf, TIDE_REPART_KEY, &body))) break;
+    body.len = 0;
+    if ((rc = tide_buf_append(&body, sidb, 4)) || (rc = put_row(&body, b, r, 0)) ||
+        (rc = frame(&vbuf, TIDE_REPART_ROW, &body)))
       break;
     if ((rc = tide_batch_row_begin(o))) break;
     tide_batch_set_i64(o, 0, tide_repart_partition(kbuf.data, kbuf.len, partitions));
@@ -166,6 +210,7 @@ int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t pa
     tide_batch_set_null(o, 3);
     tide_batch_row_commit(o);
   }
+  tide_buf_free(&body);
   tide_buf_free(&kbuf);
   tide_buf_free(&vbuf);
   if (rc) {
@@ -185,9 +230,15 @@ int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_b
   tide_batch_t *o = s ? tide_batch_new(s, (uint32_t)partitions) : NULL;
   tide_schema_unref(s);
   if (!o) return tide_err_set(err, -ENOMEM, "out of memory");
-  unsigned char v[TIDE_REPART_MARK_LEN] = {TIDE_REPART_MARK, TIDE_REPART_VERSION};
-  put_u32(v + 2, (uint32_t)upstream);
-  put_u64(v + 6, (uint64_t)ms);
+  unsigned char raw[12];
+  put_u32(raw, (uint32_t)upstream);
+  put_u64(raw + 4, (uint64_t)ms);
+  tide_buf_t body = {(char *)raw, sizeof raw, sizeof raw}, v = TIDE_BUF_INIT;
+  if (frame(&v, TIDE_REPART_MARK, &body)) {
+    tide_batch_free(o);
+    tide_buf_free(&v);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
   char h[96];
   int hn = snprintf(h, sizeof h, "{\"" TIDE_REPART_MARK_HEADER "\":\"%" PRId32 ":%" PRId64 "\"}", upstream, ms);
   int rc = 0;
@@ -195,12 +246,13 @@ int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_b
     if ((rc = tide_batch_row_begin(o))) break;
     tide_batch_set_i64(o, 0, p);
     tide_batch_set_null(o, 1);
-    if ((rc = tide_batch_set_str(o, 2, (const char *)v, sizeof v)) || (rc = tide_batch_set_str(o, 3, h, (size_t)hn))) {
+    if ((rc = tide_batch_set_str(o, 2, v.data, v.len)) || (rc = tide_batch_set_str(o, 3, h, (size_t)hn))) {
       tide_batch_row_abort(o);
       break;
     }
     tide_batch_row_commit(o);
   }
+  tide_buf_free(&v);
   if (rc) {
     tide_batch_free(o);
     return tide_err_set(err, rc, "out of memory");
@@ -279,38 +331,41 @@ static int get_row(tide_batch_t *out, const unsigned char *p, size_t n, tide_err
   return 0;
 }
 
-int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, int32_t *upstream, int64_t *ms,
-                       tide_err_t *err) {
-  const unsigned char *u = (const unsigned char *)p;
+int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, tide_buf_t *tmp, int32_t *upstream,
+                       int64_t *ms, tide_err_t *err) {
   if (!p || n == 0) return tide_err_set(err, TIDE_ECORRUPT, "the message has no value");
-  if (u[0] != TIDE_REPART_ROW && u[0] != TIDE_REPART_MARK)
-    return tide_err_set(err, TIDE_ECORRUPT, "not a repartition message (first byte 0x%02x)", u[0]);
+  if (p[0] != TIDE_REPART_ROW && p[0] != TIDE_REPART_MARK)
+    return tide_err_set(err, TIDE_ECORRUPT, "not a repartition message (first byte 0x%02x)", (unsigned char)p[0]);
   if (n < 2) return tide_err_set(err, TIDE_ECORRUPT, "the message ends after 1 byte");
-  if (u[1] != TIDE_REPART_VERSION)
-    return tide_err_set(err, TIDE_EFORMAT, "format version %u (this tide reads %d)", u[1], TIDE_REPART_VERSION);
-  if (u[0] == TIDE_REPART_MARK) {
-    if (n != TIDE_REPART_MARK_LEN)
-      return tide_err_set(err, TIDE_ECORRUPT, "a watermark marker of %zu bytes (expected %d)", n, TIDE_REPART_MARK_LEN);
-    int32_t up = (int32_t)get_u32(u + 2);
-    int64_t w = (int64_t)get_u64(u + 6);
+  if (p[1] != TIDE_REPART_VERSION)
+    return tide_err_set(err, TIDE_EFORMAT, "format version '%c' (this tide reads '%c')",
+                        (unsigned char)p[1] >= 0x20 && (unsigned char)p[1] < 0x7f ? p[1] : '?', TIDE_REPART_VERSION);
+  int rc = unbase64(p + 2, n - 2, tmp);
+  if (rc) {
+    return rc == -1 ? tide_err_set(err, TIDE_ECORRUPT, "the message is not base64 after its first 2 bytes")
+                    : tide_err_set(err, rc, "out of memory");
+  }
+  const unsigned char *u = (const unsigned char *)tmp->data;
+  size_t bn = tmp->len;
+  if (p[0] == TIDE_REPART_MARK) {
+    int32_t up = bn == 12 ? (int32_t)get_u32(u) : -1;
+    int64_t w = bn == 12 ? (int64_t)get_u64(u + 4) : 0;
+    if (bn != 12) return tide_err_set(err, TIDE_ECORRUPT, "a watermark marker of %zu bytes (expected 12)", bn);
     if (up < 0) return tide_err_set(err, TIDE_ECORRUPT, "a watermark marker of upstream partition %" PRId32, up);
     *upstream = up;
     *ms = w;
     return 1;
   }
-  if (n < 6) return tide_err_set(err, TIDE_ECORRUPT, "the row ends inside its header (%zu bytes)", n);
-  uint32_t got = get_u32(u + 2);
+  if (bn < 4) return tide_err_set(err, TIDE_ECORRUPT, "the row ends inside its schema id (%zu bytes)", bn);
+  uint32_t got = get_u32(u);
   if (got != sid)
     return tide_err_set(err, TIDE_ECORRUPT,
                         "the row was written for another schema (id %08" PRIx32 ", this query's is %08" PRIx32
                         "): the upstream part of the query changed its output",
                         got, sid);
-  int rc = tide_batch_row_begin(out);
+  rc = tide_batch_row_begin(out);
   if (rc) return tide_err_set(err, rc, "out of memory");
-  if ((rc = get_row(out, u + 6, n - 6, err))) {
-    tide_batch_row_abort(out);
-    return rc;
-  }
-  tide_batch_row_commit(out);
-  return 0;
+  if ((rc = get_row(out, u + 4, bn - 4, err))) tide_batch_row_abort(out);
+  else tide_batch_row_commit(out);
+  return rc;
 }

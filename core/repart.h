@@ -9,20 +9,17 @@
  * downstream task of that partition reads the rows back into batches. This
  * file is the codec; the producer and the consumer are the runtime's.
  *
- * Messages (docs/FORMAT.md, "Repartition topics"), all integers
- * little-endian:
+ * Messages (docs/FORMAT.md, "Repartition topics"). Every key and value is
+ * ASCII text, so that a reader of message columns (the Kafka source's, whose
+ * key and value are UTF-8 strings) takes them as they are: a letter, the
+ * version digit, then the base64 (RFC 4648, with padding) of a binary body,
+ * all integers little-endian:
  *
- *   row value   +-----+---+-----------+-------------+-------------------+
- *               | 'R' | 1 | schema id | null bitmap | non-NULL values   |
- *               +-----+---+-----------+-------------+-------------------+
- *                  1    1      u32      ceil(n/8) B   in field order
- *   key         +-----+---+-------------+-------------------+
- *               | 'K' | 1 | null bitmap | non-NULL values   |
- *               +-----+---+-------------+-------------------+
- *   marker      +-----+---+--------------------+------------------+
- *   value       | 'W' | 1 | upstream partition | watermark (ms)   |
- *               +-----+---+--------------------+------------------+
- *                  1    1          i32                 i64
+ *   row value   'R' '1' base64( schema id | null bitmap | non-NULL values )
+ *                                  u32       ceil(n/8) B   in field order
+ *   key         'K' '1' base64( null bitmap | non-NULL values )
+ *   marker      'W' '1' base64( upstream partition | watermark (ms) )
+ *                                      i32                 i64
  *
  *   values: int, timestamp  8 bytes (two's complement)
  *           double          8 bytes (IEEE-754 bits, exactly; in a key
@@ -49,11 +46,11 @@
 #include "err.h"
 #include "schema.h"
 
-#define TIDE_REPART_ROW 0x52  /* 'R' */
-#define TIDE_REPART_KEY 0x4B  /* 'K' */
-#define TIDE_REPART_MARK 0x57 /* 'W' */
-#define TIDE_REPART_VERSION 1
-#define TIDE_REPART_MARK_LEN 14
+#define TIDE_REPART_ROW 'R'
+#define TIDE_REPART_KEY 'K'
+#define TIDE_REPART_MARK 'W'
+#define TIDE_REPART_VERSION '1'
+#define TIDE_REPART_MARK_LEN 18 /* 'W' '1' and 16 base64 characters of 12 bytes */
 
 /* The header name a marker also carries (for people reading the topic
  * with kcat; the reader goes by the value). */
@@ -72,7 +69,7 @@ int tide_repart_schema_id(const tide_schema_t *s, uint32_t *id);
 
 /* The schema of a messages batch: `partition int, key string?, value
  * string?, headers json?` (a new reference, or NULL when out of memory).
- * Its string columns hold the encoded bytes above, not UTF-8 text. */
+ * Its key and value hold the ASCII texts above. */
 tide_schema_t *tide_repart_messages_schema(void);
 
 /* One message per row of b: value = the row (schema id sid, from
@@ -94,8 +91,10 @@ int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_b
  * no value): a row of out's schema (schema id sid) is appended to out and
  * 0 returned, or a marker is read into *upstream and *ms and 1 returned,
  * or TIDE_ECORRUPT / TIDE_EFORMAT / -ENOMEM / TIDE_ETOOBIG with err (out
- * unchanged). out must be an owned batch (tide_batch_new). */
-int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, int32_t *upstream, int64_t *ms,
-                       tide_err_t *err);
+ * unchanged). out must be an owned batch (tide_batch_new); tmp is the
+ * caller's buffer for the binary body, reused from message to message
+ * (free it when done). */
+int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, tide_buf_t *tmp, int32_t *upstream,
+                       int64_t *ms, tide_err_t *err);
 
 #endif

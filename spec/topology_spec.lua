@@ -250,6 +250,22 @@ local function codec(schema, key_cols, partitions, upstreams)
   return topology.writer(out, partitions), topology.reader(node, upstreams or 1), s
 end
 
+-- RFC 4648 base64, for messages made by hand
+local function b64(raw)
+  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local out = {}
+  for i = 1, #raw, 3 do
+    local a, b, c = raw:byte(i, i + 2)
+    local v = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = {}
+    for k = 1, 4 do q[k] = abc:sub((v >> (6 * (4 - k))) % 64 + 1, (v >> (6 * (4 - k))) % 64 + 1) end
+    if not c then q[4] = "=" end
+    if not b then q[3] = "=" end
+    out[#out + 1] = table.concat(q)
+  end
+  return table.concat(out)
+end
+
 local function as_messages(mb)
   local list = {}
   for i, r in ipairs(mb:rows()) do list[i] = { partition = r.partition, offset = 100 + i, value = r.value } end
@@ -305,8 +321,9 @@ describe("repartition messages", function()
     end
     bad(nil, "the message has no value")
     bad('{"i":1}', "not a repartition message (first byte 0x7b)")
-    bad("R\2abcd", "format version 2 (this tide reads 1)")
-    bad("R\1\0\0\0\0\0", "another schema")
+    bad("R2AAAA", "format version '2' (this tide reads '1')")
+    bad("R1AAA", "the message is not base64 after its first 2 bytes")
+    bad("R1" .. b64("\0\0\0\0\0"), "another schema")
     local w2, _ = codec("x int", { "x" }, 1)
     local other = w2:encode(assert(core.rows_batch(assert(core.schema("x int")), { { x = 1 } }))):rows()[1].value
     bad(other, "another schema")
@@ -316,10 +333,13 @@ describe("repartition messages", function()
       local e = err_of(function() r3:decode({ { partition = 0, offset = 7, value = value } }) end)
       assert.matches("repartition topic t-r partition 0 offset 7: " .. why, e, 1, true)
     end
-    bad3(good:sub(1, -2), "the row ends inside field 's'")
-    bad3(good .. "x", "1 bytes after the last field")
-    bad3(good:sub(1, -4) .. "\255bc", "field 's' is not valid UTF-8")
-    bad3("W\1\0\0\0", "a watermark marker of 5 bytes (expected 14)")
+    -- bodies made by hand (docs/FORMAT.md): schema id, null bitmap, x, then s's length and bytes
+    local head = string.pack("<I4", core.repart_schema_id(s3)) .. "\0" .. string.pack("<i8", 1)
+    assert.equal(good, "R1" .. b64(head .. string.pack("<I4", 3) .. "abc"))
+    bad3("R1" .. b64(head .. string.pack("<I4", 3) .. "ab"), "the row ends inside field 's'")
+    bad3("R1" .. b64(head .. string.pack("<I4", 3) .. "abcd"), "1 bytes after the last field")
+    bad3("R1" .. b64(head .. string.pack("<I4", 3) .. "a\255c"), "field 's' is not valid UTF-8")
+    bad3("W1" .. b64("\0\0\0\0\0"), "a watermark marker of 5 bytes (expected 12)")
     -- nothing was kept from the bad messages: a good one decodes alone
     assert.equal(1, r3:decode({ { partition = 0, offset = 8, value = good } })[1]:nrows())
   end)
@@ -562,5 +582,25 @@ describe("a sub-topology's writer and reader on the test broker", function()
     end
     table.sort(back, function(x, y) return x.ts < y.ts end)
     assert.same(batch:rows(), back)
+    -- the Kafka source's reader (message columns, offset ranges, in C) reads them too: the texts are UTF-8
+    local kr = assert(core.kafka_reader { bootstrap = b.bootstrap, timeout = 20000, kafka = {
+      ["group.id"] = "wr-read", ["enable.auto.commit"] = "false", ["enable.auto.offset.store"] = "false",
+      ["enable.partition.eof"] = "true", ["auto.offset.reset"] = "error" } })
+    finally(function() kr:close() end)
+    local ends = assert(kr:offsets({ { "wr-agg1-repartition", 0 }, { "wr-agg1-repartition", 1 } }, "latest"))
+    local again = {}
+    for p = 0, 1 do
+      local batches, info = assert(kr:read({ { "wr-agg1-repartition", p, 0, ends[p + 1] } }))
+      assert.same({}, info.bad)
+      local r = topology.reader(t.subs[2], 1)
+      for _, mb in ipairs(batches) do
+        for _, out in ipairs(r:decode(mb)) do
+          for _, row in ipairs(out:rows()) do again[#again + 1] = row end
+        end
+      end
+      assert.same({ [1] = 1700000000040 }, r:marks())
+    end
+    table.sort(again, function(x, y) return x.ts < y.ts end)
+    assert.same(batch:rows(), again)
   end)
 end)

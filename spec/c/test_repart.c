@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "decode.h"
 #include "repart.h"
 #include "t.h"
 
@@ -64,13 +65,14 @@ static void test_round_trip(void) {
   uint32_t sid;
   T_EQ_INT(tide_repart_schema_id(b->schema, &sid), 0);
   tide_batch_t *out = tide_batch_new(b->schema, 1);
+  tide_buf_t tmp = TIDE_BUF_INIT;
   for (uint32_t r = 0; r < m->nrows; r++) {
     size_t n, kn;
     const char *v = tide_col_str(&m->cols[2], r, &n), *k = tide_col_str(&m->cols[1], r, &kn);
     T_EQ_INT(tide_col_i64(&m->cols[0], r), tide_repart_partition(k, kn, 7));
     int32_t up;
     int64_t ms;
-    T_EQ_INT(tide_repart_decode(out, sid, v, n, &up, &ms, &err), 0);
+    T_EQ_INT(tide_repart_decode(out, sid, v, n, &tmp, &up, &ms, &err), 0);
   }
   T_EQ_INT(out->nrows, 4);
   for (uint32_t c = 0; c < b->schema->nfields; c++)
@@ -91,6 +93,7 @@ static void test_round_trip(void) {
         T_EQ_INT(tide_col_i64(x, r), tide_col_i64(y, r));
       }
     }
+  tide_buf_free(&tmp);
   tide_batch_free(out);
   tide_batch_free(m);
   tide_batch_free(b);
@@ -118,9 +121,9 @@ static void test_keys_normalise_doubles(void) {
   tide_batch_t *m2 = NULL;
   T_EQ_INT(tide_repart_encode(b, NULL, 1000, &m2, NULL), 0);
   size_t c0, c3;
-  tide_col_str(&m2->cols[1], 0, &c0);
+  const char *e0 = tide_col_str(&m2->cols[1], 0, &c0);
   tide_col_str(&m2->cols[1], 3, &c3);
-  T_EQ_INT(c0, 2);
+  T_CHECK(c0 == 2 && c3 == 2 && memcmp(e0, "K1", 2) == 0);
   T_EQ_INT(tide_col_i64(&m2->cols[0], 0), tide_col_i64(&m2->cols[0], 3));
   tide_batch_free(m2);
   tide_batch_free(m);
@@ -135,6 +138,7 @@ static void test_markers(void) {
   tide_schema_t *s = NULL;
   T_EQ_INT(tide_schema_parse_ddl("x int", 5, &s, NULL), 0);
   tide_batch_t *out = tide_batch_new(s, 1);
+  tide_buf_t tmp = TIDE_BUF_INIT;
   for (uint32_t r = 0; r < 3; r++) {
     T_EQ_INT(tide_col_i64(&m->cols[0], r), r);
     T_CHECK(tide_col_is_null(&m->cols[1], r));
@@ -143,10 +147,12 @@ static void test_markers(void) {
     T_CHECK(hn == strlen("{\"tide-watermark\":\"2:-5\"}") && memcmp(h, "{\"tide-watermark\":\"2:-5\"}", hn) == 0);
     int32_t up = -1;
     int64_t ms = 0;
-    T_EQ_INT(tide_repart_decode(out, 0, v, n, &up, &ms, &err), 1);
+    T_EQ_INT(tide_repart_decode(out, 0, v, n, &tmp, &up, &ms, &err), 1);
     T_EQ_INT(up, 2);
     T_EQ_INT(ms, -5);
+    T_EQ_INT(n, TIDE_REPART_MARK_LEN);
   }
+  tide_buf_free(&tmp);
   T_EQ_INT(out->nrows, 0);
   tide_batch_t *none = NULL;
   T_CHECK(tide_repart_markers(0, 0, 0, &none, &err) == TIDE_EINVAL && none == NULL);
@@ -155,51 +161,127 @@ static void test_markers(void) {
   tide_batch_free(m);
 }
 
-/* Every prefix of a row and every single-byte change of it fails cleanly
- * or decodes to a row; the batch never holds a half row. */
+/* "R1" + the base64 of body[0..n) */
+static char *row_text(const unsigned char *body, size_t n, size_t *len) {
+  tide_buf_t t = TIDE_BUF_INIT;
+  tide_buf_append(&t, "R1", 2);
+  tide_base64_enc((const char *)body, n, &t);
+  *len = t.len;
+  return t.data;
+}
+
+/* Every prefix of a message and every change of one character of it fails
+ * cleanly or decodes to a row; the batch never holds a half row. */
 static void test_bad_messages(void) {
   tide_batch_t *b = all_types(), *m = NULL;
   T_EQ_INT(tide_repart_encode(b, NULL, 1, &m, NULL), 0);
   uint32_t sid;
   tide_repart_schema_id(b->schema, &sid);
   tide_batch_t *out = tide_batch_new(b->schema, 1);
+  tide_buf_t tmp = TIDE_BUF_INIT;
   int32_t up;
   int64_t ms;
   tide_err_t err = {0, ""};
   size_t n;
   const char *v = tide_col_str(&m->cols[2], 0, &n);
+  for (size_t i = 0; i < n; i++) T_CHECK(v[i] > 0x20 && v[i] < 0x7f); /* ASCII text */
   int bad = 0;
   for (size_t cut = 0; cut < n; cut++) {
-    int rc = tide_repart_decode(out, sid, v, cut, &up, &ms, &err);
+    int rc = tide_repart_decode(out, sid, v, cut, &tmp, &up, &ms, &err);
     if (rc != TIDE_ECORRUPT || out->nrows != 0) bad++;
   }
   T_EQ_INT(bad, 0);
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=!";
   char copy[512];
   T_CHECK(n < sizeof copy);
-  int rows = 0, fails = 0;
+  int rows = 0, fails = 0, other = 0;
   for (size_t i = 0; i < n; i++)
-    for (int bit = 0; bit < 8; bit++) {
+    for (size_t k = 0; k < sizeof abc - 1; k++) {
       memcpy(copy, v, n);
-      copy[i] ^= (char)(1 << bit);
+      copy[i] = abc[k];
       uint32_t before = out->nrows;
-      int rc = tide_repart_decode(out, sid, copy, n, &up, &ms, &err);
-      if (rc == 0) rows += (out->nrows == before + 1);
-      else if (rc < 0) fails += (out->nrows == before);
-      else fails++; /* a marker: only the first byte can make one, and then the length is wrong */
+      int rc = tide_repart_decode(out, sid, copy, n, &tmp, &up, &ms, &err);
+      if (rc == 0 && out->nrows == before + 1) rows++;
+      else if (rc < 0 && out->nrows == before) fails++;
+      else other++;
     }
-  T_EQ_INT(rows + fails, (int)n * 8);
-  /* the checks name what is wrong */
-  T_EQ_INT(tide_repart_decode(out, sid, v, n - 1, &up, &ms, &err), TIDE_ECORRUPT);
-  T_CHECK(strstr(err.msg, "ends inside field 'n'") != NULL);
-  T_EQ_INT(tide_repart_decode(out, sid ^ 1, v, n, &up, &ms, &err), TIDE_ECORRUPT);
-  T_CHECK(strstr(err.msg, "another schema") != NULL);
+  T_EQ_INT(other, 0);
+  T_CHECK(rows > 0 && fails > 0);
+  /* the checks name what is wrong: bodies made by hand for "x int, s string, ok bool, t timestamp?" */
+  tide_schema_t *s2 = NULL;
+  const char *ddl = "x int, s string, ok bool, t timestamp?";
+  T_EQ_INT(tide_schema_parse_ddl(ddl, strlen(ddl), &s2, NULL), 0);
+  uint32_t sid2;
+  tide_repart_schema_id(s2, &sid2);
+  tide_batch_t *o2 = tide_batch_new(s2, 1);
+  unsigned char body[64];
+  size_t bl = 0;
+  for (int i = 0; i < 4; i++) body[bl++] = (unsigned char)(sid2 >> (8 * i));
+  body[bl++] = 0x08; /* t is NULL */
+  for (int i = 0; i < 8; i++) body[bl++] = (unsigned char)(i == 0 ? 7 : 0);
+  body[bl++] = 3, body[bl++] = 0, body[bl++] = 0, body[bl++] = 0;
+  body[bl++] = 'a', body[bl++] = 'b', body[bl++] = 'c';
+  body[bl++] = 1; /* ok */
+  size_t tl;
+  char *t = row_text(body, bl, &tl);
+  T_EQ_INT(tide_repart_decode(o2, sid2, t, tl, &tmp, &up, &ms, &err), 0);
+  T_EQ_INT(o2->nrows, 1);
+  free(t);
+  static const struct {
+    size_t at, cut; /* change byte at (when < bl) to val; cut the body to cut bytes (when > 0) */
+    unsigned char val;
+    const char *why;
+  } cases[] = {
+      {99, 17, 0, "the row ends inside field 's'"},
+      {99, 20, 0, "the row ends inside field 'ok'"},
+      {4, 0, 0x18, "bits past the last field"},
+      {4, 0, 0x01, "NULL in the non-nullable field 'x'"},
+      {4, 0, 0x00, "the row ends inside field 't'"},
+      {20, 0, 2, "field 'ok' is a bool that is neither 0 nor 1"},
+      {18, 0, 0xff, "field 's' is not valid UTF-8"},
+      {0, 0, 0, "another schema"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    unsigned char b2[64];
+    memcpy(b2, body, bl);
+    size_t l2 = cases[c].cut ? cases[c].cut : bl;
+    if (cases[c].at < bl) b2[cases[c].at] = cases[c].at == 0 ? (unsigned char)(b2[0] ^ 1) : cases[c].val;
+    t = row_text(b2, l2, &tl);
+    T_EQ_INT(tide_repart_decode(o2, sid2, t, tl, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+    if (!strstr(err.msg, cases[c].why)) fprintf(stderr, "case %zu: %s\n", c, err.msg);
+    T_CHECK(strstr(err.msg, cases[c].why) != NULL);
+    free(t);
+  }
+  /* bytes after the last field; a timestamp out of range */
+  body[4] = 0x00;
+  for (int i = 0; i < 8; i++) body[bl + i] = 0x7f;
+  t = row_text(body, bl + 8, &tl);
+  T_EQ_INT(tide_repart_decode(o2, sid2, t, tl, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "is a timestamp (outside the valid timestamp range") != NULL);
+  free(t);
+  memset(body + bl, 0, 8);
+  body[bl + 8] = 9;
+  t = row_text(body, bl + 9, &tl);
+  T_EQ_INT(tide_repart_decode(o2, sid2, t, tl, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "1 bytes after the last field") != NULL);
+  free(t);
+  T_EQ_INT(o2->nrows, 1);
   memcpy(copy, v, n);
-  copy[1] = 9;
-  T_EQ_INT(tide_repart_decode(out, sid, copy, n, &up, &ms, &err), TIDE_EFORMAT);
-  T_EQ_INT(tide_repart_decode(out, sid, "{\"a\":1}", 7, &up, &ms, &err), TIDE_ECORRUPT);
+  copy[1] = '9';
+  T_EQ_INT(tide_repart_decode(out, sid, copy, n, &tmp, &up, &ms, &err), TIDE_EFORMAT);
+  T_CHECK(strstr(err.msg, "format version '9'") != NULL);
+  T_EQ_INT(tide_repart_decode(out, sid, "R1abc", 5, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "not base64") != NULL);
+  T_EQ_INT(tide_repart_decode(out, sid, "R1ab==", 6, &tmp, &up, &ms, &err), TIDE_ECORRUPT); /* padding bits */
+  T_EQ_INT(tide_repart_decode(out, sid, "{\"a\":1}", 7, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
   T_CHECK(strstr(err.msg, "not a repartition message") != NULL);
-  T_EQ_INT(tide_repart_decode(out, sid, NULL, 0, &up, &ms, &err), TIDE_ECORRUPT);
+  T_EQ_INT(tide_repart_decode(out, sid, NULL, 0, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
   T_CHECK(strstr(err.msg, "no value") != NULL);
+  T_EQ_INT(tide_repart_decode(out, sid, "W1AAAA", 6, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "a watermark marker of 3 bytes (expected 12)") != NULL);
+  tide_buf_free(&tmp);
+  tide_batch_free(o2);
+  tide_schema_unref(s2);
   tide_batch_free(out);
   tide_batch_free(m);
   tide_batch_free(b);
