@@ -132,7 +132,7 @@ end
 local function caught_up(ps, at)
   local n = 0
   for _, p in pairs(ps) do
-    for _, t in ipairs(so.tasks_of(p)) do
+    for _, t in ipairs(so.tasks(p)) do
       if t.offset ~= at then return false end
       n = n + 1
     end
@@ -181,7 +181,7 @@ describe("scale-out: an application of several tide run processes", function()
     local tell = so.tell(ps)
     so.wait_for("the tasks spread over the three processes", function()
       for _, p in pairs(ps) do
-        if #so.tasks_of(p) == 0 then return false end
+        if #so.tasks(p) == 0 then return false end
       end
       return true
     end, 60, tell)
@@ -227,14 +227,14 @@ describe("scale-out: an application of several tide run processes", function()
       ps.p2 = run("p2", "app2", "state-2")
       so.wait_for("the second process to read everything", function() return caught_up({ ps.p2 }, 1600) end, 90,
         tell)
-      for _, t in ipairs(so.tasks_of(ps.p2)) do assert.equal("changelog", t.restored_from, t.id) end
+      for _, t in ipairs(so.tasks(ps.p2)) do assert.equal("changelog", t.restored_from, t.id) end
       stop(ps.p2)
       -- the next one on the same state directory: its local state is current
       produce_end(b, "app2-in")
       ps.p3 = run("p3", "app2", "state-2")
       so.wait_for("the third process to read everything", function() return caught_up({ ps.p3 }, 1602) end, 90,
         tell)
-      for _, t in ipairs(so.tasks_of(ps.p3)) do assert.equal("local", t.restored_from, t.id) end
+      for _, t in ipairs(so.tasks(ps.p3)) do assert.equal("local", t.restored_from, t.id) end
       so.wait_for("every window in the output", function() return #output(b, "app2-out") >= #expected(800) end, 60,
         tell)
       stop(ps.p3)
@@ -255,7 +255,7 @@ describe("scale-out: an application of several tide run processes", function()
       ps.z = run("z", "app3", "state-z", "SCALEOUT_STOP_FILE=" .. sh_quote(stop_file))
       ps.y = run("y", "app3", "state-y")
       so.wait_for("both processes to run tasks", function()
-        return #so.tasks_of(ps.z) > 0 and #so.tasks_of(ps.y) > 0
+        return #so.tasks(ps.z) > 0 and #so.tasks(ps.y) > 0
       end, 60, tell)
       produce(b, "app3-in", 300, 600)
       -- z stops itself in the middle of a cycle; its session times out and

@@ -7,7 +7,8 @@
 --    local p = so.start(dir, "a", "app1", dir .. "/state-a", script, "args...")
 --    so.wait_for("what", function() return ... end, 60, so.tell({ a = p }))
 --    so.last_progress(p)           -- the last progress report (a table) or nil
---    so.tasks_of(p)                -- its tasks: { { id =, offset =, restored_from =, ... } }
+--    so.tasks(p)                   -- its tasks: { { id =, offset =, restored_from =, ... } }
+--    so.tasks_of(p)                -- their ids: { "0_1", "1_3", ... }
 --    os.execute("kill -TERM " .. p.pid); so.wait(p)   -- the exit status
 --    so.produce(b, "in", 0, { "key\tvalue", ... })   -- kcat, one message a line
 --    so.consume(b, "out")          -- { "key value", ... } read_committed, in topic order
@@ -71,9 +72,16 @@ function M.last_progress(p)
 end
 
 --- The tasks of p's last progress report (its application.tasks).
-function M.tasks_of(p)
+function M.tasks(p)
   local r = M.last_progress(p)
   return r and r.application and r.application.tasks or {}
+end
+
+--- The ids of those tasks ("0_1", "1_3", ...).
+function M.tasks_of(p)
+  local out = {}
+  for i, t in ipairs(M.tasks(p)) do out[i] = t.id end
+  return out
 end
 
 --- What the processes wrote to stderr, for a failure's message.
@@ -114,5 +122,8 @@ function M.consume(b, topic)
   assert(code == 0, "kcat -C failed: " .. err)
   return support.lines_of(out)
 end
+
+-- (the names spec/scaleout_repartition_spec.lua was written with)
+M.produce_lines, M.committed_lines, M.errors = M.produce, M.consume, M.tell
 
 return M
