@@ -70,11 +70,10 @@ describe("scale-out: options refused under application_id", function()
     refused(rate, "kafka", sink, "the source must be read_stream(\"kafka\")")
   end)
 
-  it("refuses a stateful operator not keyed by the message key, naming it", function()
-    refused(windowed(kafka(), "kafka_topic"), "kafka", sink, "must be keyed by the Kafka message key")
-    -- a column computed from the key is not the key
-    refused(windowed(kafka():select("ts", "upper(kafka_key) AS k"), "k"), "kafka", sink,
-      "must be keyed by the Kafka message key")
+  it("refuses a stateful operator the runtime does not run, naming it", function()
+    local sess = kafka():with_watermark("ts", "2 seconds")
+      :group_by(tide.session_window("ts", "5 seconds"), "kafka_key"):agg{ "count(*) AS n" }
+    refused(sess, "kafka", sink, "is not supported under application_id (aggregations and dedup are)")
   end)
 
   it("tide run: --state-dir needs --application-id; a bad id is a usage error", function()
