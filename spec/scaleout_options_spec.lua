@@ -96,4 +96,13 @@ tide.read_stream("rate", { rows_per_second = 1 }):write_stream("console")
     assert.equal(1, code)
     assert.matches("application_id 'app': the sink must be \"kafka\"", err, 1, true)
   end)
+
+  it("tide run's status line names the application and the process's tasks with their lag", function()
+    local cli = require "tide.cli"
+    local line = cli.status_line("orders-app", { input_rate = 10, processed_rate = 20, batch_id = 3, now = 0,
+      application = "orders-app", tasks = { { id = "0_1", lag = 0 }, { id = "1_3", lag = 120 } } })
+    assert.matches("^application orders%-app, tasks 0_1 %(lag 0%) 1_3 %(lag 120%); query orders%-app: ", line)
+    line = cli.status_line("orders-app", { now = 0, application = "orders-app", tasks = {} })
+    assert.matches("^application orders%-app, tasks none; ", line)
+  end)
 end)
