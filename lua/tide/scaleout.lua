@@ -104,18 +104,6 @@ end
 -- Tasks
 -- ------------------------------------------------------------------------
 
-local function remove_tree(dir)
-  local entries = core.glob(dir .. "/*") or {}
-  for _, p in ipairs(core.glob(dir .. "/.*") or {}) do entries[#entries + 1] = p end
-  for _, p in ipairs(entries) do
-    local base = p:match("([^/]+)/?$")
-    if base ~= "." and base ~= ".." then
-      if p:sub(-1) == "/" then remove_tree(p:sub(1, -2)) else os.remove(p) end
-    end
-  end
-  os.remove(dir)
-end
-
 local function mkdir_p(dir)
   local path = dir:sub(1, 1) == "/" and "" or "."
   for part in dir:gmatch("[^/]+") do
@@ -211,7 +199,7 @@ function App:_open_task(sub, p)
     t.restored = "local"
   else
     t.ck:close()
-    remove_tree(t.dir)
+    self._hooks.remove_tree(t.dir)
     self:_open_cache(t)
     local changes = {}
     for j, s in ipairs(sub.stateful) do
@@ -673,7 +661,7 @@ end
 
 --- Start a query under application_id (tide.query.start hands it over).
 -- @param H tide.query's internals: Query, active, listeners, analyze,
--- split_options, parse_trigger, install_signals
+-- split_options, parse_trigger, random_id, remove_tree, install_signals
 function M.start(f, sink, opts, what, level, H)
   level = level + 1
   opts = opts == nil and {} or opts
