@@ -14,7 +14,7 @@ local LAYERS = {
     "tide.connectors.kafka.source", "tide.connectors.kafka.sink" },
   -- a connector made of parts (connectors/<name>/init.lua gathers them)
   { "tide.connectors.kafka" },
-  { "tide.runtime" },
+  { "tide.runtime", "tide.topology" },
   { "tide.query" },
   { "tide.ui" },
   { "tide" },
