@@ -14,7 +14,10 @@ local LAYERS = {
     "tide.connectors.kafka.source", "tide.connectors.kafka.sink" },
   -- a connector made of parts (connectors/<name>/init.lua gathers them)
   { "tide.connectors.kafka" },
-  { "tide.runtime", "tide.topology" },
+  { "tide.runtime" },
+  -- scale-out: the plan cut into sub-topologies, and the runtime of their tasks
+  { "tide.topology" },
+  { "tide.scaleout" },
   { "tide.query" },
   { "tide.ui" },
   { "tide" },

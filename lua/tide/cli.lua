@@ -226,8 +226,8 @@ options:
 ]] .. DATA_HELP
 
 HELP.run = [[
-usage: tide run [--quiet] [--log-progress FILE] [--ui [HOST:]PORT]
-                [--application-id ID] [--state-dir DIR] SCRIPT [ARGS...]
+usage: tide run [--quiet] [--log-progress FILE] [--ui [HOST:]PORT] SCRIPT [ARGS...]
+       tide run --application-id ID [--state-dir DIR] [...] SCRIPT [ARGS...]
 
 Run the Lua script SCRIPT with the tide module available and ARGS in the
 global 'arg' (arg[0] is SCRIPT, arg[1] the first of ARGS, what came before

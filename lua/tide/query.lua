@@ -43,6 +43,7 @@ local exec = require "tide.exec"
 local store = require "tide.store"
 local connector = require "tide.connector"
 local runtime = require "tide.runtime"
+local scaleout = require "tide.scaleout"
 
 local M = {}
 
@@ -480,9 +481,8 @@ function M.start(f, sink, opts, level)
       level)
   end
   -- scale-out (issue 15): a query of an application runs as its tasks
-  local scaleout = package.loaded["tide.scaleout"]
-  if (type(opts) == "table" and opts.application_id ~= nil) or (scaleout and scaleout.defaults) then
-    return require("tide.scaleout").start(f, sink, opts, what, level, M._internals)
+  if (type(opts) == "table" and opts.application_id ~= nil) or scaleout.defaults then
+    return scaleout.start(f, sink, opts, what, level, M._internals)
   end
   local descriptor = type(sink) == "string" and runtime.connector("sink", sink, level) or nil
   local o, sink_opts = split_options(opts, descriptor and descriptor.options, what, level)

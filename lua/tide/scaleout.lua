@@ -641,6 +641,13 @@ local function query_class(Query)
   ScaleQuery.__tostring = Query.__tostring
   ScaleQuery._is_query = true
   function ScaleQuery:_step() return self._app:_cycle() end
+  -- a fenced process stops with the one line that says so (where in
+  -- tide's code the cycle noticed it says nothing more)
+  function ScaleQuery:_fail(err)
+    local s = tostring(err)
+    if s:find("this process was fenced", 1, true) then err = s:match("^[^\n]*") end
+    return Query._fail(self, err)
+  end
   ScaleQuery._exhausted = function() return false end
   function ScaleQuery:_idle_wait()
     self:_schedule(POLL_MS)
