@@ -41,7 +41,7 @@ LDLIBS    += -lpq
 LDLIBS   += -lhttp_parser
 DEB_PKGS += libhttp-parser-dev python3-prometheus-client chromium
 
-.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-process bench-memlimit bench-kafka demo clean install uninstall doc test-install bench-parallel tsan helgrind
+.PHONY: all deps deps-kafka-src kafka-broker test ctest spec asan fuzz fuzz-seeds lint bench bench-stream bench-event-time bench-soak bench-session bench-postgres bench-join bench-process bench-memlimit bench-kafka bench-scaleout demo clean install uninstall doc test-install bench-parallel tsan helgrind
 
 all: $(CORE_SO) $(LIBTIDE)
 
@@ -293,6 +293,13 @@ bench-memlimit: all
 # messages of the test broker, and the shared baseline (bench/kafka.lua).
 bench-kafka: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER)
 	$(LUA) bench/kafka.lua $(BENCH_KAFKA_ARGS)
+
+# bench-scaleout: the standard workload from Kafka to Kafka as `tide run
+# --application-id` processes, 1 and 2 of one application, and one plain
+# query, against the shared baseline (issue 15, bench/scaleout.lua); the
+# scaling ratio of 2 processes to 1. See bench/RESULTS.md.
+bench-scaleout: all $(KAFKA_BROKER) $(KAFKA_TXCLIENT)
+	$(LUA) bench/scaleout.lua $(BENCH_SCALEOUT_ARGS)
 
 demo: deps all
 	$(LUA) bin/tide run examples/quickstart/pipeline.lua

@@ -149,6 +149,28 @@ function M.new(prefix)
     return r
   end
 
+  -- CPU seconds process `pid` has used so far (user + system); 0 once it
+  -- is gone.
+  local ticks
+  function B.cpu_seconds(pid)
+    ticks = ticks or tonumber(B.capture("getconf CLK_TCK")) or 100
+    local stat = B.read_file("/proc/" .. pid .. "/stat") or ""
+    local fields = {}
+    for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
+    return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / ticks
+  end
+
+  -- The lines of `file` into a Kafka topic of `parts` partitions with kcat,
+  -- round robin (line i into partition i mod parts, so that every partition
+  -- holds the same span of event time).
+  function B.kcat_round_robin(bootstrap, topic, file, parts)
+    for p = 0, parts - 1 do
+      B.sh(format("awk 'NR %% %d == %d' %s | env -u LD_PRELOAD kcat -P -b %s -t %s -p %d -X linger.ms=20 " ..
+        "-X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 -X log_level=3", parts,
+        (p + 1) % parts, B.quote(file), B.quote(bootstrap), B.quote(topic), p))
+    end
+  end
+
   return B
 end
 

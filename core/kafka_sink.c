@@ -569,6 +569,80 @@ int tide_ksink_commit(tide_ksink_t *s, const char *topic, int32_t partition, int
   return rc;
 }
 
+int tide_ksink_init(tide_ksink_t *s, tide_err_t *err) {
+  if (!s->eos) return 0;
+  int64_t deadline = now_ms() + s->timeout_ms;
+  rd_kafka_error_t *e = TXN_RETRY(s, deadline, rd_kafka_init_transactions(s->rk, s->timeout_ms));
+  return e ? txn_fail(s, e, "initialising transactions", err) : 0;
+}
+
+int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition, const void *key, size_t klen,
+                           const void *value, size_t vlen, tide_err_t *err) {
+  int64_t deadline = now_ms() + s->timeout_ms;
+  rd_kafka_resp_err_t ke;
+  for (;;) {
+    ke = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key ? klen : 0),
+                           RD_KAFKA_V_VALUE((void *)(uintptr_t)value, value ? vlen : 0), RD_KAFKA_V_END);
+    if (ke != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_ms() >= deadline) break;
+    rd_kafka_poll(s->rk, 20);
+  }
+  if (!ke) return 0;
+  char et[256];
+  return tide_err_set(err, ke == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? TIDE_ETOOBIG : -EIO,
+                      "topic '%s' partition %" PRId32 ": %s", topic, partition, tide_kafka_errtext(ke, et, sizeof et));
+}
+
+/* The refusals that mean another process owns the work now: a newer
+ * producer, or a group that no longer knows this member (its session
+ * timed out: a zombie). */
+static int fenced(rd_kafka_resp_err_t c) {
+  return c == RD_KAFKA_RESP_ERR__FENCED || c == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         c == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH || c == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+         c == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+int tide_ksink_commit_offsets(tide_ksink_t *s, const char *const *topics, const int32_t *partitions,
+                              const int64_t *offsets, size_t n, const void *md, size_t mdlen, tide_err_t *err) {
+  int64_t deadline = now_ms() + s->timeout_ms + 2000;
+  rd_kafka_consumer_group_metadata_t *g = NULL;
+  rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_read(&g, md, mdlen);
+  if (e) {
+    tide_err_set(err, TIDE_EINVAL, "the consumer group's metadata: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    tide_ksink_abort(s);
+    return TIDE_EINVAL;
+  }
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+  for (size_t i = 0; i < n; i++) rd_kafka_topic_partition_list_add(l, topics[i], partitions[i])->offset = offsets[i];
+  e = n ? TXN_RETRY(s, deadline, rd_kafka_send_offsets_to_transaction(s->rk, l, g, s->timeout_ms)) : NULL;
+  rd_kafka_consumer_group_metadata_destroy(g);
+  rd_kafka_topic_partition_list_destroy(l);
+  const char *step = "sending the input offsets to the transaction";
+  if (!e) {
+    int64_t left = deadline - now_ms();
+    step = "committing the transaction";
+    e = TXN_RETRY(s, deadline, rd_kafka_commit_transaction(s->rk, (int)(left > 1000 ? left : 1000)));
+    if (!e) {
+      s->in_txn = 0;
+      return 0;
+    }
+  }
+  int rc;
+  if (fenced(rd_kafka_error_code(e))) {
+    rc = tide_err_set(err, TIDE_EPOISONED, "%s: %s", step, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  } else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+    /* a live member whose commit raced a rebalance: its tasks may move */
+    rc = tide_err_set(err, -EAGAIN, "%s: %s", step, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  } else {
+    rc = txn_fail(s, e, step, err);
+  }
+  tide_ksink_abort(s);
+  return rc;
+}
+
 void tide_ksink_abort(tide_ksink_t *s) {
   if (s->eos && s->in_txn) {
     rd_kafka_error_t *e = rd_kafka_abort_transaction(s->rk, s->timeout_ms);

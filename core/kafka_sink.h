@@ -103,6 +103,24 @@ int tide_ksink_commit(tide_ksink_t *s, const char *topic, int32_t partition, int
  * delivered yet. */
 void tide_ksink_abort(tide_ksink_t *s);
 
+/* Scale-out (issue 15; lua/tide/scaleout.lua): a process's one
+ * transactional producer for all its tasks. init: initialise transactions
+ * (fencing a predecessor with the same transactional.id). produce_raw: one
+ * message of raw bytes (a changelog record; value NULL: a tombstone) to a
+ * given partition. commit_offsets: the input offsets (topics[i],
+ * partitions[i], offsets[i]: the next offset to read) of the consumer group
+ * whose metadata (tide_kgroup_metadata's bytes) is md, then the commit, in
+ * the open transaction; a refusal because this producer or this member was
+ * fenced (a newer producer, or a group that no longer knows this member:
+ * another process owns the tasks now) returns TIDE_EPOISONED with the
+ * broker's error, a stale generation (a commit that raced a rebalance)
+ * -EAGAIN; every failure aborts the transaction. */
+int tide_ksink_init(tide_ksink_t *s, tide_err_t *err);
+int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition, const void *key, size_t klen,
+                           const void *value, size_t vlen, tide_err_t *err);
+int tide_ksink_commit_offsets(tide_ksink_t *s, const char *const *topics, const int32_t *partitions,
+                              const int64_t *offsets, size_t n, const void *md, size_t mdlen, tide_err_t *err);
+
 /* Messages delivered and failed since the producer was made. */
 void tide_ksink_stats(const tide_ksink_t *s, uint64_t *delivered, uint64_t *failed);
 

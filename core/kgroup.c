@@ -9,6 +9,8 @@
  * back only when the caller says it is done with their tasks.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,7 @@ struct tide_kgroup {
   rd_kafka_event_t *held;                   /* an event polled behind messages: the next poll's */
   rd_kafka_topic_partition_list_t *revoked; /* revoked or lost, not yet released */
   int closed;
+  int paused; /* tide_kgroup_pause_fetching */
 };
 
 static int fail(tide_kgroup_t *g, tide_err_t *err, const char *what, rd_kafka_resp_err_t e) {
@@ -104,6 +107,7 @@ static int rebalance(tide_kgroup_t *g, rd_kafka_event_t *ev, tide_kgroup_result_
       e = rd_kafka_error_code(ke);
       rd_kafka_error_destroy(ke);
     }
+    if (!e && g->paused) e = rd_kafka_pause_partitions(g->rk, res->list);
     return e ? fail(g, err, "assigning partitions", e) : 0;
   }
   res->kind = rd_kafka_assignment_lost(g->rk) ? TIDE_KGROUP_LOST : TIDE_KGROUP_REVOKE;
@@ -261,4 +265,138 @@ void tide_kgroup_free(tide_kgroup_t *g) {
   rd_kafka_destroy(g->rk);
   tide_kafka_log_free(&g->log);
   free(g);
+}
+
+void tide_kgroup_pause_fetching(tide_kgroup_t *g) { g->paused = 1; }
+
+int tide_kgroup_committed(tide_kgroup_t *g, rd_kafka_topic_partition_list_t *list, int timeout_ms, tide_err_t *err) {
+  rd_kafka_resp_err_t e = rd_kafka_committed(g->rk, list, timeout_ms);
+  for (int i = 0; !e && i < list->cnt; i++) e = list->elems[i].err;
+  return e ? fail(g, err, "reading the committed offsets", e) : 0;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int add_record(tide_buf_t *out, const rd_kafka_message_t *m) {
+  uint32_t kn = m->key ? (uint32_t)m->key_len : 0, vn = m->payload ? (uint32_t)m->len + 1 : 0;
+  int rc = tide_buf_append(out, &kn, sizeof kn);
+  if (!rc) rc = tide_buf_append(out, &vn, sizeof vn);
+  if (!rc && kn) rc = tide_buf_append(out, m->key, kn);
+  if (!rc && vn > 1) rc = tide_buf_append(out, m->payload, vn - 1);
+  return rc;
+}
+
+int tide_kafka_read_log(const char *bootstrap, const char *topic, int32_t partition, const char *const *keys,
+                        const char *const *values, size_t n, int timeout_ms, tide_buf_t *out, size_t *count,
+                        tide_err_t *err) {
+  tide_kafka_log_t log;
+  tide_kafka_log_init(&log);
+  *count = 0;
+  /* a consumer that never joins a group (assign, no subscribe): the group
+   * id is only librdkafka's requirement for assign */
+  const char *own[] = {"group.id", "tide-changelog-restore", "enable.auto.commit", "false",
+                       "isolation.level", "read_committed", "enable.partition.eof", "true"};
+  rd_kafka_conf_t *conf = NULL;
+  rd_kafka_t *rk = NULL;
+  int rc = tide_kafka_conf(bootstrap, keys, values, n, &log, &conf, err);
+  for (size_t i = 0; !rc && i < sizeof own / sizeof *own; i += 2) rc = tide_kafka_conf_set(conf, own[i], own[i + 1], err);
+  if (!rc) rc = tide_kafka_new(RD_KAFKA_CONSUMER, conf, &rk, err);
+  else if (conf) rd_kafka_conf_destroy(conf);
+  if (rc) {
+    tide_kafka_log_free(&log);
+    return rc;
+  }
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  char et[256];
+  if (e) rc = tide_err_set(err, -EIO, "changelog '%s' partition %" PRId32 ": assign: %s", topic, partition,
+                           tide_kafka_errtext(e, et, sizeof et));
+  int64_t deadline = mono_ms() + timeout_ms;
+  while (!rc) {
+    if (mono_ms() > deadline) {
+      rc = tide_err_set(err, -ETIMEDOUT, "changelog '%s' partition %" PRId32 ": not read to its end within %d ms",
+                        topic, partition, timeout_ms);
+      break;
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      rd_kafka_message_destroy(m);
+      break;
+    }
+    if (m->err) {
+      rc = tide_err_set(err, -EIO, "changelog '%s' partition %" PRId32 ": %s", topic, partition,
+                        tide_kafka_errtext(m->err, et, sizeof et));
+    } else if (add_record(out, m)) {
+      rc = tide_err_set(err, -ENOMEM, "out of memory");
+    } else {
+      (*count)++;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  tide_kafka_log_free(&log);
+  return rc;
+}
+
+int tide_kafka_create_topics(const char *bootstrap, const char *const *names, const int *partitions,
+                             const int *compact, size_t n, const char *const *keys, const char *const *values,
+                             size_t nkv, int timeout_ms, tide_err_t *err) {
+  tide_kafka_log_t log;
+  tide_kafka_log_init(&log);
+  rd_kafka_conf_t *conf = NULL;
+  rd_kafka_t *rk = NULL;
+  int rc = tide_kafka_conf(bootstrap, keys, values, nkv, &log, &conf, err);
+  if (!rc) rc = tide_kafka_new(RD_KAFKA_PRODUCER, conf, &rk, err);
+  else if (conf) rd_kafka_conf_destroy(conf);
+  if (rc) {
+    tide_kafka_log_free(&log);
+    return rc;
+  }
+  rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  char why[256], et[256];
+  if (!nt || !q) rc = tide_err_set(err, -ENOMEM, "out of memory");
+  for (size_t i = 0; !rc && i < n; i++) {
+    nt[i] = rd_kafka_NewTopic_new(names[i], partitions[i], -1, why, sizeof why);
+    if (!nt[i]) rc = tide_err_set(err, TIDE_EINVAL, "topic '%s': %s", names[i], why);
+    else if (compact[i]) rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy", "compact");
+  }
+  if (!rc) {
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, why, sizeof why);
+    rd_kafka_CreateTopics(rk, nt, n, o, q);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (!ev) {
+      rc = tide_err_set(err, -ETIMEDOUT, "creating topics: no answer within %d ms", timeout_ms);
+    } else if (rd_kafka_event_error(ev)) {
+      rc = tide_err_set(err, -EIO, "creating topics: %s", rd_kafka_event_error_string(ev));
+    } else {
+      size_t cnt = 0;
+      const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev),
+                                                                               &cnt);
+      for (size_t i = 0; !rc && i < cnt; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+          rc = tide_err_set(err, -EIO, "creating topic '%s': %s", rd_kafka_topic_result_name(res[i]),
+                            tide_kafka_errtext(e, et, sizeof et));
+      }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+  }
+  for (size_t i = 0; nt && i < n; i++)
+    if (nt[i]) rd_kafka_NewTopic_destroy(nt[i]);
+  free(nt);
+  if (q) rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  tide_kafka_log_free(&log);
+  return rc;
 }

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "err.h"
 #include "kafka.h"
 
@@ -95,5 +96,31 @@ int tide_kgroup_commit(tide_kgroup_t *g, const rd_kafka_topic_partition_list_t *
  * session timeout. 0 or -EIO with err; the member is closed either way. */
 int tide_kgroup_close(tide_kgroup_t *g, tide_err_t *err);
 void tide_kgroup_free(tide_kgroup_t *g); /* closes first when open; NULL allowed */
+
+/* Membership only: the partitions of every later ASSIGN are paused at
+ * once, so the member fetches no message (scale-out reads its tasks'
+ * ranges with a reader of its own, core/kafka.h, which decodes them into
+ * batches in C) and polls return events only. */
+void tide_kgroup_pause_fetching(tide_kgroup_t *g);
+
+/* The group's committed offsets (next offset to read, -1: none) of the
+ * partitions of list, into list's offsets: 0 or -EIO with err. */
+int tide_kgroup_committed(tide_kgroup_t *g, rd_kafka_topic_partition_list_t *list, int timeout_ms, tide_err_t *err);
+
+/* Scale-out's changelog restore: every message of (topic, partition)
+ * from its start to its end (read_committed: the last stable offset),
+ * appended to out as records: u32 key length | u32 value length + 1 (0: a
+ * tombstone) | key | value, host byte order, in offset order. keys/values:
+ * the user's librdkafka settings. 0, or -EIO/-ETIMEDOUT with err. */
+int tide_kafka_read_log(const char *bootstrap, const char *topic, int32_t partition, const char *const *keys,
+                        const char *const *values, size_t n, int timeout_ms, tide_buf_t *out, size_t *count,
+                        tide_err_t *err);
+
+/* Create the topics names[0..n) with partitions[i] partitions each (and
+ * cleanup.policy=compact where compact[i]); a topic that exists already is
+ * fine. 0, or -EIO with err naming the topic and the broker's error. */
+int tide_kafka_create_topics(const char *bootstrap, const char *const *names, const int *partitions,
+                             const int *compact, size_t n, const char *const *keys, const char *const *values,
+                             size_t nkv, int timeout_ms, tide_err_t *err);
 
 #endif

@@ -14,6 +14,12 @@
  *        (columns 1-based; key_batch defaults to batch)
  *   ks:commit(topic, partition, batch_id) -> true | nil, msg, ENAME
  *   ks:abort()
+ *   scale-out (lua/tide/scaleout.lua):
+ *   ks:init()                            -> true | nil, msg, ENAME (init_transactions)
+ *   ks:produce_raw(topic, partition, key, value) -> true | nil, msg, ENAME (value nil: a tombstone)
+ *   ks:commit_offsets({ {topic, partition, offset}, ... }, group_metadata)
+ *                                        -> true | nil, msg, ENAME ("EPOISONED": fenced,
+ *                                        "EAGAIN": the group's generation moved)
  *   ks:stats()                           -> delivered, failed
  *   ks:close()                           (also __gc and __close)
  */
@@ -189,6 +195,60 @@ static int l_commit(lua_State *L) {
   return 1;
 }
 
+static int l_init(lua_State *L) {
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_init(check(L), &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_produce_raw(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  const char *topic = tide_l_check_cname(L, 2, "topic name", 0);
+  lua_Integer p = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, p >= 0 && p <= INT32_MAX, 3, "partition out of range");
+  size_t kn = 0, vn = 0;
+  const char *k = luaL_optlstring(L, 4, NULL, &kn), *v = luaL_optlstring(L, 5, NULL, &vn);
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_produce_raw(s, topic, (int32_t)p, k, kn, v, vn, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_commit_offsets(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t mdlen;
+  const char *md = luaL_checklstring(L, 3, &mdlen);
+  size_t n = lua_rawlen(L, 2);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  const char **topics = x->p[0] = calloc(n + 1, sizeof *topics);
+  int32_t *parts = x->p[1] = calloc(n + 1, sizeof *parts);
+  int64_t *offs = x->p[2] = calloc(n + 1, sizeof *offs);
+  if (!topics || !parts || !offs) return luaL_error(L, "commit_offsets: out of memory");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_rawgeti(L, -1, 1);
+    topics[i] = tide_l_check_cname(L, -1, "topic name", 0); /* kept alive by the list */
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    lua_Integer p = luaL_checkinteger(L, -2), o = luaL_checkinteger(L, -1);
+    if (p < 0 || p > INT32_MAX || o < 0) return luaL_error(L, "commit_offsets: bad partition or offset");
+    parts[i] = (int32_t)p;
+    offs[i] = o;
+    lua_pop(L, 4);
+  }
+  tide_err_t err = {0, ""};
+  int rc = tide_ksink_commit_offsets(s, topics, parts, offs, n, md, mdlen, &err);
+  tide_l_scratch_free(x);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_abort(lua_State *L) {
   tide_ksink_abort(check(L));
   return 0;
@@ -205,7 +265,9 @@ static int l_stats(lua_State *L) {
 int tide_l_kafka_sink_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin},
                                      {"produce", l_produce}, {"commit", l_commit},       {"abort", l_abort},
-                                     {"stats", l_stats},     {"close", l_close},         {NULL, NULL}};
+                                     {"stats", l_stats},     {"close", l_close},         {"init", l_init},
+                                     {"produce_raw", l_produce_raw}, {"commit_offsets", l_commit_offsets},
+                                     {NULL, NULL}};
   tide_l_class(L, KSINK_MT, methods, l_close, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "kafka_sink");

@@ -31,6 +31,12 @@
 --    p:send_offsets("group", "in", 0, 42, "meta")  -- committed with the transaction
 --    p:commit() / p:abort()
 --    p:committed("group", "in", 0)                 -- the group's committed offset, metadata
+--    p:join("group", "in", { ["session.timeout.ms"] = 6000 })  -- a consumer of p joins the group,
+--      -- returns its member id and its partitions { 0, 2, ... }; send_offsets for "group" then
+--      -- carries the group metadata (member id, generation) as of the join
+--    p:group_metadata()                            -- take the consumer's current metadata instead
+--    p:assignment()                                -- how many assignments so far, its partitions
+--    p:leave()                                     -- the consumer leaves the group
 --    p:create_topic("t", 3); p:create_partitions("t", 5); p:delete_records("t", 0, 10)  -- admin requests
 --    p:try("commit")                               -- nil, "error text" instead of raising
 --    p:stop()
@@ -214,6 +220,12 @@ commands(Client, {
   produce = { 4, integers },         -- (topic, partition, key, value) -> partition, offset
   produce_at = { 5, integers },      -- (topic, partition, ts, key, value) -> partition, offset
   delete_records = { 3, integers },  -- (topic, partition, offset) -> the new low watermark
+  group_metadata = 0, leave = 0,
+  assignment = { 0, function(res)    -- -> assignments received, { partitions }
+    local n, parts = integers(res), {}
+    for w in res:gsub("^%S+", "", 1):gmatch("%d+") do parts[#parts + 1] = math.tointeger(tonumber(w)) end
+    return n, parts
+  end },
   -- (group, topic, partition) -> the committed offset (-1001: none), its metadata or nil
   committed = { 3, function(res)
     local o, meta = res:match("^(%-?%d+) ?(.*)$")
@@ -232,6 +244,22 @@ function Broker:client(txid, conf)
   for _, k in ipairs(keys) do args[#args + 1] = k .. "=" .. tostring(conf[k]) end
   local c = spawn(Client, "client", M.CLIENT, args, "^ok ready$")
   return c
+end
+
+--- This client's consumer joins `group` subscribed to `topic` (conf: its
+--- librdkafka settings); returns its member id and its partitions once it
+--- has its first assignment.
+function Client:join(group, topic, conf)
+  local parts = { "join", group, topic }
+  local keys = {}
+  for k in pairs(conf or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(conf[k]) end
+  local ok, res = pcall(self.command, self, table.concat(parts, " "))
+  if not ok then error(res, 2) end
+  local member, partitions = res:match("^(%S*)(.*)$"), {}
+  for w in res:gsub("^%S*", "", 1):gmatch("%d+") do partitions[#partitions + 1] = math.tointeger(tonumber(w)) end
+  return member, partitions
 end
 
 --- Every message of a topic (or of one partition) up to the end, read with

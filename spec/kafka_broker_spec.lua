@@ -141,6 +141,40 @@ describe("kafka test broker: transactions", function()
     assert.same({ "new" }, values(b:read("t")))
   end)
 
+  it("answers a waiting reader as soon as a transaction commits, not at the end of its fetch wait", function()
+    b:create_topic("t", 1)
+    local p <close> = b:client("tx-wake")
+    p:init()
+    p:begin(); p:produce("t", 0, "k", "first"); p:commit()
+    -- A read_committed reader that waits up to 50 s for data in each fetch.
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir " .. q(dir))
+    local out = dir .. "/out"
+    local reader = io.popen(string.format("env -u LD_PRELOAD kcat -C -q -u -b %s -t t -o beginning -f '%%s\\n' " ..
+      "-X fetch.wait.max.ms=50000 >%s 2>%s & echo $!", q(b.bootstrap), q(out), q(dir .. "/err")))
+    local reader_pid = tonumber(reader:read("l"))
+    reader:close()
+    finally(function()
+      os.execute("kill " .. reader_pid)
+      os.execute("rm -rf " .. q(dir))
+    end)
+    local function seen()
+      local f = io.open(out)
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      return text
+    end
+    assert.equal("first\n", eventually(function() return seen() == "first\n" and seen() end))
+    -- Caught up, its next fetch waits at the end of the log. A transaction
+    -- writes there and commits: the reader has its rows within the 20 s of
+    -- eventually(), not after 50 s (the stock mock answered a waiting fetch
+    -- only at the end of its wait).
+    os.execute("sleep 1")
+    p:begin(); p:produce("t", 0, "k", "second"); p:commit()
+    assert.equal("first\nsecond\n", eventually(function() return seen() == "first\nsecond\n" and seen() end))
+  end)
+
   it("commits TxnOffsetCommit offsets only with their transaction", function()
     b:create_topic("in", 1)
     b:create_topic("out", 1)
@@ -323,5 +357,126 @@ describe("kafka test broker: admin requests, the log and faults", function()
     local p2 <close> = b:client()
     p2:produce("r", 0, "k", "again")
     assert.equal("again", b:read("r")[#b:read("r")].value)
+  end)
+end)
+
+-- exactly_once_v2 (KIP-447): a transactional producer commits its input
+-- offsets with its consumer's group metadata (member id, generation,
+-- group.instance.id), and the group coordinator refuses them from a member
+-- that is no longer the current owner, so a zombie cannot commit.
+describe("kafka test broker: consumer group fencing of TxnOffsetCommit", function()
+  local b
+  before_each(function() b = kafka_broker.start() end)
+  after_each(function() b:stop() end)
+
+  -- Short sessions: a paused member is out of the group within seconds.
+  local member_conf = { ["session.timeout.ms"] = 4000, ["heartbeat.interval.ms"] = 500 }
+
+  -- Topics "in" (of `partitions`) and "out" (1), and two initialised
+  -- transactional producers, stopped at the end of the test.
+  local function producers(partitions, id1, id2)
+    b:create_topic("in", partitions)
+    b:create_topic("out", 1)
+    local p1, p2 = b:client(id1), b:client(id2)
+    finally(function() p1:stop(); p2:stop() end)
+    p1:init(); p2:init()
+    return p1, p2
+  end
+
+  it("refuses offsets of a member of an old generation; the current members commit; the zombie's rows stay hidden",
+    function()
+      local zombie, current = producers(2, "app-zombie", "app-current")
+      local _, parts = zombie:join("app", "in", member_conf)
+      assert.same({ 0, 1 }, parts)
+      zombie:begin(); zombie:produce("out", 0, "k", "zombie-row")
+      zombie:send_offsets("app", "in", 0, 5) -- its generation is current: accepted
+      -- A second member joins: a rebalance, a new generation; the zombie's
+      -- consumer rejoins too, but its producer keeps the metadata of the old one.
+      local _, mine = current:join("app", "in", member_conf)
+      assert.equal(1, #mine)
+      local ok, err = zombie:try("send_offsets app in 0 6")
+      assert.is_nil(ok)
+      -- librdkafka 2.0.2: the error is the broker's, and the transaction can only be aborted.
+      assert.matches("^ILLEGAL_GENERATION abortable: .*in%[0%]", err)
+      ok, err = zombie:try("commit")
+      assert.is_nil(ok)
+      assert.matches("^ILLEGAL_GENERATION abortable:", err)
+      -- The zombie's open transaction holds read_committed readers back ...
+      current:begin(); current:produce("out", 0, "k", "current-row")
+      current:send_offsets("app", "in", mine[1], 7)
+      current:commit()
+      assert.same({ 0, 3, 0 }, { b:offsets("out", 0) })
+      assert.same({}, values(b:read("out")))
+      -- ... until it aborts: its row is never visible, nor are its offsets (even the accepted ones).
+      zombie:abort()
+      assert.same({ "current-row" }, values(b:read("out")))
+      assert.same({ 7 }, { current:committed("app", "in", mine[1]) })
+      assert.same({ -1001 }, { current:committed("app", "in", 1 - mine[1]) })
+      -- With the metadata of the current generation the same member commits again:
+      -- the check is the generation, not who joined first.
+      assert.truthy(eventually(function() return zombie:assignment() >= 2 end))
+      zombie:group_metadata()
+      zombie:begin(); zombie:produce("out", 0, "k", "again"); zombie:send_offsets("app", "in", 1 - mine[1], 9)
+      zombie:commit()
+      assert.same({ 9 }, { current:committed("app", "in", 1 - mine[1]) })
+      assert.same({ "current-row", "again" }, values(b:read("out")))
+    end)
+
+  it("refuses offsets of a member whose session timed out (a paused process) as UNKNOWN_MEMBER_ID", function()
+    local zombie, current = producers(2, "app-paused", "app-alive")
+    zombie:join("app", "in", member_conf)
+    zombie:begin(); zombie:produce("out", 0, "k", "zombie-row")
+    -- The process stops (GC pause, SIGSTOP): no heartbeats. The other member
+    -- gets every partition once the paused one's session has timed out.
+    os.execute("kill -STOP " .. zombie.pid)
+    local ok_join, member, parts = pcall(current.join, current, "app", "in", member_conf)
+    os.execute("kill -CONT " .. zombie.pid)
+    assert(ok_join, member)
+    assert.same({ 0, 1 }, parts)
+    local ok, err = zombie:try("send_offsets app in 0 6")
+    assert.is_nil(ok)
+    assert.matches("^UNKNOWN_MEMBER_ID abortable: ", err)
+    ok, err = zombie:try("commit")
+    assert.is_nil(ok)
+    assert.matches("^UNKNOWN_MEMBER_ID abortable: ", err)
+    zombie:abort()
+    -- Resumed, the zombie's consumer learns that it left the group (its old
+    -- member id is refused) and joins again as a new member: one more
+    -- rebalance, after which the current member commits with the metadata of
+    -- the new generation.
+    assert.truthy(eventually(function() return zombie:assignment() >= 2 and current:assignment() >= 2 end))
+    local _, mine = current:assignment()
+    assert.equal(1, #mine)
+    current:group_metadata()
+    current:begin(); current:produce("out", 0, "k", "current-row"); current:send_offsets("app", "in", mine[1], 7)
+    current:commit()
+    assert.same({ "current-row" }, values(b:read("out")))
+    assert.same({ 7 }, { current:committed("app", "in", mine[1]) })
+  end)
+
+  it("refuses offsets of a static member (group.instance.id) replaced by a new instance as FENCED_INSTANCE_ID",
+    function()
+      local old, new = producers(1, "app-old", "app-new")
+      local conf = { ["group.instance.id"] = "instance-1" }
+      for k, v in pairs(member_conf) do conf[k] = v end
+      local old_member = old:join("app", "in", conf)
+      old:begin(); old:produce("out", 0, "k", "old-row")
+      local new_member, parts = new:join("app", "in", conf)
+      assert.are_not.equal(old_member, new_member)
+      assert.same({ 0 }, parts)
+      local ok, err = old:try("send_offsets app in 0 6")
+      assert.is_nil(ok)
+      assert.matches("^FENCED_INSTANCE_ID abortable: ", err)
+      old:abort()
+      new:begin(); new:produce("out", 0, "k", "new-row"); new:send_offsets("app", "in", 0, 7); new:commit()
+      assert.same({ "new-row" }, values(b:read("out")))
+      assert.same({ 7 }, { new:committed("app", "in", 0) })
+    end)
+
+  it("does not check a producer that sends no group metadata (generation -1, no member id), as Kafka", function()
+    local member, plain = producers(1, "app-member", "app-plain")
+    member:join("app", "in", member_conf)
+    plain:begin(); plain:produce("out", 0, "k", "row"); plain:send_offsets("app", "in", 0, 3); plain:commit()
+    assert.same({ 3 }, { plain:committed("app", "in", 0) })
   end)
 end)

@@ -15,6 +15,9 @@ local LAYERS = {
   -- a connector made of parts (connectors/<name>/init.lua gathers them)
   { "tide.connectors.kafka" },
   { "tide.runtime" },
+  -- scale-out: the plan cut into sub-topologies, and the runtime of their tasks
+  { "tide.topology" },
+  { "tide.scaleout" },
   { "tide.query" },
   { "tide.ui" },
   { "tide" },

@@ -257,4 +257,8 @@ function M.write(f, opts, level)
   return n
 end
 
+-- for the scale-out runtime (lua/tide/scaleout.lua), which writes the
+-- output of its tasks with the process's one producer
+M.check_opts, M.plan, M.produce_all = check_opts, plan, produce_all
+
 return { sinks = { kafka = M } }

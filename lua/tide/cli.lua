@@ -227,6 +227,7 @@ options:
 
 HELP.run = [[
 usage: tide run [--quiet] [--log-progress FILE] [--ui [HOST:]PORT] SCRIPT [ARGS...]
+       tide run --application-id ID [--state-dir DIR] [...] SCRIPT [ARGS...]
 
 Run the Lua script SCRIPT with the tide module available and ARGS in the
 global 'arg' (arg[0] is SCRIPT, arg[1] the first of ARGS, what came before
@@ -251,6 +252,10 @@ options (before SCRIPT):
                         object a line
   --ui [HOST:]PORT      serve the dashboard, /metrics (Prometheus) and the
                         JSON API on HOST:PORT (default host 127.0.0.1)
+  --application-id ID   run every query the script starts as application ID
+                        (scale-out on Kafka: every process started with the
+                        same ID shares the work; see the guide, "Scale-out")
+  --state-dir DIR       the application's local state (default ./tide-state)
 ]] .. DATA_HELP
 
 HELP.checkpoint = [[
@@ -1272,16 +1277,26 @@ end
 
 --- One query's status line, as `tide run` shows it on a terminal:
 -- "query NAME: in R rows/s, processed R rows/s, batch N, watermark ISO, lag L",
--- and, for a source with partitions (Kafka), ", behind N offsets (most: topic/p M)".
+-- and, for a source with partitions (Kafka), ", behind N offsets (most: topic/p M)";
+-- a query of an application (scale-out) starts with "application ID, tasks
+-- 0_1 (lag N) 0_3 (lag M); ".
 -- @string name the query's name (or the first 8 characters of its id)
 -- @tab s { input_rate =, processed_rate = (rows/s), batch_id = (nil before
 -- the first batch), watermark = (ms, nil or 0 when there is none), now = ms,
--- behind = M.offset_lag's result or nil }
+-- behind = M.offset_lag's result or nil, application = id or nil, tasks =
+-- q:tasks() or nil }
 -- @treturn string
 function M.status_line(name, s)
   local wm = s.watermark
   if wm == 0 then wm = nil end -- a watermark's value before any event time
-  return format("query %s: in %s rows/s, processed %s rows/s, batch %s, watermark %s, lag %s", name,
+  local app = ""
+  if s.application then
+    -- scale-out: the application, then this process's tasks and their lag
+    local ts = {}
+    for _, t in ipairs(s.tasks or {}) do ts[#ts + 1] = format("%s (lag %s)", t.id, rate_text(t.lag or 0)) end
+    app = format("application %s, tasks %s; ", s.application, #ts > 0 and concat(ts, " ") or "none")
+  end
+  return app .. format("query %s: in %s rows/s, processed %s rows/s, batch %s, watermark %s, lag %s", name,
     rate_text(s.input_rate or 0), rate_text(s.processed_rate or 0),
     s.batch_id and tostring(s.batch_id) or "-", wm and util.iso8601(wm) or "-",
     wm and lag_text(s.now - wm) or "-") .. (s.behind and format(", behind %s offsets (most: %s %s)",
@@ -1321,7 +1336,8 @@ local function status_lines(query_mod, runtime, core)
       local span = math.max(math.min(RATE_WINDOW_MS, now - s.since), STATUS_REFRESH_MS)
       local line = M.status_line(q:name() or q:id():sub(1, 8), {
         input_rate = rows / span * 1000, processed_rate = ms > 0 and rows / ms * 1000 or 0,
-        batch_id = s.batch_id, watermark = q:watermark(), now = now, behind = M.offset_lag(q:last_progress()) })
+        batch_id = s.batch_id, watermark = q:watermark(), now = now, behind = M.offset_lag(q:last_progress()),
+        tasks = q.tasks and q:tasks() or nil, application = q.application_id and q:application_id() or nil })
       if #line >= width then line = line:sub(1, width - 1) end
       lines[#lines + 1] = "\27[2K" .. line .. "\n"
     end
@@ -1411,7 +1427,7 @@ end
 local function cmd_run(ctx, argv, i)
   local cmd = "run"
   local opts, pos, at = parse_args(argv, i, { ["--quiet"] = "flag", ["--log-progress"] = "value",
-    ["--ui"] = "value" }, cmd, ctx, true)
+    ["--ui"] = "value", ["--application-id"] = "value", ["--state-dir"] = "value" }, cmd, ctx, true)
   if opts.help then
     out(HELP.run)
     return 0
@@ -1419,6 +1435,14 @@ local function cmd_run(ctx, argv, i)
   local script = pos[1]
   if script == nil then usage_error(cmd, "missing SCRIPT") end
   if opts.log_progress == "" then usage_error(cmd, "option '--log-progress' needs a file name") end
+  if opts.application_id ~= nil and not opts.application_id:match("^[%w._-]+$") then
+    usage_error(cmd, format("option '--application-id' must be a name of letters, digits, '.', '_' and '-', " ..
+      "got '%s'", opts.application_id))
+  end
+  if opts.state_dir ~= nil and opts.application_id == nil then
+    usage_error(cmd, "option '--state-dir' needs '--application-id' (it is the application's local state)")
+  end
+  if opts.state_dir == "" then usage_error(cmd, "option '--state-dir' needs a directory name") end
   local tide = load_tide(cmd)
   if opts.ui then
     local host, msg = require("tide.ui").parse_listen(opts.ui)
@@ -1444,6 +1468,11 @@ local function cmd_run(ctx, argv, i)
 
   local query_mod, runtime, core = require "tide.query", require "tide.runtime", require "tide.core"
   local stops = {}
+  if opts.application_id then
+    local scaleout = require "tide.scaleout"
+    scaleout.defaults = { application_id = opts.application_id, state_dir = opts.state_dir }
+    stops[#stops + 1] = function() scaleout.defaults = nil end
+  end
   if opts.log_progress then stops[#stops + 1] = progress_log(query_mod, opts.log_progress) end
   if opts.ui then
     local uok, ui = pcall(require("tide.ui").start, { listen = opts.ui })

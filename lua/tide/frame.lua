@@ -554,7 +554,7 @@ local function project_node(input, exprs, names, label, what, level)
     local out, msg = core.project(b, exprs, schema)
     if not out then run_fail(what, msg) end
     return out
-  end)
+  end, { exprs = exprs }) -- exprs: which columns pass through (tide.scaleout)
   -- the event-time column survives a bare reference to it, renamed or not
   local et = input.event_time and select(2, field_type(input.fields, input.event_time))
   for i, e in ipairs(exprs) do

@@ -43,6 +43,7 @@ local exec = require "tide.exec"
 local store = require "tide.store"
 local connector = require "tide.connector"
 local runtime = require "tide.runtime"
+local scaleout = require "tide.scaleout"
 
 local M = {}
 
@@ -478,6 +479,10 @@ function M.start(f, sink, opts, level)
   if root.static then
     error(what .. ": a static frame is not a stream (use collect, show or batches; streams come from read_stream)",
       level)
+  end
+  -- scale-out (issue 15): a query of an application runs as its tasks
+  if (type(opts) == "table" and opts.application_id ~= nil) or scaleout.defaults then
+    return scaleout.start(f, sink, opts, what, level, M._internals)
   end
   local descriptor = type(sink) == "string" and runtime.connector("sink", sink, level) or nil
   local o, sink_opts = split_options(opts, descriptor and descriptor.options, what, level)
@@ -1185,7 +1190,8 @@ end
 -- ------------------------------------------------------------------------
 
 local function check(self, what)
-  if getmetatable(self) ~= Query then
+  local mt = getmetatable(self)
+  if mt ~= Query and not (type(mt) == "table" and rawget(mt, "_is_query")) then
     error(format("%s: bad self: expected a query (use q:%s(...))", what, what), 3)
   end
 end
@@ -1308,6 +1314,11 @@ function M.run()
   end
   return true
 end
+
+-- What the scale-out runtime (tide.scaleout) shares with this engine.
+M._internals = { Query = Query, active = active, listeners = listeners, analyze = analyze,
+  split_options = split_options, parse_trigger = parse_trigger, random_id = random_id, remove_tree = remove_tree,
+  install_signals = function() install_signals() end }
 
 -- Frame:write_stream starts a query (frame.lua cannot require this module).
 frame.set_engine("start", M.start)

@@ -10,7 +10,9 @@
  *
  * KEY=VALUE pairs are librdkafka producer settings. The first line on
  * stdout is `ok ready`; then one command a line on stdin, one answer a
- * line on stdout: `ok [...]` or `error <ERROR_NAME>[ fatal]: <message>`.
+ * line on stdout: `ok [...]` or `error <ERROR_NAME>[ fatal| abortable]: <message>`
+ * (fatal: the producer is unusable, e.g. fenced; abortable: the transaction
+ * can only be aborted).
  *
  *   init                         init_transactions (needs TRANSACTIONAL_ID)
  *   begin | commit | abort       the transaction
@@ -20,7 +22,22 @@
  *   produce_at TOPIC PARTITION TIMESTAMP_MS KEY VALUE...   the same, with that timestamp
  *   produce_n TOPIC PARTITION N PREFIX     N messages PREFIX-0 .. PREFIX-(N-1)
  *   send_offsets GROUP TOPIC PARTITION OFFSET [METADATA]
- *                                send_offsets_to_transaction
+ *                                send_offsets_to_transaction, with the group
+ *                                metadata kept by `join` when GROUP is the
+ *                                joined group (else none: member "",
+ *                                generation -1)
+ *   join GROUP TOPIC [KEY=VALUE ...]  a consumer of this process joins GROUP
+ *                                subscribed to TOPIC (KEY=VALUE: its
+ *                                librdkafka settings), polled by a thread of
+ *                                its own; waits for its first assignment and
+ *                                keeps its group metadata (member id,
+ *                                generation): `ok <member id> <partition>...`
+ *   group_metadata               keep the consumer's current group metadata
+ *                                (a member that is not refreshed is the
+ *                                zombie of the specs): `ok <member id>`
+ *   assignment                   `ok <rebalances> <partition>...`: how many
+ *                                assignments it got, the current one
+ *   leave                        close the consumer (LeaveGroup)
  *   committed GROUP TOPIC PARTITION        `ok <offset> [<metadata>]`
  *                                (offset -1001: none)
  *   create_topic TOPIC PARTITIONS [REPLICAS]  CreateTopics
@@ -30,6 +47,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "rdkafka.h"
 
@@ -43,10 +62,26 @@ static rd_kafka_resp_err_t last_dr_err;
 static int32_t last_dr_partition;
 static int64_t last_dr_offset;
 
+/* The consumer of `join`: polled by its own thread (rebalances are served
+ * in rd_kafka_consumer_poll()); the rest under `group.lock`. */
+static struct {
+        rd_kafka_t *rk;
+        char *id;                                 /* group.id */
+        rd_kafka_consumer_group_metadata_t *cgmd; /* as of join / group_metadata */
+        pthread_t thread;
+        pthread_mutex_t lock;
+        int stop;
+        int rebalances; /* assignments received */
+        char assigned[1024];
+} group = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
 /* An rd_kafka_error_t as an answer line; destroys it. */
 static void reply_error(rd_kafka_error_t *error) {
         reply("error %s%s: %s", rd_kafka_error_name(error),
-              rd_kafka_error_is_fatal(error) ? " fatal" : "", rd_kafka_error_string(error));
+              rd_kafka_error_is_fatal(error)             ? " fatal"
+              : rd_kafka_error_txn_requires_abort(error) ? " abortable"
+                                                         : "",
+              rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
 }
 
@@ -95,6 +130,139 @@ static int produce_one(const char *topic, int32_t partition, int64_t ts, const c
 static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
         return ev;
+}
+
+/* Serve the rebalance: (incrementally) assign or revoke, and remember the
+ * partitions it holds. */
+static void rebalance_cb(rd_kafka_t *c, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        int cooperative = !strcmp(rd_kafka_rebalance_protocol(c), "COOPERATIVE");
+        rd_kafka_topic_partition_list_t *now = NULL;
+        size_t len = 0;
+        int i;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (cooperative)
+                        rd_kafka_error_destroy(rd_kafka_incremental_assign(c, parts));
+                else
+                        rd_kafka_assign(c, parts);
+        } else if (cooperative) {
+                rd_kafka_error_destroy(rd_kafka_incremental_unassign(c, parts));
+        } else {
+                rd_kafka_assign(c, NULL);
+        }
+        rd_kafka_assignment(c, &now);
+        pthread_mutex_lock(&group.lock);
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+                group.rebalances++;
+        group.assigned[0] = '\0';
+        for (i = 0; now && i < now->cnt && len < sizeof(group.assigned) - 16; i++)
+                len += (size_t)snprintf(group.assigned + len, sizeof(group.assigned) - len, " %" PRId32,
+                                        now->elems[i].partition);
+        pthread_mutex_unlock(&group.lock);
+        if (now)
+                rd_kafka_topic_partition_list_destroy(now);
+}
+
+static void *group_poll(void *arg) {
+        for (;;) {
+                rd_kafka_message_t *m;
+                pthread_mutex_lock(&group.lock);
+                if (group.stop) {
+                        pthread_mutex_unlock(&group.lock);
+                        return NULL;
+                }
+                pthread_mutex_unlock(&group.lock);
+                if ((m = rd_kafka_consumer_poll(group.rk, 100)))
+                        rd_kafka_message_destroy(m); /* records and errors alike */
+        }
+}
+
+static void group_close(void) {
+        if (!group.rk)
+                return;
+        pthread_mutex_lock(&group.lock);
+        group.stop = 1;
+        pthread_mutex_unlock(&group.lock);
+        pthread_join(group.thread, NULL);
+        rd_kafka_consumer_close(group.rk);
+        rd_kafka_destroy(group.rk);
+        if (group.cgmd)
+                rd_kafka_consumer_group_metadata_destroy(group.cgmd);
+        free(group.id);
+        group.rk         = NULL;
+        group.cgmd       = NULL;
+        group.id         = NULL;
+        group.stop       = 0;
+        group.rebalances = 0;
+        group.assigned[0] = '\0';
+}
+
+static void cmd_join(int argc, char **argv) {
+        char errstr[512];
+        rd_kafka_conf_t *conf;
+        rd_kafka_topic_partition_list_t *topics;
+        rd_kafka_resp_err_t err;
+        char *member;
+        int i, waited;
+
+        if (group.rk)
+                return reply("error _STATE: join: already in group %s (leave first)", group.id);
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "group.id", argv[1], errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof(errstr)))
+                goto bad;
+        for (i = 3; i < argc; i++) {
+                char *eq = strchr(argv[i], '=');
+                if (!eq) {
+                        snprintf(errstr, sizeof(errstr), "'%s' is not KEY=VALUE", argv[i]);
+                        goto bad;
+                }
+                *eq = '\0';
+                if (rd_kafka_conf_set(conf, argv[i], eq + 1, errstr, sizeof(errstr)))
+                        goto bad;
+        }
+        if (!(group.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
+                reply("error _INVALID_ARG: join: %s", errstr);
+                return;
+        }
+        rd_kafka_poll_set_consumer(group.rk);
+        group.id = strdup(argv[1]);
+        topics   = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, argv[2], RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(group.rk, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                reply_err(err, "join");
+                rd_kafka_destroy(group.rk); /* no thread yet */
+                free(group.id);
+                group.rk = NULL, group.id = NULL;
+                return;
+        }
+        pthread_create(&group.thread, NULL, group_poll, NULL);
+        for (waited = 0; waited < TIMEOUT_MS; waited += 50) {
+                int n;
+                pthread_mutex_lock(&group.lock);
+                n = group.rebalances;
+                pthread_mutex_unlock(&group.lock);
+                if (n > 0)
+                        break;
+                nanosleep(&(struct timespec){ 0, 50 * 1000 * 1000 }, NULL);
+        }
+        if (waited >= TIMEOUT_MS)
+                return reply("error _TIMED_OUT: join: no assignment in %d ms", TIMEOUT_MS);
+        group.cgmd = rd_kafka_consumer_group_metadata(group.rk);
+        member     = rd_kafka_memberid(group.rk);
+        pthread_mutex_lock(&group.lock);
+        reply("ok %s%s", member ? member : "", group.assigned);
+        pthread_mutex_unlock(&group.lock);
+        rd_kafka_mem_free(group.rk, member);
+        return;
+bad:
+        reply("error _INVALID_ARG: join: %s", errstr);
+        rd_kafka_conf_destroy(conf);
 }
 
 static void cmd_committed(char **argv) {
@@ -301,12 +469,37 @@ static void command(int argc, char **argv) {
                         p->metadata      = strdup(argv[5]);
                         p->metadata_size = strlen(argv[5]);
                 }
-                cgmd  = rd_kafka_consumer_group_metadata_new(argv[1]);
-                error = rd_kafka_send_offsets_to_transaction(rk, offsets, cgmd, TIMEOUT_MS);
-                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                cgmd  = group.cgmd && !strcmp(group.id, argv[1]) ? NULL
+                                                                 : rd_kafka_consumer_group_metadata_new(argv[1]);
+                error = rd_kafka_send_offsets_to_transaction(rk, offsets, cgmd ? cgmd : group.cgmd, TIMEOUT_MS);
+                if (cgmd)
+                        rd_kafka_consumer_group_metadata_destroy(cgmd);
                 rd_kafka_topic_partition_list_destroy(offsets);
                 if (error)
                         return reply_error(error);
+                reply("ok");
+        } else if (!strcmp(c, "join") && argc >= 3) {
+                cmd_join(argc, argv);
+        } else if (!strcmp(c, "group_metadata") && argc == 1) {
+                char *member;
+                if (!group.rk)
+                        return reply("error _STATE: group_metadata: not in a group (join first)");
+                if (group.cgmd)
+                        rd_kafka_consumer_group_metadata_destroy(group.cgmd);
+                group.cgmd = rd_kafka_consumer_group_metadata(group.rk);
+                member     = rd_kafka_memberid(group.rk);
+                reply("ok %s", member ? member : "");
+                rd_kafka_mem_free(group.rk, member);
+        } else if (!strcmp(c, "assignment") && argc == 1) {
+                if (!group.rk)
+                        return reply("error _STATE: assignment: not in a group (join first)");
+                pthread_mutex_lock(&group.lock);
+                reply("ok %d%s", group.rebalances, group.assigned);
+                pthread_mutex_unlock(&group.lock);
+        } else if (!strcmp(c, "leave") && argc == 1) {
+                if (!group.rk)
+                        return reply("error _STATE: leave: not in a group");
+                group_close();
                 reply("ok");
         } else if (!strcmp(c, "committed") && argc == 4) {
                 cmd_committed(argv);
@@ -359,6 +552,7 @@ int main(int argc, char **argv) {
         reply("ok ready");
 
         lines_serve(command, "error _INVALID_ARG:");
+        group_close();
         /* A producer with an open transaction is closed without waiting:
          * the test decides what happens to it (timeout, fencing). */
         rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
