@@ -24,8 +24,13 @@ struct tide_kgroup {
   rd_kafka_event_t *held;                   /* an event polled behind messages: the next poll's */
   rd_kafka_topic_partition_list_t *revoked; /* revoked or lost, not yet released */
   int closed;
-  int paused; /* tide_kgroup_pause_fetching */
+  int paused;   /* tide_kgroup_pause_fetching */
+  int assigned; /* an ASSIGN event came (the assignor's state exists) */
 };
+
+/* How long close waits for the first assignment of a member that joined
+ * (see settle_first_assignment). */
+#define TIDE_KGROUP_SETTLE_MS 10000
 
 static int fail(tide_kgroup_t *g, tide_err_t *err, const char *what, rd_kafka_resp_err_t e) {
   char et[256], last[512];
@@ -99,6 +104,7 @@ static int rebalance(tide_kgroup_t *g, rd_kafka_event_t *ev, tide_kgroup_result_
   if (!res->list) return -ENOMEM;
   if (what == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     res->kind = TIDE_KGROUP_ASSIGN;
+    g->assigned = 1;
     rd_kafka_error_t *ke = NULL;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (g->cooperative) ke = rd_kafka_incremental_assign(g->rk, parts);
@@ -240,11 +246,54 @@ int tide_kgroup_commit(tide_kgroup_t *g, const rd_kafka_topic_partition_list_t *
   return e ? fail(g, err, "committing offsets", e) : 0;
 }
 
+/* librdkafka 2.0.2 (Debian 12's) aborts in rd_kafka_destroy when a member
+ * is destroyed between its JoinGroup answer (the assignor chosen) and its
+ * first SyncGroup answer (the sticky assignor's state made):
+ * rd_kafka_sticky_assignor_state_destroy asserts a state that does not
+ * exist yet. A process stopped during its first rebalance (Ctrl-C, SIGTERM
+ * right after a start) would die with SIGABRT. So a member that has a
+ * member id (it was answered) but never got an assignment waits, bounded,
+ * for that first assignment and takes it before it leaves; the assignment
+ * event is queued after the state is made. Messages polled meanwhile are
+ * dropped (the member is closing: it processes nothing more). */
+static void settle_first_assignment(tide_kgroup_t *g) {
+  char id[256];
+  tide_kgroup_member_id(g, id, sizeof id);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (long waited = 0; !g->assigned && *id && waited < TIDE_KGROUP_SETTLE_MS;) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(g->q, 100);
+    if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+      tide_kgroup_result_t res;
+      tide_err_t ignore = {0};
+      memset(&res, 0, sizeof res);
+      (void)rebalance(g, ev, &res, &ignore);
+      tide_kgroup_result_free(&res);
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    waited = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+  }
+}
+
 int tide_kgroup_close(tide_kgroup_t *g, tide_err_t *err) {
   if (g->closed) return 0;
   g->closed = 1;
-  if (g->held) rd_kafka_event_destroy(g->held);
+  if (g->held) {
+    /* a held rebalance event is one the caller never saw: an assignment in
+     * it still counts as taken (settle_first_assignment) */
+    if (rd_kafka_event_type(g->held) == RD_KAFKA_EVENT_REBALANCE &&
+        rd_kafka_event_error(g->held) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      tide_kgroup_result_t res;
+      tide_err_t ignore = {0};
+      memset(&res, 0, sizeof res);
+      (void)rebalance(g, g->held, &res, &ignore);
+      tide_kgroup_result_free(&res);
+    }
+    rd_kafka_event_destroy(g->held);
+  }
   g->held = NULL;
+  settle_first_assignment(g);
   int rc = tide_kgroup_release(g, err);
   /* leave the group; close answers the revocation it causes itself */
   rd_kafka_resp_err_t e = rd_kafka_consumer_close(g->rk);

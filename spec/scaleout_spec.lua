@@ -78,6 +78,30 @@ assert(m:close())
 say("closed")
 ]==]
 
+-- A member closed as soon as the group answered its JoinGroup, before its
+-- first assignment came: librdkafka 2.0.2 aborts in rd_kafka_destroy in
+-- that window (the sticky assignor's state is made at the first
+-- SyncGroup answer), so a process stopped during its first rebalance died
+-- with SIGABRT. It prints "closed" and whether an assignment came first.
+local CLOSER = [==[
+package.cpath = (os.getenv("TIDE_CPATH") or "lua/?.so") .. ";" .. package.cpath
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+local core = require "tide.core"
+local bootstrap, group, topic, out = arg[1], arg[2], arg[3], arg[4]
+local m = assert(core.kafka_group(bootstrap, group, { topic },
+  { ["session.timeout.ms"] = "6000", ["heartbeat.interval.ms"] = "300" }))
+local assigned = false
+for _ = 1, 2000 do
+  if m:member_id() ~= "" then break end
+  local kind = m:poll(1, 100)
+  if kind == "assign" then assigned = true break end
+end
+assert(m:close())
+local f = assert(io.open(out, "w"))
+f:write("closed ", tostring(assigned), "\n")
+f:close()
+]==]
+
 -- A member's log: its current partitions, the messages per partition and
 -- offset, and whether a message of a partition came after its revocation.
 local function parse(path)
@@ -240,6 +264,27 @@ describe("scale-out: the consumer group member", function()
     support.write_file(a.stop, "")
     a.ph:close()
     assert.is_true(parse(a.log).closed)
+  end)
+
+  it("closes a member stopped during its first rebalance cleanly, before and after its assignment", function()
+    b:create_topic("in4", 4)
+    local a = member("a4", "app4", "in4")
+    wait_for(dir, "the first member to own all 4 partitions", function() return count(parse(a.log).owned) == 4 end)
+    local closer = dir .. "/closer.lua"
+    support.write_file(closer, CLOSER)
+    -- each closer joins, making the group rebalance with the running
+    -- member, and leaves at once: 8 in a row, each must exit cleanly
+    for i = 1, 8 do
+      local out, errf = dir .. "/closer" .. i .. ".out", dir .. "/closer" .. i .. ".err"
+      local ok = os.execute(string.format("lua5.4 %s %s app4 in4 %s 2>%s", sh_quote(closer), sh_quote(b.bootstrap),
+        sh_quote(out), sh_quote(errf)))
+      assert(ok, "closer " .. i .. " failed: " .. (read_file(errf) or ""))
+      assert.matches("^closed ", read_file(out) or "")
+    end
+    support.write_file(a.stop, "")
+    a.ph:close()
+    assert.is_true(parse(a.log).closed)
+    assert.is_nil(parse(a.log).bad)
   end)
 
   it("refuses bad settings and arguments, naming what is wrong", function()
