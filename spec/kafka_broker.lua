@@ -15,6 +15,8 @@
 --    b:broker_errors(1, "Fetch", "REQUEST_TIMED_OUT", 500)    -- one error on broker 1, after 500 ms
 --    b:clear_errors("Produce")
 --    b:rtt(1, 200)                                 -- broker 1 answers after 200 ms
+--    b:group_initial_delay(3000)                   -- the first join of an empty group waits 3 s for
+--                                                  -- more members (Kafka's default; here 0 by default)
 --    b:log_start("orders", 0, 100)                 -- retention: offsets < 100 of partition 0 are gone
 --    local start, stop, stable = b:offsets("orders", 0)  -- log start, log end, last stable offset
 --    b:topic_error("orders", "TOPIC_AUTHORIZATION_FAILED")
@@ -208,7 +210,7 @@ local Broker = subclass()
 
 commands(Broker, {
   create_topic = 2, add_partitions = 2, broker_down = 1, broker_up = 1, push_errors = 3, broker_errors = 3,
-  clear_errors = 1, rtt = 2, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
+  clear_errors = 1, rtt = 2, group_initial_delay = 1, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
   offsets = { 2, integers }, -- log start offset, log end offset, last stable offset
 })
 

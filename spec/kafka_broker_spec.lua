@@ -313,6 +313,39 @@ describe("kafka test broker: admin requests, the log and faults", function()
     assert.same({ true, "exit", 0 }, { ok, how, code }, second)
   end)
 
+  it("waits group_initial_delay for more members before the first generation of an empty group", function()
+    b:create_topic("in", 2)
+    local conf = "session.timeout.ms=6000 heartbeat.interval.ms=500"
+    -- Two members that join an empty group together, the first one's join
+    -- sent (and left waiting) before the second one's: how many
+    -- assignments did the first one get when the second one has its own?
+    local function join_together(group)
+      local first <close> = b:client()
+      local second <close> = b:client()
+      first.stdin:write("join " .. group .. " in " .. conf .. "\n")
+      first.stdin:flush()
+      os.execute("sleep 1.5")
+      local _, theirs = second:join(group, "in", { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 })
+      assert.matches("^ok ", first.stdout:read("l"))
+      local n = first:assignment()
+      local _, mine = first:assignment()
+      table.sort(mine)
+      return n, mine, theirs
+    end
+    -- Default (0): the first member is elected alone at once; the second one's
+    -- join is a second rebalance, which the first one takes part in.
+    local n = join_together("g-prompt")
+    assert.is_true(n >= 2)
+    -- With a delay (Kafka's default is 3 s; 6 s here, for a margin): both
+    -- are in the first generation, one partition each.
+    b:group_initial_delay(6000)
+    local n2, mine, theirs = join_together("g-delayed")
+    assert.equal(1, n2)
+    assert.equal(1, #mine)
+    assert.same({ 1 - mine[1] }, theirs)
+    assert.error_matches(function() b:group_initial_delay(-1) end, "ms must be 0 to 3600000")
+  end)
+
   it("takes a broker down and up: its partitions cannot be written meanwhile", function()
     b:create_topic("f", 1)
     b:leader("f", 0, 2)
