@@ -593,11 +593,13 @@ int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition
                       "topic '%s' partition %" PRId32 ": %s", topic, partition, tide_kafka_errtext(ke, et, sizeof et));
 }
 
-/* The refusals that mean another process owns the work now. */
+/* The refusals that mean another process owns the work now: a newer
+ * producer, or a group that no longer knows this member (its session
+ * timed out: a zombie). */
 static int fenced(rd_kafka_resp_err_t c) {
   return c == RD_KAFKA_RESP_ERR__FENCED || c == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-         c == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH || c == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-         c == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || c == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+         c == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH || c == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+         c == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
 }
 
 int tide_ksink_commit_offsets(tide_ksink_t *s, const char *const *topics, const int32_t *partitions,
@@ -629,6 +631,10 @@ int tide_ksink_commit_offsets(tide_ksink_t *s, const char *const *topics, const 
   int rc;
   if (fenced(rd_kafka_error_code(e))) {
     rc = tide_err_set(err, TIDE_EPOISONED, "%s: %s", step, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  } else if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+    /* a live member whose commit raced a rebalance: its tasks may move */
+    rc = tide_err_set(err, -EAGAIN, "%s: %s", step, rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
   } else {
     rc = txn_fail(s, e, step, err);

@@ -111,8 +111,10 @@ void tide_ksink_abort(tide_ksink_t *s);
  * partitions[i], offsets[i]: the next offset to read) of the consumer group
  * whose metadata (tide_kgroup_metadata's bytes) is md, then the commit, in
  * the open transaction; a refusal because this producer or this member was
- * fenced (another process owns the tasks now) returns TIDE_EPOISONED with
- * the broker's error, any other failure aborts as tide_ksink_commit does. */
+ * fenced (a newer producer, or a group that no longer knows this member:
+ * another process owns the tasks now) returns TIDE_EPOISONED with the
+ * broker's error, a stale generation (a commit that raced a rebalance)
+ * -EAGAIN; every failure aborts the transaction. */
 int tide_ksink_init(tide_ksink_t *s, tide_err_t *err);
 int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition, const void *key, size_t klen,
                            const void *value, size_t vlen, tide_err_t *err);

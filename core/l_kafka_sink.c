@@ -18,7 +18,8 @@
  *   ks:init()                            -> true | nil, msg, ENAME (init_transactions)
  *   ks:produce_raw(topic, partition, key, value) -> true | nil, msg, ENAME (value nil: a tombstone)
  *   ks:commit_offsets({ {topic, partition, offset}, ... }, group_metadata)
- *                                        -> true | nil, msg, ENAME ("EPOISONED": fenced)
+ *                                        -> true | nil, msg, ENAME ("EPOISONED": fenced,
+ *                                        "EAGAIN": the group's generation moved)
  *   ks:stats()                           -> delivered, failed
  *   ks:close()                           (also __gc and __close)
  */

@@ -205,24 +205,38 @@ static int l_group_metadata(lua_State *L) {
   return 1;
 }
 
-static int l_group_commit(lua_State *L) {
-  tide_kgroup_t *g = check_group(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  ghold_t *h = push_ghold(L);
-  int n = (int)lua_rawlen(L, 2);
+/* The list at idx, { {topic, partition[, offset]}, ... }, as a new
+ * partition list (with offsets when with_offsets). The caller keeps it in
+ * a hold before anything else can raise: a bad entry raises here, after
+ * the list is freed. */
+static rd_kafka_topic_partition_list_t *check_parts(lua_State *L, int idx, int with_offsets, const char *what) {
+  int n = (int)lua_rawlen(L, idx);
+  ghold_t *h = push_ghold(L); /* holds the list while it is built */
   h->list = rd_kafka_topic_partition_list_new(n);
-  if (!h->list) return luaL_error(L, "commit: out of memory");
+  if (!h->list) luaL_error(L, "%s: out of memory", what);
   for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
+    lua_rawgeti(L, idx, i);
     luaL_checktype(L, -1, LUA_TTABLE);
     lua_rawgeti(L, -1, 1);
     const char *topic = tide_l_check_cname(L, -1, "topic", 0);
     lua_rawgeti(L, -2, 2);
     lua_rawgeti(L, -3, 3);
-    rd_kafka_topic_partition_list_add(h->list, topic, (int32_t)luaL_checkinteger(L, -2))->offset =
-        luaL_checkinteger(L, -1);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(h->list, topic,
+                                                                       (int32_t)luaL_checkinteger(L, -2));
+    if (with_offsets) tp->offset = luaL_checkinteger(L, -1);
     lua_pop(L, 4);
   }
+  rd_kafka_topic_partition_list_t *l = h->list;
+  h->list = NULL;
+  lua_pop(L, 1);
+  return l;
+}
+
+static int l_group_commit(lua_State *L) {
+  tide_kgroup_t *g = check_group(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  ghold_t *h = push_ghold(L);
+  h->list = check_parts(L, 2, 1, "commit");
   tide_err_t err = {0, ""};
   int rc = tide_kgroup_commit(g, h->list, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
@@ -240,18 +254,8 @@ static int l_group_committed(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer timeout = luaL_optinteger(L, 3, 10000);
   ghold_t *h = push_ghold(L);
-  int n = (int)lua_rawlen(L, 2);
-  h->list = rd_kafka_topic_partition_list_new(n);
-  if (!h->list) return luaL_error(L, "committed: out of memory");
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    luaL_checktype(L, -1, LUA_TTABLE);
-    lua_rawgeti(L, -1, 1);
-    const char *topic = tide_l_check_cname(L, -1, "topic", 0);
-    lua_rawgeti(L, -2, 2);
-    rd_kafka_topic_partition_list_add(h->list, topic, (int32_t)luaL_checkinteger(L, -1));
-    lua_pop(L, 3);
-  }
+  h->list = check_parts(L, 2, 0, "committed");
+  int n = h->list->cnt;
   tide_err_t err = {0, ""};
   int rc = tide_kgroup_committed(g, h->list, (int)timeout, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);

@@ -71,7 +71,7 @@
  * scratch type everything else uses, so it comes first). */
 #define TIDE_L_BINDINGS(X) \
   X(tide) X(batch) X(schema) X(expr) X(ops) X(agg) X(session) X(udf) X(pool) X(decode) X(store) X(loop) X(ckpt) \
-  X(fs) X(readline) X(http) X(pg) X(sjoin) X(kafka) X(kafka_sink) X(kgroup)
+  X(fs) X(readline) X(http) X(pg) X(sjoin) X(kafka) X(kafka_sink) X(kgroup) X(repart)
 
 #define TIDE_L_DECLARE_OPEN(name) int tide_l_##name##_open(lua_State *L);
 TIDE_L_BINDINGS(TIDE_L_DECLARE_OPEN)

@@ -14,26 +14,43 @@
 
 local support = require "support"
 local kafka_broker = require "kafka_broker"
+local so = require "scaleout_support"
 
 local tmpname, sh_quote, read_file, write_file = support.tmpname, support.sh_quote, support.read_file,
   support.write_file
 
 local PARTS, KEYS = 4, 8
 
--- The application's script: args bootstrap, output topic, [a checkpoint
+-- The application's script: args bootstrap, input topic, output topic, [a checkpoint
 -- directory: the plain single-process engine instead of an application].
--- A row spends ~1 ms in a Lua filter and a cycle takes at most 40 offsets
+-- A row spends ~1 ms in a Lua filter (see SCALEOUT_STOP_FILE below) and a cycle takes at most 40 offsets
 -- per partition, so that the run lasts long enough for a SIGKILL to land
 -- in the middle of it.
 local APP = [==[
 local tide = require "tide"
-local bs, out, plain = arg[1], arg[2], arg[3]
+local bs, input, out, plain = arg[1], arg[2], arg[3], arg[4]
+-- SCALEOUT_STOP_FILE: when that file appears, the process removes it and
+-- stops itself (SIGSTOP) in the middle of a cycle, as a process that
+-- hangs (a zombie once its session times out)
+local stop_file, seen = os.getenv("SCALEOUT_STOP_FILE"), 0
 local function spin()
   local t = os.clock() + 0.001
   while os.clock() < t do end
+  seen = seen + 1
+  if stop_file and seen % 10 == 0 then
+    local f = io.open(stop_file)
+    if f then
+      f:close()
+      os.remove(stop_file)
+      local st = io.open("/proc/self/stat")
+      local pid = st:read("l"):match("^%d+")
+      st:close()
+      os.execute("kill -STOP " .. pid)
+    end
+  end
   return true
 end
-local s = tide.read_stream("kafka", { bootstrap = bs, subscribe = "in", starting_offsets = "earliest",
+local s = tide.read_stream("kafka", { bootstrap = bs, subscribe = input, starting_offsets = "earliest",
   format = "json", schema = "ts timestamp, amount int", include_metadata = true, max_offsets_per_trigger = 40,
   kafka = { ["session.timeout.ms"] = "6000", ["heartbeat.interval.ms"] = "300" } })
 local f = s:with_watermark("ts", "2 seconds"):filter(spin)
@@ -54,9 +71,9 @@ local function event(k, i)
   return BASE + i * 50 + ((i * 7 + k * 3) % 20) * 50 - 500, (i * 31 + k * 17) % 100
 end
 
--- Produce messages [from, to) of every key with kcat: key "u<k>" always to
--- partition k % PARTS.
-local function produce(b, from, to)
+-- Produce messages [from, to) of every key, in event-time order: key
+-- "u<k>" always to partition k % PARTS.
+local function produce(b, topic, from, to)
   for p = 0, PARTS - 1 do
     local lines = {}
     for i = from, to - 1 do
@@ -65,27 +82,16 @@ local function produce(b, from, to)
         lines[#lines + 1] = string.format('u%d\t{"ts":%d,"amount":%d}', k, ts, amount)
       end
     end
-    local f = tmpname()
-    write_file(f, table.concat(lines, "\n") .. "\n")
-    local code, _, err = support.run_cmd(string.format("kcat -P -b %s -t in -p %d -K '\t' -l %s",
-      sh_quote(b.bootstrap), p, sh_quote(f)))
-    os.remove(f)
-    assert(code == 0, "kcat -P failed: " .. err)
+    so.produce(b, topic, p, lines)
   end
 end
 
--- One message per key far in the future: every earlier window closes.
-local function produce_end(b)
+-- One message per key an hour later: every earlier window closes.
+local function produce_end(b, topic)
   for p = 0, PARTS - 1 do
     local lines = {}
-    for k = 0, KEYS - 1 do
-      if k % PARTS == p then lines[#lines + 1] = string.format('u%d\t{"ts":%d,"amount":0}', k, BASE + 3600000) end
-    end
-    local f = tmpname()
-    write_file(f, table.concat(lines, "\n") .. "\n")
-    assert(support.run_cmd(string.format("kcat -P -b %s -t in -p %d -K '\t' -l %s", sh_quote(b.bootstrap), p,
-      sh_quote(f))) == 0)
-    os.remove(f)
+    for k = p, KEYS - 1, PARTS do lines[#lines + 1] = string.format('u%d\t{"ts":%d,"amount":0}', k, BASE + 3600000) end
+    so.produce(b, topic, p, lines)
   end
 end
 
@@ -108,15 +114,11 @@ local function expected(n)
   return out
 end
 
--- The output topic as a read_committed consumer sees it, as sorted rows
--- (a repeated row stays, twice).
+-- The output topic as sorted rows "key window_start n total" (a repeated
+-- row stays, twice).
 local function output(b, topic)
-  local code, out, err = support.run_cmd(string.format(
-    "kcat -b %s -C -t %s -e -q -X isolation.level=read_committed -f '%%k %%s\\n'", sh_quote(b.bootstrap),
-    sh_quote(topic)))
-  assert(code == 0, "kcat -C failed: " .. err)
   local rows = {}
-  for _, l in ipairs(support.lines_of(out)) do
+  for _, l in ipairs(so.consume(b, topic)) do
     local k, w, n, t = l:match('^(%S+) {"window_start":(%-?%d+),"window_end":%-?%d+,"kafka_key":"%S+","n":(%d+),' ..
       '"total":(%d+)}$')
     assert(k, "an unexpected message: " .. l)
@@ -126,43 +128,16 @@ local function output(b, topic)
   return rows
 end
 
--- A process `tide run --application-id app --state-dir dir app.lua ...` in
--- the background: its pid, its stderr file and its progress log.
-local function start(dir, name, app, state_dir, script, args)
-  local p = { err = dir .. "/" .. name .. ".err", log = dir .. "/" .. name .. ".progress" }
-  local cmd = support.tide_command(string.format("run --application-id %s --state-dir %s --log-progress %s %s %s",
-    app, sh_quote(state_dir), sh_quote(p.log), sh_quote(script), args))
-  p.ph = io.popen(string.format("sh -c %s", sh_quote(cmd .. " >/dev/null 2>" .. sh_quote(p.err) ..
-    " & echo $!; wait $!; echo rc=$?")))
-  p.pid = tonumber(p.ph:read("l"))
-  assert(p.pid, "process started")
-  return p
-end
-
--- Wait for the process to end; its exit status.
-local function wait(p)
-  local rest = p.ph:read("a")
-  p.ph:close()
-  p.done = true
-  return tonumber(rest:match("rc=(%d+)"))
-end
-
--- The tasks a process's last progress report names.
-local function tasks_of(p)
-  local last
-  for line in (read_file(p.log) or ""):gmatch("[^\n]+") do last = line end
-  if not last then return {} end
-  local out = {}
-  for id in last:match('"tasks":%[(.-)%]'):gmatch('"id":"([%d_]+)"') do out[#out + 1] = id end
-  return out
-end
-
-local function wait_for(what, f, secs, tell)
-  for _ = 1, (secs or 60) * 10 do
-    if f() then return end
-    support.sleep_ms(100)
+-- Every task of the processes' last reports at offset `at` (all input read).
+local function caught_up(ps, at)
+  local n = 0
+  for _, p in pairs(ps) do
+    for _, t in ipairs(so.tasks(p)) do
+      if t.offset ~= at then return false end
+      n = n + 1
+    end
   end
-  error("timed out waiting for " .. what .. (tell and ("\n" .. tell()) or ""))
+  return n == PARTS
 end
 
 describe("scale-out: an application of several tide run processes", function()
@@ -179,68 +154,128 @@ describe("scale-out: an application of several tide run processes", function()
     os.execute("rm -rf " .. sh_quote(dir))
   end)
 
-  local function errs(ps)
-    return function()
-      local out = {}
-      for name, p in pairs(ps) do out[#out + 1] = name .. ": " .. (read_file(p.err) or "") end
-      return table.concat(out, "\n")
-    end
+  -- A process of application app (reading app-in, writing app-out).
+  local function run(name, app, state, env)
+    return so.start(dir, name, app, dir .. "/" .. state, script,
+      string.format("%s %s-in %s-out", sh_quote(b.bootstrap), app, app), env)
+  end
+
+  -- SIGTERM (Ctrl-C's twin): the process leaves the group and exits 0.
+  local function stop(p)
+    os.execute("kill -TERM " .. p.pid)
+    assert.equal(0, so.wait(p), p.name .. " exits 0: " .. (read_file(p.err) or ""))
+  end
+
+  local function topics(app)
+    b:create_topic(app .. "-in", PARTS)
+    b:create_topic(app .. "-out", PARTS)
   end
 
   it("gives the output of one process, exactly once, through a SIGKILL and a process added later", function()
-    b:create_topic("in", PARTS)
-    b:create_topic("out", PARTS)
+    topics("app1")
     b:create_topic("plain", 1)
-    produce(b, 0, 200)
+    produce(b, "app1-in", 0, 200)
     local ps = {}
-    for _, n in ipairs { "a", "b", "c" } do ps[n] = start(dir, n, "app1", dir .. "/state-" .. n, script, sh_quote(b.bootstrap) .. " out")
-    end
-    local tell = errs(ps)
-    finally(function()
+    finally(function() so.kill_all(ps) end)
+    for _, n in ipairs { "a", "b", "c" } do ps[n] = run(n, "app1", "state-" .. n) end
+    local tell = so.tell(ps)
+    so.wait_for("the tasks spread over the three processes", function()
       for _, p in pairs(ps) do
-        if not p.done then
-          os.execute("kill -9 " .. p.pid .. " 2>/dev/null")
-          wait(p)
-        end
+        if #so.tasks(p) == 0 then return false end
       end
-    end)
-    -- all 4 tasks run, spread over the 3 processes
-    wait_for("the tasks spread over the three processes", function()
-      local n, all = 0, {}
-      for _, p in pairs(ps) do
-        local t = tasks_of(p)
-        if #t > 0 then n = n + 1 end
-        for _, id in ipairs(t) do all[id] = true end
-      end
-      return n == 3
+      return true
     end, 60, tell)
-    produce(b, 200, 400)
-    -- SIGKILL one that runs tasks, in the middle of the run
-    local victim = #tasks_of(ps.b) > 0 and ps.b or ps.c
-    os.execute("kill -9 " .. victim.pid)
-    wait(victim)
-    produce(b, 400, 600)
-    ps.d = start(dir, "d", "app1", dir .. "/state-d", script, sh_quote(b.bootstrap) .. " out")
+    produce(b, "app1-in", 200, 400)
+    -- SIGKILL one of them in the middle of the run: its tasks move after
+    -- its session times out, and start again from what it committed
+    os.execute("kill -9 " .. ps.b.pid)
+    so.wait(ps.b)
+    produce(b, "app1-in", 400, 600)
+    ps.d = run("d", "app1", "state-d")
     -- (a task it opened has its directory in its state_dir)
-    wait_for("the added process to get a task", function()
+    so.wait_for("the added process to get a task", function()
       return support.sh("ls " .. sh_quote(dir .. "/state-d/app1")):match("0_%d") ~= nil
     end, 60, tell)
-    produce(b, 600, 800)
-    produce_end(b)
+    produce(b, "app1-in", 600, 800)
+    produce_end(b, "app1-in")
     local want = expected(800)
-    wait_for("every window in the output", function() return #output(b, "out") >= #want end, 120, tell)
-    -- stop the others (Ctrl-C's SIGTERM): they leave the group and exit 0
-    for n, p in pairs(ps) do
-      if p ~= victim then
-        os.execute("kill -TERM " .. p.pid)
-        assert.equal(0, wait(p), n .. " exits 0: " .. (read_file(p.err) or ""))
-      end
-    end
-    assert.same(want, output(b, "out"))
+    so.wait_for("every window in the output", function() return #output(b, "app1-out") >= #want end, 120, tell)
+    for _, n in ipairs { "a", "c", "d" } do stop(ps[n]) end
+    assert.same(want, output(b, "app1-out"))
     -- the same script run by tide's plain engine, in one process
-    local code, _, err = support.run_cmd(support.tide_command(string.format("run --quiet %s %s plain %s",
+    local code, _, err = support.run_cmd(support.tide_command(string.format("run --quiet %s %s app1-in plain %s",
       sh_quote(script), sh_quote(b.bootstrap), sh_quote(dir .. "/ck"))))
     assert.equal(0, code, err)
     assert.same(want, output(b, "plain"))
   end)
+
+  it("restores tasks from the changelog when the local state is gone, from the local state when it is current",
+    function()
+      topics("app2")
+      produce(b, "app2-in", 0, 300)
+      local ps = {}
+      finally(function() so.kill_all(ps) end)
+      local tell = so.tell(ps)
+      ps.p1 = run("p1", "app2", "state-2")
+      so.wait_for("the first process to read everything", function() return caught_up({ ps.p1 }, 600) end, 90,
+        tell)
+      stop(ps.p1)
+      -- its local state is lost: the next process restores every task from
+      -- the changelog (the windows open at the stop go on from there)
+      os.execute("rm -rf " .. sh_quote(dir .. "/state-2"))
+      produce(b, "app2-in", 300, 800)
+      ps.p2 = run("p2", "app2", "state-2")
+      so.wait_for("the second process to read everything", function() return caught_up({ ps.p2 }, 1600) end, 90,
+        tell)
+      for _, t in ipairs(so.tasks(ps.p2)) do assert.equal("changelog", t.restored_from, t.id) end
+      stop(ps.p2)
+      -- the next one on the same state directory: its local state is current
+      produce_end(b, "app2-in")
+      ps.p3 = run("p3", "app2", "state-2")
+      so.wait_for("the third process to read everything", function() return caught_up({ ps.p3 }, 1602) end, 90,
+        tell)
+      for _, t in ipairs(so.tasks(ps.p3)) do assert.equal("local", t.restored_from, t.id) end
+      so.wait_for("every window in the output", function() return #output(b, "app2-out") >= #expected(800) end, 60,
+        tell)
+      stop(ps.p3)
+      assert.same(expected(800), output(b, "app2-out"))
+    end)
+
+  it("fences a zombie: a process stopped past its session timeout cannot commit, and stops with the reason",
+    function()
+      topics("app3")
+      produce(b, "app3-in", 0, 300)
+      local ps = {}
+      finally(function()
+        if ps.z then os.execute("kill -CONT " .. ps.z.pid .. " 2>/dev/null") end
+        so.kill_all(ps)
+      end)
+      local tell = so.tell(ps)
+      local stop_file = dir .. "/stop-z"
+      ps.z = run("z", "app3", "state-z", "SCALEOUT_STOP_FILE=" .. sh_quote(stop_file))
+      ps.y = run("y", "app3", "state-y")
+      so.wait_for("both processes to run tasks", function()
+        return #so.tasks(ps.z) > 0 and #so.tasks(ps.y) > 0
+      end, 60, tell)
+      produce(b, "app3-in", 300, 600)
+      -- z stops itself in the middle of a cycle; its session times out and
+      -- y takes over every task from what z committed
+      write_file(stop_file, "")
+      so.wait_for("the zombie to stop", function() return so.state_of(ps.z) == "T" end, 30, tell)
+      so.wait_for("the other process to take every task over", function() return caught_up({ ps.y }, 1200) end, 90,
+        tell)
+      -- z wakes up and finishes its cycle: the group no longer knows it, so
+      -- its transaction is refused and aborted, and it stops with the reason
+      os.execute("kill -CONT " .. ps.z.pid)
+      assert.equal(1, so.wait(ps.z))
+      local err = read_file(ps.z.err)
+      assert.matches("application app3: this process was fenced (", err, 1, true)
+      assert.matches("): another process owns its tasks now", err, 1, true)
+      produce(b, "app3-in", 600, 800)
+      produce_end(b, "app3-in")
+      so.wait_for("every window in the output", function() return #output(b, "app3-out") >= #expected(800) end, 90,
+        tell)
+      stop(ps.y)
+      assert.same(expected(800), output(b, "app3-out"))
+    end)
 end)

@@ -101,6 +101,8 @@ local function split_list(s)
   return out
 end
 
+M.split_list = split_list -- (tide.topology reads 'subscribe' the same way)
+
 -- Check the options that depend on each other. Returns the value's schema
 -- (nil: the message columns).
 local function check(o)

@@ -1317,7 +1317,7 @@ end
 
 -- What the scale-out runtime (tide.scaleout) shares with this engine.
 M._internals = { Query = Query, active = active, listeners = listeners, analyze = analyze,
-  split_options = split_options, parse_trigger = parse_trigger, random_id = random_id,
+  split_options = split_options, parse_trigger = parse_trigger, random_id = random_id, remove_tree = remove_tree,
   install_signals = function() install_signals() end }
 
 -- Frame:write_stream starts a query (frame.lua cannot require this module).

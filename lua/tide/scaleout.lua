@@ -50,6 +50,7 @@
 local core = require "tide.core"
 local util = require "tide.util"
 local exec = require "tide.exec"
+local topology = require "tide.topology"
 local runtime = require "tide.runtime"
 local kafka_sink = require("tide.connectors.kafka.sink").sinks.kafka
 
@@ -99,63 +100,9 @@ local function check_app_id(what, id)
   end
 end
 
--- The columns of node's output that hold the input message's key
--- unchanged: { [column index] = true }. Conservative: a node this does not
--- know passes none on.
-local function key_columns(node)
-  if node.stream then
-    local set = {}
-    for i, f in ipairs(node.schema:fields()) do
-      if f[1] == "key" or f[1] == "kafka_key" then set[i] = true end
-    end
-    return set
-  end
-  local op = node.op
-  if op == "watermark" or op == "where" or op == "filter" or op == "dedup" then return key_columns(node.input) end
-  if op == "window" then
-    local set = {}
-    for i in pairs(key_columns(node.input)) do set[i + 2] = true end -- window_start, window_end come first
-    return set
-  end
-  if op == "project" and node.exprs then
-    local below, set = key_columns(node.input), {}
-    for i, e in ipairs(node.exprs) do
-      local c = e:column()
-      if c and below[c] then set[i] = true end
-    end
-    return set
-  end
-  return {}
-end
-
--- Whether a stateful node's groups are keyed by the input message's key
--- (one of its grouping keys is that column, unchanged).
-local function keyed_by_message_key(node)
-  local below = key_columns(node.input)
-  for _, k in ipairs(node.keys or {}) do
-    local c = type(k) ~= "string" and k.column and k:column()
-    if c and below[c] then return true end
-  end
-  return false
-end
-
 -- ------------------------------------------------------------------------
 -- Tasks
 -- ------------------------------------------------------------------------
-
-local DB_PREFIX = { aggregate = "agg", dedup = "dedup" }
-
-local function remove_tree(dir)
-  local entries = core.glob(dir .. "/*") or {}
-  for _, p in ipairs(core.glob(dir .. "/.*") or {}) do entries[#entries + 1] = p end
-  for _, p in ipairs(entries) do
-    local base = p:match("([^/]+)/?$")
-    if base ~= "." and base ~= ".." then
-      if p:sub(-1) == "/" then remove_tree(p:sub(1, -2)) else os.remove(p) end
-    end
-  end
-  os.remove(dir)
-end
 
 local function mkdir_p(dir)
   local path = dir:sub(1, 1) == "/" and "" or "."
@@ -182,13 +129,17 @@ function App:_open_cache(t)
 end
 
 -- A fresh plan instance and empty states for task t.
-function App:_fresh(t)
-  t.plan = exec.compile(self._root)
+local function fresh(t)
+  local sub = t.sub
+  t.plan = exec.compile(sub.sub.root)
   t.states = {}
-  for k in ipairs(self._stateful) do t.states[k] = t.plan:new_state(k) end
+  for j in ipairs(sub.stateful) do t.states[j] = t.plan:new_state(j) end
   t.marks = {}
   t.wm, t.late_wm = nil, nil
-  if #self._marks > 0 then t.wm, t.late_wm = 0, 0 end
+  -- a task of a sub-topology after a repartition has the watermark of its
+  -- upstream tasks' markers (tide.topology's reader)
+  if sub.kind == "repartition" then t.reader = topology.reader(sub.sub, 1) end
+  if #t.plan.marks > 0 or t.reader then t.wm, t.late_wm = 0, 0 end
 end
 
 -- Apply a task record (the cache's commit entry or the changelog's meta
@@ -200,20 +151,23 @@ local function apply_meta(t, m)
     t.late_wm = math.tointeger(m.late) or t.late_wm
     for i, v in pairs(m.marks or {}) do t.marks[tonumber(i)] = { value = math.tointeger(v) } end
   end
+  if t.reader and type(m.reader) == "string" then t.reader:load(m.reader) end
 end
 
 local function task_meta(t)
   local marks = {}
   for i, m in pairs(t.marks) do marks[tostring(i)] = m.value end
-  return { wm = t.wm, late = t.late_wm, marks = marks }
+  return { wm = t.wm, late = t.late_wm, marks = marks, reader = t.reader and t.reader:save() or nil }
 end
 
--- Open task p: its committed offset, then its state from the local cache
--- when that is current, else from the changelogs.
-function App:_open_task(p)
-  local topic = self._topic
-  local t = { id = "0_" .. p, partition = p, dir = format("%s/0_%d", self._app_dir, p), n = 0, lag = 0 }
-  self:_fresh(t)
+-- Open task (sub, p) (sub: one of self._subs): its committed offset, then
+-- its state from the local cache when that is current, else from the
+-- changelogs.
+function App:_open_task(sub, p)
+  local topic = sub.topic
+  local id = format("%d_%d", sub.sub.id, p)
+  local t = { id = id, sub = sub, topic = topic, partition = p, dir = self._app_dir .. "/" .. id, n = 0, lag = 0 }
+  fresh(t)
   local committed
   for attempt = 1, 3 do
     local got, msg = self._member:committed({ { topic, p } }, 10000)
@@ -221,7 +175,10 @@ function App:_open_task(p)
     if attempt == 3 then error(format("task %s: reading its committed offset: %s", t.id, msg), 0) end
   end
   if committed < 0 then
-    local list = self._source._reader:offsets({ { topic, p } }, self._starting == "latest" and "latest" or "earliest")
+    -- a new application starts its input as the source says, its
+    -- repartition topics at their start
+    local where = sub.kind == "kafka" and self._starting == "latest" and "latest" or "earliest"
+    local list = sub.source._reader:offsets({ { topic, p } }, where)
     if not list then error(format("task %s: reading the start offset of %s/%d", t.id, topic, p), 0) end
     committed = list[1]
     t.fresh = true
@@ -232,8 +189,8 @@ function App:_open_task(p)
   local entry = last and unjson(t.ck:commit_entry(last) or "null")
   if type(entry) == "table" and entry.next == committed and not t.fresh then
     -- the cache is current: its state is the committed one
-    for k, s in ipairs(self._stateful) do
-      local st = t.states[k]
+    for j, s in ipairs(sub.stateful) do
+      local st = t.states[j]
       for key, blob in t.ck:state(s.name) do st.restore(key, blob) end
       st.clear_changes()
     end
@@ -242,19 +199,19 @@ function App:_open_task(p)
     t.restored = "local"
   else
     t.ck:close()
-    remove_tree(t.dir)
+    self._hooks.remove_tree(t.dir)
     self:_open_cache(t)
     local changes = {}
-    for k, s in ipairs(self._stateful) do
+    for j, s in ipairs(sub.stateful) do
       local recs, msg = core.kafka_read_log(self._bootstrap, s.changelog, p, self._kafka, self._timeout)
       if not recs then error(format("task %s: restoring from changelog '%s': %s", t.id, s.changelog, msg), 0) end
       local last_of = {}
       for _, r in ipairs(recs) do last_of[r[1]] = r[2] or false end
       local cs = core.state_changes()
-      local st = t.states[k]
+      local st = t.states[j]
       for key, blob in pairs(last_of) do
         if key == META_KEY then
-          if k == 1 and blob then apply_meta(t, unjson(blob)) end
+          if j == 1 and blob then apply_meta(t, unjson(blob)) end
         elseif blob then
           local ok, err = pcall(st.restore, key, blob)
           if not ok then
@@ -274,25 +231,24 @@ function App:_open_task(p)
     t.n = 1
     t.restored = "changelog"
   end
-  self._tasks[p] = t
-  self._status_tasks = nil
+  self._tasks[id] = t
 end
 
-function App:_close_task(p)
-  local t = self._tasks[p]
+function App:_close_task(id)
+  local t = self._tasks[id]
   if not t then return end
   if t.ck then t.ck:close() end
   t.ck = nil
-  self._tasks[p] = nil
+  self._tasks[id] = nil
 end
 
 -- Close every task and open them again from what is committed (after a
 -- transaction that failed: the tasks' memory ran ahead of it).
 function App:_reset_tasks()
   local open = {}
-  for p in pairs(self._tasks) do open[#open + 1] = p end
-  for _, p in ipairs(open) do self:_close_task(p) end
-  for _, p in ipairs(open) do self:_open_task(p) end
+  for id, t in pairs(self._tasks) do open[#open + 1] = { id, t.sub, t.partition } end
+  for _, x in ipairs(open) do self:_close_task(x[1]) end
+  for _, x in ipairs(open) do self:_open_task(x[2], x[3]) end
 end
 
 -- ------------------------------------------------------------------------
@@ -307,11 +263,11 @@ function App:_events()
       return
     end
     if kind == "assign" then
-      for _, tp in ipairs(items) do self:_open_task(tp[2]) end
+      for _, tp in ipairs(items) do self:_open_task(self._by_topic[tp[1]], tp[2]) end
     elseif kind == "revoke" or kind == "lost" then
       -- a cycle commits (or aborts) all it did before the next poll: a
       -- revoked or lost task holds nothing uncommitted
-      for _, tp in ipairs(items) do self:_close_task(tp[2]) end
+      for _, tp in ipairs(items) do self:_close_task(format("%d_%d", self._by_topic[tp[1]].sub.id, tp[2])) end
       local ok, msg = self._member:release()
       if not ok then error(format("application %s: consumer group: %s", self._app, msg), 0) end
       if kind == "lost" then self._lost = (self._lost or 0) + #items end
@@ -339,12 +295,17 @@ end
 function App:_advance(t, stats)
   if t.wm == nil then return end
   local values = {}
-  for i, m in ipairs(self._marks) do
+  if t.reader then
+    local w = t.reader:watermark()
+    if w > t.wm then t.wm = w end
+    return
+  end
+  for i, m in ipairs(t.plan.marks) do
     local st = stats[i]
     local mv = t.marks[i] or {}
     t.marks[i] = mv
     if st and st.count > 0 then
-      local w = util.ts_minus(st.max, m.event_delay)
+      local w = util.ts_minus(st.max, m.node.event_delay)
       if mv.value == nil or w > mv.value then mv.value = w end
     elseif mv.value == nil then
       mv.value = 0
@@ -365,27 +326,43 @@ end
 function App:_cycle()
   local t0 = clock()
   self:_events()
+  -- the group's metadata as this cycle starts: a process that hangs past
+  -- its session timeout in the middle of the cycle then commits with its
+  -- old membership, which the coordinator refuses (fencing)
   local md = self._member:metadata()
-  local topic, src = self._topic, self._source
-  local parts = {}
-  for p in pairs(self._tasks) do parts[#parts + 1] = p end
-  sort(parts)
-  if #parts == 0 then
+  local ids = {}
+  for id in pairs(self._tasks) do ids[#ids + 1] = id end
+  sort(ids)
+  if #ids == 0 then
     self._status.message = "Waiting for tasks (the group has given this process none)"
     self._query._idle = self._query._idle + 1
     return false
   end
-  local list = {}
-  for i, p in ipairs(parts) do list[i] = { topic, p } end
-  local ends, msg = src._reader:offsets(list, "latest")
-  if not ends then error(format("%s: offsets: %s", src.description, tostring(msg)), 0) end
+  -- each sub-topology's partitions' ends, through its source's reader
+  local by_sub = {}
+  for _, id in ipairs(ids) do
+    local t = self._tasks[id]
+    local g = by_sub[t.sub]
+    if not g then
+      g = { list = {}, tasks = {} }
+      by_sub[t.sub] = g
+    end
+    g.list[#g.list + 1] = { t.topic, t.partition }
+    g.tasks[#g.tasks + 1] = t
+  end
   local work = {}
-  for i, p in ipairs(parts) do
-    local t = self._tasks[p]
-    local stop = math.max(t.next, ends[i])
-    if self._limit then stop = math.min(stop, t.next + self._limit) end
-    t.lag = math.max(0, ends[i] - stop)
-    if stop > t.next or t.no_data_due then work[#work + 1] = { t = t, stop = stop } end
+  for _, sub in ipairs(self._subs) do
+    local g = by_sub[sub]
+    if g then
+      local ends, msg = sub.source._reader:offsets(g.list, "latest")
+      if not ends then error(format("%s: offsets: %s", sub.source.description, tostring(msg)), 0) end
+      for i, t in ipairs(g.tasks) do
+        local stop = math.max(t.next, ends[i])
+        if self._limit then stop = math.min(stop, t.next + self._limit) end
+        t.lag = math.max(0, ends[i] - stop)
+        if stop > t.next or t.no_data_due then work[#work + 1] = { t = t, stop = stop } end
+      end
+    end
   end
   if #work == 0 then
     self._status.message = "Waiting for data to arrive"
@@ -401,15 +378,28 @@ function App:_cycle()
   local ok, err = pcall(function()
     for _, w in ipairs(work) do
       local t = w.t
-      local inputs = {}
+      local inputs, src = {}, t.sub.source
+      w.inputs = inputs
       if w.stop > t.next then
-        local start, stop = { [topic] = { [tostring(t.partition)] = t.next } },
-          { [topic] = { [tostring(t.partition)] = w.stop } }
+        local start, stop = { [t.topic] = { [tostring(t.partition)] = t.next } },
+          { [t.topic] = { [tostring(t.partition)] = w.stop } }
         local okg, got = pcall(src.get_batch, src, start, stop, t.n + 1)
         if not okg then error(format("task %s: %s", t.id, util.strip_position(got)), 0) end
         inputs = got or {}
+        w.inputs = inputs
+        if t.reader then
+          -- repartition messages: the upstream rows, and the markers that
+          -- move this task's watermark
+          local rows = {}
+          w.raw, w.inputs = inputs, rows
+          for _, mb in ipairs(inputs) do
+            local okd, got2 = pcall(t.reader.decode, t.reader, mb)
+            if not okd then error(format("task %s: %s", t.id, util.strip_position(got2)), 0) end
+            for _, x in ipairs(got2) do rows[#rows + 1] = x end
+          end
+          inputs = rows
+        end
       end
-      w.inputs = inputs
       for _, b in ipairs(inputs) do rows_in = rows_in + b:nrows() end
       local batch_wm = t.wm
       local oke, outs, info = pcall(t.plan.execute, t.plan, { inputs }, {
@@ -425,7 +415,10 @@ function App:_cycle()
     for _, w in ipairs(outputs_all) do
       if w.owned then close_all(w.outputs) end
     end
-    for _, w in ipairs(work) do close_all(w.inputs) end
+    for _, w in ipairs(work) do
+      close_all(w.inputs)
+      close_all(w.raw)
+    end
   end
   if not ok then
     release()
@@ -444,11 +437,21 @@ function App:_cycle()
     local offsets = {}
     for _, w in ipairs(work) do
       local t = w.t
-      kafka_sink.produce_all(ks, w.outputs, self._map, self._key)
+      local sub = t.sub
+      if sub.writer then
+        sub.writer:write(w.outputs, t.partition)
+      else
+        kafka_sink.produce_all(ks, w.outputs, self._map, self._key)
+      end
       self:_advance(t, w.info.stats)
+      if sub.writer and t.wm ~= nil and t.wm > (t.sent_wm or 0) then
+        -- the downstream tasks learn this task's watermark
+        sub.writer:marker(t.partition, t.wm)
+        w.sent_wm = t.wm
+      end
       w.changes = {}
-      for k, s in ipairs(self._stateful) do
-        local cs = t.states[k].take_changes()
+      for j, s in ipairs(sub.stateful) do
+        local cs = t.states[j].take_changes()
         w.changes[s.name] = cs
         changes[#changes + 1] = cs
         for _, op in ipairs(cs:ops()) do
@@ -456,14 +459,14 @@ function App:_cycle()
           if not okp then error(pmsg, 0) end
         end
       end
-      local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm)
-      if moved and #self._stateful > 0 then
+      local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm or t.reader)
+      if moved and #sub.stateful > 0 then
         local meta = task_meta(t)
         meta.late = w.batch_wm
-        local okp, pmsg = ks:produce_raw(self._stateful[1].changelog, t.partition, META_KEY, json(meta))
+        local okp, pmsg = ks:produce_raw(sub.stateful[1].changelog, t.partition, META_KEY, json(meta))
         if not okp then error(pmsg, 0) end
       end
-      offsets[#offsets + 1] = { topic, t.partition, w.stop }
+      offsets[#offsets + 1] = { t.topic, t.partition, w.stop }
     end
     local okc, cmsg, ename = ks:commit_offsets(offsets, md)
     if not okc then
@@ -495,11 +498,12 @@ function App:_cycle()
     local t = w.t
     t.n = t.n + 1
     t.next = w.stop
+    if w.sent_wm then t.sent_wm = w.sent_wm end
     if t.wm ~= nil then
       t.late_wm = w.batch_wm
       t.no_data_due = false
       if self._opts.no_data_batches and t.wm > w.batch_wm then
-        for _, s in ipairs(self._stateful) do
+        for _, s in ipairs(t.sub.stateful) do
           if s.node.due(self._mode) then t.no_data_due = true end
         end
       end
@@ -509,11 +513,10 @@ function App:_cycle()
     t.ck:write_offsets(t.n, json(meta))
     t.ck:commit(t.n, json(meta), w.changes)
     for _, cs in pairs(w.changes) do cs:free() end
-    for k in ipairs(self._stateful) do t.states[k].clear_changes() end
+    for j in ipairs(t.sub.stateful) do t.states[j].clear_changes() end
   end
-  for k in ipairs(self._stateful) do
-    totals[k] = 0
-    for _, t in pairs(self._tasks) do totals[k] = totals[k] + t.states[k].rows() end
+  for _, t in pairs(self._tasks) do
+    for j, s in ipairs(t.sub.stateful) do totals[s.k] = (totals[s.k] or 0) + t.states[j].rows() end
   end
   self._cycles = self._cycles + 1
   self:_report({ t0 = t0, t1 = t1, t2 = t2, t3 = t3, t4 = clock(), rows_in = rows_in, rows_out = rows_out,
@@ -531,13 +534,16 @@ end
 -- "changelog", watermark = ms or nil }, sorted by id.
 function App:_task_list()
   local out = {}
-  for p, t in pairs(self._tasks) do
+  for _, t in pairs(self._tasks) do
     local rows = 0
-    for k in ipairs(self._stateful) do rows = rows + t.states[k].rows() end
-    out[#out + 1] = { id = t.id, partitions = { { self._topic, p } }, offset = t.next, lag = t.lag,
-      state_rows = rows, restored_from = t.restored, watermark = t.wm }
+    for j in ipairs(t.sub.stateful) do rows = rows + t.states[j].rows() end
+    out[#out + 1] = { id = t.id, sub = t.sub.sub.id, partitions = { { t.topic, t.partition } }, offset = t.next,
+      lag = t.lag, state_rows = rows, restored_from = t.restored, watermark = t.wm }
   end
-  sort(out, function(a, b) return a.partitions[1][2] < b.partitions[1][2] end)
+  sort(out, function(a, b)
+    if a.sub ~= b.sub then return a.sub < b.sub end
+    return a.partitions[1][2] < b.partitions[1][2]
+  end)
   return out
 end
 
@@ -554,20 +560,28 @@ function App:_report(c)
   local since = self._last_trigger and (c.t0 - self._last_trigger) or (c.t4 - c.t0)
   self._last_trigger = c.t0
   local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
-  local lag = { [self._topic] = {} }
-  for p, t in pairs(self._tasks) do lag[self._topic][tostring(p)] = t.lag end
+  local lag = {}
+  for _, t in pairs(self._tasks) do
+    lag[t.topic] = lag[t.topic] or {}
+    lag[t.topic][tostring(t.partition)] = t.lag
+  end
   local ops = {}
-  for k, s in ipairs(self._stateful) do
-    local bytes = 0
-    for _, t in pairs(self._tasks) do bytes = bytes + t.states[k].bytes() end
-    local updated, dropped, dups = 0, 0, 0
-    for _, w in ipairs(c.work) do
-      local m = w.info.metrics[k]
-      updated, dropped, dups = updated + m.updated, dropped + m.dropped_by_watermark, dups + m.dropped_duplicates
+  for _, sub in ipairs(self._subs) do
+    for j, s in ipairs(sub.stateful) do
+      local bytes, updated, dropped, dups = 0, 0, 0, 0
+      for _, t in pairs(self._tasks) do
+        if t.sub == sub then bytes = bytes + t.states[j].bytes() end
+      end
+      for _, w in ipairs(c.work) do
+        if w.t.sub == sub then
+          local m = w.info.metrics[j]
+          updated, dropped, dups = updated + m.updated, dropped + m.dropped_by_watermark, dups + m.dropped_duplicates
+        end
+      end
+      ops[s.k] = { name = s.node.stateful, num_rows_total = c.totals[s.k] or 0, num_rows_updated = updated,
+        num_rows_dropped_by_watermark = dropped, num_dropped_duplicates = dups, memory_bytes = bytes,
+        changelog = s.changelog }
     end
-    ops[k] = { name = s.node.stateful, num_rows_total = c.totals[k], num_rows_updated = updated,
-      num_rows_dropped_by_watermark = dropped, num_dropped_duplicates = dups, memory_bytes = bytes,
-      changelog = s.changelog }
   end
   local total_ms = c.t4 - c.t0
   local wm = self:_min_watermark()
@@ -580,7 +594,7 @@ function App:_report(c)
       commit = ms(c.t4 - c.t3), total = ms(total_ms) },
     event_time = wm and { watermark = wm } or {},
     state_operators = ops,
-    sources = { { description = self._source.description, num_input_rows = c.rows_in, lag = lag } },
+    sources = { { description = self._subs[1].source.description, num_input_rows = c.rows_in, lag = lag } },
     sink = { description = self._sink_description },
     application = { id = self._app, member_id = self._member:member_id(), tasks = self:_task_list() },
   }
@@ -595,7 +609,7 @@ function App:_report(c)
 end
 
 function App:close()
-  for p in pairs(self._tasks) do self:_close_task(p) end
+  for id in pairs(self._tasks) do self:_close_task(id) end
   local first
   if self._member then
     -- leave the group now, so that the tasks move at once
@@ -607,9 +621,9 @@ function App:close()
     self._producer:close()
     self._producer = nil
   end
-  if self._source and self._source.stop then
-    pcall(self._source.stop, self._source)
-    self._source = nil
+  for _, sub in ipairs(self._subs or {}) do
+    if sub.source and sub.source.stop then pcall(sub.source.stop, sub.source) end
+    sub.source = nil
   end
   return first
 end
@@ -647,7 +661,7 @@ end
 
 --- Start a query under application_id (tide.query.start hands it over).
 -- @param H tide.query's internals: Query, active, listeners, analyze,
--- split_options, parse_trigger, install_signals
+-- split_options, parse_trigger, random_id, remove_tree, install_signals
 function M.start(f, sink, opts, what, level, H)
   level = level + 1
   opts = opts == nil and {} or opts
@@ -689,7 +703,7 @@ function M.start(f, sink, opts, what, level, H)
       "until stopped (a duration or 0)", what, app, trigger.kind), level)
   end
   local root = f._node
-  local sources, stateful, marks = H.analyze(root, qo.mode, what, level)
+  local sources, stateful = H.analyze(root, qo.mode, what, level)
   ok, err = pcall(function()
     local src = sources[1]
     if #sources ~= 1 then
@@ -727,14 +741,16 @@ function M.start(f, sink, opts, what, level, H)
       if n.stateful ~= "aggregate" and n.stateful ~= "dedup" then
         refuse(what, app, format("%s is not supported under application_id (aggregations and dedup are)", n.label))
       end
-      if n.global or not keyed_by_message_key(n) then
-        refuse(what, app, format("%s must be keyed by the Kafka message key (group by the column 'key', or " ..
-          "'kafka_key' with include_metadata, unchanged) so that each group's rows are in one partition; " ..
-          "regrouping by other columns needs a repartition topic, which tide does not make yet", n.label))
-      end
     end
   end)
   if not ok then error(util.strip_position(err), level) end
+  -- the sub-topologies: cut at the stateful operators whose groups are
+  -- not within one input partition (tide.topology)
+  local okt, topo = pcall(topology.split, root, app)
+  if not okt then
+    error(format("%s: application_id '%s': %s", what, app, (util.strip_position(topo):gsub("^topology: ", ""))),
+      level)
+  end
   if qo.name then
     for _, q in ipairs(H.active) do
       if q._name == qo.name then error(format("%s: a query named '%s' is already active", what, qo.name), level) end
@@ -750,7 +766,7 @@ function M.start(f, sink, opts, what, level, H)
   }, Q)
   local a = setmetatable({
     _app = app, _root = root, _mode = qo.mode, _opts = qo, _name = qo.name or app, _query = q, _hooks = H,
-    _tasks = {}, _cycles = 0, _stateful = {}, _marks = {}, _status = q._status,
+    _tasks = {}, _cycles = 0, _subs = {}, _by_topic = {}, _status = q._status,
     _app_dir = state_dir .. "/" .. app, _bootstrap = so.bootstrap, _timeout = so.timeout,
   }, App)
   q._app = a
@@ -758,36 +774,58 @@ function M.start(f, sink, opts, what, level, H)
   ok, err = pcall(function()
     local src = sources[1]
     local so_ = src.stream.opts
-    a._topic = so_.subscribe:match("^%s*(.-)%s*$")
+    local input = so_.subscribe:match("^%s*(.-)%s*$")
     a._starting = so_.starting_offsets or "latest"
     a._limit = so_.max_offsets_per_trigger
     a._kafka = {}
     for k, v in pairs(so_.kafka or {}) do a._kafka[k] = tostring(v) end
-    for i, n in ipairs(marks) do a._marks[i] = n end
-    local p = exec.compile(root)
-    for k, n in ipairs(stateful) do
-      local name = (DB_PREFIX[n.stateful] or n.stateful) .. k
-      a._stateful[k] = { node = n, name = name, changelog = format("%s-%s-changelog", app, name) }
-    end
-    assert(#p.sources == 1 and #p.stateful == #stateful, "plan and analysis disagree")
-    -- the source's reader (decodes in C), for the tasks' ranges
+    -- the input's reader (decodes in C), for the tasks' ranges
     local source = src.stream.descriptor.new(so_, { loop = runtime.loop(), query_id = app, index = 1 })
-    a._source = source
     q._sources[1] = { description = source.description, node = src }
-    local md, merr = source._reader:metadata(a._topic)
-    if not md then error(format("%s: metadata: %s", source.description, tostring(merr)), 0) end
+    local md, merr = source._reader:metadata(input)
+    if not md then
+      source:stop()
+      error(format("%s: metadata: %s", source.description, tostring(merr)), 0)
+    end
     local info
-    for _, t in ipairs(md) do if t.name == a._topic then info = t end end
+    for _, t in ipairs(md) do if t.name == input then info = t end end
     if not info or info.error or (info.partitions or 0) < 1 then
-      error(format("%s: topic '%s' does not exist%s", source.description, a._topic,
+      source:stop()
+      error(format("%s: topic '%s' does not exist%s", source.description, input,
         info and info.error and " (" .. tostring(info.error) .. ")" or ""), 0)
     end
-    a._partitions = info.partitions
-    if #a._stateful > 0 then
-      local topics = {}
-      for k, s in ipairs(a._stateful) do topics[k] = { s.changelog, info.partitions, true } end
-      local okt, terr = core.kafka_create_topics(a._bootstrap, topics, a._kafka, a._timeout)
-      if not okt then error(format("application %s: changelog topics: %s", app, terr), 0) end
+    local counts = topology.partition_counts(topo, { [input] = info.partitions })
+    -- the internal topics: changelogs (compacted) and repartition topics
+    -- with the task count of the sub-topology that owns them
+    local create = {}
+    for _, sub in ipairs(topo.subs) do
+      local entry = { sub = sub, kind = sub.inputs[1].kind, topic = sub.sources[1], stateful = {} }
+      if #sub.inputs ~= 1 or #sub.sources ~= 1 then
+        refuse(what, app, format("sub-topology %d reads %d topics; one topic per sub-topology is supported",
+          sub.id, #sub.sources))
+      end
+      for j, k in ipairs(sub.stateful) do
+        local node = stateful[k]
+        entry.stateful[j] = { k = k, node = node, name = (node.stateful == "dedup" and "dedup" or "agg") .. k,
+          changelog = topo.changelogs[k] }
+        create[#create + 1] = { topo.changelogs[k], counts.tasks[sub.id], true }
+      end
+      if entry.kind == "kafka" then
+        entry.source = source
+      else
+        -- a repartition topic: its messages as message columns (no value
+        -- format), decoded by the task's topology.reader
+        local ro = { bootstrap = so.bootstrap, subscribe = entry.topic, kafka = so_.kafka,
+          poll_timeout = so_.poll_timeout }
+        entry.source = src.stream.descriptor.new(ro, { loop = runtime.loop(), query_id = app, index = #a._subs + 1 })
+      end
+      a._subs[#a._subs + 1] = entry
+      a._by_topic[entry.topic] = entry
+    end
+    for t, n in pairs(counts.topics) do create[#create + 1] = { t, n, false } end
+    if #create > 0 then
+      local okc, terr = core.kafka_create_topics(a._bootstrap, create, a._kafka, a._timeout)
+      if not okc then error(format("application %s: internal topics: %s", app, terr), 0) end
     end
     -- the output: the Kafka sink's message map, on the process's producer
     local kv = kafka_sink.check_opts(so, what)
@@ -803,9 +841,14 @@ function M.start(f, sink, opts, what, level, H)
     a._producer = ks
     local oki, imsg = ks:init()
     if not oki then error(format("application %s: %s", app, imsg), 0) end
+    for _, sub in ipairs(a._subs) do
+      if sub.sub.output.kind == "repartition" then sub.writer = topology.writer(sub.sub, ks) end
+    end
     local settings = { ["client.id"] = "tide-" .. app }
     for k, v in pairs(a._kafka) do settings[k] = v end
-    local m, gmsg = core.kafka_group(so.bootstrap, app, { a._topic }, settings)
+    local topics = {}
+    for i, sub in ipairs(a._subs) do topics[i] = sub.topic end
+    local m, gmsg = core.kafka_group(so.bootstrap, app, topics, settings)
     if not m then error(format("application %s: consumer group: %s", app, gmsg), 0) end
     m:pause_fetching()
     a._member = m

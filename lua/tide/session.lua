@@ -124,6 +124,7 @@ function M.node(spec)
   local node = {
     op = "session_aggregate", input = input, schema = spec.schema, fields = spec.schema:fields(),
     static = input.static, owns = true, label = spec.label, stateful = "session",
+    keys = spec.keys, -- the grouping keys but the window (tide.topology partitions by them)
   }
   if input.event_time == spec.col_name then
     -- the session's end carries the watermark on, as a window's does in Spark

@@ -387,6 +387,7 @@ function M.node(spec)
   local node = {
     op = "process", input = input, schema = schema, fields = schema:fields(), static = input.static,
     owns = true, label = spec.label, stateful = "process",
+    keys = spec.keys, -- tide.topology partitions by them
     state_layout = format("%s | lua value, timeout %s%s", key_schema:ddl(), timeout, ttl and ", ttl" or ""),
   }
 

@@ -277,6 +277,7 @@ function M.node(left, right, on, how, level)
   local node = {
     op = "stream_join", input = left, right = right, schema = out_schema, fields = out_fields, static = false,
     stateful = "join", label = label, owns = true, join_has_range = has_range,
+    join_keys = { lk, rk }, -- each side's equi-join key columns (tide.topology partitions each side by them)
     state_layout = format("%s | %s | %s", left.schema:ddl(), right.schema:ddl(), kind),
   }
   for _, x in ipairs { 1, 2 } do

@@ -1,0 +1,129 @@
+-- Helpers of the scale-out specs (spec/scaleout_*_spec.lua): processes of
+-- an application run with `tide run --application-id` in the background,
+-- their progress logs, and topics written and read with kcat on the test
+-- broker (spec/kafka_broker.lua).
+--
+--    local so = require "scaleout_support"
+--    local p = so.start(dir, "a", "app1", dir .. "/state-a", script, "args...")
+--    so.wait_for("what", function() return ... end, 60, so.tell({ a = p }))
+--    so.last_progress(p)           -- the last progress report (a table) or nil
+--    so.tasks(p)                   -- its tasks: { { id =, offset =, restored_from =, ... } }
+--    so.tasks_of(p)                -- their ids: { "0_1", "1_3", ... }
+--    os.execute("kill -TERM " .. p.pid); so.wait(p)   -- the exit status
+--    so.produce(b, "in", 0, { "key\tvalue", ... })   -- kcat, one message a line
+--    so.consume(b, "out")          -- { "key value", ... } read_committed, in topic order
+--    so.kill_all(ps)               -- SIGKILL what still runs (a finally of a failed spec)
+
+local support = require "support"
+local util = require "tide.util"
+
+local sh_quote, read_file, write_file = support.sh_quote, support.read_file, support.write_file
+
+local M = {}
+
+--- Start `tide run --application-id app --state-dir state_dir --log-progress
+-- <dir>/<name>.progress script args` in the background (stderr to
+-- <dir>/<name>.err; env: "NAME=value ..." for its environment, or nil).
+-- Returns { pid =, err =, log = }.
+function M.start(dir, name, app, state_dir, script, args, env)
+  local p = { name = name, err = dir .. "/" .. name .. ".err", log = dir .. "/" .. name .. ".progress" }
+  local cmd = support.tide_command(string.format("run --application-id %s --state-dir %s --log-progress %s %s %s",
+    app, sh_quote(state_dir), sh_quote(p.log), sh_quote(script), args or ""))
+  if env then cmd = env .. " " .. cmd end
+  p.ph = io.popen(string.format("sh -c %s", sh_quote(cmd .. " >/dev/null 2>" .. sh_quote(p.err) ..
+    " & echo $!; wait $!; echo rc=$?")))
+  p.pid = tonumber(p.ph:read("l"))
+  assert(p.pid, "process started")
+  return p
+end
+
+--- Wait for process p to end; its exit status.
+function M.wait(p)
+  local rest = p.ph:read("a")
+  p.ph:close()
+  p.done = true
+  return tonumber(rest:match("rc=(%d+)"))
+end
+
+--- SIGKILL and reap the processes of ps that still run.
+function M.kill_all(ps)
+  for _, p in pairs(ps) do
+    if not p.done then
+      os.execute("kill -9 " .. p.pid .. " 2>/dev/null")
+      M.wait(p)
+    end
+  end
+end
+
+--- Process p's state letter in /proc ("T": stopped), or nil when gone.
+function M.state_of(p)
+  local f = io.open("/proc/" .. p.pid .. "/stat")
+  if not f then return nil end
+  local st = f:read("a")
+  f:close()
+  return st:match("^%d+ %b() (%a)")
+end
+
+--- The last progress report of process p, or nil.
+function M.last_progress(p)
+  local last
+  for line in (read_file(p.log) or ""):gmatch("[^\n]+") do last = line end
+  return last and util.json_decode(last) or nil
+end
+
+--- The tasks of p's last progress report (its application.tasks).
+function M.tasks(p)
+  local r = M.last_progress(p)
+  return r and r.application and r.application.tasks or {}
+end
+
+--- The ids of those tasks ("0_1", "1_3", ...).
+function M.tasks_of(p)
+  local out = {}
+  for i, t in ipairs(M.tasks(p)) do out[i] = t.id end
+  return out
+end
+
+--- What the processes wrote to stderr, for a failure's message.
+function M.tell(ps)
+  return function()
+    local out = {}
+    for name, p in pairs(ps) do out[#out + 1] = tostring(name) .. ": " .. (read_file(p.err) or "") end
+    return table.concat(out, "\n")
+  end
+end
+
+--- Wait up to secs (default 60) for f() to be true; raise naming what.
+function M.wait_for(what, f, secs, tell)
+  local deadline = os.time() + (secs or 60)
+  repeat
+    if f() then return end
+    support.sleep_ms(200)
+  until os.time() > deadline
+  error("timed out waiting for " .. what .. (tell and ("\n" .. tell()) or ""))
+end
+
+--- Append messages to partition `part` of topic with kcat: lines
+-- "key\tvalue".
+function M.produce(b, topic, part, lines)
+  local f = support.tmpname()
+  write_file(f, table.concat(lines, "\n") .. "\n")
+  local code, _, err = support.run_cmd(string.format("kcat -P -b %s -t %s -p %d -K '\t' -l %s",
+    sh_quote(b.bootstrap), sh_quote(topic), part, sh_quote(f)))
+  os.remove(f)
+  assert(code == 0, "kcat -P failed: " .. err)
+end
+
+--- The messages of topic as a read_committed consumer sees them: "key value" lines.
+function M.consume(b, topic)
+  local code, out, err = support.run_cmd(string.format(
+    "kcat -b %s -C -t %s -e -q -X isolation.level=read_committed -f '%%k %%s\\n'", sh_quote(b.bootstrap),
+    sh_quote(topic)))
+  assert(code == 0, "kcat -C failed: " .. err)
+  return support.lines_of(out)
+end
+
+-- (the names spec/scaleout_repartition_spec.lua was written with)
+M.produce_lines, M.committed_lines, M.errors = M.produce, M.consume, M.tell
+
+return M
