@@ -506,6 +506,26 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
       assert.same({ 7 }, { new:committed("app", "in", 0) })
     end)
 
+  it("checks a plain OffsetCommit as Kafka: members commit; a client outside the group only while it is empty",
+    function()
+      b:create_topic("in", 1)
+      local member <close> = b:client()
+      local outsider <close> = b:client()
+      outsider:commit("g", "in", 0, 4) -- no such group yet: accepted
+      assert.same({ 4 }, { outsider:committed("g", "in", 0) })
+      member:join("g", "in", member_conf)
+      local ok, err = outsider:try("commit g in 0 3")
+      assert.is_nil(ok)
+      assert.matches("UNKNOWN_MEMBER_ID", err)
+      member:group_commit("in", 0, 5)
+      assert.same({ 5 }, { outsider:committed("g", "in", 0) })
+      -- The member leaves: the group has no members, and the outsider's
+      -- commit is accepted again (the stock mock refused it for good).
+      member:leave()
+      outsider:commit("g", "in", 0, 6)
+      assert.same({ 6 }, { outsider:committed("g", "in", 0) })
+    end)
+
   it("does not check a producer that sends no group metadata (generation -1, no member id), as Kafka", function()
     local member, plain = producers(1, "app-member", "app-plain")
     member:join("app", "in", member_conf)
