@@ -40,7 +40,7 @@
 --    p:assignment()                                -- how many assignments so far, its partitions
 --    p:leave()                                     -- the consumer leaves the group
 --    p:group_commit("in", 0, 42)                   -- the member commits an offset (OffsetCommit)
---    p:commit("group", "in", 0, 42)                -- a client outside group management commits one
+--    p:commit_offset("group", "in", 0, 42)         -- a client outside group management commits one
 --    p:create_topic("t", 3); p:create_partitions("t", 5); p:delete_records("t", 0, 10)  -- admin requests
 --    p:try("commit")                               -- nil, "error text" instead of raising
 --    p:stop()
@@ -224,7 +224,7 @@ commands(Client, {
   produce = { 4, integers },         -- (topic, partition, key, value) -> partition, offset
   produce_at = { 5, integers },      -- (topic, partition, ts, key, value) -> partition, offset
   delete_records = { 3, integers },  -- (topic, partition, offset) -> the new low watermark
-  group_metadata = 0, leave = 0, commit = 4, group_commit = 3,
+  group_metadata = 0, leave = 0, commit_offset = 4, group_commit = 3,
   assignment = { 0, function(res)    -- -> assignments received, { partitions }
     local n, parts = integers(res), {}
     for w in res:gsub("^%S+", "", 1):gmatch("%d+") do parts[#parts + 1] = math.tointeger(tonumber(w)) end

@@ -511,10 +511,10 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
       b:create_topic("in", 1)
       local member <close> = b:client()
       local outsider <close> = b:client()
-      outsider:commit("g", "in", 0, 4) -- no such group yet: accepted
+      outsider:commit_offset("g", "in", 0, 4) -- no such group yet: accepted
       assert.same({ 4 }, { outsider:committed("g", "in", 0) })
       member:join("g", "in", member_conf)
-      local ok, err = outsider:try("commit g in 0 3")
+      local ok, err = outsider:try("commit_offset g in 0 3")
       assert.is_nil(ok)
       assert.matches("UNKNOWN_MEMBER_ID", err)
       member:group_commit("in", 0, 5)
@@ -522,7 +522,7 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
       -- The member leaves: the group has no members, and the outsider's
       -- commit is accepted again (the stock mock refused it for good).
       member:leave()
-      outsider:commit("g", "in", 0, 6)
+      outsider:commit_offset("g", "in", 0, 6)
       assert.same({ 6 }, { outsider:committed("g", "in", 0) })
     end)
 

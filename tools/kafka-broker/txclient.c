@@ -40,7 +40,7 @@
  *   leave                        close the consumer (LeaveGroup)
  *   committed GROUP TOPIC PARTITION        `ok <offset> [<metadata>]`
  *                                (offset -1001: none)
- *   commit GROUP TOPIC PARTITION OFFSET    OffsetCommit by a consumer outside
+ *   commit_offset GROUP TOPIC PARTITION OFFSET  OffsetCommit by a consumer outside
  *                                group management (no member, generation -1)
  *   group_commit TOPIC PARTITION OFFSET    OffsetCommit by the `join`ed member
  *   create_topic TOPIC PARTITIONS [REPLICAS]  CreateTopics
@@ -268,7 +268,7 @@ bad:
         rd_kafka_conf_destroy(conf);
 }
 
-/* committed GROUP TOPIC PARTITION, or commit GROUP TOPIC PARTITION OFFSET:
+/* committed GROUP TOPIC PARTITION, or commit_offset GROUP TOPIC PARTITION OFFSET:
  * a consumer of GROUP outside group management (no member id, generation
  * -1) reads or commits (OffsetCommit) the group's offset. */
 static void cmd_committed(int argc, char **argv) {
@@ -513,7 +513,7 @@ static void command(int argc, char **argv) {
                         return reply("error _STATE: leave: not in a group");
                 group_close();
                 reply("ok");
-        } else if ((!strcmp(c, "committed") && argc == 4) || (!strcmp(c, "commit") && argc == 5)) {
+        } else if ((!strcmp(c, "committed") && argc == 4) || (!strcmp(c, "commit_offset") && argc == 5)) {
                 cmd_committed(argc, argv);
         } else if (!strcmp(c, "group_commit") && argc == 4) {
                 /* the joined consumer commits, as a member (OffsetCommit
