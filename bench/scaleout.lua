@@ -302,8 +302,17 @@ local function run(name, procs, round, input)
       end
     end
   end
+  -- what the processes said (a transaction aborted and redone, ...)
+  local warnings, first = 0, nil
+  for _, p in ipairs(ps) do
+    for l in (B.read_file(p.dir .. "/log") or ""):gmatch("[^\n]+") do
+      warnings = warnings + 1
+      first = first or l
+    end
+  end
   if #failures == failed_before then sh("rm -rf " .. quote(dir)) end
-  return { total = (t_last - t0) / 1000, cpu = cpu, broker = bcpu, load = load0 .. " -> " .. load1 }
+  return { total = (t_last - t0) / 1000, cpu = cpu, broker = bcpu, load = load0 .. " -> " .. load1,
+    warnings = warnings, first_warning = first }
 end
 
 local CONFIGS = { { name = "app x1", procs = 1 }, { name = "app x2", procs = 2 }, { name = "single", procs = 0 } }
@@ -328,10 +337,23 @@ local ok, err = pcall(function()
         r.base, r.round, r.small = base.eps, round, rs.total
         r.processing = r.total - rs.total
         r.eps = (N - SMALL) / r.processing
-        res[c.name][#res[c.name] + 1] = r
-        io.write(format("round %d/%d %-7s: total %.1f s (%.1f s on %d events), processing %.1f s, %.2f M " ..
-          "events/s (%.2fx baseline); cpu %.1f s + broker %.1f s; load %s\n", round, ROUNDS, c.name, r.total,
-          rs.total, SMALL, r.processing, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load))
+        local said = ""
+        for _, x in ipairs { rs, r } do
+          if x.warnings > 0 then
+            said = said .. format("; %d line(s) on the processes' stderr (%s run), the first: %s", x.warnings,
+              x == rs and "small" or "full", x.first_warning)
+          end
+        end
+        if r.processing > 0 then
+          res[c.name][#res[c.name] + 1] = r
+          io.write(format("round %d/%d %-7s: total %.1f s (%.1f s on %d events), processing %.1f s, %.2f M " ..
+            "events/s (%.2fx baseline); cpu %.1f s + broker %.1f s; load %s%s\n", round, ROUNDS, c.name, r.total,
+            rs.total, SMALL, r.processing, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load, said))
+        else
+          -- the start-up of the small run was not the full run's: no figure (both outputs were checked)
+          io.write(format("round %d/%d %-7s: total %.1f s, but %.1f s on %d events: processing not measured, " ..
+            "left out of the medians; load %s%s\n", round, ROUNDS, c.name, r.total, rs.total, SMALL, r.load, said))
+        end
         io.flush()
       end
     end
