@@ -205,16 +205,18 @@ asan:
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 TIDE_CPATH="build-asan/lua/?.so" $(BUSTED)
 
-# tsan: the worker pool's C test (spec/c/test_pool.c: the pool and decoding
-# on it) built with ThreadSanitizer in build-tsan and run; helgrind: the
+# tsan: the worker pool's C tests (spec/c/test_pool.c: the pool and decoding
+# on it; spec/c/test_paragg.c: aggregation on it) built with ThreadSanitizer in build-tsan and run; helgrind: the
 # same test of the normal build under valgrind's thread checker.
 tsan:
 	$(MAKE) BUILD=build-tsan SO_DIR=build-tsan/lua OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
-	  build-tsan/test_pool
+	  build-tsan/test_pool build-tsan/test_paragg
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_pool
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_paragg
 
-helgrind: $(BUILD)/test_pool
+helgrind: $(BUILD)/test_pool $(BUILD)/test_paragg
 	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_pool
+	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_paragg
 
 lint:
 	luacheck lua bin/tide spec examples bench

@@ -73,6 +73,7 @@
 #include "agg.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@
 #include "buf.h"
 #include "crc32c.h"
 #include "hash.h"
+#include "pool.h"
 #include "vec.h"
 #include "window.h"
 
@@ -163,6 +165,14 @@ struct tide_agg {
   const tide_agg_store_t *store;
   uint64_t spilled, spilled_total, loaded_total;
   int64_t *dmin;         /* per result column: <= the value of every group only in the store */
+  /* the parallel push ("Parallel push" below) */
+  double avg_abs;        /* sum of |x| over every int x averaged, plus |sum| of every restored average */
+  int no_par;            /* avg_abs passed AVG_EXACT: pushes stay on one thread */
+  uint64_t par_pushes;   /* pushes that ran on the pool */
+  uint32_t nvar;         /* string/json key columns */
+  tide_agg_t **parts;    /* one partial aggregation per task, kept between pushes */
+  uint32_t nparts;
+  tide_agg_t *late_keys; /* in a partial: the keys of its late rows (no aggregate) */
 };
 
 /* 1 for the variable-width types (bytes in data, offsets in values). */
@@ -272,6 +282,7 @@ int tide_agg_new(tide_schema_t *keys, const tide_agg_spec_t *specs, uint32_t nsp
   for (uint32_t k = 0; k < a->nkeys; k++) {
     a->kc[k].type = keys->fields[k].type;
     a->kc[k].off = (uint32_t)off;
+    a->nvar += is_var(a->kc[k].type);
     off += is_var(a->kc[k].type) ? 16 : 8;
   }
   a->nulloff = off;
@@ -332,6 +343,9 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->gone_hash);
   free(a->taken_hash);
   free(a->dmin);
+  for (uint32_t i = 0; i < a->nparts; i++) tide_agg_free(a->parts[i]);
+  free(a->parts);
+  tide_agg_free(a->late_keys);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
   tide_schema_unref(a->schema);
@@ -697,10 +711,23 @@ static int update_spec(tide_agg_t *a, const aspec_t *s, const tide_col_t *c, uin
     }
     return 0;
   case TIDE_AGG_AVG:
+    if (s->type == TIDE_T_INT) { /* avg_abs: see "Parallel push" */
+      double abs_sum = 0;
+      for (uint32_t i = 0; i < n; i++) {
+        if (nulls && tide_col_is_null(c, i)) continue;
+        st_num_t *st = STATE(a, gid[i], off);
+        double x = (double)tide_col_i64(c, i);
+        st->v.d += x;
+        abs_sum += fabs(x);
+        st->n++;
+      }
+      a->avg_abs += abs_sum;
+      return 0;
+    }
     for (uint32_t i = 0; i < n; i++) {
       if (nulls && tide_col_is_null(c, i)) continue;
       st_num_t *st = STATE(a, gid[i], off);
-      st->v.d += s->type == TIDE_T_INT ? (double)tide_col_i64(c, i) : tide_col_f64(c, i);
+      st->v.d += tide_col_f64(c, i);
       st->n++;
     }
     return 0;
@@ -836,6 +863,7 @@ static int ensure_scratch(tide_agg_t *a, uint32_t n) {
 }
 
 static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tide_err_t *err);
+static int lookup_missing(tide_agg_t *a, uint64_t *miss, uint32_t m, tide_err_t *err);
 
 /* The update of checked input; created (n bytes, or NULL) gets 1 for each
  * row that created its group. Groups only in the store are loaded first
@@ -1559,6 +1587,7 @@ static int r_states(dctx_t *c, rd_t *r, uint32_t g) {
       if ((int64_t)u < 0) return bad(c, "a negative count");
       st->n = (int64_t)u;
       if (u && r_le(r, 8, &st->v.u)) return bad(c, "truncated");
+      a->avg_abs += fabs(st->v.d); /* a NaN stops parallel pushes, as it should */
       break;
     }
     case TIDE_AGG_COUNT_DISTINCT: {
@@ -1823,6 +1852,34 @@ static int gather_cols(const tide_col_t *const *cols, uint32_t nc, const uint32_
   return rc;
 }
 
+/* A partial's late rows (m of the rows of keys that late flags) into its
+ * late_keys aggregation, whose groups are then their distinct keys (the
+ * parallel push counts late groups across its ranges with them). 0 or
+ * -ENOMEM. */
+static int add_late_keys(tide_agg_t *a, const tide_batch_t *keys, const uint8_t *late, uint32_t m,
+                         tide_err_t *err) {
+  uint32_t nk = a->nkeys, j = 0;
+  uint32_t *rows = malloc((size_t)m * sizeof *rows);
+  tide_col_t *cols = calloc(nk ? nk : 1, sizeof *cols);
+  int rc = rows && cols ? 0 : -ENOMEM;
+  for (uint32_t i = 0; !rc && i < keys->nrows; i++)
+    if (late[i]) rows[j++] = i;
+  for (uint32_t k = 0; !rc && k < nk; k++) rc = tide_col_gather(&keys->cols[k], rows, m, &cols[k]);
+  if (!rc) {
+    tide_batch_t kb = {0};
+    kb.schema = keys->schema;
+    kb.nrows = kb.cap = m;
+    kb.cols = cols;
+    rc = update_rows(a->late_keys, &kb, NULL, NULL, err);
+  } else {
+    rc = tide_err_set(err, rc, "out of memory");
+  }
+  for (uint32_t k = 0; cols && k < nk; k++) tide_col_free(&cols[k]);
+  free(cols);
+  free(rows);
+  return rc;
+}
+
 /* Update leaving the late rows out (agg.h). With some rows late, the
  * others are gathered into a compact batch first: the update loops stay
  * free of a per-row test, and late rows are rare in a healthy stream. */
@@ -1844,6 +1901,7 @@ int tide_agg_update_ex(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t
   if (ensure_scratch(a, n)) return tide_err_set(err, -ENOMEM, "out of memory");
   hash_keys(a, keys, n);
   if (count_keys(a, keys, f->late, m, &groups)) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (a->late_keys && (rc = add_late_keys(a, keys, f->late, m, err))) return rc;
   if (m < n) {
     uint32_t k = n - m, j = 0, nc = a->nkeys + a->nspecs;
     uint32_t *rows = malloc((size_t)k * sizeof *rows);
@@ -1939,11 +1997,13 @@ int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
   return 0;
 }
 
-/* Fold the state of spec s of group src into dst's (agg.h's merge rules;
+/* Fold the state of spec s of group src of aggregation sa (a itself, or
+ * a partial of the same layout) into a's group dst (agg.h's merge rules;
  * flags: tide_agg_merge_ex's). 0 or -ENOMEM. */
-static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t src, unsigned flags) {
+static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, const tide_agg_t *sa, uint32_t src,
+                      unsigned flags) {
   void *dp = STATE(a, dst, s->off);
-  const void *sp = STATE(a, src, s->off);
+  const void *sp = STATE(sa, src, s->off);
   switch (s->kind) {
   case TIDE_AGG_COUNT_STAR:
   case TIDE_AGG_COUNT: *(int64_t *)dp += *(const int64_t *)sp; return 0;
@@ -1962,7 +2022,7 @@ static int merge_spec(tide_agg_t *a, const aspec_t *s, uint32_t dst, uint32_t sr
     for (uint32_t j = 0; j < x->cap; j++) {
       const dent_t *e = &x->tab[j];
       if (!e->used) continue;
-      int rc = s->var ? dist_add(a, d, 1, e->h, 0, arena_at(a, e->v), e->len) : dist_add(a, d, 0, e->h, e->v, NULL, 0);
+      int rc = s->var ? dist_add(a, d, 1, e->h, 0, arena_at(sa, e->v), e->len) : dist_add(a, d, 0, e->h, e->v, NULL, 0);
       if (rc) return rc;
     }
     return 0;
@@ -2266,7 +2326,8 @@ static int push_pick(const tide_batch_t *b, const uint8_t *mark, int created, pu
   return tide_batch_gather(b, t->pick, m, out);
 }
 
-int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+/* The push of one thread (agg.h, tide_agg_push). */
+static int push_one(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
   memset(out, 0, sizeof *out);
   int rc = push_check(a, in, err);
   if (rc) return rc;
@@ -2334,6 +2395,484 @@ done:
   return rc;
 }
 
+/* ------------------------------------------------------- parallel push ---
+ *
+ * With a pool of two or more threads (in->pool) and a batch big enough,
+ * tide_agg_push cuts the input rows into one range per thread (a multiple
+ * of 64 rows, so that a range's NULL bitmap starts on a byte boundary) and
+ * (or as few as par_min_rows asks: tests) each task runs the whole
+ * one-thread push (filter, event-time figures, window assignment, keys and arguments, late pairs) over its range, into
+ * a partial aggregation of its own (a->parts, kept between pushes). The
+ * loop thread then folds the partials into a, in range order:
+ *
+ *   1. the keys of every partial group, range 0's groups first, each
+ *      range's in its own first-seen order, make one key batch, with the
+ *      hashes the partials computed;
+ *   2. the groups of those keys that were spilled are loaded with one
+ *      lookup, then the batch goes through find_groups and mark_dirty, as
+ *      a one-thread push's rows do: a group that is new in the batch is
+ *      first seen in the first range that has it, at that range's first
+ *      row of it, so groups are created, get their sids, are touched and
+ *      become dirty exactly as with one thread;
+ *   3. each partial group's states fold into its group (merge_spec).
+ *
+ * So the result, the state ids, the dirty set, the spilled groups and the
+ * state records are those of one thread (spec/parallel_spec.lua and
+ * spec/c/test_paragg.c compare them), and so is tide_agg_bytes (the
+ * scratch vectors are sized for the batch's pairs, as one thread sizes
+ * them), which state_memory_limit spills by.
+ *
+ * Only aggregates whose fold gives the same bits as row-at-a-time updates
+ * go this way: counts; sum of int (wrapping addition is associative);
+ * min, max, first and last of fixed-width types (a tie keeps the earlier
+ * value either way); avg of int while every partial sum is an integer
+ * whose magnitude stays below 2^53, so that double addition is exact:
+ * avg_abs bounds them (the sum of |x| of every averaged value and of |sum|
+ * of every restored average), and once it passes AVG_EXACT the
+ * aggregation's pushes stay on one thread. The others run on one thread:
+ * sum and avg of double (double addition is not associative),
+ * count_distinct (a set's slot order follows its insertions, and its
+ * record lists the slots in order) and string min/max/first/last (their
+ * buffers grow with every value seen, which tide_agg_bytes counts). So
+ * does a push that wants the created rows (deduplication), and a push in
+ * which any task fails: the partials are dropped and the push runs again
+ * on one thread, so its errors are one thread's errors. The late groups
+ * of a batch (distinct keys among its late pairs) are counted over the
+ * partials' late keys (late_keys) folded into one throwaway aggregation.
+ * One figure may differ: time_sum, a double summed per range (progress
+ * reports only its rounded average). */
+
+#define PAR_MIN_ROWS 4096            /* the fewest rows a task gets */
+#define AVG_EXACT 4503599627370496.0 /* 2^52: half of 2^53, a margin for avg_abs's own rounding */
+
+/* 1 when spec s folds into the same bits as row-at-a-time updates. */
+static int spec_folds(const aspec_t *s) {
+  switch (s->kind) {
+  case TIDE_AGG_COUNT_STAR:
+  case TIDE_AGG_COUNT: return 1;
+  case TIDE_AGG_SUM:
+  case TIDE_AGG_AVG: return s->type == TIDE_T_INT;
+  case TIDE_AGG_MIN:
+  case TIDE_AGG_MAX:
+  case TIDE_AGG_FIRST:
+  case TIDE_AGG_LAST: return !s->var;
+  default: return 0;
+  }
+}
+
+/* The number of tasks a push of in should use: 0 for one thread. */
+static uint32_t par_tasks(const tide_agg_t *a, const tide_agg_input_t *in) {
+  if (!in->pool || a->no_par || a->poisoned || in->want_created || !in->batch) return 0;
+  uint32_t n = in->batch->nrows, nt = (uint32_t)tide_pool_threads(in->pool);
+  uint32_t min = in->par_min_rows ? in->par_min_rows : PAR_MIN_ROWS;
+  if (nt > n / min) nt = n / min;
+  if (nt < 2) return 0;
+  for (uint32_t i = 0; i < a->nspecs; i++)
+    if (!spec_folds(&a->specs[i])) return 0;
+  return nt;
+}
+
+/* One task of a parallel push: rows [r0, r1) of the input. */
+typedef struct par_task {
+  const tide_agg_input_t *in;
+  tide_agg_t *part;
+  uint32_t r0, r1;
+  tide_expr_range_t range; /* rows [r0, r1) of in->batch, borrowing its vectors */
+  tide_schema_t *schema; /* the view's: a copy of the input's, since the
+                          * batches a task makes count references to it
+                          * (not atomically) */
+  uint32_t *sel;     /* with in->select: its entries in the range, rebased */
+  uint32_t nsel;
+  tide_agg_output_t out;
+  tide_err_t err;
+  int rc;
+} par_task_t;
+
+/* t->view: rows [r0, r1) of the input on the task's copy of its schema
+ * (tide_expr_range_open), and the selection's entries in the range. 0 or
+ * -ENOMEM. */
+static int make_view(par_task_t *t) {
+  int rc = tide_expr_range_open(&t->range, t->in->batch, t->schema, t->r0, t->r1);
+  if (rc) return rc;
+  if (t->in->select) { /* the entries in [r0, r1): the selection ascends */
+    const uint32_t *s = t->in->select;
+    uint32_t lo = 0, hi = t->in->nselect, k;
+    while (lo < hi) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      if (s[mid] < t->r0) lo = mid + 1;
+      else hi = mid;
+    }
+    for (k = lo; k < t->in->nselect && s[k] < t->r1; k++) {}
+    if (!(t->sel = malloc((k - lo ? k - lo : 1) * sizeof *t->sel))) return -ENOMEM;
+    for (uint32_t i = lo; i < k; i++) t->sel[i - lo] = s[i] - t->r0;
+    t->nsel = k - lo;
+  }
+  return 0;
+}
+
+/* Empty partial p (and its late keys) for the next push, keeping its
+ * memory. */
+static void part_reset(tide_agg_t *p) {
+  free_states(p);
+  memset(p->tab, 0, p->tcap * sizeof *p->tab);
+  p->ngroups = p->ndirty = 0;
+  p->arena.len = 0;
+  p->heap = 0;
+  p->next_sid = p->sid0 = 1;
+  p->poisoned = 0;
+  p->avg_abs = 0;
+  if (p->late_keys) part_reset(p->late_keys);
+}
+
+static int push_one(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err);
+static int clone_empty(const tide_agg_t *a, tide_agg_t **out, tide_err_t *err);
+
+/* A task: the one-thread push of its range into its partial. */
+static void par_run(void *arg, size_t i) {
+  par_task_t *t = (par_task_t *)arg + i;
+  part_reset(t->part);
+  if ((t->rc = make_view(t))) {
+    tide_err_set(&t->err, t->rc, "out of memory");
+    return;
+  }
+  tide_agg_input_t in = *t->in;
+  in.batch = &t->range.view;
+  in.pool = NULL;
+  if (t->in->select) {
+    in.select = t->sel;
+    in.nselect = t->nsel;
+  }
+  t->rc = push_one(t->part, &in, &t->out, &t->err);
+}
+
+/* The keys of every group of parts[0..np) (in order; m of them) as one
+ * new batch of the key schema in *out, their hashes in dst->h (made room
+ * for). 0 or -ENOMEM (*out NULL). */
+static int parts_keys(tide_agg_t *dst, tide_agg_t *const *parts, uint32_t np, uint32_t m, tide_batch_t **out) {
+  *out = NULL;
+  if (ensure_scratch(dst, m)) return -ENOMEM;
+  tide_batch_t **list = calloc(np, sizeof *list);
+  if (!list) return -ENOMEM;
+  uint32_t nb = 0, at = 0, nk = dst->nkeys;
+  int rc = 0;
+  for (uint32_t p = 0; p < np && !rc; p++) {
+    const tide_agg_t *s = parts[p];
+    uint32_t ng = s->ngroups;
+    if (!ng) continue;
+    memcpy(dst->h + at, s->ghash, (size_t)ng * sizeof *dst->h);
+    at += ng;
+    tide_col_t *cols = calloc(nk ? nk : 1, sizeof *cols);
+    if (!cols) {
+      rc = -ENOMEM;
+      break;
+    }
+    for (uint32_t k = 0; k < nk && !rc; k++)
+      if (!(rc = tide_col_init(&cols[k], dst->kc[k].type, ng))) rc = key_result(s, k, NULL, ng, &cols[k]);
+    if (rc) {
+      for (uint32_t k = 0; k < nk; k++) tide_col_free(&cols[k]);
+    } else if (!(list[nb] = tide_batch_adopt(dst->keys, ng, cols))) {
+      rc = -ENOMEM;
+    } else {
+      nb++;
+    }
+    free(cols);
+  }
+  if (!rc && nb == 1) {
+    *out = list[0];
+    list[0] = NULL;
+  } else if (!rc) {
+    rc = tide_batch_concat(list, nb, dst->keys, out);
+  }
+  for (uint32_t i = 0; i < nb; i++) tide_batch_free(list[i]);
+  free(list);
+  return rc;
+}
+
+/* The number of distinct keys among the late keys of parts[0..np). */
+static int count_late(const tide_agg_t *a, tide_agg_t *const *parts, uint32_t np, uint32_t *groups,
+                      tide_err_t *err) {
+  tide_agg_t **lk = calloc(np, sizeof *lk), *all = NULL;
+  uint32_t m = 0, with = 0;
+  if (!lk) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t p = 0; p < np; p++) {
+    lk[p] = parts[p]->late_keys;
+    m += lk[p]->ngroups;
+    with += lk[p]->ngroups > 0;
+  }
+  int rc = 0;
+  *groups = m;
+  if (with > 1) { /* a key late in two ranges counts once */
+    tide_batch_t *keys = NULL;
+    rc = tide_agg_new(a->keys, NULL, 0, &all, err);
+    if (!rc && !(rc = parts_keys(all, lk, np, m, &keys)) && !(rc = find_groups(all, keys, m)))
+      *groups = all->ngroups;
+    tide_batch_free(keys);
+    tide_agg_free(all);
+    if (rc) rc = tide_err_set(err, rc, "out of memory");
+  }
+  free(lk);
+  return rc;
+}
+
+/* 1 when group g of a has the key of partial s's record prec (s has a's
+ * layout; its long strings live in its own arena). */
+static inline int rec_key_eq(const tide_agg_t *a, uint32_t g, const tide_agg_t *s, const unsigned char *prec) {
+  const unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  if (!a->nvar) return !memcmp(rec, prec, a->nulloff + a->nkeys); /* canonical bytes: zeroed, then filled */
+  for (uint32_t k = 0; k < a->nkeys; k++) {
+    const kcol_t *kc = &a->kc[k];
+    const unsigned char *v = rec + kc->off, *w = prec + kc->off;
+    if (rec[a->nulloff + k] != prec[a->nulloff + k]) return 0;
+    if (rec[a->nulloff + k]) continue;
+    if (!is_var(kc->type)) {
+      if (memcmp(v, w, 8)) return 0;
+      continue;
+    }
+    uint32_t len;
+    memcpy(&len, v, 4);
+    if (len <= INLINE) {
+      if (memcmp(v, w, 16)) return 0; /* length and inline bytes, zero padded */
+      continue;
+    }
+    uint64_t at, atw;
+    memcpy(&at, v + 8, 8);
+    memcpy(&atw, w + 8, 8);
+    if (memcmp(v, w, 8) || memcmp(a->arena.data + at, s->arena.data + atw, len)) return 0;
+  }
+  return 1;
+}
+
+/* Make partial s's key record prec the new group a->ngroups (hash hv),
+ * as add_group does for a row; room is made. 0 or -ENOMEM. */
+static int add_group_rec(tide_agg_t *a, const tide_agg_t *s, const unsigned char *prec, uint64_t hv) {
+  uint32_t g = a->ngroups;
+  unsigned char *rec = a->krec + (size_t)g * a->krec_size;
+  memset(rec, 0, a->krec_size);
+  memcpy(rec, prec, a->nulloff + a->nkeys);
+  for (uint32_t k = 0; a->nvar && k < a->nkeys; k++) { /* long strings: into a's arena */
+    unsigned char *v = rec + a->kc[k].off;
+    uint32_t len;
+    if (!is_var(a->kc[k].type) || rec[a->nulloff + k] || (memcpy(&len, v, 4), len <= INLINE)) continue;
+    uint64_t at = a->arena.len, atw;
+    memcpy(&atw, v + 8, 8);
+    int rc = tide_buf_append(&a->arena, s->arena.data + atw, len);
+    if (rc) return rc;
+    memcpy(v + 8, &at, 8);
+  }
+  a->ghash[g] = hv;
+  if (a->slot) memset(a->states + (size_t)g * a->slot, 0, a->slot);
+  a->sid[g] = a->next_sid++;
+  a->ngroups = g + 1;
+  return 0;
+}
+
+/* The groups of partials parts[0..np), in order, found or created in a
+ * as find_groups finds or creates them for rows (touched; old ones put
+ * on the dirty list for mark_dirty), each partial group's states folded
+ * into its group as it is found. 0, -ENOMEM or TIDE_ETOOBIG. */
+static int fold_groups(tide_agg_t *a, tide_agg_t *const *parts, uint32_t np) {
+  size_t mask = a->tcap - 1;
+  uint32_t g0 = a->ngroups;
+  int track = a->ndirty < g0, rc = 0;
+  for (uint32_t p = 0; p < np; p++) {
+    const tide_agg_t *s = parts[p];
+    const uint64_t *h = s->ghash;
+    for (uint32_t pg = 0, n = s->ngroups; pg < n; pg++) {
+      if (pg + PREFETCH < n) __builtin_prefetch(&a->tab[h[pg + PREFETCH] & mask]);
+      if (pg + PREFETCH / 2 < n) {
+        uint64_t e2 = a->tab[h[pg + PREFETCH / 2] & mask];
+        if (e2) {
+          __builtin_prefetch(a->krec + ((uint32_t)e2 - 1) * a->krec_size);
+          __builtin_prefetch(a->states + ((uint32_t)e2 - 1) * a->slot);
+        }
+      }
+      const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
+      uint64_t hv = h[pg], tag = hv >> 32 << 32, e;
+      size_t pos = hv & mask;
+      while ((e = a->tab[pos])) {
+        if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
+        pos = (pos + 1) & mask;
+      }
+      uint32_t g;
+      if (e) {
+        g = (uint32_t)e - 1;
+        if (track && g < g0 && !DFLAG(a, g)) {
+          DFLAG(a, g) = 1;
+          a->dirty[a->ndirty++] = g;
+        }
+      } else {
+        int grew;
+        g = a->ngroups;
+        if ((rc = room_for_group(a, &grew))) return rc;
+        if (grew) {
+          mask = a->tcap - 1;
+          pos = hv & mask;
+          while (a->tab[pos]) pos = (pos + 1) & mask;
+        }
+        if ((rc = add_group_rec(a, s, prec, hv))) return rc;
+        a->tab[pos] = tag | ((uint64_t)g + 1);
+      }
+      touch(a, g);
+      for (uint32_t i = 0; i < a->nspecs && !rc; i++) rc = merge_spec(a, &a->specs[i], g, s, pg, 0);
+      if (rc) return rc;
+    }
+  }
+  return 0;
+}
+
+/* Before folding: load the stored groups of the partials' keys that are
+ * not in memory, with one lookup (load_missing's, for key records). */
+static int load_missing_parts(tide_agg_t *a, tide_agg_t *const *parts, uint32_t np, uint32_t m, tide_err_t *err) {
+  if (!a->store || !a->spilled) return 0;
+  uint64_t *miss = malloc((size_t)m * sizeof *miss);
+  if (!miss) return tide_err_set(err, -ENOMEM, "out of memory");
+  uint32_t k = 0;
+  size_t mask = a->tcap - 1;
+  for (uint32_t p = 0; p < np; p++) {
+    const tide_agg_t *s = parts[p];
+    for (uint32_t pg = 0; pg < s->ngroups; pg++) {
+      uint64_t hv = s->ghash[pg], tag = hv >> 32 << 32, e;
+      const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
+      for (size_t pos = hv & mask; (e = a->tab[pos]); pos = (pos + 1) & mask)
+        if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
+      if (!e) miss[k++] = hv;
+    }
+  }
+  int rc = lookup_missing(a, miss, k, err);
+  free(miss);
+  return rc;
+}
+
+/* Fold the partials of tasks t[0..nt) into a (the file comment above). */
+static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t *out, tide_err_t *err) {
+  uint32_t pairs = 0, m = 0;
+  for (uint32_t i = 0; i < nt; i++) {
+    pairs += t[i].out.pushed + t[i].out.late_pairs;
+    m += a->parts[i]->ngroups;
+  }
+  /* as one thread: scratch for every pair, the spilled groups loaded, then the groups */
+  if (pairs && ensure_scratch(a, pairs)) return tide_err_set(err, -ENOMEM, "out of memory");
+  if (!m) return 0;
+  int rc = load_missing_parts(a, a->parts, nt, m, err);
+  if (rc) return rc;
+  uint32_t g0 = a->ngroups, d0 = a->ndirty;
+  rc = fold_groups(a, a->parts, nt);
+  if (!rc) mark_dirty(a, g0, d0);
+  for (uint32_t i = 0; !rc && i < nt; i++) a->avg_abs += a->parts[i]->avg_abs;
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  return 0;
+}
+
+/* The parallel push (the comment above): 0 or an error as tide_agg_push,
+ * or 1 when the push must run on one thread instead (nothing changed). */
+static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide_agg_output_t *out,
+                    tide_err_t *err) {
+  /* ranges of a multiple of 64 rows, unless tests ask for smaller tasks */
+  uint32_t n = in->batch->nrows, chunk = (n + nt - 1) / nt;
+  if (!in->par_min_rows) chunk = (chunk + 63) & ~63u;
+  nt = (n + chunk - 1) / chunk;
+  if (a->nparts < nt) {
+    tide_agg_t **pp = realloc(a->parts, nt * sizeof *pp);
+    if (!pp) return 1;
+    a->parts = pp;
+    for (; a->nparts < nt; a->nparts++)
+      if (clone_empty(a, &a->parts[a->nparts], err)) return 1;
+  }
+  for (uint32_t i = 0; i < nt; i++)
+    if (in->late_col >= 0 && !a->parts[i]->late_keys && tide_agg_new(a->keys, NULL, 0, &a->parts[i]->late_keys, err))
+      return 1;
+  par_task_t *t = calloc(nt, sizeof *t);
+  tide_buf_t sb = TIDE_BUF_INIT;
+  int bad = !t || tide_schema_encode(in->batch->schema, &sb);
+  for (uint32_t i = 0; !bad && i < nt; i++) bad = tide_schema_decode(sb.data, sb.len, &t[i].schema, err) != 0;
+  tide_buf_free(&sb);
+  if (bad) {
+    for (uint32_t i = 0; t && i < nt; i++) tide_schema_unref(t[i].schema);
+    free(t);
+    return 1;
+  }
+  for (uint32_t i = 0; i < nt; i++) {
+    t[i].in = in;
+    t[i].part = a->parts[i];
+    t[i].r0 = i * chunk;
+    t[i].r1 = i + 1 == nt ? n : (i + 1) * chunk;
+  }
+  tide_pool_run(in->pool, nt, par_run, t);
+  int rc = 0;
+  double abs_sum = a->avg_abs;
+  for (uint32_t i = 0; i < nt; i++) {
+    if (t[i].rc) rc = 1; /* again on one thread: its error is the one to report */
+    abs_sum += a->parts[i]->avg_abs;
+  }
+  if (!rc && !(abs_sum <= AVG_EXACT)) { /* avg of int could round differently from now on */
+    a->no_par = 1;
+    rc = 1;
+  }
+  uint32_t late = 0;
+  for (uint32_t i = 0; !rc && i < nt; i++) {
+    out->pushed += t[i].out.pushed;
+    out->late_pairs += t[i].out.late_pairs;
+    late += t[i].out.late_pairs > 0;
+    if (in->time_col >= 0 && t[i].out.time_count) {
+      if (!out->time_count || t[i].out.time_min < out->time_min) out->time_min = t[i].out.time_min;
+      if (!out->time_count || t[i].out.time_max > out->time_max) out->time_max = t[i].out.time_max;
+      out->time_count += t[i].out.time_count;
+      out->time_sum += t[i].out.time_sum;
+    }
+  }
+  if (!rc) rc = par_fold(a, t, nt, out, err);
+  if (!rc) a->par_pushes++;
+  if (!rc && late) { /* the late groups, and the lost rows in input order */
+    tide_agg_t **parts = a->parts;
+    if (late == 1) {
+      for (uint32_t i = 0; i < nt; i++) out->late_groups += parts[i]->late_keys->ngroups;
+    } else {
+      rc = count_late(a, parts, nt, &out->late_groups, err);
+    }
+    tide_batch_t **lost = calloc(nt, sizeof *lost);
+    uint32_t nl = 0;
+    if (!rc && !lost) rc = tide_err_set(err, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; !rc && i < nt; i++)
+      if (t[i].out.lost) lost[nl++] = t[i].out.lost;
+    if (!rc && nl == 1) { /* on the input's schema, not the task's copy */
+      out->lost = lost[0];
+      tide_schema_unref(out->lost->schema);
+      out->lost->schema = tide_schema_ref(in->batch->schema);
+      for (uint32_t i = 0; i < nt; i++)
+        if (t[i].out.lost == out->lost) t[i].out.lost = NULL;
+    } else if (!rc && nl > 1 && (rc = tide_batch_concat(lost, nl, in->batch->schema, &out->lost))) {
+      rc = tide_err_set(err, rc, "out of memory");
+    }
+    free(lost);
+  }
+  for (uint32_t i = 0; i < nt; i++) {
+    tide_batch_free(t[i].out.lost);
+    tide_batch_free(t[i].out.created);
+    tide_expr_range_close(&t[i].range);
+    tide_schema_unref(t[i].schema);
+    free(t[i].sel);
+  }
+  free(t);
+  if (rc == 1) memset(out, 0, sizeof *out);
+  return rc;
+}
+
+uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
+
+int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  uint32_t nt = par_tasks(a, in);
+  if (nt) {
+    memset(out, 0, sizeof *out);
+    int rc = push_check(a, in, err);
+    if (rc) return rc;
+    if ((rc = push_par(a, in, nt, out, err)) != 1) return rc;
+  }
+  return push_one(a, in, out, err);
+}
+
 /* ------------------------------------------------- session windows --- */
 
 /* Fold one group into another, first/last as flags say (agg.h). */
@@ -2344,7 +2883,7 @@ int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags,
                         a->ngroups);
   if (dst == src) return tide_err_set(err, TIDE_EINVAL, "merge: group %u into itself", dst);
   for (uint32_t i = 0; i < a->nspecs; i++) {
-    int rc = merge_spec(a, &a->specs[i], dst, src, flags);
+    int rc = merge_spec(a, &a->specs[i], dst, a, src, flags);
     if (rc) { /* an earlier aggregate of dst is merged already */
       a->poisoned = 1;
       return tide_err_set(err, rc, "out of memory");
@@ -2698,14 +3237,18 @@ static int load_missing(tide_agg_t *a, const tide_batch_t *keys, uint32_t n, tid
   for (uint32_t i = 0; i < n; i++) {
     if (!probe(a, keys, i)) miss[m++] = a->h[i];
   }
-  int rc = 0;
-  if (m) {
-    qsort(miss, m, sizeof *miss, cmp_u64);
-    uint32_t u = 1;
-    for (uint32_t i = 1; i < m; i++)
-      if (miss[i] != miss[u - 1]) miss[u++] = miss[i];
-    rc = a->store->lookup(a->store->ctx, miss, u, load_rec, a, err);
-  }
+  int rc = lookup_missing(a, miss, m, err);
   free(miss);
   return rc;
+}
+
+/* Load the stored groups of the hashes miss[0..m) (sorted and made
+ * distinct here, in place), with one lookup. */
+static int lookup_missing(tide_agg_t *a, uint64_t *miss, uint32_t m, tide_err_t *err) {
+  if (!m) return 0;
+  qsort(miss, m, sizeof *miss, cmp_u64);
+  uint32_t u = 1;
+  for (uint32_t i = 1; i < m; i++)
+    if (miss[i] != miss[u - 1]) miss[u++] = miss[i];
+  return a->store->lookup(a->store->ctx, miss, u, load_rec, a, err);
 }

@@ -54,6 +54,7 @@
 #include "window.h"
 
 typedef struct tide_agg tide_agg_t;
+struct tide_pool;
 
 typedef struct tide_agg_spec {
   tide_agg_kind_t kind;
@@ -352,6 +353,14 @@ typedef struct tide_agg_input {
   int time_col;     /* >= 0: report the statistics of this timestamp or int
                      * column over the rows the filter kept (late ones
                      * included) */
+  /* A worker pool (pool.h) or NULL: with two or more threads and a big
+   * enough batch, ranges of rows are pushed on the pool into partial
+   * aggregations that fold into a in input order, with the result, state
+   * ids, changes and records of one thread (agg.c, "Parallel push", says
+   * which aggregates qualify; the others run on the caller). */
+  struct tide_pool *pool;
+  uint32_t par_min_rows; /* the fewest rows a task takes; 0: the default
+                          * (4096, and ranges of a multiple of 64 rows) */
 } tide_agg_input_t;
 
 typedef struct tide_agg_output {
@@ -382,6 +391,9 @@ typedef struct tide_agg_output {
  *                 or created fails (they are then NULL)
  * Memory the call needs is freed before it returns. */
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err);
+
+/* The pushes of a that ran on a pool (in->pool), since it was made. */
+uint64_t tide_agg_par_pushes(const tide_agg_t *a);
 
 /* ------------------------------------------------- session windows ---
  *

@@ -56,6 +56,7 @@
 #include <strings.h>
 
 #include "expr.h"
+#include "pool.h"
 #include "ts.h"
 #include "vec.h"
 
@@ -2915,6 +2916,257 @@ int tide_expr_select(const tide_expr_t *e, const tide_batch_t *in, uint32_t *row
   val_free(&v);
   *n = k;
   return 0;
+}
+
+/* ------------------------------------------------------- ranges, workers */
+
+/* NULLs among the first n bits of a validity bitmap. */
+static uint32_t count_nulls(const uint8_t *valid, uint32_t n) {
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n / 8; i++) k += 8 - (uint32_t)__builtin_popcount(valid[i]);
+  for (uint32_t i = n & ~7u; i < n; i++) k += !((valid[i >> 3] >> (i & 7)) & 1);
+  return k;
+}
+
+static int var_type(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON; }
+
+int tide_expr_range_open(tide_expr_range_t *r, const tide_batch_t *b, tide_schema_t *s, uint32_t lo, uint32_t hi) {
+  memset(r, 0, sizeof *r);
+  uint32_t nf = b->schema->nfields, len = hi - lo, nvar = 0;
+  r->nf = nf;
+  for (uint32_t c = 0; c < nf; c++) nvar += var_type(b->cols[c].type) && b->cols[c].values;
+  if (!(r->cols = calloc(nf ? nf : 1, sizeof *r->cols))) return -ENOMEM;
+  if ((lo & 7) && !(r->bits = calloc(nf ? nf : 1, sizeof *r->bits))) return -ENOMEM;
+  if (nvar && !(r->offs = malloc((size_t)nvar * (len + 1) * sizeof *r->offs))) return -ENOMEM;
+  uint32_t *o = r->offs;
+  for (uint32_t c = 0; c < nf; c++) {
+    const tide_col_t *sc = &b->cols[c];
+    tide_col_t *d = &r->cols[c];
+    d->type = sc->type;
+    if (sc->valid && !(lo & 7)) {
+      d->valid = sc->valid + lo / 8;
+    } else if (sc->valid) { /* a range that starts inside a byte: its bits, shifted */
+      uint8_t *v = calloc(len / 8 + 1, 1);
+      if (!v) return -ENOMEM;
+      r->bits[c] = v;
+      for (uint32_t i = 0; i < len; i++)
+        v[i >> 3] |= (uint8_t)(((sc->valid[(lo + i) >> 3] >> ((lo + i) & 7)) & 1) << (i & 7));
+      d->valid = v;
+    }
+    if (d->valid) d->null_count = sc->null_count ? count_nulls(d->valid, len) : 0;
+    if (!sc->values) continue;
+    if (var_type(sc->type)) {
+      const uint32_t *so = (const uint32_t *)sc->values + lo;
+      for (uint32_t i = 0; i <= len; i++) o[i] = so[i] - so[0];
+      d->values = o;
+      d->data = sc->data ? sc->data + so[0] : NULL;
+      d->data_len = d->data_cap = o[len];
+      o += len + 1;
+    } else {
+      d->values = (char *)sc->values + (size_t)lo * (sc->type == TIDE_T_BOOL ? 1 : 8);
+    }
+  }
+  r->view.schema = s;
+  r->view.nrows = r->view.cap = len;
+  r->view.cols = r->cols;
+  return 0;
+}
+
+void tide_expr_range_close(tide_expr_range_t *r) {
+  for (uint32_t c = 0; r->bits && c < r->nf; c++) free(r->bits[c]);
+  free(r->bits);
+  free(r->cols);
+  free(r->offs);
+  memset(r, 0, sizeof *r);
+}
+
+#define EXPR_PAR_MIN_ROWS 8192 /* the fewest rows a task of project/where gets */
+
+/* One task of tide_expr_project_on / tide_expr_where_on: rows [lo, hi). */
+typedef struct etask {
+  const tide_expr_t *const *exprs; /* project: ne expressions */
+  uint32_t ne;
+  const tide_expr_t *filter;       /* where */
+  const tide_batch_t *in;
+  uint32_t lo, hi;
+  tide_expr_range_t r;
+  tide_col_t *cols;                /* project: the range's ne columns */
+  uint32_t *rows, n;               /* where: the rows kept (input rows) */
+  tide_err_t err;
+  int rc;
+} etask_t;
+
+/* 1 when e is a bare column of in (a projection copies it). */
+static int is_bare(const tide_expr_t *e, const tide_batch_t *in) {
+  int c = tide_expr_column(e);
+  return c >= 0 && (uint32_t)c < in->schema->nfields;
+}
+
+/* Column i of a projection of in: a copy of a bare column, else the
+ * expression's value. */
+static int project_col(const tide_expr_t *e, const tide_batch_t *in, tide_col_t *out, tide_err_t *err) {
+  int c = tide_expr_column(e);
+  if (c >= 0 && (uint32_t)c < in->schema->nfields) {
+    int rc = tide_col_copy(&in->cols[c], in->nrows, out);
+    return rc ? tide_err_set(err, rc, "out of memory") : 0;
+  }
+  return tide_expr_eval(e, in, out, err);
+}
+
+static void etask_run(void *arg, size_t i) {
+  etask_t *t = (etask_t *)arg + i;
+  /* the view borrows the input's schema: nothing here takes a reference */
+  if ((t->rc = tide_expr_range_open(&t->r, t->in, t->in->schema, t->lo, t->hi))) return;
+  const tide_batch_t *v = &t->r.view;
+  if (t->filter) {
+    if (!(t->rows = malloc((v->nrows ? v->nrows : 1) * sizeof *t->rows))) {
+      t->rc = -ENOMEM;
+      return;
+    }
+    if ((t->rc = tide_expr_select(t->filter, v, t->rows, &t->n, &t->err))) return;
+    for (uint32_t k = 0; k < t->n; k++) t->rows[k] += t->lo;
+    return;
+  }
+  if (!(t->cols = calloc(t->ne ? t->ne : 1, sizeof *t->cols))) {
+    t->rc = -ENOMEM;
+    return;
+  }
+  for (uint32_t k = 0; k < t->ne && !t->rc; k++) /* bare columns are copied whole by the caller */
+    if (!is_bare(t->exprs[k], v)) t->rc = tide_expr_eval(t->exprs[k], v, &t->cols[k], &t->err);
+}
+
+/* Tasks over ranges of in (nt of them, or 0: one thread does it). */
+static uint32_t etasks(tide_pool_t *pool, const tide_batch_t *in) {
+  uint32_t nt = (uint32_t)tide_pool_threads(pool);
+  if (nt > in->nrows / EXPR_PAR_MIN_ROWS) nt = in->nrows / EXPR_PAR_MIN_ROWS;
+  return nt < 2 ? 0 : nt;
+}
+
+/* Run the tasks t[0..nt) over ranges of in (multiples of 64 rows). 0, or
+ * 1 when one failed (the caller then works on one thread, whose error is
+ * the one to report). */
+static int etasks_run(tide_pool_t *pool, etask_t *t, uint32_t nt, const tide_batch_t *in) {
+  uint32_t n = in->nrows, chunk = ((n + nt - 1) / nt + 63) & ~63u;
+  for (uint32_t i = 0; i < nt; i++) {
+    t[i].in = in;
+    t[i].lo = i * chunk < n ? i * chunk : n;
+    t[i].hi = (i + 1) * chunk < n && i + 1 < nt ? (i + 1) * chunk : n;
+  }
+  tide_pool_run(pool, nt, etask_run, t);
+  for (uint32_t i = 0; i < nt; i++)
+    if (t[i].rc) return 1;
+  return 0;
+}
+
+static void etasks_free(etask_t *t, uint32_t nt) {
+  for (uint32_t i = 0; t && i < nt; i++) {
+    tide_expr_range_close(&t[i].r);
+    for (uint32_t k = 0; t[i].cols && k < t[i].ne; k++) tide_col_free(&t[i].cols[k]);
+    free(t[i].cols);
+    free(t[i].rows);
+  }
+  free(t);
+}
+
+/* out = column k of the ranges of tasks t[0..nt), in order (n rows of
+ * type ty). 0 or -ENOMEM. */
+static int join_cols(const etask_t *t, uint32_t nt, uint32_t k, tide_type_t ty, uint32_t n, tide_col_t *out) {
+  int rc = tide_col_init(out, ty, n);
+  if (rc) return rc;
+  if (var_type(ty)) {
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < nt; i++) bytes += t[i].cols[k].data_len;
+    if (bytes > TIDE_BATCH_MAX_DATA) return TIDE_ETOOBIG;
+    if (bytes && !(out->data = malloc(bytes))) return -ENOMEM;
+    out->data_cap = bytes;
+  }
+  size_t w = ty == TIDE_T_BOOL ? 1 : 8;
+  for (uint32_t i = 0, at = 0; i < nt; i++) {
+    const tide_col_t *c = &t[i].cols[k];
+    uint32_t len = t[i].hi - t[i].lo;
+    if (var_type(ty)) {
+      uint32_t *o = out->values, base = (uint32_t)out->data_len;
+      const uint32_t *co = c->values;
+      for (uint32_t r = 1; r <= len; r++) o[at + r] = base + co[r];
+      if (c->data_len) memcpy(out->data + base, c->data, c->data_len);
+      out->data_len += c->data_len;
+    } else if (len) {
+      memcpy((char *)out->values + (size_t)at * w, c->values, (size_t)len * w);
+    }
+    for (uint32_t r = 0; c->valid && c->null_count && r < len && !rc; r++)
+      if (tide_col_is_null(c, r)) rc = tide_col_set_null(out, at + r, n);
+    at += len;
+  }
+  return rc;
+}
+
+int tide_expr_project_on(tide_pool_t *pool, const tide_expr_t *const *exprs, tide_schema_t *s,
+                         const tide_batch_t *in, tide_batch_t **out, tide_err_t *err) {
+  *out = NULL;
+  uint32_t ne = s->nfields, nt = etasks(pool, in);
+  etask_t *t = nt ? calloc(nt, sizeof *t) : NULL;
+  int rc = 0;
+  if (t) {
+    for (uint32_t i = 0; i < nt; i++) {
+      t[i].exprs = exprs;
+      t[i].ne = ne;
+    }
+    if (!etasks_run(pool, t, nt, in)) { /* the ranges' columns joined in order, bare columns copied */
+      tide_col_t *cols = calloc(ne ? ne : 1, sizeof *cols);
+      rc = cols ? 0 : -ENOMEM;
+      for (uint32_t k = 0; k < ne && !rc; k++)
+        rc = is_bare(exprs[k], in) ? tide_col_copy(&in->cols[tide_expr_column(exprs[k])], in->nrows, &cols[k])
+                                   : join_cols(t, nt, k, s->fields[k].type, in->nrows, &cols[k]);
+      etasks_free(t, nt);
+      if (rc) {
+        for (uint32_t k = 0; cols && k < ne; k++) tide_col_free(&cols[k]);
+        free(cols);
+        return tide_err_set(err, rc, "out of memory");
+      }
+      *out = tide_batch_adopt(s, in->nrows, cols); /* frees the columns on failure */
+      free(cols);
+      return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+    }
+    etasks_free(t, nt);
+  }
+  /* one thread */
+  tide_col_t *cols = calloc(ne ? ne : 1, sizeof *cols);
+  if (!cols) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t k = 0; k < ne && !rc; k++) rc = project_col(exprs[k], in, &cols[k], err);
+  if (rc) {
+    for (uint32_t k = 0; k < ne; k++) tide_col_free(&cols[k]);
+    free(cols);
+    return rc;
+  }
+  *out = tide_batch_adopt(s, in->nrows, cols);
+  free(cols);
+  return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}
+
+int tide_expr_where_on(tide_pool_t *pool, const tide_expr_t *e, const tide_batch_t *in, tide_batch_t **out,
+                       tide_err_t *err) {
+  *out = NULL;
+  if (e->type != TIDE_T_BOOL)
+    return tide_err_set(err, TIDE_EINVAL, "a filter needs a bool expression, got %s: %s", tide_type_name(e->type),
+                        e->text);
+  uint32_t nt = etasks(pool, in), n = 0;
+  uint32_t *rows = malloc((in->nrows ? in->nrows : 1) * sizeof *rows);
+  if (!rows) return tide_err_set(err, -ENOMEM, "out of memory");
+  etask_t *t = nt ? calloc(nt, sizeof *t) : NULL;
+  int rc = 1;
+  if (t) {
+    for (uint32_t i = 0; i < nt; i++) t[i].filter = e;
+    if (!(rc = etasks_run(pool, t, nt, in)))
+      for (uint32_t i = 0; i < nt; i++) {
+        memcpy(rows + n, t[i].rows, (size_t)t[i].n * sizeof *rows);
+        n += t[i].n;
+      }
+    etasks_free(t, nt);
+  }
+  if (rc) rc = tide_expr_select(e, in, rows, &n, err); /* one thread */
+  if (!rc && (rc = tide_batch_gather(in, rows, n, out))) rc = tide_err_set(err, rc, "out of memory");
+  free(rows);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- conjuncts */

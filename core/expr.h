@@ -135,6 +135,45 @@ int tide_expr_eval(const tide_expr_t *e, const tide_batch_t *in, tide_col_t *out
  * dropped), in order: rows needs in->nrows entries; *n receives the count. */
 int tide_expr_select(const tide_expr_t *e, const tide_batch_t *in, uint32_t *rows, uint32_t *n, tide_err_t *err);
 
+/* ------------------------------------------------------- on workers ---
+ *
+ * A range of a batch for a worker: rows [lo, hi) of b as a batch (view)
+ * that borrows b's vectors, with string offsets rebased to 0 and NULL
+ * bitmaps copied when lo is not a multiple of 8, so that it keeps
+ * batch.h's invariants. The view's schema is s (borrowed: b's own, or a
+ * copy when the caller makes batches from the view on a worker, since
+ * schema references are not counted atomically). Valid while b is. */
+typedef struct tide_expr_range {
+  tide_batch_t view;
+  tide_col_t *cols;
+  uint32_t *offs;
+  uint8_t **bits;
+  uint32_t nf;
+} tide_expr_range_t;
+
+/* 0 or -ENOMEM; close r either way (tide_expr_range_close). */
+int tide_expr_range_open(tide_expr_range_t *r, const tide_batch_t *b, tide_schema_t *s, uint32_t lo, uint32_t hi);
+void tide_expr_range_close(tide_expr_range_t *r);
+
+struct tide_pool;
+
+/* core.project and core.where over a pool (pool.h; NULL: the caller):
+ * a batch of 2 x 8192 rows or more is cut into one range per thread (a
+ * multiple of 64 rows), each range evaluated by a task, and the results
+ * joined in order, so the output is the one-thread output. A failing
+ * range makes the whole batch run again on the caller, so the error is
+ * one thread's error.
+ *
+ * tide_expr_project_on: *out = one column per field of s, the value of
+ * exprs[i] (a bare column is copied); the types must be s's (checked by
+ * the caller). tide_expr_where_on: *out = the rows of in where the bool
+ * expression e is TRUE. Both: a new batch owned by the caller; errors as
+ * tide_expr_eval / tide_expr_select, -ENOMEM. */
+int tide_expr_project_on(struct tide_pool *pool, const tide_expr_t *const *exprs, tide_schema_t *s,
+                         const tide_batch_t *in, tide_batch_t **out, tide_err_t *err);
+int tide_expr_where_on(struct tide_pool *pool, const tide_expr_t *e, const tide_batch_t *in, tide_batch_t **out,
+                       tide_err_t *err);
+
 /* Join planning (stream-stream joins) reads the structure of a condition:
  * its top-level conjuncts (the terms of its outermost ANDs) and, for each,
  * the comparisons between two columns that it states, each in the form

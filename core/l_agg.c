@@ -188,7 +188,11 @@ static int l_agg(lua_State *L) {
  * new = (want_new) a Batch of the input rows that created a group,
  * time_count, time_min, time_max, time_sum (with time_col)}; the
  * batches have the input's schema and keep its row order. A Lua filter
- * runs here (tide_l_udf_select) and hands its rows over as the selection. */
+ * runs here (tide_l_udf_select) and hands its rows over as the selection.
+ * The worker pool (core.workers) takes ranges of a big batch when the
+ * aggregates allow (agg.c, "Parallel push"): the same result as one thread.
+ * The environment variable TIDE_PAR_MIN_ROWS (a test knob) sets the fewest
+ * rows of a range (default 4096), so that specs can split small batches. */
 
 /* Raise on argument arg unless col (1-based) is a timestamp or int column
  * of s; `what` names it in the message. */
@@ -284,6 +288,9 @@ static int agg_push(lua_State *L) {
   } else if (!lua_isnil(L, 6)) {
     in.filter = tide_l_check_expr(L, 6);
   }
+  in.pool = tide_l_pool(L); /* ranges of rows on the workers (agg.c, "Parallel push") */
+  const char *pm = getenv("TIDE_PAR_MIN_ROWS"); /* for tests: split even small batches */
+  if (pm && *pm) in.par_min_rows = (uint32_t)strtoul(pm, NULL, 10);
   tide_agg_output_t res;
   tide_err_t err = {0, ""};
   int rc = tide_agg_push(a, &in, &res, &err);

@@ -48,21 +48,23 @@ static int l_project(lua_State *L) {
   uint32_t n = (uint32_t)lua_rawlen(L, 2);
   if (n != s->nfields) return luaL_error(L, "project: %u expressions for a schema of %u fields", n, s->nfields);
   tide_l_scratch_t *x = tide_l_push_scratch(L);
-  tide_col_t *cols = tide_l_scratch_cols(L, x, n);
+  const tide_expr_t **exprs = x->p[0] = calloc(n ? n : 1, sizeof *exprs);
+  if (!exprs) return luaL_error(L, "out of memory");
   tide_err_t err = {0, ""};
   for (uint32_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, i + 1);
     tide_expr_t *e = tide_l_check_expr(L, -1);
-    lua_pop(L, 1);
+    lua_pop(L, 1); /* the table keeps e alive */
     if (tide_expr_type(e) != s->fields[i].type)
       return luaL_error(L, "project: expression %u is %s, its field %s", i + 1, tide_type_name(tide_expr_type(e)),
                         tide_type_name(s->fields[i].type));
-    int c = tide_expr_column(e), rc;
-    if (c >= 0 && (uint32_t)c < in->schema->nfields) rc = tide_col_copy(&in->cols[c], in->nrows, &cols[i]);
-    else rc = tide_expr_eval(e, in, &cols[i], &err);
-    if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+    exprs[i] = e;
   }
-  push_adopted(L, x, s, in->nrows);
+  tide_batch_t *out; /* ranges of a big batch on the workers (expr.h) */
+  int rc = tide_expr_project_on(tide_l_pool(L), exprs, s, in, &out, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_l_scratch_free(x);
+  tide_l_push_batch(L, out);
   return 1;
 }
 
@@ -70,15 +72,10 @@ static int l_project(lua_State *L) {
 static int l_where(lua_State *L) {
   tide_batch_t *in = tide_l_check_batch(L, 1);
   tide_expr_t *e = tide_l_check_expr(L, 2);
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
-  uint32_t *rows = x->p[0] = malloc((in->nrows ? in->nrows : 1) * sizeof *rows), n = 0;
-  if (!rows) return luaL_error(L, "out of memory");
   tide_err_t err = {0, ""};
-  int rc = tide_expr_select(e, in, rows, &n, &err);
+  tide_batch_t *out; /* ranges of a big batch on the workers (expr.h) */
+  int rc = tide_expr_where_on(tide_l_pool(L), e, in, &out, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  tide_batch_t *out;
-  if ((rc = tide_batch_gather(in, rows, n, &out))) return tide_l_fail(L, rc, NULL, NULL);
-  tide_l_scratch_free(x);
   tide_l_push_batch(L, out);
   return 1;
 }

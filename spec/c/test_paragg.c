@@ -1,0 +1,332 @@
+/*
+ * test_paragg.c: the parallel push (agg.c, "Parallel push"). The same
+ * batches go through tide_agg_push with no pool and with pools of 2 and 3
+ * threads (ranges of a multiple of 64 rows, and ranges of any size down
+ * to one row, whose NULL bitmaps start inside a byte), and everything the
+ * aggregations hold or hand back must be equal: the push outputs (pairs,
+ * late pairs, late groups, event-time figures, lost rows), the groups in
+ * order with their state ids and state records byte for byte, the dirty
+ * set and the memory figure. Covered: a filter, a Lua-style selection,
+ * tumbling and sliding windows, NULL times, keys and arguments, late
+ * pairs in several ranges, every aggregate that folds, the ones that stay
+ * on one thread (sum of double, string min), avg of int past 2^52 (back to
+ * one thread for good) and a failing expression (the error of one
+ * thread); and core.project / core.where over ranges. Run under ASan, TSan (make tsan) and helgrind (make helgrind);
+ * every pool, aggregation and batch is closed at the end.
+ */
+#include <stdint.h>
+
+#include "agg.h"
+#include "buf.h"
+#include "expr.h"
+#include "pool.h"
+#include "schema.h"
+#include "t.h"
+#include "vec.h"
+
+static tide_schema_t *schema(const char *ddl) {
+  tide_schema_t *s = NULL;
+  tide_err_t err = {0, ""};
+  if (tide_schema_parse_ddl(ddl, strlen(ddl), &s, &err)) fprintf(stderr, "%s: %s\n", ddl, err.msg);
+  return s;
+}
+
+static tide_expr_t *compile(const char *text, tide_schema_t *s) {
+  tide_expr_t *e = NULL;
+  tide_err_t err = {0, ""};
+  if (tide_expr_compile(text, strlen(text), s, 0, &e, &err)) fprintf(stderr, "%s: %s\n", text, err.msg);
+  return e;
+}
+
+/* n rows of (t timestamp?, k string?, v int?, d double) from row `first`
+ * on: times up to 9 s out of order, every 97th NULL; 300 keys (some
+ * longer than a key record holds inline), every 53rd NULL; every 31st v
+ * NULL; `big` adds 2^50 to every v. */
+static tide_batch_t *rows(tide_schema_t *in, uint32_t first, uint32_t n, int big) {
+  tide_batch_t *b = tide_batch_new(in, n);
+  char key[64];
+  for (uint32_t j = 0; b && j < n; j++) {
+    uint32_t i = first + j;
+    if (tide_batch_row_begin(b)) break;
+    if (i % 97 == 5) tide_batch_set_null(b, 0);
+    else tide_batch_set_i64(b, 0, 1700000000000 + (int64_t)i * 11 - (int64_t)(i * 7919 % 9000));
+    if (i % 53 == 7) {
+      tide_batch_set_null(b, 1);
+    } else {
+      int len = snprintf(key, sizeof key, i % 5 ? "k%u" : "a-rather-long-key-%u", i * 31 % 300);
+      tide_batch_set_str(b, 1, key, (size_t)len);
+    }
+    if (i % 31 == 3) tide_batch_set_null(b, 2);
+    else tide_batch_set_i64(b, 2, (int64_t)(i * 13 % 41) - 10 + (big ? (int64_t)1 << 50 : 0));
+    tide_batch_set_f64(b, 3, (double)(i % 17) * 0.1);
+    tide_batch_row_commit(b);
+  }
+  return b;
+}
+
+/* 1 when columns x and y hold the same n rows. */
+static int col_eq(const tide_col_t *x, const tide_col_t *y, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    int nx = tide_col_is_null(x, i);
+    if (nx != tide_col_is_null(y, i)) return 0;
+    if (nx) continue;
+    if (x->type == TIDE_T_STRING || x->type == TIDE_T_JSON) {
+      size_t lx, ly;
+      const char *px = tide_col_str(x, i, &lx), *py = tide_col_str(y, i, &ly);
+      if (lx != ly || memcmp(px, py, lx)) return 0;
+    } else if (x->type == TIDE_T_BOOL) {
+      if (tide_col_bool(x, i) != tide_col_bool(y, i)) return 0;
+    } else if (tide_col_i64(x, i) != tide_col_i64(y, i)) { /* doubles: the same bits */
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int batch_eq(const tide_batch_t *x, const tide_batch_t *y) {
+  if (!x || !y) return x == y;
+  if (x->nrows != y->nrows || x->schema->nfields != y->schema->nfields) return 0;
+  for (uint32_t c = 0; c < x->schema->nfields; c++)
+    if (!col_eq(&x->cols[c], &y->cols[c], x->nrows)) return 0;
+  return 1;
+}
+
+/* 1 when two aggregations hold the same groups in the same order, with
+ * the same sids, state records, dirty set and memory figure. */
+static int agg_eq(const tide_agg_t *x, const tide_agg_t *y) {
+  if (tide_agg_groups(x) != tide_agg_groups(y) || tide_agg_bytes(x) != tide_agg_bytes(y) ||
+      tide_agg_next_sid(x) != tide_agg_next_sid(y))
+    return 0;
+  tide_buf_t bx = TIDE_BUF_INIT, by = TIDE_BUF_INIT;
+  tide_err_t err = {0, ""};
+  int eq = 1;
+  for (uint32_t g = 0; eq && g < tide_agg_groups(x); g++) {
+    bx.len = by.len = 0;
+    eq = tide_agg_sid(x, g) == tide_agg_sid(y, g) && !tide_agg_encode(x, g, &bx, &err) &&
+         !tide_agg_encode(y, g, &by, &err) && bx.len == by.len && !memcmp(bx.data, by.data, bx.len);
+  }
+  tide_buf_free(&bx);
+  tide_buf_free(&by);
+  const uint32_t *dx, *dy;
+  uint32_t nx = tide_agg_dirty(x, &dx), ny = tide_agg_dirty(y, &dy);
+  return eq && nx == ny && (!nx || !memcmp(dx, dy, nx * sizeof *dx));
+}
+
+static int out_eq(const tide_agg_output_t *x, const tide_agg_output_t *y) {
+  return x->pushed == y->pushed && x->late_pairs == y->late_pairs && x->late_groups == y->late_groups &&
+         x->time_count == y->time_count && x->time_min == y->time_min && x->time_max == y->time_max &&
+         batch_eq(x->lost, y->lost);
+}
+
+/* One scenario: the specs (nspecs), a window (slide = size: tumbling),
+ * the filter text or a selection of every third row, batches of `rows`
+ * rows. Pushes `nb` batches into an aggregation without a pool and into
+ * one per pool (with min rows per task), comparing after each. */
+typedef struct scenario {
+  const tide_agg_spec_t *specs;
+  uint32_t nspecs;
+  int64_t slide;
+  const char *filter;
+  int select;
+  uint32_t rows, nb;
+  uint32_t min_rows;
+  int big;
+  int par; /* every push runs on the pool */
+} scenario_t;
+
+static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32_t np) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?, d double");
+  tide_schema_t *ks = schema("window_start timestamp, k string?");
+  tide_err_t err = {0, ""};
+  tide_agg_t *a[4] = {0};
+  for (uint32_t i = 0; i <= np; i++) T_EQ_INT(tide_agg_new(ks, sc->specs, sc->nspecs, &a[i], &err), 0);
+  tide_expr_t *kexpr = compile("k", in), *filter = sc->filter ? compile(sc->filter, in) : NULL;
+  tide_expr_t *arg[8] = {0};
+  for (uint32_t s = 0; s < sc->nspecs; s++)
+    if (sc->specs[s].kind != TIDE_AGG_COUNT_STAR)
+      arg[s] = compile(sc->specs[s].arg_type == TIDE_T_DOUBLE ? "d" : sc->specs[s].arg_type == TIDE_T_STRING ? "k"
+                       : s % 2 ? "v" : "v * 3", in);
+  tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_START, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
+  tide_window_t w = {10000, sc->slide, 0};
+  uint32_t *sel = malloc(sc->rows * sizeof *sel);
+  for (uint32_t bi = 0; bi < sc->nb; bi++) {
+    tide_batch_t *b = rows(in, bi * sc->rows, sc->rows, sc->big);
+    uint32_t ns = 0;
+    for (uint32_t r = 0; r < sc->rows; r++)
+      if (r % 3) sel[ns++] = r;
+    tide_agg_output_t out[4];
+    for (uint32_t i = 0; i <= np; i++) {
+      tide_agg_input_t pin;
+      memset(&pin, 0, sizeof pin);
+      pin.batch = b;
+      pin.keys = keys;
+      pin.args = (const tide_expr_t *const *)arg;
+      pin.window = &w;
+      pin.window_col = 0;
+      pin.filter = filter;
+      if (sc->select) {
+        pin.select = sel;
+        pin.nselect = ns;
+      }
+      pin.late_col = bi ? 0 : -1; /* from the second batch on: the windows that end by its middle are late */
+      pin.late_bound = 1700000000000 + (int64_t)(bi * sc->rows + sc->rows / 2) * 11;
+      pin.time_col = 0;
+      pin.pool = i ? pools[i - 1] : NULL;
+      pin.par_min_rows = sc->min_rows;
+      T_EQ_INT(tide_agg_push(a[i], &pin, &out[i], &err), 0);
+    }
+    for (uint32_t i = 1; i <= np; i++) {
+      T_CHECK(out_eq(&out[0], &out[i]));
+      T_CHECK(agg_eq(a[0], a[i]));
+    }
+    if (bi) T_CHECK(out[0].late_pairs > 0);
+    for (uint32_t i = 0; i <= np; i++) {
+      tide_batch_free(out[i].lost);
+      tide_batch_free(out[i].created);
+      if (bi % 2) tide_agg_clear_dirty(a[i]); /* dirty sets that span batches too */
+    }
+    tide_batch_free(b);
+  }
+  tide_batch_t *r0 = NULL, *r1 = NULL;
+  T_EQ_INT(tide_agg_result(a[0], &r0, &err), 0);
+  T_CHECK(tide_agg_groups(a[0]) > sc->rows * sc->nb / 40);
+  T_EQ_INT(tide_agg_par_pushes(a[0]), 0);
+  for (uint32_t i = 1; i <= np; i++) T_EQ_INT(tide_agg_par_pushes(a[i]), sc->par ? sc->nb : 0);
+  for (uint32_t i = 1; i <= np; i++) {
+    T_EQ_INT(tide_agg_result(a[i], &r1, &err), 0);
+    T_CHECK(batch_eq(r0, r1));
+    tide_batch_free(r1);
+  }
+  tide_batch_free(r0);
+  free(sel);
+  for (uint32_t s = 0; s < sc->nspecs; s++) tide_expr_free(arg[s]);
+  tide_expr_free(kexpr);
+  tide_expr_free(filter);
+  for (uint32_t i = 0; i <= np; i++) tide_agg_free(a[i]);
+  tide_schema_unref(in);
+  tide_schema_unref(ks);
+}
+
+static const tide_agg_spec_t FOLDS[] = {
+    {TIDE_AGG_COUNT_STAR, 0, "n"},         {TIDE_AGG_COUNT, TIDE_T_INT, "c"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"},
+    {TIDE_AGG_AVG, TIDE_T_INT, "a"},        {TIDE_AGG_MIN, TIDE_T_INT, "lo"},  {TIDE_AGG_MAX, TIDE_T_INT, "hi"},
+    {TIDE_AGG_FIRST, TIDE_T_INT, "first"}, {TIDE_AGG_LAST, TIDE_T_INT, "last"}};
+static const tide_agg_spec_t ONE_THREAD[] = {
+    {TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_SUM, TIDE_T_DOUBLE, "s"}, {TIDE_AGG_MIN, TIDE_T_STRING, "lo"}};
+
+static tide_pool_t *pools[2];
+
+static void test_big_batches(void) {
+  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v % 5 != 0", 0, 20000, 4, 0, 0, 1};
+  run_scenario(&sc, pools, 2);
+}
+
+static void test_sliding_and_selection(void) {
+  scenario_t sc = {FOLDS, 8, 5000, NULL, 1, 20000, 3, 0, 0, 1};
+  run_scenario(&sc, pools, 2);
+}
+
+static void test_tiny_ranges(void) {
+  /* ranges of 1 to 7 rows and bitmaps that start inside a byte */
+  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v > -5", 0, 1000, 3, 1, 0, 1};
+  run_scenario(&sc, pools, 2);
+  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 37, 3, 3, 0, 1};
+  run_scenario(&sc2, pools, 2);
+}
+
+static void test_one_thread_aggregates(void) {
+  scenario_t sc = {ONE_THREAD, 3, 10000, NULL, 0, 20000, 2, 0, 0, 0};
+  run_scenario(&sc, pools, 2);
+  /* avg of values near 2^50: past 2^52 after a few rows, then one thread */
+  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 20000, 2, 0, 1, 0};
+  run_scenario(&sc2, pools, 2);
+}
+
+/* A time cast that fails in the last range only: the same error as one
+ * thread, and nothing aggregated. */
+static void test_error_is_one_threads(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?, d double");
+  tide_schema_t *ks = schema("k string?");
+  tide_batch_t *b = rows(in, 0, 20000, 0);
+  ((int64_t *)b->cols[2].values)[19990] = INT64_MAX / 2; /* row 19990's v: not a valid time */
+  tide_expr_t *kexpr = compile("k", in), *arg = compile("CAST(v AS timestamp)", in);
+  tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_EXPR, kexpr}};
+  const tide_expr_t *args[] = {arg};
+  tide_agg_spec_t sp[] = {{TIDE_AGG_MAX, TIDE_T_TIMESTAMP, "m"}};
+  char msg[2][sizeof ((tide_err_t *)0)->msg];
+  for (int i = 0; i < 2; i++) {
+    tide_agg_t *a = NULL;
+    tide_err_t err = {0, ""};
+    T_EQ_INT(tide_agg_new(ks, sp, 1, &a, &err), 0);
+    tide_agg_input_t pin;
+    memset(&pin, 0, sizeof pin);
+    pin.batch = b;
+    pin.keys = keys;
+    pin.args = args;
+    pin.window_col = pin.late_col = pin.time_col = -1;
+    pin.pool = i ? pools[1] : NULL;
+    tide_agg_output_t out;
+    T_EQ_INT(tide_agg_push(a, &pin, &out, &err), TIDE_ESCHEMA);
+    T_EQ_INT(tide_agg_groups(a), 0);
+    memcpy(msg[i], err.msg, sizeof msg[i]);
+    tide_agg_free(a);
+  }
+  T_EQ_STR(msg[0], msg[1]);
+  tide_expr_free(kexpr);
+  tide_expr_free(arg);
+  tide_batch_free(b);
+  tide_schema_unref(in);
+  tide_schema_unref(ks);
+}
+
+/* core.project and core.where over ranges (expr.h, "on workers"): the
+ * same batch as one thread, and a failing range gives one thread's error. */
+static void test_project_where(void) {
+  tide_schema_t *in = schema("t timestamp?, k string?, v int?, d double");
+  tide_schema_t *os = schema("k string?, x int?, y double, u string?, t timestamp?");
+  tide_batch_t *b = rows(in, 0, 40000, 0);
+  const char *texts[] = {"k", "v * 2 + 1", "d / 3", "upper(k)", "t"};
+  tide_expr_t *ex[5];
+  for (int i = 0; i < 5; i++) ex[i] = compile(texts[i], in);
+  tide_expr_t *cond = compile("v IS NULL OR v % 3 = 1", in), *bad = compile("CAST(v AS timestamp) IS NULL", in);
+  tide_err_t err = {0, ""};
+  tide_batch_t *one = NULL, *many = NULL;
+  for (int p = 0; p < 2; p++) {
+    T_EQ_INT(tide_expr_project_on(NULL, (const tide_expr_t *const *)ex, os, b, &one, &err), 0);
+    T_EQ_INT(tide_expr_project_on(pools[p], (const tide_expr_t *const *)ex, os, b, &many, &err), 0);
+    T_CHECK(one && one->nrows == 40000 && batch_eq(one, many));
+    tide_batch_free(one);
+    tide_batch_free(many);
+    T_EQ_INT(tide_expr_where_on(NULL, cond, b, &one, &err), 0);
+    T_EQ_INT(tide_expr_where_on(pools[p], cond, b, &many, &err), 0);
+    T_CHECK(one && one->nrows > 10000 && one->nrows < 30000 && batch_eq(one, many));
+    tide_batch_free(one);
+    tide_batch_free(many);
+  }
+  ((int64_t *)b->cols[2].values)[39990] = INT64_MAX / 2; /* not a valid time: in the last range */
+  tide_err_t e1 = {0, ""}, e2 = {0, ""};
+  T_EQ_INT(tide_expr_where_on(NULL, bad, b, &one, &e1), TIDE_ESCHEMA);
+  T_EQ_INT(tide_expr_where_on(pools[1], bad, b, &many, &e2), TIDE_ESCHEMA);
+  T_EQ_STR(e1.msg, e2.msg);
+  T_CHECK(!one && !many);
+  for (int i = 0; i < 5; i++) tide_expr_free(ex[i]);
+  tide_expr_free(cond);
+  tide_expr_free(bad);
+  tide_batch_free(b);
+  tide_schema_unref(in);
+  tide_schema_unref(os);
+}
+
+int main(void) {
+  T_EQ_INT(tide_pool_open(2, &pools[0]), 0);
+  T_EQ_INT(tide_pool_open(3, &pools[1]), 0);
+  T_RUN(test_big_batches);
+  T_RUN(test_sliding_and_selection);
+  T_RUN(test_tiny_ranges);
+  T_RUN(test_one_thread_aggregates);
+  T_RUN(test_error_is_one_threads);
+  T_RUN(test_project_where);
+  tide_pool_close(pools[0]);
+  tide_pool_close(pools[1]);
+  T_DONE();
+}
