@@ -15,6 +15,8 @@
 --    b:broker_errors(1, "Fetch", "REQUEST_TIMED_OUT", 500)    -- one error on broker 1, after 500 ms
 --    b:clear_errors("Produce")
 --    b:rtt(1, 200)                                 -- broker 1 answers after 200 ms
+--    b:group_initial_delay(3000)                   -- the first join of an empty group waits 3 s for
+--                                                  -- more members (Kafka's default; here 0 by default)
 --    b:log_start("orders", 0, 100)                 -- retention: offsets < 100 of partition 0 are gone
 --    local start, stop, stable = b:offsets("orders", 0)  -- log start, log end, last stable offset
 --    b:topic_error("orders", "TOPIC_AUTHORIZATION_FAILED")
@@ -37,6 +39,8 @@
 --    p:group_metadata()                            -- take the consumer's current metadata instead
 --    p:assignment()                                -- how many assignments so far, its partitions
 --    p:leave()                                     -- the consumer leaves the group
+--    p:group_commit("in", 0, 42)                   -- the member commits an offset (OffsetCommit)
+--    p:commit_offset("group", "in", 0, 42)         -- a client outside group management commits one
 --    p:create_topic("t", 3); p:create_partitions("t", 5); p:delete_records("t", 0, 10)  -- admin requests
 --    p:try("commit")                               -- nil, "error text" instead of raising
 --    p:stop()
@@ -208,7 +212,7 @@ local Broker = subclass()
 
 commands(Broker, {
   create_topic = 2, add_partitions = 2, broker_down = 1, broker_up = 1, push_errors = 3, broker_errors = 3,
-  clear_errors = 1, rtt = 2, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
+  clear_errors = 1, rtt = 2, group_initial_delay = 1, log_start = 3, topic_error = 2, leader = 3, coordinator = 3,
   offsets = { 2, integers }, -- log start offset, log end offset, last stable offset
 })
 
@@ -220,7 +224,7 @@ commands(Client, {
   produce = { 4, integers },         -- (topic, partition, key, value) -> partition, offset
   produce_at = { 5, integers },      -- (topic, partition, ts, key, value) -> partition, offset
   delete_records = { 3, integers },  -- (topic, partition, offset) -> the new low watermark
-  group_metadata = 0, leave = 0,
+  group_metadata = 0, leave = 0, commit_offset = 4, group_commit = 3,
   assignment = { 0, function(res)    -- -> assignments received, { partitions }
     local n, parts = integers(res), {}
     for w in res:gsub("^%S+", "", 1):gmatch("%d+") do parts[#parts + 1] = math.tointeger(tonumber(w)) end

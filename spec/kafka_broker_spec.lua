@@ -313,6 +313,39 @@ describe("kafka test broker: admin requests, the log and faults", function()
     assert.same({ true, "exit", 0 }, { ok, how, code }, second)
   end)
 
+  it("waits group_initial_delay for more members before the first generation of an empty group", function()
+    b:create_topic("in", 2)
+    local conf = "session.timeout.ms=6000 heartbeat.interval.ms=500"
+    -- Two members that join an empty group together, the first one's join
+    -- sent (and left waiting) before the second one's: how many
+    -- assignments did the first one get when the second one has its own?
+    local function join_together(group)
+      local first <close> = b:client()
+      local second <close> = b:client()
+      first.stdin:write("join " .. group .. " in " .. conf .. "\n")
+      first.stdin:flush()
+      os.execute("sleep 1.5")
+      local _, theirs = second:join(group, "in", { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 })
+      assert.matches("^ok ", first.stdout:read("l"))
+      local n = first:assignment()
+      local _, mine = first:assignment()
+      table.sort(mine)
+      return n, mine, theirs
+    end
+    -- Default (0): the first member is elected alone at once; the second one's
+    -- join is a second rebalance, which the first one takes part in.
+    local n = join_together("g-prompt")
+    assert.is_true(n >= 2)
+    -- With a delay (Kafka's default is 3 s; 6 s here, for a margin): both
+    -- are in the first generation, one partition each.
+    b:group_initial_delay(6000)
+    local n2, mine, theirs = join_together("g-delayed")
+    assert.equal(1, n2)
+    assert.equal(1, #mine)
+    assert.same({ 1 - mine[1] }, theirs)
+    assert.error_matches(function() b:group_initial_delay(-1) end, "ms must be 0 to 3600000")
+  end)
+
   it("takes a broker down and up: its partitions cannot be written meanwhile", function()
     b:create_topic("f", 1)
     b:leader("f", 0, 2)
@@ -471,6 +504,26 @@ describe("kafka test broker: consumer group fencing of TxnOffsetCommit", functio
       new:begin(); new:produce("out", 0, "k", "new-row"); new:send_offsets("app", "in", 0, 7); new:commit()
       assert.same({ "new-row" }, values(b:read("out")))
       assert.same({ 7 }, { new:committed("app", "in", 0) })
+    end)
+
+  it("checks a plain OffsetCommit as Kafka: members commit; a client outside the group only while it is empty",
+    function()
+      b:create_topic("in", 1)
+      local member <close> = b:client()
+      local outsider <close> = b:client()
+      outsider:commit_offset("g", "in", 0, 4) -- no such group yet: accepted
+      assert.same({ 4 }, { outsider:committed("g", "in", 0) })
+      member:join("g", "in", member_conf)
+      local ok, err = outsider:try("commit_offset g in 0 3")
+      assert.is_nil(ok)
+      assert.matches("UNKNOWN_MEMBER_ID", err)
+      member:group_commit("in", 0, 5)
+      assert.same({ 5 }, { outsider:committed("g", "in", 0) })
+      -- The member leaves: the group has no members, and the outsider's
+      -- commit is accepted again (the stock mock refused it for good).
+      member:leave()
+      outsider:commit_offset("g", "in", 0, 6)
+      assert.same({ 6 }, { outsider:committed("g", "in", 0) })
     end)
 
   it("does not check a producer that sends no group metadata (generation -1, no member id), as Kafka", function()

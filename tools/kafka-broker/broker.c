@@ -136,7 +136,7 @@ static void help(void) {
               "add_partitions TOPIC TOTAL | broker_down ID | broker_up ID | "
               "push_errors API COUNT ERROR | broker_errors ID API ERROR [RTT_MS] | "
               "clear_errors API | "
-              "rtt ID MS | log_start TOPIC PARTITION OFFSET | "
+              "rtt ID MS | group_initial_delay MS | log_start TOPIC PARTITION OFFSET | "
               "topic_error TOPIC ERROR | leader TOPIC PARTITION ID | "
               "coordinator group|transaction KEY ID | "
               "offsets TOPIC PARTITION | bootstrap | pid | ping | quit");
@@ -266,6 +266,15 @@ static void command(int argc, char **argv) {
                         return;
                 }
                 CHECK_ERR(rd_kafka_mock_broker_set_rtt(mcluster, id, (int)a));
+                reply("ok");
+
+        } else if (!strcmp(c, "group_initial_delay")) {
+                NEED(2, "group_initial_delay MS");
+                if (parse_int(argv[1], 0, 3600000, &a)) {
+                        reply("error group_initial_delay: ms must be 0 to 3600000, not '%s'", argv[1]);
+                        return;
+                }
+                CHECK_ERR(rd_kafka_mock_group_initial_rebalance_delay_ms(mcluster, (int32_t)a));
                 reply("ok");
 
         } else if (!strcmp(c, "log_start")) {

@@ -40,6 +40,9 @@
  *   leave                        close the consumer (LeaveGroup)
  *   committed GROUP TOPIC PARTITION        `ok <offset> [<metadata>]`
  *                                (offset -1001: none)
+ *   commit_offset GROUP TOPIC PARTITION OFFSET  OffsetCommit by a consumer outside
+ *                                group management (no member, generation -1)
+ *   group_commit TOPIC PARTITION OFFSET    OffsetCommit by the `join`ed member
  *   create_topic TOPIC PARTITIONS [REPLICAS]  CreateTopics
  *   create_partitions TOPIC TOTAL            CreatePartitions
  *   delete_records TOPIC PARTITION OFFSET    DeleteRecords: `ok <low watermark>`
@@ -265,33 +268,42 @@ bad:
         rd_kafka_conf_destroy(conf);
 }
 
-static void cmd_committed(char **argv) {
+/* committed GROUP TOPIC PARTITION, or commit_offset GROUP TOPIC PARTITION OFFSET:
+ * a consumer of GROUP outside group management (no member id, generation
+ * -1) reads or commits (OffsetCommit) the group's offset. */
+static void cmd_committed(int argc, char **argv) {
         char errstr[512];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_t *c;
         rd_kafka_topic_partition_list_t *parts;
         rd_kafka_topic_partition_t *p;
         rd_kafka_resp_err_t err;
-        int64_t partition;
+        int64_t partition, offset = 0;
 
-        if (parse_i64(argv[3], &partition)) {
-                reply("error _INVALID_ARG: committed: bad partition '%s'", argv[3]);
+        if (parse_i64(argv[3], &partition) || (argc == 5 && parse_i64(argv[4], &offset))) {
+                reply("error _INVALID_ARG: %s: bad partition or offset", argv[0]);
                 rd_kafka_conf_destroy(conf);
                 return;
         }
         if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "group.id", argv[1], errstr, sizeof(errstr)) ||
             !(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
-                reply("error _INVALID_ARG: committed: %s", errstr);
+                reply("error _INVALID_ARG: %s: %s", argv[0], errstr);
                 return;
         }
         parts = rd_kafka_topic_partition_list_new(1);
         p     = rd_kafka_topic_partition_list_add(parts, argv[2], (int32_t)partition);
-        err   = rd_kafka_committed(c, parts, TIMEOUT_MS);
+        if (argc == 5) {
+                p->offset = offset;
+                err       = rd_kafka_commit(c, parts, 0 /* wait */);
+        } else
+                err = rd_kafka_committed(c, parts, TIMEOUT_MS);
         if (!err)
                 err = p->err;
         if (err)
-                reply_err(err, "committed");
+                reply_err(err, argv[0]);
+        else if (argc == 5)
+                reply("ok");
         else if (p->metadata_size > 0)
                 reply("ok %" PRId64 " %.*s", p->offset, (int)p->metadata_size, (const char *)p->metadata);
         else
@@ -501,8 +513,26 @@ static void command(int argc, char **argv) {
                         return reply("error _STATE: leave: not in a group");
                 group_close();
                 reply("ok");
-        } else if (!strcmp(c, "committed") && argc == 4) {
-                cmd_committed(argv);
+        } else if ((!strcmp(c, "committed") && argc == 4) || (!strcmp(c, "commit_offset") && argc == 5)) {
+                cmd_committed(argc, argv);
+        } else if (!strcmp(c, "group_commit") && argc == 4) {
+                /* the joined consumer commits, as a member (OffsetCommit
+                 * with its member id and generation) */
+                rd_kafka_topic_partition_list_t *parts;
+                rd_kafka_resp_err_t err;
+                if (!group.rk)
+                        return reply("error _STATE: group_commit: not in a group (join first)");
+                if (parse_i64(argv[2], &partition) || parse_i64(argv[3], &offset))
+                        return reply("error _INVALID_ARG: group_commit: bad partition or offset");
+                parts = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(parts, argv[1], (int32_t)partition)->offset = offset;
+                err = rd_kafka_commit(group.rk, parts, 0 /* wait */);
+                if (!err)
+                        err = parts->elems[0].err;
+                rd_kafka_topic_partition_list_destroy(parts);
+                if (err)
+                        return reply_err(err, "group_commit");
+                reply("ok");
         } else if ((!strcmp(c, "create_topic") && (argc == 3 || argc == 4)) ||
                    (!strcmp(c, "create_partitions") && argc == 3) ||
                    (!strcmp(c, "delete_records") && argc == 4)) {
