@@ -71,13 +71,7 @@ local function fail(msg) failures[#failures + 1] = msg end
 local function baseline() return B.baseline(EVENTS, N, false, JSON_BYTES) end
 
 -- CPU seconds the broker process has used so far (user + system).
-local TICKS = tonumber(B.capture("getconf CLK_TCK")) or 100
-local function broker_cpu(pid)
-  local stat = B.read_file("/proc/" .. pid .. "/stat") or ""
-  local fields = {}
-  for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
-  return ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / TICKS
-end
+local broker_cpu = B.cpu_seconds
 
 local broker = kafka_broker.start(1)
 local ok, err = pcall(function()
@@ -89,11 +83,7 @@ local ok, err = pcall(function()
   -- holds the same number of events over the same span of event time (the
   -- source splits each batch's offsets evenly over the partitions, and the
   -- watermark then drops no event as late)
-  for p = 0, PARTS - 1 do
-    sh(format("awk 'NR %% %d == %d' %s | kcat -P -b %s -t events -p %d -X linger.ms=20 -X batch.num.messages=10000 " ..
-      "-X queue.buffering.max.messages=1000000 -X log_level=3", PARTS, (p + 1) % PARTS, quote(EVENTS),
-      quote(broker.bootstrap), p))
-  end
+  B.kcat_round_robin(broker.bootstrap, "events", EVENTS, PARTS)
   local held = 0
   for p = 0, PARTS - 1 do
     local _, stop = broker:offsets("events", p)
