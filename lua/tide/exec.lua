@@ -480,6 +480,34 @@ Plan.__index = Plan
 -- order the streaming engine numbers them (tide.plan.walk: sources
 -- first), `sources`, `stateful` and `marks`: arrays of { node =, op = }
 -- (a watermark folded into an aggregation has no op of its own)
+-- The global watermark after a batch (SEMANTICS.md s.2, Spark's
+-- WatermarkTracker): each with_watermark node's value is the largest event
+-- time it has seen minus its delay (0 while it has seen none since the
+-- query started); the global one is their min (or max, by policy) and
+-- never moves backward. marks[i].node is a plan's i-th with_watermark node,
+-- held[i].value its value so far (updated here), stats[i] its batch's event
+-- times; returns the new watermark (current when there are no marks). One
+-- rule for a query and for a scale-out task.
+function M.advance_watermark(marks, held, stats, policy, current)
+  local values = {}
+  for i, m in ipairs(marks) do
+    local st, h = stats[i], held[i]
+    if st and st.count > 0 then
+      -- saturating: a max near the int64 limits (an int column, a computed
+      -- time) must not wrap around into the far future (issue 18)
+      local w = util.ts_minus(st.max, m.node.event_delay)
+      if h.value == nil or w > h.value then h.value = w end
+    elseif h.value == nil then
+      h.value = 0
+    end
+    values[i] = h.value
+  end
+  if #values == 0 then return current end
+  local w = (policy == "max" and math.max or math.min)(table.unpack(values))
+  if current == nil or w > current then return w end
+  return current
+end
+
 function M.compile(f, opts)
   local root = frame.plan_of(f)
   local decisions = plan.optimize(root, opts)

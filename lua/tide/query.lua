@@ -837,29 +837,10 @@ end
 -- Offsets equal when their canonical JSON is.
 local function same(a, b) return json(a) == json(b) end
 
--- The global watermark after a batch (SEMANTICS.md s.2, Spark's
--- WatermarkTracker): each with_watermark node's value is the largest event
--- time it has seen minus its delay (0 while it has seen none since the
--- query started); the global one is their min (or max, by policy) and
--- never moves backward.
+-- The global watermark after a batch: exec.advance_watermark's rule.
 function Query:_advance_watermark(stats)
-  local values = {}
-  for i, m in ipairs(self._marks) do
-    local st = stats[i]
-    if st and st.count > 0 then
-      -- saturating: a max near the int64 limits (an int column, a computed
-      -- time) must not wrap around into the far future (issue 18)
-      local w = util.ts_minus(st.max, m.node.event_delay)
-      if m.value == nil or w > m.value then m.value = w end
-    elseif m.value == nil then
-      m.value = 0
-    end
-    values[i] = m.value
-  end
-  if #values == 0 then return end
-  local pick = self._opts.multiple_watermark_policy == "max" and math.max or math.min
-  local w = pick(table.unpack(values))
-  if w > self._watermark then self._watermark = w end
+  self._watermark = exec.advance_watermark(self._marks, self._marks, stats, self._opts.multiple_watermark_policy,
+    self._watermark)
 end
 
 -- Append the late rows of batch N to the late_rows topic, once per batch

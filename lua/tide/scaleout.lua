@@ -294,28 +294,13 @@ end
 -- The task's watermark after its batch (query.lua's rule, per task).
 function App:_advance(t, stats)
   if t.wm == nil then return end
-  local values = {}
   if t.reader then
     local w = t.reader:watermark()
     if w > t.wm then t.wm = w end
     return
   end
-  for i, m in ipairs(t.plan.marks) do
-    local st = stats[i]
-    local mv = t.marks[i] or {}
-    t.marks[i] = mv
-    if st and st.count > 0 then
-      local w = util.ts_minus(st.max, m.node.event_delay)
-      if mv.value == nil or w > mv.value then mv.value = w end
-    elseif mv.value == nil then
-      mv.value = 0
-    end
-    values[i] = mv.value
-  end
-  if #values == 0 then return end
-  local pick = self._opts.multiple_watermark_policy == "max" and math.max or math.min
-  local w = pick(table.unpack(values))
-  if w > t.wm then t.wm = w end
+  for i in ipairs(t.plan.marks) do t.marks[i] = t.marks[i] or {} end
+  t.wm = exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, t.wm)
 end
 
 local function close_all(list)
