@@ -238,6 +238,25 @@ typedef struct part {
   int64_t pos; /* the next offset the batch wants */
 } part_t;
 
+/* A read ahead (tide_kafka_read_ahead): its ranges (topics owned), its
+ * thread, and what the read returned. Only one read runs at a time: every
+ * entry point that reads or moves the partitions first joins it. */
+typedef struct ahead {
+  int state; /* 0 none, 1 its thread runs, 2 joined */
+  int threads;
+  int cancel; /* atomic: the read stops at its next look (ECANCELED) */
+  pthread_t thread;
+  tide_kafka_range_t *ranges;
+  size_t n;
+  int rc;
+  tide_err_t err;
+  tide_batch_t **out;
+  size_t nout;
+  uint64_t dropped;
+  tide_kafka_bad_t *bad;
+  size_t nbad;
+} ahead_t;
+
 struct tide_kafka_reader {
   rd_kafka_t *rk;  /* fetches */
   rd_kafka_t *ask; /* metadata, offsets, commits: never behind a fetch the broker holds back */
@@ -254,6 +273,7 @@ struct tide_kafka_reader {
   tide_decoder_t **decs;      /* per chunk of a pool run: its decoder and scratch */
   tide_buf_t *scratches;
   size_t ndecs;
+  ahead_t ahead;              /* the next batch's read, on a thread of its own */
 };
 
 #define BATCH_ROWS 65536u
@@ -368,8 +388,12 @@ fail:
   return rc;
 }
 
+static void ahead_drop(tide_kafka_reader_t *r);
+static int same_ranges(const ahead_t *a, const tide_kafka_range_t *ranges, size_t n);
+
 void tide_kafka_reader_close(tide_kafka_reader_t *r) {
   if (!r) return;
+  ahead_drop(r); /* its thread uses the clients and the partitions */
   for (size_t i = 0; i < r->nparts; i++) {
     held_clear(&r->parts[i]);
     free(r->parts[i].held);
@@ -431,6 +455,7 @@ typedef struct read_state {
   tide_err_t *err;
   tide_decoder_t *dec; /* DECODED: the decoder and scratch this state uses */
   tide_buf_t *scratch;
+  struct tide_pool *pool; /* decodes the taken messages (NULL: this thread) */
   int chunk;           /* a chunk of a pool run: one batch made before, never flushed */
   /* the messages taken and not yet decoded (pool decoding) */
   rd_kafka_message_t **todo;
@@ -772,7 +797,7 @@ static int decode_todo(read_state_t *st) {
   tide_kafka_reader_t *r = st->r;
   size_t total = st->ntodo;
   if (!total) return 0;
-  size_t threads = r->pool ? (size_t)tide_pool_threads(r->pool) : 1;
+  size_t threads = st->pool ? (size_t)tide_pool_threads(st->pool) : 1;
   size_t per = (total + threads - 1) / threads;
   if (per > CHUNK_ROWS) per = CHUNK_ROWS;
   /* chunks of `per` messages, cut short at CHUNK_BYTES of values */
@@ -795,7 +820,7 @@ static int decode_todo(read_state_t *st) {
     x->st.chunk = 1;
     if (!(x->st.b = tide_batch_new(r->o.schema, (uint32_t)x->n))) rc = -ENOMEM;
   }
-  if (!rc) tide_pool_run(r->pool, k, chunk_task, c);
+  if (!rc) tide_pool_run(st->pool, k, chunk_task, c);
   for (size_t j = 0; c && j < k; j++) {
     chunk_t *x = &c[j];
     if (!rc && x->rc) {
@@ -841,7 +866,7 @@ static int take(read_state_t *st, rd_kafka_message_t *m) {
   }
   st->todo[st->ntodo++] = m;
   st->todo_bytes += m->len;
-  size_t threads = r->pool ? (size_t)tide_pool_threads(r->pool) : 1;
+  size_t threads = st->pool ? (size_t)tide_pool_threads(st->pool) : 1;
   if (st->ntodo >= threads * CHUNK_ROWS || st->todo_bytes >= threads * (size_t)CHUNK_BYTES) return decode_todo(st);
   return 0;
 }
@@ -925,6 +950,8 @@ static int place(part_t *p, int64_t start) {
 }
 
 int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, tide_err_t *err) {
+  if (r->ahead.state && same_ranges(&r->ahead, ranges, n)) return 0; /* the read ahead is at it */
+  ahead_drop(r);
   int need_assign = 0;
   for (size_t i = 0; i < n; i++) {
     if (ranges[i].stop <= ranges[i].start) continue;
@@ -935,9 +962,11 @@ int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges
   return need_assign ? reassign(r, err) : 0;
 }
 
-int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n, tide_batch_t ***out, size_t *nout,
-                    uint64_t *dropped, tide_kafka_bad_t **bad, size_t *nbad, tide_err_t *err) {
-  read_state_t st = {.r = r, .dropped = dropped, .err = err, .dec = r->dec, .scratch = &r->scratch};
+/* tide_kafka_read's work, decoding on pool; cancel (may be NULL) stops it. */
+static int read_ranges(tide_kafka_reader_t *r, struct tide_pool *pool, const int *cancel, tide_kafka_range_t *ranges,
+                       size_t n, tide_batch_t ***out, size_t *nout, uint64_t *dropped, tide_kafka_bad_t **bad,
+                       size_t *nbad, tide_err_t *err) {
+  read_state_t st = {.r = r, .dropped = dropped, .err = err, .dec = r->dec, .scratch = &r->scratch, .pool = pool};
   *out = NULL;
   *nout = 0;
   *dropped = 0;
@@ -1055,6 +1084,10 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
     }
     for (; k < got; k++)
       if (msgs[k]) rd_kafka_message_destroy(msgs[k]);
+    if (!rc && pending > 0 && cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED)) {
+      rc = tide_err_set(err, -ECANCELED, "the read ahead was dropped");
+      break;
+    }
     if (!rc && pending > 0 && mono_ms() > deadline) {
       tide_buf_t w = TIDE_BUF_INIT;
       for (size_t i = 0; i < r->nparts; i++) {
@@ -1108,4 +1141,113 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
   *bad = st.bad;
   *nbad = st.nbad;
   return 0;
+}
+
+/* ---- reading ahead ----
+ *
+ * The next batch's ranges, as the source plans them once a batch is read,
+ * are read on a thread of their own (with a worker pool of its own) while
+ * the engine executes, delivers and commits the current batch: librdkafka
+ * goes on fetching and the values are decoded meanwhile, instead of after.
+ * A read that asks for exactly those ranges takes the result; any other
+ * read (the plan changed: new partitions, a replay after a restart) drops
+ * it and reads afresh, as it does when the read ahead failed, so that
+ * errors always come from a read of the batch the engine logged. Reading
+ * moves nothing but the reader's partitions: a dropped read ahead only
+ * makes the next read assign its partitions again at its start. */
+
+static void ahead_free_result(ahead_t *a) {
+  for (size_t i = 0; i < a->nout; i++) tide_batch_free(a->out[i]);
+  free(a->out);
+  tide_kafka_bad_free(a->bad, a->nbad);
+  for (size_t i = 0; i < a->n; i++) free((char *)a->ranges[i].topic);
+  free(a->ranges);
+  memset(a, 0, sizeof *a);
+}
+
+static void ahead_join(ahead_t *a) {
+  if (a->state == 1) pthread_join(a->thread, NULL);
+  if (a->state) a->state = 2;
+}
+
+/* Stop the read ahead, if any, and drop what it read. */
+static void ahead_drop(tide_kafka_reader_t *r) {
+  ahead_t *a = &r->ahead;
+  if (!a->state) return;
+  __atomic_store_n(&a->cancel, 1, __ATOMIC_RELAXED);
+  ahead_join(a);
+  ahead_free_result(a);
+}
+
+static int same_ranges(const ahead_t *a, const tide_kafka_range_t *ranges, size_t n) {
+  if (a->n != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    const tide_kafka_range_t *x = &a->ranges[i], *y = &ranges[i];
+    if (x->partition != y->partition || x->start != y->start || x->stop != y->stop || strcmp(x->topic, y->topic))
+      return 0;
+  }
+  return 1;
+}
+
+static void *ahead_main(void *arg) {
+  tide_kafka_reader_t *r = arg;
+  ahead_t *a = &r->ahead;
+  /* the loop thread's pool is its own: a pool of this read's (when it
+   * cannot start one, this thread decodes alone) */
+  struct tide_pool *pool = NULL;
+  if (a->threads > 1 && tide_pool_open(a->threads, &pool)) pool = NULL;
+  a->rc = read_ranges(r, pool, &a->cancel, a->ranges, a->n, &a->out, &a->nout, &a->dropped, &a->bad, &a->nbad,
+                      &a->err);
+  tide_pool_close(pool);
+  return NULL;
+}
+
+int tide_kafka_read_ahead(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, int threads,
+                          tide_err_t *err) {
+  ahead_drop(r);
+  ahead_t *a = &r->ahead;
+  if (!(a->ranges = calloc(n ? n : 1, sizeof *a->ranges))) return -ENOMEM;
+  for (size_t i = 0; i < n; i++, a->n++) {
+    a->ranges[i] = ranges[i];
+    if (!(a->ranges[i].topic = strdup(ranges[i].topic))) {
+      ahead_free_result(a);
+      return -ENOMEM;
+    }
+  }
+  a->threads = threads < 1 ? 1 : threads > TIDE_POOL_MAX ? TIDE_POOL_MAX : threads;
+  int rc = pthread_create(&a->thread, NULL, ahead_main, r);
+  if (rc) {
+    ahead_free_result(a);
+    return tide_err_set(err, -rc, "cannot start the read ahead's thread: %s", strerror(rc));
+  }
+  a->state = 1;
+  return 0;
+}
+
+int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n, tide_batch_t ***out, size_t *nout,
+                    uint64_t *dropped, tide_kafka_bad_t **bad, size_t *nbad, tide_err_t *err) {
+  ahead_t *a = &r->ahead;
+  if (a->state && same_ranges(a, ranges, n)) {
+    ahead_join(a);
+    if (a->rc == 0) {
+      for (size_t i = 0; i < n; i++) {
+        ranges[i].lost_from = a->ranges[i].lost_from;
+        ranges[i].lost_to = a->ranges[i].lost_to;
+        ranges[i].rows = a->ranges[i].rows;
+      }
+      *out = a->out;
+      *nout = a->nout;
+      *dropped = a->dropped;
+      *bad = a->bad;
+      *nbad = a->nbad;
+      a->out = NULL;
+      a->nout = 0;
+      a->bad = NULL;
+      a->nbad = 0;
+      ahead_free_result(a);
+      return 0;
+    }
+  }
+  ahead_drop(r);
+  return read_ranges(r, r->pool, NULL, ranges, n, out, nout, dropped, bad, nbad, err);
 }

@@ -186,4 +186,13 @@ void tide_kafka_bad_free(tide_kafka_bad_t *bad, size_t n);
  * -ENOMEM, -EIO with err. */
 int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, tide_err_t *err);
 
+/* Read ranges[0..n) ahead, on a thread of its own decoding with a worker
+ * pool of `threads` threads of its own: the next tide_kafka_read of exactly
+ * these ranges (same order) returns what it read; a read or prefetch of
+ * any other ranges, another read ahead, and close stop it and drop it. A
+ * read ahead that failed is dropped too: that read reads afresh and
+ * reports its own error. 0, -ENOMEM, or an error starting the thread. */
+int tide_kafka_read_ahead(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, int threads,
+                          tide_err_t *err);
+
 #endif

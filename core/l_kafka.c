@@ -19,6 +19,8 @@
  *                                   lost = { {topic, partition, from, to}... },
  *                                   rows = { per range: messages read } }
  *   reader:prefetch(ranges)         start fetching ranges a read will ask for
+ *   reader:read_ahead(ranges, threads)  read them now on a thread of its own: the
+ *                                   next read of exactly these ranges returns it
  *   reader:commit(list)             list: { {topic, partition, offset}, ... }:
  *                                   commit to the consumer group (async)
  *   reader:committed(list)          list: { {topic, partition}, ... }: the
@@ -293,6 +295,20 @@ static int l_reader_prefetch(lua_State *L) {
   return 1;
 }
 
+/* reader:read_ahead(ranges, threads): the next read of exactly these
+ * ranges is read now, on a thread of its own (tide_kafka_read_ahead). */
+static int l_reader_read_ahead(lua_State *L) {
+  tide_kafka_reader_t *r = check_reader(L);
+  hold_t *h = push_hold(L);
+  lua_Integer n = check_ranges(L, 2, h);
+  lua_Integer threads = luaL_checkinteger(L, 3);
+  tide_err_t err = {0, ""};
+  int rc = tide_kafka_read_ahead(r, h->ranges, (size_t)n, threads > 256 ? 256 : (int)threads, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg[0] ? err.msg : NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_reader_read(lua_State *L) {
   tide_kafka_reader_t *r = check_reader(L);
   hold_t *h = push_hold(L);
@@ -446,6 +462,7 @@ int tide_l_kafka_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"schema", l_reader_schema},   {"metadata", l_reader_metadata},
                                      {"offsets", l_reader_offsets}, {"read", l_reader_read},
                                      {"prefetch", l_reader_prefetch},
+                                     {"read_ahead", l_reader_read_ahead},
                                      {"commit", l_reader_commit},   {"committed", l_reader_committed},
                                      {"close", l_reader_close},
                                      {NULL, NULL}};

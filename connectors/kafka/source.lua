@@ -366,6 +366,29 @@ function Source:_check_starting(by)
   end
 end
 
+-- The batch after `from` (offsets of every partition), given each
+-- partition's end: its stop offsets, its ranges { {topic, partition,
+-- start, stop}, ... } (the partitions with messages, in pairs_of order: the
+-- order get_batch reads them in) and their number of offsets.
+local function plan(from, latest, limit)
+  local order = pairs_of(from)
+  local a, b = {}, {}
+  for i, tp in ipairs(order) do
+    a[i] = get(from, tp[1], tp[2])
+    b[i] = max(a[i], get(latest, tp[1], tp[2]) or a[i])
+  end
+  if limit then b = util.fair_limit(a, b, limit) end
+  local stop, ranges, total = {}, {}, 0
+  for i, tp in ipairs(order) do
+    put(stop, tp[1], tp[2], b[i])
+    if b[i] > a[i] then
+      ranges[#ranges + 1] = { tp[1], tp[2], a[i], b[i] }
+      total = total + b[i] - a[i]
+    end
+  end
+  return stop, ranges, total
+end
+
 --- Per partition, the offset to read up to: everything written (to the
 -- last stable offset under read_committed), cut to max_offsets_per_trigger
 -- after `start`. nil while there is nothing before the first batch
@@ -397,24 +420,11 @@ function Source:latest_offset(start)
       if get(from, tp[1], tp[2]) == nil then put(from, tp[1], tp[2], get(earliest, tp[1], tp[2])) end
     end
   end
-  local order = pairs_of(from)
-  local a, b = {}, {}
-  for i, tp in ipairs(order) do
-    a[i] = get(from, tp[1], tp[2])
-    b[i] = max(a[i], get(latest, tp[1], tp[2]) or a[i])
-  end
-  if self._limit then b = util.fair_limit(a, b, self._limit) end
-  local stop, any, ranges = {}, false, {}
-  for i, tp in ipairs(order) do
-    put(stop, tp[1], tp[2], b[i])
-    if b[i] > a[i] then
-      any = true
-      ranges[#ranges + 1] = { tp[1], tp[2], a[i], b[i] }
-    end
-  end
-  -- the messages start coming while the engine logs the offsets
+  local stop, ranges = plan(from, latest, self._limit)
+  -- the messages start coming while the engine logs the offsets (unless
+  -- they are being read ahead already)
   call(self, "prefetch", self._reader:prefetch(ranges))
-  if start == nil and self._starting ~= "latest" and not any then return nil end
+  if start == nil and self._starting ~= "latest" and #ranges == 0 then return nil end
   return stop
 end
 
@@ -465,6 +475,7 @@ function Source:get_batch(start, stop, batch_id)
     end
     batches, info = call(self, "read", got, extra)
   end
+  self:_read_ahead(to)
   local counts = {}
   for _, l in ipairs(info.lost) do
     self:_data_loss(format("topic '%s' partition %d: offsets %d..%d were deleted by retention before they were read",
@@ -489,6 +500,25 @@ function Source:get_batch(start, stop, batch_id)
   end
   counts.lag = lag
   return batches, counts
+end
+
+-- Read the next batch ahead while the engine executes, delivers and
+-- commits this one (core/kafka.c, tide_kafka_read_ahead): the batch that
+-- latest_offset will plan from `to` if the partitions and their ends stay
+-- as the last latest_offset saw them. Only with workers > 1 (the read
+-- ahead decodes on threads of its own) and max_offsets_per_trigger, and
+-- only while a full trigger's offsets wait (a backlog): then the plan
+-- stays the same when more messages arrive meanwhile, while a batch of
+-- everything up to the end would change with every new message and its
+-- read ahead be dropped. A read ahead that does not match the next batch
+-- is dropped, never used: the offset log says what each batch reads.
+function Source:_read_ahead(to)
+  local workers = core.workers()
+  if workers < 2 or not self._limit or not self._latest then return end
+  local _, ranges, total = plan(to, self._latest, self._limit)
+  if total < self._limit then return end
+  -- an error here only loses the read ahead: the next read reads afresh
+  self._reader:read_ahead(ranges, workers)
 end
 
 -- Append bad messages to the dead-letter topic: idempotent per batch (a
