@@ -274,6 +274,7 @@ struct tide_kafka_reader {
   tide_buf_t *scratches;
   size_t ndecs;
   ahead_t ahead;              /* the next batch's read, on a thread of its own */
+  uint64_t ahead_used, ahead_dropped;
 };
 
 #define BATCH_ROWS 65536u
@@ -1174,6 +1175,7 @@ static void ahead_join(ahead_t *a) {
 static void ahead_drop(tide_kafka_reader_t *r) {
   ahead_t *a = &r->ahead;
   if (!a->state) return;
+  r->ahead_dropped++;
   __atomic_store_n(&a->cancel, 1, __ATOMIC_RELAXED);
   ahead_join(a);
   ahead_free_result(a);
@@ -1245,9 +1247,15 @@ int tide_kafka_read(tide_kafka_reader_t *r, tide_kafka_range_t *ranges, size_t n
       a->bad = NULL;
       a->nbad = 0;
       ahead_free_result(a);
+      r->ahead_used++;
       return 0;
     }
   }
   ahead_drop(r);
   return read_ranges(r, r->pool, NULL, ranges, n, out, nout, dropped, bad, nbad, err);
+}
+
+void tide_kafka_read_ahead_stats(const tide_kafka_reader_t *r, uint64_t *used, uint64_t *dropped) {
+  *used = r->ahead_used;
+  *dropped = r->ahead_dropped;
 }

@@ -194,5 +194,7 @@ int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges
  * reports its own error. 0, -ENOMEM, or an error starting the thread. */
 int tide_kafka_read_ahead(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges, size_t n, int threads,
                           tide_err_t *err);
+/* How many reads ahead a read took, and how many were dropped. */
+void tide_kafka_read_ahead_stats(const tide_kafka_reader_t *r, uint64_t *used, uint64_t *dropped);
 
 #endif

@@ -21,6 +21,7 @@
  *   reader:prefetch(ranges)         start fetching ranges a read will ask for
  *   reader:read_ahead(ranges, threads)  read them now on a thread of its own: the
  *                                   next read of exactly these ranges returns it
+ *   reader:read_ahead_stats()       used, dropped: reads ahead taken and dropped
  *   reader:commit(list)             list: { {topic, partition, offset}, ... }:
  *                                   commit to the consumer group (async)
  *   reader:committed(list)          list: { {topic, partition}, ... }: the
@@ -309,6 +310,15 @@ static int l_reader_read_ahead(lua_State *L) {
   return 1;
 }
 
+/* reader:read_ahead_stats() -> used, dropped */
+static int l_reader_read_ahead_stats(lua_State *L) {
+  uint64_t used, dropped;
+  tide_kafka_read_ahead_stats(check_reader(L), &used, &dropped);
+  lua_pushinteger(L, (lua_Integer)used);
+  lua_pushinteger(L, (lua_Integer)dropped);
+  return 2;
+}
+
 static int l_reader_read(lua_State *L) {
   tide_kafka_reader_t *r = check_reader(L);
   hold_t *h = push_hold(L);
@@ -463,6 +473,7 @@ int tide_l_kafka_open(lua_State *L) {
                                      {"offsets", l_reader_offsets}, {"read", l_reader_read},
                                      {"prefetch", l_reader_prefetch},
                                      {"read_ahead", l_reader_read_ahead},
+                                     {"read_ahead_stats", l_reader_read_ahead_stats},
                                      {"commit", l_reader_commit},   {"committed", l_reader_committed},
                                      {"close", l_reader_close},
                                      {NULL, NULL}};

@@ -297,6 +297,115 @@ describe("the Kafka source", function()
     end)
   end)
 
+  describe("reading ahead", function()
+    -- With workers > 1 and max_offsets_per_trigger, get_batch starts
+    -- reading the next batch (as latest_offset will plan it) on a thread
+    -- of its own; the next read takes it only when it asks for exactly
+    -- those offsets, and drops it otherwise.
+    local core = require "tide.core"
+    local before
+    before_each(function()
+      before = core.workers()
+      core.workers(2)
+    end)
+    after_each(function() core.workers(before) end)
+
+    local function ids_of(rows)
+      local out = {}
+      for i, r in ipairs(rows) do out[i] = r.id end
+      table.sort(out)
+      return out
+    end
+
+    it("reads the next batch while this one runs, and the next batch takes it", function()
+      local t = topic_name()
+      b:create_topic(t, 3)
+      for p = 0, 2 do produce(b, t, p, ids(p * 30 + 1, 30)) end
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        format = "json", schema = "id int", max_offsets_per_trigger = 9 }
+      local start, seen, batches = nil, {}, 0
+      for id = 0, 20 do
+        local stop, rows = step(src, start, id)
+        if stop == nil or #rows == 0 then break end
+        batches = batches + 1
+        assert.equal(9, #rows)
+        for _, r in ipairs(rows) do seen[#seen + 1] = r.id end
+        start = stop
+      end
+      table.sort(seen)
+      assert.same(range(1, 90), seen)
+      assert.equal(10, batches)
+      -- every batch after the first was read ahead (none after the last: nothing left)
+      local used, dropped = src._reader:read_ahead_stats()
+      assert.same({ 9, 0 }, { used, dropped })
+      src:stop()
+    end)
+
+    it("is dropped when the next batch is another: a batch read again, partitions added", function()
+      local t = topic_name()
+      b:create_topic(t, 2)
+      for p = 0, 1 do produce(b, t, p, ids(p * 20 + 1, 20)) end
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        format = "json", schema = "id int", max_offsets_per_trigger = 8 }
+      local stop0, rows0 = step(src, nil, 0)
+      local stop1, rows1 = step(src, stop0, 1)
+      assert.same({ [t] = { ["0"] = 8, ["1"] = 8 } }, stop1)
+      -- batch 1 again (as a re-run after a failure would read it): its own
+      -- offsets, not the read ahead of batch 2
+      local again = rows_of((src:get_batch(stop0, stop1, 1)))
+      assert.same(ids_of(rows1), ids_of(again))
+      local used, dropped = src._reader:read_ahead_stats()
+      assert.same({ 1, 1 }, { used, dropped })
+      -- a partition appears: batch 2's plan takes it from its earliest offset
+      b:add_partitions(t, 3)
+      produce(b, t, 2, ids(101, 4))
+      local stop2, rows2 = step(src, stop1, 2)
+      used, dropped = src._reader:read_ahead_stats()
+      assert.same({ 1, 2 }, { used, dropped })
+      assert.is_true(stop2[t]["2"] > 0)
+      local seen = {}
+      for _, rows in ipairs { rows0, rows1, rows2 } do
+        for _, r in ipairs(rows) do seen[#seen + 1] = r.id end
+      end
+      local start = stop2
+      for id = 3, 20 do
+        local stop, rows = step(src, start, id)
+        if #rows == 0 then break end
+        for _, r in ipairs(rows) do seen[#seen + 1] = r.id end
+        start = stop
+      end
+      table.sort(seen)
+      local want = range(1, 40)
+      for i = 101, 104 do want[#want + 1] = i end
+      assert.same(want, seen)
+      src:stop()
+    end)
+
+    it("stops with the source while it waits for offsets that do not come", function()
+      local t = topic_name()
+      b:create_topic(t, 1)
+      produce(b, t, 0, ids(1, 8))
+      -- poll_timeout: a read ahead that were not stopped would hold stop() for an hour
+      local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+        format = "json", schema = "id int", max_offsets_per_trigger = 4, poll_timeout = "1 hour" }
+      local stop0 = src:latest_offset(nil)
+      -- read ahead offsets 8..11, which no message has yet: the read waits
+      local batches = src:get_batch(nil, stop0, 0)
+      rows_of(batches)
+      local reader = src._reader
+      reader:read_ahead({ { t, 0, 8, 12 } }, 2)
+      -- (it replaced get_batch's own read ahead of 4..7: dropped)
+      assert.same({ 0, 1 }, { reader:read_ahead_stats() })
+      -- a read of other offsets drops it (it is stopped, not waited for) and reads its own
+      local got = reader:read({ { t, 0, 4, 8 } })
+      assert.same({ 5, 6, 7, 8 }, ids_of(rows_of(got)))
+      assert.same({ 0, 2 }, { reader:read_ahead_stats() })
+      reader:read_ahead({ { t, 0, 8, 12 } }, 2)
+      src:stop() -- stops it too
+      assert.is_nil(src._reader)
+    end)
+  end)
+
   describe("isolation", function()
     it("is read_committed: aborted rows are never read, an open transaction holds the batch's end back", function()
       local t = topic_name()
