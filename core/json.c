@@ -247,6 +247,48 @@ static int fixed_decimal(int neg, uint64_t m, int k, char out[40]) {
   return n;
 }
 
+/* What the printf path below writes for 1e-4 <= a < 1e15 (no ≤15-digit
+ * decimal found by the fast path), in integers: a = m / 2^s exactly, so
+ * a * 10^k = m * 10^k / 2^s, and m * 10^k fits in 128 bits (m < 2^53,
+ * k <= 20). For n = 15, 16, 17 digits: D = that quotient rounded half to
+ * even (as glibc's printf rounds), and D / 10^k reads back as a (strtod:
+ * the nearest double) when |D * 2^s - m * 10^k| < 10^k / 2, half the gap to
+ * a's neighbours; the first n that reads back (17 always does), its
+ * trailing zeros dropped as %g drops them. A tie with a neighbour, the
+ * uneven gap below a power of two, a decade misjudged: 0, and the printf
+ * path decides. The averages a sink writes (sum / count) mostly need 16 or
+ * 17 digits: three snprintf and two strtod calls each before. */
+static int exact_digits(int neg, double a, char out[40]) {
+  typedef unsigned __int128 u128;
+  int ex;
+  double f = frexp(a, &ex); /* a = f * 2^ex, 0.5 <= f < 1 */
+  uint64_t m = (uint64_t)ldexp(f, 53);
+  int s = 53 - ex; /* 3 <= s <= 66 here */
+  if (m == (uint64_t)1 << 52) return 0;
+  int x = 0; /* the decade: 10^x <= a < 10^(x+1), checked on the digits below */
+  for (double t = a; t >= 10; t /= 10) x++;
+  for (double t = a; t < 1; t *= 10) x--;
+  for (int n = 15; n <= 17; n++) {
+    int k = n - 1 - x;
+    if (k < 0 || k > 20) return 0;
+    u128 p10 = 1;
+    for (int i = 0; i < k; i++) p10 *= 10;
+    u128 p = (u128)m * p10;
+    u128 d = p >> s, rem = p - (d << s), half = (u128)1 << (s - 1);
+    if (rem > half || (rem == half && (d & 1))) d++;
+    u128 lo = 1;
+    for (int i = 1; i < n; i++) lo *= 10;
+    if (d < lo || d >= lo * 10) return 0; /* not n digits: the decade was off, or a carry */
+    u128 ds = d << s, diff = ds > p ? ds - p : p - ds;
+    if (2 * diff == p10) return 0;
+    if (2 * diff > p10) continue; /* does not read back: one digit more */
+    uint64_t dd = (uint64_t)d;
+    while (k > 0 && dd % 10 == 0) dd /= 10, k--;
+    return fixed_decimal(neg, dd, k, out);
+  }
+  return 0;
+}
+
 /* The shortest digits: a value whose shortest form has k <= 15 digits is
  * printed exactly so by %.15g (rounding to 15 digits lands on it, and %g
  * drops the trailing zeros); else the nearest 16-digit decimal reads back
@@ -268,6 +310,10 @@ int tide_double_shortest(double v, char out[40]) {
       if (m >= 1e15) break;
       if (m / p10[k] == a) return fixed_decimal(v < 0, (uint64_t)m, k, out);
     }
+  }
+  if (a >= 1e-4 && a < 1e15) {
+    int n = exact_digits(v < 0, a, out);
+    if (n > 0) return n;
   }
   int n = snprintf(out, 40, "%.15g", v);
   if (strtod(out, NULL) != v) {

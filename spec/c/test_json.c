@@ -306,6 +306,35 @@ static void test_number_quote_compact(void) {
     if (strtod(o.data, NULL) != v) bad++;
   }
   T_EQ_INT(bad, 0);
+  /* the same text as the printf reference (%.15g, else %.16g, else %.17g,
+   * the first that reads back): averages (repeating decimals), random bit
+   * patterns, dyadic values, neighbours of powers of ten */
+  bad = 0;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    double v;
+    switch (i % 4) {
+    case 0: memcpy(&v, &x, 8); break;
+    case 1: v = (double)(x % 100000000) / (double)(1 + (x >> 40) % 1000) * ((x >> 63) ? -1 : 1); break;
+    case 2: v = ldexp((double)(x >> 11), -(int)(x % 120)); break;
+    default: {
+      double p = pow(10, (int)(x % 20) - 5);
+      uint64_t u;
+      memcpy(&u, &p, 8);
+      u += (uint64_t)((int64_t)((x >> 32) % 7) - 3);
+      memcpy(&v, &u, 8);
+    }
+    }
+    if (!isfinite(v)) continue;
+    char got[40], ref[40];
+    int n = tide_double_shortest(v, got), w = snprintf(ref, sizeof ref, "%.15g", v);
+    if (strtod(ref, NULL) != v) {
+      w = snprintf(ref, sizeof ref, "%.16g", v);
+      if (strtod(ref, NULL) != v) w = snprintf(ref, sizeof ref, "%.17g", v);
+    }
+    if (n != w || strcmp(got, ref)) bad++;
+  }
+  T_EQ_INT(bad, 0);
   o.len = 0;
   tide_json_quote(&o, "a\"\\\n\x01\xc3\xa9", 7);
   tide_buf_cstr(&o);
