@@ -138,6 +138,28 @@ int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t
 int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *changes,
                      size_t nchanges, tide_err_t *err);
 
+/* The same commit, overlapped with other work of the caller (the stream
+ * engine's sink, with workers > 1). tide_ckpt_commit_start checks the
+ * input as tide_ckpt_commit does, then a thread of its own begins the
+ * write transaction and applies every change, and waits at the gate:
+ * nothing of batch n can become durable (or visible) before
+ * tide_ckpt_commit_finish opens it with the commit entry's text, which is
+ * then put and the transaction committed (durable when it returns, unless
+ * NOSYNC). tide_ckpt_commit_cancel aborts it: nothing is written. Either
+ * one joins the thread and frees the handle; exactly one of them must be
+ * called (tide_ckpt_close cancels one still in flight). Until then every
+ * other call on c that needs a transaction fails with -EBUSY (instead of
+ * waiting for the writer lock), and `changes` with every key and value it
+ * points to must stay valid and unchanged.
+ * Errors: start: those of tide_ckpt_commit's checks, -EBUSY with a commit
+ * in flight, -ENOMEM, a thread that cannot start; finish: those of
+ * tide_ckpt_commit. */
+typedef struct tide_ckpt_async tide_ckpt_async_t;
+int tide_ckpt_commit_start(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t *changes, size_t nchanges,
+                           tide_ckpt_async_t **out, tide_err_t *err);
+int tide_ckpt_commit_finish(tide_ckpt_async_t *a, const void *text, size_t len, tide_err_t *err);
+void tide_ckpt_commit_cancel(tide_ckpt_async_t *a);
+
 /* Delete offset and commit entries with id < before, in one transaction.
  * *removed (may be NULL) gets the number of entries deleted. */
 int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err_t *err);

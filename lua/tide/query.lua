@@ -971,13 +971,9 @@ function Query:_deliver(b)
   end
 end
 
--- Phase 5, commit: state changes, commit entry and next watermark in one
--- transaction; then the sources learn their committed end. A crash before
--- it re-runs the batch on the state as of the last commit (the in-memory
--- state dies with the process).
-function Query:_commit(b)
-  local ck, N, batch_wm = self._ck, b.id, b.watermark
-  if batch_wm then self:_advance_watermark(b.stats) end
+-- Each stateful operator's changes of batch b (b.changes, by state name;
+-- b.totals: its rows), taken from the operators.
+function Query:_take_changes(b)
   local changes = {}
   b.totals = {}
   for k, op in ipairs(self._ops) do
@@ -989,12 +985,60 @@ function Query:_commit(b)
     end
     b.totals[k] = op.state.rows()
   end
-  ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
-  -- change sets made in C hold a batch's records: free them now, not
-  -- when the collector (which does not see that memory) gets to them
-  for _, cs in pairs(changes) do
+  b.changes = changes
+end
+
+-- Change sets made in C hold a batch's records: free them now, not when
+-- the collector (which does not see that memory) gets to them.
+local function free_changes(b)
+  for _, cs in pairs(b.changes or {}) do
     if type(cs) == "userdata" then cs:free() end
   end
+  b.changes = nil
+end
+
+-- Phase 5 begun early (workers > 1, a stateful plan): the checkpoint's
+-- write transaction for batch N is begun and its state changes written
+-- on a thread of its own (ck:commit_start, core/ckpt.h) while the loop
+-- thread delivers batch N to the sink; _commit then opens its gate. What
+-- recovery relies on is unchanged: the changes sit in an uncommitted
+-- LMDB transaction (a crash or a failed sink leaves nothing of them), and
+-- commit entry N with the states becomes durable only after the sink's
+-- add_batch returned, as before; offset entry N was durable before. Only
+-- the CPU work of the puts overlaps the sink's (and its fsyncs).
+function Query:_commit_start(b)
+  if #self._ops == 0 or core.workers() < 2 then return end
+  self:_take_changes(b)
+  self._ck:commit_start(b.id, b.changes)
+  b.async = true
+end
+
+-- The commit of a batch that failed before it: cancelled (nothing of it
+-- written), its change sets freed.
+function Query:_drop_commit(b)
+  if b.async then
+    b.async = nil
+    self._ck:commit_cancel()
+  end
+  free_changes(b)
+end
+
+-- Phase 5, commit: state changes, commit entry and next watermark in one
+-- transaction; then the sources learn their committed end. A crash before
+-- it re-runs the batch on the state as of the last commit (the in-memory
+-- state dies with the process).
+function Query:_commit(b)
+  local ck, N, batch_wm = self._ck, b.id, b.watermark
+  if batch_wm then self:_advance_watermark(b.stats) end
+  local entry = json { v = 1, batch_id = N, next_watermark = self._watermark }
+  if b.async then
+    b.async = nil
+    ck:commit_finish(entry)
+  else
+    self:_take_changes(b)
+    ck:commit(N, entry, b.changes)
+  end
+  free_changes(b)
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   b:release()
   for i, s in ipairs(self._sources) do
@@ -1113,11 +1157,13 @@ function Query:_step()
     b.t[2] = clock()
     self:_execute(b)
     b.t[3] = clock()
+    self:_commit_start(b)
     self:_deliver(b)
     b.t[4] = clock()
     self:_commit(b)
     b.t[5] = clock()
   end)
+  if not ok then self:_drop_commit(b) end
   b:release()
   if not ok then error(err, 0) end
   self:_report(b)
