@@ -100,17 +100,13 @@ static uint64_t check_id(lua_State *L, int idx) {
 
 /* ----------------------------------------------------------- open/close */
 
-static void async_release(lua_State *L, l_ckpt_t *k);
+static void async_cancel(lua_State *L, l_ckpt_t *k);
 
 /* Idempotent close: __gc, __close and ck:close(); an overlapped commit
  * still in flight is cancelled (nothing of it is written). */
 static int ckpt_close(lua_State *L) {
   l_ckpt_t *k = check_ckpt(L, 1);
-  if (k->async) {
-    tide_ckpt_commit_cancel(k->async);
-    k->async = NULL;
-    async_release(L, k);
-  }
+  async_cancel(L, k);
   tide_ckpt_close(k->c);
   k->c = NULL;
   tide_buf_free(&k->scratch);
@@ -649,13 +645,16 @@ static int l_commit_finish(lua_State *L) {
   return write_result(L, rc, &err);
 }
 
+/* Cancel the overlapped commit in flight, if any. */
+static void async_cancel(lua_State *L, l_ckpt_t *k) {
+  if (!k->async) return;
+  tide_ckpt_commit_cancel(k->async);
+  k->async = NULL;
+  async_release(L, k);
+}
+
 static int l_commit_cancel(lua_State *L) {
-  l_ckpt_t *k = check_open_ckpt(L, 1);
-  if (k->async) {
-    tide_ckpt_commit_cancel(k->async);
-    k->async = NULL;
-    async_release(L, k);
-  }
+  async_cancel(L, check_open_ckpt(L, 1));
   return 0;
 }
 

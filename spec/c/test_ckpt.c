@@ -290,6 +290,14 @@ static void test_commit_overlapped(void) {
   unsigned char *keys = malloc(BIG * 8);
   char *val = malloc(VLEN);
   T_CHECK(big && keys && val);
+  if (!big || !keys || !val) {
+    free(big);
+    free(keys);
+    free(val);
+    tide_ckpt_close(c);
+    tide_buf_free(&b);
+    return;
+  }
   memset(val, 'v', VLEN);
   for (uint64_t i = 0; i < BIG; i++) {
     tide_ckpt_key_u64(keys + 8 * i, i);
