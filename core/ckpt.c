@@ -127,8 +127,9 @@ static long lock_pid(const char *dir) {
  * any other transaction is refused with -EBUSY rather than blocking on the
  * writer lock that the in-flight commit only releases when told to. */
 static int begin_raw(tide_ckpt_t *c, int write, MDB_txn **txn);
+static int async_settled(tide_ckpt_async_t *a);
 static int begin(tide_ckpt_t *c, int write, MDB_txn **txn) {
-  if (c->async) return -EBUSY;
+  if (c->async && !async_settled(c->async)) return -EBUSY;
   return begin_raw(c, write, txn);
 }
 static int begin_raw(tide_ckpt_t *c, int write, MDB_txn **txn) {
@@ -807,9 +808,10 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
  * writes the states' changes into the write transaction, then waits; the
  * caller opens the gate with the commit entry's text (put, then the
  * transaction committed: durable) or cancels (aborted: nothing written).
- * Only the thread touches the environment in between (begin refuses other
- * transactions); the caller's change arrays must stay valid until
- * finish/cancel returns. */
+ * Only the thread touches the environment in between: begin refuses other
+ * transactions while the gate is closed, and once it is open waits until
+ * the thread is done (its transaction committed or aborted). The caller's
+ * change arrays must stay valid until wait/finish/cancel returns. */
 struct tide_ckpt_async {
   tide_ckpt_t *c;
   uint64_t n, need;
@@ -820,9 +822,25 @@ struct tide_ckpt_async {
   pthread_cond_t cv;
   int gate;             /* 0 closed, 1 open (framed holds the entry), -1 cancelled */
   tide_buf_t framed;    /* the commit entry, framed; written before the gate opens */
+  int has_next;         /* also offset entry n + 1 (next_framed) in the transaction */
+  tide_buf_t next_framed;
   int rc;               /* the thread's result, read after the join */
   const tide_ckpt_change_t *where;
+  int next_failed;      /* rc is the put of offset entry n + 1's */
+  int done;             /* the thread has ended its transaction (under mu) */
 };
+
+/* 1 when a's thread is done with the environment, waiting for it when its
+ * gate is open (so its commit is durable before another transaction
+ * begins); 0 while the gate is closed (the caller would wait for itself). */
+static int async_settled(tide_ckpt_async_t *a) {
+  pthread_mutex_lock(&a->mu);
+  if (a->gate != 0)
+    while (!a->done) pthread_cond_wait(&a->cv, &a->mu);
+  int done = a->done;
+  pthread_mutex_unlock(&a->mu);
+  return done;
+}
 
 /* Wait until the gate opens or the commit is cancelled; returns the gate. */
 static int async_gate(tide_ckpt_async_t *a) {
@@ -839,6 +857,7 @@ static void *async_main(void *arg) {
   int rc;
   for (int tries = 0;; tries++) {
     MDB_txn *txn = NULL;
+    a->next_failed = 0;
     if ((rc = grow_for(c, a->need + LOG_HDR)) == 0) rc = states_txn(c, a->n, a->changes, a->nchanges, &txn, &a->where);
     if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double(c)) == 0) continue;
     /* the gate: nothing of batch n is durable before the caller says so */
@@ -848,10 +867,26 @@ static void *async_main(void *arg) {
       break;
     }
     if (rc) break;
+    if (a->has_next) { /* offset entry n + 1, in the same transaction (never there before: see ckpt.h) */
+      unsigned char key[8];
+      tide_ckpt_key_u64(key, a->n + 1);
+      MDB_val k = {8, key}, v = {a->next_framed.len, a->next_framed.data};
+      if ((rc = mdb_put(txn, c->dbi[DB_OFFSETS], &k, &v, MDB_NOOVERWRITE))) {
+        mdb_txn_abort(txn);
+        a->next_failed = 1;
+        if (rc == MDB_KEYEXIST) rc = TIDE_EEXIST;
+        if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double(c)) == 0) continue;
+        break;
+      }
+    }
     rc = entry_commit(c, txn, a->n, a->framed.data, a->framed.len);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
   }
   a->rc = rc;
+  pthread_mutex_lock(&a->mu);
+  a->done = 1;
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
   return NULL;
 }
 
@@ -882,40 +917,72 @@ int tide_ckpt_commit_start(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t 
   return 0;
 }
 
-/* Open or cancel the gate (gate 1 or -1), join the thread, free a; returns
- * the thread's result. */
-static int async_end(tide_ckpt_async_t *a, int gate, const tide_ckpt_change_t **where) {
+/* Open or cancel the gate (1 or -1). */
+static void async_gate_set(tide_ckpt_async_t *a, int gate) {
   pthread_mutex_lock(&a->mu);
   a->gate = gate;
-  pthread_cond_signal(&a->cv);
+  pthread_cond_broadcast(&a->cv);
   pthread_mutex_unlock(&a->mu);
+}
+
+/* Join the thread, free a; returns the thread's result (*where, *next_failed
+ * say what failed). */
+static int async_join(tide_ckpt_async_t *a, const tide_ckpt_change_t **where, int *next_failed) {
   pthread_join(a->thread, NULL);
   a->c->async = NULL;
   int rc = a->rc;
   *where = a->where;
+  *next_failed = a->next_failed;
   tide_buf_free(&a->framed);
+  tide_buf_free(&a->next_framed);
   pthread_cond_destroy(&a->cv);
   pthread_mutex_destroy(&a->mu);
   free(a);
   return rc;
 }
 
-int tide_ckpt_commit_finish(tide_ckpt_async_t *a, const void *text, size_t len, tide_err_t *err) {
+int tide_ckpt_commit_open(tide_ckpt_async_t *a, const void *text, size_t len, const void *next, size_t next_len,
+                          tide_err_t *err) {
+  int rc = log_frame(&a->framed, text, len);
+  if (!rc && next) rc = log_frame(&a->next_framed, next, next_len);
+  if (rc) {
+    tide_ckpt_t *c = a->c;
+    const tide_ckpt_change_t *where;
+    int nf;
+    async_gate_set(a, -1);
+    async_join(a, &where, &nf);
+    return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
+  }
+  a->has_next = next != NULL;
+  async_gate_set(a, 1);
+  return 0;
+}
+
+int tide_ckpt_commit_wait(tide_ckpt_async_t *a, tide_err_t *err) {
   tide_ckpt_t *c = a->c;
   uint64_t n = a->n;
   const tide_ckpt_change_t *where;
-  int rc = log_frame(&a->framed, text, len);
-  if (rc) {
-    async_end(a, -1, &where);
-    return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
+  int next_failed;
+  int rc = async_join(a, &where, &next_failed);
+  if (rc && next_failed) {
+    rc = tide_err_lmdb(rc, c->dir);
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: offset log %llu: %s", c->dir, (unsigned long long)n,
+                        (unsigned long long)n + 1, rc == TIDE_EEXIST ? "exists already" : tide_strerror(rc));
   }
-  rc = async_end(a, 1, &where);
   return commit_error(c, n, rc, where, err);
+}
+
+int tide_ckpt_commit_finish(tide_ckpt_async_t *a, const void *text, size_t len, tide_err_t *err) {
+  int rc = tide_ckpt_commit_open(a, text, len, NULL, 0, err);
+  return rc ? rc : tide_ckpt_commit_wait(a, err);
 }
 
 void tide_ckpt_commit_cancel(tide_ckpt_async_t *a) {
   const tide_ckpt_change_t *where;
-  if (a) async_end(a, -1, &where);
+  int nf;
+  if (!a) return;
+  async_gate_set(a, -1); /* no effect once the gate is open: then the commit completes */
+  async_join(a, &where, &nf);
 }
 
 /* Delete the keys < before of one log; adds to *removed. */

@@ -9,6 +9,7 @@
  *   ck:offsets(n), ck:commit_entry(n) -> text | nil
  *   ck:write_offsets(n, text) -> true       ck:commit(n, text [, changes]) -> true
  *   ck:commit_start(n [, changes]) -> true  ck:commit_finish(text) -> true
+ *   ck:commit_open(text [, next]) -> true   ck:commit_wait() -> true
  *   ck:commit_cancel()   (the same commit overlapped: see l_commit_start)
  *   ck:purge(before) -> number of entries removed
  *   ck:state(name) -> iterator of key, value in key order
@@ -59,6 +60,7 @@ typedef struct {
   tide_ckpt_async_t *async; /* an overlapped commit in flight (ck:commit_start), or NULL */
   tide_ckpt_change_t *ops;  /* its changes (malloc'd) */
   int ref;                  /* its change table in the registry, or LUA_NOREF */
+  int open;                 /* its gate is open (ck:commit_open) */
 } l_ckpt_t;
 
 typedef struct {
@@ -637,7 +639,8 @@ static int l_commit_finish(lua_State *L) {
   l_ckpt_t *k = check_open_ckpt(L, 1);
   size_t len;
   const char *text = luaL_checklstring(L, 2, &len);
-  if (!k->async) return luaL_error(L, "checkpoint %s: commit_finish: no commit in flight", tide_ckpt_dir(k->c));
+  if (!k->async || k->open)
+    return luaL_error(L, "checkpoint %s: commit_finish: no commit in flight at its gate", tide_ckpt_dir(k->c));
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_commit_finish(k->async, text, len, &err);
   k->async = NULL;
@@ -648,9 +651,43 @@ static int l_commit_finish(lua_State *L) {
 /* Cancel the overlapped commit in flight, if any. */
 static void async_cancel(lua_State *L, l_ckpt_t *k) {
   if (!k->async) return;
-  tide_ckpt_commit_cancel(k->async);
+  tide_ckpt_commit_cancel(k->async); /* open already: waits for it */
   k->async = NULL;
+  k->open = 0;
   async_release(L, k);
+}
+
+/* ck:commit_open(text [, next_offsets]) -> true: the gate opened, the
+ * commit under way (with offset entry n + 1 when next_offsets is given);
+ * ck:commit_wait() -> true when it is durable (raising what failed). */
+static int l_commit_open(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  size_t len, nlen = 0;
+  const char *text = luaL_checklstring(L, 2, &len);
+  const char *next = luaL_optlstring(L, 3, NULL, &nlen);
+  if (!k->async) return luaL_error(L, "checkpoint %s: commit_open: no commit in flight", tide_ckpt_dir(k->c));
+  if (k->open) return luaL_error(L, "checkpoint %s: commit_open: the commit is open already", tide_ckpt_dir(k->c));
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_open(k->async, text, len, next, nlen, &err);
+  if (rc) {
+    k->async = NULL; /* cancelled and freed */
+    async_release(L, k);
+  } else {
+    k->open = 1;
+  }
+  return write_result(L, rc, &err);
+}
+
+static int l_commit_wait(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  if (!k->async || !k->open)
+    return luaL_error(L, "checkpoint %s: commit_wait: no open commit in flight", tide_ckpt_dir(k->c));
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_wait(k->async, &err);
+  k->async = NULL;
+  k->open = 0;
+  async_release(L, k);
+  return write_result(L, rc, &err);
 }
 
 static int l_commit_cancel(lua_State *L) {
@@ -747,6 +784,8 @@ static const luaL_Reg ckpt_methods[] = {
     {"commit", l_commit},
     {"commit_start", l_commit_start},
     {"commit_finish", l_commit_finish},
+    {"commit_open", l_commit_open},
+    {"commit_wait", l_commit_wait},
     {"commit_cancel", l_commit_cancel},
     {"state", l_state},
     {"purge", l_purge},
