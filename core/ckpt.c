@@ -171,7 +171,7 @@ static int state_dbi(MDB_txn *txn, const char *name, size_t len, int create, MDB
 /* Make the map large enough for a write of about `need` bytes: at least
  * twice what is in use, and room for the write twice over (a put can copy
  * whole pages). No transaction of this process may be open. */
-static int grow_for(tide_ckpt_t *c, uint64_t need) {
+static int grow_for_raw(tide_ckpt_t *c, uint64_t need) {
   MDB_envinfo info;
   MDB_stat st;
   int rc = mdb_env_info(c->env, &info);
@@ -187,10 +187,22 @@ static int grow_for(tide_ckpt_t *c, uint64_t need) {
 }
 
 /* Double the map after MDB_MAP_FULL. */
-static int grow_double(tide_ckpt_t *c) {
+static int grow_double_raw(tide_ckpt_t *c) {
   MDB_envinfo info;
   int rc = mdb_env_info(c->env, &info);
   return rc ? rc : mdb_env_set_mapsize(c->env, info.me_mapsize * 2);
+}
+
+/* The same outside an overlapped commit's thread: LMDB resizes a map only
+ * with no transaction open in the process, so they wait for the commit in
+ * flight (refused while its gate is closed), as begin does. */
+static int grow_for(tide_ckpt_t *c, uint64_t need) {
+  if (c->async && !async_settled(c->async)) return -EBUSY;
+  return grow_for_raw(c, need);
+}
+static int grow_double(tide_ckpt_t *c) {
+  if (c->async && !async_settled(c->async)) return -EBUSY;
+  return grow_double_raw(c);
 }
 
 static int check_writable(tide_ckpt_t *c, const char *what, tide_err_t *err) {
@@ -858,8 +870,8 @@ static void *async_main(void *arg) {
   for (int tries = 0;; tries++) {
     MDB_txn *txn = NULL;
     a->next_failed = 0;
-    if ((rc = grow_for(c, a->need + LOG_HDR)) == 0) rc = states_txn(c, a->n, a->changes, a->nchanges, &txn, &a->where);
-    if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double(c)) == 0) continue;
+    if ((rc = grow_for_raw(c, a->need + LOG_HDR)) == 0) rc = states_txn(c, a->n, a->changes, a->nchanges, &txn, &a->where);
+    if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double_raw(c)) == 0) continue;
     /* the gate: nothing of batch n is durable before the caller says so */
     if (async_gate(a) < 0) {
       if (!rc) mdb_txn_abort(txn);
@@ -875,12 +887,12 @@ static void *async_main(void *arg) {
         mdb_txn_abort(txn);
         a->next_failed = 1;
         if (rc == MDB_KEYEXIST) rc = TIDE_EEXIST;
-        if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double(c)) == 0) continue;
+        if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double_raw(c)) == 0) continue;
         break;
       }
     }
     rc = entry_commit(c, txn, a->n, a->framed.data, a->framed.len);
-    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double_raw(c))) break;
   }
   a->rc = rc;
   pthread_mutex_lock(&a->mu);
@@ -1279,6 +1291,7 @@ int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide
  * that of MDB_FIXEDMAP only): the process's maps do, by the file's
  * canonical path. */
 void tide_ckpt_release_pages(tide_ckpt_t *c) {
+  if (c->async && !async_settled(c->async)) return; /* advice only: not while a commit reads the map */
   char *data = path_join(c->dir, "data.mdb"), *real = data ? realpath(data, NULL) : NULL;
   FILE *f = real ? fopen("/proc/self/maps", "re") : NULL;
   char line[4352];

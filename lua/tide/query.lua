@@ -1077,29 +1077,27 @@ function Query:_commit(b)
   local ck, N, batch_wm = self._ck, b.id, b.watermark
   if batch_wm then self:_advance_watermark(b.stats) end
   local entry = json { v = 1, batch_id = N, next_watermark = self._watermark }
-  local no_data_due = false
-  if batch_wm and self._opts.no_data_batches and self._watermark > batch_wm then
-    for _, op in ipairs(self._ops) do
-      if op.node.due(self._mode) then no_data_due = true end
-    end
-  end
   if b.async and self:_may_plan_ahead(b) then
-    -- the operators' change tracking restarts now: batch N+1 runs before
-    -- N's commit is done (its changes were taken, b.changes)
-    for _, op in ipairs(self._ops) do op.state.clear_changes() end
     self._next, self._pending = N + 1, nil
     if batch_wm then self._late_watermark = batch_wm end
-    self._no_data_due = self._no_data_due or no_data_due
+    -- only a batch with new data (or a timeout due) is planned here: a
+    -- no-data batch depends on the operators' state (node.due), which
+    -- may be read from the checkpoint only once this commit is done
     local nxt = self:_plan_entry(N + 1, b.ends, true)
     b.async = nil
     ck:commit_open(entry, nxt and json(nxt) or nil)
     self._inflight = b
     b.gate = clock()
     b:release() -- the commit's thread holds only b.changes
-    if nxt then
-      self._pending = nxt
-      self._no_data_due = false
-    end
+    -- the operators' change tracking restarts now, as N+1 runs before N's
+    -- commit is done (N's changes were taken: b.changes); an operator
+    -- that reads the checkpoint from here on (state_memory_limit) waits
+    -- for that commit first (core/ckpt.h)
+    for _, op in ipairs(self._ops) do op.state.clear_changes() end
+    if nxt then self._pending = nxt else self:_note_due(batch_wm) end
+    -- the report's figures as of now; its commit time is known at the join
+    b.t[5] = b.gate
+    b.progress = self:_make_progress(b)
     return
   end
   if b.async then
@@ -1112,9 +1110,21 @@ function Query:_commit(b)
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
   self._pending = nil
   self._next = N + 1
-  if batch_wm then self._late_watermark = batch_wm end
-  self._no_data_due = self._no_data_due or no_data_due
+  if batch_wm then
+    self._late_watermark = batch_wm
+    self:_note_due(batch_wm)
+  end
   self:_committed(b)
+end
+
+-- After a batch that ran with watermark batch_wm: a no-data batch is due
+-- when the watermark moved and an operator has output or eviction due.
+function Query:_note_due(batch_wm)
+  if batch_wm and self._opts.no_data_batches and self._watermark > batch_wm then
+    for _, op in ipairs(self._ops) do
+      if op.node.due(self._mode) then self._no_data_due = true end
+    end
+  end
 end
 
 -- After batch b's commit is durable: its change sets freed, its batches
@@ -1145,14 +1155,23 @@ function Query:_commit_join()
     free_changes(b)
     error(format("batch %d: %s", b.id, util.strip_position(err)), 0)
   end
-  b.t[5] = b.gate + (clock() - t)
+  local wait = clock() - t
   self:_committed(b)
-  self:_report(b)
+  local d, p = b.progress.duration_ms, b.progress
+  d.commit = math.floor((b.gate - b.t[4] + wait) * 1000 + 0.5) / 1000
+  d.total = math.floor((b.gate + wait - b.t[0]) * 1000 + 0.5) / 1000
+  p.processed_rows_per_second = d.total > 0 and p.num_input_rows / d.total * 1000 or 0
+  self:_emit(p)
 end
 
 -- The progress report of a committed batch, to recent_progress and the
 -- listeners.
 function Query:_report(b)
+  self:_emit(self:_make_progress(b))
+end
+
+-- The progress report of batch b (its figures as of now).
+function Query:_make_progress(b)
   local t = b.t
   local t0, t5 = t[0], t[5]
   local since = self._last_trigger and (t0 - self._last_trigger) or (t5 - t0)
@@ -1204,6 +1223,11 @@ function Query:_report(b)
     event_time = event_time,
     state_operators = ops, sources = srcs, sink = { description = self._sink.description or self._sink_name },
   }
+  return p
+end
+
+-- Hand report p to recent_progress and the listeners.
+function Query:_emit(p)
   local list = self._progress
   list[#list + 1] = p
   if #list > KEEP_PROGRESS then table.remove(list, 1) end
@@ -1263,11 +1287,13 @@ function Query:_step()
     if self._inflight ~= b then b.t[5] = clock() end
   end)
   if not ok then
-    -- a batch before still in flight is finished first (as if this one
-    -- had failed after it); its own failure comes first
-    if self._inflight and self._inflight ~= b then
+    -- a commit in flight is finished first: the batch before's (as if
+    -- this one had failed after it; its own failure is the one raised),
+    -- or this one's, when what failed came after its gate opened
+    local inflight = self._inflight
+    if inflight then
       local jok, jerr = pcall(self._commit_join, self)
-      if not jok then err = jerr end
+      if not jok and inflight ~= b then err = jerr end
     end
     self:_drop_commit(b)
   end
