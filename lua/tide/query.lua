@@ -15,6 +15,13 @@
 --   6. commit: the changed state, commit-log entry N and the next watermark
 --      in ONE LMDB transaction; then tell the sources commit(end).
 --
+-- With workers > 1 a stateful batch's commit is overlapped (Query:_commit
+-- and _commit_start): its transaction is filled on a thread while the
+-- sink runs, and where the next batch would start at once (trigger 0 or
+-- available_now, replayable sources) batch N+1's offset entry goes into
+-- commit N's transaction, which completes while N+1 is fetched and
+-- executed; the order in which things become durable is the one above.
+--
 -- On start, an offset entry without its commit entry is re-run with exactly
 -- its logged offsets and timestamp, on the state as of N-1 (the state store
 -- only ever holds committed batches); a committed N continues at N+1. So a
@@ -1087,7 +1094,6 @@ function Query:_commit(b)
     b.async = nil
     ck:commit_open(entry, nxt and json(nxt) or nil)
     self._inflight = b
-    b.gate = clock()
     b:release() -- the commit's thread holds only b.changes
     -- the operators' change tracking restarts now, as N+1 runs before N's
     -- commit is done (N's changes were taken: b.changes); an operator
@@ -1096,8 +1102,9 @@ function Query:_commit(b)
     for _, op in ipairs(self._ops) do op.state.clear_changes() end
     if nxt then self._pending = nxt else self:_note_due(batch_wm) end
     -- the report's figures as of now; its commit time is known at the join
-    b.t[5] = b.gate
+    b.t[5] = clock()
     b.progress = self:_make_progress(b)
+    b.gate = clock()
     return
   end
   if b.async then

@@ -239,7 +239,9 @@ static int child_sees_no_commit(const char *d) {
 /* The overlapped commit (tide_ckpt_commit_start/finish/cancel): nothing of
  * it is visible or durable before the gate opens; meanwhile other calls
  * are refused, not blocked; finish writes the states and the entry
- * together; cancel, a failure and a close in flight write nothing; a
+ * together (with the next offset entry when opened with one; a read
+ * after the gate waits for it); cancel, a failure and a close in flight
+ * write nothing; a
  * state larger than the map grows it from the commit's thread. */
 static void test_commit_overlapped(void) {
   char d[512];
@@ -310,14 +312,35 @@ static void test_commit_overlapped(void) {
   T_EQ_INT(scan_all(c, "s", 10, &b), 2);
   T_CHECK(buf_is(&b, "c"));
 
-  /* closed in flight: cancelled, nothing of batch 2 after a reopen */
+  /* open with the next batch's offsets: a read meanwhile waits for the
+   * commit, then sees commit 2 and offset entry 3 together */
   T_EQ_INT(tide_ckpt_write_offsets(c, 2, "o2", 2, &err), 0);
   T_EQ_INT(tide_ckpt_commit_start(c, 2, &ch, 1, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_open(a, "c2", 2, "o3", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0); /* waited for the commit */
+  T_EQ_INT(lo, 3);
+  T_EQ_INT(lc, 2);
+  T_EQ_INT(tide_ckpt_commit(c, 3, "c3", 2, NULL, 0, &err), -EBUSY); /* until commit_wait */
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), 0);
+  T_EQ_INT(tide_ckpt_offsets_get(c, 3, &b, &err), 0);
+  T_CHECK(buf_is(&b, "o3"));
+  /* an offset entry n + 1 already there: the commit fails whole */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 4, "o4", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 3, &ch1, 1, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_open(a, "c3", 2, "o4", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), TIDE_EEXIST);
+  T_CHECK(strstr(err.msg, "commit 3: offset log 4: exists already") != NULL);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lc, 2);
+
+  /* closed in flight: cancelled, nothing of batch 5 after a reopen */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 5, "o5", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 5, &ch, 1, &a, &err), 0);
   tide_ckpt_close(c);
   c = open_ok(d, 0);
   T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
-  T_EQ_INT(lo, 2);
-  T_EQ_INT(lc, 1);
+  T_EQ_INT(lo, 5);
+  T_EQ_INT(lc, 2);
   tide_ckpt_close(c);
   free(big);
   free(keys);
