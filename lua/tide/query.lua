@@ -20,7 +20,8 @@
 -- sink runs, and where the next batch would start at once (trigger 0 or
 -- available_now, replayable sources) batch N+1's offset entry goes into
 -- commit N's transaction, which completes while N+1 is fetched and
--- executed; the order in which things become durable is the one above.
+-- executed (fetched only when no source writes in get_batch: pure_fetch);
+-- the order in which things become durable is the one above.
 --
 -- On start, an offset entry without its commit entry is re-run with exactly
 -- its logged offsets and timestamp, on the state as of N-1 (the state store
@@ -1055,9 +1056,12 @@ function Query:_may_plan_ahead(b)
   if not b.async or self._stop_requested then return false end
   local t = self._trigger
   if not (t.kind == "available_now" or (t.kind == "interval" and t.ms == 0)) then return false end
+  local pure = true
   for _, s in ipairs(self._sources) do
     if not s.inst.replayable then return false end
+    pure = pure and s.inst.pure_fetch == true
   end
+  self._pure_fetch = pure
   return #self._sources > 0
 end
 
@@ -1069,14 +1073,16 @@ end
 -- The pipeline (workers > 1, Query:_may_plan_ahead): batch N+1's offsets
 -- are planned now, from N's ends, and its offset entry is put into N's
 -- commit transaction; the gate opens and the commit completes on its
--- thread while the loop thread already fetches and executes N+1 (which
--- writes nothing durable), and waits for it (Query:_commit_join) before
--- it delivers N+1 to the sink. What is durable, in order, is what the
+-- thread while the loop thread already fetches (when no source writes in
+-- get_batch: pure_fetch; else it waits for the commit first) and executes
+-- N+1 (which writes nothing durable), and waits for it
+-- (Query:_commit_join) before it delivers N+1 to the sink. What is durable, in order, is what the
 -- protocol has without it: offset entry N+1 is durable together with
 -- commit N, so never before it (recovery's rule that an offset entry
 -- without a commit re-runs on the state of the commit before holds: a
 -- crash leaves either both or neither), and before N+1 runs anything with
--- an effect; the sink's N+1 comes after both; sources learn N's end and
+-- an effect (dead letters of get_batch, the sink); the sink's N+1 comes
+-- after both; sources learn N's end and
 -- the progress of N is reported once N is durable. A crash at any point is
 -- one the protocol already recovers from: after offset N+1 was written
 -- (re-run N+1), or before commit N (re-run N).
@@ -1276,6 +1282,13 @@ function Query:_step()
   if not b then return false end
   b.t[0], b.t[1] = t0, clock()
   local ok, err = pcall(function()
+    -- a source whose get_batch writes (dead letters, idempotent per batch
+    -- id) needs this batch's offset entry durable first: it is in the
+    -- commit in flight
+    if self._inflight and not self._pure_fetch then
+      self:_commit_join()
+      b.t[0], b.t[1] = clock(), clock()
+    end
     self:_fetch(b)
     b.t[2] = clock()
     self:_execute(b)
