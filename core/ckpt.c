@@ -1291,7 +1291,9 @@ int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide
  * that of MDB_FIXEDMAP only): the process's maps do, by the file's
  * canonical path. */
 void tide_ckpt_release_pages(tide_ckpt_t *c) {
-  if (c->async && !async_settled(c->async)) return; /* advice only: not while a commit reads the map */
+  /* advice only: skipped (not waited for) while an overlapped commit is
+   * in flight, whose thread reads the map; the next call drops them */
+  if (c->async) return;
   char *data = path_join(c->dir, "data.mdb"), *real = data ? realpath(data, NULL) : NULL;
   FILE *f = real ? fopen("/proc/self/maps", "re") : NULL;
   char line[4352];
