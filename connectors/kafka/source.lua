@@ -628,6 +628,8 @@ M.sources.kafka = {
     end
     local self = setmetatable({
       description = description, replayable = true,
+      -- get_batch writes nothing durable but dead letters (connectors/README.md)
+      pure_fetch = o.bad_records ~= "dead_letter",
       _reader = reader, _subscribe = o.subscribe and split_list(o.subscribe), _pattern = o.subscribe_pattern,
       _assign = assign, _starting = o.starting_offsets or (ts == nil and "latest" or nil), _timestamp = ts,
       _limit = o.max_offsets_per_trigger,
