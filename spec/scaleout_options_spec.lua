@@ -71,9 +71,13 @@ describe("scale-out: options refused under application_id", function()
   end)
 
   it("refuses a stateful operator the runtime does not run, naming it", function()
-    local sess = kafka():with_watermark("ts", "2 seconds")
-      :group_by(tide.session_window("ts", "5 seconds"), "kafka_key"):agg{ "count(*) AS n" }
-    refused(sess, "kafka", sink, "is not supported under application_id (aggregations and dedup are)")
+    -- a stream-stream join (of one topic with itself: one source)
+    local s = kafka():with_watermark("ts", "2 seconds")
+    local joined = s:join(s:select("kafka_key AS k2", "ts AS ts2"), "kafka_key = k2 AND ts2 BETWEEN ts AND ts + " ..
+      "interval 1 minute")
+    refused(joined, "kafka", sink, "StreamingSymmetricHashJoin inner [kafka_key = k2 AND ts2 BETWEEN ts AND ts + " ..
+      "interval 1 minute] is not supported under application_id (aggregations, dedup, session windows and process " ..
+      "are)")
   end)
 
   it("tide run: --state-dir needs --application-id; a bad id is a usage error", function()

@@ -87,6 +87,14 @@ local REFUSED_SINK = {
   progress_topic = "the progress is the group's committed offsets",
 }
 
+-- The stateful operators a task runs (node.stateful): their state is
+-- restored from records and gives its changes as records (tide.query's
+-- operator interface), which is all a task needs to keep it in its cache
+-- and changelog. A stream-stream join is refused: its two sides would
+-- have to be read by one task (co-partitioned topics, one sub-topology
+-- reading two).
+local RUNS = { aggregate = true, dedup = true, session = true, process = true }
+
 -- Refuse what the runtime does not do, with the reason and what is allowed.
 local function refuse(what, app, msg)
   error(format("%s: application_id '%s': %s", what, app, msg), 0)
@@ -303,6 +311,30 @@ function App:_advance(t, stats)
   t.wm = exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, t.wm)
 end
 
+-- A processing-time timeout of task t has passed (process() with
+-- timeout = "processing": node.due_at): the task runs a cycle without
+-- input, as tide.query runs a no-data batch for it.
+local function timed_out(t)
+  local now = core.time_now()
+  for j, s in ipairs(t.sub.stateful) do
+    local at = s.node.due_at and s.node.due_at(t.states[j])
+    if at and at < now then return true end
+  end
+  return false
+end
+
+-- The changes of state st since its last clear_changes as a change set
+-- (core.state_changes): aggregations, dedup and session windows make
+-- theirs in C; process() gives puts {{key, blob}...} and dels {key...}.
+local function change_set(st)
+  local puts, dels = st.take_changes()
+  if dels == nil then return puts end
+  local cs = core.state_changes()
+  for _, key in ipairs(dels) do cs:del(key) end
+  for _, kv in ipairs(puts) do cs:put(kv[1], kv[2]) end
+  return cs
+end
+
 local function close_all(list)
   for _, b in ipairs(list or {}) do b:close() end
 end
@@ -345,7 +377,7 @@ function App:_cycle()
         local stop = math.max(t.next, ends[i])
         if self._limit then stop = math.min(stop, t.next + self._limit) end
         t.lag = math.max(0, ends[i] - stop)
-        if stop > t.next or t.no_data_due then work[#work + 1] = { t = t, stop = stop } end
+        if stop > t.next or t.no_data_due or timed_out(t) then work[#work + 1] = { t = t, stop = stop } end
       end
     end
   end
@@ -436,7 +468,7 @@ function App:_cycle()
       end
       w.changes = {}
       for j, s in ipairs(sub.stateful) do
-        local cs = t.states[j].take_changes()
+        local cs = change_set(t.states[j])
         w.changes[s.name] = cs
         changes[#changes + 1] = cs
         for _, op in ipairs(cs:ops()) do
@@ -730,8 +762,9 @@ function M.start(f, sink, opts, what, level, H)
         "both): source bootstrap '%s', sink bootstrap '%s'", tostring(so_.bootstrap), tostring(so.bootstrap)))
     end
     for _, n in ipairs(stateful) do
-      if n.stateful ~= "aggregate" and n.stateful ~= "dedup" then
-        refuse(what, app, format("%s is not supported under application_id (aggregations and dedup are)", n.label))
+      if not RUNS[n.stateful] then
+        refuse(what, app, format("%s is not supported under application_id (aggregations, dedup, session windows " ..
+          "and process are)", n.label))
       end
     end
   end)
@@ -798,7 +831,7 @@ function M.start(f, sink, opts, what, level, H)
       end
       for j, k in ipairs(sub.stateful) do
         local node = stateful[k]
-        entry.stateful[j] = { k = k, node = node, name = (node.stateful == "dedup" and "dedup" or "agg") .. k,
+        entry.stateful[j] = { k = k, node = node, name = topology.state_name(node, k),
           changelog = topo.changelogs[k] }
         create[#create + 1] = { topo.changelogs[k], counts.tasks[sub.id], true }
       end
