@@ -42,8 +42,11 @@
 -- What runs under application_id (anything else is refused at
 -- write_stream, with the reason): one Kafka input topic read with
 -- `subscribe`, the Kafka sink with exactly_once, stateful operators
--- (aggregations, dedup) keyed by the Kafka message key, so that the rows
--- of one group are all in one partition: one task sees them all.
+-- (aggregations, dedup, session windows, process) grouped by the Kafka
+-- message key, or repartitioned by their keys first (tide.topology), so
+-- that the rows of one group are all in one task. A process() task whose
+-- processing-time timeout is due runs a cycle without input; event-time
+-- timers and session ends follow the task's watermark.
 --
 -- @module tide.scaleout
 
