@@ -58,6 +58,13 @@ local function fail(msg) error("topology: " .. msg, 0) end
 -- "a, b" -> { "a", "b" }, as the Kafka source reads its option 'subscribe'
 local split_list = require("tide.connectors.kafka.source").split_list
 
+--- The topics a streaming source node reads: a Kafka source's
+-- `subscribe` list, or a repartition source's topic.
+function M.topics_of(n)
+  if n.stream.kind == "repartition" then return { n.stream.topic } end
+  return split_list(n.stream.opts.subscribe)
+end
+
 local function children(n)
   if n.inputs then return n.inputs end
   return { n.input, n.right }
@@ -326,7 +333,7 @@ function M.split(root, application_id)
     sub.sources, sub.inputs, sub.stateful, sub.watermark = {}, {}, {}, "marks"
     plan.walk(sub.root, function(n)
       if n.stream then
-        local topics = n.stream.kind == "repartition" and { n.stream.topic } or split_list(n.stream.opts.subscribe)
+        local topics = M.topics_of(n)
         sub.inputs[#sub.inputs + 1] = { kind = n.stream.kind, topics = topics, topic = topics[1], node = n }
         for _, t in ipairs(topics) do
           if owner[t] and owner[t] ~= sub then
