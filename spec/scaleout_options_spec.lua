@@ -73,9 +73,10 @@ describe("scale-out: options refused under application_id", function()
   end)
 
   it("refuses order_by and limit on a stream, saying why", function()
-    refused(windowed(kafka()):order_by("n"), "kafka", with { mode = "complete" }, "application_id 'app': order_by on a stream cannot run " ..
-      "under an application_id: each task holds only the groups of its own partitions")
-    refused(windowed(kafka()):limit(3), "kafka", with { mode = "complete" }, "application_id 'app': limit on a stream cannot run " ..
+    local complete = with { mode = "complete" }
+    refused(windowed(kafka()):order_by("n"), "kafka", complete, "application_id 'app': order_by on a stream cannot " ..
+      "run under an application_id: each task holds only the groups of its own partitions")
+    refused(windowed(kafka()):limit(3), "kafka", complete, "application_id 'app': limit on a stream cannot run " ..
       "under an application_id")
   end)
 
