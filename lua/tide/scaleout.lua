@@ -39,11 +39,19 @@
 -- its tasks now"; another failed transaction is aborted, and every task
 -- starts again from what is committed.
 --
+-- A stateful operator whose groups are not within one input partition
+-- (its grouping keys are not the Kafka message key) gets a sub-topology of
+-- its own (tide.topology.split): the tasks "0_p" before it write their
+-- output rows, in the same transaction, to the internal topic
+-- `<application_id>-<op>-repartition` in the partition of each row's
+-- grouping key (packed as row blocks, docs/FORMAT.md), with watermark
+-- markers; its tasks "1_p" read partition p of that topic after their
+-- committed offset, as a task reads its input.
+--
 -- What runs under application_id (anything else is refused at
 -- write_stream, with the reason): one Kafka input topic read with
--- `subscribe`, the Kafka sink with exactly_once, stateful operators
--- (aggregations, dedup) keyed by the Kafka message key, so that the rows
--- of one group are all in one partition: one task sees them all.
+-- `subscribe`, the Kafka sink with exactly_once, and the stateful
+-- operators and sub-topologies that M.start accepts (see its checks).
 --
 -- @module tide.scaleout
 
@@ -64,6 +72,11 @@ local POLL_MS = 100       -- idle: how often the group and the input are looked 
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 local META_KEY = "tide:task" -- the task's watermark record in its first changelog (state keys are 8 bytes)
 local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
+-- A repartition message packs the rows of one cycle for one partition up to
+-- this many bytes (binary, before base64; under librdkafka's 1 MB
+-- message.max.bytes): the producer, the broker and the consumer then pay
+-- their per-message costs per block, not per row (docs/FORMAT.md).
+local BLOCK_BYTES = 256 * 1024
 
 -- ------------------------------------------------------------------------
 -- Options
@@ -307,6 +320,28 @@ local function close_all(list)
   for _, b in ipairs(list or {}) do b:close() end
 end
 
+-- Queue a task's output rows to its sub-topology's repartition topic as row
+-- blocks (writer: tide.topology's, for its topic, key and partition count).
+local function write_blocks(writer, ks, batches, p)
+  for _, b in ipairs(batches) do
+    if b:nrows() > 0 then
+      local kb, msg
+      if #writer.key_exprs > 0 then
+        kb, msg = core.project(b, writer.key_exprs, writer.key_schema)
+        if not kb then error(format("repartition topic %s: the key: %s", writer.topic, msg), 0) end
+      end
+      local mb
+      mb, msg = core.repart_encode_blocks(b, kb, writer.partitions, BLOCK_BYTES)
+      if kb then kb:close() end
+      if not mb then error(format("repartition topic %s: %s", writer.topic, msg), 0) end
+      local n
+      n, msg = ks:produce(mb, writer.map)
+      mb:close()
+      if not n then error(format("repartition topic %s: task partition %d: %s", writer.topic, p, msg), 0) end
+    end
+  end
+end
+
 -- One cycle; true when a transaction ran.
 function App:_cycle()
   local t0 = clock()
@@ -424,7 +459,7 @@ function App:_cycle()
       local t = w.t
       local sub = t.sub
       if sub.writer then
-        sub.writer:write(w.outputs, t.partition)
+        write_blocks(sub.writer, ks, w.outputs, t.partition)
       else
         kafka_sink.produce_all(ks, w.outputs, self._map, self._key)
       end
