@@ -374,13 +374,22 @@ function App:_cycle()
   for _, sub in ipairs(self._subs) do
     local g = by_sub[sub]
     if g then
-      local ends, msg = sub.source._reader:offsets(g.list, "latest")
+      local reader = sub.source._reader
+      local ends, msg = reader:offsets(g.list, "latest")
       if not ends then error(format("%s: offsets: %s", sub.source.description, tostring(msg)), 0) end
+      local ranges = {}
       for i, t in ipairs(g.tasks) do
         local stop = math.max(t.next, ends[i])
         if self._limit then stop = math.min(stop, t.next + self._limit) end
         t.lag = math.max(0, ends[i] - stop)
         if stop > t.next or t.no_data_due then work[#work + 1] = { t = t, stop = stop } end
+        if stop > t.next then ranges[#ranges + 1] = { t.topic, t.partition, t.next, stop } end
+      end
+      -- every task's partition fetches from now on, while the tasks before
+      -- it run (a task's read would otherwise start its fetching cold)
+      if #ranges > 0 then
+        local okp, pmsg = reader:prefetch(ranges)
+        if not okp then error(format("%s: prefetch: %s", sub.source.description, tostring(pmsg)), 0) end
       end
     end
   end
@@ -474,10 +483,8 @@ function App:_cycle()
         local cs = t.states[j].take_changes()
         w.changes[s.name] = cs
         changes[#changes + 1] = cs
-        for _, op in ipairs(cs:ops()) do
-          local okp, pmsg = ks:produce_raw(s.changelog, t.partition, op[2], op[3])
-          if not okp then error(pmsg, 0) end
-        end
+        local okp, pmsg = ks:produce_changes(s.changelog, t.partition, cs)
+        if not okp then error(pmsg, 0) end
       end
       local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm or t.reader)
       if moved and #sub.stateful > 0 then
