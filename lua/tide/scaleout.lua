@@ -6,7 +6,7 @@
 --
 -- Every process started with the same application_id joins the Kafka
 -- consumer group named after it (core.kafka_group: cooperative-sticky,
--- events polled between cycles). Each partition p of the input topic is a
+-- events polled between cycles). Each partition p of the input topics is a
 -- task "0_p" with its own plan instance (tide.exec), its own state, its own
 -- event time and watermark; the group decides which process runs which
 -- task, and moves tasks when a process joins, leaves or stops answering.
@@ -39,14 +39,26 @@
 -- its tasks now"; another failed transaction is aborted, and every task
 -- starts again from what is committed.
 --
+-- A stateful operator whose groups are not within one input partition
+-- (its grouping keys are not the Kafka message key) gets a sub-topology of
+-- its own (tide.topology.split): the tasks "0_p" before it write their
+-- output rows, in the same transaction, to the internal topic
+-- `<application_id>-<op>-repartition` in the partition of each row's
+-- grouping key (packed as row blocks, docs/FORMAT.md), with watermark
+-- markers; its tasks "1_p" read partition p of that topic after their
+-- committed offset, as a task reads its input.
+--
 -- What runs under application_id (anything else is refused at
--- write_stream, with the reason): one Kafka input topic read with
--- `subscribe`, the Kafka sink with exactly_once, stateful operators
--- (aggregations, dedup, session windows, process) grouped by the Kafka
--- message key, or repartitioned by their keys first (tide.topology), so
--- that the rows of one group are all in one task. A process() task whose
--- processing-time timeout is due runs a cycle without input; event-time
--- timers and session ends follow the task's watermark.
+-- write_stream, with the reason): Kafka sources that name their topics
+-- with `subscribe` (task p of a sub-topology reads partition p of each of its
+-- topics, so they must be co-partitioned; the group assigns partition p of
+-- the first), the Kafka sink with exactly_once, and every stateful
+-- operator (aggregations, dedup, session windows, process, stream-stream
+-- joins) grouped by the Kafka message key, or repartitioned by its keys
+-- first (tide.topology), so that the rows of one group are all in one
+-- task. A process() task whose processing-time timeout is due runs a
+-- cycle without input; event-time timers, session ends and outer joins'
+-- unmatched rows follow the task's watermark.
 --
 -- @module tide.scaleout
 
@@ -67,6 +79,11 @@ local POLL_MS = 100       -- idle: how often the group and the input are looked 
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 local META_KEY = "tide:task" -- the task's watermark record in its first changelog (state keys are 8 bytes)
 local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
+-- A repartition message packs the rows of one cycle for one partition up to
+-- this many bytes (binary, before base64; under librdkafka's 1 MB
+-- message.max.bytes): the producer, the broker and the consumer then pay
+-- their per-message costs per block, not per row (docs/FORMAT.md).
+local BLOCK_BYTES = 256 * 1024
 
 -- ------------------------------------------------------------------------
 -- Options
@@ -390,6 +407,28 @@ local function close_all(list)
   for _, b in ipairs(list or {}) do b:close() end
 end
 
+-- Queue a task's output rows to its sub-topology's repartition topic as row
+-- blocks (writer: tide.topology's, for its topic, key and partition count).
+local function write_blocks(writer, ks, batches, p)
+  for _, b in ipairs(batches) do
+    if b:nrows() > 0 then
+      local kb, msg
+      if #writer.key_exprs > 0 then
+        kb, msg = core.project(b, writer.key_exprs, writer.key_schema)
+        if not kb then error(format("repartition topic %s: the key: %s", writer.topic, msg), 0) end
+      end
+      local mb
+      mb, msg = core.repart_encode_blocks(b, kb, writer.partitions, BLOCK_BYTES)
+      if kb then kb:close() end
+      if not mb then error(format("repartition topic %s: %s", writer.topic, msg), 0) end
+      local n
+      n, msg = ks:produce(mb, writer.map)
+      mb:close()
+      if not n then error(format("repartition topic %s: task partition %d: %s", writer.topic, p, msg), 0) end
+    end
+  end
+end
+
 -- One cycle; true when a transaction ran.
 function App:_cycle()
   local t0 = clock()
@@ -431,12 +470,22 @@ function App:_cycle()
             end
           end
         end
-        local ends, msg = e.source._reader:offsets(list, "latest")
+        local reader = e.source._reader
+        local ends, msg = reader:offsets(list, "latest")
         if not ends then error(format("%s: offsets: %s", e.source.description, tostring(msg)), 0) end
+        local ranges = {}
         for i, x in ipairs(parts) do
           local stop = math.max(x.next, ends[i])
           if e.limit then stop = math.min(stop, x.next + e.limit) end
           x.stop, x.lag = stop, math.max(0, ends[i] - stop)
+          if stop > x.next then ranges[#ranges + 1] = { x.topic, list[i][2], x.next, stop } end
+        end
+        -- every task's partitions fetch from now on, while the tasks
+        -- before them run (a task's read would otherwise start its
+        -- fetching cold)
+        if #ranges > 0 then
+          local okp, pmsg = reader:prefetch(ranges)
+          if not okp then error(format("%s: prefetch: %s", e.source.description, tostring(pmsg)), 0) end
         end
       end
       for _, t in ipairs(tasks) do
@@ -534,7 +583,7 @@ function App:_cycle()
       local t = w.t
       local sub = t.sub
       if sub.writer then
-        sub.writer:write(w.outputs, t.partition)
+        write_blocks(sub.writer, ks, w.outputs, t.partition)
       else
         kafka_sink.produce_all(ks, w.outputs, self._map, self._key)
       end
@@ -549,10 +598,8 @@ function App:_cycle()
         local cs = change_set(t.states[j])
         w.changes[s.name] = cs
         changes[#changes + 1] = cs
-        for _, op in ipairs(cs:ops()) do
-          local okp, pmsg = ks:produce_raw(s.changelog, t.partition, op[2], op[3])
-          if not okp then error(pmsg, 0) end
-        end
+        local okp, pmsg = ks:produce_changes(s.changelog, t.partition, cs)
+        if not okp then error(pmsg, 0) end
       end
       local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm or next(t.readers))
       if moved and #sub.stateful > 0 then
