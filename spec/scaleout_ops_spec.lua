@@ -20,11 +20,9 @@
 -- with no local state, the timeouts then firing there.
 
 local support = require "support"
-local kafka_broker = require "kafka_broker"
 local so = require "scaleout_support"
 
-local tmpname, sh_quote, read_file, write_file = support.tmpname, support.sh_quote, support.read_file,
-  support.write_file
+local sh_quote = support.sh_quote
 
 local PARTS, USERS, GAP_EVERY = 4, 6, 40
 
@@ -183,37 +181,22 @@ local function output(b, topic)
 end
 
 describe("scale-out: process() and session windows", function()
-  local b, dir, script
-  setup(function()
-    b = kafka_broker.start()
-    dir = tmpname()
-    os.execute("mkdir -p " .. sh_quote(dir))
-    script = dir .. "/app.lua"
-    write_file(script, APP)
-  end)
-  teardown(function()
-    if b then b:stop() end
-    os.execute("rm -rf " .. sh_quote(dir))
-  end)
+  local env = so.fixture(APP)
+  setup(env.open)
+  teardown(env.close)
 
   -- A process of application app running operator op (reading app-in,
   -- writing app-out).
-  local function run(name, app, op)
-    return so.start(dir, name, app, dir .. "/state-" .. app .. "-" .. name, script,
-      string.format("%s %s-in %s-out %s", sh_quote(b.bootstrap), app, app, op))
-  end
-
-  -- SIGTERM (Ctrl-C's twin): the process leaves the group and exits 0.
-  local function stop(p)
-    os.execute("kill -TERM " .. p.pid)
-    assert.equal(0, so.wait(p), p.name .. " exits 0: " .. (read_file(p.err) or ""))
+  local function run(name, app, op, state)
+    return env.run(name, app, string.format("%s-in %s-out %s", app, app, op), state)
   end
 
   -- The plain engine's output of the same script, in one process.
   local function plain(app, op)
+    local b = env.b
     b:create_topic(app .. "-plain", 1)
     local code, _, err = support.run_cmd(support.tide_command(string.format("run --quiet %s %s %s-in %s-plain %s %s",
-      sh_quote(script), sh_quote(b.bootstrap), app, app, op, sh_quote(dir .. "/ck-" .. app))))
+      sh_quote(env.script), sh_quote(b.bootstrap), app, app, op, sh_quote(env.dir .. "/ck-" .. app))))
     assert.equal(0, code, err)
     return output(b, app .. "-plain")
   end
@@ -221,40 +204,27 @@ describe("scale-out: process() and session windows", function()
   -- Three processes; one SIGKILLed mid-run and started again with its
   -- local state gone; the output equals expected(n) and the plain run's.
   local function across_a_crash(app, op)
+    local b = env.b
     b:create_topic(app .. "-in", PARTS)
     b:create_topic(app .. "-out", PARTS)
-    produce(b, app .. "-in", 0, 120)
+    local want = expected(480, op)
     local ps = {}
     finally(function() so.kill_all(ps) end)
-    for _, n in ipairs { "a", "b", "c" } do ps[n] = run(n, app, op) end
-    local tell = so.tell(ps)
-    so.wait_for("the tasks spread over the three processes", function()
-      for _, p in pairs(ps) do
-        if #so.tasks(p) == 0 then return false end
-      end
-      return true
-    end, 90, tell)
-    produce(b, app .. "-in", 120, 240)
-    os.execute("kill -9 " .. ps.b.pid)
-    so.wait(ps.b)
-    os.execute("rm -rf " .. sh_quote(dir .. "/state-" .. app .. "-b"))
-    produce(b, app .. "-in", 240, 360)
-    ps.b = run("b", app, op)
-    so.wait_for("the restarted process to get a task", function() return #so.tasks(ps.b) > 0 end, 90, tell)
-    -- it has no local state: whatever it runs came from the changelogs
-    for _, t in ipairs(so.tasks(ps.b)) do assert.equal("changelog", t.restored_from, t.id) end
-    produce(b, app .. "-in", 360, 480)
-    produce_end(b, app .. "-in")
-    local want = expected(480, op)
-    so.wait_for("every window in the output", function() return #output(b, app .. "-out") >= #want end, 180, tell)
-    for _, p in pairs(ps) do stop(p) end
-    assert.same(want, output(b, app .. "-out"))
+    local got = so.crash_run {
+      ps = ps,
+      run = function(name) return run(name, app, op) end,
+      state = function(name) return env.state(app, name) end,
+      produce = function(step) produce(b, app .. "-in", (step - 1) * 120, step * 120) end,
+      produce_end = function() produce_end(b, app .. "-in") end,
+      rows = function() return output(b, app .. "-out") end,
+      want = want,
+    }
+    -- the restarted process had no local state: what it ran came from the
+    -- changelogs
+    for _, t in ipairs(got.restarted) do assert.equal("changelog", t.restored_from, t.id) end
+    assert.same(want, got.rows)
     -- the rows did go through the repartition topic
-    local rows = 0
-    for _, l in ipairs(so.consume(b, app .. "-" .. op .. "1-repartition")) do
-      if l:match("^K1") then rows = rows + 1 end
-    end
-    assert.equal(481 * PARTS, rows)
+    assert.equal(481 * PARTS, so.repartition_rows(b, app .. "-" .. op .. "1-repartition"))
     assert.same(want, plain(app, op))
   end
 
@@ -270,7 +240,7 @@ describe("scale-out: process() and session windows", function()
 
   it("restores process() state with its processing-time timeouts from the changelog, and the timeouts fire there",
     function()
-      local app = "pt"
+      local app, b = "pt", env.b
       b:create_topic(app .. "-in", PARTS)
       b:create_topic(app .. "-out", PARTS)
       -- keyed by user, each user's rows in one partition
@@ -299,12 +269,12 @@ describe("scale-out: process() and session windows", function()
         end
         return n == PARTS
       end, 90, tell)
-      stop(ps.p1)
-      os.execute("rm -rf " .. sh_quote(dir .. "/state-pt-p1"))
-      ps.p2 = run("p1", app, "timeout")
+      so.stop(ps.p1)
+      os.execute("rm -rf " .. sh_quote(env.state(app, "p1")))
+      ps.p2 = run("p2", app, "timeout", "p1")
       so.wait_for("every key's row in the output", function() return #output(b, app .. "-out") >= #want end, 90, tell)
       for _, t in ipairs(so.tasks(ps.p2)) do assert.equal("changelog", t.restored_from, t.id) end
-      stop(ps.p2)
+      so.stop(ps.p2)
       assert.same(want, output(b, app .. "-out"))
     end)
 end)

@@ -12,6 +12,9 @@
 --    os.execute("kill -TERM " .. p.pid); so.wait(p)   -- the exit status
 --    so.produce(b, "in", 0, { "key\tvalue", ... })   -- kcat, one message a line
 --    so.consume(b, "out")          -- { "key value", ... } read_committed, in topic order
+--    so.repartition_rows(b, "app-agg1-repartition") -- the rows committed to it
+--    so.crash_run{ ... }           -- 3 processes, one SIGKILLed and restarted without state
+--    so.stop(p)                    -- SIGTERM; asserts exit 0
 --    so.kill_all(ps)               -- SIGKILL what still runs (a finally of a failed spec)
 
 local support = require "support"
@@ -121,6 +124,112 @@ function M.consume(b, topic)
     sh_quote(topic)))
   assert(code == 0, "kcat -C failed: " .. err)
   return support.lines_of(out)
+end
+
+--- The fixture of a scale-out spec: one test broker for the file, a
+-- directory, and the application's script written there. In the spec's
+-- describe: `local env = so.fixture(APP); setup(env.open); teardown(env.close)`.
+-- env, filled in by open: { b = the broker, dir =, script =, state =
+-- function(app, name) -> <dir>/state-<app>-<name>, run = function(name, app,
+-- args[, state]) -> so.start of the script as process `name` of
+-- application app with arguments "<bootstrap> args", its state directory
+-- state(app, state or name) }.
+function M.fixture(script_text)
+  local env = {}
+  function env.open()
+    env.b = require("kafka_broker").start()
+    env.dir = support.tmpname()
+    os.execute("mkdir -p " .. sh_quote(env.dir))
+    env.script = env.dir .. "/app.lua"
+    write_file(env.script, script_text)
+  end
+  function env.close()
+    if env.b then env.b:stop() end
+    os.execute("rm -rf " .. sh_quote(env.dir))
+  end
+  function env.state(app, name) return env.dir .. "/state-" .. app .. "-" .. name end
+  function env.run(name, app, args, state)
+    return M.start(env.dir, name, app, env.state(app, state or name), env.script,
+      sh_quote(env.b.bootstrap) .. " " .. args)
+  end
+  return env
+end
+
+--- SIGTERM (Ctrl-C's twin): process p leaves the group and exits 0 (else
+-- this raises, with its stderr).
+function M.stop(p)
+  os.execute("kill -TERM " .. p.pid)
+  local code = M.wait(p)
+  if code ~= 0 then
+    error(string.format("%s exited %s, not 0: %s", p.name, tostring(code), read_file(p.err) or ""), 2)
+  end
+end
+
+-- The row count of a row block's base64 body (docs/FORMAT.md: schema id
+-- u32, row count u32, ...): its first 12 characters are its first 9 bytes.
+local function block_rows(b64)
+  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local bytes = {}
+  for i = 1, 12, 4 do
+    local v = 0
+    for j = i, i + 3 do v = v << 6 | (abc:find(b64:sub(j, j), 1, true) - 1) end
+    bytes[#bytes + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255)
+  end
+  return (string.unpack("<I4", table.concat(bytes), 5))
+end
+
+--- The rows in the committed part of repartition topic: a message per row
+-- (key "K1...") or a row block (value "B1...") of many (markers aside).
+function M.repartition_rows(b, topic)
+  local rows = 0
+  for _, l in ipairs(M.consume(b, topic)) do
+    local block = l:match("^%s*B1(%S+)")
+    if l:match("^K1") then rows = rows + 1 end
+    if block then rows = rows + block_rows(block) end
+  end
+  return rows
+end
+
+--- The run of an application through a crash: three processes; once
+-- they all run tasks, one is SIGKILLed and started again with its state
+-- directory gone; every process is stopped with SIGTERM once the output
+-- has as many rows as `want`.
+-- @tab o `{ ps = {} (the caller kills what is left in it: finally),
+-- run = function(name) -> process (so.start), state = function(name) ->
+-- its state directory, produce = function(step): step 1..4 of the input,
+-- produce_end = function(), rows = function() -> the output's sorted rows,
+-- want = sorted rows }`
+-- @treturn table `{ restarted = the restarted process's first tasks, tasks
+-- = the tasks of the processes' last reports by id, rows = the output's
+-- rows at the end }`
+function M.crash_run(o)
+  local ps = o.ps
+  o.produce(1)
+  for _, n in ipairs { "a", "b", "c" } do ps[n] = o.run(n) end
+  local tell = M.tell(ps)
+  M.wait_for("the tasks spread over the three processes", function()
+    for _, p in pairs(ps) do
+      if #M.tasks(p) == 0 then return false end
+    end
+    return true
+  end, 90, tell)
+  o.produce(2)
+  os.execute("kill -9 " .. ps.b.pid)
+  M.wait(ps.b)
+  os.execute("rm -rf " .. sh_quote(o.state("b")))
+  o.produce(3)
+  ps.b = o.run("b")
+  M.wait_for("the restarted process to get a task", function() return #M.tasks(ps.b) > 0 end, 90, tell)
+  local restarted = M.tasks(ps.b)
+  o.produce(4)
+  o.produce_end()
+  M.wait_for("every row in the output", function() return #o.rows() >= #o.want end, 180, tell)
+  local seen = {}
+  for _, p in pairs(ps) do
+    for _, t in ipairs(M.tasks(p)) do seen[t.id] = t end
+  end
+  for _, p in pairs(ps) do M.stop(p) end
+  return { restarted = restarted, tasks = seen, rows = o.rows() }
 end
 
 -- (the names spec/scaleout_repartition_spec.lua was written with)

@@ -17,12 +17,10 @@
 -- And the refusal of topics that are not co-partitioned.
 
 local support = require "support"
-local kafka_broker = require "kafka_broker"
 local so = require "scaleout_support"
 local util = require "tide.util"
 
-local tmpname, sh_quote, read_file, write_file = support.tmpname, support.sh_quote, support.read_file,
-  support.write_file
+local sh_quote, read_file = support.sh_quote, support.read_file
 
 local PARTS = 4
 
@@ -209,70 +207,42 @@ local function output(b, topic, op)
 end
 
 describe("scale-out over several Kafka topics", function()
-  local b, dir, script
-  setup(function()
-    b = kafka_broker.start()
-    dir = tmpname()
-    os.execute("mkdir -p " .. sh_quote(dir))
-    script = dir .. "/app.lua"
-    write_file(script, APP)
-  end)
-  teardown(function()
-    if b then b:stop() end
-    os.execute("rm -rf " .. sh_quote(dir))
-  end)
+  local env = so.fixture(APP)
+  setup(env.open)
+  teardown(env.close)
 
-  local function run(name, app, op)
-    return so.start(dir, name, app, dir .. "/state-" .. app .. "-" .. name, script,
-      string.format("%s %s %s", sh_quote(b.bootstrap), app, op))
-  end
-
-  local function stop(p)
-    os.execute("kill -TERM " .. p.pid)
-    assert.equal(0, so.wait(p), p.name .. " exits 0: " .. (read_file(p.err) or ""))
-  end
+  local function run(name, app, op) return env.run(name, app, app .. " " .. op) end
 
   -- Three processes; one SIGKILLed mid-run and started again without its
   -- local state; the output equals want and the plain run's.
   local function across_a_crash(app, op, produce, produce_end, want, topics, per_step)
+    local b = env.b
     for _, t in ipairs(topics) do b:create_topic(app .. "-" .. t, PARTS) end
     b:create_topic(app .. "-out", PARTS)
     b:create_topic(app .. "-plain", 1)
-    produce(b, app, 0, per_step)
     local ps = {}
     finally(function() so.kill_all(ps) end)
-    for _, n in ipairs { "a", "b", "c" } do ps[n] = run(n, app, op) end
-    local tell = so.tell(ps)
-    so.wait_for("the tasks spread over the three processes", function()
-      for _, p in pairs(ps) do
-        if #so.tasks(p) == 0 then return false end
-      end
-      return true
-    end, 90, tell)
-    produce(b, app, per_step, 2 * per_step)
-    os.execute("kill -9 " .. ps.b.pid)
-    so.wait(ps.b)
-    os.execute("rm -rf " .. sh_quote(dir .. "/state-" .. app .. "-b"))
-    produce(b, app, 2 * per_step, 3 * per_step)
-    ps.b = run("b", app, op)
-    so.wait_for("the restarted process to get a task", function() return #so.tasks(ps.b) > 0 end, 90, tell)
-    for _, t in ipairs(so.tasks(ps.b)) do assert.equal("changelog", t.restored_from, t.id) end
-    produce(b, app, 3 * per_step, 4 * per_step)
-    produce_end(b, app)
-    so.wait_for("every row in the output", function() return #output(b, app .. "-out", op) >= #want end, 180,
-      tell)
+    local got = so.crash_run {
+      ps = ps,
+      run = function(name) return run(name, app, op) end,
+      state = function(name) return env.state(app, name) end,
+      produce = function(step) produce(b, app, (step - 1) * per_step, step * per_step) end,
+      produce_end = function() produce_end(b, app) end,
+      rows = function() return output(b, app .. "-out", op) end,
+      want = want,
+    }
+    -- the restarted process had no local state: what it ran came from the
+    -- changelogs
+    for _, t in ipairs(got.restarted) do assert.equal("changelog", t.restored_from, t.id) end
+    assert.same(want, got.rows)
     -- each task reads partition p of every topic of its sub-topology
     local seen = {}
-    for _, p in pairs(ps) do
-      for _, t in ipairs(so.tasks(p)) do
-        seen[t.id] = #t.partitions
-        for _, tp in ipairs(t.partitions) do assert.equal(t.partitions[1][2], tp[2], t.id) end
-      end
+    for id, t in pairs(got.tasks) do
+      seen[id] = #t.partitions
+      for _, tp in ipairs(t.partitions) do assert.equal(t.partitions[1][2], tp[2], id) end
     end
-    for _, p in pairs(ps) do stop(p) end
-    assert.same(want, output(b, app .. "-out", op))
     local code, _, err = support.run_cmd(support.tide_command(string.format("run --quiet %s %s %s %s %s",
-      sh_quote(script), sh_quote(b.bootstrap), app, op, sh_quote(dir .. "/ck-" .. app))))
+      sh_quote(env.script), sh_quote(b.bootstrap), app, op, sh_quote(env.dir .. "/ck-" .. app))))
     assert.equal(0, code, err)
     assert.same(want, output(b, app .. "-plain", op))
     return seen
@@ -294,6 +264,7 @@ describe("scale-out over several Kafka topics", function()
   end)
 
   it("refuses topics of one sub-topology that are not co-partitioned, naming them", function()
+    local b = env.b
     b:create_topic("cp-a", PARTS)
     b:create_topic("cp-b", 2)
     b:create_topic("cp-out", PARTS)

@@ -367,14 +367,15 @@ function App:_advance(t, stats)
     t.wm = exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, t.wm)
     return
   end
-  -- after a repartition: the least of the upstream tasks' markers over
-  -- every repartition topic the task reads (and of its own with_watermark
-  -- nodes, reading a Kafka topic too)
-  local w = #t.plan.marks > 0 and
-    exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, nil) or nil
+  -- after a repartition: each repartition topic's watermark is the least
+  -- of its upstream tasks' markers; over several (a join's two sides) and
+  -- the task's own with_watermark nodes (a Kafka topic read too), the
+  -- query's multiple_watermark_policy, as tide.query does over its marks
+  local policy = self._opts.multiple_watermark_policy
+  local w = #t.plan.marks > 0 and exec.advance_watermark(t.plan.marks, t.marks, stats, policy, nil) or nil
   for _, r in pairs(t.readers) do
     local x = r:watermark()
-    if w == nil or x < w then w = x end
+    if w == nil or (policy == "max" and x > w) or (policy ~= "max" and x < w) then w = x end
   end
   if w > t.wm then t.wm = w end
 end
