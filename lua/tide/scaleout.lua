@@ -81,6 +81,12 @@ local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
 -- message.max.bytes): the producer, the broker and the consumer then pay
 -- their per-message costs per block, not per row (docs/FORMAT.md).
 local BLOCK_BYTES = 256 * 1024
+-- A task reads at most this many offsets of an input partition per cycle
+-- when the source sets no max_offsets_per_trigger: a backlog then goes
+-- through in cycles of bounded memory, whose output the downstream tasks
+-- (here or in another process) take while the next cycle reads, and a
+-- rebalance that aborts a cycle throws away a bounded amount of work.
+local CYCLE_OFFSETS = 250000
 
 -- ------------------------------------------------------------------------
 -- Options
@@ -967,7 +973,7 @@ function M.start(f, sink, opts, what, level, H)
         if inp.kind == "kafka" then
           assert(e.source, "a Kafka source of the sub-topology is one of the query's")
           e.starting = inp.node.stream.opts.starting_offsets or "latest"
-          e.limit = inp.node.stream.opts.max_offsets_per_trigger
+          e.limit = inp.node.stream.opts.max_offsets_per_trigger or CYCLE_OFFSETS
         else
           -- a repartition topic: its messages as message columns (no value
           -- format), decoded by the task's topology.reader
