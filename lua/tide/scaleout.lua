@@ -439,7 +439,7 @@ function App:_cycle()
   -- the group's metadata as this cycle starts: a process that hangs past
   -- its session timeout in the middle of the cycle then commits with its
   -- old membership, which the coordinator refuses (fencing)
-  local md = self._member:metadata()
+  local md, mid = self._member:metadata(), self._member:member_id()
   local ids = {}
   for id in pairs(self._tasks) do ids[#ids + 1] = id end
   sort(ids)
@@ -611,6 +611,13 @@ function App:_cycle()
       end
       for _, x in ipairs(t.parts) do offsets[#offsets + 1] = { x.topic, t.partition, x.stop } end
     end
+    -- a rebalance during the cycle that kept this member (same member id, a
+    -- newer generation: a process joined or left) leaves it the owner of
+    -- its tasks until it gives them back at its next poll of the group's
+    -- events: it commits with the generation of now, not aborting the
+    -- cycle's work; a changed member id (its session timed out) keeps the
+    -- cycle's metadata, which the coordinator refuses
+    if mid ~= "" and self._member:member_id() == mid then md = self._member:metadata() end
     local okc, cmsg, ename = ks:commit_offsets(offsets, md)
     if not okc then
       if is_fenced(cmsg, ename) then self:_fenced(cmsg) end
