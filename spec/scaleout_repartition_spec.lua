@@ -23,19 +23,6 @@ local tmpname, sh_quote, read_file, write_file = support.tmpname, support.sh_quo
 
 local PARTS, USERS = 4, 6
 
--- The row count of a row block's base64 body (docs/FORMAT.md: schema id
--- u32, row count u32, ...): its first 12 characters are its first 9 bytes.
-local function block_rows(b64)
-  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local bytes = {}
-  for i = 1, 12, 4 do
-    local v = 0
-    for j = i, i + 3 do v = v << 6 | (abc:find(b64:sub(j, j), 1, true) - 1) end
-    bytes[#bytes + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255)
-  end
-  return (string.unpack("<I4", table.concat(bytes), 5))
-end
-
 -- The script: args bootstrap, output topic, [a checkpoint directory: the
 -- plain single-process engine instead of an application]. A row spends
 -- ~0.5 ms in a Lua filter and a cycle takes at most 40 offsets per
@@ -187,13 +174,7 @@ describe("scale-out with a repartition", function()
     assert.same(want, output(b, "out"))
     -- the rows did go through the repartition topic: every input row, once
     -- in the committed part (markers aside)
-    local rows = 0
-    for _, l in ipairs(so.committed_lines(b, "rp-agg1-repartition")) do
-      local block = l:match("^%s*B1(%S+)")
-      if l:match("^K1") then rows = rows + 1 end
-      if block then rows = rows + block_rows(block) end
-    end
-    assert.equal(800 * PARTS + PARTS, rows)
+    assert.equal(800 * PARTS + PARTS, so.repartition_rows(so.committed_lines(b, "rp-agg1-repartition")))
     -- the same script run by tide's plain engine, in one process
     local code, _, err = support.run_cmd(support.tide_command(string.format("run --quiet %s %s plain %s",
       sh_quote(script), sh_quote(b.bootstrap), sh_quote(dir .. "/ck"))))

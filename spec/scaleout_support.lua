@@ -123,6 +123,30 @@ function M.consume(b, topic)
   return support.lines_of(out)
 end
 
+-- The rows in the lines of a repartition topic that M.consume returned
+-- ("key value"): one per one-row message ("K1..." key), a row block's row
+-- count for each row block (no key, "B1" + base64 of schema id u32, row
+-- count u32, ...: its first 12 base64 characters are its first 9 bytes);
+-- watermark markers count none (docs/FORMAT.md).
+function M.repartition_rows(lines)
+  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local rows = 0
+  for _, l in ipairs(lines) do
+    local block = l:match("^%s*B1(%S+)")
+    if l:match("^K1") then rows = rows + 1 end
+    if block then
+      local bytes = {}
+      for i = 1, 12, 4 do
+        local v = 0
+        for j = i, i + 3 do v = v << 6 | (abc:find(block:sub(j, j), 1, true) - 1) end
+        bytes[#bytes + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255)
+      end
+      rows = rows + string.unpack("<I4", table.concat(bytes), 5)
+    end
+  end
+  return rows
+end
+
 -- (the names spec/scaleout_repartition_spec.lua was written with)
 M.produce_lines, M.committed_lines, M.errors = M.produce, M.consume, M.tell
 
