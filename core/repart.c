@@ -201,20 +201,40 @@ static int put_row(tide_buf_t *out, const tide_batch_t *b, uint32_t r, int norm)
 
 /* ------------------------------------------------------------- encode --- */
 
-int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, tide_batch_t **out,
-                       tide_err_t *err) {
-  *out = NULL;
+/* What both encoders check and make first: b's schema id into *sid and an
+ * empty messages batch of capacity cap into *o. */
+static int encode_begin(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, uint32_t cap,
+                        uint32_t *sid, tide_batch_t **o, tide_err_t *err) {
   if (partitions < 1) return tide_err_set(err, TIDE_EINVAL, "partitions must be >= 1, got %" PRId32, partitions);
   if (kb && kb->nrows != b->nrows)
     return tide_err_set(err, TIDE_EINVAL, "the key batch has %" PRIu32 " rows, the batch %" PRIu32, kb->nrows,
                         b->nrows);
-  uint32_t sid;
-  int rc = tide_repart_schema_id(b->schema, &sid);
+  int rc = tide_repart_schema_id(b->schema, sid);
   if (rc) return tide_err_set(err, rc, "out of memory");
   tide_schema_t *ms = tide_repart_messages_schema();
-  tide_batch_t *o = ms ? tide_batch_new(ms, b->nrows) : NULL;
+  *o = ms ? tide_batch_new(ms, cap) : NULL;
   tide_schema_unref(ms);
-  if (!o) return tide_err_set(err, -ENOMEM, "out of memory");
+  return *o ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* How both encoders end: o into *out, or freed and rc with err. */
+static int encode_end(tide_batch_t *o, int rc, tide_batch_t **out, tide_err_t *err) {
+  if (rc) {
+    tide_batch_free(o);
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the batch's messages exceed a batch's size limits"
+                                                          : "out of memory");
+  }
+  *out = o;
+  return 0;
+}
+
+int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, tide_batch_t **out,
+                       tide_err_t *err) {
+  *out = NULL;
+  uint32_t sid;
+  tide_batch_t *o;
+  int rc = encode_begin(b, kb, partitions, b->nrows, &sid, &o, err);
+  if (rc) return rc;
   /* body: the binary form; kbuf, vbuf: the texts */
   tide_buf_t body = TIDE_BUF_INIT, kbuf = TIDE_BUF_INIT, vbuf = TIDE_BUF_INIT;
   unsigned char sidb[4];
@@ -238,13 +258,7 @@ int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t pa
   tide_buf_free(&body);
   tide_buf_free(&kbuf);
   tide_buf_free(&vbuf);
-  if (rc) {
-    tide_batch_free(o);
-    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the batch's messages exceed a batch's size limits"
-                                                          : "out of memory");
-  }
-  *out = o;
-  return 0;
+  return encode_end(o, rc, out, err);
 }
 
 /* One message of a row block: "B1" + base64 of body (schema id, row count,
@@ -268,18 +282,12 @@ static int put_block(tide_batch_t *o, int32_t p, tide_buf_t *body, uint32_t rows
 int tide_repart_encode_blocks(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, size_t max_bytes,
                               tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
-  if (partitions < 1) return tide_err_set(err, TIDE_EINVAL, "partitions must be >= 1, got %" PRId32, partitions);
-  if (kb && kb->nrows != b->nrows)
-    return tide_err_set(err, TIDE_EINVAL, "the key batch has %" PRIu32 " rows, the batch %" PRIu32, kb->nrows,
-                        b->nrows);
   uint32_t sid;
-  int rc = tide_repart_schema_id(b->schema, &sid);
-  if (rc) return tide_err_set(err, rc, "out of memory");
-  tide_schema_t *ms = tide_repart_messages_schema();
-  tide_batch_t *o = ms ? tide_batch_new(ms, 16) : NULL;
-  tide_schema_unref(ms);
+  tide_batch_t *o;
+  int rc = encode_begin(b, kb, partitions, 16, &sid, &o, err);
+  if (rc) return rc;
   /* one open block per partition: its body and its row count */
-  tide_buf_t *bodies = o ? calloc((size_t)partitions, sizeof *bodies) : NULL;
+  tide_buf_t *bodies = calloc((size_t)partitions, sizeof *bodies);
   uint32_t *counts = bodies ? calloc((size_t)partitions, sizeof *counts) : NULL;
   if (!counts) {
     free(bodies);
@@ -322,13 +330,7 @@ int tide_repart_encode_blocks(const tide_batch_t *b, const tide_batch_t *kb, int
   tide_buf_free(&key);
   tide_buf_free(&kbuf);
   tide_buf_free(&text);
-  if (rc) {
-    tide_batch_free(o);
-    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the batch's messages exceed a batch's size limits"
-                                                          : "out of memory");
-  }
-  *out = o;
-  return 0;
+  return encode_end(o, rc, out, err);
 }
 
 int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_batch_t **out, tide_err_t *err) {

@@ -224,7 +224,7 @@ describe("scale-out: process() and session windows", function()
     for _, t in ipairs(got.restarted) do assert.equal("changelog", t.restored_from, t.id) end
     assert.same(want, got.rows)
     -- the rows did go through the repartition topic
-    assert.equal(481 * PARTS, so.repartition_rows(b, app .. "-" .. op .. "1-repartition"))
+    assert.equal(481 * PARTS, so.repartition_rows(so.consume(b, app .. "-" .. op .. "1-repartition")))
     assert.same(want, plain(app, op))
   end
 

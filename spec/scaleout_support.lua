@@ -12,7 +12,7 @@
 --    os.execute("kill -TERM " .. p.pid); so.wait(p)   -- the exit status
 --    so.produce(b, "in", 0, { "key\tvalue", ... })   -- kcat, one message a line
 --    so.consume(b, "out")          -- { "key value", ... } read_committed, in topic order
---    so.repartition_rows(b, "app-agg1-repartition") -- the rows committed to it
+--    so.repartition_rows(so.consume(b, "app-agg1-repartition")) -- the rows committed to it
 --    so.crash_run{ ... }           -- 3 processes, one SIGKILLed and restarted without state
 --    so.stop(p)                    -- SIGTERM; asserts exit 0
 --    so.kill_all(ps)               -- SIGKILL what still runs (a finally of a failed spec)
@@ -165,27 +165,26 @@ function M.stop(p)
   end
 end
 
--- The row count of a row block's base64 body (docs/FORMAT.md: schema id
--- u32, row count u32, ...): its first 12 characters are its first 9 bytes.
-local function block_rows(b64)
+-- The rows in the lines of a repartition topic that M.consume returned
+-- ("key value"): one per one-row message ("K1..." key), a row block's row
+-- count for each row block (no key, "B1" + base64 of schema id u32, row
+-- count u32, ...: its first 12 base64 characters are its first 9 bytes);
+-- watermark markers count none (docs/FORMAT.md).
+function M.repartition_rows(lines)
   local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  local bytes = {}
-  for i = 1, 12, 4 do
-    local v = 0
-    for j = i, i + 3 do v = v << 6 | (abc:find(b64:sub(j, j), 1, true) - 1) end
-    bytes[#bytes + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255)
-  end
-  return (string.unpack("<I4", table.concat(bytes), 5))
-end
-
---- The rows in the committed part of repartition topic: a message per row
--- (key "K1...") or a row block (value "B1...") of many (markers aside).
-function M.repartition_rows(b, topic)
   local rows = 0
-  for _, l in ipairs(M.consume(b, topic)) do
+  for _, l in ipairs(lines) do
     local block = l:match("^%s*B1(%S+)")
     if l:match("^K1") then rows = rows + 1 end
-    if block then rows = rows + block_rows(block) end
+    if block then
+      local bytes = {}
+      for i = 1, 12, 4 do
+        local v = 0
+        for j = i, i + 3 do v = v << 6 | (abc:find(block:sub(j, j), 1, true) - 1) end
+        bytes[#bytes + 1] = string.char(v >> 16 & 255, v >> 8 & 255, v & 255)
+      end
+      rows = rows + string.unpack("<I4", table.concat(bytes), 5)
+    end
   end
   return rows
 end

@@ -84,6 +84,12 @@ local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
 -- message.max.bytes): the producer, the broker and the consumer then pay
 -- their per-message costs per block, not per row (docs/FORMAT.md).
 local BLOCK_BYTES = 256 * 1024
+-- A task reads at most this many offsets of an input partition per cycle
+-- when the source sets no max_offsets_per_trigger: a backlog then goes
+-- through in cycles of bounded memory, whose output the downstream tasks
+-- (here or in another process) take while the next cycle reads, and a
+-- rebalance that aborts a cycle throws away a bounded amount of work.
+local CYCLE_OFFSETS = 250000
 
 -- ------------------------------------------------------------------------
 -- Options
@@ -437,7 +443,7 @@ function App:_cycle()
   -- the group's metadata as this cycle starts: a process that hangs past
   -- its session timeout in the middle of the cycle then commits with its
   -- old membership, which the coordinator refuses (fencing)
-  local md = self._member:metadata()
+  local md, mid = self._member:metadata(), self._member:member_id()
   local ids = {}
   for id in pairs(self._tasks) do ids[#ids + 1] = id end
   sort(ids)
@@ -611,6 +617,13 @@ function App:_cycle()
       end
       for _, x in ipairs(t.parts) do offsets[#offsets + 1] = { x.topic, t.partition, x.stop } end
     end
+    -- a rebalance during the cycle that kept this member (same member id, a
+    -- newer generation: a process joined or left) leaves it the owner of
+    -- its tasks until it gives them back at its next poll of the group's
+    -- events: it commits with the generation of now, not aborting the
+    -- cycle's work; a changed member id (its session timed out) keeps the
+    -- cycle's metadata, which the coordinator refuses
+    if mid ~= "" and self._member:member_id() == mid then md = self._member:metadata() end
     local okc, cmsg, ename = ks:commit_offsets(offsets, md)
     if not okc then
       if is_fenced(cmsg, ename) then self:_fenced(cmsg) end
@@ -973,7 +986,7 @@ function M.start(f, sink, opts, what, level, H)
         if inp.kind == "kafka" then
           assert(e.source, "a Kafka source of the sub-topology is one of the query's")
           e.starting = inp.node.stream.opts.starting_offsets or "latest"
-          e.limit = inp.node.stream.opts.max_offsets_per_trigger
+          e.limit = inp.node.stream.opts.max_offsets_per_trigger or CYCLE_OFFSETS
         else
           -- a repartition topic: its messages as message columns (no value
           -- format), decoded by the task's topology.reader
