@@ -212,7 +212,7 @@ describe("scale-out: process() and session windows", function()
     finally(function() so.kill_all(ps) end)
     local got = so.crash_run {
       ps = ps,
-      run = function(name) return run(name, app, op) end,
+      run = function(name, state) return run(name, app, op, state) end,
       state = function(name) return env.state(app, name) end,
       produce = function(step) produce(b, app .. "-in", (step - 1) * 120, step * 120) end,
       produce_end = function() produce_end(b, app .. "-in") end,

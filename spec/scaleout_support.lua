@@ -131,7 +131,7 @@ end
 -- describe: `local env = so.fixture(APP); setup(env.open); teardown(env.close)`.
 -- env, filled in by open: { b = the broker, dir =, script =, state =
 -- function(app, name) -> <dir>/state-<app>-<name>, run = function(name, app,
--- args[, state]) -> so.start of the script as process `name` of
+-- args[, state]) -> so.start of the script as process `<app>-<name>` of
 -- application app with arguments "<bootstrap> args", its state directory
 -- state(app, state or name) }.
 function M.fixture(script_text)
@@ -149,7 +149,8 @@ function M.fixture(script_text)
   end
   function env.state(app, name) return env.dir .. "/state-" .. app .. "-" .. name end
   function env.run(name, app, args, state)
-    return M.start(env.dir, name, app, env.state(app, state or name), env.script,
+    -- (logs named by application too: a progress log is appended to)
+    return M.start(env.dir, app .. "-" .. name, app, env.state(app, state or name), env.script,
       sh_quote(env.b.bootstrap) .. " " .. args)
   end
   return env
@@ -194,7 +195,8 @@ end
 -- directory gone; every process is stopped with SIGTERM once the output
 -- has as many rows as `want`.
 -- @tab o `{ ps = {} (the caller kills what is left in it: finally),
--- run = function(name) -> process (so.start), state = function(name) ->
+-- run = function(name[, state]) -> process (so.start; its progress log
+-- named by name, its state directory by state or name), state = function(name) ->
 -- its state directory, produce = function(step): step 1..4 of the input,
 -- produce_end = function(), rows = function() -> the output's sorted rows,
 -- want = sorted rows }`
@@ -217,17 +219,21 @@ function M.crash_run(o)
   M.wait(ps.b)
   os.execute("rm -rf " .. sh_quote(o.state("b")))
   o.produce(3)
-  ps.b = o.run("b")
-  M.wait_for("the restarted process to get a task", function() return #M.tasks(ps.b) > 0 end, 90, tell)
-  local restarted = M.tasks(ps.b)
+  ps.b2 = o.run("b2", "b") -- (a log of its own: the killed one's is appended to)
+  M.wait_for("the restarted process to get a task", function() return #M.tasks(ps.b2) > 0 end, 90, tell)
+  local restarted = M.tasks(ps.b2)
   o.produce(4)
   o.produce_end()
   M.wait_for("every row in the output", function() return #o.rows() >= #o.want end, 180, tell)
   local seen = {}
   for _, p in pairs(ps) do
-    for _, t in ipairs(M.tasks(p)) do seen[t.id] = t end
+    if not p.done then
+      for _, t in ipairs(M.tasks(p)) do seen[t.id] = t end
+    end
   end
-  for _, p in pairs(ps) do M.stop(p) end
+  for _, p in pairs(ps) do
+    if not p.done then M.stop(p) end
+  end
   return { restarted = restarted, tasks = seen, rows = o.rows() }
 end
 

@@ -24,8 +24,9 @@ local sh_quote, read_file = support.sh_quote, support.read_file
 
 local PARTS = 4
 
--- The script: args bootstrap, app (topic prefix), workload ("join" or
--- "union"), [a checkpoint directory: the plain single-process engine].
+-- The script: args bootstrap, app (topic prefix), workload ("join",
+-- "union" or "subscribe": the union's topics read by one source), [a
+-- checkpoint directory: the plain single-process engine].
 -- A row spends ~0.5 ms in a Lua filter and a cycle takes at most 30
 -- offsets per partition, so that a SIGKILL lands in the middle of the run.
 local APP = [==[
@@ -52,8 +53,12 @@ if op == "join" then
   key = "o_id"
 else
   local a = source(app .. "-a", "ts timestamp, amount int", true)
-  local b = source(app .. "-b", "ts timestamp, amount int", true)
-  f = a:union(b):with_watermark("ts", "2 seconds"):filter(spin)
+  if op == "union" then
+    a = a:union(source(app .. "-b", "ts timestamp, amount int", true))
+  else -- "subscribe": one source of both topics
+    a = source(app .. "-a," .. app .. "-b", "ts timestamp, amount int", true)
+  end
+  f = a:with_watermark("ts", "2 seconds"):filter(spin)
     :group_by(tide.window("ts", "10 seconds"), "kafka_key"):agg{ "count(*) AS n", "sum(amount) AS total" }
   key = "kafka_key"
 end
@@ -211,7 +216,7 @@ describe("scale-out over several Kafka topics", function()
   setup(env.open)
   teardown(env.close)
 
-  local function run(name, app, op) return env.run(name, app, app .. " " .. op) end
+  local function run(name, app, op, state) return env.run(name, app, app .. " " .. op, state) end
 
   -- Three processes; one SIGKILLed mid-run and started again without its
   -- local state; the output equals want and the plain run's.
@@ -224,7 +229,7 @@ describe("scale-out over several Kafka topics", function()
     finally(function() so.kill_all(ps) end)
     local got = so.crash_run {
       ps = ps,
-      run = function(name) return run(name, app, op) end,
+      run = function(name, state) return run(name, app, op, state) end,
       state = function(name) return env.state(app, name) end,
       produce = function(step) produce(b, app, (step - 1) * per_step, step * per_step) end,
       produce_end = function() produce_end(b, app) end,
@@ -261,6 +266,28 @@ describe("scale-out over several Kafka topics", function()
     local seen = across_a_crash("un", "union", produce_union, produce_union_end, expected_union(240), { "a", "b" },
       60)
     assert.equal(2, seen["0_0"] or seen["0_1"] or seen["0_2"] or seen["0_3"])
+  end)
+
+  it("runs one source subscribed to two co-partitioned topics", function()
+    local b, app = env.b, "sb"
+    for _, t in ipairs { "a", "b", "out" } do b:create_topic(app .. "-" .. t, PARTS) end
+    produce_union(b, app, 0, 40)
+    produce_union_end(b, app)
+    local want = expected_union(40)
+    local ps = {}
+    finally(function() so.kill_all(ps) end)
+    ps.p = run("p", app, "subscribe")
+    so.wait_for("every window in the output", function() return #output(b, app .. "-out", "union") >= #want end,
+      90, so.tell(ps))
+    local tasks = so.tasks(ps.p)
+    so.stop(ps.p)
+    assert.same(want, output(b, app .. "-out", "union"))
+    assert.equal(PARTS, #tasks)
+    for _, t in ipairs(tasks) do
+      local p = t.partitions[1][2]
+      assert.same({ { "sb-a", p }, { "sb-b", p } }, t.partitions)
+      assert.same({ 82, 82 }, t.offsets) -- 2 keys x (40 messages + the end), in each
+    end
   end)
 
   it("refuses topics of one sub-topology that are not co-partitioned, naming them", function()
