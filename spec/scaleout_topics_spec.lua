@@ -52,13 +52,16 @@ if op == "join" then
     :select("o_id", "o_ts", "p_ts", "amount", "method")
   key = "o_id"
 else
-  local a = source(app .. "-a", "ts timestamp, amount int", true)
+  local a
   if op == "union" then
-    a = a:union(source(app .. "-b", "ts timestamp, amount int", true))
-  else -- "subscribe": one source of both topics
-    a = source(app .. "-a," .. app .. "-b", "ts timestamp, amount int", true)
+    -- a watermark on each topic: the task's is the least of them, so the
+    -- rows of a topic that lags behind the other are not late
+    a = source(app .. "-a", "ts timestamp, amount int", true):with_watermark("ts", "2 seconds")
+      :union(source(app .. "-b", "ts timestamp, amount int", true):with_watermark("ts", "2 seconds"))
+  else -- "subscribe": one source of both topics (all of their rows there before it starts)
+    a = source(app .. "-a," .. app .. "-b", "ts timestamp, amount int", true):with_watermark("ts", "2 seconds")
   end
-  f = a:with_watermark("ts", "2 seconds"):filter(spin)
+  f = a:filter(spin)
     :group_by(tide.window("ts", "10 seconds"), "kafka_key"):agg{ "count(*) AS n", "sum(amount) AS total" }
   key = "kafka_key"
 end
