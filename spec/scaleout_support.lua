@@ -200,19 +200,25 @@ end
 -- its state directory, produce = function(step): step 1..4 of the input,
 -- produce_end = function(), rows = function() -> the output's sorted rows,
 -- want = sorted rows }`
--- @treturn table `{ restarted = the restarted process's first tasks, tasks
+-- @treturn table `{ restarted = the restarted process's last tasks, tasks
 -- = the tasks of the processes' last reports by id, rows = the output's
 -- rows at the end }`
 function M.crash_run(o)
   local ps = o.ps
+  -- whether process `state` opened a task: a task's local cache is a
+  -- directory "<s>_<p>" in its state directory (a progress report comes
+  -- only from a cycle with work, which a task that got no new rows has not)
+  local function opened(state)
+    for name in support.sh("ls -R " .. sh_quote(o.state(state)) .. " 2>/dev/null"):gmatch("[^\n]+") do
+      if name:match("^%d+_%d+$") then return true end
+    end
+    return false
+  end
   o.produce(1)
   for _, n in ipairs { "a", "b", "c" } do ps[n] = o.run(n) end
   local tell = M.tell(ps)
   M.wait_for("the tasks spread over the three processes", function()
-    for _, p in pairs(ps) do
-      if #M.tasks(p) == 0 then return false end
-    end
-    return true
+    return opened("a") and opened("b") and opened("c")
   end, 90, tell)
   o.produce(2)
   os.execute("kill -9 " .. ps.b.pid)
@@ -220,11 +226,12 @@ function M.crash_run(o)
   os.execute("rm -rf " .. sh_quote(o.state("b")))
   o.produce(3)
   ps.b2 = o.run("b2", "b") -- (a log of its own: the killed one's is appended to)
-  M.wait_for("the restarted process to get a task", function() return #M.tasks(ps.b2) > 0 end, 90, tell)
-  local restarted = M.tasks(ps.b2)
+  M.wait_for("the restarted process to get a task", function() return opened("b") end, 90, tell)
   o.produce(4)
   o.produce_end()
   M.wait_for("every row in the output", function() return #o.rows() >= #o.want end, 180, tell)
+  M.wait_for("a report of the restarted process", function() return #M.tasks(ps.b2) > 0 end, 60, tell)
+  local restarted = M.tasks(ps.b2)
   local seen = {}
   for _, p in pairs(ps) do
     if not p.done then
