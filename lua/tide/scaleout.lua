@@ -236,10 +236,8 @@ function App:_open_task(sub, p)
     if got then committed = got break end
     if attempt == 3 then error(format("task %s: reading its committed offsets: %s", t.id, msg), 0) end
   end
-  local none = true -- no offset of the task committed ever: no changelog record either
   for i, x in ipairs(t.parts) do
     local at = committed[i]
-    if at >= 0 then none = false end
     if at < 0 then
       -- a new application starts its input as the source says, its
       -- repartition topics at their start
@@ -270,10 +268,7 @@ function App:_open_task(sub, p)
     self._hooks.remove_tree(t.dir)
     self:_open_cache(t)
     local changes = {}
-    -- a task's changelog records commit in the transactions that commit its
-    -- offsets: a task with no committed offset has none to read (a new
-    -- application skips a consumer per changelog partition at its start)
-    for j, s in ipairs(none and {} or sub.stateful) do
+    for j, s in ipairs(sub.stateful) do
       local recs, msg = core.kafka_read_log(self._bootstrap, s.changelog, p, self._kafka, self._timeout)
       if not recs then error(format("task %s: restoring from changelog '%s': %s", t.id, s.changelog, msg), 0) end
       local last_of = {}
