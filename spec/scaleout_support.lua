@@ -190,6 +190,17 @@ function M.repartition_rows(lines)
   return rows
 end
 
+--- Whether the process with state directory `state_dir` opened a task:
+-- a task's local cache is a directory "<s>_<p>" under it. (A progress
+-- report comes only from a cycle with work, which a task that got no new
+-- rows has not run: waiting for a report can wait for ever.)
+function M.opened(state_dir)
+  for name in support.sh("ls -R " .. sh_quote(state_dir) .. " 2>/dev/null"):gmatch("[^\n]+") do
+    if name:match("^%d+_%d+$") then return true end
+  end
+  return false
+end
+
 --- The run of an application through a crash: three processes; once
 -- they all run tasks, one is SIGKILLed and started again with its state
 -- directory gone; every process is stopped with SIGTERM once the output
@@ -205,15 +216,7 @@ end
 -- rows at the end }`
 function M.crash_run(o)
   local ps = o.ps
-  -- whether process `state` opened a task: a task's local cache is a
-  -- directory "<s>_<p>" in its state directory (a progress report comes
-  -- only from a cycle with work, which a task that got no new rows has not)
-  local function opened(state)
-    for name in support.sh("ls -R " .. sh_quote(o.state(state)) .. " 2>/dev/null"):gmatch("[^\n]+") do
-      if name:match("^%d+_%d+$") then return true end
-    end
-    return false
-  end
+  local function opened(state) return M.opened(o.state(state)) end
   o.produce(1)
   for _, n in ipairs { "a", "b", "c" } do ps[n] = o.run(n) end
   local tell = M.tell(ps)
