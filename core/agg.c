@@ -937,20 +937,26 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
  * groups in gid order). */
 #define GROUP_OF(gids, i) ((gids) ? (gids)[i] : (i))
 
+/* The table that holds output row i: a, or with tabs (a static
+ * aggregation's parts, same layout) tabs[tab_of[i]]. */
+#define TABLE_OF(a, tabs, tab_of, i) ((tabs) ? (tabs)[(tab_of)[i]] : (a))
+
 /* Fill output column out (initialised, n rows) with key column k of the
- * groups gids[0..n) (or of groups 0..n-1). */
-static int key_result(const tide_agg_t *a, uint32_t k, const uint32_t *gids, uint32_t n, tide_col_t *out) {
+ * groups gids[0..n) (or of groups 0..n-1), of a or of tabs (TABLE_OF). */
+static int key_result(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of, uint32_t k,
+                      const uint32_t *gids, uint32_t n, tide_col_t *out) {
   const kcol_t *kc = &a->kc[k];
   int rc = 0;
   for (uint32_t i = 0; i < n && !rc; i++) {
     uint32_t g = GROUP_OF(gids, i);
-    const unsigned char *rec = a->krec + (size_t)g * a->krec_size, *v = rec + kc->off;
+    const tide_agg_t *t = TABLE_OF(a, tabs, tab_of, i);
+    const unsigned char *rec = t->krec + (size_t)g * t->krec_size, *v = rec + kc->off;
     uint64_t bits;
     uint32_t len;
     switch (kc->type) {
     case TIDE_T_STRING:
     case TIDE_T_JSON: {
-      const char *p = kstr(a, v, &len);
+      const char *p = kstr(t, v, &len);
       rc = tide_col_put_str(out, i, p, len);
       break;
     }
@@ -966,11 +972,12 @@ static int key_result(const tide_agg_t *a, uint32_t k, const uint32_t *gids, uin
 }
 
 /* Fill output column out (initialised, n rows) with spec s's result of the
- * groups gids[0..n) (or of groups 0..n-1). */
-static int spec_result(const tide_agg_t *a, const aspec_t *s, const uint32_t *gids, uint32_t n, tide_col_t *out) {
+ * groups gids[0..n) (or of groups 0..n-1), of a or of tabs (TABLE_OF). */
+static int spec_result(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of, const aspec_t *s,
+                       const uint32_t *gids, uint32_t n, tide_col_t *out) {
   int rc = 0;
   for (uint32_t i = 0; i < n && !rc; i++) {
-    const void *stp = STATE(a, GROUP_OF(gids, i), s->off);
+    const void *stp = STATE(TABLE_OF(a, tabs, tab_of, i), GROUP_OF(gids, i), s->off);
     int null = 0;
     switch (s->kind) {
     case TIDE_AGG_COUNT_STAR:
@@ -1000,8 +1007,10 @@ static int spec_result(const tide_agg_t *a, const aspec_t *s, const uint32_t *gi
   return rc;
 }
 
-/* The rows of groups gids[0..n) (NULL: groups 0..n-1) as a new batch. */
-static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
+/* The rows of groups gids[0..n) (NULL: groups 0..n-1) of a, or of tabs
+ * (TABLE_OF), as a new batch. */
+static int build_result_of(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of,
+                           const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
   if (n > TIDE_BATCH_MAX_ROWS) return tide_err_set(err, TIDE_ETOOBIG, "%u groups do not fit one batch", n);
   uint32_t nf = a->schema->nfields;
@@ -1010,7 +1019,8 @@ static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, t
   int rc = 0;
   for (uint32_t f = 0; f < nf && !rc; f++) {
     if ((rc = tide_col_init(&cols[f], a->schema->fields[f].type, n))) break;
-    rc = f < a->nkeys ? key_result(a, f, gids, n, &cols[f]) : spec_result(a, &a->specs[f - a->nkeys], gids, n, &cols[f]);
+    rc = f < a->nkeys ? key_result(a, tabs, tab_of, f, gids, n, &cols[f])
+                      : spec_result(a, tabs, tab_of, &a->specs[f - a->nkeys], gids, n, &cols[f]);
   }
   if (rc) {
     for (uint32_t f = 0; f < nf; f++) tide_col_free(&cols[f]);
@@ -1020,6 +1030,10 @@ static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, t
   *out = tide_batch_adopt(a->schema, n, cols);
   free(cols);
   return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}
+
+static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
+  return build_result_of(a, NULL, NULL, gids, n, out, err);
 }
 
 /* One row per group in first-seen order (agg.h). The batch is new and owned
@@ -2601,7 +2615,7 @@ static int parts_keys(tide_agg_t *dst, tide_agg_t *const *parts, uint32_t np, ui
       break;
     }
     for (uint32_t k = 0; k < nk && !rc; k++)
-      if (!(rc = tide_col_init(&cols[k], dst->kc[k].type, ng))) rc = key_result(s, k, NULL, ng, &cols[k]);
+      if (!(rc = tide_col_init(&cols[k], dst->kc[k].type, ng))) rc = key_result(s, NULL, NULL, k, NULL, ng, &cols[k]);
     if (rc) {
       for (uint32_t k = 0; k < nk; k++) tide_col_free(&cols[k]);
     } else if (!(list[nb] = tide_batch_adopt(dst->keys, ng, cols))) {
@@ -2957,31 +2971,23 @@ static int unpart(tide_agg_t *a, tide_err_t *err) {
   return 0;
 }
 
-/* tide_agg_result of a parted aggregation: each part's rows, merged by
- * stamp. */
+/* tide_agg_result of a parted aggregation: the parts' groups merged by
+ * stamp, built in that order. */
 static int hp_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
   uint64_t n = tide_agg_groups(a);
   if (n > TIDE_BATCH_MAX_ROWS) return tide_err_set(err, TIDE_ETOOBIG, "%llu groups do not fit one batch",
                                                    (unsigned long long)n);
-  uint32_t P = a->nhp, *cur = calloc(P, sizeof *cur), *off = calloc(P, sizeof *off), q;
-  uint32_t *perm = malloc((n ? n : 1) * sizeof *perm);
-  tide_batch_t **res = calloc(P, sizeof *res), *all = NULL;
-  int rc = cur && off && perm && res ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
-  for (q = 0; q < P && !rc; q++) {
-    rc = build_result(a->hp[q], NULL, a->hp[q]->ngroups, &res[q], err);
-    if (q + 1 < P) off[q + 1] = off[q] + a->hp[q]->ngroups;
-  }
-  if (!rc && (rc = tide_batch_concat(res, P, a->schema, &all))) tide_err_set(err, rc, "out of memory");
+  uint32_t *cur = calloc(a->nhp, sizeof *cur), *gids = malloc((n ? n : 1) * sizeof *gids), q;
+  uint8_t *tab_of = malloc(n ? n : 1);
+  int rc = cur && gids && tab_of ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
   for (uint32_t i = 0; !rc && i < n; i++) {
     q = hp_next_part(a, cur);
-    perm[i] = off[q] + cur[q]++;
+    tab_of[i] = (uint8_t)q;
+    gids[i] = cur[q]++;
   }
-  if (!rc && (rc = tide_batch_gather(all, perm, (uint32_t)n, out))) tide_err_set(err, rc, "out of memory");
-  tide_batch_free(all);
-  for (q = 0; res && q < P; q++) tide_batch_free(res[q]);
-  free(res);
-  free(perm);
-  free(off);
+  if (!rc) rc = build_result_of(a, (const tide_agg_t *const *)a->hp, tab_of, gids, (uint32_t)n, out, err);
+  free(tab_of);
+  free(gids);
   free(cur);
   return rc;
 }
