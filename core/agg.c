@@ -2918,9 +2918,13 @@ static void hp_run(void *arg, size_t q) {
 }
 
 /* Fold the partials of a push's nt tasks into the parts, on pool. */
-static int hp_fold(tide_agg_t *a, uint32_t nt, struct tide_pool *pool, tide_err_t *err) {
+static int hp_fold(tide_agg_t *a, const par_task_t *pt, uint32_t nt, struct tide_pool *pool, tide_err_t *err) {
   hp_task_t t[TIDE_POOL_MAX];
-  uint64_t m = 0;
+  uint64_t m = 0, pairs = 0;
+  for (uint32_t i = 0; i < nt; i++) pairs += pt[i].out.pushed + pt[i].out.late_pairs;
+  /* scratch for every pair, as one thread sizes it (tide_agg_bytes once folded back) */
+  if (pairs && ensure_scratch(a, pairs > UINT32_MAX ? UINT32_MAX : (uint32_t)pairs))
+    return tide_err_set(err, -ENOMEM, "out of memory");
   for (uint32_t q = 0; q < a->nhp; q++) t[q] = (hp_task_t){a, nt, 0};
   tide_pool_run(pool, a->nhp, hp_run, t);
   int rc = 0;
@@ -3049,7 +3053,7 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
       out->time_sum += t[i].out.time_sum;
     }
   }
-  if (!rc) rc = a->nhp ? hp_fold(a, nt, in->pool, err) : par_fold(a, t, nt, out, err);
+  if (!rc) rc = a->nhp ? hp_fold(a, t, nt, in->pool, err) : par_fold(a, t, nt, out, err);
   if (!rc) a->par_pushes++;
   if (!rc && late) { /* the late groups, and the lost rows in input order */
     tide_agg_t **parts = a->parts;
