@@ -2850,14 +2850,16 @@ static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t
  * first-seen order; so the smallest stamp of a key marks where one thread
  * first saw it. A part table creates each group at its first stamp (its
  * fold walks in stamp order) and keeps the stamp in sid[] (state ids mean
- * nothing here): ascending with gid. tide_agg_result merges the parts' rows
- * by stamp, which is one thread's first-seen order.
+ * nothing here): ascending with gid. tide_agg_result takes the parts'
+ * groups merged by stamp (hp_result builds the rows straight from the
+ * parts), which is one thread's first-seen order.
  *
  * Exactness is the parallel push's: set_static refuses (a stays one
  * table) unless every aggregate folds bit-exactly (spec_folds). When a push
  * cannot run this way (a task failed, avg_abs passed AVG_EXACT, created
- * rows wanted), and before any call other than push, result, groups and
- * bytes that changes or reads groups through a non-const pointer (update,
+ * rows wanted), and before any call other than push, result, result_all,
+ * groups and bytes that changes or reads groups through a non-const
+ * pointer (update,
  * restore, evict, lookup, merge, remove, spill ...), the parts are
  * unparted: folded into a itself in stamp order, which gives one thread's
  * table (gids, sids, dirty set), and a is an ordinary aggregation again.
