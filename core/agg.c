@@ -3095,6 +3095,10 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
 uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
 
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  if (a->nhp && !a->poisoned && in->batch && !in->batch->nrows && !in->want_created) {
+    memset(out, 0, sizeof *out); /* a static aggregation: nothing to aggregate, nothing to fold back */
+    return push_check(a, in, err);
+  }
   uint32_t nt = par_tasks(a, in);
   int rc;
   if (nt) {

@@ -157,6 +157,23 @@ static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32
   tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_START, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
   tide_window_t w = {10000, sc->slide, 0};
   uint32_t *sel = malloc(sc->rows * sizeof *sel);
+  tide_batch_t *empty = rows(in, 0, 0, 0); /* an empty batch first: nothing changes, nothing is folded back */
+  for (uint32_t i = 0; i <= np; i++) {
+    tide_agg_input_t pin;
+    memset(&pin, 0, sizeof pin);
+    pin.batch = empty;
+    pin.keys = keys;
+    pin.args = (const tide_expr_t *const *)arg;
+    pin.window = &w;
+    pin.window_col = 0;
+    pin.late_col = pin.time_col = -1;
+    pin.pool = i ? pools[i - 1] : NULL;
+    tide_agg_output_t out;
+    T_EQ_INT(tide_agg_push(a[i], &pin, &out, &err), 0);
+    T_EQ_INT(out.pushed, 0);
+    T_EQ_INT(tide_agg_groups(a[i]), 0);
+  }
+  tide_batch_free(empty);
   for (uint32_t bi = 0; bi < sc->nb; bi++) {
     tide_batch_t *b = rows(in, bi * sc->rows, sc->rows, sc->big);
     uint32_t ns = 0;
