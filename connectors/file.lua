@@ -706,6 +706,7 @@ M.sources.file = {
     }, Source)
     self:_load()
     if self._bad == "dead_letter" then self:_dead_letter_topic() end
+    self.pure_fetch = self._bad ~= "dead_letter" -- get_batch appends dead letters (connectors/README.md)
     return self
   end,
 }

@@ -174,6 +174,7 @@ M.sources.topic = {
     local src = {
       description = format("TopicSource[%s]", o.topic),
       replayable = true,
+      pure_fetch = true, -- reading a topic writes nothing (connectors/README.md)
       db = db, t = t, name = o.topic, nparts = info.partitions,
       version = pinned[o] or info.schema_version,
       limit = o.max_records_per_trigger,

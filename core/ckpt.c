@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct tide_ckpt {
   int lock_fd;           /* -1 when read-only */
   int locked;            /* the flock on lock_fd is ours */
   char *dir;
+  tide_ckpt_async_t *async; /* the overlapped commit in flight, or NULL */
 };
 
 /* ------------------------------------------------------------ helpers --- */
@@ -119,8 +121,18 @@ static long lock_pid(const char *dir) {
 }
 
 /* Begin a transaction. A map grown by another process (MDB_MAP_RESIZED)
- * is adopted and the begin tried once more. */
+ * is adopted and the begin tried once more. While an overlapped commit is
+ * in flight its thread holds the write transaction (and may grow the map,
+ * which LMDB allows only with no other transaction open in the process):
+ * any other transaction is refused with -EBUSY rather than blocking on the
+ * writer lock that the in-flight commit only releases when told to. */
+static int begin_raw(tide_ckpt_t *c, int write, MDB_txn **txn);
+static int async_settled(tide_ckpt_async_t *a);
 static int begin(tide_ckpt_t *c, int write, MDB_txn **txn) {
+  if (c->async && !async_settled(c->async)) return -EBUSY;
+  return begin_raw(c, write, txn);
+}
+static int begin_raw(tide_ckpt_t *c, int write, MDB_txn **txn) {
   unsigned fl = write ? 0 : MDB_RDONLY;
   int rc = mdb_txn_begin(c->env, NULL, fl, txn);
   if (rc == MDB_MAP_RESIZED) {
@@ -159,7 +171,7 @@ static int state_dbi(MDB_txn *txn, const char *name, size_t len, int create, MDB
 /* Make the map large enough for a write of about `need` bytes: at least
  * twice what is in use, and room for the write twice over (a put can copy
  * whole pages). No transaction of this process may be open. */
-static int grow_for(tide_ckpt_t *c, uint64_t need) {
+static int grow_for_raw(tide_ckpt_t *c, uint64_t need) {
   MDB_envinfo info;
   MDB_stat st;
   int rc = mdb_env_info(c->env, &info);
@@ -175,10 +187,22 @@ static int grow_for(tide_ckpt_t *c, uint64_t need) {
 }
 
 /* Double the map after MDB_MAP_FULL. */
-static int grow_double(tide_ckpt_t *c) {
+static int grow_double_raw(tide_ckpt_t *c) {
   MDB_envinfo info;
   int rc = mdb_env_info(c->env, &info);
   return rc ? rc : mdb_env_set_mapsize(c->env, info.me_mapsize * 2);
+}
+
+/* The same outside an overlapped commit's thread: LMDB resizes a map only
+ * with no transaction open in the process, so they wait for the commit in
+ * flight (refused while its gate is closed), as begin does. */
+static int grow_for(tide_ckpt_t *c, uint64_t need) {
+  if (c->async && !async_settled(c->async)) return -EBUSY;
+  return grow_for_raw(c, need);
+}
+static int grow_double(tide_ckpt_t *c) {
+  if (c->async && !async_settled(c->async)) return -EBUSY;
+  return grow_double_raw(c);
 }
 
 static int check_writable(tide_ckpt_t *c, const char *what, tide_err_t *err) {
@@ -416,6 +440,7 @@ fail:
 
 void tide_ckpt_close(tide_ckpt_t *c) {
   if (!c) return;
+  if (c->async) tide_ckpt_commit_cancel(c->async);
   if (c->env) mdb_env_close(c->env);
   if (c->lock_fd >= 0 && c->locked) {
     /* Empty the pid before the lock goes, so that a read-only open in this
@@ -681,44 +706,63 @@ static int apply_ops(MDB_txn *txn, MDB_dbi dbi, const tide_ckpt_op_t *ops, size_
   return rc;
 }
 
-/* One attempt at a commit: the whole write transaction. On failure *where
- * names the state that failed (NULL: the commit log). */
-static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *ch,
-                       size_t nch, const tide_ckpt_change_t **where) {
-  MDB_txn *txn;
+/* Batch n's state changes in a new write transaction (*txn, left open),
+ * after checking that commit entry n does not exist. On failure the
+ * transaction is aborted and *where names the state that failed (NULL:
+ * the commit log). begin_raw: also on an overlapped commit's thread. */
+static int states_txn(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t *ch, size_t nch, MDB_txn **txn,
+                      const tide_ckpt_change_t **where) {
   unsigned char key[8];
   tide_ckpt_key_u64(key, n);
   MDB_val k = {8, key}, v;
   *where = NULL;
-  int rc = begin(c, 1, &txn);
+  int rc = begin_raw(c, 1, txn);
   if (rc) return rc;
-  rc = mdb_get(txn, c->dbi[DB_COMMITS], &k, &v);
+  rc = mdb_get(*txn, c->dbi[DB_COMMITS], &k, &v);
   if (rc == 0) rc = TIDE_EEXIST;
   else if (rc == MDB_NOTFOUND) rc = 0;
   for (size_t i = 0; i < nch && !rc; i++) {
     MDB_dbi dbi;
     *where = &ch[i];
-    if ((rc = state_dbi(txn, ch[i].state, ch[i].state_len, 1, &dbi))) break;
-    rc = apply_ops(txn, dbi, ch[i].ops, ch[i].nops);
-  }
-  if (!rc) {
-    *where = NULL;
-    v.mv_size = len;
-    v.mv_data = (void *)text;
-    rc = mdb_put(txn, c->dbi[DB_COMMITS], &k, &v, 0);
+    if ((rc = state_dbi(*txn, ch[i].state, ch[i].state_len, 1, &dbi))) break;
+    rc = apply_ops(*txn, dbi, ch[i].ops, ch[i].nops);
   }
   /* On failure the abort also closes the state handles this transaction
    * opened; on success the commit makes them the environment's. */
+  if (rc) mdb_txn_abort(*txn);
+  else *where = NULL;
+  return rc;
+}
+
+/* Put commit entry n (framed text) and commit txn: durable when it
+ * returns (unless NOSYNC). */
+static int entry_commit(tide_ckpt_t *c, MDB_txn *txn, uint64_t n, const void *framed, size_t len) {
+  unsigned char key[8];
+  tide_ckpt_key_u64(key, n);
+  MDB_val k = {8, key}, v = {len, (void *)framed};
+  int rc = mdb_put(txn, c->dbi[DB_COMMITS], &k, &v, 0);
   return rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
 }
 
-int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *changes,
-                     size_t nchanges, tide_err_t *err) {
+/* One attempt at a commit: the whole write transaction. */
+static int commit_once(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *ch,
+                       size_t nch, const tide_ckpt_change_t **where) {
+  MDB_txn *txn;
+  int rc = states_txn(c, n, ch, nch, &txn, where);
+  return rc ? rc : entry_commit(c, txn, n, text, len);
+}
+
+/* Check every input of a commit before any transaction, so that a bad one
+ * writes nothing and says which it is; *need gets the bytes the states'
+ * changes take, about (what the map must have room for). */
+static int check_changes(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t *changes, size_t nchanges,
+                         uint64_t *need, tide_err_t *err) {
   int rc = check_writable(c, "commit", err);
   if (rc) return rc;
-  /* Check every input before any transaction, so that a bad one writes
-   * nothing and says which it is. */
-  uint64_t need = len + 64;
+  if (c->async)
+    return tide_err_set(err, -EBUSY, "checkpoint %s: commit %llu: a commit is in flight", c->dir,
+                        (unsigned long long)n);
+  *need = 64;
   for (size_t i = 0; i < nchanges; i++) {
     const tide_ckpt_change_t *ch = &changes[i];
     if (ch->state_len == 0 || ch->state_len > TIDE_CKPT_NAME_MAX || memchr(ch->state, 0, ch->state_len))
@@ -729,18 +773,15 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
       if (op->klen == 0 || op->klen > TIDE_CKPT_KEY_MAX)
         return tide_err_set(err, TIDE_EINVAL, "checkpoint %s: commit %llu: state '%.*s': key must be 1..%d bytes, got %zu",
                             c->dir, (unsigned long long)n, (int)ch->state_len, ch->state, TIDE_CKPT_KEY_MAX, op->klen);
-      need += op->klen + op->vlen + 64;
+      *need += op->klen + op->vlen + 64;
     }
   }
-  const tide_ckpt_change_t *where = NULL;
-  tide_buf_t framed = {0};
-  if ((rc = log_frame(&framed, text, len))) return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
-  for (int tries = 0;; tries++) {
-    if ((rc = grow_for(c, need + LOG_HDR))) break;
-    rc = commit_once(c, n, framed.data, framed.len, changes, nchanges, &where);
-    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
-  }
-  tide_buf_free(&framed);
+  return 0;
+}
+
+/* The message of a failed commit n (rc: an LMDB or tide code; where: the
+ * state that failed, NULL for the commit log). Returns the tide code. */
+static int commit_error(tide_ckpt_t *c, uint64_t n, int rc, const tide_ckpt_change_t *where, tide_err_t *err) {
   rc = tide_err_lmdb(rc, c->dir);
   if (rc == TIDE_EEXIST)
     return tide_err_set(err, rc, "checkpoint %s: commit log %llu exists", c->dir, (unsigned long long)n);
@@ -753,6 +794,207 @@ int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, c
   if (rc)
     return tide_err_set(err, rc, "checkpoint %s: commit %llu: %s", c->dir, (unsigned long long)n, tide_strerror(rc));
   return 0;
+}
+
+int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *changes,
+                     size_t nchanges, tide_err_t *err) {
+  uint64_t need;
+  int rc = check_changes(c, n, changes, nchanges, &need, err);
+  if (rc) return rc;
+  need += len;
+  const tide_ckpt_change_t *where = NULL;
+  tide_buf_t framed = {0};
+  if ((rc = log_frame(&framed, text, len))) return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
+  for (int tries = 0;; tries++) {
+    if ((rc = grow_for(c, need + LOG_HDR))) break;
+    rc = commit_once(c, n, framed.data, framed.len, changes, nchanges, &where);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double(c))) break;
+  }
+  tide_buf_free(&framed);
+  return commit_error(c, n, rc, where, err);
+}
+
+/* ----------------------------------------------- overlapped commit --- */
+
+/* The commit of batch n split at its gate (ckpt.h): a thread of its own
+ * writes the states' changes into the write transaction, then waits; the
+ * caller opens the gate with the commit entry's text (put, then the
+ * transaction committed: durable) or cancels (aborted: nothing written).
+ * Only the thread touches the environment in between: begin refuses other
+ * transactions while the gate is closed, and once it is open waits until
+ * the thread is done (its transaction committed or aborted). The caller's
+ * change arrays must stay valid until wait/finish/cancel returns. */
+struct tide_ckpt_async {
+  tide_ckpt_t *c;
+  uint64_t n, need;
+  const tide_ckpt_change_t *changes;
+  size_t nchanges;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int gate;             /* 0 closed, 1 open (framed holds the entry), -1 cancelled */
+  tide_buf_t framed;    /* the commit entry, framed; written before the gate opens */
+  int has_next;         /* also offset entry n + 1 (next_framed) in the transaction */
+  tide_buf_t next_framed;
+  int rc;               /* the thread's result, read after the join */
+  const tide_ckpt_change_t *where;
+  int next_failed;      /* rc is the put of offset entry n + 1's */
+  int done;             /* the thread has ended its transaction (under mu) */
+};
+
+/* 1 when a's thread is done with the environment, waiting for it when its
+ * gate is open (so its commit is durable before another transaction
+ * begins); 0 while the gate is closed (the caller would wait for itself). */
+static int async_settled(tide_ckpt_async_t *a) {
+  pthread_mutex_lock(&a->mu);
+  if (a->gate != 0)
+    while (!a->done) pthread_cond_wait(&a->cv, &a->mu);
+  int done = a->done;
+  pthread_mutex_unlock(&a->mu);
+  return done;
+}
+
+/* Wait until the gate opens or the commit is cancelled; returns the gate. */
+static int async_gate(tide_ckpt_async_t *a) {
+  pthread_mutex_lock(&a->mu);
+  while (a->gate == 0) pthread_cond_wait(&a->cv, &a->mu);
+  int g = a->gate;
+  pthread_mutex_unlock(&a->mu);
+  return g;
+}
+
+static void *async_main(void *arg) {
+  tide_ckpt_async_t *a = arg;
+  tide_ckpt_t *c = a->c;
+  int rc;
+  for (int tries = 0;; tries++) {
+    MDB_txn *txn = NULL;
+    a->next_failed = 0;
+    if ((rc = grow_for_raw(c, a->need + LOG_HDR)) == 0) rc = states_txn(c, a->n, a->changes, a->nchanges, &txn, &a->where);
+    if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double_raw(c)) == 0) continue;
+    /* the gate: nothing of batch n is durable before the caller says so */
+    if (async_gate(a) < 0) {
+      if (!rc) mdb_txn_abort(txn);
+      rc = -ECANCELED;
+      break;
+    }
+    if (rc) break;
+    if (a->has_next) { /* offset entry n + 1, in the same transaction (never there before: see ckpt.h) */
+      unsigned char key[8];
+      tide_ckpt_key_u64(key, a->n + 1);
+      MDB_val k = {8, key}, v = {a->next_framed.len, a->next_framed.data};
+      if ((rc = mdb_put(txn, c->dbi[DB_OFFSETS], &k, &v, MDB_NOOVERWRITE))) {
+        mdb_txn_abort(txn);
+        a->next_failed = 1;
+        if (rc == MDB_KEYEXIST) rc = TIDE_EEXIST;
+        if (rc == MDB_MAP_FULL && tries < 30 && (rc = grow_double_raw(c)) == 0) continue;
+        break;
+      }
+    }
+    rc = entry_commit(c, txn, a->n, a->framed.data, a->framed.len);
+    if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double_raw(c))) break;
+  }
+  a->rc = rc;
+  pthread_mutex_lock(&a->mu);
+  a->done = 1;
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+  return NULL;
+}
+
+int tide_ckpt_commit_start(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t *changes, size_t nchanges,
+                           tide_ckpt_async_t **out, tide_err_t *err) {
+  uint64_t need;
+  int rc = check_changes(c, n, changes, nchanges, &need, err);
+  if (rc) return rc;
+  tide_ckpt_async_t *a = calloc(1, sizeof *a);
+  if (!a) return tide_err_set(err, -ENOMEM, "checkpoint %s: commit %llu: out of memory", c->dir, (unsigned long long)n);
+  a->c = c;
+  a->n = n;
+  a->need = need + 4096; /* the commit entry's text is not known yet: a small JSON object */
+  a->changes = changes;
+  a->nchanges = nchanges;
+  pthread_mutex_init(&a->mu, NULL);
+  pthread_cond_init(&a->cv, NULL);
+  c->async = a; /* before the thread starts: from now on only it begins transactions */
+  if ((rc = pthread_create(&a->thread, NULL, async_main, a))) {
+    c->async = NULL;
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+    return tide_err_set(err, -rc, "checkpoint %s: commit %llu: cannot start a thread: %s", c->dir,
+                        (unsigned long long)n, tide_strerror(-rc));
+  }
+  *out = a;
+  return 0;
+}
+
+/* Open or cancel the gate (1 or -1). */
+static void async_gate_set(tide_ckpt_async_t *a, int gate) {
+  pthread_mutex_lock(&a->mu);
+  a->gate = gate;
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+}
+
+/* Join the thread, free a; returns the thread's result (*where, *next_failed
+ * say what failed). */
+static int async_join(tide_ckpt_async_t *a, const tide_ckpt_change_t **where, int *next_failed) {
+  pthread_join(a->thread, NULL);
+  a->c->async = NULL;
+  int rc = a->rc;
+  *where = a->where;
+  *next_failed = a->next_failed;
+  tide_buf_free(&a->framed);
+  tide_buf_free(&a->next_framed);
+  pthread_cond_destroy(&a->cv);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+  return rc;
+}
+
+int tide_ckpt_commit_open(tide_ckpt_async_t *a, const void *text, size_t len, const void *next, size_t next_len,
+                          tide_err_t *err) {
+  int rc = log_frame(&a->framed, text, len);
+  if (!rc && next) rc = log_frame(&a->next_framed, next, next_len);
+  if (rc) {
+    tide_ckpt_t *c = a->c;
+    const tide_ckpt_change_t *where;
+    int nf;
+    async_gate_set(a, -1);
+    async_join(a, &where, &nf);
+    return tide_err_set(err, rc, "checkpoint %s: %s", c->dir, tide_strerror(rc));
+  }
+  a->has_next = next != NULL;
+  async_gate_set(a, 1);
+  return 0;
+}
+
+int tide_ckpt_commit_wait(tide_ckpt_async_t *a, tide_err_t *err) {
+  tide_ckpt_t *c = a->c;
+  uint64_t n = a->n;
+  const tide_ckpt_change_t *where;
+  int next_failed;
+  int rc = async_join(a, &where, &next_failed);
+  if (rc && next_failed) {
+    rc = tide_err_lmdb(rc, c->dir);
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: offset log %llu: %s", c->dir, (unsigned long long)n,
+                        (unsigned long long)n + 1, rc == TIDE_EEXIST ? "exists already" : tide_strerror(rc));
+  }
+  return commit_error(c, n, rc, where, err);
+}
+
+int tide_ckpt_commit_finish(tide_ckpt_async_t *a, const void *text, size_t len, tide_err_t *err) {
+  int rc = tide_ckpt_commit_open(a, text, len, NULL, 0, err);
+  return rc ? rc : tide_ckpt_commit_wait(a, err);
+}
+
+void tide_ckpt_commit_cancel(tide_ckpt_async_t *a) {
+  const tide_ckpt_change_t *where;
+  int nf;
+  if (!a) return;
+  async_gate_set(a, -1); /* no effect once the gate is open: then the commit completes */
+  async_join(a, &where, &nf);
 }
 
 /* Delete the keys < before of one log; adds to *removed. */
@@ -1049,6 +1291,9 @@ int tide_ckpt_state_drop(tide_ckpt_t *c, const char *name, size_t name_len, tide
  * that of MDB_FIXEDMAP only): the process's maps do, by the file's
  * canonical path. */
 void tide_ckpt_release_pages(tide_ckpt_t *c) {
+  /* advice only: skipped (not waited for) while an overlapped commit is
+   * in flight, whose thread reads the map; the next call drops them */
+  if (c->async) return;
   char *data = path_join(c->dir, "data.mdb"), *real = data ? realpath(data, NULL) : NULL;
   FILE *f = real ? fopen("/proc/self/maps", "re") : NULL;
   char line[4352];

@@ -138,6 +138,45 @@ int tide_ckpt_write_offsets(tide_ckpt_t *c, uint64_t n, const void *text, size_t
 int tide_ckpt_commit(tide_ckpt_t *c, uint64_t n, const void *text, size_t len, const tide_ckpt_change_t *changes,
                      size_t nchanges, tide_err_t *err);
 
+/* The same commit, overlapped with other work of the caller (the stream
+ * engine's sink, with workers > 1). tide_ckpt_commit_start checks the
+ * input as tide_ckpt_commit does, then a thread of its own begins the
+ * write transaction and applies every change, and waits at the gate:
+ * nothing of batch n can become durable (or visible) before
+ * tide_ckpt_commit_finish opens it with the commit entry's text, which is
+ * then put and the transaction committed (durable when it returns, unless
+ * NOSYNC). tide_ckpt_commit_cancel aborts it: nothing is written. Either
+ * one joins the thread and frees the handle; exactly one of them must be
+ * called (tide_ckpt_close cancels one still in flight). Until then every
+ * other call on c that needs a transaction fails with -EBUSY (instead of
+ * waiting for the writer lock), and `changes` with every key and value it
+ * points to must stay valid and unchanged.
+ * Errors: start: those of tide_ckpt_commit's checks, -EBUSY with a commit
+ * in flight, -ENOMEM, a thread that cannot start; finish: those of
+ * tide_ckpt_commit. */
+typedef struct tide_ckpt_async tide_ckpt_async_t;
+int tide_ckpt_commit_start(tide_ckpt_t *c, uint64_t n, const tide_ckpt_change_t *changes, size_t nchanges,
+                           tide_ckpt_async_t **out, tide_err_t *err);
+int tide_ckpt_commit_finish(tide_ckpt_async_t *a, const void *text, size_t len, tide_err_t *err);
+void tide_ckpt_commit_cancel(tide_ckpt_async_t *a);
+
+/* tide_ckpt_commit_finish in two steps, so that the caller can work while
+ * the transaction commits: _open opens the gate and returns at once (on
+ * failure, out of memory, the commit is cancelled and a is freed); _wait
+ * joins the thread, frees a and returns the commit's result. With `next`
+ * (not NULL) offset-log entry n + 1 is put in the same transaction: the
+ * next batch's offsets become durable with batch n's commit, as if
+ * written right after it (an offset entry n + 1 already there is
+ * TIDE_EEXIST: it cannot be, since entry n + 1 is only ever written
+ * after commit n). Between _open and _wait, a call on c that needs a
+ * transaction first waits until the commit is done (so it reads what the
+ * commit wrote); a new commit_start or commit is refused (-EBUSY) until
+ * _wait. tide_ckpt_commit_cancel after _open waits for the commit
+ * instead (the gate is open). */
+int tide_ckpt_commit_open(tide_ckpt_async_t *a, const void *text, size_t len, const void *next, size_t next_len,
+                          tide_err_t *err);
+int tide_ckpt_commit_wait(tide_ckpt_async_t *a, tide_err_t *err);
+
 /* Delete offset and commit entries with id < before, in one transaction.
  * *removed (may be NULL) gets the number of entries deleted. */
 int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err_t *err);

@@ -8,6 +8,9 @@
  *   ck:latest() -> last offset id | nil, last commit id | nil
  *   ck:offsets(n), ck:commit_entry(n) -> text | nil
  *   ck:write_offsets(n, text) -> true       ck:commit(n, text [, changes]) -> true
+ *   ck:commit_start(n [, changes]) -> true  ck:commit_finish(text) -> true
+ *   ck:commit_open(text [, next]) -> true   ck:commit_wait() -> true
+ *   ck:commit_cancel()   (the same commit overlapped: see l_commit_start)
  *   ck:purge(before) -> number of entries removed
  *   ck:state(name) -> iterator of key, value in key order
  *   ck:stats() -> table                     ck:path(), ck:is_read_only(), ck:is_open()
@@ -54,6 +57,10 @@ enum { OP_PUT = 1, OP_DEL = 2 };
 typedef struct {
   tide_ckpt_t *c;
   tide_buf_t scratch; /* results of reads, pushed from here */
+  tide_ckpt_async_t *async; /* an overlapped commit in flight (ck:commit_start), or NULL */
+  tide_ckpt_change_t *ops;  /* its changes (malloc'd) */
+  int ref;                  /* its change table in the registry, or LUA_NOREF */
+  int open;                 /* its gate is open (ck:commit_open) */
 } l_ckpt_t;
 
 typedef struct {
@@ -95,9 +102,13 @@ static uint64_t check_id(lua_State *L, int idx) {
 
 /* ----------------------------------------------------------- open/close */
 
-/* Idempotent close: __gc, __close and ck:close(). */
+static void async_cancel(lua_State *L, l_ckpt_t *k);
+
+/* Idempotent close: __gc, __close and ck:close(); an overlapped commit
+ * still in flight is cancelled (nothing of it is written). */
 static int ckpt_close(lua_State *L) {
   l_ckpt_t *k = check_ckpt(L, 1);
+  async_cancel(L, k);
   tide_ckpt_close(k->c);
   k->c = NULL;
   tide_buf_free(&k->scratch);
@@ -127,6 +138,7 @@ static int l_checkpoint(lua_State *L) {
   }
   l_ckpt_t *k = lua_newuserdatauv(L, sizeof *k, 0);
   memset(k, 0, sizeof *k); /* created closed, then opened (STYLE.md) */
+  k->ref = LUA_NOREF;
   luaL_setmetatable(L, CKPT_MT);
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_open(dir, flags, &k->c, &err);
@@ -468,18 +480,20 @@ static const char *raw_string(lua_State *L, lua_Integer i, size_t *len, const ch
  * tide_ckpt_change_t and tide_ckpt_op_t (in a scratch, so a raise frees it)
  * whose pointers are into the Lua strings the changes table holds. Per
  * state, the puts apply first, then the deletes. */
-static int l_commit(lua_State *L) {
-  l_ckpt_t *k = check_open_ckpt(L, 1);
-  uint64_t n = check_id(L, 2);
-  size_t len;
-  const char *text = luaL_checklstring(L, 3, &len);
+/* The changes table at index idx (nil: none) as an array of tide_ckpt_change_t (and
+ * their ops) in x->p[0]; *nch gets its length. Keys and values point into
+ * the table's strings and change sets: valid while the table is alive and
+ * unchanged. Raises on a bad table. */
+static tide_ckpt_change_t *changes_arg(lua_State *L, int idx, tide_l_scratch_t *x, size_t *nchanges) {
   size_t nch = 0, nops = 0;
-  if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
+  if (!lua_isnoneornil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
     lua_pushnil(L);
-    while (lua_next(L, 4)) {
-      if (lua_type(L, -2) != LUA_TSTRING)
-        return luaL_error(L, "commit: changes: state names must be strings, got %s", luaL_typename(L, -2));
+    while (lua_next(L, idx)) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        luaL_error(L, "commit: changes: state names must be strings, got %s", luaL_typename(L, -2));
+        return NULL;
+      }
       const char *state = lua_tostring(L, -2);
       tide_l_changes_t *cs = luaL_testudata(L, -1, CHANGES_MT);
       if (cs) {
@@ -488,16 +502,19 @@ static int l_commit(lua_State *L) {
         lua_pop(L, 1);
         continue;
       }
-      if (!lua_istable(L, -1))
-        return luaL_error(L, "commit: changes['%s'] must be a table {put = ..., del = ...} or a change set, got %s",
-                          state, luaL_typename(L, -1));
+      if (!lua_istable(L, -1)) {
+        luaL_error(L, "commit: changes['%s'] must be a table {put = ..., del = ...} or a change set, got %s", state,
+                   luaL_typename(L, -1));
+        return NULL;
+      }
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
         if (!f || (strcmp(f, "put") && strcmp(f, "del"))) {
           lua_pushvalue(L, -2);
-          return luaL_error(L, "commit: changes['%s']: unknown field '%s' (allowed: del, put)", state,
-                            luaL_tolstring(L, -1, NULL));
+          luaL_error(L, "commit: changes['%s']: unknown field '%s' (allowed: del, put)", state,
+                     luaL_tolstring(L, -1, NULL));
+          return NULL;
         }
         lua_pop(L, 1);
       }
@@ -506,18 +523,17 @@ static int l_commit(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  /* in a scratch (freed right after the commit), not in a userdata: the
-   * collector would keep a large commit's ops (40 bytes each) for many
-   * batches, as it sees only its own heap grow */
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
   tide_ckpt_change_t *ch = x->p[0] = malloc(nch * sizeof *ch + nops * (sizeof(tide_ckpt_op_t) + 8) + 1);
-  if (!ch) return luaL_error(L, "out of memory");
+  if (!ch) {
+    luaL_error(L, "out of memory");
+    return NULL;
+  }
   tide_ckpt_op_t *ops = (tide_ckpt_op_t *)(ch + nch);
   unsigned char *keys = (unsigned char *)(ops + nops); /* 8 bytes per op for integer keys */
   size_t ci = 0, oi = 0;
   if (nch) {
     lua_pushnil(L);
-    while (ci < nch && lua_next(L, 4)) {
+    while (ci < nch && lua_next(L, idx)) {
       const char *state = lua_tolstring(L, -2, &ch[ci].state_len);
       ch[ci].state = state;
       ch[ci].ops = ops + oi;
@@ -534,9 +550,11 @@ static int l_commit(lua_State *L) {
       if (raw_field(L, "put") == LUA_TTABLE) {
         lua_Unsigned m = lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= (lua_Integer)m && oi < nops; i++) {
-          if (lua_rawgeti(L, -1, i) != LUA_TTABLE)
-            return luaL_error(L, "commit: changes['%s'].put[%d] must be a {key, value} pair, got %s", state, (int)i,
-                              luaL_typename(L, -1));
+          if (lua_rawgeti(L, -1, i) != LUA_TTABLE) {
+            luaL_error(L, "commit: changes['%s'].put[%d] must be a {key, value} pair, got %s", state, (int)i,
+                       luaL_typename(L, -1));
+            return NULL;
+          }
           tide_ckpt_op_t *op = &ops[oi];
           op->key = raw_string(L, 1, &op->klen, state, "put", i, keys + 8 * oi);
           op->val = raw_string(L, 2, &op->vlen, state, "put", i, NULL);
@@ -560,11 +578,121 @@ static int l_commit(lua_State *L) {
       ci++;
     }
   }
+  *nchanges = ci;
+  return ch;
+}
+
+static int l_commit(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  size_t len, nch;
+  const char *text = luaL_checklstring(L, 3, &len);
+  lua_settop(L, 4); /* the changes (or nil) at 4, below the scratch */
+  /* in a scratch (freed right after the commit), not in a userdata: the
+   * collector would keep a large commit's ops (40 bytes each) for many
+   * batches, as it sees only its own heap grow */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_ckpt_change_t *ch = changes_arg(L, 4, x, &nch);
   /* From here to the result no Lua function runs. */
   tide_err_t err = {0, ""};
-  int rc = tide_ckpt_commit(k->c, n, text, len, ch, ci, &err);
+  int rc = tide_ckpt_commit(k->c, n, text, len, ch, nch, &err);
   tide_l_scratch_free(x);
   return write_result(L, rc, &err);
+}
+
+/* The overlapped commit (ckpt.h tide_ckpt_commit_start): ck:commit_start(n,
+ * [changes]) begins it on a thread; ck:commit_finish(text) opens its gate
+ * and returns when it is durable (raising what failed, as ck:commit does);
+ * ck:commit_cancel() aborts it, writing nothing. The change table (and its
+ * change sets: they must not be changed or freed) is held in the
+ * registry, the ops array by the checkpoint, until finish or cancel;
+ * closing the checkpoint cancels one in flight. */
+static void async_release(lua_State *L, l_ckpt_t *k) {
+  free(k->ops);
+  k->ops = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, k->ref);
+  k->ref = LUA_NOREF;
+}
+
+static int l_commit_start(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  uint64_t n = check_id(L, 2);
+  if (k->async) return luaL_error(L, "checkpoint %s: commit_start: a commit is in flight", tide_ckpt_dir(k->c));
+  lua_settop(L, 3); /* the changes (or nil) at 3, below the scratch */
+  size_t nch;
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_ckpt_change_t *ch = changes_arg(L, 3, x, &nch);
+  lua_pushvalue(L, 3);
+  k->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before the thread starts */
+  k->ops = ch;
+  x->p[0] = NULL; /* the checkpoint owns it now */
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_start(k->c, n, ch, nch, &k->async, &err);
+  if (rc) {
+    k->async = NULL;
+    async_release(L, k);
+  }
+  return write_result(L, rc, &err);
+}
+
+static int l_commit_finish(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  size_t len;
+  const char *text = luaL_checklstring(L, 2, &len);
+  if (!k->async || k->open)
+    return luaL_error(L, "checkpoint %s: commit_finish: no commit in flight at its gate", tide_ckpt_dir(k->c));
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_finish(k->async, text, len, &err);
+  k->async = NULL;
+  async_release(L, k);
+  return write_result(L, rc, &err);
+}
+
+/* Cancel the overlapped commit in flight, if any. */
+static void async_cancel(lua_State *L, l_ckpt_t *k) {
+  if (!k->async) return;
+  tide_ckpt_commit_cancel(k->async); /* open already: waits for it */
+  k->async = NULL;
+  k->open = 0;
+  async_release(L, k);
+}
+
+/* ck:commit_open(text [, next_offsets]) -> true: the gate opened, the
+ * commit under way (with offset entry n + 1 when next_offsets is given);
+ * ck:commit_wait() -> true when it is durable (raising what failed). */
+static int l_commit_open(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  size_t len, nlen = 0;
+  const char *text = luaL_checklstring(L, 2, &len);
+  const char *next = luaL_optlstring(L, 3, NULL, &nlen);
+  if (!k->async) return luaL_error(L, "checkpoint %s: commit_open: no commit in flight", tide_ckpt_dir(k->c));
+  if (k->open) return luaL_error(L, "checkpoint %s: commit_open: the commit is open already", tide_ckpt_dir(k->c));
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_open(k->async, text, len, next, nlen, &err);
+  if (rc) {
+    k->async = NULL; /* cancelled and freed */
+    async_release(L, k);
+  } else {
+    k->open = 1;
+  }
+  return write_result(L, rc, &err);
+}
+
+static int l_commit_wait(lua_State *L) {
+  l_ckpt_t *k = check_open_ckpt(L, 1);
+  if (!k->async || !k->open)
+    return luaL_error(L, "checkpoint %s: commit_wait: no open commit in flight", tide_ckpt_dir(k->c));
+  tide_err_t err = {0, ""};
+  int rc = tide_ckpt_commit_wait(k->async, &err);
+  k->async = NULL;
+  k->open = 0;
+  async_release(L, k);
+  return write_result(L, rc, &err);
+}
+
+static int l_commit_cancel(lua_State *L) {
+  async_cancel(L, check_open_ckpt(L, 1));
+  return 0;
 }
 
 /* ------------------------------------------------------------- iterator */
@@ -654,6 +782,11 @@ static const luaL_Reg ckpt_methods[] = {
     {"commit_entry", l_commit_entry},
     {"write_offsets", l_write_offsets},
     {"commit", l_commit},
+    {"commit_start", l_commit_start},
+    {"commit_finish", l_commit_finish},
+    {"commit_open", l_commit_open},
+    {"commit_wait", l_commit_wait},
+    {"commit_cancel", l_commit_cancel},
     {"state", l_state},
     {"purge", l_purge},
     {"stats", l_stats},

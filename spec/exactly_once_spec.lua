@@ -8,7 +8,9 @@
 -- mode (state, eviction, no-data batches) -> the same Lua sink; file
 -- source -> a Lua state machine per key (process) -> the same Lua sink; file
 -- source -> a left outer stream-stream join of it with itself -> the same
--- Lua sink.
+-- Lua sink; file source -> an aggregation whose commit is overlapped with
+-- the sink (workers = 2: the transaction waits at its gate while the sink
+-- runs) -> the same Lua sink.
 --
 -- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
 -- many kills land between the offset-log write and the commit; after each
@@ -89,6 +91,28 @@ elseif pipeline == "join" then
       for i, r in ipairs(rows) do lines[i] = string.format("%d %s", r.lid, r.rid or "-") end
       batch_file(id, lines)
     end }, { checkpoint = ck, trigger = "available_now" })
+elseif pipeline == "agg" then
+  -- a C aggregation, its state written by the overlapped commit (workers =
+  -- 2: batch N's transaction is filled on a thread and waits at its gate
+  -- while the sink runs), into the idempotent Lua sink, which logs its
+  -- entry and exit (unbuffered) and takes ~3 ms: many kills land while
+  -- that transaction is open
+  tide.config { workers = 2 }
+  local log = assert(io.open(out .. "/sink.log", "a"))
+  log:setvbuf("no")
+  q = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+    :filter(spin)
+    :group_by("id % 7 AS k"):agg{ "count(*) AS n", "sum(v) AS s" }
+    :write_stream(tide.sink { add_batch = function(_, id, rows)
+      log:write("s ", id, "\n")
+      local t = os.clock() + 0.003
+      while os.clock() < t do end
+      local lines = {}
+      for i, r in ipairs(rows) do lines[i] = string.format("%d %d %d", r.k, r.n, r.s) end
+      batch_file(id, lines)
+      log:write("d ", id, "\n")
+    end }, { checkpoint = ck, trigger = "available_now", mode = "update" })
 elseif pipeline == "file" or pipeline == "lua" then
   local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
     max_files_per_trigger = 1 })
@@ -123,9 +147,10 @@ local function make_files(dir) return support.id_files(dir, FILES, PER_FILE) end
 
 local expected, expected_windows = support.id_selected, support.id_windows
 
--- The rows of the process pipeline: one file per batch; per batch, each
--- key (id % 7) with its running count and sum and its last id.
-local function expected_process()
+-- The rows of the process pipeline (with_last) and of the agg pipeline:
+-- one file per batch; per batch, each key (id % 7) with its running count
+-- and sum (and, for process, its last id).
+local function expected_per_key(with_last)
   local out, n, sum, id = {}, {}, {}, 0
   for _ = 1, FILES do
     local last = {}
@@ -134,7 +159,10 @@ local function expected_process()
       local v, k = support.id_value(id), id % 7
       n[k], sum[k], last[k] = (n[k] or 0) + 1, (sum[k] or 0) + v, id
     end
-    for k, l in pairs(last) do out[#out + 1] = string.format("%d %d %d %d", k, n[k], sum[k], l) end
+    for k, l in pairs(last) do
+      out[#out + 1] = with_last and string.format("%d %d %d %d", k, n[k], sum[k], l)
+        or string.format("%d %d %d", k, n[k], sum[k])
+    end
   end
   table.sort(out)
   return out
@@ -194,11 +222,12 @@ local run_once = support.run_child
 -- 60 ms .. 1.5x its share of an uninterrupted run's whole_ms, within 80 ..
 -- 260), counting the kills that land between the offset log and the
 -- commit log.
-local function run_killed(script, args, ck, done, errf, whole_ms)
+local function run_killed(script, args, ck, done, errf, whole_ms, after_kill)
   local mid = 0
   local stats = support.run_killed { script = script, args = args, done = done, errf = errf, kills = KILLS,
     whole_ms = whole_ms, lo = 60, hi = { 80, 260 }, after_kill = function()
       if mid_batch(ck) then mid = mid + 1 end
+      if after_kill then after_kill() end
     end }
   stats.mid = mid
   return stats
@@ -288,11 +317,47 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
   end)
 
   it("file -> a Lua state machine per key (process) -> a Lua sink: the same rows, each once", function()
-    lua_sink_case("process", expected_process(), "file -> process (update)")
+    lua_sink_case("process", expected_per_key(true), "file -> process (update)")
   end)
 
   it("file -> a left outer stream-stream join -> a Lua sink: the same pairs and outer rows, each once", function()
     lua_sink_case("join", expected_join(N), "file -> stream-stream join (left outer)")
+  end)
+
+  it("file -> aggregation (commit overlapped with the sink) -> a Lua sink: the same rows, each once", function()
+    local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    os.execute(string.format("mkdir -p '%s' '%s'", out, out2))
+    local whole = run_once(script, { "agg", input, out2, ck2, done }, errf)
+    -- a kill after the sink's "s N" and before its "d N" landed while batch
+    -- N's state changes sat in the open transaction at the gate
+    -- batch N's state changes sat in the open transaction at the gate; one
+    -- after "d N" while commit N is not in the checkpoint landed while it
+    -- was committing (pipelined: while N+1 was already read and run)
+    local in_sink, committing = 0, 0
+    local stats = run_killed(script, { "agg", input, out, ck, done }, ck, done, errf, whole, function()
+      local fh = io.open(out .. "/sink.log")
+      local last
+      if fh then
+        for line in fh:lines() do last = line end
+        fh:close()
+      end
+      if last and last:match("^s ") then in_sink = in_sink + 1 end
+      local n = last and tonumber(last:match("^d (%d+)$"))
+      local c = n and core.checkpoint(ck, { read_only = true })
+      if c then
+        local _, com = c:latest()
+        c:close()
+        if com == nil or com < n then committing = committing + 1 end
+      end
+    end)
+    local got = lua_sink_rows(out)
+    assert.same(lua_sink_rows(out2), got)
+    assert.same(expected_per_key(false), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    assert.is_true(in_sink > 0, "no kill landed while the sink ran (the commit at its gate)")
+    report(string.format("file -> aggregation, overlapped commit (%d kills in the sink, %d while it committed)",
+      in_sink, committing), seed, stats, #got)
+    rm(out, ck, out2, ck2)
   end)
 
   it("topic -> topic: the same", function()

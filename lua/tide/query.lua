@@ -15,6 +15,14 @@
 --   6. commit: the changed state, commit-log entry N and the next watermark
 --      in ONE LMDB transaction; then tell the sources commit(end).
 --
+-- With workers > 1 a stateful batch's commit is overlapped (Query:_commit
+-- and _commit_start): its transaction is filled on a thread while the
+-- sink runs, and where the next batch would start at once (trigger 0 or
+-- available_now, replayable sources) batch N+1's offset entry goes into
+-- commit N's transaction, which completes while N+1 is fetched and
+-- executed (fetched only when no source writes in get_batch: pure_fetch);
+-- the order in which things become durable is the one above.
+--
 -- On start, an offset entry without its commit entry is re-run with exactly
 -- its logged offsets and timestamp, on the state as of N-1 (the state store
 -- only ever holds committed batches); a committed N continues at N+1. So a
@@ -875,46 +883,61 @@ function Batch:release()
   self.inputs, self.outputs, self.late_rows = {}, {}, {}
 end
 
--- Phase 1, plan offsets: the logged entry of a batch to re-run, or each
--- source's latest offset after the last batch's end, logged durably as
--- entry N before anything is read. Returns the batch, or nil when there is
--- nothing to run (no new data and no no-data batch due).
-function Query:_plan_offsets()
-  local N = self._next
-  local starts, ends, entry = {}, {}, self._pending
-  if entry then
-    for i, s in ipairs(entry.sources) do starts[i], ends[i] = s.start, s["end"] end
-  else
-    local any = false
-    for i, s in ipairs(self._sources) do
-      starts[i] = self._ends[i]
-      local ok, e = pcall(s.inst.latest_offset, s.inst, starts[i])
-      if not ok then error(format("source %s: %s", s.description, util.strip_position(e)), 0) end
-      ends[i] = e
-      if e ~= nil and not same(e, starts[i]) then any = true end
+-- The offset-log entry of batch N after `starts` (each source's end of
+-- the last batch): each source's latest offset, or nil when there is
+-- nothing to run (no new data and no no-data batch due). `ahead`: planned
+-- at batch N-1's commit (Query:_commit): nothing is counted as idle, and
+-- a source that fails is left for the next trigger to report.
+function Query:_plan_entry(N, starts, ahead)
+  local ends, any = {}, false
+  for i, s in ipairs(self._sources) do
+    local ok, e = pcall(s.inst.latest_offset, s.inst, starts[i])
+    if not ok then
+      if ahead then return nil end
+      error(format("source %s: %s", s.description, util.strip_position(e)), 0)
     end
-    self._status.is_data_available = any
-    -- SEMANTICS.md s.5: without new data, a batch still runs when the
-    -- watermark moved and a stateful operator has output or eviction due
-    -- (a no-data batch: its own id and log entries, no input), or when a
-    -- processing-time timeout has passed (as Spark's flatMapGroupsWithState
-    -- runs batches for them); never under trigger "once".
-    local at = self:_due_at()
-    local timed_out = at ~= nil and at < self._clock()
-    if not any and not timed_out and not (self._no_data_due and self._trigger.kind ~= "once") then
+    ends[i] = e
+    if e ~= nil and not same(e, starts[i]) then any = true end
+  end
+  if not ahead then self._status.is_data_available = any end
+  -- SEMANTICS.md s.5: without new data, a batch still runs when the
+  -- watermark moved and a stateful operator has output or eviction due
+  -- (a no-data batch: its own id and log entries, no input), or when a
+  -- processing-time timeout has passed (as Spark's flatMapGroupsWithState
+  -- runs batches for them); never under trigger "once".
+  local at = self:_due_at()
+  local timed_out = at ~= nil and at < self._clock()
+  if not any and not timed_out and not (self._no_data_due and self._trigger.kind ~= "once") then
+    if not ahead then
       self._idle = self._idle + 1
       self._status.message = "Waiting for data to arrive"
-      return nil
     end
-    local list = {}
-    for i, s in ipairs(self._sources) do
-      if not any then ends[i] = starts[i] end
-      list[i] = { description = s.description, start = starts[i], ["end"] = ends[i] }
-    end
-    entry = { v = 1, batch_id = N, timestamp = self._clock(), watermark = self._watermark, sources = list,
-      conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
+    return nil
+  end
+  local list = {}
+  for i, s in ipairs(self._sources) do
+    if not any then ends[i] = starts[i] end
+    list[i] = { description = s.description, start = starts[i], ["end"] = ends[i] }
+  end
+  return { v = 1, batch_id = N, timestamp = self._clock(), watermark = self._watermark, sources = list,
+    conf = { multiple_watermark_policy = self._opts.multiple_watermark_policy } }
+end
+
+-- Phase 1, plan offsets: the logged entry of a batch to re-run (or planned
+-- and logged with the last commit), or each source's latest offset after
+-- the last batch's end, logged durably as entry N before anything is read.
+-- Returns the batch, or nil when there is nothing to run.
+function Query:_plan_offsets()
+  local N = self._next
+  local entry = self._pending
+  if not entry then
+    entry = self:_plan_entry(N, self._ends, false)
+    if not entry then return nil end
     self._ck:write_offsets(N, json(entry))
   end
+  local starts, ends = {}, {}
+  for i, s in ipairs(entry.sources) do starts[i], ends[i] = s.start, s["end"] end
+  self._pending = nil
   self._no_data_due = false
   self._status.message = "Processing new data"
   return setmetatable({ id = N, entry = entry, watermark = entry.watermark, starts = starts, ends = ends,
@@ -971,13 +994,9 @@ function Query:_deliver(b)
   end
 end
 
--- Phase 5, commit: state changes, commit entry and next watermark in one
--- transaction; then the sources learn their committed end. A crash before
--- it re-runs the batch on the state as of the last commit (the in-memory
--- state dies with the process).
-function Query:_commit(b)
-  local ck, N, batch_wm = self._ck, b.id, b.watermark
-  if batch_wm then self:_advance_watermark(b.stats) end
+-- Each stateful operator's changes of batch b (b.changes, by state name;
+-- b.totals: its rows), taken from the operators.
+function Query:_take_changes(b)
   local changes = {}
   b.totals = {}
   for k, op in ipairs(self._ops) do
@@ -989,13 +1008,142 @@ function Query:_commit(b)
     end
     b.totals[k] = op.state.rows()
   end
-  ck:commit(N, json { v = 1, batch_id = N, next_watermark = self._watermark }, changes)
-  -- change sets made in C hold a batch's records: free them now, not
-  -- when the collector (which does not see that memory) gets to them
-  for _, cs in pairs(changes) do
+  b.changes = changes
+end
+
+-- Change sets made in C hold a batch's records: free them now, not when
+-- the collector (which does not see that memory) gets to them.
+local function free_changes(b)
+  for _, cs in pairs(b.changes or {}) do
     if type(cs) == "userdata" then cs:free() end
   end
+  b.changes = nil
+end
+
+-- Phase 5 begun early (workers > 1, a stateful plan): the checkpoint's
+-- write transaction for batch N is begun and its state changes written
+-- on a thread of its own (ck:commit_start, core/ckpt.h) while the loop
+-- thread delivers batch N to the sink; _commit then opens its gate. What
+-- recovery relies on is unchanged: the changes sit in an uncommitted
+-- LMDB transaction (a crash or a failed sink leaves nothing of them), and
+-- commit entry N with the states becomes durable only after the sink's
+-- add_batch returned, as before; offset entry N was durable before. Only
+-- the CPU work of the puts overlaps the sink's (and its fsyncs).
+function Query:_commit_start(b)
+  if #self._ops == 0 or core.workers() < 2 then return end
+  self:_take_changes(b)
+  self._ck:commit_start(b.id, b.changes)
+  b.async = true
+end
+
+-- The commit of a batch that failed before it: cancelled (nothing of it
+-- written), its change sets freed.
+function Query:_drop_commit(b)
+  if b.async then
+    b.async = nil
+    self._ck:commit_cancel()
+  end
+  free_changes(b)
+end
+
+-- May batch N+1 be planned, and its offsets logged, with batch N's commit
+-- (the pipeline, Query:_commit)? Only where the next batch would start at
+-- once anyway and could be replayed: workers > 1 and a stateful plan (the
+-- overlapped commit), a trigger of 0 or available_now, no stop asked for,
+-- and every source replayable (a restart re-runs a logged batch, which a
+-- source that cannot replay would lose).
+function Query:_may_plan_ahead(b)
+  if not b.async or self._stop_requested then return false end
+  local t = self._trigger
+  if not (t.kind == "available_now" or (t.kind == "interval" and t.ms == 0)) then return false end
+  local pure = true
+  for _, s in ipairs(self._sources) do
+    if not s.inst.replayable then return false end
+    pure = pure and s.inst.pure_fetch == true
+  end
+  self._pure_fetch = pure
+  return #self._sources > 0
+end
+
+-- Phase 5, commit: state changes, commit entry and next watermark in one
+-- transaction; then the sources learn their committed end. A crash before
+-- it re-runs the batch on the state as of the last commit (the in-memory
+-- state dies with the process).
+--
+-- The pipeline (workers > 1, Query:_may_plan_ahead): batch N+1's offsets
+-- are planned now, from N's ends, and its offset entry is put into N's
+-- commit transaction; the gate opens and the commit completes on its
+-- thread while the loop thread already fetches (when no source writes in
+-- get_batch: pure_fetch; else it waits for the commit first) and executes
+-- N+1 (which writes nothing durable), and waits for it
+-- (Query:_commit_join) before it delivers N+1 to the sink. What is durable, in order, is what the
+-- protocol has without it: offset entry N+1 is durable together with
+-- commit N, so never before it (recovery's rule that an offset entry
+-- without a commit re-runs on the state of the commit before holds: a
+-- crash leaves either both or neither), and before N+1 runs anything with
+-- an effect (dead letters of get_batch, the sink); the sink's N+1 comes
+-- after both; sources learn N's end and
+-- the progress of N is reported once N is durable. A crash at any point is
+-- one the protocol already recovers from: after offset N+1 was written
+-- (re-run N+1), or before commit N (re-run N).
+function Query:_commit(b)
+  local ck, N, batch_wm = self._ck, b.id, b.watermark
+  if batch_wm then self:_advance_watermark(b.stats) end
+  local entry = json { v = 1, batch_id = N, next_watermark = self._watermark }
+  if b.async and self:_may_plan_ahead(b) then
+    self._next, self._pending = N + 1, nil
+    if batch_wm then self._late_watermark = batch_wm end
+    -- only a batch with new data (or a timeout due) is planned here: a
+    -- no-data batch depends on the operators' state (node.due), which
+    -- may be read from the checkpoint only once this commit is done
+    local nxt = self:_plan_entry(N + 1, b.ends, true)
+    b.async = nil
+    ck:commit_open(entry, nxt and json(nxt) or nil)
+    self._inflight = b
+    b:release() -- the commit's thread holds only b.changes
+    -- the operators' change tracking restarts now, as N+1 runs before N's
+    -- commit is done (N's changes were taken: b.changes); an operator
+    -- that reads the checkpoint from here on (state_memory_limit) waits
+    -- for that commit first (core/ckpt.h)
+    for _, op in ipairs(self._ops) do op.state.clear_changes() end
+    if nxt then self._pending = nxt else self:_note_due(batch_wm) end
+    -- the report's figures as of now; its commit time is known at the join
+    b.t[5] = clock()
+    b.progress = self:_make_progress(b)
+    b.gate = clock()
+    return
+  end
+  if b.async then
+    b.async = nil
+    ck:commit_finish(entry)
+  else
+    self:_take_changes(b)
+    ck:commit(N, entry, b.changes)
+  end
   for _, op in ipairs(self._ops) do op.state.clear_changes() end
+  self._pending = nil
+  self._next = N + 1
+  if batch_wm then
+    self._late_watermark = batch_wm
+    self:_note_due(batch_wm)
+  end
+  self:_committed(b)
+end
+
+-- After a batch that ran with watermark batch_wm: a no-data batch is due
+-- when the watermark moved and an operator has output or eviction due.
+function Query:_note_due(batch_wm)
+  if batch_wm and self._opts.no_data_batches and self._watermark > batch_wm then
+    for _, op in ipairs(self._ops) do
+      if op.node.due(self._mode) then self._no_data_due = true end
+    end
+  end
+end
+
+-- After batch b's commit is durable: its change sets freed, its batches
+-- closed, the sources told its ends, the logs purged now and then.
+function Query:_committed(b)
+  free_changes(b)
   b:release()
   for i, s in ipairs(self._sources) do
     if s.inst.commit and b.ends[i] ~= nil then
@@ -1004,22 +1152,39 @@ function Query:_commit(b)
     end
     self._ends[i] = b.ends[i]
   end
-  self._pending = nil
-  self._next = N + 1
-  if batch_wm then
-    self._late_watermark = batch_wm
-    if self._opts.no_data_batches and self._watermark > batch_wm then
-      for _, op in ipairs(self._ops) do
-        if op.node.due(self._mode) then self._no_data_due = true end
-      end
-    end
+  local N = b.id
+  if N % 10 == 0 and N >= KEEP_LOGS then self._ck:purge(N - KEEP_LOGS + 1) end
+end
+
+-- Wait for the pipelined commit in flight (Query:_commit) to be durable,
+-- then finish its batch: sources, purge, progress report. Its commit
+-- phase counts the loop thread's time in it (opening it and this wait).
+function Query:_commit_join()
+  local b = self._inflight
+  self._inflight = nil
+  local t = clock()
+  local ok, err = pcall(self._ck.commit_wait, self._ck)
+  if not ok then
+    free_changes(b)
+    error(format("batch %d: %s", b.id, util.strip_position(err)), 0)
   end
-  if N % 10 == 0 and N >= KEEP_LOGS then ck:purge(N - KEEP_LOGS + 1) end
+  local wait = clock() - t
+  self:_committed(b)
+  local d, p = b.progress.duration_ms, b.progress
+  d.commit = math.floor((b.gate - b.t[4] + wait) * 1000 + 0.5) / 1000
+  d.total = math.floor((b.gate + wait - b.t[0]) * 1000 + 0.5) / 1000
+  p.processed_rows_per_second = d.total > 0 and p.num_input_rows / d.total * 1000 or 0
+  self:_emit(p)
 end
 
 -- The progress report of a committed batch, to recent_progress and the
 -- listeners.
 function Query:_report(b)
+  self:_emit(self:_make_progress(b))
+end
+
+-- The progress report of batch b (its figures as of now).
+function Query:_make_progress(b)
   local t = b.t
   local t0, t5 = t[0], t[5]
   local since = self._last_trigger and (t0 - self._last_trigger) or (t5 - t0)
@@ -1071,6 +1236,11 @@ function Query:_report(b)
     event_time = event_time,
     state_operators = ops, sources = srcs, sink = { description = self._sink.description or self._sink_name },
   }
+  return p
+end
+
+-- Hand report p to recent_progress and the listeners.
+function Query:_emit(p)
   local list = self._progress
   list[#list + 1] = p
   if #list > KEEP_PROGRESS then table.remove(list, 1) end
@@ -1104,23 +1274,52 @@ end
 -- failed) after the batch's batches are closed; nothing of it is
 -- committed.
 function Query:_step()
+  -- a pipelined commit in flight without a batch planned after it: done
+  -- before the next entry is planned and logged
+  if self._inflight and not self._pending then self:_commit_join() end
   local t0 = clock()
   local b = self:_plan_offsets()
   if not b then return false end
   b.t[0], b.t[1] = t0, clock()
   local ok, err = pcall(function()
+    -- a source whose get_batch writes (dead letters, idempotent per batch
+    -- id) needs this batch's offset entry durable first: it is in the
+    -- commit in flight
+    if self._inflight and not self._pure_fetch then
+      self:_commit_join()
+      b.t[0], b.t[1] = clock(), clock()
+    end
     self:_fetch(b)
     b.t[2] = clock()
     self:_execute(b)
     b.t[3] = clock()
+    -- the batch before (pipelined) is durable before this one is delivered;
+    -- the wait counts in that batch's commit phase, not in this one's
+    if self._inflight then
+      self:_commit_join()
+      local wait = clock() - b.t[3]
+      for k = 0, 3 do b.t[k] = b.t[k] + wait end
+    end
+    self:_commit_start(b)
     self:_deliver(b)
     b.t[4] = clock()
     self:_commit(b)
-    b.t[5] = clock()
+    if self._inflight ~= b then b.t[5] = clock() end
   end)
+  if not ok then
+    -- a commit in flight is finished first: the batch before's (as if
+    -- this one had failed after it; its own failure is the one raised),
+    -- or this one's, when what failed came after its gate opened
+    local inflight = self._inflight
+    if inflight then
+      local jok, jerr = pcall(self._commit_join, self)
+      if not jok and inflight ~= b then err = jerr end
+    end
+    self:_drop_commit(b)
+  end
   b:release()
   if not ok then error(err, 0) end
-  self:_report(b)
+  if self._inflight ~= b then self:_report(b) end
   self._status.message = "Waiting for next trigger"
   return true
 end
@@ -1129,6 +1328,10 @@ end
 function Query:_close_all()
   if self._timer then self._timer:close() self._timer = nil end
   local first
+  if self._inflight then -- a pipelined commit: finished (durable, reported) before anything stops
+    local ok, e = pcall(self._commit_join, self)
+    if not ok then first = e end
+  end
   for _, s in ipairs(self._sources) do
     if s.inst.stop then
       local ok, e = pcall(s.inst.stop, s.inst)

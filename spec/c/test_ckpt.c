@@ -2,7 +2,8 @@
  * test_ckpt.c: the checkpoint store in C (core/ckpt.c): open and reopen,
  * offset and commit entries, the commit transaction's atomicity (a failing
  * commit leaves nothing), state iteration in key order across chunks,
- * purge, map growth under a large state, the exclusive lock within one
+ * the overlapped commit (its gate, cancel, failures), purge, map growth
+ * under a large state, the exclusive lock within one
  * process and from a forked one, read-only opens, damaged files. Ends by
  * proving that no file descriptor is left open.
  */
@@ -218,6 +219,133 @@ static void test_commit_states(void) {
   tide_ckpt_close(c);
   tide_buf_free(&last);
   tide_buf_free(&states);
+}
+
+/* Another process, while an overlapped commit of batch 0 is in flight:
+ * it sees offset entry 0 and neither commit entry 0 nor its state. */
+static int child_sees_no_commit(const char *d) {
+  tide_ckpt_t *x = NULL;
+  tide_err_t e = {0, ""};
+  tide_buf_t b = TIDE_BUF_INIT;
+  int ok = tide_ckpt_open(d, TIDE_CKPT_READ_ONLY, &x, &e) == 0;
+  ok = ok && tide_ckpt_offsets_get(x, 0, &b, &e) == 0 && buf_is(&b, "o0");
+  ok = ok && tide_ckpt_commit_get(x, 0, &b, &e) == MDB_NOTFOUND;
+  ok = ok && scan_all(x, "s", 10, &b) == 0;
+  if (x) tide_ckpt_close(x);
+  tide_buf_free(&b);
+  return ok;
+}
+
+/* The overlapped commit (tide_ckpt_commit_start/finish/cancel): nothing of
+ * it is visible or durable before the gate opens; meanwhile other calls
+ * are refused, not blocked; finish writes the states and the entry
+ * together (with the next offset entry when opened with one; a read
+ * after the gate waits for it); cancel, a failure and a close in flight
+ * write nothing; a
+ * state larger than the map grows it from the commit's thread. */
+static void test_commit_overlapped(void) {
+  char d[512];
+  snprintf(d, sizeof d, "%s", fresh("overlap"));
+  tide_ckpt_t *c = open_ok(d, 0);
+  tide_err_t err = {0, ""};
+  tide_buf_t b = TIDE_BUF_INIT;
+  tide_ckpt_op_t ops[2] = {{"a", 1, "1", 1}, {"b", 1, "2", 1}};
+  tide_ckpt_change_t ch = {"s", 1, ops, 2};
+  tide_ckpt_async_t *a = NULL;
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "o0", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 0, &ch, 1, &a, &err), 0);
+  int64_t lo, lc;
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), -EBUSY);
+  T_EQ_INT(tide_ckpt_commit(c, 0, "c0", 2, &ch, 1, &err), -EBUSY);
+  T_CHECK(strstr(err.msg, "a commit is in flight") != NULL);
+  T_CHECK(in_child(child_sees_no_commit, d));
+  T_EQ_INT(tide_ckpt_commit_finish(a, "c0", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lc, 0);
+  T_EQ_INT(tide_ckpt_commit_get(c, 0, &b, &err), 0);
+  T_CHECK(buf_is(&b, "c0"));
+  T_EQ_INT(scan_all(c, "s", 10, &b), 2);
+
+  /* cancelled: nothing of batch 1 */
+  tide_ckpt_op_t ops1[2] = {{"a", 1, NULL, 0}, {"c", 1, "3", 1}};
+  tide_ckpt_change_t ch1 = {"s", 1, ops1, 2};
+  T_EQ_INT(tide_ckpt_write_offsets(c, 1, "o1", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 1, &ch1, 1, &a, &err), 0);
+  tide_ckpt_commit_cancel(a);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lc, 0);
+  T_EQ_INT(scan_all(c, "s", 10, &b), 2);
+  T_CHECK(buf_is(&b, "b"));
+
+  /* an existing commit entry: the error at finish, nothing written */
+  T_EQ_INT(tide_ckpt_commit_start(c, 0, &ch1, 1, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_finish(a, "c0", 2, &err), TIDE_EEXIST);
+  T_CHECK(strstr(err.msg, "commit log 0 exists") != NULL);
+  T_EQ_INT(scan_all(c, "s", 10, &b), 2);
+  /* input checked before the thread starts */
+  tide_ckpt_change_t bad = {"", 0, ops1, 2};
+  T_EQ_INT(tide_ckpt_commit_start(c, 1, &bad, 1, &a, &err), TIDE_EINVAL);
+
+  /* batch 1 for real, with a state far larger than the map (32 MiB) */
+  enum { BIG = 60000, VLEN = 1000 };
+  tide_ckpt_op_t *big = calloc(BIG, sizeof *big);
+  unsigned char *keys = malloc(BIG * 8);
+  char *val = malloc(VLEN);
+  T_CHECK(big && keys && val);
+  if (!big || !keys || !val) {
+    free(big);
+    free(keys);
+    free(val);
+    tide_ckpt_close(c);
+    tide_buf_free(&b);
+    return;
+  }
+  memset(val, 'v', VLEN);
+  for (uint64_t i = 0; i < BIG; i++) {
+    tide_ckpt_key_u64(keys + 8 * i, i);
+    big[i] = (tide_ckpt_op_t){keys + 8 * i, 8, val, VLEN};
+  }
+  tide_ckpt_change_t chb[2] = {{"s", 1, ops1, 2}, {"big", 3, big, BIG}};
+  T_EQ_INT(tide_ckpt_commit_start(c, 1, chb, 2, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_finish(a, "c1", 2, &err), 0);
+  T_EQ_INT(scan_all(c, "big", 4096, &b), BIG);
+  T_EQ_INT(scan_all(c, "s", 10, &b), 2);
+  T_CHECK(buf_is(&b, "c"));
+
+  /* open with the next batch's offsets: a read meanwhile waits for the
+   * commit, then sees commit 2 and offset entry 3 together */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 2, "o2", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 2, &ch, 1, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_open(a, "c2", 2, "o3", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0); /* waited for the commit */
+  T_EQ_INT(lo, 3);
+  T_EQ_INT(lc, 2);
+  T_EQ_INT(tide_ckpt_commit(c, 3, "c3", 2, NULL, 0, &err), -EBUSY); /* until commit_wait */
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), 0);
+  T_EQ_INT(tide_ckpt_offsets_get(c, 3, &b, &err), 0);
+  T_CHECK(buf_is(&b, "o3"));
+  /* an offset entry n + 1 already there: the commit fails whole */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 4, "o4", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 3, &ch1, 1, &a, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_open(a, "c3", 2, "o4", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), TIDE_EEXIST);
+  T_CHECK(strstr(err.msg, "commit 3: offset log 4: exists already") != NULL);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lc, 2);
+
+  /* closed in flight: cancelled, nothing of batch 5 after a reopen */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 5, "o5", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 5, &ch, 1, &a, &err), 0);
+  tide_ckpt_close(c);
+  c = open_ok(d, 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, 5);
+  T_EQ_INT(lc, 2);
+  tide_ckpt_close(c);
+  free(big);
+  free(keys);
+  free(val);
+  tide_buf_free(&b);
 }
 
 static void test_purge(void) {
@@ -534,6 +662,7 @@ int main(void) {
   int fds = t_count_fds();
   T_RUN(test_open_entries_reopen);
   T_RUN(test_commit_states);
+  T_RUN(test_commit_overlapped);
   T_RUN(test_purge);
   T_RUN(test_map_growth);
   T_RUN(test_lock);
