@@ -2,7 +2,7 @@
 -- each with workers = 1 and workers = 2 (or --workers LIST), side by side
 -- with the hand-written C baseline's full workload, in the same rounds.
 --
---    lua5.4 bench/parallel.lua [--rounds R] [--events N] [--batch B] [--workers 1,2]
+--    lua5.4 bench/parallel.lua [--rounds R] [--events N] [--batch B] [--workers 1,2] [--queries both]
 --
 -- 1. stream: file source -> where("signal >= 15") -> with_watermark("ts",
 --    "5 seconds") -> group_by(window 10 s, device) -> count, sum, avg ->
@@ -11,7 +11,9 @@
 --    timed from defining the stream to q:stop(); the output topic is read
 --    back after the timing and checked.
 -- 2. static: tide.read("file") -> the same where / group_by / agg, each
---    result batch's counts and sums added up.
+--    result batch's counts and sums added up (its aggregation folds on
+--    every worker: core/agg.c, "Static aggregation").
+-- --queries stream or static runs just that one (default both).
 --
 -- Each (query, workers) runs in a child process of its own (this script
 -- with --child), so that its peak resident memory (VmHWM of
@@ -83,8 +85,10 @@ end
 local common = require "bench.common"
 local B = common.new("bench-parallel")
 local sh, quote, capture = B.sh, B.quote, B.capture
-local opts = B.args(argv, { events = 5000000, rounds = 3, batch = 100000, workers = "1,2" },
-  "usage: lua5.4 bench/parallel.lua [--rounds R] [--events N] [--batch B] [--workers 1,2] (from the repository's root)")
+local opts = B.args(argv, { events = 5000000, rounds = 3, batch = 100000, workers = "1,2", queries = "both" },
+  "usage: lua5.4 bench/parallel.lua [--rounds R] [--events N] [--batch B] [--workers 1,2] " ..
+  "[--queries both|stream|static] (from the repository's root)",
+  { queries = { both = true, stream = true, static = true } })
 local N, ROUNDS, BATCH = opts.events, opts.rounds, opts.batch
 local WORKERS = {}
 for w in tostring(opts.workers):gmatch("%d+") do WORKERS[#WORKERS + 1] = tonumber(w) end
@@ -119,7 +123,7 @@ local load0 = capture("cat /proc/loadavg"):match("^(%S+ %S+ %S+)")
 print(format("tide parallel bench: %d rounds of %d events (%.1f MB of JSON), batches of %d events, workers %s; " ..
   "load average at start %s, %d CPUs", ROUNDS, N, JSON_BYTES / 1e6, BATCH, table.concat(WORKERS, ","), load0,
   tonumber(capture("nproc"))))
-local QUERIES = { "stream", "static" }
+local QUERIES = opts.queries == "both" and { "stream", "static" } or { opts.queries }
 local res = { base = {} }
 for _, q in ipairs(QUERIES) do
   for _, w in ipairs(WORKERS) do res[q .. w] = {} end

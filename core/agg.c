@@ -173,7 +173,25 @@ struct tide_agg {
   tide_agg_t **parts;    /* one partial aggregation per task, kept between pushes */
   uint32_t nparts;
   tide_agg_t *late_keys; /* in a partial: the keys of its late rows (no aggregate) */
+  /* a static aggregation ("Static aggregation" below) */
+  tide_agg_t **hp;       /* nhp part tables, each owning the keys whose hash falls in its part */
+  uint32_t nhp;
+  uint64_t hp_next;      /* the stamp of the next partial group folded */
 };
+
+static int unpart(tide_agg_t *a, tide_err_t *err);
+static int hp_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err);
+
+/* Calls that change or read groups through a non-const pointer fold a
+ * static aggregation's parts back into one table first ("Static
+ * aggregation"). */
+#define UNPART(a, err)                        \
+  do {                                        \
+    if ((a)->nhp) {                           \
+      int urc_ = unpart((a), (err));          \
+      if (urc_) return urc_;                  \
+    }                                         \
+  } while (0)
 
 /* 1 for the variable-width types (bytes in data, offsets in values). */
 static int is_var(tide_type_t t) { return t == TIDE_T_STRING || t == TIDE_T_JSON; }
@@ -345,6 +363,8 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->dmin);
   for (uint32_t i = 0; i < a->nparts; i++) tide_agg_free(a->parts[i]);
   free(a->parts);
+  for (uint32_t i = 0; i < a->nhp; i++) tide_agg_free(a->hp[i]);
+  free(a->hp);
   tide_agg_free(a->late_keys);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
@@ -355,14 +375,19 @@ void tide_agg_free(tide_agg_t *a) {
 /* The output schema, borrowed: valid while a lives. */
 tide_schema_t *tide_agg_schema(const tide_agg_t *a) { return a->schema; }
 
-/* Groups seen so far. */
-uint64_t tide_agg_groups(const tide_agg_t *a) { return a->ngroups; }
+/* Groups seen so far (in a static aggregation, its part tables'). */
+uint64_t tide_agg_groups(const tide_agg_t *a) {
+  uint64_t n = a->ngroups;
+  for (uint32_t q = 0; q < a->nhp; q++) n += a->hp[q]->ngroups;
+  return n;
+}
 
 /* Bytes held: the per-group arrays at capacity, the table, the arena, the
  * string and distinct state buffers and the scratch vectors. */
 size_t tide_agg_bytes(const tide_agg_t *a) {
-  size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + sizeof(uint32_t);
-  return sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
+  size_t per_group = 2 * sizeof(uint64_t) + a->slot + a->krec_size + sizeof(uint32_t), hp = 0;
+  for (uint32_t q = 0; q < a->nhp; q++) hp += tide_agg_bytes(a->hp[q]);
+  return hp + sizeof *a + (size_t)a->gcap * per_group + a->tcap * sizeof(uint64_t) + a->arena.cap + a->heap +
          (size_t)a->scap * (sizeof(uint64_t) + sizeof(uint32_t)) + a->capgone * 2 * sizeof(uint64_t);
 }
 
@@ -899,6 +924,7 @@ static int update_rows(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t
  * the wrong shape; nothing changed), -ENOMEM or TIDE_ETOOBIG (the
  * aggregation is poisoned), TIDE_EPOISONED after such a failure. */
 int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_err_t *err) {
+  UNPART(a, err);
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   int rc = check_input(a, keys, args, err);
   if (rc) return rc;
@@ -911,20 +937,26 @@ int tide_agg_update(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *c
  * groups in gid order). */
 #define GROUP_OF(gids, i) ((gids) ? (gids)[i] : (i))
 
+/* The table that holds output row i: a, or with tabs (a static
+ * aggregation's parts, same layout) tabs[tab_of[i]]. */
+#define TABLE_OF(a, tabs, tab_of, i) ((tabs) ? (tabs)[(tab_of)[i]] : (a))
+
 /* Fill output column out (initialised, n rows) with key column k of the
- * groups gids[0..n) (or of groups 0..n-1). */
-static int key_result(const tide_agg_t *a, uint32_t k, const uint32_t *gids, uint32_t n, tide_col_t *out) {
+ * groups gids[0..n) (or of groups 0..n-1), of a or of tabs (TABLE_OF). */
+static int key_result(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of, uint32_t k,
+                      const uint32_t *gids, uint32_t n, tide_col_t *out) {
   const kcol_t *kc = &a->kc[k];
   int rc = 0;
   for (uint32_t i = 0; i < n && !rc; i++) {
     uint32_t g = GROUP_OF(gids, i);
-    const unsigned char *rec = a->krec + (size_t)g * a->krec_size, *v = rec + kc->off;
+    const tide_agg_t *t = TABLE_OF(a, tabs, tab_of, i);
+    const unsigned char *rec = t->krec + (size_t)g * t->krec_size, *v = rec + kc->off;
     uint64_t bits;
     uint32_t len;
     switch (kc->type) {
     case TIDE_T_STRING:
     case TIDE_T_JSON: {
-      const char *p = kstr(a, v, &len);
+      const char *p = kstr(t, v, &len);
       rc = tide_col_put_str(out, i, p, len);
       break;
     }
@@ -940,11 +972,12 @@ static int key_result(const tide_agg_t *a, uint32_t k, const uint32_t *gids, uin
 }
 
 /* Fill output column out (initialised, n rows) with spec s's result of the
- * groups gids[0..n) (or of groups 0..n-1). */
-static int spec_result(const tide_agg_t *a, const aspec_t *s, const uint32_t *gids, uint32_t n, tide_col_t *out) {
+ * groups gids[0..n) (or of groups 0..n-1), of a or of tabs (TABLE_OF). */
+static int spec_result(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of, const aspec_t *s,
+                       const uint32_t *gids, uint32_t n, tide_col_t *out) {
   int rc = 0;
   for (uint32_t i = 0; i < n && !rc; i++) {
-    const void *stp = STATE(a, GROUP_OF(gids, i), s->off);
+    const void *stp = STATE(TABLE_OF(a, tabs, tab_of, i), GROUP_OF(gids, i), s->off);
     int null = 0;
     switch (s->kind) {
     case TIDE_AGG_COUNT_STAR:
@@ -974,8 +1007,10 @@ static int spec_result(const tide_agg_t *a, const aspec_t *s, const uint32_t *gi
   return rc;
 }
 
-/* The rows of groups gids[0..n) (NULL: groups 0..n-1) as a new batch. */
-static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
+/* The rows of groups gids[0..n) (NULL: groups 0..n-1) of a, or of tabs
+ * (TABLE_OF), as a new batch. */
+static int build_result_of(const tide_agg_t *a, const tide_agg_t *const *tabs, const uint8_t *tab_of,
+                           const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
   if (n > TIDE_BATCH_MAX_ROWS) return tide_err_set(err, TIDE_ETOOBIG, "%u groups do not fit one batch", n);
   uint32_t nf = a->schema->nfields;
@@ -984,7 +1019,8 @@ static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, t
   int rc = 0;
   for (uint32_t f = 0; f < nf && !rc; f++) {
     if ((rc = tide_col_init(&cols[f], a->schema->fields[f].type, n))) break;
-    rc = f < a->nkeys ? key_result(a, f, gids, n, &cols[f]) : spec_result(a, &a->specs[f - a->nkeys], gids, n, &cols[f]);
+    rc = f < a->nkeys ? key_result(a, tabs, tab_of, f, gids, n, &cols[f])
+                      : spec_result(a, tabs, tab_of, &a->specs[f - a->nkeys], gids, n, &cols[f]);
   }
   if (rc) {
     for (uint32_t f = 0; f < nf; f++) tide_col_free(&cols[f]);
@@ -996,12 +1032,17 @@ static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, t
   return *out ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
 }
 
+static int build_result(const tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **out, tide_err_t *err) {
+  return build_result_of(a, NULL, NULL, gids, n, out, err);
+}
+
 /* One row per group in first-seen order (agg.h). The batch is new and owned
  * by the caller. Errors: -ENOMEM, TIDE_ETOOBIG (a result column would pass
  * the batch limits), TIDE_EPOISONED. */
 int tide_agg_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
   *out = NULL;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
+  if (a->nhp) return hp_result(a, out, err);
   return build_result(a, NULL, a->ngroups, out, err);
 }
 
@@ -1286,6 +1327,7 @@ static void stored_evict_free(stored_evict_t *se);
  * store. */
 int tide_agg_evict(tide_agg_t *a, uint32_t col, int64_t bound, tide_batch_t **rows, uint64_t **sids, uint32_t *n,
                    tide_err_t *err) {
+  UNPART(a, err);
   if (rows) *rows = NULL;
   *sids = NULL;
   *n = 0;
@@ -1768,11 +1810,13 @@ static int restore_rec(tide_agg_t *a, uint64_t sid, const void *p, size_t n, int
 }
 
 int tide_agg_restore(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+  UNPART(a, err);
   int loaded = 0;
   return restore_rec(a, sid, p, n, 0, &loaded, err);
 }
 
 int tide_agg_load(tide_agg_t *a, uint64_t sid, const void *p, size_t n, tide_err_t *err) {
+  UNPART(a, err);
   int loaded = 0;
   int rc = restore_rec(a, sid, p, n, 1, &loaded, err);
   if (!rc && loaded) {
@@ -1885,6 +1929,7 @@ static int add_late_keys(tide_agg_t *a, const tide_batch_t *keys, const uint8_t 
  * free of a per-row test, and late rows are rare in a healthy stream. */
 int tide_agg_update_ex(tide_agg_t *a, const tide_batch_t *keys, const tide_col_t *const *args, tide_agg_feed_t *f,
                        tide_err_t *err) {
+  UNPART(a, err);
   f->pushed = f->late_rows = f->late_groups = 0;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   int rc = check_input(a, keys, args, err);
@@ -1987,6 +2032,7 @@ static int hash_input(tide_agg_t *a, const tide_batch_t *keys, tide_err_t *err) 
 
 /* The groups of given keys (agg.h). */
 int tide_agg_lookup(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  UNPART(a, err);
   int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
   if (rc || !n) return rc;
@@ -2104,6 +2150,7 @@ int tide_agg_merge(tide_agg_t *a, uint32_t dst, uint32_t src, tide_err_t *err) {
 /* Remove given groups (agg.h). */
 int tide_agg_remove(tide_agg_t *a, const uint32_t *gids, uint32_t n, tide_batch_t **rows, uint64_t **sids,
                     uint32_t *nout, tide_err_t *err) {
+  UNPART(a, err);
   if (rows) *rows = NULL;
   *sids = NULL;
   *nout = 0;
@@ -2462,11 +2509,12 @@ static int spec_folds(const aspec_t *s) {
 
 /* The number of tasks a push of in should use: 0 for one thread. */
 static uint32_t par_tasks(const tide_agg_t *a, const tide_agg_input_t *in) {
-  if (!in->pool || a->no_par || a->poisoned || in->want_created || !in->batch) return 0;
+  if (a->no_par || a->poisoned || in->want_created || !in->batch) return 0;
+  if (!in->pool) return a->nhp ? 1 : 0; /* a static aggregation pushes into its parts even so */
   uint32_t n = in->batch->nrows, nt = (uint32_t)tide_pool_threads(in->pool);
   uint32_t min = in->par_min_rows ? in->par_min_rows : PAR_MIN_ROWS;
   if (nt > n / min) nt = n / min;
-  if (nt < 2) return 0;
+  if (nt < 2) return a->nhp ? 1 : 0;
   for (uint32_t i = 0; i < a->nspecs; i++)
     if (!spec_folds(&a->specs[i])) return 0;
   return nt;
@@ -2567,7 +2615,7 @@ static int parts_keys(tide_agg_t *dst, tide_agg_t *const *parts, uint32_t np, ui
       break;
     }
     for (uint32_t k = 0; k < nk && !rc; k++)
-      if (!(rc = tide_col_init(&cols[k], dst->kc[k].type, ng))) rc = key_result(s, k, NULL, ng, &cols[k]);
+      if (!(rc = tide_col_init(&cols[k], dst->kc[k].type, ng))) rc = key_result(s, NULL, NULL, k, NULL, ng, &cols[k]);
     if (rc) {
       for (uint32_t k = 0; k < nk; k++) tide_col_free(&cols[k]);
     } else if (!(list[nb] = tide_batch_adopt(dst->keys, ng, cols))) {
@@ -2666,55 +2714,73 @@ static int add_group_rec(tide_agg_t *a, const tide_agg_t *s, const unsigned char
   return 0;
 }
 
+/* Find or create in a the group of partial s's group pg (its key record
+ * and hash), as find_groups does for a row (touched; with track an old
+ * group, gid < g0, goes on the dirty list for mark_dirty), and fold pg's
+ * states into it. *created is set when the group is new. 0, -ENOMEM or
+ * TIDE_ETOOBIG. */
+static inline int fold_group(tide_agg_t *a, const tide_agg_t *s, uint32_t pg, uint32_t g0, int track,
+                             int *created) {
+  size_t mask = a->tcap - 1;
+  const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
+  uint64_t hv = s->ghash[pg], tag = hv >> 32 << 32, e;
+  size_t pos = hv & mask;
+  int rc = 0;
+  while ((e = a->tab[pos])) {
+    if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
+    pos = (pos + 1) & mask;
+  }
+  uint32_t g;
+  *created = !e;
+  if (e) {
+    g = (uint32_t)e - 1;
+    if (track && g < g0 && !DFLAG(a, g)) {
+      DFLAG(a, g) = 1;
+      a->dirty[a->ndirty++] = g;
+    }
+  } else {
+    int grew;
+    g = a->ngroups;
+    if ((rc = room_for_group(a, &grew))) return rc;
+    if (grew) {
+      mask = a->tcap - 1;
+      pos = hv & mask;
+      while (a->tab[pos]) pos = (pos + 1) & mask;
+    }
+    if ((rc = add_group_rec(a, s, prec, hv))) return rc;
+    a->tab[pos] = tag | ((uint64_t)g + 1);
+  }
+  touch(a, g);
+  for (uint32_t i = 0; i < a->nspecs && !rc; i++) rc = merge_spec(a, &a->specs[i], g, s, pg, 0);
+  return rc;
+}
+
+/* Fetch the table slot of partial group pg's hash, and the group that
+ * sits there, ahead of its probe (the table is hit at random). */
+static inline void fold_prefetch(const tide_agg_t *a, const uint64_t *h, uint32_t i, uint32_t n, const uint32_t *idx) {
+  size_t mask = a->tcap - 1;
+  if (i + PREFETCH < n) __builtin_prefetch(&a->tab[h[idx ? idx[i + PREFETCH] : i + PREFETCH] & mask]);
+  if (i + PREFETCH / 2 < n) {
+    uint64_t e2 = a->tab[h[idx ? idx[i + PREFETCH / 2] : i + PREFETCH / 2] & mask];
+    if (e2) {
+      __builtin_prefetch(a->krec + ((uint32_t)e2 - 1) * a->krec_size);
+      __builtin_prefetch(a->states + ((uint32_t)e2 - 1) * a->slot);
+    }
+  }
+}
+
 /* The groups of partials parts[0..np), in order, found or created in a
  * as find_groups finds or creates them for rows (touched; old ones put
  * on the dirty list for mark_dirty), each partial group's states folded
  * into its group as it is found. 0, -ENOMEM or TIDE_ETOOBIG. */
 static int fold_groups(tide_agg_t *a, tide_agg_t *const *parts, uint32_t np) {
-  size_t mask = a->tcap - 1;
   uint32_t g0 = a->ngroups;
-  int track = a->ndirty < g0, rc = 0;
+  int track = a->ndirty < g0, rc = 0, created;
   for (uint32_t p = 0; p < np; p++) {
     const tide_agg_t *s = parts[p];
-    const uint64_t *h = s->ghash;
     for (uint32_t pg = 0, n = s->ngroups; pg < n; pg++) {
-      if (pg + PREFETCH < n) __builtin_prefetch(&a->tab[h[pg + PREFETCH] & mask]);
-      if (pg + PREFETCH / 2 < n) {
-        uint64_t e2 = a->tab[h[pg + PREFETCH / 2] & mask];
-        if (e2) {
-          __builtin_prefetch(a->krec + ((uint32_t)e2 - 1) * a->krec_size);
-          __builtin_prefetch(a->states + ((uint32_t)e2 - 1) * a->slot);
-        }
-      }
-      const unsigned char *prec = s->krec + (size_t)pg * s->krec_size;
-      uint64_t hv = h[pg], tag = hv >> 32 << 32, e;
-      size_t pos = hv & mask;
-      while ((e = a->tab[pos])) {
-        if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(a, (uint32_t)e - 1, s, prec)) break;
-        pos = (pos + 1) & mask;
-      }
-      uint32_t g;
-      if (e) {
-        g = (uint32_t)e - 1;
-        if (track && g < g0 && !DFLAG(a, g)) {
-          DFLAG(a, g) = 1;
-          a->dirty[a->ndirty++] = g;
-        }
-      } else {
-        int grew;
-        g = a->ngroups;
-        if ((rc = room_for_group(a, &grew))) return rc;
-        if (grew) {
-          mask = a->tcap - 1;
-          pos = hv & mask;
-          while (a->tab[pos]) pos = (pos + 1) & mask;
-        }
-        if ((rc = add_group_rec(a, s, prec, hv))) return rc;
-        a->tab[pos] = tag | ((uint64_t)g + 1);
-      }
-      touch(a, g);
-      for (uint32_t i = 0; i < a->nspecs && !rc; i++) rc = merge_spec(a, &a->specs[i], g, s, pg, 0);
-      if (rc) return rc;
+      fold_prefetch(a, s->ghash, pg, n, NULL);
+      if ((rc = fold_group(a, s, pg, g0, track, &created))) return rc;
     }
   }
   return 0;
@@ -2764,6 +2830,172 @@ static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t
     return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
   }
   return 0;
+}
+
+/* ------------------------------------------------ static aggregation ---
+ *
+ * A static query (tide.read(...):group_by():agg()) wants only the final
+ * rows, so the fold of a parallel push need not build one table on one
+ * thread. tide_agg_set_static(a, P) splits a into P part tables (a->hp),
+ * part q owning the keys whose hash falls in q (hp_part: the top bits of
+ * the hash; a table's slot uses the low ones). A push runs its ranges into
+ * partials as above (a batch too small for two ranges makes one), then P
+ * fold tasks on the pool, one per part, each walk every partial in range
+ * order and fold the groups of their part into their table (fold_group,
+ * as the one-table fold does): the fold runs on every thread, and no key is
+ * folded by two.
+ *
+ * Order. Every partial group of every push gets a stamp, counted from
+ * hp_next in push order, then range order, then the partial's own
+ * first-seen order; so the smallest stamp of a key marks where one thread
+ * first saw it. A part table creates each group at its first stamp (its
+ * fold walks in stamp order) and keeps the stamp in sid[] (state ids mean
+ * nothing here): ascending with gid. tide_agg_result takes the parts'
+ * groups merged by stamp (hp_result builds the rows straight from the
+ * parts), which is one thread's first-seen order.
+ *
+ * Exactness is the parallel push's: set_static refuses (a stays one
+ * table) unless every aggregate folds bit-exactly (spec_folds). When a push
+ * cannot run this way (a task failed, avg_abs passed AVG_EXACT, created
+ * rows wanted), and before any call other than push, result, result_all,
+ * groups and bytes that changes or reads groups through a non-const
+ * pointer (update,
+ * restore, evict, lookup, merge, remove, spill ...), the parts are
+ * unparted: folded into a itself in stamp order, which gives one thread's
+ * table (gids, sids, dirty set), and a is an ordinary aggregation again.
+ * The const accessors of single groups (sid, dirty, encode, result_of)
+ * see a's own table, empty while it is parted.
+ */
+
+/* The part of key hash hv among P. */
+static inline uint32_t hp_part(uint64_t hv, uint32_t P) { return (uint32_t)(((hv >> 32) * P) >> 32); }
+
+int tide_agg_set_static(tide_agg_t *a, uint32_t nparts, tide_err_t *err) {
+  if (nparts < 2 || a->nhp || a->ngroups || a->store || a->poisoned || a->no_par) return 0;
+  for (uint32_t i = 0; i < a->nspecs; i++)
+    if (!spec_folds(&a->specs[i])) return 0;
+  if (nparts > TIDE_POOL_MAX) nparts = TIDE_POOL_MAX;
+  tide_agg_t **hp = calloc(nparts, sizeof *hp);
+  if (!hp) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t q = 0; q < nparts; q++) {
+    int rc = clone_empty(a, &hp[q], err);
+    if (rc) {
+      for (uint32_t i = 0; i < q; i++) tide_agg_free(hp[i]);
+      free(hp);
+      return rc;
+    }
+  }
+  a->hp = hp;
+  a->nhp = nparts;
+  a->hp_next = 1;
+  return 1;
+}
+
+/* One fold task per part: its part's groups of parts[0..np). */
+typedef struct hp_task {
+  tide_agg_t *a;
+  uint32_t np;
+  int rc;
+} hp_task_t;
+
+static void hp_run(void *arg, size_t q) {
+  hp_task_t *t = (hp_task_t *)arg + q;
+  tide_agg_t *d = t->a->hp[q];
+  uint32_t P = t->a->nhp;
+  uint64_t stamp = t->a->hp_next;
+  int created;
+  for (uint32_t p = 0; p < t->np && !t->rc; p++) {
+    const tide_agg_t *s = t->a->parts[p];
+    uint32_t n = s->ngroups, m = 0, *idx;
+    if ((t->rc = ensure_scratch(d, n))) break;
+    idx = d->gid; /* the part's groups of this partial, in order */
+    for (uint32_t pg = 0; pg < n; pg++)
+      if (hp_part(s->ghash[pg], P) == q) idx[m++] = pg;
+    for (uint32_t i = 0; i < m && !t->rc; i++) {
+      fold_prefetch(d, s->ghash, i, m, idx);
+      if (!(t->rc = fold_group(d, s, idx[i], 0, 0, &created)) && created) d->sid[d->ngroups - 1] = stamp + idx[i];
+    }
+    stamp += n;
+  }
+}
+
+/* Fold the partials of a push's nt tasks into the parts, on pool. */
+static int hp_fold(tide_agg_t *a, const par_task_t *pt, uint32_t nt, struct tide_pool *pool, tide_err_t *err) {
+  hp_task_t t[TIDE_POOL_MAX];
+  uint64_t m = 0, pairs = 0;
+  for (uint32_t i = 0; i < nt; i++) pairs += pt[i].out.pushed + pt[i].out.late_pairs;
+  /* scratch for every pair, as one thread sizes it (tide_agg_bytes once folded back) */
+  if (pairs && ensure_scratch(a, pairs > UINT32_MAX ? UINT32_MAX : (uint32_t)pairs))
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t q = 0; q < a->nhp; q++) t[q] = (hp_task_t){a, nt, 0};
+  tide_pool_run(pool, a->nhp, hp_run, t);
+  int rc = 0;
+  for (uint32_t q = 0; q < a->nhp; q++)
+    if (t[q].rc && (!rc || t[q].rc == TIDE_ETOOBIG)) rc = t[q].rc;
+  for (uint32_t i = 0; i < nt; i++) {
+    m += a->parts[i]->ngroups;
+    a->avg_abs += a->parts[i]->avg_abs;
+  }
+  a->hp_next += m;
+  if (!rc && tide_agg_groups(a) > UINT32_MAX - 2) rc = TIDE_ETOOBIG; /* what one table holds */
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  return 0;
+}
+
+/* The part whose next group (cur[q]) has the smallest stamp, or nhp when
+ * every part is done. */
+static uint32_t hp_next_part(const tide_agg_t *a, const uint32_t *cur) {
+  uint32_t best = a->nhp;
+  for (uint32_t q = 0; q < a->nhp; q++)
+    if (cur[q] < a->hp[q]->ngroups && (best == a->nhp || a->hp[q]->sid[cur[q]] < a->hp[best]->sid[cur[best]]))
+      best = q;
+  return best;
+}
+
+/* Fold the parts into a itself in stamp order (one thread's table) and
+ * make a an ordinary aggregation. 0, or -ENOMEM / TIDE_ETOOBIG with a
+ * poisoned. */
+static int unpart(tide_agg_t *a, tide_err_t *err) {
+  if (!a->nhp) return 0;
+  uint32_t *cur = calloc(a->nhp, sizeof *cur), q;
+  int rc = cur ? 0 : -ENOMEM, created;
+  uint32_t g0 = a->ngroups, d0 = a->ndirty;
+  while (!rc && (q = hp_next_part(a, cur)) < a->nhp) rc = fold_group(a, a->hp[q], cur[q]++, g0, 0, &created);
+  free(cur);
+  if (!rc) mark_dirty(a, g0, d0);
+  for (q = 0; q < a->nhp; q++) tide_agg_free(a->hp[q]);
+  free(a->hp);
+  a->hp = NULL;
+  a->nhp = 0;
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  return 0;
+}
+
+/* tide_agg_result of a parted aggregation: the parts' groups merged by
+ * stamp, built in that order. */
+static int hp_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err) {
+  uint64_t n = tide_agg_groups(a);
+  if (n > TIDE_BATCH_MAX_ROWS) return tide_err_set(err, TIDE_ETOOBIG, "%llu groups do not fit one batch",
+                                                   (unsigned long long)n);
+  uint32_t *cur = calloc(a->nhp, sizeof *cur), *gids = malloc((n ? n : 1) * sizeof *gids), q;
+  uint8_t *tab_of = malloc(n ? n : 1);
+  int rc = cur && gids && tab_of ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0; !rc && i < n; i++) {
+    q = hp_next_part(a, cur);
+    tab_of[i] = (uint8_t)q;
+    gids[i] = cur[q]++;
+  }
+  if (!rc) rc = build_result_of(a, (const tide_agg_t *const *)a->hp, tab_of, gids, (uint32_t)n, out, err);
+  free(tab_of);
+  free(gids);
+  free(cur);
+  return rc;
 }
 
 /* The parallel push (the comment above): 0 or an error as tide_agg_push,
@@ -2823,7 +3055,7 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
       out->time_sum += t[i].out.time_sum;
     }
   }
-  if (!rc) rc = par_fold(a, t, nt, out, err);
+  if (!rc) rc = a->nhp ? hp_fold(a, t, nt, in->pool, err) : par_fold(a, t, nt, out, err);
   if (!rc) a->par_pushes++;
   if (!rc && late) { /* the late groups, and the lost rows in input order */
     tide_agg_t **parts = a->parts;
@@ -2863,13 +3095,18 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
 uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
 
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  if (a->nhp && !a->poisoned && in->batch && !in->batch->nrows && !in->want_created) {
+    memset(out, 0, sizeof *out); /* a static aggregation: nothing to aggregate, nothing to fold back */
+    return push_check(a, in, err);
+  }
   uint32_t nt = par_tasks(a, in);
+  int rc;
   if (nt) {
     memset(out, 0, sizeof *out);
-    int rc = push_check(a, in, err);
-    if (rc) return rc;
+    if ((rc = push_check(a, in, err))) return rc;
     if ((rc = push_par(a, in, nt, out, err)) != 1) return rc;
   }
+  if (a->nhp && !a->poisoned && (rc = unpart(a, err))) return rc; /* one thread from here on */
   return push_one(a, in, out, err);
 }
 
@@ -2877,6 +3114,7 @@ int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *
 
 /* Fold one group into another, first/last as flags say (agg.h). */
 int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags, tide_err_t *err) {
+  UNPART(a, err);
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   if (dst >= a->ngroups || src >= a->ngroups)
     return tide_err_set(err, TIDE_EINVAL, "merge: group %u does not exist (%u groups)", dst >= a->ngroups ? dst : src,
@@ -2896,6 +3134,7 @@ int tide_agg_merge_ex(tide_agg_t *a, uint32_t dst, uint32_t src, unsigned flags,
 /* Find or create the groups of the rows of keys, aggregating nothing
  * (agg.h). */
 int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tide_err_t *err) {
+  UNPART(a, err);
   int rc = hash_input(a, keys, err);
   uint32_t n = keys->nrows;
   if (rc || !n) return rc;
@@ -2912,6 +3151,7 @@ int tide_agg_insert(tide_agg_t *a, const tide_batch_t *keys, uint32_t *gids, tid
 /* Aggregate rows into given groups (agg.h). */
 int tide_agg_update_groups(tide_agg_t *a, const uint32_t *gids, uint32_t n, const tide_col_t *const *args,
                            const uint8_t *only, tide_err_t *err) {
+  UNPART(a, err);
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   for (uint32_t i = 0; i < a->nspecs; i++) {
     const aspec_t *s = &a->specs[i];
@@ -2992,6 +3232,7 @@ static int cmp_u64(const void *x, const void *y) {
  * estimated again until the target is met: groups differ in size (long
  * keys, strings, distinct sets), so a few rounds may be needed. */
 int tide_agg_spill(tide_agg_t *a, size_t target, uint32_t *n, tide_err_t *err) {
+  UNPART(a, err);
   *n = 0;
   if (a->poisoned) return tide_err_set(err, TIDE_EPOISONED, "an earlier update failed");
   if (!a->store) return tide_err_set(err, TIDE_EINVAL, "spill: no store is attached");

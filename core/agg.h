@@ -392,6 +392,26 @@ typedef struct tide_agg_output {
  * Memory the call needs is freed before it returns. */
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err);
 
+/* A static aggregation (a query over static input that wants only the
+ * final rows, never state ids or changes): split a, before its first
+ * group, into nparts part tables by key hash, so that the fold of each
+ * parallel push runs on every thread of the pool, one part per task (agg.c,
+ * "Static aggregation"). tide_agg_result still gives one row per group in
+ * first-seen order, identical to one thread's. Returns 1 when a is now
+ * parted; 0 when it stays one table (nparts < 2, a has groups, a store, or
+ * an aggregate whose fold is not bit-exact: sum/avg of double,
+ * count_distinct, string min/max/first/last); -ENOMEM (a unchanged).
+ * While parted, push, result, result_all, groups and bytes work on the parts; any
+ * other call that takes a non-const aggregation (update, update_ex,
+ * restore, load, evict, lookup, merge, remove, insert, update_groups,
+ * spill) first folds the parts back into one table in
+ * first-seen order (as one thread built it; -ENOMEM or TIDE_ETOOBIG then
+ * poison a), and so does a push that cannot run in parallel; the const
+ * accessors of single groups (sid, dirty, encode, result_of, hash,
+ * gid_of) see no group while a is parted. Do not attach a store
+ * (tide_agg_set_store) to a parted aggregation. */
+int tide_agg_set_static(tide_agg_t *a, uint32_t nparts, tide_err_t *err);
+
 /* The pushes of a that ran on a pool (in->pool), since it was made. */
 uint64_t tide_agg_par_pushes(const tide_agg_t *a);
 

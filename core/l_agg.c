@@ -5,6 +5,8 @@
  *   agg:push(batch, keys, args [, window [, filter [, first [, late [, want_new [, time_col]]]]]])
  *                          -> true, info | nil, msg, ENAME
  *   agg:result(), agg:groups(), agg:bytes()
+ *   agg:set_static()       -> true | false (a static query's aggregation:
+ *                             its fold runs on every worker, agg.h)
  *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
  *   agg:changed_rows()     -> Batch, n | nil, msg, ENAME
  *   agg:take_changes()     -> change set (l_ckpt.h) | nil, msg, ENAME
@@ -47,6 +49,7 @@
 #include <string.h>
 
 #include "agg.h"
+#include "pool.h"
 #include "ckpt.h"
 #include "l_ckpt.h"
 #include "l_tide.h"
@@ -343,6 +346,21 @@ static int agg_result(lua_State *L) {
   release_walk(L);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
   tide_l_push_batch(L, b);
+  return 1;
+}
+
+/* agg:set_static() -> true | false: make a new aggregation a static one
+ * (tide_agg_set_static, agg.h: the fold of each push runs on every thread
+ * of the worker pool, one part of the keys each), parted over as many
+ * parts as the pool has threads; false when it stays one table (one
+ * worker, groups already, attached, or an aggregate whose fold is not
+ * bit-exact). For a query over static input that only takes result(). */
+static int agg_set_static(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_err_t err = {0, ""};
+  int rc = tide_agg_set_static(a, (uint32_t)tide_pool_threads(tide_l_pool(L)), &err);
+  if (rc < 0) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, rc == 1);
   return 1;
 }
 
@@ -1056,6 +1074,7 @@ static int agg_remove(lua_State *L) {
 
 int tide_l_agg_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"push", agg_push},
+                                     {"set_static", agg_set_static},
                                      {"result", agg_result},
                                      {"groups", agg_groups},
                                      {"bytes", agg_bytes},

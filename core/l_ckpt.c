@@ -350,6 +350,10 @@ static const char *next_op(const char *p, tide_ckpt_op_t *op) {
   return p + REC_HEAD + klen + (p[0] == OP_PUT ? vlen : 0);
 }
 
+const char *tide_l_changes_next(const char *p, tide_ckpt_op_t *op) { return next_op(p, op); }
+
+tide_l_changes_t *tide_l_check_changes(lua_State *L, int idx) { return luaL_checkudata(L, idx, CHANGES_MT); }
+
 /* A key argument: a string, or an integer >= 0 stored as 8 bytes big-endian in room. */
 static const char *check_key(lua_State *L, int idx, size_t *len, unsigned char room[8]) {
   if (lua_type(L, idx) == LUA_TNUMBER && lua_isinteger(L, idx) && lua_tointeger(L, idx) >= 0) {

@@ -21,6 +21,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "ckpt.h"
 
 typedef struct tide_l_changes {
   tide_buf_t buf;      /* the records */
@@ -49,5 +50,13 @@ int tide_l_changes_del(tide_l_changes_t *c, const void *key, size_t klen);
  * (nothing added). */
 int tide_l_changes_put_begin(tide_l_changes_t *c, const void *key, size_t klen, size_t *mark);
 void tide_l_changes_put_end(tide_l_changes_t *c, size_t mark);
+
+/* The change set at idx (raises otherwise). */
+tide_l_changes_t *tide_l_check_changes(lua_State *L, int idx);
+
+/* Walk a change set's records: the record at p (c->buf.data first, then
+ * what this returns, c->nputs + c->ndels times) into *op (val NULL for a
+ * delete); returns the next record. */
+const char *tide_l_changes_next(const char *p, tide_ckpt_op_t *op);
 
 #endif

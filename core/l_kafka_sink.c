@@ -28,6 +28,7 @@
 #include <stdlib.h>
 
 #include "kafka_sink.h"
+#include "l_ckpt.h"
 #include "l_tide.h"
 
 #define KSINK_MT "tide.KafkaSink"
@@ -262,12 +263,37 @@ static int l_stats(lua_State *L) {
   return 2;
 }
 
+/* ks:produce_changes(topic, partition, cs) -> n | nil, msg, ENAME: every
+ * change of the change set cs (core.state_changes, or an operator state's
+ * take_changes) as one message of topic/partition, in order: key = the
+ * state key, value = the record, or none for a delete (a tombstone). What
+ * the scale-out runtime writes to a changelog, without a Lua value per
+ * change (added by helper sofast). */
+static int l_produce_changes(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  const char *topic = tide_l_check_cname(L, 2, "topic name", 0);
+  lua_Integer p = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, p >= 0 && p <= INT32_MAX, 3, "partition out of range");
+  tide_l_changes_t *c = tide_l_check_changes(L, 4);
+  size_t n = c->nputs + c->ndels;
+  const char *rec = c->buf.data;
+  for (size_t i = 0; i < n; i++) {
+    tide_ckpt_op_t op;
+    rec = tide_l_changes_next(rec, &op);
+    tide_err_t err = {0, ""};
+    int rc = tide_ksink_produce_raw(s, topic, (int32_t)p, op.key, op.klen, op.val, op.vlen, &err);
+    if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  }
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
 int tide_l_kafka_sink_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin},
                                      {"produce", l_produce}, {"commit", l_commit},       {"abort", l_abort},
                                      {"stats", l_stats},     {"close", l_close},         {"init", l_init},
                                      {"produce_raw", l_produce_raw}, {"commit_offsets", l_commit_offsets},
-                                     {NULL, NULL}};
+                                     {"produce_changes", l_produce_changes}, {NULL, NULL}};
   tide_l_class(L, KSINK_MT, methods, l_close, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "kafka_sink");

@@ -65,6 +65,21 @@ static int l_encode(lua_State *L) {
   return 1;
 }
 
+/* repart_encode_blocks(batch, keys|nil, partitions, max_bytes) -> messages */
+static int l_encode_blocks(lua_State *L) {
+  const tide_batch_t *b = tide_l_check_batch(L, 1);
+  const tide_batch_t *kb = lua_isnoneornil(L, 2) ? NULL : tide_l_check_batch(L, 2);
+  int32_t parts = check_partitions(L, 3);
+  lua_Integer max = luaL_checkinteger(L, 4);
+  luaL_argcheck(L, max >= 1, 4, "max_bytes must be >= 1");
+  tide_batch_t *out;
+  tide_err_t err = {0, ""};
+  int rc = tide_repart_encode_blocks(b, kb, parts, (size_t)max, &out, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_l_push_batch(L, out);
+  return 1;
+}
+
 static int l_markers(lua_State *L) {
   int32_t parts = check_partitions(L, 1);
   lua_Integer up = luaL_checkinteger(L, 2), ms = luaL_checkinteger(L, 3);
@@ -167,6 +182,7 @@ static int l_decode(lua_State *L) {
 int tide_l_repart_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"repart_murmur2", l_murmur2}, {"repart_partition", l_partition},
                                  {"repart_schema_id", l_schema_id}, {"repart_encode", l_encode},
+                                 {"repart_encode_blocks", l_encode_blocks},
                                  {"repart_markers", l_markers},   {"repart_decode", l_decode},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);

@@ -71,13 +71,28 @@ static uint64_t get_u64(const unsigned char *p) {
   return v;
 }
 
+/* The value of each byte as a base64 digit, or -1. */
+static const signed char B64[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
 /* The value of a base64 digit, or -1. */
-static int b64(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
+static int b64(unsigned char c) { return B64[c]; }
 
 /* Decode the base64 text p[0..n) (RFC 4648, padding required, nothing
  * else) into out (emptied first): 0, -1 when it is not base64, -ENOMEM. */
@@ -88,7 +103,17 @@ static int unbase64(const char *p, size_t n, tide_buf_t *out) {
   if (rc) return rc;
   unsigned char *o = (unsigned char *)out->data;
   const unsigned char *q = (const unsigned char *)p;
-  for (size_t i = 0; i < n; i += 4) {
+  size_t i = 0;
+  for (; i + 4 < n; i += 4) { /* the groups before the last: no padding */
+    int a = B64[q[i]], b = B64[q[i + 1]], c = B64[q[i + 2]], d = B64[q[i + 3]];
+    if ((a | b | c | d) < 0) return -1;
+    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+    o[0] = (unsigned char)(v >> 16);
+    o[1] = (unsigned char)(v >> 8);
+    o[2] = (unsigned char)v;
+    o += 3;
+  }
+  for (; i < n; i += 4) {
     int pad = (i + 4 == n) ? (q[i + 3] == '=') + (q[i + 2] == '=') : 0;
     if (pad == 1 && q[i + 2] == '=') return -1; /* "x=y=" */
     int a = b64(q[i]), b = b64(q[i + 1]), c = pad >= 2 ? 0 : b64(q[i + 2]), d = pad >= 1 ? 0 : b64(q[i + 3]);
@@ -176,20 +201,40 @@ static int put_row(tide_buf_t *out, const tide_batch_t *b, uint32_t r, int norm)
 
 /* ------------------------------------------------------------- encode --- */
 
-int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, tide_batch_t **out,
-                       tide_err_t *err) {
-  *out = NULL;
+/* What both encoders check and make first: b's schema id into *sid and an
+ * empty messages batch of capacity cap into *o. */
+static int encode_begin(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, uint32_t cap,
+                        uint32_t *sid, tide_batch_t **o, tide_err_t *err) {
   if (partitions < 1) return tide_err_set(err, TIDE_EINVAL, "partitions must be >= 1, got %" PRId32, partitions);
   if (kb && kb->nrows != b->nrows)
     return tide_err_set(err, TIDE_EINVAL, "the key batch has %" PRIu32 " rows, the batch %" PRIu32, kb->nrows,
                         b->nrows);
-  uint32_t sid;
-  int rc = tide_repart_schema_id(b->schema, &sid);
+  int rc = tide_repart_schema_id(b->schema, sid);
   if (rc) return tide_err_set(err, rc, "out of memory");
   tide_schema_t *ms = tide_repart_messages_schema();
-  tide_batch_t *o = ms ? tide_batch_new(ms, b->nrows) : NULL;
+  *o = ms ? tide_batch_new(ms, cap) : NULL;
   tide_schema_unref(ms);
-  if (!o) return tide_err_set(err, -ENOMEM, "out of memory");
+  return *o ? 0 : tide_err_set(err, -ENOMEM, "out of memory");
+}
+
+/* How both encoders end: o into *out, or freed and rc with err. */
+static int encode_end(tide_batch_t *o, int rc, tide_batch_t **out, tide_err_t *err) {
+  if (rc) {
+    tide_batch_free(o);
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the batch's messages exceed a batch's size limits"
+                                                          : "out of memory");
+  }
+  *out = o;
+  return 0;
+}
+
+int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, tide_batch_t **out,
+                       tide_err_t *err) {
+  *out = NULL;
+  uint32_t sid;
+  tide_batch_t *o;
+  int rc = encode_begin(b, kb, partitions, b->nrows, &sid, &o, err);
+  if (rc) return rc;
   /* body: the binary form; kbuf, vbuf: the texts */
   tide_buf_t body = TIDE_BUF_INIT, kbuf = TIDE_BUF_INIT, vbuf = TIDE_BUF_INIT;
   unsigned char sidb[4];
@@ -213,13 +258,79 @@ int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t pa
   tide_buf_free(&body);
   tide_buf_free(&kbuf);
   tide_buf_free(&vbuf);
-  if (rc) {
-    tide_batch_free(o);
-    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "the batch's messages exceed a batch's size limits"
-                                                          : "out of memory");
+  return encode_end(o, rc, out, err);
+}
+
+/* One message of a row block: "B1" + base64 of body (schema id, row count,
+ * rows), partition p, appended to o. */
+static int put_block(tide_batch_t *o, int32_t p, tide_buf_t *body, uint32_t rows, tide_buf_t *text) {
+  put_u32((unsigned char *)body->data + 4, rows);
+  text->len = 0;
+  int rc = frame(text, TIDE_REPART_BLOCK, body);
+  if (rc || (rc = tide_batch_row_begin(o))) return rc;
+  tide_batch_set_i64(o, 0, p);
+  tide_batch_set_null(o, 1);
+  if ((rc = tide_batch_set_str(o, 2, text->data, text->len))) {
+    tide_batch_row_abort(o);
+    return rc;
   }
-  *out = o;
+  tide_batch_set_null(o, 3);
+  tide_batch_row_commit(o);
   return 0;
+}
+
+int tide_repart_encode_blocks(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, size_t max_bytes,
+                              tide_batch_t **out, tide_err_t *err) {
+  *out = NULL;
+  uint32_t sid;
+  tide_batch_t *o;
+  int rc = encode_begin(b, kb, partitions, 16, &sid, &o, err);
+  if (rc) return rc;
+  /* one open block per partition: its body and its row count */
+  tide_buf_t *bodies = calloc((size_t)partitions, sizeof *bodies);
+  uint32_t *counts = bodies ? calloc((size_t)partitions, sizeof *counts) : NULL;
+  if (!counts) {
+    free(bodies);
+    tide_batch_free(o);
+    return tide_err_set(err, -ENOMEM, "out of memory");
+  }
+  tide_buf_t key = TIDE_BUF_INIT, kbuf = TIDE_BUF_INIT, text = TIDE_BUF_INIT;
+  unsigned char head[8];
+  put_u32(head, sid);
+  put_u32(head + 4, 0);
+  int32_t p = 0;
+  if (!kb) { /* the constant key: one partition for every row */
+    rc = frame(&kbuf, TIDE_REPART_KEY, &key);
+    p = rc ? 0 : tide_repart_partition(kbuf.data, kbuf.len, partitions);
+  }
+  for (uint32_t r = 0; r < b->nrows && rc == 0; r++) {
+    if (kb) {
+      key.len = kbuf.len = 0;
+      if ((rc = put_row(&key, kb, r, 1)) || (rc = frame(&kbuf, TIDE_REPART_KEY, &key))) break;
+      p = tide_repart_partition(kbuf.data, kbuf.len, partitions);
+    }
+    tide_buf_t *body = &bodies[p];
+    if (body->len == 0 && (rc = tide_buf_append(body, head, sizeof head))) break;
+    size_t at = body->len;
+    unsigned char len[4] = {0};
+    if ((rc = tide_buf_append(body, len, 4)) || (rc = put_row(body, b, r, 0))) break;
+    put_u32((unsigned char *)body->data + at, (uint32_t)(body->len - at - 4));
+    counts[p]++;
+    if (body->len >= max_bytes) {
+      if ((rc = put_block(o, p, body, counts[p], &text))) break;
+      body->len = 0;
+      counts[p] = 0;
+    }
+  }
+  for (int32_t q = 0; q < partitions && rc == 0; q++)
+    if (counts[q]) rc = put_block(o, q, &bodies[q], counts[q], &text);
+  for (int32_t q = 0; q < partitions; q++) tide_buf_free(&bodies[q]);
+  free(bodies);
+  free(counts);
+  tide_buf_free(&key);
+  tide_buf_free(&kbuf);
+  tide_buf_free(&text);
+  return encode_end(o, rc, out, err);
 }
 
 int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_batch_t **out, tide_err_t *err) {
@@ -331,10 +442,47 @@ static int get_row(tide_batch_t *out, const unsigned char *p, size_t n, tide_err
   return 0;
 }
 
+/* A row block's rows (its binary body u[0..n)) into out: all or none. */
+static int get_block(tide_batch_t *out, uint32_t sid, const unsigned char *u, size_t n, tide_err_t *err) {
+  if (n < 8) return tide_err_set(err, TIDE_ECORRUPT, "the row block ends inside its header (%zu bytes)", n);
+  uint32_t got = get_u32(u), rows = get_u32(u + 4);
+  if (got != sid)
+    return tide_err_set(err, TIDE_ECORRUPT,
+                        "the rows were written for another schema (id %08" PRIx32 ", this query's is %08" PRIx32
+                        "): the upstream part of the query changed its output",
+                        got, sid);
+  uint32_t before = out->nrows;
+  const unsigned char *q = u + 8, *end = u + n;
+  int rc = 0;
+  for (uint32_t r = 0; r < rows && rc == 0; r++) {
+    if (end - q < 4) {
+      rc = tide_err_set(err, TIDE_ECORRUPT, "the row block ends inside the length of row %" PRIu32, r);
+      break;
+    }
+    uint32_t len = get_u32(q);
+    q += 4;
+    if ((size_t)(end - q) < len) {
+      rc = tide_err_set(err, TIDE_ECORRUPT, "the row block ends inside row %" PRIu32, r);
+      break;
+    }
+    if ((rc = tide_batch_row_begin(out))) {
+      rc = tide_err_set(err, rc, "out of memory");
+      break;
+    }
+    if ((rc = get_row(out, q, len, err))) tide_batch_row_abort(out);
+    else tide_batch_row_commit(out);
+    q += len;
+  }
+  if (rc == 0 && q != end)
+    rc = tide_err_set(err, TIDE_ECORRUPT, "%zu bytes after the last row of the block", (size_t)(end - q));
+  if (rc) tide_batch_truncate(out, before);
+  return rc;
+}
+
 int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, tide_buf_t *tmp, int32_t *upstream,
                        int64_t *ms, tide_err_t *err) {
   if (!p || n == 0) return tide_err_set(err, TIDE_ECORRUPT, "the message has no value");
-  if (p[0] != TIDE_REPART_ROW && p[0] != TIDE_REPART_MARK)
+  if (p[0] != TIDE_REPART_ROW && p[0] != TIDE_REPART_MARK && p[0] != TIDE_REPART_BLOCK)
     return tide_err_set(err, TIDE_ECORRUPT, "not a repartition message (first byte 0x%02x)", (unsigned char)p[0]);
   if (n < 2) return tide_err_set(err, TIDE_ECORRUPT, "the message ends after 1 byte");
   if (p[1] != TIDE_REPART_VERSION)
@@ -356,6 +504,7 @@ int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n,
     *ms = w;
     return 1;
   }
+  if (p[0] == TIDE_REPART_BLOCK) return get_block(out, sid, u, bn, err);
   if (bn < 4) return tide_err_set(err, TIDE_ECORRUPT, "the row ends inside its schema id (%zu bytes)", bn);
   uint32_t got = get_u32(u);
   if (got != sid)

@@ -20,6 +20,11 @@
  *   key         'K' '1' base64( null bitmap | non-NULL values )
  *   marker      'W' '1' base64( upstream partition | watermark (ms) )
  *                                      i32                 i64
+ *   row block   'B' '1' base64( schema id | row count | rows )
+ *                                  u32         u32
+ *               each row: u32 length | null bitmap | non-NULL values
+ *               (no key: the writer chose the partition, by each row's
+ *               key as above; the scale-out runtime writes these)
  *
  *   values: int, timestamp  8 bytes (two's complement)
  *           double          8 bytes (IEEE-754 bits, exactly; in a key
@@ -47,6 +52,7 @@
 #include "schema.h"
 
 #define TIDE_REPART_ROW 'R'
+#define TIDE_REPART_BLOCK 'B'
 #define TIDE_REPART_KEY 'K'
 #define TIDE_REPART_MARK 'W'
 #define TIDE_REPART_VERSION '1'
@@ -81,6 +87,17 @@ tide_schema_t *tide_repart_messages_schema(void);
 int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, tide_batch_t **out,
                        tide_err_t *err);
 
+/* The rows of b as row blocks: each row goes to the partition of its key
+ * (as tide_repart_encode chooses it: row r of kb, or the constant key when
+ * kb is NULL), and the rows of one partition are packed, in row order, into
+ * messages whose binary body stays under about max_bytes (a row larger than
+ * that gets a message of its own). *out is a new messages batch (no key,
+ * no headers). Far fewer messages than one per row:
+ * what the producer, the broker and the consumer pay per message is paid
+ * per block. Errors as tide_repart_encode. */
+int tide_repart_encode_blocks(const tide_batch_t *b, const tide_batch_t *kb, int32_t partitions, size_t max_bytes,
+                              tide_batch_t **out, tide_err_t *err);
+
 /* The watermark markers of one upstream partition: one message per
  * partition of the topic (no key; the marker value; the header
  * TIDE_REPART_MARK_HEADER = "<upstream>:<ms>"). *out is a new messages
@@ -88,10 +105,10 @@ int tide_repart_encode(const tide_batch_t *b, const tide_batch_t *kb, int32_t pa
 int tide_repart_markers(int32_t partitions, int32_t upstream, int64_t ms, tide_batch_t **out, tide_err_t *err);
 
 /* Decode one message's value p[0..n) (p may be NULL when the message has
- * no value): a row of out's schema (schema id sid) is appended to out and
- * 0 returned, or a marker is read into *upstream and *ms and 1 returned,
+ * no value): a row (or a row block's rows) of out's schema (schema id sid)
+ * is appended to out and 0 returned, or a marker is read into *upstream and *ms and 1 returned,
  * or TIDE_ECORRUPT / TIDE_EFORMAT / -ENOMEM / TIDE_ETOOBIG with err (out
- * unchanged). out must be an owned batch (tide_batch_new); tmp is the
+ * unchanged: none of a bad block's rows stays). out must be an owned batch (tide_batch_new); tmp is the
  * caller's buffer for the binary body, reused from message to message
  * (free it when done). */
 int tide_repart_decode(tide_batch_t *out, uint32_t sid, const char *p, size_t n, tide_buf_t *tmp, int32_t *upstream,

@@ -278,6 +278,47 @@ describe("workers", function()
     assert.are.same(one, run(4))
   end)
 
+  -- A static aggregation folds on every worker, one part of the keys each
+  -- (core/agg.c, "Static aggregation"); the rows and their order must be
+  -- one worker's, for the aggregates that run parted and for those that
+  -- keep one table (string min, sum of double).
+  it("gives a static aggregation's rows in one worker's order, with every aggregate", function()
+    local function run(workers, aggs)
+      tide.config { workers = workers }
+      local rows = tide.read("file", { path = input .. "/*.jsonl", format = "json", schema = SCHEMA,
+        bad_records = "drop" })
+        :where("signal >= 15")
+        :group_by(tide.window("ts", "10 seconds"), "device")
+        :agg(aggs)
+        :collect()
+      local out = {}
+      for i, r in ipairs(rows) do
+        local line = { r.window_start, r.device }
+        for _, k in ipairs { "n", "c", "s", "a", "lo", "hi", "t0", "f", "l", "kmin", "ds" } do
+          if r[k] ~= nil then line[#line + 1] = string.format("%s=%s", k, r[k]) end
+        end
+        out[i] = table.concat(line, " ")
+      end
+      return out
+    end
+    local parted = { "count(*) AS n", "count(kind) AS c", "sum(signal) AS s", "avg(signal) AS a",
+      "min(signal) AS lo", "max(signal) AS hi", "min(ts) AS t0", "first(signal) AS f", "last(signal) AS l" }
+    local one = run(1, parted)
+    assert.is_true(#one > 10000)
+    assert.are.same(one, run(2, parted))
+    assert.are.same(one, run(3, parted))
+    local single = { "count(*) AS n", "min(kind) AS kmin", "sum(CAST(signal AS double) / 3) AS ds" }
+    assert.are.same(run(1, single), run(2, single))
+    -- and a global aggregation, and one keyed by a string alone
+    tide.config { workers = 1 }
+    local g1 = tide.read("file", { path = input .. "/*.jsonl", format = "json", schema = SCHEMA,
+      bad_records = "drop" }):group_by("kind"):agg { "count(*) AS n", "sum(signal) AS s" }:collect()
+    tide.config { workers = 2 }
+    local g2 = tide.read("file", { path = input .. "/*.jsonl", format = "json", schema = SCHEMA,
+      bad_records = "drop" }):group_by("kind"):agg { "count(*) AS n", "sum(signal) AS s" }:collect()
+    assert.are.same(g1, g2)
+  end)
+
   it("decodes csv (a record a line) in parts with the same rows, quotes and NULLs included", function()
     local path = base .. "/rows.csv"
     local parts = { "id,name,v" }

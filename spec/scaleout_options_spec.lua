@@ -57,23 +57,27 @@ describe("scale-out: options refused under application_id", function()
     refused(windowed(kafka()), "kafka", with { nonsense = 1 }, "unknown option 'nonsense'")
   end)
 
-  it("refuses sources that are not one subscribed Kafka topic", function()
+  it("refuses sources that are not Kafka topics named with subscribe", function()
     refused(windowed(kafka { assign = { ["in"] = { 0 } } }), "kafka", sink,
-      "must name one topic with option 'subscribe'")
-    refused(windowed(kafka { subscribe = "a,b" }), "kafka", sink, "must name one topic with option 'subscribe'")
+      "application_id 'app': a Kafka source must name its topics with option 'subscribe' (not assign or " ..
+      "subscribe_pattern): task p reads partition p of each")
     refused(windowed(kafka { starting_offsets = { ["in"] = { [0] = 5 } } }), "kafka", sink,
       "option 'starting_offsets' must be \"earliest\" or \"latest\"")
     refused(windowed(kafka { group_id = "g" }), "kafka", sink, "option 'group_id' is not allowed")
     refused(windowed(kafka { bootstrap = "127.0.0.1:2" }), "kafka", sink,
-      "the source and the sink must be on one Kafka cluster")
+      "the sources and the sink must be on one Kafka cluster")
     local rate = tide.read_stream("rate", { rows_per_second = 1 })
-    refused(rate, "kafka", sink, "the source must be read_stream(\"kafka\")")
+    refused(rate, "kafka", sink, "every source must be read_stream(\"kafka\"), not ")
+    refused(kafka { include_metadata = false }:union(rate:select("timestamp AS ts", "CAST(value AS int) AS amount")),
+      "kafka", sink, "every source must be read_stream(\"kafka\"), not ")
   end)
 
-  it("refuses a stateful operator the runtime does not run, naming it", function()
-    local sess = kafka():with_watermark("ts", "2 seconds")
-      :group_by(tide.session_window("ts", "5 seconds"), "kafka_key"):agg{ "count(*) AS n" }
-    refused(sess, "kafka", sink, "is not supported under application_id (aggregations and dedup are)")
+  it("refuses order_by and limit on a stream, saying why", function()
+    local complete = with { mode = "complete" }
+    refused(windowed(kafka()):order_by("n"), "kafka", complete, "application_id 'app': order_by on a stream cannot " ..
+      "run under an application_id: each task holds only the groups of its own partitions")
+    refused(windowed(kafka()):limit(3), "kafka", complete, "application_id 'app': limit on a stream cannot run " ..
+      "under an application_id")
   end)
 
   it("tide run: --state-dir needs --application-id; a bad id is a usage error", function()

@@ -162,6 +162,23 @@ describe("topology.split", function()
     assert.same({ "app-process1-changelog" }, tp.changelogs)
   end)
 
+  it("names each stateful operator by its kind and place, as a checkpoint's state databases, and lists a " ..
+    "source's topics", function()
+    local a = orders():with_watermark("ts", "10 seconds"):drop_duplicates("id")
+      :group_by(tide.session_window("ts", "5 minutes"), "user"):agg { "count(*) AS n" }
+    local names = {}
+    local k = 0
+    require("tide.plan").walk(a._node, function(n)
+      if n.stateful then
+        k = k + 1
+        names[#names + 1] = topology.state_name(n, k)
+      end
+    end)
+    assert.same({ "dedup1", "session2" }, names)
+    assert.same({ "app-dedup1-changelog", "app-session2-changelog" }, split(a).changelogs)
+    assert.same({ "a", "b" }, topology.topics_of(kafka({ subscribe = " a, b" })._node))
+  end)
+
   it("names the same topics for the same query every time, whatever stateless operators change", function()
     local function q(extra)
       local f = orders()

@@ -320,6 +320,9 @@ function OPS.aggregate(node, fuse)
       if done then return nil end
       done = true
       local st, first = op.new_state(), 0
+      -- only the final rows are wanted: the fold of each parallel push runs
+      -- on every worker, one part of the keys each (agg.h, tide_agg_set_static)
+      st.agg:set_static()
       for b in input do
         push(q, st, b, first)
         first = first + b:nrows()

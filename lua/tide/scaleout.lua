@@ -6,7 +6,7 @@
 --
 -- Every process started with the same application_id joins the Kafka
 -- consumer group named after it (core.kafka_group: cooperative-sticky,
--- events polled between cycles). Each partition p of the input topic is a
+-- events polled between cycles). Each partition p of the input topics is a
 -- task "0_p" with its own plan instance (tide.exec), its own state, its own
 -- event time and watermark; the group decides which process runs which
 -- task, and moves tasks when a process joins, leaves or stops answering.
@@ -39,11 +39,26 @@
 -- its tasks now"; another failed transaction is aborted, and every task
 -- starts again from what is committed.
 --
+-- A stateful operator whose groups are not within one input partition
+-- (its grouping keys are not the Kafka message key) gets a sub-topology of
+-- its own (tide.topology.split): the tasks "0_p" before it write their
+-- output rows, in the same transaction, to the internal topic
+-- `<application_id>-<op>-repartition` in the partition of each row's
+-- grouping key (packed as row blocks, docs/FORMAT.md), with watermark
+-- markers; its tasks "1_p" read partition p of that topic after their
+-- committed offset, as a task reads its input.
+--
 -- What runs under application_id (anything else is refused at
--- write_stream, with the reason): one Kafka input topic read with
--- `subscribe`, the Kafka sink with exactly_once, stateful operators
--- (aggregations, dedup) keyed by the Kafka message key, so that the rows
--- of one group are all in one partition: one task sees them all.
+-- write_stream, with the reason): Kafka sources that name their topics
+-- with `subscribe` (task p of a sub-topology reads partition p of each of its
+-- topics, so they must be co-partitioned; the group assigns partition p of
+-- the first), the Kafka sink with exactly_once, and every stateful
+-- operator (aggregations, dedup, session windows, process, stream-stream
+-- joins) grouped by the Kafka message key, or repartitioned by its keys
+-- first (tide.topology), so that the rows of one group are all in one
+-- task. A process() task whose processing-time timeout is due runs a
+-- cycle without input; event-time timers, session ends and outer joins'
+-- unmatched rows follow the task's watermark.
 --
 -- @module tide.scaleout
 
@@ -64,6 +79,17 @@ local POLL_MS = 100       -- idle: how often the group and the input are looked 
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 local META_KEY = "tide:task" -- the task's watermark record in its first changelog (state keys are 8 bytes)
 local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
+-- A repartition message packs the rows of one cycle for one partition up to
+-- this many bytes (binary, before base64; under librdkafka's 1 MB
+-- message.max.bytes): the producer, the broker and the consumer then pay
+-- their per-message costs per block, not per row (docs/FORMAT.md).
+local BLOCK_BYTES = 256 * 1024
+-- A task reads at most this many offsets of an input partition per cycle
+-- when the source sets no max_offsets_per_trigger: a backlog then goes
+-- through in cycles of bounded memory, whose output the downstream tasks
+-- (here or in another process) take while the next cycle reads, and a
+-- rebalance that aborts a cycle throws away a bounded amount of work.
+local CYCLE_OFFSETS = 250000
 
 -- ------------------------------------------------------------------------
 -- Options
@@ -136,14 +162,17 @@ local function fresh(t)
   for j in ipairs(sub.stateful) do t.states[j] = t.plan:new_state(j) end
   t.marks = {}
   t.wm, t.late_wm = nil, nil
-  -- a task of a sub-topology after a repartition has the watermark of its
-  -- upstream tasks' markers (tide.topology's reader)
-  if sub.kind == "repartition" then t.reader = topology.reader(sub.sub, 1) end
-  if #t.plan.marks > 0 or t.reader then t.wm, t.late_wm = 0, 0 end
+  -- a source reading a repartition topic gives the task the watermark of
+  -- its upstream tasks' markers (tide.topology's reader)
+  t.readers = {}
+  for k, e in ipairs(sub.inputs) do
+    if e.kind == "repartition" then t.readers[k] = topology.reader(sub.sub, k) end
+  end
+  if #t.plan.marks > 0 or next(t.readers) then t.wm, t.late_wm = 0, 0 end
 end
 
 -- Apply a task record (the cache's commit entry or the changelog's meta
--- record): its watermarks.
+-- record): its watermarks and its readers' upstream markers.
 local function apply_meta(t, m)
   if type(m) ~= "table" then return end
   if t.wm ~= nil then
@@ -151,43 +180,80 @@ local function apply_meta(t, m)
     t.late_wm = math.tointeger(m.late) or t.late_wm
     for i, v in pairs(m.marks or {}) do t.marks[tonumber(i)] = { value = math.tointeger(v) } end
   end
-  if t.reader and type(m.reader) == "string" then t.reader:load(m.reader) end
+  local saved = type(m.readers) == "table" and m.readers or { ["1"] = m.reader } -- (one reader: "reader")
+  for k, r in pairs(t.readers) do
+    local s = saved[tostring(k)]
+    if type(s) == "string" then r:load(s) end
+  end
 end
 
 local function task_meta(t)
-  local marks = {}
+  local marks, readers = {}, nil
   for i, m in pairs(t.marks) do marks[tostring(i)] = m.value end
-  return { wm = t.wm, late = t.late_wm, marks = marks, reader = t.reader and t.reader:save() or nil }
+  for k, r in pairs(t.readers) do
+    readers = readers or {}
+    readers[tostring(k)] = r:save()
+  end
+  return { wm = t.wm, late = t.late_wm, marks = marks, readers = readers }
 end
 
--- Open task (sub, p) (sub: one of self._subs): its committed offset, then
--- its state from the local cache when that is current, else from the
--- changelogs.
+-- The task's next offsets, in the order of t.parts.
+local function next_offsets(t)
+  local out = {}
+  for i, x in ipairs(t.parts) do out[i] = x.next end
+  return out
+end
+
+-- Whether offsets recorded in a cache entry (an array; a number from a
+-- cache of one topic) are the task's.
+local function same_offsets(t, rec)
+  if math.type(rec) == "integer" then rec = { rec } end
+  if type(rec) ~= "table" or #rec ~= #t.parts then return false end
+  for i, x in ipairs(t.parts) do
+    if rec[i] ~= x.next then return false end
+  end
+  return true
+end
+
+-- Open task (sub, p) (sub: one of self._subs): partition p of every topic
+-- of the sub-topology (the group assigned this process partition p of its
+-- first topic), their committed offsets, then its state from the local
+-- cache when that is current, else from the changelogs.
 function App:_open_task(sub, p)
-  local topic = sub.topic
   local id = format("%d_%d", sub.sub.id, p)
-  local t = { id = id, sub = sub, topic = topic, partition = p, dir = self._app_dir .. "/" .. id, n = 0, lag = 0 }
+  local t = { id = id, sub = sub, partition = p, dir = self._app_dir .. "/" .. id, n = 0, lag = 0, parts = {} }
+  local list = {}
+  for k, e in ipairs(sub.inputs) do
+    for _, topic in ipairs(e.topics) do
+      t.parts[#t.parts + 1] = { topic = topic, k = k }
+      list[#list + 1] = { topic, p }
+    end
+  end
   fresh(t)
   local committed
   for attempt = 1, 3 do
-    local got, msg = self._member:committed({ { topic, p } }, 10000)
-    if got then committed = got[1] break end
-    if attempt == 3 then error(format("task %s: reading its committed offset: %s", t.id, msg), 0) end
+    local got, msg = self._member:committed(list, 10000)
+    if got then committed = got break end
+    if attempt == 3 then error(format("task %s: reading its committed offsets: %s", t.id, msg), 0) end
   end
-  if committed < 0 then
-    -- a new application starts its input as the source says, its
-    -- repartition topics at their start
-    local where = sub.kind == "kafka" and self._starting == "latest" and "latest" or "earliest"
-    local list = sub.source._reader:offsets({ { topic, p } }, where)
-    if not list then error(format("task %s: reading the start offset of %s/%d", t.id, topic, p), 0) end
-    committed = list[1]
-    t.fresh = true
+  for i, x in ipairs(t.parts) do
+    local at = committed[i]
+    if at < 0 then
+      -- a new application starts its input as the source says, its
+      -- repartition topics at their start
+      local e = sub.inputs[x.k]
+      local where = e.kind == "kafka" and e.starting == "latest" and "latest" or "earliest"
+      local got = e.source._reader:offsets({ { x.topic, p } }, where)
+      if not got then error(format("task %s: reading the start offset of %s/%d", t.id, x.topic, p), 0) end
+      at = got[1]
+      t.fresh = true
+    end
+    x.next = at
   end
-  t.next = committed
   self:_open_cache(t)
   local _, last = t.ck:latest()
   local entry = last and unjson(t.ck:commit_entry(last) or "null")
-  if type(entry) == "table" and entry.next == committed and not t.fresh then
+  if type(entry) == "table" and same_offsets(t, entry.next) and not t.fresh then
     -- the cache is current: its state is the committed one
     for j, s in ipairs(sub.stateful) do
       local st = t.states[j]
@@ -224,7 +290,7 @@ function App:_open_task(sub, p)
       changes[s.name] = cs
     end
     local meta = task_meta(t)
-    meta.next = t.next
+    meta.next = next_offsets(t)
     t.ck:write_offsets(1, json(meta))
     t.ck:commit(1, json(meta), changes)
     for _, cs in pairs(changes) do cs:free() end
@@ -286,6 +352,14 @@ local function is_fenced(msg, ename)
   return msg:find("fenced", 1, true) ~= nil or msg:find("FENCED", 1, true) ~= nil
 end
 
+-- A transaction refused because the group moved to a new generation while
+-- the cycle ran.
+local function is_migrated(msg)
+  msg = tostring(msg)
+  return msg:find("generation id is not valid", 1, true) ~= nil or msg:find("ILLEGAL_GENERATION", 1, true) ~= nil or
+    msg:find("REBALANCE_IN_PROGRESS", 1, true) ~= nil or msg:find("rebalance in progress", 1, true) ~= nil
+end
+
 function App:_fenced(msg)
   error(format("application %s: this process was fenced (%s): another process owns its tasks now", self._app,
     util.strip_position(tostring(msg))), 0)
@@ -294,17 +368,72 @@ end
 -- The task's watermark after its batch (query.lua's rule, per task).
 function App:_advance(t, stats)
   if t.wm == nil then return end
-  if t.reader then
-    local w = t.reader:watermark()
-    if w > t.wm then t.wm = w end
+  for i in ipairs(t.plan.marks) do t.marks[i] = t.marks[i] or {} end
+  if not next(t.readers) then
+    t.wm = exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, t.wm)
     return
   end
-  for i in ipairs(t.plan.marks) do t.marks[i] = t.marks[i] or {} end
-  t.wm = exec.advance_watermark(t.plan.marks, t.marks, stats, self._opts.multiple_watermark_policy, t.wm)
+  -- after a repartition: each repartition topic's watermark is the least
+  -- of its upstream tasks' markers; over several (a join's two sides) and
+  -- the task's own with_watermark nodes (a Kafka topic read too), the
+  -- query's multiple_watermark_policy, as tide.query does over its marks
+  local policy = self._opts.multiple_watermark_policy
+  local w = #t.plan.marks > 0 and exec.advance_watermark(t.plan.marks, t.marks, stats, policy, nil) or nil
+  for _, r in pairs(t.readers) do
+    local x = r:watermark()
+    if w == nil or (policy == "max" and x > w) or (policy ~= "max" and x < w) then w = x end
+  end
+  if w > t.wm then t.wm = w end
+end
+
+-- A processing-time timeout of task t has passed (process() with
+-- timeout = "processing": node.due_at): the task runs a cycle without
+-- input, as tide.query runs a no-data batch for it.
+local function timed_out(t)
+  local now = core.time_now()
+  for j, s in ipairs(t.sub.stateful) do
+    local at = s.node.due_at and s.node.due_at(t.states[j])
+    if at and at < now then return true end
+  end
+  return false
+end
+
+-- The changes of state st since its last clear_changes as a change set
+-- (core.state_changes): aggregations, dedup and session windows make
+-- theirs in C; process() gives puts {{key, blob}...} and dels {key...}.
+local function change_set(st)
+  local puts, dels = st.take_changes()
+  if dels == nil then return puts end
+  local cs = core.state_changes()
+  for _, key in ipairs(dels) do cs:del(key) end
+  for _, kv in ipairs(puts) do cs:put(kv[1], kv[2]) end
+  return cs
 end
 
 local function close_all(list)
   for _, b in ipairs(list or {}) do b:close() end
+end
+
+-- Queue a task's output rows to its sub-topology's repartition topic as row
+-- blocks (writer: tide.topology's, for its topic, key and partition count).
+local function write_blocks(writer, ks, batches, p)
+  for _, b in ipairs(batches) do
+    if b:nrows() > 0 then
+      local kb, msg
+      if #writer.key_exprs > 0 then
+        kb, msg = core.project(b, writer.key_exprs, writer.key_schema)
+        if not kb then error(format("repartition topic %s: the key: %s", writer.topic, msg), 0) end
+      end
+      local mb
+      mb, msg = core.repart_encode_blocks(b, kb, writer.partitions, BLOCK_BYTES)
+      if kb then kb:close() end
+      if not mb then error(format("repartition topic %s: %s", writer.topic, msg), 0) end
+      local n
+      n, msg = ks:produce(mb, writer.map)
+      mb:close()
+      if not n then error(format("repartition topic %s: task partition %d: %s", writer.topic, p, msg), 0) end
+    end
+  end
 end
 
 -- One cycle; true when a transaction ran.
@@ -314,7 +443,7 @@ function App:_cycle()
   -- the group's metadata as this cycle starts: a process that hangs past
   -- its session timeout in the middle of the cycle then commits with its
   -- old membership, which the coordinator refuses (fencing)
-  local md = self._member:metadata()
+  local md, mid = self._member:metadata(), self._member:member_id()
   local ids = {}
   for id in pairs(self._tasks) do ids[#ids + 1] = id end
   sort(ids)
@@ -323,29 +452,57 @@ function App:_cycle()
     self._query._idle = self._query._idle + 1
     return false
   end
-  -- each sub-topology's partitions' ends, through its source's reader
+  -- each sub-topology's partitions' ends, through its sources' readers
   local by_sub = {}
   for _, id in ipairs(ids) do
     local t = self._tasks[id]
     local g = by_sub[t.sub]
     if not g then
-      g = { list = {}, tasks = {} }
+      g = {}
       by_sub[t.sub] = g
     end
-    g.list[#g.list + 1] = { t.topic, t.partition }
-    g.tasks[#g.tasks + 1] = t
+    g[#g + 1] = t
   end
   local work = {}
   for _, sub in ipairs(self._subs) do
-    local g = by_sub[sub]
-    if g then
-      local ends, msg = sub.source._reader:offsets(g.list, "latest")
-      if not ends then error(format("%s: offsets: %s", sub.source.description, tostring(msg)), 0) end
-      for i, t in ipairs(g.tasks) do
-        local stop = math.max(t.next, ends[i])
-        if self._limit then stop = math.min(stop, t.next + self._limit) end
-        t.lag = math.max(0, ends[i] - stop)
-        if stop > t.next or t.no_data_due then work[#work + 1] = { t = t, stop = stop } end
+    local tasks = by_sub[sub]
+    if tasks then
+      for k, e in ipairs(sub.inputs) do
+        local list, parts = {}, {}
+        for _, t in ipairs(tasks) do
+          for _, x in ipairs(t.parts) do
+            if x.k == k then
+              list[#list + 1] = { x.topic, t.partition }
+              parts[#parts + 1] = x
+            end
+          end
+        end
+        local reader = e.source._reader
+        local ends, msg = reader:offsets(list, "latest")
+        if not ends then error(format("%s: offsets: %s", e.source.description, tostring(msg)), 0) end
+        local ranges = {}
+        for i, x in ipairs(parts) do
+          local stop = math.max(x.next, ends[i])
+          if e.limit then stop = math.min(stop, x.next + e.limit) end
+          x.stop, x.lag = stop, math.max(0, ends[i] - stop)
+          if stop > x.next then ranges[#ranges + 1] = { x.topic, list[i][2], x.next, stop } end
+        end
+        -- every task's partitions fetch from now on, while the tasks
+        -- before them run (a task's read would otherwise start its
+        -- fetching cold)
+        if #ranges > 0 then
+          local okp, pmsg = reader:prefetch(ranges)
+          if not okp then error(format("%s: prefetch: %s", e.source.description, tostring(pmsg)), 0) end
+        end
+      end
+      for _, t in ipairs(tasks) do
+        local data, lag = false, 0
+        for _, x in ipairs(t.parts) do
+          data = data or x.stop > x.next
+          lag = lag + x.lag
+        end
+        t.lag = lag
+        if data or t.no_data_due or timed_out(t) then work[#work + 1] = { t = t } end
       end
     end
   end
@@ -363,31 +520,40 @@ function App:_cycle()
   local ok, err = pcall(function()
     for _, w in ipairs(work) do
       local t = w.t
-      local inputs, src = {}, t.sub.source
-      w.inputs = inputs
-      if w.stop > t.next then
-        local start, stop = { [t.topic] = { [tostring(t.partition)] = t.next } },
-          { [t.topic] = { [tostring(t.partition)] = w.stop } }
-        local okg, got = pcall(src.get_batch, src, start, stop, t.n + 1)
-        if not okg then error(format("task %s: %s", t.id, util.strip_position(got)), 0) end
-        inputs = got or {}
-        w.inputs = inputs
-        if t.reader then
-          -- repartition messages: the upstream rows, and the markers that
-          -- move this task's watermark
-          local rows = {}
-          w.raw, w.inputs = inputs, rows
-          for _, mb in ipairs(inputs) do
-            local okd, got2 = pcall(t.reader.decode, t.reader, mb)
-            if not okd then error(format("task %s: %s", t.id, util.strip_position(got2)), 0) end
-            for _, x in ipairs(got2) do rows[#rows + 1] = x end
+      local inputs, p = {}, tostring(t.partition)
+      w.inputs, w.raw = {}, {} -- every batch read or decoded, closed after the cycle
+      for k, e in ipairs(t.sub.inputs) do
+        local start, stop, any = {}, {}, false
+        for _, x in ipairs(t.parts) do
+          if x.k == k and x.stop > x.next then
+            start[x.topic], stop[x.topic], any = { [p] = x.next }, { [p] = x.stop }, true
           end
-          inputs = rows
         end
+        local list = {}
+        if any then
+          local okg, got = pcall(e.source.get_batch, e.source, start, stop, t.n + 1)
+          if not okg then error(format("task %s: %s", t.id, util.strip_position(got)), 0) end
+          list = got or {}
+          local r = t.readers[k]
+          if r then
+            -- repartition messages: the upstream rows, and the markers that
+            -- move this task's watermark
+            for _, mb in ipairs(list) do w.raw[#w.raw + 1] = mb end
+            local rows = {}
+            for _, mb in ipairs(list) do
+              local okd, got2 = pcall(r.decode, r, mb)
+              if not okd then error(format("task %s: %s", t.id, util.strip_position(got2)), 0) end
+              for _, x in ipairs(got2) do rows[#rows + 1] = x end
+            end
+            list = rows
+          end
+        end
+        inputs[k] = list
+        for _, b in ipairs(list) do w.inputs[#w.inputs + 1] = b end
       end
-      for _, b in ipairs(inputs) do rows_in = rows_in + b:nrows() end
+      for _, b in ipairs(w.inputs) do rows_in = rows_in + b:nrows() end
       local batch_wm = t.wm
-      local oke, outs, info = pcall(t.plan.execute, t.plan, { inputs }, {
+      local oke, outs, info = pcall(t.plan.execute, t.plan, inputs, {
         mode = self._mode, watermark = batch_wm, late_watermark = batch_wm and t.late_wm, timestamp = ts,
         states = t.states })
       if not oke then error(format("task %s: %s", t.id, tostring(outs)), 0) end
@@ -424,7 +590,7 @@ function App:_cycle()
       local t = w.t
       local sub = t.sub
       if sub.writer then
-        sub.writer:write(w.outputs, t.partition)
+        write_blocks(sub.writer, ks, w.outputs, t.partition)
       else
         kafka_sink.produce_all(ks, w.outputs, self._map, self._key)
       end
@@ -436,23 +602,28 @@ function App:_cycle()
       end
       w.changes = {}
       for j, s in ipairs(sub.stateful) do
-        local cs = t.states[j].take_changes()
+        local cs = change_set(t.states[j])
         w.changes[s.name] = cs
         changes[#changes + 1] = cs
-        for _, op in ipairs(cs:ops()) do
-          local okp, pmsg = ks:produce_raw(s.changelog, t.partition, op[2], op[3])
-          if not okp then error(pmsg, 0) end
-        end
+        local okp, pmsg = ks:produce_changes(s.changelog, t.partition, cs)
+        if not okp then error(pmsg, 0) end
       end
-      local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm or t.reader)
+      local moved = t.wm ~= nil and (t.wm ~= w.batch_wm or t.late_wm ~= w.batch_wm or next(t.readers))
       if moved and #sub.stateful > 0 then
         local meta = task_meta(t)
         meta.late = w.batch_wm
         local okp, pmsg = ks:produce_raw(sub.stateful[1].changelog, t.partition, META_KEY, json(meta))
         if not okp then error(pmsg, 0) end
       end
-      offsets[#offsets + 1] = { t.topic, t.partition, w.stop }
+      for _, x in ipairs(t.parts) do offsets[#offsets + 1] = { x.topic, t.partition, x.stop } end
     end
+    -- a rebalance during the cycle that kept this member (same member id, a
+    -- newer generation: a process joined or left) leaves it the owner of
+    -- its tasks until it gives them back at its next poll of the group's
+    -- events: it commits with the generation of now, not aborting the
+    -- cycle's work; a changed member id (its session timed out) keeps the
+    -- cycle's metadata, which the coordinator refuses
+    if mid ~= "" and self._member:member_id() == mid then md = self._member:metadata() end
     local okc, cmsg, ename = ks:commit_offsets(offsets, md)
     if not okc then
       if is_fenced(cmsg, ename) then self:_fenced(cmsg) end
@@ -464,15 +635,20 @@ function App:_cycle()
     ks:abort()
     for _, cs in ipairs(changes) do cs:free() end
     if tostring(err):find("this process was fenced", 1, true) then error(err, 0) end
-    self._failures = (self._failures or 0) + 1
-    if self._failures >= RESET_LIMIT then
+    -- a commit that raced a rebalance (this member's generation moved
+    -- before it heard so) is Kafka Streams' TaskMigrated: the tasks start
+    -- again from what is committed once the group's events are handled,
+    -- a poll later; it is no failure of the transaction
+    local migrated = is_migrated(err)
+    if not migrated then self._failures = (self._failures or 0) + 1 end
+    if self._failures and self._failures >= RESET_LIMIT then
       error(format("application %s: %d transactions in a row failed, the last: %s", self._app, self._failures,
         tostring(err)), 0)
     end
     io.stderr:write(format("tide: warning: application %s: transaction aborted (%s); the tasks start again from " ..
       "what is committed\n", self._app, util.strip_position(tostring(err))))
     self:_reset_tasks()
-    return true
+    return not migrated
   end
   self._failures = 0
   local t3 = clock()
@@ -482,7 +658,7 @@ function App:_cycle()
   for _, w in ipairs(work) do
     local t = w.t
     t.n = t.n + 1
-    t.next = w.stop
+    for _, x in ipairs(t.parts) do x.next = x.stop end
     if w.sent_wm then t.sent_wm = w.sent_wm end
     if t.wm ~= nil then
       t.late_wm = w.batch_wm
@@ -494,7 +670,7 @@ function App:_cycle()
       end
     end
     local meta = task_meta(t)
-    meta.next = t.next
+    meta.next = next_offsets(t)
     t.ck:write_offsets(t.n, json(meta))
     t.ck:commit(t.n, json(meta), w.changes)
     for _, cs in pairs(w.changes) do cs:free() end
@@ -514,16 +690,20 @@ end
 -- ------------------------------------------------------------------------
 
 --- The tasks this process runs now: { id = "0_3", partitions = { {topic,
--- p} }, offset = next offset, lag = offsets behind the end (as the last
--- cycle saw it), state_rows = rows of state, restored_from = "local" |
--- "changelog", watermark = ms or nil }, sorted by id.
+-- p}, ... } (partition p of each topic the task reads), offsets = { next
+-- offset, ... } (the same order), offset = the first one's, lag = offsets
+-- behind the ends (as the last cycle saw them), state_rows = rows of
+-- state, restored_from = "local" | "changelog", watermark = ms or nil },
+-- sorted by id.
 function App:_task_list()
   local out = {}
   for _, t in pairs(self._tasks) do
     local rows = 0
     for j in ipairs(t.sub.stateful) do rows = rows + t.states[j].rows() end
-    out[#out + 1] = { id = t.id, sub = t.sub.sub.id, partitions = { { t.topic, t.partition } }, offset = t.next,
-      lag = t.lag, state_rows = rows, restored_from = t.restored, watermark = t.wm }
+    local parts = {}
+    for i, x in ipairs(t.parts) do parts[i] = { x.topic, t.partition } end
+    out[#out + 1] = { id = t.id, sub = t.sub.sub.id, partitions = parts, offsets = next_offsets(t),
+      offset = t.parts[1].next, lag = t.lag, state_rows = rows, restored_from = t.restored, watermark = t.wm }
   end
   sort(out, function(a, b)
     if a.sub ~= b.sub then return a.sub < b.sub end
@@ -547,8 +727,10 @@ function App:_report(c)
   local function ms(x) return math.floor(x * 1000 + 0.5) / 1000 end
   local lag = {}
   for _, t in pairs(self._tasks) do
-    lag[t.topic] = lag[t.topic] or {}
-    lag[t.topic][tostring(t.partition)] = t.lag
+    for _, x in ipairs(t.parts) do
+      lag[x.topic] = lag[x.topic] or {}
+      lag[x.topic][tostring(t.partition)] = x.lag or 0
+    end
   end
   local ops = {}
   for _, sub in ipairs(self._subs) do
@@ -579,7 +761,8 @@ function App:_report(c)
       commit = ms(c.t4 - c.t3), total = ms(total_ms) },
     event_time = wm and { watermark = wm } or {},
     state_operators = ops,
-    sources = { { description = self._subs[1].source.description, num_input_rows = c.rows_in, lag = lag } },
+    sources = { { description = self._subs[1].inputs[1].source.description, num_input_rows = c.rows_in,
+      lag = lag } },
     sink = { description = self._sink_description },
     application = { id = self._app, member_id = self._member:member_id(), tasks = self:_task_list() },
   }
@@ -606,10 +789,10 @@ function App:close()
     self._producer:close()
     self._producer = nil
   end
-  for _, sub in ipairs(self._subs or {}) do
-    if sub.source and sub.source.stop then pcall(sub.source.stop, sub.source) end
-    sub.source = nil
+  for _, src in ipairs(self._readers or {}) do
+    if src.stop then pcall(src.stop, src) end
   end
+  self._readers = {}
   return first
 end
 
@@ -697,41 +880,33 @@ function M.start(f, sink, opts, what, level, H)
   local root = f._node
   local sources, stateful = H.analyze(root, qo.mode, what, level)
   ok, err = pcall(function()
-    local src = sources[1]
-    if #sources ~= 1 then
-      refuse(what, app, format("the query must read one Kafka source (its partitions are the tasks), it reads %d " ..
-        "sources", #sources))
-    end
-    local s = src.stream
-    if not s or s.kind ~= "kafka" then
-      refuse(what, app, format("the source must be read_stream(\"kafka\"), not %s", src.label))
-    end
-    local so_ = s.opts
-    if not so_.subscribe or so_.subscribe:find(",", 1, true) then
-      refuse(what, app, "the Kafka source must name one topic with option 'subscribe' (not assign, " ..
-        "subscribe_pattern or several topics): its partitions are the application's tasks")
-    end
-    if so_.starting_offsets ~= nil and so_.starting_offsets ~= "earliest" and so_.starting_offsets ~= "latest" then
-      refuse(what, app, "option 'starting_offsets' must be \"earliest\" or \"latest\" (where a new application " ..
-        "starts; then the group's committed offsets say)")
-    end
-    for _, k in ipairs { "starting_timestamp", "group_id" } do
-      if so_[k] ~= nil then
-        refuse(what, app, format("the Kafka source's option '%s' is not allowed: the group '%s' keeps the offsets",
-          k, app))
+    for _, src in ipairs(sources) do
+      local s = src.stream
+      if not s or s.kind ~= "kafka" then
+        refuse(what, app, format("every source must be read_stream(\"kafka\"), not %s", src.label))
       end
-    end
-    if so_.bad_records == "dead_letter" then
-      refuse(what, app, "bad_records = \"dead_letter\" writes to a local store topic, which another process " ..
-        "would not see: use \"fail\" or \"drop\"")
-    end
-    if so_.bootstrap ~= so.bootstrap then
-      refuse(what, app, format("the source and the sink must be on one Kafka cluster (one transaction commits " ..
-        "both): source bootstrap '%s', sink bootstrap '%s'", tostring(so_.bootstrap), tostring(so.bootstrap)))
-    end
-    for _, n in ipairs(stateful) do
-      if n.stateful ~= "aggregate" and n.stateful ~= "dedup" then
-        refuse(what, app, format("%s is not supported under application_id (aggregations and dedup are)", n.label))
+      local so_ = s.opts
+      if not so_.subscribe then
+        refuse(what, app, "a Kafka source must name its topics with option 'subscribe' (not assign or " ..
+          "subscribe_pattern): task p reads partition p of each")
+      end
+      if so_.starting_offsets ~= nil and so_.starting_offsets ~= "earliest" and so_.starting_offsets ~= "latest" then
+        refuse(what, app, "option 'starting_offsets' must be \"earliest\" or \"latest\" (where a new application " ..
+          "starts; then the group's committed offsets say)")
+      end
+      for _, k in ipairs { "starting_timestamp", "group_id" } do
+        if so_[k] ~= nil then
+          refuse(what, app, format("the Kafka source's option '%s' is not allowed: the group '%s' keeps the offsets",
+            k, app))
+        end
+      end
+      if so_.bad_records == "dead_letter" then
+        refuse(what, app, "bad_records = \"dead_letter\" writes to a local store topic, which another process " ..
+          "would not see: use \"fail\" or \"drop\"")
+      end
+      if so_.bootstrap ~= so.bootstrap then
+        refuse(what, app, format("the sources and the sink must be on one Kafka cluster (one transaction commits " ..
+          "them all): source bootstrap '%s', sink bootstrap '%s'", tostring(so_.bootstrap), tostring(so.bootstrap)))
       end
     end
   end)
@@ -764,55 +939,67 @@ function M.start(f, sink, opts, what, level, H)
   q._app = a
 
   ok, err = pcall(function()
-    local src = sources[1]
-    local so_ = src.stream.opts
-    local input = so_.subscribe:match("^%s*(.-)%s*$")
-    a._starting = so_.starting_offsets or "latest"
-    a._limit = so_.max_offsets_per_trigger
+    local first = sources[1].stream
+    local fo = first.opts
     a._kafka = {}
-    for k, v in pairs(so_.kafka or {}) do a._kafka[k] = tostring(v) end
-    -- the input's reader (decodes in C), for the tasks' ranges
-    local source = src.stream.descriptor.new(so_, { loop = runtime.loop(), query_id = app, index = 1 })
-    q._sources[1] = { description = source.description, node = src }
-    local md, merr = source._reader:metadata(input)
-    if not md then
-      source:stop()
-      error(format("%s: metadata: %s", source.description, tostring(merr)), 0)
+    for k, v in pairs(fo.kafka or {}) do a._kafka[k] = tostring(v) end
+    a._readers = {}
+    -- each Kafka source's reader (decodes in C), for the tasks' ranges,
+    -- and the partition counts of its topics
+    local inst, counts_in = {}, {}
+    for i, src in ipairs(sources) do
+      local source = src.stream.descriptor.new(src.stream.opts, { loop = runtime.loop(), query_id = app, index = i })
+      a._readers[#a._readers + 1] = source
+      inst[src] = source
+      q._sources[i] = { description = source.description, node = src }
+      for _, topic in ipairs(topology.topics_of(src)) do
+        local md, merr = source._reader:metadata(topic)
+        if not md then error(format("%s: metadata: %s", source.description, tostring(merr)), 0) end
+        local info
+        for _, t in ipairs(md) do if t.name == topic then info = t end end
+        if not info or info.error or (info.partitions or 0) < 1 then
+          error(format("%s: topic '%s' does not exist%s", source.description, topic,
+            info and info.error and " (" .. tostring(info.error) .. ")" or ""), 0)
+        end
+        counts_in[topic] = info.partitions
+      end
     end
-    local info
-    for _, t in ipairs(md) do if t.name == input then info = t end end
-    if not info or info.error or (info.partitions or 0) < 1 then
-      source:stop()
-      error(format("%s: topic '%s' does not exist%s", source.description, input,
-        info and info.error and " (" .. tostring(info.error) .. ")" or ""), 0)
+    local okp, counts = pcall(topology.partition_counts, topo, counts_in)
+    if not okp then
+      error(format("application_id '%s': %s", app, (util.strip_position(counts):gsub("^topology: ", ""))), 0)
     end
-    local counts = topology.partition_counts(topo, { [input] = info.partitions })
     -- the internal topics: changelogs (compacted) and repartition topics
     -- with the task count of the sub-topology that owns them
     local create = {}
     for _, sub in ipairs(topo.subs) do
-      local entry = { sub = sub, kind = sub.inputs[1].kind, topic = sub.sources[1], stateful = {} }
-      if #sub.inputs ~= 1 or #sub.sources ~= 1 then
-        refuse(what, app, format("sub-topology %d reads %d topics; one topic per sub-topology is supported",
-          sub.id, #sub.sources))
-      end
+      -- the sub's first topic is what the group assigns: its partition p
+      -- is task p, which reads partition p of every topic of the sub
+      local entry = { sub = sub, lead = sub.sources[1], inputs = {}, stateful = {} }
       for j, k in ipairs(sub.stateful) do
         local node = stateful[k]
-        entry.stateful[j] = { k = k, node = node, name = (node.stateful == "dedup" and "dedup" or "agg") .. k,
+        entry.stateful[j] = { k = k, node = node, name = topology.state_name(node, k),
           changelog = topo.changelogs[k] }
         create[#create + 1] = { topo.changelogs[k], counts.tasks[sub.id], true }
       end
-      if entry.kind == "kafka" then
-        entry.source = source
-      else
-        -- a repartition topic: its messages as message columns (no value
-        -- format), decoded by the task's topology.reader
-        local ro = { bootstrap = so.bootstrap, subscribe = entry.topic, kafka = so_.kafka,
-          poll_timeout = so_.poll_timeout }
-        entry.source = src.stream.descriptor.new(ro, { loop = runtime.loop(), query_id = app, index = #a._subs + 1 })
+      for k, inp in ipairs(sub.inputs) do
+        local e = { kind = inp.kind, topics = inp.topics, source = inst[inp.node] }
+        if inp.kind == "kafka" then
+          assert(e.source, "a Kafka source of the sub-topology is one of the query's")
+          e.starting = inp.node.stream.opts.starting_offsets or "latest"
+          e.limit = inp.node.stream.opts.max_offsets_per_trigger or CYCLE_OFFSETS
+        else
+          -- a repartition topic: its messages as message columns (no value
+          -- format), decoded by the task's topology.reader
+          local ro = { bootstrap = so.bootstrap, subscribe = inp.topic, kafka = fo.kafka,
+            poll_timeout = fo.poll_timeout }
+          e.source = first.descriptor.new(ro, { loop = runtime.loop(), query_id = app, index = #a._readers + 1 })
+          a._readers[#a._readers + 1] = e.source
+          e.limit = fo.max_offsets_per_trigger
+        end
+        entry.inputs[k] = e
       end
       a._subs[#a._subs + 1] = entry
-      a._by_topic[entry.topic] = entry
+      a._by_topic[entry.lead] = entry
     end
     for t, n in pairs(counts.topics) do create[#create + 1] = { t, n, false } end
     if #create > 0 then
@@ -839,7 +1026,7 @@ function M.start(f, sink, opts, what, level, H)
     local settings = { ["client.id"] = "tide-" .. app }
     for k, v in pairs(a._kafka) do settings[k] = v end
     local topics = {}
-    for i, sub in ipairs(a._subs) do topics[i] = sub.topic end
+    for i, sub in ipairs(a._subs) do topics[i] = sub.lead end
     local m, gmsg = core.kafka_group(so.bootstrap, app, topics, settings)
     if not m then error(format("application %s: consumer group: %s", app, gmsg), 0) end
     m:pause_fetching()

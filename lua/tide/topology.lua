@@ -44,6 +44,11 @@ local math_type, max, min = math.type, math.max, math.min
 -- The names of the stateful operators, as query.lua's checkpoint databases.
 local KIND = { aggregate = "agg", dedup = "dedup", session = "session", join = "join", process = "process" }
 
+--- The name of stateful node n, the k-th of its plan (`agg1`, `dedup2`,
+-- `session3`, `process4`, `join5`): its checkpoint database and task
+-- state, and the middle of its internal topics' names.
+function M.state_name(n, k) return KIND[n.stateful] .. k end
+
 -- Operators whose output has their input's columns, in place (rows kept or
 -- dropped, never changed).
 local SAME_COLUMNS = { where = true, filter = true, watermark = true, dedup = true }
@@ -52,6 +57,13 @@ local function fail(msg) error("topology: " .. msg, 0) end
 
 -- "a, b" -> { "a", "b" }, as the Kafka source reads its option 'subscribe'
 local split_list = require("tide.connectors.kafka.source").split_list
+
+--- The topics a streaming source node reads: a Kafka source's
+-- `subscribe` list, or a repartition source's topic.
+function M.topics_of(n)
+  if n.stream.kind == "repartition" then return { n.stream.topic } end
+  return split_list(n.stream.opts.subscribe)
+end
 
 local function children(n)
   if n.inputs then return n.inputs end
@@ -235,7 +247,7 @@ function M.split(root, application_id)
   end)
 
   local subs, changelogs, orig = {}, {}, {}
-  for n, k in pairs(number) do changelogs[k] = format("%s-%s%d-changelog", application_id, KIND[n.stateful], k) end
+  for n, k in pairs(number) do changelogs[k] = format("%s-%s-changelog", application_id, M.state_name(n, k)) end
   local memo, parts = {}, {}
 
   -- A source node reading topic, in place of child (same columns and
@@ -285,7 +297,7 @@ function M.split(root, application_id)
       end
       for x = 1, sides do
         if not covers(keys[x], partitioning(new[x], parts)) then
-          local op = KIND[n.stateful] .. k .. (sides == 2 and (x == 1 and "-left" or "-right") or "")
+          local op = M.state_name(n, k) .. (sides == 2 and (x == 1 and "-left" or "-right") or "")
           local topic = format("%s-%s-repartition", application_id, op)
           local names, schema = key_spec(keys[x])
           subs[#subs + 1] = {
@@ -321,7 +333,7 @@ function M.split(root, application_id)
     sub.sources, sub.inputs, sub.stateful, sub.watermark = {}, {}, {}, "marks"
     plan.walk(sub.root, function(n)
       if n.stream then
-        local topics = n.stream.kind == "repartition" and { n.stream.topic } or split_list(n.stream.opts.subscribe)
+        local topics = M.topics_of(n)
         sub.inputs[#sub.inputs + 1] = { kind = n.stream.kind, topics = topics, topic = topics[1], node = n }
         for _, t in ipairs(topics) do
           if owner[t] and owner[t] ~= sub then

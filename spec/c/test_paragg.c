@@ -11,7 +11,12 @@
  * pairs in several ranges, every aggregate that folds, the ones that stay
  * on one thread (sum of double, string min), avg of int past 2^52 (back to
  * one thread for good) and a failing expression (the error of one
- * thread); and core.project / core.where over ranges. Run under ASan, TSan (make tsan) and helgrind (make helgrind);
+ * thread); and core.project / core.where over ranges. Static
+ * aggregations (tide_agg_set_static, agg.c "Static aggregation": the fold
+ * runs on every thread, one part of the keys each) give one thread's
+ * result after every push, and once folded back into one table (any
+ * other update) one thread's groups, sids, records, dirty set and memory.
+ * Run under ASan, TSan (make tsan) and helgrind (make helgrind);
  * every pool, aggregation and batch is closed at the end.
  */
 #include <stdint.h>
@@ -132,6 +137,7 @@ typedef struct scenario {
   uint32_t min_rows;
   int big;
   int par; /* every push runs on the pool */
+  int stat; /* the pool's aggregations are static ones: no late column, no clearing */
 } scenario_t;
 
 static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32_t np) {
@@ -140,6 +146,8 @@ static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32
   tide_err_t err = {0, ""};
   tide_agg_t *a[4] = {0};
   for (uint32_t i = 0; i <= np; i++) T_EQ_INT(tide_agg_new(ks, sc->specs, sc->nspecs, &a[i], &err), 0);
+  for (uint32_t i = 1; sc->stat && i <= np; i++) /* parted unless an aggregate does not fold */
+    T_EQ_INT(tide_agg_set_static(a[i], (uint32_t)tide_pool_threads(pools[i - 1]), &err), sc->nspecs != 3);
   tide_expr_t *kexpr = compile("k", in), *filter = sc->filter ? compile(sc->filter, in) : NULL;
   tide_expr_t *arg[8] = {0};
   for (uint32_t s = 0; s < sc->nspecs; s++)
@@ -149,6 +157,23 @@ static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32
   tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_WINDOW_START, NULL}, {TIDE_AGG_KEY_EXPR, kexpr}};
   tide_window_t w = {10000, sc->slide, 0};
   uint32_t *sel = malloc(sc->rows * sizeof *sel);
+  tide_batch_t *empty = rows(in, 0, 0, 0); /* an empty batch first: nothing changes, nothing is folded back */
+  for (uint32_t i = 0; i <= np; i++) {
+    tide_agg_input_t pin;
+    memset(&pin, 0, sizeof pin);
+    pin.batch = empty;
+    pin.keys = keys;
+    pin.args = (const tide_expr_t *const *)arg;
+    pin.window = &w;
+    pin.window_col = 0;
+    pin.late_col = pin.time_col = -1;
+    pin.pool = i ? pools[i - 1] : NULL;
+    tide_agg_output_t out;
+    T_EQ_INT(tide_agg_push(a[i], &pin, &out, &err), 0);
+    T_EQ_INT(out.pushed, 0);
+    T_EQ_INT(tide_agg_groups(a[i]), 0);
+  }
+  tide_batch_free(empty);
   for (uint32_t bi = 0; bi < sc->nb; bi++) {
     tide_batch_t *b = rows(in, bi * sc->rows, sc->rows, sc->big);
     uint32_t ns = 0;
@@ -168,22 +193,32 @@ static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32
         pin.select = sel;
         pin.nselect = ns;
       }
-      pin.late_col = bi ? 0 : -1; /* from the second batch on: the windows that end by its middle are late */
+      pin.late_col = bi && !sc->stat ? 0 : -1; /* from the second batch on: the windows that end by its middle are late */
       pin.late_bound = 1700000000000 + (int64_t)(bi * sc->rows + sc->rows / 2) * 11;
-      pin.time_col = 0;
+      pin.time_col = sc->stat ? -1 : 0;
       pin.pool = i ? pools[i - 1] : NULL;
       pin.par_min_rows = sc->min_rows;
       T_EQ_INT(tide_agg_push(a[i], &pin, &out[i], &err), 0);
     }
     for (uint32_t i = 1; i <= np; i++) {
       T_CHECK(out_eq(&out[0], &out[i]));
-      T_CHECK(agg_eq(a[0], a[i]));
+      if (!sc->stat) {
+        T_CHECK(agg_eq(a[0], a[i]));
+        continue;
+      }
+      tide_batch_t *r0 = NULL, *r1 = NULL; /* parted: the same rows in the same order, after every push */
+      T_EQ_INT(tide_agg_result(a[0], &r0, &err), 0);
+      T_EQ_INT(tide_agg_result(a[i], &r1, &err), 0);
+      T_CHECK(batch_eq(r0, r1));
+      T_EQ_INT(tide_agg_groups(a[i]), tide_agg_groups(a[0]));
+      tide_batch_free(r0);
+      tide_batch_free(r1);
     }
-    if (bi) T_CHECK(out[0].late_pairs > 0);
+    if (bi && !sc->stat) T_CHECK(out[0].late_pairs > 0);
     for (uint32_t i = 0; i <= np; i++) {
       tide_batch_free(out[i].lost);
       tide_batch_free(out[i].created);
-      if (bi % 2) tide_agg_clear_dirty(a[i]); /* dirty sets that span batches too */
+      if (bi % 2 && !sc->stat) tide_agg_clear_dirty(a[i]); /* dirty sets that span batches too */
     }
     tide_batch_free(b);
   }
@@ -198,6 +233,17 @@ static void run_scenario(const scenario_t *sc, tide_pool_t *const *pools, uint32
     tide_batch_free(r1);
   }
   tide_batch_free(r0);
+  if (sc->stat) { /* a lookup folds the parts back into one table: one thread's, every byte */
+    tide_batch_t *kb = tide_batch_new(ks, 1);
+    uint32_t gid;
+    T_EQ_INT(tide_batch_row_begin(kb), 0);
+    tide_batch_set_i64(kb, 0, 0);
+    tide_batch_set_null(kb, 1);
+    tide_batch_row_commit(kb);
+    for (uint32_t i = 0; i <= np; i++) T_EQ_INT(tide_agg_lookup(a[i], kb, &gid, &err), 0);
+    for (uint32_t i = 1; i <= np; i++) T_CHECK(agg_eq(a[0], a[i]));
+    tide_batch_free(kb);
+  }
   free(sel);
   for (uint32_t s = 0; s < sc->nspecs; s++) tide_expr_free(arg[s]);
   tide_expr_free(kexpr);
@@ -217,29 +263,50 @@ static const tide_agg_spec_t ONE_THREAD[] = {
 static tide_pool_t *pools[2];
 
 static void test_big_batches(void) {
-  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v % 5 != 0", 0, 20000, 4, 0, 0, 1};
+  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v % 5 != 0", 0, 20000, 4, 0, 0, 1, 0};
   run_scenario(&sc, pools, 2);
 }
 
 static void test_sliding_and_selection(void) {
-  scenario_t sc = {FOLDS, 8, 5000, NULL, 1, 20000, 3, 0, 0, 1};
+  scenario_t sc = {FOLDS, 8, 5000, NULL, 1, 20000, 3, 0, 0, 1, 0};
   run_scenario(&sc, pools, 2);
 }
 
 static void test_tiny_ranges(void) {
   /* ranges of 1 to 7 rows and bitmaps that start inside a byte */
-  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v > -5", 0, 1000, 3, 1, 0, 1};
+  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v > -5", 0, 1000, 3, 1, 0, 1, 0};
   run_scenario(&sc, pools, 2);
-  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 37, 3, 3, 0, 1};
+  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 37, 3, 3, 0, 1, 0};
   run_scenario(&sc2, pools, 2);
 }
 
 static void test_one_thread_aggregates(void) {
-  scenario_t sc = {ONE_THREAD, 3, 10000, NULL, 0, 20000, 2, 0, 0, 0};
+  scenario_t sc = {ONE_THREAD, 3, 10000, NULL, 0, 20000, 2, 0, 0, 0, 0};
   run_scenario(&sc, pools, 2);
   /* avg of values near 2^50: past 2^52 after a few rows, then one thread */
-  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 20000, 2, 0, 1, 0};
+  scenario_t sc2 = {FOLDS, 8, 10000, NULL, 0, 20000, 2, 0, 1, 0, 0};
   run_scenario(&sc2, pools, 2);
+}
+
+/* Static aggregations: each scenario above with the pool's aggregations
+ * parted (sliding windows, a selection, ranges down to one row), the
+ * aggregates that do not fold (they stay one table), and avg past 2^52
+ * (folded back into one table, then one thread). */
+static void test_static(void) {
+  scenario_t sc = {FOLDS, 8, 10000, "v IS NULL OR v % 5 != 0", 0, 20000, 4, 0, 0, 1, 1};
+  run_scenario(&sc, pools, 2);
+  scenario_t sc2 = {FOLDS, 8, 5000, NULL, 1, 20000, 3, 0, 0, 1, 1};
+  run_scenario(&sc2, pools, 2);
+  scenario_t sc3 = {FOLDS, 8, 10000, "v IS NULL OR v > -5", 0, 1000, 3, 1, 0, 1, 1};
+  run_scenario(&sc3, pools, 2);
+  scenario_t sc4 = {FOLDS, 8, 10000, NULL, 0, 37, 3, 3, 0, 1, 1};
+  run_scenario(&sc4, pools, 2);
+  scenario_t sc5 = {FOLDS, 8, 10000, NULL, 0, 5000, 3, 0, 0, 1, 1}; /* one range per push: the fold still parted */
+  run_scenario(&sc5, pools, 2);
+  scenario_t sc6 = {ONE_THREAD, 3, 10000, NULL, 0, 20000, 2, 0, 0, 0, 1};
+  run_scenario(&sc6, pools, 2);
+  scenario_t sc7 = {FOLDS, 8, 10000, NULL, 0, 20000, 2, 0, 1, 0, 1};
+  run_scenario(&sc7, pools, 2);
 }
 
 /* A time cast that fails in the last range only: the same error as one
@@ -253,11 +320,12 @@ static void test_error_is_one_threads(void) {
   tide_agg_key_src_t keys[] = {{TIDE_AGG_KEY_EXPR, kexpr}};
   const tide_expr_t *args[] = {arg};
   tide_agg_spec_t sp[] = {{TIDE_AGG_MAX, TIDE_T_TIMESTAMP, "m"}};
-  char msg[2][sizeof ((tide_err_t *)0)->msg];
-  for (int i = 0; i < 2; i++) {
+  char msg[3][sizeof ((tide_err_t *)0)->msg];
+  for (int i = 0; i < 3; i++) { /* one thread, the pool, the pool with a static aggregation */
     tide_agg_t *a = NULL;
     tide_err_t err = {0, ""};
     T_EQ_INT(tide_agg_new(ks, sp, 1, &a, &err), 0);
+    if (i == 2) T_EQ_INT(tide_agg_set_static(a, 3, &err), 1);
     tide_agg_input_t pin;
     memset(&pin, 0, sizeof pin);
     pin.batch = b;
@@ -272,6 +340,7 @@ static void test_error_is_one_threads(void) {
     tide_agg_free(a);
   }
   T_EQ_STR(msg[0], msg[1]);
+  T_EQ_STR(msg[0], msg[2]);
   tide_expr_free(kexpr);
   tide_expr_free(arg);
   tide_batch_free(b);
@@ -324,6 +393,7 @@ int main(void) {
   T_RUN(test_sliding_and_selection);
   T_RUN(test_tiny_ranges);
   T_RUN(test_one_thread_aggregates);
+  T_RUN(test_static);
   T_RUN(test_error_is_one_threads);
   T_RUN(test_project_where);
   tide_pool_close(pools[0]);

@@ -287,11 +287,102 @@ static void test_bad_messages(void) {
   tide_batch_free(b);
 }
 
+/* Row blocks: every row in the partition the one-row messages give its key,
+ * in row order, several blocks per partition when they pass max_bytes, and
+ * a block that does not decode leaves none of its rows. */
+static void test_blocks(void) {
+  tide_schema_t *s = NULL, *ks = NULL;
+  T_EQ_INT(tide_schema_parse_ddl("k int, s string", 15, &s, NULL), 0);
+  T_EQ_INT(tide_schema_parse_ddl("k int", 5, &ks, NULL), 0);
+  tide_batch_t *b = tide_batch_new(s, 16), *kb = tide_batch_new(ks, 16);
+  for (int r = 0; r < 1000; r++) {
+    char txt[32];
+    int tn = snprintf(txt, sizeof txt, "row %d", r);
+    T_EQ_INT(tide_batch_row_begin(b), 0);
+    tide_batch_set_i64(b, 0, r % 37);
+    T_EQ_INT(tide_batch_set_str(b, 1, txt, (size_t)tn), 0);
+    tide_batch_row_commit(b);
+    T_EQ_INT(tide_batch_row_begin(kb), 0);
+    tide_batch_set_i64(kb, 0, r % 37);
+    tide_batch_row_commit(kb);
+  }
+  tide_batch_t *rows = NULL, *m = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_repart_encode(b, kb, 3, &rows, &err), 0);
+  T_EQ_INT(tide_repart_encode_blocks(b, kb, 3, 500, &m, &err), 0);
+  T_CHECK(m->nrows > 3 && m->nrows < 100);
+  uint32_t sid;
+  tide_repart_schema_id(s, &sid);
+  tide_buf_t tmp = TIDE_BUF_INIT;
+  int32_t up;
+  int64_t ms;
+  int bad = 0, ascii = 0;
+  for (int32_t p = 0; p < 3; p++) {
+    tide_batch_t *out = tide_batch_new(s, 16);
+    for (uint32_t i = 0; i < m->nrows; i++) {
+      int64_t mp = tide_col_i64(&m->cols[0], i);
+      if (!tide_col_is_null(&m->cols[1], i) || !tide_col_is_null(&m->cols[3], i)) bad++;
+      if (mp != p) continue;
+      size_t n;
+      const char *v = tide_col_str(&m->cols[2], i, &n);
+      if (n < 2 || v[0] != 'B' || v[1] != '1') bad++;
+      for (size_t j = 0; j < n; j++) ascii += v[j] <= 0x20 || v[j] >= 0x7f;
+      T_EQ_INT(tide_repart_decode(out, sid, v, n, &tmp, &up, &ms, &err), 0);
+    }
+    uint32_t o = 0;
+    for (uint32_t r = 0; r < b->nrows; r++) {
+      if (tide_col_i64(&rows->cols[0], r) != p) continue;
+      size_t n1, n2;
+      const char *a = tide_col_str(&b->cols[1], r, &n1), *c = o < out->nrows ? tide_col_str(&out->cols[1], o, &n2) : "";
+      if (o >= out->nrows || tide_col_i64(&out->cols[0], o) != tide_col_i64(&b->cols[0], r) || n1 != n2 ||
+          memcmp(a, c, n1) != 0)
+        bad++;
+      o++;
+    }
+    T_EQ_INT(out->nrows, o);
+    tide_batch_free(out);
+  }
+  T_EQ_INT(bad, 0);
+  T_EQ_INT(ascii, 0);
+  /* every cut of a block fails and leaves nothing; so does another schema */
+  tide_batch_t *out = tide_batch_new(s, 16);
+  size_t n;
+  const char *v = tide_col_str(&m->cols[2], 0, &n);
+  for (size_t cut = 0; cut < n; cut++)
+    if (tide_repart_decode(out, sid, v, cut, &tmp, &up, &ms, &err) != TIDE_ECORRUPT || out->nrows != 0) bad++;
+  T_EQ_INT(bad, 0);
+  T_EQ_INT(tide_repart_decode(out, sid ^ 1, v, n, &tmp, &up, &ms, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "another schema") != NULL);
+  T_EQ_INT(out->nrows, 0);
+  /* no key columns: one partition, the one-row messages' */
+  tide_batch_t *r0 = NULL, *m0 = NULL;
+  T_EQ_INT(tide_repart_encode(b, NULL, 5, &r0, &err), 0);
+  T_EQ_INT(tide_repart_encode_blocks(b, NULL, 5, 1 << 20, &m0, &err), 0);
+  T_EQ_INT(m0->nrows, 1);
+  T_EQ_INT(tide_col_i64(&m0->cols[0], 0), tide_col_i64(&r0->cols[0], 0));
+  v = tide_col_str(&m0->cols[2], 0, &n);
+  T_EQ_INT(tide_repart_decode(out, sid, v, n, &tmp, &up, &ms, &err), 0);
+  T_EQ_INT(out->nrows, 1000);
+  tide_batch_free(m0);
+  T_EQ_INT(tide_repart_encode_blocks(b, NULL, 0, 100, &m0, &err), TIDE_EINVAL);
+  T_CHECK(m0 == NULL);
+  tide_buf_free(&tmp);
+  tide_batch_free(out);
+  tide_batch_free(r0);
+  tide_batch_free(rows);
+  tide_batch_free(m);
+  tide_batch_free(b);
+  tide_batch_free(kb);
+  tide_schema_unref(s);
+  tide_schema_unref(ks);
+}
+
 int main(void) {
   T_RUN(test_murmur2_is_kafkas);
   T_RUN(test_round_trip);
   T_RUN(test_keys_normalise_doubles);
   T_RUN(test_markers);
   T_RUN(test_bad_messages);
+  T_RUN(test_blocks);
   T_DONE();
 }
