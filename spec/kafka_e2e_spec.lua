@@ -30,7 +30,11 @@ local kafka_broker = require "kafka_broker"
 local tmpname, write_file, sh_quote = support.tmpname, support.write_file, support.sh_quote
 
 local KILLS = 30
-local N, PARTS, PER_TRIGGER = 9000, 3, 150
+-- N: enough work that 30 runs of 60 ms or more each (run_killed's least
+-- time before a kill) end before the input does, also with the Kafka
+-- source's read ahead (an uninterrupted run of 9000 rows took 2.6 s, and
+-- once a sanitizer build finished after 24 kills)
+local N, PARTS, PER_TRIGGER = 13500, 3, 150
 
 local CHILD = support.CHILD_PRELUDE .. [[
 local pipeline, bs, out, ck, done, crash, crash_batch = arg[1], arg[2], arg[3], arg[4], arg[5], arg[6],
