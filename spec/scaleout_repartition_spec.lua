@@ -80,20 +80,11 @@ end
 -- The expected rows for messages [0, n) of every partition:
 -- "user window_start n total", sorted.
 local function expected(n)
-  local agg = {}
-  for p = 0, PARTS - 1 do
-    for i = 0, n - 1 do
-      local user, ts, amount = event(p, i)
-      local id = string.format("%s %d", user, ts - ts % 10000)
-      local a = agg[id] or { 0, 0 }
-      agg[id] = a
-      a[1], a[2] = a[1] + 1, a[2] + amount
+  return so.windows(function(add)
+    for p = 0, PARTS - 1 do
+      for i = 0, n - 1 do add(event(p, i)) end
     end
-  end
-  local out = {}
-  for id, a in pairs(agg) do out[#out + 1] = string.format("%s %d %d", id, a[1], a[2]) end
-  table.sort(out)
-  return out
+  end)
 end
 
 -- The output topic's committed rows, sorted (a repeated row stays, twice).

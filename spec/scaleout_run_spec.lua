@@ -97,21 +97,11 @@ end
 
 -- The expected rows for messages [0, n) of every key: "key window_start n total", sorted.
 local function expected(n)
-  local agg = {}
-  for k = 0, KEYS - 1 do
-    for i = 0, n - 1 do
-      local ts, amount = event(k, i)
-      local w = ts - ts % 10000
-      local id = string.format("u%d %d", k, w)
-      local a = agg[id] or { 0, 0 }
-      agg[id] = a
-      a[1], a[2] = a[1] + 1, a[2] + amount
+  return so.windows(function(add)
+    for k = 0, KEYS - 1 do
+      for i = 0, n - 1 do add("u" .. k, event(k, i)) end
     end
-  end
-  local out = {}
-  for id, a in pairs(agg) do out[#out + 1] = string.format("%s %d %d", id, a[1], a[2]) end
-  table.sort(out)
-  return out
+  end)
 end
 
 -- The output topic as sorted rows "key window_start n total" (a repeated

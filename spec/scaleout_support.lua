@@ -190,6 +190,23 @@ function M.repartition_rows(lines)
   return rows
 end
 
+--- The expected windows of an input, as sorted rows "<key> <window_start>
+-- <n> <total>": each(add) calls add(key, ts, amount) for every event;
+-- windows of 10 s.
+function M.windows(each)
+  local agg = {}
+  each(function(key, ts, amount)
+    local id = string.format("%s %d", key, ts - ts % 10000)
+    local a = agg[id] or { 0, 0 }
+    agg[id] = a
+    a[1], a[2] = a[1] + 1, a[2] + amount
+  end)
+  local out = {}
+  for id, a in pairs(agg) do out[#out + 1] = string.format("%s %d %d", id, a[1], a[2]) end
+  table.sort(out)
+  return out
+end
+
 --- Whether the process with state directory `state_dir` opened a task:
 -- a task's local cache is a directory "<s>_<p>" under it. (A progress
 -- report comes only from a cycle with work, which a task that got no new

@@ -176,22 +176,13 @@ end
 -- The union's windows for messages [0, n) of every key of both topics:
 -- "key window_start n total", sorted.
 local function expected_union(n)
-  local agg = {}
-  for _, x in ipairs { "a", "b" } do
-    for k = 0, KEYS - 1 do
-      for i = 0, n - 1 do
-        local ts, amount = event(x, k, i)
-        local id = string.format("u%d %d", k, ts - ts % 10000)
-        local a = agg[id] or { 0, 0 }
-        agg[id] = a
-        a[1], a[2] = a[1] + 1, a[2] + amount
+  return so.windows(function(add)
+    for _, x in ipairs { "a", "b" } do
+      for k = 0, KEYS - 1 do
+        for i = 0, n - 1 do add("u" .. k, event(x, k, i)) end
       end
     end
-  end
-  local out = {}
-  for id, a in pairs(agg) do out[#out + 1] = string.format("%s %d %d", id, a[1], a[2]) end
-  table.sort(out)
-  return out
+  end)
 end
 
 -- A topic's committed rows as sorted lines (a repeated row stays, twice).
