@@ -109,18 +109,8 @@ local function event(p, i)
     BASE + i * 50 + (i // GAP_EVERY) * 5000 + ((i * 7 + p * 3) % 20) * 50 - 500, (i * 31 + p * 17) % 100
 end
 
--- Produce messages [from, to) of every partition, keyed by a message id
--- (so the key says nothing of the user).
-local function produce(b, topic, from, to)
-  for p = 0, PARTS - 1 do
-    local lines = {}
-    for i = from, to - 1 do
-      local user, ts, amount = event(p, i)
-      lines[#lines + 1] = string.format('m%d-%d\t{"ts":%d,"user":"%s","amount":%d}', p, i, ts, user, amount)
-    end
-    so.produce(b, topic, p, lines)
-  end
-end
+-- Produce messages [from, to) of every partition, keyed by a message id.
+local function produce(b, topic, from, to) so.produce_events(b, topic, PARTS, event, from, to) end
 
 -- One message per partition an hour later: every earlier window closes.
 local function produce_end(b, topic)

@@ -207,6 +207,20 @@ function M.windows(each)
   return out
 end
 
+--- Produce events [from, to) of partitions 0 .. parts-1 of topic, keyed
+-- by a message id (so the key says nothing of the user): event(p, i) ->
+-- user, ts, amount.
+function M.produce_events(b, topic, parts, event, from, to)
+  for p = 0, parts - 1 do
+    local lines = {}
+    for i = from, to - 1 do
+      local user, ts, amount = event(p, i)
+      lines[#lines + 1] = string.format('m%d-%d\t{"ts":%d,"user":"%s","amount":%d}', p, i, ts, user, amount)
+    end
+    M.produce(b, topic, p, lines)
+  end
+end
+
 --- Whether the process with state directory `state_dir` opened a task:
 -- a task's local cache is a directory "<s>_<p>" under it. (A progress
 -- report comes only from a cycle with work, which a task that got no new
