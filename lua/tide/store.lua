@@ -550,6 +550,42 @@ function Topic:append_batches(batches, opts)
   return append_result(self, "append_batches", c:append_batches(batches, o.key, o.writer, o.seq))
 end
 
+--- `append_batches` on a thread of its own: the append is begun, and this
+-- returns at once; `Store:append_finish` waits for it and gives its
+-- result. The batches are taken (their tide.Batch objects are closed from
+-- here on), so nothing can change them before the append is done. One
+-- such append per store at a time; meanwhile any other call on the store
+-- waits for it first. The streaming topic sink writes this way with
+-- `workers` > 1 (docs/guide.md, "Worker threads").
+-- @tab batches an array of tide.Batch
+-- @tab[opt] opts `key`, `writer`, `seq` as for `append`
+-- @return an opaque handle: a checkpoint commit given it (the engine's
+-- ck:commit_open) is taken only once this append is durable
+function Topic:append_start(batches, opts)
+  local c = check_topic(self)
+  if type(batches) ~= "table" then
+    error("append_start: bad argument #1: expected an array of tide.Batch, got " .. type(batches), 2)
+  end
+  local o = util.check_options(opts, append_spec, "append_start")
+  check_key(self, o.key, "append_start", 2)
+  check_writer(o, "append_start", 2)
+  local h, msg = c:append_start(batches, o.key, o.writer, o.seq)
+  if not h then fail(format("append_start to '%s'", self._name), msg) end
+  self._store._started = self._name
+  return h
+end
+
+--- Wait for the append begun by `Topic:append_start` and return its
+-- result, as `append_batches` does (raising its error, which names the
+-- topic and where it failed).
+function Store:append_finish()
+  local c = check_store(self)
+  if not c:append_pending() then error("append_finish: no append in flight (use topic:append_start first)", 2) end
+  local name = self._started
+  self._started = nil
+  return append_result({ _name = name }, "append_batches", c:append_finish())
+end
+
 --- The last sequence `writer` committed to this topic, or nil when it never did.
 function Topic:writer_seq(writer)
   local c = check_topic(self)
