@@ -399,9 +399,8 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
     local whole = run_once(script, { "aggtopic", input, out2, ck2, done }, errf)
     local ahead, torn = 0, 0
     local function seg_bytes()
-      local total = 0
       local p = io.popen("cat '" .. out .. "'/topics/*/p*/*.seg 2>/dev/null | wc -c")
-      total = tonumber(p:read("a")) or 0
+      local total = tonumber(p:read("a")) or 0
       p:close()
       return total
     end
