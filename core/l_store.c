@@ -566,6 +566,29 @@ static int l_topic_append(lua_State *L) {
   return push_ranges(L, ranges, nr);
 }
 
+/* The arguments of append_batches and append_start (`fn`, for messages):
+ * batches at 2 (raising on an entry that is not an open tide.Batch), the
+ * key column at 3, the writer at 4 and 5. Returns 0 with *info, *key and
+ * *n (the entries), or the topic's error (err set). */
+static int batches_args(lua_State *L, l_topic_t *t, const char *fn, writer_arg_t *w, const tide_topic_info_t **info,
+                        int *key, size_t *n, tide_err_t *err) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_writer(L, 4, w);
+  int rc = tide_topic_info(t->t, info, err);
+  if (rc) return rc;
+  *key = key_index(L, 3, (*info)->schema);
+  *n = lua_rawlen(L, 2);
+  for (size_t i = 0; i < *n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
+      return luaL_error(L, "bad argument #1 to '%s' (entry %d is a %s, not a tide.Batch)", fn, (int)i + 1,
+                        luaL_typename(L, -1));
+    tide_l_check_batch(L, -1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* topic:append_batches(batches [, key [, writer, seq]]) -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
  * batches: an array of tide.Batch of any schema, converted to the topic's
  * by field name (tide_append_batch). Every batch is checked (raising on a
@@ -573,21 +596,16 @@ static int l_topic_append(lua_State *L) {
  * batches stay owned by their userdata, which the array keeps alive. */
 static int l_topic_append_batches(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
   writer_arg_t w;
-  check_writer(L, 4, &w);
   const tide_topic_info_t *info;
+  int key;
+  size_t n;
   tide_err_t err = {0};
-  int rc = tide_topic_info(t->t, &info, &err);
+  int rc = batches_args(L, t, "append_batches", &w, &info, &key, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  int key = key_index(L, 3, info->schema);
-  size_t n = lua_rawlen(L, 2);
   const tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
-      return luaL_error(L, "bad argument #1 to 'append_batches' (entry %d is a %s, not a tide.Batch)", (int)i + 1,
-                        luaL_typename(L, -1));
     bs[i] = tide_l_check_batch(L, -1);
     lua_pop(L, 1);
   }
@@ -616,23 +634,13 @@ static int l_topic_append_batches(lua_State *L) {
  * them until store:append_finish). */
 static int l_topic_append_start(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
   writer_arg_t w;
-  check_writer(L, 4, &w);
   const tide_topic_info_t *info;
+  int key;
+  size_t n;
   tide_err_t err = {0};
-  int rc = tide_topic_info(t->t, &info, &err);
+  int rc = batches_args(L, t, "append_start", &w, &info, &key, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  int key = key_index(L, 3, info->schema);
-  size_t n = lua_rawlen(L, 2);
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
-      return luaL_error(L, "bad argument #1 to 'append_start' (entry %d is a %s, not a tide.Batch)", (int)i + 1,
-                        luaL_typename(L, -1));
-    tide_l_check_batch(L, -1);
-    lua_pop(L, 1);
-  }
   tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
   for (size_t i = 0; i < n; i++) { /* no raise from here on: every entry is an open batch */
     lua_rawgeti(L, 2, (lua_Integer)i + 1);

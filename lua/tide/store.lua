@@ -539,14 +539,21 @@ end
 -- @tab batches an array of tide.Batch
 -- @tab[opt] opts `key`, `writer`, `seq` as for `append`
 -- @return as `append`
-function Topic:append_batches(batches, opts)
-  local c = check_topic(self)
+-- The checks of append_batches and append_start (`what`), at the user's
+-- level; returns the core topic and the checked options.
+local function batches_args(self, batches, opts, what)
+  local c = check_topic(self, 3)
   if type(batches) ~= "table" then
-    error("append_batches: bad argument #1: expected an array of tide.Batch, got " .. type(batches), 2)
+    error(what .. ": bad argument #1: expected an array of tide.Batch, got " .. type(batches), 3)
   end
-  local o = util.check_options(opts, append_spec, "append_batches")
-  check_key(self, o.key, "append_batches", 2)
-  check_writer(o, "append_batches", 2)
+  local o = util.check_options(opts, append_spec, what, 4)
+  check_key(self, o.key, what, 3)
+  check_writer(o, what, 3)
+  return c, o
+end
+
+function Topic:append_batches(batches, opts)
+  local c, o = batches_args(self, batches, opts, "append_batches")
   return append_result(self, "append_batches", c:append_batches(batches, o.key, o.writer, o.seq))
 end
 
@@ -562,13 +569,7 @@ end
 -- @return an opaque handle: a checkpoint commit given it (the engine's
 -- ck:commit_open) is taken only once this append is durable
 function Topic:append_start(batches, opts)
-  local c = check_topic(self)
-  if type(batches) ~= "table" then
-    error("append_start: bad argument #1: expected an array of tide.Batch, got " .. type(batches), 2)
-  end
-  local o = util.check_options(opts, append_spec, "append_start")
-  check_key(self, o.key, "append_start", 2)
-  check_writer(o, "append_start", 2)
+  local c, o = batches_args(self, batches, opts, "append_start")
   local h, msg = c:append_start(batches, o.key, o.writer, o.seq)
   if not h then fail(format("append_start to '%s'", self._name), msg) end
   self._store._started = self._name
