@@ -654,9 +654,11 @@ describe("tide.store", function()
       assert.has_error(function() db:append_finish() end,
         "append_finish: no append in flight (use topic:append_start first)")
       -- a replay is skipped; a refused batch fails at append_finish, naming the topic
-      t:append_start({ assert(core.rows_batch(s, { { signal = 3, device = "c", ts = 12 } })) }, { writer = "w", seq = 0 })
+      local b3 = assert(core.rows_batch(s, { { signal = 3, device = "c", ts = 12 } }))
+      t:append_start({ b3 }, { writer = "w", seq = 0 })
       assert.same({ nil, "skipped" }, { db:append_finish() })
-      local bad = assert(core.rows_batch(assert(core.schema("device string, extra int")), { { device = "x", extra = 1 } }))
+      local bad = assert(core.rows_batch(assert(core.schema("device string, extra int")),
+        { { device = "x", extra = 1 } }))
       t:append_start({ bad }, { writer = "w", seq = 1 })
       assert.has_error(function() db:append_finish() end,
         "append_batches to 'ev': column 'extra' is not a field of topic 'ev' (fields: ts, device, signal)")
