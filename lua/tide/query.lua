@@ -1126,11 +1126,11 @@ function Query:_commit(b)
     -- no-data batch depends on the operators' state (node.due), which
     -- may be read from the checkpoint only once this commit is done
     local nxt = self:_plan_entry(N + 1, b.ends, true)
-    b.async = nil
     -- with the deferred sink, b.after (add_batch_start's result) makes
     -- the commit wait on its thread for the sink's write, and be
     -- cancelled when the write fails
     ck:commit_open(entry, nxt and json(nxt) or nil, b.after)
+    b.async = nil
     self._inflight = b
     b:release() -- the commit's thread holds only b.changes
     -- the operators' change tracking restarts now, as N+1 runs before N's
