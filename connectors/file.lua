@@ -541,7 +541,7 @@ function Source:_reader(start, stop, ahead)
   local dopts = { sep = self._sep, multi_line = self._multi_line, ignore_unknown = self._ignore_unknown,
     bad = self._bad }
   return { start = start, stop = stop, ranges = ranges,
-    read = core.file_read(self._format, self._schema, ranges, dopts, ahead) }
+    read = core.file_read(self._format, self._schema, ranges, dopts, ahead and "pool") }
 end
 
 -- Drop the read ahead, if any (its thread is joined).

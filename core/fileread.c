@@ -210,9 +210,15 @@ static void run(tide_fread_t *r, struct tide_pool *pool) {
 
 static void *thread_main(void *arg) {
   tide_fread_t *r = arg;
+  tide_pool_t *pool = r->pool;
+  if (pool) { /* the caller's pool, shared: its reference is this thread's */
+    run(r, pool);
+    r->pool = NULL;
+    tide_pool_close(pool);
+    return NULL;
+  }
   /* the loop thread's pool is its own: a read of its own pool (when it
    * cannot start one, this thread decodes alone) */
-  tide_pool_t *pool = NULL;
   if (r->threads > 1 && tide_pool_open(r->threads, &pool)) pool = NULL;
   run(r, pool);
   tide_pool_close(pool);
@@ -224,6 +230,21 @@ int tide_fread_start(tide_fread_t *r, int threads) {
   r->threads = threads < 1 ? 1 : threads > TIDE_POOL_MAX ? TIDE_POOL_MAX : threads;
   int rc = pthread_create(&r->thread, NULL, thread_main, r);
   if (rc) return -rc;
+  r->state = 1;
+  return 0;
+}
+
+int tide_fread_start_on(tide_fread_t *r, struct tide_pool *pool) {
+  if (r->state != 0) return 0;
+  r->threads = tide_pool_threads(pool);
+  tide_pool_ref(pool);
+  r->pool = pool;
+  int rc = pthread_create(&r->thread, NULL, thread_main, r);
+  if (rc) {
+    r->pool = NULL;
+    tide_pool_close(pool);
+    return -rc;
+  }
   r->state = 1;
   return 0;
 }

@@ -88,6 +88,7 @@ typedef struct tide_fread {
   /* the thread */
   int state;   /* 0 new, 1 started, 2 done */
   int threads; /* of the started read's pool */
+  struct tide_pool *pool; /* tide_fread_start_on's (a reference) until the thread ends */
   pthread_t thread;
 } tide_fread_t;
 
@@ -104,6 +105,15 @@ int tide_fread_add(tide_fread_t *r, const char *path, int64_t from, int64_t to, 
  * the -errno of pthread_create (the read then runs in tide_fread_wait).
  * Once only. */
 int tide_fread_start(tide_fread_t *r, int threads);
+
+/* Run the read on a thread of its own that decodes over `pool`, shared
+ * with its other callers (tide_pool_run of two threads at once: the
+ * pool's workers, that thread and the other caller, so no more threads
+ * compute than the pool has, plus the callers). A reference to pool is
+ * held until the thread ends (so the caller may close pool meanwhile). 0,
+ * or the -errno of pthread_create (the read then runs in tide_fread_wait).
+ * Once only. */
+int tide_fread_start_on(tide_fread_t *r, struct tide_pool *pool);
 
 /* Wait for a started read to finish, or run one not started here, over
  * pool (NULL: on this thread alone). Afterwards r->kind says how it went.

@@ -292,7 +292,13 @@ static int agg_push(lua_State *L) {
     in.filter = tide_l_check_expr(L, 6);
   }
   in.pool = tide_l_pool(L); /* ranges of rows on the workers (agg.c, "Parallel push") */
+  /* ...unless another thread shares the pool now (the file source's read
+   * ahead, decoding the next batch on it): then the push runs alone and
+   * spends no CPU on partials and their fold while that thread and the
+   * workers keep the other cores busy; the result is the same (agg.c).
+   * With the test knob below set, specs split even so. */
   const char *pm = getenv("TIDE_PAR_MIN_ROWS"); /* for tests: split even small batches */
+  if (!(pm && *pm) && tide_pool_shared(in.pool) > 0) in.pool = NULL;
   if (pm && *pm) in.par_min_rows = (uint32_t)strtoul(pm, NULL, 10);
   tide_agg_output_t res;
   tide_err_t err = {0, ""};

@@ -228,16 +228,23 @@ static int fread_close(lua_State *L) {
  *   -> tide.FileRead
  * A read of the ranges (fileread.h), decoded with opts as core.decode's
  * (bad, sep, ignore_unknown, multi_line). With thread true it starts on a
- * thread of its own at once, decoding over as many threads as the worker
- * pool has (when the thread cannot start it runs in result()); else it
+ * thread of its own at once, decoding over a pool of its own of as many
+ * threads as the worker pool has; with thread "pool" on a thread of its
+ * own that decodes over the worker pool itself, shared with the loop
+ * thread's runs (no more threads compute than the pool has, plus the two
+ * callers). When the thread cannot start it runs in result(); else it
  * runs in result(), on the caller and the worker pool. */
+static const char *const fread_threads[] = {"pool", NULL};
+
 static int l_file_read(lua_State *L) {
   tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
   o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);
   tide_schema_t *s = tide_l_check_schema(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   check_decode_opts(L, 4, &o);
-  int thread = lua_toboolean(L, 5);
+  /* 5: nil/false, true (a pool of its own) or "pool" (the worker pool) */
+  int thread = lua_type(L, 5) == LUA_TSTRING ? (luaL_checkoption(L, 5, NULL, fread_threads) == 0 ? 2 : 0)
+                                              : lua_toboolean(L, 5);
   lfread_t *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->r = NULL;
   luaL_setmetatable(L, FREAD_MT);
@@ -257,7 +264,9 @@ static int l_file_read(lua_State *L) {
     if (tide_fread_add(u->r, path, from, to, line, lua_toboolean(L, -1))) return luaL_error(L, "out of memory");
     lua_pop(L, 6);
   }
-  if (thread) tide_fread_start(u->r, tide_pool_threads(tide_l_pool(L))); /* on failure it runs in result() */
+  /* on failure it runs in result() */
+  if (thread == 2) tide_fread_start_on(u->r, tide_l_pool(L));
+  else if (thread) tide_fread_start(u->r, tide_pool_threads(tide_l_pool(L)));
   return 1;
 }
 

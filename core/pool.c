@@ -1,13 +1,19 @@
 /*
  * pool.c: the worker pool (rules in pool.h).
  *
- * One mutex guards the run: fn, arg, the task count n, the next index to
- * hand out and the count of tasks not yet finished. Workers sleep on
- * `work` until next < n (or stop), take an index, run it unlocked, and
- * the one that finishes the last task wakes the caller on `done`. The
- * caller takes indexes in the same loop as the workers, then waits for the
- * tasks still running elsewhere; the mutex hand-over makes every write of
- * a task visible to the caller when tide_pool_run returns.
+ * One mutex guards the runs under way: a list, oldest first, of run
+ * records that live on their callers' stacks (fn, arg, the task count n,
+ * the next index to hand out and the count of tasks not yet finished).
+ * Workers sleep on `work` until some run has an index left (or stop),
+ * take the oldest run's next index, run it unlocked, and the one that
+ * finishes a run's last task wakes the callers on `done` (broadcast: more
+ * than one thread may be waiting for a run of its own). A caller takes
+ * indexes of its own run only, in the same loop as the workers, then waits
+ * for its tasks still running elsewhere and unlinks its run; the mutex
+ * hand-over makes every write of a task visible to its caller when
+ * tide_pool_run returns. Two threads that run at once so share the workers
+ * (the read ahead's decoding and the loop thread's operators: one pool of
+ * `workers` threads for the process, not one per thread).
  */
 #include "pool.h"
 
@@ -18,37 +24,46 @@
 
 #include "err.h"
 
-struct tide_pool {
-  pthread_mutex_t mu;
-  pthread_cond_t work, done;
+typedef struct run {
   tide_pool_fn fn;
   void *arg;
   size_t n, next, left; /* tasks of the run, the next to hand out, not yet finished */
+  struct run *older, *newer;
+} run_t;
+
+struct tide_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  run_t *oldest, *newest; /* the runs under way */
   int stop;
+  int refs;               /* tide_pool_ref's, plus the opener's */
   int nthreads, nworkers; /* nworkers: started (nthreads - 1 once open) */
   pid_t pid;              /* the process the workers live in */
   pthread_t *threads;
 };
 
-/* Take and run tasks while the run has some left; called and returns with
- * p->mu held. */
-static void take_tasks(tide_pool_t *p) {
-  while (p->next < p->n) {
-    size_t i = p->next++;
-    tide_pool_fn fn = p->fn;
-    void *arg = p->arg;
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, i);
-    pthread_mutex_lock(&p->mu);
-    if (--p->left == 0) pthread_cond_signal(&p->done);
-  }
+/* Run task i of run r (taken with p->mu held, which is held again on
+ * return) and wake the callers when it was the run's last. */
+static void run_task(tide_pool_t *p, run_t *r, size_t i) {
+  pthread_mutex_unlock(&p->mu);
+  r->fn(r->arg, i);
+  pthread_mutex_lock(&p->mu);
+  if (--r->left == 0) pthread_cond_broadcast(&p->done);
+}
+
+/* The oldest run with an index left to hand out, or NULL. */
+static run_t *ready(tide_pool_t *p) {
+  for (run_t *r = p->oldest; r; r = r->newer)
+    if (r->next < r->n) return r;
+  return NULL;
 }
 
 static void *worker(void *arg) {
   tide_pool_t *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stop) {
-    if (p->next < p->n) take_tasks(p);
+    run_t *r = ready(p);
+    if (r) run_task(p, r, r->next++);
     else pthread_cond_wait(&p->work, &p->mu);
   }
   pthread_mutex_unlock(&p->mu);
@@ -70,6 +85,7 @@ int tide_pool_open(int n, tide_pool_t **out) {
   tide_pool_t *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
   p->nthreads = n;
+  p->refs = 1;
   p->pid = getpid();
   if (n > 1 && !(p->threads = calloc((size_t)n - 1, sizeof *p->threads))) {
     free(p);
@@ -90,8 +106,19 @@ int tide_pool_open(int n, tide_pool_t **out) {
   return 0;
 }
 
+void tide_pool_ref(tide_pool_t *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->refs++;
+  pthread_mutex_unlock(&p->mu);
+}
+
 void tide_pool_close(tide_pool_t *p) {
   if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  int last = --p->refs == 0;
+  pthread_mutex_unlock(&p->mu);
+  if (!last) return;
   if (p->pid == getpid()) stop_workers(p); /* after fork the workers are not ours to join */
   pthread_cond_destroy(&p->done);
   pthread_cond_destroy(&p->work);
@@ -107,19 +134,28 @@ void tide_pool_run(tide_pool_t *p, size_t n, tide_pool_fn fn, void *arg) {
     for (size_t i = 0; i < n; i++) fn(arg, i);
     return;
   }
+  run_t r = {fn, arg, n, 0, n, NULL, NULL};
   pthread_mutex_lock(&p->mu);
-  p->fn = fn;
-  p->arg = arg;
-  p->n = n;
-  p->next = 0;
-  p->left = n;
+  r.older = p->newest;
+  if (p->newest) p->newest->newer = &r;
+  else p->oldest = &r;
+  p->newest = &r;
   pthread_cond_broadcast(&p->work);
-  take_tasks(p);
-  while (p->left > 0) pthread_cond_wait(&p->done, &p->mu);
-  p->n = p->next = 0;
-  p->fn = NULL;
-  p->arg = NULL;
+  while (r.next < r.n) run_task(p, &r, r.next++);
+  while (r.left > 0) pthread_cond_wait(&p->done, &p->mu);
+  if (r.older) r.older->newer = r.newer;
+  else p->oldest = r.newer;
+  if (r.newer) r.newer->older = r.older;
+  else p->newest = r.older;
   pthread_mutex_unlock(&p->mu);
+}
+
+int tide_pool_shared(tide_pool_t *p) {
+  if (!p || p->nworkers == 0) return 0;
+  pthread_mutex_lock(&p->mu);
+  int n = p->refs - 1;
+  pthread_mutex_unlock(&p->mu);
+  return n;
 }
 
 int tide_pool_cpus(void) {

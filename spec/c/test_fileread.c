@@ -9,7 +9,9 @@
  * failed. tide_file_cut agrees with a byte-by-byte search at random
  * positions and budgets. While a read runs on its thread, the caller
  * makes and frees batches of the same schema (its reference count is
- * shared). Runs under TSan and helgrind (make tsan /
+ * shared). A read started on a shared pool (tide_fread_start_on) gives
+ * the same while the caller runs tasks on that pool, also when the caller
+ * closed the pool right after the start. Runs under TSan and helgrind (make tsan /
  * helgrind); every read and batch is freed at the end.
  */
 #include <errno.h>
@@ -106,6 +108,15 @@ static void check_read(tide_fread_t *r, const expect_t *e) {
   T_EQ_INT(r->ranges[r->nranges - 1].end_line, e->end_line);
 }
 
+typedef struct count {
+  int hits[64];
+} count_t;
+
+static void count_task(void *arg, size_t i) {
+  count_t *c = arg;
+  c->hits[i]++;
+}
+
 static void test_threaded_and_inline_agree(void) {
   char path[] = "/tmp/tide-fread-XXXXXX";
   int fd = mkstemp(path);
@@ -130,17 +141,35 @@ static void test_threaded_and_inline_agree(void) {
     reference(s, &o, text + from, to - from, line, &e);
     expect_t e1;
     reference(s, &o, text + from, mid - from, line, &e1);
-    for (int way = 0; way < 4; way++) {
+    for (int way = 0; way < 5; way++) {
       tide_fread_t *r = tide_fread_new(s, &o);
       T_EQ_INT(tide_fread_add(r, path, (int64_t)from, (int64_t)mid, line, 0), 0);
       T_EQ_INT(tide_fread_add(r, path, (int64_t)mid, (int64_t)to, e1.end_line, 0), 0);
+      if (way == 4) {
+        /* on a pool shared with this thread, which runs on it meanwhile
+         * (as the loop thread's operators do); every other round the pool
+         * is one of its own that this thread closes at once: the read's
+         * reference keeps it until the read's thread ends */
+        tide_pool_t *own = NULL;
+        if (round % 2) T_EQ_INT(tide_pool_open(2, &own), 0);
+        T_EQ_INT(tide_fread_start_on(r, own ? own : pools[round % 3]), 0);
+        tide_pool_close(own);
+        for (int i = 0; i < 200; i++) {
+          static count_t c;
+          memset(&c, 0, sizeof c);
+          tide_pool_run(pools[round % 3], 64, count_task, &c);
+          int bad = 0;
+          for (size_t k = 0; k < 64; k++) bad += c.hits[k] != 1;
+          T_EQ_INT(bad, 0);
+        }
+      }
       if (way == 3) {
         T_EQ_INT(tide_fread_start(r, 1 + round % 3), 0);
         /* meanwhile this thread makes and frees batches of the same schema,
          * as the loop thread does while a read runs ahead */
         for (int i = 0; i < 2000; i++) tide_batch_free(tide_batch_new(s, 16));
       }
-      tide_fread_wait(r, way == 3 ? NULL : pools[way]);
+      tide_fread_wait(r, way >= 3 ? NULL : pools[way]);
       tide_fread_wait(r, NULL); /* a second wait returns at once */
       T_EQ_INT(r->ranges[0].end_line, e1.end_line);
       check_read(r, &e);

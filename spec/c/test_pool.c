@@ -6,10 +6,13 @@
  * tide_decode call over the whole text gives (rows, used, lines, dropped,
  * dead records, the error and its line), for json and text, with bad
  * records under each policy, CRLF, a cut last line and a csv text (one
- * part). Run under ASan and TSan (make tsan-pool); every pool and batch
+ * part). Two threads running on one pool at once each get every task of
+ * their own run exactly once; a reference taken with tide_pool_ref keeps
+ * the pool after its opener closed it, and tide_pool_shared counts it. Run under ASan and TSan (make tsan-pool); every pool and batch
  * is closed at the end.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +56,56 @@ static void test_pool_runs_each_task_once(void) {
       T_EQ_INT(bad, 0);
     }
     tide_pool_close(p);
+  }
+}
+
+/* A second caller: rounds of runs on the same pool as the main thread. */
+typedef struct caller {
+  tide_pool_t *p;
+  int bad;
+} caller_t;
+
+static void *other_caller(void *arg) {
+  caller_t *c = arg;
+  for (int round = 0; round < 200; round++) {
+    static slots_t s; /* this thread's only */
+    memset(&s, 0, sizeof s);
+    size_t tasks = (size_t)(round * 13 % 300) + 2;
+    tide_pool_run(c->p, tasks, hit, &s);
+    for (size_t i = 0; i < 1000; i++) c->bad += s.hits[i] != (i < tasks);
+  }
+  tide_pool_close(c->p); /* the reference taken for this thread */
+  return NULL;
+}
+
+static void test_pool_two_callers(void) {
+  for (int n = 2; n <= 3; n++) {
+    tide_pool_t *p = NULL;
+    T_EQ_INT(tide_pool_open(n, &p), 0);
+    caller_t c = {p, 0};
+    T_EQ_INT(tide_pool_shared(p), 0);
+    tide_pool_ref(p);
+    T_EQ_INT(tide_pool_shared(p), 1);
+    pthread_t t;
+    T_EQ_INT(pthread_create(&t, NULL, other_caller, &c), 0);
+    int bad = 0;
+    for (int round = 0; round < 200; round++) {
+      static slots_t s;
+      memset(&s, 0, sizeof s);
+      size_t tasks = (size_t)(round * 7 % 300) + 2;
+      tide_pool_run(p, tasks, hit, &s);
+      for (size_t i = 0; i < 1000; i++) bad += s.hits[i] != (i < tasks);
+    }
+    /* the opener's reference goes first when n = 3: the other caller's
+     * keeps the pool running until its thread ends */
+    if (n == 3) tide_pool_close(p);
+    pthread_join(t, NULL);
+    T_EQ_INT(bad, 0);
+    T_EQ_INT(c.bad, 0);
+    if (n == 2) {
+      T_EQ_INT(tide_pool_shared(p), 0); /* the other caller's reference is gone */
+      tide_pool_close(p);
+    }
   }
 }
 
@@ -296,6 +349,7 @@ static void test_decode_par_bad_schema(void) {
 
 int main(void) {
   T_RUN(test_pool_runs_each_task_once);
+  T_RUN(test_pool_two_callers);
   T_RUN(test_pool_one_thread_in_order);
   T_RUN(test_pool_bad_size);
   T_RUN(test_pool_after_fork);
