@@ -43,7 +43,9 @@
 -- the budget's end. With workers > 1 the next batch is read ahead: once a
 -- batch is read, the source plans the next one from its end over the
 -- entries logged so far (_plan, what latest_offset returns when nothing
--- new is logged meanwhile) and starts its read on a thread; get_batch
+-- new is logged meanwhile) and starts its read on a thread that decodes
+-- on the query's worker pool (core.file_read's "pool": one pool for the
+-- process, shared with the operators, which push alone meanwhile); get_batch
 -- takes it when the engine asks for exactly those offsets, and drops it
 -- otherwise. It has no effect but memory: the engine still logs each
 -- batch's offsets before running it, and a restart reads afresh.

@@ -9,8 +9,11 @@
  * its __gc joins the workers when the state closes. Its size, until
  * core.workers(n) says otherwise, is the TIDE_WORKERS environment variable
  * (an integer from 1 to TIDE_POOL_MAX), or the number of online CPUs.
- * Everything runs between two Lua calls of the loop thread: no run is under
- * way when the pool is resized or collected.
+ * The loop thread's runs happen between two of its Lua calls: none is
+ * under way when the pool is resized or collected. A file source's read
+ * ahead may be running on the pool from its own thread then
+ * (core.file_read with "pool"): it holds a reference (tide_pool_ref), so
+ * the pool is freed when the last of them is dropped.
  */
 #include <errno.h>
 #include <stdlib.h>

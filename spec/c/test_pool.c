@@ -59,10 +59,13 @@ static void test_pool_runs_each_task_once(void) {
   }
 }
 
-/* A second caller: rounds of runs on the same pool as the main thread. */
+/* A second caller: rounds of runs on the same pool as the main thread.
+ * With last set it drops its reference after the main thread dropped the
+ * opener's (so it stops the workers and frees the pool); else before. */
 typedef struct caller {
   tide_pool_t *p;
-  int bad;
+  pthread_barrier_t *bar;
+  int last, bad;
 } caller_t;
 
 static void *other_caller(void *arg) {
@@ -74,15 +77,19 @@ static void *other_caller(void *arg) {
     tide_pool_run(c->p, tasks, hit, &s);
     for (size_t i = 0; i < 1000; i++) c->bad += s.hits[i] != (i < tasks);
   }
+  if (c->last) pthread_barrier_wait(c->bar);
   tide_pool_close(c->p); /* the reference taken for this thread */
+  if (!c->last) pthread_barrier_wait(c->bar);
   return NULL;
 }
 
 static void test_pool_two_callers(void) {
-  for (int n = 2; n <= 3; n++) {
+  for (int last = 0; last <= 1; last++) {
     tide_pool_t *p = NULL;
-    T_EQ_INT(tide_pool_open(n, &p), 0);
-    caller_t c = {p, 0};
+    T_EQ_INT(tide_pool_open(2 + last, &p), 0);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    caller_t c = {p, &bar, last, 0};
     T_EQ_INT(tide_pool_shared(p), 0);
     tide_pool_ref(p);
     T_EQ_INT(tide_pool_shared(p), 1);
@@ -96,16 +103,18 @@ static void test_pool_two_callers(void) {
       tide_pool_run(p, tasks, hit, &s);
       for (size_t i = 0; i < 1000; i++) bad += s.hits[i] != (i < tasks);
     }
-    /* the opener's reference goes first when n = 3: the other caller's
-     * keeps the pool running until its thread ends */
-    if (n == 3) tide_pool_close(p);
-    pthread_join(t, NULL);
-    T_EQ_INT(bad, 0);
-    T_EQ_INT(c.bad, 0);
-    if (n == 2) {
+    if (last) { /* the opener's reference goes first: the other's keeps the pool */
+      tide_pool_close(p);
+      pthread_barrier_wait(&bar);
+    } else {
+      pthread_barrier_wait(&bar);
       T_EQ_INT(tide_pool_shared(p), 0); /* the other caller's reference is gone */
       tide_pool_close(p);
     }
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&bar);
+    T_EQ_INT(bad, 0);
+    T_EQ_INT(c.bad, 0);
   }
 }
 
