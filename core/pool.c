@@ -76,7 +76,12 @@ static void stop_workers(tide_pool_t *p) {
   pthread_cond_broadcast(&p->work);
   pthread_mutex_unlock(&p->mu);
   for (int i = 0; i < p->nworkers; i++) pthread_join(p->threads[i], NULL);
+  /* the mutex once more before it is destroyed: the workers' last unlock
+   * is then ordered before the destroy for helgrind too, also on a thread
+   * that did not open the pool (the last reference dropped elsewhere) */
+  pthread_mutex_lock(&p->mu);
   p->nworkers = 0;
+  pthread_mutex_unlock(&p->mu);
 }
 
 int tide_pool_open(int n, tide_pool_t **out) {
@@ -136,10 +141,11 @@ void tide_pool_run(tide_pool_t *p, size_t n, tide_pool_fn fn, void *arg) {
   }
   run_t r = {fn, arg, n, 0, n, NULL, NULL};
   pthread_mutex_lock(&p->mu);
+  /* r is linked only until it is unlinked below, before this returns */
   r.older = p->newest;
   if (p->newest) p->newest->newer = &r;
-  else p->oldest = &r;
-  p->newest = &r;
+  else p->oldest = &r; // cppcheck-suppress autoVariables
+  p->newest = &r;      // cppcheck-suppress autoVariables
   pthread_cond_broadcast(&p->work);
   while (r.next < r.n) run_task(p, &r, r.next++);
   while (r.left > 0) pthread_cond_wait(&p->done, &p->mu);
