@@ -459,9 +459,9 @@ describe("the Kafka source", function()
       p:produce(t, 0, "k", '{"id":1}')
       p:produce(t, 0, "k", '{"id":2}')
       p:commit()
-      local function reader(kafka)
+      local function reader(settings)
         local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
-          format = "json", schema = "id int", poll_timeout = 10000, kafka = kafka }
+          format = "json", schema = "id int", poll_timeout = 10000, kafka = settings }
         finally(function() src:stop() end)
         return function(from, to, id)
           return sorted_ids(rows_of(src:get_batch({ [t] = { ["0"] = from } }, { [t] = { ["0"] = to } }, id)))
