@@ -1020,9 +1020,19 @@ function M.start(f, sink, opts, what, level, H)
     a._producer = ks
     local oki, imsg = ks:init()
     if not oki then error(format("application %s: %s", app, imsg), 0) end
+    -- every topic the producer writes to: its first message then goes out
+    -- without waiting for the client's topic scan (up to a second, held by
+    -- the commit of the cycle that writes it first)
+    local written = {}
+    if type(so.topic) == "string" then written[1] = so.topic end
     for _, sub in ipairs(a._subs) do
-      if sub.sub.output.kind == "repartition" then sub.writer = topology.writer(sub.sub, ks) end
+      if sub.sub.output.kind == "repartition" then
+        sub.writer = topology.writer(sub.sub, ks)
+        written[#written + 1] = sub.writer.topic
+      end
+      for _, s in ipairs(sub.stateful) do written[#written + 1] = s.changelog end
     end
+    ks:prepare(written)
     local settings = { ["client.id"] = "tide-" .. app }
     for k, v in pairs(a._kafka) do settings[k] = v end
     local topics = {}
