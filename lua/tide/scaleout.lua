@@ -79,6 +79,8 @@ local POLL_MS = 100       -- idle: how often the group and the input are looked 
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 local META_KEY = "tide:task" -- the task's watermark record in its first changelog (state keys are 8 bytes)
 local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
+local CACHE_KEEP = 10       -- entries kept in a task's local cache (its last is read at open)
+local CACHE_PURGE_EVERY = 10 -- cycles between purges of a task's cache
 -- A repartition message packs the rows of one cycle for one partition up to
 -- this many bytes (binary, before base64; under librdkafka's 1 MB
 -- message.max.bytes): the producer, the broker and the consumer then pay
@@ -673,6 +675,9 @@ function App:_cycle()
     meta.next = next_offsets(t)
     t.ck:write_offsets(t.n, json(meta))
     t.ck:commit(t.n, json(meta), w.changes)
+    -- only the last entry is ever read (App:_open_task): keep a few, so a
+    -- long-running task's cache does not grow by two entries a cycle
+    if t.n % CACHE_PURGE_EVERY == 0 then t.ck:purge(t.n - CACHE_KEEP + 1) end
     for _, cs in pairs(w.changes) do cs:free() end
     for j in ipairs(t.sub.stateful) do t.states[j].clear_changes() end
   end
