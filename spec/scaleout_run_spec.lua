@@ -274,6 +274,10 @@ describe("scale-out: an application of several tide run processes", function()
       -- z wakes up and finishes its cycle: the group no longer knows it, so
       -- its transaction is refused and aborted, and it stops with the reason
       os.execute("kill -CONT " .. ps.z.pid)
+      so.wait_for("the zombie to exit", function()
+        local st = so.state_of(ps.z)
+        return st == nil or st == "Z"
+      end, 60, tell)
       assert.equal(1, so.wait(ps.z))
       -- one line: tide: query app3 (<source> -> <sink>) failed: application app3: this process was fenced
       -- (<the broker's refusal>): another process owns its tasks now
