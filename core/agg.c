@@ -177,6 +177,11 @@ struct tide_agg {
   tide_agg_t **hp;       /* nhp part tables, each owning the keys whose hash falls in its part */
   uint32_t nhp;
   uint64_t hp_next;      /* the stamp of the next partial group folded */
+  /* a one-stage scan ("One-stage scan" below) */
+  tide_agg_t **scan;     /* nscan worker tables, each aggregating whole ranges */
+  uint32_t nscan;
+  uint64_t scan_range;   /* in a worker table: the range it aggregates now */
+  uint32_t scan_seq;     /* and the groups that range created so far */
 };
 
 static int unpart(tide_agg_t *a, tide_err_t *err);
@@ -365,6 +370,8 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->parts);
   for (uint32_t i = 0; i < a->nhp; i++) tide_agg_free(a->hp[i]);
   free(a->hp);
+  for (uint32_t i = 0; i < a->nscan; i++) tide_agg_free(a->scan[i]);
+  free(a->scan);
   tide_agg_free(a->late_keys);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
@@ -3090,6 +3097,158 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
   free(t);
   if (rc == 1) memset(out, 0, sizeof *out);
   return rc;
+}
+
+/* -------------------------------------------------- one-stage scan ---
+ *
+ * A static query over files (core/scan.c) need not decode on one stage and
+ * aggregate on another: each worker takes whole ranges of the input, one
+ * after another, in increasing order (a shared counter hands them out),
+ * and pushes each range's rows into a worker table of its own
+ * (tide_agg_scan_push: the one-thread push, push_one). A group a worker
+ * creates is stamped (range << 32) + its place among the groups the range
+ * created (scan_seq), in sid[]: ascending with gid, since a worker's
+ * ranges ascend, and the smallest stamp of a key over all workers marks
+ * where one thread, reading the ranges in order, first saw it. At the end
+ * (tide_agg_scan_end) P fold tasks on the pool, one per part of a
+ * static aggregation (hp_part), each walk the groups of their part of
+ * every worker table merged by stamp and fold them into their part table,
+ * which so creates each group at its first stamp (kept in sid[]):
+ * tide_agg_result then merges the parts by stamp as after parallel pushes
+ * (hp_result). Only aggregates whose fold is bit-exact in any order run
+ * this way (the worker tables hold ranges that are not contiguous): counts,
+ * sum of int, min and max of fixed-width types, avg of int while avg_abs
+ * stays below AVG_EXACT; not first/last.
+ */
+
+/* 1 when spec s folds into the same bits whatever order the rows come in. */
+static int spec_commutes(const aspec_t *s) {
+  return spec_folds(s) && s->kind != TIDE_AGG_FIRST && s->kind != TIDE_AGG_LAST;
+}
+
+int tide_agg_scan_begin(tide_agg_t *a, uint32_t nworkers, tide_err_t *err) {
+  if (nworkers < 1 || a->nhp < 2 || a->nscan || a->poisoned || a->no_par || a->store ||
+      tide_agg_groups(a) || a->hp_next != 1)
+    return 0;
+  for (uint32_t i = 0; i < a->nspecs; i++)
+    if (!spec_commutes(&a->specs[i])) return 0;
+  tide_agg_t **w = calloc(nworkers, sizeof *w);
+  if (!w) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < nworkers; i++) {
+    int rc = clone_empty(a, &w[i], err);
+    if (rc) {
+      for (uint32_t j = 0; j < i; j++) tide_agg_free(w[j]);
+      free(w);
+      return rc;
+    }
+    w[i]->scan_range = UINT64_MAX;
+  }
+  a->scan = w;
+  a->nscan = nworkers;
+  return 1;
+}
+
+int tide_agg_scan_push(tide_agg_t *a, uint32_t w, uint64_t range, const tide_agg_input_t *in, tide_err_t *err) {
+  tide_agg_t *t = a->scan[w];
+  tide_agg_input_t one = *in;
+  one.pool = NULL;
+  one.want_created = 0;
+  one.late_col = -1;
+  one.time_col = -1;
+  if (t->scan_range != range) {
+    t->scan_range = range;
+    t->scan_seq = 0;
+  }
+  uint32_t g0 = t->ngroups;
+  tide_agg_output_t out;
+  int rc = push_one(t, &one, &out, err);
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  if (rc) return rc;
+  for (uint32_t g = g0; g < t->ngroups; g++) t->sid[g] = (range << 32) + ++t->scan_seq;
+  return 0;
+}
+
+void tide_agg_scan_abort(tide_agg_t *a) {
+  for (uint32_t i = 0; i < a->nscan; i++) tide_agg_free(a->scan[i]);
+  free(a->scan);
+  a->scan = NULL;
+  a->nscan = 0;
+}
+
+/* One fold task per part: its groups of every worker table, by stamp. */
+typedef struct scan_fold {
+  tide_agg_t *a;
+  int rc;
+} scan_fold_t;
+
+static void scan_fold_run(void *arg, size_t q) {
+  scan_fold_t *t = (scan_fold_t *)arg + q;
+  tide_agg_t *a = t->a, *d = a->hp[q];
+  uint32_t W = a->nscan, P = a->nhp, cur[TIDE_POOL_MAX], n = 0;
+  for (uint32_t w = 0; w < W; w++) {
+    cur[w] = 0;
+    n += a->scan[w]->ngroups;
+  }
+  /* the merged order first (which worker, which group), then the fold,
+   * fetching the table slot of a group ahead of its probe */
+  uint8_t *ws = malloc(n ? n : 1);
+  uint32_t *gs = malloc((n ? n : 1) * sizeof *gs), m = 0;
+  if (!ws || !gs) {
+    free(ws);
+    free(gs);
+    t->rc = -ENOMEM;
+    return;
+  }
+  for (;;) {
+    uint32_t best = W;
+    uint64_t bs = 0;
+    for (uint32_t w = 0; w < W; w++) {
+      const tide_agg_t *s = a->scan[w];
+      while (cur[w] < s->ngroups && hp_part(s->ghash[cur[w]], P) != q) cur[w]++;
+      if (cur[w] < s->ngroups && (best == W || s->sid[cur[w]] < bs)) {
+        best = w;
+        bs = s->sid[cur[w]];
+      }
+    }
+    if (best == W) break;
+    ws[m] = (uint8_t)best;
+    gs[m++] = cur[best]++;
+  }
+  size_t mask;
+  int created;
+  for (uint32_t i = 0; i < m && !t->rc; i++) {
+    mask = d->tcap - 1;
+    if (i + PREFETCH < m) __builtin_prefetch(&d->tab[a->scan[ws[i + PREFETCH]]->ghash[gs[i + PREFETCH]] & mask]);
+    const tide_agg_t *s = a->scan[ws[i]];
+    if (!(t->rc = fold_group(d, s, gs[i], 0, 0, &created)) && created) d->sid[d->ngroups - 1] = s->sid[gs[i]];
+  }
+  free(ws);
+  free(gs);
+}
+
+int tide_agg_scan_end(tide_agg_t *a, uint64_t nranges, struct tide_pool *pool, tide_err_t *err) {
+  double abs_sum = a->avg_abs;
+  for (uint32_t w = 0; w < a->nscan; w++) abs_sum += a->scan[w]->avg_abs;
+  if (!(abs_sum <= AVG_EXACT)) { /* avg of int could round otherwise than one thread's */
+    tide_agg_scan_abort(a);
+    return 1;
+  }
+  scan_fold_t t[TIDE_POOL_MAX];
+  for (uint32_t q = 0; q < a->nhp; q++) t[q] = (scan_fold_t){a, 0};
+  tide_pool_run(pool, a->nhp, scan_fold_run, t);
+  int rc = 0;
+  for (uint32_t q = 0; q < a->nhp; q++)
+    if (t[q].rc && (!rc || t[q].rc == TIDE_ETOOBIG)) rc = t[q].rc;
+  a->avg_abs = abs_sum;
+  a->hp_next = (nranges << 32) + ((uint64_t)1 << 32); /* past every stamp of the scan */
+  tide_agg_scan_abort(a);
+  if (!rc && tide_agg_groups(a) > UINT32_MAX - 2) rc = TIDE_ETOOBIG;
+  if (rc) {
+    a->poisoned = 1;
+    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
+  }
+  return 0;
 }
 
 uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
