@@ -444,8 +444,14 @@ static int room_for_group(tide_agg_t *a, int *grew) {
 /* Double the table and re-insert every group. 0 or -ENOMEM. */
 static int grow_table(tide_agg_t *a) {
   size_t cap = a->tcap * 2, mask = cap - 1;
-  uint64_t *t = calloc(cap, sizeof *t);
+  /* zeroed by writing, not calloc: calloc's fresh pages would be read
+   * first (the probe below), which maps the shared zero page, and the
+   * write after it then copies it and flushes the TLB of every CPU the
+   * process runs on (with worker threads, an interrupt per page) */
+  uint64_t *t = malloc(cap * sizeof *t);
   if (!t) return -ENOMEM;
+  __asm__ volatile("" : : "r"(t) : "memory"); /* or the compiler makes it calloc again */
+  memset(t, 0, cap * sizeof *t);
   for (uint32_t g = 0; g < a->ngroups; g++) {
     uint64_t hv = a->ghash[g];
     size_t pos = hv & mask;
