@@ -371,7 +371,7 @@ describe("workers", function()
         script = tmpname() .. ".lua"
         write_file(script, [[
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "lua/?.so;" .. package.cpath
+package.cpath = (os.getenv("TIDE_CPATH") or "lua/?.so") .. ";" .. package.cpath
 local tide = require "tide"
 local path, workers, bad, global = arg[1], tonumber(arg[2]), arg[3], arg[4] == "1"
 tide.config { workers = workers }
