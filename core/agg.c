@@ -182,7 +182,12 @@ struct tide_agg {
   uint32_t nscan;
   uint64_t scan_range;   /* in a worker table: the range it aggregates now */
   uint32_t scan_seq;     /* and the groups that range created so far */
+  int hp_dead;           /* the hp tables are a scan's worker tables: not parted by hash, and
+                          * a group folded into another's is dead (sid HP_DEAD) */
+  uint64_t hp_killed;    /* the dead groups of the hp tables */
 };
+
+#define HP_DEAD UINT64_MAX
 
 static int unpart(tide_agg_t *a, tide_err_t *err);
 static int hp_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err);
@@ -386,7 +391,7 @@ tide_schema_t *tide_agg_schema(const tide_agg_t *a) { return a->schema; }
 uint64_t tide_agg_groups(const tide_agg_t *a) {
   uint64_t n = a->ngroups;
   for (uint32_t q = 0; q < a->nhp; q++) n += a->hp[q]->ngroups;
-  return n;
+  return n - a->hp_killed;
 }
 
 /* Bytes held: the per-group arrays at capacity, the table, the arena, the
@@ -2960,8 +2965,10 @@ static int hp_fold(tide_agg_t *a, const par_task_t *pt, uint32_t nt, struct tide
 
 /* The part whose next group (cur[q]) has the smallest stamp, or nhp when
  * every part is done. */
-static uint32_t hp_next_part(const tide_agg_t *a, const uint32_t *cur) {
+static uint32_t hp_next_part(const tide_agg_t *a, uint32_t *cur) {
   uint32_t best = a->nhp;
+  for (uint32_t q = 0; q < a->nhp; q++)
+    while (a->hp_dead && cur[q] < a->hp[q]->ngroups && a->hp[q]->sid[cur[q]] == HP_DEAD) cur[q]++;
   for (uint32_t q = 0; q < a->nhp; q++)
     if (cur[q] < a->hp[q]->ngroups && (best == a->nhp || a->hp[q]->sid[cur[q]] < a->hp[best]->sid[cur[best]]))
       best = q;
@@ -2983,6 +2990,8 @@ static int unpart(tide_agg_t *a, tide_err_t *err) {
   free(a->hp);
   a->hp = NULL;
   a->nhp = 0;
+  a->hp_dead = 0;
+  a->hp_killed = 0;
   if (rc) {
     a->poisoned = 1;
     return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
@@ -3129,6 +3138,8 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
 
 /* 1 when spec s folds into the same bits whatever order the rows come in. */
 static int spec_commutes(const aspec_t *s) {
+  if (s->kind == TIDE_AGG_MIN || s->kind == TIDE_AGG_MAX) /* ties of doubles (0.0, -0.0) differ in bits */
+    return spec_folds(s) && s->type != TIDE_T_DOUBLE;
   return spec_folds(s) && s->kind != TIDE_AGG_FIRST && s->kind != TIDE_AGG_LAST;
 }
 
@@ -3182,55 +3193,52 @@ void tide_agg_scan_abort(tide_agg_t *a) {
   a->nscan = 0;
 }
 
-/* One fold task per part: its groups of every worker table, by stamp. */
-typedef struct scan_fold {
-  tide_agg_t *a;
-  int rc;
-} scan_fold_t;
+/* The group of table t with the key of group g of table s (same layout),
+ * or UINT32_MAX. */
+static uint32_t find_rec(const tide_agg_t *t, const tide_agg_t *s, uint32_t g) {
+  if (!t->ngroups) return UINT32_MAX;
+  size_t mask = t->tcap - 1;
+  uint64_t hv = s->ghash[g], tag = hv >> 32 << 32, e;
+  const unsigned char *prec = s->krec + (size_t)g * s->krec_size;
+  for (size_t pos = hv & mask; (e = t->tab[pos]); pos = (pos + 1) & mask)
+    if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(t, (uint32_t)e - 1, s, prec)) return (uint32_t)e - 1;
+  return UINT32_MAX;
+}
 
-static void scan_fold_run(void *arg, size_t q) {
-  scan_fold_t *t = (scan_fold_t *)arg + q;
-  tide_agg_t *a = t->a, *d = a->hp[q];
-  uint32_t W = a->nscan, P = a->nhp, cur[TIDE_POOL_MAX], n = 0;
-  for (uint32_t w = 0; w < W; w++) {
-    cur[w] = 0;
-    n += a->scan[w]->ngroups;
-  }
-  /* the merged order first (which worker, which group), then the fold,
-   * fetching the table slot of a group ahead of its probe */
-  uint8_t *ws = malloc(n ? n : 1);
-  uint32_t *gs = malloc((n ? n : 1) * sizeof *gs), m = 0;
-  if (!ws || !gs) {
-    free(ws);
-    free(gs);
-    t->rc = -ENOMEM;
-    return;
-  }
-  for (;;) {
-    uint32_t best = W;
-    uint64_t bs = 0;
-    for (uint32_t w = 0; w < W; w++) {
-      const tide_agg_t *s = a->scan[w];
-      while (cur[w] < s->ngroups && hp_part(s->ghash[cur[w]], P) != q) cur[w]++;
-      if (cur[w] < s->ngroups && (best == W || s->sid[cur[w]] < bs)) {
-        best = w;
-        bs = s->sid[cur[w]];
+/* A task of the end of a scan: groups [g0, g1) of worker table w, each
+ * looked up in tables 0..w-1; where a live group has its key, the two
+ * fold into the one with the smaller stamp and the other dies. Each key
+ * is one task's, so no two tasks touch one group. */
+typedef struct scan_dedup {
+  tide_agg_t *a;
+  uint32_t w, g0, g1;
+  uint64_t killed;
+} scan_dedup_t;
+
+static void scan_dedup_run(void *arg, size_t i) {
+  scan_dedup_t *t = (scan_dedup_t *)arg + i;
+  tide_agg_t *a = t->a, *s = a->scan[t->w];
+  for (uint32_t g = t->g0; g < t->g1; g++) {
+    if (g + PREFETCH < t->g1)
+      for (uint32_t j = 0; j < t->w; j++)
+        if (a->scan[j]->ngroups)
+          __builtin_prefetch(&a->scan[j]->tab[s->ghash[g + PREFETCH] & (a->scan[j]->tcap - 1)]);
+    for (uint32_t j = 0; j < t->w; j++) {
+      tide_agg_t *o = a->scan[j], *dt = o, *st = s;
+      uint32_t h = find_rec(o, s, g), dg = h, sg = g;
+      if (h == UINT32_MAX || o->sid[h] == HP_DEAD) continue;
+      if (s->sid[g] < o->sid[h]) {
+        dt = s;
+        dg = g;
+        st = o;
+        sg = h;
       }
+      for (uint32_t k = 0; k < a->nspecs; k++) merge_spec(dt, &dt->specs[k], dg, st, sg, 0); /* fixed width: no memory */
+      st->sid[sg] = HP_DEAD;
+      t->killed++;
+      break;
     }
-    if (best == W) break;
-    ws[m] = (uint8_t)best;
-    gs[m++] = cur[best]++;
   }
-  size_t mask;
-  int created;
-  for (uint32_t i = 0; i < m && !t->rc; i++) {
-    mask = d->tcap - 1;
-    if (i + PREFETCH < m) __builtin_prefetch(&d->tab[a->scan[ws[i + PREFETCH]]->ghash[gs[i + PREFETCH]] & mask]);
-    const tide_agg_t *s = a->scan[ws[i]];
-    if (!(t->rc = fold_group(d, s, gs[i], 0, 0, &created)) && created) d->sid[d->ngroups - 1] = s->sid[gs[i]];
-  }
-  free(ws);
-  free(gs);
 }
 
 int tide_agg_scan_end(tide_agg_t *a, uint64_t nranges, struct tide_pool *pool, tide_err_t *err) {
@@ -3240,26 +3248,47 @@ int tide_agg_scan_end(tide_agg_t *a, uint64_t nranges, struct tide_pool *pool, t
     tide_agg_scan_abort(a);
     return 1;
   }
-  scan_fold_t t[TIDE_POOL_MAX];
-  for (uint32_t q = 0; q < a->nhp; q++) t[q] = (scan_fold_t){a, 0};
-  tide_pool_run(pool, a->nhp, scan_fold_run, t);
-  int rc = 0;
-  for (uint32_t q = 0; q < a->nhp; q++)
-    if (t[q].rc && (!rc || t[q].rc == TIDE_ETOOBIG)) rc = t[q].rc;
+  uint32_t nt = pool ? (uint32_t)tide_pool_threads(pool) : 1;
+  scan_dedup_t t[TIDE_POOL_MAX];
+  uint64_t killed = 0, n = 0;
+  for (uint32_t w = 0; w < a->nscan; w++) {
+    tide_agg_t *s = a->scan[w];
+    n += s->ngroups;
+    if (!w || !s->ngroups) continue;
+    uint32_t chunk = (s->ngroups + nt - 1) / nt;
+    for (uint32_t i = 0; i < nt; i++) {
+      uint32_t g0 = i * chunk < s->ngroups ? i * chunk : s->ngroups;
+      t[i] = (scan_dedup_t){a, w, g0, g0 + chunk < s->ngroups ? g0 + chunk : s->ngroups, 0};
+    }
+    tide_pool_run(pool, nt, scan_dedup_run, t);
+    for (uint32_t i = 0; i < nt; i++) killed += t[i].killed;
+  }
+  if (n - killed > UINT32_MAX - 2) { /* what one table holds */
+    tide_agg_scan_abort(a);
+    a->poisoned = 1;
+    return tide_err_set(err, TIDE_ETOOBIG, "too many groups");
+  }
+  /* the worker tables become a's tables, merged by stamp (hp_next_part) */
+  for (uint32_t q = 0; q < a->nhp; q++) tide_agg_free(a->hp[q]);
+  free(a->hp);
+  a->hp = a->scan;
+  a->nhp = a->nscan;
+  a->hp_dead = 1;
+  a->hp_killed = killed;
+  a->scan = NULL;
+  a->nscan = 0;
   a->avg_abs = abs_sum;
   a->hp_next = (nranges << 32) + ((uint64_t)1 << 32); /* past every stamp of the scan */
-  tide_agg_scan_abort(a);
-  if (!rc && tide_agg_groups(a) > UINT32_MAX - 2) rc = TIDE_ETOOBIG;
-  if (rc) {
-    a->poisoned = 1;
-    return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
-  }
   return 0;
 }
 
 uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
 
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  if (a->hp_dead && !a->poisoned) { /* a scan's tables are not parted by hash: one table from here on */
+    int rc = unpart(a, err);
+    if (rc) return rc;
+  }
   if (a->nhp && !a->poisoned && in->batch && !in->batch->nrows && !in->want_created) {
     memset(out, 0, sizeof *out); /* a static aggregation: nothing to aggregate, nothing to fold back */
     return push_check(a, in, err);
