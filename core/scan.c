@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,8 +25,9 @@ typedef struct scan {
   int *fd;
   int64_t *size;
   uint64_t *first;  /* the first range of each file (global numbering); first[nfiles] = all */
-  uint64_t next;    /* the next range to hand out (atomic) */
-  int failed;       /* a range failed (atomic): the scan is given up */
+  pthread_mutex_t mu; /* guards next and failed (a lock per range: few, and helgrind sees it) */
+  uint64_t next;    /* the next range to hand out */
+  int failed;       /* a range failed: the scan is given up */
 } scan_t;
 
 /* pread all of n bytes at off into p: 0, or -1 (an error or a short file). */
@@ -92,12 +94,15 @@ static void scan_worker(void *arg, size_t w) {
   tide_buf_t text = TIDE_BUF_INIT;
   size_t f = 0;
   for (;;) {
-    if (__atomic_load_n(&sc->failed, __ATOMIC_RELAXED)) break;
-    uint64_t k = __atomic_fetch_add(&sc->next, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&sc->mu);
+    uint64_t k = sc->failed ? sc->first[sc->nfiles] : sc->next++;
+    pthread_mutex_unlock(&sc->mu);
     if (k >= sc->first[sc->nfiles]) break;
     while (k >= sc->first[f + 1]) f++; /* a worker's ranges ascend */
     if (scan_range(sc, (uint32_t)w, k, f, (int64_t)(k - sc->first[f]), &text)) {
-      __atomic_store_n(&sc->failed, 1, __ATOMIC_RELAXED);
+      pthread_mutex_lock(&sc->mu);
+      sc->failed = 1;
+      pthread_mutex_unlock(&sc->mu);
       break;
     }
   }
@@ -111,6 +116,7 @@ int tide_scan_files(tide_agg_t *a, const char *const *paths, size_t n, tide_sche
   if (tmpl->select || tmpl->want_created || tmpl->late_col >= 0) return 1;
   scan_t sc;
   memset(&sc, 0, sizeof sc);
+  pthread_mutex_init(&sc.mu, NULL);
   sc.a = a;
   sc.schema = s;
   sc.o = o;
@@ -155,5 +161,6 @@ int tide_scan_files(tide_agg_t *a, const char *const *paths, size_t n, tide_sche
   free(sc.fd);
   free(sc.size);
   free(sc.first);
+  pthread_mutex_destroy(&sc.mu);
   return rc;
 }
