@@ -2888,21 +2888,31 @@ static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t
 /* The part of key hash hv among P. */
 static inline uint32_t hp_part(uint64_t hv, uint32_t P) { return (uint32_t)(((hv >> 32) * P) >> 32); }
 
+/* n new empty aggregations of a's layout in *out (malloc'd). 0 or -ENOMEM
+ * (nothing kept). */
+static int clone_many(const tide_agg_t *a, uint32_t n, tide_agg_t ***out, tide_err_t *err) {
+  tide_agg_t **v = calloc(n ? n : 1, sizeof *v);
+  if (!v) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    int rc = clone_empty(a, &v[i], err);
+    if (rc) {
+      for (uint32_t j = 0; j < i; j++) tide_agg_free(v[j]);
+      free(v);
+      return rc;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
 int tide_agg_set_static(tide_agg_t *a, uint32_t nparts, tide_err_t *err) {
   if (nparts < 2 || a->nhp || a->ngroups || a->store || a->poisoned || a->no_par) return 0;
   for (uint32_t i = 0; i < a->nspecs; i++)
     if (!spec_folds(&a->specs[i])) return 0;
   if (nparts > TIDE_POOL_MAX) nparts = TIDE_POOL_MAX;
-  tide_agg_t **hp = calloc(nparts, sizeof *hp);
-  if (!hp) return tide_err_set(err, -ENOMEM, "out of memory");
-  for (uint32_t q = 0; q < nparts; q++) {
-    int rc = clone_empty(a, &hp[q], err);
-    if (rc) {
-      for (uint32_t i = 0; i < q; i++) tide_agg_free(hp[i]);
-      free(hp);
-      return rc;
-    }
-  }
+  tide_agg_t **hp;
+  int rc = clone_many(a, nparts, &hp, err);
+  if (rc) return rc;
   a->hp = hp;
   a->nhp = nparts;
   a->hp_next = 1;
@@ -3149,17 +3159,10 @@ int tide_agg_scan_begin(tide_agg_t *a, uint32_t nworkers, tide_err_t *err) {
     return 0;
   for (uint32_t i = 0; i < a->nspecs; i++)
     if (!spec_commutes(&a->specs[i])) return 0;
-  tide_agg_t **w = calloc(nworkers, sizeof *w);
-  if (!w) return tide_err_set(err, -ENOMEM, "out of memory");
-  for (uint32_t i = 0; i < nworkers; i++) {
-    int rc = clone_empty(a, &w[i], err);
-    if (rc) {
-      for (uint32_t j = 0; j < i; j++) tide_agg_free(w[j]);
-      free(w);
-      return rc;
-    }
-    w[i]->scan_range = UINT64_MAX;
-  }
+  tide_agg_t **w;
+  int rc = clone_many(a, nworkers, &w, err);
+  if (rc) return rc;
+  for (uint32_t i = 0; i < nworkers; i++) w[i]->scan_range = UINT64_MAX;
   a->scan = w;
   a->nscan = nworkers;
   return 1;
