@@ -207,20 +207,23 @@ asan:
 
 # tsan: the C tests of threads (spec/c/test_pool.c: the pool and decoding
 # on it; spec/c/test_paragg.c: aggregation on it; spec/c/test_fileread.c:
-# file reads on a thread of their own) built with ThreadSanitizer in
+# file reads on a thread of their own; spec/c/test_ckpt.c: the overlapped
+# commit and the topic append it waits for) built with ThreadSanitizer in
 # build-tsan and run; helgrind: the same tests of the normal build under
 # valgrind's thread checker.
 tsan:
 	$(MAKE) BUILD=build-tsan SO_DIR=build-tsan/lua OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
-	  build-tsan/test_pool build-tsan/test_paragg build-tsan/test_fileread
+	  build-tsan/test_pool build-tsan/test_paragg build-tsan/test_fileread build-tsan/test_ckpt
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_pool
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_paragg
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_fileread
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_ckpt
 
-helgrind: $(BUILD)/test_pool $(BUILD)/test_paragg $(BUILD)/test_fileread
+helgrind: $(BUILD)/test_pool $(BUILD)/test_paragg $(BUILD)/test_fileread $(BUILD)/test_ckpt
 	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_pool
 	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_paragg
 	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_fileread
+	valgrind --tool=helgrind --error-exitcode=1 $(BUILD)/test_ckpt
 
 lint:
 	luacheck lua bin/tide spec examples bench

@@ -304,9 +304,7 @@ M.sinks.topic = {
     }
     local checked -- the schema already found to fit the topic
 
-    --- Append batch `id` in one session, unless the topic records it.
-    -- @return the number of rows appended, or 0 and "skipped"
-    function sink.add_batch(_, id, batches, _, schema)
+    local function check_schema(schema)
       if schema ~= nil and checked ~= schema then
         local ok, why = t:accepts(schema_arg(schema))
         if not ok then
@@ -314,11 +312,34 @@ M.sinks.topic = {
         end
         checked = schema
       end
-      local first, last, ranges = t:append_batches(batches, { key = o.key, writer = writer, seq = id })
+    end
+
+    local function appended(first, last, ranges)
       if first == nil and last == "skipped" then return 0, "skipped" end
       local n = 0
       for _, r in ipairs(ranges) do n = n + r.count end
       return n
+    end
+
+    --- Append batch `id` in one session, unless the topic records it.
+    -- @return the number of rows appended, or 0 and "skipped"
+    function sink.add_batch(_, id, batches, _, schema)
+      check_schema(schema)
+      return appended(t:append_batches(batches, { key = o.key, writer = writer, seq = id }))
+    end
+
+    --- The same append on a thread of its own (connectors/README.md, the
+    -- deferred sink): begun here, the batches taken; add_batch_finish
+    -- waits for it. Between the two the loop thread runs the next batch.
+    -- Returns the handle the engine's commit of this batch waits on.
+    function sink.add_batch_start(_, id, batches, _, schema)
+      check_schema(schema)
+      return t:append_start(batches, { key = o.key, writer = writer, seq = id })
+    end
+
+    --- Wait for the append begun by add_batch_start: as add_batch's result.
+    function sink.add_batch_finish()
+      return appended(db:append_finish())
     end
 
     return sink

@@ -840,6 +840,8 @@ struct tide_ckpt_async {
   const tide_ckpt_change_t *where;
   int next_failed;      /* rc is the put of offset entry n + 1's */
   int done;             /* the thread has ended its transaction (under mu) */
+  int (*after)(void *, int); /* tide_ckpt_commit_after, or NULL; called once by the thread */
+  void *after_arg;
 };
 
 /* 1 when a's thread is done with the environment, waiting for it when its
@@ -879,6 +881,15 @@ static void *async_main(void *arg) {
       break;
     }
     if (rc) break;
+    if (a->after) { /* the condition: the batch's output is durable (once: not again on a retry) */
+      int (*after)(void *, int) = a->after;
+      a->after = NULL;
+      if (after(a->after_arg, 1)) {
+        mdb_txn_abort(txn);
+        rc = -ECANCELED;
+        break;
+      }
+    }
     if (a->has_next) { /* offset entry n + 1, in the same transaction (never there before: see ckpt.h) */
       unsigned char key[8];
       tide_ckpt_key_u64(key, a->n + 1);
@@ -894,6 +905,8 @@ static void *async_main(void *arg) {
     rc = entry_commit(c, txn, a->n, a->framed.data, a->framed.len);
     if (rc != MDB_MAP_FULL || tries == 30 || (rc = grow_double_raw(c))) break;
   }
+  if (a->after) a->after(a->after_arg, 0); /* not reached: released */
+  a->after = NULL;
   a->rc = rc;
   pthread_mutex_lock(&a->mu);
   a->done = 1;
@@ -970,12 +983,22 @@ int tide_ckpt_commit_open(tide_ckpt_async_t *a, const void *text, size_t len, co
   return 0;
 }
 
+void tide_ckpt_commit_after(tide_ckpt_async_t *a, int (*after)(void *arg, int wait), void *arg) {
+  pthread_mutex_lock(&a->mu); /* the thread reads it once the gate opens: under mu, before */
+  a->after = after;
+  a->after_arg = arg;
+  pthread_mutex_unlock(&a->mu);
+}
+
 int tide_ckpt_commit_wait(tide_ckpt_async_t *a, tide_err_t *err) {
   tide_ckpt_t *c = a->c;
   uint64_t n = a->n;
   const tide_ckpt_change_t *where;
   int next_failed;
   int rc = async_join(a, &where, &next_failed);
+  if (rc == -ECANCELED) /* only the condition's failure (tide_ckpt_commit_after): a cancel never waits here */
+    return tide_err_set(err, rc, "checkpoint %s: commit %llu: cancelled: the batch's output failed", c->dir,
+                        (unsigned long long)n);
   if (rc && next_failed) {
     rc = tide_err_lmdb(rc, c->dir);
     return tide_err_set(err, rc, "checkpoint %s: commit %llu: offset log %llu: %s", c->dir, (unsigned long long)n,

@@ -177,6 +177,18 @@ int tide_ckpt_commit_open(tide_ckpt_async_t *a, const void *text, size_t len, co
                           tide_err_t *err);
 int tide_ckpt_commit_wait(tide_ckpt_async_t *a, tide_err_t *err);
 
+/* A condition of the commit, set before _open (the stream engine's
+ * deferred sink: batch n's output written on another thread, which must
+ * be durable before commit n). Once the gate is open and the changes are
+ * written, the commit's thread calls after(arg, 1), which may block, and
+ * commits only when it returns 0; otherwise it writes nothing and _wait
+ * returns -ECANCELED ("cancelled: the batch's output failed"). after is
+ * called exactly once, on the commit's thread, in every case: after(arg,
+ * 0) when the commit does not get that far (cancelled, failed before),
+ * so that arg may be a hold the callee releases then (store.h:
+ * tide_append_hold, tide_append_release). */
+void tide_ckpt_commit_after(tide_ckpt_async_t *a, int (*after)(void *arg, int wait), void *arg);
+
 /* Delete offset and commit entries with id < before, in one transaction.
  * *removed (may be NULL) gets the number of entries deleted. */
 int tide_ckpt_purge(tide_ckpt_t *c, uint64_t before, uint64_t *removed, tide_err_t *err);

@@ -612,6 +612,12 @@ tide_batch_t *tide_l_check_batch(lua_State *L, int idx) {
   return u->b;
 }
 
+tide_batch_t *tide_l_take_batch(lua_State *L, int idx) {
+  tide_batch_t *b = tide_l_check_batch(L, idx);
+  ((lbatch_t *)lua_touserdata(L, idx))->b = NULL;
+  return b;
+}
+
 static int batch_close(lua_State *L) {
   lbatch_t *u = luaL_checkudata(L, 1, TIDE_L_BATCH_MT);
   if (u->b) {

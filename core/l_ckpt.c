@@ -42,6 +42,7 @@
 #include "ckpt.h"
 #include "l_ckpt.h"
 #include "l_tide.h"
+#include "store.h"
 
 #define CKPT_MT "tide.Checkpoint"
 #define ITER_MT "tide.CheckpointIter"
@@ -61,6 +62,7 @@ typedef struct {
   tide_ckpt_change_t *ops;  /* its changes (malloc'd) */
   int ref;                  /* its change table in the registry, or LUA_NOREF */
   int open;                 /* its gate is open (ck:commit_open) */
+  int after_ref;            /* the store whose append it waits for (commit_open's 4th argument), or LUA_NOREF */
 } l_ckpt_t;
 
 typedef struct {
@@ -138,7 +140,7 @@ static int l_checkpoint(lua_State *L) {
   }
   l_ckpt_t *k = lua_newuserdatauv(L, sizeof *k, 0);
   memset(k, 0, sizeof *k); /* created closed, then opened (STYLE.md) */
-  k->ref = LUA_NOREF;
+  k->ref = k->after_ref = LUA_NOREF;
   luaL_setmetatable(L, CKPT_MT);
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_open(dir, flags, &k->c, &err);
@@ -616,6 +618,8 @@ static void async_release(lua_State *L, l_ckpt_t *k) {
   k->ops = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, k->ref);
   k->ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, k->after_ref);
+  k->after_ref = LUA_NOREF;
 }
 
 static int l_commit_start(lua_State *L) {
@@ -661,16 +665,28 @@ static void async_cancel(lua_State *L, l_ckpt_t *k) {
   async_release(L, k);
 }
 
-/* ck:commit_open(text [, next_offsets]) -> true: the gate opened, the
- * commit under way (with offset entry n + 1 when next_offsets is given);
+/* ck:commit_open(text [, next_offsets [, store]]) -> true: the gate
+ * opened, the commit under way (with offset entry n + 1 when next_offsets
+ * is given); with `store` (a core tide.Store with an append in flight:
+ * topic:append_start), the commit is taken only once that append is done
+ * and durable, and cancelled when it failed (ckpt.h
+ * tide_ckpt_commit_after; the store is held until commit_wait);
  * ck:commit_wait() -> true when it is durable (raising what failed). */
 static int l_commit_open(lua_State *L) {
   l_ckpt_t *k = check_open_ckpt(L, 1);
   size_t len, nlen = 0;
   const char *text = luaL_checklstring(L, 2, &len);
   const char *next = luaL_optlstring(L, 3, NULL, &nlen);
+  tide_store_t *st = lua_isnoneornil(L, 4) ? NULL : tide_l_check_store(L, 4);
   if (!k->async) return luaL_error(L, "checkpoint %s: commit_open: no commit in flight", tide_ckpt_dir(k->c));
   if (k->open) return luaL_error(L, "checkpoint %s: commit_open: the commit is open already", tide_ckpt_dir(k->c));
+  if (st && !tide_append_pending(st))
+    return luaL_error(L, "checkpoint %s: commit_open: the store has no append in flight", tide_ckpt_dir(k->c));
+  if (st) {
+    lua_pushvalue(L, 4);
+    k->after_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before the hold */
+    tide_ckpt_commit_after(k->async, tide_append_release, tide_append_hold(st));
+  }
   tide_err_t err = {0, ""};
   int rc = tide_ckpt_commit_open(k->async, text, len, next, nlen, &err);
   if (rc) {

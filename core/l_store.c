@@ -89,6 +89,8 @@ static int store_close(lua_State *L) {
   return 0;
 }
 
+tide_store_t *tide_l_check_store(lua_State *L, int idx) { return check_open_store(L, idx)->s; }
+
 static int opt_int_field(lua_State *L, int idx, const char *k, lua_Integer dflt) {
   lua_getfield(L, idx, k);
   lua_Integer v = luaL_optinteger(L, -1, dflt);
@@ -564,6 +566,29 @@ static int l_topic_append(lua_State *L) {
   return push_ranges(L, ranges, nr);
 }
 
+/* The arguments of append_batches and append_start (`fn`, for messages):
+ * batches at 2 (raising on an entry that is not an open tide.Batch), the
+ * key column at 3, the writer at 4 and 5. Returns 0 with *info, *key and
+ * *n (the entries), or the topic's error (err set). */
+static int batches_args(lua_State *L, l_topic_t *t, const char *fn, writer_arg_t *w, const tide_topic_info_t **info,
+                        int *key, size_t *n, tide_err_t *err) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_writer(L, 4, w);
+  int rc = tide_topic_info(t->t, info, err);
+  if (rc) return rc;
+  *key = key_index(L, 3, (*info)->schema);
+  *n = lua_rawlen(L, 2);
+  for (size_t i = 0; i < *n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
+      return luaL_error(L, "bad argument #1 to '%s' (entry %d is a %s, not a tide.Batch)", fn, (int)i + 1,
+                        luaL_typename(L, -1));
+    tide_l_check_batch(L, -1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* topic:append_batches(batches [, key [, writer, seq]]) -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
  * batches: an array of tide.Batch of any schema, converted to the topic's
  * by field name (tide_append_batch). Every batch is checked (raising on a
@@ -571,21 +596,16 @@ static int l_topic_append(lua_State *L) {
  * batches stay owned by their userdata, which the array keeps alive. */
 static int l_topic_append_batches(lua_State *L) {
   l_topic_t *t = check_topic(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
   writer_arg_t w;
-  check_writer(L, 4, &w);
   const tide_topic_info_t *info;
+  int key;
+  size_t n;
   tide_err_t err = {0};
-  int rc = tide_topic_info(t->t, &info, &err);
+  int rc = batches_args(L, t, "append_batches", &w, &info, &key, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  int key = key_index(L, 3, info->schema);
-  size_t n = lua_rawlen(L, 2);
   const tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    if (!luaL_testudata(L, -1, TIDE_L_BATCH_MT))
-      return luaL_error(L, "bad argument #1 to 'append_batches' (entry %d is a %s, not a tide.Batch)", (int)i + 1,
-                        luaL_typename(L, -1));
     bs[i] = tide_l_check_batch(L, -1);
     lua_pop(L, 1);
   }
@@ -605,6 +625,52 @@ static int l_topic_append_batches(lua_State *L) {
   }
   if ((rc = tide_append_commit(a, ranges, &nr, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   return push_ranges(L, ranges, nr);
+}
+
+/* topic:append_start(batches [, key [, writer, seq]]) -> store | nil, msg, ENAME
+ * append_batches on a thread of its own (store.h, tide_append_start): the
+ * batches are checked as append_batches does, then taken from their
+ * tide.Batch userdata (which are closed from here on: the append owns
+ * them until store:append_finish). */
+static int l_topic_append_start(lua_State *L) {
+  l_topic_t *t = check_topic(L, 1);
+  writer_arg_t w;
+  const tide_topic_info_t *info;
+  int key;
+  size_t n;
+  tide_err_t err = {0};
+  int rc = batches_args(L, t, "append_start", &w, &info, &key, &n, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
+  for (size_t i = 0; i < n; i++) { /* no raise from here on: every entry is an open batch */
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    bs[i] = tide_l_take_batch(L, -1);
+    lua_pop(L, 1);
+  }
+  if ((rc = tide_append_start(t->t, bs, n, key, w.id, w.len, w.seq, &err))) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_getiuservalue(L, 1, 1); /* the store: what ck:commit_open(text, next, store) waits for */
+  return 1;
+}
+
+/* store:append_finish() -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
+ * (as append_batches) for the append begun by topic:append_start. */
+static int l_store_append_finish(lua_State *L) {
+  l_store_t *s = check_open_store(L, 1);
+  tide_err_t err = {0};
+  luaL_argcheck(L, tide_append_pending(s->s), 1, "no append in flight (topic:append_start)");
+  tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * TIDE_PARTITIONS_MAX, 0);
+  uint32_t nr = 0;
+  int skipped = 0;
+  int rc = tide_append_finish(s->s, ranges, &nr, &skipped, &err);
+  if (rc) return tide_l_fail(L, rc, NULL, err.msg);
+  if (skipped) return push_skipped(L);
+  return push_ranges(L, ranges, nr);
+}
+
+/* store:append_pending() -> boolean */
+static int l_store_append_pending(lua_State *L) {
+  lua_pushboolean(L, tide_append_pending(check_open_store(L, 1)->s));
+  return 1;
 }
 
 /* topic:writer_seq(writer) -> seq | false | nil, msg, ENAME */
@@ -1013,7 +1079,8 @@ static int l_reader_close(lua_State *L) {
 /* ----------------------------------------------------------- registration --- */
 
 static const luaL_Reg store_methods[] = {
-    {"path", l_store_path},         {"id", l_store_id},         {"is_open", l_store_is_open}, {"create_topic", l_create_topic},
+    {"path", l_store_path},         {"id", l_store_id},         {"is_open", l_store_is_open}, {"append_finish", l_store_append_finish},
+    {"append_pending", l_store_append_pending}, {"create_topic", l_create_topic},
     {"delete_topic", l_delete_topic}, {"topics", l_topics},       {"topic", l_topic},
     {"register_schema", l_register_schema}, {"check_schema", l_check_schema}, {"set_compatibility", l_set_compat},
     {"close", store_close},         {NULL, NULL}};
@@ -1021,7 +1088,7 @@ static const luaL_Reg store_methods[] = {
 static const luaL_Reg topic_methods[] = {
     {"info", l_topic_info},         {"schema", l_topic_schema},     {"offsets", l_topic_offsets},   {"segments", l_topic_segments},
     {"enforce_retention", l_topic_retention}, {"offload", l_topic_offload}, {"append", l_topic_append},
-    {"append_batches", l_topic_append_batches}, {"writer_seq", l_topic_writer_seq}, {"accepts", l_topic_accepts},
+    {"append_batches", l_topic_append_batches}, {"append_start", l_topic_append_start}, {"writer_seq", l_topic_writer_seq}, {"accepts", l_topic_accepts},
     {"produce", l_topic_produce},   {"reader", l_topic_reader},     {NULL, NULL}};
 
 static const luaL_Reg reader_methods[] = {{"next_row", l_reader_next_row},

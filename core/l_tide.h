@@ -214,6 +214,13 @@ void tide_l_push_batch(lua_State *L, tide_batch_t *b);
 /* The batch of the tide.Batch at idx; raises when it is not one or is
  * closed. The batch stays owned by the userdata. */
 tide_batch_t *tide_l_check_batch(lua_State *L, int idx);
+/* The same, taken from the userdata: the caller owns the batch from now
+ * on, and the tide.Batch is closed (the append on a thread, l_store.c). */
+tide_batch_t *tide_l_take_batch(lua_State *L, int idx);
+
+/* The store of the open tide.Store (core) userdata at idx; raises when it
+ * is not one or is closed (l_store.c). */
+struct tide_store *tide_l_check_store(lua_State *L, int idx);
 
 /* Register the metatable `name` with methods as __index (may be NULL) and
  * gc as __gc (may be NULL), and also as __close when `close` is set. */

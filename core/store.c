@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -73,13 +74,25 @@ struct tide_topic {
   tide_seen_block_t seen[SEEN_BLOCKS];
 };
 
+typedef struct tide_append_job tide_append_job_t;
+
 struct tide_store {
   char *dir;
   char *cold;
   int sync;
   tide_catalog_t *cat;
   tide_topic_t *topics;
+  tide_append_job_t *job; /* the append on a thread of its own (tide_append_start), or NULL */
 };
+
+static void store_settle(tide_store_t *s);
+
+/* Begin a catalog transaction on the calling (loop) thread, after the
+ * append in flight on its own thread has ended. */
+static int store_begin(tide_store_t *s, int write, MDB_txn **txn) {
+  store_settle(s);
+  return tide_catalog_begin(s->cat, write, txn);
+}
 
 /* ------------------------------------------------------------- helpers --- */
 
@@ -388,7 +401,7 @@ int tide_store_open(const char *dir, const tide_store_opts_t *o, tide_store_t **
     goto failed;
   }
   MDB_txn *txn;
-  if ((rc = tide_catalog_begin(s->cat, 1, &txn))) {
+  if ((rc = store_begin(s, 1, &txn))) {
     fail(err, rc, "catalog");
     goto failed;
   }
@@ -414,6 +427,7 @@ static void topic_free(tide_topic_t *t) {
 
 void tide_store_close(tide_store_t *s) {
   if (!s) return;
+  if (s->job) tide_append_finish(s, NULL, NULL, NULL, NULL); /* joined; its result dropped */
   while (s->topics) {
     tide_topic_t *t = s->topics;
     s->topics = t->next;
@@ -485,7 +499,7 @@ int tide_store_create_topic(tide_store_t *s, const char *name, const tide_topic_
   r.compat = o->compat;
   r.created_ms = now_ms();
   MDB_txn *txn;
-  if ((rc = tide_catalog_begin(s->cat, 1, &txn))) {
+  if ((rc = store_begin(s, 1, &txn))) {
     tide_schema_unref(schema);
     return fail(err, rc, "catalog");
   }
@@ -529,7 +543,7 @@ abort:
 int tide_store_topic(tide_store_t *s, const char *name, tide_topic_t **out, tide_err_t *err) {
   MDB_txn *txn;
   tide_topic_rec_t r;
-  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  int rc = store_begin(s, 0, &txn);
   if (rc) return fail(err, rc, "catalog");
   rc = tide_catalog_topic_get(txn, s->cat, name, &r);
   if (rc) {
@@ -561,7 +575,7 @@ int tide_store_topic(tide_store_t *s, const char *name, tide_topic_t **out, tide
 int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err) {
   MDB_txn *txn;
   tide_topic_rec_t r;
-  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  int rc = store_begin(s, 1, &txn);
   if (rc) return fail(err, rc, "catalog");
   rc = tide_catalog_topic_get(txn, s->cat, name, &r);
   if (rc == MDB_NOTFOUND) {
@@ -587,7 +601,7 @@ int tide_store_delete_topic(tide_store_t *s, const char *name, tide_err_t *err) 
 
 int tide_store_list(tide_store_t *s, char ***names, size_t *n, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  int rc = store_begin(s, 0, &txn);
   if (rc) return fail(err, rc, "catalog");
   rc = tide_catalog_topic_names(txn, s->cat, names, n);
   mdb_txn_abort(txn);
@@ -642,7 +656,7 @@ int tide_store_register_schema(tide_store_t *s, const char *name, tide_schema_t 
   tide_topic_rec_t r;
   uint32_t existing;
   int32_t time_col;
-  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  int rc = store_begin(s, 1, &txn);
   if (rc) return fail(err, rc, "catalog");
   if ((rc = topic_rec(s, txn, name, &r, err))) goto abort;
   int mode_changed = compat >= 0 && (uint32_t)compat != r.compat;
@@ -682,7 +696,7 @@ int tide_store_check_schema(tide_store_t *s, const char *name, tide_schema_t *sc
   tide_topic_rec_t r;
   uint32_t existing;
   int32_t time_col;
-  int rc = tide_catalog_begin(s->cat, 0, &txn);
+  int rc = store_begin(s, 0, &txn);
   if (rc) return fail(err, rc, "catalog");
   if (!(rc = topic_rec(s, txn, name, &r, err))) rc = registry_decide(s, txn, name, &r, schema, &existing, &time_col, err);
   mdb_txn_abort(txn);
@@ -693,7 +707,7 @@ int tide_store_set_compat(tide_store_t *s, const char *name, tide_compat_t mode,
   if (mode > TIDE_COMPAT_FULL_TRANSITIVE) return tide_err_set(err, TIDE_EINVAL, "bad compatibility mode");
   MDB_txn *txn;
   tide_topic_rec_t r;
-  int rc = tide_catalog_begin(s->cat, 1, &txn);
+  int rc = store_begin(s, 1, &txn);
   if (rc) return fail(err, rc, "catalog");
   if ((rc = topic_rec(s, txn, name, &r, err))) {
     mdb_txn_abort(txn);
@@ -725,7 +739,7 @@ int tide_topic_schema(tide_topic_t *t, uint32_t version, tide_schema_t **out, ti
 
 int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *err) {
   MDB_txn *txn;
-  int rc = tide_catalog_begin(t->s->cat, 0, &txn);
+  int rc = store_begin(t->s, 0, &txn);
   if (rc) return fail(err, rc, "catalog");
   rc = topic_refresh(t, txn, err);
   mdb_txn_abort(txn);
@@ -735,11 +749,18 @@ int tide_topic_info(tide_topic_t *t, const tide_topic_info_t **out, tide_err_t *
 
 /* A transaction (write = 1: the store's write transaction) with the topic's
  * record refreshed in it: the start of every topic call. */
-static int topic_begin(tide_topic_t *t, int write, MDB_txn **txn, tide_err_t *err) {
+static int topic_begin_raw(tide_topic_t *t, int write, MDB_txn **txn, tide_err_t *err) {
   int rc = tide_catalog_begin(t->s->cat, write, txn);
   if (rc) return fail(err, rc, "catalog");
   if ((rc = topic_refresh(t, *txn, err))) mdb_txn_abort(*txn);
   return rc;
+}
+
+/* The same on the calling (loop) thread: after the append in flight on its
+ * own thread, if any, has ended (store_settle). */
+static int topic_begin(tide_topic_t *t, int write, MDB_txn **txn, tide_err_t *err) {
+  store_settle(t->s);
+  return topic_begin_raw(t, write, txn, err);
 }
 
 int tide_topic_offsets(tide_topic_t *t, uint64_t *earliest, uint64_t *end, tide_err_t *err) {
@@ -992,13 +1013,15 @@ static int part_add(tide_append_t *a, uint32_t p, const tide_batch_t *b, uint32_
   return 0;
 }
 
-int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err) {
+/* tide_append_begin; `settle`: first wait for the append in flight on its
+ * own thread (0 on that thread itself). */
+static int append_begin(tide_topic_t *t, int settle, tide_append_t **out, tide_err_t *err) {
   tide_append_t *a = calloc(1, sizeof *a);
   if (!a) return tide_err_set(err, -ENOMEM, "out of memory");
   a->t = t;
   a->rr_part = -1;
   a->now = now_ms();
-  int rc = topic_begin(t, 1, &a->txn, err);
+  int rc = settle ? topic_begin(t, 1, &a->txn, err) : topic_begin_raw(t, 1, &a->txn, err);
   if (rc) {
     free(a);
     return rc;
@@ -1016,6 +1039,8 @@ failed:
   free(a);
   return rc;
 }
+
+int tide_append_begin(tide_topic_t *t, tide_append_t **out, tide_err_t *err) { return append_begin(t, 1, out, err); }
 
 /* Hash of a key value (FNV-1a over its bytes). */
 static uint64_t key_hash(const tide_col_t *c, uint32_t i) {
@@ -1361,6 +1386,152 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
   return rc;
 }
 
+
+/* ------------------------------------------------ appends on a thread --- */
+
+/* One append session run on a thread of its own (tide_append_start): the
+ * session is begun, filled and committed there (LMDB ties a write
+ * transaction to the thread that began it). The store owns the job from
+ * start to tide_append_finish (or tide_store_close); the batches are the
+ * job's. While it is in flight every other call on the store waits for
+ * it to end first (store_settle), so nothing of the store's memory (the
+ * topic's record and schemas, the catalog's map size) is touched by two
+ * threads at once. */
+struct tide_append_job {
+  tide_topic_t *t;
+  tide_batch_t **batches; /* owned */
+  size_t nbatches;
+  int key_col;
+  char writer[TIDE_WRITER_ID_MAX];
+  size_t wlen;
+  uint64_t seq;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;               /* the session is committed or undone (under mu) */
+  int holds;              /* tide_append_hold not yet released (under mu) */
+  /* the result, read after done */
+  int rc, skipped;
+  tide_err_t err;
+  tide_range_t *ranges;   /* t's partitions entries */
+  uint32_t nranges;
+};
+
+static void *job_main(void *arg) {
+  tide_append_job_t *j = arg;
+  tide_append_t *a = NULL;
+  int rc = append_begin(j->t, 0, &a, &j->err);
+  if (!rc && j->wlen) rc = tide_append_writer(a, j->writer, j->wlen, j->seq, &j->skipped, &j->err);
+  for (size_t i = 0; i < j->nbatches && !rc && !j->skipped; i++) rc = tide_append_batch(a, j->batches[i], j->key_col, &j->err);
+  if (a && rc) tide_append_abort(a);
+  else if (a) rc = tide_append_commit(a, j->ranges, &j->nranges, &j->err);
+  j->rc = rc;
+  pthread_mutex_lock(&j->mu);
+  j->done = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
+
+static void job_free(tide_append_job_t *j) {
+  for (size_t i = 0; i < j->nbatches; i++) tide_batch_free(j->batches[i]);
+  free(j->batches);
+  free(j->ranges);
+  pthread_cond_destroy(&j->cv);
+  pthread_mutex_destroy(&j->mu);
+  free(j);
+}
+
+/* Wait until the store's append in flight (if any) has ended. Called on
+ * the loop thread only (never by the job's own thread, which begins its
+ * transaction with the _raw functions). */
+static void store_settle(tide_store_t *s) {
+  tide_append_job_t *j = s->job;
+  if (!j) return;
+  pthread_mutex_lock(&j->mu);
+  while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+  pthread_mutex_unlock(&j->mu);
+}
+
+int tide_append_start(tide_topic_t *t, tide_batch_t **batches, size_t n, int key_col, const char *writer,
+                      size_t wlen, uint64_t seq, tide_err_t *err) {
+  tide_store_t *s = t->s;
+  int rc = 0;
+  tide_append_job_t *j = NULL;
+  if (s->job) rc = tide_err_set(err, -EBUSY, "topic '%s': an append is in flight on this store", t->name);
+  else if (wlen > TIDE_WRITER_ID_MAX || (wlen == 0 && writer))
+    rc = tide_err_set(err, TIDE_EINVAL, "writer id must be 1..%d bytes, got %zu", TIDE_WRITER_ID_MAX, wlen);
+  else if (t->dead) rc = tide_err_set(err, TIDE_ENOTFOUND, "topic '%s' was deleted", t->name);
+  else if (!(j = calloc(1, sizeof *j)) || !(j->ranges = calloc(t->rec.partitions ? t->rec.partitions : 1,
+                                                                 sizeof *j->ranges)))
+    rc = tide_err_set(err, -ENOMEM, "out of memory");
+  if (!rc && n && !(j->batches = malloc(n * sizeof *j->batches))) rc = tide_err_set(err, -ENOMEM, "out of memory");
+  if (rc) {
+    for (size_t i = 0; i < n; i++) tide_batch_free(batches[i]);
+    if (j) free(j->ranges);
+    free(j);
+    return rc;
+  }
+  j->t = t;
+  if (n) memcpy(j->batches, batches, n * sizeof *batches);
+  j->nbatches = n;
+  j->key_col = key_col;
+  if (writer) memcpy(j->writer, writer, wlen);
+  j->wlen = writer ? wlen : 0;
+  j->seq = seq;
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  s->job = j; /* before the thread starts: from now on the loop thread's calls settle first */
+  if ((rc = pthread_create(&j->thread, NULL, job_main, j))) {
+    s->job = NULL;
+    job_free(j);
+    return tide_err_set(err, -rc, "topic '%s': cannot start a thread: %s", t->name, tide_strerror(-rc));
+  }
+  return 0;
+}
+
+void *tide_append_hold(tide_store_t *s) {
+  tide_append_job_t *j = s->job;
+  if (!j) return NULL;
+  pthread_mutex_lock(&j->mu);
+  j->holds++;
+  pthread_mutex_unlock(&j->mu);
+  return j;
+}
+
+int tide_append_release(void *job, int wait) {
+  tide_append_job_t *j = job;
+  pthread_mutex_lock(&j->mu);
+  if (wait)
+    while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+  int rc = wait ? j->rc : 0;
+  j->holds--;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  return rc;
+}
+
+int tide_append_finish(tide_store_t *s, tide_range_t *ranges, uint32_t *nranges, int *skipped, tide_err_t *err) {
+  tide_append_job_t *j = s->job;
+  if (!j) return tide_err_set(err, TIDE_EINVAL, "store %s: no append in flight", s->dir);
+  pthread_mutex_lock(&j->mu); /* a holder on another thread may still read it */
+  while (j->holds) pthread_cond_wait(&j->cv, &j->mu);
+  pthread_mutex_unlock(&j->mu);
+  pthread_join(j->thread, NULL);
+  s->job = NULL;
+  int rc = j->rc;
+  if (rc && err) *err = j->err;
+  if (!rc && ranges) memcpy(ranges, j->ranges, j->nranges * sizeof *ranges);
+  if (nranges) *nranges = rc ? 0 : j->nranges;
+  if (skipped) *skipped = j->skipped;
+  job_free(j);
+  return rc;
+}
+
+int tide_append_pending(const tide_store_t *s) { return s->job != NULL; }
+
+tide_store_t *tide_topic_store(const tide_topic_t *t) { return t->s; }
+
 /* --------------------------------------------------------------- reads --- */
 
 typedef struct part_snap {
@@ -1550,7 +1721,7 @@ static int reader_seg_state(tide_reader_t *r, uint32_t *state, uint64_t *first, 
   MDB_txn *txn;
   tide_seg_rec_t *segs = NULL;
   size_t n = 0;
-  int rc = tide_catalog_begin(r->t->s->cat, 0, &txn), found = 0;
+  int rc = store_begin(r->t->s, 0, &txn), found = 0;
   if (rc) return fail(err, rc, "catalog");
   rc = tide_catalog_segs(txn, r->t->s->cat, r->t->rec.id, r->part, &segs, &n);
   mdb_txn_abort(txn);

@@ -210,6 +210,47 @@ int tide_append_commit(tide_append_t *a, tide_range_t *ranges, uint32_t *nranges
 /* Undo everything the session wrote and free it. NULL allowed. */
 void tide_append_abort(tide_append_t *a);
 
+/* ---- an append on a thread of its own ----
+ * The topic sink of a query with workers > 1 (lua/tide/query.lua, the
+ * deferred sink) writes batch N this way while the loop thread goes on
+ * with batch N + 1. tide_append_start starts one session on a thread of
+ * its own: it begins it, makes it idempotent as `writer` with `seq`
+ * (writer NULL: no writer), adds every batch of batches[0..n) as
+ * tide_append_batch does (key_col as there), and commits it (durable when
+ * the store syncs). The store owns the job until tide_append_finish joins
+ * it; it takes the n batches (they are freed with the job, also when
+ * start fails), so they cannot change or go away before the append is
+ * done. One job per store at a time (-EBUSY). While it is in flight any
+ * other call on the store, from the calling thread, first waits for it to
+ * end (so it sees what the job wrote, and no memory of the store is used
+ * by two threads at once); tide_store_close joins it and drops its result.
+ * Errors of start: -EBUSY, TIDE_EINVAL (writer id), TIDE_ENOTFOUND (topic
+ * deleted), -ENOMEM, a thread that cannot start.
+ * tide_append_finish waits for the job, frees it and returns its result:
+ * 0 with the ranges written (as tide_append_commit; ranges needs room for
+ * the topic's partitions) and *skipped (1: the writer had recorded seq,
+ * nothing was written), or the session's error (err as the session set it:
+ * it names the topic, and the partition and segment file where one
+ * failed); nothing of the batches is visible then. TIDE_EINVAL when no job
+ * is in flight. */
+int tide_append_start(tide_topic_t *t, tide_batch_t **batches, size_t n, int key_col, const char *writer,
+                      size_t wlen, uint64_t seq, tide_err_t *err);
+int tide_append_finish(tide_store_t *s, tide_range_t *ranges, uint32_t *nranges, int *skipped, tide_err_t *err);
+/* A hold on the store's append in flight, for a waiter on another thread
+ * (the checkpoint commit of the same batch: ckpt.h tide_ckpt_commit_after
+ * with tide_append_release): NULL when there is none. While held, the job
+ * is not freed: tide_append_finish and tide_store_close wait for every
+ * hold to be released. tide_append_release, on any thread, releases one;
+ * with wait it first waits until the append has ended and returns its
+ * result (0: committed, durable when the store syncs; or its error code),
+ * without wait it returns 0. */
+void *tide_append_hold(tide_store_t *s);
+int tide_append_release(void *job, int wait);
+/* 1 while a job started by tide_append_start was not finished. */
+int tide_append_pending(const tide_store_t *s);
+/* The store a topic handle belongs to. */
+tide_store_t *tide_topic_store(const tide_topic_t *t);
+
 /* ---- reads ---- */
 
 typedef struct tide_read_opts {

@@ -10,7 +10,10 @@
 -- source -> a left outer stream-stream join of it with itself -> the same
 -- Lua sink; file source -> an aggregation whose commit is overlapped with
 -- the sink (workers = 2: the transaction waits at its gate while the sink
--- runs) -> the same Lua sink.
+-- runs) -> the same Lua sink; file source -> the same aggregation ->
+-- a topic sink whose append runs on a thread of its own while the next
+-- batch runs, and whose commit waits for that append (workers = 2: the
+-- deferred sink).
 --
 -- The Lua filter spins ~2 ms on some rows so that a batch takes a while and
 -- many kills land between the offset-log write and the commit; after each
@@ -113,6 +116,18 @@ elseif pipeline == "agg" then
       batch_file(id, lines)
       log:write("d ", id, "\n")
     end }, { checkpoint = ck, trigger = "available_now", mode = "update" })
+elseif pipeline == "aggtopic" then
+  -- the same aggregation into a topic sink (workers = 2): batch N's append
+  -- runs on a thread of its own while N + 1 is read and run, and commit N
+  -- is taken on the commit's thread once that append is durable
+  tide.config { workers = 2 }
+  local db = tide.open(out)
+  if not db:has_topic("out") then db:create_topic("out", { schema = "k int, n int, s int" }) end
+  q = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
+    max_files_per_trigger = 1 })
+    :filter(spin)
+    :group_by("id % 7 AS k"):agg{ "count(*) AS n", "sum(v) AS s" }
+    :write_stream("topic", { store = db, topic = "out", checkpoint = ck, trigger = "available_now", mode = "update" })
 elseif pipeline == "file" or pipeline == "lua" then
   local f = tide.read_stream("file", { path = src .. "/*.jsonl", format = "json", schema = "id int, v int",
     max_files_per_trigger = 1 })
@@ -261,6 +276,20 @@ local function topic_rows(store)
   return out
 end
 
+-- The records of a store's topic "out" as lines of fields `cols`, sorted.
+local function topic_rows_of(store, fmt, cols)
+  local db = tide.open(store)
+  local out = {}
+  for r in db:topic("out"):read() do
+    local v = {}
+    for i, c in ipairs(cols) do v[i] = r[c] end
+    out[#out + 1] = string.format(fmt, table.unpack(v))
+  end
+  db:close()
+  table.sort(out)
+  return out
+end
+
 local function report(what, seed, stats, n)
   io.stderr:write(string.format("\n[exactly_once_spec] %s, seed %d: %d kills (%d between offset log and commit), " ..
     "%d runs, %d rows out\n", what, seed, stats.kills, stats.mid, stats.runs, n))
@@ -357,6 +386,47 @@ describe("a streaming query killed with SIGKILL and restarted on its checkpoint"
     assert.is_true(in_sink > 0, "no kill landed while the sink ran (the commit at its gate)")
     report(string.format("file -> aggregation, overlapped commit (%d kills in the sink, %d while it committed)",
       in_sink, committing), seed, stats, #got)
+    rm(out, ck, out2, ck2)
+  end)
+
+  -- Kills after which the output topic holds batch N (the sink's writer
+  -- recorded it) while the checkpoint has no commit N landed between the
+  -- deferred append and its commit (while N + 1 ran); kills after which a
+  -- segment file is longer than the catalog says landed inside an append
+  -- (its bytes written, its catalog transaction not committed).
+  it("file -> aggregation -> a topic sink written off the loop thread: the same rows, each once", function()
+    local out, ck, out2, ck2 = tmpname(), tmpname(), tmpname(), tmpname()
+    local whole = run_once(script, { "aggtopic", input, out2, ck2, done }, errf)
+    local ahead, torn = 0, 0
+    local function seg_bytes()
+      local p = io.popen("cat '" .. out .. "'/topics/*/p*/*.seg 2>/dev/null | wc -c")
+      local total = tonumber(p:read("a")) or 0
+      p:close()
+      return total
+    end
+    local stats = run_killed(script, { "aggtopic", input, out, ck, done }, ck, done, errf, whole, function()
+      local on_disk = seg_bytes()
+      local c = core.checkpoint(ck, { read_only = true })
+      if not c then return end
+      local _, com = c:latest()
+      local qid = c:get_meta("query_id")
+      c:close()
+      local db = tide.open(out)
+      if db:has_topic("out") then
+        local t = db:topic("out")
+        local seq = qid and t:writer_seq(qid .. "/sink")
+        if seq and (com == nil or com < seq) then ahead = ahead + 1 end
+        if on_disk > t:stats().bytes then torn = torn + 1 end
+      end
+      db:close()
+    end)
+    local got = topic_rows_of(out, "%d %d %d", { "k", "n", "s" })
+    assert.same(topic_rows_of(out2, "%d %d %d", { "k", "n", "s" }), got)
+    assert.same(expected_per_key(false), got)
+    assert.is_true(stats.mid > 0, "no kill landed between the offset log and the commit")
+    assert.is_true(ahead + torn > 0, "no kill landed in or after a deferred append before its commit")
+    report(string.format("file -> aggregation -> topic, deferred append (%d kills with the append durable " ..
+      "before its commit, %d inside an append)", ahead, torn), seed, stats, #got)
     rm(out, ck, out2, ck2)
   end)
 

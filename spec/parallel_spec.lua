@@ -174,6 +174,46 @@ describe("workers", function()
     assert.are.same(one.ck, four.ck)
   end)
 
+  -- With two workers the topic sink's append of batch N runs on a thread
+  -- of its own while batch N + 1 runs, and commit N waits for it there
+  -- (query.lua, the deferred sink). An append that fails there fails the
+  -- query as add_batch would: commit N is not taken (nor offset entry N +
+  -- 1, which goes with it), and the error names the batch, the topic and
+  -- the partition. Batch 1's append fails here: once batch 0 is reported,
+  -- the output topic's open segment is removed.
+  it("fails a batch whose topic append fails on its thread, with no commit of it", function()
+    tide.config { workers = 2 }
+    local dir = base .. "/append-fails"
+    local db = tide.open(dir .. "/store")
+    local f = tide.read_stream("file", { path = input .. "/*.jsonl", format = "json", schema = SCHEMA,
+      final_line_wait = 0, max_bytes_per_trigger = 2000000, bad_records = "drop" })
+      :where("signal >= 15")
+      :with_watermark("ts", "5 seconds")
+      :group_by(tide.window("ts", "10 seconds"), "device")
+      :agg { n = "count(*)" }
+    db:create_topic("out", { schema = f:schema() })
+    local seen = {}
+    local remove = tide.on_progress(function(_, p)
+      seen[#seen + 1] = p.batch_id
+      if p.batch_id == 0 then assert(os.execute("rm " .. dir .. "/store/topics/*/p0/*.seg")) end
+    end)
+    local q = f:write_stream("topic", { store = db, topic = "out", mode = "update", trigger = 0,
+      checkpoint = dir .. "/ck" })
+    local ok, err = pcall(q.process_all_available, q)
+    remove()
+    assert.is_false(ok)
+    assert.are.same({ 0 }, seen, tostring(err))
+    assert.matches("%) failed: batch 1: sink TopicSink%[.-:out%]: append_batches to 'out': topic 'out' partition 0: " ..
+      "cannot open segment .-/p0/00000000000000000000%.seg: No such file or directory$", tostring(err))
+    assert.matches("^batch 1: sink TopicSink", q:exception())
+    db:close()
+    local ck = assert(core.checkpoint(dir .. "/ck", { read_only = true }))
+    local last_offset, last_commit = ck:latest()
+    assert.are.equal(0, last_commit)
+    assert.are.equal(1, last_offset)
+    ck:close()
+  end)
+
   it("spills and loads back the same groups under state_memory_limit as one worker does", function()
     local one, two = streaming(1, "drop", "256KB"), streaming(2, "drop", "256KB")
     assert.is_true(one.evicted > 1000)

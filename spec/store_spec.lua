@@ -638,6 +638,40 @@ describe("tide.store", function()
       assert.equal(2, t:stats().records)
     end)
 
+    it("appends batches on a thread of their own, taking them, and gives the result at append_finish", function()
+      local core = require "tide.core"
+      local s = assert(core.schema("signal int, device string, ts timestamp"))
+      local b1 = assert(core.rows_batch(s, { { signal = 1, device = "a", ts = 10 } }))
+      local b2 = assert(core.rows_batch(s, { { signal = 2, device = "b", ts = 11 } }))
+      assert.is_not_nil(t:append_start({ b1, b2 }, { writer = "w", seq = 0 }))
+      assert.has_error(function() b1:nrows() end, "attempt to use a closed tide.Batch")
+      assert.has_error(function() t:append_start({}, { writer = "w", seq = 1 }) end,
+        "append_start to 'ev': topic 'ev': an append is in flight on this store")
+      assert.equal(2, t:stats().records) -- waited for the append in flight
+      local first, last, ranges = db:append_finish()
+      assert.same({ 0, 1, 2 }, { first, last, ranges[1].count })
+      assert.same({ 1, 2 }, field(collect(t), "signal"))
+      assert.has_error(function() db:append_finish() end,
+        "append_finish: no append in flight (use topic:append_start first)")
+      -- a replay is skipped; a refused batch fails at append_finish, naming the topic
+      local b3 = assert(core.rows_batch(s, { { signal = 3, device = "c", ts = 12 } }))
+      t:append_start({ b3 }, { writer = "w", seq = 0 })
+      assert.same({ nil, "skipped" }, { db:append_finish() })
+      local bad = assert(core.rows_batch(assert(core.schema("device string, extra int")),
+        { { device = "x", extra = 1 } }))
+      t:append_start({ bad }, { writer = "w", seq = 1 })
+      assert.has_error(function() db:append_finish() end,
+        "append_batches to 'ev': column 'extra' is not a field of topic 'ev' (fields: ts, device, signal)")
+      assert.has_error(function() t:append_start({ "x" }) end,
+        "bad argument #1 to 'append_start' (entry 1 is a string, not a tide.Batch)")
+      assert.equal(0, t:writer_seq("w"))
+      assert.equal(2, t:stats().records)
+      -- a store closed with an append in flight waits for it
+      t:append_start({ assert(core.rows_batch(s, { { signal = 4, device = "d", ts = 13 } })) })
+      reopen()
+      assert.equal(3, db:topic("ev"):stats().records)
+    end)
+
     it("says whether a schema's rows would be accepted", function()
       assert.is_true(t:accepts("device string, ts timestamp"))
       assert.same({ false, "field 'signal': the rows have string, topic 'ev' wants int" },

@@ -984,12 +984,40 @@ function Query:_deliver(b)
     if not ok then error(format("batch %d: late rows: %s", b.id, util.strip_position(err)), 0) end
   end
   local outputs = b.outputs
-  local ok, err = xpcall(self._sink.add_batch, debug.traceback, self._sink, b.id, outputs, self._mode,
-    self._root.schema)
   b.out_rows = 0
   for _, x in ipairs(outputs) do b.out_rows = b.out_rows + x:nrows() end
+  local deferred = self:_may_defer(b)
+  local ok, err = xpcall(deferred and self._sink.add_batch_start or self._sink.add_batch, debug.traceback,
+    self._sink, b.id, outputs, self._mode, self._root.schema)
+  if ok and deferred then b.deferred, b.after = true, err end
   if not ok then
     b.outputs = {} -- a sink that failed may hold them: left to the collector
+    error(format("batch %d: sink %s: %s", b.id, self._sink.description or self._sink_name, tostring(err)), 0)
+  end
+end
+
+-- The deferred sink (workers > 1): may batch b's sink write run on a
+-- thread of its own while the loop thread goes on with the next batch?
+-- Only for a sink that can (add_batch_start and add_batch_finish:
+-- connectors/README.md; the topic sink), in the pipeline (its commit
+-- overlapped and the next batch planned with it: Query:_may_plan_ahead),
+-- and with output batches that are the plan's own (the sink takes them).
+-- Commit N's gate opens as before (Query:_commit), but its thread commits
+-- only once the write is done and durable (ck:commit_open's third
+-- argument, core/ckpt.h tide_ckpt_commit_after), and the loop thread
+-- waits for both before the next batch reaches the sink.
+function Query:_may_defer(b)
+  local sink = self._sink
+  return sink.add_batch_start ~= nil and sink.add_batch_finish ~= nil and b.async == true and b.owned == true
+    and self:_may_plan_ahead(b)
+end
+
+-- Wait for batch b's deferred sink write (Query:_deliver): raises as a
+-- failing add_batch does, naming the batch and the sink.
+function Query:_sink_finish(b)
+  b.deferred = nil
+  local ok, err = xpcall(self._sink.add_batch_finish, debug.traceback, self._sink, b.id)
+  if not ok then
     error(format("batch %d: sink %s: %s", b.id, self._sink.description or self._sink_name, tostring(err)), 0)
   end
 end
@@ -1039,6 +1067,7 @@ end
 -- The commit of a batch that failed before it: cancelled (nothing of it
 -- written), its change sets freed.
 function Query:_drop_commit(b)
+  if b.deferred then pcall(self._sink_finish, self, b) end -- its write ends first (durable or not: not committed)
   if b.async then
     b.async = nil
     self._ck:commit_cancel()
@@ -1090,15 +1119,18 @@ function Query:_commit(b)
   local ck, N, batch_wm = self._ck, b.id, b.watermark
   if batch_wm then self:_advance_watermark(b.stats) end
   local entry = json { v = 1, batch_id = N, next_watermark = self._watermark }
-  if b.async and self:_may_plan_ahead(b) then
+  if b.async and (b.deferred or self:_may_plan_ahead(b)) then
     self._next, self._pending = N + 1, nil
     if batch_wm then self._late_watermark = batch_wm end
     -- only a batch with new data (or a timeout due) is planned here: a
     -- no-data batch depends on the operators' state (node.due), which
     -- may be read from the checkpoint only once this commit is done
     local nxt = self:_plan_entry(N + 1, b.ends, true)
+    -- with the deferred sink, b.after (add_batch_start's result) makes
+    -- the commit wait on its thread for the sink's write, and be
+    -- cancelled when the write fails
+    ck:commit_open(entry, nxt and json(nxt) or nil, b.after)
     b.async = nil
-    ck:commit_open(entry, nxt and json(nxt) or nil)
     self._inflight = b
     b:release() -- the commit's thread holds only b.changes
     -- the operators' change tracking restarts now, as N+1 runs before N's
@@ -1159,11 +1191,25 @@ end
 -- Wait for the pipelined commit in flight (Query:_commit) to be durable,
 -- then finish its batch: sources, purge, progress report. Its commit
 -- phase counts the loop thread's time in it (opening it and this wait).
+--
+-- With the deferred sink (Query:_may_defer) the commit's thread waited
+-- for the batch's sink write before committing (so output N is durable
+-- before commit N, as always); a write that failed cancelled the commit
+-- (nothing of batch N is committed), and its error is raised here.
 function Query:_commit_join()
   local b = self._inflight
   self._inflight = nil
   local t = clock()
   local ok, err = pcall(self._ck.commit_wait, self._ck)
+  if b.deferred then
+    -- the sink's result; when its write failed, the commit was cancelled
+    -- for it and the sink's error is the one to report
+    local sok, serr = pcall(self._sink_finish, self, b)
+    if not sok then
+      free_changes(b)
+      error(serr, 0)
+    end
+  end
   if not ok then
     free_changes(b)
     error(format("batch %d: %s", b.id, util.strip_position(err)), 0)

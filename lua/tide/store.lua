@@ -539,15 +539,52 @@ end
 -- @tab batches an array of tide.Batch
 -- @tab[opt] opts `key`, `writer`, `seq` as for `append`
 -- @return as `append`
-function Topic:append_batches(batches, opts)
-  local c = check_topic(self)
+-- The checks of append_batches and append_start (`what`), at the user's
+-- level; returns the core topic and the checked options.
+local function batches_args(self, batches, opts, what)
+  local c = check_topic(self, 3)
   if type(batches) ~= "table" then
-    error("append_batches: bad argument #1: expected an array of tide.Batch, got " .. type(batches), 2)
+    error(what .. ": bad argument #1: expected an array of tide.Batch, got " .. type(batches), 3)
   end
-  local o = util.check_options(opts, append_spec, "append_batches")
-  check_key(self, o.key, "append_batches", 2)
-  check_writer(o, "append_batches", 2)
+  local o = util.check_options(opts, append_spec, what, 4)
+  check_key(self, o.key, what, 3)
+  check_writer(o, what, 3)
+  return c, o
+end
+
+function Topic:append_batches(batches, opts)
+  local c, o = batches_args(self, batches, opts, "append_batches")
   return append_result(self, "append_batches", c:append_batches(batches, o.key, o.writer, o.seq))
+end
+
+--- `append_batches` on a thread of its own: the append is begun, and this
+-- returns at once; `Store:append_finish` waits for it and gives its
+-- result. The batches are taken (their tide.Batch objects are closed from
+-- here on), so nothing can change them before the append is done. One
+-- such append per store at a time; meanwhile any other call on the store
+-- waits for it first. The streaming topic sink writes this way with
+-- `workers` > 1 (docs/guide.md, "Worker threads").
+-- @tab batches an array of tide.Batch
+-- @tab[opt] opts `key`, `writer`, `seq` as for `append`
+-- @return an opaque handle: a checkpoint commit given it (the engine's
+-- ck:commit_open) is taken only once this append is durable
+function Topic:append_start(batches, opts)
+  local c, o = batches_args(self, batches, opts, "append_start")
+  local h, msg = c:append_start(batches, o.key, o.writer, o.seq)
+  if not h then fail(format("append_start to '%s'", self._name), msg) end
+  self._store._started = self._name
+  return h
+end
+
+--- Wait for the append begun by `Topic:append_start` and return its
+-- result, as `append_batches` does (raising its error, which names the
+-- topic and where it failed).
+function Store:append_finish()
+  local c = check_store(self)
+  if not c:append_pending() then error("append_finish: no append in flight (use topic:append_start first)", 2) end
+  local name = self._started
+  self._started = nil
+  return append_result({ _name = name }, "append_batches", c:append_finish())
 end
 
 --- The last sequence `writer` committed to this topic, or nil when it never did.

@@ -4,7 +4,9 @@
  * commit leaves nothing), state iteration in key order across chunks,
  * the overlapped commit (its gate, cancel, failures), purge, map growth
  * under a large state, the exclusive lock within one
- * process and from a forked one, read-only opens, damaged files. Ends by
+ * process and from a forked one, read-only opens, damaged files, a commit
+ * that waits for a topic append on another thread (the deferred sink) and
+ * is cancelled when that append fails. Ends by
  * proving that no file descriptor is left open.
  */
 #include <dirent.h>
@@ -19,7 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "ckpt.h"
+#include "schema.h"
+#include "store.h"
 #include "t.h"
 
 static char root[256];
@@ -656,6 +661,128 @@ static void test_state_index(void) {
   tide_ckpt_close(c);
 }
 
+
+/* n rows of "x int": x = first, first + 1, ... */
+static tide_batch_t *int_rows(tide_schema_t *s, uint32_t n, int64_t first) {
+  tide_batch_t *b = tide_batch_new(s, n);
+  for (uint32_t i = 0; i < n; i++) {
+    T_EQ_INT(tide_batch_row_begin(b), 0);
+    tide_batch_set_i64(b, 0, first + i);
+    tide_batch_row_commit(b);
+  }
+  return b;
+}
+
+static uint64_t topic_end(tide_topic_t *t) {
+  uint64_t earliest, end;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_topic_offsets(t, &earliest, &end, &err), 0);
+  return end;
+}
+
+/* The deferred sink (store.h tide_append_start, ckpt.h
+ * tide_ckpt_commit_after): batch n's append runs on a thread of its own
+ * and its commit is taken only once the append is durable; an append that
+ * fails cancels the commit (nothing of batch n, nor the next offsets);
+ * holds are released on every path (cancel before the gate, a store
+ * closed with an append in flight). */
+static void test_commit_after_append(void) {
+  char d[512], sd[512], seg[1024];
+  snprintf(d, sizeof d, "%s", fresh("after"));
+  snprintf(sd, sizeof sd, "%s", fresh("after-store"));
+  tide_err_t err = {0, ""};
+  tide_store_t *st = NULL;
+  tide_store_opts_t so = {1, 0, NULL};
+  T_EQ_INT(tide_store_open(sd, &so, &st, &err), 0);
+  tide_schema_t *s = NULL;
+  T_EQ_INT(tide_schema_parse_ddl("x int", 5, &s, &err), 0);
+  tide_topic_opts_t to = {0};
+  to.partitions = 1;
+  to.schema = s;
+  to.retention_ms = to.retention_bytes = to.segment_ms = -1;
+  T_EQ_INT(tide_store_create_topic(st, "out", &to, &err), 0);
+  tide_topic_t *t = NULL;
+  T_EQ_INT(tide_store_topic(st, "out", &t, &err), 0);
+  const tide_topic_info_t *info;
+  T_EQ_INT(tide_topic_info(t, &info, &err), 0);
+  snprintf(seg, sizeof seg, "%s/topics/%u/p0/%020d.seg", sd, info->id, 0);
+  tide_ckpt_t *c = open_ok(d, 0);
+  tide_ckpt_op_t ops[1] = {{"k", 1, "1", 1}};
+  tide_ckpt_change_t ch = {"s", 1, ops, 1};
+  tide_ckpt_async_t *a = NULL;
+  tide_range_t rg[1];
+  uint32_t nr = 9;
+  int skipped = -1;
+  int64_t lo, lc;
+
+  /* batch 0: the commit waits for the append, then both are there */
+  T_EQ_INT(tide_ckpt_write_offsets(c, 0, "o0", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 0, &ch, 1, &a, &err), 0);
+  tide_batch_t *b = int_rows(s, 1000, 0);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, "w", 1, 0, &err), 0); /* b is the job's now */
+  T_EQ_INT(tide_append_pending(st), 1);
+  b = int_rows(s, 1, 0);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, "w", 1, 1, &err), -EBUSY); /* one at a time; b freed */
+  T_CHECK(strstr(err.msg, "an append is in flight") != NULL);
+  tide_ckpt_commit_after(a, tide_append_release, tide_append_hold(st));
+  T_EQ_INT(tide_ckpt_commit_open(a, "c0", 2, "o1", 2, &err), 0);
+  T_EQ_INT(topic_end(t), 1000); /* a call on the store waits for the append */
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), 0);
+  T_EQ_INT(tide_append_finish(st, rg, &nr, &skipped, &err), 0);
+  T_EQ_INT(nr, 1);
+  T_EQ_INT(skipped, 0);
+  T_EQ_INT(rg[0].first, 0);
+  T_EQ_INT(rg[0].end, 1000);
+  T_EQ_INT(tide_append_pending(st), 0);
+  T_EQ_INT(tide_append_finish(st, rg, &nr, &skipped, &err), TIDE_EINVAL);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, 1);
+  T_EQ_INT(lc, 0);
+
+  /* batch 0 again (a replay): skipped, nothing written */
+  b = int_rows(s, 5, 0);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, "w", 1, 0, &err), 0);
+  T_EQ_INT(tide_append_finish(st, rg, &nr, &skipped, &err), 0);
+  T_EQ_INT(skipped, 1);
+  T_EQ_INT(nr, 0);
+  T_EQ_INT(topic_end(t), 1000);
+
+  /* batch 1: its segment is gone, the append fails: commit 1 is cancelled,
+   * and neither it nor offset entry 2 is written */
+  T_EQ_INT(unlink(seg), 0);
+  T_EQ_INT(tide_ckpt_commit_start(c, 1, &ch, 1, &a, &err), 0);
+  b = int_rows(s, 10, 1000);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, "w", 1, 1, &err), 0);
+  tide_ckpt_commit_after(a, tide_append_release, tide_append_hold(st));
+  T_EQ_INT(tide_ckpt_commit_open(a, "c1", 2, "o2", 2, &err), 0);
+  T_EQ_INT(tide_ckpt_commit_wait(a, &err), -ECANCELED);
+  T_CHECK(strstr(err.msg, "commit 1: cancelled: the batch's output failed") != NULL);
+  T_EQ_INT(tide_append_finish(st, rg, &nr, &skipped, &err), TIDE_ECORRUPT);
+  T_CHECK(strstr(err.msg, "topic 'out' partition 0: cannot open segment") != NULL);
+  T_EQ_INT(nr, 0);
+  T_EQ_INT(tide_ckpt_latest(c, &lo, &lc, &err), 0);
+  T_EQ_INT(lo, 1);
+  T_EQ_INT(lc, 0);
+  tide_buf_t tb = TIDE_BUF_INIT;
+  T_EQ_INT(tide_ckpt_offsets_get(c, 2, &tb, &err), MDB_NOTFOUND);
+  tide_buf_free(&tb);
+
+  /* cancelled before the gate opened: the hold is released all the same */
+  T_EQ_INT(tide_ckpt_commit_start(c, 1, &ch, 1, &a, &err), 0);
+  b = int_rows(s, 3, 0);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, "w", 1, 1, &err), 0);
+  tide_ckpt_commit_after(a, tide_append_release, tide_append_hold(st));
+  tide_ckpt_commit_cancel(a);
+  T_EQ_INT(tide_append_finish(st, rg, &nr, &skipped, &err), TIDE_ECORRUPT);
+
+  /* a store closed with an append in flight joins it (valgrind: no leak) */
+  b = int_rows(s, 3, 0);
+  T_EQ_INT(tide_append_start(t, &b, 1, -1, NULL, 0, 0, &err), 0);
+  tide_store_close(st);
+  tide_schema_unref(s);
+  tide_ckpt_close(c);
+}
+
 int main(void) {
   snprintf(root, sizeof root, "/tmp/test_ckpt.XXXXXX");
   if (!mkdtemp(root)) return 2;
@@ -668,6 +795,7 @@ int main(void) {
   T_RUN(test_lock);
   T_RUN(test_bad_dirs);
   T_RUN(test_state_index);
+  T_RUN(test_commit_after_append);
   T_EQ_INT(t_count_fds(), fds);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
