@@ -74,7 +74,7 @@ build = {
         "core/fileread.c",
         "core/err.c", "core/expr.c", "core/http.c", "core/join.c", "core/json.c", "core/jsonl.c", "core/kafka.c",
         "core/kafka_sink.c", "core/kgroup.c", "core/loop.c", "core/pg.c", "core/pool.c", "core/rate.c",
-        "core/registry.c", "core/repart.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sjoin.c", "core/sort.c",
+        "core/registry.c", "core/repart.c", "core/scan.c", "core/schema.c", "core/seg.c", "core/session.c", "core/sjoin.c", "core/sort.c",
         "core/store.c", "core/tier.c", "core/ts.c", "core/vec.c", "core/window.c", "core/l_agg.c", "core/l_batch.c",
         "core/l_ckpt.c", "core/l_core.c", "core/l_decode.c", "core/l_expr.c", "core/l_fs.c", "core/l_http.c",
         "core/l_kafka.c", "core/l_kafka_sink.c", "core/l_kgroup.c", "core/l_loop.c", "core/l_ops.c", "core/l_pg.c",

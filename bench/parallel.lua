@@ -11,8 +11,9 @@
 --    timed from defining the stream to q:stop(); the output topic is read
 --    back after the timing and checked.
 -- 2. static: tide.read("file") -> the same where / group_by / agg, each
---    result batch's counts and sums added up (its aggregation folds on
---    every worker: core/agg.c, "Static aggregation").
+--    result batch's counts and sums added up (with workers > 1 it runs in
+--    one stage: each worker reads, decodes and aggregates whole ranges of
+--    the file, core/scan.h).
 -- --queries stream or static runs just that one (default both).
 --
 -- Each (query, workers) runs in a child process of its own (this script

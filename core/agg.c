@@ -177,7 +177,17 @@ struct tide_agg {
   tide_agg_t **hp;       /* nhp part tables, each owning the keys whose hash falls in its part */
   uint32_t nhp;
   uint64_t hp_next;      /* the stamp of the next partial group folded */
+  /* a one-stage scan ("One-stage scan" below) */
+  tide_agg_t **scan;     /* nscan worker tables, each aggregating whole ranges */
+  uint32_t nscan;
+  uint64_t scan_range;   /* in a worker table: the range it aggregates now */
+  uint32_t scan_seq;     /* and the groups that range created so far */
+  int hp_dead;           /* the hp tables are a scan's worker tables: not parted by hash, and
+                          * a group folded into another's is dead (sid HP_DEAD) */
+  uint64_t hp_killed;    /* the dead groups of the hp tables */
 };
+
+#define HP_DEAD UINT64_MAX
 
 static int unpart(tide_agg_t *a, tide_err_t *err);
 static int hp_result(const tide_agg_t *a, tide_batch_t **out, tide_err_t *err);
@@ -365,6 +375,8 @@ void tide_agg_free(tide_agg_t *a) {
   free(a->parts);
   for (uint32_t i = 0; i < a->nhp; i++) tide_agg_free(a->hp[i]);
   free(a->hp);
+  for (uint32_t i = 0; i < a->nscan; i++) tide_agg_free(a->scan[i]);
+  free(a->scan);
   tide_agg_free(a->late_keys);
   tide_buf_free(&a->arena);
   tide_schema_unref(a->keys);
@@ -379,7 +391,7 @@ tide_schema_t *tide_agg_schema(const tide_agg_t *a) { return a->schema; }
 uint64_t tide_agg_groups(const tide_agg_t *a) {
   uint64_t n = a->ngroups;
   for (uint32_t q = 0; q < a->nhp; q++) n += a->hp[q]->ngroups;
-  return n;
+  return n - a->hp_killed;
 }
 
 /* Bytes held: the per-group arrays at capacity, the table, the arena, the
@@ -437,8 +449,14 @@ static int room_for_group(tide_agg_t *a, int *grew) {
 /* Double the table and re-insert every group. 0 or -ENOMEM. */
 static int grow_table(tide_agg_t *a) {
   size_t cap = a->tcap * 2, mask = cap - 1;
-  uint64_t *t = calloc(cap, sizeof *t);
+  /* zeroed by writing, not calloc: calloc's fresh pages would be read
+   * first (the probe below), which maps the shared zero page, and the
+   * write after it then copies it and flushes the TLB of every CPU the
+   * process runs on (with worker threads, an interrupt per page) */
+  uint64_t *t = malloc(cap * sizeof *t);
   if (!t) return -ENOMEM;
+  __asm__ volatile("" : : "r"(t) : "memory"); /* or the compiler makes it calloc again */
+  memset(t, 0, cap * sizeof *t);
   for (uint32_t g = 0; g < a->ngroups; g++) {
     uint64_t hv = a->ghash[g];
     size_t pos = hv & mask;
@@ -2870,21 +2888,31 @@ static int par_fold(tide_agg_t *a, par_task_t *t, uint32_t nt, tide_agg_output_t
 /* The part of key hash hv among P. */
 static inline uint32_t hp_part(uint64_t hv, uint32_t P) { return (uint32_t)(((hv >> 32) * P) >> 32); }
 
+/* n new empty aggregations of a's layout in *out (malloc'd). 0 or -ENOMEM
+ * (nothing kept). */
+static int clone_many(const tide_agg_t *a, uint32_t n, tide_agg_t ***out, tide_err_t *err) {
+  tide_agg_t **v = calloc(n ? n : 1, sizeof *v);
+  if (!v) return tide_err_set(err, -ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < n; i++) {
+    int rc = clone_empty(a, &v[i], err);
+    if (rc) {
+      for (uint32_t j = 0; j < i; j++) tide_agg_free(v[j]);
+      free(v);
+      return rc;
+    }
+  }
+  *out = v;
+  return 0;
+}
+
 int tide_agg_set_static(tide_agg_t *a, uint32_t nparts, tide_err_t *err) {
   if (nparts < 2 || a->nhp || a->ngroups || a->store || a->poisoned || a->no_par) return 0;
   for (uint32_t i = 0; i < a->nspecs; i++)
     if (!spec_folds(&a->specs[i])) return 0;
   if (nparts > TIDE_POOL_MAX) nparts = TIDE_POOL_MAX;
-  tide_agg_t **hp = calloc(nparts, sizeof *hp);
-  if (!hp) return tide_err_set(err, -ENOMEM, "out of memory");
-  for (uint32_t q = 0; q < nparts; q++) {
-    int rc = clone_empty(a, &hp[q], err);
-    if (rc) {
-      for (uint32_t i = 0; i < q; i++) tide_agg_free(hp[i]);
-      free(hp);
-      return rc;
-    }
-  }
+  tide_agg_t **hp;
+  int rc = clone_many(a, nparts, &hp, err);
+  if (rc) return rc;
   a->hp = hp;
   a->nhp = nparts;
   a->hp_next = 1;
@@ -2947,8 +2975,10 @@ static int hp_fold(tide_agg_t *a, const par_task_t *pt, uint32_t nt, struct tide
 
 /* The part whose next group (cur[q]) has the smallest stamp, or nhp when
  * every part is done. */
-static uint32_t hp_next_part(const tide_agg_t *a, const uint32_t *cur) {
+static uint32_t hp_next_part(const tide_agg_t *a, uint32_t *cur) {
   uint32_t best = a->nhp;
+  for (uint32_t q = 0; q < a->nhp; q++)
+    while (a->hp_dead && cur[q] < a->hp[q]->ngroups && a->hp[q]->sid[cur[q]] == HP_DEAD) cur[q]++;
   for (uint32_t q = 0; q < a->nhp; q++)
     if (cur[q] < a->hp[q]->ngroups && (best == a->nhp || a->hp[q]->sid[cur[q]] < a->hp[best]->sid[cur[best]]))
       best = q;
@@ -2970,6 +3000,8 @@ static int unpart(tide_agg_t *a, tide_err_t *err) {
   free(a->hp);
   a->hp = NULL;
   a->nhp = 0;
+  a->hp_dead = 0;
+  a->hp_killed = 0;
   if (rc) {
     a->poisoned = 1;
     return tide_err_set(err, rc, "%s", rc == TIDE_ETOOBIG ? "too many groups" : "out of memory");
@@ -3092,9 +3124,174 @@ static int push_par(tide_agg_t *a, const tide_agg_input_t *in, uint32_t nt, tide
   return rc;
 }
 
+/* -------------------------------------------------- one-stage scan ---
+ *
+ * A static query over files (core/scan.c) need not decode on one stage and
+ * aggregate on another: each worker takes whole ranges of the input, one
+ * after another, in increasing order (a shared counter hands them out),
+ * and pushes each range's rows into a worker table of its own
+ * (tide_agg_scan_push: the one-thread push, push_one). A group a worker
+ * creates is stamped (range << 32) + its place among the groups the range
+ * created (scan_seq), in sid[]: ascending with gid, since a worker's
+ * ranges ascend, and the smallest stamp of a key over all workers marks
+ * where one thread, reading the ranges in order, first saw it. At the end
+ * (tide_agg_scan_end) P fold tasks on the pool, one per part of a
+ * static aggregation (hp_part), each walk the groups of their part of
+ * every worker table merged by stamp and fold them into their part table,
+ * which so creates each group at its first stamp (kept in sid[]):
+ * tide_agg_result then merges the parts by stamp as after parallel pushes
+ * (hp_result). Only aggregates whose fold is bit-exact in any order run
+ * this way (the worker tables hold ranges that are not contiguous): counts,
+ * sum of int, min and max of fixed-width types, avg of int while avg_abs
+ * stays below AVG_EXACT; not first/last.
+ */
+
+/* 1 when spec s folds into the same bits whatever order the rows come in. */
+static int spec_commutes(const aspec_t *s) {
+  if (s->kind == TIDE_AGG_MIN || s->kind == TIDE_AGG_MAX) /* ties of doubles (0.0, -0.0) differ in bits */
+    return spec_folds(s) && s->type != TIDE_T_DOUBLE;
+  return spec_folds(s) && s->kind != TIDE_AGG_FIRST && s->kind != TIDE_AGG_LAST;
+}
+
+int tide_agg_scan_begin(tide_agg_t *a, uint32_t nworkers, tide_err_t *err) {
+  if (nworkers < 1 || a->nhp < 2 || a->nscan || a->poisoned || a->no_par || a->store ||
+      tide_agg_groups(a) || a->hp_next != 1)
+    return 0;
+  for (uint32_t i = 0; i < a->nspecs; i++)
+    if (!spec_commutes(&a->specs[i])) return 0;
+  tide_agg_t **w;
+  int rc = clone_many(a, nworkers, &w, err);
+  if (rc) return rc;
+  for (uint32_t i = 0; i < nworkers; i++) w[i]->scan_range = UINT64_MAX;
+  a->scan = w;
+  a->nscan = nworkers;
+  return 1;
+}
+
+int tide_agg_scan_push(tide_agg_t *a, uint32_t w, uint64_t range, const tide_agg_input_t *in, tide_err_t *err) {
+  tide_agg_t *t = a->scan[w];
+  tide_agg_input_t one = *in;
+  one.pool = NULL;
+  one.want_created = 0;
+  one.late_col = -1;
+  one.time_col = -1;
+  if (t->scan_range != range) {
+    t->scan_range = range;
+    t->scan_seq = 0;
+  }
+  uint32_t g0 = t->ngroups;
+  tide_agg_output_t out;
+  int rc = push_one(t, &one, &out, err);
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  if (rc) return rc;
+  for (uint32_t g = g0; g < t->ngroups; g++) t->sid[g] = (range << 32) + ++t->scan_seq;
+  return 0;
+}
+
+void tide_agg_scan_abort(tide_agg_t *a) {
+  for (uint32_t i = 0; i < a->nscan; i++) tide_agg_free(a->scan[i]);
+  free(a->scan);
+  a->scan = NULL;
+  a->nscan = 0;
+}
+
+/* The group of table t with the key of group g of table s (same layout),
+ * or UINT32_MAX. */
+static uint32_t find_rec(const tide_agg_t *t, const tide_agg_t *s, uint32_t g) {
+  if (!t->ngroups) return UINT32_MAX;
+  size_t mask = t->tcap - 1;
+  uint64_t hv = s->ghash[g], tag = hv >> 32 << 32, e;
+  const unsigned char *prec = s->krec + (size_t)g * s->krec_size;
+  for (size_t pos = hv & mask; (e = t->tab[pos]); pos = (pos + 1) & mask)
+    if ((e & 0xffffffff00000000ull) == tag && rec_key_eq(t, (uint32_t)e - 1, s, prec)) return (uint32_t)e - 1;
+  return UINT32_MAX;
+}
+
+/* A task of the end of a scan: groups [g0, g1) of worker table w, each
+ * looked up in tables 0..w-1; where a live group has its key, the two
+ * fold into the one with the smaller stamp and the other dies. Each key
+ * is one task's, so no two tasks touch one group. */
+typedef struct scan_dedup {
+  tide_agg_t *a;
+  uint32_t w, g0, g1;
+  uint64_t killed;
+} scan_dedup_t;
+
+static void scan_dedup_run(void *arg, size_t i) {
+  scan_dedup_t *t = (scan_dedup_t *)arg + i;
+  tide_agg_t *a = t->a, *s = a->scan[t->w];
+  for (uint32_t g = t->g0; g < t->g1; g++) {
+    if (g + PREFETCH < t->g1)
+      for (uint32_t j = 0; j < t->w; j++)
+        if (a->scan[j]->ngroups)
+          __builtin_prefetch(&a->scan[j]->tab[s->ghash[g + PREFETCH] & (a->scan[j]->tcap - 1)]);
+    for (uint32_t j = 0; j < t->w; j++) {
+      tide_agg_t *o = a->scan[j], *dt = o, *st = s;
+      uint32_t h = find_rec(o, s, g), dg = h, sg = g;
+      if (h == UINT32_MAX || o->sid[h] == HP_DEAD) continue;
+      if (s->sid[g] < o->sid[h]) {
+        dt = s;
+        dg = g;
+        st = o;
+        sg = h;
+      }
+      for (uint32_t k = 0; k < a->nspecs; k++) merge_spec(dt, &dt->specs[k], dg, st, sg, 0); /* fixed width: no memory */
+      st->sid[sg] = HP_DEAD;
+      t->killed++;
+      break;
+    }
+  }
+}
+
+int tide_agg_scan_end(tide_agg_t *a, uint64_t nranges, struct tide_pool *pool, tide_err_t *err) {
+  double abs_sum = a->avg_abs;
+  for (uint32_t w = 0; w < a->nscan; w++) abs_sum += a->scan[w]->avg_abs;
+  if (!(abs_sum <= AVG_EXACT)) { /* avg of int could round otherwise than one thread's */
+    tide_agg_scan_abort(a);
+    return 1;
+  }
+  uint32_t nt = pool ? (uint32_t)tide_pool_threads(pool) : 1;
+  scan_dedup_t t[TIDE_POOL_MAX];
+  uint64_t killed = 0, n = 0;
+  for (uint32_t w = 0; w < a->nscan; w++) {
+    tide_agg_t *s = a->scan[w];
+    n += s->ngroups;
+    if (!w || !s->ngroups) continue;
+    uint32_t chunk = (s->ngroups + nt - 1) / nt;
+    for (uint32_t i = 0; i < nt; i++) {
+      uint32_t g0 = i * chunk < s->ngroups ? i * chunk : s->ngroups;
+      t[i] = (scan_dedup_t){a, w, g0, g0 + chunk < s->ngroups ? g0 + chunk : s->ngroups, 0};
+    }
+    tide_pool_run(pool, nt, scan_dedup_run, t);
+    for (uint32_t i = 0; i < nt; i++) killed += t[i].killed;
+  }
+  if (n - killed > UINT32_MAX - 2) { /* what one table holds */
+    tide_agg_scan_abort(a);
+    a->poisoned = 1;
+    return tide_err_set(err, TIDE_ETOOBIG, "too many groups");
+  }
+  /* the worker tables become a's tables, merged by stamp (hp_next_part) */
+  for (uint32_t q = 0; q < a->nhp; q++) tide_agg_free(a->hp[q]);
+  free(a->hp);
+  a->hp = a->scan;
+  a->nhp = a->nscan;
+  a->hp_dead = 1;
+  a->hp_killed = killed;
+  a->scan = NULL;
+  a->nscan = 0;
+  a->avg_abs = abs_sum;
+  a->hp_next = (nranges << 32) + ((uint64_t)1 << 32); /* past every stamp of the scan */
+  return 0;
+}
+
 uint64_t tide_agg_par_pushes(const tide_agg_t *a) { return a->par_pushes; }
 
 int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *out, tide_err_t *err) {
+  if (a->hp_dead && !a->poisoned) { /* a scan's tables are not parted by hash: one table from here on */
+    int rc = unpart(a, err);
+    if (rc) return rc;
+  }
   if (a->nhp && !a->poisoned && in->batch && !in->batch->nrows && !in->want_created) {
     memset(out, 0, sizeof *out); /* a static aggregation: nothing to aggregate, nothing to fold back */
     return push_check(a, in, err);

@@ -412,6 +412,30 @@ int tide_agg_push(tide_agg_t *a, const tide_agg_input_t *in, tide_agg_output_t *
  * (tide_agg_set_store) to a parted aggregation. */
 int tide_agg_set_static(tide_agg_t *a, uint32_t nparts, tide_err_t *err);
 
+/* A one-stage scan of static input (core/scan.c; agg.c, "One-stage
+ * scan"): workers each take whole ranges of the input in increasing order
+ * and push them into tables of their own; the end folds those into the
+ * parts of a static aggregation, on every thread, so that the result is
+ * one thread's (rows and first-seen order).
+ * tide_agg_scan_begin makes nworkers worker tables: 1 when it did; 0 when
+ * a cannot scan this way (not parted by tide_agg_set_static, not empty,
+ * or an aggregate whose fold depends on the order: first, last, and those
+ * set_static refuses); -ENOMEM.
+ * tide_agg_scan_push pushes in (its pool, late, time and created fields
+ * ignored) as range `range` into worker table w; one thread per w at a
+ * time, and each worker's ranges must ascend. Errors as tide_agg_push (the
+ * caller then aborts the scan).
+ * tide_agg_scan_end folds the worker tables into the parts on pool (one
+ * task per part) after the last push, nranges being more than every range
+ * pushed: 0; 1 when the scan cannot give one thread's bits (avg of int
+ * past 2^52: a is then as before the scan, so the caller can push the
+ * input instead); -ENOMEM or TIDE_ETOOBIG (a poisoned).
+ * tide_agg_scan_abort drops the worker tables (a as before the scan). */
+int tide_agg_scan_begin(tide_agg_t *a, uint32_t nworkers, tide_err_t *err);
+int tide_agg_scan_push(tide_agg_t *a, uint32_t w, uint64_t range, const tide_agg_input_t *in, tide_err_t *err);
+int tide_agg_scan_end(tide_agg_t *a, uint64_t nranges, struct tide_pool *pool, tide_err_t *err);
+void tide_agg_scan_abort(tide_agg_t *a);
+
 /* The pushes of a that ran on a pool (in->pool), since it was made. */
 uint64_t tide_agg_par_pushes(const tide_agg_t *a);
 

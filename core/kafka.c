@@ -96,6 +96,11 @@ int tide_kafka_conf(const char *bootstrap, const char *const *keys, const char *
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (!conf) return -ENOMEM;
   if ((rc = tide_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err))) goto fail;
+  /* TCP_NODELAY, as Kafka's Java clients: with Nagle, a request written
+   * while an earlier one is unacknowledged waits for the peer's delayed
+   * ACK (40 ms on Linux): a transaction's commit waited so for its last
+   * produce requests (bench/RESULTS.md, scale-out, 2026-12-07) */
+  if ((rc = tide_kafka_conf_set(conf, "socket.nagle.disable", "true", err))) goto fail;
   for (size_t i = 0; i < n; i++)
     if ((rc = tide_kafka_conf_set(conf, keys[i], values[i], err))) goto fail;
   if (log) {
@@ -231,6 +236,9 @@ typedef struct part {
   int assigned;
   int leader_known; /* the fetching client has asked for its topic's metadata */
   int64_t cover, next;
+  /* a message of it was consumed since its last assign: the client's
+   * position (rd_kafka_position) is then this assignment's own */
+  int fresh;
   rd_kafka_message_t **held; /* held[head..n) */
   size_t head, n, cap;
   /* during a read: */
@@ -885,6 +893,7 @@ static int reassign(tide_kafka_reader_t *r, tide_err_t *err) {
    * assign has the partitions. */
   rd_kafka_topic_t *known[16];
   size_t nknown = 0;
+  for (size_t i = 0; i < r->nparts; i++) r->parts[i].fresh = 0;
   for (size_t i = 0; i < r->nparts; i++) {
     part_t *p = &r->parts[i];
     if (!p->assigned || p->leader_known || nknown == sizeof known / sizeof *known) continue;
@@ -963,6 +972,39 @@ int tide_kafka_prefetch(tide_kafka_reader_t *r, const tide_kafka_range_t *ranges
   return need_assign ? reassign(r, err) : 0;
 }
 
+/* Ranges that end at a transaction's commit or abort marker (every range
+ * of a topic written in transactions, read read_committed, ends so): the
+ * client consumes the marker without handing it out, and says so only
+ * through its position. Without this the range would end with the
+ * partition's EOF, which comes with the NEXT fetch answer: when nothing is
+ * written meanwhile, after the broker's fetch.wait.max.ms (500 ms). A
+ * position past the last offset taken counts only once a message of this
+ * assignment was consumed (fresh): before that it may still be the last
+ * assignment's. Returns how many ranges it completed. */
+static size_t complete_by_position(tide_kafka_reader_t *r) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  for (size_t i = 0; i < r->nparts; i++) {
+    part_t *p = &r->parts[i];
+    if (!p->range || !p->fresh || p->head < p->n) continue;
+    if (!l && !(l = rd_kafka_topic_partition_list_new(4))) return 0;
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+  }
+  if (!l) return 0;
+  size_t done = 0;
+  if (!rd_kafka_position(r->rk, l))
+    for (int j = 0; j < l->cnt; j++) {
+      const rd_kafka_topic_partition_t *tp = &l->elems[j];
+      part_t *p = find_part(r, tp->topic, tp->partition, 0);
+      if (!p || !p->range || tp->err || tp->offset < 0 || tp->offset < p->range->stop) continue;
+      if (tp->offset > p->next) p->next = tp->offset;
+      p->pos = p->range->stop;
+      p->range = NULL;
+      done++;
+    }
+  rd_kafka_topic_partition_list_destroy(l);
+  return done;
+}
+
 /* tide_kafka_read's work, decoding on pool; cancel (may be NULL) stops it. */
 static int read_ranges(tide_kafka_reader_t *r, struct tide_pool *pool, const int *cancel, tide_kafka_range_t *ranges,
                        size_t n, tide_batch_t ***out, size_t *nout, uint64_t *dropped, tide_kafka_bad_t **bad,
@@ -1023,6 +1065,7 @@ static int read_ranges(tide_kafka_reader_t *r, struct tide_pool *pool, const int
     /* what is there now; only when nothing is, wait (up to 100 ms) for
      * one message: a batch call with a timeout would wait for a full array */
     ssize_t got = rd_kafka_consume_batch_queue(r->q, 0, msgs, sizeof msgs / sizeof *msgs);
+    if (got == 0 && (pending -= complete_by_position(r)) == 0) break;
     if (got == 0 && (msgs[0] = rd_kafka_consume_queue(r->q, 100))) got = 1;
     if (got < 0) {
       rc = tide_err_set(err, -EIO, "consume: %s", tide_kafka_errtext(rd_kafka_last_error(), t, sizeof t));
@@ -1064,6 +1107,7 @@ static int read_ranges(tide_kafka_reader_t *r, struct tide_pool *pool, const int
       } else if (!p || !p->assigned) {
         rd_kafka_message_destroy(m);
       } else {
+        p->fresh = 1;
         if (m->offset + 1 > p->next) p->next = m->offset + 1;
         if (p->range && m->offset >= p->pos && m->offset < p->range->stop) {
           p->pos = m->offset + 1; /* before take: m is its from there on */

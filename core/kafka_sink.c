@@ -576,6 +576,18 @@ int tide_ksink_init(tide_ksink_t *s, tide_err_t *err) {
   return e ? txn_fail(s, e, "initialising transactions", err) : 0;
 }
 
+void tide_ksink_prepare(tide_ksink_t *s, const char *const *topics, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(s->rk, topics[i], NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    /* the answer fills the client's metadata cache, which the topic's
+     * handle at the first message is made from */
+    if (rkt && !rd_kafka_metadata(s->rk, 0, rkt, &md, s->timeout_ms < 5000 ? s->timeout_ms : 5000))
+      rd_kafka_metadata_destroy(md);
+    if (rkt) rd_kafka_topic_destroy(rkt);
+  }
+}
+
 int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition, const void *key, size_t klen,
                            const void *value, size_t vlen, tide_err_t *err) {
   int64_t deadline = now_ms() + s->timeout_ms;

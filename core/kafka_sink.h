@@ -116,6 +116,13 @@ void tide_ksink_abort(tide_ksink_t *s);
  * broker's error, a stale generation (a commit that raced a rebalance)
  * -EAGAIN; every failure aborts the transaction. */
 int tide_ksink_init(tide_ksink_t *s, tide_err_t *err);
+/* Ask the broker, once, for the partitions and leaders of topics that
+ * this producer will write to: the first message to a topic the client has
+ * no metadata for otherwise waits for its next topic scan (up to a second,
+ * and a transaction's commit with it). A failure is no error: the client
+ * then finds them itself. */
+void tide_ksink_prepare(tide_ksink_t *s, const char *const *topics, size_t n);
+
 int tide_ksink_produce_raw(tide_ksink_t *s, const char *topic, int32_t partition, const void *key, size_t klen,
                            const void *value, size_t vlen, tide_err_t *err);
 int tide_ksink_commit_offsets(tide_ksink_t *s, const char *const *topics, const int32_t *partitions,

@@ -7,6 +7,9 @@
  *   agg:result(), agg:groups(), agg:bytes()
  *   agg:set_static()       -> true | false (a static query's aggregation:
  *                             its fold runs on every worker, agg.h)
+ *   agg:scan_files(paths, format, schema, opts, keys, args [, window [, filter]])
+ *                          -> true | false | nil, msg, ENAME (one stage:
+ *                             core/scan.h)
  *   agg:changes()          -> Batch, {sid..}, {record..} | nil, msg, ENAME
  *   agg:changed_rows()     -> Batch, n | nil, msg, ENAME
  *   agg:take_changes()     -> change set (l_ckpt.h) | nil, msg, ENAME
@@ -50,6 +53,7 @@
 
 #include "agg.h"
 #include "pool.h"
+#include "scan.h"
 #include "ckpt.h"
 #include "l_ckpt.h"
 #include "l_tide.h"
@@ -209,64 +213,76 @@ static void check_time_col(lua_State *L, int arg, const tide_schema_t *s, lua_In
                                           s->fields[col - 1].name, tide_type_name(t)));
 }
 
-static int agg_push(lua_State *L) {
-  tide_agg_t *a = check_agg(L, 1);
-  tide_batch_t *batch = tide_l_check_batch(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checktype(L, 4, LUA_TTABLE);
-  lua_settop(L, 10); /* the scratch below must not take an optional slot */
-  const tide_schema_t *out = tide_agg_schema(a), *bs = batch->schema;
-  uint32_t nk = (uint32_t)lua_rawlen(L, 3), na = (uint32_t)lua_rawlen(L, 4), nf = bs->nfields;
-  if (nk + na != out->nfields) return luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
-  /* x owns the arrays: p[0] keys, p[1] args, p[2] the rows a Lua filter
-   * kept; batch[0..1] the lost and created rows until they are pushed */
-  tide_l_scratch_t *x = tide_l_push_scratch(L);
+/* The keys (table at ik), aggregate arguments (ia) and window (iw, or nil)
+ * of a push over batches of schema bs into in (zeroed first; w holds the
+ * window), the arrays owned by x (p[0], p[1]). Raises on a bad argument. */
+static void check_push_input(lua_State *L, const tide_agg_t *a, const tide_schema_t *bs, int ik, int ia, int iw,
+                             tide_l_scratch_t *x, tide_agg_input_t *in, tide_window_t *w) {
+  luaL_checktype(L, ik, LUA_TTABLE);
+  luaL_checktype(L, ia, LUA_TTABLE);
+  const tide_schema_t *out = tide_agg_schema(a);
+  uint32_t nk = (uint32_t)lua_rawlen(L, ik), na = (uint32_t)lua_rawlen(L, ia), nf = bs->nfields;
+  if (nk + na != out->nfields) luaL_error(L, "agg:push: %u keys and %u aggregates for %u columns", nk, na, out->nfields);
   tide_agg_key_src_t *keys = x->p[0] = calloc(nk ? nk : 1, sizeof *keys);
   const tide_expr_t **args = x->p[1] = calloc(na ? na : 1, sizeof *args);
-  if (!keys || !args) return luaL_error(L, "out of memory");
-  tide_agg_input_t in;
-  memset(&in, 0, sizeof in);
-  in.batch = batch;
-  in.keys = keys;
-  in.args = args;
-  in.window_col = in.late_col = in.time_col = -1;
-  tide_window_t w = {0, 0, 0};
-  if (!lua_isnil(L, 5)) {
-    luaL_checktype(L, 5, LUA_TTABLE);
-    lua_getfield(L, 5, "col");
+  if (!keys || !args) luaL_error(L, "out of memory");
+  memset(in, 0, sizeof *in);
+  in->keys = keys;
+  in->args = args;
+  in->window_col = in->late_col = in->time_col = -1;
+  *w = (tide_window_t){0, 0, 0};
+  if (!lua_isnil(L, iw)) {
+    luaL_checktype(L, iw, LUA_TTABLE);
+    lua_getfield(L, iw, "col");
     lua_Integer wcol = luaL_checkinteger(L, -1);
-    lua_getfield(L, 5, "size");
-    w.size = luaL_checkinteger(L, -1);
-    lua_getfield(L, 5, "slide");
-    w.slide = luaL_checkinteger(L, -1);
-    lua_getfield(L, 5, "start");
-    w.start = luaL_checkinteger(L, -1);
+    lua_getfield(L, iw, "size");
+    w->size = luaL_checkinteger(L, -1);
+    lua_getfield(L, iw, "slide");
+    w->slide = luaL_checkinteger(L, -1);
+    lua_getfield(L, iw, "start");
+    w->start = luaL_checkinteger(L, -1);
     lua_pop(L, 4);
-    if (wcol < 1 || (uint64_t)wcol > nf) return luaL_error(L, "agg:push: bad window column");
+    if (wcol < 1 || (uint64_t)wcol > nf) luaL_error(L, "agg:push: bad window column");
     tide_err_t werr = {0, ""};
-    if (tide_window_check(&w, &werr)) return luaL_error(L, "%s", werr.msg);
-    in.window = &w;
-    in.window_col = (int)wcol - 1;
+    if (tide_window_check(w, &werr)) luaL_error(L, "%s", werr.msg);
+    in->window = w;
+    in->window_col = (int)wcol - 1;
   }
   for (uint32_t i = 0; i < nk; i++) {
-    lua_rawgeti(L, 3, i + 1);
+    lua_rawgeti(L, ik, i + 1);
     if (lua_type(L, -1) == LUA_TSTRING) {
-      if (!in.window) return luaL_error(L, "agg:push: a window key without a window");
+      if (!in->window) luaL_error(L, "agg:push: a window key without a window");
       const char *wk = lua_tostring(L, -1);
       if (!strcmp(wk, "window_start")) keys[i].kind = TIDE_AGG_KEY_WINDOW_START;
       else if (!strcmp(wk, "window_end")) keys[i].kind = TIDE_AGG_KEY_WINDOW_END;
-      else return luaL_error(L, "agg:push: key %d: expected 'window_start', 'window_end' or an expression, got '%s'",
-                             (int)i + 1, wk);
+      else luaL_error(L, "agg:push: key %d: expected 'window_start', 'window_end' or an expression, got '%s'",
+                      (int)i + 1, wk);
     } else {
       keys[i].expr = tide_l_check_expr(L, -1); /* kept alive by the keys table */
     }
     lua_pop(L, 1);
   }
   for (uint32_t i = 0; i < na; i++) {
-    lua_rawgeti(L, 4, i + 1);
+    lua_rawgeti(L, ia, i + 1);
     if (lua_toboolean(L, -1)) args[i] = tide_l_check_expr(L, -1);
     lua_pop(L, 1);
   }
+}
+
+static int agg_push(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  tide_batch_t *batch = tide_l_check_batch(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 10); /* the scratch below must not take an optional slot */
+  const tide_schema_t *bs = batch->schema;
+  /* x owns the arrays: p[0] keys, p[1] args, p[2] the rows a Lua filter
+   * kept; batch[0..1] the lost and created rows until they are pushed */
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_agg_input_t in;
+  tide_window_t w;
+  check_push_input(L, a, bs, 3, 4, 5, x, &in, &w);
+  in.batch = batch;
   if (!lua_isnil(L, 8)) {
     luaL_checktype(L, 8, LUA_TTABLE);
     lua_getfield(L, 8, "col");
@@ -367,6 +383,46 @@ static int agg_set_static(lua_State *L) {
   int rc = tide_agg_set_static(a, (uint32_t)tide_pool_threads(tide_l_pool(L)), &err);
   if (rc < 0) return tide_l_fail(L, rc, NULL, err.msg);
   lua_pushboolean(L, rc == 1);
+  return 1;
+}
+
+/* agg:scan_files({path..}, format, schema, opts, keys, args [, window [, filter]])
+ *   -> true | false | nil, msg, ENAME
+ * A static aggregation (after set_static) of the files in one stage
+ * (core/scan.h): every worker reads, decodes (format and opts as
+ * core.file_read's) and pushes whole ranges of them (keys, args, window
+ * and filter as push's). true: done, result() has the rows; false:
+ * nothing was done (the query or the input is not one the scan takes, or
+ * a range failed): push the input the ordinary way, which reports the
+ * first error in file order. TIDE_SCAN_RANGE_BYTES (tests) sets the range
+ * size. */
+static int agg_scan_files(lua_State *L) {
+  tide_agg_t *a = check_agg(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  tide_schema_t *s = tide_l_check_schema(L, 4);
+  tide_decode_opts_t o;
+  tide_l_check_decode(L, 3, 5, &o);
+  lua_settop(L, 9);
+  tide_l_scratch_t *x = tide_l_push_scratch(L);
+  tide_agg_input_t in;
+  tide_window_t w;
+  check_push_input(L, a, s, 6, 7, 8, x, &in, &w);
+  if (!lua_isnil(L, 9)) in.filter = tide_l_check_expr(L, 9);
+  size_t n = lua_rawlen(L, 2);
+  const char **paths = x->p[2] = calloc(n ? n : 1, sizeof *paths);
+  if (!paths) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    paths[i] = tide_l_check_cname(L, -1, "scan_files: path", TIDE_L_PATH); /* kept alive by the table */
+    lua_pop(L, 1);
+  }
+  const char *rb = getenv("TIDE_SCAN_RANGE_BYTES");
+  int64_t range = rb && *rb ? strtoll(rb, NULL, 10) : 0;
+  tide_err_t err = {0, ""};
+  int rc = tide_scan_files(a, paths, n, s, &o, &in, range, tide_l_pool(L), &err);
+  tide_l_scratch_free(x);
+  if (rc < 0 || rc == TIDE_ETOOBIG) return tide_l_fail(L, rc, NULL, err.msg);
+  lua_pushboolean(L, rc == 0);
   return 1;
 }
 
@@ -1081,6 +1137,7 @@ static int agg_remove(lua_State *L) {
 int tide_l_agg_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"push", agg_push},
                                      {"set_static", agg_set_static},
+                                     {"scan_files", agg_scan_files},
                                      {"result", agg_result},
                                      {"groups", agg_groups},
                                      {"bytes", agg_bytes},

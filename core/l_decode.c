@@ -59,6 +59,12 @@ static void check_decode_opts(lua_State *L, int idx, tide_decode_opts_t *o) {
   lua_pop(L, 4);
 }
 
+void tide_l_check_decode(lua_State *L, int fmt, int opts, tide_decode_opts_t *o) {
+  *o = (tide_decode_opts_t){TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
+  o->format = (tide_format_t)luaL_checkoption(L, fmt, NULL, formats);
+  check_decode_opts(L, opts, o);
+}
+
 static int l_decode(lua_State *L) {
   tide_decode_opts_t o = {TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
   o.format = (tide_format_t)luaL_checkoption(L, 1, NULL, formats);

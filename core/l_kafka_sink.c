@@ -288,12 +288,29 @@ static int l_produce_changes(lua_State *L) {
   return 1;
 }
 
+/* ks:prepare({topic, ...}): the client learns these topics' partitions
+ * and leaders now, not at their first message (tide_ksink_prepare; added
+ * for the scale-out runtime's changelog, repartition and output topics). */
+static int l_prepare(lua_State *L) {
+  tide_ksink_t *s = check(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t n = lua_rawlen(L, 2);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i);
+    const char *topic = tide_l_check_cname(L, -1, "topic name", 0);
+    tide_ksink_prepare(s, &topic, 1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 int tide_l_kafka_sink_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"recover", l_recover}, {"committed", l_committed}, {"begin", l_begin},
                                      {"produce", l_produce}, {"commit", l_commit},       {"abort", l_abort},
                                      {"stats", l_stats},     {"close", l_close},         {"init", l_init},
                                      {"produce_raw", l_produce_raw}, {"commit_offsets", l_commit_offsets},
-                                     {"produce_changes", l_produce_changes}, {NULL, NULL}};
+                                     {"produce_changes", l_produce_changes}, {"prepare", l_prepare},
+                                     {NULL, NULL}};
   tide_l_class(L, KSINK_MT, methods, l_close, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "kafka_sink");

@@ -131,6 +131,12 @@ tide_col_t *tide_l_scratch_cols(lua_State *L, tide_l_scratch_t *x, uint32_t n);
 /* ----------------------------------------------------- shared userdata --- */
 
 /* The schema of the tide.Schema at idx (raises when it is not one). */
+/* The format (a string at fmt: json, csv or text) and decoding options
+ * (the table at opts: bad, sep, ignore_unknown, multi_line) of
+ * core.file_read into *o. Raises on a bad one. */
+struct tide_decode_opts;
+void tide_l_check_decode(lua_State *L, int fmt, int opts, struct tide_decode_opts *o);
+
 tide_schema_t *tide_l_check_schema(lua_State *L, int idx);
 
 /* The state's worker pool (l_pool.c), made on first use with TIDE_WORKERS

@@ -445,6 +445,46 @@ describe("the Kafka source", function()
       assert.same({ 1, 2, 3, 4 }, sorted_ids(rows3))
       all:stop()
     end)
+    it("ends a batch at a transaction's marker without waiting for the next fetch, and reads it again whole", function()
+      -- the marker is never handed out: the range ends by the client's
+      -- position. Were it to wait for the partition's end instead, the
+      -- broker would hold that fetch for fetch.wait.max.ms (20 s here),
+      -- past the poll timeout (10 s): the batch would fail.
+      local t = topic_name()
+      b:create_topic(t, 1)
+      local p = b:client("tx-" .. t)
+      finally(function() p:stop() end)
+      p:init()
+      p:begin()
+      p:produce(t, 0, "k", '{"id":1}')
+      p:produce(t, 0, "k", '{"id":2}')
+      p:commit()
+      local function reader(settings)
+        local src = new_source { bootstrap = b.bootstrap, subscribe = t, starting_offsets = "earliest",
+          format = "json", schema = "id int", poll_timeout = 10000, kafka = settings }
+        finally(function() src:stop() end)
+        return function(from, to, id)
+          return sorted_ids(rows_of(src:get_batch({ [t] = { ["0"] = from } }, { [t] = { ["0"] = to } }, id)))
+        end
+      end
+      local read = reader { ["fetch.wait.max.ms"] = 20000 }
+      local _, hi = b:offsets(t, 0)
+      assert.equal(3, hi) -- two rows and the commit marker
+      assert.same({ 1, 2 }, read(0, 3, 0))
+      p:begin()
+      p:produce(t, 0, "k", '{"id":3}')
+      p:commit()
+      assert.same({ 3 }, read(3, 5, 1))
+      -- read again from the start (a batch run again after a failure):
+      -- the client's position from before must not end a range early.
+      -- (A new reader: a reader that goes back waits for its fetch in
+      -- flight, which the broker holds up to fetch.wait.max.ms.)
+      local again = reader(nil)
+      assert.same({ 1, 2, 3 }, again(0, 5, 0))
+      assert.same({ 1, 2 }, again(0, 3, 1))
+      assert.same({ 3 }, again(3, 5, 2))
+      assert.same({ 1, 2, 3 }, again(0, 5, 3))
+    end)
   end)
 
   describe("values", function()

@@ -397,4 +397,107 @@ describe("workers", function()
     assert.are.equal("", one[17])
     assert.are.same(one, run(4))
   end)
+
+  -- The static aggregation of a file alone reads in one stage (core/scan.h):
+  -- each worker reads, decodes and aggregates whole ranges, cut
+  -- independently after line ends. TIDE_SCAN_RANGE_BYTES makes the ranges
+  -- small, so that the cases below fall on range boundaries: each runs in
+  -- a child process with workers 1, 2 and 3, and its rows (in order) or
+  -- its error must be one worker's.
+  describe("one-stage static aggregation", function()
+    local script
+    local function query(path, range, workers, bad, global)
+      if not script then
+        script = tmpname() .. ".lua"
+        write_file(script, [[
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = (os.getenv("TIDE_CPATH") or "lua/?.so") .. ";" .. package.cpath
+local tide = require "tide"
+local path, workers, bad, global = arg[1], tonumber(arg[2]), arg[3], arg[4] == "1"
+tide.config { workers = workers }
+local f = tide.read("file", { path = path, format = "json", schema = "]] .. SCHEMA .. [[", bad_records = bad })
+  :where("signal >= 15")
+local ok, rows = pcall(function()
+  if global then return f:group_by():agg { "count(*) AS n", "sum(signal) AS s", "avg(signal) AS a" }:collect() end
+  return f:group_by(tide.window("ts", "10 seconds"), "device")
+    :agg { "count(*) AS n", "sum(signal) AS s", "avg(signal) AS a", "min(ts) AS lo", "max(signal) AS hi" }:collect()
+end)
+if not ok then print("ERROR " .. tostring(rows)) os.exit(0) end
+for _, r in ipairs(rows) do
+  print(string.format("%s %s %s %s %s %s", tostring(r.window_start), tostring(r.device), r.n, tostring(r.s),
+    tostring(r.a), tostring(r.lo)))
+end
+]])
+      end
+      local p = io.popen(string.format("TIDE_SCAN_RANGE_BYTES=%d lua5.4 '%s' '%s' %d %s %s 2>&1", range, script,
+        path, workers, bad or "fail", global and "1" or "0"))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    local function same_for_workers(path, range, bad, global)
+      local one = query(path, range, 1, bad, global)
+      assert.are.equal(one, query(path, range, 2, bad, global))
+      assert.are.equal(one, query(path, range, 3, bad, global))
+      return one
+    end
+
+    it("gives one worker's rows in one worker's order, ranges of any size", function()
+      local path = base .. "/scan-ok.jsonl"
+      write_file(path, events(0, 3000))
+      local want = same_for_workers(path, 1 << 20) -- the file is smaller than one range
+      local _, rows = want:gsub("\n", "")
+      assert.is_true(rows > 1000)
+      for _, range in ipairs { 1, 100, 4096, 10000 } do assert.are.equal(want, same_for_workers(path, range)) end
+      -- and ranges past a line longer than one range
+      assert.are.equal(query(path, 4096, 1), same_for_workers(path, 17))
+    end)
+
+    it("cuts ranges exactly on line ends", function()
+      -- lines of exactly 96 bytes: every range of 96 * k bytes starts on a line start
+      local lines = {}
+      for i = 0, 1999 do
+        local l = string.format('{"ts": %d, "device": "dev-%03d", "signal": %d, "kind": "', 1700000000000 + i * 37,
+          i * 31 % 50, i * 13 % 41)
+        lines[#lines + 1] = l .. string.rep("x", 95 - #l - 2) .. '"}'
+      end
+      local path = base .. "/scan-exact.jsonl"
+      write_file(path, table.concat(lines, "\n") .. "\n")
+      assert.are.equal(96 * 2000, #table.concat(lines, "\n") + 1)
+      local want = same_for_workers(path, 96 * 7)
+      assert.are.equal(want, same_for_workers(path, 96))
+      assert.are.equal(want, same_for_workers(path, 95))
+      assert.are.equal(want, same_for_workers(path, 97))
+      assert.are.equal(want, same_for_workers(path, 1 << 20))
+    end)
+
+    it("reports the first bad line in file order, with its line number, or drops the bad lines", function()
+      local path = base .. "/scan-bad.jsonl"
+      -- bad lines at 1,500 (in a middle range) and 2,600
+      write_file(path, events(0, 1499) .. '{"ts": oops}\n' .. events(1500, 1099) .. '{"ts": 1}\n' .. events(2600, 400))
+      local err = same_for_workers(path, 4096)
+      assert.matches("^ERROR .*scan%-bad%.jsonl: line 1500: invalid JSON", err)
+      assert.are.equal(err, same_for_workers(path, 1 << 20))
+      local dropped = same_for_workers(path, 4096, "drop")
+      assert.is_nil(dropped:match("ERROR"))
+      assert.are.equal(dropped, same_for_workers(path, 1 << 20, "drop"))
+    end)
+
+    it("reads an empty file and a file without a final line end", function()
+      local empty = base .. "/scan-empty.jsonl"
+      write_file(empty, "")
+      assert.are.equal("", same_for_workers(empty, 4096))
+      assert.are.equal("nil nil 0 nil nil nil\n", same_for_workers(empty, 4096, nil, true))
+      local path = base .. "/scan-nolf.jsonl"
+      local text = events(0, 2000)
+      write_file(path, text:sub(1, -2))
+      local want = same_for_workers(path, 4096)
+      assert.are.equal(want, same_for_workers(path, 1 << 20))
+      write_file(path, text)
+      assert.are.equal(want, same_for_workers(path, 4096)) -- the same rows as with the final LF
+      -- a last record left unfinished fails as with one worker
+      write_file(path, text .. '{"ts": 17000')
+      assert.matches("^ERROR .*line 2001", same_for_workers(path, 4096))
+    end)
+  end)
 end)

@@ -12,6 +12,7 @@
 -- processes; the read_committed output of each must be the same rows, each
 -- exactly once.
 
+local core = require "tide.core"
 local support = require "support"
 local kafka_broker = require "kafka_broker"
 local so = require "scaleout_support"
@@ -217,8 +218,24 @@ describe("scale-out: an application of several tide run processes", function()
       ps.p2 = run("p2", "app2", "state-2")
       so.wait_for("the second process to read everything", function() return caught_up({ ps.p2 }, 1600) end, 90,
         tell)
+      local ids = so.tasks_of(ps.p2)
       for _, t in ipairs(so.tasks(ps.p2)) do assert.equal("changelog", t.restored_from, t.id) end
       stop(ps.p2)
+      -- each task ran 25 or more cycles here: its cache keeps only its last
+      -- entries (purged every 10 cycles), its last commit is still there
+      assert.equal(PARTS, #ids)
+      for _, id in ipairs(ids) do
+        local ck = assert(core.checkpoint(dir .. "/state-2/app2/" .. id, { read_only = true }))
+        local last_offsets, last = ck:latest()
+        assert.is_true(last >= 20, id .. " ran " .. tostring(last) .. " cycles")
+        assert.equal(last, last_offsets)
+        assert.is_nil(ck:offsets(1), id)
+        assert.is_nil(ck:commit_entry(1), id)
+        local purged = last - last % 10 -- the last purge kept entries purged - 9 .. purged
+        assert.is_nil(ck:commit_entry(purged - 10), id)
+        assert.is_string(ck:commit_entry(purged - 9), id)
+        ck:close()
+      end
       -- the next one on the same state directory: its local state is current
       produce_end(b, "app2-in")
       ps.p3 = run("p3", "app2", "state-2")
@@ -257,6 +274,10 @@ describe("scale-out: an application of several tide run processes", function()
       -- z wakes up and finishes its cycle: the group no longer knows it, so
       -- its transaction is refused and aborted, and it stops with the reason
       os.execute("kill -CONT " .. ps.z.pid)
+      so.wait_for("the zombie to exit", function()
+        local st = so.state_of(ps.z)
+        return st == nil or st == "Z"
+      end, 60, tell)
       assert.equal(1, so.wait(ps.z))
       -- one line: tide: query app3 (<source> -> <sink>) failed: application app3: this process was fenced
       -- (<the broker's refusal>): another process owns its tasks now

@@ -247,6 +247,13 @@ function OPS.watermark(node)
   }
 end
 
+-- 1 when child op (an aggregation's input) is a file source whose reading
+-- a static aggregation with push parameters q can take over in one stage
+-- (agg:scan_files): a `where` fused in, not a Lua filter.
+local function scan_source(child, q)
+  return child and child.node.scan ~= nil and (q.filter == nil or type(q.filter) == "userdata")
+end
+
 -- A hash aggregation (frame.lua's Grouped:agg describes it; fuse is the
 -- planner's filter fusion, or nil).
 function OPS.aggregate(node, fuse)
@@ -322,7 +329,17 @@ function OPS.aggregate(node, fuse)
       local st, first = op.new_state(), 0
       -- only the final rows are wanted: the fold of each parallel push runs
       -- on every worker, one part of the keys each (agg.h, tide_agg_set_static)
-      st.agg:set_static()
+      -- With workers, a file source read by nothing else is read, decoded,
+      -- filtered and aggregated in one stage, each worker taking whole
+      -- ranges (core/scan.h); false: it did nothing, the input runs as below
+      -- (which also reports a bad line: the first one, as one thread does)
+      if st.agg:set_static() and scan_source(self.children[1], q) then
+        local sc = self.children[1].node.scan
+        local ok, err = st.agg:scan_files(sc.files(), sc.format, sc.schema, sc.opts, q.keys, q.args, q.window,
+          q.filter)
+        if ok == nil then run_fail(q.what, err) end
+        if ok then return one_row(st.result()) end
+      end
       for b in input do
         push(q, st, b, first)
         first = first + b:nrows()

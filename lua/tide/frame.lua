@@ -538,6 +538,12 @@ function M.read(kind, opts)
       local now = list_files(o.path) or files
       return util.chain(function(i) return now[i] and file_batches(now[i], fmt, s, o) end)
     end, true)
+  if not o.header and not o.multi_line then
+    -- what a static aggregation of this source alone needs to read it in
+    -- one stage (tide.exec, core/scan.h): the same files, format and options
+    node.scan = { format = fmt, schema = s, files = function() return list_files(o.path) or files end,
+      opts = { bad = o.bad_records or "fail", sep = o.sep, ignore_unknown = o.unknown_fields == "ignore" } }
+  end
   return new_frame(node)
 end
 

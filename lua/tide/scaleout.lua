@@ -79,6 +79,8 @@ local POLL_MS = 100       -- idle: how often the group and the input are looked 
 local KEEP_PROGRESS = 100 -- reports kept for recent_progress
 local META_KEY = "tide:task" -- the task's watermark record in its first changelog (state keys are 8 bytes)
 local RESET_LIMIT = 5     -- failed transactions in a row before the query stops
+local CACHE_KEEP = 10       -- entries kept in a task's local cache (its last is read at open)
+local CACHE_PURGE_EVERY = 10 -- cycles between purges of a task's cache
 -- A repartition message packs the rows of one cycle for one partition up to
 -- this many bytes (binary, before base64; under librdkafka's 1 MB
 -- message.max.bytes): the producer, the broker and the consumer then pay
@@ -673,6 +675,9 @@ function App:_cycle()
     meta.next = next_offsets(t)
     t.ck:write_offsets(t.n, json(meta))
     t.ck:commit(t.n, json(meta), w.changes)
+    -- only the last entry is ever read (App:_open_task): keep a few, so a
+    -- long-running task's cache does not grow by two entries a cycle
+    if t.n % CACHE_PURGE_EVERY == 0 then t.ck:purge(t.n - CACHE_KEEP + 1) end
     for _, cs in pairs(w.changes) do cs:free() end
     for j in ipairs(t.sub.stateful) do t.states[j].clear_changes() end
   end
@@ -1020,9 +1025,19 @@ function M.start(f, sink, opts, what, level, H)
     a._producer = ks
     local oki, imsg = ks:init()
     if not oki then error(format("application %s: %s", app, imsg), 0) end
+    -- every topic the producer writes to: its first message then goes out
+    -- without waiting for the client's topic scan (up to a second, held by
+    -- the commit of the cycle that writes it first)
+    local written = {}
+    if type(so.topic) == "string" then written[1] = so.topic end
     for _, sub in ipairs(a._subs) do
-      if sub.sub.output.kind == "repartition" then sub.writer = topology.writer(sub.sub, ks) end
+      if sub.sub.output.kind == "repartition" then
+        sub.writer = topology.writer(sub.sub, ks)
+        written[#written + 1] = sub.writer.topic
+      end
+      for _, s in ipairs(sub.stateful) do written[#written + 1] = s.changelog end
     end
+    ks:prepare(written)
     local settings = { ["client.id"] = "tide-" .. app }
     for k, v in pairs(a._kafka) do settings[k] = v end
     local topics = {}

@@ -16,12 +16,19 @@
  * runs on every thread, one part of the keys each) give one thread's
  * result after every push, and once folded back into one table (any
  * other update) one thread's groups, sids, records, dirty set and memory.
- * Run under ASan, TSan (make tsan) and helgrind (make helgrind);
+ * The one-stage scan of a file (core/scan.h: workers read, decode and
+ * aggregate whole ranges) gives one thread's result for ranges of any
+ * size, and stays usable afterwards; a bad line or avg past 2^52 makes it
+ * give up with nothing aggregated. Run under ASan, TSan (make tsan) and helgrind (make helgrind);
  * every pool, aggregation and batch is closed at the end.
  */
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "agg.h"
+#include "decode.h"
+#include "scan.h"
 #include "buf.h"
 #include "expr.h"
 #include "pool.h"
@@ -386,6 +393,183 @@ static void test_project_where(void) {
   tide_schema_unref(os);
 }
 
+
+/* n JSON lines of (t, k, v) from line `first` on, as rows() makes them
+ * (NULLs as JSON null), v plus `add`; line `bad` (when not 0) is bad JSON.
+ * Appended to out. */
+static void json_lines(tide_buf_t *out, uint32_t first, uint32_t n, int64_t add, uint32_t bad) {
+  char line[160];
+  for (uint32_t i = first; i < first + n; i++) {
+    int len;
+    if (bad && i == bad) {
+      len = snprintf(line, sizeof line, "{\"t\": oops}\n");
+    } else {
+      char t[32], k[64], v[32];
+      if (i % 97 == 5) snprintf(t, sizeof t, "null");
+      else snprintf(t, sizeof t, "%lld", (long long)(1700000000000 + (int64_t)i * 11 - (int64_t)(i * 7919 % 9000)));
+      if (i % 53 == 7) snprintf(k, sizeof k, "null");
+      else snprintf(k, sizeof k, i % 5 ? "\"k%u\"" : "\"a-rather-long-key-%u\"", i * 31 % 300);
+      if (i % 31 == 3) snprintf(v, sizeof v, "null");
+      else snprintf(v, sizeof v, "%lld", (long long)((int64_t)(i * 13 % 41) - 10 + add));
+      len = snprintf(line, sizeof line, "{\"t\": %s, \"k\": %s, \"v\": %s}\n", t, k, v);
+    }
+    tide_buf_append(out, line, (size_t)len);
+  }
+}
+
+static const tide_agg_spec_t COMMUTES[] = {
+    {TIDE_AGG_COUNT_STAR, 0, "n"}, {TIDE_AGG_COUNT, TIDE_T_INT, "c"}, {TIDE_AGG_SUM, TIDE_T_INT, "s"},
+    {TIDE_AGG_AVG, TIDE_T_INT, "a"}, {TIDE_AGG_MIN, TIDE_T_INT, "lo"}, {TIDE_AGG_MAX, TIDE_T_TIMESTAMP, "hi"}};
+
+typedef struct scan_case {
+  tide_schema_t *in, *ks;
+  tide_expr_t *filter, *k, *v, *t;
+  tide_agg_key_src_t keys[2];
+  const tide_expr_t *args[6];
+  tide_window_t w;
+  tide_agg_input_t tmpl;
+  tide_decode_opts_t o;
+} scan_case_t;
+
+static void scan_case_open(scan_case_t *c) {
+  memset(c, 0, sizeof *c);
+  c->in = schema("t timestamp?, k string?, v int?");
+  c->ks = schema("window_start timestamp, k string?");
+  c->filter = compile("v IS NULL OR v % 5 != 0", c->in);
+  c->k = compile("k", c->in);
+  c->v = compile("v", c->in);
+  c->t = compile("t", c->in);
+  c->keys[0] = (tide_agg_key_src_t){TIDE_AGG_KEY_WINDOW_START, NULL};
+  c->keys[1] = (tide_agg_key_src_t){TIDE_AGG_KEY_EXPR, c->k};
+  c->args[1] = c->args[2] = c->args[3] = c->args[4] = c->v;
+  c->args[5] = c->t;
+  c->w = (tide_window_t){10000, 10000, 0};
+  c->tmpl.keys = c->keys;
+  c->tmpl.args = c->args;
+  c->tmpl.window = &c->w;
+  c->tmpl.window_col = 0;
+  c->tmpl.filter = c->filter;
+  c->tmpl.late_col = c->tmpl.time_col = -1;
+  c->o = (tide_decode_opts_t){TIDE_FMT_JSON, TIDE_BAD_FAIL, ',', 0, 0};
+}
+
+static void scan_case_close(scan_case_t *c) {
+  tide_expr_free(c->filter);
+  tide_expr_free(c->k);
+  tide_expr_free(c->v);
+  tide_expr_free(c->t);
+  tide_schema_unref(c->in);
+  tide_schema_unref(c->ks);
+}
+
+/* Push text (whole lines) into a on this thread. */
+static void push_text(scan_case_t *c, tide_agg_t *a, const tide_buf_t *text, tide_pool_t *pool) {
+  tide_batch_t *b = NULL;
+  tide_decode_result_t res;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_decode_par(NULL, 1, c->in, &c->o, text->data, text->len, 1, 1, &b, &res, &err), 0);
+  free((void *)res.dead);
+  tide_agg_input_t in = c->tmpl;
+  in.batch = b;
+  in.pool = pool;
+  tide_agg_output_t out;
+  T_EQ_INT(tide_agg_push(a, &in, &out, &err), 0);
+  tide_batch_free(out.lost);
+  tide_batch_free(out.created);
+  tide_batch_free(b);
+}
+
+static tide_agg_t *new_agg(scan_case_t *c) {
+  tide_agg_t *a = NULL;
+  tide_err_t err = {0, ""};
+  T_EQ_INT(tide_agg_new(c->ks, COMMUTES, 6, &a, &err), 0);
+  return a;
+}
+
+static char *write_tmp(const tide_buf_t *text) {
+  char *path = strdup("/tmp/tide-test-scan-XXXXXX");
+  int fd = mkstemp(path);
+  T_CHECK(fd >= 0);
+  T_CHECK(write(fd, text->data, text->len) == (ssize_t)text->len);
+  close(fd);
+  return path;
+}
+
+static void test_scan(void) {
+  scan_case_t c;
+  scan_case_open(&c);
+  tide_buf_t text = TIDE_BUF_INIT, more = TIDE_BUF_INIT, bad = TIDE_BUF_INIT, big = TIDE_BUF_INIT;
+  json_lines(&text, 0, 20000, 0, 0);
+  json_lines(&more, 20000, 3000, 0, 0);
+  json_lines(&bad, 0, 20000, 0, 12345);
+  json_lines(&big, 0, 2000, (int64_t)1 << 50, 0);
+  char *path = write_tmp(&text), *bad_path = write_tmp(&bad), *big_path = write_tmp(&big);
+  /* two files: the same file twice, read in order */
+  const char *paths[] = {path, path}, *bads[] = {bad_path}, *bigs[] = {big_path};
+  tide_err_t err = {0, ""};
+  tide_agg_t *ref = new_agg(&c);
+  push_text(&c, ref, &text, NULL);
+  push_text(&c, ref, &text, NULL);
+  tide_batch_t *want = NULL, *got = NULL;
+  T_EQ_INT(tide_agg_result(ref, &want, &err), 0);
+  T_CHECK(want && want->nrows > 1000);
+  tide_pool_t *ps[] = {NULL, pools[0], pools[1]};
+  const int64_t ranges[] = {1, 333, 4096, 1 << 20};
+  for (uint32_t p = 0; p < 3; p++) {
+    for (uint32_t r = 0; r < 4; r++) {
+      tide_agg_t *a = new_agg(&c);
+      T_EQ_INT(tide_agg_set_static(a, 3, &err), 1);
+      T_EQ_INT(tide_scan_files(a, paths, 2, c.in, &c.o, &c.tmpl, ranges[r], ps[p], &err), 0);
+      T_EQ_INT(tide_agg_groups(a), want->nrows);
+      T_EQ_INT(tide_agg_result(a, &got, &err), 0);
+      T_CHECK(batch_eq(want, got));
+      tide_batch_free(got);
+      got = NULL;
+      if (r == 1) { /* usable afterwards: one more push gives one thread's rows */
+        tide_agg_t *ref2 = new_agg(&c);
+        tide_batch_t *want2 = NULL;
+        push_text(&c, ref2, &text, NULL);
+        push_text(&c, ref2, &text, NULL);
+        push_text(&c, ref2, &more, NULL);
+        push_text(&c, a, &more, ps[p]);
+        T_EQ_INT(tide_agg_result(ref2, &want2, &err), 0);
+        T_EQ_INT(tide_agg_result(a, &got, &err), 0);
+        T_CHECK(batch_eq(want2, got));
+        tide_batch_free(want2);
+        tide_batch_free(got);
+        got = NULL;
+        tide_agg_free(ref2);
+      }
+      tide_agg_free(a);
+    }
+    /* a bad line in a middle range, avg past 2^52: nothing done, nothing aggregated */
+    tide_agg_t *a = new_agg(&c);
+    T_EQ_INT(tide_agg_set_static(a, 2, &err), 1);
+    T_EQ_INT(tide_scan_files(a, bads, 1, c.in, &c.o, &c.tmpl, 4096, ps[p], &err), 1);
+    T_EQ_INT(tide_agg_groups(a), 0);
+    T_EQ_INT(tide_scan_files(a, bigs, 1, c.in, &c.o, &c.tmpl, 4096, ps[p], &err), 1);
+    T_EQ_INT(tide_agg_groups(a), 0);
+    tide_agg_free(a);
+  }
+  /* not a static aggregation, or an aggregate whose fold needs the order: not taken */
+  tide_agg_t *plain = new_agg(&c);
+  T_EQ_INT(tide_scan_files(plain, paths, 1, c.in, &c.o, &c.tmpl, 4096, pools[0], &err), 1);
+  tide_agg_free(plain);
+  tide_batch_free(want);
+  tide_agg_free(ref);
+  unlink(path);
+  unlink(bad_path);
+  unlink(big_path);
+  free(path);
+  free(bad_path);
+  free(big_path);
+  tide_buf_free(&text);
+  tide_buf_free(&more);
+  tide_buf_free(&bad);
+  tide_buf_free(&big);
+  scan_case_close(&c);
+}
+
 int main(void) {
   T_EQ_INT(tide_pool_open(2, &pools[0]), 0);
   T_EQ_INT(tide_pool_open(3, &pools[1]), 0);
@@ -396,6 +580,7 @@ int main(void) {
   T_RUN(test_static);
   T_RUN(test_error_is_one_threads);
   T_RUN(test_project_where);
+  T_RUN(test_scan);
   tide_pool_close(pools[0]);
   tide_pool_close(pools[1]);
   T_DONE();
