@@ -407,7 +407,9 @@ describe("the Kafka source", function()
   end)
 
   describe("isolation", function()
-    it("is read_committed: aborted rows are never read, an open transaction holds the batch's end back", function()
+    -- A new topic of one partition, and a transactional producer to it
+    -- with the row {"id":1} in its open transaction (stopped after the test).
+    local function one_committed()
       local t = topic_name()
       b:create_topic(t, 1)
       local p = b:client("tx-" .. t)
@@ -415,6 +417,11 @@ describe("the Kafka source", function()
       p:init()
       p:begin()
       p:produce(t, 0, "k", '{"id":1}')
+      return t, p
+    end
+
+    it("is read_committed: aborted rows are never read, an open transaction holds the batch's end back", function()
+      local t, p = one_committed()
       p:commit()
       p:begin()
       p:produce(t, 0, "k", '{"id":2}')
@@ -450,13 +457,7 @@ describe("the Kafka source", function()
       -- position. Were it to wait for the partition's end instead, the
       -- broker would hold that fetch for fetch.wait.max.ms (20 s here),
       -- past the poll timeout (10 s): the batch would fail.
-      local t = topic_name()
-      b:create_topic(t, 1)
-      local p = b:client("tx-" .. t)
-      finally(function() p:stop() end)
-      p:init()
-      p:begin()
-      p:produce(t, 0, "k", '{"id":1}')
+      local t, p = one_committed()
       p:produce(t, 0, "k", '{"id":2}')
       p:commit()
       local function reader(settings)
