@@ -589,6 +589,19 @@ static int batches_args(lua_State *L, l_topic_t *t, const char *fn, writer_arg_t
   return 0;
 }
 
+/* The n batches of the array at index 2 (checked by batches_args), in an
+ * array owned by a userdata pushed on the stack: borrowed from their
+ * tide.Batch userdata, or with `take` taken from them (tide_l_take_batch). */
+static tide_batch_t **batch_array(lua_State *L, size_t n, int take) {
+  tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    bs[i] = take ? tide_l_take_batch(L, -1) : tide_l_check_batch(L, -1);
+    lua_pop(L, 1);
+  }
+  return bs;
+}
+
 /* topic:append_batches(batches [, key [, writer, seq]]) -> first, last, ranges | nil, "skipped" | nil, msg, ENAME
  * batches: an array of tide.Batch of any schema, converted to the topic's
  * by field name (tide_append_batch). Every batch is checked (raising on a
@@ -603,12 +616,7 @@ static int l_topic_append_batches(lua_State *L) {
   tide_err_t err = {0};
   int rc = batches_args(L, t, "append_batches", &w, &info, &key, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  const tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    bs[i] = tide_l_check_batch(L, -1);
-    lua_pop(L, 1);
-  }
+  tide_batch_t **bs = batch_array(L, n, 0);
   uint32_t nparts = info->partitions, nr = 0;
   tide_range_t *ranges = lua_newuserdatauv(L, sizeof *ranges * nparts, 0);
   tide_append_t *a;
@@ -641,12 +649,7 @@ static int l_topic_append_start(lua_State *L) {
   tide_err_t err = {0};
   int rc = batches_args(L, t, "append_start", &w, &info, &key, &n, &err);
   if (rc) return tide_l_fail(L, rc, NULL, err.msg);
-  tide_batch_t **bs = lua_newuserdatauv(L, (n ? n : 1) * sizeof *bs, 0);
-  for (size_t i = 0; i < n; i++) { /* no raise from here on: every entry is an open batch */
-    lua_rawgeti(L, 2, (lua_Integer)i + 1);
-    bs[i] = tide_l_take_batch(L, -1);
-    lua_pop(L, 1);
-  }
+  tide_batch_t **bs = batch_array(L, n, 1); /* no raise past the checks: every entry is an open batch */
   if ((rc = tide_append_start(t->t, bs, n, key, w.id, w.len, w.seq, &err))) return tide_l_fail(L, rc, NULL, err.msg);
   lua_getiuservalue(L, 1, 1); /* the store: what ck:commit_open(text, next, store) waits for */
   return 1;
