@@ -301,7 +301,7 @@ bench-kafka: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER)
 # --application-id` processes, 1 and 2 of one application, and one plain
 # query, against the shared baseline (issue 15, bench/scaleout.lua); the
 # scaling ratio of 2 processes to 1. See bench/RESULTS.md.
-bench-scaleout: all $(KAFKA_BROKER) $(KAFKA_TXCLIENT)
+bench-scaleout: all $(BUILD)/bench/kafka_consume $(KAFKA_BROKER) $(KAFKA_TXCLIENT)
 	$(LUA) bench/scaleout.lua $(BENCH_SCALEOUT_ARGS)
 
 demo: deps all

@@ -9,9 +9,13 @@
  * (rd_kafka_consume_batch_queue, as tide's reader does) until N messages
  * have come, touching each payload (a byte sum, so nothing is optimised
  * away). Prints `messages= bytes= checksum= seconds= cpu_seconds=
- * messages_per_s=` on one line; the clock runs from the assign to the last
- * message, cpu_seconds is the process's (all its threads). Exit 1 on a
- * broker error or when fewer than N messages came within 120 s.
+ * messages_per_s= last_unix_ms=` on one line; the clock runs from the
+ * assign to the last message, cpu_seconds is the process's (all its
+ * threads), last_unix_ms is the time of day (ms since the epoch) when the
+ * last message came (bench/scaleout.lua follows an output topic with it:
+ * when its last row arrived, on the clock of the progress reports'
+ * timestamps). Exit 1 on a broker error or when no message came for 120 s
+ * before the N-th.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdint.h>
@@ -20,6 +24,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+static double unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -74,7 +84,7 @@ int main(int argc, char **argv) {
   long long got = 0, bytes = 0;
   uint64_t sum = 0;
   rd_kafka_message_t *msgs[1024];
-  double last = t0;
+  double last = t0, last_unix = unix_ms();
   int rc = 0;
   while (got < want) {
     ssize_t n = rd_kafka_consume_batch_queue(q, 100, msgs, 1024);
@@ -93,7 +103,10 @@ int main(int argc, char **argv) {
       }
       rd_kafka_message_destroy(m);
     }
-    if (n > 0) last = now_s();
+    if (n > 0) {
+      last = now_s();
+      last_unix = unix_ms();
+    }
     if (rc || now_s() - last > 120) break;
   }
   double secs = last - t0;
@@ -103,8 +116,8 @@ int main(int argc, char **argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-  printf("messages=%lld bytes=%lld checksum=%llu seconds=%.3f cpu_seconds=%.3f messages_per_s=%.0f\n", got, bytes,
-         (unsigned long long)sum, secs, cpu, secs > 0 ? got / secs : 0.0);
+  printf("messages=%lld bytes=%lld checksum=%llu seconds=%.3f cpu_seconds=%.3f messages_per_s=%.0f last_unix_ms=%.0f\n",
+         got, bytes, (unsigned long long)sum, secs, cpu, secs > 0 ? got / secs : 0.0, last_unix);
   if (got < want) {
     fprintf(stderr, "kafka_consume: %lld messages of %lld\n", got, want);
     return 1;

@@ -5,9 +5,10 @@
 --    lua5.4 bench/scaleout.lua [--rounds R] [--events N] [--partitions P] [--workers W] [--timeout S]
 --                              [--plan repartition|keyed]
 --
--- The N events of ../shared/bench's generator are produced once, untimed,
--- with kcat into topic `events` of P partitions (4 by default) of the
--- project's test broker (spec/kafka_broker.lua, one broker on loopback):
+-- Before each run the N events of ../shared/bench's generator are
+-- produced, untimed, with kcat into topic `events` of P partitions (4 by
+-- default) of a fresh test broker (spec/kafka_broker.lua, one broker on
+-- loopback; why fresh: at produce_input):
 -- with --plan repartition (the default) event i into partition i mod P,
 -- without a key, and the query groups by the column device, so that under
 -- an application id the aggregation repartitions by device through a Kafka
@@ -17,9 +18,7 @@
 -- more event per partition, an hour of event time
 -- later (device "flush"): it moves every task's watermark past the last
 -- window, so that every window of the N events is emitted in append mode
--- (its own window stays open and is never emitted). Topic `events-small`
--- gets the first S = max(N / 100, 20000) events the same way, and its own
--- flush events.
+-- (its own window stays open and is never emitted).
 --
 -- Each round then runs the standard workload (bench/scaleout_job.lua:
 -- where signal >= 15, 5 s watermark, count/sum/avg of signal per device and
@@ -41,14 +40,17 @@
 -- process, so that a process decodes on one thread and the scaling comes
 -- from the processes alone.
 --
--- Timing: a kcat consumer (read_committed) follows the output topic; a run
--- ends when the last expected row is seen. Each configuration runs over
--- `events-small` and then over `events`, from start to end: "total" is the
--- run over `events`; the start-up (processes, group joins, topic creation,
--- the pipeline's first cycles) is in both runs, so "processing" = total -
--- the small run's total, and events/s = (N - S) / processing. The scaling
--- ratio (target >= 1.6x) is app x2 / app x1 events/s in the same round; the
--- ratio of the totals is reported too.
+-- Timing: a plain librdkafka consumer (build/bench/kafka_consume,
+-- read_committed) follows the output topic; a run ends when the last
+-- expected row is seen. "total" runs from the processes' start to then;
+-- "processing" from the start of the first batch (commit cycle) that any
+-- of the run's processes ran, the timestamp of its first progress report
+-- (--log-progress), to then: it leaves out the start-up (processes, group
+-- joins, opening the tasks), which does not depend on N, and keeps all the
+-- rest (a process that got its tasks late, a rebalance, the pipeline's
+-- last cycles). events/s = N / processing. The scaling ratio (target >=
+-- 1.6x) is app x2 / app x1 events/s in the same round; the ratio of the
+-- totals is reported too.
 --
 -- Checked for every run, untimed, after its processes have stopped
 -- (SIGTERM: a clean stop, which must exit 0): the output topic read back
@@ -65,6 +67,8 @@ package.cpath = "lua/?.so;" .. package.cpath
 local RATIO_TARGET = 1.6
 local START_TS = 1700000000000 -- gen_events' default --start
 local JOB = "bench/scaleout_job.lua"
+local CONSUME = "build/bench/kafka_consume"
+local POLL_S = 0.25 -- how often the run's processes and follower are looked at
 
 local format = string.format
 
@@ -81,6 +85,8 @@ local PLAN = opts.plan
 
 B.check_root("bench-scaleout")
 local EVENTS, JSON_BYTES = B.events(N)
+-- the expected output: the baseline's groups and totals over the events
+local EXPECTED = B.baseline(EVENTS, N, false)
 
 local cjson = require "cjson"
 local core = require "tide.core"
@@ -132,21 +138,30 @@ end
 
 local function exit_status(p) return tonumber(B.read_file(p.dir .. "/status") or "") end
 
--- An input topic: the first n events (round robin, or keyed by device),
--- then the flush events. Returns { topic, n, ends = { [p] = end offset },
--- base = the baseline's figures over the same events }.
-local broker = kafka_broker.start(1)
-local admin = broker:client()
--- Kafka's default group.initial.rebalance.delay.ms: processes started
--- together join the application's first generation together
-broker:group_initial_delay(3000)
+-- Every run has a broker of its own, started afresh with the input: the
+-- test broker (librdkafka's mock) keeps every message of every topic in
+-- its memory, and measured (bench/RESULTS.md, 2026-12-07) it and the
+-- processes it served took up to twice the CPU per run once the topics of
+-- a few earlier runs (1.5-4 GB) were held; a Kafka broker keeps them in
+-- files.
+local broker, admin
 
+local function fresh_broker()
+  if admin then pcall(admin.stop, admin) end
+  if broker then broker:stop() end
+  broker = kafka_broker.start(1)
+  admin = broker:client()
+  -- Kafka's default group.initial.rebalance.delay.ms: processes started
+  -- together join the application's first generation together
+  broker:group_initial_delay(3000)
+end
+
+-- A fresh broker with the input topic: the N events (round robin, or keyed
+-- by device), then the flush events. Returns { topic, n, ends = { [p] =
+-- end offset } }.
 local function produce_input(topic, n)
+  fresh_broker()
   local file = EVENTS
-  if n < N then
-    file = format("%s/events-%d.jsonl", TMP, n)
-    sh(format("head -n %d %s > %s", n, quote(EVENTS), quote(file)))
-  end
   broker:create_topic(topic, PARTS)
   io.write(format("producing %d events into topic '%s' (%d partitions) with kcat (not timed) ...\n", n, topic, PARTS))
   io.flush()
@@ -171,9 +186,7 @@ local function produce_input(topic, n)
   end
   if held ~= n + PARTS then B.die(format("topic %s holds %d messages, expected %d", topic, held, n + PARTS)) end
   io.write(format("produced in %.1f s\n", (clock() - t0) / 1000))
-  local input = { topic = topic, n = n, ends = ends, file = file }
-  input.base = B.baseline(file, n, false)
-  return input
+  return { topic = topic, n = n, ends = ends }
 end
 
 -- The output check: one row per (device, window_start), and the baseline's
@@ -209,27 +222,38 @@ end
 -- application id / checkpoint and output topic. Returns its figures, or
 -- nil when it failed (the failure recorded).
 local function run(name, procs, round, input)
-  local base, ends, failed_before = input.base, input.ends, #failures
+  local base, ends, failed_before = EXPECTED, input.ends, #failures
   local id = format("bench-%s-%s-%d", name:gsub("%W", ""), input.topic, round)
   local out_topic = id .. "-out"
   local dir = format("%s/%s", TMP, id)
   broker:create_topic(out_topic, PARTS)
-  -- the output's follower (read_committed, the default; the test broker
-  -- answers its waiting fetches as soon as a transaction commits)
-  local watcher = spawn(dir .. "/watch", { "env -u LD_PRELOAD kcat -C -q -u -b", quote(broker.bootstrap), "-t",
-    quote(out_topic), "-o beginning -f '%s\\n'" })
-  local out_file = dir .. "/watch/log"
+  -- the output's follower (bench/kafka_consume, read_committed; the test
+  -- broker answers its waiting fetches as soon as a transaction commits):
+  -- it exits once the expected rows have come, with the monotonic time of
+  -- the last. It writes nothing per row and the loop below looks at it
+  -- every POLL_S: on a 2-core machine a follower that wrote each row to a
+  -- file (kcat -u) and a loop that forked a `sleep` every 50 ms took a
+  -- fifth of the CPU from the two processes of "app x2"
+  local watcher = spawn(dir .. "/watch", { CONSUME, quote(broker.bootstrap), quote(out_topic),
+    tostring(base.groups) })
   local env = format("TIDE_WORKERS=%d", WORKERS)
   local load0, bcpu0 = loadavg(), cpu_of(broker.pid)
-  local t0 = clock()
+  local t0, t0_unix = clock(), core.time_now()
   local ps = {}
+  local function tide_run(i)
+    return { "bin/tide run --quiet --log-progress", quote(format("%s/p%d/progress", dir, i)) }
+  end
   if procs == 0 then
-    ps[1] = spawn(dir .. "/p1", { "bin/tide run --quiet", JOB, quote(broker.bootstrap), input.topic,
-      quote(out_topic), PLAN, quote(dir .. "/checkpoint") }, env)
+    local w = tide_run(1)
+    for _, x in ipairs { JOB, quote(broker.bootstrap), input.topic, quote(out_topic), PLAN,
+      quote(dir .. "/checkpoint") } do w[#w + 1] = x end
+    ps[1] = spawn(dir .. "/p1", w, env)
   else
     for i = 1, procs do
-      ps[i] = spawn(format("%s/p%d", dir, i), { "bin/tide run --quiet --application-id", quote(id), "--state-dir",
-        quote(format("%s/state%d", dir, i)), JOB, quote(broker.bootstrap), input.topic, quote(out_topic), PLAN }, env)
+      local w = tide_run(i)
+      for _, x in ipairs { "--application-id", quote(id), "--state-dir", quote(format("%s/state%d", dir, i)), JOB,
+        quote(broker.bootstrap), input.topic, quote(out_topic), PLAN } do w[#w + 1] = x end
+      ps[i] = spawn(format("%s/p%d", dir, i), w, env)
     end
   end
   local what = format("round %d %s on %s", round, name, input.topic)
@@ -247,33 +271,26 @@ local function run(name, procs, round, input)
     os.execute("kill -TERM " .. watcher.pid .. " 2>/dev/null")
   end
 
-  -- follow the output: count its lines as they come
-  local t_last, lines, pos = nil, 0, 0
-  local died
+  -- wait for the follower: its exit says the output is complete
+  local t_last, died
   while true do
-    local f = io.open(out_file, "rb")
-    if f then
-      f:seek("set", pos)
-      local chunk = f:read("a") or ""
-      f:close()
-      pos = pos + #chunk
-      local _, nl = chunk:gsub("\n", "")
-      lines = lines + nl
-    end
-    if lines >= base.groups then
-      t_last = clock()
+    local st = exit_status(watcher)
+    if st then
+      local said = B.read_file(watcher.dir .. "/log") or ""
+      t_last = tonumber(said:match("last_unix_ms=(%d+)"))
+      if st ~= 0 or not t_last then died = "the output's follower failed: " .. tail(watcher.dir .. "/log") end
       break
     end
     for i, p in ipairs(ps) do
-      if exit_status(p) then died = format("process %d exited (status %d) before the output was complete (%d of %d " ..
-        "rows): %s", i, exit_status(p), lines, base.groups, tail(p.dir .. "/log")) end
+      if exit_status(p) then died = format("process %d exited (status %d) before the output was complete: %s", i,
+        exit_status(p), tail(p.dir .. "/log")) end
     end
     if died then break end
     if clock() - t0 > TIMEOUT_S * 1000 then
-      died = format("no complete output after %d s (%d of %d rows)", TIMEOUT_S, lines, base.groups)
+      died = format("no complete output after %d s", TIMEOUT_S)
       break
     end
-    sleep(0.05)
+    sleep(POLL_S)
   end
   local cpu = 0
   for _, p in ipairs(ps) do cpu = cpu + cpu_of(p.pid) end
@@ -310,18 +327,27 @@ local function run(name, procs, round, input)
       first = first or l
     end
   end
+  -- the first batch: the earliest first progress report of the processes
+  local first_batch
+  for i, p in ipairs(ps) do
+    local l = (B.read_file(p.dir .. "/progress") or ""):match("^[^\n]+")
+    local okj, rep = pcall(cjson.decode, l or "")
+    local ts = okj and type(rep) == "table" and tonumber(rep.timestamp)
+    if ts then
+      first_batch = math.min(first_batch or ts, ts)
+    elseif procs > 0 or i == 1 then
+      fail(format("%s: process %d logged no progress report", what, i))
+    end
+  end
   if #failures == failed_before then sh("rm -rf " .. quote(dir)) end
-  return { total = (t_last - t0) / 1000, cpu = cpu, broker = bcpu, load = load0 .. " -> " .. load1,
-    warnings = warnings, first_warning = first }
+  if not first_batch then return nil end
+  return { total = (t_last - t0_unix) / 1000, processing = (t_last - first_batch) / 1000, cpu = cpu, broker = bcpu,
+    load = load0 .. " -> " .. load1, warnings = warnings, first_warning = first }
 end
 
 local CONFIGS = { { name = "app x1", procs = 1 }, { name = "app x2", procs = 2 }, { name = "single", procs = 0 } }
 
-local SMALL = math.min(N, math.max(N // 100, 20000))
-
 local ok, err = pcall(function()
-  local full = produce_input("events", N)
-  local small = produce_input("events-small", SMALL)
   local res = { base = {} }
   for _, c in ipairs(CONFIGS) do res[c.name] = {} end
   for round = 1, ROUNDS do
@@ -331,37 +357,26 @@ local ok, err = pcall(function()
     io.flush()
     for i = 0, #CONFIGS - 1 do
       local c = CONFIGS[(round - 1 + i) % #CONFIGS + 1]
-      local rs = run(c.name, c.procs, round, small)
-      local r = rs and run(c.name, c.procs, round, full)
+      local r = run(c.name, c.procs, round, produce_input("events", N))
       if r then
-        r.base, r.round, r.small = base.eps, round, rs.total
-        r.processing = r.total - rs.total
-        r.eps = (N - SMALL) / r.processing
+        r.base, r.round = base.eps, round
+        r.eps = N / r.processing
         local said = ""
-        for _, x in ipairs { rs, r } do
-          if x.warnings > 0 then
-            said = said .. format("; %d line(s) on the processes' stderr (%s run), the first: %s", x.warnings,
-              x == rs and "small" or "full", x.first_warning)
-          end
+        if r.warnings > 0 then
+          said = format("; %d line(s) on the processes' stderr, the first: %s", r.warnings, r.first_warning)
         end
-        if r.processing > 0 then
-          res[c.name][#res[c.name] + 1] = r
-          io.write(format("round %d/%d %-7s: total %.1f s (%.1f s on %d events), processing %.1f s, %.2f M " ..
-            "events/s (%.2fx baseline); cpu %.1f s + broker %.1f s; load %s%s\n", round, ROUNDS, c.name, r.total,
-            rs.total, SMALL, r.processing, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load, said))
-        else
-          -- the start-up of the small run was not the full run's: no figure (both outputs were checked)
-          io.write(format("round %d/%d %-7s: total %.1f s, but %.1f s on %d events: processing not measured, " ..
-            "left out of the medians; load %s%s\n", round, ROUNDS, c.name, r.total, rs.total, SMALL, r.load, said))
-        end
+        res[c.name][#res[c.name] + 1] = r
+        io.write(format("round %d/%d %-7s: total %.1f s (start-up %.1f s), processing %.1f s, %.2f M events/s " ..
+          "(%.2fx baseline); cpu %.1f s + broker %.1f s; load %s%s\n", round, ROUNDS, c.name, r.total,
+          r.total - r.processing, r.processing, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load, said))
         io.flush()
       end
     end
   end
 
   print(format("\nScale-out bench: %d events (%.1f MB of JSON) in %d partitions, plan %s, TIDE_WORKERS=%d, " ..
-    "%d rounds (medians, min..max); processing = total - total on %d events\n", N, JSON_BYTES / 1e6, PARTS, PLAN,
-    WORKERS, ROUNDS, SMALL))
+    "%d rounds (medians, min..max); processing = from the first batch's start to the last output row\n", N,
+    JSON_BYTES / 1e6, PARTS, PLAN, WORKERS, ROUNDS))
   local W = { 36, 24, 12, 9, 16 }
   local function line(cells)
     local t = {}
@@ -417,8 +432,8 @@ local ok, err = pcall(function()
   print("  outputs checked (one row per window and device, baseline's totals, avg, committed offsets): " ..
     (#failures == 0 and "all correct" or "NO (below)"))
 end)
-pcall(admin.stop, admin)
-broker:stop()
+if admin then pcall(admin.stop, admin) end
+if broker then broker:stop() end
 if #failures == 0 then sh("rm -rf " .. TMP) end
 if not ok then B.die(tostring(err)) end
 if #failures > 0 then
