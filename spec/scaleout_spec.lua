@@ -287,7 +287,7 @@ describe("scale-out: the consumer group member", function()
     assert.is_nil(parse(a.log).bad)
   end)
 
-  it("gives members started together their partitions in one generation (a follower's sync after the leader's)", function()
+  it("gives members started together their partitions in one generation (a follower syncing late)", function()
     -- Kafka's coordinator answers a follower whose SyncGroup comes after
     -- the leader's (which completed the generation) with its assignment;
     -- librdkafka's mock answered INVALID_REQUEST, the follower rejoined and
