@@ -328,13 +328,15 @@ local function run(name, procs, round, input)
     end
   end
   -- the first batch: the earliest first progress report of the processes
-  local first_batch
+  -- (and the latest: a process that got its tasks late shows as a spread)
+  local first_batch, last_first
   for i, p in ipairs(ps) do
     local l = (B.read_file(p.dir .. "/progress") or ""):match("^[^\n]+")
     local okj, rep = pcall(cjson.decode, l or "")
     local ts = okj and type(rep) == "table" and tonumber(rep.timestamp)
     if ts then
       first_batch = math.min(first_batch or ts, ts)
+      last_first = math.max(last_first or ts, ts)
     elseif procs > 0 or i == 1 then
       fail(format("%s: process %d logged no progress report", what, i))
     end
@@ -342,7 +344,8 @@ local function run(name, procs, round, input)
   if #failures == failed_before then sh("rm -rf " .. quote(dir)) end
   if not first_batch then return nil end
   return { total = (t_last - t0_unix) / 1000, processing = (t_last - first_batch) / 1000, cpu = cpu, broker = bcpu,
-    load = load0 .. " -> " .. load1, warnings = warnings, first_warning = first }
+    spread = (last_first - first_batch) / 1000, load = load0 .. " -> " .. load1, warnings = warnings,
+    first_warning = first }
 end
 
 local CONFIGS = { { name = "app x1", procs = 1 }, { name = "app x2", procs = 2 }, { name = "single", procs = 0 } }
@@ -366,9 +369,10 @@ local ok, err = pcall(function()
           said = format("; %d line(s) on the processes' stderr, the first: %s", r.warnings, r.first_warning)
         end
         res[c.name][#res[c.name] + 1] = r
-        io.write(format("round %d/%d %-7s: total %.1f s (start-up %.1f s), processing %.1f s, %.2f M events/s " ..
+        local spread = c.procs > 1 and format(" (first batches %.1f s apart)", r.spread) or ""
+        io.write(format("round %d/%d %-7s: total %.1f s (start-up %.1f s), processing %.1f s%s, %.2f M events/s " ..
           "(%.2fx baseline); cpu %.1f s + broker %.1f s; load %s%s\n", round, ROUNDS, c.name, r.total,
-          r.total - r.processing, r.processing, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load, said))
+          r.total - r.processing, r.processing, spread, r.eps / 1e6, r.eps / base.eps, r.cpu, r.broker, r.load, said))
         io.flush()
       end
     end
