@@ -229,8 +229,9 @@ local function run(name, procs, round, input)
   broker:create_topic(out_topic, PARTS)
   -- the output's follower (bench/kafka_consume, read_committed; the test
   -- broker answers its waiting fetches as soon as a transaction commits):
-  -- it exits once the expected rows have come, with the monotonic time of
-  -- the last. It writes nothing per row and the loop below looks at it
+  -- it exits once the expected rows have come, printing the time of day
+  -- the last came (last_unix_ms, the clock of the progress reports'
+  -- timestamps). It writes nothing per row and the loop below looks at it
   -- every POLL_S: on a 2-core machine a follower that wrote each row to a
   -- file (kcat -u) and a loop that forked a `sleep` every 50 ms took a
   -- fifth of the CPU from the two processes of "app x2"
