@@ -918,6 +918,19 @@ M.sinks.file = {
         end
       end
     end
+    -- compact files older than the newest, which a crash during compaction
+    -- left (never read: the newest covers them); several crashes in a row
+    -- would otherwise pile them up until the next compaction. The
+    -- directory is fsynced first, so the newest one's rename is durable
+    -- before what it replaces goes.
+    local newest, _, compacts = manifest_files(path .. "/_tide")
+    if #compacts > 1 then
+      fsync(description, path .. "/_tide")
+      for _, c in ipairs(compacts) do
+        if c ~= newest then os.remove(path .. "/_tide/" .. c) end
+      end
+      fsync(description, path .. "/_tide")
+    end
     local self = setmetatable({
       description = description, needs_checkpoint = true, output_modes = { "append" },
       _path = path, _meta = path .. "/_tide", _format = o.format or "json",
