@@ -224,7 +224,8 @@ for _, p in ipairs(PHASES) do
 end
 local cpu_t, cpu_f = median(res.ing_typed, "cpu"), median(res.ing_free, "cpu")
 print(format("ingest CPU seconds (os.clock), median: typed %.3f, schemaless %.3f", cpu_t, cpu_f))
-print(format("read passes per round: typed %d, schemaless %d (each a full read of %d events)",
+-- %g: with an even number of rounds the median is a mean of two counts
+print(format("read passes per round: typed %g, schemaless %g (each a full read of %d events)",
   median(res.read_typed, "passes"), median(res.read_free, "passes"), N))
 print("MB/s: JSON input bytes per second for the baseline and ingest; segment bytes read per second for reads")
 print("wall ms: per run (baseline: its own seconds=; reads: per full read)")
