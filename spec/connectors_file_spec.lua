@@ -975,16 +975,18 @@ end
       local seed = tonumber(os.getenv("TIDE_CRASH_SEED")) or os.time()
       math.randomseed(seed)
       local last, stale = -1, 0
+      local function compact_files()
+        local n = 0
+        for _, name in ipairs(parts(out .. "/_tide")) do if name:match("%.compact$") then n = n + 1 end end
+        return n
+      end
       for _ = 1, 20 do
         run_killed(script, { out }, errf, 30, 300)
-        local before = 0
-        for _, n in ipairs(parts(out .. "/_tide")) do if n:match("%.compact$") then before = before + 1 end end
-        if before > 1 then stale = stale + 1 end
+        if compact_files() > 1 then stale = stale + 1 end
         -- every batch from 0 to the highest is listed once, with its file whole
         local s = sink { path = out }
         -- opening removed the older compact files a kill left
-        local compacts = 0
-        for _, n in ipairs(parts(out .. "/_tide")) do if n:match("%.compact$") then compacts = compacts + 1 end end
+        local compacts = compact_files()
         assert.is_true(compacts <= 1, string.format("%d compact files after opening (seed %d)", compacts, seed))
         local m, top = s:manifest(), -1
         for id in pairs(m) do top = math.max(top, id) end
