@@ -745,6 +745,14 @@ local function manifest_files(meta)
   return newest, newest_id, compacts, deltas
 end
 
+-- Remove directory meta's compact files (names in compacts) other than
+-- keep, the newest, which holds all their entries.
+local function remove_older_compacts(meta, compacts, keep)
+  for _, c in ipairs(compacts) do
+    if c ~= keep then os.remove(meta .. "/" .. c) end
+  end
+end
+
 -- The JSON object that text holds, or nil.
 local function json_object(text)
   local ok, m = pcall(cjson.decode, text)
@@ -816,9 +824,7 @@ function Sink:_compact(below)
   for id, dname in pairs(deltas) do
     if id <= top then os.remove(meta .. "/" .. dname) else left = left + 1 end
   end
-  for _, c in ipairs(compacts) do
-    if c ~= name then os.remove(meta .. "/" .. c) end
-  end
+  remove_older_compacts(meta, compacts, name)
   fsync(what, meta)
   self._pending = left
 end
@@ -907,10 +913,11 @@ M.sinks.file = {
     end
     local description = format("FileSink[%s]", o.path)
     local path = o.path:gsub("(.)/+$", "%1")
-    mkdirs(description, path .. "/_tide")
+    local meta = path .. "/_tide"
+    mkdirs(description, meta)
     -- temporaries of a run that crashed: never visible to readers, and a
     -- re-run batch writes its own
-    for _, d in ipairs { path, path .. "/_tide" } do
+    for _, d in ipairs { path, meta } do
       for name in lfs.dir(d) do
         if name:match("^%.part%-.*%.tmp$") or name:match("^%.%d+%.json%.tmp$") or name:match("^%.%d+%.compact%.tmp$")
         then
@@ -923,17 +930,15 @@ M.sinks.file = {
     -- would otherwise pile them up until the next compaction. The
     -- directory is fsynced first, so the newest one's rename is durable
     -- before what it replaces goes.
-    local newest, _, compacts = manifest_files(path .. "/_tide")
+    local newest, _, compacts = manifest_files(meta)
     if #compacts > 1 then
-      fsync(description, path .. "/_tide")
-      for _, c in ipairs(compacts) do
-        if c ~= newest then os.remove(path .. "/_tide/" .. c) end
-      end
-      fsync(description, path .. "/_tide")
+      fsync(description, meta)
+      remove_older_compacts(meta, compacts, newest)
+      fsync(description, meta)
     end
     local self = setmetatable({
       description = description, needs_checkpoint = true, output_modes = { "append" },
-      _path = path, _meta = path .. "/_tide", _format = o.format or "json",
+      _path = path, _meta = meta, _format = o.format or "json",
       _query_id = ctx and ctx.query_id ~= nil and tostring(ctx.query_id) or nil, _pending = 0,
     }, Sink)
     -- the directory is one query's: refuse another's (see the file header)

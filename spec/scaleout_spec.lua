@@ -298,6 +298,7 @@ describe("scale-out: the consumer group member", function()
     -- initial delay, 3 s: a member that started later than that would
     -- rightly make a second generation
     b:group_initial_delay(3000)
+    finally(function() b:group_initial_delay(0) end)
     for round = 1, 4 do
       local topic, group = "in5-" .. round, "app5-" .. round
       b:create_topic(topic, 8)
@@ -321,7 +322,6 @@ describe("scale-out: the consumer group member", function()
         assert.is_nil(parse(m.log).bad)
       end
     end
-    b:group_initial_delay(0)
   end)
 
   it("refuses bad settings and arguments, naming what is wrong", function()
