@@ -705,7 +705,8 @@ describe("tide (the command line)", function()
       end
       assert.equal(0, (tide({ "--data", data, "produce", "events" }, '{"ts": 5, "device": "x"}\n')))
       for _ = 1, 400 do
-        if slurp(rcfile) then break end
+        -- the shell creates the file before it writes the status: wait for the line
+        if (slurp(rcfile) or ""):find("\n") then break end
         sleep(0.05)
       end
       assert.equal("0\n", slurp(rcfile))
